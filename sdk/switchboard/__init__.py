@@ -1,0 +1,1 @@
+"""Switchboard Python SDK."""

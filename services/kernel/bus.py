@@ -1,0 +1,103 @@
+"""NATS: connection, the SB_EVENTS stream, event publishing and command request/reply."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+import msgspec
+import nats
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js import JetStreamContext
+from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BucketNotFoundError, NotFoundError
+
+from .messages import Command, Event, Reply, decode, encode
+from .subjects import EVENTS_STREAM, EVENTS_SUBJECTS, HEALTH_BUCKET, cmd_subject, evt_subject
+
+__all__ = ["Bus", "BusError", "CommandTimeout", "connect", "decode_event"]
+
+T = TypeVar("T", bound=msgspec.Struct)
+
+# JetStream's duplicate window: a re-sent event with the same id inside it is stored once.
+DEDUPE_WINDOW_S = 120.0
+EVENTS_MAX_AGE_S = 7 * 24 * 3600.0
+
+
+class BusError(RuntimeError):
+    pass
+
+
+class CommandTimeout(BusError):
+    pass
+
+
+class Bus:
+    """One service's NATS connection with typed helpers."""
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+
+    async def ensure_streams(self) -> None:
+        """Create (or update) the SB_EVENTS stream and the health bucket; safe to call from every service."""
+        config = StreamConfig(
+            name=EVENTS_STREAM,
+            subjects=[EVENTS_SUBJECTS],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            max_age=EVENTS_MAX_AGE_S,
+            duplicate_window=DEDUPE_WINDOW_S,
+            discard=DiscardPolicy.OLD,
+        )
+        try:
+            await self.js.stream_info(EVENTS_STREAM)
+            await self.js.update_stream(config)
+        except NotFoundError:
+            await self.js.add_stream(config)
+        try:
+            await self.js.key_value(HEALTH_BUCKET)
+        except BucketNotFoundError:
+            await self.js.create_key_value(KeyValueConfig(bucket=HEALTH_BUCKET, ttl=15.0, history=1))
+
+    async def publish(self, event: Event) -> None:
+        """Persist an event in SB_EVENTS; a retry with the same event id is de-duplicated by JetStream."""
+        subject = evt_subject(event.tenant_id, event.domain, event.name)
+        await self.js.publish(subject, encode(event), headers={"Nats-Msg-Id": str(event.id)})
+
+    async def request(self, command: Command, *, timeout: float = 2.0) -> Reply:
+        subject = cmd_subject(command.tenant_id, command.service, command.name)
+        try:
+            msg = await self.nc.request(subject, encode(command), timeout=timeout)
+        except NoRespondersError as exc:
+            raise BusError(f"no service answers {subject}") from exc
+        except (TimeoutError, NatsTimeout) as exc:
+            raise CommandTimeout(f"{subject} did not answer within {timeout:.1f}s") from exc
+        return decode(msg.data, Reply)
+
+    @staticmethod
+    async def reply(msg: Msg, reply: Reply) -> None:
+        if msg.reply:
+            await msg.respond(encode(reply))
+
+    async def close(self) -> None:
+        if not self.nc.is_closed:
+            await self.nc.drain()
+
+
+async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Bus:
+    nc = await nats.connect(
+        servers=[url],
+        name=name,
+        connect_timeout=connect_timeout,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=0.5,
+        allow_reconnect=True,
+    )
+    return Bus(nc)
+
+
+def decode_event(data: bytes, kind: type[T]) -> T:
+    return decode(data, kind)

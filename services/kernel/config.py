@@ -1,0 +1,76 @@
+"""Typed configuration, read once from the environment (SB_*)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import msgspec
+
+__all__ = ["ConfigError", "Settings", "load_settings"]
+
+
+class ConfigError(ValueError):
+    """A SB_* variable is missing or malformed."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    # PostgreSQL URL the services use: a role that is neither table owner nor superuser (RLS applies).
+    database_url: str = ""
+    # Owner URL, used only to bootstrap roles and apply migrations.
+    database_admin_url: str = ""
+    nats_url: str = "nats://127.0.0.1:4222"
+    data_dir: Path = Path(".switchboard")
+    bind_host: str = "127.0.0.1"
+    http_port: int = 8080
+    sip_port: int = 5060
+    # Secret for short-lived tokens (agents, supervisors, widget callers); the runtime generates one.
+    token_secret: str = ""
+    log_level: str = "info"
+    service_name: str = "switchboard"
+    # Requests per minute per client address at the unauthenticated edges (signup).
+    signup_rate_per_minute: int = 10
+
+
+_ENV: dict[str, tuple[str, type]] = {
+    "database_url": ("SB_DATABASE_URL", str),
+    "database_admin_url": ("SB_DATABASE_ADMIN_URL", str),
+    "nats_url": ("SB_NATS_URL", str),
+    "data_dir": ("SB_DATA_DIR", Path),
+    "bind_host": ("SB_BIND_HOST", str),
+    "http_port": ("SB_HTTP_PORT", int),
+    "sip_port": ("SB_SIP_PORT", int),
+    "token_secret": ("SB_TOKEN_SECRET", str),
+    "log_level": ("SB_LOG_LEVEL", str),
+    "service_name": ("SB_SERVICE_NAME", str),
+    "signup_rate_per_minute": ("SB_SIGNUP_RATE_PER_MINUTE", int),
+}
+
+
+def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Settings:
+    """Build Settings from `env` (default os.environ); keyword overrides win over the environment."""
+    source = os.environ if env is None else env
+    values: dict[str, object] = {}
+    for field, (var, kind) in _ENV.items():
+        raw = source.get(var)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[field] = kind(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{var}={raw!r} is not a valid {kind.__name__}") from exc
+    values.update(overrides)
+    settings = Settings(**values)  # type: ignore[arg-type]
+    for name in ("http_port", "sip_port"):
+        port = getattr(settings, name)
+        if not 0 <= port <= 65535:
+            raise ConfigError(f"{_ENV[name][0]}={port} is outside 0-65535")
+    return settings
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """The SB_* variables that reproduce `settings` in a child process."""
+    out: dict[str, str] = {}
+    for field, (var, _kind) in _ENV.items():
+        out[var] = str(getattr(settings, field))
+    return out

@@ -1,0 +1,84 @@
+"""The common life of a service process: settings, logs, bus, a health heartbeat, clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+
+import msgspec
+
+from .bus import Bus, connect
+from .config import Settings, load_settings
+from .log import configure_logging, get_logger
+from .subjects import HEALTH_BUCKET
+
+__all__ = ["HEARTBEAT_S", "Health", "run_service"]
+
+HEARTBEAT_S = 5.0
+
+
+class Health(msgspec.Struct, kw_only=True):
+    service: str
+    pid: int
+    host: str
+    status: str
+    started_at: float
+    ts: float
+
+
+async def _heartbeat(bus: Bus, service: str, started: float, stop: asyncio.Event) -> None:
+    kv = await bus.js.key_value(HEALTH_BUCKET)
+    key = f"{service}.{socket.gethostname()}.{os.getpid()}".replace("/", "_")
+    while not stop.is_set():
+        beat = Health(
+            service=service,
+            pid=os.getpid(),
+            host=socket.gethostname(),
+            status="ok",
+            started_at=started,
+            ts=time.time(),
+        )
+        try:
+            await kv.put(key, msgspec.json.encode(beat))
+        except Exception as exc:  # the bus reconnects by itself; a missed beat is not fatal
+            get_logger().warning("heartbeat_failed", error=str(exc))
+        try:
+            await asyncio.wait_for(stop.wait(), HEARTBEAT_S)
+        except TimeoutError:
+            pass
+    try:
+        await kv.delete(key)
+    except Exception:
+        pass
+
+
+async def _serve(name: str, body: Callable[[Settings, Bus, asyncio.Event], Awaitable[None]]) -> None:
+    settings = load_settings()
+    configure_logging(name, settings.log_level)
+    log = get_logger()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    bus = await connect(settings.nats_url, name=name)
+    await bus.ensure_streams()
+    started = time.time()
+    log.info("service_started", pid=os.getpid())
+    beat = asyncio.create_task(_heartbeat(bus, name, started, stop))
+    try:
+        await body(settings, bus, stop)
+        await stop.wait()
+    finally:
+        stop.set()
+        await beat
+        await bus.close()
+        log.info("service_stopped")
+
+
+def run_service(name: str, body: Callable[[Settings, Bus, asyncio.Event], Awaitable[None]]) -> None:
+    """Run `body` (which starts the service's work and returns) until SIGTERM/SIGINT."""
+    asyncio.run(_serve(name, body))

@@ -1,0 +1,61 @@
+"""NATS subject scheme (ARCHITECTURE.md): every subject for tenant data carries the tenant id.
+
+sb.<tenant>.evt.<domain>.<event>     facts, persisted in the JetStream stream SB_EVENTS
+sb.<tenant>.cmd.<service>.<command>  commands, request/reply
+sb.sys.>                             platform-level traffic (health, worker registry)
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+__all__ = [
+    "EVENTS_STREAM",
+    "EVENTS_SUBJECTS",
+    "HEALTH_BUCKET",
+    "cmd_subject",
+    "evt_subject",
+    "sys_subject",
+    "tenant_of",
+]
+
+EVENTS_STREAM = "SB_EVENTS"
+EVENTS_SUBJECTS = "sb.*.evt.>"
+HEALTH_BUCKET = "sb_health"
+
+_TOKEN = re.compile(r"^[a-z0-9_\-]+$")
+
+
+def _token(value: str, what: str) -> str:
+    if not _TOKEN.match(value):
+        raise ValueError(f"{what} {value!r} is not a valid subject token")
+    return value
+
+
+def evt_subject(tenant_id: uuid.UUID | str, domain: str, event: str) -> str:
+    return f"sb.{_tenant_token(tenant_id)}.evt.{_token(domain, 'domain')}.{_token(event, 'event')}"
+
+
+def cmd_subject(tenant_id: uuid.UUID | str, service: str, command: str) -> str:
+    return f"sb.{_tenant_token(tenant_id)}.cmd.{_token(service, 'service')}.{_token(command, 'command')}"
+
+
+def sys_subject(*tokens: str) -> str:
+    return ".".join(["sb", "sys", *(_token(t, "token") for t in tokens)])
+
+
+def tenant_of(subject: str) -> uuid.UUID | None:
+    """The tenant a subject belongs to, or None for platform subjects and malformed ones."""
+    parts = subject.split(".")
+    if len(parts) < 3 or parts[0] != "sb" or parts[1] == "sys":
+        return None
+    try:
+        return uuid.UUID(parts[1])
+    except ValueError:
+        return None
+
+
+def _tenant_token(tenant_id: uuid.UUID | str) -> str:
+    # Parsing guarantees the token has no '.', '*' or '>' that could widen a subscription.
+    return str(uuid.UUID(str(tenant_id)))

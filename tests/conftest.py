@@ -1,0 +1,49 @@
+"""Session fixtures: real PostgreSQL and NATS from the embedded wheels, started once per test session."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from services.kernel import db
+from services.runtime.embedded import APP_ROLE, DATABASE, EmbeddedNats, EmbeddedPostgres, Secrets
+
+
+@dataclass(frozen=True)
+class Infra:
+    data_dir: Path
+    app_url: str  # the services' role: RLS applies
+    owner_url: str  # table owner: for fixtures that must see across tenants
+    nats_url: str
+    token_secret: str
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    # Under /tmp (short paths) and owned by us; removed at the end of the session.
+    data_dir = Path(tempfile.mkdtemp(prefix="sbtest-"))
+    secrets_ = Secrets.load_or_create(data_dir)
+    pg = EmbeddedPostgres(data_dir, secrets_)
+    nats = EmbeddedNats(data_dir, secrets_)
+    try:
+        pg.start()
+        nats.start()
+
+        async def prepare() -> None:
+            await db.bootstrap(pg.admin_url, database=DATABASE, app_role=APP_ROLE, app_password=secrets_.pg_app_password)
+            await db.migrate(pg.owner_url, app_role=APP_ROLE)
+
+        asyncio.run(prepare())
+        yield Infra(data_dir, pg.app_url, pg.owner_url, nats.url, secrets_.token_secret)
+    finally:
+        nats.stop()
+        pg.stop()
+        if not os.environ.get("SB_KEEP_TEST_DATA"):
+            shutil.rmtree(data_dir, ignore_errors=True)
