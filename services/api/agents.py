@@ -1,0 +1,236 @@
+"""Agents: people who take contacts, with a site, skills (proficiency 0-10) and languages."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.params import JSONBody
+
+from services.kernel.events import ConfigChanged
+from services.kernel.ids import new_id
+
+from .auth import Principal, admin_only
+from .crud import IdParam, fetch_one, fetch_page, path_id, set_clause
+from .mutations import Outcome, audit, mutate
+from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
+from .problems import READ_ERRORS, WRITE_ERRORS, conflict, not_found, validation
+from .sites import default_site, require_site
+from .validation import check_email, check_languages, check_name, check_skills
+
+__all__ = ["Agent", "AgentController", "SkillMap"]
+
+COLUMNS = "id, name, email, site_id, skills, languages, created_at, updated_at"
+
+# Names and levels are checked by check_skills, which can say which skill is wrong (msgspec cannot).
+SkillMap = Annotated[
+    dict[str, int],
+    msgspec.Meta(max_length=50, description="skill name ([a-z0-9_-]{1,40}) to proficiency 0-10"),
+]
+Languages = Annotated[
+    list[Annotated[str, msgspec.Meta(max_length=35)]],
+    msgspec.Meta(max_length=20, description="BCP 47 tags such as en or zh-HK"),
+]
+
+
+class Agent(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    name: str
+    email: str
+    site_id: uuid.UUID | None
+    skills: dict[str, int]
+    languages: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgentPage(msgspec.Struct):
+    items: list[Agent]
+    next_cursor: str | None
+
+
+class AgentCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(max_length=100)]
+    email: Annotated[str, msgspec.Meta(max_length=254)]
+    site_id: uuid.UUID | None = None
+    skills: SkillMap | None = None
+    languages: Languages | None = None
+
+
+class AgentPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(max_length=100)] | msgspec.UnsetType = msgspec.UNSET
+    email: Annotated[str, msgspec.Meta(max_length=254)] | msgspec.UnsetType = msgspec.UNSET
+    site_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
+    skills: SkillMap | msgspec.UnsetType = msgspec.UNSET
+    languages: Languages | msgspec.UnsetType = msgspec.UNSET
+
+
+def agent_from_row(row: asyncpg.Record) -> Agent:
+    return Agent(
+        id=row["id"],
+        name=row["name"],
+        email=row["email"],
+        site_id=row["site_id"],
+        skills=msgspec.json.decode(row["skills"], type=dict[str, int]),
+        languages=list(row["languages"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _email_taken(email: str) -> Exception:
+    return conflict(f"an agent with the email {email!r} already exists")
+
+
+class AgentController(Controller):
+    path = "/v1/agents"
+    tags = ["agents"]
+
+    @post("/", responses=WRITE_ERRORS, status_code=201, guards=[admin_only], summary="Create an agent")
+    async def create_agent(
+        self, request: Request[Any, Any, Any], data: JSONBody[AgentCreate]
+    ) -> Response[Agent]:
+        name = check_name("name", data.name)
+        email = check_email("email", data.email)
+        skills = check_skills("skills", data.skills or {})
+        languages = check_languages("languages", data.languages or [])
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            if data.site_id is not None:
+                await require_site(conn, "site_id", data.site_id)
+                site_id = data.site_id
+            else:
+                site_id = await default_site(conn)
+            try:
+                async with conn.transaction():
+                    row = await conn.fetchrow(
+                        f"""INSERT INTO agents (id, tenant_id, name, email, site_id, skills, languages)
+                            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) RETURNING {COLUMNS}""",
+                        new_id(),
+                        principal.tenant_id,
+                        name,
+                        email,
+                        site_id,
+                        msgspec.json.encode(skills).decode(),
+                        languages,
+                    )
+            except asyncpg.UniqueViolationError:
+                raise _email_taken(email) from None
+            agent = agent_from_row(row)
+            detail = {
+                "name": name,
+                "email": email,
+                "site_id": str(site_id),
+                "skills": skills,
+                "languages": languages,
+            }
+            await audit(conn, principal, "agent.created", "agent", agent.id, detail)
+            return Outcome(
+                201,
+                agent,
+                [
+                    ConfigChanged(
+                        tenant_id=principal.tenant_id, kind="agent", op="created", object_id=agent.id
+                    )
+                ],
+            )
+
+        return await mutate(request, work)  # type: ignore[return-value]
+
+    @get("/", responses=READ_ERRORS, summary="List agents")
+    async def list_agents(
+        self, request: Request[Any, Any, Any], limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
+    ) -> AgentPage:
+        rows, next_cursor = await fetch_page(request, "agents", COLUMNS, limit, cursor)
+        return AgentPage(items=[agent_from_row(r) for r in rows], next_cursor=next_cursor)
+
+    @get("/{agent_id:str}", responses=READ_ERRORS, summary="Read an agent")
+    async def get_agent(self, request: Request[Any, Any, Any], agent_id: IdParam) -> Agent:
+        return agent_from_row(
+            await fetch_one(request, "agents", COLUMNS, path_id(agent_id, "agent"), "agent")
+        )
+
+    @patch(
+        "/{agent_id:str}",
+        responses=WRITE_ERRORS,
+        guards=[admin_only],
+        summary="Change an agent (skills and languages are replaced whole)",
+    )
+    async def update_agent(
+        self, request: Request[Any, Any, Any], agent_id: IdParam, data: JSONBody[AgentPatch]
+    ) -> Response[Agent]:
+        aid = path_id(agent_id, "agent")
+        changes: dict[str, Any] = {}
+        if data.name is not msgspec.UNSET:
+            changes["name"] = check_name("name", data.name)
+        if data.email is not msgspec.UNSET:
+            changes["email"] = check_email("email", data.email)
+        if data.site_id is not msgspec.UNSET:
+            if data.site_id is None:
+                raise validation("site_id", "an agent always belongs to a site")
+            changes["site_id"] = data.site_id
+        if data.skills is not msgspec.UNSET:
+            changes["skills"] = msgspec.json.encode(check_skills("skills", data.skills)).decode()
+        if data.languages is not msgspec.UNSET:
+            changes["languages"] = check_languages("languages", data.languages)
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            if not changes:
+                row = await conn.fetchrow(f"SELECT {COLUMNS} FROM agents WHERE id = $1", aid)
+                if row is None:
+                    raise not_found("agent")
+                return Outcome(200, agent_from_row(row))
+            if "site_id" in changes:
+                await require_site(conn, "site_id", changes["site_id"])
+            try:
+                async with conn.transaction():
+                    row = await conn.fetchrow(
+                        f"UPDATE agents SET {set_clause(changes, casts={'skills': '::jsonb'})}, updated_at = now() "
+                        f"WHERE id = $1 RETURNING {COLUMNS}",
+                        aid,
+                        *changes.values(),
+                    )
+            except asyncpg.UniqueViolationError:
+                raise _email_taken(changes.get("email", "")) from None
+            if row is None:
+                raise not_found("agent")
+            detail = {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in changes.items()}
+            if "skills" in detail:
+                detail["skills"] = msgspec.json.decode(detail["skills"])
+            await audit(conn, principal, "agent.updated", "agent", aid, detail)
+            return Outcome(
+                200,
+                agent_from_row(row),
+                [ConfigChanged(tenant_id=principal.tenant_id, kind="agent", op="updated", object_id=aid)],
+            )
+
+        return await mutate(request, work)  # type: ignore[return-value]
+
+    @delete(
+        "/{agent_id:str}",
+        responses=WRITE_ERRORS,
+        status_code=204,
+        guards=[admin_only],
+        summary="Delete an agent",
+    )
+    async def delete_agent(self, request: Request[Any, Any, Any], agent_id: IdParam) -> Response[None]:
+        aid = path_id(agent_id, "agent")
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            row = await conn.fetchrow("DELETE FROM agents WHERE id = $1 RETURNING name, email", aid)
+            if row is None:
+                raise not_found("agent")
+            await audit(
+                conn, principal, "agent.deleted", "agent", aid, {"name": row["name"], "email": row["email"]}
+            )
+            return Outcome(
+                204,
+                None,
+                [ConfigChanged(tenant_id=principal.tenant_id, kind="agent", op="deleted", object_id=aid)],
+            )
+
+        return await mutate(request, work)  # type: ignore[return-value]

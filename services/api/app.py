@@ -1,0 +1,144 @@
+"""The control-plane app: controllers, authentication, problem details, OpenAPI, and a lifespan that owns
+the asyncpg pool and the NATS connection (both made in the serving event loop, never at import)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import msgspec
+from litestar import Litestar, Request
+from litestar.datastructures import State
+from litestar.middleware import DefineMiddleware
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+from services.kernel.bus import connect
+from services.kernel.config import Settings
+from services.kernel.db import create_pool
+from services.kernel.log import get_logger
+
+from .agents import AgentController
+from .audit import AuditController
+from .auth import AuthMiddleware
+from .health import HealthController
+from .keys import KeyController
+from .metrics import metrics_middleware
+from .numbers import NumberController
+from .problems import Problem, exception_handlers, validation_problem
+from .queues import QueueController
+from .ratelimit import SlidingWindow
+from .seats import SeatsController, UsageController
+from .sites import SiteController
+from .state import ApiState
+from .tenants import MeController, SignupController
+
+__all__ = ["MAX_BODY_BYTES", "create_app"]
+
+MAX_BODY_BYTES = 64 * 1024
+DEFAULT_KEY_RATE_PER_MINUTE = 600
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+async def _check_body(request: Request[Any, Any, Any]) -> None:
+    # Runs before the body is parsed: a form post or text body gets a clear 415, not a JSON error.
+    if request.method not in _BODY_METHODS:
+        return
+    content_type = request.headers.get("content-type")
+    if content_type:
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media != "application/json" and not media.endswith("+json"):
+            raise Problem(415, f"send the body as JSON (Content-Type: application/json), not {media[:100]}")
+    body = await request.body()  # bounded by request_max_body_size (413 beyond)
+    if not body.strip():
+        return  # the handler's own check says that a body is required
+    # Decode here, strictly ("7" is not an int, 1.0 is not an int), into the type the handler declares, so
+    # that malformed, mistyped or absurdly nested JSON is a 400/422 before any handler sees it (msgspec
+    # raises RecursionError on deep nesting, which would otherwise surface as a 500).
+    data_field = request.route_handler.parsed_data_field
+    target: Any = data_field.annotation if data_field is not None else Any
+    if not (isinstance(target, type) and issubclass(target, msgspec.Struct)):
+        target = Any
+    try:
+        msgspec.json.decode(body, type=target, strict=True)
+    except msgspec.ValidationError as exc:
+        raise validation_problem(str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise Problem(400, f"the request body is not valid JSON: {str(exc)[:200]}") from None
+    except UnicodeDecodeError:
+        raise Problem(400, "the request body is not valid UTF-8") from None
+    except RecursionError:
+        raise Problem(400, "the request body is nested too deeply") from None
+
+
+def _lifespan(state: ApiState) -> Any:
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        log = get_logger()
+        state.pool = await create_pool(state.settings.database_url, min_size=1, max_size=10)
+        try:
+            state.bus = await connect(state.settings.nats_url, name="api")
+            try:
+                await state.bus.ensure_streams()
+                state.started_at = time.time()
+                log.info("api_started")
+                yield
+            finally:
+                await state.bus.close()
+                state.bus = None
+        finally:
+            await state.pool.close()
+            state.pool = None
+            log.info("api_stopped")
+
+    return lifespan
+
+
+def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RATE_PER_MINUTE) -> Litestar:
+    state = ApiState(
+        settings=settings,
+        signup_limiter=SlidingWindow(settings.signup_rate_per_minute),
+        key_limiter=SlidingWindow(key_rate_per_minute),
+    )
+    openapi = OpenAPIConfig(
+        title="Switchboard control plane",
+        version="1.0.0",
+        description="Tenants, keys, seats and usage, sites, agents, queues, numbers. See docs/api.md.",
+        path="/schema",
+        render_plugins=[ScalarRenderPlugin()],
+        components=Components(
+            security_schemes={
+                "apiKey": SecurityScheme(type="http", scheme="bearer", description="sbk_... API key")
+            }
+        ),
+        security=[{"apiKey": []}],
+    )
+    return Litestar(
+        route_handlers=[
+            SignupController,
+            MeController,
+            KeyController,
+            SeatsController,
+            UsageController,
+            SiteController,
+            AgentController,
+            QueueController,
+            NumberController,
+            AuditController,
+            HealthController,
+        ],
+        middleware=[
+            metrics_middleware,
+            DefineMiddleware(AuthMiddleware, exclude=["^/schema"]),
+        ],
+        before_request=_check_body,
+        exception_handlers=exception_handlers(),
+        openapi_config=openapi,
+        lifespan=[_lifespan(state)],
+        state=State({"api": state}),
+        request_max_body_size=MAX_BODY_BYTES,
+        debug=False,
+    )

@@ -1,0 +1,125 @@
+"""API keys: their format and hashing, the authentication middleware (key lookup under the key_lookup RLS
+policy, per-key rate limit, cheap last_used_at), and the role guard."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import re
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
+
+from services.kernel.log import bind
+
+from .problems import Problem, forbidden, unauthorized
+from .state import api_state
+
+__all__ = [
+    "KEY_PATTERN",
+    "AuthMiddleware",
+    "Principal",
+    "Role",
+    "admin_only",
+    "hash_key",
+    "new_key",
+    "principal_of",
+]
+
+KEY_PREFIX = "sbk_"
+# secrets.token_urlsafe(32) is 43 characters of the URL-safe base64 alphabet.
+KEY_PATTERN = re.compile(r"^sbk_[A-Za-z0-9_-]{43}$")
+# Characters of a key shown in listings: enough to tell keys apart, far too few to use.
+PREFIX_LEN = 12
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+class Role(enum.Enum):
+    ADMIN = "admin"
+    SUPERVISOR = "supervisor"
+    DEVELOPER = "developer"
+
+
+@dataclass(frozen=True)
+class Principal:
+    tenant_id: uuid.UUID
+    key_id: uuid.UUID
+    role: Role
+
+
+def new_key() -> tuple[str, bytes, str]:
+    """A fresh key: (secret shown once, SHA-256 stored, prefix shown in listings)."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    return secret, hash_key(secret), secret[:PREFIX_LEN]
+
+
+def hash_key(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    header = connection.headers.get("authorization")
+    if not header:
+        raise unauthorized("send an API key: Authorization: Bearer sbk_...")
+    scheme, _, token = header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise unauthorized("the Authorization header must be: Bearer sbk_...")
+    if not KEY_PATTERN.match(token):
+        raise unauthorized("this is not a valid API key")
+    return token
+
+
+class AuthMiddleware(AbstractAuthenticationMiddleware):
+    async def authenticate_request(
+        self, connection: ASGIConnection[Any, Any, Any, Any]
+    ) -> AuthenticationResult:
+        state = api_state(connection)
+        token = _bearer(connection)
+        digest = hash_key(token)
+        pool = state.db()
+        async with pool.acquire() as conn, conn.transaction():
+            # The key_lookup policy lets this transaction see exactly the row whose hash it names.
+            await conn.execute("SELECT set_config('app.api_key_hash', $1, true)", digest.hex())
+            row = await conn.fetchrow(
+                "SELECT id, tenant_id, role, revoked_at, last_used_at FROM api_keys WHERE key_hash = $1",
+                digest,
+            )
+            if row is None:
+                raise unauthorized("this API key does not exist")
+            if row["revoked_at"] is not None:
+                raise unauthorized("this API key has been revoked")
+            last_used: datetime | None = row["last_used_at"]
+            if last_used is None or datetime.now(UTC) - last_used >= LAST_USED_RESOLUTION:
+                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(row["tenant_id"]))
+                await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", row["id"])
+        principal = Principal(tenant_id=row["tenant_id"], key_id=row["id"], role=Role(row["role"]))
+        allowed, retry_after = state.key_limiter.allow(str(principal.key_id), time.monotonic())
+        if not allowed:
+            raise Problem(
+                429,
+                f"this API key is limited to {state.key_limiter.limit} requests per minute",
+                headers={"Retry-After": str(max(1, round(retry_after)))},
+            )
+        bind(tenant_id=principal.tenant_id, key_id=principal.key_id)
+        return AuthenticationResult(user=principal, auth=None)
+
+
+def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:
+    user = connection.scope.get("user")
+    if not isinstance(user, Principal):
+        raise unauthorized("send an API key: Authorization: Bearer sbk_...")
+    return user
+
+
+def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    principal = principal_of(connection)
+    if principal.role is not Role.ADMIN:
+        raise forbidden(f"this needs an admin key; this key's role is {principal.role.value}")

@@ -1,0 +1,159 @@
+"""`/healthz` (PostgreSQL, NATS and every service's heartbeat in the sb_health bucket) and `/metrics`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from typing import Any, Literal
+
+import msgspec
+from litestar import Controller, Request, Response, get
+
+from services.kernel import metrics
+from services.kernel.service import Health
+from services.kernel.subjects import HEALTH_BUCKET
+
+from .problems import problem_responses
+from .state import ApiState, api_state
+
+__all__ = ["EXPECTED_SERVICES", "HealthController", "assess_services"]
+
+EXPECTED_SERVICES = ("media", "routing", "ivr", "recording", "reporting")
+# Beats come every 5 s (kernel.service.HEARTBEAT_S) and the bucket keeps them 15 s.
+FRESH_S = 15.0
+CHECK_TIMEOUT_S = 2.0
+
+
+class ComponentHealth(msgspec.Struct, kw_only=True):
+    status: Literal["ok", "down"]
+    latency_ms: float | None = None
+    error: str | None = None
+
+
+class NatsHealth(ComponentHealth, kw_only=True):
+    connected: bool = False
+    jetstream: bool = False
+
+
+class ServiceHealth(msgspec.Struct, kw_only=True):
+    status: Literal["ok", "down"]
+    pid: int | None
+    age_s: float | None
+    instances: int = 0
+
+
+class Healthz(msgspec.Struct, kw_only=True):
+    status: Literal["ok", "degraded"]
+    postgres: ComponentHealth
+    nats: NatsHealth
+    services: dict[str, ServiceHealth]
+
+
+def assess_services(beats: list[Health], now: float, expected: tuple[str, ...]) -> dict[str, ServiceHealth]:
+    """Each expected (or beating) service: ok when its newest beat is younger than FRESH_S."""
+    newest: dict[str, Health] = {}
+    fresh_count: dict[str, int] = {}
+    for beat in beats:
+        if beat.service not in newest or beat.ts > newest[beat.service].ts:
+            newest[beat.service] = beat
+        if now - beat.ts < FRESH_S:
+            fresh_count[beat.service] = fresh_count.get(beat.service, 0) + 1
+    out: dict[str, ServiceHealth] = {}
+    for name in sorted(set(expected) | set(newest)):
+        latest = newest.get(name)
+        if latest is None:
+            out[name] = ServiceHealth(status="down", pid=None, age_s=None)
+            continue
+        age = max(now - latest.ts, 0.0)
+        out[name] = ServiceHealth(
+            status="ok" if age < FRESH_S and latest.status == "ok" else "down",
+            pid=latest.pid,
+            age_s=round(age, 1),
+            instances=fresh_count.get(name, 0),
+        )
+    return out
+
+
+async def _check_postgres(state: ApiState) -> ComponentHealth:
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(CHECK_TIMEOUT_S), state.db().acquire() as conn:
+            await conn.fetchval("SELECT 1")
+    except Exception as exc:
+        return ComponentHealth(status="down", error=type(exc).__name__)
+    return ComponentHealth(status="ok", latency_ms=round((time.perf_counter() - started) * 1000, 2))
+
+
+async def _check_nats(state: ApiState) -> NatsHealth:
+    bus = state.bus
+    if bus is None or not bus.nc.is_connected:
+        return NatsHealth(status="down", error="not connected")
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(bus.js.account_info(), CHECK_TIMEOUT_S)
+    except Exception as exc:
+        return NatsHealth(status="down", connected=True, error=f"JetStream: {type(exc).__name__}")
+    latency = round((time.perf_counter() - started) * 1000, 2)
+    return NatsHealth(status="ok", connected=True, jetstream=True, latency_ms=latency)
+
+
+async def _read_beats(state: ApiState) -> list[Health]:
+    if state.bus is None:
+        return []
+    kv = await state.bus.js.key_value(HEALTH_BUCKET)
+    watcher = await kv.watchall(ignore_deletes=True)
+    beats: list[Health] = []
+    try:
+        while True:
+            entry = await watcher.updates(timeout=CHECK_TIMEOUT_S)  # type: ignore[no-untyped-call]
+            if entry is None:  # the watcher's marker: every current value has been delivered
+                break
+            if entry.value:
+                try:
+                    beats.append(msgspec.json.decode(entry.value, type=Health))
+                except msgspec.DecodeError:
+                    continue
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return beats
+
+
+class HealthController(Controller):
+    tags = ["platform"]
+
+    @get(
+        "/healthz",
+        responses=problem_responses(503),
+        exclude_from_auth=True,
+        security=[],
+        summary="PostgreSQL, NATS and every service",
+    )
+    async def healthz(self, request: Request[Any, Any, Any]) -> Response[Healthz]:
+        state = api_state(request)
+        postgres, nats_ = await asyncio.gather(_check_postgres(state), _check_nats(state))
+        beats: list[Health] = []
+        if nats_.status == "ok":
+            try:
+                beats = await _read_beats(state)
+            except Exception as exc:
+                nats_ = NatsHealth(status="down", connected=True, error=f"sb_health: {type(exc).__name__}")
+        services = assess_services(beats, time.time(), EXPECTED_SERVICES)
+        # This process answers, so the api is up whatever the bucket says.
+        services["api"] = ServiceHealth(status="ok", pid=os.getpid(), age_s=0.0, instances=1)
+        # Services beyond the expected ones are listed for information; only the expected ones count.
+        healthy = (
+            postgres.status == "ok"
+            and nats_.status == "ok"
+            and all(services[name].status == "ok" for name in EXPECTED_SERVICES)
+        )
+        body = Healthz(
+            status="ok" if healthy else "degraded", postgres=postgres, nats=nats_, services=services
+        )
+        return Response(body, status_code=200 if healthy else 503)
+
+    @get(
+        "/metrics", exclude_from_auth=True, security=[], summary="Prometheus metrics", media_type="text/plain"
+    )
+    async def metrics(self) -> Response[bytes]:
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)

@@ -1,0 +1,245 @@
+"""Queues: skill requirements (minimum proficiency), priority, service-level target, short-abandon threshold."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.params import JSONBody
+
+from services.kernel.events import ConfigChanged
+from services.kernel.ids import new_id
+
+from .agents import SkillMap
+from .auth import Principal, admin_only
+from .crud import IdParam, fetch_one, fetch_page, path_id, set_clause
+from .mutations import Outcome, audit, mutate
+from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
+from .problems import READ_ERRORS, WRITE_ERRORS, conflict, not_found
+from .sites import require_site
+from .validation import check_name, check_skills
+
+__all__ = ["Queue", "QueueController"]
+
+COLUMNS = (
+    "id, name, skills, priority, sl_percent, sl_seconds, short_abandon_seconds, wrap_up_seconds, site_id, "
+    "created_at, updated_at"
+)
+
+Priority = Annotated[int, msgspec.Meta(ge=1, le=99, description="1-99; higher is served first")]
+SlPercent = Annotated[int, msgspec.Meta(ge=1, le=100, description="service-level target, percent")]
+SlSeconds = Annotated[int, msgspec.Meta(ge=1, le=3600, description="service-level threshold, seconds")]
+ShortAbandon = Annotated[
+    int, msgspec.Meta(ge=0, le=600, description="abandons faster than this do not count")
+]
+WrapUp = Annotated[int, msgspec.Meta(ge=0, le=3600, description="after-call work, seconds")]
+
+
+class Queue(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    name: str
+    skills: dict[str, int]
+    priority: int
+    sl_percent: int
+    sl_seconds: int
+    short_abandon_seconds: int
+    wrap_up_seconds: int
+    site_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class QueuePage(msgspec.Struct):
+    items: list[Queue]
+    next_cursor: str | None
+
+
+class QueueCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(max_length=100)]
+    skills: SkillMap | None = None
+    priority: Priority = 50
+    sl_percent: SlPercent = 80
+    sl_seconds: SlSeconds = 20
+    short_abandon_seconds: ShortAbandon = 5
+    wrap_up_seconds: WrapUp = 30
+    site_id: uuid.UUID | None = None
+
+
+class QueuePatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(max_length=100)] | msgspec.UnsetType = msgspec.UNSET
+    skills: SkillMap | msgspec.UnsetType = msgspec.UNSET
+    priority: Priority | msgspec.UnsetType = msgspec.UNSET
+    sl_percent: SlPercent | msgspec.UnsetType = msgspec.UNSET
+    sl_seconds: SlSeconds | msgspec.UnsetType = msgspec.UNSET
+    short_abandon_seconds: ShortAbandon | msgspec.UnsetType = msgspec.UNSET
+    wrap_up_seconds: WrapUp | msgspec.UnsetType = msgspec.UNSET
+    # null: the queue serves every site.
+    site_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
+
+
+def queue_from_row(row: asyncpg.Record) -> Queue:
+    return Queue(
+        id=row["id"],
+        name=row["name"],
+        skills=msgspec.json.decode(row["skills"], type=dict[str, int]),
+        priority=row["priority"],
+        sl_percent=row["sl_percent"],
+        sl_seconds=row["sl_seconds"],
+        short_abandon_seconds=row["short_abandon_seconds"],
+        wrap_up_seconds=row["wrap_up_seconds"],
+        site_id=row["site_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _name_taken(name: str) -> Exception:
+    return conflict(f"a queue named {name!r} already exists")
+
+
+_SCALARS = ("priority", "sl_percent", "sl_seconds", "short_abandon_seconds", "wrap_up_seconds")
+
+
+class QueueController(Controller):
+    path = "/v1/queues"
+    tags = ["queues"]
+
+    @post("/", responses=WRITE_ERRORS, status_code=201, guards=[admin_only], summary="Create a queue")
+    async def create_queue(
+        self, request: Request[Any, Any, Any], data: JSONBody[QueueCreate]
+    ) -> Response[Queue]:
+        name = check_name("name", data.name)
+        skills = check_skills("skills", data.skills or {})
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            if data.site_id is not None:
+                await require_site(conn, "site_id", data.site_id)
+            try:
+                async with conn.transaction():
+                    row = await conn.fetchrow(
+                        f"""INSERT INTO queues (id, tenant_id, name, skills, priority, sl_percent, sl_seconds,
+                                                short_abandon_seconds, wrap_up_seconds, site_id)
+                            VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}""",
+                        new_id(),
+                        principal.tenant_id,
+                        name,
+                        msgspec.json.encode(skills).decode(),
+                        data.priority,
+                        data.sl_percent,
+                        data.sl_seconds,
+                        data.short_abandon_seconds,
+                        data.wrap_up_seconds,
+                        data.site_id,
+                    )
+            except asyncpg.UniqueViolationError:
+                raise _name_taken(name) from None
+            queue = queue_from_row(row)
+            detail: dict[str, Any] = {"name": name, "skills": skills}
+            detail.update({k: getattr(data, k) for k in _SCALARS})
+            detail["site_id"] = str(data.site_id) if data.site_id else None
+            await audit(conn, principal, "queue.created", "queue", queue.id, detail)
+            return Outcome(
+                201,
+                queue,
+                [
+                    ConfigChanged(
+                        tenant_id=principal.tenant_id, kind="queue", op="created", object_id=queue.id
+                    )
+                ],
+            )
+
+        return await mutate(request, work)  # type: ignore[return-value]
+
+    @get("/", responses=READ_ERRORS, summary="List queues")
+    async def list_queues(
+        self, request: Request[Any, Any, Any], limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
+    ) -> QueuePage:
+        rows, next_cursor = await fetch_page(request, "queues", COLUMNS, limit, cursor)
+        return QueuePage(items=[queue_from_row(r) for r in rows], next_cursor=next_cursor)
+
+    @get("/{queue_id:str}", responses=READ_ERRORS, summary="Read a queue")
+    async def get_queue(self, request: Request[Any, Any, Any], queue_id: IdParam) -> Queue:
+        return queue_from_row(
+            await fetch_one(request, "queues", COLUMNS, path_id(queue_id, "queue"), "queue")
+        )
+
+    @patch(
+        "/{queue_id:str}",
+        responses=WRITE_ERRORS,
+        guards=[admin_only],
+        summary="Change a queue (skills are replaced whole)",
+    )
+    async def update_queue(
+        self, request: Request[Any, Any, Any], queue_id: IdParam, data: JSONBody[QueuePatch]
+    ) -> Response[Queue]:
+        qid = path_id(queue_id, "queue")
+        changes: dict[str, Any] = {}
+        if data.name is not msgspec.UNSET:
+            changes["name"] = check_name("name", data.name)
+        if data.skills is not msgspec.UNSET:
+            changes["skills"] = msgspec.json.encode(check_skills("skills", data.skills)).decode()
+        for field in _SCALARS:
+            value = getattr(data, field)
+            if value is not msgspec.UNSET:
+                changes[field] = value
+        if data.site_id is not msgspec.UNSET:
+            changes["site_id"] = data.site_id
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            if not changes:
+                row = await conn.fetchrow(f"SELECT {COLUMNS} FROM queues WHERE id = $1", qid)
+                if row is None:
+                    raise not_found("queue")
+                return Outcome(200, queue_from_row(row))
+            if changes.get("site_id") is not None:
+                await require_site(conn, "site_id", changes["site_id"])
+            try:
+                async with conn.transaction():
+                    row = await conn.fetchrow(
+                        f"UPDATE queues SET {set_clause(changes, casts={'skills': '::jsonb'})}, updated_at = now() "
+                        f"WHERE id = $1 RETURNING {COLUMNS}",
+                        qid,
+                        *changes.values(),
+                    )
+            except asyncpg.UniqueViolationError:
+                raise _name_taken(changes.get("name", "")) from None
+            if row is None:
+                raise not_found("queue")
+            detail = {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in changes.items()}
+            if "skills" in detail:
+                detail["skills"] = msgspec.json.decode(detail["skills"])
+            await audit(conn, principal, "queue.updated", "queue", qid, detail)
+            return Outcome(
+                200,
+                queue_from_row(row),
+                [ConfigChanged(tenant_id=principal.tenant_id, kind="queue", op="updated", object_id=qid)],
+            )
+
+        return await mutate(request, work)  # type: ignore[return-value]
+
+    @delete(
+        "/{queue_id:str}",
+        responses=WRITE_ERRORS,
+        status_code=204,
+        guards=[admin_only],
+        summary="Delete a queue (its numbers point nowhere)",
+    )
+    async def delete_queue(self, request: Request[Any, Any, Any], queue_id: IdParam) -> Response[None]:
+        qid = path_id(queue_id, "queue")
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            row = await conn.fetchrow("DELETE FROM queues WHERE id = $1 RETURNING name", qid)
+            if row is None:
+                raise not_found("queue")
+            await audit(conn, principal, "queue.deleted", "queue", qid, {"name": row["name"]})
+            return Outcome(
+                204,
+                None,
+                [ConfigChanged(tenant_id=principal.tenant_id, kind="queue", op="deleted", object_id=qid)],
+            )
+
+        return await mutate(request, work)  # type: ignore[return-value]

@@ -1,0 +1,221 @@
+"""Sites: groups of agents (an office or agents' homes) with a time zone."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar.params import JSONBody
+
+from services.kernel.events import ConfigChanged
+from services.kernel.ids import new_id
+
+from .auth import Principal, admin_only
+from .crud import IdParam, fetch_one, fetch_page, path_id, set_clause
+from .mutations import Outcome, audit, mutate
+from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
+from .problems import READ_ERRORS, WRITE_ERRORS, conflict, not_found, validation
+from .validation import check_name, check_timezone
+
+__all__ = ["Site", "SiteController", "default_site", "require_site"]
+
+COLUMNS = "id, name, timezone, kind, created_at, updated_at"
+
+
+class SiteKind(enum.Enum):
+    OFFICE = "office"
+    HOME = "home"
+
+
+class Site(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    name: str
+    timezone: str
+    kind: SiteKind
+    created_at: datetime
+    updated_at: datetime
+
+
+class SitePage(msgspec.Struct):
+    items: list[Site]
+    next_cursor: str | None
+
+
+class SiteCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(max_length=100)]
+    timezone: Annotated[str, msgspec.Meta(max_length=64)] = "UTC"
+    kind: SiteKind = SiteKind.OFFICE
+
+
+class SitePatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(max_length=100)] | msgspec.UnsetType = msgspec.UNSET
+    timezone: Annotated[str, msgspec.Meta(max_length=64)] | msgspec.UnsetType = msgspec.UNSET
+    kind: SiteKind | msgspec.UnsetType = msgspec.UNSET
+
+
+def site_from_row(row: asyncpg.Record) -> Site:
+    return Site(
+        id=row["id"],
+        name=row["name"],
+        timezone=row["timezone"],
+        kind=SiteKind(row["kind"]),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+async def require_site(conn: asyncpg.Connection, field: str, site_id: uuid.UUID) -> None:
+    """A site named in a request body must be one of this tenant's (RLS hides every other)."""
+    if not await conn.fetchval("SELECT 1 FROM sites WHERE id = $1", site_id):
+        raise validation(field, "no site with this id")
+
+
+async def default_site(conn: asyncpg.Connection) -> uuid.UUID:
+    # The oldest remaining site (signup's Main unless it was deleted); a tenant always keeps one site.
+    site_id: uuid.UUID | None = await conn.fetchval("SELECT id FROM sites ORDER BY id LIMIT 1")
+    if site_id is None:
+        raise conflict("this tenant has no site; create one first")
+    return site_id
+
+
+def _name_taken(name: str) -> Exception:
+    return conflict(f"a site named {name!r} already exists")
+
+
+class SiteController(Controller):
+    path = "/v1/sites"
+    tags = ["sites"]
+
+    @post("/", responses=WRITE_ERRORS, status_code=201, guards=[admin_only], summary="Create a site")
+    async def create_site(
+        self, request: Request[Any, Any, Any], data: JSONBody[SiteCreate]
+    ) -> Response[Site]:
+        name = check_name("name", data.name)
+        timezone = check_timezone("timezone", data.timezone)
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            try:
+                async with conn.transaction():
+                    row = await conn.fetchrow(
+                        f"""INSERT INTO sites (id, tenant_id, name, timezone, kind)
+                            VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}""",
+                        new_id(),
+                        principal.tenant_id,
+                        name,
+                        timezone,
+                        data.kind.value,
+                    )
+            except asyncpg.UniqueViolationError:
+                raise _name_taken(name) from None
+            site = site_from_row(row)
+            await audit(
+                conn,
+                principal,
+                "site.created",
+                "site",
+                site.id,
+                {"name": name, "timezone": timezone, "kind": data.kind.value},
+            )
+            return Outcome(
+                201,
+                site,
+                [ConfigChanged(tenant_id=principal.tenant_id, kind="site", op="created", object_id=site.id)],
+            )
+
+        return await mutate(request, work)  # type: ignore[return-value]
+
+    @get("/", responses=READ_ERRORS, summary="List sites")
+    async def list_sites(
+        self, request: Request[Any, Any, Any], limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
+    ) -> SitePage:
+        rows, next_cursor = await fetch_page(request, "sites", COLUMNS, limit, cursor)
+        return SitePage(items=[site_from_row(r) for r in rows], next_cursor=next_cursor)
+
+    @get("/{site_id:str}", responses=READ_ERRORS, summary="Read a site")
+    async def get_site(self, request: Request[Any, Any, Any], site_id: IdParam) -> Site:
+        return site_from_row(await fetch_one(request, "sites", COLUMNS, path_id(site_id, "site"), "site"))
+
+    @patch("/{site_id:str}", responses=WRITE_ERRORS, guards=[admin_only], summary="Change a site")
+    async def update_site(
+        self, request: Request[Any, Any, Any], site_id: IdParam, data: JSONBody[SitePatch]
+    ) -> Response[Site]:
+        sid = path_id(site_id, "site")
+        changes: dict[str, Any] = {}
+        if data.name is not msgspec.UNSET:
+            changes["name"] = check_name("name", data.name)
+        if data.timezone is not msgspec.UNSET:
+            changes["timezone"] = check_timezone("timezone", data.timezone)
+        if data.kind is not msgspec.UNSET:
+            changes["kind"] = data.kind.value
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            if not changes:
+                row = await conn.fetchrow(f"SELECT {COLUMNS} FROM sites WHERE id = $1", sid)
+                if row is None:
+                    raise not_found("site")
+                return Outcome(200, site_from_row(row))
+            sets = set_clause(changes)
+            try:
+                async with conn.transaction():
+                    row = await conn.fetchrow(
+                        f"UPDATE sites SET {sets}, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",
+                        sid,
+                        *changes.values(),
+                    )
+            except asyncpg.UniqueViolationError:
+                raise _name_taken(changes.get("name", "")) from None
+            if row is None:
+                raise not_found("site")
+            await audit(conn, principal, "site.updated", "site", sid, changes)
+            return Outcome(
+                200,
+                site_from_row(row),
+                [ConfigChanged(tenant_id=principal.tenant_id, kind="site", op="updated", object_id=sid)],
+            )
+
+        return await mutate(request, work)  # type: ignore[return-value]
+
+    @delete(
+        "/{site_id:str}",
+        responses=WRITE_ERRORS,
+        status_code=204,
+        guards=[admin_only],
+        summary="Delete a site that nothing uses",
+    )
+    async def delete_site(self, request: Request[Any, Any, Any], site_id: IdParam) -> Response[None]:
+        sid = path_id(site_id, "site")
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            row = await conn.fetchrow("SELECT id, name FROM sites WHERE id = $1 FOR UPDATE", sid)
+            if row is None:
+                raise not_found("site")
+            agents = await conn.fetchval("SELECT count(*) FROM agents WHERE site_id = $1", sid)
+            queues = await conn.fetchval("SELECT count(*) FROM queues WHERE site_id = $1", sid)
+            if agents or queues:
+                raise conflict(
+                    f"site {row['name']!r} is used by {agents} agents and {queues} queues; move them first"
+                )
+            # Lock the tenant's sites so two concurrent deletes cannot remove the last two together.
+            total = len(await conn.fetch("SELECT id FROM sites FOR UPDATE"))
+            if total <= 1:
+                raise conflict("a tenant keeps at least one site; this is the last one")
+            try:
+                async with conn.transaction():
+                    await conn.execute("DELETE FROM sites WHERE id = $1", sid)
+            except asyncpg.ForeignKeyViolationError:
+                raise conflict(
+                    f"site {row['name']!r} is still in use; move its agents and queues first"
+                ) from None
+            await audit(conn, principal, "site.deleted", "site", sid, {"name": row["name"]})
+            return Outcome(
+                204,
+                None,
+                [ConfigChanged(tenant_id=principal.tenant_id, kind="site", op="deleted", object_id=sid)],
+            )
+
+        return await mutate(request, work)  # type: ignore[return-value]

@@ -1,0 +1,60 @@
+"""What the API process holds while it runs: settings, the database pool, the bus and the rate limiters."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from litestar.connection import ASGIConnection
+
+from services.kernel.bus import Bus
+from services.kernel.config import Settings
+from services.kernel.log import get_logger
+from services.kernel.messages import Event
+
+from .ratelimit import SlidingWindow
+
+__all__ = ["ApiState", "api_state"]
+
+# A slow or absent NATS must not hold an HTTP answer longer than this.
+PUBLISH_TIMEOUT_S = 2.0
+
+
+@dataclass
+class ApiState:
+    settings: Settings
+    signup_limiter: SlidingWindow
+    key_limiter: SlidingWindow
+    pool: asyncpg.Pool | None = None
+    bus: Bus | None = None
+    started_at: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def db(self) -> asyncpg.Pool:
+        if self.pool is None:
+            raise RuntimeError("the database pool is not open (lifespan not started)")
+        return self.pool
+
+    async def publish(self, events: list[Event]) -> None:
+        """Publish after commit; a bus failure is logged, never turned into an HTTP error."""
+        for event in events:
+            if self.bus is None:
+                get_logger().warning("event_not_published", reason="no bus", event_type=type(event).__name__)
+                continue
+            try:
+                await asyncio.wait_for(self.bus.publish(event), PUBLISH_TIMEOUT_S)
+            except Exception as exc:
+                get_logger().warning(
+                    "event_not_published",
+                    event_type=type(event).__name__,
+                    event_id=str(event.id),
+                    tenant_id=str(event.tenant_id),
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+
+
+def api_state(connection: ASGIConnection[Any, Any, Any, Any]) -> ApiState:
+    state: ApiState = connection.app.state.api
+    return state

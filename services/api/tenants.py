@@ -1,0 +1,147 @@
+"""Sign-up (a tenant with its default site, first admin key and a 2-seat trial) and `me`."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.params import JSONBody
+
+from services.kernel.db import tenant_tx
+from services.kernel.events import TenantCreated
+from services.kernel.ids import new_id
+
+from .auth import Role, principal_of
+from .keys import KEY_COLUMNS, Key, KeyWithSecret, insert_key, key_from_row
+from .mutations import audit
+from .problems import PUBLIC_ERRORS, READ_ERRORS, Problem
+from .seats import Seats, record_seats
+from .state import api_state
+from .validation import check_email, check_name
+
+__all__ = ["MeController", "SignupController", "Tenant"]
+
+TRIAL_SEATS = 2
+DEFAULT_SITE_NAME = "Main"
+
+
+class Tenant(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    name: str
+    admin_email: str
+    plan: Literal["trial", "paid"]
+    created_at: datetime
+
+
+class SignupIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    company: Annotated[str, msgspec.Meta(max_length=100)]
+    email: Annotated[str, msgspec.Meta(max_length=254)]
+
+
+class SignupOut(msgspec.Struct, kw_only=True):
+    tenant: Tenant
+    api_key: KeyWithSecret
+    seats: Seats
+
+
+class Me(msgspec.Struct, kw_only=True):
+    tenant: Tenant
+    key: Key
+
+
+TENANT_COLUMNS = "id, name, admin_email, plan, created_at"
+
+
+def tenant_from_row(row: asyncpg.Record) -> Tenant:
+    return Tenant(
+        id=row["id"],
+        name=row["name"],
+        admin_email=row["admin_email"],
+        plan=row["plan"],
+        created_at=row["created_at"],
+    )
+
+
+def _client_address(request: Request[Any, Any, Any]) -> str:
+    # Behind a proxy, run uvicorn with --proxy-headers so that this is the caller, not the proxy.
+    return request.client.host if request.client else "unknown"
+
+
+class SignupController(Controller):
+    path = "/v1/signup"
+    tags = ["tenants"]
+
+    @post(
+        "/",
+        responses=PUBLIC_ERRORS,
+        status_code=201,
+        exclude_from_auth=True,
+        security=[],
+        summary="Create a tenant: default site, admin key (shown once) and a 2-seat trial",
+    )
+    async def signup(self, request: Request[Any, Any, Any], data: JSONBody[SignupIn]) -> SignupOut:
+        state = api_state(request)
+        allowed, retry_after = state.signup_limiter.allow(_client_address(request), time.monotonic())
+        if not allowed:
+            raise Problem(
+                429,
+                f"at most {state.signup_limiter.limit} sign-ups per minute from one address; retry later",
+                headers={"Retry-After": str(max(1, round(retry_after)))},
+            )
+        company = check_name("company", data.company)
+        email = check_email("email", data.email)
+        tenant_id = new_id()
+        async with tenant_tx(state.db(), tenant_id) as conn:
+            # app.tenant_id is already the new tenant, so the tenants policy's WITH CHECK accepts the row.
+            row = await conn.fetchrow(
+                f"""INSERT INTO tenants (id, name, admin_email, seats_purchased, plan)
+                    VALUES ($1, $2, $3, $4, 'trial') RETURNING {TENANT_COLUMNS}""",
+                tenant_id,
+                company,
+                email,
+                TRIAL_SEATS,
+            )
+            site_id = new_id()
+            await conn.execute(
+                "INSERT INTO sites (id, tenant_id, name, timezone, kind) VALUES ($1, $2, $3, 'UTC', 'office')",
+                site_id,
+                tenant_id,
+                DEFAULT_SITE_NAME,
+            )
+            key = await insert_key(conn, tenant_id, Role.ADMIN, "admin")
+            await record_seats(conn, tenant_id, TRIAL_SEATS, TRIAL_SEATS, "trial", None)
+            await audit(
+                conn,
+                None,
+                "tenant.created",
+                "tenant",
+                tenant_id,
+                {"company": company, "email": email, "site_id": str(site_id), "key_id": str(key.id)},
+                tenant_id=tenant_id,
+            )
+        await state.publish([TenantCreated(tenant_id=tenant_id, company=company, seats=TRIAL_SEATS)])
+        return SignupOut(
+            tenant=tenant_from_row(row),
+            api_key=key,
+            seats=Seats(purchased=TRIAL_SEATS, logged_in=0, available=TRIAL_SEATS, plan="trial"),
+        )
+
+
+class MeController(Controller):
+    path = "/v1/me"
+    tags = ["tenants"]
+
+    @get("/", responses=READ_ERRORS, summary="The tenant and the key making this call")
+    async def me(self, request: Request[Any, Any, Any]) -> Me:
+        principal = principal_of(request)
+        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
+            tenant = await conn.fetchrow(f"SELECT {TENANT_COLUMNS} FROM tenants")
+            key = await conn.fetchrow(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1", principal.key_id)
+        if tenant is None or key is None:
+            raise Problem(401, "this API key's tenant no longer exists")
+        return Me(tenant=tenant_from_row(tenant), key=key_from_row(key))

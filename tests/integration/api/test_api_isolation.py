@@ -1,0 +1,286 @@
+"""Tenant isolation: row-level security at the database, every route of the OpenAPI document across tenants,
+and numbers that only one tenant can hold."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+
+from services.kernel import db
+
+from .conftest import Tenant, assert_problem, auth, signup, unique_e164
+
+# Routes that belong to no tenant: they are checked elsewhere, and are the only ones allowed to be skipped.
+NOT_TENANT_SCOPED = {"/v1/signup", "/healthz", "/metrics"}
+
+# Path parameter name -> the kind of object it names.
+PARAM_KIND = {
+    "site_id": "site",
+    "agent_id": "agent",
+    "queue_id": "queue",
+    "number_id": "number",
+    "key_id": "key",
+}
+KIND_PATH = {"site": "sites", "agent": "agents", "queue": "queues", "number": "numbers", "key": "keys"}
+
+
+async def _populate(client: httpx.AsyncClient, t: Tenant, tag: str) -> None:
+    """One object of each kind, ids in t.objects."""
+    h = t.headers
+    site = (
+        await client.post(
+            "/v1/sites", json={"name": f"{tag} site", "timezone": "UTC", "kind": "home"}, headers=h
+        )
+    ).json()
+    agent = (
+        await client.post(
+            "/v1/agents",
+            json={
+                "name": f"{tag} agent",
+                "email": f"{tag}@x.example",
+                "site_id": site["id"],
+                "skills": {"s": 3},
+            },
+            headers=h,
+        )
+    ).json()
+    queue = (
+        await client.post("/v1/queues", json={"name": f"{tag} queue", "site_id": site["id"]}, headers=h)
+    ).json()
+    number = (
+        await client.post("/v1/numbers", json={"e164": unique_e164(), "queue_id": queue["id"]}, headers=h)
+    ).json()
+    key = (await client.post("/v1/keys", json={"role": "developer", "name": f"{tag} key"}, headers=h)).json()
+    t.objects.update(
+        site=site["id"], agent=agent["id"], queue=queue["id"], number=number["id"], key=key["id"]
+    )
+    t.objects["key_secret"] = key["key"]
+
+
+async def _snapshot(client: httpx.AsyncClient, t: Tenant) -> dict[str, Any]:
+    """Everything tenant `t` can see, read with its own key."""
+    h = t.headers
+    snap: dict[str, Any] = {}
+    for kind, plural in KIND_PATH.items():
+        r = await client.get(f"/v1/{plural}/{t.objects[kind]}", headers=h)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        body.pop("last_used_at", None)
+        snap[kind] = body
+        listed = (await client.get(f"/v1/{plural}", params={"limit": 200}, headers=h)).json()["items"]
+        snap[f"{plural} list"] = sorted(i["id"] for i in listed)
+    snap["seats"] = (await client.get("/v1/seats", headers=h)).json()
+    snap["audit"] = [
+        a["id"] for a in (await client.get("/v1/audit", params={"limit": 200}, headers=h)).json()["items"]
+    ]
+    snap["me"] = (await client.get("/v1/me", headers=h)).json()["tenant"]
+    return snap
+
+
+def _operations(schema: dict[str, Any]) -> list[tuple[str, str]]:
+    return [(path, method.upper()) for path, item in schema["paths"].items() for method in item]
+
+
+async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient, infra) -> None:
+    # Put rows in every tenant table first, so that "no rows" means something.
+    t = await signup(client)
+    await _populate(client, t, "rls")
+    await client.post("/v1/sites", json={"name": "idem"}, headers=t.headers | {"Idempotency-Key": "rls-1"})
+    pool = await db.create_pool(infra.app_url, max_size=1)
+    try:
+        async with db.tenant_tx(pool, uuid.UUID(t.id)) as conn:
+            await conn.execute(
+                "INSERT INTO agent_sessions (agent_id, tenant_id) VALUES ($1, $2)",
+                uuid.UUID(t.objects["agent"]),
+                uuid.UUID(t.id),
+            )
+    finally:
+        await pool.close()
+
+    owner = await asyncpg.connect(infra.owner_url)
+    try:
+        tables = await owner.fetch(
+            """SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'schema_migrations'"""
+        )
+        with_policies = {
+            r["tablename"]
+            for r in await owner.fetch("SELECT tablename FROM pg_policies WHERE schemaname = 'public'")
+        }
+        names = {r["relname"] for r in tables}
+        assert {
+            "tenants",
+            "api_keys",
+            "sites",
+            "agents",
+            "agent_sessions",
+            "queues",
+            "numbers",
+            "seat_ledger",
+            "audit_log",
+            "idempotency_keys",
+        } <= names
+        for r in tables:
+            assert r["relrowsecurity"] and r["relforcerowsecurity"], (
+                f"{r['relname']} lacks (forced) row-level security"
+            )
+            assert r["relname"] in with_policies, f"{r['relname']} has no policy"
+        owner_counts = {n: await owner.fetchval(f'SELECT count(*) FROM "{n}"') for n in names}
+        assert all(c > 0 for c in owner_counts.values()), owner_counts
+        # Views would bypass RLS unless security_invoker: there must be none that do.
+        views = await owner.fetch(
+            """SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+               WHERE n.nspname = 'public' AND c.relkind IN ('v', 'm')
+                 AND NOT coalesce('security_invoker=true' = ANY(c.reloptions), false)"""
+        )
+        assert views == []
+    finally:
+        await owner.close()
+
+    app = await asyncpg.connect(infra.app_url)
+    try:
+        role = await app.fetchrow("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user")
+        assert role["rolsuper"] is False and role["rolbypassrls"] is False
+        owned = await app.fetchval(
+            "SELECT count(*) FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner WHERE r.rolname = current_user"
+        )
+        assert owned == 0
+        for name in names:
+            assert await app.fetchval(f'SELECT count(*) FROM "{name}"') == 0, name
+        # The key lookup policy shows exactly the row whose hash is named, and nothing for any other hash.
+        import hashlib
+
+        async with app.transaction():
+            await app.execute(
+                "SELECT set_config('app.api_key_hash', $1, true)", hashlib.sha256(b"nope").hexdigest()
+            )
+            assert await app.fetchval("SELECT count(*) FROM api_keys") == 0
+        async with app.transaction():
+            await app.execute(
+                "SELECT set_config('app.api_key_hash', $1, true)", hashlib.sha256(t.key.encode()).hexdigest()
+            )
+            assert await app.fetchval("SELECT count(*) FROM api_keys") == 1
+            assert await app.fetchval("SELECT count(*) FROM sites") == 0
+        # A transaction-local tenant does not leak into the next transaction on the same connection.
+        async with app.transaction():
+            await app.execute("SELECT set_config('app.tenant_id', $1, true)", t.id)
+            assert await app.fetchval("SELECT count(*) FROM sites") == 3  # Main, rls site, idem
+        assert await app.fetchval("SELECT count(*) FROM sites") == 0
+    finally:
+        await app.close()
+
+
+async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClient) -> None:
+    a, b = await signup(client), await signup(client)
+    await _populate(client, a, "alpha")
+    await _populate(client, b, "bravo")
+    before = await _snapshot(client, b)
+    b_ids = {b.id, b.key_id, b.site_id, *(v for k, v in b.objects.items() if k != "key_secret")}
+
+    schema = (await client.get("/schema/openapi.json")).json()
+    operations = _operations(schema)
+    assert len(operations) >= 25
+    # Bodies for routes that change things: valid in shape, naming B's objects wherever they name any.
+    patch_bodies = {
+        "site": {"name": "hijacked", "timezone": "UTC"},
+        "agent": {"name": "hijacked", "skills": {"x": 1}},
+        "queue": {"priority": 1, "name": "hijacked"},
+        "number": {"queue_id": None},
+    }
+    post_bodies = {
+        "/v1/sites": ({"name": "alpha second", "timezone": "UTC", "kind": "office"}, {201}),
+        "/v1/agents": ({"name": "x", "email": "x@x.example", "site_id": b.objects["site"]}, {422}),
+        "/v1/queues": ({"name": "x", "site_id": b.objects["site"]}, {422}),
+        "/v1/numbers": ({"e164": unique_e164(), "queue_id": b.objects["queue"]}, {422}),
+        "/v1/keys": ({"role": "admin"}, {201}),
+        "/v1/seats/purchase": ({"count": 1}, {200}),
+        "/v1/seats/release": ({"count": 1}, {200}),
+    }
+    # PATCHes of A's own objects that point them at B's objects.
+    cross_refs = [
+        ("/v1/agents/{agent_id}", "agent", {"site_id": b.objects["site"]}),
+        ("/v1/queues/{queue_id}", "queue", {"site_id": b.objects["site"]}),
+        ("/v1/numbers/{number_id}", "number", {"queue_id": b.objects["queue"]}),
+    ]
+    covered: set[tuple[str, str]] = set()
+    for path, method in operations:
+        if path in NOT_TENANT_SCOPED:
+            covered.add((path, method))
+            continue
+        params = re.findall(r"{([^}]+)}", path)
+        if params:
+            assert len(params) == 1 and params[0] in PARAM_KIND, f"no rule for {method} {path}"
+            kind = PARAM_KIND[params[0]]
+            url = path.replace("{" + params[0] + "}", b.objects[kind])
+            body = patch_bodies.get(kind) if method == "PATCH" else None
+            r = await client.request(method, url, json=body, headers=a.headers)
+            assert_problem(r, 404)
+            covered.add((path, method))
+        elif method == "GET":
+            r = await client.get(
+                path,
+                params={"limit": 200} if "limit" in str(schema["paths"][path]) else None,
+                headers=a.headers,
+            )
+            assert r.status_code == 200, (path, r.text)
+            leaked = [i for i in b_ids if i in r.text]
+            assert leaked == [], f"GET {path} shows tenant B's ids {leaked}"
+            covered.add((path, method))
+        elif method == "POST" and path in post_bodies:
+            body, statuses = post_bodies[path]
+            r = await client.post(path, json=body, headers=a.headers)
+            assert r.status_code in statuses, (path, r.status_code, r.text)
+            assert not any(i in r.text for i in b_ids - set(map(str, body.values())))
+            covered.add((path, method))
+    for path, kind, body in cross_refs:
+        r = await client.patch(re.sub(r"{[^}]+}", a.objects[kind], path), json=body, headers=a.headers)
+        assert_problem(r, 422)
+    uncovered = set(operations) - covered
+    assert uncovered == set(), (
+        f"routes neither checked across tenants nor listed as not tenant-scoped: {uncovered}"
+    )
+
+    # B sees exactly what it saw before, and its key still works.
+    after = await _snapshot(client, b)
+    assert after == before
+    assert (await client.get("/v1/me", headers=auth(b.objects["key_secret"]))).status_code == 200
+
+
+async def test_a_number_is_claimed_once_across_tenants(client: httpx.AsyncClient) -> None:
+    a, b = await signup(client), await signup(client)
+    e164 = unique_e164()
+    assert (await client.post("/v1/numbers", json={"e164": e164}, headers=a.headers)).status_code == 201
+    assert (
+        "already claimed"
+        in assert_problem(await client.post("/v1/numbers", json={"e164": e164}, headers=a.headers), 409)[
+            "detail"
+        ]
+    )
+    assert_problem(await client.post("/v1/numbers", json={"e164": e164}, headers=b.headers), 409)
+    assert (await client.get("/v1/numbers", headers=b.headers)).json()["items"] == []
+
+    # Concurrent claims of a fresh number from both tenants: exactly one wins.
+    contested = unique_e164()
+    claims = [client.post("/v1/numbers", json={"e164": contested}, headers=t.headers) for t in (a, b) * 5]
+    results = await asyncio.gather(*claims)
+    statuses = sorted(r.status_code for r in results)
+    assert statuses == [201] + [409] * 9, statuses
+    for r in results:
+        if r.status_code == 409:
+            assert_problem(r, 409)
+    holders = [
+        [
+            n["e164"]
+            for n in (await client.get("/v1/numbers", params={"limit": 200}, headers=t.headers)).json()[
+                "items"
+            ]
+        ].count(contested)
+        for t in (a, b)
+    ]
+    assert sorted(holders) == [0, 1]

@@ -1,0 +1,90 @@
+"""Kernel pieces that need no server: config, ids, subjects, messages, migrations on disk."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from services.kernel import db
+from services.kernel.config import ConfigError, load_settings, to_env
+from services.kernel.events import ConfigChanged, SeatsChanged
+from services.kernel.ids import new_id, parse_id
+from services.kernel.messages import decode, encode
+from services.kernel.subjects import cmd_subject, evt_subject, sys_subject, tenant_of
+from services.kernel.tenancy import TenantRequiredError, current_tenant, tenant_context
+
+
+def test_settings_from_env_and_round_trip() -> None:
+    s = load_settings({"SB_HTTP_PORT": "9000", "SB_NATS_URL": "nats://x@127.0.0.1:1", "SB_DATA_DIR": "/d"})
+    assert s.http_port == 9000
+    assert s.bind_host == "127.0.0.1"
+    assert str(s.data_dir) == "/d"
+    assert load_settings(to_env(s)) == s
+
+
+@pytest.mark.parametrize("env", [{"SB_HTTP_PORT": "eighty"}, {"SB_SIP_PORT": "70000"}])
+def test_settings_reject_bad_values_with_the_variable_name(env: dict[str, str]) -> None:
+    with pytest.raises(ConfigError, match=next(iter(env))):
+        load_settings(env)
+
+
+def test_ids_are_uuid7_and_sort_by_creation() -> None:
+    ids = [new_id() for _ in range(200)]
+    assert all(i.version == 7 for i in ids)
+    assert ids == sorted(ids)
+    assert parse_id(str(ids[0])) == ids[0]
+    assert parse_id("not-a-uuid") is None
+    assert parse_id("../../etc") is None
+
+
+def test_subjects_carry_the_tenant_and_refuse_wildcards() -> None:
+    t = uuid.uuid4()
+    assert evt_subject(t, "seats", "changed") == f"sb.{t}.evt.seats.changed"
+    assert cmd_subject(str(t), "media", "play") == f"sb.{t}.cmd.media.play"
+    assert sys_subject("health", "api") == "sb.sys.health.api"
+    assert tenant_of(f"sb.{t}.evt.seats.changed") == t
+    assert tenant_of("sb.sys.health") is None
+    for bad in ("*", ">", "a.b", "x y"):
+        with pytest.raises(ValueError):
+            evt_subject(t, bad, "changed")
+    with pytest.raises(ValueError):
+        evt_subject("*", "seats", "changed")
+
+
+def test_messages_round_trip_with_version_tenant_id_and_timestamp() -> None:
+    t = uuid.uuid4()
+    e = ConfigChanged(tenant_id=t, kind="agent", op="created", object_id=new_id())
+    back = decode(encode(e), ConfigChanged)
+    assert back == e
+    assert back.v == 1 and back.tenant_id == t and back.id.version == 7 and back.ts > 0
+    with pytest.raises(msgspec.ValidationError):
+        decode(b'{"tenant_id": "nope", "purchased": 1, "delta": 1}', SeatsChanged)
+    with pytest.raises(msgspec.ValidationError):
+        decode(encode(e).replace(b'"agent"', b'"planet"'), ConfigChanged)
+
+
+def test_tenant_context_is_scoped() -> None:
+    with pytest.raises(TenantRequiredError):
+        current_tenant()
+    t = uuid.uuid4()
+    with tenant_context(t):
+        assert current_tenant() == t
+    with pytest.raises(TenantRequiredError):
+        current_tenant()
+
+
+def test_migrations_on_disk_are_well_named_and_ordered(tmp_path: Path) -> None:
+    found = db.load_migrations()
+    assert [m.version for m in found] == sorted(m.version for m in found)
+    assert found[0].version == 1
+    (tmp_path / "1_bad.sql").write_text("SELECT 1")
+    with pytest.raises(ValueError, match="NNNN_name"):
+        db.load_migrations(tmp_path)
+
+
+def test_with_credentials_escapes() -> None:
+    url = db.with_credentials("postgresql://a:b@127.0.0.1:5432/x", "sb_app", "p@ss/w:rd", "switchboard")
+    assert url == "postgresql://sb_app:p%40ss%2Fw%3Ard@127.0.0.1:5432/switchboard"
