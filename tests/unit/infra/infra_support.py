@@ -1,0 +1,91 @@
+"""Shared helpers for the deployment-artefact tests: paths, required values, running the Pulumi program under mocks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import runpy
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[3]
+INFRA_DIR = ROOT / "infra"
+CHART_DIR = ROOT / "charts" / "switchboard"
+
+# The Pulumi program is a directory, not an installed package: Pulumi runs it with infra/ on the path.
+if str(INFRA_DIR) not in sys.path:
+    sys.path.insert(0, str(INFRA_DIR))
+
+# The values an operator must give; everything else has a default.
+REQUIRED: dict[str, Any] = {
+    "databaseUrl": "postgresql://sb_app:app-password@db.example.internal:5432/switchboard",
+    "databaseAdminUrl": "postgresql://sb_owner:owner-password@db.example.internal:5432/switchboard",
+    "tokenSecret": "t" * 48,
+    "natsToken": "nats-token-0123456789",
+}
+
+# Pulumi's marker for a secret value in serialized resource inputs.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
+
+
+def unwrap_secrets(value: Any) -> Any:
+    if isinstance(value, dict):
+        if SECRET_SIG in value:
+            return unwrap_secrets(value["value"])
+        return {k: unwrap_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap_secrets(v) for v in value]
+    return value
+
+
+@dataclass
+class Created:
+    type: str  # e.g. kubernetes:apps/v1:Deployment
+    name: str  # Pulumi's logical name
+    inputs: dict[str, Any]  # as serialized for the provider (secret values still wrapped)
+
+    @property
+    def plain(self) -> dict[str, Any]:
+        return unwrap_secrets(self.inputs)
+
+
+def run_program(config: dict[str, Any]) -> list[Created]:
+    import pulumi
+
+    created: list[Created] = []
+
+    class Recorder(pulumi.runtime.Mocks):
+        def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+            created.append(Created(args.typ, args.name, args.inputs))
+            return f"{args.name}-id", args.inputs
+
+        def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+            return {}
+
+    # Each run gets its own event loop and root stack: pytest-asyncio's runners leave no current loop
+    # behind, and a root stack made under an earlier (closed) loop could not be awaited in this one.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
+    try:
+        pulumi.runtime.set_mocks(Recorder(), project="switchboard", stack="test", preview=False)
+        # As `pulumi config set` stores them: strings, objects as JSON.
+        pulumi.runtime.set_all_config(
+            {f"switchboard:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()},
+            secret_keys=[
+                f"switchboard:{k}" for k in ("databaseUrl", "databaseAdminUrl", "tokenSecret", "natsToken")
+            ],
+        )
+
+        @pulumi.runtime.test
+        def program() -> None:
+            # Imported (run) only now, after set_mocks, as Pulumi itself would.
+            runpy.run_path(str(INFRA_DIR / "__main__.py"), run_name="__main__")
+
+        program()
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    return created
