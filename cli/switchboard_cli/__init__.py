@@ -1,1 +1,1 @@
-
+"""The `switchboard` command-line interface, built on the Python SDK."""

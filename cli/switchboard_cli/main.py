@@ -1,2 +1,100 @@
+"""The `switchboard` command: a click group built on the SDK only (docs/cli.md).
+
+Errors of every kind end as one `error: ...` line on stderr: exit 1 when the API refused, 2 for usage
+errors, 3 when the API could not be reached. `switchboard up` is the runtime's command, loaded lazily.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import switchboard
+
+from . import account, resources
+from .context import EXIT_API, CliError, common_options
+
+__all__ = ["cli"]
+
+UP_MODULE = "services.runtime.cli"
+
+
+def _unavailable_up(reason: str) -> click.Command:
+    @click.command(
+        "up",
+        help="Run the whole platform on this machine (not available in this installation).",
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+    )
+    def up() -> None:
+        raise CliError(f"`switchboard up` is not available here: cannot load {UP_MODULE} ({reason})")
+
+    return up
+
+
+def load_up() -> click.Command:
+    """The runtime's `up` command, or a stand-in that says why it cannot run."""
+    try:
+        module = importlib.import_module(UP_MODULE)
+    except ImportError as exc:
+        return _unavailable_up(str(exc) or type(exc).__name__)
+    up = getattr(module, "up", None)
+    if not isinstance(up, click.Command):
+        return _unavailable_up(f"{UP_MODULE} has no click command named `up`")
+    return up
+
+
+class SwitchboardGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), "up"})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name == "up":
+            return load_up()
+        return super().get_command(ctx, cmd_name)
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = " ".join(exc.ctx.command_path.split()[1:]) if exc.ctx else ""
+            message = exc.format_message()
+            click.echo(f"error: {where}: {message}" if where else f"error: {message}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("error: aborted", err=True)
+            sys.exit(EXIT_API)
+        sys.exit(result if isinstance(result, int) else 0)
+
+
+@click.group(cls=SwitchboardGroup, name="switchboard", no_args_is_help=True)
+@click.version_option(
+    switchboard.__version__, "--version", prog_name="switchboard", message="%(prog)s %(version)s"
+)
+@common_options
 def cli() -> None:
-    pass
+    """Switchboard: a multi-tenant contact center as a service.
+
+    Start with `switchboard signup --company NAME --email EMAIL`. Every command takes --json and --profile.
+    """
+
+
+account.register(cli)
+resources.register(cli)

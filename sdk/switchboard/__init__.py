@@ -1,1 +1,80 @@
-"""Switchboard Python SDK."""
+"""Switchboard Python SDK: `Client` and `AsyncClient` for the control-plane API (docs/sdk.md)."""
+
+from __future__ import annotations
+
+from ._calls import UNSET
+from ._core import DEFAULT_BASE_URL, RetryPolicy
+from ._version import __version__
+from .async_client import AsyncClient, async_signup
+from .client import Client, signup
+from .errors import (
+    ApiError,
+    AuthenticationError,
+    ConflictError,
+    ConnectionError,
+    FieldError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitedError,
+    ResponseError,
+    ServerError,
+    SwitchboardError,
+    ValidationError,
+)
+from .models import (
+    Agent,
+    AuditEntry,
+    Key,
+    KeyWithSecret,
+    Me,
+    Number,
+    Page,
+    Queue,
+    Seats,
+    SignupResult,
+    Site,
+    Tenant,
+    Usage,
+    UsageInterval,
+    to_dict,
+)
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "UNSET",
+    "Agent",
+    "ApiError",
+    "AsyncClient",
+    "AuditEntry",
+    "AuthenticationError",
+    "Client",
+    "ConflictError",
+    "ConnectionError",
+    "FieldError",
+    "Key",
+    "KeyWithSecret",
+    "Me",
+    "NotFoundError",
+    "Number",
+    "Page",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "Queue",
+    "RateLimitedError",
+    "ResponseError",
+    "RetryPolicy",
+    "Seats",
+    "ServerError",
+    "SignupResult",
+    "Site",
+    "SwitchboardError",
+    "Tenant",
+    "Usage",
+    "UsageInterval",
+    "ValidationError",
+    "__version__",
+    "async_signup",
+    "signup",
+    "to_dict",
+]

@@ -1,0 +1,316 @@
+"""Configuration commands: sites, agents, queues and numbers.
+
+Objects can be named the way people think of them (a site or queue by name, an agent by email, a number
+by itself) or by id; names are looked up with the SDK, never guessed.
+"""
+
+from __future__ import annotations
+
+import click
+import switchboard
+
+from . import output
+from .context import CliError, State, command, emit_json, group
+from .parsing import E164, LANGUAGES, REQUIREMENTS, SERVICE_LEVEL, SKILLS, is_uuid, parse_e164
+
+__all__ = ["register"]
+
+PAGE = 200
+
+
+def find_site(client: switchboard.Client, ref: str) -> switchboard.Site:
+    if is_uuid(ref):
+        return client.sites.get(ref)
+    wanted = ref.strip().casefold()
+    sites = list(client.sites.iter(page_size=PAGE))
+    for site in sites:
+        if site.name.casefold() == wanted:
+            return site
+    known = ", ".join(s.name for s in sites) or "none"
+    raise CliError(f"no site named {ref!r} (sites: {known})")
+
+
+def find_agent(client: switchboard.Client, ref: str) -> switchboard.Agent:
+    if is_uuid(ref):
+        return client.agents.get(ref)
+    if "@" not in ref:
+        raise click.BadParameter(f"{ref!r} is neither an agent id nor an email address")
+    wanted = ref.strip().casefold()
+    for agent in client.agents.iter(page_size=PAGE):
+        if agent.email.casefold() == wanted:
+            return agent
+    raise CliError(f"no agent with email {ref!r}")
+
+
+def find_queue(client: switchboard.Client, ref: str) -> switchboard.Queue:
+    if is_uuid(ref):
+        return client.queues.get(ref)
+    wanted = ref.strip().casefold()
+    for queue in client.queues.iter(page_size=PAGE):
+        if queue.name.casefold() == wanted:
+            return queue
+    raise CliError(f"no queue named {ref!r}")
+
+
+def find_number(client: switchboard.Client, ref: str) -> switchboard.Number:
+    if is_uuid(ref):
+        return client.numbers.get(ref)
+    try:
+        wanted = parse_e164(ref)
+    except ValueError as exc:
+        raise click.BadParameter(f"neither a number id nor an E.164 number: {exc}") from None
+    for number in client.numbers.iter(page_size=PAGE):
+        if number.e164 == wanted:
+            return number
+    raise CliError(f"this tenant holds no number {wanted}")
+
+
+def _skills(skills: dict[str, int], op: str) -> str:
+    return " ".join(f"{name}{op}{level}" for name, level in skills.items())
+
+
+def _names(objects: list[switchboard.Site] | list[switchboard.Queue]) -> dict[str, str]:
+    return {o.id: o.name for o in objects}
+
+
+def register(cli: click.Group) -> None:
+    # Sites ------------------------------------------------------------------------------------------
+    sites = group(cli, "sites", "Sites: groups of agents (an office, or agents at home).")
+
+    @command(sites, "add")
+    @click.argument("name")
+    @click.option("--timezone", default="UTC", show_default=True, metavar="TZ", help="IANA time zone.")
+    @click.option("--kind", type=click.Choice(["office", "home"]), default="office", show_default=True)
+    def sites_add(state: State, name: str, timezone: str, kind: str) -> None:
+        """Add a site."""
+        with state.client() as client:
+            site = client.sites.create(name, timezone=timezone, kind=kind)
+        if state.json:
+            emit_json(site)
+            return
+        output.note(f"Added site {site.name} ({site.kind}, {site.timezone}), id {site.id}.")
+
+    @command(sites, "list")
+    def sites_list(state: State) -> None:
+        """List sites."""
+        with state.client() as client:
+            found = list(client.sites.iter(page_size=PAGE))
+        if state.json:
+            emit_json(found)
+            return
+        output.table(("ID", "NAME", "TIMEZONE", "KIND"), ([s.id, s.name, s.timezone, s.kind] for s in found))
+
+    @command(sites, "remove")
+    @click.argument("site", metavar="NAME_OR_ID")
+    def sites_remove(state: State, site: str) -> None:
+        """Remove a site (refused while agents or queues use it, or if it is the last one)."""
+        with state.client() as client:
+            found = find_site(client, site)
+            client.sites.delete(found.id)
+        if state.json:
+            emit_json(found)
+            return
+        output.note(f"Removed site {found.name} ({found.id}).")
+
+    # Agents -----------------------------------------------------------------------------------------
+    agents = group(cli, "agents", "Agents: the people who take contacts.")
+
+    @command(agents, "add")
+    @click.option("--name", required=True, help="Full name.")
+    @click.option("--email", required=True, help="Email address (unique in the tenant).")
+    @click.option("--site", metavar="NAME_OR_ID", help="Site (default: the tenant's first site).")
+    @click.option("--skills", type=SKILLS, help="Skills with proficiency 0-10, e.g. sales=8,billing=5.")
+    @click.option("--languages", type=LANGUAGES, help="Languages spoken, e.g. en,zh-HK.")
+    def agents_add(
+        state: State,
+        name: str,
+        email: str,
+        site: str | None,
+        skills: dict[str, int] | None,
+        languages: list[str] | None,
+    ) -> None:
+        """Add an agent."""
+        with state.client() as client:
+            site_id = find_site(client, site).id if site else switchboard.UNSET
+            agent = client.agents.create(
+                name,
+                email,
+                site_id=site_id,
+                skills=skills if skills is not None else switchboard.UNSET,
+                languages=languages if languages is not None else switchboard.UNSET,
+            )
+        if state.json:
+            emit_json(agent)
+            return
+        output.note(f"Added agent {agent.name} <{agent.email}>, id {agent.id}.")
+
+    @command(agents, "list")
+    def agents_list(state: State) -> None:
+        """List agents."""
+        with state.client() as client:
+            found = list(client.agents.iter(page_size=PAGE))
+            site_names = _names(list(client.sites.iter(page_size=PAGE))) if found and not state.json else {}
+        if state.json:
+            emit_json(found)
+            return
+        output.table(
+            ("ID", "NAME", "EMAIL", "SITE", "SKILLS", "LANGUAGES"),
+            (
+                [
+                    a.id,
+                    a.name,
+                    a.email,
+                    site_names.get(a.site_id or "", a.site_id),
+                    _skills(a.skills, "="),
+                    ",".join(a.languages),
+                ]
+                for a in found
+            ),
+        )
+
+    @command(agents, "remove")
+    @click.argument("agent", metavar="EMAIL_OR_ID")
+    def agents_remove(state: State, agent: str) -> None:
+        """Remove an agent."""
+        with state.client() as client:
+            found = find_agent(client, agent)
+            client.agents.delete(found.id)
+        if state.json:
+            emit_json(found)
+            return
+        output.note(f"Removed agent {found.name} <{found.email}> ({found.id}).")
+
+    # Queues -----------------------------------------------------------------------------------------
+    queues = group(cli, "queues", "Queues: where contacts wait for an agent with the right skills.")
+
+    @command(queues, "create")
+    @click.argument("name")
+    @click.option(
+        "--skills", type=REQUIREMENTS, help="Minimum proficiency per skill, e.g. sales>=5,billing>=3."
+    )
+    @click.option(
+        "--sl", "service_level", type=SERVICE_LEVEL, help="Service-level target PERCENT/SECONDS, e.g. 80/20."
+    )
+    @click.option("--priority", type=click.IntRange(1, 99), help="1-99; higher is served first.")
+    @click.option(
+        "--wrap-up", type=click.IntRange(0, 3600), metavar="SECONDS", help="After-contact work time."
+    )
+    @click.option(
+        "--short-abandon",
+        type=click.IntRange(0, 600),
+        metavar="SECONDS",
+        help="Abandons sooner do not count against SL.",
+    )
+    @click.option("--site", metavar="NAME_OR_ID", help="Site the queue belongs to.")
+    def queues_create(
+        state: State,
+        name: str,
+        skills: dict[str, int] | None,
+        service_level: tuple[int, int] | None,
+        priority: int | None,
+        wrap_up: int | None,
+        short_abandon: int | None,
+        site: str | None,
+    ) -> None:
+        """Create a queue."""
+        unset = switchboard.UNSET
+        with state.client() as client:
+            queue = client.queues.create(
+                name,
+                skills=skills if skills is not None else unset,
+                priority=priority if priority is not None else unset,
+                sl_percent=service_level[0] if service_level else unset,
+                sl_seconds=service_level[1] if service_level else unset,
+                wrap_up_seconds=wrap_up if wrap_up is not None else unset,
+                short_abandon_seconds=short_abandon if short_abandon is not None else unset,
+                site_id=find_site(client, site).id if site else unset,
+            )
+        if state.json:
+            emit_json(queue)
+            return
+        output.note(
+            f"Created queue {queue.name} (SL {queue.sl_percent}/{queue.sl_seconds}, priority {queue.priority}), "
+            f"id {queue.id}."
+        )
+
+    @command(queues, "list")
+    def queues_list(state: State) -> None:
+        """List queues."""
+        with state.client() as client:
+            found = list(client.queues.iter(page_size=PAGE))
+        if state.json:
+            emit_json(found)
+            return
+        output.table(
+            ("ID", "NAME", "SKILLS", "PRIORITY", "SL", "SHORT ABANDON", "WRAP-UP"),
+            (
+                [
+                    q.id,
+                    q.name,
+                    _skills(q.skills, ">="),
+                    q.priority,
+                    f"{q.sl_percent}/{q.sl_seconds}",
+                    f"{q.short_abandon_seconds}s",
+                    f"{q.wrap_up_seconds}s",
+                ]
+                for q in found
+            ),
+        )
+
+    @command(queues, "remove")
+    @click.argument("queue", metavar="NAME_OR_ID")
+    def queues_remove(state: State, queue: str) -> None:
+        """Remove a queue."""
+        with state.client() as client:
+            found = find_queue(client, queue)
+            client.queues.delete(found.id)
+        if state.json:
+            emit_json(found)
+            return
+        output.note(f"Removed queue {found.name} ({found.id}).")
+
+    # Numbers ----------------------------------------------------------------------------------------
+    numbers = group(cli, "numbers", "Phone numbers (E.164) that callers dial.")
+
+    @command(numbers, "claim")
+    @click.argument("e164", type=E164, metavar="E164")
+    @click.option("--queue", metavar="NAME_OR_ID", help="Send the number's calls to this queue.")
+    def numbers_claim(state: State, e164: str, queue: str | None) -> None:
+        """Claim a phone number for this tenant."""
+        with state.client() as client:
+            # Look the queue up first, so a typo does not leave a claimed number behind.
+            queue_id = find_queue(client, queue).id if queue else None
+            number = client.numbers.claim(e164)
+            if queue_id:
+                number = client.numbers.update(number.id, queue_id=queue_id)
+        if state.json:
+            emit_json(number)
+            return
+        target = f", routed to queue {queue}" if queue_id else ""
+        output.note(f"Claimed {number.e164}{target}, id {number.id}.")
+
+    @command(numbers, "list")
+    def numbers_list(state: State) -> None:
+        """List the tenant's numbers."""
+        with state.client() as client:
+            found = list(client.numbers.iter(page_size=PAGE))
+            queue_names = _names(list(client.queues.iter(page_size=PAGE))) if found and not state.json else {}
+        if state.json:
+            emit_json(found)
+            return
+        output.table(
+            ("ID", "E164", "QUEUE", "FLOW"),
+            ([n.id, n.e164, queue_names.get(n.queue_id or "", n.queue_id), n.flow_id] for n in found),
+        )
+
+    @command(numbers, "release")
+    @click.argument("number", metavar="E164_OR_ID")
+    def numbers_release(state: State, number: str) -> None:
+        """Give a number back."""
+        with state.client() as client:
+            found = find_number(client, number)
+            client.numbers.release(found.id)
+        if state.json:
+            emit_json(found)
+            return
+        output.note(f"Released {found.e164} ({found.id}).")

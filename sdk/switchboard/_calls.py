@@ -1,0 +1,105 @@
+"""Every API operation as a `Call` value: the one place that knows routes, bodies and result types.
+
+Client and AsyncClient only run these, so the sync and async surfaces cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from msgspec import UNSET, UnsetType
+
+from ._core import Call
+from .models import Me, Page, Seats, SignupResult, Usage
+
+__all__ = [
+    "UNSET",
+    "UnsetType",
+    "create",
+    "delete",
+    "fields",
+    "get",
+    "list_page",
+    "me",
+    "seats_change",
+    "seats_get",
+    "signup",
+    "update",
+    "usage",
+]
+
+
+def _id(value: str) -> str:
+    text = str(value).strip()
+    if not text:
+        raise ValueError("an id must not be empty")
+    # Quoted whole, so an id can never reach another route ("../keys").
+    return quote(text, safe="")
+
+
+def fields(**values: Any) -> dict[str, Any]:
+    """A request body from keyword arguments, leaving out the ones not given (UNSET)."""
+    return {name: value for name, value in values.items() if value is not UNSET}
+
+
+def _timestamp(value: datetime | str) -> str:
+    if isinstance(value, datetime):
+        # A naive datetime is taken as UTC, the API's zone for usage periods.
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
+    return value
+
+
+def signup(company: str, email: str) -> Call[SignupResult]:
+    return Call[SignupResult](
+        "POST", "/v1/signup", SignupResult, body={"company": company, "email": email}, auth=False
+    )
+
+
+def me() -> Call[Me]:
+    return Call[Me]("GET", "/v1/me", Me)
+
+
+def seats_get() -> Call[Seats]:
+    return Call[Seats]("GET", "/v1/seats", Seats)
+
+
+def seats_change(action: str, count: int, idempotency_key: str | None) -> Call[Seats]:
+    return Call[Seats](
+        "POST", f"/v1/seats/{action}", Seats, body={"count": count}, idempotency_key=idempotency_key
+    )
+
+
+def usage(start: datetime | str | None, end: datetime | str | None) -> Call[Usage]:
+    params: dict[str, str] = {}
+    if start is not None:
+        params["from"] = _timestamp(start)
+    if end is not None:
+        params["to"] = _timestamp(end)
+    return Call[Usage]("GET", "/v1/usage", Usage, params=params or None)
+
+
+def list_page(path: str, model: Any, limit: int | None, cursor: str | None) -> Call[Page[Any]]:
+    params: dict[str, str] = {}
+    if limit is not None:
+        params["limit"] = str(limit)
+    if cursor:
+        params["cursor"] = cursor
+    return Call[Page[Any]]("GET", path, Page[model], params=params or None)
+
+
+def get(path: str, model: Any, id: str) -> Call[Any]:
+    return Call[Any]("GET", f"{path}/{_id(id)}", model)
+
+
+def create(path: str, model: Any, body: dict[str, Any], idempotency_key: str | None = None) -> Call[Any]:
+    return Call[Any]("POST", path, model, body=body, idempotency_key=idempotency_key)
+
+
+def update(path: str, model: Any, id: str, body: dict[str, Any]) -> Call[Any]:
+    return Call[Any]("PATCH", f"{path}/{_id(id)}", model, body=body)
+
+
+def delete(path: str, id: str) -> Call[None]:
+    return Call[None]("DELETE", f"{path}/{_id(id)}")

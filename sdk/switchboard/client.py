@@ -1,0 +1,377 @@
+"""The synchronous client: `Client(api_key=...)` with one namespace per resource (keys, seats, sites, ...)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import datetime
+from types import TracebackType
+from typing import Any, ClassVar, Generic, TypeVar
+
+import httpx
+
+from . import _calls
+from ._calls import UNSET, UnsetType
+from ._core import (
+    Call,
+    RetryPolicy,
+    decode_result,
+    encode_body,
+    headers_for,
+    new_idempotency_key,
+    resolve_api_key,
+    resolve_base_url,
+)
+from ._version import __version__
+from .errors import ConnectionError, ResponseError, error_from_response, parse_retry_after
+from .models import (
+    Agent,
+    AuditEntry,
+    Key,
+    KeyWithSecret,
+    Me,
+    Number,
+    Page,
+    Queue,
+    Seats,
+    SignupResult,
+    Site,
+    Usage,
+)
+
+__all__ = ["Client", "signup"]
+
+T = TypeVar("T")
+M = TypeVar("M")
+
+USER_AGENT = f"switchboard-python/{__version__}"
+
+
+def check_base_url(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        raise ValueError(f"base_url must start with http:// or https://, got {url!r}")
+    return url
+
+
+def transport_failure(exc: httpx.TransportError, timeout: float) -> tuple[bool, str]:
+    """Whether the request may have reached the API, and a readable reason."""
+    if isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        sent = False
+    else:
+        sent = True
+    if isinstance(exc, httpx.TimeoutException):
+        reason = f"no answer within {timeout:g} s"
+    else:
+        reason = str(exc) or type(exc).__name__
+    return sent, reason
+
+
+def lower_headers(headers: httpx.Headers) -> dict[str, str]:
+    return {name.lower(): value for name, value in headers.items()}
+
+
+class Client:
+    """Switchboard API client (blocking). Use as a context manager or call `close()`.
+
+    `api_key` and `base_url` default to the SB_API_KEY and SB_API_URL environment variables, then to no
+    key and http://127.0.0.1:8080. Failed calls are retried as RetryPolicy describes.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        timeout: float = 10,
+        max_retries: int = 3,
+        *,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.api_key = resolve_api_key(api_key)
+        self.base_url = check_base_url(resolve_base_url(base_url))
+        self.timeout = float(timeout)
+        self.retry = retry or RetryPolicy(max_retries=max_retries)
+        self._http = httpx.Client(base_url=self.base_url, timeout=self.timeout, transport=transport)
+        # Replaceable in tests, so backoff can be observed without waiting.
+        self._sleep: Callable[[float], None] = time.sleep
+        self._random: Callable[[], float] = random.random
+        self.keys = Keys(self)
+        self.seats = SeatsResource(self)
+        self.audit = Audit(self)
+        self.sites = Sites(self)
+        self.agents = Agents(self)
+        self.queues = Queues(self)
+        self.numbers = Numbers(self)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r})"
+
+    def signup(self, company: str, email: str) -> SignupResult:
+        """Create a tenant; the answer holds its admin key (`result.api_key.key`), shown only this once."""
+        return self._run(_calls.signup(company, email))
+
+    def me(self) -> Me:
+        return self._run(_calls.me())
+
+    def usage(self, start: datetime | str | None = None, end: datetime | str | None = None) -> Usage:
+        """Seat usage between two datetimes (or ISO 8601 strings); default: this calendar month so far."""
+        return self._run(_calls.usage(start, end))
+
+    def _run(self, call: Call[T]) -> T:
+        if call.method == "POST" and call.idempotency_key is None:
+            call = replace(call, idempotency_key=new_idempotency_key())
+        headers = headers_for(call, api_key=self.api_key, user_agent=USER_AGENT)
+        content = encode_body(call)
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(
+                    call.method, call.path, params=call.params, content=content, headers=headers
+                )
+            except httpx.TransportError as exc:
+                sent, reason = transport_failure(exc, self.timeout)
+                delay = self.retry.after_transport_error(attempt, call.method, sent=sent, rand=self._random())
+                if delay is None:
+                    raise ConnectionError(self.base_url, reason) from exc
+            else:
+                status = response.status_code
+                if status < 400:
+                    return decode_result(call, status, response.content)
+                headers_in = lower_headers(response.headers)
+                now = time.time()
+                error = error_from_response(status, headers_in, response.content, now=now)
+                retry_after = parse_retry_after(headers_in.get("retry-after"), now=now)
+                delay = self.retry.after_status(
+                    attempt, call.method, status, retry_after=retry_after, rand=self._random()
+                )
+                if delay is None:
+                    raise error
+            self._sleep(delay)
+            attempt += 1
+
+
+def signup(
+    company: str, email: str, *, base_url: str | None = None, timeout: float = 10, max_retries: int = 3
+) -> SignupResult:
+    """Create a tenant without a client at hand: `switchboard.signup("Acme", "ops@acme.example")`."""
+    with Client(base_url=base_url, timeout=timeout, max_retries=max_retries) as client:
+        return client.signup(company, email)
+
+
+class _Resource:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+
+class _Listing(_Resource, Generic[M]):
+    _path: ClassVar[str]
+    _model: ClassVar[Any]
+
+    def list(self, *, limit: int | None = None, cursor: str | None = None, all: bool = False) -> Page[M]:
+        """One page (`limit` 1..200, default 50); with `all=True`, every item in one page."""
+        if all:
+            return Page(items=[*self.iter(page_size=limit)], next_cursor=None)
+        page: Page[M] = self._client._run(_calls.list_page(self._path, self._model, limit, cursor))
+        return page
+
+    def iter(self, *, page_size: int | None = None) -> Iterator[M]:
+        """Every item, in creation order, fetching pages as they are needed."""
+        cursor: str | None = None
+        while True:
+            page = self.list(limit=page_size, cursor=cursor)
+            yield from page.items
+            if not page.next_cursor:
+                return
+            if page.next_cursor == cursor:
+                raise ResponseError(f"the API returned the same cursor twice for {self._path}")
+            cursor = page.next_cursor
+
+
+class _Collection(_Listing[M]):
+    def get(self, id: str) -> M:
+        found: M = self._client._run(_calls.get(self._path, self._model, id))
+        return found
+
+
+class Keys(_Collection[Key]):
+    _path = "/v1/keys"
+    _model = Key
+
+    def create(self, role: str, *, name: str | UnsetType = UNSET) -> KeyWithSecret:
+        """A new key; its secret (`.key`) is in this answer only."""
+        created: KeyWithSecret = self._client._run(
+            _calls.create(self._path, KeyWithSecret, _calls.fields(role=role, name=name))
+        )
+        return created
+
+    def revoke(self, id: str) -> None:
+        self._client._run(_calls.delete(self._path, id))
+
+
+class SeatsResource(_Resource):
+    def get(self) -> Seats:
+        return self._client._run(_calls.seats_get())
+
+    def purchase(self, count: int, *, idempotency_key: str | None = None) -> Seats:
+        return self._client._run(_calls.seats_change("purchase", count, idempotency_key))
+
+    def release(self, count: int, *, idempotency_key: str | None = None) -> Seats:
+        """Refused with ConflictError when fewer seats would remain than agents logged in now."""
+        return self._client._run(_calls.seats_change("release", count, idempotency_key))
+
+
+class Audit(_Listing[AuditEntry]):
+    _path = "/v1/audit"
+    _model = AuditEntry
+
+
+class Sites(_Collection[Site]):
+    _path = "/v1/sites"
+    _model = Site
+
+    def create(self, name: str, *, timezone: str = "UTC", kind: str = "office") -> Site:
+        body = _calls.fields(name=name, timezone=timezone, kind=kind)
+        site: Site = self._client._run(_calls.create(self._path, Site, body))
+        return site
+
+    def update(
+        self,
+        id: str,
+        *,
+        name: str | UnsetType = UNSET,
+        timezone: str | UnsetType = UNSET,
+        kind: str | UnsetType = UNSET,
+    ) -> Site:
+        body = _calls.fields(name=name, timezone=timezone, kind=kind)
+        site: Site = self._client._run(_calls.update(self._path, Site, id, body))
+        return site
+
+    def delete(self, id: str) -> None:
+        self._client._run(_calls.delete(self._path, id))
+
+
+class Agents(_Collection[Agent]):
+    _path = "/v1/agents"
+    _model = Agent
+
+    def create(
+        self,
+        name: str,
+        email: str,
+        *,
+        site_id: str | UnsetType = UNSET,
+        skills: dict[str, int] | UnsetType = UNSET,
+        languages: list[str] | UnsetType = UNSET,
+    ) -> Agent:
+        body = _calls.fields(name=name, email=email, site_id=site_id, skills=skills, languages=languages)
+        agent: Agent = self._client._run(_calls.create(self._path, Agent, body))
+        return agent
+
+    def update(
+        self,
+        id: str,
+        *,
+        name: str | UnsetType = UNSET,
+        email: str | UnsetType = UNSET,
+        site_id: str | UnsetType = UNSET,
+        skills: dict[str, int] | UnsetType = UNSET,
+        languages: list[str] | UnsetType = UNSET,
+    ) -> Agent:
+        body = _calls.fields(name=name, email=email, site_id=site_id, skills=skills, languages=languages)
+        agent: Agent = self._client._run(_calls.update(self._path, Agent, id, body))
+        return agent
+
+    def delete(self, id: str) -> None:
+        self._client._run(_calls.delete(self._path, id))
+
+
+class Queues(_Collection[Queue]):
+    _path = "/v1/queues"
+    _model = Queue
+
+    def create(
+        self,
+        name: str,
+        *,
+        skills: dict[str, int] | UnsetType = UNSET,
+        priority: int | UnsetType = UNSET,
+        sl_percent: int | UnsetType = UNSET,
+        sl_seconds: int | UnsetType = UNSET,
+        short_abandon_seconds: int | UnsetType = UNSET,
+        wrap_up_seconds: int | UnsetType = UNSET,
+        site_id: str | UnsetType = UNSET,
+    ) -> Queue:
+        body = _calls.fields(
+            name=name,
+            skills=skills,
+            priority=priority,
+            sl_percent=sl_percent,
+            sl_seconds=sl_seconds,
+            short_abandon_seconds=short_abandon_seconds,
+            wrap_up_seconds=wrap_up_seconds,
+            site_id=site_id,
+        )
+        queue: Queue = self._client._run(_calls.create(self._path, Queue, body))
+        return queue
+
+    def update(
+        self,
+        id: str,
+        *,
+        name: str | UnsetType = UNSET,
+        skills: dict[str, int] | UnsetType = UNSET,
+        priority: int | UnsetType = UNSET,
+        sl_percent: int | UnsetType = UNSET,
+        sl_seconds: int | UnsetType = UNSET,
+        short_abandon_seconds: int | UnsetType = UNSET,
+        wrap_up_seconds: int | UnsetType = UNSET,
+        site_id: str | UnsetType | None = UNSET,
+    ) -> Queue:
+        body = _calls.fields(
+            name=name,
+            skills=skills,
+            priority=priority,
+            sl_percent=sl_percent,
+            sl_seconds=sl_seconds,
+            short_abandon_seconds=short_abandon_seconds,
+            wrap_up_seconds=wrap_up_seconds,
+            site_id=site_id,
+        )
+        queue: Queue = self._client._run(_calls.update(self._path, Queue, id, body))
+        return queue
+
+    def delete(self, id: str) -> None:
+        self._client._run(_calls.delete(self._path, id))
+
+
+class Numbers(_Collection[Number]):
+    _path = "/v1/numbers"
+    _model = Number
+
+    def claim(self, e164: str) -> Number:
+        """Claim a number for this tenant; ConflictError if any tenant already holds it."""
+        number: Number = self._client._run(_calls.create(self._path, Number, {"e164": e164}))
+        return number
+
+    def update(self, id: str, *, queue_id: str | UnsetType | None = UNSET) -> Number:
+        """Point the number at a queue (None: at nothing)."""
+        number: Number = self._client._run(
+            _calls.update(self._path, Number, id, _calls.fields(queue_id=queue_id))
+        )
+        return number
+
+    def release(self, id: str) -> None:
+        self._client._run(_calls.delete(self._path, id))

@@ -1,0 +1,158 @@
+"""Typed models of the control-plane API objects (docs/api.md), decoded straight from JSON by msgspec.
+
+Fields the API may add later are ignored on decode, so an older SDK keeps working against a newer API.
+Ids stay plain strings: callers pass them back to the API and never compute with them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+__all__ = [
+    "Agent",
+    "AuditEntry",
+    "Key",
+    "KeyWithSecret",
+    "Me",
+    "Number",
+    "Page",
+    "Queue",
+    "Seats",
+    "SignupResult",
+    "Site",
+    "Tenant",
+    "Usage",
+    "UsageInterval",
+    "to_dict",
+]
+
+T = TypeVar("T")
+
+
+class Model(msgspec.Struct, kw_only=True):
+    """Base of every API object."""
+
+
+class Tenant(Model, kw_only=True):
+    id: str
+    name: str
+    admin_email: str
+    plan: str
+    created_at: datetime
+
+
+class Key(Model, kw_only=True):
+    id: str
+    name: str = ""
+    role: str
+    prefix: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+class KeyWithSecret(Key, kw_only=True):
+    # The secret itself (`sbk_...`): the API shows it once, when the key is created.
+    key: str
+
+
+class Seats(Model, kw_only=True):
+    purchased: int
+    logged_in: int
+    available: int
+    plan: str
+
+
+class Me(Model, kw_only=True):
+    tenant: Tenant
+    key: Key
+
+
+class SignupResult(Model, kw_only=True):
+    tenant: Tenant
+    api_key: KeyWithSecret
+    seats: Seats
+
+
+class UsageInterval(Model, kw_only=True):
+    from_: datetime = msgspec.field(name="from")
+    to: datetime
+    seats: int
+    seconds: float
+
+
+class Usage(Model, kw_only=True):
+    from_: datetime = msgspec.field(name="from")
+    to: datetime
+    seat_seconds: float
+    seat_hours: float
+    intervals: list[UsageInterval] = msgspec.field(default_factory=list)
+
+
+class AuditEntry(Model, kw_only=True):
+    id: str
+    at: datetime
+    actor_key_id: str | None = None
+    actor_role: str | None = None
+    action: str
+    target_type: str
+    target_id: str | None = None
+    detail: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class Site(Model, kw_only=True):
+    id: str
+    name: str
+    timezone: str
+    kind: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class Agent(Model, kw_only=True):
+    id: str
+    name: str
+    email: str
+    site_id: str | None = None
+    skills: dict[str, int] = msgspec.field(default_factory=dict)
+    languages: list[str] = msgspec.field(default_factory=list)
+    created_at: datetime
+    updated_at: datetime
+
+
+class Queue(Model, kw_only=True):
+    id: str
+    name: str
+    skills: dict[str, int] = msgspec.field(default_factory=dict)
+    priority: int
+    sl_percent: int
+    sl_seconds: int
+    short_abandon_seconds: int
+    wrap_up_seconds: int
+    site_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Number(Model, kw_only=True):
+    id: str
+    e164: str
+    queue_id: str | None = None
+    flow_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Page(msgspec.Struct, Generic[T], kw_only=True):
+    """One page of a list; pass `next_cursor` back as `cursor` for the next one (None: this was the last)."""
+
+    items: list[T]
+    next_cursor: str | None = None
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain JSON-ready data (dicts, lists, ISO 8601 strings) with the API's own field names."""
+    return msgspec.to_builtins(obj)

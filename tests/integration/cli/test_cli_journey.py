@@ -1,0 +1,301 @@
+"""The `switchboard` CLI against the real API (the `api_server` fixture): the tenant journey, each step in
+human and --json form, seats refused while agents are logged in, keys, tenant isolation and errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import subprocess
+import sys
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from click.testing import CliRunner, Result
+from switchboard_cli.main import cli
+
+SWITCHBOARD = Path(sys.executable).with_name("switchboard")
+
+
+@dataclass
+class Cli:
+    """Runs the CLI in-process with its own config directory, as a user in a fresh home would."""
+
+    config_home: Path
+    api_url: str
+
+    def __call__(self, *args: str, code: int = 0, env: dict[str, str] | None = None) -> Result:
+        result = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+        assert result.exit_code == code, (args, result.exit_code, result.stdout, result.stderr)
+        if code:
+            # One line on stderr, nothing on stdout, even with --json.
+            assert result.stdout == "", (args, result.stdout)
+            assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+        return result
+
+    def json(self, *args: str, env: dict[str, str] | None = None) -> Any:
+        result = self(*args, env=env)
+        return json.loads(result.stdout)
+
+    def signup(self, profile: str = "default") -> dict[str, Any]:
+        tag = uuid.uuid4().hex[:10]
+        return self.json(
+            "signup", "--company", f"Acme {tag}", "--email", f"ops-{tag}@acme.example",
+            "--api-url", self.api_url, "--profile", profile, "--json",
+        )  # fmt: skip
+
+
+@pytest.fixture
+def sb(api_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
+    config_home = tmp_path / "config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
+    for name in ("SB_API_URL", "SB_API_KEY", "SB_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    return Cli(config_home, api_server)
+
+
+def random_e164() -> str:
+    return "+1555" + str(uuid.uuid4().int)[:7]
+
+
+def test_journey_in_human_form(sb: Cli) -> None:
+    tag = uuid.uuid4().hex[:8]
+    out = sb(
+        "signup", "--company", f"Human {tag}", "--email", f"h-{tag}@acme.example", "--api-url", sb.api_url
+    ).stdout
+    assert f"Signed up Human {tag}" in out and "sbk_" in out
+
+    # The key and URL are in a private profile file.
+    path = sb.config_home / "switchboard" / "profiles.toml"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert sb.api_url in path.read_text() and "sbk_" in path.read_text()
+
+    assert f"Human {tag}" in sb("whoami").stdout
+    out = sb("seats", "buy", "3").stdout
+    assert "Bought 3 seats" in out and "purchased" in out and "5" in out
+    assert "paid" in sb("seats", "show").stdout
+
+    sb("sites", "add", "Home agents", "--timezone", "Europe/Paris", "--kind", "home")
+    for n, skills in ((1, "sales=8,billing=5"), (2, "sales=3"), (3, "billing=9")):
+        out = sb("agents", "add", "--name", f"Agent {n}", "--email", f"a{n}-{tag}@acme.example",
+                 "--skills", skills, "--languages", "en,zh", "--site", "home agents").stdout  # fmt: skip
+        assert f"Added agent Agent {n}" in out
+    listing = sb("agents", "list").stdout
+    for n in (1, 2, 3):
+        assert f"a{n}-{tag}@acme.example" in listing
+    assert "Home agents" in listing and "sales=8 billing=5" in listing
+
+    out = sb("queues", "create", "Sales", "--skills", "sales>=5", "--sl", "80/20", "--priority", "7").stdout
+    assert "Created queue Sales" in out and "SL 80/20" in out
+    assert "sales>=5" in sb("queues", "list").stdout
+
+    e164 = random_e164()
+    assert f"Claimed {e164}" in sb("numbers", "claim", e164, "--queue", "sales").stdout
+    listing = sb("numbers", "list").stdout
+    assert e164 in listing and "Sales" in listing
+
+    assert "Main" in sb("sites", "list").stdout
+    assert "seat-hours" in sb("usage").stdout
+    assert "seats" in sb("audit").stdout
+
+
+def test_journey_in_json_form(sb: Cli) -> None:
+    signup = sb.signup()
+    assert set(signup) == {"tenant", "api_key", "seats"}
+    assert signup["api_key"]["key"].startswith("sbk_") and signup["api_key"]["role"] == "admin"
+    assert signup["seats"] == {"purchased": 2, "logged_in": 0, "available": 2, "plan": "trial"}
+
+    me = sb.json("--json", "whoami")
+    assert me["tenant"]["id"] == signup["tenant"]["id"] and me["key"]["role"] == "admin"
+
+    # --json accepted on the group and on the subcommand alike.
+    seats = sb.json("--json", "seats", "buy", "3")
+    assert seats == {"purchased": 5, "logged_in": 0, "available": 5, "plan": "paid"}
+    assert sb.json("seats", "show", "--json") == seats
+    assert sb.json("seats", "--json", "show") == seats
+
+    agents = []
+    for n, (skills, languages) in enumerate(
+        (("sales=8,billing=5", "en,zh"), ("sales=3", "en"), ("billing=9", "zh-HK"))
+    ):
+        agent = sb.json("agents", "add", "--name", f"Agent {n}", "--email", f"A{n}@Acme.example",
+                        "--skills", skills, "--languages", languages, "--json")  # fmt: skip
+        assert agent["name"] == f"Agent {n}" and agent["email"].lower() == f"a{n}@acme.example"
+        assert agent["languages"] == languages.split(",")
+        agents.append(agent)
+    assert agents[0]["skills"] == {"sales": 8, "billing": 5}
+    sites = sb.json("sites", "list", "--json")
+    assert [s["name"] for s in sites] == ["Main"]
+    assert all(a["site_id"] == sites[0]["id"] for a in agents)
+    listed = sb.json("agents", "list", "--json")
+    assert isinstance(listed, list) and [a["id"] for a in listed] == [a["id"] for a in agents]
+
+    queue = sb.json("queues", "create", "Billing", "--skills", "billing>=3,sales", "--sl", "90/15",
+                    "--priority", "9", "--wrap-up", "45", "--json")  # fmt: skip
+    assert queue["name"] == "Billing" and queue["skills"] == {"billing": 3, "sales": 0}
+    assert (queue["sl_percent"], queue["sl_seconds"], queue["priority"], queue["wrap_up_seconds"]) == (
+        90,
+        15,
+        9,
+        45,
+    )
+    assert [q["id"] for q in sb.json("--json", "queues", "list")] == [queue["id"]]
+
+    e164 = random_e164()
+    number = sb.json("numbers", "claim", e164, "--queue", queue["id"], "--json")
+    assert number["e164"] == e164 and number["queue_id"] == queue["id"]
+    assert sb.json("numbers", "list", "--json") == [number]
+
+    usage = sb.json("usage", "--json")
+    assert {"from", "to", "seat_seconds", "seat_hours", "intervals"} <= set(usage)
+    actions = [e["action"] for e in sb.json("audit", "--json")]
+    assert len(actions) >= 6
+
+    removed = sb.json("agents", "remove", "a2@acme.example", "--json")
+    assert removed["id"] == agents[2]["id"]
+    assert len(sb.json("agents", "list", "--json")) == 2
+    released = sb.json("numbers", "release", e164, "--json")
+    assert released["id"] == number["id"] and sb.json("numbers", "list", "--json") == []
+
+
+async def _log_in(owner_url: str, tenant_id: str, agent_ids: list[str]) -> None:
+    # As routing would: agent_sessions rows written in a transaction scoped to the tenant (RLS).
+    conn = await asyncpg.connect(owner_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", tenant_id)
+            await conn.executemany(
+                "INSERT INTO agent_sessions (agent_id, tenant_id) VALUES ($1::uuid, $2::uuid)",
+                [(agent_id, tenant_id) for agent_id in agent_ids],
+            )
+    finally:
+        await conn.close()
+
+
+def test_seats_release_is_refused_below_the_agents_logged_in(sb: Cli, infra: Any) -> None:
+    tenant = sb.signup()["tenant"]
+    sb("seats", "buy", "3")
+    ids = [
+        sb.json("agents", "add", "--name", f"A{n}", "--email", f"x{n}@acme.example", "--json")["id"]
+        for n in range(3)
+    ]
+    asyncio.run(_log_in(infra.owner_url, tenant["id"], ids))
+    assert sb.json("seats", "show", "--json") == {
+        "purchased": 5,
+        "logged_in": 3,
+        "available": 2,
+        "plan": "paid",
+    }
+
+    refused = sb("seats", "release", "3", code=1)
+    assert refused.stderr.startswith("error: seats release refused: ") and "(409)" in refused.stderr
+    refused = sb("--json", "seats", "release", "3", code=1)
+    assert "(409)" in refused.stderr
+
+    # Releasing down to exactly the number logged in is allowed.
+    assert sb.json("seats", "release", "2", "--json")["purchased"] == 3
+    sb("seats", "release", "1", code=1)
+
+
+def test_keys_create_list_and_revoke_stops_the_key_at_once(sb: Cli) -> None:
+    sb.signup()
+    created = sb.json("keys", "create", "--role", "developer", "--name", "ci", "--json")
+    assert created["role"] == "developer" and created["name"] == "ci" and created["key"].startswith("sbk_")
+    assert created["id"] in [k["id"] for k in sb.json("keys", "list", "--json")]
+    assert "ci" in sb("keys", "list").stdout
+
+    # The new key works from its own profile (login checks it first) and has a developer's rights.
+    me = sb.json("login", "--api-key", created["key"], "--api-url", sb.api_url, "--profile", "dev", "--json")
+    assert me["key"]["id"] == created["id"]
+    assert sb.json("--profile", "dev", "seats", "show", "--json")["purchased"] == 2
+    denied = sb("--profile", "dev", "sites", "add", "Nope", code=1)
+    assert "sites add refused" in denied.stderr and "(403)" in denied.stderr
+
+    revoked = sb.json("keys", "revoke", created["id"], "--json")
+    assert revoked["id"] == created["id"] and revoked["revoked_at"] is not None
+    failed = sb("--profile", "dev", "whoami", code=1)
+    assert "(401)" in failed.stderr and "profile 'dev'" in failed.stderr
+    # The key revoking itself is refused: the tenant would lose its last way in.
+    own = sb.json("whoami", "--json")["key"]["id"]
+    assert "(409)" in sb("keys", "revoke", own, code=1).stderr
+
+
+def test_a_second_tenant_cannot_see_or_touch_the_first_tenants_agents(sb: Cli) -> None:
+    sb.signup("first")
+    agent = sb.json(
+        "--profile", "first", "agents", "add", "--name", "Ann", "--email", "ann@first.example", "--json"
+    )
+    sb.signup("second")
+    assert sb.json("--profile", "second", "agents", "list", "--json") == []
+    missing = sb("--profile", "second", "agents", "remove", agent["id"], code=1)
+    assert "(404)" in missing.stderr
+    sb("--profile", "second", "agents", "remove", "ann@first.example", code=1)
+    # Still there for its own tenant.
+    assert [a["id"] for a in sb.json("--profile", "first", "agents", "list", "--json")] == [agent["id"]]
+    # SB_PROFILE selects the profile too.
+    assert sb.json("agents", "list", "--json", env={"SB_PROFILE": "first"})[0]["id"] == agent["id"]
+
+
+def test_api_errors_are_one_line_and_exit_1(sb: Cli) -> None:
+    sb.signup("a")
+    sb.signup("b")
+    e164 = random_e164()
+    sb("--profile", "a", "numbers", "claim", e164)
+    taken = sb("--profile", "b", "numbers", "claim", e164, "--json", code=1)
+    assert "numbers claim refused" in taken.stderr and "(409)" in taken.stderr
+
+    sb("--profile", "a", "agents", "add", "--name", "Bo", "--email", "bo@a.example")
+    dup = sb("--profile", "a", "agents", "add", "--name", "Bo", "--email", "BO@a.example", code=1)
+    assert "(409)" in dup.stderr
+
+    invalid = sb("--profile", "a", "agents", "add", "--name", "x" * 101, "--email", "c@a.example", code=1)
+    assert "(422)" in invalid.stderr
+    assert "no site named" in sb("--profile", "a", "agents", "add", "--name", "C", "--email", "c@a.example",
+                                 "--site", "Atlantis", code=1).stderr  # fmt: skip
+    assert "(404)" in sb("--profile", "a", "agents", "remove", str(uuid.uuid4()), code=1).stderr
+    bogus = sb("whoami", "--json", code=1, env={"SB_API_KEY": "sbk_" + "x" * 43, "SB_API_URL": sb.api_url})
+    assert "(401)" in bogus.stderr
+
+
+def test_login_checks_the_key_before_saving_it(sb: Cli) -> None:
+    refused = sb("login", "--api-key", "sbk_" + "y" * 43, "--api-url", sb.api_url, code=1)
+    assert "login failed" in refused.stderr and "(401)" in refused.stderr
+    assert not (sb.config_home / "switchboard" / "profiles.toml").exists()
+
+
+def test_a_second_signup_into_a_profile_says_the_old_key_was_replaced(sb: Cli) -> None:
+    first = sb.signup()["api_key"]["key"]
+    tag = uuid.uuid4().hex[:8]
+    again = sb("signup", "--company", f"Again {tag}", "--email", f"again-{tag}@acme.example", "--json")
+    assert json.loads(again.stdout)["tenant"]["name"] == f"Again {tag}"
+    assert f"held another key ({first[:12]}...)" in again.stderr
+    # The profile's URL was kept from the first signup and now holds the new key.
+    assert sb.json("whoami", "--json")["tenant"]["name"] == f"Again {tag}"
+
+
+def test_the_installed_console_script(sb: Cli) -> None:
+    env = {**os.environ, "XDG_CONFIG_HOME": str(sb.config_home)}
+    for name in ("SB_API_URL", "SB_API_KEY", "SB_PROFILE"):
+        env.pop(name, None)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(SWITCHBOARD), *args], env=env, capture_output=True, text=True, timeout=60)
+
+    tag = uuid.uuid4().hex[:8]
+    done = run("signup", "--company", f"Script {tag}", "--email", f"s-{tag}@acme.example",
+               "--api-url", sb.api_url, "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["tenant"]["name"] == f"Script {tag}"
+    done = run("seats", "buy", "2", "--json")
+    assert done.returncode == 0 and json.loads(done.stdout)["purchased"] == 4
+    done = run("numbers", "claim", "12345", "--json")
+    assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1
+    version = run("--version")
+    assert version.returncode == 0 and version.stdout.startswith("switchboard ")
