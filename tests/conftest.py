@@ -37,7 +37,9 @@ def infra() -> Iterator[Infra]:
         nats.start()
 
         async def prepare() -> None:
-            await db.bootstrap(pg.admin_url, database=DATABASE, app_role=APP_ROLE, app_password=secrets_.pg_app_password)
+            await db.bootstrap(
+                pg.admin_url, database=DATABASE, app_role=APP_ROLE, app_password=secrets_.pg_app_password
+            )
             await db.migrate(pg.owner_url, app_role=APP_ROLE)
 
         asyncio.run(prepare())

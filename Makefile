@@ -1,0 +1,67 @@
+# Switchboard: `make run` starts the platform with a demo tenant; `make test` runs the whole suite.
+# Both only need Python 3.11+ (and, for the test peers, Debian packages installed when running as root).
+
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_PEERS := sip-tester chromium espeak-ng sox
+PYTEST_ARGS ?=
+
+.PHONY: setup run test test-peers lint format bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Switchboard needs Python 3.11 or newer")'
+	@if [ ! -x $(BIN)/python ]; then \
+		$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+			if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+				echo "installing python3-venv"; \
+				apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+				rm -rf $(VENV); $(PYTHON) -m venv $(VENV); \
+			else echo "error: '$(PYTHON) -m venv' failed: install python3-venv" >&2; exit 1; fi; }; \
+	fi
+	$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | { grep -v "is ignored" || true; }
+	@$(BIN)/python -c 'import switchboard, switchboard_cli, services.kernel' || { echo "error: install failed" >&2; exit 1; }
+	@touch $(STAMP)
+
+# SIPp, Chromium, espeak-ng and sox are the real outside peers of the end-to-end tests.
+test-peers:
+	@missing=""; \
+	command -v sipp >/dev/null || missing="$$missing sip-tester"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	command -v sox >/dev/null || missing="$$missing sox"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing test peers:$$missing"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "warning: missing test peers ($$missing): end-to-end tests that need them will be skipped" >&2; fi; \
+	fi
+
+run: setup
+	$(BIN)/switchboard up --demo
+
+test: setup test-peers
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy services/kernel
+
+format: setup
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# `make bench` runs every benchmark; `make bench BENCH=routing_core` runs tests/bench/bench_routing_core.py.
+bench: setup
+	@mkdir -p .bench
+	@if [ -n "$(BENCH)" ]; then $(BIN)/python tests/bench/bench_$(BENCH).py; \
+	else for f in tests/bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done; fi
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .bench
