@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import json
 import os
 import secrets
@@ -18,10 +19,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["EmbeddedNats", "EmbeddedPostgres", "Secrets", "free_port"]
+__all__ = ["APP_ROLE", "DATABASE", "EmbeddedNats", "EmbeddedPostgres", "Secrets", "free_port"]
 
 APP_ROLE = "sb_app"
 DATABASE = "switchboard"
@@ -34,10 +36,20 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    # Runs in the child between fork and exec: if the runtime is killed -9, the child gets SIGTERM.
+def _die_with_parent(sig: int = signal.SIGTERM) -> None:
+    # Runs in the child between fork and exec (after any change of user, which would clear it): if the
+    # runtime is killed -9, the child gets `sig`.
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    libc.prctl(_PR_SET_PDEATHSIG, int(sig))
+
+
+def _is_postmaster(pid: int) -> bool:
+    import psutil
+
+    try:
+        return bool(psutil.Process(pid).name() == "postgres")
+    except psutil.Error:
+        return False
 
 
 @dataclass
@@ -64,12 +76,16 @@ class EmbeddedPostgres:
     """PostgreSQL 16 from the pgserver wheel, on 127.0.0.1 with scram-sha-256 passwords."""
 
     def __init__(self, data_dir: Path, secrets_: Secrets, port: int | None = None) -> None:
-        import pgserver
+        with warnings.catch_warnings():
+            # Importing pgserver makes platformdirs warn about XDG_RUNTIME_DIR, which is never used here.
+            warnings.simplefilter("ignore")
+            import pgserver
 
         self.bin = Path(pgserver.__file__).parent / "pginstall" / "bin"
         self.pgdata = (data_dir / "pg").resolve()
         self.secrets = secrets_
         self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
         # postgres refuses to run as root: as root, run it as pgserver's dedicated system user.
         self.user: str | None = "pgserver" if os.geteuid() == 0 else None
 
@@ -143,21 +159,41 @@ class EmbeddedPostgres:
         try:
             lines = pidfile.read_text().splitlines()
             pid = int(lines[0])
-            os.kill(pid, 0)
         except (OSError, ValueError, IndexError):
+            return None
+        # A PID from a stale file may since have been reused by an unrelated process: never adopt (or
+        # signal) anything that is not a postgres.
+        if not _is_postmaster(pid):
             return None
         if len(lines) > 3 and self.port is None:
             self.port = int(lines[3])
         return pid
 
-    def start(self) -> None:
+    def start(self, *, supervised: bool = False) -> None:
+        """Start PostgreSQL, or adopt a postmaster already serving this data dir.
+
+        `supervised=True` (the runtime) runs the postmaster as our own child in its own process group, with
+        a parent-death signal, so that even a `kill -9` of the runtime leaves no PostgreSQL behind; a
+        postmaster left by an older run is then stopped cleanly and started again as our child. The
+        default (tests) starts it with `pg_ctl`, detached.
+        """
         self._prepare_permissions()
         self._init()
         if self.running_pid() is not None:
-            self._wait_ready()
-            return
+            if not supervised:
+                self._wait_ready()
+                return
+            self.stop()
+        pidfile = self.pgdata / "postmaster.pid"
+        if pidfile.exists() and self.running_pid() is None:
+            # Left by a postmaster that was killed: postgres would refuse to start if its PID is now reused.
+            pidfile.unlink()
         if self.port is None:
             self.port = free_port()
+        if supervised:
+            self._spawn()
+            self._wait_ready()
+            return
         self._run(
             "pg_ctl",
             "-D",
@@ -173,15 +209,65 @@ class EmbeddedPostgres:
         )
         self._wait_ready()
 
+    def _spawn(self) -> None:
+        log = open(self.pgdata / "server.log", "ab")
+        if self.user is not None:
+            # pg_ctl, running as that user, appends to the same log on other starts.
+            import pwd
+
+            entry = pwd.getpwnam(self.user)
+            os.fchown(log.fileno(), entry.pw_uid, entry.pw_gid)
+        try:
+            self.proc = subprocess.Popen(
+                [
+                    str(self.bin / "postgres"),
+                    "-D",
+                    str(self.pgdata),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    "",
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=self.user,
+                process_group=0,
+                # SIGINT is PostgreSQL's fast shutdown: roll back open transactions, checkpoint, exit.
+                preexec_fn=functools.partial(_die_with_parent, signal.SIGINT),
+            )
+        finally:
+            log.close()
+
     def _wait_ready(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"PostgreSQL exited with {self.proc.returncode}; see {self.pgdata / 'server.log'}"
+                )
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port or 0), 0.5):
                 return
             time.sleep(0.05)
         raise RuntimeError(f"PostgreSQL did not accept connections on port {self.port}")
 
     def stop(self) -> None:
+        if self.proc is not None:
+            proc, self.proc = self.proc, None
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.send_signal(signal.SIGQUIT)  # immediate shutdown; crash recovery on next start
+                    try:
+                        proc.wait(10)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait()
+            return
         if self.running_pid() is None:
             return
         try:
@@ -234,6 +320,10 @@ class EmbeddedNats:
             [self.binary(), "-c", str(conf)],
             stdout=log,
             stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Its own process group: a Ctrl-C at the terminal reaches the runtime only, which stops the
+            # services before NATS.
+            process_group=0,
             preexec_fn=_die_with_parent,
         )
         log.close()

@@ -1,0 +1,78 @@
+"""The `switchboard up` command (click); the CLI adds it to the `switchboard` group."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from .runtime import DEFAULT_HTTP_PORT, SERVICES, Options, run
+
+__all__ = ["up"]
+
+
+def _parse_services(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return SERVICES
+    wanted = {v.strip() for v in value.split(",") if v.strip()}
+    unknown = sorted(wanted - set(SERVICES))
+    if unknown:
+        raise click.BadParameter(
+            f"unknown service(s) {', '.join(unknown)}; choose from {', '.join(SERVICES)}"
+        )
+    if not wanted:
+        raise click.BadParameter("name at least one service")
+    return tuple(s for s in SERVICES if s in wanted)
+
+
+@click.command("up")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".switchboard"),
+    show_default=True,
+    help="Where PostgreSQL, NATS, secrets and the demo key live; reused by the next run.",
+)
+@click.option(
+    "--http-port",
+    type=click.IntRange(1, 65535),
+    default=DEFAULT_HTTP_PORT,
+    show_default=True,
+    help="The API, web apps and /healthz.",
+)
+@click.option(
+    "--sip-port",
+    type=click.IntRange(1, 65535),
+    default=5060,
+    show_default=True,
+    help="The SIP edge (media), UDP and TCP.",
+)
+@click.option(
+    "--demo", is_flag=True, help="Create (idempotently) a demo tenant with agents, a queue and a number."
+)
+@click.option(
+    "--services",
+    "services",
+    callback=_parse_services,
+    metavar="a,b",
+    help=f"Start only these services (default: all of {','.join(SERVICES)}).",
+)
+def up(data_dir: Path, http_port: int, sip_port: int, demo: bool, services: tuple[str, ...]) -> None:
+    """Run the whole platform on this machine: embedded PostgreSQL and NATS, and every service.
+
+    SB_DATABASE_URL / SB_NATS_URL use existing servers instead (with SB_DATABASE_ADMIN_URL the database is
+    also bootstrapped and migrated). Ctrl-C stops everything.
+    """
+    opts = Options(
+        data_dir=data_dir.expanduser().resolve(),
+        http_port=http_port,
+        sip_port=sip_port,
+        demo=demo,
+        services=services,
+        bind_host=os.environ.get("SB_BIND_HOST") or "127.0.0.1",
+    )
+    if http_port == sip_port and "api" in services and "media" in services:
+        raise click.UsageError("--http-port and --sip-port must differ")
+    sys.exit(run(opts))

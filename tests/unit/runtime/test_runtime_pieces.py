@@ -1,0 +1,73 @@
+"""Small runtime pieces without servers: output prefixes, the data-dir lock, port checks, URL redaction."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from services.runtime.runtime import DataDirLock, StartupError, _redact, check_port_free
+from services.runtime.supervisor import Output
+
+
+def test_output_pads_names_to_one_column() -> None:
+    stream = io.StringIO()
+    out = Output(["api", "reporting"], stream=stream, colour=False)
+    out.line("api", "hello")
+    out.line("reporting", "x")
+    out.line("runtime", "y")
+    assert stream.getvalue().splitlines() == ["api       | hello", "reporting | x", "runtime   | y"]
+
+
+def test_output_colours_only_when_asked() -> None:
+    stream = io.StringIO()
+    Output(["api"], stream=stream, colour=True).line("api", "hi")
+    assert stream.getvalue().startswith("\x1b[") and stream.getvalue().endswith("| hi\n")
+    assert Output(["api"], stream=io.StringIO()).colour is False  # not a terminal
+
+
+def test_lock_refuses_a_second_holder_and_names_the_first(tmp_path: Path) -> None:
+    first = DataDirLock(tmp_path)
+    first.acquire()
+    try:
+        assert (tmp_path / "runtime.lock").read_text().strip() == str(os.getpid())
+        with pytest.raises(StartupError, match=rf"PID {os.getpid()}\) is already running"):
+            DataDirLock(tmp_path).acquire()
+    finally:
+        first.release()
+    assert not (tmp_path / "runtime.lock").exists()
+
+
+def test_a_lock_file_nobody_holds_is_taken_over(tmp_path: Path) -> None:
+    (tmp_path / "runtime.lock").write_text("999999999\n")  # a runtime killed -9 left it
+    lock = DataDirLock(tmp_path)
+    lock.acquire()
+    try:
+        assert lock.stale_pid == 999999999
+        assert (tmp_path / "runtime.lock").read_text().strip() == str(os.getpid())
+    finally:
+        lock.release()
+
+
+def test_busy_ports_are_refused_with_the_flag_to_change() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(
+            StartupError, match=rf"HTTP port 127.0.0.1:{port}/TCP is already in use.*--http-port"
+        ):
+            check_port_free("127.0.0.1", port, socket.SOCK_STREAM, "HTTP", "--http-port")
+    check_port_free("127.0.0.1", port, socket.SOCK_STREAM, "HTTP", "--http-port")  # free again
+
+
+def test_passwords_never_appear_in_printed_urls() -> None:
+    assert (
+        _redact("postgresql://sb_app:s3cret@db:5432/switchboard")
+        == "postgresql://sb_app:***@db:5432/switchboard"
+    )
+    assert _redact("nats://tok3n@127.0.0.1:4222") == "nats://***@127.0.0.1:4222"
+    assert _redact("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
