@@ -17,9 +17,8 @@ from services.kernel.subjects import HEALTH_BUCKET
 from .problems import problem_responses
 from .state import ApiState, api_state
 
-__all__ = ["EXPECTED_SERVICES", "HealthController", "assess_services"]
+__all__ = ["HealthController", "assess_services"]
 
-EXPECTED_SERVICES = ("media", "routing", "ivr", "recording", "reporting")
 # Beats come every 5 s (kernel.service.HEARTBEAT_S) and the bucket keeps them 15 s.
 FRESH_S = 15.0
 CHECK_TIMEOUT_S = 2.0
@@ -138,14 +137,15 @@ class HealthController(Controller):
                 beats = await _read_beats(state)
             except Exception as exc:
                 nats_ = NatsHealth(status="down", connected=True, error=f"sb_health: {type(exc).__name__}")
-        services = assess_services(beats, time.time(), EXPECTED_SERVICES)
+        expected = state.settings.expected_service_names
+        services = assess_services(beats, time.time(), expected)
         # This process answers, so the api is up whatever the bucket says.
         services["api"] = ServiceHealth(status="ok", pid=os.getpid(), age_s=0.0, instances=1)
         # Services beyond the expected ones are listed for information; only the expected ones count.
         healthy = (
             postgres.status == "ok"
             and nats_.status == "ok"
-            and all(services[name].status == "ok" for name in EXPECTED_SERVICES)
+            and all(services[name].status == "ok" for name in expected)
         )
         body = Healthz(
             status="ok" if healthy else "degraded", postgres=postgres, nats=nats_, services=services

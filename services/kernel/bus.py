@@ -41,7 +41,7 @@ class Bus:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
 
-    async def ensure_streams(self) -> None:
+    async def ensure_streams(self, replicas: int = 1) -> None:
         """Create (or update) the SB_EVENTS stream and the health bucket; safe to call from every service."""
         config = StreamConfig(
             name=EVENTS_STREAM,
@@ -51,6 +51,7 @@ class Bus:
             max_age=EVENTS_MAX_AGE_S,
             duplicate_window=DEDUPE_WINDOW_S,
             discard=DiscardPolicy.OLD,
+            num_replicas=replicas,
         )
         try:
             await self.js.stream_info(EVENTS_STREAM)
@@ -60,7 +61,9 @@ class Bus:
         try:
             await self.js.key_value(HEALTH_BUCKET)
         except BucketNotFoundError:
-            await self.js.create_key_value(KeyValueConfig(bucket=HEALTH_BUCKET, ttl=15.0, history=1))
+            await self.js.create_key_value(
+                KeyValueConfig(bucket=HEALTH_BUCKET, ttl=15.0, history=1, replicas=replicas)
+            )
 
     async def publish(self, event: Event) -> None:
         """Persist an event in SB_EVENTS; a retry with the same event id is de-duplicated by JetStream."""

@@ -30,6 +30,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     service_name: str = "switchboard"
     # Requests per minute per client address at the unauthenticated edges (signup).
     signup_rate_per_minute: int = 10
+    # Services /healthz waits for (comma-separated); `switchboard up --services` narrows it.
+    expected_services: str = "media,routing,ivr,recording,reporting"
+    # JetStream replicas for the platform's streams and buckets (3 on a NATS cluster).
+    jetstream_replicas: int = 1
+
+    @property
+    def expected_service_names(self) -> tuple[str, ...]:
+        return tuple(s.strip() for s in self.expected_services.split(",") if s.strip())
 
 
 _ENV: dict[str, tuple[str, type]] = {
@@ -44,6 +52,8 @@ _ENV: dict[str, tuple[str, type]] = {
     "log_level": ("SB_LOG_LEVEL", str),
     "service_name": ("SB_SERVICE_NAME", str),
     "signup_rate_per_minute": ("SB_SIGNUP_RATE_PER_MINUTE", int),
+    "expected_services": ("SB_EXPECTED_SERVICES", str),
+    "jetstream_replicas": ("SB_JETSTREAM_REPLICAS", int),
 }
 
 
@@ -65,6 +75,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         port = getattr(settings, name)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{_ENV[name][0]}={port} is outside 0-65535")
+    if settings.jetstream_replicas not in (1, 3, 5):
+        raise ConfigError(f"SB_JETSTREAM_REPLICAS={settings.jetstream_replicas} must be 1, 3 or 5")
     return settings
 
 

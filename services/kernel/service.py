@@ -65,7 +65,7 @@ async def _serve(name: str, body: Callable[[Settings, Bus, asyncio.Event], Await
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     bus = await connect(settings.nats_url, name=name)
-    await bus.ensure_streams()
+    await bus.ensure_streams(settings.jetstream_replicas)
     started = time.time()
     log.info("service_started", pid=os.getpid())
     beat = asyncio.create_task(_heartbeat(bus, name, started, stop))
