@@ -29,6 +29,178 @@ class ConfigChanged(Event, kw_only=True, frozen=True):
 
     domain = "config"
     name = "changed"
-    kind: Literal["site", "agent", "queue", "number", "key"]
+    kind: Literal["site", "agent", "queue", "number", "key", "flow"]
     op: Literal["created", "updated", "deleted"]
     object_id: uuid.UUID
+
+
+# media
+# Calls are named by `call_id`, the platform's id for one call leg (not the SIP Call-ID).
+# Commands go to sb.<tenant>.cmd.media.<name> and are idempotent by their `id`.
+
+from .messages import Command  # noqa: E402
+
+CallDirection = Literal["inbound", "outbound"]
+DtmfSource = Literal["rfc4733", "inband", "info"]
+
+
+class CallArrived(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "arrived"
+    call_id: uuid.UUID
+    direction: CallDirection = "inbound"
+    from_uri: str = ""
+    to_e164: str = ""
+    number_id: uuid.UUID | None = None
+    flow_id: uuid.UUID | None = None
+    queue_id: uuid.UUID | None = None
+    codec: str = ""
+
+
+class CallAnswered(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "answered"
+    call_id: uuid.UUID
+
+
+class CallDtmf(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "dtmf"
+    call_id: uuid.UUID
+    digit: str
+    source: DtmfSource
+
+
+class CallPlayFinished(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "play_finished"
+    call_id: uuid.UUID
+    play_id: uuid.UUID | None = None  # the play/collect command that started it
+    reason: Literal["done", "interrupted", "stopped", "error"] = "done"
+    digit: str | None = None
+    error: str | None = None
+
+
+class CallCollected(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "collected"
+    call_id: uuid.UUID
+    collect_id: uuid.UUID
+    digits: str
+    reason: Literal["max_digits", "terminator", "inter_digit_timeout", "first_digit_timeout", "stopped"]
+
+
+class CallHeld(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "held"
+    call_id: uuid.UUID
+    held: bool  # False when the call is resumed
+    by: Literal["remote", "local"]
+
+
+class CallQuality(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "quality"
+    call_id: uuid.UUID
+    mos: float
+    r: float
+    jitter_ms: float
+    loss_percent: float
+    rtt_ms: float | None = None
+    packets_received: int = 0
+    packets_sent: int = 0
+    final: bool = False
+
+
+class CallEnded(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "ended"
+    call_id: uuid.UUID
+    cause: str  # normal_clearing, remote_bye, cancelled, no_answer, rejected, media_timeout, error, ...
+    duration: float  # seconds from answer to end, 0 if never answered
+    sip_status: int | None = None
+
+
+class MediaCommand(Command, kw_only=True, frozen=True):
+    service = "media"
+    call_id: uuid.UUID
+
+
+class MediaAnswer(MediaCommand, kw_only=True, frozen=True):
+    name = "answer"
+
+
+class MediaPlay(MediaCommand, kw_only=True, frozen=True):
+    """Play one prompt: `text` (espeak-ng), `file` (WAV, .ulaw/.alaw raw, under the data dir) or `tone`
+    ("moh" for music on hold). `interruptible`: a digit stops it (and is kept for a following collect)."""
+
+    name = "play"
+    text: str | None = None
+    voice: str = "en-us"
+    rate: int = 160
+    file: str | None = None
+    tone: Literal["moh"] | None = None
+    interruptible: bool = False
+    loop: bool = False
+
+
+class MediaCollect(MediaCommand, kw_only=True, frozen=True):
+    name = "collect"
+    min_digits: int = 1
+    max_digits: int = 1
+    terminator: str | None = "#"
+    first_digit_timeout: float = 5.0
+    inter_digit_timeout: float = 3.0
+    # Optional prompt played first, interrupted by the first digit.
+    text: str | None = None
+    file: str | None = None
+    voice: str = "en-us"
+
+
+class MediaStop(MediaCommand, kw_only=True, frozen=True):
+    name = "stop"
+
+
+class MediaHold(MediaCommand, kw_only=True, frozen=True):
+    name = "hold"
+
+
+class MediaUnhold(MediaCommand, kw_only=True, frozen=True):
+    name = "unhold"
+
+
+class MediaHangup(MediaCommand, kw_only=True, frozen=True):
+    name = "hangup"
+    cause: str = "normal_clearing"
+
+
+class MediaOriginate(MediaCommand, kw_only=True, frozen=True):
+    """An outbound INVITE to `to` (E.164) through the tenant's trunk named `trunk` (or its only trunk);
+    `call_id` is the id the new call will carry."""
+
+    name = "originate"
+    to: str
+    caller_id: str = ""
+    trunk: str | None = None
+    timeout: float = 30.0
+
+
+__all__ += [
+    "CallAnswered",
+    "CallArrived",
+    "CallCollected",
+    "CallDtmf",
+    "CallEnded",
+    "CallHeld",
+    "CallPlayFinished",
+    "CallQuality",
+    "MediaAnswer",
+    "MediaCollect",
+    "MediaCommand",
+    "MediaHangup",
+    "MediaHold",
+    "MediaOriginate",
+    "MediaPlay",
+    "MediaStop",
+    "MediaUnhold",
+]

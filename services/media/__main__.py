@@ -1,18 +1,9 @@
-"""The media service process (python -m services.media)."""
+"""The media service process (python -m services.media): the SIP edge, RTP and prompts."""
 
 from __future__ import annotations
 
-import asyncio
-
-from services.kernel.bus import Bus
-from services.kernel.config import Settings
 from services.kernel.service import run_service
-
-
-async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
-    # Work arrives with its own issue; until then the service joins the bus and reports health.
-    return None
-
+from services.media.app import main
 
 if __name__ == "__main__":
     run_service("media", main)

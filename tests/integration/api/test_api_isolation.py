@@ -99,6 +99,12 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
                 uuid.UUID(t.objects["agent"]),
                 uuid.UUID(t.id),
             )
+            # Media's SIP trunks (migration 0002) have no API yet.
+            await conn.execute(
+                "INSERT INTO sip_trunks (id, tenant_id, name) VALUES ($1, $2, 'rls')",
+                uuid.uuid4(),
+                uuid.UUID(t.id),
+            )
     finally:
         await pool.close()
 

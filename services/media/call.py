@@ -1,0 +1,285 @@
+"""Per-call media logic, sans-IO: prompts, digit collection, hold and the events they produce.
+
+The SIP and RTP adapters feed it what happened (`digit`, `answered`, `next_frame` once per 20 ms,
+`tick` at `next_deadline()`) and the NATS adapter its commands; every method returns the events to
+publish. Audio is 8 kHz linear int16 numpy arrays; encoding to G.711 is the RTP adapter's job.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from services.kernel.events import (
+    CallAnswered,
+    CallCollected,
+    CallDtmf,
+    CallEnded,
+    CallHeld,
+    CallPlayFinished,
+    DtmfSource,
+)
+from services.kernel.messages import Event
+
+FRAME = 160  # samples per 20 ms at 8 kHz
+Samples = npt.NDArray[np.int16]
+# Two RFC 4733 / in-band / INFO reports of one key press arrive within this window: report it once.
+DUPLICATE_DIGIT_S = 0.12
+
+
+class CallState(enum.Enum):
+    RINGING = "ringing"
+    ANSWERED = "answered"
+    ENDED = "ended"
+
+
+@dataclass(slots=True)
+class Playback:
+    play_id: uuid.UUID | None
+    samples: Samples
+    interruptible: bool
+    loop: bool = False
+    position: int = 0
+    # Set by collect(): the prompt belongs to this collection and only starts its timer when done.
+    for_collect: bool = False
+
+
+@dataclass(slots=True)
+class Collection:
+    collect_id: uuid.UUID
+    min_digits: int
+    max_digits: int
+    terminator: str | None
+    first_digit_timeout: float
+    inter_digit_timeout: float
+    deadline: float | None  # None while its prompt plays
+    digits: str = ""
+
+
+@dataclass(slots=True)
+class Call:
+    call_id: uuid.UUID
+    tenant_id: uuid.UUID
+    created_at: float
+    state: CallState = CallState.RINGING
+    answered_at: float | None = None
+    ended_at: float | None = None
+    held_by_us: bool = False
+    held_by_them: bool = False
+    playback: Playback | None = None
+    collection: Collection | None = None
+    # After the apology (or `hangup after play`), the adapter releases the call.
+    hangup_after_play: bool = False
+    hangup_requested: bool = False
+    _moh: Samples | None = None
+    _last_digit: tuple[str, float] = ("", -1.0)
+    history: list[str] = field(default_factory=list)
+
+    # --- life cycle ---
+
+    def answered(self, now: float) -> list[Event]:
+        if self.state is not CallState.RINGING:
+            return []
+        self.state = CallState.ANSWERED
+        self.answered_at = now
+        return [CallAnswered(tenant_id=self.tenant_id, call_id=self.call_id)]
+
+    def end(self, cause: str, now: float, *, sip_status: int | None = None) -> list[Event]:
+        if self.state is CallState.ENDED:
+            return []
+        events: list[Event] = []
+        if self.playback is not None and self.playback.play_id is not None:
+            events.append(self._play_finished(self.playback, "stopped"))
+        self.playback = None
+        if self.collection is not None:
+            events.append(self._collected("stopped"))
+        self.state = CallState.ENDED
+        self.ended_at = now
+        duration = round(now - self.answered_at, 3) if self.answered_at is not None else 0.0
+        events.append(
+            CallEnded(
+                tenant_id=self.tenant_id,
+                call_id=self.call_id,
+                cause=cause,
+                duration=duration,
+                sip_status=sip_status,
+            )
+        )
+        return events
+
+    # --- prompts ---
+
+    def play(
+        self,
+        samples: Samples,
+        *,
+        play_id: uuid.UUID | None,
+        interruptible: bool = False,
+        loop: bool = False,
+    ) -> list[Event]:
+        events = self.stop_playback("stopped")
+        self.playback = Playback(play_id, samples, interruptible, loop)
+        return events
+
+    def stop_playback(self, reason: str) -> list[Event]:
+        playback, self.playback = self.playback, None
+        if playback is None or playback.play_id is None:
+            return []
+        return [self._play_finished(playback, reason)]
+
+    def stop(self, now: float) -> list[Event]:
+        """The `stop` command: ends the prompt and any collection."""
+        events = self.stop_playback("stopped")
+        if self.collection is not None:
+            events.append(self._collected("stopped"))
+        return events
+
+    def hold(self, held: bool, *, by: str, moh: Samples | None = None) -> list[Event]:
+        if by == "local":
+            if self.held_by_us == held:
+                return []
+            self.held_by_us = held
+            self._moh = moh if held else None
+        else:
+            if self.held_by_them == held:
+                return []
+            self.held_by_them = held
+        return [CallHeld(tenant_id=self.tenant_id, call_id=self.call_id, held=held, by=by)]  # type: ignore[arg-type]
+
+    def next_frame(self, now: float) -> tuple[Samples | None, list[Event]]:
+        """The next 20 ms to send (None: silence) and the events the frame caused (a prompt ended)."""
+        if self.state is not CallState.ANSWERED:
+            return None, []
+        if self.held_by_us and self._moh is not None:
+            return self._moh_frame(now), []
+        playback = self.playback
+        if playback is None:
+            return None, []
+        start = playback.position
+        chunk = playback.samples[start : start + FRAME]
+        playback.position += FRAME
+        if playback.position >= len(playback.samples):
+            if playback.loop and len(playback.samples):
+                playback.position = 0
+            else:
+                return _pad(chunk), self._playback_done(playback, now)
+        return _pad(chunk), []
+
+    def _moh_frame(self, now: float) -> Samples:
+        moh = self._moh
+        assert moh is not None
+        start = int(now * 8000) % max(1, len(moh) - FRAME)
+        return _pad(moh[start : start + FRAME])
+
+    def _playback_done(self, playback: Playback, now: float) -> list[Event]:
+        self.playback = None
+        events: list[Event] = []
+        if playback.play_id is not None:
+            events.append(self._play_finished(playback, "done"))
+        if playback.for_collect and self.collection is not None and self.collection.deadline is None:
+            self.collection.deadline = now + self.collection.first_digit_timeout
+        if self.hangup_after_play:
+            self.hangup_requested = True
+        return events
+
+    # --- digits ---
+
+    def collect(
+        self,
+        *,
+        collect_id: uuid.UUID,
+        min_digits: int,
+        max_digits: int,
+        terminator: str | None,
+        first_digit_timeout: float,
+        inter_digit_timeout: float,
+        now: float,
+        prompt: Samples | None = None,
+    ) -> list[Event]:
+        events: list[Event] = []
+        if self.collection is not None:
+            events.append(self._collected("stopped"))
+        self.collection = Collection(
+            collect_id,
+            max(0, min_digits),
+            max(1, max_digits),
+            terminator or None,
+            first_digit_timeout,
+            inter_digit_timeout,
+            None if prompt is not None else now + first_digit_timeout,
+        )
+        if prompt is not None:
+            events += self.play(prompt, play_id=collect_id, interruptible=True)
+            assert self.playback is not None
+            self.playback.for_collect = True
+        return events
+
+    def digit(self, digit: str, source: DtmfSource, now: float) -> list[Event]:
+        last, at = self._last_digit
+        if digit == last and now - at < DUPLICATE_DIGIT_S:
+            return []  # the same press reported by a second detector (e.g. in-band and RFC 4733)
+        self._last_digit = (digit, now)
+        self.history.append(digit)
+        events: list[Event] = [
+            CallDtmf(tenant_id=self.tenant_id, call_id=self.call_id, digit=digit, source=source)
+        ]
+        playback = self.playback
+        if playback is not None and playback.interruptible:
+            self.playback = None
+            if playback.play_id is not None:
+                events.append(self._play_finished(playback, "interrupted", digit))
+        collection = self.collection
+        if collection is None:
+            return events
+        if collection.terminator is not None and digit == collection.terminator:
+            if len(collection.digits) >= collection.min_digits:
+                events.append(self._collected("terminator"))
+            return events
+        collection.digits += digit
+        if len(collection.digits) >= collection.max_digits:
+            events.append(self._collected("max_digits"))
+        else:
+            collection.deadline = now + collection.inter_digit_timeout
+        return events
+
+    def next_deadline(self) -> float | None:
+        return self.collection.deadline if self.collection is not None else None
+
+    def tick(self, now: float) -> list[Event]:
+        collection = self.collection
+        if collection is None or collection.deadline is None or now < collection.deadline:
+            return []
+        return [self._collected("inter_digit_timeout" if collection.digits else "first_digit_timeout")]
+
+    def _collected(self, reason: str) -> CallCollected:
+        collection = self.collection
+        assert collection is not None
+        self.collection = None
+        return CallCollected(
+            tenant_id=self.tenant_id,
+            call_id=self.call_id,
+            collect_id=collection.collect_id,
+            digits=collection.digits,
+            reason=reason,  # type: ignore[arg-type]
+        )
+
+    def _play_finished(self, playback: Playback, reason: str, digit: str | None = None) -> CallPlayFinished:
+        return CallPlayFinished(
+            tenant_id=self.tenant_id,
+            call_id=self.call_id,
+            play_id=playback.play_id,
+            reason=reason,  # type: ignore[arg-type]
+            digit=digit,
+        )
+
+
+def _pad(chunk: Samples) -> Samples:
+    if len(chunk) == FRAME:
+        return chunk
+    out = np.zeros(FRAME, dtype=np.int16)
+    out[: len(chunk)] = chunk
+    return out

@@ -1,0 +1,855 @@
+"""The SIP edge: UDP and TCP sockets bound to the sans-IO transaction layer and dialogs, and the UA core
+that turns requests into calls (tenant lookup, limits, trunk auth, SDP, RTP sessions).
+
+One `loop.call_at` timer serves the transaction layer and every 2xx retransmitter. Every entry point
+catches everything: no input, however broken, may raise out of the transport or stall other calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from services.kernel.events import CallArrived
+from services.kernel.log import get_logger
+from services.kernel.messages import Event
+from services.media import sip
+from services.media.call import Call, CallState
+from services.media.prompts import APOLOGY, PromptError, PromptStore
+from services.media.ratelimit import SourceLimiter
+from services.media.rtp.g711 import G711
+from services.media.rtp_session import MediaClock, PortPool, RtpSession
+from services.media.store import NumberRoute, Store
+from services.media.transport import Peer, SipTransport
+from services.media.trunk_auth import check_trunk_auth
+
+__all__ = ["EdgeConfig", "SipEdge"]
+
+log = get_logger()
+
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
+KNOWN_UNSUPPORTED = {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "UPDATE", "PRACK", "PUBLISH"}
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
+DTMF_INFO_TYPES = ("application/dtmf-relay", "application/dtmf")
+
+
+@dataclass
+class EdgeConfig:
+    host: str = "127.0.0.1"
+    port: int = 5060
+    rtp_low: int = 20000
+    rtp_high: int = 30000
+    max_calls: int = 1000  # per process: beyond it, 503
+    rate: float = 50.0  # requests per second per source address
+    burst: float = 100.0
+    ban_after: int = 50
+    ban_seconds: float = 60.0
+    realm: str = "switchboard"
+    auth_secret: bytes = b""
+    no_answer_timeout: float = 30.0
+    timers: sip.TimerConfig = field(default_factory=sip.TimerConfig)
+
+
+@dataclass
+class Leg:
+    """One call's SIP side."""
+
+    call: Call
+    peer: Peer
+    invite: sip.SipRequest | None = None
+    invite_key: sip.TransactionKey | None = None
+    to_tag: str = field(default_factory=sip.new_tag)
+    dialog: sip.Dialog | None = None
+    rtp: RtpSession | None = None
+    route: NumberRoute | None = None
+    ok: sip.InviteOkRetransmitter | None = None
+    ok_key: sip.TransactionKey | None = None
+    sdp_version: int = 1
+    session_id: int = field(default_factory=lambda: random.getrandbits(31))
+    outbound: bool = False
+    pending_offer: sip.SessionDescription | None = None
+    final_sent: bool = False
+    reliable: bool = False
+    answer_sdp: bytes = b""
+
+
+class SipEdge:
+    def __init__(
+        self,
+        config: EdgeConfig,
+        *,
+        store: Store,
+        prompts: PromptStore,
+        publish: Callable[[Event], Awaitable[None]],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.prompts = prompts
+        self._publish = publish
+        self.layer = sip.TransactionLayer(config.timers)
+        self.dialogs = sip.DialogTable()
+        self.limiter = SourceLimiter(
+            rate=config.rate, burst=config.burst, ban_after=config.ban_after, ban_seconds=config.ban_seconds
+        )
+        self.clock = MediaClock()
+        self.ports = PortPool(config.rtp_low, config.rtp_high)
+        self.legs: dict[uuid.UUID, Leg] = {}
+        self.by_dialog: dict[sip.DialogId, Leg] = {}
+        self.by_invite: dict[sip.TransactionKey, Leg] = {}
+        self.by_client: dict[sip.TransactionKey, Leg] = {}
+        self.pending: dict[sip.TransactionKey, Peer] = {}
+        self.tenant_calls: dict[uuid.UUID, int] = {}
+        self.address = sip.LocalAddress(config.host, config.port, "UDP")
+        self.transport = SipTransport(
+            config.host, config.port, limiter=self.limiter, on_message=self._on_message
+        )
+        self.send = self.transport.send
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._events: asyncio.Queue[Event] = asyncio.Queue()
+
+    # --- life cycle ---
+
+    async def start(self) -> None:
+        await self.transport.start()
+        self._spawn(self._publisher())
+        log.info("sip_listening", host=self.config.host, port=self.config.port)
+
+    async def stop(self) -> None:
+        for leg in list(self.legs.values()):
+            self.hangup(leg, "shutdown")
+        await asyncio.sleep(0.05)
+        if self._timer is not None:
+            self._timer.cancel()
+        self.transport.close()
+        try:
+            await asyncio.wait_for(self._events.join(), 2.0)
+        except TimeoutError:
+            log.warning("events_not_published", pending=self._events.qsize())
+        for task in list(self._tasks):
+            task.cancel()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def emit(self, events: list[Event]) -> None:
+        for event in events:
+            self._events.put_nowait(event)
+
+    async def _publisher(self) -> None:
+        while True:
+            event = await self._events.get()
+            try:
+                await self._publish(event)
+            except Exception as exc:
+                log.warning("publish_failed", event=type(event).__name__, error=str(exc))
+            finally:
+                self._events.task_done()
+
+    def now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    def _run(self, actions: list[sip.Action]) -> None:
+        for action in actions:
+            try:
+                self._action(action)
+            except Exception:
+                log.exception("sip_action_failed", action=type(action).__name__)
+
+    def _action(self, action: sip.Action) -> None:
+        if isinstance(action, sip.Transmit):
+            self.send(action.message, action.peer)
+        elif isinstance(action, sip.RequestReceived):
+            self._request(action.key, action.request, action.peer)  # type: ignore[arg-type]
+        elif isinstance(action, sip.ResponseReceived):
+            self._response(action.key, action.response)
+        elif isinstance(action, sip.TimedOut | sip.TransportError):
+            leg = self.by_client.pop(action.key, None)
+            if leg is not None and leg.outbound and leg.call.state is CallState.RINGING:
+                self._finish(leg, "no_answer", 408)
+            elif leg is not None and action.request.method == "BYE":
+                self._finish(leg, "normal_clearing")
+        elif isinstance(action, sip.TransactionTerminated):
+            self.by_invite.pop(action.key, None)
+            self.pending.pop(action.key, None)
+
+    def _arm(self) -> None:
+        deadlines = [d for d in (self.layer.next_timer(),) if d is not None]
+        for leg in self.legs.values():
+            if leg.ok is not None:
+                d = leg.ok.next_timer()
+                if d is not None:
+                    deadlines.append(d)
+        if not deadlines:
+            return
+        at = min(deadlines)
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = asyncio.get_running_loop().call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        now = self.now()
+        try:
+            self._run(self.layer.handle_timer(now))
+            for leg in list(self.legs.values()):
+                ok = leg.ok
+                if ok is None:
+                    continue
+                for response in ok.handle_timer(now):
+                    self.send(response, leg.peer)
+                if ok.timed_out:
+                    leg.ok = None
+                    self.hangup(leg, "ack_timeout")
+        except Exception:
+            log.exception("sip_timer_failed")
+        self._arm()
+
+    # --- requests ---
+
+    def _respond(
+        self,
+        key: sip.TransactionKey | None,
+        request: sip.SipRequest,
+        status: int,
+        peer: Peer,
+        *,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+        reason: str | None = None,
+        to_tag: str | None = None,
+    ) -> None:
+        response = sip.make_response(
+            request, status, reason, to_tag=to_tag or sip.new_tag(), headers=headers or [], body=body
+        )
+        if key is not None and self.layer.get(key) is not None:
+            self._run(self.layer.send_response(key, response, self.now()))
+        else:
+            self.send(response, peer)
+
+    def _on_message(self, message: sip.SipMessage, peer: Peer) -> None:
+        try:
+            self._run(self.layer.receive(message, self.now(), peer=peer, reliable=peer[0] == "tcp"))
+        except Exception:
+            log.exception("sip_message_failed")
+        self._arm()
+
+    def _request(self, key: sip.TransactionKey | None, request: sip.SipRequest, peer: Peer) -> None:
+        method = request.method
+        if method == "ACK":
+            self._ack(request)
+            return
+        if request.max_forwards == 0 and method != "CANCEL":
+            self._respond(key, request, 483, peer)
+            return
+        scheme = request.uri.split(":", 1)[0].lower()
+        if scheme not in ("sip", "sips", "tel"):
+            self._respond(key, request, 416, peer)
+            return
+        required = [r.lower() for r in request.headers.get_list("Require")]
+        unsupported = [r for r in required if r not in SUPPORTED_EXTENSIONS]
+        if unsupported and method not in ("CANCEL",):
+            self._respond(key, request, 420, peer, headers=[("Unsupported", ", ".join(unsupported))])
+            return
+        if method == "OPTIONS":
+            self._respond(
+                key,
+                request,
+                200,
+                peer,
+                headers=[
+                    ("Allow", ALLOW),
+                    ("Accept", "application/sdp"),
+                    ("Accept-Language", "en"),
+                    ("Supported", ""),
+                ],
+            )
+            return
+        if method == "CANCEL":
+            self._cancel(key, request, peer)
+            return
+        if method not in ("INVITE", "BYE", "INFO"):
+            status = 405 if method in KNOWN_UNSUPPORTED else 501
+            self._respond(key, request, status, peer, headers=[("Allow", ALLOW)])
+            return
+        dialog = self.dialogs.match_request(request)
+        if dialog is None:
+            unmatched = sip.unmatched_request_status(request)
+            if unmatched is not None or method != "INVITE":
+                self._respond(key, request, unmatched or 481, peer)
+                return
+            assert key is not None
+            self.pending[key] = peer
+            self._spawn(self._new_call(key, request, peer))
+            return
+        leg = self.by_dialog.get(dialog.id)
+        problem = dialog.receive_request(request)
+        if problem is not None or leg is None:
+            self._respond(key, request, problem or 481, peer)
+            return
+        if method == "BYE":
+            self._respond(key, request, 200, peer)
+            self._finish(leg, "remote_bye")
+        elif method == "INFO":
+            self._info(key, request, peer, leg)
+        else:
+            self._reinvite(key, request, peer, leg)
+
+    def _ack(self, request: sip.SipRequest) -> None:
+        dialog = self.dialogs.match_request(request)
+        if dialog is None:
+            return
+        leg = self.by_dialog.get(dialog.id)
+        if leg is None:
+            return
+        if leg.ok is not None:
+            leg.ok.ack_received()
+            leg.ok = None
+
+    def _cancel(self, key: sip.TransactionKey | None, request: sip.SipRequest, peer: Peer) -> None:
+        invite_key = self.layer.find_invite(request)
+        txn = self.layer.get(invite_key) if invite_key is not None else None
+        if invite_key is None or txn is None:
+            self._respond(key, request, 481, peer)
+            return
+        self._respond(key, request, 200, peer)
+        if txn.state is not sip.State.PROCEEDING:
+            return  # a final response went out already: CANCEL has no effect (§9.2)
+        leg = self.by_invite.get(invite_key)
+        invite = txn.request
+        to_tag = leg.to_tag if leg is not None else sip.new_tag()
+        self._run(
+            self.layer.send_response(invite_key, sip.make_response(invite, 487, to_tag=to_tag), self.now())
+        )
+        self.pending.pop(invite_key, None)
+        if leg is not None:
+            leg.final_sent = True
+            self._finish(leg, "cancelled", 487)
+
+    def _info(self, key: sip.TransactionKey | None, request: sip.SipRequest, peer: Peer, leg: Leg) -> None:
+        ctype = request.content_type
+        if not request.body:
+            self._respond(key, request, 200, peer)
+            return
+        if ctype not in DTMF_INFO_TYPES:
+            self._respond(key, request, 415, peer, headers=[("Accept", ", ".join(DTMF_INFO_TYPES))])
+            return
+        digit = _info_digit(ctype, request.body)
+        if digit is None:
+            self._respond(key, request, 400, peer, reason="Bad Request (no DTMF digit in the body)")
+            return
+        self._respond(key, request, 200, peer)
+        self.emit(leg.call.digit(digit, "info", self.now()))
+
+    # --- inbound INVITE ---
+
+    async def _new_call(self, key: sip.TransactionKey, invite: sip.SipRequest, peer: Peer) -> None:
+        try:
+            await self._new_call_inner(key, invite, peer)
+        except Exception:
+            log.exception("new_call_failed")
+            if self.layer.state(key) is sip.State.PROCEEDING:
+                self._respond(key, invite, 500, peer)
+        finally:
+            self.pending.pop(key, None)
+            self._arm()
+
+    def _still_pending(self, key: sip.TransactionKey) -> bool:
+        return key in self.pending and self.layer.state(key) is sip.State.PROCEEDING
+
+    async def _new_call_inner(self, key: sip.TransactionKey, invite: sip.SipRequest, peer: Peer) -> None:
+        if invite.body and invite.content_type != "application/sdp":
+            self._respond(key, invite, 415, peer, headers=[("Accept", "application/sdp")])
+            return
+        number = sip.dialled_number(invite.uri)
+        if number is None or not (8 <= len(number) <= 16):
+            self._respond(key, invite, 404, peer, reason="Not Found (no such number)")
+            return
+        route = await self.store.route(number)
+        if not self._still_pending(key):
+            return
+        if route is None:
+            self._respond(key, invite, 404, peer, reason="Not Found (no such number)")
+            return
+        auth_status = check_trunk_auth(
+            invite,
+            route.trunks,
+            peer[1],
+            default_realm=self.config.realm,
+            secret=self.config.auth_secret,
+            now=time.time(),
+        )
+        if auth_status is not None:
+            status, headers = auth_status
+            self._respond(key, invite, status, peer, headers=headers)
+            return
+        if len(self.legs) >= self.config.max_calls:
+            self._respond(
+                key,
+                invite,
+                503,
+                peer,
+                headers=[("Retry-After", "5")],
+                reason="Service Unavailable (capacity)",
+            )
+            return
+        if self.tenant_calls.get(route.tenant_id, 0) >= route.max_concurrent_calls:
+            self._respond(key, invite, 486, peer, reason="Busy Here (tenant call limit)")
+            return
+        if not invite.body:
+            self._respond(
+                key, invite, 488, peer, headers=[("Warning", '399 switchboard "an SDP offer is required"')]
+            )
+            return
+        try:
+            offer = sip.parse_sdp(invite.body)
+        except sip.SipParseError as err:
+            self._respond(key, invite, 400, peer, reason=f"Bad Request (SDP: {err.reason[:80]})")
+            return
+        call = Call(call_id=uuid.uuid4(), tenant_id=route.tenant_id, created_at=time.time())
+        leg = Leg(call=call, peer=peer, invite=invite, invite_key=key, route=route, reliable=peer[0] == "tcp")
+        rtp = await self._open_rtp(leg)
+        if rtp is None:
+            self._respond(key, invite, 503, peer, reason="Service Unavailable (no media port)")
+            return
+        if not self._still_pending(key):
+            self._release_rtp(leg, rtp)
+            return
+        answer = sip.answer_offer(
+            offer,
+            local_address=self.config.host,
+            local_port=rtp.port,
+            session_id=leg.session_id,
+            session_version=leg.sdp_version,
+        )
+        if isinstance(answer, sip.Rejection):
+            self._release_rtp(leg, rtp)
+            self._respond(
+                key,
+                invite,
+                answer.status,
+                peer,
+                headers=[("Warning", f'{answer.warning_code} switchboard "{answer.reason}"')],
+            )
+            return
+        leg.rtp = rtp
+        self._apply_media(leg, answer.media)
+        leg.answer_sdp = bytes(answer.sdp)
+        self.legs[call.call_id] = leg
+        self.by_invite[key] = leg
+        self.tenant_calls[route.tenant_id] = self.tenant_calls.get(route.tenant_id, 0) + 1
+        ringing = sip.make_response(
+            invite, 180, to_tag=leg.to_tag, headers=[("Contact", self._contact(peer))]
+        )
+        try:
+            dialog = sip.Dialog.from_uas(
+                invite, ringing, address=self._local(peer), local_contact=self._contact_uri(peer)
+            )
+        except sip.DialogError as err:
+            self._release(leg)
+            self._respond(key, invite, 400, peer, reason=f"Bad Request ({err})")
+            return
+        leg.dialog = dialog
+        self.dialogs.add(dialog)
+        self.by_dialog[dialog.id] = leg
+        self._run(self.layer.send_response(key, ringing, self.now()))
+        self.emit(
+            [
+                CallArrived(
+                    tenant_id=route.tenant_id,
+                    call_id=call.call_id,
+                    from_uri=_safe(lambda: invite.from_.uri),
+                    to_e164=number,
+                    number_id=route.number_id,
+                    flow_id=route.flow_id,
+                    queue_id=route.queue_id,
+                    codec=answer.media.codec.name,
+                )
+            ]
+        )
+        if route.flow_id is None and route.queue_id is None:
+            # No IVR flow yet: answer, apologise, release.
+            self.answer(leg)
+            try:
+                apology = await self.prompts.text(APOLOGY)
+            except PromptError as exc:
+                log.warning("apology_unavailable", error=str(exc))
+                self.hangup(leg, "not_configured")
+                return
+            leg.call.hangup_after_play = True
+            leg.call.play(apology, play_id=None)
+            self._spawn(self._watch_hangup(leg))
+        else:
+            self._spawn(self._no_answer_guard(leg))
+
+    async def _watch_hangup(self, leg: Leg) -> None:
+        while leg.call.state is not CallState.ENDED:
+            if leg.call.hangup_requested:
+                self.hangup(leg, "not_configured")
+                return
+            await asyncio.sleep(0.05)
+
+    async def _no_answer_guard(self, leg: Leg) -> None:
+        await asyncio.sleep(self.config.no_answer_timeout)
+        if leg.call.state is CallState.RINGING and not leg.final_sent and leg.invite_key is not None:
+            self._reject(leg, 480, "no_answer")
+
+    def _reject(self, leg: Leg, status: int, cause: str) -> None:
+        if (
+            leg.invite is not None
+            and leg.invite_key is not None
+            and self.layer.state(leg.invite_key) is sip.State.PROCEEDING
+        ):
+            self._run(
+                self.layer.send_response(
+                    leg.invite_key, sip.make_response(leg.invite, status, to_tag=leg.to_tag), self.now()
+                )
+            )
+        leg.final_sent = True
+        self._finish(leg, cause, status)
+
+    async def _open_rtp(self, leg: Leg) -> RtpSession | None:
+        for port in self.ports.candidates()[:50]:
+            session = RtpSession(leg.call, host=self.config.host, port=port, emit=self.emit, clock=self.clock)
+            try:
+                self.ports.take(port)
+                await session.open()
+                return session
+            except OSError:
+                self.ports.release(port)
+        return None
+
+    def _release_rtp(self, leg: Leg, rtp: RtpSession) -> None:
+        rtp.close()
+        self.ports.release(rtp.port)
+
+    def _apply_media(self, leg: Leg, media: sip.NegotiatedMedia) -> None:
+        assert leg.rtp is not None
+        codec = G711.PCMA if media.codec.name.upper() == "PCMA" else G711.PCMU
+        leg.rtp.configure(
+            codec=codec,
+            payload_type=media.codec.payload_type,
+            te_pt=media.telephone_event_pt,
+            remote=(media.remote_address, media.remote_port),
+            sending=media.direction.sends,
+            receiving=media.direction.receives,
+        )
+        self.emit(leg.call.hold(media.on_hold, by="remote"))
+
+    def _local(self, peer: Peer) -> sip.LocalAddress:
+        return sip.LocalAddress(self.config.host, self.config.port, "TCP" if peer[0] == "tcp" else "UDP")
+
+    def _contact_uri(self, peer: Peer) -> str:
+        suffix = ";transport=tcp" if peer[0] == "tcp" else ""
+        return f"sip:{self.config.host}:{self.config.port}{suffix}"
+
+    def _contact(self, peer: Peer) -> str:
+        return f"<{self._contact_uri(peer)}>"
+
+    # --- call control (used by commands too) ---
+
+    def answer(self, leg: Leg) -> bool:
+        if leg.outbound or leg.final_sent or leg.invite is None or leg.invite_key is None:
+            return leg.call.state is CallState.ANSWERED
+        if self.layer.state(leg.invite_key) is not sip.State.PROCEEDING:
+            return False
+        ok = sip.make_response(
+            leg.invite,
+            200,
+            to_tag=leg.to_tag,
+            body=leg.answer_sdp,
+            headers=[("Contact", self._contact(leg.peer)), ("Allow", ALLOW)],
+        )
+        leg.final_sent = True
+        self._run(self.layer.send_response(leg.invite_key, ok, self.now()))
+        leg.ok = sip.InviteOkRetransmitter(ok, self.now(), reliable=leg.reliable, timers=self.config.timers)
+        if leg.dialog is not None:
+            leg.dialog.confirm()
+        self.emit(leg.call.answered(self.now()))
+        self._arm()
+        return True
+
+    def hangup(self, leg: Leg, cause: str = "normal_clearing") -> None:
+        if leg.call.state is CallState.ENDED:
+            return
+        if not leg.final_sent and not leg.outbound:
+            self._reject(leg, 603 if cause != "shutdown" else 503, cause)
+            return
+        if leg.outbound and leg.call.state is CallState.RINGING and leg.invite is not None:
+            cancel = sip.make_cancel(leg.invite)
+            try:
+                self._run(self.layer.send_request(cancel, self.now(), peer=leg.peer)[1])
+            except sip.TransactionError:
+                pass
+            self._finish(leg, cause)
+            return
+        if leg.dialog is not None and not leg.dialog.terminated:
+            bye = leg.dialog.create_request("BYE")
+            try:
+                key, actions = self.layer.send_request(bye, self.now(), peer=leg.peer, reliable=leg.reliable)
+                self.by_client[key] = leg
+                self._run(actions)
+            except sip.TransactionError:
+                pass
+        self._finish(leg, cause)
+
+    def reinvite(self, leg: Leg, *, hold: bool) -> bool:
+        if leg.dialog is None or leg.call.state is not CallState.ANSWERED or leg.rtp is None:
+            return False
+        leg.sdp_version += 1
+        direction = sip.Direction.SENDONLY if hold else sip.Direction.SENDRECV
+        offer = sip.create_offer(
+            local_address=self.config.host,
+            local_port=leg.rtp.port,
+            session_id=leg.session_id,
+            session_version=leg.sdp_version,
+            codecs=(sip.PCMU, sip.PCMA) if leg.rtp.codec is G711.PCMU else (sip.PCMA, sip.PCMU),
+            telephone_event_pt=leg.rtp.te_pt or 101,
+            direction=direction,
+        )
+        request = leg.dialog.create_request("INVITE", body=bytes(offer), content_type="application/sdp")
+        leg.pending_offer = offer
+        key, actions = self.layer.send_request(request, self.now(), peer=leg.peer, reliable=leg.reliable)
+        self.by_client[key] = leg
+        self._run(actions)
+        self.emit(leg.call.hold(hold, by="local", moh=self.prompts.moh))
+        return True
+
+    def _reinvite(
+        self, key: sip.TransactionKey | None, request: sip.SipRequest, peer: Peer, leg: Leg
+    ) -> None:
+        assert key is not None
+        if leg.rtp is None or not request.body:
+            self._respond(key, request, 488, peer, to_tag=leg.to_tag)
+            return
+        try:
+            offer = sip.parse_sdp(request.body)
+        except sip.SipParseError as err:
+            self._respond(
+                key, request, 400, peer, reason=f"Bad Request (SDP: {err.reason[:80]})", to_tag=leg.to_tag
+            )
+            return
+        leg.sdp_version += 1
+        local = sip.Direction.SENDONLY if leg.call.held_by_us else sip.Direction.SENDRECV
+        answer = sip.answer_offer(
+            offer,
+            local_address=self.config.host,
+            local_port=leg.rtp.port,
+            session_id=leg.session_id,
+            session_version=leg.sdp_version,
+            local_direction=local,
+        )
+        if isinstance(answer, sip.Rejection):
+            self._respond(key, request, answer.status, peer, to_tag=leg.to_tag)
+            return
+        self._apply_media(leg, answer.media)
+        ok = sip.make_response(
+            request,
+            200,
+            to_tag=leg.to_tag,
+            body=bytes(answer.sdp),
+            headers=[("Contact", self._contact(peer))],
+        )
+        self._run(self.layer.send_response(key, ok, self.now()))
+        leg.ok = sip.InviteOkRetransmitter(ok, self.now(), reliable=leg.reliable, timers=self.config.timers)
+
+    # --- responses (our BYE, re-INVITE, originate) ---
+
+    def _response(self, key: sip.TransactionKey | None, response: sip.SipResponse) -> None:
+        leg = self.by_client.get(key) if key is not None else None
+        if leg is None:
+            dialog = self.dialogs.match_response(response)
+            leg = self.by_dialog.get(dialog.id) if dialog is not None else None
+            if (
+                leg is not None
+                and 200 <= response.status < 300
+                and _safe(lambda: response.cseq.method) == "INVITE"
+            ):
+                self._send_ack(leg, response)  # a retransmitted 2xx: ACK again
+            return
+        method = _safe(lambda: response.cseq.method)
+        if response.status >= 200 and key is not None:
+            self.by_client.pop(key, None)
+        if method == "INVITE" and leg.outbound and leg.call.state is CallState.RINGING:
+            self._originate_response(leg, response)
+            return
+        if method == "INVITE" and 200 <= response.status < 300:
+            self._send_ack(leg, response)
+            if leg.pending_offer is not None and response.body:
+                try:
+                    media = sip.accept_answer(leg.pending_offer, sip.parse_sdp(response.body))
+                except sip.SipParseError:
+                    media = None
+                if isinstance(media, sip.NegotiatedMedia) and leg.rtp is not None:
+                    leg.rtp.configure(
+                        codec=leg.rtp.codec,
+                        payload_type=leg.rtp.payload_type,
+                        te_pt=leg.rtp.te_pt,
+                        remote=(media.remote_address, media.remote_port),
+                        sending=media.direction.sends,
+                        receiving=media.direction.receives,
+                    )
+                    leg.rtp.sending = True  # music on hold goes out while we hold them
+            leg.pending_offer = None
+
+    def _send_ack(self, leg: Leg, response: sip.SipResponse) -> None:
+        if leg.dialog is None:
+            return
+        try:
+            ack = leg.dialog.create_ack(response.cseq.number)
+        except (sip.DialogError, sip.SipParseError):
+            return
+        self.send(ack, leg.peer)
+
+    # --- originate ---
+
+    async def originate(
+        self, *, call_id: uuid.UUID, tenant_id: uuid.UUID, to: str, caller_id: str, trunk_name: str | None
+    ) -> str | None:
+        """Start an outbound call; returns an error text or None."""
+        trunks = await self.store.trunks(tenant_id)
+        candidates = [t for t in trunks if t.outbound_host and (trunk_name is None or t.name == trunk_name)]
+        if not candidates:
+            return "no trunk with an outbound host"
+        trunk = candidates[0]
+        if len(self.legs) >= self.config.max_calls:
+            return "media capacity reached"
+        call = Call(call_id=call_id, tenant_id=tenant_id, created_at=time.time())
+        peer: Peer = ("udp", trunk.outbound_host or "", trunk.outbound_port or 5060)
+        leg = Leg(call=call, peer=peer, outbound=True)
+        rtp = await self._open_rtp(leg)
+        if rtp is None:
+            return "no media port"
+        leg.rtp = rtp
+        offer = sip.create_offer(
+            local_address=self.config.host, local_port=rtp.port, session_id=leg.session_id, session_version=1
+        )
+        leg.pending_offer = offer
+        number = to if to.startswith("+") else f"+{to}"
+        from_user = caller_id or "anonymous"
+        invite = sip.build_request(
+            "INVITE",
+            f"sip:{number}@{peer[1]}:{peer[2]}",
+            via=self.address.via(sip.new_branch()),
+            from_=f"<sip:{from_user}@{self.config.host}>;tag={sip.new_tag()}",
+            to=f"<sip:{number}@{peer[1]}>",
+            call_id=sip.new_call_id(self.config.host),
+            cseq=1,
+            contact=self._contact(peer),
+            headers=[("Allow", ALLOW)],
+            body=bytes(offer),
+            content_type="application/sdp",
+        )
+        leg.invite = invite
+        self.legs[call_id] = leg
+        self.tenant_calls[tenant_id] = self.tenant_calls.get(tenant_id, 0) + 1
+        key, actions = self.layer.send_request(invite, self.now(), peer=peer)
+        self.by_client[key] = leg
+        self.emit(
+            [
+                CallArrived(
+                    tenant_id=tenant_id,
+                    call_id=call_id,
+                    direction="outbound",
+                    from_uri=str(invite.headers.get("From")),
+                    to_e164=number,
+                )
+            ]
+        )
+        self._run(actions)
+        self._arm()
+        return None
+
+    def _originate_response(self, leg: Leg, response: sip.SipResponse) -> None:
+        assert leg.invite is not None
+        if response.status < 200:
+            if response.status > 100 and leg.dialog is None:
+                try:
+                    leg.dialog = sip.Dialog.from_uac(leg.invite, response, address=self.address)
+                except sip.DialogError:
+                    pass
+            return
+        if response.status >= 300:
+            self._finish(leg, "rejected", response.status)
+            return
+        try:
+            dialog = sip.Dialog.from_uac(leg.invite, response, address=self.address)
+        except sip.DialogError:
+            self._finish(leg, "error", response.status)
+            return
+        if leg.dialog is not None:
+            self.dialogs.remove(leg.dialog.id)
+        leg.dialog = dialog
+        self.dialogs.add(dialog)
+        self.by_dialog[dialog.id] = leg
+        self._send_ack(leg, response)
+        media: sip.NegotiatedMedia | sip.Rejection | None = None
+        if leg.pending_offer is not None and response.body:
+            try:
+                media = sip.accept_answer(leg.pending_offer, sip.parse_sdp(response.body))
+            except sip.SipParseError:
+                media = None
+        leg.pending_offer = None
+        if not isinstance(media, sip.NegotiatedMedia):
+            self.hangup(leg, "media_rejected")
+            return
+        self._apply_media(leg, media)
+        leg.final_sent = True
+        self.emit(leg.call.answered(self.now()))
+
+    # --- teardown ---
+
+    def _finish(self, leg: Leg, cause: str, sip_status: int | None = None) -> None:
+        if leg.call.state is not CallState.ENDED:
+            events: list[Event] = []
+            if leg.rtp is not None and leg.call.answered_at is not None:
+                events.append(leg.rtp.quality(final=True))
+            events += leg.call.end(cause, self.now(), sip_status=sip_status)
+            self.emit(events)
+        self._release(leg)
+
+    def _release(self, leg: Leg) -> None:
+        if self.legs.pop(leg.call.call_id, None) is not None:
+            tenant = leg.call.tenant_id
+            self.tenant_calls[tenant] = max(0, self.tenant_calls.get(tenant, 0) - 1)
+        if leg.rtp is not None:
+            self._release_rtp(leg, leg.rtp)
+        if leg.dialog is not None:
+            self.dialogs.remove(leg.dialog.id)
+            self.by_dialog.pop(leg.dialog.id, None)
+        leg.ok = None
+
+
+def _info_digit(ctype: str | None, body: bytes) -> str | None:
+    text = body.decode("utf-8", errors="replace")
+    if ctype == "application/dtmf-relay":
+        for line in text.splitlines():
+            name, _, value = line.partition("=")
+            if name.strip().lower() == "signal":
+                value = value.strip()
+                return value.upper() if len(value) == 1 and value.upper() in "0123456789*#ABCD" else None
+        return None
+    value = text.strip()
+    if value == "10":
+        return "*"
+    if value == "11":
+        return "#"
+    return value.upper() if len(value) == 1 and value.upper() in "0123456789*#ABCD" else None
+
+
+def _safe(fn: Callable[[], str]) -> str:
+    try:
+        return fn()
+    except sip.SipParseError:
+        return ""

@@ -1,0 +1,386 @@
+"""The RTP adapter: one asyncio UDP endpoint (RTP + RTCP on the next port) per call, one shared 20 ms clock.
+
+Symmetric RTP: the first packet's source becomes the remote address (and only that source is heard
+afterwards). Received audio goes through the jitter buffer to the in-band DTMF detector; RFC 4733 events
+go to the telephone-event receiver. Outgoing audio comes from the call logic one frame per tick, paced
+by the loop clock on an absolute 20 ms grid so it does not drift.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.kernel.events import CallQuality
+from services.kernel.log import get_logger
+from services.kernel.messages import Event
+from services.media.call import FRAME, Call
+from services.media.dsp.dtmf import DtmfDetector
+from services.media.rtp.g711 import G711
+from services.media.rtp.jitter_buffer import FrameKind, JitterBuffer
+from services.media.rtp.mos import estimate
+from services.media.rtp.packet import RtpError, RtpPacket
+from services.media.rtp.rtcp import (
+    Goodbye,
+    ReceiverReport,
+    ReportBlock,
+    RtcpError,
+    RtcpPacket,
+    SenderReport,
+    SourceDescription,
+    parse_compound,
+    serialize_compound,
+)
+from services.media.rtp.stats import ReceiverStats, SenderStats
+from services.media.rtp.telephone_event import TelephoneEventError, TelephoneEventReceiver, digit_packets
+
+__all__ = ["MediaClock", "PortPool", "RtpSession"]
+
+TICK = 0.02
+RTCP_INTERVAL = 5.0
+log = get_logger()
+
+Emit = Callable[[list[Event]], None]
+
+
+class PortPool:
+    """Even RTP ports from [low, high); RTCP uses port + 1."""
+
+    def __init__(self, low: int, high: int) -> None:
+        if low < 1024 or high <= low + 1:
+            raise ValueError("the RTP port range must be above 1023 and hold at least one pair")
+        self.low = low + (low % 2)
+        self.high = high
+        self._next = self.low
+        self.in_use: set[int] = set()
+
+    def candidates(self) -> list[int]:
+        ports = list(range(self.low, self.high - 1, 2))
+        start = (self._next - self.low) // 2
+        ordered = ports[start:] + ports[:start]
+        return [p for p in ordered if p not in self.in_use]
+
+    def take(self, port: int) -> None:
+        self.in_use.add(port)
+        self._next = port + 2 if port + 2 < self.high - 1 else self.low
+
+    def release(self, port: int) -> None:
+        self.in_use.discard(port)
+
+
+class _Proto(asyncio.DatagramProtocol):
+    def __init__(self, handler: Callable[[bytes, tuple[str, int]], None]) -> None:
+        self.handler = handler
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            self.handler(data, addr)
+        except Exception:  # a bad packet must never take the endpoint down
+            log.exception("rtp_packet_failed")
+
+    def error_received(self, exc: Exception) -> None:
+        pass  # ICMP unreachable while the peer is gone: nothing to do
+
+
+@dataclass(slots=True)
+class _PendingDigit:
+    at: float
+    marker: bool
+    timestamp: int
+    payload: bytes
+
+
+class RtpSession:
+    def __init__(
+        self,
+        call: Call,
+        *,
+        host: str,
+        port: int,
+        emit: Emit,
+        clock: MediaClock,
+    ) -> None:
+        self.call = call
+        self.host = host
+        self.port = port
+        self.emit = emit
+        self.clock = clock
+        self.codec = G711.PCMU
+        self.payload_type = 0
+        self.te_pt: int | None = None
+        self.remote: tuple[str, int] | None = None
+        self.remote_rtcp: tuple[str, int] | None = None
+        self.latched = False
+        self.sending = False  # our SDP direction includes send
+        self.receiving = True
+        self.ssrc = random.getrandbits(32)
+        self.seq = random.getrandbits(16)
+        self.ts = random.getrandbits(32)
+        self.remote_ssrc: int | None = None
+        self.jitter = JitterBuffer()
+        self.rx = ReceiverStats(8000, min_sequential=1)
+        self.tx = SenderStats(8000)
+        self.events_rx = TelephoneEventReceiver()
+        self._last_event_ts: int | None = None
+        self.detector = DtmfDetector()
+        self._digits_out: list[_PendingDigit] = []
+        self._rtp: asyncio.DatagramTransport | None = None
+        self._rtcp: asyncio.DatagramTransport | None = None
+        self._next_rtcp = 0.0
+        self.last_rx = 0.0
+        self.closed = False
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        rtp, _ = await loop.create_datagram_endpoint(
+            lambda: _Proto(self._on_rtp), local_addr=(self.host, self.port)
+        )
+        try:
+            rtcp, _ = await loop.create_datagram_endpoint(
+                lambda: _Proto(self._on_rtcp), local_addr=(self.host, self.port + 1)
+            )
+        except OSError:
+            rtp.close()
+            raise
+        self._rtp = rtp
+        self._rtcp = rtcp
+        now = loop.time()
+        self._next_rtcp = now + RTCP_INTERVAL / 2
+        self.last_rx = now
+        self.clock.add(self)
+
+    def configure(
+        self,
+        *,
+        codec: G711,
+        payload_type: int,
+        te_pt: int | None,
+        remote: tuple[str, int],
+        sending: bool,
+        receiving: bool,
+    ) -> None:
+        self.codec = codec
+        self.payload_type = payload_type
+        self.te_pt = te_pt
+        self.sending = sending
+        self.receiving = receiving
+        if not self.latched and remote[1] > 0 and remote[0] not in ("0.0.0.0", "::"):
+            self.remote = remote
+            self.remote_rtcp = (remote[0], remote[1] + 1)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.clock.remove(self)
+        if self._rtcp is not None and self.remote_rtcp is not None:
+            try:
+                self._rtcp.sendto(self._report(time.monotonic(), bye=True), self.remote_rtcp)
+            except Exception:
+                pass
+        for transport in (self._rtp, self._rtcp):
+            if transport is not None:
+                transport.close()
+
+    # --- receive ---
+
+    def _on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
+        if self.closed:
+            return
+        if not self.latched:
+            self.latched = True
+            self.remote = addr
+            if self.remote_rtcp is None or self.remote_rtcp[0] != addr[0]:
+                self.remote_rtcp = (addr[0], addr[1] + 1)
+        elif addr != self.remote:
+            return
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpError:
+            return
+        now = asyncio.get_running_loop().time()
+        self.last_rx = now
+        self.remote_ssrc = packet.ssrc
+        if packet.payload_type == self.te_pt and self.te_pt is not None:
+            self.rx.on_packet(packet.sequence_number, packet.timestamp, now, timing=False)
+            if packet.marker and packet.timestamp != self._last_event_ts:
+                # A new event (RFC 4733 2.5.1.1) whose timestamp is not after the last one: the sender
+                # restarted its timeline (a new stream, replayed captures). Start over, do not drop it.
+                self.events_rx = TelephoneEventReceiver()
+            self._last_event_ts = packet.timestamp
+            try:
+                received = self.events_rx.on_packet(packet.timestamp, packet.payload)
+            except (TelephoneEventError, ValueError):
+                return
+            events: list[Event] = []
+            for digit in received:
+                events += self.call.digit(digit.digit, "rfc4733", now)
+            if events:
+                self.emit(events)
+            return
+        if packet.payload_type != self.payload_type:
+            return
+        self.rx.on_packet(packet.sequence_number, packet.timestamp, now)
+        if self.receiving:
+            self.jitter.push(
+                packet.sequence_number,
+                packet.timestamp,
+                packet.payload,
+                now,
+                marker=packet.marker,
+                samples=len(packet.payload),
+            )
+
+    def _on_rtcp(self, data: bytes, addr: tuple[str, int]) -> None:
+        try:
+            packets = parse_compound(data)
+        except (RtcpError, ValueError):
+            return
+        now = asyncio.get_running_loop().time()
+        for packet in packets:
+            if isinstance(packet, SenderReport):
+                self.rx.on_sender_report(packet.ntp_timestamp, now)
+            if isinstance(packet, SenderReport | ReceiverReport):
+                for block in packet.reports:
+                    if block.ssrc == self.ssrc:
+                        self.tx.on_report_block(block, now)
+
+    # --- send ---
+
+    def send_digit(self, digit: str, now: float) -> None:
+        """RFC 4733 digit towards the peer (if telephone-event was negotiated)."""
+        if self.te_pt is None:
+            return
+        for p in digit_packets(digit, timestamp=self.ts):
+            self._digits_out.append(_PendingDigit(now + p.offset, p.marker, p.timestamp, p.payload))
+
+    def tick(self, now: float) -> None:
+        events: list[Event] = []
+        frame = self.jitter.pop(now)
+        if frame is not None and frame.kind is FrameKind.AUDIO and frame.payload:
+            samples = self.codec.decode(frame.payload)
+            for digit in self.detector.feed(samples, now):
+                events += self.call.digit(digit.digit, "inband", now)
+        samples_out, produced = self.call.next_frame(now)
+        events += produced
+        if self.sending and self.remote is not None and self._rtp is not None:
+            if self._digits_out and self._digits_out[0].at <= now + 0.001:
+                d = self._digits_out.pop(0)
+                self._send(
+                    RtpPacket(self.te_pt or 101, self.seq, d.timestamp, self.ssrc, d.payload, d.marker), now
+                )
+                if not self._digits_out:
+                    self.ts = (self.ts + FRAME) & 0xFFFFFFFF
+            else:
+                if samples_out is None:
+                    payload = bytes([self.codec.silence]) * FRAME
+                else:
+                    payload = self.codec.encode(samples_out)
+                self._send(RtpPacket(self.payload_type, self.seq, self.ts, self.ssrc, payload), now)
+            self.ts = (self.ts + FRAME) & 0xFFFFFFFF
+        events += self.call.tick(now)
+        if now >= self._next_rtcp:
+            self._next_rtcp = now + RTCP_INTERVAL
+            if self._rtcp is not None and self.remote_rtcp is not None:
+                try:
+                    self._rtcp.sendto(self._report(now), self.remote_rtcp)
+                except Exception:
+                    pass
+            events.append(self.quality())
+        if events:
+            self.emit(events)
+
+    def _send(self, packet: RtpPacket, now: float) -> None:
+        assert self._rtp is not None and self.remote is not None
+        self._rtp.sendto(bytes(packet), self.remote)
+        self.seq = (self.seq + 1) & 0xFFFF
+        self.tx.on_sent(packet.timestamp, len(packet.payload), now)
+
+    def _report(self, now: float, *, bye: bool = False) -> bytes:
+        blocks: tuple[ReportBlock, ...] = ()
+        if self.remote_ssrc is not None and self.rx.received:
+            blocks = (self.rx.report_block(self.remote_ssrc, now),)
+        first: SenderReport | ReceiverReport
+        if self.tx.has_sent:
+            first = self.tx.sender_report(self.ssrc, now, time.time(), blocks)
+        else:
+            first = ReceiverReport(self.ssrc, blocks)
+        packets: list[RtcpPacket] = [
+            first,
+            SourceDescription.cname(self.ssrc, f"sb-{self.call.call_id.hex[:12]}"),
+        ]
+        if bye:
+            packets.append(Goodbye((self.ssrc,)))
+        return serialize_compound(packets)
+
+    def quality(self, *, final: bool = False) -> CallQuality:
+        summary = self.rx.summary()
+        rtt = self.tx.rtt
+        loss = 100.0 * summary.loss_fraction
+        q = estimate(
+            one_way_delay_ms=(rtt * 500.0) if rtt is not None else 0.0,
+            jitter_ms=summary.jitter_ms,
+            loss_percent=loss,
+            jitter_buffer_ms=self.jitter.target_delay * 1000.0,
+        )
+        return CallQuality(
+            tenant_id=self.call.tenant_id,
+            call_id=self.call.call_id,
+            mos=q.mos,
+            r=q.r,
+            jitter_ms=round(summary.jitter_ms, 2),
+            loss_percent=round(loss, 3),
+            rtt_ms=round(rtt * 1000.0, 2) if rtt is not None else None,
+            packets_received=summary.received,
+            packets_sent=self.tx.packet_count,
+            final=final,
+        )
+
+
+class MediaClock:
+    """One timer for every session: ticks on an absolute 20 ms grid of the loop clock."""
+
+    def __init__(self) -> None:
+        self.sessions: dict[int, RtpSession] = {}
+        self._handle: asyncio.TimerHandle | None = None
+        self._next = 0.0
+        self.late_ticks = 0
+
+    def add(self, session: RtpSession) -> None:
+        self.sessions[id(session)] = session
+        if self._handle is None:
+            loop = asyncio.get_running_loop()
+            self._next = loop.time() + TICK
+            self._handle = loop.call_at(self._next, self._tick)
+
+    def remove(self, session: RtpSession) -> None:
+        self.sessions.pop(id(session), None)
+        if not self.sessions and self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for session in list(self.sessions.values()):
+            try:
+                session.tick(now)
+            except Exception:
+                log.exception("rtp_tick_failed", call_id=str(session.call.call_id))
+        self._next += TICK
+        if self._next < now - 5 * TICK:  # far behind (a stall): skip ahead rather than burst
+            self.late_ticks += 1
+            self._next = now + TICK
+        if self.sessions:
+            self._handle = loop.call_at(self._next, self._tick)
+        else:
+            self._handle = None
+
+
+def rms(samples: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) if len(samples) else 0.0

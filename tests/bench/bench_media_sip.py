@@ -1,0 +1,339 @@
+# Benchmark of the media service's SIP edge (`media-sip`): the media service runs as its own process
+# against embedded PostgreSQL and NATS; SIPp (Debian sip-tester) is the load generator on loopback.
+#
+#   1. call rate: SIPp `uac` (INVITE, 180, 200, ACK, BYE) stepping the rate; the highest rate with zero
+#      failed calls, and the p95 INVITE -> 180 time at that rate (SIPp response-time distribution);
+#   2. concurrent calls with audio: SIPp `uac_pcap` plays G.711 for 9 s on N calls at once, answered over
+#      NATS; CPU % of the media process per call, and loss/jitter from the final call.quality events.
+#
+#   python tests/bench/bench_media_sip.py [--quick]
+#
+# Prints a table and writes .bench/media-sip.json as [{"metric","value","unit","goal","better"}].
+# Not a test: nothing here asserts a timing. Both processes share the machine's cores.
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import nats
+import psutil
+
+from services.kernel import db
+from services.kernel.events import CallArrived, CallQuality, MediaAnswer
+from services.kernel.ids import new_id
+from services.kernel.messages import decode, encode
+from services.runtime.embedded import APP_ROLE, DATABASE, EmbeddedNats, EmbeddedPostgres, Secrets, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+PCAPS = Path("/usr/share/sip-tester")
+NUMBER = "+15557770001"  # no flow: answered, apology, or the caller hangs up first
+FLOW_NUMBER = "+15557770002"  # has a queue: waits for an answer command
+
+
+def _scenario_180(workdir: Path) -> Path:
+    text = subprocess.run(["sipp", "-sd", "uac"], capture_output=True, text=True).stdout
+    text = text.replace('<send retrans="500">', '<send retrans="500" start_rtd="1">', 1)
+    text = text.replace('<recv response="180" optional="true">', '<recv response="180" rtd="1">', 1)
+    path = workdir / "uac180.xml"
+    path.write_text(text)
+    return path
+
+
+async def _seed(owner_url: str) -> None:
+    conn = await asyncpg.connect(owner_url)
+    try:
+        tenant, queue = new_id(), new_id()
+        await conn.execute(
+            "INSERT INTO tenants (id, name, admin_email, max_concurrent_calls) VALUES ($1, 'bench', 'b@x.io', 100000)",
+            tenant,
+        )
+        await conn.execute("INSERT INTO queues (id, tenant_id, name) VALUES ($1, $2, 'q')", queue, tenant)
+        await conn.execute(
+            "INSERT INTO numbers (id, tenant_id, e164) VALUES ($1, $2, $3)", new_id(), tenant, NUMBER
+        )
+        await conn.execute(
+            "INSERT INTO numbers (id, tenant_id, e164, queue_id) VALUES ($1, $2, $3, $4)",
+            new_id(),
+            tenant,
+            FLOW_NUMBER,
+            queue,
+        )
+    finally:
+        await conn.close()
+
+
+def _sipp(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    cmd = ["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()), *args]
+    return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def _p95_ms(workdir: Path) -> float | None:
+    values: list[float] = []
+    for path in workdir.glob("*_rtt.csv"):
+        with open(path) as f:
+            for row in csv.reader(f, delimiter=";"):
+                try:
+                    values.append(float(row[1]))
+                except (IndexError, ValueError):
+                    continue
+        path.unlink()
+    if not values:
+        return None
+    values.sort()
+    return values[min(len(values) - 1, int(0.95 * len(values)))]
+
+
+def call_rate(
+    port: int, workdir: Path, rates: list[int], seconds: float
+) -> tuple[int, float | None, list[str]]:
+    scenario = _scenario_180(workdir)
+    best, best_p95, rows = 0, None, []
+    for rate in rates:
+        calls = int(rate * seconds)
+        result = _sipp(
+            [
+                "-sf",
+                str(scenario),
+                "-s",
+                NUMBER,
+                f"127.0.0.1:{port}",
+                "-m",
+                str(calls),
+                "-r",
+                str(rate),
+                "-l",
+                str(rate * 4),
+                "-timeout",
+                str(int(seconds * 4 + 10)),
+                "-timeout_error",
+                "-trace_rtt",
+                "-rtt_freq",
+                "1",
+                "-max_socket",
+                "5000",
+            ],
+            workdir,
+            timeout=seconds * 4 + 30,
+        )
+        p95 = _p95_ms(workdir)
+        ok = result.returncode == 0
+        rows.append(
+            f"  {rate:5d} calls/s x {calls:5d}: {'ok' if ok else 'FAILED':6s} p95 INVITE->180 "
+            f"{p95 if p95 is not None else float('nan'):.2f} ms"
+        )
+        if not ok:
+            break
+        best, best_p95 = rate, p95
+        time.sleep(1.0)
+    return best, best_p95, rows
+
+
+async def concurrent_audio(port: int, pid: int, nats_url: str, workdir: Path, calls: int) -> dict[str, float]:
+    (workdir / "pcap").unlink(missing_ok=True)
+    (workdir / "pcap").symlink_to(PCAPS)
+    nc = await nats.connect(nats_url)
+    quality: list[CallQuality] = []
+    ours: set[object] = set()
+
+    async def on_arrived(msg) -> None:  # type: ignore[no-untyped-def]
+        event = decode(msg.data, CallArrived)
+        if event.to_e164 != FLOW_NUMBER:
+            return
+        ours.add(event.call_id)
+        cmd = MediaAnswer(tenant_id=event.tenant_id, call_id=event.call_id)
+        await nc.request(f"sb.{event.tenant_id}.cmd.media.answer", encode(cmd), timeout=5)
+
+    async def on_quality(msg) -> None:  # type: ignore[no-untyped-def]
+        q = decode(msg.data, CallQuality)
+        if q.final and q.call_id in ours:
+            quality.append(q)
+
+    await nc.subscribe("sb.*.evt.call.arrived", cb=on_arrived)
+    await nc.subscribe("sb.*.evt.call.quality", cb=on_quality)
+    proc = psutil.Process(pid)
+    proc.cpu_percent(None)
+    loop = asyncio.get_running_loop()
+    run = loop.run_in_executor(
+        None,
+        lambda: _sipp(
+            [
+                "-sn",
+                "uac_pcap",
+                "-s",
+                FLOW_NUMBER,
+                f"127.0.0.1:{port}",
+                "-m",
+                str(calls),
+                "-r",
+                str(max(1, calls // 2)),
+                "-l",
+                str(calls),
+                "-timeout",
+                "60",
+                "-timeout_error",
+                "-max_socket",
+                "5000",
+            ],
+            workdir,
+            timeout=90,
+        ),
+    )
+    await asyncio.sleep(4.0)  # all calls up and playing
+    proc.cpu_percent(None)
+    await asyncio.sleep(4.0)
+    cpu = proc.cpu_percent(None)
+    result = await run
+    for _ in range(40):
+        if len(quality) >= calls:
+            break
+        await asyncio.sleep(0.1)
+    await nc.close()
+    loss = sum(q.loss_percent for q in quality) / len(quality) if quality else float("nan")
+    jitter = sum(q.jitter_ms for q in quality) / len(quality) if quality else float("nan")
+    return {
+        "calls": calls,
+        "ok": float(result.returncode == 0),
+        "cpu_percent": cpu,
+        "loss_percent": loss,
+        "jitter_ms": jitter,
+        "reports": len(quality),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("sipp") is None:
+        sys.exit("sipp (Debian sip-tester) is not installed")
+    data_dir = Path(tempfile.mkdtemp(prefix="sbbench-"))
+    secrets_ = Secrets.load_or_create(data_dir)
+    pg, nats_server = EmbeddedPostgres(data_dir, secrets_), EmbeddedNats(data_dir, secrets_)
+    proc: subprocess.Popen[bytes] | None = None
+    try:
+        pg.start()
+        nats_server.start()
+
+        async def prepare() -> None:
+            await db.bootstrap(
+                pg.admin_url, database=DATABASE, app_role=APP_ROLE, app_password=secrets_.pg_app_password
+            )
+            await db.migrate(pg.owner_url, app_role=APP_ROLE)
+            await _seed(pg.owner_url)
+
+        asyncio.run(prepare())
+        port = free_port()
+        env = {
+            **os.environ,
+            "SB_DATABASE_URL": pg.app_url,
+            "SB_NATS_URL": nats_server.url,
+            "SB_SIP_PORT": str(port),
+            "SB_DATA_DIR": str(data_dir),
+            "SB_LOG_LEVEL": "warning",
+            "SB_SIP_RATE": "100000",
+            "SB_SIP_BURST": "100000",
+            "SB_MEDIA_MAX_CALLS": "3000",
+            "SB_TOKEN_SECRET": secrets_.token_secret,
+        }
+        log = open(data_dir / "media.log", "ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.media"], cwd=ROOT, env=env, stdout=log, stderr=log
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                try:
+                    s.bind(("127.0.0.1", port))
+                except OSError:
+                    break  # bound by the service
+            time.sleep(0.1)
+        time.sleep(1.0)
+        rates = [50, 100, 200] if args.quick else [50, 100, 200, 300, 400, 600, 800]
+        best, p95, rows = call_rate(port, data_dir, rates, 2.0 if args.quick else 4.0)
+        time.sleep(10.0)  # let a saturated edge drain its backlog before the audio phase
+        audio = asyncio.run(
+            concurrent_audio(port, proc.pid, nats_server.url, data_dir, 20 if args.quick else 100)
+        )
+    finally:
+        if proc is not None and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=15)
+        nats_server.stop()
+        pg.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    per_call = audio["cpu_percent"] / audio["calls"] if audio["calls"] else float("nan")
+    per_core = 100.0 / per_call if per_call > 0 else float("nan")
+    metrics = [
+        {
+            "metric": "max_cps_zero_failures",
+            "value": best,
+            "unit": "calls/s",
+            "goal": 200,
+            "better": "higher",
+        },
+        {
+            "metric": "invite_to_180_p95_ms",
+            "value": round(p95, 2) if p95 is not None else None,
+            "unit": "ms",
+            "goal": 5,
+            "better": "lower",
+        },
+        {
+            "metric": "concurrent_calls_per_core_g711",
+            "value": round(per_core, 1),
+            "unit": "calls/core",
+            "goal": 150,
+            "better": "higher",
+        },
+        {
+            "metric": "cpu_percent_per_call_g711",
+            "value": round(per_call, 3),
+            "unit": "% of a core",
+            "goal": None,
+            "better": "lower",
+        },
+        {
+            "metric": "audio_loss_percent",
+            "value": round(audio["loss_percent"], 3),
+            "unit": "%",
+            "goal": 0.1,
+            "better": "lower",
+        },
+        {
+            "metric": "audio_jitter_ms",
+            "value": round(audio["jitter_ms"], 2),
+            "unit": "ms",
+            "goal": None,
+            "better": "lower",
+        },
+    ]
+    print("media-sip (media service: 1 process, 1 core at most; SIPp: 1 process, same machine)")
+    print("call rate steps:")
+    print("\n".join(rows))
+    print(
+        f"concurrent audio: {int(audio['calls'])} calls, sipp ok={bool(audio['ok'])}, media CPU "
+        f"{audio['cpu_percent']:.1f} %, {int(audio['reports'])} quality reports"
+    )
+    print(f"{'metric':34s} {'value':>10s} {'unit':12s} {'goal':>6s}")
+    for m in metrics:
+        print(f"{m['metric']:34s} {m['value']!s:>10s} {m['unit']:12s} {m['goal']!s:>6s}")
+    out = ROOT / ".bench"
+    out.mkdir(exist_ok=True)
+    (out / "media-sip.json").write_text(json.dumps(metrics, indent=2))
+
+
+if __name__ == "__main__":
+    main()

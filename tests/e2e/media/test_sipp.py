@@ -1,0 +1,246 @@
+"""SIPp as the real caller against the media service subprocess: the built-in `uac` scenario, and RFC 4733
+digits from the shipped dtmf_2833_*.pcap files (the `uac_pcap` scenario) arriving as call.dtmf on NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import nats
+import pytest
+
+from services.kernel.events import CallArrived, CallDtmf, CallEnded, MediaAnswer, MediaHangup
+from services.kernel.messages import decode, encode
+from services.runtime.embedded import free_port
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"),
+]
+PCAPS = Path("/usr/share/sip-tester")
+
+
+def _sipp(args: list[str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    port = free_port()
+    return subprocess.run(
+        ["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_sipp_uac_calls_complete(media_edge, tmp_path: Path) -> None:
+    result = _sipp(
+        [
+            "-sn",
+            "uac",
+            "-s",
+            media_edge.number,
+            f"127.0.0.1:{media_edge.port}",
+            "-m",
+            "20",
+            "-r",
+            "20",
+            "-l",
+            "20",
+            "-timeout",
+            "20",
+            "-timeout_error",
+            "-trace_stat",
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_sipp_unknown_number_fails(media_edge, tmp_path: Path) -> None:
+    result = _sipp(
+        [
+            "-sn",
+            "uac",
+            "-s",
+            "+19995550001",
+            f"127.0.0.1:{media_edge.port}",
+            "-m",
+            "1",
+            "-timeout",
+            "10",
+            "-timeout_error",
+            "-trace_err",
+        ],
+        tmp_path,
+    )
+    assert result.returncode != 0
+    errors = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*_errors.log"))
+    assert "SIP/2.0 404" in errors
+
+
+def _dtmf_scenario(digits: list[str]) -> str:
+    text = subprocess.run(["sipp", "-sd", "uac_pcap"], capture_output=True, text=True).stdout
+    plays = "".join(
+        f'<nop><action><exec play_pcap_audio="pcap/dtmf_2833_{d}.pcap"/></action></nop>'
+        f'<pause milliseconds="400"/>'
+        for d in digits
+    )
+    start = text.index("<!-- Play a pre-recorded PCAP file")
+    end = text.index('<pause milliseconds="1000"/>') + len('<pause milliseconds="1000"/>')
+    return text[:start] + plays + '<pause milliseconds="300"/>' + text[end:]
+
+
+async def _answer_and_collect(media_edge, expected: int, run) -> tuple[list[CallDtmf], list[CallEnded]]:
+    nc = await nats.connect(media_edge.nats_url)
+    digits: list[CallDtmf] = []
+    ended: list[CallEnded] = []
+    tenant = media_edge.tenant_id
+
+    async def on_arrived(msg) -> None:  # type: ignore[no-untyped-def]
+        event = decode(msg.data, CallArrived)
+        cmd = MediaAnswer(tenant_id=tenant, call_id=event.call_id)
+        reply = await nc.request(f"sb.{tenant}.cmd.media.answer", encode(cmd), timeout=2)
+        assert b'"ok":true' in reply.data
+
+    async def on_dtmf(msg) -> None:  # type: ignore[no-untyped-def]
+        digits.append(decode(msg.data, CallDtmf))
+
+    async def on_ended(msg) -> None:  # type: ignore[no-untyped-def]
+        ended.append(decode(msg.data, CallEnded))
+
+    await nc.subscribe(f"sb.{tenant}.evt.call.arrived", cb=on_arrived)
+    await nc.subscribe(f"sb.{tenant}.evt.call.dtmf", cb=on_dtmf)
+    await nc.subscribe(f"sb.{tenant}.evt.call.ended", cb=on_ended)
+    await nc.flush()
+    result = await asyncio.to_thread(run)
+    for _ in range(40):
+        if ended:
+            break
+        await asyncio.sleep(0.05)
+    await nc.close()
+    return digits, ended, result  # type: ignore[return-value]
+
+
+async def test_sipp_rfc4733_digits_arrive_as_events(media_edge, tmp_path: Path) -> None:
+    (tmp_path / "pcap").symlink_to(PCAPS)
+    sent = ["1", "5", "9", "pound", "star", "0"]
+    scenario = tmp_path / "dtmf.xml"
+    scenario.write_text(_dtmf_scenario(sent))
+
+    def run() -> subprocess.CompletedProcess[str]:
+        return _sipp(
+            [
+                "-sf",
+                str(scenario),
+                "-s",
+                media_edge.flow_number,
+                f"127.0.0.1:{media_edge.port}",
+                "-m",
+                "1",
+                "-timeout",
+                "20",
+                "-timeout_error",
+            ],
+            tmp_path,
+        )
+
+    digits, ended, result = await _answer_and_collect(media_edge, len(sent), run)
+    assert result.returncode == 0, result.stdout[-2000:]
+    rfc = [d.digit for d in digits if d.source == "rfc4733"]
+    assert rfc == ["1", "5", "9", "#", "*", "0"]
+    assert ended and ended[0].cause == "remote_bye" and ended[0].duration > 1.0
+
+
+async def test_originate_answered_by_sipp_uas_with_echo(media_edge, infra, tmp_path: Path) -> None:
+    """originate -> SIPp `uas -rtp_echo` answers; the RTP we send (a prompt) comes back to our endpoint,
+    counted in the final call.quality (the echoed audio itself is not decoded here)."""
+    import asyncpg
+
+    from services.kernel.events import CallAnswered, CallQuality, MediaOriginate, MediaPlay
+    from services.kernel.ids import new_id
+
+    uas_port = free_port()
+    conn = await asyncpg.connect(infra.owner_url)
+    try:
+        await conn.execute("DELETE FROM sip_trunks WHERE tenant_id = $1", media_edge.tenant_id)
+        await conn.execute(
+            """INSERT INTO sip_trunks (id, tenant_id, name, allowed_ips, outbound_host, outbound_port)
+               VALUES ($1, $2, 'echo', '{127.0.0.0/8}', '127.0.0.1', $3)""",
+            new_id(),
+            media_edge.tenant_id,
+            uas_port,
+        )
+    finally:
+        await conn.close()
+    uas = await asyncio.create_subprocess_exec(
+        *[
+            "sipp",
+            "-nostdin",
+            "-i",
+            "127.0.0.1",
+            "-mi",
+            "127.0.0.1",
+            "-p",
+            str(uas_port),
+            "-sn",
+            "uas",
+            "-rtp_echo",
+            "-m",
+            "1",
+            "-timeout",
+            "20",
+        ],
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    tenant = media_edge.tenant_id
+    nc = await nats.connect(media_edge.nats_url)
+    seen: list[object] = []
+    kinds = {"answered": CallAnswered, "ended": CallEnded, "quality": CallQuality}
+
+    async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
+        kind = kinds.get(msg.subject.rsplit(".", 1)[-1])
+        if kind is not None:
+            seen.append(decode(msg.data, kind))
+
+    await nc.subscribe(f"sb.{tenant}.evt.call.*", cb=on_event)
+    try:
+        await asyncio.sleep(0.3)  # SIPp binds its port
+        call_id = uuid.uuid4()
+        cmd = MediaOriginate(tenant_id=tenant, call_id=call_id, to="+15550199", caller_id="+15550100")
+        reply = await nc.request(f"sb.{tenant}.cmd.media.originate", encode(cmd), timeout=5)
+        assert b'"ok":true' in reply.data, reply.data
+        for _ in range(60):
+            if any(isinstance(e, CallAnswered) and e.call_id == call_id for e in seen):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the outbound call was not answered")
+        play = MediaPlay(tenant_id=tenant, call_id=call_id, text="Testing the echo path")
+        assert b'"ok":true' in (await nc.request(f"sb.{tenant}.cmd.media.play", encode(play), timeout=5)).data
+        await asyncio.sleep(1.5)
+        hangup = MediaHangup(tenant_id=tenant, call_id=call_id)
+        assert (
+            b'"ok":true'
+            in (await nc.request(f"sb.{tenant}.cmd.media.hangup", encode(hangup), timeout=5)).data
+        )
+        for _ in range(40):
+            if any(isinstance(e, CallEnded) and e.call_id == call_id for e in seen):
+                break
+            await asyncio.sleep(0.05)
+        final = next(e for e in seen if isinstance(e, CallQuality) and e.final and e.call_id == call_id)
+        # The echo returned our own audio: most of what we sent came back.
+        assert final.packets_sent > 50 and final.packets_received > 0.8 * final.packets_sent
+        ended = next(e for e in seen if isinstance(e, CallEnded) and e.call_id == call_id)
+        assert ended.cause == "normal_clearing" and ended.duration > 1.0
+    finally:
+        await nc.close()
+        if uas.returncode is None:
+            uas.terminate()
+            await asyncio.wait_for(uas.wait(), 5)
+        conn = await asyncpg.connect(infra.owner_url)
+        await conn.execute("DELETE FROM sip_trunks WHERE tenant_id = $1", media_edge.tenant_id)
+        await conn.close()

@@ -1,0 +1,97 @@
+"""The media service's sans-IO cores: the per-source rate limiter and the per-call logic."""
+
+from __future__ import annotations
+
+import uuid
+
+import numpy as np
+
+from services.kernel.events import CallCollected, CallDtmf, CallEnded, CallPlayFinished
+from services.media.call import FRAME, Call
+from services.media.ratelimit import SourceLimiter, Verdict
+
+
+def test_limiter_rejects_then_ignores_a_flood_and_spares_others() -> None:
+    lim = SourceLimiter(rate=10, burst=5, ban_after=3, ban_seconds=10)
+    verdicts = [lim.check("10.0.0.1", 0.0) for _ in range(10)]
+    assert verdicts[:5] == [Verdict.ALLOW] * 5
+    assert verdicts[5:7] == [Verdict.REJECT] * 2
+    assert verdicts[7:] == [Verdict.IGNORE] * 3
+    assert lim.check("10.0.0.2", 0.0) is Verdict.ALLOW
+    assert lim.check("10.0.0.1", 9.9) is Verdict.IGNORE
+    assert lim.check("10.0.0.1", 10.1) is Verdict.ALLOW
+
+
+def _call() -> Call:
+    call = Call(call_id=uuid.uuid4(), tenant_id=uuid.uuid4(), created_at=0.0)
+    call.answered(0.0)
+    return call
+
+
+def test_collect_max_digits_terminator_and_timeouts() -> None:
+    call = _call()
+    cid = uuid.uuid4()
+    call.collect(
+        collect_id=cid,
+        min_digits=1,
+        max_digits=3,
+        terminator="#",
+        first_digit_timeout=5,
+        inter_digit_timeout=2,
+        now=0.0,
+    )
+    assert call.tick(4.9) == []
+    events = call.digit("1", "rfc4733", 1.0) + call.digit("2", "rfc4733", 1.5)
+    assert [type(e) for e in events] == [CallDtmf, CallDtmf]
+    events = call.digit("#", "rfc4733", 2.0)
+    done = [e for e in events if isinstance(e, CallCollected)]
+    assert done[0].digits == "12" and done[0].reason == "terminator" and done[0].collect_id == cid
+
+    call.collect(
+        collect_id=uuid.uuid4(),
+        min_digits=1,
+        max_digits=2,
+        terminator=None,
+        first_digit_timeout=5,
+        inter_digit_timeout=2,
+        now=10.0,
+    )
+    assert [e.reason for e in call.tick(15.1) if isinstance(e, CallCollected)] == ["first_digit_timeout"]
+    call.collect(
+        collect_id=uuid.uuid4(),
+        min_digits=1,
+        max_digits=4,
+        terminator=None,
+        first_digit_timeout=5,
+        inter_digit_timeout=2,
+        now=20.0,
+    )
+    call.digit("7", "inband", 21.0)
+    assert call.tick(22.9) == []
+    ended = [e for e in call.tick(23.1) if isinstance(e, CallCollected)]
+    assert ended[0].digits == "7" and ended[0].reason == "inter_digit_timeout"
+
+
+def test_a_digit_interrupts_an_interruptible_prompt_and_duplicates_are_merged() -> None:
+    call = _call()
+    pid = uuid.uuid4()
+    call.play(np.ones(FRAME * 10, dtype=np.int16), play_id=pid, interruptible=True)
+    frame, _ = call.next_frame(0.02)
+    assert frame is not None and frame[0] == 1
+    events = call.digit("5", "rfc4733", 0.04)
+    finished = [e for e in events if isinstance(e, CallPlayFinished)]
+    assert finished[0].reason == "interrupted" and finished[0].digit == "5" and finished[0].play_id == pid
+    assert call.digit("5", "inband", 0.08) == []  # the same press seen in-band
+    assert call.next_frame(0.1)[0] is None
+
+
+def test_prompt_end_and_call_end_events() -> None:
+    call = _call()
+    call.play(np.ones(FRAME * 2 + 10, dtype=np.int16), play_id=uuid.uuid4())
+    events = []
+    for i in range(4):
+        events += call.next_frame(i * 0.02)[1]
+    assert [e.reason for e in events if isinstance(e, CallPlayFinished)] == ["done"]
+    ended = [e for e in call.end("remote_bye", 12.5) if isinstance(e, CallEnded)]
+    assert ended[0].cause == "remote_bye" and ended[0].duration == 12.5
+    assert call.end("again", 13.0) == []
