@@ -22,6 +22,7 @@ from .errors import (
     SwitchboardError,
     ValidationError,
 )
+from .flows import Deployed, Flow, FlowIssue, FlowVersion, VersionSummary
 from .models import (
     Agent,
     AuditEntry,
@@ -51,7 +52,11 @@ __all__ = [
     "Client",
     "ConflictError",
     "ConnectionError",
+    "Deployed",
     "FieldError",
+    "Flow",
+    "FlowIssue",
+    "FlowVersion",
     "Key",
     "KeyWithSecret",
     "Me",
@@ -73,6 +78,7 @@ __all__ = [
     "Usage",
     "UsageInterval",
     "ValidationError",
+    "VersionSummary",
     "__version__",
     "async_signup",
     "signup",

@@ -27,6 +27,7 @@ from ._core import (
 )
 from .client import USER_AGENT, check_base_url, lower_headers, transport_failure
 from .errors import ConnectionError, ResponseError, error_from_response, parse_retry_after
+from .flows import AsyncFlows
 from .models import (
     Agent,
     AuditEntry,
@@ -80,6 +81,7 @@ class AsyncClient:
         self.agents = AsyncAgents(self)
         self.queues = AsyncQueues(self)
         self.numbers = AsyncNumbers(self)
+        self.flows = AsyncFlows(self)
 
     async def __aenter__(self) -> AsyncClient:
         return self

@@ -26,6 +26,7 @@ from ._core import (
 )
 from ._version import __version__
 from .errors import ConnectionError, ResponseError, error_from_response, parse_retry_after
+from .flows import Flows
 from .models import (
     Agent,
     AuditEntry,
@@ -104,6 +105,7 @@ class Client:
         self.agents = Agents(self)
         self.queues = Queues(self)
         self.numbers = Numbers(self)
+        self.flows = Flows(self)
 
     def __enter__(self) -> Client:
         return self

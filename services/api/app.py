@@ -24,6 +24,7 @@ from services.kernel.log import get_logger
 from .agents import AgentController
 from .audit import AuditController
 from .auth import AuthMiddleware
+from .flows import FlowController, IvrController, NumberRouteController
 from .health import HealthController
 from .keys import KeyController
 from .metrics import metrics_middleware
@@ -82,7 +83,7 @@ def _lifespan(state: ApiState) -> Any:
         try:
             state.bus = await connect(state.settings.nats_url, name="api")
             try:
-                await state.bus.ensure_streams()
+                await state.bus.ensure_streams(state.settings.jetstream_replicas)
                 state.started_at = time.time()
                 log.info("api_started")
                 yield
@@ -106,7 +107,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RAT
     openapi = OpenAPIConfig(
         title="Switchboard control plane",
         version="1.0.0",
-        description="Tenants, keys, seats and usage, sites, agents, queues, numbers. See docs/api.md.",
+        description="Tenants, keys, seats and usage, sites, agents, queues, numbers, flows. See docs/api.md.",
         path="/schema",
         render_plugins=[ScalarRenderPlugin()],
         components=Components(
@@ -127,6 +128,9 @@ def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RAT
             AgentController,
             QueueController,
             NumberController,
+            NumberRouteController,
+            FlowController,
+            IvrController,
             AuditController,
             HealthController,
         ],

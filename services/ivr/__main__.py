@@ -1,17 +1,30 @@
-"""The ivr service process (python -m services.ivr)."""
+"""The ivr service process (python -m services.ivr): runs every call that reaches a number pointing at a flow."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 
 from services.kernel.bus import Bus
 from services.kernel.config import Settings
+from services.kernel.db import create_pool
 from services.kernel.service import run_service
+
+from .adapter import IvrAdapter
 
 
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
-    # Work arrives with its own issue; until then the service joins the bus and reports health.
-    return None
+    pool = await create_pool(settings.database_url, min_size=1, max_size=5)
+    # SB_IVR_PRIVATE_LOOKUPS=1 lets flows call hosts on private networks (a one-machine install, tests).
+    private = os.environ.get("SB_IVR_PRIVATE_LOOKUPS", "") in ("1", "true", "yes")
+    adapter = IvrAdapter(bus, pool, platform_secret=settings.token_secret, allow_private_lookups=private)
+    try:
+        await adapter.start()
+        # Stay here until SIGTERM so the adapter stops before run_service closes the bus.
+        await stop.wait()
+    finally:
+        await adapter.stop()
+        await pool.close()
 
 
 if __name__ == "__main__":

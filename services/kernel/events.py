@@ -204,3 +204,161 @@ __all__ += [
     "MediaStop",
     "MediaUnhold",
 ]
+
+
+# ivr
+# The IVR commands media (the Media* commands above, plus MediaRecord and MediaTransfer below) and routing
+# (Routing* below), and publishes ivr.* analytics events. Routing's contact.* events below are what the IVR
+# listens to while a caller waits in a queue; a contact's id is the call's `call_id`.
+
+IvrOutcome = Literal["self_served", "transferred", "callback", "abandoned", "failed"]
+
+
+class MediaRecord(MediaCommand, kw_only=True, frozen=True):
+    """Record the caller (after a beep) into `file` under the data dir, up to `max_seconds` or silence;
+    media answers with call.record_finished."""
+
+    name = "record"
+    file: str
+    max_seconds: float = 120.0
+    beep: bool = True
+
+
+class MediaTransfer(MediaCommand, kw_only=True, frozen=True):
+    """Hand the call to an outside number (blind transfer: REFER, or a bridged outbound leg)."""
+
+    name = "transfer"
+    to: str
+    caller_id: str = ""
+
+
+class CallRecordFinished(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "record_finished"
+    call_id: uuid.UUID
+    record_id: uuid.UUID | None = None  # the MediaRecord command
+    file: str = ""
+    seconds: float = 0.0
+    error: str | None = None
+
+
+class RoutingCommand(Command, kw_only=True, frozen=True):
+    service = "routing"
+    call_id: uuid.UUID  # the contact
+
+
+class RoutingEnqueue(RoutingCommand, kw_only=True, frozen=True):
+    """Put the contact in a queue. `attributes` carry everything the IVR learned (screen pop), including
+    ivr.path, ivr.digits and ivr.seconds."""
+
+    name = "enqueue"
+    queue: str  # the queue's name in the flow
+    queue_id: uuid.UUID | None = None  # filled in by the IVR adapter from the tenant's queues
+    priority: int | None = None
+    skills: dict[str, int] = {}
+    attributes: dict[str, str] = {}
+    preferred_agent_id: str | None = None
+
+
+class RoutingCancel(RoutingCommand, kw_only=True, frozen=True):
+    name = "cancel"
+    reason: str = "abandoned"
+
+
+class RoutingCallback(RoutingCommand, kw_only=True, frozen=True):
+    """Call the customer back at `number`; with keep_place the contact keeps its place in the queue
+    (virtual hold) and is called when it reaches the front."""
+
+    name = "callback"
+    queue: str
+    queue_id: uuid.UUID | None = None
+    number: str
+    keep_place: bool = False
+    attributes: dict[str, str] = {}
+
+
+class RoutingTask(RoutingCommand, kw_only=True, frozen=True):
+    """A non-call task for a queue, e.g. a voicemail to listen to and return."""
+
+    name = "task"
+    queue: str
+    queue_id: uuid.UUID | None = None
+    kind: Literal["voicemail"] = "voicemail"
+    file: str = ""
+    seconds: float = 0.0
+    attributes: dict[str, str] = {}
+
+
+class ContactQueued(Event, kw_only=True, frozen=True):
+    domain = "contact"
+    name = "queued"
+    call_id: uuid.UUID
+    queue: str = ""
+    position: int = 0
+    expected_wait_s: float | None = None
+
+
+class ContactPositionChanged(Event, kw_only=True, frozen=True):
+    domain = "contact"
+    name = "position_changed"
+    call_id: uuid.UUID
+    position: int
+    expected_wait_s: float | None = None
+
+
+class ContactAccepted(Event, kw_only=True, frozen=True):
+    domain = "contact"
+    name = "accepted"
+    call_id: uuid.UUID
+    agent_id: str = ""
+
+
+class IvrNodeEntered(Event, kw_only=True, frozen=True):
+    domain = "ivr"
+    name = "node_entered"
+    call_id: uuid.UUID
+    flow: str
+    version: int
+    node: str
+
+
+class IvrNodeExited(Event, kw_only=True, frozen=True):
+    domain = "ivr"
+    name = "node_exited"
+    call_id: uuid.UUID
+    flow: str
+    version: int
+    node: str
+    digits: str = ""
+    seconds: float = 0.0
+    result: str = ""  # the way out: a digit's target, "timeout", "invalid", "error", ...
+
+
+class IvrCompleted(Event, kw_only=True, frozen=True):
+    domain = "ivr"
+    name = "completed"
+    call_id: uuid.UUID
+    flow: str
+    version: int
+    outcome: IvrOutcome
+    seconds: float = 0.0
+    path: list[str] = []
+    attributes: dict[str, str] = {}
+
+
+__all__ += [
+    "CallRecordFinished",
+    "ContactAccepted",
+    "ContactPositionChanged",
+    "ContactQueued",
+    "IvrCompleted",
+    "IvrNodeEntered",
+    "IvrNodeExited",
+    "MediaRecord",
+    "MediaTransfer",
+    "RoutingCallback",
+    "RoutingCancel",
+    "RoutingCommand",
+    "RoutingEnqueue",
+    "RoutingTask",
+]

@@ -25,6 +25,8 @@ KIND_OF_PARAM = {
     "queue_id": "queue",
     "number_id": "number",
     "key_id": "key",
+    "flow_name": "flow",
+    "version": "version",
 }
 
 
@@ -95,7 +97,18 @@ async def _fixture_objects(client: httpx.AsyncClient, t: Tenant) -> dict[str, st
     queue = (await client.post("/v1/queues", json={"name": "bad-input queue"}, headers=h)).json()["id"]
     number = (await client.post("/v1/numbers", json={"e164": unique_e164()}, headers=h)).json()["id"]
     key = (await client.post("/v1/keys", json={"role": "developer"}, headers=h)).json()["id"]
-    return {"site": site, "agent": agent, "queue": queue, "number": number, "key": key}
+    flow = f"bi-{t.id[-12:]}"  # flow names are per tenant: unique ones, so B's is not also A's
+    definition = f"name: {flow}\nstart: q\nnodes:\n  q: {{type: queue, queue: bad-input queue}}\n"
+    assert (await client.post("/v1/flows", json={"definition": definition}, headers=h)).status_code == 201
+    return {
+        "site": site,
+        "agent": agent,
+        "queue": queue,
+        "number": number,
+        "key": key,
+        "flow": flow,
+        "version": "1",
+    }
 
 
 async def test_bad_input_on_every_route_is_a_4xx_problem(client: httpx.AsyncClient) -> None:

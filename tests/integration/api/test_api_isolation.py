@@ -25,8 +25,18 @@ PARAM_KIND = {
     "queue_id": "queue",
     "number_id": "number",
     "key_id": "key",
+    "flow_name": "flow",
 }
-KIND_PATH = {"site": "sites", "agent": "agents", "queue": "queues", "number": "numbers", "key": "keys"}
+KIND_PATH = {
+    "site": "sites",
+    "agent": "agents",
+    "queue": "queues",
+    "number": "numbers",
+    "key": "keys",
+    "flow": "flows",
+}
+# Path parameters that are not objects of their own; they take this value.
+FIXED_PARAMS = {"version": "1"}
 
 
 async def _populate(client: httpx.AsyncClient, t: Tenant, tag: str) -> None:
@@ -56,8 +66,16 @@ async def _populate(client: httpx.AsyncClient, t: Tenant, tag: str) -> None:
         await client.post("/v1/numbers", json={"e164": unique_e164(), "queue_id": queue["id"]}, headers=h)
     ).json()
     key = (await client.post("/v1/keys", json={"role": "developer", "name": f"{tag} key"}, headers=h)).json()
+    flow = f"start: q\nnodes:\n  q: {{type: queue, queue: {tag} queue}}\nname: {tag}-flow\n"
+    r = await client.post("/v1/flows", json={"definition": flow}, headers=h)
+    assert r.status_code == 201, r.text
     t.objects.update(
-        site=site["id"], agent=agent["id"], queue=queue["id"], number=number["id"], key=key["id"]
+        site=site["id"],
+        agent=agent["id"],
+        queue=queue["id"],
+        number=number["id"],
+        key=key["id"],
+        flow=f"{tag}-flow",
     )
     t.objects["key_secret"] = key["key"]
 
@@ -207,6 +225,11 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         "/v1/keys": ({"role": "admin"}, {201}),
         "/v1/seats/purchase": ({"count": 1}, {200}),
         "/v1/seats/release": ({"count": 1}, {200}),
+        # B's queue is unknown to A's flow validation.
+        "/v1/flows": (
+            {"definition": "name: x\nstart: q\nnodes:\n  q: {type: queue, queue: bravo queue}\n"},
+            {422},
+        ),
     }
     # PATCHes of A's own objects that point them at B's objects.
     cross_refs = [
@@ -219,11 +242,13 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         if path in NOT_TENANT_SCOPED:
             covered.add((path, method))
             continue
-        params = re.findall(r"{([^}]+)}", path)
+        params = [p for p in re.findall(r"{([^}]+)}", path) if p not in FIXED_PARAMS]
         if params:
             assert len(params) == 1 and params[0] in PARAM_KIND, f"no rule for {method} {path}"
             kind = PARAM_KIND[params[0]]
             url = path.replace("{" + params[0] + "}", b.objects[kind])
+            for name, value in FIXED_PARAMS.items():
+                url = url.replace("{" + name + "}", value)
             body = patch_bodies.get(kind) if method == "PATCH" else None
             r = await client.request(method, url, json=body, headers=a.headers)
             assert_problem(r, 404)

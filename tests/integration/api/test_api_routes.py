@@ -575,6 +575,13 @@ async def test_openapi_metrics_and_unknown_routes(client: httpx.AsyncClient, ten
         "/v1/queues/{queue_id}",
         "/v1/numbers",
         "/v1/numbers/{number_id}",
+        "/v1/numbers/{number_id}/route",
+        "/v1/flows",
+        "/v1/flows/{flow_name}",
+        "/v1/flows/{flow_name}/versions",
+        "/v1/flows/{flow_name}/versions/{version}",
+        "/v1/flows/{flow_name}/rollback",
+        "/v1/ivr/lookup-secret",
         "/healthz",
         "/metrics",
     }

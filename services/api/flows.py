@@ -1,0 +1,447 @@
+"""IVR flows: deploy a flow file as a new immutable version (validated here, errors with line numbers), list,
+read, list versions, roll back, delete; and point a number at a flow (POST /v1/numbers/{number}/route)."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.params import JSONBody, PathParameter
+
+from services.ivr.lookup import SIGNATURE_HEADER, TIMESTAMP_HEADER, derive_secret
+from services.ivr.source import Issue
+from services.ivr.validate import validate_text
+from services.kernel.db import tenant_tx
+from services.kernel.events import ConfigChanged
+from services.kernel.ids import new_id, parse_id
+
+from .auth import Principal, admin_only, principal_of
+from .mutations import Outcome, audit, mutate
+from .numbers import COLUMNS as NUMBER_COLUMNS
+from .numbers import Number, number_from_row
+from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam, decode_cursor, page_of
+from .problems import READ_ERRORS, WRITE_ERRORS, FieldError, Problem, conflict, not_found, validation
+from .state import api_state
+
+__all__ = ["FlowController", "IvrController", "NumberRouteController"]
+
+COLUMNS = "id, name, description, current_version, latest_version, created_at, updated_at"
+MAX_SOURCE_CHARS = 60_000
+
+FlowName = Annotated[str, PathParameter(description="the flow's name")]
+VersionParam = Annotated[str, PathParameter(description="version number, from 1")]
+NumberRef = Annotated[str, PathParameter(description="number id or E.164 number")]
+
+
+class Flow(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    name: str
+    description: str
+    current_version: int
+    latest_version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class FlowPage(msgspec.Struct):
+    items: list[Flow]
+    next_cursor: str | None
+
+
+class FlowIssue(msgspec.Struct, kw_only=True):
+    severity: str
+    message: str
+    line: int | None = None
+    path: str = ""
+
+
+class FlowVersion(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    flow: str
+    version: int
+    current: bool
+    created_at: datetime
+    source: str
+    definition: dict[str, Any]
+
+
+class VersionSummary(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    version: int
+    current: bool
+    created_at: datetime
+
+
+class VersionPage(msgspec.Struct):
+    items: list[VersionSummary]
+    next_cursor: str | None
+
+
+class Deployed(msgspec.Struct, kw_only=True):
+    flow: Flow
+    version: int
+    warnings: list[FlowIssue]
+
+
+class FlowDeploy(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    definition: Annotated[
+        str | dict[str, Any],
+        msgspec.Meta(description="the flow file's text (YAML or JSON) or the flow as JSON"),
+    ]
+    name: str | None = None  # must match the flow's own name when given
+
+
+# Fields of bodies on routes with an object in the path are optional in the type so that a request naming
+# an object the tenant does not have is a 404 whatever its body; the handler then requires them (422).
+class FlowRollback(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    version: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | msgspec.UnsetType = msgspec.UNSET
+
+
+class NumberRoute(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    # null: the number points at no flow (its queue, if any, takes the calls)
+    flow: Annotated[str, msgspec.Meta(max_length=63)] | msgspec.UnsetType | None = msgspec.UNSET
+
+
+def flow_from_row(row: asyncpg.Record) -> Flow:
+    return Flow(
+        id=row["id"],
+        name=row["name"],
+        description=row["description"],
+        current_version=row["current_version"],
+        latest_version=row["latest_version"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _issue(i: Issue) -> FlowIssue:
+    return FlowIssue(severity=i.severity, message=i.message, line=i.line, path=i.path)
+
+
+def _issue_text(i: Issue) -> str:
+    where = f"line {i.line}: " if i.line else ""
+    at = f" ({i.path})" if i.path else ""
+    return f"{where}{i.message}{at}"
+
+
+async def _tenant_queues(conn: asyncpg.Connection) -> set[str]:
+    return {r["name"] for r in await conn.fetch("SELECT name FROM queues")}
+
+
+_FLOW_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
+
+
+async def _flow_row(conn: asyncpg.Connection, name: str) -> asyncpg.Record:
+    if not _FLOW_NAME.match(name):
+        raise Problem(404, "no flow with this name")  # not a possible flow name: names nothing
+    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM flows WHERE name = $1", name)
+    if row is None:
+        raise Problem(404, f"no flow named {name!r}")
+    return row
+
+
+class FlowController(Controller):
+    path = "/v1/flows"
+    tags = ["flows"]
+
+    @post("/", responses=WRITE_ERRORS, status_code=201, guards=[admin_only], summary="Deploy a flow version")
+    async def deploy_flow(
+        self, request: Request[Any, Any, Any], data: JSONBody[FlowDeploy]
+    ) -> Response[Deployed]:
+        if isinstance(data.definition, str):
+            source = data.definition
+        else:
+            # Line numbers then refer to this JSON, pretty-printed with two spaces.
+            source = json.dumps(data.definition, indent=2, ensure_ascii=False)
+        if len(source) > MAX_SOURCE_CHARS:
+            raise validation("definition", f"a flow is at most {MAX_SOURCE_CHARS} characters")
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            report = validate_text(source, queues=await _tenant_queues(conn))
+            if not report.ok or report.flow is None:
+                errors = [FieldError("definition", _issue_text(i)) for i in report.errors]
+                first = errors[0].message if errors else "the flow is not valid"
+                raise Problem(422, f"the flow is not valid: {first}", slug="validation", errors=errors)
+            flow = report.flow
+            if data.name is not None and data.name != flow.name:
+                raise validation("name", f"the flow file names itself {flow.name!r}, not {data.name!r}")
+            if flow.timezone is None:
+                # Calendars without a zone of their own run in the tenant's time zone: its default site's.
+                flow.timezone = await conn.fetchval("SELECT timezone FROM sites ORDER BY id LIMIT 1") or "UTC"
+            definition = msgspec.json.encode(flow).decode()
+            row = await conn.fetchrow(f"SELECT {COLUMNS} FROM flows WHERE name = $1 FOR UPDATE", flow.name)
+            if row is None:
+                flow_id, version = new_id(), 1
+                row = await conn.fetchrow(
+                    f"""INSERT INTO flows (id, tenant_id, name, description, current_version, latest_version)
+                        VALUES ($1, $2, $3, $4, 1, 1) RETURNING {COLUMNS}""",
+                    flow_id,
+                    principal.tenant_id,
+                    flow.name,
+                    flow.description,
+                )
+            else:
+                flow_id, version = row["id"], row["latest_version"] + 1
+            await conn.execute(
+                """INSERT INTO flow_versions (id, tenant_id, flow_id, version, source, definition, created_by)
+                   VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)""",
+                new_id(),
+                principal.tenant_id,
+                flow_id,
+                version,
+                source,
+                definition,
+                principal.key_id,
+            )
+            if version > 1:
+                row = await conn.fetchrow(
+                    f"""UPDATE flows SET current_version = $2, latest_version = $2, description = $3,
+                        updated_at = now() WHERE id = $1 RETURNING {COLUMNS}""",
+                    flow_id,
+                    version,
+                    flow.description,
+                )
+            await audit(
+                conn, principal, "flow.deployed", "flow", flow_id, {"name": flow.name, "version": version}
+            )
+            body = Deployed(
+                flow=flow_from_row(row), version=version, warnings=[_issue(i) for i in report.warnings]
+            )
+            event = ConfigChanged(
+                tenant_id=principal.tenant_id,
+                kind="flow",
+                op="created" if version == 1 else "updated",
+                object_id=flow_id,
+            )
+            return Outcome(201, body, [event])
+
+        return await mutate(request, work)  # type: ignore[return-value]
+
+    @get("/", responses=READ_ERRORS, summary="List flows")
+    async def list_flows(
+        self, request: Request[Any, Any, Any], limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
+    ) -> FlowPage:
+        after = decode_cursor(cursor)
+        async with tenant_tx(api_state(request).db(), principal_of(request).tenant_id, readonly=True) as conn:
+            rows = await conn.fetch(
+                f"SELECT {COLUMNS} FROM flows WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+                after,
+                limit + 1,
+            )
+        items, next_cursor = page_of(rows, limit)
+        return FlowPage(items=[flow_from_row(r) for r in items], next_cursor=next_cursor)
+
+    async def _version(self, request: Request[Any, Any, Any], name: str, version: int | None) -> FlowVersion:
+        async with tenant_tx(api_state(request).db(), principal_of(request).tenant_id, readonly=True) as conn:
+            flow = await _flow_row(conn, name)
+            wanted = flow["current_version"] if version is None else version
+            row = await conn.fetchrow(
+                "SELECT id, version, source, definition, created_at FROM flow_versions WHERE flow_id = $1 AND version = $2",
+                flow["id"],
+                wanted,
+            )
+        if row is None:
+            raise not_found("flow version")
+        return FlowVersion(
+            id=row["id"],
+            flow=name,
+            version=row["version"],
+            current=row["version"] == flow["current_version"],
+            created_at=row["created_at"],
+            source=row["source"],
+            definition=json.loads(row["definition"]),
+        )
+
+    @get("/{flow_name:str}", responses=READ_ERRORS, summary="The current version of a flow")
+    async def get_flow(self, request: Request[Any, Any, Any], flow_name: FlowName) -> FlowVersion:
+        return await self._version(request, flow_name, None)
+
+    @get("/{flow_name:str}/versions", responses=READ_ERRORS, summary="A flow's versions, oldest first")
+    async def list_versions(
+        self,
+        request: Request[Any, Any, Any],
+        flow_name: FlowName,
+        limit: LimitParam = DEFAULT_LIMIT,
+        cursor: CursorParam = None,
+    ) -> VersionPage:
+        after = decode_cursor(cursor)
+        async with tenant_tx(api_state(request).db(), principal_of(request).tenant_id, readonly=True) as conn:
+            flow = await _flow_row(conn, flow_name)
+            rows = await conn.fetch(
+                """SELECT id, version, created_at FROM flow_versions
+                   WHERE flow_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3""",
+                flow["id"],
+                after,
+                limit + 1,
+            )
+        items, next_cursor = page_of(rows, limit)
+        return VersionPage(
+            items=[
+                VersionSummary(
+                    id=r["id"],
+                    version=r["version"],
+                    current=r["version"] == flow["current_version"],
+                    created_at=r["created_at"],
+                )
+                for r in items
+            ],
+            next_cursor=next_cursor,
+        )
+
+    @get("/{flow_name:str}/versions/{version:str}", responses=READ_ERRORS, summary="One version of a flow")
+    async def get_version(
+        self, request: Request[Any, Any, Any], flow_name: FlowName, version: VersionParam
+    ) -> FlowVersion:
+        # Anything that is not a version number names no version: 404, like an id that is not a UUID.
+        if not version.isdigit() or not 1 <= int(version) <= 1_000_000:
+            raise not_found("flow version")
+        return await self._version(request, flow_name, int(version))
+
+    @post(
+        "/{flow_name:str}/rollback",
+        responses=WRITE_ERRORS,
+        status_code=200,
+        guards=[admin_only],
+        summary="Make an earlier version current again (calls in progress keep theirs)",
+    )
+    async def rollback_flow(
+        self, request: Request[Any, Any, Any], flow_name: FlowName, data: JSONBody[FlowRollback | None] = None
+    ) -> Response[Flow]:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            flow = await _flow_row(conn, flow_name)
+            if data is None or data.version is msgspec.UNSET:
+                raise validation("version", 'send {"version": N}')
+            exists = await conn.fetchval(
+                "SELECT 1 FROM flow_versions WHERE flow_id = $1 AND version = $2", flow["id"], data.version
+            )
+            if not exists:
+                raise validation("version", f"flow {flow_name!r} has no version {data.version}")
+            row = await conn.fetchrow(
+                f"UPDATE flows SET current_version = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",
+                flow["id"],
+                data.version,
+            )
+            await audit(
+                conn,
+                principal,
+                "flow.rolled_back",
+                "flow",
+                flow["id"],
+                {"name": flow_name, "from": flow["current_version"], "to": data.version},
+            )
+            event = ConfigChanged(
+                tenant_id=principal.tenant_id, kind="flow", op="updated", object_id=flow["id"]
+            )
+            return Outcome(200, flow_from_row(row), [event])
+
+        return await mutate(request, work)  # type: ignore[return-value]
+
+    @delete(
+        "/{flow_name:str}",
+        responses=WRITE_ERRORS,
+        status_code=204,
+        guards=[admin_only],
+        summary="Delete a flow and its versions (409 while a number points at it)",
+    )
+    async def delete_flow(self, request: Request[Any, Any, Any], flow_name: FlowName) -> Response[None]:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            flow = await _flow_row(conn, flow_name)
+            using = await conn.fetch("SELECT e164 FROM numbers WHERE flow_id = $1 ORDER BY e164", flow["id"])
+            if using:
+                numbers = ", ".join(r["e164"] for r in using)
+                raise conflict(
+                    f"numbers still point at flow {flow_name!r}: {numbers}; route them elsewhere first"
+                )
+            await conn.execute("DELETE FROM flows WHERE id = $1", flow["id"])
+            await audit(conn, principal, "flow.deleted", "flow", flow["id"], {"name": flow_name})
+            event = ConfigChanged(
+                tenant_id=principal.tenant_id, kind="flow", op="deleted", object_id=flow["id"]
+            )
+            return Outcome(204, None, [event])
+
+        return await mutate(request, work)  # type: ignore[return-value]
+
+
+class LookupSecret(msgspec.Struct, kw_only=True):
+    secret: str  # hex
+    algorithm: str
+    timestamp_header: str
+    signature_header: str
+    signed: str
+
+
+class IvrController(Controller):
+    path = "/v1/ivr"
+    tags = ["flows"]
+
+    @get("/lookup-secret", responses=READ_ERRORS, summary="The key that signs this tenant's lookup requests")
+    async def lookup_secret(self, request: Request[Any, Any, Any]) -> LookupSecret:
+        # Readable by developers too: they write the endpoint that must verify the signature.
+        secret = derive_secret(api_state(request).settings.token_secret, principal_of(request).tenant_id)
+        return LookupSecret(
+            secret=secret.hex(),
+            algorithm="HMAC-SHA256",
+            timestamp_header=TIMESTAMP_HEADER,
+            signature_header=SIGNATURE_HEADER,
+            signed='"<timestamp>." + body (POST) or query string (GET); header value "v1=<hex>"',
+        )
+
+
+class NumberRouteController(Controller):
+    path = "/v1/numbers"
+    tags = ["numbers"]
+
+    @post(
+        "/{number_id:str}/route",
+        responses=WRITE_ERRORS,
+        status_code=200,
+        guards=[admin_only],
+        summary="Point a number (id or E.164) at a flow, or at none",
+    )
+    async def route_number(
+        self, request: Request[Any, Any, Any], number_id: NumberRef, data: JSONBody[NumberRoute | None] = None
+    ) -> Response[Number]:
+        ref = number_id.strip()
+        nid = parse_id(ref)
+        if nid is None and not re.fullmatch(r"\+[1-9][0-9]{6,14}", ref):
+            raise not_found("number")  # neither an id nor an E.164 number: names nothing
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            if nid is not None:
+                row = await conn.fetchrow(f"SELECT {NUMBER_COLUMNS} FROM numbers WHERE id = $1", nid)
+            else:
+                row = await conn.fetchrow(f"SELECT {NUMBER_COLUMNS} FROM numbers WHERE e164 = $1", ref)
+            if row is None:
+                raise not_found("number")
+            if data is None or data.flow is msgspec.UNSET:
+                raise validation("flow", 'send {"flow": NAME} (or null to unroute)')
+            flow_id = None
+            if data.flow is not None:
+                flow_id = await conn.fetchval("SELECT id FROM flows WHERE name = $1", data.flow)
+                if flow_id is None:
+                    raise validation("flow", f"no flow named {data.flow!r}")
+            row = await conn.fetchrow(
+                f"UPDATE numbers SET flow_id = $2, updated_at = now() WHERE id = $1 RETURNING {NUMBER_COLUMNS}",
+                row["id"],
+                flow_id,
+            )
+            await audit(
+                conn,
+                principal,
+                "number.routed",
+                "number",
+                row["id"],
+                {"e164": row["e164"], "flow": data.flow},
+            )
+            event = ConfigChanged(
+                tenant_id=principal.tenant_id, kind="number", op="updated", object_id=row["id"]
+            )
+            return Outcome(200, number_from_row(row), [event])
+
+        return await mutate(request, work)  # type: ignore[return-value]

@@ -1,0 +1,407 @@
+"""The IVR's asyncio adapter: NATS and PostgreSQL around the sans-IO interpreter.
+
+For each `call.arrived` on a number that points at a flow it loads the flow's current version, answers the
+call, and runs one Interpreter; call and contact events for that call are fed to it, its commands go out with
+Bus.request (a failed command is fed back as CommandFailed, so the call goes somewhere safe), lookups are
+performed with httpx, ivr.* events are published, and one timer per call is armed at next_timer(). After
+every step the call's state is saved in the JetStream KV bucket `sb_ivr_calls` (and the flow version it runs
+in `sb_ivr_flows`), so a restarted IVR resumes every call where it was.
+
+One IVR process per deployment for now: call events are not yet partitioned across IVR workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import httpx
+import msgspec
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import KeyValueConfig
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
+from nats.js.kv import KeyValue
+
+from services.kernel.bus import Bus, BusError
+from services.kernel.db import tenant_tx
+from services.kernel.events import (
+    CallAnswered,
+    CallArrived,
+    CallCollected,
+    CallDtmf,
+    CallEnded,
+    CallPlayFinished,
+    CallRecordFinished,
+    ContactAccepted,
+    ContactPositionChanged,
+    ContactQueued,
+    MediaAnswer,
+    MediaHangup,
+    MediaPlay,
+)
+from services.kernel.log import get_logger
+from services.kernel.messages import Command, Event
+
+from .flow import Flow
+from .interpreter import SORRY, CommandFailed, Interpreter
+from .lookup import LookupRequest, LookupResult, derive_secret
+
+__all__ = ["CALLS_BUCKET", "FLOWS_BUCKET", "IvrAdapter"]
+
+CALLS_BUCKET = "sb_ivr_calls"
+FLOWS_BUCKET = "sb_ivr_flows"
+COMMAND_TIMEOUT_S = 2.0
+MAX_LOOKUP_BYTES = 64 * 1024
+CALL_TTL_S = 24 * 3600.0
+
+# The events an interpreter listens to, by "<domain>.<name>".
+_EVENTS: dict[str, type[Event]] = {
+    f"{cls.domain}.{cls.name}": cls
+    for cls in (
+        CallAnswered,
+        CallDtmf,
+        CallPlayFinished,
+        CallCollected,
+        CallRecordFinished,
+        CallEnded,
+        ContactQueued,
+        ContactPositionChanged,
+        ContactAccepted,
+    )
+}
+
+
+class SavedCall(msgspec.Struct, kw_only=True):
+    flow_key: str  # key in FLOWS_BUCKET
+    state: msgspec.Raw
+
+
+@dataclass
+class _Running:
+    interp: Interpreter
+    flow_key: str
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    timer: asyncio.TimerHandle | None = None
+
+
+def _kv_key(*parts: object) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+class IvrAdapter:
+    def __init__(
+        self,
+        bus: Bus,
+        pool: asyncpg.Pool,
+        *,
+        platform_secret: str,
+        clock: Callable[[], float] = time.time,
+        http: httpx.AsyncClient | None = None,
+        allow_private_lookups: bool = False,
+    ) -> None:
+        self.bus = bus
+        self.pool = pool
+        self.platform_secret = platform_secret
+        self.clock = clock
+        self.http = http or httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        # Tenants' lookups must not reach the platform's own network (loopback, private, link-local
+        # addresses) unless the operator allows it (one machine, tests).
+        self.allow_private_lookups = allow_private_lookups
+        self.calls: dict[uuid.UUID, _Running] = {}
+        self.log = get_logger()
+        self._subs: list[Subscription] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.calls_kv: KeyValue | None = None
+        self.flows_kv: KeyValue | None = None
+
+    # -- life ---------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.calls_kv = await self._bucket(CALLS_BUCKET, ttl=CALL_TTL_S)
+        self.flows_kv = await self._bucket(FLOWS_BUCKET, ttl=None)
+        self._subs.append(await self.bus.nc.subscribe("sb.*.evt.call.>", cb=self._on_message))
+        self._subs.append(await self.bus.nc.subscribe("sb.*.evt.contact.>", cb=self._on_message))
+        await self.resume_all()
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            await sub.unsubscribe()
+        for running in self.calls.values():
+            if running.timer:
+                running.timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.http.aclose()
+
+    async def _bucket(self, name: str, ttl: float | None) -> KeyValue:
+        try:
+            return await self.bus.js.key_value(name)
+        except BucketNotFoundError:
+            return await self.bus.js.create_key_value(KeyValueConfig(bucket=name, ttl=ttl, history=1))
+
+    async def resume_all(self) -> int:
+        """Continue every call a previous IVR process left in the calls bucket."""
+        assert self.calls_kv is not None
+        try:
+            keys = await self.calls_kv.keys()
+        except Exception:  # nats-py raises NoKeysError on an empty bucket
+            keys = []
+        resumed = 0
+        for key in keys:
+            try:
+                entry = await self.calls_kv.get(key)
+            except KeyNotFoundError:
+                continue
+            if entry.value is None:
+                continue
+            saved = msgspec.json.decode(entry.value, type=SavedCall)
+            flow = await self._flow_from_kv(saved.flow_key)
+            tenant_id, call_id = (uuid.UUID(p) for p in key.split(".", 1))
+            if flow is None:
+                # The version it ran is gone: we cannot even reach its fallback. Never silence: apologise.
+                await self._send(MediaPlay(tenant_id=tenant_id, call_id=call_id, text=SORRY))
+                await self._send(MediaHangup(tenant_id=tenant_id, call_id=call_id, cause="ivr_error"))
+                await self.calls_kv.delete(key)
+                continue
+            interp = Interpreter.restore(
+                flow, bytes(saved.state), lookup_secret=derive_secret(self.platform_secret, tenant_id)
+            )
+            running = _Running(interp=interp, flow_key=saved.flow_key)
+            self.calls[call_id] = running
+            async with running.lock:
+                await self._apply(running, interp.resume(self.clock()))
+            resumed += 1
+            self.log.info(
+                "ivr_call_resumed", tenant_id=str(tenant_id), call_id=str(call_id), node=interp.state.node
+            )
+        return resumed
+
+    # -- events in ----------------------------------------------------------------------------------------
+
+    async def _on_message(self, msg: Msg) -> None:
+        parts = msg.subject.split(".")
+        if len(parts) != 5:
+            return
+        kind = _EVENTS.get(f"{parts[3]}.{parts[4]}")
+        try:
+            if parts[3] == "call" and parts[4] == "arrived":
+                await self._arrived(msgspec.json.decode(msg.data, type=CallArrived))
+            elif kind is not None:
+                event = msgspec.json.decode(msg.data, type=kind)
+                running = self.calls.get(event.call_id)  # type: ignore[attr-defined]
+                if running is not None and str(event.tenant_id) == str(running.interp.state.tenant_id):
+                    async with running.lock:
+                        await self._apply(running, running.interp.handle(event, self.clock()))
+        except msgspec.ValidationError as exc:
+            self.log.warning("ivr_bad_event", subject=msg.subject, error=str(exc))
+        except Exception as exc:  # one bad call must not stop the others
+            self.log.error("ivr_event_failed", subject=msg.subject, error=f"{type(exc).__name__}: {exc}")
+
+    async def _arrived(self, event: CallArrived) -> None:
+        if event.call_id in self.calls or event.direction != "inbound":
+            return
+        found = await self._flow_for(event)
+        if found is None:
+            return  # the number goes straight to a queue (or nowhere): not the IVR's call
+        flow, flow_key, version = found
+        interp = Interpreter.new(
+            flow,
+            version=version,
+            tenant_id=event.tenant_id,
+            call_id=event.call_id,
+            caller=_number_of(event.from_uri),
+            dialled=event.to_e164,
+            now=self.clock(),
+            lookup_secret=derive_secret(self.platform_secret, event.tenant_id),
+        )
+        running = _Running(interp=interp, flow_key=flow_key)
+        self.calls[event.call_id] = running
+        async with running.lock:
+            await self._save(running)
+            answer = MediaAnswer(tenant_id=event.tenant_id, call_id=event.call_id)
+            if not await self._send(answer):
+                self.calls.pop(event.call_id, None)
+                assert self.calls_kv is not None
+                await self.calls_kv.delete(_kv_key(event.tenant_id, event.call_id))
+                return
+            await self._apply(running, interp.start(self.clock()))
+
+    async def _flow_for(self, event: CallArrived) -> tuple[Flow, str, int] | None:
+        """The current version of the flow the dialled number points at, cached in FLOWS_BUCKET."""
+        async with tenant_tx(self.pool, event.tenant_id, readonly=True) as conn:
+            flow_id = event.flow_id
+            if flow_id is None:
+                if event.number_id is not None:
+                    flow_id = await conn.fetchval(
+                        "SELECT flow_id FROM numbers WHERE id = $1", event.number_id
+                    )
+                elif event.to_e164:
+                    flow_id = await conn.fetchval(
+                        "SELECT flow_id FROM numbers WHERE e164 = $1", event.to_e164
+                    )
+            if flow_id is None:
+                return None
+            row = await conn.fetchrow(
+                """SELECT f.id, v.version, v.definition FROM flows f
+                   JOIN flow_versions v ON v.flow_id = f.id AND v.version = f.current_version WHERE f.id = $1""",
+                flow_id,
+            )
+        if row is None:
+            return None
+        flow = msgspec.json.decode(row["definition"].encode(), type=Flow)
+        key = _kv_key(event.tenant_id, row["id"], row["version"])
+        assert self.flows_kv is not None
+        await self.flows_kv.put(key, row["definition"].encode())
+        return flow, key, row["version"]
+
+    async def _flow_from_kv(self, key: str) -> Flow | None:
+        assert self.flows_kv is not None
+        try:
+            entry = await self.flows_kv.get(key)
+        except KeyNotFoundError:
+            return None
+        if entry.value is None:
+            return None
+        return msgspec.json.decode(entry.value, type=Flow)
+
+    # -- commands out -------------------------------------------------------------------------------------
+
+    async def _apply(self, running: _Running, outputs: list[Any]) -> None:
+        """Carry out the interpreter's outputs; failures are fed back in until nothing is left to do."""
+        queue = list(outputs)
+        while queue:
+            out = queue.pop(0)
+            if isinstance(out, Event):
+                try:
+                    await self.bus.publish(out)
+                except Exception as exc:
+                    self.log.warning("ivr_event_not_published", error=str(exc), event=type(out).__name__)
+            elif isinstance(out, Command):
+                out = await self._resolve(out)
+                if not await self._send(out):
+                    # What was to follow this command in the same step is void: the interpreter decides anew.
+                    queue = running.interp.handle(CommandFailed(command_id=out.id), self.clock())
+            elif isinstance(out, LookupRequest):
+                self._spawn(self._lookup(running, out))
+        await self._save(running)
+        self._arm(running)
+
+    async def _send(self, command: Command) -> bool:
+        try:
+            reply = await self.bus.request(command, timeout=COMMAND_TIMEOUT_S)
+        except BusError as exc:
+            self.log.warning(
+                "ivr_command_failed", command=f"{command.service}.{command.name}", error=str(exc)
+            )
+            return False
+        if not reply.ok:
+            self.log.warning(
+                "ivr_command_refused", command=f"{command.service}.{command.name}", error=reply.error
+            )
+        return reply.ok
+
+    async def _resolve(self, command: Command) -> Command:
+        """Routing commands name queues as the flow does; routing wants the tenant's queue id as well."""
+        name = getattr(command, "queue", None)
+        if not name or getattr(command, "queue_id", True) is not None:
+            return command
+        async with tenant_tx(self.pool, command.tenant_id, readonly=True) as conn:
+            queue_id = await conn.fetchval("SELECT id FROM queues WHERE name = $1", name)
+        return msgspec.structs.replace(command, queue_id=queue_id)
+
+    async def _lookup(self, running: _Running, request: LookupRequest) -> None:
+        try:
+            refused = None if self.allow_private_lookups else await _private_target(request.url)
+            if refused:
+                result = LookupResult(id=request.id, error=refused)
+            else:
+                result = await asyncio.wait_for(self._fetch(request), request.timeout)
+        except (TimeoutError, httpx.TimeoutException):
+            result = LookupResult(id=request.id, error="timeout")
+        except httpx.HTTPError as exc:
+            result = LookupResult(id=request.id, error=f"{type(exc).__name__}: {exc}"[:200])
+        async with running.lock:
+            await self._apply(running, running.interp.handle(result, self.clock()))
+
+    async def _fetch(self, request: LookupRequest) -> LookupResult:
+        body = b""
+        async with self.http.stream(
+            request.method,
+            request.url,
+            headers=request.headers,
+            content=request.body or None,
+            timeout=request.timeout,
+        ) as response:
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > MAX_LOOKUP_BYTES:
+                    return LookupResult(id=request.id, error="answer too large")
+        return LookupResult(id=request.id, status=response.status_code, body=body)
+
+    # -- timers and persistence ---------------------------------------------------------------------------
+
+    def _arm(self, running: _Running) -> None:
+        if running.timer is not None:
+            running.timer.cancel()
+            running.timer = None
+        when = running.interp.next_timer()
+        if when is None:
+            return
+        delay = max(0.0, when - self.clock())
+        running.timer = asyncio.get_running_loop().call_later(delay, lambda: self._spawn(self._fire(running)))
+
+    async def _fire(self, running: _Running) -> None:
+        async with running.lock:
+            await self._apply(running, running.interp.handle_timer(self.clock()))
+
+    async def _save(self, running: _Running) -> None:
+        assert self.calls_kv is not None
+        state = running.interp.state
+        key = _kv_key(state.tenant_id, state.call_id)
+        if running.interp.done:
+            self.calls.pop(state.call_id, None)
+            try:
+                await self.calls_kv.delete(key)
+            except Exception:
+                pass
+            return
+        saved = SavedCall(flow_key=running.flow_key, state=msgspec.Raw(running.interp.dump()))
+        await self.calls_kv.put(key, msgspec.json.encode(saved))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+async def _private_target(url: str) -> str | None:
+    """Why a lookup URL may not be called (it resolves to a non-public address), or None."""
+    host = httpx.URL(url).host
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError as exc:
+        return f"cannot resolve {host}: {exc.strerror or exc}"
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0])
+        if not address.is_global:
+            return f"{host} resolves to a non-public address ({address}); not allowed for lookups"
+    return None
+
+
+def _number_of(uri: str) -> str:
+    """ "sip:+15551234567@host;user=phone" or '"Ann" <sip:+1555...@host>' -> "+15551234567"."""
+    text = uri.strip()
+    if "<" in text and ">" in text:
+        text = text[text.index("<") + 1 : text.index(">")]
+    for prefix in ("sips:", "sip:", "tel:"):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    return text.split("@", 1)[0].split(";", 1)[0]

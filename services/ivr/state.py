@@ -1,0 +1,77 @@
+"""The serialisable state of one call in a flow: where it is (scope, node, phase, what it waits for), what it
+learned (attributes) and the path it took. Saved after every step, so another IVR process can resume it."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+
+import msgspec
+
+__all__ = ["STATE_VERSION", "CallState", "Frame", "Phase", "Step", "decode_state", "encode_state"]
+
+STATE_VERSION = 1
+
+
+class Phase(enum.Enum):
+    new = "new"  # not started (the call is not answered yet)
+    playing = "playing"  # a prompt plays; `after` says what follows
+    collecting = "collecting"  # digits are being collected
+    lookup = "lookup"  # an HTTP data dip is out
+    queued = "queued"  # waiting in a queue with music and announcements
+    recording = "recording"  # a voicemail is being recorded
+    transferring = "transferring"  # handed to routing or an outside number; waiting for it to take the call
+    done = "done"
+
+
+class Frame(msgspec.Struct, kw_only=True):
+    scope: str  # "" is the main flow, otherwise a subflow's name
+    next: str  # where to continue when the subflow returns
+
+
+class Step(msgspec.Struct, kw_only=True):
+    node: str
+    scope: str = ""
+    entered: float
+    seconds: float | None = None  # None while the caller is still in the node
+    digits: str = ""
+    result: str = ""
+
+
+class CallState(msgspec.Struct, kw_only=True):
+    v: int = STATE_VERSION
+    tenant_id: uuid.UUID
+    call_id: uuid.UUID
+    flow: str
+    version: int  # the flow version the call started with; it keeps it to the end
+    started_at: float
+    scope: str = ""
+    node: str = ""
+    phase: Phase = Phase.new
+    stack: list[Frame] = msgspec.field(default_factory=list)
+    attributes: dict[str, str] = msgspec.field(default_factory=dict)
+    tries: int = 0  # failed attempts in this node (menu, collect, callback)
+    sub: int = 0  # position inside a node: survey question, callback step, menu variant + 1
+    pending: uuid.UUID | None = None  # the command (play, collect, lookup, record) whose answer we wait for
+    routing_id: uuid.UUID | None = None  # the enqueue/transfer command routing holds the caller by
+    after: str = ""  # what follows the current prompt: "next:<node>", "collect", "hangup", "music", ...
+    deadline: float | None = None  # no answer by then: treat as timeout (never leave a caller in silence)
+    announce_at: float | None = None
+    offer_at: float | None = None
+    give_up_at: float | None = None
+    offered: bool = False
+    position: int | None = None
+    expected_wait_s: float | None = None
+    hops: int = 0  # nodes entered without the caller doing anything (a guard against silent loops)
+    path: list[Step] = msgspec.field(default_factory=list)
+    digits: str = ""
+    outcome: str | None = None
+    resumed: int = 0
+
+
+def encode_state(state: CallState) -> bytes:
+    return msgspec.json.encode(state)
+
+
+def decode_state(data: bytes) -> CallState:
+    return msgspec.json.decode(data, type=CallState)

@@ -1,0 +1,362 @@
+"""The IVR adapter on real NATS and PostgreSQL, with a fake media/routing responder on the bus as its peer
+(the real media service is not wired to it yet): a call to a number routed to a flow is answered, prompted,
+takes a signed lookup against a local HTTP server (and its timeout fallback), reaches a queue with the
+screen-pop attributes; calls keep their flow version across a deploy; a restart resumes a call mid-flow."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import msgspec
+import pytest
+
+from services.ivr.adapter import CALLS_BUCKET, IvrAdapter
+from services.ivr.interpreter import SORRY
+from services.ivr.lookup import derive_secret, verify
+from services.kernel import db
+from services.kernel.bus import Bus, connect
+from services.kernel.events import (
+    CallArrived,
+    CallCollected,
+    CallPlayFinished,
+    ContactAccepted,
+    IvrCompleted,
+    RoutingEnqueue,
+)
+from services.kernel.messages import Reply, encode
+from tests.integration.api.conftest import signup, unique_e164
+
+FLOW = """\
+name: line
+start: greet
+fallback: agents
+nodes:
+  greet: {{type: play, prompt: {{say: "Hello"}}, next: crm}}
+  crm:
+    type: lookup
+    url: {url}
+    timeout: 0.5
+    results: {{vip: vip}}
+    next: menu
+    on_error: menu
+  menu:
+    type: menu
+    prompt: {{say: "{menu}"}}
+    options: {{"1": sales, "0": agents}}
+    timeout: 2
+    on_fail: agents
+  sales: {{type: queue, queue: {sales}}}
+  agents: {{type: queue, queue: support}}
+"""
+
+
+class Crm(BaseHTTPRequestHandler):
+    secret: bytes = b""
+    seen: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        ok = verify(
+            self.secret,
+            self.headers.get("X-Switchboard-Timestamp", ""),
+            self.headers.get("X-Switchboard-Signature", ""),
+            body,
+            time.time(),
+        )
+        self.seen.append({"path": self.path, "ok": ok, "body": json.loads(body)})
+        if self.path == "/slow":
+            time.sleep(1.5)
+        answer = json.dumps({"vip": ok}).encode() if ok else b'{"error": "bad signature"}'
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def crm() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Crm)
+    Crm.seen = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class FakeMedia:
+    """Answers media and routing commands on the bus as those services would, and plays the caller: keys
+    for each collect come from `digits[call_id]` (none: the caller stays silent, nothing is answered)."""
+
+    bus: Bus
+    tenant: str
+    digits: dict[uuid.UUID, list[str]] = field(default_factory=dict)
+    commands: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    mute: set[uuid.UUID] = field(default_factory=set)
+    refuse_routing: bool = False
+    # When the last keys were sent and when the next command arrived: the IVR's step time, printed.
+    keyed_at: float = 0.0
+    step_s: list[float] = field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.bus.nc.subscribe(f"sb.{self.tenant}.cmd.media.>", cb=self._media)
+        await self.bus.nc.subscribe(f"sb.{self.tenant}.cmd.routing.>", cb=self._routing)
+
+    def of(self, name: str, call_id: uuid.UUID) -> list[dict[str, Any]]:
+        return [c for n, c in self.commands if n == name and c["call_id"] == str(call_id)]
+
+    async def _routing(self, msg: Any) -> None:
+        if self.keyed_at:
+            self.step_s.append(time.monotonic() - self.keyed_at)
+            self.keyed_at = 0.0
+        self.commands.append(
+            (msg.subject.rsplit(".", 2)[-2] + "." + msg.subject.rsplit(".", 1)[-1], json.loads(msg.data))
+        )
+        await msg.respond(
+            encode(Reply(ok=not self.refuse_routing, error="refused" if self.refuse_routing else None))
+        )
+
+    async def _media(self, msg: Any) -> None:
+        name = msg.subject.rsplit(".", 1)[-1]
+        data = json.loads(msg.data)
+        self.commands.append((f"media.{name}", data))
+        await msg.respond(encode(Reply(ok=True)))
+        call_id = uuid.UUID(data["call_id"])
+        tenant = uuid.UUID(self.tenant)
+        if call_id in self.mute:
+            return
+        if name == "play" and not data.get("loop"):
+            await self.bus.publish(
+                CallPlayFinished(tenant_id=tenant, call_id=call_id, play_id=uuid.UUID(data["id"]))
+            )
+        elif name == "collect":
+            script = self.digits.get(call_id, [])
+            if script:
+                keys = script.pop(0)
+                self.keyed_at = time.monotonic()
+                await self.bus.publish(
+                    CallCollected(
+                        tenant_id=tenant,
+                        call_id=call_id,
+                        collect_id=uuid.UUID(data["id"]),
+                        digits=keys,
+                        reason="max_digits",
+                    )
+                )
+
+
+@dataclass
+class World:
+    api: httpx.AsyncClient
+    headers: dict[str, str]
+    tenant: str
+    e164: str
+    media: FakeMedia
+    bus: Bus
+    pool: Any
+    secret: str
+
+
+@pytest.fixture
+async def world(api: httpx.AsyncClient, infra: Any) -> AsyncIterator[World]:
+    t = await signup(api)
+    for name in ("sales", "support", "priority"):
+        assert (await api.post("/v1/queues", json={"name": name}, headers=t.headers)).status_code == 201
+    e164 = unique_e164()
+    assert (await api.post("/v1/numbers", json={"e164": e164}, headers=t.headers)).status_code == 201
+    bus = await connect(infra.nats_url, name="fake-media")
+    await bus.ensure_streams()
+    pool = await db.create_pool(infra.app_url, max_size=3)
+    media = FakeMedia(bus, t.id)
+    await media.start()
+    try:
+        yield World(api, t.headers, t.id, e164, media, bus, pool, infra.token_secret)
+    finally:
+        await pool.close()
+        await bus.close()
+
+
+async def deploy(w: World, url: str, *, menu: str = "Press 1", sales: str = "sales") -> int:
+    r = await w.api.post(
+        "/v1/flows", json={"definition": FLOW.format(url=url, menu=menu, sales=sales)}, headers=w.headers
+    )
+    assert r.status_code == 201, r.text
+    await w.api.post(f"/v1/numbers/{w.e164}/route", json={"flow": "line"}, headers=w.headers)
+    return int(r.json()["version"])
+
+
+async def tenant_secret(w: World) -> bytes:
+    """The signing key as the tenant gets it from the API (what its CRM uses to verify)."""
+    body = (await w.api.get("/v1/ivr/lookup-secret", headers=w.headers)).json()
+    return bytes.fromhex(body["secret"])
+
+
+async def start_adapter(w: World, *, private: bool = True) -> IvrAdapter:
+    adapter = IvrAdapter(w.bus, w.pool, platform_secret=w.secret, allow_private_lookups=private)
+    await adapter.start()
+    return adapter
+
+
+async def arrive(w: World, call_id: uuid.UUID, caller: str = "+15551230000") -> None:
+    await w.bus.publish(
+        CallArrived(
+            tenant_id=uuid.UUID(w.tenant), call_id=call_id, from_uri=f"sip:{caller}@127.0.0.1", to_e164=w.e164
+        )
+    )
+
+
+async def until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        await asyncio.sleep(0.01)
+
+
+async def test_call_runs_the_flow_with_a_signed_lookup_and_ends_in_a_queue(world: World, crm: str) -> None:
+    Crm.secret = await tenant_secret(world)
+    assert Crm.secret == derive_secret(world.secret, uuid.UUID(world.tenant))
+    await deploy(world, f"{crm}/caller")
+    adapter = await start_adapter(world)
+    events: list[IvrCompleted] = []
+
+    async def completed(msg: Any) -> None:
+        events.append(msgspec.json.decode(msg.data, type=IvrCompleted))
+
+    sub = await world.bus.nc.subscribe(f"sb.{world.tenant}.evt.ivr.completed", cb=completed)
+    try:
+        call = uuid.uuid4()
+        world.media.digits[call] = ["1"]
+        await arrive(world, call)
+        await until(lambda: world.media.of("routing.enqueue", call))
+        print(f"digit -> enqueue command: {world.media.step_s[0] * 1000:.1f} ms")  # a figure, not a test
+        names = [n for n, c in world.media.commands if c["call_id"] == str(call)]
+        assert names[:4] == ["media.answer", "media.play", "media.collect", "routing.enqueue"], names
+        enqueue = msgspec.convert(world.media.of("routing.enqueue", call)[0], RoutingEnqueue)
+        queues = (await world.api.get("/v1/queues", headers=world.headers)).json()["items"]
+        assert str(enqueue.queue_id) == next(q["id"] for q in queues if q["name"] == "sales")
+        assert enqueue.attributes["vip"] == "true"  # the CRM verified our signature
+        assert (
+            enqueue.attributes["ivr.path"] == "greet>crm>menu>sales"
+            and enqueue.attributes["ivr.digits"] == "1"
+        )
+        assert Crm.seen[0]["ok"] and Crm.seen[0]["body"] == {"caller": "+15551230000"}
+        # The caller waits in the queue (music); the call's state is in the KV bucket until it ends.
+        assert world.media.of("media.play", call)[-1]["tone"] == "moh"
+        kv = await world.bus.js.key_value(CALLS_BUCKET)
+        assert (await kv.get(f"{world.tenant}.{call}")).value
+        await world.bus.publish(
+            ContactAccepted(tenant_id=uuid.UUID(world.tenant), call_id=call, agent_id="a1")
+        )
+        await until(lambda: events)
+        assert events[0].outcome == "transferred" and events[0].call_id == call
+        await until(lambda: call not in adapter.calls)
+    finally:
+        await sub.unsubscribe()
+        await adapter.stop()
+
+
+async def test_lookup_timeout_takes_the_fallback_branch(world: World, crm: str) -> None:
+    Crm.secret = derive_secret(world.secret, uuid.UUID(world.tenant))
+    await deploy(world, f"{crm}/slow")
+    adapter = await start_adapter(world)
+    try:
+        call = uuid.uuid4()
+        world.media.digits[call] = ["1"]
+        await arrive(world, call)
+        await until(lambda: world.media.of("routing.enqueue", call))
+        enqueue = world.media.of("routing.enqueue", call)[0]
+        assert enqueue["attributes"]["lookup_error"] == "timeout" and "vip" not in enqueue["attributes"]
+        assert enqueue["queue"] == "sales"
+    finally:
+        await adapter.stop()
+
+
+async def test_lookups_to_private_addresses_are_refused_by_default(world: World, crm: str) -> None:
+    await deploy(world, f"{crm}/caller")
+    adapter = await start_adapter(world, private=False)
+    try:
+        call = uuid.uuid4()
+        world.media.digits[call] = ["1"]
+        await arrive(world, call)
+        await until(lambda: world.media.of("routing.enqueue", call))
+        error = world.media.of("routing.enqueue", call)[0]["attributes"]["lookup_error"]
+        assert "non-public address (127.0.0.1)" in error
+        assert Crm.seen == []  # the request was never sent
+    finally:
+        await adapter.stop()
+
+
+async def test_restart_resumes_mid_call_and_calls_keep_their_version(world: World, crm: str) -> None:
+    Crm.secret = derive_secret(world.secret, uuid.UUID(world.tenant))
+    assert await deploy(world, f"{crm}/caller", menu="Version one menu") == 1
+    adapter = await start_adapter(world)
+    call = uuid.uuid4()
+    await arrive(world, call)  # no digits scripted: the caller is at the menu when the IVR goes down
+    await until(lambda: world.media.of("media.collect", call))
+    await adapter.stop()  # the process dies; its state stays in the KV bucket
+
+    # A new version is deployed while the call is in progress; it routes 1 elsewhere.
+    assert await deploy(world, f"{crm}/caller", menu="Version two menu", sales="priority") == 2
+
+    world.media.digits[call] = ["1"]
+    adapter = await start_adapter(world)
+    try:
+        await until(lambda: world.media.of("routing.enqueue", call))
+        collects = world.media.of("media.collect", call)
+        assert len(collects) == 2 and collects[-1]["text"] == "Version one menu"  # re-prompted, same version
+        assert world.media.of("routing.enqueue", call)[0]["queue"] == "sales"
+        # A new call gets version 2.
+        fresh = uuid.uuid4()
+        world.media.digits[fresh] = ["1"]
+        await arrive(world, fresh)
+        await until(lambda: world.media.of("routing.enqueue", fresh))
+        assert world.media.of("media.collect", fresh)[0]["text"] == "Version two menu"
+        assert world.media.of("routing.enqueue", fresh)[0]["queue"] == "priority"
+    finally:
+        await adapter.stop()
+
+
+async def test_number_without_flow_is_ignored_and_failed_media_gets_no_silence(
+    world: World, crm: str
+) -> None:
+    adapter = await start_adapter(world)
+    try:
+        call = uuid.uuid4()
+        await arrive(world, call)  # the number points at no flow
+        await asyncio.sleep(0.2)
+        assert world.media.of("media.answer", call) == [] and call not in adapter.calls
+    finally:
+        await adapter.stop()
+    # Commands that fail (no routing service answers) send the caller to the fallback, then an apology.
+    await deploy(world, f"{crm}/caller")
+    await world.bus.nc.flush()
+    adapter = await start_adapter(world)
+    try:
+        world.media.refuse_routing = True
+        call = uuid.uuid4()
+        world.media.digits[call] = ["1"]
+        await arrive(world, call)
+        await until(lambda: world.media.of("media.hangup", call))
+        # sales refused -> the flow's fallback (agents) refused too -> an apology, then a hang-up.
+        assert [c["queue"] for c in world.media.of("routing.enqueue", call)] == ["sales", "support"]
+        assert world.media.of("media.play", call)[-1]["text"] == SORRY
+        await until(lambda: call not in adapter.calls)
+    finally:
+        await adapter.stop()

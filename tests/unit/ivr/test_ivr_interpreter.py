@@ -1,0 +1,566 @@
+"""The interpreter, node by node, with an explicit clock: prompts, digits, retries, timeouts, conditions in a
+time zone, lookups (signed; error and timeout branches), queue treatment, callbacks, voicemail, transfers,
+surveys, subflows, hang-up, and resuming from saved state."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import msgspec
+
+from services.ivr.interpreter import SORRY, CommandFailed, Interpreter
+from services.ivr.lookup import LookupRequest, LookupResult, verify
+from services.ivr.state import Phase
+from services.kernel.events import (
+    CallDtmf,
+    CallEnded,
+    CallRecordFinished,
+    ContactAccepted,
+    ContactPositionChanged,
+    IvrCompleted,
+    IvrNodeEntered,
+    IvrNodeExited,
+    MediaCollect,
+    MediaHangup,
+    MediaPlay,
+    MediaRecord,
+    MediaStop,
+    MediaTransfer,
+    RoutingCallback,
+    RoutingCancel,
+    RoutingEnqueue,
+    RoutingTask,
+)
+
+from .ivr_harness import CALL, NOON_MONDAY, TENANT, Call, flow_of
+
+MENU = """\
+name: m
+start: greet
+fallback: agents
+nodes:
+  greet: {type: play, prompt: {say: "Hello {caller}"}, next: menu}
+  menu:
+    type: menu
+    prompt: {say: "1 sales, 0 agent"}
+    options: {"1": sales, "0": agents}
+    retries: 1
+    on_fail: bye
+  sales: {type: queue, queue: sales, skills: {spanish: 3}, priority: 70, attributes: {intent: sales}}
+  agents: {type: queue, queue: support}
+  bye: {type: hangup, prompt: {say: "Goodbye"}}
+"""
+
+
+def test_play_then_menu_digit_to_queue_with_screen_pop() -> None:
+    call = Call(flow_of(MENU))
+    play = call.one(MediaPlay)
+    assert play.text == "Hello +15551230000" and play.interruptible
+    assert call.one(IvrNodeEntered).node == "greet"
+    call.finish_play(2.0)
+    collect = call.one(MediaCollect)
+    assert collect.text == "1 sales, 0 agent" and collect.max_digits == 1 and collect.terminator is None
+    call.press("1", 3.0)
+    enqueue = call.one(RoutingEnqueue)
+    assert (enqueue.queue, enqueue.priority, enqueue.skills) == ("sales", 70, {"spanish": 3})
+    attrs = enqueue.attributes
+    assert (
+        attrs["intent"] == "sales" and attrs["ivr.path"] == "greet>menu>sales" and attrs["ivr.digits"] == "1"
+    )
+    steps = json.loads(attrs["ivr.steps"])
+    assert [s["node"] for s in steps] == ["greet", "menu", "sales"]
+    assert steps[0]["seconds"] == 2.0 and steps[1]["seconds"] == 3.0 and steps[1]["digits"] == "1"
+    exited = [o for o in call.out if isinstance(o, IvrNodeExited)]
+    assert [(e.node, e.digits, e.result) for e in exited] == [("menu", "1", "1"), ("sales", "", "queued")]
+    assert call.one(MediaPlay).tone == "moh" and call.one(MediaPlay).loop
+    assert call.ivr.state.phase is Phase.queued
+
+
+def test_menu_invalid_then_timeout_then_on_fail() -> None:
+    call = Call(flow_of(MENU))
+    call.finish_play()
+    call.press("7")
+    assert call.one(MediaPlay).text == "Sorry, that is not a valid choice."
+    call.finish_play()
+    call.press("")  # no input: retries (1) used up -> on_fail
+    assert call.node == "bye"
+    assert call.one(MediaPlay).text == "Goodbye"
+    call.finish_play()
+    assert call.has(MediaHangup)
+    done = call.one(IvrCompleted)
+    assert done.outcome == "self_served" and done.path == ["greet", "menu", "bye"]
+    assert call.ivr.done and call.ivr.next_timer() is None
+
+
+def test_media_never_answers_so_timers_move_the_call_on() -> None:
+    call = Call(flow_of(MENU))
+    deadline = call.ivr.next_timer()
+    assert deadline is not None and deadline > NOON_MONDAY
+    call.timer()  # the greeting's finish never came: go on anyway
+    assert call.has(MediaCollect)
+    call.timer()  # no collect answer either: a timeout, then a retry prompt
+    assert call.one(MediaPlay).text == "Sorry, I did not hear a choice."
+
+
+COLLECT = """\
+name: c
+start: acct
+nodes:
+  acct:
+    type: collect
+    prompt: {say: "Enter your account number then hash"}
+    into: account
+    min_digits: 4
+    max_digits: 8
+    pattern: "[0-9]+"
+    invalid_prompt: {say: "That account number is not valid."}
+    next: q
+    on_fail: q
+  q: {type: queue, queue: s}
+"""
+
+
+def test_collect_min_max_pattern_and_retries() -> None:
+    call = Call(flow_of(COLLECT))
+    collect = call.one(MediaCollect)
+    assert (collect.min_digits, collect.max_digits, collect.terminator) == (4, 8, "#")
+    call.press("12")
+    assert call.one(MediaPlay).text == "That account number is not valid."
+    call.finish_play()
+    call.press("12*4")  # fails the pattern
+    call.finish_play()
+    call.press("123456")
+    assert call.ivr.state.attributes["account"] == "123456"
+    assert call.one(RoutingEnqueue).attributes["account"] == "123456"
+
+
+BRANCH = """\
+name: b
+timezone: America/New_York
+start: set
+calendars:
+  office:
+    hours: {mon: ["09:00-17:00"], sat: ["10:00-12:00"]}
+    holidays: ["2026-12-25"]
+  london: {timezone: Europe/London, hours: {mon: ["09:00-17:00"]}}
+nodes:
+  set: {type: set, attributes: {segment: "gold-{caller}"}, next: br}
+  br:
+    type: branch
+    rules:
+      - when: {holiday: office}
+        next: holiday
+      - when: {attribute: vip, equals: "true"}
+        next: vip
+      - when: {caller: "^\\\\+44"}
+        next: uk
+      - when: {dialled: "1111$", open: london}
+        next: london_open
+      - when: {open: office}
+        next: open
+    default: closed
+  holiday: {type: hangup}
+  vip: {type: hangup}
+  uk: {type: hangup}
+  london_open: {type: hangup}
+  open: {type: hangup}
+  closed: {type: hangup}
+"""
+
+
+def _ended_at(flow, when: float, **kw) -> str:  # type: ignore[no-untyped-def]
+    call = Call(flow, now=when, **kw)
+    return call.one(IvrCompleted).path[-1]
+
+
+def test_set_and_branch_conditions_in_the_tenant_time_zone() -> None:
+    flow = flow_of(BRANCH)
+    call = Call(flow)
+    assert call.ivr.state.attributes["segment"] == "gold-+15551230000"
+    # Monday 12:00 UTC = 07:00 New York (closed) but 12:00 London (open, and the dialled number matches).
+    assert _ended_at(flow, NOON_MONDAY) == "london_open"
+    # Monday 15:00 UTC = 10:00 New York: London is still open and comes first in the rules.
+    assert _ended_at(flow, NOON_MONDAY + 3 * 3600) == "london_open"
+    # Monday 18:00 UTC = 13:00 New York, 18:00 London (closed): the office rule.
+    assert _ended_at(flow, NOON_MONDAY + 6 * 3600) == "open"
+    # Monday 23:00 UTC = 18:00 New York: closed.
+    assert _ended_at(flow, NOON_MONDAY + 11 * 3600) == "closed"
+    # Saturday 16:00 UTC = 11:00 New York: Saturday hours.
+    assert _ended_at(flow, NOON_MONDAY + 5 * 86400 + 4 * 3600) == "open"
+    # Christmas day, New York time: the holiday rule wins even within hours.
+    christmas_noon_ny = 1798218000.0  # 2026-12-25 17:00 UTC = 12:00 New York
+    assert _ended_at(flow, christmas_noon_ny) == "holiday"
+    assert _ended_at(flow, NOON_MONDAY, attributes={"vip": "true"}) == "vip"
+    assert _ended_at(flow, NOON_MONDAY, caller="+447700900000") == "uk"
+
+
+LOOKUP = """\
+name: l
+start: crm
+fallback: q
+nodes:
+  crm:
+    type: lookup
+    url: https://crm.example/caller
+    send: {phone: "{caller}", line: "{dialled}"}
+    results: {vip: is_vip, name: name}
+    prefix: crm_
+    timeout: 1.5
+    next: seg
+    on_error: q
+  seg:
+    type: dynamic_menu
+    variants:
+      - when: {attribute: crm_vip, equals: "true"}
+        prompt: {say: "Hello {crm_name}, press 1 for your manager"}
+        options: {"1": vipq, "0": q}
+    prompt: {say: "1 sales 2 support 0 agent"}
+    options: {"1": q, "2": q, "0": q}
+    on_fail: q
+  vipq: {type: queue, queue: vip}
+  q: {type: queue, queue: s}
+"""
+
+
+def test_lookup_is_signed_and_results_become_attributes_then_dynamic_menu() -> None:
+    secret = b"tenant-secret"
+    call = Call(flow_of(LOOKUP), secret=secret)
+    req = call.one(LookupRequest)
+    assert req.method == "POST" and req.url == "https://crm.example/caller" and req.timeout == 1.5
+    assert json.loads(req.body) == {"phone": "+15551230000", "line": "+15550001111"}
+    ts = req.headers["X-Switchboard-Timestamp"]
+    assert verify(secret, ts, req.headers["X-Switchboard-Signature"], req.body, NOON_MONDAY)
+    assert not verify(b"other", ts, req.headers["X-Switchboard-Signature"], req.body, NOON_MONDAY)
+    assert not verify(secret, ts, req.headers["X-Switchboard-Signature"], req.body + b" ", NOON_MONDAY)
+    assert not verify(secret, ts, req.headers["X-Switchboard-Signature"], req.body, NOON_MONDAY + 3600)
+    body = msgspec.json.encode({"is_vip": True, "name": "Ann", "ignored": 1})
+    call.send(LookupResult(id=req.id, status=200, body=body), 0.2)
+    assert call.ivr.state.attributes["crm_vip"] == "true" and "crm_ignored" not in call.ivr.state.attributes
+    assert call.one(MediaCollect).text == "Hello Ann, press 1 for your manager"
+    call.press("1")
+    assert call.one(RoutingEnqueue).queue == "vip"
+
+
+def test_dynamic_menu_default_variant_for_other_callers() -> None:
+    call = Call(flow_of(LOOKUP))
+    req = call.one(LookupRequest)
+    call.send(LookupResult(id=req.id, status=200, body=b'{"is_vip": false}'))
+    assert call.one(MediaCollect).text == "1 sales 2 support 0 agent"
+    call.press("2")
+    assert call.one(RoutingEnqueue).queue == "s"
+
+
+def test_lookup_timeout_error_and_bad_answers_take_the_fallback_branch() -> None:
+    for result in (None, LookupResult(id=uuid.uuid4(), status=500), "bad-json", "not-object"):
+        call = Call(flow_of(LOOKUP))
+        req = call.one(LookupRequest)
+        if result is None:
+            assert call.ivr.next_timer() == NOON_MONDAY + 1.5
+            call.timer()  # no answer within the node's timeout
+        elif result == "bad-json":
+            call.send(LookupResult(id=req.id, status=200, body=b"{nope"))
+        elif result == "not-object":
+            call.send(LookupResult(id=req.id, status=200, body=b"[1, 2]"))
+        else:
+            call.send(LookupResult(id=req.id, status=500))
+        assert call.one(RoutingEnqueue).queue == "s", result
+        assert call.ivr.state.attributes["crm_lookup_error"]
+    # A late answer for an old request changes nothing.
+    call = Call(flow_of(LOOKUP))
+    assert call.send(LookupResult(id=uuid.uuid4(), status=200, body=b"{}")) == []
+
+
+QUEUE = """\
+name: q
+start: q
+nodes:
+  q:
+    type: queue
+    queue: support
+    music: {file: music.wav}
+    announce_every: 30
+    callback_after: 45
+    max_wait: 600
+    on_timeout: vm
+  vm: {type: voicemail, queue: support, prompt: {say: "Leave a message"}, max_seconds: 60}
+"""
+
+
+def test_queue_announcements_callback_offer_keeps_place() -> None:
+    call = Call(flow_of(QUEUE))
+    assert call.one(MediaPlay).file == "music.wav" and call.one(MediaPlay).loop
+    call.send(ContactPositionChanged(tenant_id=TENANT, call_id=CALL, position=3, expected_wait_s=130.0), 0)
+    call.timer()  # 30 s: announcement
+    assert call.now == NOON_MONDAY + 30
+    assert call.one(MediaPlay).text == "You are number 3 in line. The expected wait is about 2 minutes."
+    call.finish_play(0)  # music again
+    assert call.one(MediaPlay).loop
+    call.timer()  # 45 s: callback offer
+    assert call.now == NOON_MONDAY + 45
+    offer = call.one(MediaPlay)
+    assert offer.interruptible and "press 1" in (offer.text or "")
+    call.send(CallDtmf(tenant_id=TENANT, call_id=CALL, digit="1", source="rfc4733"))
+    cb = call.one(RoutingCallback)
+    assert cb.keep_place and cb.number == "+15551230000" and cb.queue == "support"
+    assert not call.has(RoutingCancel)
+    call.finish_play()
+    assert call.has(MediaHangup) and call.one(IvrCompleted).outcome == "callback"
+
+
+def test_queue_digit_before_offer_is_ignored_agent_answer_completes() -> None:
+    call = Call(flow_of(QUEUE))
+    call.send(CallDtmf(tenant_id=TENANT, call_id=CALL, digit="1", source="rfc4733"))
+    assert not call.has(RoutingCallback)
+    call.send(ContactAccepted(tenant_id=TENANT, call_id=CALL, agent_id="agent-7"))
+    assert call.has(MediaStop) and call.one(IvrCompleted).outcome == "transferred"
+    assert call.one(IvrCompleted).attributes["agent_id"] == "agent-7"
+
+
+def test_queue_max_wait_goes_to_voicemail_which_becomes_a_task() -> None:
+    call = Call(flow_of(QUEUE))
+    call.timer(NOON_MONDAY + 600)
+    assert call.one(RoutingCancel).reason == "max_wait"
+    assert call.node == "vm" and call.one(MediaPlay).text == "Leave a message"
+    call.finish_play()
+    rec = call.one(MediaRecord)
+    assert rec.max_seconds == 60
+    call.send(
+        CallRecordFinished(tenant_id=TENANT, call_id=CALL, record_id=rec.id, file=rec.file, seconds=12.0)
+    )
+    task = call.one(RoutingTask)
+    assert task.queue == "support" and task.file == rec.file and task.kind == "voicemail"
+    call.finish_play()
+    assert call.one(IvrCompleted).outcome == "self_served"
+
+
+def test_caller_hangs_up_in_queue_is_abandoned_and_cancelled() -> None:
+    call = Call(flow_of(QUEUE))
+    call.send(CallEnded(tenant_id=TENANT, call_id=CALL, cause="remote_bye", duration=5.0))
+    assert call.one(RoutingCancel).reason == "abandoned"
+    assert call.one(IvrCompleted).outcome == "abandoned"
+
+
+CALLBACK = """\
+name: cb
+start: cb
+nodes:
+  cb: {type: callback, queue: sales, next: bye}
+  bye: {type: hangup}
+"""
+
+
+def test_callback_confirm_caller_number() -> None:
+    call = Call(flow_of(CALLBACK))
+    assert "1 5 5 5 1 2 3 0 0 0 0" in (call.one(MediaCollect).text or "")
+    call.press("1")
+    cb = call.one(RoutingCallback)
+    assert (cb.number, cb.queue, cb.keep_place) == ("+15551230000", "sales", False)
+    assert call.has(MediaHangup)
+
+
+def test_callback_capture_another_number_with_invalid_entry() -> None:
+    call = Call(flow_of(CALLBACK))
+    call.press("2")
+    collect = call.one(MediaCollect)
+    assert (collect.min_digits, collect.max_digits, collect.terminator) == (7, 15, "#")
+    call.press("12")
+    call.finish_play()
+    call.press("447700900123")
+    assert call.one(RoutingCallback).number == "+447700900123"
+
+
+TRANSFER = """\
+name: t
+start: m
+nodes:
+  m: {type: menu, prompt: {say: x}, options: {"1": out, "2": agent, "3": queue}, on_fail: queue}
+  out: {type: transfer, to: number, target: "+15559990000", prompt: {say: "Transferring"}}
+  agent: {type: transfer, to: agent, target: "agent-42", on_fail: queue}
+  queue: {type: transfer, to: queue, target: billing}
+"""
+
+
+def test_transfer_to_number_agent_and_queue() -> None:
+    call = Call(flow_of(TRANSFER))
+    call.press("1")
+    assert call.one(MediaPlay).text == "Transferring"
+    call.finish_play()
+    assert call.one(MediaTransfer).to == "+15559990000"
+    assert call.one(IvrCompleted).outcome == "transferred"
+
+    call = Call(flow_of(TRANSFER))
+    call.press("2")
+    enq = call.one(RoutingEnqueue)
+    assert enq.preferred_agent_id == "agent-42"
+    # Routing refuses (agent unknown): the node's on_fail, never silence.
+    call.send(CommandFailed(command_id=enq.id, error="no such agent"))
+    assert call.one(RoutingEnqueue).queue == "billing"
+
+    call = Call(flow_of(TRANSFER))
+    call.press("3")
+    assert call.one(RoutingEnqueue).queue == "billing"
+    call.send(ContactAccepted(tenant_id=TENANT, call_id=CALL, agent_id="a1"))
+    assert call.one(IvrCompleted).outcome == "transferred"
+
+
+SURVEY = """\
+name: s
+start: sv
+nodes:
+  sv:
+    type: survey
+    questions:
+      - {prompt: {say: "Rate us 1 to 5"}, into: csat}
+      - {prompt: {say: "Press 1 if solved, 0 if not"}, into: solved, min: 0, max: 1}
+      - {prompt: {say: "Recommend us, 0 to 9"}, into: nps, min: 0, max: 9}
+    next: bye
+  bye: {type: hangup, prompt: {say: Thanks}}
+"""
+
+
+def test_survey_records_answers_in_range_only() -> None:
+    call = Call(flow_of(SURVEY))
+    call.press("4")
+    call.press("7")  # out of range: not recorded, next question
+    call.press("")
+    assert call.one(MediaPlay).text == "Thanks"
+    attrs = call.ivr.state.attributes
+    assert attrs["csat"] == "4" and "solved" not in attrs and "nps" not in attrs
+
+
+SUBFLOW = """\
+name: sub
+start: go
+subflows:
+  verify:
+    start: pin
+    nodes:
+      pin: {type: collect, prompt: {say: PIN}, into: pin, min_digits: 4, max_digits: 4, next: ok, on_fail: return}
+      ok: {type: set, attributes: {verified: "yes"}, next: return}
+nodes:
+  go: {type: subflow, flow: verify, next: q}
+  q: {type: queue, queue: s}
+"""
+
+
+def test_subflow_enters_and_returns() -> None:
+    call = Call(flow_of(SUBFLOW))
+    assert call.node == "pin" and call.ivr.state.scope == "verify"
+    call.press("1234")
+    assert call.one(RoutingEnqueue).attributes["verified"] == "yes"
+    assert call.ivr.state.scope == "" and call.ivr.state.stack == []
+
+
+def test_restart_resumes_from_serialized_state_with_its_version() -> None:
+    flow = flow_of(MENU)
+    call = Call(flow)
+    call.finish_play()
+    saved = call.ivr.dump()
+    assert json.loads(saved)["version"] == 3
+    # Another process: same flow version, fresh interpreter, state from the bytes.
+    again = Interpreter.restore(flow, saved)
+    out = again.resume(NOON_MONDAY + 10)
+    collect = [o for o in out if isinstance(o, MediaCollect)]
+    assert len(collect) == 1 and collect[0].text == "1 sales, 0 agent"
+    assert again.state.resumed == 1 and again.state.version == 3
+    enqueued = [
+        o
+        for o in again.handle(
+            __import__("services.kernel.events", fromlist=["CallCollected"]).CallCollected(
+                tenant_id=TENANT, call_id=CALL, collect_id=collect[0].id, digits="0", reason="max_digits"
+            ),
+            NOON_MONDAY + 12,
+        )
+        if isinstance(o, RoutingEnqueue)
+    ]
+    assert enqueued and enqueued[0].queue == "support"
+    assert enqueued[0].attributes["ivr.path"] == "greet>menu>agents"
+
+    # A caller waiting in a queue: only the music restarts; routing kept the place.
+    call = Call(flow)
+    call.finish_play()
+    call.press("1")
+    again = Interpreter.restore(flow, call.ivr.dump())
+    out = again.resume(NOON_MONDAY + 20)
+    assert [type(o).__name__ for o in out] == ["MediaPlay"] and out[0].loop
+
+
+def test_resume_impossible_goes_to_fallback_or_apology() -> None:
+    flow = flow_of(QUEUE.replace("name: q", "name: q\nfallback: q"))
+    call = Call(flow)
+    call.timer(NOON_MONDAY + 600)
+    call.finish_play()
+    assert call.ivr.state.phase is Phase.recording
+    again = Interpreter.restore(flow, call.ivr.dump())
+    out = again.resume(NOON_MONDAY + 700)
+    assert [o.queue for o in out if isinstance(o, RoutingEnqueue)] == ["support"]
+    assert again.state.attributes["ivr.fallback"] == "cannot resume"
+    # No fallback in the flow: an apology, then a hang-up; never silence.
+    flow = flow_of(QUEUE)
+    call = Call(flow)
+    call.timer(NOON_MONDAY + 600)
+    call.finish_play()
+    again = Interpreter.restore(flow, call.ivr.dump())
+    out = again.resume(NOON_MONDAY + 700)
+    play = [o for o in out if isinstance(o, MediaPlay)]
+    assert play and play[0].text == SORRY
+    out = again.handle(
+        __import__("services.kernel.events", fromlist=["CallPlayFinished"]).CallPlayFinished(
+            tenant_id=TENANT, call_id=CALL, play_id=play[0].id
+        ),
+        NOON_MONDAY + 710,
+    )
+    assert any(isinstance(o, MediaHangup) for o in out)
+    assert [o.outcome for o in out if isinstance(o, IvrCompleted)] == ["failed"]
+
+
+def test_a_silent_loop_is_cut_and_enqueue_failure_reaches_fallback() -> None:
+    flow = flow_of(
+        """\
+    name: x
+    start: a
+    fallback: q
+    nodes:
+      a: {type: branch, rules: [{when: {attribute: never}, next: q}], default: b}
+      b: {type: set, attributes: {n: "1"}, next: a}
+      q: {type: queue, queue: s}
+    """.replace("\n    ", "\n").replace("    name", "name")
+    )
+    call = Call(flow)
+    enq = call.one(RoutingEnqueue)
+    assert call.ivr.state.attributes["ivr.fallback"] == "loop without input"
+    call.send(CommandFailed(command_id=enq.id, error="no responders"))
+    assert call.one(MediaPlay).text == SORRY  # the fallback itself failed: apology, then hang up
+
+
+def test_lookup_get_signs_the_query_string() -> None:
+    flow = flow_of(LOOKUP.replace("    timeout: 1.5\n", "    timeout: 1.5\n    method: GET\n"))
+    call = Call(flow, secret=b"s")
+    req = call.one(LookupRequest)
+    assert req.method == "GET" and req.body == b""
+    assert req.url == "https://crm.example/caller?phone=%2B15551230000&line=%2B15550001111"
+    query = req.url.split("?", 1)[1].encode()
+    assert verify(
+        b"s",
+        req.headers["X-Switchboard-Timestamp"],
+        req.headers["X-Switchboard-Signature"],
+        query,
+        NOON_MONDAY,
+    )
+
+
+def test_transfer_to_a_number_that_fails_goes_to_on_fail_and_queue_transfer_has_music() -> None:
+    flow = flow_of(
+        TRANSFER.replace(
+            'target: "+15559990000", prompt: {say: "Transferring"}}',
+            'target: "+15559990000", on_fail: queue}',
+        )
+    )
+    call = Call(flow)
+    call.press("1")
+    transfer = call.one(MediaTransfer)
+    assert call.ivr.done
+    call.send(CommandFailed(command_id=transfer.id, error="trunk down"))
+    assert call.one(RoutingEnqueue).queue == "billing" and not call.ivr.done
+    assert call.one(MediaPlay).tone == "moh" and call.one(MediaPlay).loop
