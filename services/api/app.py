@@ -23,8 +23,8 @@ from services.kernel.log import get_logger
 
 from .agents import AgentController
 from .audit import AuditController
-from .auth import AuthMiddleware
 from .flows import FlowController, IvrController, NumberRouteController
+from .auth import AuthMiddleware
 from .health import HealthController
 from .keys import KeyController
 from .metrics import metrics_middleware
@@ -33,9 +33,11 @@ from .problems import Problem, exception_handlers, validation_problem
 from .queues import QueueController
 from .ratelimit import SlidingWindow
 from .seats import SeatsController, UsageController
+from .signalling import signalling_socket
 from .sites import SiteController
 from .state import ApiState
 from .tenants import MeController, SignupController
+from .tokens import TokenController
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
@@ -126,6 +128,8 @@ def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RAT
             UsageController,
             SiteController,
             AgentController,
+            TokenController,
+            signalling_socket,
             QueueController,
             NumberController,
             NumberRouteController,
@@ -136,7 +140,8 @@ def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RAT
         ],
         middleware=[
             metrics_middleware,
-            DefineMiddleware(AuthMiddleware, exclude=["^/schema"]),
+            # The websocket authenticates with agent tokens itself (browsers cannot send API keys).
+            DefineMiddleware(AuthMiddleware, exclude=["^/schema", "^/v1/ws"]),
         ],
         before_request=_check_body,
         exception_handlers=exception_handlers(),

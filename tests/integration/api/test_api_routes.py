@@ -571,6 +571,7 @@ async def test_openapi_metrics_and_unknown_routes(client: httpx.AsyncClient, ten
         "/v1/sites/{site_id}",
         "/v1/agents",
         "/v1/agents/{agent_id}",
+        "/v1/agents/{agent_id}/token",
         "/v1/queues",
         "/v1/queues/{queue_id}",
         "/v1/numbers",

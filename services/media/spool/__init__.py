@@ -1,0 +1,14 @@
+"""The recording tap's crash-safe local spool (two G.711 channels, chunked and fsynced) and its reader."""
+
+from __future__ import annotations
+
+from services.media.spool.spool import (
+    RecordKind,
+    SpoolContents,
+    SpoolError,
+    SpoolWriter,
+    read_spool,
+    write_wav,
+)
+
+__all__ = ["RecordKind", "SpoolContents", "SpoolError", "SpoolWriter", "read_spool", "write_wav"]

@@ -1,0 +1,245 @@
+# The recording tap's local spool: each call's audio as two channels (caller, agent) in the call's G.711
+# law, never transcoded, appended in chunks (flushed and fsynced every `flush_seconds`) so that a crash
+# loses at most the chunk being gathered. The recording service later turns a spool into a stored
+# recording; `read_spool` and `write_wav` reassemble one, complete or cut short, into a stereo WAV.
+#
+# Layout of <spool dir>/<call id>/:
+#   manifest.json   written once, atomically (tmp + rename + fsync), before any audio: law, rate, channels
+#   audio.sbspool   records, each: header "!4sBBHQII" (magic b"SBSP", kind, 0, 0, start sample, samples,
+#                   CRC-32 of the body) + body (AUDIO: interleaved caller/agent octets, 2 per sample)
+#
+# Pause (record_pause/record_resume): nothing from the paused span is written, not even to the page cache;
+# a PAUSE record marks where it began and RESUME where audio starts again. Regulations (PCI DSS for card
+# numbers) want the paused audio to never exist on disk, so writing silence would be as good for the
+# listener but the gap marker keeps the fact of the pause visible: the reader fills the span with silence
+# (the recording stays aligned with the call's clock) and reports the pauses.
+from __future__ import annotations
+
+import enum
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from services.media.rtp.g711 import G711
+
+__all__ = [
+    "MANIFEST",
+    "RECORDS",
+    "RecordKind",
+    "SpoolContents",
+    "SpoolError",
+    "SpoolWriter",
+    "read_spool",
+    "write_wav",
+]
+
+MANIFEST = "manifest.json"
+RECORDS = "audio.sbspool"
+MAGIC = b"SBSP"
+_HEADER = struct.Struct("!4sBBHQII")
+RATE = 8000
+CHANNELS = ("caller", "agent")
+
+
+class SpoolError(ValueError):
+    """A spool that cannot be read (no manifest, unknown version); the message says why."""
+
+
+class RecordKind(enum.IntEnum):
+    AUDIO = 1
+    PAUSE = 2
+    RESUME = 3
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class SpoolWriter:
+    """One call's spool. Feed one frame per 20 ms per call with `write(caller, agent, now)` (either side
+    None when it sent nothing: silence); `now` is a monotonic time used only to decide when to flush."""
+
+    def __init__(
+        self, spool_dir: Path, call_id: str, law: G711, *, flush_seconds: float = 1.0, started_at: float = 0.0
+    ) -> None:
+        self.directory = Path(spool_dir) / call_id
+        self.directory.mkdir(parents=True, exist_ok=False)  # a call id is spooled once
+        self.law = law
+        self.flush_seconds = flush_seconds
+        self.position = 0  # samples since the start of the tap, paused spans included
+        self.paused = False
+        self._buffer: list[bytes] = []
+        self._buffer_start = 0
+        self._buffer_samples = 0
+        self._last_flush: float | None = None
+        manifest = {
+            "version": 1,
+            "call_id": call_id,
+            "law": law.name,
+            "rate": RATE,
+            "channels": list(CHANNELS),
+            "started_at": started_at,
+        }
+        tmp = self.directory / (MANIFEST + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(manifest, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.directory / MANIFEST)
+        self._file = open(self.directory / RECORDS, "ab")
+        _fsync_dir(self.directory)
+
+    def write(self, caller: bytes | None, agent: bytes | None, now: float) -> None:
+        samples = max(len(caller or b""), len(agent or b""))
+        if samples == 0:
+            return
+        if self.paused:
+            self.position += samples  # the clock runs on; the audio is never kept
+            return
+        silence = self.law.silence
+        frame = np.full(2 * samples, silence, dtype=np.uint8)
+        if caller:
+            frame[0 : 2 * len(caller) : 2] = np.frombuffer(caller, dtype=np.uint8)
+        if agent:
+            frame[1 : 2 * len(agent) : 2] = np.frombuffer(agent, dtype=np.uint8)
+        if not self._buffer:
+            self._buffer_start = self.position
+        self._buffer.append(frame.tobytes())
+        self._buffer_samples += samples
+        self.position += samples
+        if self._last_flush is None:
+            self._last_flush = now
+        elif now - self._last_flush >= self.flush_seconds:
+            self.flush(now)
+
+    def pause(self, now: float) -> None:
+        if self.paused:
+            return
+        self.flush(now)
+        self._append(RecordKind.PAUSE, self.position, 0, b"")
+        self._sync()
+        self.paused = True
+
+    def resume(self, now: float) -> None:
+        if not self.paused:
+            return
+        self.paused = False
+        self._append(RecordKind.RESUME, self.position, 0, b"")
+        self._sync()
+        self._last_flush = now
+
+    def flush(self, now: float | None = None) -> None:
+        """Append the gathered audio as one record and fsync: from here on a crash cannot lose it."""
+        if self._buffer:
+            self._append(RecordKind.AUDIO, self._buffer_start, self._buffer_samples, b"".join(self._buffer))
+            self._buffer.clear()
+            self._buffer_samples = 0
+            self._sync()
+        if now is not None:
+            self._last_flush = now
+
+    def _append(self, kind: RecordKind, start: int, samples: int, body: bytes) -> None:
+        self._file.write(_HEADER.pack(MAGIC, kind, 0, 0, start, samples, zlib.crc32(body)) + body)
+
+    def _sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.flush()
+            self._file.close()
+
+
+@dataclass
+class SpoolContents:
+    law: G711
+    call_id: str
+    frames: bytes  # interleaved caller/agent octets, paused spans filled with silence
+    pauses: list[tuple[int, int]] = field(default_factory=list)  # (start sample, end sample)
+    complete: bool = True  # False when the file ends in a torn or corrupt record (a crash)
+
+    @property
+    def samples(self) -> int:
+        return len(self.frames) // 2
+
+    @property
+    def duration(self) -> float:
+        return self.samples / RATE
+
+
+def read_spool(directory: Path) -> SpoolContents:
+    """Reassemble a spool, stopping at the first torn or corrupt record (what a crash leaves)."""
+    directory = Path(directory)
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        raise SpoolError(f"{directory} has no readable manifest: {exc}") from None
+    if manifest.get("version") != 1 or manifest.get("law") not in G711.__members__:
+        raise SpoolError(f"{directory}: unsupported spool manifest {manifest!r}")
+    law = G711[manifest["law"]]
+    silence = bytes([law.silence])
+    try:
+        data = (directory / RECORDS).read_bytes()
+    except FileNotFoundError:
+        data = b""
+    out = bytearray()
+    pauses: list[tuple[int, int]] = []
+    paused_at: int | None = None
+    pos = 0
+    complete = True
+    while pos < len(data):
+        if len(data) - pos < _HEADER.size:
+            complete = False
+            break
+        magic, kind, _, _, start, samples, crc = _HEADER.unpack_from(data, pos)
+        body = data[pos + _HEADER.size : pos + _HEADER.size + 2 * samples]
+        if magic != MAGIC or kind not in RecordKind._value2member_map_ or len(body) != 2 * samples:
+            complete = False
+            break
+        if zlib.crc32(body) != crc:
+            complete = False
+            break
+        pos += _HEADER.size + 2 * samples
+        written = len(out) // 2
+        if start > written:
+            out += silence * (2 * (start - written))  # a paused span (or a gap): silence, aligned
+        if kind == RecordKind.AUDIO:
+            out += body
+        elif kind == RecordKind.PAUSE:
+            paused_at = start
+        elif kind == RecordKind.RESUME and paused_at is not None:
+            pauses.append((paused_at, start))
+            paused_at = None
+    return SpoolContents(law, str(manifest.get("call_id", "")), bytes(out), pauses, complete)
+
+
+def write_wav(contents: SpoolContents, path: Path, *, pcm: bool = False) -> None:
+    """Stereo WAV, left caller, right agent: G.711 as stored (format 7 mu-law / 6 A-law, 8 bits, with the
+    `fact` chunk non-PCM formats need), or decoded to 16-bit PCM (format 1) for players without G.711."""
+    if pcm:
+        body = contents.law.decode(contents.frames).astype("<i2").tobytes()
+        fmt = struct.pack("<HHIIHH", 1, 2, RATE, RATE * 4, 4, 16)
+        chunks = [b"fmt " + struct.pack("<I", len(fmt)) + fmt]
+    else:
+        tag = 7 if contents.law is G711.PCMU else 6
+        body = contents.frames
+        fmt = struct.pack("<HHIIHHH", tag, 2, RATE, RATE * 2, 2, 8, 0)
+        chunks = [
+            b"fmt " + struct.pack("<I", len(fmt)) + fmt,
+            b"fact" + struct.pack("<II", 4, contents.samples),
+        ]
+    data = b"data" + struct.pack("<I", len(body)) + body + (b"\x00" if len(body) % 2 else b"")
+    riff = b"WAVE" + b"".join(chunks) + data
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_bytes(b"RIFF" + struct.pack("<I", len(riff)) + riff)
+    os.replace(tmp, path)

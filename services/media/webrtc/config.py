@@ -1,0 +1,120 @@
+# WebRTC configuration for aiortc legs: ICE servers only from configuration (never aiortc's default
+# Google STUN), and the ICE host addresses. aioice 0.13 leaves 127.0.0.1 out of its host candidates, so
+# on a loopback-only host a peer connection gathers nothing and stays `new` forever; the small,
+# version-pinned hook below makes the host addresses a configuration value (STACK-NOTES.md).
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import aioice
+import aioice.ice
+from aiortc import RTCConfiguration, RTCIceServer
+
+__all__ = [
+    "SUPPORTED_AIOICE",
+    "IceServer",
+    "UnsupportedVersionError",
+    "WebRtcConfig",
+    "host_addresses_patched",
+    "rtc_configuration",
+    "set_host_addresses",
+]
+
+# The hook replaces aioice.ice.get_host_addresses, a module-level function that Connection.gather_candidates
+# looks up at call time. Checked against these versions; anything else is refused rather than guessed at.
+SUPPORTED_AIOICE = ("0.13.",)
+
+
+class UnsupportedVersionError(RuntimeError):
+    """A pinned patch was asked to touch a library version it was not checked against."""
+
+
+@dataclass(frozen=True, slots=True)
+class IceServer:
+    """One STUN or TURN server (RFC 7064/7065 URLs). TURN credentials are short-lived (coturn REST
+    scheme: username `expiry:agent`, credential HMAC), issued by the API."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.urls:
+            raise ValueError("an ICE server needs at least one URL")
+        for url in self.urls:
+            if url.split(":", 1)[0] not in {"stun", "stuns", "turn", "turns"}:
+                raise ValueError(f"{url!r} is not a stun:, stuns:, turn: or turns: URL")
+
+
+@dataclass(frozen=True, slots=True)
+class WebRtcConfig:
+    """ice_servers: empty for local runs (host candidates only). host_addresses: the addresses ICE
+    offers as host candidates; None keeps aioice's own discovery (every interface but loopback)."""
+
+    ice_servers: tuple[IceServer, ...] = ()
+    host_addresses: tuple[str, ...] | None = ("127.0.0.1",)
+    # Opus voice settings offered to the browser in our SDP (RFC 7587 fmtp).
+    opus_max_average_bitrate: int = 32000
+    ptime_ms: int = 20
+
+    def __post_init__(self) -> None:
+        for address in self.host_addresses or ():
+            ipaddress.ip_address(address)  # ValueError names the bad address
+
+
+def rtc_configuration(config: WebRtcConfig) -> RTCConfiguration:
+    """Always an explicit list: aiortc falls back to stun:stun.l.google.com when iceServers is None."""
+    servers = [
+        RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+        for s in config.ice_servers
+    ]
+    return RTCConfiguration(iceServers=servers)
+
+
+_original_get_host_addresses: Callable[[bool, bool], list[str]] | None = None
+_configured: tuple[str, ...] | None = None
+
+
+def _check_aioice() -> None:
+    version = getattr(aioice, "__version__", "unknown")
+    if not version.startswith(SUPPORTED_AIOICE):
+        raise UnsupportedVersionError(
+            f"the ICE host-address hook is checked against aioice {', '.join(SUPPORTED_AIOICE)}x, "
+            f"this is aioice {version}: re-check aioice.ice.get_host_addresses and update SUPPORTED_AIOICE"
+        )
+    if not callable(getattr(aioice.ice, "get_host_addresses", None)):
+        raise UnsupportedVersionError("aioice.ice.get_host_addresses is missing: the hook cannot apply")
+
+
+def _configured_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
+    out = []
+    for address in _configured or ():
+        version = ipaddress.ip_address(address).version
+        if (version == 4 and use_ipv4) or (version == 6 and use_ipv6):
+            out.append(address)
+    return out
+
+
+def set_host_addresses(addresses: Sequence[str] | None) -> None:
+    """Make ICE gather host candidates on exactly `addresses` (process-wide: aioice has no per-connection
+    setting). None restores aioice's own discovery."""
+    global _original_get_host_addresses, _configured
+    _check_aioice()
+    if addresses is None:
+        if _original_get_host_addresses is not None:
+            aioice.ice.get_host_addresses = _original_get_host_addresses  # type: ignore[assignment]
+            _original_get_host_addresses = None
+        _configured = None
+        return
+    for address in addresses:
+        ipaddress.ip_address(address)
+    if _original_get_host_addresses is None:
+        _original_get_host_addresses = aioice.ice.get_host_addresses
+        aioice.ice.get_host_addresses = _configured_host_addresses
+    _configured = tuple(addresses)
+
+
+def host_addresses_patched() -> tuple[str, ...] | None:
+    return _configured

@@ -1,0 +1,383 @@
+# One WebRTC leg (an agent's browser or a widget caller) on aiortc: offer/answer, codec choice, audio in
+# and out as 20 ms frames of int16 samples, digits (RFC 4733 through the pinned patch, or the data-channel
+# fallback) and quality figures. DTLS-SRTP is the only transport aiortc has; `assert_dtls_srtp` checks it.
+# The bridge feeds `send_audio` and receives through `on_audio`; the media worker's adapter owns the leg.
+from __future__ import annotations
+
+import asyncio
+import enum
+import fractions
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+from aiortc import (
+    MediaStreamTrack,
+    RTCDataChannel,
+    RTCDtlsTransport,
+    RTCPeerConnection,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
+from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+
+from services.media.rtp.g711 import G711
+from services.media.rtp.telephone_event import TelephoneEventError, digit_code
+
+from . import dtmf_patch
+from .config import WebRtcConfig, rtc_configuration, set_host_addresses
+from .quality import LegQuality, quality_from_stats
+
+__all__ = ["DigitSource", "LegState", "OutboundAudio", "WebRtcError", "WebRtcLeg"]
+
+Samples = npt.NDArray[np.int16]
+AudioHandler = Callable[[Samples], None]
+PTIME = 0.02
+# At most this much audio waits in the outbound queue; older frames are dropped (the bridge is ahead).
+MAX_QUEUED_FRAMES = 10
+
+
+class WebRtcError(RuntimeError):
+    """Signalling the leg cannot act on (bad SDP, no common codec, wrong state); the message says why."""
+
+
+class LegState(enum.Enum):
+    NEW = "new"
+    CONNECTING = "connecting"
+    CONNECTED = "connected"
+    FAILED = "failed"
+    CLOSED = "closed"
+
+
+class DigitSource(enum.Enum):
+    RFC4733 = "rfc4733"
+    DATA_CHANNEL = "datachannel"
+
+
+DigitHandler = Callable[[str, DigitSource], None]
+
+
+class OutboundAudio(MediaStreamTrack):
+    """The track aiortc sends from: 20 ms frames of mono int16 at `rate`, fed by the bridge through
+    `push`; silence when nothing is queued, so the RTP clock never stops."""
+
+    kind = "audio"
+
+    def __init__(self, rate: int) -> None:
+        super().__init__()
+        self.rate = rate
+        self.frame_samples = int(rate * PTIME)
+        self._frames: deque[Samples] = deque(maxlen=MAX_QUEUED_FRAMES)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._start: float | None = None
+        self._pts = 0
+
+    def push(self, samples: Samples) -> None:
+        data = np.concatenate([self._pending, np.asarray(samples, dtype=np.int16)])
+        whole = len(data) // self.frame_samples * self.frame_samples
+        for start in range(0, whole, self.frame_samples):
+            self._frames.append(data[start : start + self.frame_samples])
+        self._pending = data[whole:]
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = time.monotonic()
+        else:
+            self._pts += self.frame_samples
+            wait = self._start + self._pts / self.rate - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        samples = self._frames.popleft() if self._frames else np.zeros(self.frame_samples, np.int16)
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = self.rate
+        frame.pts = self._pts
+        frame.time_base = fractions.Fraction(1, self.rate)
+        return frame
+
+
+def _opus_voice_fmtp(sdp: str, bitrate: int) -> str:
+    """Ask the browser for mono voice Opus at about `bitrate` (RFC 7587 fmtp) in the SDP we send;
+    any fmtp aiortc wrote for Opus is replaced."""
+    lines = sdp.split("\r\n")
+    opus = {
+        line[len("a=rtpmap:") :].split(" ", 1)[0]
+        for line in lines
+        if line.startswith("a=rtpmap:") and "opus/48000" in line.lower()
+    }
+    out = []
+    for line in lines:
+        if line.startswith("a=fmtp:") and line[len("a=fmtp:") :].split(" ", 1)[0] in opus:
+            continue
+        out.append(line)
+        if line.startswith("a=rtpmap:") and line[len("a=rtpmap:") :].split(" ", 1)[0] in opus:
+            pt = line[len("a=rtpmap:") :].split(" ", 1)[0]
+            out.append(
+                f"a=fmtp:{pt} minptime=10;useinbandfec=1;stereo=0;sprop-stereo=0;maxaveragebitrate={bitrate}"
+            )
+    return "\r\n".join(out)
+
+
+class WebRtcLeg:
+    """`peer_law`: the law of the other leg when it is G.711 (this leg then prefers it, so the bridge
+    relays without transcoding); None for Opus (voice settings, 48 kHz frames)."""
+
+    def __init__(
+        self,
+        config: WebRtcConfig,
+        *,
+        peer_law: G711 | None = None,
+        on_audio: AudioHandler | None = None,
+        on_digit: DigitHandler | None = None,
+        on_state: Callable[[LegState], None] | None = None,
+    ) -> None:
+        dtmf_patch.install()
+        if config.host_addresses is not None:
+            set_host_addresses(config.host_addresses)
+        self.config = config
+        self.peer_law = peer_law
+        self.rate = 8000 if peer_law is not None else 48000
+        self.on_audio = on_audio
+        self.on_digit = on_digit
+        self.on_state = on_state
+        self.state = LegState.NEW
+        self.outbound = OutboundAudio(self.rate)
+        self.pc = RTCPeerConnection(rtc_configuration(config))
+        self.channel: RTCDataChannel | None = None
+        self.received_frames = 0
+        self._transceiver: RTCRtpTransceiver | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.pc.on("track", self._on_track)
+        self.pc.on("datachannel", self._attach_channel)
+        self.pc.on("connectionstatechange", self._on_connection_state)
+
+    # signalling
+
+    def _add_transceiver(self) -> RTCRtpTransceiver:
+        if self._transceiver is None:
+            transceiver = self.pc.addTransceiver(self.outbound, direction="sendrecv")
+            capabilities = RTCRtpSender.getCapabilities("audio").codecs
+            if self.peer_law is not None:
+                first = f"audio/{self.peer_law.name}"
+                wanted = [first, "audio/PCMA" if first == "audio/PCMU" else "audio/PCMU"]
+            else:
+                wanted = ["audio/opus"]
+            wanted.append("audio/telephone-event")
+            prefs = []
+            for mime in wanted:
+                prefs += [c for c in capabilities if c.mimeType.lower() == mime.lower()][:1]
+            # Before setRemoteDescription: aiortc filters the offer's codecs through these.
+            transceiver.setCodecPreferences(prefs)
+            self._transceiver = transceiver
+            dtmf_patch.set_digit_handler(transceiver.receiver, self._on_event_digit)
+        return self._transceiver
+
+    def _match_telephone_events(self, remote_sdp: str) -> None:
+        # Preferences match by MIME type only, so an offer with telephone-event at 48 and 8 kHz keeps the
+        # first; keep instead the one at the audio codec's clock rate (what browsers send with it).
+        transceiver = self._transceiver
+        if transceiver is None or transceiver.mid is None:
+            raise WebRtcError("the offer has no audio section")
+        audio = [c for c in transceiver._codecs if not dtmf_patch.is_telephone_event(c)]
+        if not audio:
+            # aiortc would pick telephone-event as the send codec and fail in its encoder thread.
+            raise WebRtcError("the offer has no audio codec in common (PCMU, PCMA or Opus)")
+        rate = audio[0].clockRate
+        offered = [
+            c
+            for m in SessionDescription.parse(remote_sdp).media
+            if m.kind == "audio"
+            for c in m.rtp.codecs
+            if dtmf_patch.is_telephone_event(c) and c.clockRate == rate
+        ]
+        transceiver._codecs = audio + offered[:1]
+
+    async def accept_offer(self, sdp: str) -> str:
+        """Answer a browser's offer; returns the answer SDP (all candidates included: aiortc does not
+        trickle)."""
+        self._add_transceiver()
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+        except (ValueError, KeyError, IndexError) as exc:
+            raise WebRtcError(f"the offer cannot be used: {exc}") from None
+        except Exception as exc:  # aiortc raises its own errors for no common codec, bad transport, ...
+            raise WebRtcError(f"the offer was refused: {type(exc).__name__}: {exc}") from None
+        self._match_telephone_events(sdp)
+        self._set_state(LegState.CONNECTING)
+        try:
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except Exception as exc:
+            raise WebRtcError(f"no answer possible: {type(exc).__name__}: {exc}") from None
+        return self._outgoing_sdp()
+
+    async def create_offer(self, *, data_channel: bool = True) -> str:
+        """Offer from our side (outbound to a browser, or a test peer)."""
+        self._add_transceiver()
+        if data_channel and self.channel is None:
+            self._attach_channel(self.pc.createDataChannel("dtmf"))
+        offer = await self.pc.createOffer()
+        await self.pc.setLocalDescription(offer)
+        self._set_state(LegState.CONNECTING)
+        return self._outgoing_sdp()
+
+    async def accept_answer(self, sdp: str) -> None:
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+        except Exception as exc:
+            raise WebRtcError(f"the answer was refused: {type(exc).__name__}: {exc}") from None
+
+    async def add_ice_candidate(
+        self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
+    ) -> None:
+        """A trickled candidate from the browser ("candidate:..." line; empty means end of candidates)."""
+        if not candidate:
+            return
+        try:
+            parsed = candidate_from_sdp(candidate.removeprefix("candidate:"))
+        except (ValueError, IndexError) as exc:
+            raise WebRtcError(f"not an ICE candidate: {exc}") from None
+        parsed.sdpMid = sdp_mid
+        parsed.sdpMLineIndex = sdp_mline_index
+        await self.pc.addIceCandidate(parsed)
+
+    def _outgoing_sdp(self) -> str:
+        sdp = self.pc.localDescription.sdp
+        if self.peer_law is None:
+            sdp = _opus_voice_fmtp(sdp, self.config.opus_max_average_bitrate)
+        return sdp
+
+    # media
+
+    def send_audio(self, samples: Samples) -> None:
+        """Queue mono int16 samples at `self.rate` (8 kHz for G.711 legs, 48 kHz for Opus)."""
+        self.outbound.push(samples)
+
+    @property
+    def codec(self) -> str | None:
+        """The negotiated send codec, e.g. "PCMU" or "opus"; None before negotiation."""
+        codecs = self._transceiver._codecs if self._transceiver is not None else []
+        return codecs[0].mimeType.split("/", 1)[1] if codecs else None
+
+    @property
+    def telephone_event_payload_type(self) -> int | None:
+        codecs = self._transceiver._codecs if self._transceiver is not None else []
+        return next((c.payloadType for c in codecs if dtmf_patch.is_telephone_event(c)), None)
+
+    @property
+    def sender(self) -> RTCRtpSender:
+        if self._transceiver is None:
+            raise WebRtcError("the leg has not negotiated yet")
+        return self._transceiver.sender
+
+    def assert_dtls_srtp(self) -> None:
+        """Media flows only over a connected DTLS transport with SRTP keys from its handshake."""
+        transport = self.sender.transport
+        if not isinstance(transport, RTCDtlsTransport) or transport.state != "connected":
+            raise WebRtcError(f"media transport is not connected DTLS-SRTP ({transport!r})")
+        if getattr(transport, "_rx_srtp", None) is None or getattr(transport, "_tx_srtp", None) is None:
+            raise WebRtcError("DTLS is connected but no SRTP session was keyed")
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind == "audio":
+            self._spawn(self._receive(track))
+
+    async def _receive(self, track: MediaStreamTrack) -> None:
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=self.rate)
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if not isinstance(frame, av.AudioFrame):
+                continue
+            for out in resampler.resample(frame):
+                samples = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+                self.received_frames += 1
+                if self.on_audio is not None:
+                    self.on_audio(samples)
+
+    # digits
+
+    def _on_event_digit(self, digit: str) -> None:
+        if self.on_digit is not None:
+            self.on_digit(digit, DigitSource.RFC4733)
+
+    def _attach_channel(self, channel: RTCDataChannel) -> None:
+        self.channel = channel
+        channel.on("message", lambda message: self._on_channel_message(channel, message))
+
+    def _on_channel_message(self, channel: RTCDataChannel, message: str | bytes) -> None:
+        """Fallback digits: {"type": "dtmf", "digit": "5"}. Anything else gets an error message back."""
+        try:
+            data = json.loads(message)
+            if isinstance(data, dict) and data.get("type") == "error":
+                return  # never answer an error with an error: two legs would ping-pong forever
+            if not isinstance(data, dict) or data.get("type") != "dtmf":
+                raise ValueError('expected {"type": "dtmf", "digit": "<0-9*#A-D>"}')
+            digit = data.get("digit")
+            if not isinstance(digit, str):
+                raise ValueError("digit must be a string")
+            digit_code(digit)
+        except (ValueError, TelephoneEventError) as exc:
+            if channel.readyState == "open":
+                channel.send(json.dumps({"type": "error", "code": "bad_message", "reason": str(exc)[:200]}))
+            return
+        if self.on_digit is not None:
+            self.on_digit(digit.upper(), DigitSource.DATA_CHANNEL)
+
+    def send_channel_digit(self, digit: str) -> None:
+        """The browser side of the fallback (tests, and a softphone written in Python)."""
+        digit_code(digit)
+        if self.channel is None or self.channel.readyState != "open":
+            raise WebRtcError("the data channel is not open")
+        self.channel.send(json.dumps({"type": "dtmf", "digit": digit}))
+
+    async def send_digit(self, digit: str, *, duration: float = 0.1) -> None:
+        """RFC 4733 digit towards the peer, through the patch's sender shim."""
+        pt = self.telephone_event_payload_type
+        if pt is None:
+            raise WebRtcError("telephone-event was not negotiated")
+        await dtmf_patch.send_digit(self.sender, digit, payload_type=pt, duration=duration)
+
+    # quality and life cycle
+
+    async def quality(self) -> LegQuality:
+        report = await self.pc.getStats()
+        return quality_from_stats(report, clock_rate=8000 if self.peer_law is not None else 48000)
+
+    def _on_connection_state(self) -> None:
+        state = self.pc.connectionState
+        if state == "connected":
+            self._set_state(LegState.CONNECTED)
+        elif state == "failed":
+            self._set_state(LegState.FAILED)
+        elif state == "closed":
+            self._set_state(LegState.CLOSED)
+
+    def _set_state(self, state: LegState) -> None:
+        if state is self.state or self.state is LegState.CLOSED:
+            return
+        self.state = state
+        if self.on_state is not None:
+            self.on_state(state)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        self.outbound.stop()
+        await self.pc.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._set_state(LegState.CLOSED)

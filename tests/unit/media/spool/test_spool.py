@@ -1,0 +1,125 @@
+"""The recording spool: two channels in G.711 without transcoding, chunked and fsynced; a crash (a torn
+or corrupt tail) loses at most the last chunk; pauses keep no audio and stay aligned; WAV reassembly."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.media.rtp.g711 import G711
+from services.media.spool import SpoolError, SpoolWriter, read_spool, write_wav
+from services.media.spool.spool import RECORDS
+
+
+def tone(freq: float, n: int, start: int) -> np.ndarray:
+    return 6000 * np.sin(2 * np.pi * freq * (np.arange(n) + start) / 8000)
+
+
+def feed(writer: SpoolWriter, seconds: float, t0: float = 0.0, law: G711 = G711.PCMU) -> float:
+    frames = round(seconds / 0.02)
+    for i in range(frames):
+        start = writer.position
+        writer.write(law.encode(tone(500, 160, start)), law.encode(tone(1200, 160, start)), t0 + i * 0.02)
+    return t0 + frames * 0.02
+
+
+def test_two_channels_stored_as_sent_and_reassembled_as_wav(tmp_path: Path) -> None:
+    w = SpoolWriter(tmp_path, "call-1", G711.PCMA, flush_seconds=1.0)
+    caller = G711.PCMA.encode(tone(500, 160, 0))
+    agent = G711.PCMA.encode(tone(1200, 160, 0))
+    w.write(caller, agent, 0.0)
+    w.write(caller, None, 0.02)  # the agent sent nothing this frame
+    w.close()
+    got = read_spool(tmp_path / "call-1")
+    assert got.complete and got.law is G711.PCMA and got.samples == 320
+    assert got.frames[0:320:2] == caller and got.frames[1:320:2] == agent  # untouched octets
+    assert set(got.frames[321::2]) == {G711.PCMA.silence}
+
+    out = tmp_path / "call.wav"
+    write_wav(got, out)
+    raw = out.read_bytes()
+    assert raw[:4] == b"RIFF" and raw[8:12] == b"WAVE"
+    tag, channels, rate = struct.unpack_from("<HHI", raw, 20)
+    assert (tag, channels, rate) == (6, 2, 8000)
+    write_wav(got, tmp_path / "pcm.wav", pcm=True)
+    with wave.open(str(tmp_path / "pcm.wav")) as wav:
+        assert (wav.getnchannels(), wav.getsampwidth(), wav.getframerate(), wav.getnframes()) == (
+            2,
+            2,
+            8000,
+            320,
+        )
+
+
+def test_chunks_are_flushed_on_time(tmp_path: Path) -> None:
+    w = SpoolWriter(tmp_path, "c", G711.PCMU, flush_seconds=1.0)
+    feed(w, 0.9)
+    assert os.path.getsize(tmp_path / "c" / RECORDS) == 0  # still gathering the first chunk
+    feed(w, 0.2, 0.9)
+    assert read_spool(tmp_path / "c").duration == pytest.approx(1.02, abs=0.03)
+
+
+def test_a_killed_writer_loses_at_most_the_last_chunk(tmp_path: Path) -> None:
+    # A real crash: a child process spools 5.5 s of audio with 1 s chunks and is killed with SIGKILL.
+    script = f"""
+import os, signal, numpy as np
+from services.media.rtp.g711 import G711
+from services.media.spool import SpoolWriter
+w = SpoolWriter({str(tmp_path)!r}, "crash", G711.PCMU, flush_seconds=1.0)
+frame = G711.PCMU.encode(np.full(160, 1000))
+for i in range(275):
+    w.write(frame, frame, i * 0.02)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[4], timeout=30)
+    assert proc.returncode == -9
+    got = read_spool(tmp_path / "crash")
+    assert got.complete
+    assert 4.5 <= got.duration <= 5.5  # flushed chunks survive; the unflushed tail (< 1 s + 1 frame) is gone
+
+    # A torn tail (a write cut mid-record) and a corrupt record: the reader keeps everything before.
+    records = tmp_path / "crash" / RECORDS
+    data = records.read_bytes()
+    records.write_bytes(data + data[:200])
+    torn = read_spool(tmp_path / "crash")
+    assert not torn.complete and torn.samples == got.samples
+    corrupt = bytearray(data)
+    corrupt[-5] ^= 0xFF
+    records.write_bytes(bytes(corrupt))
+    cut = read_spool(tmp_path / "crash")
+    assert not cut.complete and got.duration - 1.1 <= cut.duration < got.duration
+
+
+def test_pause_keeps_no_audio_and_the_timeline_stays_aligned(tmp_path: Path) -> None:
+    w = SpoolWriter(tmp_path, "p", G711.PCMU, flush_seconds=0.5)
+    t = feed(w, 1.0)
+    w.pause(t)
+    secret = G711.PCMU.encode(np.full(160, 12345))
+    for i in range(50):  # 1 s of card digits
+        w.write(secret, secret, t + i * 0.02)
+    t += 1.0
+    w.resume(t)
+    feed(w, 1.0, t)
+    w.close()
+    assert secret[:16] not in (tmp_path / "p" / RECORDS).read_bytes()
+    got = read_spool(tmp_path / "p")
+    assert got.duration == pytest.approx(3.0)
+    assert got.pauses == [(8000, 16000)]
+    assert set(got.frames[2 * 8000 : 2 * 16000]) == {G711.PCMU.silence}
+    left = G711.PCMU.decode(got.frames[0::2]).astype(float)
+    assert np.sqrt(np.mean(left[16000:] ** 2)) > 3000  # audio after the resume is there
+
+
+def test_bad_spools_get_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(SpoolError, match="manifest"):
+        read_spool(tmp_path / "nothing")
+    SpoolWriter(tmp_path, "dup", G711.PCMU).close()
+    with pytest.raises(FileExistsError):
+        SpoolWriter(tmp_path, "dup", G711.PCMU)
