@@ -23,8 +23,8 @@ from services.kernel.log import get_logger
 
 from .agents import AgentController
 from .audit import AuditController
-from .flows import FlowController, IvrController, NumberRouteController
 from .auth import AuthMiddleware
+from .flows import FlowController, IvrController, NumberRouteController
 from .health import HealthController
 from .keys import KeyController
 from .metrics import metrics_middleware
