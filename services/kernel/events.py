@@ -417,3 +417,247 @@ class WebRtcSignal(Event, kw_only=True, frozen=True):
 
 
 __all__ += ["MediaWebRtcAnswer", "MediaWebRtcIce", "MediaWebRtcOffer", "WebRtcSignal"]
+
+
+# routing
+# The ACD (services/routing). Besides the IVR's Routing* commands and Contact* events above (reused: a
+# contact's id is its `call_id`), agents' desktops and operators send the commands below to
+# sb.<tenant>.cmd.routing.<name>; all are idempotent by their `id`. Agent, queue and site ids are the
+# control-plane ids. Events carry the routing engine's output number in their id (de-duplicated on replay).
+
+
+class RoutingAgentCommand(Command, kw_only=True, frozen=True):
+    service = "routing"
+    agent_id: uuid.UUID
+
+
+class RoutingAgentLogin(RoutingAgentCommand, kw_only=True, frozen=True):
+    """Log in (refused with code no_seats when every purchased seat is in use)."""
+
+    name = "agent_login"
+    away_reason: str | None = None
+
+
+class RoutingAgentLogout(RoutingAgentCommand, kw_only=True, frozen=True):
+    name = "agent_logout"
+    force: bool = False
+
+
+class RoutingSetState(RoutingAgentCommand, kw_only=True, frozen=True):
+    name = "set_state"
+    state: Literal["available", "away"]
+    reason: str | None = None
+
+
+class RoutingAccept(RoutingAgentCommand, kw_only=True, frozen=True):
+    name = "accept"
+    offer_id: str
+
+
+class RoutingReject(RoutingAgentCommand, kw_only=True, frozen=True):
+    name = "reject"
+    offer_id: str
+    away_reason: str | None = None
+
+
+class RoutingWrapUpDone(RoutingAgentCommand, kw_only=True, frozen=True):
+    name = "wrap_up_done"
+    call_id: uuid.UUID | None = None
+
+
+class RoutingAgentStatus(RoutingAgentCommand, kw_only=True, frozen=True):
+    """Query: the agent's state (reply data {"agent_id", "state"})."""
+
+    name = "agent_status"
+
+
+class RoutingEnd(RoutingCommand, kw_only=True, frozen=True):
+    """A connected contact finished (hang-up); its agent goes to wrap-up."""
+
+    name = "end"
+
+
+class RoutingTransfer(RoutingCommand, kw_only=True, frozen=True):
+    name = "transfer_to_queue"
+    queue_id: uuid.UUID
+
+
+class RoutingSetVirtualHold(RoutingCommand, kw_only=True, frozen=True):
+    name = "set_virtual_hold"
+    on: bool
+
+
+class RoutingPosition(RoutingCommand, kw_only=True, frozen=True):
+    """Query: the contact's state, position and expected wait."""
+
+    name = "position"
+
+
+class RoutingQueueStatus(Command, kw_only=True, frozen=True):
+    """Query: waiting, longest wait, agents by state, expected wait of a queue."""
+
+    service = "routing"
+    name = "queue_status"
+    queue_id: uuid.UUID
+
+
+class RoutingSiteCommand(Command, kw_only=True, frozen=True):
+    service = "routing"
+    site_id: uuid.UUID
+
+
+class RoutingDrainSite(RoutingSiteCommand, kw_only=True, frozen=True):
+    name = "drain_site"
+
+
+class RoutingLoseSite(RoutingSiteCommand, kw_only=True, frozen=True):
+    name = "lose_site"
+
+
+class RoutingRestoreSite(RoutingSiteCommand, kw_only=True, frozen=True):
+    name = "restore_site"
+
+
+class AgentStateChanged(Event, kw_only=True, frozen=True):
+    domain = "agent"
+    name = "state_changed"
+    agent_id: str
+    old: str
+    new: str
+    reason: str | None = None
+
+
+class ContactOffered(Event, kw_only=True, frozen=True):
+    domain = "contact"
+    name = "offered"
+    call_id: uuid.UUID
+    queue_id: str
+    agent_id: str
+    offer_id: str
+    expires_at: float
+
+
+class ContactAssigned(Event, kw_only=True, frozen=True):
+    """The agent accepted: bridge the contact's media to the agent."""
+
+    domain = "contact"
+    name = "assigned"
+    call_id: uuid.UUID
+    queue_id: str
+    agent_id: str
+    offer_id: str
+
+
+class ContactRejected(Event, kw_only=True, frozen=True):
+    """An offer ended without an accept (reason rejected, no_answer, withdrawn): stop ringing."""
+
+    domain = "contact"
+    name = "rejected"
+    call_id: uuid.UUID
+    queue_id: str
+    agent_id: str
+    offer_id: str
+    reason: str
+
+
+class ContactRequeued(Event, kw_only=True, frozen=True):
+    domain = "contact"
+    name = "requeued"
+    call_id: uuid.UUID
+    queue_id: str
+    position: int
+    reason: str
+
+
+class ContactAbandoned(Event, kw_only=True, frozen=True):
+    domain = "contact"
+    name = "abandoned"
+    call_id: uuid.UUID
+    queue_id: str
+    waited_s: float
+    reason: str
+    agent_id: str | None = None
+
+
+class ContactOverflowed(Event, kw_only=True, frozen=True):
+    """The contact moved: to another queue (kind overflow or transfer) or to every site (site_spill)."""
+
+    domain = "contact"
+    name = "overflowed"
+    call_id: uuid.UUID
+    kind: Literal["overflow", "transfer", "site_spill"]
+    from_queue_id: str
+    to_queue_id: str
+    reason: str
+
+
+class ContactEnded(Event, kw_only=True, frozen=True):
+    domain = "contact"
+    name = "ended"
+    call_id: uuid.UUID
+    queue_id: str
+    agent_id: str
+    talk_s: float
+
+
+class ContactWrappedUp(Event, kw_only=True, frozen=True):
+    domain = "contact"
+    name = "wrapped_up"
+    call_id: uuid.UUID
+    queue_id: str
+    agent_id: str
+    handle_s: float
+
+
+class RoutingCallbackDue(Event, kw_only=True, frozen=True):
+    """A contact on virtual hold reached the front: call the customer back now."""
+
+    domain = "routing"
+    name = "callback_due"
+    call_id: uuid.UUID
+    queue_id: str
+    expires_at: float
+
+
+class QueueStats(Event, kw_only=True, frozen=True):
+    domain = "queue"
+    name = "stats"
+    queue_id: str
+    waiting: int
+    on_virtual_hold: int = 0
+    longest_wait_s: float
+    agents: dict[str, int] = {}
+    ready: int = 0
+    expected_wait_s: float | None = None
+
+
+__all__ += [
+    "AgentStateChanged",
+    "ContactAbandoned",
+    "ContactAssigned",
+    "ContactEnded",
+    "ContactOffered",
+    "ContactOverflowed",
+    "ContactRejected",
+    "ContactRequeued",
+    "ContactWrappedUp",
+    "QueueStats",
+    "RoutingAccept",
+    "RoutingAgentCommand",
+    "RoutingAgentLogin",
+    "RoutingAgentLogout",
+    "RoutingAgentStatus",
+    "RoutingCallbackDue",
+    "RoutingDrainSite",
+    "RoutingEnd",
+    "RoutingLoseSite",
+    "RoutingPosition",
+    "RoutingQueueStatus",
+    "RoutingReject",
+    "RoutingRestoreSite",
+    "RoutingSetState",
+    "RoutingSetVirtualHold",
+    "RoutingSiteCommand",
+    "RoutingTransfer",
+    "RoutingWrapUpDone",
+]

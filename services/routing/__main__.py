@@ -1,17 +1,39 @@
-"""The routing service process (python -m services.routing)."""
+"""The routing service process (python -m services.routing).
+
+Environment (besides the SB_* settings): SB_ROUTING_PARTITION_COUNT (default 16), SB_ROUTING_PARTITIONS
+("all" by default, or e.g. "0-7"), SB_ROUTING_WORKER_ID (default routing-<host>-<partitions>).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 
 from services.kernel.bus import Bus
 from services.kernel.config import Settings
+from services.kernel.db import create_pool
 from services.kernel.service import run_service
+
+from .worker import RoutingWorker, parse_partitions
 
 
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
-    # Work arrives with its own issue; until then the service joins the bus and reports health.
-    return None
+    count = int(os.environ.get("SB_ROUTING_PARTITION_COUNT", "16"))
+    spec = os.environ.get("SB_ROUTING_PARTITIONS", "all")
+    partitions = parse_partitions(spec, count)
+    worker_id = os.environ.get("SB_ROUTING_WORKER_ID") or f"routing-{socket.gethostname()}-{spec}"
+    pool = await create_pool(settings.database_url)
+    worker = RoutingWorker(bus, pool, worker_id=worker_id, partitions=partitions, partition_count=count)
+    await worker.start()
+
+    async def shutdown() -> None:
+        await stop.wait()
+        await worker.stop()
+        await pool.close()
+
+    # run_service waits for `stop` after this returns; the task cleans up before the bus is drained.
+    asyncio.get_running_loop().create_task(shutdown())
 
 
 if __name__ == "__main__":

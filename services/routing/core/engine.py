@@ -138,6 +138,10 @@ class Engine(Operations):
             out["position"] = pos
             out["expected_wait_s"] = self._ewt(q, c, pos)
             out["virtual_hold"] = c.virtual_hold
+        elif c.state is ContactState.OFFERED and c.offer_id in self.state.offers:
+            # An offered contact's agent is on its offer, not on the contact.
+            out["agent_id"] = self.state.offers[c.offer_id].agent_id
+            out["offer_id"] = c.offer_id
         elif c.agent_id is not None:
             out["agent_id"] = c.agent_id
         return out

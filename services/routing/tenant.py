@@ -1,0 +1,497 @@
+"""One tenant's routing engine in this worker: its own bounded input queue and task, the clock, the
+journal before every applied input, outputs published in order, snapshots and recovery.
+
+Calls into the engine are sequential (one task); tenants are independent, so one tenant's flood only
+fills its own queue (beyond `max_pending` its commands are refused with code `busy`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+from nats.aio.msg import Msg
+
+from services.kernel import events as ev
+from services.kernel.bus import Bus
+from services.kernel.db import tenant_tx
+from services.kernel.ids import new_id
+from services.kernel.log import get_logger
+from services.kernel.messages import Command, Reply, encode
+
+from . import core, seats
+from .journal import Entry, Journal
+from .tenant_config import LoadedConfig, load_tenant_config
+from .translate import QUERIES, assigned_for, decode_command, event_for
+
+__all__ = ["TenantRunner"]
+
+STATS_INTERVAL_S = 1.0
+MAX_BATCH = 256
+
+
+class TenantRunner:
+    def __init__(
+        self,
+        tenant_id: uuid.UUID,
+        bus: Bus,
+        journal: Journal,
+        pool: asyncpg.Pool,
+        *,
+        max_pending: int = 10_000,
+        snapshot_every: int = 2_000,
+        snapshot_interval_s: float = 30.0,
+    ) -> None:
+        self.tenant_id = tenant_id
+        self.bus = bus
+        self.journal = journal
+        self.pool = pool
+        self.max_pending = max_pending
+        self.snapshot_every = snapshot_every
+        self.snapshot_interval_s = snapshot_interval_s
+        self.engine: core.Engine | None = None
+        self.loaded = LoadedConfig(config=core.TenantConfig())
+        self.journal_seq = 0
+        self.unsnapshotted = 0
+        self.log = get_logger().bind(tenant_id=str(tenant_id))
+        self._inbox: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._pending = 0
+        self._timer: asyncio.TimerHandle | None = None
+        self._tick_queued = False
+        self._dirty_queues: set[str] = set()
+        self._logged_out: set[str] = set()  # agents the engine logged out whose seat is not released yet
+        self._tasks: list[asyncio.Task[None]] = []
+        self.ready = asyncio.Event()
+
+    # -- life -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks.append(asyncio.create_task(self._run()))
+        self._tasks.append(asyncio.create_task(self._periodic()))
+
+    async def stop(self) -> None:
+        if self._timer:
+            self._timer.cancel()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def submit(self, msg: Msg, name: str) -> bool:
+        """Queue a bus command; False when this tenant already has `max_pending` waiting."""
+        if self._pending >= self.max_pending:
+            return False
+        self._pending += 1
+        self._inbox.put_nowait(("msg", (msg, name)))
+        return True
+
+    def reload_config(self) -> None:
+        self._inbox.put_nowait(("config", None))
+
+    # -- the tenant's task ----------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        await self._recover_until_done()
+        self.ready.set()
+        carry: tuple[str, Any] | None = None
+        while True:
+            kind, payload = carry if carry is not None else await self._inbox.get()
+            carry = None
+            try:
+                if kind == "msg":
+                    # Commands waiting together are journaled together (one round of acks), then applied
+                    # in order, then their outputs published and their replies sent.
+                    batch = [payload]
+                    while len(batch) < MAX_BATCH and not self._inbox.empty():
+                        item = self._inbox.get_nowait()
+                        if item[0] != "msg":
+                            carry = item
+                            break
+                        batch.append(item[1])
+                    self._pending -= len(batch)
+                    payload = batch
+                    await self._on_commands(batch)
+                elif kind == "tick":
+                    self._tick_queued = False
+                    await self._on_tick()
+                elif kind == "config":
+                    await self._reload()
+                elif kind == "snapshot":
+                    await self._snapshot()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # A half-applied call must not be built upon: rebuild from snapshot + journal.
+                self.log.exception("routing_input_failed", error=str(exc))
+                if kind == "msg":
+                    failed = Reply(ok=False, code="internal", error="routing failed; retry")
+                    await asyncio.gather(*(_reply(m, failed) for m, _ in payload))
+                await self._recover_until_done()
+            self._arm()
+
+    async def _periodic(self) -> None:
+        last_snapshot = time.monotonic()
+        while True:
+            await asyncio.sleep(STATS_INTERVAL_S)
+            if self.engine is None:
+                continue
+            if self._dirty_queues:
+                dirty, self._dirty_queues = self._dirty_queues, set()
+                await self._publish_stats(sorted(dirty))
+            if self.unsnapshotted and time.monotonic() - last_snapshot >= self.snapshot_interval_s:
+                last_snapshot = time.monotonic()
+                self._inbox.put_nowait(("snapshot", None))
+
+    async def _recover_until_done(self) -> None:
+        # Commands wait in the inbox meanwhile; nothing is answered from a half-recovered engine.
+        delay = 0.2
+        while True:
+            try:
+                await self._recover()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.engine = None
+                self.log.exception("routing_recovery_failed", error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _recover(self) -> None:
+        started = time.monotonic()
+        snap = await self.journal.load_snapshot(self.tenant_id)
+        if snap is not None:
+            self.journal_seq, data = snap
+            engine = core.Engine.restore(data)
+        else:
+            self.journal_seq, engine = 0, core.Engine()
+        replayed = 0
+        async for seq, entry in self.journal.replay(self.tenant_id, self.journal_seq):
+            if entry.cmd is not None:
+                outputs = engine.handle(entry.cmd, entry.now).outputs
+            else:
+                outputs = engine.handle_timer(entry.now)
+            # Republished with the same ids: JetStream drops what was already stored.
+            await self._publish(outputs)
+            self.journal_seq = seq
+            replayed += 1
+        self.engine = engine
+        self.unsnapshotted = replayed
+        self._logged_out.clear()
+        await self._reconcile_sessions()
+        await self._reload()
+        self._arm()
+        self.log.info(
+            "routing_tenant_recovered",
+            replayed=replayed,
+            from_snapshot=snap is not None,
+            ms=round((time.monotonic() - started) * 1000, 1),
+        )
+
+    async def _reconcile_sessions(self) -> None:
+        """After recovery the engine is the truth: a session row whose agent the engine does not have
+        logged in (a crash between the database and the journal) gives its seat back."""
+        assert self.engine is not None
+        logged_in = set(self.engine.state.agents)
+        async with tenant_tx(self.pool, self.tenant_id) as conn:
+            rows = await conn.fetch("SELECT agent_id FROM agent_sessions")
+        for row in rows:
+            if str(row["agent_id"]) not in logged_in:
+                await seats.end_session(self.pool, self.tenant_id, row["agent_id"])
+
+    # -- inputs -----------------------------------------------------------------------------------------
+
+    async def _apply(self, cmd: core.commands.Command) -> core.Result:
+        assert self.engine is not None
+        now = time.time()
+        self.journal_seq = await self.journal.append(self.tenant_id, Entry(now=now, cmd=cmd))  # type: ignore[arg-type]
+        result = self.engine.handle(cmd, now)  # type: ignore[arg-type]
+        await self._publish(result.outputs)
+        await self._after_input()
+        return result
+
+    async def _on_tick(self) -> None:
+        assert self.engine is not None
+        now = time.time()
+        due = self.engine.next_timer()
+        if due is None or due > now:
+            return
+        self.journal_seq = await self.journal.append(self.tenant_id, Entry(now=now))
+        await self._publish(self.engine.handle_timer(now))
+        await self._after_input()
+
+    async def _after_input(self) -> None:
+        # Seats of agents the engine logged out by itself (lost site, forced logout) go back at once.
+        while self._logged_out:
+            agent = self._logged_out.pop()
+            await seats.end_session(self.pool, self.tenant_id, uuid.UUID(agent))
+        self.unsnapshotted += 1
+        if self.unsnapshotted >= self.snapshot_every:
+            await self._snapshot()
+
+    async def _snapshot(self) -> None:
+        if self.engine is None or not self.unsnapshotted:
+            return
+        await self.journal.save_snapshot(self.tenant_id, self.journal_seq, self.engine.snapshot())
+        self.unsnapshotted = 0
+
+    async def _reload(self) -> None:
+        assert self.engine is not None
+        loaded = await load_tenant_config(self.pool, self.tenant_id)
+        self.loaded = loaded
+        if self.engine.state.config == loaded.config:
+            return
+        result = await self._apply(core.Configure(id=f"config-{new_id()}", config=loaded.config))
+        if not result.ok:
+            self.log.error("routing_config_refused", reason=result.reply.reason)
+
+    def _arm(self) -> None:
+        """Keep exactly one loop timer armed for the engine's next timer."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.engine is None:
+            return
+        due = self.engine.next_timer()
+        if due is None:
+            return
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(loop.time() + max(0.0, due - time.time()), self._queue_tick)
+
+    def _queue_tick(self) -> None:
+        self._timer = None
+        if not self._tick_queued:
+            self._tick_queued = True
+            self._inbox.put_nowait(("tick", None))
+
+    # -- outputs ----------------------------------------------------------------------------------------
+
+    async def _publish(self, outputs: list[core.Output]) -> None:
+        pending = []
+        for out in outputs:
+            queue_id = getattr(out, "queue_id", None)
+            if queue_id:
+                self._dirty_queues.add(queue_id)
+            if isinstance(out, core.AgentStateChanged) and out.new == core.AgentState.LOGGED_OUT.value:
+                self._logged_out.add(out.agent_id)
+            event = event_for(self.tenant_id, out)
+            if event is not None:
+                pending.append(asyncio.ensure_future(self.bus.publish(event)))
+            if isinstance(out, core.ContactAccepted):
+                pending.append(asyncio.ensure_future(self.bus.publish(assigned_for(self.tenant_id, out))))
+        if pending:
+            # Sent in order on one connection, so JetStream stores them in order; awaited together.
+            await asyncio.gather(*pending)
+
+    async def _publish_stats(self, queue_ids: list[str]) -> None:
+        assert self.engine is not None
+        for qid in queue_ids:
+            status = self.engine.queue_status(qid)
+            if status is None:
+                continue
+            await self.bus.publish(
+                ev.QueueStats(
+                    tenant_id=self.tenant_id,
+                    queue_id=qid,
+                    waiting=status["waiting"],
+                    on_virtual_hold=status["on_virtual_hold"],
+                    longest_wait_s=status["longest_wait_s"],
+                    agents=status["agents"],
+                    ready=status["ready"],
+                    expected_wait_s=status["expected_wait_s"],
+                )
+            )
+
+    # -- commands ---------------------------------------------------------------------------------------
+
+    async def _on_commands(self, batch: list[tuple[Msg, str]]) -> None:
+        simple: list[tuple[Msg, Command, core.commands.Command]] = []
+        for msg, name in batch:
+            try:
+                command = decode_command(name, msg.data)
+            except ValueError as exc:
+                await _reply(msg, Reply(ok=False, code="bad_request", error=str(exc)))
+                continue
+            if command.tenant_id != self.tenant_id:
+                error = "tenant_id does not match the subject"
+                await _reply(msg, Reply(ok=False, code="bad_request", error=error))
+                continue
+            if not self.loaded.exists:
+                await _reply(msg, Reply(ok=False, code="unknown_tenant", error="this tenant does not exist"))
+                continue
+            if name in QUERIES or isinstance(command, (ev.RoutingAgentLogin, ev.RoutingCallback)):
+                # These read the state the commands before them leave, or go to the database first.
+                await self._flush(simple)
+                simple = []
+                await self._on_single(msg, name, command)
+                continue
+            cmd = self._to_core(command)
+            if isinstance(cmd, Reply):
+                await _reply(msg, cmd)
+                continue
+            simple.append((msg, command, cmd))
+        await self._flush(simple)
+
+    async def _flush(self, items: list[tuple[Msg, Command, core.commands.Command]]) -> None:
+        if not items:
+            return
+        assert self.engine is not None
+        now = time.time()
+        seqs = await asyncio.gather(
+            *(self.journal.append(self.tenant_id, Entry(now=now, cmd=cmd)) for _, _, cmd in items)  # type: ignore[arg-type]
+        )
+        self.journal_seq = max(seqs)
+        results = [self.engine.handle(cmd, now) for _, _, cmd in items]  # type: ignore[arg-type]
+        await self._publish([out for r in results for out in r.outputs])
+        self.unsnapshotted += len(items) - 1
+        await self._after_input()
+        for (_, command, _), result in zip(items, results, strict=True):
+            if isinstance(command, ev.RoutingAgentLogout) and (result.ok or result.code == "not_logged_in"):
+                await seats.end_session(self.pool, self.tenant_id, command.agent_id)
+        await asyncio.gather(
+            *(_reply(msg, _bus_reply(r.reply)) for (msg, _, _), r in zip(items, results, strict=True))
+        )
+
+    async def _on_single(self, msg: Msg, name: str, command: Command) -> None:
+        if name in QUERIES:
+            await _reply(msg, self._query(command))
+            return
+        if isinstance(command, ev.RoutingAgentLogin):
+            await _reply(msg, await self._login(command))
+            return
+        cmd = self._to_core(command)
+        if isinstance(cmd, Reply):
+            await _reply(msg, cmd)
+            return
+        result = await self._apply(cmd)
+        await _reply(msg, _bus_reply(result.reply))
+
+    async def _login(self, command: ev.RoutingAgentLogin) -> Reply:
+        assert self.engine is not None
+        agent = str(command.agent_id)
+        seat = await seats.start_session(self.pool, self.tenant_id, command.agent_id)
+        if not seat.ok:
+            return Reply(ok=False, code=seat.code, error=seat.reason)
+        result = await self._apply(
+            core.AgentLogin(id=str(command.id), agent_id=agent, away_reason=command.away_reason)
+        )
+        logged_in = self.engine.agent_state(agent) is not core.AgentState.LOGGED_OUT
+        if not result.ok and not logged_in and seat.new_session:
+            # The engine refused (unknown reason code, site lost...): give the seat back.
+            await seats.end_session(self.pool, self.tenant_id, command.agent_id)
+        return _bus_reply(result.reply)
+
+    def _query(self, command: Command) -> Reply:
+        assert self.engine is not None
+        if isinstance(command, ev.RoutingPosition):
+            where = self.engine.position(str(command.call_id))
+            if where is None:
+                return Reply(
+                    ok=False, code="unknown_contact", error=f"contact {command.call_id} is not in routing"
+                )
+            return Reply(ok=True, data=where)
+        if isinstance(command, ev.RoutingQueueStatus):
+            status = self.engine.queue_status(str(command.queue_id))
+            if status is None:
+                return Reply(ok=False, code="unknown_queue", error=f"queue {command.queue_id} does not exist")
+            return Reply(ok=True, data=status)
+        assert isinstance(command, ev.RoutingAgentStatus)
+        state = self.engine.agent_state(str(command.agent_id))
+        return Reply(ok=True, data={"agent_id": str(command.agent_id), "state": state.value})
+
+    def _queue_id(self, name: str, queue_id: uuid.UUID | None) -> str | Reply:
+        if queue_id is not None:
+            return str(queue_id)
+        found = self.loaded.queue_ids_by_name.get(name)
+        if found is None:
+            return Reply(ok=False, code="unknown_queue", error=f"queue {name!r} does not exist")
+        return found
+
+    def _to_core(self, c: Command) -> core.commands.Command | Reply:
+        """The core command for a bus command (its id becomes the core command's id)."""
+        assert self.engine is not None
+        cid = str(c.id)
+        match c:
+            case ev.RoutingEnqueue() | ev.RoutingTask():
+                qid = self._queue_id(c.queue, c.queue_id)
+                if isinstance(qid, Reply):
+                    return qid
+                attributes = dict(c.attributes)
+                if isinstance(c, ev.RoutingTask):
+                    attributes.update(kind=c.kind, file=c.file)
+                    priority, skills, preferred = None, {}, None
+                else:
+                    priority, skills, preferred = c.priority, dict(c.skills), c.preferred_agent_id
+                if priority is None:
+                    priority = self.loaded.default_priority.get(qid, core.model.DEFAULT_PRIORITY)
+                if not 1 <= priority <= 99:
+                    return Reply(ok=False, code="bad_request", error="priority must be 1-99")
+                requires = {
+                    k.removeprefix("requires."): v for k, v in attributes.items() if k.startswith("requires.")
+                }
+                return core.Enqueue(
+                    id=cid,
+                    contact_id=str(c.call_id),
+                    queue_id=qid,
+                    priority=priority,
+                    attributes=attributes,
+                    requires=requires,
+                    skills=skills,
+                    preferred_agent_id=preferred,
+                )
+            case ev.RoutingCallback():
+                if self.engine.position(str(c.call_id)) is not None:
+                    return core.SetVirtualHold(id=cid, contact_id=str(c.call_id), on=True)
+                qid = self._queue_id(c.queue, c.queue_id)
+                if isinstance(qid, Reply):
+                    return qid
+                return core.Enqueue(
+                    id=cid,
+                    contact_id=str(c.call_id),
+                    queue_id=qid,
+                    priority=self.loaded.default_priority.get(qid, core.model.DEFAULT_PRIORITY),
+                    attributes={**c.attributes, "callback_number": c.number},
+                    virtual_hold=True,
+                )
+            case ev.RoutingCancel():
+                return core.Cancel(id=cid, contact_id=str(c.call_id), reason=c.reason)
+            case ev.RoutingEnd():
+                return core.EndContact(id=cid, contact_id=str(c.call_id))
+            case ev.RoutingTransfer():
+                return core.TransferToQueue(id=cid, contact_id=str(c.call_id), queue_id=str(c.queue_id))
+            case ev.RoutingSetVirtualHold():
+                return core.SetVirtualHold(id=cid, contact_id=str(c.call_id), on=c.on)
+            case ev.RoutingAgentLogout():
+                return core.AgentLogout(id=cid, agent_id=str(c.agent_id), force=c.force)
+            case ev.RoutingSetState():
+                return core.SetState(id=cid, agent_id=str(c.agent_id), state=c.state, reason=c.reason)
+            case ev.RoutingAccept():
+                return core.Accept(id=cid, agent_id=str(c.agent_id), offer_id=c.offer_id)
+            case ev.RoutingReject():
+                return core.Reject(
+                    id=cid, agent_id=str(c.agent_id), offer_id=c.offer_id, away_reason=c.away_reason
+                )
+            case ev.RoutingWrapUpDone():
+                contact = str(c.call_id) if c.call_id else None
+                return core.WrapUpDone(id=cid, agent_id=str(c.agent_id), contact_id=contact)
+            case ev.RoutingDrainSite():
+                return core.DrainSite(id=cid, site_id=str(c.site_id))
+            case ev.RoutingLoseSite():
+                return core.LoseSite(id=cid, site_id=str(c.site_id))
+            case ev.RoutingRestoreSite():
+                return core.RestoreSite(id=cid, site_id=str(c.site_id))
+        return Reply(ok=False, code="bad_request", error=f"{type(c).__name__} is not handled by routing")
+
+
+def _bus_reply(reply: core.Reply) -> Reply:
+    return Reply(ok=reply.ok, code=reply.code, error=reply.reason, data=dict(reply.data))
+
+
+async def _reply(msg: Msg, reply: Reply) -> None:
+    if msg.reply:
+        try:
+            await msg.respond(encode(reply))
+        except Exception as exc:  # the requester may be gone; nothing else to do
+            get_logger().warning("routing_reply_failed", error=str(exc))

@@ -1,0 +1,190 @@
+"""Bus <-> core: decode routing commands into the core's commands, and the core's outputs into bus events.
+
+An event's id is derived from (tenant, output seq), so the same output published again after a recovery
+carries the same Nats-Msg-Id and JetStream stores it once.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+
+from services.kernel import events as ev
+from services.kernel.messages import Command, Event
+
+from . import core
+
+__all__ = ["BUS_COMMANDS", "QUERIES", "event_for", "event_id"]
+
+# Command name (last subject token) -> the bus struct it decodes to.
+BUS_COMMANDS: dict[str, type[Command]] = {
+    cls.name: cls
+    for cls in (
+        ev.RoutingEnqueue,
+        ev.RoutingCancel,
+        ev.RoutingCallback,
+        ev.RoutingTask,
+        ev.RoutingAgentLogin,
+        ev.RoutingAgentLogout,
+        ev.RoutingSetState,
+        ev.RoutingAccept,
+        ev.RoutingReject,
+        ev.RoutingWrapUpDone,
+        ev.RoutingAgentStatus,
+        ev.RoutingEnd,
+        ev.RoutingTransfer,
+        ev.RoutingSetVirtualHold,
+        ev.RoutingPosition,
+        ev.RoutingQueueStatus,
+        ev.RoutingDrainSite,
+        ev.RoutingLoseSite,
+        ev.RoutingRestoreSite,
+    )
+}
+QUERIES = frozenset({"position", "queue_status", "agent_status"})
+
+_NAMESPACE = uuid.UUID("6f1c7a52-1d0e-4c55-9a8e-2b7f0d9e4a31")
+
+
+def event_id(tenant_id: uuid.UUID, seq: int) -> uuid.UUID:
+    return uuid.uuid5(_NAMESPACE, f"{tenant_id}/{seq}")
+
+
+def _call(contact_id: str) -> uuid.UUID:
+    return uuid.UUID(contact_id)
+
+
+def event_for(tenant_id: uuid.UUID, out: core.Output) -> Event | None:
+    """The bus event for one core output (None for outputs kept inside routing)."""
+    base = {"tenant_id": tenant_id, "id": event_id(tenant_id, out.seq), "ts": out.at}
+    match out:
+        case core.AgentStateChanged():
+            return ev.AgentStateChanged(
+                **base, agent_id=out.agent_id, old=out.old, new=out.new, reason=out.reason
+            )
+        case core.ContactQueued():
+            return ev.ContactQueued(
+                **base,
+                call_id=_call(out.contact_id),
+                queue=out.queue_id,
+                position=out.position,
+                expected_wait_s=out.expected_wait_s,
+            )
+        case core.ContactOffered():
+            return ev.ContactOffered(
+                **base,
+                call_id=_call(out.contact_id),
+                queue_id=out.queue_id,
+                agent_id=out.agent_id,
+                offer_id=out.offer_id,
+                expires_at=out.expires_at,
+            )
+        case core.ContactAccepted():
+            return ev.ContactAccepted(**base, call_id=_call(out.contact_id), agent_id=out.agent_id)
+        case core.ContactRejected():
+            return ev.ContactRejected(
+                **base,
+                call_id=_call(out.contact_id),
+                queue_id=out.queue_id,
+                agent_id=out.agent_id,
+                offer_id=out.offer_id,
+                reason=out.reason,
+            )
+        case core.ContactRequeued():
+            return ev.ContactRequeued(
+                **base,
+                call_id=_call(out.contact_id),
+                queue_id=out.queue_id,
+                position=out.position,
+                reason=out.reason,
+            )
+        case core.ContactAbandoned():
+            return ev.ContactAbandoned(
+                **base,
+                call_id=_call(out.contact_id),
+                queue_id=out.queue_id,
+                waited_s=out.waited_s,
+                reason=out.reason,
+                agent_id=out.agent_id,
+            )
+        case core.ContactOverflowed():
+            return ev.ContactOverflowed(
+                **base,
+                call_id=_call(out.contact_id),
+                kind="overflow",
+                from_queue_id=out.from_queue_id,
+                to_queue_id=out.to_queue_id,
+                reason=out.reason,
+            )
+        case core.ContactTransferred():
+            return ev.ContactOverflowed(
+                **base,
+                call_id=_call(out.contact_id),
+                kind="transfer",
+                from_queue_id=out.from_queue_id,
+                to_queue_id=out.to_queue_id,
+                reason="transferred",
+            )
+        case core.ContactSiteSpilled():
+            return ev.ContactOverflowed(
+                **base,
+                call_id=_call(out.contact_id),
+                kind="site_spill",
+                from_queue_id=out.queue_id,
+                to_queue_id=out.queue_id,
+                reason=out.reason,
+            )
+        case core.ContactEnded():
+            return ev.ContactEnded(
+                **base,
+                call_id=_call(out.contact_id),
+                queue_id=out.queue_id,
+                agent_id=out.agent_id,
+                talk_s=out.talk_s,
+            )
+        case core.ContactWrappedUp():
+            return ev.ContactWrappedUp(
+                **base,
+                call_id=_call(out.contact_id),
+                queue_id=out.queue_id,
+                agent_id=out.agent_id,
+                handle_s=out.handle_s,
+            )
+        case core.PositionChanged():
+            return ev.ContactPositionChanged(
+                **base,
+                call_id=_call(out.contact_id),
+                position=out.position,
+                expected_wait_s=out.expected_wait_s,
+            )
+        case core.CallbackDue():
+            return ev.RoutingCallbackDue(
+                **base, call_id=_call(out.contact_id), queue_id=out.queue_id, expires_at=out.expires_at
+            )
+    return None
+
+
+def assigned_for(tenant_id: uuid.UUID, out: core.ContactAccepted) -> Event:
+    """contact.assigned goes with contact.accepted (bridge the media); its id is derived from the same seq."""
+    return ev.ContactAssigned(
+        tenant_id=tenant_id,
+        id=uuid.uuid5(_NAMESPACE, f"{tenant_id}/{out.seq}/assigned"),
+        ts=out.at,
+        call_id=_call(out.contact_id),
+        queue_id=out.queue_id,
+        agent_id=out.agent_id,
+        offer_id=out.offer_id,
+    )
+
+
+def decode_command(name: str, data: bytes) -> Command:
+    """Decode a bus command; raises ValueError with a readable message for bad input."""
+    kind = BUS_COMMANDS.get(name)
+    if kind is None:
+        known = ", ".join(sorted(BUS_COMMANDS))
+        raise ValueError(f"unknown routing command {name!r}; known: {known}")
+    try:
+        return msgspec.json.decode(data, type=kind)
+    except msgspec.DecodeError as exc:
+        raise ValueError(f"malformed {name} command: {exc}") from None

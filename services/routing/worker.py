@@ -1,0 +1,211 @@
+"""The routing worker: which tenants it owns (partitions), the bus subscriptions, one TenantRunner each.
+
+Partitioning: a tenant belongs to partition crc32(tenant uuid bytes) mod N (`SB_ROUTING_PARTITION_COUNT`).
+A worker is configured with the partitions it serves (`SB_ROUTING_PARTITIONS`, e.g. "0-7" or "all") and
+owns a partition only while it holds its lock: the key `n<N>.p<k>` in the JetStream KV bucket
+`sb_routing_owners` (TTL `LOCK_TTL_S`), refreshed every `LOCK_REFRESH_S` with a compare-and-set on the
+revision. Every worker subscribes to sb.*.cmd.routing.> and answers only commands of tenants in
+partitions it owns, so each tenant's engine lives in exactly one worker. A standby configured with the same
+partitions waits for the lock; when the owner dies the key expires and the standby takes it, recovers
+those tenants from SB_ROUTING (snapshot + journal) and answers from then on. A worker restarted under the
+same `SB_ROUTING_WORKER_ID` takes its own lock back at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+import zlib
+from typing import Any
+
+import asyncpg
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import KeyValueConfig
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from services.kernel.bus import Bus
+from services.kernel.log import get_logger
+from services.kernel.messages import Reply, encode
+from services.kernel.subjects import tenant_of
+
+from .journal import Journal
+from .tenant import TenantRunner
+
+__all__ = ["RoutingWorker", "parse_partitions", "partition_of"]
+
+OWNERS_BUCKET = "sb_routing_owners"
+LOCK_TTL_S = 3.0
+LOCK_REFRESH_S = 1.0
+
+
+def partition_of(tenant_id: uuid.UUID, count: int) -> int:
+    return zlib.crc32(tenant_id.bytes) % count
+
+
+def parse_partitions(spec: str, count: int) -> list[int]:
+    """ "all", "3", "0-7" or "0,2,5-6" -> sorted partition numbers; ValueError when out of range."""
+    spec = spec.strip()
+    if spec in ("", "all"):
+        return list(range(count))
+    out: set[int] = set()
+    for part in spec.split(","):
+        lo, _, hi = part.strip().partition("-")
+        first, last = int(lo), int(hi or lo)
+        if not 0 <= first <= last < count:
+            raise ValueError(f"partition range {part!r} is outside 0-{count - 1}")
+        out.update(range(first, last + 1))
+    return sorted(out)
+
+
+class RoutingWorker:
+    def __init__(
+        self,
+        bus: Bus,
+        pool: asyncpg.Pool,
+        *,
+        worker_id: str,
+        partitions: list[int],
+        partition_count: int,
+        runner_options: dict[str, Any] | None = None,
+    ) -> None:
+        self.bus = bus
+        self.pool = pool
+        self.worker_id = worker_id
+        self.partitions = partitions
+        self.partition_count = partition_count
+        self.runner_options = runner_options or {}
+        self.journal = Journal(bus.js)
+        self.owned: dict[int, int] = {}  # partition -> KV revision of our lock
+        self.runners: dict[uuid.UUID, TenantRunner] = {}
+        self.log = get_logger()
+        self._kv: KeyValue | None = None
+        self._subs: list[Subscription] = []
+        self._locks_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.journal.ensure()
+        try:
+            self._kv = await self.bus.js.key_value(OWNERS_BUCKET)
+        except BucketNotFoundError:
+            self._kv = await self.bus.js.create_key_value(
+                KeyValueConfig(bucket=OWNERS_BUCKET, ttl=LOCK_TTL_S, history=1)
+            )
+        nc = self.bus.nc
+        self._subs.append(await nc.subscribe("sb.*.cmd.routing.>", cb=self._on_command))
+        self._subs.append(await nc.subscribe("sb.*.evt.config.changed", cb=self._on_config))
+        self._subs.append(await nc.subscribe("sb.*.evt.seats.changed", cb=self._on_config))
+        await self._claim_all()
+        self._locks_task = asyncio.create_task(self._keep_locks())
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            await sub.unsubscribe()
+        if self._locks_task:
+            self._locks_task.cancel()
+            await asyncio.gather(self._locks_task, return_exceptions=True)
+        for runner in self.runners.values():
+            await runner.stop()
+        # Hand the partitions over at once instead of letting the locks expire.
+        kv = self._kv
+        assert kv is not None
+        owned, self.owned = self.owned, {}
+        await asyncio.gather(
+            *(kv.delete(self._lock_key(p), last=rev) for p, rev in owned.items()), return_exceptions=True
+        )
+
+    # -- ownership ------------------------------------------------------------------------------------
+
+    def _lock_key(self, p: int) -> str:
+        # The partition count is part of the key: workers configured with another count never collide.
+        return f"n{self.partition_count}.p{p}"
+
+    async def _claim(self, p: int) -> bool:
+        assert self._kv is not None
+        key, me = self._lock_key(p), self.worker_id.encode()
+        try:
+            rev = await self._kv.create(key, me)
+        except KeyWrongLastSequenceError:
+            try:
+                entry = await self._kv.get(key)
+            except KeyNotFoundError:
+                return False
+            if entry.value != me:
+                return False
+            try:
+                rev = await self._kv.update(key, me, last=entry.revision)
+            except KeyWrongLastSequenceError:
+                return False
+        self.owned[p] = rev
+        self.log.info("routing_partition_owned", partition=p, worker=self.worker_id)
+        return True
+
+    async def _claim_all(self) -> None:
+        newly = [p for p in self.partitions if p not in self.owned and await self._claim(p)]
+        if newly:
+            await self._recover_partitions(set(newly))
+
+    async def _recover_partitions(self, parts: set[int]) -> None:
+        tenants = [t for t in await self.journal.tenants() if partition_of(t, self.partition_count) in parts]
+        for tenant_id in tenants:
+            self._runner(tenant_id)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(self.runners[t].ready.wait() for t in tenants)), 10.0)
+        except TimeoutError:
+            # The runners keep retrying by themselves; their commands wait in their inboxes meanwhile.
+            self.log.warning("routing_recovery_slow", partitions=sorted(parts))
+
+    async def _keep_locks(self) -> None:
+        assert self._kv is not None
+        while True:
+            await asyncio.sleep(LOCK_REFRESH_S)
+            for p, rev in list(self.owned.items()):
+                try:
+                    self.owned[p] = await self._kv.update(
+                        self._lock_key(p), self.worker_id.encode(), last=rev
+                    )
+                except KeyWrongLastSequenceError:
+                    await self._lose(p)
+                except Exception as exc:  # the bus reconnects by itself; the lock may still be ours
+                    self.log.warning("routing_lock_refresh_failed", partition=p, error=str(exc))
+            try:
+                await self._claim_all()
+            except Exception as exc:
+                self.log.warning("routing_claim_failed", error=str(exc))
+
+    async def _lose(self, p: int) -> None:
+        self.owned.pop(p, None)
+        self.log.warning("routing_partition_lost", partition=p, worker=self.worker_id)
+        for tenant_id in [t for t in self.runners if partition_of(t, self.partition_count) == p]:
+            await self.runners.pop(tenant_id).stop()
+
+    # -- bus ------------------------------------------------------------------------------------------
+
+    def _runner(self, tenant_id: uuid.UUID) -> TenantRunner:
+        runner = self.runners.get(tenant_id)
+        if runner is None:
+            runner = TenantRunner(tenant_id, self.bus, self.journal, self.pool, **self.runner_options)
+            self.runners[tenant_id] = runner
+            runner.start()
+        return runner
+
+    def _owns(self, tenant_id: uuid.UUID) -> bool:
+        return partition_of(tenant_id, self.partition_count) in self.owned
+
+    async def _on_command(self, msg: Msg) -> None:
+        tenant_id = tenant_of(msg.subject)
+        if tenant_id is None or not self._owns(tenant_id):
+            return  # another worker's tenant (or a malformed subject nobody can serve)
+        name = msg.subject.rsplit(".", 1)[1]
+        if not self._runner(tenant_id).submit(msg, name):
+            reply = Reply(
+                ok=False, code="busy", error="too many routing commands pending for this tenant; retry"
+            )
+            if msg.reply:
+                await msg.respond(encode(reply))
+
+    async def _on_config(self, msg: Msg) -> None:
+        tenant_id = tenant_of(msg.subject)
+        if tenant_id is not None and self._owns(tenant_id):
+            self._runner(tenant_id).reload_config()
