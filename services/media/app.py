@@ -24,8 +24,9 @@ from services.kernel.log import get_logger
 from services.kernel.messages import Reply, decode, encode
 from services.kernel.subjects import tenant_of
 from services.media.call import CallState
-from services.media.edge import EdgeConfig, Leg, SipEdge
-from services.media.prompts import PromptError, PromptStore
+from services.media.edge import SipEdge
+from services.media.leg import EdgeConfig, Leg
+from services.media.prompts import APOLOGY, PromptError, PromptStore
 from services.media.store import Store
 
 __all__ = ["MediaService", "edge_config", "main"]
@@ -66,7 +67,7 @@ def _env_float(name: str, default: float) -> float:
 
 def edge_config(settings: Settings) -> EdgeConfig:
     """Media settings: the kernel's bind host and SIP port, plus SB_RTP_PORT_MIN/MAX, SB_MEDIA_MAX_CALLS,
-    SB_SIP_RATE / SB_SIP_BURST / SB_SIP_BAN_AFTER / SB_SIP_BAN_SECONDS and SB_SIP_REALM."""
+    SB_MEDIA_MAX_SETUP, SB_MEDIA_MAX_LAG_MS, SB_MEDIA_MAX_CPU, SB_SIP_RATE / SB_SIP_BURST / SB_SIP_BAN_AFTER / SB_SIP_BAN_SECONDS and SB_SIP_REALM."""
     secret = hashlib.sha256(f"sip-digest|{settings.token_secret or os.urandom(16).hex()}".encode()).digest()
     return EdgeConfig(
         host=settings.bind_host,
@@ -74,6 +75,9 @@ def edge_config(settings: Settings) -> EdgeConfig:
         rtp_low=_env_int("SB_RTP_PORT_MIN", 20000),
         rtp_high=_env_int("SB_RTP_PORT_MAX", 30000),
         max_calls=_env_int("SB_MEDIA_MAX_CALLS", 1000),
+        max_setup=_env_int("SB_MEDIA_MAX_SETUP", 200),
+        max_lag=_env_float("SB_MEDIA_MAX_LAG_MS", 250.0) / 1000.0,
+        max_cpu=_env_float("SB_MEDIA_MAX_CPU", 0.95),
         rate=_env_float("SB_SIP_RATE", 50.0),
         burst=_env_float("SB_SIP_BURST", 100.0),
         ban_after=_env_int("SB_SIP_BAN_AFTER", 50),
@@ -97,7 +101,18 @@ class MediaService:
         self._subs = [
             await nc.subscribe("sb.*.cmd.media.originate", queue="media", cb=self._on_originate),
             await nc.subscribe("sb.*.cmd.media.*", cb=self._on_call_command),
+            # Cached number routes are dropped when the API changes a tenant's numbers.
+            await nc.subscribe("sb.*.evt.config.changed", cb=self._on_config_changed),
         ]
+
+    async def _on_config_changed(self, msg: Msg) -> None:
+        try:
+            change = decode(msg.data, ev.ConfigChanged)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            log.warning("bad_config_changed", subject=msg.subject)
+            return
+        if change.kind == "number":
+            self.edge.store.invalidate(change.tenant_id)
 
     async def stop(self) -> None:
         for sub in self._subs:
@@ -241,9 +256,12 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     await edge.start()
     service = MediaService(edge, bus)
     await service.start()
+    # The apology is rendered once (espeak-ng, cached on disk) before the first caller needs it.
+    warmup = asyncio.get_running_loop().create_task(prompts.warm([APOLOGY]))
 
     async def shutdown() -> None:
         await stop.wait()
+        warmup.cancel()
         await service.stop()
         await edge.stop()
         await pool.close()

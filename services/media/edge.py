@@ -8,22 +8,22 @@ catches everything: no input, however broken, may raise out of the transport or 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 
 from services.kernel.events import CallArrived
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
-from services.media import sip
+from services.media import outbound, sip
+from services.media.admission import AdmissionController
 from services.media.call import Call, CallState
+from services.media.leg import ALLOW, EdgeConfig, Leg
 from services.media.prompts import APOLOGY, PromptError, PromptStore
 from services.media.ratelimit import SourceLimiter
 from services.media.rtp.g711 import G711
 from services.media.rtp_session import MediaClock, PortPool, RtpSession
-from services.media.store import NumberRoute, Store
+from services.media.store import Store
 from services.media.transport import Peer, SipTransport
 from services.media.trunk_auth import check_trunk_auth
 
@@ -31,50 +31,9 @@ __all__ = ["EdgeConfig", "SipEdge"]
 
 log = get_logger()
 
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 KNOWN_UNSUPPORTED = {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "UPDATE", "PRACK", "PUBLISH"}
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 DTMF_INFO_TYPES = ("application/dtmf-relay", "application/dtmf")
-
-
-@dataclass
-class EdgeConfig:
-    host: str = "127.0.0.1"
-    port: int = 5060
-    rtp_low: int = 20000
-    rtp_high: int = 30000
-    max_calls: int = 1000  # per process: beyond it, 503
-    rate: float = 50.0  # requests per second per source address
-    burst: float = 100.0
-    ban_after: int = 50
-    ban_seconds: float = 60.0
-    realm: str = "switchboard"
-    auth_secret: bytes = b""
-    no_answer_timeout: float = 30.0
-    timers: sip.TimerConfig = field(default_factory=sip.TimerConfig)
-
-
-@dataclass
-class Leg:
-    """One call's SIP side."""
-
-    call: Call
-    peer: Peer
-    invite: sip.SipRequest | None = None
-    invite_key: sip.TransactionKey | None = None
-    to_tag: str = field(default_factory=sip.new_tag)
-    dialog: sip.Dialog | None = None
-    rtp: RtpSession | None = None
-    route: NumberRoute | None = None
-    ok: sip.InviteOkRetransmitter | None = None
-    ok_key: sip.TransactionKey | None = None
-    sdp_version: int = 1
-    session_id: int = field(default_factory=lambda: random.getrandbits(31))
-    outbound: bool = False
-    pending_offer: sip.SessionDescription | None = None
-    final_sent: bool = False
-    reliable: bool = False
-    answer_sdp: bytes = b""
 
 
 class SipEdge:
@@ -102,6 +61,7 @@ class SipEdge:
         self.by_invite: dict[sip.TransactionKey, Leg] = {}
         self.by_client: dict[sip.TransactionKey, Leg] = {}
         self.pending: dict[sip.TransactionKey, Peer] = {}
+        self.awaiting_ack: dict[uuid.UUID, Leg] = {}  # legs whose 2xx is retransmitted until the ACK
         self.tenant_calls: dict[uuid.UUID, int] = {}
         self.address = sip.LocalAddress(config.host, config.port, "UDP")
         self.transport = SipTransport(
@@ -112,12 +72,19 @@ class SipEdge:
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self.admission = AdmissionController(
+            max_calls=config.max_calls,
+            max_setup=config.max_setup,
+            max_lag=config.max_lag,
+            max_cpu=config.max_cpu,
+        )
 
     # --- life cycle ---
 
     async def start(self) -> None:
         await self.transport.start()
         self._spawn(self._publisher())
+        self._spawn(self._lag_probe())
         log.info("sip_listening", host=self.config.host, port=self.config.port)
 
     async def stop(self) -> None:
@@ -144,14 +111,38 @@ class SipEdge:
             self._events.put_nowait(event)
 
     async def _publisher(self) -> None:
+        # Everything queued is published at once, one chain per call (order kept within a call, calls
+        # concurrent), instead of awaiting each JetStream ack in turn.
         while True:
-            event = await self._events.get()
+            batch = [await self._events.get()]
+            while not self._events.empty():
+                batch.append(self._events.get_nowait())
+            chains: dict[object, list[Event]] = {}
+            for event in batch:
+                chains.setdefault(getattr(event, "call_id", None) or event.id, []).append(event)
+            try:
+                await asyncio.gather(*(self._publish_chain(chain) for chain in chains.values()))
+            finally:
+                for _ in batch:
+                    self._events.task_done()
+
+    async def _publish_chain(self, chain: list[Event]) -> None:
+        for event in chain:
             try:
                 await self._publish(event)
             except Exception as exc:
                 log.warning("publish_failed", event=type(event).__name__, error=str(exc))
-            finally:
-                self._events.task_done()
+
+    async def _lag_probe(self, interval: float = 0.1) -> None:
+        loop = asyncio.get_running_loop()
+        cpu_then, wall_then = time.process_time(), loop.time()
+        while True:
+            at = loop.time() + interval
+            await asyncio.sleep(interval)
+            now, cpu = loop.time(), time.process_time()
+            self.admission.observe_lag(now - at)
+            self.admission.observe_cpu(cpu - cpu_then, now - wall_then)
+            cpu_then, wall_then = cpu, now
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
@@ -182,7 +173,7 @@ class SipEdge:
 
     def _arm(self) -> None:
         deadlines = [d for d in (self.layer.next_timer(),) if d is not None]
-        for leg in self.legs.values():
+        for leg in self.awaiting_ack.values():  # not every leg: this runs for every message
             if leg.ok is not None:
                 d = leg.ok.next_timer()
                 if d is not None:
@@ -203,9 +194,10 @@ class SipEdge:
         now = self.now()
         try:
             self._run(self.layer.handle_timer(now))
-            for leg in list(self.legs.values()):
+            for leg in list(self.awaiting_ack.values()):
                 ok = leg.ok
                 if ok is None:
+                    self.awaiting_ack.pop(leg.call.call_id, None)
                     continue
                 for response in ok.handle_timer(now):
                     self.send(response, leg.peer)
@@ -290,6 +282,18 @@ class SipEdge:
                 self._respond(key, request, unmatched or 481, peer)
                 return
             assert key is not None
+            # Shedding comes before any database work: past capacity a clean 503 costs microseconds.
+            admission = self.admission.check(calls=len(self.legs), setting_up=len(self.pending))
+            if not admission.admitted:
+                self._respond(
+                    key,
+                    request,
+                    503,
+                    peer,
+                    headers=[("Retry-After", str(admission.retry_after))],
+                    reason=admission.reason,
+                )
+                return
             self.pending[key] = peer
             self._spawn(self._new_call(key, request, peer))
             return
@@ -316,6 +320,24 @@ class SipEdge:
         if leg.ok is not None:
             leg.ok.ack_received()
             leg.ok = None
+            self.awaiting_ack.pop(leg.call.call_id, None)
+        if leg.late_offer is not None:
+            self._late_answer(leg, request)
+
+    def _late_answer(self, leg: Leg, ack: sip.SipRequest) -> None:
+        """Late offer (RFC 3261 13.2.1): our offer went in the 200 OK, the answer comes in the ACK."""
+        offer, leg.late_offer = leg.late_offer, None
+        assert offer is not None
+        media: sip.NegotiatedMedia | sip.Rejection | None = None
+        if ack.body and ack.content_type == "application/sdp":
+            try:
+                media = sip.accept_answer(offer, sip.parse_sdp(ack.body))
+            except sip.SipParseError:
+                media = None
+        if not isinstance(media, sip.NegotiatedMedia) or leg.rtp is None:
+            self.hangup(leg, "media_rejected")  # no usable answer: the only way out is BYE
+            return
+        self._apply_media(leg, media)
 
     def _cancel(self, key: sip.TransactionKey | None, request: sip.SipRequest, peer: Peer) -> None:
         invite_key = self.layer.find_invite(request)
@@ -407,34 +429,22 @@ class SipEdge:
         if self.tenant_calls.get(route.tenant_id, 0) >= route.max_concurrent_calls:
             self._respond(key, invite, 486, peer, reason="Busy Here (tenant call limit)")
             return
-        if not invite.body:
-            self._respond(
-                key, invite, 488, peer, headers=[("Warning", '399 switchboard "an SDP offer is required"')]
-            )
-            return
-        try:
-            offer = sip.parse_sdp(invite.body)
-        except sip.SipParseError as err:
-            self._respond(key, invite, 400, peer, reason=f"Bad Request (SDP: {err.reason[:80]})")
+        offer: sip.SessionDescription | None = None
+        if invite.body:
+            try:
+                offer = sip.parse_sdp(invite.body)
+            except sip.SipParseError as err:
+                self._respond(key, invite, 400, peer, reason=f"Bad Request (SDP: {err.reason[:80]})")
+                return
+        port = self.ports.acquire()  # the number now (for the SDP); the sockets after the 180
+        if port is None:
+            self._respond(key, invite, 503, peer, reason="Service Unavailable (no media port)")
             return
         call = Call(call_id=uuid.uuid4(), tenant_id=route.tenant_id, created_at=time.time())
         leg = Leg(call=call, peer=peer, invite=invite, invite_key=key, route=route, reliable=peer[0] == "tcp")
-        rtp = await self._open_rtp(leg)
-        if rtp is None:
-            self._respond(key, invite, 503, peer, reason="Service Unavailable (no media port)")
-            return
-        if not self._still_pending(key):
-            self._release_rtp(leg, rtp)
-            return
-        answer = sip.answer_offer(
-            offer,
-            local_address=self.config.host,
-            local_port=rtp.port,
-            session_id=leg.session_id,
-            session_version=leg.sdp_version,
-        )
+        answer = self._local_sdp(leg, offer, port)
         if isinstance(answer, sip.Rejection):
-            self._release_rtp(leg, rtp)
+            self.ports.release(port)
             self._respond(
                 key,
                 invite,
@@ -443,12 +453,7 @@ class SipEdge:
                 headers=[("Warning", f'{answer.warning_code} switchboard "{answer.reason}"')],
             )
             return
-        leg.rtp = rtp
-        self._apply_media(leg, answer.media)
-        leg.answer_sdp = bytes(answer.sdp)
-        self.legs[call.call_id] = leg
-        self.by_invite[key] = leg
-        self.tenant_calls[route.tenant_id] = self.tenant_calls.get(route.tenant_id, 0) + 1
+        # 180 goes out before the RTP sockets are opened (the slowest step left once the route is cached).
         ringing = sip.make_response(
             invite, 180, to_tag=leg.to_tag, headers=[("Contact", self._contact(peer))]
         )
@@ -457,13 +462,37 @@ class SipEdge:
                 invite, ringing, address=self._local(peer), local_contact=self._contact_uri(peer)
             )
         except sip.DialogError as err:
-            self._release(leg)
+            self.ports.release(port)
             self._respond(key, invite, 400, peer, reason=f"Bad Request ({err})")
             return
         leg.dialog = dialog
+        self.legs[call.call_id] = leg
+        self.by_invite[key] = leg
+        self.tenant_calls[route.tenant_id] = self.tenant_calls.get(route.tenant_id, 0) + 1
         self.dialogs.add(dialog)
         self.by_dialog[dialog.id] = leg
         self._run(self.layer.send_response(key, ringing, self.now()))
+        rtp = await self._open_rtp(leg, port)
+        if rtp is None:
+            self._reject(leg, 503, "no_media_port")
+            return
+        if leg.call.state is CallState.ENDED or not self._still_pending(key):
+            self._release_rtp(leg, rtp)  # cancelled while the sockets were opening
+            if leg.call.state is not CallState.ENDED:
+                self._finish(leg, "cancelled")
+            return
+        leg.rtp = rtp
+        if rtp.port != port:  # that pair was taken by another process: answer with the one we got
+            answer = self._local_sdp(leg, offer, rtp.port)
+            assert not isinstance(answer, sip.Rejection)  # the same offer was accepted above
+        codec_name = ""
+        if isinstance(answer, sip.Answer):
+            self._apply_media(leg, answer.media)
+            leg.answer_sdp = bytes(answer.sdp)
+            codec_name = answer.media.codec.name
+        else:
+            leg.late_offer = answer
+            leg.answer_sdp = bytes(answer)
         self.emit(
             [
                 CallArrived(
@@ -474,7 +503,7 @@ class SipEdge:
                     number_id=route.number_id,
                     flow_id=route.flow_id,
                     queue_id=route.queue_id,
-                    codec=answer.media.codec.name,
+                    codec=codec_name,
                 )
             ]
         )
@@ -519,16 +548,41 @@ class SipEdge:
         leg.final_sent = True
         self._finish(leg, cause, status)
 
-    async def _open_rtp(self, leg: Leg) -> RtpSession | None:
-        for port in self.ports.candidates()[:50]:
+    async def _open_rtp(self, leg: Leg, port: int | None = None) -> RtpSession | None:
+        """RTP/RTCP sockets on `port` (already taken from the pool) or the next free pair; a pair that
+        another process holds is skipped."""
+        for _ in range(50):
+            if port is None:
+                port = self.ports.acquire()
+                if port is None:
+                    return None
             session = RtpSession(leg.call, host=self.config.host, port=port, emit=self.emit, clock=self.clock)
             try:
-                self.ports.take(port)
                 await session.open()
                 return session
             except OSError:
                 self.ports.release(port)
+                port = None
         return None
+
+    def _local_sdp(
+        self, leg: Leg, offer: sip.SessionDescription | None, port: int
+    ) -> sip.Answer | sip.Rejection | sip.SessionDescription:
+        """Our answer to the caller's offer, or (late offer: an INVITE without SDP) our own offer."""
+        if offer is None:
+            return sip.create_offer(
+                local_address=self.config.host,
+                local_port=port,
+                session_id=leg.session_id,
+                session_version=leg.sdp_version,
+            )
+        return sip.answer_offer(
+            offer,
+            local_address=self.config.host,
+            local_port=port,
+            session_id=leg.session_id,
+            session_version=leg.sdp_version,
+        )
 
     def _release_rtp(self, leg: Leg, rtp: RtpSession) -> None:
         rtp.close()
@@ -562,8 +616,8 @@ class SipEdge:
     def answer(self, leg: Leg) -> bool:
         if leg.outbound or leg.final_sent or leg.invite is None or leg.invite_key is None:
             return leg.call.state is CallState.ANSWERED
-        if self.layer.state(leg.invite_key) is not sip.State.PROCEEDING:
-            return False
+        if self.layer.state(leg.invite_key) is not sip.State.PROCEEDING or leg.rtp is None:
+            return False  # (no RTP port yet: the 200 would have no SDP; the caller retries)
         ok = sip.make_response(
             leg.invite,
             200,
@@ -574,6 +628,7 @@ class SipEdge:
         leg.final_sent = True
         self._run(self.layer.send_response(leg.invite_key, ok, self.now()))
         leg.ok = sip.InviteOkRetransmitter(ok, self.now(), reliable=leg.reliable, timers=self.config.timers)
+        self.awaiting_ack[leg.call.call_id] = leg
         if leg.dialog is not None:
             leg.dialog.confirm()
         self.emit(leg.call.answered(self.now()))
@@ -663,6 +718,7 @@ class SipEdge:
         )
         self._run(self.layer.send_response(key, ok, self.now()))
         leg.ok = sip.InviteOkRetransmitter(ok, self.now(), reliable=leg.reliable, timers=self.config.timers)
+        self.awaiting_ack[leg.call.call_id] = leg
 
     # --- responses (our BYE, re-INVITE, originate) ---
 
@@ -682,7 +738,7 @@ class SipEdge:
         if response.status >= 200 and key is not None:
             self.by_client.pop(key, None)
         if method == "INVITE" and leg.outbound and leg.call.state is CallState.RINGING:
-            self._originate_response(leg, response)
+            outbound.originate_response(self, leg, response)
             return
         if method == "INVITE" and 200 <= response.status < 300:
             self._send_ack(leg, response)
@@ -712,101 +768,15 @@ class SipEdge:
             return
         self.send(ack, leg.peer)
 
-    # --- originate ---
+    # --- originate (outbound.py) ---
 
     async def originate(
         self, *, call_id: uuid.UUID, tenant_id: uuid.UUID, to: str, caller_id: str, trunk_name: str | None
     ) -> str | None:
         """Start an outbound call; returns an error text or None."""
-        trunks = await self.store.trunks(tenant_id)
-        candidates = [t for t in trunks if t.outbound_host and (trunk_name is None or t.name == trunk_name)]
-        if not candidates:
-            return "no trunk with an outbound host"
-        trunk = candidates[0]
-        if len(self.legs) >= self.config.max_calls:
-            return "media capacity reached"
-        call = Call(call_id=call_id, tenant_id=tenant_id, created_at=time.time())
-        peer: Peer = ("udp", trunk.outbound_host or "", trunk.outbound_port or 5060)
-        leg = Leg(call=call, peer=peer, outbound=True)
-        rtp = await self._open_rtp(leg)
-        if rtp is None:
-            return "no media port"
-        leg.rtp = rtp
-        offer = sip.create_offer(
-            local_address=self.config.host, local_port=rtp.port, session_id=leg.session_id, session_version=1
+        return await outbound.originate(
+            self, call_id=call_id, tenant_id=tenant_id, to=to, caller_id=caller_id, trunk_name=trunk_name
         )
-        leg.pending_offer = offer
-        number = to if to.startswith("+") else f"+{to}"
-        from_user = caller_id or "anonymous"
-        invite = sip.build_request(
-            "INVITE",
-            f"sip:{number}@{peer[1]}:{peer[2]}",
-            via=self.address.via(sip.new_branch()),
-            from_=f"<sip:{from_user}@{self.config.host}>;tag={sip.new_tag()}",
-            to=f"<sip:{number}@{peer[1]}>",
-            call_id=sip.new_call_id(self.config.host),
-            cseq=1,
-            contact=self._contact(peer),
-            headers=[("Allow", ALLOW)],
-            body=bytes(offer),
-            content_type="application/sdp",
-        )
-        leg.invite = invite
-        self.legs[call_id] = leg
-        self.tenant_calls[tenant_id] = self.tenant_calls.get(tenant_id, 0) + 1
-        key, actions = self.layer.send_request(invite, self.now(), peer=peer)
-        self.by_client[key] = leg
-        self.emit(
-            [
-                CallArrived(
-                    tenant_id=tenant_id,
-                    call_id=call_id,
-                    direction="outbound",
-                    from_uri=str(invite.headers.get("From")),
-                    to_e164=number,
-                )
-            ]
-        )
-        self._run(actions)
-        self._arm()
-        return None
-
-    def _originate_response(self, leg: Leg, response: sip.SipResponse) -> None:
-        assert leg.invite is not None
-        if response.status < 200:
-            if response.status > 100 and leg.dialog is None:
-                try:
-                    leg.dialog = sip.Dialog.from_uac(leg.invite, response, address=self.address)
-                except sip.DialogError:
-                    pass
-            return
-        if response.status >= 300:
-            self._finish(leg, "rejected", response.status)
-            return
-        try:
-            dialog = sip.Dialog.from_uac(leg.invite, response, address=self.address)
-        except sip.DialogError:
-            self._finish(leg, "error", response.status)
-            return
-        if leg.dialog is not None:
-            self.dialogs.remove(leg.dialog.id)
-        leg.dialog = dialog
-        self.dialogs.add(dialog)
-        self.by_dialog[dialog.id] = leg
-        self._send_ack(leg, response)
-        media: sip.NegotiatedMedia | sip.Rejection | None = None
-        if leg.pending_offer is not None and response.body:
-            try:
-                media = sip.accept_answer(leg.pending_offer, sip.parse_sdp(response.body))
-            except sip.SipParseError:
-                media = None
-        leg.pending_offer = None
-        if not isinstance(media, sip.NegotiatedMedia):
-            self.hangup(leg, "media_rejected")
-            return
-        self._apply_media(leg, media)
-        leg.final_sent = True
-        self.emit(leg.call.answered(self.now()))
 
     # --- teardown ---
 
@@ -829,6 +799,7 @@ class SipEdge:
             self.dialogs.remove(leg.dialog.id)
             self.by_dialog.pop(leg.dialog.id, None)
         leg.ok = None
+        self.awaiting_ack.pop(leg.call.call_id, None)
 
 
 def _info_digit(ctype: str | None, body: bytes) -> str | None:

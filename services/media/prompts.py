@@ -18,10 +18,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from services.kernel.log import get_logger
 from services.media.rtp.g711 import alaw_decode, ulaw_decode
 
 __all__ = ["APOLOGY", "PromptError", "PromptStore", "decode_wav", "music_on_hold", "resample"]
 
+log = get_logger()
 RATE = 8000
 APOLOGY = "Sorry, this number is not configured yet. Goodbye."
 Samples = npt.NDArray[np.int16]
@@ -88,6 +90,7 @@ class PromptStore:
         self._memory_items = memory_items
         self._moh = music_on_hold()
         self._locks: dict[str, asyncio.Lock] = {}
+        self.renders = 0  # espeak-ng runs: the disk cache makes a prompt render once per data dir
 
     @property
     def moh(self) -> Samples:
@@ -126,6 +129,7 @@ class PromptStore:
         if binary is None:
             raise PromptError("espeak-ng is not installed")
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.renders += 1
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
         proc = await asyncio.create_subprocess_exec(
             binary,
@@ -145,6 +149,14 @@ class PromptStore:
             tmp.unlink(missing_ok=True)
             raise PromptError(f"espeak-ng failed: {err.decode(errors='replace').strip()[:200]}")
         tmp.replace(path)  # atomic: a concurrent reader never sees half a file
+
+    async def warm(self, texts: list[str]) -> None:
+        """Render (or load from disk) prompts every call may need, so no caller waits for espeak-ng."""
+        for text in texts:
+            try:
+                await self.text(text)
+            except PromptError as exc:
+                log.warning("prompt_warmup_failed", text=text[:40], error=str(exc))
 
     def file(self, name: str) -> Samples:
         """A prompt file under <data_dir> (WAV, or raw .ulaw/.pcmu/.alaw/.pcma at 8 kHz)."""

@@ -9,6 +9,7 @@ by the loop clock on an absolute 20 ms grid so it does not drift.
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 import time
 from collections.abc import Callable
@@ -49,28 +50,28 @@ Emit = Callable[[list[Event]], None]
 
 
 class PortPool:
-    """Even RTP ports from [low, high); RTCP uses port + 1."""
+    """Even RTP ports from [low, high); RTCP uses port + 1. Taking and releasing are O(1); a released
+    port goes to the back of the queue, so it is not reused while late packets may still arrive."""
 
     def __init__(self, low: int, high: int) -> None:
         if low < 1024 or high <= low + 1:
             raise ValueError("the RTP port range must be above 1023 and hold at least one pair")
         self.low = low + (low % 2)
         self.high = high
-        self._next = self.low
+        self._free: collections.deque[int] = collections.deque(range(self.low, self.high - 1, 2))
         self.in_use: set[int] = set()
 
-    def candidates(self) -> list[int]:
-        ports = list(range(self.low, self.high - 1, 2))
-        start = (self._next - self.low) // 2
-        ordered = ports[start:] + ports[:start]
-        return [p for p in ordered if p not in self.in_use]
-
-    def take(self, port: int) -> None:
+    def acquire(self) -> int | None:
+        if not self._free:
+            return None
+        port = self._free.popleft()
         self.in_use.add(port)
-        self._next = port + 2 if port + 2 < self.high - 1 else self.low
+        return port
 
     def release(self, port: int) -> None:
-        self.in_use.discard(port)
+        if port in self.in_use:
+            self.in_use.remove(port)
+            self._free.append(port)
 
 
 class _Proto(asyncio.DatagramProtocol):

@@ -1,8 +1,16 @@
-"""PostgreSQL lookups for the SIP edge: dialled number -> tenant, the tenant's call limit and trunks."""
+"""PostgreSQL lookups for the SIP edge: dialled number -> tenant, the tenant's call limit and trunks.
+
+Routes are cached in memory (`RouteCache`, sans-IO): call set-up does no database work for a number seen
+in the last minute. The API publishes `config.changed` for numbers; `Store.invalidate` drops that
+tenant's entries (and every cached "no such number") so a change is seen by the next call. Trunks and
+call limits have no change event yet: the TTL bounds how stale they can be.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -10,7 +18,7 @@ import asyncpg
 
 from services.kernel.db import tenant_tx
 
-__all__ = ["NumberRoute", "Store", "Trunk"]
+__all__ = ["NumberRoute", "RouteCache", "Store", "Trunk"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,7 @@ class Trunk:
     ha1_md5: str | None
     outbound_host: str | None
     outbound_port: int | None
+    outbound_transport: str = "udp"  # "udp" | "tcp"
 
     def allows(self, host: str) -> bool:
         try:
@@ -55,18 +64,94 @@ def _trunk(row: asyncpg.Record) -> Trunk:
         ha1_md5=row["ha1_md5"],
         outbound_host=row["outbound_host"],
         outbound_port=row["outbound_port"],
+        outbound_transport=row["outbound_transport"] or "udp",
     )
 
 
-_TRUNKS = """SELECT id, name, allowed_ips, username, realm, ha1_sha256, ha1_md5, outbound_host, outbound_port
-             FROM sip_trunks ORDER BY name"""
+_TRUNK_COLUMNS = (
+    "s.id, s.name, s.allowed_ips, s.username, s.realm, s.ha1_sha256, s.ha1_md5, s.outbound_host, "
+    "s.outbound_port, s.outbound_transport"
+)
+_TRUNKS = f"SELECT {_TRUNK_COLUMNS} FROM sip_trunks s ORDER BY s.name"
+# The tenant's limit and its trunks in one statement (one row with NULL trunk columns when it has none).
+_TENANT = f"""SELECT t.max_concurrent_calls, {_TRUNK_COLUMNS}
+              FROM tenants t LEFT JOIN sip_trunks s ON s.tenant_id = t.id
+              WHERE t.id = $1 ORDER BY s.name"""
+
+
+class RouteCache:
+    """e164 -> NumberRoute (or None: no such number), with expiry; `now` is passed in."""
+
+    def __init__(self, *, ttl: float = 60.0, negative_ttl: float = 5.0, max_items: int = 100_000) -> None:
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self.max_items = max_items
+        self._items: dict[str, tuple[NumberRoute | None, float]] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, e164: str, now: float) -> tuple[bool, NumberRoute | None]:
+        """(found, route): found is False when the database must be asked."""
+        item = self._items.get(e164)
+        if item is None or item[1] <= now:
+            if item is not None:
+                del self._items[e164]
+            self.misses += 1
+            return False, None
+        self.hits += 1
+        return True, item[0]
+
+    def put(self, e164: str, route: NumberRoute | None, now: float) -> None:
+        if len(self._items) >= self.max_items:
+            self._items.clear()  # crude but bounded; a refill costs one lookup per number
+        self._items[e164] = (route, now + (self.ttl if route is not None else self.negative_ttl))
+
+    def invalidate_tenant(self, tenant_id: uuid.UUID) -> int:
+        """Forget the tenant's numbers and every negative entry (a number may have moved to it)."""
+        stale = [k for k, (r, _) in self._items.items() if r is None or r.tenant_id == tenant_id]
+        for key in stale:
+            del self._items[key]
+        return len(stale)
+
+    def clear(self) -> None:
+        self._items.clear()
 
 
 class Store:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, cache: RouteCache | None = None) -> None:
         self.pool = pool
+        self.cache = cache if cache is not None else RouteCache()
+        self._inflight: dict[str, asyncio.Future[NumberRoute | None]] = {}
+        self._generation = 0  # bumped by invalidate: a lookup that started before is not cached
+
+    def invalidate(self, tenant_id: uuid.UUID) -> None:
+        self._generation += 1
+        self.cache.invalidate_tenant(tenant_id)
 
     async def route(self, e164: str) -> NumberRoute | None:
+        found, route = self.cache.get(e164, time.monotonic())
+        if found:
+            return route
+        inflight = self._inflight.get(e164)
+        if inflight is not None:  # a burst of calls to one cold number shares one lookup
+            return await asyncio.shield(inflight)
+        future: asyncio.Future[NumberRoute | None] = asyncio.get_running_loop().create_future()
+        self._inflight[e164] = future
+        generation = self._generation
+        try:
+            route = await self._lookup(e164)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: waiters re-raise it, nobody else must
+            raise
+        finally:
+            self._inflight.pop(e164, None)
+        if generation == self._generation:
+            self.cache.put(e164, route, time.monotonic())
+        future.set_result(route)
+        return route
+
+    async def _lookup(self, e164: str) -> NumberRoute | None:
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             # The number_lookup policy shows exactly this one row before the tenant is known.
             await conn.execute("SELECT set_config('app.lookup_e164', $1, true)", e164)
@@ -75,12 +160,12 @@ class Store:
             )
             if row is None:
                 return None
-            await conn.execute("SELECT set_config('app.lookup_e164', '', true)")
-            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(row["tenant_id"]))
-            limit = await conn.fetchval(
-                "SELECT max_concurrent_calls FROM tenants WHERE id = $1", row["tenant_id"]
+            await conn.execute(
+                "SELECT set_config('app.lookup_e164', '', true), set_config('app.tenant_id', $1, true)",
+                str(row["tenant_id"]),
             )
-            trunks = tuple(_trunk(r) for r in await conn.fetch(_TRUNKS))
+            rows = await conn.fetch(_TENANT, row["tenant_id"])
+        limit = rows[0]["max_concurrent_calls"] if rows else None
         return NumberRoute(
             tenant_id=row["tenant_id"],
             number_id=row["id"],
@@ -88,7 +173,7 @@ class Store:
             flow_id=row["flow_id"],
             queue_id=row["queue_id"],
             max_concurrent_calls=int(limit if limit is not None else 0),
-            trunks=trunks,
+            trunks=tuple(_trunk(r) for r in rows if r["id"] is not None),
         )
 
     async def trunks(self, tenant_id: uuid.UUID) -> tuple[Trunk, ...]:

@@ -42,6 +42,7 @@ class SipTransport:
         self._udp: asyncio.DatagramTransport | None = None
         self._server: asyncio.Server | None = None
         self._tcp: dict[tuple[str, int], asyncio.StreamWriter] = {}
+        self._outbound: set[asyncio.Task[None]] = set()
         self.stats = {"received": 0, "dropped": 0, "bad": 0, "rejected_rate": 0}
 
     async def start(self) -> None:
@@ -57,6 +58,8 @@ class SipTransport:
             self._server.close()
         for writer in list(self._tcp.values()):
             writer.close()
+        for task in list(self._outbound):
+            task.cancel()
 
     # --- in ---
 
@@ -81,6 +84,19 @@ class SipTransport:
             log.exception("sip_datagram_failed", peer=f"{addr[0]}:{addr[1]}")
 
     async def _on_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self._serve_stream(reader, writer)
+
+    async def connect_tcp(self, host: str, port: int, timeout: float = 5.0) -> Peer:
+        """An outbound TCP connection (originate to a TCP trunk); its responses arrive like inbound ones."""
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+        addr = writer.get_extra_info("peername")
+        self._tcp[(addr[0], addr[1])] = writer
+        task = asyncio.ensure_future(self._serve_stream(reader, writer))
+        self._outbound.add(task)
+        task.add_done_callback(self._outbound.discard)
+        return ("tcp", addr[0], addr[1])
+
+    async def _serve_stream(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         addr = writer.get_extra_info("peername")
         key = (addr[0], addr[1])
         self._tcp[key] = writer

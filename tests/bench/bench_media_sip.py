@@ -79,6 +79,30 @@ def _sipp(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedPro
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
+def _failures(workdir: Path) -> dict[str, int]:
+    """Why SIPp's calls failed, from its -trace_stat file: a 503 is an unexpected message for the
+    `uac` scenario (clean shedding); retransmission limits and receive timeouts are unanswered calls."""
+    out = {"failed": 0, "rejected_503": 0, "timeouts": 0}
+    for path in workdir.glob("uac180_*_.csv"):
+        with open(path) as f:
+            rows = list(csv.reader(f, delimiter=";"))
+        path.unlink()
+        if len(rows) < 2:
+            continue
+        last = dict(zip(rows[0], rows[-1], strict=False))
+
+        def count(name: str, last: dict[str, str] = last) -> int:
+            try:
+                return int(last.get(name, "0") or 0)
+            except ValueError:
+                return 0
+
+        out["failed"] += count("FailedCall(C)")
+        out["rejected_503"] += count("FailedUnexpectedMessage(C)")
+        out["timeouts"] += count("FailedMaxUDPRetrans(C)") + count("FailedTimeoutOnRecv(C)")
+    return out
+
+
 def _p95_ms(workdir: Path) -> float | None:
     values: list[float] = []
     for path in workdir.glob("*_rtt.csv"):
@@ -100,6 +124,7 @@ def call_rate(
 ) -> tuple[int, float | None, list[str]]:
     scenario = _scenario_180(workdir)
     best, best_p95, rows = 0, None, []
+    shed_steps = 0
     for rate in rates:
         calls = int(rate * seconds)
         result = _sipp(
@@ -119,6 +144,9 @@ def call_rate(
                 str(int(seconds * 4 + 10)),
                 "-timeout_error",
                 "-trace_rtt",
+                "-trace_stat",
+                "-fd",
+                "1",
                 "-rtt_freq",
                 "1",
                 "-max_socket",
@@ -128,14 +156,23 @@ def call_rate(
             timeout=seconds * 4 + 30,
         )
         p95 = _p95_ms(workdir)
+        failures = _failures(workdir)
         ok = result.returncode == 0
         rows.append(
             f"  {rate:5d} calls/s x {calls:5d}: {'ok' if ok else 'FAILED':6s} p95 INVITE->180 "
-            f"{p95 if p95 is not None else float('nan'):.2f} ms"
+            f"{p95 if p95 is not None else float('nan'):.2f} ms; failed {failures['failed']} "
+            f"(503 {failures['rejected_503']}, unanswered {failures['timeouts']})"
         )
         if not ok:
-            break
-        best, best_p95 = rate, p95
+            # Past capacity the edge should shed with 503, never leave a caller unanswered: one more
+            # step above shows that it still does, then stop.
+            shed_steps += 1
+            if failures["timeouts"] or shed_steps >= 2:
+                break
+            time.sleep(3.0)
+            continue
+        if shed_steps == 0:
+            best, best_p95 = rate, p95
         time.sleep(1.0)
     return best, best_p95, rows
 

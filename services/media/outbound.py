@@ -1,0 +1,166 @@
+"""Outbound calls (`originate`) for the SIP edge: the INVITE towards a tenant's trunk over UDP or TCP,
+one retry answering a 401/407 digest challenge with the trunk's stored HA1, and the final response.
+
+Part of `SipEdge` (edge.py), kept apart for size: these functions take the edge as their first argument.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+from services.kernel.events import CallArrived
+from services.media import sip
+from services.media.call import Call
+from services.media.leg import ALLOW, Leg
+from services.media.trunk_auth import answer_challenge
+
+if TYPE_CHECKING:
+    from services.media.edge import SipEdge
+    from services.media.transport import Peer
+
+__all__ = ["originate", "originate_response"]
+
+
+async def originate(
+    edge: SipEdge,
+    *,
+    call_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    to: str,
+    caller_id: str,
+    trunk_name: str | None,
+) -> str | None:
+    """Start an outbound call; returns an error text or None."""
+    trunks = await edge.store.trunks(tenant_id)
+    candidates = [t for t in trunks if t.outbound_host and (trunk_name is None or t.name == trunk_name)]
+    if not candidates:
+        return "no trunk with an outbound host"
+    trunk = candidates[0]
+    if len(edge.legs) >= edge.config.max_calls:
+        return "media capacity reached"
+    call = Call(call_id=call_id, tenant_id=tenant_id, created_at=time.time())
+    host, port = trunk.outbound_host or "", trunk.outbound_port or 5060
+    peer: Peer = ("udp", host, port)
+    if trunk.outbound_transport == "tcp":
+        try:
+            peer = await edge.transport.connect_tcp(host, port)
+        except (OSError, TimeoutError) as exc:
+            return f"cannot connect to the trunk over TCP: {exc}"
+    leg = Leg(call=call, peer=peer, outbound=True, reliable=peer[0] == "tcp", trunk=trunk)
+    rtp = await edge._open_rtp(leg)
+    if rtp is None:
+        return "no media port"
+    leg.rtp = rtp
+    offer = sip.create_offer(
+        local_address=edge.config.host, local_port=rtp.port, session_id=leg.session_id, session_version=1
+    )
+    leg.pending_offer = offer
+    number = to if to.startswith("+") else f"+{to}"
+    leg.out_number = number
+    leg.out_from = f"<sip:{caller_id or 'anonymous'}@{edge.config.host}>;tag={sip.new_tag()}"
+    leg.out_call_id = sip.new_call_id(edge.config.host)
+    edge.legs[call_id] = leg
+    edge.tenant_calls[tenant_id] = edge.tenant_calls.get(tenant_id, 0) + 1
+    invite = send_invite(edge, leg, cseq=1)
+    edge.emit(
+        [
+            CallArrived(
+                tenant_id=tenant_id,
+                call_id=call_id,
+                direction="outbound",
+                from_uri=str(invite.headers.get("From")),
+                to_e164=number,
+            )
+        ]
+    )
+    edge._arm()
+    return None
+
+
+def send_invite(edge: SipEdge, leg: Leg, *, cseq: int, auth: tuple[str, str] | None = None) -> sip.SipRequest:
+    """The outbound INVITE (again with credentials after a challenge: same dialog ids, next CSeq)."""
+    assert leg.pending_offer is not None
+    host, port = leg.peer[1], leg.peer[2]
+    invite = sip.build_request(
+        "INVITE",
+        f"sip:{leg.out_number}@{host}:{port}" + (";transport=tcp" if leg.reliable else ""),
+        via=edge._local(leg.peer).via(sip.new_branch()),
+        from_=leg.out_from,
+        to=f"<sip:{leg.out_number}@{host}>",
+        call_id=leg.out_call_id,
+        cseq=cseq,
+        contact=edge._contact(leg.peer),
+        headers=[("Allow", ALLOW), *([auth] if auth else [])],
+        body=bytes(leg.pending_offer),
+        content_type="application/sdp",
+    )
+    leg.invite = invite
+    key, actions = edge.layer.send_request(invite, edge.now(), peer=leg.peer, reliable=leg.reliable)
+    edge.by_client[key] = leg
+    edge._run(actions)
+    return invite
+
+
+def retry_with_credentials(edge: SipEdge, leg: Leg, response: sip.SipResponse) -> bool:
+    """Answer a trunk's 401/407 once with the trunk's digest credentials."""
+    if leg.auth_attempted or leg.trunk is None or leg.invite is None:
+        return False
+    leg.auth_attempted = True
+    name, answer_as = (
+        ("WWW-Authenticate", "Authorization")
+        if response.status == 401
+        else ("Proxy-Authenticate", "Proxy-Authorization")
+    )
+    value = answer_challenge(
+        list(response.headers.get_all(name)),
+        leg.trunk,
+        method="INVITE",
+        uri=leg.invite.uri,
+        cnonce=uuid.uuid4().hex[:16],
+    )
+    if value is None:
+        return False
+    send_invite(edge, leg, cseq=leg.invite.cseq.number + 1, auth=(answer_as, value))
+    return True
+
+
+def originate_response(edge: SipEdge, leg: Leg, response: sip.SipResponse) -> None:
+    assert leg.invite is not None
+    if response.status < 200:
+        if response.status > 100 and leg.dialog is None:
+            try:
+                leg.dialog = sip.Dialog.from_uac(leg.invite, response, address=edge.address)
+            except sip.DialogError:
+                pass
+        return
+    if response.status in (401, 407) and retry_with_credentials(edge, leg, response):
+        return
+    if response.status >= 300:
+        edge._finish(leg, "rejected", response.status)
+        return
+    try:
+        dialog = sip.Dialog.from_uac(leg.invite, response, address=edge.address)
+    except sip.DialogError:
+        edge._finish(leg, "error", response.status)
+        return
+    if leg.dialog is not None:
+        edge.dialogs.remove(leg.dialog.id)
+    leg.dialog = dialog
+    edge.dialogs.add(dialog)
+    edge.by_dialog[dialog.id] = leg
+    edge._send_ack(leg, response)
+    media: sip.NegotiatedMedia | sip.Rejection | None = None
+    if leg.pending_offer is not None and response.body:
+        try:
+            media = sip.accept_answer(leg.pending_offer, sip.parse_sdp(response.body))
+        except sip.SipParseError:
+            media = None
+    leg.pending_offer = None
+    if not isinstance(media, sip.NegotiatedMedia):
+        edge.hangup(leg, "media_rejected")
+        return
+    edge._apply_media(leg, media)
+    leg.final_sent = True
+    edge.emit(leg.call.answered(edge.now()))
