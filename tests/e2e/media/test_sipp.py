@@ -256,3 +256,38 @@ async def test_originate_answered_by_sipp_uas_with_echo(media_edge, infra, tmp_p
         conn = await asyncpg.connect(infra.owner_url)
         await conn.execute("DELETE FROM sip_trunks WHERE tenant_id = $1", media_edge.tenant_id)
         await conn.close()
+
+
+def _inband_scenario(stream: Path) -> str:
+    """uac_pcap (which offers PCMA) with its pcap replay replaced by an rtp_stream of raw A-law audio."""
+    text = subprocess.run(["sipp", "-sd", "uac_pcap"], capture_output=True, text=True).stdout
+    start = text.index("<!-- Play a pre-recorded PCAP file")
+    end = text.index('<pause milliseconds="1000"/>') + len('<pause milliseconds="1000"/>')
+    play = f'<nop><action><exec rtp_stream="{stream},1,8"/></action></nop><pause milliseconds="3500"/>'
+    return text[:start] + play + text[end:]
+
+
+async def test_sipp_inband_tone_stream_is_detected(media_edge, tmp_path: Path) -> None:
+    import numpy as np
+
+    from services.media.dsp.tones import dtmf_tone
+    from services.media.rtp.g711 import alaw_encode
+
+    sent = ["4", "7", "#", "2"]
+    gap = np.zeros(int(0.15 * 8000))
+    audio = np.concatenate([np.zeros(4000)] + [np.concatenate([dtmf_tone(d, 0.12), gap]) for d in sent])
+    stream = tmp_path / "digits.alaw"
+    stream.write_bytes(alaw_encode(audio))
+    scenario = tmp_path / "inband.xml"
+    scenario.write_text(_inband_scenario(stream))
+
+    def run() -> subprocess.CompletedProcess[str]:
+        target = f"127.0.0.1:{media_edge.port}"
+        args = ["-sf", str(scenario), "-s", media_edge.flow_number, target, "-m", "1", "-timeout", "20"]
+        return _sipp([*args, "-timeout_error"], tmp_path)
+
+    digits, ended, result = await _answer_and_collect(media_edge, len(sent), run)
+    assert result.returncode == 0, result.stdout[-2000:]
+    assert [d.digit for d in digits if d.source == "inband"] == sent
+    assert not [d for d in digits if d.source == "rfc4733"]
+    assert ended and ended[0].cause == "remote_bye"
