@@ -193,7 +193,9 @@ def bench_contact_arrives(b: Bench, rounds: int, timing: Timing) -> None:
                 b.handle(EndContact(id=b.cid(), contact_id=o.contact_id))
 
 
-def _run(agents: int, waiting: int, skills: int, rounds: int) -> dict[str, float]:
+def run_scenario(agents: int, waiting: int, skills: int, rounds: int) -> dict[str, float]:
+    """The in-memory scenario, also used by the `routing` benchmark: `agents` logged in over `skills`
+    queues, every agent busy and `waiting` contacts in line; then agents free up `rounds` times."""
     t0 = time.perf_counter()
     b = Bench(agents, skills)
     b.fill(waiting)
@@ -251,7 +253,7 @@ def main() -> None:
     sizes = [(1_000, 100, 10), (5_000, 500, 50)]
     if not args.quick:
         sizes.append((15_000, 1_000, 50))
-    rows = [_run(agents, waiting, skills, args.rounds) for agents, waiting, skills in sizes]
+    rows = [run_scenario(agents, waiting, skills, args.rounds) for agents, waiting, skills in sizes]
     load = os.getloadavg()[0]
     print(
         "routing core, sans-IO, one process on one core: engine calls only, no NATS, no database;"
