@@ -161,7 +161,9 @@ def start_media(infra, extra_env: dict[str, str] | None = None) -> Iterator[tupl
                 proc.wait(timeout=5)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: a media service left running would answer every tenant's media commands
+# (sb.*.cmd.media.>) in later test folders that stand in their own responders.
+@pytest.fixture(scope="module")
 def media_edge(infra) -> Iterator[MediaEdge]:  # type: ignore[no-untyped-def]
     seeded = asyncio.run(_seed(infra.owner_url))
     with start_media(infra) as (port, pid, log_path):
