@@ -45,6 +45,7 @@ from services.kernel.events import (
     MediaAnswer,
     MediaHangup,
     MediaPlay,
+    RoutingCancel,
 )
 from services.kernel.log import get_logger
 from services.kernel.messages import Command, Event
@@ -89,6 +90,10 @@ class _Running:
     flow_key: str
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     timer: asyncio.TimerHandle | None = None
+    # Set as soon as call.ended arrives, before it waits for the lock: commands still queued for the call
+    # are not sent (media would never answer them, and a timeout fed back as CommandFailed would take the
+    # call to the fallback, enqueueing a caller who is gone).
+    ended: bool = False
 
 
 def _kv_key(*parts: object) -> str:
@@ -132,7 +137,12 @@ class IvrAdapter:
 
     async def stop(self) -> None:
         for sub in self._subs:
-            await sub.unsubscribe()
+            # With NATS gone (the runtime killed with everything), nats-py can wait for a reconnection
+            # that never comes: a stopping service must not hang on it.
+            try:
+                await asyncio.wait_for(sub.unsubscribe(), 1.0)
+            except Exception:
+                pass
         for running in self.calls.values():
             if running.timer:
                 running.timer.cancel()
@@ -198,6 +208,8 @@ class IvrAdapter:
                 event = msgspec.json.decode(msg.data, type=kind)
                 running = self.calls.get(event.call_id)  # type: ignore[attr-defined]
                 if running is not None and str(event.tenant_id) == str(running.interp.state.tenant_id):
+                    if isinstance(event, CallEnded):
+                        running.ended = True
                     async with running.lock:
                         await self._apply(running, running.interp.handle(event, self.clock()))
         except msgspec.ValidationError as exc:
@@ -285,8 +297,10 @@ class IvrAdapter:
                 except Exception as exc:
                     self.log.warning("ivr_event_not_published", error=str(exc), event=type(out).__name__)
             elif isinstance(out, Command):
+                if running.ended and not isinstance(out, RoutingCancel):
+                    continue  # the caller is gone; call.ended (waiting for the lock) finishes the call
                 out = await self._resolve(out)
-                if not await self._send(out):
+                if not await self._send(out) and not running.ended:
                     # What was to follow this command in the same step is void: the interpreter decides anew.
                     queue = running.interp.handle(CommandFailed(command_id=out.id), self.clock())
             elif isinstance(out, LookupRequest):

@@ -139,13 +139,21 @@ class Interpreter(Handoffs):
         if isinstance(event, CallEnded):
             self._caller_left(now, out)
         elif isinstance(event, CallPlayFinished):
-            if event.play_id == s.pending and s.phase is Phase.playing:
+            if event.reason == "stopped":
+                # Media stopped it, not the caller: the call is ending (call.ended follows) or a stop
+                # command came. Moving on (or restarting the music) would only send commands to a call that
+                # is gone; the prompt's deadline still moves a call that goes on.
+                pass
+            elif event.play_id == s.pending and s.phase is Phase.playing:
                 self._play_done(now, out)
             elif s.phase is Phase.queued and event.play_id == s.pending:
                 # An announcement or the callback offer ended (digits arrive as call.dtmf): music again.
                 self._music(now, out)
         elif isinstance(event, CallCollected):
-            if event.collect_id == s.pending and s.phase is Phase.collecting:
+            # "stopped": media ended the collection itself, almost always because the caller hung up (its
+            # call.ended follows); that is not a caller who said nothing, so no retry prompt. Should the call
+            # go on, the collect's deadline still moves it along.
+            if event.collect_id == s.pending and s.phase is Phase.collecting and event.reason != "stopped":
                 self._collected(event.digits, event.reason, now, out)
         elif isinstance(event, CallDtmf):
             if s.phase is Phase.queued:

@@ -2,7 +2,9 @@
 
 Idempotent: the demo admin key is kept in `<data dir>/demo.json` (mode 0600); a later run checks it still
 works (`GET /v1/me`), lists what exists and creates only what is missing, so the tenant always ends up with
-exactly two agents, one queue and one number.
+exactly two agents, one queue, one number and the demo flow. The flow is deployed only when its current
+version's source differs from DEMO_FLOW (so runs do not pile up versions), and the number is routed to it
+unless it already points at a flow.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ __all__ = [
     "DEMO_AGENTS",
     "DEMO_COMPANY",
     "DEMO_EMAIL",
+    "DEMO_FLOW",
+    "DEMO_FLOW_NAME",
     "DEMO_QUEUE",
     "DemoError",
     "DemoTenant",
@@ -42,6 +46,27 @@ DEMO_AGENTS: tuple[dict[str, Any], ...] = (
     },
 )
 DEMO_QUEUE: dict[str, Any] = {"name": "Support", "skills": {"support": 3}, "sl_percent": 80, "sl_seconds": 20}
+DEMO_FLOW_NAME = "demo-line"
+# Small on purpose: a caller hears the welcome (espeak-ng renders it on first use), presses 1 (or 0) for the
+# Support queue, or 9 to hear it all again. docs/examples/demo-flow.yaml is the fuller example to copy.
+DEMO_FLOW = """\
+# The demo tenant's line, deployed by `switchboard up --demo`.
+name: demo-line
+description: Demo Co main number
+start: welcome
+fallback: support
+prompts:
+  welcome: {say: "Thank you for calling Demo Co."}
+nodes:
+  welcome: {type: play, prompt: welcome, next: menu}
+  menu:
+    type: menu
+    prompt: {say: "For support, press 1. To hear this again, press 9."}
+    options: {"1": support, "0": support, "9": welcome}
+    timeout: 5
+    on_fail: support
+  support: {type: queue, queue: Support, announce_every: 30}
+"""
 # Fictional North American numbers (555-01xx); the first one free on this platform is claimed.
 DEMO_NUMBERS = tuple(f"+1555010000{i}" for i in range(10))
 
@@ -57,6 +82,8 @@ class DemoTenant:
     queue_id: str
     number: str
     agents: list[str]
+    flow: str = DEMO_FLOW_NAME
+    flow_version: int = 0
     created: list[str] = field(default_factory=list)  # what this run had to create
 
 
@@ -155,11 +182,34 @@ async def ensure_demo(api_url: str, data_dir: Path, timeout: float = 10.0) -> De
                 await client.patch(f"/v1/numbers/{number['id']}", json={"queue_id": queue["id"]}),
                 f"pointing {number['e164']} at the Support queue",
             )
+
+        flow_version = await _ensure_flow(client, created)
+        if number.get("flow_id") is None:
+            number = _check(
+                await client.post(f"/v1/numbers/{number['id']}/route", json={"flow": DEMO_FLOW_NAME}),
+                f"routing {number['e164']} to the {DEMO_FLOW_NAME} flow",
+            )
+            created.append(f"route {number['e164']} -> {DEMO_FLOW_NAME}")
     return DemoTenant(
         api_key=key,
         tenant_id=tenant_id,
         queue_id=queue["id"],
         number=number["e164"],
         agents=[agents[a["email"]]["name"] for a in DEMO_AGENTS],
+        flow_version=flow_version,
         created=created,
     )
+
+
+async def _ensure_flow(client: httpx.AsyncClient, created: list[str]) -> int:
+    """Deploy DEMO_FLOW unless it is already the current version; returns the current version number."""
+    resp = await client.get(f"/v1/flows/{DEMO_FLOW_NAME}")
+    if resp.status_code != 404:
+        current = _check(resp, f"GET /v1/flows/{DEMO_FLOW_NAME}")
+        if current.get("source") == DEMO_FLOW:
+            return int(current["version"])
+    deployed = _check(
+        await client.post("/v1/flows", json={"definition": DEMO_FLOW}), f"deploying the {DEMO_FLOW_NAME} flow"
+    )
+    created.append(f"flow {DEMO_FLOW_NAME} v{deployed['version']}")
+    return int(deployed["version"])

@@ -450,6 +450,8 @@ class Runtime:
                 f'Demo tenant "Demo Co"{made}:',
                 f"  API key    {demo.api_key}   (also in {self.data_dir / 'demo.json'})",
                 f"  Agents     {', '.join(demo.agents)}; queue Support; number {demo.number}",
+                f"  Flow       {demo.flow} v{demo.flow_version} answers {demo.number}: "
+                "press 1 for Support, 9 to hear it again",
                 "",
                 "Next:",
                 f"  switchboard login --api-key {demo.api_key}{api_flag}",

@@ -243,17 +243,25 @@ def test_demo_tenant_exists_with_its_key_kept_private(first: Up) -> None:
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     key = json.loads(path.read_text())["api_key"]
     assert key in first.output()  # printed for the user
+    assert "Flow       demo-line v1 answers +1555010000" in first.output()
     counts = _demo_counts(first.api, key)
-    assert counts == {"agents": 2, "queues": 1, "numbers": 1}
+    assert counts == {"agents": 2, "queues": 1, "numbers": 1, "flows": 1, "flow_versions": 1}
 
 
 def _demo_counts(api: str, key: str) -> dict[str, int]:
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=api, headers=headers, timeout=5, trust_env=False) as client:
         assert client.get("/v1/me").json()["tenant"]["name"] == "Demo Co"
-        return {
-            what: len(client.get(f"/v1/{what}").json()["items"]) for what in ("agents", "queues", "numbers")
+        counts = {
+            what: len(client.get(f"/v1/{what}").json()["items"])
+            for what in ("agents", "queues", "numbers", "flows")
         }
+        # The demo number is answered by the demo flow, deployed once however many runs there were.
+        (flow,) = client.get("/v1/flows").json()["items"]
+        (number,) = client.get("/v1/numbers").json()["items"]
+        assert flow["name"] == "demo-line" and number["flow_id"] == flow["id"]
+        counts["flow_versions"] = len(client.get("/v1/flows/demo-line/versions").json()["items"])
+        return counts
 
 
 def test_a_killed_service_is_restarted(first: Up) -> None:
@@ -344,7 +352,13 @@ def test_second_run_reuses_the_data_and_the_demo_then_survives_kill_9(
             key = json.loads((up.data_dir / "demo.json").read_text())["api_key"]
             assert key in first.output()  # the same key as the first run: the tenant was reused
             assert "(already there)" in up.output()
-            assert _demo_counts(up.api, key) == {"agents": 2, "queues": 1, "numbers": 1}
+            assert _demo_counts(up.api, key) == {
+                "agents": 2,
+                "queues": 1,
+                "numbers": 1,
+                "flows": 1,
+                "flow_versions": 1,
+            }
 
         # kill -9 the runtime: the parent-death signal takes every child with it, PostgreSQL included.
         recorded = up.descendants()

@@ -13,8 +13,10 @@ from services.ivr.interpreter import SORRY, CommandFailed, Interpreter
 from services.ivr.lookup import LookupRequest, LookupResult, verify
 from services.ivr.state import Phase
 from services.kernel.events import (
+    CallCollected,
     CallDtmf,
     CallEnded,
+    CallPlayFinished,
     CallRecordFinished,
     ContactAccepted,
     ContactPositionChanged,
@@ -564,3 +566,40 @@ def test_transfer_to_a_number_that_fails_goes_to_on_fail_and_queue_transfer_has_
     call.send(CommandFailed(command_id=transfer.id, error="trunk down"))
     assert call.one(RoutingEnqueue).queue == "billing" and not call.ivr.done
     assert call.one(MediaPlay).tone == "moh" and call.one(MediaPlay).loop
+
+
+def test_media_stopping_a_prompt_or_collection_is_not_caller_input() -> None:
+    """Media stops the prompt and the collection when the caller hangs up (call.ended follows at once):
+    the IVR neither moves on nor says "I did not hear a choice" to a call that is gone; only call.ended
+    ends it. A call that does go on is still moved along by the deadline."""
+    call = Call(flow_of(MENU))
+    play = call.one(MediaPlay)
+    assert (
+        call.send(CallPlayFinished(tenant_id=TENANT, call_id=CALL, play_id=play.id, reason="stopped")) == []
+    )
+    call.send(CallPlayFinished(tenant_id=TENANT, call_id=CALL, play_id=play.id))
+    collect = call.one(MediaCollect)
+    stopped = CallCollected(
+        tenant_id=TENANT, call_id=CALL, collect_id=collect.id, digits="", reason="stopped"
+    )
+    assert call.send(stopped) == []
+    call.send(CallEnded(tenant_id=TENANT, call_id=CALL, cause="remote_bye", duration=3.0))
+    assert call.one(IvrCompleted).outcome == "abandoned" and not call.has(MediaPlay)
+
+    later = Call(flow_of(MENU))
+    later.send(
+        CallPlayFinished(tenant_id=TENANT, call_id=CALL, play_id=later.one(MediaPlay).id, reason="stopped")
+    )
+    later.timer()  # the prompt's deadline: on to the menu
+    assert later.has(MediaCollect)
+
+
+def test_music_stopped_by_media_in_a_queue_is_not_restarted() -> None:
+    call = Call(flow_of(QUEUE))
+    music = call.one(MediaPlay)
+    assert music.tone == "moh" or music.loop
+    assert (
+        call.send(CallPlayFinished(tenant_id=TENANT, call_id=CALL, play_id=music.id, reason="stopped")) == []
+    )
+    call.send(CallEnded(tenant_id=TENANT, call_id=CALL, cause="remote_bye", duration=5.0))
+    assert call.one(RoutingCancel).reason == "abandoned" and not call.has(MediaPlay)
