@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import TypeVar
 
 import msgspec
@@ -85,9 +86,19 @@ class Bus:
         if msg.reply:
             await msg.respond(encode(reply))
 
-    async def close(self) -> None:
-        if not self.nc.is_closed:
-            await self.nc.drain()
+    async def close(self, timeout: float = 5.0) -> None:
+        """Drain (let in-flight messages finish), but never wait forever: a stop must always complete,
+        even when the server is already gone."""
+        if self.nc.is_closed:
+            return
+        try:
+            if self.nc.is_connected:
+                await asyncio.wait_for(self.nc.drain(), timeout)
+        except Exception:  # drain failed or timed out: close without it
+            pass
+        finally:
+            if not self.nc.is_closed:
+                await self.nc.close()
 
 
 async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Bus:

@@ -14,6 +14,7 @@ same `SB_ROUTING_WORKER_ID` takes its own lock back at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 import zlib
 from typing import Any
@@ -38,6 +39,8 @@ __all__ = ["RoutingWorker", "parse_partitions", "partition_of"]
 OWNERS_BUCKET = "sb_routing_owners"
 LOCK_TTL_S = 3.0
 LOCK_REFRESH_S = 1.0
+# The longest any one step of stop() may wait on NATS.
+STOP_STEP_S = 2.0
 
 
 def partition_of(tenant_id: uuid.UUID, count: int) -> int:
@@ -100,8 +103,10 @@ class RoutingWorker:
         self._locks_task = asyncio.create_task(self._keep_locks())
 
     async def stop(self) -> None:
+        # Bounded waits throughout: stopping must finish even when NATS is slow or gone.
         for sub in self._subs:
-            await sub.unsubscribe()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sub.unsubscribe(), STOP_STEP_S)
         if self._locks_task:
             self._locks_task.cancel()
             await asyncio.gather(self._locks_task, return_exceptions=True)
@@ -111,9 +116,14 @@ class RoutingWorker:
         kv = self._kv
         assert kv is not None
         owned, self.owned = self.owned, {}
-        await asyncio.gather(
-            *(kv.delete(self._lock_key(p), last=rev) for p, rev in owned.items()), return_exceptions=True
-        )
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(
+                    *(kv.delete(self._lock_key(p), last=rev) for p, rev in owned.items()),
+                    return_exceptions=True,
+                ),
+                STOP_STEP_S,
+            )
 
     # -- ownership ------------------------------------------------------------------------------------
 
