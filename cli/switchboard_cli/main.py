@@ -14,7 +14,7 @@ from typing import Any
 import click
 import switchboard
 
-from . import account, flows, resources
+from . import account, flows, resources, trunks
 from .context import EXIT_API, CliError, common_options
 
 __all__ = ["cli"]
@@ -99,3 +99,4 @@ def cli() -> None:
 account.register(cli)
 resources.register(cli)
 flows.register(cli)  # after resources: it adds `numbers route`
+trunks.register(cli)

@@ -40,6 +40,7 @@ from .models import (
     Seats,
     SignupResult,
     Site,
+    Trunk,
     Usage,
 )
 
@@ -81,6 +82,7 @@ class AsyncClient:
         self.agents = AsyncAgents(self)
         self.queues = AsyncQueues(self)
         self.numbers = AsyncNumbers(self)
+        self.trunks = AsyncTrunks(self)
         self.flows = AsyncFlows(self)
 
     async def __aenter__(self) -> AsyncClient:
@@ -355,4 +357,66 @@ class AsyncNumbers(_Collection[Number]):
         return number
 
     async def release(self, id: str) -> None:
+        await self._client._run(_calls.delete(self._path, id))
+
+
+class AsyncTrunks(_Collection[Trunk]):
+    _path = "/v1/trunks"
+    _model = Trunk
+
+    async def create(
+        self,
+        name: str,
+        *,
+        allowed_ips: list[str] | UnsetType = UNSET,
+        username: str | UnsetType = UNSET,
+        password: str | UnsetType = UNSET,
+        realm: str | UnsetType = UNSET,
+        outbound_host: str | UnsetType = UNSET,
+        outbound_port: int | UnsetType = UNSET,
+        outbound_transport: str | UnsetType = UNSET,
+    ) -> Trunk:
+        """A trunk needs allowed_ips, username and password (digest), or an outbound host (or several)."""
+        body = _calls.fields(
+            name=name,
+            allowed_ips=allowed_ips,
+            username=username,
+            password=password,
+            realm=realm,
+            outbound_host=outbound_host,
+            outbound_port=outbound_port,
+            outbound_transport=outbound_transport,
+        )
+        trunk: Trunk = await self._client._run(_calls.create(self._path, Trunk, body))
+        return trunk
+
+    async def update(
+        self,
+        id: str,
+        *,
+        name: str | UnsetType = UNSET,
+        allowed_ips: list[str] | UnsetType = UNSET,
+        username: str | UnsetType | None = UNSET,
+        password: str | UnsetType = UNSET,
+        realm: str | UnsetType = UNSET,
+        outbound_host: str | UnsetType | None = UNSET,
+        outbound_port: int | UnsetType = UNSET,
+        outbound_transport: str | UnsetType = UNSET,
+    ) -> Trunk:
+        """A new username or realm needs the password again; username=None removes the credentials,
+        outbound_host=None the outbound route."""
+        body = _calls.fields(
+            name=name,
+            allowed_ips=allowed_ips,
+            username=username,
+            password=password,
+            realm=realm,
+            outbound_host=outbound_host,
+            outbound_port=outbound_port,
+            outbound_transport=outbound_transport,
+        )
+        trunk: Trunk = await self._client._run(_calls.update(self._path, Trunk, id, body))
+        return trunk
+
+    async def delete(self, id: str) -> None:
         await self._client._run(_calls.delete(self._path, id))

@@ -39,6 +39,7 @@ from .models import (
     Seats,
     SignupResult,
     Site,
+    Trunk,
     Usage,
 )
 
@@ -105,6 +106,7 @@ class Client:
         self.agents = Agents(self)
         self.queues = Queues(self)
         self.numbers = Numbers(self)
+        self.trunks = Trunks(self)
         self.flows = Flows(self)
 
     def __enter__(self) -> Client:
@@ -376,4 +378,66 @@ class Numbers(_Collection[Number]):
         return number
 
     def release(self, id: str) -> None:
+        self._client._run(_calls.delete(self._path, id))
+
+
+class Trunks(_Collection[Trunk]):
+    _path = "/v1/trunks"
+    _model = Trunk
+
+    def create(
+        self,
+        name: str,
+        *,
+        allowed_ips: list[str] | UnsetType = UNSET,
+        username: str | UnsetType = UNSET,
+        password: str | UnsetType = UNSET,
+        realm: str | UnsetType = UNSET,
+        outbound_host: str | UnsetType = UNSET,
+        outbound_port: int | UnsetType = UNSET,
+        outbound_transport: str | UnsetType = UNSET,
+    ) -> Trunk:
+        """A trunk needs allowed_ips, username and password (digest), or an outbound host (or several)."""
+        body = _calls.fields(
+            name=name,
+            allowed_ips=allowed_ips,
+            username=username,
+            password=password,
+            realm=realm,
+            outbound_host=outbound_host,
+            outbound_port=outbound_port,
+            outbound_transport=outbound_transport,
+        )
+        trunk: Trunk = self._client._run(_calls.create(self._path, Trunk, body))
+        return trunk
+
+    def update(
+        self,
+        id: str,
+        *,
+        name: str | UnsetType = UNSET,
+        allowed_ips: list[str] | UnsetType = UNSET,
+        username: str | UnsetType | None = UNSET,
+        password: str | UnsetType = UNSET,
+        realm: str | UnsetType = UNSET,
+        outbound_host: str | UnsetType | None = UNSET,
+        outbound_port: int | UnsetType = UNSET,
+        outbound_transport: str | UnsetType = UNSET,
+    ) -> Trunk:
+        """A new username or realm needs the password again; username=None removes the credentials,
+        outbound_host=None the outbound route."""
+        body = _calls.fields(
+            name=name,
+            allowed_ips=allowed_ips,
+            username=username,
+            password=password,
+            realm=realm,
+            outbound_host=outbound_host,
+            outbound_port=outbound_port,
+            outbound_transport=outbound_transport,
+        )
+        trunk: Trunk = self._client._run(_calls.update(self._path, Trunk, id, body))
+        return trunk
+
+    def delete(self, id: str) -> None:
         self._client._run(_calls.delete(self._path, id))

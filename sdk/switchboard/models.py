@@ -24,6 +24,7 @@ __all__ = [
     "SignupResult",
     "Site",
     "Tenant",
+    "Trunk",
     "Usage",
     "UsageInterval",
     "to_dict",
@@ -142,6 +143,22 @@ class Number(Model, kw_only=True):
     e164: str
     queue_id: str | None = None
     flow_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class Trunk(Model, kw_only=True):
+    """A SIP trunk. The password is write-only: `has_credentials` says whether digest is set."""
+
+    id: str
+    name: str
+    allowed_ips: list[str] = msgspec.field(default_factory=list)
+    username: str | None = None
+    realm: str | None = None
+    has_credentials: bool = False
+    outbound_host: str | None = None
+    outbound_port: int | None = None
+    outbound_transport: str = "udp"
     created_at: datetime
     updated_at: datetime
 

@@ -38,6 +38,7 @@ from .sites import SiteController
 from .state import ApiState
 from .tenants import MeController, SignupController
 from .tokens import TokenController
+from .trunks import TrunkController
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
@@ -133,6 +134,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RAT
             QueueController,
             NumberController,
             NumberRouteController,
+            TrunkController,
             FlowController,
             IvrController,
             AuditController,

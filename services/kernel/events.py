@@ -29,7 +29,7 @@ class ConfigChanged(Event, kw_only=True, frozen=True):
 
     domain = "config"
     name = "changed"
-    kind: Literal["site", "agent", "queue", "number", "key", "flow"]
+    kind: Literal["site", "agent", "queue", "number", "key", "flow", "trunk"]
     op: Literal["created", "updated", "deleted"]
     object_id: uuid.UUID
 

@@ -27,6 +27,7 @@ KIND_OF_PARAM = {
     "key_id": "key",
     "flow_name": "flow",
     "version": "version",
+    "trunk_id": "trunk",
 }
 
 
@@ -100,7 +101,13 @@ async def _fixture_objects(client: httpx.AsyncClient, t: Tenant) -> dict[str, st
     flow = f"bi-{t.id[-12:]}"  # flow names are per tenant: unique ones, so B's is not also A's
     definition = f"name: {flow}\nstart: q\nnodes:\n  q: {{type: queue, queue: bad-input queue}}\n"
     assert (await client.post("/v1/flows", json={"definition": definition}, headers=h)).status_code == 201
+    trunk = (
+        await client.post(
+            "/v1/trunks", json={"name": "bad-input trunk", "allowed_ips": ["192.0.2.1"]}, headers=h
+        )
+    ).json()["id"]
     return {
+        "trunk": trunk,
         "site": site,
         "agent": agent,
         "queue": queue,

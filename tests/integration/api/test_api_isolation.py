@@ -26,6 +26,7 @@ PARAM_KIND = {
     "number_id": "number",
     "key_id": "key",
     "flow_name": "flow",
+    "trunk_id": "trunk",
 }
 KIND_PATH = {
     "site": "sites",
@@ -34,6 +35,7 @@ KIND_PATH = {
     "number": "numbers",
     "key": "keys",
     "flow": "flows",
+    "trunk": "trunks",
 }
 # Path parameters that are not objects of their own; they take this value.
 FIXED_PARAMS = {"version": "1"}
@@ -69,6 +71,18 @@ async def _populate(client: httpx.AsyncClient, t: Tenant, tag: str) -> None:
     flow = f"start: q\nnodes:\n  q: {{type: queue, queue: {tag} queue}}\nname: {tag}-flow\n"
     r = await client.post("/v1/flows", json={"definition": flow}, headers=h)
     assert r.status_code == 201, r.text
+    trunk = (
+        await client.post(
+            "/v1/trunks",
+            json={
+                "name": f"{tag} trunk",
+                "allowed_ips": ["198.51.100.0/24"],
+                "username": tag,
+                "password": "s3cret-pass",
+            },
+            headers=h,
+        )
+    ).json()
     t.objects.update(
         site=site["id"],
         agent=agent["id"],
@@ -76,6 +90,7 @@ async def _populate(client: httpx.AsyncClient, t: Tenant, tag: str) -> None:
         number=number["id"],
         key=key["id"],
         flow=f"{tag}-flow",
+        trunk=trunk["id"],
     )
     t.objects["key_secret"] = key["key"]
 
@@ -117,7 +132,7 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
                 uuid.UUID(t.objects["agent"]),
                 uuid.UUID(t.id),
             )
-            # Media's SIP trunks (migration 0002) have no API yet.
+            # A second trunk written directly, beside the one made through the API.
             await conn.execute(
                 "INSERT INTO sip_trunks (id, tenant_id, name) VALUES ($1, $2, 'rls')",
                 uuid.uuid4(),
@@ -216,6 +231,7 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         "agent": {"name": "hijacked", "skills": {"x": 1}},
         "queue": {"priority": 1, "name": "hijacked"},
         "number": {"queue_id": None},
+        "trunk": {"name": "hijacked", "username": "x", "password": "hijacked-pass"},
     }
     post_bodies = {
         "/v1/sites": ({"name": "alpha second", "timezone": "UTC", "kind": "office"}, {201}),
@@ -223,6 +239,7 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         "/v1/queues": ({"name": "x", "site_id": b.objects["site"]}, {422}),
         "/v1/numbers": ({"e164": unique_e164(), "queue_id": b.objects["queue"]}, {422}),
         "/v1/keys": ({"role": "admin"}, {201}),
+        "/v1/trunks": ({"name": "alpha second", "allowed_ips": ["203.0.113.7"]}, {201}),
         "/v1/seats/purchase": ({"count": 1}, {200}),
         "/v1/seats/release": ({"count": 1}, {200}),
         # B's queue is unknown to A's flow validation.
