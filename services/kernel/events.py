@@ -41,7 +41,7 @@ class ConfigChanged(Event, kw_only=True, frozen=True):
 from .messages import Command  # noqa: E402
 
 CallDirection = Literal["inbound", "outbound"]
-DtmfSource = Literal["rfc4733", "inband", "info"]
+DtmfSource = Literal["rfc4733", "inband", "info", "datachannel"]
 
 
 class CallArrived(Event, kw_only=True, frozen=True):
@@ -660,4 +660,96 @@ __all__ += [
     "RoutingSiteCommand",
     "RoutingTransfer",
     "RoutingWrapUpDone",
+]
+
+
+# media II wiring
+# The media worker joins two of its legs (SIP calls or WebRTC legs; a WebRTC leg's call_id is its leg_id).
+# Commands go to sb.<tenant>.cmd.media.<name> like the other media commands; the worker that holds
+# `call_id` (and `other_call_id`) answers.
+
+
+class MediaBridge(MediaCommand, kw_only=True, frozen=True):
+    """Join `call_id` and `other_call_id` both ways (each must be held by the same worker)."""
+
+    name = "bridge"
+    other_call_id: uuid.UUID
+
+
+class MediaUnbridge(MediaCommand, kw_only=True, frozen=True):
+    """Separate `call_id` from whatever it is bridged to; both legs stay up."""
+
+    name = "unbridge"
+
+
+class CallBridged(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "bridged"
+    call_id: uuid.UUID
+    other_call_id: uuid.UUID
+    # How audio crosses: "passthrough" (same G.711 law, payload untouched), "translate" (PCMU<->PCMA
+    # by table), "pcm" (decoded samples: a WebRTC leg, whose codec aiortc runs).
+    path: Literal["passthrough", "translate", "pcm"]
+
+
+class CallUnbridged(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "unbridged"
+    call_id: uuid.UUID
+    other_call_id: uuid.UUID
+    reason: Literal["unbridge", "ended", "shutdown"]
+
+
+__all__ += ["CallBridged", "CallUnbridged", "MediaBridge", "MediaUnbridge"]
+
+
+class MediaMute(MediaCommand, kw_only=True, frozen=True):
+    """The other side of `call_id`'s bridge stops hearing `call_id` (it hears silence)."""
+
+    name = "mute"
+
+
+class MediaUnmute(MediaCommand, kw_only=True, frozen=True):
+    name = "unmute"
+
+
+class MediaRecordStart(MediaCommand, kw_only=True, frozen=True):
+    """Tap `call_id`'s bridge into the local spool (caller and agent channels, G.711)."""
+
+    name = "record_start"
+
+
+class MediaRecordPause(MediaCommand, kw_only=True, frozen=True):
+    name = "record_pause"
+
+
+class MediaRecordResume(MediaCommand, kw_only=True, frozen=True):
+    name = "record_resume"
+
+
+class CallMuted(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "muted"
+    call_id: uuid.UUID
+    muted: bool
+
+
+class CallRecording(Event, kw_only=True, frozen=True):
+    """The recording tap's state; `spool` is the spool directory's name under the data dir."""
+
+    domain = "call"
+    name = "recording"
+    call_id: uuid.UUID
+    state: Literal["started", "paused", "resumed", "stopped"]
+    spool: str
+
+
+__all__ += [
+    "CallMuted",
+    "CallRecording",
+    "MediaMute",
+    "MediaRecordPause",
+    "MediaRecordResume",
+    "MediaRecordStart",
+    "MediaUnmute",
 ]

@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import time
 import uuid
 from collections import OrderedDict
+from pathlib import Path
+from typing import Literal
 
 import msgspec
 from nats.aio.msg import Msg
@@ -23,11 +26,17 @@ from services.kernel.db import create_pool
 from services.kernel.log import get_logger
 from services.kernel.messages import Reply, decode, encode
 from services.kernel.subjects import tenant_of
-from services.media.call import CallState
+from services.media.bridging import Bridge, Endpoint
+from services.media.call import Call, CallState
 from services.media.edge import SipEdge
 from services.media.leg import EdgeConfig, Leg
 from services.media.prompts import APOLOGY, PromptError, PromptStore
+from services.media.rtp.g711 import G711
+from services.media.rtp_session import RtpSession
+from services.media.spool import SpoolWriter
 from services.media.store import Store
+from services.media.webrtc import WebRtcError
+from services.media.webrtc_calls import WebRtcCalls, WebRtcSession, webrtc_config
 
 __all__ = ["MediaService", "edge_config", "main"]
 
@@ -44,9 +53,29 @@ COMMANDS: dict[str, type[ev.MediaCommand]] = {
         ev.MediaUnhold,
         ev.MediaHangup,
         ev.MediaOriginate,
+        ev.MediaBridge,
+        ev.MediaUnbridge,
+        ev.MediaMute,
+        ev.MediaUnmute,
+        ev.MediaRecordStart,
+        ev.MediaRecordPause,
+        ev.MediaRecordResume,
     )
 }
+BRIDGE_COMMANDS = (
+    ev.MediaBridge,
+    ev.MediaUnbridge,
+    ev.MediaMute,
+    ev.MediaUnmute,
+    ev.MediaRecordStart,
+    ev.MediaRecordPause,
+    ev.MediaRecordResume,
+)
+WEBRTC_COMMANDS: dict[str, type[ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce]] = {
+    cls.name: cls for cls in (ev.MediaWebRtcOffer, ev.MediaWebRtcAnswer, ev.MediaWebRtcIce)
+}
 REPLAY_MEMORY = 10_000
+STOP_TIMEOUT_S = 1.0
 
 
 def _env_int(name: str, default: int) -> int:
@@ -88,11 +117,18 @@ def edge_config(settings: Settings) -> EdgeConfig:
 
 
 class MediaService:
-    def __init__(self, edge: SipEdge, bus: Bus) -> None:
+    def __init__(
+        self, edge: SipEdge, bus: Bus, webrtc: WebRtcCalls | None = None, *, spool_dir: Path | None = None
+    ) -> None:
         self.edge = edge
+        self.spool_dir = spool_dir
         self.bus = bus
+        self.webrtc = webrtc or WebRtcCalls(webrtc_config(), emit=edge.emit, clock=edge.clock, now=edge.now)
+        self.bridges: dict[uuid.UUID, Bridge] = {}
         self._replies: OrderedDict[uuid.UUID, Reply] = OrderedDict()
         self._subs: list[Subscription] = []
+        edge.on_end.append(lambda leg: self._leg_ended(leg.call.call_id))
+        self.webrtc.on_end.append(lambda session: self._leg_ended(session.leg_id))
 
     async def start(self) -> None:
         # Several media processes may run: `originate` goes to one of them (queue group); every other
@@ -100,6 +136,9 @@ class MediaService:
         nc = self.bus.nc
         self._subs = [
             await nc.subscribe("sb.*.cmd.media.originate", queue="media", cb=self._on_originate),
+            # A browser's offer for no particular call goes to one worker; one for a call goes to all
+            # and the worker holding the call answers (the bridge needs both legs in one process).
+            await nc.subscribe("sb.*.cmd.media.webrtc_offer", queue="media", cb=self._on_originate),
             await nc.subscribe("sb.*.cmd.media.*", cb=self._on_call_command),
             # Cached number routes are dropped when the API changes a tenant's numbers.
             await nc.subscribe("sb.*.evt.config.changed", cb=self._on_config_changed),
@@ -111,19 +150,38 @@ class MediaService:
         except (msgspec.ValidationError, msgspec.DecodeError):
             log.warning("bad_config_changed", subject=msg.subject)
             return
-        if change.kind == "number":
+        # Cached routes carry the number's tenant and that tenant's trunks.
+        if change.kind in ("number", "trunk"):
             self.edge.store.invalidate(change.tenant_id)
 
     async def stop(self) -> None:
+        for bridge in list(self.bridges.values()):
+            self._separate(bridge, "shutdown")
+        await self.webrtc.stop()
+        # Bounded: when NATS died with the runtime (kill -9), an unsubscribe or flush can wait for a
+        # reconnect that never comes, and the process must still exit on SIGTERM.
         for sub in self._subs:
-            await sub.unsubscribe()
+            try:
+                await asyncio.wait_for(sub.unsubscribe(), STOP_TIMEOUT_S)
+            except Exception as exc:  # timeout, or the connection closed under us
+                log.warning("unsubscribe_failed", subject=sub.subject, error=type(exc).__name__)
+        self._subs = []
+        try:
+            await asyncio.wait_for(self.bus.nc.flush(), STOP_TIMEOUT_S)
+        except Exception as exc:
+            log.warning("flush_failed", error=type(exc).__name__)
 
     async def _on_originate(self, msg: Msg) -> None:
+        if msg.subject.endswith(".webrtc_offer") and _offer_call_id(msg.data) is not None:
+            return  # for a call: the broadcast subscription takes it
         await self._on_msg(msg)
 
     async def _on_call_command(self, msg: Msg) -> None:
-        if not msg.subject.endswith(".originate"):  # the queue-group subscription takes those
-            await self._on_msg(msg)
+        if msg.subject.endswith(".originate"):  # the queue-group subscription takes those
+            return
+        if msg.subject.endswith(".webrtc_offer") and _offer_call_id(msg.data) is None:
+            return
+        await self._on_msg(msg)
 
     async def _on_msg(self, msg: Msg) -> None:
         try:
@@ -136,7 +194,12 @@ class MediaService:
 
     async def _handle(self, msg: Msg) -> Reply | None:
         name = msg.subject.rsplit(".", 1)[-1]
-        kind = COMMANDS.get(name)
+        kind: (
+            type[ev.MediaCommand]
+            | type[ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce]
+            | None
+        )
+        kind = COMMANDS.get(name) or WEBRTC_COMMANDS.get(name)
         if kind is None:
             return Reply(ok=False, error=f"unknown media command {name!r}", code="unknown_command")
         try:
@@ -150,7 +213,10 @@ class MediaService:
         previous = self._replies.get(command.id)
         if previous is not None:
             return previous
-        reply = await self.execute(command)
+        if isinstance(command, ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce):
+            reply = await self.execute_webrtc(command)
+        else:
+            reply = await self.execute(command)
         if reply is None:
             return None
         self._replies[command.id] = reply
@@ -183,9 +249,14 @@ class MediaService:
                 code="originate_failed" if error else None,
                 data={"call_id": str(command.call_id)},
             )
+        if isinstance(command, BRIDGE_COMMANDS):
+            return self.bridge_command(command)
         leg = self._leg(command)
         if leg is None:
-            return None
+            session = self.webrtc.get(command.tenant_id, command.call_id)
+            if session is None:
+                return None
+            return await self._webrtc_call_command(session, command)
         if leg.call.state is CallState.ENDED:
             return Reply(ok=False, error="the call has ended", code="ended")
         now = edge.now()
@@ -206,6 +277,10 @@ class MediaService:
             return Reply(
                 ok=ok, error=None if ok else "the call is not answered", code=None if ok else "state"
             )
+        return await self._prompt_command(call, command)
+
+    async def _prompt_command(self, call: Call, command: ev.MediaCommand) -> Reply:
+        edge, now = self.edge, self.edge.now()
         try:
             if isinstance(command, ev.MediaPlay):
                 if command.tone == "moh":
@@ -247,6 +322,214 @@ class MediaService:
             return Reply(ok=False, error=str(exc), code="prompt")
         return Reply(ok=False, error="unsupported command", code="unknown_command")
 
+    async def _webrtc_call_command(self, session: WebRtcSession, command: ev.MediaCommand) -> Reply:
+        """Call commands on a WebRTC leg: prompts, digits, stop and hangup (answer is a no-op: the leg is
+        up once connected; hold belongs to the bridge)."""
+        call = session.call
+        if call.state is CallState.ENDED:
+            return Reply(ok=False, error="the call has ended", code="ended")
+        if isinstance(command, ev.MediaAnswer):
+            ok = call.state is CallState.ANSWERED
+            return Reply(
+                ok=ok, error=None if ok else "the leg is not connected yet", code=None if ok else "state"
+            )
+        if isinstance(command, ev.MediaHangup):
+            self.webrtc.end(session, command.cause)
+            return Reply(ok=True)
+        if isinstance(command, ev.MediaStop):
+            self.edge.emit(call.stop(self.edge.now()))
+            return Reply(ok=True)
+        if isinstance(command, ev.MediaHold | ev.MediaUnhold):
+            # The agent hears music; the bridge carries silence from a held agent (webrtc_calls.py).
+            if call.state is not CallState.ANSWERED:
+                return Reply(ok=False, error="the leg is not connected", code="state")
+            held = isinstance(command, ev.MediaHold)
+            self.edge.emit(call.hold(held, by="local", moh=self.edge.prompts.moh))
+            return Reply(ok=True)
+        if isinstance(command, ev.MediaOriginate):
+            return Reply(ok=False, error="originate is not a WebRTC leg command", code="unsupported")
+        return await self._prompt_command(call, command)
+
+    async def execute_webrtc(
+        self, command: ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce
+    ) -> Reply | None:
+        if isinstance(command, ev.MediaWebRtcOffer):
+            law = G711.PCMU
+            if command.call_id is not None:
+                leg = self.edge.legs.get(command.call_id)
+                if leg is None or leg.call.tenant_id != command.tenant_id:
+                    return None  # another worker holds that call
+                if leg.rtp is not None:
+                    law = leg.rtp.codec  # the same law on both legs: nothing to translate
+            try:
+                sdp = await self.webrtc.offer(
+                    tenant_id=command.tenant_id,
+                    leg_id=command.leg_id,
+                    agent_id=command.agent_id,
+                    sdp=command.sdp,
+                    law=law,
+                )
+            except WebRtcError as exc:
+                return Reply(ok=False, error=str(exc), code="webrtc")
+            return Reply(
+                ok=True, data={"sdp": sdp, "leg_id": str(command.leg_id), "call_id": str(command.leg_id)}
+            )
+        session = self.webrtc.get(command.tenant_id, command.leg_id)
+        if session is None:
+            return None
+        if session.agent_id != command.agent_id:
+            return Reply(ok=False, error="the leg belongs to another agent", code="forbidden")
+        try:
+            if isinstance(command, ev.MediaWebRtcAnswer):
+                await session.leg.accept_answer(command.sdp)
+            else:
+                await session.leg.add_ice_candidate(
+                    command.candidate, command.sdp_mid, command.sdp_mline_index
+                )
+        except WebRtcError as exc:
+            return Reply(ok=False, error=str(exc), code="webrtc")
+        return Reply(ok=True)
+
+    # --- the bridge ---
+
+    def _endpoint(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> Endpoint | None:
+        leg = self.edge.legs.get(call_id)
+        if leg is not None and leg.call.tenant_id == tenant_id:
+            return leg.rtp
+        return self.webrtc.get(tenant_id, call_id)
+
+    def bridge_command(self, command: ev.MediaCommand) -> Reply | None:
+        if not isinstance(command, ev.MediaBridge):
+            if self._endpoint(command.tenant_id, command.call_id) is None:
+                return None
+            bridge = self.bridges.get(command.call_id)
+            if bridge is None:
+                return Reply(ok=False, error="the call is not bridged", code="state")
+            return self._bridge_control(bridge, command)
+        a = self._endpoint(command.tenant_id, command.call_id)
+        if a is None:
+            return None
+        if command.other_call_id == command.call_id:
+            return Reply(ok=False, error="a call cannot be bridged to itself", code="invalid")
+        b = self._endpoint(command.tenant_id, command.other_call_id)
+        if b is None:
+            return Reply(ok=False, error="the other call is not held by this media worker", code="not_found")
+        for side in (a, b):
+            if side.call.state is not CallState.ANSWERED:
+                return Reply(ok=False, error=f"call {side.call.call_id} is not answered", code="state")
+            if side.call.call_id in self.bridges:
+                return Reply(ok=False, error=f"call {side.call.call_id} is bridged already", code="conflict")
+        # Two SIP legs: the relay core (no decode). A WebRTC leg: decoded frames (aiortc runs its codec).
+        if isinstance(a, WebRtcSession) and not isinstance(b, WebRtcSession):
+            a, b = b, a  # side a is the caller: the recording's first channel
+        if isinstance(a, RtpSession) and isinstance(b, RtpSession):
+            bridge = Bridge.relay(a, b)  # no decode: payloads relayed with rewritten headers
+        else:
+            law = a.codec if isinstance(a, RtpSession) else a.law  # type: ignore[attr-defined]
+            bridge = Bridge(a, b, path="pcm", law=law)
+        bridge.join()
+        path: Literal["passthrough", "translate", "pcm"] = bridge.path  # type: ignore[assignment]
+        for call_id in bridge.call_ids:
+            self.bridges[call_id] = bridge
+        a_id, b_id = bridge.call_ids
+        self.edge.emit(
+            [
+                ev.CallBridged(tenant_id=command.tenant_id, call_id=a_id, other_call_id=b_id, path=path),
+                ev.CallBridged(tenant_id=command.tenant_id, call_id=b_id, other_call_id=a_id, path=path),
+            ]
+        )
+        return Reply(ok=True, data={"path": path})
+
+    def _bridge_control(self, bridge: Bridge, command: ev.MediaCommand) -> Reply:
+        tenant, call_id = command.tenant_id, command.call_id
+        if isinstance(command, ev.MediaUnbridge):
+            self._separate(bridge, "unbridge")
+            return Reply(ok=True, data=self._work(bridge))
+        if isinstance(command, ev.MediaMute | ev.MediaUnmute):
+            mute = isinstance(command, ev.MediaMute)
+            if mute != (call_id in bridge.muted):
+                bridge.mute(call_id, mute)
+                self.edge.emit([ev.CallMuted(tenant_id=tenant, call_id=call_id, muted=mute)])
+            return Reply(ok=True)
+        caller_id = bridge.a.call.call_id
+        if isinstance(command, ev.MediaRecordStart):
+            if bridge.recorder is not None:
+                return Reply(ok=True, data={"spool": bridge.recorder.directory.name})
+            if self.spool_dir is None:
+                return Reply(ok=False, error="this media worker has no spool directory", code="unsupported")
+            try:
+                self.spool_dir.mkdir(parents=True, exist_ok=True)
+                bridge.recorder = SpoolWriter(
+                    self.spool_dir, str(caller_id), bridge.law, started_at=time.time()
+                )
+            except FileExistsError:
+                return Reply(ok=False, error="this call was recorded already", code="conflict")
+            except OSError as exc:
+                return Reply(ok=False, error=f"the spool cannot be written: {exc}", code="spool")
+            state = "started"
+        elif bridge.recorder is None:
+            return Reply(ok=False, error="the call is not being recorded", code="state")
+        elif isinstance(command, ev.MediaRecordPause):
+            bridge.recorder.pause(time.monotonic())
+            state = "paused"
+        else:
+            bridge.recorder.resume(time.monotonic())
+            state = "resumed"
+        self.edge.emit(
+            [ev.CallRecording(tenant_id=tenant, call_id=caller_id, state=state, spool=str(caller_id))]  # type: ignore[arg-type]
+        )
+        return Reply(ok=True, data={"spool": str(caller_id)})
+
+    @staticmethod
+    def _work(bridge: Bridge) -> dict[str, object]:
+        """What the bridge cost: relay work per kind and frames each SIP leg decoded (tests, benchmarks)."""
+        stats = bridge.codec_stats()
+        return {
+            "path": bridge.path,
+            "forwarded": stats.forwarded,
+            "translated": stats.translated,
+            "relay_decoded": stats.decoded,
+            "relay_encoded": stats.encoded,
+            "frames_decoded": bridge.decoded_frames(),
+        }
+
+    def _separate(self, bridge: Bridge, reason: str) -> None:
+        recorder = bridge.stop_recording()
+        if recorder is not None:
+            self.edge.emit(
+                [
+                    ev.CallRecording(
+                        tenant_id=bridge.a.call.tenant_id,
+                        call_id=bridge.a.call.call_id,
+                        state="stopped",
+                        spool=recorder.directory.name,
+                    )
+                ]
+            )
+        bridge.separate()
+        a_id, b_id = bridge.call_ids
+        for call_id in (a_id, b_id):
+            self.bridges.pop(call_id, None)
+        tenant = bridge.a.call.tenant_id
+        self.edge.emit(
+            [
+                ev.CallUnbridged(tenant_id=tenant, call_id=a_id, other_call_id=b_id, reason=reason),  # type: ignore[arg-type]
+                ev.CallUnbridged(tenant_id=tenant, call_id=b_id, other_call_id=a_id, reason=reason),  # type: ignore[arg-type]
+            ]
+        )
+
+    def _leg_ended(self, call_id: uuid.UUID) -> None:
+        bridge = self.bridges.get(call_id)
+        if bridge is not None:
+            self._separate(bridge, "ended")
+
+
+def _offer_call_id(data: bytes) -> uuid.UUID | None:
+    try:
+        return decode(data, ev.MediaWebRtcOffer).call_id
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None  # the queue-group worker answers with the decode error
+
 
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     # Connections are opened up front: a new one costs tens of ms in the middle of call setup.
@@ -254,7 +537,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     prompts = PromptStore(settings.data_dir)
     edge = SipEdge(edge_config(settings), store=Store(pool), prompts=prompts, publish=bus.publish)
     await edge.start()
-    service = MediaService(edge, bus)
+    service = MediaService(edge, bus, spool_dir=settings.data_dir / "spool")
     await service.start()
     # The apology is rendered once (espeak-ng, cached on disk) before the first caller needs it.
     warmup = asyncio.get_running_loop().create_task(prompts.warm([APOLOGY]))

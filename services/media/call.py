@@ -77,6 +77,9 @@ class Call:
     hangup_requested: bool = False
     _moh: Samples | None = None
     _last_digit: tuple[str, float] = ("", -1.0)
+    # The digit that interrupted a prompt while no collection ran: the next collect takes it as its
+    # first key (MediaPlay's promise). Dropped by a non-interruptible play, hold and the call's end.
+    pending_digit: str | None = None
     history: list[str] = field(default_factory=list)
 
     # --- life cycle ---
@@ -91,6 +94,7 @@ class Call:
     def end(self, cause: str, now: float, *, sip_status: int | None = None) -> list[Event]:
         if self.state is CallState.ENDED:
             return []
+        self.pending_digit = None
         events: list[Event] = []
         if self.playback is not None and self.playback.play_id is not None:
             events.append(self._play_finished(self.playback, "stopped"))
@@ -122,6 +126,8 @@ class Call:
         loop: bool = False,
     ) -> list[Event]:
         events = self.stop_playback("stopped")
+        if not interruptible:
+            self.pending_digit = None
         self.playback = Playback(play_id, samples, interruptible, loop)
         return events
 
@@ -139,6 +145,8 @@ class Call:
         return events
 
     def hold(self, held: bool, *, by: str, moh: Samples | None = None) -> list[Event]:
+        if held:
+            self.pending_digit = None
         if by == "local":
             if self.held_by_us == held:
                 return []
@@ -149,6 +157,11 @@ class Call:
                 return []
             self.held_by_them = held
         return [CallHeld(tenant_id=self.tenant_id, call_id=self.call_id, held=held, by=by)]  # type: ignore[arg-type]
+
+    @property
+    def next_moh_active(self) -> bool:
+        """Music on hold plays (we hold the call and have music)."""
+        return self.held_by_us and self._moh is not None
 
     def next_frame(self, now: float) -> tuple[Samples | None, list[Event]]:
         """The next 20 ms to send (None: silence) and the events the frame caused (a prompt ended)."""
@@ -203,6 +216,9 @@ class Call:
         events: list[Event] = []
         if self.collection is not None:
             events.append(self._collected("stopped"))
+        typed_ahead, self.pending_digit = self.pending_digit, None
+        if typed_ahead is not None:
+            prompt = None  # the caller already answered: the prompt would only make them wait
         self.collection = Collection(
             collect_id,
             max(0, min_digits),
@@ -216,6 +232,8 @@ class Call:
             events += self.play(prompt, play_id=collect_id, interruptible=True)
             assert self.playback is not None
             self.playback.for_collect = True
+        if typed_ahead is not None:
+            events += self._collect_digit(typed_ahead, now)
         return events
 
     def digit(self, digit: str, source: DtmfSource, now: float) -> list[Event]:
@@ -232,6 +250,12 @@ class Call:
             self.playback = None
             if playback.play_id is not None:
                 events.append(self._play_finished(playback, "interrupted", digit))
+            if self.collection is None:
+                self.pending_digit = digit
+        return events + self._collect_digit(digit, now)
+
+    def _collect_digit(self, digit: str, now: float) -> list[Event]:
+        events: list[Event] = []
         collection = self.collection
         if collection is None:
             return events

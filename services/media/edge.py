@@ -72,6 +72,8 @@ class SipEdge:
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._events: asyncio.Queue[Event] = asyncio.Queue()
+        # Called once per leg when its call ends (the bridge lets go of it).
+        self.on_end: list[Callable[[Leg], None]] = []
         self.admission = AdmissionController(
             max_calls=config.max_calls,
             max_setup=config.max_setup,
@@ -787,6 +789,11 @@ class SipEdge:
                 events.append(leg.rtp.quality(final=True))
             events += leg.call.end(cause, self.now(), sip_status=sip_status)
             self.emit(events)
+            for hook in list(self.on_end):
+                try:
+                    hook(leg)
+                except Exception:
+                    log.exception("end_hook_failed")
         self._release(leg)
 
     def _release(self, leg: Leg) -> None:

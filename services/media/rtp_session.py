@@ -16,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from services.kernel.events import CallQuality
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
+from services.media.bridge.relay import RelayDirection
 from services.media.call import FRAME, Call
 from services.media.dsp.dtmf import DtmfDetector
 from services.media.rtp.g711 import G711
@@ -135,6 +137,16 @@ class RtpSession:
         self._next_rtcp = 0.0
         self.last_rx = 0.0
         self.closed = False
+        # The bridge (services/media/bridging.py): frames from the other leg to send when no prompt or
+        # music plays, and where this leg's decoded audio goes.
+        self.bridge_in: collections.deque[npt.NDArray[np.int16]] | None = None
+        self.bridge_out: Callable[[npt.NDArray[np.int16]], None] | None = None
+        # The no-decode relay (a SIP<->SIP bridge): this leg's packets go to `relay_out` instead of the
+        # jitter buffer; `relay_in` is the direction whose output this leg sends (its rewriter keeps one
+        # continuous stream when a prompt or music of our own replaces the relayed packets).
+        self.relay_out: Callable[[RtpPacket, float], None] | None = None
+        self.relay_in: RelayDirection | None = None
+        self.decoded_frames = 0
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -214,6 +226,8 @@ class RtpSession:
                 # restarted its timeline (a new stream, replayed captures). Start over, do not drop it.
                 self.events_rx = TelephoneEventReceiver()
             self._last_event_ts = packet.timestamp
+            if self.relay_out is not None and self.receiving:
+                self.relay_out(packet, now)
             try:
                 received = self.events_rx.on_packet(packet.timestamp, packet.payload)
             except (TelephoneEventError, ValueError):
@@ -227,7 +241,9 @@ class RtpSession:
         if packet.payload_type != self.payload_type:
             return
         self.rx.on_packet(packet.sequence_number, packet.timestamp, now)
-        if self.receiving:
+        if self.receiving and self.relay_out is not None:
+            self.relay_out(packet, now)
+        elif self.receiving:
             self.jitter.push(
                 packet.sequence_number,
                 packet.timestamp,
@@ -265,11 +281,21 @@ class RtpSession:
         frame = self.jitter.pop(now)
         if frame is not None and frame.kind is FrameKind.AUDIO and frame.payload:
             samples = self.codec.decode(frame.payload)
+            self.decoded_frames += 1
             for digit in self.detector.feed(samples, now):
                 events += self.call.digit(digit.digit, "inband", now)
+            if self.bridge_out is not None:
+                self.bridge_out(samples)
         samples_out, produced = self.call.next_frame(now)
         events += produced
-        if self.sending and self.remote is not None and self._rtp is not None:
+        if samples_out is None and self.bridge_in:
+            samples_out = self.bridge_in.popleft()
+        if self.relay_in is not None:
+            # Relayed packets carry the stream; only our own prompt or music is sent from here.
+            if samples_out is not None and self.sending and self.remote is not None:
+                payload = self.codec.encode(samples_out)
+                self._send_raw(self.relay_in.rewriter.generated(self.payload_type, payload, FRAME), now)
+        elif self.sending and self.remote is not None and self._rtp is not None:
             if self._digits_out and self._digits_out[0].at <= now + 0.001:
                 d = self._digits_out.pop(0)
                 self._send(
@@ -295,6 +321,19 @@ class RtpSession:
             events.append(self.quality())
         if events:
             self.emit(events)
+
+    def deliver_relayed(self, packet: RtpPacket, now: float) -> None:
+        """A packet from the relay (already rewritten for this leg); our own prompt or music wins."""
+        if self.call.playback is not None or (self.call.held_by_us and self.call.next_moh_active):
+            return
+        if self.sending and self.remote is not None:
+            self._send_raw(packet, now)
+
+    def _send_raw(self, packet: RtpPacket, now: float) -> None:
+        if self._rtp is None or self.remote is None:
+            return
+        self._rtp.sendto(bytes(packet), self.remote)
+        self.tx.on_sent(packet.timestamp, len(packet.payload), now)
 
     def _send(self, packet: RtpPacket, now: float) -> None:
         assert self._rtp is not None and self.remote is not None

@@ -98,6 +98,13 @@ class StreamRewriter:
                 self._last_samples = samples
         return RtpPacket(payload_type, seq, ts, self.ssrc, payload, marker)
 
+    def next_position(self) -> tuple[int, int]:
+        """(sequence number, timestamp) the next packet of this output stream would carry: where the
+        leg's own stream continues when the relay stops."""
+        if self._last_out_seq is None:
+            return self._next_seq, self._next_ts
+        return (self._last_out_seq + 1) & 0xFFFF, (self._last_out_ts + self._last_samples) & 0xFFFFFFFF
+
     def generated(self, payload_type: int, payload: bytes, samples: int) -> RtpPacket:
         """A packet made here (music, silence while the source is quiet), next in the output stream. The
         next input packet then counts as a new source, so the output stays monotonic."""

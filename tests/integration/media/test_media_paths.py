@@ -137,7 +137,8 @@ async def test_prompts_digits_and_interrupt_over_the_wire(media_edge, infra) -> 
         stopped = await events.wait_for(ev.CallPlayFinished, lambda e: e.play_id == long_play.id)
         assert stopped.reason == "interrupted" and stopped.digit == "5"
 
-        # A collection fed by in-band digits and an RFC 4733 terminator.
+        # A collection fed by in-band digits and an RFC 4733 terminator; the "5" that interrupted the
+        # prompt (no collection was running) is its first key.
         collect = ev.MediaCollect(tenant_id=tenant, call_id=cid, max_digits=5, terminator="#")
         assert (await events.command(collect)).ok
         gap = np.zeros(800)
@@ -147,7 +148,7 @@ async def test_prompts_digits_and_interrupt_over_the_wire(media_edge, infra) -> 
         await asyncio.sleep(0.2)
         await asyncio.to_thread(send_rfc4733, caller, "#")
         collected = await events.wait_for(ev.CallCollected, lambda e: e.collect_id == collect.id)
-        assert collected.digits == "27" and collected.reason == "terminator"
+        assert collected.digits == "527" and collected.reason == "terminator"
         sources = [(e.digit, e.source) for e in events.all(ev.CallDtmf, lambda e: e.call_id == cid)]
         assert sources == [("5", "inband"), ("2", "inband"), ("7", "inband"), ("#", "rfc4733")]
         await receiving
@@ -443,3 +444,29 @@ async def test_pcma_only_offer_gets_pcma_audio(media_edge) -> None:
     )
     client.close()
     rtp.close()
+
+
+async def test_the_digit_that_interrupts_a_prompt_starts_the_next_collect(media_edge, infra) -> None:
+    folder = infra.data_dir / "test-prompts"
+    folder.mkdir(exist_ok=True)
+    (folder / "long-typeahead.wav").write_bytes(_wav(_sine(440.0, 20.0, 8000), 8000))
+    events = await Events.connect(media_edge.nats_url, media_edge.tenant_id)
+    caller = await answered_call(media_edge.port, media_edge.flow_number, events)
+    cid, tenant = caller.platform_call_id, events.tenant
+    try:
+        play = ev.MediaPlay(
+            tenant_id=tenant, call_id=cid, file="test-prompts/long-typeahead.wav", interruptible=True
+        )
+        assert (await events.command(play)).ok
+        await asyncio.to_thread(send_rfc4733, caller, "5")
+        stopped = await events.wait_for(ev.CallPlayFinished, lambda e: e.play_id == play.id)
+        assert stopped.reason == "interrupted" and stopped.digit == "5"
+        # The IVR asks for two digits only now: the "5" pressed during the prompt is the first.
+        collect = ev.MediaCollect(tenant_id=tenant, call_id=cid, max_digits=2, first_digit_timeout=10)
+        assert (await events.command(collect)).ok
+        await asyncio.to_thread(send_rfc4733, caller, "3")
+        collected = await events.wait_for(ev.CallCollected, lambda e: e.collect_id == collect.id)
+        assert collected.digits == "53" and collected.reason == "max_digits"
+        await caller.bye()
+    finally:
+        await events.close()

@@ -95,3 +95,82 @@ def test_prompt_end_and_call_end_events() -> None:
     ended = [e for e in call.end("remote_bye", 12.5) if isinstance(e, CallEnded)]
     assert ended[0].cause == "remote_bye" and ended[0].duration == 12.5
     assert call.end("again", 13.0) == []
+
+
+def _collect(call: Call, now: float, *, max_digits: int = 3, prompt: np.ndarray | None = None) -> uuid.UUID:
+    cid = uuid.uuid4()
+    call.collect(
+        collect_id=cid,
+        min_digits=1,
+        max_digits=max_digits,
+        terminator="#",
+        first_digit_timeout=5,
+        inter_digit_timeout=2,
+        now=now,
+        prompt=prompt,
+    )
+    return cid
+
+
+def test_the_digit_that_interrupts_a_prompt_is_kept_for_the_next_collect() -> None:
+    call = _call()
+    call.play(np.ones(FRAME * 10, dtype=np.int16), play_id=uuid.uuid4(), interruptible=True)
+    call.digit("4", "rfc4733", 0.04)
+    assert call.pending_digit == "4"
+    # The next collect starts with it (its prompt is skipped: the caller answered already) ...
+    cid = _collect(call, 1.0, max_digits=2, prompt=np.ones(FRAME * 50, dtype=np.int16))
+    assert call.playback is None and call.pending_digit is None
+    done = [e for e in call.digit("2", "rfc4733", 1.5) if isinstance(e, CallCollected)]
+    assert done[0].collect_id == cid and done[0].digits == "42" and done[0].reason == "max_digits"
+    # ... and may complete at once.
+    call.play(np.ones(FRAME * 10, dtype=np.int16), play_id=uuid.uuid4(), interruptible=True)
+    call.digit("9", "rfc4733", 2.0)
+    events = call.collect(
+        collect_id=uuid.uuid4(),
+        min_digits=1,
+        max_digits=1,
+        terminator=None,
+        first_digit_timeout=5,
+        inter_digit_timeout=2,
+        now=2.5,
+    )
+    assert [(e.digits, e.reason) for e in events if isinstance(e, CallCollected)] == [("9", "max_digits")]
+    # A typed-ahead terminator with nothing collected does not end the collection.
+    call.play(np.ones(FRAME * 10, dtype=np.int16), play_id=uuid.uuid4(), interruptible=True)
+    call.digit("#", "rfc4733", 3.0)
+    assert [
+        e
+        for e in call.collect(
+            collect_id=uuid.uuid4(),
+            min_digits=1,
+            max_digits=3,
+            terminator="#",
+            first_digit_timeout=5,
+            inter_digit_timeout=2,
+            now=3.1,
+        )
+        if isinstance(e, CallCollected)
+    ] == []
+    call.stop(3.2)
+
+
+def test_a_kept_digit_is_dropped_by_a_plain_play_hold_and_the_end() -> None:
+    for drop in ("play", "hold", "end"):
+        call = _call()
+        call.play(np.ones(FRAME * 10, dtype=np.int16), play_id=uuid.uuid4(), interruptible=True)
+        call.digit("7", "rfc4733", 0.04)
+        assert call.pending_digit == "7"
+        if drop == "play":
+            call.play(np.ones(FRAME, dtype=np.int16), play_id=None)
+        elif drop == "hold":
+            call.hold(True, by="local")
+        else:
+            call.end("remote_bye", 1.0)
+        assert call.pending_digit is None, drop
+        if drop != "end":
+            _collect(call, 1.0)
+            assert call.collection is not None and call.collection.digits == "", drop
+    # A digit with nothing to interrupt is not kept (a collect later must not see stale presses).
+    call = _call()
+    call.digit("3", "rfc4733", 0.0)
+    assert call.pending_digit is None

@@ -1,0 +1,197 @@
+"""The bridge between two legs of one worker (SIP RtpSession or WebRTC session), both ways.
+
+Each side's decoded 20 ms frames go to the other side's small queue; the other side sends them on its own
+20 ms tick whenever its call has no prompt or music of its own (so hold with music, and prompts to one
+party, work on a bridged call). A WebRTC leg's codec runs inside aiortc, which always decodes and encodes:
+such bridges carry PCM ("pcm" path). Mute drops one direction's frames (the listener hears silence), as
+does hold of a WebRTC leg (its agent hears music, the other side nothing).
+
+The recording tap writes what crosses the bridge to the spool (services/media/spool): the caller's frames
+(side `a`) and the agent's (side `b`) as two channels in the caller's G.711 law, one frame per frame the
+caller's side produces (its 20 ms tick), paired with the agent's latest frame.
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from services.media.bridge.relay import CodecStats, RelayDirection, StreamRewriter
+from services.media.call import Call
+from services.media.rtp.g711 import G711
+from services.media.rtp.packet import RtpPacket
+from services.media.rtp_session import RtpSession
+from services.media.spool import SpoolWriter
+
+__all__ = ["MAX_QUEUED", "Bridge", "Endpoint"]
+
+Samples = npt.NDArray[np.int16]
+# Frames waiting in one direction; beyond it the oldest go (the sender's clock runs ahead of ours).
+MAX_QUEUED = 8
+_SILENCE: Samples = np.zeros(160, dtype=np.int16)
+
+
+class Endpoint(Protocol):
+    call: Call
+    bridge_in: collections.deque[Samples] | None
+    bridge_out: Callable[[Samples], None] | None
+
+
+@dataclass(eq=False)
+class Bridge:
+    a: Endpoint
+    b: Endpoint
+    path: str = "pcm"
+    # Call ids whose audio the other side does not hear (mute).
+    muted: set[uuid.UUID] = field(default_factory=set)
+    forwarded: dict[uuid.UUID, int] = field(default_factory=dict)
+    law: G711 = G711.PCMU
+    recorder: SpoolWriter | None = None
+    _agent_frame: bytes | None = None
+    # SIP<->SIP: the no-decode relay, one direction per target call id.
+    directions: dict[uuid.UUID, RelayDirection] = field(default_factory=dict)
+    decoded_at_join: int = 0
+
+    @classmethod
+    def relay(cls, a: RtpSession, b: RtpSession) -> Bridge:
+        """Two SIP legs: payloads relayed untouched (same law) or by table (PCMU<->PCMA), never decoded."""
+        same = a.codec is b.codec
+        bridge = cls(a, b, path="passthrough" if same else "translate", law=a.codec)
+        for src, dst in ((a, b), (b, a)):
+            bridge.directions[dst.call.call_id] = RelayDirection(
+                source_law=src.codec,
+                target_law=dst.codec,
+                rewriter=StreamRewriter(dst.ssrc, first_seq=dst.seq, first_ts=dst.ts),
+                event_types=(src.te_pt, dst.te_pt) if src.te_pt is not None else None,
+            )
+        return bridge
+
+    def join(self) -> None:
+        if self.directions:
+            self._join_relay()
+            return
+        self._join_pcm()
+
+    def decoded_frames(self) -> int:
+        """Frames the SIP legs decoded (jitter buffer -> linear) since the bridge joined them."""
+        total = sum(s.decoded_frames for s in (self.a, self.b) if isinstance(s, RtpSession))
+        return total - self.decoded_at_join
+
+    def _join_relay(self) -> None:
+        self.decoded_at_join = self.decoded_frames()
+        for src, dst in ((self.a, self.b), (self.b, self.a)):
+            assert isinstance(src, RtpSession) and isinstance(dst, RtpSession)
+            direction = self.directions[dst.call.call_id]
+            dst.relay_in = direction
+            src.relay_out = self._relayer(src, dst, direction)
+
+    def _relayer(
+        self, src: RtpSession, dst: RtpSession, direction: RelayDirection
+    ) -> Callable[[RtpPacket, float], None]:
+        caller = src is self.a
+
+        def relay(packet: RtpPacket, now: float) -> None:
+            out = direction.on_packet(packet)
+            if out is None:
+                return
+            dst.deliver_relayed(out, now)
+            if self.recorder is not None and packet.payload_type == direction.source_law.payload_type:
+                payload = out.payload  # in the target's law: the caller's law when the agent spoke
+                if caller:
+                    payload = packet.payload  # the caller's own law, untouched
+                self._tap_payload(caller, payload)
+
+        return relay
+
+    def _tap_payload(self, caller: bool, payload: bytes) -> None:
+        assert self.recorder is not None
+        if not caller:
+            self._agent_frame = payload
+            return
+        agent, self._agent_frame = self._agent_frame, None
+        self.recorder.write(payload, agent, time.monotonic())
+
+    def mute(self, call_id: uuid.UUID, muted: bool) -> None:
+        if muted:
+            self.muted.add(call_id)
+        else:
+            self.muted.discard(call_id)
+        direction = self.directions.get(self.other(call_id).call.call_id)
+        if direction is not None:
+            if muted:
+                direction.mute()
+            else:
+                direction.resume()
+
+    def codec_stats(self) -> CodecStats:
+        total = CodecStats()
+        for direction in self.directions.values():
+            total.forwarded += direction.stats.forwarded
+            total.translated += direction.stats.translated
+            total.decoded += direction.stats.decoded
+            total.encoded += direction.stats.encoded
+        return total
+
+    def _join_pcm(self) -> None:
+        for src, dst in ((self.a, self.b), (self.b, self.a)):
+            dst.bridge_in = collections.deque(maxlen=MAX_QUEUED)
+            src.bridge_out = self._forwarder(src, dst)
+
+    def _forwarder(self, src: Endpoint, dst: Endpoint) -> Callable[[Samples], None]:
+        call_id = src.call.call_id
+
+        def forward(samples: Samples) -> None:
+            queue = dst.bridge_in
+            if queue is None:
+                return
+            if call_id in self.muted:
+                samples = _SILENCE  # the other side hears nothing; the recording keeps the silence
+            else:
+                queue.append(samples)
+                self.forwarded[call_id] = self.forwarded.get(call_id, 0) + 1
+            if self.recorder is not None:
+                self._tap(src is self.a, samples)
+
+        return forward
+
+    def _tap(self, caller: bool, samples: Samples) -> None:
+        assert self.recorder is not None
+        payload = self.law.encode(samples)
+        if not caller:
+            self._agent_frame = payload
+            return
+        agent, self._agent_frame = self._agent_frame, None
+        self.recorder.write(payload, agent, time.monotonic())
+
+    def stop_recording(self) -> SpoolWriter | None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            recorder.close()
+        return recorder
+
+    def separate(self) -> None:
+        self.stop_recording()
+        for side in (self.a, self.b):
+            side.bridge_in = None
+            side.bridge_out = None
+            if isinstance(side, RtpSession):
+                direction = side.relay_in
+                side.relay_in = None
+                side.relay_out = None
+                if direction is not None:
+                    # The leg's own stream continues where the relayed one stopped (same SSRC).
+                    side.seq, side.ts = direction.rewriter.next_position()
+
+    def other(self, call_id: uuid.UUID) -> Endpoint:
+        return self.b if self.a.call.call_id == call_id else self.a
+
+    @property
+    def call_ids(self) -> tuple[uuid.UUID, uuid.UUID]:
+        return self.a.call.call_id, self.b.call.call_id

@@ -1,0 +1,248 @@
+"""WebRTC legs as calls of the media worker: the adapter between WebRtcLeg (aiortc), the sans-IO Call
+(prompts, digits) and the shared 20 ms MediaClock.
+
+A browser's `webrtc_offer` makes one leg, named by its `leg_id`; the leg is also a call whose `call_id` is
+the leg id, so play/collect/stop/hangup and the bridge address it like a SIP call. Audio is 8 kHz int16 on
+both sides of the adapter (the leg negotiates G.711; aiortc decodes and encodes inside its own pipeline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from services.kernel import events as ev
+from services.kernel.log import get_logger
+from services.kernel.messages import Event
+from services.media.call import Call, CallState
+from services.media.dsp.dtmf import DtmfDetector
+from services.media.rtp.g711 import G711
+from services.media.webrtc import (
+    DigitSource,
+    IceServer,
+    LegState,
+    WebRtcConfig,
+    WebRtcError,
+    WebRtcLeg,
+)
+
+__all__ = ["WebRtcCalls", "WebRtcSession", "webrtc_config"]
+
+log = get_logger()
+Samples = npt.NDArray[np.int16]
+Emit = Callable[[list[Event]], None]
+# Received frames wait at most this long for the 20 ms tick (aiortc delivers in bursts).
+MAX_INBOX_FRAMES = 10
+QUALITY_INTERVAL_S = 5.0  # like RTCP reports on SIP legs
+
+
+def webrtc_config() -> WebRtcConfig:
+    """SB_MEDIA_ICE_HOSTS: comma-separated ICE host addresses (default 127.0.0.1; "auto": aioice's own
+    discovery). SB_MEDIA_ICE_SERVERS: space-separated `url[|username|credential]` entries (default none:
+    never a public STUN server)."""
+    hosts_raw = os.environ.get("SB_MEDIA_ICE_HOSTS", "127.0.0.1").strip()
+    hosts: tuple[str, ...] | None
+    if hosts_raw.lower() == "auto":
+        hosts = None
+    else:
+        hosts = tuple(h.strip() for h in hosts_raw.split(",") if h.strip())
+    servers = []
+    for entry in os.environ.get("SB_MEDIA_ICE_SERVERS", "").split():
+        url, _, rest = entry.partition("|")
+        username, _, credential = rest.partition("|")
+        servers.append(IceServer((url,), username or None, credential or None))
+    try:
+        return WebRtcConfig(ice_servers=tuple(servers), host_addresses=hosts)
+    except ValueError as exc:
+        raise ValueError(f"SB_MEDIA_ICE_HOSTS / SB_MEDIA_ICE_SERVERS: {exc}") from None
+
+
+@dataclass(eq=False)
+class WebRtcSession:
+    """One WebRTC leg: ticks with the SIP legs on the MediaClock."""
+
+    leg_id: uuid.UUID
+    tenant_id: uuid.UUID
+    agent_id: str
+    call: Call
+    leg: WebRtcLeg
+    emit: Emit
+    detector: DtmfDetector = field(default_factory=DtmfDetector)
+    inbox: collections.deque[Samples] = field(
+        default_factory=lambda: collections.deque(maxlen=MAX_INBOX_FRAMES)
+    )
+    # The bridge: frames from the other leg to send here, and where this leg's audio goes.
+    bridge_in: collections.deque[Samples] | None = None
+    bridge_out: Callable[[Samples], None] | None = None
+    frames_in: int = 0
+    frames_out: int = 0
+    on_end: Callable[[WebRtcSession], None] | None = None
+
+    @property
+    def law(self) -> G711:
+        return self.leg.peer_law or G711.PCMU
+
+    def on_audio(self, samples: Samples) -> None:
+        self.inbox.append(samples)
+
+    def tick(self, now: float) -> None:
+        events: list[Event] = []
+        if self.inbox:
+            samples = self.inbox.popleft()
+            self.frames_in += 1
+            for digit in self.detector.feed(samples, now):
+                events += self.call.digit(digit.digit, "inband", now)
+            if self.bridge_out is not None:
+                # A held agent is not heard (the agent hears music: Call.next_frame).
+                self.bridge_out(np.zeros_like(samples) if self.call.held_by_us else samples)
+        out, produced = self.call.next_frame(now)
+        events += produced
+        if out is None and self.bridge_in:
+            out = self.bridge_in.popleft()
+        if out is not None and self.call.state is CallState.ANSWERED:
+            self.leg.send_audio(out)
+            self.frames_out += 1
+        events += self.call.tick(now)
+        if events:
+            self.emit(events)
+
+
+class WebRtcCalls:
+    """The worker's WebRTC legs, by leg id (= their call id)."""
+
+    def __init__(self, config: WebRtcConfig, *, emit: Emit, clock: object, now: Callable[[], float]) -> None:
+        self.config = config
+        self.emit = emit
+        self.clock = clock  # services.media.rtp_session.MediaClock
+        self.now = now
+        self.sessions: dict[uuid.UUID, WebRtcSession] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._reporters: dict[uuid.UUID, asyncio.Future[None]] = {}
+        self.on_end: list[Callable[[WebRtcSession], None]] = []
+
+    def get(self, tenant_id: uuid.UUID, leg_id: uuid.UUID) -> WebRtcSession | None:
+        session = self.sessions.get(leg_id)
+        if session is None or session.tenant_id != tenant_id:
+            return None  # another tenant's leg is indistinguishable from no leg
+        return session
+
+    async def offer(
+        self, *, tenant_id: uuid.UUID, leg_id: uuid.UUID, agent_id: str, sdp: str, law: G711 = G711.PCMU
+    ) -> str:
+        """A new leg answering the browser's offer; returns the answer SDP. WebRtcError when unusable."""
+        if leg_id in self.sessions:
+            raise WebRtcError("leg id already in use")
+        call = Call(call_id=leg_id, tenant_id=tenant_id, created_at=self.now())
+        holder: list[WebRtcSession] = []
+        leg = WebRtcLeg(
+            self.config,
+            peer_law=law,
+            on_audio=lambda samples: holder[0].on_audio(samples) if holder else None,
+            on_digit=lambda digit, source: self._digit(holder[0], digit, source) if holder else None,
+            on_state=lambda state: self._state(holder[0], state) if holder else None,
+        )
+        session = WebRtcSession(leg_id, tenant_id, agent_id, call, leg, self.emit)
+        holder.append(session)
+        try:
+            answer = await leg.accept_offer(sdp)
+        except WebRtcError:
+            await leg.close()
+            raise
+        self.sessions[leg_id] = session
+        self.clock.add(session)  # type: ignore[attr-defined]
+        return answer
+
+    def _digit(self, session: WebRtcSession, digit: str, source: DigitSource) -> None:
+        kind = "datachannel" if source is DigitSource.DATA_CHANNEL else "rfc4733"
+        self.emit(session.call.digit(digit, kind, self.now()))  # type: ignore[arg-type]
+
+    def _state(self, session: WebRtcSession, state: LegState) -> None:
+        if state is LegState.CONNECTED:
+            events: list[Event] = [self._signal(session, "state", state="connected")]
+            events += session.call.answered(self.now())
+            self.emit(events)
+            self._reporters[session.leg_id] = asyncio.ensure_future(self._report_quality(session))
+        elif state in (LegState.FAILED, LegState.CLOSED):
+            self.end(session, "ice_failed" if state is LegState.FAILED else "remote_closed")
+
+    def _signal(self, session: WebRtcSession, kind: str, *, state: str | None = None) -> ev.WebRtcSignal:
+        return ev.WebRtcSignal(
+            tenant_id=session.tenant_id,
+            agent_id=session.agent_id,
+            leg_id=session.leg_id,
+            kind=kind,  # type: ignore[arg-type]
+            state=state,
+            call_id=session.leg_id,
+        )
+
+    def end(self, session: WebRtcSession, cause: str) -> None:
+        """End the leg: call.ended and the `ended` signal; the peer connection closes in the background."""
+        if self.sessions.pop(session.leg_id, None) is None:
+            return
+        self.clock.remove(session)  # type: ignore[attr-defined]
+        reporter = self._reporters.pop(session.leg_id, None)
+        if reporter is not None:
+            reporter.cancel()
+        events = session.call.end(cause, self.now())
+        events.append(self._signal(session, "ended"))
+        self.emit(events)
+        for hook in list(self.on_end):
+            try:
+                hook(session)
+            except Exception:
+                log.exception("webrtc_end_hook_failed")
+        self._spawn(self._close(session))
+
+    async def _quality(self, session: WebRtcSession, *, final: bool) -> ev.CallQuality | None:
+        try:
+            q = await asyncio.wait_for(session.leg.quality(), 1.0)
+        except Exception as exc:  # getStats on a closing connection; a report is not worth a crash
+            log.warning("webrtc_quality_failed", error=type(exc).__name__)
+            return None
+        return ev.CallQuality(
+            tenant_id=session.tenant_id,
+            call_id=session.leg_id,
+            mos=q.mos,
+            r=q.r,
+            jitter_ms=q.jitter_ms,
+            loss_percent=q.loss_percent,
+            rtt_ms=q.rtt_ms,
+            packets_received=q.packets_received,
+            packets_sent=q.packets_sent,
+            final=final,
+        )
+
+    async def _report_quality(self, session: WebRtcSession) -> None:
+        """call.quality from getStats (RTCP figures) every few seconds while the leg is up."""
+        while True:
+            await asyncio.sleep(QUALITY_INTERVAL_S)
+            if session.leg_id not in self.sessions:
+                return
+            report = await self._quality(session, final=False)
+            if report is not None and session.leg_id in self.sessions:
+                self.emit([report])
+
+    async def _close(self, session: WebRtcSession) -> None:
+        if session.call.answered_at is not None:
+            report = await self._quality(session, final=True)
+            if report is not None:
+                self.emit([report])
+        await session.leg.close()
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        for session in list(self.sessions.values()):
+            self.end(session, "shutdown")
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=2.0)
