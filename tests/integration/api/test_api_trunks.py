@@ -357,6 +357,7 @@ async def test_media_edge_accepts_credentials_set_through_the_api(client: httpx.
         "/v1/trunks", json={"name": "office", "allowed_ips": ["127.0.0.0/8"]}, headers=allowlisted.headers
     )
     assert r.status_code == 201, r.text
+    office = r.json()["id"]
 
     media = _load("_trunk_media_fixtures", _MEDIA / "conftest.py")
 
@@ -372,4 +373,19 @@ async def test_media_edge_accepts_credentials_set_through_the_api(client: httpx.
 
     with media.start_media(infra) as (port, _pid, _log):
         results = await asyncio.to_thread(calls, port)
-    assert results == [(401, 200), (401, 200), (401, 401), (401, 401), (200, 0)]
+        assert results == [(401, 200), (401, 200), (401, 401), (401, 401), (200, 0)]
+        # The route (with its trunks) is cached now; a trunk change applies to the next calls all the
+        # same, because media drops the tenant's cached routes on config.changed of kind trunk.
+        r = await client.patch(
+            f"/v1/trunks/{office}", json={"allowed_ips": ["192.0.2.0/24"]}, headers=allowlisted.headers
+        )
+        assert r.status_code == 200, r.text
+        after = None
+        for _ in range(50):  # the event reaches media asynchronously; well under the cache's 60 s
+            after = await asyncio.to_thread(
+                _invite, port, numbers[allowlisted.id], user="", password=None, algorithm="SHA-256"
+            )
+            if after[0] == 403:
+                break
+            await asyncio.sleep(0.1)
+        assert after is not None and after[0] == 403, after
