@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from .messages import Event
+from .messages import Command, Event
 
 __all__ = ["ConfigChanged", "SeatsChanged", "TenantCreated"]
 
@@ -38,7 +38,6 @@ class ConfigChanged(Event, kw_only=True, frozen=True):
 # Calls are named by `call_id`, the platform's id for one call leg (not the SIP Call-ID).
 # Commands go to sb.<tenant>.cmd.media.<name> and are idempotent by their `id`.
 
-from .messages import Command  # noqa: E402
 
 CallDirection = Literal["inbound", "outbound"]
 DtmfSource = Literal["rfc4733", "inband", "info", "datachannel"]
