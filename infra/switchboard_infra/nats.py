@@ -20,6 +20,13 @@ from .workloads import pdb
 
 __all__ = ["CLIENT_PORT", "CLUSTER_PORT", "MONITOR_PORT", "nats_conf", "nats_objects"]
 
+# Routing partitions: the mapping below must agree with the routing service's SB_ROUTING_PARTITION_COUNT
+# (its default); services/routing/partitions.py says why, and a test checks the two are the same.
+ROUTING_PARTITIONS = 16
+ROUTING_MAPPING_SOURCE = "sb.*.cmd.routing.*"
+ROUTING_MAPPING_DESTINATION = (
+    f"sb.sys.routing.cmd.{{{{partition({ROUTING_PARTITIONS},1)}}}}.{{{{wildcard(1)}}}}.{{{{wildcard(2)}}}}"
+)
 CLIENT_PORT = 4222
 CLUSTER_PORT = 6222
 MONITOR_PORT = 8222
@@ -44,6 +51,10 @@ def nats_conf(cfg: PlatformConfig) -> str:
         # JetStream acknowledges before fsync and by default syncs every 2 minutes: a machine crash can
         # lose acknowledged contacts (STACK-NOTES.md). "always" syncs every write.
         f"  sync_interval: {cfg.nats.sync_interval}",
+        "}",
+        # Each routing worker receives only the commands of the tenant partitions it owns.
+        "mappings {",
+        f'  "{ROUTING_MAPPING_SOURCE}": "{ROUTING_MAPPING_DESTINATION}"',
         "}",
     ]
     if cfg.nats.replicas > 1:

@@ -34,6 +34,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     expected_services: str = "media,routing,ivr,recording,reporting"
     # JetStream replicas for the platform's streams and buckets (3 on a NATS cluster).
     jetstream_replicas: int = 1
+    # Routing partitions: the NATS subject mapping and the routing workers must agree on it (1-1024).
+    routing_partition_count: int = 16
 
     @property
     def expected_service_names(self) -> tuple[str, ...]:
@@ -54,6 +56,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "signup_rate_per_minute": ("SB_SIGNUP_RATE_PER_MINUTE", int),
     "expected_services": ("SB_EXPECTED_SERVICES", str),
     "jetstream_replicas": ("SB_JETSTREAM_REPLICAS", int),
+    "routing_partition_count": ("SB_ROUTING_PARTITION_COUNT", int),
 }
 
 
@@ -77,6 +80,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
             raise ConfigError(f"{_ENV[name][0]}={port} is outside 0-65535")
     if settings.jetstream_replicas not in (1, 3, 5):
         raise ConfigError(f"SB_JETSTREAM_REPLICAS={settings.jetstream_replicas} must be 1, 3 or 5")
+    if not 1 <= settings.routing_partition_count <= 1024:
+        raise ConfigError(f"SB_ROUTING_PARTITION_COUNT={settings.routing_partition_count} is outside 1-1024")
     return settings
 
 

@@ -1,7 +1,8 @@
 """The routing service process (python -m services.routing).
 
-Environment (besides the SB_* settings): SB_ROUTING_PARTITION_COUNT (default 16), SB_ROUTING_PARTITIONS
-("all" by default, or e.g. "0-7"), SB_ROUTING_WORKER_ID (default routing-<host>-<partitions>).
+Environment (besides the SB_* settings, among them SB_ROUTING_PARTITION_COUNT, default 16, which must match
+the NATS subject mapping): SB_ROUTING_PARTITIONS ("all" by default, or e.g. "0-7"), SB_ROUTING_WORKER_ID
+(default routing-<host>-<partitions>).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from .worker import RoutingWorker, parse_partitions
 
 
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
-    count = int(os.environ.get("SB_ROUTING_PARTITION_COUNT", "16"))
+    count = settings.routing_partition_count
     spec = os.environ.get("SB_ROUTING_PARTITIONS", "all")
     partitions = parse_partitions(spec, count)
     worker_id = os.environ.get("SB_ROUTING_WORKER_ID") or f"routing-{socket.gethostname()}-{spec}"

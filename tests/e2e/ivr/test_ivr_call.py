@@ -34,6 +34,7 @@ from services.kernel.events import (
 )
 from services.kernel.messages import Reply, encode
 from services.media.rtp.g711 import alaw_decode, ulaw_decode
+from services.routing.partitions import tenant_commands_subject
 from services.runtime.demo import DEMO_FLOW_NAME, ensure_demo
 from services.runtime.embedded import free_port
 
@@ -252,7 +253,8 @@ async def _call(  # type: ignore[no-untyped-def]
         await msg.respond(encode(Reply(ok=True)))
 
     await nc.subscribe(f"sb.{tenant_id}.evt.>", cb=on_event)
-    await nc.subscribe(f"sb.{tenant_id}.cmd.routing.>", cb=on_routing)
+    # NATS maps routing commands onto their tenant partition (services/routing/partitions.py).
+    await nc.subscribe(tenant_commands_subject(tenant_id), cb=on_routing)
     await nc.flush()
     try:
         sipp = await asyncio.create_subprocess_exec(

@@ -33,6 +33,7 @@ from services.kernel.events import (
     RoutingEnqueue,
 )
 from services.kernel.messages import Reply, encode
+from services.routing.partitions import tenant_commands_subject
 from tests.integration.api.conftest import signup, unique_e164
 
 FLOW = """\
@@ -116,7 +117,8 @@ class FakeMedia:
 
     async def start(self) -> None:
         await self.bus.nc.subscribe(f"sb.{self.tenant}.cmd.media.>", cb=self._media)
-        await self.bus.nc.subscribe(f"sb.{self.tenant}.cmd.routing.>", cb=self._routing)
+        # NATS maps routing commands onto their tenant partition (services/routing/partitions.py).
+        await self.bus.nc.subscribe(tenant_commands_subject(self.tenant), cb=self._routing)
 
     def of(self, name: str, call_id: uuid.UUID) -> list[dict[str, Any]]:
         return [c for n, c in self.commands if n == name and c["call_id"] == str(call_id)]
@@ -126,7 +128,7 @@ class FakeMedia:
             self.step_s.append(time.monotonic() - self.keyed_at)
             self.keyed_at = 0.0
         self.commands.append(
-            (msg.subject.rsplit(".", 2)[-2] + "." + msg.subject.rsplit(".", 1)[-1], json.loads(msg.data))
+            ("routing." + msg.subject.rsplit(".", 1)[-1], json.loads(msg.data))
         )
         await msg.respond(
             encode(Reply(ok=not self.refuse_routing, error="refused" if self.refuse_routing else None))

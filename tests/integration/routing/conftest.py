@@ -112,6 +112,17 @@ class Client:
         await asyncio.wait_for(loop(), timeout)
 
 
+async def wait_owned(worker: RoutingWorker, partitions: set[int], timeout: float = 8.0) -> None:
+    """Wait until `worker` owns `partitions`: a routing process an earlier test stopped or killed may hold
+    their locks until they expire (3 s); the worker claims them on its next refresh."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while set(worker.owned) != partitions:
+        if loop.time() > deadline:
+            raise AssertionError(f"{worker.worker_id} owns {sorted(worker.owned)}, not {sorted(partitions)}")
+        await asyncio.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 async def pool(infra: Any) -> AsyncIterator[asyncpg.Pool]:
     p = await create_pool(infra.app_url, max_size=20)
@@ -125,6 +136,7 @@ async def worker(infra: Any, pool: asyncpg.Pool) -> AsyncIterator[RoutingWorker]
     await bus.ensure_streams()
     w = RoutingWorker(bus, pool, worker_id="routing-test", partitions=list(range(16)), partition_count=16)
     await w.start()
+    await wait_owned(w, set(range(16)))
     yield w
     await w.stop()
     await bus.close()

@@ -18,9 +18,10 @@ import pytest
 
 from services.kernel import events as ev
 from services.kernel.bus import connect
+from services.routing.partitions import partition_of
 from services.routing.worker import RoutingWorker
 
-from .conftest import Client, make_tenant
+from .conftest import Client, make_tenant, wait_owned
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -171,23 +172,25 @@ async def test_kill_9_mid_traffic_recovers(
 
 async def test_standby_takes_over_released_partition(infra: Any, pool: Any, client: Client) -> None:
     t = await make_tenant(pool, agents=1)
+    part = partition_of(t.id, 16)
     buses = [await connect(infra.nats_url, name=f"w{i}") for i in range(2)]
     await buses[0].ensure_streams()
-    one = RoutingWorker(buses[0], pool, worker_id="w-one", partitions=[0, 1], partition_count=2)
-    two = RoutingWorker(buses[1], pool, worker_id="w-two", partitions=[0, 1], partition_count=2)
+    one = RoutingWorker(buses[0], pool, worker_id="w-one", partitions=[part], partition_count=16)
+    two = RoutingWorker(buses[1], pool, worker_id="w-two", partitions=[part], partition_count=16)
     try:
         await one.start()
+        await wait_owned(one, {part})
         await two.start()
-        assert set(one.owned) == {0, 1} and not two.owned
+        assert set(one.owned) == {part} and not two.owned
         assert (await client.send(ev.RoutingAgentLogin(tenant_id=t.id, agent_id=t.agents[0]))).ok
         call = uuid.uuid4()
         assert (await client.send(ev.RoutingEnqueue(tenant_id=t.id, call_id=call, queue="sales"))).ok
         await one.stop()
         for _ in range(100):
-            if len(two.owned) == 2:
+            if two.owned:
                 break
             await asyncio.sleep(0.05)
-        assert set(two.owned) == {0, 1}
+        assert set(two.owned) == {part}
         r = await client.send(ev.RoutingPosition(tenant_id=t.id, call_id=call))
         assert r.ok and r.data["state"] == "offered" and r.data["agent_id"] == str(t.agents[0])
     finally:

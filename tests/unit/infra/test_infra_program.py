@@ -278,3 +278,12 @@ def test_the_migration_command_runs_against_a_real_database(infra: Any) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "migrations applied: []" in done.stdout  # the session fixture had migrated already
+
+
+def test_the_nats_config_maps_routing_commands_like_the_routing_service() -> None:
+    # The bundled NATS's mapping must be the one the routing workers (and the embedded NATS) expect.
+    from services.kernel.config import Settings
+    from services.routing.partitions import nats_mappings
+
+    conf = nats_conf(parse_config(REQUIRED))
+    assert nats_mappings(Settings().routing_partition_count) in conf
