@@ -65,7 +65,7 @@ class WebRtcConfig:
 
 
 def rtc_configuration(config: WebRtcConfig) -> RTCConfiguration:
-    """Always an explicit list: aiortc falls back to stun:stun.l.google.com when iceServers is None."""
+    """Always an explicit list: aiortc falls back to Google's public STUN server when iceServers is None."""
     servers = [
         RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
         for s in config.ice_servers
