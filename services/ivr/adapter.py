@@ -45,6 +45,7 @@ from services.kernel.events import (
     MediaAnswer,
     MediaHangup,
     MediaPlay,
+    MediaTransfer,
     RoutingCancel,
 )
 from services.kernel.log import get_logger
@@ -59,6 +60,7 @@ __all__ = ["CALLS_BUCKET", "FLOWS_BUCKET", "IvrAdapter"]
 CALLS_BUCKET = "sb_ivr_calls"
 FLOWS_BUCKET = "sb_ivr_flows"
 COMMAND_TIMEOUT_S = 2.0
+TRANSFER_TIMEOUT_S = 40.0  # media rings the outside number for up to 30 s
 MAX_LOOKUP_BYTES = 64 * 1024
 CALL_TTL_S = 24 * 3600.0
 
@@ -310,7 +312,9 @@ class IvrAdapter:
 
     async def _send(self, command: Command) -> bool:
         try:
-            reply = await self.bus.request(command, timeout=COMMAND_TIMEOUT_S)
+            # A transfer's reply waits for the outside number to answer (media's transfer.py).
+            timeout = TRANSFER_TIMEOUT_S if isinstance(command, MediaTransfer) else COMMAND_TIMEOUT_S
+            reply = await self.bus.request(command, timeout=timeout)
         except BusError as exc:
             self.log.warning(
                 "ivr_command_failed", command=f"{command.service}.{command.name}", error=str(exc)

@@ -35,6 +35,8 @@ from services.media.rtp.g711 import G711
 from services.media.rtp_session import RtpSession
 from services.media.spool import SpoolWriter
 from services.media.store import Store
+from services.media.transfer import transfer
+from services.media.voicemail import Recording, beep, resolve_under
 from services.media.webrtc import WebRtcError
 from services.media.webrtc_calls import WebRtcCalls, WebRtcSession, webrtc_config
 
@@ -60,6 +62,8 @@ COMMANDS: dict[str, type[ev.MediaCommand]] = {
         ev.MediaRecordStart,
         ev.MediaRecordPause,
         ev.MediaRecordResume,
+        ev.MediaRecord,
+        ev.MediaTransfer,
     )
 }
 BRIDGE_COMMANDS = (
@@ -118,10 +122,23 @@ def edge_config(settings: Settings) -> EdgeConfig:
 
 class MediaService:
     def __init__(
-        self, edge: SipEdge, bus: Bus, webrtc: WebRtcCalls | None = None, *, spool_dir: Path | None = None
+        self,
+        edge: SipEdge,
+        bus: Bus,
+        webrtc: WebRtcCalls | None = None,
+        *,
+        spool_dir: Path | None = None,
+        data_dir: Path | None = None,
     ) -> None:
         self.edge = edge
         self.spool_dir = spool_dir
+        # `record` writes under it (voicemail); None: this worker does not record.
+        self.data_dir = data_dir
+        # Legs joined by a `transfer`: when one ends, the other is hung up.
+        self.transfers: dict[uuid.UUID, uuid.UUID] = {}
+        # `transfer` commands whose reply waits for the outside number (by command id).
+        self._transfers_pending: set[uuid.UUID] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self.bus = bus
         self.webrtc = webrtc or WebRtcCalls(webrtc_config(), emit=edge.emit, clock=edge.clock, now=edge.now)
         self.bridges: dict[uuid.UUID, Bridge] = {}
@@ -155,6 +172,8 @@ class MediaService:
             self.edge.store.invalidate(change.tenant_id)
 
     async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
         for bridge in list(self.bridges.values()):
             self._separate(bridge, "shutdown")
         await self.webrtc.stop()
@@ -213,6 +232,8 @@ class MediaService:
         previous = self._replies.get(command.id)
         if previous is not None:
             return previous
+        if isinstance(command, ev.MediaTransfer):
+            return self._start_transfer(command, msg)
         if isinstance(command, ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce):
             reply = await self.execute_webrtc(command)
         else:
@@ -223,6 +244,71 @@ class MediaService:
         while len(self._replies) > REPLAY_MEMORY:
             self._replies.popitem(last=False)
         return reply
+
+    def _remember(self, command_id: uuid.UUID, reply: Reply) -> None:
+        self._replies[command_id] = reply
+        while len(self._replies) > REPLAY_MEMORY:
+            self._replies.popitem(last=False)
+
+    def _start_transfer(self, command: ev.MediaTransfer, msg: Msg) -> Reply | None:
+        """The reply comes when the outside number answered (and is bridged) or failed: from a task, so
+        this subscription keeps serving other commands meanwhile."""
+        leg = self._leg(command)
+        if leg is None:
+            if self.webrtc.get(command.tenant_id, command.call_id) is not None:
+                return Reply(ok=False, error="a WebRTC leg cannot be transferred", code="unsupported")
+            return None  # another worker holds the call
+        if command.id in self._transfers_pending:
+            return None  # a repeat while the first is still ringing: the first request gets the answer
+
+        async def run() -> None:
+            try:
+                reply = await transfer(self, leg, command)
+            except Exception as exc:
+                log.exception("media_transfer_failed", call_id=str(command.call_id))
+                reply = Reply(ok=False, error=f"internal error: {type(exc).__name__}", code="internal")
+            finally:
+                self._transfers_pending.discard(command.id)
+            self._remember(command.id, reply)
+            if msg.reply:
+                try:
+                    await msg.respond(encode(reply))
+                except Exception as exc:  # the connection closed meanwhile
+                    log.warning("media_transfer_reply_lost", error=type(exc).__name__)
+
+        self._transfers_pending.add(command.id)
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return None
+
+    def _record(self, leg: Leg, command: ev.MediaRecord) -> Reply:
+        if self.data_dir is None:
+            return Reply(ok=False, error="this media worker has no data directory", code="unsupported")
+        path = resolve_under(self.data_dir, command.file)
+        if path is None or path.suffix.lower() != ".wav":
+            return Reply(
+                ok=False,
+                error=f"record file {command.file!r} must be a .wav path inside the data directory",
+                code="invalid",
+            )
+        if not 0 < command.max_seconds <= 3600:
+            return Reply(ok=False, error="max_seconds must be in (0, 3600]", code="invalid")
+        call = leg.call
+        if call.state is not CallState.ANSWERED:
+            return Reply(ok=False, error="the call is not answered", code="state")
+        if call.call_id in self.bridges:
+            return Reply(ok=False, error="a bridged call cannot record a message", code="state")
+        recording = Recording(
+            tenant_id=call.tenant_id,
+            call_id=call.call_id,
+            record_id=command.id,
+            file=command.file,
+            path=path,
+            max_seconds=command.max_seconds,
+        )
+        self.edge.emit(call.record(recording, beep() if command.beep else None))
+        return Reply(ok=True, data={"file": command.file})
 
     def _leg(self, command: ev.MediaCommand) -> Leg | None:
         leg = self.edge.legs.get(command.call_id)
@@ -277,6 +363,8 @@ class MediaService:
             return Reply(
                 ok=ok, error=None if ok else "the call is not answered", code=None if ok else "state"
             )
+        if isinstance(command, ev.MediaRecord):
+            return self._record(leg, command)
         return await self._prompt_command(call, command)
 
     async def _prompt_command(self, call: Call, command: ev.MediaCommand) -> Reply:
@@ -522,6 +610,13 @@ class MediaService:
         bridge = self.bridges.get(call_id)
         if bridge is not None:
             self._separate(bridge, "ended")
+        other = self.transfers.pop(call_id, None)
+        if other is not None:
+            # A transferred call is one conversation: either side leaving ends it.
+            self.transfers.pop(other, None)
+            leg = self.edge.legs.get(other)
+            if leg is not None:
+                self.edge.hangup(leg)
 
 
 def _offer_call_id(data: bytes) -> uuid.UUID | None:
@@ -537,7 +632,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     prompts = PromptStore(settings.data_dir)
     edge = SipEdge(edge_config(settings), store=Store(pool), prompts=prompts, publish=bus.publish)
     await edge.start()
-    service = MediaService(edge, bus, spool_dir=settings.data_dir / "spool")
+    service = MediaService(edge, bus, spool_dir=settings.data_dir / "spool", data_dir=settings.data_dir)
     await service.start()
     # The apology is rendered once (espeak-ng, cached on disk) before the first caller needs it.
     warmup = asyncio.get_running_loop().create_task(prompts.warm([APOLOGY]))

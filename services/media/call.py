@@ -24,6 +24,7 @@ from services.kernel.events import (
     DtmfSource,
 )
 from services.kernel.messages import Event
+from services.media.voicemail import Recording
 
 FRAME = 160  # samples per 20 ms at 8 kHz
 Samples = npt.NDArray[np.int16]
@@ -81,6 +82,8 @@ class Call:
     # first key (MediaPlay's promise). Dropped by a non-interruptible play, hold and the call's end.
     pending_digit: str | None = None
     history: list[str] = field(default_factory=list)
+    # The `record` command (voicemail): fed the caller's frames once its beep has played.
+    recording: Recording | None = None
 
     # --- life cycle ---
 
@@ -96,6 +99,9 @@ class Call:
             return []
         self.pending_digit = None
         events: list[Event] = []
+        if self.recording is not None:
+            events += self.recording.finish("hangup")
+            self.recording = None
         if self.playback is not None and self.playback.play_id is not None:
             events.append(self._play_finished(self.playback, "stopped"))
         self.playback = None
@@ -138,8 +144,8 @@ class Call:
         return [self._play_finished(playback, reason)]
 
     def stop(self, now: float) -> list[Event]:
-        """The `stop` command: ends the prompt and any collection."""
-        events = self.stop_playback("stopped")
+        """The `stop` command: ends the prompt, any collection and any recording (kept as it is)."""
+        events = self.stop_playback("stopped") + self.stop_recording("stopped")
         if self.collection is not None:
             events.append(self._collected("stopped"))
         return events
@@ -199,6 +205,35 @@ class Call:
             self.hangup_requested = True
         return events
 
+    # --- recording ---
+
+    def record(self, recording: Recording, beep: Samples | None) -> list[Event]:
+        """Start a recording (after the beep, if any); a running one is stopped and reported first."""
+        events: list[Event] = self.stop_playback("stopped")
+        if self.collection is not None:
+            events.append(self._collected("stopped"))
+        if self.recording is not None:
+            events += self.recording.finish("replaced")
+        self.pending_digit = None
+        self.recording = recording
+        if beep is not None:
+            self.playback = Playback(None, beep, interruptible=False)
+        return events
+
+    def heard(self, samples: Samples | None, now: float) -> list[Event]:
+        """One 20 ms frame from the caller (None: nothing arrived this tick)."""
+        recording = self.recording
+        if recording is None or self.state is not CallState.ANSWERED or self.playback is not None:
+            return []  # the beep (or a prompt) still plays: the message starts after it
+        events: list[Event] = list(recording.heard(samples, now))
+        if recording.done:
+            self.recording = None
+        return events
+
+    def stop_recording(self, reason: str) -> list[Event]:
+        recording, self.recording = self.recording, None
+        return list(recording.finish(reason)) if recording is not None else []
+
     # --- digits ---
 
     def collect(
@@ -245,6 +280,9 @@ class Call:
         events: list[Event] = [
             CallDtmf(tenant_id=self.tenant_id, call_id=self.call_id, digit=digit, source=source)
         ]
+        if self.recording is not None:
+            # Any key ends the message (MediaRecord names no terminator); the key is not a menu choice.
+            return events + self.stop_recording("digit")
         playback = self.playback
         if playback is not None and playback.interruptible:
             self.playback = None

@@ -279,13 +279,16 @@ class RtpSession:
     def tick(self, now: float) -> None:
         events: list[Event] = []
         frame = self.jitter.pop(now)
+        heard = None
         if frame is not None and frame.kind is FrameKind.AUDIO and frame.payload:
-            samples = self.codec.decode(frame.payload)
+            samples = heard = self.codec.decode(frame.payload)
             self.decoded_frames += 1
             for digit in self.detector.feed(samples, now):
                 events += self.call.digit(digit.digit, "inband", now)
             if self.bridge_out is not None:
                 self.bridge_out(samples)
+        if self.call.recording is not None:
+            events += self.call.heard(heard, now)
         samples_out, produced = self.call.next_frame(now)
         events += produced
         if samples_out is None and self.bridge_in:

@@ -4,7 +4,7 @@ Idempotent: the demo admin key is kept in `<data dir>/demo.json` (mode 0600); a 
 works (`GET /v1/me`), lists what exists and creates only what is missing, so the tenant always ends up with
 exactly two agents, one queue, one number and the demo flow. The flow is deployed only when its current
 version's source differs from DEMO_FLOW (so runs do not pile up versions), and the number is routed to it
-unless it already points at a flow.
+unless it already points at a flow. DEMO_FLOW is docs/examples/demo-flow.yaml, as users copy it.
 """
 
 from __future__ import annotations
@@ -47,26 +47,22 @@ DEMO_AGENTS: tuple[dict[str, Any], ...] = (
 )
 DEMO_QUEUE: dict[str, Any] = {"name": "Support", "skills": {"support": 3}, "sl_percent": 80, "sl_seconds": 20}
 DEMO_FLOW_NAME = "demo-line"
-# Small on purpose: a caller hears the welcome (espeak-ng renders it on first use), presses 1 (or 0) for the
-# Support queue, or 9 to hear it all again. docs/examples/demo-flow.yaml is the fuller example to copy.
-DEMO_FLOW = """\
-# The demo tenant's line, deployed by `switchboard up --demo`.
-name: demo-line
-description: Demo Co main number
-start: welcome
-fallback: support
-prompts:
-  welcome: {say: "Thank you for calling Demo Co."}
-nodes:
-  welcome: {type: play, prompt: welcome, next: menu}
-  menu:
-    type: menu
-    prompt: {say: "For support, press 1. To hear this again, press 9."}
-    options: {"1": support, "0": support, "9": welcome}
-    timeout: 5
-    on_fail: support
-  support: {type: queue, queue: Support, announce_every: 30}
-"""
+# The flow users copy is the one the demo runs: greeting, a three-option menu (1 support, 2 sales within
+# business hours or a voicemail, 3 account with a VIP branch by CRM lookup; 9 repeats, 0 a person), queues
+# with position announcements and a callback offer.
+DEMO_FLOW_PATH = Path(__file__).resolve().parents[2] / "docs" / "examples" / "demo-flow.yaml"
+
+
+def _demo_flow() -> str:
+    try:
+        return DEMO_FLOW_PATH.read_text()
+    except OSError:
+        # An install without the repository's docs: a demo with no flow still has its queue behind the
+        # number; ensure_demo says why it cannot deploy one.
+        return ""
+
+
+DEMO_FLOW = _demo_flow()
 # Fictional North American numbers (555-01xx); the first one free on this platform is claimed.
 DEMO_NUMBERS = tuple(f"+1555010000{i}" for i in range(10))
 
@@ -203,6 +199,8 @@ async def ensure_demo(api_url: str, data_dir: Path, timeout: float = 10.0) -> De
 
 async def _ensure_flow(client: httpx.AsyncClient, created: list[str]) -> int:
     """Deploy DEMO_FLOW unless it is already the current version; returns the current version number."""
+    if not DEMO_FLOW:
+        raise DemoError(f"the demo flow file {DEMO_FLOW_PATH} cannot be read")
     resp = await client.get(f"/v1/flows/{DEMO_FLOW_NAME}")
     if resp.status_code != 404:
         current = _check(resp, f"GET /v1/flows/{DEMO_FLOW_NAME}")

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner, Result
 from switchboard_cli.main import cli
 
-DEMO = Path(__file__).resolve().parents[3] / "docs" / "examples" / "demo-flow.yaml"
+DEMO = Path(__file__).resolve().parents[3] / "tests" / "unit" / "ivr" / "flows" / "acme-main-line.yaml"
 
 
 def run(*args: str, code: int = 0) -> Result:

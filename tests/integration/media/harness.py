@@ -31,6 +31,8 @@ KINDS: dict[str, type] = {
     "ended": ev.CallEnded,
     "play_finished": ev.CallPlayFinished,
     "quality": ev.CallQuality,
+    "record_finished": ev.CallRecordFinished,
+    "bridged": ev.CallBridged,
 }
 
 

@@ -14,7 +14,8 @@ from services.ivr.simulator import load_suite, parse_time, run_case, simulate
 from services.ivr.validate import validate_text
 
 HERE = Path(__file__).parent
-DEMO = HERE.parents[2] / "docs" / "examples" / "demo-flow.yaml"
+# The fuller example flow (hours, CRM lookup, dynamic menu); docs/examples/demo-flow.yaml is the demo line.
+DEMO = HERE / "flows" / "acme-main-line.yaml"
 SUITE = HERE / "flows" / "demo.tests.yaml"
 IN_HOURS = "2026-11-23T10:00:00-05:00"
 
