@@ -127,9 +127,7 @@ class FakeMedia:
         if self.keyed_at:
             self.step_s.append(time.monotonic() - self.keyed_at)
             self.keyed_at = 0.0
-        self.commands.append(
-            ("routing." + msg.subject.rsplit(".", 1)[-1], json.loads(msg.data))
-        )
+        self.commands.append(("routing." + msg.subject.rsplit(".", 1)[-1], json.loads(msg.data)))
         await msg.respond(
             encode(Reply(ok=not self.refuse_routing, error="refused" if self.refuse_routing else None))
         )
