@@ -33,7 +33,8 @@ def infra() -> Iterator[Infra]:
     pg = EmbeddedPostgres(data_dir, secrets_)
     nats = EmbeddedNats(data_dir, secrets_)
     try:
-        pg.start()
+        # Our child, with a parent-death signal: a killed test run leaves no PostgreSQL behind.
+        pg.start(supervised=True)
         nats.start()
 
         async def prepare() -> None:
