@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import msgspec
 from litestar import Controller, Request, Response, get
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.kernel import metrics
 from services.kernel.service import Health
@@ -98,14 +99,34 @@ async def _check_nats(state: ApiState) -> NatsHealth:
 
 
 async def _read_beats(state: ApiState) -> list[Health]:
+    """The latest beat of every key in the health bucket.
+
+    A pull consumer rather than a KV watcher: nothing is delivered before `fetch`, so the consumer's
+    pending count is exact. nats-py's watcher can report "no more values" before it has handed over
+    values the server already pushed (seen under load), which made /healthz miss live services.
+    """
     if state.bus is None:
         return []
+    sub = await state.bus.js.pull_subscribe(
+        f"$KV.{HEALTH_BUCKET}.>",
+        stream=f"KV_{HEALTH_BUCKET}",
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.NONE),
+    )
     beats: list[Health] = []
-    for _key, value in await state.bus.kv_latest(HEALTH_BUCKET, timeout=CHECK_TIMEOUT_S):
-        try:
-            beats.append(msgspec.json.decode(value, type=Health))
-        except msgspec.DecodeError:
-            continue
+    try:
+        pending = (await sub.consumer_info()).num_pending
+        while pending > 0:
+            msgs = await sub.fetch(min(pending, 256), timeout=CHECK_TIMEOUT_S)
+            pending -= len(msgs)
+            for msg in msgs:
+                if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
+                    continue
+                try:
+                    beats.append(msgspec.json.decode(msg.data, type=Health))
+                except msgspec.DecodeError:
+                    continue
+    finally:
+        await sub.unsubscribe()
     return beats
 
 

@@ -162,11 +162,19 @@ class IvrAdapter:
     async def resume_all(self) -> int:
         """Continue every call a previous IVR process left in the calls bucket."""
         assert self.calls_kv is not None
+        try:
+            keys = await self.calls_kv.keys()
+        except Exception:  # nats-py raises NoKeysError on an empty bucket
+            keys = []
         resumed = 0
-        for key, value in await self.bus.kv_latest(CALLS_BUCKET):
-            if not value:
+        for key in keys:
+            try:
+                entry = await self.calls_kv.get(key)
+            except KeyNotFoundError:
                 continue
-            saved = msgspec.json.decode(value, type=SavedCall)
+            if entry.value is None:
+                continue
+            saved = msgspec.json.decode(entry.value, type=SavedCall)
             flow = await self._flow_from_kv(saved.flow_key)
             tenant_id, call_id = (uuid.UUID(p) for p in key.split(".", 1))
             if flow is None:
