@@ -13,7 +13,6 @@ import contextlib
 import errno
 import fcntl
 import importlib.util
-import ipaddress
 import os
 import signal
 import socket
@@ -382,8 +381,7 @@ class Runtime:
     @property
     def api_url(self) -> str:
         host = self.opts.bind_host
-        # Bound to every interface (explicit configuration): the API is still reached on loopback.
-        if host == "" or _is_unspecified(host):
+        if host in ("0.0.0.0", "::", ""):
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
@@ -493,10 +491,3 @@ def run(opts: Options, out: Output | None = None) -> int:
         process_started = time.time()
     output = out or Output(opts.services)
     return asyncio.run(Runtime(opts, output, process_started).main())
-
-
-def _is_unspecified(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_unspecified
-    except ValueError:  # a host name
-        return False
