@@ -22,9 +22,6 @@ from services.runtime.embedded import free_port
 from tests.integration.conftest import api_server  # noqa: F401  (re-exported as a fixture here)
 
 REPO = Path(__file__).resolve().parents[3]
-# Test modules here import sipp_scenario (pytest runs in importlib mode: no package-relative imports).
-if str(Path(__file__).parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).parent))
 
 
 @dataclass(frozen=True)
