@@ -12,7 +12,16 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, KeyValueConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from .messages import Command, Event, Reply, decode, encode
@@ -65,6 +74,34 @@ class Bus:
             await self.js.create_key_value(
                 KeyValueConfig(bucket=HEALTH_BUCKET, ttl=15.0, history=1, replicas=replicas)
             )
+
+    async def kv_latest(self, bucket: str, *, timeout: float = 2.0) -> list[tuple[str, bytes]]:
+        """Every live key of a KV bucket with its latest value, read with a pull consumer: nothing is
+        delivered before `fetch`, so the pending count is exact and every wait is bounded. nats-py's
+        watcher (behind `KeyValue.keys()`) can end early under load, or wait forever for a value that
+        expired after it counted it."""
+        sub = await self.js.pull_subscribe(
+            f"$KV.{bucket}.>",
+            stream=f"KV_{bucket}",
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.LAST_PER_SUBJECT, ack_policy=AckPolicy.NONE),
+        )
+        prefix = f"$KV.{bucket}."
+        found: list[tuple[str, bytes]] = []
+        try:
+            pending = (await sub.consumer_info()).num_pending or 0
+            while pending > 0:
+                try:
+                    msgs = await sub.fetch(min(pending, 256), timeout=timeout)
+                except (TimeoutError, NatsTimeout):  # values that expired since they were counted
+                    break
+                pending -= len(msgs)
+                for msg in msgs:
+                    if msg.headers and msg.headers.get("KV-Operation") in ("DEL", "PURGE"):
+                        continue
+                    found.append((msg.subject[len(prefix) :], msg.data))
+        finally:
+            await sub.unsubscribe()
+        return found
 
     async def publish(self, event: Event) -> None:
         """Persist an event in SB_EVENTS; a retry with the same event id is de-duplicated by JetStream."""

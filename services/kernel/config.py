@@ -30,12 +30,23 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     service_name: str = "switchboard"
     # Requests per minute per client address at the unauthenticated edges (signup).
     signup_rate_per_minute: int = 10
+    # Widget tokens per minute per client address (`POST /v1/widget/token`, unauthenticated).
+    widget_token_rate_per_minute: int = 60
     # Services /healthz waits for (comma-separated); `switchboard up --services` narrows it.
-    expected_services: str = "media,routing,ivr,recording,reporting"
+    expected_services: str = "media,routing,ivr,contacts,recording,reporting"
     # JetStream replicas for the platform's streams and buckets (3 on a NATS cluster).
     jetstream_replicas: int = 1
     # Routing partitions: the NATS subject mapping and the routing workers must agree on it (1-1024).
     routing_partition_count: int = 16
+    # TURN for browsers behind NAT (coturn REST scheme, `use-auth-secret`): space-separated turn:/turns:
+    # URLs (none: no TURN server is offered), the secret shared with the TURN server, credential lifetime.
+    turn_urls: str = ""
+    turn_secret: str = ""
+    turn_ttl_s: int = 600
+
+    @property
+    def turn_url_list(self) -> tuple[str, ...]:
+        return tuple(self.turn_urls.split())
 
     @property
     def expected_service_names(self) -> tuple[str, ...]:
@@ -54,9 +65,13 @@ _ENV: dict[str, tuple[str, type]] = {
     "log_level": ("SB_LOG_LEVEL", str),
     "service_name": ("SB_SERVICE_NAME", str),
     "signup_rate_per_minute": ("SB_SIGNUP_RATE_PER_MINUTE", int),
+    "widget_token_rate_per_minute": ("SB_WIDGET_TOKEN_RATE_PER_MINUTE", int),
     "expected_services": ("SB_EXPECTED_SERVICES", str),
     "jetstream_replicas": ("SB_JETSTREAM_REPLICAS", int),
     "routing_partition_count": ("SB_ROUTING_PARTITION_COUNT", int),
+    "turn_urls": ("SB_TURN_URLS", str),
+    "turn_secret": ("SB_TURN_SECRET", str),
+    "turn_ttl_s": ("SB_TURN_TTL_S", int),
 }
 
 
@@ -82,6 +97,13 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         raise ConfigError(f"SB_JETSTREAM_REPLICAS={settings.jetstream_replicas} must be 1, 3 or 5")
     if not 1 <= settings.routing_partition_count <= 1024:
         raise ConfigError(f"SB_ROUTING_PARTITION_COUNT={settings.routing_partition_count} is outside 1-1024")
+    if not 60 <= settings.turn_ttl_s <= 86400:
+        raise ConfigError(f"SB_TURN_TTL_S={settings.turn_ttl_s} is outside 60-86400")
+    bad = [u for u in settings.turn_url_list if not u.startswith(("turn:", "turns:"))]
+    if bad:
+        raise ConfigError(f"SB_TURN_URLS: {bad[0]!r} is not a turn: or turns: URL")
+    if settings.turn_url_list and not settings.turn_secret:
+        raise ConfigError("SB_TURN_URLS is set but SB_TURN_SECRET is not")
     return settings
 
 

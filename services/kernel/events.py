@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Literal
+from typing import Any, Literal
+
+import msgspec
 
 from .messages import Command, Event
 
@@ -49,6 +51,7 @@ class CallArrived(Event, kw_only=True, frozen=True):
     call_id: uuid.UUID
     direction: CallDirection = "inbound"
     from_uri: str = ""
+    from_name: str = ""  # the From header's display name (the caller's name, if the network sent one)
     to_e164: str = ""
     number_id: uuid.UUID | None = None
     flow_id: uuid.UUID | None = None
@@ -178,10 +181,12 @@ class MediaOriginate(MediaCommand, kw_only=True, frozen=True):
     `call_id` is the id the new call will carry."""
 
     name = "originate"
-    to: str
+    to: str  # an E.164 number (through the trunk), or a sip: URI dialled directly (an agent's phone)
     caller_id: str = ""
     trunk: str | None = None
     timeout: float = 30.0
+    # Originate on the worker that holds this call (so the two can be bridged); any worker otherwise.
+    near_call_id: uuid.UUID | None = None
 
 
 __all__ += [
@@ -295,6 +300,7 @@ class ContactQueued(Event, kw_only=True, frozen=True):
     queue: str = ""
     position: int = 0
     expected_wait_s: float | None = None
+    attributes: dict[str, str] = {}  # the contact's attributes (the IVR's screen pop)
 
 
 class ContactPositionChanged(Event, kw_only=True, frozen=True):
@@ -412,7 +418,7 @@ class WebRtcSignal(Event, kw_only=True, frozen=True):
     kind: Literal["offer", "state", "ended"]
     sdp: str | None = None
     state: str | None = None
-    call_id: uuid.UUID | None = None
+    call_id: uuid.UUID | None = None  # the call the leg was offered for (its own leg id when none)
 
 
 __all__ += ["MediaWebRtcAnswer", "MediaWebRtcIce", "MediaWebRtcOffer", "WebRtcSignal"]
@@ -479,6 +485,8 @@ class RoutingEnd(RoutingCommand, kw_only=True, frozen=True):
 class RoutingTransfer(RoutingCommand, kw_only=True, frozen=True):
     name = "transfer_to_queue"
     queue_id: uuid.UUID
+    agent_id: uuid.UUID | None = None  # a transfer to this agent: offered to them first, for `window_s`
+    window_s: float | None = None
 
 
 class RoutingSetVirtualHold(RoutingCommand, kw_only=True, frozen=True):
@@ -752,3 +760,235 @@ __all__ += [
     "MediaRecordStart",
     "MediaUnmute",
 ]
+
+
+# media II transfers and monitor
+# Attended transfer and supervisor monitoring over the bridge (services/media/consult.py, monitor.py).
+# The agent's leg names the transfer (`call_id`); its bridge partner is "the caller". For monitor, `call_id`
+# is the supervisor's leg and `target_call_id` the agent's (the target's bridge partner is the caller).
+
+MonitorModeName = Literal["listen", "whisper", "barge", "none"]
+
+
+class MediaConsult(MediaCommand, kw_only=True, frozen=True):
+    """The agent (`call_id`, bridged to a caller) consults: the caller hears music, the agent is bridged to
+    `other_call_id` (a leg in the same worker) or to `to` (an outside number, through the tenant's trunk).
+    Exactly one of `to` / `other_call_id`. The reply comes once the consult leg is bridged."""
+
+    name = "consult"
+    to: str | None = None
+    other_call_id: uuid.UUID | None = None
+    caller_id: str = ""
+    trunk: str | None = None
+    timeout: float = 30.0
+
+
+class MediaCompleteTransfer(MediaCommand, kw_only=True, frozen=True):
+    """The caller is bridged to the consult target; the agent's leg is released (not hung up)."""
+
+    name = "complete_transfer"
+
+
+class MediaCancelTransfer(MediaCommand, kw_only=True, frozen=True):
+    """The consult leg is hung up (if media originated it) or unbridged; the agent is back with the caller."""
+
+    name = "cancel_transfer"
+
+
+class MediaMonitor(MediaCommand, kw_only=True, frozen=True):
+    """The supervisor's leg (`call_id`) joins the bridge of the agent's leg `target_call_id`; another
+    `monitor` changes the mode, mode "none" leaves (like `unmonitor`)."""
+
+    name = "monitor"
+    target_call_id: uuid.UUID
+    mode: MonitorModeName = "listen"
+
+
+class MediaUnmonitor(MediaCommand, kw_only=True, frozen=True):
+    """The supervisor's leg (`call_id`) leaves the bridge it monitors."""
+
+    name = "unmonitor"
+
+
+class CallTransfer(Event, kw_only=True, frozen=True):
+    """An attended transfer's step; `call_id` is the agent's leg."""
+
+    domain = "call"
+    name = "transfer"
+    call_id: uuid.UUID
+    caller_call_id: uuid.UUID
+    target_call_id: uuid.UUID
+    state: Literal["consulting", "completed", "cancelled"]
+    # command, failed (the consult never got through), caller_ended, target_ended, agent_ended
+    reason: str = "command"
+
+
+class CallMonitored(Event, kw_only=True, frozen=True):
+    """A supervisor joined, changed mode on, or left ("none") a bridge; `call_id` is the supervisor's leg."""
+
+    domain = "call"
+    name = "monitored"
+    call_id: uuid.UUID
+    target_call_id: uuid.UUID  # the agent
+    caller_call_id: uuid.UUID  # the agent's bridge partner
+    mode: MonitorModeName
+    # Why a supervisor left: command, ended (a leg ended), unbridged (the bridge was separated).
+    reason: str = "command"
+
+
+__all__ += [
+    "CallMonitored",
+    "CallTransfer",
+    "MediaCancelTransfer",
+    "MediaCompleteTransfer",
+    "MediaConsult",
+    "MediaMonitor",
+    "MediaUnmonitor",
+]
+
+
+# media sharding
+# (worker registration and the loss of a worker)
+# Media workers behind one SIP front (services/media/front.py, docs/media.md "Sharding"). Each worker keeps
+# a MediaWorkerRegistration in the JetStream KV bucket `sb_media_workers` (key: its worker id), refreshed
+# every second and at once when its calls change; the front dispatches new calls by it and, when a worker
+# is lost, ends that worker's calls (`call.ended`, cause `media_worker_lost`) and publishes
+# MediaWorkerLost on sb.sys.media.worker_lost. These are platform records, not tenant events.
+
+
+class MediaWorkerCall(msgspec.Struct, kw_only=True, frozen=True):
+    """One live call of a worker: what the front needs to end it if the worker dies."""
+
+    tenant_id: uuid.UUID
+    call_id: uuid.UUID
+    sip_call_id: str = ""  # the SIP dialog's Call-ID (empty for WebRTC legs)
+    answered_at: float | None = None  # wall clock; None while ringing
+
+
+class MediaWorkerRegistration(msgspec.Struct, kw_only=True, frozen=True):
+    v: int = 1
+    worker_id: str
+    site: str
+    link_host: str  # where the front connects to exchange SIP with this worker
+    link_port: int
+    capacity: int  # calls before the worker sheds with 503 (SB_MEDIA_MAX_CALLS)
+    active_calls: int
+    calls: list[MediaWorkerCall] = msgspec.field(default_factory=list)
+    state: Literal["up", "stopping"] = "up"
+    pid: int = 0
+    started_at: float = 0.0
+    ts: float = 0.0  # the worker's wall clock at the put
+
+
+class MediaWorkerLost(msgspec.Struct, kw_only=True, frozen=True):
+    v: int = 1
+    id: uuid.UUID
+    ts: float
+    worker_id: str
+    site: str
+    reason: Literal["link_closed", "registration_expired"]
+    calls_ended: int
+    pid: int = 0  # the lost incarnation: a worker that reads its own pid here stops at once (fenced)
+
+
+__all__ += ["MediaWorkerCall", "MediaWorkerLost", "MediaWorkerRegistration"]
+
+
+# contacts
+# The contact coordinator (services/contacts): a contact's life from arrival to wrap-up, and the agent desk.
+# A contact's id is its caller's `call_id`. Agents' desks (the API's websocket) send the Desk* commands to
+# sb.<tenant>.cmd.contacts.<name>; the coordinator pushes what an agent must see as `desk.push` events.
+
+ContactPhase = Literal[
+    "arrived", "in_ivr", "queued", "offered", "connected", "wrap_up", "ended", "abandoned", "failed"
+]
+
+
+class ContactStateChanged(Event, kw_only=True, frozen=True):
+    """One transition of a contact's life (docs/contacts.md)."""
+
+    domain = "contact"
+    name = "state_changed"
+    call_id: uuid.UUID
+    old: ContactPhase | None  # None for the first
+    new: ContactPhase
+    cause: str = ""
+    agent_id: str | None = None
+    queue_id: str | None = None
+
+
+class DeskPush(Event, kw_only=True, frozen=True):
+    """A message for one agent's desk: `kind` is the websocket message type (docs/agent-protocol.md)."""
+
+    domain = "desk"
+    name = "push"
+    agent_id: str
+    kind: Literal["contact_offer", "contact_withdrawn", "contact_connected", "contact_ended"]
+    body: dict[str, Any] = {}
+
+
+class MediaSendDigits(MediaCommand, kw_only=True, frozen=True):
+    """Play DTMF digits to the call (in-band tones, 100 ms each with 60 ms gaps): an agent reaching an
+    extension or a menu on the caller's side."""
+
+    name = "send_digits"
+    digits: str
+
+
+class DeskCommand(Command, kw_only=True, frozen=True):
+    service = "contacts"
+    agent_id: uuid.UUID  # the token's agent: only the contact's own agent may act on it
+    contact_id: uuid.UUID
+
+
+class DeskHold(DeskCommand, kw_only=True, frozen=True):
+    name = "hold"
+    on: bool
+
+
+class DeskMute(DeskCommand, kw_only=True, frozen=True):
+    name = "mute"
+    on: bool
+
+
+class DeskDigits(DeskCommand, kw_only=True, frozen=True):
+    name = "dtmf"
+    digits: str
+
+
+class DeskTransfer(DeskCommand, kw_only=True, frozen=True):
+    """Blind transfer to a queue (name or id) or to an agent (offered to them first, in the contact's queue
+    unless `queue` is given)."""
+
+    name = "transfer"
+    queue: str | None = None
+    to_agent_id: uuid.UUID | None = None
+    note: str = ""
+
+
+class DeskHangup(DeskCommand, kw_only=True, frozen=True):
+    name = "hangup"
+
+
+class DeskWrapUp(DeskCommand, kw_only=True, frozen=True):
+    name = "wrap_up"
+    disposition: str
+    notes: str = ""
+
+
+__all__ += [
+    "ContactPhase",
+    "ContactStateChanged",
+    "DeskCommand",
+    "DeskDigits",
+    "DeskHangup",
+    "DeskHold",
+    "DeskMute",
+    "DeskPush",
+    "DeskTransfer",
+    "DeskWrapUp",
+    "MediaSendDigits",
+]
+
+
+# widget and TURN
