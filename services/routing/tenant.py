@@ -460,7 +460,13 @@ class TenantRunner:
             case ev.RoutingEnd():
                 return core.EndContact(id=cid, contact_id=str(c.call_id))
             case ev.RoutingTransfer():
-                return core.TransferToQueue(id=cid, contact_id=str(c.call_id), queue_id=str(c.queue_id))
+                return core.TransferToQueue(
+                    id=cid,
+                    contact_id=str(c.call_id),
+                    queue_id=str(c.queue_id),
+                    preferred_agent_id=None if c.agent_id is None else str(c.agent_id),
+                    preferred_window_s=c.window_s,
+                )
             case ev.RoutingSetVirtualHold():
                 return core.SetVirtualHold(id=cid, contact_id=str(c.call_id), on=c.on)
             case ev.RoutingAgentLogout():

@@ -46,7 +46,7 @@ async def load_tenant_config(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> Loaded
         seats = await conn.fetchval("SELECT seats_purchased FROM tenants WHERE id = $1", tenant_id)
         site_rows = await conn.fetch("SELECT id, name FROM sites ORDER BY id")
         queue_rows = await conn.fetch(
-            "SELECT id, name, skills, priority, wrap_up_seconds, site_id FROM queues ORDER BY id"
+            "SELECT id, name, skills, priority, wrap_up_seconds, offer_timeout_seconds, site_id FROM queues ORDER BY id"
         )
         agent_rows = await conn.fetch("SELECT id, site_id, skills, languages FROM agents ORDER BY id")
     if seats is None:
@@ -62,6 +62,7 @@ async def load_tenant_config(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> Loaded
                 queue_id=qid,
                 skills=_skills(r["skills"]),
                 wrap_up_s=float(r["wrap_up_seconds"]),
+                offer_timeout_s=float(r["offer_timeout_seconds"]),
                 preferred_site_id=str(r["site_id"]) if r["site_id"] else None,
             )
         )

@@ -70,6 +70,7 @@ def event_for(tenant_id: uuid.UUID, out: core.Output) -> Event | None:
                 queue=out.queue_id,
                 position=out.position,
                 expected_wait_s=out.expected_wait_s,
+                attributes=out.attributes,
             )
         case core.ContactOffered():
             return ev.ContactOffered(

@@ -100,6 +100,9 @@ class WrapUpDone(Command, frozen=True, kw_only=True, tag="wrap_up_done"):
 class TransferToQueue(Command, frozen=True, kw_only=True, tag="transfer_to_queue"):
     contact_id: str
     queue_id: str
+    # A transfer to an agent: offered to them first for the window (default: the queue's own window).
+    preferred_agent_id: str | None = None
+    preferred_window_s: float | None = None
 
 
 class SetVirtualHold(Command, frozen=True, kw_only=True, tag="set_virtual_hold"):

@@ -335,6 +335,7 @@ class Engine(Operations):
                 position=pos,
                 expected_wait_s=ewt,
                 virtual_hold=c.virtual_hold,
+                attributes=dict(c.attributes),
             )
         )
         self._fresh[c.contact_id] = None
@@ -376,6 +377,11 @@ class Engine(Operations):
             return entry
         if entry == c.queue_id and c.state in IN_LINE:
             return Rejected(code="same_queue", reason=f"contact {c.contact_id!r} is already in {entry!r}")
+        target = cmd.preferred_agent_id
+        if target is not None and (target not in self.state.agents or entry not in self.matcher.queues_of(target)):
+            return Rejected(code="agent_not_in_queue", reason=f"agent {target!r} is not logged in to {entry!r}")
+        if cmd.preferred_window_s is not None and cmd.preferred_window_s < 0:
+            return Rejected(code="invalid", reason="preferred_window_s must not be negative")
         from_queue = c.queue_id
         agent_id: str | None = None
         if c.state is ContactState.OFFERED:
@@ -393,7 +399,12 @@ class Engine(Operations):
                 contact_id=c.contact_id, from_queue_id=from_queue, to_queue_id=entry, agent_id=agent_id
             )
         )
-        self._place(c, self.queues[entry])
+        q = self.queues[entry]
+        if target is not None:
+            c.preferred_agent_id = target
+            window = q.preferred_agent_window_s if cmd.preferred_window_s is None else cmd.preferred_window_s
+            c.preferred_until = self.state.now + window if window > 0 else None
+        self._place(c, q)
         self._refresh_contact(c)
         return {}
 

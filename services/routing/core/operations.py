@@ -345,7 +345,9 @@ class Operations:
         if isinstance(found, Rejected):
             return found
         agent, offer = found
-        if cmd.away_reason is not None and (err := self._valid_reason(cmd.away_reason)):
+        # A declined offer is a missed one: "missed" (otherwise the system's own) is allowed here.
+        reason = cmd.away_reason
+        if reason is not None and reason not in SYSTEM_AWAY_REASONS and (err := self._valid_reason(reason)):
             return err
         c = self.state.contacts[offer.contact_id]
         # Not offered to this agent again while it waits in this queue.

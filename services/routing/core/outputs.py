@@ -45,6 +45,7 @@ class ContactQueued(Output, kw_only=True, tag="contact.queued"):
     position: int
     expected_wait_s: int | None
     virtual_hold: bool
+    attributes: dict[str, str] = {}  # what the IVR gathered: the agent's screen pop
 
 
 class ContactOffered(Output, kw_only=True, tag="contact.offered"):

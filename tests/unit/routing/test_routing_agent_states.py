@@ -20,6 +20,7 @@ from services.routing.core import (
     ContactRequeued,
     EndContact,
     QueueConfig,
+    Reject,
     Rejected,
     SetState,
     WrapUpDone,
@@ -301,3 +302,15 @@ def test_voice_and_chat_do_not_mix() -> None:
     h.ok(Accept, agent_id="a1", offer_id=h.offer_id("call1"))
     h.enqueue("chat2", "chat")
     assert "chat2" not in h.offers()  # a call in hand blocks chat
+
+
+def test_a_declined_offer_may_send_the_agent_away_missed() -> None:
+    """ "missed" is otherwise the system's own reason; declining an offer is a missed offer (issue 8)."""
+    h = Harness(simple_config(["a1"]))
+    h.login("a1")
+    h.enqueue("c1")
+    assert h.cmd(SetState, agent_id="a1", state="away", reason="missed").code == "unknown_reason"
+    h.ok(Reject, agent_id="a1", offer_id=h.offer_id("c1"), away_reason="missed")
+    agent = h.engine.state.agents["a1"]
+    assert h.engine.agent_state("a1").value == "away" and agent.away_reason == "missed"
+    assert h.engine.state.contacts["c1"].state.value == "waiting"

@@ -24,6 +24,7 @@ from services.routing.core import (
     QueueConfig,
     RestoreSite,
     Schedule,
+    SetState,
     SiteConfig,
     TransferToQueue,
     WrapUpDone,
@@ -250,3 +251,35 @@ def test_transfer_to_queue_keeps_place_and_sends_agent_to_wrap_up() -> None:
     assert r.reply.data["position"] == 1  # arrived before "later"
     assert h.engine.agent_state("s1") is AgentState.WRAP_UP
     assert h.cmd(TransferToQueue, contact_id="c1", queue_id="support").code == "same_queue"
+
+
+def test_transfer_to_an_agent_offers_it_to_them_first_in_the_queue() -> None:
+    h = Harness(simple_config(["a1", "a2", "a3"]))
+    h.login("a1", "a2")
+    h.enqueue("c1")
+    first = h.offers()["c1"]
+    h.ok(Accept, agent_id=first, offer_id=h.offer_id("c1"))
+    other = "a2" if first == "a1" else "a1"
+    h.ok(SetState, agent_id=other, state="away", reason="break")
+    h.login("a3")  # free, but not the one asked for
+    assert h.cmd(TransferToQueue, contact_id="c1", queue_id="q", preferred_agent_id="nobody").code == (
+        "agent_not_in_queue"
+    )
+    h.ok(TransferToQueue, contact_id="c1", queue_id="q", preferred_agent_id=other, preferred_window_s=30)
+    assert h.offers() == {}  # a3 is free, but the window is the asked-for agent's
+    h.ok(SetState, agent_id=other, state="available")
+    assert h.offers() == {"c1": other}
+
+
+def test_transfer_to_an_agent_falls_back_to_the_queue_after_the_window() -> None:
+    h = Harness(simple_config(["a1", "a2", "a3"]))
+    h.login("a1")
+    h.enqueue("c1")
+    h.ok(Accept, agent_id="a1", offer_id=h.offer_id("c1"))
+    h.login("a2")
+    h.ok(SetState, agent_id="a2", state="away", reason="break")
+    h.login("a3")
+    h.ok(TransferToQueue, contact_id="c1", queue_id="q", preferred_agent_id="a2", preferred_window_s=10)
+    assert h.offers() == {}
+    h.tick(11)
+    assert h.offers() == {"c1": "a3"}
