@@ -26,10 +26,14 @@ from services.kernel.db import create_pool
 from services.kernel.log import get_logger
 from services.kernel.messages import Reply, decode, encode
 from services.kernel.subjects import tenant_of
+from services.media import frontlink
 from services.media.bridging import Bridge, Endpoint
 from services.media.call import Call, CallState
+from services.media.consult import Consults
+from services.media.dsp.tones import dtmf_sequence
 from services.media.edge import SipEdge
 from services.media.leg import EdgeConfig, Leg
+from services.media.monitor import Monitors
 from services.media.prompts import APOLOGY, PromptError, PromptStore
 from services.media.rtp.g711 import G711
 from services.media.rtp_session import RtpSession
@@ -64,6 +68,12 @@ COMMANDS: dict[str, type[ev.MediaCommand]] = {
         ev.MediaRecordResume,
         ev.MediaRecord,
         ev.MediaTransfer,
+        ev.MediaSendDigits,
+        ev.MediaConsult,
+        ev.MediaCompleteTransfer,
+        ev.MediaCancelTransfer,
+        ev.MediaMonitor,
+        ev.MediaUnmonitor,
     )
 }
 BRIDGE_COMMANDS = (
@@ -142,6 +152,9 @@ class MediaService:
         self.bus = bus
         self.webrtc = webrtc or WebRtcCalls(webrtc_config(), emit=edge.emit, clock=edge.clock, now=edge.now)
         self.bridges: dict[uuid.UUID, Bridge] = {}
+        # Attended transfers and supervisor monitors over the bridges (consult.py, monitor.py).
+        self.consults = Consults(self)
+        self.monitors = Monitors(self)
         self._replies: OrderedDict[uuid.UUID, Reply] = OrderedDict()
         self._subs: list[Subscription] = []
         edge.on_end.append(lambda leg: self._leg_ended(leg.call.call_id))
@@ -191,15 +204,16 @@ class MediaService:
             log.warning("flush_failed", error=type(exc).__name__)
 
     async def _on_originate(self, msg: Msg) -> None:
-        if msg.subject.endswith(".webrtc_offer") and _offer_call_id(msg.data) is not None:
+        if _near_call_id(msg.subject, msg.data) is not None:
             return  # for a call: the broadcast subscription takes it
         await self._on_msg(msg)
 
     async def _on_call_command(self, msg: Msg) -> None:
-        if msg.subject.endswith(".originate"):  # the queue-group subscription takes those
-            return
-        if msg.subject.endswith(".webrtc_offer") and _offer_call_id(msg.data) is None:
-            return
+        if msg.subject.endswith((".originate", ".webrtc_offer")):
+            near = _near_call_id(msg.subject, msg.data)
+            # Call-less ones go to the queue group; for a call, only the worker holding it answers.
+            if near is None or (near not in self.edge.legs and near not in self.webrtc.sessions):
+                return
         await self._on_msg(msg)
 
     async def _on_msg(self, msg: Msg) -> None:
@@ -234,7 +248,11 @@ class MediaService:
             return previous
         if isinstance(command, ev.MediaTransfer):
             return self._start_transfer(command, msg)
-        if isinstance(command, ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce):
+        if isinstance(command, ev.MediaConsult | ev.MediaCompleteTransfer | ev.MediaCancelTransfer):
+            reply = self.consults.handle(command, msg)  # None also while an outside number rings
+        elif isinstance(command, ev.MediaMonitor | ev.MediaUnmonitor):
+            reply = self.monitors.handle(command)
+        elif isinstance(command, ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce):
             reply = await self.execute_webrtc(command)
         else:
             reply = await self.execute(command)
@@ -385,6 +403,13 @@ class MediaService:
                     )
                 )
                 return Reply(ok=True)
+            if isinstance(command, ev.MediaSendDigits):
+                try:
+                    tones = dtmf_sequence(command.digits)
+                except ValueError as exc:
+                    return Reply(ok=False, error=str(exc), code="invalid")
+                edge.emit(call.play(tones, play_id=command.id))
+                return Reply(ok=True)
             if isinstance(command, ev.MediaCollect):
                 if not 0 <= command.min_digits <= command.max_digits <= 64:
                     return Reply(ok=False, error="need 0 <= min_digits <= max_digits <= 64", code="invalid")
@@ -445,9 +470,12 @@ class MediaService:
             law = G711.PCMU
             if command.call_id is not None:
                 leg = self.edge.legs.get(command.call_id)
-                if leg is None or leg.call.tenant_id != command.tenant_id:
+                caller = self.webrtc.get(command.tenant_id, command.call_id)  # a web caller (the widget)
+                if caller is not None:
+                    law = caller.law
+                elif leg is None or leg.call.tenant_id != command.tenant_id:
                     return None  # another worker holds that call
-                if leg.rtp is not None:
+                elif leg.rtp is not None:
                     law = leg.rtp.codec  # the same law on both legs: nothing to translate
             try:
                 sdp = await self.webrtc.offer(
@@ -456,11 +484,19 @@ class MediaService:
                     agent_id=command.agent_id,
                     sdp=command.sdp,
                     law=law,
+                    for_call_id=command.call_id,
                 )
             except WebRtcError as exc:
                 return Reply(ok=False, error=str(exc), code="webrtc")
+            codec = self.webrtc.sessions[command.leg_id].leg.codec  # "PCMU", "PCMA" or "opus"
             return Reply(
-                ok=True, data={"sdp": sdp, "leg_id": str(command.leg_id), "call_id": str(command.leg_id)}
+                ok=True,
+                data={
+                    "sdp": sdp,
+                    "leg_id": str(command.leg_id),
+                    "call_id": str(command.leg_id),
+                    "codec": codec,
+                },
             )
         session = self.webrtc.get(command.tenant_id, command.leg_id)
         if session is None:
@@ -505,7 +541,7 @@ class MediaService:
         for side in (a, b):
             if side.call.state is not CallState.ANSWERED:
                 return Reply(ok=False, error=f"call {side.call.call_id} is not answered", code="state")
-            if side.call.call_id in self.bridges:
+            if side.call.call_id in self.bridges or self.monitors.is_supervisor(side.call.call_id):
                 return Reply(ok=False, error=f"call {side.call.call_id} is bridged already", code="conflict")
         # Two SIP legs: the relay core (no decode). A WebRTC leg: decoded frames (aiortc runs its codec).
         if isinstance(a, WebRtcSession) and not isinstance(b, WebRtcSession):
@@ -582,6 +618,7 @@ class MediaService:
         }
 
     def _separate(self, bridge: Bridge, reason: str) -> None:
+        self.monitors.bridge_separating(bridge, reason)
         recorder = bridge.stop_recording()
         if recorder is not None:
             self.edge.emit(
@@ -610,6 +647,8 @@ class MediaService:
         bridge = self.bridges.get(call_id)
         if bridge is not None:
             self._separate(bridge, "ended")
+        self.monitors.leg_ended(call_id)
+        self.consults.leg_ended(call_id)
         other = self.transfers.pop(call_id, None)
         if other is not None:
             # A transferred call is one conversation: either side leaving ends it.
@@ -619,29 +658,65 @@ class MediaService:
                 self.edge.hangup(leg)
 
 
-def _offer_call_id(data: bytes) -> uuid.UUID | None:
+def _near_call_id(subject: str, data: bytes) -> uuid.UUID | None:
+    """The call an `originate` or `webrtc_offer` must be near (its worker answers), or None."""
     try:
-        return decode(data, ev.MediaWebRtcOffer).call_id
+        if subject.endswith(".webrtc_offer"):
+            return decode(data, ev.MediaWebRtcOffer).call_id
+        if subject.endswith(".originate"):
+            return decode(data, ev.MediaOriginate).near_call_id
     except (msgspec.ValidationError, msgspec.DecodeError):
-        return None  # the queue-group worker answers with the decode error
+        pass  # the queue-group worker answers with the decode error
+    return None
 
 
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     # Connections are opened up front: a new one costs tens of ms in the middle of call setup.
     pool = await create_pool(settings.database_url, min_size=5, max_size=10)
     prompts = PromptStore(settings.data_dir)
-    edge = SipEdge(edge_config(settings), store=Store(pool), prompts=prompts, publish=bus.publish)
+    # Behind the SIP front (SB_MEDIA_WORKER_ID set, docs/media.md "Sharding"): SIP through the link.
+    worker = frontlink.WorkerSettings.from_env(settings.bind_host)
+    edge = SipEdge(
+        edge_config(settings),
+        store=Store(pool),
+        prompts=prompts,
+        publish=bus.publish,
+        **({"transport_factory": worker.transport_factory} if worker is not None else {}),
+    )
     await edge.start()
     service = MediaService(edge, bus, spool_dir=settings.data_dir / "spool", data_dir=settings.data_dir)
     await service.start()
+    registrar = None
+    if worker is not None:
+        assert isinstance(edge.transport, frontlink.LinkedTransport)
+        registrar = frontlink.Registrar(
+            bus,
+            worker_id=worker.worker_id,
+            site=worker.site,
+            link_host=worker.link_host,
+            link_port=edge.transport.link_port,
+            capacity=edge.config.max_calls,
+            calls=lambda: frontlink.live_calls(edge, service.webrtc),
+            replicas=settings.jetstream_replicas,
+        )
+        await registrar.start()
     # The apology is rendered once (espeak-ng, cached on disk) before the first caller needs it.
     warmup = asyncio.get_running_loop().create_task(prompts.warm([APOLOGY]))
 
     async def shutdown() -> None:
         await stop.wait()
         warmup.cancel()
+        if registrar is not None:
+            await registrar.stopping()  # the front sends no new calls while ours are being ended
         await service.stop()
         await edge.stop()
+        if registrar is not None:
+            await registrar.stop()
         await pool.close()
 
+    if registrar is not None:
+        # Behind the front the stop runs here, before run_service closes the bus: the calls' BYEs and
+        # call.ended go out, then the goodbye frame, so the front does not take the stop for a loss.
+        await shutdown()
+        return
     asyncio.get_running_loop().create_task(shutdown())

@@ -33,8 +33,10 @@ from services.media.spool import SpoolWriter
 __all__ = ["MAX_QUEUED", "Bridge", "Endpoint"]
 
 Samples = npt.NDArray[np.int16]
-# Frames waiting in one direction; beyond it the oldest go (the sender's clock runs ahead of ours).
-MAX_QUEUED = 8
+# Frames waiting in one direction; beyond it the oldest go (the sender's clock runs ahead of ours). A WebRTC
+# leg delivers in bursts and the other leg takes one frame per tick, so whatever a burst leaves here stays
+# as delay: 3 frames bound it at 60 ms.
+MAX_QUEUED = 3
 _SILENCE: Samples = np.zeros(160, dtype=np.int16)
 
 
@@ -89,6 +91,9 @@ class Bridge:
         for src, dst in ((self.a, self.b), (self.b, self.a)):
             assert isinstance(src, RtpSession) and isinstance(dst, RtpSession)
             direction = self.directions[dst.call.call_id]
+            # Relayed packets continue the leg's own stream from where it is now (on a re-join after a
+            # monitor, the leg has sent its own packets since the relay stopped).
+            direction.rewriter = StreamRewriter(dst.ssrc, first_seq=dst.seq, first_ts=dst.ts)
             dst.relay_in = direction
             src.relay_out = self._relayer(src, dst, direction)
 
@@ -176,8 +181,17 @@ class Bridge:
             recorder.close()
         return recorder
 
+    def tap(self, side: Endpoint, samples: Samples) -> None:
+        """A decoded frame of `side` for the recording (used while a monitor carries the audio)."""
+        if self.recorder is not None and side in (self.a, self.b):
+            self._tap(side is self.a, samples)
+
     def separate(self) -> None:
         self.stop_recording()
+        self.detach()
+
+    def detach(self) -> None:
+        """Unhook both legs and keep the recording (a monitor takes the audio over: monitor.py)."""
         for side in (self.a, self.b):
             side.bridge_in = None
             side.bridge_out = None

@@ -44,7 +44,9 @@ class SipEdge:
         store: Store,
         prompts: PromptStore,
         publish: Callable[[Event], Awaitable[None]],
+        transport_factory: Callable[..., SipTransport] = SipTransport,
     ) -> None:
+        # transport_factory: frontlink.LinkedTransport when the worker sits behind the SIP front.
         self.config = config
         self.store = store
         self.prompts = prompts
@@ -64,7 +66,7 @@ class SipEdge:
         self.awaiting_ack: dict[uuid.UUID, Leg] = {}  # legs whose 2xx is retransmitted until the ACK
         self.tenant_calls: dict[uuid.UUID, int] = {}
         self.address = sip.LocalAddress(config.host, config.port, "UDP")
-        self.transport = SipTransport(
+        self.transport = transport_factory(
             config.host, config.port, limiter=self.limiter, on_message=self._on_message
         )
         self.send = self.transport.send
@@ -133,7 +135,7 @@ class SipEdge:
             try:
                 await self._publish(event)
             except Exception as exc:
-                log.warning("publish_failed", event=type(event).__name__, error=str(exc))
+                log.warning("publish_failed", kind=type(event).__name__, error=str(exc))
 
     async def _lag_probe(self, interval: float = 0.1) -> None:
         loop = asyncio.get_running_loop()
@@ -501,6 +503,7 @@ class SipEdge:
                     tenant_id=route.tenant_id,
                     call_id=call.call_id,
                     from_uri=_safe(lambda: invite.from_.uri),
+                    from_name=_safe(lambda: (invite.from_.display_name or "")[:100]),
                     to_e164=number,
                     number_id=route.number_id,
                     flow_id=route.flow_id,

@@ -6,6 +6,8 @@ Part of `SipEdge` (edge.py), kept apart for size: these functions take the edge 
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import time
 import uuid
 from typing import TYPE_CHECKING
@@ -20,7 +22,9 @@ if TYPE_CHECKING:
     from services.media.edge import SipEdge
     from services.media.transport import Peer
 
-__all__ = ["originate", "originate_response"]
+__all__ = ["originate", "originate_response", "parse_direct"]
+
+_E164 = re.compile(r"\+?[1-9][0-9]{2,14}")
 
 
 async def originate(
@@ -32,18 +36,30 @@ async def originate(
     caller_id: str,
     trunk_name: str | None,
 ) -> str | None:
-    """Start an outbound call; returns an error text or None."""
-    trunks = await edge.store.trunks(tenant_id)
-    candidates = [t for t in trunks if t.outbound_host and (trunk_name is None or t.name == trunk_name)]
-    if not candidates:
-        return "no trunk with an outbound host"
-    trunk = candidates[0]
+    """Start an outbound call to an E.164 number through the tenant's trunk, or straight to a `sip:` URI
+    (an agent's softphone or desk phone at a static address, over UDP); returns an error text or None."""
+    trunk = None
+    direct = parse_direct(to) if to.lower().startswith("sip:") else None
+    if to.lower().startswith("sip:") and direct is None:
+        return f"cannot dial {to[:80]!r}: a sip: URI needs a user and an IP address (sip:user@1.2.3.4[:port])"
+    if direct is None and not _E164.fullmatch(to):
+        return f"cannot dial {to[:80]!r}: give an E.164 number or a sip: URI"
+    if direct is None:
+        trunks = await edge.store.trunks(tenant_id)
+        candidates = [t for t in trunks if t.outbound_host and (trunk_name is None or t.name == trunk_name)]
+        if not candidates:
+            return "no trunk with an outbound host"
+        trunk = candidates[0]
     if len(edge.legs) >= edge.config.max_calls:
         return "media capacity reached"
     call = Call(call_id=call_id, tenant_id=tenant_id, created_at=time.time())
-    host, port = trunk.outbound_host or "", trunk.outbound_port or 5060
+    if direct is not None:
+        user, host, port = direct
+    else:
+        assert trunk is not None
+        user, host, port = "", trunk.outbound_host or "", trunk.outbound_port or 5060
     peer: Peer = ("udp", host, port)
-    if trunk.outbound_transport == "tcp":
+    if trunk is not None and trunk.outbound_transport == "tcp":
         try:
             peer = await edge.transport.connect_tcp(host, port)
         except (OSError, TimeoutError) as exc:
@@ -57,7 +73,7 @@ async def originate(
         local_address=edge.config.host, local_port=rtp.port, session_id=leg.session_id, session_version=1
     )
     leg.pending_offer = offer
-    number = to if to.startswith("+") else f"+{to}"
+    number = user if direct is not None else (to if to.startswith("+") else f"+{to}")
     leg.out_number = number
     leg.out_from = f"<sip:{caller_id or 'anonymous'}@{edge.config.host}>;tag={sip.new_tag()}"
     leg.out_call_id = sip.new_call_id(edge.config.host)
@@ -77,6 +93,21 @@ async def originate(
     )
     edge._arm()
     return None
+
+
+def parse_direct(uri: str) -> tuple[str, str, int] | None:
+    """(user, host, port) of `sip:user@host[:port][;params]`, or None when it is not that."""
+    try:
+        parsed = sip.parse_uri(uri)
+    except sip.SipParseError:
+        return None
+    if not isinstance(parsed, sip.SipUri) or not parsed.user or parsed.scheme.lower() != "sip":
+        return None
+    try:
+        ipaddress.IPv4Address(parsed.host)
+    except ValueError:
+        return None  # no DNS in the media edge yet (and an IPv4 edge): a static IPv4 address
+    return parsed.user, parsed.host, parsed.port or 5060
 
 
 def send_invite(edge: SipEdge, leg: Leg, *, cseq: int, auth: tuple[str, str] | None = None) -> sip.SipRequest:

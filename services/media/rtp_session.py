@@ -41,6 +41,7 @@ from services.media.rtp.rtcp import (
 )
 from services.media.rtp.stats import ReceiverStats, SenderStats
 from services.media.rtp.telephone_event import TelephoneEventError, TelephoneEventReceiver, digit_packets
+from services.media.sip.sdp import is_unspecified_address
 
 __all__ = ["MediaClock", "PortPool", "RtpSession"]
 
@@ -182,7 +183,7 @@ class RtpSession:
         self.te_pt = te_pt
         self.sending = sending
         self.receiving = receiving
-        if not self.latched and remote[1] > 0 and remote[0] not in ("0.0.0.0", "::"):
+        if not self.latched and remote[1] > 0 and not is_unspecified_address(remote[0]):
             self.remote = remote
             self.remote_rtcp = (remote[0], remote[1] + 1)
 

@@ -3,7 +3,9 @@
 
 A browser's `webrtc_offer` makes one leg, named by its `leg_id`; the leg is also a call whose `call_id` is
 the leg id, so play/collect/stop/hangup and the bridge address it like a SIP call. Audio is 8 kHz int16 on
-both sides of the adapter (the leg negotiates G.711; aiortc decodes and encodes inside its own pipeline).
+this side of the adapter (prompts, the DTMF detector, the bridge and the recording tap). The leg prefers
+the SIP leg's G.711 law (no transcoding); an Opus leg runs at 48 kHz inside aiortc and the session
+resamples each 20 ms frame (services/media/bridge/transcode.py). SB_MEDIA_WEBRTC_CODEC=opus prefers Opus.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import numpy.typing as npt
 from services.kernel import events as ev
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
+from services.media.bridge.transcode import Resampler
 from services.media.call import Call, CallState
 from services.media.dsp.dtmf import DtmfDetector
 from services.media.rtp.g711 import G711
@@ -38,15 +41,19 @@ __all__ = ["WebRtcCalls", "WebRtcSession", "webrtc_config"]
 log = get_logger()
 Samples = npt.NDArray[np.int16]
 Emit = Callable[[list[Event]], None]
-# Received frames wait at most this long for the 20 ms tick (aiortc delivers in bursts).
+# Received frames wait at most this long for the in-band DTMF detector on the 20 ms tick.
 MAX_INBOX_FRAMES = 10
+# Frames waiting for aiortc's sender, whose track paces on its own 20 ms clock: the queue keeps whatever
+# a hiccup left in it, so its length is delay added for good (bridging.MAX_QUEUED is the other direction).
+SEND_QUEUE_FRAMES = 3
 QUALITY_INTERVAL_S = 5.0  # like RTCP reports on SIP legs
 
 
 def webrtc_config() -> WebRtcConfig:
     """SB_MEDIA_ICE_HOSTS: comma-separated ICE host addresses (default 127.0.0.1; "auto": aioice's own
     discovery). SB_MEDIA_ICE_SERVERS: space-separated `url[|username|credential]` entries (default none:
-    never a public STUN server)."""
+    never a public STUN server). SB_MEDIA_WEBRTC_CODEC: `g711` (default: the SIP leg's law, Opus only when
+    the offer has no G.711) or `opus` (Opus first, G.711 when the offer has no Opus)."""
     hosts_raw = os.environ.get("SB_MEDIA_ICE_HOSTS", "127.0.0.1").strip()
     hosts: tuple[str, ...] | None
     if hosts_raw.lower() == "auto":
@@ -58,8 +65,11 @@ def webrtc_config() -> WebRtcConfig:
         url, _, rest = entry.partition("|")
         username, _, credential = rest.partition("|")
         servers.append(IceServer((url,), username or None, credential or None))
+    codec = os.environ.get("SB_MEDIA_WEBRTC_CODEC", "g711").strip().lower() or "g711"
+    if codec not in ("g711", "opus"):
+        raise ValueError(f"SB_MEDIA_WEBRTC_CODEC: {codec!r} is neither g711 nor opus")
     try:
-        return WebRtcConfig(ice_servers=tuple(servers), host_addresses=hosts)
+        return WebRtcConfig(ice_servers=tuple(servers), host_addresses=hosts, prefer_opus=codec == "opus")
     except ValueError as exc:
         raise ValueError(f"SB_MEDIA_ICE_HOSTS / SB_MEDIA_ICE_SERVERS: {exc}") from None
 
@@ -84,30 +94,44 @@ class WebRtcSession:
     frames_in: int = 0
     frames_out: int = 0
     on_end: Callable[[WebRtcSession], None] | None = None
+    # The call this leg was offered for (the caller an agent is about to talk to), if any.
+    for_call_id: uuid.UUID | None = None
+    # Opus legs only: 48 kHz from aiortc down to the worker's 8 kHz, and back up (set once negotiated).
+    downsample: Resampler | None = None
+    upsample: Resampler | None = None
 
     @property
     def law(self) -> G711:
         return self.leg.peer_law or G711.PCMU
 
+    def negotiated(self) -> None:
+        if self.leg.rate != 8000:
+            self.downsample = Resampler(self.leg.rate, 8000)
+            self.upsample = Resampler(8000, self.leg.rate)
+
     def on_audio(self, samples: Samples) -> None:
+        if self.downsample is not None:
+            samples = self.downsample(samples)
+        if self.bridge_out is not None:
+            # To the bridge as it arrives: through our own tick it would wait up to 20 ms more, and a
+            # whole tick when the other leg ticks before us. A held agent is not heard (the agent hears
+            # music: Call.next_frame).
+            self.bridge_out(np.zeros_like(samples) if self.call.held_by_us else samples)
         self.inbox.append(samples)
 
     def tick(self, now: float) -> None:
         events: list[Event] = []
-        if self.inbox:
+        while self.inbox:  # aiortc delivers in bursts: the detector sees every frame
             samples = self.inbox.popleft()
             self.frames_in += 1
             for digit in self.detector.feed(samples, now):
                 events += self.call.digit(digit.digit, "inband", now)
-            if self.bridge_out is not None:
-                # A held agent is not heard (the agent hears music: Call.next_frame).
-                self.bridge_out(np.zeros_like(samples) if self.call.held_by_us else samples)
         out, produced = self.call.next_frame(now)
         events += produced
         if out is None and self.bridge_in:
             out = self.bridge_in.popleft()
         if out is not None and self.call.state is CallState.ANSWERED:
-            self.leg.send_audio(out)
+            self.leg.send_audio(out if self.upsample is None else self.upsample(out))
             self.frames_out += 1
         events += self.call.tick(now)
         if events:
@@ -134,7 +158,14 @@ class WebRtcCalls:
         return session
 
     async def offer(
-        self, *, tenant_id: uuid.UUID, leg_id: uuid.UUID, agent_id: str, sdp: str, law: G711 = G711.PCMU
+        self,
+        *,
+        tenant_id: uuid.UUID,
+        leg_id: uuid.UUID,
+        agent_id: str,
+        sdp: str,
+        law: G711 = G711.PCMU,
+        for_call_id: uuid.UUID | None = None,
     ) -> str:
         """A new leg answering the browser's offer; returns the answer SDP. WebRtcError when unusable."""
         if leg_id in self.sessions:
@@ -147,14 +178,17 @@ class WebRtcCalls:
             on_audio=lambda samples: holder[0].on_audio(samples) if holder else None,
             on_digit=lambda digit, source: self._digit(holder[0], digit, source) if holder else None,
             on_state=lambda state: self._state(holder[0], state) if holder else None,
+            send_queue_frames=SEND_QUEUE_FRAMES,
+            send_on_push=True,  # our MediaClock paces what the leg sends: no second 20 ms clock to wait for
         )
-        session = WebRtcSession(leg_id, tenant_id, agent_id, call, leg, self.emit)
+        session = WebRtcSession(leg_id, tenant_id, agent_id, call, leg, self.emit, for_call_id=for_call_id)
         holder.append(session)
         try:
             answer = await leg.accept_offer(sdp)
         except WebRtcError:
             await leg.close()
             raise
+        session.negotiated()
         self.sessions[leg_id] = session
         self.clock.add(session)  # type: ignore[attr-defined]
         return answer
@@ -179,7 +213,7 @@ class WebRtcCalls:
             leg_id=session.leg_id,
             kind=kind,  # type: ignore[arg-type]
             state=state,
-            call_id=session.leg_id,
+            call_id=session.for_call_id or session.leg_id,
         )
 
     def end(self, session: WebRtcSession, cause: str) -> None:

@@ -11,6 +11,7 @@ __all__ = [
     "DTMF_LAYOUT",
     "ROW_FREQUENCIES",
     "digit_frequencies",
+    "dtmf_sequence",
     "dtmf_tone",
     "level_to_amplitude",
 ]
@@ -54,3 +55,13 @@ def dtmf_tone(
     return level_to_amplitude(low_dbm0) * np.sin(
         2 * np.pi * low * (1 + low_offset) * t + phase
     ) + level_to_amplitude(high_dbm0) * np.sin(2 * np.pi * high * (1 + high_offset) * t + 1.3 * phase)
+
+
+def dtmf_sequence(
+    digits: str, *, tone_s: float = 0.1, gap_s: float = 0.06, rate: int = 8000
+) -> npt.NDArray[np.int16]:
+    """Int16 samples of `digits` dialled in-band: each tone `tone_s`, then `gap_s` of silence (Q.24 asks
+    for at least 40 ms of each)."""
+    gap = np.zeros(round(gap_s * rate))
+    parts = [np.concatenate([dtmf_tone(d, tone_s, rate=rate), gap]) for d in digits]
+    return np.round(np.concatenate(parts)).astype(np.int16) if parts else np.zeros(0, np.int16)

@@ -3,13 +3,14 @@
 `parse_sdp` and `SessionDescription.__bytes__` round-trip a description whose lines are in RFC order.
 `answer_offer` picks PCMU or PCMA (our preference order) and mirrors the offerer's telephone-event
 payload type, answers every other stream with port 0, mirrors the direction (sendonly -> recvonly...),
-and detects hold (sendonly/inactive or the RFC 2543 c=0.0.0.0). When nothing can be accepted it returns
+and detects hold (sendonly/inactive or RFC 2543's c= with the unspecified address). When nothing can be accepted it returns
 a `Rejection` for the adapter to answer 488.
 """
 
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -32,8 +33,20 @@ __all__ = [
     "accept_answer",
     "answer_offer",
     "create_offer",
+    "is_unspecified_address",
     "parse_sdp",
 ]
+
+_IPV4_UNSPECIFIED = str(ipaddress.IPv4Address(0))
+
+
+def is_unspecified_address(host: str) -> bool:
+    """The unspecified IPv4 or IPv6 address: RFC 2543 hold in c=, or a peer that has no address yet."""
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
 
 _SESSION_ORDER = "vosiuepcbtrzka"
 _MEDIA_ORDER = "micbka"
@@ -118,7 +131,7 @@ class Connection:
 
     @property
     def is_hold_address(self) -> bool:
-        return self.host in ("0.0.0.0", "::")
+        return is_unspecified_address(self.host)
 
     def __str__(self) -> str:
         return f"{self.nettype} {self.addrtype} {self.address}"
@@ -286,7 +299,7 @@ def parse_sdp(data: bytes | str) -> SessionDescription:
     if not lines or lines[0].strip() != "v=0":
         raise SdpParseError("SDP must start with v=0")
     origin: Origin | None = None
-    sd = SessionDescription(origin=Origin("-", "0", "0", "IN", "IP4", "0.0.0.0"), times=[])
+    sd = SessionDescription(origin=Origin("-", "0", "0", "IN", "IP4", _IPV4_UNSPECIFIED), times=[])
     current: Media | None = None
     for line in lines[1:]:
         if len(line) < 2 or line[1] != "=" or line[0] not in _SESSION_ORDER + "m":
@@ -363,7 +376,7 @@ class NegotiatedMedia:
     direction: Direction  # what we do: sendrecv, sendonly (we hold them), recvonly, inactive
     remote_direction: Direction
     ptime: int
-    on_hold: bool  # the remote side has put us on hold (sendonly/inactive/c=0.0.0.0)
+    on_hold: bool  # the remote side has put us on hold (sendonly/inactive/unspecified c= address)
     media_index: int = 0
 
 

@@ -58,6 +58,12 @@ class WebRtcConfig:
     # Opus voice settings offered to the browser in our SDP (RFC 7587 fmtp).
     opus_max_average_bitrate: int = 32000
     ptime_ms: int = 20
+    # Codec order on a leg whose other side is G.711: False prefers that law (no transcoding) and takes
+    # Opus only from an offer without G.711; True prefers Opus (better audio, costs transcoding).
+    prefer_opus: bool = False
+    # Audio frames aiortc's receive jitter buffer holds before decoding (aiortc's own default is 4, 80 ms:
+    # twice the worker's whole delay budget). 1 suits LANs and loopback; raise it for lossy home links.
+    jitter_frames: int = 1
 
     def __post_init__(self) -> None:
         for address in self.host_addresses or ():

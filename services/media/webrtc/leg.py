@@ -31,7 +31,7 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 from services.media.rtp.g711 import G711
 from services.media.rtp.telephone_event import TelephoneEventError, digit_code
 
-from . import dtmf_patch
+from . import dtmf_patch, voice_patch
 from .config import WebRtcConfig, rtc_configuration, set_host_addresses
 from .quality import LegQuality, quality_from_stats
 
@@ -40,8 +40,12 @@ __all__ = ["DigitSource", "LegState", "OutboundAudio", "WebRtcError", "WebRtcLeg
 Samples = npt.NDArray[np.int16]
 AudioHandler = Callable[[Samples], None]
 PTIME = 0.02
+G711_RATE = 8000
+OPUS_RATE = 48000
 # At most this much audio waits in the outbound queue; older frames are dropped (the bridge is ahead).
 MAX_QUEUED_FRAMES = 10
+# With `send_on_push`, silence goes out only when no frame came this long after the frame's slot.
+PUSH_GRACE = 0.01
 
 
 class WebRtcError(RuntimeError):
@@ -66,18 +70,39 @@ DigitHandler = Callable[[str, DigitSource], None]
 
 class OutboundAudio(MediaStreamTrack):
     """The track aiortc sends from: 20 ms frames of mono int16 at `rate`, fed by the bridge through
-    `push`; silence when nothing is queued, so the RTP clock never stops."""
+    `push`; silence when nothing is queued, so the RTP clock never stops.
+
+    Paced by its own 20 ms clock, or with `send_on_push` by the pusher's (the media worker's MediaClock):
+    a pushed frame goes out at once instead of waiting up to 20 ms for this track's next slot, and silence
+    only when nothing came by a slot's end (plus PUSH_GRACE)."""
 
     kind = "audio"
 
-    def __init__(self, rate: int) -> None:
+    def __init__(self, rate: int, max_queued: int = MAX_QUEUED_FRAMES, *, send_on_push: bool = False) -> None:
         super().__init__()
+        self.send_on_push = send_on_push
+        self._waiter: asyncio.Future[None] | None = None
         self.rate = rate
         self.frame_samples = int(rate * PTIME)
-        self._frames: deque[Samples] = deque(maxlen=MAX_QUEUED_FRAMES)
+        # Frames pushed on one 20 ms clock and taken on another: the queue keeps whatever a hiccup left
+        # in it, so its length bounds the delay it can add (the media worker keeps it short).
+        self._frames: deque[Samples] = deque(maxlen=max_queued)
         self._pending = np.zeros(0, dtype=np.int16)
         self._start: float | None = None
         self._pts = 0
+        # Set for a G.711 send codec: frames go out as encoded packets (aiortc's sender then only packs
+        # them: no PyAV resampler and encoder per frame).
+        self.law: G711 | None = None
+        self._time_base = fractions.Fraction(1, rate)
+
+    def set_rate(self, rate: int) -> None:
+        """The negotiated codec's rate (before media flows); queued audio at the old rate is dropped."""
+        if rate != self.rate:
+            self.rate = rate
+            self.frame_samples = int(rate * PTIME)
+            self._time_base = fractions.Fraction(1, rate)
+            self._frames.clear()
+            self._pending = np.zeros(0, dtype=np.int16)
 
     def push(self, samples: Samples) -> None:
         data = np.concatenate([self._pending, np.asarray(samples, dtype=np.int16)])
@@ -85,22 +110,44 @@ class OutboundAudio(MediaStreamTrack):
         for start in range(0, whole, self.frame_samples):
             self._frames.append(data[start : start + self.frame_samples])
         self._pending = data[whole:]
+        if self._frames:
+            self._wake()
 
-    async def recv(self) -> av.AudioFrame:
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def recv(self) -> av.AudioFrame | av.Packet:
         if self.readyState != "live":
             raise MediaStreamError
         if self._start is None:
             self._start = time.monotonic()
         else:
             self._pts += self.frame_samples
-            wait = self._start + self._pts / self.rate - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            due = self._start + self._pts / self.rate
+            if not self.send_on_push:
+                wait = due - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+            elif not self._frames:
+                loop = asyncio.get_running_loop()  # its time() is time.monotonic()
+                self._waiter = loop.create_future()
+                timer = loop.call_at(due + PUSH_GRACE, self._wake)
+                try:
+                    await self._waiter
+                finally:
+                    timer.cancel()
+                    self._waiter = None
         samples = self._frames.popleft() if self._frames else np.zeros(self.frame_samples, np.int16)
+        if self.law is not None:
+            packet = av.Packet(self.law.encode(samples))
+            packet.pts = self._pts
+            packet.time_base = self._time_base
+            return packet
         frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = self.rate
         frame.pts = self._pts
-        frame.time_base = fractions.Fraction(1, self.rate)
+        frame.time_base = self._time_base
         return frame
 
 
@@ -127,29 +174,37 @@ def _opus_voice_fmtp(sdp: str, bitrate: int) -> str:
 
 
 class WebRtcLeg:
-    """`peer_law`: the law of the other leg when it is G.711 (this leg then prefers it, so the bridge
-    relays without transcoding); None for Opus (voice settings, 48 kHz frames)."""
+    """`peer_law`: the law of the other leg when it is G.711: this leg prefers it, then the other law (so
+    the bridge needs no transcoding), and takes Opus only from an offer with no G.711. None, or
+    `prefer_opus`: Opus first (voice settings), G.711 when the offer has no Opus. `rate` follows the
+    negotiated codec: 8 kHz frames for G.711, 48 kHz for Opus."""
 
     def __init__(
         self,
         config: WebRtcConfig,
         *,
         peer_law: G711 | None = None,
+        prefer_opus: bool = False,
         on_audio: AudioHandler | None = None,
         on_digit: DigitHandler | None = None,
         on_state: Callable[[LegState], None] | None = None,
+        send_queue_frames: int = MAX_QUEUED_FRAMES,
+        send_on_push: bool = False,
     ) -> None:
         dtmf_patch.install()
+        voice_patch.install(config.opus_max_average_bitrate)
         if config.host_addresses is not None:
             set_host_addresses(config.host_addresses)
         self.config = config
         self.peer_law = peer_law
-        self.rate = 8000 if peer_law is not None else 48000
+        self.prefer_opus = prefer_opus or config.prefer_opus or peer_law is None
+        # Until negotiated: the preferred codec's rate (set again from the answer or our answer).
+        self.rate = OPUS_RATE if self.prefer_opus else G711_RATE
         self.on_audio = on_audio
         self.on_digit = on_digit
         self.on_state = on_state
         self.state = LegState.NEW
-        self.outbound = OutboundAudio(self.rate)
+        self.outbound = OutboundAudio(self.rate, send_queue_frames, send_on_push=send_on_push)
         self.pc = RTCPeerConnection(rtc_configuration(config))
         self.channel: RTCDataChannel | None = None
         self.received_frames = 0
@@ -165,11 +220,9 @@ class WebRtcLeg:
         if self._transceiver is None:
             transceiver = self.pc.addTransceiver(self.outbound, direction="sendrecv")
             capabilities = RTCRtpSender.getCapabilities("audio").codecs
-            if self.peer_law is not None:
-                first = f"audio/{self.peer_law.name}"
-                wanted = [first, "audio/PCMA" if first == "audio/PCMU" else "audio/PCMU"]
-            else:
-                wanted = ["audio/opus"]
+            law = self.peer_law or G711.PCMU
+            g711 = [f"audio/{law.name}", "audio/PCMA" if law is G711.PCMU else "audio/PCMU"]
+            wanted = ["audio/opus", *g711] if self.prefer_opus else [*g711, "audio/opus"]
             wanted.append("audio/telephone-event")
             prefs = []
             for mime in wanted:
@@ -178,6 +231,11 @@ class WebRtcLeg:
             transceiver.setCodecPreferences(prefs)
             self._transceiver = transceiver
             dtmf_patch.set_digit_handler(transceiver.receiver, self._on_event_digit)
+            # aiortc 1.16 (pinned by dtmf_patch.install) fixes its audio jitter buffer at 4 frames.
+            jitter = getattr(transceiver.receiver, "_RTCRtpReceiver__jitter_buffer", None)
+            if jitter is not None and hasattr(jitter, "_prefetch"):
+                jitter._prefetch = self.config.jitter_frames
+            voice_patch.inline_codecs(transceiver)
         return self._transceiver
 
     def _match_telephone_events(self, remote_sdp: str) -> None:
@@ -191,6 +249,8 @@ class WebRtcLeg:
             # aiortc would pick telephone-event as the send codec and fail in its encoder thread.
             raise WebRtcError("the offer has no audio codec in common (PCMU, PCMA or Opus)")
         rate = audio[0].clockRate
+        # Answer with the one codec we send, so the browser sends it too (one rate on the leg).
+        audio = audio[:1]
         offered = [
             c
             for m in SessionDescription.parse(remote_sdp).media
@@ -211,6 +271,7 @@ class WebRtcLeg:
         except Exception as exc:  # aiortc raises its own errors for no common codec, bad transport, ...
             raise WebRtcError(f"the offer was refused: {type(exc).__name__}: {exc}") from None
         self._match_telephone_events(sdp)
+        self._negotiated()
         self._set_state(LegState.CONNECTING)
         try:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
@@ -233,6 +294,13 @@ class WebRtcLeg:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except Exception as exc:
             raise WebRtcError(f"the answer was refused: {type(exc).__name__}: {exc}") from None
+        self._negotiated()
+
+    def _negotiated(self) -> None:
+        # The track must produce frames at the send codec's rate before aiortc's encoder asks for any.
+        self.rate = OPUS_RATE if self.codec == "opus" else G711_RATE
+        self.outbound.set_rate(self.rate)
+        self.outbound.law = {"PCMU": G711.PCMU, "PCMA": G711.PCMA}.get(self.codec or "")
 
     async def add_ice_candidate(
         self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
@@ -249,15 +317,13 @@ class WebRtcLeg:
         await self.pc.addIceCandidate(parsed)
 
     def _outgoing_sdp(self) -> str:
-        sdp = self.pc.localDescription.sdp
-        if self.peer_law is None:
-            sdp = _opus_voice_fmtp(sdp, self.config.opus_max_average_bitrate)
-        return sdp
+        # Only Opus lines change: an answer with G.711 alone stays as aiortc wrote it.
+        return _opus_voice_fmtp(self.pc.localDescription.sdp, self.config.opus_max_average_bitrate)
 
     # media
 
     def send_audio(self, samples: Samples) -> None:
-        """Queue mono int16 samples at `self.rate` (8 kHz for G.711 legs, 48 kHz for Opus)."""
+        """Queue mono int16 samples at `self.rate` (8 kHz for G.711, 48 kHz for Opus)."""
         self.outbound.push(samples)
 
     @property
@@ -290,19 +356,38 @@ class WebRtcLeg:
             self._spawn(self._receive(track))
 
     async def _receive(self, track: MediaStreamTrack) -> None:
-        resampler = av.AudioResampler(format="s16", layout="mono", rate=self.rate)
+        resampler: av.AudioResampler | None = None
         while True:
             try:
                 frame = await track.recv()
             except MediaStreamError:
                 return
+            if isinstance(frame, np.ndarray):  # G.711, decoded by table (voice_patch.inline_codecs)
+                self._deliver(frame)
+                continue
             if not isinstance(frame, av.AudioFrame):
                 continue
+            if (
+                frame.format.name == "s16"
+                and frame.sample_rate == self.rate
+                and frame.layout.nb_channels <= 2
+            ):
+                # What aiortc's decoders give (G.711 mono at 8 kHz, Opus stereo at 48 kHz): numpy does it
+                # for a fraction of a resampler call (about 130 us each, per frame and leg).
+                data = frame.to_ndarray().reshape(-1)
+                if frame.layout.nb_channels == 2:
+                    data = (data[0::2].astype(np.int32) + data[1::2]) >> 1
+                self._deliver(data.astype(np.int16, copy=False))
+                continue
+            if resampler is None:
+                resampler = av.AudioResampler(format="s16", layout="mono", rate=self.rate)
             for out in resampler.resample(frame):
-                samples = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
-                self.received_frames += 1
-                if self.on_audio is not None:
-                    self.on_audio(samples)
+                self._deliver(out.to_ndarray().reshape(-1).astype(np.int16, copy=False))
+
+    def _deliver(self, samples: Samples) -> None:
+        self.received_frames += 1
+        if self.on_audio is not None:
+            self.on_audio(samples)
 
     # digits
 
@@ -351,7 +436,7 @@ class WebRtcLeg:
 
     async def quality(self) -> LegQuality:
         report = await self.pc.getStats()
-        return quality_from_stats(report, clock_rate=8000 if self.peer_law is not None else 48000)
+        return quality_from_stats(report, clock_rate=self.rate)
 
     def _on_connection_state(self) -> None:
         state = self.pc.connectionState

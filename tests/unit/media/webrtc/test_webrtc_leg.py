@@ -10,6 +10,7 @@ import json
 import aioice
 import numpy as np
 import pytest
+from aiortc import RTCRtpSender
 
 from services.media.dsp.dtmf import goertzel_power
 from services.media.rtp.g711 import G711
@@ -188,12 +189,56 @@ async def test_pcma_preferred_over_opus_in_a_browser_style_offer() -> None:
         await pair.close()
 
 
+def only(leg: WebRtcLeg, *mimes: str) -> None:
+    """Make `leg` offer exactly these codecs (a browser that has nothing else)."""
+    capabilities = RTCRtpSender.getCapabilities("audio").codecs
+    leg._add_transceiver().setCodecPreferences([c for c in capabilities if c.mimeType in mimes])
+
+
+async def test_an_opus_only_offer_is_answered_with_opus_even_next_to_a_g711_leg() -> None:
+    pair = Pair(offer_law=None, answer_law=G711.PCMA)
+    only(pair.browser, "audio/opus", "audio/telephone-event")
+    try:
+        await pair.connect()
+        answer = pair.server.pc.localDescription.sdp
+        assert pair.server.codec == "opus" and pair.browser.codec == "opus"
+        assert pair.server.rate == 48000 and pair.server.outbound.frame_samples == 960
+        assert "PCMA/8000" not in answer and "maxaveragebitrate=32000" in pair.server._outgoing_sdp()
+        # aiortc's offer has telephone-event at 8 kHz only: not kept next to Opus (48 kHz clock).
+        assert pair.server.telephone_event_payload_type is None
+        for _ in range(8):
+            pair.browser.send_audio(tone(1000, 0.2, 48000))
+            await asyncio.sleep(0.15)
+        await wait_for(lambda: len(pair.heard) > 40)
+        audio = np.concatenate(pair.heard[-20:])
+        assert len(pair.heard[-1]) == 960 and band_energy(audio, 1000, 48000) > 0.3
+    finally:
+        await pair.close()
+
+
+async def test_prefer_opus_takes_opus_from_a_browser_style_offer_and_g711_when_alone() -> None:
+    pair = Pair(offer_law=None, answer_law=G711.PCMU, browser_codecs=True)
+    pair.server.prefer_opus = True
+    g711 = Pair(offer_law=None, answer_law=G711.PCMU)
+    g711.server.prefer_opus = True
+    only(g711.browser, "audio/PCMU")
+    try:
+        await pair.connect()
+        assert pair.server.codec == "opus" and pair.server.rate == 48000
+        await g711.connect()
+        assert g711.server.codec == "PCMU" and g711.server.rate == 8000 and g711.browser.rate == 8000
+    finally:
+        await pair.close()
+        await g711.close()
+
+
 async def test_an_offer_without_a_common_audio_codec_is_refused() -> None:
     browser = WebRtcLeg(LOCAL, peer_law=None)
     server = WebRtcLeg(LOCAL, peer_law=G711.PCMU)
     other = WebRtcLeg(LOCAL)
+    only(browser, "audio/G722", "audio/telephone-event")
     try:
-        offer = await browser.create_offer()  # Opus and telephone-event only
+        offer = await browser.create_offer()  # G.722 and telephone-event only
         with pytest.raises(WebRtcError, match="no audio codec in common"):
             await server.accept_offer(offer)
         with pytest.raises(WebRtcError):

@@ -1,0 +1,334 @@
+"""A media worker behind the SIP front (docs/media.md, "Sharding"): its link to the front and its
+registration in the KV bucket `sb_media_workers`.
+
+`LinkedTransport` replaces the worker's own SIP sockets: it listens on a loopback TCP port (the link), the
+front connects to it and sends every message for this worker in a frame naming the caller's real address
+(so responses, symmetric RTP and trunk allow-lists work as in single-process mode), and everything the
+worker sends (responses, BYE, re-INVITE, originate's INVITE over UDP or TCP) goes back through the front's
+socket, so callers and trunks see one SIP address. RTP does not pass the front: each worker's SDP names
+its own RTP port. The front notices at once when the link's socket dies (the worker was killed).
+
+`Registrar` puts the worker's registration (site, link address, capacity, calls) into the bucket every
+second and within 0.2 s of a change in its calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Callable
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import KeyValueConfig
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
+
+from services.kernel.bus import Bus
+from services.kernel.events import MediaWorkerCall, MediaWorkerLost, MediaWorkerRegistration
+from services.kernel.log import get_logger
+from services.media import sip
+from services.media.dispatch import FrameReader, LinkError, encode_frame
+from services.media.ratelimit import SourceLimiter, Verdict
+from services.media.transport import OnMessage, Peer, SipTransport
+
+__all__ = [
+    "WORKERS_BUCKET",
+    "LinkedTransport",
+    "Registrar",
+    "workers_bucket",
+]
+
+log = get_logger()
+
+WORKERS_BUCKET = "sb_media_workers"
+# A dead worker's key disappears by itself after this; the front declares it lost much sooner.
+BUCKET_TTL_S = 30.0
+REGISTER_EVERY_S = 1.0
+LOST_SUBJECT = "sb.sys.media.worker_lost"  # MediaWorkerLost, published by the front
+FENCED_EXIT_CODE = 70
+CHANGE_CHECK_S = 0.2
+
+
+async def workers_bucket(bus: Bus, replicas: int = 1) -> KeyValue:
+    try:
+        return await bus.js.key_value(WORKERS_BUCKET)
+    except BucketNotFoundError:
+        return await bus.js.create_key_value(
+            KeyValueConfig(bucket=WORKERS_BUCKET, ttl=BUCKET_TTL_S, history=1, replicas=replicas)
+        )
+
+
+def _exit_fenced() -> None:
+    os._exit(FENCED_EXIT_CODE)  # no clean stop: that would end (again) the calls the front ended
+
+
+class _Link(asyncio.Protocol):
+    def __init__(self, owner: LinkedTransport) -> None:
+        self.owner = owner
+        self.reader = FrameReader()
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.owner._links.append(self)
+        log.info("front_linked", peer=str(transport.get_extra_info("peername")))
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self.reader.feed(data)
+        except LinkError as exc:
+            log.warning("front_link_broken", error=str(exc))
+            assert self.transport is not None
+            self.transport.close()
+            return
+        for kind, peer, payload in frames:
+            if kind == "m" and peer is not None:
+                self.owner.on_front_message(payload, peer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self in self.owner._links:
+            self.owner._links.remove(self)
+        log.info("front_unlinked")
+
+
+class LinkedTransport(SipTransport):
+    """SipTransport's interface over the link to the front (`host`/`port`: the public SIP address the
+    front serves, which goes into Via and Contact; `link_host`/`link_port`: where the front connects)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        limiter: SourceLimiter,
+        on_message: OnMessage,
+        link_host: str = "127.0.0.1",
+        link_port: int = 0,
+    ) -> None:
+        super().__init__(host, port, limiter=limiter, on_message=on_message)
+        self.link_host = link_host
+        self.link_port = link_port
+        self._links: list[_Link] = []
+        self._link_server: asyncio.Server | None = None
+        self.stats["no_front"] = 0
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._link_server = await loop.create_server(lambda: _Link(self), self.link_host, self.link_port)
+        self.link_port = self._link_server.sockets[0].getsockname()[1]
+        log.info("front_link_listening", host=self.link_host, port=self.link_port)
+
+    def close(self) -> None:
+        for link in list(self._links):
+            if link.transport is not None:
+                link.transport.write(encode_frame("bye"))  # a clean stop: not a lost worker
+                link.transport.close()
+        if self._link_server is not None:
+            self._link_server.close()
+
+    def on_front_message(self, data: bytes, peer: Peer) -> None:
+        """One message from a caller or trunk, as the front received it (UDP datagram or TCP-framed)."""
+        try:
+            self.stats["received"] += 1
+            if sip.is_keepalive(data):
+                return
+            verdict = self.limiter.check(peer[1], asyncio.get_running_loop().time())
+            if verdict is Verdict.IGNORE:
+                self.stats["dropped"] += 1
+                return
+            try:
+                message = sip.parse_datagram(data)
+            except sip.SipParseError as err:
+                self._parse_error(err, peer)
+                return
+            self._deliver(message, peer, verdict)
+        except Exception:
+            self.stats["bad"] += 1
+            log.exception("sip_front_message_failed", peer=f"{peer[1]}:{peer[2]}")
+
+    async def connect_tcp(self, host: str, port: int, timeout: float = 5.0) -> Peer:
+        # The front opens the connection when the first message for this address leaves through it.
+        return ("tcp", host, port)
+
+    def send(self, message: sip.SipMessage, peer: object) -> None:
+        if not isinstance(peer, tuple) or len(peer) != 3:
+            return
+        link = self._links[-1] if self._links else None
+        if link is None or link.transport is None or link.transport.is_closing():
+            self.stats["no_front"] += 1
+            return
+        try:
+            link.transport.write(encode_frame("m", peer, bytes(message)))
+        except Exception as exc:
+            log.warning("sip_send_failed", error=str(exc))
+
+
+class Registrar:
+    """Keeps this worker's registration in the bucket: every second, and soon after its calls change."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        worker_id: str,
+        site: str,
+        link_host: str,
+        link_port: int,
+        capacity: int,
+        calls: Callable[[], list[MediaWorkerCall]],
+        replicas: int = 1,
+        on_fenced: Callable[[], None] | None = None,
+    ) -> None:
+        self.bus = bus
+        self.worker_id = worker_id
+        self.site = site
+        self.link_host = link_host
+        self.link_port = link_port
+        self.capacity = capacity
+        self.calls = calls
+        self.replicas = replicas
+        self.state = "up"
+        self.started_at = time.time()
+        self.puts = 0
+        self.on_fenced = on_fenced or _exit_fenced
+        self._kv: KeyValue | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sub: Subscription | None = None
+
+    def registration(self) -> MediaWorkerRegistration:
+        calls = self.calls()
+        return MediaWorkerRegistration(
+            worker_id=self.worker_id,
+            site=self.site,
+            link_host=self.link_host,
+            link_port=self.link_port,
+            capacity=self.capacity,
+            active_calls=len(calls),
+            calls=calls,
+            state=self.state,  # type: ignore[arg-type]
+            pid=os.getpid(),
+            started_at=self.started_at,
+            ts=time.time(),
+        )
+
+    async def start(self) -> None:
+        self._kv = await workers_bucket(self.bus, self.replicas)
+        self._sub = await self.bus.nc.subscribe(LOST_SUBJECT, cb=self._on_lost)
+        await self._put()
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _put(self) -> None:
+        assert self._kv is not None
+        await self._kv.put(self.worker_id, msgspec.json.encode(self.registration()))
+        self.puts += 1
+
+    async def _run(self) -> None:
+        last_calls: set[tuple[uuid.UUID, bool]] = set()
+        last_put = time.monotonic()
+        while True:
+            await asyncio.sleep(CHANGE_CHECK_S)
+            # Nothing may end this loop: a worker that stops registering is declared lost (and fenced).
+            try:
+                # A call that arrives, is answered or ends: the front's copy must follow soon.
+                current = {(c.call_id, c.answered_at is not None) for c in self.calls()}
+                if current == last_calls and time.monotonic() - last_put < REGISTER_EVERY_S:
+                    continue
+                await self._put()
+                last_calls, last_put = current, time.monotonic()
+            except Exception as exc:  # the bus reconnects by itself; the next round tries again
+                log.warning("media_registration_failed", error=str(exc) or type(exc).__name__)
+
+    async def stopping(self) -> None:
+        """Take no new calls (the front stops dispatching to us) while the calls are being ended."""
+        self.state = "stopping"
+        try:
+            await asyncio.wait_for(self._put(), 1.0)
+        except Exception as exc:
+            log.warning("media_registration_failed", error=type(exc).__name__)
+
+    async def _on_lost(self, msg: Msg) -> None:
+        try:
+            lost = msgspec.json.decode(msg.data, type=MediaWorkerLost)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return
+        if lost.worker_id == self.worker_id and lost.pid == os.getpid():
+            # The front declared us lost (we were hung, or cut off from NATS) and has ended our calls
+            # for us: carrying on would leave calls nobody else believes in. Stop; the supervisor
+            # starts a fresh incarnation, which the front takes as a new worker.
+            log.error("media_worker_fenced", reason=lost.reason, calls=lost.calls_ended)
+            self.on_fenced()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._sub.unsubscribe(), 1.0)
+        if self._kv is not None:
+            try:
+                await asyncio.wait_for(self._kv.delete(self.worker_id), 1.0)
+            except Exception as exc:
+                log.warning("media_unregister_failed", error=type(exc).__name__)
+
+
+# --- wiring a worker (app.main) ----------------------------------------------------------------------
+
+
+class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """SB_MEDIA_WORKER_ID (set: this process is a worker behind the front), SB_SITE, SB_MEDIA_LINK_PORT."""
+
+    worker_id: str
+    site: str = "default"
+    link_host: str = "127.0.0.1"
+    link_port: int = 0  # 0: any free port (the registration names it)
+
+    @classmethod
+    def from_env(cls, bind_host: str, env: dict[str, str] | None = None) -> WorkerSettings | None:
+        source = os.environ if env is None else env
+        worker_id = source.get("SB_MEDIA_WORKER_ID", "").strip()
+        if not worker_id:
+            return None  # single-process mode: the worker binds the SIP port itself
+        if not worker_id.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(
+                f"SB_MEDIA_WORKER_ID={worker_id!r}: letters, digits, '-' and '_' only (a KV key)"
+            )
+        return cls(
+            worker_id=worker_id,
+            site=source.get("SB_SITE", "").strip() or "default",
+            link_host=bind_host,
+            link_port=int(source.get("SB_MEDIA_LINK_PORT", "") or 0),
+        )
+
+    def transport_factory(self, host: str, port: int, **kwargs: object) -> LinkedTransport:
+        return LinkedTransport(host, port, link_host=self.link_host, link_port=self.link_port, **kwargs)  # type: ignore[arg-type]
+
+
+def live_calls(edge: object, webrtc: object) -> list[MediaWorkerCall]:
+    """The worker's calls as the front needs them (SIP legs and WebRTC legs)."""
+    loop_now, wall_now = asyncio.get_running_loop().time(), time.time()
+    out: list[MediaWorkerCall] = []
+    for leg in list(getattr(edge, "legs", {}).values()):
+        call = leg.call
+        if leg.dialog is not None:
+            sip_call_id = leg.dialog.id.call_id
+        elif leg.invite is not None:
+            sip_call_id = leg.invite.headers.get("Call-ID") or ""
+        else:
+            sip_call_id = leg.out_call_id
+        answered = wall_now - (loop_now - call.answered_at) if call.answered_at is not None else None
+        out.append(
+            MediaWorkerCall(
+                tenant_id=call.tenant_id, call_id=call.call_id, sip_call_id=sip_call_id, answered_at=answered
+            )
+        )
+    for session in list(getattr(webrtc, "sessions", {}).values()):
+        call = session.call
+        answered = wall_now - (loop_now - call.answered_at) if call.answered_at is not None else None
+        out.append(MediaWorkerCall(tenant_id=call.tenant_id, call_id=call.call_id, answered_at=answered))
+    return out

@@ -1,0 +1,199 @@
+"""Supervisor monitoring over the bridge: `monitor` (listen / whisper / barge, changed on the fly) and
+`unmonitor` (or mode "none").
+
+The command names the supervisor's leg (`call_id`: WebRTC or SIP, answered, in this worker, not bridged)
+and the agent's leg (`target_call_id`, bridged); the agent's bridge partner is the caller. While monitored
+the bridge carries decoded frames through a three-way bus (bridge/mixbus.py over bridge/mixer.py): every
+leg pushes what it hears from its peer and pulls the mix its role may hear. The two-party bridge stays
+registered for its legs (so mute, the recording tap and unbridge keep working on it); when the supervisor
+leaves it joins again as it was: the no-decode relay for two SIP legs, decoded frames otherwise.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+
+from services.kernel import events as ev
+from services.kernel.messages import Reply
+from services.media.bridge.mixbus import MixBus
+from services.media.bridge.mixer import MonitorMode, Role
+from services.media.call import CallState
+
+if TYPE_CHECKING:
+    from services.media.app import MediaService
+    from services.media.bridging import Bridge, Endpoint
+
+__all__ = ["Monitor", "Monitors"]
+
+Samples = npt.NDArray[np.int16]
+
+
+class _Inbox:
+    """Stands in for a leg's `bridge_in` deque: truthy when the bus has something for the role, and
+    `popleft()` gives the mix."""
+
+    __slots__ = ("bus", "role")
+
+    def __init__(self, bus: MixBus, role: Role) -> None:
+        self.bus = bus
+        self.role = role
+
+    def __len__(self) -> int:
+        return 1 if self.bus.pending(self.role) else 0
+
+    def popleft(self) -> Samples:
+        frame = self.bus.pull(self.role)
+        assert frame is not None  # the legs only pop when we said something is there
+        return frame
+
+
+@dataclass(eq=False)
+class Monitor:
+    bridge: Bridge
+    caller: Endpoint
+    agent: Endpoint
+    supervisor: Endpoint
+    bus: MixBus
+    sides: dict[Role, Endpoint] = field(default_factory=dict)
+
+    def attach(self) -> None:
+        """Take the legs over from the two-party bridge (the relay stops; every leg decodes)."""
+        self.bridge.detach()
+        self.sides = {Role.CALLER: self.caller, Role.AGENT: self.agent, Role.SUPERVISOR: self.supervisor}
+        for role, side in self.sides.items():
+            side.bridge_in = _Inbox(self.bus, role)  # type: ignore[assignment]
+            side.bridge_out = self._forwarder(role, side)
+
+    def _forwarder(self, role: Role, side: Endpoint) -> Callable[[Samples], None]:
+        call_id = side.call.call_id
+
+        def forward(samples: Samples) -> None:
+            if call_id in self.bridge.muted:
+                samples = np.zeros_like(samples)  # muted: nobody hears them, the recording keeps silence
+            self.bus.push(role, samples)
+            if role is not Role.SUPERVISOR:
+                self.bridge.tap(side, samples)  # the recording stays caller + agent
+
+        return forward
+
+    def release(self, *, rejoin: bool) -> None:
+        """The supervisor leaves: its leg is unhooked, and the bridge joins its two legs again."""
+        for side in self.sides.values():
+            side.bridge_in = None
+            side.bridge_out = None
+        if rejoin:
+            self.bridge.join()
+
+    @property
+    def call_ids(self) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+        return self.caller.call.call_id, self.agent.call.call_id, self.supervisor.call.call_id
+
+
+class Monitors:
+    """The worker's monitors by each of their three legs, and the commands."""
+
+    def __init__(self, service: MediaService) -> None:
+        self.service = service
+        self.by_leg: dict[uuid.UUID, Monitor] = {}
+
+    def involves(self, call_id: uuid.UUID) -> bool:
+        return call_id in self.by_leg
+
+    def is_supervisor(self, call_id: uuid.UUID) -> bool:
+        monitor = self.by_leg.get(call_id)
+        return monitor is not None and monitor.supervisor.call.call_id == call_id
+
+    def handle(self, command: ev.MediaMonitor | ev.MediaUnmonitor) -> Reply | None:
+        service, tenant = self.service, command.tenant_id
+        supervisor = service._endpoint(tenant, command.call_id)
+        if supervisor is None:
+            return None  # another worker holds the supervisor's leg
+        sup_id = supervisor.call.call_id
+        current = self.by_leg.get(sup_id) if self.is_supervisor(sup_id) else None
+        if isinstance(command, ev.MediaUnmonitor) or command.mode == "none":
+            if current is None:
+                return Reply(ok=False, error="this leg monitors no call", code="state")
+            self._leave(current, "command", rejoin=True)
+            return Reply(ok=True, data={"mode": "none"})
+        mode = MonitorMode(command.mode)
+        target_id = command.target_call_id
+        if current is not None:
+            if current.agent.call.call_id != target_id:
+                return Reply(ok=False, error="this leg monitors another call", code="conflict")
+            if current.bus.mode is not mode:
+                current.bus.set_mode(mode)
+                service.edge.emit([self._event(current, "command")])
+            return Reply(ok=True, data=self._data(current))
+        if target_id == sup_id:
+            return Reply(ok=False, error="a leg cannot monitor itself", code="invalid")
+        if supervisor.call.state is not CallState.ANSWERED:
+            return Reply(ok=False, error="the supervisor's leg is not answered", code="state")
+        agent = service._endpoint(tenant, target_id)
+        if agent is None:
+            return Reply(ok=False, error="the target is not held by this media worker", code="not_found")
+        bridge = service.bridges.get(target_id)
+        if bridge is None:
+            return Reply(ok=False, error="the target is not bridged", code="state")
+        caller = bridge.other(target_id)
+        if sup_id == caller.call.call_id:
+            return Reply(ok=False, error="the supervisor is on this call", code="invalid")
+        if sup_id in service.bridges or self.involves(sup_id) or service.consults.involves(sup_id):
+            return Reply(ok=False, error="the supervisor's leg is busy (bridged)", code="conflict")
+        if self.involves(target_id) or service.consults.involves(target_id):
+            return Reply(ok=False, error="the call is monitored or in a transfer already", code="conflict")
+        if service.consults.involves(caller.call.call_id):
+            return Reply(ok=False, error="the call is in a transfer", code="conflict")
+        # The supervisor's own prompts or music would otherwise win over the mix.
+        service.edge.emit(supervisor.call.stop_playback("stopped"))
+        monitor = Monitor(bridge, caller, agent, supervisor, MixBus(mode))
+        monitor.attach()
+        for call_id in monitor.call_ids:
+            self.by_leg[call_id] = monitor
+        service.edge.emit([self._event(monitor, "command")])
+        return Reply(ok=True, data=self._data(monitor))
+
+    def _leave(self, monitor: Monitor, reason: str, *, rejoin: bool) -> None:
+        for call_id in monitor.call_ids:
+            if self.by_leg.get(call_id) is monitor:
+                del self.by_leg[call_id]
+        monitor.release(rejoin=rejoin)
+        monitor.bus.set_mode(MonitorMode.NONE)
+        self.service.edge.emit([self._event(monitor, reason)])
+
+    # --- hooks (MediaService) ---
+
+    def bridge_separating(self, bridge: Bridge, reason: str) -> None:
+        """The monitored bridge is being separated (unbridge, a leg's end, shutdown): the monitor ends
+        with it; the supervisor's leg stays up, unbridged."""
+        for call_id in bridge.call_ids:
+            monitor = self.by_leg.get(call_id)
+            if monitor is not None and monitor.bridge is bridge:
+                self._leave(monitor, "unbridged" if reason == "unbridge" else reason, rejoin=False)
+                return
+
+    def leg_ended(self, call_id: uuid.UUID) -> None:
+        """The supervisor's leg ended: the bridge goes back to two parties."""
+        monitor = self.by_leg.get(call_id)
+        if monitor is not None and monitor.supervisor.call.call_id == call_id:
+            self._leave(monitor, "ended", rejoin=True)
+
+    def _event(self, monitor: Monitor, reason: str) -> ev.CallMonitored:
+        caller_id, agent_id, sup_id = monitor.call_ids
+        return ev.CallMonitored(
+            tenant_id=monitor.supervisor.call.tenant_id,
+            call_id=sup_id,
+            target_call_id=agent_id,
+            caller_call_id=caller_id,
+            mode=monitor.bus.mode.value,  # type: ignore[arg-type]
+            reason=reason,
+        )
+
+    @staticmethod
+    def _data(monitor: Monitor) -> dict[str, object]:
+        return {"mode": monitor.bus.mode.value, "caller_call_id": str(monitor.call_ids[0])}
