@@ -1,0 +1,30 @@
+"""The contact coordinator process (python -m services.contacts): every contact's life from arrival to
+wrap-up (lifecycle.py), driven by the platform's events and the agents' desks (adapter.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from services.kernel.bus import Bus
+from services.kernel.config import Settings
+from services.kernel.db import create_pool
+from services.kernel.service import run_service
+
+from .adapter import ContactsAdapter
+
+
+async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
+    pool = await create_pool(settings.database_url, min_size=1, max_size=5)
+    # SB_CONTACTS_DURABLE names the JetStream consumer (tests give each stack its own).
+    adapter = ContactsAdapter(bus, pool, consumer=os.environ.get("SB_CONTACTS_DURABLE", "contacts"))
+    try:
+        await adapter.start()
+        await stop.wait()  # until SIGTERM, so the adapter stops before run_service closes the bus
+    finally:
+        await adapter.stop()
+        await pool.close()
+
+
+if __name__ == "__main__":
+    run_service("contacts", main)

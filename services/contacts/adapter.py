@@ -1,0 +1,389 @@
+"""The contact coordinator's asyncio adapter: JetStream, NATS request/reply and PostgreSQL around the sans-IO
+`Lifecycle` (lifecycle.py).
+
+Events come from a durable JetStream consumer on SB_EVENTS (`contacts`), so a restarted coordinator picks up
+what happened while it was down; each message is acknowledged only after its contact's step is applied,
+its commands sent, its state saved in the KV bucket `sb_contacts` and its record written to PostgreSQL. A
+redelivered event changes nothing (the machine remembers event ids). Steps of one contact run one at a time
+(a lock per contact); different contacts run concurrently. Agents' desk commands (from the API's websocket)
+arrive on sb.<tenant>.cmd.contacts.<name> (queue group `contacts`).
+
+One coordinator process per deployment for now (like the IVR): contacts are not yet partitioned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+from services.kernel import events as ev
+from services.kernel.bus import Bus, BusError, CommandTimeout
+from services.kernel.db import tenant_tx
+from services.kernel.log import get_logger
+from services.kernel.messages import Command, Event, Reply, decode, encode
+from services.kernel.subjects import tenant_of
+
+from .lifecycle import Contact, DeskRefused, Lifecycle, OfferInfo
+from .records import caller_history, save_contact
+
+__all__ = ["BUCKET", "CONSUMER", "ContactsAdapter"]
+
+BUCKET = "sb_contacts"
+CONSUMER = "contacts"
+STATE_TTL_S = 24 * 3600.0
+MEDIA_TIMEOUT_S = 5.0
+ROUTING_TIMEOUT_S = 3.0
+FETCH_BATCH = 64
+
+_EVENTS: dict[str, type[Event]] = {
+    f"{cls.domain}.{cls.name}": cls
+    for cls in (
+        ev.CallArrived,
+        ev.CallAnswered,
+        ev.CallEnded,
+        ev.IvrNodeEntered,
+        ev.IvrNodeExited,
+        ev.IvrCompleted,
+        ev.ContactQueued,
+        ev.ContactOffered,
+        ev.ContactAccepted,
+        ev.ContactRejected,
+        ev.ContactRequeued,
+        ev.ContactAbandoned,
+        ev.ContactOverflowed,
+        ev.ContactEnded,
+        ev.ContactWrappedUp,
+        ev.WebRtcSignal,
+    )
+}
+FILTERS = [f"sb.*.evt.{name}" for name in _EVENTS]
+
+DESK_COMMANDS: dict[str, type[ev.DeskCommand]] = {
+    cls.name: cls
+    for cls in (ev.DeskHold, ev.DeskMute, ev.DeskDigits, ev.DeskTransfer, ev.DeskHangup, ev.DeskWrapUp)
+}
+
+
+@dataclass
+class _Running:
+    machine: Lifecycle
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    timer: asyncio.TimerHandle | None = None
+
+
+def _key(tenant_id: uuid.UUID, contact_id: uuid.UUID) -> str:
+    return f"{tenant_id}.{contact_id}"
+
+
+class ContactsAdapter:
+    def __init__(
+        self, bus: Bus, pool: asyncpg.Pool, *, consumer: str = CONSUMER, clock: Any = time.time
+    ) -> None:
+        self.bus = bus
+        self.consumer = consumer
+        self.pool = pool
+        self.clock = clock
+        self.log = get_logger()
+        self.contacts: dict[uuid.UUID, _Running] = {}
+        self.legs: dict[uuid.UUID, uuid.UUID] = {}  # agent leg id -> contact id
+        self.kv: KeyValue | None = None
+        self._subs: list[Subscription] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pump: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    # -- life -------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        js = self.bus.js
+        try:
+            self.kv = await js.key_value(BUCKET)
+        except BucketNotFoundError:
+            self.kv = await js.create_key_value(KeyValueConfig(bucket=BUCKET, ttl=STATE_TTL_S, history=1))
+        await self.resume_all()
+        config = ConsumerConfig(
+            durable_name=self.consumer,
+            deliver_policy=DeliverPolicy.NEW,
+            ack_policy=AckPolicy.EXPLICIT,
+            # A crashed coordinator's in-flight events come back after this long; a step taking longer is
+            # redelivered meanwhile and ignored (the machine remembers event ids).
+            ack_wait=5.0,
+            max_ack_pending=10_000,
+            filter_subjects=FILTERS,
+        )
+        try:
+            await js.add_consumer("SB_EVENTS", config)
+        except Exception as exc:  # an existing consumer with the same config is fine
+            self.log.info("contacts_consumer_exists", detail=str(exc)[:120])
+        self._sub = await js.pull_subscribe_bind(self.consumer, stream="SB_EVENTS")
+        self._pump = asyncio.create_task(self._run_pump())
+        self._subs = [await self.bus.nc.subscribe("sb.*.cmd.contacts.*", queue="contacts", cb=self._on_desk)]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._pump is not None:
+            self._pump.cancel()
+            # The pump's fetch is cancelled with it; wait for it so nothing is left un-retrieved.
+            await asyncio.gather(self._pump, return_exceptions=True)
+        pull = getattr(self, "_sub", None)
+        for sub in [*self._subs, *([pull] if pull is not None else [])]:
+            try:
+                await asyncio.wait_for(sub.unsubscribe(), 1.0)
+            except Exception:
+                pass
+        for running in self.contacts.values():
+            if running.timer is not None:
+                running.timer.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=3.0)
+
+    async def resume_all(self) -> int:
+        """Every contact saved in `sb_contacts` is back in memory with its timer armed."""
+        count = 0
+        for key, value in await self.bus.kv_latest(BUCKET):
+            try:
+                state = msgspec.json.decode(value, type=Contact)
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                self.log.warning("contacts_resume_failed", key=key, error=str(exc)[:200])
+                continue
+            running = _Running(machine=Lifecycle(state))
+            self.contacts[state.record.id] = running
+            if state.leg_id is not None:
+                self.legs[state.leg_id] = state.record.id
+            self._arm(running)
+            count += 1
+        return count
+
+    # -- events -----------------------------------------------------------------------------------
+
+    async def _run_pump(self) -> None:
+        while not self._stopping:
+            try:
+                msgs = await self._sub.fetch(FETCH_BATCH, timeout=1.0)
+            except (TimeoutError, NotFoundError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.warning("contacts_fetch_failed", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                self._spawn(self._on_event(msg))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _on_event(self, msg: Msg) -> None:
+        try:
+            await self._event(msg)
+        except Exception as exc:  # one bad contact must not stop the others
+            self.log.error("contacts_event_failed", subject=msg.subject, error=f"{type(exc).__name__}: {exc}")
+        try:
+            await msg.ack()
+        except Exception:
+            pass
+
+    async def _event(self, msg: Msg) -> None:
+        parts = msg.subject.split(".")
+        kind = _EVENTS.get(".".join(parts[3:5])) if len(parts) == 5 else None
+        if kind is None:
+            return
+        try:
+            event: Any = decode(msg.data, kind)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            self.log.warning("contacts_bad_event", subject=msg.subject, error=str(exc)[:200])
+            return
+        if isinstance(event, ev.CallArrived):
+            await self._arrived(event)
+            return
+        contact_id = event.call_id
+        if contact_id not in self.contacts:
+            contact_id = self.legs.get(contact_id, contact_id)
+        running = self.contacts.get(contact_id)
+        if running is None or running.machine.tenant_id != event.tenant_id:
+            return
+        async with running.lock:
+            if isinstance(event, ev.ContactOffered):
+                event = await self._offer_info(running.machine, event)
+            await self._apply(running, running.machine.handle(event, self.clock()))
+
+    async def _arrived(self, event: ev.CallArrived) -> None:
+        if event.call_id in self.contacts:
+            return
+        machine = Lifecycle.arrive(event, self.clock())
+        if machine is None:
+            return
+        running = _Running(machine=machine)
+        self.contacts[event.call_id] = running
+        async with running.lock:
+            await self._apply(running, machine.take())
+
+    async def _offer_info(self, machine: Lifecycle, offer: ev.ContactOffered) -> OfferInfo:
+        """What the offer's context needs from PostgreSQL: the queue's name, the agent's endpoint, and the
+        caller's contacts today."""
+        r = machine.state.record
+        start_of_day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        queue_name, endpoint, today, last = "", None, 0, []
+        try:
+            async with tenant_tx(self.pool, machine.tenant_id, readonly=True) as conn:
+                queue_name = (
+                    await conn.fetchval("SELECT name FROM queues WHERE id = $1::uuid", offer.queue_id) or ""
+                )
+                endpoint = await conn.fetchval(
+                    "SELECT endpoint FROM agents WHERE id = $1::uuid", offer.agent_id
+                )
+                if r.caller:
+                    today, last = await caller_history(conn, r.caller, since=start_of_day, exclude=r.id)
+        except (asyncpg.PostgresError, ValueError) as exc:
+            self.log.warning("contacts_offer_lookup_failed", error=f"{type(exc).__name__}: {exc}")
+        return OfferInfo(
+            offer=offer, queue_name=queue_name, endpoint=endpoint, history_today=today, history_last=last
+        )
+
+    # -- desk commands ----------------------------------------------------------------------------
+
+    async def _on_desk(self, msg: Msg) -> None:
+        try:
+            reply = await self._desk(msg)
+        except Exception as exc:
+            self.log.exception("contacts_desk_failed", subject=msg.subject)
+            reply = Reply(ok=False, code="internal", error=f"internal error: {type(exc).__name__}")
+        if msg.reply:
+            await msg.respond(encode(reply))
+
+    async def _desk(self, msg: Msg) -> Reply:
+        name = msg.subject.rsplit(".", 1)[-1]
+        kind = DESK_COMMANDS.get(name)
+        if kind is None:
+            return Reply(ok=False, code="unknown_type", error=f"unknown contacts command {name!r}")
+        try:
+            cmd = decode(msg.data, kind)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            return Reply(ok=False, code="bad_message", error=f"invalid {name}: {exc}")
+        if tenant_of(msg.subject) != cmd.tenant_id:
+            return Reply(ok=False, code="bad_message", error="the subject's tenant and the command's differ")
+        running = self.contacts.get(cmd.contact_id)
+        if running is None or running.machine.tenant_id != cmd.tenant_id:
+            return Reply(ok=False, code="not_found", error="no such contact for this agent")
+        async with running.lock:
+            queue_id = None
+            if isinstance(cmd, ev.DeskTransfer):
+                try:
+                    queue_id = await self._transfer_target(running.machine, cmd)
+                except DeskRefused as exc:
+                    return Reply(ok=False, code=exc.code, error=exc.reason)
+            try:
+                data = running.machine.desk(cmd, self.clock(), queue_id=queue_id)
+            except DeskRefused as exc:
+                return Reply(ok=False, code=exc.code, error=exc.reason)
+            failed = await self._apply(running, running.machine.take())
+        if failed:
+            return Reply(ok=False, code=failed[0], error=failed[1])
+        return Reply(ok=True, data=data)
+
+    async def _transfer_target(self, machine: Lifecycle, cmd: ev.DeskTransfer) -> uuid.UUID | None:
+        if cmd.queue is None and cmd.to_agent_id is None:
+            raise DeskRefused("bad_message", "transfer needs a queue or an agent")
+        if cmd.queue is None:
+            return None  # the contact's own queue, offered to the agent first
+        async with tenant_tx(self.pool, machine.tenant_id, readonly=True) as conn:
+            try:
+                found = await conn.fetchval("SELECT id FROM queues WHERE id = $1", uuid.UUID(cmd.queue))
+            except ValueError:
+                found = await conn.fetchval("SELECT id FROM queues WHERE lower(name) = lower($1)", cmd.queue)
+        if found is None:
+            raise DeskRefused("not_found", f"no queue {cmd.queue!r}")
+        return found  # type: ignore[no-any-return]
+
+    # -- effects ----------------------------------------------------------------------------------
+
+    async def _apply(self, running: _Running, outputs: list[Command | Event]) -> tuple[str, str] | None:
+        """Send, publish, then save. Returns the first refused routing transfer (for the desk's reply)."""
+        machine = running.machine
+        refused: tuple[str, str] | None = None
+        queue = list(outputs)
+        while queue:
+            item = queue.pop(0)
+            if isinstance(item, Event):
+                try:
+                    await self.bus.publish(item)
+                except Exception as exc:
+                    self.log.warning("contacts_publish_failed", error=f"{type(exc).__name__}: {exc}")
+                continue
+            ok, code, error = await self._send(item)
+            if not ok and isinstance(item, ev.RoutingTransfer) and refused is None:
+                refused = (code or "routing_error", error or "routing refused the transfer")
+            queue.extend(machine.replied(item.id, ok, code, self.clock()))
+        state = machine.state
+        if state.leg_id is not None:
+            self.legs[state.leg_id] = machine.contact_id
+        await self._save(running)
+        self._arm(running)
+        return refused
+
+    async def _send(self, command: Command) -> tuple[bool, str | None, str | None]:
+        timeout = MEDIA_TIMEOUT_S if command.service == "media" else ROUTING_TIMEOUT_S
+        try:
+            reply = await self.bus.request(command, timeout=timeout)
+        except CommandTimeout:
+            return False, "timeout", f"{command.service} did not answer"
+        except BusError as exc:
+            return False, "unavailable", str(exc)
+        if not reply.ok:
+            self.log.info(
+                "contacts_command_refused",
+                command=f"{command.service}.{command.name}",
+                code=reply.code,
+                error=reply.error,
+            )
+        return reply.ok, reply.code, reply.error
+
+    async def _save(self, running: _Running) -> None:
+        machine = running.machine
+        assert self.kv is not None
+        key = _key(machine.tenant_id, machine.contact_id)
+        try:
+            async with tenant_tx(self.pool, machine.tenant_id) as conn:
+                await save_contact(conn, machine.state.record)
+        except asyncpg.PostgresError as exc:
+            self.log.error("contacts_record_failed", contact=str(machine.contact_id), error=str(exc)[:200])
+        if machine.finished:
+            self.contacts.pop(machine.contact_id, None)
+            for leg, contact in list(self.legs.items()):
+                if contact == machine.contact_id:
+                    del self.legs[leg]
+            try:
+                await self.kv.delete(key)
+            except Exception:
+                pass
+        else:
+            await self.kv.put(key, msgspec.json.encode(machine.state))
+
+    def _arm(self, running: _Running) -> None:
+        if running.timer is not None:
+            running.timer.cancel()
+            running.timer = None
+        when = running.machine.next_timer()
+        if when is None or running.machine.finished:
+            return
+        delay = max(0.0, when - self.clock())
+        running.timer = asyncio.get_running_loop().call_later(delay, lambda: self._spawn(self._fire(running)))
+
+    async def _fire(self, running: _Running) -> None:
+        async with running.lock:
+            await self._apply(running, running.machine.timer(self.clock()))

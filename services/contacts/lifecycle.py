@@ -1,0 +1,757 @@
+"""The contact's life as one sans-IO state machine: arrived -> in IVR -> queued -> offered -> connected (holds,
+transfers) -> wrap-up -> ended, or abandoned (in IVR, in queue, while ringing) or failed.
+
+One `Lifecycle` per contact (the contact's id is its caller's call id). It takes the platform's events
+(call.*, ivr.*, contact.* from routing, webrtc.signal), the agents' desk commands and the replies to the
+commands it sent, with `now` passed in, and returns what to do: media and routing commands to send, events to
+publish (`contact.state_changed`, `desk.push`). Its whole state is one msgspec Struct (`Contact`), saved by
+the adapter after every step, so a restarted coordinator resumes every contact where it was. Every input
+is idempotent: an event seen before (by id) or a transition already made changes nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import msgspec
+
+from services.kernel import events as ev
+from services.kernel.messages import Command, Event
+
+from .records import ContactRecord, TimelineEntry, iso_utc
+
+__all__ = [
+    "ACCEPT_LEG_TIMEOUT_S",
+    "AGENT_LOST_MESSAGE",
+    "Contact",
+    "DeskRefused",
+    "Lifecycle",
+    "OfferInfo",
+    "caller_of",
+]
+
+# An accepted contact whose agent's audio leg is not connected by then goes back in line (the agent lost
+# its connection between accepting and audio).
+ACCEPT_LEG_TIMEOUT_S = 10.0
+ANSWER_TIMEOUT_S = 10.0
+AGENT_LOST_MESSAGE = (
+    "We're sorry, your agent was disconnected. Please hold, and the next agent will be with you."
+)
+APOLOGY = "We're sorry, we cannot take your call right now. Please try again later."
+SEEN_MAX = 64  # event ids remembered per contact (redeliveries arrive within a few seconds)
+TERMINAL = ("ended", "abandoned", "failed")
+DIGITS = frozenset("0123456789*#ABCD")
+WORKER_LOST = "media_worker_lost"  # call.ended's cause when a media worker dies (docs/media.md, Sharding)
+
+
+class OfferInfo(msgspec.Struct, kw_only=True, frozen=True):
+    """What the adapter looks up for an offer before the machine sees it."""
+
+    offer: ev.ContactOffered
+    queue_name: str = ""
+    endpoint: str | None = None  # None: the agent's browser (WebRTC)
+    history_today: int = 0
+    history_last: list[dict[str, str]] = []
+
+
+class Contact(msgspec.Struct, kw_only=True):
+    record: ContactRecord
+    # Live state, not stored in the contact record.
+    owns_media: bool = False  # the caller waits with us (no flow, or the IVR has handed over)
+    offer_id: str | None = None
+    offer_expires_at: float | None = None
+    offer_agent_id: str | None = None
+    leg_id: uuid.UUID | None = None  # the offered/connected agent's audio leg
+    leg_ready: bool = False
+    dialing: bool = False  # the leg is our call to the agent's phone (a sip: URI or a number)
+    early_legs: dict[str, uuid.UUID] = {}  # agent id -> a leg that connected before its offer was seen
+    accepted: bool = False
+    bridged: bool = False
+    bridge_command: uuid.UUID | None = None
+    held: bool = False
+    muted: bool = False
+    note: str = ""
+    note_from: str = ""
+    deadline: float | None = None  # accept-without-leg or answer timeout
+    pending: dict[str, str] = {}  # command id -> what it was for (failures are fed back)
+    seen: list[str] = []
+
+
+class DeskRefused(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def caller_of(from_uri: str) -> tuple[str, str]:
+    """(number, display name) from a From header value: '"Ada" <sip:+15550100@host>' -> ('+15550100', 'Ada')."""
+    name = ""
+    uri = from_uri.strip()
+    if "<" in uri:
+        name, _, rest = uri.partition("<")
+        name = name.strip().strip('"').strip()
+        uri = rest.split(">", 1)[0]
+    for scheme in ("sips:", "sip:", "tel:"):
+        if uri.lower().startswith(scheme):
+            uri = uri[len(scheme) :]
+            break
+    user = uri.split("@", 1)[0].split(";", 1)[0]
+    return user, name
+
+
+class Lifecycle:
+    def __init__(self, state: Contact) -> None:
+        self.state = state
+        self._out: list[Command | Event] = []
+
+    # -- creation ---------------------------------------------------------------------------------
+
+    @classmethod
+    def arrive(cls, event: ev.CallArrived, now: float) -> Lifecycle | None:
+        """A new inbound call on a number routed to a flow or a queue; None for anything else."""
+        if event.direction != "inbound" or (event.flow_id is None and event.queue_id is None):
+            return None
+        caller, caller_name = caller_of(event.from_uri)
+        caller_name = event.from_name or caller_name
+        record = ContactRecord(
+            id=event.call_id,
+            tenant_id=event.tenant_id,
+            caller=caller,
+            caller_name=caller_name,
+            dialled=event.to_e164,
+            number_id=event.number_id,
+            flow_id=event.flow_id,
+            queue_id=event.queue_id,
+            state="arrived",
+            arrived_at=now,
+        )
+        machine = cls(Contact(record=record, seen=[str(event.id)]))
+        machine._transition("arrived", now, "call_arrived")
+        if event.flow_id is not None:
+            machine._transition("in_ivr", now, "flow")
+        else:
+            # Straight to a queue: answered, music, and in line (once answered).
+            machine.state.owns_media = True
+            machine.state.deadline = now + ANSWER_TIMEOUT_S
+            machine._send(ev.MediaAnswer(tenant_id=event.tenant_id, call_id=event.call_id), "answer")
+        return machine
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    @property
+    def phase(self) -> str:
+        return self.state.record.state
+
+    @property
+    def contact_id(self) -> uuid.UUID:
+        return self.state.record.id
+
+    @property
+    def tenant_id(self) -> uuid.UUID:
+        return self.state.record.tenant_id
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more can happen to it (its record is final)."""
+        return self.phase in TERMINAL
+
+    def next_timer(self) -> float | None:
+        return self.state.deadline
+
+    def take(self) -> list[Command | Event]:
+        out, self._out = self._out, []
+        return out
+
+    # -- inputs -----------------------------------------------------------------------------------
+
+    def handle(self, event: Event | OfferInfo, now: float) -> list[Command | Event]:
+        key = str(event.offer.id if isinstance(event, OfferInfo) else event.id)
+        if key in self.state.seen:
+            return []
+        self.state.seen = [*self.state.seen[-(SEEN_MAX - 1) :], key]
+        match event:
+            case ev.CallAnswered():
+                self._answered(event, now)
+            case ev.CallEnded():
+                self._call_ended(event, now)
+            case ev.IvrNodeEntered():
+                if self.phase == "in_ivr":
+                    self.state.record.ivr_path.append(event.node)
+            case ev.IvrNodeExited():
+                if self.phase == "in_ivr" and event.digits:
+                    self.state.record.ivr_digits += event.digits
+            case ev.IvrCompleted():
+                self._ivr_completed(event, now)
+            case ev.ContactQueued():
+                self._queued(event, now)
+            case OfferInfo():
+                self._offered(event, now)
+            case ev.ContactAccepted():
+                self._accepted(event, now)
+            case ev.ContactRejected():
+                self._rejected(event, now)
+            case ev.ContactRequeued():
+                self._requeued(event, now)
+            case ev.ContactAbandoned():
+                if self.phase not in TERMINAL:
+                    self._finish("abandoned", now, f"abandoned_{event.reason}", cause=event.reason)
+            case ev.ContactOverflowed():
+                self._overflowed(event, now)
+            case ev.ContactEnded():
+                self.state.record.talk_s = round(event.talk_s, 3)
+            case ev.ContactWrappedUp():
+                self._wrapped(now, "wrap_up_done")
+            case ev.WebRtcSignal():
+                self._signal(event, now)
+        return self.take()
+
+    def replied(self, command_id: uuid.UUID, ok: bool, code: str | None, now: float) -> list[Command | Event]:
+        """The reply (or failure) of a command this machine sent."""
+        purpose = self.state.pending.pop(str(command_id), None)
+        if purpose is None:
+            return []
+        s = self.state
+        if purpose == "bridge":
+            if ok:
+                self._connected(now)
+            elif s.accepted and not s.bridged:
+                self._agent_lost(now, f"bridge_failed:{code}")
+        elif purpose == "dial" and not ok and self.phase == "offered" and not s.accepted:
+            self._phone_missed(now, f"dial_failed:{code}")
+        elif purpose == "accept" and not ok and self.phase == "offered" and not s.accepted:
+            # The offer ended while the phone was answered (it timed out, the caller left): let the phone go.
+            if s.leg_id is not None:
+                self._send(ev.MediaHangup(tenant_id=self.tenant_id, call_id=s.leg_id), "hangup_leg")
+        elif purpose == "answer" and ok:
+            self._wait_in_queue()
+        elif not ok and purpose == "answer" and self.phase == "arrived":
+            self._finish("failed", now, "failed", cause=f"answer_failed:{code}")
+        elif not ok and purpose == "enqueue" and self.phase == "arrived":
+            self._send(
+                ev.MediaPlay(tenant_id=self.tenant_id, call_id=self.contact_id, text=APOLOGY), "apology"
+            )
+            self._hang_up_caller("no_queue")
+            self._finish("failed", now, "failed", cause=f"enqueue_refused:{code}")
+        return self.take()
+
+    def timer(self, now: float) -> list[Command | Event]:
+        s = self.state
+        if s.deadline is None or now < s.deadline:
+            return []
+        s.deadline = None
+        if self.phase == "arrived" and s.owns_media:
+            self._hang_up_caller("not_answered")
+            self._finish("failed", now, "failed", cause="answer_timeout")
+        elif s.accepted and not s.bridged:
+            self._agent_lost(now, "agent_leg_timeout")
+        return self.take()
+
+    # -- desk commands ----------------------------------------------------------------------------
+
+    def desk(self, cmd: ev.DeskCommand, now: float, *, queue_id: uuid.UUID | None = None) -> dict[str, Any]:
+        """An agent's command; raises DeskRefused. `queue_id` is a transfer's target, resolved by the adapter."""
+        s, r = self.state, self.state.record
+        if r.agent_id is None or str(r.agent_id) != str(cmd.agent_id):
+            raise DeskRefused("not_found", "this contact is not yours")
+        if isinstance(cmd, ev.DeskWrapUp):
+            if self.phase != "wrap_up":
+                raise DeskRefused("state", f"the contact is {self.phase}, not in wrap-up")
+            r.disposition = cmd.disposition
+            r.notes = cmd.notes or None
+            self._event("disposition", now, disposition=cmd.disposition)
+            self._send(
+                ev.RoutingWrapUpDone(
+                    tenant_id=self.tenant_id, agent_id=cmd.agent_id, call_id=self.contact_id
+                ),
+                "wrap_up",
+            )
+            self._wrapped(now, "disposition")
+            return {"disposition": cmd.disposition}
+        if self.phase != "connected":
+            raise DeskRefused("state", f"the contact is {self.phase}, not connected")
+        caller = self.contact_id
+        match cmd:
+            case ev.DeskHold():
+                if cmd.on != s.held:
+                    s.held = cmd.on
+                    if cmd.on:
+                        self._send(
+                            ev.MediaPlay(tenant_id=self.tenant_id, call_id=caller, tone="moh", loop=True),
+                            "hold",
+                        )
+                    else:
+                        self._send(ev.MediaStop(tenant_id=self.tenant_id, call_id=caller), "unhold")
+                    self._event("held" if cmd.on else "resumed", now)
+                return {"held": s.held}
+            case ev.DeskMute():
+                if s.leg_id is None:
+                    raise DeskRefused("state", "the agent has no audio leg to mute")
+                if cmd.on != s.muted:
+                    s.muted = cmd.on
+                    kind = ev.MediaMute if cmd.on else ev.MediaUnmute
+                    self._send(kind(tenant_id=self.tenant_id, call_id=s.leg_id), "mute")
+                    self._event("muted" if cmd.on else "unmuted", now)
+                return {"muted": s.muted}
+            case ev.DeskDigits():
+                if not cmd.digits or len(cmd.digits) > 32 or not set(cmd.digits.upper()) <= DIGITS:
+                    raise DeskRefused("bad_message", "digits are 1-32 of 0-9, *, #, A-D")
+                self._send(
+                    ev.MediaSendDigits(tenant_id=self.tenant_id, call_id=caller, digits=cmd.digits.upper()),
+                    "digits",
+                )
+                self._event("digits_sent", now, digits=cmd.digits.upper())
+                return {"digits": cmd.digits.upper()}
+            case ev.DeskTransfer():
+                target = queue_id or r.queue_id
+                if target is None:
+                    raise DeskRefused("bad_message", "transfer to a queue or an agent")
+                self._release_agent_media()
+                self._send(
+                    ev.MediaPlay(tenant_id=self.tenant_id, call_id=caller, tone="moh", loop=True), "moh"
+                )
+                self._send(
+                    ev.RoutingTransfer(
+                        tenant_id=self.tenant_id,
+                        call_id=caller,
+                        queue_id=target,
+                        agent_id=cmd.to_agent_id,
+                        window_s=60.0 if cmd.to_agent_id is not None else None,
+                    ),
+                    "transfer",
+                )
+                move = {"at": iso_utc(now), "from_agent_id": str(cmd.agent_id), "to_queue_id": str(target)}
+                if cmd.to_agent_id is not None:
+                    move["to_agent_id"] = str(cmd.to_agent_id)
+                if cmd.note:
+                    move["note"] = cmd.note
+                r.transfers.append(move)
+                s.note, s.note_from = cmd.note, str(cmd.agent_id)
+                s.owns_media = True
+                self._desk(str(cmd.agent_id), "contact_ended", cause="transferred", by="agent", now=now)
+                self._event("transferred", now, **{k: v for k, v in move.items() if k != "at"})
+                r.agent_id = None
+                self._transition("queued", now, "transferred")
+                return {"queue_id": str(target)}
+            case ev.DeskHangup():
+                self._hang_up_caller("agent_hangup")
+                self._end_connected(now, by="agent", cause="agent_hangup")
+                return {}
+        raise DeskRefused("unknown_type", f"unknown desk command {cmd.name!r}")
+
+    # -- transitions ------------------------------------------------------------------------------
+
+    def _answered(self, event: ev.CallAnswered, now: float) -> None:
+        s = self.state
+        if event.call_id == s.leg_id and s.dialing and self.phase == "offered" and not s.accepted:
+            s.leg_ready = True
+            assert s.offer_agent_id is not None and s.offer_id is not None
+            self._event("agent_phone_answered", now, agent_id=s.offer_agent_id)
+            self._send(
+                ev.RoutingAccept(
+                    tenant_id=self.tenant_id, agent_id=uuid.UUID(s.offer_agent_id), offer_id=s.offer_id
+                ),
+                "accept",
+            )
+            return
+        if event.call_id == self.contact_id:
+            self._wait_in_queue()
+
+    def _wait_in_queue(self) -> None:
+        """The caller we answered is up (`call.answered`, or the answer's reply: a WebRTC caller's leg is
+        answered before its arrival is announced): music and in line, once."""
+        s = self.state
+        if self.phase != "arrived" or not s.owns_media or s.deadline is None:
+            return
+        s.deadline = None
+        self._send(
+            ev.MediaPlay(tenant_id=self.tenant_id, call_id=self.contact_id, tone="moh", loop=True), "moh"
+        )
+        assert s.record.queue_id is not None
+        self._send(
+            ev.RoutingEnqueue(
+                tenant_id=self.tenant_id, call_id=self.contact_id, queue="", queue_id=s.record.queue_id
+            ),
+            "enqueue",
+        )
+
+    def _ivr_completed(self, event: ev.IvrCompleted, now: float) -> None:
+        r = self.state.record
+        if event.path:
+            r.ivr_path = list(event.path)
+        r.attributes.update(event.attributes)
+        if self.phase == "in_ivr":
+            r.ivr_s = round(now - r.arrived_at, 3)
+            r.outcome = event.outcome  # final unless the caller is queued
+            self._event("ivr_completed", now, outcome=event.outcome)
+            if event.outcome == "callback":
+                # The caller leaves the line and keeps a place for a call-back (a contact of its own later).
+                self._finish("ended", now, "callback", cause="callback")
+
+    def _queued(self, event: ev.ContactQueued, now: float) -> None:
+        s, r = self.state, self.state.record
+        if event.attributes.get("kind") == "voicemail":
+            # The IVR's voicemail task for this call, not the caller waiting: a note in the timeline.
+            self._event("voicemail_task", now, queue_id=event.queue)
+            return
+        r.attributes.update(event.attributes)
+        if "ivr.digits" in event.attributes and not r.ivr_digits:
+            r.ivr_digits = event.attributes["ivr.digits"]
+        if "ivr.path" in event.attributes and not r.ivr_path:
+            r.ivr_path = event.attributes["ivr.path"].split(">")
+        if self.phase in ("arrived", "in_ivr"):
+            if self.phase == "in_ivr":
+                r.ivr_s = round(now - r.arrived_at, 3)
+            r.queued_at = now
+            r.outcome = None
+            try:
+                r.queue_id = uuid.UUID(event.queue)
+            except ValueError:
+                pass
+            self._transition("queued", now, "enqueued", queue_id=event.queue)
+        elif self.phase == "queued" and s.offer_id is None:
+            self._event("queued", now, queue_id=event.queue)
+
+    def _offered(self, info: OfferInfo, now: float) -> None:
+        s, r = self.state, self.state.record
+        offer = info.offer
+        if self.phase != "queued":
+            return
+        s.offer_id, s.offer_expires_at, s.offer_agent_id = offer.offer_id, offer.expires_at, offer.agent_id
+        s.leg_id, s.leg_ready, s.accepted, s.bridged, s.dialing = None, False, False, False, False
+        self._adopt_early_leg()
+        if info.queue_name:
+            r.queue_name = info.queue_name
+        if r.offered_at is None:
+            r.offered_at = now
+        self._transition("offered", now, "offered", agent_id=offer.agent_id)
+        self._desk(
+            offer.agent_id,
+            "contact_offer",
+            now=now,
+            offer_id=offer.offer_id,
+            expires_at=offer.expires_at,
+            context=self.context(now, info),
+        )
+        if info.endpoint:
+            # An agent at a phone: ring it from the caller's media worker; answering it accepts the offer.
+            s.leg_id, s.dialing = uuid.uuid5(self.contact_id, f"leg:{offer.offer_id}"), True
+            self._send(
+                ev.MediaOriginate(
+                    tenant_id=self.tenant_id,
+                    call_id=s.leg_id,
+                    to=info.endpoint,
+                    caller_id=r.caller,
+                    timeout=max(5.0, offer.expires_at - now),
+                    near_call_id=self.contact_id,
+                ),
+                "dial",
+            )
+
+    def context(self, now: float, info: OfferInfo) -> dict[str, Any]:
+        s, r = self.state, self.state.record
+        a = r.attributes
+        ivr = None
+        if r.flow_id is not None or "ivr.flow" in a:
+            ivr = {"flow": a.get("ivr.flow", ""), "path": list(r.ivr_path), "digits": r.ivr_digits}
+        context: dict[str, Any] = {
+            "caller": {"number": r.caller, "name": r.caller_name},
+            "dialled": r.dialled,
+            "queue": {"id": str(r.queue_id) if r.queue_id else "", "name": r.queue_name},
+            "attributes": dict(a),
+            "ivr": ivr,
+            "waited": {
+                "ivr_s": r.ivr_s or 0.0,
+                "queue_s": round(now - r.queued_at, 3) if r.queued_at is not None else 0.0,
+            },
+            "history": {"today": info.history_today, "last": list(info.history_last)},
+        }
+        if s.note or s.note_from:
+            context["transfer"] = {"from_agent_id": s.note_from, "note": s.note}
+        return context
+
+    def _accepted(self, event: ev.ContactAccepted, now: float) -> None:
+        s, r = self.state, self.state.record
+        if self.phase == "queued":
+            # The offer's event has not been applied yet (redelivered after this one, by a restarted
+            # coordinator): the accept says who was offered. A late offer event then changes nothing.
+            s.offer_agent_id = event.agent_id
+            self._adopt_early_leg()
+            self._transition("offered", now, "accepted_before_offer_seen", agent_id=event.agent_id)
+        if self.phase != "offered" or s.accepted:
+            return
+        s.accepted = True
+        r.agent_id = uuid.UUID(event.agent_id)
+        self._event("accepted", now, agent_id=event.agent_id)
+        if s.owns_media:
+            self._send(ev.MediaStop(tenant_id=self.tenant_id, call_id=self.contact_id), "stop_music")
+        if s.leg_ready:
+            self._bridge()
+        else:
+            s.deadline = now + ACCEPT_LEG_TIMEOUT_S
+
+    def _adopt_early_leg(self) -> None:
+        s = self.state
+        leg = s.early_legs.pop(s.offer_agent_id or "", None)
+        s.early_legs.clear()
+        if leg is not None:
+            s.leg_id, s.leg_ready = leg, True
+
+    def _bridge(self) -> None:
+        s = self.state
+        assert s.leg_id is not None
+        command = ev.MediaBridge(tenant_id=self.tenant_id, call_id=self.contact_id, other_call_id=s.leg_id)
+        s.bridge_command = command.id
+        s.deadline = None
+        self._send(command, "bridge")
+
+    def _connected(self, now: float) -> None:
+        s, r = self.state, self.state.record
+        if self.phase != "offered":
+            return
+        s.bridged = True
+        s.offer_id = None
+        s.owns_media = False
+        r.connected_at = now
+        r.queue_s = round(now - r.queued_at, 3) if r.queued_at is not None else None
+        self._transition("connected", now, "bridged", agent_id=str(r.agent_id))
+        self._desk(str(r.agent_id), "contact_connected", now=now, leg_id=str(s.leg_id))
+
+    def _signal(self, event: ev.WebRtcSignal, now: float) -> None:
+        s = self.state
+        if event.call_id != self.contact_id:
+            return
+        if event.kind == "state" and event.state == "connected" and self.phase == "queued":
+            # Before its offer: a redelivered offer event comes after newer ones (a restarted coordinator).
+            s.early_legs[event.agent_id] = event.leg_id
+            return
+        if event.agent_id != s.offer_agent_id:
+            return
+        if event.kind == "state" and event.state == "connected" and self.phase == "offered":
+            s.leg_id, s.leg_ready = event.leg_id, True
+            if s.accepted and not s.bridged and s.bridge_command is None:
+                self._bridge()
+        elif event.kind == "ended" and event.leg_id == s.leg_id:
+            self._leg_gone(now, "ended")
+
+    def _leg_gone(self, now: float, cause: str) -> None:
+        s = self.state
+        if self.phase == "connected" and cause == WORKER_LOST:
+            # The media worker holding both legs died: the caller is gone too; the agent is freed.
+            self._hang_up_caller(WORKER_LOST)
+            self._end_connected(now, by="system", cause=WORKER_LOST)
+        elif self.phase == "connected":
+            self._agent_lost(now, "agent_connection_lost")
+        elif self.phase == "offered" and not s.accepted and s.dialing:
+            self._phone_missed(now, f"phone_{cause}")
+        elif self.phase == "offered" and not s.accepted:
+            s.leg_id, s.leg_ready = None, False
+        elif self.phase == "offered":
+            self._agent_lost(now, "agent_connection_lost")
+
+    def _phone_missed(self, now: float, cause: str) -> None:
+        """The agent's phone could not be rung, was busy or declined: the offer goes back at once (routing
+        puts the contact back at its place and the agent away, "missed") instead of ringing out."""
+        s = self.state
+        assert s.offer_agent_id is not None and s.offer_id is not None
+        self._event("agent_phone_missed", now, agent_id=s.offer_agent_id, cause=cause)
+        self._send(
+            ev.RoutingReject(
+                tenant_id=self.tenant_id,
+                agent_id=uuid.UUID(s.offer_agent_id),
+                offer_id=s.offer_id,
+                away_reason="missed",
+            ),
+            "reject",
+        )
+        s.leg_id, s.leg_ready, s.dialing = None, False, False
+
+    def _agent_lost(self, now: float, cause: str) -> None:
+        """The agent's audio is gone mid-call (or never came after accepting): the caller hears a short
+        message and goes back in line at its place (a forced logout of the agent requeues at the front)."""
+        s, r = self.state, self.state.record
+        agent = str(r.agent_id) if r.agent_id else s.offer_agent_id
+        if agent is None:
+            return
+        s.deadline = None
+        if s.leg_id is not None:
+            self._send(ev.MediaHangup(tenant_id=self.tenant_id, call_id=s.leg_id, cause=cause), "hangup_leg")
+        caller = self.contact_id
+        self._send(ev.MediaPlay(tenant_id=self.tenant_id, call_id=caller, text=AGENT_LOST_MESSAGE), "sorry")
+        self._send(ev.MediaPlay(tenant_id=self.tenant_id, call_id=caller, tone="moh", loop=True), "moh")
+        self._send(
+            ev.RoutingAgentLogout(tenant_id=self.tenant_id, agent_id=uuid.UUID(agent), force=True), "logout"
+        )
+        self._desk(agent, "contact_ended", cause=cause, by="system", now=now)
+        r.agent_id = None
+        s.owns_media = True
+        s.offer_id = s.offer_agent_id = None
+        s.leg_id, s.leg_ready, s.accepted, s.bridged, s.bridge_command = None, False, False, False, None
+        self._transition("queued", now, cause)
+
+    def _rejected(self, event: ev.ContactRejected, now: float) -> None:
+        s = self.state
+        if event.offer_id != s.offer_id or self.phase != "offered" or s.accepted:
+            return
+        reason = {"withdrawn": "caller_hung_up"}.get(event.reason, event.reason)
+        self._desk(event.agent_id, "contact_withdrawn", now=now, offer_id=event.offer_id, reason=reason)
+        if s.leg_id is not None:
+            self._send(
+                ev.MediaHangup(tenant_id=self.tenant_id, call_id=s.leg_id, cause="offer_withdrawn"),
+                "hangup_leg",
+            )
+        s.offer_id = s.offer_agent_id = None
+        s.leg_id, s.leg_ready = None, False
+        self._event("offer_" + event.reason, now, agent_id=event.agent_id)
+        if event.reason != "withdrawn":
+            self._transition("queued", now, event.reason)
+
+    def _requeued(self, event: ev.ContactRequeued, now: float) -> None:
+        if self.phase == "offered" and self.state.offer_id is None:
+            self._transition("queued", now, event.reason)
+
+    def _overflowed(self, event: ev.ContactOverflowed, now: float) -> None:
+        r = self.state.record
+        try:
+            r.queue_id = uuid.UUID(event.to_queue_id)
+        except ValueError:
+            return
+        r.queue_name = ""
+        self._event(event.kind, now, from_queue_id=event.from_queue_id, to_queue_id=event.to_queue_id)
+
+    def _call_ended(self, event: ev.CallEnded, now: float) -> None:
+        s, r = self.state, self.state.record
+        if event.call_id != self.contact_id:
+            if event.call_id == s.leg_id:
+                self._leg_gone(now, event.cause)
+            return
+        s.deadline = None
+        r.cause = r.cause or event.cause
+        phase = self.phase
+        if phase in TERMINAL or phase == "wrap_up":
+            return
+        if phase in ("arrived", "in_ivr"):
+            outcome = r.outcome if phase == "in_ivr" else None
+            if outcome in ("self_served", "transferred"):
+                self._finish("ended", now, outcome, cause=event.cause)
+            elif outcome == "failed":
+                self._finish("failed", now, "failed", cause=event.cause)
+            else:
+                self._finish(
+                    "abandoned", now, f"abandoned_in_{'ivr' if phase == 'in_ivr' else 'arrival'}", event.cause
+                )
+        elif phase == "queued" or (phase == "offered" and not s.accepted):
+            ringing = phase == "offered"
+            self._send(ev.RoutingCancel(tenant_id=self.tenant_id, call_id=self.contact_id), "cancel")
+            if ringing:
+                assert s.offer_agent_id is not None and s.offer_id is not None
+                self._desk(
+                    s.offer_agent_id,
+                    "contact_withdrawn",
+                    now=now,
+                    offer_id=s.offer_id,
+                    reason="caller_hung_up",
+                )
+                if s.leg_id is not None:
+                    self._send(ev.MediaHangup(tenant_id=self.tenant_id, call_id=s.leg_id), "hangup_leg")
+            self._finish(
+                "abandoned", now, "abandoned_ringing" if ringing else "abandoned_in_queue", event.cause
+            )
+        else:  # connected, or accepted and waiting for the agent's leg
+            self._end_connected(
+                now, by="system" if event.cause == WORKER_LOST else "caller", cause=event.cause
+            )
+
+    def _end_connected(self, now: float, *, by: str, cause: str) -> None:
+        s, r = self.state, self.state.record
+        agent = str(r.agent_id)
+        self._release_agent_media()
+        self._send(ev.RoutingEnd(tenant_id=self.tenant_id, call_id=self.contact_id), "end")
+        duration = round(now - r.connected_at, 3) if r.connected_at is not None else 0.0
+        r.talk_s = duration
+        r.ended_at = now
+        r.outcome = "handled" if r.connected_at is not None else "failed"
+        r.cause = cause
+        s.deadline = None
+        self._desk(agent, "contact_ended", now=now, cause=cause, by=by, duration=duration)
+        self._transition(
+            "wrap_up", now, f"{by}_hung_up" if cause in ("remote_bye", "agent_hangup") else cause
+        )
+
+    def _release_agent_media(self) -> None:
+        s = self.state
+        if s.leg_id is not None:
+            self._send(ev.MediaHangup(tenant_id=self.tenant_id, call_id=s.leg_id), "hangup_leg")
+        s.leg_id, s.leg_ready, s.bridged, s.accepted, s.bridge_command = None, False, False, False, None
+        s.held = s.muted = False
+
+    def _hang_up_caller(self, cause: str) -> None:
+        self._send(ev.MediaHangup(tenant_id=self.tenant_id, call_id=self.contact_id, cause=cause), "hangup")
+
+    def _wrapped(self, now: float, cause: str) -> None:
+        r = self.state.record
+        if self.phase != "wrap_up":
+            return
+        r.wrapped_at = now
+        self._finish("ended", now, r.outcome or "handled", cause=r.cause or cause)
+
+    def _finish(self, phase: str, now: float, outcome: str, cause: str | None = None) -> None:
+        r = self.state.record
+        r.outcome = outcome
+        if cause:
+            r.cause = r.cause or cause
+        if r.ended_at is None:
+            r.ended_at = now
+        if r.queued_at is not None and r.queue_s is None and r.connected_at is None:
+            r.queue_s = round(now - r.queued_at, 3)
+        if phase == "abandoned" and r.flow_id is not None and r.ivr_s is None and r.queued_at is None:
+            r.ivr_s = round(now - r.arrived_at, 3)
+        self.state.deadline = None
+        self._transition(phase, now, outcome)
+
+    # -- outputs ----------------------------------------------------------------------------------
+
+    def _transition(self, new: str, now: float, cause: str, **detail: str) -> None:
+        r = self.state.record
+        old = None if not r.timeline else r.state
+        if old == new:
+            return
+        r.state = new
+        self._event(new, now, cause=cause, **detail)
+        agent = detail.get("agent_id") or (str(r.agent_id) if r.agent_id else None)
+        self._out.append(
+            ev.ContactStateChanged(
+                tenant_id=self.tenant_id,
+                id=uuid.uuid5(self.contact_id, f"{len(r.timeline)}:{new}"),
+                call_id=self.contact_id,
+                old=old,  # type: ignore[arg-type]
+                new=new,  # type: ignore[arg-type]
+                cause=cause,
+                agent_id=agent,
+                queue_id=str(r.queue_id) if r.queue_id else None,
+                ts=now,
+            )
+        )
+
+    def _event(self, name: str, now: float, **detail: str) -> None:
+        self.state.record.timeline.append(
+            TimelineEntry(at=now, event=name, detail={k: str(v) for k, v in detail.items()})
+        )
+
+    def _desk(self, agent_id: str, kind: str, *, now: float, **body: Any) -> None:
+        r = self.state.record
+        self._out.append(
+            ev.DeskPush(
+                tenant_id=self.tenant_id,
+                id=uuid.uuid5(self.contact_id, f"desk:{len(r.timeline)}:{kind}:{agent_id}"),
+                agent_id=agent_id,
+                kind=kind,  # type: ignore[arg-type]
+                body={"contact_id": str(self.contact_id), **body},
+                ts=now,
+            )
+        )
+
+    def _send(self, command: Command, purpose: str) -> None:
+        self.state.pending[str(command.id)] = purpose
+        self._out.append(command)

@@ -1,0 +1,424 @@
+"""The contact lifecycle core (services/contacts/lifecycle.py): transitions, the commands it sends, the desk
+pushes, idempotency and resuming from its saved state. Pure: no NATS, no database, time passed in."""
+
+from __future__ import annotations
+
+import uuid
+
+import msgspec
+import pytest
+
+from services.contacts.lifecycle import (
+    ACCEPT_LEG_TIMEOUT_S,
+    AGENT_LOST_MESSAGE,
+    Contact,
+    DeskRefused,
+    Lifecycle,
+    OfferInfo,
+    caller_of,
+)
+from services.kernel import events as ev
+
+T = uuid.uuid4()
+CALL = uuid.uuid4()
+QUEUE = uuid.uuid4()
+AGENT = uuid.uuid4()
+LEG = uuid.uuid4()
+
+
+def arrived(*, flow: bool = False) -> ev.CallArrived:
+    return ev.CallArrived(
+        tenant_id=T,
+        call_id=CALL,
+        from_uri='"Ada Lovelace" <sip:+15550100@127.0.0.1>;tag=1',
+        to_e164="+15550123",
+        number_id=uuid.uuid4(),
+        flow_id=uuid.uuid4() if flow else None,
+        queue_id=None if flow else QUEUE,
+    )
+
+
+def kinds(out: list) -> list[str]:
+    return [
+        f"{type(o).__name__}:{o.kind}" if isinstance(o, ev.DeskPush) else type(o).__name__
+        for o in out
+        if not isinstance(o, ev.ContactStateChanged)
+    ]
+
+
+def transitions(out: list) -> list[str]:
+    return [o.new for o in out if isinstance(o, ev.ContactStateChanged)]
+
+
+def command(out: list, kind: type) -> object:
+    found = [o for o in out if isinstance(o, kind)]
+    assert len(found) == 1, (kind, out)
+    return found[0]
+
+
+def ack_all(m: Lifecycle, out: list, now: float) -> list:
+    """Reply ok to every command in `out` (as the adapter does), returning what follows."""
+    more: list = []
+    for o in out:
+        if not isinstance(o, ev.ContactStateChanged | ev.DeskPush):
+            more += m.replied(o.id, True, None, now)
+    return more
+
+
+def offer(n: int = 0, agent: uuid.UUID = AGENT) -> OfferInfo:
+    return OfferInfo(
+        offer=ev.ContactOffered(
+            tenant_id=T,
+            call_id=CALL,
+            queue_id=str(QUEUE),
+            agent_id=str(agent),
+            offer_id=f"{CALL}#{n}",
+            expires_at=1030.0,
+        ),
+        queue_name="Support",
+        history_today=2,
+        history_last=[{"contact_id": "x", "outcome": "handled"}],
+    )
+
+
+def connected_signal(leg: uuid.UUID = LEG, agent: uuid.UUID = AGENT) -> ev.WebRtcSignal:
+    return ev.WebRtcSignal(
+        tenant_id=T, agent_id=str(agent), leg_id=leg, kind="state", state="connected", call_id=CALL
+    )
+
+
+def to_queue(m: Lifecycle | None = None) -> Lifecycle:
+    m = m or Lifecycle.arrive(arrived(), 1000.0)
+    assert m is not None
+    answered = m.take()
+    # Answered (the reply, or call.answered, whichever comes first): music and in line, once.
+    out = (
+        ack_all(m, answered, 1000.0)
+        if answered
+        else m.handle(ev.CallAnswered(tenant_id=T, call_id=CALL), 1000.1)
+    )
+    assert kinds(out) == ["MediaPlay", "RoutingEnqueue"]
+    assert command(out, ev.RoutingEnqueue).queue_id == QUEUE
+    assert m.handle(ev.CallAnswered(tenant_id=T, call_id=CALL), 1000.1) == []
+    ack_all(m, out, 1000.1)
+    out = m.handle(ev.ContactQueued(tenant_id=T, call_id=CALL, queue=str(QUEUE), position=1), 1000.2)
+    assert transitions(out) == ["queued"]
+    return m
+
+
+def to_connected(m: Lifecycle | None = None) -> Lifecycle:
+    m = to_queue(m)
+    out = m.handle(offer(), 1001.0)
+    assert transitions(out) == ["offered"] and kinds(out) == ["DeskPush:contact_offer"]
+    m.handle(connected_signal(), 1001.2)
+    out = m.handle(ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(AGENT)), 1001.5)
+    assert kinds(out) == ["MediaStop", "MediaBridge"]
+    bridge = command(out, ev.MediaBridge)
+    assert bridge.call_id == CALL and bridge.other_call_id == LEG
+    out = ack_all(m, out, 1001.6)
+    assert transitions(out) == ["connected"] and kinds(out) == ["DeskPush:contact_connected"]
+    return m
+
+
+def test_caller_of_reads_number_and_display_name() -> None:
+    assert caller_of('"Ada Lovelace" <sip:+15550100@host;user=phone>;tag=9') == ("+15550100", "Ada Lovelace")
+    assert caller_of("sip:alice@example.com") == ("alice", "")
+    assert caller_of("<tel:+441234>") == ("+441234", "")
+
+
+def test_number_without_route_is_not_a_contact() -> None:
+    event = msgspec.structs.replace(arrived(), queue_id=None)
+    assert Lifecycle.arrive(event, 1.0) is None
+    assert Lifecycle.arrive(msgspec.structs.replace(arrived(), direction="outbound"), 1.0) is None
+
+
+def test_number_to_queue_path_from_arrival_to_wrap_up() -> None:
+    m = Lifecycle.arrive(arrived(), 1000.0)
+    assert m is not None
+    out = m.take()
+    assert transitions(out) == ["arrived"] and kinds(out) == ["MediaAnswer"]
+    m = to_connected(m)
+    r = m.state.record
+    assert r.queue_name == "Support" and r.agent_id == AGENT and r.connected_at == 1001.6
+    out = m.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="remote_bye", duration=30.0), 1031.6)
+    assert kinds(out) == ["MediaHangup", "RoutingEnd", "DeskPush:contact_ended"]
+    assert command(out, ev.MediaHangup).call_id == LEG
+    ended = next(o for o in out if isinstance(o, ev.DeskPush))
+    assert ended.body["by"] == "caller" and ended.body["duration"] == pytest.approx(30.0)
+    assert transitions(out) == ["wrap_up"] and r.talk_s == pytest.approx(30.0)
+    ack_all(m, out, 1031.7)
+    # Only the contact's own agent may wrap it up.
+    with pytest.raises(DeskRefused) as refused:
+        m.desk(ev.DeskWrapUp(tenant_id=T, agent_id=uuid.uuid4(), contact_id=CALL, disposition="x"), 1032.0)
+    assert refused.value.code == "not_found"
+    m.desk(
+        ev.DeskWrapUp(tenant_id=T, agent_id=AGENT, contact_id=CALL, disposition="resolved", notes="ok"),
+        1040.0,
+    )
+    out = m.take()
+    assert kinds(out) == ["RoutingWrapUpDone"] and transitions(out) == ["ended"]
+    ack_all(m, out, 1040.1)
+    assert m.finished and r.outcome == "handled" and r.disposition == "resolved" and r.notes == "ok"
+    assert [e.event for e in r.timeline] == [
+        "arrived",
+        "queued",
+        "offered",
+        "accepted",
+        "connected",
+        "wrap_up",
+        "disposition",
+        "ended",
+    ]
+    assert r.queue_s == pytest.approx(1.4) and r.wrapped_at == 1040.0
+
+
+def test_offer_context_carries_the_ivr_path_digits_waits_and_history() -> None:
+    m = Lifecycle.arrive(arrived(flow=True), 1000.0)
+    assert m is not None
+    assert transitions(m.take()) == ["arrived", "in_ivr"]
+    m.handle(ev.IvrNodeEntered(tenant_id=T, call_id=CALL, flow="main", version=3, node="greet"), 1000.5)
+    m.handle(ev.IvrNodeEntered(tenant_id=T, call_id=CALL, flow="main", version=3, node="menu"), 1002.0)
+    m.handle(
+        ev.IvrNodeExited(tenant_id=T, call_id=CALL, flow="main", version=3, node="menu", digits="2"), 1004.0
+    )
+    attributes = {"ivr.flow": "main@3", "ivr.path": "greet>menu>support", "ivr.digits": "2", "account": "42"}
+    out = m.handle(
+        ev.ContactQueued(tenant_id=T, call_id=CALL, queue=str(QUEUE), attributes=attributes), 1005.0
+    )
+    assert transitions(out) == ["queued"] and kinds(out) == []  # the IVR plays the music, not us
+    out = m.handle(offer(), 1008.0)
+    push = next(o for o in out if isinstance(o, ev.DeskPush))
+    assert push.agent_id == str(AGENT) and push.body["offer_id"] == f"{CALL}#0"
+    context = push.body["context"]
+    assert context["caller"] == {"number": "+15550100", "name": "Ada Lovelace"}
+    assert context["dialled"] == "+15550123"
+    assert context["queue"] == {"id": str(QUEUE), "name": "Support"}
+    assert context["ivr"] == {"flow": "main@3", "path": ["greet", "menu"], "digits": "2"}
+    assert context["attributes"]["account"] == "42"
+    assert context["waited"] == {"ivr_s": 5.0, "queue_s": 3.0}
+    assert context["history"]["today"] == 2 and context["history"]["last"][0]["outcome"] == "handled"
+    # Accepted: the IVR stops its own music; the coordinator only bridges.
+    m.handle(connected_signal(), 1008.5)
+    out = m.handle(ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(AGENT)), 1009.0)
+    assert kinds(out) == ["MediaBridge"]
+
+
+def test_repeated_events_change_nothing() -> None:
+    m = to_queue()
+    first = m.handle(offer(), 1001.0)
+    assert first
+    assert m.handle(offer(), 1001.1) == []
+    queued = ev.ContactQueued(tenant_id=T, call_id=CALL, queue=str(QUEUE))
+    m.handle(queued, 1001.2)
+    assert m.handle(queued, 1001.3) == []
+
+
+def test_caller_hangs_up_in_ivr_in_queue_and_while_ringing() -> None:
+    m = Lifecycle.arrive(arrived(flow=True), 1000.0)
+    assert m is not None
+    m.take()
+    out = m.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="remote_bye", duration=3.0), 1003.0)
+    assert transitions(out) == ["abandoned"] and m.state.record.outcome == "abandoned_in_ivr"
+
+    m = to_queue()
+    out = m.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="remote_bye", duration=9.0), 1009.0)
+    assert kinds(out) == ["RoutingCancel"] and transitions(out) == ["abandoned"]
+    assert m.state.record.outcome == "abandoned_in_queue"
+
+    m = to_queue()
+    m.handle(offer(), 1001.0)
+    m.handle(connected_signal(), 1001.2)
+    out = m.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="remote_bye", duration=2.0), 1002.0)
+    assert kinds(out) == ["RoutingCancel", "DeskPush:contact_withdrawn", "MediaHangup"]
+    push = next(o for o in out if isinstance(o, ev.DeskPush))
+    assert push.body["reason"] == "caller_hung_up" and command(out, ev.MediaHangup).call_id == LEG
+    assert m.state.record.outcome == "abandoned_ringing"
+    # Routing's own withdrawal afterwards says nothing more to the agent.
+    late = ev.ContactRejected(
+        tenant_id=T,
+        call_id=CALL,
+        queue_id=str(QUEUE),
+        agent_id=str(AGENT),
+        offer_id=f"{CALL}#0",
+        reason="withdrawn",
+    )
+    assert m.handle(late, 1002.1) == []
+
+
+def test_rejected_or_unanswered_offer_goes_back_in_line() -> None:
+    m = to_queue()
+    m.handle(offer(), 1001.0)
+    m.handle(connected_signal(), 1001.2)
+    rejected = ev.ContactRejected(
+        tenant_id=T,
+        call_id=CALL,
+        queue_id=str(QUEUE),
+        agent_id=str(AGENT),
+        offer_id=f"{CALL}#0",
+        reason="no_answer",
+    )
+    out = m.handle(rejected, 1021.0)
+    assert kinds(out) == ["DeskPush:contact_withdrawn", "MediaHangup"] and transitions(out) == ["queued"]
+    assert m.state.leg_id is None and m.state.offer_id is None
+    other = uuid.uuid4()
+    out = m.handle(offer(1, agent=other), 1022.0)
+    assert transitions(out) == ["offered"] and out[-1].agent_id == str(other)
+
+
+def test_agent_connection_lost_mid_call_requeues_with_a_message() -> None:
+    m = to_connected()
+    ended = ev.WebRtcSignal(tenant_id=T, agent_id=str(AGENT), leg_id=LEG, kind="ended", call_id=CALL)
+    out = m.handle(ended, 1010.0)
+    assert kinds(out) == [
+        "MediaHangup",
+        "MediaPlay",
+        "MediaPlay",
+        "RoutingAgentLogout",
+        "DeskPush:contact_ended",
+    ]
+    plays = [o for o in out if isinstance(o, ev.MediaPlay)]
+    assert plays[0].text == AGENT_LOST_MESSAGE and plays[1].tone == "moh"
+    logout = command(out, ev.RoutingAgentLogout)
+    assert logout.force and logout.agent_id == AGENT
+    assert transitions(out) == ["queued"] and m.state.owns_media
+    # The next agent gets it; accept -> stop the music -> bridge.
+    other, leg2 = uuid.uuid4(), uuid.uuid4()
+    m.handle(offer(1, agent=other), 1011.0)
+    m.handle(connected_signal(leg2, other), 1011.1)
+    out = m.handle(ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(other)), 1011.2)
+    assert kinds(out) == ["MediaStop", "MediaBridge"]
+
+
+def test_accept_without_a_connected_leg_times_out_and_requeues() -> None:
+    m = to_queue()
+    m.handle(offer(), 1001.0)
+    out = m.handle(ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(AGENT)), 1002.0)
+    assert kinds(out) == ["MediaStop"]
+    assert m.next_timer() == 1002.0 + ACCEPT_LEG_TIMEOUT_S
+    assert m.timer(1005.0) == []
+    out = m.timer(1002.0 + ACCEPT_LEG_TIMEOUT_S)
+    assert "RoutingAgentLogout" in kinds(out) and transitions(out) == ["queued"]
+
+
+def test_leg_connecting_after_accept_is_bridged_then() -> None:
+    m = to_queue()
+    m.handle(offer(), 1001.0)
+    m.handle(ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(AGENT)), 1002.0)
+    out = m.handle(connected_signal(), 1002.5)
+    assert kinds(out) == ["MediaBridge"] and m.next_timer() is None
+
+
+def test_media_worker_lost_ends_the_contact_and_frees_the_agent() -> None:
+    m = to_connected()
+    out = m.handle(ev.CallEnded(tenant_id=T, call_id=LEG, cause="media_worker_lost", duration=5.0), 1007.0)
+    assert "RoutingAgentLogout" not in kinds(out)
+    assert command(out, ev.RoutingEnd).call_id == CALL
+    assert transitions(out) == ["wrap_up"] and m.state.record.cause == "media_worker_lost"
+
+
+def test_failed_bridge_requeues() -> None:
+    m = to_queue()
+    m.handle(offer(), 1001.0)
+    m.handle(connected_signal(), 1001.2)
+    out = m.handle(ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(AGENT)), 1001.5)
+    bridge = command(out, ev.MediaBridge)
+    out = m.replied(bridge.id, False, "not_found", 1001.6)
+    assert "RoutingAgentLogout" in kinds(out) and transitions(out) == ["queued"]
+
+
+def test_desk_hold_mute_digits_and_refusals() -> None:
+    m = to_connected()
+    desk = {"tenant_id": T, "agent_id": AGENT, "contact_id": CALL}
+    assert m.desk(ev.DeskHold(**desk, on=True), 1002.0) == {"held": True}
+    assert kinds(m.take()) == ["MediaPlay"]
+    assert m.desk(ev.DeskHold(**desk, on=True), 1002.1) == {"held": True}
+    assert m.take() == []
+    m.desk(ev.DeskHold(**desk, on=False), 1003.0)
+    assert kinds(m.take()) == ["MediaStop"]
+    m.desk(ev.DeskMute(**desk, on=True), 1004.0)
+    assert command(m.take(), ev.MediaMute).call_id == LEG
+    m.desk(ev.DeskDigits(**desk, digits="12#"), 1005.0)
+    assert command(m.take(), ev.MediaSendDigits).digits == "12#"
+    with pytest.raises(DeskRefused):
+        m.desk(ev.DeskDigits(**desk, digits="12x"), 1005.0)
+    with pytest.raises(DeskRefused) as refused:
+        m.desk(ev.DeskWrapUp(**desk, disposition="x"), 1006.0)
+    assert refused.value.code == "state"
+
+
+def test_blind_transfer_with_note_reaches_the_next_offer() -> None:
+    m = to_connected()
+    other_queue, other_agent = uuid.uuid4(), uuid.uuid4()
+    desk = {"tenant_id": T, "agent_id": AGENT, "contact_id": CALL}
+    m.desk(ev.DeskTransfer(**desk, queue="Billing", note="wants a refund"), 1010.0, queue_id=other_queue)
+    out = m.take()
+    assert kinds(out) == ["MediaHangup", "MediaPlay", "RoutingTransfer", "DeskPush:contact_ended"]
+    assert command(out, ev.RoutingTransfer).queue_id == other_queue
+    assert transitions(out) == ["queued"] and m.state.record.transfers[0]["note"] == "wants a refund"
+    ack_all(m, out, 1010.1)
+    out = m.handle(offer(1, agent=other_agent), 1012.0)
+    context = next(o for o in out if isinstance(o, ev.DeskPush)).body["context"]
+    assert context["transfer"] == {"from_agent_id": str(AGENT), "note": "wants a refund"}
+
+
+def test_state_survives_a_round_trip_and_the_machine_resumes() -> None:
+    m = to_queue()
+    m.handle(offer(), 1001.0)
+    m.handle(connected_signal(), 1001.2)
+    saved = msgspec.json.encode(m.state)
+    resumed = Lifecycle(msgspec.json.decode(saved, type=Contact))
+    # A redelivered event is still recognised after the restart.
+    assert resumed.handle(connected_signal(), 1001.3) == resumed.handle(offer(), 1001.3) == []
+    out = resumed.handle(ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(AGENT)), 1001.5)
+    assert kinds(out) == ["MediaStop", "MediaBridge"]
+
+
+def phone_offer(n: int = 0, endpoint: str = "sip:ada@127.0.0.1:5070") -> OfferInfo:
+    return msgspec.structs.replace(offer(n), endpoint=endpoint)
+
+
+def test_agent_at_a_phone_is_rung_near_the_caller_and_answering_accepts() -> None:
+    m = to_queue()
+    out = m.handle(phone_offer(), 1001.0)
+    assert kinds(out) == ["DeskPush:contact_offer", "MediaOriginate"]
+    dial = command(out, ev.MediaOriginate)
+    assert dial.near_call_id == CALL and dial.to == "sip:ada@127.0.0.1:5070" and dial.caller_id == "+15550100"
+    assert dial.timeout == pytest.approx(29.0)
+    ack_all(m, out, 1001.0)
+    out = m.handle(ev.CallAnswered(tenant_id=T, call_id=dial.call_id), 1003.0)
+    accept = command(out, ev.RoutingAccept)
+    assert accept.agent_id == AGENT and accept.offer_id == f"{CALL}#0"
+    ack_all(m, out, 1003.0)
+    out = m.handle(ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(AGENT)), 1003.1)
+    assert (
+        kinds(out) == ["MediaStop", "MediaBridge"]
+        and command(out, ev.MediaBridge).other_call_id == dial.call_id
+    )
+    assert transitions(ack_all(m, out, 1003.2)) == ["connected"]
+
+
+def test_agent_phone_busy_or_unreachable_gives_the_offer_back_at_once() -> None:
+    m = to_queue()
+    out = m.handle(phone_offer(), 1001.0)
+    dial = command(out, ev.MediaOriginate)
+    out = m.handle(
+        ev.CallEnded(tenant_id=T, call_id=dial.call_id, cause="busy", duration=0.0, sip_status=486), 1002.0
+    )
+    reject = command(out, ev.RoutingReject)
+    assert reject.away_reason == "missed" and reject.offer_id == f"{CALL}#0" and m.state.leg_id is None
+    m2 = to_queue()
+    out = m2.handle(phone_offer(endpoint="+15550199"), 1001.0)
+    dial = command(out, ev.MediaOriginate)
+    assert "RoutingReject" in kinds(m2.replied(dial.id, False, "originate_failed", 1001.1))
+
+
+def test_events_reordered_by_a_restart_still_connect_once() -> None:
+    """A restarted coordinator gets the events it had not acknowledged again, after newer ones: the agent's
+    leg and the accept before the offer itself. The call still connects, once, and the late offer is a no-op."""
+    m = to_queue()
+    assert m.handle(connected_signal(), 1001.2) == []  # before its offer: kept
+    out = m.handle(ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(AGENT)), 1001.5)
+    assert transitions(out) == ["offered"] and kinds(out) == ["MediaStop", "MediaBridge"]
+    assert command(out, ev.MediaBridge).other_call_id == LEG
+    assert transitions(ack_all(m, out, 1001.6)) == ["connected"]
+    assert m.handle(offer(), 1001.7) == []
