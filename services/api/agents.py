@@ -20,16 +20,24 @@ from .mutations import Outcome, audit, mutate
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
 from .problems import READ_ERRORS, WRITE_ERRORS, conflict, not_found, validation
 from .sites import default_site, require_site
-from .validation import check_email, check_languages, check_name, check_skills
+from .validation import check_email, check_endpoint, check_languages, check_name, check_skills
 
 __all__ = ["Agent", "AgentController", "SkillMap"]
 
-COLUMNS = "id, name, email, site_id, skills, languages, created_at, updated_at"
+COLUMNS = "id, name, email, site_id, skills, languages, endpoint, created_at, updated_at"
 
 # Names and levels are checked by check_skills, which can say which skill is wrong (msgspec cannot).
 SkillMap = Annotated[
     dict[str, int],
     msgspec.Meta(max_length=50, description="skill name ([a-z0-9_-]{1,40}) to proficiency 0-10"),
+]
+Endpoint = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=256,
+        description="null: the browser (WebRTC); sip:/sips: URI: a phone at a static address; "
+        "E.164 (+15550100): an outside number dialled through the tenant's trunk",
+    ),
 ]
 Languages = Annotated[
     list[Annotated[str, msgspec.Meta(max_length=35)]],
@@ -44,6 +52,8 @@ class Agent(msgspec.Struct, kw_only=True):
     site_id: uuid.UUID | None
     skills: dict[str, int]
     languages: list[str]
+    # Where the agent is reached: null = the browser (WebRTC), a sip:/sips: URI, or an E.164 number.
+    endpoint: str | None = None
     created_at: datetime
     updated_at: datetime
 
@@ -59,6 +69,7 @@ class AgentCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     site_id: uuid.UUID | None = None
     skills: SkillMap | None = None
     languages: Languages | None = None
+    endpoint: Endpoint | None = None
 
 
 class AgentPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -67,6 +78,8 @@ class AgentPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     site_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
     skills: SkillMap | msgspec.UnsetType = msgspec.UNSET
     languages: Languages | msgspec.UnsetType = msgspec.UNSET
+    # null: back to the browser.
+    endpoint: Endpoint | msgspec.UnsetType | None = msgspec.UNSET
 
 
 def agent_from_row(row: asyncpg.Record) -> Agent:
@@ -77,6 +90,7 @@ def agent_from_row(row: asyncpg.Record) -> Agent:
         site_id=row["site_id"],
         skills=msgspec.json.decode(row["skills"], type=dict[str, int]),
         languages=list(row["languages"]),
+        endpoint=row["endpoint"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -98,6 +112,7 @@ class AgentController(Controller):
         email = check_email("email", data.email)
         skills = check_skills("skills", data.skills or {})
         languages = check_languages("languages", data.languages or [])
+        endpoint = check_endpoint("endpoint", data.endpoint)
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
             if data.site_id is not None:
@@ -108,8 +123,8 @@ class AgentController(Controller):
             try:
                 async with conn.transaction():
                     row = await conn.fetchrow(
-                        f"""INSERT INTO agents (id, tenant_id, name, email, site_id, skills, languages)
-                            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) RETURNING {COLUMNS}""",
+                        f"""INSERT INTO agents (id, tenant_id, name, email, site_id, skills, languages, endpoint)
+                            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8) RETURNING {COLUMNS}""",
                         new_id(),
                         principal.tenant_id,
                         name,
@@ -117,6 +132,7 @@ class AgentController(Controller):
                         site_id,
                         msgspec.json.encode(skills).decode(),
                         languages,
+                        endpoint,
                     )
             except asyncpg.UniqueViolationError:
                 raise _email_taken(email) from None
@@ -127,6 +143,7 @@ class AgentController(Controller):
                 "site_id": str(site_id),
                 "skills": skills,
                 "languages": languages,
+                "endpoint": endpoint,
             }
             await audit(conn, principal, "agent.created", "agent", agent.id, detail)
             return Outcome(
@@ -177,6 +194,8 @@ class AgentController(Controller):
             changes["skills"] = msgspec.json.encode(check_skills("skills", data.skills)).decode()
         if data.languages is not msgspec.UNSET:
             changes["languages"] = check_languages("languages", data.languages)
+        if data.endpoint is not msgspec.UNSET:
+            changes["endpoint"] = check_endpoint("endpoint", data.endpoint)
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
             if not changes:

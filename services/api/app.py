@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -15,6 +16,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
 
 from services.kernel.bus import connect
 from services.kernel.config import Settings
@@ -24,6 +26,7 @@ from services.kernel.log import get_logger
 from .agents import AgentController
 from .audit import AuditController
 from .auth import AuthMiddleware
+from .contacts import ContactController
 from .flows import FlowController, IvrController, NumberRouteController
 from .health import HealthController
 from .keys import KeyController
@@ -39,12 +42,19 @@ from .state import ApiState
 from .tenants import MeController, SignupController
 from .tokens import TokenController
 from .trunks import TrunkController
+from .widget import WidgetKeyController, issue_widget_token_handler, widget_token_preflight
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
 MAX_BODY_BYTES = 64 * 1024
 DEFAULT_KEY_RATE_PER_MINUTE = 600
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# The static web apps (services/web): the agent desktop at /agent/ (docs/agent-protocol.md).
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+# The click-to-call widget at /widget/: its demo page and widget.js from sdk/js (services/web/widget/widget.js
+# links to it, so that an installed wheel, which has no sdk/js, carries it as services.web package data). The
+# demo's folder comes first: Litestar looks for a folder's index.html in the first directory only.
+SDK_JS_DIR = Path(__file__).resolve().parents[2] / "sdk" / "js"
 
 
 async def _check_body(request: Request[Any, Any, Any]) -> None:
@@ -106,6 +116,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RAT
         settings=settings,
         signup_limiter=SlidingWindow(settings.signup_rate_per_minute),
         key_limiter=SlidingWindow(key_rate_per_minute),
+        widget_limiter=SlidingWindow(settings.widget_token_rate_per_minute),
     )
     openapi = OpenAPIConfig(
         title="Switchboard control plane",
@@ -138,12 +149,22 @@ def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RAT
             FlowController,
             IvrController,
             AuditController,
+            ContactController,
+            WidgetKeyController,
+            widget_token_preflight,  # before the POST: see its docstring
+            issue_widget_token_handler,
             HealthController,
+            create_static_files_router(
+                path="/agent", directories=[WEB_DIR / "agent"], html_mode=True, name="agent_desktop"
+            ),
+            create_static_files_router(
+                path="/widget", directories=[WEB_DIR / "widget", SDK_JS_DIR], html_mode=True, name="widget"
+            ),
         ],
         middleware=[
             metrics_middleware,
             # The websocket authenticates with agent tokens itself (browsers cannot send API keys).
-            DefineMiddleware(AuthMiddleware, exclude=["^/schema", "^/v1/ws"]),
+            DefineMiddleware(AuthMiddleware, exclude=["^/schema", "^/v1/ws", "^/agent", "^/widget"]),
         ],
         before_request=_check_body,
         exception_handlers=exception_handlers(),

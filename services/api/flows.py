@@ -104,8 +104,11 @@ class FlowRollback(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class NumberRoute(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    # null: the number points at no flow (its queue, if any, takes the calls)
+    """Exactly one of: `flow` (a flow answers the calls; null: no flow, its queue, if any, takes them) or
+    `queue` (a queue's name or id: callers go straight to it with music while they wait, and no flow)."""
+
     flow: Annotated[str, msgspec.Meta(max_length=63)] | msgspec.UnsetType | None = msgspec.UNSET
+    queue: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | msgspec.UnsetType = msgspec.UNSET
 
 
 def flow_from_row(row: asyncpg.Record) -> Flow:
@@ -402,7 +405,7 @@ class NumberRouteController(Controller):
         responses=WRITE_ERRORS,
         status_code=200,
         guards=[admin_only],
-        summary="Point a number (id or E.164) at a flow, or at none",
+        summary="Point a number (id or E.164) at a flow or straight at a queue",
     )
     async def route_number(
         self, request: Request[Any, Any, Any], number_id: NumberRef, data: JSONBody[NumberRoute | None] = None
@@ -419,26 +422,36 @@ class NumberRouteController(Controller):
                 row = await conn.fetchrow(f"SELECT {NUMBER_COLUMNS} FROM numbers WHERE e164 = $1", ref)
             if row is None:
                 raise not_found("number")
-            if data is None or data.flow is msgspec.UNSET:
-                raise validation("flow", 'send {"flow": NAME} (or null to unroute)')
-            flow_id = None
-            if data.flow is not None:
-                flow_id = await conn.fetchval("SELECT id FROM flows WHERE name = $1", data.flow)
-                if flow_id is None:
-                    raise validation("flow", f"no flow named {data.flow!r}")
-            row = await conn.fetchrow(
-                f"UPDATE numbers SET flow_id = $2, updated_at = now() WHERE id = $1 RETURNING {NUMBER_COLUMNS}",
-                row["id"],
-                flow_id,
-            )
-            await audit(
-                conn,
-                principal,
-                "number.routed",
-                "number",
-                row["id"],
-                {"e164": row["e164"], "flow": data.flow},
-            )
+            if data is None or (data.flow is msgspec.UNSET) == (data.queue is msgspec.UNSET):
+                raise validation("flow", 'send {"flow": NAME} (or null to unroute) or {"queue": NAME}')
+            if data.queue is not msgspec.UNSET:
+                queue_ref = parse_id(data.queue)
+                if queue_ref is not None:
+                    queue_id = await conn.fetchval("SELECT id FROM queues WHERE id = $1", queue_ref)
+                else:
+                    queue_id = await conn.fetchval("SELECT id FROM queues WHERE name = $1", data.queue)
+                if queue_id is None:
+                    raise validation("queue", f"no queue named {data.queue!r}")
+                row = await conn.fetchrow(
+                    f"""UPDATE numbers SET queue_id = $2, flow_id = NULL, updated_at = now() WHERE id = $1
+                        RETURNING {NUMBER_COLUMNS}""",
+                    row["id"],
+                    queue_id,
+                )
+                detail = {"e164": row["e164"], "queue": data.queue}
+            else:
+                flow_id = None
+                if data.flow is not None:
+                    flow_id = await conn.fetchval("SELECT id FROM flows WHERE name = $1", data.flow)
+                    if flow_id is None:
+                        raise validation("flow", f"no flow named {data.flow!r}")
+                row = await conn.fetchrow(
+                    f"UPDATE numbers SET flow_id = $2, updated_at = now() WHERE id = $1 RETURNING {NUMBER_COLUMNS}",
+                    row["id"],
+                    flow_id,
+                )
+                detail = {"e164": row["e164"], "flow": data.flow}
+            await audit(conn, principal, "number.routed", "number", row["id"], detail)
             event = ConfigChanged(
                 tenant_id=principal.tenant_id, kind="number", op="updated", object_id=row["id"]
             )

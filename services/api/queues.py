@@ -26,8 +26,8 @@ from .validation import check_name, check_skills
 __all__ = ["Queue", "QueueController"]
 
 COLUMNS = (
-    "id, name, skills, priority, sl_percent, sl_seconds, short_abandon_seconds, wrap_up_seconds, site_id, "
-    "created_at, updated_at"
+    "id, name, skills, priority, sl_percent, sl_seconds, short_abandon_seconds, wrap_up_seconds, "
+    "offer_timeout_seconds, site_id, created_at, updated_at"
 )
 
 Priority = Annotated[int, msgspec.Meta(ge=1, le=99, description="1-99; higher is served first")]
@@ -37,6 +37,9 @@ ShortAbandon = Annotated[
     int, msgspec.Meta(ge=0, le=600, description="abandons faster than this do not count")
 ]
 WrapUp = Annotated[int, msgspec.Meta(ge=0, le=3600, description="after-call work, seconds")]
+OfferTimeout = Annotated[
+    int, msgspec.Meta(ge=5, le=300, description="how long an offer rings before it counts as missed")
+]
 
 
 class Queue(msgspec.Struct, kw_only=True):
@@ -48,6 +51,7 @@ class Queue(msgspec.Struct, kw_only=True):
     sl_seconds: int
     short_abandon_seconds: int
     wrap_up_seconds: int
+    offer_timeout_seconds: int
     site_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
@@ -66,6 +70,7 @@ class QueueCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sl_seconds: SlSeconds = 20
     short_abandon_seconds: ShortAbandon = 5
     wrap_up_seconds: WrapUp = 30
+    offer_timeout_seconds: OfferTimeout = 20
     site_id: uuid.UUID | None = None
 
 
@@ -77,6 +82,7 @@ class QueuePatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     sl_seconds: SlSeconds | msgspec.UnsetType = msgspec.UNSET
     short_abandon_seconds: ShortAbandon | msgspec.UnsetType = msgspec.UNSET
     wrap_up_seconds: WrapUp | msgspec.UnsetType = msgspec.UNSET
+    offer_timeout_seconds: OfferTimeout | msgspec.UnsetType = msgspec.UNSET
     # null: the queue serves every site.
     site_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
 
@@ -91,6 +97,7 @@ def queue_from_row(row: asyncpg.Record) -> Queue:
         sl_seconds=row["sl_seconds"],
         short_abandon_seconds=row["short_abandon_seconds"],
         wrap_up_seconds=row["wrap_up_seconds"],
+        offer_timeout_seconds=row["offer_timeout_seconds"],
         site_id=row["site_id"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -101,7 +108,14 @@ def _name_taken(name: str) -> Exception:
     return conflict(f"a queue named {name!r} already exists")
 
 
-_SCALARS = ("priority", "sl_percent", "sl_seconds", "short_abandon_seconds", "wrap_up_seconds")
+_SCALARS = (
+    "priority",
+    "sl_percent",
+    "sl_seconds",
+    "short_abandon_seconds",
+    "wrap_up_seconds",
+    "offer_timeout_seconds",
+)
 
 
 class QueueController(Controller):
@@ -122,8 +136,9 @@ class QueueController(Controller):
                 async with conn.transaction():
                     row = await conn.fetchrow(
                         f"""INSERT INTO queues (id, tenant_id, name, skills, priority, sl_percent, sl_seconds,
-                                                short_abandon_seconds, wrap_up_seconds, site_id)
-                            VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10) RETURNING {COLUMNS}""",
+                                                short_abandon_seconds, wrap_up_seconds, offer_timeout_seconds,
+                                                site_id)
+                            VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}""",
                         new_id(),
                         principal.tenant_id,
                         name,
@@ -133,6 +148,7 @@ class QueueController(Controller):
                         data.sl_seconds,
                         data.short_abandon_seconds,
                         data.wrap_up_seconds,
+                        data.offer_timeout_seconds,
                         data.site_id,
                     )
             except asyncpg.UniqueViolationError:

@@ -1,13 +1,15 @@
-"""The browsers' signalling websocket, `/v1/ws`: WebRTC offer/answer/ICE between an agent's browser and the
-media worker that holds its leg, over NATS request/reply, plus server events pushed to the agent.
+"""The agents' websocket, `/v1/ws`: the agent protocol of docs/agent-protocol.md (version 1).
 
 Authentication: an agent token (tokens.py) as the `token` query parameter or in the first message
-({"v": 1, "type": "auth", "token": "..."}, within AUTH_TIMEOUT_S). Every message is a JSON object with
-"v": 1 and a "type". Client -> server: auth, offer {sdp, call_id?}, answer {leg_id, sdp},
-ice {leg_id, candidate, sdp_mid?, sdp_mline_index?}, ping. Server -> client: ready, answer {leg_id, sdp},
-offer {leg_id, sdp, call_id} (a call for the agent), state {leg_id, state}, ended {leg_id}, pong, and
-errors {"type": "error", "code", "reason"}. A bad message gets an error frame and the session goes on; only
-authentication failures and an expired token close it (code 4401). One session's errors never touch another.
+({"v": 1, "type": "auth", "token": "..."}, within AUTH_TIMEOUT_S). Then the agent signs in to routing
+(`login`, `state`, `logout`), takes offers (`accept`, `reject`: routing commands), controls its contact
+(`hold`, `mute`, `dtmf`, `transfer`, `hangup`, `wrap_up`: the contact coordinator's desk commands) and
+signals its WebRTC legs (`offer`, `answer`, `ice`: the media worker over NATS). Every client command is
+answered by one `ack` or `error`, carrying the client's `ref`. Pushed to the agent: `agent_state` (from
+`agent.state_changed`), the coordinator's `desk.push` messages (`contact_offer` with its context,
+`contact_withdrawn`, `contact_connected`, `contact_ended`) and leg signalling (`state`, `ended`). A bad
+message gets an error frame and the session goes on; only authentication failures and an expired token
+close it (code 4401). One session's errors never touch another.
 """
 
 from __future__ import annotations
@@ -15,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from nats.aio.msg import Msg
 
-from services.kernel.bus import Bus, BusError, CommandTimeout
+from services.kernel import events as ev
 from services.kernel.db import tenant_tx
 from services.kernel.events import MediaWebRtcAnswer, MediaWebRtcIce, MediaWebRtcOffer, WebRtcSignal
 from services.kernel.ids import new_id
@@ -30,24 +32,27 @@ from services.kernel.log import get_logger
 from services.kernel.messages import Command, decode
 from services.kernel.subjects import evt_subject
 
+from .signalling_base import PROTOCOL_VERSION, Bad, Socket
 from .state import ApiState
-from .tokens import TokenClaims, TokenError, TokenErrorCode, verify_token
+from .tokens import (
+    WIDGET_AUDIENCE,
+    TokenClaims,
+    TokenError,
+    TokenErrorCode,
+    WidgetClaims,
+    token_audience,
+    verify_token,
+    verify_widget_token,
+)
+from .turn import ice_servers
+from .widget_calls import WidgetCaller
 
 __all__ = ["AUTH_TIMEOUT_S", "MAX_MESSAGE_BYTES", "PROTOCOL_VERSION", "signalling_socket"]
 
-PROTOCOL_VERSION = 1
 AUTH_TIMEOUT_S = 10.0
-MEDIA_TIMEOUT_S = 5.0
 MAX_MESSAGE_BYTES = 64 * 1024
 MAX_SDP_BYTES = 32 * 1024
 CLOSE_UNAUTHORIZED = 4401
-
-
-class _Bad(Exception):
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
 
 
 class SessionExpired(Exception):
@@ -63,6 +68,12 @@ class Offer(msgspec.Struct, kw_only=True):
     call_id: uuid.UUID | None = None
 
 
+class CallOffer(msgspec.Struct, kw_only=True):
+    """A web caller's call: its WebRTC offer."""
+
+    sdp: str
+
+
 class Answer(msgspec.Struct, kw_only=True):
     leg_id: uuid.UUID
     sdp: str
@@ -75,94 +86,189 @@ class Ice(msgspec.Struct, kw_only=True):
     sdp_mline_index: int | None = None
 
 
+Presence = Literal["available", "away"]
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class Login(msgspec.Struct, kw_only=True):
+    state: Presence = "away"
+    reason: Reason | None = None
+
+
+class State(msgspec.Struct, kw_only=True):
+    state: Presence
+    reason: Reason | None = None
+
+
+class OfferAnswer(msgspec.Struct, kw_only=True):
+    contact_id: uuid.UUID
+    offer_id: Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+    reason: Reason | None = None
+
+
+class Toggle(msgspec.Struct, kw_only=True):
+    contact_id: uuid.UUID
+    on: bool
+
+
+class Digits(msgspec.Struct, kw_only=True):
+    contact_id: uuid.UUID
+    digits: Annotated[str, msgspec.Meta(pattern="^[0-9*#A-Da-d]{1,32}$")]
+
+
+class Transfer(msgspec.Struct, kw_only=True):
+    contact_id: uuid.UUID
+    queue: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    agent_id: uuid.UUID | None = None
+    note: Annotated[str, msgspec.Meta(max_length=1000)] = ""
+
+
+class ContactRef(msgspec.Struct, kw_only=True):
+    contact_id: uuid.UUID
+
+
+class WrapUp(msgspec.Struct, kw_only=True):
+    contact_id: uuid.UUID
+    disposition: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    notes: Annotated[str, msgspec.Meta(max_length=4000)] = ""
+
+
 _BODIES: dict[str, type[msgspec.Struct] | None] = {
     "auth": Auth,
     "offer": Offer,
     "answer": Answer,
     "ice": Ice,
     "ping": None,
+    "login": Login,
+    "logout": None,
+    "state": State,
+    "accept": OfferAnswer,
+    "reject": OfferAnswer,
+    "hold": Toggle,
+    "mute": Toggle,
+    "dtmf": Digits,
+    "transfer": Transfer,
+    "hangup": ContactRef,
+    "wrap_up": WrapUp,
 }
+# A web caller's session (widget_calls.py) knows only these.
+WIDGET_BODIES: dict[str, type[msgspec.Struct] | None] = {
+    "auth": Auth,
+    "call": CallOffer,
+    "ice": Ice,
+    "hangup": None,
+    "ping": None,
+}
+MAX_REF = 64
 
 
-def parse_message(raw: str | bytes) -> tuple[str, Any]:
-    """(type, body struct or None); _Bad with a code and reason for anything else."""
+def parse_message(
+    raw: str | bytes, bodies: dict[str, type[msgspec.Struct] | None] = _BODIES
+) -> tuple[str, Any, str | None]:
+    """(type, body struct or None); Bad with a code and reason for anything else (and the message's `ref`,
+    when it had a usable one, so the error can carry it)."""
     if len(raw) > MAX_MESSAGE_BYTES:
-        raise _Bad("too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
+        raise Bad("too_large", f"messages are limited to {MAX_MESSAGE_BYTES} bytes")
     try:
         data = msgspec.json.decode(raw)
     except (msgspec.DecodeError, RecursionError, UnicodeDecodeError):
-        raise _Bad("bad_message", "the message is not valid JSON") from None
+        raise Bad("bad_message", "the message is not valid JSON") from None
     if not isinstance(data, dict):
-        raise _Bad("bad_message", 'a message is a JSON object with "v" and "type"')
+        raise Bad("bad_message", 'a message is a JSON object with "v" and "type"')
+    ref = data.get("ref")
+    if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_REF):
+        raise Bad("bad_message", f'"ref" is a string of at most {MAX_REF} characters')
     if data.get("v") != PROTOCOL_VERSION:
-        raise _Bad("unsupported_version", f'this server speaks "v": {PROTOCOL_VERSION}')
+        raise Bad("unsupported_version", f'this server speaks "v": {PROTOCOL_VERSION}', ref)
     kind = data.get("type")
-    if not isinstance(kind, str) or kind not in _BODIES:
-        raise _Bad("unknown_type", f"unknown message type {str(kind)[:40]!r}; known: {', '.join(_BODIES)}")
-    body_type = _BODIES[kind]
+    if not isinstance(kind, str) or kind not in bodies:
+        raise Bad("unknown_type", f"unknown message type {str(kind)[:40]!r}; known: {', '.join(bodies)}", ref)
+    body_type = bodies[kind]
     if body_type is None:
-        return kind, None
-    fields = {k: v for k, v in data.items() if k not in ("v", "type", "id")}
+        return kind, None, ref
+    fields = {k: v for k, v in data.items() if k not in ("v", "type", "id", "ref")}
     try:
         body = msgspec.convert(fields, body_type, strict=True)
     except msgspec.ValidationError as exc:
-        raise _Bad("bad_message", f"{kind}: {exc}") from None
+        raise Bad("bad_message", f"{kind}: {exc}", ref) from None
     for name in ("sdp", "candidate"):
         if len(getattr(body, name, "") or "") > MAX_SDP_BYTES:
-            raise _Bad("too_large", f"{name} is longer than {MAX_SDP_BYTES} bytes")
-    return kind, body
+            raise Bad("too_large", f"{name} is longer than {MAX_SDP_BYTES} bytes", ref)
+    return kind, body, ref
 
 
-class Session:
-    """One authenticated socket: the agent's claims, the legs it may signal for, and a send lock (the
-    receive loop and NATS callbacks both write)."""
+class Session(Socket):
+    """One agent's authenticated socket: the agent's claims and the legs it may signal for."""
 
     def __init__(self, socket: WebSocket[Any, Any, Any], state: ApiState, claims: TokenClaims) -> None:
-        self.socket = socket
-        self.state = state
+        super().__init__(socket, state)
         self.claims = claims
         self.legs: set[uuid.UUID] = set()
-        self._lock = asyncio.Lock()
-        self.closed = False
-
-    async def send(self, kind: str, **fields: Any) -> None:
-        if self.closed:
-            return
-        message = {"v": PROTOCOL_VERSION, "type": kind, **fields}
-        async with self._lock:
-            try:
-                await self.socket.send_text(msgspec.json.encode(message).decode())
-            except Exception:
-                self.closed = True  # the peer went away; the receive loop ends the session
-
-    async def error(self, code: str, reason: str) -> None:
-        await self.send("error", code=code, reason=reason)
 
     @property
-    def bus(self) -> Bus:
-        if self.state.bus is None:
-            raise _Bad("media_unavailable", "the platform's message bus is not connected")
-        return self.state.bus
+    def expires_at(self) -> float:
+        return self.claims.expires_at
 
-    async def command(self, command: Command) -> dict[str, object]:
-        try:
-            reply = await self.bus.request(command, timeout=MEDIA_TIMEOUT_S)
-        except CommandTimeout:
-            raise _Bad("media_timeout", "the media service did not answer in time") from None
-        except BusError:
-            raise _Bad("media_unavailable", "no media service is available") from None
-        if not reply.ok:
-            raise _Bad(reply.code or "media_error", reply.error or "the media service refused it")
-        return reply.data
+    async def desk(self, kind: str, body: Any) -> dict[str, object]:
+        """The agent protocol's routing and contact commands; the reply's data goes into the ack."""
+        tenant, agent = self.claims.tenant_id, self.claims.agent_id
+        if kind == "login":
+            # Routing signs an agent in available, or straight into away with a reason.
+            away = None if body.state == "available" else (body.reason or "other")
+            await self.command(ev.RoutingAgentLogin(tenant_id=tenant, agent_id=agent, away_reason=away))
+            return {"state": body.state}
+        if kind == "logout":
+            return await self.command(ev.RoutingAgentLogout(tenant_id=tenant, agent_id=agent))
+        if kind == "state":
+            return await self.command(
+                ev.RoutingSetState(tenant_id=tenant, agent_id=agent, state=body.state, reason=body.reason)
+            )
+        if kind in ("accept", "reject"):
+            if kind == "accept":
+                cmd: Command = ev.RoutingAccept(tenant_id=tenant, agent_id=agent, offer_id=body.offer_id)
+            else:
+                cmd = ev.RoutingReject(
+                    tenant_id=tenant,
+                    agent_id=agent,
+                    offer_id=body.offer_id,
+                    away_reason=body.reason or "missed",
+                )
+            if not body.offer_id.startswith(f"{body.contact_id}#"):
+                raise Bad("not_found", "that offer is not for that contact")
+            return await self.command(cmd)
+        common = {"tenant_id": tenant, "agent_id": agent, "contact_id": body.contact_id}
+        desk: ev.DeskCommand
+        if kind == "hold":
+            desk = ev.DeskHold(**common, on=body.on)
+        elif kind == "mute":
+            desk = ev.DeskMute(**common, on=body.on)
+        elif kind == "dtmf":
+            desk = ev.DeskDigits(**common, digits=body.digits)
+        elif kind == "transfer":
+            if body.queue is None and body.agent_id is None:
+                raise Bad("bad_message", "transfer: give a queue or an agent_id")
+            desk = ev.DeskTransfer(**common, queue=body.queue, to_agent_id=body.agent_id, note=body.note)
+        elif kind == "hangup":
+            desk = ev.DeskHangup(**common)
+        else:
+            desk = ev.DeskWrapUp(**common, disposition=body.disposition, notes=body.notes)
+        return await self.command(desk)
 
-    async def handle(self, kind: str, body: Any) -> None:
-        if time.time() >= self.claims.expires_at:
-            raise SessionExpired("the token has expired: reconnect with a new one")
+    async def handle(self, kind: str, body: Any, ref: str | None = None) -> None:
         tenant, agent = self.claims.tenant_id, str(self.claims.agent_id)
         if kind == "ping":
-            await self.send("pong")
+            await self.send("pong", **({"ref": ref} if ref else {}))
         elif kind == "auth":
-            raise _Bad("already_authenticated", "this session is already authenticated")
+            raise Bad("already_authenticated", "this session is already authenticated", ref)
+        elif kind in DESK_TYPES:
+            try:
+                data = await self.desk(kind, body)
+            except Bad as exc:
+                exc.ref = ref
+                raise
+            await self.send(
+                "ack", ref=ref, **{k: v for k, v in data.items() if k not in ("v", "type", "ref")}
+            )
         elif kind == "offer":
             leg_id = new_id()
             self.legs.add(leg_id)
@@ -173,11 +279,12 @@ class Session:
             )
             sdp = data.get("sdp")
             if not isinstance(sdp, str):
-                raise _Bad("media_error", "the media service answered without an SDP answer")
-            await self.send("answer", leg_id=str(leg_id), sdp=sdp)
+                raise Bad("media_error", "the media service answered without an SDP answer")
+            extra = {"call_id": str(body.call_id)} if body.call_id else {}
+            await self.send("answer", leg_id=str(leg_id), sdp=sdp, **extra, **({"ref": ref} if ref else {}))
         elif kind in ("answer", "ice"):
             if body.leg_id not in self.legs:
-                raise _Bad("unknown_leg", "this session has no leg with that id")
+                raise Bad("unknown_leg", "this session has no leg with that id")
             if kind == "answer":
                 await self.command(
                     MediaWebRtcAnswer(tenant_id=tenant, leg_id=body.leg_id, agent_id=agent, sdp=body.sdp)
@@ -212,23 +319,97 @@ class Session:
             fields["call_id"] = str(signal.call_id)
         await self.send(signal.kind, **fields)
 
+    async def on_push(self, msg: Msg) -> None:
+        try:
+            push = decode(msg.data, ev.DeskPush)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        if push.agent_id != str(self.claims.agent_id) or push.tenant_id != self.claims.tenant_id:
+            return
+        await self.send(push.kind, **{k: v for k, v in push.body.items() if k not in ("v", "type")})
 
-async def _authenticate(socket: WebSocket[Any, Any, Any], state: ApiState) -> TokenClaims:
+    async def on_agent_state(self, msg: Msg) -> None:
+        try:
+            change = decode(msg.data, ev.AgentStateChanged)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        if change.agent_id != str(self.claims.agent_id) or change.tenant_id != self.claims.tenant_id:
+            return
+        await self.send("agent_state", state=change.new, previous=change.old, reason=change.reason)
+
+
+DESK_TYPES = frozenset(
+    ("login", "logout", "state", "accept", "reject", "hold", "mute", "dtmf", "transfer", "hangup", "wrap_up")
+)
+
+
+async def _authenticate(socket: WebSocket[Any, Any, Any], state: ApiState) -> TokenClaims | WidgetClaims:
     token = socket.query_params.get("token")
     if not token:
         raw = await asyncio.wait_for(socket.receive_data("text"), AUTH_TIMEOUT_S)
-        kind, body = parse_message(raw)
+        kind, body, _ = parse_message(raw)
         if kind != "auth":
             raise TokenError(
                 TokenErrorCode.INVALID, 'authenticate first: {"v": 1, "type": "auth", "token": "..."}'
             )
         token = body.token
-    claims = verify_token(state.settings.token_secret, token, now=time.time())
+    secret, now = state.settings.token_secret, time.time()
+    if token_audience(token) == WIDGET_AUDIENCE:
+        widget = verify_widget_token(secret, token, now=now)
+        # A revoked key stops new calls at once, even with a token issued before.
+        async with tenant_tx(state.db(), widget.tenant_id, readonly=True) as conn:
+            if (
+                await conn.fetchval(
+                    "SELECT 1 FROM widget_keys WHERE id = $1 AND revoked_at IS NULL", widget.widget_key_id
+                )
+                is None
+            ):
+                raise TokenError(TokenErrorCode.INVALID, "the token's widget key has been revoked")
+        return widget
+    claims = verify_token(secret, token, now=now)
     # The agent must exist in the token's tenant now (deleted agents lose their sessions' right to connect).
     async with tenant_tx(state.db(), claims.tenant_id, readonly=True) as conn:
         if await conn.fetchval("SELECT 1 FROM agents WHERE id = $1", claims.agent_id) is None:
             raise TokenError(TokenErrorCode.INVALID, "the token's agent does not exist in its tenant")
     return claims
+
+
+async def _open(session: Session | WidgetCaller) -> list[Any]:
+    """Subscribe the session to what it is pushed, and greet it."""
+    state, tenant = session.state, session.claims.tenant_id
+    if isinstance(session, WidgetCaller):
+        pushes = [
+            (WebRtcSignal, session.on_signal),
+            (ev.ContactPositionChanged, session.on_position),
+            (ev.ContactStateChanged, session.on_contact),
+        ]
+        owner = session.owner
+        greeting: dict[str, Any] = {
+            "caller": owner,
+            "tenant_id": str(tenant),
+            "queue_id": str(session.claims.queues[0]),
+        }
+    else:
+        pushes = [
+            (WebRtcSignal, session.on_signal),
+            (ev.DeskPush, session.on_push),
+            (ev.AgentStateChanged, session.on_agent_state),
+        ]
+        owner = str(session.claims.agent_id)
+        greeting = {"agent_id": owner, "tenant_id": str(tenant)}
+    subscriptions = []
+    if state.bus is not None:
+        for kind, cb in pushes:
+            subscriptions.append(
+                await state.bus.nc.subscribe(evt_subject(tenant, kind.domain, kind.name), cb=cb)
+            )
+    await session.send(
+        "ready",
+        **greeting,
+        expires_at=session.claims.expires_at,
+        ice_servers=ice_servers(state.settings, owner, time.time()),
+    )
+    return subscriptions
 
 
 @websocket("/v1/ws")
@@ -238,10 +419,10 @@ async def signalling_socket(socket: WebSocket[Any, Any, Any]) -> None:
     await socket.accept()
     try:
         claims = await _authenticate(socket, state)
-    except (TokenError, _Bad, TimeoutError, WebSocketDisconnect) as exc:
+    except (TokenError, Bad, TimeoutError, WebSocketDisconnect) as exc:
         if isinstance(exc, TokenError):
             code, reason = exc.code.value, exc.reason
-        elif isinstance(exc, _Bad):
+        elif isinstance(exc, Bad):
             code, reason = exc.code, exc.reason
         elif isinstance(exc, TimeoutError):
             code, reason = "token_invalid", f"no token within {AUTH_TIMEOUT_S:.0f} s"
@@ -254,25 +435,28 @@ async def signalling_socket(socket: WebSocket[Any, Any, Any]) -> None:
             pass
         return
 
-    session = Session(socket, state, claims)
-    subscription = None
-    if state.bus is not None:
-        subject = evt_subject(claims.tenant_id, WebRtcSignal.domain, WebRtcSignal.name)
-        subscription = await state.bus.nc.subscribe(subject, cb=session.on_signal)
-    await session.send(
-        "ready", agent_id=str(claims.agent_id), tenant_id=str(claims.tenant_id), expires_at=claims.expires_at
+    session: Session | WidgetCaller = (
+        WidgetCaller(socket, state, claims)
+        if isinstance(claims, WidgetClaims)
+        else Session(socket, state, claims)
     )
+    subscriptions = await _open(session)
     try:
         while not session.closed:
             try:
                 raw = await socket.receive_data("text")
             except WebSocketDisconnect:
                 break
+            ref = None
             try:
-                kind, body = parse_message(raw)
-                await session.handle(kind, body)
-            except _Bad as exc:
-                await session.error(exc.code, exc.reason)
+                kind, body, ref = parse_message(
+                    raw, WIDGET_BODIES if isinstance(session, WidgetCaller) else _BODIES
+                )
+                if time.time() >= session.expires_at:
+                    raise SessionExpired("the token has expired: reconnect with a new one")
+                await session.handle(kind, body, ref)
+            except Bad as exc:
+                await session.error(exc.code, exc.reason, exc.ref or ref)
             except SessionExpired as exc:
                 await session.error("token_expired", str(exc))
                 await socket.close(code=CLOSE_UNAUTHORIZED, reason="token_expired")
@@ -282,7 +466,9 @@ async def signalling_socket(socket: WebSocket[Any, Any, Any]) -> None:
                 await session.error("internal", "the message could not be handled")
     finally:
         session.closed = True
-        if subscription is not None:
+        if isinstance(session, WidgetCaller):
+            await session.hang_up_if_calling()
+        for subscription in subscriptions:
             try:
                 await subscription.unsubscribe()
             except Exception:

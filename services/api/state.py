@@ -27,6 +27,8 @@ class ApiState:
     settings: Settings
     signup_limiter: SlidingWindow
     key_limiter: SlidingWindow
+    # Per client address at POST /v1/widget/token; create_app sizes it from the settings.
+    widget_limiter: SlidingWindow = field(default_factory=lambda: SlidingWindow(60))
     pool: asyncpg.Pool | None = None
     bus: Bus | None = None
     started_at: float = 0.0

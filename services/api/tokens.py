@@ -2,16 +2,14 @@
 agent desktop uses to open the signalling websocket. JWT, HS256 with settings.token_secret, at most 15 minutes,
 audience-bound, with the agent as subject, the tenant as a claim and a unique jti.
 
-Widget callers (to do, issue 4 item 1): a per-tenant public widget key that can only start calls to the
-queues the tenant allows, exchanged for a token of audience `switchboard:widget` with the same verifier and a
-`queues` claim. Not built yet: the widget-key table and its API come with the browser-apps work."""
+Widget callers: a tenant's public widget key (`pk_...`, services/api/widget.py) is exchanged at
+`POST /v1/widget/token` for a token of audience `switchboard:widget` with the caller's session as subject, the
+tenant, the widget key (`wk`) and a `queues` claim naming the one allowed queue asked for. Each verifier
+checks its own audience, so neither kind of token passes for the other."""
 
 from __future__ import annotations
 
-import base64
 import enum
-import hashlib
-import hmac
 import time
 import uuid
 from dataclasses import dataclass
@@ -28,23 +26,32 @@ from .auth import admin_only, principal_of
 from .crud import IdParam, path_id
 from .problems import Problem, not_found, problem_responses
 from .state import api_state
+from .turn import ice_servers, turn_credentials
 
 __all__ = [
     "AGENT_AUDIENCE",
     "ISSUER",
     "MAX_TTL_S",
+    "WIDGET_AUDIENCE",
     "AgentToken",
     "TokenClaims",
     "TokenController",
     "TokenError",
     "TokenErrorCode",
+    "WidgetClaims",
     "issue_agent_token",
+    "issue_widget_token",
+    "token_audience",
     "turn_credentials",
     "verify_token",
+    "verify_widget_token",
 ]
 
 ISSUER = "switchboard"
 AGENT_AUDIENCE = "switchboard:agent"
+WIDGET_AUDIENCE = "switchboard:widget"
+# A widget token only has to open the caller's websocket: a few minutes are plenty.
+WIDGET_TTL_S = 5 * 60
 ALGORITHM = "HS256"
 MAX_TTL_S = 15 * 60
 DEFAULT_TTL_S = 10 * 60
@@ -65,6 +72,16 @@ class TokenError(Exception):
 
 
 @dataclass(frozen=True)
+class WidgetClaims:
+    tenant_id: uuid.UUID
+    session_id: uuid.UUID  # the widget caller: a fresh id per token
+    widget_key_id: uuid.UUID
+    queues: tuple[uuid.UUID, ...]
+    jti: str
+    expires_at: float
+
+
+@dataclass(frozen=True)
 class TokenClaims:
     tenant_id: uuid.UUID
     agent_id: uuid.UUID
@@ -78,6 +95,9 @@ class AgentToken(msgspec.Struct, kw_only=True):
     agent_id: uuid.UUID
     expires_at: float
     expires_in: int
+    # RTCPeerConnection iceServers for this agent's browser: TURN with short-lived credentials when the
+    # platform has SB_TURN_URLS, else [] (no STUN or TURN server is contacted unless configured).
+    ice_servers: list[dict[str, Any]] = []
 
 
 def _check_secret(secret: str) -> None:
@@ -103,16 +123,26 @@ def issue_agent_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM), float(expires)
 
 
-def verify_token(secret: str, token: str, *, now: float | None = None) -> TokenClaims:
-    """The claims of a valid agent token; TokenError says what is wrong otherwise (never which secret)."""
+def token_audience(token: str) -> str | None:
+    """The audience a token claims, read WITHOUT checking it (only to pick the verifier, which then checks
+    everything); None for anything unreadable."""
+    try:
+        audience = jwt.decode(token, options={"verify_signature": False}).get("aud")
+    except jwt.InvalidTokenError:
+        return None
+    return audience if isinstance(audience, str) else None
+
+
+def _decode(secret: str, token: str, audience: str, now: float | None) -> dict[str, Any]:
+    """Signature, issuer, audience, expiry and lifetime checked; TokenError otherwise (never which secret)."""
     if not secret:
         raise TokenError(TokenErrorCode.INVALID, "tokens are not configured on this platform")
     try:
-        claims = jwt.decode(
+        claims: dict[str, Any] = jwt.decode(
             token,
             secret,
             algorithms=[ALGORITHM],  # never "none", never an algorithm the token picks
-            audience=AGENT_AUDIENCE,
+            audience=audience,
             issuer=ISSUER,
             # Expiry is checked below against `now` (the caller's clock, time.time() by default).
             options={"require": ["exp", "iat", "sub", "aud", "iss", "jti"], "verify_exp": False},
@@ -121,33 +151,77 @@ def verify_token(secret: str, token: str, *, now: float | None = None) -> TokenC
             time.time() if now is None else now
         ):
             raise jwt.ExpiredSignatureError("Signature has expired")
-        if claims["exp"] - claims["iat"] > MAX_TTL_S:
-            raise TokenError(TokenErrorCode.INVALID, "the token lives longer than agent tokens may")
-        return TokenClaims(
-            tenant_id=uuid.UUID(str(claims["tid"])),
-            agent_id=uuid.UUID(str(claims["sub"])),
-            jti=str(claims["jti"]),
-            expires_at=float(claims["exp"]),
-        )
+        if not isinstance(claims["iat"], int | float) or claims["exp"] - claims["iat"] > MAX_TTL_S:
+            raise TokenError(TokenErrorCode.INVALID, "the token lives longer than tokens may")
+        return claims
     except jwt.ExpiredSignatureError:
         raise TokenError(TokenErrorCode.EXPIRED, "the token has expired: ask for a new one") from None
     except (jwt.InvalidTokenError, KeyError, ValueError, TypeError) as exc:
         raise TokenError(TokenErrorCode.INVALID, f"the token is not valid: {str(exc)[:100]}") from None
 
 
-def turn_credentials(turn_secret: str, user: str, *, now: float, ttl: int = 3600) -> tuple[str, str, float]:
-    """TURN credentials in the coturn REST scheme (`use-auth-secret` / `static-auth-secret`): username
-    `<expiry unix time>:<user>`, password base64(HMAC-SHA1(secret, username)). The TURN server checks the
-    HMAC and the expiry itself, so nothing is stored. For home agents behind NAT; wired into the token
-    response once TURN servers are part of the platform's configuration."""
-    if not turn_secret:
-        raise ValueError("no TURN secret configured")
-    if ":" in user or not user:
-        raise ValueError("the TURN user must be non-empty and contain no ':'")
+def verify_token(secret: str, token: str, *, now: float | None = None) -> TokenClaims:
+    """The claims of a valid agent token; TokenError says what is wrong otherwise (never which secret)."""
+    claims = _decode(secret, token, AGENT_AUDIENCE, now)
+    try:
+        return TokenClaims(
+            tenant_id=uuid.UUID(str(claims["tid"])),
+            agent_id=uuid.UUID(str(claims["sub"])),
+            jti=str(claims["jti"]),
+            expires_at=float(claims["exp"]),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise TokenError(TokenErrorCode.INVALID, f"the token is not valid: {str(exc)[:100]}") from None
+
+
+def issue_widget_token(
+    secret: str,
+    tenant_id: uuid.UUID,
+    widget_key_id: uuid.UUID,
+    queue_id: uuid.UUID,
+    *,
+    now: float,
+    ttl: int = WIDGET_TTL_S,
+) -> tuple[str, uuid.UUID, float]:
+    """A token for one widget caller: (token, the caller's session id, expiry). The subject is a fresh id
+    per caller (no person behind it is known); `queues` holds the one queue this caller may reach."""
+    if not 0 < ttl <= MAX_TTL_S:
+        raise ValueError(f"token lifetime {ttl} s is outside 1..{MAX_TTL_S}")
+    session_id = new_id()
     expires = int(now) + ttl
-    username = f"{expires}:{user}"
-    digest = hmac.new(turn_secret.encode(), username.encode(), hashlib.sha1).digest()
-    return username, base64.b64encode(digest).decode(), float(expires)
+    claims = {
+        "iss": ISSUER,
+        "aud": WIDGET_AUDIENCE,
+        "sub": str(session_id),
+        "tid": str(tenant_id),
+        "wk": str(widget_key_id),
+        "queues": [str(queue_id)],
+        "jti": str(new_id()),
+        "iat": int(now),
+        "exp": expires,
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM), session_id, float(expires)
+
+
+def verify_widget_token(secret: str, token: str, *, now: float | None = None) -> WidgetClaims:
+    """The claims of a valid widget token. An agent token is refused here (and a widget token by
+    verify_token): the audience differs. Whoever accepts it should also check that the widget key `wk` is
+    still not revoked, since a token outlives a revocation by at most its lifetime."""
+    claims = _decode(secret, token, WIDGET_AUDIENCE, now)
+    try:
+        queues = claims["queues"]
+        if not isinstance(queues, list) or not queues:
+            raise ValueError("the token allows no queue")
+        return WidgetClaims(
+            tenant_id=uuid.UUID(str(claims["tid"])),
+            session_id=uuid.UUID(str(claims["sub"])),
+            widget_key_id=uuid.UUID(str(claims["wk"])),
+            queues=tuple(uuid.UUID(str(q)) for q in queues),
+            jti=str(claims["jti"]),
+            expires_at=float(claims["exp"]),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise TokenError(TokenErrorCode.INVALID, f"the token is not valid: {str(exc)[:100]}") from None
 
 
 class TokenController(Controller):
@@ -180,4 +254,5 @@ class TokenController(Controller):
             agent_id=object_id,
             expires_at=expires,
             expires_in=int(expires - now),
+            ice_servers=ice_servers(state.settings, str(object_id), now),
         )

@@ -12,6 +12,7 @@ from .problems import validation
 __all__ = [
     "check_e164",
     "check_email",
+    "check_endpoint",
     "check_languages",
     "check_name",
     "check_skills",
@@ -29,6 +30,14 @@ _SKILL = re.compile(r"^[a-z0-9_-]{1,40}$")
 # BCP 47 in its common shapes: language, optional script, region or variants (en, zh-HK, zh-Hant-TW).
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{2,8}){0,3}$")
 _E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+# A SIP or SIPS URI with a host: optional user part, host name, IPv4 or [IPv6], optional port, parameters.
+_SIP_URI = re.compile(
+    r"^sips?:(?:[^@\s;?]+@)?"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:.]{2,45}\])"
+    r"(?::([0-9]{1,5}))?(?:;[^\s?]*)?(?:\?[^\s]*)?$"
+)
+ENDPOINT_MAX = 256
 # Control characters (NUL in particular, which PostgreSQL text cannot hold) have no place in names.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -101,3 +110,27 @@ def check_e164(field: str, value: str) -> str:
     if not _E164.match(value):
         raise validation(field, "must be an E.164 number: + then 7 to 15 digits, e.g. +15550100")
     return value
+
+
+def check_endpoint(field: str, value: str | None) -> str | None:
+    """Where an agent is reached: None (the browser over WebRTC), a sip:/sips: URI with a host (a softphone
+    or desk phone at a static address), or an E.164 number (an outside number, dialled through a trunk)."""
+    if value is None:
+        return None
+    value = check_text(field, value, max_len=ENDPOINT_MAX)
+    if value.startswith("+"):
+        if not _E164.match(value):
+            raise validation(field, "an outside number must be E.164: + then 7 to 15 digits, e.g. +15550100")
+        return value
+    scheme, sep, rest = value.partition(":")
+    if sep and scheme.lower() in ("sip", "sips"):
+        value = f"{scheme.lower()}:{rest}"  # schemes are case-insensitive (RFC 3261 19.1.1)
+        match = _SIP_URI.match(value)
+        if not match:
+            raise validation(field, "must be a SIP URI with a host, e.g. sip:ann@pbx.example.com:5060")
+        if match.group(1) is not None and not 1 <= int(match.group(1)) <= 65535:
+            raise validation(field, "the port must be from 1 to 65535")
+        return value
+    raise validation(
+        field, "must be null (the browser), a sip: or sips: URI, or an E.164 number such as +15550100"
+    )

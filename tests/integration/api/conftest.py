@@ -15,7 +15,10 @@ import pytest
 from litestar import Litestar
 
 from services.api import create_app
+from services.contacts.records import ContactRecord, save_contact
+from services.kernel import db
 from services.kernel.config import load_settings
+from services.kernel.ids import new_id
 
 _counter = itertools.count(1)
 
@@ -131,3 +134,17 @@ def assert_problem(r: httpx.Response, status: int | None = None) -> dict[str, An
     if status is not None:
         assert r.status_code == status, r.text
     return body
+
+
+async def insert_contact(infra: Any, tenant_id: str, **fields: Any) -> str:
+    """A contact record written as the contact coordinator writes it (there is no API to create one)."""
+    fields.setdefault("state", "ended")
+    fields.setdefault("arrived_at", 1_790_000_000.0)
+    record = ContactRecord(id=fields.pop("id", None) or new_id(), tenant_id=uuid.UUID(tenant_id), **fields)
+    pool = await db.create_pool(infra.app_url, max_size=1)
+    try:
+        async with db.tenant_tx(pool, record.tenant_id) as conn:
+            await save_contact(conn, record)
+    finally:
+        await pool.close()
+    return str(record.id)

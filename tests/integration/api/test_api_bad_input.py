@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from .conftest import Tenant, assert_problem, auth, serve, signup, unique_e164
+from .conftest import Tenant, assert_problem, auth, insert_contact, serve, signup, unique_e164
 
 LONG = "x" * 5000
 NON_UUIDS = [
@@ -28,6 +28,8 @@ KIND_OF_PARAM = {
     "flow_name": "flow",
     "version": "version",
     "trunk_id": "trunk",
+    "contact_id": "contact",
+    "widget_key_id": "widget_key",
 }
 
 
@@ -89,7 +91,7 @@ def _check(r: httpx.Response, what: str) -> None:
         assert_problem(r)
 
 
-async def _fixture_objects(client: httpx.AsyncClient, t: Tenant) -> dict[str, str]:
+async def _fixture_objects(client: httpx.AsyncClient, t: Tenant, infra: Any) -> dict[str, str]:
     h = t.headers
     site = (await client.post("/v1/sites", json={"name": "bad-input site"}, headers=h)).json()["id"]
     agent = (await client.post("/v1/agents", json={"name": "b", "email": "b@x.example"}, headers=h)).json()[
@@ -106,6 +108,7 @@ async def _fixture_objects(client: httpx.AsyncClient, t: Tenant) -> dict[str, st
             "/v1/trunks", json={"name": "bad-input trunk", "allowed_ips": ["192.0.2.1"]}, headers=h
         )
     ).json()["id"]
+    widget_key = (await client.post("/v1/widget-keys", json={"queue_ids": [queue]}, headers=h)).json()["id"]
     return {
         "trunk": trunk,
         "site": site,
@@ -115,13 +118,15 @@ async def _fixture_objects(client: httpx.AsyncClient, t: Tenant) -> dict[str, st
         "key": key,
         "flow": flow,
         "version": "1",
+        "contact": await insert_contact(infra, t.id, caller="+15550008888"),
+        "widget_key": widget_key,
     }
 
 
-async def test_bad_input_on_every_route_is_a_4xx_problem(client: httpx.AsyncClient) -> None:
+async def test_bad_input_on_every_route_is_a_4xx_problem(client: httpx.AsyncClient, infra) -> None:
     a, b = await signup(client), await signup(client)
-    mine = await _fixture_objects(client, a)
-    theirs = await _fixture_objects(client, b)
+    mine = await _fixture_objects(client, a, infra)
+    theirs = await _fixture_objects(client, b, infra)
     schema = (await client.get("/schema/openapi.json")).json()
     sent = 0
     for path, item in schema["paths"].items():
@@ -256,15 +261,15 @@ async def test_field_errors_name_the_field(client: httpx.AsyncClient, tenant: Te
     assert assert_problem(too_big, 413)["type"].endswith("/payload-too-large")
 
 
-async def test_roles_read_only_keys_cannot_change_anything(client: httpx.AsyncClient) -> None:
+async def test_roles_read_only_keys_cannot_change_anything(client: httpx.AsyncClient, infra) -> None:
     t = await signup(client)
-    objects = await _fixture_objects(client, t)
+    objects = await _fixture_objects(client, t, infra)
     schema = (await client.get("/schema/openapi.json")).json()
     for role in ("developer", "supervisor"):
         key = (await client.post("/v1/keys", json={"role": role}, headers=t.headers)).json()["key"]
         h = auth(key)
         for path, item in schema["paths"].items():
-            if path in ("/v1/signup", "/healthz", "/metrics"):
+            if path in ("/v1/signup", "/healthz", "/metrics", "/v1/widget/token"):
                 continue
             url = re.sub(r"{([^}]+)}", lambda m: objects[KIND_OF_PARAM[m.group(1)]], path)
             for method in item:

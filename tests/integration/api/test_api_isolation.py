@@ -11,12 +11,14 @@ from typing import Any
 import asyncpg
 import httpx
 
+from services.contacts.records import ContactRecord, save_contact
 from services.kernel import db
 
-from .conftest import Tenant, assert_problem, auth, signup, unique_e164
+from .conftest import Tenant, assert_problem, auth, insert_contact, signup, unique_e164
 
 # Routes that belong to no tenant: they are checked elsewhere, and are the only ones allowed to be skipped.
-NOT_TENANT_SCOPED = {"/v1/signup", "/healthz", "/metrics"}
+# The widget token exchange is public (a widget key names its tenant): test_api_widget checks it across tenants.
+NOT_TENANT_SCOPED = {"/v1/signup", "/healthz", "/metrics", "/v1/widget/token"}
 
 # Path parameter name -> the kind of object it names.
 PARAM_KIND = {
@@ -27,6 +29,8 @@ PARAM_KIND = {
     "key_id": "key",
     "flow_name": "flow",
     "trunk_id": "trunk",
+    "contact_id": "contact",
+    "widget_key_id": "widget_key",
 }
 KIND_PATH = {
     "site": "sites",
@@ -36,6 +40,8 @@ KIND_PATH = {
     "key": "keys",
     "flow": "flows",
     "trunk": "trunks",
+    "contact": "contacts",
+    "widget_key": "widget-keys",
 }
 # Path parameters that are not objects of their own; they take this value.
 FIXED_PARAMS = {"version": "1"}
@@ -83,7 +89,15 @@ async def _populate(client: httpx.AsyncClient, t: Tenant, tag: str) -> None:
             headers=h,
         )
     ).json()
+    widget_key = (
+        await client.post(
+            "/v1/widget-keys",
+            json={"queue_ids": [queue["id"]], "origins": [f"https://{tag}.example"]},
+            headers=h,
+        )
+    ).json()
     t.objects.update(
+        widget_key=widget_key["id"],
         site=site["id"],
         agent=agent["id"],
         queue=queue["id"],
@@ -138,6 +152,10 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
                 uuid.uuid4(),
                 uuid.UUID(t.id),
             )
+            # Contacts are written by the contact coordinator, never through the API.
+            await save_contact(
+                conn, ContactRecord(id=uuid.uuid4(), tenant_id=uuid.UUID(t.id), state="ended", arrived_at=0.0)
+            )
     finally:
         await pool.close()
 
@@ -164,6 +182,8 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
             "seat_ledger",
             "audit_log",
             "idempotency_keys",
+            "contacts",
+            "widget_keys",
         } <= names
         for r in tables:
             assert r["relrowsecurity"] and r["relforcerowsecurity"], (
@@ -179,6 +199,12 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
                  AND NOT coalesce('security_invoker=true' = ANY(c.reloptions), false)"""
         )
         assert views == []
+        # SECURITY DEFINER functions would run as their owner and bypass RLS: lookups use policies instead.
+        definers = await owner.fetch(
+            """SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+               WHERE n.nspname = 'public' AND p.prosecdef"""
+        )
+        assert definers == []
     finally:
         await owner.close()
 
@@ -215,10 +241,15 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
         await app.close()
 
 
-async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClient) -> None:
+async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClient, infra) -> None:
     a, b = await signup(client), await signup(client)
     await _populate(client, a, "alpha")
     await _populate(client, b, "bravo")
+    # Contacts are written by the contact coordinator, not through the API; B's caller also called A.
+    for t in (a, b):
+        t.objects["contact"] = await insert_contact(
+            infra, t.id, caller="+15550007777", queue_id=t.objects["queue"], agent_id=t.objects["agent"]
+        )
     before = await _snapshot(client, b)
     b_ids = {b.id, b.key_id, b.site_id, *(v for k, v in b.objects.items() if k != "key_secret")}
 
@@ -241,6 +272,7 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         "/v1/keys": ({"role": "admin"}, {201}),
         "/v1/trunks": ({"name": "alpha second", "allowed_ips": ["203.0.113.7"]}, {201}),
         "/v1/seats/purchase": ({"count": 1}, {200}),
+        "/v1/widget-keys": ({"queue_ids": [b.objects["queue"]]}, {422}),
         "/v1/seats/release": ({"count": 1}, {200}),
         # B's queue is unknown to A's flow validation.
         "/v1/flows": (

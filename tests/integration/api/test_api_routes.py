@@ -526,7 +526,7 @@ async def test_healthz_reports_services_from_the_health_bucket(client: httpx.Asy
             and body["postgres"]["status"] == "ok"
             and body["nats"]["status"] == "ok"
         )
-        for name in ("media", "routing", "ivr", "recording", "reporting"):
+        for name in ("media", "routing", "ivr", "contacts", "recording", "reporting"):
             assert body["services"][name]["status"] == "down", name
         assert body["services"]["api"]["status"] == "ok"
         # A stale beat does not count; fresh beats do.
@@ -535,7 +535,7 @@ async def test_healthz_reports_services_from_the_health_bucket(client: httpx.Asy
         await kv.put("media.h.1", msgspec.json.encode(stale))
         r = await client.get("/healthz")
         assert r.status_code == 503 and r.json()["services"]["media"]["status"] == "down"
-        for name in ("media", "routing", "ivr", "recording", "reporting"):
+        for name in ("media", "routing", "ivr", "contacts", "recording", "reporting"):
             beat = Health(
                 service=name, pid=os.getpid(), host="h", status="ok", started_at=now, ts=time.time()
             )
@@ -546,7 +546,7 @@ async def test_healthz_reports_services_from_the_health_bucket(client: httpx.Asy
         assert body["status"] == "ok" and body["services"]["routing"]["pid"] == os.getpid()
         assert body["services"]["media"]["age_s"] < 5
         assert body["postgres"]["latency_ms"] >= 0
-        for name in ("media", "routing", "ivr", "recording", "reporting"):
+        for name in ("media", "routing", "ivr", "contacts", "recording", "reporting"):
             await kv.purge(f"{name}.h.{os.getpid()}")
         await kv.purge("media.h.1")
     finally:
@@ -585,6 +585,11 @@ async def test_openapi_metrics_and_unknown_routes(client: httpx.AsyncClient, ten
         "/v1/ivr/lookup-secret",
         "/v1/trunks",
         "/v1/trunks/{trunk_id}",
+        "/v1/contacts",
+        "/v1/contacts/{contact_id}",
+        "/v1/widget-keys",
+        "/v1/widget-keys/{widget_key_id}",
+        "/v1/widget/token",
         "/healthz",
         "/metrics",
     }
