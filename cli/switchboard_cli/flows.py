@@ -283,16 +283,23 @@ def register(cli: click.Group) -> None:
     @command(numbers, "route")
     @click.argument("e164", type=E164, metavar="E164")
     @click.option("--flow", "flow", metavar="NAME", help="The flow that answers this number's calls.")
+    @click.option("--queue", "queue", metavar="NAME_OR_ID", help="Send callers straight to this queue.")
     @click.option("--none", "unroute", is_flag=True, help="Point the number at no flow.")
-    def numbers_route(state: State, e164: str, flow: str | None, unroute: bool) -> None:
-        """Point a number at a flow."""
-        if bool(flow) == unroute:
-            raise click.UsageError("give exactly one of --flow NAME or --none")
+    def numbers_route(state: State, e164: str, flow: str | None, queue: str | None, unroute: bool) -> None:
+        """Point a number at a flow, or straight at a queue."""
+        if sum((bool(flow), bool(queue), unroute)) != 1:
+            raise click.UsageError("give exactly one of --flow NAME, --queue NAME or --none")
         with state.client() as client:
-            number = client.flows.route(e164, None if unroute else flow)
+            if queue:
+                number = client.flows.route(e164, queue=queue)
+            else:
+                number = client.flows.route(e164, None if unroute else flow)
         if state.json:
             emit_json(number)
             return
-        output.note(
-            f"{number.e164} now goes to flow {flow}." if flow else f"{number.e164} points at no flow."
-        )
+        if queue:
+            output.note(f"{number.e164} now goes straight to queue {queue}.")
+        else:
+            output.note(
+                f"{number.e164} now goes to flow {flow}." if flow else f"{number.e164} points at no flow."
+            )

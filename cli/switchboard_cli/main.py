@@ -14,7 +14,7 @@ from typing import Any
 import click
 import switchboard
 
-from . import account, flows, resources, trunks
+from . import account, agent, contacts, flows, resources, trunks
 from .context import EXIT_API, CliError, common_options
 
 __all__ = ["cli"]
@@ -100,3 +100,5 @@ account.register(cli)
 resources.register(cli)
 flows.register(cli)  # after resources: it adds `numbers route`
 trunks.register(cli)
+agent.register(cli)  # after resources: it adds `agents token`
+contacts.register(cli)

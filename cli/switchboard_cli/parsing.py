@@ -15,6 +15,7 @@ import click
 
 __all__ = [
     "E164",
+    "ENDPOINT",
     "LANGUAGES",
     "REQUIREMENTS",
     "SERVICE_LEVEL",
@@ -22,6 +23,7 @@ __all__ = [
     "TIMESTAMP",
     "is_uuid",
     "parse_e164",
+    "parse_endpoint",
     "parse_languages",
     "parse_requirements",
     "parse_service_level",
@@ -118,6 +120,19 @@ def parse_e164(text: str) -> str:
     return number
 
 
+def parse_endpoint(text: str) -> str:
+    """Where an agent is reached: a sip:/sips: URI (the API checks it in full) or an E.164 number."""
+    value = text.strip()
+    if value.startswith("+"):
+        return parse_e164(value)
+    scheme, sep, rest = value.partition(":")
+    if sep and scheme.lower() in ("sip", "sips") and rest:
+        return value
+    raise ValueError(
+        f"{text!r}: expected a SIP URI such as sip:ann@pbx.example.com or an E.164 number such as +15550100"
+    )
+
+
 def parse_languages(text: str) -> list[str]:
     """`en,zh-HK` -> ["en", "zh-HK"] (BCP 47 tags)."""
     languages: list[str] = []
@@ -168,5 +183,6 @@ SKILLS = _Parsed("SKILL=LEVEL,...", parse_skills)
 REQUIREMENTS = _Parsed("SKILL>=MIN,...", parse_requirements)
 SERVICE_LEVEL = _Parsed("PERCENT/SECONDS", parse_service_level)
 E164 = _Parsed("E164", parse_e164)
+ENDPOINT = _Parsed("URI_OR_E164", parse_endpoint)
 LANGUAGES = _Parsed("LANG,...", parse_languages)
 TIMESTAMP = _Parsed("ISO8601", parse_timestamp)

@@ -11,7 +11,7 @@ import switchboard
 
 from . import output
 from .context import CliError, State, command, emit_json, group
-from .parsing import E164, LANGUAGES, REQUIREMENTS, SERVICE_LEVEL, SKILLS, is_uuid, parse_e164
+from .parsing import E164, ENDPOINT, LANGUAGES, REQUIREMENTS, SERVICE_LEVEL, SKILLS, is_uuid, parse_e164
 
 __all__ = ["register"]
 
@@ -63,6 +63,16 @@ def find_number(client: switchboard.Client, ref: str) -> switchboard.Number:
         if number.e164 == wanted:
             return number
     raise CliError(f"this tenant holds no number {wanted}")
+
+
+ENDPOINT_HELP = (
+    "Where the agent is reached instead of the browser: a SIP URI (sip:ann@pbx.example.com, a desk phone or "
+    "softphone) or an outside number (+15550100, dialled through the tenant's trunk)."
+)
+
+
+def _reached(agent: switchboard.Agent) -> str:
+    return f"at {agent.endpoint}" if agent.endpoint else "in the browser"
 
 
 def _skills(skills: dict[str, int], op: str) -> str:
@@ -121,6 +131,7 @@ def register(cli: click.Group) -> None:
     @click.option("--site", metavar="NAME_OR_ID", help="Site (default: the tenant's first site).")
     @click.option("--skills", type=SKILLS, help="Skills with proficiency 0-10, e.g. sales=8,billing=5.")
     @click.option("--languages", type=LANGUAGES, help="Languages spoken, e.g. en,zh-HK.")
+    @click.option("--endpoint", type=ENDPOINT, help=ENDPOINT_HELP)
     def agents_add(
         state: State,
         name: str,
@@ -128,6 +139,7 @@ def register(cli: click.Group) -> None:
         site: str | None,
         skills: dict[str, int] | None,
         languages: list[str] | None,
+        endpoint: str | None,
     ) -> None:
         """Add an agent."""
         with state.client() as client:
@@ -138,11 +150,52 @@ def register(cli: click.Group) -> None:
                 site_id=site_id,
                 skills=skills if skills is not None else switchboard.UNSET,
                 languages=languages if languages is not None else switchboard.UNSET,
+                endpoint=endpoint if endpoint is not None else switchboard.UNSET,
             )
         if state.json:
             emit_json(agent)
             return
-        output.note(f"Added agent {agent.name} <{agent.email}>, id {agent.id}.")
+        output.note(f"Added agent {agent.name} <{agent.email}>, id {agent.id}, reached {_reached(agent)}.")
+
+    @command(agents, "update")
+    @click.argument("agent", metavar="EMAIL_OR_ID")
+    @click.option("--name", help="Full name.")
+    @click.option("--email", "new_email", metavar="EMAIL", help="New email address.")
+    @click.option("--site", metavar="NAME_OR_ID", help="Move to this site.")
+    @click.option("--skills", type=SKILLS, help="Replace the skills, e.g. sales=8,billing=5.")
+    @click.option("--languages", type=LANGUAGES, help="Replace the languages, e.g. en,zh-HK.")
+    @click.option("--endpoint", type=ENDPOINT, help=ENDPOINT_HELP)
+    @click.option("--browser", is_flag=True, help="Reach the agent in the browser again (clears --endpoint).")
+    def agents_update(
+        state: State,
+        agent: str,
+        name: str | None,
+        new_email: str | None,
+        site: str | None,
+        skills: dict[str, int] | None,
+        languages: list[str] | None,
+        endpoint: str | None,
+        browser: bool,
+    ) -> None:
+        """Change an agent: only the options given change."""
+        if endpoint is not None and browser:
+            raise click.UsageError("give --endpoint or --browser, not both")
+        unset = switchboard.UNSET
+        with state.client() as client:
+            found = find_agent(client, agent)
+            updated = client.agents.update(
+                found.id,
+                name=name if name is not None else unset,
+                email=new_email if new_email is not None else unset,
+                site_id=find_site(client, site).id if site else unset,
+                skills=skills if skills is not None else unset,
+                languages=languages if languages is not None else unset,
+                endpoint=None if browser else (endpoint if endpoint is not None else unset),
+            )
+        if state.json:
+            emit_json(updated)
+            return
+        output.note(f"Updated agent {updated.name} <{updated.email}>, reached {_reached(updated)}.")
 
     @command(agents, "list")
     def agents_list(state: State) -> None:
@@ -154,7 +207,7 @@ def register(cli: click.Group) -> None:
             emit_json(found)
             return
         output.table(
-            ("ID", "NAME", "EMAIL", "SITE", "SKILLS", "LANGUAGES"),
+            ("ID", "NAME", "EMAIL", "SITE", "SKILLS", "LANGUAGES", "ENDPOINT"),
             (
                 [
                     a.id,
@@ -163,6 +216,7 @@ def register(cli: click.Group) -> None:
                     site_names.get(a.site_id or "", a.site_id),
                     _skills(a.skills, "="),
                     ",".join(a.languages),
+                    a.endpoint or "browser",
                 ]
                 for a in found
             ),
@@ -201,6 +255,12 @@ def register(cli: click.Group) -> None:
         metavar="SECONDS",
         help="Abandons sooner do not count against SL.",
     )
+    @click.option(
+        "--offer-timeout",
+        type=click.IntRange(5, 300),
+        metavar="SECONDS",
+        help="How long an offer rings at an agent before it counts as missed (default 20).",
+    )
     @click.option("--site", metavar="NAME_OR_ID", help="Site the queue belongs to.")
     def queues_create(
         state: State,
@@ -210,6 +270,7 @@ def register(cli: click.Group) -> None:
         priority: int | None,
         wrap_up: int | None,
         short_abandon: int | None,
+        offer_timeout: int | None,
         site: str | None,
     ) -> None:
         """Create a queue."""
@@ -223,6 +284,7 @@ def register(cli: click.Group) -> None:
                 sl_seconds=service_level[1] if service_level else unset,
                 wrap_up_seconds=wrap_up if wrap_up is not None else unset,
                 short_abandon_seconds=short_abandon if short_abandon is not None else unset,
+                offer_timeout_seconds=offer_timeout if offer_timeout is not None else unset,
                 site_id=find_site(client, site).id if site else unset,
             )
         if state.json:

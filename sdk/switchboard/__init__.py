@@ -1,10 +1,19 @@
-"""Switchboard Python SDK: `Client` and `AsyncClient` for the control-plane API (docs/sdk.md)."""
+"""Switchboard Python SDK: `Client` and `AsyncClient` for the control-plane API, `AgentSession` for the agent
+protocol (docs/sdk.md)."""
 
 from __future__ import annotations
 
 from ._calls import UNSET
 from ._core import DEFAULT_BASE_URL, RetryPolicy
 from ._version import __version__
+from .agent import (
+    AgentAuthError,
+    AgentClosedError,
+    AgentCommandError,
+    AgentError,
+    AgentSession,
+    AgentTimeoutError,
+)
 from .async_client import AsyncClient, async_signup
 from .client import Client, signup
 from .errors import (
@@ -25,7 +34,10 @@ from .errors import (
 from .flows import Deployed, Flow, FlowIssue, FlowVersion, VersionSummary
 from .models import (
     Agent,
+    AgentToken,
     AuditEntry,
+    Contact,
+    ContactSummary,
     Key,
     KeyWithSecret,
     Me,
@@ -36,9 +48,12 @@ from .models import (
     SignupResult,
     Site,
     Tenant,
+    TimelineEntry,
     Trunk,
     Usage,
     UsageInterval,
+    WidgetKey,
+    WidgetToken,
     to_dict,
 )
 
@@ -46,6 +61,13 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "UNSET",
     "Agent",
+    "AgentAuthError",
+    "AgentClosedError",
+    "AgentCommandError",
+    "AgentError",
+    "AgentSession",
+    "AgentTimeoutError",
+    "AgentToken",
     "ApiError",
     "AsyncClient",
     "AuditEntry",
@@ -53,6 +75,8 @@ __all__ = [
     "Client",
     "ConflictError",
     "ConnectionError",
+    "Contact",
+    "ContactSummary",
     "Deployed",
     "FieldError",
     "Flow",
@@ -76,11 +100,14 @@ __all__ = [
     "Site",
     "SwitchboardError",
     "Tenant",
+    "TimelineEntry",
     "Trunk",
     "Usage",
     "UsageInterval",
     "ValidationError",
     "VersionSummary",
+    "WidgetKey",
+    "WidgetToken",
     "__version__",
     "async_signup",
     "signup",

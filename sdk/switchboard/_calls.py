@@ -12,11 +12,14 @@ from urllib.parse import quote
 from msgspec import UNSET, UnsetType
 
 from ._core import Call
-from .models import Me, Page, Seats, SignupResult, Usage
+from .models import AgentToken, Contact, ContactSummary, Me, Page, Seats, SignupResult, Usage, WidgetToken
 
 __all__ = [
     "UNSET",
     "UnsetType",
+    "agent_token",
+    "contact_get",
+    "contacts_page",
     "create",
     "delete",
     "fields",
@@ -28,6 +31,7 @@ __all__ = [
     "signup",
     "update",
     "usage",
+    "widget_token",
 ]
 
 
@@ -103,3 +107,40 @@ def update(path: str, model: Any, id: str, body: dict[str, Any]) -> Call[Any]:
 
 def delete(path: str, id: str) -> Call[None]:
     return Call[None]("DELETE", f"{path}/{_id(id)}")
+
+
+def agent_token(agent_id: str) -> Call[AgentToken]:
+    return Call[AgentToken]("POST", f"/v1/agents/{_id(agent_id)}/token", AgentToken)
+
+
+def contacts_page(
+    *,
+    since: datetime | str | None,
+    queue: str | None,
+    agent: str | None,
+    caller: str | None,
+    limit: int | None,
+    cursor: str | None,
+) -> Call[Page[ContactSummary]]:
+    params: dict[str, str] = {}
+    if since is not None:
+        params["since"] = _timestamp(since)
+    for name, value in (("queue", queue), ("agent", agent), ("caller", caller)):
+        if value is not None:
+            params[name] = value
+    if limit is not None:
+        params["limit"] = str(limit)
+    if cursor:
+        params["cursor"] = cursor
+    return Call[Page[ContactSummary]]("GET", "/v1/contacts", Page[ContactSummary], params=params or None)
+
+
+def contact_get(contact_id: str) -> Call[Contact]:
+    return Call[Contact]("GET", f"/v1/contacts/{_id(contact_id)}", Contact)
+
+
+def widget_token(public_key: str, queue: str) -> Call[WidgetToken]:
+    # Public: the widget key is the credential, no API key is sent.
+    return Call[WidgetToken](
+        "POST", "/v1/widget/token", WidgetToken, body={"key": public_key, "queue": queue}, auth=False
+    )

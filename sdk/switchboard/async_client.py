@@ -30,7 +30,10 @@ from .errors import ConnectionError, ResponseError, error_from_response, parse_r
 from .flows import AsyncFlows
 from .models import (
     Agent,
+    AgentToken,
     AuditEntry,
+    Contact,
+    ContactSummary,
     Key,
     KeyWithSecret,
     Me,
@@ -42,6 +45,8 @@ from .models import (
     Site,
     Trunk,
     Usage,
+    WidgetKey,
+    WidgetToken,
 )
 
 __all__ = ["AsyncClient", "async_signup"]
@@ -84,6 +89,8 @@ class AsyncClient:
         self.numbers = AsyncNumbers(self)
         self.trunks = AsyncTrunks(self)
         self.flows = AsyncFlows(self)
+        self.contacts = AsyncContacts(self)
+        self.widget_keys = AsyncWidgetKeys(self)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -109,6 +116,11 @@ class AsyncClient:
     async def usage(self, start: datetime | str | None = None, end: datetime | str | None = None) -> Usage:
         """Seat usage between two datetimes (or ISO 8601 strings); default: this calendar month so far."""
         return await self._run(_calls.usage(start, end))
+
+    async def widget_token(self, public_key: str, queue: str) -> WidgetToken:
+        """What a web page's widget does: exchange a public widget key (`pk_...`) for a short-lived caller
+        token to one queue (name or id) the key allows. Sends no API key."""
+        return await self._run(_calls.widget_token(public_key, queue))
 
     async def _run(self, call: Call[T]) -> T:
         if call.method == "POST" and call.idempotency_key is None:
@@ -258,8 +270,13 @@ class AsyncAgents(_Collection[Agent]):
         site_id: str | UnsetType = UNSET,
         skills: dict[str, int] | UnsetType = UNSET,
         languages: list[str] | UnsetType = UNSET,
+        endpoint: str | UnsetType | None = UNSET,
     ) -> Agent:
-        body = _calls.fields(name=name, email=email, site_id=site_id, skills=skills, languages=languages)
+        """`endpoint`: None or left out = the browser (WebRTC); a sip:/sips: URI = a phone at a static
+        address; an E.164 number = an outside number dialled through the tenant's trunk."""
+        body = _calls.fields(
+            name=name, email=email, site_id=site_id, skills=skills, languages=languages, endpoint=endpoint
+        )
         agent: Agent = await self._client._run(_calls.create(self._path, Agent, body))
         return agent
 
@@ -272,13 +289,24 @@ class AsyncAgents(_Collection[Agent]):
         site_id: str | UnsetType = UNSET,
         skills: dict[str, int] | UnsetType = UNSET,
         languages: list[str] | UnsetType = UNSET,
+        endpoint: str | UnsetType | None = UNSET,
     ) -> Agent:
-        body = _calls.fields(name=name, email=email, site_id=site_id, skills=skills, languages=languages)
+        """`endpoint`: None or left out = the browser (WebRTC); a sip:/sips: URI = a phone at a static
+        address; an E.164 number = an outside number dialled through the tenant's trunk."""
+        body = _calls.fields(
+            name=name, email=email, site_id=site_id, skills=skills, languages=languages, endpoint=endpoint
+        )
         agent: Agent = await self._client._run(_calls.update(self._path, Agent, id, body))
         return agent
 
     async def delete(self, id: str) -> None:
         await self._client._run(_calls.delete(self._path, id))
+
+    async def token(self, id: str) -> AgentToken:
+        """A short-lived token (10 minutes) for the agent's signalling websocket (docs/agent-protocol.md).
+        Admin keys only."""
+        issued: AgentToken = await self._client._run(_calls.agent_token(id))
+        return issued
 
 
 class AsyncQueues(_Collection[Queue]):
@@ -295,6 +323,7 @@ class AsyncQueues(_Collection[Queue]):
         sl_seconds: int | UnsetType = UNSET,
         short_abandon_seconds: int | UnsetType = UNSET,
         wrap_up_seconds: int | UnsetType = UNSET,
+        offer_timeout_seconds: int | UnsetType = UNSET,
         site_id: str | UnsetType = UNSET,
     ) -> Queue:
         body = _calls.fields(
@@ -305,6 +334,7 @@ class AsyncQueues(_Collection[Queue]):
             sl_seconds=sl_seconds,
             short_abandon_seconds=short_abandon_seconds,
             wrap_up_seconds=wrap_up_seconds,
+            offer_timeout_seconds=offer_timeout_seconds,
             site_id=site_id,
         )
         queue: Queue = await self._client._run(_calls.create(self._path, Queue, body))
@@ -321,6 +351,7 @@ class AsyncQueues(_Collection[Queue]):
         sl_seconds: int | UnsetType = UNSET,
         short_abandon_seconds: int | UnsetType = UNSET,
         wrap_up_seconds: int | UnsetType = UNSET,
+        offer_timeout_seconds: int | UnsetType = UNSET,
         site_id: str | UnsetType | None = UNSET,
     ) -> Queue:
         body = _calls.fields(
@@ -331,6 +362,7 @@ class AsyncQueues(_Collection[Queue]):
             sl_seconds=sl_seconds,
             short_abandon_seconds=short_abandon_seconds,
             wrap_up_seconds=wrap_up_seconds,
+            offer_timeout_seconds=offer_timeout_seconds,
             site_id=site_id,
         )
         queue: Queue = await self._client._run(_calls.update(self._path, Queue, id, body))
@@ -419,4 +451,75 @@ class AsyncTrunks(_Collection[Trunk]):
         return trunk
 
     async def delete(self, id: str) -> None:
+        await self._client._run(_calls.delete(self._path, id))
+
+
+class AsyncContacts(_Resource):
+    """Contact history, newest first (read-only; the platform writes it as calls happen)."""
+
+    async def list(
+        self,
+        *,
+        since: datetime | str | None = None,
+        queue: str | None = None,
+        agent: str | None = None,
+        caller: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[ContactSummary]:
+        """One page, newest first. `since`: a datetime or ISO 8601 string (naive means UTC); `queue`: id or
+        name; `agent`: id or email; `caller`: the caller's number, exactly."""
+        call = _calls.contacts_page(
+            since=since, queue=queue, agent=agent, caller=caller, limit=limit, cursor=cursor
+        )
+        page: Page[ContactSummary] = await self._client._run(call)
+        return page
+
+    async def iter(
+        self,
+        *,
+        since: datetime | str | None = None,
+        queue: str | None = None,
+        agent: str | None = None,
+        caller: str | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[ContactSummary]:
+        """Every matching contact, newest first, fetching pages as they are needed."""
+        cursor: str | None = None
+        while True:
+            page = await self.list(
+                since=since, queue=queue, agent=agent, caller=caller, limit=page_size, cursor=cursor
+            )
+            for item in page.items:
+                yield item
+            if not page.next_cursor:
+                return
+            if page.next_cursor == cursor:
+                raise ResponseError("the API returned the same cursor twice for /v1/contacts")
+            cursor = page.next_cursor
+
+    async def get(self, id: str) -> Contact:
+        """One contact whole, with its timeline."""
+        found: Contact = await self._client._run(_calls.contact_get(id))
+        return found
+
+
+class AsyncWidgetKeys(_Collection[WidgetKey]):
+    _path = "/v1/widget-keys"
+    _model = WidgetKey
+
+    async def create(
+        self,
+        queue_ids: list[str],
+        *,
+        origins: list[str] | UnsetType = UNSET,
+        name: str | UnsetType = UNSET,
+    ) -> WidgetKey:
+        """A public key (`.public_key`, `pk_...`) for a web page's call button: it can reach only `queue_ids`,
+        and only from `origins` (web origins such as https://shop.example.com) when any are given."""
+        body = _calls.fields(queue_ids=queue_ids, origins=origins, name=name)
+        created: WidgetKey = await self._client._run(_calls.create(self._path, WidgetKey, body))
+        return created
+
+    async def revoke(self, id: str) -> None:
         await self._client._run(_calls.delete(self._path, id))

@@ -29,7 +29,10 @@ from .errors import ConnectionError, ResponseError, error_from_response, parse_r
 from .flows import Flows
 from .models import (
     Agent,
+    AgentToken,
     AuditEntry,
+    Contact,
+    ContactSummary,
     Key,
     KeyWithSecret,
     Me,
@@ -41,6 +44,8 @@ from .models import (
     Site,
     Trunk,
     Usage,
+    WidgetKey,
+    WidgetToken,
 )
 
 __all__ = ["Client", "signup"]
@@ -108,6 +113,8 @@ class Client:
         self.numbers = Numbers(self)
         self.trunks = Trunks(self)
         self.flows = Flows(self)
+        self.contacts = Contacts(self)
+        self.widget_keys = WidgetKeys(self)
 
     def __enter__(self) -> Client:
         return self
@@ -133,6 +140,11 @@ class Client:
     def usage(self, start: datetime | str | None = None, end: datetime | str | None = None) -> Usage:
         """Seat usage between two datetimes (or ISO 8601 strings); default: this calendar month so far."""
         return self._run(_calls.usage(start, end))
+
+    def widget_token(self, public_key: str, queue: str) -> WidgetToken:
+        """What a web page's widget does: exchange a public widget key (`pk_...`) for a short-lived caller
+        token to one queue (name or id) the key allows. Sends no API key."""
+        return self._run(_calls.widget_token(public_key, queue))
 
     def _run(self, call: Call[T]) -> T:
         if call.method == "POST" and call.idempotency_key is None:
@@ -279,8 +291,13 @@ class Agents(_Collection[Agent]):
         site_id: str | UnsetType = UNSET,
         skills: dict[str, int] | UnsetType = UNSET,
         languages: list[str] | UnsetType = UNSET,
+        endpoint: str | UnsetType | None = UNSET,
     ) -> Agent:
-        body = _calls.fields(name=name, email=email, site_id=site_id, skills=skills, languages=languages)
+        """`endpoint`: None or left out = the browser (WebRTC); a sip:/sips: URI = a phone at a static
+        address; an E.164 number = an outside number dialled through the tenant's trunk."""
+        body = _calls.fields(
+            name=name, email=email, site_id=site_id, skills=skills, languages=languages, endpoint=endpoint
+        )
         agent: Agent = self._client._run(_calls.create(self._path, Agent, body))
         return agent
 
@@ -293,13 +310,24 @@ class Agents(_Collection[Agent]):
         site_id: str | UnsetType = UNSET,
         skills: dict[str, int] | UnsetType = UNSET,
         languages: list[str] | UnsetType = UNSET,
+        endpoint: str | UnsetType | None = UNSET,
     ) -> Agent:
-        body = _calls.fields(name=name, email=email, site_id=site_id, skills=skills, languages=languages)
+        """`endpoint`: None or left out = the browser (WebRTC); a sip:/sips: URI = a phone at a static
+        address; an E.164 number = an outside number dialled through the tenant's trunk."""
+        body = _calls.fields(
+            name=name, email=email, site_id=site_id, skills=skills, languages=languages, endpoint=endpoint
+        )
         agent: Agent = self._client._run(_calls.update(self._path, Agent, id, body))
         return agent
 
     def delete(self, id: str) -> None:
         self._client._run(_calls.delete(self._path, id))
+
+    def token(self, id: str) -> AgentToken:
+        """A short-lived token (10 minutes) for the agent's signalling websocket (docs/agent-protocol.md).
+        Admin keys only."""
+        issued: AgentToken = self._client._run(_calls.agent_token(id))
+        return issued
 
 
 class Queues(_Collection[Queue]):
@@ -316,6 +344,7 @@ class Queues(_Collection[Queue]):
         sl_seconds: int | UnsetType = UNSET,
         short_abandon_seconds: int | UnsetType = UNSET,
         wrap_up_seconds: int | UnsetType = UNSET,
+        offer_timeout_seconds: int | UnsetType = UNSET,
         site_id: str | UnsetType = UNSET,
     ) -> Queue:
         body = _calls.fields(
@@ -326,6 +355,7 @@ class Queues(_Collection[Queue]):
             sl_seconds=sl_seconds,
             short_abandon_seconds=short_abandon_seconds,
             wrap_up_seconds=wrap_up_seconds,
+            offer_timeout_seconds=offer_timeout_seconds,
             site_id=site_id,
         )
         queue: Queue = self._client._run(_calls.create(self._path, Queue, body))
@@ -342,6 +372,7 @@ class Queues(_Collection[Queue]):
         sl_seconds: int | UnsetType = UNSET,
         short_abandon_seconds: int | UnsetType = UNSET,
         wrap_up_seconds: int | UnsetType = UNSET,
+        offer_timeout_seconds: int | UnsetType = UNSET,
         site_id: str | UnsetType | None = UNSET,
     ) -> Queue:
         body = _calls.fields(
@@ -352,6 +383,7 @@ class Queues(_Collection[Queue]):
             sl_seconds=sl_seconds,
             short_abandon_seconds=short_abandon_seconds,
             wrap_up_seconds=wrap_up_seconds,
+            offer_timeout_seconds=offer_timeout_seconds,
             site_id=site_id,
         )
         queue: Queue = self._client._run(_calls.update(self._path, Queue, id, body))
@@ -440,4 +472,74 @@ class Trunks(_Collection[Trunk]):
         return trunk
 
     def delete(self, id: str) -> None:
+        self._client._run(_calls.delete(self._path, id))
+
+
+class Contacts(_Resource):
+    """Contact history, newest first (read-only; the platform writes it as calls happen)."""
+
+    def list(
+        self,
+        *,
+        since: datetime | str | None = None,
+        queue: str | None = None,
+        agent: str | None = None,
+        caller: str | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page[ContactSummary]:
+        """One page, newest first. `since`: a datetime or ISO 8601 string (naive means UTC); `queue`: id or
+        name; `agent`: id or email; `caller`: the caller's number, exactly."""
+        call = _calls.contacts_page(
+            since=since, queue=queue, agent=agent, caller=caller, limit=limit, cursor=cursor
+        )
+        page: Page[ContactSummary] = self._client._run(call)
+        return page
+
+    def iter(
+        self,
+        *,
+        since: datetime | str | None = None,
+        queue: str | None = None,
+        agent: str | None = None,
+        caller: str | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[ContactSummary]:
+        """Every matching contact, newest first, fetching pages as they are needed."""
+        cursor: str | None = None
+        while True:
+            page = self.list(
+                since=since, queue=queue, agent=agent, caller=caller, limit=page_size, cursor=cursor
+            )
+            yield from page.items
+            if not page.next_cursor:
+                return
+            if page.next_cursor == cursor:
+                raise ResponseError("the API returned the same cursor twice for /v1/contacts")
+            cursor = page.next_cursor
+
+    def get(self, id: str) -> Contact:
+        """One contact whole, with its timeline."""
+        found: Contact = self._client._run(_calls.contact_get(id))
+        return found
+
+
+class WidgetKeys(_Collection[WidgetKey]):
+    _path = "/v1/widget-keys"
+    _model = WidgetKey
+
+    def create(
+        self,
+        queue_ids: list[str],
+        *,
+        origins: list[str] | UnsetType = UNSET,
+        name: str | UnsetType = UNSET,
+    ) -> WidgetKey:
+        """A public key (`.public_key`, `pk_...`) for a web page's call button: it can reach only `queue_ids`,
+        and only from `origins` (web origins such as https://shop.example.com) when any are given."""
+        body = _calls.fields(queue_ids=queue_ids, origins=origins, name=name)
+        created: WidgetKey = self._client._run(_calls.create(self._path, WidgetKey, body))
+        return created
+
+    def revoke(self, id: str) -> None:
         self._client._run(_calls.delete(self._path, id))

@@ -102,8 +102,9 @@ def delete_call(name: str) -> Call[None]:
     return Call[None]("DELETE", f"/v1/flows/{_seg(name)}")
 
 
-def route_call(number: str, flow: str | None) -> Call[Number]:
-    return Call[Number]("POST", f"/v1/numbers/{_seg(number)}/route", Number, body={"flow": flow})
+def route_call(number: str, flow: str | None, queue: str | None = None) -> Call[Number]:
+    body: dict[str, str | None] = {"queue": queue} if queue is not None else {"flow": flow}
+    return Call[Number]("POST", f"/v1/numbers/{_seg(number)}/route", Number, body=body)
 
 
 class _Runs(Protocol):
@@ -144,9 +145,10 @@ class Flows:
     def delete(self, name: str) -> None:
         self._client._run(delete_call(name))
 
-    def route(self, number: str, flow: str | None) -> Number:
-        """Point a number (its id or E.164) at a flow by name; None points it at no flow."""
-        result: Number = self._client._run(route_call(number, flow))
+    def route(self, number: str, flow: str | None = None, *, queue: str | None = None) -> Number:
+        """Point a number (its id or E.164) at a flow by name (None: at no flow), or with `queue` (a name
+        or id) straight at a queue."""
+        result: Number = self._client._run(route_call(number, flow, queue))
         return result
 
 
@@ -185,6 +187,6 @@ class AsyncFlows:
     async def delete(self, name: str) -> None:
         await self._client._run(delete_call(name))
 
-    async def route(self, number: str, flow: str | None) -> Number:
-        result: Number = await self._client._run(route_call(number, flow))
+    async def route(self, number: str, flow: str | None = None, *, queue: str | None = None) -> Number:
+        result: Number = await self._client._run(route_call(number, flow, queue))
         return result

@@ -13,7 +13,10 @@ import msgspec
 
 __all__ = [
     "Agent",
+    "AgentToken",
     "AuditEntry",
+    "Contact",
+    "ContactSummary",
     "Key",
     "KeyWithSecret",
     "Me",
@@ -24,9 +27,12 @@ __all__ = [
     "SignupResult",
     "Site",
     "Tenant",
+    "TimelineEntry",
     "Trunk",
     "Usage",
     "UsageInterval",
+    "WidgetKey",
+    "WidgetToken",
     "to_dict",
 ]
 
@@ -120,8 +126,23 @@ class Agent(Model, kw_only=True):
     site_id: str | None = None
     skills: dict[str, int] = msgspec.field(default_factory=dict)
     languages: list[str] = msgspec.field(default_factory=list)
+    # Where the agent is reached: None = the browser (WebRTC), a sip:/sips: URI, or an E.164 number.
+    endpoint: str | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class AgentToken(Model, kw_only=True):
+    """A short-lived agent token for the signalling websocket (docs/agent-protocol.md): 10 minutes by default."""
+
+    token: str
+    token_type: str = "Bearer"
+    agent_id: str
+    expires_at: float
+    expires_in: int
+    # RTCPeerConnection iceServers for the agent's browser: TURN with short-lived credentials when the
+    # platform has a TURN server configured, else empty.
+    ice_servers: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
 class Queue(Model, kw_only=True):
@@ -133,6 +154,7 @@ class Queue(Model, kw_only=True):
     sl_seconds: int
     short_abandon_seconds: int
     wrap_up_seconds: int
+    offer_timeout_seconds: int = 20
     site_id: str | None = None
     created_at: datetime
     updated_at: datetime
@@ -161,6 +183,75 @@ class Trunk(Model, kw_only=True):
     outbound_transport: str = "udp"
     created_at: datetime
     updated_at: datetime
+
+
+class ContactSummary(Model, kw_only=True):
+    """One contact (a call from arrival to wrap-up) as listed; `Contact` adds its timeline and details."""
+
+    id: str
+    direction: str = "inbound"
+    caller: str = ""
+    caller_name: str = ""
+    dialled: str = ""
+    queue_id: str | None = None
+    queue_name: str = ""
+    agent_id: str | None = None
+    state: str
+    outcome: str | None = None
+    cause: str | None = None
+    disposition: str | None = None
+    arrived_at: datetime
+    connected_at: datetime | None = None
+    ended_at: datetime | None = None
+    ivr_s: float | None = None
+    queue_s: float | None = None
+    talk_s: float | None = None
+
+
+class TimelineEntry(Model, kw_only=True):
+    at: datetime
+    event: str
+    detail: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class Contact(ContactSummary, kw_only=True):
+    number_id: str | None = None
+    flow_id: str | None = None
+    notes: str | None = None
+    ivr_path: list[str] = msgspec.field(default_factory=list)
+    ivr_digits: str = ""
+    attributes: dict[str, str] = msgspec.field(default_factory=dict)
+    transfers: list[dict[str, str]] = msgspec.field(default_factory=list)
+    timeline: list[TimelineEntry] = msgspec.field(default_factory=list)
+    queued_at: datetime | None = None
+    offered_at: datetime | None = None
+    wrapped_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+class WidgetKey(Model, kw_only=True):
+    """A public widget key (`pk_...`) for a web page: it only gets caller tokens for `queue_ids`, and only
+    from `origins` when any are listed. Not a secret: it is published in the page."""
+
+    id: str
+    name: str = ""
+    public_key: str
+    queue_ids: list[str] = msgspec.field(default_factory=list)
+    origins: list[str] = msgspec.field(default_factory=list)
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class WidgetToken(Model, kw_only=True):
+    """A widget caller's short-lived token (5 minutes) for one queue."""
+
+    token: str
+    token_type: str = "Bearer"
+    session_id: str
+    queue_id: str
+    expires_at: float
+    expires_in: int
+    ice_servers: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
 class Page(msgspec.Struct, Generic[T], kw_only=True):
