@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 # Every service runs the same image as `python -m services.<name>` (ARCHITECTURE.md).
-SERVICES: tuple[str, ...] = ("api", "media", "routing", "ivr", "recording", "reporting")
+SERVICES: tuple[str, ...] = ("api", "media", "routing", "ivr", "contacts", "recording", "reporting")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 SIP_SERVICE_TYPES = ("LoadBalancer", "NodePort")
@@ -139,6 +139,7 @@ DEFAULTS: dict[str, Any] = {
         ),
         "routing": _service(**_WORKER),  # type: ignore[arg-type]
         "ivr": _service(**_WORKER),  # type: ignore[arg-type]
+        "contacts": _service(**_WORKER),  # type: ignore[arg-type]
         "recording": _service(**_WORKER),  # type: ignore[arg-type]
         "reporting": _service(**_WORKER),  # type: ignore[arg-type]
     },

@@ -27,6 +27,18 @@ def _parse_services(_ctx: click.Context, _param: click.Parameter, value: str | N
     return tuple(s for s in SERVICES if s in wanted)
 
 
+def _parse_media_workers(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    if value.strip().lower() == "auto":
+        return os.cpu_count() or 1
+    try:
+        count = int(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is neither a number nor 'auto'") from None
+    if not 1 <= count <= 64:
+        raise click.BadParameter("choose 1 to 64 workers")
+    return count
+
+
 @click.command("up")
 @click.option(
     "--data-dir",
@@ -53,13 +65,24 @@ def _parse_services(_ctx: click.Context, _param: click.Parameter, value: str | N
     "--demo", is_flag=True, help="Create (idempotently) a demo tenant with agents, a queue and a number."
 )
 @click.option(
+    "--media-workers",
+    callback=_parse_media_workers,
+    default="auto",
+    show_default=True,
+    metavar="N|auto",
+    help="Media worker processes; more than 1 puts a SIP front on the SIP port that shares calls among "
+    "them (auto: one per core).",
+)
+@click.option(
     "--services",
     "services",
     callback=_parse_services,
     metavar="a,b",
     help=f"Start only these services (default: all of {','.join(SERVICES)}).",
 )
-def up(data_dir: Path, http_port: int, sip_port: int, demo: bool, services: tuple[str, ...]) -> None:
+def up(
+    data_dir: Path, http_port: int, sip_port: int, demo: bool, media_workers: int, services: tuple[str, ...]
+) -> None:
     """Run the whole platform on this machine: embedded PostgreSQL and NATS, and every service.
 
     SB_DATABASE_URL / SB_NATS_URL use existing servers instead (with SB_DATABASE_ADMIN_URL the database is
@@ -72,6 +95,7 @@ def up(data_dir: Path, http_port: int, sip_port: int, demo: bool, services: tupl
         demo=demo,
         services=services,
         bind_host=os.environ.get("SB_BIND_HOST") or "127.0.0.1",
+        media_workers=media_workers,
     )
     if http_port == sip_port and "api" in services and "media" in services:
         raise click.UsageError("--http-port and --sip-port must differ")

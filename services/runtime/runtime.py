@@ -13,6 +13,7 @@ import contextlib
 import errno
 import fcntl
 import importlib.util
+import ipaddress
 import os
 import signal
 import socket
@@ -35,7 +36,7 @@ from .supervisor import ChildSpec, Output, Supervisor
 
 __all__ = ["SERVICES", "DataDirLock", "Options", "Runtime", "StartupError", "run"]
 
-SERVICES = ("api", "media", "routing", "ivr", "recording", "reporting")
+SERVICES = ("api", "media", "routing", "ivr", "contacts", "recording", "reporting")
 DEFAULT_HTTP_PORT = 8080
 
 
@@ -53,6 +54,8 @@ class Options:
     bind_host: str = "127.0.0.1"
     ready_timeout_s: float = 90.0
     stop_timeout_s: float = 10.0
+    # More than 1: a SIP front on the SIP port and this many media workers behind it (docs/media.md).
+    media_workers: int = 1
 
 
 class DataDirLock:
@@ -373,7 +376,10 @@ class Runtime:
         specs = [
             ChildSpec(name, [sys.executable, "-m", f"services.{name}"], self._child_env(name, secrets_))
             for name in self.opts.services
+            if not (name == "media" and self.opts.media_workers > 1)
         ]
+        if "media" in self.opts.services and self.opts.media_workers > 1:
+            specs += media_specs(self._child_env("media", secrets_), self.opts.media_workers)
         self.supervisor = Supervisor(specs, self.out)
         self.supervisor.start()
         self.say(f"services: starting {', '.join(self.opts.services)}")
@@ -381,7 +387,8 @@ class Runtime:
     @property
     def api_url(self) -> str:
         host = self.opts.bind_host
-        if host in ("0.0.0.0", "::", ""):
+        # Bound to every interface (explicit configuration): the API is still reached on loopback.
+        if host == "" or _is_unspecified(host):
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
@@ -442,6 +449,8 @@ class Runtime:
         lines.append(f"  Data       {self.data_dir}")
         if "media" in self.opts.services:
             lines.append(f"  SIP        {self.opts.bind_host}:{self.opts.sip_port} (UDP and TCP)")
+            if self.opts.media_workers > 1:
+                lines.append(f"  Media      {self.opts.media_workers} workers behind the SIP front")
         api_flag = "" if self.opts.http_port == DEFAULT_HTTP_PORT else f" --api-url {self.api_url}"
         if demo is not None:
             made = f" (created: {', '.join(demo.created)})" if demo.created else " (already there)"
@@ -489,5 +498,42 @@ def run(opts: Options, out: Output | None = None) -> int:
         process_started = psutil.Process().create_time()
     except psutil.Error:
         process_started = time.time()
-    output = out or Output(opts.services)
+    output = out or Output(child_names(opts))
     return asyncio.run(Runtime(opts, output, process_started).main())
+
+
+def media_specs(env: dict[str, str], workers: int) -> list[ChildSpec]:
+    """`--media-workers N` (N > 1): the SIP front on the SIP port and N workers behind it, each with its
+    own slice of the RTP port range (docs/media.md, "Sharding")."""
+    low = int(env.get("SB_RTP_PORT_MIN") or 20000)
+    high = int(env.get("SB_RTP_PORT_MAX") or 30000)
+    span = (high - low) // workers // 2 * 2  # even: RTP on even ports, RTCP on the next
+    specs = [ChildSpec("media-front", [sys.executable, "-m", "services.media.front"], dict(env))]
+    for k in range(1, workers + 1):
+        start = low + (k - 1) * span
+        worker_env = {
+            **env,
+            "SB_MEDIA_WORKER_ID": f"media-{k}",
+            "SB_RTP_PORT_MIN": str(start),
+            "SB_RTP_PORT_MAX": str(start + span - 1),
+        }
+        specs.append(ChildSpec(f"media-{k}", [sys.executable, "-m", "services.media"], worker_env))
+    return specs
+
+
+def child_names(opts: Options) -> list[str]:
+    """The supervised children's names, as the output prefixes them."""
+    names: list[str] = []
+    for name in opts.services:
+        if name == "media" and opts.media_workers > 1:
+            names += ["media-front", *(f"media-{k}" for k in range(1, opts.media_workers + 1))]
+        else:
+            names.append(name)
+    return names
+
+
+def _is_unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:  # a host name
+        return False

@@ -42,7 +42,7 @@ labels:
 {{ .Values.image.repository }}:{{ .Values.image.tag }}
 {{- end -}}
 
-{{/* Selects the pods of the six Switchboard services (not NATS). */}}
+{{/* Selects the pods of the seven Switchboard services (not NATS). */}}
 {{- define "switchboard.servicesSelector" -}}
 matchLabels:
   app.kubernetes.io/name: switchboard
@@ -50,7 +50,7 @@ matchLabels:
 matchExpressions:
 - key: app.kubernetes.io/component
   operator: In
-  values: [api, media, routing, ivr, recording, reporting]
+  values: [api, media, routing, ivr, contacts, recording, reporting]
 {{- end -}}
 
 {{/* Pod security context; call with the uid (10001 for Switchboard's image, 1000 for NATS's). */}}

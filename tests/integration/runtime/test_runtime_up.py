@@ -32,7 +32,7 @@ from services.kernel.ids import new_id
 from services.runtime.embedded import APP_ROLE, DATABASE, EmbeddedPostgres, Secrets, free_port
 
 HAVE_API = importlib.util.find_spec("services.api.__main__") is not None
-ALL_SERVICES = ("api", "media", "routing", "ivr", "recording", "reporting")
+ALL_SERVICES = ("api", "media", "routing", "ivr", "contacts", "recording", "reporting")
 # Until services/api exists, the supervisor is exercised with the other services alone.
 SERVICES = ALL_SERVICES if HAVE_API else ALL_SERVICES[1:]
 needs_api = pytest.mark.skipif(not HAVE_API, reason="services/api/__main__.py does not exist yet")
@@ -82,6 +82,9 @@ class Up:
             str(sip_port),
             "--services",
             ",".join(SERVICES),
+            # One media process, as these tests look for one `media` child (sharding: tests/e2e/media).
+            "--media-workers",
+            "1",
         ]
         if demo:
             argv.append("--demo")

@@ -79,7 +79,7 @@ def test_probes_api_http_media_tcp_workers_none(default_run: list[Created]) -> N
     assert api["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     media = deployments["switchboard-media"]["spec"]["template"]["spec"]["containers"][0]
     assert media["readinessProbe"]["tcpSocket"] == {"port": "sip-tcp"}
-    for svc in ("routing", "ivr", "recording", "reporting"):
+    for svc in ("routing", "ivr", "contacts", "recording", "reporting"):
         worker = deployments[f"switchboard-{svc}"]["spec"]["template"]["spec"]["containers"][0]
         assert "readinessProbe" not in worker and "livenessProbe" not in worker and "ports" not in worker
 
