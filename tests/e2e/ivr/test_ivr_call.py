@@ -37,6 +37,7 @@ from services.media.rtp.g711 import alaw_decode, ulaw_decode
 from services.routing.partitions import tenant_commands_subject
 from services.runtime.demo import DEMO_FLOW_NAME, ensure_demo
 from services.runtime.embedded import free_port
+from tests.sipp_uac import press, uac_scenario
 
 pytestmark = [
     pytest.mark.e2e,
@@ -76,89 +77,14 @@ def _scenario(rtp_port: int, presses: list[tuple[int, str]], *, caller_hangs_up_
     """INVITE whose SDP points our audio at `rtp_port` (a socket of this test), ACK, then for each press a
     pause (ms) and the digit's RFC 4733 pcap; then either wait for the platform's BYE or hang up after a
     while."""
-    head = f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="ivr caller">
-  <send retrans="500"><![CDATA[
-
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:+15550142@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: sip:sipp@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=user1 53655765 2353687637 IN IP4 [local_ip]
-s=-
-c=IN IP4 [local_ip]
-t=0 0
-m=audio {rtp_port} RTP/AVP 0 8 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:8 PCMA/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-
-]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rtd="true"/>
-  <send><![CDATA[
-
-ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:+15550142@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Contact: sip:sipp@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-"""
-    for pause_ms, digit in presses:
-        head += (
-            f'  <pause milliseconds="{pause_ms}"/>\n'
-            f'  <nop><action><exec play_pcap_audio="pcap/dtmf_2833_{digit}.pcap"/></action></nop>\n'
-        )
-    if caller_hangs_up_after_ms is None:
-        tail = """  <recv request="BYE" timeout="15000"/>
-  <send><![CDATA[
-
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port]>
-Content-Length: 0
-
-]]></send>
-"""
-    else:
-        tail = f"""  <pause milliseconds="{caller_hangs_up_after_ms}"/>
-  <send retrans="500"><![CDATA[
-
-BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:+15550142@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Contact: sip:sipp@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <recv response="200"/>
-"""
-    return head + tail + "</scenario>\n"
+    return uac_scenario(
+        rtp_port=rtp_port,
+        payload_types=(0, 8, 101),
+        during="".join(press(digit, after_ms=pause_ms) for pause_ms, digit in presses),
+        hangup_after_ms=caller_hangs_up_after_ms,
+        bye_timeout_ms=15000,
+        name="ivr caller",
+    )
 
 
 class _RtpSink(asyncio.DatagramProtocol):

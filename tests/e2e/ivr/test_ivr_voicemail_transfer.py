@@ -40,6 +40,7 @@ from services.kernel.messages import Reply, encode
 from services.media.rtp.g711 import ulaw_encode
 from services.routing.partitions import tenant_commands_subject
 from services.runtime.embedded import free_port
+from tests.sipp_uac import stream, uac_scenario
 
 pytestmark = [
     pytest.mark.e2e,
@@ -133,87 +134,12 @@ def tenant(api_server: str, infra) -> _Tenant:  # type: ignore[no-untyped-def]
     return _Tenant(tenant_id, queue.json()["id"], numbers[0], numbers[1], uas_port)
 
 
-def _scenario(stream: str, *, hangup_after_ms: int | None) -> str:
+def _scenario(stream_file: str, *, hangup_after_ms: int | None) -> str:
     """INVITE (PCMU, SIPp's own media port), ACK, stream the tone file; then wait for the platform's BYE or
     hang up after a while."""
-    head = """<?xml version="1.0" encoding="ISO-8859-1" ?>
-<!DOCTYPE scenario SYSTEM "sipp.dtd">
-<scenario name="ivr caller with audio">
-  <send retrans="500"><![CDATA[
-
-INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:+15550142@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>
-Call-ID: [call_id]
-CSeq: 1 INVITE
-Contact: sip:sipp@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Type: application/sdp
-Content-Length: [len]
-
-v=0
-o=user1 53655765 2353687637 IN IP4 [local_ip]
-s=-
-c=IN IP4 [media_ip]
-t=0 0
-m=audio [media_port] RTP/AVP 0 101
-a=rtpmap:0 PCMU/8000
-a=rtpmap:101 telephone-event/8000
-a=fmtp:101 0-15
-
-]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="200" rtd="true"/>
-  <send><![CDATA[
-
-ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:+15550142@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 1 ACK
-Contact: sip:sipp@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-"""
-    head += f'  <nop><action><exec rtp_stream="{stream},1,0"/></action></nop>\n'
-    if hangup_after_ms is None:
-        tail = """  <recv request="BYE" timeout="20000"/>
-  <send><![CDATA[
-
-SIP/2.0 200 OK
-[last_Via:]
-[last_From:]
-[last_To:]
-[last_Call-ID:]
-[last_CSeq:]
-Contact: <sip:[local_ip]:[local_port]>
-Content-Length: 0
-
-]]></send>
-"""
-    else:
-        tail = f"""  <pause milliseconds="{hangup_after_ms}"/>
-  <send retrans="500"><![CDATA[
-
-BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-From: sipp <sip:+15550142@[local_ip]:[local_port]>;tag=[pid]SIPpTag09[call_number]
-To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
-Call-ID: [call_id]
-CSeq: 2 BYE
-Contact: sip:sipp@[local_ip]:[local_port]
-Max-Forwards: 70
-Content-Length: 0
-
-]]></send>
-  <recv response="200"/>
-"""
-    return head + tail + "</scenario>\n"
+    return uac_scenario(
+        during=stream(stream_file), hangup_after_ms=hangup_after_ms, name="ivr caller with audio"
+    )
 
 
 async def _call(infra, ivr_stack, tenant: _Tenant, number: str, tmp_path: Path, hangup_after_ms: int | None):  # type: ignore[no-untyped-def]

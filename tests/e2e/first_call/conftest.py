@@ -1,0 +1,575 @@
+"""The whole contact path on real processes: the API (tests/integration/conftest.py's `api_server`) and
+`python -m services.media`, `services.routing`, `services.ivr` and `services.contacts` against the session's
+PostgreSQL and NATS; tenants made through the API; callers are SIPp or `PhoneCaller` below (an asyncio SIP
+UAC that streams a tone and keeps what it hears, so a test controls exactly when it hangs up)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import msgspec
+import nats
+import numpy as np
+import pytest
+
+from services.kernel import events as ev
+from services.kernel.messages import decode
+from services.media.rtp.g711 import ulaw_decode, ulaw_encode
+from services.media.rtp.packet import RtpPacket
+from services.media.rtp.telephone_event import digit_packets
+from services.runtime.embedded import free_port
+from tests.integration.conftest import api_server  # noqa: F401  (re-exported as a fixture here)
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@dataclass(frozen=True)
+class Stack:
+    api: str
+    sip_port: int
+    nats_url: str
+    logs: dict[str, Path]
+    procs: dict[str, subprocess.Popen[bytes]]
+    envs: dict[str, dict[str, str]]
+    modules: dict[str, str]  # process name -> its `python -m` module
+
+    def kill(self, name: str) -> None:
+        """kill -9 one service (a crash: no clean stop)."""
+        old = self.procs[name]
+        os.kill(old.pid, signal.SIGKILL)
+        old.wait(timeout=5)
+
+    def start(self, name: str) -> None:
+        """Start a killed service again with the same settings; waits until it is up."""
+        starts = self.logs[name].read_text(errors="replace").count("service_started")
+        with open(self.logs[name], "ab") as log:
+            self.procs[name] = subprocess.Popen(
+                [sys.executable, "-m", self.modules[name]],
+                cwd=REPO,
+                env=self.envs[name],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 30
+        while self.logs[name].read_text(errors="replace").count("service_started") <= starts:
+            if time.monotonic() > deadline or self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} did not restart:\n{self.logs[name].read_text()[-3000:]}")
+            time.sleep(0.05)
+
+
+def _env(infra: Any, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SB_DATABASE_URL": infra.app_url,
+        "SB_NATS_URL": infra.nats_url,
+        "SB_TOKEN_SECRET": infra.token_secret,
+        "SB_BIND_HOST": "127.0.0.1",
+        "SB_DATA_DIR": str(infra.data_dir),
+        "SB_LOG_LEVEL": "info",
+        **extra,
+    }
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def _started(name: str, log: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        text = log.read_text(errors="replace")
+        if "service_started" in text or "heartbeat" in text:
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{name} did not start; see {log}:\n{log.read_text()[-3000:]}")
+
+
+async def _routing_answers(nats_url: str, timeout: float) -> None:
+    """Routing owns its partitions once a command for any tenant gets a reply (an earlier test's worker may
+    hold the locks for their 3 s TTL)."""
+    nc = await nats.connect(nats_url)
+    try:
+        deadline = time.monotonic() + timeout
+        probe = ev.RoutingQueueStatus(tenant_id=uuid.uuid4(), queue_id=uuid.uuid4())
+        while time.monotonic() < deadline:
+            try:
+                await nc.request(
+                    f"sb.{probe.tenant_id}.cmd.routing.queue_status", msgspec.json.encode(probe), timeout=1
+                )
+                return
+            except Exception:
+                await asyncio.sleep(0.2)
+        raise RuntimeError("routing did not answer")
+    finally:
+        await nc.close()
+
+
+async def _drop_consumer(nats_url: str, name: str) -> None:
+    """The stack's durable consumer would otherwise keep collecting the rest of the session's events."""
+    nc = await nats.connect(nats_url)
+    try:
+        await nc.jetstream().delete_consumer("SB_EVENTS", name)
+    except Exception:
+        pass
+    finally:
+        await nc.close()
+
+
+def _sip_answers(port: int, timeout: float) -> bool:
+    """OPTIONS answered 200 (through the front: a worker is linked)."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(0.2)
+        local = s.getsockname()[1]
+        while time.monotonic() < deadline:
+            s.sendto(
+                (
+                    f"OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};"
+                    f"branch=z9hG4bK{secrets.token_hex(6)}\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\n"
+                    f"To: <sip:ping@127.0.0.1>\r\nCall-ID: {secrets.token_hex(6)}\r\nCSeq: 1 OPTIONS\r\n"
+                    "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+                ).encode(),
+                ("127.0.0.1", port),
+            )
+            try:
+                if s.recvfrom(65536)[0].startswith(b"SIP/2.0 200"):
+                    return True
+            except TimeoutError:
+                pass
+    return False
+
+
+def _stack(infra: Any, api: str, *, media_workers: int = 0) -> Iterator[Stack]:
+    """The services as subprocesses. media_workers 0: one media process on the SIP port; N: the SIP front
+    and N workers behind it (docs/media.md, "Sharding")."""
+    sip_port = free_port()
+    rtp_low = 32000 + ((os.getpid() + sip_port) % 100) * 60
+    tag = f"{sip_port}"
+    media = _env(infra, SB_SIP_PORT=str(sip_port), SB_SERVICE_NAME="media")
+    envs: dict[str, dict[str, str]] = {}
+    modules: dict[str, str] = {}
+    if media_workers == 0:
+        envs["media"] = {**media, "SB_RTP_PORT_MIN": str(rtp_low), "SB_RTP_PORT_MAX": str(rtp_low + 1500)}
+        modules["media"] = "services.media"
+    else:
+        envs["media-front"], modules["media-front"] = dict(media), "services.media.front"
+        for k in range(1, media_workers + 1):
+            low = rtp_low + (k - 1) * 600
+            envs[f"media-{k}"] = {
+                **media,
+                "SB_MEDIA_WORKER_ID": f"fc-{tag}-{k}",
+                "SB_RTP_PORT_MIN": str(low),
+                "SB_RTP_PORT_MAX": str(low + 599),
+            }
+            modules[f"media-{k}"] = "services.media"
+    envs["routing"] = _env(infra, SB_SERVICE_NAME="routing", SB_ROUTING_WORKER_ID=f"first-call-{tag}")
+    envs["ivr"] = _env(infra, SB_SERVICE_NAME="ivr")
+    # Its own durable consumer: a later module's coordinator must not replay this module's events.
+    envs["contacts"] = _env(infra, SB_SERVICE_NAME="contacts", SB_CONTACTS_DURABLE=f"contacts-{tag}")
+    modules.update(routing="services.routing", ivr="services.ivr", contacts="services.contacts")
+    logs: dict[str, Path] = {}
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name, env in envs.items():
+            logs[name] = infra.data_dir / f"first-call-{name}-{tag}.log"
+            with open(logs[name], "ab") as log:
+                procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", modules[name]],
+                    cwd=REPO,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+        for name, proc in procs.items():
+            _started(name, logs[name], proc, 30.0)
+        if not _sip_answers(sip_port, 20.0):
+            raise RuntimeError("nothing answers OPTIONS on the SIP port")
+        asyncio.run(_routing_answers(infra.nats_url, 15.0))
+        yield Stack(
+            api=api,
+            sip_port=sip_port,
+            nats_url=infra.nats_url,
+            logs=logs,
+            procs=procs,
+            envs=envs,
+            modules=modules,
+        )
+    finally:
+        for proc in reversed(list(procs.values())):
+            _stop(proc)
+        asyncio.run(_drop_consumer(infra.nats_url, envs["contacts"]["SB_CONTACTS_DURABLE"]))
+
+
+@pytest.fixture(scope="module")
+def first_call_stack(infra, api_server: str) -> Iterator[Stack]:  # type: ignore[no-untyped-def]  # noqa: F811
+    # Module scope: these processes answer calls and commands of every tenant on the session's NATS, so
+    # they must not outlive the module (other folders run their own adapters).
+    yield from _stack(infra, api_server)
+
+
+@pytest.fixture(scope="module")
+def sharded_stack(infra, api_server: str) -> Iterator[Stack]:  # type: ignore[no-untyped-def]  # noqa: F811
+    """The same with the SIP front and two media workers."""
+    yield from _stack(infra, api_server, media_workers=2)
+
+
+@dataclass
+class Tenant:
+    id: uuid.UUID
+    key: str
+    queue_id: str
+    number: str
+    agents: dict[str, str]  # email -> agent id
+    api: str
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.api, headers={"Authorization": f"Bearer {self.key}"}, timeout=10)
+
+    def token(self, email: str) -> str:
+        with self.client() as client:
+            r = client.post(f"/v1/agents/{self.agents[email]}/token")
+            assert r.status_code == 201, r.text
+            return str(r.json()["token"])
+
+
+def make_tenant(
+    api: str, *, agents: int = 1, flow: str | None = None, offer_timeout_s: int | None = None
+) -> Tenant:
+    """Sign up, buy seats, add agents and a Support queue, and route a new number to the queue (or to the
+    flow `flow`, a YAML definition whose queue node names Support)."""
+    with httpx.Client(base_url=api, timeout=10) as client:
+        r = client.post(
+            "/v1/signup", json={"company": f"First call {uuid.uuid4().hex[:6]}", "email": "fc@example.com"}
+        )
+        assert r.status_code == 201, r.text
+        key = r.json()["api_key"]["key"]
+        tenant_id = uuid.UUID(r.json()["tenant"]["id"])
+        client.headers["Authorization"] = f"Bearer {key}"
+        assert client.post("/v1/seats/purchase", json={"count": agents + 1}).status_code in (200, 201)
+        queue_body: dict[str, Any] = {"name": "Support", "skills": {"support": 1}}
+        if offer_timeout_s is not None:
+            queue_body["offer_timeout_seconds"] = offer_timeout_s
+        queue = client.post("/v1/queues", json=queue_body)
+        assert queue.status_code == 201, queue.text
+        made: dict[str, str] = {}
+        for i in range(agents):
+            email = f"agent{i}@example.com"
+            r = client.post(
+                "/v1/agents", json={"name": f"Agent {i}", "email": email, "skills": {"support": 5}}
+            )
+            assert r.status_code == 201, r.text
+            made[email] = r.json()["id"]
+        number = "+1555" + str(uuid.uuid4().int)[:8]
+        assert client.post("/v1/numbers", json={"e164": number}).status_code == 201
+        if flow is not None:
+            assert client.post("/v1/flows", json={"definition": flow}).status_code == 201
+            name = re.search(r"^name: (\S+)", flow, re.M)
+            assert name is not None
+            route = client.post(f"/v1/numbers/{number}/route", json={"flow": name.group(1)})
+        else:
+            route = client.post(f"/v1/numbers/{number}/route", json={"queue": "Support"})
+        assert route.status_code == 200, route.text
+    return Tenant(tenant_id, key, queue.json()["id"], number, made, api)
+
+
+def tone(frequency: float, seconds: float, amplitude: float = 8000.0) -> np.ndarray:
+    t = np.arange(int(seconds * 8000)) / 8000
+    return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.int16)
+
+
+def tone_power(samples: np.ndarray, frequency: float, rate: int = 8000) -> float:
+    """The share of the signal's energy at `frequency` (a single DFT bin, normalised)."""
+    x = samples.astype(np.float64)
+    if len(x) == 0:
+        return 0.0
+    n = np.arange(len(x))
+    bin_ = np.abs(np.sum(x * np.exp(-2j * np.pi * frequency * n / rate))) ** 2
+    energy = float(np.sum(x * x)) * len(x) / 2
+    return float(bin_ / energy) if energy > 0 else 0.0
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, sink: asyncio.Queue[bytes] | list[bytes]) -> None:
+        self.sink = sink
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if isinstance(self.sink, list):
+            self.sink.append(data)
+        else:
+            self.sink.put_nowait(data)
+
+
+@dataclass
+class PhoneCaller:
+    """An asyncio SIP caller (PCMU): INVITE, ACK, a tone streamed all call long, what it hears kept, BYE."""
+
+    port: int
+    number: str
+    frequency: float = 600.0
+    call_id: str = field(default_factory=lambda: secrets.token_hex(8))
+    tag: str = field(default_factory=lambda: secrets.token_hex(4))
+    heard: list[bytes] = field(default_factory=list)
+    ended_by_platform: asyncio.Event = field(default_factory=asyncio.Event)
+    sip_in: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
+    sip_in_responses: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
+    digits: asyncio.Queue[str] = field(default_factory=asyncio.Queue)
+
+    async def dial(self, timeout: float = 10.0, *, answer: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        self.sip, _ = await loop.create_datagram_endpoint(
+            lambda: _Udp(self.sip_in), local_addr=("127.0.0.1", 0)
+        )
+        self.rtp, _ = await loop.create_datagram_endpoint(
+            lambda: _Udp(self.heard), local_addr=("127.0.0.1", 0)
+        )
+        self.sip_local = self.sip.get_extra_info("sockname")[1]
+        rtp_port = self.rtp.get_extra_info("sockname")[1]
+        self.uri = f"sip:{self.number}@127.0.0.1:{self.port}"
+        body = (
+            f"v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
+            "a=sendrecv\r\n"
+        ).encode()
+        self.cseq = 1
+        self._send("INVITE", body=body, from_uri='"Ada Caller" <sip:+15550100@127.0.0.1>')
+        if not answer:
+            return
+        ok = await self._final(timeout)
+        assert ok.startswith(b"SIP/2.0 200"), ok[:200]
+        self.to_tag = re.search(rb"^To:.*;tag=([^;\r\n]+)", ok, re.M | re.I).group(1).decode()  # type: ignore[union-attr]
+        self.remote_rtp = int(re.search(rb"m=audio (\d+) ", ok).group(1))  # type: ignore[union-attr]
+        self._send("ACK", to_tag=self.to_tag, cseq=1)
+        self._talk = asyncio.create_task(self._stream())
+        self._listen = asyncio.create_task(self._serve())
+
+    def _send(
+        self,
+        method: str,
+        *,
+        body: bytes = b"",
+        to_tag: str | None = None,
+        cseq: int | None = None,
+        from_uri: str | None = None,
+    ) -> None:
+        to = f"<{self.uri}>" + (f";tag={to_tag}" if to_tag else "")
+        head = (
+            f"{method} {self.uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{self.sip_local};branch=z9hG4bK{secrets.token_hex(6)};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: {from_uri or '<sip:+15550100@127.0.0.1>'};tag={self.tag}\r\nTo: {to}\r\n"
+            f"Call-ID: {self.call_id}\r\nCSeq: {cseq or self.cseq} {method}\r\n"
+            f"Contact: <sip:caller@127.0.0.1:{self.sip_local}>\r\n"
+        )
+        if body:
+            head += "Content-Type: application/sdp\r\n"
+        data = f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
+        self.sip.sendto(data, ("127.0.0.1", self.port))
+
+    async def _final(self, timeout: float) -> bytes:
+        deadline = time.monotonic() + timeout
+        while True:
+            data = await asyncio.wait_for(self.sip_in.get(), max(0.01, deadline - time.monotonic()))
+            if data.startswith(b"SIP/2.0 ") and int(data[8:11]) >= 200:
+                return data
+
+    async def _stream(self) -> None:
+        samples = tone(self.frequency, 1.0)
+        payload = ulaw_encode(samples)
+        ssrc, seq, ts = secrets.randbits(32), secrets.randbits(15), secrets.randbits(31)
+        start, i = time.monotonic(), 0
+        while True:
+            timestamp = (ts + i * 160) & 0xFFFFFFFF
+            if not self.digits.empty():
+                # A key press: RFC 4733 packets in place of audio for its length, in the same stream.
+                for item in digit_packets(self.digits.get_nowait(), timestamp=timestamp, duration=0.1):
+                    packet = RtpPacket(
+                        payload_type=101,
+                        sequence_number=(seq + i) & 0xFFFF,
+                        timestamp=timestamp,
+                        ssrc=ssrc,
+                        payload=item.payload,
+                        marker=item.marker,
+                    )
+                    self.rtp.sendto(bytes(packet), ("127.0.0.1", self.remote_rtp))
+                    i += 1
+                    await asyncio.sleep(max(0.0, start + i * 0.02 - time.monotonic()))
+                continue
+            chunk = payload[(i % 50) * 160 : (i % 50 + 1) * 160]
+            packet = RtpPacket(
+                payload_type=0,
+                sequence_number=(seq + i) & 0xFFFF,
+                timestamp=timestamp,
+                ssrc=ssrc,
+                payload=chunk,
+                marker=i == 0,
+            )
+            self.rtp.sendto(bytes(packet), ("127.0.0.1", self.remote_rtp))
+            i += 1
+            await asyncio.sleep(max(0.0, start + i * 0.02 - time.monotonic()))
+
+    def press(self, digits: str) -> None:
+        for digit in digits:
+            self.digits.put_nowait(digit)
+
+    async def _serve(self) -> None:
+        """Answer the platform's BYE (and re-INVITEs) with 200."""
+        while True:
+            data = await self.sip_in.get()
+            if data.startswith(b"SIP/2.0"):
+                self.sip_in_responses.put_nowait(data)
+                continue
+            method = data.split(b" ", 1)[0]
+            head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
+            keep = [
+                line
+                for line in head.split("\r\n")[1:]
+                if line.split(":", 1)[0].lower() in ("via", "from", "to", "call-id", "cseq")
+            ]
+            reply = "SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n"
+            self.sip.sendto(reply.encode(), ("127.0.0.1", self.port))
+            if method == b"BYE":
+                self.ended_by_platform.set()
+                self._talk.cancel()
+
+    def mark(self) -> int:
+        return len(self.heard)
+
+    def pcm_since(self, mark: int) -> np.ndarray:
+        packets = [RtpPacket.parse(d) for d in self.heard[mark:]]
+        return ulaw_decode(b"".join(p.payload for p in packets if p.payload_type == 0))
+
+    async def hang_up(self) -> None:
+        self._talk.cancel()
+        self.cseq += 1
+        self._send("BYE", to_tag=self.to_tag)
+        try:
+            await asyncio.wait_for(self.sip_in_responses.get(), 3.0)
+        except TimeoutError:
+            pass
+
+    async def cancel(self) -> None:
+        """CANCEL an unanswered INVITE."""
+        self._send("CANCEL", cseq=1)
+
+    def close(self) -> None:
+        for task in (getattr(self, "_talk", None), getattr(self, "_listen", None)):
+            if task is not None:
+                task.cancel()
+        for transport in (getattr(self, "sip", None), getattr(self, "rtp", None)):
+            if transport is not None:
+                transport.close()
+
+
+@dataclass
+class Watch:
+    """Every event of one tenant on the bus (core NATS), decoded by subject."""
+
+    nc: Any
+    tenant: uuid.UUID
+    seen: list[tuple[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    async def start(cls, url: str, tenant: uuid.UUID) -> Watch:
+        nc = await nats.connect(url)
+        watch = cls(nc, tenant)
+        kinds = {
+            f"{c.domain}.{c.name}": c
+            for c in (
+                ev.CallArrived,
+                ev.CallEnded,
+                ev.ContactStateChanged,
+                ev.ContactOffered,
+                ev.ContactRejected,
+                ev.ContactAccepted,
+                ev.AgentStateChanged,
+                ev.DeskPush,
+                ev.ContactQueued,
+                ev.ContactRequeued,
+                ev.CallBridged,
+            )
+        }
+
+        async def on_event(msg: Any) -> None:
+            name = ".".join(msg.subject.split(".")[3:5])
+            kind = kinds.get(name)
+            if kind is not None:
+                watch.seen.append((name, decode(msg.data, kind)))
+
+        await nc.subscribe(f"sb.{tenant}.evt.>", cb=on_event)
+        await nc.flush()
+        return watch
+
+    def all(self, kind: type, pred: Any = lambda e: True) -> list[Any]:
+        return [e for _, e in self.seen if isinstance(e, kind) and pred(e)]
+
+    async def wait_for(self, kind: type, pred: Any = lambda e: True, timeout: float = 10.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.all(kind, pred)
+            if found:
+                return found[0]
+            await asyncio.sleep(0.05)
+        raise AssertionError(
+            f"no matching {kind.__name__} within {timeout} s; saw {[n for n, _ in self.seen]}"
+        )
+
+    async def close(self) -> None:
+        await self.nc.close()
+
+
+_BACKLOG: dict[int, list[Any]] = {}
+
+
+async def next_of(agent: Any, kind: type, pred: Any = lambda e: True, timeout: float = 15.0) -> Any:
+    """The first event of `kind` matching `pred`; events read past on the way are kept for later calls (the
+    coordinator's pushes and routing's agent states reach the socket by different paths, in either order)."""
+    backlog = _BACKLOG.setdefault(id(agent), [])
+    for i, event in enumerate(backlog):
+        if isinstance(event, kind) and pred(event):
+            return backlog.pop(i)
+
+    async def find() -> Any:
+        async for event in agent:
+            if isinstance(event, kind) and pred(event):
+                return event
+            backlog.append(event)
+        raise AssertionError(f"the session closed before a {kind.__name__}")
+
+    return await asyncio.wait_for(find(), timeout)
+
+
+async def wait_contact(t: Any, contact_id: str, state: str, timeout: float = 10.0) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        with t.client() as client:
+            r = client.get(f"/v1/contacts/{contact_id}")
+        if r.status_code == 200 and r.json()["state"] == state:
+            return r.json()  # type: ignore[no-any-return]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"contact {contact_id} is not {state}: {r.status_code} {r.text[:500]}")
+        await asyncio.sleep(0.1)

@@ -1,0 +1,138 @@
+"""The agent desktop page (`/agent/`, services/web/agent) in headless Chromium takes a call through the whole
+platform: opened with a token in the URL it connects, signs in, shows the offer with its context, accepts,
+plays the caller (600 Hz, checked with an AnalyserNode on its <audio> element's stream), sends the fake
+microphone to the caller (energy on the caller's RTP), holds and resumes, hangs up and wraps up with a
+disposition that the contact record keeps."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.e2e.browser import chromium
+from tests.e2e.first_call.conftest import PhoneCaller, make_tenant
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not chromium.available(), reason="needs Debian's chromium"),
+]
+
+# The dominant frequency of the caller's audio as the page plays it, over `ms`.
+MEASURE_JS = r"""
+async (ms) => {
+  const stream = document.getElementById("remote").srcObject;
+  const ctx = new AudioContext();
+  await ctx.resume();
+  const an = ctx.createAnalyser();
+  an.fftSize = 8192;
+  an.smoothingTimeConstant = 0;
+  ctx.createMediaStreamSource(stream).connect(an);
+  const spectrum = new Float32Array(an.frequencyBinCount), sum = new Float64Array(an.frequencyBinCount);
+  const t0 = performance.now();
+  while (performance.now() - t0 < ms) {
+    await new Promise((r) => setTimeout(r, 50));
+    an.getFloatFrequencyData(spectrum);
+    for (let i = 0; i < spectrum.length; i++) sum[i] += Math.pow(10, spectrum[i] / 10);
+  }
+  const bin = (f) => Math.round(f * an.fftSize / ctx.sampleRate);
+  let best = bin(200);
+  for (let i = bin(200); i <= bin(3400); i++) if (sum[i] > sum[best]) best = i;
+  const peakHz = best * ctx.sampleRate / an.fftSize, peakDb = 10 * Math.log10(sum[best] + 1e-30);
+  await ctx.close();
+  return {peak_hz: peakHz, peak_db: peakDb};
+}
+"""
+
+
+async def _visible(page: Any, selector: str, timeout_s: float = 15.0) -> None:
+    await page.wait_for_selector(selector, state="visible", timeout=timeout_s * 1000)
+
+
+async def test_agent_desktop_takes_a_call(first_call_stack: Any, tmp_path: Path) -> None:
+    tenant = await asyncio.to_thread(make_tenant, first_call_stack.api)
+    token = await asyncio.to_thread(tenant.token, "agent0@example.com")
+    caller: PhoneCaller | None = None
+    async with chromium.launch(tmp_path / "chromium-profile") as browser:
+        page = await browser.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        try:
+            await page.goto(f"{first_call_stack.api}/agent/#token={token}")
+            await page.wait_for_function(
+                "window.agentDesktop && window.agentDesktop.conn !== null", timeout=10000
+            )
+            assert "token=" not in page.url  # the page takes the token out of the address bar
+            await page.click("#login")
+            await page.wait_for_function("agentDesktop.state === 'available'", timeout=10000)
+
+            caller = PhoneCaller(first_call_stack.sip_port, tenant.number, frequency=600.0)
+            await caller.dial()
+            await _visible(page, "#offer")
+            context = await page.inner_text("#context")
+            assert "+15550100" in context and "Ada Caller" in context and "Support" in context, context
+            # The leg is made while it rings: accept once it is connected, so audio follows at once.
+            await page.wait_for_function(
+                "[...agentDesktop.legs.values()].some((l) => l.pc && l.pc.connectionState === 'connected')",
+                timeout=10000,
+            )
+            await page.click("#accept")
+            await _visible(page, "#call")
+            connected_at = time.monotonic()
+            assert "+15550100" in await page.inner_text("#call-context")
+
+            heard = await asyncio.wait_for(page.evaluate(MEASURE_JS, 1500), 10)
+            assert abs(heard["peak_hz"] - 600) < 15 and heard["peak_db"] > -60, heard
+            # The fake microphone (Chromium's periodic beep) reaches the caller: some loud 20 ms frames.
+            mark = caller.mark()
+            await asyncio.sleep(1.5)
+            frames = caller.pcm_since(mark).astype(np.float64).reshape(-1, 160)
+            loud = np.sqrt(np.mean(frames**2, axis=1))
+            assert len(frames) > 50 and loud.max() > 300, (len(frames), loud.max())
+
+            await page.click("#hold")
+            await page.wait_for_function(
+                "document.getElementById('hold').getAttribute('aria-pressed') === 'true'"
+            )
+            await page.click("#hold")
+            await page.wait_for_function(
+                "document.getElementById('hold').getAttribute('aria-pressed') === 'false'"
+            )
+
+            await page.click("#hangup")
+            await asyncio.wait_for(caller.ended_by_platform.wait(), 10)
+            await _visible(page, "#wrapup")
+            await page.fill("#disposition", "resolved")
+            await page.fill("#notes", "taken in the browser test")
+            await page.click("#wrap")
+            await _visible(page, "#idle")
+            talk_s = time.monotonic() - connected_at
+
+            contact_id = await page.evaluate(
+                "agentDesktop.events.find((m) => m.type === 'contact_offer').contact_id"
+            )
+            async with httpx.AsyncClient(
+                base_url=first_call_stack.api, headers={"Authorization": f"Bearer {tenant.key}"}, timeout=10
+            ) as http:
+                for _ in range(50):  # the record is written by the coordinator a moment after wrap-up
+                    record = (await http.get(f"/v1/contacts/{contact_id}")).json()
+                    if record.get("disposition"):
+                        break
+                    await asyncio.sleep(0.1)
+            assert record["disposition"] == "resolved" and record["notes"] == "taken in the browser test", (
+                record
+            )
+            assert (
+                record["outcome"] == "handled" and record["agent_id"] == tenant.agents["agent0@example.com"]
+            )
+            assert 0 < record["talk_s"] <= talk_s + 1, record
+            assert not problems, problems
+        finally:
+            if caller is not None:
+                caller.close()
+            await page.close()

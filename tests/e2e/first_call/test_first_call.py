@@ -1,0 +1,401 @@
+"""A caller reaches an agent and they talk: the real API, media, routing, IVR and contact coordinator, a SIP
+caller (PhoneCaller, conftest.py) and the SDK's headless agent (switchboard.AgentSession over the agent
+websocket, with an aiortc audio leg). Each failure path of issue 8 has a test here."""
+
+from __future__ import annotations
+
+import asyncio
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+from switchboard import AgentSession
+from switchboard.agent_events import (
+    AgentState,
+    ContactConnected,
+    ContactEnded,
+    ContactOffer,
+    ContactWithdrawn,
+    Recorded,
+)
+
+from services.kernel import events as ev
+from services.runtime.embedded import free_port
+from tests.e2e.first_call.conftest import (
+    PhoneCaller,
+    Stack,
+    Watch,
+    make_tenant,
+    next_of,
+    tone,
+    tone_power,
+    wait_contact,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
+
+AGENT_HZ = 1000.0
+CALLER_HZ = 600.0
+
+MENU_FLOW = """\
+name: fc-menu
+start: menu
+fallback: bye
+nodes:
+  menu:
+    type: menu
+    prompt: {say: "For support, press 2."}
+    options: {"2": support}
+    timeout: 8
+    retries: 1
+    on_fail: bye
+  support: {type: queue, queue: Support}
+  bye: {type: hangup}
+"""
+
+
+def agent_wav(tmp_path: Path) -> Path:
+    path = tmp_path / "agent-tone.wav"
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(tone(AGENT_HZ, 1.0).tobytes())
+    return path
+
+
+def wav_samples(path: str) -> np.ndarray:
+    with wave.open(path, "rb") as w:
+        return np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
+
+
+async def test_caller_reaches_agent_they_talk_and_the_timeline_is_stored(
+    first_call_stack: Stack, tmp_path: Path
+) -> None:
+    stack = first_call_stack
+    t = make_tenant(stack.api)
+    watch = await Watch.start(stack.nats_url, t.id)
+    record = tmp_path / "heard-{contact_id}.wav"
+    caller = PhoneCaller(stack.sip_port, t.number, frequency=CALLER_HZ)
+    try:
+        async with AgentSession(
+            stack.api,
+            t.token("agent0@example.com"),
+            auto_answer=True,
+            play=agent_wav(tmp_path),
+            play_loop=True,
+            record=record,
+        ) as agent:
+            await agent.login(state="available")
+            await caller.dial()
+            offer = await next_of(agent, ContactOffer)
+            ctx = offer.context
+            assert ctx.caller.number == "+15550100" and ctx.caller.name == "Ada Caller"
+            assert ctx.dialled == t.number and ctx.queue is not None and ctx.queue.name == "Support"
+            assert ctx.ivr is None and ctx.history.today == 0
+            await next_of(agent, ContactConnected, lambda e: e.contact_id == offer.contact_id)
+            # Audio both ways: the caller hears the agent's 1 kHz; the agent's recording holds the caller's 600 Hz.
+            await asyncio.sleep(0.5)
+            mark = caller.mark()
+            await asyncio.sleep(2.0)
+            heard = caller.pcm_since(mark)
+            assert len(heard) > 8000, len(heard)
+            assert tone_power(heard, AGENT_HZ) > 0.5 and tone_power(heard, CALLER_HZ) < 0.05
+            await caller.hang_up()
+            ended = await next_of(agent, ContactEnded)
+            assert ended.by == "caller" and ended.duration > 2.0
+            recorded = await next_of(agent, Recorded)
+            samples = wav_samples(recorded.path)
+            assert tone_power(samples[-16000:], CALLER_HZ) > 0.3
+            await agent.wrap_up(offer.contact_id, "resolved", notes="asked about the bill")
+            await next_of(agent, AgentState, lambda e: e.state == "available")
+        done = await wait_contact(t, offer.contact_id, "ended")
+        assert done["outcome"] == "handled" and done["disposition"] == "resolved"
+        assert done["notes"] == "asked about the bill" and done["agent_id"] == t.agents["agent0@example.com"]
+        assert done["talk_s"] > 2.0 and done["queue_s"] >= 0 and done["caller"] == "+15550100"
+        events = [e["event"] for e in done["timeline"]]
+        assert events[:3] == ["arrived", "queued", "offered"]
+        assert (
+            events.index("accepted")
+            < events.index("connected")
+            < events.index("wrap_up")
+            < events.index("ended")
+        )
+        states = [
+            e.new for e in watch.all(ev.ContactStateChanged, lambda e: str(e.call_id) == offer.contact_id)
+        ]
+        assert states == ["arrived", "queued", "offered", "connected", "wrap_up", "ended"]
+        # A second call from the same caller today: the offer's context counts the first.
+        async with AgentSession(
+            stack.api, t.token("agent0@example.com"), auto_answer=False, audio=False
+        ) as agent:
+            await agent.login(state="available")
+            again = PhoneCaller(stack.sip_port, t.number)
+            await again.dial()
+            second = await next_of(agent, ContactOffer)
+            assert second.context.history.today == 1
+            assert second.context.history.last[0].contact_id == offer.contact_id
+            assert second.context.history.last[0].disposition == "resolved"
+            await again.hang_up()
+            again.close()
+    finally:
+        caller.close()
+        await watch.close()
+
+
+async def test_offer_context_shows_the_ivr_path_and_digits(first_call_stack: Stack) -> None:
+    stack = first_call_stack
+    t = make_tenant(stack.api, flow=MENU_FLOW)
+    caller = PhoneCaller(stack.sip_port, t.number)
+    try:
+        async with AgentSession(
+            stack.api, t.token("agent0@example.com"), auto_answer=False, audio=False
+        ) as agent:
+            await agent.login(state="available")
+            await caller.dial()
+            await asyncio.sleep(1.0)
+            caller.press("2")
+            offer = await next_of(agent, ContactOffer, timeout=20)
+            assert offer.context.ivr is not None
+            assert offer.context.ivr.flow.startswith("fc-menu@")
+            assert "menu" in offer.context.ivr.path and offer.context.ivr.digits == "2"
+            assert offer.context.waited.ivr_s > 0.5
+            await caller.hang_up()
+            withdrawn = await next_of(agent, ContactWithdrawn)
+            assert withdrawn.reason == "caller_hung_up"
+        record = await wait_contact(t, offer.contact_id, "abandoned")
+        assert record["outcome"] == "abandoned_ringing" and record["ivr_digits"] == "2"
+    finally:
+        caller.close()
+
+
+async def test_rejected_and_unanswered_offers_go_back_to_the_front(first_call_stack: Stack) -> None:
+    stack = first_call_stack
+    t = make_tenant(stack.api, agents=2, offer_timeout_s=5)
+    first, second = PhoneCaller(stack.sip_port, t.number), PhoneCaller(stack.sip_port, t.number)
+    try:
+        async with (
+            AgentSession(stack.api, t.token("agent0@example.com"), audio=False) as a,
+            AgentSession(stack.api, t.token("agent1@example.com"), audio=False) as b,
+        ):
+            await a.login(state="available")
+            await b.login(state="away")
+            await first.dial()
+            offer = await next_of(a, ContactOffer)
+            await second.dial()
+            await asyncio.sleep(0.5)
+            await a.reject(offer.contact_id, offer.offer_id)
+            await next_of(a, AgentState, lambda e: e.state == "away" and e.reason == "missed")
+            # The first caller is still first in line: B gets it, not the second caller.
+            await b.set_state("available")
+            again = await next_of(b, ContactOffer)
+            assert again.contact_id == offer.contact_id
+            # B lets it ring out: back to the front again, and B is away ("missed").
+            withdrawn = await next_of(b, ContactWithdrawn, timeout=10)
+            assert withdrawn.reason == "no_answer"
+            await next_of(b, AgentState, lambda e: e.state == "away" and e.reason == "missed")
+            # Still first in line: B, back, gets it again (A declined it, so A is not asked again; A gets the
+            # second caller).
+            await b.set_state("available")
+            third = await next_of(b, ContactOffer)
+            assert third.contact_id == offer.contact_id
+            await a.set_state("available")
+            fourth = await next_of(a, ContactOffer)
+            assert fourth.contact_id not in (offer.contact_id, "")
+            await first.hang_up()
+            await second.hang_up()
+    finally:
+        first.close()
+        second.close()
+
+
+async def test_caller_hanging_up_while_ringing_withdraws_the_offer(first_call_stack: Stack) -> None:
+    stack = first_call_stack
+    t = make_tenant(stack.api)
+    caller = PhoneCaller(stack.sip_port, t.number)
+    try:
+        async with AgentSession(stack.api, t.token("agent0@example.com"), audio=True) as agent:
+            await agent.login(state="available")
+            await caller.dial()
+            offer = await next_of(agent, ContactOffer)
+            await asyncio.sleep(0.5)  # the leg connects while it rings
+            await caller.hang_up()
+            withdrawn = await next_of(agent, ContactWithdrawn)
+            assert withdrawn.reason == "caller_hung_up" and withdrawn.contact_id == offer.contact_id
+            await next_of(agent, AgentState, lambda e: e.state == "available")
+        record = await wait_contact(t, offer.contact_id, "abandoned")
+        assert record["outcome"] == "abandoned_ringing"
+    finally:
+        caller.close()
+
+
+async def test_agent_connection_lost_mid_call_requeues_the_caller_at_the_front(
+    first_call_stack: Stack, tmp_path: Path
+) -> None:
+    stack = first_call_stack
+    t = make_tenant(stack.api, agents=2)
+    watch = await Watch.start(stack.nats_url, t.id)
+    caller = PhoneCaller(stack.sip_port, t.number)
+    try:
+        async with (
+            AgentSession(stack.api, t.token("agent0@example.com"), auto_answer=True) as a,
+            AgentSession(stack.api, t.token("agent1@example.com"), auto_answer=True) as b,
+        ):
+            await a.login(state="available")
+            await b.login(state="away")
+            await caller.dial()
+            offer = await next_of(a, ContactOffer)
+            await next_of(a, ContactConnected)
+            # A's audio drops (its peer connection goes away without a word on the websocket).
+            leg = a.leg(offer.contact_id)
+            assert leg is not None
+            mark = caller.mark()
+            await leg.pc.close()
+            lost = await watch.wait_for(
+                ev.ContactStateChanged, lambda e: e.new == "queued" and e.cause == "agent_connection_lost"
+            )
+            assert str(lost.call_id) == offer.contact_id
+            # The caller hears the message (speech, not silence), then waits; B takes the call.
+            await asyncio.sleep(2.0)
+            said = caller.pcm_since(mark)
+            assert np.sqrt(np.mean(said.astype(np.float64) ** 2)) > 300
+            await b.set_state("available")
+            again = await next_of(b, ContactOffer)
+            assert again.contact_id == offer.contact_id
+            await next_of(b, ContactConnected)
+            await caller.hang_up()
+        record = await wait_contact(t, offer.contact_id, "wrap_up")
+        assert record["agent_id"] == t.agents["agent1@example.com"]
+        assert "agent_connection_lost" in [e["detail"].get("cause") for e in record["timeline"]]
+    finally:
+        caller.close()
+        await watch.close()
+
+
+async def test_two_tenants_never_see_each_others_contacts(first_call_stack: Stack) -> None:
+    stack = first_call_stack
+    x, y = make_tenant(stack.api), make_tenant(stack.api)
+    callers = [PhoneCaller(stack.sip_port, x.number), PhoneCaller(stack.sip_port, y.number)]
+    try:
+        async with (
+            AgentSession(stack.api, x.token("agent0@example.com"), auto_answer=True) as ax,
+            AgentSession(stack.api, y.token("agent0@example.com"), auto_answer=True) as ay,
+        ):
+            await ax.login(state="available")
+            await ay.login(state="available")
+            await asyncio.gather(*(c.dial() for c in callers))
+            ox, oy = await next_of(ax, ContactOffer), await next_of(ay, ContactOffer)
+            assert ox.contact_id != oy.contact_id
+            assert ox.context.dialled == x.number and oy.context.dialled == y.number
+            await next_of(ax, ContactConnected)
+            await next_of(ay, ContactConnected)
+            # Y's agent cannot act on X's contact, and X's admin cannot read Y's record.
+            with pytest.raises(Exception) as refused:
+                await ay.hangup(ox.contact_id)
+            assert "not_found" in str(refused.value) or "not yours" in str(refused.value)
+            with x.client() as client:
+                assert client.get(f"/v1/contacts/{oy.contact_id}").status_code == 404
+                listed = [c["id"] for c in client.get("/v1/contacts").json()["items"]]
+            assert ox.contact_id in listed and oy.contact_id not in listed
+            await asyncio.gather(*(c.hang_up() for c in callers))
+    finally:
+        for c in callers:
+            c.close()
+
+
+async def test_number_route_queue_through_the_api_refuses_unknown_queues(first_call_stack: Stack) -> None:
+    t = make_tenant(first_call_stack.api)
+    with t.client() as client:
+        r = client.post(f"/v1/numbers/{t.number}/route", json={"queue": "Nope"})
+        assert r.status_code == 422 and "Nope" in r.text
+        r = client.post(f"/v1/numbers/{t.number}/route", json={"queue": "Support", "flow": "x"})
+        assert r.status_code == 422
+        r = client.post(f"/v1/numbers/{t.number}/route", json={"queue": "Support"})
+        assert r.status_code == 200 and r.json()["queue_id"] == t.queue_id and r.json()["flow_id"] is None
+
+
+async def test_agent_at_a_sip_phone_is_rung_and_talks(first_call_stack: Stack, tmp_path: Path) -> None:
+    """The agent's endpoint is a SIP address (a desk phone: SIPp's UAS, echoing what it hears). The
+    coordinator rings it from the caller's worker; answering accepts the offer; the caller's own tone comes
+    back through the bridge and the phone's leg, so audio crossed both ways."""
+    stack = first_call_stack
+    t = make_tenant(stack.api)
+    port = free_port()
+    with t.client() as client:
+        r = client.patch(
+            f"/v1/agents/{t.agents['agent0@example.com']}", json={"endpoint": f"sip:ada@127.0.0.1:{port}"}
+        )
+        assert r.status_code == 200, r.text
+    phone = await asyncio.create_subprocess_exec(
+        *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port)],
+        *["-sn", "uas", "-rtp_echo", "-m", "1", "-timeout", "40"],
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    caller = PhoneCaller(stack.sip_port, t.number, frequency=CALLER_HZ)
+    try:
+        await asyncio.sleep(0.3)  # SIPp binds its port
+        async with AgentSession(stack.api, t.token("agent0@example.com"), audio=False) as agent:
+            await agent.login(state="available")
+            await caller.dial()
+            offer = await next_of(agent, ContactOffer)
+            await next_of(agent, ContactConnected, lambda e: e.contact_id == offer.contact_id)
+            await asyncio.sleep(0.5)
+            mark = caller.mark()
+            await asyncio.sleep(1.5)
+            echoed = caller.pcm_since(mark)
+            assert len(echoed) > 6000 and tone_power(echoed, CALLER_HZ) > 0.5
+            await caller.hang_up()
+            await next_of(agent, ContactEnded)
+        assert await asyncio.wait_for(phone.wait(), 10) == 0, (
+            "the phone's call completed (answered, BYE received)"
+        )
+        record = await wait_contact(t, offer.contact_id, "ended")  # signing out ended the wrap-up
+        assert record["outcome"] == "handled"
+        assert "agent_phone_answered" in [e["event"] for e in record["timeline"]]
+    finally:
+        caller.close()
+        if phone.returncode is None:
+            phone.kill()
+            await phone.wait()
+
+
+async def test_coordinator_killed_while_it_rings_resumes_and_connects_once(first_call_stack: Stack) -> None:
+    """kill -9 of the contact coordinator while the offer rings: the agent accepts while it is down; the
+    restarted one resumes the contact from its saved state and the events published meanwhile (its durable
+    consumer), connects the call exactly once, and the timeline has no step twice."""
+    stack = first_call_stack
+    t = make_tenant(stack.api)
+    watch = await Watch.start(stack.nats_url, t.id)
+    caller = PhoneCaller(stack.sip_port, t.number)
+    try:
+        async with AgentSession(stack.api, t.token("agent0@example.com"), audio=True) as agent:
+            await agent.login(state="available")
+            await caller.dial()
+            offer = await next_of(agent, ContactOffer)
+            leg = None
+            for _ in range(100):
+                leg = agent.leg(offer.contact_id)
+                if leg is not None and leg.state == "connected":
+                    break
+                await asyncio.sleep(0.05)
+            assert leg is not None and leg.state == "connected"
+            stack.kill("contacts")
+            await agent.accept(offer.contact_id, offer.offer_id)  # routing takes it; nobody bridges yet
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(stack.start, "contacts")
+            await next_of(agent, ContactConnected, timeout=20)
+            await caller.hang_up()
+            await next_of(agent, ContactEnded)
+            await agent.wrap_up(offer.contact_id, "resolved")
+        record = await wait_contact(t, offer.contact_id, "ended")
+        events = [e["event"] for e in record["timeline"]]
+        for step in ("arrived", "queued", "offered", "accepted", "connected", "wrap_up", "ended"):
+            assert events.count(step) == 1, events
+        bridged = watch.all(ev.CallBridged, lambda e: str(e.call_id) == offer.contact_id)
+        assert len(bridged) == 1
+    finally:
+        caller.close()
+        await watch.close()

@@ -1,0 +1,82 @@
+"""The agent's media worker dies mid-call (kill -9, with the SIP front and two workers): the contact ends with
+the cause `media_worker_lost`, the agent is told and freed (wrap-up, then available), and the call on the
+other worker goes on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import nats
+from switchboard import AgentSession
+from switchboard.agent_events import AgentState, ContactConnected, ContactEnded, ContactOffer
+
+from services.kernel import events as ev
+from tests.e2e.first_call.conftest import PhoneCaller, Stack, Watch, make_tenant, next_of, wait_contact
+
+
+async def worker_of(stack: Stack, call_id: str) -> tuple[str, str]:
+    """The worker whose registration lists the call (the front dispatches; the KV bucket says where), and the
+    call's SIP Call-ID."""
+    nc = await nats.connect(stack.nats_url)
+    try:
+        kv = await nc.jetstream().key_value("sb_media_workers")
+        for _ in range(50):
+            for key in await kv.keys():
+                entry = await kv.get(key)
+                calls = json.loads(entry.value or b"{}").get("calls", [])
+                for call in calls:
+                    if call.get("call_id") == call_id:
+                        return key, str(call.get("sip_call_id"))
+            await asyncio.sleep(0.1)
+    finally:
+        await nc.close()
+    raise AssertionError(f"no worker lists call {call_id}")
+
+
+async def test_media_worker_dying_ends_its_contact_and_frees_the_agent(sharded_stack: Stack) -> None:
+    stack = sharded_stack
+    t = make_tenant(stack.api, agents=2)
+    watch = await Watch.start(stack.nats_url, t.id)
+    callers = [PhoneCaller(stack.sip_port, t.number), PhoneCaller(stack.sip_port, t.number)]
+    try:
+        async with (
+            AgentSession(stack.api, t.token("agent0@example.com"), auto_answer=True) as a,
+            AgentSession(stack.api, t.token("agent1@example.com"), auto_answer=True) as b,
+        ):
+            await a.login(state="available")
+            await b.login(state="available")
+            for caller in callers:
+                await caller.dial()
+            agents = {}
+            for agent in (a, b):
+                offer = await next_of(agent, ContactOffer)
+                agents[offer.contact_id] = agent
+                await next_of(agent, ContactConnected)
+            where = {cid: await worker_of(stack, cid) for cid in agents}
+            assert len({w for w, _ in where.values()}) == 2, where  # least-loaded: one call on each worker
+            doomed_id, survivor = list(agents)
+            doomed_worker = where[doomed_id][0]
+            name = next(n for n, env in stack.envs.items() if env.get("SB_MEDIA_WORKER_ID") == doomed_worker)
+            stack.kill(name)
+            ended = await watch.wait_for(
+                ev.CallEnded, lambda e: str(e.call_id) == doomed_id and e.cause == "media_worker_lost"
+            )
+            assert ended.duration > 0
+            agent = agents[doomed_id]
+            told = await next_of(agent, ContactEnded, lambda e: e.contact_id == doomed_id)
+            assert told.cause == "media_worker_lost" and told.by == "system"
+            await agent.wrap_up(doomed_id, "lost")
+            await next_of(agent, AgentState, lambda e: e.state == "available")
+            record = await wait_contact(t, doomed_id, "ended")
+            assert record["cause"] == "media_worker_lost"
+            # The other worker's call goes on: its caller still receives RTP, and it has not ended.
+            caller = next(c for c in callers if c.call_id == where[survivor][1])
+            mark = caller.mark()
+            await asyncio.sleep(1.0)
+            assert len(caller.pcm_since(mark)) > 4000
+            assert not watch.all(ev.CallEnded, lambda e: str(e.call_id) == survivor)
+    finally:
+        for c in callers:
+            c.close()
+        await watch.close()

@@ -1,0 +1,108 @@
+"""SIPp caller scenarios for the end-to-end tests (SIPp is the real SIP peer; its XML is written here once):
+INVITE with an SDP offer, ACK, what the caller does meanwhile, then either waiting for the platform's BYE or
+hanging up itself. Import as `from tests.sipp_uac import uac_scenario, press, stream, pause`."""
+
+from __future__ import annotations
+
+__all__ = ["pause", "press", "stream", "uac_scenario"]
+
+_RTPMAP = {0: "PCMU/8000", 8: "PCMA/8000", 101: "telephone-event/8000"}
+
+
+def pause(ms: int) -> str:
+    return f'  <pause milliseconds="{ms}"/>\n'
+
+
+def press(digit: str, *, after_ms: int = 0) -> str:
+    """A key press from SIPp's shipped RFC 4733 captures (the scenario's folder needs a `pcap` link to
+    /usr/share/sip-tester)."""
+    return (pause(after_ms) if after_ms else "") + (
+        f'  <nop><action><exec play_pcap_audio="pcap/dtmf_2833_{digit}.pcap"/></action></nop>\n'
+    )
+
+
+def stream(path: str, *, loops: int = 1) -> str:
+    """Stream a raw u-law file as the caller's audio (from SIPp's own media port)."""
+    return f'  <nop><action><exec rtp_stream="{path},{loops},0"/></action></nop>\n'
+
+
+def uac_scenario(
+    *,
+    rtp_port: int | None = None,
+    payload_types: tuple[int, ...] = (0, 101),
+    caller: str = "sipp <sip:+15550142@[local_ip]:[local_port]>",
+    during: str = "",
+    hangup_after_ms: int | None = None,
+    bye_timeout_ms: int = 20000,
+    name: str = "caller",
+) -> str:
+    """One call. `rtp_port`: where the platform's audio goes (a socket of the test), or None for SIPp's own
+    media port (needed for `stream`). `during`: actions after the ACK (`press`, `stream`, `pause`). Then the
+    caller hangs up after `hangup_after_ms`, or (None) waits up to `bye_timeout_ms` for the platform's BYE."""
+    media = (
+        f"c=IN IP4 [local_ip]\nt=0 0\nm=audio {rtp_port}"
+        if rtp_port
+        else "c=IN IP4 [media_ip]\nt=0 0\nm=audio [media_port]"
+    )
+    rtpmaps = "".join(f"a=rtpmap:{pt} {_RTPMAP[pt]}\n" for pt in payload_types)
+    if 101 in payload_types:
+        rtpmaps += "a=fmtp:101 0-15\n"
+    via = "Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]"
+    dialog = f"From: {caller};tag=[pid]SIPpTag09[call_number]\nTo: <sip:[service]@[remote_ip]:[remote_port]>"
+    fixed = "Call-ID: [call_id]\n{cseq}\nContact: sip:sipp@[local_ip]:[local_port]\nMax-Forwards: 70"
+    invite = f"""INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+{via}
+{dialog}
+{fixed.format(cseq="CSeq: 1 INVITE")}
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP4 [local_ip]
+s=-
+{media} RTP/AVP {" ".join(map(str, payload_types))}
+{rtpmaps}"""
+    in_dialog = f"{via}\n{dialog}[peer_tag_param]\n{fixed}\nContent-Length: 0\n"
+    if hangup_after_ms is None:
+        end = f"""  <recv request="BYE" timeout="{bye_timeout_ms}"/>
+  <send><![CDATA[
+
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Contact: <sip:[local_ip]:[local_port]>
+Content-Length: 0
+
+]]></send>
+"""
+    else:
+        bye = in_dialog.format(cseq="CSeq: 2 BYE")
+        end = f"""{pause(hangup_after_ms)}  <send retrans="500"><![CDATA[
+
+BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+{bye}
+]]></send>
+  <recv response="200"/>
+"""
+    ack = in_dialog.format(cseq="CSeq: 1 ACK")
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<!DOCTYPE scenario SYSTEM "sipp.dtd">
+<scenario name="{name}">
+  <send retrans="500"><![CDATA[
+
+{invite}
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200" rtd="true"/>
+  <send><![CDATA[
+
+ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+{ack}
+]]></send>
+{during}{end}</scenario>
+"""
