@@ -8,7 +8,16 @@ from services.media.spool.spool import (
     SpoolError,
     SpoolWriter,
     read_spool,
+    wait_written,
     write_wav,
 )
 
-__all__ = ["RecordKind", "SpoolContents", "SpoolError", "SpoolWriter", "read_spool", "write_wav"]
+__all__ = [
+    "RecordKind",
+    "SpoolContents",
+    "SpoolError",
+    "SpoolWriter",
+    "read_spool",
+    "wait_written",
+    "write_wav",
+]

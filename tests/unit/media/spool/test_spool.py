@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from services.media.rtp.g711 import G711
-from services.media.spool import SpoolError, SpoolWriter, read_spool, write_wav
+from services.media.spool import SpoolError, SpoolWriter, read_spool, wait_written, write_wav
 from services.media.spool.spool import RECORDS
 
 
@@ -61,21 +61,26 @@ def test_two_channels_stored_as_sent_and_reassembled_as_wav(tmp_path: Path) -> N
 def test_chunks_are_flushed_on_time(tmp_path: Path) -> None:
     w = SpoolWriter(tmp_path, "c", G711.PCMU, flush_seconds=1.0)
     feed(w, 0.9)
-    assert os.path.getsize(tmp_path / "c" / RECORDS) == 0  # still gathering the first chunk
+    assert (
+        wait_written() and os.path.getsize(tmp_path / "c" / RECORDS) == 0
+    )  # still gathering the first chunk
     feed(w, 0.2, 0.9)
+    assert wait_written()  # the chunk went to the disk thread, which wrote and fsynced it
     assert read_spool(tmp_path / "c").duration == pytest.approx(1.02, abs=0.03)
 
 
 def test_a_killed_writer_loses_at_most_the_last_chunk(tmp_path: Path) -> None:
     # A real crash: a child process spools 5.5 s of audio with 1 s chunks and is killed with SIGKILL.
     script = f"""
-import os, signal, numpy as np
+import os, signal, time, numpy as np
 from services.media.rtp.g711 import G711
 from services.media.spool import SpoolWriter
 w = SpoolWriter({str(tmp_path)!r}, "crash", G711.PCMU, flush_seconds=1.0)
 frame = G711.PCMU.encode(np.full(160, 1000))
 for i in range(275):
     w.write(frame, frame, i * 0.02)
+    if i % 50 == 0:
+        time.sleep(0.1)  # a live call has 1 s between chunks: the disk thread writes one long before the next
 os.kill(os.getpid(), signal.SIGKILL)
 """
     proc = subprocess.run([sys.executable, "-c", script], cwd=Path(__file__).resolve().parents[4], timeout=30)
