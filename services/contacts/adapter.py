@@ -45,7 +45,9 @@ CONSUMER = "contacts"
 STATE_TTL_S = 24 * 3600.0
 MEDIA_TIMEOUT_S = 5.0
 ROUTING_TIMEOUT_S = 3.0
-FETCH_BATCH = 64
+# One message per pull: nats-py's batched fetch, once a long poll gets its first message, waits out the
+# timeout for the rest of the batch (the first-call benchmark saw contact.accepted arrive 660-730 ms late).
+FETCH_BATCH = 1
 
 _EVENTS: dict[str, type[Event]] = {
     f"{cls.domain}.{cls.name}": cls

@@ -378,8 +378,12 @@ class Engine(Operations):
         if entry == c.queue_id and c.state in IN_LINE:
             return Rejected(code="same_queue", reason=f"contact {c.contact_id!r} is already in {entry!r}")
         target = cmd.preferred_agent_id
-        if target is not None and (target not in self.state.agents or entry not in self.matcher.queues_of(target)):
-            return Rejected(code="agent_not_in_queue", reason=f"agent {target!r} is not logged in to {entry!r}")
+        if target is not None and (
+            target not in self.state.agents or entry not in self.matcher.queues_of(target)
+        ):
+            return Rejected(
+                code="agent_not_in_queue", reason=f"agent {target!r} is not logged in to {entry!r}"
+            )
         if cmd.preferred_window_s is not None and cmd.preferred_window_s < 0:
             return Rejected(code="invalid", reason="preferred_window_s must not be negative")
         from_queue = c.queue_id
