@@ -1,0 +1,1071 @@
+# The `first-call` benchmark (`make bench BENCH=first_call`, issue 8): a caller dials a number routed straight
+# to a queue and reaches a headless agent, on the real processes: embedded PostgreSQL and NATS, then
+# `python -m services.api`, `services.media`, `services.routing`, `services.ivr` and `services.contacts`.
+# The load generators run in processes of their own: the agents (switchboard.AgentSession, each contact
+# with its aiortc WebRTC leg made while it rings, as the desktop does) and the callers (an asyncio SIP UAC
+# per call, PCMU, streaming a 600 Hz tone all call long). Each call: queued -> offered -> accept ->
+# bridged -> ~1 s of talk -> the agent hangs up -> wrap-up.
+#
+#   1. offer latency: the routing `contact.queued` event's timestamp -> the agent's socket reads the
+#      `contact_offer` (both wall clocks of this machine); calls one at a time, agents free; p50/p95.
+#   2. accept -> audio: the agent sends `accept` (once its leg is connected, as auto_answer does) -> the
+#      first non-silent frame (RMS > 1000; the tone is ~5,600) decoded in the agent's leg; same calls.
+#   3. calls per second through the whole path: callers at a fixed rate for a while per step, rising; the
+#      highest rate at which every call went all the way (caller answered and released by the agent's
+#      hang-up, agent offered/accepted/connected/heard audio/ended/wrapped up). The ramp stops at the first
+#      step with a failure.
+#   Stages (per contact, from the bus events' `ts` and the agent's clock): arrival -> queued, queued ->
+#   offered (routing), offered -> at the agent (coordinator + API websocket), ring (leg ICE/DTLS), accept ->
+#   accepted (API -> routing), accepted -> bridged (coordinator -> media), bridged -> audio at the agent.
+#
+#   CPU per call of every process (services, NATS, PostgreSQL, agents, callers) is measured per step.
+#   Agents are AgentSessions with audio (not audio=False, not SIP agents): the coordinator bridges only to
+#   a connected WebRTC leg, and it does not dial SIP endpoints yet (docs/contacts.md).
+#
+#   python tests/bench/bench_first_call.py [--quick] [--samples N] [--rates 2,4,6] [--step-s S] [--keep]
+#   diagnostics: --log-level info, --jitter-prefetch 0 (the agents' aiortc receive buffer),
+#   --diag-fetch-timeout 0.25 (caps the coordinator's JetStream fetch timeout by a patch at launch).
+#
+# Prints a table and writes .bench/first-call.json as [{"metric","value","unit","goal","better"}] and the
+# ramp's steps to .bench/first-call-steps.json. With --keep, the data dir keeps the logs, events.json (every
+# contact's event times) and the agents' and callers' records.
+# Not a test: nothing here asserts a timing. Every process shares the machine's cores.
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+CALLER_HZ = 600.0
+AUDIO_RMS = 1000.0  # the caller's tone decodes at ~5,600 RMS; silence and comfort noise stay far below
+TALK_S = 1.0
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(len(s) * q))]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# callers (their own process): one asyncio SIP UAC per call
+
+
+class _Udp(asyncio.DatagramProtocol):
+    def __init__(self, queue: asyncio.Queue[bytes] | None) -> None:
+        self.queue = queue
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.queue is not None:
+            self.queue.put_nowait(data)
+
+
+async def one_call(port: int, number: str, caller: str, payload: bytes, timeout: float) -> dict[str, Any]:
+    """INVITE (retransmitted per RFC 3261 timer A until a response), ACK, the tone all call long, answer
+    the platform's BYE (the agent hung up). Never hangs up itself unless `timeout` passes."""
+    from services.media.rtp.packet import RtpPacket
+
+    loop = asyncio.get_running_loop()
+    inbox: asyncio.Queue[bytes] = asyncio.Queue()
+    sip, _ = await loop.create_datagram_endpoint(lambda: _Udp(inbox), local_addr=("127.0.0.1", 0))
+    rtp, _ = await loop.create_datagram_endpoint(lambda: _Udp(None), local_addr=("127.0.0.1", 0))
+    local = sip.get_extra_info("sockname")[1]
+    call_id, tag = secrets.token_hex(8), secrets.token_hex(4)
+    uri = f"sip:{number}@127.0.0.1:{port}"
+    result: dict[str, Any] = {"caller": caller, "t_invite": time.time(), "ok": False}
+    talk: asyncio.Task[None] | None = None
+
+    def send(method: str, cseq: int, to_tag: str | None = None, body: bytes = b"") -> None:
+        head = (
+            f"{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{secrets.token_hex(6)};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: <sip:{caller}@127.0.0.1>;tag={tag}\r\n"
+            f"To: <{uri}>{';tag=' + to_tag if to_tag else ''}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
+            f"Contact: <sip:caller@127.0.0.1:{local}>\r\n"
+        )
+        if body:
+            head += "Content-Type: application/sdp\r\n"
+        sip.sendto(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body, ("127.0.0.1", port))
+
+    async def stream(remote: int) -> None:
+        ssrc, seq, ts = secrets.randbits(32), secrets.randbits(15), secrets.randbits(31)
+        start, i = time.monotonic(), 0
+        while True:
+            chunk = payload[(i % 50) * 160 : (i % 50 + 1) * 160]
+            packet = RtpPacket(
+                payload_type=0,
+                sequence_number=(seq + i) & 0xFFFF,
+                timestamp=(ts + i * 160) & 0xFFFFFFFF,
+                ssrc=ssrc,
+                payload=chunk,
+                marker=i == 0,
+            )
+            rtp.sendto(bytes(packet), ("127.0.0.1", remote))
+            i += 1
+            await asyncio.sleep(max(0.0, start + i * 0.02 - time.monotonic()))
+
+    try:
+        rtp_port = rtp.get_extra_info("sockname")[1]
+        sdp = (
+            f"v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {rtp_port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n"
+        ).encode()
+        send("INVITE", 1, body=sdp)
+        deadline = time.monotonic() + timeout
+        t1, next_retx, got_response = 0.5, time.monotonic() + 0.5, False
+        ok: bytes | None = None
+        while ok is None:
+            now = time.monotonic()
+            if now > deadline:
+                result["error"] = "no final response"
+                return result
+            wait = min(deadline, next_retx if not got_response else deadline) - now
+            try:
+                data = await asyncio.wait_for(inbox.get(), max(0.001, wait))
+            except TimeoutError:
+                if not got_response:
+                    send("INVITE", 1, body=sdp)
+                    t1 = min(t1 * 2, 4.0)
+                    next_retx = time.monotonic() + t1
+                continue
+            if not data.startswith(b"SIP/2.0 "):
+                continue
+            got_response = True
+            code = int(data[8:11])
+            if code >= 300:
+                result["error"] = data.split(b"\r\n", 1)[0].decode(errors="replace")[8:]
+                return result
+            if code >= 200:
+                ok = data
+        result["t_200"] = time.time()
+        to_tag = re.search(rb"^To:.*;tag=([^;\r\n]+)", ok, re.M | re.I).group(1).decode()  # type: ignore[union-attr]
+        remote = int(re.search(rb"m=audio (\d+) ", ok).group(1))  # type: ignore[union-attr]
+        send("ACK", 1, to_tag)
+        talk = asyncio.create_task(stream(remote))
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                send("BYE", 2, to_tag)
+                result["error"] = "the platform never hung up"
+                return result
+            try:
+                data = await asyncio.wait_for(inbox.get(), left)
+            except TimeoutError:
+                continue
+            if data.startswith(b"SIP/2.0 200") and b" INVITE" in data.split(b"CSeq:", 1)[-1][:40]:
+                send("ACK", 1, to_tag)  # a retransmitted 200: our ACK was late or lost
+                continue
+            if data.startswith(b"SIP/2.0"):
+                continue
+            head = data.split(b"\r\n\r\n", 1)[0].decode(errors="replace")
+            keep = [
+                line
+                for line in head.split("\r\n")[1:]
+                if line.split(":", 1)[0].lower() in ("via", "from", "to", "call-id", "cseq")
+            ]
+            sip.sendto(
+                ("SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n").encode(),
+                ("127.0.0.1", port),
+            )
+            if data.startswith(b"BYE "):
+                result["t_bye"] = time.time()
+                result["ok"] = True
+                return result
+    finally:
+        if talk is not None:
+            talk.cancel()
+        sip.close()
+        rtp.close()
+
+
+async def callers_main(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from services.media.rtp.g711 import ulaw_encode
+
+    t = np.arange(8000) / 8000
+    payload = ulaw_encode((8000 * np.sin(2 * np.pi * CALLER_HZ * t)).astype(np.int16))
+    out = open(args.out, "a", buffering=1)  # noqa: ASYNC230  (a load generator's own log: small, line-buffered writes)
+    tasks: list[asyncio.Task[None]] = []
+
+    async def run(i: int) -> None:
+        caller = f"+1666{args.seed:03d}{i:07d}"
+        r = await one_call(args.port, args.number, caller, payload, args.timeout)
+        out.write(json.dumps(r) + "\n")
+
+    if args.sequential:
+        for i in range(args.calls):
+            await run(i)
+            await asyncio.sleep(args.gap)
+    else:
+        start = time.monotonic()
+        for i in range(args.calls):
+            await asyncio.sleep(max(0.0, start + i / args.rate - time.monotonic()))
+            tasks.append(asyncio.create_task(run(i)))
+        await asyncio.gather(*tasks)
+    out.write(json.dumps({"cpu_s": time.process_time()}) + "\n")
+    out.close()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# agents (their own process): switchboard.AgentSession with audio, accepting once the leg is connected
+
+FIRST_AUDIO: dict[str, float] = {}
+
+
+def _patch_leg_reader() -> None:
+    """Time the first non-silent frame each leg decodes. The SDK's reader only records after
+    `contact_connected`; this replaces it in this process (nothing is recorded here) instead of adding a hook
+    to sdk/switchboard/_agent_audio.py."""
+    import numpy as np
+    from aiortc.mediastreams import MediaStreamError
+    from switchboard._agent_audio import AgentLeg
+
+    async def _read(self: Any, track: Any) -> None:
+        while True:
+            try:
+                frame = await track.recv()
+            except MediaStreamError:
+                return
+            if self.contact_id in FIRST_AUDIO:
+                continue
+            samples = frame.to_ndarray().astype(np.float32)
+            if samples.size and float(np.sqrt(np.mean(samples * samples))) > AUDIO_RMS:
+                FIRST_AUDIO[self.contact_id] = time.time()
+
+    AgentLeg._read = _read  # type: ignore[method-assign]
+
+
+async def agents_main(args: argparse.Namespace) -> None:
+    import httpx
+    from switchboard import AgentSession
+    from switchboard.agent_events import (
+        ContactConnected,
+        ContactEnded,
+        ContactOffer,
+        ContactWithdrawn,
+        ErrorMessage,
+    )
+
+    _patch_leg_reader()
+    if args.jitter_prefetch >= 0:
+        # Diagnostic: aiortc's audio receiver holds 4 frames (prefetch) before it decodes the first one.
+        import aiortc.rtcrtpreceiver as receiver
+        from aiortc.jitterbuffer import JitterBuffer
+
+        def buffer(capacity: int, prefetch: int = 0, is_video: bool = False) -> JitterBuffer:
+            return JitterBuffer(capacity, prefetch if is_video else args.jitter_prefetch, is_video)
+
+        receiver.JitterBuffer = buffer  # type: ignore[assignment,misc]
+    config = json.loads(Path(args.config).read_text())  # noqa: ASYNC240  (once, before any call)
+    http = httpx.AsyncClient(
+        base_url=config["api"], headers={"Authorization": f"Bearer {config['key']}"}, timeout=30
+    )
+    out = open(args.out, "a", buffering=1)  # noqa: ASYNC230  (a load generator's own log: small, line-buffered writes)
+
+    class TimedSession(AgentSession):
+        """Stamps the moment the socket reads each contact push (not when the loop below takes it)."""
+
+        def __init__(self, *a: Any, **kw: Any) -> None:
+            super().__init__(*a, **kw)
+            self.rx: dict[tuple[str, str], float] = {}
+
+        def _handle(self, event: Any) -> bool:
+            cid = getattr(event, "contact_id", None)
+            if cid:
+                self.rx.setdefault((type(event).__name__, cid), time.time())
+            return super()._handle(event)
+
+    def token_source(agent_id: str) -> Any:
+        async def fresh() -> str:
+            r = await http.post(f"/v1/agents/{agent_id}/token")
+            r.raise_for_status()
+            return str(r.json()["token"])
+
+        return fresh
+
+    async def expect(session: TimedSession, kind: type, cid: str, timeout: float) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no {kind.__name__}")
+            event = await session.next_event(left)
+            if event is None:
+                continue
+            if isinstance(event, kind) and (not cid or getattr(event, "contact_id", "") == cid):
+                return event
+            if isinstance(event, ContactWithdrawn) and event.contact_id == cid:
+                raise RuntimeError(f"withdrawn: {event.reason}")
+            if isinstance(event, ErrorMessage) and cid and cid in event.reason:
+                raise RuntimeError(f"{event.code}: {event.reason}")
+
+    async def work(session: TimedSession, agent_id: str) -> None:
+        while True:
+            offer = await expect(session, ContactOffer, "", 1e9)
+            cid = offer.contact_id
+            rec: dict[str, Any] = {"contact_id": cid, "agent_id": agent_id, "ok": False}
+            rec["t_offer_rx"] = session.rx.get(("ContactOffer", cid))
+            stage = "leg"
+            try:
+                deadline = time.monotonic() + 10
+                while session.leg(cid) is None and time.monotonic() < deadline:  # noqa: ASYNC110  (the SDK makes the leg in a task of its own; no event to await)
+                    await asyncio.sleep(0.002)
+                leg = session.leg(cid)
+                if leg is None or not await leg.wait_connected(max(0.1, deadline - time.monotonic())):
+                    raise RuntimeError("the leg did not connect")
+                rec["t_leg"] = time.time()
+                stage = "accept"
+                rec["t_accept"] = time.time()
+                await session.accept(cid, offer.offer_id)
+                rec["t_accept_ack"] = time.time()
+                stage = "connected"
+                await expect(session, ContactConnected, cid, 10)
+                rec["t_connected_rx"] = session.rx.get(("ContactConnected", cid))
+                stage = "talk"
+                await asyncio.sleep(args.talk)
+                for _ in range(100):  # at most 1 s more for the first audio
+                    if cid in FIRST_AUDIO:
+                        break
+                    await asyncio.sleep(0.01)
+                rec["t_first_audio"] = FIRST_AUDIO.pop(cid, None)
+                if rec["t_first_audio"] is None:
+                    raise RuntimeError("no caller audio at the agent")
+                stage = "hangup"
+                rec["t_hangup"] = time.time()
+                await session.hangup(cid)
+                await expect(session, ContactEnded, cid, 10)
+                rec["t_ended_rx"] = session.rx.get(("ContactEnded", cid))
+                stage = "wrap_up"
+                await session.wrap_up(cid, "bench")
+                rec["t_wrapped"] = time.time()
+                rec["ok"] = True
+            except Exception as exc:
+                rec["error"] = f"{stage}: {type(exc).__name__}: {exc}"
+                for step in (session.hangup(cid), session.wrap_up(cid, "bench")):
+                    try:
+                        await asyncio.wait_for(step, 5)
+                    except Exception:
+                        pass
+            out.write(json.dumps(rec) + "\n")
+
+    sessions: list[tuple[TimedSession, str]] = []
+    sem = asyncio.Semaphore(20)
+
+    async def start(agent_id: str) -> None:
+        async with sem:
+            session = TimedSession(config["api"], token_source(agent_id), audio=True, auto_answer=False)
+            await session.__aenter__()
+            await session.login(state="available")
+            sessions.append((session, agent_id))
+
+    await asyncio.gather(*(start(a) for a in config["agents"]))
+    workers = [asyncio.create_task(work(s, a)) for s, a in sessions]
+    Path(args.out + ".ready").write_text(str(len(sessions)))  # noqa: ASYNC240  (once, after the logins)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    for w in workers:
+        w.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+    await asyncio.gather(*(asyncio.wait_for(s.close(), 10) for s, _ in sessions), return_exceptions=True)
+    await http.aclose()
+    out.close()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# orchestrator: the stack, the tenant, the bus watcher, the phases
+
+
+class Watcher:
+    """Every event of the tenant on the bus: per call id, the first `ts` of each event kind."""
+
+    WANTED = {
+        "call.arrived",
+        "call.answered",
+        "contact.queued",
+        "contact.offered",
+        "contact.accepted",
+        "call.bridged",
+        "call.ended",
+    }
+
+    def __init__(self) -> None:
+        self.ts: dict[str, dict[str, float]] = {}
+        self.saves: dict[str, list[float]] = {}
+        self.by_caller: dict[str, str] = {}  # the caller's number -> the contact (call) id
+
+    async def start(self, url: str, tenant: uuid.UUID) -> None:
+        import msgspec
+        import nats
+
+        self.nc = await nats.connect(url)
+
+        async def on_event(msg: Any) -> None:
+            parts = msg.subject.split(".")
+            name = ".".join(parts[3:5])
+            if name == "contact.state_changed":
+                data = msgspec.json.decode(msg.data)
+                name = f"state.{data.get('new')}"
+            elif name == "webrtc.signal":
+                data = msgspec.json.decode(msg.data)
+                if data.get("kind") != "state" or data.get("state") != "connected":
+                    return
+                name = "leg.connected"
+            elif name not in self.WANTED:
+                return
+            else:
+                data = msgspec.json.decode(msg.data)
+            call = str(data.get("call_id"))
+            if name == "call.arrived":
+                found = re.search(r"sip:([^@;>]+)", str(data.get("from_uri", "")))
+                if found:
+                    self.by_caller[found.group(1)] = call
+            seen = self.ts.setdefault(call, {})
+            if name not in seen:
+                seen[name] = float(data["ts"])
+                seen["rx:" + name] = time.time()  # when the bus delivered it (publish delays show here)
+
+        await self.nc.subscribe(f"sb.{tenant}.evt.>", cb=on_event)
+
+        async def on_command(msg: Any) -> None:
+            # When each media/routing command of a contact went out (who is slow: the sender or the service).
+            parts = msg.subject.split(".")
+            data = msgspec.json.decode(msg.data)
+            call = str(data.get("call_id") or data.get("contact_id") or "")
+            if call:
+                self.ts.setdefault(call, {}).setdefault(f"cmd:{parts[3]}.{parts[4]}", time.time())
+
+        await self.nc.subscribe(f"sb.{tenant}.cmd.media.*", cb=on_command)
+
+        async def on_saved(msg: Any) -> None:
+            # The coordinator saves a contact's state after each step (KV put): the steps' end times.
+            call = msg.subject.rsplit(".", 1)[-1]
+            self.saves.setdefault(call, []).append(time.time())
+
+        await self.nc.subscribe(f"$KV.sb_contacts.{tenant}.*", cb=on_saved)
+        await self.nc.subscribe(f"sb.{tenant}.cmd.routing.*", cb=on_command)
+        await self.nc.flush()
+
+    async def close(self) -> None:
+        await self.nc.close()
+
+
+def wait_ready_file(path: Path, procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        for p in procs:
+            if p.poll() is not None:
+                raise RuntimeError(f"an agents process exited with {p.returncode}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.1)
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def stages(agent_recs: list[dict[str, Any]], watch: dict[str, dict[str, float]]) -> dict[str, list[float]]:
+    """Per-stage milliseconds over the contacts that went all the way."""
+    out: dict[str, list[float]] = {
+        k: []
+        for k in (
+            "arrived_to_queued",
+            "arrived_to_answered",
+            "answered_to_queued",
+            "queued_to_offered",
+            "offered_to_agent",
+            "offered_to_coordinator",
+            "coordinator_to_agent",
+            "offer_latency",
+            "ring_leg_connected",
+            "accept_to_accepted",
+            "accepted_to_bridged",
+            "bridged_to_audio",
+            "accept_to_audio",
+            "bridged_to_connected_push",
+            "hangup_to_ended_push",
+        )
+    }
+    for r in agent_recs:
+        if not r.get("ok"):
+            continue
+        w = watch.get(r["contact_id"], {})
+
+        def add(key: str, a: float | None, b: float | None) -> None:
+            if a is not None and b is not None:
+                out[key].append((b - a) * 1000)
+
+        add("arrived_to_queued", w.get("call.arrived"), w.get("contact.queued"))
+        add("arrived_to_answered", w.get("call.arrived"), w.get("call.answered"))
+        add("answered_to_queued", w.get("call.answered"), w.get("contact.queued"))
+        add("queued_to_offered", w.get("contact.queued"), w.get("contact.offered"))
+        add("offered_to_agent", w.get("contact.offered"), r["t_offer_rx"])
+        add("offered_to_coordinator", w.get("contact.offered"), w.get("state.offered"))
+        add("coordinator_to_agent", w.get("state.offered"), r["t_offer_rx"])
+        add("offer_latency", w.get("contact.queued"), r["t_offer_rx"])
+        add("ring_leg_connected", r["t_offer_rx"], r["t_leg"])
+        add("accept_to_accepted", r["t_accept"], w.get("contact.accepted"))
+        add("accepted_to_bridged", w.get("contact.accepted"), w.get("call.bridged"))
+        add("bridged_to_audio", w.get("call.bridged"), r["t_first_audio"])
+        add("accept_to_audio", r["t_accept"], r["t_first_audio"])
+        add("bridged_to_connected_push", w.get("call.bridged"), r["t_connected_rx"])
+        add("hangup_to_ended_push", r["t_hangup"], r["t_ended_rx"])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--samples", type=int, default=None, help="calls, one at a time, for the latencies")
+    parser.add_argument("--rates", default=None, help="calls per second, comma-separated, in order")
+    parser.add_argument("--step-s", type=float, default=None, help="seconds of calls per rate step")
+    parser.add_argument("--agents", type=int, default=None)
+    parser.add_argument("--agent-procs", type=int, default=2)
+    parser.add_argument("--talk", type=float, default=TALK_S)
+    parser.add_argument(
+        "--jitter-prefetch",
+        type=int,
+        default=-1,
+        help="diagnostic: the agents' aiortc audio prefetch (default 4)",
+    )
+    parser.add_argument(
+        "--diag-fetch-timeout",
+        type=float,
+        default=0.0,
+        help="diagnostic: cap the coordinator's fetch timeout",
+    )
+    parser.add_argument("--log-level", default="warning", help="the services' SB_LOG_LEVEL")
+    parser.add_argument("--keep", action="store_true", help="keep the data dir (logs) at the end")
+    # roles (the load generators re-run this file)
+    parser.add_argument("--role", choices=("agents", "callers"), default=None)
+    parser.add_argument("--config", default="")
+    parser.add_argument("--out", default="")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--number", default="")
+    parser.add_argument("--calls", type=int, default=0)
+    parser.add_argument("--rate", type=float, default=1.0)
+    parser.add_argument("--sequential", action="store_true")
+    parser.add_argument("--gap", type=float, default=0.2)
+    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if args.role == "callers":
+        asyncio.run(callers_main(args))
+        return
+    if args.role == "agents":
+        asyncio.run(agents_main(args))
+        return
+    orchestrate(args)
+
+
+def orchestrate(args: argparse.Namespace) -> None:
+    import httpx
+    import psutil
+
+    from services.kernel import db
+    from services.runtime.embedded import (
+        APP_ROLE,
+        DATABASE,
+        EmbeddedNats,
+        EmbeddedPostgres,
+        Secrets,
+        free_port,
+    )
+    from tests.e2e.first_call.conftest import _routing_answers, make_tenant
+
+    samples = args.samples or (15 if args.quick else 100)
+    rates = [
+        float(r) for r in (args.rates or ("2,4" if args.quick else "2,3,4,5,6,8,10,12,15,20,25")).split(",")
+    ]
+    step_s = args.step_s or (10.0 if args.quick else 25.0)
+    agents_n = args.agents or int(max(rates) * (args.talk + 2.5) * 1.5) + 4
+    data_dir = Path(tempfile.mkdtemp(prefix="sbbench-first-call-"))
+    secrets_ = Secrets.load_or_create(data_dir)
+    pg, nats_server = EmbeddedPostgres(data_dir, secrets_), EmbeddedNats(data_dir, secrets_)
+    procs: dict[str, subprocess.Popen[bytes]] = {}
+    agent_procs: list[subprocess.Popen[bytes]] = []
+    started_at = time.time()
+    load_before = os.getloadavg()
+    try:
+        pg.start()
+        nats_server.start()
+
+        async def prepare() -> None:
+            await db.bootstrap(
+                pg.admin_url, database=DATABASE, app_role=APP_ROLE, app_password=secrets_.pg_app_password
+            )
+            await db.migrate(pg.owner_url, app_role=APP_ROLE)
+
+        asyncio.run(prepare())
+        api_port, sip_port = free_port(), free_port()
+        base = {
+            **os.environ,
+            "SB_DATABASE_URL": pg.app_url,
+            "SB_NATS_URL": nats_server.url,
+            "SB_TOKEN_SECRET": secrets_.token_secret,
+            "SB_BIND_HOST": "127.0.0.1",
+            "SB_DATA_DIR": str(data_dir),
+            "SB_LOG_LEVEL": args.log_level,
+        }
+        envs = {
+            "api": {**base, "SB_HTTP_PORT": str(api_port), "SB_SIGNUP_RATE_PER_MINUTE": "1000"},
+            # Production admission (shedding on CPU and loop lag stays on): a shed call is a failed call.
+            "media": {
+                **base,
+                "SB_SIP_PORT": str(sip_port),
+                "SB_SIP_RATE": "100000",
+                "SB_SIP_BURST": "100000",
+                "SB_RTP_PORT_MIN": "40000",
+                "SB_RTP_PORT_MAX": "44000",
+            },
+            "routing": {**base, "SB_ROUTING_WORKER_ID": "bench-first-call"},
+            "ivr": base,
+            "contacts": base,
+        }
+        for name, env in envs.items():
+            log = open(data_dir / f"{name}.log", "ab")
+            cmd = [sys.executable, "-m", f"services.{name}"]
+            if name == "contacts" and args.diag_fetch_timeout:
+                # Diagnostic only (services/ unchanged): the coordinator's JetStream fetch with a shorter
+                # timeout, to see whether its late events follow that timeout.
+                cmd = [sys.executable, "-c", _FETCH_PATCH % args.diag_fetch_timeout]
+            procs[name] = subprocess.Popen(
+                cmd,
+                cwd=ROOT,
+                env={**env, "SB_SERVICE_NAME": name},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        api = f"http://127.0.0.1:{api_port}"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"{api}/healthz", timeout=2.0)
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the API did not start") from None
+                time.sleep(0.1)
+        asyncio.run(_wait_health(nats_server.url, {"media", "routing", "ivr", "contacts"}, 60))
+        asyncio.run(_routing_answers(nats_server.url, 30.0))
+        tenant = make_tenant(api, agents=agents_n)
+        with tenant.client() as client:  # wrap-up ends with the agent's wrap_up; nobody waits for the timer
+            client.patch(f"/v1/queues/{tenant.queue_id}", json={"wrap_up_seconds": 5})
+        # A signup may hold 10 calls at once (migration 0002): lifted, as an operator would for a big tenant.
+        asyncio.run(_lift_call_limit(pg.owner_url, tenant.id))
+        print(
+            f"stack up in {time.time() - started_at:.1f} s; {agents_n} agents in {args.agent_procs} processes;"
+            f" load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}"
+        )
+        ids = list(tenant.agents.values())
+        me = Path(__file__).resolve()
+        agent_out: list[Path] = []
+        for p in range(args.agent_procs):
+            cfg = data_dir / f"agents-{p}.json"
+            cfg.write_text(json.dumps({"api": api, "key": tenant.key, "agents": ids[p :: args.agent_procs]}))
+            out = data_dir / f"agents-{p}.jsonl"
+            agent_out.append(out)
+            log = open(data_dir / f"agents-{p}.log", "ab")
+            agent_procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        str(me),
+                        "--role",
+                        "agents",
+                        "--config",
+                        str(cfg),
+                        "--out",
+                        str(out),
+                        "--talk",
+                        str(args.talk),
+                        "--jitter-prefetch",
+                        str(args.jitter_prefetch),
+                    ],
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
+        for out in agent_out:
+            wait_ready_file(Path(str(out) + ".ready"), agent_procs, 120)
+        result = asyncio.run(
+            phases(
+                args,
+                tenant,
+                sip_port,
+                nats_server.url,
+                data_dir,
+                agent_out,
+                samples,
+                rates,
+                step_s,
+                {n: p.pid for n, p in procs.items()},
+                [p.pid for p in agent_procs],
+                psutil,
+            )
+        )
+    finally:
+        for p in agent_procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in agent_procs:
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for proc in reversed(list(procs.values())):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        nats_server.stop()
+        pg.stop()
+        if args.keep:
+            print(f"data and logs kept in {data_dir}")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    report(result, args, load_before, time.time() - started_at)
+
+
+_FETCH_PATCH = """
+import runpy
+import nats.js.client as c
+fetch = c.JetStreamContext.PullSubscription.fetch
+async def patched(self, batch=1, timeout=5, heartbeat=None):
+    return await fetch(self, batch, min(timeout, %r), heartbeat)
+c.JetStreamContext.PullSubscription.fetch = patched
+runpy.run_module("services.contacts", run_name="__main__")
+"""
+
+
+async def _lift_call_limit(owner_url: str, tenant: uuid.UUID) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(owner_url)
+    try:
+        await conn.execute("UPDATE tenants SET max_concurrent_calls = 100000 WHERE id = $1", tenant)
+    finally:
+        await conn.close()
+
+
+async def _wait_health(url: str, names: set[str], timeout: float) -> None:
+    import nats
+
+    from services.kernel.subjects import HEALTH_BUCKET
+
+    nc = await nats.connect(url)
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                kv = await nc.jetstream().key_value(HEALTH_BUCKET)
+                seen = {k.split(".", 1)[0] for k in await kv.keys()}
+                if names <= seen:
+                    return
+            except Exception:
+                pass
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"services not up within {timeout} s")
+    finally:
+        await nc.close()
+
+
+def _callers(
+    args: argparse.Namespace, out: Path, sip_port: int, number: str, extra: list[str]
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--role",
+            "callers",
+            "--out",
+            str(out),
+            "--port",
+            str(sip_port),
+            "--number",
+            number,
+            *extra,
+        ],
+        cwd=ROOT,
+    )
+
+
+async def _wait_proc(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None:
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError("the callers process did not finish")
+        await asyncio.sleep(0.1)
+
+
+async def phases(
+    args: argparse.Namespace,
+    tenant: Any,
+    sip_port: int,
+    nats_url: str,
+    data_dir: Path,
+    agent_out: list[Path],
+    samples: int,
+    rates: list[float],
+    step_s: float,
+    service_pids: dict[str, int],
+    agent_pids: list[int],
+    psutil: Any,
+) -> dict[str, Any]:
+    watcher = Watcher()
+    await watcher.start(nats_url, tenant.id)
+
+    def agent_recs() -> list[dict[str, Any]]:
+        return [r for out in agent_out for r in read_lines(out)]
+
+    # 1. one call at a time: offer latency, accept -> audio, the stages at rest (2 warm-up calls first)
+    warm = 2
+    lat_out = data_dir / "callers-latency.jsonl"
+    proc = _callers(
+        args,
+        lat_out,
+        sip_port,
+        tenant.number,
+        ["--sequential", "--calls", str(samples + warm), "--seed", "1", "--gap", "0.2"],
+    )
+    await _wait_proc(proc, 60 + (samples + warm) * 6)
+    calls = [c for c in read_lines(lat_out) if "caller" in c]
+    await asyncio.sleep(0.5)
+    recs = sorted(agent_recs(), key=lambda r: r.get("t_offer_rx") or 0)
+    lat_failed = sum(1 for c in calls if not c["ok"]) + sum(1 for r in recs if not r["ok"])
+    at_rest = stages(recs[warm:], watcher.ts)
+    seen = len(recs)
+    print(f"one call at a time: {len(calls)} calls, {lat_failed} failed")
+
+    # 2. the rate ramp
+    procs = {n: psutil.Process(pid) for n, pid in service_pids.items()}
+    procs.update({f"agents-{i}": psutil.Process(pid) for i, pid in enumerate(agent_pids)})
+    procs["nats"] = next(p for p in psutil.Process().children() if p.name().startswith("nats-server"))
+    postmaster = psutil.Process(int((data_dir / "pg" / "postmaster.pid").read_text().split()[0]))
+
+    def cpu_now() -> dict[str, float]:
+        out = {k: p.cpu_times().user + p.cpu_times().system for k, p in procs.items()}
+        pg = 0.0
+        for p in [postmaster, *postmaster.children()]:
+            try:
+                t = p.cpu_times()
+                pg += t.user + t.system
+            except psutil.Error:
+                pass
+        out["postgres"] = pg
+        return out
+
+    steps: list[dict[str, Any]] = []
+    best = 0.0
+    for i, rate in enumerate(rates):
+        n = max(1, int(rate * step_s))
+        out = data_dir / f"callers-{i}.jsonl"
+        cpu0 = cpu_now()
+        t0 = time.monotonic()
+        proc = _callers(
+            args,
+            out,
+            sip_port,
+            tenant.number,
+            ["--calls", str(n), "--rate", str(rate), "--seed", str(10 + i), "--timeout", "30"],
+        )
+        await _wait_proc(proc, step_s + 90)
+        wall = time.monotonic() - t0
+        cpu1 = cpu_now()
+        # The agents finish wrap-up after the caller's BYE: give them a moment, then take their records.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len(agent_recs()) - seen < n:  # noqa: ASYNC110  (the records are files other processes write)
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(0.5)
+        recs = sorted(agent_recs(), key=lambda r: r.get("t_offer_rx") or 0)
+        step_recs, seen = recs[seen:], len(recs)
+        lines = read_lines(out)
+        calls = [c for c in lines if "caller" in c]
+        callers_cpu = sum(c["cpu_s"] for c in lines if "cpu_s" in c)
+        failed_calls = [c for c in calls if not c["ok"]]
+        failed_agents = [r for r in step_recs if not r["ok"]]
+        # A call went all the way when its caller was released by the agent's hang-up and the agent's side
+        # of its contact went offer -> accept -> connected -> audio -> ended -> wrapped up.
+        by_contact = {r["contact_id"]: r for r in step_recs}
+        failures = 0
+        for c in calls:
+            rec = by_contact.get(watcher.by_caller.get(c["caller"], ""))
+            if not c["ok"] or rec is None or not rec["ok"]:
+                failures += 1
+        used = {k: cpu1[k] - cpu0[k] for k in cpu1}
+        used["callers"] = callers_cpu
+        cpu = {k: v / wall for k, v in used.items()}
+        platform = sum(v for k, v in used.items() if k in service_pids or k in ("nats", "postgres"))
+        generators = sum(v for k, v in used.items() if k.startswith("agents") or k == "callers")
+        st = stages(step_recs, watcher.ts)
+        step = {
+            "rate": rate,
+            "calls": len(calls),
+            "failures": failures,
+            "errors": sorted(
+                {c.get("error", "") for c in failed_calls} | {r.get("error", "") for r in failed_agents}
+            )[:6],
+            "offer_p95": pct(st["offer_latency"], 0.95),
+            "accept_audio_p95": pct(st["accept_to_audio"], 0.95),
+            "stages_p50": {k: pct(v, 0.5) for k, v in st.items()},
+            "cpu": cpu,
+            "wall_s": wall,
+            "cpu_ms_per_call": {k: 1000 * v / max(1, len(calls)) for k, v in used.items()},
+            "platform_cpu_ms_per_call": 1000 * platform / max(1, len(calls)),
+            "generators_cpu_ms_per_call": 1000 * generators / max(1, len(calls)),
+            "load1": os.getloadavg()[0],
+        }
+        steps.append(step)
+        print(
+            f"  {rate:5.1f} calls/s x {step_s:.0f} s: {len(calls)} calls, {failures} failed;"
+            f" offer p95 {step['offer_p95']:.0f} ms, accept->audio p95 {step['accept_audio_p95']:.0f} ms;"
+            f" CPU (cores) "
+            + " ".join(f"{k} {v:.2f}" for k, v in cpu.items())
+            + f"; load {step['load1']:.2f}"
+        )
+        print(
+            f"    CPU per call: platform {step['platform_cpu_ms_per_call']:.0f} ms (services, NATS, PostgreSQL),"
+            f" load generators {step['generators_cpu_ms_per_call']:.0f} ms"
+        )
+        if failures:
+            for e in step["errors"]:
+                print(f"    {e}")
+            break
+        best = rate
+    await watcher.close()
+    (data_dir / "events.json").write_text(json.dumps(watcher.ts))
+    (data_dir / "saves.json").write_text(json.dumps(watcher.saves))
+    return {
+        "at_rest": at_rest,
+        "latency_failed": lat_failed,
+        "steps": steps,
+        "best": best,
+        "samples": samples,
+    }
+
+
+def _error_counts(calls: list[dict[str, Any]], agents: list[dict[str, Any]]) -> list[str]:
+    counts: dict[str, int] = {}
+    for r in calls:
+        key = f"caller: {r.get('error', '')}"
+        counts[key] = counts.get(key, 0) + 1
+    for r in agents:
+        key = f"agent: {re.sub(r'[0-9a-f-]{36}', '<id>', r.get('error', ''))}"
+        counts[key] = counts.get(key, 0) + 1
+    return [f"{n} x {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])][:8]
+
+
+def report(
+    r: dict[str, Any], args: argparse.Namespace, load_before: tuple[float, float, float], took: float
+) -> None:
+    at = r["at_rest"]
+    labels = [
+        ("arrived_to_queued", "arrival -> queued"),
+        ("arrived_to_answered", "  arrival -> answered (coordinator, media)"),
+        ("answered_to_queued", "  answered -> queued (coordinator, routing)"),
+        ("queued_to_offered", "queued -> offered (routing: same decision)"),
+        ("offered_to_agent", "offered -> at the agent"),
+        ("offered_to_coordinator", "  offered -> coordinator's `offered` (lookups)"),
+        ("coordinator_to_agent", "  coordinator -> agent's socket (desk.push, API)"),
+        ("offer_latency", "= queued -> offer at the agent"),
+        ("ring_leg_connected", "offer at the agent -> its leg connected (ring)"),
+        ("accept_to_accepted", "accept sent -> contact.accepted (API, routing)"),
+        ("accepted_to_bridged", "accepted -> call.bridged (coordinator, media)"),
+        ("bridged_to_audio", "bridged -> first caller audio at the agent"),
+        ("accept_to_audio", "= accept -> audio"),
+        ("bridged_to_connected_push", "bridged -> contact_connected at the agent"),
+        ("hangup_to_ended_push", "hangup sent -> contact_ended at the agent"),
+    ]
+    print(f"\none call at a time, {len(at['offer_latency'])} calls (ms):  p50     p95     max")
+    for key, label in labels:
+        v = at[key]
+        print(f"  {label:<52} {pct(v, 0.5):7.1f} {pct(v, 0.95):7.1f} {max(v) if v else float('nan'):7.1f}")
+    print(f"highest rate with zero failed calls: {r['best']:g} calls/s")
+    load = os.getloadavg()
+    print(
+        f"load average before {load_before[0]:.2f}, after {load[0]:.2f} (2 cores, shared); took {took:.0f} s"
+    )
+    figures = [
+        {
+            "metric": "offer_latency_p95_ms",
+            "value": round(pct(at["offer_latency"], 0.95), 1),
+            "unit": "ms",
+            "goal": 50,
+            "better": "lower",
+        },
+        {
+            "metric": "accept_to_audio_p95_ms",
+            "value": round(pct(at["accept_to_audio"], 0.95), 1),
+            "unit": "ms",
+            "goal": 150,
+            "better": "lower",
+        },
+        {
+            "metric": "full_path_cps_zero_failures",
+            "value": r["best"],
+            "unit": "1/s",
+            "goal": 20,
+            "better": "higher",
+        },
+        {
+            "metric": "offer_latency_p50_ms",
+            "value": round(pct(at["offer_latency"], 0.5), 1),
+            "unit": "ms",
+            "goal": None,
+            "better": "lower",
+        },
+        {
+            "metric": "accept_to_audio_p50_ms",
+            "value": round(pct(at["accept_to_audio"], 0.5), 1),
+            "unit": "ms",
+            "goal": None,
+            "better": "lower",
+        },
+    ]
+    for key, _ in labels:
+        if key not in ("offer_latency", "accept_to_audio"):
+            figures.append(
+                {
+                    "metric": f"stage_{key}_p50_ms",
+                    "value": round(pct(at[key], 0.5), 1),
+                    "unit": "ms",
+                    "goal": None,
+                    "better": "lower",
+                }
+            )
+    for f in figures:
+        if isinstance(f["value"], float) and f["value"] != f["value"]:
+            f["value"] = None  # NaN: no sample (JSON has no NaN)
+    out = ROOT / ".bench" / "first-call.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    (ROOT / ".bench" / "first-call-steps.json").write_text(json.dumps(r["steps"], indent=2) + "\n")
+    print(f"written to {out.relative_to(ROOT)} (ramp steps in .bench/first-call-steps.json)")
+
+
+if __name__ == "__main__":
+    main()
