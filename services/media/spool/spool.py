@@ -130,7 +130,10 @@ class SpoolWriter:
         self.flush_seconds = flush_seconds
         self.position = 0  # samples since the start of the tap, paused spans included
         self.paused = False
-        self._buffer: list[bytes] = []
+        # The chunk being gathered, one channel each; interleaved once per flush (per frame it is only two
+        # appends: recording every call must cost little on the media worker's loop).
+        self._caller = bytearray()
+        self._agent = bytearray()
         self._buffer_start = 0
         self._buffer_samples = 0
         self._last_flush: float | None = None
@@ -159,15 +162,13 @@ class SpoolWriter:
         if self.paused:
             self.position += samples  # the clock runs on; the audio is never kept
             return
-        silence = self.law.silence
-        frame = np.full(2 * samples, silence, dtype=np.uint8)
-        if caller:
-            frame[0 : 2 * len(caller) : 2] = np.frombuffer(caller, dtype=np.uint8)
-        if agent:
-            frame[1 : 2 * len(agent) : 2] = np.frombuffer(agent, dtype=np.uint8)
-        if not self._buffer:
+        silence = bytes((self.law.silence,))
+        if not self._buffer_samples:
             self._buffer_start = self.position
-        self._buffer.append(frame.tobytes())
+        for channel, octets in ((self._caller, caller or b""), (self._agent, agent or b"")):
+            channel += octets
+            if len(octets) < samples:
+                channel += silence * (samples - len(octets))
         self._buffer_samples += samples
         self.position += samples
         if self._last_flush is None:
@@ -193,9 +194,13 @@ class SpoolWriter:
 
     def flush(self, now: float | None = None) -> None:
         """Append the gathered audio as one record and fsync: from here on a crash cannot lose it."""
-        if self._buffer:
-            self._append(RecordKind.AUDIO, self._buffer_start, self._buffer_samples, b"".join(self._buffer))
-            self._buffer.clear()
+        if self._buffer_samples:
+            body = np.empty(2 * self._buffer_samples, dtype=np.uint8)
+            body[0::2] = np.frombuffer(self._caller, dtype=np.uint8)
+            body[1::2] = np.frombuffer(self._agent, dtype=np.uint8)
+            self._append(RecordKind.AUDIO, self._buffer_start, self._buffer_samples, body.tobytes())
+            self._caller.clear()
+            self._agent.clear()
             self._buffer_samples = 0
             self._sync()
         if now is not None:
