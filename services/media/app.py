@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
@@ -268,6 +269,38 @@ class MediaService:
         while len(self._replies) > REPLAY_MEMORY:
             self._replies.popitem(last=False)
 
+    def reply_later(
+        self,
+        msg: Msg,
+        command: ev.MediaCommand,
+        work: Callable[[], Awaitable[Reply]],
+        pending: set[uuid.UUID],
+        what: str,
+    ) -> None:
+        """Run a command that waits on the network (an outside number ringing) in its own task, so the
+        command subscription keeps serving other calls; its reply is remembered (a retry gets it) and sent
+        when it is done. `pending` holds the ids still running (a retry meanwhile gets no second run)."""
+
+        async def run() -> None:
+            try:
+                reply = await work()
+            except Exception as exc:
+                log.exception(f"media_{what}_failed", call_id=str(command.call_id))
+                reply = Reply(ok=False, error=f"internal error: {type(exc).__name__}", code="internal")
+            finally:
+                pending.discard(command.id)
+            self._remember(command.id, reply)
+            if msg.reply:
+                try:
+                    await msg.respond(encode(reply))
+                except Exception as exc:  # the connection closed meanwhile
+                    log.warning(f"media_{what}_reply_lost", error=type(exc).__name__)
+
+        pending.add(command.id)
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _start_transfer(self, command: ev.MediaTransfer, msg: Msg) -> Reply | None:
         """The reply comes when the outside number answered (and is bridged) or failed: from a task, so
         this subscription keeps serving other commands meanwhile."""
@@ -279,25 +312,9 @@ class MediaService:
         if command.id in self._transfers_pending:
             return None  # a repeat while the first is still ringing: the first request gets the answer
 
-        async def run() -> None:
-            try:
-                reply = await transfer(self, leg, command)
-            except Exception as exc:
-                log.exception("media_transfer_failed", call_id=str(command.call_id))
-                reply = Reply(ok=False, error=f"internal error: {type(exc).__name__}", code="internal")
-            finally:
-                self._transfers_pending.discard(command.id)
-            self._remember(command.id, reply)
-            if msg.reply:
-                try:
-                    await msg.respond(encode(reply))
-                except Exception as exc:  # the connection closed meanwhile
-                    log.warning("media_transfer_reply_lost", error=type(exc).__name__)
-
-        self._transfers_pending.add(command.id)
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.reply_later(
+            msg, command, lambda: transfer(self, leg, command), self._transfers_pending, "transfer"
+        )
         return None
 
     def _record(self, leg: Leg, command: ev.MediaRecord) -> Reply:

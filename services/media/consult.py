@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 from services.kernel import events as ev
 from services.kernel.ids import new_id
 from services.kernel.log import get_logger
-from services.kernel.messages import Reply, encode
+from services.kernel.messages import Reply
 from services.media.call import CallState
 from services.media.transfer import ringback
 
@@ -299,28 +299,12 @@ class Consults:
             command.tenant_id, agent.call.call_id, caller.call.call_id, new_id(), True, ConsultState.RINGING
         )
 
-        async def run() -> None:
-            try:
-                reply = await self._outside(consultation, command)
-            except Exception as exc:
-                log.exception("media_consult_failed", call_id=str(command.call_id))
-                reply = Reply(ok=False, error=f"internal error: {type(exc).__name__}", code="internal")
-            finally:
-                self._pending.discard(command.id)
-            service._remember(command.id, reply)
-            if msg.reply:
-                try:
-                    await msg.respond(encode(reply))
-                except Exception as exc:  # the connection closed meanwhile
-                    log.warning("media_consult_reply_lost", error=type(exc).__name__)
-
-        self._pending.add(command.id)
         # Registered before the first await: a second consult on the leg meanwhile is a conflict.
         for call_id in (consultation.agent, consultation.caller, consultation.target):
             self.by_leg[call_id] = consultation
-        task = asyncio.get_running_loop().create_task(run())
-        service._tasks.add(task)
-        task.add_done_callback(service._tasks.discard)
+        service.reply_later(
+            msg, command, lambda: self._outside(consultation, command), self._pending, "consult"
+        )
 
     async def _outside(self, consultation: Consultation, command: ev.MediaConsult) -> Reply:
         service, edge = self.service, self.service.edge
