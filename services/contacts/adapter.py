@@ -62,7 +62,6 @@ _EVENTS: dict[str, type[Event]] = {
         ev.ContactOffered,
         ev.ContactAccepted,
         ev.ContactRejected,
-        ev.ContactRequeued,
         ev.ContactAbandoned,
         ev.ContactOverflowed,
         ev.ContactEnded,

@@ -192,8 +192,6 @@ class Lifecycle:
                 self._accepted(event, now)
             case ev.ContactRejected():
                 self._rejected(event, now)
-            case ev.ContactRequeued():
-                self._requeued(event, now)
             case ev.ContactAbandoned():
                 if self.phase not in TERMINAL:
                     self._finish("abandoned", now, f"abandoned_{event.reason}", cause=event.reason)
@@ -605,10 +603,6 @@ class Lifecycle:
         s.leg_id, s.leg_ready = None, False
         self._event("offer_" + event.reason, now, agent_id=event.agent_id)
         if event.reason != "withdrawn":
-            self._transition("queued", now, event.reason)
-
-    def _requeued(self, event: ev.ContactRequeued, now: float) -> None:
-        if self.phase == "offered" and self.state.offer_id is None:
             self._transition("queued", now, event.reason)
 
     def _overflowed(self, event: ev.ContactOverflowed, now: float) -> None:

@@ -53,7 +53,7 @@ def test_ice_servers_from_settings() -> None:
 @pytest.mark.parametrize(
     "env",
     [
-        {"SB_TURN_URLS": "stun:stun.example.com", "SB_TURN_SECRET": "x"},
+        {"SB_TURN_URLS": "stun:relay.example.com", "SB_TURN_SECRET": "x"},
         {"SB_TURN_URLS": "turn:turn.example.com"},
         {"SB_TURN_TTL_S": "5"},
         {"SB_TURN_TTL_S": "ten"},
