@@ -150,7 +150,8 @@ class IvrAdapter:
                 running.timer.cancel()
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # bounded: a stop must always complete
+            await asyncio.wait(list(self._tasks), timeout=5.0)
         await self.http.aclose()
 
     async def _bucket(self, name: str, ttl: float | None) -> KeyValue:
@@ -162,19 +163,11 @@ class IvrAdapter:
     async def resume_all(self) -> int:
         """Continue every call a previous IVR process left in the calls bucket."""
         assert self.calls_kv is not None
-        try:
-            keys = await self.calls_kv.keys()
-        except Exception:  # nats-py raises NoKeysError on an empty bucket
-            keys = []
         resumed = 0
-        for key in keys:
-            try:
-                entry = await self.calls_kv.get(key)
-            except KeyNotFoundError:
+        for key, value in await self.bus.kv_latest(CALLS_BUCKET):
+            if not value:
                 continue
-            if entry.value is None:
-                continue
-            saved = msgspec.json.decode(entry.value, type=SavedCall)
+            saved = msgspec.json.decode(value, type=SavedCall)
             flow = await self._flow_from_kv(saved.flow_key)
             tenant_id, call_id = (uuid.UUID(p) for p in key.split(".", 1))
             if flow is None:

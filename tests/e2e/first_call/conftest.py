@@ -127,12 +127,20 @@ async def _routing_answers(nats_url: str, timeout: float) -> None:
 
 
 async def _drop_consumer(nats_url: str, name: str) -> None:
-    """The stack's durable consumer would otherwise keep collecting the rest of the session's events."""
+    """The stack's durable consumer would otherwise keep collecting the rest of the session's events, and
+    calls its IVR and coordinator saved (stopped mid-call) would be resumed by later folders' adapters."""
     nc = await nats.connect(nats_url)
+    js = nc.jetstream()
     try:
-        await nc.jetstream().delete_consumer("SB_EVENTS", name)
-    except Exception:
-        pass
+        for cleanup in (
+            js.delete_consumer("SB_EVENTS", name),
+            js.delete_key_value("sb_ivr_calls"),
+            js.delete_key_value("sb_contacts"),
+        ):
+            try:
+                await asyncio.wait_for(cleanup, 5.0)
+            except Exception:
+                pass
     finally:
         await nc.close()
 
