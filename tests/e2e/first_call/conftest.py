@@ -10,7 +10,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ from services.media.rtp.packet import RtpPacket
 from services.media.rtp.telephone_event import digit_packets
 from services.runtime.embedded import free_port
 from tests.integration.conftest import api_server  # noqa: F401  (re-exported as a fixture here)
+from tests.service_procs import service_env, sip_answers, stop
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -69,29 +69,6 @@ class Stack:
             if time.monotonic() > deadline or self.procs[name].poll() is not None:
                 raise RuntimeError(f"{name} did not restart:\n{self.logs[name].read_text()[-3000:]}")
             time.sleep(0.05)
-
-
-def _env(infra: Any, **extra: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "SB_DATABASE_URL": infra.app_url,
-        "SB_NATS_URL": infra.nats_url,
-        "SB_TOKEN_SECRET": infra.token_secret,
-        "SB_BIND_HOST": "127.0.0.1",
-        "SB_DATA_DIR": str(infra.data_dir),
-        "SB_LOG_LEVEL": "info",
-        **extra,
-    }
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 def _started(name: str, log: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
@@ -145,38 +122,13 @@ async def _drop_consumer(nats_url: str, name: str) -> None:
         await nc.close()
 
 
-def _sip_answers(port: int, timeout: float) -> bool:
-    """OPTIONS answered 200 (through the front: a worker is linked)."""
-    deadline = time.monotonic() + timeout
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        s.settimeout(0.2)
-        local = s.getsockname()[1]
-        while time.monotonic() < deadline:
-            s.sendto(
-                (
-                    f"OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};"
-                    f"branch=z9hG4bK{secrets.token_hex(6)}\r\nFrom: <sip:t@127.0.0.1>;tag=1\r\n"
-                    f"To: <sip:ping@127.0.0.1>\r\nCall-ID: {secrets.token_hex(6)}\r\nCSeq: 1 OPTIONS\r\n"
-                    "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-                ).encode(),
-                ("127.0.0.1", port),
-            )
-            try:
-                if s.recvfrom(65536)[0].startswith(b"SIP/2.0 200"):
-                    return True
-            except TimeoutError:
-                pass
-    return False
-
-
 def _stack(infra: Any, api: str, *, media_workers: int = 0) -> Iterator[Stack]:
     """The services as subprocesses. media_workers 0: one media process on the SIP port; N: the SIP front
     and N workers behind it (docs/media.md, "Sharding")."""
     sip_port = free_port()
     rtp_low = 32000 + ((os.getpid() + sip_port) % 100) * 60
     tag = f"{sip_port}"
-    media = _env(infra, SB_SIP_PORT=str(sip_port), SB_SERVICE_NAME="media")
+    media = service_env(infra, SB_SIP_PORT=str(sip_port), SB_SERVICE_NAME="media")
     envs: dict[str, dict[str, str]] = {}
     modules: dict[str, str] = {}
     if media_workers == 0:
@@ -193,10 +145,10 @@ def _stack(infra: Any, api: str, *, media_workers: int = 0) -> Iterator[Stack]:
                 "SB_RTP_PORT_MAX": str(low + 599),
             }
             modules[f"media-{k}"] = "services.media"
-    envs["routing"] = _env(infra, SB_SERVICE_NAME="routing", SB_ROUTING_WORKER_ID=f"first-call-{tag}")
-    envs["ivr"] = _env(infra, SB_SERVICE_NAME="ivr")
+    envs["routing"] = service_env(infra, SB_SERVICE_NAME="routing", SB_ROUTING_WORKER_ID=f"first-call-{tag}")
+    envs["ivr"] = service_env(infra, SB_SERVICE_NAME="ivr")
     # Its own durable consumer: a later module's coordinator must not replay this module's events.
-    envs["contacts"] = _env(infra, SB_SERVICE_NAME="contacts", SB_CONTACTS_DURABLE=f"contacts-{tag}")
+    envs["contacts"] = service_env(infra, SB_SERVICE_NAME="contacts", SB_CONTACTS_DURABLE=f"contacts-{tag}")
     modules.update(routing="services.routing", ivr="services.ivr", contacts="services.contacts")
     logs: dict[str, Path] = {}
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -213,7 +165,7 @@ def _stack(infra: Any, api: str, *, media_workers: int = 0) -> Iterator[Stack]:
                 )
         for name, proc in procs.items():
             _started(name, logs[name], proc, 30.0)
-        if not _sip_answers(sip_port, 20.0):
+        if not sip_answers(sip_port, 20.0):
             raise RuntimeError("nothing answers OPTIONS on the SIP port")
         asyncio.run(_routing_answers(infra.nats_url, 15.0))
         yield Stack(
@@ -227,7 +179,7 @@ def _stack(infra: Any, api: str, *, media_workers: int = 0) -> Iterator[Stack]:
         )
     finally:
         for proc in reversed(list(procs.values())):
-            _stop(proc)
+            stop(proc)
         asyncio.run(_drop_consumer(infra.nats_url, envs["contacts"]["SB_CONTACTS_DURABLE"]))
 
 

@@ -34,6 +34,7 @@ from services.runtime.embedded import free_port
 from tests.integration.media.harness import Caller, Events, answered_call
 from tests.integration.media.sipclient import RtpReceiver, TcpSip, header, request, status_of
 from tests.integration.media.test_originate import FakeTrunk, _tenant_with_trunk
+from tests.service_procs import service_env, stop
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -56,18 +57,7 @@ class Shard:
 
 
 def _env(infra, **extra: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return {
-        **os.environ,
-        "SB_DATABASE_URL": infra.app_url,
-        "SB_NATS_URL": infra.nats_url,
-        "SB_TOKEN_SECRET": infra.token_secret,
-        "SB_BIND_HOST": "127.0.0.1",
-        "SB_DATA_DIR": str(infra.data_dir),
-        "SB_LOG_LEVEL": "info",
-        "SB_MEDIA_MAX_LAG_MS": "0",
-        "SB_MEDIA_MAX_CPU": "0",
-        **extra,
-    }
+    return service_env(infra, SB_MEDIA_MAX_LAG_MS="0", SB_MEDIA_MAX_CPU="0", **extra)
 
 
 def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -82,16 +72,6 @@ def _wait_log(path: Path, needle: str, count: int, timeout: float) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"{needle!r} x{count} not in {path}:\n{path.read_text(errors='replace')[-3000:]}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +126,7 @@ def shard(infra) -> Iterator[Shard]:  # type: ignore[no-untyped-def]
         )
     finally:
         for proc in [*workers.values(), front]:
-            _stop(proc)
+            stop(proc)
 
 
 async def _registrations(nc: nats.NATS, site: str) -> dict[str, ev.MediaWorkerRegistration]:

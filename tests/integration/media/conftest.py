@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from services.kernel.ids import new_id
 from services.runtime.embedded import free_port
+from tests.service_procs import sip_answers
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -93,27 +93,6 @@ async def _seed(owner_url: str) -> dict[str, object]:
         await conn.close()
 
 
-def _wait_udp_sip(port: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    msg = (
-        f"OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:9;branch=z9hG4bKping\r\n"
-        "From: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: ping\r\nCSeq: 1 OPTIONS\r\n"
-        "Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        s.settimeout(0.2)
-        while time.monotonic() < deadline:
-            s.sendto(msg, ("127.0.0.1", port))
-            try:
-                data, _ = s.recvfrom(65536)
-                if data.startswith(b"SIP/2.0 200"):
-                    return True
-            except TimeoutError:
-                pass
-    return False
-
-
 @contextlib.contextmanager
 def start_media(infra, extra_env: dict[str, str] | None = None) -> Iterator[tuple[int, int, Path]]:  # type: ignore[no-untyped-def]
     """`python -m services.media` on a free SIP port and its own RTP range: yields (port, pid, log)."""
@@ -146,7 +125,7 @@ def start_media(infra, extra_env: dict[str, str] | None = None) -> Iterator[tupl
             [sys.executable, "-m", "services.media"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     try:
-        if not _wait_udp_sip(port, 20.0):
+        if not sip_answers(port, 20.0):
             raise RuntimeError(
                 f"the media service did not answer OPTIONS; see {log_path}:\n{log_path.read_text()[-3000:]}"
             )

@@ -1,0 +1,62 @@
+"""Helpers for tests that run the services as real subprocesses: their environment against the session's
+PostgreSQL and NATS, a bounded stop, and a SIP OPTIONS probe (answered 200 once a SIP port is served).
+Import as `from tests.service_procs import service_env, stop, sip_answers`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from typing import Any
+
+__all__ = ["service_env", "sip_answers", "stop"]
+
+
+def service_env(infra: Any, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "SB_DATABASE_URL": infra.app_url,
+        "SB_NATS_URL": infra.nats_url,
+        "SB_TOKEN_SECRET": infra.token_secret,
+        "SB_BIND_HOST": "127.0.0.1",
+        "SB_DATA_DIR": str(infra.data_dir),
+        "SB_LOG_LEVEL": "info",
+        **extra,
+    }
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s: a test never waits on a process for ever."""
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def sip_answers(port: int, timeout: float) -> bool:
+    """An OPTIONS to 127.0.0.1:`port` is answered 200 within `timeout` (through a front: a worker is linked)."""
+    deadline = time.monotonic() + timeout
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        s.settimeout(0.2)
+        local = s.getsockname()[1]
+        while time.monotonic() < deadline:
+            request = (
+                f"OPTIONS sip:ping@127.0.0.1:{port} SIP/2.0\r\n"
+                f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{secrets.token_hex(6)}\r\n"
+                f"From: <sip:t@127.0.0.1>;tag=1\r\nTo: <sip:ping@127.0.0.1>\r\nCall-ID: {secrets.token_hex(6)}\r\n"
+                "CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+            )
+            s.sendto(request.encode(), ("127.0.0.1", port))
+            try:
+                if s.recvfrom(65536)[0].startswith(b"SIP/2.0 200"):
+                    return True
+            except TimeoutError:
+                pass
+    return False
