@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import struct
 import uuid
 from collections.abc import AsyncIterator
@@ -127,7 +128,8 @@ class Journal:
             found.add(uuid.UUID(subject.rsplit(".", 1)[1]))
         assert self._store is not None
         try:
-            for obj in await self._store.list():
+            # Bounded: nats-py lists an object store with a watcher, which can wait for ever (as KeyValue.keys).
+            for obj in await asyncio.wait_for(self._store.list(), 5.0):
                 if not obj.deleted:
                     found.add(uuid.UUID(obj.name))
         except (TimeoutError, NotFoundError, Exception):  # nats-py raises on an empty bucket

@@ -77,7 +77,8 @@ class TenantRunner:
             self._timer.cancel()
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:  # bounded: a stop must always complete
+            await asyncio.wait(list(self._tasks), timeout=5.0)
 
     def submit(self, msg: Msg, name: str) -> bool:
         """Queue a bus command; False when this tenant already has `max_pending` waiting."""
