@@ -103,6 +103,24 @@ async def _routing_answers(nats_url: str, timeout: float) -> None:
         await nc.close()
 
 
+async def _consumer_ready(nats_url: str, name: str, timeout: float) -> None:
+    """The coordinator logs its start before its durable consumer exists; a call placed before that would
+    not be seen (the consumer starts with new events)."""
+    nc = await nats.connect(nats_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await nc.jetstream().consumer_info("SB_EVENTS", name)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the coordinator's consumer {name} does not exist") from None
+                await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+
+
 async def _drop_consumer(nats_url: str, name: str) -> None:
     """The stack's durable consumer would otherwise keep collecting the rest of the session's events, and
     calls its IVR and coordinator saved (stopped mid-call) would be resumed by later folders' adapters."""
@@ -165,6 +183,7 @@ def _stack(infra: Any, api: str, *, media_workers: int = 0) -> Iterator[Stack]:
                 )
         for name, proc in procs.items():
             _started(name, logs[name], proc, 30.0)
+        asyncio.run(_consumer_ready(infra.nats_url, envs["contacts"]["SB_CONTACTS_DURABLE"], 20.0))
         if not sip_answers(sip_port, 20.0):
             raise RuntimeError("nothing answers OPTIONS on the SIP port")
         asyncio.run(_routing_answers(infra.nats_url, 15.0))
