@@ -10,13 +10,22 @@ STAMP := $(VENV)/.installed
 TEST_PEERS := sip-tester chromium espeak-ng sox
 PYTEST_ARGS ?=
 
-.PHONY: setup run test test-peers lint format bench clean
+UV_VERSION := 0.13.9
+UV := $(BIN)/uv
+RUNTIME_STAMP := $(VENV)/.installed-runtime
 
+.PHONY: setup setup-runtime lock run test test-peers lint format bench clean
+
+# Every install comes from uv.lock (exact versions and hashes, Linux x86_64/aarch64, CPython 3.11-3.13):
+# `make setup-runtime` the platform's runtime set (what `make run` needs), `make setup` adds the dev/test
+# set. `--locked` refuses to install when pyproject.toml changed without `make lock`.
 setup: $(STAMP)
+setup-runtime: $(RUNTIME_STAMP)
 
-$(STAMP): pyproject.toml
+$(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Switchboard needs Python 3.11 or newer")'
 	@if [ ! -x $(BIN)/python ]; then \
+		echo "creating the virtualenv $(VENV)"; \
 		$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
 			if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 				echo "installing python3-venv"; \
@@ -24,9 +33,25 @@ $(STAMP): pyproject.toml
 				rm -rf $(VENV); $(PYTHON) -m venv $(VENV); \
 			else echo "error: '$(PYTHON) -m venv' failed: install python3-venv" >&2; exit 1; fi; }; \
 	fi
-	$(BIN)/python -m pip install -q -e '.[dev]' 2>&1 | { grep -v "is ignored" || true; }
+	@echo "installing uv $(UV_VERSION) (the installer that reads uv.lock)"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check 'uv==$(UV_VERSION)' 2>&1 | { grep -v "is ignored" || true; }
+
+# --inexact keeps uv itself (installed by pip above, not part of the lock) in the virtualenv.
+$(RUNTIME_STAMP): pyproject.toml uv.lock | $(UV)
+	@echo "installing the runtime set from uv.lock"
+	@$(UV) sync --locked --inexact --python $(BIN)/python
 	@$(BIN)/python -c 'import switchboard, switchboard_cli, services.kernel' || { echo "error: install failed" >&2; exit 1; }
-	@touch $(STAMP)
+	@touch $(RUNTIME_STAMP)
+
+$(STAMP): pyproject.toml uv.lock | $(UV)
+	@echo "installing the runtime and dev/test sets from uv.lock"
+	@$(UV) sync --locked --inexact --extra dev --python $(BIN)/python
+	@$(BIN)/python -c 'import switchboard, switchboard_cli, services.kernel, pytest' || { echo "error: install failed" >&2; exit 1; }
+	@touch $(STAMP) $(RUNTIME_STAMP)
+
+# Re-resolve uv.lock from pyproject.toml's ranges (`make lock`); one package: `make lock UPGRADE=msgspec`.
+lock: | $(UV)
+	$(UV) lock $(if $(UPGRADE),--upgrade-package $(UPGRADE))
 
 # SIPp, Chromium, espeak-ng and sox are the real outside peers of the end-to-end tests.
 test-peers:
@@ -42,7 +67,7 @@ test-peers:
 		else echo "warning: missing test peers ($$missing): end-to-end tests that need them will be skipped" >&2; fi; \
 	fi
 
-run: setup
+run: setup-runtime
 	$(BIN)/switchboard up --demo
 
 test: setup test-peers

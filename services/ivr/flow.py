@@ -8,7 +8,9 @@ target `return` goes back to the node after the `subflow` node.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import inspect
+import json
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -293,14 +295,41 @@ class Flow(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 def flow_schema() -> dict[str, object]:
-    """The published JSON Schema of the flow format (docs/flow.schema.json)."""
-    schema = msgspec.json.schema(Flow)
+    """The published JSON Schema of the flow format (docs/flow.schema.json), in one fixed form.
+
+    msgspec releases lay the same schema out differently (0.23 puts a `$ref` to `$defs/Flow` at the root
+    where older ones inline the object), so the root reference is folded in: the published file has the
+    Flow object at its root and every other type under `$defs`, whatever msgspec produced.
+    """
+    schema = _clean_descriptions(_inline_root_ref(msgspec.json.schema(Flow)))
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "Switchboard IVR flow"
     return schema
 
 
-if __name__ == "__main__":  # python -m services.ivr.flow > docs/flow.schema.json
-    import json
+def _inline_root_ref(schema: dict[str, Any]) -> dict[str, Any]:
+    ref = schema.get("$ref")
+    if not isinstance(ref, str) or not ref.startswith("#/$defs/"):
+        return schema
+    defs = dict(schema.get("$defs", {}))
+    name = ref.removeprefix("#/$defs/")
+    root = defs.pop(name)
+    if ref in json.dumps(defs):  # another type refers back to the root: keep its definition
+        defs[name] = root
+    return {**root, "$defs": defs}
 
+
+def _clean_descriptions(node: Any) -> Any:
+    # Some msgspec releases keep a docstring's indentation, others strip it.
+    if isinstance(node, dict):
+        return {
+            k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _clean_descriptions(v)
+            for k, v in node.items()
+        }
+    if isinstance(node, list):
+        return [_clean_descriptions(v) for v in node]
+    return node
+
+
+if __name__ == "__main__":  # python -m services.ivr.flow > docs/flow.schema.json
     print(json.dumps(flow_schema(), indent=2, sort_keys=True))
