@@ -1,5 +1,5 @@
 # What the core says happened: facts (events) returned from every call, in order. The adapter turns them
-# into bus events (services/kernel/events.py) and media/IVR commands. `seq` counts outputs of this tenant's
+# into bus events (services/kernel/events/) and media/IVR commands. `seq` counts outputs of this tenant's
 # engine from its creation, so it is the same on replay: use it to de-duplicate publishes.
 from __future__ import annotations
 

@@ -1,0 +1,186 @@
+"""Call facts from media: a call leg's arrival, answer, digits, prompts, bridge, recording and end."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from ..messages import Event
+from .media import MonitorModeName
+
+__all__ = [
+    "CallAnswered",
+    "CallArrived",
+    "CallBridged",
+    "CallCollected",
+    "CallDirection",
+    "CallDtmf",
+    "CallEnded",
+    "CallHeld",
+    "CallMonitored",
+    "CallMuted",
+    "CallPlayFinished",
+    "CallQuality",
+    "CallRecordFinished",
+    "CallRecording",
+    "CallTransfer",
+    "CallUnbridged",
+    "DtmfSource",
+]
+
+# Calls are named by `call_id`, the platform's id for one call leg (not the SIP Call-ID).
+
+
+CallDirection = Literal["inbound", "outbound"]
+
+
+DtmfSource = Literal["rfc4733", "inband", "info", "datachannel"]
+
+
+class CallArrived(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "arrived"
+    call_id: uuid.UUID
+    direction: CallDirection = "inbound"
+    from_uri: str = ""
+    from_name: str = ""  # the From header's display name (the caller's name, if the network sent one)
+    to_e164: str = ""
+    number_id: uuid.UUID | None = None
+    flow_id: uuid.UUID | None = None
+    queue_id: uuid.UUID | None = None
+    codec: str = ""
+
+
+class CallAnswered(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "answered"
+    call_id: uuid.UUID
+
+
+class CallDtmf(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "dtmf"
+    call_id: uuid.UUID
+    digit: str
+    source: DtmfSource
+
+
+class CallPlayFinished(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "play_finished"
+    call_id: uuid.UUID
+    play_id: uuid.UUID | None = None  # the play/collect command that started it
+    reason: Literal["done", "interrupted", "stopped", "error"] = "done"
+    digit: str | None = None
+    error: str | None = None
+
+
+class CallCollected(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "collected"
+    call_id: uuid.UUID
+    collect_id: uuid.UUID
+    digits: str
+    reason: Literal["max_digits", "terminator", "inter_digit_timeout", "first_digit_timeout", "stopped"]
+
+
+class CallHeld(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "held"
+    call_id: uuid.UUID
+    held: bool  # False when the call is resumed
+    by: Literal["remote", "local"]
+
+
+class CallQuality(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "quality"
+    call_id: uuid.UUID
+    mos: float
+    r: float
+    jitter_ms: float
+    loss_percent: float
+    rtt_ms: float | None = None
+    packets_received: int = 0
+    packets_sent: int = 0
+    final: bool = False
+
+
+class CallEnded(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "ended"
+    call_id: uuid.UUID
+    cause: str  # normal_clearing, remote_bye, cancelled, no_answer, rejected, media_timeout, error, ...
+    duration: float  # seconds from answer to end, 0 if never answered
+    sip_status: int | None = None
+
+
+class CallRecordFinished(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "record_finished"
+    call_id: uuid.UUID
+    record_id: uuid.UUID | None = None  # the MediaRecord command
+    file: str = ""
+    seconds: float = 0.0
+    error: str | None = None
+
+
+class CallBridged(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "bridged"
+    call_id: uuid.UUID
+    other_call_id: uuid.UUID
+    # How audio crosses: "passthrough" (same G.711 law, payload untouched), "translate" (PCMU<->PCMA
+    # by table), "pcm" (decoded samples: a WebRTC leg, whose codec aiortc runs).
+    path: Literal["passthrough", "translate", "pcm"]
+
+
+class CallUnbridged(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "unbridged"
+    call_id: uuid.UUID
+    other_call_id: uuid.UUID
+    reason: Literal["unbridge", "ended", "shutdown"]
+
+
+class CallMuted(Event, kw_only=True, frozen=True):
+    domain = "call"
+    name = "muted"
+    call_id: uuid.UUID
+    muted: bool
+
+
+class CallRecording(Event, kw_only=True, frozen=True):
+    """The recording tap's state; `spool` is the spool directory's name under the data dir."""
+
+    domain = "call"
+    name = "recording"
+    call_id: uuid.UUID
+    state: Literal["started", "paused", "resumed", "stopped"]
+    spool: str
+
+
+class CallTransfer(Event, kw_only=True, frozen=True):
+    """An attended transfer's step; `call_id` is the agent's leg."""
+
+    domain = "call"
+    name = "transfer"
+    call_id: uuid.UUID
+    caller_call_id: uuid.UUID
+    target_call_id: uuid.UUID
+    state: Literal["consulting", "completed", "cancelled"]
+    # command, failed (the consult never got through), caller_ended, target_ended, agent_ended
+    reason: str = "command"
+
+
+class CallMonitored(Event, kw_only=True, frozen=True):
+    """A supervisor joined, changed mode on, or left ("none") a bridge; `call_id` is the supervisor's leg."""
+
+    domain = "call"
+    name = "monitored"
+    call_id: uuid.UUID
+    target_call_id: uuid.UUID  # the agent
+    caller_call_id: uuid.UUID  # the agent's bridge partner
+    mode: MonitorModeName
+    # Why a supervisor left: command, ended (a leg ended), unbridged (the bridge was separated).
+    reason: str = "command"

@@ -1,0 +1,70 @@
+"""The agent desk: commands from agents' desks to the contact coordinator and its pushes to them."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Literal
+
+from ..messages import Command, Event
+
+__all__ = [
+    "DeskCommand",
+    "DeskDigits",
+    "DeskHangup",
+    "DeskHold",
+    "DeskMute",
+    "DeskPush",
+    "DeskTransfer",
+    "DeskWrapUp",
+]
+
+
+class DeskPush(Event, kw_only=True, frozen=True):
+    """A message for one agent's desk: `kind` is the websocket message type (docs/agent-protocol.md)."""
+
+    domain = "desk"
+    name = "push"
+    agent_id: str
+    kind: Literal["contact_offer", "contact_withdrawn", "contact_connected", "contact_ended"]
+    body: dict[str, Any] = {}
+
+
+class DeskCommand(Command, kw_only=True, frozen=True):
+    service = "contacts"
+    agent_id: uuid.UUID  # the token's agent: only the contact's own agent may act on it
+    contact_id: uuid.UUID
+
+
+class DeskHold(DeskCommand, kw_only=True, frozen=True):
+    name = "hold"
+    on: bool
+
+
+class DeskMute(DeskCommand, kw_only=True, frozen=True):
+    name = "mute"
+    on: bool
+
+
+class DeskDigits(DeskCommand, kw_only=True, frozen=True):
+    name = "dtmf"
+    digits: str
+
+
+class DeskTransfer(DeskCommand, kw_only=True, frozen=True):
+    """Blind transfer to a queue (name or id) or to an agent (offered to them first, in the contact's queue
+    unless `queue` is given)."""
+
+    name = "transfer"
+    queue: str | None = None
+    to_agent_id: uuid.UUID | None = None
+    note: str = ""
+
+
+class DeskHangup(DeskCommand, kw_only=True, frozen=True):
+    name = "hangup"
+
+
+class DeskWrapUp(DeskCommand, kw_only=True, frozen=True):
+    name = "wrap_up"
+    disposition: str
+    notes: str = ""

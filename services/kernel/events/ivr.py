@@ -1,0 +1,49 @@
+"""IVR analytics: node visits and a flow's outcome."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from ..messages import Event
+
+__all__ = ["IvrCompleted", "IvrNodeEntered", "IvrNodeExited", "IvrOutcome"]
+
+# The IVR commands media (events.media) and routing (events.routing) and publishes these analytics events;
+# routing's contact.* events (events.contact) are what it listens to while a caller waits in a queue.
+
+
+IvrOutcome = Literal["self_served", "transferred", "callback", "abandoned", "failed"]
+
+
+class IvrNodeEntered(Event, kw_only=True, frozen=True):
+    domain = "ivr"
+    name = "node_entered"
+    call_id: uuid.UUID
+    flow: str
+    version: int
+    node: str
+
+
+class IvrNodeExited(Event, kw_only=True, frozen=True):
+    domain = "ivr"
+    name = "node_exited"
+    call_id: uuid.UUID
+    flow: str
+    version: int
+    node: str
+    digits: str = ""
+    seconds: float = 0.0
+    result: str = ""  # the way out: a digit's target, "timeout", "invalid", "error", ...
+
+
+class IvrCompleted(Event, kw_only=True, frozen=True):
+    domain = "ivr"
+    name = "completed"
+    call_id: uuid.UUID
+    flow: str
+    version: int
+    outcome: IvrOutcome
+    seconds: float = 0.0
+    path: list[str] = []
+    attributes: dict[str, str] = {}

@@ -1,0 +1,213 @@
+"""The ACD's commands (sb.<tenant>.cmd.routing.<name>) and facts (agent states, queue stats, callbacks due)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from ..messages import Command, Event
+
+__all__ = [
+    "AgentStateChanged",
+    "QueueStats",
+    "RoutingAccept",
+    "RoutingAgentCommand",
+    "RoutingAgentLogin",
+    "RoutingAgentLogout",
+    "RoutingAgentStatus",
+    "RoutingCallback",
+    "RoutingCallbackDue",
+    "RoutingCancel",
+    "RoutingCommand",
+    "RoutingDrainSite",
+    "RoutingEnd",
+    "RoutingEnqueue",
+    "RoutingLoseSite",
+    "RoutingPosition",
+    "RoutingQueueStatus",
+    "RoutingReject",
+    "RoutingRestoreSite",
+    "RoutingSetState",
+    "RoutingSetVirtualHold",
+    "RoutingSiteCommand",
+    "RoutingTask",
+    "RoutingTransfer",
+    "RoutingWrapUpDone",
+]
+
+# The ACD (services/routing). Besides the IVR's Routing* commands (a contact's id is its `call_id`), agents'
+# desktops and operators send the commands below to
+# sb.<tenant>.cmd.routing.<name>; all are idempotent by their `id`. Agent, queue and site ids are the
+# control-plane ids. Events carry the routing engine's output number in their id (de-duplicated on replay).
+
+
+class RoutingCommand(Command, kw_only=True, frozen=True):
+    service = "routing"
+    call_id: uuid.UUID  # the contact
+
+
+class RoutingEnqueue(RoutingCommand, kw_only=True, frozen=True):
+    """Put the contact in a queue. `attributes` carry everything the IVR learned (screen pop), including
+    ivr.path, ivr.digits and ivr.seconds."""
+
+    name = "enqueue"
+    queue: str  # the queue's name in the flow
+    queue_id: uuid.UUID | None = None  # filled in by the IVR adapter from the tenant's queues
+    priority: int | None = None
+    skills: dict[str, int] = {}
+    attributes: dict[str, str] = {}
+    preferred_agent_id: str | None = None
+
+
+class RoutingCancel(RoutingCommand, kw_only=True, frozen=True):
+    name = "cancel"
+    reason: str = "abandoned"
+
+
+class RoutingCallback(RoutingCommand, kw_only=True, frozen=True):
+    """Call the customer back at `number`; with keep_place the contact keeps its place in the queue
+    (virtual hold) and is called when it reaches the front."""
+
+    name = "callback"
+    queue: str
+    queue_id: uuid.UUID | None = None
+    number: str
+    keep_place: bool = False
+    attributes: dict[str, str] = {}
+
+
+class RoutingTask(RoutingCommand, kw_only=True, frozen=True):
+    """A non-call task for a queue, e.g. a voicemail to listen to and return."""
+
+    name = "task"
+    queue: str
+    queue_id: uuid.UUID | None = None
+    kind: Literal["voicemail"] = "voicemail"
+    file: str = ""
+    seconds: float = 0.0
+    attributes: dict[str, str] = {}
+
+
+class RoutingAgentCommand(Command, kw_only=True, frozen=True):
+    service = "routing"
+    agent_id: uuid.UUID
+
+
+class RoutingAgentLogin(RoutingAgentCommand, kw_only=True, frozen=True):
+    """Log in (refused with code no_seats when every purchased seat is in use)."""
+
+    name = "agent_login"
+    away_reason: str | None = None
+
+
+class RoutingAgentLogout(RoutingAgentCommand, kw_only=True, frozen=True):
+    name = "agent_logout"
+    force: bool = False
+
+
+class RoutingSetState(RoutingAgentCommand, kw_only=True, frozen=True):
+    name = "set_state"
+    state: Literal["available", "away"]
+    reason: str | None = None
+
+
+class RoutingAccept(RoutingAgentCommand, kw_only=True, frozen=True):
+    name = "accept"
+    offer_id: str
+
+
+class RoutingReject(RoutingAgentCommand, kw_only=True, frozen=True):
+    name = "reject"
+    offer_id: str
+    away_reason: str | None = None
+
+
+class RoutingWrapUpDone(RoutingAgentCommand, kw_only=True, frozen=True):
+    name = "wrap_up_done"
+    call_id: uuid.UUID | None = None
+
+
+class RoutingAgentStatus(RoutingAgentCommand, kw_only=True, frozen=True):
+    """Query: the agent's state (reply data {"agent_id", "state"})."""
+
+    name = "agent_status"
+
+
+class RoutingEnd(RoutingCommand, kw_only=True, frozen=True):
+    """A connected contact finished (hang-up); its agent goes to wrap-up."""
+
+    name = "end"
+
+
+class RoutingTransfer(RoutingCommand, kw_only=True, frozen=True):
+    name = "transfer_to_queue"
+    queue_id: uuid.UUID
+    agent_id: uuid.UUID | None = None  # a transfer to this agent: offered to them first, for `window_s`
+    window_s: float | None = None
+
+
+class RoutingSetVirtualHold(RoutingCommand, kw_only=True, frozen=True):
+    name = "set_virtual_hold"
+    on: bool
+
+
+class RoutingPosition(RoutingCommand, kw_only=True, frozen=True):
+    """Query: the contact's state, position and expected wait."""
+
+    name = "position"
+
+
+class RoutingQueueStatus(Command, kw_only=True, frozen=True):
+    """Query: waiting, longest wait, agents by state, expected wait of a queue."""
+
+    service = "routing"
+    name = "queue_status"
+    queue_id: uuid.UUID
+
+
+class RoutingSiteCommand(Command, kw_only=True, frozen=True):
+    service = "routing"
+    site_id: uuid.UUID
+
+
+class RoutingDrainSite(RoutingSiteCommand, kw_only=True, frozen=True):
+    name = "drain_site"
+
+
+class RoutingLoseSite(RoutingSiteCommand, kw_only=True, frozen=True):
+    name = "lose_site"
+
+
+class RoutingRestoreSite(RoutingSiteCommand, kw_only=True, frozen=True):
+    name = "restore_site"
+
+
+class AgentStateChanged(Event, kw_only=True, frozen=True):
+    domain = "agent"
+    name = "state_changed"
+    agent_id: str
+    old: str
+    new: str
+    reason: str | None = None
+
+
+class RoutingCallbackDue(Event, kw_only=True, frozen=True):
+    """A contact on virtual hold reached the front: call the customer back now."""
+
+    domain = "routing"
+    name = "callback_due"
+    call_id: uuid.UUID
+    queue_id: str
+    expires_at: float
+
+
+class QueueStats(Event, kw_only=True, frozen=True):
+    domain = "queue"
+    name = "stats"
+    queue_id: str
+    waiting: int
+    on_virtual_hold: int = 0
+    longest_wait_s: float
+    agents: dict[str, int] = {}
+    ready: int = 0
+    expected_wait_s: float | None = None

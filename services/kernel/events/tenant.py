@@ -1,0 +1,34 @@
+"""Tenant-level facts: a tenant created, its seats and configuration changed."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Literal
+
+from ..messages import Event
+
+__all__ = ["ConfigChanged", "SeatsChanged", "TenantCreated"]
+
+
+class TenantCreated(Event, kw_only=True, frozen=True):
+    domain = "tenant"
+    name = "created"
+    company: str
+    seats: int
+
+
+class SeatsChanged(Event, kw_only=True, frozen=True):
+    domain = "seats"
+    name = "changed"
+    purchased: int
+    delta: int
+
+
+class ConfigChanged(Event, kw_only=True, frozen=True):
+    """A tenant's configuration object changed; services holding a copy reload it."""
+
+    domain = "config"
+    name = "changed"
+    kind: Literal["site", "agent", "queue", "number", "key", "flow", "trunk"]
+    op: Literal["created", "updated", "deleted"]
+    object_id: uuid.UUID
