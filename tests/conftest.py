@@ -15,6 +15,9 @@ import pytest
 from services.kernel import db
 from services.runtime.embedded import APP_ROLE, DATABASE, EmbeddedNats, EmbeddedPostgres, Secrets
 
+# A test about to time out first prints what each asyncio task is waiting for (tests/hangs.py).
+pytest_plugins = ["tests.hangs"]
+
 
 @dataclass(frozen=True)
 class Infra:

@@ -22,6 +22,7 @@ from services.kernel.bus import connect
 from services.kernel.config import Settings
 from services.kernel.db import create_pool
 from services.kernel.log import get_logger
+from services.kernel.waits import close_pool
 
 from .agents import AgentController
 from .audit import AuditController
@@ -104,7 +105,7 @@ def _lifespan(state: ApiState) -> Any:
                 await state.bus.close()
                 state.bus = None
         finally:
-            await state.pool.close()
+            await close_pool(state.pool)
             state.pool = None
             log.info("api_stopped")
 

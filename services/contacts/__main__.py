@@ -10,6 +10,7 @@ from services.kernel.bus import Bus
 from services.kernel.config import Settings
 from services.kernel.db import create_pool
 from services.kernel.service import run_service
+from services.kernel.waits import close_pool
 
 from .adapter import ContactsAdapter
 
@@ -23,7 +24,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         await stop.wait()  # until SIGTERM, so the adapter stops before run_service closes the bus
     finally:
         await adapter.stop()
-        await pool.close()
+        await close_pool(pool)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from services.kernel.bus import Bus
 from services.kernel.config import Settings
 from services.kernel.db import create_pool
 from services.kernel.service import run_service
+from services.kernel.waits import close_pool
 
 from .adapter import IvrAdapter
 
@@ -24,7 +25,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         await adapter.stop()
-        await pool.close()
+        await close_pool(pool)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # Arbitrary constant: one migrator at a time across processes.
 _MIGRATION_LOCK = 0x5B_0001
+# A transaction waits at most this long for a pooled connection (a leak or a stampede fails loudly).
+ACQUIRE_TIMEOUT_S = 10.0
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -48,7 +50,7 @@ async def tenant_tx(
     pool: asyncpg.Pool, tenant_id: uuid.UUID, *, readonly: bool = False
 ) -> AsyncIterator[asyncpg.Connection]:
     """A transaction in which row-level security sees only `tenant_id`'s rows."""
-    async with pool.acquire() as conn, conn.transaction(readonly=readonly):
+    async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn, conn.transaction(readonly=readonly):
         await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
         yield conn
 

@@ -27,6 +27,7 @@ from services.kernel.db import create_pool
 from services.kernel.log import get_logger
 from services.kernel.messages import Reply, decode, encode
 from services.kernel.subjects import tenant_of
+from services.kernel.waits import close_pool
 from services.media import frontlink
 from services.media.bridging import Bridge, Endpoint
 from services.media.call import Call, CallState
@@ -729,7 +730,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         await edge.stop()
         if registrar is not None:
             await registrar.stop()
-        await pool.close()
+        await close_pool(pool)
 
     if registrar is not None:
         # Behind the front the stop runs here, before run_service closes the bus: the calls' BYEs and

@@ -23,6 +23,9 @@ from services.media.rtp.g711 import alaw_decode, ulaw_decode
 
 __all__ = ["APOLOGY", "PromptError", "PromptStore", "decode_wav", "music_on_hold", "resample"]
 
+# espeak-ng renders a 5 s prompt in about 30 ms: a minute means it is stuck.
+RENDER_TIMEOUT_S = 60.0
+
 log = get_logger()
 RATE = 8000
 APOLOGY = "Sorry, this number is not configured yet. Goodbye."
@@ -144,7 +147,13 @@ class PromptStore:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
-        _, err = await proc.communicate()
+        try:
+            _, err = await asyncio.wait_for(proc.communicate(), RENDER_TIMEOUT_S)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            tmp.unlink(missing_ok=True)
+            raise PromptError(f"espeak-ng did not finish within {RENDER_TIMEOUT_S:g} s") from None
         if proc.returncode != 0 or not tmp.exists():
             tmp.unlink(missing_ok=True)
             raise PromptError(f"espeak-ng failed: {err.decode(errors='replace').strip()[:200]}")

@@ -15,6 +15,7 @@ from services.kernel.bus import Bus
 from services.kernel.config import Settings
 from services.kernel.db import create_pool
 from services.kernel.service import run_service
+from services.kernel.waits import close_pool
 
 from .worker import RoutingWorker, parse_partitions
 
@@ -31,7 +32,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     async def shutdown() -> None:
         await stop.wait()
         await worker.stop()
-        await pool.close()
+        await close_pool(pool)
 
     # run_service waits for `stop` after this returns; the task cleans up before the bus is drained.
     asyncio.get_running_loop().create_task(shutdown())

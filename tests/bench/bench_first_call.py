@@ -773,6 +773,7 @@ async def _lift_call_limit(owner_url: str, tenant: uuid.UUID) -> None:
 async def _wait_health(url: str, names: set[str], timeout: float) -> None:
     import nats
 
+    from services.kernel.bus import Bus
     from services.kernel.subjects import HEALTH_BUCKET
 
     nc = await nats.connect(url)
@@ -780,8 +781,7 @@ async def _wait_health(url: str, names: set[str], timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                kv = await nc.jetstream().key_value(HEALTH_BUCKET)
-                seen = {k.split(".", 1)[0] for k in await kv.keys()}
+                seen = {k.split(".", 1)[0] for k, _ in await Bus(nc).kv_latest(HEALTH_BUCKET)}
                 if names <= seen:
                     return
             except Exception:

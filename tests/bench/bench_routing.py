@@ -36,6 +36,7 @@ import psutil
 from services.kernel import db
 from services.kernel import events as ev
 from services.kernel.bus import Bus, connect
+from services.kernel.waits import close_pool
 from services.runtime.embedded import APP_ROLE, DATABASE, EmbeddedNats, EmbeddedPostgres, Secrets
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,7 +68,7 @@ async def seed(app_url: str, agents: int) -> tuple[uuid.UUID, list[uuid.UUID]]:
             "INSERT INTO agents (id, tenant_id, name, email, site_id) VALUES ($1, $2, $3, $4, $5)",
             [(a, tenant, f"agent {i}", f"a{i}@x.test", site) for i, a in enumerate(ids)],
         )
-    await pool.close()
+    await close_pool(pool)
     return tenant, ids
 
 

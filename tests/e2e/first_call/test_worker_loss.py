@@ -12,6 +12,7 @@ from switchboard import AgentSession
 from switchboard.agent_events import AgentState, ContactConnected, ContactEnded, ContactOffer
 
 from services.kernel import events as ev
+from services.kernel.bus import Bus
 from tests.e2e.first_call.conftest import PhoneCaller, Stack, Watch, make_tenant, next_of, wait_contact
 
 
@@ -20,11 +21,10 @@ async def worker_of(stack: Stack, call_id: str) -> tuple[str, str]:
     call's SIP Call-ID."""
     nc = await nats.connect(stack.nats_url)
     try:
-        kv = await nc.jetstream().key_value("sb_media_workers")
         for _ in range(50):
-            for key in await kv.keys():
-                entry = await kv.get(key)
-                calls = json.loads(entry.value or b"{}").get("calls", [])
+            # Bus.kv_latest: a bounded read (nats-py's KeyValue.keys() can wait for ever).
+            for key, value in await Bus(nc).kv_latest("sb_media_workers"):
+                calls = json.loads(value or b"{}").get("calls", [])
                 for call in calls:
                     if call.get("call_id") == call_id:
                         return key, str(call.get("sip_call_id"))

@@ -19,6 +19,7 @@ from services.contacts.records import ContactRecord, save_contact
 from services.kernel import db
 from services.kernel.config import load_settings
 from services.kernel.ids import new_id
+from services.kernel.waits import close_pool
 
 _counter = itertools.count(1)
 
@@ -146,5 +147,5 @@ async def insert_contact(infra: Any, tenant_id: str, **fields: Any) -> str:
         async with db.tenant_tx(pool, record.tenant_id) as conn:
             await save_contact(conn, record)
     finally:
-        await pool.close()
+        await close_pool(pool)
     return str(record.id)

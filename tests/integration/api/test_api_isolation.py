@@ -13,6 +13,7 @@ import httpx
 
 from services.contacts.records import ContactRecord, save_contact
 from services.kernel import db
+from services.kernel.waits import close_pool
 
 from .conftest import Tenant, assert_problem, auth, insert_contact, signup, unique_e164
 
@@ -157,7 +158,7 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
                 conn, ContactRecord(id=uuid.uuid4(), tenant_id=uuid.UUID(t.id), state="ended", arrived_at=0.0)
             )
     finally:
-        await pool.close()
+        await close_pool(pool)
 
     owner = await asyncpg.connect(infra.owner_url)
     try:

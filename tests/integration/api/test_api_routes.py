@@ -14,6 +14,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from services.kernel import db
 from services.kernel.bus import connect
 from services.kernel.events import ConfigChanged, SeatsChanged, TenantCreated
+from services.kernel.waits import close_pool
 
 from .conftest import Tenant, assert_problem, auth, serve, signup, unique_e164
 
@@ -363,7 +364,7 @@ async def test_release_below_logged_in_agents_is_refused(
                     uuid.UUID(tenant.id),
                 )
     finally:
-        await pool.close()
+        await close_pool(pool)
     assert (await client.get("/v1/seats", headers=h)).json() == {
         "purchased": 4,
         "logged_in": 3,
@@ -514,7 +515,7 @@ async def test_healthz_reports_services_from_the_health_bucket(client: httpx.Asy
         kv = await bus.js.key_value(HEALTH_BUCKET)
         # Start from an empty bucket: beats of earlier tests must not count.
         try:
-            for key in await kv.keys():
+            for key, _ in await bus.kv_latest(HEALTH_BUCKET):
                 await kv.purge(key)
         except Exception:
             pass
@@ -626,7 +627,7 @@ async def test_a_lost_database_is_a_503_not_a_500(app_factory) -> None:
             r = await c.get("/v1/sites", headers=t.headers)
             assert r.status_code == 500 and "pool" not in r.text  # an internal error, told without internals
             assert_problem(r)
-            await pool.close()
+            await close_pool(pool)
             app.state.api.pool = pool
             r = await c.get("/v1/sites", headers=t.headers)
             assert_problem(r, 503)

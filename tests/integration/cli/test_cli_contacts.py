@@ -18,6 +18,7 @@ from switchboard_cli.main import cli
 
 from services.contacts.records import ContactRecord, TimelineEntry, save_contact
 from services.kernel import db
+from services.kernel.waits import close_pool
 
 
 def new_tenant(api_server: str) -> switchboard.SignupResult:
@@ -38,7 +39,7 @@ def add_contacts(infra: Any, tenant_id: str, records: list[dict[str, Any]]) -> l
                     await save_contact(conn, record)
                     ids.append(str(record.id))
         finally:
-            await pool.close()
+            await close_pool(pool)
         return ids
 
     return asyncio.run(write())

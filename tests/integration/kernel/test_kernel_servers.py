@@ -17,6 +17,7 @@ from services.kernel.events import SeatsChanged
 from services.kernel.ids import new_id
 from services.kernel.messages import Command, Reply, decode
 from services.kernel.subjects import HEALTH_BUCKET, cmd_subject
+from services.kernel.waits import close_pool
 from services.runtime.embedded import APP_ROLE
 
 
@@ -53,7 +54,7 @@ async def test_tenant_tx_sees_only_its_tenant_and_fails_closed(infra) -> None:
             assert await conn.fetchval("SELECT count(*) FROM sites") == 0
             assert await conn.fetchval("SELECT count(*) FROM tenants") == 0
     finally:
-        await pool.close()
+        await close_pool(pool)
 
 
 async def test_migrate_is_idempotent_and_refuses_edited_history(infra, tmp_path: Path) -> None:
@@ -151,7 +152,9 @@ async def test_service_heartbeat_appears_and_leaves(infra, tmp_path: Path) -> No
         for _ in range(100):
             try:
                 keys = [
-                    k for k in await kv.keys() if k.startswith("reporting.") and k.endswith(f".{proc.pid}")
+                    k
+                    for k, _ in await bus.kv_latest(HEALTH_BUCKET)
+                    if k.startswith("reporting.") and k.endswith(f".{proc.pid}")
                 ]
             except Exception:
                 keys = []
@@ -163,18 +166,9 @@ async def test_service_heartbeat_appears_and_leaves(infra, tmp_path: Path) -> No
         assert beat["service"] == "reporting" and beat["pid"] == proc.pid and beat["status"] == "ok"
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 10) == 0
-        remaining = [k for k in await kv.keys() if k == keys[0]] if await _has_keys(kv) else []
-        assert remaining == []
+        assert [k for k, _ in await bus.kv_latest(HEALTH_BUCKET) if k == keys[0]] == []
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
         await bus.close()
-
-
-async def _has_keys(kv) -> bool:
-    try:
-        await kv.keys()
-    except Exception:  # nats raises NoKeysError when the bucket is empty
-        return False
-    return True

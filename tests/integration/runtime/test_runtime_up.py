@@ -29,6 +29,7 @@ import pytest
 
 from services.kernel import db
 from services.kernel.ids import new_id
+from services.kernel.waits import close_pool
 from services.runtime.embedded import APP_ROLE, DATABASE, EmbeddedPostgres, Secrets, free_port
 
 HAVE_API = importlib.util.find_spec("services.api.__main__") is not None
@@ -209,7 +210,7 @@ async def _write_marker(url: str, tenant: uuid.UUID) -> None:
                 tenant,
             )
     finally:
-        await pool.close()
+        await close_pool(pool)
 
 
 async def _read_marker(url: str, tenant: str) -> str | None:
