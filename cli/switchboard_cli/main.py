@@ -14,7 +14,7 @@ from typing import Any
 import click
 import switchboard
 
-from . import account, agent, contacts, flows, resources, trunks
+from . import account, agent, contacts, flows, resources, staffing, trunks
 from .context import EXIT_API, CliError, common_options
 
 __all__ = ["cli"]
@@ -102,3 +102,4 @@ flows.register(cli)  # after resources: it adds `numbers route`
 trunks.register(cli)
 agent.register(cli)  # after resources: it adds `agents token`
 contacts.register(cli)
+staffing.register(cli)

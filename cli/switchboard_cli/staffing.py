@@ -1,0 +1,145 @@
+"""`switchboard erlang`: staffing what-ifs without history (Erlang C, or Erlang A with --patience).
+
+The math is the SDK's `switchboard.staffing` (pure, no server): nothing here talks to the API.
+"""
+
+from __future__ import annotations
+
+import re
+
+import click
+from switchboard import staffing
+
+from . import output
+from .context import State, command, emit_json
+from .parsing import SERVICE_LEVEL
+
+__all__ = ["parse_period", "register"]
+
+_PERIOD = re.compile(r"^\s*([0-9]{1,6})\s*([smhd]?)\s*$")
+_PERIOD_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "": 60}
+
+
+def parse_period(text: str) -> int:
+    """`30m`, `1h`, `900s`, `30` (minutes) -> seconds."""
+    match = _PERIOD.match(text.lower())
+    if not match or int(match.group(1)) == 0:
+        raise ValueError(f"{text!r}: expected a period such as 30m, 1h or 900s")
+    return int(match.group(1)) * _PERIOD_S[match.group(2)]
+
+
+class _Period(click.ParamType):  # type: ignore[type-arg]
+    name = "PERIOD"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_period(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def register(cli: click.Group) -> None:
+    @command(cli, "erlang")
+    @click.option("--calls", type=click.FloatRange(min=0), required=True, help="Calls offered per period.")
+    @click.option("--per", "period_s", type=_Period(), default="30m", show_default=True, help="The period.")
+    @click.option(
+        "--aht",
+        type=click.FloatRange(min=0, min_open=True),
+        required=True,
+        help="Average handle time, seconds.",
+    )
+    @click.option(
+        "--target",
+        type=SERVICE_LEVEL,
+        default="80/20",
+        show_default=True,
+        help="Service level PERCENT/SECONDS.",
+    )
+    @click.option(
+        "--shrinkage",
+        type=click.FloatRange(0, 100, max_open=True),
+        default=0.0,
+        help="Percent of scheduled time away from the phones.",
+    )
+    @click.option(
+        "--agents",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Evaluate this many agents instead of finding the fewest.",
+    )
+    @click.option(
+        "--patience",
+        type=click.FloatRange(min=0, min_open=True),
+        default=None,
+        help="Mean caller patience, seconds: Erlang A (callers give up).",
+    )
+    def erlang(
+        state: State,
+        calls: float,
+        period_s: int,
+        aht: float,
+        target: tuple[int, int],
+        shrinkage: float,
+        agents: int | None,
+        patience: float | None,
+    ) -> None:
+        """Agents needed, service level, probability of waiting, ASA and occupancy for a load.
+
+        Example: `switchboard erlang --calls 100 --per 30m --aht 180 --target 80/20 --shrinkage 30`.
+        """
+        percent, seconds = target
+        load = staffing.traffic_erlangs(calls, period_s, aht)
+        if agents is None:
+            if percent >= 100:
+                raise click.UsageError("--target: a 100 % service level needs infinitely many agents")
+            needed = staffing.agents_for_target(load, aht, percent / 100, seconds).agents
+            # Erlang A needs fewer (callers who give up free agents): the fewest meeting the target.
+            if patience is not None and needed > 0:
+                needed = next(
+                    n
+                    for n in range(1, needed + 1)
+                    if staffing.erlang_a(n, load, aht, patience, seconds).service_level >= percent / 100
+                )
+        else:
+            needed = agents
+        figures: staffing.ErlangA | staffing.ErlangC
+        if patience is not None and needed > 0:
+            figures = staffing.erlang_a(needed, load, aht, patience, seconds)
+        else:
+            figures = staffing.erlang_c(needed, load, aht, seconds)
+        meets = figures.service_level >= percent / 100
+        scheduled = staffing.scheduled_with_shrinkage(needed, shrinkage / 100)
+        if state.json:
+            emit_json(
+                {
+                    "model": "erlang_a" if isinstance(figures, staffing.ErlangA) else "erlang_c",
+                    "calls": calls,
+                    "period_s": period_s,
+                    "target": {"percent": percent, "seconds": seconds},
+                    **figures.as_dict(),
+                    "meets_target": meets,
+                    "shrinkage_percent": shrinkage,
+                    "scheduled": scheduled,
+                }
+            )
+            return
+        rows: list[tuple[str, object]] = [
+            ("model", "Erlang A" if isinstance(figures, staffing.ErlangA) else "Erlang C"),
+            ("load", f"{load:.2f} Erlangs"),
+            ("agents", needed),
+            (f"scheduled ({shrinkage:g} % shrinkage)", scheduled),
+            (f"service level ({seconds} s)", f"{figures.service_level:.3f}"),
+            ("probability of waiting", f"{figures.p_wait:.3f}"),
+        ]
+        if isinstance(figures, staffing.ErlangA):
+            rows.append(("probability of abandoning", f"{figures.p_abandon:.3f}"))
+            rows.append(("average wait", f"{figures.avg_wait_s:.1f} s"))
+        else:
+            unbounded = figures.asa_s == float("inf")
+            rows.append(("average speed of answer", "unbounded" if unbounded else f"{figures.asa_s:.1f} s"))
+        rows.append(("occupancy", f"{figures.occupancy:.3f}"))
+        rows.append(("meets target", "yes" if meets else "no"))
+        per = f"{period_s // 60} min" if period_s % 60 == 0 else f"{period_s} s"
+        output.details(rows, title=f"{calls:g} calls per {per}, AHT {aht:g} s, target {percent}/{seconds}")
