@@ -68,6 +68,7 @@ test-peers:
 	fi
 
 run: setup-runtime
+	@echo "starting the platform: PostgreSQL, NATS, then every service; the banner with what to run next follows"
 	$(BIN)/switchboard up --demo
 
 test: setup test-peers

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime
 
 import click
 import switchboard
 
 from . import output
-from .context import CliError, State, command, emit_json, group
+from .context import EXIT_USAGE, CliError, State, command, emit_json, group
 from .parsing import TIMESTAMP
 from .profiles import Profile, ProfileError, load_profiles, save_profile
 
@@ -18,11 +19,12 @@ ROLES = ("admin", "supervisor", "developer")
 SEAT_COUNT = click.IntRange(1, 1000)
 
 
-def _save(state: State, api_url: str, api_key: str) -> str:
+def _save(state: State, profile: Profile) -> str:
     name = state.profile_name
+    api_key = profile.api_key
     try:
         previous = load_profiles().get(name)
-        path = save_profile(name, Profile(api_url=api_url, api_key=api_key))
+        path = save_profile(name, profile)
     except ProfileError as exc:
         raise CliError(str(exc)) from None
     if previous and previous.api_key and previous.api_key != api_key:
@@ -32,6 +34,39 @@ def _save(state: State, api_url: str, api_key: str) -> str:
             err=True,
         )
     return str(path)
+
+
+def _check_signup(state: State, company: str, email: str, force: bool, yes: bool) -> None:
+    """Before a tenant is made: never drop another tenant's key, and ask before a duplicate tenant."""
+    name = state.profile_name
+    try:
+        profiles = load_profiles()
+    except ProfileError as exc:
+        raise CliError(str(exc)) from None
+    held = profiles.get(name)
+    if held is not None and held.api_key and not force:
+        whose = f"{held.company}'s" if held.company else "another"
+        raise CliError(
+            f"profile '{name}' already holds {whose} key ({held.api_key[:12]}...); sign up into a new "
+            "profile with --profile NAME, or replace that key with --force",
+            EXIT_USAGE,
+        )
+    same = [
+        (n, p)
+        for n, p in sorted(profiles.items())
+        if (p.company or "").casefold() == company.casefold()
+        and (p.email or "").casefold() == email.casefold()
+    ]
+    if not same or yes:
+        return
+    where = ", ".join(f"'{n}' (tenant {p.tenant_id})" for n, p in same)
+    question = f"{company} <{email}> already signed up from here (profile {where}). Create another tenant?"
+    if not sys.stdin.isatty():
+        raise CliError(
+            f"{question.removesuffix(' Create another tenant?')}; pass --yes to create another tenant"
+        )
+    if not click.confirm(question, default=False, err=True):
+        raise CliError("signup cancelled: no tenant was created")
 
 
 def _seats_rows(seats: switchboard.Seats) -> list[tuple[str, object]]:
@@ -65,12 +100,22 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--api-url", metavar="URL", help="API to sign up with (default: profile, $SB_API_URL, local)."
     )
-    def signup(state: State, company: str, email: str, api_url: str | None) -> None:
-        """Create a tenant and keep its admin API key in the profile."""
+    @click.option("--force", is_flag=True, help="Replace the key the profile already holds.")
+    @click.option(
+        "--yes", is_flag=True, help="Create the tenant even if this company and email signed up before."
+    )
+    def signup(state: State, company: str, email: str, api_url: str | None, force: bool, yes: bool) -> None:
+        """Create a tenant and keep its admin API key in the profile.
+
+        Refused when the profile already holds a key (use --profile NAME for another tenant, or --force);
+        asks before signing up a company and email that already signed up from this machine (--yes).
+        """
+        _check_signup(state, company, email, force, yes)
         url = state.api_url(api_url)
         with state.client(api_key="", api_url=url) as client:
             result = client.signup(company, email)
-        path = _save(state, url, result.api_key.key)
+        saved = Profile(url, result.api_key.key, result.tenant.id, result.tenant.name, email)
+        path = _save(state, saved)
         if state.json:
             emit_json(result)
             return
@@ -97,7 +142,7 @@ def register(cli: click.Group) -> None:
                 me = client.me()
         except switchboard.AuthenticationError as exc:
             raise CliError(f"login failed: {exc.message}; this API key was not accepted by {url}") from None
-        path = _save(state, url, api_key)
+        path = _save(state, Profile(url, api_key, me.tenant.id, me.tenant.name, me.tenant.admin_email))
         if state.json:
             emit_json(me)
             return

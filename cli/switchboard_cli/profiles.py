@@ -37,6 +37,14 @@ class ProfileError(Exception):
 class Profile:
     api_url: str | None = None
     api_key: str | None = None
+    # Kept by `signup` so a second signup of the same company and email can be noticed before it makes
+    # a duplicate tenant (the API does not say whether an email signed up: that would leak accounts).
+    tenant_id: str | None = None
+    company: str | None = None
+    email: str | None = None
+
+
+_FIELDS = ("api_url", "api_key", "tenant_id", "company", "email")
 
 
 def config_dir() -> Path:
@@ -73,10 +81,8 @@ def load_profiles(path: Path | None = None) -> dict[str, Profile]:
     for name, table in data.items():
         if not isinstance(table, dict):
             continue
-        url, key = table.get("api_url"), table.get("api_key")
-        profiles[name] = Profile(
-            api_url=url if isinstance(url, str) else None, api_key=key if isinstance(key, str) else None
-        )
+        fields = {f: table.get(f) for f in _FIELDS}
+        profiles[name] = Profile(**{f: v if isinstance(v, str) else None for f, v in fields.items()})
     return profiles
 
 
@@ -90,10 +96,10 @@ def render(profiles: dict[str, Profile]) -> str:
     for name in sorted(profiles):
         profile = profiles[name]
         lines.append(f"[{_toml_string(name)}]")
-        if profile.api_url is not None:
-            lines.append(f"api_url = {_toml_string(profile.api_url)}")
-        if profile.api_key is not None:
-            lines.append(f"api_key = {_toml_string(profile.api_key)}")
+        for field in _FIELDS:
+            value = getattr(profile, field)
+            if value is not None:
+                lines.append(f"{field} = {_toml_string(value)}")
         lines.append("")
     return "\n".join(lines)
 

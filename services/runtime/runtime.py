@@ -15,6 +15,7 @@ import fcntl
 import importlib.util
 import ipaddress
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -452,6 +453,8 @@ class Runtime:
             if self.opts.media_workers > 1:
                 lines.append(f"  Media      {self.opts.media_workers} workers behind the SIP front")
         api_flag = "" if self.opts.http_port == DEFAULT_HTTP_PORT else f" --api-url {self.api_url}"
+        sb, activate = cli_invocation()
+        where = f", in {Path.cwd()}" if not sb.startswith(("/", "switchboard")) else ""
         if demo is not None:
             made = f" (created: {', '.join(demo.created)})" if demo.created else " (already there)"
             lines += [
@@ -462,19 +465,22 @@ class Runtime:
                 f"  Flow       {demo.flow} v{demo.flow_version} answers {demo.number}: "
                 "press 1 for Support, 9 to hear it again",
                 "",
-                "Next:",
-                f"  switchboard login --api-key {demo.api_key}{api_flag}",
-                "  switchboard agents list",
+                f"Next, in another terminal{where} (the demo tenant gets its own profile, 'demo'):",
+                f"  {sb} login --profile demo --api-key {demo.api_key}{api_flag}",
+                f"  {sb} agents list --profile demo",
+                f'  {sb} signup --company "Acme Ltd" --email you@acme.example{api_flag}   # your own tenant',
             ]
         else:
             if demo_error:
                 lines += ["", f"Demo tenant not ready: {demo_error}"]
             lines += [
                 "",
-                "Next:",
-                f'  switchboard signup --company "Acme Ltd" --email you@acme.example{api_flag}',
-                "  switchboard seats buy 3",
+                f"Next, in another terminal{where}:",
+                f'  {sb} signup --company "Acme Ltd" --email you@acme.example{api_flag}',
+                f"  {sb} seats buy 3",
             ]
+        if activate:
+            lines.append(f"  (or run `{activate}` once, then type plain `switchboard ...`)")
         lines += ["", "Press Ctrl-C to stop.", ""]
         for line in lines:
             self.out.raw(line)
@@ -530,6 +536,28 @@ def child_names(opts: Options) -> list[str]:
         else:
             names.append(name)
     return names
+
+
+def cli_invocation(cwd: Path | None = None) -> tuple[str, str]:
+    """How to run the `switchboard` CLI of this installation as printed, and how to activate its
+    virtualenv (empty when `switchboard` on PATH already is this one, or there is no virtualenv)."""
+    script = Path(sys.executable).with_name("switchboard")
+    on_path = shutil.which("switchboard")
+    if on_path and Path(on_path).resolve() == script.resolve():
+        return "switchboard", ""
+    cwd = cwd or Path.cwd()
+    try:
+        shown = script.relative_to(cwd)
+    except ValueError:
+        shown = script
+    activate = script.with_name("activate")
+    if activate.exists():
+        try:
+            activate = activate.relative_to(cwd)
+        except ValueError:
+            pass
+        return str(shown), f". {activate}"
+    return str(shown), ""
 
 
 def _is_unspecified(host: str) -> bool:

@@ -270,14 +270,78 @@ def test_login_checks_the_key_before_saving_it(sb: Cli) -> None:
     assert not (sb.config_home / "switchboard" / "profiles.toml").exists()
 
 
-def test_a_second_signup_into_a_profile_says_the_old_key_was_replaced(sb: Cli) -> None:
-    first = sb.signup()["api_key"]["key"]
+def test_a_second_signup_never_drops_the_key_a_profile_holds(sb: Cli) -> None:
+    first = sb.signup()
     tag = uuid.uuid4().hex[:8]
-    again = sb("signup", "--company", f"Again {tag}", "--email", f"again-{tag}@acme.example", "--json")
-    assert json.loads(again.stdout)["tenant"]["name"] == f"Again {tag}"
-    assert f"held another key ({first[:12]}...)" in again.stderr
-    # The profile's URL was kept from the first signup and now holds the new key.
-    assert sb.json("whoami", "--json")["tenant"]["name"] == f"Again {tag}"
+    args = ("signup", "--company", f"Again {tag}", "--email", f"again-{tag}@acme.example")
+    refused = sb(*args, "--json", code=2)
+    assert "profile 'default' already holds" in refused.stderr and "--profile NAME" in refused.stderr
+    assert first["api_key"]["key"][:12] in refused.stderr and "--force" in refused.stderr
+    assert sb.json("whoami", "--json")["tenant"]["id"] == first["tenant"]["id"]  # untouched
+
+    # Another profile keeps both tenants; --force replaces the key, saying so.
+    assert (
+        sb.json(*args, "--profile", "other", "--api-url", sb.api_url, "--json")["tenant"]["name"]
+        == f"Again {tag}"
+    )
+    forced = sb(
+        "signup", "--company", f"Forced {tag}", "--email", f"f-{tag}@acme.example", "--force", "--json"
+    )
+    assert f"held another key ({first['api_key']['key'][:12]}...)" in forced.stderr
+    assert sb.json("whoami", "--json")["tenant"]["name"] == f"Forced {tag}"
+    assert sb.json("whoami", "--json", "--profile", "other")["tenant"]["name"] == f"Again {tag}"
+
+
+def test_a_second_signup_of_the_same_company_and_email_asks_first(sb: Cli, api_server: str) -> None:
+    tag = uuid.uuid4().hex[:8]
+    who = ("--company", f"Twice {tag}", "--email", f"twice-{tag}@acme.example", "--api-url", api_server)
+    first = sb.json("signup", *who, "--json")
+    # No terminal to ask on: refused with the way out, and no tenant made.
+    refused = sb("signup", *who, "--profile", "again", code=1)
+    assert f"Twice {tag} <twice-{tag}@acme.example> already signed up from here" in refused.stderr
+    assert first["tenant"]["id"] in refused.stderr and "--yes" in refused.stderr
+    assert not _profile_exists(sb, "again")
+    # On a terminal the answer decides (the default is no).
+    env = {**os.environ, "XDG_CONFIG_HOME": str(sb.config_home)}
+    for name in ("SB_API_URL", "SB_API_KEY", "SB_PROFILE"):
+        env.pop(name, None)
+    no = _on_terminal([str(SWITCHBOARD), "signup", *who, "--profile", "again"], "n\n", env)
+    assert "Create another tenant? [y/N]" in no[1] and no[0] == 1 and "cancelled" in no[1]
+    assert not _profile_exists(sb, "again")
+    yes = _on_terminal([str(SWITCHBOARD), "signup", *who, "--profile", "again"], "y\n", env)
+    assert yes[0] == 0 and f"Signed up Twice {tag}" in yes[1], yes
+    assert sb.json("whoami", "--json", "--profile", "again")["tenant"]["id"] != first["tenant"]["id"]
+    # --yes skips the question (scripts).
+    third = sb.json("signup", *who, "--profile", "third", "--yes", "--json")
+    assert third["tenant"]["id"] not in (first["tenant"]["id"],)
+
+
+def _profile_exists(sb: Cli, name: str) -> bool:
+    return f'["{name}"]' in (sb.config_home / "switchboard" / "profiles.toml").read_text()
+
+
+def _on_terminal(argv: list[str], answer: str, env: dict[str, str]) -> tuple[int, str]:
+    """Runs argv with a pseudo-terminal as stdin/stdout/stderr, typing `answer` once asked."""
+    import pty
+
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(argv[0], argv, env)
+    seen = b""
+    answered = False
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if not answered and b"[y/N]" in seen:
+            os.write(fd, answer.encode())
+            answered = True
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")
 
 
 def test_the_installed_console_script(sb: Cli) -> None:

@@ -252,6 +252,31 @@ def test_demo_tenant_exists_with_its_key_kept_private(first: Up) -> None:
     assert counts == {"agents": 2, "queues": 1, "numbers": 1, "flows": 1, "flow_versions": 1}
 
 
+@needs_api
+def test_the_banners_next_commands_work_as_printed(first: Up, tmp_path: Path) -> None:
+    """A fresh shell (no virtualenv on PATH, an empty config home) runs the banner's lines verbatim."""
+    out = first.output()
+    block = out[out.index("Next, in another terminal") :].split("\n\n")[0].splitlines()[1:]
+    commands = [line.strip() for line in block if not line.strip().startswith("(")]
+    assert [c.split()[1] for c in commands] == ["login", "agents", "signup"], block
+    assert commands[0].startswith(".venv/bin/switchboard ") or commands[0].startswith("/")
+    assert any(". .venv/bin/activate" in line or "/activate" in line for line in block)
+    env = {**_env(), "XDG_CONFIG_HOME": str(tmp_path / "config"), "PATH": "/usr/bin:/bin"}
+    for name in ("SB_API_URL", "SB_API_KEY", "SB_PROFILE"):
+        env.pop(name, None)
+    results = [
+        subprocess.run(["bash", "-c", c], env=env, capture_output=True, text=True, timeout=30)
+        for c in commands
+    ]
+    for command, result in zip(commands, results, strict=True):
+        assert result.returncode == 0, (command, result.stdout, result.stderr)
+    assert "Logged in to Demo Co" in results[0].stdout and "'demo'" in results[0].stdout
+    assert "ada@demo.example" in results[1].stdout
+    # The demo key stays in its own profile; the signup went to 'default' beside it.
+    profiles = (tmp_path / "config" / "switchboard" / "profiles.toml").read_text()
+    assert '["demo"]' in profiles and '["default"]' in profiles
+
+
 def _demo_counts(api: str, key: str) -> dict[str, int]:
     headers = {"Authorization": f"Bearer {key}"}
     with httpx.Client(base_url=api, headers=headers, timeout=5, trust_env=False) as client:
