@@ -1,9 +1,12 @@
-"""NATS: connection, the SB_EVENTS stream, event publishing and command request/reply."""
+"""NATS: connection, the SB_EVENTS stream, event publishing and command request/reply, and the one way a
+service listens: `Bus.serve` (commands), `Bus.consume` (durable events) and `Bus.listen` (live views).
+The machinery behind the last three is in serving.py."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TypeVar
+from collections.abc import Iterable, Mapping
+from typing import Any, TypeVar
 
 import msgspec
 import nats
@@ -25,6 +28,7 @@ from nats.js.api import (
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from .messages import Command, Event, Reply, decode, encode
+from .serving import CommandHandler, Consumer, EventHandler, Listener, Server
 from .subjects import EVENTS_STREAM, EVENTS_SUBJECTS, HEALTH_BUCKET, cmd_subject, evt_subject
 
 __all__ = ["Bus", "BusError", "CommandTimeout", "connect", "decode_event"]
@@ -117,6 +121,50 @@ class Bus:
         except (TimeoutError, NatsTimeout) as exc:
             raise CommandTimeout(f"{subject} did not answer within {timeout:.1f}s") from exc
         return decode(msg.data, Reply)
+
+    async def serve(
+        self,
+        service: str,
+        handlers: Mapping[type[Any], CommandHandler[Any]],
+        *,
+        queue: str | None = "",
+        subject: str | None = None,
+    ) -> Server[Any]:
+        """Answer `service`'s commands (sb.*.cmd.<service>.<name>) with `handlers`, one per command type.
+        Decoding, the tenant check, the reply cache by command id and the error replies are done here
+        (serving.Server). `queue` is the queue group (default: the service's name; None: every process
+        gets every command, and a handler returns None where another process answers)."""
+        server: Server[Any] = Server(self, service, handlers)
+        await server.start(queue=service if queue == "" else queue, subject=subject)
+        return server
+
+    async def consume(
+        self,
+        event_types: Iterable[type[Event]],
+        *,
+        durable: str,
+        handler: EventHandler,
+        ack_wait: float = 5.0,
+    ) -> Consumer:
+        """Feed every new event of these types to `handler` through the durable JetStream consumer
+        `durable`: an event is acknowledged only after its handler returned, so one lost by a crash is
+        delivered again (serving.Consumer). Events of one call are handled in order."""
+        consumer = Consumer(self, list(event_types), durable=durable, handler=handler, ack_wait=ack_wait)
+        await consumer.start()
+        return consumer
+
+    async def listen(
+        self,
+        event_types: Iterable[type[Event]],
+        handler: EventHandler,
+        *,
+        tenant_id: Any = None,
+    ) -> Listener:
+        """At-most-once delivery of these events (one tenant's or every tenant's) on core NATS: for live
+        views (a browser's socket, a cache to drop), never where a lost event would strand a caller."""
+        listener = Listener(self, list(event_types), handler, tenant_id=tenant_id)
+        await listener.start()
+        return listener
 
     @staticmethod
     async def reply(msg: Msg, reply: Reply) -> None:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from enum import StrEnum
 from typing import ClassVar, TypeVar
 
 import msgspec
 
 from .ids import new_id
 
-__all__ = ["Command", "Event", "Message", "Reply", "decode", "encode"]
+__all__ = ["Command", "Event", "Message", "Reply", "ReplyCode", "decode", "encode"]
 
 
 class Message(msgspec.Struct, kw_only=True, frozen=True):
@@ -33,6 +34,24 @@ class Command(Message, kw_only=True, frozen=True):
 
     service: ClassVar[str]
     name: ClassVar[str]
+
+
+class ReplyCode(StrEnum):
+    """The codes every service answers with for the same mistakes (a service may add its own refusals,
+    e.g. routing's `no_seats`; the wire carries the plain string)."""
+
+    BAD_MESSAGE = "bad_message"  # the payload does not decode into the command's type
+    INVALID = "invalid"  # it decodes, but a value is out of range or contradicts another
+    UNKNOWN_COMMAND = "unknown_command"  # no such command for this service
+    WRONG_TENANT = "wrong_tenant"  # the subject's tenant is not the payload's tenant_id
+    NOT_FOUND = "not_found"
+    STATE = "state"  # not possible in the current state (not answered, not bridged...)
+    CONFLICT = "conflict"
+    UNSUPPORTED = "unsupported"
+    BUSY = "busy"  # too much pending; retry later
+    TIMEOUT = "timeout"  # the service did not answer in time (set by the requester)
+    UNAVAILABLE = "unavailable"  # no service answers the subject (set by the requester)
+    INTERNAL = "internal"  # the handler crashed; the error says which exception
 
 
 class Reply(msgspec.Struct, kw_only=True, frozen=True):

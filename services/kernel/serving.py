@@ -1,0 +1,439 @@
+"""What is behind Bus.serve, Bus.consume and Bus.listen: subject parsing, decoding through the one type
+registry, the tenant check, the reply cache by command id, one set of error codes, and stops that are
+bounded and say what they were waiting for. Services write handlers; they never touch a Msg.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Awaitable, Callable, Hashable, Mapping
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import msgspec
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import TimeoutError as NatsTimeout
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from .log import get_logger
+from .messages import Command, Event, Reply, ReplyCode, decode, encode
+from .registry import parse_subject
+from .subjects import EVENTS_STREAM
+
+if TYPE_CHECKING:
+    from .bus import Bus
+
+__all__ = [
+    "REPLY_MEMORY",
+    "STOP_STEP_S",
+    "CommandHandler",
+    "Consumer",
+    "EventHandler",
+    "Later",
+    "Listener",
+    "Server",
+]
+
+C = TypeVar("C", bound=Command)
+
+# How many replies a server remembers: a retry of any of the last REPLY_MEMORY commands gets the first
+# answer instead of a second run.
+REPLY_MEMORY = 10_000
+# The longest any one step of a stop waits (an unsubscribe, the handlers in flight).
+STOP_STEP_S = 1.0
+# A crashed handler's event comes back after this long (nak with delay), at most MAX_DELIVER times.
+REDELIVER_DELAY_S = 0.5
+MAX_DELIVER = 5
+FETCH_WAIT_S = 1.0
+
+log = get_logger()
+
+
+class Later:
+    """A reply that comes when `work` is done (an outside number ringing): the server goes on serving
+    other commands meanwhile, and a retry of the same command waits for the same reply."""
+
+    __slots__ = ("work",)
+
+    def __init__(self, work: Awaitable[Reply]) -> None:
+        self.work = work
+
+
+CommandHandler = Callable[[C], Awaitable["Reply | Later | None"]]
+EventHandler = Callable[[Any], Awaitable[None]]
+# The subject's tenant and command name, or None when the subject is not one this server parses.
+SubjectParser = Callable[[str], "tuple[uuid.UUID | None, str] | None"]
+Accept = Callable[[str, bytes], bool]
+
+
+def _refuse(code: ReplyCode, error: str) -> Reply:
+    return Reply(ok=False, code=code, error=error)
+
+
+def _tenant_command(subject: str) -> tuple[uuid.UUID | None, str] | None:
+    parsed = parse_subject(subject)
+    if parsed is None or parsed.kind != "cmd":
+        return None
+    return parsed.tenant_id, parsed.name
+
+
+async def _bounded(what: str, wait: Awaitable[Any], late: list[str], timeout: float = STOP_STEP_S) -> None:
+    """Wait for a step of a stop; one that does not finish in time is named in `late` and logged."""
+    try:
+        await asyncio.wait_for(wait, timeout)
+    except TimeoutError:
+        late.append(what)
+        log.warning("bus_stop_late", waited_for=what, timeout_s=timeout)
+    except Exception as exc:  # the connection closed under us: nothing left to wait for
+        log.info("bus_stop_step_failed", step=what, error=type(exc).__name__)
+
+
+class Server(Generic[C]):
+    """One service's command handlers on the bus (Bus.serve)."""
+
+    def __init__(self, bus: Bus, service: str, handlers: Mapping[type[C], CommandHandler[C]]) -> None:
+        self.bus = bus
+        self.service = service
+        self._handlers: dict[str, tuple[type[C], CommandHandler[C]]] = {}
+        for kind, handler in handlers.items():
+            if getattr(kind, "service", None) != service:
+                raise ValueError(f"{kind.__name__} is not a {service} command")
+            self._handlers[kind.name] = (kind, handler)
+        self._replies: OrderedDict[uuid.UUID, Reply | asyncio.Task[Reply]] = OrderedDict()
+        self._subs: list[Subscription] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def start(self, *, queue: str | None, subject: str | None = None) -> None:
+        await self.subscribe(subject or f"sb.*.cmd.{self.service}.*", queue=queue)
+
+    async def subscribe(
+        self,
+        subject: str,
+        *,
+        queue: str | None,
+        accept: Accept | None = None,
+        parse: SubjectParser = _tenant_command,
+    ) -> None:
+        """One more subject for the same handlers: `accept` drops what this process must not answer (a
+        call it does not hold) before anything is decoded or replied; `parse` reads a mapped subject."""
+
+        async def on_msg(msg: Msg) -> None:
+            if accept is not None and not accept(msg.subject, msg.data):
+                return
+            reply = await self.answer(msg.subject, msg.data, parse, msg)
+            if reply is not None:
+                await self._respond(msg, reply)
+
+        self._subs.append(await self.bus.nc.subscribe(subject, queue=queue or "", cb=on_msg))
+
+    async def answer(
+        self, subject: str, data: bytes, parse: SubjectParser = _tenant_command, msg: Msg | None = None
+    ) -> Reply | None:
+        """The reply to one command message (None: not ours to answer, or it comes later to `msg`)."""
+        target = parse(subject)
+        if target is None:
+            return _refuse(ReplyCode.BAD_MESSAGE, f"{subject!r} is not a {self.service} command subject")
+        tenant_id, name = target
+        entry = self._handlers.get(name)
+        if entry is None:
+            known = ", ".join(sorted(self._handlers))
+            return _refuse(
+                ReplyCode.UNKNOWN_COMMAND, f"unknown {self.service} command {name!r}; known: {known}"
+            )
+        kind, handler = entry
+        try:
+            command = decode(data, kind)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            return _refuse(ReplyCode.BAD_MESSAGE, f"invalid {name} command: {exc}")
+        if tenant_id is None or command.tenant_id != tenant_id:
+            return _refuse(ReplyCode.WRONG_TENANT, "the subject's tenant and the command's tenant_id differ")
+        known_reply = self._replies.get(command.id)
+        if isinstance(known_reply, Reply):
+            return known_reply
+        if known_reply is not None:  # the first run is still working: its reply goes to this one too
+            self._spawn(self._reply_when_done(msg, known_reply))
+            return None
+        try:
+            result = await handler(command)
+        except Exception as exc:
+            log.exception("bus_command_failed", subject=subject)
+            # Not remembered: a retry runs again.
+            return _refuse(ReplyCode.INTERNAL, f"internal error: {type(exc).__name__}")
+        if isinstance(result, Later):
+            task = asyncio.get_running_loop().create_task(self._finish(command.id, subject, result.work))
+            self._remember(command.id, task)
+            self._spawn(self._reply_when_done(msg, task))
+            return None
+        if result is not None:
+            self._remember(command.id, result)
+        return result
+
+    async def _finish(self, command_id: uuid.UUID, subject: str, work: Awaitable[Reply]) -> Reply:
+        try:
+            reply = await work
+        except Exception as exc:
+            log.exception("bus_command_failed", subject=subject)
+            self._replies.pop(command_id, None)
+            return _refuse(ReplyCode.INTERNAL, f"internal error: {type(exc).__name__}")
+        if command_id in self._replies:
+            self._replies[command_id] = reply
+        return reply
+
+    async def _reply_when_done(self, msg: Msg | None, task: asyncio.Task[Reply]) -> None:
+        reply = await asyncio.shield(task)
+        if msg is not None:
+            await self._respond(msg, reply)
+
+    def _remember(self, command_id: uuid.UUID, reply: Reply | asyncio.Task[Reply]) -> None:
+        self._replies[command_id] = reply
+        while len(self._replies) > REPLY_MEMORY:
+            self._replies.popitem(last=False)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _respond(msg: Msg, reply: Reply) -> None:
+        if not msg.reply:
+            return
+        try:
+            await msg.respond(encode(reply))
+        except Exception as exc:  # the connection closed meanwhile: the requester times out
+            log.warning("bus_reply_lost", subject=msg.subject, error=type(exc).__name__)
+
+    async def stop(self) -> list[str]:
+        """Unsubscribe and end the replies still being worked on; returns what did not stop in time."""
+        late: list[str] = []
+        for sub in self._subs:
+            await _bounded(f"unsubscribe {sub.subject}", sub.unsubscribe(), late)
+        self._subs = []
+        pending = [t for t in self._replies.values() if isinstance(t, asyncio.Task)]
+        for task in [*pending, *self._tasks]:
+            task.cancel()
+        if pending or self._tasks:
+            await _bounded(
+                f"{len(pending)} {self.service} replies in flight",
+                asyncio.gather(*pending, *self._tasks, return_exceptions=True),
+                late,
+            )
+        await _bounded("flush", self.bus.nc.flush(), late)
+        return late
+
+
+def _event_filters(event_types: list[type[Event]], tenant: str = "*") -> dict[str, type[Event]]:
+    return {f"sb.{tenant}.evt.{kind.domain}.{kind.name}": kind for kind in event_types}
+
+
+def _decode_event(subject: str, data: bytes, kinds: dict[tuple[str, str], type[Event]]) -> Event | str:
+    """The event, or why it cannot be handled (which redelivery would not change)."""
+    parsed = parse_subject(subject)
+    if parsed is None or parsed.kind != "evt":
+        return "not an event subject"
+    kind = kinds.get((parsed.owner, parsed.name))
+    if kind is None:
+        return "not an event this consumer handles"
+    try:
+        event = decode(data, kind)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        return f"undecodable: {exc}"[:200]
+    if parsed.tenant_id is None or event.tenant_id != parsed.tenant_id:
+        return "the subject's tenant and the event's tenant_id differ"
+    return event
+
+
+def call_key(event: Event) -> Hashable:
+    """Events of one call are handled in order; other events in order per tenant."""
+    return getattr(event, "call_id", None) or event.tenant_id
+
+
+class Consumer:
+    """A durable JetStream pull consumer on SB_EVENTS (Bus.consume).
+
+    One message per pull: nats-py's batched fetch, once a long poll gets its first message, waits out the
+    timeout for the rest of the batch (the first-call benchmark saw events arrive 660-730 ms late). Each
+    event is handed to the lane of its key (its call): one lane runs its events one after the other,
+    lanes run concurrently. An event is acknowledged after its handler returned; while the handler
+    works, the server is told it is in progress, so a slow step is not redelivered meanwhile. A handler
+    that raises gets its event back after REDELIVER_DELAY_S (at most MAX_DELIVER deliveries).
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        event_types: list[type[Event]],
+        *,
+        durable: str,
+        handler: EventHandler,
+        ack_wait: float = 5.0,
+        key: Callable[[Event], Hashable] = call_key,
+    ) -> None:
+        self.bus = bus
+        self.durable = durable
+        self.handler = handler
+        self.ack_wait = ack_wait
+        self.key = key
+        self.filters = _event_filters(event_types)
+        self._kinds = {(k.domain, k.name): k for k in event_types}
+        self._lanes: dict[Hashable, deque[tuple[Msg, Event]]] = {}
+        self._lane_tasks: set[asyncio.Task[None]] = set()
+        self._pump: asyncio.Task[None] | None = None
+        self._sub: Any = None
+
+    async def start(self) -> None:
+        js = self.bus.js
+        config = ConsumerConfig(
+            durable_name=self.durable,
+            deliver_policy=DeliverPolicy.NEW,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self.ack_wait,
+            max_deliver=MAX_DELIVER,
+            max_ack_pending=10_000,
+            filter_subjects=sorted(self.filters),
+        )
+        try:
+            await js.add_consumer(EVENTS_STREAM, config)
+        except Exception as exc:  # exists with another config (an older release's filters): keep it
+            log.warning("bus_consumer_exists", durable=self.durable, detail=str(exc)[:160])
+        self._sub = await js.pull_subscribe_bind(self.durable, stream=EVENTS_STREAM)
+        self._pump = asyncio.create_task(self._run_pump())
+
+    async def _run_pump(self) -> None:
+        while True:
+            try:
+                msgs = await self._sub.fetch(1, timeout=FETCH_WAIT_S)
+            except (TimeoutError, NatsTimeout, NotFoundError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the bus reconnects by itself
+                log.warning("bus_fetch_failed", durable=self.durable, error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                await self._dispatch(msg)
+
+    async def _dispatch(self, msg: Msg) -> None:
+        event = _decode_event(msg.subject, msg.data, self._kinds)
+        if isinstance(event, str):
+            log.warning("bus_event_refused", durable=self.durable, subject=msg.subject, reason=event)
+            with contextlib.suppress(Exception):
+                await msg.term()  # delivering it again would not make it readable
+            return
+        key = self.key(event)
+        lane = self._lanes.get(key)
+        if lane is not None:
+            lane.append((msg, event))
+            return
+        self._lanes[key] = deque([(msg, event)])
+        task = asyncio.create_task(self._run_lane(key))
+        self._lane_tasks.add(task)
+        task.add_done_callback(self._lane_tasks.discard)
+
+    async def _run_lane(self, key: Hashable) -> None:
+        lane = self._lanes[key]
+        try:
+            while lane:
+                msg, event = lane[0]
+                await self._handle(msg, event)
+                lane.popleft()
+        finally:
+            del self._lanes[key]
+
+    async def _handle(self, msg: Msg, event: Event) -> None:
+        progress = asyncio.create_task(self._in_progress(msg))
+        try:
+            await self.handler(event)
+        except asyncio.CancelledError:
+            raise  # stopping: not acknowledged, so the next consumer process gets it
+        except Exception:
+            delivered = msg.metadata.num_delivered if msg.metadata else 0
+            log.exception(
+                "bus_event_failed",
+                durable=self.durable,
+                subject=msg.subject,
+                delivered=delivered,
+                given_up=delivered >= MAX_DELIVER,
+            )
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=REDELIVER_DELAY_S)
+            return
+        finally:
+            progress.cancel()
+        with contextlib.suppress(Exception):
+            await msg.ack()
+
+    async def _in_progress(self, msg: Msg) -> None:
+        while True:
+            await asyncio.sleep(self.ack_wait / 2)
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    async def stop(self, timeout: float = 3 * STOP_STEP_S) -> list[str]:
+        """Stop pulling, give the handlers in flight `timeout` to finish (the rest are cancelled and their
+        events redelivered to the next process), unsubscribe. Returns what did not stop in time."""
+        late: list[str] = []
+        if self._pump is not None:
+            self._pump.cancel()
+            await _bounded(
+                f"the {self.durable} fetch", asyncio.gather(self._pump, return_exceptions=True), late
+            )
+        if self._lane_tasks:
+            tasks = list(self._lane_tasks)
+            _, running = await asyncio.wait(tasks, timeout=timeout)
+            if running:
+                late.append(f"{len(running)} {self.durable} handlers")
+                log.warning(
+                    "bus_stop_late", waited_for=f"{len(running)} {self.durable} handlers", timeout_s=timeout
+                )
+                for task in running:
+                    task.cancel()
+                await _bounded(
+                    f"cancelling {self.durable} handlers",
+                    asyncio.gather(*running, return_exceptions=True),
+                    late,
+                )
+        if self._sub is not None:
+            await _bounded(f"unsubscribe {self.durable}", self._sub.unsubscribe(), late)
+        return late
+
+
+class Listener:
+    """Events on core NATS, at most once (Bus.listen): decoded and tenant-checked like the rest."""
+
+    def __init__(
+        self, bus: Bus, event_types: list[type[Event]], handler: EventHandler, *, tenant_id: Any = None
+    ) -> None:
+        self.bus = bus
+        self.handler = handler
+        self.filters = _event_filters(
+            event_types, "*" if tenant_id is None else str(uuid.UUID(str(tenant_id)))
+        )
+        self._kinds = {(k.domain, k.name): k for k in event_types}
+        self._subs: list[Subscription] = []
+
+    async def start(self) -> None:
+        for subject in self.filters:
+            self._subs.append(await self.bus.nc.subscribe(subject, cb=self._on_msg))
+
+    async def _on_msg(self, msg: Msg) -> None:
+        event = _decode_event(msg.subject, msg.data, self._kinds)
+        if isinstance(event, str):
+            log.warning("bus_event_refused", subject=msg.subject, reason=event)
+            return
+        try:
+            await self.handler(event)
+        except Exception:
+            log.exception("bus_event_failed", subject=msg.subject)
+
+    async def stop(self) -> list[str]:
+        late: list[str] = []
+        for sub in self._subs:
+            await _bounded(f"unsubscribe {sub.subject}", sub.unsubscribe(), late)
+        self._subs = []
+        return late

@@ -1,0 +1,235 @@
+"""Bus.serve, Bus.consume and Bus.listen against the real NATS: the tenant check, the reply cache, one set of
+error codes, redelivery of what a crashed handler did not finish, and stops that are bounded."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import pytest
+
+from services.kernel import serving
+from services.kernel.bus import Bus, connect
+from services.kernel.messages import Command, Event, Reply, ReplyCode, decode, encode
+from services.kernel.subjects import cmd_subject
+
+SERVICE = "bustest"
+
+
+class Ping(Command, kw_only=True, frozen=True):
+    service: ClassVar[str] = SERVICE
+    name: ClassVar[str] = "ping"
+    text: str
+
+
+class Slow(Command, kw_only=True, frozen=True):
+    service: ClassVar[str] = SERVICE
+    name: ClassVar[str] = "slow"
+
+
+class Crash(Command, kw_only=True, frozen=True):
+    service: ClassVar[str] = SERVICE
+    name: ClassVar[str] = "crash"
+
+
+class Happened(Event, kw_only=True, frozen=True):
+    domain: ClassVar[str] = SERVICE
+    name: ClassVar[str] = "happened"
+    call_id: uuid.UUID
+    n: int
+
+
+@pytest.fixture
+async def bus(infra: Any) -> AsyncIterator[Bus]:
+    bus = await connect(infra.nats_url, name="bus-serving-test")
+    await bus.ensure_streams()
+    yield bus
+    await bus.close()
+
+
+async def _raw(bus: Bus, subject: str, data: bytes) -> Reply:
+    return decode((await bus.nc.request(subject, data, timeout=2.0)).data, Reply)
+
+
+async def test_serve_answers_refuses_and_caches(bus: Bus) -> None:
+    tenant = uuid.uuid4()
+    runs: list[str] = []
+    release = asyncio.Event()
+
+    async def ping(cmd: Ping) -> Reply:
+        runs.append(cmd.text)
+        return Reply(ok=True, data={"echo": cmd.text})
+
+    async def slow(cmd: Slow) -> serving.Later:
+        runs.append("slow")
+
+        async def work() -> Reply:
+            await release.wait()
+            return Reply(ok=True, data={"slow": True})
+
+        return serving.Later(work())
+
+    async def crash(cmd: Crash) -> Reply:
+        runs.append("crash")
+        raise RuntimeError("boom")
+
+    server = await bus.serve(SERVICE, {Ping: ping, Slow: slow, Crash: crash}, queue=f"q{uuid.uuid4().hex}")
+    try:
+        first = Ping(tenant_id=tenant, text="hello")
+        assert (await bus.request(first)).data == {"echo": "hello"}
+        # A retry (same command id) is answered from the cache: the handler does not run twice.
+        assert (await bus.request(first)).data == {"echo": "hello"}
+        assert runs == ["hello"]
+
+        # The payload names another tenant than the subject: refused before the handler.
+        other = Ping(tenant_id=uuid.uuid4(), text="sneaky")
+        wrong = await _raw(bus, cmd_subject(tenant, SERVICE, "ping"), encode(other))
+        assert (wrong.ok, wrong.code) == (False, ReplyCode.WRONG_TENANT)
+
+        bad = await _raw(bus, cmd_subject(tenant, SERVICE, "ping"), b'{"tenant_id": 42')
+        assert (bad.ok, bad.code) == (False, "bad_message") and "invalid ping command" in (bad.error or "")
+        missing = await _raw(bus, cmd_subject(tenant, SERVICE, "ping"), encode(Crash(tenant_id=tenant)))
+        assert missing.code == ReplyCode.BAD_MESSAGE and "text" in (missing.error or "")
+        unknown = await _raw(bus, cmd_subject(tenant, SERVICE, "dance"), b"{}")
+        assert unknown.code == ReplyCode.UNKNOWN_COMMAND and "ping" in (unknown.error or "")
+        assert runs == ["hello"]
+
+        # A crash is answered (not cached: a retry runs again).
+        boom = Crash(tenant_id=tenant)
+        for _ in range(2):
+            crashed = await bus.request(boom)
+            assert crashed.code == ReplyCode.INTERNAL and "RuntimeError" in (crashed.error or "")
+        assert runs == ["hello", "crash", "crash"]
+
+        # A reply that comes later: other commands are served meanwhile, and a retry of the pending
+        # command gets the same reply from the one run.
+        wait = Slow(tenant_id=tenant)
+        a = asyncio.create_task(bus.request(wait, timeout=3.0))
+        b = asyncio.create_task(bus.request(wait, timeout=3.0))
+        await asyncio.sleep(0.2)
+        assert (await bus.request(Ping(tenant_id=tenant, text="meanwhile"))).ok
+        assert not a.done() and not b.done()
+        release.set()
+        assert (await a).data == (await b).data == {"slow": True}
+        assert runs.count("slow") == 1
+    finally:
+        assert await server.stop() == []
+
+
+async def test_serve_stop_is_bounded_with_a_reply_pending(bus: Bus) -> None:
+    async def slow(cmd: Slow) -> serving.Later:
+        return serving.Later(asyncio.Event().wait())  # type: ignore[arg-type]
+
+    server = await bus.serve(SERVICE, {Slow: slow}, queue=f"q{uuid.uuid4().hex}")
+    pending = asyncio.create_task(bus.request(Slow(tenant_id=uuid.uuid4()), timeout=5.0))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await server.stop()
+    assert time.monotonic() - started < 2 * serving.STOP_STEP_S
+    pending.cancel()
+
+
+async def _publish(bus: Bus, tenant: uuid.UUID, call: uuid.UUID, n: int) -> Happened:
+    event = Happened(tenant_id=tenant, call_id=call, n=n)
+    await bus.publish(event)
+    return event
+
+
+async def test_consume_acks_after_the_handler_and_redelivers_a_crash(bus: Bus) -> None:
+    tenant, call, other_call = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    seen: list[tuple[uuid.UUID, int]] = []
+    crashed: list[int] = []
+    done = asyncio.Event()
+
+    async def handle(event: Happened) -> None:
+        if event.tenant_id != tenant:
+            return  # another test's events
+        if event.n == 2 and not crashed:
+            crashed.append(event.n)
+            raise RuntimeError("crash while handling 2")
+        seen.append((event.call_id, event.n))
+        if len(seen) == 5:
+            done.set()
+
+    durable = f"bustest_{uuid.uuid4().hex[:8]}"
+    consumer = await bus.consume([Happened], durable=durable, handler=handle)
+    try:
+        for n in (1, 2, 3):
+            await _publish(bus, tenant, call, n)
+        for n in (10, 11):
+            await _publish(bus, tenant, other_call, n)
+        # The subject names this tenant, the payload another: never handed to the handler.
+        forged = Happened(tenant_id=uuid.uuid4(), call_id=call, n=99)
+        await bus.js.publish(f"sb.{tenant}.evt.{SERVICE}.happened", encode(forged))
+        await asyncio.wait_for(done.wait(), 5.0)
+        assert crashed == [2]
+        # The crashed event came back and was handled; one call's other events kept their order.
+        assert sorted(seen) == sorted([(call, 1), (call, 2), (call, 3), (other_call, 10), (other_call, 11)])
+        assert [n for c, n in seen if c == other_call] == [10, 11]
+        assert [n for c, n in seen if c == call and n != 2] == [1, 3]
+        await asyncio.sleep(0.3)
+        assert all(n != 99 for _, n in seen)
+        info = await bus.js.consumer_info("SB_EVENTS", durable)
+        assert info.num_ack_pending == 0
+    finally:
+        assert await consumer.stop() == []
+        await bus.js.delete_consumer("SB_EVENTS", durable)
+
+
+async def test_consume_stop_is_bounded_and_the_unfinished_event_comes_back(bus: Bus) -> None:
+    tenant, call = uuid.uuid4(), uuid.uuid4()
+    started = asyncio.Event()
+
+    async def hang(event: Happened) -> None:
+        if event.tenant_id == tenant:
+            started.set()
+            await asyncio.Event().wait()
+
+    durable = f"bustest_{uuid.uuid4().hex[:8]}"
+    consumer = await bus.consume([Happened], durable=durable, handler=hang, ack_wait=1.0)
+    try:
+        await _publish(bus, tenant, call, 1)
+        await asyncio.wait_for(started.wait(), 5.0)
+        t0 = time.monotonic()
+        late = await consumer.stop(timeout=0.5)
+        assert time.monotonic() - t0 < 0.5 + 3 * serving.STOP_STEP_S
+        assert late == [f"1 {durable} handlers"]
+
+        # Never acknowledged: the next process on the same durable consumer gets it.
+        got: asyncio.Future[Happened] = asyncio.get_running_loop().create_future()
+
+        async def take(event: Happened) -> None:
+            if event.tenant_id == tenant and not got.done():
+                got.set_result(event)
+
+        consumer = await bus.consume([Happened], durable=durable, handler=take, ack_wait=1.0)
+        assert (await asyncio.wait_for(got, 5.0)).n == 1
+    finally:
+        await consumer.stop()
+        await bus.js.delete_consumer("SB_EVENTS", durable)
+
+
+async def test_listen_is_one_tenants_and_checks_the_payload(bus: Bus) -> None:
+    tenant, call = uuid.uuid4(), uuid.uuid4()
+    seen: list[int] = []
+    two = asyncio.Event()
+
+    async def handle(event: Happened) -> None:
+        seen.append(event.n)
+        if event.n == 2:
+            two.set()
+
+    listener = await bus.listen([Happened], handle, tenant_id=tenant)
+    try:
+        await _publish(bus, uuid.uuid4(), call, 7)  # another tenant
+        forged = Happened(tenant_id=uuid.uuid4(), call_id=call, n=8)
+        await bus.nc.publish(f"sb.{tenant}.evt.{SERVICE}.happened", encode(forged))
+        await bus.nc.publish(f"sb.{tenant}.evt.{SERVICE}.happened", b"not json")
+        await _publish(bus, tenant, call, 2)
+        await asyncio.wait_for(two.wait(), 2.0)
+        assert seen == [2]
+    finally:
+        assert await listener.stop() == []
