@@ -14,7 +14,7 @@ UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 
-.PHONY: setup setup-runtime lock run test test-peers lint format bench clean
+.PHONY: setup setup-runtime system-postgres lock run test test-peers lint format bench clean
 
 # Every install comes from uv.lock (exact versions and hashes, Linux x86_64/aarch64, CPython 3.11-3.13):
 # `make setup-runtime` the platform's runtime set (what `make run` needs), `make setup` adds the dev/test
@@ -41,12 +41,27 @@ $(RUNTIME_STAMP): pyproject.toml uv.lock | $(UV)
 	@echo "installing the runtime set from uv.lock"
 	@$(UV) sync --locked --inexact --python $(BIN)/python
 	@$(BIN)/python -c 'import switchboard, switchboard_cli, services.kernel' || { echo "error: install failed" >&2; exit 1; }
+	@$(MAKE) --no-print-directory system-postgres
 	@touch $(RUNTIME_STAMP)
+
+# The pgserver wheel carries PostgreSQL for Linux x86_64 on CPython <= 3.12 only; elsewhere the runtime uses
+# the machine's (services/runtime/embedded.py), installed here from Debian when running as root. Debian's
+# default cluster is not created: the runtime makes its own data dir.
+system-postgres:
+	@if ! $(BIN)/python -c 'import pgserver' 2>/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing PostgreSQL from Debian (no pgserver wheel for this platform)"; \
+			mkdir -p /etc/postgresql-common; \
+			[ -e /etc/postgresql-common/createcluster.conf ] || echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+		else echo "error: no PostgreSQL for this platform: install Debian's postgresql package (or set SB_POSTGRES_BIN)" >&2; exit 1; fi; \
+	fi
 
 $(STAMP): pyproject.toml uv.lock | $(UV)
 	@echo "installing the runtime and dev/test sets from uv.lock"
 	@$(UV) sync --locked --inexact --extra dev --python $(BIN)/python
 	@$(BIN)/python -c 'import switchboard, switchboard_cli, services.kernel, pytest' || { echo "error: install failed" >&2; exit 1; }
+	@$(MAKE) --no-print-directory system-postgres
 	@touch $(STAMP) $(RUNTIME_STAMP)
 
 # Re-resolve uv.lock from pyproject.toml's ranges (`make lock`); one package: `make lock UPGRADE=msgspec`.

@@ -22,6 +22,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from services.kernel.config import load_settings
 from services.routing.partitions import nats_mappings
@@ -75,22 +76,65 @@ class Secrets:
         return made
 
 
-class EmbeddedPostgres:
-    """PostgreSQL 16 from the pgserver wheel, on 127.0.0.1 with scram-sha-256 passwords."""
+class PostgresToolError(subprocess.CalledProcessError):
+    def __str__(self) -> str:
+        said = (self.stderr or b"").decode(errors="replace").strip()[-500:]
+        return f"{Path(self.cmd[0]).name} exited with {self.returncode}: {said}"
 
-    def __init__(self, data_dir: Path, secrets_: Secrets, port: int | None = None) -> None:
+
+def postgres_binaries() -> tuple[Path, bool]:
+    """Where initdb, pg_ctl and postgres are, and whether they are the pgserver wheel's.
+
+    In order: `SB_POSTGRES_BIN`; the pgserver wheel (Linux x86_64, CPython <= 3.12 only); the machine's
+    PostgreSQL (`pg_config --bindir`, else the newest /usr/lib/postgresql/N/bin: Debian's `postgresql`).
+    """
+    explicit = os.environ.get("SB_POSTGRES_BIN")
+    if explicit:
+        return Path(explicit), False
+    try:
         with warnings.catch_warnings():
             # Importing pgserver makes platformdirs warn about XDG_RUNTIME_DIR, which is never used here.
             warnings.simplefilter("ignore")
             import pgserver
+    except ImportError:
+        pass
+    else:
+        return Path(pgserver.__file__).parent / "pginstall" / "bin", True
+    candidates = []
+    if shutil.which("pg_config"):
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, timeout=10)
+            candidates.append(Path(out.stdout.strip()))
+    debian = Path("/usr/lib/postgresql")
+    if debian.is_dir():
+        candidates += sorted(
+            (p for p in debian.glob("*/bin") if p.parent.name.isdigit()),
+            key=lambda p: int(p.parent.name),
+            reverse=True,
+        )
+    for candidate in candidates:
+        if (candidate / "initdb").exists() and (candidate / "postgres").exists():
+            return candidate, False
+    raise RuntimeError(
+        "no PostgreSQL server binaries: the pgserver wheel has none for this platform (it ships Linux x86_64 "
+        "for CPython <= 3.12 only); install Debian's `postgresql` package or set SB_POSTGRES_BIN"
+    )
 
-        self.bin = Path(pgserver.__file__).parent / "pginstall" / "bin"
+
+class EmbeddedPostgres:
+    """PostgreSQL on 127.0.0.1 with scram-sha-256 passwords: the pgserver wheel's (16), or the machine's."""
+
+    def __init__(self, data_dir: Path, secrets_: Secrets, port: int | None = None) -> None:
+        self.bin, self.from_wheel = postgres_binaries()
         self.pgdata = (data_dir / "pg").resolve()
         self.secrets = secrets_
         self.port = port
         self.proc: subprocess.Popen[bytes] | None = None
-        # postgres refuses to run as root: as root, run it as pgserver's dedicated system user.
-        self.user: str | None = "pgserver" if os.geteuid() == 0 else None
+        # postgres refuses to run as root: as root, run it as a dedicated system user (pgserver's own, or
+        # the one a Debian install made).
+        self.user: str | None = None
+        if os.geteuid() == 0:
+            self.user = "pgserver" if self.from_wheel else "postgres"
 
     @property
     def admin_url(self) -> str:
@@ -104,18 +148,32 @@ class EmbeddedPostgres:
     def owner_url(self) -> str:
         return f"postgresql://postgres:{self.secrets.pg_superuser_password}@127.0.0.1:{self.port}/{DATABASE}"
 
+    def _as_server_user(self) -> dict[str, Any]:
+        # The server user's own group too: a child keeping root's group would get the group bits (none) of
+        # our root-owned directories instead of the "other" bits opened for it.
+        if self.user is None:
+            return {}
+        import pwd
+
+        return {"user": self.user, "group": pwd.getpwnam(self.user).pw_gid, "extra_groups": []}
+
     def _run(self, tool: str, *args: str, timeout: float = 60) -> None:
-        subprocess.run(
+        done = subprocess.run(
             [str(self.bin / tool), *args],
-            check=True,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            user=self.user,
+            **self._as_server_user(),
+            cwd=self.pgdata.parent,  # the server's user may not be allowed into ours
             timeout=timeout,
         )
+        if done.returncode != 0:
+            raise PostgresToolError(done.returncode, done.args, stderr=done.stderr)
 
     def _prepare_permissions(self) -> None:
         if self.user is None:
+            return
+        if not self.from_wheel:
+            self._prepare_system_permissions()
             return
         from pgserver.utils import ensure_folder_permissions, ensure_prefix_permissions, ensure_user_exists
 
@@ -126,6 +184,25 @@ class EmbeddedPostgres:
         ensure_prefix_permissions(self.bin)
         ensure_folder_permissions(self.bin, 0o055)
         ensure_folder_permissions(self.bin.parent / "lib", 0o044)
+        os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
+        self.pgdata.chmod(0o700)
+
+    def _prepare_system_permissions(self) -> None:
+        import pwd
+
+        try:
+            entry = pwd.getpwnam(self.user or "")
+        except KeyError:
+            subprocess.run(
+                ["useradd", "--system", "--no-create-home", self.user or ""], check=True, timeout=30
+            )
+            entry = pwd.getpwnam(self.user or "")
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        # The server's user must be able to reach its data dir through every parent.
+        for parent in self.pgdata.parents:
+            mode = parent.stat().st_mode
+            if not mode & 0o001:
+                parent.chmod(mode | 0o001)
         os.chown(self.pgdata, entry.pw_uid, entry.pw_gid)
         self.pgdata.chmod(0o700)
 
@@ -236,7 +313,7 @@ class EmbeddedPostgres:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                user=self.user,
+                **self._as_server_user(),
                 process_group=0,
                 # SIGINT is PostgreSQL's fast shutdown: roll back open transactions, checkpoint, exit.
                 preexec_fn=functools.partial(_die_with_parent, signal.SIGINT),
