@@ -28,7 +28,7 @@ from nats.js.api import (
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from .messages import Command, Event, Reply, decode, encode
-from .serving import CommandHandler, Consumer, EventHandler, Listener, Server
+from .serving import Accept, CommandHandler, Consumer, EventHandler, Listener, Server
 from .subjects import EVENTS_STREAM, EVENTS_SUBJECTS, HEALTH_BUCKET, cmd_subject, evt_subject
 
 __all__ = ["Bus", "BusError", "CommandTimeout", "connect", "decode_event"]
@@ -129,13 +129,17 @@ class Bus:
         *,
         queue: str | None = "",
         subject: str | None = None,
+        accept: Accept | None = None,
     ) -> Server[Any]:
         """Answer `service`'s commands (sb.*.cmd.<service>.<name>) with `handlers`, one per command type.
         Decoding, the tenant check, the reply cache by command id and the error replies are done here
         (serving.Server). `queue` is the queue group (default: the service's name; None: every process
-        gets every command, and a handler returns None where another process answers)."""
+        gets every command, and a handler returns None where another process answers); `accept` drops what
+        this process must not answer before anything is decoded."""
         server: Server[Any] = Server(self, service, handlers)
-        await server.start(queue=service if queue == "" else queue, subject=subject)
+        await server.subscribe(
+            subject or f"sb.*.cmd.{service}.*", queue=service if queue == "" else queue, accept=accept
+        )
         return server
 
     async def consume(

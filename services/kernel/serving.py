@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "REPLY_MEMORY",
     "STOP_STEP_S",
+    "Accept",
     "CommandHandler",
     "Consumer",
     "EventHandler",
@@ -106,9 +107,6 @@ class Server(Generic[C]):
         self._replies: OrderedDict[uuid.UUID, Reply | asyncio.Task[Reply]] = OrderedDict()
         self._subs: list[Subscription] = []
         self._tasks: set[asyncio.Task[Any]] = set()
-
-    async def start(self, *, queue: str | None, subject: str | None = None) -> None:
-        await self.subscribe(subject or f"sb.*.cmd.{self.service}.*", queue=queue)
 
     async def subscribe(
         self,

@@ -1,7 +1,7 @@
 """The media service: configuration, the SIP edge, and the NATS command adapter.
 
-Commands arrive on sb.<tenant>.cmd.media.<name> (request/reply) and are idempotent by command id: a
-repeated id gets the first reply again without acting twice. Events go out through Bus.publish.
+Commands arrive on sb.<tenant>.cmd.media.<name> through Bus.serve (request/reply, idempotent by command id:
+a repeated id gets the first reply again without acting twice). Events go out through Bus.publish.
 """
 
 from __future__ import annotations
@@ -11,22 +11,18 @@ import hashlib
 import os
 import time
 import uuid
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Literal
 
 import msgspec
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from services.kernel import events as ev
 from services.kernel.bus import Bus
 from services.kernel.config import Settings
 from services.kernel.db import create_pool
 from services.kernel.log import get_logger
-from services.kernel.messages import Reply, decode, encode
-from services.kernel.subjects import tenant_of
+from services.kernel.messages import Reply, decode
+from services.kernel.serving import Later, Listener, Server
 from services.kernel.waits import close_pool
 from services.media import frontlink
 from services.media.bridging import Bridge, Endpoint
@@ -90,8 +86,6 @@ BRIDGE_COMMANDS = (
 WEBRTC_COMMANDS: dict[str, type[ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce]] = {
     cls.name: cls for cls in (ev.MediaWebRtcOffer, ev.MediaWebRtcAnswer, ev.MediaWebRtcIce)
 }
-REPLAY_MEMORY = 10_000
-STOP_TIMEOUT_S = 1.0
 
 
 def _env_int(name: str, default: int) -> int:
@@ -148,175 +142,78 @@ class MediaService:
         self.data_dir = data_dir
         # Legs joined by a `transfer`: when one ends, the other is hung up.
         self.transfers: dict[uuid.UUID, uuid.UUID] = {}
-        # `transfer` commands whose reply waits for the outside number (by command id).
-        self._transfers_pending: set[uuid.UUID] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
         self.bus = bus
         self.webrtc = webrtc or WebRtcCalls(webrtc_config(), emit=edge.emit, clock=edge.clock, now=edge.now)
         self.bridges: dict[uuid.UUID, Bridge] = {}
         # Attended transfers and supervisor monitors over the bridges (consult.py, monitor.py).
         self.consults = Consults(self)
         self.monitors = Monitors(self)
-        self._replies: OrderedDict[uuid.UUID, Reply] = OrderedDict()
-        self._subs: list[Subscription] = []
+        self._server: Server[ev.MediaCommand] | None = None
+        self._config: Listener | None = None
         edge.on_end.append(lambda leg: self._leg_ended(leg.call.call_id))
         self.webrtc.on_end.append(lambda session: self._leg_ended(session.leg_id))
 
     async def start(self) -> None:
         # Several media processes may run: `originate` goes to one of them (queue group); every other
         # command reaches all of them and only the process that holds the call answers.
-        nc = self.bus.nc
-        self._subs = [
-            await nc.subscribe("sb.*.cmd.media.originate", queue="media", cb=self._on_originate),
-            # A browser's offer for no particular call goes to one worker; one for a call goes to all
-            # and the worker holding the call answers (the bridge needs both legs in one process).
-            await nc.subscribe("sb.*.cmd.media.webrtc_offer", queue="media", cb=self._on_originate),
-            await nc.subscribe("sb.*.cmd.media.*", cb=self._on_call_command),
-            # Cached number routes are dropped when the API changes a tenant's numbers.
-            await nc.subscribe("sb.*.evt.config.changed", cb=self._on_config_changed),
-        ]
+        handlers = {kind: self.handle for kind in (*COMMANDS.values(), *WEBRTC_COMMANDS.values())}
+        server = await self.bus.serve("media", handlers, queue=None, accept=self._holds)
+        # A browser's offer for no particular call goes to one worker; one for a call goes to all
+        # and the worker holding the call answers (the bridge needs both legs in one process).
+        for name in ("originate", "webrtc_offer"):
+            await server.subscribe(f"sb.*.cmd.media.{name}", queue="media", accept=_call_less)
+        self._server = server
+        # Cached number routes are dropped when the API changes a tenant's numbers.
+        self._config = await self.bus.listen([ev.ConfigChanged], self._on_config_changed)
 
-    async def _on_config_changed(self, msg: Msg) -> None:
-        try:
-            change = decode(msg.data, ev.ConfigChanged)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            log.warning("bad_config_changed", subject=msg.subject)
-            return
+    def _holds(self, subject: str, data: bytes) -> bool:
+        """On the broadcast subscription: call-less originates are the queue group's; one near a call, only
+        the worker holding that call answers."""
+        if not subject.endswith((".originate", ".webrtc_offer")):
+            return True
+        near = _near_call_id(subject, data)
+        return near is not None and (near in self.edge.legs or near in self.webrtc.sessions)
+
+    async def _on_config_changed(self, change: ev.ConfigChanged) -> None:
         # Cached routes carry the number's tenant and that tenant's trunks.
         if change.kind in ("number", "trunk"):
             self.edge.store.invalidate(change.tenant_id)
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
         for bridge in list(self.bridges.values()):
             self._separate(bridge, "shutdown")
         await self.webrtc.stop()
-        # Bounded: when NATS died with the runtime (kill -9), an unsubscribe or flush can wait for a
-        # reconnect that never comes, and the process must still exit on SIGTERM.
-        for sub in self._subs:
-            try:
-                await asyncio.wait_for(sub.unsubscribe(), STOP_TIMEOUT_S)
-            except Exception as exc:  # timeout, or the connection closed under us
-                log.warning("unsubscribe_failed", subject=sub.subject, error=type(exc).__name__)
-        self._subs = []
-        try:
-            await asyncio.wait_for(self.bus.nc.flush(), STOP_TIMEOUT_S)
-        except Exception as exc:
-            log.warning("flush_failed", error=type(exc).__name__)
+        # Bounded (serving.py): when NATS died with the runtime (kill -9), an unsubscribe or flush can
+        # wait for a reconnect that never comes, and the process must still exit on SIGTERM.
+        if self._config is not None:
+            await self._config.stop()
+        if self._server is not None:
+            await self._server.stop()
+        self._server = self._config = None
 
-    async def _on_originate(self, msg: Msg) -> None:
-        if _near_call_id(msg.subject, msg.data) is not None:
-            return  # for a call: the broadcast subscription takes it
-        await self._on_msg(msg)
-
-    async def _on_call_command(self, msg: Msg) -> None:
-        if msg.subject.endswith((".originate", ".webrtc_offer")):
-            near = _near_call_id(msg.subject, msg.data)
-            # Call-less ones go to the queue group; for a call, only the worker holding it answers.
-            if near is None or (near not in self.edge.legs and near not in self.webrtc.sessions):
-                return
-        await self._on_msg(msg)
-
-    async def _on_msg(self, msg: Msg) -> None:
-        try:
-            reply = await self._handle(msg)
-        except Exception as exc:
-            log.exception("media_command_failed", subject=msg.subject)
-            reply = Reply(ok=False, error=f"internal error: {type(exc).__name__}", code="internal")
-        if reply is not None and msg.reply:
-            await msg.respond(encode(reply))
-
-    async def _handle(self, msg: Msg) -> Reply | None:
-        name = msg.subject.rsplit(".", 1)[-1]
-        kind: (
-            type[ev.MediaCommand]
-            | type[ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce]
-            | None
-        )
-        kind = COMMANDS.get(name) or WEBRTC_COMMANDS.get(name)
-        if kind is None:
-            return Reply(ok=False, error=f"unknown media command {name!r}", code="unknown_command")
-        try:
-            command = decode(msg.data, kind)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            return Reply(ok=False, error=f"invalid {name} command: {exc}", code="invalid")
-        if tenant_of(msg.subject) != command.tenant_id:
-            return Reply(
-                ok=False, error="the subject's tenant and the command's tenant differ", code="invalid"
-            )
-        previous = self._replies.get(command.id)
-        if previous is not None:
-            return previous
+    async def handle(
+        self, command: ev.MediaCommand | ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce
+    ) -> Reply | Later | None:
+        """The reply; None when another worker holds the call; Later while an outside number rings."""
         if isinstance(command, ev.MediaTransfer):
-            return self._start_transfer(command, msg)
+            return self._start_transfer(command)
         if isinstance(command, ev.MediaConsult | ev.MediaCompleteTransfer | ev.MediaCancelTransfer):
-            reply = self.consults.handle(command, msg)  # None also while an outside number rings
-        elif isinstance(command, ev.MediaMonitor | ev.MediaUnmonitor):
-            reply = self.monitors.handle(command)
-        elif isinstance(command, ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce):
-            reply = await self.execute_webrtc(command)
-        else:
-            reply = await self.execute(command)
-        if reply is None:
-            return None
-        self._replies[command.id] = reply
-        while len(self._replies) > REPLAY_MEMORY:
-            self._replies.popitem(last=False)
-        return reply
+            return self.consults.handle(command)
+        if isinstance(command, ev.MediaMonitor | ev.MediaUnmonitor):
+            return self.monitors.handle(command)
+        if isinstance(command, ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce):
+            return await self.execute_webrtc(command)
+        return await self.execute(command)
 
-    def _remember(self, command_id: uuid.UUID, reply: Reply) -> None:
-        self._replies[command_id] = reply
-        while len(self._replies) > REPLAY_MEMORY:
-            self._replies.popitem(last=False)
-
-    def reply_later(
-        self,
-        msg: Msg,
-        command: ev.MediaCommand,
-        work: Callable[[], Awaitable[Reply]],
-        pending: set[uuid.UUID],
-        what: str,
-    ) -> None:
-        """Run a command that waits on the network (an outside number ringing) in its own task, so the
-        command subscription keeps serving other calls; its reply is remembered (a retry gets it) and sent
-        when it is done. `pending` holds the ids still running (a retry meanwhile gets no second run)."""
-
-        async def run() -> None:
-            try:
-                reply = await work()
-            except Exception as exc:
-                log.exception(f"media_{what}_failed", call_id=str(command.call_id))
-                reply = Reply(ok=False, error=f"internal error: {type(exc).__name__}", code="internal")
-            finally:
-                pending.discard(command.id)
-            self._remember(command.id, reply)
-            if msg.reply:
-                try:
-                    await msg.respond(encode(reply))
-                except Exception as exc:  # the connection closed meanwhile
-                    log.warning(f"media_{what}_reply_lost", error=type(exc).__name__)
-
-        pending.add(command.id)
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _start_transfer(self, command: ev.MediaTransfer, msg: Msg) -> Reply | None:
-        """The reply comes when the outside number answered (and is bridged) or failed: from a task, so
-        this subscription keeps serving other commands meanwhile."""
+    def _start_transfer(self, command: ev.MediaTransfer) -> Reply | Later | None:
+        """The reply comes when the outside number answered (and is bridged) or failed: Later, so the
+        server keeps serving other commands meanwhile (and a retry waits for the same reply)."""
         leg = self._leg(command)
         if leg is None:
             if self.webrtc.get(command.tenant_id, command.call_id) is not None:
                 return Reply(ok=False, error="a WebRTC leg cannot be transferred", code="unsupported")
             return None  # another worker holds the call
-        if command.id in self._transfers_pending:
-            return None  # a repeat while the first is still ringing: the first request gets the answer
-
-        self.reply_later(
-            msg, command, lambda: transfer(self, leg, command), self._transfers_pending, "transfer"
-        )
-        return None
+        return Later(transfer(self, leg, command))
 
     def _record(self, leg: Leg, command: ev.MediaRecord) -> Reply:
         if self.data_dir is None:
@@ -686,6 +583,11 @@ def _near_call_id(subject: str, data: bytes) -> uuid.UUID | None:
     except (msgspec.ValidationError, msgspec.DecodeError):
         pass  # the queue-group worker answers with the decode error
     return None
+
+
+def _call_less(subject: str, data: bytes) -> bool:
+    """On the queue group: only what is near no call (for a call, the broadcast subscription takes it)."""
+    return _near_call_id(subject, data) is None
 
 
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:

@@ -20,12 +20,11 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from nats.aio.msg import Msg
-
 from services.kernel import events as ev
 from services.kernel.ids import new_id
 from services.kernel.log import get_logger
 from services.kernel.messages import Reply
+from services.kernel.serving import Later
 from services.media.call import CallState
 from services.media.transfer import ringback
 
@@ -199,7 +198,6 @@ class Consults:
     def __init__(self, service: MediaService) -> None:
         self.service = service
         self.by_leg: dict[uuid.UUID, Consultation] = {}
-        self._pending: set[uuid.UUID] = set()  # consult commands waiting for an outside number
 
     def involves(self, call_id: uuid.UUID) -> bool:
         return call_id in self.by_leg
@@ -207,8 +205,8 @@ class Consults:
     # --- commands ---
 
     def handle(
-        self, command: ev.MediaConsult | ev.MediaCompleteTransfer | ev.MediaCancelTransfer, msg: Msg
-    ) -> Reply | None:
+        self, command: ev.MediaConsult | ev.MediaCompleteTransfer | ev.MediaCancelTransfer
+    ) -> Reply | Later | None:
         """The reply, or None: another worker holds the leg, or the reply comes later (an outside number)."""
         agent = self.service._endpoint(command.tenant_id, command.call_id)
         if agent is None:
@@ -216,7 +214,7 @@ class Consults:
         if agent.call.state is CallState.ENDED:
             return Reply(ok=False, error="the call has ended", code="ended")
         if isinstance(command, ev.MediaConsult):
-            return self._consult(agent, command, msg)
+            return self._consult(agent, command)
         consultation = self.by_leg.get(command.call_id)
         if consultation is None or consultation.agent != command.call_id:
             return Reply(ok=False, error="no transfer in progress for this leg", code="state")
@@ -224,12 +222,10 @@ class Consults:
             return self._complete(consultation)
         return self._cancel(consultation)
 
-    def _consult(self, agent: Endpoint, command: ev.MediaConsult, msg: Msg) -> Reply | None:
+    def _consult(self, agent: Endpoint, command: ev.MediaConsult) -> Reply | Later:
         service, tenant = self.service, command.tenant_id
         if (command.to is None) == (command.other_call_id is None):
             return Reply(ok=False, error="consult needs either `to` or `other_call_id`", code="invalid")
-        if command.id in self._pending:
-            return None  # a repeat while the first still rings: the first request gets the answer
         if agent.call.state is not CallState.ANSWERED:
             return Reply(ok=False, error="the agent's leg is not answered", code="state")
         if self.involves(agent.call.call_id):
@@ -243,8 +239,7 @@ class Consults:
         if command.to is not None:
             if not command.to.lstrip("+").isdigit():
                 return Reply(ok=False, error=f"{command.to!r} is not a phone number", code="invalid")
-            self._start_outside(agent, caller, command, msg)
-            return None
+            return self._start_outside(agent, caller, command)
         target_id = command.other_call_id
         assert target_id is not None
         if target_id in (agent.call.call_id, caller.call.call_id):
@@ -291,10 +286,9 @@ class Consults:
             },
         )
 
-    def _start_outside(self, agent: Endpoint, caller: Endpoint, command: ev.MediaConsult, msg: Msg) -> None:
-        """Originate to the outside number in a task; the reply comes when it answered (and is bridged) or
-        failed. The command subscription keeps serving other calls meanwhile."""
-        service = self.service
+    def _start_outside(self, agent: Endpoint, caller: Endpoint, command: ev.MediaConsult) -> Later:
+        """Originate to the outside number; the reply comes Later, when it answered (and is bridged) or
+        failed. The command server keeps serving other calls meanwhile."""
         consultation = Consultation(
             command.tenant_id, agent.call.call_id, caller.call.call_id, new_id(), True, ConsultState.RINGING
         )
@@ -302,9 +296,7 @@ class Consults:
         # Registered before the first await: a second consult on the leg meanwhile is a conflict.
         for call_id in (consultation.agent, consultation.caller, consultation.target):
             self.by_leg[call_id] = consultation
-        service.reply_later(
-            msg, command, lambda: self._outside(consultation, command), self._pending, "consult"
-        )
+        return Later(self._outside(consultation, command))
 
     async def _outside(self, consultation: Consultation, command: ev.MediaConsult) -> Reply:
         service, edge = self.service, self.service.edge
