@@ -77,7 +77,8 @@ def parse_skills(text: str) -> dict[str, int]:
 def parse_requirements(text: str) -> dict[str, int]:
     """`sales>=5,billing>=3` -> {"sales": 5, "billing": 3}: a queue's minimum proficiency per skill.
 
-    A bare skill name (`sales`) requires the skill at any level (minimum 0).
+    Every skill needs its level (`sales>=0` for any): a bare `sales` is what the shell leaves of an
+    unquoted `sales>=5` (it takes `>=5` as a redirection into a file `=5`), so it is refused, not read as 0.
     """
     required: dict[str, int] = {}
     for item in _items(text):
@@ -87,7 +88,10 @@ def parse_requirements(text: str) -> dict[str, int]:
         elif re.search(r"[<>=]", item):
             raise ValueError(f"{item!r}: expected SKILL>=MIN such as sales>=5")
         else:
-            name, minimum = item, 0
+            raise ValueError(
+                f"{item!r} has no level: write {item.strip()}>=N in quotes, e.g. --skills '{item.strip()}>=5' "
+                f"(unquoted, the shell takes >= as a redirection), or '{item.strip()}>=0' for any level"
+            )
         skill = _skill_name(name, item)
         if skill in required:
             raise ValueError(f"skill {skill!r} is given twice")

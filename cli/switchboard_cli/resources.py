@@ -321,15 +321,46 @@ def register(cli: click.Group) -> None:
 
     @command(queues, "remove")
     @click.argument("queue", metavar="NAME_OR_ID")
-    def queues_remove(state: State, queue: str) -> None:
-        """Remove a queue."""
+    @click.option(
+        "--force",
+        is_flag=True,
+        help="Remove it even while numbers or flows use it: those numbers are left unrouted.",
+    )
+    def queues_remove(state: State, queue: str, force: bool) -> None:
+        """Remove a queue (refused while numbers or flows use it, unless --force)."""
+        numbers: list[str] = []
+        flows: list[str] = []
         with state.client() as client:
             found = find_queue(client, queue)
-            client.queues.delete(found.id)
+            try:
+                client.queues.delete(found.id)
+            except switchboard.ConflictError as exc:
+                numbers = [e.message for e in exc.errors if e.field == "numbers"]
+                flows = [e.message for e in exc.errors if e.field == "flows"]
+                if not force:
+                    users = "; ".join(
+                        f"{k} {', '.join(v)}" for k, v in (("numbers", numbers), ("flows", flows)) if v
+                    )
+                    raise CliError(
+                        f"queues remove refused: queue {found.name} is in use ({users}); "
+                        "route them elsewhere first (numbers route, flows deploy), or pass --force "
+                        "(its numbers are then unrouted)"
+                    ) from None
+                client.queues.delete(found.id, force=True)
         if state.json:
-            emit_json(found)
+            emit_json({**switchboard.to_dict(found), "unrouted_numbers": numbers, "flows_naming_it": flows})
             return
         output.note(f"Removed queue {found.name} ({found.id}).")
+        if numbers:
+            output.note(
+                f"Now unrouted: {', '.join(numbers)} (callers hear the unrouted message; each call is "
+                "recorded with outcome unrouted). Route them with: switchboard numbers route E164 --queue NAME"
+            )
+        if flows:
+            output.note(
+                f"Flows still naming {found.name}: {', '.join(flows)}; redeploy them with another queue "
+                "(switchboard flows deploy FILE)."
+            )
 
     # Numbers ----------------------------------------------------------------------------------------
     numbers = group(cli, "numbers", "Phone numbers (E.164) that callers dial.")

@@ -87,6 +87,44 @@ def _outbound(trunk: switchboard.Trunk) -> str:
     return f"{host}:{trunk.outbound_port or 5060}/{trunk.outbound_transport}"
 
 
+LOOPBACK = (ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1"))
+
+
+def local_calls_accepted(trunks: list[switchboard.Trunk]) -> bool:
+    """Whether a call from this machine (loopback) gets in without credentials: a tenant with no trunk
+    takes calls from anywhere; with trunks, only from their allowed addresses (the edge's rule)."""
+    if not trunks:
+        return True
+    for trunk in trunks:
+        for allowed in trunk.allowed_ips:
+            try:
+                network = ipaddress.ip_network(allowed, strict=False)
+            except ValueError:
+                continue
+            if any(address in network for address in LOOPBACK if address.version == network.version):
+                return True
+    return False
+
+
+def _warn_local_calls(before: list[switchboard.Trunk], after: list[switchboard.Trunk]) -> None:
+    """On stderr (stdout stays the --json document): a trunk change that decides whether calls placed on
+    this machine (SIPp, a softphone on 127.0.0.1) are still let in."""
+    was, now = local_calls_accepted(before), local_calls_accepted(after)
+    if was and not now:
+        click.echo(
+            "warning: with this trunk, calls in are accepted only from the trunks' allowed addresses or with "
+            "their digest credentials: calls placed from this machine (127.0.0.1) now get 401/403. Keep them "
+            "with a trunk that has --allow-ip 127.0.0.1, or remove the trunk when done.",
+            err=True,
+        )
+    elif now and not was:
+        click.echo(
+            "note: calls placed from this machine (127.0.0.1) are accepted again"
+            + (" (no trunks left: calls in are accepted from any address)." if not after else "."),
+            err=True,
+        )
+
+
 def register(cli: click.Group) -> None:
     trunks = group(
         cli, "trunks", "SIP trunks: who may send calls in (IP allowlist, digest) and where calls go out."
@@ -129,6 +167,7 @@ def register(cli: click.Group) -> None:
             raise click.UsageError("--transport needs --outbound")
         unset = switchboard.UNSET
         with state.client() as client:
+            before = list(client.trunks.iter(page_size=PAGE))
             trunk = client.trunks.create(
                 name,
                 allowed_ips=list(allow_ips) if allow_ips else unset,
@@ -139,6 +178,7 @@ def register(cli: click.Group) -> None:
                 outbound_port=port if port is not None else unset,
                 outbound_transport=transport if transport is not None else unset,
             )
+            _warn_local_calls(before, [*before, trunk])
         if state.json:
             emit_json(trunk)
             return
@@ -171,7 +211,9 @@ def register(cli: click.Group) -> None:
         """Remove a SIP trunk."""
         with state.client() as client:
             found = find_trunk(client, trunk)
+            before = list(client.trunks.iter(page_size=PAGE))
             client.trunks.delete(found.id)
+            _warn_local_calls(before, [t for t in before if t.id != found.id])
         if state.json:
             emit_json(found)
             return

@@ -105,8 +105,8 @@ def update(path: str, model: Any, id: str, body: dict[str, Any]) -> Call[Any]:
     return Call[Any]("PATCH", f"{path}/{_id(id)}", model, body=body)
 
 
-def delete(path: str, id: str) -> Call[None]:
-    return Call[None]("DELETE", f"{path}/{_id(id)}")
+def delete(path: str, id: str, *, force: bool = False) -> Call[None]:
+    return Call[None]("DELETE", f"{path}/{_id(id)}", params={"force": "true"} if force else None)
 
 
 def agent_token(agent_id: str) -> Call[AgentToken]:

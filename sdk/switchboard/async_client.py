@@ -368,8 +368,10 @@ class AsyncQueues(_Collection[Queue]):
         queue: Queue = await self._client._run(_calls.update(self._path, Queue, id, body))
         return queue
 
-    async def delete(self, id: str) -> None:
-        await self._client._run(_calls.delete(self._path, id))
+    async def delete(self, id: str, *, force: bool = False) -> None:
+        """Delete a queue. ConflictError while numbers or flows use it (the error's `errors` name them:
+        field "numbers" or "flows"); `force=True` deletes anyway, leaving those numbers unrouted."""
+        await self._client._run(_calls.delete(self._path, id, force=force))
 
 
 class AsyncNumbers(_Collection[Number]):

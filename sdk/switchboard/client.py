@@ -389,8 +389,10 @@ class Queues(_Collection[Queue]):
         queue: Queue = self._client._run(_calls.update(self._path, Queue, id, body))
         return queue
 
-    def delete(self, id: str) -> None:
-        self._client._run(_calls.delete(self._path, id))
+    def delete(self, id: str, *, force: bool = False) -> None:
+        """Delete a queue. ConflictError while numbers or flows use it (the error's `errors` name them:
+        field "numbers" or "flows"); `force=True` deletes anyway, leaving those numbers unrouted."""
+        self._client._run(_calls.delete(self._path, id, force=force))
 
 
 class Numbers(_Collection[Number]):

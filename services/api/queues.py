@@ -9,8 +9,10 @@ from typing import Annotated, Any
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
-from litestar.params import JSONBody
+from litestar.params import JSONBody, QueryParameter
 
+from services.ivr.flow import Flow
+from services.ivr.validate import queues_of
 from services.kernel.events import ConfigChanged
 from services.kernel.ids import new_id
 
@@ -19,7 +21,7 @@ from .auth import Principal, admin_only
 from .crud import IdParam, fetch_one, fetch_page, path_id, set_clause
 from .mutations import Outcome, audit, mutate
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
-from .problems import READ_ERRORS, WRITE_ERRORS, conflict, not_found
+from .problems import READ_ERRORS, WRITE_ERRORS, FieldError, Problem, conflict, not_found
 from .sites import require_site
 from .validation import check_name, check_skills
 
@@ -242,16 +244,41 @@ class QueueController(Controller):
         responses=WRITE_ERRORS,
         status_code=204,
         guards=[admin_only],
-        summary="Delete a queue (its numbers point nowhere)",
+        summary="Delete a queue (refused while numbers or flows use it, unless force=true)",
     )
-    async def delete_queue(self, request: Request[Any, Any, Any], queue_id: IdParam) -> Response[None]:
+    async def delete_queue(
+        self,
+        request: Request[Any, Any, Any],
+        queue_id: IdParam,
+        force: Annotated[
+            bool,
+            QueryParameter(
+                description="delete even while used: its numbers are unrouted, flows naming it must be "
+                "redeployed"
+            ),
+        ] = False,
+    ) -> Response[None]:
         qid = path_id(queue_id, "queue")
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
-            row = await conn.fetchrow("DELETE FROM queues WHERE id = $1 RETURNING name", qid)
-            if row is None:
+            name = await conn.fetchval("SELECT name FROM queues WHERE id = $1 FOR UPDATE", qid)
+            if name is None:
                 raise not_found("queue")
-            await audit(conn, principal, "queue.deleted", "queue", qid, {"name": row["name"]})
+            numbers, flows = await queue_users(conn, qid, name)
+            if (numbers or flows) and not force:
+                users = [FieldError("numbers", n) for n in numbers] + [FieldError("flows", f) for f in flows]
+                raise Problem(
+                    409,
+                    f"queue {name!r} is in use by {describe_users(numbers, flows)}; point them elsewhere "
+                    "first, or delete with force=true (its numbers are then unrouted, and those flows name "
+                    "a queue that no longer exists until redeployed)",
+                    errors=users,
+                )
+            await conn.execute("DELETE FROM queues WHERE id = $1", qid)
+            detail: dict[str, Any] = {"name": name}
+            if numbers or flows:
+                detail |= {"forced": True, "unrouted_numbers": numbers, "flows": flows}
+            await audit(conn, principal, "queue.deleted", "queue", qid, detail)
             return Outcome(
                 204,
                 None,
@@ -259,3 +286,37 @@ class QueueController(Controller):
             )
 
         return await mutate(request, work)  # type: ignore[return-value]
+
+
+async def queue_users(
+    conn: asyncpg.Connection, queue_id: uuid.UUID, name: str
+) -> tuple[list[str], list[str]]:
+    """The numbers routed straight to the queue, and the flows whose current version names it."""
+    numbers = [
+        r["e164"]
+        for r in await conn.fetch("SELECT e164 FROM numbers WHERE queue_id = $1 ORDER BY e164", queue_id)
+    ]
+    rows = await conn.fetch(
+        """SELECT f.name, v.definition FROM flows f
+           JOIN flow_versions v ON v.flow_id = f.id AND v.version = f.current_version ORDER BY f.name"""
+    )
+    flows = [
+        r["name"]
+        for r in rows
+        if name in flow_queues(msgspec.json.decode(r["definition"].encode(), type=Flow))
+    ]
+    return numbers, flows
+
+
+def flow_queues(flow: Flow) -> set[str]:
+    nodes = [*flow.nodes.values(), *(n for sub in flow.subflows.values() for n in sub.nodes.values())]
+    return {queue for node in nodes for queue in queues_of(node)}
+
+
+def describe_users(numbers: list[str], flows: list[str]) -> str:
+    parts = []
+    if numbers:
+        parts.append(f"number{'s' if len(numbers) > 1 else ''} {', '.join(numbers)}")
+    if flows:
+        parts.append(f"flow{'s' if len(flows) > 1 else ''} {', '.join(flows)}")
+    return " and ".join(parts)

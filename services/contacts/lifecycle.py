@@ -39,6 +39,7 @@ AGENT_LOST_MESSAGE = (
     "We're sorry, your agent was disconnected. Please hold, and the next agent will be with you."
 )
 APOLOGY = "We're sorry, we cannot take your call right now. Please try again later."
+UNROUTED = "unrouted"  # outcome of a call to a number with no flow and no queue
 SEEN_MAX = 64  # event ids remembered per contact (redeliveries arrive within a few seconds)
 TERMINAL = ("ended", "abandoned", "failed")
 DIGITS = frozenset("0123456789*#ABCD")
@@ -110,8 +111,9 @@ class Lifecycle:
 
     @classmethod
     def arrive(cls, event: ev.CallArrived, now: float) -> Lifecycle | None:
-        """A new inbound call on a number routed to a flow or a queue; None for anything else."""
-        if event.direction != "inbound" or (event.flow_id is None and event.queue_id is None):
+        """A new inbound call; None for anything else. A number routed nowhere still gets its record: media
+        plays the unrouted message and hangs up, and the contact ends `unrouted`."""
+        if event.direction != "inbound":
             return None
         caller, caller_name = caller_of(event.from_uri)
         caller_name = event.from_name or caller_name
@@ -129,7 +131,10 @@ class Lifecycle:
         )
         machine = cls(Contact(record=record, seen=[str(event.id)]))
         machine._transition("arrived", now, "call_arrived")
-        if event.flow_id is not None:
+        if event.flow_id is None and event.queue_id is None:
+            record.outcome = UNROUTED  # media plays the message and hangs up; call.ended finishes it
+            machine._event("unrouted", now, reason="the number has no flow and no queue")
+        elif event.flow_id is not None:
             machine._transition("in_ivr", now, "flow")
         else:
             # Straight to a queue: answered, music, and in line (once answered).
@@ -625,7 +630,9 @@ class Lifecycle:
         phase = self.phase
         if phase in TERMINAL or phase == "wrap_up":
             return
-        if phase in ("arrived", "in_ivr"):
+        if phase == "arrived" and r.outcome == UNROUTED:
+            self._finish("ended", now, UNROUTED, cause=event.cause)
+        elif phase in ("arrived", "in_ivr"):
             outcome = r.outcome if phase == "in_ivr" else None
             if outcome in ("self_served", "transferred"):
                 self._finish("ended", now, outcome, cause=event.cause)

@@ -32,7 +32,7 @@ from services.media.dsp.tones import dtmf_sequence
 from services.media.edge import SipEdge
 from services.media.leg import EdgeConfig, Leg
 from services.media.monitor import Monitors
-from services.media.prompts import APOLOGY, PromptError, PromptStore
+from services.media.prompts import PromptError, PromptStore
 from services.media.rtp.g711 import G711
 from services.media.rtp_session import RtpSession
 from services.media.spool import SpoolWriter
@@ -106,7 +106,8 @@ def _env_float(name: str, default: float) -> float:
 
 def edge_config(settings: Settings) -> EdgeConfig:
     """Media settings: the kernel's bind host and SIP port, plus SB_RTP_PORT_MIN/MAX, SB_MEDIA_MAX_CALLS,
-    SB_MEDIA_MAX_SETUP, SB_MEDIA_MAX_LAG_MS, SB_MEDIA_MAX_CPU, SB_SIP_RATE / SB_SIP_BURST / SB_SIP_BAN_AFTER / SB_SIP_BAN_SECONDS and SB_SIP_REALM."""
+    SB_MEDIA_MAX_SETUP, SB_MEDIA_MAX_LAG_MS, SB_MEDIA_MAX_CPU, SB_SIP_RATE / SB_SIP_BURST / SB_SIP_BAN_AFTER / SB_SIP_BAN_SECONDS, SB_SIP_REALM and
+    SB_UNROUTED_MESSAGE."""
     secret = hashlib.sha256(f"sip-digest|{settings.token_secret or os.urandom(16).hex()}".encode()).digest()
     return EdgeConfig(
         host=settings.bind_host,
@@ -123,6 +124,11 @@ def edge_config(settings: Settings) -> EdgeConfig:
         ban_seconds=_env_float("SB_SIP_BAN_SECONDS", 60.0),
         realm=os.environ.get("SB_SIP_REALM", "switchboard"),
         auth_secret=secret,
+        **(
+            {"unrouted_message": unrouted}
+            if (unrouted := os.environ.get("SB_UNROUTED_MESSAGE", "").strip())
+            else {}
+        ),
     )
 
 
@@ -620,8 +626,8 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
             replicas=settings.jetstream_replicas,
         )
         await registrar.start()
-    # The apology is rendered once (espeak-ng, cached on disk) before the first caller needs it.
-    warmup = asyncio.get_running_loop().create_task(prompts.warm([APOLOGY]))
+    # The unrouted message is rendered once (espeak-ng, cached on disk) before the first caller needs it.
+    warmup = asyncio.get_running_loop().create_task(prompts.warm([edge.config.unrouted_message]))
 
     async def shutdown() -> None:
         await stop.wait()

@@ -19,7 +19,7 @@ from services.media import outbound, sip
 from services.media.admission import AdmissionController
 from services.media.call import Call, CallState
 from services.media.leg import ALLOW, EdgeConfig, Leg
-from services.media.prompts import APOLOGY, PromptError, PromptStore
+from services.media.prompts import PromptError, PromptStore
 from services.media.ratelimit import SourceLimiter
 from services.media.rtp.g711 import G711
 from services.media.rtp_session import MediaClock, PortPool, RtpSession
@@ -31,6 +31,7 @@ __all__ = ["EdgeConfig", "SipEdge"]
 
 log = get_logger()
 
+UNROUTED = "unrouted"  # the hang-up cause (and the contact's outcome) of a call to a number routed nowhere
 KNOWN_UNSUPPORTED = {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "UPDATE", "PRACK", "PUBLISH"}
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 DTMF_INFO_TYPES = ("application/dtmf-relay", "application/dtmf")
@@ -513,16 +514,19 @@ class SipEdge:
             ]
         )
         if route.flow_id is None and route.queue_id is None:
-            # No IVR flow yet: answer, apologise, release.
+            # A number routed nowhere: the configured message, then hang up; the contact ends `unrouted`.
+            log.info(
+                "call_unrouted", contact_id=str(call.call_id), number=number, tenant_id=str(route.tenant_id)
+            )
             self.answer(leg)
             try:
-                apology = await self.prompts.text(APOLOGY)
+                message = await self.prompts.text(self.config.unrouted_message)
             except PromptError as exc:
-                log.warning("apology_unavailable", error=str(exc))
-                self.hangup(leg, "not_configured")
+                log.warning("unrouted_message_unavailable", error=str(exc))
+                self.hangup(leg, UNROUTED)
                 return
             leg.call.hangup_after_play = True
-            leg.call.play(apology, play_id=None)
+            leg.call.play(message, play_id=None)
             self._spawn(self._watch_hangup(leg))
         else:
             self._spawn(self._no_answer_guard(leg))
@@ -530,7 +534,7 @@ class SipEdge:
     async def _watch_hangup(self, leg: Leg) -> None:
         while leg.call.state is not CallState.ENDED:
             if leg.call.hangup_requested:
-                self.hangup(leg, "not_configured")
+                self.hangup(leg, UNROUTED)
                 return
             await asyncio.sleep(0.05)
 

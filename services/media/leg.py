@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from services.media import sip
 from services.media.call import Call
+from services.media.prompts import APOLOGY
 from services.media.rtp_session import RtpSession
 from services.media.store import NumberRoute, Trunk
 from services.media.transport import Peer
@@ -33,6 +34,8 @@ class EdgeConfig:
     realm: str = "switchboard"
     auth_secret: bytes = b""
     no_answer_timeout: float = 30.0
+    # Played to a caller of a number with no flow and no queue before hanging up (SB_UNROUTED_MESSAGE).
+    unrouted_message: str = APOLOGY
     timers: sip.TimerConfig = field(default_factory=sip.TimerConfig)
 
 

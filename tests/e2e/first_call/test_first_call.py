@@ -5,6 +5,7 @@ websocket, with an aiortc audio leg). Each failure path of issue 8 has a test he
 from __future__ import annotations
 
 import asyncio
+import uuid
 import wave
 from pathlib import Path
 
@@ -396,6 +397,32 @@ async def test_coordinator_killed_while_it_rings_resumes_and_connects_once(first
             assert events.count(step) == 1, events
         bridged = watch.all(ev.CallBridged, lambda e: str(e.call_id) == offer.contact_id)
         assert len(bridged) == 1
+    finally:
+        caller.close()
+        await watch.close()
+
+
+async def test_a_number_routed_nowhere_plays_the_message_hangs_up_and_is_recorded_unrouted(
+    first_call_stack: Stack,
+) -> None:
+    stack = first_call_stack
+    t = make_tenant(stack.api)
+    nowhere = "+1555" + str(uuid.uuid4().int)[:8]
+    with t.client() as client:
+        assert client.post("/v1/numbers", json={"e164": nowhere}).status_code == 201
+    watch = await Watch.start(stack.nats_url, t.id)
+    caller = PhoneCaller(stack.sip_port, nowhere)
+    try:
+        await caller.dial()
+        await asyncio.wait_for(caller.ended_by_platform.wait(), 15.0)
+        heard = caller.pcm_since(0).astype(np.float64)
+        assert len(heard) > 8000 and float(np.sqrt(np.mean(heard**2))) > 300  # the message was played
+        arrived = await watch.wait_for(ev.CallArrived, lambda e: e.to_e164 == nowhere)
+        done = await wait_contact(t, str(arrived.call_id), "ended")
+        assert done["outcome"] == "unrouted" and done["cause"] == "unrouted" and done["dialled"] == nowhere
+        assert [e["event"] for e in done["timeline"]] == ["arrived", "unrouted", "ended"]
+        log = stack.logs["media"].read_text(errors="replace")
+        assert f'"contact_id": "{arrived.call_id}"' in log and "call_unrouted" in log
     finally:
         caller.close()
         await watch.close()

@@ -185,8 +185,25 @@ async def test_queues_crud_and_numbers_follow_queue_deletion(
         await client.post("/v1/numbers", json={"e164": unique_e164(), "queue_id": q["id"]}, headers=h)
     ).json()
     assert number["queue_id"] == q["id"]
-    assert (await client.delete(f"/v1/queues/{q['id']}", headers=h)).status_code == 204
+    flow = "name: sales-line\nstart: q\nnodes:\n  q: {type: queue, queue: Sales}\n"
+    assert (await client.post("/v1/flows", json={"definition": flow}, headers=h)).status_code == 201
+    # In use: refused, naming every user; nothing changed.
+    refused = await client.delete(f"/v1/queues/{q['id']}", headers=h)
+    assert_problem(refused, 409)
+    assert number["e164"] in refused.json()["detail"] and "sales-line" in refused.json()["detail"]
+    assert refused.json()["errors"] == [
+        {"field": "numbers", "message": number["e164"]},
+        {"field": "flows", "message": "sales-line"},
+    ]
+    assert (await client.get(f"/v1/numbers/{number['id']}", headers=h)).json()["queue_id"] == q["id"]
+    # force=true: deleted, its number unrouted, the forced removal audited with what it left behind.
+    assert (await client.delete(f"/v1/queues/{q['id']}?force=true", headers=h)).status_code == 204
     assert (await client.get(f"/v1/numbers/{number['id']}", headers=h)).json()["queue_id"] is None
+    audit = (await client.get("/v1/audit", headers=h)).json()["items"][-1]
+    assert audit["action"] == "queue.deleted" and audit["detail"]["unrouted_numbers"] == [number["e164"]]
+    # An unused queue goes at once.
+    q2 = (await client.post("/v1/queues", json={"name": "Unused"}, headers=h)).json()
+    assert (await client.delete(f"/v1/queues/{q2['id']}", headers=h)).status_code == 204
 
 
 async def test_numbers_claim_point_release(client: httpx.AsyncClient, tenant: Tenant) -> None:

@@ -363,3 +363,18 @@ def test_the_installed_console_script(sb: Cli) -> None:
     assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1
     version = run("--version")
     assert version.returncode == 0 and version.stdout.startswith("switchboard ")
+
+
+def test_queues_remove_is_refused_while_used_and_force_says_what_it_unrouted(sb: Cli) -> None:
+    sb.signup()
+    sb("queues", "create", "Sales")
+    e164 = random_e164()
+    sb("numbers", "claim", e164, "--queue", "Sales")
+    refused = sb("queues", "remove", "Sales", code=1)
+    assert f"in use (numbers {e164})" in refused.stderr and "--force" in refused.stderr
+    assert "Sales" in sb("queues", "list").stdout
+    forced = sb("queues", "remove", "Sales", "--force").stdout
+    assert "Removed queue Sales" in forced and f"Now unrouted: {e164}" in forced
+    assert "Sales" not in sb("queues", "list").stdout
+    sb("queues", "create", "Spare")
+    assert json.loads(sb("queues", "remove", "Spare", "--json").stdout)["unrouted_numbers"] == []

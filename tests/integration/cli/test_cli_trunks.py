@@ -133,3 +133,18 @@ async def test_sdk_trunks_async(api_server: str) -> None:
         assert [t.name for t in (await client.trunks.list()).items] == ["async"]
         await client.trunks.delete(trunk.id)
         assert (await client.trunks.list()).items == []
+
+
+def test_a_trunk_change_that_decides_local_calls_is_warned_about(run: Any) -> None:
+    added = run("trunks", "add", "carrier", "--allow-ip", "203.0.113.0/24", "--json")
+    assert json.loads(added.stdout)["name"] == "carrier"  # stdout stays the document
+    assert "warning:" in added.stderr and "127.0.0.1" in added.stderr and "401/403" in added.stderr
+    # Already blocked: a second trunk changes nothing for local calls, so no warning.
+    assert "warning" not in run("trunks", "add", "second", "--allow-ip", "198.51.100.7").stderr
+    # A trunk that lets loopback in: accepted again, said once.
+    local = run("trunks", "add", "lab", "--allow-ip", "127.0.0.0/8")
+    assert "accepted again" in local.stderr
+    assert "warning:" in run("trunks", "remove", "lab").stderr  # blocked again
+    run("trunks", "remove", "second")
+    gone = run("trunks", "remove", "carrier")
+    assert "no trunks left" in gone.stderr

@@ -126,10 +126,21 @@ def test_caller_of_reads_number_and_display_name() -> None:
     assert caller_of("<tel:+441234>") == ("+441234", "")
 
 
-def test_number_without_route_is_not_a_contact() -> None:
-    event = msgspec.structs.replace(arrived(), queue_id=None)
-    assert Lifecycle.arrive(event, 1.0) is None
+def test_number_without_route_is_a_contact_that_ends_unrouted() -> None:
     assert Lifecycle.arrive(msgspec.structs.replace(arrived(), direction="outbound"), 1.0) is None
+    m = Lifecycle.arrive(msgspec.structs.replace(arrived(), queue_id=None), 1000.0)
+    assert m is not None and m.phase == "arrived"
+    assert kinds(m.take()) == []  # media answers, plays the message and hangs up by itself
+    assert m.state.record.outcome == "unrouted" and m.state.record.timeline[-1].event == "unrouted"
+    out = m.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="unrouted", duration=4.0), 1004.0)
+    assert transitions(out) == ["ended"] and m.finished
+    record = m.state.record
+    assert (record.outcome, record.cause, record.ended_at) == ("unrouted", "unrouted", 1004.0)
+    # Hung up by the caller during the message: still unrouted, with the caller's cause.
+    m = Lifecycle.arrive(msgspec.structs.replace(arrived(), queue_id=None), 1000.0)
+    assert m is not None
+    m.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="remote_bye", duration=1.0), 1001.0)
+    assert (m.state.record.outcome, m.state.record.cause) == ("unrouted", "remote_bye")
 
 
 def test_number_to_queue_path_from_arrival_to_wrap_up() -> None:

@@ -56,7 +56,10 @@ def test_bad_skills_say_why(text: str, reason: str) -> None:
 
 def test_queue_requirements_parse_minimums() -> None:
     assert parsing.parse_requirements("sales>=5,billing>=3") == {"sales": 5, "billing": 3}
-    assert parsing.parse_requirements("sales") == {"sales": 0}
+    assert parsing.parse_requirements("sales>=0") == {"sales": 0}
+    # What the shell leaves of an unquoted `--skills sales>=5`: refused, with the quoting to use.
+    with pytest.raises(ValueError, match=r"'sales' has no level: .*--skills 'sales>=5'"):
+        parsing.parse_requirements("sales")
     for bad in ("sales>5", "sales<=5", "sales>=11", "sales=>5"):
         with pytest.raises(ValueError):
             parsing.parse_requirements(bad)
