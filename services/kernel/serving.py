@@ -115,7 +115,7 @@ class Server(Generic[C]):
         queue: str | None,
         accept: Accept | None = None,
         parse: SubjectParser = _tenant_command,
-    ) -> None:
+    ) -> Subscription:
         """One more subject for the same handlers: `accept` drops what this process must not answer (a
         call it does not hold) before anything is decoded or replied; `parse` reads a mapped subject."""
 
@@ -126,7 +126,17 @@ class Server(Generic[C]):
             if reply is not None:
                 await self._respond(msg, reply)
 
-        self._subs.append(await self.bus.nc.subscribe(subject, queue=queue or "", cb=on_msg))
+        sub = await self.bus.nc.subscribe(subject, queue=queue or "", cb=on_msg)
+        self._subs.append(sub)
+        return sub
+
+    async def unsubscribe(self, sub: Subscription) -> list[str]:
+        """Stop one subject (bounded); the others keep serving."""
+        late: list[str] = []
+        if sub in self._subs:
+            self._subs.remove(sub)
+            await _bounded(f"unsubscribe {sub.subject}", sub.unsubscribe(), late)
+        return late
 
     async def answer(
         self, subject: str, data: bytes, parse: SubjectParser = _tenant_command, msg: Msg | None = None

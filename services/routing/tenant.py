@@ -13,19 +13,18 @@ import uuid
 from typing import Any
 
 import asyncpg
-from nats.aio.msg import Msg
 
 from services.kernel import events as ev
 from services.kernel.bus import Bus
 from services.kernel.db import tenant_tx
 from services.kernel.ids import new_id
 from services.kernel.log import get_logger
-from services.kernel.messages import Command, Reply, encode
+from services.kernel.messages import Command, Reply, ReplyCode
 
 from . import core, seats
 from .journal import Entry, Journal
 from .tenant_config import LoadedConfig, load_tenant_config
-from .translate import QUERIES, assigned_for, decode_command, event_for
+from .translate import QUERIES, assigned_for, event_for
 
 __all__ = ["TenantRunner"]
 
@@ -80,13 +79,15 @@ class TenantRunner:
         if self._tasks:  # bounded: a stop must always complete
             await asyncio.wait(list(self._tasks), timeout=5.0)
 
-    def submit(self, msg: Msg, name: str) -> bool:
-        """Queue a bus command; False when this tenant already has `max_pending` waiting."""
+    def submit(self, command: Command) -> asyncio.Future[Reply] | None:
+        """Queue a bus command (decoded and tenant-checked by Bus.serve); its reply comes in the future.
+        None when this tenant already has `max_pending` waiting."""
         if self._pending >= self.max_pending:
-            return False
+            return None
         self._pending += 1
-        self._inbox.put_nowait(("msg", (msg, name)))
-        return True
+        reply: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._inbox.put_nowait(("msg", (command, reply)))
+        return reply
 
     def reload_config(self) -> None:
         self._inbox.put_nowait(("config", None))
@@ -127,8 +128,9 @@ class TenantRunner:
                 # A half-applied call must not be built upon: rebuild from snapshot + journal.
                 self.log.exception("routing_input_failed", error=str(exc))
                 if kind == "msg":
-                    failed = Reply(ok=False, code="internal", error="routing failed; retry")
-                    await asyncio.gather(*(_reply(m, failed) for m, _ in payload))
+                    failed = Reply(ok=False, code=ReplyCode.INTERNAL, error="routing failed; retry")
+                    for _, reply in payload:
+                        _answer(reply, failed)
                 await self._recover_until_done()
             self._arm()
 
@@ -307,35 +309,26 @@ class TenantRunner:
 
     # -- commands ---------------------------------------------------------------------------------------
 
-    async def _on_commands(self, batch: list[tuple[Msg, str]]) -> None:
-        simple: list[tuple[Msg, Command, core.commands.Command]] = []
-        for msg, name in batch:
-            try:
-                command = decode_command(name, msg.data)
-            except ValueError as exc:
-                await _reply(msg, Reply(ok=False, code="bad_request", error=str(exc)))
-                continue
-            if command.tenant_id != self.tenant_id:
-                error = "tenant_id does not match the subject"
-                await _reply(msg, Reply(ok=False, code="bad_request", error=error))
-                continue
+    async def _on_commands(self, batch: list[tuple[Command, asyncio.Future[Reply]]]) -> None:
+        simple: list[tuple[asyncio.Future[Reply], Command, core.commands.Command]] = []
+        for command, reply in batch:
             if not self.loaded.exists:
-                await _reply(msg, Reply(ok=False, code="unknown_tenant", error="this tenant does not exist"))
+                _answer(reply, Reply(ok=False, code="unknown_tenant", error="this tenant does not exist"))
                 continue
-            if name in QUERIES or isinstance(command, (ev.RoutingAgentLogin, ev.RoutingCallback)):
+            if isinstance(command, (*QUERIES, ev.RoutingAgentLogin, ev.RoutingCallback)):
                 # These read the state the commands before them leave, or go to the database first.
                 await self._flush(simple)
                 simple = []
-                await self._on_single(msg, name, command)
+                _answer(reply, await self._on_single(command))
                 continue
             cmd = self._to_core(command)
             if isinstance(cmd, Reply):
-                await _reply(msg, cmd)
+                _answer(reply, cmd)
                 continue
-            simple.append((msg, command, cmd))
+            simple.append((reply, command, cmd))
         await self._flush(simple)
 
-    async def _flush(self, items: list[tuple[Msg, Command, core.commands.Command]]) -> None:
+    async def _flush(self, items: list[tuple[asyncio.Future[Reply], Command, core.commands.Command]]) -> None:
         if not items:
             return
         assert self.engine is not None
@@ -351,23 +344,18 @@ class TenantRunner:
         for (_, command, _), result in zip(items, results, strict=True):
             if isinstance(command, ev.RoutingAgentLogout) and (result.ok or result.code == "not_logged_in"):
                 await seats.end_session(self.pool, self.tenant_id, command.agent_id)
-        await asyncio.gather(
-            *(_reply(msg, _bus_reply(r.reply)) for (msg, _, _), r in zip(items, results, strict=True))
-        )
+        for (reply, _, _), result in zip(items, results, strict=True):
+            _answer(reply, _bus_reply(result.reply))
 
-    async def _on_single(self, msg: Msg, name: str, command: Command) -> None:
-        if name in QUERIES:
-            await _reply(msg, self._query(command))
-            return
+    async def _on_single(self, command: Command) -> Reply:
+        if isinstance(command, QUERIES):
+            return self._query(command)
         if isinstance(command, ev.RoutingAgentLogin):
-            await _reply(msg, await self._login(command))
-            return
+            return await self._login(command)
         cmd = self._to_core(command)
         if isinstance(cmd, Reply):
-            await _reply(msg, cmd)
-            return
-        result = await self._apply(cmd)
-        await _reply(msg, _bus_reply(result.reply))
+            return cmd
+        return _bus_reply((await self._apply(cmd)).reply)
 
     async def _login(self, command: ev.RoutingAgentLogin) -> Reply:
         assert self.engine is not None
@@ -428,7 +416,7 @@ class TenantRunner:
                 if priority is None:
                     priority = self.loaded.default_priority.get(qid, core.model.DEFAULT_PRIORITY)
                 if not 1 <= priority <= 99:
-                    return Reply(ok=False, code="bad_request", error="priority must be 1-99")
+                    return Reply(ok=False, code=ReplyCode.INVALID, error="priority must be 1-99")
                 requires = {
                     k.removeprefix("requires."): v for k, v in attributes.items() if k.startswith("requires.")
                 }
@@ -489,16 +477,16 @@ class TenantRunner:
                 return core.LoseSite(id=cid, site_id=str(c.site_id))
             case ev.RoutingRestoreSite():
                 return core.RestoreSite(id=cid, site_id=str(c.site_id))
-        return Reply(ok=False, code="bad_request", error=f"{type(c).__name__} is not handled by routing")
+        return Reply(
+            ok=False, code=ReplyCode.UNKNOWN_COMMAND, error=f"{type(c).__name__} is not handled by routing"
+        )
 
 
 def _bus_reply(reply: core.Reply) -> Reply:
     return Reply(ok=reply.ok, code=reply.code, error=reply.reason, data=dict(reply.data))
 
 
-async def _reply(msg: Msg, reply: Reply) -> None:
-    if msg.reply:
-        try:
-            await msg.respond(encode(reply))
-        except Exception as exc:  # the requester may be gone; nothing else to do
-            get_logger().warning("routing_reply_failed", error=str(exc))
+def _answer(reply: asyncio.Future[Reply], answer: Reply) -> None:
+    """Bus.serve sends it (and remembers it for a retry of the same command id)."""
+    if not reply.done():
+        reply.set_result(answer)

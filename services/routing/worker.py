@@ -21,20 +21,21 @@ import uuid
 from typing import Any
 
 import asyncpg
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from services.kernel import events as ev
 from services.kernel.bus import Bus
 from services.kernel.log import get_logger
-from services.kernel.messages import Reply, encode
-from services.kernel.subjects import tenant_of
+from services.kernel.messages import Command, Reply, ReplyCode
+from services.kernel.serving import Later, Listener, Server
 
 from .journal import Journal
 from .partitions import MAPPED_PREFIX, parse_mapped, partition_of, partition_subject, token_partition
 from .tenant import TenantRunner
+from .translate import BUS_COMMANDS
 
 __all__ = ["RoutingWorker", "parse_partitions", "partition_of"]
 
@@ -82,8 +83,10 @@ class RoutingWorker:
         self.runners: dict[uuid.UUID, TenantRunner] = {}
         self.log = get_logger()
         self._kv: KeyValue | None = None
-        self._subs: list[Subscription] = []
+        self._config: Listener | None = None
         self._partition_subs: dict[int, Subscription] = {}
+        # Commands come on the partitions' mapped subjects, subscribed while their locks are ours.
+        self.server: Server[Command] = Server(bus, "routing", dict.fromkeys(BUS_COMMANDS, self._handle))
         self._locks_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -94,10 +97,8 @@ class RoutingWorker:
             self._kv = await self.bus.js.create_key_value(
                 KeyValueConfig(bucket=OWNERS_BUCKET, ttl=LOCK_TTL_S, history=1)
             )
-        nc = self.bus.nc
         await self._check_mapping()
-        self._subs.append(await nc.subscribe("sb.*.evt.config.changed", cb=self._on_config))
-        self._subs.append(await nc.subscribe("sb.*.evt.seats.changed", cb=self._on_config))
+        self._config = await self.bus.listen([ev.ConfigChanged, ev.SeatsChanged], self._on_config)
         await self._claim_all()
         self._locks_task = asyncio.create_task(self._keep_locks())
 
@@ -108,9 +109,9 @@ class RoutingWorker:
             await asyncio.gather(self._locks_task, return_exceptions=True)
         for p in list(self._partition_subs):
             await self._unsubscribe(p)
-        for sub in self._subs:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(sub.unsubscribe(), STOP_STEP_S)
+        await self.server.stop()
+        if self._config is not None:
+            await self._config.stop()
         for runner in self.runners.values():
             await runner.stop()
         # Hand the partitions over at once instead of letting the locks expire.
@@ -173,15 +174,19 @@ class RoutingWorker:
         self.owned[p] = rev
         if p not in self._partition_subs:
             # Commands arriving before the partition's tenants are recovered wait in their runners' inboxes.
-            self._partition_subs[p] = await self.bus.nc.subscribe(partition_subject(p), cb=self._on_command)
+            self._partition_subs[p] = await self.server.subscribe(
+                partition_subject(p),
+                queue=None,
+                accept=lambda subject, data: self._accept(subject, data),
+                parse=_tenant_command,
+            )
         self.log.info("routing_partition_owned", partition=p, worker=self.worker_id)
         return True
 
     async def _unsubscribe(self, p: int) -> None:
         sub = self._partition_subs.pop(p, None)
         if sub is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(sub.unsubscribe(), STOP_STEP_S)
+            await self.server.unsubscribe(sub)
 
     async def _claim_all(self) -> None:
         newly = [p for p in self.partitions if p not in self.owned and await self._claim(p)]
@@ -236,23 +241,30 @@ class RoutingWorker:
     def _owns(self, tenant_id: uuid.UUID) -> bool:
         return partition_of(tenant_id, self.partition_count) in self.owned
 
-    async def _on_command(self, msg: Msg) -> None:
-        mapped = parse_mapped(msg.subject)
+    def _accept(self, subject: str, data: bytes) -> bool:
+        mapped = parse_mapped(subject)
         if mapped is None:
-            return  # published straight to the mapped namespace with a malformed tenant: nobody serves it
-        partition, tenant_id, name = mapped
-        if partition not in self.owned or partition_of(tenant_id, self.partition_count) != partition:
-            # In flight when the partition was lost (its new owner answers the retry), or published straight
-            # to the mapped namespace under the wrong partition.
-            return
-        if not self._runner(tenant_id).submit(msg, name):
-            reply = Reply(
-                ok=False, code="busy", error="too many routing commands pending for this tenant; retry"
+            return (
+                False  # published straight to the mapped namespace with a malformed tenant: nobody serves it
             )
-            if msg.reply:
-                await msg.respond(encode(reply))
+        partition, tenant_id, _ = mapped
+        # Not ours: in flight when the partition was lost (its new owner answers the retry), or published
+        # straight to the mapped namespace under the wrong partition.
+        return partition in self.owned and partition_of(tenant_id, self.partition_count) == partition
 
-    async def _on_config(self, msg: Msg) -> None:
-        tenant_id = tenant_of(msg.subject)
-        if tenant_id is not None and self._owns(tenant_id):
-            self._runner(tenant_id).reload_config()
+    async def _handle(self, command: Command) -> Reply | Later:
+        """Into the tenant's inbox; the reply comes when its batch is applied."""
+        reply = self._runner(command.tenant_id).submit(command)
+        if reply is None:
+            error = "too many routing commands pending for this tenant; retry"
+            return Reply(ok=False, code=ReplyCode.BUSY, error=error)
+        return Later(reply)
+
+    async def _on_config(self, change: ev.ConfigChanged | ev.SeatsChanged) -> None:
+        if self._owns(change.tenant_id):
+            self._runner(change.tenant_id).reload_config()
+
+
+def _tenant_command(subject: str) -> tuple[uuid.UUID | None, str] | None:
+    mapped = parse_mapped(subject)
+    return None if mapped is None else (mapped[1], mapped[2])

@@ -24,15 +24,15 @@ COUNT = 16  # the embedded NATS's mapping (SB_ROUTING_PARTITION_COUNT default)
 
 def counting(worker: RoutingWorker, seen: Counter[uuid.UUID]) -> None:
     """Count, per tenant, the commands NATS delivers to the worker (its subscriptions are made at start)."""
-    handle = worker._on_command
+    accept = worker._accept
 
-    async def on_command(msg: Msg) -> None:
-        mapped = parse_mapped(msg.subject)
-        assert mapped is not None, msg.subject
+    def counted(subject: str, data: bytes) -> bool:
+        mapped = parse_mapped(subject)
+        assert mapped is not None, subject
         seen[mapped[1]] += 1
-        await handle(msg)
+        return accept(subject, data)
 
-    worker._on_command = on_command  # type: ignore[method-assign]
+    worker._accept = counted  # type: ignore[method-assign]
 
 
 @pytest.fixture

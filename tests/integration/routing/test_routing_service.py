@@ -69,7 +69,7 @@ async def test_bad_input_gets_clear_errors(worker: Any, pool: Any, client: Clien
     t = await make_tenant(pool, agents=1)
     nc = client.bus.nc
     msg = await nc.request(f"sb.{t.id}.cmd.routing.enqueue", b"{not json", timeout=5)
-    assert b"bad_request" in msg.data and b"malformed" in msg.data
+    assert b"bad_message" in msg.data and b"invalid enqueue command" in msg.data
     msg = await nc.request(f"sb.{t.id}.cmd.routing.teleport", b"{}", timeout=5)
     assert b"unknown routing command" in msg.data
     r = await client.send(ev.RoutingEnqueue(tenant_id=t.id, call_id=uuid.uuid4(), queue="nope"))
