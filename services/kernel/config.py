@@ -43,6 +43,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     turn_urls: str = ""
     turn_secret: str = ""
     turn_ttl_s: int = 600
+    # Recordings (docs/recording.md): the master key file that wraps tenants' data keys (default
+    # <data dir>/keys/recording-master.key, made 0600 on first start); where sealed recordings are kept
+    # (default file:<data dir>/recordings; s3://bucket[/prefix] with the SB_S3_* settings); how long a
+    # signed playback URL lives.
+    recording_key_file: str = ""
+    recording_store: str = ""
+    recording_url_ttl_s: int = 300
+    s3_endpoint_url: str = ""
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str = ""
+    s3_secret_access_key: str = ""
 
     @property
     def turn_url_list(self) -> tuple[str, ...]:
@@ -72,6 +83,13 @@ _ENV: dict[str, tuple[str, type]] = {
     "turn_urls": ("SB_TURN_URLS", str),
     "turn_secret": ("SB_TURN_SECRET", str),
     "turn_ttl_s": ("SB_TURN_TTL_S", int),
+    "recording_key_file": ("SB_RECORDING_KEY_FILE", str),
+    "recording_store": ("SB_RECORDING_STORE", str),
+    "recording_url_ttl_s": ("SB_RECORDING_URL_TTL_S", int),
+    "s3_endpoint_url": ("SB_S3_ENDPOINT_URL", str),
+    "s3_region": ("SB_S3_REGION", str),
+    "s3_access_key_id": ("SB_S3_ACCESS_KEY_ID", str),
+    "s3_secret_access_key": ("SB_S3_SECRET_ACCESS_KEY", str),
 }
 
 
@@ -99,6 +117,12 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         raise ConfigError(f"SB_ROUTING_PARTITION_COUNT={settings.routing_partition_count} is outside 1-1024")
     if not 60 <= settings.turn_ttl_s <= 86400:
         raise ConfigError(f"SB_TURN_TTL_S={settings.turn_ttl_s} is outside 60-86400")
+    if not 10 <= settings.recording_url_ttl_s <= 86400:
+        raise ConfigError(f"SB_RECORDING_URL_TTL_S={settings.recording_url_ttl_s} is outside 10-86400")
+    if settings.recording_store and not settings.recording_store.startswith(("file:", "s3://")):
+        raise ConfigError(
+            f"SB_RECORDING_STORE={settings.recording_store!r} is neither file:PATH nor s3://BUCKET"
+        )
     bad = [u for u in settings.turn_url_list if not u.startswith(("turn:", "turns:"))]
     if bad:
         raise ConfigError(f"SB_TURN_URLS: {bad[0]!r} is not a turn: or turns: URL")

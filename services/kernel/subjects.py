@@ -3,6 +3,8 @@
 sb.<tenant>.evt.<domain>.<event>     facts, persisted in the JetStream stream SB_EVENTS
 sb.<tenant>.cmd.<service>.<command>  commands, request/reply
 sb.sys.>                             platform-level traffic (health, worker registry)
+sb.<tenant>.rec.<call>.chunk|end     a call's recording audio on its way to the recording service
+                                     (JetStream stream SB_RECORDING_CHUNKS)
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ __all__ = [
     "EVENTS_STREAM",
     "EVENTS_SUBJECTS",
     "HEALTH_BUCKET",
+    "REC_STREAM",
+    "REC_SUBJECTS",
     "cmd_subject",
     "evt_subject",
+    "rec_subject",
     "sys_subject",
     "tenant_of",
 ]
@@ -23,6 +28,8 @@ __all__ = [
 EVENTS_STREAM = "SB_EVENTS"
 EVENTS_SUBJECTS = "sb.*.evt.>"
 HEALTH_BUCKET = "sb_health"
+REC_STREAM = "SB_RECORDING_CHUNKS"
+REC_SUBJECTS = "sb.*.rec.>"
 
 _TOKEN = re.compile(r"^[a-z0-9_\-]+$")
 
@@ -39,6 +46,13 @@ def evt_subject(tenant_id: uuid.UUID | str, domain: str, event: str) -> str:
 
 def cmd_subject(tenant_id: uuid.UUID | str, service: str, command: str) -> str:
     return f"sb.{_tenant_token(tenant_id)}.cmd.{_token(service, 'service')}.{_token(command, 'command')}"
+
+
+def rec_subject(tenant_id: uuid.UUID | str, call_id: uuid.UUID | str, part: str) -> str:
+    """A call's recording chunks (`part` "chunk") or their end marker ("end"); "*" for both."""
+    if part not in ("chunk", "end", "*"):
+        raise ValueError(f"recording subject part {part!r} is not chunk, end or *")
+    return f"sb.{_tenant_token(tenant_id)}.rec.{uuid.UUID(str(call_id))}.{part}"
 
 
 def sys_subject(*tokens: str) -> str:

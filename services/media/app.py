@@ -36,11 +36,13 @@ from services.media.prompts import PromptError, PromptStore
 from services.media.rtp.g711 import G711
 from services.media.rtp_session import RtpSession
 from services.media.spool import SpoolWriter
+from services.media.spool.ship import ChunkShipper
 from services.media.store import Store
 from services.media.transfer import transfer
 from services.media.voicemail import Recording, beep, resolve_under
 from services.media.webrtc import WebRtcError
 from services.media.webrtc_calls import WebRtcCalls, WebRtcSession, webrtc_config
+from services.recording.chunks import ensure_chunk_stream
 
 __all__ = ["MediaService", "edge_config", "main"]
 
@@ -149,6 +151,8 @@ class MediaService:
         # Legs joined by a `transfer`: when one ends, the other is hung up.
         self.transfers: dict[uuid.UUID, uuid.UUID] = {}
         self.bus = bus
+        # Recorded calls' chunks on their way to the recording service (spool/ship.py).
+        self.shipper = ChunkShipper(bus.js)
         self.webrtc = webrtc or WebRtcCalls(webrtc_config(), emit=edge.emit, clock=edge.clock, now=edge.now)
         self.bridges: dict[uuid.UUID, Bridge] = {}
         # Attended transfers and supervisor monitors over the bridges (consult.py, monitor.py).
@@ -160,6 +164,7 @@ class MediaService:
         self.webrtc.on_end.append(lambda session: self._leg_ended(session.leg_id))
 
     async def start(self) -> None:
+        await ensure_chunk_stream(self.bus.js)
         # Several media processes may run: `originate` goes to one of them (queue group); every other
         # command reaches all of them and only the process that holds the call answers.
         handlers = {kind: self.handle for kind in (*COMMANDS.values(), *WEBRTC_COMMANDS.values())}
@@ -188,6 +193,7 @@ class MediaService:
     async def stop(self) -> None:
         for bridge in list(self.bridges.values()):
             self._separate(bridge, "shutdown")
+        await self.shipper.stop(STOP_TIMEOUT_S)
         await self.webrtc.stop()
         # Bounded (serving.py): when NATS died with the runtime (kill -9), an unsubscribe or flush can
         # wait for a reconnect that never comes, and the process must still exit on SIGTERM.
@@ -507,6 +513,7 @@ class MediaService:
                 bridge.recorder = SpoolWriter(
                     self.spool_dir, str(caller_id), bridge.law, started_at=time.time()
                 )
+                self.shipper.attach(bridge.recorder, tenant, caller_id)
             except FileExistsError:
                 return Reply(ok=False, error="this call was recorded already", code="conflict")
             except OSError as exc:
@@ -542,6 +549,7 @@ class MediaService:
         self.monitors.bridge_separating(bridge, reason)
         recorder = bridge.stop_recording()
         if recorder is not None:
+            self.shipper.finish(bridge.a.call.call_id)
             self.edge.emit(
                 [
                     ev.CallRecording(

@@ -1,17 +1,67 @@
-"""The recording service process (python -m services.recording)."""
+"""The recording service process (python -m services.recording): recorded calls' chunks in, sealed and
+indexed recordings out (pipeline.py), and the purge of recordings past their retention."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 
 from services.kernel.bus import Bus
 from services.kernel.config import Settings
+from services.kernel.db import create_pool
+from services.kernel.log import get_logger
 from services.kernel.service import run_service
+
+from .pipeline import CONSUMER, RecordingPipeline
+from .setup import keyring_from, store_from
+
+# The purge wakes when the next recording falls due, and at least this often (retention changes and
+# recordings indexed meanwhile are picked up).
+PURGE_EVERY_S = 300.0
+
+
+async def _purge_loop(pipeline: RecordingPipeline, stop: asyncio.Event) -> None:
+    log = get_logger()
+    while not stop.is_set():
+        try:
+            purged = await pipeline.purge_due(time.time())
+            if purged:
+                log.info("recordings_purged", count=purged)
+            due = await pipeline.next_purge_at()
+        except Exception as exc:  # the database away: try again later
+            log.warning("recording_purge_failed", error=f"{type(exc).__name__}: {exc}")
+            due = None
+        wait = PURGE_EVERY_S if due is None else min(PURGE_EVERY_S, max(1.0, due - time.time()))
+        try:
+            await asyncio.wait_for(stop.wait(), wait)
+        except TimeoutError:
+            pass
 
 
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
-    # Work arrives with its own issue; until then the service joins the bus and reports health.
-    return None
+    pool = await create_pool(settings.database_url, min_size=1, max_size=5)
+    store = store_from(settings)
+    # SB_RECORDING_DURABLE names the JetStream consumers (tests give each stack its own).
+    pipeline = RecordingPipeline(
+        bus,
+        pool,
+        keyring_from(settings),
+        store,
+        durable=os.environ.get("SB_RECORDING_DURABLE", CONSUMER),
+        replicas=settings.jetstream_replicas,
+    )
+    purge = None
+    try:
+        await pipeline.start()
+        purge = asyncio.create_task(_purge_loop(pipeline, stop))
+        await stop.wait()
+    finally:
+        await pipeline.stop()
+        if purge is not None:
+            await asyncio.gather(purge, return_exceptions=True)
+        await store.close()
+        await pool.close()
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from . import call, contact, desk, ivr, media, routing, tenant, webrtc, worker
+from . import call, contact, desk, ivr, media, recording, routing, tenant, webrtc, worker
 from .call import *  # noqa: F403
 from .contact import *  # noqa: F403
 from .desk import *  # noqa: F403
 from .ivr import *  # noqa: F403
 from .media import *  # noqa: F403
+from .recording import *  # noqa: F403
 from .routing import *  # noqa: F403
 from .tenant import *  # noqa: F403
 from .webrtc import *  # noqa: F403
@@ -19,6 +20,7 @@ __all__ = [
     *desk.__all__,
     *ivr.__all__,
     *media.__all__,
+    *recording.__all__,
     *routing.__all__,
     *tenant.__all__,
     *webrtc.__all__,

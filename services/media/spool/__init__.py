@@ -7,8 +7,10 @@ from services.media.spool.spool import (
     SpoolContents,
     SpoolError,
     SpoolWriter,
+    parse_records,
     read_spool,
     wait_written,
+    wav_bytes,
     write_wav,
 )
 
@@ -17,7 +19,9 @@ __all__ = [
     "SpoolContents",
     "SpoolError",
     "SpoolWriter",
+    "parse_records",
     "read_spool",
     "wait_written",
+    "wav_bytes",
     "write_wav",
 ]

@@ -39,8 +39,10 @@ __all__ = [
     "SpoolContents",
     "SpoolError",
     "SpoolWriter",
+    "parse_records",
     "read_spool",
     "wait_written",
+    "wav_bytes",
     "write_wav",
 ]
 
@@ -154,6 +156,10 @@ class SpoolWriter:
         self._file = open(self.directory / RECORDS, "ab")
         _fsync_dir(self.directory)
         self._unsynced: list[bytes] = []  # records appended since the last sync, handed to the disk thread
+        # Each synced batch of records is also a chunk for the recording service (numbered from 0, in
+        # order); media's shipper sets this to publish them (services/media/spool/ship.py).
+        self.on_chunk: Callable[[int, bytes], None] | None = None
+        self.chunks = 0
 
     def write(self, caller: bytes | None, agent: bytes | None, now: float) -> None:
         samples = max(len(caller or b""), len(agent or b""))
@@ -211,8 +217,13 @@ class SpoolWriter:
 
     def _sync(self) -> None:
         data, self._unsynced = b"".join(self._unsynced), []
+        if not data:
+            return
         file = self._file
         _disk.submit(lambda: _append_and_sync(file, data))
+        if self.on_chunk is not None:
+            self.on_chunk(self.chunks, data)
+        self.chunks += 1
 
     def close(self) -> None:
         """Everything written and on disk before it returns (a reader may open the spool right after)."""
@@ -251,11 +262,17 @@ def read_spool(directory: Path) -> SpoolContents:
     if manifest.get("version") != 1 or manifest.get("law") not in G711.__members__:
         raise SpoolError(f"{directory}: unsupported spool manifest {manifest!r}")
     law = G711[manifest["law"]]
-    silence = bytes([law.silence])
     try:
         data = (directory / RECORDS).read_bytes()
     except FileNotFoundError:
         data = b""
+    return parse_records(data, law, str(manifest.get("call_id", "")))
+
+
+def parse_records(data: bytes, law: G711, call_id: str) -> SpoolContents:
+    """Spool records (a file's bytes, or a call's chunks joined in order) into audio, stopping at the first
+    torn or corrupt record."""
+    silence = bytes([law.silence])
     out = bytearray()
     pauses: list[tuple[int, int]] = []
     paused_at: int | None = None
@@ -284,10 +301,19 @@ def read_spool(directory: Path) -> SpoolContents:
         elif kind == RecordKind.RESUME and paused_at is not None:
             pauses.append((paused_at, start))
             paused_at = None
-    return SpoolContents(law, str(manifest.get("call_id", "")), bytes(out), pauses, complete)
+    if paused_at is not None:  # paused until the end: the pause is kept, its audio never existed
+        pauses.append((paused_at, max(paused_at, len(out) // 2)))
+    return SpoolContents(law, call_id, bytes(out), pauses, complete)
 
 
 def write_wav(contents: SpoolContents, path: Path, *, pcm: bool = False) -> None:
+    """`wav_bytes` written atomically to `path`."""
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_bytes(wav_bytes(contents, pcm=pcm))
+    os.replace(tmp, path)
+
+
+def wav_bytes(contents: SpoolContents, *, pcm: bool = False) -> bytes:
     """Stereo WAV, left caller, right agent: G.711 as stored (format 7 mu-law / 6 A-law, 8 bits, with the
     `fact` chunk non-PCM formats need), or decoded to 16-bit PCM (format 1) for players without G.711."""
     if pcm:
@@ -304,6 +330,4 @@ def write_wav(contents: SpoolContents, path: Path, *, pcm: bool = False) -> None
         ]
     data = b"data" + struct.pack("<I", len(body)) + body + (b"\x00" if len(body) % 2 else b"")
     riff = b"WAVE" + b"".join(chunks) + data
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_bytes(b"RIFF" + struct.pack("<I", len(riff)) + riff)
-    os.replace(tmp, path)
+    return b"RIFF" + struct.pack("<I", len(riff)) + riff

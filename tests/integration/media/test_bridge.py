@@ -14,8 +14,8 @@ import numpy as np
 from services.kernel import events as ev
 from services.kernel.messages import Reply, decode, encode
 from services.media.rtp.g711 import G711, ulaw_decode
-from services.media.spool import read_spool
 from services.media.webrtc import LegState, WebRtcConfig, WebRtcLeg
+from services.recording.chunks import shipped_spool
 
 from .harness import Events, answered_call, send_audio, send_rfc4733, tone_power
 from .sipclient import UdpSip, sdp
@@ -188,7 +188,7 @@ async def test_caller_and_agent_bridged_mute_hold_record_unbridge(media_edge, in
         heard_by_agent, _ = await _both_talk(events, caller, agent, ear, seconds=0.6)
         assert tone_power(heard_by_agent, 600) < 0.01
 
-        spool = read_spool(infra.data_dir / "spool" / str(cid))
+        spool = await shipped_spool(events.nc.jetstream(), tenant, cid)
         assert spool.complete and spool.law is G711.PCMU and len(spool.pauses) == 1
         frames = np.frombuffer(spool.frames, dtype=np.uint8)
         caller_channel = ulaw_decode(frames[0::2].tobytes()).astype(np.float64)

@@ -14,8 +14,8 @@ from aiortc import RTCRtpSender
 from services.kernel import events as ev
 from services.kernel.messages import Reply, decode, encode
 from services.media.rtp.g711 import G711, ulaw_decode
-from services.media.spool import read_spool
 from services.media.webrtc import LegState, WebRtcConfig, WebRtcLeg
+from services.recording.chunks import shipped_spool
 
 from .harness import Events, answered_call, send_audio, tone_power
 
@@ -116,7 +116,7 @@ async def test_sip_pcmu_caller_bridged_to_an_opus_agent(media_edge, infra) -> No
 
         unbridged = await _command(events, ev.MediaUnbridge(tenant_id=tenant, call_id=leg_id))
         assert unbridged.ok and unbridged.data["path"] == "pcm"
-        spool = read_spool(infra.data_dir / "spool" / str(cid))
+        spool = await shipped_spool(events.nc.jetstream(), tenant, cid)
         assert spool.complete and spool.law is G711.PCMU
         frames = np.frombuffer(spool.frames, dtype=np.uint8)
         caller_channel = ulaw_decode(frames[0::2].tobytes()).astype(np.float64)

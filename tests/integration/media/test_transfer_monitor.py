@@ -28,8 +28,8 @@ from services.kernel.messages import Reply, decode, encode
 from services.media import sip
 from services.media.rtp.g711 import G711, ulaw_decode
 from services.media.rtp.packet import RtpPacket
-from services.media.spool import read_spool
 from services.media.webrtc import LegState, WebRtcConfig, WebRtcLeg
+from services.recording.chunks import shipped_spool
 
 from .harness import Caller, Events, answered_call, send_audio, tone_power
 from .sipclient import RtpReceiver, sdp
@@ -317,7 +317,7 @@ async def test_monitoring_a_sip_relay_decodes_only_while_the_supervisor_is_there
         # Nothing decoded since the supervisor left (the counters start again at each join).
         assert done.data["frames_decoded"] == 0 and done.data["relay_decoded"] == 0
         # The recording kept caller and agent through relay, mix and relay; never the supervisor.
-        spool = read_spool(infra.data_dir / "spool" / str(recording.data["spool"]))
+        spool = await shipped_spool(events.nc.jetstream(), tenant, uuid.UUID(str(recording.data["spool"])))
         frames = np.frombuffer(spool.frames, dtype=np.uint8)
         channels = {"caller": frames[0::2], "agent": frames[1::2]}
         for name, channel in channels.items():

@@ -1,0 +1,137 @@
+"""Ships recorded calls' spool chunks to the recording service over JetStream (SB_RECORDING_CHUNKS).
+
+Each call has one queue and one task, so its chunks are published in order and its end marker only after
+every chunk is stored by JetStream. The local spool stays on disk until that end marker is acknowledged:
+then the stream holds the whole recording and the spool goes. NATS away: the task retries (the spool keeps
+the audio meanwhile); the worker killed: what JetStream already has is kept, and the recording service
+closes the recording as partial when it sees the worker lost (services/recording/pipeline.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+
+import msgspec
+from nats.js import JetStreamContext
+
+from services.kernel.events import RecordingChunksEnd
+from services.kernel.log import get_logger
+from services.kernel.subjects import REC_STREAM, rec_subject
+from services.recording.chunks import LAW_HEADER, chunk_msg_id, end_msg_id
+
+from .spool import SpoolWriter
+
+__all__ = ["ChunkShipper"]
+
+log = get_logger()
+RETRY_MIN_S = 0.2
+RETRY_MAX_S = 5.0
+
+
+@dataclass
+class _Shipment:
+    tenant_id: uuid.UUID
+    call_id: uuid.UUID
+    writer: SpoolWriter
+    started_at: float
+    queue: asyncio.Queue[tuple[str, bytes, str, str] | None] = field(default_factory=asyncio.Queue)
+    task: asyncio.Task[None] | None = None
+
+
+class ChunkShipper:
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+        self._shipments: dict[uuid.UUID, _Shipment] = {}
+
+    def attach(self, writer: SpoolWriter, tenant_id: uuid.UUID, call_id: uuid.UUID) -> None:
+        """From now on every chunk `writer` syncs is published (called on the event loop's thread)."""
+        shipment = _Shipment(tenant_id, call_id, writer, started_at=time.time())
+        subject = rec_subject(tenant_id, call_id, "chunk")
+        law = writer.law.name
+
+        def on_chunk(n: int, data: bytes) -> None:
+            shipment.queue.put_nowait((subject, data, chunk_msg_id(call_id, n), law))
+
+        writer.on_chunk = on_chunk
+        shipment.task = asyncio.create_task(self._run(shipment))
+        self._shipments[call_id] = shipment
+
+    def finish(self, call_id: uuid.UUID) -> None:
+        """The writer is closed: publish the end marker after its last chunk, then drop the spool."""
+        shipment = self._shipments.get(call_id)
+        if shipment is None:
+            return
+        writer = shipment.writer
+        writer.on_chunk = None
+        end = RecordingChunksEnd(
+            tenant_id=shipment.tenant_id,
+            call_id=call_id,
+            law=writer.law.name,  # type: ignore[arg-type]
+            chunks=writer.chunks,
+            started_at=shipment.started_at,
+            ended_at=time.time(),
+        )
+        shipment.queue.put_nowait(
+            (
+                rec_subject(shipment.tenant_id, call_id, "end"),
+                msgspec.json.encode(end),
+                end_msg_id(call_id),
+                writer.law.name,
+            )
+        )
+        shipment.queue.put_nowait(None)
+
+    async def _run(self, shipment: _Shipment) -> None:
+        ended = False
+        while True:
+            item = await shipment.queue.get()
+            if item is None:
+                shipment.queue.task_done()
+                break
+            subject, data, msg_id, law = item
+            await self._publish(subject, data, {"Nats-Msg-Id": msg_id, LAW_HEADER: law})
+            ended = subject.endswith(".end")
+            shipment.queue.task_done()
+        self._shipments.pop(shipment.call_id, None)
+        if ended:
+            # JetStream holds the whole recording now; the local copy has done its job.
+            shutil.rmtree(shipment.writer.directory, ignore_errors=True)
+
+    async def _publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
+        wait = RETRY_MIN_S
+        while True:
+            try:
+                await self.js.publish(subject, data, stream=REC_STREAM, headers=headers, timeout=5.0)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS away or the stream full: the spool keeps the audio meanwhile
+                log.warning(
+                    "recording_chunk_publish_failed", subject=subject, error=f"{type(exc).__name__}: {exc}"
+                )
+                await asyncio.sleep(wait)
+                wait = min(wait * 2, RETRY_MAX_S)
+
+    async def sent(self, call_id: uuid.UUID) -> None:
+        """Until every chunk queued so far for `call_id` is stored by JetStream."""
+        shipment = self._shipments.get(call_id)
+        if shipment is not None:
+            await shipment.queue.join()
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Let pending chunks go out for a while, then give up (the local spool still has them)."""
+        tasks = [s.task for s in self._shipments.values() if s.task is not None]
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks, timeout=timeout)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._shipments)

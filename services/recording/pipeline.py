@@ -1,0 +1,304 @@
+"""The recording service's asyncio adapter: chunks in, sealed and indexed recordings out.
+
+Two durable JetStream consumers, so a recording service that was down catches up on restart:
+- `<durable>-ends` on SB_RECORDING_CHUNKS, the end markers: assemble the call's chunks, seal them with the
+  tenant's data key, put them in the store, index them in PostgreSQL, and only then purge the call's
+  chunks from the stream and acknowledge. Killed anywhere in between, the marker comes back and the
+  steps run again (each is idempotent; a recording already indexed is only purged and acknowledged).
+- `<durable>-calls` on SB_EVENTS: call.recording (started, paused, resumed) becomes recording.* events and
+  the row that lists a recording in progress; call.ended with cause media_worker_lost closes that call's
+  recording as partial with the chunks JetStream holds (the worker can no longer send its end marker).
+
+The purge of recordings past their retention runs here too (`purge_due`, time passed in).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from services.kernel import events as ev
+from services.kernel.bus import Bus
+from services.kernel.db import tenant_tx
+from services.kernel.log import get_logger
+from services.kernel.messages import decode
+from services.kernel.subjects import EVENTS_STREAM, REC_STREAM, rec_subject
+
+from .assemble import assemble
+from .chunks import LAW_HEADER, end_msg_id, ensure_chunk_stream, read_chunks
+from .records import (
+    RecordingError,
+    delete_recording,
+    mark_available,
+    mark_started,
+    retention_days,
+    store_sealed,
+)
+from .store import BlobStore
+from .vault import KeyRing
+
+__all__ = ["CONSUMER", "RecordingPipeline"]
+
+CONSUMER = "recording"
+# Sealing and storing an hour-long recording takes well under this; a longer step is redelivered and runs
+# again (idempotent).
+ACK_WAIT_S = 60.0
+LOST_CAUSE = "media_worker_lost"
+
+
+def _derived(recording_id: uuid.UUID, what: str) -> uuid.UUID:
+    """A fact's event id derived from the recording, so a replay publishes nothing new (JetStream dedupes)."""
+    return uuid.uuid5(recording_id, what)
+
+
+class RecordingPipeline:
+    def __init__(
+        self,
+        bus: Bus,
+        pool: asyncpg.Pool,
+        keys: KeyRing,
+        store: BlobStore,
+        *,
+        durable: str = CONSUMER,
+        replicas: int = 1,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.bus = bus
+        self.pool = pool
+        self.keys = keys
+        self.store = store
+        self.durable = durable
+        self.replicas = replicas
+        self.clock = clock
+        self.log = get_logger()
+        self._pumps: list[asyncio.Task[None]] = []
+        self._subs: list[Any] = []
+        self._stopping = False
+        self.finalised = 0
+
+    async def start(self) -> None:
+        js = self.bus.js
+        await ensure_chunk_stream(js, self.replicas)
+        ends = await self._durable(REC_STREAM, f"{self.durable}-ends", ["sb.*.rec.*.end"])
+        calls = await self._durable(
+            EVENTS_STREAM, f"{self.durable}-calls", ["sb.*.evt.call.recording", "sb.*.evt.call.ended"]
+        )
+        self._subs = [ends, calls]
+        self._pumps = [
+            asyncio.create_task(self._pump(ends, self._on_end)),
+            asyncio.create_task(self._pump(calls, self._on_call_event)),
+        ]
+
+    async def _durable(self, stream: str, name: str, filters: list[str]) -> Any:
+        config = ConsumerConfig(
+            durable_name=name,
+            deliver_policy=DeliverPolicy.NEW if stream == EVENTS_STREAM else DeliverPolicy.ALL,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=ACK_WAIT_S,
+            max_ack_pending=1000,
+            filter_subjects=filters,
+        )
+        try:
+            await self.bus.js.add_consumer(stream, config)
+        except Exception as exc:  # it exists already (same config): a restart
+            self.log.info("recording_consumer_exists", consumer=name, detail=str(exc)[:120])
+        return await self.bus.js.pull_subscribe_bind(name, stream=stream)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        for task in self._pumps:
+            task.cancel()
+        await asyncio.gather(*self._pumps, return_exceptions=True)
+        for sub in self._subs:
+            try:  # bounded: with NATS gone an unsubscribe can wait for a reconnect that never comes
+                await asyncio.wait_for(sub.unsubscribe(), 1.0)
+            except Exception:
+                pass
+        self._subs = []
+
+    async def _pump(self, sub: Any, handle: Callable[[Msg], Any]) -> None:
+        # One message at a time: nats-py's batched fetch waits out its timeout for the rest of a batch.
+        while not self._stopping:
+            try:
+                msgs = await sub.fetch(1, timeout=1.0)
+            except (TimeoutError, NotFoundError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.log.warning("recording_fetch_failed", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                try:
+                    await handle(msg)
+                except Exception as exc:
+                    # Not acknowledged: it comes back after ACK_WAIT_S (a store or database outage heals).
+                    self.log.error(
+                        "recording_step_failed", subject=msg.subject, error=f"{type(exc).__name__}: {exc}"
+                    )
+                    continue
+                try:
+                    await msg.ack()
+                except Exception:
+                    pass
+
+    # -- the end of a call's chunks ----------------------------------------------------------------
+
+    async def _on_end(self, msg: Msg) -> None:
+        try:
+            end = msgspec.json.decode(msg.data, type=ev.RecordingChunksEnd)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            self.log.warning("recording_bad_end_marker", subject=msg.subject, error=str(exc)[:200])
+            return  # acknowledged: it would never decode
+        if msg.subject != rec_subject(end.tenant_id, end.call_id, "end"):
+            self.log.warning("recording_end_marker_elsewhere", subject=msg.subject)
+            return  # a marker must sit under its own tenant's subject
+        await self.finalise(end)
+
+    async def finalise(self, end: ev.RecordingChunksEnd) -> None:
+        tenant, rid = end.tenant_id, end.call_id
+        async with tenant_tx(self.pool, tenant, readonly=True) as conn:
+            status = await conn.fetchval("SELECT status FROM recordings WHERE id = $1", rid)
+        if status not in ("available", "deleted"):
+            chunks = await read_chunks(self.bus.js, tenant, rid)
+            audio = assemble(chunks.by_number, end.law, declared=end.chunks, cut_short=end.partial)
+            async with tenant_tx(self.pool, tenant) as conn:
+                key, key_id, size = await store_sealed(conn, self.keys, self.store, tenant, rid, audio)
+                await mark_available(
+                    conn,
+                    tenant,
+                    rid,
+                    audio,
+                    law=end.law,
+                    started_at=end.started_at,
+                    ended_at=end.ended_at,
+                    storage_key=key,
+                    key_id=key_id,
+                    size=size,
+                    retention=await retention_days(conn, tenant, rid),
+                    now=self.clock(),
+                )
+            await self.bus.publish(
+                ev.RecordingAvailable(
+                    id=_derived(rid, "available"),
+                    tenant_id=tenant,
+                    recording_id=rid,
+                    duration=audio.duration_s,
+                    partial=audio.partial,
+                    sha256=audio.sha256,
+                )
+            )
+            self.finalised += 1
+            self.log.info(
+                "recording_available",
+                recording=str(rid),
+                seconds=round(audio.duration_s, 2),
+                partial=audio.partial,
+            )
+        # Stored and indexed: the stream's copy can go.
+        await self.bus.js.purge_stream(REC_STREAM, subject=rec_subject(tenant, rid, "*"))
+
+    # -- call facts --------------------------------------------------------------------------------
+
+    async def _on_call_event(self, msg: Msg) -> None:
+        if msg.subject.endswith(".call.recording"):
+            fact = decode(msg.data, ev.CallRecording)
+            await self._recording_fact(fact)
+        else:
+            ended = decode(msg.data, ev.CallEnded)
+            if ended.cause == LOST_CAUSE:
+                await self._worker_lost(ended.tenant_id, ended.call_id)
+
+    async def _recording_fact(self, fact: ev.CallRecording) -> None:
+        rid = fact.call_id
+        if fact.state == "started":
+            async with tenant_tx(self.pool, fact.tenant_id) as conn:
+                await mark_started(conn, fact.tenant_id, rid, fact.ts)
+            event: ev.Event = ev.RecordingStarted(
+                id=_derived(fact.id, "started"), tenant_id=fact.tenant_id, recording_id=rid
+            )
+        elif fact.state == "paused":
+            event = ev.RecordingPaused(
+                id=_derived(fact.id, "paused"), tenant_id=fact.tenant_id, recording_id=rid
+            )
+        elif fact.state == "resumed":
+            event = ev.RecordingResumed(
+                id=_derived(fact.id, "resumed"), tenant_id=fact.tenant_id, recording_id=rid
+            )
+        else:
+            return  # stopped: the end marker on the chunk stream carries it
+        await self.bus.publish(event)
+
+    async def _worker_lost(self, tenant: uuid.UUID, call_id: uuid.UUID) -> None:
+        """The worker cannot send its end marker: write it, partial, from what the stream holds."""
+        async with tenant_tx(self.pool, tenant, readonly=True) as conn:
+            row = await conn.fetchrow("SELECT status, started_at FROM recordings WHERE id = $1", call_id)
+        if row is None or row["status"] != "recording":
+            return
+        chunks = await read_chunks(self.bus.js, tenant, call_id)
+        end = ev.RecordingChunksEnd(
+            tenant_id=tenant,
+            call_id=call_id,
+            law=(chunks.law if chunks.law in ("PCMU", "PCMA") else "PCMU"),  # type: ignore[arg-type]
+            chunks=(max(chunks.by_number) + 1) if chunks.by_number else 0,
+            started_at=row["started_at"].timestamp(),
+            ended_at=self.clock(),
+            partial=True,
+            reason=LOST_CAUSE,
+        )
+        # The same message id as the worker's own marker: if that one did arrive, JetStream keeps one.
+        await self.bus.js.publish(
+            rec_subject(tenant, call_id, "end"),
+            msgspec.json.encode(end),
+            stream=REC_STREAM,
+            headers={"Nats-Msg-Id": end_msg_id(call_id), LAW_HEADER: end.law},
+        )
+
+    # -- retention ---------------------------------------------------------------------------------
+
+    async def purge_due(self, now: float, *, limit: int = 500) -> int:
+        """Delete every recording past its retention (not under hold) as of `now`; how many went."""
+        async with self.pool.acquire() as conn:
+            due = await conn.fetch(
+                """SELECT recording_id, tenant_id FROM recording_purge_schedule WHERE purge_after <= $1
+                   ORDER BY purge_after LIMIT $2""",
+                datetime.fromtimestamp(now, UTC),
+                limit,
+            )
+        purged = 0
+        for row in due:
+            tenant, rid = row["tenant_id"], row["recording_id"]
+            try:
+                async with tenant_tx(self.pool, tenant) as conn:
+                    deleted = await delete_recording(
+                        conn, self.store, tenant, rid, reason="retention", now=now, actor_role="system"
+                    )
+            except RecordingError as exc:
+                self.log.warning("recording_purge_skipped", recording=str(rid), reason=exc.code)
+                async with tenant_tx(self.pool, tenant) as conn:
+                    await conn.execute("DELETE FROM recording_purge_schedule WHERE recording_id = $1", rid)
+                continue
+            if deleted:
+                purged += 1
+                await self.bus.publish(
+                    ev.RecordingDeleted(
+                        id=_derived(rid, "deleted"), tenant_id=tenant, recording_id=rid, reason="retention"
+                    )
+                )
+        return purged
+
+    async def next_purge_at(self) -> float | None:
+        async with self.pool.acquire() as conn:
+            due = await conn.fetchval("SELECT min(purge_after) FROM recording_purge_schedule")
+        return None if due is None else due.timestamp()

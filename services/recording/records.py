@@ -1,0 +1,273 @@
+"""The recordings index in PostgreSQL and the operations on a stored recording (read and verify, delete,
+hold), shared by the recording service and the API. Every call takes a tenant-scoped connection
+(`tenant_tx`): row-level security decides what exists."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+
+from services.kernel.ids import new_id
+
+from .assemble import Assembled, purge_after
+from .store import BlobNotFound, BlobStore, recording_key
+from .vault import KeyRing, VaultError, blob_key_id, open_blob, seal
+
+__all__ = [
+    "RECORDING_COLUMNS",
+    "RecordingError",
+    "audit",
+    "delete_recording",
+    "mark_available",
+    "mark_started",
+    "read_audio",
+    "retention_days",
+    "set_hold",
+    "store_sealed",
+]
+
+RECORDING_COLUMNS = (
+    "r.id, r.status, r.partial, r.law, r.duration_s, r.pauses, r.started_at, r.ended_at, r.available_at,"
+    " r.sha256, r.size_bytes, r.retention_days, r.purge_after, r.legal_hold, r.deleted_at, r.deleted_reason"
+)
+
+
+class RecordingError(Exception):
+    """`code`: not_found, not_available, held, corrupt."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+async def audit(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    action: str,
+    recording_id: uuid.UUID,
+    *,
+    actor_key_id: uuid.UUID | None = None,
+    actor_role: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """One line of the tenant's audit log (GET /v1/audit) per access or change of a recording."""
+    await conn.execute(
+        """INSERT INTO audit_log (id, tenant_id, actor_key_id, actor_role, action, target_type, target_id, detail)
+           VALUES ($1, $2, $3, $4, $5, 'recording', $6, $7::jsonb)""",
+        new_id(),
+        tenant_id,
+        actor_key_id,
+        actor_role,
+        action,
+        str(recording_id),
+        json.dumps(detail or {}),
+    )
+
+
+async def mark_started(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, recording_id: uuid.UUID, started_at: float
+) -> bool:
+    """The recording exists from its first moment (listed as `recording`); False when it did already."""
+    status = await conn.fetchval(
+        """INSERT INTO recordings (id, tenant_id, status, started_at) VALUES ($1, $2, 'recording', $3)
+           ON CONFLICT (id) DO NOTHING RETURNING status""",
+        recording_id,
+        tenant_id,
+        _utc(started_at),
+    )
+    return status is not None
+
+
+async def retention_days(conn: asyncpg.Connection, tenant_id: uuid.UUID, contact_id: uuid.UUID) -> int | None:
+    """The queue's retention if it has one, else the tenant's (None: kept until deleted)."""
+    return await conn.fetchval(
+        """SELECT COALESCE(q.recording_retention_days, t.recording_retention_days)
+           FROM tenants t LEFT JOIN contacts c ON c.id = $2 LEFT JOIN queues q ON q.id = c.queue_id
+           WHERE t.id = $1""",
+        tenant_id,
+        contact_id,
+    )
+
+
+async def store_sealed(
+    conn: asyncpg.Connection,
+    keys: KeyRing,
+    store: BlobStore,
+    tenant_id: uuid.UUID,
+    recording_id: uuid.UUID,
+    audio: Assembled,
+) -> tuple[str, uuid.UUID, int]:
+    """Seal the WAV with the tenant's current data key and put it in the store; (key, data key id, size)."""
+    key_id, data_key = await keys.current(conn, tenant_id)
+    blob = seal(data_key, key_id, tenant_id, recording_id, audio.wav)
+    key = recording_key(tenant_id, recording_id)
+    await store.put(key, blob)
+    return key, key_id, len(blob)
+
+
+async def mark_available(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    recording_id: uuid.UUID,
+    audio: Assembled,
+    *,
+    law: str,
+    started_at: float,
+    ended_at: float,
+    storage_key: str,
+    key_id: uuid.UUID,
+    size: int,
+    retention: int | None,
+    now: float,
+) -> None:
+    ended = _utc(ended_at)
+    due = purge_after(ended, retention)
+    await conn.execute(
+        """INSERT INTO recordings (id, tenant_id, status, partial, law, duration_s, pauses, started_at, ended_at,
+               available_at, storage_key, key_id, sha256, size_bytes, retention_days, purge_after)
+           VALUES ($1, $2, 'available', $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+           ON CONFLICT (id) DO UPDATE SET status = 'available', partial = $3, law = $4, duration_s = $5,
+               pauses = $6::jsonb, ended_at = $8, available_at = $9, storage_key = $10, key_id = $11,
+               sha256 = $12, size_bytes = $13, retention_days = $14, purge_after = $15""",
+        recording_id,
+        tenant_id,
+        audio.partial,
+        law,
+        audio.duration_s,
+        json.dumps([[round(a, 3), round(b, 3)] for a, b in audio.pauses]),
+        _utc(started_at),
+        ended,
+        _utc(now),
+        storage_key,
+        key_id,
+        audio.sha256,
+        size,
+        retention,
+        due,
+    )
+    if due is not None:
+        await conn.execute(
+            """INSERT INTO recording_purge_schedule (recording_id, tenant_id, purge_after) VALUES ($1, $2, $3)
+               ON CONFLICT (recording_id) DO UPDATE SET purge_after = $3""",
+            recording_id,
+            tenant_id,
+            due,
+        )
+
+
+@dataclass(frozen=True)
+class Audio:
+    wav: bytes
+    sha256: str
+
+
+async def read_audio(
+    conn: asyncpg.Connection, keys: KeyRing, store: BlobStore, tenant_id: uuid.UUID, recording_id: uuid.UUID
+) -> Audio:
+    """The decrypted WAV, its SHA-256 checked against the index: a corrupt or swapped file is an error."""
+    row = await conn.fetchrow(
+        "SELECT status, storage_key, key_id, sha256 FROM recordings WHERE id = $1", recording_id
+    )
+    if row is None:
+        raise RecordingError("not_found", "no such recording")
+    if row["status"] != "available":
+        raise RecordingError("not_available", f"the recording is {row['status']}")
+    try:
+        blob = await store.get(row["storage_key"])
+    except BlobNotFound:
+        raise RecordingError("corrupt", "the recording's file is missing from the store") from None
+    try:
+        if blob_key_id(blob) != row["key_id"]:
+            raise RecordingError("corrupt", "the recording's file was sealed with another key")
+        data_key = await keys.get(conn, tenant_id, row["key_id"])
+        wav = open_blob(data_key, tenant_id, recording_id, blob)
+    except VaultError as exc:
+        raise RecordingError("corrupt", str(exc)) from None
+    digest = hashlib.sha256(wav).hexdigest()
+    if digest != row["sha256"]:
+        raise RecordingError("corrupt", "the recording's SHA-256 does not match the one recorded")
+    return Audio(wav, digest)
+
+
+async def delete_recording(
+    conn: asyncpg.Connection,
+    store: BlobStore,
+    tenant_id: uuid.UUID,
+    recording_id: uuid.UUID,
+    *,
+    reason: str,
+    now: float,
+    actor_key_id: uuid.UUID | None = None,
+    actor_role: str | None = None,
+) -> bool:
+    """Delete the audio (the row stays, marked deleted) with an audit entry; False when already deleted.
+    A legal hold refuses it, for a request and for the purge alike."""
+    row = await conn.fetchrow(
+        "SELECT status, legal_hold, storage_key FROM recordings WHERE id = $1 FOR UPDATE", recording_id
+    )
+    if row is None:
+        raise RecordingError("not_found", "no such recording")
+    if row["legal_hold"]:
+        raise RecordingError("held", "the recording is under legal hold; release the hold first")
+    if row["status"] == "deleted":
+        return False
+    if row["storage_key"]:
+        await store.delete(row["storage_key"])
+    await conn.execute(
+        """UPDATE recordings SET status = 'deleted', deleted_at = $2, deleted_reason = $3, storage_key = NULL
+           WHERE id = $1""",
+        recording_id,
+        _utc(now),
+        reason,
+    )
+    await conn.execute("DELETE FROM recording_purge_schedule WHERE recording_id = $1", recording_id)
+    action = "recording.purged" if reason == "retention" else "recording.deleted"
+    await audit(conn, tenant_id, action, recording_id, actor_key_id=actor_key_id, actor_role=actor_role)
+    return True
+
+
+async def set_hold(
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    recording_id: uuid.UUID,
+    hold: bool,
+    *,
+    actor_key_id: uuid.UUID | None = None,
+    actor_role: str | None = None,
+) -> None:
+    """A held recording leaves the purge schedule; released, it goes back with its due date."""
+    row = await conn.fetchrow(
+        "UPDATE recordings SET legal_hold = $2 WHERE id = $1 RETURNING status, purge_after",
+        recording_id,
+        hold,
+    )
+    if row is None:
+        raise RecordingError("not_found", "no such recording")
+    if hold or row["purge_after"] is None or row["status"] == "deleted":
+        await conn.execute("DELETE FROM recording_purge_schedule WHERE recording_id = $1", recording_id)
+    else:
+        await conn.execute(
+            """INSERT INTO recording_purge_schedule (recording_id, tenant_id, purge_after) VALUES ($1, $2, $3)
+               ON CONFLICT (recording_id) DO UPDATE SET purge_after = $3""",
+            recording_id,
+            tenant_id,
+            row["purge_after"],
+        )
+    await audit(
+        conn,
+        tenant_id,
+        "recording.hold" if hold else "recording.release",
+        recording_id,
+        actor_key_id=actor_key_id,
+        actor_role=actor_role,
+    )

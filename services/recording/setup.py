@@ -1,0 +1,39 @@
+"""The recording vault as configured (SB_RECORDING_*): the master key and the blob store. The recording
+service and the API (playback) build theirs the same way."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.kernel.config import ConfigError, Settings
+
+from .store import BlobStore, LocalStore
+from .vault import KeyRing, LocalMasterKey
+
+__all__ = ["keyring_from", "store_from"]
+
+
+def keyring_from(settings: Settings) -> KeyRing:
+    path = Path(settings.recording_key_file) if settings.recording_key_file else None
+    return KeyRing(LocalMasterKey.load_or_create(path or settings.data_dir / "keys" / "recording-master.key"))
+
+
+def store_from(settings: Settings) -> BlobStore:
+    url = settings.recording_store
+    if not url:
+        return LocalStore(settings.data_dir / "recordings")
+    if url.startswith("file:"):
+        return LocalStore(Path(url[len("file:") :]))
+    if url.startswith("s3://"):
+        from .store_s3 import S3Store  # boto3 is needed only there
+
+        bucket, _, prefix = url[len("s3://") :].partition("/")
+        return S3Store(
+            bucket,
+            prefix=prefix,
+            endpoint_url=settings.s3_endpoint_url or None,
+            region=settings.s3_region,
+            access_key_id=settings.s3_access_key_id or None,
+            secret_access_key=settings.s3_secret_access_key or None,
+        )
+    raise ConfigError(f"SB_RECORDING_STORE={url!r} is neither file:PATH nor s3://BUCKET")

@@ -1,0 +1,137 @@
+"""The recording pipeline with real NATS (JetStream) and PostgreSQL: media's chunks become a sealed,
+indexed, verifiable recording; the stream's copy goes only after that; a recording service that was down
+catches up; a lost media worker leaves a partial recording; tenants never see each other's."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from typing import Any
+
+import numpy as np
+import pytest
+
+from services.kernel import events as ev
+from services.kernel.db import tenant_tx
+from services.kernel.subjects import REC_STREAM, rec_subject
+from services.media.rtp.g711 import G711
+from services.recording.chunks import read_chunks
+from services.recording.records import RecordingError, read_audio
+
+from .conftest import AGENT_HZ, CALLER_HZ, Stack
+
+
+def peak(wav: bytes, channel: int, lo: float, hi: float) -> float:
+    octets = np.frombuffer(wav[wav.index(b"data") + 8 :], dtype=np.uint8)[channel::2][
+        int(lo * 8000) : int(hi * 8000)
+    ]
+    pcm = G711.PCMU.decode(octets.tobytes()).astype(float)
+    spectrum = np.abs(np.fft.rfft(pcm))
+    return float(np.fft.rfftfreq(len(pcm), 1 / 8000)[int(np.argmax(spectrum[1:])) + 1])
+
+
+async def test_chunks_become_a_sealed_indexed_recording_and_leave_the_stream(stack: Stack) -> None:
+    await stack.start_pipeline()
+    tenant = await stack.tenant()
+    rid = await stack.record_call(tenant, 2.0)
+    row = await stack.wait_status(tenant, rid, "available")
+    assert not row["partial"] and row["duration_s"] == pytest.approx(2.0)
+    sealed = (stack.store.root / row["storage_key"]).read_bytes()
+    assert b"RIFF" not in sealed  # encrypted at rest
+    async with tenant_tx(stack.pool, tenant, readonly=True) as conn:
+        audio = await read_audio(conn, stack.keys, stack.store, tenant, rid)
+    assert hashlib.sha256(audio.wav).hexdigest() == row["sha256"]
+    assert peak(audio.wav, 0, 0.1, 1.9) == pytest.approx(CALLER_HZ, abs=5)
+    assert peak(audio.wav, 1, 0.1, 1.9) == pytest.approx(AGENT_HZ, abs=5)
+    # Only once stored and indexed: the stream's copy is purged and the media spool is gone.
+    assert (await read_chunks(stack.bus.js, tenant, rid)).by_number == {}
+    assert not (stack.spool_dir / str(rid)).exists()
+
+
+async def test_recording_service_down_loses_nothing_and_catches_up(stack: Stack) -> None:
+    tenant = await stack.tenant()
+    await stack.start_pipeline()  # creates the durable consumers
+    await stack.stop_pipeline()
+    rids = [await stack.record_call(tenant, 1.0) for _ in range(3)]
+    for rid in rids:  # nobody finalises: every chunk waits in JetStream
+        assert len((await read_chunks(stack.bus.js, tenant, rid)).by_number) >= 2
+    await stack.start_pipeline()
+    for rid in rids:
+        row = await stack.wait_status(tenant, rid, "available")
+        assert row["duration_s"] == pytest.approx(1.0) and not row["partial"]
+
+
+async def test_lost_media_worker_leaves_a_partial_recording_up_to_the_last_chunk(stack: Stack) -> None:
+    await stack.start_pipeline()
+    tenant = await stack.tenant()
+    rid = await stack.record_call(tenant, 2.0, finish=False)  # no end marker: the worker died
+    await stack.wait_status(tenant, rid, "recording")
+    await stack.bus.publish(
+        ev.CallEnded(tenant_id=tenant, call_id=rid, cause="media_worker_lost", duration=2.0)
+    )
+    row = await stack.wait_status(tenant, rid, "available")
+    assert row["partial"] and 1.5 <= row["duration_s"] <= 2.0
+    async with tenant_tx(stack.pool, tenant, readonly=True) as conn:
+        audio = await read_audio(conn, stack.keys, stack.store, tenant, rid)
+    assert peak(audio.wav, 0, 0.1, 1.4) == pytest.approx(CALLER_HZ, abs=5)
+
+
+async def test_paused_span_is_absent_and_marked(stack: Stack) -> None:
+    await stack.start_pipeline()
+    tenant = await stack.tenant()
+    rid = await stack.record_call(tenant, 3.0, pause=(1.0, 2.0))
+    row = await stack.wait_status(tenant, rid, "available")
+    assert [tuple(p) for p in __import__("json").loads(row["pauses"])] == [(1.0, 2.0)]
+    async with tenant_tx(stack.pool, tenant, readonly=True) as conn:
+        audio = await read_audio(conn, stack.keys, stack.store, tenant, rid)
+    data = np.frombuffer(audio.wav[audio.wav.index(b"data") + 8 :], dtype=np.uint8)
+    assert set(data[2 * 8000 + 80 : 2 * 16000 - 80].tolist()) == {G711.PCMU.silence}
+    assert peak(audio.wav, 1, 2.1, 2.9) == pytest.approx(AGENT_HZ, abs=5)
+
+
+async def test_corrupted_file_is_detected_on_read(stack: Stack) -> None:
+    await stack.start_pipeline()
+    tenant = await stack.tenant()
+    rid = await stack.record_call(tenant, 1.0)
+    row = await stack.wait_status(tenant, rid, "available")
+    path = stack.store.root / row["storage_key"]
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    path.write_bytes(bytes(data))
+    async with tenant_tx(stack.pool, tenant, readonly=True) as conn:
+        with pytest.raises(RecordingError) as caught:
+            await read_audio(conn, stack.keys, stack.store, tenant, rid)
+    assert caught.value.code == "corrupt"
+
+
+async def test_tenant_b_cannot_see_read_or_decrypt_tenant_a_recordings(stack: Stack) -> None:
+    await stack.start_pipeline()
+    a, b = await stack.tenant(), await stack.tenant()
+    rid = await stack.record_call(a, 1.0)
+    row = await stack.wait_status(a, rid, "available")
+    async with tenant_tx(stack.pool, b, readonly=True) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM recordings") == 0
+        assert await conn.fetchval("SELECT count(*) FROM recording_keys") == 0
+        with pytest.raises(RecordingError) as caught:
+            await read_audio(conn, stack.keys, stack.store, b, rid)
+        assert caught.value.code == "not_found"
+    async with tenant_tx(stack.pool, b) as conn:
+        key_b, _ = await stack.keys.current(conn, b)
+        assert key_b != row["key_id"]
+        with pytest.raises(Exception, match="not this tenant"):
+            await stack.keys.get(conn, b, row["key_id"])
+
+
+async def test_end_marker_under_another_tenant_subject_is_refused(stack: Stack) -> None:
+    import msgspec
+
+    await stack.start_pipeline()
+    a, b = await stack.tenant(), await stack.tenant()
+    rid = await stack.record_call(a, 1.0, finish=False)
+    forged = ev.RecordingChunksEnd(tenant_id=a, call_id=rid, law="PCMU", chunks=2, started_at=0, ended_at=1)
+    await stack.bus.js.publish(rec_subject(b, rid, "end"), msgspec.json.encode(forged), stream=REC_STREAM)
+    await asyncio.sleep(1.0)
+    await stack.wait_status(a, rid, "recording")  # not finalised from B's subject
+    assert len((await read_chunks(stack.bus.js, a, rid)).by_number) >= 1
+    _: Any = uuid
