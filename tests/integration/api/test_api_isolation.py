@@ -13,7 +13,9 @@ import httpx
 
 from services.contacts.records import ContactRecord, save_contact
 from services.kernel import db
+from services.kernel import events as ev
 from services.kernel.waits import close_pool
+from services.reporting.store import FactStore
 
 from .conftest import Tenant, assert_problem, auth, insert_contact, signup, unique_e164
 
@@ -130,6 +132,17 @@ async def _snapshot(client: httpx.AsyncClient, t: Tenant) -> dict[str, Any]:
     return snap
 
 
+def reporting_events(tenant_id: uuid.UUID) -> list[Any]:
+    """One event for each reporting fact table."""
+    call, at = uuid.uuid4(), 1_790_000_000.0
+    return [
+        ev.ContactQueued(tenant_id=tenant_id, ts=at, call_id=call, queue="q"),
+        ev.AgentStateChanged(tenant_id=tenant_id, ts=at, agent_id="a", old="", new="available"),
+        ev.IvrNodeExited(tenant_id=tenant_id, ts=at, call_id=call, flow="f", version=1, node="n"),
+        ev.QueueStats(tenant_id=tenant_id, ts=at, queue_id="q", waiting=1, longest_wait_s=1.0),
+    ]
+
+
 def _operations(schema: dict[str, Any]) -> list[tuple[str, str]]:
     return [(path, method.upper()) for path, item in schema["paths"].items() for method in item]
 
@@ -157,13 +170,15 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
             await save_contact(
                 conn, ContactRecord(id=uuid.uuid4(), tenant_id=uuid.UUID(t.id), state="ended", arrived_at=0.0)
             )
+        # Reporting facts are written by the reporting ingest from events, never through the API.
+        await FactStore(pool).write(uuid.UUID(t.id), reporting_events(uuid.UUID(t.id)))
     finally:
         await close_pool(pool)
 
     owner = await asyncpg.connect(infra.owner_url)
     try:
         tables = await owner.fetch(
-            """SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity
+            """SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity, c.relispartition
                FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
                WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND c.relname <> 'schema_migrations'"""
         )
@@ -191,7 +206,9 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
                 f"{r['relname']} lacks (forced) row-level security"
             )
             assert r["relname"] in with_policies, f"{r['relname']} has no policy"
-        owner_counts = {n: await owner.fetchval(f'SELECT count(*) FROM "{n}"') for n in names}
+        # Partitions are counted through their parents (a month with no data is an empty partition).
+        parents = {r["relname"] for r in tables if not r["relispartition"]}
+        owner_counts = {n: await owner.fetchval(f'SELECT count(*) FROM "{n}"') for n in parents}
         assert all(c > 0 for c in owner_counts.values()), owner_counts
         # Views would bypass RLS unless security_invoker: there must be none that do.
         views = await owner.fetch(
@@ -201,11 +218,14 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
         )
         assert views == []
         # SECURITY DEFINER functions would run as their owner and bypass RLS: lookups use policies instead.
+        # The one exception makes reporting's monthly partitions (the application role cannot create
+        # tables): it reads and writes no row, and its search_path is fixed.
         definers = await owner.fetch(
-            """SELECT p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            """SELECT p.proname, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
                WHERE n.nspname = 'public' AND p.prosecdef"""
         )
-        assert definers == []
+        assert [d["proname"] for d in definers] == ["rpt_ensure_month"]
+        assert definers[0]["proconfig"] == ["search_path=public, pg_temp"]
     finally:
         await owner.close()
 
@@ -218,7 +238,10 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
         )
         assert owned == 0
         for name in names:
-            assert await app.fetchval(f'SELECT count(*) FROM "{name}"') == 0, name
+            try:
+                assert await app.fetchval(f'SELECT count(*) FROM "{name}"') == 0, name
+            except asyncpg.InsufficientPrivilegeError:
+                assert name not in parents, name  # a partition made after the grants: parents only
         # The key lookup policy shows exactly the row whose hash is named, and nothing for any other hash.
         import hashlib
 

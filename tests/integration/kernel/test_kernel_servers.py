@@ -142,7 +142,12 @@ async def test_service_heartbeat_appears_and_leaves(infra, tmp_path: Path) -> No
     import os
     import sys
 
-    env = {**os.environ, "SB_NATS_URL": infra.nats_url, "SB_DATA_DIR": str(tmp_path)}
+    env = {
+        **os.environ,
+        "SB_NATS_URL": infra.nats_url,
+        "SB_DATABASE_URL": infra.app_url,  # reporting writes its facts there
+        "SB_DATA_DIR": str(tmp_path),
+    }
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.reporting", env=env)
     bus = await connect(infra.nats_url, name="test")
     try:
