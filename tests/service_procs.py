@@ -1,9 +1,11 @@
 """Helpers for tests that run the services as real subprocesses: their environment against the session's
 PostgreSQL and NATS, a bounded stop, and a SIP OPTIONS probe (answered 200 once a SIP port is served).
-Import as `from tests.service_procs import service_env, stop, sip_answers`."""
+Import as `from tests.service_procs import service_env, stop, sip_answers`; `consumer_ready` and
+`drop_consumers` for the durable JetStream consumers a stack's services read events through."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import signal
@@ -12,7 +14,9 @@ import subprocess
 import time
 from typing import Any
 
-__all__ = ["service_env", "sip_answers", "stop"]
+import nats
+
+__all__ = ["consumer_ready", "drop_consumers", "service_env", "sip_answers", "stop"]
 
 
 def service_env(infra: Any, **extra: str) -> dict[str, str]:
@@ -60,3 +64,40 @@ def sip_answers(port: int, timeout: float) -> bool:
             except TimeoutError:
                 pass
     return False
+
+
+async def consumer_ready(nats_url: str, name: str, timeout: float) -> None:
+    """A service logs its start before its durable consumer exists; a call placed before that would not be
+    seen (the consumer starts with new events)."""
+    nc = await nats.connect(nats_url)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                await nc.jetstream().consumer_info("SB_EVENTS", name)
+                return
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the durable consumer {name} does not exist") from None
+                await asyncio.sleep(0.05)
+    finally:
+        await nc.close()
+
+
+async def drop_consumers(nats_url: str, *names: str) -> None:
+    """A stack's durable consumers would otherwise keep collecting the rest of the session's events, and
+    calls its IVR and coordinator saved (stopped mid-call) would be resumed by later folders' adapters."""
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    try:
+        for cleanup in (
+            *(js.delete_consumer("SB_EVENTS", name) for name in names),
+            js.delete_key_value("sb_ivr_calls"),
+            js.delete_key_value("sb_contacts"),
+        ):
+            try:
+                await asyncio.wait_for(cleanup, 5.0)
+            except Exception:
+                pass
+    finally:
+        await nc.close()

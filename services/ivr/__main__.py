@@ -18,7 +18,14 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.database_url, min_size=1, max_size=5)
     # SB_IVR_PRIVATE_LOOKUPS=1 lets flows call hosts on private networks (a one-machine install, tests).
     private = os.environ.get("SB_IVR_PRIVATE_LOOKUPS", "") in ("1", "true", "yes")
-    adapter = IvrAdapter(bus, pool, platform_secret=settings.token_secret, allow_private_lookups=private)
+    # SB_IVR_DURABLE names the JetStream consumer (tests give each stack its own).
+    adapter = IvrAdapter(
+        bus,
+        pool,
+        platform_secret=settings.token_secret,
+        allow_private_lookups=private,
+        consumer=os.environ.get("SB_IVR_DURABLE", "ivr"),
+    )
     try:
         await adapter.start()
         # Stay here until SIGTERM so the adapter stops before run_service closes the bus.

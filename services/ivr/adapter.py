@@ -1,5 +1,10 @@
 """The IVR's asyncio adapter: NATS and PostgreSQL around the sans-IO interpreter.
 
+Call and contact events come from the durable JetStream consumer `ivr` on SB_EVENTS (Bus.consume): one
+lost while the IVR restarts is delivered when it is back, and an event is acknowledged only after its step
+is applied and saved, so a caller is never stranded by a missed digit or hang-up. A redelivered event
+changes nothing (each call remembers the ids of its last events).
+
 For each `call.arrived` on a number that points at a flow it loads the flow's current version, answers the
 call, and runs one Interpreter; call and contact events for that call are fed to it, its commands go out with
 Bus.request (a failed command is fed back as CommandFailed, so the call goes somewhere safe), lookups are
@@ -23,8 +28,6 @@ from typing import Any
 import asyncpg
 import httpx
 import msgspec
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
@@ -50,6 +53,7 @@ from services.kernel.events import (
 )
 from services.kernel.log import get_logger
 from services.kernel.messages import Command, Event
+from services.kernel.serving import Consumer
 
 from .flow import Flow
 from .interpreter import SORRY, CommandFailed, Interpreter
@@ -63,27 +67,29 @@ COMMAND_TIMEOUT_S = 2.0
 TRANSFER_TIMEOUT_S = 40.0  # media rings the outside number for up to 30 s
 MAX_LOOKUP_BYTES = 64 * 1024
 CALL_TTL_S = 24 * 3600.0
+CONSUMER = "ivr"
+# Ids of a call's last events, kept with its state: a redelivered one is not applied twice.
+REMEMBERED_EVENTS = 32
 
-# The events an interpreter listens to, by "<domain>.<name>".
-_EVENTS: dict[str, type[Event]] = {
-    f"{cls.domain}.{cls.name}": cls
-    for cls in (
-        CallAnswered,
-        CallDtmf,
-        CallPlayFinished,
-        CallCollected,
-        CallRecordFinished,
-        CallEnded,
-        ContactQueued,
-        ContactPositionChanged,
-        ContactAccepted,
-    )
-}
+# What call.arrived starts, and the events an interpreter listens to.
+EVENTS: tuple[type[Event], ...] = (
+    CallArrived,
+    CallAnswered,
+    CallDtmf,
+    CallPlayFinished,
+    CallCollected,
+    CallRecordFinished,
+    CallEnded,
+    ContactQueued,
+    ContactPositionChanged,
+    ContactAccepted,
+)
 
 
 class SavedCall(msgspec.Struct, kw_only=True):
     flow_key: str  # key in FLOWS_BUCKET
     state: msgspec.Raw
+    seen: list[uuid.UUID] = []
 
 
 @dataclass
@@ -92,6 +98,7 @@ class _Running:
     flow_key: str
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     timer: asyncio.TimerHandle | None = None
+    seen: list[uuid.UUID] = field(default_factory=list)
     # Set as soon as call.ended arrives, before it waits for the lock: commands still queued for the call
     # are not sent (media would never answer them, and a timeout fed back as CommandFailed would take the
     # call to the fallback, enqueueing a caller who is gone).
@@ -112,8 +119,10 @@ class IvrAdapter:
         clock: Callable[[], float] = time.time,
         http: httpx.AsyncClient | None = None,
         allow_private_lookups: bool = False,
+        consumer: str = CONSUMER,
     ) -> None:
         self.bus = bus
+        self.consumer_name = consumer
         self.pool = pool
         self.platform_secret = platform_secret
         self.clock = clock
@@ -123,7 +132,7 @@ class IvrAdapter:
         self.allow_private_lookups = allow_private_lookups
         self.calls: dict[uuid.UUID, _Running] = {}
         self.log = get_logger()
-        self._subs: list[Subscription] = []
+        self._consumer: Consumer | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.calls_kv: KeyValue | None = None
         self.flows_kv: KeyValue | None = None
@@ -133,18 +142,13 @@ class IvrAdapter:
     async def start(self) -> None:
         self.calls_kv = await self._bucket(CALLS_BUCKET, ttl=CALL_TTL_S)
         self.flows_kv = await self._bucket(FLOWS_BUCKET, ttl=None)
-        self._subs.append(await self.bus.nc.subscribe("sb.*.evt.call.>", cb=self._on_message))
-        self._subs.append(await self.bus.nc.subscribe("sb.*.evt.contact.>", cb=self._on_message))
         await self.resume_all()
+        self._consumer = await self.bus.consume(EVENTS, durable=self.consumer_name, handler=self.on_event)
 
     async def stop(self) -> None:
-        for sub in self._subs:
-            # With NATS gone (the runtime killed with everything), nats-py can wait for a reconnection
-            # that never comes: a stopping service must not hang on it.
-            try:
-                await asyncio.wait_for(sub.unsubscribe(), 1.0)
-            except Exception:
-                pass
+        if self._consumer is not None:
+            await self._consumer.stop()  # bounded, even with NATS gone
+            self._consumer = None
         for running in self.calls.values():
             if running.timer:
                 running.timer.cancel()
@@ -179,7 +183,7 @@ class IvrAdapter:
             interp = Interpreter.restore(
                 flow, bytes(saved.state), lookup_secret=derive_secret(self.platform_secret, tenant_id)
             )
-            running = _Running(interp=interp, flow_key=saved.flow_key)
+            running = _Running(interp=interp, flow_key=saved.flow_key, seen=list(saved.seen))
             self.calls[call_id] = running
             async with running.lock:
                 await self._apply(running, interp.resume(self.clock()))
@@ -191,26 +195,21 @@ class IvrAdapter:
 
     # -- events in ----------------------------------------------------------------------------------------
 
-    async def _on_message(self, msg: Msg) -> None:
-        parts = msg.subject.split(".")
-        if len(parts) != 5:
+    async def on_event(self, event: Any) -> None:
+        """One event from the consumer (decoded and tenant-checked there); a failure is redelivered."""
+        if isinstance(event, CallArrived):
+            await self._arrived(event)
             return
-        kind = _EVENTS.get(f"{parts[3]}.{parts[4]}")
-        try:
-            if parts[3] == "call" and parts[4] == "arrived":
-                await self._arrived(msgspec.json.decode(msg.data, type=CallArrived))
-            elif kind is not None:
-                event = msgspec.json.decode(msg.data, type=kind)
-                running = self.calls.get(event.call_id)  # type: ignore[attr-defined]
-                if running is not None and str(event.tenant_id) == str(running.interp.state.tenant_id):
-                    if isinstance(event, CallEnded):
-                        running.ended = True
-                    async with running.lock:
-                        await self._apply(running, running.interp.handle(event, self.clock()))
-        except msgspec.ValidationError as exc:
-            self.log.warning("ivr_bad_event", subject=msg.subject, error=str(exc))
-        except Exception as exc:  # one bad call must not stop the others
-            self.log.error("ivr_event_failed", subject=msg.subject, error=f"{type(exc).__name__}: {exc}")
+        running = self.calls.get(event.call_id)
+        if running is None or event.tenant_id != running.interp.state.tenant_id:
+            return
+        if isinstance(event, CallEnded):
+            running.ended = True
+        async with running.lock:
+            if event.id in running.seen:
+                return
+            running.seen = [*running.seen[-(REMEMBERED_EVENTS - 1) :], event.id]
+            await self._apply(running, running.interp.handle(event, self.clock()))
 
     async def _arrived(self, event: CallArrived) -> None:
         if event.call_id in self.calls or event.direction != "inbound":
@@ -384,7 +383,9 @@ class IvrAdapter:
             except Exception:
                 pass
             return
-        saved = SavedCall(flow_key=running.flow_key, state=msgspec.Raw(running.interp.dump()))
+        saved = SavedCall(
+            flow_key=running.flow_key, state=msgspec.Raw(running.interp.dump()), seen=running.seen
+        )
         await self.calls_kv.put(key, msgspec.json.encode(saved))
 
     def _spawn(self, coro: Any) -> None:

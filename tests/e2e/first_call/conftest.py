@@ -32,7 +32,7 @@ from services.media.rtp.packet import RtpPacket
 from services.media.rtp.telephone_event import digit_packets
 from services.runtime.embedded import free_port
 from tests.integration.conftest import api_server  # noqa: F401  (re-exported as a fixture here)
-from tests.service_procs import service_env, sip_answers, stop
+from tests.service_procs import consumer_ready, drop_consumers, service_env, sip_answers, stop
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -103,43 +103,6 @@ async def _routing_answers(nats_url: str, timeout: float) -> None:
         await nc.close()
 
 
-async def _consumer_ready(nats_url: str, name: str, timeout: float) -> None:
-    """The coordinator logs its start before its durable consumer exists; a call placed before that would
-    not be seen (the consumer starts with new events)."""
-    nc = await nats.connect(nats_url)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                await nc.jetstream().consumer_info("SB_EVENTS", name)
-                return
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"the coordinator's consumer {name} does not exist") from None
-                await asyncio.sleep(0.05)
-    finally:
-        await nc.close()
-
-
-async def _drop_consumer(nats_url: str, name: str) -> None:
-    """The stack's durable consumer would otherwise keep collecting the rest of the session's events, and
-    calls its IVR and coordinator saved (stopped mid-call) would be resumed by later folders' adapters."""
-    nc = await nats.connect(nats_url)
-    js = nc.jetstream()
-    try:
-        for cleanup in (
-            js.delete_consumer("SB_EVENTS", name),
-            js.delete_key_value("sb_ivr_calls"),
-            js.delete_key_value("sb_contacts"),
-        ):
-            try:
-                await asyncio.wait_for(cleanup, 5.0)
-            except Exception:
-                pass
-    finally:
-        await nc.close()
-
-
 def _stack(infra: Any, api: str, *, media_workers: int = 0) -> Iterator[Stack]:
     """The services as subprocesses. media_workers 0: one media process on the SIP port; N: the SIP front
     and N workers behind it (docs/media.md, "Sharding")."""
@@ -164,8 +127,8 @@ def _stack(infra: Any, api: str, *, media_workers: int = 0) -> Iterator[Stack]:
             }
             modules[f"media-{k}"] = "services.media"
     envs["routing"] = service_env(infra, SB_SERVICE_NAME="routing", SB_ROUTING_WORKER_ID=f"first-call-{tag}")
-    envs["ivr"] = service_env(infra, SB_SERVICE_NAME="ivr")
-    # Its own durable consumer: a later module's coordinator must not replay this module's events.
+    # Their own durable consumers: a later module's IVR and coordinator must not replay this module's events.
+    envs["ivr"] = service_env(infra, SB_SERVICE_NAME="ivr", SB_IVR_DURABLE=f"ivr-{tag}")
     envs["contacts"] = service_env(infra, SB_SERVICE_NAME="contacts", SB_CONTACTS_DURABLE=f"contacts-{tag}")
     modules.update(routing="services.routing", ivr="services.ivr", contacts="services.contacts")
     logs: dict[str, Path] = {}
@@ -183,7 +146,8 @@ def _stack(infra: Any, api: str, *, media_workers: int = 0) -> Iterator[Stack]:
                 )
         for name, proc in procs.items():
             _started(name, logs[name], proc, 30.0)
-        asyncio.run(_consumer_ready(infra.nats_url, envs["contacts"]["SB_CONTACTS_DURABLE"], 20.0))
+        asyncio.run(consumer_ready(infra.nats_url, envs["contacts"]["SB_CONTACTS_DURABLE"], 20.0))
+        asyncio.run(consumer_ready(infra.nats_url, envs["ivr"]["SB_IVR_DURABLE"], 20.0))
         if not sip_answers(sip_port, 20.0):
             raise RuntimeError("nothing answers OPTIONS on the SIP port")
         asyncio.run(_routing_answers(infra.nats_url, 15.0))
@@ -199,7 +163,11 @@ def _stack(infra: Any, api: str, *, media_workers: int = 0) -> Iterator[Stack]:
     finally:
         for proc in reversed(list(procs.values())):
             stop(proc)
-        asyncio.run(_drop_consumer(infra.nats_url, envs["contacts"]["SB_CONTACTS_DURABLE"]))
+        asyncio.run(
+            drop_consumers(
+                infra.nats_url, envs["contacts"]["SB_CONTACTS_DURABLE"], envs["ivr"]["SB_IVR_DURABLE"]
+            )
+        )
 
 
 @pytest.fixture(scope="module")

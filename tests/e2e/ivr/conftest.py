@@ -3,6 +3,7 @@ media and ivr services as real subprocesses against the session's PostgreSQL and
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 
 from services.runtime.embedded import free_port
 from tests.integration.conftest import api_server  # noqa: F401  (re-exported as a fixture here)
-from tests.service_procs import service_env, sip_answers, stop
+from tests.service_procs import consumer_ready, drop_consumers, service_env, sip_answers, stop
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -49,6 +50,7 @@ def ivr_stack(infra) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
     rtp_low = 30000 + ((os.getpid() + sip_port) % 200) * 40
     media_log = infra.data_dir / f"ivr-e2e-media-{sip_port}.log"
     ivr_log = infra.data_dir / f"ivr-e2e-ivr-{sip_port}.log"
+    durable = f"ivr-e2e-{sip_port}"
     media_env = service_env(
         infra,
         SB_SIP_PORT=str(sip_port),
@@ -68,7 +70,8 @@ def ivr_stack(infra) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
         ivr = subprocess.Popen(
             [sys.executable, "-m", "services.ivr"],
             cwd=REPO,
-            env=service_env(infra, SB_SERVICE_NAME="ivr"),
+            # Its own durable consumer, dropped at the end: later folders must not replay these events.
+            env=service_env(infra, SB_SERVICE_NAME="ivr", SB_IVR_DURABLE=durable),
             stdout=log,
             stderr=subprocess.STDOUT,
         )
@@ -76,7 +79,9 @@ def ivr_stack(infra) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
         if not sip_answers(sip_port, 20.0):
             raise RuntimeError(f"the media service did not answer OPTIONS:\n{media_log.read_text()[-3000:]}")
         _ivr_ready(ivr_log, ivr, 20.0)
+        asyncio.run(consumer_ready(infra.nats_url, durable, 20.0))
         yield Stack(sip_port=sip_port, media_log=media_log, ivr_log=ivr_log)
     finally:
         stop(ivr)
         stop(media)
+        asyncio.run(drop_consumers(infra.nats_url, durable))

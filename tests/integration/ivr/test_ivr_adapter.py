@@ -27,6 +27,7 @@ from services.kernel.bus import Bus, connect
 from services.kernel.events import (
     CallArrived,
     CallCollected,
+    CallEnded,
     CallPlayFinished,
     ContactAccepted,
     IvrCompleted,
@@ -338,6 +339,29 @@ async def test_restart_resumes_mid_call_and_calls_keep_their_version(world: Worl
         await until(lambda: world.media.of("routing.enqueue", fresh))
         assert world.media.of("media.collect", fresh)[0]["text"] == "Version two menu"
         assert world.media.of("routing.enqueue", fresh)[0]["queue"] == "priority"
+    finally:
+        await adapter.stop()
+
+
+async def test_a_hang_up_while_the_ivr_is_down_is_handled_when_it_is_back(world: World, crm: str) -> None:
+    """The IVR reads call events from its durable consumer: one published while no IVR runs is not lost
+    (on core NATS it was, and the call stayed in the bucket, re-prompting nobody after every restart)."""
+    Crm.secret = derive_secret(world.secret, uuid.UUID(world.tenant))
+    await deploy(world, f"{crm}/caller")
+    adapter = await start_adapter(world)
+    call = uuid.uuid4()
+    await arrive(world, call)
+    await until(lambda: world.media.of("media.collect", call))
+    await adapter.stop()
+    ended = CallEnded(tenant_id=uuid.UUID(world.tenant), call_id=call, cause="remote_bye", duration=3.0)
+    await world.bus.publish(ended)
+    adapter = await start_adapter(world)
+    try:
+        await until(lambda: call not in adapter.calls)
+        assert (uuid.UUID(world.tenant), call) not in [
+            tuple(uuid.UUID(p) for p in key.split(".", 1))
+            for key, _ in await world.bus.kv_latest(CALLS_BUCKET)
+        ]
     finally:
         await adapter.stop()
 
