@@ -32,6 +32,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     signup_rate_per_minute: int = 10
     # Widget tokens per minute per client address (`POST /v1/widget/token`, unauthenticated).
     widget_token_rate_per_minute: int = 60
+    # Per-source SIP limit (the SIP front before dispatch, and a single-process media service): a token
+    # bucket of `sip_burst` refilled at `sip_rate` requests/s; past it 503, and after `sip_ban_after`
+    # rejections the source is ignored for `sip_ban_seconds` (docs/security.md).
+    sip_rate: float = 50.0
+    sip_burst: float = 100.0
+    sip_ban_after: int = 50
+    sip_ban_seconds: float = 60.0
     # Services /healthz waits for (comma-separated); `switchboard up --services` narrows it.
     expected_services: str = "media,routing,ivr,contacts,recording,reporting"
     # JetStream replicas for the platform's streams and buckets (3 on a NATS cluster).
@@ -77,6 +84,10 @@ _ENV: dict[str, tuple[str, type]] = {
     "service_name": ("SB_SERVICE_NAME", str),
     "signup_rate_per_minute": ("SB_SIGNUP_RATE_PER_MINUTE", int),
     "widget_token_rate_per_minute": ("SB_WIDGET_TOKEN_RATE_PER_MINUTE", int),
+    "sip_rate": ("SB_SIP_RATE", float),
+    "sip_burst": ("SB_SIP_BURST", float),
+    "sip_ban_after": ("SB_SIP_BAN_AFTER", int),
+    "sip_ban_seconds": ("SB_SIP_BAN_SECONDS", float),
     "expected_services": ("SB_EXPECTED_SERVICES", str),
     "jetstream_replicas": ("SB_JETSTREAM_REPLICAS", int),
     "routing_partition_count": ("SB_ROUTING_PARTITION_COUNT", int),
@@ -111,6 +122,15 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         port = getattr(settings, name)
         if not 0 <= port <= 65535:
             raise ConfigError(f"{_ENV[name][0]}={port} is outside 0-65535")
+    if (
+        settings.sip_rate <= 0
+        or settings.sip_burst < 1
+        or settings.sip_ban_after < 1
+        or settings.sip_ban_seconds < 0
+    ):
+        raise ConfigError(
+            "SB_SIP_RATE > 0, SB_SIP_BURST >= 1, SB_SIP_BAN_AFTER >= 1 and SB_SIP_BAN_SECONDS >= 0 are required"
+        )
     if settings.jetstream_replicas not in (1, 3, 5):
         raise ConfigError(f"SB_JETSTREAM_REPLICAS={settings.jetstream_replicas} must be 1, 3 or 5")
     if not 1 <= settings.routing_partition_count <= 1024:

@@ -108,8 +108,8 @@ def _env_float(name: str, default: float) -> float:
 
 def edge_config(settings: Settings) -> EdgeConfig:
     """Media settings: the kernel's bind host and SIP port, plus SB_RTP_PORT_MIN/MAX, SB_MEDIA_MAX_CALLS,
-    SB_MEDIA_MAX_SETUP, SB_MEDIA_MAX_LAG_MS, SB_MEDIA_MAX_CPU, SB_SIP_RATE / SB_SIP_BURST / SB_SIP_BAN_AFTER / SB_SIP_BAN_SECONDS, SB_SIP_REALM and
-    SB_UNROUTED_MESSAGE."""
+    SB_MEDIA_MAX_SETUP, SB_MEDIA_MAX_LAG_MS, SB_MEDIA_MAX_CPU, SB_SIP_REALM and SB_UNROUTED_MESSAGE; the
+    per-source SIP limit from the kernel settings (SB_SIP_RATE...)."""
     secret = hashlib.sha256(f"sip-digest|{settings.token_secret or os.urandom(16).hex()}".encode()).digest()
     return EdgeConfig(
         host=settings.bind_host,
@@ -120,10 +120,10 @@ def edge_config(settings: Settings) -> EdgeConfig:
         max_setup=_env_int("SB_MEDIA_MAX_SETUP", 200),
         max_lag=_env_float("SB_MEDIA_MAX_LAG_MS", 250.0) / 1000.0,
         max_cpu=_env_float("SB_MEDIA_MAX_CPU", 0.95),
-        rate=_env_float("SB_SIP_RATE", 50.0),
-        burst=_env_float("SB_SIP_BURST", 100.0),
-        ban_after=_env_int("SB_SIP_BAN_AFTER", 50),
-        ban_seconds=_env_float("SB_SIP_BAN_SECONDS", 60.0),
+        rate=settings.sip_rate,
+        burst=settings.sip_burst,
+        ban_after=settings.sip_ban_after,
+        ban_seconds=settings.sip_ban_seconds,
         realm=os.environ.get("SB_SIP_REALM", "switchboard"),
         auth_secret=secret,
         **(

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from services.kernel.events import MediaWorkerCall, MediaWorkerRegistration
 from services.media import sip
+from services.media.ratelimit import SourceLimiter, Verdict
 
 __all__ = [
     "Action",
@@ -270,6 +271,9 @@ class Dispatcher:
     dialog_idle: float = 40.0  # a dialog its worker no longer lists is forgotten after this (> 64*T1)
     lost_memory: float = 300.0  # how long a lost worker's dialogs are answered 481 by the front itself
     pending_for: float = 2.0  # a dispatched INVITE counts as load until its worker lists it, or this long
+    # Per source address, before anything else: a scanner is refused (503) and then ignored here, for all
+    # workers at once, and never costs a worker anything.
+    limiter: SourceLimiter | None = None
     workers: dict[str, _Worker] = field(default_factory=dict)
     dialogs: dict[str, _Dialog] = field(default_factory=dict)
     lost_dialogs: dict[str, float] = field(default_factory=dict)  # Call-ID -> when its worker was lost
@@ -401,6 +405,14 @@ class Dispatcher:
     def inbound(self, data: bytes, peer: Peer, now: float) -> Forward | Reply | Drop:
         """A message from a caller or trunk: which worker gets it, or the front's own answer."""
         head = scan(data)
+        if self.limiter is not None:
+            verdict = self.limiter.check(peer[1], now)
+            if verdict is Verdict.IGNORE:
+                return Drop("source over its limit: ignored")
+            if verdict is Verdict.REJECT:
+                if head is None or not head.is_request or head.method == "ACK":
+                    return Drop("source over its limit")
+                return self._answer(data, peer, 503, "Service Unavailable (rate limit)", retry_after=30)
         if head is None or not head.call_id:
             target = self.pick()  # the worker answers it as malformed (400), as a single process would
             return Forward(target, peer, data) if target else Drop("no worker for a malformed message")

@@ -247,9 +247,8 @@ class SipEdge:
         if method == "ACK":
             self._ack(request)
             return
-        if request.max_forwards == 0 and method != "CANCEL":
-            self._respond(key, request, 483, peer)
-            return
+        # Max-Forwards is not checked: the platform never forwards a request (it is the endpoint, a
+        # B2BUA, for every URI it serves), and 483 is a proxy's answer (RFC 3261 §16.3).
         scheme = request.uri.split(":", 1)[0].lower()
         if scheme not in ("sip", "sips", "tel"):
             self._respond(key, request, 416, peer)
@@ -345,7 +344,7 @@ class SipEdge:
         self._apply_media(leg, media)
 
     def _cancel(self, key: sip.TransactionKey | None, request: sip.SipRequest, peer: Peer) -> None:
-        invite_key = self.layer.find_invite(request)
+        invite_key = self.layer.find_invite(request, peer)
         txn = self.layer.get(invite_key) if invite_key is not None else None
         if invite_key is None or txn is None:
             self._respond(key, request, 481, peer)
@@ -393,9 +392,13 @@ class SipEdge:
             self._arm()
 
     def _still_pending(self, key: sip.TransactionKey) -> bool:
+        """The INVITE still wants an answer from set-up: not CANCELled, not answered by anyone else. Checked
+        when set-up starts (a CANCEL read in the same batch runs first) and after every await in it."""
         return key in self.pending and self.layer.state(key) is sip.State.PROCEEDING
 
     async def _new_call_inner(self, key: sip.TransactionKey, invite: sip.SipRequest, peer: Peer) -> None:
+        if not self._still_pending(key):
+            return
         if invite.body and invite.content_type != "application/sdp":
             self._respond(key, invite, 415, peer, headers=[("Accept", "application/sdp")])
             return
@@ -525,6 +528,8 @@ class SipEdge:
                 log.warning("unrouted_message_unavailable", error=str(exc))
                 self.hangup(leg, UNROUTED)
                 return
+            if leg.call.state is CallState.ENDED:
+                return  # the caller hung up while the prompt was rendered
             leg.call.hangup_after_play = True
             leg.call.play(message, play_id=None)
             self._spawn(self._watch_hangup(leg))

@@ -40,6 +40,7 @@ from services.media.dispatch import (
     encode_frame,
 )
 from services.media.frontlink import workers_bucket
+from services.media.ratelimit import SourceLimiter
 
 __all__ = ["LOST_CAUSE", "SipFront", "ended_event", "main"]
 
@@ -368,7 +369,14 @@ class SipFront:
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     site = os.environ.get("SB_SITE", "").strip() or "default"
     stale = float(os.environ.get("SB_MEDIA_WORKER_STALE_S", "") or 5.0)
-    front = SipFront(settings.bind_host, settings.sip_port, Dispatcher(site, stale_after=stale), bus)
+    limiter = SourceLimiter(
+        rate=settings.sip_rate,
+        burst=settings.sip_burst,
+        ban_after=settings.sip_ban_after,
+        ban_seconds=settings.sip_ban_seconds,
+    )
+    dispatcher = Dispatcher(site, stale_after=stale, limiter=limiter)
+    front = SipFront(settings.bind_host, settings.sip_port, dispatcher, bus)
     await front.start()
 
     async def shutdown() -> None:

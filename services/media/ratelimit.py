@@ -1,8 +1,14 @@
 """Per-source rate limiting for the SIP edge, sans-IO (time passed in).
 
 Each source address has a token bucket: a request spends a token; without one it is answered 503. A
-source that keeps sending while out of tokens (`ban_after` more rejections than allowed requests) is ignored for
-`ban_seconds`: SIP scanners get silence, not answers. Other sources are unaffected.
+source that keeps sending while out of tokens is ignored for `ban_seconds` after `ban_after` rejections:
+SIP scanners get silence, not answers. Rejections are forgiven only once the source has been quiet long
+enough for its bucket to refill, not by the requests the refill lets through: a scanner at twice the rate
+is half allowed, and it must still end up banned. Other sources are unaffected.
+
+The SIP front applies it before dispatch (per source over all workers), and a worker applies it again in
+single-process mode; the settings are SB_SIP_RATE, SB_SIP_BURST, SB_SIP_BAN_AFTER, SB_SIP_BAN_SECONDS
+(services/kernel/config.py, docs/security.md).
 """
 
 from __future__ import annotations
@@ -52,13 +58,13 @@ class SourceLimiter:
             bucket = self._buckets[source] = _Bucket(self.burst, now)
         if now < bucket.banned_until:
             return Verdict.IGNORE
-        bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+        refilled = bucket.tokens + (now - bucket.updated) * self.rate
+        if refilled >= self.burst:
+            bucket.strikes = 0  # quiet for long enough to refill: its past is forgiven
+        bucket.tokens = min(self.burst, refilled)
         bucket.updated = now
         if bucket.tokens >= 1.0:
             bucket.tokens -= 1.0
-            # Strikes decay by one per allowed request: a source sending far above its rate keeps
-            # accumulating them even though the refill lets a request through now and then.
-            bucket.strikes = max(0, bucket.strikes - 1)
             return Verdict.ALLOW
         bucket.strikes += 1
         if bucket.strikes >= self.ban_after:

@@ -43,6 +43,7 @@ __all__ = [
     "TransportError",
     "client_key",
     "server_key",
+    "source_of",
 ]
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,9 @@ class TransactionKey:
     method: str
     sent_by: str = ""
     server: bool = False
+    # Server side: the address the request came from. sent-by and branch are whatever the sender wrote,
+    # so without it a message from one address could match (retransmit, CANCEL) another's transaction.
+    source: str = ""
 
 
 # --- actions: what the adapter must do after each call ---------------------------------------------
@@ -580,9 +584,10 @@ ClientTransaction = InviteClientTransaction | NonInviteClientTransaction
 ServerTransaction = InviteServerTransaction | NonInviteServerTransaction
 
 
-def server_key(request: SipRequest) -> TransactionKey:
+def server_key(request: SipRequest, source: str = "") -> TransactionKey:
     """§17.2.3: branch + sent-by + method (ACK matches its INVITE); RFC 2543 peers without the magic cookie
-    are matched on Request-URI, From tag, Call-ID, CSeq number and top Via instead."""
+    are matched on Request-URI, From tag, Call-ID, CSeq number and top Via instead. `source`: the address
+    the request came from, part of the key (see TransactionKey)."""
     via = request.top_via
     method = "INVITE" if request.method == "ACK" else request.method
     branch = via.branch
@@ -597,7 +602,12 @@ def server_key(request: SipRequest) -> TransactionKey:
                 str(via),
             ]
         )
-    return TransactionKey(branch, method, via.sent_by, server=True)
+    return TransactionKey(branch, method, via.sent_by, server=True, source=source)
+
+
+def source_of(peer: object) -> str:
+    """The host of an adapter's peer ("udp"|"tcp", host, port); "" for anything else."""
+    return peer[1] if isinstance(peer, tuple) and len(peer) == 3 and isinstance(peer[1], str) else ""
 
 
 def client_key(message: SipMessage) -> TransactionKey:
@@ -631,7 +641,11 @@ class TransactionLayer:
     ) -> list[Action]:
         """A parsed message from the transport: matched to its transaction, or the start of a new one."""
         try:
-            key = server_key(message) if isinstance(message, SipRequest) else client_key(message)
+            key = (
+                server_key(message, source_of(peer))
+                if isinstance(message, SipRequest)
+                else client_key(message)
+            )
         except SipParseError:
             return []  # parse_datagram/StreamParser already validated; a hand-built message may not be
         txn = self._transactions.get(key)
@@ -682,13 +696,13 @@ class TransactionLayer:
             return []
         return self._after(txn, txn.transport_error(now))
 
-    def find_invite(self, cancel: SipRequest) -> TransactionKey | None:
-        """The INVITE server transaction a CANCEL refers to (§9.2), if it is still alive."""
+    def find_invite(self, cancel: SipRequest, peer: object = None) -> TransactionKey | None:
+        """The INVITE server transaction a CANCEL (from `peer`) refers to (§9.2), if it is still alive."""
         try:
-            key = server_key(cancel)
+            key = server_key(cancel, source_of(peer))
         except SipParseError:
             return None
-        invite_key = TransactionKey(key.branch, "INVITE", key.sent_by, server=True)
+        invite_key = TransactionKey(key.branch, "INVITE", key.sent_by, server=True, source=key.source)
         return invite_key if invite_key in self._transactions else None
 
     def next_timer(self) -> float | None:

@@ -86,10 +86,11 @@ CASES: list[tuple[str, bytes, int | None]] = [
     ("cseq method mismatch", msg(cseq="1 INVITE"), 400),
     ("cseq not a number", msg(cseq="one OPTIONS"), 400),
     ("cseq too large", msg(cseq="4294967296 OPTIONS"), 400),
+    # The platform is the endpoint of what it serves, never a proxy: 0 is answered like any value.
     (
         "max-forwards zero",
         msg(add="", drop=("Max-Forwards",)).replace(b"CSeq:", b"Max-Forwards: 0\r\nCSeq:"),
-        483,
+        200,
     ),
     ("max-forwards huge", msg(drop=("Max-Forwards",)).replace(b"CSeq:", b"Max-Forwards: 300\r\nCSeq:"), 400),
     # via

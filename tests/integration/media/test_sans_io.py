@@ -22,6 +22,22 @@ def test_limiter_rejects_then_ignores_a_flood_and_spares_others() -> None:
     assert lim.check("10.0.0.1", 10.1) is Verdict.ALLOW
 
 
+def test_limiter_bans_a_source_above_its_rate_even_when_half_gets_through() -> None:
+    # 100 requests/s against 50/s: every other request is allowed by the refill; it is still a flood.
+    lim = SourceLimiter(rate=50, burst=100, ban_after=50, ban_seconds=60)
+    verdicts = [lim.check("10.0.0.1", i / 100) for i in range(800)]
+    first_ban = verdicts.index(Verdict.IGNORE)
+    assert 200 < first_ban < 400 and set(verdicts[first_ban:]) == {Verdict.IGNORE}
+    # Just under the rate, for as long: never refused.
+    steady = [lim.check("10.0.0.2", i / 45) for i in range(800)]
+    assert set(steady) == {Verdict.ALLOW}
+    # A burst and then quiet: the refill forgives the rejections of the burst.
+    burst = [lim.check("10.0.0.3", 0.0) for _ in range(120)]
+    assert burst.count(Verdict.REJECT) == 20 and Verdict.IGNORE not in burst
+    assert lim.check("10.0.0.3", 3.0) is Verdict.ALLOW
+    assert [lim.check("10.0.0.3", 3.0) for _ in range(130)].count(Verdict.IGNORE) == 0
+
+
 def _call() -> Call:
     call = Call(call_id=uuid.uuid4(), tenant_id=uuid.uuid4(), created_at=0.0)
     call.answered(0.0)

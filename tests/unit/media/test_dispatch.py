@@ -23,6 +23,7 @@ from services.media.dispatch import (
     encode_frame,
     scan,
 )
+from services.media.ratelimit import SourceLimiter
 
 CALLER = ("udp", "192.0.2.7", 5070)
 TENANT = uuid.UUID("11111111-1111-1111-1111-111111111111")
@@ -314,3 +315,21 @@ def test_silence_proves_nothing_while_the_front_cannot_hear() -> None:
     d2.tick(0.2)
     assert d2.tick(10.2) == []
     assert "w1" in d2.workers
+
+
+def test_the_front_limits_each_source_before_dispatch() -> None:
+    d = Dispatcher("a", limiter=SourceLimiter(rate=10, burst=5, ban_after=3, ban_seconds=60))
+    d.registered(reg("w1"), 0.0)
+    d.link_up("w1")
+    scanner, other = ("udp", "198.51.100.9", 5060), ("udp", "192.0.2.7", 5070)
+    out = [d.inbound(req("OPTIONS", f"s{i}"), scanner, 0.0) for i in range(10)]
+    assert [type(o) for o in out[:5]] == [Forward] * 5
+    # Over the rate: answered 503 with Retry-After by the front itself, then silence.
+    refused = [o for o in out[5:] if isinstance(o, Reply)]
+    assert len(refused) == 2 and all(
+        b"SIP/2.0 503" in r.data and b"Retry-After: 30" in r.data for r in refused
+    )
+    assert [type(o) for o in out[7:]] == [Drop] * 3
+    assert isinstance(d.inbound(req("OPTIONS", "later"), scanner, 59.0), Drop)
+    assert isinstance(d.inbound(req("OPTIONS", "o1"), other, 0.0), Forward)  # others keep full service
+    assert isinstance(d.inbound(req("OPTIONS", "again"), scanner, 61.0), Forward)

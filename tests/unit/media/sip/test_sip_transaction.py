@@ -362,6 +362,19 @@ def test_cancel_for_an_unknown_invite_finds_nothing() -> None:
     assert layer.find_invite(make_cancel(request())) is None
 
 
+def test_a_request_from_another_address_never_matches_a_transaction() -> None:
+    # sent-by and branch are the sender's own words: another address copying them gets a transaction of
+    # its own (not the first one's retransmitted answer) and its CANCEL finds nothing to cancel.
+    layer = TransactionLayer()
+    invite = request()
+    first = layer.receive(invite, 0.0, peer=("udp", "192.0.2.1", 5060))
+    other = layer.receive(parse_datagram(bytes(invite)), 0.1, peer=("udp", "192.0.2.2", 5060))
+    keys = [a.key for a in (*first, *other) if isinstance(a, RequestReceived)]
+    assert len(keys) == 2 and keys[0] != keys[1]
+    assert layer.find_invite(make_cancel(invite), ("udp", "192.0.2.1", 5060)) == keys[0]
+    assert layer.find_invite(make_cancel(invite), ("udp", "192.0.2.3", 5060)) is None
+
+
 def test_ack_for_2xx_matches_no_transaction_and_goes_to_the_tu() -> None:
     net = Net()
     net.send_request(request())
