@@ -30,6 +30,7 @@ from .auth import AuthMiddleware
 from .contacts import ContactController
 from .flows import FlowController, IvrController, NumberRouteController
 from .health import HealthController
+from .home import home_page
 from .keys import KeyController
 from .metrics import metrics_middleware
 from .numbers import NumberController
@@ -155,6 +156,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RAT
             widget_token_preflight,  # before the POST: see its docstring
             issue_widget_token_handler,
             HealthController,
+            home_page(WEB_DIR),
             create_static_files_router(
                 path="/agent", directories=[WEB_DIR / "agent"], html_mode=True, name="agent_desktop"
             ),
@@ -165,7 +167,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RAT
         middleware=[
             metrics_middleware,
             # The websocket authenticates with agent tokens itself (browsers cannot send API keys).
-            DefineMiddleware(AuthMiddleware, exclude=["^/schema", "^/v1/ws", "^/agent", "^/widget"]),
+            DefineMiddleware(AuthMiddleware, exclude=["^/$", "^/schema", "^/v1/ws", "^/agent", "^/widget"]),
         ],
         before_request=_check_body,
         exception_handlers=exception_handlers(),

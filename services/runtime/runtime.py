@@ -441,6 +441,7 @@ class Runtime:
         if "api" in self.opts.services:
             state = "healthy" if healthy else "NOT healthy yet"
             lines += [
+                f"  Web        {self.api_url}/  (agent desktop, API reference, health)",
                 f"  API        {self.api_url}  ({state})",
                 f"  OpenAPI    {self.api_url}/schema",
                 f"  Health     {self.api_url}/healthz",
