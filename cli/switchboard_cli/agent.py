@@ -136,6 +136,8 @@ async def _run(
             loop.add_signal_handler(sig, stop.set)
     calls = 0
     unrecorded: set[str] = set()  # ended contacts whose recording is not reported yet
+    ended: set[str] = set()
+    early: dict[str, ae.Recorded] = {}  # recordings reported before their contact's end
     finishing_since: float | None = None
     try:
         async with session:
@@ -174,13 +176,34 @@ async def _run(
                     ) from None
                 if event is None:
                     continue
+                if isinstance(event, ae.Recorded) and event.contact_id not in ended:
+                    # The audio leg can close before the contact's end reaches us: the file is reported
+                    # after the call's `ended`, in the order a reader expects.
+                    early[event.contact_id] = event
+                    continue
                 out.event(event)
                 if isinstance(event, ae.Recorded):
                     unrecorded.discard(event.contact_id)
                 elif isinstance(event, ae.ContactEnded):
                     calls += 1
+                    ended.add(event.contact_id)
+                    last = max_calls is not None and calls >= max_calls
+                    if last:
+                        # Away before the wrap-up ends: once it does, routing would offer the next call.
+                        try:
+                            await session.set_state("away", "other")
+                        except switchboard.AgentCommandError as exc:
+                            out(
+                                "error",
+                                f"going away after the last call: {exc}",
+                                code=exc.code,
+                                reason=exc.reason,
+                            )
                     if recording:
                         unrecorded.add(event.contact_id)
+                    if event.contact_id in early:
+                        out.event(early.pop(event.contact_id))
+                        unrecorded.discard(event.contact_id)
                     if auto_answer:
                         try:
                             await session.wrap_up(event.contact_id, disposition)
@@ -197,7 +220,7 @@ async def _run(
                                 code=exc.code,
                                 reason=exc.reason,
                             )
-                    if max_calls is not None and calls >= max_calls:
+                    if last:
                         finishing_since = time.monotonic()  # after the last recording is reported
             signed_in = session.signed_in
         # Leaving `async with` signed out (the session does so when no call is up) and closed the socket.

@@ -192,6 +192,16 @@ async def test_agent_connect_answers_a_sipp_call_routed_to_a_queue(
         assert agent.returncode == 0, (lines, await agent.stderr.read())
         tail = [line["event"] for line in lines[lines.index(recorded) :]]
         assert tail[-1] == "signed_out", tail
+        order = [line["event"] for line in lines]
+        assert order.index("ended") < order.index("recorded"), order  # the file after the call's end
+        # --max-calls reached: the agent went away at once and was never available again (no new offer).
+        agent_id = tenant.agents["agent0@example.com"]
+        after = [
+            e.new
+            for e in watch.all(AgentStateChanged, lambda e: e.agent_id == agent_id)
+            if e.old in ("on_contact", "wrap_up", "away")
+        ]
+        assert after and "available" not in after, after
 
         sipp_out, _ = await asyncio.wait_for(sipp.communicate(), 20)
         assert sipp.returncode == 0, sipp_out.decode(errors="replace")[-2000:]
