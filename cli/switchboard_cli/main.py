@@ -14,7 +14,7 @@ from typing import Any
 import click
 import switchboard
 
-from . import account, agent, contacts, flows, resources, staffing, trunks
+from . import account, agent, contacts, flows, resources, shift, staffing, trunks
 from .context import EXIT_API, CliError, common_options
 
 __all__ = ["cli"]
@@ -101,5 +101,6 @@ resources.register(cli)
 flows.register(cli)  # after resources: it adds `numbers route`
 trunks.register(cli)
 agent.register(cli)  # after resources: it adds `agents token`
+shift.register(cli)  # after resources: it adds `agents invite`, `agents signout`
 contacts.register(cli)
 staffing.register(cli)

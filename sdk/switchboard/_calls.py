@@ -12,18 +12,35 @@ from urllib.parse import quote
 from msgspec import UNSET, UnsetType
 
 from ._core import Call
-from .models import AgentToken, Contact, ContactSummary, Me, Page, Seats, SignupResult, Usage, WidgetToken
+from .models import (
+    AgentToken,
+    Contact,
+    ContactSummary,
+    DeskSettings,
+    Invite,
+    Me,
+    Page,
+    Seats,
+    Signout,
+    SignupResult,
+    Usage,
+    WidgetToken,
+)
 
 __all__ = [
     "UNSET",
     "UnsetType",
+    "agent_signout",
     "agent_token",
     "contact_get",
     "contacts_page",
     "create",
     "delete",
+    "desk_settings_get",
+    "desk_settings_put",
     "fields",
     "get",
+    "invite",
     "list_page",
     "me",
     "seats_change",
@@ -111,6 +128,27 @@ def delete(path: str, id: str, *, force: bool = False) -> Call[None]:
 
 def agent_token(agent_id: str) -> Call[AgentToken]:
     return Call[AgentToken]("POST", f"/v1/agents/{_id(agent_id)}/token", AgentToken)
+
+
+def invite(email: str, role: str) -> Call[Invite]:
+    return Call[Invite]("POST", "/v1/invites", Invite, body={"email": email, "role": role})
+
+
+def agent_signout(agent_id: str) -> Call[Signout]:
+    return Call[Signout]("POST", f"/v1/agents/{_id(agent_id)}/signout", Signout)
+
+
+def desk_settings_get() -> Call[DeskSettings]:
+    return Call[DeskSettings]("GET", "/v1/desk-settings", DeskSettings)
+
+
+def desk_settings_put(settings: DeskSettings) -> Call[DeskSettings]:
+    body = {
+        "dispositions": [{"code": c.code, "label": c.label} for c in settings.dispositions],
+        "away_reasons": [{"code": c.code, "label": c.label} for c in settings.away_reasons],
+        "wrap_up_form_extends": settings.wrap_up_form_extends,
+    }
+    return Call[DeskSettings]("PUT", "/v1/desk-settings", DeskSettings, body=body)
 
 
 def contacts_page(

@@ -34,6 +34,8 @@ from .models import (
     AuditEntry,
     Contact,
     ContactSummary,
+    DeskSettings,
+    Invite,
     Key,
     KeyWithSecret,
     Me,
@@ -41,6 +43,7 @@ from .models import (
     Page,
     Queue,
     Seats,
+    Signout,
     SignupResult,
     Site,
     Trunk,
@@ -91,6 +94,7 @@ class AsyncClient:
         self.flows = AsyncFlows(self)
         self.contacts = AsyncContacts(self)
         self.widget_keys = AsyncWidgetKeys(self)
+        self.desk_settings = AsyncDeskSettingsResource(self)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -307,6 +311,18 @@ class AsyncAgents(_Collection[Agent]):
         Admin keys only."""
         issued: AgentToken = await self._client._run(_calls.agent_token(id))
         return issued
+
+    async def invite(self, email: str) -> Invite:
+        """A one-time link for the agent with this email to set a password and sign in at /agent/; it
+        replaces the agent's earlier unused links, and using it ends the agent's other sessions."""
+        invite: Invite = await self._client._run(_calls.invite(email, "agent"))
+        invite.url = self._client.base_url.rstrip("/") + invite.path
+        return invite
+
+    async def signout(self, id: str) -> Signout:
+        """Sign the agent out everywhere: its browser sessions and open desktops end within seconds."""
+        ended: Signout = await self._client._run(_calls.agent_signout(id))
+        return ended
 
 
 class AsyncQueues(_Collection[Queue]):
@@ -525,3 +541,15 @@ class AsyncWidgetKeys(_Collection[WidgetKey]):
 
     async def revoke(self, id: str) -> None:
         await self._client._run(_calls.delete(self._path, id))
+
+
+class AsyncDeskSettingsResource(_Resource):
+    """The tenant's disposition codes, away reasons and wrap-up rule (admin keys change them)."""
+
+    async def get(self) -> DeskSettings:
+        settings: DeskSettings = await self._client._run(_calls.desk_settings_get())
+        return settings
+
+    async def set(self, settings: DeskSettings) -> DeskSettings:
+        saved: DeskSettings = await self._client._run(_calls.desk_settings_put(settings))
+        return saved

@@ -33,6 +33,8 @@ from .models import (
     AuditEntry,
     Contact,
     ContactSummary,
+    DeskSettings,
+    Invite,
     Key,
     KeyWithSecret,
     Me,
@@ -40,6 +42,7 @@ from .models import (
     Page,
     Queue,
     Seats,
+    Signout,
     SignupResult,
     Site,
     Trunk,
@@ -115,6 +118,7 @@ class Client:
         self.flows = Flows(self)
         self.contacts = Contacts(self)
         self.widget_keys = WidgetKeys(self)
+        self.desk_settings = DeskSettingsResource(self)
 
     def __enter__(self) -> Client:
         return self
@@ -328,6 +332,18 @@ class Agents(_Collection[Agent]):
         Admin keys only."""
         issued: AgentToken = self._client._run(_calls.agent_token(id))
         return issued
+
+    def invite(self, email: str) -> Invite:
+        """A one-time link for the agent with this email to set a password and sign in at /agent/; it
+        replaces the agent's earlier unused links, and using it ends the agent's other sessions."""
+        invite: Invite = self._client._run(_calls.invite(email, "agent"))
+        invite.url = self._client.base_url.rstrip("/") + invite.path
+        return invite
+
+    def signout(self, id: str) -> Signout:
+        """Sign the agent out everywhere: its browser sessions and open desktops end within seconds."""
+        ended: Signout = self._client._run(_calls.agent_signout(id))
+        return ended
 
 
 class Queues(_Collection[Queue]):
@@ -545,3 +561,15 @@ class WidgetKeys(_Collection[WidgetKey]):
 
     def revoke(self, id: str) -> None:
         self._client._run(_calls.delete(self._path, id))
+
+
+class DeskSettingsResource(_Resource):
+    """The tenant's disposition codes, away reasons and wrap-up rule (admin keys change them)."""
+
+    def get(self) -> DeskSettings:
+        settings: DeskSettings = self._client._run(_calls.desk_settings_get())
+        return settings
+
+    def set(self, settings: DeskSettings) -> DeskSettings:
+        saved: DeskSettings = self._client._run(_calls.desk_settings_put(settings))
+        return saved

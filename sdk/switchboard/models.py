@@ -15,8 +15,11 @@ __all__ = [
     "Agent",
     "AgentToken",
     "AuditEntry",
+    "Choice",
     "Contact",
     "ContactSummary",
+    "DeskSettings",
+    "Invite",
     "Key",
     "KeyWithSecret",
     "Me",
@@ -24,6 +27,7 @@ __all__ = [
     "Page",
     "Queue",
     "Seats",
+    "Signout",
     "SignupResult",
     "Site",
     "Tenant",
@@ -130,6 +134,37 @@ class Agent(Model, kw_only=True):
     endpoint: str | None = None
     created_at: datetime
     updated_at: datetime
+
+
+class Invite(Model, kw_only=True):
+    """A one-time link for a person to set a password and sign in at /agent/ (shown once)."""
+
+    id: str
+    account_id: str
+    email: str
+    role: str
+    agent_id: str | None = None
+    path: str  # /agent/#invite=...: put the platform's address in front (`url` does)
+    token: str
+    expires_at: datetime
+    url: str = ""
+
+
+class Signout(Model, kw_only=True):
+    sessions_ended: int
+
+
+class Choice(Model):
+    code: str
+    label: str
+
+
+class DeskSettings(Model, kw_only=True):
+    """The tenant's disposition codes and away reasons, and whether an open wrap-up form extends wrap-up."""
+
+    dispositions: list[Choice]
+    away_reasons: list[Choice]
+    wrap_up_form_extends: bool = True
 
 
 class AgentToken(Model, kw_only=True):

@@ -11,7 +11,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import JSONBody
 
-from services.kernel.events import ConfigChanged
+from services.kernel.events import ConfigChanged, SessionsEnded
 from services.kernel.ids import new_id
 
 from .auth import Principal, admin_only
@@ -249,7 +249,11 @@ class AgentController(Controller):
             return Outcome(
                 204,
                 None,
-                [ConfigChanged(tenant_id=principal.tenant_id, kind="agent", op="deleted", object_id=aid)],
+                [
+                    ConfigChanged(tenant_id=principal.tenant_id, kind="agent", op="deleted", object_id=aid),
+                    # Its account and sessions went with it (ON DELETE CASCADE): close its open sockets.
+                    SessionsEnded(tenant_id=principal.tenant_id, agent_id=aid, reason="agent_removed"),
+                ],
             )
 
         return await mutate(request, work)  # type: ignore[return-value]

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from litestar import Litestar, Request
+from litestar import Litestar, Request, Response, get
 from litestar.datastructures import State
 from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
@@ -28,6 +28,7 @@ from .agents import AgentController
 from .audit import AuditController
 from .auth import AuthMiddleware
 from .contacts import ContactController
+from .desk import DeskController, DeskSettingsController
 from .flows import FlowController, IvrController, NumberRouteController
 from .health import HealthController
 from .home import home_page
@@ -39,6 +40,7 @@ from .queues import QueueController
 from .ratelimit import SlidingWindow
 from .seats import SeatsController, UsageController
 from .signalling import signalling_socket
+from .signin import AdminSignoutController, AuthController, InviteController
 from .sites import SiteController
 from .state import ApiState
 from .tenants import MeController, SignupController
@@ -57,6 +59,15 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 # links to it, so that an installed wheel, which has no sdk/js, carries it as services.web package data). The
 # demo's folder comes first: Litestar looks for a folder's index.html in the first directory only.
 SDK_JS_DIR = Path(__file__).resolve().parents[2] / "sdk" / "js"
+
+
+FAVICON = (WEB_DIR / "agent" / "favicon.svg").read_bytes()
+
+
+@get("/favicon.ico", include_in_schema=False, cache=3600)
+async def favicon() -> Response[bytes]:
+    # Browsers take an SVG icon from /favicon.ico when the content type says so.
+    return Response(FAVICON, media_type="image/svg+xml")
 
 
 async def _check_body(request: Request[Any, Any, Any]) -> None:
@@ -143,6 +154,12 @@ def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RAT
             SiteController,
             AgentController,
             TokenController,
+            InviteController,
+            AuthController,
+            AdminSignoutController,
+            DeskController,
+            DeskSettingsController,
+            favicon,
             signalling_socket,
             QueueController,
             NumberController,
@@ -166,8 +183,21 @@ def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RAT
         ],
         middleware=[
             metrics_middleware,
-            # The websocket authenticates with agent tokens itself (browsers cannot send API keys).
-            DefineMiddleware(AuthMiddleware, exclude=["^/$", "^/schema", "^/v1/ws", "^/agent", "^/widget"]),
+            # The websocket and the desk authenticate with agent tokens themselves (browsers cannot send
+            # API keys); /v1/auth answers to passwords, invitations and the refresh cookie.
+            DefineMiddleware(
+                AuthMiddleware,
+                exclude=[
+                    "^/$",
+                    "^/schema",
+                    "^/v1/ws",
+                    "^/agent",
+                    "^/widget",
+                    "^/v1/auth/",
+                    "^/v1/desk(/|$)",
+                    "^/favicon",
+                ],
+            ),
         ],
         before_request=_check_body,
         exception_handlers=exception_handlers(),

@@ -12,7 +12,7 @@ from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import JSONBody, PathParameter
 
 from services.kernel.db import tenant_tx
-from services.kernel.events import ConfigChanged
+from services.kernel.events import ConfigChanged, SessionsEnded
 from services.kernel.ids import new_id, parse_id
 
 from .auth import Principal, Role, admin_only, new_key, principal_of
@@ -167,7 +167,11 @@ class KeyController(Controller):
             return Outcome(
                 204,
                 None,
-                [ConfigChanged(tenant_id=principal.tenant_id, kind="key", op="deleted", object_id=kid)],
+                [
+                    ConfigChanged(tenant_id=principal.tenant_id, kind="key", op="deleted", object_id=kid),
+                    # Agent tokens this key issued stop working: their open sockets close.
+                    SessionsEnded(tenant_id=principal.tenant_id, key_id=kid, reason="key_revoked"),
+                ],
             )
 
         return await mutate(request, work)  # type: ignore[return-value]

@@ -15,6 +15,7 @@ close it (code 4401). One session's errors never touch another.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from typing import Annotated, Any, Literal
@@ -32,6 +33,7 @@ from services.kernel.log import get_logger
 from services.kernel.messages import Command, decode
 from services.kernel.subjects import evt_subject
 
+from .desk import session_live
 from .signalling_base import PROTOCOL_VERSION, Bad, Socket
 from .state import ApiState
 from .tokens import (
@@ -328,6 +330,30 @@ class Session(Socket):
             return
         await self.send(push.kind, **{k: v for k, v in push.body.items() if k not in ("v", "type")})
 
+    async def on_sessions_ended(self, msg: Msg) -> None:
+        try:
+            ended = decode(msg.data, ev.SessionsEnded)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        c = self.claims
+        if ended.tenant_id != c.tenant_id:
+            return
+        if (
+            ended.agent_id == c.agent_id
+            or (c.session_id is not None and c.session_id in ended.session_ids)
+            or (c.key_id is not None and ended.key_id == c.key_id)
+        ):
+            await self.end("session_ended", f"the session has ended ({ended.reason})")
+
+    async def end(self, code: str, reason: str) -> None:
+        """Tell the agent why, then close (4401): the desktop signs in again rather than reconnecting."""
+        await self.error(code, reason)
+        self.closed = True
+        try:
+            await self.socket.close(code=CLOSE_UNAUTHORIZED, reason=code)
+        except Exception:
+            pass
+
     async def on_agent_state(self, msg: Msg) -> None:
         try:
             change = decode(msg.data, ev.AgentStateChanged)
@@ -367,11 +393,13 @@ async def _authenticate(socket: WebSocket[Any, Any, Any], state: ApiState) -> To
                 raise TokenError(TokenErrorCode.INVALID, "the token's widget key has been revoked")
         return widget
     claims = verify_token(secret, token, now=now)
-    # The agent must exist in the token's tenant now (deleted agents lose their sessions' right to connect).
+    # The agent must exist now, and the token's browser session (or the key that issued it) must be live;
+    # a session's socket then lasts as long as the session, not as long as this short access token.
     async with tenant_tx(state.db(), claims.tenant_id, readonly=True) as conn:
-        if await conn.fetchval("SELECT 1 FROM agents WHERE id = $1", claims.agent_id) is None:
-            raise TokenError(TokenErrorCode.INVALID, "the token's agent does not exist in its tenant")
-    return claims
+        why, until = await session_live(conn, claims)
+    if why is not None:
+        raise TokenError(TokenErrorCode.INVALID, why)
+    return dataclasses.replace(claims, expires_at=until)
 
 
 async def _open(session: Session | WidgetCaller) -> list[Any]:
@@ -394,6 +422,7 @@ async def _open(session: Session | WidgetCaller) -> list[Any]:
             (WebRtcSignal, session.on_signal),
             (ev.DeskPush, session.on_push),
             (ev.AgentStateChanged, session.on_agent_state),
+            (ev.SessionsEnded, session.on_sessions_ended),
         ]
         owner = str(session.claims.agent_id)
         greeting = {"agent_id": owner, "tenant_id": str(tenant)}
@@ -441,6 +470,15 @@ async def signalling_socket(socket: WebSocket[Any, Any, Any]) -> None:
         else Session(socket, state, claims)
     )
     subscriptions = await _open(session)
+    expiry: asyncio.TimerHandle | None = None
+    if isinstance(session, Session):
+        # An idle socket ends with its session (or its token, for `agents token`): never an agent shown
+        # available and offered a contact it can no longer act on.
+        agent = session
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, session.expires_at - time.time()),
+            lambda: asyncio.ensure_future(agent.end("token_expired", "the session has ended: sign in again")),
+        )
     try:
         while not session.closed:
             try:
@@ -466,6 +504,8 @@ async def signalling_socket(socket: WebSocket[Any, Any, Any]) -> None:
                 await session.error("internal", "the message could not be handled")
     finally:
         session.closed = True
+        if expiry is not None:
+            expiry.cancel()
         if isinstance(session, WidgetCaller):
             await session.hang_up_if_calling()
         for subscription in subscriptions:

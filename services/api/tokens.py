@@ -87,6 +87,10 @@ class TokenClaims:
     agent_id: uuid.UUID
     jti: str
     expires_at: float
+    # Exactly one of these says where the token came from: a browser session (signin.py; the socket lives
+    # as long as that session) or the admin key that issued it (`agents token`; dies with that key).
+    session_id: uuid.UUID | None = None
+    key_id: uuid.UUID | None = None
 
 
 class AgentToken(msgspec.Struct, kw_only=True):
@@ -106,12 +110,19 @@ def _check_secret(secret: str) -> None:
 
 
 def issue_agent_token(
-    secret: str, tenant_id: uuid.UUID, agent_id: uuid.UUID, *, now: float, ttl: int = DEFAULT_TTL_S
+    secret: str,
+    tenant_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    *,
+    now: float,
+    ttl: int = DEFAULT_TTL_S,
+    session_id: uuid.UUID | None = None,
+    key_id: uuid.UUID | None = None,
 ) -> tuple[str, float]:
     if not 0 < ttl <= MAX_TTL_S:
         raise ValueError(f"token lifetime {ttl} s is outside 1..{MAX_TTL_S}")
     expires = int(now) + ttl
-    claims = {
+    claims: dict[str, Any] = {
         "iss": ISSUER,
         "aud": AGENT_AUDIENCE,
         "sub": str(agent_id),
@@ -120,6 +131,10 @@ def issue_agent_token(
         "iat": int(now),
         "exp": expires,
     }
+    if session_id is not None:
+        claims["sid"] = str(session_id)
+    if key_id is not None:
+        claims["kid"] = str(key_id)
     return jwt.encode(claims, secret, algorithm=ALGORITHM), float(expires)
 
 
@@ -169,6 +184,8 @@ def verify_token(secret: str, token: str, *, now: float | None = None) -> TokenC
             agent_id=uuid.UUID(str(claims["sub"])),
             jti=str(claims["jti"]),
             expires_at=float(claims["exp"]),
+            session_id=uuid.UUID(str(claims["sid"])) if "sid" in claims else None,
+            key_id=uuid.UUID(str(claims["kid"])) if "kid" in claims else None,
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise TokenError(TokenErrorCode.INVALID, f"the token is not valid: {str(exc)[:100]}") from None
@@ -246,7 +263,7 @@ class TokenController(Controller):
             raise not_found("agent")
         now = time.time()
         token, expires = issue_agent_token(
-            state.settings.token_secret, principal.tenant_id, object_id, now=now
+            state.settings.token_secret, principal.tenant_id, object_id, now=now, key_id=principal.key_id
         )
         return AgentToken(
             token=token,

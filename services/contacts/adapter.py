@@ -35,8 +35,8 @@ from services.kernel.log import get_logger
 from services.kernel.messages import Command, Event, Reply, decode, encode
 from services.kernel.subjects import tenant_of
 
-from .lifecycle import Contact, DeskRefused, Lifecycle, OfferInfo
-from .records import caller_history, save_contact
+from .lifecycle import Contact, DeskRefused, Lifecycle, OfferInfo, late_wrap_up
+from .records import caller_history, load_contact, save_contact
 
 __all__ = ["BUCKET", "CONSUMER", "ContactsAdapter"]
 
@@ -280,6 +280,8 @@ class ContactsAdapter:
             return Reply(ok=False, code="bad_message", error="the subject's tenant and the command's differ")
         running = self.contacts.get(cmd.contact_id)
         if running is None or running.machine.tenant_id != cmd.tenant_id:
+            if isinstance(cmd, ev.DeskWrapUp):
+                return await self._late_wrap_up(cmd)
             return Reply(ok=False, code="not_found", error="no such contact for this agent")
         async with running.lock:
             queue_id = None
@@ -295,6 +297,21 @@ class ContactsAdapter:
             failed = await self._apply(running, running.machine.take())
         if failed:
             return Reply(ok=False, code=failed[0], error=failed[1])
+        return Reply(ok=True, data=data)
+
+    async def _late_wrap_up(self, cmd: ev.DeskWrapUp) -> Reply:
+        """Wrap-up ended (the contact is finished and gone from memory): the record takes the disposition."""
+        async with tenant_tx(self.pool, cmd.tenant_id) as conn:
+            row = await conn.fetchval("SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE", cmd.contact_id)
+            record = await load_contact(conn, cmd.contact_id) if row else None
+            if record is None:
+                return Reply(ok=False, code="not_found", error="no such contact for this agent")
+            try:
+                data = late_wrap_up(record, cmd, self.clock())
+            except DeskRefused as exc:
+                return Reply(ok=False, code=exc.code, error=exc.reason)
+            await save_contact(conn, record)
+        self.log.info("contact_late_disposition", contact=str(cmd.contact_id), disposition=cmd.disposition)
         return Reply(ok=True, data=data)
 
     async def _transfer_target(self, machine: Lifecycle, cmd: ev.DeskTransfer) -> uuid.UUID | None:

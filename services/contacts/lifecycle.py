@@ -86,6 +86,26 @@ class DeskRefused(Exception):
         self.reason = reason
 
 
+def late_wrap_up(record: ContactRecord, cmd: ev.DeskWrapUp, now: float) -> dict[str, Any]:
+    """A disposition that arrives after the contact's wrap-up ended (its timer ran out while the agent was
+    still typing, or the desktop was reconnecting): kept on the finished record, never lost. Only the
+    contact's own agent; a second, different disposition is refused (the first is what was reported)."""
+    if record.agent_id is None or str(record.agent_id) != str(cmd.agent_id):
+        raise DeskRefused("not_found", "this contact is not yours")
+    if record.state != "ended":
+        raise DeskRefused("state", f"the contact is {record.state}, not in wrap-up")
+    if record.disposition is not None:
+        if (record.disposition, record.notes) == (cmd.disposition, cmd.notes or None):
+            return {"disposition": cmd.disposition, "late": True}  # a retry: already kept
+        raise DeskRefused("state", f"this contact already has the disposition {record.disposition!r}")
+    record.disposition = cmd.disposition
+    record.notes = cmd.notes or None
+    record.timeline.append(
+        TimelineEntry(at=now, event="disposition", detail={"disposition": cmd.disposition, "late": "true"})
+    )
+    return {"disposition": cmd.disposition, "late": True}
+
+
 def caller_of(from_uri: str) -> tuple[str, str]:
     """(number, display name) from a From header value: '"Ada" <sip:+15550100@host>' -> ('+15550100', 'Ada')."""
     name = ""

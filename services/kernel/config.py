@@ -61,6 +61,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     s3_region: str = "us-east-1"
     s3_access_key_id: str = ""
     s3_secret_access_key: str = ""
+    # Browser sign-in (services/api/signin.py): a session lasts a shift; its access tokens are short and
+    # refreshed in the background with a rotating refresh token.
+    session_ttl_s: int = 12 * 3600
+    access_token_ttl_s: int = 300
+    # Sign-in attempts per minute per account and per client address (counted in PostgreSQL, so across
+    # API processes), and consecutive failures that lock an account for signin_lock_s.
+    signin_rate_per_minute: int = 10
+    signin_address_rate_per_minute: int = 30
+    signin_lock_failures: int = 5
+    signin_lock_s: int = 15 * 60
+    # One-time invitation links (set a password) stay valid this long.
+    invite_ttl_s: int = 72 * 3600
 
     @property
     def turn_url_list(self) -> tuple[str, ...]:
@@ -101,6 +113,13 @@ _ENV: dict[str, tuple[str, type]] = {
     "s3_region": ("SB_S3_REGION", str),
     "s3_access_key_id": ("SB_S3_ACCESS_KEY_ID", str),
     "s3_secret_access_key": ("SB_S3_SECRET_ACCESS_KEY", str),
+    "session_ttl_s": ("SB_SESSION_TTL_S", int),
+    "access_token_ttl_s": ("SB_ACCESS_TOKEN_TTL_S", int),
+    "signin_rate_per_minute": ("SB_SIGNIN_RATE_PER_MINUTE", int),
+    "signin_address_rate_per_minute": ("SB_SIGNIN_ADDRESS_RATE_PER_MINUTE", int),
+    "signin_lock_failures": ("SB_SIGNIN_LOCK_FAILURES", int),
+    "signin_lock_s": ("SB_SIGNIN_LOCK_S", int),
+    "invite_ttl_s": ("SB_INVITE_TTL_S", int),
 }
 
 
@@ -142,6 +161,12 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
     if settings.recording_store and not settings.recording_store.startswith(("file:", "s3://")):
         raise ConfigError(
             f"SB_RECORDING_STORE={settings.recording_store!r} is neither file:PATH nor s3://BUCKET"
+        )
+    if not 5 <= settings.access_token_ttl_s <= 900:
+        raise ConfigError(f"SB_ACCESS_TOKEN_TTL_S={settings.access_token_ttl_s} is outside 5-900")
+    if not settings.access_token_ttl_s < settings.session_ttl_s <= 7 * 86400:
+        raise ConfigError(
+            f"SB_SESSION_TTL_S={settings.session_ttl_s} is outside the access token's lifetime-7 days"
         )
     bad = [u for u in settings.turn_url_list if not u.startswith(("turn:", "turns:"))]
     if bad:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import call, contact, desk, ivr, media, recording, routing, tenant, webrtc, worker
+from . import call, contact, desk, ivr, media, recording, routing, session, tenant, webrtc, worker
 from .call import *  # noqa: F403
 from .contact import *  # noqa: F403
 from .desk import *  # noqa: F403
@@ -10,6 +10,7 @@ from .ivr import *  # noqa: F403
 from .media import *  # noqa: F403
 from .recording import *  # noqa: F403
 from .routing import *  # noqa: F403
+from .session import *  # noqa: F403
 from .tenant import *  # noqa: F403
 from .webrtc import *  # noqa: F403
 from .worker import *  # noqa: F403
@@ -22,6 +23,7 @@ __all__ = [
     *media.__all__,
     *recording.__all__,
     *routing.__all__,
+    *session.__all__,
     *tenant.__all__,
     *webrtc.__all__,
     *worker.__all__,

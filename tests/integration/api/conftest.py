@@ -24,13 +24,18 @@ from services.kernel.waits import close_pool
 _counter = itertools.count(1)
 
 
-def make_app(infra: Any, *, signup_rate: int = 100_000, key_rate: int = 100_000) -> Litestar:
+def make_app(
+    infra: Any, *, signup_rate: int = 100_000, key_rate: int = 100_000, **overrides: Any
+) -> Litestar:
+    # Every test client is 127.0.0.1: a per-address sign-in limit would count the whole session's tests.
+    overrides.setdefault("signin_address_rate_per_minute", 100_000)
     settings = load_settings(
         {},
         database_url=infra.app_url,
         nats_url=infra.nats_url,
         token_secret=infra.token_secret,
         signup_rate_per_minute=signup_rate,
+        **overrides,
     )
     return create_app(settings, key_rate_per_minute=key_rate)
 

@@ -22,6 +22,17 @@ from .conftest import Tenant, assert_problem, auth, insert_contact, signup, uniq
 # Routes that belong to no tenant: they are checked elsewhere, and are the only ones allowed to be skipped.
 # The widget token exchange is public (a widget key names its tenant): test_api_widget checks it across tenants.
 NOT_TENANT_SCOPED = {"/v1/signup", "/healthz", "/metrics", "/v1/widget/token"}
+# Sign-in answers to passwords, invitations and cookies, the desk to an agent's token (whose tenant is in
+# it): test_api_signin checks them.
+NOT_TENANT_SCOPED |= {
+    "/v1/auth/signin",
+    "/v1/auth/refresh",
+    "/v1/auth/signout",
+    "/v1/auth/invite",
+    "/v1/auth/invite/lookup",
+    "/v1/desk",
+    "/v1/desk/agents",
+}
 
 # Path parameter name -> the kind of object it names.
 PARAM_KIND = {
@@ -152,6 +163,14 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
     t = await signup(client)
     await _populate(client, t, "rls")
     await client.post("/v1/sites", json={"name": "idem"}, headers=t.headers | {"Idempotency-Key": "rls-1"})
+    # An account, its invitation, a browser session and sign-in counters.
+    email = (await client.get(f"/v1/agents/{t.objects['agent']}", headers=t.headers)).json()["email"]
+    invite = (await client.post("/v1/invites", json={"email": email}, headers=t.headers)).json()
+    password = "correct horse battery"
+    assert (
+        await client.post("/v1/auth/invite", json={"token": invite["token"], "password": password})
+    ).is_success
+    assert (await client.post("/v1/auth/signin", json={"email": email, "password": password})).is_success
     pool = await db.create_pool(infra.app_url, max_size=1)
     try:
         async with db.tenant_tx(pool, uuid.UUID(t.id)) as conn:
@@ -288,6 +307,8 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         "number": {"queue_id": None},
         "trunk": {"name": "hijacked", "username": "x", "password": "hijacked-pass"},
     }
+    b_agent_email = (await client.get(f"/v1/agents/{b.objects['agent']}", headers=b.headers)).json()["email"]
+    b_desk = (await client.get("/v1/desk-settings", headers=b.headers)).json()
     post_bodies = {
         "/v1/sites": ({"name": "alpha second", "timezone": "UTC", "kind": "office"}, {201}),
         "/v1/agents": ({"name": "x", "email": "x@x.example", "site_id": b.objects["site"]}, {422}),
@@ -298,6 +319,8 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         "/v1/seats/purchase": ({"count": 1}, {200}),
         "/v1/widget-keys": ({"queue_ids": [b.objects["queue"]]}, {422}),
         "/v1/seats/release": ({"count": 1}, {200}),
+        # B's agent is unknown to A.
+        "/v1/invites": ({"email": b_agent_email}, {422}),
         # B's queue is unknown to A's flow validation.
         "/v1/flows": (
             {"definition": "name: x\nstart: q\nnodes:\n  q: {type: queue, queue: bravo queue}\n"},
@@ -341,6 +364,11 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
             r = await client.post(path, json=body, headers=a.headers)
             assert r.status_code in statuses, (path, r.status_code, r.text)
             assert not any(i in r.text for i in b_ids - set(map(str, body.values())))
+            covered.add((path, method))
+        elif method == "PUT" and path == "/v1/desk-settings":
+            mine = {"dispositions": [{"code": "a_only", "label": "A"}], "away_reasons": []}
+            assert (await client.put(path, json=mine, headers=a.headers)).status_code == 200
+            assert (await client.get(path, headers=b.headers)).json() == b_desk
             covered.add((path, method))
     for path, kind, body in cross_refs:
         r = await client.patch(re.sub(r"{[^}]+}", a.objects[kind], path), json=body, headers=a.headers)

@@ -16,6 +16,7 @@ from services.contacts.lifecycle import (
     Lifecycle,
     OfferInfo,
     caller_of,
+    late_wrap_up,
 )
 from services.kernel import events as ev
 
@@ -433,3 +434,33 @@ def test_events_reordered_by_a_restart_still_connect_once() -> None:
     assert command(out, ev.MediaBridge).other_call_id == LEG
     assert transitions(ack_all(m, out, 1001.6)) == ["connected"]
     assert m.handle(offer(), 1001.7) == []
+
+
+def test_a_disposition_after_the_wrap_up_timer_is_kept_on_the_finished_record() -> None:
+    m = to_connected()
+    out = m.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="remote_bye", duration=5.0), 1010.0)
+    ack_all(m, out, 1010.1)
+    # Routing's wrap-up timer runs out while the agent is still typing.
+    out = m.handle(
+        ev.ContactWrappedUp(
+            tenant_id=T, call_id=CALL, queue_id=str(QUEUE), agent_id=str(AGENT), handle_s=30.0
+        ),
+        1040.0,
+    )
+    assert transitions(out) == ["ended"] and m.finished
+    r = m.state.record
+    assert r.disposition is None
+    late = ev.DeskWrapUp(tenant_id=T, agent_id=AGENT, contact_id=CALL, disposition="resolved", notes="refund")
+    with pytest.raises(DeskRefused) as refused:
+        late_wrap_up(r, ev.DeskWrapUp(**{**msgspec.structs.asdict(late), "agent_id": uuid.uuid4()}), 1050.0)
+    assert refused.value.code == "not_found"
+    assert late_wrap_up(r, late, 1050.0) == {"disposition": "resolved", "late": True}
+    assert (r.disposition, r.notes, r.state) == ("resolved", "refund", "ended")
+    assert r.timeline[-1].event == "disposition" and r.timeline[-1].detail["late"] == "true"
+    # The desktop retries after a reconnect: the same answer, nothing added; a different one is refused.
+    assert (
+        late_wrap_up(r, late, 1051.0)["late"] is True
+        and len([e for e in r.timeline if e.event == "disposition"]) == 1
+    )
+    with pytest.raises(DeskRefused):
+        late_wrap_up(r, ev.DeskWrapUp(**{**msgspec.structs.asdict(late), "disposition": "other"}), 1052.0)

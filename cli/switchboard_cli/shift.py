@@ -1,0 +1,111 @@
+"""The agent's shift from the admin's side: `agents invite` (a one-time link to set a password and sign in
+at /agent/), `agents signout` (force an agent out everywhere), and `desk-settings` (the tenant's disposition
+codes, away reasons, and whether an open wrap-up form extends wrap-up)."""
+
+from __future__ import annotations
+
+import click
+import switchboard
+
+from .context import CliError, State, command, emit_json, group
+from .output import details, note, table
+from .resources import find_agent
+
+__all__ = ["register"]
+
+
+def _choices(option: str, values: tuple[str, ...]) -> list[switchboard.Choice]:
+    out = []
+    for value in values:
+        code, sep, label = value.partition("=")
+        if not sep or not code.strip() or not label.strip():
+            raise click.BadParameter(f"{value!r}: write CODE=Label, e.g. sale=Sale made", param_hint=option)
+        out.append(switchboard.Choice(code=code.strip(), label=label.strip()))
+    return out
+
+
+def _show(settings: switchboard.DeskSettings) -> None:
+    table(["disposition", "label"], [(c.code, c.label) for c in settings.dispositions])
+    table(
+        ["away reason", "label"], [(c.code, c.label) for c in settings.away_reasons], empty="no away reasons"
+    )
+    details([("open wrap-up form extends wrap-up", "yes" if settings.wrap_up_form_extends else "no")])
+
+
+def register(cli: click.Group) -> None:
+    agents = cli.commands["agents"]
+    assert isinstance(agents, click.Group)
+
+    @command(agents, "invite")
+    @click.argument("email")
+    def agents_invite(state: State, email: str) -> None:
+        """A one-time link for the agent with EMAIL to set a password and sign in at /agent/ (it replaces
+        the agent's earlier links; valid 72 hours by default). Send it to the agent; it is shown once."""
+        with state.client() as client:
+            agent = find_agent(client, email)
+            invite = client.agents.invite(agent.email)
+        if state.json:
+            emit_json(invite)
+            return
+        # click.echo, not rich: a link must never be wrapped (it is copied and pasted whole).
+        click.echo(invite.url)
+        note(f"for {agent.name} <{agent.email}>, valid until {invite.expires_at:%Y-%m-%d %H:%M} UTC")
+
+    @command(agents, "signout")
+    @click.argument("agent_ref", metavar="EMAIL_OR_ID")
+    def agents_signout(state: State, agent_ref: str) -> None:
+        """Sign an agent out everywhere: its browser sessions end and open desktops close within seconds."""
+        with state.client() as client:
+            agent = find_agent(client, agent_ref)
+            ended = client.agents.signout(agent.id)
+        if state.json:
+            emit_json(ended)
+            return
+        note(f"{agent.name} <{agent.email}> signed out ({ended.sessions_ended} session(s) ended)")
+
+    desk = group(cli, "desk-settings", "The agent desk's disposition codes, away reasons and wrap-up rule.")
+
+    @command(desk, "show")
+    def desk_show(state: State) -> None:
+        """Show the disposition codes, away reasons and wrap-up rule agents see."""
+        with state.client() as client:
+            settings = client.desk_settings.get()
+        if state.json:
+            emit_json(settings)
+            return
+        _show(settings)
+
+    @command(desk, "set")
+    @click.option(
+        "--disposition", "dispositions", multiple=True, metavar="CODE=Label", help="Repeat for each."
+    )
+    @click.option(
+        "--away-reason", "away_reasons", multiple=True, metavar="CODE=Label", help="Repeat for each."
+    )
+    @click.option(
+        "--form-extends/--no-form-extends",
+        default=None,
+        help="Whether an open wrap-up form keeps the agent out of new offers until Done.",
+    )
+    def desk_set(
+        state: State, dispositions: tuple[str, ...], away_reasons: tuple[str, ...], form_extends: bool | None
+    ) -> None:
+        """Replace the disposition codes and/or away reasons (what is not given is kept)."""
+        if not dispositions and not away_reasons and form_extends is None:
+            raise CliError("give --disposition, --away-reason or --form-extends/--no-form-extends")
+        with state.client() as client:
+            current = client.desk_settings.get()
+            wanted = switchboard.DeskSettings(
+                dispositions=_choices("--disposition", dispositions)
+                if dispositions
+                else current.dispositions,
+                away_reasons=_choices("--away-reason", away_reasons)
+                if away_reasons
+                else current.away_reasons,
+                wrap_up_form_extends=current.wrap_up_form_extends if form_extends is None else form_extends,
+            )
+            saved = client.desk_settings.set(wanted)
+        if state.json:
+            emit_json(saved)
+            return
+        _show(saved)

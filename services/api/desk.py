@@ -1,0 +1,250 @@
+"""The agent desk's configuration and what the desktop shows around a call.
+
+- `GET /v1/desk-settings` (any key), `PUT /v1/desk-settings` (admin): the tenant's disposition codes, away
+  reasons, and whether an open wrap-up form extends wrap-up.
+- `GET /v1/desk` and `GET /v1/desk/agents`, authenticated by an agent's access token (a browser session's
+  or an `agents token`): the agent's name, its tenant, those settings and the queues; the other agents
+  with their state, for a transfer."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, Response, get, put
+from litestar.params import JSONBody
+
+from services.kernel.bus import BusError, CommandTimeout
+from services.kernel.db import tenant_tx
+from services.kernel.events import RoutingAgentStatus
+
+from .auth import Principal, admin_only, principal_of
+from .mutations import Outcome, audit, mutate
+from .problems import READ_ERRORS, WRITE_ERRORS, problem_responses, unauthorized, validation
+from .state import ApiState, api_state
+from .tokens import TokenClaims, TokenError, verify_token
+
+__all__ = ["DeskController", "DeskSettings", "DeskSettingsController", "session_live"]
+
+CODE = re.compile(r"^[a-z0-9_-]{1,40}$")
+# Reasons the platform itself sets; a tenant's own away reasons may not take these codes.
+SYSTEM_AWAY = frozenset({"missed", "wrap_up", "other"})
+STATUS_TIMEOUT_S = 1.0
+MAX_AGENTS = 200
+
+
+class Choice(msgspec.Struct, forbid_unknown_fields=True):
+    code: Annotated[str, msgspec.Meta(max_length=40)]
+    label: Annotated[str, msgspec.Meta(max_length=60)]
+
+
+class DeskSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    dispositions: Annotated[list[Choice], msgspec.Meta(max_length=50)]
+    away_reasons: Annotated[list[Choice], msgspec.Meta(max_length=20)]
+    # true: an agent whose wrap-up form is open is not offered a contact until Done.
+    wrap_up_form_extends: bool = True
+
+
+class Named(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    name: str
+
+
+class DeskQueue(Named, kw_only=True):
+    wrap_up_seconds: int
+
+
+class DeskAgent(Named, kw_only=True):
+    email: str
+
+
+class DeskView(msgspec.Struct, kw_only=True):
+    agent: DeskAgent
+    tenant: Named
+    settings: DeskSettings
+    queues: list[DeskQueue]
+
+
+class Colleague(Named, kw_only=True):
+    # routing's state of a signed-in agent (available, away, on_contact, ...); logged_out otherwise.
+    state: str
+
+
+class Colleagues(msgspec.Struct):
+    items: list[Colleague]
+
+
+def _check(field: str, choices: list[Choice], *, at_least: int) -> list[Choice]:
+    if len(choices) < at_least:
+        raise validation(field, f"give at least {at_least}")
+    seen: set[str] = set()
+    out = []
+    for i, choice in enumerate(choices):
+        code, label = choice.code.strip(), choice.label.strip()
+        if not CODE.match(code):
+            raise validation(f"{field}[{i}].code", "use 1-40 of a-z, 0-9, _ and -")
+        if code in seen:
+            raise validation(f"{field}[{i}].code", f"{code!r} is listed twice")
+        if not label or any(ord(c) < 32 for c in label):
+            raise validation(f"{field}[{i}].label", "give a label without control characters")
+        if field == "away_reasons" and code in SYSTEM_AWAY:
+            raise validation(f"{field}[{i}].code", f"{code!r} is set by the platform itself")
+        seen.add(code)
+        out.append(Choice(code, label))
+    return out
+
+
+async def read_settings(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> DeskSettings:
+    row = await conn.fetchrow(
+        "SELECT dispositions, away_reasons, wrap_up_form_extends FROM tenants WHERE id = $1", tenant_id
+    )
+    assert row is not None
+    return DeskSettings(
+        dispositions=msgspec.json.decode(row["dispositions"], type=list[Choice]),
+        away_reasons=msgspec.json.decode(row["away_reasons"], type=list[Choice]),
+        wrap_up_form_extends=row["wrap_up_form_extends"],
+    )
+
+
+async def session_live(conn: asyncpg.Connection, claims: TokenClaims) -> tuple[str | None, float]:
+    """(why an agent token may no longer be used, or None; until when it may be used). A session's token
+    lives as long as its browser session, an `agents token` as long as itself and its key; both die with
+    their agent. `conn` is in the token's tenant."""
+    if await conn.fetchval("SELECT 1 FROM agents WHERE id = $1", claims.agent_id) is None:
+        return "the token's agent does not exist in its tenant", 0.0
+    if claims.session_id is not None:
+        row = await conn.fetchrow(
+            """SELECT revoked_at, extract(epoch FROM expires_at)::float8 AS expires FROM web_sessions
+               WHERE id = $1""",
+            claims.session_id,
+        )
+        if row is None or row["revoked_at"] is not None:
+            return "this session was signed out", 0.0
+        if row["expires"] <= time.time():
+            return "this session has ended (the shift is over)", 0.0
+        return None, float(row["expires"])
+    if claims.key_id is not None:
+        revoked = await conn.fetchval(
+            "SELECT revoked_at IS NOT NULL FROM api_keys WHERE id = $1", claims.key_id
+        )
+        if revoked is None or revoked:
+            return "the API key that issued this token has been revoked", 0.0
+    return None, claims.expires_at
+
+
+async def _agent_claims(request: Request[Any, Any, Any]) -> TokenClaims:
+    header = request.headers.get("authorization") or ""
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise unauthorized("send the agent's access token: Authorization: Bearer ...")
+    state = api_state(request)
+    try:
+        claims = verify_token(state.settings.token_secret, token.strip())
+    except TokenError as exc:
+        raise unauthorized(exc.reason) from None
+    async with tenant_tx(state.db(), claims.tenant_id, readonly=True) as conn:
+        why, _ = await session_live(conn, claims)
+    if why is not None:
+        raise unauthorized(why)
+    return claims
+
+
+async def _status(state: ApiState, tenant_id: uuid.UUID, agent_id: uuid.UUID) -> str:
+    if state.bus is None:
+        return "unknown"
+    try:
+        reply = await state.bus.request(
+            RoutingAgentStatus(tenant_id=tenant_id, agent_id=agent_id), timeout=STATUS_TIMEOUT_S
+        )
+    except (BusError, CommandTimeout):
+        return "unknown"
+    state_name = reply.data.get("state") if reply.ok else None
+    return state_name if isinstance(state_name, str) else "unknown"
+
+
+class DeskSettingsController(Controller):
+    path = "/v1/desk-settings"
+    tags = ["desk"]
+
+    @get("/", responses=READ_ERRORS, summary="The tenant's disposition codes, away reasons and wrap-up rule")
+    async def get_settings(self, request: Request[Any, Any, Any]) -> DeskSettings:
+        principal = principal_of(request)
+        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
+            return await read_settings(conn, principal.tenant_id)
+
+    @put("/", responses=WRITE_ERRORS, guards=[admin_only], summary="Replace the desk settings")
+    async def put_settings(
+        self, request: Request[Any, Any, Any], data: JSONBody[DeskSettings]
+    ) -> Response[DeskSettings]:
+        settings = DeskSettings(
+            dispositions=_check("dispositions", data.dispositions, at_least=1),
+            away_reasons=_check("away_reasons", data.away_reasons, at_least=0),
+            wrap_up_form_extends=data.wrap_up_form_extends,
+        )
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            await conn.execute(
+                """UPDATE tenants SET dispositions = $2::jsonb, away_reasons = $3::jsonb,
+                       wrap_up_form_extends = $4 WHERE id = $1""",
+                principal.tenant_id,
+                msgspec.json.encode(settings.dispositions).decode(),
+                msgspec.json.encode(settings.away_reasons).decode(),
+                settings.wrap_up_form_extends,
+            )
+            detail = msgspec.to_builtins(settings)
+            await audit(conn, principal, "desk_settings.updated", "tenant", principal.tenant_id, detail)
+            return Outcome(200, settings)
+
+        return await mutate(request, work)  # type: ignore[return-value]
+
+
+class DeskController(Controller):
+    """For the agent's browser: authenticated by its access token, not by an API key."""
+
+    path = "/v1/desk"
+    tags = ["desk"]
+    security = []
+
+    @get("/", responses=problem_responses(401), summary="The agent's desk: who, where, settings, queues")
+    async def desk(self, request: Request[Any, Any, Any]) -> DeskView:
+        claims = await _agent_claims(request)
+        async with tenant_tx(api_state(request).db(), claims.tenant_id, readonly=True) as conn:
+            agent = await conn.fetchrow("SELECT id, name, email FROM agents WHERE id = $1", claims.agent_id)
+            tenant = await conn.fetchrow("SELECT id, name FROM tenants WHERE id = $1", claims.tenant_id)
+            settings = await read_settings(conn, claims.tenant_id)
+            queues = await conn.fetch("SELECT id, name, wrap_up_seconds FROM queues ORDER BY lower(name)")
+        assert agent is not None and tenant is not None
+        return DeskView(
+            agent=DeskAgent(id=agent["id"], name=agent["name"], email=agent["email"]),
+            tenant=Named(id=tenant["id"], name=tenant["name"]),
+            settings=settings,
+            queues=[
+                DeskQueue(id=q["id"], name=q["name"], wrap_up_seconds=q["wrap_up_seconds"]) for q in queues
+            ],
+        )
+
+    @get("/agents", responses=problem_responses(401), summary="Other agents and their state, for a transfer")
+    async def colleagues(self, request: Request[Any, Any, Any]) -> Colleagues:
+        claims = await _agent_claims(request)
+        state = api_state(request)
+        async with tenant_tx(state.db(), claims.tenant_id, readonly=True) as conn:
+            rows = await conn.fetch(
+                """SELECT a.id, a.name, s.agent_id IS NOT NULL AS signed_in FROM agents a
+                   LEFT JOIN agent_sessions s ON s.agent_id = a.id
+                   WHERE a.id <> $1 ORDER BY lower(a.name) LIMIT $2""",
+                claims.agent_id,
+                MAX_AGENTS,
+            )
+        signed_in = [r["id"] for r in rows if r["signed_in"]]
+        states = await asyncio.gather(*(_status(state, claims.tenant_id, a) for a in signed_in))
+        by_id = dict(zip(signed_in, states, strict=True))
+        return Colleagues(
+            items=[
+                Colleague(id=r["id"], name=r["name"], state=by_id.get(r["id"], "logged_out")) for r in rows
+            ]
+        )

@@ -1,0 +1,633 @@
+"""Browser sign-in for people (agents, supervisors, admins): invitations, passwords, sessions.
+
+- `POST /v1/invites` (admin key): a one-time link `/agent/#invite=...` for an agent's (or a supervisor's,
+  an admin's) email; a new invitation replaces older unused ones; using one sets the password.
+- `POST /v1/auth/invite` sets the password with that token and signs in; `POST /v1/auth/invite/lookup`
+  says whose invitation it is (for the page).
+- `POST /v1/auth/signin` with email and password: throttled per account and per address (counters in
+  PostgreSQL, shared by every API process), the account locked after repeated failures, every attempt on
+  an existing account audited.
+- `POST /v1/auth/refresh` trades the refresh cookie for an access token and a new cookie (sessions.py);
+  `POST /v1/auth/signout` ends every session of the person; `POST /v1/agents/{id}/signout` (admin key)
+  forces an agent out.
+
+The refresh token lives only in an HttpOnly, SameSite=Strict cookie scoped to /v1/auth (Secure when served
+over HTTPS), never in a URL or in the page's storage. Ending sessions publishes `SessionsEnded`, and every
+API process closes the sockets it holds for them (signalling.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import asyncpg
+import jwt
+import msgspec
+from litestar import Controller, Request, Response, post
+from litestar.datastructures import Cookie
+from litestar.params import JSONBody
+
+from services.kernel.db import tenant_tx
+from services.kernel.events import SessionsEnded
+from services.kernel.ids import new_id
+from services.kernel.log import get_logger
+
+from .auth import Principal, admin_only
+from .crud import IdParam, path_id
+from .mutations import Outcome, audit, mutate
+from .problems import PUBLIC_ERRORS, WRITE_ERRORS, Problem, conflict, not_found, problem_responses, validation
+from .sessions import (
+    RefreshOutcome,
+    SigninOutcome,
+    decide_refresh,
+    decide_signin,
+    hash_password,
+    hash_secret,
+    new_refresh,
+    parse_refresh,
+    password_problem,
+    verify_password,
+)
+from .state import ApiState, api_state
+from .throttle import count_attempt
+from .tokens import ALGORITHM, ISSUER, MIN_SECRET_BYTES, issue_agent_token
+from .validation import check_email
+
+__all__ = ["CONSOLE_AUDIENCE", "COOKIE", "AdminSignoutController", "AuthController", "InviteController"]
+
+COOKIE = "sb_refresh"
+COOKIE_PATH = "/v1/auth"
+# Supervisors' and admins' browser tokens (the supervisor console reads them); agents get agent tokens.
+CONSOLE_AUDIENCE = "switchboard:console"
+THROTTLE_WINDOW_S = 60.0
+# Earlier refresh secrets kept per session for reuse detection; older ones are merely unknown.
+KEEP_USED = 200
+_SESSION_COLUMNS = """s.id, s.tenant_id, s.account_id, extract(epoch FROM s.expires_at)::float8 AS expires,
+    s.revoked_at, s.refresh_hash, s.used_hashes, a.email, a.role, a.agent_id"""
+
+Role = Literal["agent", "supervisor", "admin"]
+Password = Annotated[str, msgspec.Meta(max_length=1024)]
+Email = Annotated[str, msgspec.Meta(max_length=254)]
+Token = Annotated[str, msgspec.Meta(max_length=200)]
+
+
+class InviteCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    email: Email
+    role: Role = "agent"
+
+
+class Invite(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    account_id: uuid.UUID
+    email: str
+    role: str
+    agent_id: uuid.UUID | None
+    # A path on the API's own address: the CLI and the SDK put the base URL in front.
+    path: str
+    token: str
+    expires_at: datetime
+
+
+class InviteToken(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    token: Token
+
+
+class InviteInfo(msgspec.Struct, kw_only=True):
+    email: str
+    role: str
+    tenant_name: str
+    expires_at: datetime
+
+
+class SetPassword(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    token: Token
+    password: Password
+
+
+class Signin(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    email: Email
+    password: Password
+
+
+class SignedIn(msgspec.Struct, kw_only=True):
+    access_token: str
+    token_type: str
+    expires_at: float
+    expires_in: int
+    session_id: uuid.UUID
+    session_expires_at: float
+    role: str
+    email: str
+    tenant_id: uuid.UUID
+    agent_id: uuid.UUID | None = None
+
+
+class Signout(msgspec.Struct, kw_only=True):
+    sessions_ended: int
+
+
+def _address(request: Request[Any, Any, Any]) -> str:
+    # Behind a proxy, run uvicorn with --proxy-headers so that this is the caller, not the proxy.
+    return request.client.host if request.client else "unknown"
+
+
+def _cookie(request: Request[Any, Any, Any], value: str, max_age: int) -> Cookie:
+    return Cookie(
+        key=COOKIE,
+        value=value,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        # Browsers refuse Secure cookies on plain http (except localhost): loopback demos use http.
+        secure=request.url.scheme == "https",
+        max_age=max_age,
+    )
+
+
+def _access_token(
+    state: ApiState, row: asyncpg.Record, session_id: uuid.UUID, now: float
+) -> tuple[str, float]:
+    secret, ttl = state.settings.token_secret, state.settings.access_token_ttl_s
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise Problem(503, "sign-in is not available: the platform has no token secret configured")
+    if row["agent_id"] is not None:
+        return issue_agent_token(
+            secret, row["tenant_id"], row["agent_id"], now=now, ttl=ttl, session_id=session_id
+        )
+    expires = int(now) + ttl
+    claims = {
+        "iss": ISSUER,
+        "aud": CONSOLE_AUDIENCE,
+        "sub": str(row["account_id"]),
+        "tid": str(row["tenant_id"]),
+        "role": row["role"],
+        "sid": str(session_id),
+        "jti": str(new_id()),
+        "iat": int(now),
+        "exp": expires,
+    }
+    return jwt.encode(claims, secret, algorithm=ALGORITHM), float(expires)
+
+
+def _signed_in(
+    request: Request[Any, Any, Any], row: asyncpg.Record, session_id: uuid.UUID, refresh: str, now: float
+) -> Response[SignedIn]:
+    token, expires = _access_token(api_state(request), row, session_id, now)
+    session_expires = float(row["expires"])
+    body = SignedIn(
+        access_token=token,
+        token_type="Bearer",
+        expires_at=expires,
+        expires_in=int(expires - now),
+        session_id=session_id,
+        session_expires_at=session_expires,
+        role=row["role"],
+        email=row["email"],
+        tenant_id=row["tenant_id"],
+        agent_id=row["agent_id"],
+    )
+    return Response(
+        body,
+        status_code=200,
+        cookies=[_cookie(request, refresh, max(1, int(session_expires - now)))],
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def _start_session(
+    conn: asyncpg.Connection, request: Request[Any, Any, Any], account: asyncpg.Record
+) -> tuple[uuid.UUID, str, asyncpg.Record]:
+    session_id = new_id()
+    refresh, digest = new_refresh(session_id)
+    await conn.execute(
+        """INSERT INTO web_sessions (id, tenant_id, account_id, expires_at, refresh_hash, address, user_agent)
+           VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6, $7)""",
+        session_id,
+        account["tenant_id"],
+        account["id"],
+        float(api_state(request).settings.session_ttl_s),
+        digest,
+        _address(request)[:100],
+        (request.headers.get("user-agent") or "")[:300],
+    )
+    row = await conn.fetchrow(
+        f"SELECT {_SESSION_COLUMNS} FROM web_sessions s JOIN accounts a ON a.id = s.account_id WHERE s.id = $1",
+        session_id,
+    )
+    assert row is not None
+    return session_id, refresh, row
+
+
+async def _end_sessions(conn: asyncpg.Connection, account_id: uuid.UUID, reason: str) -> list[uuid.UUID]:
+    rows = await conn.fetch(
+        """UPDATE web_sessions SET revoked_at = now(), revoked_reason = $2
+           WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > now() RETURNING id""",
+        account_id,
+        reason,
+    )
+    return [r["id"] for r in rows]
+
+
+async def _throttle(conn: asyncpg.Connection, state: ApiState, buckets: list[tuple[str, int]]) -> None:
+    for bucket, limit in buckets:
+        hits, left = await count_attempt(conn, bucket, window_s=THROTTLE_WINDOW_S)
+        if hits > limit:
+            raise Problem(
+                429,
+                "too many sign-in attempts; wait a minute and try again",
+                headers={"Retry-After": str(max(1, round(left)))},
+            )
+
+
+def _email_bucket(email: str) -> str:
+    return "acct:" + hashlib.sha256(email.encode()).hexdigest()[:32]
+
+
+class InviteController(Controller):
+    path = "/v1/invites"
+    tags = ["sign-in"]
+    guards = [admin_only]
+
+    @post(
+        "/",
+        status_code=201,
+        responses=WRITE_ERRORS,
+        summary="Invite a person to set a password and sign in at /agent/ (a one-time link)",
+    )
+    async def invite(self, request: Request[Any, Any, Any], data: JSONBody[InviteCreate]) -> Response[Invite]:
+        email = check_email("email", data.email)
+        ttl = api_state(request).settings.invite_ttl_s
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            agent_id = None
+            if data.role == "agent":
+                agent_id = await conn.fetchval("SELECT id FROM agents WHERE lower(email) = lower($1)", email)
+                if agent_id is None:
+                    raise validation("email", "no agent has this email: create the agent first")
+            account = await conn.fetchrow(
+                "SELECT id, role, agent_id FROM accounts WHERE lower(email) = lower($1)", email
+            )
+            if account is not None and (account["role"] != data.role or account["agent_id"] != agent_id):
+                raise conflict(f"{email} already has an account with the role {account['role']}")
+            if account is None:
+                try:
+                    async with conn.transaction():
+                        account = await conn.fetchrow(
+                            """INSERT INTO accounts (id, tenant_id, email, role, agent_id)
+                               VALUES ($1, $2, $3, $4, $5) RETURNING id, role, agent_id""",
+                            new_id(),
+                            principal.tenant_id,
+                            email,
+                            data.role,
+                            agent_id,
+                        )
+                except asyncpg.UniqueViolationError:
+                    # RLS hides the other tenant's row; the global unique index still sees it.
+                    raise conflict(f"{email} already has an account with another organisation") from None
+            assert account is not None
+            await conn.execute(
+                "UPDATE account_invites SET used_at = now() WHERE account_id = $1 AND used_at IS NULL",
+                account["id"],
+            )
+            token = secrets.token_urlsafe(32)
+            row = await conn.fetchrow(
+                """INSERT INTO account_invites (id, tenant_id, account_id, token_hash, created_by_key_id,
+                       expires_at)
+                   VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) RETURNING id, expires_at""",
+                new_id(),
+                principal.tenant_id,
+                account["id"],
+                hash_secret(token),
+                principal.key_id,
+                float(ttl),
+            )
+            await audit(conn, principal, "account.invited", "account", account["id"], {"email": email})
+            body = Invite(
+                id=row["id"],
+                account_id=account["id"],
+                email=email,
+                role=data.role,
+                agent_id=agent_id,
+                path=f"/agent/#invite={token}",
+                token=token,
+                expires_at=row["expires_at"],
+            )
+            return Outcome(
+                201, body, replay=conflict("this Idempotency-Key already made an invitation; make a new one")
+            )
+
+        return await mutate(request, work)  # type: ignore[return-value]
+
+
+class AdminSignoutController(Controller):
+    path = "/v1/agents"
+    tags = ["sign-in"]
+
+    @post(
+        "/{agent_id:str}/signout",
+        status_code=200,
+        guards=[admin_only],
+        responses=WRITE_ERRORS,
+        summary="Sign an agent out everywhere: its browser sessions and websockets end within seconds",
+    )
+    async def signout_agent(self, request: Request[Any, Any, Any], agent_id: IdParam) -> Response[Signout]:
+        aid = path_id(agent_id, "agent")
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            if await conn.fetchval("SELECT 1 FROM agents WHERE id = $1", aid) is None:
+                raise not_found("agent")
+            account_id = await conn.fetchval("SELECT id FROM accounts WHERE agent_id = $1", aid)
+            ended = await _end_sessions(conn, account_id, "forced_signout") if account_id else []
+            await audit(conn, principal, "agent.signed_out", "agent", aid, {"sessions": len(ended)})
+            event = SessionsEnded(
+                tenant_id=principal.tenant_id, session_ids=ended, agent_id=aid, reason="forced_signout"
+            )
+            return Outcome(200, Signout(sessions_ended=len(ended)), [event])
+
+        return await mutate(request, work)  # type: ignore[return-value]
+
+
+class AuthController(Controller):
+    """Unauthenticated by API key: these answer to an email and password, an invitation or the cookie."""
+
+    path = "/v1/auth"
+    tags = ["sign-in"]
+    security = []
+
+    @post("/signin", status_code=200, responses=problem_responses(400, 401, 403, 422, 429, 503))
+    async def signin(self, request: Request[Any, Any, Any], data: JSONBody[Signin]) -> Response[SignedIn]:
+        """Sign in with email and password: a session (the refresh cookie) and a first access token."""
+        state, log = api_state(request), get_logger()
+        email = data.email.strip().lower()
+        address = _address(request)
+        pool = state.db()
+        async with pool.acquire() as conn:
+            async with conn.transaction():
+                await _throttle(
+                    conn,
+                    state,
+                    [
+                        ("addr:" + address, state.settings.signin_address_rate_per_minute),
+                        (_email_bucket(email), state.settings.signin_rate_per_minute),
+                    ],
+                )
+            async with conn.transaction(readonly=True):
+                await conn.execute("SELECT set_config('app.signin_email', $1, true)", email)
+                found = await conn.fetchrow(
+                    "SELECT id, tenant_id FROM accounts WHERE lower(email) = $1", email
+                )
+            if found is None:
+                await asyncio.to_thread(verify_password, None, data.password)
+                log.info("signin_unknown_email", address=address)
+                raise Problem(401, "wrong email or password")
+            now = time.time()
+            async with tenant_tx(pool, found["tenant_id"]) as tx:
+                # The row lock makes one account's attempts take turns: no parallel guessing past the lock.
+                account = await tx.fetchrow(
+                    """SELECT id, tenant_id, email, role, agent_id, password_hash, failed_signins,
+                              extract(epoch FROM locked_until)::float8 AS locked_until
+                       FROM accounts WHERE id = $1 FOR UPDATE""",
+                    found["id"],
+                )
+                assert account is not None
+                locked = account["locked_until"] is not None and now < account["locked_until"]
+                matches, rehash = (
+                    (None, None)
+                    if locked
+                    else await asyncio.to_thread(verify_password, account["password_hash"], data.password)
+                )
+                attempt = decide_signin(
+                    matches=matches,
+                    failures=account["failed_signins"],
+                    locked_until=account["locked_until"],
+                    now=now,
+                    lock_after=state.settings.signin_lock_failures,
+                    lock_s=state.settings.signin_lock_s,
+                )
+                await tx.execute(
+                    """UPDATE accounts SET failed_signins = $2, locked_until = to_timestamp($3),
+                           password_hash = coalesce($4, password_hash) WHERE id = $1""",
+                    account["id"],
+                    attempt.failures,
+                    attempt.locked_until,
+                    rehash,
+                )
+                action = {
+                    SigninOutcome.OK: "signin.succeeded",
+                    SigninOutcome.WRONG: "signin.failed",
+                    SigninOutcome.LOCKED: "signin.refused_locked",
+                    SigninOutcome.NOW_LOCKED: "signin.locked",
+                }[attempt.outcome]
+                await audit(
+                    tx,
+                    None,
+                    action,
+                    "account",
+                    account["id"],
+                    {"email": account["email"], "address": address, "failures": attempt.failures},
+                    tenant_id=account["tenant_id"],
+                )
+                if attempt.outcome is SigninOutcome.OK:
+                    session_id, refresh, row = await _start_session(tx, request, account)
+        if attempt.outcome is SigninOutcome.OK:
+            return _signed_in(request, row, session_id, refresh, now)
+        if attempt.outcome is SigninOutcome.WRONG:
+            raise Problem(401, "wrong email or password")
+        minutes = max(1, round(((attempt.locked_until or now) - now) / 60))
+        raise Problem(
+            403,
+            f"this account is locked after repeated failed sign-ins; try again in {minutes} min "
+            "or ask an admin for a new invitation",
+            slug="account-locked",
+            title="Account locked",
+        )
+
+    @post("/refresh", status_code=200, responses=problem_responses(401, 503))
+    async def refresh(self, request: Request[Any, Any, Any]) -> Response[SignedIn]:
+        """A new access token for the session in the cookie, and a new refresh cookie (the old one is spent)."""
+        state = api_state(request)
+        parsed = parse_refresh(request.cookies.get(COOKIE))
+        if parsed is None:
+            raise Problem(401, "no session: sign in")
+        session_id, presented = parsed
+        now = time.time()
+        pool = state.db()
+        async with pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT set_config('app.web_session_id', $1, true)", str(session_id))
+            tenant_id = await conn.fetchval("SELECT tenant_id FROM web_sessions WHERE id = $1", session_id)
+            if tenant_id is None:
+                raise Problem(401, "this session does not exist: sign in")
+            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+            row = await conn.fetchrow(
+                f"""SELECT {_SESSION_COLUMNS} FROM web_sessions s JOIN accounts a ON a.id = s.account_id
+                    WHERE s.id = $1 FOR UPDATE OF s""",
+                session_id,
+            )
+            if row is None:
+                raise Problem(401, "this session does not exist: sign in")
+            outcome = decide_refresh(
+                presented=presented,
+                current=bytes(row["refresh_hash"]),
+                used=[bytes(h) for h in row["used_hashes"]],
+                revoked=row["revoked_at"] is not None,
+                expires_at=row["expires"],
+                now=now,
+            )
+            if outcome is RefreshOutcome.ROTATE:
+                refresh, digest = new_refresh(session_id)
+                await conn.execute(
+                    """UPDATE web_sessions SET refresh_hash = $2, refreshed_at = now(),
+                           used_hashes = (array_prepend(refresh_hash, used_hashes))[1:$3] WHERE id = $1""",
+                    session_id,
+                    digest,
+                    KEEP_USED,
+                )
+            elif outcome is RefreshOutcome.REUSED:
+                await conn.execute(
+                    "UPDATE web_sessions SET revoked_at = now(), revoked_reason = 'refresh_reused' WHERE id = $1",
+                    session_id,
+                )
+                await audit(
+                    conn,
+                    None,
+                    "session.refresh_reused",
+                    "account",
+                    row["account_id"],
+                    {"session_id": str(session_id), "address": _address(request)},
+                    tenant_id=tenant_id,
+                )
+        if outcome is RefreshOutcome.ROTATE:
+            return _signed_in(request, row, session_id, refresh, now)
+        if outcome is RefreshOutcome.REUSED:
+            get_logger().warning("refresh_token_reused", session=str(session_id))
+            await state.publish(
+                [SessionsEnded(tenant_id=tenant_id, session_ids=[session_id], reason="refresh_reused")]
+            )
+            raise Problem(401, "this session was ended: its refresh token was used twice; sign in again")
+        reason = {
+            RefreshOutcome.REVOKED: "this session was signed out; sign in again",
+            RefreshOutcome.EXPIRED: "this session has ended (the shift is over); sign in again",
+        }.get(outcome, "this refresh token is not valid; sign in again")
+        raise Problem(401, reason)
+
+    @post("/signout", status_code=200, responses=problem_responses(401))
+    async def signout(self, request: Request[Any, Any, Any]) -> Response[Signout]:
+        """End this person's sessions everywhere (every browser and tab) and clear the cookie."""
+        state = api_state(request)
+        parsed = parse_refresh(request.cookies.get(COOKIE))
+        ended: list[uuid.UUID] = []
+        tenant_id = None
+        if parsed is not None:
+            session_id, presented = parsed
+            async with state.db().acquire() as conn, conn.transaction():
+                await conn.execute("SELECT set_config('app.web_session_id', $1, true)", str(session_id))
+                row = await conn.fetchrow(
+                    "SELECT tenant_id, account_id, refresh_hash, used_hashes FROM web_sessions WHERE id = $1",
+                    session_id,
+                )
+                # Any secret this session ever had proves the caller held it: enough to sign out.
+                if row is not None and presented in [bytes(row["refresh_hash"])] + [
+                    bytes(h) for h in row["used_hashes"]
+                ]:
+                    tenant_id = row["tenant_id"]
+                    await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
+                    ended = await _end_sessions(conn, row["account_id"], "signed_out")
+                    await audit(
+                        conn,
+                        None,
+                        "signout",
+                        "account",
+                        row["account_id"],
+                        {"sessions": len(ended)},
+                        tenant_id=tenant_id,
+                    )
+        if tenant_id is not None:
+            await state.publish([SessionsEnded(tenant_id=tenant_id, session_ids=ended, reason="signed_out")])
+        return Response(
+            Signout(sessions_ended=len(ended)), status_code=200, cookies=[_cookie(request, "", 0)]
+        )
+
+    @post("/invite/lookup", status_code=200, responses=problem_responses(400, 404, 410, 422))
+    async def invite_lookup(self, request: Request[Any, Any, Any], data: JSONBody[InviteToken]) -> InviteInfo:
+        """Whose invitation this is (the page shows it above the password fields)."""
+        async with api_state(request).db().acquire() as conn, conn.transaction(readonly=True):
+            invite = await _invite(conn, data.token)
+            row = await conn.fetchrow(
+                """SELECT a.email, a.role, t.name FROM accounts a JOIN tenants t ON t.id = a.tenant_id
+                   WHERE a.id = $1""",
+                invite["account_id"],
+            )
+        assert row is not None
+        return InviteInfo(
+            email=row["email"], role=row["role"], tenant_name=row["name"], expires_at=invite["expires_at"]
+        )
+
+    @post("/invite", status_code=200, responses=PUBLIC_ERRORS | problem_responses(404, 410))
+    async def accept_invite(
+        self, request: Request[Any, Any, Any], data: JSONBody[SetPassword]
+    ) -> Response[SignedIn]:
+        """Set the password with an invitation (once) and sign in; the person's other sessions end."""
+        state = api_state(request)
+        now = time.time()
+        async with state.db().acquire() as conn:
+            async with conn.transaction():
+                await _throttle(
+                    conn,
+                    state,
+                    [("addr:" + _address(request), state.settings.signin_address_rate_per_minute)],
+                )
+            async with conn.transaction():
+                invite = await _invite(conn, data.token)
+                account = await conn.fetchrow(
+                    "SELECT id, tenant_id, email FROM accounts WHERE id = $1 FOR UPDATE", invite["account_id"]
+                )
+                assert account is not None
+                why = password_problem(data.password, account["email"])
+                if why is not None:
+                    raise validation("password", why)
+                digest = await asyncio.to_thread(hash_password, data.password)
+                await conn.execute(
+                    """UPDATE accounts SET password_hash = $2, failed_signins = 0, locked_until = NULL,
+                           updated_at = now() WHERE id = $1""",
+                    account["id"],
+                    digest,
+                )
+                await conn.execute("UPDATE account_invites SET used_at = now() WHERE id = $1", invite["id"])
+                ended = await _end_sessions(conn, account["id"], "password_set")
+                await audit(
+                    conn,
+                    None,
+                    "account.password_set",
+                    "account",
+                    account["id"],
+                    {"email": account["email"], "address": _address(request)},
+                    tenant_id=account["tenant_id"],
+                )
+                session_id, refresh, row = await _start_session(conn, request, account)
+        if ended:
+            await state.publish(
+                [SessionsEnded(tenant_id=account["tenant_id"], session_ids=ended, reason="password_set")]
+            )
+        return _signed_in(request, row, session_id, refresh, now)
+
+
+async def _invite(conn: asyncpg.Connection, token: str) -> asyncpg.Record:
+    """The invitation row (its tenant set for the rest of the transaction); 404/410 otherwise."""
+    await conn.execute("SELECT set_config('app.invite_hash', $1, true)", hash_secret(token.strip()).hex())
+    row = await conn.fetchrow(
+        """SELECT id, tenant_id, account_id, expires_at, used_at FROM account_invites WHERE token_hash = $1""",
+        hash_secret(token.strip()),
+    )
+    if row is None:
+        raise Problem(404, "this invitation link is not valid: ask your admin for a new one")
+    if row["used_at"] is not None:
+        raise Problem(410, "this invitation link was already used or replaced: ask your admin for a new one")
+    if row["expires_at"] <= datetime.now(UTC):
+        raise Problem(410, "this invitation link has expired: ask your admin for a new one")
+    await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(row["tenant_id"]))
+    return row

@@ -1,0 +1,26 @@
+"""Attempt counters in PostgreSQL (table signin_throttle), so that a limit holds across every API process:
+a fixed window per bucket, counted and read in one statement."""
+
+from __future__ import annotations
+
+import asyncpg
+
+__all__ = ["count_attempt"]
+
+_COUNT = """
+INSERT INTO signin_throttle AS t (bucket, window_start, hits) VALUES ($1, now(), 1)
+ON CONFLICT (bucket) DO UPDATE SET
+    window_start = CASE WHEN t.window_start <= now() - make_interval(secs => $2) THEN now()
+                        ELSE t.window_start END,
+    hits = CASE WHEN t.window_start <= now() - make_interval(secs => $2) THEN 1 ELSE t.hits + 1 END
+RETURNING hits, extract(epoch FROM (t.window_start + make_interval(secs => $2) - now()))::float8 AS left_s
+"""
+
+
+async def count_attempt(conn: asyncpg.Connection, bucket: str, *, window_s: float) -> tuple[int, float]:
+    """Count one attempt in `bucket`: (attempts in the current window, seconds until it closes). `conn` is in
+    a transaction: the bucket_lookup policy lets it see this one bucket."""
+    await conn.execute("SELECT set_config('app.throttle_bucket', $1, true)", bucket)
+    row = await conn.fetchrow(_COUNT, bucket, float(window_s))
+    assert row is not None
+    return int(row["hits"]), max(float(row["left_s"]), 0.0)
