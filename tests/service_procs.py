@@ -1,22 +1,32 @@
 """Helpers for tests that run the services as real subprocesses: their environment against the session's
 PostgreSQL and NATS, a bounded stop, and a SIP OPTIONS probe (answered 200 once a SIP port is served).
 Import as `from tests.service_procs import service_env, stop, sip_answers`; `consumer_ready` and
-`drop_consumers` for the durable JetStream consumers a stack's services read events through."""
+`drop_consumers` for the durable JetStream consumers a stack's services read events through; `start_api`
+for an API process of one's own."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import nats
 
-__all__ = ["consumer_ready", "drop_consumers", "service_env", "sip_answers", "stop"]
+from services.runtime.embedded import free_port
+
+__all__ = ["consumer_ready", "drop_consumers", "service_env", "sip_answers", "start_api", "stop"]
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def service_env(infra: Any, **extra: str) -> dict[str, str]:
@@ -101,3 +111,32 @@ async def drop_consumers(nats_url: str, *names: str) -> None:
                 pass
     finally:
         await nc.close()
+
+
+@contextlib.contextmanager
+def start_api(infra: Any, **extra: str) -> Iterator[str]:
+    """`python -m services.api` on a free 127.0.0.1 port with the session's PostgreSQL and NATS (plus
+    `extra` SB_* variables); yields its base URL once it answers."""
+    port = free_port()
+    env = service_env(infra, SB_HTTP_PORT=str(port), SB_LOG_LEVEL="warning", **extra)
+    log_path = infra.data_dir / f"api-{port}.log"
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.api"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30.0
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the API exited with {proc.returncode}; see {log_path}")
+            try:
+                httpx.get(f"{base}/healthz", timeout=2.0)  # any status: it answers
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the API did not answer within 30 s; see {log_path}") from None
+                time.sleep(0.05)
+        yield base
+    finally:
+        stop(proc)

@@ -96,6 +96,7 @@ DEFAULTS: dict[str, Any] = {
     "sipPort": 5060,
     "dataDir": "/var/lib/switchboard",
     "signupRatePerMinute": 10,
+    "trustedProxies": "",
     "databaseUrl": "",
     "databaseAdminUrl": "",
     "tokenSecret": "",
@@ -265,6 +266,7 @@ class PlatformConfig:
     sip_port: int
     data_dir: str
     signup_rate_per_minute: int
+    trusted_proxies: str
     database_url: str
     database_admin_url: str
     token_secret: str
@@ -362,6 +364,16 @@ class _Checker:
         value = self.get(path)
         if value not in choices:
             self.problems.append(f"{path}: must be one of {', '.join(map(str, choices))}; got {value!r}")
+        return value
+
+    def proxies(self, path: str) -> str:
+        """SB_TRUSTED_PROXIES: comma-separated addresses or networks (empty: none)."""
+        value = self.string(path)
+        for item in (p.strip() for p in value.split(",") if p.strip()):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                self.problems.append(f"{path}: {item!r} is not an address or network such as 10.0.0.0/16")
         return value
 
     def cidrs(self, path: str) -> tuple[str, ...]:
@@ -558,6 +570,7 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         sip_port=c.integer("sipPort", 1, 65535),
         data_dir=data_dir,
         signup_rate_per_minute=c.integer("signupRatePerMinute", 1),
+        trusted_proxies=c.proxies("trustedProxies"),
         database_url=database_url,
         database_admin_url=database_admin_url,
         token_secret=token_secret,

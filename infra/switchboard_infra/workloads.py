@@ -68,6 +68,7 @@ def config_map(cfg: PlatformConfig) -> dict[str, Any]:
             "SB_LOG_LEVEL": cfg.log_level,
             "SB_DATA_DIR": cfg.data_dir,
             "SB_SIGNUP_RATE_PER_MINUTE": str(cfg.signup_rate_per_minute),
+            "SB_TRUSTED_PROXIES": cfg.trusted_proxies,
             "PYTHONUNBUFFERED": "1",
             "PYTHONDONTWRITEBYTECODE": "1",
         },

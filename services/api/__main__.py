@@ -8,6 +8,7 @@ from services.kernel.config import load_settings
 from services.kernel.log import configure_logging
 
 from .app import create_app
+from .signalling import MAX_MESSAGE_BYTES
 
 
 def main() -> None:
@@ -23,6 +24,14 @@ def main() -> None:
         lifespan="on",
         # uvicorn handles SIGTERM/SIGINT: it stops accepting, finishes requests, then runs the lifespan exit.
         timeout_graceful_shutdown=10,
+        # The client address is the TCP peer unless the peer is a configured proxy (the ingress): uvicorn
+        # would otherwise believe X-Forwarded-For from 127.0.0.1, i.e. from every client under
+        # `switchboard up`, and per-address limits would count forged addresses.
+        proxy_headers=bool(settings.trusted_proxy_list),
+        forwarded_allow_ips=list(settings.trusted_proxy_list),
+        # A websocket message larger than the signalling limit is refused while it is read (close 1009),
+        # not after 16 MiB (uvicorn's default) have been buffered.
+        ws_max_size=MAX_MESSAGE_BYTES,
     )
 
 

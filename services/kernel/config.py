@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -39,6 +40,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sip_burst: float = 100.0
     sip_ban_after: int = 50
     sip_ban_seconds: float = 60.0
+    # Forwarding headers (X-Forwarded-For, X-Forwarded-Proto) are believed only from these peers:
+    # comma-separated addresses or networks (the ingress). Empty: from nobody, every client is the peer.
+    trusted_proxies: str = ""
     # Services /healthz waits for (comma-separated); `switchboard up --services` narrows it.
     expected_services: str = "media,routing,ivr,contacts,recording,reporting"
     # JetStream replicas for the platform's streams and buckets (3 on a NATS cluster).
@@ -79,6 +83,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return tuple(self.turn_urls.split())
 
     @property
+    def trusted_proxy_list(self) -> tuple[str, ...]:
+        return tuple(p.strip() for p in self.trusted_proxies.split(",") if p.strip())
+
+    @property
     def expected_service_names(self) -> tuple[str, ...]:
         return tuple(s.strip() for s in self.expected_services.split(",") if s.strip())
 
@@ -100,6 +108,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "sip_burst": ("SB_SIP_BURST", float),
     "sip_ban_after": ("SB_SIP_BAN_AFTER", int),
     "sip_ban_seconds": ("SB_SIP_BAN_SECONDS", float),
+    "trusted_proxies": ("SB_TRUSTED_PROXIES", str),
     "expected_services": ("SB_EXPECTED_SERVICES", str),
     "jetstream_replicas": ("SB_JETSTREAM_REPLICAS", int),
     "routing_partition_count": ("SB_ROUTING_PARTITION_COUNT", int),
@@ -150,6 +159,11 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         raise ConfigError(
             "SB_SIP_RATE > 0, SB_SIP_BURST >= 1, SB_SIP_BAN_AFTER >= 1 and SB_SIP_BAN_SECONDS >= 0 are required"
         )
+    for proxy in settings.trusted_proxy_list:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(f"SB_TRUSTED_PROXIES: {proxy!r} is not an IP address or network") from None
     if settings.jetstream_replicas not in (1, 3, 5):
         raise ConfigError(f"SB_JETSTREAM_REPLICAS={settings.jetstream_replicas} must be 1, 3 or 5")
     if not 1 <= settings.routing_partition_count <= 1024:
