@@ -20,6 +20,7 @@ import pytest
 import structlog
 
 from services.kernel.ids import new_id
+from services.kernel.waits import close_pool
 from services.media import sip
 from services.media.edge import EdgeConfig, SipEdge
 from services.media.prompts import PromptStore
@@ -104,7 +105,7 @@ async def edge(infra, tmp_path: Path) -> AsyncIterator[tuple[SipEdge, str, str]]
         yield sip_edge, number, "+14449999999"  # a claimed number and one nobody claimed
     finally:
         await sip_edge.stop()
-        await pool.close()
+        await close_pool(pool)
 
 
 async def _discard(event: object) -> None:
