@@ -43,12 +43,15 @@ from .agent_events import (
     ContactEnded,
     ContactOffer,
     ContactWithdrawn,
+    Disconnected,
     ErrorMessage,
     LegAnswer,
     LegEnded,
     Pong,
     Ready,
+    Reconnected,
     Recorded,
+    Session,
     decode_event,
 )
 from .errors import ConnectionError, SwitchboardError
@@ -73,6 +76,8 @@ READY_TIMEOUT_S = 10.0
 # A token lasts 10 minutes; with a token source the session reconnects this long before it expires.
 REFRESH_MARGIN_S = 60.0
 CLOSE_UNAUTHORIZED = 4401
+# Waits between reconnection attempts after the socket drops (then the last one, until it is back).
+RECONNECT_BACKOFF_S = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0)
 
 
 class AgentError(SwitchboardError):
@@ -188,6 +193,8 @@ class AgentSession:
         self._legs: dict[str, AgentLeg] = {}  # contact id -> its leg
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self.reconnects = 0  # times the socket came back after dropping
+        self.reconnect = True  # after a drop, reconnect with back-off (audio goes on) instead of closing
 
     # connection ------------------------------------------------------------------------------------------
 
@@ -363,7 +370,61 @@ class AgentSession:
         self.close_code = ws.close_code
         self.close_reason = ws.close_reason or ""
         self._fail_pending(AgentClosedError(f"the socket closed ({self.close_code} {self.close_reason})"))
-        self._spawn(self.close())
+        if self.reconnect and self.close_code != CLOSE_UNAUTHORIZED:
+            self._put(Disconnected(code=self.close_code, reason=self.close_reason))
+            self._spawn(self._reconnect(ws))
+        else:
+            self._spawn(self.close())
+
+    async def _reconnect(self, dropped: ClientConnection) -> None:
+        """The socket dropped (network, API restart): the legs are not touched (the audio never went
+        through the socket); open a new socket with back-off and let routing resume the agent (within the
+        tenant's grace) or, past it, sign in again as before."""
+        started, attempts = time.monotonic(), 0
+        while not self._closing:
+            delay = RECONNECT_BACKOFF_S[min(attempts, len(RECONNECT_BACKOFF_S) - 1)]
+            await asyncio.sleep(delay)
+            attempts += 1
+            try:
+                ws, ready = await self._open()
+            except AgentAuthError as exc:
+                self._put(ErrorMessage(code=exc.code, reason=f"reconnect refused: {exc.reason}"))
+                break
+            except SwitchboardError:
+                continue
+            if self._ws is not dropped or self._closing:  # a token refresh got there first, or closing
+                with contextlib.suppress(Exception):
+                    await ws.close()
+                return
+            self._ws, self.ready = ws, ready
+            self._reader = asyncio.create_task(self._read(ws))
+            self.reconnects += 1
+            self._put(Reconnected(seconds=round(time.monotonic() - started, 3), attempts=attempts))
+            return
+        await self.close()
+
+    def _on_session(self, event: Session) -> None:
+        """After `ready`: signed out meanwhile (gone longer than the grace) -> sign in again as before."""
+        if self.reconnects:
+            # Contacts that ended while the socket was down: their `contact_ended` was never received.
+            live = {c.contact_id for c in event.contacts if c.phase in ("offered", "connected")}
+            for contact_id in [c for c in self._legs if c not in live]:
+                self._offers.pop(contact_id, None)
+                self._spawn(self._end_leg(contact_id))
+        if event.logged_in:
+            self.signed_in = True
+            self.state = event.state or self.state
+            return
+        if self.signed_in and self.reconnects:
+            state = self.state if self.state in ("available", "away") else "available"
+            self._spawn(self._sign_in_again(state))
+
+    async def _sign_in_again(self, state: str) -> None:
+        try:
+            await self.login(state=state)
+        except AgentError as exc:
+            self.signed_in = False
+            self._put(ErrorMessage(code="relogin_failed", reason=str(exc)))
 
     def _fail_pending(self, error: Exception) -> None:
         for _, future in self._pending.values():
@@ -413,7 +474,9 @@ class AgentSession:
                     self._spawn(self._end_leg(contact_id))
         elif isinstance(event, AgentState):
             self.state = event.state
-            self.signed_in = event.state != "offline"
+            self.signed_in = event.state not in ("offline", "logged_out")
+        elif isinstance(event, Session):
+            self._on_session(event)
         return True
 
     def _resolve(self, ref: str, data: dict[str, Any]) -> None:

@@ -23,6 +23,7 @@ __all__ = [
     "ContactEnded",
     "ContactOffer",
     "ContactWithdrawn",
+    "Disconnected",
     "ErrorMessage",
     "IceServerInfo",
     "IvrInfo",
@@ -36,7 +37,10 @@ __all__ = [
     "Pong",
     "QueueRef",
     "Ready",
+    "Reconnected",
     "Recorded",
+    "Session",
+    "SessionContact",
     "TransferInfo",
     "Unknown",
     "Waited",
@@ -213,6 +217,37 @@ class Recorded(AgentEvent, kw_only=True, tag="recorded"):
     rate: int
 
 
+class SessionContact(msgspec.Struct, kw_only=True):
+    contact_id: str
+    phase: str  # offered, connected, wrap_up
+
+
+class Session(AgentEvent, kw_only=True, tag="session"):
+    """After every `ready`: whether the agent is still signed in and what it has (a reconnect within the
+    tenant's grace resumes as it was: `resumed` is true, the same contacts, the same presence)."""
+
+    logged_in: bool
+    resumed: bool = False
+    state: str | None = None
+    reason: str | None = None
+    offer_id: str | None = None
+    contacts: list[SessionContact] = []
+
+
+class Disconnected(AgentEvent, kw_only=True, tag="disconnected"):
+    """The socket dropped; `AgentSession` reconnects with back-off (the contacts' audio goes on)."""
+
+    code: int | None = None
+    reason: str = ""
+
+
+class Reconnected(AgentEvent, kw_only=True, tag="reconnected"):
+    """The socket is back after `seconds` and `attempts` tries; a `session` event follows."""
+
+    seconds: float
+    attempts: int
+
+
 class Unknown(AgentEvent, kw_only=True, tag="unknown"):
     """A message of a type this SDK does not know (or could not read): `kind` and the raw fields."""
 
@@ -235,6 +270,7 @@ _SERVER_EVENTS: dict[str, type[AgentEvent]] = {
         LegState,
         LegEnded,
         Pong,
+        Session,
     )
 }
 

@@ -35,6 +35,7 @@ from .home import home_page
 from .keys import KeyController
 from .metrics import metrics_middleware
 from .numbers import NumberController
+from .presence import beating
 from .problems import Problem, exception_handlers, validation_problem
 from .queues import QueueController
 from .ratelimit import SlidingWindow
@@ -112,7 +113,8 @@ def _lifespan(state: ApiState) -> Any:
                 await state.bus.ensure_streams(state.settings.jetstream_replicas)
                 state.started_at = time.time()
                 log.info("api_started")
-                yield
+                async with beating(state.presence, state.bus):
+                    yield
             finally:
                 await state.bus.close()
                 state.bus = None

@@ -206,6 +206,8 @@ class Session(Socket):
         super().__init__(socket, state)
         self.claims = claims
         self.legs: set[uuid.UUID] = set()
+        # Routing watches the agent through this socket (presence.py): its id names this socket, not the agent.
+        self.session_id = str(new_id())
 
     @property
     def expires_at(self) -> float:
@@ -217,7 +219,11 @@ class Session(Socket):
         if kind == "login":
             # Routing signs an agent in available, or straight into away with a reason.
             away = None if body.state == "available" else (body.reason or "other")
-            await self.command(ev.RoutingAgentLogin(tenant_id=tenant, agent_id=agent, away_reason=away))
+            await self.command(
+                ev.RoutingAgentLogin(
+                    tenant_id=tenant, agent_id=agent, away_reason=away, session_id=self.session_id
+                )
+            )
             return {"state": body.state}
         if kind == "logout":
             return await self.command(ev.RoutingAgentLogout(tenant_id=tenant, agent_id=agent))
@@ -302,6 +308,29 @@ class Session(Socket):
                         sdp_mline_index=body.sdp_mline_index,
                     )
                 )
+
+    async def link(self) -> None:
+        """Tell routing this socket is open and the client what it still has (a reconnect resumes)."""
+        tenant, agent = self.claims.tenant_id, self.claims.agent_id
+        self.state.presence.opened(tenant, agent, self.session_id)
+        try:
+            data = await self.command(
+                ev.RoutingAgentLinked(tenant_id=tenant, agent_id=agent, session_id=self.session_id)
+            )
+        except Bad as exc:
+            get_logger().warning("agent_link_failed", agent_id=str(agent), code=exc.code)
+            return
+        await self.send("session", **data)
+
+    async def unlink(self) -> None:
+        tenant, agent = self.claims.tenant_id, self.claims.agent_id
+        self.state.presence.closed(tenant, agent, self.session_id)
+        try:
+            await self.command(
+                ev.RoutingAgentUnlinked(tenant_id=tenant, agent_id=agent, session_id=self.session_id)
+            )
+        except Bad as exc:  # the lease then runs out in routing instead
+            get_logger().warning("agent_unlink_failed", agent_id=str(agent), code=exc.code)
 
     async def on_signal(self, msg: Msg) -> None:
         try:
@@ -479,6 +508,7 @@ async def signalling_socket(socket: WebSocket[Any, Any, Any]) -> None:
             max(0.0, session.expires_at - time.time()),
             lambda: asyncio.ensure_future(agent.end("token_expired", "the session has ended: sign in again")),
         )
+        await session.link()
     try:
         while not session.closed:
             try:
@@ -508,6 +538,8 @@ async def signalling_socket(socket: WebSocket[Any, Any, Any]) -> None:
             expiry.cancel()
         if isinstance(session, WidgetCaller):
             await session.hang_up_if_calling()
+        else:
+            await session.unlink()
         for subscription in subscriptions:
             try:
                 await subscription.unsubscribe()

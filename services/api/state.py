@@ -14,6 +14,7 @@ from services.kernel.config import Settings
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
 
+from .presence import Presence
 from .ratelimit import SlidingWindow
 
 __all__ = ["ApiState", "api_state"]
@@ -32,6 +33,7 @@ class ApiState:
     pool: asyncpg.Pool | None = None
     bus: Bus | None = None
     started_at: float = 0.0
+    presence: Presence = field(default_factory=Presence)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def db(self) -> asyncpg.Pool:

@@ -9,17 +9,17 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import JSONBody
 
 from services.kernel.db import tenant_tx
-from services.kernel.events import TenantCreated
+from services.kernel.events import ConfigChanged, TenantCreated
 from services.kernel.ids import new_id
 
-from .auth import Role, principal_of
+from .auth import Principal, Role, admin_only, principal_of
 from .keys import KEY_COLUMNS, Key, KeyWithSecret, insert_key, key_from_row
-from .mutations import audit
-from .problems import PUBLIC_ERRORS, READ_ERRORS, Problem
+from .mutations import Outcome, audit, mutate
+from .problems import PUBLIC_ERRORS, READ_ERRORS, WRITE_ERRORS, Problem
 from .seats import Seats, record_seats
 from .state import api_state
 from .validation import check_email, check_name
@@ -47,6 +47,16 @@ class SignupOut(msgspec.Struct, kw_only=True):
     tenant: Tenant
     api_key: KeyWithSecret
     seats: Seats
+
+
+class TenantSettings(msgspec.Struct, kw_only=True):
+    # How long a signed-in agent whose client lost its socket keeps its seat and calls before it is signed
+    # out (docs/agent-protocol.md, Reconnecting).
+    agent_grace_seconds: int
+
+
+class TenantSettingsPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    agent_grace_seconds: Annotated[int, msgspec.Meta(ge=0, le=600)] | None = None
 
 
 class Me(msgspec.Struct, kw_only=True):
@@ -145,3 +155,35 @@ class MeController(Controller):
         if tenant is None or key is None:
             raise Problem(401, "this API key's tenant no longer exists")
         return Me(tenant=tenant_from_row(tenant), key=key_from_row(key))
+
+    @get("/settings", responses=READ_ERRORS, summary="The tenant's settings")
+    async def get_settings(self, request: Request[Any, Any, Any]) -> TenantSettings:
+        principal = principal_of(request)
+        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
+            grace = await conn.fetchval("SELECT agent_grace_seconds FROM tenants")
+        if grace is None:
+            raise Problem(401, "this API key's tenant no longer exists")
+        return TenantSettings(agent_grace_seconds=grace)
+
+    @patch("/settings", responses=WRITE_ERRORS, guards=[admin_only], summary="Change the tenant's settings")
+    async def patch_settings(
+        self, request: Request[Any, Any, Any], data: JSONBody[TenantSettingsPatch]
+    ) -> Response[TenantSettings]:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            if data.agent_grace_seconds is not None:
+                await conn.execute("UPDATE tenants SET agent_grace_seconds = $1", data.agent_grace_seconds)
+                await audit(
+                    conn,
+                    principal,
+                    "tenant.settings_changed",
+                    "tenant",
+                    principal.tenant_id,
+                    {"agent_grace_seconds": data.agent_grace_seconds},
+                )
+            grace = await conn.fetchval("SELECT agent_grace_seconds FROM tenants")
+            changed = ConfigChanged(
+                tenant_id=principal.tenant_id, kind="tenant", op="updated", object_id=principal.tenant_id
+            )
+            return Outcome(200, TenantSettings(agent_grace_seconds=grace), [changed])
+
+        return await mutate(request, work)  # type: ignore[return-value]

@@ -64,6 +64,7 @@ _EVENTS: dict[str, type[Event]] = {
         ev.ContactRejected,
         ev.ContactAbandoned,
         ev.ContactOverflowed,
+        ev.ContactRequeued,
         ev.ContactEnded,
         ev.ContactWrappedUp,
         ev.WebRtcSignal,

@@ -222,6 +222,12 @@ class Lifecycle:
                     self._finish("abandoned", now, f"abandoned_{event.reason}", cause=event.reason)
             case ev.ContactOverflowed():
                 self._overflowed(event, now)
+            case ev.ContactRequeued():
+                # Routing signed the agent out at the end of its grace (its client never came back).
+                if event.reason == "disconnected" and (
+                    self.phase == "connected" or (self.phase == "offered" and self.state.accepted)
+                ):
+                    self._agent_lost(now, "agent_disconnected", logout=False)
             case ev.ContactEnded():
                 self.state.record.talk_s = round(event.talk_s, 3)
             case ev.ContactWrappedUp():
@@ -590,7 +596,7 @@ class Lifecycle:
         )
         s.leg_id, s.leg_ready, s.dialing = None, False, False
 
-    def _agent_lost(self, now: float, cause: str) -> None:
+    def _agent_lost(self, now: float, cause: str, *, logout: bool = True) -> None:
         """The agent's audio is gone mid-call (or never came after accepting): the caller hears a short
         message and goes back in line at its place (a forced logout of the agent requeues at the front)."""
         s, r = self.state, self.state.record
@@ -603,9 +609,11 @@ class Lifecycle:
         caller = self.contact_id
         self._send(ev.MediaPlay(tenant_id=self.tenant_id, call_id=caller, text=AGENT_LOST_MESSAGE), "sorry")
         self._send(ev.MediaPlay(tenant_id=self.tenant_id, call_id=caller, tone="moh", loop=True), "moh")
-        self._send(
-            ev.RoutingAgentLogout(tenant_id=self.tenant_id, agent_id=uuid.UUID(agent), force=True), "logout"
-        )
+        if logout:
+            self._send(
+                ev.RoutingAgentLogout(tenant_id=self.tenant_id, agent_id=uuid.UUID(agent), force=True),
+                "logout",
+            )
         self._desk(agent, "contact_ended", cause=cause, by="system", now=now)
         r.agent_id = None
         s.owns_media = True

@@ -364,7 +364,12 @@ class TenantRunner:
         if not seat.ok:
             return Reply(ok=False, code=seat.code, error=seat.reason)
         result = await self._apply(
-            core.AgentLogin(id=str(command.id), agent_id=agent, away_reason=command.away_reason)
+            core.AgentLogin(
+                id=str(command.id),
+                agent_id=agent,
+                away_reason=command.away_reason,
+                session_id=command.session_id,
+            )
         )
         logged_in = self.engine.agent_state(agent) is not core.AgentState.LOGGED_OUT
         if not result.ok and not logged_in and seat.new_session:
@@ -458,6 +463,12 @@ class TenantRunner:
                 )
             case ev.RoutingSetVirtualHold():
                 return core.SetVirtualHold(id=cid, contact_id=str(c.call_id), on=c.on)
+            case ev.RoutingAgentLinked():
+                return core.AgentLinked(id=cid, agent_id=str(c.agent_id), session_id=c.session_id)
+            case ev.RoutingAgentUnlinked():
+                return core.AgentUnlinked(id=cid, agent_id=str(c.agent_id), session_id=c.session_id)
+            case ev.RoutingAgentsPresent():
+                return core.AgentsPresent(id=cid, sessions=dict(c.sessions))
             case ev.RoutingAgentLogout():
                 return core.AgentLogout(id=cid, agent_id=str(c.agent_id), force=c.force)
             case ev.RoutingSetState():

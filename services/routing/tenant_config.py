@@ -43,13 +43,15 @@ def _skills(raw: object) -> dict[str, int]:
 
 async def load_tenant_config(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> LoadedConfig:
     async with tenant_tx(pool, tenant_id, readonly=True) as conn:
-        seats = await conn.fetchval("SELECT seats_purchased FROM tenants WHERE id = $1", tenant_id)
+        tenant = await conn.fetchrow(
+            "SELECT seats_purchased, agent_grace_seconds FROM tenants WHERE id = $1", tenant_id
+        )
         site_rows = await conn.fetch("SELECT id, name FROM sites ORDER BY id")
         queue_rows = await conn.fetch(
             "SELECT id, name, skills, priority, wrap_up_seconds, offer_timeout_seconds, site_id FROM queues ORDER BY id"
         )
         agent_rows = await conn.fetch("SELECT id, site_id, skills, languages FROM agents ORDER BY id")
-    if seats is None:
+    if tenant is None:
         return LoadedConfig(config=TenantConfig(seats=0), exists=False)
     sites = [SiteConfig(site_id=str(r["id"]), name=r["name"]) for r in site_rows]
     queues: list[QueueConfig] = []
@@ -82,5 +84,11 @@ async def load_tenant_config(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> Loaded
                 attributes={"language": languages} if languages else {},
             )
         )
-    config = TenantConfig(seats=int(seats), sites=sites, queues=queues, agents=agents)
+    config = TenantConfig(
+        seats=int(tenant["seats_purchased"]),
+        link_grace_s=float(tenant["agent_grace_seconds"]),
+        sites=sites,
+        queues=queues,
+        agents=agents,
+    )
     return LoadedConfig(config=config, queue_ids_by_name=names, default_priority=priorities)

@@ -12,9 +12,12 @@ __all__ = [
     "QueueStats",
     "RoutingAccept",
     "RoutingAgentCommand",
+    "RoutingAgentLinked",
     "RoutingAgentLogin",
     "RoutingAgentLogout",
     "RoutingAgentStatus",
+    "RoutingAgentUnlinked",
+    "RoutingAgentsPresent",
     "RoutingCallback",
     "RoutingCallbackDue",
     "RoutingCancel",
@@ -94,10 +97,35 @@ class RoutingAgentCommand(Command, kw_only=True, frozen=True):
 
 
 class RoutingAgentLogin(RoutingAgentCommand, kw_only=True, frozen=True):
-    """Log in (refused with code no_seats when every purchased seat is in use)."""
+    """Log in (refused with code no_seats when every purchased seat is in use). `session_id`: the socket
+    the agent signs in through; routing then watches it (docs/agent-protocol.md, Reconnecting)."""
 
     name = "agent_login"
     away_reason: str | None = None
+    session_id: str | None = None
+
+
+class RoutingAgentLinked(RoutingAgentCommand, kw_only=True, frozen=True):
+    """The agent's socket is open (again). Reply data: {"logged_in": false}, or {"logged_in": true,
+    "resumed", "state", "reason", "offer_id", "contacts": [{"contact_id", "phase"}]}."""
+
+    name = "agent_linked"
+    session_id: str
+
+
+class RoutingAgentUnlinked(RoutingAgentCommand, kw_only=True, frozen=True):
+    """The agent's socket closed without a logout: its grace starts."""
+
+    name = "agent_unlinked"
+    session_id: str
+
+
+class RoutingAgentsPresent(Command, kw_only=True, frozen=True):
+    """One API process's open agent sockets in the tenant (agent id -> session ids), every few seconds."""
+
+    service = "routing"
+    name = "agents_present"
+    sessions: dict[str, list[str]]
 
 
 class RoutingAgentLogout(RoutingAgentCommand, kw_only=True, frozen=True):

@@ -29,6 +29,6 @@ class ConfigChanged(Event, kw_only=True, frozen=True):
 
     domain = "config"
     name = "changed"
-    kind: Literal["site", "agent", "queue", "number", "key", "flow", "trunk"]
+    kind: Literal["site", "agent", "queue", "number", "key", "flow", "trunk", "tenant"]
     op: Literal["created", "updated", "deleted"]
     object_id: uuid.UUID

@@ -89,6 +89,12 @@ class Agent(msgspec.Struct, kw_only=True):
     offer_id: str | None = None
     # Set while the agent is (or asked to be, once free) away; None means available when free.
     away_reason: str | None = None
+    # The client's socket (presence.py): its session id, when it was lost (None: linked), the away reason
+    # to restore when it comes back, and the next link deadline (lease end, or grace end once lost).
+    link: str | None = None
+    link_lost_at: float | None = None
+    away_before_lost: str | None = None
+    link_due: float | None = None
 
     def _set_state(self, new: AgentState, reason: str | None, now: float) -> Transition | Rejected:
         """The only place an agent's state changes. Illegal moves are refused, never applied."""

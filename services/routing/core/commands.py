@@ -11,8 +11,11 @@ from .outputs import Output
 
 __all__ = [
     "Accept",
+    "AgentLinked",
     "AgentLogin",
     "AgentLogout",
+    "AgentUnlinked",
+    "AgentsPresent",
     "AnyCommand",
     "Cancel",
     "Command",
@@ -67,6 +70,27 @@ class EndContact(Command, frozen=True, kw_only=True, tag="end_contact"):
 class AgentLogin(Command, frozen=True, kw_only=True, tag="agent_login"):
     agent_id: str
     away_reason: str | None = None  # log in straight into away with this reason
+    session_id: str | None = None  # the client's socket, when it signs in through one (presence.py)
+
+
+class AgentLinked(Command, frozen=True, kw_only=True, tag="agent_linked"):
+    """The agent's client (re)opened its socket: a lost agent resumes as it was."""
+
+    agent_id: str
+    session_id: str
+
+
+class AgentUnlinked(Command, frozen=True, kw_only=True, tag="agent_unlinked"):
+    """The agent's socket closed without a logout: its grace starts (a stale session's close is ignored)."""
+
+    agent_id: str
+    session_id: str
+
+
+class AgentsPresent(Command, frozen=True, kw_only=True, tag="agents_present"):
+    """One API process's open sockets (agent id -> session ids): renews their leases."""
+
+    sessions: dict[str, list[str]]
 
 
 class AgentLogout(Command, frozen=True, kw_only=True, tag="agent_logout"):
@@ -132,6 +156,9 @@ AnyCommand = (
     | EndContact
     | AgentLogin
     | AgentLogout
+    | AgentLinked
+    | AgentUnlinked
+    | AgentsPresent
     | SetState
     | Accept
     | Reject

@@ -9,12 +9,16 @@ from typing import Any
 
 import msgspec
 
+from . import presence
 from . import snapshot as snap
 from .agent import AgentState, Rejected
 from .commands import (
     Accept,
+    AgentLinked,
     AgentLogin,
     AgentLogout,
+    AgentsPresent,
+    AgentUnlinked,
     AnyCommand,
     Cancel,
     Configure,
@@ -760,6 +764,9 @@ class Engine(Operations):
         EndContact: _end,
         AgentLogin: Operations._login,
         AgentLogout: Operations._logout,
+        AgentLinked: presence.linked,
+        AgentUnlinked: presence.unlinked,
+        AgentsPresent: presence.present,
         SetState: Operations._set_state_cmd,
         Accept: Operations._accept,
         Reject: Operations._reject,

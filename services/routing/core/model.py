@@ -11,6 +11,8 @@ from .schedule import Schedule, validate_schedule
 
 __all__ = [
     "DEFAULT_AWAY_REASONS",
+    "DEFAULT_LINK_GRACE_S",
+    "MAX_LINK_GRACE_S",
     "SYSTEM_AWAY_REASONS",
     "AgentProfile",
     "Channel",
@@ -30,7 +32,10 @@ PRIORITY_MAX = 99
 DEFAULT_PRIORITY = 50
 PROFICIENCY_MAX = 10
 # Reason codes the engine itself uses; tenants cannot redefine them.
-SYSTEM_AWAY_REASONS = ("missed",)
+SYSTEM_AWAY_REASONS = ("missed", "disconnected")
+# How long a signed-in agent whose client lost its socket keeps its seat and its calls (docs/agent-protocol.md).
+DEFAULT_LINK_GRACE_S = 20.0
+MAX_LINK_GRACE_S = 600.0
 DEFAULT_AWAY_REASONS = ("break", "lunch", "meeting", "training", "other")
 _ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
 
@@ -127,6 +132,7 @@ class AgentProfile(msgspec.Struct, frozen=True, kw_only=True):
 
 class TenantConfig(msgspec.Struct, frozen=True, kw_only=True):
     seats: int = 0
+    link_grace_s: float = DEFAULT_LINK_GRACE_S
     away_reasons: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_AWAY_REASONS))
     sites: list[SiteConfig] = msgspec.field(default_factory=list)
     queues: list[QueueConfig] = msgspec.field(default_factory=list)
@@ -205,6 +211,8 @@ def validate_config(cfg: TenantConfig) -> str | None:
     """Return None if the configuration is usable, else a sentence saying what is wrong."""
     if cfg.seats < 0:
         return "seats must not be negative"
+    if not 0 <= cfg.link_grace_s <= MAX_LINK_GRACE_S:
+        return f"link_grace_s must be 0-{MAX_LINK_GRACE_S:.0f} seconds"
     for reason in cfg.away_reasons:
         if not reason or len(reason) > 64:
             return f"away reason code {reason!r} must be 1-64 characters"

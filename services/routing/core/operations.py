@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import presence
 from .agent import Agent, AgentState, Rejected, Slot, SlotPhase, Transition, derive_state
 from .commands import Accept, AgentLogin, AgentLogout, Reject, SetState, WrapUpDone
 from .contact import Contact, ContactState, Offer
@@ -70,6 +71,8 @@ class Operations:
             for slot in agent.slots.values():
                 if slot.phase is SlotPhase.WRAP_UP and slot.wrap_until is not None:
                     self._timers.arm(slot.wrap_until, TimerKind.WRAP, agent.agent_id, slot.contact_id)
+            if agent.link_due is not None:
+                self._timers.arm(agent.link_due, TimerKind.LINK, agent.agent_id)
         for c in st.contacts.values():
             if c.next_check_at is not None:
                 self._timers.arm(c.next_check_at, TimerKind.CONTACT, c.contact_id)
@@ -118,6 +121,9 @@ class Operations:
             return slot is not None and slot.phase is SlotPhase.WRAP_UP and slot.wrap_until == when
         if kind == TimerKind.POSITIONS:
             return st.positions_due_at == when
+        if kind == TimerKind.LINK:
+            linked = st.agents.get(key)
+            return linked is not None and linked.link_due == when
         c = st.contacts.get(key)
         return c is not None and c.next_check_at == when
 
@@ -146,6 +152,8 @@ class Operations:
                     self._on_wrap_timer(key, key2)
                 elif kind == TimerKind.CONTACT:
                     self._on_contact_timer(key)
+                elif kind == TimerKind.LINK:
+                    presence.on_link_timer(self, key)
                 else:
                     self._on_positions_timer()
             self._settle()
@@ -241,6 +249,8 @@ class Operations:
         )
         st.agents[agent.agent_id] = agent
         self._sync_agent(agent, "login")
+        if cmd.session_id is not None:
+            presence.link(self, agent, cmd.session_id)
         return {"state": agent.state.value, "seats": seats, "logged_in": len(st.agents)}
 
     def _logout(self, cmd: AgentLogout) -> Rejected | dict[str, Any]:
@@ -546,8 +556,9 @@ class Operations:
         st = self.state
         if agent.offer_id is not None:
             offer = st.offers[agent.offer_id]
+            # Not "withdrawn" (that is the caller leaving): the contact coordinator puts it back in line.
             self._withdraw_offer(
-                st.contacts[offer.contact_id], "withdrawn", requeue=True, requeue_reason=cause
+                st.contacts[offer.contact_id], f"agent_{cause}", requeue=True, requeue_reason=cause
             )
         for slot in list(agent.slots.values()):
             if slot.phase is SlotPhase.CONNECTED:

@@ -65,7 +65,8 @@ class ContactAccepted(Output, kw_only=True, tag="contact.accepted"):
 
 
 class ContactRejected(Output, kw_only=True, tag="contact.rejected"):
-    """An offer ended without an accept: reason is "rejected", "no_answer" or "withdrawn"."""
+    """An offer ended without an accept: reason is "rejected", "no_answer", "withdrawn" (the
+    caller left) or "agent_<cause>" (the agent was logged out: "agent_logout", "agent_disconnected", ...)."""
 
     contact_id: str
     queue_id: str

@@ -14,6 +14,7 @@ class TimerKind(enum.IntEnum):
     WRAP = 1  # wrap-up end
     CONTACT = 2  # a waiting contact's next step: expansion, window end, spill, overflow, callback expiry
     POSITIONS = 3  # publish changed positions and expected waits
+    LINK = 4  # an agent's socket lease ends, or its grace after losing the socket
 
 
 Entry = tuple[float, int, str, str]

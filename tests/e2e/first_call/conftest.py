@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 import uuid
+import wave
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -245,6 +246,16 @@ def make_tenant(
 def tone(frequency: float, seconds: float, amplitude: float = 8000.0) -> np.ndarray:
     t = np.arange(int(seconds * 8000)) / 8000
     return (amplitude * np.sin(2 * np.pi * frequency * t)).astype(np.int16)
+
+
+def tone_wav(path: Path, frequency: float) -> Path:
+    """One second of `frequency` as an 8 kHz mono WAV file (an agent's or a web caller's `play`)."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(tone(frequency, 1.0).tobytes())
+    return path
 
 
 def tone_power(samples: np.ndarray, frequency: float, rate: int = 8000) -> float:

@@ -18,7 +18,7 @@ from switchboard import AgentSession
 from switchboard.agent_events import ContactConnected, ContactEnded, ContactOffer, Recorded
 
 from tests.e2e.browser import chromium
-from tests.e2e.first_call.conftest import Stack, make_tenant, next_of, tone, wait_contact
+from tests.e2e.first_call.conftest import Stack, make_tenant, next_of, tone_wav, wait_contact
 
 pytestmark = [
     pytest.mark.e2e,
@@ -55,15 +55,6 @@ async (ms) => {
   return {peak_hz: peakHz, peak_db: peakDb};
 }
 """
-
-
-def _wav(path: Path, frequency: float) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(tone(frequency, 1.0).tobytes())
-    return path
 
 
 def _beeps(path: str) -> tuple[list[int], list[float]]:
@@ -117,7 +108,7 @@ async def test_widget_calls_an_agent_and_they_hear_each_other(
         stack.api,
         await asyncio.to_thread(t.token, "agent0@example.com"),
         auto_answer=True,
-        play=_wav(tmp_path / "agent.wav", AGENT_HZ),
+        play=tone_wav(tmp_path / "agent.wav", AGENT_HZ),
         play_loop=True,
         record=tmp_path / "agent-{contact_id}.wav",
     ) as agent:

@@ -18,19 +18,10 @@ from switchboard import AgentSession
 from switchboard._agent_audio import AgentLeg
 from switchboard.agent_events import ContactConnected, ContactEnded, ContactOffer, Recorded
 
-from tests.e2e.first_call.conftest import Stack, make_tenant, next_of, tone, tone_power, wait_contact
+from tests.e2e.first_call.conftest import Stack, make_tenant, next_of, tone_power, tone_wav, wait_contact
 
 CALLER_HZ = 600.0
 AGENT_HZ = 1000.0
-
-
-def wav(path: Path, frequency: float) -> Path:
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(8000)
-        w.writeframes(tone(frequency, 1.0).tobytes())
-    return path
 
 
 async def recv(ws: Any, kind: str) -> dict[str, Any]:
@@ -55,7 +46,7 @@ async def test_web_caller_reaches_an_agent_and_they_talk(first_call_stack: Stack
     browser = AgentLeg(
         "web",
         [],
-        play=wav(tmp_path / "caller.wav", CALLER_HZ),
+        play=tone_wav(tmp_path / "caller.wav", CALLER_HZ),
         play_loop=True,
         record=str(tmp_path / "web-{contact_id}.wav"),
     )
@@ -70,7 +61,7 @@ async def test_web_caller_reaches_an_agent_and_they_talk(first_call_stack: Stack
             stack.api,
             t.token("agent0@example.com"),
             auto_answer=True,
-            play=wav(tmp_path / "agent.wav", AGENT_HZ),
+            play=tone_wav(tmp_path / "agent.wav", AGENT_HZ),
             play_loop=True,
             record=tmp_path / "agent-{contact_id}.wav",
         ) as agent:
@@ -143,7 +134,7 @@ async def test_closing_the_page_ends_the_web_call(first_call_stack: Stack, tmp_p
             "token"
         ]
     ws = await websockets.connect(stack.api.replace("http://", "ws://") + f"/v1/ws?token={token}")
-    browser = AgentLeg("web", [], play=wav(tmp_path / "caller.wav", CALLER_HZ), play_loop=True)
+    browser = AgentLeg("web", [], play=tone_wav(tmp_path / "caller.wav", CALLER_HZ), play_loop=True)
     try:
         await recv(ws, "ready")
         async with AgentSession(stack.api, t.token("agent0@example.com"), auto_answer=True) as agent:

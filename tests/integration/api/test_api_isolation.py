@@ -140,6 +140,7 @@ async def _snapshot(client: httpx.AsyncClient, t: Tenant) -> dict[str, Any]:
         a["id"] for a in (await client.get("/v1/audit", params={"limit": 200}, headers=h)).json()["items"]
     ]
     snap["me"] = (await client.get("/v1/me", headers=h)).json()["tenant"]
+    snap["settings"] = (await client.get("/v1/me/settings", headers=h)).json()
     return snap
 
 
@@ -358,6 +359,11 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
             assert r.status_code == 200, (path, r.text)
             leaked = [i for i in b_ids if i in r.text]
             assert leaked == [], f"GET {path} shows tenant B's ids {leaked}"
+            covered.add((path, method))
+        elif method == "PATCH" and path == "/v1/me/settings":
+            # A's own settings: B's must not change (the snapshot below compares them).
+            r = await client.patch(path, json={"agent_grace_seconds": 7}, headers=a.headers)
+            assert r.status_code == 200 and r.json() == {"agent_grace_seconds": 7}, r.text
             covered.add((path, method))
         elif method == "POST" and path in post_bodies:
             body, statuses = post_bodies[path]

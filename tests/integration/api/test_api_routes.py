@@ -578,6 +578,7 @@ async def test_openapi_metrics_and_unknown_routes(client: httpx.AsyncClient, ten
     expected = {
         "/v1/signup",
         "/v1/me",
+        "/v1/me/settings",
         "/v1/keys",
         "/v1/keys/{key_id}",
         "/v1/seats",

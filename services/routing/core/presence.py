@@ -1,0 +1,105 @@
+# Presence that matches reality: whether a signed-in agent's client still holds its socket.
+#
+# An agent signed in through a socket is "linked" to that socket's session. The API processes renew the
+# link (AgentsPresent, every few seconds) and report a close without logout (AgentUnlinked). A lost link
+# starts the tenant's grace (`link_grace_s`): the agent gets no new offers (it is away "disconnected"), its
+# calls go on (the audio never went through the socket). Back in time (AgentLinked, or a renewal) it
+# resumes as it was; not back, it is logged out: its seat is freed and a connected contact goes back in
+# line at its place. A lease that is not renewed (the API process holding the socket died with it) counts
+# as a lost link from the lease's end, so presence also survives a restart of the whole platform truthfully.
+# Agents that never signed in through a socket (link None) are not watched.
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .agent import Agent, Rejected
+from .commands import AgentLinked, AgentsPresent, AgentUnlinked
+from .timers import TimerKind
+
+if TYPE_CHECKING:
+    from .operations import Operations
+
+__all__ = ["LEASE_S", "link", "linked", "on_link_timer", "present", "unlinked"]
+
+# An API process renews its sockets' leases every 5 s (services/api/presence.py); three missed renewals
+# mean the process is gone.
+LEASE_S = 15.0
+LOST_REASON = "disconnected"
+
+
+def _arm(ops: Operations, agent: Agent, when: float) -> None:
+    agent.link_due = when
+    ops._timers.arm(when, TimerKind.LINK, agent.agent_id)
+
+
+def link(ops: Operations, agent: Agent, session_id: str) -> bool:
+    """(Re)link the agent to a socket and renew its lease; True when it was lost and now resumes."""
+    agent.link = session_id
+    _arm(ops, agent, ops.state.now + LEASE_S)
+    if agent.link_lost_at is None:
+        return False
+    agent.link_lost_at = None
+    agent.away_reason, agent.away_before_lost = agent.away_before_lost, None
+    ops._sync_agent(agent, "reconnected")
+    return True
+
+
+def _lose(ops: Operations, agent: Agent) -> None:
+    now = ops.state.now
+    agent.link_lost_at = now
+    _arm(ops, agent, now + ops.state.config.link_grace_s)
+    agent.away_before_lost = agent.away_reason
+    agent.away_reason = LOST_REASON
+    ops._sync_agent(agent, LOST_REASON)
+
+
+def _summary(agent: Agent) -> dict[str, Any]:
+    return {
+        "logged_in": True,
+        "state": agent.state.value,
+        "reason": agent.reason,
+        "offer_id": agent.offer_id,
+        "contacts": [{"contact_id": s.contact_id, "phase": s.phase.value} for s in agent.slots.values()],
+    }
+
+
+def linked(ops: Operations, cmd: AgentLinked) -> Rejected | dict[str, Any]:
+    agent = ops.state.agents.get(cmd.agent_id)
+    if agent is None:
+        return {"logged_in": False}
+    resumed = link(ops, agent, cmd.session_id)
+    return {**_summary(agent), "resumed": resumed}
+
+
+def unlinked(ops: Operations, cmd: AgentUnlinked) -> Rejected | dict[str, Any]:
+    agent = ops.state.agents.get(cmd.agent_id)
+    if agent is None or agent.link_lost_at is not None or agent.link not in (None, cmd.session_id):
+        # Logged out, already lost, or a stale socket closing after the client reconnected elsewhere.
+        return {"lost": False}
+    _lose(ops, agent)
+    return {"lost": True, "grace_s": ops.state.config.link_grace_s}
+
+
+def present(ops: Operations, cmd: AgentsPresent) -> Rejected | dict[str, Any]:
+    renewed = 0
+    for agent_id, sessions in cmd.sessions.items():
+        agent = ops.state.agents.get(agent_id)
+        if agent is None or agent.link is None or not sessions:
+            continue
+        if agent.link in sessions:
+            link(ops, agent, agent.link)
+        elif agent.link_lost_at is not None:
+            link(ops, agent, sessions[0])
+        else:
+            continue  # linked through another process's socket: that process renews it
+        renewed += 1
+    return {"renewed": renewed}
+
+
+def on_link_timer(ops: Operations, agent_id: str) -> None:
+    agent = ops.state.agents[agent_id]
+    agent.link_due = None
+    if agent.link_lost_at is None:
+        _lose(ops, agent)  # the lease ran out: the socket's process is gone
+        return
+    ops._log_out(agent, LOST_REASON)

@@ -1,0 +1,248 @@
+"""Presence that matches reality (docs/agent-protocol.md, Reconnecting), with real processes: a headless agent
+killed with -9 is signed out at the end of its tenant's grace and its seat freed; an agent whose socket is
+cut for a few seconds mid-call keeps the same call and its audio both ways; one cut for longer than the
+grace is signed out, and its caller hears a message and is answered by another agent.
+
+The cuts go through a small TCP proxy in front of the API (the agent's network, not the platform, fails).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from switchboard import AgentSession
+from switchboard.agent_events import (
+    AgentState,
+    ContactConnected,
+    ContactEnded,
+    ContactOffer,
+    Disconnected,
+    Reconnected,
+    Session,
+)
+
+from tests.e2e.first_call.conftest import (
+    REPO,
+    PhoneCaller,
+    Stack,
+    Tenant,
+    make_tenant,
+    next_of,
+    tone_power,
+    tone_wav,
+    wait_contact,
+)
+
+AGENT_HZ, CALLER_HZ = 1000.0, 600.0
+
+
+class CuttableProxy:
+    """127.0.0.1:port -> the API. `cut(seconds)` drops every open connection and refuses new ones for that
+    long, as a Wi-Fi drop would (the client sees its socket close and cannot reconnect until it is over)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.refuse_until = 0.0
+        self.links: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if time.monotonic() < self.refuse_until:
+            writer.transport.abort()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self.links.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(Exception):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self.links.difference_update((writer, up_writer))
+
+    def cut(self, seconds: float) -> None:
+        self.refuse_until = time.monotonic() + seconds
+        for writer in list(self.links):
+            writer.transport.abort()
+
+    async def close(self) -> None:
+        self.cut(0)
+        self.server.close()
+
+
+def _grace(t: Tenant, seconds: int) -> None:
+    with t.client() as client:
+        r = client.patch("/v1/me/settings", json={"agent_grace_seconds": seconds})
+        assert r.status_code == 200 and r.json() == {"agent_grace_seconds": seconds}, r.text
+
+
+def _logged_in(t: Tenant) -> int:
+    with t.client() as client:
+        return int(client.get("/v1/seats").json()["logged_in"])
+
+
+AGENT_SCRIPT = """
+import asyncio, os, sys
+from switchboard import AgentSession
+async def main():
+    async with AgentSession(os.environ["API"], os.environ["TOKEN"], audio=False) as agent:
+        await agent.login(state="available")
+        print("signed-in", flush=True)
+        await asyncio.sleep(3600)
+asyncio.run(main())
+"""
+
+
+async def test_an_agent_killed_is_signed_out_at_the_end_of_its_grace_and_can_sign_in_again(
+    first_call_stack: Stack,
+) -> None:
+    t = make_tenant(first_call_stack.api)
+    _grace(t, 3)
+    env = {**os.environ, "API": first_call_stack.api, "TOKEN": t.token("agent0@example.com")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", AGENT_SCRIPT, cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 20)
+        assert line.strip() == b"signed-in"
+        assert _logged_in(t) == 1
+        proc.kill()  # SIGKILL: no logout, the socket just closes
+        killed = time.monotonic()
+        await asyncio.sleep(2.0)
+        assert _logged_in(t) == 1, "signed out before the grace ended"
+        while _logged_in(t) != 0:
+            assert time.monotonic() - killed < 8.0, "the seat was never freed"
+            await asyncio.sleep(0.1)
+        freed = time.monotonic() - killed
+        assert 2.9 <= freed < 5.0, freed
+        async with AgentSession(first_call_stack.api, t.token("agent0@example.com"), audio=False) as again:
+            assert (await again.login(state="available"))["state"] == "available"
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
+
+
+async def test_a_socket_cut_mid_call_keeps_the_same_call_and_its_audio(
+    first_call_stack: Stack, tmp_path: Path
+) -> None:
+    stack = first_call_stack
+    t = make_tenant(stack.api)
+    _grace(t, 20)
+    proxy = CuttableProxy(int(stack.api.rsplit(":", 1)[1]))
+    via = await proxy.start()
+    caller = PhoneCaller(stack.sip_port, t.number, frequency=CALLER_HZ)
+    try:
+        async with AgentSession(
+            via,
+            t.token("agent0@example.com"),
+            auto_answer=True,
+            play=tone_wav(tmp_path / "agent.wav", AGENT_HZ),
+            play_loop=True,
+            record=tmp_path / "heard-{contact_id}.wav",
+        ) as agent:
+            assert not (await next_of(agent, Session)).logged_in  # the first socket's
+            await agent.login(state="available")
+            await caller.dial()
+            offer = await next_of(agent, ContactOffer)
+            await next_of(agent, ContactConnected)
+            await asyncio.sleep(0.5)
+            proxy.cut(5.0)
+            cut_at = time.monotonic()
+            await next_of(agent, Disconnected, timeout=3)
+            mark = caller.mark()
+            await asyncio.sleep(3.0)
+            heard = caller.pcm_since(mark)  # while the socket is down
+            assert len(heard) > 16000 and tone_power(heard, AGENT_HZ) > 0.5
+            back = await next_of(agent, Reconnected, timeout=10)
+            session = await next_of(agent, Session, timeout=5)
+            assert time.monotonic() - cut_at < 7.0
+            assert session.logged_in and session.resumed and session.state == "on_contact"
+            assert [(c.contact_id, c.phase) for c in session.contacts] == [(offer.contact_id, "connected")]
+            leg = agent.leg(offer.contact_id)
+            assert leg is not None and leg.recorder is not None
+            before = leg.recorder.seconds
+            mark = caller.mark()
+            await asyncio.sleep(1.5)
+            assert tone_power(caller.pcm_since(mark), AGENT_HZ) > 0.5  # still heard after the reconnect
+            assert leg.recorder.seconds > before + 1.0  # and the agent still hears the caller
+            await agent.hangup(offer.contact_id)
+            ended = await next_of(agent, ContactEnded)
+            assert ended.by == "agent" and ended.duration > 8.0
+            await agent.wrap_up(offer.contact_id, "resolved")
+        record = await wait_contact(t, offer.contact_id, "ended")
+        assert record["outcome"] == "handled" and record["agent_id"] == t.agents["agent0@example.com"]
+        assert abs(record["talk_s"] - ended.duration) < 0.5
+        assert back.seconds < 7.0
+    finally:
+        caller.close()
+        await proxy.close()
+
+
+async def test_a_cut_longer_than_the_grace_requeues_the_caller_to_another_agent(
+    first_call_stack: Stack, tmp_path: Path
+) -> None:
+    stack = first_call_stack
+    t = make_tenant(stack.api, agents=2)
+    _grace(t, 2)
+    proxy = CuttableProxy(int(stack.api.rsplit(":", 1)[1]))
+    via = await proxy.start()
+    caller = PhoneCaller(stack.sip_port, t.number, frequency=CALLER_HZ)
+    play = tone_wav(tmp_path / "agent.wav", AGENT_HZ)
+    try:
+        async with (
+            AgentSession(
+                via, t.token("agent0@example.com"), auto_answer=True, play=play, play_loop=True
+            ) as a,
+            AgentSession(stack.api, t.token("agent1@example.com"), auto_answer=True) as b,
+        ):
+            await next_of(a, Session)  # the first socket's
+            await a.login(state="available")
+            await caller.dial()
+            offer = await next_of(a, ContactOffer)
+            await next_of(a, ContactConnected)
+            await b.login(state="available")
+            proxy.cut(6.0)
+            # Past the grace the caller goes back in line and the other agent takes the call.
+            again = await next_of(b, ContactOffer, timeout=10)
+            assert again.contact_id == offer.contact_id
+            await next_of(b, ContactConnected, timeout=10)
+            # The first agent's client comes back after the cut: signed out meanwhile, it signs in again.
+            await next_of(a, Reconnected, timeout=15)
+            session = await next_of(a, Session, timeout=5)
+            assert not session.logged_in
+            assert session.contacts == []
+            await next_of(a, AgentState, lambda e: e.state == "available", timeout=10)
+            assert a.leg(offer.contact_id) is None  # its old leg was ended
+        record = await wait_contact(t, offer.contact_id, "connected")
+        assert record["agent_id"] == t.agents["agent1@example.com"]
+        events = [e["event"] for e in record["timeline"]]
+        assert "queued" in events[events.index("connected") :], events
+        causes = [e["detail"].get("cause") for e in record["timeline"]]
+        assert "agent_disconnected" in causes, record["timeline"]
+    finally:
+        caller.close()
+        await proxy.close()
+
+
+def test_settings_refuse_a_grace_out_of_range(first_call_stack: Stack) -> None:
+    t = make_tenant(first_call_stack.api)
+    with t.client() as client:
+        r = client.patch("/v1/me/settings", json={"agent_grace_seconds": 601})
+        assert r.status_code in (400, 422), r.text
+        assert client.get("/v1/me/settings").json() == {"agent_grace_seconds": 20}
+    with httpx.Client(base_url=first_call_stack.api) as anon:
+        assert anon.patch("/v1/me/settings", json={"agent_grace_seconds": 5}).status_code == 401
