@@ -69,6 +69,18 @@ def _check_signup(state: State, company: str, email: str, force: bool, yes: bool
         raise CliError("signup cancelled: no tenant was created")
 
 
+def _duration(seconds: float) -> str:
+    """`2d 3h 05m`, `3h 05m`, `12m 30s`: how long an interval of usage lasted."""
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d {hours}h {minutes:02d}m"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s"
+
+
 def _seats_rows(seats: switchboard.Seats) -> list[tuple[str, object]]:
     return [
         ("purchased", seats.purchased),
@@ -147,7 +159,8 @@ def register(cli: click.Group) -> None:
             emit_json(me)
             return
         output.note(
-            f"Logged in to {me.tenant.name} as a {me.key.role} key; saved to profile '{state.profile_name}' in {path}."
+            f"Logged in to {me.tenant.name} as {'an' if me.key.role[:1] in 'aeiou' else 'a'} {me.key.role} key; "
+            f"saved to profile '{state.profile_name}' in {path}."
         )
 
     @command(cli, "whoami")
@@ -225,9 +238,15 @@ def register(cli: click.Group) -> None:
             f"from {output.short_time(report.from_)} to {output.short_time(report.to)}"
         )
         output.table(
-            ("FROM", "TO", "SEATS", "SECONDS"),
+            ("FROM", "TO", "SEATS PURCHASED", "FOR", "SEAT-HOURS"),
             (
-                [output.short_time(i.from_), output.short_time(i.to), i.seats, f"{i.seconds:.0f}"]
+                [
+                    output.short_time(i.from_),
+                    output.short_time(i.to),
+                    i.seats,
+                    _duration(i.seconds),
+                    f"{i.seats * i.seconds / 3600:.2f}",
+                ]
                 for i in report.intervals
             ),
             empty="no seats in this period",

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -75,16 +76,47 @@ def _agent_names(client: switchboard.Client, ids: set[str]) -> dict[str, str]:
     return {a.id: a.email for a in client.agents.iter(page_size=PAGE) if a.id in ids}
 
 
+def _people(client: switchboard.Client) -> dict[str, str]:
+    """Every agent id and queue id of the tenant -> what a person calls it (`Ada Lovelace <ada@...>`, the
+    queue's name), for the ids a contact's fields and timeline carry."""
+    names = {a.id: f"{a.name} <{a.email}>" for a in client.agents.iter(page_size=PAGE)}
+    names.update({q.id: q.name for q in client.queues.iter(page_size=PAGE)})
+    return names
+
+
+def _steps(raw: str) -> str:
+    """`ivr.steps` (JSON: node, seconds, digits per node) as `greet 2.0s > menu 4.5s pressed 2 > sales`."""
+    try:
+        steps = json.loads(raw)
+        parts = []
+        for step in steps:
+            part = f"{step['node']} {float(step.get('seconds') or 0):.1f}s"
+            if step.get("digits"):
+                part += f" pressed {step['digits']}"
+            parts.append(part)
+    except (ValueError, TypeError, KeyError):
+        return raw  # not what the IVR writes: shown as it is rather than hidden
+    return " > ".join(parts)
+
+
+def _named(key: str, value: str, names: dict[str, str]) -> tuple[str, str]:
+    """A timeline detail `queue_id=<uuid>` as `queue=Support` (the id kept when it is not known)."""
+    if key.endswith("_id") and value in names:
+        return key.removesuffix("_id"), names[value]
+    return key, value
+
+
 def _outcome(c: switchboard.ContactSummary) -> str:
     return c.outcome or c.state
 
 
-def _timeline_line(entry: switchboard.TimelineEntry, start: datetime) -> str:
+def _timeline_line(entry: switchboard.TimelineEntry, start: datetime, names: dict[str, str]) -> str:
     """`2026-11-23 17:51:11.250Z    +4.5s  queued         queue=Support`: time, offset from arrival, detail."""
     at = entry.at.astimezone(UTC)
     stamp = f"{at:%Y-%m-%d %H:%M:%S}.{at.microsecond // 1000:03d}Z"
     offset = f"+{(entry.at - start).total_seconds():.1f}s"
-    detail = " ".join(f"{k}={v}" for k, v in entry.detail.items())
+    pairs = (_named(k, str(v), names) for k, v in entry.detail.items())
+    detail = " ".join(f"{k}={v!r}" if " " in v else f"{k}={v}" for k, v in pairs)
     return f"{stamp}  {offset:>8}  {entry.event:<14} {detail}".rstrip()
 
 
@@ -147,10 +179,11 @@ def register(cli: click.Group) -> None:
         """Show one contact: its fields and its timeline (one line per event)."""
         with state.client() as client:
             c = client.contacts.get(contact_id)
-            emails = _agent_names(client, {c.agent_id} if c.agent_id and not state.json else set())
+            names = _people(client) if not state.json else {}
         if state.json:
             emit_json(c)
             return
+        shown_elsewhere = ("ivr.flow", "ivr.path", "ivr.digits", "ivr.steps")
         caller = f"{c.caller_name} <{c.caller}>" if c.caller_name else (c.caller or "anonymous")
         pairs: list[tuple[str, object]] = [
             ("id", c.id),
@@ -160,11 +193,16 @@ def register(cli: click.Group) -> None:
             ("state", c.state),
             ("outcome", c.outcome),
             ("cause", c.cause),
-            ("queue", c.queue_name or c.queue_id),
-            ("agent", emails.get(c.agent_id or "", c.agent_id)),
+            ("queue", c.queue_name or names.get(c.queue_id or "", c.queue_id)),
+            ("agent", names.get(c.agent_id or "", c.agent_id)),
+            ("ivr flow", c.attributes.get("ivr.flow")),
             ("ivr path", " > ".join(c.ivr_path)),
+            ("ivr steps", _steps(c.attributes["ivr.steps"]) if "ivr.steps" in c.attributes else None),
             ("digits", c.ivr_digits),
-            ("attributes", " ".join(f"{k}={v}" for k, v in c.attributes.items())),
+            (
+                "attributes",
+                " ".join(f"{k}={v}" for k, v in c.attributes.items() if k not in shown_elsewhere),
+            ),
             ("arrived", output.short_time(c.arrived_at)),
             ("connected", output.short_time(c.connected_at) if c.connected_at else None),
             ("ended", output.short_time(c.ended_at) if c.ended_at else None),
@@ -175,14 +213,15 @@ def register(cli: click.Group) -> None:
             ("notes", c.notes),
         ]
         for i, transfer in enumerate(c.transfers, start=1):
-            pairs.append((f"transfer {i}", " ".join(f"{k}={v}" for k, v in transfer.items())))
+            moves = (_named(k, str(v), names) for k, v in transfer.items())
+            pairs.append((f"transfer {i}", " ".join(f"{k}={v}" for k, v in moves)))
         output.details(pairs, title=f"Contact {c.id}")
         output.note("")
         output.note("Timeline")
         if not c.timeline:
             output.note("  (no events recorded)")
         for entry in c.timeline:
-            output.note("  " + _timeline_line(entry, c.arrived_at))
+            output.note("  " + _timeline_line(entry, c.arrived_at, names))
 
     # Widget keys ------------------------------------------------------------------------------------
     widget_keys = group(

@@ -290,10 +290,16 @@ def register(cli: click.Group) -> None:
         if sum((bool(flow), bool(queue), unroute)) != 1:
             raise click.UsageError("give exactly one of --flow NAME, --queue NAME or --none")
         with state.client() as client:
-            if queue:
-                number = client.flows.route(e164, queue=queue)
-            else:
-                number = client.flows.route(e164, None if unroute else flow)
+            try:
+                if queue:
+                    number = client.flows.route(e164, queue=queue)
+                else:
+                    number = client.flows.route(e164, None if unroute else flow)
+            except switchboard.NotFoundError:
+                raise CliError(
+                    f"numbers route refused: this tenant holds no number {e164}; claim it first with "
+                    f"`switchboard numbers claim {e164}`"
+                ) from None
         if state.json:
             emit_json(number)
             return

@@ -6,6 +6,8 @@ by itself) or by id; names are looked up with the SDK, never guessed.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 import switchboard
 
@@ -99,6 +101,27 @@ def register(cli: click.Group) -> None:
             emit_json(site)
             return
         output.note(f"Added site {site.name} ({site.kind}, {site.timezone}), id {site.id}.")
+
+    @command(sites, "update")
+    @click.argument("site", metavar="NAME_OR_ID")
+    @click.option("--name", "new_name", metavar="NAME", help="A new name.")
+    @click.option("--timezone", metavar="TZ", help="IANA time zone.")
+    @click.option("--kind", type=click.Choice(["office", "home"]))
+    def sites_update(
+        state: State, site: str, new_name: str | None, timezone: str | None, kind: str | None
+    ) -> None:
+        """Change a site's name, time zone or kind; only what is given changes."""
+        fields = {
+            k: v for k, v in (("name", new_name), ("timezone", timezone), ("kind", kind)) if v is not None
+        }
+        if not fields:
+            raise click.UsageError("nothing to change: give --name, --timezone or --kind")
+        with state.client() as client:
+            updated = client.sites.update(find_site(client, site).id, **fields)
+        if state.json:
+            emit_json(updated)
+            return
+        output.note(f"Updated site {updated.name} ({updated.kind}, {updated.timezone}).")
 
     @command(sites, "list")
     def sites_list(state: State) -> None:
@@ -237,62 +260,100 @@ def register(cli: click.Group) -> None:
     # Queues -----------------------------------------------------------------------------------------
     queues = group(cli, "queues", "Queues: where contacts wait for an agent with the right skills.")
 
+    def queue_options(fn: Any) -> Any:
+        """The settings `queues create` and `queues update` share."""
+        for option in reversed(
+            [
+                click.option(
+                    "--skills",
+                    type=REQUIREMENTS,
+                    help="Minimum proficiency per skill, in quotes: 'sales>=5,billing>=3'.",
+                ),
+                click.option(
+                    "--sl",
+                    "service_level",
+                    type=SERVICE_LEVEL,
+                    help="Service-level target PERCENT/SECONDS, e.g. 80/20.",
+                ),
+                click.option("--priority", type=click.IntRange(1, 99), help="1-99; higher is served first."),
+                click.option(
+                    "--wrap-up",
+                    type=click.IntRange(0, 3600),
+                    metavar="SECONDS",
+                    help="After-contact work time.",
+                ),
+                click.option(
+                    "--short-abandon",
+                    type=click.IntRange(0, 600),
+                    metavar="SECONDS",
+                    help="Abandons sooner do not count against SL.",
+                ),
+                click.option(
+                    "--offer-timeout",
+                    type=click.IntRange(5, 300),
+                    metavar="SECONDS",
+                    help="How long an offer rings at an agent before it counts as missed (default 20).",
+                ),
+                click.option("--site", metavar="NAME_OR_ID", help="Site the queue belongs to."),
+            ]
+        ):
+            fn = option(fn)
+        return fn
+
+    def queue_fields(client: switchboard.Client, given: dict[str, Any]) -> dict[str, Any]:
+        unset = switchboard.UNSET
+        level = given["service_level"]
+
+        def value(key: str) -> Any:
+            return given[key] if given[key] is not None else unset
+
+        return {
+            "skills": value("skills"),
+            "priority": value("priority"),
+            "sl_percent": level[0] if level else unset,
+            "sl_seconds": level[1] if level else unset,
+            "wrap_up_seconds": value("wrap_up"),
+            "short_abandon_seconds": value("short_abandon"),
+            "offer_timeout_seconds": value("offer_timeout"),
+            "site_id": find_site(client, given["site"]).id if given["site"] else unset,
+        }
+
     @command(queues, "create")
     @click.argument("name")
-    @click.option(
-        "--skills", type=REQUIREMENTS, help="Minimum proficiency per skill, e.g. sales>=5,billing>=3."
-    )
-    @click.option(
-        "--sl", "service_level", type=SERVICE_LEVEL, help="Service-level target PERCENT/SECONDS, e.g. 80/20."
-    )
-    @click.option("--priority", type=click.IntRange(1, 99), help="1-99; higher is served first.")
-    @click.option(
-        "--wrap-up", type=click.IntRange(0, 3600), metavar="SECONDS", help="After-contact work time."
-    )
-    @click.option(
-        "--short-abandon",
-        type=click.IntRange(0, 600),
-        metavar="SECONDS",
-        help="Abandons sooner do not count against SL.",
-    )
-    @click.option(
-        "--offer-timeout",
-        type=click.IntRange(5, 300),
-        metavar="SECONDS",
-        help="How long an offer rings at an agent before it counts as missed (default 20).",
-    )
-    @click.option("--site", metavar="NAME_OR_ID", help="Site the queue belongs to.")
-    def queues_create(
-        state: State,
-        name: str,
-        skills: dict[str, int] | None,
-        service_level: tuple[int, int] | None,
-        priority: int | None,
-        wrap_up: int | None,
-        short_abandon: int | None,
-        offer_timeout: int | None,
-        site: str | None,
-    ) -> None:
+    @queue_options
+    def queues_create(state: State, name: str, **given: Any) -> None:
         """Create a queue."""
-        unset = switchboard.UNSET
         with state.client() as client:
-            queue = client.queues.create(
-                name,
-                skills=skills if skills is not None else unset,
-                priority=priority if priority is not None else unset,
-                sl_percent=service_level[0] if service_level else unset,
-                sl_seconds=service_level[1] if service_level else unset,
-                wrap_up_seconds=wrap_up if wrap_up is not None else unset,
-                short_abandon_seconds=short_abandon if short_abandon is not None else unset,
-                offer_timeout_seconds=offer_timeout if offer_timeout is not None else unset,
-                site_id=find_site(client, site).id if site else unset,
-            )
+            queue = client.queues.create(name, **queue_fields(client, given))
         if state.json:
             emit_json(queue)
             return
         output.note(
             f"Created queue {queue.name} (SL {queue.sl_percent}/{queue.sl_seconds}, priority {queue.priority}), "
             f"id {queue.id}."
+        )
+
+    @command(queues, "update")
+    @click.argument("queue", metavar="NAME_OR_ID")
+    @click.option("--name", "new_name", metavar="NAME", help="A new name.")
+    @queue_options
+    def queues_update(state: State, queue: str, new_name: str | None, **given: Any) -> None:
+        """Change a queue's settings; only what is given changes (--skills replaces all its skills)."""
+        with state.client() as client:
+            found = find_queue(client, queue)
+            fields = {k: v for k, v in queue_fields(client, given).items() if v is not switchboard.UNSET}
+            if new_name is not None:
+                fields["name"] = new_name
+            if not fields:
+                raise click.UsageError("nothing to change: give at least one option (see --help)")
+            updated = client.queues.update(found.id, **fields)
+        if state.json:
+            emit_json(updated)
+            return
+        output.note(
+            f"Updated queue {updated.name}: skills {_skills(updated.skills, '>=') or 'none'}, "
+            f"SL {updated.sl_percent}/{updated.sl_seconds}, priority {updated.priority}, "
+            f"wrap-up {updated.wrap_up_seconds}s."
         )
 
     @command(queues, "list")
@@ -387,14 +448,30 @@ def register(cli: click.Group) -> None:
         """List the tenant's numbers."""
         with state.client() as client:
             found = list(client.numbers.iter(page_size=PAGE))
-            queue_names = _names(list(client.queues.iter(page_size=PAGE))) if found and not state.json else {}
+            queue_names: dict[str, str] = {}
+            flow_names: dict[str, str] = {}
+            if found and not state.json:
+                queue_names = _names(list(client.queues.iter(page_size=PAGE)))
+                if any(n.flow_id for n in found):
+                    cursor = None
+                    while True:
+                        page = client.flows.list(limit=PAGE, cursor=cursor)
+                        flow_names.update({f.id: f.name for f in page.items})
+                        if not (cursor := page.next_cursor):
+                            break
         if state.json:
             emit_json(found)
             return
-        output.table(
-            ("ID", "E164", "QUEUE", "FLOW"),
-            ([n.id, n.e164, queue_names.get(n.queue_id or "", n.queue_id), n.flow_id] for n in found),
-        )
+
+        def route(n: switchboard.Number) -> str:
+            # A flow answers the number's calls whatever its queue says: only the flow is shown then.
+            if n.flow_id:
+                return f"flow {flow_names.get(n.flow_id, n.flow_id)}"
+            if n.queue_id:
+                return f"queue {queue_names.get(n.queue_id, n.queue_id)}"
+            return "nowhere (unrouted message)"
+
+        output.table(("ID", "E164", "CALLS GO TO"), ([n.id, n.e164, route(n)] for n in found))
 
     @command(numbers, "release")
     @click.argument("number", metavar="E164_OR_ID")

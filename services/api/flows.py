@@ -421,7 +421,12 @@ class NumberRouteController(Controller):
             else:
                 row = await conn.fetchrow(f"SELECT {NUMBER_COLUMNS} FROM numbers WHERE e164 = $1", ref)
             if row is None:
-                raise not_found("number")
+                # Said as the user put it: a number typed in E.164 is one this tenant has not claimed.
+                raise (
+                    not_found("number")
+                    if nid is not None
+                    else Problem(404, f"this tenant holds no number {ref}; claim it first")
+                )
             if data is None or (data.flow is msgspec.UNSET) == (data.queue is msgspec.UNSET):
                 raise validation("flow", 'send {"flow": NAME} (or null to unroute) or {"queue": NAME}')
             if data.queue is not msgspec.UNSET:

@@ -71,6 +71,9 @@ def run(api_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any
 def test_contacts_list_and_show(run: Any, infra: Any) -> None:
     tenant_id = json.loads(run("whoami", "--json").stdout)["tenant"]["id"]
     queue = json.loads(run("queues", "create", "Support", "--json").stdout)
+    agent = json.loads(
+        run("agents", "add", "--name", "Ada Lovelace", "--email", "ada@acme.example", "--json").stdout
+    )
     now = datetime.now(UTC).timestamp()
     old, recent, newest = add_contacts(
         infra,
@@ -94,11 +97,18 @@ def test_contacts_list_and_show(run: Any, infra: Any) -> None:
                 "notes": "reset the password",
                 "ivr_path": ["welcome", "menu"],
                 "ivr_digits": "2",
+                "agent_id": uuid.UUID(agent["id"]),
+                "attributes": {
+                    "ivr.flow": "main@3",
+                    "ivr.steps": '[{"node":"welcome","seconds":2.04,"digits":""},'
+                    '{"node":"menu","seconds":4.5,"digits":"2"}]',
+                    "account": "42",
+                },
                 "transfers": [{"to": "billing", "note": "invoice"}],
                 "timeline": [
                     TimelineEntry(at=now - 3600, event="arrived", detail={"dialled": "+15550100"}),
-                    TimelineEntry(at=now - 3595.5, event="queued", detail={"queue": "Support"}),
-                    TimelineEntry(at=now - 3590, event="connected"),
+                    TimelineEntry(at=now - 3595.5, event="queued", detail={"queue_id": queue["id"]}),
+                    TimelineEntry(at=now - 3590, event="connected", detail={"agent_id": agent["id"]}),
                 ],
                 "arrived_at": now - 3600,
                 "queue_s": 5.5,
@@ -132,12 +142,17 @@ def test_contacts_list_and_show(run: Any, infra: Any) -> None:
     shown = run("contacts", "show", recent).stdout
     assert "Grace Hopper <+15550002222>" in shown and "welcome > menu" in shown and "resolved" in shown
     assert "reset the password" in shown and "to=billing note=invoice" in shown
+    # Names, not ids; the IVR's steps read as a path with times and keys, not as JSON.
+    assert (
+        "Ada Lovelace <ada@acme.example>" in shown and agent["id"] not in shown and queue["id"] not in shown
+    )
+    assert "welcome 2.0s > menu 4.5s pressed 2" in shown and "account=42" in shown and '"node"' not in shown
     lines = [line.strip() for line in shown.splitlines()]
     timeline = lines[lines.index("Timeline") + 1 :]
-    assert [line.split()[2:] for line in timeline] == [
+    assert [line.split(maxsplit=4)[2:] for line in timeline] == [
         ["+0.0s", "arrived", "dialled=+15550100"],
         ["+4.5s", "queued", "queue=Support"],
-        ["+10.0s", "connected"],
+        ["+10.0s", "connected", "agent='Ada Lovelace <ada@acme.example>'"],
     ]
     assert timeline[0].split()[1].endswith("Z")
     body = json.loads(run("contacts", "show", recent, "--json").stdout)

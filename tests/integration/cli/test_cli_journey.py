@@ -137,7 +137,7 @@ def test_journey_in_json_form(sb: Cli) -> None:
     listed = sb.json("agents", "list", "--json")
     assert isinstance(listed, list) and [a["id"] for a in listed] == [a["id"] for a in agents]
 
-    queue = sb.json("queues", "create", "Billing", "--skills", "billing>=3,sales", "--sl", "90/15",
+    queue = sb.json("queues", "create", "Billing", "--skills", "billing>=3,sales>=0", "--sl", "90/15",
                     "--priority", "9", "--wrap-up", "45", "--json")  # fmt: skip
     assert queue["name"] == "Billing" and queue["skills"] == {"billing": 3, "sales": 0}
     assert (queue["sl_percent"], queue["sl_seconds"], queue["priority"], queue["wrap_up_seconds"]) == (
@@ -378,3 +378,50 @@ def test_queues_remove_is_refused_while_used_and_force_says_what_it_unrouted(sb:
     assert "Sales" not in sb("queues", "list").stdout
     sb("queues", "create", "Spare")
     assert json.loads(sb("queues", "remove", "Spare", "--json").stdout)["unrouted_numbers"] == []
+
+
+def test_output_for_people_names_routes_usage_and_updates(sb: Cli) -> None:
+    sb.signup()
+    key = sb.json("keys", "create", "--role", "admin", "--json")["key"]
+    out = sb("login", "--api-key", key, "--profile", "again", "--api-url", sb.api_url).stdout
+    assert "as an admin key" in out
+    sb("queues", "create", "Sales", "--skills", "sales>=5")
+    routed, flowed, nowhere = random_e164(), random_e164(), random_e164()
+    sb("numbers", "claim", routed, "--queue", "Sales")
+    sb("numbers", "claim", flowed, "--queue", "Sales")
+    sb("numbers", "claim", nowhere)
+    flow = sb.config_home / "line.yaml"
+    flow.write_text("name: sales-line\nstart: q\nnodes:\n  q: {type: queue, queue: Sales}\n")
+    sb("flows", "deploy", str(flow))
+    sb("numbers", "route", flowed, "--flow", "sales-line")
+    # One column says where calls go: the flow's name when a flow answers (its queue no longer shown).
+    listing = sb("numbers", "list").stdout.splitlines()
+    rows = {line.split()[1]: line.split(maxsplit=2)[2].strip() for line in listing if "+" in line}
+    assert rows == {routed: "queue Sales", flowed: "flow sales-line", nowhere: "nowhere (unrouted message)"}
+    unclaimed = random_e164()
+    refused = sb("numbers", "route", unclaimed, "--queue", "Sales", code=1)
+    assert f"holds no number {unclaimed}; claim it first" in refused.stderr
+    assert f"switchboard numbers claim {unclaimed}" in refused.stderr
+
+    usage = sb("usage").stdout
+    assert "SEATS PURCHASED" in usage and "SEAT-HOURS" in usage and "SECONDS" not in usage
+
+    out = sb(
+        "queues",
+        "update",
+        "sales",
+        "--skills",
+        "sales>=7,billing>=2",
+        "--priority",
+        "80",
+        "--name",
+        "Sales EU",
+    )
+    assert "Updated queue Sales EU" in out.stdout and "sales>=7 billing>=2" in out.stdout
+    queue = next(q for q in sb.json("queues", "list", "--json") if q["name"] == "Sales EU")
+    assert queue["priority"] == 80 and queue["sl_percent"] == 80  # the rest kept
+    assert "nothing to change" in sb("queues", "update", "Sales EU", code=2).stderr
+    assert "no queue named" in sb("queues", "update", "Nope", "--priority", "3", code=1).stderr
+    out = sb("sites", "update", "Main", "--timezone", "Europe/Berlin", "--kind", "home").stdout
+    assert "Updated site Main (home, Europe/Berlin)" in out
+    assert "IANA time zone" in sb("sites", "update", "Main", "--timezone", "Mars/Olympus", code=1).stderr
