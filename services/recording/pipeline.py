@@ -31,8 +31,8 @@ from services.kernel import events as ev
 from services.kernel.bus import Bus
 from services.kernel.db import tenant_tx
 from services.kernel.log import get_logger
-from services.kernel.messages import decode
-from services.kernel.subjects import EVENTS_STREAM, REC_STREAM, rec_subject
+from services.kernel.serving import Consumer
+from services.kernel.subjects import REC_STREAM, rec_subject
 
 from .assemble import assemble
 from .chunks import LAW_HEADER, end_msg_id, ensure_chunk_stream, read_chunks
@@ -83,39 +83,38 @@ class RecordingPipeline:
         self.log = get_logger()
         self._pumps: list[asyncio.Task[None]] = []
         self._subs: list[Any] = []
+        self._calls: Consumer | None = None
         self._stopping = False
         self.finalised = 0
 
     async def start(self) -> None:
         js = self.bus.js
         await ensure_chunk_stream(js, self.replicas)
-        ends = await self._durable(REC_STREAM, f"{self.durable}-ends", ["sb.*.rec.*.end"])
-        calls = await self._durable(
-            EVENTS_STREAM, f"{self.durable}-calls", ["sb.*.evt.call.recording", "sb.*.evt.call.ended"]
-        )
-        self._subs = [ends, calls]
-        self._pumps = [
-            asyncio.create_task(self._pump(ends, self._on_end)),
-            asyncio.create_task(self._pump(calls, self._on_call_event)),
-        ]
-
-    async def _durable(self, stream: str, name: str, filters: list[str]) -> Any:
+        # The end markers are not events (and live on their own stream): a pull consumer of our own.
+        name = f"{self.durable}-ends"
         config = ConsumerConfig(
             durable_name=name,
-            deliver_policy=DeliverPolicy.NEW if stream == EVENTS_STREAM else DeliverPolicy.ALL,
+            deliver_policy=DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=ACK_WAIT_S,
             max_ack_pending=1000,
-            filter_subjects=filters,
+            filter_subject="sb.*.rec.*.end",
         )
         try:
-            await self.bus.js.add_consumer(stream, config)
+            await js.add_consumer(REC_STREAM, config)
         except Exception as exc:  # it exists already (same config): a restart
             self.log.info("recording_consumer_exists", consumer=name, detail=str(exc)[:120])
-        return await self.bus.js.pull_subscribe_bind(name, stream=stream)
+        ends = await js.pull_subscribe_bind(name, stream=REC_STREAM)
+        self._subs = [ends]
+        self._pumps = [asyncio.create_task(self._pump(ends, self._on_end))]
+        self._calls = await self.bus.consume(
+            [ev.CallRecording, ev.CallEnded], durable=f"{self.durable}-calls", handler=self._on_call_event
+        )
 
     async def stop(self) -> None:
         self._stopping = True
+        if self._calls is not None:
+            await self._calls.stop()
         for task in self._pumps:
             task.cancel()
         await asyncio.gather(*self._pumps, return_exceptions=True)
@@ -211,14 +210,11 @@ class RecordingPipeline:
 
     # -- call facts --------------------------------------------------------------------------------
 
-    async def _on_call_event(self, msg: Msg) -> None:
-        if msg.subject.endswith(".call.recording"):
-            fact = decode(msg.data, ev.CallRecording)
-            await self._recording_fact(fact)
-        else:
-            ended = decode(msg.data, ev.CallEnded)
-            if ended.cause == LOST_CAUSE:
-                await self._worker_lost(ended.tenant_id, ended.call_id)
+    async def _on_call_event(self, event: ev.Event) -> None:
+        if isinstance(event, ev.CallRecording):
+            await self._recording_fact(event)
+        elif isinstance(event, ev.CallEnded) and event.cause == LOST_CAUSE:
+            await self._worker_lost(event.tenant_id, event.call_id)
 
     async def _recording_fact(self, fact: ev.CallRecording) -> None:
         rid = fact.call_id
