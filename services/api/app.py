@@ -39,6 +39,7 @@ from .presence import beating
 from .problems import Problem, exception_handlers, validation_problem
 from .queues import QueueController
 from .ratelimit import SlidingWindow
+from .recordings import RecordingAudioController, RecordingController
 from .seats import SeatsController, UsageController
 from .signalling import signalling_socket
 from .signin import AdminSignoutController, AuthController, InviteController
@@ -171,6 +172,8 @@ def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RAT
             IvrController,
             AuditController,
             ContactController,
+            RecordingController,
+            RecordingAudioController,
             WidgetKeyController,
             widget_token_preflight,  # before the POST: see its docstring
             issue_widget_token_handler,
@@ -198,6 +201,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RAT
                     "^/v1/auth/",
                     "^/v1/desk(/|$)",
                     "^/favicon",
+                    "^/v1/recording-audio/",
                 ],
             ),
         ],

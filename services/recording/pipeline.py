@@ -265,7 +265,8 @@ class RecordingPipeline:
 
     async def purge_due(self, now: float, *, limit: int = 500) -> int:
         """Delete every recording past its retention (not under hold) as of `now`; how many went."""
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute("SELECT set_config('app.recording_purge_scan', 'on', true)")
             due = await conn.fetch(
                 """SELECT recording_id, tenant_id FROM recording_purge_schedule WHERE purge_after <= $1
                    ORDER BY purge_after LIMIT $2""",
@@ -295,6 +296,7 @@ class RecordingPipeline:
         return purged
 
     async def next_purge_at(self) -> float | None:
-        async with self.pool.acquire() as conn:
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute("SELECT set_config('app.recording_purge_scan', 'on', true)")
             due = await conn.fetchval("SELECT min(purge_after) FROM recording_purge_schedule")
         return None if due is None else due.timestamp()

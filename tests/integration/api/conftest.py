@@ -154,3 +154,20 @@ async def insert_contact(infra: Any, tenant_id: str, **fields: Any) -> str:
     finally:
         await close_pool(pool)
     return str(record.id)
+
+
+async def insert_recording(infra: Any, tenant_id: str, recording_id: str) -> str:
+    """An indexed recording row as the recording service writes it (its audio is not needed here)."""
+    pool = await db.create_pool(infra.app_url, max_size=1)
+    try:
+        async with db.tenant_tx(pool, uuid.UUID(tenant_id)) as conn:
+            await conn.execute(
+                """INSERT INTO recordings (id, tenant_id, status, started_at, sha256, storage_key)
+                   VALUES ($1, $2, 'available', now(), repeat('0', 64), $3)""",
+                uuid.UUID(recording_id),
+                uuid.UUID(tenant_id),
+                f"{tenant_id}/{recording_id}.sbrec",
+            )
+    finally:
+        await close_pool(pool)
+    return recording_id

@@ -17,11 +17,19 @@ from services.kernel import events as ev
 from services.kernel.waits import close_pool
 from services.reporting.store import FactStore
 
-from .conftest import Tenant, assert_problem, auth, insert_contact, signup, unique_e164
+from .conftest import Tenant, assert_problem, auth, insert_contact, insert_recording, signup, unique_e164
 
 # Routes that belong to no tenant: they are checked elsewhere, and are the only ones allowed to be skipped.
 # The widget token exchange is public (a widget key names its tenant): test_api_widget checks it across tenants.
-NOT_TENANT_SCOPED = {"/v1/signup", "/healthz", "/metrics", "/v1/widget/token"}
+# A recording's audio is reached by a signed URL that names its tenant; tests/integration/recording/
+# test_recordings_api.py checks it across tenants (tampered tenant, recording, expiry and signature).
+NOT_TENANT_SCOPED = {
+    "/v1/signup",
+    "/healthz",
+    "/metrics",
+    "/v1/widget/token",
+    "/v1/recording-audio/{recording_id}",
+}
 # Sign-in answers to passwords, invitations and cookies, the desk to an agent's token (whose tenant is in
 # it): test_api_signin checks them.
 NOT_TENANT_SCOPED |= {
@@ -44,6 +52,7 @@ PARAM_KIND = {
     "flow_name": "flow",
     "trunk_id": "trunk",
     "contact_id": "contact",
+    "recording_id": "recording",
     "widget_key_id": "widget_key",
 }
 KIND_PATH = {
@@ -55,6 +64,7 @@ KIND_PATH = {
     "flow": "flows",
     "trunk": "trunks",
     "contact": "contacts",
+    "recording": "recordings",
     "widget_key": "widget-keys",
 }
 # Path parameters that are not objects of their own; they take this value.
@@ -190,6 +200,23 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
             await save_contact(
                 conn, ContactRecord(id=uuid.uuid4(), tenant_id=uuid.UUID(t.id), state="ended", arrived_at=0.0)
             )
+            # Recordings, their data keys and purge schedule are written by the recording service.
+            rid = uuid.uuid4()
+            await conn.execute(
+                "INSERT INTO recordings (id, tenant_id, status, started_at) VALUES ($1, $2, 'recording', now())",
+                rid,
+                uuid.UUID(t.id),
+            )
+            await conn.execute(
+                "INSERT INTO recording_keys (id, tenant_id, master_key_id, wrapped) VALUES ($1, $2, 'x', '\\x00')",
+                uuid.uuid4(),
+                uuid.UUID(t.id),
+            )
+            await conn.execute(
+                "INSERT INTO recording_purge_schedule (recording_id, tenant_id, purge_after) VALUES ($1, $2, now())",
+                rid,
+                uuid.UUID(t.id),
+            )
         # Reporting facts are written by the reporting ingest from events, never through the API.
         await FactStore(pool).write(uuid.UUID(t.id), reporting_events(uuid.UUID(t.id)))
     finally:
@@ -294,6 +321,7 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         t.objects["contact"] = await insert_contact(
             infra, t.id, caller="+15550007777", queue_id=t.objects["queue"], agent_id=t.objects["agent"]
         )
+        t.objects["recording"] = await insert_recording(infra, t.id, t.objects["contact"])
     before = await _snapshot(client, b)
     b_ids = {b.id, b.key_id, b.site_id, *(v for k, v in b.objects.items() if k != "key_secret")}
 

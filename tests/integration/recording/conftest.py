@@ -18,6 +18,7 @@ import pytest
 from services.kernel import events as ev
 from services.kernel.bus import Bus, connect
 from services.kernel.db import create_pool, tenant_tx
+from services.kernel.ids import new_id
 from services.media.rtp.g711 import G711
 from services.media.spool import SpoolWriter
 from services.media.spool.ship import ChunkShipper
@@ -41,6 +42,7 @@ class Stack:
     store: LocalStore
     spool_dir: Path
     durable: str
+    key_path: Path
     pipeline: RecordingPipeline | None = None
 
     async def start_pipeline(self) -> RecordingPipeline:
@@ -68,10 +70,11 @@ class Stack:
         pause: tuple[float, float] | None = None,
         finish: bool = True,
         shipper: ChunkShipper | None = None,
+        call_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
         """A call recorded as media does it: call.recording started, frames into the spool, chunks shipped
         as they are synced (flush every 0.5 s of call time), the end marker after close."""
-        call_id = uuid.uuid4()
+        call_id = call_id or new_id()
         shipper = shipper or ChunkShipper(self.bus.js)
         writer = SpoolWriter(self.spool_dir, str(call_id), G711.PCMU, flush_seconds=0.5)
         shipper.attach(writer, tenant, call_id)
@@ -120,7 +123,8 @@ async def stack(infra: Any, tmp_path: Path) -> AsyncIterator[Stack]:
     await bus.ensure_streams()
     pool = await create_pool(infra.app_url, min_size=1, max_size=5)
     owner = await create_pool(infra.owner_url, min_size=1, max_size=2)
-    keys = KeyRing(LocalMasterKey.load_or_create(tmp_path / "master.key"))
+    key_path = tmp_path / "keys" / "master.key"
+    keys = KeyRing(LocalMasterKey.load_or_create(key_path))
     s = Stack(
         bus,
         pool,
@@ -129,6 +133,7 @@ async def stack(infra: Any, tmp_path: Path) -> AsyncIterator[Stack]:
         LocalStore(tmp_path / "store"),
         tmp_path / "spool",
         f"rectest-{uuid.uuid4().hex[:8]}",
+        key_path,
     )
     try:
         yield s

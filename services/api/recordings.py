@@ -1,0 +1,363 @@
+"""Recordings: list and search (time, queue, agent, number, contact), one recording's details, a signed
+expiring URL to play or download it, deletion and legal hold. Every access and change is audited.
+
+The audio itself is served at /v1/recording-audio/{id} to whoever holds a valid signed URL (a browser's
+<audio> element sends no API key): the signature (HMAC-SHA256 under the platform's token secret) covers the
+tenant, the recording and the expiry, so changing any of them in the URL makes it invalid.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import asyncpg
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.params import QueryParameter
+
+from services.kernel.db import tenant_tx
+from services.kernel.events import RecordingDeleted
+from services.kernel.ids import parse_id
+from services.recording.records import (
+    RECORDING_COLUMNS,
+    RecordingError,
+    audit,
+    delete_recording,
+    read_audio,
+    set_hold,
+)
+from services.recording.setup import keyring_from, store_from
+from services.recording.store import BlobStore
+from services.recording.vault import KeyRing
+
+from .auth import Principal, admin_only, principal_of
+from .crud import IdParam, path_id
+from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam, decode_cursor, page_of
+from .problems import READ_ERRORS, WRITE_ERRORS, Problem, conflict, not_found
+from .state import ApiState, api_state
+from .validation import check_text
+
+__all__ = ["RecordingAudioController", "RecordingController", "sign_audio_url", "verify_audio_signature"]
+
+AUDIO_PATH = "/v1/recording-audio"
+
+
+class Recording(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    status: str
+    partial: bool
+    law: str
+    duration_s: float
+    pauses: list[list[float]]
+    started_at: datetime
+    ended_at: datetime | None
+    available_at: datetime | None
+    sha256: str | None
+    size_bytes: int | None
+    retention_days: int | None
+    purge_after: datetime | None
+    legal_hold: bool
+    deleted_at: datetime | None
+    deleted_reason: str | None
+    # From the contact with the same id (absent for a call that has no contact record).
+    contact_id: uuid.UUID
+    caller: str
+    dialled: str
+    queue_id: uuid.UUID | None
+    queue_name: str
+    agent_id: uuid.UUID | None
+
+
+class RecordingPage(msgspec.Struct):
+    items: list[Recording]
+    next_cursor: str | None
+
+
+class RecordingUrl(msgspec.Struct):
+    url: str
+    expires_at: datetime
+
+
+_SELECT = f"""SELECT {RECORDING_COLUMNS}, c.caller, c.dialled, c.queue_id, c.queue_name, c.agent_id
+    FROM recordings r LEFT JOIN contacts c ON c.id = r.id"""
+
+
+def _recording(row: asyncpg.Record) -> Recording:
+    return Recording(
+        id=row["id"],
+        status=row["status"],
+        partial=row["partial"],
+        law=row["law"],
+        duration_s=row["duration_s"],
+        pauses=msgspec.json.decode(row["pauses"]),
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        available_at=row["available_at"],
+        sha256=row["sha256"],
+        size_bytes=row["size_bytes"],
+        retention_days=row["retention_days"],
+        purge_after=row["purge_after"],
+        legal_hold=row["legal_hold"],
+        deleted_at=row["deleted_at"],
+        deleted_reason=row["deleted_reason"],
+        contact_id=row["id"],
+        caller=row["caller"] or "",
+        dialled=row["dialled"] or "",
+        queue_id=row["queue_id"],
+        queue_name=row["queue_name"] or "",
+        agent_id=row["agent_id"],
+    )
+
+
+def _vault(state: ApiState) -> tuple[KeyRing, BlobStore]:
+    """Built on first use (the master key file is read then), kept for the process's life."""
+    if "recording_keys" not in state.extra:
+        state.extra["recording_keys"] = keyring_from(state.settings)
+        state.extra["recording_store"] = store_from(state.settings)
+    return state.extra["recording_keys"], state.extra["recording_store"]
+
+
+def _url_key(secret: str) -> bytes:
+    # Its own key, derived from the token secret: a URL signature can never pass for a token's.
+    return hmac.new(secret.encode(), b"sb-recording-url", hashlib.sha256).digest()
+
+
+def _signature(secret: str, tenant_id: uuid.UUID, recording_id: uuid.UUID, expires: int) -> str:
+    mac = hmac.new(_url_key(secret), f"{tenant_id}.{recording_id}.{expires}".encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+
+
+def sign_audio_url(secret: str, tenant_id: uuid.UUID, recording_id: uuid.UUID, expires: int) -> str:
+    sig = _signature(secret, tenant_id, recording_id, expires)
+    return f"{AUDIO_PATH}/{recording_id}?tenant={tenant_id}&expires={expires}&sig={sig}"
+
+
+def verify_audio_signature(
+    secret: str, tenant_id: uuid.UUID, recording_id: uuid.UUID, expires: int, sig: str, now: float
+) -> str | None:
+    """None when valid; otherwise why not (said to the caller: it reveals nothing about other tenants)."""
+    if not hmac.compare_digest(_signature(secret, tenant_id, recording_id, expires), sig):
+        return "this recording URL's signature is not valid"
+    if now > expires:
+        return "this recording URL has expired; ask for a new one"
+    return None
+
+
+def _problem(exc: RecordingError) -> Problem:
+    if exc.code == "not_found":
+        return not_found("recording")
+    if exc.code in ("not_available", "held"):
+        return conflict(str(exc))
+    return Problem(500, f"the recording cannot be read: {exc}", slug="recording-corrupt")
+
+
+def _actor(principal: Principal) -> dict[str, Any]:
+    return {"actor_key_id": principal.key_id, "actor_role": principal.role.value}
+
+
+def _text(field: str, value: str | None) -> str | None:
+    return None if value is None or not value.strip() else check_text(field, value.strip(), max_len=254)
+
+
+class RecordingController(Controller):
+    path = "/v1/recordings"
+    tags = ["recordings"]
+
+    @get("/", responses=READ_ERRORS, summary="List and search recordings, newest first")
+    async def list_recordings(
+        self,
+        request: Request[Any, Any, Any],
+        since: Annotated[
+            datetime | None, QueryParameter(description="started at or after (ISO 8601)")
+        ] = None,
+        until: Annotated[datetime | None, QueryParameter(description="started before (ISO 8601)")] = None,
+        queue: Annotated[str | None, QueryParameter(max_length=100, description="queue id or name")] = None,
+        agent: Annotated[str | None, QueryParameter(max_length=254, description="agent id or email")] = None,
+        number: Annotated[
+            str | None, QueryParameter(max_length=100, description="the caller's or the dialled number")
+        ] = None,
+        contact: Annotated[str | None, QueryParameter(max_length=100, description="contact id")] = None,
+        include_deleted: Annotated[bool, QueryParameter(description="list deleted recordings too")] = False,
+        limit: LimitParam = DEFAULT_LIMIT,
+        cursor: CursorParam = None,
+    ) -> RecordingPage:
+        after = decode_cursor(cursor)
+        queue, agent, number = _text("queue", queue), _text("agent", agent), _text("number", number)
+        contact_id = None
+        if contact is not None and contact.strip():
+            contact_id = parse_id(contact.strip())
+            if contact_id is None:
+                raise Problem(422, "contact: not a contact id (UUID)")
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and value.tzinfo is None:
+                raise Problem(422, f"{name}: give a time zone (e.g. 2026-11-23T09:00Z)")
+        principal = principal_of(request)
+        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
+            rows = await conn.fetch(
+                f"""{_SELECT}
+                    LEFT JOIN queues q ON q.id = c.queue_id LEFT JOIN agents a ON a.id = c.agent_id
+                    WHERE ($1::timestamptz IS NULL OR r.started_at >= $1)
+                      AND ($2::timestamptz IS NULL OR r.started_at < $2)
+                      AND ($3::text IS NULL OR c.queue_id::text = $3 OR lower(q.name) = lower($3)
+                           OR lower(c.queue_name) = lower($3))
+                      AND ($4::text IS NULL OR c.agent_id::text = $4 OR lower(a.email) = lower($4))
+                      AND ($5::text IS NULL OR c.caller = $5 OR c.dialled = $5)
+                      AND ($6::uuid IS NULL OR r.id = $6)
+                      AND ($7 OR r.status <> 'deleted')
+                      AND ($8::uuid IS NULL OR r.id < $8)
+                    ORDER BY r.id DESC LIMIT $9""",
+                since,
+                until,
+                queue,
+                agent,
+                number,
+                contact_id,
+                include_deleted,
+                after,
+                limit + 1,
+            )
+        page, next_cursor = page_of(rows, limit)
+        return RecordingPage(items=[_recording(r) for r in page], next_cursor=next_cursor)
+
+    @get("/{recording_id:str}", responses=READ_ERRORS, summary="One recording's details")
+    async def get_recording(self, request: Request[Any, Any, Any], recording_id: IdParam) -> Recording:
+        rid = path_id(recording_id, "recording")
+        principal = principal_of(request)
+        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
+            row = await conn.fetchrow(f"{_SELECT} WHERE r.id = $1", rid)
+        if row is None:
+            raise not_found("recording")
+        return _recording(row)
+
+    # A GET: it changes nothing but the audit log, so read-only keys (supervisors) can play recordings.
+    @get(
+        "/{recording_id:str}/url", responses=READ_ERRORS, summary="A signed, expiring URL to play or download"
+    )
+    async def issue_url(self, request: Request[Any, Any, Any], recording_id: IdParam) -> RecordingUrl:
+        rid = path_id(recording_id, "recording")
+        principal = principal_of(request)
+        state = api_state(request)
+        expires = int(time.time()) + state.settings.recording_url_ttl_s
+        async with tenant_tx(state.db(), principal.tenant_id) as conn:
+            status = await conn.fetchval("SELECT status FROM recordings WHERE id = $1", rid)
+            if status is None:
+                raise not_found("recording")
+            if status != "available":
+                raise conflict(f"the recording is {status}; only an available recording can be played")
+            await audit(conn, principal.tenant_id, "recording.url_issued", rid, **_actor(principal))
+        path = sign_audio_url(state.settings.token_secret, principal.tenant_id, rid, expires)
+        return RecordingUrl(
+            url=str(request.base_url).rstrip("/") + path, expires_at=datetime.fromtimestamp(expires, UTC)
+        )
+
+    @delete("/{recording_id:str}", guards=[admin_only], responses=WRITE_ERRORS, summary="Delete a recording")
+    async def delete_recording(self, request: Request[Any, Any, Any], recording_id: IdParam) -> None:
+        rid = path_id(recording_id, "recording")
+        principal = principal_of(request)
+        state = api_state(request)
+        _, store = _vault(state)
+        try:
+            async with tenant_tx(state.db(), principal.tenant_id) as conn:
+                deleted = await delete_recording(
+                    conn,
+                    store,
+                    principal.tenant_id,
+                    rid,
+                    reason="request",
+                    now=time.time(),
+                    **_actor(principal),
+                )
+        except RecordingError as exc:
+            raise _problem(exc) from None
+        if deleted:
+            await state.publish(
+                [RecordingDeleted(tenant_id=principal.tenant_id, recording_id=rid, reason="request")]
+            )
+
+    @post(
+        "/{recording_id:str}/hold",
+        status_code=200,
+        guards=[admin_only],
+        responses=WRITE_ERRORS,
+        summary="Put a legal hold on a recording (no purge, no deletion)",
+    )
+    async def hold(self, request: Request[Any, Any, Any], recording_id: IdParam) -> Recording:
+        return await _set_hold(request, recording_id, True)
+
+    @delete(
+        "/{recording_id:str}/hold",
+        status_code=200,
+        guards=[admin_only],
+        responses=WRITE_ERRORS,
+        summary="Release a recording's legal hold",
+    )
+    async def release(self, request: Request[Any, Any, Any], recording_id: IdParam) -> Recording:
+        return await _set_hold(request, recording_id, False)
+
+
+async def _set_hold(request: Request[Any, Any, Any], recording_id: str, hold: bool) -> Recording:
+    rid = path_id(recording_id, "recording")
+    principal = principal_of(request)
+    async with tenant_tx(api_state(request).db(), principal.tenant_id) as conn:
+        try:
+            await set_hold(conn, principal.tenant_id, rid, hold, **_actor(principal))
+        except RecordingError as exc:
+            raise _problem(exc) from None
+        row = await conn.fetchrow(f"{_SELECT} WHERE r.id = $1", rid)
+    return _recording(row)
+
+
+class RecordingAudioController(Controller):
+    """The WAV behind a signed URL (no API key: the signature is the credential)."""
+
+    path = AUDIO_PATH
+    tags = ["recordings"]
+
+    @get(
+        "/{recording_id:str}",
+        responses=READ_ERRORS,
+        summary="The recording's audio (signed URL)",
+        security=[],
+    )
+    async def audio(
+        self,
+        request: Request[Any, Any, Any],
+        recording_id: IdParam,
+        tenant: Annotated[str | None, QueryParameter(max_length=64)] = None,
+        expires: Annotated[str | None, QueryParameter(max_length=20)] = None,
+        sig: Annotated[str | None, QueryParameter(max_length=100)] = None,
+    ) -> Response[bytes]:
+        state = api_state(request)
+        rid = path_id(recording_id, "recording")
+        # Everything else is checked by the signature: a malformed part is just an invalid URL.
+        tenant_id = parse_id(tenant or "")
+        if tenant_id is None or not sig or not (expires or "").isdigit():
+            raise Problem(403, "this recording URL is not valid (tenant, expires and sig are required)")
+        why = verify_audio_signature(
+            state.settings.token_secret, tenant_id, rid, int(expires or 0), sig, time.time()
+        )
+        if why is not None:
+            raise Problem(403, why)
+        keys, store = _vault(state)
+        try:
+            async with tenant_tx(state.db(), tenant_id) as conn:
+                audio = await read_audio(conn, keys, store, tenant_id, rid)
+                client = request.client.host if request.client else None
+                await audit(conn, tenant_id, "recording.downloaded", rid, detail={"client": client})
+        except RecordingError as exc:
+            raise _problem(exc) from None
+        return Response(
+            audio.wav,
+            media_type="audio/wav",
+            headers={
+                "Content-Disposition": f'attachment; filename="{rid}.wav"',
+                "X-Content-SHA256": audio.sha256,
+                "Cache-Control": "no-store",
+            },
+        )

@@ -1,0 +1,136 @@
+"""Recordings through the API: list and search, signed expiring URLs (tampering refused), the WAV verified,
+deletion and legal hold, every access audited, and tenant B shut out of tenant A's recordings."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import httpx
+import pytest
+
+from services.api import create_app
+from services.kernel.config import load_settings
+
+from ..api.conftest import Tenant, assert_problem, auth, insert_contact, serve, signup
+from .conftest import Stack
+
+
+@pytest.fixture
+async def api(stack: Stack, infra: Any) -> AsyncIterator[httpx.AsyncClient]:
+    settings = load_settings(
+        {},
+        database_url=infra.app_url,
+        nats_url=infra.nats_url,
+        token_secret=infra.token_secret,
+        signup_rate_per_minute=100_000,
+        recording_key_file=str(stack.key_path),
+        recording_store=f"file:{stack.store.root}",
+        recording_url_ttl_s=60,
+    )
+    async with serve(create_app(settings, key_rate_per_minute=100_000)) as client:
+        yield client
+
+
+async def recorded(stack: Stack, infra: Any, tenant: Tenant, **contact: Any) -> str:
+    """A contact and its recording, stored by the real pipeline."""
+    contact_id = await insert_contact(infra, tenant.id, **contact)
+    rid = await stack.record_call(uuid.UUID(tenant.id), 1.0, call_id=uuid.UUID(contact_id))
+    await stack.wait_status(uuid.UUID(tenant.id), rid, "available")
+    return contact_id
+
+
+async def test_list_search_play_and_audit(stack: Stack, api: httpx.AsyncClient, infra: Any) -> None:
+    await stack.start_pipeline()
+    a = await signup(api)
+    first = await recorded(stack, infra, a, caller="+15550001111", dialled="+15559990000", queue_name="sales")
+    second = await recorded(
+        stack, infra, a, caller="+15550002222", dialled="+15559990000", queue_name="support"
+    )
+    h = auth(a.key)
+
+    listed = (await api.get("/v1/recordings", headers=h)).json()["items"]
+    assert [r["id"] for r in listed] == [second, first]  # newest first
+    assert listed[0]["status"] == "available" and listed[0]["duration_s"] == pytest.approx(1.0)
+    by_number = (await api.get("/v1/recordings", params={"number": "+15550001111"}, headers=h)).json()[
+        "items"
+    ]
+    assert [r["id"] for r in by_number] == [first]
+    by_queue = (await api.get("/v1/recordings", params={"queue": "support"}, headers=h)).json()["items"]
+    assert [r["id"] for r in by_queue] == [second]
+    by_contact = (await api.get("/v1/recordings", params={"contact": first}, headers=h)).json()["items"]
+    assert [r["id"] for r in by_contact] == [first]
+    page = (await api.get("/v1/recordings", params={"limit": 1}, headers=h)).json()
+    rest = (await api.get("/v1/recordings", params={"cursor": page["next_cursor"]}, headers=h)).json()
+    assert [r["id"] for r in page["items"] + rest["items"]] == [second, first]
+
+    issued = await api.get(f"/v1/recordings/{first}/url", headers=h)
+    assert issued.status_code == 200, issued.text
+    url = urlsplit(issued.json()["url"])
+    audio = await api.get(f"{url.path}?{url.query}")  # no API key: the signature is the credential
+    assert audio.status_code == 200 and audio.headers["content-type"] == "audio/wav"
+    assert audio.content[:4] == b"RIFF" and audio.headers["x-content-sha256"] == listed[1]["sha256"]
+
+    actions = [e["action"] for e in (await api.get("/v1/audit", headers=h)).json()["items"]]
+    assert actions.count("recording.url_issued") == 1 and actions.count("recording.downloaded") == 1
+
+
+async def test_tampered_expired_or_other_tenant_urls_are_refused(
+    stack: Stack, api: httpx.AsyncClient, infra: Any
+) -> None:
+    await stack.start_pipeline()
+    a, b = await signup(api), await signup(api)
+    rid = await recorded(stack, infra, a, caller="+15550003333")
+    url = urlsplit((await api.get(f"/v1/recordings/{rid}/url", headers=auth(a.key))).json()["url"])
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+
+    for changed in (
+        {"tenant": b.id},
+        {"expires": str(int(query["expires"]) + 3600)},
+        {"sig": query["sig"][:-2] + "AA"},
+    ):
+        r = await api.get(f"{url.path}?{urlencode({**query, **changed})}")
+        assert_problem(r, 403)
+    other = await recorded(stack, infra, a, caller="+15550004444")
+    assert_problem(await api.get(f"/v1/recording-audio/{other}?{url.query}"), 403)  # another recording
+    from services.api.recordings import sign_audio_url
+
+    expired = sign_audio_url(infra.token_secret, uuid.UUID(a.id), uuid.UUID(rid), int(time.time()) - 1)
+    assert "expired" in assert_problem(await api.get(expired), 403)["detail"]
+
+    hb = auth(b.key)
+    assert (await api.get("/v1/recordings", headers=hb)).json()["items"] == []
+    assert_problem(await api.get(f"/v1/recordings/{rid}", headers=hb), 404)
+    assert_problem(await api.get(f"/v1/recordings/{rid}/url", headers=hb), 404)
+    assert_problem(await api.delete(f"/v1/recordings/{rid}", headers=hb), 404)
+    # B's own validly signed URL for A's recording id finds nothing under B's tenant.
+    forged = sign_audio_url(infra.token_secret, uuid.UUID(b.id), uuid.UUID(rid), int(time.time()) + 60)
+    assert_problem(await api.get(forged), 404)
+
+
+async def test_hold_blocks_deletion_and_deletion_is_audited(
+    stack: Stack, api: httpx.AsyncClient, infra: Any
+) -> None:
+    await stack.start_pipeline()
+    a = await signup(api)
+    rid = await recorded(stack, infra, a)
+    h = auth(a.key)
+    held = await api.post(f"/v1/recordings/{rid}/hold", headers=h)
+    assert held.status_code == 200 and held.json()["legal_hold"] is True
+    assert "legal hold" in assert_problem(await api.delete(f"/v1/recordings/{rid}", headers=h), 409)["detail"]
+    assert (await api.delete(f"/v1/recordings/{rid}/hold", headers=h)).json()["legal_hold"] is False
+    assert (await api.delete(f"/v1/recordings/{rid}", headers=h)).status_code == 204
+    got = (await api.get(f"/v1/recordings/{rid}", headers=h)).json()
+    assert got["status"] == "deleted" and got["deleted_reason"] == "request"
+    assert not list(stack.store.root.rglob("*.sbrec"))  # the sealed file is gone
+    assert (await api.get("/v1/recordings", headers=h)).json()["items"] == []
+    assert_problem(await api.get(f"/v1/recordings/{rid}/url", headers=h), 409)
+    actions = [e["action"] for e in (await api.get("/v1/audit", headers=h)).json()["items"]]
+    assert ["recording.hold", "recording.release", "recording.deleted"] == [
+        x for x in actions if x.startswith("recording.")
+    ]
+    supervisor = (await api.post("/v1/keys", json={"role": "supervisor"}, headers=h)).json()["key"]
+    assert_problem(await api.post(f"/v1/recordings/{rid}/hold", headers=auth(supervisor)), 403)
