@@ -27,7 +27,7 @@ async def _purge_loop(pipeline: RecordingPipeline, stop: asyncio.Event) -> None:
         try:
             purged = await pipeline.purge_due(time.time())
             if purged:
-                log.info("recordings_purged", count=purged)
+                log.info("recordings_purged", count=len(purged))
             due = await pipeline.next_purge_at()
         except Exception as exc:  # the database away: try again later
             log.warning("recording_purge_failed", error=f"{type(exc).__name__}: {exc}")

@@ -263,8 +263,8 @@ class RecordingPipeline:
 
     # -- retention ---------------------------------------------------------------------------------
 
-    async def purge_due(self, now: float, *, limit: int = 500) -> int:
-        """Delete every recording past its retention (not under hold) as of `now`; how many went."""
+    async def purge_due(self, now: float, *, limit: int = 500) -> list[uuid.UUID]:
+        """Delete every recording past its retention (not under hold) as of `now`; the ones that went."""
         async with self.pool.acquire() as conn, conn.transaction(readonly=True):
             await conn.execute("SELECT set_config('app.recording_purge_scan', 'on', true)")
             due = await conn.fetch(
@@ -273,7 +273,7 @@ class RecordingPipeline:
                 datetime.fromtimestamp(now, UTC),
                 limit,
             )
-        purged = 0
+        purged: list[uuid.UUID] = []
         for row in due:
             tenant, rid = row["tenant_id"], row["recording_id"]
             try:
@@ -287,7 +287,7 @@ class RecordingPipeline:
                     await conn.execute("DELETE FROM recording_purge_schedule WHERE recording_id = $1", rid)
                 continue
             if deleted:
-                purged += 1
+                purged.append(rid)
                 await self.bus.publish(
                     ev.RecordingDeleted(
                         id=_derived(rid, "deleted"), tenant_id=tenant, recording_id=rid, reason="retention"
