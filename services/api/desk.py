@@ -65,6 +65,8 @@ class DeskAgent(Named, kw_only=True):
 
 class DeskView(msgspec.Struct, kw_only=True):
     agent: DeskAgent
+    # routing's state of this agent now (logged_out when not signed in to calls): a reloaded desk resumes it.
+    state: str
     tenant: Named
     settings: DeskSettings
     queues: list[DeskQueue]
@@ -213,14 +215,20 @@ class DeskController(Controller):
     @get("/", responses=problem_responses(401), summary="The agent's desk: who, where, settings, queues")
     async def desk(self, request: Request[Any, Any, Any]) -> DeskView:
         claims = await _agent_claims(request)
-        async with tenant_tx(api_state(request).db(), claims.tenant_id, readonly=True) as conn:
+        state = api_state(request)
+        async with tenant_tx(state.db(), claims.tenant_id, readonly=True) as conn:
             agent = await conn.fetchrow("SELECT id, name, email FROM agents WHERE id = $1", claims.agent_id)
+            signed_in = await conn.fetchval(
+                "SELECT 1 FROM agent_sessions WHERE agent_id = $1", claims.agent_id
+            )
             tenant = await conn.fetchrow("SELECT id, name FROM tenants WHERE id = $1", claims.tenant_id)
             settings = await read_settings(conn, claims.tenant_id)
             queues = await conn.fetch("SELECT id, name, wrap_up_seconds FROM queues ORDER BY lower(name)")
         assert agent is not None and tenant is not None
+        now = await _status(state, claims.tenant_id, claims.agent_id) if signed_in else "logged_out"
         return DeskView(
             agent=DeskAgent(id=agent["id"], name=agent["name"], email=agent["email"]),
+            state=now,
             tenant=Named(id=tenant["id"], name=tenant["name"]),
             settings=settings,
             queues=[

@@ -57,6 +57,17 @@ MAX_SDP_BYTES = 32 * 1024
 CLOSE_UNAUTHORIZED = 4401
 
 
+# SessionsEnded.reason -> words for the person whose desk closes.
+ENDED_BECAUSE = {
+    "forced_signout": "an admin signed you out",
+    "signed_out": "you signed out in another window",
+    "password_set": "your password was changed",
+    "refresh_reused": "your session was used from two places at once",
+    "key_revoked": "the API key that issued your token was revoked",
+    "agent_removed": "your agent profile was removed",
+}
+
+
 class SessionExpired(Exception):
     """The token expired during the session: the session closes (the browser reconnects with a new one)."""
 
@@ -372,11 +383,12 @@ class Session(Socket):
             or (c.session_id is not None and c.session_id in ended.session_ids)
             or (c.key_id is not None and ended.key_id == c.key_id)
         ):
-            await self.end("session_ended", f"the session has ended ({ended.reason})")
+            why = ENDED_BECAUSE.get(ended.reason, ended.reason)
+            await self.end("session_ended", f"the session has ended: {why}", cause=ended.reason)
 
-    async def end(self, code: str, reason: str) -> None:
+    async def end(self, code: str, reason: str, *, cause: str | None = None) -> None:
         """Tell the agent why, then close (4401): the desktop signs in again rather than reconnecting."""
-        await self.error(code, reason)
+        await self.send("error", code=code, reason=reason, **({"cause": cause} if cause else {}))
         self.closed = True
         try:
             await self.socket.close(code=CLOSE_UNAUTHORIZED, reason=code)

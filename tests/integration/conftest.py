@@ -30,6 +30,8 @@ def api_server(infra) -> Iterator[str]:  # type: ignore[no-untyped-def]
         "SB_TOKEN_SECRET": infra.token_secret,
         "SB_SIGNUP_RATE_PER_MINUTE": "1000",
         "SB_SIGNIN_ADDRESS_RATE_PER_MINUTE": "100000",
+        # Browser sessions' access tokens live 6 s here, so that tests see them refreshed many times.
+        "SB_ACCESS_TOKEN_TTL_S": "6",
         "SB_BIND_HOST": "127.0.0.1",
         "SB_HTTP_PORT": str(port),
         "SB_DATA_DIR": str(infra.data_dir),

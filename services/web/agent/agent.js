@@ -1,230 +1,234 @@
-// The agent desktop: the reference client of docs/agent-protocol.md (websocket /v1/ws, version 1).
-// Plain JS, no build step. AgentConnection speaks the protocol (auth, ref/ack correlation); Leg is one
-// contact's WebRTC audio, made while the contact rings; the rest binds both to the page.
+// The agent desktop for a shift: sign-in (session.js), the agent protocol (protocol.js), and this page.
+// One tab owns the desk (its socket and audio); another tab says so and can take it over. A dropped socket
+// is reconnected with back-off while the call's audio goes on. Nothing a caller controls is ever parsed as
+// HTML (textContent only). `window.agentDesktop` exposes the state for tests.
 "use strict";
 
-const PROTOCOL_VERSION = 1;
-const REQUEST_TIMEOUT_MS = 10000;
-const ICE_GATHER_MS = 2000;
-
-class ProtocolError extends Error {
-  constructor(code, reason) {
-    super(`${code}: ${reason}`);
-    this.code = code;
-    this.reason = reason;
-  }
-}
-
-// One authenticated socket. Server pushes are dispatched as DOM events named by their type.
-class AgentConnection extends EventTarget {
-  constructor(url) {
-    super();
-    this.url = url;
-    this.ws = null;
-    this.ready = null;
-    this.pending = new Map(); // ref -> {type, resolve, reject, timer}
-    this.nextRef = 1;
-  }
-
-  open(token) {
-    return new Promise((resolve, reject) => {
-      const ws = new WebSocket(this.url);
-      this.ws = ws;
-      // The token goes in the first message rather than the URL, which servers and proxies log.
-      ws.onopen = () => ws.send(JSON.stringify({v: PROTOCOL_VERSION, type: "auth", token}));
-      ws.onmessage = (e) => {
-        const msg = JSON.parse(e.data);
-        if (!this.ready) {
-          if (msg.type === "ready") {
-            this.ready = msg;
-            resolve(msg);
-          } else {
-            reject(new ProtocolError(msg.code || "unexpected", msg.reason || e.data));
-          }
-          return;
-        }
-        this.receive(msg);
-      };
-      ws.onclose = (e) => {
-        for (const p of this.pending.values()) p.reject(new ProtocolError("closed", "the connection closed"));
-        this.pending.clear();
-        if (!this.ready) reject(new ProtocolError("closed", e.reason || "the connection closed"));
-        this.dispatchEvent(new CustomEvent("close", {detail: {code: e.code, reason: e.reason}}));
-      };
-    });
-  }
-
-  receive(msg) {
-    const waiting = msg.ref !== undefined && this.pending.get(msg.ref);
-    if (waiting && (msg.type === "ack" || msg.type === "error" || msg.type === "answer")) {
-      this.pending.delete(msg.ref);
-      clearTimeout(waiting.timer);
-      if (msg.type === "error") waiting.reject(new ProtocolError(msg.code, msg.reason));
-      else waiting.resolve(msg);
-      return;
-    }
-    if (msg.type === "answer") {
-      // A server that answers an offer without its ref: offers are answered in order.
-      for (const [ref, p] of this.pending) {
-        if (p.type === "offer") {
-          this.pending.delete(ref);
-          clearTimeout(p.timer);
-          p.resolve(msg);
-          return;
-        }
-      }
-    }
-    this.dispatchEvent(new CustomEvent(msg.type, {detail: msg}));
-    this.dispatchEvent(new CustomEvent("message", {detail: msg}));
-  }
-
-  // Send a command; resolves with its ack (or answer), rejects with a ProtocolError.
-  request(type, fields = {}) {
-    const ref = `w${this.nextRef++}`;
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pending.delete(ref);
-        reject(new ProtocolError("timeout", `no answer to ${type}`));
-      }, REQUEST_TIMEOUT_MS);
-      this.pending.set(ref, {type, resolve, reject, timer});
-      this.ws.send(JSON.stringify({v: PROTOCOL_VERSION, type, ref, ...fields}));
-    });
-  }
-
-  close() {
-    if (this.ws) this.ws.close();
-  }
-}
-
-// One contact's audio: an RTCPeerConnection offered with call_id = the contact while it rings, so that
-// accepting only bridges audio that is already flowing.
-class Leg {
-  constructor(conn, contactId, audioElement) {
-    this.conn = conn;
-    this.contactId = contactId;
-    this.audio = audioElement;
-    this.legId = null;
-    this.pc = null;
-    this.mic = null;
-    this.lateCandidates = [];
-  }
-
-  async microphone() {
-    try {
-      return await navigator.mediaDevices.getUserMedia({audio: true});
-    } catch (err) {
-      // No microphone (or refused): send silence so the caller still hears the agent's side open.
-      log(`microphone unavailable (${err.name}): sending silence`);
-      const ctx = new AudioContext();
-      return ctx.createMediaStreamDestination().stream;
-    }
-  }
-
-  async start() {
-    const iceServers = (this.conn.ready.ice_servers || []).map((s) => ({
-      urls: s.urls, username: s.username, credential: s.credential,
-    }));
-    this.pc = new RTCPeerConnection({iceServers});
-    this.mic = await this.microphone();
-    for (const track of this.mic.getAudioTracks()) this.pc.addTrack(track, this.mic);
-    this.pc.ontrack = (e) => {
-      this.audio.srcObject = e.streams[0] || new MediaStream([e.track]);
-      this.audio.play().catch(() => log("press any button to hear the caller (autoplay is blocked)"));
-    };
-    this.pc.onicecandidate = (e) => {
-      if (!e.candidate) return;
-      if (this.legId) this.sendCandidate(e.candidate);
-      else this.lateCandidates.push(e.candidate);
-    };
-    await this.pc.setLocalDescription(await this.pc.createOffer());
-    // Wait briefly for candidates so the offer carries them; any later ones trickle as `ice`.
-    await new Promise((resolve) => {
-      if (this.pc.iceGatheringState === "complete") return resolve();
-      this.pc.onicegatheringstatechange = () => this.pc.iceGatheringState === "complete" && resolve();
-      setTimeout(resolve, ICE_GATHER_MS);
-    });
-    this.lateCandidates = [];
-    const answer = await this.conn.request("offer", {sdp: this.pc.localDescription.sdp, call_id: this.contactId});
-    this.legId = answer.leg_id;
-    await this.pc.setRemoteDescription({type: "answer", sdp: answer.sdp});
-    for (const c of this.lateCandidates.splice(0)) this.sendCandidate(c);
-  }
-
-  sendCandidate(c) {
-    this.conn.request("ice", {
-      leg_id: this.legId, candidate: c.candidate, sdp_mid: c.sdpMid, sdp_mline_index: c.sdpMLineIndex,
-    }).catch((err) => log(`ice: ${err.message}`));
-  }
-
-  close() {
-    if (this.pc) this.pc.close();
-    if (this.mic) for (const t of this.mic.getTracks()) t.stop();
-    if (this.audio.srcObject) this.audio.srcObject = null;
-  }
-}
-
-// The page -----------------------------------------------------------------------------------------------
+const RECONNECT_MAX_MS = 10000;
+const QUALITY_EVERY_MS = 2000;
+const DESK_LOCK = "switchboard-desk";
+const STATE_LABELS = {
+  available: "Available", away: "Away", reserved: "Ringing", on_contact: "On a call",
+  wrap_up: "Wrap-up", logged_out: "Not taking calls", offline: "Offline",
+};
+const STATE_CLASS = {reserved: "ringing", on_contact: "on_call", logged_out: "offline"};
+const SYSTEM_REASONS = {missed: "Missed a call", wrap_up: "Finishing wrap-up", other: "Away"};
 
 const $ = (id) => document.getElementById(id);
-const desk = {conn: null, state: "offline", offer: null, call: null, wrapUp: null, legs: new Map(), events: []};
-window.agentDesktop = desk; // for the browser tests and the curious
+const session = new BrowserSession();
+const desk = {
+  session, conn: null, me: null, colleagues: [], state: "offline", reason: null, presence: "available",
+  offer: null, call: null, wrapUp: null, legs: new Map(), events: [], owner: false, reconnects: 0,
+  devices: {mic: "", speaker: ""}, notes: [],
+};
+window.agentDesktop = desk;
 
-function log(text) {
-  const line = `${new Date().toLocaleTimeString()} ${text}\n`;
-  $("log").textContent = line + $("log").textContent;
+// -- small helpers ---------------------------------------------------------------------------------------
+
+function view(name) {
+  $("signin-view").classList.toggle("hidden", name !== "signin" && name !== "invite");
+  $("signin-form").classList.toggle("hidden", name !== "signin");
+  $("invite-form").classList.toggle("hidden", name !== "invite");
+  $("desk-view").classList.toggle("hidden", name !== "desk");
+  $("who").classList.toggle("hidden", name !== "desk");
 }
 
-function show(panel) {
-  for (const id of ["offer", "call", "wrapup"]) $(id).classList.toggle("hidden", id !== panel);
-  $("idle").classList.toggle("hidden", Boolean(panel));
+function panel(name) {
+  for (const p of ["idle", "offer", "call", "wrapup"]) $(`${p}-panel`).classList.toggle("hidden", p !== name);
 }
 
-function setState(state, reason) {
-  desk.state = state;
-  $("state").textContent = reason ? `${state} (${reason})` : state;
-  $("state").className = state;
-  const signedIn = state !== "offline";
-  $("login").disabled = !desk.conn || signedIn;
-  $("available").disabled = !signedIn || state === "available";
-  $("away").disabled = !signedIn || state === "away";
-  $("logout").disabled = !signedIn;
+function banner(text, {bad = false, action = null, onAction = null} = {}) {
+  $("banner").classList.toggle("hidden", !text);
+  $("banner").classList.toggle("bad", bad);
+  $("banner-text").textContent = text || "";
+  $("banner-action").classList.toggle("hidden", !action);
+  $("banner-action").textContent = action || "";
+  $("banner-action").onclick = onAction;
 }
 
-function renderContext(dl, ctx) {
-  dl.replaceChildren();
-  const row = (label, value) => {
-    if (value === undefined || value === null || value === "") return;
-    const dt = document.createElement("dt");
-    const dd = document.createElement("dd");
-    dt.textContent = label;
-    dd.textContent = value; // textContent: nothing a caller controls is ever parsed as HTML
-    dl.append(dt, dd);
-  };
-  const caller = ctx.caller || {};
-  row("Caller", [caller.number, caller.name && `(${caller.name})`].filter(Boolean).join(" ") || "unknown");
-  row("Dialled", ctx.dialled);
-  row("Queue", ctx.queue && ctx.queue.name);
-  if (ctx.waited) row("Waited", `${(ctx.waited.ivr_s || 0).toFixed(1)} s in IVR, ${(ctx.waited.queue_s || 0).toFixed(1)} s in queue`);
-  if (ctx.ivr) {
-    row("IVR", `${ctx.ivr.flow || ""} ${(ctx.ivr.path || []).join(" > ")}`);
-    row("Digits", ctx.ivr.digits);
-  }
-  for (const [k, v] of Object.entries(ctx.attributes || {})) row(k, String(v));
-  if (ctx.history) {
-    row("Today", `${ctx.history.today || 0} contact(s)`);
-    for (const c of ctx.history.last || []) row("Earlier", `${c.at} ${c.queue}: ${c.outcome}${c.disposition ? ` (${c.disposition})` : ""}`);
-  }
-  if (ctx.transfer) row("Transfer note", ctx.transfer.note || "(none)");
+function note(text) {
+  desk.notes.push(text);
+  $("call-status").textContent = text;
+}
+
+const clock = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, "0")}`;
+const callerName = (ctx) => (ctx && ctx.caller && ctx.caller.name) || "Unknown caller";
+const callerNumber = (ctx) => (ctx && ctx.caller && ctx.caller.number) || "";
+const agentName = (id) => (desk.colleagues.find((a) => a.id === id) || {}).name || "another agent";
+
+function option(select, value, label) {
+  const o = document.createElement("option");
+  o.value = value;
+  o.textContent = label;
+  select.append(o);
+  return o;
+}
+
+function api(path) {
+  return fetch(path, {headers: {Authorization: `Bearer ${session.token}`}}).then(async (r) => {
+    if (!r.ok) throw new Error((await r.json().catch(() => ({}))).detail || `HTTP ${r.status}`);
+    return r.json();
+  });
+}
+
+function send(type, fields = {}) {
+  if (!desk.conn) return Promise.reject(new ProtocolError("offline", "not connected: reconnecting"));
+  return desk.conn.request(type, fields);
 }
 
 async function act(what, promise) {
   try {
     return await promise;
   } catch (err) {
-    log(`${what} failed: ${err.message}`);
+    note(`${what}: ${err.reason || err.message}`);
     return null;
   }
 }
+
+// -- state and presence ----------------------------------------------------------------------------------
+
+function setState(state, reason) {
+  desk.state = state;
+  desk.reason = reason || null;
+  const away = state === "away" && reason;
+  const label = away ? `Away · ${reasonLabel(reason)}` : STATE_LABELS[state] || state;
+  $("state").textContent = label;
+  $("state").className = `pill ${STATE_CLASS[state] || state}`;
+  const select = $("presence");
+  if (state === "available" || state === "away") select.value = state === "available" ? "available" : `away:${reason || ""}`;
+  select.disabled = !["available", "away", "logged_out"].includes(state);
+  if (!desk.offer && !desk.call && !desk.wrapUp) {
+    $("idle-title").textContent = state === "available" ? "Waiting for calls" : label;
+    $("idle-text").textContent = state === "available" ? "Calls ring here. Keep this tab open."
+      : "You get no calls while away. Choose Available to take calls.";
+  }
+}
+
+function reasonLabel(code) {
+  const mine = desk.me && desk.me.settings.away_reasons.find((r) => r.code === code);
+  return mine ? mine.label : SYSTEM_REASONS[code] || code;
+}
+
+function renderPresence() {
+  const select = $("presence");
+  select.replaceChildren();
+  option(select, "available", "Available");
+  for (const r of desk.me.settings.away_reasons) option(select, `away:${r.code}`, `Away · ${r.label}`);
+  option(select, "signout-calls", "Stop taking calls");
+}
+
+$("presence").onchange = async () => {
+  const value = $("presence").value;
+  askNotifications();
+  if (value === "signout-calls") {
+    if (await act("Stop taking calls", send("logout"))) setState("logged_out");
+    return;
+  }
+  const [state, reason] = value.split(":");
+  desk.presence = value;
+  const ack = desk.state === "logged_out" || desk.state === "offline"
+    ? await act("Sign in to calls", send("login", {state, reason: reason || undefined}))
+    : await act("Status", send("state", {state, reason: reason || undefined}));
+  if (ack) setState(state, reason);
+};
+
+// -- ringing: sound, notification, tab title, countdown --------------------------------------------------
+
+const ring = {ctx: null, timers: [], title: null};
+
+function startRinging(offer) {
+  stopRinging();
+  const ctx = new AudioContext();
+  const out = ctx.createMediaStreamDestination();
+  const gain = ctx.createGain();
+  gain.gain.value = 0;
+  gain.connect(out);
+  for (const f of [440, 480]) {
+    const osc = ctx.createOscillator();
+    osc.frequency.value = f;
+    osc.connect(gain);
+    osc.start();
+  }
+  // The North American ring cadence: 2 s on, 4 s off.
+  const burst = () => {
+    const t = ctx.currentTime;
+    gain.gain.setValueAtTime(0.15, t);
+    gain.gain.setValueAtTime(0, t + 2);
+  };
+  burst();
+  ring.timers.push(setInterval(burst, 6000));
+  const ringer = $("ringer");
+  ringer.srcObject = out.stream;
+  if (desk.devices.speaker && ringer.setSinkId) ringer.setSinkId(desk.devices.speaker).catch(() => {});
+  ringer.play().catch(() => {});
+  ring.ctx = ctx;
+  const name = callerName(offer.context);
+  let flip = false;
+  ring.timers.push(setInterval(() => {
+    document.title = (flip = !flip) ? `☎ ${name} is calling` : "Incoming call · Switchboard";
+  }, 1000));
+  document.title = `☎ ${name} is calling`;
+  if (window.Notification && Notification.permission === "granted" && document.hidden) {
+    ring.notice = new Notification(`${name} is calling`, {body: callerNumber(offer.context), tag: "switchboard-offer"});
+    ring.notice.onclick = () => window.focus();
+  }
+  const total = Math.max(1, offer.expires_at - Date.now() / 1000);
+  const tick = () => {
+    const left = Math.max(0, offer.expires_at - Date.now() / 1000);
+    $("offer-bar").style.width = `${(100 * left) / total}%`;
+    $("offer-left").textContent = `Answer within ${Math.ceil(left)} s`;
+  };
+  tick();
+  ring.timers.push(setInterval(tick, 250));
+}
+
+function stopRinging() {
+  for (const t of ring.timers.splice(0)) clearInterval(t);
+  if (ring.ctx) ring.ctx.close();
+  ring.ctx = null;
+  $("ringer").srcObject = null;
+  if (ring.notice) ring.notice.close();
+  ring.notice = null;
+  document.title = desk.me ? `${desk.me.agent.name} · Agent desktop` : "Agent desktop · Switchboard";
+}
+
+function askNotifications() {
+  if (window.Notification && Notification.permission === "default") Notification.requestPermission().catch(() => {});
+}
+
+// -- the caller's context --------------------------------------------------------------------------------
+
+function renderContext(ctx) {
+  const dl = $("context");
+  dl.replaceChildren();
+  const row = (label, value) => {
+    if (value === undefined || value === null || value === "") return;
+    const dt = document.createElement("dt");
+    const dd = document.createElement("dd");
+    dt.textContent = label;
+    dd.textContent = value;
+    dl.append(dt, dd);
+  };
+  row("Caller", callerName(ctx));
+  row("Number", callerNumber(ctx) || "withheld");
+  row("Called", ctx.dialled);
+  row("Queue", ctx.queue && ctx.queue.name);
+  if (ctx.waited) row("Waited", `${Math.round((ctx.waited.ivr_s || 0) + (ctx.waited.queue_s || 0))} s (${Math.round(ctx.waited.queue_s || 0)} s in queue)`);
+  if (ctx.ivr) {
+    row("Menu path", (ctx.ivr.path || []).join(" › "));
+    row("Pressed", ctx.ivr.digits);
+  }
+  for (const [k, v] of Object.entries(ctx.attributes || {})) if (!k.startsWith("ivr.")) row(k, String(v));
+  if (ctx.transfer) row("Transferred by", `${agentName(ctx.transfer.from_agent_id)}: “${ctx.transfer.note || "no note"}”`);
+  if (ctx.history) {
+    row("Calls today", String(ctx.history.today || 0));
+    for (const c of ctx.history.last || []) {
+      row("Earlier", `${new Date(c.at).toLocaleString()} · ${c.queue}: ${c.outcome}${c.disposition ? ` (${c.disposition})` : ""}`);
+    }
+  }
+}
+
+// -- offers, calls, wrap-up ------------------------------------------------------------------------------
 
 function endLeg(contactId) {
   const leg = desk.legs.get(contactId);
@@ -234,128 +238,515 @@ function endLeg(contactId) {
   }
 }
 
-function bind(conn) {
-  conn.addEventListener("message", (e) => {
-    desk.events.push(e.detail);
-    log(`${e.detail.type} ${JSON.stringify(e.detail).slice(0, 160)}`);
+function onOffer(offer) {
+  desk.offer = offer;
+  const ctx = offer.context || {};
+  $("offer-caller").textContent = callerName(ctx);
+  $("offer-number").textContent = callerNumber(ctx);
+  $("offer-queue").textContent = [ctx.queue && `for ${ctx.queue.name}`, ctx.transfer && `transferred by ${agentName(ctx.transfer.from_agent_id)}`]
+    .filter(Boolean).join(" · ");
+  renderContext(ctx);
+  panel("offer");
+  startRinging(offer);
+  const leg = new Leg({
+    send, contactId: offer.contact_id, iceServers: desk.iceServers, audio: $("remote"), micId: desk.devices.mic, onNote: note,
   });
-  conn.addEventListener("agent_state", (e) => setState(e.detail.state, e.detail.reason));
-  conn.addEventListener("contact_offer", async (e) => {
-    const offer = e.detail;
-    desk.offer = offer;
-    renderContext($("context"), offer.context || {});
-    show("offer");
-    const leg = new Leg(conn, offer.contact_id, $("remote"));
-    desk.legs.set(offer.contact_id, leg);
-    await act("audio", leg.start());
-  });
-  conn.addEventListener("contact_withdrawn", (e) => {
-    endLeg(e.detail.contact_id);
-    if (desk.offer && desk.offer.contact_id === e.detail.contact_id) {
-      desk.offer = null;
-      show(null);
-    }
-  });
-  conn.addEventListener("contact_connected", (e) => {
-    desk.call = {contact_id: e.detail.contact_id, context: desk.offer ? desk.offer.context : {}};
-    desk.offer = null;
-    renderContext($("call-context"), desk.call.context || {});
-    $("hold").setAttribute("aria-pressed", "false");
-    $("mute").setAttribute("aria-pressed", "false");
-    show("call");
-  });
-  conn.addEventListener("contact_ended", (e) => {
-    endLeg(e.detail.contact_id);
-    desk.call = null;
-    desk.wrapUp = e.detail.contact_id;
-    show("wrapup");
-  });
-  conn.addEventListener("ended", (e) => {
-    for (const [contactId, leg] of desk.legs) if (leg.legId === e.detail.leg_id) endLeg(contactId);
-  });
-  conn.addEventListener("close", (e) => {
-    log(`disconnected (${e.detail.code} ${e.detail.reason || ""})`);
-    for (const contactId of [...desk.legs.keys()]) endLeg(contactId);
-    desk.conn = null;
-    $("connect").disabled = false;
-    setState("offline");
-  });
+  desk.legs.set(offer.contact_id, leg);
+  act("Audio", leg.start());
 }
 
-async function connect(token) {
-  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`;
-  const conn = new AgentConnection(url);
-  $("connect").disabled = true;
-  try {
-    const ready = await conn.open(token);
-    desk.conn = conn;
-    bind(conn);
-    $("who").textContent = `Agent ${ready.agent_id}; token valid until ${new Date(ready.expires_at * 1000).toLocaleTimeString()}.`;
-    log("connected");
-    setState("offline");
-  } catch (err) {
-    log(`connect failed: ${err.message}`);
-    $("connect").disabled = false;
+function onConnected(contactId) {
+  stopRinging();
+  const ctx = desk.offer && desk.offer.contact_id === contactId ? desk.offer.context : (desk.call || {}).context || {};
+  desk.call = {contact_id: contactId, context: ctx, since: Date.now(), held: false, muted: false};
+  desk.offer = null;
+  $("call-caller").textContent = callerName(ctx);
+  $("call-number").textContent = callerNumber(ctx);
+  $("call-status").textContent = "";
+  for (const id of ["hold", "mute"]) $(id).setAttribute("aria-pressed", "false");
+  toggle("keypad", false);
+  toggle("transfer", false);
+  panel("call");
+  const leg = desk.legs.get(contactId);
+  const speaker = desk.devices.speaker;
+  if (speaker && $("remote").setSinkId) $("remote").setSinkId(speaker).catch(() => {});
+  desk.call.timer = setInterval(async () => {
+    $("call-timer").textContent = clock((Date.now() - desk.call.since) / 1000);
+  }, 500);
+  desk.call.quality = setInterval(async () => {
+    const q = leg && (await leg.quality().catch(() => null));
+    $("quality").className = `quality ${q ? q.level : ""}`;
+    $("quality").querySelector("span").textContent = q ? {good: "Good", fair: "Fair", poor: "Poor"}[q.level] : "—";
+    $("quality").title = q ? `loss ${(q.loss * 100).toFixed(1)} %, jitter ${Math.round(q.jitter * 1000)} ms, round trip ${Math.round(q.rtt * 1000)} ms` : "";
+  }, QUALITY_EVERY_MS);
+}
+
+function onEnded(detail) {
+  endLeg(detail.contact_id);
+  stopRinging();
+  const call = desk.call && desk.call.contact_id === detail.contact_id ? desk.call : null;
+  if (call) {
+    clearInterval(call.timer);
+    clearInterval(call.quality);
   }
+  const ctx = call ? call.context : {};
+  desk.call = null;
+  const queue = desk.me && ctx.queue && desk.me.queues.find((q) => q.id === ctx.queue.id);
+  const seconds = queue ? queue.wrap_up_seconds : 30;
+  desk.wrapUp = {contact_id: detail.contact_id, ends: Date.now() + seconds * 1000, holding: false, touched: false};
+  $("wrap-caller").textContent = callerName(ctx);
+  const who = {caller: "The caller hung up", agent: "You hung up", system: "The call was ended"}[detail.by] || "The call ended";
+  $("wrap-summary").textContent = `${who} after ${clock(detail.duration || 0)}.`;
+  $("disposition").value = "";
+  $("notes").value = "";
+  $("wrap-note").textContent = "";
+  panel("wrapup");
+  desk.wrapUp.timer = setInterval(wrapTick, 500);
+  wrapTick();
 }
 
-$("connect").onclick = () => connect($("token").value.trim());
-$("login").onclick = async () => {
-  const ack = await act("sign in", desk.conn.request("login", {state: "available"}));
-  if (ack) setState(ack.state || "available");
+function wrapTick() {
+  const w = desk.wrapUp;
+  if (!w) return;
+  const left = Math.max(0, (w.ends - Date.now()) / 1000);
+  $("wrap-left").textContent = left > 0 ? `${clock(left)} left` : "time is up";
+  if (left > 0) return;
+  $("wrap-note").textContent = w.holding
+    ? "Take your time: you get no calls until you press Done."
+    : "Wrap-up time is over and calls may ring; your outcome and notes are still saved when you press Done.";
+}
+
+// The tenant may let an open form extend wrap-up: the desk then holds the agent away until Done.
+async function holdForForm() {
+  const w = desk.wrapUp;
+  if (!w || w.touched) return;
+  w.touched = true;
+  if (!desk.me.settings.wrap_up_form_extends || desk.presence !== "available") return;
+  if (await act("Wrap-up", send("state", {state: "away", reason: "wrap_up"}))) w.holding = true;
+}
+$("notes").addEventListener("input", holdForForm);
+$("disposition").addEventListener("change", holdForForm);
+
+$("wrap").onclick = async () => {
+  const w = desk.wrapUp;
+  if (!w) return;
+  const disposition = $("disposition").value;
+  if (!disposition) {
+    $("wrap-note").textContent = "Choose an outcome first.";
+    $("disposition").focus();
+    return;
+  }
+  const ack = await act("Wrap-up", send("wrap_up", {contact_id: w.contact_id, disposition, notes: $("notes").value || undefined}));
+  if (!ack) return;
+  clearInterval(w.timer);
+  desk.wrapUp = null;
+  if (w.holding) await act("Status", send("state", {state: "available"}));
+  panel("idle");
+  setState(desk.state, desk.reason);
 };
-$("available").onclick = async () => {
-  const ack = await act("available", desk.conn.request("state", {state: "available"}));
-  if (ack) setState(ack.state || "available");
-};
-$("away").onclick = async () => {
-  const ack = await act("away", desk.conn.request("state", {state: "away"}));
-  if (ack) setState(ack.state || "away");
-};
-$("logout").onclick = async () => {
-  if (await act("sign out", desk.conn.request("logout"))) setState("offline");
-};
-$("accept").onclick = () => {
+
+$("accept").onclick = async () => {
   const o = desk.offer;
-  if (o) act("accept", desk.conn.request("accept", {contact_id: o.contact_id, offer_id: o.offer_id}));
+  if (!o) return;
+  stopRinging();
+  $("accept").disabled = true;
+  await act("Answer", send("accept", {contact_id: o.contact_id, offer_id: o.offer_id}));
+  $("accept").disabled = false;
 };
 $("reject").onclick = async () => {
   const o = desk.offer;
   if (!o) return;
-  await act("reject", desk.conn.request("reject", {contact_id: o.contact_id, offer_id: o.offer_id}));
+  stopRinging();
+  await act("Decline", send("reject", {contact_id: o.contact_id, offer_id: o.offer_id}));
   endLeg(o.contact_id);
   desk.offer = null;
-  show(null);
+  panel("idle");
 };
-for (const [id, type] of [["hold", "hold"], ["mute", "mute"]]) {
-  $(id).onclick = async () => {
-    const on = $(id).getAttribute("aria-pressed") !== "true";
-    if (desk.call && await act(type, desk.conn.request(type, {contact_id: desk.call.contact_id, on}))) {
-      $(id).setAttribute("aria-pressed", String(on));
+for (const type of ["hold", "mute"]) {
+  $(type).onclick = async () => {
+    const on = $(type).getAttribute("aria-pressed") !== "true";
+    if (desk.call && (await act(type === "hold" ? "Hold" : "Mute", send(type, {contact_id: desk.call.contact_id, on})))) {
+      $(type).setAttribute("aria-pressed", String(on));
+      $(type).textContent = on ? (type === "hold" ? "Resume" : "Unmute") : type === "hold" ? "Hold" : "Mute";
+      $("call-status").textContent = [$("hold").getAttribute("aria-pressed") === "true" && "The caller is on hold (music).",
+        $("mute").getAttribute("aria-pressed") === "true" && "Muted: the caller cannot hear you."].filter(Boolean).join(" ");
     }
   };
 }
-$("hangup").onclick = () => desk.call && act("hang up", desk.conn.request("hangup", {contact_id: desk.call.contact_id}));
-$("send-digits").onclick = () => desk.call && act("digits", desk.conn.request("dtmf", {contact_id: desk.call.contact_id, digits: $("digits").value}));
-$("transfer").onclick = () => desk.call && act("transfer", desk.conn.request("transfer", {
-  contact_id: desk.call.contact_id, queue: $("transfer-queue").value, note: $("transfer-note").value || undefined,
-}));
-$("wrap").onclick = async () => {
-  if (!desk.wrapUp) return;
-  const fields = {contact_id: desk.wrapUp, disposition: $("disposition").value, notes: $("notes").value || undefined};
-  if (await act("wrap-up", desk.conn.request("wrap_up", fields))) {
-    desk.wrapUp = null;
-    $("notes").value = "";
-    show(null);
+$("hangup").onclick = () => desk.call && act("Hang up", send("hangup", {contact_id: desk.call.contact_id}));
+
+function toggle(id, on) {
+  $(id).classList.toggle("hidden", !on);
+  $(`${id}-button`).setAttribute("aria-expanded", String(on));
+}
+
+for (const key of ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"]) {
+  const b = document.createElement("button");
+  b.textContent = key;
+  b.onclick = () => desk.call && act("Keypad", send("dtmf", {contact_id: desk.call.contact_id, digits: key}));
+  $("keypad").append(b);
+}
+$("keypad-button").onclick = () => toggle("keypad", $("keypad").classList.contains("hidden"));
+
+async function openTransfer() {
+  toggle("transfer", true);
+  const queues = $("transfer-queue");
+  queues.replaceChildren();
+  for (const q of desk.me.queues) option(queues, q.id, q.name);
+  const agents = $("transfer-agent");
+  agents.replaceChildren();
+  option(agents, "", "Loading agents…");
+  const list = await api("/v1/desk/agents").catch(() => ({items: []}));
+  desk.colleagues = list.items;
+  agents.replaceChildren();
+  const order = {available: 0, away: 2, logged_out: 3};
+  for (const a of [...list.items].sort((x, y) => (order[x.state] ?? 1) - (order[y.state] ?? 1))) {
+    option(agents, a.id, `${a.name} — ${STATE_LABELS[a.state] || a.state}`).disabled = a.state !== "available";
+  }
+  if (!agents.options.length) option(agents, "", "No other agents");
+}
+$("transfer-button").onclick = () => ($("transfer").classList.contains("hidden") ? openTransfer() : toggle("transfer", false));
+$("transfer-cancel").onclick = () => toggle("transfer", false);
+for (const [tab, show, hide] of [["to-queue-tab", "transfer-queue", "transfer-agent"], ["to-agent-tab", "transfer-agent", "transfer-queue"]]) {
+  $(tab).onclick = () => {
+    $(show).classList.remove("hidden");
+    $(hide).classList.add("hidden");
+    $("to-queue-tab").setAttribute("aria-selected", String(tab === "to-queue-tab"));
+    $("to-agent-tab").setAttribute("aria-selected", String(tab === "to-agent-tab"));
+  };
+}
+$("transfer-go").onclick = async () => {
+  if (!desk.call) return;
+  const toAgent = $("to-agent-tab").getAttribute("aria-selected") === "true";
+  const target = toAgent ? {agent_id: $("transfer-agent").value} : {queue: $("transfer-queue").value};
+  if (!Object.values(target)[0]) return note("Choose where to transfer the call.");
+  const ack = await act("Transfer", send("transfer", {contact_id: desk.call.contact_id, ...target, note: $("transfer-note").value || undefined}));
+  if (ack) {
+    toggle("transfer", false);
+    note("Transferred.");
   }
 };
 
-// A token in the URL (?token= or #token=) connects at once, then leaves the address bar.
-const fromUrl = new URLSearchParams(location.search).get("token") || new URLSearchParams(location.hash.slice(1)).get("token");
-show(null);
-setState("offline");
-if (fromUrl) {
-  history.replaceState(null, "", location.pathname);
-  $("token").value = fromUrl;
-  connect(fromUrl);
+// -- devices and the pre-flight check --------------------------------------------------------------------
+
+const meter = {stream: null, ctx: null, frame: 0, peak: 0};
+
+async function listDevices() {
+  const all = await navigator.mediaDevices.enumerateDevices().catch(() => []);
+  for (const [kind, id] of [["audioinput", "mic"], ["audiooutput", "speaker"]]) {
+    const select = $(id);
+    const keep = desk.devices[id] || select.value;
+    select.replaceChildren();
+    const found = all.filter((d) => d.kind === kind);
+    for (const d of found) option(select, d.deviceId, d.label || (id === "mic" ? "Microphone" : "Speaker"));
+    if (!found.length) option(select, "", id === "mic" ? "No microphone found" : "Default speaker");
+    if (keep) select.value = keep;
+  }
+  $("speaker").disabled = !HTMLMediaElement.prototype.setSinkId;
 }
+
+async function startMeter() {
+  stopMeter();
+  try {
+    const id = $("mic").value;
+    meter.stream = await navigator.mediaDevices.getUserMedia({audio: id ? {deviceId: {exact: id}} : true});
+  } catch (err) {
+    $("check-result").textContent = `Microphone: not available (${err.name}). Allow it in the browser's site settings.`;
+    return;
+  }
+  await listDevices();
+  meter.ctx = new AudioContext();
+  const an = meter.ctx.createAnalyser();
+  an.fftSize = 1024;
+  meter.ctx.createMediaStreamSource(meter.stream).connect(an);
+  const data = new Float32Array(an.fftSize);
+  const draw = () => {
+    an.getFloatTimeDomainData(data);
+    const rms = Math.sqrt(data.reduce((s, v) => s + v * v, 0) / data.length);
+    const level = Math.min(100, Math.round(rms * 400));
+    meter.peak = Math.max(meter.peak, level);
+    $("mic-level").style.width = `${level}%`;
+    meter.frame = requestAnimationFrame(draw);
+  };
+  draw();
+}
+
+function stopMeter() {
+  cancelAnimationFrame(meter.frame);
+  if (meter.stream) for (const t of meter.stream.getTracks()) t.stop();
+  if (meter.ctx) meter.ctx.close();
+  meter.stream = meter.ctx = null;
+}
+
+$("devices-button").onclick = () => {
+  const hidden = $("devices").classList.toggle("hidden");
+  if (hidden) stopMeter();
+  else startMeter();
+};
+$("mic").onchange = () => {
+  desk.devices.mic = $("mic").value;
+  startMeter();
+};
+$("speaker").onchange = () => {
+  desk.devices.speaker = $("speaker").value;
+  for (const el of [$("remote"), $("ringer")]) if (el.setSinkId) el.setSinkId(desk.devices.speaker).catch(() => {});
+};
+$("test-speaker").onclick = () => {
+  const ctx = new AudioContext();
+  const out = ctx.createMediaStreamDestination();
+  const osc = ctx.createOscillator();
+  osc.frequency.value = 660;
+  osc.connect(out);
+  osc.start();
+  const el = new Audio();
+  el.srcObject = out.stream;
+  if (desk.devices.speaker && el.setSinkId) el.setSinkId(desk.devices.speaker).catch(() => {});
+  el.play().catch(() => {});
+  setTimeout(() => ctx.close(), 600);
+};
+$("check").onclick = async () => {
+  const started = performance.now();
+  const pong = await act("Connection", send("ping"));
+  const mic = meter.peak > 2 ? "working (sound heard)" : meter.stream ? "on, but silent: speak to check" : "not checked";
+  $("check-result").textContent = pong
+    ? `Connection: good, ${Math.round(performance.now() - started)} ms round trip. Microphone: ${mic}.`
+    : `Connection: no answer from Switchboard. Microphone: ${mic}.`;
+  desk.preflight = {ok: Boolean(pong), mic: meter.peak};
+};
+
+// -- the socket: connect, reconnect with back-off --------------------------------------------------------
+
+function bind(conn) {
+  conn.addEventListener("message", (e) => desk.events.push(e.detail));
+  conn.addEventListener("agent_state", (e) => setState(e.detail.state, e.detail.reason));
+  conn.addEventListener("contact_offer", (e) => onOffer(e.detail));
+  conn.addEventListener("contact_withdrawn", (e) => {
+    endLeg(e.detail.contact_id);
+    if (desk.offer && desk.offer.contact_id === e.detail.contact_id) {
+      stopRinging();
+      desk.offer = null;
+      panel("idle");
+      const why = {caller_hung_up: "The caller hung up before you answered.", no_answer: "The call was not answered in time."}[e.detail.reason];
+      $("idle-text").textContent = why || "The call went elsewhere.";
+    }
+  });
+  conn.addEventListener("contact_connected", (e) => onConnected(e.detail.contact_id));
+  conn.addEventListener("contact_ended", (e) => onEnded(e.detail));
+  conn.addEventListener("ended", (e) => {
+    for (const [contactId, leg] of desk.legs) if (leg.legId === e.detail.leg_id) endLeg(contactId);
+  });
+  conn.addEventListener("error", (e) => {
+    if (e.detail && e.detail.code === "session_ended") desk.endedBy = e.detail.reason;
+  });
+  conn.addEventListener("close", (e) => onClose(conn, e.detail));
+}
+
+async function connect() {
+  const url = `${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`;
+  const conn = new AgentConnection(url);
+  const ready = await conn.open(await session.fresh());
+  desk.iceServers = ready.ice_servers || [];
+  desk.conn = conn;
+  bind(conn);
+  desk.reconnects = 0;
+  banner(null);
+  // Sign in to calls; after a reconnect routing still has the agent signed in: keep its state.
+  const [state, reason] = desk.presence.split(":");
+  const ack = await conn.request("login", {state, reason: reason || undefined}).catch((err) => err);
+  if (!(ack instanceof Error)) setState(state, reason);
+  else if (ack.code !== "already_logged_in") note(`Sign in to calls: ${ack.reason}`);
+}
+
+function onClose(conn, detail) {
+  if (desk.conn !== conn) return;
+  desk.conn = null;
+  if (!desk.owner) return;
+  if (detail.code === 4401) {
+    // The session ended (signed out elsewhere, forced out, the shift is over): sign in again.
+    for (const id of [...desk.legs.keys()]) endLeg(id);
+    stopRinging();
+    session.signOut();
+    const why = (desk.endedBy || "").replace(/^the session has ended: /, "");
+    showSignIn(`Your session ended${why ? `: ${why}` : ""}. Sign in again to continue.`);
+    return;
+  }
+  reconnect();
+}
+
+async function reconnect() {
+  desk.reconnects += 1;
+  const delay = Math.min(RECONNECT_MAX_MS, 500 * 2 ** (desk.reconnects - 1)) * (0.8 + Math.random() * 0.4);
+  const audio = desk.call ? " Your call's audio continues." : "";
+  banner(`Connection lost. Reconnecting in ${Math.ceil(delay / 1000)} s…${audio}`, {action: "Retry now", onAction: () => {
+    clearTimeout(desk.retry);
+    tryConnect();
+  }});
+  clearTimeout(desk.retry);
+  desk.retry = setTimeout(tryConnect, delay);
+}
+
+async function tryConnect() {
+  banner(`Reconnecting…${desk.call ? " Your call's audio continues." : ""}`);
+  try {
+    await connect();
+  } catch (err) {
+    if (err.code === "token_invalid" || err.status === 401) {
+      showSignIn("Your session has ended. Sign in again.");
+      return;
+    }
+    reconnect();
+  }
+}
+
+// -- one tab owns the desk -------------------------------------------------------------------------------
+
+function claimTab(steal) {
+  if (!navigator.locks) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    navigator.locks.request(DESK_LOCK, steal ? {steal: true} : {ifAvailable: true}, (lock) => {
+      if (!lock) return resolve(false);
+      resolve(true);
+      return new Promise(() => {}); // held while this tab lives
+    }).catch(() => tabLost());
+  });
+}
+
+function tabLost() {
+  desk.owner = false;
+  const conn = desk.conn;
+  desk.conn = null;
+  if (conn) conn.close();
+  for (const id of [...desk.legs.keys()]) endLeg(id);
+  stopRinging();
+  otherTab("Your desk moved to another tab. Calls ring there.");
+}
+
+function otherTab(text) {
+  banner(text, {action: "Use this tab instead", onAction: async () => {
+    if (await claimTab(true)) start();
+  }});
+}
+
+// -- sign-in and start -----------------------------------------------------------------------------------
+
+function showSignIn(message) {
+  view("signin");
+  banner(null);
+  $("signin-error").textContent = message || "";
+  $("email").focus();
+}
+
+$("signin-form").onsubmit = async (e) => {
+  e.preventDefault();
+  askNotifications();
+  $("signin-button").disabled = true;
+  $("signin-error").textContent = "";
+  try {
+    await session.signIn($("email").value.trim(), $("password").value);
+    $("password").value = "";
+    await enterDesk();
+  } catch (err) {
+    $("signin-error").textContent = err.message;
+  } finally {
+    $("signin-button").disabled = false;
+  }
+};
+
+$("invite-form").onsubmit = async (e) => {
+  e.preventDefault();
+  if ($("new-password").value !== $("new-password-2").value) {
+    $("invite-error").textContent = "The two passwords differ.";
+    return;
+  }
+  $("invite-button").disabled = true;
+  try {
+    await session.acceptInvite(desk.invite, $("new-password").value);
+    desk.invite = null;
+    await enterDesk();
+  } catch (err) {
+    $("invite-error").textContent = err.message;
+  } finally {
+    $("invite-button").disabled = false;
+  }
+};
+
+$("signout").onclick = async () => {
+  if (desk.call) return note("Hang up before signing out.");
+  await act("Stop taking calls", send("logout"));
+  const conn = desk.conn;
+  desk.conn = null;
+  if (conn) conn.close();
+  await session.signOut();
+  showSignIn("You signed out.");
+};
+
+session.addEventListener("ended", (e) => {
+  if (desk.call) return banner(`Your session ended (${e.detail}). Finish the call, then sign in again.`, {bad: true});
+  const conn = desk.conn;
+  desk.conn = null;
+  if (conn) conn.close();
+  showSignIn(`Your session ended: ${e.detail}`);
+});
+
+async function enterDesk() {
+  desk.me = await api("/v1/desk");
+  $("agent-name").textContent = desk.me.agent.name;
+  $("tenant-name").textContent = desk.me.tenant.name;
+  document.title = `${desk.me.agent.name} · Agent desktop`;
+  renderPresence();
+  const dispositions = $("disposition");
+  dispositions.replaceChildren();
+  option(dispositions, "", "Choose an outcome…");
+  for (const d of desk.me.settings.dispositions) option(dispositions, d.code, d.label);
+  desk.colleagues = (await api("/v1/desk/agents").catch(() => ({items: []}))).items;
+  view("desk");
+  panel("idle");
+  if (["available", "away", "wrap_up", "on_contact", "reserved"].includes(desk.me.state)) {
+    // A reload: routing still has this agent signed in to calls; carry on in that state.
+    desk.presence = desk.me.state === "available" ? "available" : "away:";
+    setState(desk.me.state);
+  }
+  $("devices").classList.remove("hidden");
+  startMeter();
+  try {
+    await connect();
+  } catch (err) {
+    if (err.code === "token_invalid") return showSignIn(err.reason);
+    reconnect();
+  }
+}
+
+async function start() {
+  desk.owner = true;
+  banner(null);
+  const params = new URLSearchParams(location.hash.slice(1));
+  const token = params.get("token") || new URLSearchParams(location.search).get("token");
+  const invite = params.get("invite");
+  if (token || invite) history.replaceState(null, "", location.pathname); // out of the address bar
+  if (invite) desk.invite = invite;
+  if (desk.invite) {
+    view("invite");
+    try {
+      const who = await session.lookupInvite(desk.invite);
+      $("invite-who").textContent = `For ${who.email} at ${who.tenant_name}.`;
+      $("new-password").focus();
+    } catch (err) {
+      $("invite-error").textContent = err.message;
+      $("invite-button").disabled = true;
+    }
+    return;
+  }
+  try {
+    if (token) session.useToken(token);
+    else if (!(await session.resume())) return showSignIn();
+    await enterDesk();
+  } catch (err) {
+    showSignIn(err.message);
+  }
+}
+
+(async () => {
+  view(null);
+  if (await claimTab(false)) start();
+  else otherTab("Your desk is open in another tab. Calls ring there, not here.");
+})();

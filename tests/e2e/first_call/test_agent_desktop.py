@@ -1,5 +1,6 @@
 """The agent desktop page (`/agent/`, services/web/agent) in headless Chromium takes a call through the whole
-platform: opened with a token in the URL it connects, signs in, shows the offer with its context, accepts,
+platform: opened with an admin-issued token in the URL (`switchboard agents token`, for headless agents and tests)
+it connects, signs in to calls, shows the offer with its context, accepts,
 plays the caller (600 Hz, checked with an AnalyserNode on its <audio> element's stream), sends the fake
 microphone to the caller (energy on the caller's RTP), holds and resumes, hangs up and wraps up with a
 disposition that the contact record keeps."""
@@ -64,16 +65,15 @@ async def test_agent_desktop_takes_a_call(first_call_stack: Any, tmp_path: Path)
         page.on("pageerror", lambda exc: problems.append(str(exc)))
         try:
             await page.goto(f"{first_call_stack.api}/agent/#token={token}")
+            # It connects and signs in to calls as available at once.
             await page.wait_for_function(
-                "window.agentDesktop && window.agentDesktop.conn !== null", timeout=10000
+                "window.agentDesktop && agentDesktop.state === 'available'", timeout=10000
             )
             assert "token=" not in page.url  # the page takes the token out of the address bar
-            await page.click("#login")
-            await page.wait_for_function("agentDesktop.state === 'available'", timeout=10000)
 
             caller = PhoneCaller(first_call_stack.sip_port, tenant.number, frequency=600.0)
             await caller.dial()
-            await _visible(page, "#offer")
+            await _visible(page, "#offer-panel")
             context = await page.inner_text("#context")
             assert "+15550100" in context and "Ada Caller" in context and "Support" in context, context
             # The leg is made while it rings: accept once it is connected, so audio follows at once.
@@ -82,9 +82,9 @@ async def test_agent_desktop_takes_a_call(first_call_stack: Any, tmp_path: Path)
                 timeout=10000,
             )
             await page.click("#accept")
-            await _visible(page, "#call")
+            await _visible(page, "#call-panel")
             connected_at = time.monotonic()
-            assert "+15550100" in await page.inner_text("#call-context")
+            assert "+15550100" in await page.inner_text("#call-number")
 
             heard = await asyncio.wait_for(page.evaluate(MEASURE_JS, 1500), 10)
             assert abs(heard["peak_hz"] - 600) < 15 and heard["peak_db"] > -60, heard
@@ -106,11 +106,11 @@ async def test_agent_desktop_takes_a_call(first_call_stack: Any, tmp_path: Path)
 
             await page.click("#hangup")
             await asyncio.wait_for(caller.ended_by_platform.wait(), 10)
-            await _visible(page, "#wrapup")
-            await page.fill("#disposition", "resolved")
+            await _visible(page, "#wrapup-panel")
+            await page.select_option("#disposition", "resolved")
             await page.fill("#notes", "taken in the browser test")
             await page.click("#wrap")
-            await _visible(page, "#idle")
+            await _visible(page, "#idle-panel")
             talk_s = time.monotonic() - connected_at
 
             contact_id = await page.evaluate(

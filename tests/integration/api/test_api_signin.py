@@ -237,6 +237,7 @@ async def test_desk_settings_and_the_agents_desk(client: httpx.AsyncClient, tena
         auth = {"Authorization": f"Bearer {token['access_token']}"}
         desk = (await b.get("/v1/desk", headers=auth)).json()
         assert desk["agent"]["name"] == "Ada Agent" and desk["settings"] == mine
+        assert desk["state"] == "logged_out"
         assert [q["name"] for q in desk["queues"]] == ["Billing"] and desk["queues"][0]["id"] == queue["id"]
         others = (await b.get("/v1/desk/agents", headers=auth)).json()["items"]
         assert {"id": colleague["id"], "name": "Bob Colleague", "state": "logged_out"} in others

@@ -1,0 +1,187 @@
+// The agent protocol (docs/agent-protocol.md, websocket /v1/ws, version 1): AgentConnection is one
+// authenticated socket (ref/ack correlation, pushes as DOM events); Leg is one contact's WebRTC audio, made
+// while the contact rings so that answering only bridges audio that already flows. The leg does not depend
+// on the socket: it keeps playing while the desk reconnects.
+"use strict";
+
+const PROTOCOL_VERSION = 1;
+const REQUEST_TIMEOUT_MS = 10000;
+const ICE_GATHER_MS = 2000;
+
+class ProtocolError extends Error {
+  constructor(code, reason) {
+    super(reason || code);
+    this.code = code;
+    this.reason = reason;
+  }
+}
+
+// One authenticated socket. Server pushes are dispatched as DOM events named by their type.
+class AgentConnection extends EventTarget {
+  constructor(url) {
+    super();
+    this.url = url;
+    this.ws = null;
+    this.ready = null;
+    this.pending = new Map(); // ref -> {type, resolve, reject, timer}
+    this.nextRef = 1;
+  }
+
+  open(token) {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(this.url);
+      this.ws = ws;
+      // The token goes in the first message rather than the URL, which servers and proxies log.
+      ws.onopen = () => ws.send(JSON.stringify({v: PROTOCOL_VERSION, type: "auth", token}));
+      ws.onmessage = (e) => {
+        const msg = JSON.parse(e.data);
+        if (!this.ready) {
+          if (msg.type === "ready") {
+            this.ready = msg;
+            resolve(msg);
+          } else {
+            reject(new ProtocolError(msg.code || "unexpected", msg.reason || e.data));
+          }
+          return;
+        }
+        this.receive(msg);
+      };
+      ws.onclose = (e) => {
+        for (const p of this.pending.values()) p.reject(new ProtocolError("closed", "the connection closed"));
+        this.pending.clear();
+        if (!this.ready) reject(new ProtocolError("closed", e.reason || "the connection closed"));
+        this.dispatchEvent(new CustomEvent("close", {detail: {code: e.code, reason: e.reason}}));
+      };
+    });
+  }
+
+  receive(msg) {
+    const waiting = msg.ref !== undefined && this.pending.get(msg.ref);
+    if (waiting && ["ack", "error", "answer", "pong"].includes(msg.type)) {
+      this.pending.delete(msg.ref);
+      clearTimeout(waiting.timer);
+      if (msg.type === "error") waiting.reject(new ProtocolError(msg.code, msg.reason));
+      else waiting.resolve(msg);
+      return;
+    }
+    if (msg.type === "answer") {
+      // A server that answers an offer without its ref: offers are answered in order.
+      for (const [ref, p] of this.pending) {
+        if (p.type === "offer") {
+          this.pending.delete(ref);
+          clearTimeout(p.timer);
+          p.resolve(msg);
+          return;
+        }
+      }
+    }
+    this.dispatchEvent(new CustomEvent(msg.type, {detail: msg}));
+    this.dispatchEvent(new CustomEvent("message", {detail: msg}));
+  }
+
+  // Send a command; resolves with its ack (or answer), rejects with a ProtocolError.
+  request(type, fields = {}) {
+    const ref = `w${this.nextRef++}`;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(ref);
+        reject(new ProtocolError("timeout", `no answer to ${type}`));
+      }, REQUEST_TIMEOUT_MS);
+      this.pending.set(ref, {type, resolve, reject, timer});
+      this.ws.send(JSON.stringify({v: PROTOCOL_VERSION, type, ref, ...fields}));
+    });
+  }
+
+  close() {
+    if (this.ws) this.ws.close();
+  }
+}
+
+// One contact's audio: an RTCPeerConnection offered with call_id = the contact while it rings. `send` is
+// the desk's current socket (it may change while the leg lives: a reconnect does not touch the audio).
+class Leg {
+  constructor({send, contactId, iceServers, audio, micId, onNote}) {
+    this.send = send;
+    this.contactId = contactId;
+    this.iceServers = iceServers || [];
+    this.audio = audio;
+    this.micId = micId;
+    this.note = onNote || (() => {});
+    this.legId = null;
+    this.pc = null;
+    this.mic = null;
+    this.lateCandidates = [];
+  }
+
+  async microphone() {
+    try {
+      const audio = this.micId ? {deviceId: {exact: this.micId}} : true;
+      return await navigator.mediaDevices.getUserMedia({audio});
+    } catch (err) {
+      // No microphone (or refused): send silence so the caller still hears the agent's side open.
+      this.note(`No microphone (${err.name}): the caller hears silence from you.`);
+      const ctx = new AudioContext();
+      return ctx.createMediaStreamDestination().stream;
+    }
+  }
+
+  async start() {
+    const iceServers = this.iceServers.map((s) => ({urls: s.urls, username: s.username, credential: s.credential}));
+    this.pc = new RTCPeerConnection({iceServers});
+    this.mic = await this.microphone();
+    for (const track of this.mic.getAudioTracks()) this.pc.addTrack(track, this.mic);
+    this.pc.ontrack = (e) => {
+      this.audio.srcObject = e.streams[0] || new MediaStream([e.track]);
+      this.audio.play().catch(() => this.note("Click anywhere to hear the caller (the browser blocked sound)."));
+    };
+    this.pc.onicecandidate = (e) => {
+      if (!e.candidate) return;
+      if (this.legId) this.sendCandidate(e.candidate);
+      else this.lateCandidates.push(e.candidate);
+    };
+    await this.pc.setLocalDescription(await this.pc.createOffer());
+    // Wait briefly for candidates so the offer carries them; any later ones trickle as `ice`.
+    await new Promise((resolve) => {
+      if (this.pc.iceGatheringState === "complete") return resolve();
+      this.pc.onicegatheringstatechange = () => this.pc.iceGatheringState === "complete" && resolve();
+      setTimeout(resolve, ICE_GATHER_MS);
+    });
+    this.lateCandidates = [];
+    const answer = await this.send("offer", {sdp: this.pc.localDescription.sdp, call_id: this.contactId});
+    this.legId = answer.leg_id;
+    await this.pc.setRemoteDescription({type: "answer", sdp: answer.sdp});
+    for (const c of this.lateCandidates.splice(0)) this.sendCandidate(c);
+  }
+
+  sendCandidate(c) {
+    this.send("ice", {leg_id: this.legId, candidate: c.candidate, sdp_mid: c.sdpMid, sdp_mline_index: c.sdpMLineIndex})
+      .catch(() => {});
+  }
+
+  get connected() { return Boolean(this.pc && this.pc.connectionState === "connected"); }
+
+  // Good / fair / poor from what the browser measures: loss, jitter and round trip of the audio.
+  async quality() {
+    if (!this.pc) return null;
+    let lost = 0, received = 0, jitter = 0, rtt = 0;
+    for (const s of (await this.pc.getStats()).values()) {
+      if (s.type === "inbound-rtp" && s.kind === "audio") {
+        lost = s.packetsLost || 0; received = s.packetsReceived || 0; jitter = s.jitter || 0;
+      }
+      if (s.type === "candidate-pair" && s.nominated && s.currentRoundTripTime !== undefined) rtt = s.currentRoundTripTime;
+    }
+    const loss = received + lost ? lost / (received + lost) : 0;
+    const level = loss > 0.05 || jitter > 0.06 || rtt > 0.5 ? "poor" : loss > 0.01 || jitter > 0.03 || rtt > 0.25 ? "fair" : "good";
+    return {level, loss, jitter, rtt, received};
+  }
+
+  close() {
+    if (this.pc) this.pc.close();
+    if (this.mic) for (const t of this.mic.getTracks()) t.stop();
+    if (this.audio.srcObject) this.audio.srcObject = null;
+  }
+}
+
+window.AgentConnection = AgentConnection;
+window.Leg = Leg;
+window.ProtocolError = ProtocolError;

@@ -1,0 +1,191 @@
+"""An agent's shift in headless Chromium (services/web/agent) through the whole platform: an admin invites
+the agent, the agent opens the link, sets a password and lands on the desk; the session outlives three
+access-token lifetimes idle (the API here issues 6 s tokens) and again on a call; a phone call rings (title,
+countdown), is answered, audio is checked both ways, hold and the keypad work; the caller hangs up, the
+queue's wrap-up timer (2 s, and an open form does not extend it) runs out, and the disposition chosen
+afterwards is kept on the contact; a second tab says the desk is elsewhere; a forced sign-out sends the page
+back to the sign-in form. Screenshots go to .artifacts/agent-shift/ (look at them)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from tests.e2e.browser import chromium
+from tests.e2e.first_call.conftest import PhoneCaller, make_tenant
+from tests.e2e.first_call.test_agent_desktop import MEASURE_JS
+
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not chromium.available(), reason="needs Debian's chromium"),
+]
+
+SHOTS = Path(__file__).resolve().parents[3] / ".artifacts" / "agent-shift"
+PASSWORD = "a long and happy shift"
+ACCESS_TTL_S = 6  # tests/integration/conftest.py's api_server
+
+
+async def _shot(page: Any, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+async def test_an_agents_shift_in_the_browser(first_call_stack: Any, tmp_path: Path) -> None:
+    tenant = await asyncio.to_thread(make_tenant, first_call_stack.api)
+    agent_id = tenant.agents["agent0@example.com"]
+    async with httpx.AsyncClient(
+        base_url=first_call_stack.api, headers={"Authorization": f"Bearer {tenant.key}"}, timeout=10
+    ) as admin:
+        r = await admin.patch(f"/v1/queues/{tenant.queue_id}", json={"wrap_up_seconds": 2})
+        assert r.status_code == 200, r.text
+        settings = (await admin.get("/v1/desk-settings")).json()
+        r = await admin.put("/v1/desk-settings", json={**settings, "wrap_up_form_extends": False})
+        assert r.status_code == 200, r.text
+        invite = (await admin.post("/v1/invites", json={"email": "agent0@example.com"})).json()
+
+        caller: PhoneCaller | None = None
+        async with chromium.launch(tmp_path / "chromium-profile") as browser:
+            page = await browser.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda exc: problems.append(str(exc)))
+            try:
+                # The invitation link: set a password, land on the desk signed in to calls.
+                await page.goto(f"{first_call_stack.api}{invite['path']}")
+                await page.wait_for_selector("#invite-form:not(.hidden)")
+                assert "agent0@example.com" in await page.inner_text("#invite-who")
+                assert "invite=" not in page.url
+                await _shot(page, "1-set-password")
+                await page.fill("#new-password", PASSWORD)
+                await page.fill("#new-password-2", PASSWORD)
+                await page.click("#invite-button")
+                await page.wait_for_function("agentDesktop.state === 'available'", timeout=15000)
+                assert await page.inner_text("#agent-name") == "Agent 0"
+                assert await page.inner_text("#state") == "Available"
+                cookies = await browser.cookies()
+                refresh = next(c for c in cookies if c["name"] == "sb_refresh")
+                assert (
+                    refresh["httpOnly"] and refresh["sameSite"] == "Strict" and refresh["path"] == "/v1/auth"
+                )
+                assert await page.evaluate("document.cookie") == ""  # the page cannot read it
+                assert (
+                    await page.evaluate(
+                        "Object.keys(localStorage).length + Object.keys(sessionStorage).length"
+                    )
+                    == 0
+                )
+
+                # A second tab: the desk (socket and audio) stays in the first.
+                second = await browser.new_page()
+                await second.goto(f"{first_call_stack.api}/agent/")
+                await second.wait_for_selector("#banner:not(.hidden)")
+                assert "open in another tab" in await second.inner_text("#banner")
+                await _shot(second, "2-second-tab")
+                await second.close()
+
+                # Idle for three access-token lifetimes: the token is refreshed, the socket stays.
+                first_token = await page.evaluate("agentDesktop.session.token")
+                await page.wait_for_function(
+                    "document.getElementById('mic-level').style.width !== '0%'", timeout=10000
+                )
+                await _shot(page, "3-desk-idle")
+                await asyncio.sleep(3 * ACCESS_TTL_S + 1)
+                assert await page.evaluate("agentDesktop.session.token") != first_token
+                assert await page.evaluate("agentDesktop.conn !== null && agentDesktop.reconnects === 0")
+                await page.click("#check")
+                await page.wait_for_function(
+                    "document.getElementById('check-result').textContent.includes('round trip')"
+                )
+
+                # A call rings: name, number, countdown, title.
+                caller = PhoneCaller(first_call_stack.sip_port, tenant.number, frequency=600.0)
+                await caller.dial()
+                await page.wait_for_selector("#offer-panel:not(.hidden)", timeout=15000)
+                assert await page.inner_text("#offer-caller") == "Ada Caller"
+                assert await page.inner_text("#offer-number") == "+15550100"
+                assert "Answer within" in await page.inner_text("#offer-left")
+                await page.wait_for_function("document.title.includes('Ada Caller')", timeout=3000)
+                assert await page.inner_text("#state") == "Ringing"
+                await page.wait_for_function(
+                    "[...agentDesktop.legs.values()].some((l) => l.connected)", timeout=10000
+                )
+                await _shot(page, "4-ringing")
+                await page.click("#accept")
+                await page.wait_for_selector("#call-panel:not(.hidden)")
+                connected_at = time.monotonic()
+
+                heard = await asyncio.wait_for(page.evaluate(MEASURE_JS, 1500), 10)
+                assert abs(heard["peak_hz"] - 600) < 15 and heard["peak_db"] > -60, heard
+                mark = caller.mark()
+                await asyncio.sleep(1.5)
+                frames = caller.pcm_since(mark).astype(np.float64).reshape(-1, 160)
+                loud = np.sqrt(np.mean(frames**2, axis=1))
+                assert len(frames) > 50 and loud.max() > 300, (len(frames), loud.max())
+
+                await page.click("#hold")
+                await page.wait_for_function("document.getElementById('hold').textContent === 'Resume'")
+                await page.click("#hold")
+                await page.wait_for_function("document.getElementById('hold').textContent === 'Hold'")
+                await page.click("#keypad-button")
+                await page.click("#keypad button:text('5')")
+                await page.wait_for_function(
+                    "document.querySelector('#quality span').textContent !== '—'", timeout=5000
+                )
+                await _shot(page, "5-on-a-call")
+                # Past another token lifetime on the call: still connected, commands still answered.
+                await asyncio.sleep(max(0.0, ACCESS_TTL_S + 1 - (time.monotonic() - connected_at)))
+                await page.click("#mute")
+                await page.wait_for_function("document.getElementById('mute').textContent === 'Unmute'")
+                assert not [
+                    n for n in await page.evaluate("agentDesktop.notes") if "Keypad" in n or "Mute" in n
+                ]
+
+                # The caller hangs up; the wrap-up timer (2 s) runs out before the agent is done.
+                await caller.hang_up()
+                await page.wait_for_selector("#wrapup-panel:not(.hidden)", timeout=10000)
+                assert "The caller hung up" in await page.inner_text("#wrap-summary")
+                await page.fill("#notes", "refund promised by Friday")
+                await page.wait_for_function(
+                    "document.getElementById('wrap-left').textContent === 'time is up'", timeout=5000
+                )
+                await page.wait_for_function("agentDesktop.state === 'available'", timeout=5000)
+                await page.select_option("#disposition", "follow_up")
+                await _shot(page, "6-wrap-up-after-the-timer")
+                await page.click("#wrap")
+                await page.wait_for_selector("#idle-panel:not(.hidden)")
+
+                contact_id = await page.evaluate(
+                    "agentDesktop.events.find((m) => m.type === 'contact_offer').contact_id"
+                )
+                record: dict[str, Any] = {}
+                for _ in range(50):
+                    record = (await admin.get(f"/v1/contacts/{contact_id}")).json()
+                    if record.get("disposition"):
+                        break
+                    await asyncio.sleep(0.1)
+                assert record["disposition"] == "follow_up" and record["notes"] == "refund promised by Friday"
+                assert record["outcome"] == "handled" and record["agent_id"] == agent_id
+                assert any(
+                    e["event"] == "disposition" and e["detail"].get("late") for e in record["timeline"]
+                )
+
+                # An admin forces the agent out: the page is back at the sign-in form, saying why.
+                assert (await admin.post(f"/v1/agents/{agent_id}/signout")).status_code == 200
+                await page.wait_for_selector("#signin-form:not(.hidden)", timeout=5000)
+                assert "an admin signed you out" in await page.inner_text("#signin-error")
+                await _shot(page, "7-signed-out")
+                # And signs in again with the password it chose.
+                await page.fill("#email", "agent0@example.com")
+                await page.fill("#password", PASSWORD)
+                await page.click("#signin-button")
+                await page.wait_for_selector("#desk-view:not(.hidden)", timeout=10000)
+                assert not problems, problems
+            finally:
+                if caller is not None:
+                    caller.close()
+                await page.close()
