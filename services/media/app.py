@@ -153,7 +153,15 @@ class MediaService:
         self.bus = bus
         # Recorded calls' chunks on their way to the recording service (spool/ship.py).
         self.shipper = ChunkShipper(bus.js)
-        self.webrtc = webrtc or WebRtcCalls(webrtc_config(), emit=edge.emit, clock=edge.clock, now=edge.now)
+        self.webrtc = webrtc or WebRtcCalls(
+            webrtc_config(),
+            emit=edge.emit,
+            clock=edge.clock,
+            now=edge.now,
+            slots=edge.slots,
+            call_limit=edge.store.call_limit,
+            legs_per_agent=_env_int("SB_WEBRTC_LEGS_PER_AGENT", 4),
+        )
         self.bridges: dict[uuid.UUID, Bridge] = {}
         # Attended transfers and supervisor monitors over the bridges (consult.py, monitor.py).
         self.consults = Consults(self)
@@ -414,7 +422,7 @@ class MediaService:
                     for_call_id=command.call_id,
                 )
             except WebRtcError as exc:
-                return Reply(ok=False, error=str(exc), code="webrtc")
+                return Reply(ok=False, error=str(exc), code=getattr(exc, "code", "webrtc"))
             codec = self.webrtc.sessions[command.leg_id].leg.codec  # "PCMU", "PCMA" or "opus"
             return Reply(
                 ok=True,
@@ -617,6 +625,8 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         publish=bus.publish,
         **({"transport_factory": worker.transport_factory} if worker is not None else {}),
     )
+    # Concurrent calls per tenant and legs per agent, counted with the other media processes (kernel/slots.py).
+    await edge.slots.attach(bus.js, settings.jetstream_replicas)
     await edge.start()
     service = MediaService(edge, bus, spool_dir=settings.data_dir / "spool", data_dir=settings.data_dir)
     await service.start()
@@ -644,6 +654,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
             await registrar.stopping()  # the front sends no new calls while ours are being ended
         await service.stop()
         await edge.stop()
+        await edge.slots.stop()
         if registrar is not None:
             await registrar.stop()
         await close_pool(pool)

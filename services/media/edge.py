@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from services.kernel.events import CallArrived
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
+from services.kernel.slots import Slots, tenant_slot
 from services.media import outbound, sip
 from services.media.admission import AdmissionController
 from services.media.call import Call, CallState
@@ -65,7 +66,8 @@ class SipEdge:
         self.by_client: dict[sip.TransactionKey, Leg] = {}
         self.pending: dict[sip.TransactionKey, Peer] = {}
         self.awaiting_ack: dict[uuid.UUID, Leg] = {}  # legs whose 2xx is retransmitted until the ACK
-        self.tenant_calls: dict[uuid.UUID, int] = {}
+        # Calls per tenant, shared with the other media processes once attached to the bus (app.main).
+        self.slots = Slots()
         self.address = sip.LocalAddress(config.host, config.port, "UDP")
         self.transport = transport_factory(
             config.host, config.port, limiter=self.limiter, on_message=self._on_message
@@ -434,9 +436,6 @@ class SipEdge:
                 reason="Service Unavailable (capacity)",
             )
             return
-        if self.tenant_calls.get(route.tenant_id, 0) >= route.max_concurrent_calls:
-            self._respond(key, invite, 486, peer, reason="Busy Here (tenant call limit)")
-            return
         offer: sip.SessionDescription | None = None
         if invite.body:
             try:
@@ -473,10 +472,20 @@ class SipEdge:
             self.ports.release(port)
             self._respond(key, invite, 400, peer, reason=f"Bad Request ({err})")
             return
+        # The tenant's limit counts its calls on every worker (and its web and outbound calls).
+        slot = tenant_slot(route.tenant_id)
+        if not await self.slots.acquire(slot, route.max_concurrent_calls):
+            self.ports.release(port)
+            if self._still_pending(key):
+                self._respond(key, invite, 486, peer, reason="Busy Here (tenant call limit)")
+            return
+        if not self._still_pending(key):
+            self.slots.release(slot)
+            self.ports.release(port)
+            return
         leg.dialog = dialog
         self.legs[call.call_id] = leg
         self.by_invite[key] = leg
-        self.tenant_calls[route.tenant_id] = self.tenant_calls.get(route.tenant_id, 0) + 1
         self.dialogs.add(dialog)
         self.by_dialog[dialog.id] = leg
         self._run(self.layer.send_response(key, ringing, self.now()))
@@ -810,8 +819,7 @@ class SipEdge:
 
     def _release(self, leg: Leg) -> None:
         if self.legs.pop(leg.call.call_id, None) is not None:
-            tenant = leg.call.tenant_id
-            self.tenant_calls[tenant] = max(0, self.tenant_calls.get(tenant, 0) - 1)
+            self.slots.release(tenant_slot(leg.call.tenant_id))
         if leg.rtp is not None:
             self._release_rtp(leg, leg.rtp)
         if leg.dialog is not None:

@@ -13,6 +13,7 @@ import uuid
 from typing import TYPE_CHECKING
 
 from services.kernel.events import CallArrived
+from services.kernel.slots import tenant_slot
 from services.media import sip
 from services.media.call import Call
 from services.media.leg import ALLOW, Leg
@@ -20,6 +21,7 @@ from services.media.trunk_auth import answer_challenge
 
 if TYPE_CHECKING:
     from services.media.edge import SipEdge
+    from services.media.store import Trunk
     from services.media.transport import Peer
 
 __all__ = ["originate", "originate_response", "parse_direct"]
@@ -52,6 +54,28 @@ async def originate(
         trunk = candidates[0]
     if len(edge.legs) >= edge.config.max_calls:
         return "media capacity reached"
+    slot = tenant_slot(tenant_id)
+    if not await edge.slots.acquire(slot, await edge.store.call_limit(tenant_id)):
+        return "the tenant's concurrent-call limit is reached"
+    error: str | None = "not placed"
+    try:
+        error = await _place(edge, call_id, tenant_id, to, caller_id, trunk, direct)
+    finally:
+        if error is not None and call_id not in edge.legs:
+            edge.slots.release(slot)  # no leg holds it (a leg gives it back when it ends)
+    return error
+
+
+async def _place(
+    edge: SipEdge,
+    call_id: uuid.UUID,
+    tenant_id: uuid.UUID,
+    to: str,
+    caller_id: str,
+    trunk: Trunk | None,
+    direct: tuple[str, str, int] | None,
+) -> str | None:
+    """The rest of `originate` once the tenant's slot is held."""
     call = Call(call_id=call_id, tenant_id=tenant_id, created_at=time.time())
     if direct is not None:
         user, host, port = direct
@@ -78,7 +102,6 @@ async def originate(
     leg.out_from = f"<sip:{caller_id or 'anonymous'}@{edge.config.host}>;tag={sip.new_tag()}"
     leg.out_call_id = sip.new_call_id(edge.config.host)
     edge.legs[call_id] = leg
-    edge.tenant_calls[tenant_id] = edge.tenant_calls.get(tenant_id, 0) + 1
     invite = send_invite(edge, leg, cseq=1)
     edge.emit(
         [

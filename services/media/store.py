@@ -176,6 +176,12 @@ class Store:
             trunks=tuple(_trunk(r) for r in rows if r["id"] is not None),
         )
 
+    async def call_limit(self, tenant_id: uuid.UUID) -> int:
+        """The tenant's concurrent-call limit (0 for no such tenant)."""
+        async with tenant_tx(self.pool, tenant_id, readonly=True) as conn:
+            limit = await conn.fetchval("SELECT max_concurrent_calls FROM tenants WHERE id = $1", tenant_id)
+        return int(limit or 0)
+
     async def trunks(self, tenant_id: uuid.UUID) -> tuple[Trunk, ...]:
         async with tenant_tx(self.pool, tenant_id, readonly=True) as conn:
             return tuple(_trunk(r) for r in await conn.fetch(_TRUNKS))

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from services.kernel import events as ev
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
+from services.kernel.slots import Slots, slot_key, tenant_slot
 from services.media.bridge.transcode import Resampler
 from services.media.call import Call, CallState
 from services.media.dsp.dtmf import DtmfDetector
@@ -99,6 +100,8 @@ class WebRtcSession:
     # Opus legs only: 48 kHz from aiortc down to the worker's 8 kHz, and back up (set once negotiated).
     downsample: Resampler | None = None
     upsample: Resampler | None = None
+    # Slot keys this leg holds (its owner's legs; a web caller's place in the tenant's call limit).
+    slots: tuple[str, ...] = ()
 
     @property
     def law(self) -> G711:
@@ -138,10 +141,34 @@ class WebRtcSession:
             self.emit(events)
 
 
-class WebRtcCalls:
-    """The worker's WebRTC legs, by leg id (= their call id)."""
+class WebRtcLimitError(WebRtcError):
+    """An offer past a limit: the owner's legs, or (a web caller) the tenant's concurrent calls."""
 
-    def __init__(self, config: WebRtcConfig, *, emit: Emit, clock: object, now: Callable[[], float]) -> None:
+    code = "limit"
+
+
+class WebRtcCalls:
+    """The worker's WebRTC legs, by leg id (= their call id).
+
+    Limits (docs/security.md), counted over every media worker through `slots`: an agent holds at most
+    `legs_per_agent` legs at once, a widget token (owner `widget:<token session>`) one, and a web caller's
+    leg is one of its tenant's concurrent calls (`call_limit`).
+    """
+
+    def __init__(
+        self,
+        config: WebRtcConfig,
+        *,
+        emit: Emit,
+        clock: object,
+        now: Callable[[], float],
+        slots: Slots | None = None,
+        call_limit: Callable[[uuid.UUID], Awaitable[int]] | None = None,
+        legs_per_agent: int = 4,
+    ) -> None:
+        self.slots = slots or Slots()
+        self.call_limit = call_limit
+        self.legs_per_agent = legs_per_agent
         self.config = config
         self.emit = emit
         self.clock = clock  # services.media.rtp_session.MediaClock
@@ -170,6 +197,39 @@ class WebRtcCalls:
         """A new leg answering the browser's offer; returns the answer SDP. WebRtcError when unusable."""
         if leg_id in self.sessions:
             raise WebRtcError("leg id already in use")
+        held = await self._take_slots(tenant_id, agent_id)
+        try:
+            return await self._offer(tenant_id, leg_id, agent_id, sdp, law, for_call_id, held)
+        except BaseException:
+            if leg_id not in self.sessions:
+                for key in held:
+                    self.slots.release(key)
+            raise
+
+    async def _take_slots(self, tenant_id: uuid.UUID, agent_id: str) -> tuple[str, ...]:
+        web_caller = agent_id.startswith("widget:")
+        owner = slot_key("webrtc-legs", tenant_id, agent_id)
+        if not await self.slots.acquire(owner, 1 if web_caller else self.legs_per_agent):
+            what = "this widget token has a call already" if web_caller else "this agent has too many legs"
+            raise WebRtcLimitError(f"{what} (at most {1 if web_caller else self.legs_per_agent} at once)")
+        if not web_caller or self.call_limit is None:
+            return (owner,)
+        tenant = tenant_slot(tenant_id)
+        if not await self.slots.acquire(tenant, await self.call_limit(tenant_id)):
+            self.slots.release(owner)
+            raise WebRtcLimitError("the tenant's concurrent-call limit is reached")
+        return (owner, tenant)
+
+    async def _offer(
+        self,
+        tenant_id: uuid.UUID,
+        leg_id: uuid.UUID,
+        agent_id: str,
+        sdp: str,
+        law: G711,
+        for_call_id: uuid.UUID | None,
+        held: tuple[str, ...],
+    ) -> str:
         call = Call(call_id=leg_id, tenant_id=tenant_id, created_at=self.now())
         holder: list[WebRtcSession] = []
         leg = WebRtcLeg(
@@ -181,7 +241,9 @@ class WebRtcCalls:
             send_queue_frames=SEND_QUEUE_FRAMES,
             send_on_push=True,  # our MediaClock paces what the leg sends: no second 20 ms clock to wait for
         )
-        session = WebRtcSession(leg_id, tenant_id, agent_id, call, leg, self.emit, for_call_id=for_call_id)
+        session = WebRtcSession(
+            leg_id, tenant_id, agent_id, call, leg, self.emit, for_call_id=for_call_id, slots=held
+        )
         holder.append(session)
         try:
             answer = await leg.accept_offer(sdp)
@@ -220,6 +282,8 @@ class WebRtcCalls:
         """End the leg: call.ended and the `ended` signal; the peer connection closes in the background."""
         if self.sessions.pop(session.leg_id, None) is None:
             return
+        for key in session.slots:
+            self.slots.release(key)
         self.clock.remove(session)  # type: ignore[attr-defined]
         reporter = self._reporters.pop(session.leg_id, None)
         if reporter is not None:

@@ -12,6 +12,7 @@ traffic from several loopback addresses (127.0.0.0/8 is all loopback on Linux), 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import secrets
 import shutil
@@ -44,52 +45,51 @@ class Front:
     port: int
     number: str
     log: Path
+    site: str
 
 
-@pytest.fixture(scope="module")
-def front(infra) -> Iterator[Front]:  # type: ignore[no-untyped-def]
+@contextlib.contextmanager
+def running_front(infra, *, workers: int, **env: str) -> Iterator[Front]:  # type: ignore[no-untyped-def]
+    """The SIP front and `workers` media workers of a site of their own, with `env` for all of them."""
     seeded = asyncio.run(_fixtures._seed(infra.owner_url))
     port = free_port()
     site = f"edges-{secrets.token_hex(3)}"
     logs = infra.data_dir / f"edges-{port}"
     logs.mkdir()
+    front_log = logs / "front.log"
+    front_env = _env(infra, SB_SIP_PORT=str(port), SB_SITE=site, **env)
+    procs = [_spawn([sys.executable, "-m", "services.media.front"], front_env, front_log)]
+    for n in range(workers):
+        low = 36000 + (port % 20) * 200 + n * 100
+        worker_env = _env(
+            infra,
+            SB_SIP_PORT=str(port),
+            SB_SITE=site,
+            SB_MEDIA_WORKER_ID=f"{site}-w{n + 1}",
+            SB_RTP_PORT_MIN=str(low),
+            SB_RTP_PORT_MAX=str(low + 98),
+            **env,
+        )
+        procs.append(_spawn([sys.executable, "-m", "services.media"], worker_env, logs / f"w{n + 1}.log"))
+    try:
+        _wait_log(front_log, "worker_linked", workers, 30.0)
+        assert sip_answers(port, 10.0)
+        yield Front(port=port, number=str(seeded["number"]), log=front_log, site=site)
+    finally:
+        for proc in procs:
+            stop(proc)
+
+
+@pytest.fixture(scope="module")
+def front(infra) -> Iterator[Front]:  # type: ignore[no-untyped-def]
     limits = {
         "SB_SIP_RATE": str(RATE),
         "SB_SIP_BURST": str(BURST),
         "SB_SIP_BAN_AFTER": str(BAN_AFTER),
         "SB_SIP_BAN_SECONDS": str(BAN_S),
     }
-    front_log = logs / "front.log"
-    procs = [
-        _spawn(
-            [sys.executable, "-m", "services.media.front"],
-            _env(infra, SB_SIP_PORT=str(port), SB_SITE=site, **limits),
-            front_log,
-        )
-    ]
-    low = 36000 + (port % 20) * 100
-    procs.append(
-        _spawn(
-            [sys.executable, "-m", "services.media"],
-            _env(
-                infra,
-                SB_SIP_PORT=str(port),
-                SB_SITE=site,
-                SB_MEDIA_WORKER_ID=f"{site}-w1",
-                SB_RTP_PORT_MIN=str(low),
-                SB_RTP_PORT_MAX=str(low + 98),
-                **limits,
-            ),
-            logs / "w1.log",
-        )
-    )
-    try:
-        _wait_log(front_log, "worker_linked", 1, 30.0)
-        assert sip_answers(port, 10.0)
-        yield Front(port=port, number=str(seeded["number"]), log=front_log)
-    finally:
-        for proc in procs:
-            stop(proc)
+    with running_front(infra, workers=1, **limits) as running:
+        yield running
 
 
 def _sock(host: str) -> socket.socket:

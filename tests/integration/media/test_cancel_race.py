@@ -131,7 +131,7 @@ def _finals(replies: list[bytes], method: str) -> list[int]:
 
 def _assert_clean(edge: SipEdge) -> None:
     assert edge.legs == {} and edge.pending == {}
-    assert sum(edge.tenant_calls.values()) == 0
+    assert edge.slots.mine == {}
     assert edge.ports.in_use == set()
 
 

@@ -1,0 +1,186 @@
+"""Concurrency limits that hold across processes: a tenant's calls over every media worker, a widget
+token's one call over every API process, an agent's WebRTC legs (docs/security.md, "Limits").
+
+One JetStream KV entry per limited thing (bucket `sb_slots`) holds each process's count and when it last
+wrote it: `{"<holder>": [count, wall_ts]}`. Taking a slot reads the entry, adds up the counts of the other
+holders whose lease is fresh, adds this process's own and writes its count + 1 with compare-and-set on the
+entry's revision; a concurrent writer makes the write fail and the check runs again on what it wrote. A
+holder's count is a lease: every process rewrites its non-zero counts every `lease / 3` seconds, and a
+count older than `lease` (its process died or hangs) no longer counts. So a killed worker's calls stop
+counting after at most `lease` seconds, never before.
+
+`decide` is the sans-IO core (no clock, no NATS); `Slots` is the asyncio adapter. Without a bus (a
+process on its own, in tests) `Slots` counts locally, which is exact for one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import random
+import time
+import uuid
+
+import msgspec
+from nats.js.api import KeyValueConfig
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from services.kernel.log import get_logger
+
+__all__ = ["BUCKET", "LEASE_S", "Slots", "decide", "slot_key", "tenant_slot"]
+
+log = get_logger()
+
+BUCKET = "sb_slots"
+LEASE_S = 15.0
+_ATTEMPTS = 20
+
+Entry = dict[str, tuple[int, float]]  # holder -> (count, wall time of its last write)
+
+
+def decide(entry: Entry, holder: str, mine: int, limit: int, now: float, lease: float) -> Entry | None:
+    """The entry with `holder` holding one more slot (`mine` + 1), or None when that would pass `limit`.
+    Counts of other holders older than `lease` are dropped (their process is gone)."""
+    live = {h: (n, ts) for h, (n, ts) in entry.items() if h != holder and n > 0 and now - ts < lease}
+    if sum(n for n, _ in live.values()) + mine + 1 > limit:
+        return None
+    return {**live, holder: (mine + 1, now)}
+
+
+def slot_key(*parts: object) -> str:
+    """A KV key for a limited thing named by `parts` (any text: tenant ids, agent ids, token ids)."""
+    return hashlib.sha256("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:40]
+
+
+def tenant_slot(tenant_id: uuid.UUID) -> str:
+    """A tenant's concurrent calls: inbound SIP, outbound, web callers, on every media worker."""
+    return slot_key("tenant-calls", tenant_id)
+
+
+_entry = msgspec.json.Decoder(dict[str, tuple[int, float]])
+
+
+class Slots:
+    """Counted slots per key for this process (`holder`), shared with other processes through `kv`."""
+
+    def __init__(self, holder: str | None = None, *, lease: float = LEASE_S) -> None:
+        self.holder = holder or uuid.uuid4().hex
+        self.lease = lease
+        self.mine: dict[str, int] = {}
+        self._kv: KeyValue | None = None
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._dirty: set[str] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def attach(self, js: object, replicas: int = 1) -> None:
+        """Share the counts through the bucket (`js`: a JetStream context) and start renewing them."""
+        try:
+            self._kv = await js.key_value(BUCKET)  # type: ignore[attr-defined]
+        except BucketNotFoundError:
+            self._kv = await js.create_key_value(  # type: ignore[attr-defined]
+                KeyValueConfig(bucket=BUCKET, history=1, ttl=self.lease * 4, replicas=replicas)
+            )
+        self._task = asyncio.get_running_loop().create_task(self._writer())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    def count(self, key: str) -> int:
+        return self.mine.get(key, 0)
+
+    async def acquire(self, key: str, limit: int) -> bool:
+        """One more slot for `key` unless `limit` slots are held (by every process together)."""
+        if limit <= 0:
+            return False
+        if self._kv is None:
+            if self.count(key) >= limit:
+                return False
+            self.mine[key] = self.count(key) + 1
+            return True
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:  # this process's own takers one at a time: only other processes can conflict
+            for _ in range(_ATTEMPTS):
+                entry, revision = await self._read(key)
+                wanted = decide(entry, self.holder, self.count(key), limit, time.time(), self.lease)
+                if wanted is None:
+                    return False
+                if await self._write(key, wanted, revision):
+                    self.mine[key] = self.count(key) + 1
+                    return True
+                await asyncio.sleep(random.uniform(0.001, 0.01))  # another process wrote first
+        log.warning("slot_contended", key=key)
+        return False  # refused rather than risk passing the limit
+
+    def release(self, key: str) -> None:
+        """Give back one slot of `key` (now locally; the shared count follows within moments)."""
+        n = self.count(key)
+        if n <= 1:
+            self.mine.pop(key, None)
+        else:
+            self.mine[key] = n - 1
+        if self._kv is not None:
+            self._dirty.add(key)
+            self._wake.set()
+
+    async def _read(self, key: str) -> tuple[Entry, int]:
+        assert self._kv is not None
+        try:
+            got = await asyncio.wait_for(self._kv.get(key), 2.0)
+        except KeyNotFoundError:
+            return {}, 0
+        try:
+            return (_entry.decode(got.value) if got.value else {}), int(got.revision or 0)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return {}, int(got.revision or 0)  # unreadable: overwritten by the next write
+
+    async def _write(self, key: str, entry: Entry, revision: int) -> bool:
+        assert self._kv is not None
+        data = msgspec.json.encode(entry)
+        try:
+            if revision:
+                await asyncio.wait_for(self._kv.update(key, data, last=revision), 2.0)
+            else:
+                await asyncio.wait_for(self._kv.create(key, data), 2.0)
+        except KeyWrongLastSequenceError:
+            return False
+        except Exception as exc:  # nats' own errors for a create that lost the race, and timeouts
+            if "wrong last sequence" in str(exc).lower() or "key exists" in str(exc).lower():
+                return False
+            raise
+        return True
+
+    async def _set_mine(self, key: str) -> None:
+        """Write this process's current count of `key` (a release, or a lease renewal)."""
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            for _ in range(_ATTEMPTS):
+                entry, revision = await self._read(key)
+                now = time.time()
+                entry = {h: v for h, v in entry.items() if h != self.holder and now - v[1] < self.lease}
+                if self.count(key):
+                    entry[self.holder] = (self.count(key), now)
+                if await self._write(key, entry, revision):
+                    return
+                await asyncio.sleep(random.uniform(0.001, 0.01))
+
+    async def _writer(self) -> None:
+        """Releases as they come, and every held count renewed every lease / 3."""
+        renew_at = time.monotonic() + self.lease / 3
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, renew_at - time.monotonic()))
+            self._wake.clear()
+            if time.monotonic() >= renew_at:
+                self._dirty |= set(self.mine)
+                renew_at = time.monotonic() + self.lease / 3
+            keys, self._dirty = self._dirty, set()
+            for key in keys:
+                try:
+                    await self._set_mine(key)
+                except Exception as exc:  # the bus reconnects by itself; the next renewal writes it
+                    log.warning("slot_write_failed", error=str(exc) or type(exc).__name__)
