@@ -74,6 +74,7 @@ class Contact(msgspec.Struct, kw_only=True):
     muted: bool = False
     note: str = ""
     note_from: str = ""
+    transfer: dict[str, str] | None = None  # a blind transfer sent to routing, applied once it accepts
     deadline: float | None = None  # accept-without-leg or answer timeout
     pending: dict[str, str] = {}  # command id -> what it was for (failures are fed back)
     seen: list[str] = []
@@ -253,6 +254,10 @@ class Lifecycle:
             # The offer ended while the phone was answered (it timed out, the caller left): let the phone go.
             if s.leg_id is not None:
                 self._send(ev.MediaHangup(tenant_id=self.tenant_id, call_id=s.leg_id), "hangup_leg")
+        elif purpose == "transfer":
+            move, s.transfer = s.transfer, None
+            if ok and move is not None and self.phase == "connected":
+                self._transferred(move, now)
         elif purpose == "answer" and ok:
             self._wait_in_queue()
         elif not ok and purpose == "answer" and self.phase == "arrived":
@@ -282,6 +287,8 @@ class Lifecycle:
     def desk(self, cmd: ev.DeskCommand, now: float, *, queue_id: uuid.UUID | None = None) -> dict[str, Any]:
         """An agent's command; raises DeskRefused. `queue_id` is a transfer's target, resolved by the adapter."""
         s, r = self.state, self.state.record
+        if s.offer_agent_id == str(cmd.agent_id) and r.agent_id is None:
+            raise DeskRefused("state", "the contact is ringing: accept it first")
         if r.agent_id is None or str(r.agent_id) != str(cmd.agent_id):
             raise DeskRefused("not_found", "this contact is not yours")
         if isinstance(cmd, ev.DeskWrapUp):
@@ -336,10 +343,9 @@ class Lifecycle:
                 target = queue_id or r.queue_id
                 if target is None:
                     raise DeskRefused("bad_message", "transfer to a queue or an agent")
-                self._release_agent_media()
-                self._send(
-                    ev.MediaPlay(tenant_id=self.tenant_id, call_id=caller, tone="moh", loop=True), "moh"
-                )
+                if s.transfer is not None:
+                    raise DeskRefused("state", "a transfer of this contact is already under way")
+                # Routing decides first; nothing changes here unless it accepts (see `_transferred`).
                 self._send(
                     ev.RoutingTransfer(
                         tenant_id=self.tenant_id,
@@ -355,13 +361,7 @@ class Lifecycle:
                     move["to_agent_id"] = str(cmd.to_agent_id)
                 if cmd.note:
                     move["note"] = cmd.note
-                r.transfers.append(move)
-                s.note, s.note_from = cmd.note, str(cmd.agent_id)
-                s.owns_media = True
-                self._desk(str(cmd.agent_id), "contact_ended", cause="transferred", by="agent", now=now)
-                self._event("transferred", now, **{k: v for k, v in move.items() if k != "at"})
-                r.agent_id = None
-                self._transition("queued", now, "transferred")
+                s.transfer = move
                 return {"queue_id": str(target)}
             case ev.DeskHangup():
                 self._hang_up_caller("agent_hangup")
@@ -386,6 +386,21 @@ class Lifecycle:
             return
         if event.call_id == self.contact_id:
             self._wait_in_queue()
+
+    def _transferred(self, move: dict[str, str], now: float) -> None:
+        """Routing took the blind transfer: the agent's part ends, the caller hears music until the next."""
+        s, r = self.state, self.state.record
+        self._release_agent_media()
+        self._send(
+            ev.MediaPlay(tenant_id=self.tenant_id, call_id=self.contact_id, tone="moh", loop=True), "moh"
+        )
+        r.transfers.append(move)
+        s.note, s.note_from = move.get("note", ""), move["from_agent_id"]
+        s.owns_media = True
+        self._desk(move["from_agent_id"], "contact_ended", cause="transferred", by="agent", now=now)
+        self._event("transferred", now, **{k: v for k, v in move.items() if k != "at"})
+        r.agent_id = None
+        self._transition("queued", now, "transferred")
 
     def _wait_in_queue(self) -> None:
         """The caller we answered is up (`call.answered`, or the answer's reply: a WebRTC caller's leg is

@@ -390,6 +390,12 @@ class Engine(Operations):
             )
         if cmd.preferred_window_s is not None and cmd.preferred_window_s < 0:
             return Rejected(code="invalid", reason="preferred_window_s must not be negative")
+        members = sum(self.matcher.by_state[entry].values())
+        if c.agent_id is not None and entry in self.matcher.queues_of(c.agent_id):
+            members -= 1  # the transferring agent does not count: it is handing the contact on
+        if members < 1:
+            # Blind, nobody would ever answer: refused, and the contact stays exactly where it is.
+            return Rejected(code="no_agents", reason=f"no other agent is signed in to queue {entry!r}")
         from_queue = c.queue_id
         agent_id: str | None = None
         if c.state is ContactState.OFFERED:

@@ -364,13 +364,29 @@ def test_blind_transfer_with_note_reaches_the_next_offer() -> None:
     desk = {"tenant_id": T, "agent_id": AGENT, "contact_id": CALL}
     m.desk(ev.DeskTransfer(**desk, queue="Billing", note="wants a refund"), 1010.0, queue_id=other_queue)
     out = m.take()
-    assert kinds(out) == ["MediaHangup", "MediaPlay", "RoutingTransfer", "DeskPush:contact_ended"]
+    # Routing decides first: nothing is done to the call before it accepts.
+    assert kinds(out) == ["RoutingTransfer"]
     assert command(out, ev.RoutingTransfer).queue_id == other_queue
+    out = ack_all(m, out, 1010.1)
+    assert kinds(out) == ["MediaHangup", "MediaPlay", "DeskPush:contact_ended"]
     assert transitions(out) == ["queued"] and m.state.record.transfers[0]["note"] == "wants a refund"
     ack_all(m, out, 1010.1)
     out = m.handle(offer(1, agent=other_agent), 1012.0)
     context = next(o for o in out if isinstance(o, ev.DeskPush)).body["context"]
     assert context["transfer"] == {"from_agent_id": str(AGENT), "note": "wants a refund"}
+
+
+def test_a_refused_transfer_leaves_the_contact_as_it_was() -> None:
+    m = to_connected()
+    before = msgspec.json.encode(m.state)
+    desk = {"tenant_id": T, "agent_id": AGENT, "contact_id": CALL}
+    m.desk(ev.DeskTransfer(**desk, to_agent_id=uuid.uuid4()), 1010.0, queue_id=None)
+    [transfer] = m.take()
+    assert m.replied(transfer.id, False, "agent_not_in_queue", 1010.1) == []
+    assert msgspec.json.encode(m.state) == before  # same phase, agent, leg, bridge, record
+    # And a second transfer may be tried.
+    m.desk(ev.DeskTransfer(**desk, queue="Billing"), 1011.0, queue_id=uuid.uuid4())
+    assert kinds(m.take()) == ["RoutingTransfer"]
 
 
 def test_state_survives_a_round_trip_and_the_machine_resumes() -> None:
