@@ -14,7 +14,7 @@ from typing import Any
 import click
 import switchboard
 
-from . import account, agent, contacts, flows, resources, shift, staffing, trunks
+from . import account, agent, contacts, flows, reporting, resources, shift, staffing, trunks
 from .context import EXIT_API, CliError, common_options
 
 __all__ = ["cli"]
@@ -104,3 +104,4 @@ agent.register(cli)  # after resources: it adds `agents token`
 shift.register(cli)  # after resources: it adds `agents invite`, `agents signout`
 contacts.register(cli)
 staffing.register(cli)
+reporting.register(cli)

@@ -43,6 +43,9 @@ __all__ = [
     "invite",
     "list_page",
     "me",
+    "realtime",
+    "realtime_feed_url",
+    "report",
     "seats_change",
     "seats_get",
     "signup",
@@ -182,3 +185,40 @@ def widget_token(public_key: str, queue: str) -> Call[WidgetToken]:
     return Call[WidgetToken](
         "POST", "/v1/widget/token", WidgetToken, body={"key": public_key, "queue": queue}, auth=False
     )
+
+
+def realtime(kind: str) -> Call[dict[str, Any]]:
+    """`queues` or `agents`: the real-time view (docs/reporting.md)."""
+    if kind not in ("queues", "agents"):
+        raise ValueError("realtime views are 'queues' and 'agents'")
+    return Call[dict[str, Any]]("GET", f"/v1/realtime/{kind}", dict[str, Any])
+
+
+def realtime_feed_url(base_url: str) -> str:
+    """The websocket URL of the live feed for an http(s) API URL."""
+    scheme, _, rest = base_url.rstrip("/").partition("://")
+    ws = {"http": "ws", "https": "wss"}.get(scheme)
+    if ws is None:
+        raise ValueError(f"the API URL {base_url!r} must start with http:// or https://")
+    return f"{ws}://{rest}/v1/realtime/feed"
+
+
+def report(
+    kind: str,
+    *,
+    start: datetime | str | None,
+    end: datetime | str | None,
+    interval: str,
+    ids: list[str] | None,
+) -> Call[dict[str, Any]]:
+    """An interval report: `queues`, `agents` or `ivr` (docs/reporting.md)."""
+    if kind not in ("queues", "agents", "ivr"):
+        raise ValueError("reports are 'queues', 'agents' and 'ivr'")
+    params = {"interval": interval}
+    if start is not None:
+        params["from"] = _timestamp(start)
+    if end is not None:
+        params["to"] = _timestamp(end)
+    if ids:
+        params["ids"] = ",".join(ids)
+    return Call[dict[str, Any]]("GET", f"/v1/reports/{kind}", dict[str, Any], params=params)

@@ -93,6 +93,8 @@ class AsyncClient:
         self.trunks = AsyncTrunks(self)
         self.flows = AsyncFlows(self)
         self.contacts = AsyncContacts(self)
+        self.realtime = AsyncRealtime(self)
+        self.reports = AsyncReports(self)
         self.widget_keys = AsyncWidgetKeys(self)
         self.desk_settings = AsyncDeskSettingsResource(self)
 
@@ -553,3 +555,65 @@ class AsyncDeskSettingsResource(_Resource):
     async def set(self, settings: DeskSettings) -> DeskSettings:
         saved: DeskSettings = await self._client._run(_calls.desk_settings_put(settings))
         return saved
+
+
+class AsyncRealtime(_Resource):
+    """The real-time view: queues now and today so far, agents now (docs/reporting.md)."""
+
+    async def queues(self) -> dict[str, Any]:
+        """Per queue: waiting, longest wait, agents by state; offered, answered, abandoned, SL, ASA today."""
+        result: dict[str, Any] = await self._client._run(_calls.realtime("queues"))
+        return result
+
+    async def agents(self) -> dict[str, Any]:
+        """Per agent: state, reason, time in state, current contact, handled today, AHT today."""
+        result: dict[str, Any] = await self._client._run(_calls.realtime("agents"))
+        return result
+
+
+class AsyncReports(_Resource):
+    """Interval reports with the formula and thresholds they used (docs/reporting.md). `start`/`end`:
+    datetimes or ISO 8601 (naive means UTC; `end` defaults to now, `start` to a day before `end`);
+    `interval`: 15m, 30m, 60m, day, week or month; `ids`: only these queues, agents or flows."""
+
+    async def _get(
+        self,
+        kind: str,
+        start: datetime | str | None,
+        end: datetime | str | None,
+        interval: str,
+        ids: list[str] | None,
+    ) -> dict[str, Any]:
+        call = _calls.report(kind, start=start, end=end, interval=interval, ids=ids)
+        result: dict[str, Any] = await self._client._run(call)
+        return result
+
+    async def queues(
+        self,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        interval: str = "30m",
+        ids: list[str] | None = None,
+    ) -> dict[str, Any]:
+        return await self._get("queues", start, end, interval, ids)
+
+    async def agents(
+        self,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        interval: str = "30m",
+        ids: list[str] | None = None,
+    ) -> dict[str, Any]:
+        return await self._get("agents", start, end, interval, ids)
+
+    async def ivr(
+        self,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        interval: str = "30m",
+        ids: list[str] | None = None,
+    ) -> dict[str, Any]:
+        return await self._get("ivr", start, end, interval, ids)

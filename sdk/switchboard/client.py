@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -117,6 +118,8 @@ class Client:
         self.trunks = Trunks(self)
         self.flows = Flows(self)
         self.contacts = Contacts(self)
+        self.realtime = Realtime(self)
+        self.reports = Reports(self)
         self.widget_keys = WidgetKeys(self)
         self.desk_settings = DeskSettingsResource(self)
 
@@ -573,3 +576,82 @@ class DeskSettingsResource(_Resource):
     def set(self, settings: DeskSettings) -> DeskSettings:
         saved: DeskSettings = self._client._run(_calls.desk_settings_put(settings))
         return saved
+
+
+class Realtime(_Resource):
+    """The real-time view: queues now and today so far, agents now (docs/reporting.md)."""
+
+    def queues(self) -> dict[str, Any]:
+        """Per queue: waiting, longest wait, agents by state; offered, answered, abandoned, SL, ASA today."""
+        result: dict[str, Any] = self._client._run(_calls.realtime("queues"))
+        return result
+
+    def agents(self) -> dict[str, Any]:
+        """Per agent: state, reason, time in state, current contact, handled today, AHT today."""
+        result: dict[str, Any] = self._client._run(_calls.realtime("agents"))
+        return result
+
+    def feed(self, *, timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """The tenant's live feed (`/v1/realtime/feed`): a `snapshot` message first, then one per queue,
+        agent or contact event (shapes in docs/reporting.md). With `timeout`, yields `{"type": "idle"}`
+        when nothing came for that long (so a display can refresh its clocks)."""
+        from websockets.sync.client import connect
+
+        url = _calls.realtime_feed_url(self._client.base_url)
+        headers = {"Authorization": f"Bearer {self._client.api_key}"} if self._client.api_key else {}
+        with connect(url, additional_headers=headers, open_timeout=self._client.timeout) as ws:
+            while True:
+                try:
+                    raw = ws.recv(timeout=timeout)
+                except TimeoutError:
+                    yield {"type": "idle"}
+                    continue
+                yield json.loads(raw)
+
+
+class Reports(_Resource):
+    """Interval reports with the formula and thresholds they used (docs/reporting.md). `start`/`end`:
+    datetimes or ISO 8601 (naive means UTC; `end` defaults to now, `start` to a day before `end`);
+    `interval`: 15m, 30m, 60m, day, week or month; `ids`: only these queues, agents or flows."""
+
+    def _get(
+        self,
+        kind: str,
+        start: datetime | str | None,
+        end: datetime | str | None,
+        interval: str,
+        ids: list[str] | None,
+    ) -> dict[str, Any]:
+        call = _calls.report(kind, start=start, end=end, interval=interval, ids=ids)
+        result: dict[str, Any] = self._client._run(call)
+        return result
+
+    def queues(
+        self,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        interval: str = "30m",
+        ids: list[str] | None = None,
+    ) -> dict[str, Any]:
+        return self._get("queues", start, end, interval, ids)
+
+    def agents(
+        self,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        interval: str = "30m",
+        ids: list[str] | None = None,
+    ) -> dict[str, Any]:
+        return self._get("agents", start, end, interval, ids)
+
+    def ivr(
+        self,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        interval: str = "30m",
+        ids: list[str] | None = None,
+    ) -> dict[str, Any]:
+        return self._get("ivr", start, end, interval, ids)

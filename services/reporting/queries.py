@@ -107,8 +107,8 @@ WITH c AS (
     FROM rpt_contacts c
     JOIN queues q ON q.id::text = c.queue_id
     WHERE c.queued_at >= $1 AND c.queued_at < $2
-      AND c.month >= (date_trunc('month', $1 AT TIME ZONE 'UTC') - interval '1 month')::date
-      AND c.month <= (date_trunc('month', $2 AT TIME ZONE 'UTC'))::date
+      AND c.month >= (date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC') - interval '1 month')::date
+      AND c.month <= (date_trunc('month', $2::timestamptz AT TIME ZONE 'UTC'))::date
       AND ($3::text[] IS NULL OR c.queue_id = ANY($3))
 )
 SELECT bucket, queue_id, min(name) AS queue_name, min(sl_seconds) AS sl_seconds,
@@ -205,8 +205,8 @@ SELECT {bucket} AS bucket, agent_id, count(*) AS handled, sum(handle_s) AS handl
        count(handle_s) AS wrapped, sum(talk_s) AS talk_sum, sum(transfers) AS transfers
 FROM rpt_contacts c
 WHERE answered_at >= $1 AND answered_at < $2 AND agent_id IS NOT NULL
-  AND c.month >= (date_trunc('month', $1 AT TIME ZONE 'UTC') - interval '1 month')::date
-  AND c.month <= (date_trunc('month', $2 AT TIME ZONE 'UTC'))::date
+  AND c.month >= (date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC') - interval '1 month')::date
+  AND c.month <= (date_trunc('month', $2::timestamptz AT TIME ZONE 'UTC'))::date
   AND ($3::text[] IS NULL OR agent_id = ANY($3))
 GROUP BY 1, 2
 """
@@ -281,8 +281,8 @@ _IVR_SQL = """
 WITH c AS (
     SELECT {bucket} AS bucket, ivr_flow, ivr_outcome FROM rpt_contacts c
     WHERE ivr_flow IS NOT NULL AND ($3::text[] IS NULL OR ivr_flow = ANY($3)) AND coalesce(arrived_at, queued_at) >= $1 AND coalesce(arrived_at, queued_at) < $2
-      AND c.month >= (date_trunc('month', $1 AT TIME ZONE 'UTC') - interval '1 month')::date
-      AND c.month <= (date_trunc('month', $2 AT TIME ZONE 'UTC'))::date
+      AND c.month >= (date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC') - interval '1 month')::date
+      AND c.month <= (date_trunc('month', $2::timestamptz AT TIME ZONE 'UTC'))::date
 )
 SELECT bucket, ivr_flow AS flow, count(*) AS completed,
        count(*) FILTER (WHERE ivr_outcome = 'self_served') AS self_served,
@@ -423,13 +423,13 @@ LEFT JOIN LATERAL (
     ORDER BY s.at DESC, s.event_id DESC LIMIT 1) l ON true
 LEFT JOIN LATERAL (
     SELECT contact_id, queue_id FROM rpt_contacts c
-    WHERE c.agent_id = a.id::text AND c.answered_at >= $1 - interval '1 day' AND c.ended_at IS NULL
-      AND c.month >= (date_trunc('month', $1 AT TIME ZONE 'UTC') - interval '1 month')::date
+    WHERE c.agent_id = a.id::text AND c.answered_at >= $1::timestamptz - interval '1 day' AND c.ended_at IS NULL
+      AND c.month >= (date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC') - interval '1 month')::date
     ORDER BY c.answered_at DESC LIMIT 1) cur ON true
 LEFT JOIN LATERAL (
     SELECT count(*) AS handled, sum(handle_s) AS handle_sum, count(handle_s) AS wrapped FROM rpt_contacts c
     WHERE c.agent_id = a.id::text AND c.answered_at >= $1 AND c.answered_at < $2
-      AND c.month >= (date_trunc('month', $1 AT TIME ZONE 'UTC') - interval '1 month')::date) d ON true
+      AND c.month >= (date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC') - interval '1 month')::date) d ON true
 ORDER BY a.name, a.id
 """
 

@@ -12,9 +12,11 @@ import pytest
 from reporting_harness import T0, contact_events, make_tenant, reports, scenario
 
 from services.kernel import db
+from services.kernel import events as ev
 from services.kernel.ids import new_id
 from services.kernel.messages import Event
 from services.reporting import queries
+from services.reporting.queries import today_start
 from services.reporting.store import FactStore
 
 
@@ -119,3 +121,35 @@ async def test_live_equals_history_for_today(pool: asyncpg.Pool) -> None:
     for key in ("offered", "answered", "abandoned_short", "abandoned_long", "service_level", "asa_s"):
         assert q[key] == h[key], key
     assert q["offered"] == 3 and q["service_level"] == pytest.approx(1 / 3)
+
+
+async def test_realtime_agents_show_state_contact_and_todays_work(pool: asyncpg.Pool) -> None:
+    tenant_id, queue_id = await make_tenant(pool)
+    agent_id = new_id()
+    async with db.tenant_tx(pool, tenant_id) as conn:
+        await conn.execute(
+            "INSERT INTO agents (id, tenant_id, name, email) VALUES ($1, $2, 'Ann', 'ann@example.com')",
+            agent_id,
+            tenant_id,
+        )
+    now = datetime.now(UTC)
+    base = now.timestamp() - 300
+    agent = str(agent_id)
+    done = contact_events(tenant_id, queue_id, base, answer_after=5.0, abandon_after=None, agent_id=agent)
+    talking = contact_events(
+        tenant_id, queue_id, base + 200, answer_after=3.0, abandon_after=None, agent_id=agent
+    )
+    events: list[Event] = [*done, *talking[:2]]  # the second contact is answered, not ended
+    events += [
+        ev.AgentStateChanged(tenant_id=tenant_id, ts=base - 10, agent_id=agent, old="", new="available"),
+        ev.AgentStateChanged(tenant_id=tenant_id, ts=base + 203, agent_id=agent, old="", new="on_contact"),
+    ]
+    if today_start(now, "UTC").timestamp() > base - 10:
+        pytest.skip("too close to midnight UTC for a 'today' figure")
+    await FactStore(pool).write(tenant_id, events)
+    async with db.tenant_tx(pool, tenant_id, readonly=True) as conn:
+        (row,) = (await queries.realtime_agents(conn, now))["agents"]
+    assert row["name"] == "Ann" and row["state"] == "on_contact"
+    assert row["time_in_state_s"] == pytest.approx(now.timestamp() - (base + 203), abs=0.01)
+    assert row["current_contact"] == str(talking[0].call_id)  # type: ignore[attr-defined]
+    assert row["handled_today"] == 2 and row["aht_s"] == pytest.approx(100.0)

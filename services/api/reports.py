@@ -1,0 +1,256 @@
+"""Reporting over HTTP (docs/reporting.md): the real-time view (`/v1/realtime/queues`, `/v1/realtime/agents`),
+its websocket feed (`/v1/realtime/feed`), and interval reports (`/v1/reports/queues|agents|ivr`).
+
+Every read runs in the caller's tenant transaction (row-level security); the feed listens to the caller's
+tenant's subjects only. The figures come from services/reporting/queries.py, so the API and the reporting
+service share one formula.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+from litestar import Controller, Request, WebSocket, get, websocket
+from litestar.exceptions import WebSocketDisconnect
+from litestar.params import QueryParameter
+
+from services.kernel import events as ev
+from services.kernel.db import tenant_tx
+from services.kernel.log import get_logger
+from services.kernel.messages import Event
+from services.reporting import queries
+
+from .auth import principal_of
+from .problems import READ_ERRORS, validation
+from .state import api_state
+
+__all__ = ["FEED_EVENTS", "RealtimeController", "ReportController", "feed_message", "realtime_feed"]
+
+MAX_RANGE = timedelta(days=400)
+FEED_QUEUE = 1000  # messages held for a slow client before it is told it missed some
+FEED_EVENTS: tuple[type[Event], ...] = (
+    ev.QueueStats,
+    ev.AgentStateChanged,
+    ev.ContactQueued,
+    ev.ContactAssigned,
+    ev.ContactAbandoned,
+    ev.ContactEnded,
+    ev.ContactWrappedUp,
+)
+_encoder = msgspec.json.Encoder()
+
+
+def _when(value: datetime | None, default: datetime) -> datetime:
+    if value is None:
+        return default
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _range(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    now = datetime.now(UTC)
+    to = _when(end, now)
+    frm = _when(start, to - timedelta(days=1))
+    if to <= frm:
+        raise validation("to", "must be after from")
+    if to - frm > MAX_RANGE:
+        raise validation("from", f"the range is limited to {MAX_RANGE.days} days")
+    return frm, to
+
+
+FromParam = Annotated[
+    datetime | None, QueryParameter(name="from", description="ISO 8601 start (default: `to` minus one day)")
+]
+ToParam = Annotated[datetime | None, QueryParameter(name="to", description="ISO 8601 end (default: now)")]
+IntervalParam = Annotated[
+    str, QueryParameter(name="interval", max_length=8, description="15m, 30m, 60m, day, week or month")
+]
+IdsParam = Annotated[
+    str | None, QueryParameter(name="ids", max_length=4000, description="only these ids, comma-separated")
+]
+
+
+def _ids(value: str | None) -> list[str] | None:
+    if value is None or not value.strip():
+        return None
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+class RealtimeController(Controller):
+    path = "/v1/realtime"
+    tags = ["reporting"]
+
+    @get("/queues", responses=READ_ERRORS, summary="Queues now, and today so far in the tenant's time zone")
+    async def queues(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        principal = principal_of(request)
+        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
+            return await queries.realtime_queues(conn, datetime.now(UTC))
+
+    @get("/agents", responses=READ_ERRORS, summary="Agents now: state, time in state, contact, today's work")
+    async def agents(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        principal = principal_of(request)
+        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
+            return await queries.realtime_agents(conn, datetime.now(UTC))
+
+
+_ID_FILTERS = {"queues": "queue_ids", "agents": "agent_ids", "ivr": "flows"}
+
+
+class ReportController(Controller):
+    path = "/v1/reports"
+    tags = ["reporting"]
+
+    async def _run(self, request: Request[Any, Any, Any], kind: str, **kwargs: Any) -> dict[str, Any]:
+        principal = principal_of(request)
+        try:
+            async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
+                if kind == "queues":
+                    return await queries.queue_report(conn, **kwargs)
+                if kind == "agents":
+                    return await queries.agent_report(conn, now=datetime.now(UTC), **kwargs)
+                return await queries.ivr_report(conn, **kwargs)
+        except queries.ReportError as exc:
+            raise validation("interval" if "interval" in str(exc) else "from", str(exc)) from None
+
+    async def _report(
+        self,
+        request: Request[Any, Any, Any],
+        kind: str,
+        start: datetime | None,
+        end: datetime | None,
+        interval: str,
+        ids: str | None,
+    ) -> dict[str, Any]:
+        frm, to = _range(start, end)
+        options = {"start": frm, "end": to, "interval": interval, _ID_FILTERS[kind]: _ids(ids)}
+        return await self._run(request, kind, **options)
+
+    @get("/queues", responses=READ_ERRORS, summary="Queue figures per interval (one service-level formula)")
+    async def queues(
+        self,
+        request: Request[Any, Any, Any],
+        start: FromParam = None,
+        end: ToParam = None,
+        interval: IntervalParam = "30m",
+        ids: IdsParam = None,
+    ) -> dict[str, Any]:
+        return await self._report(request, "queues", start, end, interval, ids)
+
+    @get("/agents", responses=READ_ERRORS, summary="Agent figures per interval (handled, AHT, occupancy)")
+    async def agents(
+        self,
+        request: Request[Any, Any, Any],
+        start: FromParam = None,
+        end: ToParam = None,
+        interval: IntervalParam = "30m",
+        ids: IdsParam = None,
+    ) -> dict[str, Any]:
+        return await self._report(request, "agents", start, end, interval, ids)
+
+    @get("/ivr", responses=READ_ERRORS, summary="IVR flows per interval (containment, node reach)")
+    async def ivr(
+        self,
+        request: Request[Any, Any, Any],
+        start: FromParam = None,
+        end: ToParam = None,
+        interval: IntervalParam = "30m",
+        ids: IdsParam = None,
+    ) -> dict[str, Any]:
+        return await self._report(request, "ivr", start, end, interval, ids)
+
+
+def feed_message(event: Event) -> dict[str, Any]:
+    """The feed's message for one event (shapes in docs/reporting.md)."""
+    base: dict[str, Any] = {"ts": event.ts, "id": str(event.id)}
+    match event:
+        case ev.QueueStats():
+            return base | {
+                "type": "queue",
+                "queue_id": event.queue_id,
+                "waiting": event.waiting,
+                "longest_wait_s": event.longest_wait_s,
+                "agents": event.agents,
+                "ready": event.ready,
+            }
+        case ev.AgentStateChanged():
+            return base | {
+                "type": "agent",
+                "agent_id": event.agent_id,
+                "state": event.new,
+                "previous": event.old,
+                "reason": event.reason,
+            }
+    fields = msgspec.structs.asdict(event)  # type: ignore[arg-type]
+    return base | {
+        "type": "contact",
+        "event": event.name,
+        "contact_id": str(fields["call_id"]),
+        "queue_id": fields.get("queue_id") or fields.get("queue"),
+        "agent_id": fields.get("agent_id") or None,
+    }
+
+
+@websocket("/v1/realtime/feed")
+async def realtime_feed(socket: WebSocket[Any, Any, Any]) -> None:
+    """The tenant's live feed: a `snapshot` first, then one message per queue, agent or contact event."""
+    principal = principal_of(socket)
+    state = api_state(socket)
+    await socket.accept()
+    if state.bus is None:
+        await socket.close(code=1011, reason="the event bus is unavailable")
+        return
+    outbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=FEED_QUEUE)
+    dropped = 0
+
+    async def on_event(event: Event) -> None:
+        nonlocal dropped
+        try:
+            outbox.put_nowait(feed_message(event))
+        except asyncio.QueueFull:
+            dropped += 1
+
+    # Listen before the snapshot, so nothing happens between the two unseen.
+    listener = await state.bus.listen(FEED_EVENTS, on_event, tenant_id=principal.tenant_id)
+    closed = asyncio.Event()
+
+    async def watch_client() -> None:
+        with contextlib.suppress(WebSocketDisconnect, Exception):
+            while True:
+                await socket.receive_data("text")  # the feed takes no commands; this notices the close
+        closed.set()
+
+    watcher = asyncio.create_task(watch_client())
+    try:
+        async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
+            now = datetime.now(UTC)
+            snapshot = {
+                "type": "snapshot",
+                "ts": time.time(),
+                "queues": await queries.realtime_queues(conn, now),
+                "agents": await queries.realtime_agents(conn, now),
+            }
+        await socket.send_data(_encoder.encode(snapshot).decode(), "text")
+        while not closed.is_set():
+            getter = asyncio.ensure_future(outbox.get())
+            closer = asyncio.ensure_future(closed.wait())
+            done, _ = await asyncio.wait({getter, closer}, return_when=asyncio.FIRST_COMPLETED)
+            closer.cancel()
+            if getter not in done:
+                getter.cancel()
+                break
+            message = getter.result()
+            if dropped:
+                message = message | {"missed": dropped}  # the client should re-read the snapshot
+                dropped = 0
+            await socket.send_data(_encoder.encode(message).decode(), "text")
+    except WebSocketDisconnect:
+        pass
+    except Exception as exc:
+        get_logger().warning("realtime_feed_failed", error=f"{type(exc).__name__}: {exc}"[:200])
+    finally:
+        watcher.cancel()
+        await listener.stop()

@@ -1,0 +1,172 @@
+"""Reporting through the real API process and the SDK: interval reports naming their formula and thresholds,
+the real-time view, the websocket feed (event to client well under a second), bad input as 422, and two
+tenants that never see each other's figures or feed."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+import switchboard
+from reporting_harness import T0, scenario
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import InvalidStatus
+
+from services.kernel import events as ev
+from services.kernel.bus import Bus, connect
+from services.reporting.store import FactStore
+
+
+@pytest.fixture
+async def bus(infra) -> AsyncIterator[Bus]:  # type: ignore[no-untyped-def]
+    b = await connect(infra.nats_url, name="test-reporting-api")
+    try:
+        yield b
+    finally:
+        await b.close()
+
+
+def new_tenant(api_server: str) -> tuple[switchboard.Client, uuid.UUID, str]:
+    anonymous = switchboard.Client(base_url=api_server)
+    result = anonymous.signup(f"Rep {uuid.uuid4().hex[:6]}", f"ops-{uuid.uuid4().hex[:6]}@example.com")
+    anonymous.close()
+    client = switchboard.Client(api_key=result.api_key.key, base_url=api_server)
+    queue = client.queues.create(f"support-{uuid.uuid4().hex[:4]}", sl_seconds=20, short_abandon_seconds=5)
+    return client, uuid.UUID(result.tenant.id), queue.id
+
+
+async def test_reports_and_realtime_over_the_api_and_sdk(api_server: str, pool: asyncpg.Pool) -> None:
+    a, tenant_a, queue_a = new_tenant(api_server)
+    b, _, _ = new_tenant(api_server)
+    await FactStore(pool).write(tenant_a, scenario(tenant_a, queue_a, str(uuid.uuid4())))
+    start, end = datetime.fromtimestamp(T0, UTC), datetime.fromtimestamp(T0 + 1800, UTC)
+
+    report = a.reports.queues(start=start, end=end, interval="30m")
+    assert "abandoned after the short-abandon threshold" in report["formula"]["service_level"]
+    (row,) = report["rows"]
+    assert row["queue_id"] == queue_a and row["service_level"] == pytest.approx(0.5)
+    assert (row["sl_seconds"], row["short_abandon_seconds"]) == (20, 5)
+    agents = a.reports.agents(start=start, end=end, interval="30m")
+    assert agents["rows"][0]["handled"] == 4
+    assert a.reports.ivr(start=start, end=end, interval="day")["rows"][0]["containment"] == pytest.approx(0.5)
+    # The same interval asked by tenant B: nothing.
+    assert b.reports.queues(start=start, end=end)["rows"] == []
+    assert b.reports.agents(start=start, end=end)["rows"] == []
+
+    live = a.realtime.queues()
+    (q,) = live["queues"]
+    assert q["queue_id"] == queue_a and q["offered"] == 0  # the scenario is not today
+    assert q["waiting"] == 2 and q["agents"] == {"available": 1}  # routing's latest snapshot
+    assert [x["queue_id"] for x in b.realtime.queues()["queues"]] != [queue_a]
+    assert a.realtime.agents()["agents"] == []  # no agent objects in this tenant
+
+    with pytest.raises(switchboard.ApiError) as bad:
+        a.reports.queues(start=start, end=end, interval="7m")
+    assert bad.value.status == 422 and "interval" in bad.value.message
+    with pytest.raises(switchboard.ApiError) as backwards:
+        a.reports.queues(start=end, end=start)
+    assert backwards.value.status == 422
+    a.close()
+    b.close()
+
+
+async def test_feed_delivers_the_tenants_events_only_and_fast(api_server: str, bus: Bus) -> None:
+    a, tenant_a, queue_a = new_tenant(api_server)
+    b, tenant_b, queue_b = new_tenant(api_server)
+    url = api_server.replace("http://", "ws://") + "/v1/realtime/feed"
+
+    with pytest.raises(InvalidStatus):  # no key, no feed
+        async with ws_connect(url) as _:
+            pass
+
+    async with ws_connect(url, additional_headers={"Authorization": f"Bearer {a.api_key}"}) as ws:
+        snapshot = json.loads(await ws.recv(decode=True))
+        assert snapshot["type"] == "snapshot"
+        assert [q["queue_id"] for q in snapshot["queues"]["queues"]] == [queue_a]
+        latencies = []
+        for i in range(5):
+            # Tenant B's event first: if the feed leaked it, it would arrive before A's.
+            await bus.publish(
+                ev.QueueStats(tenant_id=tenant_b, queue_id=queue_b, waiting=99, longest_wait_s=1.0)
+            )
+            sent = time.time()
+            await bus.publish(
+                ev.QueueStats(tenant_id=tenant_a, queue_id=queue_a, waiting=i, longest_wait_s=2.0, ts=sent)
+            )
+            message = json.loads(await ws.recv(decode=True))
+            latencies.append(time.time() - sent)
+            assert message["type"] == "queue" and message["queue_id"] == queue_a and message["waiting"] == i
+        await bus.publish(
+            ev.AgentStateChanged(tenant_id=tenant_a, agent_id="ag", old="away", new="available", reason=None)
+        )
+        agent = json.loads(await ws.recv(decode=True))
+        assert agent == agent | {"type": "agent", "agent_id": "ag", "state": "available", "previous": "away"}
+        call = uuid.uuid4()
+        await bus.publish(ev.ContactQueued(tenant_id=tenant_a, call_id=call, queue=queue_a))
+        contact = json.loads(await ws.recv(decode=True))
+        assert contact == contact | {
+            "type": "contact",
+            "event": "queued",
+            "contact_id": str(call),
+            "queue_id": queue_a,
+        }
+    print(f"event to feed: max {max(latencies) * 1000:.1f} ms over {len(latencies)}")
+    assert max(latencies) < 1.0
+    a.close()
+    b.close()
+
+
+def run_cli(api_server: str, key: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "SB_API_URL": api_server, "SB_API_KEY": key, "COLUMNS": "200"}
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "switchboard"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+async def test_cli_report_and_monitor(api_server: str, pool: asyncpg.Pool) -> None:
+    a, tenant_a, queue_a = new_tenant(api_server)
+    await FactStore(pool).write(tenant_a, scenario(tenant_a, queue_a, str(uuid.uuid4())))
+    period = ["--from", "2026-09-21T09:00Z", "--to", "2026-09-21T09:30Z", "--interval", "30m"]
+    key = a.api_key or ""
+
+    as_csv = run_cli(api_server, key, "report", "queues", *period, "--format", "csv")
+    assert as_csv.returncode == 0, as_csv.stderr
+    header, line = as_csv.stdout.strip().splitlines()
+    row = dict(zip(header.split(","), line.split(","), strict=True))
+    assert (
+        row["queue_name"].startswith("support-") and row["service_level"] == "0.5" and row["offered"] == "7"
+    )
+
+    as_table = run_cli(api_server, key, "report", "queues", *period)
+    assert as_table.returncode == 0 and "50.0%" in as_table.stdout and "short-abandon" in as_table.stdout
+
+    as_json = run_cli(api_server, key, "report", "agents", *period, "--json")
+    assert json.loads(as_json.stdout)["rows"][0]["handled"] == 4
+
+    bad = run_cli(
+        api_server, key, "report", "queues", "--from", "2026-09-21T10:00Z", "--to", "2026-09-21T09:00Z"
+    )
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "after" in bad.stderr
+
+    once = run_cli(api_server, key, "monitor", "--once", "--json")
+    assert once.returncode == 0, once.stderr
+    snap = json.loads(once.stdout)
+    assert [q["queue_id"] for q in snap["queues"]["queues"]] == [queue_a]
+
+    live = run_cli(api_server, key, "monitor", "--seconds", "2")
+    assert live.returncode == 0, live.stderr
+    assert "Queues (today)" in live.stdout and queue_a not in live.stdout  # names, not ids
+    a.close()
