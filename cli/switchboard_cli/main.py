@@ -14,7 +14,7 @@ from typing import Any
 import click
 import switchboard
 
-from . import account, agent, contacts, flows, reporting, resources, shift, staffing, trunks
+from . import account, agent, contacts, flows, recordings, reporting, resources, shift, staffing, trunks
 from .context import EXIT_API, CliError, common_options
 
 __all__ = ["cli"]
@@ -103,5 +103,6 @@ trunks.register(cli)
 agent.register(cli)  # after resources: it adds `agents token`
 shift.register(cli)  # after resources: it adds `agents invite`, `agents signout`
 contacts.register(cli)
+recordings.register(cli)
 staffing.register(cli)
 reporting.register(cli)

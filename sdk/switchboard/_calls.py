@@ -20,6 +20,8 @@ from .models import (
     Invite,
     Me,
     Page,
+    Recording,
+    RecordingUrl,
     Seats,
     Signout,
     SignupResult,
@@ -45,6 +47,11 @@ __all__ = [
     "me",
     "realtime",
     "realtime_feed_url",
+    "recording_delete",
+    "recording_get",
+    "recording_hold",
+    "recording_url",
+    "recordings_page",
     "report",
     "seats_change",
     "seats_get",
@@ -178,6 +185,49 @@ def contacts_page(
 
 def contact_get(contact_id: str) -> Call[Contact]:
     return Call[Contact]("GET", f"/v1/contacts/{_id(contact_id)}", Contact)
+
+
+def recordings_page(
+    *,
+    since: datetime | str | None,
+    until: datetime | str | None,
+    queue: str | None,
+    agent: str | None,
+    number: str | None,
+    contact: str | None,
+    limit: int | None,
+    cursor: str | None,
+) -> Call[Page[Recording]]:
+    params: dict[str, str] = {}
+    for name, when in (("since", since), ("until", until)):
+        if when is not None:
+            params[name] = _timestamp(when)
+    for name, value in (("queue", queue), ("agent", agent), ("number", number), ("contact", contact)):
+        if value is not None:
+            params[name] = value
+    if limit is not None:
+        params["limit"] = str(limit)
+    if cursor:
+        params["cursor"] = cursor
+    return Call[Page[Recording]]("GET", "/v1/recordings", Page[Recording], params=params or None)
+
+
+def recording_get(recording_id: str) -> Call[Recording]:
+    return Call[Recording]("GET", f"/v1/recordings/{_id(recording_id)}", Recording)
+
+
+def recording_url(recording_id: str) -> Call[RecordingUrl]:
+    return Call[RecordingUrl]("GET", f"/v1/recordings/{_id(recording_id)}/url", RecordingUrl)
+
+
+def recording_delete(recording_id: str) -> Call[None]:
+    return Call[None]("DELETE", f"/v1/recordings/{_id(recording_id)}")
+
+
+def recording_hold(recording_id: str, hold: bool) -> Call[Recording]:
+    return Call[Recording](
+        "POST" if hold else "DELETE", f"/v1/recordings/{_id(recording_id)}/hold", Recording
+    )
 
 
 def widget_token(public_key: str, queue: str) -> Call[WidgetToken]:

@@ -51,6 +51,7 @@ from .models import (
     WidgetKey,
     WidgetToken,
 )
+from .recordings import AsyncRecordings
 
 __all__ = ["AsyncClient", "async_signup"]
 
@@ -95,6 +96,7 @@ class AsyncClient:
         self.contacts = AsyncContacts(self)
         self.realtime = AsyncRealtime(self)
         self.reports = AsyncReports(self)
+        self.recordings = AsyncRecordings(self)
         self.widget_keys = AsyncWidgetKeys(self)
         self.desk_settings = AsyncDeskSettingsResource(self)
 

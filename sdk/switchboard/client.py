@@ -51,6 +51,7 @@ from .models import (
     WidgetKey,
     WidgetToken,
 )
+from .recordings import Recordings
 
 __all__ = ["Client", "signup"]
 
@@ -120,6 +121,7 @@ class Client:
         self.contacts = Contacts(self)
         self.realtime = Realtime(self)
         self.reports = Reports(self)
+        self.recordings = Recordings(self)
         self.widget_keys = WidgetKeys(self)
         self.desk_settings = DeskSettingsResource(self)
 

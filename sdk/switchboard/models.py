@@ -289,6 +289,41 @@ class WidgetToken(Model, kw_only=True):
     ice_servers: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
+class Recording(Model, kw_only=True):
+    """A call's recording (its id is the contact's): `status` recording, available or deleted; `pauses` are
+    [start, end] seconds with no audio kept; `partial` when it was cut short."""
+
+    id: str
+    status: str
+    partial: bool = False
+    law: str = "PCMU"
+    duration_s: float = 0.0
+    pauses: list[list[float]] = msgspec.field(default_factory=list)
+    started_at: datetime
+    ended_at: datetime | None = None
+    available_at: datetime | None = None
+    sha256: str | None = None
+    size_bytes: int | None = None
+    retention_days: int | None = None
+    purge_after: datetime | None = None
+    legal_hold: bool = False
+    deleted_at: datetime | None = None
+    deleted_reason: str | None = None
+    contact_id: str = ""
+    caller: str = ""
+    dialled: str = ""
+    queue_id: str | None = None
+    queue_name: str = ""
+    agent_id: str | None = None
+
+
+class RecordingUrl(Model, kw_only=True):
+    """A signed URL that plays or downloads one recording until `expires_at` (no API key needed)."""
+
+    url: str
+    expires_at: datetime
+
+
 class Page(msgspec.Struct, Generic[T], kw_only=True):
     """One page of a list; pass `next_cursor` back as `cursor` for the next one (None: this was the last)."""
 

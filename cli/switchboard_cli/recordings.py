@@ -1,0 +1,181 @@
+"""`switchboard recordings`: list and search recordings, download one (with a progress bar), delete, and
+put or release a legal hold."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import click
+import switchboard
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+from . import output
+from .contacts import WHEN
+from .context import CliError, State, command, emit_json, group
+
+__all__ = ["register"]
+
+PAGE = 200
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes}m{rest:02d}s"
+
+
+def register(cli: click.Group) -> None:
+    recordings = group(
+        cli,
+        "recordings",
+        "Call recordings: list and search, download, delete, legal hold (docs/recording.md).",
+    )
+
+    @command(recordings, "list")
+    @click.option("--since", type=WHEN, help="Started at or after: 30m, 2h, 1d, today, or ISO 8601.")
+    @click.option("--until", type=WHEN, help="Started before this time.")
+    @click.option("--queue", metavar="NAME_OR_ID", help="Only this queue's recordings.")
+    @click.option("--agent", metavar="EMAIL_OR_ID", help="Only this agent's recordings.")
+    @click.option("--number", metavar="NUMBER", help="The caller's or the dialled number.")
+    @click.option("--contact", metavar="ID", help="The recording of this contact.")
+    @click.option(
+        "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="At most this many."
+    )
+    def recordings_list(
+        state: State,
+        since: datetime | None,
+        until: datetime | None,
+        queue: str | None,
+        agent: str | None,
+        number: str | None,
+        contact: str | None,
+        limit: int,
+    ) -> None:
+        """List recordings, newest first."""
+        found: list[switchboard.Recording] = []
+        with state.client() as client:
+            for rec in client.recordings.iter(
+                page_size=min(limit, PAGE),
+                since=since,
+                until=until,
+                queue=queue,
+                agent=agent,
+                number=number,
+                contact=contact,
+            ):
+                found.append(rec)
+                if len(found) >= limit:
+                    break
+        if state.json:
+            emit_json(found)
+            return
+        output.table(
+            ("STARTED", "ID", "CALLER", "QUEUE", "LENGTH", "STATUS"),
+            (
+                [
+                    output.short_time(r.started_at),
+                    r.id,
+                    r.caller or "anonymous",
+                    r.queue_name or r.queue_id,
+                    _duration(r.duration_s),
+                    r.status
+                    + (" partial" if r.partial else "")
+                    + (" held" if r.legal_hold else "")
+                    + (f" {len(r.pauses)} pause(s)" if r.pauses else ""),
+                ]
+                for r in found
+            ),
+            empty="no recordings",
+        )
+
+    @command(recordings, "get")
+    @click.argument("recording_id", metavar="ID")
+    @click.option(
+        "-o",
+        "--output",
+        "path",
+        type=click.Path(dir_okay=False, writable=True, path_type=Path),
+        help="Write the WAV here (two channels: caller left, agent right). Without it: show the details.",
+    )
+    def recordings_get(state: State, recording_id: str, path: Path | None) -> None:
+        """Show a recording, or download it with -o FILE (a progress bar on a terminal; SHA-256 checked)."""
+        with state.client() as client:
+            rec = client.recordings.get(recording_id)
+            if path is None:
+                if state.json:
+                    emit_json(rec)
+                    return
+                output.details(
+                    [
+                        ("id", rec.id),
+                        ("status", rec.status + (" (partial)" if rec.partial else "")),
+                        ("caller", rec.caller),
+                        ("dialled", rec.dialled),
+                        ("queue", rec.queue_name or rec.queue_id),
+                        ("agent", rec.agent_id),
+                        ("started", output.short_time(rec.started_at)),
+                        ("length", _duration(rec.duration_s)),
+                        ("paused", ", ".join(f"{a:.1f}-{b:.1f}s" for a, b in rec.pauses) or None),
+                        ("legal hold", "yes" if rec.legal_hold else "no"),
+                        ("purge after", output.short_time(rec.purge_after) if rec.purge_after else None),
+                        ("sha256", rec.sha256),
+                    ]
+                )
+                return
+            if rec.status != "available":
+                raise CliError(
+                    f"recording {rec.id} is {rec.status}; only an available recording can be downloaded"
+                )
+            show_bar = sys.stderr.isatty() and not state.json
+            with Progress(
+                "[progress.description]{task.description}",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                console=Console(stderr=True),
+                disable=not show_bar,
+                transient=True,
+            ) as bar:
+                task = bar.add_task(path.name, total=rec.size_bytes)
+
+                def progress(received: int, total: int | None) -> None:
+                    bar.update(task, completed=received, total=total)
+
+                written = client.recordings.download(recording_id, path, progress=progress)
+        if state.json:
+            emit_json(
+                {"id": rec.id, "path": str(written), "bytes": written.stat().st_size, "sha256": rec.sha256}
+            )
+        else:
+            output.note(f"wrote {written} ({written.stat().st_size} bytes, SHA-256 checked)")
+
+    @command(recordings, "delete")
+    @click.argument("recording_id", metavar="ID")
+    @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+    def recordings_delete(state: State, recording_id: str, yes: bool) -> None:
+        """Delete a recording's audio for good (refused while it is under legal hold; audited)."""
+        if not yes:
+            if not sys.stdin.isatty():
+                raise CliError("deleting a recording cannot be undone; pass --yes to confirm", exit_code=2)
+            if not click.confirm(f"Delete recording {recording_id} for good?", default=False, err=True):
+                raise CliError("not deleted", exit_code=1)
+        with state.client() as client:
+            client.recordings.delete(recording_id)
+        if state.json:
+            emit_json({"id": recording_id, "deleted": True})
+        else:
+            output.note(f"deleted recording {recording_id}")
+
+    @command(recordings, "hold")
+    @click.argument("recording_id", metavar="ID")
+    @click.option("--release", is_flag=True, help="Release the hold instead.")
+    def recordings_hold(state: State, recording_id: str, release: bool) -> None:
+        """Put a legal hold on a recording (no purge, no deletion), or --release it."""
+        with state.client() as client:
+            rec = client.recordings.release(recording_id) if release else client.recordings.hold(recording_id)
+        if state.json:
+            emit_json(rec)
+        else:
+            output.note(f"recording {rec.id}: legal hold {'on' if rec.legal_hold else 'released'}")
