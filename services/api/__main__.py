@@ -29,9 +29,10 @@ def main() -> None:
         # `switchboard up`, and per-address limits would count forged addresses.
         proxy_headers=bool(settings.trusted_proxy_list),
         forwarded_allow_ips=list(settings.trusted_proxy_list),
-        # A websocket message larger than the signalling limit is refused while it is read (close 1009),
-        # not after 16 MiB (uvicorn's default) have been buffered.
-        ws_max_size=MAX_MESSAGE_BYTES,
+        # A websocket message beyond twice the signalling limit is refused while it is read (close 1009),
+        # not after 16 MiB (uvicorn's default) have been buffered; up to it, the signalling's own check
+        # answers with a `too_large` error frame and the session goes on.
+        ws_max_size=2 * MAX_MESSAGE_BYTES,
     )
 
 

@@ -191,7 +191,9 @@ def parse_message(
     ref = data.get("ref")
     if ref is not None and (not isinstance(ref, str) or len(ref) > MAX_REF):
         raise Bad("bad_message", f'"ref" is a string of at most {MAX_REF} characters')
-    if data.get("v") != PROTOCOL_VERSION:
+    version = data.get("v")
+    # Exactly the integer: in Python True == 1 and 1.0 == 1, and neither is protocol version 1.
+    if type(version) is not int or version != PROTOCOL_VERSION:
         raise Bad("unsupported_version", f'this server speaks "v": {PROTOCOL_VERSION}', ref)
     kind = data.get("type")
     if not isinstance(kind, str) or kind not in bodies:
@@ -289,6 +291,9 @@ class Session(Socket):
                 "ack", ref=ref, **{k: v for k, v in data.items() if k not in ("v", "type", "ref")}
             )
         elif kind == "offer":
+            cap = self.state.settings.webrtc_legs_per_socket
+            if len(self.legs) >= cap:
+                raise Bad("limit", f"at most {cap} WebRTC legs at once on one connection; hang one up first")
             leg_id = new_id()
             self.legs.add(leg_id)
             data = await self.command(
@@ -352,6 +357,8 @@ class Session(Socket):
             return
         if signal.kind == "offer":
             self.legs.add(signal.leg_id)
+        elif signal.kind == "ended":
+            self.legs.discard(signal.leg_id)  # no longer counts against the socket's cap
         fields: dict[str, Any] = {"leg_id": str(signal.leg_id)}
         if signal.sdp is not None:
             fields["sdp"] = signal.sdp

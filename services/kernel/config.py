@@ -33,6 +33,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     signup_rate_per_minute: int = 10
     # Widget tokens per minute per client address (`POST /v1/widget/token`, unauthenticated).
     widget_token_rate_per_minute: int = 60
+    # WebRTC legs one agent socket may hold at once (the API refuses further offers on it).
+    webrtc_legs_per_socket: int = 4
     # Per-source SIP limit (the SIP front before dispatch, and a single-process media service): a token
     # bucket of `sip_burst` refilled at `sip_rate` requests/s; past it 503, and after `sip_ban_after`
     # rejections the source is ignored for `sip_ban_seconds` (docs/security.md).
@@ -104,6 +106,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "service_name": ("SB_SERVICE_NAME", str),
     "signup_rate_per_minute": ("SB_SIGNUP_RATE_PER_MINUTE", int),
     "widget_token_rate_per_minute": ("SB_WIDGET_TOKEN_RATE_PER_MINUTE", int),
+    "webrtc_legs_per_socket": ("SB_WEBRTC_LEGS_PER_SOCKET", int),
     "sip_rate": ("SB_SIP_RATE", float),
     "sip_burst": ("SB_SIP_BURST", float),
     "sip_ban_after": ("SB_SIP_BAN_AFTER", int),

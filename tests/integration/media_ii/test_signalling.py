@@ -171,6 +171,9 @@ async def test_signalling_relays_to_media_and_bad_messages_do_not_hurt_others(
                 ("{", "bad_message"),
                 ("[1, 2]", "bad_message"),
                 (json.dumps({"v": 2, "type": "ping"}), "unsupported_version"),
+                ('{"v": true, "type": "ping"}', "unsupported_version"),  # True == 1 in Python: not a version
+                ('{"v": 1.0, "type": "ping"}', "unsupported_version"),
+                ('{"v": "1", "type": "ping"}', "unsupported_version"),
                 (json.dumps({"v": 1, "type": "dance"}), "unknown_type"),
                 (json.dumps({"v": 1, "type": "offer"}), "bad_message"),
                 (
@@ -236,3 +239,39 @@ async def test_no_media_service_is_an_error_frame(http: httpx.AsyncClient, api_s
         assert error["type"] == "error" and error["code"] == "media_unavailable"
         await ws.send(json.dumps({"v": 1, "type": "ping"}))
         assert (await recv(ws))["type"] == "pong"
+
+
+async def test_one_socket_holds_a_bounded_number_of_legs(
+    http: httpx.AsyncClient, api_server: str, infra: Any
+) -> None:
+    # The default cap is 4 legs per socket (SB_WEBRTC_LEGS_PER_SOCKET): the fifth offer is refused by the
+    # API itself (media never sees it); a leg that ends frees its place.
+    a = await signup(http)
+    tenant = uuid.UUID(a["tenant"])
+    nc = await nats.connect(infra.nats_url)
+    offers: list[MediaWebRtcOffer] = []
+
+    async def media_offer(msg: Any) -> None:  # stands in for the media worker
+        offers.append(decode(msg.data, MediaWebRtcOffer))
+        await msg.respond(encode(Reply(ok=True, data={"sdp": "v=0"})))
+
+    sub = await nc.subscribe(cmd_subject(tenant, "media", "webrtc_offer"), cb=media_offer)
+    offer = json.dumps({"v": 1, "type": "offer", "sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 0\r\n"})
+    try:
+        async with websockets.connect(ws_url(api_server, await issue(http, a))) as ws:
+            await recv(ws)
+            for _ in range(4):
+                await ws.send(offer)
+                assert (await recv(ws))["type"] == "answer"
+            await ws.send(offer)
+            refused = await recv(ws)
+            assert refused["type"] == "error" and refused["code"] == "limit", refused
+            assert len(offers) == 4
+            ended = WebRtcSignal(tenant_id=tenant, leg_id=offers[0].leg_id, agent_id=a["agent"], kind="ended")
+            await nc.publish(evt_subject(tenant, "webrtc", "signal"), encode(ended))
+            assert (await recv(ws))["type"] == "ended"
+            await ws.send(offer)
+            assert (await recv(ws))["type"] == "answer"
+    finally:
+        await sub.unsubscribe()
+        await nc.close()
