@@ -76,6 +76,8 @@ COMMANDS: dict[str, type[ev.MediaCommand]] = {
         ev.MediaUnmonitor,
     )
 }
+# At SIGTERM, recorded calls' last chunks get this long to reach JetStream (the spool keeps what did not).
+SHIP_AT_STOP_S = 2.0
 BRIDGE_COMMANDS = (
     ev.MediaBridge,
     ev.MediaUnbridge,
@@ -201,7 +203,7 @@ class MediaService:
     async def stop(self) -> None:
         for bridge in list(self.bridges.values()):
             self._separate(bridge, "shutdown")
-        await self.shipper.stop(STOP_TIMEOUT_S)
+        await self.shipper.stop(SHIP_AT_STOP_S)
         await self.webrtc.stop()
         # Bounded (serving.py): when NATS died with the runtime (kill -9), an unsubscribe or flush can
         # wait for a reconnect that never comes, and the process must still exit on SIGTERM.
