@@ -35,6 +35,7 @@ from services.kernel.log import get_logger
 from services.kernel.messages import Command, Event, Reply, decode, encode
 from services.kernel.subjects import tenant_of
 
+from .calllog import call_line
 from .lifecycle import Contact, DeskRefused, Lifecycle, OfferInfo, late_wrap_up
 from .records import caller_history, load_contact, save_contact
 
@@ -339,6 +340,9 @@ class ContactsAdapter:
         while queue:
             item = queue.pop(0)
             if isinstance(item, Event):
+                if isinstance(item, ev.ContactStateChanged):
+                    level, name, fields = call_line(item, machine.state.record)
+                    getattr(self.log, level)(name, **fields)
                 try:
                     await self.bus.publish(item)
                 except Exception as exc:

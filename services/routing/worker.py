@@ -180,7 +180,7 @@ class RoutingWorker:
                 accept=lambda subject, data: self._accept(subject, data),
                 parse=_tenant_command,
             )
-        self.log.info("routing_partition_owned", partition=p, worker=self.worker_id)
+        self.log.debug("routing_partition_owned", partition=p, worker=self.worker_id)
         return True
 
     async def _unsubscribe(self, p: int) -> None:

@@ -370,6 +370,8 @@ class Runtime:
             # /healthz waits for exactly the services this runtime runs.
             SB_EXPECTED_SERVICES=",".join(s for s in self.opts.services if s != "api"),
             PYTHONUNBUFFERED="1",  # each log line reaches us (and the terminal) as it is written
+            # A person at a terminal reads short lines; a pipe or a file gets JSON (SB_LOG_FORMAT overrides).
+            SB_LOG_FORMAT=os.environ.get("SB_LOG_FORMAT") or ("console" if self.out.isatty() else "json"),
         )
         return env
 

@@ -47,6 +47,12 @@ class Output:
         self._codes = {name: _COLOURS[i % len(_COLOURS)] for i, name in enumerate(names)}
         self._codes["runtime"] = "1"
 
+    def isatty(self) -> bool:
+        try:
+            return bool(self.stream.isatty())
+        except (AttributeError, ValueError):  # a closed or unusual stream
+            return False
+
     def line(self, name: str, text: str) -> None:
         label = name.ljust(self.width)
         if self.colour:

@@ -5,6 +5,7 @@ websocket, with an aiortc audio leg). Each failure path of issue 8 has a test he
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 import wave
 from pathlib import Path
@@ -423,6 +424,15 @@ async def test_a_number_routed_nowhere_plays_the_message_hangs_up_and_is_recorde
         assert [e["event"] for e in done["timeline"]] == ["arrived", "unrouted", "ended"]
         log = stack.logs["media"].read_text(errors="replace")
         assert f'"contact_id": "{arrived.call_id}"' in log and "call_unrouted" in log
+        # The coordinator's lines for a person: arrival (and where it goes), end, once each, with the id.
+        mine = [
+            json.loads(line)
+            for line in stack.logs["contacts"].read_text(errors="replace").splitlines()
+            if str(arrived.call_id) in line and line.startswith("{")
+        ]
+        steps = [(line["event"], line["level"]) for line in mine]
+        assert steps == [("call_arrived", "info"), ("call_ended", "info")], steps
+        assert mine[0]["route"] == "nowhere (unrouted)" and mine[1]["outcome"] == "unrouted"
     finally:
         caller.close()
         await watch.close()

@@ -71,3 +71,28 @@ def test_passwords_never_appear_in_printed_urls() -> None:
     )
     assert _redact("nats://tok3n@127.0.0.1:4222") == "nats://***@127.0.0.1:4222"
     assert _redact("nats://127.0.0.1:4222") == "nats://127.0.0.1:4222"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("stream", "given", "expected"), [
+    (_Terminal(), None, "console"),  # a person at the terminal: readable lines, the banner not buried
+    (io.StringIO(), None, "json"),  # a pipe or a file (tests, systemd): JSON
+    (_Terminal(), "json", "json"),  # SB_LOG_FORMAT wins
+])  # fmt: skip
+def test_services_log_for_whoever_reads_the_runtimes_output(
+    stream: io.StringIO, given: str | None, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from services.runtime.embedded import Secrets
+    from services.runtime.runtime import Options, Runtime
+
+    if given is None:
+        monkeypatch.delenv("SB_LOG_FORMAT", raising=False)
+    else:
+        monkeypatch.setenv("SB_LOG_FORMAT", given)
+    runtime = Runtime(Options(data_dir=tmp_path), Output(["api"], stream=stream), 0.0)
+    env = runtime._child_env("api", Secrets("a", "b", "c", "d"))
+    assert env["SB_LOG_FORMAT"] == expected
