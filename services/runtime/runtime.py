@@ -31,7 +31,7 @@ import psutil
 
 from services.kernel import db
 
-from .demo import DemoError, DemoTenant, ensure_demo
+from .demo import DEMO_AGENTS, DemoError, DemoTenant, ensure_demo
 from .embedded import APP_ROLE, DATABASE, EmbeddedNats, EmbeddedPostgres, Secrets
 from .supervisor import ChildSpec, Output, Supervisor
 
@@ -471,6 +471,7 @@ class Runtime:
                 f"Next, in another terminal{where} (the demo tenant gets its own profile, 'demo'):",
                 f"  {sb} login --profile demo --api-key {demo.api_key}{api_flag}",
                 f"  {sb} agents list --profile demo",
+                f"  {sb} agents invite {DEMO_AGENTS[0]['email']} --profile demo   # a link to the agent desktop",
                 f'  {sb} signup --company "Acme Ltd" --email you@acme.example{api_flag}   # your own tenant',
             ]
         else:

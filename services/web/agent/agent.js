@@ -295,7 +295,8 @@ function onEnded(detail) {
   const seconds = queue ? queue.wrap_up_seconds : 30;
   desk.wrapUp = {contact_id: detail.contact_id, ends: Date.now() + seconds * 1000, holding: false, touched: false};
   $("wrap-caller").textContent = callerName(ctx);
-  const who = {caller: "The caller hung up", agent: "You hung up", system: "The call was ended"}[detail.by] || "The call ended";
+  const who = detail.cause === "transferred" ? "You transferred the call"
+    : {caller: "The caller hung up", agent: "You hung up", system: "The call was ended"}[detail.by] || "The call ended";
   $("wrap-summary").textContent = `${who} after ${clock(detail.duration || 0)}.`;
   $("disposition").value = "";
   $("notes").value = "";

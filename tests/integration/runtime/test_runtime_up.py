@@ -258,7 +258,12 @@ def test_the_banners_next_commands_work_as_printed(first: Up, tmp_path: Path) ->
     out = first.output()
     block = out[out.index("Next, in another terminal") :].split("\n\n")[0].splitlines()[1:]
     commands = [line.strip() for line in block if not line.strip().startswith("(")]
-    assert [c.split()[1] for c in commands] == ["login", "agents", "signup"], block
+    assert [c.split()[1:3] for c in commands][:3] == [
+        ["login", "--profile"],
+        ["agents", "list"],
+        ["agents", "invite"],
+    ]
+    assert commands[3].split()[1] == "signup", block
     assert commands[0].startswith(".venv/bin/switchboard ") or commands[0].startswith("/")
     assert any(". .venv/bin/activate" in line or "/activate" in line for line in block)
     env = {**_env(), "XDG_CONFIG_HOME": str(tmp_path / "config"), "PATH": "/usr/bin:/bin"}
@@ -272,6 +277,7 @@ def test_the_banners_next_commands_work_as_printed(first: Up, tmp_path: Path) ->
         assert result.returncode == 0, (command, result.stdout, result.stderr)
     assert "Logged in to Demo Co" in results[0].stdout and "'demo'" in results[0].stdout
     assert "ada@demo.example" in results[1].stdout
+    assert "/agent/#invite=" in results[2].stdout and "Ada Agent" in results[2].stdout
     # The demo key stays in its own profile; the signup went to 'default' beside it.
     profiles = (tmp_path / "config" / "switchboard" / "profiles.toml").read_text()
     assert '["demo"]' in profiles and '["default"]' in profiles
