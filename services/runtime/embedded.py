@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import json
 import os
 import secrets
@@ -20,6 +19,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,17 @@ from typing import Any
 from services.kernel.config import load_settings
 from services.routing.partitions import nats_mappings
 
-__all__ = ["APP_ROLE", "DATABASE", "EmbeddedNats", "EmbeddedPostgres", "Secrets", "free_port"]
+__all__ = [
+    "APP_ROLE",
+    "DATABASE",
+    "EmbeddedNats",
+    "EmbeddedPostgres",
+    "PostgresToolError",
+    "Secrets",
+    "die_with_parent",
+    "free_port",
+    "postgres_binaries",
+]
 
 APP_ROLE = "sb_app"
 DATABASE = "switchboard"
@@ -40,11 +50,22 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent(sig: int = signal.SIGTERM) -> None:
-    # Runs in the child between fork and exec (after any change of user, which would clear it): if the
-    # runtime is killed -9, the child gets `sig`.
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, int(sig))
+def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:
+    """A preexec_fn: if the runtime is killed -9, the child gets `sig`.
+
+    It runs in the child between fork and exec (after any change of user, which would clear it). A parent
+    that died between the fork and the prctl sends nothing, so the child checks that its parent is still
+    the one that forked it (under load that window was hit: a service outlived a killed runtime).
+    """
+    parent = os.getpid()
+
+    def arm() -> None:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(sig))
+        if os.getppid() != parent:
+            os.kill(os.getpid(), sig)
+
+    return arm
 
 
 def _is_postmaster(pid: int) -> bool:
@@ -316,7 +337,7 @@ class EmbeddedPostgres:
                 **self._as_server_user(),
                 process_group=0,
                 # SIGINT is PostgreSQL's fast shutdown: roll back open transactions, checkpoint, exit.
-                preexec_fn=functools.partial(_die_with_parent, signal.SIGINT),
+                preexec_fn=die_with_parent(signal.SIGINT),
             )
         finally:
             log.close()
@@ -419,7 +440,7 @@ class EmbeddedNats:
             # Its own process group: a Ctrl-C at the terminal reaches the runtime only, which stops the
             # services before NATS.
             process_group=0,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent(),
         )
         log.close()
         deadline = time.monotonic() + 15

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TextIO
 
-from .embedded import _die_with_parent
+from .embedded import die_with_parent
 from .supervisor_core import Policy, RestartScheduled, Start, SupervisorCore
 
 __all__ = ["ChildSpec", "Output", "Supervisor"]
@@ -127,7 +127,7 @@ class Supervisor:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 process_group=0,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent(),
                 limit=_LINE_LIMIT,
             )
         except OSError as exc:

@@ -12,11 +12,13 @@ import concurrent.futures
 import importlib.util
 import json
 import os
+import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -96,15 +98,22 @@ class Up:
     def output(self) -> str:
         return self.log.read_text(errors="replace")
 
-    def wait_ready(self, timeout: float = 45) -> None:
+    def wait_ready(self, timeout: float = 90) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise AssertionError(f"up exited with {self.proc.returncode}:\n{self.output()}")
+                raise AssertionError(
+                    f"up exited with {self.proc.returncode}:\n{self.output()}\n{self._server_log()}"
+                )
             if "Switchboard is up" in self.output() and set(self.services()) == set(SERVICES):
                 return
             time.sleep(0.1)
         raise AssertionError(f"up did not get ready in {timeout} s:\n{self.output()}")
+
+    def _server_log(self) -> str:
+        log = self.data_dir / "pg" / "server.log"
+        tail = log.read_text(errors="replace").splitlines()[-40:] if log.exists() else ["(none)"]
+        return "PostgreSQL's server.log (last lines):\n" + "\n".join(tail)
 
     def services(self) -> dict[str, psutil.Process]:
         found = {}
@@ -155,8 +164,13 @@ def _app_url(data_dir: Path) -> str:
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("up") / "data"
+def data_dir() -> Iterator[Path]:
+    # Not under pytest's basetemp: every pytest session that starts on the machine resets
+    # /tmp/pytest-of-<user> to 0700, and the PostgreSQL running as its own user then loses its way to its
+    # files (it PANICked on pg_control while another session started).
+    top = Path(tempfile.mkdtemp(prefix="sbup-"))
+    yield top / "data"
+    shutil.rmtree(top, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
