@@ -94,6 +94,8 @@ async def test_caller_hold_resume_and_stop_unhold_commands(media_edge) -> None:
             caller.client.send(_ok(reinvite, sdp(caller.rtp.port, direction=answer)))
             ack = await asyncio.to_thread(_recv_request, caller.client, "ACK")
             assert ack is not None and ack.startswith(b"ACK ")
+        # The event of the last re-INVITE is published after its ACK: wait for it before counting.
+        await events.wait_for(ev.CallHeld, lambda e: e.call_id == cid and e.by == "local" and not e.held)
         local = [e.held for e in events.all(ev.CallHeld, lambda e: e.call_id == cid and e.by == "local")]
         assert local == [True, False]
         await caller.bye()
