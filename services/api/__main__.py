@@ -8,6 +8,7 @@ from services.kernel.config import load_settings
 from services.kernel.log import configure_logging
 
 from .app import create_app
+from .http_protocol import ProblemHttpProtocol
 from .signalling import MAX_MESSAGE_BYTES
 
 
@@ -24,6 +25,8 @@ def main() -> None:
         lifespan="on",
         # uvicorn handles SIGTERM/SIGINT: it stops accepting, finishes requests, then runs the lifespan exit.
         timeout_graceful_shutdown=10,
+        # uvicorn's HTTP/1.1, answering what its parser refuses with problem details (http_protocol.py).
+        http=ProblemHttpProtocol,
         # The client address is the TCP peer unless the peer is a configured proxy (the ingress): uvicorn
         # would otherwise believe X-Forwarded-For from 127.0.0.1, i.e. from every client under
         # `switchboard up`, and per-address limits would count forged addresses.

@@ -133,12 +133,17 @@ def trunk_from_row(row: asyncpg.Record) -> Trunk:
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# fe80::1%eth0: a zone names an interface of the machine the address was typed on, meaningless to the
+# platform (and PostgreSQL's inet would drop it silently): refused rather than stored as something else.
+_ZONE = "must not carry an IPv6 zone (%interface): give a global address or a host name"
 
 
 def check_allowed_ips(values: list[str]) -> list[Network]:
     out: list[Network] = []
     for i, raw in enumerate(values):
         text = raw.strip()
+        if "%" in text:
+            raise validation(f"allowed_ips[{i}]", _ZONE)
         try:
             network = ipaddress.ip_network(text, strict=True)
         except ValueError:
@@ -159,6 +164,8 @@ def check_host(field: str, value: str) -> str:
     host = value.strip().lower()
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
+    if "%" in host:
+        raise validation(field, _ZONE)
     try:
         return str(ipaddress.ip_address(host))
     except ValueError:

@@ -4,6 +4,7 @@ E.164 numbers. Each raises a 422 problem naming the field."""
 from __future__ import annotations
 
 import re
+import unicodedata
 import zoneinfo
 from functools import cache
 
@@ -40,12 +41,25 @@ _SIP_URI = re.compile(
 ENDPOINT_MAX = 256
 # Control characters (NUL in particular, which PostgreSQL text cannot hold) have no place in names.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Embeddings, overrides, isolates and the marks (U+061C, U+200E, U+200F): they reorder what is displayed.
+_BIDI = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_INVISIBLE = {"Cf", "Zs", "Zl", "Zp", "Mn", "Me"}  # formatting (zero-width), spaces, combining marks
 
 
 def check_text(field: str, value: str, *, max_len: int, min_len: int = 1) -> str:
+    """Names and short texts. Refused, not normalised (the caller sees what was wrong and chooses):
+    control characters, bidirectional formatting characters (an override makes a name display as
+    something else: "gnp.exe" shown as "exe.png"), and text with no visible character (only
+    zero-width or other invisible formatting characters)."""
     value = value.strip()
     if _CONTROL.search(value):
         raise validation(field, "must not contain control characters")
+    if _BIDI.search(value):
+        raise validation(
+            field, "must not contain bidirectional formatting characters (U+202A-202E, U+2066-2069)"
+        )
+    if value and all(unicodedata.category(c) in _INVISIBLE for c in value):
+        raise validation(field, "must contain a visible character (not only zero-width or formatting ones)")
     if len(value) < min_len:
         raise validation(
             field, "must not be empty" if min_len == 1 else f"must be at least {min_len} characters"

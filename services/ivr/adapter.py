@@ -18,7 +18,6 @@ One IVR process per deployment for now: call events are not yet partitioned acro
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
 import uuid
 from collections.abc import Callable
@@ -58,6 +57,7 @@ from services.kernel.serving import Consumer
 from .flow import Flow
 from .interpreter import SORRY, CommandFailed, Interpreter
 from .lookup import LookupRequest, LookupResult, derive_secret
+from .lookup_net import LookupRefused, PinnedBackend, lookup_client
 
 __all__ = ["CALLS_BUCKET", "FLOWS_BUCKET", "IvrAdapter"]
 
@@ -126,9 +126,10 @@ class IvrAdapter:
         self.pool = pool
         self.platform_secret = platform_secret
         self.clock = clock
-        self.http = http or httpx.AsyncClient(follow_redirects=False, trust_env=False)
         # Tenants' lookups must not reach the platform's own network (loopback, private, link-local
-        # addresses) unless the operator allows it (one machine, tests).
+        # addresses) unless the operator allows it (one machine, tests): each connection goes to the
+        # address that was checked (lookup_net.py), so a name cannot rebind between check and connect.
+        self.http = http or lookup_client(None if allow_private_lookups else PinnedBackend())
         self.allow_private_lookups = allow_private_lookups
         self.calls: dict[uuid.UUID, _Running] = {}
         self.log = get_logger()
@@ -329,13 +330,15 @@ class IvrAdapter:
 
     async def _lookup(self, running: _Running, request: LookupRequest) -> None:
         try:
-            refused = None if self.allow_private_lookups else await _private_target(request.url)
-            if refused:
-                result = LookupResult(id=request.id, error=refused)
-            else:
-                result = await asyncio.wait_for(self._fetch(request), request.timeout)
+            result = await asyncio.wait_for(self._fetch(request), request.timeout)
         except (TimeoutError, httpx.TimeoutException):
             result = LookupResult(id=request.id, error="timeout")
+        except httpx.ConnectError as exc:
+            # A refused address keeps its own words ("... resolves to a non-public address (...)").
+            refused = isinstance(exc.__cause__ or exc.__context__, LookupRefused)
+            result = LookupResult(
+                id=request.id, error=(str(exc) if refused else f"ConnectError: {exc}")[:200]
+            )
         except httpx.HTTPError as exc:
             result = LookupResult(id=request.id, error=f"{type(exc).__name__}: {exc}"[:200])
         async with running.lock:
@@ -392,20 +395,6 @@ class IvrAdapter:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-async def _private_target(url: str) -> str | None:
-    """Why a lookup URL may not be called (it resolves to a non-public address), or None."""
-    host = httpx.URL(url).host
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
-    except OSError as exc:
-        return f"cannot resolve {host}: {exc.strerror or exc}"
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0])
-        if not address.is_global:
-            return f"{host} resolves to a non-public address ({address}); not allowed for lookups"
-    return None
 
 
 def _number_of(uri: str) -> str:

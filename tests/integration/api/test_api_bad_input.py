@@ -250,6 +250,15 @@ async def test_field_errors_name_the_field(client: httpx.AsyncClient, tenant: Te
         ("/v1/keys", {"role": "root"}, "role"),
         ("/v1/seats/purchase", {"count": 0}, "count"),
         ("/v1/seats/release", {"count": 1001}, "count"),
+        # Names are refused, not normalised: only invisible characters, or bidirectional overrides.
+        ("/v1/queues", {"name": "\u200b\u200c\u200d\ufeff"}, "name"),
+        ("/v1/queues", {"name": "\u2060\u00a0\u200b"}, "name"),
+        ("/v1/queues", {"name": "invoice\u202egnp.exe"}, "name"),
+        ("/v1/agents", {"name": "Ann\u2067Bob\u2069", "email": "a@x.example"}, "name"),
+        # An IPv6 zone names an interface of someone's machine: refused, never stored without it.
+        ("/v1/trunks", {"name": "T", "allowed_ips": ["fe80::1%eth0"]}, "allowed_ips[0]"),
+        ("/v1/trunks", {"name": "T", "outbound_host": "fe80::1%eth0"}, "outbound_host"),
+        ("/v1/trunks", {"name": "T", "outbound_host": "[fe80::1%25eth0]"}, "outbound_host"),
     ]
     for path, body, field in cases:
         r = await client.post(path, json=body, headers=h)

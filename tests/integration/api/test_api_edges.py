@@ -4,6 +4,8 @@ and websocket frames are capped while they are read. Real `python -m services.ap
 from __future__ import annotations
 
 import asyncio
+import json
+import socket
 import secrets
 from collections.abc import Iterator
 
@@ -52,3 +54,41 @@ async def test_a_websocket_frame_over_the_limit_is_refused_while_it_is_read(untr
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+def _raw(base: str, request: bytes) -> tuple[int, str, bytes]:
+    """One request over a plain socket (a client library would refuse to send the bytes we send)."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data) < data.index(b"\r\n\r\n") + 4 + _length(data):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    ctype = next(
+        (v for k, _, v in (line.partition(": ") for line in lines[1:]) if k.lower() == "content-type"), ""
+    )
+    return int(lines[0].split(" ")[1]), ctype, body
+
+
+def _length(data: bytes) -> int:
+    for line in data.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]:
+        name, _, value = line.partition(b": ")
+        if name.lower() == b"content-length":
+            return int(value)
+    return 0
+
+
+@pytest.mark.parametrize("byte", [b"\x01", b"\x7f", b"\x00"])
+def test_a_control_byte_in_authorization_is_a_problem_400(untrusting: str, byte: bytes) -> None:
+    request = (
+        b"GET /v1/tenant HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer sbk_" + byte + b"x\r\n"
+        b"Connection: close\r\n\r\n"
+    )
+    status, ctype, body = _raw(untrusting, request)
+    assert status == 400 and ctype.startswith("application/problem+json"), (status, ctype, body)
+    assert json.loads(body)["status"] == 400
