@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import secrets
+import socket
 from collections.abc import Iterator
 
 import httpx
