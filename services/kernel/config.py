@@ -42,6 +42,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     sip_burst: float = 100.0
     sip_ban_after: int = 50
     sip_ban_seconds: float = 60.0
+    # A SIP call that receives no RTP or RTCP for this long, while not on hold, is ended (cause
+    # media_timeout): the caller vanished without a BYE. 0 turns the check off.
+    media_timeout_s: float = 30.0
     # Forwarding headers (X-Forwarded-For, X-Forwarded-Proto) are believed only from these peers:
     # comma-separated addresses or networks (the ingress). Empty: from nobody, every client is the peer.
     trusted_proxies: str = ""
@@ -111,6 +114,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "sip_burst": ("SB_SIP_BURST", float),
     "sip_ban_after": ("SB_SIP_BAN_AFTER", int),
     "sip_ban_seconds": ("SB_SIP_BAN_SECONDS", float),
+    "media_timeout_s": ("SB_MEDIA_TIMEOUT_S", float),
     "trusted_proxies": ("SB_TRUSTED_PROXIES", str),
     "expected_services": ("SB_EXPECTED_SERVICES", str),
     "jetstream_replicas": ("SB_JETSTREAM_REPLICAS", int),
@@ -167,6 +171,10 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
             ipaddress.ip_network(proxy, strict=False)
         except ValueError:
             raise ConfigError(f"SB_TRUSTED_PROXIES: {proxy!r} is not an IP address or network") from None
+    if not (settings.media_timeout_s == 0 or 2 <= settings.media_timeout_s <= 3600):
+        raise ConfigError(
+            f"SB_MEDIA_TIMEOUT_S={settings.media_timeout_s:g} must be 0 (off) or 2-3600 seconds"
+        )
     if settings.jetstream_replicas not in (1, 3, 5):
         raise ConfigError(f"SB_JETSTREAM_REPLICAS={settings.jetstream_replicas} must be 1, 3 or 5")
     if not 1 <= settings.routing_partition_count <= 1024:

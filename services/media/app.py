@@ -127,6 +127,7 @@ def edge_config(settings: Settings) -> EdgeConfig:
         ban_after=settings.sip_ban_after,
         ban_seconds=settings.sip_ban_seconds,
         realm=os.environ.get("SB_SIP_REALM", "switchboard"),
+        media_timeout=settings.media_timeout_s,
         auth_secret=secret,
         **(
             {"unrouted_message": unrouted}

@@ -235,6 +235,9 @@ class WorkerLost:
     reason: LossReason
     calls: tuple[MediaWorkerCall, ...]  # from its last registration: each gets call.ended
     pid: int = 0
+    # A BYE for each answered dialog the front saw set up: the caller (or the phone the worker dialled)
+    # is hung up instead of waiting for its own timers on dead air.
+    byes: tuple[Reply, ...] = ()
 
 
 Action = Connect | Disconnect | WorkerLost
@@ -262,6 +265,36 @@ class _Worker:
 class _Dialog:
     worker_id: str
     last_seen: float
+    # What the front needs to end the dialog itself if its worker dies: the peer, the INVITE and its 2xx
+    # as they crossed the front (kept as bytes: parsed only then, so dispatch stays a cheap scan).
+    peer: Peer | None = None
+    invite: bytes | None = None
+    answer: bytes | None = None
+    uac: bool = False  # the worker sent the INVITE (an outbound call, e.g. an agent's desk phone)
+
+
+# The front's BYE takes a CSeq far above any the worker used in the dialog (a few re-INVITEs at most): the
+# peer refuses a BYE whose CSeq is not higher than the last request it saw from us.
+LOST_BYE_CSEQ = 1_000_000
+
+
+def lost_bye(dialog: _Dialog, host: str, port: int) -> Reply | None:
+    """The BYE that ends an answered dialog whose worker is gone (None when it was never answered)."""
+    if dialog.peer is None or dialog.invite is None or dialog.answer is None:
+        return None
+    try:
+        invite = sip.parse_datagram(dialog.invite)
+        answer = sip.parse_datagram(dialog.answer)
+        if not isinstance(invite, sip.SipRequest) or not isinstance(answer, sip.SipResponse):
+            return None
+        address = sip.LocalAddress(host, port, "TCP" if dialog.peer[0] == "tcp" else "UDP")
+        make = sip.Dialog.from_uac if dialog.uac else sip.Dialog.from_uas
+        sip_dialog = make(invite, answer, address=address)
+        sip_dialog.local_seq = max(sip_dialog.local_seq, LOST_BYE_CSEQ)
+        bye = sip_dialog.create_request("BYE", headers=[("Reason", 'SIP;cause=500;text="media worker lost"')])
+    except (sip.SipParseError, sip.DialogError):
+        return None
+    return Reply(dialog.peer, bytes(bye))
 
 
 @dataclass
@@ -274,6 +307,8 @@ class Dispatcher:
     # Per source address, before anything else: a scanner is refused (503) and then ignored here, for all
     # workers at once, and never costs a worker anything.
     limiter: SourceLimiter | None = None
+    host: str = "127.0.0.1"  # the front's SIP address, for the Via of the BYEs it sends itself
+    port: int = 5060
     workers: dict[str, _Worker] = field(default_factory=dict)
     dialogs: dict[str, _Dialog] = field(default_factory=dict)
     lost_dialogs: dict[str, float] = field(default_factory=dict)  # Call-ID -> when its worker was lost
@@ -375,12 +410,17 @@ class Dispatcher:
         worker_id = worker.reg.worker_id
         self.workers.pop(worker_id, None)
         self._gone[worker.incarnation] = now
+        byes: list[Reply] = []
         for call_id, dialog in list(self.dialogs.items()):
             if dialog.worker_id == worker_id:
                 del self.dialogs[call_id]
                 self.lost_dialogs[call_id] = now
+                if (bye := lost_bye(dialog, self.host, self.port)) is not None:
+                    byes.append(bye)
         actions: list[Action] = [
-            WorkerLost(worker_id, worker.reg.site, reason, tuple(worker.reg.calls), worker.reg.pid)
+            WorkerLost(
+                worker_id, worker.reg.site, reason, tuple(worker.reg.calls), worker.reg.pid, tuple(byes)
+            )
         ]
         if worker.linked:
             actions.append(Disconnect(worker_id))
@@ -419,6 +459,8 @@ class Dispatcher:
         dialog = self.dialogs.get(head.call_id)
         if dialog is not None and dialog.worker_id in self.workers:
             dialog.last_seen = now
+            if dialog.uac and _answers_invite(head, data):
+                dialog.answer = data  # the far end answered the worker's call
             return Forward(dialog.worker_id, peer, data)
         if not head.is_request:
             return Drop("a response for no dialog of ours")
@@ -434,11 +476,11 @@ class Dispatcher:
             return self._answer(data, peer, 503, "Service Unavailable (no media worker)", retry_after=5)
         if head.method == "INVITE" and not head.to_tag:
             # A new dialog: it stays with this worker (CANCEL, ACK, BYE, re-INVITEs follow its Call-ID).
-            self.dialogs[head.call_id] = _Dialog(target, now)
+            self.dialogs[head.call_id] = _Dialog(target, now, peer=peer, invite=data)
             self.workers[target].pending[head.call_id] = now
         return Forward(target, peer, data)
 
-    def outbound(self, worker_id: str, data: bytes, now: float) -> None:
+    def outbound(self, worker_id: str, data: bytes, now: float, peer: Peer | None = None) -> None:
         """A message a worker sends out: a request it starts (originate) makes its dialog follow it."""
         if worker_id not in self.workers:
             return
@@ -448,8 +490,10 @@ class Dispatcher:
         dialog = self.dialogs.get(head.call_id)
         if dialog is not None:
             dialog.last_seen = now
+            if not dialog.uac and _answers_invite(head, data):
+                dialog.answer = data  # the worker answered the caller
         elif head.is_request and head.method == "INVITE":
-            self.dialogs[head.call_id] = _Dialog(worker_id, now)
+            self.dialogs[head.call_id] = _Dialog(worker_id, now, peer=peer, invite=data, uac=True)
 
     @staticmethod
     def _answer(data: bytes, peer: Peer, status: int, reason: str, retry_after: int = 0) -> Reply | Drop:
@@ -462,3 +506,7 @@ class Dispatcher:
         headers = [("Retry-After", str(retry_after))] if retry_after else []
         response = sip.make_response(request, status, reason, to_tag=sip.new_tag(), headers=headers)
         return Reply(peer, bytes(response))
+
+
+def _answers_invite(head: SipHead, data: bytes) -> bool:
+    return not head.is_request and head.method == "INVITE" and data.startswith(b"SIP/2.0 2")

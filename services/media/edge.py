@@ -8,6 +8,7 @@ catches everything: no input, however broken, may raise out of the transport or 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,9 @@ __all__ = ["EdgeConfig", "SipEdge"]
 log = get_logger()
 
 UNROUTED = "unrouted"  # the hang-up cause (and the contact's outcome) of a call to a number routed nowhere
+MEDIA_TIMEOUT = (
+    "media_timeout"  # the hang-up cause of a call whose peer sent no RTP or RTCP for SB_MEDIA_TIMEOUT_S
+)
 KNOWN_UNSUPPORTED = {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "UPDATE", "PRACK", "PUBLISH"}
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 DTMF_INFO_TYPES = ("application/dtmf-relay", "application/dtmf")
@@ -580,6 +584,8 @@ class SipEdge:
                 if port is None:
                     return None
             session = RtpSession(leg.call, host=self.config.host, port=port, emit=self.emit, clock=self.clock)
+            session.media_timeout = self.config.media_timeout
+            session.on_media_timeout = functools.partial(self.hangup, leg, MEDIA_TIMEOUT)
             try:
                 await session.open()
                 return session

@@ -214,7 +214,7 @@ class SipFront:
 
     def outbound(self, worker_id: str, data: bytes, peer: Peer) -> None:
         try:
-            self.dispatcher.outbound(worker_id, data, self.now())
+            self.dispatcher.outbound(worker_id, data, self.now(), peer)
             self.send(peer, data)
         except Exception:
             log.exception("sip_front_outbound_failed")
@@ -301,6 +301,8 @@ class SipFront:
             "media_worker_lost", worker=lost.worker_id, reason=lost.reason.value, calls=len(lost.calls)
         )
         self.lost.append(lost)
+        for bye in lost.byes:
+            self.send(bye.peer, bye.data)
         if self.bus is not None:
             self._spawn(self._publish_lost(lost))
 
@@ -375,7 +377,9 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         ban_after=settings.sip_ban_after,
         ban_seconds=settings.sip_ban_seconds,
     )
-    dispatcher = Dispatcher(site, stale_after=stale, limiter=limiter)
+    dispatcher = Dispatcher(
+        site, stale_after=stale, limiter=limiter, host=settings.bind_host, port=settings.sip_port
+    )
     front = SipFront(settings.bind_host, settings.sip_port, dispatcher, bus)
     await front.start()
 

@@ -34,6 +34,7 @@ class EdgeConfig:
     realm: str = "switchboard"
     auth_secret: bytes = b""
     no_answer_timeout: float = 30.0
+    media_timeout: float = 30.0  # no RTP/RTCP this long while not on hold ends the call (0: off)
     # Played to a caller of a number with no flow and no queue before hanging up (SB_UNROUTED_MESSAGE).
     unrouted_message: str = APOLOGY
     timers: sip.TimerConfig = field(default_factory=sip.TimerConfig)

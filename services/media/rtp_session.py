@@ -22,7 +22,7 @@ from services.kernel.events import CallQuality
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
 from services.media.bridge.relay import RelayDirection
-from services.media.call import FRAME, Call
+from services.media.call import FRAME, Call, CallState
 from services.media.dsp.dtmf import DtmfDetector
 from services.media.rtp.g711 import G711
 from services.media.rtp.jitter_buffer import FrameKind, JitterBuffer
@@ -137,6 +137,10 @@ class RtpSession:
         self._rtcp: asyncio.DatagramTransport | None = None
         self._next_rtcp = 0.0
         self.last_rx = 0.0
+        # Nothing heard (RTP or RTCP) for `media_timeout` seconds while not on hold: the peer is gone
+        # without a BYE; the edge ends the call (cause media_timeout). 0: never.
+        self.media_timeout = 0.0
+        self.on_media_timeout: Callable[[], None] | None = None
         self.closed = False
         # The bridge (services/media/bridging.py): frames from the other leg to send when no prompt or
         # music plays, and where this leg's decoded audio goes.
@@ -260,6 +264,7 @@ class RtpSession:
         except (RtcpError, ValueError):
             return
         now = asyncio.get_running_loop().time()
+        self.last_rx = now
         for packet in packets:
             if isinstance(packet, SenderReport):
                 self.rx.on_sender_report(packet.ntp_timestamp, now)
@@ -315,6 +320,7 @@ class RtpSession:
                 self._send(RtpPacket(self.payload_type, self.seq, self.ts, self.ssrc, payload), now)
             self.ts = (self.ts + FRAME) & 0xFFFFFFFF
         events += self.call.tick(now)
+        self._check_inactivity(now)
         if now >= self._next_rtcp:
             self._next_rtcp = now + RTCP_INTERVAL
             if self._rtcp is not None and self.remote_rtcp is not None:
@@ -325,6 +331,15 @@ class RtpSession:
             events.append(self.quality())
         if events:
             self.emit(events)
+
+    def _check_inactivity(self, now: float) -> None:
+        call = self.call
+        if call.held_by_us or call.held_by_them or call.state is not CallState.ANSWERED:
+            self.last_rx = now  # a held or unanswered call may be silent; the clock restarts after it
+            return
+        if self.media_timeout > 0 and now - self.last_rx >= self.media_timeout and self.on_media_timeout:
+            timed_out, self.on_media_timeout = self.on_media_timeout, None
+            timed_out()
 
     def deliver_relayed(self, packet: RtpPacket, now: float) -> None:
         """A packet from the relay (already rewritten for this leg); our own prompt or music wins."""

@@ -104,13 +104,15 @@ async def _routing_answers(nats_url: str, timeout: float) -> None:
         await nc.close()
 
 
-def _stack(infra: Any, api: str, *, media_workers: int = 0) -> Iterator[Stack]:
+def _stack(
+    infra: Any, api: str, *, media_workers: int = 0, media_env: dict[str, str] | None = None
+) -> Iterator[Stack]:
     """The services as subprocesses. media_workers 0: one media process on the SIP port; N: the SIP front
-    and N workers behind it (docs/media.md, "Sharding")."""
+    and N workers behind it (docs/media.md, "Sharding"). `media_env`: more settings for media."""
     sip_port = free_port()
     rtp_low = 32000 + ((os.getpid() + sip_port) % 100) * 60
     tag = f"{sip_port}"
-    media = service_env(infra, SB_SIP_PORT=str(sip_port), SB_SERVICE_NAME="media")
+    media = service_env(infra, SB_SIP_PORT=str(sip_port), SB_SERVICE_NAME="media", **(media_env or {}))
     envs: dict[str, dict[str, str]] = {}
     modules: dict[str, str] = {}
     if media_workers == 0:

@@ -333,3 +333,54 @@ def test_the_front_limits_each_source_before_dispatch() -> None:
     assert isinstance(d.inbound(req("OPTIONS", "later"), scanner, 59.0), Drop)
     assert isinstance(d.inbound(req("OPTIONS", "o1"), other, 0.0), Forward)  # others keep full service
     assert isinstance(d.inbound(req("OPTIONS", "again"), scanner, 61.0), Forward)
+
+
+def _with_contact(invite: bytes) -> bytes:
+    return invite.replace(
+        b"Max-Forwards: 70\r\n", b"Max-Forwards: 70\r\nContact: <sip:caller@192.0.2.7:5070>\r\n"
+    )
+
+
+def test_a_lost_worker_s_answered_callers_get_a_bye_from_the_front() -> None:
+    d = Dispatcher("a", host="127.0.0.1", port=5060)
+    up(d, reg("w1"))
+    for call_id in ("answered", "ringing"):
+        assert isinstance(d.inbound(_with_contact(req("INVITE", call_id)), CALLER, 0.0), Forward)
+    ok = (
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKabc;rport\r\n"
+        "From: <sip:caller@192.0.2.7>;tag=f1\r\nTo: <sip:+15550001@front>;tag=ours\r\n"
+        "Call-ID: answered\r\nCSeq: 1 INVITE\r\nContact: <sip:w1@127.0.0.1:5060>\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    d.outbound("w1", ok, 0.5, CALLER)
+    d.outbound("w1", resp(180, "ringing"), 0.5, CALLER)
+    [lost] = [a for a in d.link_down("w1", 2.0, clean=False) if isinstance(a, WorkerLost)]
+    [bye] = lost.byes  # the unanswered call has no dialog to end
+    assert bye.peer == CALLER
+    text = bye.data.decode()
+    assert text.startswith("BYE sip:caller@192.0.2.7:5070 SIP/2.0\r\n")
+    head = dict(line.split(": ", 1) for line in text.split("\r\n")[1:] if ": " in line)
+    assert head["Call-ID"] == "answered" and head["CSeq"] == "1000001 BYE"
+    assert head["From"].endswith(";tag=ours") and head["To"].endswith(";tag=f1")
+    assert head["Via"].startswith("SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bK")
+
+
+def test_a_lost_worker_s_outbound_call_gets_a_bye_too() -> None:
+    d = Dispatcher("a", host="127.0.0.1", port=5060)
+    up(d, reg("w1"))
+    phone = ("udp", "192.0.2.9", 5080)
+    invite = (
+        "INVITE sip:desk@192.0.2.9:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKout\r\n"
+        "Max-Forwards: 70\r\nFrom: <sip:+15550100@127.0.0.1>;tag=we\r\nTo: <sip:desk@192.0.2.9>\r\n"
+        "Call-ID: out-1\r\nCSeq: 1 INVITE\r\nContact: <sip:w1@127.0.0.1:5060>\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    d.outbound("w1", invite, 0.0, phone)
+    ok = (
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKout\r\n"
+        "From: <sip:+15550100@127.0.0.1>;tag=we\r\nTo: <sip:desk@192.0.2.9>;tag=phone\r\n"
+        "Call-ID: out-1\r\nCSeq: 1 INVITE\r\nContact: <sip:desk@192.0.2.9:5080>\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    assert isinstance(d.inbound(ok, phone, 1.0), Forward)
+    [lost] = [a for a in d.link_down("w1", 2.0, clean=False) if isinstance(a, WorkerLost)]
+    [bye] = lost.byes
+    assert bye.peer == phone and bye.data.startswith(b"BYE sip:desk@192.0.2.9:5080 SIP/2.0")
+    assert b"tag=phone" in bye.data and b"From: <sip:+15550100@127.0.0.1>;tag=we" in bye.data

@@ -1,0 +1,155 @@
+"""No ghosts in media, with real processes (a SIP front, two media workers, routing, IVR, the coordinator):
+SIPp callers killed with -9 (no BYE, their RTP just stops) are ended by RTP inactivity (cause
+`media_timeout`, a 3 s setting here) and freed everywhere: the tenant's call limit takes a new caller again,
+routing offers the new caller (not a ghost) to the agent, the records say why they ended. And the caller of
+a call lost with its media worker gets a BYE from the front."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import pytest
+from switchboard import AgentSession
+from switchboard.agent_events import ContactConnected, ContactEnded, ContactOffer
+
+from services.kernel import events as ev
+from tests.e2e.first_call.conftest import (
+    PhoneCaller,
+    Stack,
+    Watch,
+    _stack,
+    make_tenant,
+    next_of,
+    wait_contact,
+)
+from tests.e2e.first_call.test_worker_loss import worker_of
+from tests.integration.conftest import api_server  # noqa: F401  (the session's API, as a fixture here)
+from tests.service_procs import free_port
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"
+)
+
+TIMEOUT_S = 3.0
+GHOSTS = 20
+
+
+@pytest.fixture(scope="module")
+def ghost_stack(infra, api_server: str) -> Iterator[Stack]:  # type: ignore[no-untyped-def]  # noqa: F811
+    yield from _stack(infra, api_server, media_workers=2, media_env={"SB_MEDIA_TIMEOUT_S": str(TIMEOUT_S)})
+
+
+async def _set_limit(infra: Any, tenant: Any, limit: int) -> None:
+    conn = await asyncpg.connect(infra.app_url)
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant))
+            await conn.execute("UPDATE tenants SET max_concurrent_calls = $1", limit)
+    finally:
+        await conn.close()
+
+
+async def _final_status(caller: PhoneCaller) -> int:
+    await caller.dial(answer=False)
+    final = await caller._final(10.0)
+    return int(final[8:11])
+
+
+async def test_callers_killed_without_a_bye_are_freed_by_the_media_timeout(
+    ghost_stack: Stack, infra: Any, tmp_path: Any
+) -> None:
+    stack = ghost_stack
+    t = make_tenant(stack.api)
+    await _set_limit(infra, t.id, GHOSTS)
+    watch = await Watch.start(stack.nats_url, t.id)
+    sipp = await asyncio.create_subprocess_exec(
+        *("sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port())),
+        *("-sn", "uac", "-s", t.number, f"127.0.0.1:{stack.sip_port}", "-rtp_echo"),
+        *("-m", str(GHOSTS), "-r", "20", "-l", str(GHOSTS), "-d", "120000"),
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    extra: list[PhoneCaller] = []
+    try:
+        deadline = time.monotonic() + 20
+        while len(watch.all(ev.ContactStateChanged, lambda e: e.new == "queued")) < GHOSTS:
+            assert time.monotonic() < deadline, "the SIPp calls were not all queued"
+            await asyncio.sleep(0.1)
+        # Alive (SIPp echoes our music back), they hold the tenant at its limit well past the timeout.
+        await asyncio.sleep(TIMEOUT_S + 1.0)
+        assert not watch.all(ev.CallEnded)
+        extra.append(PhoneCaller(stack.sip_port, t.number))
+        assert await _final_status(extra[-1]) == 486
+        sipp.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        await sipp.wait()
+        ghosts = {str(e.call_id) for e in watch.all(ev.ContactStateChanged, lambda e: e.new == "queued")}
+        while len(watch.all(ev.CallEnded, lambda e: str(e.call_id) in ghosts)) < GHOSTS:
+            assert time.monotonic() - killed < TIMEOUT_S + 3.0, "ghost calls were not ended"
+            await asyncio.sleep(0.05)
+        freed = time.monotonic() - killed
+        ended = watch.all(ev.CallEnded, lambda e: str(e.call_id) in ghosts)
+        assert {e.cause for e in ended} == {"media_timeout"}
+        for call_id in list(ghosts)[:3]:
+            record = await wait_contact(t, call_id, "abandoned")
+            assert record["outcome"] == "abandoned_in_queue" and record["cause"] == "media_timeout"
+        # Freed everywhere: a new caller is answered (the limit), and offered to the agent (routing).
+        async with AgentSession(stack.api, t.token("agent0@example.com"), auto_answer=True) as agent:
+            await agent.login(state="available")
+            caller = PhoneCaller(stack.sip_port, t.number)
+            extra.append(caller)
+            await caller.dial()
+            offer = await next_of(agent, ContactOffer)
+            await next_of(agent, ContactConnected)
+            assert offer.contact_id not in ghosts
+        print(
+            f"\nmeasured: {GHOSTS} vanished SIP callers ended {freed:.2f} s after kill -9 (timeout {TIMEOUT_S} s)"
+        )
+    finally:
+        if sipp.returncode is None:
+            sipp.kill()
+            await sipp.wait()
+        for c in extra:
+            c.close()
+        await watch.close()
+
+
+async def test_the_caller_of_a_call_lost_with_its_worker_gets_a_bye(ghost_stack: Stack) -> None:
+    stack = ghost_stack
+    t = make_tenant(stack.api)
+    watch = await Watch.start(stack.nats_url, t.id)
+    caller = PhoneCaller(stack.sip_port, t.number)
+    try:
+        async with AgentSession(stack.api, t.token("agent0@example.com"), auto_answer=True) as agent:
+            await agent.login(state="available")
+            await caller.dial()
+            offer = await next_of(agent, ContactOffer)
+            await next_of(agent, ContactConnected)
+            worker, _ = await worker_of(stack, offer.contact_id)
+            name = next(n for n, env in stack.envs.items() if env.get("SB_MEDIA_WORKER_ID") == worker)
+            await asyncio.sleep(1.0)
+            stack.kill(name)
+            killed = time.monotonic()
+            await asyncio.wait_for(caller.ended_by_platform.wait(), 5.0)
+            bye_after = time.monotonic() - killed
+            ended = await watch.wait_for(ev.CallEnded, lambda e: str(e.call_id) == offer.contact_id)
+            assert ended.cause == "media_worker_lost"
+            await next_of(agent, ContactEnded, lambda e: e.contact_id == offer.contact_id)
+            await agent.wrap_up(offer.contact_id, "lost")
+        record = await wait_contact(t, offer.contact_id, "ended")
+        assert record["cause"] == "media_worker_lost" and record["agent_id"] == t.agents["agent0@example.com"]
+        print(f"\nmeasured: BYE to the caller {bye_after:.3f} s after the worker's kill -9")
+    finally:
+        caller.close()
+        await watch.close()
+        name = next((n for n, p in stack.procs.items() if p.poll() is not None), None)
+        if name is not None:
+            stack.start(name)  # the module's next test gets both workers again
