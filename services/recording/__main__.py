@@ -12,6 +12,7 @@ from services.kernel.config import Settings
 from services.kernel.db import create_pool
 from services.kernel.log import get_logger
 from services.kernel.service import run_service
+from services.kernel.waits import close_pool
 
 from .pipeline import CONSUMER, RecordingPipeline
 from .setup import keyring_from, store_from
@@ -61,7 +62,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         if purge is not None:
             await asyncio.gather(purge, return_exceptions=True)
         await store.close()
-        await pool.close()
+        await close_pool(pool)
 
 
 if __name__ == "__main__":
