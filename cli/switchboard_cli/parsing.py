@@ -167,6 +167,32 @@ def is_uuid(text: str) -> bool:
     return True
 
 
+# `--recording tenant` / `--recording-retention tenant`: clear the queue's own setting (the tenant's applies).
+TENANT_SETTING = "tenant"
+
+
+def parse_recording(text: str) -> int | str:
+    """`all` (100), `none` (0), a share `25` or `25%`, or `tenant`."""
+    value = text.strip().lower()
+    if value in ("all", "none"):
+        return 100 if value == "all" else 0
+    if value == TENANT_SETTING:
+        return TENANT_SETTING
+    number = value.removesuffix("%")
+    if not number.isdigit() or not 0 <= int(number) <= 100:
+        raise ValueError(f"{text!r}: expected all, none, a percentage 0-100 (e.g. 25) or tenant")
+    return int(number)
+
+
+def parse_retention(text: str) -> int | str:
+    value = text.strip().lower()
+    if value == TENANT_SETTING:
+        return TENANT_SETTING
+    if not value.isdigit() or not 1 <= int(value) <= 36500:
+        raise ValueError(f"{text!r}: expected a number of days 1-36500, or tenant")
+    return int(value)
+
+
 class _Parsed(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
     """A click type from one of the functions above."""
 
@@ -188,5 +214,7 @@ REQUIREMENTS = _Parsed("SKILL>=MIN,...", parse_requirements)
 SERVICE_LEVEL = _Parsed("PERCENT/SECONDS", parse_service_level)
 E164 = _Parsed("E164", parse_e164)
 ENDPOINT = _Parsed("URI_OR_E164", parse_endpoint)
+RECORDING = _Parsed("all|none|PERCENT|tenant", parse_recording)
+RETENTION = _Parsed("DAYS|tenant", parse_retention)
 LANGUAGES = _Parsed("LANG,...", parse_languages)
 TIMESTAMP = _Parsed("ISO8601", parse_timestamp)

@@ -179,3 +179,25 @@ def register(cli: click.Group) -> None:
             emit_json(rec)
         else:
             output.note(f"recording {rec.id}: legal hold {'on' if rec.legal_hold else 'released'}")
+
+    @command(recordings, "pause")
+    @click.argument("recording_id", metavar="ID")
+    def recordings_pause(state: State, recording_id: str) -> None:
+        """Pause a live call's recording (e.g. while a card number is read): nothing of the pause is kept."""
+        with state.client() as client:
+            rec = client.recordings.pause(recording_id)
+        if state.json:
+            emit_json(rec)
+        else:
+            output.note(f"recording {rec.id} paused")
+
+    @command(recordings, "resume")
+    @click.argument("recording_id", metavar="ID")
+    def recordings_resume(state: State, recording_id: str) -> None:
+        """Resume a paused recording."""
+        with state.client() as client:
+            rec = client.recordings.resume(recording_id)
+        if state.json:
+            emit_json(rec)
+        else:
+            output.note(f"recording {rec.id} resumed")

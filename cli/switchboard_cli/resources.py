@@ -13,7 +13,19 @@ import switchboard
 
 from . import output
 from .context import CliError, State, command, emit_json, group
-from .parsing import E164, ENDPOINT, LANGUAGES, REQUIREMENTS, SERVICE_LEVEL, SKILLS, is_uuid, parse_e164
+from .parsing import (
+    E164,
+    ENDPOINT,
+    LANGUAGES,
+    RECORDING,
+    REQUIREMENTS,
+    RETENTION,
+    SERVICE_LEVEL,
+    SKILLS,
+    TENANT_SETTING,
+    is_uuid,
+    parse_e164,
+)
 
 __all__ = ["register"]
 
@@ -294,6 +306,18 @@ def register(cli: click.Group) -> None:
                     metavar="SECONDS",
                     help="How long an offer rings at an agent before it counts as missed (default 20).",
                 ),
+                click.option(
+                    "--recording",
+                    type=RECORDING,
+                    metavar="all|none|PERCENT|tenant",
+                    help="Record every call, none, a share (e.g. 25), or follow the tenant's setting.",
+                ),
+                click.option(
+                    "--recording-retention",
+                    type=RETENTION,
+                    metavar="DAYS|tenant",
+                    help="Days recordings of this queue are kept (then purged), or the tenant's setting.",
+                ),
                 click.option("--site", metavar="NAME_OR_ID", help="Site the queue belongs to."),
             ]
         ):
@@ -315,6 +339,11 @@ def register(cli: click.Group) -> None:
             "wrap_up_seconds": value("wrap_up"),
             "short_abandon_seconds": value("short_abandon"),
             "offer_timeout_seconds": value("offer_timeout"),
+            # `tenant` clears the queue's own setting: None is sent, the tenant's setting applies.
+            "recording_percent": None if given["recording"] == TENANT_SETTING else value("recording"),
+            "recording_retention_days": (
+                None if given["recording_retention"] == TENANT_SETTING else value("recording_retention")
+            ),
             "site_id": find_site(client, given["site"]).id if given["site"] else unset,
         }
 

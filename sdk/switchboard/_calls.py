@@ -50,6 +50,7 @@ __all__ = [
     "recording_delete",
     "recording_get",
     "recording_hold",
+    "recording_pause",
     "recording_url",
     "recordings_page",
     "report",
@@ -222,6 +223,11 @@ def recording_url(recording_id: str) -> Call[RecordingUrl]:
 
 def recording_delete(recording_id: str) -> Call[None]:
     return Call[None]("DELETE", f"/v1/recordings/{_id(recording_id)}")
+
+
+def recording_pause(recording_id: str, pause: bool) -> Call[Recording]:
+    action = "pause" if pause else "resume"
+    return Call[Recording]("POST", f"/v1/recordings/{_id(recording_id)}/{action}", Recording)
 
 
 def recording_hold(recording_id: str, hold: bool) -> Call[Recording]:

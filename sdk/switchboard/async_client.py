@@ -344,6 +344,8 @@ class AsyncQueues(_Collection[Queue]):
         short_abandon_seconds: int | UnsetType = UNSET,
         wrap_up_seconds: int | UnsetType = UNSET,
         offer_timeout_seconds: int | UnsetType = UNSET,
+        recording_percent: int | UnsetType | None = UNSET,
+        recording_retention_days: int | UnsetType | None = UNSET,
         site_id: str | UnsetType = UNSET,
     ) -> Queue:
         body = _calls.fields(
@@ -355,6 +357,8 @@ class AsyncQueues(_Collection[Queue]):
             short_abandon_seconds=short_abandon_seconds,
             wrap_up_seconds=wrap_up_seconds,
             offer_timeout_seconds=offer_timeout_seconds,
+            recording_percent=recording_percent,
+            recording_retention_days=recording_retention_days,
             site_id=site_id,
         )
         queue: Queue = await self._client._run(_calls.create(self._path, Queue, body))
@@ -372,6 +376,8 @@ class AsyncQueues(_Collection[Queue]):
         short_abandon_seconds: int | UnsetType = UNSET,
         wrap_up_seconds: int | UnsetType = UNSET,
         offer_timeout_seconds: int | UnsetType = UNSET,
+        recording_percent: int | UnsetType | None = UNSET,
+        recording_retention_days: int | UnsetType | None = UNSET,
         site_id: str | UnsetType | None = UNSET,
     ) -> Queue:
         body = _calls.fields(
@@ -383,6 +389,8 @@ class AsyncQueues(_Collection[Queue]):
             short_abandon_seconds=short_abandon_seconds,
             wrap_up_seconds=wrap_up_seconds,
             offer_timeout_seconds=offer_timeout_seconds,
+            recording_percent=recording_percent,
+            recording_retention_days=recording_retention_days,
             site_id=site_id,
         )
         queue: Queue = await self._client._run(_calls.update(self._path, Queue, id, body))

@@ -366,6 +366,8 @@ class Queues(_Collection[Queue]):
         short_abandon_seconds: int | UnsetType = UNSET,
         wrap_up_seconds: int | UnsetType = UNSET,
         offer_timeout_seconds: int | UnsetType = UNSET,
+        recording_percent: int | UnsetType | None = UNSET,
+        recording_retention_days: int | UnsetType | None = UNSET,
         site_id: str | UnsetType = UNSET,
     ) -> Queue:
         body = _calls.fields(
@@ -377,6 +379,8 @@ class Queues(_Collection[Queue]):
             short_abandon_seconds=short_abandon_seconds,
             wrap_up_seconds=wrap_up_seconds,
             offer_timeout_seconds=offer_timeout_seconds,
+            recording_percent=recording_percent,
+            recording_retention_days=recording_retention_days,
             site_id=site_id,
         )
         queue: Queue = self._client._run(_calls.create(self._path, Queue, body))
@@ -394,6 +398,8 @@ class Queues(_Collection[Queue]):
         short_abandon_seconds: int | UnsetType = UNSET,
         wrap_up_seconds: int | UnsetType = UNSET,
         offer_timeout_seconds: int | UnsetType = UNSET,
+        recording_percent: int | UnsetType | None = UNSET,
+        recording_retention_days: int | UnsetType | None = UNSET,
         site_id: str | UnsetType | None = UNSET,
     ) -> Queue:
         body = _calls.fields(
@@ -405,6 +411,8 @@ class Queues(_Collection[Queue]):
             short_abandon_seconds=short_abandon_seconds,
             wrap_up_seconds=wrap_up_seconds,
             offer_timeout_seconds=offer_timeout_seconds,
+            recording_percent=recording_percent,
+            recording_retention_days=recording_retention_days,
             site_id=site_id,
         )
         queue: Queue = self._client._run(_calls.update(self._path, Queue, id, body))

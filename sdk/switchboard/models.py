@@ -190,6 +190,9 @@ class Queue(Model, kw_only=True):
     short_abandon_seconds: int
     wrap_up_seconds: int
     offer_timeout_seconds: int = 20
+    # Share of calls recorded (100 all, 0 none) and days recordings are kept; None: the tenant's setting.
+    recording_percent: int | None = None
+    recording_retention_days: int | None = None
     site_id: str | None = None
     created_at: datetime
     updated_at: datetime

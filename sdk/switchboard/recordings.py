@@ -152,6 +152,15 @@ class Recordings:
         found: Recording = self._client._run(_calls.recording_hold(id, False))
         return found
 
+    def pause(self, id: str) -> Recording:
+        """Pause a live call's recording (a card number): nothing of the paused span is kept."""
+        found: Recording = self._client._run(_calls.recording_pause(id, True))
+        return found
+
+    def resume(self, id: str) -> Recording:
+        found: Recording = self._client._run(_calls.recording_pause(id, False))
+        return found
+
 
 class AsyncRecordings:
     """`async_client.recordings`: the same operations as Recordings, awaited."""
@@ -225,4 +234,12 @@ class AsyncRecordings:
 
     async def release(self, id: str) -> Recording:
         found: Recording = await self._client._run(_calls.recording_hold(id, False))
+        return found
+
+    async def pause(self, id: str) -> Recording:
+        found: Recording = await self._client._run(_calls.recording_pause(id, True))
+        return found
+
+    async def resume(self, id: str) -> Recording:
+        found: Recording = await self._client._run(_calls.recording_pause(id, False))
         return found

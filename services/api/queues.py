@@ -29,7 +29,7 @@ __all__ = ["Queue", "QueueController"]
 
 COLUMNS = (
     "id, name, skills, priority, sl_percent, sl_seconds, short_abandon_seconds, wrap_up_seconds, "
-    "offer_timeout_seconds, site_id, created_at, updated_at"
+    "offer_timeout_seconds, recording_percent, recording_retention_days, site_id, created_at, updated_at"
 )
 
 Priority = Annotated[int, msgspec.Meta(ge=1, le=99, description="1-99; higher is served first")]
@@ -39,6 +39,13 @@ ShortAbandon = Annotated[
     int, msgspec.Meta(ge=0, le=600, description="abandons faster than this do not count")
 ]
 WrapUp = Annotated[int, msgspec.Meta(ge=0, le=3600, description="after-call work, seconds")]
+RecordingPercent = Annotated[
+    int,
+    msgspec.Meta(ge=0, le=100, description="share of calls recorded: 100 all, 0 none; null: the tenant's"),
+]
+RetentionDays = Annotated[
+    int, msgspec.Meta(ge=1, le=36500, description="days recordings are kept; null: the tenant's setting")
+]
 OfferTimeout = Annotated[
     int, msgspec.Meta(ge=5, le=300, description="how long an offer rings before it counts as missed")
 ]
@@ -54,6 +61,8 @@ class Queue(msgspec.Struct, kw_only=True):
     short_abandon_seconds: int
     wrap_up_seconds: int
     offer_timeout_seconds: int
+    recording_percent: int | None
+    recording_retention_days: int | None
     site_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
@@ -73,6 +82,8 @@ class QueueCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     short_abandon_seconds: ShortAbandon = 5
     wrap_up_seconds: WrapUp = 30
     offer_timeout_seconds: OfferTimeout = 20
+    recording_percent: RecordingPercent | None = None
+    recording_retention_days: RetentionDays | None = None
     site_id: uuid.UUID | None = None
 
 
@@ -85,6 +96,8 @@ class QueuePatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     short_abandon_seconds: ShortAbandon | msgspec.UnsetType = msgspec.UNSET
     wrap_up_seconds: WrapUp | msgspec.UnsetType = msgspec.UNSET
     offer_timeout_seconds: OfferTimeout | msgspec.UnsetType = msgspec.UNSET
+    recording_percent: RecordingPercent | msgspec.UnsetType | None = msgspec.UNSET
+    recording_retention_days: RetentionDays | msgspec.UnsetType | None = msgspec.UNSET
     # null: the queue serves every site.
     site_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
 
@@ -100,6 +113,8 @@ def queue_from_row(row: asyncpg.Record) -> Queue:
         short_abandon_seconds=row["short_abandon_seconds"],
         wrap_up_seconds=row["wrap_up_seconds"],
         offer_timeout_seconds=row["offer_timeout_seconds"],
+        recording_percent=row["recording_percent"],
+        recording_retention_days=row["recording_retention_days"],
         site_id=row["site_id"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
@@ -117,6 +132,8 @@ _SCALARS = (
     "short_abandon_seconds",
     "wrap_up_seconds",
     "offer_timeout_seconds",
+    "recording_percent",
+    "recording_retention_days",
 )
 
 
@@ -139,8 +156,9 @@ class QueueController(Controller):
                     row = await conn.fetchrow(
                         f"""INSERT INTO queues (id, tenant_id, name, skills, priority, sl_percent, sl_seconds,
                                                 short_abandon_seconds, wrap_up_seconds, offer_timeout_seconds,
-                                                site_id)
-                            VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}""",
+                                                site_id, recording_percent, recording_retention_days)
+                            VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                            RETURNING {COLUMNS}""",
                         new_id(),
                         principal.tenant_id,
                         name,
@@ -152,6 +170,8 @@ class QueueController(Controller):
                         data.wrap_up_seconds,
                         data.offer_timeout_seconds,
                         data.site_id,
+                        data.recording_percent,
+                        data.recording_retention_days,
                     )
             except asyncpg.UniqueViolationError:
                 raise _name_taken(name) from None

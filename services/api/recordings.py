@@ -21,8 +21,9 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import QueryParameter
 
+from services.kernel.bus import BusError, CommandTimeout
 from services.kernel.db import tenant_tx
-from services.kernel.events import RecordingDeleted
+from services.kernel.events import MediaRecordPause, MediaRecordResume, RecordingDeleted
 from services.kernel.ids import parse_id
 from services.recording.records import (
     RECORDING_COLUMNS,
@@ -46,6 +47,7 @@ from .validation import check_text
 __all__ = ["RecordingAudioController", "RecordingController", "sign_audio_url", "verify_audio_signature"]
 
 AUDIO_PATH = "/v1/recording-audio"
+MEDIA_TIMEOUT_S = 3.0
 
 
 class Recording(msgspec.Struct, kw_only=True):
@@ -299,6 +301,58 @@ class RecordingController(Controller):
     )
     async def release(self, request: Request[Any, Any, Any], recording_id: IdParam) -> Recording:
         return await _set_hold(request, recording_id, False)
+
+    @post(
+        "/{recording_id:str}/pause",
+        status_code=200,
+        guards=[admin_only],
+        responses=WRITE_ERRORS,
+        summary="Pause a live recording (card numbers): nothing of the paused span is kept",
+    )
+    async def pause(self, request: Request[Any, Any, Any], recording_id: IdParam) -> Recording:
+        return await _pause(request, recording_id, True)
+
+    @post(
+        "/{recording_id:str}/resume",
+        status_code=200,
+        guards=[admin_only],
+        responses=WRITE_ERRORS,
+        summary="Resume a paused recording",
+    )
+    async def resume(self, request: Request[Any, Any, Any], recording_id: IdParam) -> Recording:
+        return await _pause(request, recording_id, False)
+
+
+async def _pause(request: Request[Any, Any, Any], recording_id: str, pause: bool) -> Recording:
+    """Tell the media worker that holds the call; the paused span never reaches the spool."""
+    rid = path_id(recording_id, "recording")
+    principal = principal_of(request)
+    state = api_state(request)
+    async with tenant_tx(state.db(), principal.tenant_id) as conn:
+        status = await conn.fetchval("SELECT status FROM recordings WHERE id = $1", rid)
+        if status is None:
+            raise not_found("recording")
+        if status != "recording":
+            raise conflict(f"the recording is {status}: only a call being recorded can be paused or resumed")
+        await audit(
+            conn,
+            principal.tenant_id,
+            "recording.paused" if pause else "recording.resumed",
+            rid,
+            **_actor(principal),
+        )
+    command = (MediaRecordPause if pause else MediaRecordResume)(tenant_id=principal.tenant_id, call_id=rid)
+    if state.bus is None:
+        raise Problem(503, "the platform's bus is not connected; try again")
+    try:
+        reply = await state.bus.request(command, timeout=MEDIA_TIMEOUT_S)
+    except (BusError, CommandTimeout):
+        raise conflict("the call is not live on any media worker (it ended, or its worker is gone)") from None
+    if not reply.ok:
+        raise conflict(f"media refused: {reply.error}")
+    async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
+        row = await conn.fetchrow(f"{_SELECT} WHERE r.id = $1", rid)
+    return _recording(row)
 
 
 async def _set_hold(request: Request[Any, Any, Any], recording_id: str, hold: bool) -> Recording:

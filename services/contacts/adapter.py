@@ -241,7 +241,7 @@ class ContactsAdapter:
         caller's contacts today."""
         r = machine.state.record
         start_of_day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-        queue_name, endpoint, today, last = "", None, 0, []
+        queue_name, endpoint, today, last, record_percent = "", None, 0, [], 0
         try:
             async with tenant_tx(self.pool, machine.tenant_id, readonly=True) as conn:
                 queue_name = (
@@ -250,12 +250,25 @@ class ContactsAdapter:
                 endpoint = await conn.fetchval(
                     "SELECT endpoint FROM agents WHERE id = $1::uuid", offer.agent_id
                 )
+                record_percent = (
+                    await conn.fetchval(
+                        """SELECT COALESCE(q.recording_percent, t.recording_percent)
+                       FROM tenants t LEFT JOIN queues q ON q.id = $1::uuid WHERE t.id = current_tenant()""",
+                        offer.queue_id,
+                    )
+                    or 0
+                )
                 if r.caller:
                     today, last = await caller_history(conn, r.caller, since=start_of_day, exclude=r.id)
         except (asyncpg.PostgresError, ValueError) as exc:
             self.log.warning("contacts_offer_lookup_failed", error=f"{type(exc).__name__}: {exc}")
         return OfferInfo(
-            offer=offer, queue_name=queue_name, endpoint=endpoint, history_today=today, history_last=last
+            offer=offer,
+            queue_name=queue_name,
+            endpoint=endpoint,
+            history_today=today,
+            history_last=last,
+            record_percent=record_percent,
         )
 
     # -- desk commands ----------------------------------------------------------------------------

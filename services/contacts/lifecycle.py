@@ -18,6 +18,7 @@ import msgspec
 
 from services.kernel import events as ev
 from services.kernel.messages import Command, Event
+from services.recording.policy import should_record
 
 from .records import ContactRecord, TimelineEntry, iso_utc
 
@@ -54,6 +55,8 @@ class OfferInfo(msgspec.Struct, kw_only=True, frozen=True):
     endpoint: str | None = None  # None: the agent's browser (WebRTC)
     history_today: int = 0
     history_last: list[dict[str, str]] = []
+    # The queue's recording share (0-100; the tenant's when the queue has none): docs/recording.md.
+    record_percent: int = 0
 
 
 class Contact(msgspec.Struct, kw_only=True):
@@ -72,6 +75,9 @@ class Contact(msgspec.Struct, kw_only=True):
     bridge_command: uuid.UUID | None = None
     held: bool = False
     muted: bool = False
+    # Recording: decided at the offer (by the queue's share), started once when the agent's leg is bridged.
+    record_call: bool = False
+    recording_started: bool = False
     note: str = ""
     note_from: str = ""
     transfer: dict[str, str] | None = None  # a blind transfer sent to routing, applied once it accepts
@@ -467,6 +473,7 @@ class Lifecycle:
         self._adopt_early_leg()
         if info.queue_name:
             r.queue_name = info.queue_name
+        s.record_call = should_record(info.record_percent, self.contact_id)
         if r.offered_at is None:
             r.offered_at = now
         self._transition("offered", now, "offered", agent_id=offer.agent_id)
@@ -561,6 +568,11 @@ class Lifecycle:
         r.queue_s = round(now - r.queued_at, 3) if r.queued_at is not None else None
         self._transition("connected", now, "bridged", agent_id=str(r.agent_id))
         self._desk(str(r.agent_id), "contact_connected", now=now, leg_id=str(s.leg_id))
+        if s.record_call and not s.recording_started:
+            # One recording per call, from the first agent's bridge (a transfer's second bridge is not yet
+            # recorded: media keeps one spool per call).
+            s.recording_started = True
+            self._send(ev.MediaRecordStart(tenant_id=self.tenant_id, call_id=self.contact_id), "record")
 
     def _signal(self, event: ev.WebRtcSignal, now: float) -> None:
         s = self.state

@@ -1,19 +1,16 @@
 """From a call's chunks to the master recording (sans-IO): the two-channel G.711 WAV, its SHA-256 and what
-the index keeps (duration, pauses, partial). Also the policy decisions that need no I/O: whether a contact
-is recorded under a percentage, and when a recording falls due for purge."""
+the index keeps (duration, pauses, partial)."""
 
 from __future__ import annotations
 
 import hashlib
-import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from services.media.rtp.g711 import G711
 from services.media.spool import parse_records, wav_bytes
 from services.media.spool.spool import RATE
 
-__all__ = ["Assembled", "assemble", "purge_after", "should_record"]
+__all__ = ["Assembled", "assemble"]
 
 
 @dataclass(frozen=True)
@@ -44,17 +41,3 @@ def assemble(chunks: dict[int, bytes], law: str, *, declared: int | None, cut_sh
         partial=cut_short or bool(missing) or not contents.complete,
         missing=missing,
     )
-
-
-def should_record(percent: int, contact_id: uuid.UUID) -> bool:
-    """`percent` of contacts, chosen by their id (the same contact always gets the same answer, so a
-    redelivered event or a restarted coordinator never changes its mind)."""
-    if percent >= 100:
-        return True
-    if percent <= 0:
-        return False
-    return int.from_bytes(hashlib.sha256(contact_id.bytes).digest()[:8], "big") % 100 < percent
-
-
-def purge_after(ended_at: datetime, retention_days: int | None) -> datetime | None:
-    return None if retention_days is None else ended_at + timedelta(days=retention_days)

@@ -15,7 +15,8 @@ import asyncpg
 
 from services.kernel.ids import new_id
 
-from .assemble import Assembled, purge_after
+from .assemble import Assembled
+from .policy import purge_after
 from .store import BlobNotFound, BlobStore, recording_key
 from .vault import KeyRing, VaultError, blob_key_id, open_blob, seal
 

@@ -14,6 +14,7 @@ import pytest
 
 from services.api import create_app
 from services.kernel.config import load_settings
+from services.kernel.events import CallRecording
 
 from ..api.conftest import Tenant, assert_problem, auth, insert_contact, serve, signup
 from .conftest import Stack
@@ -134,3 +135,39 @@ async def test_hold_blocks_deletion_and_deletion_is_audited(
     ]
     supervisor = (await api.post("/v1/keys", json={"role": "supervisor"}, headers=h)).json()["key"]
     assert_problem(await api.post(f"/v1/recordings/{rid}/hold", headers=auth(supervisor)), 403)
+
+
+async def test_queue_recording_policy_and_pause_without_a_live_call(
+    stack: Stack, api: httpx.AsyncClient, infra: Any
+) -> None:
+    a = await signup(api)
+    h = auth(a.key)
+    queue = (await api.post("/v1/queues", json={"name": "rec", "recording_percent": 25}, headers=h)).json()
+    assert queue["recording_percent"] == 25 and queue["recording_retention_days"] is None
+    changed = await api.patch(
+        f"/v1/queues/{queue['id']}",
+        json={"recording_percent": 100, "recording_retention_days": 90},
+        headers=h,
+    )
+    assert changed.status_code == 200 and changed.json()["recording_percent"] == 100
+    assert changed.json()["recording_retention_days"] == 90
+    cleared = await api.patch(f"/v1/queues/{queue['id']}", json={"recording_percent": None}, headers=h)
+    assert cleared.json()["recording_percent"] is None  # the tenant's setting applies
+    for bad in ({"recording_percent": 101}, {"recording_percent": -1}, {"recording_retention_days": 0}):
+        assert_problem(await api.patch(f"/v1/queues/{queue['id']}", json=bad, headers=h), 422)
+
+    await stack.start_pipeline()
+    done = await recorded(stack, infra, a)
+    assert (
+        "available"
+        in assert_problem(await api.post(f"/v1/recordings/{done}/pause", headers=h), 409)["detail"]
+    )
+    live = await insert_contact(infra, a.id)
+    await stack.bus.publish(
+        CallRecording(tenant_id=uuid.UUID(a.id), call_id=uuid.UUID(live), state="started", spool=live)
+    )
+    await stack.wait_status(uuid.UUID(a.id), uuid.UUID(live), "recording")
+    # No media worker holds this call: the pause cannot be done and says so.
+    assert (
+        "not live" in assert_problem(await api.post(f"/v1/recordings/{live}/pause", headers=h), 409)["detail"]
+    )

@@ -14,7 +14,8 @@ import pytest
 
 from services.media.rtp.g711 import G711
 from services.media.spool import SpoolWriter
-from services.recording.assemble import assemble, purge_after, should_record
+from services.recording.assemble import assemble
+from services.recording.policy import purge_after, should_record
 from services.recording.vault import LocalMasterKey, VaultError, blob_key_id, open_blob, seal
 
 
