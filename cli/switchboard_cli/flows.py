@@ -202,7 +202,11 @@ def register(cli: click.Group) -> None:
                 for err in exc.errors:
                     msg = err.message
                     click.echo(f"{file}:{msg[5:]}" if msg.startswith("line ") else f"{file}: {msg}", err=True)
-                raise CliError(f"flows deploy refused: {exc.message}") from None
+                # Each error was one line above; the last line counts them instead of repeating the first.
+                summary = (
+                    f"{file} is not valid ({len(exc.errors)} error(s) above)" if exc.errors else exc.message
+                )
+                raise CliError(f"flows deploy refused: {summary}") from None
         if state.json:
             emit_json(deployed)
             return

@@ -149,6 +149,19 @@ def read_source(text: str) -> tuple[Any, LineMap, list[Issue]]:
 _AT = re.compile(r"^(?P<msg>.*?)(?: - at `(?P<key>key` in `)?(?P<path>\$[^`]*)`)?$", re.S)
 _PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[\.\.\.\]")
 _FIELD = re.compile(r"(?:unknown|required) field `([^`]+)`")
+_REGEX = re.compile(r"^Expected `str` matching regex '(?P<pattern>.*)'$", re.S)
+# What each pattern of flow.py means, said for a person instead of the regex (keyed by the regex as msgspec
+# prints it, backslashes doubled).
+PATTERN_TEXT = {
+    r"^[a-z0-9][a-z0-9_\\-]{0,62}$": "a flow name is up to 63 lowercase letters, digits, '-' or '_', starting "
+    "with a letter or digit (e.g. sales-line)",
+    r"^[A-Za-z_][A-Za-z0-9_\\-]{0,63}$": "a node name is up to 64 letters, digits, '-' or '_', starting with a "
+    "letter or '_' (e.g. main_menu)",
+    r"^[0-9*#]$": "one DTMF key: 0-9, * or #",
+    r"^[A-Za-z_][A-Za-z0-9_.\\-]{0,63}$": "an attribute name is up to 64 letters, digits, '.', '-' or '_', "
+    "starting with a letter or '_'",
+    r"^https?://": "a URL starting with http:// or https://",
+}
 
 
 def _error(exc: msgspec.ValidationError, base: Path, lines: LineMap) -> Issue:
@@ -162,6 +175,9 @@ def _error(exc: msgspec.ValidationError, base: Path, lines: LineMap) -> Issue:
                 path.append(name)
             elif index:
                 path.append(int(index))
+    regex = _REGEX.match(message)
+    if regex and regex.group("pattern") in PATTERN_TEXT:
+        message = PATTERN_TEXT[regex.group("pattern")]
     if match.group("key"):
         message = f"bad key: {message}"
     field = _FIELD.search(message)

@@ -485,6 +485,63 @@ def check_flow(
     return _Checker(flow, lines or LineMap(), queues, prompt_files).run()
 
 
+_TARGET_FIELDS = ("next", "on_fail", "on_error", "default", "on_timeout", "on_callback")
+
+
+def _raw_edges(body: dict[str, object]) -> Iterator[tuple[tuple[str | int, ...], object]]:
+    """(path, target) of a node's references read from the file as written (it need not decode)."""
+    for key in _TARGET_FIELDS:
+        if key in body:
+            yield (key,), body[key]
+    holders: list[tuple[tuple[str | int, ...], object]] = [((), body)]
+    variants = body.get("variants")
+    if isinstance(variants, list):
+        holders += [(("variants", i), v) for i, v in enumerate(variants)]
+    for base, holder in holders:
+        options = holder.get("options") if isinstance(holder, dict) else None
+        if isinstance(options, dict):
+            for digit, target in options.items():
+                yield (*base, "options", str(digit)), target
+    rules = body.get("rules")
+    if isinstance(rules, list):
+        for i, rule in enumerate(rules):
+            if isinstance(rule, dict) and "next" in rule:
+                yield ("rules", i, "next"), rule["next"]
+
+
+def raw_dangling(data: object, lines: LineMap) -> list[Issue]:
+    """Dangling references in a flow file that does not decode (the flow and each subflow)."""
+    if not isinstance(data, dict):
+        return []
+    scopes: list[tuple[tuple[str | int, ...], object, bool]] = [(("nodes",), data.get("nodes"), False)]
+    subflows = data.get("subflows")
+    if isinstance(subflows, dict):
+        scopes += [
+            (("subflows", n, "nodes"), b.get("nodes"), True)
+            for n, b in subflows.items()
+            if isinstance(b, dict)
+        ]
+    found: list[Issue] = []
+    for base, nodes, in_sub in scopes:
+        if not isinstance(nodes, dict):
+            continue
+        for name, body in nodes.items():
+            if not isinstance(body, dict):
+                continue
+            for path, target in _raw_edges(body):
+                if isinstance(target, str) and target not in nodes and not (in_sub and target == RETURN):
+                    where = (*base, name, *path)
+                    found.append(
+                        Issue(
+                            severity="error",
+                            message=f"dangling reference: no node named {target!r}",
+                            line=lines.line(where),
+                            path=render_path(where),
+                        )
+                    )
+    return found
+
+
 def validate_text(
     text: str, *, queues: set[str] | None = None, prompt_files: set[str] | None = None
 ) -> Report:
@@ -494,6 +551,10 @@ def validate_text(
         return Report(None, issues)
     flow, issues = decode_flow(data, lines)
     if flow is None:
+        # The graph cannot be checked as a Flow, but references to missing nodes can: said now, beside the
+        # schema errors, rather than after they are fixed.
+        issues += raw_dangling(data, lines)
+        issues.sort(key=lambda i: (i.line or 0, i.severity))
         return Report(None, issues)
     issues = check_flow(flow, lines, queues=queues, prompt_files=prompt_files)
     issues.sort(key=lambda i: (i.line or 0, i.severity))

@@ -35,6 +35,10 @@ def test_flows_journey(tenant: str, tmp_path: Path) -> None:
     assert "unknown queue 'support'" in result.stdout and "offline" not in result.stdout
     result = run("flows", "deploy", str(DEMO), code=1)
     assert "unknown queue" in result.stderr and f"{DEMO}:" in result.stderr
+    # One line per error, then one line that counts them (not a repeat of the first).
+    *found, last = result.stderr.splitlines()
+    assert all(line.startswith(f"{DEMO}:") for line in found) and len(found) >= 1
+    assert last == f"error: flows deploy refused: {DEMO} is not valid ({len(found)} error(s) above)"
     for name in ("sales", "support", "billing"):
         run("queues", "create", name)
     run("flows", "validate", str(DEMO))

@@ -292,3 +292,18 @@ def test_hostile_documents_are_refused_quickly() -> None:
     assert find(found, "error", "a flow is a map")
     report, found = issues("name: x\nstart: a\nnodes: [1, 2]\n")
     assert find(found, "error", "`nodes` must be a map")[1] == 3
+
+
+def test_schema_errors_come_with_dangling_references_and_readable_patterns() -> None:
+    # A file with schema errors still gets its missing nodes reported, each error on its own line.
+    text = BASE.replace("on_fail: agents", "on_fail: nowhere") + "    colour: red\n"
+    report, found = issues(text)
+    assert not report.ok and report.flow is None
+    assert find(found, "error", "unknown field `colour`")[1] == 16
+    assert find(found, "error", "dangling reference: no node named 'nowhere'")[1] == 9
+    assert all("\n" not in i.render("f.yaml") for i in report.issues)
+    _, bad_name = issues(BASE.replace("name: t\n", "name: Sales Line\n"))
+    message = find(bad_name, "error", "a flow name is")[2]
+    assert "lowercase letters" in message and "regex" not in message
+    _, bad_digit = issues(BASE.replace('"1": sales', '"12": sales'))
+    assert "one DTMF key: 0-9, * or #" in find(bad_digit, "error", "bad key")[2]
