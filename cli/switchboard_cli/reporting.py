@@ -19,6 +19,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from . import output
 from .contacts import WHEN
 from .contacts import _seconds as _fmt_seconds
 from .context import CliError, State, command, console, emit_json, group
@@ -311,3 +312,77 @@ def register(cli: click.Group) -> None:
 
     for kind in ("queues", "agents", "ivr"):
         _report_command(kind)
+
+    hooks = group(cli, "webhooks", "Endpoints for contact and recording events, and their delivery log.")
+
+    @command(hooks, "add")
+    @click.argument("url")
+    @click.option(
+        "--events",
+        default="contact,recording",
+        show_default=True,
+        help="Families or event types, comma-separated.",
+    )
+    def add(state: State, url: str, events: str) -> None:
+        """Add an endpoint; prints its signing secret once."""
+        made = state.client().webhooks.create(url, events=[e.strip() for e in events.split(",") if e.strip()])
+        if state.json:
+            emit_json(made)
+            return
+        console().print(Text(f"webhook {made['id']} -> {made['url']} ({', '.join(made['events'])})"))
+        console().print(Text(f"secret (shown once): {made['secret']}", style="bold"))
+
+    @command(hooks, "list")
+    def list_(state: State) -> None:
+        """List endpoints."""
+        items = state.client().webhooks.list()
+        if state.json:
+            emit_json(items)
+            return
+        output.table(["ID", "URL", "EVENTS"], [(w["id"], w["url"], ", ".join(w["events"])) for w in items])
+
+    @command(hooks, "remove")
+    @click.argument("webhook_id")
+    def remove(state: State, webhook_id: str) -> None:
+        """Remove an endpoint (its deliveries go with it)."""
+        state.client().webhooks.delete(webhook_id)
+        if state.json:
+            emit_json({"deleted": webhook_id})
+        else:
+            output.note(f"webhook {webhook_id} removed")
+
+    @command(hooks, "deliveries")
+    @click.option("--status", type=click.Choice(["pending", "delivered", "failed"]), default=None)
+    @click.option("--limit", type=click.IntRange(1, 500), default=50, show_default=True)
+    def deliveries(state: State, status: str | None, limit: int) -> None:
+        """The delivery log, newest first."""
+        items = state.client().webhooks.deliveries(status=status, limit=limit)
+        if state.json:
+            emit_json(items)
+            return
+        output.table(
+            ["ID", "EVENT", "STATUS", "ATTEMPTS", "LAST", "AT"],
+            [
+                (
+                    d["id"],
+                    d["event_type"],
+                    d["status"],
+                    d["attempts"],
+                    d["last_error"] or d["last_status"],
+                    d["updated_at"],
+                )
+                for d in items
+            ],
+        )
+
+    @command(hooks, "replay")
+    @click.argument("delivery_id")
+    def replay(state: State, delivery_id: str) -> None:
+        """Send a delivery again now."""
+        d = state.client().webhooks.replay(delivery_id)
+        if state.json:
+            emit_json(d)
+        else:
+            output.note(
+                f"delivery {d['id']}: {d['status']} after {d['attempts']} attempts ({d['last_error'] or d['last_status']})"
+            )

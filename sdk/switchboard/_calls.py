@@ -59,6 +59,11 @@ __all__ = [
     "signup",
     "update",
     "usage",
+    "webhook_create",
+    "webhook_delete",
+    "webhook_deliveries",
+    "webhook_list",
+    "webhook_replay",
     "widget_token",
 ]
 
@@ -278,3 +283,27 @@ def report(
     if ids:
         params["ids"] = ",".join(ids)
     return Call[dict[str, Any]]("GET", f"/v1/reports/{kind}", dict[str, Any], params=params)
+
+
+def webhook_create(url: str, events: list[str] | None) -> Call[dict[str, Any]]:
+    body: dict[str, Any] = {"url": url}
+    if events:
+        body["events"] = events
+    return Call[dict[str, Any]]("POST", "/v1/webhooks", dict[str, Any], body=body)
+
+
+def webhook_list() -> Call[dict[str, Any]]:
+    return Call[dict[str, Any]]("GET", "/v1/webhooks", dict[str, Any])
+
+
+def webhook_delete(webhook_id: str) -> Call[None]:
+    return Call[None]("DELETE", f"/v1/webhooks/{_id(webhook_id)}")
+
+
+def webhook_deliveries(status: str | None, limit: int | None) -> Call[dict[str, Any]]:
+    params = {k: str(v) for k, v in (("status", status), ("limit", limit)) if v is not None}
+    return Call[dict[str, Any]]("GET", "/v1/webhooks/deliveries", dict[str, Any], params=params or None)
+
+
+def webhook_replay(delivery_id: str) -> Call[dict[str, Any]]:
+    return Call[dict[str, Any]]("POST", f"/v1/webhooks/deliveries/{_id(delivery_id)}/replay", dict[str, Any])

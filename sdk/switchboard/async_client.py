@@ -97,6 +97,7 @@ class AsyncClient:
         self.realtime = AsyncRealtime(self)
         self.reports = AsyncReports(self)
         self.recordings = AsyncRecordings(self)
+        self.webhooks = AsyncWebhooks(self)
         self.widget_keys = AsyncWidgetKeys(self)
         self.desk_settings = AsyncDeskSettingsResource(self)
 
@@ -627,3 +628,31 @@ class AsyncReports(_Resource):
         ids: list[str] | None = None,
     ) -> dict[str, Any]:
         return await self._get("ivr", start, end, interval, ids)
+
+
+class AsyncWebhooks(_Resource):
+    """Endpoints for contact and recording events, their delivery log, and replay (docs/reporting.md)."""
+
+    async def create(self, url: str, *, events: list[str] | None = None) -> dict[str, Any]:
+        """A new endpoint; the answer's `secret` (shown only here) checks each delivery's signature."""
+        result: dict[str, Any] = await self._client._run(_calls.webhook_create(url, events))
+        return result
+
+    async def list(self) -> list[dict[str, Any]]:
+        result: dict[str, Any] = await self._client._run(_calls.webhook_list())
+        return list(result["items"])
+
+    async def delete(self, id: str) -> None:
+        await self._client._run(_calls.webhook_delete(id))
+
+    async def deliveries(
+        self, *, status: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """The delivery log, newest first; `status`: pending, delivered or failed."""
+        result: dict[str, Any] = await self._client._run(_calls.webhook_deliveries(status, limit))
+        return list(result["items"])
+
+    async def replay(self, delivery_id: str) -> dict[str, Any]:
+        """Send a delivery again now; returns the delivery with its new outcome."""
+        result: dict[str, Any] = await self._client._run(_calls.webhook_replay(delivery_id))
+        return result

@@ -122,6 +122,7 @@ class Client:
         self.realtime = Realtime(self)
         self.reports = Reports(self)
         self.recordings = Recordings(self)
+        self.webhooks = Webhooks(self)
         self.widget_keys = WidgetKeys(self)
         self.desk_settings = DeskSettingsResource(self)
 
@@ -665,3 +666,29 @@ class Reports(_Resource):
         ids: list[str] | None = None,
     ) -> dict[str, Any]:
         return self._get("ivr", start, end, interval, ids)
+
+
+class Webhooks(_Resource):
+    """Endpoints for contact and recording events, their delivery log, and replay (docs/reporting.md)."""
+
+    def create(self, url: str, *, events: list[str] | None = None) -> dict[str, Any]:
+        """A new endpoint; the answer's `secret` (shown only here) checks each delivery's signature."""
+        result: dict[str, Any] = self._client._run(_calls.webhook_create(url, events))
+        return result
+
+    def list(self) -> list[dict[str, Any]]:
+        result: dict[str, Any] = self._client._run(_calls.webhook_list())
+        return list(result["items"])
+
+    def delete(self, id: str) -> None:
+        self._client._run(_calls.webhook_delete(id))
+
+    def deliveries(self, *, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+        """The delivery log, newest first; `status`: pending, delivered or failed."""
+        result: dict[str, Any] = self._client._run(_calls.webhook_deliveries(status, limit))
+        return list(result["items"])
+
+    def replay(self, delivery_id: str) -> dict[str, Any]:
+        """Send a delivery again now; returns the delivery with its new outcome."""
+        result: dict[str, Any] = self._client._run(_calls.webhook_replay(delivery_id))
+        return result

@@ -49,6 +49,7 @@ from .state import ApiState
 from .tenants import MeController, SignupController
 from .tokens import TokenController
 from .trunks import TrunkController
+from .webhooks import WebhookController
 from .widget import WidgetKeyController, issue_widget_token_handler, widget_token_preflight
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
@@ -178,6 +179,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RAT
             RealtimeController,
             ReportController,
             realtime_feed,
+            WebhookController,
             WidgetKeyController,
             widget_token_preflight,  # before the POST: see its docstring
             issue_widget_token_handler,

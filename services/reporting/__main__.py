@@ -1,5 +1,6 @@
 """The reporting service process (python -m services.reporting): the ingest of events into reporting facts
-(facts.py, store.py, ingest.py); the API reads the facts (queries.py)."""
+(facts.py, store.py, ingest.py), webhook deliveries (webhooks.py, webhook_worker.py); the API
+reads the facts (queries.py)."""
 
 from __future__ import annotations
 
@@ -14,16 +15,28 @@ from services.kernel.waits import close_pool
 
 from .ingest import CONSUMER, Ingest
 from .store import FactStore
+from .webhook_worker import CONSUMER as WEBHOOKS_CONSUMER
+from .webhook_worker import WebhookWorker
 
 
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.database_url, min_size=1, max_size=4)
     # SB_REPORTING_DURABLE names the JetStream consumer (tests give each stack its own).
     ingest = Ingest(bus, FactStore(pool), consumer=os.environ.get("SB_REPORTING_DURABLE", CONSUMER))
+    # SB_WEBHOOK_BACKOFF_S: the first retry's delay (doubling after); tests make it short.
+    webhooks = WebhookWorker(
+        bus,
+        pool,
+        settings.token_secret,
+        consumer=os.environ.get("SB_WEBHOOKS_DURABLE", WEBHOOKS_CONSUMER),
+        backoff_base_s=float(os.environ.get("SB_WEBHOOK_BACKOFF_S", "2")),
+    )
     try:
         await ingest.start()
-        await stop.wait()  # until SIGTERM, so the ingest stops before run_service closes the bus
+        await webhooks.start()
+        await stop.wait()  # until SIGTERM, so both stop before run_service closes the bus
     finally:
+        await webhooks.stop()
         await ingest.stop()
         await close_pool(pool)
 

@@ -98,6 +98,8 @@ class Ingest:
                 self.log.warning("reporting_fetch_failed", error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(0.5)
                 continue
+            if not msgs:  # nats-py can end a pull with nothing
+                continue
             try:
                 written = await self.write(msgs)
             except asyncio.CancelledError:

@@ -156,6 +156,25 @@ async def insert_contact(infra: Any, tenant_id: str, **fields: Any) -> str:
     return str(record.id)
 
 
+async def insert_webhook_delivery(infra: Any, tenant_id: str, endpoint_id: str) -> str:
+    """A delivery log row as the reporting service's webhook worker writes it."""
+    delivery_id = uuid.uuid4()
+    pool = await db.create_pool(infra.app_url, max_size=1)
+    try:
+        async with db.tenant_tx(pool, uuid.UUID(tenant_id)) as conn:
+            await conn.execute(
+                """INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, body, status)
+                   VALUES ($1, $2, $3, $4, 'contact.ended', '{}', 'failed')""",
+                delivery_id,
+                uuid.UUID(tenant_id),
+                uuid.UUID(endpoint_id),
+                uuid.uuid4(),
+            )
+    finally:
+        await close_pool(pool)
+    return str(delivery_id)
+
+
 async def insert_recording(infra: Any, tenant_id: str, recording_id: str) -> str:
     """An indexed recording row as the recording service writes it (its audio is not needed here)."""
     pool = await db.create_pool(infra.app_url, max_size=1)

@@ -17,7 +17,16 @@ from services.kernel import events as ev
 from services.kernel.waits import close_pool
 from services.reporting.store import FactStore
 
-from .conftest import Tenant, assert_problem, auth, insert_contact, insert_recording, signup, unique_e164
+from .conftest import (
+    Tenant,
+    assert_problem,
+    auth,
+    insert_contact,
+    insert_recording,
+    insert_webhook_delivery,
+    signup,
+    unique_e164,
+)
 
 # Routes that belong to no tenant: they are checked elsewhere, and are the only ones allowed to be skipped.
 # The widget token exchange is public (a widget key names its tenant): test_api_widget checks it across tenants.
@@ -54,6 +63,8 @@ PARAM_KIND = {
     "contact_id": "contact",
     "recording_id": "recording",
     "widget_key_id": "widget_key",
+    "webhook_id": "webhook",
+    "delivery_id": "webhook_delivery",
 }
 KIND_PATH = {
     "site": "sites",
@@ -120,7 +131,11 @@ async def _populate(client: httpx.AsyncClient, t: Tenant, tag: str) -> None:
             headers=h,
         )
     ).json()
+    webhook = (
+        await client.post("/v1/webhooks", json={"url": f"https://{tag}.example/hook"}, headers=h)
+    ).json()
     t.objects.update(
+        webhook=webhook["id"],
         widget_key=widget_key["id"],
         site=site["id"],
         agent=agent["id"],
@@ -221,6 +236,7 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
         await FactStore(pool).write(uuid.UUID(t.id), reporting_events(uuid.UUID(t.id)))
     finally:
         await close_pool(pool)
+    await insert_webhook_delivery(infra, t.id, t.objects["webhook"])  # the webhook worker's log
 
     owner = await asyncpg.connect(infra.owner_url)
     try:
@@ -322,6 +338,7 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
             infra, t.id, caller="+15550007777", queue_id=t.objects["queue"], agent_id=t.objects["agent"]
         )
         t.objects["recording"] = await insert_recording(infra, t.id, t.objects["contact"])
+        t.objects["webhook_delivery"] = await insert_webhook_delivery(infra, t.id, t.objects["webhook"])
     before = await _snapshot(client, b)
     b_ids = {b.id, b.key_id, b.site_id, *(v for k, v in b.objects.items() if k != "key_secret")}
 
@@ -344,6 +361,7 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         "/v1/queues": ({"name": "x", "site_id": b.objects["site"]}, {422}),
         "/v1/numbers": ({"e164": unique_e164(), "queue_id": b.objects["queue"]}, {422}),
         "/v1/keys": ({"role": "admin"}, {201}),
+        "/v1/webhooks": ({"url": "https://alpha.example/second"}, {201}),
         "/v1/trunks": ({"name": "alpha second", "allowed_ips": ["203.0.113.7"]}, {201}),
         "/v1/seats/purchase": ({"count": 1}, {200}),
         "/v1/widget-keys": ({"queue_ids": [b.objects["queue"]]}, {422}),

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 
 from services.kernel import db
+from services.kernel.bus import Bus, connect
 from services.kernel.waits import close_pool
 
 _HERE = str(Path(__file__).resolve().parent)
@@ -26,3 +27,13 @@ async def pool(infra) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[no-untyped
         yield p
     finally:
         await close_pool(p)
+
+
+@pytest.fixture
+async def bus(infra) -> AsyncIterator[Bus]:  # type: ignore[no-untyped-def]
+    b = await connect(infra.nats_url, name="test-reporting")
+    await b.ensure_streams()
+    try:
+        yield b
+    finally:
+        await b.close()

@@ -3,8 +3,11 @@ known figures, and the three reports over it."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import uuid_utils
@@ -14,8 +17,11 @@ from services.kernel import events as ev
 from services.kernel.ids import new_id
 from services.kernel.messages import Event
 from services.reporting import queries
+from tests.service_procs import service_env
 
-__all__ = ["T0", "contact_events", "id_at", "make_tenant", "reports", "scenario"]
+__all__ = ["T0", "contact_events", "id_at", "make_tenant", "reports", "scenario", "start_reporting"]
+
+REPO = Path(__file__).resolve().parents[3]
 
 T0 = datetime(2026, 9, 21, 9, 0, tzinfo=UTC).timestamp()
 
@@ -131,3 +137,15 @@ async def reports(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> dict[str, object]
             "agents": await queries.agent_report(conn, start, end, "30m", now=end + timedelta(hours=1)),
             "ivr": await queries.ivr_report(conn, start, end, "30m"),
         }
+
+
+def start_reporting(infra, durable: str, **extra: str) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
+    """`python -m services.reporting` against the session's servers, with its own durable consumer."""
+    log = open(infra.data_dir / f"reporting-{durable}.log", "ab")
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.reporting"],
+        cwd=REPO,
+        env=service_env(infra, SB_REPORTING_DURABLE=durable, **extra),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )

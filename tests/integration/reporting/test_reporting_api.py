@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,17 +21,8 @@ from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
 from services.kernel import events as ev
-from services.kernel.bus import Bus, connect
+from services.kernel.bus import Bus
 from services.reporting.store import FactStore
-
-
-@pytest.fixture
-async def bus(infra) -> AsyncIterator[Bus]:  # type: ignore[no-untyped-def]
-    b = await connect(infra.nats_url, name="test-reporting-api")
-    try:
-        yield b
-    finally:
-        await b.close()
 
 
 def new_tenant(api_server: str) -> tuple[switchboard.Client, uuid.UUID, str]:

@@ -5,42 +5,16 @@ start changes no report."""
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import pytest
-from reporting_harness import make_tenant, reports, scenario
+from reporting_harness import make_tenant, reports, scenario, start_reporting
 
 from services.kernel import db
-from services.kernel.bus import Bus, connect
-from tests.service_procs import service_env, stop
+from tests.service_procs import stop
 
 REPO = Path(__file__).resolve().parents[3]
-
-
-@pytest.fixture
-async def bus(infra) -> AsyncIterator[Bus]:  # type: ignore[no-untyped-def]
-    b = await connect(infra.nats_url, name="test-reporting")
-    await b.ensure_streams()
-    try:
-        yield b
-    finally:
-        await b.close()
-
-
-def start_reporting(infra, durable: str) -> subprocess.Popen[bytes]:  # type: ignore[no-untyped-def]
-    log = open(infra.data_dir / f"reporting-{durable}.log", "ab")
-    return subprocess.Popen(
-        [sys.executable, "-m", "services.reporting"],
-        cwd=REPO,
-        env=service_env(infra, SB_REPORTING_DURABLE=durable),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
 
 
 async def offered(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> int:

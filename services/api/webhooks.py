@@ -1,0 +1,206 @@
+"""Webhooks: a tenant's endpoints for contact and recording events, the delivery log, and replay of a
+delivery (docs/reporting.md). Deliveries are made by the reporting service (services/reporting/
+webhook_worker.py); a replay is made here, at once, with the same signing and the same log."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import asyncpg
+import httpx
+import msgspec
+from litestar import Controller, Request, Response, delete, get, post
+from litestar.params import JSONBody, PathParameter, QueryParameter
+
+from services.kernel.db import tenant_tx
+from services.kernel.ids import new_id, parse_id
+from services.reporting import webhooks as wh
+from services.reporting.webhook_worker import attempt
+
+from .auth import Principal, admin_only, principal_of
+from .mutations import Outcome, audit, mutate
+from .problems import READ_ERRORS, WRITE_ERRORS, not_found, validation
+from .state import api_state
+
+__all__ = ["WebhookController"]
+
+MAX_ENDPOINTS = 20
+
+
+class WebhookCreate(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    url: str
+    events: list[str] = msgspec.field(default_factory=lambda: list(wh.FAMILIES))
+
+
+class Webhook(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    url: str
+    events: list[str]
+    created_at: datetime
+
+
+class WebhookWithSecret(Webhook, kw_only=True):
+    secret: str  # shown once: sign-check each delivery with it (docs/reporting.md)
+
+
+class Delivery(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    endpoint_id: uuid.UUID
+    event_id: uuid.UUID
+    event_type: str
+    status: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    delivered_at: datetime | None
+    body: str
+
+
+class WebhookList(msgspec.Struct):
+    items: list[Webhook]
+
+
+class DeliveryList(msgspec.Struct):
+    items: list[Delivery]
+
+
+IdParam = Annotated[str, PathParameter(max_length=64, description="the id")]
+_DELIVERY_COLUMNS = (
+    "id, endpoint_id, event_id, event_type, status, attempts, last_status, last_error, created_at, "
+    "updated_at, delivered_at, body"
+)
+
+
+def _check(data: WebhookCreate) -> tuple[str, list[str]]:
+    url = data.url.strip()
+    if not (url.startswith("http://") or url.startswith("https://")) or len(url) > 2000 or " " in url:
+        raise validation("url", "must be an http:// or https:// URL of at most 2000 characters")
+    if not data.events:
+        raise validation(
+            "events", "name at least one: contact, recording, or an event type such as contact.ended"
+        )
+    events = sorted({e.strip() for e in data.events})
+    for e in events:
+        if e not in wh.FAMILIES and e not in wh.EVENTS:
+            raise validation(
+                "events",
+                f"{e!r} is not an event: use contact, recording or one of {', '.join(sorted(wh.EVENTS))}",
+            )
+    return url, events
+
+
+def _id(value: str, kind: str) -> uuid.UUID:
+    parsed = parse_id(value)
+    if parsed is None:
+        raise not_found(kind)
+    return parsed
+
+
+class WebhookController(Controller):
+    path = "/v1/webhooks"
+    tags = ["webhooks"]
+    guards = [admin_only]
+
+    @post("/", responses=WRITE_ERRORS, status_code=201, summary="Add an endpoint (its secret is shown once)")
+    async def create_webhook(
+        self, request: Request[Any, Any, Any], data: JSONBody[WebhookCreate]
+    ) -> Response[WebhookWithSecret]:
+        url, events = _check(data)
+        secret_source = api_state(request).settings.token_secret
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            if await conn.fetchval("SELECT count(*) FROM webhook_endpoints") >= MAX_ENDPOINTS:
+                raise validation("url", f"a tenant has at most {MAX_ENDPOINTS} webhook endpoints")
+            endpoint_id = new_id()
+            row = await conn.fetchrow(
+                """INSERT INTO webhook_endpoints (id, tenant_id, url, events) VALUES ($1, $2, $3, $4)
+                   RETURNING id, url, events, created_at""",
+                endpoint_id,
+                principal.tenant_id,
+                url,
+                events,
+            )
+            await audit(conn, principal, "webhook.created", "webhook", endpoint_id, {"url": url})
+            made = WebhookWithSecret(**dict(row), secret=wh.endpoint_secret(secret_source, endpoint_id))
+            return Outcome(201, made, [])
+
+        return await mutate(request, work)  # type: ignore[return-value]
+
+    @get("/", responses=READ_ERRORS, summary="List endpoints")
+    async def list_webhooks(self, request: Request[Any, Any, Any]) -> WebhookList:
+        principal = principal_of(request)
+        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
+            rows = await conn.fetch(
+                "SELECT id, url, events, created_at FROM webhook_endpoints ORDER BY created_at"
+            )
+        return WebhookList(items=[Webhook(**dict(r)) for r in rows])
+
+    @delete("/{webhook_id:str}", responses=WRITE_ERRORS, status_code=204, summary="Remove an endpoint")
+    async def delete_webhook(self, request: Request[Any, Any, Any], webhook_id: IdParam) -> Response[None]:
+        wid = _id(webhook_id, "webhook")
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            if await conn.fetchval("DELETE FROM webhook_endpoints WHERE id = $1 RETURNING id", wid) is None:
+                raise not_found("webhook")
+            await audit(conn, principal, "webhook.deleted", "webhook", wid, {})
+            return Outcome(204, None, [])
+
+        return await mutate(request, work)  # type: ignore[return-value]
+
+    @get("/deliveries", responses=READ_ERRORS, summary="The delivery log, newest first")
+    async def list_deliveries(
+        self,
+        request: Request[Any, Any, Any],
+        status: Annotated[
+            str | None, QueryParameter(name="status", description="pending, delivered or failed")
+        ] = None,
+        limit: Annotated[int, QueryParameter(name="limit", ge=1, le=500)] = 100,
+    ) -> DeliveryList:
+        if status is not None and status not in ("pending", "delivered", "failed"):
+            raise validation("status", "use pending, delivered or failed")
+        principal = principal_of(request)
+        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
+            rows = await conn.fetch(
+                f"""SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE ($1::text IS NULL OR status = $1)
+                    ORDER BY created_at DESC, id DESC LIMIT $2""",
+                status,
+                limit,
+            )
+        return DeliveryList(items=[Delivery(**dict(r)) for r in rows])
+
+    @post(
+        "/deliveries/{delivery_id:str}/replay",
+        responses=WRITE_ERRORS,
+        status_code=200,
+        summary="Send a delivery again now (a failed one, or any other)",
+    )
+    async def replay_delivery(self, request: Request[Any, Any, Any], delivery_id: IdParam) -> Delivery:
+        did = _id(delivery_id, "delivery")
+        principal = principal_of(request)
+        state = api_state(request)
+        async with tenant_tx(state.db(), principal.tenant_id) as conn:
+            row = await conn.fetchrow(
+                """SELECT d.*, e.url FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
+                   WHERE d.id = $1 FOR UPDATE OF d""",
+                did,
+            )
+            if row is None:
+                raise not_found("delivery")
+            # A replay is one more attempt, from a fresh count: a failed row becomes delivered or stays failed.
+            replay = dict(row) | {"attempts": wh.MAX_ATTEMPTS - 1}
+            secret = wh.endpoint_secret(state.settings.token_secret, row["endpoint_id"])
+            async with httpx.AsyncClient(follow_redirects=False) as http:
+                await attempt(conn, http, replay, row["url"], secret, time.time())  # type: ignore[arg-type]
+            await conn.execute(
+                "UPDATE webhook_deliveries SET attempts = $2 WHERE id = $1", did, row["attempts"] + 1
+            )
+            await audit(conn, principal, "webhook.replayed", "webhook_delivery", did, {})
+            fresh = await conn.fetchrow(
+                f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1", did
+            )
+        return Delivery(**dict(fresh))

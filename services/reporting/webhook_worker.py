@@ -1,0 +1,192 @@
+"""Webhook delivery (asyncio adapter around webhooks.py): a durable JetStream consumer `webhooks` on the
+contact and recording events.
+
+For each event: the tenant's endpoints that want it get a delivery row (one per endpoint and event, so a
+redelivered event never makes a second row) and a signed POST. A 2xx answer marks the row delivered; any
+other answer, a timeout or a refused connection counts an attempt. While some row of the event is pending,
+the event is not acknowledged but handed back to JetStream with a delay (`nak(delay)`) that doubles with
+each attempt: the retry schedule survives a restart without any table scan across tenants. After
+MAX_ATTEMPTS a row is `failed`; the tenant sees it in the delivery log and can replay it (API).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from typing import Any
+
+import asyncpg
+import httpx
+import msgspec
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+
+from services.kernel.bus import Bus
+from services.kernel.db import tenant_tx
+from services.kernel.ids import new_id
+from services.kernel.log import get_logger
+from services.kernel.subjects import EVENTS_STREAM
+
+from . import webhooks as wh
+
+__all__ = ["CONSUMER", "WebhookWorker", "attempt"]
+
+CONSUMER = "webhooks"
+TIMEOUT_S = 5.0
+log = get_logger()
+
+
+async def attempt(
+    conn: asyncpg.Connection, http: httpx.AsyncClient, row: asyncpg.Record, url: str, secret: str, now: float
+) -> str:
+    """One signed POST of a delivery row; the row is updated with the outcome. Returns the new status."""
+    body = row["body"].encode()
+    headers = wh.request_headers(secret, body, now, row["event_type"], row["id"])
+    status: int | None = None
+    error: str | None = None
+    try:
+        response = await http.post(url, content=body, headers=headers, timeout=TIMEOUT_S)
+        status = response.status_code
+        if not 200 <= status < 300:
+            error = f"HTTP {status}"
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__
+    attempts = row["attempts"] + 1
+    new = "delivered" if error is None else ("failed" if attempts >= wh.MAX_ATTEMPTS else "pending")
+    await conn.execute(
+        """UPDATE webhook_deliveries SET attempts = $2, status = $3, last_status = $4, last_error = $5,
+               updated_at = now(), delivered_at = CASE WHEN $3 = 'delivered' THEN now() END
+           WHERE id = $1""",
+        row["id"],
+        attempts,
+        new,
+        status,
+        error,
+    )
+    return new
+
+
+class WebhookWorker:
+    def __init__(
+        self,
+        bus: Bus,
+        pool: asyncpg.Pool,
+        platform_secret: str,
+        *,
+        consumer: str = CONSUMER,
+        backoff_base_s: float = 2.0,
+    ) -> None:
+        self.bus = bus
+        self.pool = pool
+        self.platform_secret = platform_secret
+        self.consumer = consumer
+        self.backoff_base_s = backoff_base_s
+        self.http = httpx.AsyncClient(follow_redirects=False)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._pump: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        config = ConsumerConfig(
+            durable_name=self.consumer,
+            deliver_policy=DeliverPolicy.NEW,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=TIMEOUT_S * 4,
+            max_deliver=wh.MAX_ATTEMPTS + 2,
+            max_ack_pending=10_000,
+            filter_subjects=[f"sb.*.evt.{name}" for name in wh.EVENTS],
+        )
+        try:
+            await self.bus.js.add_consumer(EVENTS_STREAM, config)
+        except Exception as exc:
+            log.info("webhooks_consumer_exists", detail=str(exc)[:120])
+        self._sub = await self.bus.js.pull_subscribe_bind(self.consumer, stream=EVENTS_STREAM)
+        self._pump = asyncio.create_task(self._run_pump())
+
+    async def stop(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+            await asyncio.gather(self._pump, return_exceptions=True)
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=TIMEOUT_S)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._sub.unsubscribe(), 1.0)
+        await self.http.aclose()
+
+    async def _run_pump(self) -> None:
+        while True:
+            try:
+                msgs = await self._sub.fetch(1, timeout=1.0)
+            except (TimeoutError, NotFoundError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("webhooks_fetch_failed", error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(0.5)
+                continue
+            for msg in msgs:
+                task = asyncio.create_task(self._on_msg(msg))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _on_msg(self, msg: Msg) -> None:
+        try:
+            pending = await self.handle(msg.subject, msg.data)
+        except Exception as exc:
+            log.error(
+                "webhooks_event_failed", subject=msg.subject, error=f"{type(exc).__name__}: {exc}"[:300]
+            )
+            pending = 1
+        with contextlib.suppress(Exception):
+            if pending:
+                await msg.nak(delay=wh.backoff_s(pending, self.backoff_base_s))
+            else:
+                await msg.ack()
+
+    async def handle(self, subject: str, data: bytes) -> int:
+        """Deliver one event to its tenant's endpoints; returns the largest attempt count among rows still
+        pending (0: nothing pending, acknowledge)."""
+        parts = subject.split(".")
+        kind = wh.EVENTS.get(".".join(parts[3:5])) if len(parts) == 5 else None
+        if kind is None:
+            return 0
+        event = msgspec.json.decode(data, type=kind)
+        if str(event.tenant_id) != parts[1]:
+            log.warning("webhooks_tenant_mismatch", subject=subject)
+            return 0
+        event_type = f"{event.domain}.{event.name}"
+        body = wh.body_of(event).decode()
+        pending = 0
+        async with tenant_tx(self.pool, event.tenant_id) as conn:
+            endpoints = [
+                e
+                for e in await conn.fetch("SELECT id, url, events FROM webhook_endpoints")
+                if wh.wants(e["events"], event_type)
+            ]
+            for endpoint in endpoints:
+                await conn.execute(
+                    """INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, body, status)
+                       VALUES ($1, $2, $3, $4, $5, $6, 'pending') ON CONFLICT (endpoint_id, event_id) DO NOTHING""",
+                    new_id(),
+                    event.tenant_id,
+                    endpoint["id"],
+                    event.id,
+                    event_type,
+                    body,
+                )
+            rows = await conn.fetch(
+                "SELECT * FROM webhook_deliveries WHERE event_id = $1 AND status = 'pending' FOR UPDATE",
+                event.id,
+            )
+            urls: dict[uuid.UUID, Any] = {e["id"]: e["url"] for e in endpoints}
+            for row in rows:
+                url = urls.get(row["endpoint_id"])
+                if url is None:
+                    continue
+                secret = wh.endpoint_secret(self.platform_secret, row["endpoint_id"])
+                if await attempt(conn, self.http, row, url, secret, time.time()) == "pending":
+                    pending = max(pending, row["attempts"] + 1)
+        return pending

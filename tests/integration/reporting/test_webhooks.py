@@ -1,0 +1,166 @@
+"""Webhooks end to end: the reporting process delivers a tenant's contact events to its endpoints (small local
+HTTP receivers standing in for a tenant's CRM), signed as the IVR lookup signs; a failing receiver gets
+retries with back-off; the delivery log shows both; a replay sends again; another tenant's endpoint never
+receives them."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+
+import pytest
+import switchboard
+from reporting_harness import start_reporting
+
+from services.ivr.lookup import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify
+from services.kernel import events as ev
+from services.kernel.bus import Bus
+from tests.service_procs import stop
+
+
+@dataclass
+class Receiver:
+    """A minimal HTTP/1.1 server: records each request and answers `status`."""
+
+    status: int = 200
+    requests: list[tuple[float, dict[str, str], bytes]] = field(default_factory=list)
+    port: int = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        lines = head.decode().split("\r\n")
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)
+        }
+        body = await reader.readexactly(int(headers.get("content-length", "0")))
+        self.requests.append((time.monotonic(), headers, body))
+        writer.write(f"HTTP/1.1 {self.status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+
+@pytest.fixture
+async def receivers() -> AsyncIterator[tuple[Receiver, Receiver, Receiver]]:
+    made = (Receiver(200), Receiver(500), Receiver(200))
+    servers = []
+    for r in made:
+        server = await asyncio.start_server(r.handle, "127.0.0.1", 0)
+        r.port = server.sockets[0].getsockname()[1]
+        servers.append(server)
+    try:
+        yield made
+    finally:
+        for server in servers:
+            server.close()
+
+
+def tenant(api_server: str) -> tuple[switchboard.Client, uuid.UUID]:
+    with switchboard.Client(base_url=api_server) as anonymous:
+        made = anonymous.signup(f"Hooks {uuid.uuid4().hex[:6]}", f"h-{uuid.uuid4().hex[:6]}@example.com")
+    return switchboard.Client(api_key=made.api_key.key, base_url=api_server), uuid.UUID(made.tenant.id)
+
+
+async def until(what: str, check, seconds: float = 15.0) -> None:  # type: ignore[no-untyped-def]
+    for _ in range(int(seconds / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{what} did not happen within {seconds} s")
+
+
+async def consumer_ready(bus: Bus, durable: str) -> None:
+    for _ in range(300):
+        try:
+            await bus.js.consumer_info("SB_EVENTS", durable)
+            return
+        except Exception:
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"the consumer {durable} was not made within 15 s")
+
+
+async def test_signed_deliveries_retries_log_and_replay(infra, api_server, bus, receivers) -> None:  # type: ignore[no-untyped-def]
+    good, failing, other = receivers
+    a, tenant_a = tenant(api_server)
+    b, _ = tenant(api_server)
+    hook = a.webhooks.create(good.url)
+    bad_hook = a.webhooks.create(failing.url, events=["contact.ended"])
+    b.webhooks.create(other.url)
+    assert hook["secret"].startswith("whsec_") and "secret" not in a.webhooks.list()[0]
+    with pytest.raises(switchboard.ApiError) as refused:
+        a.webhooks.create("ftp://example.com/x")
+    assert refused.value.status == 422
+
+    env_durable = f"wh_{uuid.uuid4().hex[:8]}"
+    proc = start_reporting(
+        infra, f"rpt_{env_durable}", SB_WEBHOOKS_DURABLE=env_durable, SB_WEBHOOK_BACKOFF_S="0.3"
+    )
+    try:
+        await consumer_ready(bus, env_durable)  # it starts with new events only
+        call = uuid.uuid4()
+        await bus.publish(ev.ContactQueued(tenant_id=tenant_a, call_id=call, queue="q"))
+        await bus.publish(
+            ev.ContactEnded(tenant_id=tenant_a, call_id=call, queue_id="q", agent_id="ag", talk_s=61.5)
+        )
+
+        await until("two deliveries at the good receiver", lambda: len(good.requests) >= 2)
+        for _, headers, body in good.requests:
+            assert verify(
+                hook["secret"].encode(),
+                headers[TIMESTAMP_HEADER.lower()],
+                headers[SIGNATURE_HEADER.lower()],
+                body,
+                time.time(),
+            )
+            assert not verify(
+                bad_hook["secret"].encode(),
+                headers[TIMESTAMP_HEADER.lower()],
+                headers[SIGNATURE_HEADER.lower()],
+                body,
+                time.time(),
+            )
+        types = sorted(json.loads(body)["type"] for _, _, body in good.requests)
+        assert types == ["contact.ended", "contact.queued"]
+        ended = next(json.loads(b) for _, _, b in good.requests if json.loads(b)["type"] == "contact.ended")
+        assert ended["tenant_id"] == str(tenant_a) and ended["data"]["talk_s"] == 61.5
+
+        # The failing receiver (contact.ended only) is tried again and again, each wait longer.
+        await until("three attempts at the failing receiver", lambda: len(failing.requests) >= 3)
+        times = [t for t, _, _ in failing.requests]
+        assert all(json.loads(body)["type"] == "contact.ended" for _, _, body in failing.requests)
+        assert times[2] - times[1] > (times[1] - times[0]) * 1.4, times
+        assert other.requests == []  # tenant B's endpoint never sees tenant A's events
+
+        log = a.webhooks.deliveries()
+        by_endpoint = {(d["endpoint_id"], d["event_type"]): d for d in log}
+        assert by_endpoint[(hook["id"], "contact.ended")]["status"] == "delivered"
+        pending = by_endpoint[(bad_hook["id"], "contact.ended")]
+        assert pending["status"] == "pending" and pending["attempts"] >= 2 and pending["last_status"] == 500
+        assert b.webhooks.deliveries() == []
+        with pytest.raises(switchboard.ApiError) as other_tenant:
+            b.webhooks.replay(pending["id"])
+        assert other_tenant.value.status == 404
+
+        failing.status = 200
+        # In a thread: the receiver runs on this test's event loop and must answer the API meanwhile.
+        replayed = await asyncio.to_thread(a.webhooks.replay, pending["id"])
+        assert replayed["status"] == "delivered" and replayed["attempts"] > pending["attempts"]
+        _, headers, body = failing.requests[-1]
+        assert verify(
+            bad_hook["secret"].encode(),
+            headers[TIMESTAMP_HEADER.lower()],
+            headers[SIGNATURE_HEADER.lower()],
+            body,
+            time.time(),
+        )
+    finally:
+        stop(proc)
+        a.close()
+        b.close()
