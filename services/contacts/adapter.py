@@ -1,12 +1,12 @@
 """The contact coordinator's asyncio adapter: JetStream, NATS request/reply and PostgreSQL around the sans-IO
 `Lifecycle` (lifecycle.py).
 
-Events come from a durable JetStream consumer on SB_EVENTS (`contacts`), so a restarted coordinator picks up
-what happened while it was down; each message is acknowledged only after its contact's step is applied,
-its commands sent, its state saved in the KV bucket `sb_contacts` and its record written to PostgreSQL. A
-redelivered event changes nothing (the machine remembers event ids). Steps of one contact run one at a time
-(a lock per contact); different contacts run concurrently. Agents' desk commands (from the API's websocket)
-arrive on sb.<tenant>.cmd.contacts.<name> (queue group `contacts`).
+Events come from the durable JetStream consumer `contacts` on SB_EVENTS (Bus.consume), so a restarted
+coordinator picks up what happened while it was down; each message is acknowledged only after its contact's
+step is applied, its commands sent, its state saved in the KV bucket `sb_contacts` and its record written to
+PostgreSQL. A redelivered event changes nothing (the machine remembers event ids). Steps of one contact run
+one at a time (a lock per contact); different contacts run concurrently. Agents' desk commands (from the
+API's websocket) arrive on sb.<tenant>.cmd.contacts.<name> (Bus.serve, queue group `contacts`).
 
 One coordinator process per deployment for now (like the IVR): contacts are not yet partitioned.
 """
@@ -22,61 +22,55 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.api import KeyValueConfig
+from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from services.kernel import events as ev
 from services.kernel.bus import Bus, BusError, CommandTimeout
 from services.kernel.db import tenant_tx
 from services.kernel.log import get_logger
-from services.kernel.messages import Command, Event, Reply, decode, encode
-from services.kernel.subjects import tenant_of
+from services.kernel.messages import Command, Event, Reply
+from services.kernel.serving import Consumer, Server
 
 from .calllog import call_line
 from .lifecycle import Contact, DeskRefused, Lifecycle, OfferInfo, late_wrap_up
 from .records import caller_history, load_contact, save_contact
 
-__all__ = ["BUCKET", "CONSUMER", "ContactsAdapter"]
+__all__ = ["BUCKET", "CONSUMER", "EVENTS", "ContactsAdapter"]
 
 BUCKET = "sb_contacts"
 CONSUMER = "contacts"
 STATE_TTL_S = 24 * 3600.0
 MEDIA_TIMEOUT_S = 5.0
 ROUTING_TIMEOUT_S = 3.0
-# One message per pull: nats-py's batched fetch, once a long poll gets its first message, waits out the
-# timeout for the rest of the batch (the first-call benchmark saw contact.accepted arrive 660-730 ms late).
-FETCH_BATCH = 1
 
-_EVENTS: dict[str, type[Event]] = {
-    f"{cls.domain}.{cls.name}": cls
-    for cls in (
-        ev.CallArrived,
-        ev.CallAnswered,
-        ev.CallEnded,
-        ev.IvrNodeEntered,
-        ev.IvrNodeExited,
-        ev.IvrCompleted,
-        ev.ContactQueued,
-        ev.ContactOffered,
-        ev.ContactAccepted,
-        ev.ContactRejected,
-        ev.ContactAbandoned,
-        ev.ContactOverflowed,
-        ev.ContactRequeued,
-        ev.ContactEnded,
-        ev.ContactWrappedUp,
-        ev.WebRtcSignal,
-    )
-}
-FILTERS = [f"sb.*.evt.{name}" for name in _EVENTS]
-
-DESK_COMMANDS: dict[str, type[ev.DeskCommand]] = {
-    cls.name: cls
-    for cls in (ev.DeskHold, ev.DeskMute, ev.DeskDigits, ev.DeskTransfer, ev.DeskHangup, ev.DeskWrapUp)
-}
+EVENTS: tuple[type[Event], ...] = (
+    ev.CallArrived,
+    ev.CallAnswered,
+    ev.CallEnded,
+    ev.IvrNodeEntered,
+    ev.IvrNodeExited,
+    ev.IvrCompleted,
+    ev.ContactQueued,
+    ev.ContactOffered,
+    ev.ContactAccepted,
+    ev.ContactRejected,
+    ev.ContactAbandoned,
+    ev.ContactOverflowed,
+    ev.ContactRequeued,
+    ev.ContactEnded,
+    ev.ContactWrappedUp,
+    ev.WebRtcSignal,
+)
+DESK_COMMANDS: tuple[type[ev.DeskCommand], ...] = (
+    ev.DeskHold,
+    ev.DeskMute,
+    ev.DeskDigits,
+    ev.DeskTransfer,
+    ev.DeskHangup,
+    ev.DeskWrapUp,
+)
 
 
 @dataclass
@@ -102,10 +96,9 @@ class ContactsAdapter:
         self.contacts: dict[uuid.UUID, _Running] = {}
         self.legs: dict[uuid.UUID, uuid.UUID] = {}  # agent leg id -> contact id
         self.kv: KeyValue | None = None
-        self._subs: list[Subscription] = []
+        self._consumer: Consumer | None = None
+        self._server: Server[ev.DeskCommand] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._pump: asyncio.Task[None] | None = None
-        self._stopping = False
 
     # -- life -------------------------------------------------------------------------------------
 
@@ -116,36 +109,17 @@ class ContactsAdapter:
         except BucketNotFoundError:
             self.kv = await js.create_key_value(KeyValueConfig(bucket=BUCKET, ttl=STATE_TTL_S, history=1))
         await self.resume_all()
-        config = ConsumerConfig(
-            durable_name=self.consumer,
-            deliver_policy=DeliverPolicy.NEW,
-            ack_policy=AckPolicy.EXPLICIT,
-            # A crashed coordinator's in-flight events come back after this long; a step taking longer is
-            # redelivered meanwhile and ignored (the machine remembers event ids).
-            ack_wait=5.0,
-            max_ack_pending=10_000,
-            filter_subjects=FILTERS,
-        )
-        try:
-            await js.add_consumer("SB_EVENTS", config)
-        except Exception as exc:  # an existing consumer with the same config is fine
-            self.log.info("contacts_consumer_exists", detail=str(exc)[:120])
-        self._sub = await js.pull_subscribe_bind(self.consumer, stream="SB_EVENTS")
-        self._pump = asyncio.create_task(self._run_pump())
-        self._subs = [await self.bus.nc.subscribe("sb.*.cmd.contacts.*", queue="contacts", cb=self._on_desk)]
+        # A crashed coordinator's in-flight events come back after the consumer's ack wait.
+        self._consumer = await self.bus.consume(EVENTS, durable=self.consumer, handler=self.on_event)
+        self._server = await self.bus.serve("contacts", dict.fromkeys(DESK_COMMANDS, self.on_desk))
 
     async def stop(self) -> None:
-        self._stopping = True
-        if self._pump is not None:
-            self._pump.cancel()
-            # The pump's fetch is cancelled with it; wait for it so nothing is left un-retrieved.
-            await asyncio.gather(self._pump, return_exceptions=True)
-        pull = getattr(self, "_sub", None)
-        for sub in [*self._subs, *([pull] if pull is not None else [])]:
-            try:
-                await asyncio.wait_for(sub.unsubscribe(), 1.0)
-            except Exception:
-                pass
+        # Bounded (serving.py): events still being handled come back to the next coordinator.
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._server is not None:
+            await self._server.stop()
+        self._consumer, self._server = None, None
         for running in self.contacts.values():
             if running.timer is not None:
                 running.timer.cancel()
@@ -171,46 +145,13 @@ class ContactsAdapter:
 
     # -- events -----------------------------------------------------------------------------------
 
-    async def _run_pump(self) -> None:
-        while not self._stopping:
-            try:
-                msgs = await self._sub.fetch(FETCH_BATCH, timeout=1.0)
-            except (TimeoutError, NotFoundError):
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.log.warning("contacts_fetch_failed", error=f"{type(exc).__name__}: {exc}")
-                await asyncio.sleep(0.5)
-                continue
-            for msg in msgs:
-                self._spawn(self._on_event(msg))
-
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _on_event(self, msg: Msg) -> None:
-        try:
-            await self._event(msg)
-        except Exception as exc:  # one bad contact must not stop the others
-            self.log.error("contacts_event_failed", subject=msg.subject, error=f"{type(exc).__name__}: {exc}")
-        try:
-            await msg.ack()
-        except Exception:
-            pass
-
-    async def _event(self, msg: Msg) -> None:
-        parts = msg.subject.split(".")
-        kind = _EVENTS.get(".".join(parts[3:5])) if len(parts) == 5 else None
-        if kind is None:
-            return
-        try:
-            event: Any = decode(msg.data, kind)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            self.log.warning("contacts_bad_event", subject=msg.subject, error=str(exc)[:200])
-            return
+    async def on_event(self, event: Any) -> None:
+        """One event from the consumer (decoded and tenant-checked there); a failure is redelivered."""
         if isinstance(event, ev.CallArrived):
             await self._arrived(event)
             return
@@ -273,26 +214,8 @@ class ContactsAdapter:
 
     # -- desk commands ----------------------------------------------------------------------------
 
-    async def _on_desk(self, msg: Msg) -> None:
-        try:
-            reply = await self._desk(msg)
-        except Exception as exc:
-            self.log.exception("contacts_desk_failed", subject=msg.subject)
-            reply = Reply(ok=False, code="internal", error=f"internal error: {type(exc).__name__}")
-        if msg.reply:
-            await msg.respond(encode(reply))
-
-    async def _desk(self, msg: Msg) -> Reply:
-        name = msg.subject.rsplit(".", 1)[-1]
-        kind = DESK_COMMANDS.get(name)
-        if kind is None:
-            return Reply(ok=False, code="unknown_type", error=f"unknown contacts command {name!r}")
-        try:
-            cmd = decode(msg.data, kind)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            return Reply(ok=False, code="bad_message", error=f"invalid {name}: {exc}")
-        if tenant_of(msg.subject) != cmd.tenant_id:
-            return Reply(ok=False, code="bad_message", error="the subject's tenant and the command's differ")
+    async def on_desk(self, cmd: ev.DeskCommand) -> Reply:
+        """An agent's desk command (decoded, tenant-checked and de-duplicated by Bus.serve)."""
         running = self.contacts.get(cmd.contact_id)
         if running is None or running.machine.tenant_id != cmd.tenant_id:
             if isinstance(cmd, ev.DeskWrapUp):
