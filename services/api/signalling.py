@@ -18,20 +18,20 @@ import asyncio
 import dataclasses
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
-from nats.aio.msg import Msg
 
 from services.kernel import events as ev
 from services.kernel.db import tenant_tx
 from services.kernel.events import MediaWebRtcAnswer, MediaWebRtcIce, MediaWebRtcOffer, WebRtcSignal
 from services.kernel.ids import new_id
 from services.kernel.log import get_logger
-from services.kernel.messages import Command, decode
-from services.kernel.subjects import evt_subject
+from services.kernel.messages import Command
+from services.kernel.serving import Listener
 
 from .desk import session_live
 from .signalling_base import PROTOCOL_VERSION, Bad, Socket
@@ -348,12 +348,10 @@ class Session(Socket):
         except Bad as exc:  # the lease then runs out in routing instead
             get_logger().warning("agent_unlink_failed", agent_id=str(agent), code=exc.code)
 
-    async def on_signal(self, msg: Msg) -> None:
-        try:
-            signal = decode(msg.data, WebRtcSignal)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return
-        if signal.agent_id != str(self.claims.agent_id) or signal.tenant_id != self.claims.tenant_id:
+    # Pushed events come decoded from Bus.listen on this tenant's subjects (payload tenant checked there).
+
+    async def on_signal(self, signal: WebRtcSignal) -> None:
+        if signal.agent_id != str(self.claims.agent_id):
             return
         if signal.kind == "offer":
             self.legs.add(signal.leg_id)
@@ -368,23 +366,13 @@ class Session(Socket):
             fields["call_id"] = str(signal.call_id)
         await self.send(signal.kind, **fields)
 
-    async def on_push(self, msg: Msg) -> None:
-        try:
-            push = decode(msg.data, ev.DeskPush)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return
-        if push.agent_id != str(self.claims.agent_id) or push.tenant_id != self.claims.tenant_id:
+    async def on_push(self, push: ev.DeskPush) -> None:
+        if push.agent_id != str(self.claims.agent_id):
             return
         await self.send(push.kind, **{k: v for k, v in push.body.items() if k not in ("v", "type")})
 
-    async def on_sessions_ended(self, msg: Msg) -> None:
-        try:
-            ended = decode(msg.data, ev.SessionsEnded)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return
+    async def on_sessions_ended(self, ended: ev.SessionsEnded) -> None:
         c = self.claims
-        if ended.tenant_id != c.tenant_id:
-            return
         if (
             ended.agent_id == c.agent_id
             or (c.session_id is not None and c.session_id in ended.session_ids)
@@ -402,12 +390,8 @@ class Session(Socket):
         except Exception:
             pass
 
-    async def on_agent_state(self, msg: Msg) -> None:
-        try:
-            change = decode(msg.data, ev.AgentStateChanged)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return
-        if change.agent_id != str(self.claims.agent_id) or change.tenant_id != self.claims.tenant_id:
+    async def on_agent_state(self, change: ev.AgentStateChanged) -> None:
+        if change.agent_id != str(self.claims.agent_id):
             return
         await self.send("agent_state", state=change.new, previous=change.old, reason=change.reason)
 
@@ -450,15 +434,16 @@ async def _authenticate(socket: WebSocket[Any, Any, Any], state: ApiState) -> To
     return dataclasses.replace(claims, expires_at=until)
 
 
-async def _open(session: Session | WidgetCaller) -> list[Any]:
-    """Subscribe the session to what it is pushed, and greet it."""
+async def _open(session: Session | WidgetCaller) -> Listener | None:
+    """Subscribe the session to what it is pushed (its tenant's events only), and greet it."""
     state, tenant = session.state, session.claims.tenant_id
+    pushes: dict[type[Any], Callable[[Any], Awaitable[None]]]
     if isinstance(session, WidgetCaller):
-        pushes = [
-            (WebRtcSignal, session.on_signal),
-            (ev.ContactPositionChanged, session.on_position),
-            (ev.ContactStateChanged, session.on_contact),
-        ]
+        pushes = {
+            WebRtcSignal: session.on_signal,
+            ev.ContactPositionChanged: session.on_position,
+            ev.ContactStateChanged: session.on_contact,
+        }
         owner = session.owner
         greeting: dict[str, Any] = {
             "caller": owner,
@@ -466,27 +451,28 @@ async def _open(session: Session | WidgetCaller) -> list[Any]:
             "queue_id": str(session.claims.queues[0]),
         }
     else:
-        pushes = [
-            (WebRtcSignal, session.on_signal),
-            (ev.DeskPush, session.on_push),
-            (ev.AgentStateChanged, session.on_agent_state),
-            (ev.SessionsEnded, session.on_sessions_ended),
-        ]
+        pushes = {
+            WebRtcSignal: session.on_signal,
+            ev.DeskPush: session.on_push,
+            ev.AgentStateChanged: session.on_agent_state,
+            ev.SessionsEnded: session.on_sessions_ended,
+        }
         owner = str(session.claims.agent_id)
         greeting = {"agent_id": owner, "tenant_id": str(tenant)}
-    subscriptions = []
+    listener = None
     if state.bus is not None:
-        for kind, cb in pushes:
-            subscriptions.append(
-                await state.bus.nc.subscribe(evt_subject(tenant, kind.domain, kind.name), cb=cb)
-            )
+
+        async def push(event: Any) -> None:
+            await pushes[type(event)](event)
+
+        listener = await state.bus.listen(pushes, push, tenant_id=tenant)
     await session.send(
         "ready",
         **greeting,
         expires_at=session.claims.expires_at,
         ice_servers=ice_servers(state.settings, owner, time.time()),
     )
-    return subscriptions
+    return listener
 
 
 @websocket("/v1/ws")
@@ -517,7 +503,7 @@ async def signalling_socket(socket: WebSocket[Any, Any, Any]) -> None:
         if isinstance(claims, WidgetClaims)
         else Session(socket, state, claims)
     )
-    subscriptions = await _open(session)
+    listener = await _open(session)
     expiry: asyncio.TimerHandle | None = None
     if isinstance(session, Session):
         # An idle socket ends with its session (or its token, for `agents token`): never an agent shown
@@ -559,8 +545,5 @@ async def signalling_socket(socket: WebSocket[Any, Any, Any]) -> None:
             await session.hang_up_if_calling()
         else:
             await session.unlink()
-        for subscription in subscriptions:
-            try:
-                await subscription.unsubscribe()
-            except Exception:
-                pass
+        if listener is not None:
+            await listener.stop()  # bounded
