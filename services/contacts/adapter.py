@@ -109,8 +109,12 @@ class ContactsAdapter:
         except BucketNotFoundError:
             self.kv = await js.create_key_value(KeyValueConfig(bucket=BUCKET, ttl=STATE_TTL_S, history=1))
         await self.resume_all()
-        # A crashed coordinator's in-flight events come back after the consumer's ack wait.
-        self._consumer = await self.bus.consume(EVENTS, durable=self.consumer, handler=self.on_event)
+        # A crashed coordinator's in-flight events come back after the consumer's ack wait. No lanes by
+        # call: a contact owns several calls (the caller's, the agents' legs) and its FIFO lock keeps its
+        # events in arrival order (the caller's hang-up before the agent leg's end it causes).
+        self._consumer = await self.bus.consume(
+            EVENTS, durable=self.consumer, handler=self.on_event, key=None
+        )
         self._server = await self.bus.serve("contacts", dict.fromkeys(DESK_COMMANDS, self.on_desk))
 
     async def stop(self) -> None:

@@ -5,7 +5,7 @@ The machinery behind the last three is in serving.py."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import msgspec
@@ -28,7 +28,7 @@ from nats.js.api import (
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from .messages import Command, Event, Reply, decode, encode
-from .serving import Accept, CommandHandler, Consumer, EventHandler, Listener, Server
+from .serving import Accept, CommandHandler, Consumer, EventHandler, Listener, Server, call_key
 from .subjects import EVENTS_STREAM, EVENTS_SUBJECTS, HEALTH_BUCKET, cmd_subject, evt_subject
 
 __all__ = ["Bus", "BusError", "CommandTimeout", "connect", "decode_event"]
@@ -149,11 +149,15 @@ class Bus:
         durable: str,
         handler: EventHandler,
         ack_wait: float = 5.0,
+        key: Callable[[Event], Hashable] | None = call_key,
     ) -> Consumer:
         """Feed every new event of these types to `handler` through the durable JetStream consumer
         `durable`: an event is acknowledged only after its handler returned, so one lost by a crash is
-        delivered again (serving.Consumer). Events of one call are handled in order."""
-        consumer = Consumer(self, list(event_types), durable=durable, handler=handler, ack_wait=ack_wait)
+        delivered again (serving.Consumer). Events of one `key` (default: one call) are handled in order;
+        `key=None`: each at once, in arrival order (the service orders them itself)."""
+        consumer = Consumer(
+            self, list(event_types), durable=durable, handler=handler, ack_wait=ack_wait, key=key
+        )
         await consumer.start()
         return consumer
 
@@ -167,6 +171,14 @@ class Bus:
         """At-most-once delivery of these events (one tenant's or every tenant's) on core NATS: for live
         views (a browser's socket, a cache to drop), never where a lost event would strand a caller."""
         listener = Listener(self, list(event_types), handler, tenant_id=tenant_id)
+        await listener.start()
+        return listener
+
+    async def listen_platform(
+        self, subject: str, kind: type[T], handler: Callable[[T], Awaitable[None]]
+    ) -> Listener:
+        """At-most-once delivery of one platform message type (sb.sys.<...>: no tenant), decoded."""
+        listener = Listener(self, [], handler, platform=(subject, kind))
         await listener.start()
         return listener
 

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
@@ -37,6 +37,7 @@ __all__ = [
     "Later",
     "Listener",
     "Server",
+    "call_key",
 ]
 
 C = TypeVar("C", bound=Command)
@@ -265,8 +266,10 @@ class Consumer:
 
     One message per pull: nats-py's batched fetch, once a long poll gets its first message, waits out the
     timeout for the rest of the batch (the first-call benchmark saw events arrive 660-730 ms late). Each
-    event is handed to the lane of its key (its call): one lane runs its events one after the other,
-    lanes run concurrently. An event is acknowledged after its handler returned; while the handler
+    event is handed to the lane of its key (by default its call): one lane runs its events one after the
+    other, lanes run concurrently. With `key=None` every event starts at once, in the order they came: for
+    a service that orders by something the event does not name (the coordinator's contact, which owns
+    several calls) with its own FIFO lock. An event is acknowledged after its handler returned; while the handler
     works, the server is told it is in progress, so a slow step is not redelivered meanwhile. A handler
     that raises gets its event back after REDELIVER_DELAY_S (at most MAX_DELIVER deliveries).
     """
@@ -279,7 +282,7 @@ class Consumer:
         durable: str,
         handler: EventHandler,
         ack_wait: float = 5.0,
-        key: Callable[[Event], Hashable] = call_key,
+        key: Callable[[Event], Hashable] | None = call_key,
     ) -> None:
         self.bus = bus
         self.durable = durable
@@ -333,13 +336,19 @@ class Consumer:
             with contextlib.suppress(Exception):
                 await msg.term()  # delivering it again would not make it readable
             return
+        if self.key is None:
+            self._start(self._handle(msg, event))
+            return
         key = self.key(event)
         lane = self._lanes.get(key)
         if lane is not None:
             lane.append((msg, event))
             return
         self._lanes[key] = deque([(msg, event)])
-        task = asyncio.create_task(self._run_lane(key))
+        self._start(self._run_lane(key))
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._lane_tasks.add(task)
         task.add_done_callback(self._lane_tasks.discard)
 
@@ -412,10 +421,17 @@ class Consumer:
 
 
 class Listener:
-    """Events on core NATS, at most once (Bus.listen): decoded and tenant-checked like the rest."""
+    """Events on core NATS, at most once (Bus.listen): decoded and tenant-checked like the rest. With
+    `platform` set, one platform message (sb.sys.<...>, no tenant) instead (Bus.listen_platform)."""
 
     def __init__(
-        self, bus: Bus, event_types: list[type[Event]], handler: EventHandler, *, tenant_id: Any = None
+        self,
+        bus: Bus,
+        event_types: list[type[Event]],
+        handler: EventHandler,
+        *,
+        tenant_id: Any = None,
+        platform: tuple[str, type[msgspec.Struct]] | None = None,
     ) -> None:
         self.bus = bus
         self.handler = handler
@@ -423,6 +439,9 @@ class Listener:
             event_types, "*" if tenant_id is None else str(uuid.UUID(str(tenant_id)))
         )
         self._kinds = {(k.domain, k.name): k for k in event_types}
+        self._platform = platform
+        if platform is not None:
+            self.filters = {platform[0]: platform[1]}  # type: ignore[dict-item]
         self._subs: list[Subscription] = []
 
     async def start(self) -> None:
@@ -430,7 +449,14 @@ class Listener:
             self._subs.append(await self.bus.nc.subscribe(subject, cb=self._on_msg))
 
     async def _on_msg(self, msg: Msg) -> None:
-        event = _decode_event(msg.subject, msg.data, self._kinds)
+        event: Any
+        if self._platform is not None:
+            try:
+                event = decode(msg.data, self._platform[1])
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                event = f"undecodable: {exc}"[:200]
+        else:
+            event = _decode_event(msg.subject, msg.data, self._kinds)
         if isinstance(event, str):
             log.warning("bus_event_refused", subject=msg.subject, reason=event)
             return
