@@ -15,15 +15,12 @@ second and within 0.2 s of a change in its calls.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 import uuid
 from collections.abc import Callable
 
 import msgspec
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
@@ -31,6 +28,7 @@ from nats.js.kv import KeyValue
 from services.kernel.bus import Bus
 from services.kernel.events import MediaWorkerCall, MediaWorkerLost, MediaWorkerRegistration
 from services.kernel.log import get_logger
+from services.kernel.serving import Listener
 from services.media import sip
 from services.media.dispatch import FrameReader, LinkError, encode_frame
 from services.media.ratelimit import SourceLimiter, Verdict
@@ -199,7 +197,7 @@ class Registrar:
         self.on_fenced = on_fenced or _exit_fenced
         self._kv: KeyValue | None = None
         self._task: asyncio.Task[None] | None = None
-        self._sub: Subscription | None = None
+        self._lost: Listener | None = None
 
     def registration(self) -> MediaWorkerRegistration:
         calls = self.calls()
@@ -219,7 +217,7 @@ class Registrar:
 
     async def start(self) -> None:
         self._kv = await workers_bucket(self.bus, self.replicas)
-        self._sub = await self.bus.nc.subscribe(LOST_SUBJECT, cb=self._on_lost)
+        self._lost = await self.bus.listen_platform(LOST_SUBJECT, MediaWorkerLost, self._on_lost)
         await self._put()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
@@ -252,11 +250,7 @@ class Registrar:
         except Exception as exc:
             log.warning("media_registration_failed", error=type(exc).__name__)
 
-    async def _on_lost(self, msg: Msg) -> None:
-        try:
-            lost = msgspec.json.decode(msg.data, type=MediaWorkerLost)
-        except (msgspec.ValidationError, msgspec.DecodeError):
-            return
+    async def _on_lost(self, lost: MediaWorkerLost) -> None:
         if lost.worker_id == self.worker_id and lost.pid == os.getpid():
             # The front declared us lost (we were hung, or cut off from NATS) and has ended our calls
             # for us: carrying on would leave calls nobody else believes in. Stop; the supervisor
@@ -267,9 +261,8 @@ class Registrar:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-        if self._sub is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._sub.unsubscribe(), 1.0)
+        if self._lost is not None:
+            await self._lost.stop()  # bounded
         if self._kv is not None:
             try:
                 await asyncio.wait_for(self._kv.delete(self.worker_id), 1.0)

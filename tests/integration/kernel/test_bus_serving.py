@@ -233,3 +233,21 @@ async def test_listen_is_one_tenants_and_checks_the_payload(bus: Bus) -> None:
         assert seen == [2]
     finally:
         assert await listener.stop() == []
+
+
+async def test_listen_platform_decodes_one_platform_message(bus: Bus) -> None:
+    got: asyncio.Queue[Any] = asyncio.Queue()
+    subject = f"sb.sys.bustest.{uuid.uuid4().hex}"
+
+    async def handle(message: Any) -> None:
+        await got.put(message)
+
+    listener = await bus.listen_platform(subject, Happened, handle)
+    try:
+        await bus.nc.publish(subject, b"garbage")
+        sent = Happened(tenant_id=uuid.uuid4(), call_id=uuid.uuid4(), n=5)
+        await bus.nc.publish(subject, encode(sent))
+        assert await asyncio.wait_for(got.get(), 2.0) == sent
+        assert got.empty()
+    finally:
+        assert await listener.stop() == []
