@@ -265,6 +265,8 @@ class Contact(ContactSummary, kw_only=True):
     offered_at: datetime | None = None
     wrapped_at: datetime | None = None
     updated_at: datetime | None = None
+    # Its recording ({"id", "status", "partial", "duration_s", "url"}) when there is one.
+    recording: dict[str, Any] | None = None
 
 
 class WidgetKey(Model, kw_only=True):

@@ -70,6 +70,8 @@ class Contact(ContactSummary, kw_only=True):
     offered_at: datetime | None
     wrapped_at: datetime | None
     updated_at: datetime
+    # Its recording (same id as the contact; GET /v1/recordings/{id}), when one exists and is not deleted.
+    recording: dict[str, Any] | None = None
 
 
 class ContactPage(msgspec.Struct):
@@ -236,10 +238,23 @@ class ContactController(Controller):
                     FROM contacts c LEFT JOIN queues q ON q.id = c.queue_id WHERE c.id = $1""",
                 cid,
             )
+            recording = await conn.fetchrow(
+                "SELECT id, status, partial, duration_s FROM recordings WHERE id = $1 AND status <> 'deleted'",
+                cid,
+            )
         if row is None:
             raise not_found("contact")
         record = _with_queue_name(contact_from_row(row), row["live_queue_name"])
-        return contact_from(record, row["updated_at"])
+        contact = contact_from(record, row["updated_at"])
+        if recording is not None:
+            contact.recording = {
+                "id": str(recording["id"]),
+                "status": recording["status"],
+                "partial": recording["partial"],
+                "duration_s": recording["duration_s"],
+                "url": f"/v1/recordings/{recording['id']}",
+            }
+        return contact
 
 
 def _filter_text(field: str, value: str | None) -> str | None:

@@ -68,6 +68,9 @@ async def test_list_search_play_and_audit(stack: Stack, api: httpx.AsyncClient, 
     rest = (await api.get("/v1/recordings", params={"cursor": page["next_cursor"]}, headers=h)).json()
     assert [r["id"] for r in page["items"] + rest["items"]] == [second, first]
 
+    contact = (await api.get(f"/v1/contacts/{first}", headers=h)).json()
+    assert contact["recording"]["id"] == first and contact["recording"]["status"] == "available"
+
     issued = await api.get(f"/v1/recordings/{first}/url", headers=h)
     assert issued.status_code == 200, issued.text
     url = urlsplit(issued.json()["url"])
@@ -128,6 +131,7 @@ async def test_hold_blocks_deletion_and_deletion_is_audited(
     assert got["status"] == "deleted" and got["deleted_reason"] == "request"
     assert not list(stack.store.root.rglob("*.sbrec"))  # the sealed file is gone
     assert (await api.get("/v1/recordings", headers=h)).json()["items"] == []
+    assert (await api.get(f"/v1/contacts/{rid}", headers=h)).json()["recording"] is None
     assert_problem(await api.get(f"/v1/recordings/{rid}/url", headers=h), 409)
     actions = [e["action"] for e in (await api.get("/v1/audit", headers=h)).json()["items"]]
     assert ["recording.hold", "recording.release", "recording.deleted"] == [
