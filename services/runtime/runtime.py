@@ -39,6 +39,7 @@ __all__ = ["SERVICES", "DataDirLock", "Options", "Runtime", "StartupError", "run
 
 SERVICES = ("api", "media", "routing", "ivr", "contacts", "recording", "reporting")
 DEFAULT_HTTP_PORT = 8080
+PROGRESS_EVERY_S = 10.0  # how often start-up says what it is still waiting for
 
 
 class StartupError(Exception):
@@ -398,8 +399,11 @@ class Runtime:
         return f"http://{host}:{self.opts.http_port}"
 
     async def _wait_healthy(self) -> tuple[bool, str]:
-        deadline = time.monotonic() + self.opts.ready_timeout_s
+        started = time.monotonic()
+        deadline = started + self.opts.ready_timeout_s
+        next_progress = started + PROGRESS_EVERY_S
         last = "no answer yet"
+        waiting: list[str] = ["api"]
         async with httpx.AsyncClient(timeout=2, trust_env=False) as client:
             while time.monotonic() < deadline and not self._interrupted():
                 try:
@@ -407,8 +411,15 @@ class Runtime:
                     if resp.status_code == 200:
                         return True, ""
                     last = f"HTTP {resp.status_code}: {resp.text[:300]}"
+                    waiting = not_ready(resp)
                 except httpx.HTTPError as exc:
                     last = f"{type(exc).__name__}: {exc}"
+                if time.monotonic() >= next_progress:
+                    # A person waiting at a slow machine sees what is still starting, not silence.
+                    self.say(
+                        f"still starting after {time.monotonic() - started:.0f} s: {', '.join(waiting) or 'checks'}"
+                    )
+                    next_progress += PROGRESS_EVERY_S
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.stop_requested.wait(), 0.1)
         return False, last
@@ -540,6 +551,20 @@ def child_names(opts: Options) -> list[str]:
         else:
             names.append(name)
     return names
+
+
+def not_ready(resp: httpx.Response) -> list[str]:
+    """What a 503 /healthz says is not up yet (services, PostgreSQL, NATS), by name."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return ["api"]
+    if not isinstance(body, dict):
+        return ["api"]
+    down = [name for name in ("postgres", "nats") if (body.get(name) or {}).get("status") != "ok"]
+    services = body.get("services") or {}
+    down += sorted(n for n, v in services.items() if isinstance(v, dict) and v.get("status") != "ok")
+    return down
 
 
 def cli_invocation(cwd: Path | None = None) -> tuple[str, str]:

@@ -96,3 +96,20 @@ def test_services_log_for_whoever_reads_the_runtimes_output(
     runtime = Runtime(Options(data_dir=tmp_path), Output(["api"], stream=stream), 0.0)
     env = runtime._child_env("api", Secrets("a", "b", "c", "d"))
     assert env["SB_LOG_FORMAT"] == expected
+
+
+def test_start_up_progress_names_what_is_not_ready() -> None:
+    import httpx
+
+    from services.runtime.runtime import not_ready
+
+    body = {
+        "status": "degraded",
+        "postgres": {"status": "ok"},
+        "nats": {"status": "ok"},
+        "services": {"api": {"status": "ok"}, "media": {"status": "down"}, "contacts": {"status": "down"}},
+    }
+    assert not_ready(httpx.Response(503, json=body)) == ["contacts", "media"]
+    body["nats"] = {"status": "down"}
+    assert not_ready(httpx.Response(503, json=body))[0] == "nats"
+    assert not_ready(httpx.Response(502, text="Bad Gateway")) == ["api"]
