@@ -622,6 +622,10 @@ class AgentSession:
     async def mute(self, contact_id: str, on: bool = True) -> dict[str, Any]:
         return await self.request("mute", contact_id=contact_id, on=on)
 
+    async def pause_recording(self, contact_id: str, on: bool = True) -> dict[str, Any]:
+        """Pause (`on`) or resume the call's recording: nothing of the paused span is kept (card numbers)."""
+        return await self.request("record_pause", contact_id=contact_id, on=on)
+
     async def dtmf(self, contact_id: str, digits: str) -> dict[str, Any]:
         return await self.request("dtmf", contact_id=contact_id, digits=digits)
 

@@ -159,6 +159,7 @@ _BODIES: dict[str, type[msgspec.Struct] | None] = {
     "reject": OfferAnswer,
     "hold": Toggle,
     "mute": Toggle,
+    "record_pause": Toggle,
     "dtmf": Digits,
     "transfer": Transfer,
     "hangup": ContactRef,
@@ -263,6 +264,8 @@ class Session(Socket):
             desk = ev.DeskHold(**common, on=body.on)
         elif kind == "mute":
             desk = ev.DeskMute(**common, on=body.on)
+        elif kind == "record_pause":
+            desk = ev.DeskRecordPause(**common, on=body.on)
         elif kind == "dtmf":
             desk = ev.DeskDigits(**common, digits=body.digits)
         elif kind == "transfer":
@@ -397,7 +400,20 @@ class Session(Socket):
 
 
 DESK_TYPES = frozenset(
-    ("login", "logout", "state", "accept", "reject", "hold", "mute", "dtmf", "transfer", "hangup", "wrap_up")
+    (
+        "login",
+        "logout",
+        "state",
+        "accept",
+        "reject",
+        "hold",
+        "mute",
+        "record_pause",
+        "dtmf",
+        "transfer",
+        "hangup",
+        "wrap_up",
+    )
 )
 
 

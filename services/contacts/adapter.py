@@ -66,6 +66,7 @@ EVENTS: tuple[type[Event], ...] = (
 DESK_COMMANDS: tuple[type[ev.DeskCommand], ...] = (
     ev.DeskHold,
     ev.DeskMute,
+    ev.DeskRecordPause,
     ev.DeskDigits,
     ev.DeskTransfer,
     ev.DeskHangup,

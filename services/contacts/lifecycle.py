@@ -78,6 +78,7 @@ class Contact(msgspec.Struct, kw_only=True):
     # Recording: decided at the offer (by the queue's share), started once when the agent's leg is bridged.
     record_call: bool = False
     recording_started: bool = False
+    recording_paused: bool = False
     note: str = ""
     note_from: str = ""
     transfer: dict[str, str] | None = None  # a blind transfer sent to routing, applied once it accepts
@@ -336,6 +337,15 @@ class Lifecycle:
                     self._send(kind(tenant_id=self.tenant_id, call_id=s.leg_id), "mute")
                     self._event("muted" if cmd.on else "unmuted", now)
                 return {"muted": s.muted}
+            case ev.DeskRecordPause():
+                if not s.recording_started:
+                    raise DeskRefused("state", "this call is not being recorded")
+                if cmd.on != s.recording_paused:
+                    s.recording_paused = cmd.on
+                    kind = ev.MediaRecordPause if cmd.on else ev.MediaRecordResume
+                    self._send(kind(tenant_id=self.tenant_id, call_id=caller), "record_pause")
+                    self._event("recording_paused" if cmd.on else "recording_resumed", now)
+                return {"recording": "paused" if s.recording_paused else "on"}
             case ev.DeskDigits():
                 if not cmd.digits or len(cmd.digits) > 32 or not set(cmd.digits.upper()) <= DIGITS:
                     raise DeskRefused("bad_message", "digits are 1-32 of 0-9, *, #, A-D")
@@ -567,12 +577,13 @@ class Lifecycle:
         r.connected_at = now
         r.queue_s = round(now - r.queued_at, 3) if r.queued_at is not None else None
         self._transition("connected", now, "bridged", agent_id=str(r.agent_id))
-        self._desk(str(r.agent_id), "contact_connected", now=now, leg_id=str(s.leg_id))
         if s.record_call and not s.recording_started:
             # One recording per call, from the first agent's bridge (a transfer's second bridge is not yet
             # recorded: media keeps one spool per call).
             s.recording_started = True
             self._send(ev.MediaRecordStart(tenant_id=self.tenant_id, call_id=self.contact_id), "record")
+        recording = "paused" if s.recording_paused else ("on" if s.recording_started else "off")
+        self._desk(str(r.agent_id), "contact_connected", now=now, leg_id=str(s.leg_id), recording=recording)
 
     def _signal(self, event: ev.WebRtcSignal, now: float) -> None:
         s = self.state

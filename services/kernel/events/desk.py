@@ -14,6 +14,7 @@ __all__ = [
     "DeskHold",
     "DeskMute",
     "DeskPush",
+    "DeskRecordPause",
     "DeskTransfer",
     "DeskWrapUp",
 ]
@@ -42,6 +43,13 @@ class DeskHold(DeskCommand, kw_only=True, frozen=True):
 
 class DeskMute(DeskCommand, kw_only=True, frozen=True):
     name = "mute"
+    on: bool
+
+
+class DeskRecordPause(DeskCommand, kw_only=True, frozen=True):
+    """Pause (`on`) or resume the call's recording: a card number is read out (docs/recording.md)."""
+
+    name = "record_pause"
     on: bool
 
 

@@ -480,3 +480,33 @@ def test_a_disposition_after_the_wrap_up_timer_is_kept_on_the_finished_record() 
     )
     with pytest.raises(DeskRefused):
         late_wrap_up(r, ev.DeskWrapUp(**{**msgspec.structs.asdict(late), "disposition": "other"}), 1052.0)
+
+
+def test_recorded_queue_starts_recording_at_the_bridge_and_the_desk_pauses_it() -> None:
+    m = to_queue()
+    recorded = msgspec.structs.replace(offer(), record_percent=100)
+    m.handle(recorded, 1001.0)
+    m.handle(connected_signal(), 1001.2)
+    out = ack_all(
+        m, m.handle(ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(AGENT)), 1001.5), 1001.6
+    )
+    assert kinds(out) == ["MediaRecordStart", "DeskPush:contact_connected"]
+    assert command(out, ev.MediaRecordStart).call_id == CALL  # the caller's call names the recording
+    push = next(o for o in out if isinstance(o, ev.DeskPush))
+    assert push.body["recording"] == "on"
+    desk = {"tenant_id": T, "agent_id": AGENT, "contact_id": CALL}
+    assert m.desk(ev.DeskRecordPause(**desk, on=True), 1002.0) == {"recording": "paused"}
+    assert command(m.take(), ev.MediaRecordPause).call_id == CALL
+    assert m.desk(ev.DeskRecordPause(**desk, on=True), 1002.1) == {"recording": "paused"}
+    assert m.take() == []  # already paused: nothing sent twice
+    assert m.desk(ev.DeskRecordPause(**desk, on=False), 1003.0) == {"recording": "on"}
+    assert kinds(m.take()) == ["MediaRecordResume"]
+    assert "recording_paused" in [e.event for e in m.state.record.timeline]
+
+
+def test_unrecorded_queue_sends_no_record_start_and_refuses_a_pause() -> None:
+    m = to_connected()  # the offer carries record_percent 0
+    desk = {"tenant_id": T, "agent_id": AGENT, "contact_id": CALL}
+    with pytest.raises(DeskRefused) as refused:
+        m.desk(ev.DeskRecordPause(**desk, on=True), 1002.0)
+    assert refused.value.code == "state"
