@@ -9,8 +9,9 @@
 //   </script>
 //
 // A call: a widget token for the public key (POST /v1/widget/token), the websocket /v1/ws, the microphone,
-// an RTCPeerConnection offered with `call`, the agent's audio in an <audio> element. Failures are shown in
-// the widget, never thrown at the page.
+// an RTCPeerConnection offered with `call`, the agent's audio in an <audio> element; a keypad (digits over a
+// data channel) once connected, for menus; the place in line and expected wait while waiting. Failures are
+// shown in the widget, never thrown at the page.
 (function (global) {
   "use strict";
 
@@ -33,6 +34,10 @@
 .sb-widget button:disabled { opacity: .7; cursor: default; }
 .sb-widget .sb-hangup { background: #b3261e; }
 .sb-widget .sb-message { margin: 0; font-size: .85em; color: #b3261e; }
+.sb-widget .sb-keys-toggle { background: #39424e; }
+.sb-widget .sb-keypad { display: grid; grid-template-columns: repeat(3, 3em); gap: .35em; }
+.sb-widget .sb-keypad button { background: #eef0f3; color: #16202f; border-radius: 10px; padding: .45em 0; font-size: 1.1em; }
+.sb-widget .sb-keypad button:active { background: #d5dae2; }
 .sb-widget [hidden] { display: none; }`;
 
   // An error meant for the person on the page: its message is shown as it is.
@@ -76,6 +81,9 @@
       this.pc = null;
       this.mic = null;
       this.legId = null;
+      this.channel = null; // the "dtmf" data channel: the keypad's digits, {"type": "dtmf", "digit": "5"}
+      this.pressed = ""; // digits sent this call (for tests and the curious)
+      this.position = null; // the last {position, expected_wait_s} while waiting
       this.waiting = new Map(); // ref -> {resolve, reject}
       this.nextRef = 1;
       this.attempts = 0;
@@ -97,12 +105,26 @@
       this.hangupButton.type = "button";
       this.hangupButton.hidden = true;
       this.hangupButton.onclick = () => this.hangup();
+      this.keysButton = element("button", "sb-keys-toggle", "Keypad");
+      this.keysButton.type = "button";
+      this.keysButton.hidden = true;
+      this.keysButton.setAttribute("aria-expanded", "false");
+      this.keysButton.onclick = () => this.toggleKeypad();
+      this.keypad = element("div", "sb-keypad");
+      this.keypad.hidden = true;
+      this.keypad.setAttribute("aria-label", "Keypad");
+      for (const digit of ["1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#"]) {
+        const key = element("button", "", digit);
+        key.type = "button";
+        key.onclick = () => this.press(digit);
+        this.keypad.append(key);
+      }
       this.message = element("p", "sb-message");
       this.message.setAttribute("role", "status");
       this.audio = element("audio");
       this.audio.autoplay = true;
-      row.append(this.button, this.hangupButton);
-      box.append(row, this.message, this.audio);
+      row.append(this.button, this.keysButton, this.hangupButton);
+      box.append(row, this.keypad, this.message, this.audio);
       this.root.replaceChildren(box);
     }
 
@@ -115,6 +137,8 @@
       this.button.disabled = busy;
       this.button.setAttribute("aria-busy", String(state === "calling"));
       this.hangupButton.hidden = !busy;
+      this.keysButton.hidden = state !== "connected";
+      if (state !== "connected") this.toggleKeypad(false);
       this.message.textContent = message || "";
     }
 
@@ -248,6 +272,7 @@
       } else if (msg.type === "answered") {
         this.show("connected", "", this.labels.talking);
       } else if (msg.type === "position" && this.pc) {
+        this.position = {position: msg.position, expected_wait_s: msg.expected_wait_s};
         const minutes = Math.max(1, Math.round((msg.expected_wait_s || 0) / 60));
         const wait = msg.expected_wait_s ? ` (about ${minutes} min)` : "";
         this.show("connected", "", `You are number ${msg.position} in line${wait}`);
@@ -265,6 +290,8 @@
       });
       this.pc = pc;
       for (const track of this.mic.getAudioTracks()) pc.addTrack(track, this.mic);
+      // The keypad's digits go over a data channel (media turns them into the call's digits, for menus).
+      this.channel = pc.createDataChannel("dtmf");
       pc.ontrack = (e) => {
         this.audio.srcObject = e.streams[0] || new MediaStream([e.track]);
         this.audio.play().catch(() => {}); // started by the click: autoplay is allowed
@@ -295,6 +322,20 @@
       for (const c of late.splice(0)) this.trickle(c);
     }
 
+    toggleKeypad(open) {
+      const show = open === undefined ? this.keypad.hidden : open;
+      this.keypad.hidden = !show;
+      this.keysButton.setAttribute("aria-expanded", String(show));
+    }
+
+    // A key of the keypad: one digit to the call (a menu, an extension).
+    press(digit) {
+      if (!this.channel || this.channel.readyState !== "open") return false;
+      this.channel.send(JSON.stringify({type: "dtmf", digit}));
+      this.pressed += digit;
+      return true;
+    }
+
     trickle(c) {
       this.send("ice", {
         leg_id: this.legId, candidate: c.candidate, sdp_mid: c.sdpMid, sdp_mline_index: c.sdpMLineIndex,
@@ -317,6 +358,7 @@
       if (this.mic) for (const t of this.mic.getTracks()) t.stop();
       this.mic = null;
       this.legId = null;
+      this.channel = null;
       this.audio.srcObject = null;
       if (ws) ws.close(); // after anything already sent (a `hangup`): close() queues behind it
       this.show(state, message);

@@ -471,6 +471,7 @@ class Watch:
                 ev.ContactQueued,
                 ev.ContactRequeued,
                 ev.CallBridged,
+                ev.CallDtmf,
             )
         }
 

@@ -1,7 +1,8 @@
 """An agent's shift in headless Chromium (services/web/agent) through the whole platform: an admin invites
 the agent, the agent opens the link, sets a password and lands on the desk; the session outlives three
 access-token lifetimes idle (the API here issues 6 s tokens) and again on a call; a phone call rings (title,
-countdown), is answered, audio is checked both ways, hold and the keypad work; the caller hangs up, the
+countdown), is answered, audio is checked both ways, hold and the keypad work, the socket drops and the
+desk reconnects while the audio goes on; the caller hangs up, the
 queue's wrap-up timer (2 s, and an open form does not extend it) runs out, and the disposition chosen
 afterwards is kept on the contact; a second tab says the desk is elsewhere; a forced sign-out sends the page
 back to the sign-in form. Screenshots go to .artifacts/agent-shift/ (look at them)."""
@@ -137,6 +138,21 @@ async def test_an_agents_shift_in_the_browser(first_call_stack: Any, tmp_path: P
                     "document.querySelector('#quality span').textContent !== '—'", timeout=5000
                 )
                 await _shot(page, "5-on-a-call")
+                # The socket drops mid-call: a banner, a reconnect with back-off, and the audio goes on.
+                await page.evaluate("agentDesktop.conn.ws.close()")
+                await page.wait_for_selector("#banner:not(.hidden)", timeout=2000)
+                assert "audio continues" in await page.inner_text("#banner")
+                await _shot(page, "5b-reconnecting")
+                await page.wait_for_function(
+                    "agentDesktop.conn !== null && document.getElementById('banner').classList.contains('hidden')",
+                    timeout=10000,
+                )
+                mark = caller.mark()
+                await asyncio.sleep(1.0)
+                loud = np.sqrt(
+                    np.mean(caller.pcm_since(mark).astype(np.float64).reshape(-1, 160) ** 2, axis=1)
+                )
+                assert loud.max() > 300, loud.max()
                 # Past another token lifetime on the call: still connected, commands still answered.
                 await asyncio.sleep(max(0.0, ACCESS_TTL_S + 1 - (time.monotonic() - connected_at)))
                 await page.click("#mute")
