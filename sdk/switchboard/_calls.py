@@ -35,6 +35,7 @@ __all__ = [
     "agent_signout",
     "agent_token",
     "contact_get",
+    "contacts_export",
     "contacts_page",
     "create",
     "delete",
@@ -187,6 +188,16 @@ def contacts_page(
     if cursor:
         params["cursor"] = cursor
     return Call[Page[ContactSummary]]("GET", "/v1/contacts", Page[ContactSummary], params=params or None)
+
+
+def contacts_export(start: datetime | str | None, end: datetime | str | None) -> Call[bytes]:
+    """The CSV export (streamed by the clients, not decoded)."""
+    params: dict[str, str] = {}
+    if start is not None:
+        params["from"] = _timestamp(start)
+    if end is not None:
+        params["to"] = _timestamp(end)
+    return Call[bytes]("GET", "/v1/exports/contacts.csv", None, params=params or None)
 
 
 def contact_get(contact_id: str) -> Call[Contact]:

@@ -550,6 +550,31 @@ class Contacts(_Resource):
                 raise ResponseError("the API returned the same cursor twice for /v1/contacts")
             cursor = page.next_cursor
 
+    def export_csv(
+        self,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        on_total: Callable[[int], None] | None = None,
+    ) -> Iterator[bytes]:
+        """The contact records that arrived in [start, end) as CSV, streamed in chunks (a header line
+        first). `on_total` is told how many records will come before the first chunk (for a progress bar)."""
+        call = _calls.contacts_export(start, end)
+        headers = headers_for(call, api_key=self._client.api_key, user_agent=USER_AGENT)
+        try:
+            with self._client._http.stream("GET", call.path, params=call.params, headers=headers) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    headers_in = lower_headers(response.headers)
+                    raise error_from_response(
+                        response.status_code, headers_in, response.content, now=time.time()
+                    )
+                if on_total is not None:
+                    on_total(int(response.headers.get("x-switchboard-rows", "0")))
+                yield from response.iter_bytes()
+        except httpx.TransportError as exc:
+            raise ConnectionError(self._client.base_url, str(exc) or type(exc).__name__) from exc
+
     def get(self, id: str) -> Contact:
         """One contact whole, with its timeline."""
         found: Contact = self._client._run(_calls.contact_get(id))

@@ -40,7 +40,7 @@ from .problems import Problem, exception_handlers, validation_problem
 from .queues import QueueController
 from .ratelimit import SlidingWindow
 from .recordings import RecordingAudioController, RecordingController
-from .reports import RealtimeController, ReportController, realtime_feed
+from .reports import ExportController, RealtimeController, ReportController, realtime_feed
 from .seats import SeatsController, UsageController
 from .signalling import signalling_socket
 from .signin import AdminSignoutController, AuthController, InviteController
@@ -179,6 +179,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RAT
             RealtimeController,
             ReportController,
             realtime_feed,
+            ExportController,
             WebhookController,
             WidgetKeyController,
             widget_token_preflight,  # before the POST: see its docstring

@@ -240,6 +240,7 @@ async def agent_report(
     seconds = _check(start, end, interval, zone)
     if not seconds:
         raise ReportError("agent reports take fixed intervals (15m, 30m, 60m)")
+    await conn.execute("SET LOCAL work_mem = '64MB'")  # the per-state aggregate stays in memory
     sql = _AGENT_SQL.format(first=_bucket_sql("since", interval))
     state_rows = await conn.fetch(sql, start, end, agent_ids, float(seconds), now)
     sql = _AGENT_CONTACTS_SQL.format(bucket=_bucket_sql("answered_at", interval))

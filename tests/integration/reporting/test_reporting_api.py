@@ -4,6 +4,8 @@ tenants that never see each other's figures or feed."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -20,6 +22,8 @@ from reporting_harness import T0, scenario
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
+from services.contacts.records import ContactRecord, save_contact
+from services.kernel import db
 from services.kernel import events as ev
 from services.kernel.bus import Bus
 from services.reporting.store import FactStore
@@ -160,3 +164,52 @@ async def test_cli_report_and_monitor(api_server: str, pool: asyncpg.Pool) -> No
     assert live.returncode == 0, live.stderr
     assert "Queues (today)" in live.stdout and queue_a not in live.stdout  # names, not ids
     a.close()
+
+
+async def test_contacts_export_streams_csv_for_the_tenant_only(
+    api_server: str, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    a, tenant_a, _ = new_tenant(api_server)
+    b, tenant_b, _ = new_tenant(api_server)
+    inside = datetime(2026, 9, 21, 10, 0, tzinfo=UTC).timestamp()
+    for tenant_id, at, caller in [
+        (tenant_a, inside, "+15550000001"),
+        (tenant_a, inside + 60, "+15550000002"),
+        (tenant_a, inside + 86400 * 3, "+15550000003"),  # outside the period
+        (tenant_b, inside + 30, "+15550000004"),  # another tenant
+    ]:
+        async with db.tenant_tx(pool, tenant_id) as conn:
+            await save_contact(
+                conn,
+                ContactRecord(
+                    id=uuid.uuid4(),
+                    tenant_id=tenant_id,
+                    state="ended",
+                    arrived_at=at,
+                    caller=caller,
+                    talk_s=42.0,
+                ),
+            )
+    period = ["--from", "2026-09-21T00:00Z", "--to", "2026-09-22T00:00Z"]
+    out = tmp_path / "contacts.csv"
+    done = run_cli(api_server, a.api_key or "", "contacts", "export", *period, "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "2 contact records written" in done.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [r["caller"] for r in rows] == ["+15550000001", "+15550000002"]
+    assert rows[0]["talk_s"] == "42.0" and rows[0]["arrived_at"].startswith("2026-09-21T10:00")
+    to_stdout = run_cli(api_server, b.api_key or "", "contacts", "export", *period)
+    assert [r["caller"] for r in csv.DictReader(io.StringIO(to_stdout.stdout))] == ["+15550000004"]
+    bad = run_cli(
+        api_server,
+        a.api_key or "",
+        "contacts",
+        "export",
+        "--from",
+        "2026-09-22T00:00Z",
+        "--to",
+        "2026-09-21T00:00Z",
+    )
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ") and bad.stdout == ""
+    a.close()
+    b.close()
