@@ -1,0 +1,347 @@
+# Benchmark of reporting (docs/reporting.md): embedded PostgreSQL and NATS, the ingest in this process, the
+# API as a subprocess for the feed.
+#
+#   python tests/bench/bench_reporting.py                 # full sizes
+#   python tests/bench/bench_reporting.py --quick         # small sizes
+#   python tests/bench/bench_reporting.py --contacts 2000000   # the month report at another size
+#
+# ingest_events_per_s       events published on SB_EVENTS first, then drained by the durable consumer into
+#                           PostgreSQL (multi-row unnest writes under RLS, one transaction per tenant batch)
+# day_report_10k_agents_ms  GET-equivalent agent report, one day in 30-minute intervals, 10,000 agents
+# month_report_*_ms         queue report, one month in days, over N generated contact rows
+# event_to_feed_p95_ms      queue.stats published -> message read from /v1/realtime/feed
+#
+# Prints a table and writes .bench/reporting.json as [{"metric","value","unit","goal","better"}].
+# Not a test: nothing here asserts a timing.
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from websockets.asyncio.client import connect as ws_connect
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from services.kernel import db  # noqa: E402
+from services.kernel import events as ev  # noqa: E402
+from services.kernel.bus import connect  # noqa: E402
+from services.kernel.ids import new_id  # noqa: E402
+from services.kernel.messages import Event  # noqa: E402
+from services.reporting import queries  # noqa: E402
+from services.reporting.ingest import Ingest  # noqa: E402
+from services.reporting.store import FactStore  # noqa: E402
+from services.runtime.embedded import APP_ROLE, DATABASE, EmbeddedNats, EmbeddedPostgres, Secrets, free_port  # noqa: E402
+
+DAY0 = datetime(2026, 10, 1, tzinfo=UTC)
+
+
+async def make_tenant(pool, queues: int = 1) -> tuple[uuid.UUID, list[str]]:  # type: ignore[no-untyped-def]
+    tenant_id = new_id()
+    ids = [new_id() for _ in range(queues)]
+    async with db.tenant_tx(pool, tenant_id) as conn:
+        await conn.execute(
+            "INSERT INTO tenants (id, name, admin_email) VALUES ($1, 'B', 'b@b.example')", tenant_id
+        )
+        for i, qid in enumerate(ids):
+            await conn.execute(
+                "INSERT INTO queues (id, tenant_id, name) VALUES ($1, $2, $3)", qid, tenant_id, f"q{i}"
+            )
+    return tenant_id, [str(q) for q in ids]
+
+
+def contact_stream(tenant_id: uuid.UUID, queue: str, n_contacts: int, start: float) -> list[Event]:
+    """Per contact: queued, assigned, ended, wrapped up, and the agent's two state changes (6 events)."""
+    out: list[Event] = []
+    for i in range(n_contacts):
+        at = start + i * 0.5
+        call, agent = uuid.uuid4(), f"agent{i % 500}"
+        common = {"tenant_id": tenant_id, "call_id": call, "queue_id": queue, "agent_id": agent}
+        out += [
+            ev.ContactQueued(tenant_id=tenant_id, ts=at, call_id=call, queue=queue),
+            ev.ContactAssigned(**common, ts=at + 8, offer_id="o"),
+            ev.AgentStateChanged(
+                tenant_id=tenant_id, ts=at + 8, agent_id=agent, old="available", new="on_contact"
+            ),
+            ev.ContactEnded(**common, ts=at + 90, talk_s=82.0),
+            ev.ContactWrappedUp(**common, ts=at + 110, handle_s=102.0),
+            ev.AgentStateChanged(
+                tenant_id=tenant_id, ts=at + 110, agent_id=agent, old="wrap_up", new="available"
+            ),
+        ]
+    return out
+
+
+async def bench_ingest(pool, nats_url: str, n_events: int) -> float:  # type: ignore[no-untyped-def]
+    tenants = [await make_tenant(pool) for _ in range(4)]
+    per = n_events // (6 * len(tenants))
+    events = [e for t, q in tenants for e in contact_stream(t, q[0], per, DAY0.timestamp())]
+    bus = await connect(nats_url, name="bench-publisher")
+    await bus.ensure_streams()
+    started = time.perf_counter()
+    for i in range(0, len(events), 500):
+        await asyncio.gather(*(bus.publish(e) for e in events[i : i + 500]))
+    print(f"  published {len(events)} events in {time.perf_counter() - started:.1f} s")
+    done = asyncio.Event()
+    ingest = Ingest(bus, FactStore(pool), consumer=f"bench_{uuid.uuid4().hex[:6]}")
+
+    def written(_: int) -> None:
+        if ingest.ingested >= len(events):
+            done.set()
+
+    ingest.on_written = written
+    started = time.perf_counter()
+    await ingest.start()
+    await asyncio.wait_for(done.wait(), 600)
+    elapsed = time.perf_counter() - started
+    await ingest.stop()
+    await bus.close()
+    rate = len(events) / elapsed
+    print(f"  ingested {len(events)} events in {elapsed:.2f} s: {rate:,.0f} events/s")
+    return rate
+
+
+async def bench_day_agents(pool, agents: int) -> float:  # type: ignore[no-untyped-def]
+    """10,000 agents, each 8 h on shift with 16 contacts (32 state changes) in the day."""
+    tenant_id, queues = await make_tenant(pool)
+    start = DAY0
+    async with db.tenant_tx(pool, tenant_id) as conn:
+        await conn.execute("SELECT rpt_ensure_month($1)", start.date())
+        await conn.execute(
+            """INSERT INTO agents (id, tenant_id, name, email)
+               SELECT gen_random_uuid(), $1, 'a' || g, 'a' || g || '@b.example' FROM generate_series(1, $2) g""",
+            tenant_id,
+            agents,
+        )
+        await conn.execute(
+            """INSERT INTO rpt_agent_states (tenant_id, agent_id, at, event_id, state)
+               SELECT $1, a.id::text, $2::timestamptz + make_interval(secs => 8 * 3600 + k * 900 + (hashtext(a.id::text) % 300)),
+                      gen_random_uuid(), CASE WHEN k % 2 = 0 THEN 'on_contact' ELSE 'available' END
+               FROM agents a, generate_series(0, 31) k""",
+            tenant_id,
+            start,
+        )
+        await conn.execute(
+            """INSERT INTO rpt_contacts (tenant_id, contact_id, month, queue_id, agent_id, queued_at, answered_at,
+                                         ended_at, wrapped_at, talk_s, handle_s)
+               SELECT $1, gen_random_uuid(), $3::date, $4, a.id::text,
+                      $2::timestamptz + make_interval(secs => 8 * 3600 + k * 1800), $2::timestamptz + make_interval(secs => 8 * 3600 + k * 1800 + 5),
+                      $2::timestamptz + make_interval(secs => 8 * 3600 + k * 1800 + 400), $2::timestamptz + make_interval(secs => 8 * 3600 + k * 1800 + 450),
+                      395, 445
+               FROM agents a, generate_series(0, 15) k""",
+            tenant_id,
+            start,
+            start.date(),
+            queues[0],
+        )
+    async with pool.acquire() as conn:
+        await conn.execute("ANALYZE rpt_agent_states; ANALYZE rpt_contacts; ANALYZE agents")
+    times = []
+    for _ in range(5):
+        async with db.tenant_tx(pool, tenant_id, readonly=True) as conn:
+            t = time.perf_counter()
+            report = await queries.agent_report(
+                conn, start, start + timedelta(days=1), "30m", now=start + timedelta(days=2)
+            )
+            times.append((time.perf_counter() - t) * 1000)
+    print(
+        f"  day report, {agents} agents: {len(report['rows'])} rows, median {statistics.median(times):.0f} ms"
+    )
+    return statistics.median(times)
+
+
+async def bench_month_contacts(pool, contacts: int) -> float:  # type: ignore[no-untyped-def]
+    tenant_id, queues = await make_tenant(pool, queues=20)
+    start = DAY0
+    t = time.perf_counter()
+    async with db.tenant_tx(pool, tenant_id) as conn:
+        await conn.execute("SELECT rpt_ensure_month($1)", start.date())
+        chunk = 200_000  # one statement each: asyncpg's command timeout is 30 s
+        for offset in range(0, contacts, chunk):
+            await conn.execute(
+                """INSERT INTO rpt_contacts (tenant_id, contact_id, month, queue_id, agent_id, queued_at, answered_at,
+                                             abandoned_at, abandon_wait_s, handle_s)
+                   SELECT $1, gen_random_uuid(), $3::date, ($4::text[])[1 + g % 20], 'agent' || (g % 5000),
+                          q, CASE WHEN g % 10 <> 0 THEN q + make_interval(secs => g % 40) END,
+                          CASE WHEN g % 10 = 0 THEN q + make_interval(secs => g % 60) END,
+                          CASE WHEN g % 10 = 0 THEN g % 60 END, CASE WHEN g % 10 <> 0 THEN 300 END
+                   FROM generate_series($5::bigint, $6::bigint) g,
+                        LATERAL (SELECT $2::timestamptz + make_interval(secs => (g * 2591999 / $7) % 2592000) AS q) x""",
+                tenant_id,
+                start,
+                start.date(),
+                queues,
+                offset,
+                min(offset + chunk, contacts) - 1,
+                contacts,
+            )
+    async with pool.acquire() as conn:
+        await conn.execute("ANALYZE rpt_contacts")
+    print(f"  generated {contacts:,} contacts in {time.perf_counter() - t:.0f} s")
+    times = []
+    for _ in range(3):
+        async with db.tenant_tx(pool, tenant_id, readonly=True) as conn:
+            t = time.perf_counter()
+            report = await queries.queue_report(conn, start, start + timedelta(days=30), "day", zone="UTC")
+            times.append((time.perf_counter() - t) * 1000)
+    total = sum(r["offered"] for r in report["rows"])
+    print(
+        f"  month report over {total:,} contacts: {len(report['rows'])} rows, median {statistics.median(times):.0f} ms"
+    )
+    return statistics.median(times)
+
+
+def start_api(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "services.api"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+
+
+async def bench_feed(pg_url: str, nats_url: str, secrets_: Secrets, data_dir: Path, samples: int) -> float:
+    port = free_port()
+    env = {
+        **os.environ,
+        "SB_DATABASE_URL": pg_url,
+        "SB_NATS_URL": nats_url,
+        "SB_TOKEN_SECRET": secrets_.token_secret,
+        "SB_BIND_HOST": "127.0.0.1",
+        "SB_HTTP_PORT": str(port),
+        "SB_DATA_DIR": str(data_dir),
+        "SB_LOG_LEVEL": "warning",
+    }
+    proc = start_api(env, data_dir / "api.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as http:
+            for _ in range(300):
+                try:
+                    await http.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            signup = (
+                await http.post("/v1/signup", json={"company": "Bench", "email": "b@bench.example"})
+            ).json()
+        key, tenant_id = signup["api_key"]["key"], uuid.UUID(signup["tenant"]["id"])
+        bus = await connect(nats_url, name="bench-feed")
+        latencies = []
+        async with ws_connect(
+            base.replace("http", "ws") + "/v1/realtime/feed",
+            additional_headers={"Authorization": f"Bearer {key}"},
+        ) as ws:
+            await ws.recv()  # the snapshot
+            for i in range(samples):
+                sent = time.time()
+                await bus.publish(
+                    ev.QueueStats(tenant_id=tenant_id, queue_id="q", waiting=i, longest_wait_s=0.0, ts=sent)
+                )
+                message = json.loads(await ws.recv())
+                latencies.append((time.time() - message["ts"]) * 1000)
+                await asyncio.sleep(0.01)
+        await bus.close()
+        latencies.sort()
+        p95 = latencies[int(len(latencies) * 0.95) - 1]
+        print(f"  event to feed over {samples}: p50 {statistics.median(latencies):.1f} ms, p95 {p95:.1f} ms")
+        return p95
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--events", type=int, default=None)
+    parser.add_argument("--agents", type=int, default=None)
+    parser.add_argument("--contacts", type=int, default=None)
+    args = parser.parse_args()
+    n_events = args.events or (12_000 if args.quick else 120_000)
+    agents = args.agents or (500 if args.quick else 10_000)
+    contacts = args.contacts or (100_000 if args.quick else 10_000_000)
+
+    data_dir = Path(tempfile.mkdtemp(prefix="sbbench-reporting-"))
+    secrets_ = Secrets.load_or_create(data_dir)
+    pg, nats_server = EmbeddedPostgres(data_dir, secrets_), EmbeddedNats(data_dir, secrets_)
+    try:
+        pg.start()
+        nats_server.start()
+
+        async def run() -> dict[str, float]:
+            await db.bootstrap(
+                pg.admin_url, database=DATABASE, app_role=APP_ROLE, app_password=secrets_.pg_app_password
+            )
+            await db.migrate(pg.owner_url, app_role=APP_ROLE)
+            pool = await db.create_pool(pg.app_url, max_size=4)
+            out: dict[str, float] = {}
+            print("ingest")
+            out["ingest"] = await bench_ingest(pool, nats_server.url, n_events)
+            print("feed")
+            out["feed"] = await bench_feed(pg.app_url, nats_server.url, secrets_, data_dir, 200)
+            print("day report")
+            out["day"] = await bench_day_agents(pool, agents)
+            print("month report")
+            out["month"] = await bench_month_contacts(pool, contacts)
+            await pool.close()
+            return out
+
+        r = asyncio.run(run())
+    finally:
+        nats_server.stop()
+        pg.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+    month_metric = (
+        "month_report_10m_contacts_ms" if contacts == 10_000_000 else f"month_report_{contacts}_contacts_ms"
+    )
+    figures = [
+        {
+            "metric": "ingest_events_per_s",
+            "value": round(r["ingest"]),
+            "unit": "1/s",
+            "goal": 20_000,
+            "better": "higher",
+        },
+        {
+            "metric": "day_report_10k_agents_ms" if agents == 10_000 else f"day_report_{agents}_agents_ms",
+            "value": round(r["day"], 1),
+            "unit": "ms",
+            "goal": 200,
+            "better": "lower",
+        },
+        {
+            "metric": month_metric,
+            "value": round(r["month"], 1),
+            "unit": "ms",
+            "goal": 1000,
+            "better": "lower",
+        },
+        {
+            "metric": "event_to_feed_p95_ms",
+            "value": round(r["feed"], 1),
+            "unit": "ms",
+            "goal": 1000,
+            "better": "lower",
+        },
+    ]
+    for f in figures:
+        print(f"{f['metric']:34} {f['value']:>12} {f['unit']:5} goal {f['goal']}")
+    out = ROOT / ".bench" / "reporting.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"written to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
