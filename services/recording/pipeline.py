@@ -54,6 +54,7 @@ CONSUMER = "recording"
 # again (idempotent).
 ACK_WAIT_S = 60.0
 LOST_CAUSE = "media_worker_lost"
+FINALISE_CONCURRENCY = 8
 
 
 def _derived(recording_id: uuid.UUID, what: str) -> uuid.UUID:
@@ -126,31 +127,50 @@ class RecordingPipeline:
         self._subs = []
 
     async def _pump(self, sub: Any, handle: Callable[[Msg], Any]) -> None:
-        # One message at a time: nats-py's batched fetch waits out its timeout for the rest of a batch.
-        while not self._stopping:
-            try:
-                msgs = await sub.fetch(1, timeout=1.0)
-            except (TimeoutError, NotFoundError):
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                self.log.warning("recording_fetch_failed", error=f"{type(exc).__name__}: {exc}")
-                await asyncio.sleep(0.5)
-                continue
-            for msg in msgs:
+        # One message per pull (nats-py's batched fetch waits out its timeout for the rest of a batch), but
+        # up to FINALISE_CONCURRENCY recordings finalised at once: each waits on the store, PostgreSQL and
+        # JetStream, and one at a time a burst of hang-ups queued for seconds.
+        slots = asyncio.Semaphore(FINALISE_CONCURRENCY)
+        running: set[asyncio.Task[None]] = set()
+        try:
+            while not self._stopping:
+                await slots.acquire()
                 try:
-                    await handle(msg)
-                except Exception as exc:
-                    # Not acknowledged: it comes back after ACK_WAIT_S (a store or database outage heals).
-                    self.log.error(
-                        "recording_step_failed", subject=msg.subject, error=f"{type(exc).__name__}: {exc}"
-                    )
+                    msgs = await sub.fetch(1, timeout=1.0)
+                except (TimeoutError, NotFoundError):
+                    slots.release()
                     continue
-                try:
-                    await msg.ack()
-                except Exception:
-                    pass
+                except asyncio.CancelledError:
+                    slots.release()
+                    raise
+                except Exception as exc:
+                    slots.release()
+                    self.log.warning("recording_fetch_failed", error=f"{type(exc).__name__}: {exc}")
+                    await asyncio.sleep(0.5)
+                    continue
+                if not msgs:
+                    slots.release()
+                    continue
+                task = asyncio.create_task(self._one(msgs[0], handle, slots))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        finally:
+            if running:  # a stop lets the steps under way finish (bounded: acks are only an optimisation)
+                await asyncio.wait(running, timeout=5.0)
+
+    async def _one(self, msg: Msg, handle: Callable[[Msg], Any], slots: asyncio.Semaphore) -> None:
+        try:
+            await handle(msg)
+        except Exception as exc:
+            # Not acknowledged: it comes back after ACK_WAIT_S (a store or database outage heals).
+            self.log.error("recording_step_failed", subject=msg.subject, error=f"{type(exc).__name__}: {exc}")
+            return
+        finally:
+            slots.release()
+        try:
+            await msg.ack()
+        except Exception:
+            pass
 
     # -- the end of a call's chunks ----------------------------------------------------------------
 
