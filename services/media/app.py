@@ -36,7 +36,7 @@ from services.media.prompts import PromptError, PromptStore
 from services.media.rtp.g711 import G711
 from services.media.rtp_session import RtpSession
 from services.media.spool import SpoolWriter
-from services.media.spool.ship import ChunkShipper
+from services.media.spool.ship import ChunkShipper, reship_leftovers
 from services.media.store import Store
 from services.media.transfer import transfer
 from services.media.voicemail import Recording, beep, resolve_under
@@ -156,6 +156,7 @@ class MediaService:
         self.bus = bus
         # Recorded calls' chunks on their way to the recording service (spool/ship.py).
         self.shipper = ChunkShipper(bus.js)
+        self._reship: asyncio.Task[int] | None = None
         self.webrtc = webrtc or WebRtcCalls(
             webrtc_config(),
             emit=edge.emit,
@@ -176,6 +177,9 @@ class MediaService:
 
     async def start(self) -> None:
         await ensure_chunk_stream(self.bus.js)
+        if self.spool_dir is not None:
+            # Spools a crashed worker left: what JetStream lacks goes out, closed as partial (ship.py).
+            self._reship = asyncio.create_task(reship_leftovers(self.bus.js, self.spool_dir))
         # Several media processes may run: `originate` goes to one of them (queue group); every other
         # command reaches all of them and only the process that holds the call answers.
         handlers = {kind: self.handle for kind in (*COMMANDS.values(), *WEBRTC_COMMANDS.values())}
@@ -204,6 +208,8 @@ class MediaService:
     async def stop(self) -> None:
         for bridge in list(self.bridges.values()):
             self._separate(bridge, "shutdown")
+        if self._reship is not None:
+            self._reship.cancel()
         await self.shipper.stop(SHIP_AT_STOP_S)
         await self.webrtc.stop()
         # Bounded (serving.py): when NATS died with the runtime (kill -9), an unsubscribe or flush can
@@ -522,7 +528,7 @@ class MediaService:
             try:
                 self.spool_dir.mkdir(parents=True, exist_ok=True)
                 bridge.recorder = SpoolWriter(
-                    self.spool_dir, str(caller_id), bridge.law, started_at=time.time()
+                    self.spool_dir, str(caller_id), bridge.law, started_at=time.time(), tenant_id=str(tenant)
                 )
                 self.shipper.attach(bridge.recorder, tenant, caller_id)
             except FileExistsError:

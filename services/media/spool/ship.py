@@ -10,10 +10,13 @@ closes the recording as partial when it sees the worker lost (services/recording
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import json
 import shutil
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgspec
 from nats.js import JetStreamContext
@@ -21,11 +24,11 @@ from nats.js import JetStreamContext
 from services.kernel.events import RecordingChunksEnd
 from services.kernel.log import get_logger
 from services.kernel.subjects import REC_STREAM, rec_subject
-from services.recording.chunks import LAW_HEADER, chunk_msg_id, end_msg_id
+from services.recording.chunks import LAW_HEADER, chunk_msg_id, end_msg_id, read_chunks
 
-from .spool import SpoolWriter
+from .spool import MANIFEST, RECORDS, SpoolWriter
 
-__all__ = ["ChunkShipper"]
+__all__ = ["ChunkShipper", "reship_leftovers"]
 
 log = get_logger()
 RETRY_MIN_S = 0.2
@@ -93,28 +96,13 @@ class ChunkShipper:
                 shipment.queue.task_done()
                 break
             subject, data, msg_id, law = item
-            await self._publish(subject, data, {"Nats-Msg-Id": msg_id, LAW_HEADER: law})
+            await _publish(self.js, subject, data, {"Nats-Msg-Id": msg_id, LAW_HEADER: law})
             ended = subject.endswith(".end")
             shipment.queue.task_done()
         self._shipments.pop(shipment.call_id, None)
         if ended:
             # JetStream holds the whole recording now; the local copy has done its job.
             shutil.rmtree(shipment.writer.directory, ignore_errors=True)
-
-    async def _publish(self, subject: str, data: bytes, headers: dict[str, str]) -> None:
-        wait = RETRY_MIN_S
-        while True:
-            try:
-                await self.js.publish(subject, data, stream=REC_STREAM, headers=headers, timeout=5.0)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # NATS away or the stream full: the spool keeps the audio meanwhile
-                log.warning(
-                    "recording_chunk_publish_failed", subject=subject, error=f"{type(exc).__name__}: {exc}"
-                )
-                await asyncio.sleep(wait)
-                wait = min(wait * 2, RETRY_MAX_S)
 
     async def sent(self, call_id: uuid.UUID) -> None:
         """Until every chunk queued so far for `call_id` is stored by JetStream."""
@@ -135,3 +123,98 @@ class ChunkShipper:
     @property
     def in_flight(self) -> int:
         return len(self._shipments)
+
+
+async def _publish(js: JetStreamContext, subject: str, data: bytes, headers: dict[str, str]) -> None:
+    wait = RETRY_MIN_S
+    while True:
+        try:
+            await js.publish(subject, data, stream=REC_STREAM, headers=headers, timeout=5.0)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # NATS away or the stream full: the spool keeps the audio meanwhile
+            log.warning(
+                "recording_chunk_publish_failed", subject=subject, error=f"{type(exc).__name__}: {exc}"
+            )
+            await asyncio.sleep(wait)
+            wait = min(wait * 2, RETRY_MAX_S)
+
+
+@dataclass(frozen=True)
+class _Leftover:
+    directory: Path
+    tenant_id: uuid.UUID
+    call_id: uuid.UUID
+    law: str
+    started_at: float
+    data: bytes
+
+
+def _leftovers(spool_dir: Path) -> list[_Leftover]:
+    """Spools no writer holds (their lock is free: the process that wrote them is gone)."""
+    found: list[_Leftover] = []
+    for directory in sorted(p for p in Path(spool_dir).glob("*") if p.is_dir()):
+        try:
+            manifest = json.loads((directory / MANIFEST).read_text())
+            tenant_id, call_id = uuid.UUID(manifest["tenant_id"]), uuid.UUID(manifest["call_id"])
+            with open(directory / RECORDS, "rb") as f:
+                try:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a live call of this worker or of another one sharing the data dir
+                data = f.read()
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning(
+                "spool_leftover_unreadable", spool=str(directory), error=f"{type(exc).__name__}: {exc}"
+            )
+            continue
+        found.append(
+            _Leftover(
+                directory,
+                tenant_id,
+                call_id,
+                str(manifest["law"]),
+                float(manifest.get("started_at") or 0),
+                data,
+            )
+        )
+    return found
+
+
+async def reship_leftovers(js: JetStreamContext, spool_dir: Path) -> int:
+    """Ship the spools a dead worker left. JetStream already has chunks 0..k-1, which are the file's first
+    bytes in order (each chunk is exactly one synced append); the rest of the file goes out as chunk k, then
+    an end marker, partial (the call was cut). Each spool is removed once both are stored."""
+    shipped = 0
+    for left in await asyncio.to_thread(_leftovers, spool_dir):
+        chunks = (await read_chunks(js, left.tenant_id, left.call_id)).by_number
+        count = sent = 0
+        while count in chunks and left.data[sent : sent + len(chunks[count])] == chunks[count]:
+            sent += len(chunks[count])
+            count += 1
+        headers = {LAW_HEADER: left.law}
+        if sent < len(left.data):
+            subject = rec_subject(left.tenant_id, left.call_id, "chunk")
+            await _publish(
+                js, subject, left.data[sent:], {**headers, "Nats-Msg-Id": chunk_msg_id(left.call_id, count)}
+            )
+            count += 1
+        end = RecordingChunksEnd(
+            tenant_id=left.tenant_id,
+            call_id=left.call_id,
+            law=left.law,  # type: ignore[arg-type]
+            chunks=count,
+            started_at=left.started_at,
+            ended_at=time.time(),
+            partial=True,
+            reason="reshipped",
+        )
+        subject = rec_subject(left.tenant_id, left.call_id, "end")
+        await _publish(
+            js, subject, msgspec.json.encode(end), {**headers, "Nats-Msg-Id": end_msg_id(left.call_id)}
+        )
+        await asyncio.to_thread(shutil.rmtree, left.directory, True)
+        shipped += 1
+        log.info("spool_reshipped", call_id=str(left.call_id), chunks=count)
+    return shipped

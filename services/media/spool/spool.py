@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import enum
+import fcntl
 import json
 import logging
 import os
@@ -124,7 +125,14 @@ class SpoolWriter:
     None when it sent nothing: silence); `now` is a monotonic time used only to decide when to flush."""
 
     def __init__(
-        self, spool_dir: Path, call_id: str, law: G711, *, flush_seconds: float = 1.0, started_at: float = 0.0
+        self,
+        spool_dir: Path,
+        call_id: str,
+        law: G711,
+        *,
+        flush_seconds: float = 1.0,
+        started_at: float = 0.0,
+        tenant_id: str = "",
     ) -> None:
         self.directory = Path(spool_dir) / call_id
         self.directory.mkdir(parents=True, exist_ok=False)  # a call id is spooled once
@@ -146,6 +154,8 @@ class SpoolWriter:
             "rate": RATE,
             "channels": list(CHANNELS),
             "started_at": started_at,
+            # Whose call: a media worker restarted after a crash ships what its spool kept (ship.py).
+            "tenant_id": tenant_id,
         }
         tmp = self.directory / (MANIFEST + ".tmp")
         with open(tmp, "w") as f:
@@ -154,6 +164,9 @@ class SpoolWriter:
             os.fsync(f.fileno())
         os.replace(tmp, self.directory / MANIFEST)
         self._file = open(self.directory / RECORDS, "ab")
+        # Held while the spool is written: a restarted worker (or a neighbour sharing the data dir) can tell a
+        # live spool from one its writer left behind (the kernel drops the lock when the process dies).
+        fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         _fsync_dir(self.directory)
         self._unsynced: list[bytes] = []  # records appended since the last sync, handed to the disk thread
         # Each synced batch of records is also a chunk for the recording service (numbered from 0, in

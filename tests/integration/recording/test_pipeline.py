@@ -14,6 +14,7 @@ import pytest
 
 from services.kernel import events as ev
 from services.kernel.db import tenant_tx
+from services.kernel.ids import new_id
 from services.kernel.subjects import REC_STREAM, rec_subject
 from services.media.rtp.g711 import G711
 from services.recording.chunks import read_chunks
@@ -135,3 +136,45 @@ async def test_end_marker_under_another_tenant_subject_is_refused(stack: Stack) 
     await stack.wait_status(a, rid, "recording")  # not finalised from B's subject
     assert len((await read_chunks(stack.bus.js, a, rid)).by_number) >= 1
     _: Any = uuid
+
+
+async def test_restarted_worker_ships_what_its_dead_predecessor_spooled_and_skips_live_spools(
+    stack: Stack,
+) -> None:
+    from services.media.spool import SpoolWriter, wait_written
+    from services.media.spool.ship import ChunkShipper, reship_leftovers
+
+    from .conftest import tone
+
+    await stack.start_pipeline()
+    tenant = await stack.tenant()
+    dead, live = new_id(), new_id()
+    shipper = ChunkShipper(stack.bus.js)
+    writers = {}
+    for call in (dead, live):
+        w = SpoolWriter(stack.spool_dir, str(call), G711.PCMU, flush_seconds=0.5, tenant_id=str(tenant))
+        shipper.attach(w, tenant, call)
+        writers[call] = w
+        await stack.bus.publish(
+            ev.CallRecording(tenant_id=tenant, call_id=call, state="started", spool=str(call))
+        )
+    w = writers[dead]
+    for i in range(150):  # 3 s; only the first 2 s reach JetStream before the worker "dies"
+        if i == 100:
+            await asyncio.wait_for(shipper.sent(dead), 10)
+            w.on_chunk = None
+        w.write(
+            G711.PCMU.encode(tone(CALLER_HZ, 160, w.position)),
+            G711.PCMU.encode(tone(AGENT_HZ, 160, w.position)),
+            i * 0.02,
+        )
+    w.flush(3.0)
+    assert wait_written()
+    w._file.close()  # the process is gone: its lock with it, no end marker
+    await shipper.stop(0.1)
+
+    assert await reship_leftovers(stack.bus.js, stack.spool_dir) == 1  # the live spool is left alone
+    row = await stack.wait_status(tenant, dead, "available")
+    assert row["partial"] and row["duration_s"] == pytest.approx(3.0)  # every spooled second, shipped or not
+    assert (stack.spool_dir / str(live)).exists() and not (stack.spool_dir / str(dead)).exists()
+    writers[live].close()
