@@ -47,6 +47,7 @@ ROUTING_TIMEOUT_S = 3.0
 
 EVENTS: tuple[type[Event], ...] = (
     ev.CallArrived,
+    ev.CallRefused,
     ev.CallAnswered,
     ev.CallEnded,
     ev.IvrNodeEntered,
@@ -160,6 +161,9 @@ class ContactsAdapter:
         if isinstance(event, ev.CallArrived):
             await self._arrived(event)
             return
+        if isinstance(event, ev.CallRefused):
+            await self._refused(event)
+            return
         contact_id = event.call_id
         if contact_id not in self.contacts:
             contact_id = self.legs.get(contact_id, contact_id)
@@ -181,6 +185,14 @@ class ContactsAdapter:
         self.contacts[event.call_id] = running
         async with running.lock:
             await self._apply(running, machine.take())
+
+    async def _refused(self, event: ev.CallRefused) -> None:
+        if event.call_id in self.contacts:
+            return
+        running = _Running(machine=Lifecycle.refused(event, self.clock()))
+        self.contacts[event.call_id] = running
+        async with running.lock:
+            await self._apply(running, running.machine.take())
 
     async def _offer_info(self, machine: Lifecycle, offer: ev.ContactOffered) -> OfferInfo:
         """What the offer's context needs from PostgreSQL: the queue's name, the agent's endpoint, and the

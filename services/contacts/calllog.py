@@ -19,7 +19,9 @@ def call_line(change: ev.ContactStateChanged, record: ContactRecord) -> tuple[st
     fields: dict[str, Any] = {"contact_id": str(change.call_id), "tenant_id": str(change.tenant_id)}
     new = change.new
     if new == "arrived":
-        if record.flow_id is not None:
+        if record.outcome == "refused":
+            route = f"refused ({record.cause})"
+        elif record.flow_id is not None:
             route = f"flow {record.flow_id}"
         elif record.queue_id is not None:
             route = f"queue {record.queue_name or record.queue_id}"

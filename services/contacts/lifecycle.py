@@ -40,6 +40,7 @@ AGENT_LOST_MESSAGE = (
     "We're sorry, your agent was disconnected. Please hold, and the next agent will be with you."
 )
 APOLOGY = "We're sorry, we cannot take your call right now. Please try again later."
+REFUSED = "refused"  # outcome of a call media turned away (the cause says why)
 UNROUTED = "unrouted"  # outcome of a call to a number with no flow and no queue
 SEEN_MAX = 64  # event ids remembered per contact (redeliveries arrive within a few seconds)
 TERMINAL = ("ended", "abandoned", "failed")
@@ -169,6 +170,26 @@ class Lifecycle:
             machine.state.owns_media = True
             machine.state.deadline = now + ANSWER_TIMEOUT_S
             machine._send(ev.MediaAnswer(tenant_id=event.tenant_id, call_id=event.call_id), "answer")
+        return machine
+
+    @classmethod
+    def refused(cls, event: ev.CallRefused, now: float) -> Lifecycle:
+        """A call media turned away (tenant call limit, capacity...): its record, finished at once."""
+        caller, caller_name = caller_of(event.from_uri)
+        record = ContactRecord(
+            id=event.call_id,
+            tenant_id=event.tenant_id,
+            caller=caller,
+            caller_name=event.from_name or caller_name,
+            dialled=event.to_e164,
+            number_id=event.number_id,
+            state="arrived",
+            arrived_at=now,
+        )
+        machine = cls(Contact(record=record, seen=[str(event.id)]))
+        machine._transition("arrived", now, "call_arrived")
+        machine._event("refused", now, status=str(event.status))
+        machine._finish("failed", now, REFUSED, cause=event.cause)
         return machine
 
     # -- reading ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-from services.kernel.events import CallArrived
+from services.kernel.events import CallArrived, CallRefused
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
 from services.kernel.slots import Slots, tenant_slot
@@ -25,7 +25,7 @@ from services.media.prompts import PromptError, PromptStore
 from services.media.ratelimit import SourceLimiter
 from services.media.rtp.g711 import G711
 from services.media.rtp_session import MediaClock, PortPool, RtpSession
-from services.media.store import Store
+from services.media.store import NumberRoute, Store
 from services.media.transport import Peer, SipTransport
 from services.media.trunk_auth import check_trunk_auth
 
@@ -439,6 +439,7 @@ class SipEdge:
                 headers=[("Retry-After", "5")],
                 reason="Service Unavailable (capacity)",
             )
+            self._refused(route, invite, number, 503, "capacity")
             return
         offer: sip.SessionDescription | None = None
         if invite.body:
@@ -446,10 +447,12 @@ class SipEdge:
                 offer = sip.parse_sdp(invite.body)
             except sip.SipParseError as err:
                 self._respond(key, invite, 400, peer, reason=f"Bad Request (SDP: {err.reason[:80]})")
+                self._refused(route, invite, number, 400, "bad_sdp")
                 return
         port = self.ports.acquire()  # the number now (for the SDP); the sockets after the 180
         if port is None:
             self._respond(key, invite, 503, peer, reason="Service Unavailable (no media port)")
+            self._refused(route, invite, number, 503, "no_media_port")
             return
         call = Call(call_id=uuid.uuid4(), tenant_id=route.tenant_id, created_at=time.time())
         leg = Leg(call=call, peer=peer, invite=invite, invite_key=key, route=route, reliable=peer[0] == "tcp")
@@ -463,6 +466,7 @@ class SipEdge:
                 peer,
                 headers=[("Warning", f'{answer.warning_code} switchboard "{answer.reason}"')],
             )
+            self._refused(route, invite, number, answer.status, "no_common_codec")
             return
         # 180 goes out before the RTP sockets are opened (the slowest step left once the route is cached).
         ringing = sip.make_response(
@@ -475,6 +479,7 @@ class SipEdge:
         except sip.DialogError as err:
             self.ports.release(port)
             self._respond(key, invite, 400, peer, reason=f"Bad Request ({err})")
+            self._refused(route, invite, number, 400, "bad_request")
             return
         # The tenant's limit counts its calls on every worker (and its web and outbound calls).
         slot = tenant_slot(route.tenant_id)
@@ -482,6 +487,7 @@ class SipEdge:
             self.ports.release(port)
             if self._still_pending(key):
                 self._respond(key, invite, 486, peer, reason="Busy Here (tenant call limit)")
+                self._refused(route, invite, number, 486, "tenant_call_limit")
             return
         if not self._still_pending(key):
             self.slots.release(slot)
@@ -548,6 +554,27 @@ class SipEdge:
             self._spawn(self._watch_hangup(leg))
         else:
             self._spawn(self._no_answer_guard(leg))
+
+    def _refused(
+        self, route: NumberRoute, invite: sip.SipRequest, number: str, status: int, cause: str
+    ) -> None:
+        """A call admitted by the trunk checks and then turned away still gets its contact record."""
+        call_id = uuid.uuid4()
+        log.info("call_refused", contact_id=str(call_id), number=number, status=status, cause=cause)
+        self.emit(
+            [
+                CallRefused(
+                    tenant_id=route.tenant_id,
+                    call_id=call_id,
+                    from_uri=_safe(lambda: invite.from_.uri),
+                    from_name=_safe(lambda: (invite.from_.display_name or "")[:100]),
+                    to_e164=number,
+                    number_id=route.number_id,
+                    status=status,
+                    cause=cause,
+                )
+            ]
+        )
 
     async def _watch_hangup(self, leg: Leg) -> None:
         while leg.call.state is not CallState.ENDED:

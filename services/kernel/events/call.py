@@ -23,6 +23,7 @@ __all__ = [
     "CallQuality",
     "CallRecordFinished",
     "CallRecording",
+    "CallRefused",
     "CallTransfer",
     "CallUnbridged",
     "DtmfSource",
@@ -49,6 +50,21 @@ class CallArrived(Event, kw_only=True, frozen=True):
     flow_id: uuid.UUID | None = None
     queue_id: uuid.UUID | None = None
     codec: str = ""
+
+
+class CallRefused(Event, kw_only=True, frozen=True):
+    """A call to a tenant's number that media turned away after admitting its source (trunk checks passed):
+    tenant call limit, capacity, no media port, an offer it cannot answer. Nothing more follows."""
+
+    domain = "call"
+    name = "refused"
+    call_id: uuid.UUID
+    from_uri: str = ""
+    from_name: str = ""
+    to_e164: str = ""
+    number_id: uuid.UUID | None = None
+    status: int  # the SIP final response sent
+    cause: str  # tenant_call_limit, capacity, no_media_port, bad_sdp, no_common_codec, bad_request
 
 
 class CallAnswered(Event, kw_only=True, frozen=True):

@@ -10,6 +10,7 @@ import uuid
 import wave
 from pathlib import Path
 
+import asyncpg
 import numpy as np
 import pytest
 from switchboard import AgentSession
@@ -436,3 +437,30 @@ async def test_a_number_routed_nowhere_plays_the_message_hangs_up_and_is_recorde
     finally:
         caller.close()
         await watch.close()
+
+
+async def test_a_call_refused_by_the_tenants_call_limit_is_recorded(first_call_stack: Stack, infra) -> None:  # type: ignore[no-untyped-def]
+    stack = first_call_stack
+    t = make_tenant(stack.api)
+    conn = await asyncpg.connect(infra.owner_url)
+    try:
+        await conn.execute("UPDATE tenants SET max_concurrent_calls = 0 WHERE id = $1", t.id)
+    finally:
+        await conn.close()
+    caller = PhoneCaller(stack.sip_port, t.number)
+    try:
+        with pytest.raises(AssertionError, match="486"):
+            await caller.dial()
+    finally:
+        caller.close()
+    deadline = asyncio.get_running_loop().time() + 10
+    while True:
+        with t.client() as client:
+            items = client.get("/v1/contacts").json()["items"]
+        if items and items[0]["state"] == "failed":
+            break
+        assert asyncio.get_running_loop().time() < deadline, items
+        await asyncio.sleep(0.1)
+    done = await wait_contact(t, items[0]["id"], "failed")
+    assert (done["outcome"], done["cause"], done["dialled"]) == ("refused", "tenant_call_limit", t.number)
+    assert [e["event"] for e in done["timeline"]] == ["arrived", "refused", "failed"]

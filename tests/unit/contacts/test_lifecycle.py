@@ -510,3 +510,21 @@ def test_unrecorded_queue_sends_no_record_start_and_refuses_a_pause() -> None:
     with pytest.raises(DeskRefused) as refused:
         m.desk(ev.DeskRecordPause(**desk, on=True), 1002.0)
     assert refused.value.code == "state"
+
+
+def test_a_call_media_refused_is_recorded_failed_with_its_cause() -> None:
+    event = ev.CallRefused(
+        tenant_id=T, call_id=CALL, from_uri="<sip:+15550100@127.0.0.1>", to_e164="+15550123",
+        status=486, cause="tenant_call_limit",
+    )  # fmt: skip
+    m = Lifecycle.refused(event, 1000.0)
+    out = m.take()
+    assert transitions(out) == ["arrived", "failed"] and kinds(out) == [] and m.finished
+    r = m.state.record
+    assert (r.outcome, r.cause, r.caller, r.dialled) == (
+        "refused",
+        "tenant_call_limit",
+        "+15550100",
+        "+15550123",
+    )
+    assert [e.event for e in r.timeline] == ["arrived", "refused", "failed"]
