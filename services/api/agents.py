@@ -18,7 +18,7 @@ from .auth import Principal, admin_only
 from .crud import IdParam, fetch_one, fetch_page, path_id, set_clause
 from .mutations import Outcome, audit, mutate
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
-from .problems import READ_ERRORS, WRITE_ERRORS, conflict, not_found, validation
+from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, conflict, not_found, validation
 from .sites import default_site, require_site
 from .validation import check_email, check_endpoint, check_languages, check_name, check_skills
 
@@ -231,7 +231,7 @@ class AgentController(Controller):
 
     @delete(
         "/{agent_id:str}",
-        responses=WRITE_ERRORS,
+        responses=DELETE_RESPONSES,
         status_code=204,
         guards=[admin_only],
         summary="Delete an agent",

@@ -3,9 +3,11 @@ the asyncpg pool and the NATS connection (both made in the serving event loop, n
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
+from litestar.params import ParameterKwarg
 from litestar.static_files import create_static_files_router
 
 from services.kernel.bus import connect
@@ -36,7 +39,7 @@ from .keys import KeyController
 from .metrics import metrics_middleware
 from .numbers import NumberController
 from .presence import beating
-from .problems import Problem, exception_handlers, validation_problem
+from .problems import Problem, exception_handlers, validation, validation_problem
 from .queues import QueueController
 from .ratelimit import SlidingWindow
 from .recordings import RecordingAudioController, RecordingController
@@ -72,6 +75,41 @@ FAVICON = (WEB_DIR / "agent" / "favicon.svg").read_bytes()
 async def favicon() -> Response[bytes]:
     # Browsers take an SVG icon from /favicon.ico when the content type says so.
     return Response(FAVICON, media_type="image/svg+xml")
+
+
+_INTEGER = re.compile(r"^[+-]?[0-9]+$")
+_NUMBER = re.compile(r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")
+
+
+def _check_query(request: Request[Any, Any, Any]) -> None:
+    """Query parameters as strictly as the document says: an integer is digits (not "1e2" or "7.0"), a
+    date-time is ISO 8601 (not "0.5", which the lenient conversion reads as seconds since 1970)."""
+    for name, field in request.route_handler.parsed_fn_signature.parameters.items():
+        kwarg = field.kwarg_definition
+        if not isinstance(kwarg, ParameterKwarg) or kwarg.header or kwarg.cookie:
+            continue
+        key = kwarg.query or name
+        kinds = {t.annotation for t in field.inner_types} if field.is_optional else {field.annotation}
+        for raw in request.query_params.getall(key, []):
+            if int in kinds and not _INTEGER.match(raw):
+                raise validation(key, f"must be an integer, not {raw[:40]!r}")
+            if datetime in kinds and (_NUMBER.match(raw) or not _iso_datetime(raw)):
+                raise validation(
+                    key, f"must be an ISO 8601 date-time such as 2026-01-31T09:00:00Z, not {raw[:40]!r}"
+                )
+
+
+def _iso_datetime(raw: str) -> bool:
+    try:
+        datetime.fromisoformat(raw.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+async def _check_request(request: Request[Any, Any, Any]) -> None:
+    _check_query(request)
+    await _check_body(request)
 
 
 async def _check_body(request: Request[Any, Any, Any]) -> None:
@@ -212,7 +250,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RAT
                 ],
             ),
         ],
-        before_request=_check_body,
+        before_request=_check_request,
         exception_handlers=exception_handlers(),
         openapi_config=openapi,
         lifespan=[_lifespan(state)],

@@ -26,7 +26,16 @@ from .mutations import Outcome, audit, mutate
 from .numbers import COLUMNS as NUMBER_COLUMNS
 from .numbers import Number, number_from_row
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam, decode_cursor, page_of
-from .problems import READ_ERRORS, WRITE_ERRORS, FieldError, Problem, conflict, not_found, validation
+from .problems import (
+    DELETE_RESPONSES,
+    READ_ERRORS,
+    WRITE_ERRORS,
+    FieldError,
+    Problem,
+    conflict,
+    not_found,
+    validation,
+)
 from .state import api_state
 
 __all__ = ["FlowController", "IvrController", "NumberRouteController"]
@@ -347,7 +356,7 @@ class FlowController(Controller):
 
     @delete(
         "/{flow_name:str}",
-        responses=WRITE_ERRORS,
+        responses=DELETE_RESPONSES,
         status_code=204,
         guards=[admin_only],
         summary="Delete a flow and its versions (409 while a number points at it)",

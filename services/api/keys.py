@@ -18,7 +18,7 @@ from services.kernel.ids import new_id, parse_id
 from .auth import Principal, Role, admin_only, new_key, principal_of
 from .mutations import Outcome, audit, mutate
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam, decode_cursor, page_of
-from .problems import READ_ERRORS, WRITE_ERRORS, Problem, conflict, not_found
+from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, Problem, conflict, not_found
 from .state import api_state
 from .validation import check_name
 
@@ -150,7 +150,9 @@ class KeyController(Controller):
             raise not_found("key")
         return key_from_row(row)
 
-    @delete("/{key_id:str}", responses=WRITE_ERRORS, status_code=204, summary="Revoke an API key (at once)")
+    @delete(
+        "/{key_id:str}", responses=DELETE_RESPONSES, status_code=204, summary="Revoke an API key (at once)"
+    )
     async def revoke_key(self, request: Request[Any, Any, Any], key_id: KeyIdParam) -> Response[None]:
         kid = _key_id(key_id)
 

@@ -18,7 +18,7 @@ from .auth import Principal, admin_only
 from .crud import IdParam, fetch_one, fetch_page, path_id
 from .mutations import Outcome, audit, mutate
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
-from .problems import READ_ERRORS, WRITE_ERRORS, conflict, not_found, validation
+from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, conflict, not_found, validation
 from .validation import check_e164
 
 __all__ = ["Number", "NumberController"]
@@ -165,7 +165,7 @@ class NumberController(Controller):
 
     @delete(
         "/{number_id:str}",
-        responses=WRITE_ERRORS,
+        responses=DELETE_RESPONSES,
         status_code=204,
         guards=[admin_only],
         summary="Release a number",

@@ -15,6 +15,7 @@ from litestar.openapi.datastructures import ResponseSpec
 from services.kernel.log import get_logger
 
 __all__ = [
+    "DELETE_RESPONSES",
     "PROBLEM_MEDIA_TYPE",
     "PUBLIC_ERRORS",
     "READ_ERRORS",
@@ -113,6 +114,9 @@ def problem_responses(*statuses: int) -> dict[int, ResponseSpec]:
 
 READ_ERRORS = problem_responses(400, 401, 404, 422, 429)
 WRITE_ERRORS = problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 429)
+# A DELETE answered 204: no body, so no content type (Litestar would document application/json for a
+# handler returning Response[None]).
+DELETE_RESPONSES = {**WRITE_ERRORS, 204: ResponseSpec(data_container=None, description="Done: no content")}
 PUBLIC_ERRORS = problem_responses(400, 413, 415, 422, 429)
 
 

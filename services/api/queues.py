@@ -21,7 +21,7 @@ from .auth import Principal, admin_only
 from .crud import IdParam, fetch_one, fetch_page, path_id, set_clause
 from .mutations import Outcome, audit, mutate
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
-from .problems import READ_ERRORS, WRITE_ERRORS, FieldError, Problem, conflict, not_found
+from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, FieldError, Problem, conflict, not_found
 from .sites import require_site
 from .validation import check_name, check_skills
 
@@ -261,7 +261,7 @@ class QueueController(Controller):
 
     @delete(
         "/{queue_id:str}",
-        responses=WRITE_ERRORS,
+        responses=DELETE_RESPONSES,
         status_code=204,
         guards=[admin_only],
         summary="Delete a queue (refused while numbers or flows use it, unless force=true)",

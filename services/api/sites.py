@@ -19,7 +19,7 @@ from .auth import Principal, admin_only
 from .crud import IdParam, fetch_one, fetch_page, path_id, set_clause
 from .mutations import Outcome, audit, mutate
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
-from .problems import READ_ERRORS, WRITE_ERRORS, conflict, not_found, validation
+from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, conflict, not_found, validation
 from .validation import check_name, check_timezone
 
 __all__ = ["Site", "SiteController", "default_site", "require_site"]
@@ -182,7 +182,7 @@ class SiteController(Controller):
 
     @delete(
         "/{site_id:str}",
-        responses=WRITE_ERRORS,
+        responses=DELETE_RESPONSES,
         status_code=204,
         guards=[admin_only],
         summary="Delete a site that nothing uses",

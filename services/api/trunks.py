@@ -28,7 +28,7 @@ from .auth import Principal, admin_only
 from .crud import IdParam, fetch_one, fetch_page, path_id
 from .mutations import Outcome, audit, mutate
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
-from .problems import READ_ERRORS, WRITE_ERRORS, Problem, conflict, not_found, validation
+from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, Problem, conflict, not_found, validation
 from .validation import check_name
 
 __all__ = ["DEFAULT_REALM", "Trunk", "TrunkController", "digest_ha1"]
@@ -431,7 +431,7 @@ class TrunkController(Controller):
 
     @delete(
         "/{trunk_id:str}",
-        responses=WRITE_ERRORS,
+        responses=DELETE_RESPONSES,
         status_code=204,
         guards=[admin_only],
         summary="Delete a SIP trunk",

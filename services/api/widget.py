@@ -30,6 +30,7 @@ from .crud import IdParam, fetch_one, fetch_page, path_id
 from .mutations import Outcome, audit, mutate
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
 from .problems import (
+    DELETE_RESPONSES,
     READ_ERRORS,
     WRITE_ERRORS,
     Problem,
@@ -218,7 +219,7 @@ class WidgetKeyController(Controller):
 
     @delete(
         "/{widget_key_id:str}",
-        responses=WRITE_ERRORS,
+        responses=DELETE_RESPONSES,
         status_code=204,
         guards=[admin_only],
         summary="Revoke a widget key (at once: no new tokens; tokens issued live out their minutes)",

@@ -379,3 +379,38 @@ async def test_key_rate_limit(app_factory) -> None:
         # Another key of the same tenant has its own budget.
         other = await signup(c)
         assert (await c.get("/v1/seats", headers=other.headers)).status_code == 200
+
+
+async def test_query_parameters_are_as_strict_as_the_document(
+    client: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    # Generated clients trust the document: a date-time is ISO 8601 and an integer is digits.
+    h = tenant.headers
+    for path, field in [
+        ("/v1/contacts?since=0.5", "since"),
+        ("/v1/contacts?since=1700000000", "since"),
+        ("/v1/reports/queues?from=0.5", "from"),
+        ("/v1/agents?limit=1e2", "limit"),
+        ("/v1/agents?limit=7.0", "limit"),
+        ("/v1/contacts?limit=%2010", "limit"),
+    ]:
+        problem = assert_problem(await client.get(path, headers=h), 422)
+        assert [e["field"] for e in problem["errors"]] == [field], (path, problem)
+    for path in (
+        "/v1/contacts?since=2026-01-31T09:00:00Z",
+        "/v1/agents?limit=100",
+        "/v1/reports/queues?from=2026-12-01T00:00:00%2B01:00&to=2026-12-02T00:00:00Z",
+    ):
+        assert (await client.get(path, headers=h)).status_code == 200, path
+
+
+async def test_deletes_are_documented_without_a_body(client: httpx.AsyncClient) -> None:
+    doc = (await client.get("/schema/openapi.json")).json()
+    deletes = {p: ops["delete"]["responses"] for p, ops in doc["paths"].items() if "delete" in ops}
+    assert len(deletes) >= 8
+    for path, responses in deletes.items():
+        ok = responses.get("204") or responses.get("200")
+        assert ok is not None, path
+        if "204" in responses:
+            assert not responses["204"].get("content"), path  # 204 has no body, so no content type
+        assert "429" in responses, path
