@@ -22,7 +22,7 @@ from services.reporting.webhook_worker import attempt
 
 from .auth import Principal, admin_only, principal_of
 from .mutations import Outcome, audit, mutate
-from .problems import READ_ERRORS, WRITE_ERRORS, not_found, validation
+from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, not_found, validation
 from .state import api_state
 
 __all__ = ["WebhookController"]
@@ -140,7 +140,7 @@ class WebhookController(Controller):
             )
         return WebhookList(items=[Webhook(**dict(r)) for r in rows])
 
-    @delete("/{webhook_id:str}", responses=WRITE_ERRORS, status_code=204, summary="Remove an endpoint")
+    @delete("/{webhook_id:str}", responses=DELETE_RESPONSES, status_code=204, summary="Remove an endpoint")
     async def delete_webhook(self, request: Request[Any, Any, Any], webhook_id: IdParam) -> Response[None]:
         wid = _id(webhook_id, "webhook")
 
