@@ -105,4 +105,5 @@ shift.register(cli)  # after resources: it adds `agents invite`, `agents signout
 contacts.register(cli)
 recordings.register(cli)
 staffing.register(cli)
+staffing.register_history(cli)
 reporting.register(cli)

@@ -6,6 +6,8 @@ The math is the SDK's `switchboard.staffing` (pure, no server): nothing here tal
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import click
 from switchboard import staffing
@@ -13,8 +15,11 @@ from switchboard import staffing
 from . import output
 from .context import State, command, emit_json
 from .parsing import SERVICE_LEVEL
+from .resources import find_queue
 
-__all__ = ["parse_period", "register"]
+__all__ = ["parse_period", "register", "register_history"]
+
+DEFAULT_AHT_S = 180.0  # when a day has no handled contact to measure it
 
 _PERIOD = re.compile(r"^\s*([0-9]{1,6})\s*([smhd]?)\s*$")
 _PERIOD_S = {"s": 1, "m": 60, "h": 3600, "d": 86400, "": 60}
@@ -143,3 +148,98 @@ def register(cli: click.Group) -> None:
         rows.append(("meets target", "yes" if meets else "no"))
         per = f"{period_s // 60} min" if period_s % 60 == 0 else f"{period_s} s"
         output.details(rows, title=f"{calls:g} calls per {per}, AHT {aht:g} s, target {percent}/{seconds}")
+
+
+def register_history(cli: click.Group) -> None:
+    @command(cli, "staffing")
+    @click.option("--queue", "queue_ref", required=True, help="Queue name or id.")
+    @click.option(
+        "--date",
+        "day",
+        type=click.DateTime(formats=["%Y-%m-%d"]),
+        default=None,
+        help="The day (default: today).",
+    )
+    @click.option("--interval", type=click.Choice(["15m", "30m", "60m"]), default="30m", show_default=True)
+    @click.option(
+        "--target", type=SERVICE_LEVEL, default=None, help="PERCENT/SECONDS (default: the queue's own)."
+    )
+    @click.option(
+        "--shrinkage",
+        type=click.FloatRange(0, 100, max_open=True),
+        default=0.0,
+        help="Percent away from the phones.",
+    )
+    def staffing_cmd(
+        state: State,
+        queue_ref: str,
+        day: datetime | None,
+        interval: str,
+        target: tuple[int, int] | None,
+        shrinkage: float,
+    ) -> None:
+        """Agents needed per interval of a day (Erlang C on that interval's offered contacts and AHT)
+        beside the agents who were logged in to the queue."""
+        client = state.client()
+        queue = find_queue(client, queue_ref)
+        percent, seconds = target or (queue.sl_percent, queue.sl_seconds)
+        if percent >= 100:
+            raise click.UsageError("--target: a 100 % service level needs infinitely many agents")
+        zone = ZoneInfo(client.realtime.queues()["timezone"])
+        local_day = (day or datetime.now(zone)).date()
+        start = datetime(local_day.year, local_day.month, local_day.day, tzinfo=zone)
+        report = client.reports.queues(
+            start=start, end=start + timedelta(days=1), interval=interval, ids=[queue.id]
+        )
+        period_s = parse_period(interval)
+        rows = report["rows"]
+        handled = [r["aht_s"] for r in rows if r["aht_s"] is not None]
+        day_aht = sum(handled) / len(handled) if handled else DEFAULT_AHT_S
+        plan = []
+        for r in rows:
+            aht = r["aht_s"] or day_aht
+            load = staffing.traffic_erlangs(r["offered"], period_s, aht)
+            needed = staffing.agents_for_target(load, aht, percent / 100, seconds).agents
+            plan.append(
+                {
+                    "interval_start": r["interval_start"],
+                    "offered": r["offered"],
+                    "aht_s": aht,
+                    "load_erlangs": load,
+                    "needed": needed,
+                    "scheduled": staffing.scheduled_with_shrinkage(needed, shrinkage / 100),
+                    "logged_in_avg": r.get("logged_in_avg"),
+                    "service_level": r["service_level"],
+                }
+            )
+        result = {
+            "queue": queue.name,
+            "date": local_day.isoformat(),
+            "timezone": str(zone),
+            "target": {"percent": percent, "seconds": seconds},
+            "shrinkage_percent": shrinkage,
+            "intervals": plan,
+        }
+        if state.json:
+            emit_json(result)
+            return
+        output.table(
+            ["INTERVAL", "OFFERED", "AHT", "ERLANGS", "NEEDED", "SCHEDULED", "LOGGED IN", "SL"],
+            [
+                (
+                    str(p["interval_start"])[11:16],
+                    p["offered"],
+                    f"{p['aht_s']:.0f}s",
+                    f"{p['load_erlangs']:.1f}",
+                    p["needed"],
+                    p["scheduled"],
+                    "-" if p["logged_in_avg"] is None else f"{p['logged_in_avg']:.1f}",
+                    "-" if p["service_level"] is None else f"{p['service_level'] * 100:.0f}%",
+                )
+                for p in plan
+            ],
+            empty=f"no contacts queued to {queue.name} on {local_day}",
+        )
+        output.note(
+            f"Erlang C for {percent}/{seconds}; AHT per interval (the day's {day_aht:.0f}s where none)"
+        )

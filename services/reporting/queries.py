@@ -135,6 +135,16 @@ FROM c GROUP BY bucket, queue_id ORDER BY bucket, queue_id
 """
 
 
+# Agents logged in to the queue (routing's queue.stats: agents by state), averaged over the interval's
+# snapshots. A snapshot is sent on each change, so this is an average of changes, not of time.
+_LOGGED_IN_SQL = """
+SELECT {bucket} AS bucket, queue_id, avg(total)::float8 AS logged_in, max(total) AS logged_in_max
+FROM (SELECT at, queue_id, (SELECT coalesce(sum(value::int), 0) FROM jsonb_each_text(agents)) AS total
+      FROM rpt_queue_stats WHERE at >= $1 AND at < $2 AND ($3::text[] IS NULL OR queue_id = ANY($3))) s
+GROUP BY 1, 2
+"""
+
+
 def _queue_row(r: asyncpg.Record) -> dict[str, Any]:
     answered, long_ = r["answered"], r["abandoned_long"]
     return {
@@ -169,6 +179,23 @@ async def queue_report(
     await _plan_for_scans(conn)
     sql = _QUEUE_SQL.format(bucket=_bucket_sql("c.queued_at", interval))
     rows = await conn.fetch(sql, start, end, queue_ids, _bucket_arg(interval, zone))
+    staffing = {
+        (r["bucket"], r["queue_id"]): r
+        for r in await conn.fetch(
+            _LOGGED_IN_SQL.format(bucket=_bucket_sql("at", interval)),
+            start,
+            end,
+            queue_ids,
+            _bucket_arg(interval, zone),
+        )
+    }
+    out = []
+    for r in rows:
+        row = _queue_row(r)
+        logged = staffing.get((r["bucket"], r["queue_id"]))
+        row["logged_in_avg"] = logged["logged_in"] if logged else None
+        row["logged_in_max"] = logged["logged_in_max"] if logged else None
+        out.append(row)
     return {
         "formula": {
             "service_level": SL_FORMULA,
@@ -178,7 +205,7 @@ async def queue_report(
         "to": end,
         "interval": interval,
         "timezone": zone,
-        "rows": [_queue_row(r) for r in rows],
+        "rows": out,
     }
 
 

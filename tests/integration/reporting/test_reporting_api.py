@@ -19,6 +19,7 @@ import asyncpg
 import pytest
 import switchboard
 from reporting_harness import T0, scenario
+from switchboard import staffing
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus
 
@@ -213,3 +214,23 @@ async def test_contacts_export_streams_csv_for_the_tenant_only(
     assert bad.returncode == 1 and bad.stderr.startswith("error: ") and bad.stdout == ""
     a.close()
     b.close()
+
+
+async def test_cli_staffing_needs_beside_logged_in(api_server: str, pool: asyncpg.Pool) -> None:
+    a, tenant_a, queue_a = new_tenant(api_server)
+    await FactStore(pool).write(tenant_a, scenario(tenant_a, queue_a, str(uuid.uuid4())))
+    name = a.queues.get(queue_a).name
+    done = run_cli(api_server, a.api_key or "", "staffing", "--queue", name, "--date", "2026-09-21", "--json")
+    assert done.returncode == 0, done.stderr
+    plan = json.loads(done.stdout)
+    (interval,) = plan["intervals"]
+    assert interval["interval_start"].startswith("2026-09-21T09:00") and interval["offered"] == 7
+    expected = staffing.agents_for_target(7 * 100.0 / 1800, 100.0, 0.80, 20).agents
+    assert interval["needed"] == expected and interval["logged_in_avg"] == 1.0
+    table = run_cli(
+        api_server, a.api_key or "", "staffing", "--queue", name, "--date", "2026-09-21", "--shrinkage", "50"
+    )
+    assert table.returncode == 0 and "09:00" in table.stdout and "NEEDED" in table.stdout
+    missing = run_cli(api_server, a.api_key or "", "staffing", "--queue", "nope", "--date", "2026-09-21")
+    assert missing.returncode == 1 and "no queue named" in missing.stderr
+    a.close()
