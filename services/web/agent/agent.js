@@ -291,12 +291,18 @@ function onEnded(detail) {
   }
   const ctx = call ? call.context : {};
   desk.call = null;
+  if (detail.cause === "transferred") {
+    // The contact went on to another agent or queue with its note: nothing of it is left to wrap up here.
+    panel("idle");
+    setState(desk.state, desk.reason);
+    $("idle-text").textContent = `You transferred ${callerName(ctx)}'s call.`;
+    return;
+  }
   const queue = desk.me && ctx.queue && desk.me.queues.find((q) => q.id === ctx.queue.id);
   const seconds = queue ? queue.wrap_up_seconds : 30;
   desk.wrapUp = {contact_id: detail.contact_id, ends: Date.now() + seconds * 1000, holding: false, touched: false};
   $("wrap-caller").textContent = callerName(ctx);
-  const who = detail.cause === "transferred" ? "You transferred the call"
-    : {caller: "The caller hung up", agent: "You hung up", system: "The call was ended"}[detail.by] || "The call ended";
+  const who = {caller: "The caller hung up", agent: "You hung up", system: "The call was ended"}[detail.by] || "The call ended";
   $("wrap-summary").textContent = `${who} after ${clock(detail.duration || 0)}.`;
   $("disposition").value = "";
   $("notes").value = "";

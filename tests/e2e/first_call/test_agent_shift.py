@@ -17,9 +17,11 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from switchboard import AgentSession
+from switchboard.agent_events import ContactConnected, ContactOffer
 
 from tests.e2e.browser import chromium
-from tests.e2e.first_call.conftest import PhoneCaller, make_tenant
+from tests.e2e.first_call.conftest import PhoneCaller, make_tenant, next_of
 from tests.e2e.first_call.test_agent_desktop import MEASURE_JS
 
 pytestmark = [
@@ -205,3 +207,64 @@ async def test_an_agents_shift_in_the_browser(first_call_stack: Any, tmp_path: P
                 if caller is not None:
                     caller.close()
                 await page.close()
+
+
+async def test_a_blind_transfer_to_an_agent_picked_from_the_list(
+    first_call_stack: Any, tmp_path: Path
+) -> None:
+    """The desk's Transfer: the other agents are listed by name with their state (only available ones can be
+    picked); the call goes to the one picked, with the note in its offer; the desk is free again."""
+    tenant = await asyncio.to_thread(make_tenant, first_call_stack.api, agents=2)
+    token = await asyncio.to_thread(tenant.token, "agent0@example.com")
+    caller: PhoneCaller | None = None
+    async with (
+        AgentSession(
+            first_call_stack.api,
+            await asyncio.to_thread(tenant.token, "agent1@example.com"),
+            auto_answer=True,
+        ) as colleague,
+        chromium.launch(tmp_path / "chromium-profile") as browser,
+    ):
+        page = await browser.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        try:
+            await page.goto(f"{first_call_stack.api}/agent/#token={token}")
+            await page.wait_for_function(
+                "window.agentDesktop && agentDesktop.state === 'available'", timeout=10000
+            )
+            caller = PhoneCaller(first_call_stack.sip_port, tenant.number, frequency=600.0)
+            await caller.dial()
+            await page.wait_for_selector("#offer-panel:not(.hidden)", timeout=15000)
+            # Agent 1 signs in only now, so the call rang here (routing may pick either when both are free).
+            await colleague.login(state="available")
+            await page.wait_for_function(
+                "[...agentDesktop.legs.values()].some((l) => l.connected)", timeout=10000
+            )
+            await page.click("#accept")
+            await page.wait_for_selector("#call-panel:not(.hidden)")
+
+            await page.click("#transfer-button")
+            await page.click("#to-agent-tab")
+            await page.wait_for_function(
+                "[...document.getElementById('transfer-agent').options].some((o) => o.textContent === 'Agent 1 — Available' && !o.disabled)",
+                timeout=5000,
+            )
+            await page.select_option("#transfer-agent", label="Agent 1 — Available")
+            await page.fill("#transfer-note", "wants the March invoice corrected")
+            SHOTS.mkdir(parents=True, exist_ok=True)
+            await page.screenshot(path=str(SHOTS / "8-transfer-to-an-agent.png"), full_page=True)
+            await page.click("#transfer-go")
+
+            offer = await next_of(colleague, ContactOffer, timeout=15)
+            assert offer.context.transfer is not None
+            assert offer.context.transfer.note == "wants the March invoice corrected"
+            assert offer.context.caller.number == "+15550100"
+            await next_of(colleague, ContactConnected, timeout=15)
+            await page.wait_for_selector("#idle-panel:not(.hidden)", timeout=10000)
+            assert "You transferred Ada Caller's call" in await page.inner_text("#idle-text")
+            assert not problems, problems
+        finally:
+            if caller is not None:
+                caller.close()
+            await page.close()
