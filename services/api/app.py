@@ -58,7 +58,6 @@ from .widget import WidgetKeyController, issue_widget_token_handler, widget_toke
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
 MAX_BODY_BYTES = 64 * 1024
-DEFAULT_KEY_RATE_PER_MINUTE = 600
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # The static web apps (services/web): the agent desktop at /agent/ (docs/agent-protocol.md).
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -167,11 +166,12 @@ def _lifespan(state: ApiState) -> Any:
     return lifespan
 
 
-def create_app(settings: Settings, *, key_rate_per_minute: int = DEFAULT_KEY_RATE_PER_MINUTE) -> Litestar:
+def create_app(settings: Settings, *, key_rate_per_minute: int | None = None) -> Litestar:
+    """`key_rate_per_minute`: overrides SB_KEY_RATE_PER_MINUTE (tests)."""
     state = ApiState(
         settings=settings,
         signup_limiter=SlidingWindow(settings.signup_rate_per_minute),
-        key_limiter=SlidingWindow(key_rate_per_minute),
+        key_limiter=SlidingWindow(key_rate_per_minute or settings.key_rate_per_minute),
         widget_limiter=SlidingWindow(settings.widget_token_rate_per_minute),
     )
     openapi = OpenAPIConfig(

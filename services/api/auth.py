@@ -77,6 +77,10 @@ def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     return token
 
 
+# A tenant's plan (its API rate) is read again after this long: an operator's change applies within it.
+PLAN_TTL_S = 60.0
+
+
 class AuthMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
@@ -97,15 +101,25 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
             if row["revoked_at"] is not None:
                 raise unauthorized("this API key has been revoked")
             last_used: datetime | None = row["last_used_at"]
-            if last_used is None or datetime.now(UTC) - last_used >= LAST_USED_RESOLUTION:
+            plan = state.key_rates.get(row["tenant_id"])
+            stale_plan = plan is None or time.monotonic() - plan[1] > PLAN_TTL_S
+            if stale_plan or last_used is None or datetime.now(UTC) - last_used >= LAST_USED_RESOLUTION:
                 await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(row["tenant_id"]))
+            if last_used is None or datetime.now(UTC) - last_used >= LAST_USED_RESOLUTION:
                 await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", row["id"])
+            if stale_plan:
+                rate = await conn.fetchval(
+                    "SELECT api_rate_per_minute FROM tenants WHERE id = $1", row["tenant_id"]
+                )
+                plan = state.key_rates[row["tenant_id"]] = (rate, time.monotonic())
         principal = Principal(tenant_id=row["tenant_id"], key_id=row["id"], role=Role(row["role"]))
-        allowed, retry_after = state.key_limiter.allow(str(principal.key_id), time.monotonic())
+        assert plan is not None
+        limit = plan[0] or state.key_limiter.limit  # the tenant's plan, else the platform's default
+        allowed, retry_after = state.key_limiter.allow(str(principal.key_id), time.monotonic(), limit)
         if not allowed:
             raise Problem(
                 429,
-                f"this API key is limited to {state.key_limiter.limit} requests per minute",
+                f"this API key is limited to {limit} requests per minute",
                 headers={"Retry-After": str(max(1, round(retry_after)))},
             )
         bind(tenant_id=principal.tenant_id, key_id=principal.key_id)

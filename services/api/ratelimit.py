@@ -17,8 +17,10 @@ class SlidingWindow:
         self.max_keys = max_keys
         self._hits: dict[str, deque[float]] = {}
 
-    def allow(self, key: str, now: float) -> tuple[bool, float]:
-        """Count a hit for `key` if allowed; returns (allowed, seconds until the next hit would be allowed)."""
+    def allow(self, key: str, now: float, limit: int | None = None) -> tuple[bool, float]:
+        """Count a hit for `key` if allowed (`limit`: this key's own, else the window's); returns (allowed,
+        seconds until the next hit would be allowed)."""
+        limit = self.limit if limit is None else limit
         hits = self._hits.get(key)
         if hits is None:
             if len(self._hits) >= self.max_keys:
@@ -27,8 +29,8 @@ class SlidingWindow:
         horizon = now - self.window_s
         while hits and hits[0] <= horizon:
             hits.popleft()
-        if len(hits) >= self.limit:
-            return False, max(hits[0] - horizon, 0.0)
+        if len(hits) >= limit:
+            return False, max(hits[-limit] - horizon, 0.0)
         hits.append(now)
         return True, 0.0
 

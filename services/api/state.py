@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,8 @@ class ApiState:
     settings: Settings
     signup_limiter: SlidingWindow
     key_limiter: SlidingWindow
+    # Per tenant: its plan's API rate (None: the platform's) and when it was read (auth.py).
+    key_rates: dict[uuid.UUID, tuple[int | None, float]] = field(default_factory=dict)
     # Per client address at POST /v1/widget/token; create_app sizes it from the settings.
     widget_limiter: SlidingWindow = field(default_factory=lambda: SlidingWindow(60))
     pool: asyncpg.Pool | None = None

@@ -33,6 +33,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     signup_rate_per_minute: int = 10
     # Widget tokens per minute per client address (`POST /v1/widget/token`, unauthenticated).
     widget_token_rate_per_minute: int = 60
+    # Requests per minute per API key (each API process), unless the tenant's plan says otherwise
+    # (tenants.api_rate_per_minute).
+    key_rate_per_minute: int = 600
     # WebRTC legs one agent socket may hold at once (the API refuses further offers on it).
     webrtc_legs_per_socket: int = 4
     # Per-source SIP limit (the SIP front before dispatch, and a single-process media service): a token
@@ -109,6 +112,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "service_name": ("SB_SERVICE_NAME", str),
     "signup_rate_per_minute": ("SB_SIGNUP_RATE_PER_MINUTE", int),
     "widget_token_rate_per_minute": ("SB_WIDGET_TOKEN_RATE_PER_MINUTE", int),
+    "key_rate_per_minute": ("SB_KEY_RATE_PER_MINUTE", int),
     "webrtc_legs_per_socket": ("SB_WEBRTC_LEGS_PER_SOCKET", int),
     "sip_rate": ("SB_SIP_RATE", float),
     "sip_burst": ("SB_SIP_BURST", float),
@@ -166,6 +170,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         raise ConfigError(
             "SB_SIP_RATE > 0, SB_SIP_BURST >= 1, SB_SIP_BAN_AFTER >= 1 and SB_SIP_BAN_SECONDS >= 0 are required"
         )
+    if settings.key_rate_per_minute < 1:
+        raise ConfigError(f"SB_KEY_RATE_PER_MINUTE={settings.key_rate_per_minute} must be at least 1")
     for proxy in settings.trusted_proxy_list:
         try:
             ipaddress.ip_network(proxy, strict=False)
