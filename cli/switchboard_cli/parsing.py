@@ -193,6 +193,16 @@ def parse_retention(text: str) -> int | str:
     return int(value)
 
 
+def parse_retention_or_none(text: str) -> int | str:
+    """The tenant's retention: days, or `none` (kept until deleted)."""
+    if text.strip().lower() == "none":
+        return "none"
+    value = parse_retention(text)
+    if value == TENANT_SETTING:
+        raise ValueError("the tenant's retention is a number of days or none")
+    return value
+
+
 class _Parsed(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
     """A click type from one of the functions above."""
 
@@ -216,5 +226,6 @@ E164 = _Parsed("E164", parse_e164)
 ENDPOINT = _Parsed("URI_OR_E164", parse_endpoint)
 RECORDING = _Parsed("all|none|PERCENT|tenant", parse_recording)
 RETENTION = _Parsed("DAYS|tenant", parse_retention)
+RETENTION_OR_NONE = _Parsed("DAYS|none", parse_retention_or_none)
 LANGUAGES = _Parsed("LANG,...", parse_languages)
 TIMESTAMP = _Parsed("ISO8601", parse_timestamp)

@@ -15,6 +15,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from . import output
 from .contacts import WHEN
 from .context import CliError, State, command, emit_json, group
+from .parsing import RECORDING, RETENTION_OR_NONE, TENANT_SETTING
 
 __all__ = ["register"]
 
@@ -201,3 +202,44 @@ def register(cli: click.Group) -> None:
             emit_json(rec)
         else:
             output.note(f"recording {rec.id} resumed")
+
+    @command(recordings, "settings")
+    @click.option("--recording", type=RECORDING, metavar="all|none|PERCENT", help="Share of calls recorded.")
+    @click.option(
+        "--retention", type=RETENTION_OR_NONE, metavar="DAYS|none", help="Days kept, or none (until deleted)."
+    )
+    def recordings_settings(state: State, recording: int | str | None, retention: int | str | None) -> None:
+        """Show the tenant's recording policy, or change it (a queue's own settings win over it)."""
+        with state.client() as client:
+            current = client.recordings.settings()
+            if recording is not None or retention is not None:
+                if recording == TENANT_SETTING:
+                    raise CliError("the tenant's own setting is all, none or a percentage", exit_code=2)
+                current = client.recordings.set_settings(
+                    recording_percent=int(recording)
+                    if recording is not None
+                    else current["recording_percent"],
+                    retention_days=(None if retention == "none" else int(retention))
+                    if retention is not None
+                    else current["retention_days"],
+                )
+        if state.json:
+            emit_json(current)
+            return
+        days = current["retention_days"]
+        output.details(
+            [
+                ("recorded", f"{current['recording_percent']} % of calls"),
+                ("kept", f"{days} days" if days else "until deleted"),
+            ]
+        )
+
+    @command(recordings, "rotate-key")
+    def recordings_rotate_key(state: State) -> None:
+        """Make a new data key for the tenant's new recordings (older ones stay readable)."""
+        with state.client() as client:
+            key = client.recordings.rotate_key()
+        if state.json:
+            emit_json(key)
+        else:
+            output.note(f"new recording key {key['id']}")

@@ -51,7 +51,10 @@ __all__ = [
     "recording_delete",
     "recording_get",
     "recording_hold",
+    "recording_key_rotate",
     "recording_pause",
+    "recording_settings_get",
+    "recording_settings_put",
     "recording_url",
     "recordings_page",
     "report",
@@ -244,6 +247,19 @@ def recording_delete(recording_id: str) -> Call[None]:
 def recording_pause(recording_id: str, pause: bool) -> Call[Recording]:
     action = "pause" if pause else "resume"
     return Call[Recording]("POST", f"/v1/recordings/{_id(recording_id)}/{action}", Recording)
+
+
+def recording_settings_get() -> Call[dict[str, Any]]:
+    return Call[dict[str, Any]]("GET", "/v1/recording-settings", dict[str, Any])
+
+
+def recording_settings_put(recording_percent: int, retention_days: int | None) -> Call[dict[str, Any]]:
+    body = {"recording_percent": recording_percent, "retention_days": retention_days}
+    return Call[dict[str, Any]]("PUT", "/v1/recording-settings", dict[str, Any], body=body)
+
+
+def recording_key_rotate() -> Call[dict[str, Any]]:
+    return Call[dict[str, Any]]("POST", "/v1/recording-settings/rotate-key", dict[str, Any])
 
 
 def recording_hold(recording_id: str, hold: bool) -> Call[Recording]:

@@ -152,6 +152,22 @@ class Recordings:
         found: Recording = self._client._run(_calls.recording_hold(id, False))
         return found
 
+    def settings(self) -> dict[str, Any]:
+        """The tenant's policy: {"recording_percent": 0-100, "retention_days": int | None}."""
+        found: dict[str, Any] = self._client._run(_calls.recording_settings_get())
+        return found
+
+    def set_settings(self, *, recording_percent: int, retention_days: int | None) -> dict[str, Any]:
+        found: dict[str, Any] = self._client._run(
+            _calls.recording_settings_put(recording_percent, retention_days)
+        )
+        return found
+
+    def rotate_key(self) -> dict[str, Any]:
+        """A new data key seals new recordings; older ones stay readable with theirs."""
+        found: dict[str, Any] = self._client._run(_calls.recording_key_rotate())
+        return found
+
     def pause(self, id: str) -> Recording:
         """Pause a live call's recording (a card number): nothing of the paused span is kept."""
         found: Recording = self._client._run(_calls.recording_pause(id, True))
@@ -234,6 +250,19 @@ class AsyncRecordings:
 
     async def release(self, id: str) -> Recording:
         found: Recording = await self._client._run(_calls.recording_hold(id, False))
+        return found
+
+    async def settings(self) -> dict[str, Any]:
+        found: dict[str, Any] = await self._client._run(_calls.recording_settings_get())
+        return found
+
+    async def set_settings(self, *, recording_percent: int, retention_days: int | None) -> dict[str, Any]:
+        call = _calls.recording_settings_put(recording_percent, retention_days)
+        found: dict[str, Any] = await self._client._run(call)
+        return found
+
+    async def rotate_key(self) -> dict[str, Any]:
+        found: dict[str, Any] = await self._client._run(_calls.recording_key_rotate())
         return found
 
     async def pause(self, id: str) -> Recording:

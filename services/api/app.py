@@ -42,7 +42,7 @@ from .presence import beating
 from .problems import Problem, exception_handlers, validation, validation_problem
 from .queues import QueueController
 from .ratelimit import SlidingWindow
-from .recordings import RecordingAudioController, RecordingController
+from .recordings import RecordingAudioController, RecordingController, RecordingSettingsController
 from .reports import ExportController, RealtimeController, ReportController, realtime_feed
 from .seats import SeatsController, UsageController
 from .signalling import signalling_socket
@@ -214,6 +214,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int | None = None) ->
             ContactController,
             RecordingController,
             RecordingAudioController,
+            RecordingSettingsController,
             RealtimeController,
             ReportController,
             realtime_feed,

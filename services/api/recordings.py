@@ -18,13 +18,13 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post
-from litestar.params import QueryParameter
+from litestar import Controller, Request, Response, delete, get, post, put
+from litestar.params import JSONBody, QueryParameter
 
 from services.kernel.bus import BusError, CommandTimeout
 from services.kernel.db import tenant_tx
 from services.kernel.events import MediaRecordPause, MediaRecordResume, RecordingDeleted
-from services.kernel.ids import parse_id
+from services.kernel.ids import new_id, parse_id
 from services.recording.records import (
     RECORDING_COLUMNS,
     RecordingError,
@@ -44,7 +44,13 @@ from .problems import READ_ERRORS, WRITE_ERRORS, Problem, conflict, not_found
 from .state import ApiState, api_state
 from .validation import check_text
 
-__all__ = ["RecordingAudioController", "RecordingController", "sign_audio_url", "verify_audio_signature"]
+__all__ = [
+    "RecordingAudioController",
+    "RecordingController",
+    "RecordingSettingsController",
+    "sign_audio_url",
+    "verify_audio_signature",
+]
 
 AUDIO_PATH = "/v1/recording-audio"
 MEDIA_TIMEOUT_S = 3.0
@@ -365,6 +371,76 @@ async def _set_hold(request: Request[Any, Any, Any], recording_id: str, hold: bo
             raise _problem(exc) from None
         row = await conn.fetchrow(f"{_SELECT} WHERE r.id = $1", rid)
     return _recording(row)
+
+
+class RecordingSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The tenant's recording policy; a queue's own settings win over it (docs/recording.md)."""
+
+    recording_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
+    retention_days: Annotated[int, msgspec.Meta(ge=1, le=36500)] | None = None
+
+
+class RecordingKey(msgspec.Struct, kw_only=True):
+    id: uuid.UUID
+    created_at: datetime
+
+
+class RecordingSettingsController(Controller):
+    path = "/v1/recording-settings"
+    tags = ["recordings"]
+
+    @get("/", responses=READ_ERRORS, summary="The tenant's recording policy")
+    async def get_settings(self, request: Request[Any, Any, Any]) -> RecordingSettings:
+        principal = principal_of(request)
+        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
+            row = await conn.fetchrow("SELECT recording_percent, recording_retention_days FROM tenants")
+        return RecordingSettings(
+            recording_percent=row["recording_percent"], retention_days=row["recording_retention_days"]
+        )
+
+    @put("/", guards=[admin_only], responses=WRITE_ERRORS, summary="Replace the tenant's recording policy")
+    async def put_settings(
+        self, request: Request[Any, Any, Any], data: JSONBody[RecordingSettings]
+    ) -> RecordingSettings:
+        principal = principal_of(request)
+        async with tenant_tx(api_state(request).db(), principal.tenant_id) as conn:
+            await conn.execute(
+                "UPDATE tenants SET recording_percent = $2, recording_retention_days = $3 WHERE id = $1",
+                principal.tenant_id,
+                data.recording_percent,
+                data.retention_days,
+            )
+            await conn.execute(
+                """INSERT INTO audit_log (id, tenant_id, actor_key_id, actor_role, action, target_type, target_id, detail)
+                   VALUES ($1, $2, $3, $4, 'recording_settings.updated', 'tenant', $5, $6::jsonb)""",
+                new_id(),
+                principal.tenant_id,
+                principal.key_id,
+                principal.role.value,
+                str(principal.tenant_id),
+                msgspec.json.encode(data).decode(),
+            )
+        return data
+
+    @post("/rotate-key", status_code=201, guards=[admin_only], responses=WRITE_ERRORS, summary="New data key")
+    async def rotate_key(self, request: Request[Any, Any, Any]) -> RecordingKey:
+        """The tenant's data key for new recordings is replaced; the old one still opens what it sealed."""
+        principal = principal_of(request)
+        state = api_state(request)
+        keys, _ = _vault(state)
+        async with tenant_tx(state.db(), principal.tenant_id) as conn:
+            key_id, _key = await keys.rotate(conn, principal.tenant_id)
+            created = await conn.fetchval("SELECT created_at FROM recording_keys WHERE id = $1", key_id)
+            await conn.execute(
+                """INSERT INTO audit_log (id, tenant_id, actor_key_id, actor_role, action, target_type, target_id)
+                   VALUES ($1, $2, $3, $4, 'recording_key.rotated', 'recording_key', $5)""",
+                new_id(),
+                principal.tenant_id,
+                principal.key_id,
+                principal.role.value,
+                str(key_id),
+            )
+        return RecordingKey(id=key_id, created_at=created)
 
 
 class RecordingAudioController(Controller):

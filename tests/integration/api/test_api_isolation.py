@@ -355,6 +355,7 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
     }
     b_agent_email = (await client.get(f"/v1/agents/{b.objects['agent']}", headers=b.headers)).json()["email"]
     b_desk = (await client.get("/v1/desk-settings", headers=b.headers)).json()
+    b_recording = (await client.get("/v1/recording-settings", headers=b.headers)).json()
     post_bodies = {
         "/v1/sites": ({"name": "alpha second", "timezone": "UTC", "kind": "office"}, {201}),
         "/v1/agents": ({"name": "x", "email": "x@x.example", "site_id": b.objects["site"]}, {422}),
@@ -366,6 +367,7 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         "/v1/seats/purchase": ({"count": 1}, {200}),
         "/v1/widget-keys": ({"queue_ids": [b.objects["queue"]]}, {422}),
         "/v1/seats/release": ({"count": 1}, {200}),
+        "/v1/recording-settings/rotate-key": ({}, {201}),
         # B's agent is unknown to A.
         "/v1/invites": ({"email": b_agent_email}, {422}),
         # B's queue is unknown to A's flow validation.
@@ -416,6 +418,11 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
             r = await client.post(path, json=body, headers=a.headers)
             assert r.status_code in statuses, (path, r.status_code, r.text)
             assert not any(i in r.text for i in b_ids - set(map(str, body.values())))
+            covered.add((path, method))
+        elif method == "PUT" and path == "/v1/recording-settings":
+            r = await client.put(path, json={"recording_percent": 40, "retention_days": 7}, headers=a.headers)
+            assert r.status_code == 200, r.text
+            assert (await client.get(path, headers=b.headers)).json() == b_recording
             covered.add((path, method))
         elif method == "PUT" and path == "/v1/desk-settings":
             mine = {"dispositions": [{"code": "a_only", "label": "A"}], "away_reasons": []}

@@ -83,3 +83,32 @@ async def test_cli_list_get_hold_delete(
             other, tmp_path / "b.wav", progress=lambda n, _t: seen.append(n)
         )
         assert path.stat().st_size == seen[-1] > 8000
+
+
+async def test_cli_tenant_settings_and_key_rotation(
+    tenant: Any, stack: Stack, infra: Any, tmp_path: Path
+) -> None:
+    tid = uuid.UUID(tenant.tenant.id)
+    shown = json.loads(run("recordings", "settings", "--json").stdout)
+    assert shown == {"recording_percent": 0, "retention_days": None}
+    changed = json.loads(
+        run("recordings", "settings", "--recording", "30", "--retention", "90", "--json").stdout
+    )
+    assert changed == {"recording_percent": 30, "retention_days": 90}
+    assert "until deleted" in run("recordings", "settings", "--retention", "none").stdout
+    assert "expected" in run("recordings", "settings", "--recording", "150", code=2).stderr
+
+    first = await insert_contact(infra, str(tid))
+    await stack.record_call(tid, 0.5, call_id=uuid.UUID(first))
+    row1 = await stack.wait_status(tid, uuid.UUID(first), "available")
+    assert row1["retention_days"] is None  # "none" was the last setting
+    rotated = json.loads(run("recordings", "rotate-key", "--json").stdout)
+    stack.keys._cache.clear()  # the pipeline reads the key ring again, as a restarted service would
+    second = await insert_contact(infra, str(tid))
+    await stack.record_call(tid, 0.5, call_id=uuid.UUID(second))
+    row2 = await stack.wait_status(tid, uuid.UUID(second), "available")
+    assert str(row2["key_id"]) == rotated["id"] != str(row1["key_id"])
+    for rid in (first, second):  # both keys still open what they sealed
+        out = tmp_path / f"{rid}.wav"
+        run("recordings", "get", rid, "-o", str(out))
+        assert out.read_bytes()[:4] == b"RIFF"
