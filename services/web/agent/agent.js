@@ -696,6 +696,13 @@ session.addEventListener("ended", (e) => {
 });
 
 async function enterDesk() {
+  const role = session.access.role;
+  if (role && role !== "agent") {
+    // Supervisors and admins sign in here too (the same session); their console is another page.
+    view("signin");
+    $("signin-error").textContent = `${session.access.email} is ${role === "admin" ? "an" : "a"} ${role}: you are signed in, but this desk is for agents.`;
+    return;
+  }
   desk.me = await api("/v1/desk");
   $("agent-name").textContent = desk.me.agent.name;
   $("tenant-name").textContent = desk.me.tenant.name;

@@ -268,3 +268,28 @@ async def test_a_blind_transfer_to_an_agent_picked_from_the_list(
             if caller is not None:
                 caller.close()
             await page.close()
+
+
+async def test_a_supervisor_signs_in_with_the_same_form(first_call_stack: Any, tmp_path: Path) -> None:
+    tenant = await asyncio.to_thread(make_tenant, first_call_stack.api)
+    async with httpx.AsyncClient(
+        base_url=first_call_stack.api, headers={"Authorization": f"Bearer {tenant.key}"}, timeout=10
+    ) as admin:
+        invite = (
+            await admin.post("/v1/invites", json={"email": "sam@example.com", "role": "supervisor"})
+        ).json()
+    async with httpx.AsyncClient(base_url=first_call_stack.api, timeout=10) as http:
+        r = await http.post("/v1/auth/invite", json={"token": invite["token"], "password": PASSWORD})
+        assert r.status_code == 200 and r.json()["role"] == "supervisor", r.text
+    async with chromium.launch(tmp_path / "chromium-profile") as browser:
+        page = await browser.new_page()
+        await page.goto(f"{first_call_stack.api}/agent/")
+        await page.fill("#email", "sam@example.com")
+        await page.fill("#password", PASSWORD)
+        await page.click("#signin-button")
+        await page.wait_for_function(
+            "document.getElementById('signin-error').textContent.includes('a supervisor')", timeout=10000
+        )
+        assert "this desk is for agents" in await page.inner_text("#signin-error")
+        assert await page.is_hidden("#desk-view")
+        await page.close()
