@@ -174,7 +174,7 @@ def _csv(kind: str, rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def _plot(kind: str, rows: list[dict[str, Any]], path: Path) -> None:
+def _plot(kind: str, result: dict[str, Any], path: Path) -> None:
     try:
         import matplotlib
 
@@ -187,6 +187,9 @@ def _plot(kind: str, rows: list[dict[str, Any]], path: Path) -> None:
         "agents": ("occupancy", "occupancy", "agent_id"),
         "ivr": ("containment", "containment", "flow"),
     }[kind]
+    import matplotlib.dates as mdates
+
+    rows = result["rows"]
     fig, ax = plt.subplots(figsize=(10, 4))
     for name in sorted({str(r[series_key]) for r in rows}):
         points = [
@@ -201,6 +204,9 @@ def _plot(kind: str, rows: list[dict[str, Any]], path: Path) -> None:
             )
     ax.set_ylabel(label)
     ax.set_ylim(0, 1.05)
+    ax.set_xlim(datetime.fromisoformat(str(result["from"])), datetime.fromisoformat(str(result["to"])))
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d %H:%M"))
+    ax.set_title(f"{label} per {result['interval']} ({result['timezone']})")
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
@@ -289,7 +295,7 @@ def register(cli: click.Group) -> None:
             result = method(start=start, end=end, interval=interval, ids=list(ids) or None)
             rows = result["rows"]
             if plot is not None:
-                _plot(kind, rows, plot)
+                _plot(kind, result, plot)
             if state.json or fmt == "json":
                 emit_json(result)
             elif fmt == "csv":

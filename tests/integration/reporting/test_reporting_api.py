@@ -8,8 +8,10 @@ import csv
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
@@ -28,6 +30,9 @@ from services.kernel import db
 from services.kernel import events as ev
 from services.kernel.bus import Bus
 from services.reporting.store import FactStore
+
+ARTIFACTS = Path(__file__).resolve().parents[3] / ".artifacts"
+ARTIFACTS.mkdir(exist_ok=True)
 
 
 def new_tenant(api_server: str) -> tuple[switchboard.Client, uuid.UUID, str]:
@@ -147,6 +152,23 @@ async def test_cli_report_and_monitor(api_server: str, pool: asyncpg.Pool) -> No
 
     as_table = run_cli(api_server, key, "report", "queues", *period)
     assert as_table.returncode == 0 and "50.0%" in as_table.stdout and "short-abandon" in as_table.stdout
+
+    chart = Path(tempfile.mkdtemp(prefix="sbplot-")) / "sl.png"
+    plotted = run_cli(
+        api_server,
+        key,
+        "report",
+        "queues",
+        "--from",
+        "2026-09-21T08:00Z",
+        "--to",
+        "2026-09-21T11:00Z",
+        "--plot",
+        str(chart),
+    )
+    assert plotted.returncode == 0, plotted.stderr
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 5000
+    shutil.copy(chart, ARTIFACTS / "report-queues-sl.png")
 
     as_json = run_cli(api_server, key, "report", "agents", *period, "--json")
     assert json.loads(as_json.stdout)["rows"][0]["handled"] == 4
