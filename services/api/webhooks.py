@@ -18,7 +18,7 @@ from litestar.params import JSONBody, PathParameter, QueryParameter
 from services.kernel.db import tenant_tx
 from services.kernel.ids import new_id, parse_id
 from services.reporting import webhooks as wh
-from services.reporting.webhook_worker import attempt
+from services.reporting.webhook_worker import record, send, signed
 
 from .auth import Principal, admin_only, principal_of
 from .mutations import Outcome, audit, mutate
@@ -183,22 +183,26 @@ class WebhookController(Controller):
         did = _id(delivery_id, "delivery")
         principal = principal_of(request)
         state = api_state(request)
-        async with tenant_tx(state.db(), principal.tenant_id) as conn:
+        async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
             row = await conn.fetchrow(
-                """SELECT d.*, e.url FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-                   WHERE d.id = $1 FOR UPDATE OF d""",
+                """SELECT d.id, d.endpoint_id, d.event_type, d.body, d.attempts, e.url
+                   FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = $1""",
                 did,
             )
-            if row is None:
-                raise not_found("delivery")
-            # A replay is one more attempt, from a fresh count: a failed row becomes delivered or stays failed.
-            replay = dict(row) | {"attempts": wh.MAX_ATTEMPTS - 1}
-            secret = wh.endpoint_secret(state.settings.token_secret, row["endpoint_id"])
-            async with httpx.AsyncClient(follow_redirects=False) as http:
-                await attempt(conn, http, replay, row["url"], secret, time.time())  # type: ignore[arg-type]
-            await conn.execute(
-                "UPDATE webhook_deliveries SET attempts = $2 WHERE id = $1", did, row["attempts"] + 1
+        if row is None:
+            raise not_found("delivery")
+        secret = wh.endpoint_secret(state.settings.token_secret, row["endpoint_id"])
+        async with httpx.AsyncClient(follow_redirects=False) as http:
+            outcome = await send(http, row["url"], *signed(row, secret, time.time()))
+        async with tenant_tx(state.db(), principal.tenant_id) as conn:
+            # A replay is one more attempt; it never turns into a scheduled retry: delivered or failed.
+            attempts = await conn.fetchval(
+                "SELECT attempts FROM webhook_deliveries WHERE id = $1 FOR UPDATE", did
             )
+            if attempts is None:
+                raise not_found("delivery")
+            await record(conn, did, max(attempts + 1, wh.MAX_ATTEMPTS), outcome)
+            await conn.execute("UPDATE webhook_deliveries SET attempts = $2 WHERE id = $1", did, attempts + 1)
             await audit(conn, principal, "webhook.replayed", "webhook_delivery", did, {})
             fresh = await conn.fetchrow(
                 f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1", did

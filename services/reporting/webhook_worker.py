@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -32,41 +33,49 @@ from services.kernel.subjects import EVENTS_STREAM
 
 from . import webhooks as wh
 
-__all__ = ["CONSUMER", "WebhookWorker", "attempt"]
+__all__ = ["CONSUMER", "Outcome", "WebhookWorker", "record", "send", "signed"]
 
 CONSUMER = "webhooks"
 TIMEOUT_S = 5.0
+SENDING = 32
 log = get_logger()
 
 
-async def attempt(
-    conn: asyncpg.Connection, http: httpx.AsyncClient, row: asyncpg.Record, url: str, secret: str, now: float
-) -> str:
-    """One signed POST of a delivery row; the row is updated with the outcome. Returns the new status."""
-    body = row["body"].encode()
-    headers = wh.request_headers(secret, body, now, row["event_type"], row["id"])
-    status: int | None = None
-    error: str | None = None
+@dataclass(frozen=True)
+class Outcome:
+    status: int | None  # the receiver's HTTP status; None when it never answered
+    error: str | None  # None: delivered (2xx)
+
+
+async def send(http: httpx.AsyncClient, url: str, body: bytes, headers: dict[str, str]) -> Outcome:
+    """One signed POST; no database connection is held while it waits."""
     try:
         response = await http.post(url, content=body, headers=headers, timeout=TIMEOUT_S)
-        status = response.status_code
-        if not 200 <= status < 300:
-            error = f"HTTP {status}"
     except httpx.HTTPError as exc:
-        error = f"{type(exc).__name__}: {exc}"[:300] or type(exc).__name__
-    attempts = row["attempts"] + 1
-    new = "delivered" if error is None else ("failed" if attempts >= wh.MAX_ATTEMPTS else "pending")
+        return Outcome(None, (f"{type(exc).__name__}: {exc}"[:300]) or type(exc).__name__)
+    status = response.status_code
+    return Outcome(status, None if 200 <= status < 300 else f"HTTP {status}")
+
+
+async def record(conn: asyncpg.Connection, delivery_id: uuid.UUID, attempts: int, outcome: Outcome) -> str:
+    """The attempt's outcome in the log; returns the delivery's new status."""
+    new = "delivered" if outcome.error is None else ("failed" if attempts >= wh.MAX_ATTEMPTS else "pending")
     await conn.execute(
         """UPDATE webhook_deliveries SET attempts = $2, status = $3, last_status = $4, last_error = $5,
                updated_at = now(), delivered_at = CASE WHEN $3 = 'delivered' THEN now() END
            WHERE id = $1""",
-        row["id"],
+        delivery_id,
         attempts,
         new,
-        status,
-        error,
+        outcome.status,
+        outcome.error,
     )
     return new
+
+
+def signed(row: Any, secret: str, now: float) -> tuple[bytes, dict[str, str]]:
+    body = str(row["body"]).encode()
+    return body, wh.request_headers(secret, body, now, row["event_type"], row["id"])
 
 
 class WebhookWorker:
@@ -86,6 +95,7 @@ class WebhookWorker:
         self.backoff_base_s = backoff_base_s
         self.http = httpx.AsyncClient(follow_redirects=False)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._sending = asyncio.Semaphore(SENDING)  # events whose POSTs are in flight at once
         self._pump: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -159,7 +169,6 @@ class WebhookWorker:
             return 0
         event_type = f"{event.domain}.{event.name}"
         body = wh.body_of(event).decode()
-        pending = 0
         async with tenant_tx(self.pool, event.tenant_id) as conn:
             endpoints = [
                 e
@@ -178,15 +187,26 @@ class WebhookWorker:
                     body,
                 )
             rows = await conn.fetch(
-                "SELECT * FROM webhook_deliveries WHERE event_id = $1 AND status = 'pending' FOR UPDATE",
+                "SELECT id, endpoint_id, event_type, body, attempts FROM webhook_deliveries "
+                "WHERE event_id = $1 AND status = 'pending'",
                 event.id,
             )
-            urls: dict[uuid.UUID, Any] = {e["id"]: e["url"] for e in endpoints}
-            for row in rows:
-                url = urls.get(row["endpoint_id"])
-                if url is None:
-                    continue
-                secret = wh.endpoint_secret(self.platform_secret, row["endpoint_id"])
-                if await attempt(conn, self.http, row, url, secret, time.time()) == "pending":
+        urls: dict[uuid.UUID, str] = {e["id"]: e["url"] for e in endpoints}
+        # The POSTs run with no transaction open (a slow receiver must not hold a connection), together.
+        due = [row for row in rows if row["endpoint_id"] in urls]
+        async with self._sending:
+            outcomes = await asyncio.gather(
+                *(
+                    send(self.http, urls[row["endpoint_id"]], *signed(row, self._secret(row), time.time()))
+                    for row in due
+                )
+            )
+        pending = 0
+        async with tenant_tx(self.pool, event.tenant_id) as conn:
+            for row, outcome in zip(due, outcomes, strict=True):
+                if await record(conn, row["id"], row["attempts"] + 1, outcome) == "pending":
                     pending = max(pending, row["attempts"] + 1)
         return pending
+
+    def _secret(self, row: Any) -> str:
+        return wh.endpoint_secret(self.platform_secret, row["endpoint_id"])
