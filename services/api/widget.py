@@ -56,7 +56,7 @@ __all__ = [
 
 PUBLIC_KEY_PREFIX = "pk_"
 PUBLIC_KEY_PATTERN = re.compile(r"^pk_[A-Za-z0-9_-]{20,100}$")
-COLUMNS = "id, name, public_key, queue_ids, origins, created_at, revoked_at"
+COLUMNS = "id, name, public_key, queue_ids, origins, max_concurrent_calls, created_at, revoked_at"
 MAX_QUEUES = 50
 MAX_ORIGINS = 20
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -68,6 +68,7 @@ class WidgetKey(msgspec.Struct, kw_only=True):
     public_key: str
     queue_ids: list[uuid.UUID]
     origins: list[str]
+    max_concurrent_calls: int | None
     created_at: datetime
     revoked_at: datetime | None
 
@@ -90,6 +91,17 @@ class WidgetKeyCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         | None
     ) = None
     name: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    max_concurrent_calls: (
+        Annotated[
+            int,
+            msgspec.Meta(
+                ge=1,
+                le=100_000,
+                description="web calls this key may hold at once; none: the tenant's limit only",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class WidgetTokenRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -114,6 +126,7 @@ def widget_key_from_row(row: asyncpg.Record) -> WidgetKey:
         public_key=row["public_key"],
         queue_ids=list(row["queue_ids"]),
         origins=list(row["origins"]),
+        max_concurrent_calls=row["max_concurrent_calls"],
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
     )
@@ -186,17 +199,23 @@ class WidgetKeyController(Controller):
                 if qid not in found:
                     raise validation(f"queue_ids[{i}]", "no queue with this id")
             row = await conn.fetchrow(
-                f"""INSERT INTO widget_keys (id, tenant_id, name, public_key, queue_ids, origins)
-                    VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COLUMNS}""",
+                f"""INSERT INTO widget_keys (id, tenant_id, name, public_key, queue_ids, origins, max_concurrent_calls)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}""",
                 new_id(),
                 principal.tenant_id,
                 name,
                 new_public_key(),
                 queue_ids,
                 origins,
+                data.max_concurrent_calls,
             )
             key = widget_key_from_row(row)
-            detail = {"name": name, "queue_ids": [str(q) for q in queue_ids], "origins": origins}
+            detail = {
+                "name": name,
+                "queue_ids": [str(q) for q in queue_ids],
+                "origins": origins,
+                "max_concurrent_calls": data.max_concurrent_calls,
+            }
             await audit(conn, principal, "widget_key.created", "widget_key", key.id, detail)
             return Outcome(201, key)
 

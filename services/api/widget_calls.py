@@ -25,8 +25,9 @@ __all__ = ["WidgetCaller", "widget_agent_id"]
 
 
 def widget_agent_id(claims: WidgetClaims) -> str:
-    """How media knows the caller's leg: the signalling owner, like an agent id for an agent's leg."""
-    return f"widget:{claims.session_id}"
+    """How media knows the caller's leg: the signalling owner, like an agent id for an agent's leg. It names
+    the widget key too: media counts each key's web calls against the key's own limit."""
+    return f"widget:{claims.widget_key_id}:{claims.session_id}"
 
 
 class WidgetCaller(Socket):

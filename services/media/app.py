@@ -164,6 +164,7 @@ class MediaService:
             now=edge.now,
             slots=edge.slots,
             call_limit=edge.store.call_limit,
+            key_limit=edge.store.widget_key_limit,
             legs_per_agent=_env_int("SB_WEBRTC_LEGS_PER_AGENT", 4),
         )
         self.bridges: dict[uuid.UUID, Bridge] = {}

@@ -182,6 +182,12 @@ class Store:
             limit = await conn.fetchval("SELECT max_concurrent_calls FROM tenants WHERE id = $1", tenant_id)
         return int(limit or 0)
 
+    async def widget_key_limit(self, tenant_id: uuid.UUID, key_id: uuid.UUID) -> int | None:
+        """The widget key's own concurrent-call limit (None: none; 0: no such key)."""
+        async with tenant_tx(self.pool, tenant_id, readonly=True) as conn:
+            row = await conn.fetchrow("SELECT max_concurrent_calls FROM widget_keys WHERE id = $1", key_id)
+        return 0 if row is None else row["max_concurrent_calls"]
+
     async def trunks(self, tenant_id: uuid.UUID) -> tuple[Trunk, ...]:
         async with tenant_tx(self.pool, tenant_id, readonly=True) as conn:
             return tuple(_trunk(r) for r in await conn.fetch(_TRUNKS))

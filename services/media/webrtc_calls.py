@@ -141,6 +141,14 @@ class WebRtcSession:
             self.emit(events)
 
 
+def _widget_key(owner: str) -> uuid.UUID | None:
+    parts = owner.split(":")
+    try:
+        return uuid.UUID(parts[1]) if len(parts) == 3 else None
+    except ValueError:
+        return None
+
+
 class WebRtcLimitError(WebRtcError):
     """An offer past a limit: the owner's legs, or (a web caller) the tenant's concurrent calls."""
 
@@ -164,10 +172,12 @@ class WebRtcCalls:
         now: Callable[[], float],
         slots: Slots | None = None,
         call_limit: Callable[[uuid.UUID], Awaitable[int]] | None = None,
+        key_limit: Callable[[uuid.UUID, uuid.UUID], Awaitable[int | None]] | None = None,
         legs_per_agent: int = 4,
     ) -> None:
         self.slots = slots or Slots()
         self.call_limit = call_limit
+        self.key_limit = key_limit
         self.legs_per_agent = legs_per_agent
         self.config = config
         self.emit = emit
@@ -214,11 +224,24 @@ class WebRtcCalls:
             raise WebRtcLimitError(f"{what} (at most {1 if web_caller else self.legs_per_agent} at once)")
         if not web_caller or self.call_limit is None:
             return (owner,)
-        tenant = tenant_slot(tenant_id)
-        if not await self.slots.acquire(tenant, await self.call_limit(tenant_id)):
-            self.slots.release(owner)
-            raise WebRtcLimitError("the tenant's concurrent-call limit is reached")
-        return (owner, tenant)
+        held = [owner]
+        try:
+            key_id = _widget_key(agent_id)  # "widget:<key id>:<token session>"
+            limit = await self.key_limit(tenant_id, key_id) if key_id and self.key_limit else None
+            if limit is not None:
+                key = slot_key("widget-key-calls", tenant_id, key_id)
+                if not await self.slots.acquire(key, limit):
+                    raise WebRtcLimitError(f"this widget key's limit of {limit} calls at once is reached")
+                held.append(key)
+            tenant = tenant_slot(tenant_id)
+            if not await self.slots.acquire(tenant, await self.call_limit(tenant_id)):
+                raise WebRtcLimitError("the tenant's concurrent-call limit is reached")
+            held.append(tenant)
+        except BaseException:
+            for key in held:
+                self.slots.release(key)
+            raise
+        return tuple(held)
 
     async def _offer(
         self,

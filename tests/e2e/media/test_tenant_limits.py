@@ -166,3 +166,40 @@ async def test_the_limit_holds_over_workers_and_over_sip_web_and_outbound_calls(
         for leg in browsers:
             await leg.close()
         await nc.close()
+
+
+async def test_a_widget_key_holds_at_most_its_own_limit(front: Front, infra) -> None:  # type: ignore[no-untyped-def]
+    tenant, _ = await _tenant(infra.owner_url, 10)
+    limited, open_key = new_id(), new_id()
+    conn = await asyncpg.connect(infra.owner_url)
+    try:
+        for key_id, limit in ((limited, 1), (open_key, None)):
+            await conn.execute(
+                """INSERT INTO widget_keys (id, tenant_id, public_key, queue_ids, max_concurrent_calls)
+                   VALUES ($1, $2, $3, ARRAY[$4::uuid], $5)""",
+                key_id,
+                tenant,
+                f"pk_{secrets.token_urlsafe(24)}",
+                new_id(),
+                limit,
+            )
+    finally:
+        await conn.close()
+    nc = await nats.connect(infra.nats_url)
+    legs: list[WebRtcLeg] = []
+    try:
+        first, leg = await _web_offer(nc, tenant, f"widget:{limited}:{uuid.uuid4()}")
+        legs.append(leg)
+        assert first.ok, first
+        # Another token of the same key: refused by the key's limit (1), whichever worker answers.
+        second, leg = await _web_offer(nc, tenant, f"widget:{limited}:{uuid.uuid4()}")
+        legs.append(leg)
+        assert not second.ok and second.code == "limit" and "widget key" in (second.error or ""), second
+        # A key without a limit of its own is held only by the tenant's.
+        other, leg = await _web_offer(nc, tenant, f"widget:{open_key}:{uuid.uuid4()}")
+        legs.append(leg)
+        assert other.ok, other
+    finally:
+        for leg in legs:
+            await leg.close()
+        await nc.close()

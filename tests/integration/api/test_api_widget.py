@@ -51,8 +51,14 @@ async def test_widget_keys_create_list_get_revoke(client: httpx.AsyncClient, ten
     assert key["public_key"].startswith("pk_") and len(key["public_key"]) >= 23
     assert key["queue_ids"] == [sales] and key["name"] == "Shop" and key["revoked_at"] is None
     assert key["origins"] == ["https://shop.example.com", "http://localhost:8000"]
+    assert key["max_concurrent_calls"] is None  # the tenant's limit only
+    limited = await _widget_key(client, tenant, [sales], max_concurrent_calls=2)
+    assert limited["max_concurrent_calls"] == 2
     assert (await client.get(f"/v1/widget-keys/{key['id']}", headers=h)).json() == key
-    assert [k["id"] for k in (await client.get("/v1/widget-keys", headers=h)).json()["items"]] == [key["id"]]
+    assert {k["id"] for k in (await client.get("/v1/widget-keys", headers=h)).json()["items"]} == {
+        key["id"],
+        limited["id"],
+    }
 
     for body, field in [
         ({"queue_ids": []}, "queue_ids"),
@@ -61,6 +67,7 @@ async def test_widget_keys_create_list_get_revoke(client: httpx.AsyncClient, ten
         ({"queue_ids": [sales], "origins": ["https://x.example/path"]}, "origins[0]"),
         ({"queue_ids": [sales], "origins": ["ftp://x.example"]}, "origins[0]"),
         ({"queue_ids": [sales], "origins": ["https://user@x.example"]}, "origins[0]"),
+        ({"queue_ids": [sales], "max_concurrent_calls": 0}, "max_concurrent_calls"),
     ]:
         problem = assert_problem(await client.post("/v1/widget-keys", json=body, headers=h), 422)
         assert [e["field"] for e in problem["errors"]] == [field], (body, problem)
