@@ -46,6 +46,9 @@ from services.recording.chunks import ensure_chunk_stream
 
 __all__ = ["MediaService", "edge_config", "main"]
 
+# routing's reason for signing out an agent whose socket did not come back within the grace (presence.py).
+AGENT_LOST_REASON = "disconnected"
+
 log = get_logger()
 
 COMMANDS: dict[str, type[ev.MediaCommand]] = {
@@ -173,6 +176,7 @@ class MediaService:
         self.monitors = Monitors(self)
         self._server: Server[ev.MediaCommand] | None = None
         self._config: Listener | None = None
+        self._agents: Listener | None = None
         edge.on_end.append(lambda leg: self._leg_ended(leg.call.call_id))
         self.webrtc.on_end.append(lambda session: self._leg_ended(session.leg_id))
 
@@ -192,6 +196,9 @@ class MediaService:
         self._server = server
         # Cached number routes are dropped when the API changes a tenant's numbers.
         self._config = await self.bus.listen([ev.ConfigChanged], self._on_config_changed)
+        # An agent whose socket stayed away past the tenant's grace is signed out by routing: its legs
+        # (which would otherwise live on until ICE gives up) end with it.
+        self._agents = await self.bus.listen([ev.AgentStateChanged], self._on_agent_state)
 
     def _holds(self, subject: str, data: bytes) -> bool:
         """On the broadcast subscription: call-less originates are the queue group's; one near a call, only
@@ -200,6 +207,13 @@ class MediaService:
             return True
         near = _near_call_id(subject, data)
         return near is not None and (near in self.edge.legs or near in self.webrtc.sessions)
+
+    async def _on_agent_state(self, change: ev.AgentStateChanged) -> None:
+        if change.new != "logged_out" or change.reason != AGENT_LOST_REASON:
+            return
+        for session in list(self.webrtc.sessions.values()):
+            if session.tenant_id == change.tenant_id and session.agent_id == change.agent_id:
+                self.webrtc.end(session, "agent_disconnected")
 
     async def _on_config_changed(self, change: ev.ConfigChanged) -> None:
         # Cached routes carry the number's tenant and that tenant's trunks.
@@ -217,6 +231,9 @@ class MediaService:
         # wait for a reconnect that never comes, and the process must still exit on SIGTERM.
         if self._config is not None:
             await self._config.stop()
+        if self._agents is not None:
+            await self._agents.stop()
+            self._agents = None
         if self._server is not None:
             await self._server.stop()
         self._server = self._config = None

@@ -141,3 +141,28 @@ async def test_a_bad_offer_gets_a_clear_error(media_edge) -> None:
             pass
     finally:
         await events.close()
+
+
+async def test_an_agent_signed_out_after_its_grace_loses_its_legs(media_edge) -> None:
+    # Routing signs an agent out when its socket stayed away past the grace (reason "disconnected"); its
+    # legs end with it. A sign-out for another reason, or of another agent, leaves them alone.
+    events = await Events.connect(media_edge.nats_url, media_edge.tenant_id)
+    browser = Browser()
+    try:
+        leg_id = await offer(events, browser)
+        subject = f"sb.{events.tenant}.evt.agent.state_changed"
+        for agent, reason in (("agent-2", "disconnected"), ("agent-1", "logout_requested")):
+            change = ev.AgentStateChanged(
+                tenant_id=events.tenant, agent_id=agent, old="available", new="logged_out", reason=reason
+            )
+            await events.nc.publish(subject, encode(change))
+        lost = ev.AgentStateChanged(
+            tenant_id=events.tenant, agent_id="agent-1", old="away", new="logged_out", reason="disconnected"
+        )
+        await asyncio.sleep(0.5)
+        await events.nc.publish(subject, encode(lost))
+        ended = await events.wait_for(ev.CallEnded, lambda e: e.call_id == leg_id)
+        assert ended.cause == "agent_disconnected" and ended.ts >= lost.ts
+    finally:
+        await browser.leg.close()
+        await events.close()
