@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -53,3 +54,38 @@ def infra() -> Iterator[Infra]:
         pg.stop()
         if not os.environ.get("SB_KEEP_TEST_DATA"):
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+class AmbientRead(AssertionError):
+    """A sans-IO core read the wall clock or the random id generator instead of its inputs."""
+
+
+@pytest.fixture
+def no_ambient_clock_or_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a core is driven, code under services/ that builds a message without an explicit `id`/`ts`, or
+    reads time.time or the id generator itself, raises: cores take `now` and derive their ids from their
+    inputs (docs/architecture.md). The test's own inputs may still be stamped."""
+    import sys
+    import time
+
+    from services.kernel import ids, messages
+
+    services = f"{os.sep}services{os.sep}"
+    stampers = (messages.__file__, ids.__file__)
+
+    def guarded(real: Any, what: str) -> Any:
+        def read() -> Any:
+            frame = sys._getframe(1)
+            while frame is not None and frame.f_code.co_filename in stampers:
+                frame = frame.f_back  # through the message's default factory to the code that built it
+            if frame is not None and services in frame.f_code.co_filename:
+                where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+                raise AmbientRead(f"{where} read {what}: a core takes `now` and ids from its inputs")
+            return real()
+
+        return read
+
+    monkeypatch.setattr(messages, "_clock", guarded(time.time, "the clock"))
+    monkeypatch.setattr(messages, "_new_id", guarded(ids.new_id, "the id generator"))
+    monkeypatch.setattr(ids, "new_id", guarded(ids.new_id, "the id generator"))
+    monkeypatch.setattr(time, "time", guarded(time.time, "the clock"))

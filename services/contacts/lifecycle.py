@@ -135,6 +135,20 @@ class Lifecycle:
     def __init__(self, state: Contact) -> None:
         self.state = state
         self._out: list[Command | Event] = []
+        # The step being taken: its commands' ids derive from its input's id, their ts is its `now`, so a
+        # step taken again (a redelivered event) sends the same commands (answered from media's and
+        # routing's reply caches) and the machine never reads the clock or the random generator.
+        self._basis = state.record.id
+        self._now = 0.0
+        self._made = 0
+
+    def _step(self, basis: uuid.UUID, now: float) -> None:
+        self._basis, self._now, self._made = basis, now, 0
+
+    def _stamp(self) -> dict[str, Any]:
+        """tenant_id, id and ts for a command of this step."""
+        self._made += 1
+        return {"tenant_id": self.tenant_id, "id": uuid.uuid5(self._basis, str(self._made)), "ts": self._now}
 
     # -- creation ---------------------------------------------------------------------------------
 
@@ -159,6 +173,7 @@ class Lifecycle:
             arrived_at=now,
         )
         machine = cls(Contact(record=record, seen=[str(event.id)]))
+        machine._step(event.id, now)
         machine._transition("arrived", now, "call_arrived")
         if event.flow_id is None and event.queue_id is None:
             record.outcome = UNROUTED  # media plays the message and hangs up; call.ended finishes it
@@ -169,7 +184,7 @@ class Lifecycle:
             # Straight to a queue: answered, music, and in line (once answered).
             machine.state.owns_media = True
             machine.state.deadline = now + ANSWER_TIMEOUT_S
-            machine._send(ev.MediaAnswer(tenant_id=event.tenant_id, call_id=event.call_id), "answer")
+            machine._send(ev.MediaAnswer(**machine._stamp(), call_id=event.call_id), "answer")
         return machine
 
     @classmethod
@@ -221,9 +236,11 @@ class Lifecycle:
     # -- inputs -----------------------------------------------------------------------------------
 
     def handle(self, event: Event | OfferInfo, now: float) -> list[Command | Event]:
-        key = str(event.offer.id if isinstance(event, OfferInfo) else event.id)
+        input_id = event.offer.id if isinstance(event, OfferInfo) else event.id
+        key = str(input_id)
         if key in self.state.seen:
             return []
+        self._step(input_id, now)
         self.state.seen = [*self.state.seen[-(SEEN_MAX - 1) :], key]
         match event:
             case ev.CallAnswered():
@@ -270,6 +287,7 @@ class Lifecycle:
         purpose = self.state.pending.pop(str(command_id), None)
         if purpose is None:
             return []
+        self._step(uuid.uuid5(command_id, "replied"), now)
         s = self.state
         if purpose == "bridge":
             if ok:
@@ -281,7 +299,7 @@ class Lifecycle:
         elif purpose == "accept" and not ok and self.phase == "offered" and not s.accepted:
             # The offer ended while the phone was answered (it timed out, the caller left): let the phone go.
             if s.leg_id is not None:
-                self._send(ev.MediaHangup(tenant_id=self.tenant_id, call_id=s.leg_id), "hangup_leg")
+                self._send(ev.MediaHangup(**self._stamp(), call_id=s.leg_id), "hangup_leg")
         elif purpose == "transfer":
             move, s.transfer = s.transfer, None
             if ok and move is not None and self.phase == "connected":
@@ -291,9 +309,7 @@ class Lifecycle:
         elif not ok and purpose == "answer" and self.phase == "arrived":
             self._finish("failed", now, "failed", cause=f"answer_failed:{code}")
         elif not ok and purpose == "enqueue" and self.phase == "arrived":
-            self._send(
-                ev.MediaPlay(tenant_id=self.tenant_id, call_id=self.contact_id, text=APOLOGY), "apology"
-            )
+            self._send(ev.MediaPlay(**self._stamp(), call_id=self.contact_id, text=APOLOGY), "apology")
             self._hang_up_caller("no_queue")
             self._finish("failed", now, "failed", cause=f"enqueue_refused:{code}")
         return self.take()
@@ -303,6 +319,7 @@ class Lifecycle:
         if s.deadline is None or now < s.deadline:
             return []
         s.deadline = None
+        self._step(uuid.uuid5(self.contact_id, f"timer:{now!r}"), now)
         if self.phase == "arrived" and s.owns_media:
             self._hang_up_caller("not_answered")
             self._finish("failed", now, "failed", cause="answer_timeout")
@@ -319,6 +336,7 @@ class Lifecycle:
             raise DeskRefused("state", "the contact is ringing: accept it first")
         if r.agent_id is None or str(r.agent_id) != str(cmd.agent_id):
             raise DeskRefused("not_found", "this contact is not yours")
+        self._step(cmd.id, now)
         if isinstance(cmd, ev.DeskWrapUp):
             if self.phase != "wrap_up":
                 raise DeskRefused("state", f"the contact is {self.phase}, not in wrap-up")
@@ -326,9 +344,7 @@ class Lifecycle:
             r.notes = cmd.notes or None
             self._event("disposition", now, disposition=cmd.disposition)
             self._send(
-                ev.RoutingWrapUpDone(
-                    tenant_id=self.tenant_id, agent_id=cmd.agent_id, call_id=self.contact_id
-                ),
+                ev.RoutingWrapUpDone(**self._stamp(), agent_id=cmd.agent_id, call_id=self.contact_id),
                 "wrap_up",
             )
             self._wrapped(now, "disposition")
@@ -342,11 +358,11 @@ class Lifecycle:
                     s.held = cmd.on
                     if cmd.on:
                         self._send(
-                            ev.MediaPlay(tenant_id=self.tenant_id, call_id=caller, tone="moh", loop=True),
+                            ev.MediaPlay(**self._stamp(), call_id=caller, tone="moh", loop=True),
                             "hold",
                         )
                     else:
-                        self._send(ev.MediaStop(tenant_id=self.tenant_id, call_id=caller), "unhold")
+                        self._send(ev.MediaStop(**self._stamp(), call_id=caller), "unhold")
                     self._event("held" if cmd.on else "resumed", now)
                 return {"held": s.held}
             case ev.DeskMute():
@@ -355,7 +371,7 @@ class Lifecycle:
                 if cmd.on != s.muted:
                     s.muted = cmd.on
                     kind = ev.MediaMute if cmd.on else ev.MediaUnmute
-                    self._send(kind(tenant_id=self.tenant_id, call_id=s.leg_id), "mute")
+                    self._send(kind(**self._stamp(), call_id=s.leg_id), "mute")
                     self._event("muted" if cmd.on else "unmuted", now)
                 return {"muted": s.muted}
             case ev.DeskRecordPause():
@@ -364,14 +380,14 @@ class Lifecycle:
                 if cmd.on != s.recording_paused:
                     s.recording_paused = cmd.on
                     kind = ev.MediaRecordPause if cmd.on else ev.MediaRecordResume
-                    self._send(kind(tenant_id=self.tenant_id, call_id=caller), "record_pause")
+                    self._send(kind(**self._stamp(), call_id=caller), "record_pause")
                     self._event("recording_paused" if cmd.on else "recording_resumed", now)
                 return {"recording": "paused" if s.recording_paused else "on"}
             case ev.DeskDigits():
                 if not cmd.digits or len(cmd.digits) > 32 or not set(cmd.digits.upper()) <= DIGITS:
                     raise DeskRefused("bad_message", "digits are 1-32 of 0-9, *, #, A-D")
                 self._send(
-                    ev.MediaSendDigits(tenant_id=self.tenant_id, call_id=caller, digits=cmd.digits.upper()),
+                    ev.MediaSendDigits(**self._stamp(), call_id=caller, digits=cmd.digits.upper()),
                     "digits",
                 )
                 self._event("digits_sent", now, digits=cmd.digits.upper())
@@ -385,7 +401,7 @@ class Lifecycle:
                 # Routing decides first; nothing changes here unless it accepts (see `_transferred`).
                 self._send(
                     ev.RoutingTransfer(
-                        tenant_id=self.tenant_id,
+                        **self._stamp(),
                         call_id=caller,
                         queue_id=target,
                         agent_id=cmd.to_agent_id,
@@ -415,9 +431,7 @@ class Lifecycle:
             assert s.offer_agent_id is not None and s.offer_id is not None
             self._event("agent_phone_answered", now, agent_id=s.offer_agent_id)
             self._send(
-                ev.RoutingAccept(
-                    tenant_id=self.tenant_id, agent_id=uuid.UUID(s.offer_agent_id), offer_id=s.offer_id
-                ),
+                ev.RoutingAccept(**self._stamp(), agent_id=uuid.UUID(s.offer_agent_id), offer_id=s.offer_id),
                 "accept",
             )
             return
@@ -428,9 +442,7 @@ class Lifecycle:
         """Routing took the blind transfer: the agent's part ends, the caller hears music until the next."""
         s, r = self.state, self.state.record
         self._release_agent_media()
-        self._send(
-            ev.MediaPlay(tenant_id=self.tenant_id, call_id=self.contact_id, tone="moh", loop=True), "moh"
-        )
+        self._send(ev.MediaPlay(**self._stamp(), call_id=self.contact_id, tone="moh", loop=True), "moh")
         r.transfers.append(move)
         s.note, s.note_from = move.get("note", ""), move["from_agent_id"]
         s.owns_media = True
@@ -446,14 +458,10 @@ class Lifecycle:
         if self.phase != "arrived" or not s.owns_media or s.deadline is None:
             return
         s.deadline = None
-        self._send(
-            ev.MediaPlay(tenant_id=self.tenant_id, call_id=self.contact_id, tone="moh", loop=True), "moh"
-        )
+        self._send(ev.MediaPlay(**self._stamp(), call_id=self.contact_id, tone="moh", loop=True), "moh")
         assert s.record.queue_id is not None
         self._send(
-            ev.RoutingEnqueue(
-                tenant_id=self.tenant_id, call_id=self.contact_id, queue="", queue_id=s.record.queue_id
-            ),
+            ev.RoutingEnqueue(**self._stamp(), call_id=self.contact_id, queue="", queue_id=s.record.queue_id),
             "enqueue",
         )
 
@@ -521,7 +529,7 @@ class Lifecycle:
             s.leg_id, s.dialing = uuid.uuid5(self.contact_id, f"leg:{offer.offer_id}"), True
             self._send(
                 ev.MediaOriginate(
-                    tenant_id=self.tenant_id,
+                    **self._stamp(),
                     call_id=s.leg_id,
                     to=info.endpoint,
                     caller_id=r.caller,
@@ -567,7 +575,7 @@ class Lifecycle:
         r.agent_id = uuid.UUID(event.agent_id)
         self._event("accepted", now, agent_id=event.agent_id)
         if s.owns_media:
-            self._send(ev.MediaStop(tenant_id=self.tenant_id, call_id=self.contact_id), "stop_music")
+            self._send(ev.MediaStop(**self._stamp(), call_id=self.contact_id), "stop_music")
         if s.leg_ready:
             self._bridge()
         else:
@@ -583,7 +591,7 @@ class Lifecycle:
     def _bridge(self) -> None:
         s = self.state
         assert s.leg_id is not None
-        command = ev.MediaBridge(tenant_id=self.tenant_id, call_id=self.contact_id, other_call_id=s.leg_id)
+        command = ev.MediaBridge(**self._stamp(), call_id=self.contact_id, other_call_id=s.leg_id)
         s.bridge_command = command.id
         s.deadline = None
         self._send(command, "bridge")
@@ -602,7 +610,7 @@ class Lifecycle:
             # One recording per call, from the first agent's bridge (a transfer's second bridge is not yet
             # recorded: media keeps one spool per call).
             s.recording_started = True
-            self._send(ev.MediaRecordStart(tenant_id=self.tenant_id, call_id=self.contact_id), "record")
+            self._send(ev.MediaRecordStart(**self._stamp(), call_id=self.contact_id), "record")
         recording = "paused" if s.recording_paused else ("on" if s.recording_started else "off")
         self._desk(str(r.agent_id), "contact_connected", now=now, leg_id=str(s.leg_id), recording=recording)
 
@@ -646,7 +654,7 @@ class Lifecycle:
         self._event("agent_phone_missed", now, agent_id=s.offer_agent_id, cause=cause)
         self._send(
             ev.RoutingReject(
-                tenant_id=self.tenant_id,
+                **self._stamp(),
                 agent_id=uuid.UUID(s.offer_agent_id),
                 offer_id=s.offer_id,
                 away_reason="missed",
@@ -664,13 +672,13 @@ class Lifecycle:
             return
         s.deadline = None
         if s.leg_id is not None:
-            self._send(ev.MediaHangup(tenant_id=self.tenant_id, call_id=s.leg_id, cause=cause), "hangup_leg")
+            self._send(ev.MediaHangup(**self._stamp(), call_id=s.leg_id, cause=cause), "hangup_leg")
         caller = self.contact_id
-        self._send(ev.MediaPlay(tenant_id=self.tenant_id, call_id=caller, text=AGENT_LOST_MESSAGE), "sorry")
-        self._send(ev.MediaPlay(tenant_id=self.tenant_id, call_id=caller, tone="moh", loop=True), "moh")
+        self._send(ev.MediaPlay(**self._stamp(), call_id=caller, text=AGENT_LOST_MESSAGE), "sorry")
+        self._send(ev.MediaPlay(**self._stamp(), call_id=caller, tone="moh", loop=True), "moh")
         if logout:
             self._send(
-                ev.RoutingAgentLogout(tenant_id=self.tenant_id, agent_id=uuid.UUID(agent), force=True),
+                ev.RoutingAgentLogout(**self._stamp(), agent_id=uuid.UUID(agent), force=True),
                 "logout",
             )
         self._desk(agent, "contact_ended", cause=cause, by="system", now=now)
@@ -688,7 +696,7 @@ class Lifecycle:
         self._desk(event.agent_id, "contact_withdrawn", now=now, offer_id=event.offer_id, reason=reason)
         if s.leg_id is not None:
             self._send(
-                ev.MediaHangup(tenant_id=self.tenant_id, call_id=s.leg_id, cause="offer_withdrawn"),
+                ev.MediaHangup(**self._stamp(), call_id=s.leg_id, cause="offer_withdrawn"),
                 "hangup_leg",
             )
         s.offer_id = s.offer_agent_id = None
@@ -731,7 +739,7 @@ class Lifecycle:
                 )
         elif phase == "queued" or (phase == "offered" and not s.accepted):
             ringing = phase == "offered"
-            self._send(ev.RoutingCancel(tenant_id=self.tenant_id, call_id=self.contact_id), "cancel")
+            self._send(ev.RoutingCancel(**self._stamp(), call_id=self.contact_id), "cancel")
             if ringing:
                 assert s.offer_agent_id is not None and s.offer_id is not None
                 self._desk(
@@ -742,7 +750,7 @@ class Lifecycle:
                     reason="caller_hung_up",
                 )
                 if s.leg_id is not None:
-                    self._send(ev.MediaHangup(tenant_id=self.tenant_id, call_id=s.leg_id), "hangup_leg")
+                    self._send(ev.MediaHangup(**self._stamp(), call_id=s.leg_id), "hangup_leg")
             self._finish(
                 "abandoned", now, "abandoned_ringing" if ringing else "abandoned_in_queue", event.cause
             )
@@ -755,7 +763,7 @@ class Lifecycle:
         s, r = self.state, self.state.record
         agent = str(r.agent_id)
         self._release_agent_media()
-        self._send(ev.RoutingEnd(tenant_id=self.tenant_id, call_id=self.contact_id), "end")
+        self._send(ev.RoutingEnd(**self._stamp(), call_id=self.contact_id), "end")
         duration = round(now - r.connected_at, 3) if r.connected_at is not None else 0.0
         r.talk_s = duration
         r.ended_at = now
@@ -770,12 +778,12 @@ class Lifecycle:
     def _release_agent_media(self) -> None:
         s = self.state
         if s.leg_id is not None:
-            self._send(ev.MediaHangup(tenant_id=self.tenant_id, call_id=s.leg_id), "hangup_leg")
+            self._send(ev.MediaHangup(**self._stamp(), call_id=s.leg_id), "hangup_leg")
         s.leg_id, s.leg_ready, s.bridged, s.accepted, s.bridge_command = None, False, False, False, None
         s.held = s.muted = False
 
     def _hang_up_caller(self, cause: str) -> None:
-        self._send(ev.MediaHangup(tenant_id=self.tenant_id, call_id=self.contact_id, cause=cause), "hangup")
+        self._send(ev.MediaHangup(**self._stamp(), call_id=self.contact_id, cause=cause), "hangup")
 
     def _wrapped(self, now: float, cause: str) -> None:
         r = self.state.record

@@ -14,11 +14,25 @@ from .ids import new_id
 __all__ = ["Command", "Event", "Message", "Reply", "ReplyCode", "decode", "encode"]
 
 
+def _stamp_id() -> uuid.UUID:
+    return _new_id()
+
+
+def _stamp_ts() -> float:
+    return _clock()
+
+
+# What an adapter gets when it leaves `id` or `ts` out. Sans-IO cores never do (they pass ids derived from
+# their inputs and their `now`); tests replace these two with functions that raise while driving a core.
+_new_id = new_id
+_clock = time.time
+
+
 class Message(msgspec.Struct, kw_only=True, frozen=True):
     tenant_id: uuid.UUID
     # Unique per message; JetStream de-duplicates on it (Nats-Msg-Id) and consumers key idempotency on it.
-    id: uuid.UUID = msgspec.field(default_factory=new_id)
-    ts: float = msgspec.field(default_factory=time.time)
+    id: uuid.UUID = msgspec.field(default_factory=_stamp_id)
+    ts: float = msgspec.field(default_factory=_stamp_ts)
     v: int = 1
 
 

@@ -287,7 +287,7 @@ class MediaService:
             path=path,
             max_seconds=command.max_seconds,
         )
-        self.edge.emit(call.record(recording, beep() if command.beep else None))
+        self.edge.emit(call.record(recording, beep() if command.beep else None, self.edge.now()))
         return Reply(ok=True, data={"file": command.file})
 
     def _leg(self, command: ev.MediaCommand) -> Leg | None:
@@ -361,7 +361,11 @@ class MediaService:
                     return Reply(ok=False, error="play needs text, file or tone", code="invalid")
                 edge.emit(
                     call.play(
-                        samples, play_id=command.id, interruptible=command.interruptible, loop=command.loop
+                        samples,
+                        play_id=command.id,
+                        now=now,
+                        interruptible=command.interruptible,
+                        loop=command.loop,
                     )
                 )
                 return Reply(ok=True)
@@ -370,7 +374,7 @@ class MediaService:
                     tones = dtmf_sequence(command.digits)
                 except ValueError as exc:
                     return Reply(ok=False, error=str(exc), code="invalid")
-                edge.emit(call.play(tones, play_id=command.id))
+                edge.emit(call.play(tones, play_id=command.id, now=now))
                 return Reply(ok=True)
             if isinstance(command, ev.MediaCollect):
                 if not 0 <= command.min_digits <= command.max_digits <= 64:
@@ -419,7 +423,7 @@ class MediaService:
             if call.state is not CallState.ANSWERED:
                 return Reply(ok=False, error="the leg is not connected", code="state")
             held = isinstance(command, ev.MediaHold)
-            self.edge.emit(call.hold(held, by="local", moh=self.edge.prompts.moh))
+            self.edge.emit(call.hold(held, by="local", now=self.edge.now(), moh=self.edge.prompts.moh))
             return Reply(ok=True)
         if isinstance(command, ev.MediaOriginate):
             return Reply(ok=False, error="originate is not a WebRTC leg command", code="unsupported")

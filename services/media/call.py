@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -84,6 +85,13 @@ class Call:
     history: list[str] = field(default_factory=list)
     # The `record` command (voicemail): fed the caller's frames once its beep has played.
     recording: Recording | None = None
+    # Events made so far: the next one's id is derived from the call and this count (never random).
+    emitted: int = 0
+
+    def _stamp(self, now: float) -> dict[str, Any]:
+        """tenant_id, id and ts for the call's next event: ids from the call id, time from the input."""
+        self.emitted += 1
+        return {"tenant_id": self.tenant_id, "id": uuid.uuid5(self.call_id, f"e{self.emitted}"), "ts": now}
 
     # --- life cycle ---
 
@@ -92,7 +100,7 @@ class Call:
             return []
         self.state = CallState.ANSWERED
         self.answered_at = now
-        return [CallAnswered(tenant_id=self.tenant_id, call_id=self.call_id)]
+        return [CallAnswered(**self._stamp(now), call_id=self.call_id)]
 
     def end(self, cause: str, now: float, *, sip_status: int | None = None) -> list[Event]:
         if self.state is CallState.ENDED:
@@ -100,19 +108,19 @@ class Call:
         self.pending_digit = None
         events: list[Event] = []
         if self.recording is not None:
-            events += self.recording.finish("hangup")
+            events += self.recording.finish("hangup", now)
             self.recording = None
         if self.playback is not None and self.playback.play_id is not None:
-            events.append(self._play_finished(self.playback, "stopped"))
+            events.append(self._play_finished(self.playback, "stopped", now))
         self.playback = None
         if self.collection is not None:
-            events.append(self._collected("stopped"))
+            events.append(self._collected("stopped", now))
         self.state = CallState.ENDED
         self.ended_at = now
         duration = round(now - self.answered_at, 3) if self.answered_at is not None else 0.0
         events.append(
             CallEnded(
-                tenant_id=self.tenant_id,
+                **self._stamp(now),
                 call_id=self.call_id,
                 cause=cause,
                 duration=duration,
@@ -128,29 +136,30 @@ class Call:
         samples: Samples,
         *,
         play_id: uuid.UUID | None,
+        now: float,
         interruptible: bool = False,
         loop: bool = False,
     ) -> list[Event]:
-        events = self.stop_playback("stopped")
+        events = self.stop_playback("stopped", now)
         if not interruptible:
             self.pending_digit = None
         self.playback = Playback(play_id, samples, interruptible, loop)
         return events
 
-    def stop_playback(self, reason: str) -> list[Event]:
+    def stop_playback(self, reason: str, now: float) -> list[Event]:
         playback, self.playback = self.playback, None
         if playback is None or playback.play_id is None:
             return []
-        return [self._play_finished(playback, reason)]
+        return [self._play_finished(playback, reason, now)]
 
     def stop(self, now: float) -> list[Event]:
         """The `stop` command: ends the prompt, any collection and any recording (kept as it is)."""
-        events = self.stop_playback("stopped") + self.stop_recording("stopped")
+        events = self.stop_playback("stopped", now) + self.stop_recording("stopped", now)
         if self.collection is not None:
-            events.append(self._collected("stopped"))
+            events.append(self._collected("stopped", now))
         return events
 
-    def hold(self, held: bool, *, by: str, moh: Samples | None = None) -> list[Event]:
+    def hold(self, held: bool, *, by: str, now: float, moh: Samples | None = None) -> list[Event]:
         if held:
             self.pending_digit = None
         if by == "local":
@@ -162,7 +171,7 @@ class Call:
             if self.held_by_them == held:
                 return []
             self.held_by_them = held
-        return [CallHeld(tenant_id=self.tenant_id, call_id=self.call_id, held=held, by=by)]  # type: ignore[arg-type]
+        return [CallHeld(**self._stamp(now), call_id=self.call_id, held=held, by=by)]  # type: ignore[arg-type]
 
     @property
     def next_moh_active(self) -> bool:
@@ -198,7 +207,7 @@ class Call:
         self.playback = None
         events: list[Event] = []
         if playback.play_id is not None:
-            events.append(self._play_finished(playback, "done"))
+            events.append(self._play_finished(playback, "done", now))
         if playback.for_collect and self.collection is not None and self.collection.deadline is None:
             self.collection.deadline = now + self.collection.first_digit_timeout
         if self.hangup_after_play:
@@ -207,13 +216,13 @@ class Call:
 
     # --- recording ---
 
-    def record(self, recording: Recording, beep: Samples | None) -> list[Event]:
+    def record(self, recording: Recording, beep: Samples | None, now: float) -> list[Event]:
         """Start a recording (after the beep, if any); a running one is stopped and reported first."""
-        events: list[Event] = self.stop_playback("stopped")
+        events: list[Event] = self.stop_playback("stopped", now)
         if self.collection is not None:
-            events.append(self._collected("stopped"))
+            events.append(self._collected("stopped", now))
         if self.recording is not None:
-            events += self.recording.finish("replaced")
+            events += self.recording.finish("replaced", now)
         self.pending_digit = None
         self.recording = recording
         if beep is not None:
@@ -230,9 +239,9 @@ class Call:
             self.recording = None
         return events
 
-    def stop_recording(self, reason: str) -> list[Event]:
+    def stop_recording(self, reason: str, now: float) -> list[Event]:
         recording, self.recording = self.recording, None
-        return list(recording.finish(reason)) if recording is not None else []
+        return list(recording.finish(reason, now)) if recording is not None else []
 
     # --- digits ---
 
@@ -250,7 +259,7 @@ class Call:
     ) -> list[Event]:
         events: list[Event] = []
         if self.collection is not None:
-            events.append(self._collected("stopped"))
+            events.append(self._collected("stopped", now))
         typed_ahead, self.pending_digit = self.pending_digit, None
         if typed_ahead is not None:
             prompt = None  # the caller already answered: the prompt would only make them wait
@@ -264,7 +273,7 @@ class Call:
             None if prompt is not None else now + first_digit_timeout,
         )
         if prompt is not None:
-            events += self.play(prompt, play_id=collect_id, interruptible=True)
+            events += self.play(prompt, play_id=collect_id, now=now, interruptible=True)
             assert self.playback is not None
             self.playback.for_collect = True
         if typed_ahead is not None:
@@ -277,17 +286,15 @@ class Call:
             return []  # the same press reported by a second detector (e.g. in-band and RFC 4733)
         self._last_digit = (digit, now)
         self.history.append(digit)
-        events: list[Event] = [
-            CallDtmf(tenant_id=self.tenant_id, call_id=self.call_id, digit=digit, source=source)
-        ]
+        events: list[Event] = [CallDtmf(**self._stamp(now), call_id=self.call_id, digit=digit, source=source)]
         if self.recording is not None:
             # Any key ends the message (MediaRecord names no terminator); the key is not a menu choice.
-            return events + self.stop_recording("digit")
+            return events + self.stop_recording("digit", now)
         playback = self.playback
         if playback is not None and playback.interruptible:
             self.playback = None
             if playback.play_id is not None:
-                events.append(self._play_finished(playback, "interrupted", digit))
+                events.append(self._play_finished(playback, "interrupted", now, digit))
             if self.collection is None:
                 self.pending_digit = digit
         return events + self._collect_digit(digit, now)
@@ -299,11 +306,11 @@ class Call:
             return events
         if collection.terminator is not None and digit == collection.terminator:
             if len(collection.digits) >= collection.min_digits:
-                events.append(self._collected("terminator"))
+                events.append(self._collected("terminator", now))
             return events
         collection.digits += digit
         if len(collection.digits) >= collection.max_digits:
-            events.append(self._collected("max_digits"))
+            events.append(self._collected("max_digits", now))
         else:
             collection.deadline = now + collection.inter_digit_timeout
         return events
@@ -315,23 +322,25 @@ class Call:
         collection = self.collection
         if collection is None or collection.deadline is None or now < collection.deadline:
             return []
-        return [self._collected("inter_digit_timeout" if collection.digits else "first_digit_timeout")]
+        return [self._collected("inter_digit_timeout" if collection.digits else "first_digit_timeout", now)]
 
-    def _collected(self, reason: str) -> CallCollected:
+    def _collected(self, reason: str, now: float) -> CallCollected:
         collection = self.collection
         assert collection is not None
         self.collection = None
         return CallCollected(
-            tenant_id=self.tenant_id,
+            **self._stamp(now),
             call_id=self.call_id,
             collect_id=collection.collect_id,
             digits=collection.digits,
             reason=reason,  # type: ignore[arg-type]
         )
 
-    def _play_finished(self, playback: Playback, reason: str, digit: str | None = None) -> CallPlayFinished:
+    def _play_finished(
+        self, playback: Playback, reason: str, now: float, digit: str | None = None
+    ) -> CallPlayFinished:
         return CallPlayFinished(
-            tenant_id=self.tenant_id,
+            **self._stamp(now),
             call_id=self.call_id,
             play_id=playback.play_id,
             reason=reason,  # type: ignore[arg-type]

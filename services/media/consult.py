@@ -146,6 +146,8 @@ class Consultation:
     originated: bool
     state: ConsultState
     reason: str = "command"
+    # The consult command's id: with the state, what the events' ids are derived from.
+    key: uuid.UUID | None = None
 
     @property
     def done(self) -> bool:
@@ -165,7 +167,9 @@ class Consultation:
             return [a for a in actions if a is not Action.HANGUP_TARGET]
         return list(actions)
 
-    def event(self) -> ev.CallTransfer | None:
+    def event(self, now: float) -> ev.CallTransfer | None:
+        """The event for the state reached (None while it rings): one per state of this consultation, so
+        its id is derived from them, and its time is the input's."""
         state = {
             ConsultState.CONSULTING: "consulting",
             ConsultState.COMPLETED: "completed",
@@ -175,6 +179,8 @@ class Consultation:
             return None
         return ev.CallTransfer(
             tenant_id=self.tenant_id,
+            id=uuid.uuid5(self.key or self.agent, f"transfer:{self.target}:{state}"),
+            ts=now,
             call_id=self.agent,
             caller_call_id=self.caller,
             target_call_id=self.target,
@@ -256,7 +262,13 @@ class Consults:
                 ok=False, error="the consult target is busy (bridged or monitoring)", code="conflict"
             )
         consultation = Consultation(
-            tenant, agent.call.call_id, caller.call.call_id, target_id, False, ConsultState.RINGING
+            tenant,
+            agent.call.call_id,
+            caller.call.call_id,
+            target_id,
+            False,
+            ConsultState.RINGING,
+            key=command.id,
         )
         self._begin(consultation)
         return self._answered(consultation)
@@ -271,7 +283,9 @@ class Consults:
             service._separate(bridge, "unbridge")
         caller = service._endpoint(consultation.tenant_id, consultation.caller)
         if caller is not None:
-            service.edge.emit(caller.call.play(service.edge.prompts.moh, play_id=None, loop=True))
+            service.edge.emit(
+                caller.call.play(service.edge.prompts.moh, play_id=None, now=service.edge.now(), loop=True)
+            )
 
     def _answered(self, consultation: Consultation) -> Reply:
         """The target is up: bridge the agent to it."""
@@ -290,7 +304,13 @@ class Consults:
         """Originate to the outside number; the reply comes Later, when it answered (and is bridged) or
         failed. The command server keeps serving other calls meanwhile."""
         consultation = Consultation(
-            command.tenant_id, agent.call.call_id, caller.call.call_id, new_id(), True, ConsultState.RINGING
+            command.tenant_id,
+            agent.call.call_id,
+            caller.call.call_id,
+            new_id(),  # the outside leg's id: this is the adapter side, not the table
+            True,
+            ConsultState.RINGING,
+            key=command.id,
         )
 
         # Registered before the first await: a second consult on the leg meanwhile is a conflict.
@@ -323,7 +343,7 @@ class Consults:
             self._forget(consultation)
             return Reply(ok=False, error="the agent's call changed meanwhile", code="state")
         self._begin(consultation)
-        edge.emit(agent.call.play(ringback(), play_id=None, loop=True))
+        edge.emit(agent.call.play(ringback(), play_id=None, now=edge.now(), loop=True))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + command.timeout
         while consultation.state is ConsultState.RINGING:
@@ -419,7 +439,7 @@ class Consults:
             elif action in (Action.STOP_MUSIC, Action.STOP_RINGBACK):
                 who = side(consultation.caller if action is Action.STOP_MUSIC else consultation.agent)
                 if who is not None:
-                    edge.emit(who.call.stop_playback("stopped"))
+                    edge.emit(who.call.stop_playback("stopped", edge.now()))
             else:
                 a, b = {
                     Action.JOIN_AGENT_TARGET: (consultation.agent, consultation.target),
@@ -436,7 +456,7 @@ class Consults:
             # The consult leg could not be bridged: back to the caller as if it had not answered.
             self._run(consultation, Trigger.FAILED)
             return
-        event = consultation.event()
+        event = consultation.event(edge.now())
         if event is not None:
             edge.emit([event])
 

@@ -550,7 +550,7 @@ class SipEdge:
             if leg.call.state is CallState.ENDED:
                 return  # the caller hung up while the prompt was rendered
             leg.call.hangup_after_play = True
-            leg.call.play(message, play_id=None)
+            leg.call.play(message, play_id=None, now=self.now())
             self._spawn(self._watch_hangup(leg))
         else:
             self._spawn(self._no_answer_guard(leg))
@@ -655,7 +655,7 @@ class SipEdge:
             sending=media.direction.sends,
             receiving=media.direction.receives,
         )
-        self.emit(leg.call.hold(media.on_hold, by="remote"))
+        self.emit(leg.call.hold(media.on_hold, by="remote", now=self.now()))
 
     def _local(self, peer: Peer) -> sip.LocalAddress:
         return sip.LocalAddress(self.config.host, self.config.port, "TCP" if peer[0] == "tcp" else "UDP")
@@ -734,7 +734,7 @@ class SipEdge:
         key, actions = self.layer.send_request(request, self.now(), peer=leg.peer, reliable=leg.reliable)
         self.by_client[key] = leg
         self._run(actions)
-        self.emit(leg.call.hold(hold, by="local", moh=self.prompts.moh))
+        self.emit(leg.call.hold(hold, by="local", now=self.now(), moh=self.prompts.moh))
         return True
 
     def _reinvite(

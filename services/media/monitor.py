@@ -150,7 +150,7 @@ class Monitors:
         if service.consults.involves(caller.call.call_id):
             return Reply(ok=False, error="the call is in a transfer", code="conflict")
         # The supervisor's own prompts or music would otherwise win over the mix.
-        service.edge.emit(supervisor.call.stop_playback("stopped"))
+        service.edge.emit(supervisor.call.stop_playback("stopped", service.edge.now()))
         monitor = Monitor(bridge, caller, agent, supervisor, MixBus(mode))
         monitor.attach()
         for call_id in monitor.call_ids:

@@ -64,7 +64,7 @@ async def transfer(
     )
     if error is not None:
         return Reply(ok=False, error=f"transfer failed: {error}", code="transfer_failed")
-    edge.emit(caller.play(ringback(), play_id=None, loop=True))
+    edge.emit(caller.play(ringback(), play_id=None, now=edge.now(), loop=True))
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     outcome: str | None = None
@@ -81,7 +81,7 @@ async def transfer(
         else:
             await asyncio.sleep(POLL_S)
     if outcome is None:
-        edge.emit(caller.stop_playback("stopped"))
+        edge.emit(caller.stop_playback("stopped", edge.now()))
         bridged = service.bridge_command(
             ev.MediaBridge(tenant_id=caller.tenant_id, call_id=caller.call_id, other_call_id=other)
         )
@@ -96,6 +96,6 @@ async def transfer(
     if out_leg is not None and out_leg.call.state is not CallState.ENDED:
         edge.hangup(out_leg, "transfer_failed")
     if not _ended(caller):
-        edge.emit(caller.stop_playback("stopped"))
+        edge.emit(caller.stop_playback("stopped", edge.now()))
     code = "ended" if _ended(caller) else "transfer_failed"
     return Reply(ok=False, error=f"transfer failed: {outcome}", code=code)

@@ -88,13 +88,13 @@ class Recording:
         if samples is not None and float(np.sqrt(np.mean(samples.astype(np.float64) ** 2))) >= SILENCE_RMS:
             self.last_sound_at = now
         if self.seconds >= self.max_seconds:
-            return self.finish("max_seconds")
+            return self.finish("max_seconds", now)
         assert self.last_sound_at is not None
         if now - self.last_sound_at >= self.silence_s:
-            return self.finish("silence")
+            return self.finish("silence", now)
         return []
 
-    def finish(self, reason: str) -> list[CallRecordFinished]:
+    def finish(self, reason: str, now: float) -> list[CallRecordFinished]:
         """Stop (a key, the hang-up, max_seconds, silence): write the file and report it."""
         if self.done:
             return []
@@ -112,6 +112,8 @@ class Recording:
         return [
             CallRecordFinished(
                 tenant_id=self.tenant_id,
+                id=uuid.uuid5(self.record_id, "finished"),  # once per recording: never random
+                ts=now,
                 call_id=self.call_id,
                 record_id=self.record_id,
                 file="" if error else self.file,

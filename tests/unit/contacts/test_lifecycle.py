@@ -20,6 +20,10 @@ from services.contacts.lifecycle import (
 )
 from services.kernel import events as ev
 
+# The machine takes `now` and derives its commands' ids from its inputs: reading the clock or the id
+# generator raises (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("no_ambient_clock_or_ids")
+
 T = uuid.uuid4()
 CALL = uuid.uuid4()
 QUEUE = uuid.uuid4()
@@ -528,3 +532,18 @@ def test_a_call_media_refused_is_recorded_failed_with_its_cause() -> None:
         "+15550123",
     )
     assert [e.event for e in r.timeline] == ["arrived", "refused", "failed"]
+
+
+def test_a_step_taken_again_sends_the_same_commands() -> None:
+    """Commands carry ids derived from the step's input and its `now` as ts: a step taken again after a
+    crash (the event redelivered to a machine restored from before it) sends the very same commands, which
+    media and routing then answer from their reply caches."""
+    event = arrived()
+    first, again = Lifecycle.arrive(event, 100.0), Lifecycle.arrive(event, 100.0)
+    assert first is not None and again is not None
+    sent, resent = first.take(), again.take()
+    answer = command(sent, ev.MediaAnswer)
+    assert answer.ts == 100.0  # type: ignore[attr-defined]
+    assert [(type(o), o.id, o.ts) for o in sent] == [(type(o), o.id, o.ts) for o in resent]
+    other = Lifecycle.arrive(msgspec.structs.replace(event, id=uuid.uuid4()), 100.0)
+    assert other is not None and command(other.take(), ev.MediaAnswer).id != answer.id  # type: ignore[attr-defined]

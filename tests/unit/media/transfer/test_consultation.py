@@ -11,6 +11,8 @@ import pytest
 from services.media.consult import Action, Consultation, ConsultState, Party, TransferStateError, Trigger
 
 A = Action
+# The table takes `now`; its event's id is derived from the consultation (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("no_ambient_clock_or_ids")
 
 
 def consultation(state: ConsultState = ConsultState.CONSULTING, *, originated: bool = True) -> Consultation:
@@ -21,10 +23,11 @@ def test_consult_answered_then_completed() -> None:
     c = consultation(ConsultState.RINGING)
     assert c.on(Trigger.ANSWERED) == [A.STOP_RINGBACK, A.JOIN_AGENT_TARGET]
     assert c.state is ConsultState.CONSULTING and not c.done
-    event = c.event()
+    event = c.event(1.0)
     assert event is not None and event.state == "consulting" and event.call_id == c.agent
+    assert event.ts == 1.0 and event.id == c.event(2.0).id  # type: ignore[union-attr]
     assert c.on(Trigger.COMPLETE) == [A.SEPARATE_AGENT, A.STOP_MUSIC, A.JOIN_CALLER_TARGET]
-    assert c.done and c.event().state == "completed"  # type: ignore[union-attr]
+    assert c.done and c.event(1.0).state == "completed"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("originated", [True, False])
@@ -94,4 +97,4 @@ def test_illegal_moves_are_refused_and_change_nothing() -> None:
         with pytest.raises(TransferStateError):
             done.on(trigger)
     assert done.state is ConsultState.COMPLETED
-    assert consultation(ConsultState.RINGING).event() is None  # nothing to report while it rings
+    assert consultation(ConsultState.RINGING).event(1.0) is None  # nothing to report while it rings

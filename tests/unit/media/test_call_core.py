@@ -1,14 +1,19 @@
-"""The media service's sans-IO cores: the per-source rate limiter and the per-call logic."""
+"""The media service's sans-IO cores: the per-source rate limiter and the per-call logic. The call takes
+`now` with every input and derives its events' ids from its call id: reading the clock or the id generator
+raises here (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import uuid
 
 import numpy as np
+import pytest
 
 from services.kernel.events import CallCollected, CallDtmf, CallEnded, CallPlayFinished
 from services.media.call import FRAME, Call
 from services.media.ratelimit import SourceLimiter, Verdict
+
+pytestmark = pytest.mark.usefixtures("no_ambient_clock_or_ids")
 
 
 def test_limiter_rejects_then_ignores_a_flood_and_spares_others() -> None:
@@ -91,7 +96,7 @@ def test_collect_max_digits_terminator_and_timeouts() -> None:
 def test_a_digit_interrupts_an_interruptible_prompt_and_duplicates_are_merged() -> None:
     call = _call()
     pid = uuid.uuid4()
-    call.play(np.ones(FRAME * 10, dtype=np.int16), play_id=pid, interruptible=True)
+    call.play(np.ones(FRAME * 10, dtype=np.int16), play_id=pid, now=0.0, interruptible=True)
     frame, _ = call.next_frame(0.02)
     assert frame is not None and frame[0] == 1
     events = call.digit("5", "rfc4733", 0.04)
@@ -103,7 +108,7 @@ def test_a_digit_interrupts_an_interruptible_prompt_and_duplicates_are_merged() 
 
 def test_prompt_end_and_call_end_events() -> None:
     call = _call()
-    call.play(np.ones(FRAME * 2 + 10, dtype=np.int16), play_id=uuid.uuid4())
+    call.play(np.ones(FRAME * 2 + 10, dtype=np.int16), play_id=uuid.uuid4(), now=0.0)
     events = []
     for i in range(4):
         events += call.next_frame(i * 0.02)[1]
@@ -130,7 +135,7 @@ def _collect(call: Call, now: float, *, max_digits: int = 3, prompt: np.ndarray 
 
 def test_the_digit_that_interrupts_a_prompt_is_kept_for_the_next_collect() -> None:
     call = _call()
-    call.play(np.ones(FRAME * 10, dtype=np.int16), play_id=uuid.uuid4(), interruptible=True)
+    call.play(np.ones(FRAME * 10, dtype=np.int16), play_id=uuid.uuid4(), now=0.0, interruptible=True)
     call.digit("4", "rfc4733", 0.04)
     assert call.pending_digit == "4"
     # The next collect starts with it (its prompt is skipped: the caller answered already) ...
@@ -139,7 +144,7 @@ def test_the_digit_that_interrupts_a_prompt_is_kept_for_the_next_collect() -> No
     done = [e for e in call.digit("2", "rfc4733", 1.5) if isinstance(e, CallCollected)]
     assert done[0].collect_id == cid and done[0].digits == "42" and done[0].reason == "max_digits"
     # ... and may complete at once.
-    call.play(np.ones(FRAME * 10, dtype=np.int16), play_id=uuid.uuid4(), interruptible=True)
+    call.play(np.ones(FRAME * 10, dtype=np.int16), play_id=uuid.uuid4(), now=0.0, interruptible=True)
     call.digit("9", "rfc4733", 2.0)
     events = call.collect(
         collect_id=uuid.uuid4(),
@@ -152,7 +157,7 @@ def test_the_digit_that_interrupts_a_prompt_is_kept_for_the_next_collect() -> No
     )
     assert [(e.digits, e.reason) for e in events if isinstance(e, CallCollected)] == [("9", "max_digits")]
     # A typed-ahead terminator with nothing collected does not end the collection.
-    call.play(np.ones(FRAME * 10, dtype=np.int16), play_id=uuid.uuid4(), interruptible=True)
+    call.play(np.ones(FRAME * 10, dtype=np.int16), play_id=uuid.uuid4(), now=0.0, interruptible=True)
     call.digit("#", "rfc4733", 3.0)
     assert [
         e
@@ -173,13 +178,13 @@ def test_the_digit_that_interrupts_a_prompt_is_kept_for_the_next_collect() -> No
 def test_a_kept_digit_is_dropped_by_a_plain_play_hold_and_the_end() -> None:
     for drop in ("play", "hold", "end"):
         call = _call()
-        call.play(np.ones(FRAME * 10, dtype=np.int16), play_id=uuid.uuid4(), interruptible=True)
+        call.play(np.ones(FRAME * 10, dtype=np.int16), play_id=uuid.uuid4(), now=0.0, interruptible=True)
         call.digit("7", "rfc4733", 0.04)
         assert call.pending_digit == "7"
         if drop == "play":
-            call.play(np.ones(FRAME, dtype=np.int16), play_id=None)
+            call.play(np.ones(FRAME, dtype=np.int16), play_id=None, now=0.5)
         elif drop == "hold":
-            call.hold(True, by="local")
+            call.hold(True, by="local", now=0.5)
         else:
             call.end("remote_bye", 1.0)
         assert call.pending_digit is None, drop
@@ -190,3 +195,14 @@ def test_a_kept_digit_is_dropped_by_a_plain_play_hold_and_the_end() -> None:
     call = _call()
     call.digit("3", "rfc4733", 0.0)
     assert call.pending_digit is None
+
+
+def test_events_carry_the_input_time_and_ids_derived_from_the_call() -> None:
+    a, b = _call(), _call()
+    b.call_id = a.call_id  # the same call seen twice (a test of determinism, not a real case)
+    events_a = a.digit("1", "rfc4733", 3.25) + a.end("remote_bye", 4.5)
+    events_b = b.digit("1", "rfc4733", 3.25) + b.end("remote_bye", 4.5)
+    assert [e.ts for e in events_a] == [3.25, 4.5]
+    assert isinstance(events_a[0], CallDtmf) and isinstance(events_a[1], CallEnded)
+    assert len({e.id for e in events_a}) == 2
+    assert [e.id for e in events_a] == [e.id for e in events_b]
