@@ -472,6 +472,7 @@ class Watch:
                 ev.ContactRequeued,
                 ev.CallBridged,
                 ev.CallDtmf,
+                ev.CallRecording,
             )
         }
 

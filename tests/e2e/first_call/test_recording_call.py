@@ -35,25 +35,29 @@ pytestmark = [
 CALLER_HZ, AGENT_HZ = 600.0, 1000.0
 
 
-@pytest.fixture(scope="module")
-def recording_stack(first_call_stack: Any, infra: Any) -> Iterator[Any]:
-    """The first-call stack plus the recording service (same data dir as the API: one master key, one
-    store), with durable consumers of its own."""
-    durable = f"rec-{first_call_stack.sip_port}"
+def with_recording_service(stack: Any, infra: Any) -> Iterator[Any]:
+    """`stack` plus the recording service (same data dir as the API: one master key, one store), with
+    durable consumers of its own."""
+    durable = f"rec-{stack.sip_port}"
     name = "recording"
-    first_call_stack.envs[name] = service_env(infra, SB_SERVICE_NAME=name, SB_RECORDING_DURABLE=durable)
-    first_call_stack.modules[name] = "services.recording"
-    first_call_stack.logs[name] = infra.data_dir / f"recording-{durable}.log"
-    first_call_stack.logs[name].touch()
-    first_call_stack.start(name)
+    stack.envs[name] = service_env(infra, SB_SERVICE_NAME=name, SB_RECORDING_DURABLE=durable)
+    stack.modules[name] = "services.recording"
+    stack.logs[name] = infra.data_dir / f"recording-{durable}.log"
+    stack.logs[name].touch()
+    stack.start(name)
     try:
-        yield first_call_stack
+        yield stack
     finally:
-        proc = first_call_stack.procs.pop(name)
+        proc = stack.procs.pop(name)
         if proc.poll() is None:
             proc.terminate()
             proc.wait(timeout=10)
         asyncio.run(_drop(infra.nats_url, durable))
+
+
+@pytest.fixture(scope="module")
+def recording_stack(first_call_stack: Any, infra: Any) -> Iterator[Any]:
+    yield from with_recording_service(first_call_stack, infra)
 
 
 async def _drop(nats_url: str, durable: str) -> None:
@@ -124,7 +128,7 @@ async def _call(stack: Any, tenant: Any, tmp_path: Path, *, during: Any = None) 
             caller.close()
 
 
-def _available(api: str, key: str, rid: str, timeout: float = 30.0) -> dict[str, Any]:
+def available(api: str, key: str, rid: str, timeout: float = 30.0) -> dict[str, Any]:
     with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}, timeout=10) as client:
         deadline = time.monotonic() + timeout
         while True:
@@ -136,7 +140,7 @@ def _available(api: str, key: str, rid: str, timeout: float = 30.0) -> dict[str,
             time.sleep(0.2)
 
 
-def _download(api: str, key: str, rid: str) -> bytes:
+def download(api: str, key: str, rid: str) -> bytes:
     with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}, timeout=10) as client:
         url = client.get(f"/v1/recordings/{rid}/url").json()["url"]
         audio = httpx.get(url, timeout=10)  # the signed URL alone, no key
@@ -153,8 +157,8 @@ def _channels(wav: bytes) -> tuple[np.ndarray, np.ndarray]:
     )
 
 
-def _recording_tenant(api: str) -> Any:
-    tenant = make_tenant(api)
+def recording_tenant(api: str, agents: int = 1) -> Any:
+    tenant = make_tenant(api, agents=agents)
     with httpx.Client(base_url=api, headers={"Authorization": f"Bearer {tenant.key}"}, timeout=10) as client:
         r = client.patch(f"/v1/queues/{tenant.queue_id}", json={"recording_percent": 100})
         assert r.status_code == 200, r.text
@@ -165,7 +169,7 @@ async def test_recorded_call_has_each_party_on_its_channel_and_nothing_of_the_pa
     recording_stack: Any, tmp_path: Path
 ) -> None:
     stack = recording_stack
-    tenant = await asyncio.to_thread(_recording_tenant, stack.api)
+    tenant = await asyncio.to_thread(recording_tenant, stack.api)
     headers = {"Authorization": f"Bearer {tenant.key}"}
 
     async def pause_for_a_while(contact_id: str) -> None:
@@ -181,11 +185,11 @@ async def test_recorded_call_has_each_party_on_its_channel_and_nothing_of_the_pa
             assert (await client.post(f"/v1/recordings/{contact_id}/resume")).status_code == 200
 
     rid = await _call(stack, tenant, tmp_path, during=pause_for_a_while)
-    meta = await asyncio.to_thread(_available, stack.api, tenant.key, rid)
+    meta = await asyncio.to_thread(available, stack.api, tenant.key, rid)
     assert not meta["partial"] and meta["duration_s"] > 4.0 and len(meta["pauses"]) == 1
     start, end = meta["pauses"][0]
     assert 1.5 <= end - start <= 2.6
-    caller, agent = _channels(await asyncio.to_thread(_download, stack.api, tenant.key, rid))
+    caller, agent = _channels(await asyncio.to_thread(download, stack.api, tenant.key, rid))
 
     def span(channel: np.ndarray, a: float, b: float) -> np.ndarray:
         return channel[int(a * 8000) : int(b * 8000)]
@@ -210,7 +214,7 @@ async def test_recording_service_killed_during_a_call_loses_nothing(
     recording_stack: Any, tmp_path: Path
 ) -> None:
     stack = recording_stack
-    tenant = await asyncio.to_thread(_recording_tenant, stack.api)
+    tenant = await asyncio.to_thread(recording_tenant, stack.api)
 
     async def crash(contact_id: str) -> None:
         await asyncio.sleep(1.0)
@@ -219,8 +223,8 @@ async def test_recording_service_killed_during_a_call_loses_nothing(
     rid = await _call(stack, tenant, tmp_path, during=crash)
     await asyncio.sleep(1.0)  # the call is over and shipped while nobody records
     await asyncio.to_thread(stack.start, "recording")
-    meta = await asyncio.to_thread(_available, stack.api, tenant.key, rid)
+    meta = await asyncio.to_thread(available, stack.api, tenant.key, rid)
     assert not meta["partial"] and meta["duration_s"] > 4.0
-    caller, agent = _channels(await asyncio.to_thread(_download, stack.api, tenant.key, rid))
+    caller, agent = _channels(await asyncio.to_thread(download, stack.api, tenant.key, rid))
     assert tone_power(caller[8000:32000], CALLER_HZ) > 0.3
     assert tone_power(agent[8000:32000], AGENT_HZ) > 0.3
