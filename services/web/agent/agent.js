@@ -4,7 +4,9 @@
 // HTML (textContent only). `window.agentDesktop` exposes the state for tests.
 "use strict";
 
-const RECONNECT_MAX_MS = 10000;
+// docs/agent-protocol.md, "Reconnecting": at once, then about 0.1, 0.25, 0.5, 1, 2 s and every 3 s, well
+// inside the tenant's grace (20 s by default), during which routing keeps the agent's seat and calls.
+const RECONNECT_DELAYS_MS = [0, 100, 250, 500, 1000, 2000, 3000];
 const QUALITY_EVERY_MS = 2000;
 const DESK_LOCK = "switchboard-desk";
 const STATE_LABELS = {
@@ -19,7 +21,7 @@ const session = new BrowserSession();
 const desk = {
   session, conn: null, me: null, colleagues: [], state: "offline", reason: null, presence: "available",
   offer: null, call: null, wrapUp: null, legs: new Map(), events: [], owner: false, reconnects: 0,
-  devices: {mic: "", speaker: ""}, notes: [],
+  devices: {mic: "", speaker: ""}, notes: [], banners: [],
 };
 window.agentDesktop = desk;
 
@@ -38,6 +40,7 @@ function panel(name) {
 }
 
 function banner(text, {bad = false, action = null, onAction = null} = {}) {
+  if (text) desk.banners.push(text);
   $("banner").classList.toggle("hidden", !text);
   $("banner").classList.toggle("bad", bad);
   $("banner-text").textContent = text || "";
@@ -545,7 +548,28 @@ function bind(conn) {
   conn.addEventListener("error", (e) => {
     if (e.detail && e.detail.code === "session_ended") desk.endedBy = e.detail.reason;
   });
+  conn.addEventListener("session", (e) => onSession(e.detail));
   conn.addEventListener("close", (e) => onClose(conn, e.detail));
+}
+
+// What routing still has for this agent after a (re)connect: resume it, and drop what went away meanwhile.
+function onSession(info) {
+  desk.resumed = info;
+  const kept = new Set((info.contacts || []).map((c) => c.contact_id));
+  for (const id of [...desk.legs.keys()]) if (!kept.has(id)) endLeg(id);
+  if (desk.offer && !kept.has(desk.offer.contact_id)) {
+    stopRinging();
+    desk.offer = null;
+    panel("idle");
+  }
+  if (desk.call && !kept.has(desk.call.contact_id)) {
+    clearInterval(desk.call.timer);
+    clearInterval(desk.call.quality);
+    desk.call = null;
+    panel("idle");
+    $("idle-text").textContent = "You were away too long: the caller went back in line for another agent.";
+  }
+  if (info.logged_in && info.state) setState(info.state, info.reason);
 }
 
 async function connect() {
@@ -557,7 +581,8 @@ async function connect() {
   bind(conn);
   desk.reconnects = 0;
   banner(null);
-  // Sign in to calls; after a reconnect routing still has the agent signed in: keep its state.
+  // Sign in to calls; when routing still has the agent (a reload, a reconnect within the grace), `session`
+  // has told its state and `login` answers already_logged_in.
   const [state, reason] = desk.presence.split(":");
   const ack = await conn.request("login", {state, reason: reason || undefined}).catch((err) => err);
   if (!(ack instanceof Error)) setState(state, reason);
@@ -582,9 +607,10 @@ function onClose(conn, detail) {
 
 async function reconnect() {
   desk.reconnects += 1;
-  const delay = Math.min(RECONNECT_MAX_MS, 500 * 2 ** (desk.reconnects - 1)) * (0.8 + Math.random() * 0.4);
+  const step = RECONNECT_DELAYS_MS[Math.min(desk.reconnects - 1, RECONNECT_DELAYS_MS.length - 1)];
+  const delay = step * (0.8 + Math.random() * 0.4);
   const audio = desk.call ? " Your call's audio continues." : "";
-  banner(`Connection lost. Reconnecting in ${Math.ceil(delay / 1000)} s…${audio}`, {action: "Retry now", onAction: () => {
+  banner(`Connection lost. Reconnecting${delay >= 1000 ? ` in ${Math.ceil(delay / 1000)} s` : ""}…${audio}`, {action: "Retry now", onAction: () => {
     clearTimeout(desk.retry);
     tryConnect();
   }});

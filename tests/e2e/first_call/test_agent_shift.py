@@ -142,13 +142,18 @@ async def test_an_agents_shift_in_the_browser(first_call_stack: Any, tmp_path: P
                 await _shot(page, "5-on-a-call")
                 # The socket drops mid-call: a banner, a reconnect with back-off, and the audio goes on.
                 await page.evaluate("agentDesktop.conn.ws.close()")
-                await page.wait_for_selector("#banner:not(.hidden)", timeout=2000)
-                assert "audio continues" in await page.inner_text("#banner")
-                await _shot(page, "5b-reconnecting")
+                await page.wait_for_function(
+                    "agentDesktop.banners.some((b) => b.includes('audio continues'))", timeout=2000
+                )
                 await page.wait_for_function(
                     "agentDesktop.conn !== null && document.getElementById('banner').classList.contains('hidden')",
                     timeout=10000,
                 )
+                # Routing kept the agent through the drop (within the grace): `session` resumed the call.
+                resumed = await page.evaluate("agentDesktop.resumed")
+                assert resumed["logged_in"] and resumed["resumed"], resumed
+                assert [c["phase"] for c in resumed["contacts"]] == ["connected"], resumed
+                assert await page.is_visible("#call-panel")
                 mark = caller.mark()
                 await asyncio.sleep(1.0)
                 loud = np.sqrt(
