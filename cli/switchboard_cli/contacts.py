@@ -173,6 +173,39 @@ def register(cli: click.Group) -> None:
             empty="no contacts",
         )
 
+    @command(contacts, "monitor")
+    @click.argument("contact_id", metavar="ID")
+    @click.option(
+        "--mode",
+        type=click.Choice(["listen", "whisper", "barge", "none"]),
+        required=True,
+        help="listen (nobody hears you), whisper (the agent hears you, the caller does not), barge (both "
+        "do), none (leave).",
+    )
+    @click.option(
+        "--leg",
+        "leg_id",
+        required=True,
+        metavar="LEG_ID",
+        help="Your endpoint: the WebRTC leg your browser opened for this contact (the console shows it).",
+    )
+    def contacts_monitor(state: State, contact_id: str, mode: str, leg_id: str) -> None:
+        """Step into a live call as a supervisor (a supervisor or admin key); run again to switch mode.
+        Nobody on the call is told."""
+        if not is_uuid(contact_id):
+            raise CliError(f"{contact_id!r} is not a contact id")
+        if not is_uuid(leg_id):
+            raise CliError(f"--leg {leg_id!r} is not a leg id")
+        with state.client() as client:
+            session = client.contacts.monitor(contact_id, mode, leg_id)
+        if state.json:
+            emit_json(session)
+            return
+        if mode == "none":
+            output.note(f"Left contact {session.contact_id}.")
+        else:
+            output.note(f"On contact {session.contact_id}: {mode} (leg {session.leg_id}).")
+
     @command(contacts, "show")
     @click.argument("contact_id", metavar="ID")
     def contacts_show(state: State, contact_id: str) -> None:

@@ -19,6 +19,7 @@ from .models import (
     DeskSettings,
     Invite,
     Me,
+    MonitorSession,
     Page,
     Recording,
     RecordingUrl,
@@ -35,6 +36,7 @@ __all__ = [
     "agent_signout",
     "agent_token",
     "contact_get",
+    "contact_monitor",
     "contacts_export",
     "contacts_page",
     "create",
@@ -242,6 +244,15 @@ def recording_url(recording_id: str) -> Call[RecordingUrl]:
 
 def recording_delete(recording_id: str) -> Call[None]:
     return Call[None]("DELETE", f"/v1/recordings/{_id(recording_id)}")
+
+
+def contact_monitor(contact_id: str, mode: str, leg_id: str) -> Call[MonitorSession]:
+    return Call[MonitorSession](
+        "POST",
+        f"/v1/contacts/{_id(contact_id)}/monitor",
+        MonitorSession,
+        body={"mode": mode, "leg_id": leg_id},
+    )
 
 
 def recording_pause(recording_id: str, pause: bool) -> Call[Recording]:

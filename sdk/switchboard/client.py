@@ -39,6 +39,7 @@ from .models import (
     Key,
     KeyWithSecret,
     Me,
+    MonitorSession,
     Number,
     Page,
     Queue,
@@ -579,6 +580,13 @@ class Contacts(_Resource):
         """One contact whole, with its timeline."""
         found: Contact = self._client._run(_calls.contact_get(id))
         return found
+
+    def monitor(self, id: str, mode: str, leg_id: str) -> MonitorSession:
+        """Step into a live contact as a supervisor (a supervisor or admin key): `mode` listen, whisper (the
+        agent hears you, the caller does not), barge (both do) or none (leave); `leg_id` is your browser's
+        WebRTC leg, opened on /v1/ws with the contact as its call_id. Call again to switch mode."""
+        session: MonitorSession = self._client._run(_calls.contact_monitor(id, mode, leg_id))
+        return session
 
 
 class WidgetKeys(_Collection[WidgetKey]):

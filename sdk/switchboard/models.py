@@ -23,6 +23,7 @@ __all__ = [
     "Key",
     "KeyWithSecret",
     "Me",
+    "MonitorSession",
     "Number",
     "Page",
     "Queue",
@@ -267,6 +268,16 @@ class Contact(ContactSummary, kw_only=True):
     updated_at: datetime | None = None
     # Its recording ({"id", "status", "partial", "duration_s", "url"}) when there is one.
     recording: dict[str, Any] | None = None
+
+
+class MonitorSession(Model, kw_only=True):
+    """A supervisor on a live contact: `leg_id` (their browser's WebRTC leg) hears and speaks by `mode`
+    (listen, whisper: the agent hears them, barge: both do; none: left)."""
+
+    contact_id: str
+    leg_id: str
+    mode: str
+    agent_leg_id: str | None = None
 
 
 class WidgetKey(Model, kw_only=True):

@@ -49,6 +49,7 @@ from .signalling import signalling_socket
 from .signin import AdminSignoutController, AuthController, InviteController
 from .sites import SiteController
 from .state import ApiState
+from .supervision import SupervisionController
 from .tenants import MeController, SignupController
 from .tokens import TokenController
 from .trunks import TrunkController
@@ -212,6 +213,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int | None = None) ->
             IvrController,
             AuditController,
             ContactController,
+            SupervisionController,
             RecordingController,
             RecordingAudioController,
             RecordingSettingsController,

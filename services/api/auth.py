@@ -1,5 +1,9 @@
 """API keys: their format and hashing, the authentication middleware (key lookup under the key_lookup RLS
-policy, per-key rate limit, cheap last_used_at), and the role guard."""
+policy, per-key rate limit, cheap last_used_at), and the role guards.
+
+A supervisor's or admin's browser (the supervisor console) authenticates with its short-lived console
+token in the same Authorization header, never in a URL or a cookie (so a cross-site request cannot carry
+it): it acts with the account's role while its browser session is live."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
 
+from services.kernel.db import tenant_tx
 from services.kernel.log import bind
 
 from .problems import Problem, forbidden, unauthorized
@@ -31,6 +36,7 @@ __all__ = [
     "hash_key",
     "new_key",
     "principal_of",
+    "supervisor_only",
 ]
 
 KEY_PREFIX = "sbk_"
@@ -50,8 +56,9 @@ class Role(enum.Enum):
 @dataclass(frozen=True)
 class Principal:
     tenant_id: uuid.UUID
-    key_id: uuid.UUID
+    key_id: uuid.UUID  # the API key, or the browser session of a console token
     role: Role
+    account_id: uuid.UUID | None = None  # the person, for a console token
 
 
 def new_key() -> tuple[str, bytes, str]:
@@ -72,9 +79,31 @@ def _bearer(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise unauthorized("the Authorization header must be: Bearer sbk_...")
-    if not KEY_PATTERN.match(token):
+    if not KEY_PATTERN.match(token) and token.count(".") != 2:
         raise unauthorized("this is not a valid API key")
     return token
+
+
+async def _console_principal(connection: ASGIConnection[Any, Any, Any, Any], token: str) -> Principal:
+    """A console token's person, while its browser session is live and the account keeps its role."""
+    # tokens.py guards its routes with this module's guards: imported here, not at the top, to avoid a cycle.
+    from .tokens import TokenError, console_live, verify_console_token
+
+    state = api_state(connection)
+    try:
+        claims = verify_console_token(state.settings.token_secret, token, now=time.time())
+    except TokenError as exc:
+        raise unauthorized(exc.reason) from None
+    async with tenant_tx(state.db(), claims.tenant_id, readonly=True) as conn:
+        why, _ = await console_live(conn, claims)
+    if why is not None:
+        raise unauthorized(why)
+    return Principal(
+        tenant_id=claims.tenant_id,
+        key_id=claims.session_id,
+        role=Role(claims.role),
+        account_id=claims.account_id,
+    )
 
 
 # A tenant's plan (its API rate) is read again after this long: an operator's change applies within it.
@@ -87,6 +116,10 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
     ) -> AuthenticationResult:
         state = api_state(connection)
         token = _bearer(connection)
+        if not KEY_PATTERN.match(token):
+            console = await _console_principal(connection, token)
+            bind(tenant_id=console.tenant_id, account_id=console.account_id)
+            return AuthenticationResult(user=console, auth=None)
         digest = hash_key(token)
         pool = state.db()
         async with pool.acquire() as conn, conn.transaction():
@@ -137,3 +170,9 @@ def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandl
     principal = principal_of(connection)
     if principal.role is not Role.ADMIN:
         raise forbidden(f"this needs an admin key; this key's role is {principal.role.value}")
+
+
+def supervisor_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    principal = principal_of(connection)
+    if principal.role not in (Role.SUPERVISOR, Role.ADMIN):
+        raise forbidden(f"this needs a supervisor or an admin; this key's role is {principal.role.value}")

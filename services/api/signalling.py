@@ -27,22 +27,28 @@ from litestar.exceptions import WebSocketDisconnect
 
 from services.kernel import events as ev
 from services.kernel.db import tenant_tx
-from services.kernel.events import MediaWebRtcAnswer, MediaWebRtcIce, MediaWebRtcOffer, WebRtcSignal
+from services.kernel.events import WebRtcSignal
 from services.kernel.ids import new_id
 from services.kernel.log import get_logger
 from services.kernel.messages import Command
 from services.kernel.serving import Listener
 
+from .console_socket import CONSOLE_TYPES, ConsoleSocket
 from .desk import session_live
-from .signalling_base import PROTOCOL_VERSION, Bad, Socket
+from .legs import LEG_TYPES, LegSocket
+from .signalling_base import PROTOCOL_VERSION, Bad
 from .state import ApiState
 from .tokens import (
+    CONSOLE_AUDIENCE,
     WIDGET_AUDIENCE,
+    ConsoleClaims,
     TokenClaims,
     TokenError,
     TokenErrorCode,
     WidgetClaims,
+    console_live,
     token_audience,
+    verify_console_token,
     verify_token,
     verify_widget_token,
 )
@@ -173,7 +179,15 @@ WIDGET_BODIES: dict[str, type[msgspec.Struct] | None] = {
     "hangup": None,
     "ping": None,
 }
+# A supervisor's socket (console_socket.py) signals its legs only.
+CONSOLE_BODIES = {kind: body for kind, body in _BODIES.items() if kind in CONSOLE_TYPES}
 MAX_REF = 64
+
+
+def _bodies_for(session: Any) -> dict[str, type[msgspec.Struct] | None]:
+    if isinstance(session, WidgetCaller):
+        return WIDGET_BODIES
+    return CONSOLE_BODIES if isinstance(session, ConsoleSocket) else _BODIES
 
 
 def parse_message(
@@ -213,12 +227,14 @@ def parse_message(
     return kind, body, ref
 
 
-class Session(Socket):
+class Session(LegSocket):
     """One agent's authenticated socket: the agent's claims and the legs it may signal for."""
 
     def __init__(self, socket: WebSocket[Any, Any, Any], state: ApiState, claims: TokenClaims) -> None:
         super().__init__(socket, state)
         self.claims = claims
+        self.owner = str(claims.agent_id)
+        self.tenant_id = claims.tenant_id
         self.legs: set[uuid.UUID] = set()
         # Routing watches the agent through this socket (presence.py): its id names this socket, not the agent.
         self.session_id = str(new_id())
@@ -279,7 +295,6 @@ class Session(Socket):
         return await self.command(desk)
 
     async def handle(self, kind: str, body: Any, ref: str | None = None) -> None:
-        tenant, agent = self.claims.tenant_id, str(self.claims.agent_id)
         if kind == "ping":
             await self.send("pong", **({"ref": ref} if ref else {}))
         elif kind == "auth":
@@ -293,40 +308,8 @@ class Session(Socket):
             await self.send(
                 "ack", ref=ref, **{k: v for k, v in data.items() if k not in ("v", "type", "ref")}
             )
-        elif kind == "offer":
-            cap = self.state.settings.webrtc_legs_per_socket
-            if len(self.legs) >= cap:
-                raise Bad("limit", f"at most {cap} WebRTC legs at once on one connection; hang one up first")
-            leg_id = new_id()
-            self.legs.add(leg_id)
-            data = await self.command(
-                MediaWebRtcOffer(
-                    tenant_id=tenant, leg_id=leg_id, agent_id=agent, sdp=body.sdp, call_id=body.call_id
-                )
-            )
-            sdp = data.get("sdp")
-            if not isinstance(sdp, str):
-                raise Bad("media_error", "the media service answered without an SDP answer")
-            extra = {"call_id": str(body.call_id)} if body.call_id else {}
-            await self.send("answer", leg_id=str(leg_id), sdp=sdp, **extra, **({"ref": ref} if ref else {}))
-        elif kind in ("answer", "ice"):
-            if body.leg_id not in self.legs:
-                raise Bad("unknown_leg", "this session has no leg with that id")
-            if kind == "answer":
-                await self.command(
-                    MediaWebRtcAnswer(tenant_id=tenant, leg_id=body.leg_id, agent_id=agent, sdp=body.sdp)
-                )
-            else:
-                await self.command(
-                    MediaWebRtcIce(
-                        tenant_id=tenant,
-                        leg_id=body.leg_id,
-                        agent_id=agent,
-                        candidate=body.candidate,
-                        sdp_mid=body.sdp_mid,
-                        sdp_mline_index=body.sdp_mline_index,
-                    )
-                )
+        elif kind in LEG_TYPES:
+            await self.leg_message(kind, body, ref)
 
     async def link(self) -> None:
         """Tell routing this socket is open and the client what it still has (a reconnect resumes)."""
@@ -352,22 +335,6 @@ class Session(Socket):
             get_logger().warning("agent_unlink_failed", agent_id=str(agent), code=exc.code)
 
     # Pushed events come decoded from Bus.listen on this tenant's subjects (payload tenant checked there).
-
-    async def on_signal(self, signal: WebRtcSignal) -> None:
-        if signal.agent_id != str(self.claims.agent_id):
-            return
-        if signal.kind == "offer":
-            self.legs.add(signal.leg_id)
-        elif signal.kind == "ended":
-            self.legs.discard(signal.leg_id)  # no longer counts against the socket's cap
-        fields: dict[str, Any] = {"leg_id": str(signal.leg_id)}
-        if signal.sdp is not None:
-            fields["sdp"] = signal.sdp
-        if signal.state is not None:
-            fields["state"] = signal.state
-        if signal.call_id is not None:
-            fields["call_id"] = str(signal.call_id)
-        await self.send(signal.kind, **fields)
 
     async def on_push(self, push: ev.DeskPush) -> None:
         if push.agent_id != str(self.claims.agent_id):
@@ -417,7 +384,9 @@ DESK_TYPES = frozenset(
 )
 
 
-async def _authenticate(socket: WebSocket[Any, Any, Any], state: ApiState) -> TokenClaims | WidgetClaims:
+async def _authenticate(
+    socket: WebSocket[Any, Any, Any], state: ApiState
+) -> TokenClaims | WidgetClaims | ConsoleClaims:
     token = socket.query_params.get("token")
     if not token:
         raw = await asyncio.wait_for(socket.receive_data("text"), AUTH_TIMEOUT_S)
@@ -440,6 +409,13 @@ async def _authenticate(socket: WebSocket[Any, Any, Any], state: ApiState) -> To
             ):
                 raise TokenError(TokenErrorCode.INVALID, "the token's widget key has been revoked")
         return widget
+    if token_audience(token) == CONSOLE_AUDIENCE:
+        console = verify_console_token(secret, token, now=now)
+        async with tenant_tx(state.db(), console.tenant_id, readonly=True) as conn:
+            why, until = await console_live(conn, console)
+        if why is not None:
+            raise TokenError(TokenErrorCode.INVALID, why)
+        return dataclasses.replace(console, expires_at=until)
     claims = verify_token(secret, token, now=now)
     # The agent must exist now, and the token's browser session (or the key that issued it) must be live;
     # a session's socket then lasts as long as the session, not as long as this short access token.
@@ -450,7 +426,7 @@ async def _authenticate(socket: WebSocket[Any, Any, Any], state: ApiState) -> To
     return dataclasses.replace(claims, expires_at=until)
 
 
-async def _open(session: Session | WidgetCaller) -> Listener | None:
+async def _open(session: Session | WidgetCaller | ConsoleSocket) -> Listener | None:
     """Subscribe the session to what it is pushed (its tenant's events only), and greet it."""
     state, tenant = session.state, session.claims.tenant_id
     pushes: dict[type[Any], Callable[[Any], Awaitable[None]]]
@@ -465,6 +441,14 @@ async def _open(session: Session | WidgetCaller) -> Listener | None:
             "caller": owner,
             "tenant_id": str(tenant),
             "queue_id": str(session.claims.queues[0]),
+        }
+    elif isinstance(session, ConsoleSocket):
+        pushes = {WebRtcSignal: session.on_signal, ev.SessionsEnded: session.on_sessions_ended}
+        owner = session.owner
+        greeting = {
+            "account_id": str(session.claims.account_id),
+            "tenant_id": str(tenant),
+            "role": session.claims.role,
         }
     else:
         pushes = {
@@ -514,22 +498,27 @@ async def signalling_socket(socket: WebSocket[Any, Any, Any]) -> None:
             pass
         return
 
-    session: Session | WidgetCaller = (
-        WidgetCaller(socket, state, claims)
-        if isinstance(claims, WidgetClaims)
-        else Session(socket, state, claims)
-    )
+    session: Session | WidgetCaller | ConsoleSocket
+    if isinstance(claims, WidgetClaims):
+        session = WidgetCaller(socket, state, claims)
+    elif isinstance(claims, ConsoleClaims):
+        session = ConsoleSocket(socket, state, claims)
+    else:
+        session = Session(socket, state, claims)
     listener = await _open(session)
     expiry: asyncio.TimerHandle | None = None
-    if isinstance(session, Session):
+    if isinstance(session, Session | ConsoleSocket):
         # An idle socket ends with its session (or its token, for `agents token`): never an agent shown
         # available and offered a contact it can no longer act on.
-        agent = session
+        person = session
         expiry = asyncio.get_running_loop().call_later(
             max(0.0, session.expires_at - time.time()),
-            lambda: asyncio.ensure_future(agent.end("token_expired", "the session has ended: sign in again")),
+            lambda: asyncio.ensure_future(
+                person.end("token_expired", "the session has ended: sign in again")
+            ),
         )
-        await session.link()
+        if isinstance(session, Session):
+            await session.link()
     try:
         while not session.closed:
             try:
@@ -538,9 +527,7 @@ async def signalling_socket(socket: WebSocket[Any, Any, Any]) -> None:
                 break
             ref = None
             try:
-                kind, body, ref = parse_message(
-                    raw, WIDGET_BODIES if isinstance(session, WidgetCaller) else _BODIES
-                )
+                kind, body, ref = parse_message(raw, _bodies_for(session))
                 if time.time() >= session.expires_at:
                     raise SessionExpired("the token has expired: reconnect with a new one")
                 await session.handle(kind, body, ref)
@@ -559,6 +546,8 @@ async def signalling_socket(socket: WebSocket[Any, Any, Any]) -> None:
             expiry.cancel()
         if isinstance(session, WidgetCaller):
             await session.hang_up_if_calling()
+        elif isinstance(session, ConsoleSocket):
+            await session.hang_up_legs()
         else:
             await session.unlink()
         if listener is not None:

@@ -55,15 +55,13 @@ from .sessions import (
 )
 from .state import ApiState, api_state
 from .throttle import count_attempt
-from .tokens import ALGORITHM, ISSUER, MIN_SECRET_BYTES, issue_agent_token
+from .tokens import ALGORITHM, CONSOLE_AUDIENCE, ISSUER, MIN_SECRET_BYTES, issue_agent_token
 from .validation import check_email
 
 __all__ = ["CONSOLE_AUDIENCE", "COOKIE", "AdminSignoutController", "AuthController", "InviteController"]
 
 COOKIE = "sb_refresh"
 COOKIE_PATH = "/v1/auth"
-# Supervisors' and admins' browser tokens (the supervisor console reads them); agents get agent tokens.
-CONSOLE_AUDIENCE = "switchboard:console"
 THROTTLE_WINDOW_S = 60.0
 # Earlier refresh secrets kept per session for reuse detection; older ones are merely unknown.
 KEEP_USED = 200

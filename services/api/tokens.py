@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import asyncpg
 import jwt
 import msgspec
 from litestar import Controller, Request, post
@@ -30,19 +31,23 @@ from .turn import ice_servers, turn_credentials
 
 __all__ = [
     "AGENT_AUDIENCE",
+    "CONSOLE_AUDIENCE",
     "ISSUER",
     "MAX_TTL_S",
     "WIDGET_AUDIENCE",
     "AgentToken",
+    "ConsoleClaims",
     "TokenClaims",
     "TokenController",
     "TokenError",
     "TokenErrorCode",
     "WidgetClaims",
+    "console_live",
     "issue_agent_token",
     "issue_widget_token",
     "token_audience",
     "turn_credentials",
+    "verify_console_token",
     "verify_token",
     "verify_widget_token",
 ]
@@ -50,6 +55,8 @@ __all__ = [
 ISSUER = "switchboard"
 AGENT_AUDIENCE = "switchboard:agent"
 WIDGET_AUDIENCE = "switchboard:widget"
+# Supervisors' and admins' browser tokens (signin.py issues them; the console's API calls and its sockets).
+CONSOLE_AUDIENCE = "switchboard:console"
 # A widget token only has to open the caller's websocket: a few minutes are plenty.
 WIDGET_TTL_S = 5 * 60
 ALGORITHM = "HS256"
@@ -91,6 +98,18 @@ class TokenClaims:
     # as long as that session) or the admin key that issued it (`agents token`; dies with that key).
     session_id: uuid.UUID | None = None
     key_id: uuid.UUID | None = None
+
+
+@dataclass(frozen=True)
+class ConsoleClaims:
+    """A supervisor's or admin's browser token: always bound to a browser session (web_sessions)."""
+
+    tenant_id: uuid.UUID
+    account_id: uuid.UUID
+    role: str
+    session_id: uuid.UUID
+    jti: str
+    expires_at: float
 
 
 class AgentToken(msgspec.Struct, kw_only=True):
@@ -189,6 +208,43 @@ def verify_token(secret: str, token: str, *, now: float | None = None) -> TokenC
         )
     except (KeyError, ValueError, TypeError) as exc:
         raise TokenError(TokenErrorCode.INVALID, f"the token is not valid: {str(exc)[:100]}") from None
+
+
+def verify_console_token(secret: str, token: str, *, now: float | None = None) -> ConsoleClaims:
+    """The claims of a valid console token; the caller still checks that its session is live."""
+    claims = _decode(secret, token, CONSOLE_AUDIENCE, now)
+    try:
+        role = str(claims["role"])
+        if role not in ("supervisor", "admin"):
+            raise ValueError(f"role {role!r} has no console")
+        return ConsoleClaims(
+            tenant_id=uuid.UUID(str(claims["tid"])),
+            account_id=uuid.UUID(str(claims["sub"])),
+            role=role,
+            session_id=uuid.UUID(str(claims["sid"])),
+            jti=str(claims["jti"]),
+            expires_at=float(claims["exp"]),
+        )
+    except (KeyError, ValueError, TypeError) as exc:
+        raise TokenError(TokenErrorCode.INVALID, f"the token is not valid: {str(exc)[:100]}") from None
+
+
+async def console_live(conn: asyncpg.Connection, claims: ConsoleClaims) -> tuple[str | None, float]:
+    """(why a console token may no longer be used, or None; until when its session lasts). `conn` is in the
+    token's tenant."""
+    row = await conn.fetchrow(
+        """SELECT s.revoked_at, extract(epoch FROM s.expires_at)::float8 AS expires, a.role FROM web_sessions s
+           JOIN accounts a ON a.id = s.account_id WHERE s.id = $1 AND s.account_id = $2""",
+        claims.session_id,
+        claims.account_id,
+    )
+    if row is None or row["revoked_at"] is not None:
+        return "this session was signed out: sign in again", 0.0
+    if row["expires"] <= time.time():
+        return "this session has ended: sign in again", 0.0
+    if row["role"] != claims.role:
+        return "this account's role has changed: sign in again", 0.0
+    return None, float(row["expires"])
 
 
 def issue_widget_token(

@@ -43,6 +43,8 @@ BUCKET = "sb_contacts"
 CONSUMER = "contacts"
 STATE_TTL_S = 24 * 3600.0
 MEDIA_TIMEOUT_S = 5.0
+# A monitor command is answered only by the worker holding the supervisor's leg: silence means none does.
+MONITOR_TIMEOUT_S = 3.0
 ROUTING_TIMEOUT_S = 3.0
 
 EVENTS: tuple[type[Event], ...] = (
@@ -99,7 +101,7 @@ class ContactsAdapter:
         self.legs: dict[uuid.UUID, uuid.UUID] = {}  # agent leg id -> contact id
         self.kv: KeyValue | None = None
         self._consumer: Consumer | None = None
-        self._server: Server[ev.DeskCommand] | None = None
+        self._server: Server[Command] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- life -------------------------------------------------------------------------------------
@@ -117,7 +119,9 @@ class ContactsAdapter:
         self._consumer = await self.bus.consume(
             EVENTS, durable=self.consumer, handler=self.on_event, key=None
         )
-        self._server = await self.bus.serve("contacts", dict.fromkeys(DESK_COMMANDS, self.on_desk))
+        handlers: dict[type[Any], Any] = {**dict.fromkeys(DESK_COMMANDS, self.on_desk)}
+        handlers[ev.SupervisorMonitor] = self.on_monitor
+        self._server = await self.bus.serve("contacts", handlers)
 
     async def stop(self) -> None:
         # Bounded (serving.py): events still being handled come back to the next coordinator.
@@ -252,6 +256,31 @@ class ContactsAdapter:
             failed = await self._apply(running, running.machine.take())
         if failed:
             return Reply(ok=False, code=failed[0], error=failed[1])
+        return Reply(ok=True, data=data)
+
+    async def on_monitor(self, cmd: ev.SupervisorMonitor) -> Reply:
+        """A supervisor joins (or leaves) a contact's call: media gets the agent's leg as the target."""
+        running = self.contacts.get(cmd.contact_id)
+        if running is None or running.machine.tenant_id != cmd.tenant_id:
+            return Reply(ok=False, code="not_found", error="no live contact with that id")
+        async with running.lock:
+            try:
+                target = running.machine.monitor_target()
+            except DeskRefused as exc:
+                return Reply(ok=False, code=exc.code, error=exc.reason)
+            queue_id = running.machine.state.record.queue_id
+        media = ev.MediaMonitor(
+            tenant_id=cmd.tenant_id, call_id=cmd.leg_id, target_call_id=target, mode=cmd.mode
+        )
+        try:
+            reply = await self.bus.request(media, timeout=MONITOR_TIMEOUT_S)
+        except (CommandTimeout, BusError):
+            # Only the worker holding the supervisor's leg answers: silence means no worker has it.
+            return Reply(ok=False, code="not_found", error="no media worker holds that leg next to the call")
+        if not reply.ok:
+            return reply
+        data = {**reply.data, "agent_leg_id": str(target), "queue_id": str(queue_id) if queue_id else None}
+        self.log.info("contact_monitored", contact=str(cmd.contact_id), mode=cmd.mode, leg=str(cmd.leg_id))
         return Reply(ok=True, data=data)
 
     async def _late_wrap_up(self, cmd: ev.DeskWrapUp) -> Reply:

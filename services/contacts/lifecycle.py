@@ -327,6 +327,17 @@ class Lifecycle:
             self._agent_lost(now, "agent_leg_timeout")
         return self.take()
 
+    # -- supervisor -------------------------------------------------------------------------------
+
+    def monitor_target(self) -> uuid.UUID:
+        """The agent's bridged leg a supervisor joins (media's `monitor` target); raises DeskRefused."""
+        s = self.state
+        if self.phase != "connected":
+            raise DeskRefused("state", f"the contact is {self.phase}, not connected to an agent")
+        if s.leg_id is None or not s.bridged:
+            raise DeskRefused("state", "the agent's audio is not connected yet")
+        return s.leg_id
+
     # -- desk commands ----------------------------------------------------------------------------
 
     def desk(self, cmd: ev.DeskCommand, now: float, *, queue_id: uuid.UUID | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ __all__ = [
     "DeskRecordPause",
     "DeskTransfer",
     "DeskWrapUp",
+    "SupervisorMonitor",
 ]
 
 
@@ -76,3 +77,15 @@ class DeskWrapUp(DeskCommand, kw_only=True, frozen=True):
     name = "wrap_up"
     disposition: str
     notes: str = ""
+
+
+class SupervisorMonitor(Command, kw_only=True, frozen=True):
+    """A supervisor steps into a connected contact: the coordinator names the agent's leg (it alone knows it)
+    and asks media to join `leg_id` (the supervisor's answered leg, in the worker holding the call) with
+    `mode`; mode "none" leaves. The API checked the supervisor's role and scope before sending it."""
+
+    service = "contacts"
+    name = "monitor"
+    contact_id: uuid.UUID
+    leg_id: uuid.UUID
+    mode: Literal["listen", "whisper", "barge", "none"]

@@ -376,6 +376,8 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
             {422},
         ),
     }
+    # POSTs on one of B's objects, with a valid body (an admin may step into a call: not into B's).
+    post_path_bodies = {"/v1/contacts/{contact_id}/monitor": {"mode": "listen", "leg_id": str(uuid.uuid4())}}
     # PATCHes of A's own objects that point them at B's objects.
     cross_refs = [
         ("/v1/agents/{agent_id}", "agent", {"site_id": b.objects["site"]}),
@@ -394,7 +396,7 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
             url = path.replace("{" + params[0] + "}", b.objects[kind])
             for name, value in FIXED_PARAMS.items():
                 url = url.replace("{" + name + "}", value)
-            body = patch_bodies.get(kind) if method == "PATCH" else None
+            body = patch_bodies.get(kind) if method == "PATCH" else post_path_bodies.get(path)
             r = await client.request(method, url, json=body, headers=a.headers)
             assert_problem(r, 404)
             covered.add((path, method))

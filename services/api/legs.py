@@ -1,0 +1,83 @@
+"""WebRTC leg signalling shared by the sockets on `/v1/ws` that own legs by a name (an agent's socket: its
+agent id; a supervisor's: `supervisor:<account>`): `offer` / `answer` / `ice` to the media worker, and
+media's `WebRtcSignal`s for the owner's legs back to the browser."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from services.kernel.events import MediaWebRtcAnswer, MediaWebRtcIce, MediaWebRtcOffer, WebRtcSignal
+from services.kernel.ids import new_id
+
+from .signalling_base import Bad, Socket
+
+__all__ = ["LEG_TYPES", "LegSocket"]
+
+LEG_TYPES = frozenset(("offer", "answer", "ice"))
+
+
+class LegSocket(Socket):
+    """A socket whose legs are media's legs of `owner` in `tenant_id` (set by the subclass)."""
+
+    owner: str
+    tenant_id: uuid.UUID
+    legs: set[uuid.UUID]
+
+    async def leg_message(self, kind: str, body: Any, ref: str | None) -> None:
+        tenant, owner = self.tenant_id, self.owner
+        if kind == "offer":
+            cap = self.state.settings.webrtc_legs_per_socket
+            if len(self.legs) >= cap:
+                raise Bad("limit", f"at most {cap} WebRTC legs at once on one connection; hang one up first")
+            leg_id = new_id()
+            self.legs.add(leg_id)
+            try:
+                data = await self.command(
+                    MediaWebRtcOffer(
+                        tenant_id=tenant, leg_id=leg_id, agent_id=owner, sdp=body.sdp, call_id=body.call_id
+                    )
+                )
+            except Bad:
+                self.legs.discard(leg_id)
+                raise
+            sdp = data.get("sdp")
+            if not isinstance(sdp, str):
+                raise Bad("media_error", "the media service answered without an SDP answer")
+            extra = {"call_id": str(body.call_id)} if body.call_id else {}
+            await self.send("answer", leg_id=str(leg_id), sdp=sdp, **extra, **({"ref": ref} if ref else {}))
+            return
+        if body.leg_id not in self.legs:
+            raise Bad("unknown_leg", "this session has no leg with that id")
+        if kind == "answer":
+            await self.command(
+                MediaWebRtcAnswer(tenant_id=tenant, leg_id=body.leg_id, agent_id=owner, sdp=body.sdp)
+            )
+        else:
+            await self.command(
+                MediaWebRtcIce(
+                    tenant_id=tenant,
+                    leg_id=body.leg_id,
+                    agent_id=owner,
+                    candidate=body.candidate,
+                    sdp_mid=body.sdp_mid,
+                    sdp_mline_index=body.sdp_mline_index,
+                )
+            )
+
+    async def on_signal(self, signal: WebRtcSignal) -> None:
+        # Decoded by Bus.listen on this tenant's subjects (payload tenant checked there).
+        if signal.agent_id != self.owner or signal.tenant_id != self.tenant_id:
+            return
+        if signal.kind == "offer":
+            self.legs.add(signal.leg_id)
+        elif signal.kind == "ended":
+            self.legs.discard(signal.leg_id)  # no longer counts against the socket's cap
+        fields: dict[str, Any] = {"leg_id": str(signal.leg_id)}
+        if signal.sdp is not None:
+            fields["sdp"] = signal.sdp
+        if signal.state is not None:
+            fields["state"] = signal.state
+        if signal.call_id is not None:
+            fields["call_id"] = str(signal.call_id)
+        await self.send(signal.kind, **fields)

@@ -1,0 +1,403 @@
+"""A supervisor steps into a live call through the API, on the real processes: a SIP caller (1100 Hz) is
+answered by a headless agent (the SDK's AgentSession, 1700 Hz); the supervisor signs in through an
+invitation, opens a WebRTC leg on `/v1/ws` with the console token (2300 Hz) and asks
+`POST /v1/contacts/{id}/monitor` for listen, then whisper, then barge, then none. Each party's ear is
+checked for exactly the tones it should hear (as media's own monitor test does). A supervisor of another
+tenant cannot step into the call, an agent key or a developer key cannot either, and every step is audited."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import switchboard
+from switchboard import AgentSession
+from switchboard.agent_events import ContactConnected
+from websockets.asyncio.client import ClientConnection, connect
+
+from services.media.rtp.g711 import G711
+from services.media.webrtc import LegState, WebRtcConfig, WebRtcLeg
+from tests.e2e.first_call.conftest import PhoneCaller, Stack, make_tenant, tone, tone_power, tone_wav
+from tests.e2e.first_call.test_agent_connect import SWITCHBOARD
+
+pytestmark = pytest.mark.e2e
+
+CALLER_HZ, AGENT_HZ, SUPERVISOR_HZ = 1100.0, 1700.0, 2300.0
+HEARD, NOT_HEARD = 0.1, 0.01
+PASSWORD = "a long supervisor password 42"
+
+
+async def _until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+class Console:
+    """A supervisor's browser session: signed in through an invitation, the refresh cookie kept, and a fresh
+    access token (console audience) traded for it whenever the last one is near its end (tests run with
+    6 s tokens)."""
+
+    def __init__(self, api: str) -> None:
+        self.http = httpx.AsyncClient(base_url=api, timeout=15)
+        self._token, self._expires = "", 0.0
+
+    @classmethod
+    async def sign_in(cls, api: str, admin_key: str, email: str, role: str = "supervisor") -> Console:
+        console = cls(api)
+        headers = {"Authorization": f"Bearer {admin_key}"}
+        invite = await console.http.post("/v1/invites", json={"email": email, "role": role}, headers=headers)
+        assert invite.status_code == 201, invite.text
+        signed = await console.http.post(
+            "/v1/auth/invite", json={"token": invite.json()["token"], "password": PASSWORD}
+        )
+        assert signed.status_code == 200, signed.text
+        assert signed.json()["role"] == role
+        console._take(signed.json())
+        return console
+
+    def _take(self, body: dict[str, Any]) -> None:
+        self._token, self._expires = str(body["access_token"]), float(body["expires_at"])
+
+    async def token(self) -> str:
+        if self._expires - time.time() < 3.0:
+            r = await self.http.post("/v1/auth/refresh")
+            assert r.status_code == 200, r.text
+            self._take(r.json())
+        return self._token
+
+    async def monitor(self, contact_id: str, mode: str, leg_id: str) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {await self.token()}"}
+        body = {"mode": mode, "leg_id": leg_id}
+        return await self.http.post(f"/v1/contacts/{contact_id}/monitor", json=body, headers=headers)
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+
+class SupervisorEar:
+    """The supervisor's browser, played by aiortc: a WebRTC leg over /v1/ws opened with a console token,
+    saying its tone all along and keeping what it hears."""
+
+    def __init__(self, ws: ClientConnection, leg: WebRtcLeg, leg_id: str, heard: list[np.ndarray]) -> None:
+        self.ws, self.leg, self.leg_id, self.heard = ws, leg, leg_id, heard
+        self._talk = asyncio.create_task(self._say())
+
+    @classmethod
+    async def open(cls, api: str, token: str, contact_id: str) -> SupervisorEar:
+        ws = await connect(api.replace("http://", "ws://") + "/v1/ws")
+        await ws.send(json.dumps({"v": 1, "type": "auth", "token": token}))
+        ready = json.loads(await ws.recv())
+        assert ready["type"] == "ready", ready
+        heard: list[np.ndarray] = []
+        leg = WebRtcLeg(WebRtcConfig(), peer_law=G711.PCMU, on_audio=heard.append)
+        offer = await leg.create_offer()
+        await ws.send(json.dumps({"v": 1, "type": "offer", "sdp": offer, "call_id": contact_id, "ref": "o"}))
+        while True:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if message["type"] == "answer":
+                break
+            assert message["type"] != "error", message
+        await leg.accept_answer(message["sdp"])
+        await _until(lambda: leg.state is LegState.CONNECTED)
+        return cls(ws, leg, message["leg_id"], heard)
+
+    async def _say(self) -> None:
+        samples = tone(SUPERVISOR_HZ, 1.0)
+        loop = asyncio.get_running_loop()
+        start, i = loop.time(), 0
+        while True:
+            chunk = (i % 50) * 160
+            self.leg.send_audio(samples[chunk : chunk + 160])
+            i += 1
+            await asyncio.sleep(max(0.0, start + i * 0.02 - loop.time()))
+
+    def mark(self) -> int:
+        return len(self.heard)
+
+    def since(self, mark: int) -> np.ndarray:
+        frames = self.heard[mark:]
+        return np.concatenate(frames).astype(np.float64) if frames else np.zeros(0)
+
+    async def close(self) -> None:
+        self._talk.cancel()
+        await self.leg.close()
+        await self.ws.close()
+
+
+class AgentEar:
+    """What the agent's SDK leg hears, kept in memory beside its recording."""
+
+    def __init__(self) -> None:
+        self.heard: list[np.ndarray] = []
+
+    def attach(self, agent: AgentSession, contact_id: str) -> None:
+        leg = agent.leg(contact_id)
+        assert leg is not None and leg.recorder is not None
+        recorder = leg.recorder
+        write = recorder.write
+
+        def keep(samples: np.ndarray) -> None:
+            self.heard.append(samples.copy())
+            write(samples)
+
+        recorder.write = keep  # type: ignore[method-assign]
+
+    def mark(self) -> int:
+        return len(self.heard)
+
+    def since(self, mark: int) -> np.ndarray:
+        frames = self.heard[mark:]
+        return np.concatenate(frames).astype(np.float64) if frames else np.zeros(0)
+
+
+Ear = Any  # PhoneCaller (mark / pcm_since), AgentEar, SupervisorEar
+
+
+def _since(ear: Ear, mark: int) -> np.ndarray:
+    return ear.pcm_since(mark).astype(np.float64) if isinstance(ear, PhoneCaller) else ear.since(mark)
+
+
+async def listen_window(ears: dict[str, Ear], seconds: float = 1.2) -> dict[str, np.ndarray]:
+    """What each party heard over the next `seconds` (everyone talks all the time)."""
+    await asyncio.sleep(0.4)  # the mix settles after a mode change
+    marks = {name: ear.mark() for name, ear in ears.items()}
+    await asyncio.sleep(seconds)
+    return {name: _since(ear, marks[name]) for name, ear in ears.items()}
+
+
+TONES = {"caller": CALLER_HZ, "agent": AGENT_HZ, "supervisor": SUPERVISOR_HZ}
+
+
+def check_ears(heard: dict[str, np.ndarray], expected: dict[str, set[str]]) -> None:
+    """Each listener hears exactly the speakers in `expected[listener]` (and never itself)."""
+    for listener, audio in heard.items():
+        assert len(audio) > 4000, f"{listener} heard almost nothing ({len(audio)} samples)"
+        for speaker, frequency in TONES.items():
+            if speaker == listener:
+                continue
+            power = tone_power(audio, frequency)
+            if speaker in expected[listener]:
+                assert power > HEARD, f"{listener} does not hear {speaker} ({power:.3f})"
+            else:
+                assert power < NOT_HEARD, f"{listener} hears {speaker} ({power:.3f})"
+
+
+EXPECTED = {
+    "listen": {"caller": {"agent"}, "agent": {"caller"}, "supervisor": {"caller", "agent"}},
+    "whisper": {"caller": {"agent"}, "agent": {"caller", "supervisor"}, "supervisor": {"caller", "agent"}},
+    "barge": {
+        "caller": {"agent", "supervisor"},
+        "agent": {"caller", "supervisor"},
+        "supervisor": {"caller", "agent"},
+    },
+}
+
+
+async def connected_call(
+    stack: Stack, tenant: Any, tmp_path: Path
+) -> tuple[AgentSession, AgentEar, PhoneCaller, str]:
+    """A SIP caller answered by a headless agent that plays its tone: (agent, its ear, caller, contact id)."""
+    agent = AgentSession(
+        stack.api,
+        tenant.token("agent0@example.com"),
+        auto_answer=True,
+        play=tone_wav(tmp_path / "agent.wav", AGENT_HZ),
+        play_loop=True,
+        record=str(tmp_path / "agent-{contact_id}.wav"),
+    )
+    await agent.connect()
+    await agent.login(state="available")
+    caller = PhoneCaller(stack.sip_port, tenant.number, frequency=CALLER_HZ)
+    await caller.dial()
+    ear = AgentEar()
+    while True:
+        event = await agent.next_event(timeout=20)
+        assert event is not None, "the agent was never connected"
+        if isinstance(event, ContactConnected):
+            ear.attach(agent, event.contact_id)
+            return agent, ear, caller, event.contact_id
+
+
+async def supervisor_key(api: str, admin_key: str) -> str:
+    async with httpx.AsyncClient(
+        base_url=api, timeout=10, headers={"Authorization": f"Bearer {admin_key}"}
+    ) as http:
+        r = await http.post("/v1/keys", json={"name": "floor", "role": "supervisor"})
+        assert r.status_code == 201, r.text
+        return str(r.json()["key"])
+
+
+async def switchboard_cli(api: str, key: str, *args: str) -> dict[str, Any]:
+    env = {**os.environ, "SB_API_URL": api, "SB_API_KEY": key}
+    env.pop("SB_PROFILE", None)
+    proc = await asyncio.create_subprocess_exec(
+        str(SWITCHBOARD),
+        "--json",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()
+    return dict(json.loads(out))
+
+
+async def post_monitor(api: str, token: str, contact_id: str, mode: str, leg_id: str) -> httpx.Response:
+    async with httpx.AsyncClient(
+        base_url=api, timeout=15, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
+        return await http.post(f"/v1/contacts/{contact_id}/monitor", json={"mode": mode, "leg_id": leg_id})
+
+
+async def _with_call(stack: Stack, tmp_path: Path, body: Callable[..., Awaitable[None]]) -> None:
+    tenant = await asyncio.to_thread(make_tenant, stack.api)
+    agent, agent_ear, caller, contact_id = await connected_call(stack, tenant, tmp_path)
+    try:
+        await body(tenant, agent_ear, caller, contact_id)
+    finally:
+        await caller.hang_up()
+        caller.close()
+        await agent.close()
+
+
+async def test_listen_whisper_barge_through_the_api_by_what_each_party_hears(
+    first_call_stack: Stack, tmp_path: Path
+) -> None:
+    stack = first_call_stack
+
+    async def body(tenant: Any, agent_ear: AgentEar, caller: PhoneCaller, contact_id: str) -> None:
+        console = await Console.sign_in(stack.api, tenant.key, "lead@example.com")
+        supervisor = await SupervisorEar.open(stack.api, await console.token(), contact_id)
+        ears = {"caller": caller, "agent": agent_ear, "supervisor": supervisor}
+        try:
+            before = await listen_window(ears)
+            assert tone_power(before["supervisor"], CALLER_HZ) < NOT_HEARD
+            assert tone_power(before["caller"], SUPERVISOR_HZ) < NOT_HEARD
+            # listen through the API as the console calls it, whisper through the CLI and barge through the
+            # SDK, both with a supervisor API key of the tenant.
+            r = await console.monitor(contact_id, "listen", supervisor.leg_id)
+            assert r.status_code == 200, r.text
+            assert r.json()["mode"] == "listen" and r.json()["agent_leg_id"]
+            check_ears(await listen_window(ears), EXPECTED["listen"])
+            key = await supervisor_key(stack.api, tenant.key)
+            cli = await switchboard_cli(
+                stack.api,
+                key,
+                "contacts",
+                "monitor",
+                contact_id,
+                "--mode",
+                "whisper",
+                "--leg",
+                supervisor.leg_id,
+            )
+            assert cli["mode"] == "whisper" and cli["contact_id"] == contact_id, cli
+            check_ears(await listen_window(ears), EXPECTED["whisper"])
+            async with switchboard.AsyncClient(api_key=key, base_url=stack.api) as client:
+                session = await client.contacts.monitor(contact_id, "barge", supervisor.leg_id)
+            assert session.mode == "barge" and session.leg_id == supervisor.leg_id
+            check_ears(await listen_window(ears), EXPECTED["barge"])
+            # Back to listen on the fly, then out: nobody hears the supervisor, the supervisor hears nothing.
+            r = await console.monitor(contact_id, "listen", supervisor.leg_id)
+            assert r.status_code == 200, r.text
+            check_ears(await listen_window(ears), EXPECTED["listen"])
+            r = await console.monitor(contact_id, "none", supervisor.leg_id)
+            assert r.status_code == 200, r.text
+            after = await listen_window(ears)
+            assert (
+                tone_power(after["caller"], AGENT_HZ) > HEARD
+                and tone_power(after["agent"], CALLER_HZ) > HEARD
+            )
+            assert tone_power(after["caller"], SUPERVISOR_HZ) < NOT_HEARD
+            assert tone_power(after["agent"], SUPERVISOR_HZ) < NOT_HEARD
+            assert tone_power(after["supervisor"], CALLER_HZ) < NOT_HEARD
+            # Leaving twice is a clear 409, not a silent success.
+            again = await console.monitor(contact_id, "none", supervisor.leg_id)
+            assert again.status_code == 409, again.text
+        finally:
+            await supervisor.close()
+            await console.close()
+        async with httpx.AsyncClient(
+            base_url=stack.api, timeout=10, headers={"Authorization": f"Bearer {tenant.key}"}
+        ) as http:
+            entries = (await http.get("/v1/audit", params={"limit": 200})).json()["items"]
+        monitored = [(e["action"], e["detail"]["mode"]) for e in entries if e["target_id"] == contact_id]
+        assert monitored == [
+            ("contact.monitored", "listen"),
+            ("contact.monitored", "whisper"),
+            ("contact.monitored", "barge"),
+            ("contact.monitored", "listen"),
+            ("contact.monitor_ended", "none"),
+        ]
+        assert all(e["actor_role"] == "supervisor" for e in entries if e["target_id"] == contact_id)
+        by_person = [e for e in entries if e["target_id"] == contact_id and "account_id" in e["detail"]]
+        assert len(by_person) == 3  # the console's own requests name the person; the key's name the key
+
+    await _with_call(stack, tmp_path, body)
+
+
+async def test_only_this_tenants_supervisors_step_in(first_call_stack: Stack, tmp_path: Path) -> None:
+    stack = first_call_stack
+
+    async def body(tenant: Any, agent_ear: AgentEar, caller: PhoneCaller, contact_id: str) -> None:
+        other = await asyncio.to_thread(make_tenant, stack.api)
+        outsider = await Console.sign_in(stack.api, other.key, "other-lead@example.com")
+        # The outsider's leg cannot even be made next to A's call, and A's call is not found for B.
+        ws = await connect(stack.api.replace("http://", "ws://") + "/v1/ws")
+        try:
+            await ws.send(json.dumps({"v": 1, "type": "auth", "token": await outsider.token()}))
+            assert json.loads(await ws.recv())["type"] == "ready"
+            leg = WebRtcLeg(WebRtcConfig(), peer_law=G711.PCMU)
+            sdp = await leg.create_offer()
+            await ws.send(json.dumps({"v": 1, "type": "offer", "sdp": sdp, "call_id": contact_id}))
+            refused = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert refused["type"] == "error", refused
+            # Agent commands are not a supervisor's: refused by name.
+            await ws.send(json.dumps({"v": 1, "type": "login"}))
+            assert json.loads(await asyncio.wait_for(ws.recv(), 10))["code"] == "unknown_type"
+            await leg.close()
+        finally:
+            await ws.close()
+        r = await outsider.monitor(contact_id, "listen", str(uuid.uuid4()))
+        assert r.status_code == 404, r.text
+        # A developer key of the call's own tenant, and an agent's token, are not a supervisor's.
+        async with httpx.AsyncClient(
+            base_url=stack.api, timeout=10, headers={"Authorization": f"Bearer {tenant.key}"}
+        ) as http:
+            dev = await http.post("/v1/keys", json={"name": "dev", "role": "developer"})
+            assert dev.status_code == 201, dev.text
+        r = await post_monitor(stack.api, dev.json()["key"], contact_id, "listen", str(uuid.uuid4()))
+        assert r.status_code == 403, r.text
+        r = await post_monitor(
+            stack.api, tenant.token("agent0@example.com"), contact_id, "listen", str(uuid.uuid4())
+        )
+        assert r.status_code == 401, r.text
+        # The tenant's own supervisor with a leg that does not exist: a clear 404 naming the leg.
+        own = await Console.sign_in(stack.api, tenant.key, "lead2@example.com")
+        r = await own.monitor(contact_id, "listen", str(uuid.uuid4()))
+        assert r.status_code == 404 and "leg" in r.json()["detail"], r.text
+        bad = await own.monitor(contact_id, "shout", str(uuid.uuid4()))
+        assert bad.status_code in (400, 422), bad.text
+        # Signed out: the console token is dead at once, before it expires.
+        token = await own.token()
+        out = await own.http.post("/v1/auth/signout", headers={"Authorization": f"Bearer {token}"})
+        assert out.status_code == 200, out.text
+        r = await post_monitor(stack.api, token, contact_id, "listen", str(uuid.uuid4()))
+        assert r.status_code == 401, r.text
+        for console in (own, outsider):
+            await console.close()
+
+    await _with_call(stack, tmp_path, body)
