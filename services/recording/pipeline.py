@@ -31,6 +31,7 @@ from services.kernel import events as ev
 from services.kernel.bus import Bus
 from services.kernel.db import tenant_tx
 from services.kernel.log import get_logger
+from services.kernel.messages import Event
 from services.kernel.serving import Consumer
 from services.kernel.subjects import REC_STREAM, rec_subject
 
@@ -230,7 +231,7 @@ class RecordingPipeline:
 
     # -- call facts --------------------------------------------------------------------------------
 
-    async def _on_call_event(self, event: ev.Event) -> None:
+    async def _on_call_event(self, event: Event) -> None:
         if isinstance(event, ev.CallRecording):
             await self._recording_fact(event)
         elif isinstance(event, ev.CallEnded) and event.cause == LOST_CAUSE:
@@ -241,7 +242,7 @@ class RecordingPipeline:
         if fact.state == "started":
             async with tenant_tx(self.pool, fact.tenant_id) as conn:
                 await mark_started(conn, fact.tenant_id, rid, fact.ts)
-            event: ev.Event = ev.RecordingStarted(
+            event: Event = ev.RecordingStarted(
                 id=_derived(fact.id, "started"), tenant_id=fact.tenant_id, recording_id=rid
             )
         elif fact.state == "paused":

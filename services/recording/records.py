@@ -91,13 +91,14 @@ async def mark_started(
 
 async def retention_days(conn: asyncpg.Connection, tenant_id: uuid.UUID, contact_id: uuid.UUID) -> int | None:
     """The queue's retention if it has one, else the tenant's (None: kept until deleted)."""
-    return await conn.fetchval(
+    days: int | None = await conn.fetchval(
         """SELECT COALESCE(q.recording_retention_days, t.recording_retention_days)
            FROM tenants t LEFT JOIN contacts c ON c.id = $2 LEFT JOIN queues q ON q.id = c.queue_id
            WHERE t.id = $1""",
         tenant_id,
         contact_id,
     )
+    return days
 
 
 async def store_sealed(
