@@ -258,7 +258,24 @@ function onOffer(offer) {
   act("Audio", leg.start());
 }
 
-function onConnected(contactId) {
+function showRecording(state) {
+  const on = state === "on" || state === "paused";
+  $("record").classList.toggle("hidden", !on);
+  $("recording").classList.toggle("hidden", !on);
+  $("recording").classList.toggle("paused", state === "paused");
+  $("recording").textContent = state === "paused" ? "Recording paused" : "● Recording";
+  $("record").setAttribute("aria-pressed", String(state === "paused"));
+  $("record").textContent = state === "paused" ? "Resume recording" : "Pause recording";
+}
+
+$("record").onclick = async () => {
+  if (!desk.call) return;
+  const on = $("record").getAttribute("aria-pressed") !== "true";
+  const ack = await act("Recording", send("record_pause", {contact_id: desk.call.contact_id, on}));
+  if (ack) showRecording(ack.recording || (on ? "paused" : "on"));
+};
+
+function onConnected(contactId, recording) {
   stopRinging();
   const ctx = desk.offer && desk.offer.contact_id === contactId ? desk.offer.context : (desk.call || {}).context || {};
   desk.call = {contact_id: contactId, context: ctx, since: Date.now(), held: false, muted: false};
@@ -267,6 +284,7 @@ function onConnected(contactId) {
   $("call-number").textContent = callerNumber(ctx);
   $("call-status").textContent = "";
   for (const id of ["hold", "mute"]) $(id).setAttribute("aria-pressed", "false");
+  showRecording(recording || "off");
   toggle("keypad", false);
   toggle("transfer", false);
   panel("call");
@@ -540,7 +558,7 @@ function bind(conn) {
       $("idle-text").textContent = why || "The call went elsewhere.";
     }
   });
-  conn.addEventListener("contact_connected", (e) => onConnected(e.detail.contact_id));
+  conn.addEventListener("contact_connected", (e) => onConnected(e.detail.contact_id, e.detail.recording));
   conn.addEventListener("contact_ended", (e) => onEnded(e.detail));
   conn.addEventListener("ended", (e) => {
     for (const [contactId, leg] of desk.legs) if (leg.legId === e.detail.leg_id) endLeg(contactId);

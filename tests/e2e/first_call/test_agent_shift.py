@@ -51,6 +51,8 @@ async def test_an_agents_shift_in_the_browser(first_call_stack: Any, tmp_path: P
         r = await admin.put("/v1/desk-settings", json={**settings, "wrap_up_form_extends": False})
         assert r.status_code == 200, r.text
         invite = (await admin.post("/v1/invites", json={"email": "agent0@example.com"})).json()
+        r = await admin.put("/v1/recording-settings", json={"recording_percent": 100})
+        assert r.status_code == 200, r.text
 
         caller: PhoneCaller | None = None
         async with chromium.launch(tmp_path / "chromium-profile") as browser:
@@ -61,6 +63,8 @@ async def test_an_agents_shift_in_the_browser(first_call_stack: Any, tmp_path: P
                 # The invitation link: set a password, land on the desk signed in to calls.
                 await page.goto(f"{first_call_stack.api}{invite['path']}")
                 await page.wait_for_selector("#invite-form:not(.hidden)")
+                # Whose invitation it is shows once the page has looked it up.
+                await page.wait_for_function("document.getElementById('invite-who').textContent !== ''")
                 assert "agent0@example.com" in await page.inner_text("#invite-who")
                 assert "invite=" not in page.url
                 await _shot(page, "1-set-password")
@@ -134,6 +138,19 @@ async def test_an_agents_shift_in_the_browser(first_call_stack: Any, tmp_path: P
                 await page.wait_for_function("document.getElementById('hold').textContent === 'Resume'")
                 await page.click("#hold")
                 await page.wait_for_function("document.getElementById('hold').textContent === 'Hold'")
+                # The call is recorded (the tenant records every call): the desk says so and can pause it.
+                recording = await page.evaluate(
+                    "agentDesktop.events.find((m) => m.type === 'contact_connected').recording"
+                )
+                assert recording == "on" and await page.inner_text("#recording") == "● Recording"
+                await page.click("#record")
+                await page.wait_for_function(
+                    "document.getElementById('recording').textContent === 'Recording paused'"
+                )
+                await page.click("#record")
+                await page.wait_for_function(
+                    "document.getElementById('record').textContent === 'Pause recording'"
+                )
                 await page.click("#keypad-button")
                 await page.click("#keypad button:text('5')")
                 await page.wait_for_function(
