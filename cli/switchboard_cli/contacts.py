@@ -206,6 +206,20 @@ def register(cli: click.Group) -> None:
         else:
             output.note(f"On contact {session.contact_id}: {mode} (leg {session.leg_id}).")
 
+    @command(contacts, "move")
+    @click.argument("contact_id", metavar="ID")
+    @click.option("--queue", required=True, metavar="NAME_OR_ID", help="The queue the contact waits in next.")
+    def contacts_move(state: State, contact_id: str, queue: str) -> None:
+        """Move a contact waiting in line to another queue (a supervisor or admin key)."""
+        if not is_uuid(contact_id):
+            raise CliError(f"{contact_id!r} is not a contact id")
+        with state.client() as client:
+            moved = client.contacts.move(contact_id, queue)
+        if state.json:
+            emit_json(moved)
+            return
+        output.note(f"Contact {moved.contact_id} now waits in queue {moved.queue_id}.")
+
     @command(contacts, "show")
     @click.argument("contact_id", metavar="ID")
     def contacts_show(state: State, contact_id: str) -> None:

@@ -63,6 +63,22 @@ def register(cli: click.Group) -> None:
             return
         note(f"{agent.name} <{agent.email}> signed out ({ended.sessions_ended} session(s) ended)")
 
+    @command(agents, "state")
+    @click.argument("agent_ref", metavar="EMAIL_OR_ID")
+    @click.argument("presence", type=click.Choice(["available", "away"]))
+    @click.option("--reason", help="Why the agent is away (e.g. coaching); only with away.")
+    def agents_state(state: State, agent_ref: str, presence: str, reason: str | None) -> None:
+        """Set an agent's presence as a supervisor (a supervisor or admin key); their desk shows it at once."""
+        if reason is not None and presence != "away":
+            raise CliError("--reason goes with away only")
+        with state.client() as client:
+            agent = find_agent(client, agent_ref)
+            done = client.agents.set_state(agent.id, presence, reason)
+        if state.json:
+            emit_json(done)
+            return
+        note(f"{agent.name} <{agent.email}> is now {presence}" + (f" ({reason})" if reason else ""))
+
     desk = group(cli, "desk-settings", "The agent desk's disposition codes, away reasons and wrap-up rule.")
 
     @command(desk, "show")

@@ -13,8 +13,10 @@ from msgspec import UNSET, UnsetType
 
 from ._core import Call
 from .models import (
+    AgentStateSet,
     AgentToken,
     Contact,
+    ContactMoved,
     ContactSummary,
     DeskSettings,
     Invite,
@@ -34,9 +36,11 @@ __all__ = [
     "UNSET",
     "UnsetType",
     "agent_signout",
+    "agent_state",
     "agent_token",
     "contact_get",
     "contact_monitor",
+    "contact_move",
     "contacts_export",
     "contacts_page",
     "create",
@@ -158,6 +162,19 @@ def invite(email: str, role: str) -> Call[Invite]:
 
 def agent_signout(agent_id: str) -> Call[Signout]:
     return Call[Signout]("POST", f"/v1/agents/{_id(agent_id)}/signout", Signout)
+
+
+def agent_state(agent_id: str, state: str, reason: str | None) -> Call[AgentStateSet]:
+    body: dict[str, Any] = {"state": state}
+    if reason is not None:
+        body["reason"] = reason
+    return Call[AgentStateSet]("POST", f"/v1/agents/{_id(agent_id)}/state", AgentStateSet, body=body)
+
+
+def contact_move(contact_id: str, queue: str) -> Call[ContactMoved]:
+    return Call[ContactMoved](
+        "POST", f"/v1/contacts/{_id(contact_id)}/queue", ContactMoved, body={"queue": queue}
+    )
 
 
 def desk_settings_get() -> Call[DeskSettings]:

@@ -30,9 +30,11 @@ from .errors import ConnectionError, ResponseError, error_from_response, parse_r
 from .flows import AsyncFlows
 from .models import (
     Agent,
+    AgentStateSet,
     AgentToken,
     AuditEntry,
     Contact,
+    ContactMoved,
     ContactSummary,
     DeskSettings,
     Invite,
@@ -330,6 +332,12 @@ class AsyncAgents(_Collection[Agent]):
         ended: Signout = await self._client._run(_calls.agent_signout(id))
         return ended
 
+    async def set_state(self, id: str, state: str, reason: str | None = None) -> AgentStateSet:
+        """Set the agent's presence as a supervisor (a supervisor or admin key): available, or away with
+        a reason; the agent's desk shows it at once."""
+        done: AgentStateSet = await self._client._run(_calls.agent_state(id, state, reason))
+        return done
+
 
 class AsyncQueues(_Collection[Queue]):
     _path = "/v1/queues"
@@ -534,6 +542,11 @@ class AsyncContacts(_Resource):
         """One contact whole, with its timeline."""
         found: Contact = await self._client._run(_calls.contact_get(id))
         return found
+
+    async def move(self, id: str, queue: str) -> ContactMoved:
+        """Move a contact waiting in line to another queue (name or id); a supervisor or admin key."""
+        moved: ContactMoved = await self._client._run(_calls.contact_move(id, queue))
+        return moved
 
     async def monitor(self, id: str, mode: str, leg_id: str) -> MonitorSession:
         """Step into a live contact as a supervisor (a supervisor or admin key): `mode` listen, whisper (the

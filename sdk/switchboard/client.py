@@ -30,9 +30,11 @@ from .errors import ConnectionError, ResponseError, error_from_response, parse_r
 from .flows import Flows
 from .models import (
     Agent,
+    AgentStateSet,
     AgentToken,
     AuditEntry,
     Contact,
+    ContactMoved,
     ContactSummary,
     DeskSettings,
     Invite,
@@ -352,6 +354,12 @@ class Agents(_Collection[Agent]):
         ended: Signout = self._client._run(_calls.agent_signout(id))
         return ended
 
+    def set_state(self, id: str, state: str, reason: str | None = None) -> AgentStateSet:
+        """Set the agent's presence as a supervisor (a supervisor or admin key): available, or away with
+        a reason; the agent's desk shows it at once."""
+        done: AgentStateSet = self._client._run(_calls.agent_state(id, state, reason))
+        return done
+
 
 class Queues(_Collection[Queue]):
     _path = "/v1/queues"
@@ -580,6 +588,11 @@ class Contacts(_Resource):
         """One contact whole, with its timeline."""
         found: Contact = self._client._run(_calls.contact_get(id))
         return found
+
+    def move(self, id: str, queue: str) -> ContactMoved:
+        """Move a contact waiting in line to another queue (name or id); a supervisor or admin key."""
+        moved: ContactMoved = self._client._run(_calls.contact_move(id, queue))
+        return moved
 
     def monitor(self, id: str, mode: str, leg_id: str) -> MonitorSession:
         """Step into a live contact as a supervisor (a supervisor or admin key): `mode` listen, whisper (the

@@ -13,10 +13,12 @@ import msgspec
 
 __all__ = [
     "Agent",
+    "AgentStateSet",
     "AgentToken",
     "AuditEntry",
     "Choice",
     "Contact",
+    "ContactMoved",
     "ContactSummary",
     "DeskSettings",
     "Invite",
@@ -278,6 +280,21 @@ class MonitorSession(Model, kw_only=True):
     leg_id: str
     mode: str
     agent_leg_id: str | None = None
+
+
+class AgentStateSet(Model, kw_only=True):
+    """A supervisor set an agent's presence (`reason` only for away)."""
+
+    agent_id: str
+    state: str
+    reason: str | None = None
+
+
+class ContactMoved(Model, kw_only=True):
+    """A waiting contact moved to `queue_id`."""
+
+    contact_id: str
+    queue_id: str
 
 
 class WidgetKey(Model, kw_only=True):

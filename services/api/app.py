@@ -32,6 +32,7 @@ from .audit import AuditController
 from .auth import AuthMiddleware
 from .contacts import ContactController
 from .desk import DeskController, DeskSettingsController
+from .floor import AgentFloorController, ContactFloorController
 from .flows import FlowController, IvrController, NumberRouteController
 from .health import HealthController
 from .home import home_page
@@ -214,6 +215,8 @@ def create_app(settings: Settings, *, key_rate_per_minute: int | None = None) ->
             AuditController,
             ContactController,
             SupervisionController,
+            ContactFloorController,
+            AgentFloorController,
             RecordingController,
             RecordingAudioController,
             RecordingSettingsController,

@@ -32,12 +32,13 @@ from litestar import Controller, Request, Response, post
 from litestar.datastructures import Cookie
 from litestar.params import JSONBody
 
+from services.kernel.bus import BusError, CommandTimeout
 from services.kernel.db import tenant_tx
-from services.kernel.events import SessionsEnded
+from services.kernel.events import RoutingAgentLogout, SessionsEnded
 from services.kernel.ids import new_id
 from services.kernel.log import get_logger
 
-from .auth import Principal, admin_only
+from .auth import Principal, admin_only, principal_of, supervisor_only
 from .crud import IdParam, path_id
 from .mutations import Outcome, audit, mutate
 from .problems import PUBLIC_ERRORS, WRITE_ERRORS, Problem, conflict, not_found, problem_responses, validation
@@ -329,9 +330,10 @@ class AdminSignoutController(Controller):
     @post(
         "/{agent_id:str}/signout",
         status_code=200,
-        guards=[admin_only],
+        guards=[supervisor_only],
         responses=WRITE_ERRORS,
-        summary="Sign an agent out everywhere: its browser sessions and websockets end within seconds",
+        summary="Sign an agent out everywhere (supervisor or admin): its browser sessions and websockets end "
+        "within seconds, and routing signs it out at once",
     )
     async def signout_agent(self, request: Request[Any, Any, Any], agent_id: IdParam) -> Response[Signout]:
         aid = path_id(agent_id, "agent")
@@ -341,13 +343,25 @@ class AdminSignoutController(Controller):
                 raise not_found("agent")
             account_id = await conn.fetchval("SELECT id FROM accounts WHERE agent_id = $1", aid)
             ended = await _end_sessions(conn, account_id, "forced_signout") if account_id else []
-            await audit(conn, principal, "agent.signed_out", "agent", aid, {"sessions": len(ended)})
+            detail: dict[str, Any] = {"sessions": len(ended)}
+            if principal.account_id is not None:
+                detail["account_id"] = str(principal.account_id)
+            await audit(conn, principal, "agent.signed_out", "agent", aid, detail)
             event = SessionsEnded(
                 tenant_id=principal.tenant_id, session_ids=ended, agent_id=aid, reason="forced_signout"
             )
             return Outcome(200, Signout(sessions_ended=len(ended)), [event])
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        response = await mutate(request, work)
+        # Out of routing now, not when its socket's grace runs out (an agent not signed in is fine).
+        principal, state = principal_of(request), api_state(request)
+        if state.bus is not None:
+            logout = RoutingAgentLogout(tenant_id=principal.tenant_id, agent_id=aid, force=True)
+            try:
+                await state.bus.request(logout, timeout=5.0)
+            except (BusError, CommandTimeout):
+                get_logger().warning("forced_logout_unanswered", agent_id=str(aid))
+        return response  # type: ignore[return-value]
 
 
 class AuthController(Controller):

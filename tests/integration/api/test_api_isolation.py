@@ -377,7 +377,11 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         ),
     }
     # POSTs on one of B's objects, with a valid body (an admin may step into a call: not into B's).
-    post_path_bodies = {"/v1/contacts/{contact_id}/monitor": {"mode": "listen", "leg_id": str(uuid.uuid4())}}
+    post_path_bodies = {
+        "/v1/contacts/{contact_id}/monitor": {"mode": "listen", "leg_id": str(uuid.uuid4())},
+        "/v1/contacts/{contact_id}/queue": {"queue": b.objects["queue"]},
+        "/v1/agents/{agent_id}/state": {"state": "away", "reason": "hijacked"},
+    }
     # PATCHes of A's own objects that point them at B's objects.
     cross_refs = [
         ("/v1/agents/{agent_id}", "agent", {"site_id": b.objects["site"]}),

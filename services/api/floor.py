@@ -1,0 +1,139 @@
+"""Control of the floor, for supervisors and admins (an API key with that role, or their console token):
+
+- `POST /v1/agents/{id}/state` {state: available | away, reason}: routing sets the agent's presence (the
+  agent's desk is told by its usual `agent_state` push);
+- `POST /v1/agents/{id}/signout` (signin.py) signs an agent out everywhere and out of routing;
+- `POST /v1/contacts/{id}/queue` {queue: name or id}: a contact waiting in line moves to another queue
+  (routing keeps its priority; refused when nobody is signed in to that queue, so it is never stranded).
+
+The agent or contact must be the caller's tenant's (row-level security: another tenant's is 404); routing
+then acts in that tenant only. Every accepted request is audited."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+import msgspec
+from litestar import Controller, Request, post
+from litestar.params import JSONBody
+
+from services.kernel.bus import BusError, CommandTimeout
+from services.kernel.db import tenant_tx
+from services.kernel.events import RoutingSetState, RoutingTransfer
+from services.kernel.messages import Command, Reply
+
+from .auth import Principal, principal_of, supervisor_only
+from .crud import IdParam, path_id
+from .mutations import audit
+from .problems import WRITE_ERRORS, Problem, conflict, not_found
+from .state import ApiState, api_state
+
+__all__ = ["AgentFloorController", "ContactFloorController", "routing_request"]
+
+ROUTING_TIMEOUT_S = 5.0
+Reason = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class AgentStateChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    state: Literal["available", "away"]
+    reason: Reason | None = None
+
+
+class AgentStateSet(msgspec.Struct, kw_only=True):
+    agent_id: uuid.UUID
+    state: str
+    reason: str | None
+
+
+class ContactMove(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    queue: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class ContactMoved(msgspec.Struct, kw_only=True):
+    contact_id: uuid.UUID
+    queue_id: uuid.UUID
+
+
+async def routing_request(state: ApiState, command: Command) -> Reply:
+    """Routing's reply; 503 when routing is not there, 409 with routing's reason when it refuses."""
+    if state.bus is None:
+        raise Problem(503, "the platform's bus is not connected; try again")
+    try:
+        reply = await state.bus.request(command, timeout=ROUTING_TIMEOUT_S)
+    except (BusError, CommandTimeout):
+        raise Problem(503, "routing did not answer; try again") from None
+    if not reply.ok:
+        raise conflict(reply.error or f"routing refused it ({reply.code})")
+    return reply
+
+
+async def _audit(
+    state: ApiState, principal: Principal, action: str, kind: str, target: uuid.UUID, detail: dict[str, Any]
+) -> None:
+    if principal.account_id is not None:
+        detail = {**detail, "account_id": str(principal.account_id)}
+    async with tenant_tx(state.db(), principal.tenant_id) as conn:
+        await audit(conn, principal, action, kind, target, detail)
+
+
+class AgentFloorController(Controller):
+    path = "/v1/agents"
+    tags = ["floor"]
+    guards = [supervisor_only]
+
+    @post("/{agent_id:str}/state", status_code=200, responses=WRITE_ERRORS, summary="Set an agent's presence")
+    async def set_state(
+        self, request: Request[Any, Any, Any], agent_id: IdParam, data: JSONBody[AgentStateChange]
+    ) -> AgentStateSet:
+        aid = path_id(agent_id, "agent")
+        principal, state = principal_of(request), api_state(request)
+        async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
+            if await conn.fetchval("SELECT 1 FROM agents WHERE id = $1", aid) is None:
+                raise not_found("agent")
+        reason = data.reason if data.state == "away" else None
+        await routing_request(
+            state,
+            RoutingSetState(tenant_id=principal.tenant_id, agent_id=aid, state=data.state, reason=reason),
+        )
+        await _audit(
+            state, principal, "agent.state_set", "agent", aid, {"state": data.state, "reason": reason}
+        )
+        return AgentStateSet(agent_id=aid, state=data.state, reason=reason)
+
+
+class ContactFloorController(Controller):
+    path = "/v1/contacts"
+    tags = ["floor"]
+    guards = [supervisor_only]
+
+    @post(
+        "/{contact_id:str}/queue",
+        status_code=200,
+        responses=WRITE_ERRORS,
+        summary="Move a waiting contact to another queue",
+    )
+    async def move(
+        self, request: Request[Any, Any, Any], contact_id: IdParam, data: JSONBody[ContactMove]
+    ) -> ContactMoved:
+        cid = path_id(contact_id, "contact")
+        principal, state = principal_of(request), api_state(request)
+        async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
+            phase = await conn.fetchval("SELECT state FROM contacts WHERE id = $1", cid)
+            try:
+                queue_id = await conn.fetchval("SELECT id FROM queues WHERE id = $1", uuid.UUID(data.queue))
+            except ValueError:
+                queue_id = await conn.fetchval(
+                    "SELECT id FROM queues WHERE lower(name) = lower($1)", data.queue
+                )
+        if phase is None:
+            raise not_found("contact")
+        if queue_id is None:
+            raise not_found("queue")
+        if phase != "queued":
+            raise conflict(f"the contact is {phase}: only a contact waiting in line can be moved")
+        await routing_request(
+            state, RoutingTransfer(tenant_id=principal.tenant_id, call_id=cid, queue_id=queue_id)
+        )
+        await _audit(state, principal, "contact.moved", "contact", cid, {"queue_id": str(queue_id)})
+        return ContactMoved(contact_id=cid, queue_id=queue_id)
