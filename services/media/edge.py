@@ -13,6 +13,8 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
+import msgspec
+
 from services.kernel.events import CallArrived, CallRefused
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
@@ -118,8 +120,11 @@ class SipEdge:
         task.add_done_callback(self._tasks.discard)
 
     def emit(self, events: list[Event]) -> None:
+        """Queue the cores' events for publishing. The cores stamp them with the media clock they are
+        driven by (monotonic, for their timers); the bus carries wall-clock time, stamped here."""
+        wall = time.time()
         for event in events:
-            self._events.put_nowait(event)
+            self._events.put_nowait(msgspec.structs.replace(event, ts=wall))
 
     async def _publisher(self) -> None:
         # Everything queued is published at once, one chain per call (order kept within a call, calls
