@@ -17,7 +17,6 @@ from services.kernel.events import (
     RoutingEnqueue,
     RoutingTask,
 )
-from services.kernel.ids import new_id
 
 from .conditions import render
 from .flow import (
@@ -30,7 +29,7 @@ from .flow import (
     Voicemail,
 )
 from .lookup import SIGNATURE_HEADER, TIMESTAMP_HEADER, LookupRequest, LookupResult, result_attributes, sign
-from .state import Phase
+from .state import Phase, next_id
 from .steps import CALLBACK_DONE, QUEUE_CALLBACK, VOICEMAIL_DONE, Steps, screen_pop
 
 __all__ = ["Handoffs"]
@@ -52,7 +51,7 @@ class Handoffs(Steps):
         if node.method == "POST":
             headers["Content-Type"] = "application/json"
         request = LookupRequest(
-            id=new_id(),
+            id=next_id(s),
             call_id=s.call_id,
             node=s.node,
             method=node.method,
@@ -87,6 +86,7 @@ class Handoffs(Steps):
             call_id=s.call_id,
             queue=queue,
             attributes={**s.attributes, **screen_pop(s), **extra.pop("attributes", {})},
+            id=next_id(s),
             ts=now,
             **extra,
         )
@@ -119,6 +119,7 @@ class Handoffs(Steps):
             text=music.say if music else None,
             file=music.file if music else None,
             loop=True,
+            id=next_id(s),
             ts=now,
         )
         out.append(cmd)
@@ -136,7 +137,7 @@ class Handoffs(Steps):
             if s.expected_wait_s is not None:
                 minutes = max(1, round(s.expected_wait_s / 60))
                 text += f" The expected wait is about {minutes} minute{'s' if minutes != 1 else ''}."
-        cmd = MediaPlay(tenant_id=s.tenant_id, call_id=s.call_id, text=text, ts=now)
+        cmd = MediaPlay(tenant_id=s.tenant_id, call_id=s.call_id, text=text, id=next_id(s), ts=now)
         out.append(cmd)
         s.pending = cmd.id  # when it finishes, the music resumes
 
@@ -154,6 +155,7 @@ class Handoffs(Steps):
             text=render(prompt.say, s.attributes) if prompt.say else None,
             file=prompt.file,
             interruptible=True,
+            id=next_id(s),
             ts=now,
         )
         out.append(cmd)
@@ -175,6 +177,7 @@ class Handoffs(Steps):
                 number=s.attributes.get("caller", ""),
                 keep_place=True,
                 attributes={**s.attributes, **screen_pop(s)},
+                id=next_id(s),
                 ts=now,
             )
         )
@@ -228,6 +231,7 @@ class Handoffs(Steps):
                 number=number,
                 keep_place=node.keep_place,
                 attributes={**s.attributes, **screen_pop(s)},
+                id=next_id(s),
                 ts=now,
             )
         )
@@ -248,6 +252,7 @@ class Handoffs(Steps):
                     file=event.file,
                     seconds=event.seconds,
                     attributes={**s.attributes, **screen_pop(s)},
+                    id=next_id(s),
                     ts=now,
                 )
             )
@@ -266,7 +271,9 @@ class Handoffs(Steps):
     def _do_transfer(self, node: Transfer, now: float, out: list[Any]) -> None:
         s = self.state
         if node.to == "number":
-            cmd: Any = MediaTransfer(tenant_id=s.tenant_id, call_id=s.call_id, to=node.target, ts=now)
+            cmd: Any = MediaTransfer(
+                tenant_id=s.tenant_id, call_id=s.call_id, to=node.target, id=next_id(s), ts=now
+            )
         elif node.to == "agent":
             cmd = self._enqueue_command("", now, preferred_agent_id=node.target)
         else:
@@ -282,7 +289,11 @@ class Handoffs(Steps):
         else:
             self._exit("transferred", now, out)
             # Music until routing reports an agent took the call (ContactAccepted).
-            out.append(MediaPlay(tenant_id=s.tenant_id, call_id=s.call_id, tone="moh", loop=True, ts=now))
+            out.append(
+                MediaPlay(
+                    tenant_id=s.tenant_id, call_id=s.call_id, tone="moh", loop=True, id=next_id(s), ts=now
+                )
+            )
 
     def _survey_ask(self, node: Survey, now: float, out: list[Any]) -> None:
         self._collect(node.questions[self.state.sub].prompt, now, out, first=node.timeout)

@@ -27,7 +27,6 @@ from services.kernel.events import (
     MediaStop,
     RoutingCancel,
 )
-from services.kernel.ids import new_id
 
 from .conditions import evaluate, render
 from .flow import (
@@ -52,7 +51,7 @@ from .flow import (
 )
 from .handoffs import Handoffs
 from .lookup import LookupResult
-from .state import CallState, Frame, Phase, Step, decode_state, encode_state
+from .state import CallState, Frame, Phase, Step, decode_state, encode_state, next_id
 from .steps import MAX_SILENT_HOPS, PLAY_SLACK_S, SORRY, screen_pop
 
 __all__ = ["SORRY", "CommandFailed", "Interpreter", "screen_pop"]
@@ -171,7 +170,7 @@ class Interpreter(Handoffs):
         elif isinstance(event, ContactAccepted):
             if s.phase in (Phase.queued, Phase.transferring):
                 s.attributes["agent_id"] = event.agent_id
-                out.append(MediaStop(tenant_id=s.tenant_id, call_id=s.call_id, ts=now))
+                out.append(MediaStop(tenant_id=s.tenant_id, call_id=s.call_id, id=next_id(s), ts=now))
                 self._finish("transferred", "agent", now, out)
         elif isinstance(event, CommandFailed):
             self._command_failed(event, now, out)
@@ -196,7 +195,7 @@ class Interpreter(Handoffs):
             elif s.phase is Phase.collecting:
                 self._collected("", "first_digit_timeout", now, out)
             elif s.phase is Phase.lookup:
-                self._lookup_done(LookupResult(id=s.pending or new_id(), error="timeout"), now, out)
+                self._lookup_done(LookupResult(id=s.pending or next_id(s), error="timeout"), now, out)
             elif s.phase is Phase.recording:
                 self._recorded(None, now, out)
         if s.phase is Phase.queued:
@@ -204,7 +203,11 @@ class Interpreter(Handoffs):
                 s.give_up_at = None
                 node = self._node()
                 assert isinstance(node, QueueNode)
-                out.append(RoutingCancel(tenant_id=s.tenant_id, call_id=s.call_id, reason="max_wait", ts=now))
+                out.append(
+                    RoutingCancel(
+                        tenant_id=s.tenant_id, call_id=s.call_id, reason="max_wait", id=next_id(s), ts=now
+                    )
+                )
                 self._clear_queue_timers()
                 self._go(node.on_timeout or RETURN, "timeout", now, out)
                 return out
@@ -272,7 +275,13 @@ class Interpreter(Handoffs):
         s.path.append(Step(node=target, scope=s.scope, entered=now))
         out.append(
             IvrNodeEntered(
-                tenant_id=s.tenant_id, call_id=s.call_id, flow=s.flow, version=s.version, node=target, ts=now
+                tenant_id=s.tenant_id,
+                call_id=s.call_id,
+                flow=s.flow,
+                version=s.version,
+                node=target,
+                id=next_id(s),
+                ts=now,
             )
         )
         self._run(nodes[target], now, out)
@@ -402,6 +411,7 @@ class Interpreter(Handoffs):
                 call_id=s.call_id,
                 file=f"voicemail/{s.call_id}.wav",
                 max_seconds=node.max_seconds,
+                id=next_id(s),
                 ts=now,
             )
             out.append(cmd)
@@ -423,7 +433,11 @@ class Interpreter(Handoffs):
     def _caller_left(self, now: float, out: list[Any]) -> None:
         s = self.state
         if s.phase is Phase.queued:
-            out.append(RoutingCancel(tenant_id=s.tenant_id, call_id=s.call_id, reason="abandoned", ts=now))
+            out.append(
+                RoutingCancel(
+                    tenant_id=s.tenant_id, call_id=s.call_id, reason="abandoned", id=next_id(s), ts=now
+                )
+            )
         if s.phase is Phase.transferring:
             s.phase = Phase.done  # routing owns the contact now; its own events say what happened
             return

@@ -8,7 +8,7 @@ import uuid
 
 import msgspec
 
-__all__ = ["STATE_VERSION", "CallState", "Frame", "Phase", "Step", "decode_state", "encode_state"]
+__all__ = ["STATE_VERSION", "CallState", "Frame", "Phase", "Step", "decode_state", "encode_state", "next_id"]
 
 STATE_VERSION = 1
 
@@ -67,6 +67,14 @@ class CallState(msgspec.Struct, kw_only=True):
     digits: str = ""
     outcome: str | None = None
     resumed: int = 0
+    made: int = 0  # messages made so far: the next one's id is derived from the call and this count
+
+
+def next_id(state: CallState) -> uuid.UUID:
+    """The id of the call's next command or event: derived, never random, and saved with the state, so a
+    step taken again after a restart sends the same ids (the reply caches answer them)."""
+    state.made += 1
+    return uuid.uuid5(state.call_id, f"m{state.made}")
 
 
 def encode_state(state: CallState) -> bytes:

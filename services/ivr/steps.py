@@ -25,7 +25,7 @@ from .flow import (
     Node,
     Prompt,
 )
-from .state import CallState, Phase
+from .state import CallState, Phase, next_id
 from .validate import prompt_seconds
 
 __all__ = [
@@ -98,6 +98,7 @@ class Steps:
                 digits=step.digits,
                 seconds=step.seconds,
                 result=result,
+                id=next_id(s),
                 ts=now,
             )
         )
@@ -135,6 +136,7 @@ class Steps:
             voice=prompt.voice,
             interruptible=interruptible,
             loop=loop,
+            id=next_id(s),
             ts=now,
         )
         out.append(cmd)
@@ -171,6 +173,7 @@ class Steps:
             text=render(prompt.say, s.attributes) if prompt and prompt.say else None,
             file=prompt.file if prompt else None,
             voice=prompt.voice if prompt else "en-us",
+            id=next_id(s),
             ts=now,
         )
         out.append(cmd)
@@ -213,7 +216,7 @@ class Steps:
 
     def _hangup(self, outcome: str, result: str, now: float, out: list[Any]) -> None:
         s = self.state
-        out.append(MediaHangup(tenant_id=s.tenant_id, call_id=s.call_id, ts=now))
+        out.append(MediaHangup(tenant_id=s.tenant_id, call_id=s.call_id, id=next_id(s), ts=now))
         self._finish(outcome, result, now, out)
 
     def _finish(self, outcome: str, result: str, now: float, out: list[Any]) -> None:
@@ -234,6 +237,7 @@ class Steps:
                 seconds=max(0.0, now - s.started_at),
                 path=[step.node for step in s.path],
                 attributes={**s.attributes, **screen_pop(s)},
+                id=next_id(s),
                 ts=now,
             )
         )
