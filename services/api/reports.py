@@ -289,7 +289,12 @@ class ExportController(Controller):
     path = "/v1/exports"
     tags = ["reporting"]
 
-    @get("/contacts.csv", responses=READ_ERRORS, summary="Contact records of a period as CSV (streamed)")
+    @get(
+        "/contacts.csv",
+        responses=READ_ERRORS,
+        media_type="text/csv",
+        summary="Contact records of a period as CSV (streamed)",
+    )
     async def contacts_csv(
         self, request: Request[Any, Any, Any], start: FromParam = None, end: ToParam = None
     ) -> Stream:

@@ -13,14 +13,15 @@ import asyncpg
 import httpx
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
-from litestar.params import JSONBody, PathParameter, QueryParameter
+from litestar.params import JSONBody, QueryParameter
 
 from services.kernel.db import tenant_tx
-from services.kernel.ids import new_id, parse_id
+from services.kernel.ids import new_id
 from services.reporting import webhooks as wh
 from services.reporting.webhook_worker import record, send, signed
 
 from .auth import Principal, admin_only, principal_of
+from .crud import IdParam, path_id
 from .mutations import Outcome, audit, mutate
 from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, not_found, validation
 from .state import api_state
@@ -69,7 +70,6 @@ class DeliveryList(msgspec.Struct):
     items: list[Delivery]
 
 
-IdParam = Annotated[str, PathParameter(max_length=64, description="the id")]
 _DELIVERY_COLUMNS = (
     "id, endpoint_id, event_id, event_type, status, attempts, last_status, last_error, created_at, "
     "updated_at, delivered_at, body"
@@ -92,13 +92,6 @@ def _check(data: WebhookCreate) -> tuple[str, list[str]]:
                 f"{e!r} is not an event: use contact, recording or one of {', '.join(sorted(wh.EVENTS))}",
             )
     return url, events
-
-
-def _id(value: str, kind: str) -> uuid.UUID:
-    parsed = parse_id(value)
-    if parsed is None:
-        raise not_found(kind)
-    return parsed
 
 
 class WebhookController(Controller):
@@ -142,7 +135,7 @@ class WebhookController(Controller):
 
     @delete("/{webhook_id:str}", responses=DELETE_RESPONSES, status_code=204, summary="Remove an endpoint")
     async def delete_webhook(self, request: Request[Any, Any, Any], webhook_id: IdParam) -> Response[None]:
-        wid = _id(webhook_id, "webhook")
+        wid = path_id(webhook_id, "webhook")
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
             if await conn.fetchval("DELETE FROM webhook_endpoints WHERE id = $1 RETURNING id", wid) is None:
@@ -180,7 +173,7 @@ class WebhookController(Controller):
         summary="Send a delivery again now (a failed one, or any other)",
     )
     async def replay_delivery(self, request: Request[Any, Any, Any], delivery_id: IdParam) -> Delivery:
-        did = _id(delivery_id, "delivery")
+        did = path_id(delivery_id, "delivery")
         principal = principal_of(request)
         state = api_state(request)
         async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:

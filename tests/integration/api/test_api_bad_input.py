@@ -13,6 +13,7 @@ from .conftest import (
     auth,
     insert_contact,
     insert_recording,
+    insert_webhook_delivery,
     serve,
     signup,
     unique_e164,
@@ -40,6 +41,8 @@ KIND_OF_PARAM = {
     "contact_id": "contact",
     "recording_id": "recording",
     "widget_key_id": "widget_key",
+    "webhook_id": "webhook",
+    "delivery_id": "webhook_delivery",
 }
 
 
@@ -120,7 +123,12 @@ async def _fixture_objects(client: httpx.AsyncClient, t: Tenant, infra: Any) -> 
     ).json()["id"]
     widget_key = (await client.post("/v1/widget-keys", json={"queue_ids": [queue]}, headers=h)).json()["id"]
     contact = await insert_contact(infra, t.id, caller="+15550008888")
+    webhook = (
+        await client.post("/v1/webhooks", json={"url": "https://bad-input.example/hook"}, headers=h)
+    ).json()["id"]
     return {
+        "webhook": webhook,
+        "webhook_delivery": await insert_webhook_delivery(infra, t.id, webhook),
         "trunk": trunk,
         "site": site,
         "agent": agent,
@@ -310,7 +318,8 @@ async def test_roles_read_only_keys_cannot_change_anything(client: httpx.AsyncCl
                 r = await client.request(
                     method, url, json={} if method in ("POST", "PATCH") else None, headers=h
                 )
-                admin_only = method != "GET" or path.startswith(("/v1/keys", "/v1/audit"))
+                # Webhook endpoints' URLs may carry a receiver's credentials: admin keys only, reads too.
+                admin_only = method != "GET" or path.startswith(("/v1/keys", "/v1/audit", "/v1/webhooks"))
                 if admin_only:
                     assert "this needs an admin key" in assert_problem(r, 403)["detail"], (role, method, path)
                 else:
