@@ -247,6 +247,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int | None = None) ->
                     "^/$",
                     "^/schema",
                     "^/v1/ws",
+                    "^/v1/realtime/feed$",
                     "^/agent",
                     "^/widget",
                     "^/v1/auth/",

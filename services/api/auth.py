@@ -33,6 +33,7 @@ __all__ = [
     "Principal",
     "Role",
     "admin_only",
+    "authenticate",
     "hash_key",
     "new_key",
     "principal_of",
@@ -114,49 +115,57 @@ class AuthMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(
         self, connection: ASGIConnection[Any, Any, Any, Any]
     ) -> AuthenticationResult:
-        state = api_state(connection)
-        token = _bearer(connection)
-        if not KEY_PATTERN.match(token):
-            console = await _console_principal(connection, token)
-            bind(tenant_id=console.tenant_id, account_id=console.account_id)
-            return AuthenticationResult(user=console, auth=None)
-        digest = hash_key(token)
-        pool = state.db()
-        async with pool.acquire() as conn, conn.transaction():
-            # The key_lookup policy lets this transaction see exactly the row whose hash it names.
-            await conn.execute("SELECT set_config('app.api_key_hash', $1, true)", digest.hex())
-            row = await conn.fetchrow(
-                "SELECT id, tenant_id, role, revoked_at, last_used_at FROM api_keys WHERE key_hash = $1",
-                digest,
-            )
-            if row is None:
-                raise unauthorized("this API key does not exist")
-            if row["revoked_at"] is not None:
-                raise unauthorized("this API key has been revoked")
-            last_used: datetime | None = row["last_used_at"]
-            plan = state.key_rates.get(row["tenant_id"])
-            stale_plan = plan is None or time.monotonic() - plan[1] > PLAN_TTL_S
-            if stale_plan or last_used is None or datetime.now(UTC) - last_used >= LAST_USED_RESOLUTION:
-                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(row["tenant_id"]))
-            if last_used is None or datetime.now(UTC) - last_used >= LAST_USED_RESOLUTION:
-                await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", row["id"])
-            if stale_plan:
-                rate = await conn.fetchval(
-                    "SELECT api_rate_per_minute FROM tenants WHERE id = $1", row["tenant_id"]
-                )
-                plan = state.key_rates[row["tenant_id"]] = (rate, time.monotonic())
-        principal = Principal(tenant_id=row["tenant_id"], key_id=row["id"], role=Role(row["role"]))
-        assert plan is not None
-        limit = plan[0] or state.key_limiter.limit  # the tenant's plan, else the platform's default
-        allowed, retry_after = state.key_limiter.allow(str(principal.key_id), time.monotonic(), limit)
-        if not allowed:
-            raise Problem(
-                429,
-                f"this API key is limited to {limit} requests per minute",
-                headers={"Retry-After": str(max(1, round(retry_after)))},
-            )
-        bind(tenant_id=principal.tenant_id, key_id=principal.key_id)
+        principal = await authenticate(connection, _bearer(connection))
         return AuthenticationResult(user=principal, auth=None)
+
+
+async def authenticate(connection: ASGIConnection[Any, Any, Any, Any], token: str) -> Principal:
+    """The principal of an API key or a console token (the middleware's, and a websocket's first message:
+    browsers cannot set headers on websockets); Problem 401/429 otherwise."""
+    state = api_state(connection)
+    if not KEY_PATTERN.match(token):
+        if token.count(".") != 2:
+            raise unauthorized("this is not a valid API key")
+        console = await _console_principal(connection, token)
+        bind(tenant_id=console.tenant_id, account_id=console.account_id)
+        return console
+    digest = hash_key(token)
+    pool = state.db()
+    async with pool.acquire() as conn, conn.transaction():
+        # The key_lookup policy lets this transaction see exactly the row whose hash it names.
+        await conn.execute("SELECT set_config('app.api_key_hash', $1, true)", digest.hex())
+        row = await conn.fetchrow(
+            "SELECT id, tenant_id, role, revoked_at, last_used_at FROM api_keys WHERE key_hash = $1",
+            digest,
+        )
+        if row is None:
+            raise unauthorized("this API key does not exist")
+        if row["revoked_at"] is not None:
+            raise unauthorized("this API key has been revoked")
+        last_used: datetime | None = row["last_used_at"]
+        plan = state.key_rates.get(row["tenant_id"])
+        stale_plan = plan is None or time.monotonic() - plan[1] > PLAN_TTL_S
+        if stale_plan or last_used is None or datetime.now(UTC) - last_used >= LAST_USED_RESOLUTION:
+            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(row["tenant_id"]))
+        if last_used is None or datetime.now(UTC) - last_used >= LAST_USED_RESOLUTION:
+            await conn.execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", row["id"])
+        if stale_plan:
+            rate = await conn.fetchval(
+                "SELECT api_rate_per_minute FROM tenants WHERE id = $1", row["tenant_id"]
+            )
+            plan = state.key_rates[row["tenant_id"]] = (rate, time.monotonic())
+    principal = Principal(tenant_id=row["tenant_id"], key_id=row["id"], role=Role(row["role"]))
+    assert plan is not None
+    limit = plan[0] or state.key_limiter.limit  # the tenant's plan, else the platform's default
+    allowed, retry_after = state.key_limiter.allow(str(principal.key_id), time.monotonic(), limit)
+    if not allowed:
+        raise Problem(
+            429,
+            f"this API key is limited to {limit} requests per minute",
+            headers={"Retry-After": str(max(1, round(retry_after)))},
+        )
+    bind(tenant_id=principal.tenant_id, key_id=principal.key_id)
+    return principal
 
 
 def principal_of(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal:

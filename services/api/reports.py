@@ -29,8 +29,8 @@ from services.kernel.log import get_logger
 from services.kernel.messages import Event
 from services.reporting import queries
 
-from .auth import principal_of
-from .problems import READ_ERRORS, validation
+from .auth import Principal, authenticate, principal_of
+from .problems import READ_ERRORS, Problem, validation
 from .state import api_state
 
 __all__ = [
@@ -205,12 +205,46 @@ def feed_message(event: Event) -> dict[str, Any]:
     }
 
 
+FEED_AUTH_TIMEOUT_S = 10.0
+
+
+async def _feed_principal(socket: WebSocket[Any, Any, Any]) -> Principal:
+    header = socket.headers.get("authorization") or ""
+    scheme, _, token = header.strip().partition(" ")
+    if not header:
+        raw = await asyncio.wait_for(socket.receive_data("text"), FEED_AUTH_TIMEOUT_S)
+        message = msgspec.json.decode(raw)
+        if (
+            not isinstance(message, dict)
+            or message.get("type") != "auth"
+            or not isinstance(message.get("token"), str)
+        ):
+            raise ValueError("not an auth message")
+        scheme, token = "bearer", message["token"]
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Problem(401, "the Authorization header must be: Bearer ...")
+    return await authenticate(socket, token.strip())
+
+
 @websocket("/v1/realtime/feed")
 async def realtime_feed(socket: WebSocket[Any, Any, Any]) -> None:
-    """The tenant's live feed: a `snapshot` first, then one message per queue, agent or contact event."""
-    principal = principal_of(socket)
+    """The tenant's live feed: a `snapshot` first, then one message per queue, agent or contact event.
+    Authenticated by the Authorization header (an API key or a console token) or, from a browser, by a first
+    message {"type": "auth", "token": "<console token>"} (never a token in the URL)."""
     state = api_state(socket)
     await socket.accept()
+    try:
+        principal = await _feed_principal(socket)
+    except (Problem, TimeoutError, WebSocketDisconnect, ValueError) as exc:
+        reason = (
+            exc.detail if isinstance(exc, Problem) else 'authenticate first: {"type": "auth", "token": "..."}'
+        )
+        with contextlib.suppress(Exception):
+            await socket.send_data(
+                _encoder.encode({"type": "error", "code": "unauthorized", "reason": reason}).decode(), "text"
+            )
+            await socket.close(code=4401, reason="unauthorized")
+        return
     if state.bus is None:
         await socket.close(code=1011, reason="the event bus is unavailable")
         return

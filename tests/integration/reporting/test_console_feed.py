@@ -1,0 +1,79 @@
+"""The realtime feed for a supervisor's browser: authenticated by a first message carrying the console
+token (browsers cannot set headers on websockets; the token never goes in the URL), scoped to the
+token's tenant; a token in the URL is ignored and a signed-out session's token is refused."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+import switchboard
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed
+
+from services.kernel import events as ev
+from services.kernel.bus import Bus
+
+PASSWORD = "a long supervisor password 42"
+
+
+def _tenant(api: str) -> tuple[str, uuid.UUID, str]:
+    with switchboard.Client(base_url=api) as anonymous:
+        result = anonymous.signup(f"Feed {uuid.uuid4().hex[:6]}", f"ops-{uuid.uuid4().hex[:6]}@example.com")
+    with switchboard.Client(api_key=result.api_key.key, base_url=api) as client:
+        queue = client.queues.create(f"support-{uuid.uuid4().hex[:4]}")
+    return result.api_key.key, uuid.UUID(result.tenant.id), queue.id
+
+
+async def _console(http: httpx.AsyncClient, key: str) -> str:
+    email = f"lead-{uuid.uuid4().hex[:6]}@example.com"
+    invite = await http.post(
+        "/v1/invites", json={"email": email, "role": "supervisor"}, headers={"Authorization": f"Bearer {key}"}
+    )
+    assert invite.status_code == 201, invite.text
+    signed = await http.post("/v1/auth/invite", json={"token": invite.json()["token"], "password": PASSWORD})
+    assert signed.status_code == 200, signed.text
+    return str(signed.json()["access_token"])
+
+
+async def _refused(url: str, token: str) -> None:
+    async with ws_connect(url) as ws:
+        await ws.send(json.dumps({"type": "auth", "token": token}))
+        error = json.loads(await ws.recv(decode=True))
+        assert error["type"] == "error" and error["code"] == "unauthorized", error
+        with pytest.raises(ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+async def test_console_token_feed_is_the_tenants_only(api_server: str, bus: Bus) -> None:
+    key_a, tenant_a, queue_a = _tenant(api_server)
+    _, tenant_b, queue_b = _tenant(api_server)
+    url = api_server.replace("http://", "ws://") + "/v1/realtime/feed"
+    async with httpx.AsyncClient(base_url=api_server, timeout=10) as http:
+        token_a = await _console(http, key_a)
+        async with ws_connect(url) as ws:
+            await ws.send(json.dumps({"type": "auth", "token": token_a}))
+            snapshot = json.loads(await ws.recv(decode=True))
+            assert snapshot["type"] == "snapshot"
+            assert [q["queue_id"] for q in snapshot["queues"]["queues"]] == [queue_a]
+            # B's event first: had it leaked, it would arrive before A's.
+            await bus.publish(
+                ev.QueueStats(tenant_id=tenant_b, queue_id=queue_b, waiting=9, longest_wait_s=1.0)
+            )
+            await bus.publish(
+                ev.QueueStats(tenant_id=tenant_a, queue_id=queue_a, waiting=3, longest_wait_s=2.0)
+            )
+            message = json.loads(await ws.recv(decode=True))
+            assert message["queue_id"] == queue_a and message["waiting"] == 3, message
+        # An agent's token, garbage, and A's token once A signed out: refused.
+        await _refused(url, "not.a.token")
+        signed_out = await http.post("/v1/auth/signout")
+        assert signed_out.status_code == 200 and signed_out.json()["sessions_ended"] >= 1
+        await _refused(url, token_a)
+        # A token in the URL is not read: the socket still waits for its auth message.
+        async with ws_connect(f"{url}?token={token_a}") as ws:
+            await ws.send(json.dumps({"type": "hello"}))
+            assert json.loads(await ws.recv(decode=True))["type"] == "error"
