@@ -35,6 +35,7 @@ from services.kernel.serving import Consumer, Server
 
 from .calllog import call_line
 from .lifecycle import Contact, DeskRefused, Lifecycle, OfferInfo, late_wrap_up
+from .reconcile import CHECKPOINT_S, RECONCILE_AFTER_S, media_started_after
 from .records import caller_history, load_contact, save_contact
 
 __all__ = ["BUCKET", "CONSUMER", "EVENTS", "ContactsAdapter"]
@@ -103,6 +104,7 @@ class ContactsAdapter:
         self._consumer: Consumer | None = None
         self._server: Server[Command] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._checkpoints: asyncio.Task[None] | None = None
 
     # -- life -------------------------------------------------------------------------------------
 
@@ -112,7 +114,9 @@ class ContactsAdapter:
             self.kv = await js.key_value(BUCKET)
         except BucketNotFoundError:
             self.kv = await js.create_key_value(KeyValueConfig(bucket=BUCKET, ttl=STATE_TTL_S, history=1))
-        await self.resume_all()
+        if await self.resume_all():
+            self._spawn(self._reconcile(set(self.contacts)))
+        self._checkpoints = asyncio.create_task(self._checkpoint_loop())
         # A crashed coordinator's in-flight events come back after the consumer's ack wait. No lanes by
         # call: a contact owns several calls (the caller's, the agents' legs) and its FIFO lock keeps its
         # events in arrival order (the caller's hang-up before the agent leg's end it causes).
@@ -124,6 +128,8 @@ class ContactsAdapter:
         self._server = await self.bus.serve("contacts", handlers)
 
     async def stop(self) -> None:
+        if self._checkpoints is not None:
+            self._checkpoints.cancel()
         # Bounded (serving.py): events still being handled come back to the next coordinator.
         if self._consumer is not None:
             await self._consumer.stop()
@@ -160,6 +166,51 @@ class ContactsAdapter:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    def _when(self, event: Event) -> float:
+        """An event happened at its own time: one read late (a restart, a redelivery) never takes the
+        reading time as, say, the end of a call."""
+        now = self.clock()
+        return min(now, event.ts) if event.ts > 0 else now
+
+    async def _reconcile(self, resumed: set[uuid.UUID]) -> None:
+        """After a restart: contacts whose calls died with every media process end where last known alive."""
+        await asyncio.sleep(RECONCILE_AFTER_S)
+        try:
+            oldest = await media_started_after(self.bus)
+        except Exception as exc:
+            self.log.warning("contacts_reconcile_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        if oldest is None:
+            return
+        for contact_id in resumed:
+            running = self.contacts.get(contact_id)
+            if running is None:
+                continue
+            async with running.lock:
+                state = running.machine.state
+                alive = state.alive_at or (state.record.timeline[-1].at if state.record.timeline else None)
+                if running.machine.finished or alive is None or alive >= oldest:
+                    continue
+                self.log.warning("contact_lost_with_the_platform", contact=str(contact_id), alive_at=alive)
+                await self._apply(running, running.machine.platform_lost(alive))
+
+    async def _checkpoint_loop(self) -> None:
+        """Every CHECKPOINT_S, each live contact's `alive_at` (KV only): how far its talk time is known."""
+        while True:
+            await asyncio.sleep(CHECKPOINT_S)
+            assert self.kv is not None
+            for running in list(self.contacts.values()):
+                machine = running.machine
+                if machine.finished or machine.phase not in ("queued", "offered", "connected"):
+                    continue
+                async with running.lock:
+                    machine.state.alive_at = self.clock()
+                    key = _key(machine.tenant_id, machine.contact_id)
+                    try:
+                        await self.kv.put(key, msgspec.json.encode(machine.state))
+                    except Exception as exc:
+                        self.log.warning("contacts_checkpoint_failed", error=type(exc).__name__)
+
     async def on_event(self, event: Any) -> None:
         """One event from the consumer (decoded and tenant-checked there); a failure is redelivered."""
         if isinstance(event, ev.CallArrived):
@@ -175,14 +226,15 @@ class ContactsAdapter:
         if running is None or running.machine.tenant_id != event.tenant_id:
             return
         async with running.lock:
+            now = self._when(event)
             if isinstance(event, ev.ContactOffered):
                 event = await self._offer_info(running.machine, event)
-            await self._apply(running, running.machine.handle(event, self.clock()))
+            await self._apply(running, running.machine.handle(event, now))
 
     async def _arrived(self, event: ev.CallArrived) -> None:
         if event.call_id in self.contacts:
             return
-        machine = Lifecycle.arrive(event, self.clock())
+        machine = Lifecycle.arrive(event, self._when(event))
         if machine is None:
             return
         running = _Running(machine=machine)
@@ -377,6 +429,7 @@ class ContactsAdapter:
             except Exception:
                 pass
         else:
+            machine.state.alive_at = self.clock()
             await self.kv.put(key, msgspec.json.encode(machine.state))
 
     def _arm(self, running: _Running) -> None:

@@ -46,6 +46,11 @@ SEEN_MAX = 64  # event ids remembered per contact (redeliveries arrive within a 
 TERMINAL = ("ended", "abandoned", "failed")
 DIGITS = frozenset("0123456789*#ABCD")
 WORKER_LOST = "media_worker_lost"  # call.ended's cause when a media worker dies (docs/media.md, Sharding)
+# Causes that are the platform's failure, not the caller's or the agent's choice: the record says so
+# (outcome PLATFORM_FAILURE), never "abandoned".
+PLATFORM_RESTART = "platform_restart"  # the call was gone when the coordinator came back (reconcile)
+PLATFORM_CAUSES = frozenset((WORKER_LOST, "shutdown", PLATFORM_RESTART))
+PLATFORM_FAILURE = "platform_failure"
 
 
 class OfferInfo(msgspec.Struct, kw_only=True, frozen=True):
@@ -86,6 +91,9 @@ class Contact(msgspec.Struct, kw_only=True):
     deadline: float | None = None  # accept-without-leg or answer timeout
     pending: dict[str, str] = {}  # command id -> what it was for (failures are fed back)
     seen: list[str] = []
+    # The last moment this coordinator knew the contact alive (checkpoints, every step): where its record
+    # ends if the call turns out to be gone after a restart of the platform.
+    alive_at: float | None = None
 
 
 class DeskRefused(Exception):
@@ -275,7 +283,7 @@ class Lifecycle:
                 ):
                     self._agent_lost(now, "agent_disconnected", logout=False)
             case ev.ContactEnded():
-                self.state.record.talk_s = round(event.talk_s, 3)
+                pass  # talk time is connected -> ended as this machine saw it (routing counts from accept)
             case ev.ContactWrappedUp():
                 self._wrapped(now, "wrap_up_done")
             case ev.WebRtcSignal():
@@ -644,10 +652,10 @@ class Lifecycle:
 
     def _leg_gone(self, now: float, cause: str) -> None:
         s = self.state
-        if self.phase == "connected" and cause == WORKER_LOST:
-            # The media worker holding both legs died: the caller is gone too; the agent is freed.
-            self._hang_up_caller(WORKER_LOST)
-            self._end_connected(now, by="system", cause=WORKER_LOST)
+        if self.phase == "connected" and cause in PLATFORM_CAUSES:
+            # The media worker holding both legs died or stops: the caller is gone too; the agent is freed.
+            self._hang_up_caller(cause)
+            self._end_connected(now, by="system", cause=cause)
         elif self.phase == "connected":
             self._agent_lost(now, "agent_connection_lost")
         elif self.phase == "offered" and not s.accepted and s.dialing:
@@ -738,6 +746,8 @@ class Lifecycle:
             return
         if phase == "arrived" and r.outcome == UNROUTED:
             self._finish("ended", now, UNROUTED, cause=event.cause)
+        elif event.cause in PLATFORM_CAUSES and phase != "connected" and not s.accepted:
+            self._platform_lost(now, event.cause)
         elif phase in ("arrived", "in_ivr"):
             outcome = r.outcome if phase == "in_ivr" else None
             if outcome in ("self_served", "transferred"):
@@ -767,8 +777,31 @@ class Lifecycle:
             )
         else:  # connected, or accepted and waiting for the agent's leg
             self._end_connected(
-                now, by="system" if event.cause == WORKER_LOST else "caller", cause=event.cause
+                now, by="system" if event.cause in PLATFORM_CAUSES else "caller", cause=event.cause
             )
+
+    def platform_lost(self, at: float, cause: str = PLATFORM_RESTART) -> list[Command | Event]:
+        """The call is gone with the platform (a crash, a restart): the record ends at `at`, the last moment
+        it was known alive, with outcome platform_failure; routing and the agent let it go."""
+        self._platform_lost(at, cause)
+        return self.take()
+
+    def _platform_lost(self, at: float, cause: str) -> None:
+        s = self.state
+        phase = self.phase
+        if phase in TERMINAL or phase == "wrap_up":
+            return
+        s.deadline = None
+        if phase == "connected" or s.accepted:
+            self._end_connected(at, by="system", cause=cause)
+            return
+        if phase in ("queued", "offered"):
+            self._send(ev.RoutingCancel(tenant_id=self.tenant_id, call_id=self.contact_id), "cancel")
+            if phase == "offered" and s.offer_agent_id is not None and s.offer_id is not None:
+                self._desk(s.offer_agent_id, "contact_withdrawn", now=at, offer_id=s.offer_id, reason=cause)
+                if s.leg_id is not None:
+                    self._send(ev.MediaHangup(tenant_id=self.tenant_id, call_id=s.leg_id), "hangup_leg")
+        self._finish("failed", at, PLATFORM_FAILURE, cause=cause)
 
     def _end_connected(self, now: float, *, by: str, cause: str) -> None:
         s, r = self.state, self.state.record
@@ -778,7 +811,10 @@ class Lifecycle:
         duration = round(now - r.connected_at, 3) if r.connected_at is not None else 0.0
         r.talk_s = duration
         r.ended_at = now
-        r.outcome = "handled" if r.connected_at is not None else "failed"
+        if cause in PLATFORM_CAUSES:
+            r.outcome = PLATFORM_FAILURE
+        else:
+            r.outcome = "handled" if r.connected_at is not None else "failed"
         r.cause = cause
         s.deadline = None
         self._desk(agent, "contact_ended", now=now, cause=cause, by=by, duration=duration)

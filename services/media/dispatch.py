@@ -238,6 +238,7 @@ class WorkerLost:
     # A BYE for each answered dialog the front saw set up: the caller (or the phone the worker dialled)
     # is hung up instead of waiting for its own timers on dead air.
     byes: tuple[Reply, ...] = ()
+    last_alive: float = 0.0  # the worker's wall clock at its last registration
 
 
 Action = Connect | Disconnect | WorkerLost
@@ -419,7 +420,13 @@ class Dispatcher:
                     byes.append(bye)
         actions: list[Action] = [
             WorkerLost(
-                worker_id, worker.reg.site, reason, tuple(worker.reg.calls), worker.reg.pid, tuple(byes)
+                worker_id,
+                worker.reg.site,
+                reason,
+                tuple(worker.reg.calls),
+                worker.reg.pid,
+                tuple(byes),
+                worker.reg.ts,
             )
         ]
         if worker.linked:

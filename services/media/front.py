@@ -56,10 +56,14 @@ _LOST_NS = uuid.UUID("6f1d3c2a-8a55-4d8e-9a43-2b1f3e5c7d90")
 
 
 def ended_event(lost: WorkerLost, call_index: int, now_wall: float) -> CallEnded:
+    """The call ended when its worker was last known alive (its last registration, at most a second or so
+    before a kill; much earlier when a front restarted after the whole platform died), never later."""
     call = lost.calls[call_index]
-    duration = round(max(0.0, now_wall - call.answered_at), 3) if call.answered_at is not None else 0.0
+    end = min(now_wall, lost.last_alive) if lost.last_alive > 0 else now_wall
+    duration = round(max(0.0, end - call.answered_at), 3) if call.answered_at is not None else 0.0
     return CallEnded(
         id=uuid.uuid5(_LOST_NS, f"{call.call_id}:{LOST_CAUSE}"),
+        ts=end,
         tenant_id=call.tenant_id,
         call_id=call.call_id,
         cause=LOST_CAUSE,

@@ -1,17 +1,21 @@
 """No ghosts in media, with real processes (a SIP front, two media workers, routing, IVR, the coordinator):
 SIPp callers killed with -9 (no BYE, their RTP just stops) are ended by RTP inactivity (cause
 `media_timeout`, a 3 s setting here) and freed everywhere: the tenant's call limit takes a new caller again,
-routing offers the new caller (not a ghost) to the agent, the records say why they ended. And the caller of
-a call lost with its media worker gets a BYE from the front."""
+routing offers the new caller (not a ghost) to the agent, the records say why they ended. The caller of a
+call lost with its media worker gets a BYE from the front. A connected call killed with every service is
+recorded after the restart as connected with its agent, talk time up to the last moment known, outcome
+platform_failure."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -153,3 +157,46 @@ async def test_the_caller_of_a_call_lost_with_its_worker_gets_a_bye(ghost_stack:
         name = next((n for n, p in stack.procs.items() if p.poll() is not None), None)
         if name is not None:
             stack.start(name)  # the module's next test gets both workers again
+
+
+async def test_a_connected_call_killed_with_the_whole_platform_is_recorded_as_it_was(
+    ghost_stack: Stack,
+) -> None:
+    stack = ghost_stack
+    t = make_tenant(stack.api)
+    caller = PhoneCaller(stack.sip_port, t.number)
+    try:
+        async with AgentSession(stack.api, t.token("agent0@example.com"), auto_answer=True) as agent:
+            await agent.login(state="available")
+            await caller.dial()
+            offer = await next_of(agent, ContactOffer)
+            await next_of(agent, ContactConnected)
+            await asyncio.sleep(12.0)  # past one checkpoint of the coordinator (every 10 s)
+            names = list(stack.procs)
+            for name in names:  # kill -9 of every service at once (the API and the agent's client stay)
+                os.kill(stack.procs[name].pid, signal.SIGKILL)
+            for name in names:
+                stack.procs[name].wait(5)
+            caller.close()  # the caller's phone gives up too
+            await asyncio.sleep(3.0)
+            restarted = time.time()
+            for name in names:
+                stack.start(name)
+            ended = await next_of(agent, ContactEnded, lambda e: e.contact_id == offer.contact_id, timeout=40)
+            # The restarted SIP front knows the dead workers' calls (their last registrations) and ends
+            # them as of then; without a front, the coordinator's reconciliation would (platform_restart).
+            assert ended.by == "system" and ended.cause in ("media_worker_lost", "platform_restart")
+            await agent.wrap_up(offer.contact_id, "lost")
+        record = await wait_contact(t, offer.contact_id, "ended")
+        assert record["outcome"] == "platform_failure" and record["cause"] == ended.cause
+        assert record["agent_id"] == t.agents["agent0@example.com"]
+        connected = datetime.fromisoformat(record["connected_at"]).timestamp()
+        ended_at = datetime.fromisoformat(record["ended_at"]).timestamp()
+        assert ended_at < restarted  # the last moment known alive, never the restart
+        assert record["talk_s"] >= 9.0 and abs(record["talk_s"] - (ended_at - connected)) < 0.01
+        assert not [e for e in record["timeline"] if e["event"].startswith("abandoned")]
+        print(
+            f"\nmeasured: talk time kept {record['talk_s']:.1f} s of ~12 s; ended {restarted - ended_at:.1f} s before the restart"
+        )
+    finally:
+        caller.close()

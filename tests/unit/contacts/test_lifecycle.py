@@ -332,6 +332,29 @@ def test_media_worker_lost_ends_the_contact_and_frees_the_agent() -> None:
     assert transitions(out) == ["wrap_up"] and m.state.record.cause == "media_worker_lost"
 
 
+def test_a_call_lost_with_the_platform_is_a_platform_failure_never_abandoned() -> None:
+    # Connected: ends where last known alive, with its agent and that talk time.
+    m = to_connected()
+    m.handle(
+        ev.ContactEnded(tenant_id=T, call_id=CALL, queue_id="q", agent_id=str(AGENT), talk_s=99.0), 1003.0
+    )
+    out = m.platform_lost(1011.6)
+    r = m.state.record
+    assert command(out, ev.RoutingEnd).call_id == CALL and transitions(out) == ["wrap_up"]
+    assert (r.outcome, r.cause, r.ended_at, r.talk_s) == (
+        "platform_failure",
+        "platform_restart",
+        1011.6,
+        10.0,
+    )
+    assert str(r.agent_id) == str(AGENT)  # routing's own talk time (99 s) never overrides connected -> ended
+    # Queued, media shutting down: failed by the platform, not abandoned by the caller.
+    q = to_queue()
+    out = q.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="shutdown", duration=3.0), 1005.0)
+    assert command(out, ev.RoutingCancel).call_id == CALL
+    assert (q.state.record.outcome, q.phase) == ("platform_failure", "failed")
+
+
 def test_failed_bridge_requeues() -> None:
     m = to_queue()
     m.handle(offer(), 1001.0)
