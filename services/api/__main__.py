@@ -1,6 +1,11 @@
-"""`python -m services.api`: serve the control-plane API with uvicorn on SB_BIND_HOST:SB_HTTP_PORT."""
+"""`python -m services.api`: serve the control-plane API with uvicorn on SB_BIND_HOST:SB_HTTP_PORT, or on the
+listening socket inherited as file descriptor SB_API_LISTEN_FD (several API processes behind one port:
+`switchboard up --api-workers N`, docs/runtime.md)."""
 
 from __future__ import annotations
+
+import os
+import socket
 
 import uvicorn
 
@@ -16,7 +21,7 @@ def main() -> None:
     settings = load_settings()
     configure_logging("api", settings.log_level)
     app = create_app(settings)
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.bind_host,
         port=settings.http_port,
@@ -37,6 +42,15 @@ def main() -> None:
         # answers with a `too_large` error frame and the session goes on.
         ws_max_size=2 * MAX_MESSAGE_BYTES,
     )
+    server = uvicorn.Server(config)
+    fd = os.environ.get("SB_API_LISTEN_FD", "")
+    if not fd:
+        server.run()
+        return
+    # The runtime bound the port once and every API process accepts on it: a process that dies takes
+    # only its own connections with it, and the port never refuses a client meanwhile.
+    listener = socket.socket(fileno=int(fd))
+    server.run(sockets=[listener])
 
 
 if __name__ == "__main__":

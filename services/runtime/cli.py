@@ -74,6 +74,14 @@ def _parse_media_workers(_ctx: click.Context, _param: click.Parameter, value: st
     "them (auto: one per core).",
 )
 @click.option(
+    "--api-workers",
+    type=click.IntRange(1, 64),
+    default=2,
+    show_default=True,
+    help="API processes sharing the HTTP port; agents whose process dies reconnect to another within "
+    "seconds and keep their calls.",
+)
+@click.option(
     "--services",
     "services",
     callback=_parse_services,
@@ -81,7 +89,13 @@ def _parse_media_workers(_ctx: click.Context, _param: click.Parameter, value: st
     help=f"Start only these services (default: all of {','.join(SERVICES)}).",
 )
 def up(
-    data_dir: Path, http_port: int, sip_port: int, demo: bool, media_workers: int, services: tuple[str, ...]
+    data_dir: Path,
+    http_port: int,
+    sip_port: int,
+    demo: bool,
+    media_workers: int,
+    api_workers: int,
+    services: tuple[str, ...],
 ) -> None:
     """Run the whole platform on this machine: embedded PostgreSQL and NATS, and every service.
 
@@ -96,6 +110,7 @@ def up(
         services=services,
         bind_host=os.environ.get("SB_BIND_HOST") or "127.0.0.1",
         media_workers=media_workers,
+        api_workers=api_workers,
     )
     if http_port == sip_port and "api" in services and "media" in services:
         raise click.UsageError("--http-port and --sip-port must differ")

@@ -58,6 +58,8 @@ class Options:
     stop_timeout_s: float = 10.0
     # More than 1: a SIP front on the SIP port and this many media workers behind it (docs/media.md).
     media_workers: int = 1
+    # More than 1: this many API processes accepting on one listening socket the runtime binds (api_specs).
+    api_workers: int = 1
 
 
 class DataDirLock:
@@ -170,6 +172,7 @@ class Runtime:
         self.pg: EmbeddedPostgres | None = None
         self.nats: EmbeddedNats | None = None
         self.supervisor: Supervisor | None = None
+        self.api_listener: socket.socket | None = None  # with --api-workers > 1 (api_specs)
         self.stop_requested = asyncio.Event()
         self._signals = 0
         self.database_url = ""
@@ -381,9 +384,13 @@ class Runtime:
             ChildSpec(name, [sys.executable, "-m", f"services.{name}"], self._child_env(name, secrets_))
             for name in self.opts.services
             if not (name == "media" and self.opts.media_workers > 1)
+            and not (name == "api" and self.opts.api_workers > 1)
         ]
         if "media" in self.opts.services and self.opts.media_workers > 1:
             specs += media_specs(self._child_env("media", secrets_), self.opts.media_workers)
+        if "api" in self.opts.services and self.opts.api_workers > 1:
+            self.api_listener = api_listener(self.opts.bind_host, self.opts.http_port)
+            specs += api_specs(self._child_env("api", secrets_), self.api_listener, self.opts.api_workers)
         self.supervisor = Supervisor(specs, self.out)
         self.supervisor.start()
         self.say(f"services: starting {', '.join(self.opts.services)}")
@@ -504,6 +511,8 @@ class Runtime:
         started = time.monotonic()
         if self.supervisor is not None:
             await self.supervisor.stop(self.opts.stop_timeout_s)
+        if self.api_listener is not None:
+            self.api_listener.close()
         if self.nats is not None:
             self.nats.stop()
         if self.pg is not None:
@@ -521,6 +530,32 @@ def run(opts: Options, out: Output | None = None) -> int:
         process_started = time.time()
     output = out or Output(child_names(opts))
     return asyncio.run(Runtime(opts, output, process_started).main())
+
+
+def api_listener(host: str, port: int) -> socket.socket:
+    """The API's listening socket, bound once by the runtime and inherited by every API process."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.create_server((host, port), family=family, backlog=2048)
+    listener.set_inheritable(True)
+    return listener
+
+
+def api_specs(env: dict[str, str], listener: socket.socket, workers: int) -> list[ChildSpec]:
+    """`--api-workers N` (N > 1): N API processes accepting on one socket (the pre-fork model). Chosen over
+    SO_REUSEPORT: the port is bound once, so a second runtime on the same port fails instead of silently
+    sharing it, and a dead process leaves no accept queue of its own to drop; the kernel hands each new
+    connection to whichever process accepts first. Desk pushes reach an agent through NATS, whichever
+    process holds its socket; a client whose process dies reconnects to another (docs/agent-protocol.md)."""
+    fd = listener.fileno()
+    return [
+        ChildSpec(
+            f"api-{k}",
+            [sys.executable, "-m", "services.api"],
+            {**env, "SB_API_LISTEN_FD": str(fd)},
+            pass_fds=(fd,),
+        )
+        for k in range(1, workers + 1)
+    ]
 
 
 def media_specs(env: dict[str, str], workers: int) -> list[ChildSpec]:
@@ -548,6 +583,8 @@ def child_names(opts: Options) -> list[str]:
     for name in opts.services:
         if name == "media" and opts.media_workers > 1:
             names += ["media-front", *(f"media-{k}" for k in range(1, opts.media_workers + 1))]
+        elif name == "api" and opts.api_workers > 1:
+            names += [f"api-{k}" for k in range(1, opts.api_workers + 1)]
         else:
             names.append(name)
     return names

@@ -31,6 +31,7 @@ class ChildSpec:
     name: str
     argv: Sequence[str]
     env: dict[str, str]
+    pass_fds: tuple[int, ...] = ()  # inherited by the child (the API processes' shared listening socket)
 
 
 class Output:
@@ -127,6 +128,7 @@ class Supervisor:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
                 process_group=0,
+                pass_fds=spec.pass_fds,
                 preexec_fn=die_with_parent(),
                 limit=_LINE_LIMIT,
             )
