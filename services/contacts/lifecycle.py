@@ -783,6 +783,7 @@ class Lifecycle:
     def platform_lost(self, at: float, cause: str = PLATFORM_RESTART) -> list[Command | Event]:
         """The call is gone with the platform (a crash, a restart): the record ends at `at`, the last moment
         it was known alive, with outcome platform_failure; routing and the agent let it go."""
+        self._step(uuid.uuid5(self.contact_id, f"platform_lost:{at!r}"), at)
         self._platform_lost(at, cause)
         return self.take()
 
@@ -796,11 +797,11 @@ class Lifecycle:
             self._end_connected(at, by="system", cause=cause)
             return
         if phase in ("queued", "offered"):
-            self._send(ev.RoutingCancel(tenant_id=self.tenant_id, call_id=self.contact_id), "cancel")
+            self._send(ev.RoutingCancel(**self._stamp(), call_id=self.contact_id), "cancel")
             if phase == "offered" and s.offer_agent_id is not None and s.offer_id is not None:
                 self._desk(s.offer_agent_id, "contact_withdrawn", now=at, offer_id=s.offer_id, reason=cause)
                 if s.leg_id is not None:
-                    self._send(ev.MediaHangup(tenant_id=self.tenant_id, call_id=s.leg_id), "hangup_leg")
+                    self._send(ev.MediaHangup(**self._stamp(), call_id=s.leg_id), "hangup_leg")
         self._finish("failed", at, PLATFORM_FAILURE, cause=cause)
 
     def _end_connected(self, now: float, *, by: str, cause: str) -> None:
