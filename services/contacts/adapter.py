@@ -41,6 +41,7 @@ from .records import caller_history, load_contact, save_contact
 __all__ = ["BUCKET", "CONSUMER", "EVENTS", "ContactsAdapter"]
 
 BUCKET = "sb_contacts"
+MAX_EVENT_AGE_S = 24 * 3600.0  # older event times are not believed (see _when)
 CONSUMER = "contacts"
 STATE_TTL_S = 24 * 3600.0
 MEDIA_TIMEOUT_S = 5.0
@@ -168,9 +169,10 @@ class ContactsAdapter:
 
     def _when(self, event: Event) -> float:
         """An event happened at its own time: one read late (a restart, a redelivery) never takes the
-        reading time as, say, the end of a call."""
+        reading time as, say, the end of a call. A `ts` that is not a plausible wall-clock time of the last
+        day (some cores stamp their monotonic clock) is not used."""
         now = self.clock()
-        return min(now, event.ts) if event.ts > 0 else now
+        return event.ts if now - MAX_EVENT_AGE_S <= event.ts <= now else now
 
     async def _reconcile(self, resumed: set[uuid.UUID]) -> None:
         """After a restart: contacts whose calls died with every media process end where last known alive."""

@@ -65,11 +65,13 @@ class Apis:
                         stderr=subprocess.STDOUT,
                     )
                 )
-        deadline = time.monotonic() + 30
-        while not all(_serving(p) for p in self.procs):
+        self.listener.close()  # the children hold it now
+        # The socket listens from the start (the backlog waits): each process says when it serves.
+        deadline = time.monotonic() + 60
+        while not all("api_started" in log.read_text(errors="replace") for log in self.logs):
+            assert all(p.poll() is None for p in self.procs), "an API process exited"
             assert time.monotonic() < deadline, "the API processes did not start"
             time.sleep(0.1)
-        self.listener.close()  # the children hold it now
 
     def holder(self, local_port: int) -> int | None:
         """Which API process (index) holds the client connection from `local_port`."""
@@ -91,20 +93,11 @@ class Apis:
                 proc.kill()
 
 
-def _serving(proc: subprocess.Popen[bytes]) -> bool:
-    assert proc.poll() is None, "an API process exited"
-    try:
-        listening = psutil.Process(proc.pid).net_connections(kind="tcp")
-    except psutil.Error:
-        return False
-    return any(c.status == psutil.CONN_LISTEN for c in listening)
-
-
 @pytest.fixture(scope="module")
 def apis(infra) -> Iterator[Apis]:  # type: ignore[no-untyped-def]
     running = Apis(infra)
     try:
-        httpx.get(f"{running.url}/healthz", timeout=10)
+        httpx.get(f"{running.url}/healthz", timeout=30)
         yield running
     finally:
         running.stop()
@@ -183,7 +176,7 @@ async def test_killing_one_api_process_keeps_every_call_talking(
         for k in range(CALLS):
             record = await wait_contact(t, contacts[k], "ended")
             assert record["outcome"] == "handled" and record["agent_id"] == t.agents[f"agent{k}@example.com"]
-            assert abs(record["talk_s"] - durations[k]) < 0.5
+            assert 2.0 < record["talk_s"] < 60 and abs(record["talk_s"] - durations[k]) < 0.5
             events = [e["event"] for e in record["timeline"]]
             assert events.count("connected") == 1 and "queued" not in events[events.index("connected") :]
             what = (
