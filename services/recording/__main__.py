@@ -58,9 +58,10 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         purge = asyncio.create_task(_purge_loop(pipeline, stop))
         await stop.wait()
     finally:
-        await pipeline.stop()
-        if purge is not None:
+        if purge is not None:  # cancelled, not awaited to its end: a purge step may wait on a dead database
+            purge.cancel()
             await asyncio.gather(purge, return_exceptions=True)
+        await pipeline.stop()
         await store.close()
         await close_pool(pool)
 

@@ -156,8 +156,8 @@ class RecordingPipeline:
                 running.add(task)
                 task.add_done_callback(running.discard)
         finally:
-            if running:  # a stop lets the steps under way finish (bounded: acks are only an optimisation)
-                await asyncio.wait(running, timeout=5.0)
+            if running:  # a stop lets the steps under way finish, briefly: an unacked one comes back anyway
+                await asyncio.wait(running, timeout=2.0)
 
     async def _one(self, msg: Msg, handle: Callable[[Msg], Any], slots: asyncio.Semaphore) -> None:
         try:
