@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 
@@ -16,9 +17,12 @@ from .config import Settings, load_settings
 from .log import configure_logging, get_logger
 from .subjects import HEALTH_BUCKET
 
-__all__ = ["HEARTBEAT_S", "Health", "run_service"]
+__all__ = ["HEARTBEAT_S", "SHUTDOWN_DEADLINE_S", "Health", "run_service"]
 
 HEARTBEAT_S = 5.0
+# Every step of a stop is bounded, but when PostgreSQL and NATS are gone too (the runtime killed -9 takes
+# them all down at once) the bounds add up: a process still stopping after this long exits anyway.
+SHUTDOWN_DEADLINE_S = 8.0
 
 
 class Health(msgspec.Struct, kw_only=True):
@@ -51,7 +55,7 @@ async def _heartbeat(bus: Bus, service: str, started: float, stop: asyncio.Event
         except TimeoutError:
             pass
     try:
-        await kv.delete(key)
+        await asyncio.wait_for(kv.delete(key), 1.0)  # the beat expires with the bucket's TTL anyway
     except Exception:
         pass
 
@@ -62,8 +66,17 @@ async def _serve(name: str, body: Callable[[Settings, Bus, asyncio.Event], Await
     log = get_logger()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal() -> None:
+        if not stop.is_set():
+            stop.set()
+            # A thread, so that it fires even if the event loop is stuck.
+            timer = threading.Timer(SHUTDOWN_DEADLINE_S, _give_up, args=(name,))
+            timer.daemon = True  # a stop that finishes in time exits without waiting for it
+            timer.start()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal)
     bus = await connect(settings.nats_url, name=name)
     await bus.ensure_streams(settings.jetstream_replicas)
     started = time.time()
@@ -77,6 +90,11 @@ async def _serve(name: str, body: Callable[[Settings, Bus, asyncio.Event], Await
         await beat
         await bus.close()
         log.info("service_stopped")
+
+
+def _give_up(name: str) -> None:
+    get_logger().error("shutdown_deadline_exceeded", service=name, seconds=SHUTDOWN_DEADLINE_S)
+    os._exit(70)
 
 
 def run_service(name: str, body: Callable[[Settings, Bus, asyncio.Event], Awaitable[None]]) -> None:

@@ -57,13 +57,20 @@ def _gone(pid: int) -> bool:
         return True
 
 
+def _describe(proc: psutil.Process) -> str:
+    try:
+        return f"{proc.pid} {proc.name()} (parent {proc.ppid()}): {' '.join(proc.cmdline())[:200]}"
+    except psutil.Error:
+        return f"{proc.pid} (gone while described)"
+
+
 def _processes_using(path: Path) -> list[str]:
     """Live processes whose command line names `path`, described for the failure message."""
     found = []
     for proc in psutil.process_iter(["cmdline", "name", "ppid"]):
         cmdline = " ".join(proc.info["cmdline"] or [])
         if str(path) in cmdline and not _gone(proc.pid):
-            found.append(f"{proc.pid} {proc.info['name']} (parent {proc.info['ppid']}): {cmdline[:200]}")
+            found.append(_describe(proc))
     return found
 
 
@@ -423,7 +430,7 @@ def test_second_run_reuses_the_data_and_the_demo_then_survives_kill_9(
             [p for p in recorded if not _gone(p.pid)] or _processes_using(up.data_dir)
         ):
             time.sleep(0.1)
-        assert [p.pid for p in recorded if not _gone(p.pid)] == []
+        assert [_describe(p) for p in recorded if not _gone(p.pid)] == []
         assert _processes_using(up.data_dir) == []
     finally:
         if up.proc.poll() is None:
