@@ -5,6 +5,7 @@ The machinery behind the last three is in serving.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar
 
@@ -199,7 +200,13 @@ class Bus:
             pass
         finally:
             if not self.nc.is_closed:
-                await self.nc.close()
+                # With the server gone, nats-py's close can raise (a reset while flushing) or leave its
+                # reconnect loop running; neither may hold a stop back.
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(self.nc.close(), timeout)
+                task = getattr(self.nc, "_reconnection_task", None)
+                if task is not None and not task.done():
+                    task.cancel()
 
 
 async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Bus:

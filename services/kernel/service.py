@@ -14,6 +14,7 @@ import msgspec
 
 from .bus import Bus, connect
 from .config import Settings, load_settings
+from .diag import describe_tasks
 from .log import configure_logging, get_logger
 from .subjects import HEALTH_BUCKET
 
@@ -71,7 +72,7 @@ async def _serve(name: str, body: Callable[[Settings, Bus, asyncio.Event], Await
         if not stop.is_set():
             stop.set()
             # A thread, so that it fires even if the event loop is stuck.
-            timer = threading.Timer(SHUTDOWN_DEADLINE_S, _give_up, args=(name,))
+            timer = threading.Timer(SHUTDOWN_DEADLINE_S, _give_up, args=(name, loop))
             timer.daemon = True  # a stop that finishes in time exits without waiting for it
             timer.start()
 
@@ -92,8 +93,15 @@ async def _serve(name: str, body: Callable[[Settings, Bus, asyncio.Event], Await
         log.info("service_stopped")
 
 
-def _give_up(name: str) -> None:
-    get_logger().error("shutdown_deadline_exceeded", service=name, seconds=SHUTDOWN_DEADLINE_S)
+def _give_up(name: str, loop: asyncio.AbstractEventLoop) -> None:
+    # Read from this thread while the loop is stuck: racy, but only for the diagnosis.
+    try:
+        waiting = describe_tasks(loop)
+    except Exception as exc:
+        waiting = f"(could not list the tasks: {exc})"
+    get_logger().error(
+        "shutdown_deadline_exceeded", service=name, seconds=SHUTDOWN_DEADLINE_S, waiting_on=waiting
+    )
     os._exit(70)
 
 

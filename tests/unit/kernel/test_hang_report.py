@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from tests.hangs import await_chain, describe_tasks
+from services.kernel.diag import await_chain, describe_tasks
 
 
 async def _inner(gate: asyncio.Event) -> None:
