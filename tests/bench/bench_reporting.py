@@ -40,6 +40,7 @@ from services.kernel import events as ev  # noqa: E402
 from services.kernel.bus import connect  # noqa: E402
 from services.kernel.ids import new_id  # noqa: E402
 from services.kernel.messages import Event  # noqa: E402
+from services.kernel.waits import close_pool  # noqa: E402
 from services.reporting import queries  # noqa: E402
 from services.reporting.ingest import Ingest  # noqa: E402
 from services.reporting.store import FactStore  # noqa: E402
@@ -294,7 +295,7 @@ def main() -> None:
             out["day"] = await bench_day_agents(pool, agents)
             print("month report")
             out["month"] = await bench_month_contacts(pool, contacts)
-            await pool.close()
+            await close_pool(pool)
             return out
 
         r = asyncio.run(run())

@@ -30,4 +30,6 @@ async def test_the_platform_default_and_a_tenants_plan(infra: Any) -> None:
         assert "3 requests per minute" in refused["detail"]
         assert [(await client.get("/v1/sites", headers=default)).status_code for _ in range(5)] == [200] * 5
         r = await client.get("/v1/sites", headers=default)
-        assert "5 requests per minute" in assert_problem(r, 429)["detail"] and int(r.headers["Retry-After"]) >= 1
+        assert (
+            "5 requests per minute" in assert_problem(r, 429)["detail"] and int(r.headers["Retry-After"]) >= 1
+        )

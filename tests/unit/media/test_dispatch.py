@@ -347,10 +347,10 @@ def test_a_lost_worker_s_answered_callers_get_a_bye_from_the_front() -> None:
     for call_id in ("answered", "ringing"):
         assert isinstance(d.inbound(_with_contact(req("INVITE", call_id)), CALLER, 0.0), Forward)
     ok = (
-        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKabc;rport\r\n"
-        "From: <sip:caller@192.0.2.7>;tag=f1\r\nTo: <sip:+15550001@front>;tag=ours\r\n"
-        "Call-ID: answered\r\nCSeq: 1 INVITE\r\nContact: <sip:w1@127.0.0.1:5060>\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.7:5070;branch=z9hG4bKabc;rport\r\n"
+        b"From: <sip:caller@192.0.2.7>;tag=f1\r\nTo: <sip:+15550001@front>;tag=ours\r\n"
+        b"Call-ID: answered\r\nCSeq: 1 INVITE\r\nContact: <sip:w1@127.0.0.1:5060>\r\nContent-Length: 0\r\n\r\n"
+    )
     d.outbound("w1", ok, 0.5, CALLER)
     d.outbound("w1", resp(180, "ringing"), 0.5, CALLER)
     [lost] = [a for a in d.link_down("w1", 2.0, clean=False) if isinstance(a, WorkerLost)]
@@ -369,16 +369,16 @@ def test_a_lost_worker_s_outbound_call_gets_a_bye_too() -> None:
     up(d, reg("w1"))
     phone = ("udp", "192.0.2.9", 5080)
     invite = (
-        "INVITE sip:desk@192.0.2.9:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKout\r\n"
-        "Max-Forwards: 70\r\nFrom: <sip:+15550100@127.0.0.1>;tag=we\r\nTo: <sip:desk@192.0.2.9>\r\n"
-        "Call-ID: out-1\r\nCSeq: 1 INVITE\r\nContact: <sip:w1@127.0.0.1:5060>\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
+        b"INVITE sip:desk@192.0.2.9:5080 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKout\r\n"
+        b"Max-Forwards: 70\r\nFrom: <sip:+15550100@127.0.0.1>;tag=we\r\nTo: <sip:desk@192.0.2.9>\r\n"
+        b"Call-ID: out-1\r\nCSeq: 1 INVITE\r\nContact: <sip:w1@127.0.0.1:5060>\r\nContent-Length: 0\r\n\r\n"
+    )
     d.outbound("w1", invite, 0.0, phone)
     ok = (
-        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKout\r\n"
-        "From: <sip:+15550100@127.0.0.1>;tag=we\r\nTo: <sip:desk@192.0.2.9>;tag=phone\r\n"
-        "Call-ID: out-1\r\nCSeq: 1 INVITE\r\nContact: <sip:desk@192.0.2.9:5080>\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
+        b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKout\r\n"
+        b"From: <sip:+15550100@127.0.0.1>;tag=we\r\nTo: <sip:desk@192.0.2.9>;tag=phone\r\n"
+        b"Call-ID: out-1\r\nCSeq: 1 INVITE\r\nContact: <sip:desk@192.0.2.9:5080>\r\nContent-Length: 0\r\n\r\n"
+    )
     assert isinstance(d.inbound(ok, phone, 1.0), Forward)
     [lost] = [a for a in d.link_down("w1", 2.0, clean=False) if isinstance(a, WorkerLost)]
     [bye] = lost.byes
