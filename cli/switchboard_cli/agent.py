@@ -292,6 +292,8 @@ def register(cli: click.Group) -> None:
                 api_url,
                 _token_source(api_url, api_key, found.id, issued.token),
                 auto_answer=auto_answer,
+                # Without --auto-answer offers are only printed (docs/cli.md): no leg is opened for them.
+                audio=auto_answer,
                 play=play,
                 play_loop=play_loop,
                 record=record,

@@ -455,7 +455,9 @@ class AgentSession:
             if current is not None and current.offer_id == event.offer_id:
                 return False  # the same push on the old and the new socket while the token is refreshed
             self._offers[event.contact_id] = event
-            if self.audio or self.auto_answer:
+            # A phone agent's audio is its phone (its pick-up answers); otherwise the leg is made while it
+            # rings: by auto-answer, or whenever audio is on.
+            if event.audio != "phone" and (self.auto_answer or self.audio):
                 self._spawn(self._ring(event))
         elif isinstance(event, ContactWithdrawn):
             self._offers.pop(event.contact_id, None)

@@ -146,6 +146,7 @@ class ContactOffer(AgentEvent, kw_only=True, tag="contact_offer"):
     contact_id: str
     offer_id: str
     expires_at: float | str | None = None
+    audio: str = "webrtc"  # "phone": the agent's desk phone rings and its pick-up answers (no leg here)
     context: OfferContext = msgspec.field(default_factory=OfferContext)
 
 

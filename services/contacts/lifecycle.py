@@ -445,10 +445,15 @@ class Lifecycle:
 
     def _answered(self, event: ev.CallAnswered, now: float) -> None:
         s = self.state
-        if event.call_id == s.leg_id and s.dialing and self.phase == "offered" and not s.accepted:
+        if event.call_id == s.leg_id and s.dialing and self.phase == "offered" and not s.leg_ready:
+            # The phone's own 200 OK is the agent's answer (an accept from a desk meanwhile waits for it).
             s.leg_ready = True
             assert s.offer_agent_id is not None and s.offer_id is not None
             self._event("agent_phone_answered", now, agent_id=s.offer_agent_id)
+            if s.accepted:
+                if not s.bridged and s.bridge_command is None:
+                    self._bridge()
+                return
             self._send(
                 ev.RoutingAccept(**self._stamp(), agent_id=uuid.UUID(s.offer_agent_id), offer_id=s.offer_id),
                 "accept",
@@ -528,7 +533,10 @@ class Lifecycle:
             return
         s.offer_id, s.offer_expires_at, s.offer_agent_id = offer.offer_id, offer.expires_at, offer.agent_id
         s.leg_id, s.leg_ready, s.accepted, s.bridged, s.dialing = None, False, False, False, False
-        self._adopt_early_leg()
+        if info.endpoint:
+            s.early_legs.clear()  # its phone is its audio, not a leg its client made
+        else:
+            self._adopt_early_leg()
         if info.queue_name:
             r.queue_name = info.queue_name
         s.record_call = should_record(info.record_percent, self.contact_id)
@@ -541,6 +549,8 @@ class Lifecycle:
             now=now,
             offer_id=offer.offer_id,
             expires_at=offer.expires_at,
+            # "phone": the platform rings the agent's phone and its pick-up answers; the client makes no leg.
+            audio="phone" if info.endpoint else "webrtc",
             context=self.context(now, info),
         )
         if info.endpoint:
@@ -642,6 +652,14 @@ class Lifecycle:
             s.early_legs[event.agent_id] = event.leg_id
             return
         if event.agent_id != s.offer_agent_id:
+            return
+        if s.dialing:
+            # The agent's audio is its phone: a WebRTC leg its client opened anyway carries nothing.
+            if event.kind == "state" and event.state == "connected" and event.leg_id != s.leg_id:
+                self._send(
+                    ev.MediaHangup(**self._stamp(), call_id=event.leg_id, cause="phone_endpoint"),
+                    "hangup_leg",
+                )
             return
         if event.kind == "state" and event.state == "connected" and self.phase == "offered":
             s.leg_id, s.leg_ready = event.leg_id, True
