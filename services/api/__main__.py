@@ -16,6 +16,8 @@ from .app import create_app
 from .http_protocol import ProblemHttpProtocol
 from .signalling import MAX_MESSAGE_BYTES
 
+WS_PING_S = 5.0
+
 
 def main() -> None:
     settings = load_settings()
@@ -41,6 +43,10 @@ def main() -> None:
         # not after 16 MiB (uvicorn's default) have been buffered; up to it, the signalling's own check
         # answers with a `too_large` error frame and the session goes on.
         ws_max_size=2 * MAX_MESSAGE_BYTES,
+        # A client that vanishes without closing its socket (a frozen laptop, a cut network) is noticed
+        # within WS_PING_S * 2: its socket closes and routing's grace starts (docs/agent-protocol.md).
+        ws_ping_interval=WS_PING_S,
+        ws_ping_timeout=WS_PING_S,
     )
     server = uvicorn.Server(config)
     fd = os.environ.get("SB_API_LISTEN_FD", "")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -128,6 +129,7 @@ async def test_an_agent_killed_is_signed_out_at_the_end_of_its_grace_and_can_sig
             await asyncio.sleep(0.1)
         freed = time.monotonic() - killed
         assert 2.9 <= freed < 5.0, freed
+        print(f"\nmeasured: seat of an agent killed -9 freed {freed:.2f} s after (grace 3 s)")
         async with AgentSession(first_call_stack.api, t.token("agent0@example.com"), audio=False) as again:
             assert (await again.login(state="available"))["state"] == "available"
     finally:
@@ -246,3 +248,35 @@ def test_settings_refuse_a_grace_out_of_range(first_call_stack: Stack) -> None:
         assert client.get("/v1/me/settings").json() == {"agent_grace_seconds": 20}
     with httpx.Client(base_url=first_call_stack.api) as anon:
         assert anon.patch("/v1/me/settings", json={"agent_grace_seconds": 5}).status_code == 401
+
+
+async def test_a_frozen_agent_is_noticed_in_seconds_and_signed_out_after_its_grace(
+    first_call_stack: Stack,
+) -> None:
+    """SIGSTOP: the process is alive and its socket open, but it answers nothing (a frozen laptop, a cut
+    network): the API's websocket pings notice it, then the grace runs."""
+    t = make_tenant(first_call_stack.api)
+    _grace(t, 2)
+    env = {**os.environ, "API": first_call_stack.api, "TOKEN": t.token("agent0@example.com")}
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", AGENT_SCRIPT, cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE
+    )
+    try:
+        assert proc.stdout is not None
+        assert (await asyncio.wait_for(proc.stdout.readline(), 20)).strip() == b"signed-in"
+        proc.send_signal(signal.SIGSTOP)
+        frozen = time.monotonic()
+        while _logged_in(t) != 0:
+            assert time.monotonic() - frozen < 15.0, "a frozen agent kept its seat"
+            await asyncio.sleep(0.2)
+        freed = time.monotonic() - frozen
+        assert freed >= 2.0, freed
+        print(
+            f"\nmeasured: seat of a frozen agent (SIGSTOP) freed {freed:.2f} s after (pings 5 s + grace 2 s)"
+        )
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGCONT)
+        if proc.returncode is None:
+            proc.kill()
+        await proc.wait()
