@@ -79,6 +79,22 @@ def register(cli: click.Group) -> None:
             return
         note(f"{agent.name} <{agent.email}> is now {presence}" + (f" ({reason})" if reason else ""))
 
+    supervisors = group(cli, "supervisors", "People who watch the floor at /supervisor/ (the console).")
+
+    @command(supervisors, "invite")
+    @click.argument("email")
+    @click.option("--admin", is_flag=True, help="Invite an admin (all of the API) instead of a supervisor.")
+    def supervisors_invite(state: State, email: str, admin: bool) -> None:
+        """A one-time link for a supervisor with EMAIL to set a password (an admin key). They then sign in at
+        /supervisor/. The link is shown once."""
+        with state.client() as client:
+            invite = client.invite_supervisor(email, "admin" if admin else "supervisor")
+        if state.json:
+            emit_json(invite)
+            return
+        click.echo(invite.url)
+        note(f"for {invite.email} ({invite.role}), valid until {invite.expires_at:%Y-%m-%d %H:%M} UTC")
+
     desk = group(cli, "desk-settings", "The agent desk's disposition codes, away reasons and wrap-up rule.")
 
     @command(desk, "show")

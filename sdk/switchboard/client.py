@@ -150,6 +150,13 @@ class Client:
     def me(self) -> Me:
         return self._run(_calls.me())
 
+    def invite_supervisor(self, email: str, role: str = "supervisor") -> Invite:
+        """A one-time link for a supervisor (or, with role "admin", an admin) to set a password and sign in;
+        they then open /supervisor/ (an admin key)."""
+        invite: Invite = self._run(_calls.invite(email, role))
+        invite.url = self.base_url.rstrip("/") + invite.path
+        return invite
+
     def usage(self, start: datetime | str | None = None, end: datetime | str | None = None) -> Usage:
         """Seat usage between two datetimes (or ISO 8601 strings); default: this calendar month so far."""
         return self._run(_calls.usage(start, end))

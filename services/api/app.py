@@ -234,6 +234,12 @@ def create_app(settings: Settings, *, key_rate_per_minute: int | None = None) ->
                 path="/agent", directories=[WEB_DIR / "agent"], html_mode=True, name="agent_desktop"
             ),
             create_static_files_router(
+                path="/supervisor",
+                directories=[WEB_DIR / "supervisor"],
+                html_mode=True,
+                name="supervisor_console",
+            ),
+            create_static_files_router(
                 path="/widget", directories=[WEB_DIR / "widget", SDK_JS_DIR], html_mode=True, name="widget"
             ),
         ],
@@ -249,6 +255,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int | None = None) ->
                     "^/v1/ws",
                     "^/v1/realtime/feed$",
                     "^/agent",
+                    "^/supervisor",
                     "^/widget",
                     "^/v1/auth/",
                     "^/v1/desk(/|$)",

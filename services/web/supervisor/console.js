@@ -1,0 +1,359 @@
+// The supervisor console: queue tiles, the agent grid and alerts, live from /v1/realtime/feed, and the floor
+// controls (listen / whisper / barge through this browser as a WebRTC leg, agent state, sign-out). The access
+// token lives in memory only and goes in Authorization headers or a websocket's first message, never in a
+// URL; the refresh cookie is HttpOnly and SameSite=Strict (session.js).
+"use strict";
+
+const SL_TARGET = 0.8; // the share answered within the queue's threshold a tile is measured against
+const $ = (id) => document.getElementById(id);
+const session = new BrowserSession();
+// `calls`: agent id -> the contact the feed saw assigned to it (the realtime view may lag it).
+const view = {queues: new Map(), agents: new Map(), queueNames: new Map(), calls: new Map()};
+let feed = null;
+let reloadTimer = null;
+let monitor = null; // {contactId, ws, pc, legId, mode}
+
+function show(id) {
+  for (const v of ["signin-view", "console-view"]) $(v).classList.toggle("hidden", v !== id);
+  $("who").classList.toggle("hidden", id !== "console-view");
+}
+
+async function api(method, path, body) {
+  const token = await session.fresh();
+  const r = await fetch(path, {
+    method,
+    headers: {Authorization: `Bearer ${token}`, ...(body ? {"Content-Type": "application/json"} : {})},
+    body: body ? JSON.stringify(body) : undefined,
+  });
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(data.detail || `the server answered ${r.status}`);
+  return data;
+}
+
+function duration(s) {
+  if (s == null) return "–";
+  s = Math.max(0, Math.round(s));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  return m < 60 ? `${m}m ${String(s % 60).padStart(2, "0")}s` : `${Math.floor(m / 60)}h ${String(m % 60).padStart(2, "0")}m`;
+}
+const pct = (x) => (x == null ? "–" : `${Math.round(x * 100)}%`);
+const label = (state) => ({on_contact: "On a call", wrap_up: "Wrap-up", logged_out: "Signed out", reserved: "Ringing"}[state]
+  || state.charAt(0).toUpperCase() + state.slice(1).replace(/_/g, " "));
+const el = (tag, attrs = {}, ...children) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) if (k === "class") e.className = v; else e.setAttribute(k, v);
+  for (const c of children) e.append(c);
+  return e;
+};
+
+// -- data --------------------------------------------------------------------------------------------
+
+function takeQueues(body) {
+  view.queues.clear();
+  for (const q of body.queues) {
+    view.queues.set(q.queue_id, {...q, seenAt: Date.now()});
+    view.queueNames.set(q.queue_id, q.queue_name);
+  }
+  $("queues-since").textContent = "today since " + new Date(body.since).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
+}
+
+function takeAgents(body) {
+  view.agents.clear();
+  for (const a of body.agents) view.agents.set(a.agent_id, {...a, seenAt: Date.now()});
+}
+
+async function reload() {
+  const [queues, agents] = await Promise.all([api("GET", "/v1/realtime/queues"), api("GET", "/v1/realtime/agents")]);
+  takeQueues(queues);
+  takeAgents(agents);
+  render();
+}
+
+function reloadSoon() {
+  clearTimeout(reloadTimer);
+  reloadTimer = setTimeout(() => reload().catch(() => {}), 150);
+}
+
+async function connectFeed() {
+  const token = await session.fresh();
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/realtime/feed`);
+  feed = ws;
+  ws.onopen = () => ws.send(JSON.stringify({type: "auth", token}));
+  ws.onmessage = (e) => {
+    const m = JSON.parse(e.data);
+    if (m.type === "snapshot") {
+      takeQueues(m.queues); takeAgents(m.agents);
+      $("live").textContent = "Live"; $("live").classList.add("on");
+    } else if (m.type === "queue") {
+      const q = view.queues.get(m.queue_id);
+      if (q) Object.assign(q, {waiting: m.waiting, longest_wait_s: m.longest_wait_s, agents: m.agents, seenAt: Date.now()});
+    } else if (m.type === "agent") {
+      const a = view.agents.get(m.agent_id);
+      if (a) Object.assign(a, {state: m.state, reason: m.reason, time_in_state_s: 0, seenAt: Date.now()});
+      reloadSoon();
+    } else if (m.type === "contact") {
+      if (m.event === "assigned" && m.agent_id) view.calls.set(m.agent_id, {contact: m.contact_id, queue: m.queue_id});
+      if (["ended", "abandoned", "wrapped_up"].includes(m.event)) {
+        for (const [agent, call] of view.calls) if (call.contact === m.contact_id) view.calls.delete(agent);
+      }
+      reloadSoon(); // today's totals and current contacts come from the realtime view
+    } else if (m.type === "error") {
+      $("live").textContent = "Offline";
+    }
+    if (m.missed) reloadSoon();
+    render();
+  };
+  ws.onclose = () => {
+    $("live").textContent = "Reconnecting…"; $("live").classList.remove("on");
+    if (feed === ws && session.token) setTimeout(() => connectFeed().catch(() => {}), 1000);
+  };
+}
+
+// -- rendering ---------------------------------------------------------------------------------------
+
+// What a part of the page shows, without the clock: a part is rebuilt only when this changes, so buttons
+// do not move under the pointer while durations count (tick()).
+const shown = {tiles: "", agents: ""};
+const agentSig = (a) => [a.agent_id, a.name, a.state, a.reason, a.current_contact, a.current_queue, a.handled_today,
+  a.aht_s, a.time_in_state_s, a.seenAt, view.calls.get(a.agent_id)?.contact];
+
+function render() {
+  const now = Date.now();
+  const alerts = [];
+  const tiles = $("tiles");
+  const tilesSig = JSON.stringify([...view.queues.values()]);
+  const agentsSig = JSON.stringify([...view.agents.values()].map(agentSig));
+  if (tilesSig !== shown.tiles) {
+    shown.tiles = tilesSig;
+    renderTiles(now, tiles, alerts);
+  }
+  if (agentsSig !== shown.agents) {
+    shown.agents = agentsSig;
+    renderAgents(now);
+  }
+}
+
+function renderTiles(now, tiles, alerts) {
+  tiles.replaceChildren();
+  for (const q of [...view.queues.values()].sort((a, b) => a.queue_name.localeCompare(b.queue_name))) {
+    const longest = q.waiting ? q.longest_wait_s + (now - q.seenAt) / 1000 : 0;
+    const closed = q.answered + q.abandoned_long;
+    const slBad = closed > 0 && q.service_level != null && q.service_level < SL_TARGET;
+    const waitBad = q.waiting > 0 && longest > q.sl_seconds;
+    if (slBad) alerts.push(`${q.queue_name}: service level ${pct(q.service_level)} is under the ${pct(SL_TARGET)} target`);
+    if (waitBad) alerts.push(`${q.queue_name}: a caller has waited ${duration(longest)}, over ${q.sl_seconds}s`);
+    const bar = el("div", {class: "sl-bar" + (slBad ? " bad" : "")}, el("span"));
+    bar.firstChild.style.width = `${Math.round((q.service_level ?? 0) * 100)}%`;
+    const stat = (name, value, cls = "") => el("div", {}, el("span", {class: "label"}, name), el("b", {class: cls}, value));
+    const ready = q.ready ?? 0;
+    tiles.append(el("article", {class: "tile" + (slBad || waitBad ? " alert" : ""), "data-queue": q.queue_name},
+      el("h3", {}, q.queue_name, el("span", {class: "muted small"}, `${ready} ready`)),
+      el("div", {class: "label"}, "Waiting now"),
+      el("div", {class: "big waiting"}, String(q.waiting)),
+      el("div", {class: "row"},
+        ticking(stat("Longest wait", duration(longest), waitBad ? "bad" : ""), q.waiting ? q.longest_wait_s : null, q.seenAt),
+        stat(`SL today (${q.sl_seconds}s)`, `${pct(q.service_level)} / ${pct(SL_TARGET)}`, slBad ? "bad" : closed ? "good" : ""),
+        stat("ASA", q.asa_s == null ? "–" : duration(q.asa_s)),
+        stat("Abandoned", String(q.abandoned_short + q.abandoned_long)),
+        stat("Offered", String(q.offered)),
+        stat("Answered", String(q.answered))),
+      bar));
+  }
+  $("no-queues").classList.toggle("hidden", view.queues.size > 0);
+  showAlerts(alerts);
+}
+
+function renderAgents(now) {
+  const rows = $("agents");
+  rows.replaceChildren();
+  for (const a of [...view.agents.values()].sort((x, y) => x.name.localeCompare(y.name))) {
+    const inState = a.time_in_state_s == null ? null : a.time_in_state_s + (now - a.seenAt) / 1000;
+    const live = view.calls.get(a.agent_id);
+    const busy = ["on_contact", "wrap_up", "busy"].includes(a.state);
+    const current = a.current_contact || (busy && live ? live.contact : null);
+    const queue = a.current_contact ? a.current_queue : live && live.queue;
+    const contact = current
+      ? el("span", {}, el("span", {class: "muted"}, view.queueNames.get(queue) || "Direct"), " · ",
+          el("code", {class: "small"}, current.slice(0, 8)))
+      : el("span", {class: "muted"}, "–");
+    const actions = el("td", {class: "actions"});
+    if (current && a.state === "on_contact") {
+      const listen = el("button", {"data-action": "listen"}, "Listen");
+      listen.onclick = () => startMonitor(current, a.name).catch((err) => alert(err.message));
+      actions.append(listen);
+    }
+    if (a.state !== "logged_out") {
+      const away = a.state === "away";
+      const toggle = el("button", {"data-action": away ? "available" : "away"}, away ? "Make available" : "Set away");
+      toggle.onclick = () => api("POST", `/v1/agents/${a.agent_id}/state`, away ? {state: "available"} : {state: "away", reason: "meeting"})
+        .then(reloadSoon).catch((err) => alert(err.message));
+      const out = el("button", {"data-action": "signout", class: "stop"}, "Sign out");
+      out.onclick = () => {
+        if (!confirm(`Sign ${a.name} out? Their desk closes now.`)) return;
+        api("POST", `/v1/agents/${a.agent_id}/signout`).then(reloadSoon).catch((err) => alert(err.message));
+      };
+      actions.append(toggle, out);
+    }
+    rows.append(el("tr", {"data-agent": a.email},
+      el("td", {}, el("strong", {}, a.name), el("div", {class: "muted small"}, a.email)),
+      el("td", {}, el("span", {class: `pill ${a.state}`}, label(a.state)), a.reason && a.state === "away" ? el("span", {class: "muted small"}, ` ${a.reason}`) : ""),
+      ticking(el("td", {}, duration(inState)), a.time_in_state_s, a.seenAt),
+      el("td", {class: "contact"}, contact),
+      el("td", {class: "muted small"}, `${a.handled_today} handled` + (a.aht_s ? ` · AHT ${duration(a.aht_s)}` : "")),
+      actions));
+  }
+  $("no-agents").classList.toggle("hidden", view.agents.size > 0);
+}
+
+// A duration shown in `node` (or its <b>) that goes on counting from `base` seconds at `at` (ms).
+function ticking(node, base, at) {
+  if (base != null) { node.dataset.base = String(base); node.dataset.at = String(at); }
+  return node;
+}
+
+function showAlerts(alerts) {
+  const text = alerts.join("\n");
+  if ($("alerts").dataset.text === text) return;
+  $("alerts").dataset.text = text;
+  $("alerts").replaceChildren(...alerts.map((a) => el("div", {}, a)));
+}
+
+// Every second: the counting durations and the wait alerts, without rebuilding the page (buttons stay put).
+function tick() {
+  const now = Date.now();
+  for (const node of document.querySelectorAll("[data-base]")) {
+    const target = node.querySelector("b") || node;
+    target.textContent = duration(Number(node.dataset.base) + (now - Number(node.dataset.at)) / 1000);
+  }
+  const alerts = [];
+  for (const q of view.queues.values()) {
+    const closed = q.answered + q.abandoned_long;
+    if (closed > 0 && q.service_level != null && q.service_level < SL_TARGET) {
+      alerts.push(`${q.queue_name}: service level ${pct(q.service_level)} is under the ${pct(SL_TARGET)} target`);
+    }
+    const longest = q.waiting ? q.longest_wait_s + (now - q.seenAt) / 1000 : 0;
+    const waitBad = q.waiting > 0 && longest > q.sl_seconds;
+    if (waitBad) alerts.push(`${q.queue_name}: a caller has waited ${duration(longest)}, over ${q.sl_seconds}s`);
+    const tile = document.querySelector(`article[data-queue="${CSS.escape(q.queue_name)}"]`);
+    if (tile && waitBad) tile.classList.add("alert");
+  }
+  showAlerts(alerts);
+}
+
+// -- listen / whisper / barge ------------------------------------------------------------------------
+
+async function openLeg(contactId) {
+  const token = await session.fresh();
+  const ws = new WebSocket(`${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/v1/ws`);
+  const inbox = [];
+  let wake = null;
+  ws.onmessage = (e) => { inbox.push(JSON.parse(e.data)); if (wake) wake(); };
+  const next = async (type) => {
+    for (;;) {
+      const i = inbox.findIndex((m) => m.type === type || m.type === "error");
+      if (i >= 0) {
+        const m = inbox.splice(i, 1)[0];
+        if (m.type === "error") throw new Error(m.reason);
+        return m;
+      }
+      await new Promise((r) => { wake = r; setTimeout(r, 10000); });
+    }
+  };
+  await new Promise((ok, bad) => { ws.onopen = ok; ws.onerror = () => bad(new Error("cannot reach the platform")); });
+  ws.send(JSON.stringify({v: 1, type: "auth", token}));
+  const ready = await next("ready");
+  const pc = new RTCPeerConnection({iceServers: ready.ice_servers || []});
+  const mic = await navigator.mediaDevices.getUserMedia({audio: true});
+  for (const track of mic.getTracks()) pc.addTrack(track, mic);
+  pc.ontrack = (e) => { $("monitor-audio").srcObject = e.streams[0] || new MediaStream([e.track]); };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((r) => {
+    if (pc.iceGatheringState === "complete") return r();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && r();
+    setTimeout(r, 3000);
+  });
+  ws.send(JSON.stringify({v: 1, type: "offer", sdp: pc.localDescription.sdp, call_id: contactId}));
+  const answer = await next("answer");
+  await pc.setRemoteDescription({type: "answer", sdp: answer.sdp});
+  await new Promise((ok, bad) => {
+    if (pc.connectionState === "connected") return ok();
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === "connected") ok();
+      if (pc.connectionState === "failed") bad(new Error("the audio did not connect"));
+    };
+    setTimeout(() => bad(new Error("the audio did not connect in 10 s")), 10000);
+  });
+  return {ws, pc, mic, legId: answer.leg_id};
+}
+
+async function setMode(mode) {
+  if (!monitor) return;
+  await api("POST", `/v1/contacts/${monitor.contactId}/monitor`, {mode, leg_id: monitor.legId});
+  monitor.mode = mode;
+  $("monitor-title").textContent = {listen: "Listening", whisper: "Whispering to the agent", barge: "On the call (barge)"}[mode];
+  for (const b of document.querySelectorAll("button.mode")) b.setAttribute("aria-pressed", String(b.dataset.mode === mode));
+}
+
+async function startMonitor(contactId, agentName) {
+  if (monitor && monitor.contactId !== contactId) await stopMonitor();
+  if (!monitor) {
+    $("monitor-panel").classList.remove("hidden");
+    $("monitor-title").textContent = "Connecting…";
+    $("monitor-detail").textContent = `${agentName}'s call`;
+    try {
+      monitor = {contactId, ...(await openLeg(contactId))};
+    } catch (err) {
+      $("monitor-panel").classList.add("hidden");
+      throw err;
+    }
+  }
+  await setMode("listen");
+}
+
+async function stopMonitor() {
+  if (!monitor) return;
+  const m = monitor;
+  monitor = null;
+  await api("POST", `/v1/contacts/${m.contactId}/monitor`, {mode: "none", leg_id: m.legId}).catch(() => {});
+  m.pc.close(); m.ws.close();
+  for (const t of m.mic.getTracks()) t.stop();
+  $("monitor-panel").classList.add("hidden");
+}
+
+// -- start -------------------------------------------------------------------------------------------
+
+async function begin(access) {
+  if (access.role !== "supervisor" && access.role !== "admin") {
+    await session.signOut();
+    show("signin-view");
+    $("signin-error").textContent = "This console is for supervisors and admins; agents use /agent.";
+    return;
+  }
+  $("me").textContent = access.email;
+  show("console-view");
+  await reload();
+  await connectFeed();
+}
+
+$("signin-form").onsubmit = async (e) => {
+  e.preventDefault();
+  $("signin-error").textContent = "";
+  try {
+    await begin(await session.signIn($("email").value, $("password").value));
+  } catch (err) {
+    $("signin-error").textContent = err.message;
+  }
+};
+$("signout").onclick = async () => {
+  await stopMonitor();
+  const ws = feed; feed = null; if (ws) ws.close();
+  await session.signOut();
+  show("signin-view");
+};
+for (const b of document.querySelectorAll("button.mode")) b.onclick = () => setMode(b.dataset.mode).catch((err) => alert(err.message));
+$("monitor-leave").onclick = () => stopMonitor();
+session.addEventListener("ended", () => { show("signin-view"); $("signin-error").textContent = "Your session has ended: sign in again."; });
+setInterval(tick, 1000);
+
+session.resume().then((access) => (access ? begin(access) : show("signin-view"))).catch(() => show("signin-view"));
