@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
@@ -37,6 +38,7 @@ __all__ = [
     "hash_key",
     "new_key",
     "principal_of",
+    "same_origin",
     "supervisor_only",
 ]
 
@@ -185,3 +187,14 @@ def supervisor_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRoute
     principal = principal_of(connection)
     if principal.role not in (Role.SUPERVISOR, Role.ADMIN):
         raise forbidden(f"this needs a supervisor or an admin; this key's role is {principal.role.value}")
+
+
+def same_origin(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    """Routes a browser's cookie can drive (sign-in, refresh, sign-out): a request another site's page made
+    (its Origin names another host, or the browser says cross-site) is refused, whatever SameSite did."""
+    origin = connection.headers.get("origin")
+    host = connection.headers.get("host", "")
+    if origin is not None and (origin == "null" or urlsplit(origin).netloc.lower() != host.lower()):
+        raise forbidden(f"a request from {origin} is refused: open the page on this address instead")
+    if connection.headers.get("sec-fetch-site") == "cross-site":
+        raise forbidden("a cross-site request is refused")

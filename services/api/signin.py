@@ -38,7 +38,7 @@ from services.kernel.events import RoutingAgentLogout, SessionsEnded
 from services.kernel.ids import new_id
 from services.kernel.log import get_logger
 
-from .auth import Principal, admin_only, principal_of, supervisor_only
+from .auth import Principal, admin_only, principal_of, same_origin, supervisor_only
 from .crud import IdParam, path_id
 from .mutations import Outcome, audit, mutate
 from .problems import PUBLIC_ERRORS, WRITE_ERRORS, Problem, conflict, not_found, problem_responses, validation
@@ -370,6 +370,8 @@ class AuthController(Controller):
     path = "/v1/auth"
     tags = ["sign-in"]
     security = []
+    # The refresh cookie is SameSite=Strict; the Origin check refuses another site's page as well.
+    guards = [same_origin]
 
     @post("/signin", status_code=200, responses=problem_responses(400, 401, 403, 422, 429, 503))
     async def signin(self, request: Request[Any, Any, Any], data: JSONBody[Signin]) -> Response[SignedIn]:

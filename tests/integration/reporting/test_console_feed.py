@@ -77,3 +77,25 @@ async def test_console_token_feed_is_the_tenants_only(api_server: str, bus: Bus)
         async with ws_connect(f"{url}?token={token_a}") as ws:
             await ws.send(json.dumps({"type": "hello"}))
             assert json.loads(await ws.recv(decode=True))["type"] == "error"
+
+
+async def test_another_sites_page_cannot_drive_the_session_cookie(api_server: str) -> None:
+    key, _, _ = _tenant(api_server)
+    async with httpx.AsyncClient(base_url=api_server, timeout=10) as http:
+        await _console(http, key)  # the refresh cookie is in this client's jar
+        host = api_server.split("://", 1)[1]
+        for headers in (
+            {"Origin": "https://evil.example"},
+            {"Origin": "null"},
+            {"Sec-Fetch-Site": "cross-site"},
+        ):
+            for path in ("/v1/auth/refresh", "/v1/auth/signout"):
+                r = await http.post(path, headers=headers)
+                assert r.status_code == 403, (path, headers, r.text)
+        # The page's own origin (and a client that sends none, like the SDK) still works.
+        r = await http.post(
+            "/v1/auth/refresh", headers={"Origin": f"http://{host}", "Sec-Fetch-Site": "same-origin"}
+        )
+        assert r.status_code == 200, r.text
+        assert (await http.post("/v1/auth/refresh")).status_code == 200
+        assert (await http.post("/v1/auth/signout")).json()["sessions_ended"] == 1
