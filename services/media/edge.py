@@ -27,6 +27,7 @@ from services.media.prompts import PromptError, PromptStore
 from services.media.ratelimit import SourceLimiter
 from services.media.rtp.g711 import G711
 from services.media.rtp_session import MediaClock, PortPool, RtpSession
+from services.media.sip import session_timer
 from services.media.store import NumberRoute, Store
 from services.media.transport import Peer, SipTransport
 from services.media.trunk_auth import check_trunk_auth
@@ -36,9 +37,10 @@ __all__ = ["EdgeConfig", "SipEdge"]
 log = get_logger()
 
 UNROUTED = "unrouted"  # the hang-up cause (and the contact's outcome) of a call to a number routed nowhere
-MEDIA_TIMEOUT = (
-    "media_timeout"  # the hang-up cause of a call whose peer sent no RTP or RTCP for SB_MEDIA_TIMEOUT_S
-)
+# The hang-up cause of a call whose peer sent no RTP or RTCP for SB_MEDIA_TIMEOUT_S.
+MEDIA_TIMEOUT = "media_timeout"
+# RFC 4028: the caller asked for a session timer and stopped refreshing.
+SESSION_EXPIRED = "session_expired"
 KNOWN_UNSUPPORTED = {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "UPDATE", "PRACK", "PUBLISH"}
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 DTMF_INFO_TYPES = ("application/dtmf-relay", "application/dtmf")
@@ -446,6 +448,18 @@ class SipEdge:
             )
             self._refused(route, invite, number, 503, "capacity")
             return
+        timer = session_timer.requested(invite)
+        if isinstance(timer, session_timer.TooSmall):
+            self._respond(
+                key,
+                invite,
+                422,
+                peer,
+                headers=[("Min-SE", str(timer.min_se))],
+                reason="Session Interval Too Small",
+            )
+            self._refused(route, invite, number, 422, "session_interval_too_small")
+            return
         offer: sip.SessionDescription | None = None
         if invite.body:
             try:
@@ -461,6 +475,7 @@ class SipEdge:
             return
         call = Call(call_id=uuid.uuid4(), tenant_id=route.tenant_id, created_at=time.time())
         leg = Leg(call=call, peer=peer, invite=invite, invite_key=key, route=route, reliable=peer[0] == "tcp")
+        leg.session_timer = timer
         answer = self._local_sdp(leg, offer, port)
         if isinstance(answer, sip.Rejection):
             self.ports.release(port)
@@ -618,6 +633,7 @@ class SipEdge:
             session = RtpSession(leg.call, host=self.config.host, port=port, emit=self.emit, clock=self.clock)
             session.media_timeout = self.config.media_timeout
             session.on_media_timeout = functools.partial(self.hangup, leg, MEDIA_TIMEOUT)
+            session.on_session_expired = functools.partial(self.hangup, leg, SESSION_EXPIRED)
             try:
                 await session.open()
                 return session
@@ -684,7 +700,7 @@ class SipEdge:
             200,
             to_tag=leg.to_tag,
             body=leg.answer_sdp,
-            headers=[("Contact", self._contact(leg.peer)), ("Allow", ALLOW)],
+            headers=[("Contact", self._contact(leg.peer)), ("Allow", ALLOW), *self._session_timer(leg)],
         )
         leg.final_sent = True
         self._run(self.layer.send_response(leg.invite_key, ok, self.now()))
@@ -695,6 +711,13 @@ class SipEdge:
         self.emit(leg.call.answered(self.now()))
         self._arm()
         return True
+
+    def _session_timer(self, leg: Leg) -> list[tuple[str, str]]:
+        """The answer's RFC 4028 headers, and the session's new deadline (a 2xx to an INVITE refreshes)."""
+        if leg.session_timer is None or leg.rtp is None:
+            return []
+        leg.rtp.session_deadline = session_timer.deadline(self.now(), leg.session_timer)
+        return session_timer.response_headers(leg.session_timer)
 
     def hangup(self, leg: Leg, cause: str = "normal_clearing") -> None:
         if leg.call.state is CallState.ENDED:
@@ -775,7 +798,7 @@ class SipEdge:
             200,
             to_tag=leg.to_tag,
             body=bytes(answer.sdp),
-            headers=[("Contact", self._contact(peer))],
+            headers=[("Contact", self._contact(peer)), *self._session_timer(leg)],  # a refresh
         )
         self._run(self.layer.send_response(key, ok, self.now()))
         leg.ok = sip.InviteOkRetransmitter(ok, self.now(), reliable=leg.reliable, timers=self.config.timers)

@@ -9,6 +9,7 @@ from services.media import sip
 from services.media.call import Call
 from services.media.prompts import APOLOGY
 from services.media.rtp_session import RtpSession
+from services.media.sip.session_timer import SessionTimer
 from services.media.store import NumberRoute, Trunk
 from services.media.transport import Peer
 
@@ -61,6 +62,7 @@ class Leg:
     final_sent: bool = False
     reliable: bool = False
     answer_sdp: bytes = b""
+    session_timer: SessionTimer | None = None  # RFC 4028, when the caller asked (sip/session_timer.py)
     late_offer: sip.SessionDescription | None = None  # our offer in the 200 OK, awaiting the ACK's answer
     # originate: the trunk, and what a retried INVITE (after a digest challenge) must repeat
     trunk: Trunk | None = None

@@ -141,6 +141,9 @@ class RtpSession:
         # without a BYE; the edge ends the call (cause media_timeout). 0: never.
         self.media_timeout = 0.0
         self.on_media_timeout: Callable[[], None] | None = None
+        # RFC 4028: the caller must refresh (re-INVITE) before this; the edge moves it on each refresh.
+        self.session_deadline: float | None = None
+        self.on_session_expired: Callable[[], None] | None = None
         self.closed = False
         # The bridge (services/media/bridging.py): frames from the other leg to send when no prompt or
         # music plays, and where this leg's decoded audio goes.
@@ -334,6 +337,10 @@ class RtpSession:
 
     def _check_inactivity(self, now: float) -> None:
         call = self.call
+        if self.session_deadline is not None and now >= self.session_deadline and self.on_session_expired:
+            expired, self.on_session_expired = self.on_session_expired, None
+            expired()
+            return
         if call.held_by_us or call.held_by_them or call.state is not CallState.ANSWERED:
             self.last_rx = now  # a held or unanswered call may be silent; the clock restarts after it
             return

@@ -200,3 +200,45 @@ async def test_a_connected_call_killed_with_the_whole_platform_is_recorded_as_it
         )
     finally:
         caller.close()
+
+
+def _invite(number: str, port: int, local: int, call_id: str, session_expires: int) -> bytes:
+    sdp = (
+        "v=0\r\no=c 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        f"m=audio {local + 2} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+    )
+    return (
+        f"INVITE sip:{number}@127.0.0.1:{port} SIP/2.0\r\n"
+        f"Via: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{call_id};rport\r\nMax-Forwards: 70\r\n"
+        f"From: <sip:+15550100@127.0.0.1>;tag=t{call_id}\r\nTo: <sip:{number}@127.0.0.1>\r\n"
+        f"Call-ID: {call_id}\r\nCSeq: 1 INVITE\r\nContact: <sip:c@127.0.0.1:{local}>\r\n"
+        f"Supported: timer\r\nSession-Expires: {session_expires}\r\n"
+        f"Content-Type: application/sdp\r\nContent-Length: {len(sdp)}\r\n\r\n{sdp}"
+    ).encode()
+
+
+async def test_a_session_timer_is_honoured_when_the_caller_asks(ghost_stack: Stack) -> None:
+    stack = ghost_stack
+    t = make_tenant(stack.api)
+    loop = asyncio.get_running_loop()
+    replies: asyncio.Queue[bytes] = asyncio.Queue()
+
+    class Proto(asyncio.DatagramProtocol):
+        def datagram_received(self, data: bytes, addr: Any) -> None:
+            if data.startswith(b"SIP/2.0 ") and int(data[8:11]) >= 200:
+                replies.put_nowait(data)
+
+    transport, _ = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
+    local = transport.get_extra_info("sockname")[1]
+    try:
+        transport.sendto(
+            _invite(t.number, stack.sip_port, local, "se-small", 60), ("127.0.0.1", stack.sip_port)
+        )
+        small = await asyncio.wait_for(replies.get(), 10)
+        assert small.startswith(b"SIP/2.0 422") and b"Min-SE: 90" in small
+        transport.sendto(_invite(t.number, stack.sip_port, local, "se-ok", 90), ("127.0.0.1", stack.sip_port))
+        ok = await asyncio.wait_for(replies.get(), 10)
+        assert ok.startswith(b"SIP/2.0 200"), ok[:200]
+        assert b"Session-Expires: 90;refresher=uac" in ok and b"Require: timer" in ok
+    finally:
+        transport.close()
