@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from services.media import sip
-from services.media.sip.session_timer import MIN_SE, SessionTimer, TooSmall, deadline, requested, response_headers
+from services.media.sip.session_timer import (
+    MIN_SE,
+    SessionTimer,
+    TooSmall,
+    deadline,
+    requested,
+    response_headers,
+)
 
 
 def _invite(*headers: str) -> sip.SipRequest:
