@@ -3,26 +3,38 @@ the reporting service feeding the realtime view: a supervisor signs in; the agen
 agent signing in; the supervisor sets the agent away from the grid; a SIP caller queues (the Support tile
 shows it waiting); made available from the grid, the agent is offered the call and answers (the grid
 shows it on a call); the supervisor listens, whispers and barges through the browser's own WebRTC leg
-(the API's monitor sessions audited with the person); then signs the agent out from the grid (its desk
+(its microphone a 2300 Hz tone): the caller (1100 Hz) and the agent (1700 Hz) are checked for hearing it
+exactly when they should, the page's own audio for hearing both of them; each step is audited with the
+person; then signs the agent out from the grid (its desk
 closes). Screenshots in .artifacts/supervisor-console/ (look at them)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+import wave
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from switchboard import AgentSession
 from switchboard.agent_events import ContactConnected
 
 from tests.e2e.browser import chromium
-from tests.e2e.first_call.conftest import PhoneCaller, make_tenant, tone_wav
+from tests.e2e.first_call.conftest import PhoneCaller, make_tenant, tone_power, tone_wav
 from tests.e2e.first_call.test_recording_call import _drop
-from tests.e2e.first_call.test_supervisor_monitor import switchboard_cli
+from tests.e2e.first_call.test_supervisor_monitor import (
+    HEARD,
+    NOT_HEARD,
+    SUPERVISOR_HZ,
+    AgentEar,
+    listen_window,
+    switchboard_cli,
+)
 from tests.service_procs import service_env
 
 pytestmark = [
@@ -56,6 +68,53 @@ def console_stack(first_call_stack: Any, infra: Any) -> Iterator[Any]:
         asyncio.run(_drop(infra.nats_url, durable))
 
 
+CALLER_HZ, AGENT_HZ = 1100.0, 1700.0
+MIC_HEARD = 0.05  # the browser's microphone through its WebRTC leg and the mix: 0.12 measured
+
+# The supervisor's ear: the level (dB) of each frequency in what the page's <audio> plays, over 1 s.
+EAR_JS = """async (freqs) => {
+  const stream = document.getElementById("monitor-audio").srcObject;
+  const ctx = new AudioContext();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 8192;
+  analyser.smoothingTimeConstant = 0.8;
+  ctx.createMediaStreamSource(stream).connect(analyser);
+  await new Promise((r) => setTimeout(r, 1000));
+  const bins = new Float32Array(analyser.frequencyBinCount);
+  analyser.getFloatFrequencyData(bins);
+  const at = (f) => Math.max(...[-2, -1, 0, 1, 2].map((d) => bins[Math.round(f / (ctx.sampleRate / analyser.fftSize)) + d]));
+  const out = freqs.map(at);
+  await ctx.close();
+  return out;
+}"""
+
+
+@asynccontextmanager
+async def _chromium(tmp_path: Path) -> AsyncIterator[Any]:
+    """Chromium as tests/e2e/browser/chromium.py launches it, its microphone a 2300 Hz tone."""
+    from playwright.async_api import async_playwright
+
+    mic = tmp_path / "mic.wav"
+    rate = 48000
+    t = np.arange(rate * 4) / rate
+    with wave.open(str(mic), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((8000 * np.sin(2 * np.pi * SUPERVISOR_HZ * t)).astype("<i2").tobytes())
+    async with async_playwright() as p:
+        context = await p.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),
+            executable_path=chromium.CHROMIUM,
+            args=[*chromium.CHROMIUM_FLAGS, f"--use-file-for-fake-audio-capture={mic}"],
+            headless=True,
+        )
+        try:
+            yield context
+        finally:
+            await context.close()
+
+
 async def _shot(page: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -86,11 +145,12 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
         stack.api,
         tenant.token(email),
         auto_answer=True,
-        play=tone_wav(tmp_path / "agent.wav", 1700.0),
+        play=tone_wav(tmp_path / "agent.wav", AGENT_HZ),
         play_loop=True,
+        record=str(tmp_path / "agent-{contact_id}.wav"),
     )
     caller: PhoneCaller | None = None
-    async with chromium.launch(tmp_path / "chromium-profile") as browser:
+    async with _chromium(tmp_path) as browser:
         page = await browser.new_page()
         problems: list[str] = []
         page.on("pageerror", lambda e: problems.append(str(e)))
@@ -114,7 +174,7 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
             assert lag < 2.0, lag
             await row.locator('button[data-action="away"]').click()
             await _until_text(row, "Away")
-            caller = PhoneCaller(stack.sip_port, tenant.number)
+            caller = PhoneCaller(stack.sip_port, tenant.number, frequency=CALLER_HZ)
             await caller.dial()
             await _until_text(tile.locator(".waiting"), "1", timeout=8)
             await _shot(page, "2-a-caller-waiting")
@@ -127,15 +187,38 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
             await _until_text(row, "On a call")
             await _until_text(tile.locator(".waiting"), "0")
             await _until_text(row.locator("td.contact"), connected.contact_id[:8])
+            agent_ear = AgentEar()
+            agent_ear.attach(agent, connected.contact_id)
+            ears = {"caller": caller, "agent": agent_ear}
 
             await row.locator('button[data-action="listen"]').click()
             await page.wait_for_selector(
                 'button.mode[data-mode="listen"][aria-pressed="true"]', timeout=15000
             )
             await _shot(page, "3-listening")
-            for mode in ("whisper", "barge"):
-                await page.click(f'button.mode[data-mode="{mode}"]')
-                await page.wait_for_selector(f'button.mode[data-mode="{mode}"][aria-pressed="true"]')
+            # The browser's microphone says 2300 Hz (a WAV as Chromium's fake capture device): nobody hears
+            # it while listening, the agent alone when whispering, both when barging. The supervisor's
+            # own ear (the page's <audio>) hears the caller and the agent throughout.
+            for mode in ("listen", "whisper", "barge"):
+                if mode != "listen":
+                    await page.click(f'button.mode[data-mode="{mode}"]')
+                    await page.wait_for_selector(f'button.mode[data-mode="{mode}"][aria-pressed="true"]')
+                heard = await listen_window(ears, 1.5)
+                expected = {"listen": set(), "whisper": {"agent"}, "barge": {"agent", "caller"}}[mode]
+                for who, audio in heard.items():
+                    assert len(audio) > 8000, f"{mode}: the {who} heard almost nothing"
+                    power = tone_power(audio, SUPERVISOR_HZ)
+                    if (
+                        who in expected
+                    ):  # measured 0.12 (a third party's share of a three-way mix), 0.000 when not
+                        assert power > MIC_HEARD, (
+                            f"{mode}: the {who} does not hear the supervisor ({power:.3f})"
+                        )
+                    else:
+                        assert power < NOT_HEARD, f"{mode}: the {who} hears the supervisor ({power:.3f})"
+                assert tone_power(heard["caller"], AGENT_HZ) > HEARD
+                ear = await page.evaluate(EAR_JS, [CALLER_HZ, AGENT_HZ, 5000.0])
+                assert ear[0] > ear[2] + 20 and ear[1] > ear[2] + 20, f"{mode}: the supervisor hears {ear} dB"
             await page.click("#monitor-leave")
             await page.wait_for_selector("#monitor-panel.hidden", state="attached")
 
