@@ -68,6 +68,53 @@ async function reload() {
   takeQueues(queues);
   takeAgents(agents);
   render();
+  charts(queues.since).catch(() => {});
+}
+
+// -- charts (uPlot, vendored): today's volume and service level per half hour, all queues together ------
+
+const plots = {};
+window.supervisorCharts = plots; // what is drawn, for the browser test to read
+
+async function charts(since) {
+  const report = await api("GET", `/v1/reports/queues?from=${encodeURIComponent(since)}&interval=30m`);
+  const by = new Map();
+  for (const r of report.rows) {
+    const t = Date.parse(r.interval_start) / 1000;
+    const b = by.get(t) || {offered: 0, answered: 0, abandoned: 0, within: 0, closed: 0};
+    b.offered += r.offered; b.answered += r.answered; b.abandoned += r.abandoned_short + r.abandoned_long;
+    b.within += r.answered_within; b.closed += r.answered + r.abandoned_long;
+    by.set(t, b);
+  }
+  const times = [...by.keys()].sort((a, b) => a - b);
+  const col = (f) => times.map((t) => f(by.get(t)));
+  const volume = [times, col((b) => b.offered), col((b) => b.answered), col((b) => b.abandoned)];
+  const sl = [times, col((b) => (b.closed ? Math.round((100 * b.within) / b.closed) : null)), times.map(() => SL_TARGET * 100)];
+  draw("volume-chart", volume, [
+    {label: "Offered", stroke: "#1f5eff", width: 2},
+    {label: "Answered", stroke: "#14804a", width: 2},
+    {label: "Abandoned", stroke: "#c6262e", width: 2},
+  ], {range: [0, null]});
+  draw("sl-chart", sl, [
+    {label: "Service level %", stroke: "#14804a", width: 2, fill: "#14804a18", points: {show: true}},
+    {label: "Target", stroke: "#b86e00", dash: [6, 4], width: 1.5, points: {show: false}},
+  ], {range: [0, 100]});
+}
+
+function draw(id, data, series, y) {
+  const node = $(id);
+  const width = Math.max(280, node.clientWidth || 500);
+  if (plots[id]) {
+    plots[id].setData(data);
+    return;
+  }
+  plots[id] = new uPlot({
+    width, height: 190,
+    scales: {x: {time: true}, y: {range: (u, min, max) => [y.range[0], y.range[1] ?? Math.max(4, max + 1)]}},
+    axes: [{}, {size: 40}],
+    series: [{}, ...series],
+    legend: {show: true},
+  }, data, node);
 }
 
 function reloadSoon() {
