@@ -74,6 +74,7 @@ async function reload() {
 // -- charts (uPlot, vendored): today's volume and service level per half hour, all queues together ------
 
 const plots = {};
+let chartSpan = [0, 1]; // today, from local midnight to the half hour after now (epoch seconds)
 window.supervisorCharts = plots; // what is drawn, for the browser test to read
 
 async function charts(since) {
@@ -87,6 +88,7 @@ async function charts(since) {
     by.set(t, b);
   }
   const times = [...by.keys()].sort((a, b) => a - b);
+  chartSpan = [Date.parse(since) / 1000, Math.ceil(Date.now() / 1800000) * 1800];
   const col = (f) => times.map((t) => f(by.get(t)));
   const volume = [times, col((b) => b.offered), col((b) => b.answered), col((b) => b.abandoned)];
   const sl = [times, col((b) => (b.closed ? Math.round((100 * b.within) / b.closed) : null)), times.map(() => SL_TARGET * 100)];
@@ -110,7 +112,7 @@ function draw(id, data, series, y) {
   }
   plots[id] = new uPlot({
     width, height: 190,
-    scales: {x: {time: true}, y: {range: (u, min, max) => [y.range[0], y.range[1] ?? Math.max(4, max + 1)]}},
+    scales: {x: {time: true, range: () => chartSpan}, y: {range: (u, min, max) => [y.range[0], y.range[1] ?? Math.max(4, max + 1)]}},
     axes: [{}, {size: 40}],
     series: [{}, ...series],
     legend: {show: true},
@@ -251,6 +253,7 @@ function renderAgents(now) {
       actions));
   }
   $("no-agents").classList.toggle("hidden", view.agents.size > 0);
+  document.querySelector("table.grid").classList.toggle("hidden", view.agents.size === 0);
 }
 
 // A duration shown in `node` (or its <b>) that goes on counting from `base` seconds at `at` (ms).
