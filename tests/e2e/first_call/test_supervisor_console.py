@@ -1,9 +1,9 @@
 """The supervisor console (services/web/supervisor) in Debian's Chromium through the whole platform, with
 the reporting service feeding the realtime view: a supervisor signs in; the agent grid shows a headless
-agent signing in; the supervisor sets the agent away from the grid; a SIP caller queues (the Support tile
+agent signing in; the supervisor sets the agent away from the grid; a SIPp caller queues (the Support tile
 shows it waiting); made available from the grid, the agent is offered the call and answers (the grid
 shows it on a call); the supervisor listens, whispers and barges through the browser's own WebRTC leg
-(its microphone a 2300 Hz tone): the caller (1100 Hz) and the agent (1700 Hz) are checked for hearing it
+(its microphone a 2300 Hz tone): the SIPp caller (600 Hz) and the agent (1700 Hz) are checked for hearing it
 exactly when they should, the page's own audio for hearing both of them; each step is audited with the
 person; then signs the agent out from the grid (its desk
 closes). Screenshots in .artifacts/supervisor-console/ (look at them)."""
@@ -11,6 +11,7 @@ closes). Screenshots in .artifacts/supervisor-console/ (look at them)."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 import time
 import wave
 from collections.abc import AsyncIterator, Iterator
@@ -22,11 +23,16 @@ import httpx
 import numpy as np
 import pytest
 from switchboard import AgentSession
-from switchboard.agent_events import ContactConnected
+from switchboard.agent_events import ContactConnected, ContactOffer
 
+from services.media.rtp.g711 import ulaw_decode
+from services.runtime.embedded import free_port
 from tests.e2e.browser import chromium
-from tests.e2e.first_call.conftest import PhoneCaller, make_tenant, tone_power, tone_wav
+from tests.e2e.first_call.conftest import make_tenant, tone_power, tone_wav
+from tests.e2e.first_call.test_agent_connect import CALLER_HZ as SIPP_CALLER_HZ
+from tests.e2e.first_call.test_agent_connect import CallerRtp
 from tests.e2e.first_call.test_recording_call import _drop
+from tests.e2e.first_call.test_supervisor_floor import _next
 from tests.e2e.first_call.test_supervisor_monitor import (
     HEARD,
     NOT_HEARD,
@@ -36,10 +42,12 @@ from tests.e2e.first_call.test_supervisor_monitor import (
     switchboard_cli,
 )
 from tests.service_procs import service_env
+from tests.sipp_uac import uac_scenario
 
 pytestmark = [
     pytest.mark.e2e,
     pytest.mark.skipif(not chromium.available(), reason="needs Debian's chromium"),
+    pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"),
 ]
 
 SHOTS = Path(__file__).resolve().parents[3] / ".artifacts" / "supervisor-console"
@@ -68,7 +76,48 @@ def console_stack(first_call_stack: Any, infra: Any) -> Iterator[Any]:
         asyncio.run(_drop(infra.nats_url, durable))
 
 
-CALLER_HZ, AGENT_HZ = 1100.0, 1700.0
+CALLER_HZ, AGENT_HZ = SIPP_CALLER_HZ, 1700.0
+
+
+class SippCaller:
+    """SIPp calls (Debian's sip-tester); its RTP is this test's socket (CallerRtp: 600 Hz, keeps what it hears)."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, rtp: CallerRtp, transport: Any) -> None:
+        self.proc, self.rtp, self.transport = proc, rtp, transport
+
+    @classmethod
+    async def dial(cls, sip_port: int, number: str, tmp_path: Path) -> SippCaller:
+        rtp_port = free_port()
+        transport, rtp = await asyncio.get_running_loop().create_datagram_endpoint(
+            CallerRtp, local_addr=("127.0.0.1", rtp_port)
+        )
+        caller = '"Ada Caller" <sip:+15550177@[local_ip]:[local_port]>'
+        (tmp_path / "caller.xml").write_text(
+            uac_scenario(rtp_port=rtp_port, caller=caller, hangup_after_ms=120_000, name="console caller")
+        )
+        proc = await asyncio.create_subprocess_exec(
+            "sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()),
+            "-mp", str(free_port()), "-sf", "caller.xml", "-s", number, f"127.0.0.1:{sip_port}",
+            "-m", "1", "-timeout", "150",
+            cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        return cls(proc, rtp, transport)
+
+    def mark(self) -> int:
+        return len(self.rtp.received)
+
+    def since(self, mark: int) -> np.ndarray:
+        return ulaw_decode(b"".join(p for _, p in self.rtp.received[mark:])).astype(np.float64)
+
+    async def hang_up(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+        if self.rtp.talking is not None:
+            self.rtp.talking.cancel()
+        self.transport.close()
+
+
 MIC_HEARD = 0.05  # the browser's microphone through its WebRTC leg and the mix: 0.12 measured
 
 # The supervisor's ear: the level (dB) of each frequency in what the page's <audio> plays, over 1 s.
@@ -144,12 +193,12 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
     agent = AgentSession(
         stack.api,
         tenant.token(email),
-        auto_answer=True,
+        auto_answer=False,
         play=tone_wav(tmp_path / "agent.wav", AGENT_HZ),
         play_loop=True,
         record=str(tmp_path / "agent-{contact_id}.wav"),
     )
-    caller: PhoneCaller | None = None
+    caller: SippCaller | None = None
     async with _chromium(tmp_path) as browser:
         page = await browser.new_page()
         problems: list[str] = []
@@ -174,16 +223,16 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
             assert lag < 2.0, lag
             await row.locator('button[data-action="away"]').click()
             await _until_text(row, "Away")
-            caller = PhoneCaller(stack.sip_port, tenant.number, frequency=CALLER_HZ)
-            await caller.dial()
+            caller = await SippCaller.dial(stack.sip_port, tenant.number, tmp_path)
             await _until_text(tile.locator(".waiting"), "1", timeout=8)
             await _shot(page, "2-a-caller-waiting")
 
             await row.locator('button[data-action="available"]').click()
-            connected = await agent.next_event(timeout=15)
-            while not isinstance(connected, ContactConnected):
-                assert connected is not None, "the agent was never connected"
-                connected = await agent.next_event(timeout=15)
+            offer = await _next(agent, ContactOffer)
+            await _until_text(row, "Ringing")  # offered: the agent's desk rings
+            await _shot(page, "2b-offered")
+            await agent.accept(offer.contact_id)
+            connected = await _next(agent, ContactConnected)
             await _until_text(row, "On a call")
             await _until_text(tile.locator(".waiting"), "0")
             await _until_text(row.locator("td.contact"), connected.contact_id[:8])
@@ -237,7 +286,7 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
             raise
         finally:
             if caller is not None:
-                caller.close()
+                await caller.hang_up()
             await agent.close()
 
     async with httpx.AsyncClient(base_url=stack.api, timeout=10, headers=admin) as http:
