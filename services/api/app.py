@@ -50,7 +50,7 @@ from .signalling import signalling_socket
 from .signin import AdminSignoutController, AuthController, InviteController
 from .sites import SiteController
 from .state import ApiState
-from .supervision import SupervisionController
+from .supervision import ScopeController, SupervisionController
 from .tenants import MeController, SignupController
 from .tokens import TokenController
 from .trunks import TrunkController
@@ -215,6 +215,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int | None = None) ->
             AuditController,
             ContactController,
             SupervisionController,
+            ScopeController,
             ContactFloorController,
             AgentFloorController,
             RecordingController,

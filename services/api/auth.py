@@ -62,6 +62,13 @@ class Principal:
     key_id: uuid.UUID  # the API key, or the browser session of a console token
     role: Role
     account_id: uuid.UUID | None = None  # the person, for a console token
+    queues: frozenset[uuid.UUID] | None = None  # a supervisor's assigned queues; None: the whole tenant
+
+    def sees_queue(self, queue_id: uuid.UUID | str | None) -> bool:
+        """Whether this principal may see and act on a queue's contacts (a contact with no queue: only unscoped)."""
+        if self.queues is None:
+            return True
+        return queue_id is not None and uuid.UUID(str(queue_id)) in self.queues
 
 
 def new_key() -> tuple[str, bytes, str]:
@@ -99,6 +106,7 @@ async def _console_principal(connection: ASGIConnection[Any, Any, Any, Any], tok
         raise unauthorized(exc.reason) from None
     async with tenant_tx(state.db(), claims.tenant_id, readonly=True) as conn:
         why, _ = await console_live(conn, claims)
+        scope = await conn.fetchval("SELECT queue_ids FROM accounts WHERE id = $1", claims.account_id)
     if why is not None:
         raise unauthorized(why)
     return Principal(
@@ -106,6 +114,7 @@ async def _console_principal(connection: ASGIConnection[Any, Any, Any, Any], tok
         key_id=claims.session_id,
         role=Role(claims.role),
         account_id=claims.account_id,
+        queues=frozenset(scope) if scope is not None and claims.role == "supervisor" else None,
     )
 
 

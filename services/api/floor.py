@@ -119,17 +119,18 @@ class ContactFloorController(Controller):
         cid = path_id(contact_id, "contact")
         principal, state = principal_of(request), api_state(request)
         async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
-            phase = await conn.fetchval("SELECT state FROM contacts WHERE id = $1", cid)
+            contact = await conn.fetchrow("SELECT state, queue_id FROM contacts WHERE id = $1", cid)
             try:
                 queue_id = await conn.fetchval("SELECT id FROM queues WHERE id = $1", uuid.UUID(data.queue))
             except ValueError:
                 queue_id = await conn.fetchval(
                     "SELECT id FROM queues WHERE lower(name) = lower($1)", data.queue
                 )
-        if phase is None:
+        if contact is None or not principal.sees_queue(contact["queue_id"]):
             raise not_found("contact")
-        if queue_id is None:
+        if queue_id is None or not principal.sees_queue(queue_id):
             raise not_found("queue")
+        phase = contact["state"]
         if phase != "queued":
             raise conflict(f"the contact is {phase}: only a contact waiting in line can be moved")
         await routing_request(

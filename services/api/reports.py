@@ -99,7 +99,7 @@ class RealtimeController(Controller):
     async def queues(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         principal = principal_of(request)
         async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            return await queries.realtime_queues(conn, datetime.now(UTC))
+            return scoped_queues(principal, await queries.realtime_queues(conn, datetime.now(UTC)))
 
     @get("/agents", responses=READ_ERRORS, summary="Agents now: state, time in state, contact, today's work")
     async def agents(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
@@ -226,6 +226,13 @@ async def _feed_principal(socket: WebSocket[Any, Any, Any]) -> Principal:
     return await authenticate(socket, token.strip())
 
 
+def scoped_queues(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    """The realtime queues a supervisor assigned to some queues may see (docs/supervisor.md, "Scope")."""
+    if principal.queues is None:
+        return body
+    return body | {"queues": [q for q in body["queues"] if principal.sees_queue(q["queue_id"])]}
+
+
 @websocket("/v1/realtime/feed")
 async def realtime_feed(socket: WebSocket[Any, Any, Any]) -> None:
     """The tenant's live feed: a `snapshot` first, then one message per queue, agent or contact event.
@@ -253,6 +260,13 @@ async def realtime_feed(socket: WebSocket[Any, Any, Any]) -> None:
 
     async def on_event(event: Event) -> None:
         nonlocal dropped
+        queue = getattr(event, "queue_id", None) or getattr(event, "queue", None)
+        if (
+            principal.queues is not None
+            and not isinstance(event, ev.AgentStateChanged)
+            and not principal.sees_queue(queue)
+        ):
+            return  # a scoped supervisor's feed: their queues' events only
         try:
             outbox.put_nowait(feed_message(event))
         except asyncio.QueueFull:
@@ -275,7 +289,7 @@ async def realtime_feed(socket: WebSocket[Any, Any, Any]) -> None:
             snapshot = {
                 "type": "snapshot",
                 "ts": time.time(),
-                "queues": await queries.realtime_queues(conn, now),
+                "queues": scoped_queues(principal, await queries.realtime_queues(conn, now)),
                 "agents": await queries.realtime_agents(conn, now),
             }
         await socket.send_data(_encoder.encode(snapshot).decode(), "text")

@@ -12,20 +12,20 @@ import uuid
 from typing import Any, Literal
 
 import msgspec
-from litestar import Controller, Request, post
+from litestar import Controller, Request, post, put
 from litestar.params import JSONBody
 
 from services.kernel.bus import BusError, CommandTimeout
 from services.kernel.db import tenant_tx
 from services.kernel.events import SupervisorMonitor
 
-from .auth import principal_of, supervisor_only
+from .auth import admin_only, principal_of, supervisor_only
 from .crud import IdParam, path_id
 from .mutations import audit
 from .problems import WRITE_ERRORS, Problem, conflict, not_found, validation
 from .state import api_state
 
-__all__ = ["MonitorRequest", "MonitorSession", "SupervisionController"]
+__all__ = ["MonitorRequest", "MonitorSession", "ScopeController", "SupervisionController"]
 
 COMMAND_TIMEOUT_S = 8.0  # the coordinator asks media in turn (5 s)
 
@@ -65,9 +65,9 @@ class SupervisionController(Controller):
         state = api_state(request)
         # The tenant's own row first (row-level security): another tenant's contact is simply not found.
         async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
-            found = await conn.fetchval("SELECT state FROM contacts WHERE id = $1", cid)
-        if found is None:
-            raise not_found("contact")
+            found = await conn.fetchrow("SELECT state, queue_id FROM contacts WHERE id = $1", cid)
+        if found is None or not principal.sees_queue(found["queue_id"]):
+            raise not_found("contact")  # outside a scoped supervisor's queues: as if it did not exist
         if state.bus is None:
             raise Problem(503, "the platform's bus is not connected; try again")
         command = SupervisorMonitor(
@@ -105,3 +105,50 @@ class SupervisionController(Controller):
             mode=data.mode,
             agent_leg_id=uuid.UUID(str(agent_leg)) if agent_leg else None,
         )
+
+
+class Scope(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    queue_ids: list[uuid.UUID] | None  # null: the whole tenant
+
+
+class ScopedSupervisor(msgspec.Struct, kw_only=True):
+    account_id: uuid.UUID
+    email: str
+    queue_ids: list[uuid.UUID] | None
+
+
+class ScopeController(Controller):
+    """Which queues a supervisor sees and acts on (admins set it; admins themselves are never scoped)."""
+
+    path = "/v1/supervisors"
+    tags = ["supervision"]
+    guards = [admin_only]
+
+    @put(
+        "/{account_id:str}/queues",
+        status_code=200,
+        responses=WRITE_ERRORS,
+        summary="Set a supervisor's queues",
+    )
+    async def set_queues(
+        self, request: Request[Any, Any, Any], account_id: IdParam, data: JSONBody[Scope]
+    ) -> ScopedSupervisor:
+        aid = path_id(account_id, "supervisor")
+        principal = principal_of(request)
+        queues = sorted(set(data.queue_ids)) if data.queue_ids is not None else None
+        async with tenant_tx(api_state(request).db(), principal.tenant_id) as conn:
+            row = await conn.fetchrow("SELECT email, role FROM accounts WHERE id = $1", aid)
+            if row is None or row["role"] != "supervisor":
+                raise not_found("supervisor")
+            if queues:
+                known = await conn.fetchval("SELECT count(*) FROM queues WHERE id = ANY($1::uuid[])", queues)
+                if known != len(queues):
+                    raise validation("queue_ids", "names a queue this tenant does not have")
+            await conn.execute(
+                "UPDATE accounts SET queue_ids = $2, updated_at = now() WHERE id = $1", aid, queues
+            )
+            await audit(
+                conn, principal, "supervisor.scoped", "account", aid,
+                {"queue_ids": [str(q) for q in queues] if queues is not None else None},
+            )  # fmt: skip
+        return ScopedSupervisor(account_id=aid, email=row["email"], queue_ids=queues)

@@ -65,6 +65,7 @@ PARAM_KIND = {
     "widget_key_id": "widget_key",
     "webhook_id": "webhook",
     "delivery_id": "webhook_delivery",
+    "account_id": "account",
 }
 KIND_PATH = {
     "site": "sites",
@@ -339,6 +340,14 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         )
         t.objects["recording"] = await insert_recording(infra, t.id, t.objects["contact"])
         t.objects["webhook_delivery"] = await insert_webhook_delivery(infra, t.id, t.objects["webhook"])
+    for t in (a, b):  # a supervisor account each
+        invite = await client.post(
+            "/v1/invites",
+            json={"email": f"lead-{uuid.uuid4().hex[:10]}@example.com", "role": "supervisor"},
+            headers=t.headers,
+        )
+        assert invite.status_code == 201, invite.text
+        t.objects["account"] = invite.json()["account_id"]
     before = await _snapshot(client, b)
     b_ids = {b.id, b.key_id, b.site_id, *(v for k, v in b.objects.items() if k != "key_secret")}
 
@@ -381,6 +390,7 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         "/v1/contacts/{contact_id}/monitor": {"mode": "listen", "leg_id": str(uuid.uuid4())},
         "/v1/contacts/{contact_id}/queue": {"queue": b.objects["queue"]},
         "/v1/agents/{agent_id}/state": {"state": "away", "reason": "hijacked"},
+        "/v1/supervisors/{account_id}/queues": {"queue_ids": None},
     }
     # PATCHes of A's own objects that point them at B's objects.
     cross_refs = [

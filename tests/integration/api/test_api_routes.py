@@ -609,6 +609,7 @@ async def test_openapi_metrics_and_unknown_routes(client: httpx.AsyncClient, ten
         "/v1/contacts/{contact_id}/monitor",
         "/v1/contacts/{contact_id}/queue",
         "/v1/agents/{agent_id}/state",
+        "/v1/supervisors/{account_id}/queues",
         "/v1/realtime/queues",
         "/v1/realtime/agents",
         "/v1/reports/queues",
