@@ -94,15 +94,16 @@ async def _serve(name: str, body: Callable[[Settings, Bus, asyncio.Event], Await
 
 
 def _give_up(name: str, loop: asyncio.AbstractEventLoop) -> None:
-    # Read from this thread while the loop is stuck: racy, but only for the diagnosis.
     try:
+        # Read from this thread while the loop is stuck: racy, but only for the diagnosis.
         waiting = describe_tasks(loop)
-    except Exception as exc:
-        waiting = f"(could not list the tasks: {exc})"
-    get_logger().error(
-        "shutdown_deadline_exceeded", service=name, seconds=SHUTDOWN_DEADLINE_S, waiting_on=waiting
-    )
-    os._exit(70)
+        get_logger().error(
+            "shutdown_deadline_exceeded", service=name, seconds=SHUTDOWN_DEADLINE_S, waiting_on=waiting
+        )
+    finally:
+        # Whatever happened above: when the runtime that read our output is dead, the log write itself
+        # raises BrokenPipeError (a service outlived a runtime killed -9 that way).
+        os._exit(70)
 
 
 def run_service(name: str, body: Callable[[Settings, Bus, asyncio.Event], Awaitable[None]]) -> None:

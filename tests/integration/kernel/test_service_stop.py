@@ -82,3 +82,26 @@ async def main(settings, bus, stop):
 
 run_service("quick", main)
 """
+
+
+def test_the_deadline_holds_when_nobody_reads_the_output_any_more(infra, tmp_path: Path) -> None:
+    # The runtime reads every service's output through a pipe; killed -9, it leaves services whose every
+    # log write fails with BrokenPipeError, the deadline's own included.
+    env = {**os.environ, "SB_NATS_URL": infra.nats_url, "SB_DATA_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HANGING_SERVICE], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        out = b""
+        deadline = time.monotonic() + 30
+        while b"service_started" not in out and time.monotonic() < deadline:
+            assert proc.stdout is not None
+            out += proc.stdout.readline()
+        assert proc.stdout is not None
+        proc.stdout.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(SHUTDOWN_DEADLINE_S + 10) == 70
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
