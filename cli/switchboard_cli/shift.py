@@ -9,7 +9,7 @@ import switchboard
 
 from .context import CliError, State, command, emit_json, group
 from .output import details, note, table
-from .resources import find_agent
+from .resources import find_agent, find_queue
 
 __all__ = ["register"]
 
@@ -94,6 +94,25 @@ def register(cli: click.Group) -> None:
             return
         click.echo(invite.url)
         note(f"for {invite.email} ({invite.role}), valid until {invite.expires_at:%Y-%m-%d %H:%M} UTC")
+
+    @command(supervisors, "queues")
+    @click.argument("account_id", metavar="ACCOUNT_ID")
+    @click.option(
+        "--queue", "queues", multiple=True, metavar="NAME_OR_ID", help="A queue they watch (repeat)."
+    )
+    @click.option("--all", "everything", is_flag=True, help="The whole tenant again.")
+    def supervisors_queues(state: State, account_id: str, queues: tuple[str, ...], everything: bool) -> None:
+        """Limit a supervisor (ACCOUNT_ID: `supervisors invite --json` shows it) to some queues, or --all."""
+        if everything == bool(queues):
+            raise CliError("give --queue (one or more) or --all")
+        with state.client() as client:
+            ids = None if everything else [find_queue(client, q).id for q in queues]
+            scope = client.set_supervisor_queues(account_id, ids)
+        if state.json:
+            emit_json(scope)
+            return
+        where = "the whole tenant" if scope.queue_ids is None else f"{len(scope.queue_ids)} queue(s)"
+        note(f"{scope.email} now watches {where}")
 
     desk = group(cli, "desk-settings", "The agent desk's disposition codes, away reasons and wrap-up rule.")
 

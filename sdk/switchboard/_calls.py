@@ -28,6 +28,7 @@ from .models import (
     Seats,
     Signout,
     SignupResult,
+    SupervisorScope,
     Usage,
     WidgetToken,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "seats_change",
     "seats_get",
     "signup",
+    "supervisor_scope",
     "update",
     "usage",
     "webhook_create",
@@ -169,6 +171,12 @@ def agent_state(agent_id: str, state: str, reason: str | None) -> Call[AgentStat
     if reason is not None:
         body["reason"] = reason
     return Call[AgentStateSet]("POST", f"/v1/agents/{_id(agent_id)}/state", AgentStateSet, body=body)
+
+
+def supervisor_scope(account_id: str, queue_ids: list[str] | None) -> Call[SupervisorScope]:
+    return Call[SupervisorScope](
+        "PUT", f"/v1/supervisors/{_id(account_id)}/queues", SupervisorScope, body={"queue_ids": queue_ids}
+    )
 
 
 def contact_move(contact_id: str, queue: str) -> Call[ContactMoved]:

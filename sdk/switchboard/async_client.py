@@ -49,6 +49,7 @@ from .models import (
     Signout,
     SignupResult,
     Site,
+    SupervisorScope,
     Trunk,
     Usage,
     WidgetKey,
@@ -124,6 +125,12 @@ class AsyncClient:
 
     async def me(self) -> Me:
         return await self._run(_calls.me())
+
+    async def set_supervisor_queues(self, account_id: str, queue_ids: list[str] | None) -> SupervisorScope:
+        """Limit a supervisor (the invitation's account_id) to these queues' ids; None: the whole tenant
+        (an admin key)."""
+        scope: SupervisorScope = await self._run(_calls.supervisor_scope(account_id, queue_ids))
+        return scope
 
     async def invite_supervisor(self, email: str, role: str = "supervisor") -> Invite:
         """A one-time link for a supervisor (or, with role "admin", an admin) to set a password and sign in;

@@ -33,6 +33,7 @@ __all__ = [
     "Signout",
     "SignupResult",
     "Site",
+    "SupervisorScope",
     "Tenant",
     "TimelineEntry",
     "Trunk",
@@ -288,6 +289,14 @@ class AgentStateSet(Model, kw_only=True):
     agent_id: str
     state: str
     reason: str | None = None
+
+
+class SupervisorScope(Model, kw_only=True):
+    """The queues a supervisor sees and acts on; None: the whole tenant."""
+
+    account_id: str
+    email: str
+    queue_ids: list[str] | None = None
 
 
 class ContactMoved(Model, kw_only=True):

@@ -4,9 +4,14 @@ token's tenant; a token in the URL is ignored and a signed-out session's token i
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import asyncpg
 import httpx
@@ -20,6 +25,7 @@ from services.kernel import db
 from services.kernel import events as ev
 from services.kernel.bus import Bus
 
+SWITCHBOARD = Path(sys.executable).with_name("switchboard")
 PASSWORD = "a long supervisor password 42"
 
 
@@ -130,8 +136,9 @@ async def test_a_supervisor_assigned_to_a_queue_sees_and_acts_on_that_queue_only
         path = f"/v1/supervisors/{invite.account_id}/queues"
         bad = await http.put(path, json={"queue_ids": [str(uuid.uuid4())]}, headers=admin)
         assert bad.status_code == 422, bad.text
-        r = await http.put(path, json={"queue_ids": [mine]}, headers=admin)
-        assert r.status_code == 200 and r.json()["queue_ids"] == [mine], r.text
+        with switchboard.Client(api_key=key, base_url=api_server) as client:
+            scope = client.set_supervisor_queues(invite.account_id, [mine])
+        assert scope.queue_ids == [mine]
         signed = await http.post("/v1/auth/invite", json={"token": invite.token, "password": PASSWORD})
         token = signed.json()["access_token"]
         me = {"Authorization": f"Bearer {token}"}
@@ -158,9 +165,15 @@ async def test_a_supervisor_assigned_to_a_queue_sees_and_acts_on_that_queue_only
             await bus.publish(ev.QueueStats(tenant_id=tenant, queue_id=mine, waiting=2, longest_wait_s=1.0))
             message = json.loads(await ws.recv(decode=True))
             assert message["queue_id"] == mine and message["waiting"] == 2, message
-        # Unscoped again (null): the whole tenant.
-        r = await http.put(path, json={"queue_ids": None}, headers=admin)
-        assert r.status_code == 200 and r.json()["queue_ids"] is None
+        # Unscoped again, by the CLI (--all): the whole tenant.
+        env = {**os.environ, "SB_API_URL": api_server, "SB_API_KEY": key}
+        env.pop("SB_PROFILE", None)
+        cli = await asyncio.to_thread(
+            subprocess.run,
+            [str(SWITCHBOARD), "supervisors", "queues", invite.account_id, "--all", "--json"],
+            env=env, capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert cli.returncode == 0 and json.loads(cli.stdout)["queue_ids"] is None, cli.stderr
         token = (await http.post("/v1/auth/refresh")).json()["access_token"]
         seen = (await http.get("/v1/realtime/queues", headers={"Authorization": f"Bearer {token}"})).json()
         assert len(seen["queues"]) == 2
