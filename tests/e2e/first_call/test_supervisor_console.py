@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
+import uuid
 import wave
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -185,7 +186,9 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
     tenant = await asyncio.to_thread(make_tenant, stack.api)
     admin = {"Authorization": f"Bearer {tenant.key}"}
     email = "agent0@example.com"
-    invite = await switchboard_cli(stack.api, tenant.key, "supervisors", "invite", "lead@example.com")
+    # Sign-in emails are unique across organisations and the suite shares one database.
+    lead = f"lead-{uuid.uuid4().hex[:8]}@example.com"
+    invite = await switchboard_cli(stack.api, tenant.key, "supervisors", "invite", lead)
     assert invite["role"] == "supervisor" and invite["url"].startswith(stack.api), invite
     async with httpx.AsyncClient(base_url=stack.api, timeout=10) as http:
         r = await http.post("/v1/auth/invite", json={"token": invite["token"], "password": PASSWORD})
@@ -208,7 +211,7 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
             await page.goto(f"{stack.api}/supervisor/")
             await page.wait_for_selector("#signin-form")
             await _shot(page, "1-sign-in")
-            await page.fill("#email", "lead@example.com")
+            await page.fill("#email", lead)
             await page.fill("#password", PASSWORD)
             await page.click("#signin-button")
             await page.wait_for_selector("#live.on", timeout=10000)

@@ -75,7 +75,7 @@ async def test_state_move_and_forced_signout(first_call_stack: Stack, tmp_path: 
         r = await http.patch(f"/v1/agents/{bob}", json={"skills": {"sales": 5}})  # Bob: Sales only
         assert r.status_code == 200, r.text
         dev = (await http.post("/v1/keys", json={"role": "developer", "name": "dev"})).json()["key"]
-    console = await Console.sign_in(stack.api, tenant.key, "floor@example.com")
+    console = await Console.sign_in(stack.api, tenant.key, f"floor-{uuid.uuid4().hex[:8]}@example.com")
     key = await supervisor_key(stack.api, tenant.key)
     first = AgentSession(stack.api, tenant.token("agent0@example.com"), audio=False)
     second = AgentSession(stack.api, tenant.token("agent1@example.com"), auto_answer=True)

@@ -279,7 +279,7 @@ async def test_listen_whisper_barge_through_the_api_by_what_each_party_hears(
     stack = first_call_stack
 
     async def body(tenant: Any, agent_ear: AgentEar, caller: PhoneCaller, contact_id: str) -> None:
-        console = await Console.sign_in(stack.api, tenant.key, "lead@example.com")
+        console = await Console.sign_in(stack.api, tenant.key, f"lead-{uuid.uuid4().hex[:8]}@example.com")
         supervisor = await SupervisorEar.open(stack.api, await console.token(), contact_id)
         ears = {"caller": caller, "agent": agent_ear, "supervisor": supervisor}
         try:
@@ -354,7 +354,9 @@ async def test_only_this_tenants_supervisors_step_in(first_call_stack: Stack, tm
 
     async def body(tenant: Any, agent_ear: AgentEar, caller: PhoneCaller, contact_id: str) -> None:
         other = await asyncio.to_thread(make_tenant, stack.api)
-        outsider = await Console.sign_in(stack.api, other.key, "other-lead@example.com")
+        outsider = await Console.sign_in(
+            stack.api, other.key, f"other-lead-{uuid.uuid4().hex[:8]}@example.com"
+        )
         # The outsider's leg cannot even be made next to A's call, and A's call is not found for B.
         ws = await connect(stack.api.replace("http://", "ws://") + "/v1/ws")
         try:
@@ -386,7 +388,7 @@ async def test_only_this_tenants_supervisors_step_in(first_call_stack: Stack, tm
         )
         assert r.status_code == 401, r.text
         # The tenant's own supervisor with a leg that does not exist: a clear 404 naming the leg.
-        own = await Console.sign_in(stack.api, tenant.key, "lead2@example.com")
+        own = await Console.sign_in(stack.api, tenant.key, f"lead2-{uuid.uuid4().hex[:8]}@example.com")
         r = await own.monitor(contact_id, "listen", str(uuid.uuid4()))
         assert r.status_code == 404 and "leg" in r.json()["detail"], r.text
         bad = await own.monitor(contact_id, "shout", str(uuid.uuid4()))

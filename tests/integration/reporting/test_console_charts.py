@@ -33,7 +33,9 @@ async def test_tiles_charts_and_alerts_from_todays_facts(
     tenant = uuid.UUID(result.tenant.id)
     with switchboard.Client(api_key=result.api_key.key, base_url=api_server) as client:
         queue = client.queues.create("Billing", sl_seconds=20, short_abandon_seconds=5)
-        invite = client.invite_supervisor("lead@example.com")
+        # Sign-in emails are unique across organisations and the suite shares one database.
+        lead = f"lead-{uuid.uuid4().hex[:8]}@example.com"
+        invite = client.invite_supervisor(lead)
     async with httpx.AsyncClient(base_url=api_server, timeout=10) as http:
         r = await http.post("/v1/auth/invite", json={"token": invite.token, "password": PASSWORD})
         assert r.status_code == 200, r.text
@@ -51,7 +53,7 @@ async def test_tiles_charts_and_alerts_from_todays_facts(
         problems: list[str] = []
         page.on("pageerror", lambda e: problems.append(str(e)))
         await page.goto(f"{api_server}/supervisor/")
-        await page.fill("#email", "lead@example.com")
+        await page.fill("#email", lead)
         await page.fill("#password", PASSWORD)
         await page.click("#signin-button")
         tile = page.locator('article[data-queue="Billing"]')
