@@ -5,12 +5,17 @@ sign-in attempt means for its account, and the password rules. signin.py does th
 A session lasts a shift (`session_ttl_s`). The browser holds a refresh token `<session id>.<secret>` in an
 HttpOnly cookie and trades it at /v1/auth/refresh for a short access token and a new refresh token; the
 old secret is kept (hashed) as used, and a used secret presented again revokes the session (the token was
-copied: RFC 9700 4.14.2)."""
+copied: RFC 9700 4.14.2). One exception: the secret just traded, presented once more within a short grace
+(`refresh_grace_s`), is the browser retrying a refresh whose answer it lost (a dropped connection, a tab
+closed mid-request): it gets the same successor again, which is why a successor is derived from its
+predecessor (`successor`) rather than drawn at random."""
 
 from __future__ import annotations
 
+import base64
 import enum
 import hashlib
+import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -31,6 +36,7 @@ __all__ = [
     "new_refresh",
     "parse_refresh",
     "password_problem",
+    "successor",
     "verify_password",
 ]
 
@@ -81,6 +87,14 @@ def new_refresh(session_id: uuid.UUID) -> tuple[str, bytes]:
     return f"{session_id}.{secret}", hash_secret(secret)
 
 
+def successor(key: str, session_id: uuid.UUID, presented: bytes) -> tuple[str, bytes]:
+    """The refresh token that follows the one whose hash is `presented`, and its hash: a keyed hash of it,
+    so the same predecessor always yields the same successor and nobody without `key` can compute it."""
+    mac = hmac.new(key.encode(), b"refresh-successor:" + session_id.bytes + presented, hashlib.sha256)
+    secret = base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
+    return f"{session_id}.{secret}", hash_secret(secret)
+
+
 def parse_refresh(token: str | None) -> tuple[uuid.UUID, bytes] | None:
     """(session id, hash of the secret) of a well-formed refresh token, else None."""
     if not token or len(token) > 200:
@@ -96,6 +110,7 @@ def parse_refresh(token: str | None) -> tuple[uuid.UUID, bytes] | None:
 
 class RefreshOutcome(enum.Enum):
     ROTATE = "rotate"  # the current secret: issue an access token and a new refresh token
+    GRACE = "grace"  # the secret just traded, once, soon after: the same successor again (a lost answer)
     REUSED = "reused"  # a secret already traded: revoke the session
     UNKNOWN = "unknown"  # not this session's secret at all
     REVOKED = "revoked"
@@ -110,13 +125,19 @@ def decide_refresh(
     revoked: bool,
     expires_at: float,
     now: float,
+    rotated_at: float = 0.0,
+    grace_spent: bool = True,
+    grace_s: float = 0.0,
 ) -> RefreshOutcome:
+    """`used` newest first; `rotated_at` is when the current secret was issued."""
     if revoked:
         return RefreshOutcome.REVOKED
     if now >= expires_at:
         return RefreshOutcome.EXPIRED
     if secrets.compare_digest(presented, current):
         return RefreshOutcome.ROTATE
+    if used and secrets.compare_digest(presented, used[0]) and not grace_spent and now - rotated_at <= grace_s:
+        return RefreshOutcome.GRACE
     if any(secrets.compare_digest(presented, h) for h in used):
         return RefreshOutcome.REUSED
     return RefreshOutcome.UNKNOWN

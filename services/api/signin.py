@@ -52,6 +52,7 @@ from .sessions import (
     new_refresh,
     parse_refresh,
     password_problem,
+    successor,
     verify_password,
 )
 from .state import ApiState, api_state
@@ -67,7 +68,8 @@ THROTTLE_WINDOW_S = 60.0
 # Earlier refresh secrets kept per session for reuse detection; older ones are merely unknown.
 KEEP_USED = 200
 _SESSION_COLUMNS = """s.id, s.tenant_id, s.account_id, extract(epoch FROM s.expires_at)::float8 AS expires,
-    s.revoked_at, s.refresh_hash, s.used_hashes, a.email, a.role, a.agent_id"""
+    s.revoked_at, s.refresh_hash, s.used_hashes, a.email, a.role, a.agent_id,
+    extract(epoch FROM s.refreshed_at)::float8 AS refreshed, s.refresh_grace_spent"""
 
 Role = Literal["agent", "supervisor", "admin"]
 Password = Annotated[str, msgspec.Meta(max_length=1024)]
@@ -491,16 +493,27 @@ class AuthController(Controller):
                 revoked=row["revoked_at"] is not None,
                 expires_at=row["expires"],
                 now=now,
+                rotated_at=row["refreshed"],
+                grace_spent=row["refresh_grace_spent"],
+                grace_s=float(state.settings.refresh_grace_s),
             )
+            refresh, digest = successor(state.settings.token_secret, session_id, presented)
             if outcome is RefreshOutcome.ROTATE:
-                refresh, digest = new_refresh(session_id)
                 await conn.execute(
                     """UPDATE web_sessions SET refresh_hash = $2, refreshed_at = now(),
+                           refresh_grace_spent = false,
                            used_hashes = (array_prepend(refresh_hash, used_hashes))[1:$3] WHERE id = $1""",
                     session_id,
                     digest,
                     KEEP_USED,
                 )
+            elif outcome is RefreshOutcome.GRACE and secrets.compare_digest(digest, bytes(row["refresh_hash"])):
+                # The same successor as the lost answer held; once only.
+                await conn.execute(
+                    "UPDATE web_sessions SET refresh_grace_spent = true WHERE id = $1", session_id
+                )
+            elif outcome is RefreshOutcome.GRACE:
+                outcome = RefreshOutcome.REUSED  # not the predecessor of the current secret after all
             elif outcome is RefreshOutcome.REUSED:
                 await conn.execute(
                     "UPDATE web_sessions SET revoked_at = now(), revoked_reason = 'refresh_reused' WHERE id = $1",
@@ -515,7 +528,7 @@ class AuthController(Controller):
                     {"session_id": str(session_id), "address": _address(request)},
                     tenant_id=tenant_id,
                 )
-        if outcome is RefreshOutcome.ROTATE:
+        if outcome in (RefreshOutcome.ROTATE, RefreshOutcome.GRACE):
             return _signed_in(request, row, session_id, refresh, now)
         if outcome is RefreshOutcome.REUSED:
             get_logger().warning("refresh_token_reused", session=str(session_id))

@@ -77,6 +77,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # refreshed in the background with a rotating refresh token.
     session_ttl_s: int = 12 * 3600
     access_token_ttl_s: int = 300
+    # The refresh token just traded is accepted once more within this many seconds (the browser lost the
+    # answer): it gets the same successor. 0 turns the grace off.
+    refresh_grace_s: int = 10
     # Sign-in attempts per minute per account and per client address (counted in PostgreSQL, so across
     # API processes), and consecutive failures that lock an account for signin_lock_s.
     signin_rate_per_minute: int = 10
@@ -135,6 +138,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "s3_secret_access_key": ("SB_S3_SECRET_ACCESS_KEY", str),
     "session_ttl_s": ("SB_SESSION_TTL_S", int),
     "access_token_ttl_s": ("SB_ACCESS_TOKEN_TTL_S", int),
+    "refresh_grace_s": ("SB_REFRESH_GRACE_S", int),
     "signin_rate_per_minute": ("SB_SIGNIN_RATE_PER_MINUTE", int),
     "signin_address_rate_per_minute": ("SB_SIGNIN_ADDRESS_RATE_PER_MINUTE", int),
     "signin_lock_failures": ("SB_SIGNIN_LOCK_FAILURES", int),
@@ -195,6 +199,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         )
     if not 5 <= settings.access_token_ttl_s <= 900:
         raise ConfigError(f"SB_ACCESS_TOKEN_TTL_S={settings.access_token_ttl_s} is outside 5-900")
+    if not 0 <= settings.refresh_grace_s <= 60:
+        raise ConfigError(f"SB_REFRESH_GRACE_S={settings.refresh_grace_s} is outside 0-60")
     if not settings.access_token_ttl_s < settings.session_ttl_s <= 7 * 86400:
         raise ConfigError(
             f"SB_SESSION_TTL_S={settings.session_ttl_s} is outside the access token's lifetime-7 days"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 import httpx
 
 from services.api.tokens import verify_token
@@ -84,7 +85,16 @@ async def test_invite_set_password_refresh_rotates_and_reuse_revokes(
         new_cookie = b.cookies.get("sb_refresh")
         assert new_cookie and new_cookie != old_cookie
 
-        # The spent cookie comes back (stolen copy): the session is revoked, the current cookie too.
+        # The answer was lost (the browser retries with the cookie it still has): within the grace the
+        # spent cookie is accepted once and gets the same successor, not a session revoked for reuse.
+        async with _browser(client) as retry:
+            retry.cookies.set("sb_refresh", old_cookie, domain="api.test", path="/v1/auth")
+            again = await retry.post("/v1/auth/refresh")
+            assert again.status_code == 200, again.text
+            assert retry.cookies.get("sb_refresh") == new_cookie
+            verify_token(infra.token_secret, again.json()["access_token"])
+        # The spent cookie comes back a second time (a stolen copy): the session is revoked, the current
+        # cookie too.
         async with _browser(client) as thief:
             thief.cookies.set("sb_refresh", old_cookie, domain="api.test", path="/v1/auth")
             stolen = assert_problem(await thief.post("/v1/auth/refresh"), 401)
@@ -145,6 +155,58 @@ async def test_signin_throttle_holds_across_two_api_instances(client: httpx.Asyn
         assert statuses[3] == 429
         r = await one.post("/v1/auth/signin", json=body)
         assert_problem(r, 429) and int(r.headers["retry-after"]) >= 1
+
+
+async def test_a_spent_cookie_after_the_grace_is_reuse(client: httpx.AsyncClient, infra: Any) -> None:
+    t = await signup(client)
+    agent, _ = await _signed_up_agent(client, t)
+    async with serve(make_app(infra, refresh_grace_s=0)) as api:
+        r = await api.post("/v1/auth/signin", json={"email": agent["email"], "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        spent = api.cookies.get("sb_refresh")
+        assert (await api.post("/v1/auth/refresh")).status_code == 200
+        api.cookies.set("sb_refresh", spent, domain="api.test", path="/v1/auth")
+        assert "used twice" in assert_problem(await api.post("/v1/auth/refresh"), 401)["detail"]
+
+
+async def test_signin_throttle_rows_are_pruned_by_time(client: httpx.AsyncClient, infra: Any) -> None:
+    """Counters of windows closed over an hour ago go at the next attempts: the table stays bounded."""
+    stale = [f"acct:stale-{unique('b')}-{i}" for i in range(3)]
+    conn = await asyncpg.connect(infra.app_url)
+    try:
+        async with conn.transaction():
+            for bucket in stale:
+                await conn.execute("SELECT set_config('app.throttle_bucket', $1, true)", bucket)
+                await conn.execute(
+                    """INSERT INTO signin_throttle (bucket, window_start, hits)
+                       VALUES ($1, now() - interval '2 hours', 7)""",
+                    bucket,
+                )
+        fresh = f"acct:fresh-{unique('b')}"
+        async with conn.transaction():
+            await conn.execute("SELECT set_config('app.throttle_bucket', $1, true)", fresh)
+            await conn.execute(
+                "INSERT INTO signin_throttle (bucket, window_start, hits) VALUES ($1, now() - interval '30 minutes', 1)",
+                fresh,
+            )
+        r = await client.post(
+            "/v1/auth/signin", json={"email": f"{unique('n')}@example.com", "password": "x" * 12}
+        )
+        assert r.status_code == 401, r.text
+
+        async def left(bucket: str) -> int:
+            async with conn.transaction():
+                await conn.execute("SELECT set_config('app.throttle_bucket', $1, true)", bucket)
+                return int(
+                    await conn.fetchval("SELECT count(*) FROM signin_throttle WHERE bucket = $1", bucket)
+                )
+
+        assert [await left(b) for b in stale] == [0, 0, 0]
+        assert await left(fresh) == 1  # a window closed less than an hour ago is kept
+        # Nobody sees another bucket's live counter through the pruning policy.
+        assert await conn.fetchval("SELECT count(*) FROM signin_throttle WHERE bucket = $1", fresh) == 0
+    finally:
+        await conn.close()
 
 
 async def test_signout_ends_every_session_and_admin_can_force_out(

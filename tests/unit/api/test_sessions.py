@@ -13,6 +13,7 @@ from services.api.sessions import (
     new_refresh,
     parse_refresh,
     password_problem,
+    successor,
     verify_password,
 )
 
@@ -32,6 +33,37 @@ def test_refresh_rotates_current_revokes_reused_refuses_unknown_revoked_and_expi
     assert decide_refresh(presented=current, **{**base, "now": 100.0}) is RefreshOutcome.EXPIRED
     for bad in (None, "", "no-dot", "not-a-uuid.secret", f"{sid}.", "x" * 300):
         assert parse_refresh(bad) is None
+
+
+def test_the_secret_just_traded_gets_one_grace_soon_after_and_the_same_successor() -> None:
+    sid = uuid.uuid4()
+    _, older = new_refresh(sid)
+    _, previous = new_refresh(sid)
+    token, current = successor("k" * 32, sid, previous)
+    # The successor is a function of its predecessor (and the key): a retry gets the same one.
+    assert successor("k" * 32, sid, previous) == (token, current)
+    assert successor("j" * 32, sid, previous)[1] != current
+    assert parse_refresh(token) == (sid, current)
+    base = {
+        "current": current,
+        "used": [previous, older],
+        "revoked": False,
+        "expires_at": 1000.0,
+        "rotated_at": 100.0,
+        "grace_spent": False,
+        "grace_s": 10.0,
+    }
+    assert decide_refresh(presented=previous, now=105.0, **base) is RefreshOutcome.GRACE
+    # Once only, only soon after, only the one just traded, and not at all without a grace.
+    assert (
+        decide_refresh(presented=previous, now=105.0, **{**base, "grace_spent": True})
+        is RefreshOutcome.REUSED
+    )
+    assert decide_refresh(presented=previous, now=110.5, **base) is RefreshOutcome.REUSED
+    assert decide_refresh(presented=older, now=105.0, **base) is RefreshOutcome.REUSED
+    assert decide_refresh(presented=previous, now=100.0, **{**base, "grace_s": 0.0}) is RefreshOutcome.GRACE
+    assert decide_refresh(presented=previous, now=100.1, **{**base, "grace_s": 0.0}) is RefreshOutcome.REUSED
+    assert decide_refresh(presented=current, now=105.0, **base) is RefreshOutcome.ROTATE
 
 
 def test_signin_locks_after_the_limit_and_refuses_while_locked() -> None:
