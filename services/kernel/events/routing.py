@@ -107,7 +107,8 @@ class RoutingAgentLogin(RoutingAgentCommand, kw_only=True, frozen=True):
 
 class RoutingAgentLinked(RoutingAgentCommand, kw_only=True, frozen=True):
     """The agent's socket is open (again). Reply data: {"logged_in": false}, or {"logged_in": true,
-    "resumed", "state", "reason", "offer_id", "contacts": [{"contact_id", "phase"}]}."""
+    "resumed", "state", "reason", "offer_id", "contacts": [{"contact_id", "phase"}]}; `resumed`: the agent
+    goes on as it was through this socket (it was lost, or it was linked through another socket)."""
 
     name = "agent_linked"
     session_id: str

@@ -91,8 +91,10 @@ class Agent(msgspec.Struct, kw_only=True):
     away_reason: str | None = None
     # The client's socket (presence.py): its session id, when it was lost (None: linked), the away reason
     # to restore when it comes back, and the next link deadline (lease end, or grace end once lost).
+    # link_closed: lost because that socket closed (not a lapsed lease), so that socket cannot come back.
     link: str | None = None
     link_lost_at: float | None = None
+    link_closed: bool = False
     away_before_lost: str | None = None
     link_due: float | None = None
 

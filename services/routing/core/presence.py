@@ -33,11 +33,13 @@ def _arm(ops: Operations, agent: Agent, when: float) -> None:
 
 
 def link(ops: Operations, agent: Agent, session_id: str) -> bool:
-    """(Re)link the agent to a socket and renew its lease; True when it was lost and now resumes."""
-    agent.link = session_id
+    """(Re)link the agent to a socket and renew its lease; True when the agent goes on as it was through
+    this socket: it was lost and now resumes, or its client reconnected before the old socket's close
+    reached us (the close is then stale and ignored, see `unlinked`)."""
+    before, agent.link, agent.link_closed = agent.link, session_id, False
     _arm(ops, agent, ops.state.now + LEASE_S)
     if agent.link_lost_at is None:
-        return False
+        return before is not None and before != session_id
     agent.link_lost_at = None
     agent.away_reason, agent.away_before_lost = agent.away_before_lost, None
     ops._sync_agent(agent, "reconnected")
@@ -77,6 +79,7 @@ def unlinked(ops: Operations, cmd: AgentUnlinked) -> Rejected | dict[str, Any]:
         # Logged out, already lost, or a stale socket closing after the client reconnected elsewhere.
         return {"lost": False}
     _lose(ops, agent)
+    agent.link_closed = True
     return {"lost": True, "grace_s": ops.state.config.link_grace_s}
 
 
@@ -84,11 +87,14 @@ def present(ops: Operations, cmd: AgentsPresent) -> Rejected | dict[str, Any]:
     renewed = 0
     for agent_id, sessions in cmd.sessions.items():
         agent = ops.state.agents.get(agent_id)
-        if agent is None or agent.link is None or not sessions:
+        if agent is None or agent.link is None:
             continue
+        if agent.link_closed:
+            # A beat counted before the socket's close may still name it: only another socket resumes.
+            sessions = [s for s in sessions if s != agent.link]
         if agent.link in sessions:
             link(ops, agent, agent.link)
-        elif agent.link_lost_at is not None:
+        elif agent.link_lost_at is not None and sessions:
             link(ops, agent, sessions[0])
         else:
             continue  # linked through another process's socket: that process renews it

@@ -479,7 +479,7 @@ function bind(conn) {
   conn.addEventListener("error", (e) => {
     if (e.detail && e.detail.code === "session_ended") desk.endedBy = e.detail.reason;
   });
-  conn.addEventListener("session", (e) => onSession(e.detail));
+  conn.addEventListener("session", (e) => onSession(e.detail)); // late: routing answered after the wait
   conn.addEventListener("close", (e) => onClose(conn, e.detail));
 }
 
@@ -510,6 +510,9 @@ async function connect() {
   desk.iceServers = ready.ice_servers || [];
   desk.conn = conn;
   bind(conn);
+  // open() waited for `session`: the desk knows what it still has before it says it is back.
+  desk.resumed = null;
+  if (conn.session) onSession(conn.session);
   desk.reconnects = 0;
   banner(null);
   // Sign in to calls; when routing still has the agent (a reload, a reconnect within the grace), `session`

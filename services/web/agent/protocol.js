@@ -6,6 +6,7 @@
 
 const PROTOCOL_VERSION = 1;
 const REQUEST_TIMEOUT_MS = 10000;
+const SESSION_WAIT_MS = 10000; // routing's answer after `ready` (see open)
 const ICE_GATHER_MS = 2000;
 
 class ProtocolError extends Error {
@@ -27,10 +28,25 @@ class AgentConnection extends EventTarget {
     this.nextRef = 1;
   }
 
+  // Resolves with `ready` once the server has also said what routing still has for the agent (`session`,
+  // kept as this.session): until then the socket is not up, since the desk cannot know whether its call
+  // resumed. Pushes that come in between are held and dispatched just after, once listeners are bound.
+  // Routing may not answer (the server then sends no `session`): after SESSION_WAIT_MS the socket is up
+  // without it, and a late `session` is dispatched like any push.
   open(token) {
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(this.url);
       this.ws = ws;
+      this.session = null;
+      const early = [];
+      let up = false;
+      const goUp = () => {
+        if (up) return;
+        up = true;
+        clearTimeout(this.sessionTimer);
+        resolve(this.ready);
+        setTimeout(() => early.splice(0).forEach((m) => this.receive(m)), 0);
+      };
       // The token goes in the first message rather than the URL, which servers and proxies log.
       ws.onopen = () => ws.send(JSON.stringify({v: PROTOCOL_VERSION, type: "auth", token}));
       ws.onmessage = (e) => {
@@ -38,9 +54,18 @@ class AgentConnection extends EventTarget {
         if (!this.ready) {
           if (msg.type === "ready") {
             this.ready = msg;
-            resolve(msg);
+            this.sessionTimer = setTimeout(goUp, SESSION_WAIT_MS);
           } else {
             reject(new ProtocolError(msg.code || "unexpected", msg.reason || e.data));
+          }
+          return;
+        }
+        if (!up) {
+          if (msg.type === "session") {
+            this.session = msg;
+            goUp();
+          } else {
+            early.push(msg);
           }
           return;
         }
@@ -49,7 +74,8 @@ class AgentConnection extends EventTarget {
       ws.onclose = (e) => {
         for (const p of this.pending.values()) p.reject(new ProtocolError("closed", "the connection closed"));
         this.pending.clear();
-        if (!this.ready) reject(new ProtocolError("closed", e.reason || "the connection closed"));
+        clearTimeout(this.sessionTimer);
+        if (!up) reject(new ProtocolError("closed", e.reason || "the connection closed"));
         this.dispatchEvent(new CustomEvent("close", {detail: {code: e.code, reason: e.reason}}));
       };
     });

@@ -39,6 +39,39 @@ async def _shot(page: Any, name: str) -> None:
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+async def _relay_sockets(page: Any) -> asyncio.Event:
+    """Relay the page's /v1/ws through Playwright; once the event is set, the next `session` message from
+    the server reaches the page 1.5 s late (and what the server sends meanwhile follows it, in order)."""
+    hold = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def route(ws: Any) -> None:
+        server = ws.connect_to_server()
+        held: list[str | bytes] | None = None
+
+        def release() -> None:
+            nonlocal held
+            for message in held or []:
+                ws.send(message)
+            held = None
+
+        def to_page(message: str | bytes) -> None:
+            nonlocal held
+            if held is not None:
+                held.append(message)
+            elif isinstance(message, str) and hold.is_set() and '"type":"session"' in message[:40]:
+                hold.clear()
+                held = [message]
+                loop.call_later(1.5, release)
+            else:
+                ws.send(message)
+
+        server.on_message(to_page)
+
+    await page.route_web_socket("**/v1/ws*", route)
+    return hold
+
+
 async def test_an_agents_shift_in_the_browser(first_call_stack: Any, tmp_path: Path) -> None:
     tenant = await asyncio.to_thread(make_tenant, first_call_stack.api)
     agent_id = tenant.agents["agent0@example.com"]
@@ -59,6 +92,7 @@ async def test_an_agents_shift_in_the_browser(first_call_stack: Any, tmp_path: P
             page = await browser.new_page()
             problems: list[str] = []
             page.on("pageerror", lambda exc: problems.append(str(exc)))
+            hold_session = await _relay_sockets(page)
             try:
                 # The invitation link: set a password, land on the desk signed in to calls.
                 await page.goto(f"{first_call_stack.api}{invite['path']}")
@@ -158,9 +192,16 @@ async def test_an_agents_shift_in_the_browser(first_call_stack: Any, tmp_path: P
                 )
                 await _shot(page, "5-on-a-call")
                 # The socket drops mid-call: a banner, a reconnect with back-off, and the audio goes on.
+                # Routing's answer (`session`) is held back 1.5 s: the desk must not say it is back, nor
+                # read what it has, before it knows (a loaded machine once made it read the old socket's).
+                hold_session.set()
                 await page.evaluate("agentDesktop.conn.ws.close()")
                 await page.wait_for_function(
                     "agentDesktop.banners.some((b) => b.includes('audio continues'))", timeout=2000
+                )
+                await asyncio.sleep(1.0)
+                assert await page.evaluate(
+                    "agentDesktop.conn === null && !document.getElementById('banner').classList.contains('hidden')"
                 )
                 await page.wait_for_function(
                     "agentDesktop.conn !== null && document.getElementById('banner').classList.contains('hidden')",
