@@ -18,8 +18,9 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post, put
+from litestar import Controller, Request, delete, get, post, put
 from litestar.params import JSONBody, QueryParameter
+from litestar.response import Stream
 
 from services.kernel.bus import BusError, CommandTimeout
 from services.kernel.db import tenant_tx
@@ -30,7 +31,7 @@ from services.recording.records import (
     RecordingError,
     audit,
     delete_recording,
-    read_audio,
+    open_audio,
     set_hold,
 )
 from services.recording.setup import keyring_from, store_from
@@ -462,7 +463,7 @@ class RecordingAudioController(Controller):
         tenant: Annotated[str | None, QueryParameter(max_length=64)] = None,
         expires: Annotated[str | None, QueryParameter(max_length=20)] = None,
         sig: Annotated[str | None, QueryParameter(max_length=100)] = None,
-    ) -> Response[bytes]:
+    ) -> Stream:
         state = api_state(request)
         rid = path_id(recording_id, "recording")
         # Everything else is checked by the signature: a malformed part is just an invalid URL.
@@ -477,16 +478,19 @@ class RecordingAudioController(Controller):
         keys, store = _vault(state)
         try:
             async with tenant_tx(state.db(), tenant_id) as conn:
-                audio = await read_audio(conn, keys, store, tenant_id, rid)
+                audio = await open_audio(conn, keys, store, tenant_id, rid)
                 client = request.client.host if request.client else None
                 await audit(conn, tenant_id, "recording.downloaded", rid, detail={"client": client})
         except RecordingError as exc:
             raise _problem(exc) from None
-        return Response(
-            audio.wav,
+        # Streamed: an hour of call is never held. Each piece is authenticated before it is sent; a file
+        # corrupted past its first segment ends the response early (the client's SHA-256 check fails).
+        return Stream(
+            audio.pieces,
             media_type="audio/wav",
             headers={
                 "Content-Disposition": f'attachment; filename="{rid}.wav"',
+                "Content-Length": str(audio.size),
                 "X-Content-SHA256": audio.sha256,
                 "Cache-Control": "no-store",
             },

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import msgspec
@@ -38,6 +39,7 @@ __all__ = [
     "chunk_msg_id",
     "end_msg_id",
     "ensure_chunk_stream",
+    "iter_chunks",
     "read_chunks",
 ]
 
@@ -84,22 +86,22 @@ async def ensure_chunk_stream(js: JetStreamContext, replicas: int = 1) -> None:
         await js.add_stream(config)
 
 
-async def read_chunks(
-    js: JetStreamContext, tenant_id: uuid.UUID, call_id: uuid.UUID, *, timeout: float = 5.0
-) -> Chunks:
-    """Every chunk of a call in the stream, by number: an ephemeral pull consumer that acks nothing, so
-    the count is exact and every wait is bounded."""
+async def iter_chunks(
+    js: JetStreamContext, tenant_id: uuid.UUID, call_id: uuid.UUID, *, batch: int = 16, timeout: float = 5.0
+) -> AsyncIterator[tuple[int, bytes, str | None]]:
+    """A call's chunks in stream order, (number, data, law): an ephemeral pull consumer that acks nothing,
+    so the count is exact and every wait is bounded; `batch` at a time (16 is 256 KB of call), so a long
+    recording is never held whole."""
     sub = await js.pull_subscribe(
         rec_subject(tenant_id, call_id, "chunk"),
         stream=REC_STREAM,
         config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy=AckPolicy.NONE),
     )
-    found = Chunks()
     try:
         pending = (await sub.consumer_info()).num_pending or 0
         while pending > 0:
             try:
-                msgs = await sub.fetch(min(pending, 256), timeout=timeout)
+                msgs = await sub.fetch(min(pending, batch), timeout=timeout)
             except (TimeoutError, NatsTimeout):
                 break
             pending -= len(msgs)
@@ -107,10 +109,19 @@ async def read_chunks(
                 headers = msg.headers or {}
                 _, _, n = headers.get("Nats-Msg-Id", "").rpartition(":")
                 if n.isdigit():
-                    found.by_number[int(n)] = msg.data
-                    found.law = found.law or headers.get(LAW_HEADER)
+                    yield int(n), msg.data, headers.get(LAW_HEADER)
     finally:
         await sub.unsubscribe()
+
+
+async def read_chunks(
+    js: JetStreamContext, tenant_id: uuid.UUID, call_id: uuid.UUID, *, timeout: float = 5.0
+) -> Chunks:
+    """Every chunk of a call in the stream, by number, in memory (short recordings, tests)."""
+    found = Chunks()
+    async for n, data, law in iter_chunks(js, tenant_id, call_id, batch=256, timeout=timeout):
+        found.by_number[n] = data
+        found.law = found.law or law
     return found
 
 

@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,18 +36,17 @@ from services.kernel.messages import Event
 from services.kernel.serving import Consumer
 from services.kernel.subjects import REC_STREAM, rec_subject
 
-from .assemble import assemble
-from .chunks import LAW_HEADER, end_msg_id, ensure_chunk_stream, read_chunks
+from .assemble import Frames, Survey
+from .chunks import LAW_HEADER, end_msg_id, ensure_chunk_stream, iter_chunks
 from .records import (
     RecordingError,
     delete_recording,
     mark_available,
     mark_started,
     retention_days,
-    store_sealed,
 )
-from .store import BlobStore
-from .vault import KeyRing
+from .store import BlobStore, recording_key
+from .vault import KeyRing, Sealer
 
 __all__ = ["CONSUMER", "RecordingPipeline"]
 
@@ -191,21 +191,34 @@ class RecordingPipeline:
         async with tenant_tx(self.pool, tenant, readonly=True) as conn:
             status = await conn.fetchval("SELECT status FROM recordings WHERE id = $1", rid)
         if status not in ("available", "deleted"):
-            chunks = await read_chunks(self.bus.js, tenant, rid)
-            audio = assemble(chunks.by_number, end.law, declared=end.chunks, cut_short=end.partial)
+            # Two passes over the chunks (the WAV header says the length before any audio), each holding
+            # one batch of chunks and one sealed segment at a time: an hour of call is never held whole.
+            survey = Survey(end.law, declared=end.chunks, cut_short=end.partial)
+            async with aclosing(iter_chunks(self.bus.js, tenant, rid)) as chunks:
+                async for n, data, _law in chunks:
+                    survey.push(n, data)
+                    if survey.done:
+                        break
+            plan = survey.plan()
             async with tenant_tx(self.pool, tenant) as conn:
-                key, key_id, size = await store_sealed(conn, self.keys, self.store, tenant, rid, audio)
+                key_id, data_key = await self.keys.current(conn, tenant)
+            frames = Frames(plan)
+            sealer = Sealer(data_key, key_id, tenant, rid)
+            key = recording_key(tenant, rid)
+            size = await self.store.put_stream(key, self._sealed_wav(tenant, rid, frames, sealer))
+            sha256 = frames.digest.hexdigest()
+            async with tenant_tx(self.pool, tenant) as conn:
                 await mark_available(
                     conn,
                     tenant,
                     rid,
-                    audio,
-                    law=end.law,
-                    started_at=end.started_at,
-                    ended_at=end.ended_at,
+                    plan,
+                    sha256,
                     storage_key=key,
                     key_id=key_id,
                     size=size,
+                    started_at=end.started_at,
+                    ended_at=end.ended_at,
                     retention=await retention_days(conn, tenant, rid),
                     now=self.clock(),
                 )
@@ -214,20 +227,35 @@ class RecordingPipeline:
                     id=_derived(rid, "available"),
                     tenant_id=tenant,
                     recording_id=rid,
-                    duration=audio.duration_s,
-                    partial=audio.partial,
-                    sha256=audio.sha256,
+                    duration=plan.duration_s,
+                    partial=plan.partial,
+                    sha256=sha256,
                 )
             )
             self.finalised += 1
             self.log.info(
                 "recording_available",
                 recording=str(rid),
-                seconds=round(audio.duration_s, 2),
-                partial=audio.partial,
+                seconds=round(plan.duration_s, 2),
+                partial=plan.partial,
             )
         # Stored and indexed: the stream's copy can go.
         await self.bus.js.purge_stream(REC_STREAM, subject=rec_subject(tenant, rid, "*"))
+
+    async def _sealed_wav(
+        self, tenant: uuid.UUID, rid: uuid.UUID, frames: Frames, sealer: Sealer
+    ) -> AsyncIterator[bytes]:
+        yield sealer.update(frames.header())
+        async with aclosing(iter_chunks(self.bus.js, tenant, rid)) as chunks:
+            async for n, data, _law in chunks:
+                piece = sealer.update(frames.push(n, data))
+                if piece:
+                    yield piece
+                if frames.done:
+                    break
+        for silence in frames.finish():
+            yield sealer.update(silence)
+        yield sealer.finish()
 
     # -- call facts --------------------------------------------------------------------------------
 
@@ -263,12 +291,15 @@ class RecordingPipeline:
             row = await conn.fetchrow("SELECT status, started_at FROM recordings WHERE id = $1", call_id)
         if row is None or row["status"] != "recording":
             return
-        chunks = await read_chunks(self.bus.js, tenant, call_id)
+        law, count = None, 0
+        async with aclosing(iter_chunks(self.bus.js, tenant, call_id)) as chunks:
+            async for n, _data, chunk_law in chunks:
+                law, count = law or chunk_law, max(count, n + 1)
         end = ev.RecordingChunksEnd(
             tenant_id=tenant,
             call_id=call_id,
-            law=(chunks.law if chunks.law in ("PCMU", "PCMA") else "PCMU"),  # type: ignore[arg-type]
-            chunks=(max(chunks.by_number) + 1) if chunks.by_number else 0,
+            law=(law if law in ("PCMU", "PCMA") else "PCMU"),  # type: ignore[arg-type]
+            chunks=count,
             started_at=row["started_at"].timestamp(),
             ended_at=self.clock(),
             partial=True,

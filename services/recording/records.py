@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -14,11 +15,13 @@ from typing import Any
 import asyncpg
 
 from services.kernel.ids import new_id
+from services.media.rtp.g711 import G711
+from services.media.spool import wav_header
 
-from .assemble import Assembled
+from .assemble import Plan
 from .policy import purge_after
-from .store import BlobNotFound, BlobStore, recording_key
-from .vault import KeyRing, VaultError, blob_key_id, open_blob, seal
+from .store import BlobNotFound, BlobStore
+from .vault import KeyRing, Opener, VaultError, blob_key_id
 
 __all__ = [
     "RECORDING_COLUMNS",
@@ -27,10 +30,10 @@ __all__ = [
     "delete_recording",
     "mark_available",
     "mark_started",
+    "open_audio",
     "read_audio",
     "retention_days",
     "set_hold",
-    "store_sealed",
 ]
 
 RECORDING_COLUMNS = (
@@ -101,29 +104,13 @@ async def retention_days(conn: asyncpg.Connection, tenant_id: uuid.UUID, contact
     return days
 
 
-async def store_sealed(
-    conn: asyncpg.Connection,
-    keys: KeyRing,
-    store: BlobStore,
-    tenant_id: uuid.UUID,
-    recording_id: uuid.UUID,
-    audio: Assembled,
-) -> tuple[str, uuid.UUID, int]:
-    """Seal the WAV with the tenant's current data key and put it in the store; (key, data key id, size)."""
-    key_id, data_key = await keys.current(conn, tenant_id)
-    blob = seal(data_key, key_id, tenant_id, recording_id, audio.wav)
-    key = recording_key(tenant_id, recording_id)
-    await store.put(key, blob)
-    return key, key_id, len(blob)
-
-
 async def mark_available(
     conn: asyncpg.Connection,
     tenant_id: uuid.UUID,
     recording_id: uuid.UUID,
-    audio: Assembled,
+    plan: Plan,
+    sha256: str,
     *,
-    law: str,
     started_at: float,
     ended_at: float,
     storage_key: str,
@@ -143,16 +130,16 @@ async def mark_available(
                sha256 = $12, size_bytes = $13, retention_days = $14, purge_after = $15""",
         recording_id,
         tenant_id,
-        audio.partial,
-        law,
-        audio.duration_s,
-        json.dumps([[round(a, 3), round(b, 3)] for a, b in audio.pauses]),
+        plan.partial,
+        plan.law.name,
+        plan.duration_s,
+        json.dumps([[round(a, 3), round(b, 3)] for a, b in plan.pauses]),
         _utc(started_at),
         ended,
         _utc(now),
         storage_key,
         key_id,
-        audio.sha256,
+        sha256,
         size,
         retention,
         due,
@@ -173,32 +160,133 @@ class Audio:
     sha256: str
 
 
-async def read_audio(
+@dataclass
+class AudioStream:
+    """A recording being read: `pieces` yields the WAV, every piece authenticated before it is yielded, and
+    fails (RecordingError corrupt) at the first segment that does not open or, at the end, when the whole
+    does not match the SHA-256 recorded. Everything short enough to fit in the first reads of the store is
+    verified whole before `open_audio` returns, so its errors come before any byte is sent."""
+
+    sha256: str
+    size: int
+    pieces: AsyncIterator[bytes]
+
+
+async def open_audio(
     conn: asyncpg.Connection, keys: KeyRing, store: BlobStore, tenant_id: uuid.UUID, recording_id: uuid.UUID
-) -> Audio:
-    """The decrypted WAV, its SHA-256 checked against the index: a corrupt or swapped file is an error."""
+) -> AudioStream:
     row = await conn.fetchrow(
-        "SELECT status, storage_key, key_id, sha256 FROM recordings WHERE id = $1", recording_id
+        "SELECT status, storage_key, key_id, sha256, duration_s FROM recordings WHERE id = $1", recording_id
     )
     if row is None:
         raise RecordingError("not_found", "no such recording")
     if row["status"] != "available":
         raise RecordingError("not_available", f"the recording is {row['status']}")
     try:
-        blob = await store.get(row["storage_key"])
+        sealed = await store.open_stream(row["storage_key"])
     except BlobNotFound:
         raise RecordingError("corrupt", "the recording's file is missing from the store") from None
+    reader = _Verified(sealed, row["sha256"])
     try:
-        if blob_key_id(blob) != row["key_id"]:
-            raise RecordingError("corrupt", "the recording's file was sealed with another key")
-        data_key = await keys.get(conn, tenant_id, row["key_id"])
-        wav = open_blob(data_key, tenant_id, recording_id, blob)
+        head = await reader.head(lambda key_id: _data_key(conn, keys, tenant_id, row["key_id"], key_id))
+        opener = Opener(head, tenant_id, recording_id)
+        first = await reader.first(opener)
+    except BaseException:
+        await sealed.aclose()  # type: ignore[attr-defined]
+        raise
+    samples = round(row["duration_s"] * 8000)
+    return AudioStream(row["sha256"], len(wav_header(G711.PCMU, samples)) + 2 * samples, reader.rest(first))
+
+
+async def _data_key(
+    conn: asyncpg.Connection, keys: KeyRing, tenant_id: uuid.UUID, indexed: uuid.UUID, named: uuid.UUID
+) -> bytes:
+    if named != indexed:
+        raise RecordingError("corrupt", "the recording's file was sealed with another key")
+    try:
+        return await keys.get(conn, tenant_id, indexed)
     except VaultError as exc:
         raise RecordingError("corrupt", str(exc)) from None
-    digest = hashlib.sha256(wav).hexdigest()
-    if digest != row["sha256"]:
-        raise RecordingError("corrupt", "the recording's SHA-256 does not match the one recorded")
-    return Audio(wav, digest)
+
+
+class _Verified:
+    """The store's pieces through an `Opener` and a running SHA-256."""
+
+    def __init__(self, sealed: AsyncIterator[bytes], sha256: str) -> None:
+        self.sealed = sealed
+        self.expected = sha256
+        self.digest = hashlib.sha256()
+        self.buffer = b""
+        self.opener: Opener | None = None
+        self.ended = False
+
+    async def head(self, key_for: Any) -> bytes:
+        while len(self.buffer) < 20:
+            piece = await anext(self.sealed, None)
+            if piece is None:
+                raise RecordingError("corrupt", "not a sealed recording (bad header)")
+            self.buffer += piece
+        try:
+            key_id = blob_key_id(self.buffer)
+        except VaultError as exc:
+            raise RecordingError("corrupt", str(exc)) from None
+        data_key: bytes = await key_for(key_id)
+        return data_key
+
+    async def first(self, opener: Opener) -> bytes:
+        """Pieces until some plaintext is authentic, or the whole file when it ends first (then verified)."""
+        self.opener = opener
+        out = self._feed(self.buffer)
+        self.buffer = b""
+        while not out and not self.ended:
+            piece = await anext(self.sealed, None)
+            if piece is None:
+                out = self._end()
+            else:
+                out = self._feed(piece)
+        return out
+
+    async def rest(self, first: bytes) -> AsyncIterator[bytes]:
+        try:
+            if first:
+                yield first
+            while not self.ended:
+                piece = await anext(self.sealed, None)
+                out = self._end() if piece is None else self._feed(piece)
+                if out:
+                    yield out
+        finally:
+            await self.sealed.aclose()  # type: ignore[attr-defined]
+
+    def _feed(self, sealed: bytes) -> bytes:
+        assert self.opener is not None
+        try:
+            out = self.opener.feed(sealed)
+        except VaultError as exc:
+            raise RecordingError("corrupt", str(exc)) from None
+        self.digest.update(out)
+        return out
+
+    def _end(self) -> bytes:
+        assert self.opener is not None
+        self.ended = True
+        try:
+            out = self.opener.finish()
+        except VaultError as exc:
+            raise RecordingError("corrupt", str(exc)) from None
+        self.digest.update(out)
+        if self.digest.hexdigest() != self.expected:
+            raise RecordingError("corrupt", "the recording's SHA-256 does not match the one recorded")
+        return out
+
+
+async def read_audio(
+    conn: asyncpg.Connection, keys: KeyRing, store: BlobStore, tenant_id: uuid.UUID, recording_id: uuid.UUID
+) -> Audio:
+    """The decrypted WAV whole, its SHA-256 checked against the index (short recordings, tests)."""
+    audio = await open_audio(conn, keys, store, tenant_id, recording_id)
+    wav = b"".join([piece async for piece in audio.pieces])
+    return Audio(wav, audio.sha256)
 
 
 async def delete_recording(

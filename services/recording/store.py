@@ -1,13 +1,15 @@
 """Where sealed recordings are kept: a `BlobStore` by key. The local filesystem by default; an
-S3-compatible store behind the same four calls (store_s3.py)."""
+S3-compatible store behind the same calls (store_s3.py). Recordings go in and out as streams of pieces
+(`put_stream`, `open_stream`), so an hour of call is never held whole; `put`/`get` are for small blobs."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import re
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
-from typing import Protocol
+from typing import BinaryIO, Protocol
 
 __all__ = ["BlobNotFound", "BlobStore", "LocalStore", "recording_key"]
 
@@ -29,8 +31,19 @@ def _check(key: str) -> str:
     return key
 
 
+READ_PIECE = 256 * 1024
+
+
 class BlobStore(Protocol):
     async def put(self, key: str, data: bytes) -> None: ...
+
+    async def put_stream(self, key: str, pieces: AsyncIterable[bytes]) -> int:
+        """Stored whole or not at all; the size stored."""
+        ...
+
+    async def open_stream(self, key: str) -> AsyncIterator[bytes]:
+        """The blob's bytes in pieces; `BlobNotFound` before the first when there is none."""
+        ...
 
     async def get(self, key: str) -> bytes: ...
 
@@ -47,30 +60,35 @@ class LocalStore:
         self.root = Path(root)
 
     async def put(self, key: str, data: bytes) -> None:
-        await asyncio.to_thread(self._put, _check(key), data)
+        await self.put_stream(key, _one(data))
 
-    def _put(self, key: str, data: bytes) -> None:
-        path = self.root / key
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    async def put_stream(self, key: str, pieces: AsyncIterable[bytes]) -> int:
+        path = self.root / _check(key)
         tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+        file = await asyncio.to_thread(_create, tmp)
+        size = 0
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            async for piece in pieces:
+                await asyncio.to_thread(file.write, piece)
+                size += len(piece)
+            await asyncio.to_thread(_sync_close, file)
+        except BaseException:
+            file.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        await asyncio.to_thread(_publish, tmp, path)
+        return size
 
     async def get(self, key: str) -> bytes:
+        return b"".join([piece async for piece in await self.open_stream(key)])
+
+    async def open_stream(self, key: str) -> AsyncIterator[bytes]:
         path = self.root / _check(key)
         try:
-            return await asyncio.to_thread(path.read_bytes)
+            file = await asyncio.to_thread(open, path, "rb")
         except FileNotFoundError:
             raise BlobNotFound(key) from None
+        return _read_pieces(file)
 
     async def delete(self, key: str) -> None:
         path = self.root / _check(key)
@@ -81,3 +99,35 @@ class LocalStore:
 
     async def close(self) -> None:
         return None
+
+
+async def _one(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+def _create(tmp: Path) -> BinaryIO:
+    tmp.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+
+
+def _sync_close(file: BinaryIO) -> None:
+    with file:
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+async def _read_pieces(file: BinaryIO) -> AsyncIterator[bytes]:
+    try:
+        while piece := await asyncio.to_thread(file.read, READ_PIECE):
+            yield piece
+    finally:
+        file.close()

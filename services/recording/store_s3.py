@@ -7,15 +7,20 @@ store never sees audio; its own server-side encryption may be on as well.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from .store import BlobNotFound, _check
+from .store import READ_PIECE, BlobNotFound, _check
 
 __all__ = ["S3Store"]
+
+# S3's multipart parts are at least 5 MiB (but the last): a recording goes up in parts of this size, so a
+# long one is never held whole.
+PART = 8 * 1024 * 1024
 
 
 class S3Store:
@@ -50,7 +55,61 @@ class S3Store:
     async def put(self, key: str, data: bytes) -> None:
         await asyncio.to_thread(self._client.put_object, Bucket=self.bucket, Key=self._key(key), Body=data)
 
+    async def put_stream(self, key: str, pieces: AsyncIterable[bytes]) -> int:
+        name = self._key(key)
+        part = bytearray()
+        size = 0
+        upload: str | None = None
+        parts: list[dict[str, Any]] = []
+        try:
+            async for piece in pieces:
+                part += piece
+                size += len(piece)
+                if len(part) >= PART:
+                    if upload is None:
+                        created = await asyncio.to_thread(
+                            self._client.create_multipart_upload, Bucket=self.bucket, Key=name
+                        )
+                        upload = created["UploadId"]
+                    parts.append(await self._upload_part(name, upload, len(parts) + 1, bytes(part)))
+                    part.clear()
+            if upload is None:  # small: one object
+                await asyncio.to_thread(
+                    self._client.put_object, Bucket=self.bucket, Key=name, Body=bytes(part)
+                )
+                return size
+            if part:
+                parts.append(await self._upload_part(name, upload, len(parts) + 1, bytes(part)))
+            await asyncio.to_thread(
+                self._client.complete_multipart_upload,
+                Bucket=self.bucket,
+                Key=name,
+                UploadId=upload,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            if upload is not None:  # nothing half-made stays behind (and is billed)
+                await asyncio.to_thread(
+                    self._client.abort_multipart_upload, Bucket=self.bucket, Key=name, UploadId=upload
+                )
+            raise
+        return size
+
+    async def _upload_part(self, name: str, upload: str, number: int, body: bytes) -> dict[str, Any]:
+        done = await asyncio.to_thread(
+            self._client.upload_part,
+            Bucket=self.bucket,
+            Key=name,
+            UploadId=upload,
+            PartNumber=number,
+            Body=body,
+        )
+        return {"ETag": done["ETag"], "PartNumber": number}
+
     async def get(self, key: str) -> bytes:
+        return b"".join([piece async for piece in await self.open_stream(key)])
+
+    async def open_stream(self, key: str) -> AsyncIterator[bytes]:
         try:
             response = await asyncio.to_thread(
                 self._client.get_object, Bucket=self.bucket, Key=self._key(key)
@@ -59,11 +118,18 @@ class S3Store:
             if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 raise BlobNotFound(key) from None
             raise
-        body: bytes = await asyncio.to_thread(response["Body"].read)
-        return body
+        return _pieces(response["Body"])
 
     async def delete(self, key: str) -> None:
         await asyncio.to_thread(self._client.delete_object, Bucket=self.bucket, Key=self._key(key))
 
     async def close(self) -> None:
         await asyncio.to_thread(self._client.close)
+
+
+async def _pieces(body: Any) -> AsyncIterator[bytes]:
+    try:
+        while piece := await asyncio.to_thread(body.read, READ_PIECE):
+            yield piece
+    finally:
+        body.close()

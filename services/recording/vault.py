@@ -1,8 +1,14 @@
 """Encryption at rest: a data key per tenant (AES-256-GCM), wrapped by the platform's master key.
 
-A recording is sealed as MAGIC | data key id (16 bytes) | nonce (12) | AES-256-GCM ciphertext and tag; the
-associated data binds it to its tenant and recording id, so a file moved under another tenant's or
-recording's name does not open, and a flipped bit anywhere fails the tag. Data keys live in PostgreSQL
+A recording is sealed in segments, so neither sealing nor opening ever holds more than one (an hour of call
+is 58 MB): "SBR2" | data key id (16 bytes) | nonce prefix (7) | segment size (4) | segments, each the
+AES-256-GCM ciphertext of `segment size` plaintext bytes (the last one shorter, possibly empty) and its tag.
+A segment's nonce is the prefix, its number (4 bytes) and a last-segment flag (1), the STREAM construction
+(Hoang, Reyhanitabar, Rogaway, Vizar 2015): segments swapped, dropped or cut off after any segment fail to
+open, as does a file whose last segment is missing. The associated data (header, tenant, recording id)
+binds every segment to its tenant and recording, so a file moved under another tenant's or recording's name
+does not open, and a flipped bit anywhere fails a tag. Files sealed whole ("SBR1", one nonce, one tag)
+before segments existed still open. Data keys live in PostgreSQL
 (`recording_keys`, under row-level security) only wrapped by the master key; the master key comes from
 configuration: a local key file by default (32 random bytes, mode 0600, made on first start), or any
 `MasterKey` (a cloud KMS's wrap/unwrap calls fit the same two methods).
@@ -26,18 +32,27 @@ from services.kernel.ids import new_id
 
 __all__ = [
     "BLOB_MAGIC",
+    "SEGMENT",
     "KeyRing",
     "LocalMasterKey",
     "MasterKey",
+    "Opener",
+    "Sealer",
     "VaultError",
     "blob_key_id",
     "open_blob",
     "seal",
 ]
 
-BLOB_MAGIC = b"SBR1"
+BLOB_MAGIC = b"SBR2"
+WHOLE_MAGIC = b"SBR1"  # sealed whole (before segments): still opened
 _NONCE = 12
-_HEADER = len(BLOB_MAGIC) + 16 + _NONCE
+_HEADER = len(WHOLE_MAGIC) + 16 + _NONCE
+_PREFIX = 7
+_SEGMENTED = len(BLOB_MAGIC) + 16 + _PREFIX + 4
+_TAG = 16
+SEGMENT = 64 * 1024
+MAX_SEGMENT = 1 << 24
 
 
 class VaultError(Exception):
@@ -106,30 +121,155 @@ def _aad(header: bytes, tenant_id: uuid.UUID, recording_id: uuid.UUID) -> bytes:
     return header + tenant_id.bytes + recording_id.bytes
 
 
+def _segment_nonce(prefix: bytes, number: int, last: bool) -> bytes:
+    if number >= 1 << 32:
+        raise VaultError("a sealed recording has at most 2**32 segments")
+    return prefix + number.to_bytes(4, "big") + (b"\x01" if last else b"\x00")
+
+
+class Sealer:
+    """Seals a plaintext given in pieces (sans-IO): `update` and `finish` return the sealed bytes to write,
+    the header first. Holds at most one segment."""
+
+    def __init__(
+        self,
+        data_key: bytes,
+        key_id: uuid.UUID,
+        tenant_id: uuid.UUID,
+        recording_id: uuid.UUID,
+        *,
+        segment: int = SEGMENT,
+    ) -> None:
+        if not 1 <= segment <= MAX_SEGMENT:
+            raise ValueError(f"segment size {segment} out of range")
+        self._aead = AESGCM(data_key)
+        self._prefix = os.urandom(_PREFIX)
+        self._segment = segment
+        header = BLOB_MAGIC + key_id.bytes + self._prefix + segment.to_bytes(4, "big")
+        self._aad = _aad(header, tenant_id, recording_id)
+        self._out = bytearray(header)
+        self._pending = bytearray()
+        self._number = 0
+        self.done = False
+
+    def update(self, data: bytes) -> bytes:
+        self._pending += data
+        # A segment goes out once more plaintext follows it: only then is it known not to be the last.
+        while len(self._pending) > self._segment:
+            self._seal(bytes(self._pending[: self._segment]), last=False)
+            del self._pending[: self._segment]
+        out, self._out = bytes(self._out), bytearray()
+        return out
+
+    def finish(self) -> bytes:
+        if self.done:
+            raise VaultError("this recording is sealed already")
+        self._seal(bytes(self._pending), last=True)
+        self._pending.clear()
+        self.done = True
+        out, self._out = bytes(self._out), bytearray()
+        return out
+
+    def _seal(self, plaintext: bytes, *, last: bool) -> None:
+        nonce = _segment_nonce(self._prefix, self._number, last)
+        self._out += self._aead.encrypt(nonce, plaintext, self._aad)
+        self._number += 1
+
+
+class Opener:
+    """Opens a sealed recording given in pieces (sans-IO): `feed` returns the plaintext of every segment
+    complete and authentic so far, `finish` the last one. Nothing unauthenticated is ever returned; a file
+    cut short, reordered or tampered with raises `VaultError` at the first segment that does not open."""
+
+    def __init__(self, data_key: bytes, tenant_id: uuid.UUID, recording_id: uuid.UUID) -> None:
+        self._aead = AESGCM(data_key)
+        self._tenant_id = tenant_id
+        self._recording_id = recording_id
+        self._buffer = bytearray()
+        self._whole = False
+        self._segment = 0
+        self._prefix = b""
+        self._aad = b""
+        self._number = 0
+
+    def feed(self, data: bytes) -> bytes:
+        self._buffer += data
+        if not self._aad and not self._whole:
+            if len(self._buffer) < len(BLOB_MAGIC):
+                return b""
+            if self._buffer.startswith(WHOLE_MAGIC):
+                self._whole = True  # one tag at the very end: opened by `finish`
+            elif not self._buffer.startswith(BLOB_MAGIC):
+                raise VaultError("not a sealed recording (bad header)")
+            elif len(self._buffer) < _SEGMENTED:
+                return b""
+            else:
+                header = bytes(self._buffer[:_SEGMENTED])
+                self._prefix = header[len(BLOB_MAGIC) + 16 : len(BLOB_MAGIC) + 16 + _PREFIX]
+                self._segment = int.from_bytes(header[-4:], "big")
+                if not 1 <= self._segment <= MAX_SEGMENT:
+                    raise VaultError("not a sealed recording (bad segment size)")
+                self._aad = _aad(header, self._tenant_id, self._recording_id)
+                del self._buffer[:_SEGMENTED]
+        if self._whole:
+            return b""
+        out = bytearray()
+        size = self._segment + _TAG
+        while len(self._buffer) > size:  # more follows: not the last segment
+            out += self._open(bytes(self._buffer[:size]), last=False)
+            del self._buffer[:size]
+        return bytes(out)
+
+    def finish(self) -> bytes:
+        if self._whole:
+            return open_blob_whole(self._aead, self._tenant_id, self._recording_id, bytes(self._buffer))
+        if not self._aad:
+            raise VaultError("not a sealed recording (bad header)")
+        if len(self._buffer) < _TAG:
+            raise VaultError("the recording is cut short (its last segment is missing)")
+        out = self._open(bytes(self._buffer), last=True)
+        self._buffer.clear()
+        return out
+
+    def _open(self, sealed: bytes, *, last: bool) -> bytes:
+        try:
+            return self._aead.decrypt(_segment_nonce(self._prefix, self._number, last), sealed, self._aad)
+        except InvalidTag:
+            raise VaultError(
+                "the recording is corrupt, cut short or not this tenant's (authentication failed)"
+            ) from None
+        finally:
+            self._number += 1
+
+
 def seal(
     data_key: bytes, key_id: uuid.UUID, tenant_id: uuid.UUID, recording_id: uuid.UUID, plaintext: bytes
 ) -> bytes:
-    header = BLOB_MAGIC + key_id.bytes + os.urandom(_NONCE)
-    return header + AESGCM(data_key).encrypt(
-        header[-_NONCE:], plaintext, _aad(header, tenant_id, recording_id)
-    )
+    """A whole plaintext sealed at once (segmented like every recording)."""
+    sealer = Sealer(data_key, key_id, tenant_id, recording_id)
+    return sealer.update(plaintext) + sealer.finish()
 
 
 def blob_key_id(blob: bytes) -> uuid.UUID:
-    if len(blob) < _HEADER + 16 or not blob.startswith(BLOB_MAGIC):
+    """The data key a sealed file names (its first 20 bytes are enough)."""
+    if len(blob) < len(BLOB_MAGIC) + 16 or not blob.startswith((BLOB_MAGIC, WHOLE_MAGIC)):
         raise VaultError("not a sealed recording (bad header)")
     return uuid.UUID(bytes=blob[len(BLOB_MAGIC) : len(BLOB_MAGIC) + 16])
 
 
-def open_blob(data_key: bytes, tenant_id: uuid.UUID, recording_id: uuid.UUID, blob: bytes) -> bytes:
-    blob_key_id(blob)
+def open_blob_whole(aead: AESGCM, tenant_id: uuid.UUID, recording_id: uuid.UUID, blob: bytes) -> bytes:
+    if len(blob) < _HEADER + _TAG:
+        raise VaultError("not a sealed recording (bad header)")
     header = blob[:_HEADER]
     try:
-        return AESGCM(data_key).decrypt(
-            header[-_NONCE:], blob[_HEADER:], _aad(header, tenant_id, recording_id)
-        )
+        return aead.decrypt(header[-_NONCE:], blob[_HEADER:], _aad(header, tenant_id, recording_id))
     except InvalidTag:
         raise VaultError("the recording is corrupt or not this tenant's (authentication failed)") from None
+
+
+def open_blob(data_key: bytes, tenant_id: uuid.UUID, recording_id: uuid.UUID, blob: bytes) -> bytes:
+    opener = Opener(data_key, tenant_id, recording_id)
+    return opener.feed(blob) + opener.finish()
 
 
 def _context(tenant_id: uuid.UUID, key_id: uuid.UUID) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.media.spool.spool import (
     RecordKind,
+    RecordReader,
     SpoolContents,
     SpoolError,
     SpoolWriter,
@@ -11,11 +12,13 @@ from services.media.spool.spool import (
     read_spool,
     wait_written,
     wav_bytes,
+    wav_header,
     write_wav,
 )
 
 __all__ = [
     "RecordKind",
+    "RecordReader",
     "SpoolContents",
     "SpoolError",
     "SpoolWriter",
@@ -23,5 +26,6 @@ __all__ = [
     "read_spool",
     "wait_written",
     "wav_bytes",
+    "wav_header",
     "write_wav",
 ]

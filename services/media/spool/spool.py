@@ -37,6 +37,7 @@ __all__ = [
     "MANIFEST",
     "RECORDS",
     "RecordKind",
+    "RecordReader",
     "SpoolContents",
     "SpoolError",
     "SpoolWriter",
@@ -44,6 +45,7 @@ __all__ = [
     "read_spool",
     "wait_written",
     "wav_bytes",
+    "wav_header",
     "write_wav",
 ]
 
@@ -282,41 +284,74 @@ def read_spool(directory: Path) -> SpoolContents:
     return parse_records(data, law, str(manifest.get("call_id", "")))
 
 
+class RecordReader:
+    """Spool records fed in pieces (a file read in blocks, or a call's chunks in order) into audio, with
+    the same result as reading them whole: what a recording an hour long needs, without holding it."""
+
+    def __init__(self, law: G711) -> None:
+        self.law = law
+        self._silence = bytes([law.silence])
+        self._rest = b""  # the start of a record whose end is in the next piece
+        self.samples = 0  # frames (two octets: caller, agent) produced so far
+        self.pauses: list[tuple[int, int]] = []
+        self._paused_at: int | None = None
+        self.complete = True  # False once a torn or corrupt record is met: nothing after it counts
+        self.finished = False
+
+    def feed(self, data: bytes) -> bytes:
+        """The interleaved caller/agent octets these records add, paused spans filled with silence."""
+        if not self.complete or self.finished:
+            return b""
+        data = self._rest + data if self._rest else data
+        out = bytearray()
+        pos = 0
+        while len(data) - pos >= _HEADER.size:
+            magic, kind, _, _, start, samples, crc = _HEADER.unpack_from(data, pos)
+            if magic != MAGIC or kind not in RecordKind._value2member_map_:
+                self.complete = False
+                break
+            end = pos + _HEADER.size + 2 * samples
+            if end > len(data):
+                break  # the rest of this record is in the next piece
+            body = data[pos + _HEADER.size : end]
+            if zlib.crc32(body) != crc:
+                self.complete = False
+                break
+            pos = end
+            if start > self.samples:  # a paused span (or a gap): silence, aligned
+                out += self._silence * (2 * (start - self.samples))
+                self.samples = start
+            if kind == RecordKind.AUDIO:
+                out += body
+                self.samples += samples
+            elif kind == RecordKind.PAUSE:
+                self._paused_at = start
+            elif kind == RecordKind.RESUME and self._paused_at is not None:
+                self.pauses.append((self._paused_at, start))
+                self._paused_at = None
+        self._rest = data[pos:] if self.complete else b""
+        return bytes(out)
+
+    def finish(self) -> None:
+        """No more pieces: a record left half is a torn one; a pause never resumed lasts to the end."""
+        if self.finished:
+            return
+        self.finished = True
+        if self._rest:
+            self.complete = False
+            self._rest = b""
+        if self._paused_at is not None:  # paused until the end: the pause is kept, its audio never existed
+            self.pauses.append((self._paused_at, max(self._paused_at, self.samples)))
+            self._paused_at = None
+
+
 def parse_records(data: bytes, law: G711, call_id: str) -> SpoolContents:
     """Spool records (a file's bytes, or a call's chunks joined in order) into audio, stopping at the first
     torn or corrupt record."""
-    silence = bytes([law.silence])
-    out = bytearray()
-    pauses: list[tuple[int, int]] = []
-    paused_at: int | None = None
-    pos = 0
-    complete = True
-    while pos < len(data):
-        if len(data) - pos < _HEADER.size:
-            complete = False
-            break
-        magic, kind, _, _, start, samples, crc = _HEADER.unpack_from(data, pos)
-        body = data[pos + _HEADER.size : pos + _HEADER.size + 2 * samples]
-        if magic != MAGIC or kind not in RecordKind._value2member_map_ or len(body) != 2 * samples:
-            complete = False
-            break
-        if zlib.crc32(body) != crc:
-            complete = False
-            break
-        pos += _HEADER.size + 2 * samples
-        written = len(out) // 2
-        if start > written:
-            out += silence * (2 * (start - written))  # a paused span (or a gap): silence, aligned
-        if kind == RecordKind.AUDIO:
-            out += body
-        elif kind == RecordKind.PAUSE:
-            paused_at = start
-        elif kind == RecordKind.RESUME and paused_at is not None:
-            pauses.append((paused_at, start))
-            paused_at = None
-    if paused_at is not None:  # paused until the end: the pause is kept, its audio never existed
-        pauses.append((paused_at, max(paused_at, len(out) // 2)))
-    return SpoolContents(law, call_id, bytes(out), pauses, complete)
+    reader = RecordReader(law)
+    frames = reader.feed(data)
+    reader.finish()
+    return SpoolContents(law, call_id, frames, reader.pauses, reader.complete)
 
 
 def write_wav(contents: SpoolContents, path: Path, *, pcm: bool = False) -> None:
@@ -326,21 +361,35 @@ def write_wav(contents: SpoolContents, path: Path, *, pcm: bool = False) -> None
     os.replace(tmp, path)
 
 
+def wav_header(law: G711, samples: int) -> bytes:
+    """The header of a stereo G.711 WAV of `samples` frames (format 7 mu-law / 6 A-law, 8 bits, with the
+    `fact` chunk non-PCM formats need): what precedes the frames, so a writer can stream them after it."""
+    tag = 7 if law is G711.PCMU else 6
+    fmt = struct.pack("<HHIIHHH", tag, 2, RATE, RATE * 2, 2, 8, 0)
+    body = 2 * samples  # always even: no pad byte
+    riff = 4 + (8 + len(fmt)) + 12 + 8 + body
+    return (
+        b"RIFF"
+        + struct.pack("<I", riff)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"fact"
+        + struct.pack("<II", 4, samples)
+        + b"data"
+        + struct.pack("<I", body)
+    )
+
+
 def wav_bytes(contents: SpoolContents, *, pcm: bool = False) -> bytes:
-    """Stereo WAV, left caller, right agent: G.711 as stored (format 7 mu-law / 6 A-law, 8 bits, with the
-    `fact` chunk non-PCM formats need), or decoded to 16-bit PCM (format 1) for players without G.711."""
-    if pcm:
-        body = contents.law.decode(contents.frames).astype("<i2").tobytes()
-        fmt = struct.pack("<HHIIHH", 1, 2, RATE, RATE * 4, 4, 16)
-        chunks = [b"fmt " + struct.pack("<I", len(fmt)) + fmt]
-    else:
-        tag = 7 if contents.law is G711.PCMU else 6
-        body = contents.frames
-        fmt = struct.pack("<HHIIHHH", tag, 2, RATE, RATE * 2, 2, 8, 0)
-        chunks = [
-            b"fmt " + struct.pack("<I", len(fmt)) + fmt,
-            b"fact" + struct.pack("<II", 4, contents.samples),
-        ]
-    data = b"data" + struct.pack("<I", len(body)) + body + (b"\x00" if len(body) % 2 else b"")
-    riff = b"WAVE" + b"".join(chunks) + data
+    """Stereo WAV, left caller, right agent: G.711 as stored (`wav_header`), or decoded to 16-bit PCM
+    (format 1) for players without G.711."""
+    if not pcm:
+        return wav_header(contents.law, contents.samples) + contents.frames
+    body = contents.law.decode(contents.frames).astype("<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, 2, RATE, RATE * 4, 4, 16)
+    riff = (
+        b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"data" + struct.pack("<I", len(body)) + body
+    )
     return b"RIFF" + struct.pack("<I", len(riff)) + riff

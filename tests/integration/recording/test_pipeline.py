@@ -178,3 +178,55 @@ async def test_restarted_worker_ships_what_its_dead_predecessor_spooled_and_skip
     assert row["partial"] and row["duration_s"] == pytest.approx(3.0)  # every spooled second, shipped or not
     assert (stack.spool_dir / str(live)).exists() and not (stack.spool_dir / str(dead)).exists()
     writers[live].close()
+
+
+async def test_a_long_recording_is_sealed_and_read_back_in_bounded_memory(stack: Stack) -> None:
+    """Ten minutes of call (9.6 MB of WAV): finalising and reading it back each hold a small, fixed part of
+    it (a batch of chunks, a segment), measured with tracemalloc; an hour would hold no more."""
+    import tracemalloc
+
+    from services.media.spool import SpoolWriter
+    from services.media.spool.ship import ChunkShipper
+    from services.recording.chunks import ensure_chunk_stream
+    from services.recording.pipeline import RecordingPipeline
+    from services.recording.records import open_audio
+
+    from .conftest import tone
+
+    await ensure_chunk_stream(stack.bus.js)
+    tenant, rid, seconds = await stack.tenant(), new_id(), 600
+    shipper = ChunkShipper(stack.bus.js)
+    writer = SpoolWriter(stack.spool_dir, str(rid), G711.PCMU, flush_seconds=1.0)
+    shipper.attach(writer, tenant, rid)
+    caller, agent = G711.PCMU.encode(tone(CALLER_HZ, 8000, 0)), G711.PCMU.encode(tone(AGENT_HZ, 8000, 0))
+    for i in range(seconds + 1):
+        writer.write(caller, agent, float(i))  # a second at a time: one chunk per second of call
+    writer.close()
+    shipper.finish(rid)
+    await shipper.stop(30.0)
+    end = ev.RecordingChunksEnd(
+        tenant_id=tenant, call_id=rid, law="PCMU", chunks=writer.chunks, started_at=0.0, ended_at=601.0
+    )
+    pipeline = RecordingPipeline(stack.bus, stack.pool, stack.keys, stack.store, durable=stack.durable)
+    tracemalloc.start()
+    try:
+        await pipeline.finalise(end)
+        _, sealing_peak = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        digest, size = hashlib.sha256(), 0
+        async with tenant_tx(stack.pool, tenant, readonly=True) as conn:
+            audio = await open_audio(conn, stack.keys, stack.store, tenant, rid)
+            async for piece in audio.pieces:
+                digest.update(piece)
+                size += len(piece)
+        _, reading_peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    row = await stack.wait_status(tenant, rid, "available")
+    wav_size = 2 * 8000 * (seconds + 1) + 58
+    assert row["duration_s"] == pytest.approx(seconds + 1) and size == audio.size == wav_size
+    assert digest.hexdigest() == row["sha256"]
+    print(
+        f"\nWAV {wav_size / 1e6:.1f} MB; peak while sealing {sealing_peak / 1e6:.2f} MB, reading {reading_peak / 1e6:.2f} MB"
+    )
+    assert sealing_peak < 2_000_000 and reading_peak < 2_000_000

@@ -133,3 +133,42 @@ def test_purge_after_adds_the_retention_days() -> None:
     ended = datetime(2026, 1, 1, tzinfo=UTC)
     assert purge_after(ended, 30) == ended + timedelta(days=30)
     assert purge_after(ended, None) is None
+
+
+def test_segments_swapped_dropped_or_cut_off_never_open() -> None:
+    from services.recording.vault import Opener, Sealer
+
+    key, key_id, tenant, rid = os.urandom(32), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    plain = os.urandom(1000)
+    sealer = Sealer(key, key_id, tenant, rid, segment=100)
+    blob = b"".join(sealer.update(plain[i : i + 37]) for i in range(0, len(plain), 37)) + sealer.finish()
+    header, size = 4 + 16 + 7 + 4, 100 + 16
+    segments = [blob[header + i : header + i + size] for i in range(0, len(blob) - header, size)]
+    assert len(segments) == 10 and len(segments[-1]) == size  # 1000 = 10 full segments, the last marked last
+    opener = Opener(key, tenant, rid)
+    pieces = [opener.feed(blob[i : i + 50]) for i in range(0, len(blob), 50)] + [opener.finish()]
+    assert b"".join(pieces) == plain and max(len(p) for p in pieces) <= 100
+    head = blob[:header]
+    bad = {
+        "swapped": head + segments[1] + segments[0] + b"".join(segments[2:]),
+        "dropped": head + segments[0] + b"".join(segments[2:]),
+        "cut after a segment": head + b"".join(segments[:5]),
+        "last repeated": head + b"".join(segments) + segments[-1],
+    }
+    for why, tampered in bad.items():
+        with pytest.raises(VaultError):
+            open_blob(key, tenant, rid, tampered)
+            pytest.fail(why)
+    empty = Sealer(key, key_id, tenant, rid)
+    assert open_blob(key, tenant, rid, empty.update(b"") + empty.finish()) == b""
+
+
+def test_recordings_sealed_whole_before_segments_still_open() -> None:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    key, key_id, tenant, rid = os.urandom(32), uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    header = b"SBR1" + key_id.bytes + os.urandom(12)
+    old = header + AESGCM(key).encrypt(header[-12:], b"RIFF old", header + tenant.bytes + rid.bytes)
+    assert blob_key_id(old) == key_id and open_blob(key, tenant, rid, old) == b"RIFF old"
+    with pytest.raises(VaultError):
+        open_blob(key, uuid.uuid4(), rid, old)
