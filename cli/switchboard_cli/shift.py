@@ -1,6 +1,7 @@
 """The agent's shift from the admin's side: `agents invite` (a one-time link to set a password and sign in
-at /agent/), `agents signout` (force an agent out everywhere), and `desk-settings` (the tenant's disposition
-codes, away reasons, and whether an open wrap-up form extends wrap-up)."""
+at /agent/), `agents signout` (force an agent out everywhere), `desk-settings` (the tenant's disposition
+codes, away reasons, and whether an open wrap-up form extends wrap-up), and `settings` (tenant-wide: the
+agents' reconnect grace)."""
 
 from __future__ import annotations
 
@@ -160,3 +161,46 @@ def register(cli: click.Group) -> None:
             emit_json(saved)
             return
         _show(saved)
+
+    tenant = group(
+        cli, "settings", "Tenant-wide settings: how long a disconnected agent keeps its seat and calls."
+    )
+
+    def _show_settings(settings: switchboard.TenantSettings) -> None:
+        details(
+            [
+                (
+                    "agent grace",
+                    f"{settings.agent_grace_seconds} s (a disconnected agent keeps its seat and calls)",
+                )
+            ]
+        )
+
+    @command(tenant, "show")
+    def settings_show(state: State) -> None:
+        """Show the tenant's settings."""
+        with state.client() as client:
+            settings = client.settings.get()
+        if state.json:
+            emit_json(settings)
+            return
+        _show_settings(settings)
+
+    @command(tenant, "set")
+    @click.option(
+        "--agent-grace",
+        type=click.IntRange(0, 600),
+        metavar="SECONDS",
+        help="How long (0-600 s, default 20) an agent whose desk lost its connection keeps its seat and calls"
+        " before it is signed out and its caller goes back in line.",
+    )
+    def settings_set(state: State, agent_grace: int | None) -> None:
+        """Change the tenant's settings (admin key); what is not given is kept."""
+        if agent_grace is None:
+            raise CliError("give --agent-grace SECONDS")
+        with state.client() as client:
+            saved = client.settings.update(agent_grace_seconds=agent_grace)
+        if state.json:
+            emit_json(saved)
+            return
+        _show_settings(saved)

@@ -29,6 +29,7 @@ from .models import (
     Signout,
     SignupResult,
     SupervisorScope,
+    TenantSettings,
     Usage,
     WidgetToken,
 )
@@ -69,6 +70,8 @@ __all__ = [
     "seats_get",
     "signup",
     "supervisor_scope",
+    "tenant_settings_get",
+    "tenant_settings_patch",
     "update",
     "usage",
     "webhook_create",
@@ -196,6 +199,15 @@ def desk_settings_put(settings: DeskSettings) -> Call[DeskSettings]:
         "wrap_up_form_extends": settings.wrap_up_form_extends,
     }
     return Call[DeskSettings]("PUT", "/v1/desk-settings", DeskSettings, body=body)
+
+
+def tenant_settings_get() -> Call[TenantSettings]:
+    return Call[TenantSettings]("GET", "/v1/me/settings", TenantSettings)
+
+
+def tenant_settings_patch(*, agent_grace_seconds: int | None = None) -> Call[TenantSettings]:
+    body = fields(agent_grace_seconds=agent_grace_seconds)
+    return Call[TenantSettings]("PATCH", "/v1/me/settings", TenantSettings, body=body)
 
 
 def contacts_page(

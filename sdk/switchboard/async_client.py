@@ -50,6 +50,7 @@ from .models import (
     SignupResult,
     Site,
     SupervisorScope,
+    TenantSettings,
     Trunk,
     Usage,
     WidgetKey,
@@ -104,6 +105,7 @@ class AsyncClient:
         self.webhooks = AsyncWebhooks(self)
         self.widget_keys = AsyncWidgetKeys(self)
         self.desk_settings = AsyncDeskSettingsResource(self)
+        self.settings = AsyncSettingsResource(self)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -600,6 +602,19 @@ class AsyncDeskSettingsResource(_Resource):
 
     async def set(self, settings: DeskSettings) -> DeskSettings:
         saved: DeskSettings = await self._client._run(_calls.desk_settings_put(settings))
+        return saved
+
+
+class AsyncSettingsResource(_Resource):
+    """Tenant-wide settings: the agents' reconnect grace (admin keys change them)."""
+
+    async def get(self) -> TenantSettings:
+        settings: TenantSettings = await self._client._run(_calls.tenant_settings_get())
+        return settings
+
+    async def update(self, *, agent_grace_seconds: int | None = None) -> TenantSettings:
+        call = _calls.tenant_settings_patch(agent_grace_seconds=agent_grace_seconds)
+        saved: TenantSettings = await self._client._run(call)
         return saved
 
 

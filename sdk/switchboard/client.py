@@ -50,6 +50,7 @@ from .models import (
     SignupResult,
     Site,
     SupervisorScope,
+    TenantSettings,
     Trunk,
     Usage,
     WidgetKey,
@@ -129,6 +130,7 @@ class Client:
         self.webhooks = Webhooks(self)
         self.widget_keys = WidgetKeys(self)
         self.desk_settings = DeskSettingsResource(self)
+        self.settings = SettingsResource(self)
 
     def __enter__(self) -> Client:
         return self
@@ -646,6 +648,19 @@ class DeskSettingsResource(_Resource):
 
     def set(self, settings: DeskSettings) -> DeskSettings:
         saved: DeskSettings = self._client._run(_calls.desk_settings_put(settings))
+        return saved
+
+
+class SettingsResource(_Resource):
+    """Tenant-wide settings: the agents' reconnect grace (admin keys change them)."""
+
+    def get(self) -> TenantSettings:
+        settings: TenantSettings = self._client._run(_calls.tenant_settings_get())
+        return settings
+
+    def update(self, *, agent_grace_seconds: int | None = None) -> TenantSettings:
+        call = _calls.tenant_settings_patch(agent_grace_seconds=agent_grace_seconds)
+        saved: TenantSettings = self._client._run(call)
         return saved
 
 

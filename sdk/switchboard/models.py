@@ -35,6 +35,7 @@ __all__ = [
     "Site",
     "SupervisorScope",
     "Tenant",
+    "TenantSettings",
     "TimelineEntry",
     "Trunk",
     "Usage",
@@ -169,6 +170,13 @@ class DeskSettings(Model, kw_only=True):
     dispositions: list[Choice]
     away_reasons: list[Choice]
     wrap_up_form_extends: bool = True
+
+
+class TenantSettings(Model, kw_only=True):
+    """Tenant-wide settings (`/v1/me/settings`). `agent_grace_seconds`: how long an agent whose client lost
+    its socket keeps its seat and calls before it is signed out (docs/agent-protocol.md, Reconnecting)."""
+
+    agent_grace_seconds: int
 
 
 class AgentToken(Model, kw_only=True):

@@ -1,4 +1,4 @@
-"""`switchboard agents invite|signout` and `switchboard desk-settings`, and the SDK calls under them (sync and
+"""`switchboard agents invite|signout`, `switchboard desk-settings` and `switchboard settings`, and the SDK calls under them (sync and
 async), against the real API process: the link printed sets a password, signout ends the session."""
 
 from __future__ import annotations
@@ -79,6 +79,16 @@ def test_desk_settings_show_and_set(run: Any) -> None:
     assert "give --disposition" in run("desk-settings", "set", code=1).stderr
 
 
+def test_settings_show_and_set_the_agents_grace(run: Any) -> None:
+    assert "20 s" in run("settings", "show").stdout  # the default
+    saved = json.loads(run("settings", "set", "--agent-grace", "45", "--json").stdout)
+    assert saved == {"agent_grace_seconds": 45}
+    assert json.loads(run("settings", "show", "--json").stdout) == {"agent_grace_seconds": 45}
+    assert "45 s" in run("settings", "set", "--agent-grace", "45").stdout
+    assert "0<=x<=600" in run("settings", "set", "--agent-grace", "601", code=2).stderr
+    assert "give --agent-grace" in run("settings", "set", code=1).stderr
+
+
 def test_async_sdk_invites_and_changes_desk_settings(api_server: str) -> None:
     tag = uuid.uuid4().hex[:10]
     key = switchboard.signup(f"Async {tag}", f"a-{tag}@acme.example", base_url=api_server).api_key.key
@@ -92,5 +102,7 @@ def test_async_sdk_invites_and_changes_desk_settings(api_server: str) -> None:
             settings = await client.desk_settings.get()
             settings.away_reasons = [switchboard.Choice(code="coffee", label="Coffee")]
             assert (await client.desk_settings.set(settings)).away_reasons == settings.away_reasons
+            assert (await client.settings.update(agent_grace_seconds=7)).agent_grace_seconds == 7
+            assert (await client.settings.get()).agent_grace_seconds == 7
 
     asyncio.run(go())
