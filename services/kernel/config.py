@@ -67,6 +67,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # (default file:<data dir>/recordings; s3://bucket[/prefix] with the SB_S3_* settings); how long a
     # signed playback URL lives.
     recording_key_file: str = ""
+    # Master keys being retired (comma-separated files): they still unwrap the data keys they wrapped until
+    # `switchboard recordings rewrap` (or the recording service at start) moves those under the current one.
+    recording_old_key_files: str = ""
     recording_store: str = ""
     recording_url_ttl_s: int = 300
     s3_endpoint_url: str = ""
@@ -130,6 +133,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "turn_secret": ("SB_TURN_SECRET", str),
     "turn_ttl_s": ("SB_TURN_TTL_S", int),
     "recording_key_file": ("SB_RECORDING_KEY_FILE", str),
+    "recording_old_key_files": ("SB_RECORDING_OLD_KEY_FILES", str),
     "recording_store": ("SB_RECORDING_STORE", str),
     "recording_url_ttl_s": ("SB_RECORDING_URL_TTL_S", int),
     "s3_endpoint_url": ("SB_S3_ENDPOINT_URL", str),

@@ -15,6 +15,7 @@ from services.kernel.service import run_service
 from services.kernel.waits import close_pool
 
 from .pipeline import CONSUMER, RecordingPipeline
+from .rewrap import rewrap_all
 from .setup import keyring_from, store_from
 
 # The purge wakes when the next recording falls due, and at least this often (retention changes and
@@ -55,6 +56,13 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     purge = None
     try:
         await pipeline.start()
+        if pipeline.keys.previous:  # a master key rotation under way: finish it
+            try:
+                moved = await rewrap_all(pool, pipeline.keys)
+            except Exception as exc:  # reads still work through the old masters: say so, keep recording
+                get_logger().error("recording_rewrap_failed", error=f"{type(exc).__name__}: {exc}")
+            else:
+                get_logger().info("recording_keys_rewrapped", tenants=len(moved), keys=sum(moved.values()))
         purge = asyncio.create_task(_purge_loop(pipeline, stop))
         await stop.wait()
     finally:

@@ -15,7 +15,9 @@ __all__ = ["keyring_from", "store_from"]
 
 def keyring_from(settings: Settings) -> KeyRing:
     path = Path(settings.recording_key_file) if settings.recording_key_file else None
-    return KeyRing(LocalMasterKey.load_or_create(path or settings.data_dir / "keys" / "recording-master.key"))
+    master = LocalMasterKey.load_or_create(path or settings.data_dir / "keys" / "recording-master.key")
+    old = [Path(p.strip()) for p in settings.recording_old_key_files.split(",") if p.strip()]
+    return KeyRing(master, [LocalMasterKey.load(p) for p in old])
 
 
 def store_from(settings: Settings) -> BlobStore:

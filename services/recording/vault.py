@@ -20,6 +20,7 @@ import hashlib
 import os
 import stat
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -81,8 +82,7 @@ class LocalMasterKey:
 
     @classmethod
     def load_or_create(cls, path: Path) -> LocalMasterKey:
-        """The key in `path`, made (32 random bytes, 0600) if the file does not exist. A file others can
-        read, or of the wrong size, is refused: a silently weak master key is worse than none."""
+        """The key in `path`, made (32 random bytes, 0600) if the file does not exist."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
@@ -94,7 +94,17 @@ class LocalMasterKey:
                 f.write(os.urandom(32))
                 f.flush()
                 os.fsync(f.fileno())
-        mode = stat.S_IMODE(path.stat().st_mode)
+        return cls.load(path)
+
+    @classmethod
+    def load(cls, path: Path) -> LocalMasterKey:
+        """The key in an existing file. A file others can read, or of the wrong size, is refused: a silently
+        weak master key is worse than none."""
+        path = Path(path)
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except FileNotFoundError:
+            raise VaultError(f"the master key file {path} does not exist") from None
         if mode & 0o077:
             raise VaultError(
                 f"the master key file {path} is readable by others (mode {mode:o}); chmod 600 it"
@@ -278,11 +288,39 @@ def _context(tenant_id: uuid.UUID, key_id: uuid.UUID) -> bytes:
 
 class KeyRing:
     """Tenants' data keys, read through a tenant-scoped connection (so RLS decides who sees a key) and
-    kept unwrapped in memory by (tenant, key id) once read."""
+    kept unwrapped in memory by (tenant, key id) once read.
 
-    def __init__(self, master: MasterKey) -> None:
+    `master` wraps every new data key; `previous` master keys (a master key rotation under way) still
+    unwrap the data keys they wrapped until `rewrap` has moved those under `master`. A data key never
+    changes in a rewrap, so every recording it sealed stays readable throughout."""
+
+    def __init__(self, master: MasterKey, previous: Sequence[MasterKey] = ()) -> None:
         self.master = master
+        self.previous = [m for m in previous if m.key_id != master.key_id]
         self._cache: dict[tuple[uuid.UUID, uuid.UUID], bytes] = {}
+
+    def _master(self, key_id: str) -> MasterKey | None:
+        return next((m for m in (self.master, *self.previous) if m.key_id == key_id), None)
+
+    async def rewrap(self, conn: asyncpg.Connection, tenant_id: uuid.UUID) -> int:
+        """Every data key of `tenant_id` wrapped by a previous master, wrapped again by the current one; how
+        many. A key no configured master unwraps is an error (nothing is changed for this tenant)."""
+        rows = await conn.fetch(
+            """SELECT id, master_key_id, wrapped FROM recording_keys
+               WHERE tenant_id = $1 AND master_key_id <> $2 FOR UPDATE""",
+            tenant_id,
+            self.master.key_id,
+        )
+        for row in rows:
+            context = _context(tenant_id, row["id"])
+            data_key = self._unwrap(tenant_id, row)
+            await conn.execute(
+                "UPDATE recording_keys SET master_key_id = $2, wrapped = $3 WHERE id = $1",
+                row["id"],
+                self.master.key_id,
+                self.master.wrap(data_key, context),
+            )
+        return len(rows)
 
     async def current(self, conn: asyncpg.Connection, tenant_id: uuid.UUID) -> tuple[uuid.UUID, bytes]:
         """The key new recordings of `tenant_id` are sealed with, made on first use."""
@@ -330,10 +368,12 @@ class KeyRing:
         cached = self._cache.get((tenant_id, key_id))
         if cached is not None:
             return cached
-        if row["master_key_id"] != self.master.key_id:
+        master = self._master(row["master_key_id"])
+        if master is None:
             raise VaultError(
-                f"data key {key_id} is wrapped by master key {row['master_key_id']}, not this one"
+                f"data key {key_id} is wrapped by master key {row['master_key_id']}, which is not configured"
+                " (SB_RECORDING_KEY_FILE, SB_RECORDING_OLD_KEY_FILES)"
             )
-        data_key = self.master.unwrap(bytes(row["wrapped"]), _context(tenant_id, key_id))
+        data_key = master.unwrap(bytes(row["wrapped"]), _context(tenant_id, key_id))
         self._cache[(tenant_id, key_id)] = data_key
         return data_key

@@ -230,3 +230,51 @@ async def test_a_long_recording_is_sealed_and_read_back_in_bounded_memory(stack:
         f"\nWAV {wav_size / 1e6:.1f} MB; peak while sealing {sealing_peak / 1e6:.2f} MB, reading {reading_peak / 1e6:.2f} MB"
     )
     assert sealing_peak < 2_000_000 and reading_peak < 2_000_000
+
+
+async def test_rewrap_under_a_new_master_key_keeps_old_recordings_readable(
+    stack: Stack, infra: Any, tmp_path: Any
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+    from switchboard_cli.main import cli
+
+    from services.recording.vault import KeyRing, LocalMasterKey
+
+    await stack.start_pipeline()
+    tenant = await stack.tenant()
+    rid = await stack.record_call(tenant, 1.0)
+    row = await stack.wait_status(tenant, rid, "available")
+    old = LocalMasterKey.load(stack.key_path)
+    new_path = tmp_path / "keys" / "new-master.key"
+    new = LocalMasterKey.load_or_create(new_path)
+
+    async def play(keys: KeyRing) -> bytes:
+        async with tenant_tx(stack.pool, tenant, readonly=True) as conn:
+            return (await read_audio(conn, keys, stack.store, tenant, rid)).wav
+
+    before = await play(stack.keys)
+    assert await play(KeyRing(new, [old])) == before  # during the rotation: the old master still unwraps
+    with pytest.raises(RecordingError, match="not configured"):
+        await play(KeyRing(new))  # the new master alone cannot, yet
+
+    def rewrap(*more: str) -> Any:  # on a thread: the command runs its own event loop
+        args = ["recordings", "rewrap", "--database-url", infra.app_url, "--key-file", str(new_path)]
+        return asyncio.to_thread(CliRunner().invoke, cli, [*args, "--tenant", str(tenant), *more])
+
+    refused = await rewrap()
+    assert refused.exit_code == 1 and "not configured" in refused.stderr  # the old master not given
+    done = await rewrap("--old-key-file", str(stack.key_path), "--json")
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.stdout) == {"master_key_id": new.key_id, "keys": 1, "tenants": {str(tenant): 1}}
+    async with tenant_tx(stack.pool, tenant, readonly=True) as conn:
+        assert (
+            await conn.fetchval("SELECT master_key_id FROM recording_keys WHERE id = $1", row["key_id"])
+            == new.key_id
+        )
+    assert await play(KeyRing(new)) == before  # the same data key, now under the new master only
+    with pytest.raises(RecordingError, match="not configured"):
+        await play(KeyRing(old))
+    again = await rewrap("--json")
+    assert json.loads(again.stdout)["keys"] == 0  # nothing left under the old master
