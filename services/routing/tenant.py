@@ -461,6 +461,9 @@ class TenantRunner:
                     preferred_agent_id=None if c.agent_id is None else str(c.agent_id),
                     preferred_window_s=c.window_s,
                 )
+            case ev.RoutingPrioritize():
+                agent = None if c.agent_id is None else str(c.agent_id)
+                return core.Prioritize(id=cid, contact_id=str(c.call_id), agent_id=agent)
             case ev.RoutingSetVirtualHold():
                 return core.SetVirtualHold(id=cid, contact_id=str(c.call_id), on=c.on)
             case ev.RoutingAgentLinked():

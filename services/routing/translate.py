@@ -34,6 +34,7 @@ BUS_COMMANDS: tuple[type[Command], ...] = (
     ev.RoutingEnd,
     ev.RoutingTransfer,
     ev.RoutingSetVirtualHold,
+    ev.RoutingPrioritize,
     ev.RoutingPosition,
     ev.RoutingQueueStatus,
     ev.RoutingDrainSite,

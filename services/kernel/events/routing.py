@@ -27,6 +27,7 @@ __all__ = [
     "RoutingEnqueue",
     "RoutingLoseSite",
     "RoutingPosition",
+    "RoutingPrioritize",
     "RoutingQueueStatus",
     "RoutingReject",
     "RoutingRestoreSite",
@@ -173,6 +174,15 @@ class RoutingTransfer(RoutingCommand, kw_only=True, frozen=True):
     queue_id: uuid.UUID
     agent_id: uuid.UUID | None = None  # a transfer to this agent: offered to them first, for `window_s`
     window_s: float | None = None
+
+
+class RoutingPrioritize(RoutingCommand, kw_only=True, frozen=True):
+    """A supervisor's hand on the line: the waiting contact to the front of its queue, or with `agent_id`
+    offered to that agent now (a pull). Reply data: {contact_id, queue_id, position} or {..., agent_id,
+    offer_id}."""
+
+    name = "prioritize"
+    agent_id: uuid.UUID | None = None
 
 
 class RoutingSetVirtualHold(RoutingCommand, kw_only=True, frozen=True):

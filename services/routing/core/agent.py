@@ -36,7 +36,8 @@ S = AgentState
 TRANSITIONS: dict[AgentState, frozenset[AgentState]] = {
     S.LOGGED_OUT: frozenset({S.AVAILABLE, S.AWAY}),
     S.AVAILABLE: frozenset({S.AWAY, S.RESERVED, S.LOGGED_OUT}),
-    S.AWAY: frozenset({S.AVAILABLE, S.AWAY, S.LOGGED_OUT}),
+    # away -> reserved: only a supervisor's pull offers a contact to an agent who is away (core/floor.py).
+    S.AWAY: frozenset({S.AVAILABLE, S.AWAY, S.RESERVED, S.LOGGED_OUT}),
     S.RESERVED: frozenset({S.ON_CONTACT, S.AVAILABLE, S.AWAY, S.WRAP_UP, S.LOGGED_OUT}),
     S.ON_CONTACT: frozenset({S.WRAP_UP, S.AVAILABLE, S.AWAY, S.RESERVED, S.LOGGED_OUT}),
     S.WRAP_UP: frozenset({S.AVAILABLE, S.AWAY, S.LOGGED_OUT}),

@@ -24,6 +24,7 @@ __all__ = [
     "EndContact",
     "Enqueue",
     "LoseSite",
+    "Prioritize",
     "Reject",
     "Reply",
     "RestoreSite",
@@ -137,6 +138,14 @@ class SetVirtualHold(Command, frozen=True, kw_only=True, tag="set_virtual_hold")
     on: bool
 
 
+class Prioritize(Command, frozen=True, kw_only=True, tag="prioritize"):
+    """A supervisor's hand on the line (core/floor.py): the waiting contact goes to the front of its
+    queue, or with `agent_id` is pulled, offered to that agent now (outside the line's order)."""
+
+    contact_id: str
+    agent_id: str | None = None
+
+
 class DrainSite(Command, frozen=True, kw_only=True, tag="drain_site"):
     site_id: str
 
@@ -165,6 +174,7 @@ AnyCommand = (
     | WrapUpDone
     | TransferToQueue
     | SetVirtualHold
+    | Prioritize
     | DrainSite
     | LoseSite
     | RestoreSite

@@ -9,7 +9,7 @@ from typing import Any
 
 import msgspec
 
-from . import presence
+from . import floor, presence
 from . import snapshot as snap
 from .agent import AgentState, Rejected
 from .commands import (
@@ -26,6 +26,7 @@ from .commands import (
     EndContact,
     Enqueue,
     LoseSite,
+    Prioritize,
     Reject,
     Reply,
     RestoreSite,
@@ -779,6 +780,7 @@ class Engine(Operations):
         WrapUpDone: Operations._wrap_up_done,
         TransferToQueue: _transfer,
         SetVirtualHold: _virtual_hold,
+        Prioritize: floor.prioritize,
         DrainSite: _drain_site,
         LoseSite: _lose_site,
         RestoreSite: _restore_site,
