@@ -185,19 +185,30 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--leg",
         "leg_id",
-        required=True,
         metavar="LEG_ID",
-        help="Your endpoint: the WebRTC leg your browser opened for this contact (the console shows it).",
+        help="Your endpoint: the WebRTC leg your browser opened for this contact (the console shows it), "
+        "or the leg a --phone answer named (to switch mode or leave).",
     )
-    def contacts_monitor(state: State, contact_id: str, mode: str, leg_id: str) -> None:
-        """Step into a live call as a supervisor (a supervisor or admin key); run again to switch mode.
-        Nobody on the call is told."""
+    @click.option(
+        "--phone",
+        metavar="SIP_URI",
+        help="Your desk phone (sip:user@host[:port]): the platform rings it and it becomes your leg.",
+    )
+    def contacts_monitor(
+        state: State, contact_id: str, mode: str, leg_id: str | None, phone: str | None
+    ) -> None:
+        """Step into a live call as a supervisor (a supervisor or admin key) through your browser's leg
+        (--leg) or your phone (--phone); run again with --leg to switch mode. Nobody on the call is told."""
         if not is_uuid(contact_id):
             raise CliError(f"{contact_id!r} is not a contact id")
-        if not is_uuid(leg_id):
+        if (leg_id is None) == (phone is None):
+            raise CliError("give exactly one of --leg LEG_ID and --phone SIP_URI")
+        if leg_id is not None and not is_uuid(leg_id):
             raise CliError(f"--leg {leg_id!r} is not a leg id")
+        if phone is not None and not phone.lower().startswith(("sip:", "sips:")):
+            raise CliError(f"--phone {phone!r} is not a sip: address (sip:user@host[:port])")
         with state.client() as client:
-            session = client.contacts.monitor(contact_id, mode, leg_id)
+            session = client.contacts.monitor(contact_id, mode, leg_id, phone=phone)
         if state.json:
             emit_json(session)
             return
@@ -219,6 +230,38 @@ def register(cli: click.Group) -> None:
             emit_json(moved)
             return
         output.note(f"Contact {moved.contact_id} now waits in queue {moved.queue_id}.")
+
+    @command(contacts, "front")
+    @click.argument("contact_id", metavar="ID")
+    def contacts_front(state: State, contact_id: str) -> None:
+        """Put a contact waiting in line at the front of its queue (a supervisor or admin key)."""
+        if not is_uuid(contact_id):
+            raise CliError(f"{contact_id!r} is not a contact id")
+        with state.client() as client:
+            done = client.contacts.front(contact_id)
+        if state.json:
+            emit_json(done)
+            return
+        output.note(f"Contact {done.contact_id} is now first in queue {done.queue_id}.")
+
+    @command(contacts, "pull")
+    @click.argument("contact_id", metavar="ID")
+    @click.option(
+        "--agent",
+        required=True,
+        metavar="EMAIL_OR_ID",
+        help="The agent who gets it now (even one who is away; not one on a call).",
+    )
+    def contacts_pull(state: State, contact_id: str, agent: str) -> None:
+        """Offer a contact waiting in line to an agent now, ahead of the line (a supervisor or admin key)."""
+        if not is_uuid(contact_id):
+            raise CliError(f"{contact_id!r} is not a contact id")
+        with state.client() as client:
+            done = client.contacts.pull(contact_id, agent)
+        if state.json:
+            emit_json(done)
+            return
+        output.note(f"Contact {done.contact_id} is offered to agent {done.agent_id} now.")
 
     @command(contacts, "show")
     @click.argument("contact_id", metavar="ID")

@@ -10,7 +10,7 @@ import switchboard
 
 from .context import CliError, State, command, emit_json, group
 from .output import details, note, table
-from .resources import find_agent, find_queue
+from .resources import find_agent, find_queue, find_site
 
 __all__ = ["register"]
 
@@ -114,6 +114,109 @@ def register(cli: click.Group) -> None:
             return
         where = "the whole tenant" if scope.queue_ids is None else f"{len(scope.queue_ids)} queue(s)"
         note(f"{scope.email} now watches {where}")
+
+    @command(supervisors, "scope")
+    @click.argument("account_id", metavar="ACCOUNT_ID")
+    @click.option(
+        "--queue", "queues", multiple=True, metavar="NAME_OR_ID", help="A queue they watch (repeat)."
+    )
+    @click.option("--site", "sites", multiple=True, metavar="NAME_OR_ID", help="A site they watch (repeat).")
+    @click.option("--all", "everything", is_flag=True, help="The whole tenant again.")
+    def supervisors_scope(
+        state: State, account_id: str, queues: tuple[str, ...], sites: tuple[str, ...], everything: bool
+    ) -> None:
+        """Limit a supervisor to some queues and sites: they see those queues and the queues at those sites,
+        and the agents at those sites or serving those queues; --all: the whole tenant."""
+        if everything == bool(queues or sites):
+            raise CliError("give --queue and/or --site (one or more), or --all")
+        with state.client() as client:
+            queue_ids = None if everything else [find_queue(client, q).id for q in queues]
+            site_ids = None if everything else [find_site(client, x).id for x in sites]
+            scope = client.set_supervisor_scope(account_id, queue_ids, site_ids)
+        if state.json:
+            emit_json(scope)
+            return
+        if scope.queue_ids is None and scope.site_ids is None:
+            note(f"{scope.email} now watches the whole tenant")
+        else:
+            note(
+                f"{scope.email} now watches {len(scope.queue_ids or [])} queue(s) and {len(scope.site_ids or [])} site(s)"
+            )
+
+    alerts = group(cli, "alerts", "The thresholds that raise queue alerts in the supervisor console.")
+
+    def _threshold(value: int | None, unit: str, unset: str) -> str:
+        return unset if value is None else f"{value}{unit}"
+
+    def _policy_row(name: str, p: switchboard.AlertPolicy) -> list[str]:
+        return [
+            name,
+            _threshold(p.longest_wait_seconds, " s", "queue's SL threshold"),
+            _threshold(p.service_level_below_percent, " %", "queue's target"),
+            _threshold(p.waiting_over, "", "-"),
+            _threshold(p.away_over_percent, " %", "-"),
+        ]
+
+    @command(alerts, "show")
+    def alerts_show(state: State) -> None:
+        """Show the default thresholds and each queue's own."""
+        with state.client() as client:
+            policies = client.alert_policy()
+        if state.json:
+            emit_json(policies)
+            return
+        rows = [_policy_row("(default)", policies.default)]
+        rows += [_policy_row(q.queue_name, q.policy) for q in policies.queues]
+        table(["QUEUE", "LONGEST WAIT OVER", "SL UNDER", "WAITING OVER", "AWAY OVER"], rows)
+
+    @command(alerts, "set")
+    @click.option("--queue", metavar="NAME_OR_ID", help="This queue's own thresholds (else the default).")
+    @click.option(
+        "--longest-wait", type=click.IntRange(1, 86_400), metavar="SECONDS", help="A caller waiting longer."
+    )
+    @click.option(
+        "--sl-below", type=click.IntRange(1, 100), metavar="PERCENT", help="Service level today under this."
+    )
+    @click.option(
+        "--waiting-over", type=click.IntRange(1, 100_000), metavar="N", help="More callers waiting."
+    )
+    @click.option(
+        "--away-over", type=click.IntRange(1, 100), metavar="PERCENT", help="More signed-in agents away."
+    )
+    def alerts_set(
+        state: State,
+        queue: str | None,
+        longest_wait: int | None,
+        sl_below: int | None,
+        waiting_over: int | None,
+        away_over: int | None,
+    ) -> None:
+        """Set alert thresholds (an admin key); a threshold not given is unset: the wait is held to the
+        queue's SL threshold, the service level to the queue's target, waiting and away are not watched."""
+        policy = switchboard.AlertPolicy(
+            longest_wait_seconds=longest_wait,
+            service_level_below_percent=sl_below,
+            waiting_over=waiting_over,
+            away_over_percent=away_over,
+        )
+        with state.client() as client:
+            queue_id = find_queue(client, queue).id if queue else None
+            saved = client.set_alert_policy(policy, queue_id)
+        if state.json:
+            emit_json(saved)
+            return
+        note(f"alert thresholds set for {queue or 'every queue without its own'}")
+
+    @command(alerts, "clear")
+    @click.option("--queue", required=True, metavar="NAME_OR_ID", help="The queue whose own thresholds go.")
+    def alerts_clear(state: State, queue: str) -> None:
+        """Remove a queue's own thresholds: the default applies there again (an admin key)."""
+        with state.client() as client:
+            client.clear_alert_policy(find_queue(client, queue).id)
+        if state.json:
+            emit_json({"queue": queue, "cleared": True})
+            return
+        note(f"{queue} now follows the default thresholds")
 
     desk = group(cli, "desk-settings", "The agent desk's disposition codes, away reasons and wrap-up rule.")
 

@@ -35,6 +35,8 @@ from .flows import Deployed, Flow, FlowIssue, FlowVersion, VersionSummary
 from .models import (
     Agent,
     AgentToken,
+    AlertPolicies,
+    AlertPolicy,
     AuditEntry,
     Choice,
     Contact,
@@ -75,6 +77,8 @@ __all__ = [
     "AgentSession",
     "AgentTimeoutError",
     "AgentToken",
+    "AlertPolicies",
+    "AlertPolicy",
     "ApiError",
     "AsyncClient",
     "AuditEntry",

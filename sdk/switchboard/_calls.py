@@ -15,8 +15,11 @@ from ._core import Call
 from .models import (
     AgentStateSet,
     AgentToken,
+    AlertPolicies,
+    AlertPolicy,
     Contact,
     ContactMoved,
+    ContactPrioritized,
     ContactSummary,
     DeskSettings,
     Invite,
@@ -40,9 +43,14 @@ __all__ = [
     "agent_signout",
     "agent_state",
     "agent_token",
+    "alert_policy_clear",
+    "alert_policy_get",
+    "alert_policy_put",
+    "contact_front",
     "contact_get",
     "contact_monitor",
     "contact_move",
+    "contact_pull",
     "contacts_export",
     "contacts_page",
     "create",
@@ -70,6 +78,7 @@ __all__ = [
     "seats_get",
     "signup",
     "supervisor_scope",
+    "supervisor_site_scope",
     "tenant_settings_get",
     "tenant_settings_patch",
     "update",
@@ -182,6 +191,47 @@ def supervisor_scope(account_id: str, queue_ids: list[str] | None) -> Call[Super
     )
 
 
+def supervisor_site_scope(
+    account_id: str, queue_ids: list[str] | None, site_ids: list[str] | None
+) -> Call[SupervisorScope]:
+    return Call[SupervisorScope](
+        "PUT",
+        f"/v1/supervisors/{_id(account_id)}/scope",
+        SupervisorScope,
+        body={"queue_ids": queue_ids, "site_ids": site_ids},
+    )
+
+
+def alert_policy_get() -> Call[AlertPolicies]:
+    return Call[AlertPolicies]("GET", "/v1/alert-policy", AlertPolicies)
+
+
+def alert_policy_put(queue_id: str | None, policy: AlertPolicy) -> Call[AlertPolicy]:
+    path = "/v1/alert-policy" if queue_id is None else f"/v1/alert-policy/queues/{_id(queue_id)}"
+    body = {
+        "longest_wait_seconds": policy.longest_wait_seconds,
+        "service_level_below_percent": policy.service_level_below_percent,
+        "waiting_over": policy.waiting_over,
+        "away_over_percent": policy.away_over_percent,
+    }
+    return Call[AlertPolicy]("PUT", path, AlertPolicy, body=body)
+
+
+def alert_policy_clear(queue_id: str) -> Call[None]:
+    return Call[None]("DELETE", f"/v1/alert-policy/queues/{_id(queue_id)}")
+
+
+def contact_front(contact_id: str) -> Call[ContactPrioritized]:
+    return Call[ContactPrioritized]("POST", f"/v1/contacts/{_id(contact_id)}/front", ContactPrioritized)
+
+
+def contact_pull(contact_id: str, agent: str | None) -> Call[ContactPrioritized]:
+    body = {} if agent is None else {"agent": agent}
+    return Call[ContactPrioritized](
+        "POST", f"/v1/contacts/{_id(contact_id)}/pull", ContactPrioritized, body=body
+    )
+
+
 def contact_move(contact_id: str, queue: str) -> Call[ContactMoved]:
     return Call[ContactMoved](
         "POST", f"/v1/contacts/{_id(contact_id)}/queue", ContactMoved, body={"queue": queue}
@@ -283,13 +333,15 @@ def recording_delete(recording_id: str) -> Call[None]:
     return Call[None]("DELETE", f"/v1/recordings/{_id(recording_id)}")
 
 
-def contact_monitor(contact_id: str, mode: str, leg_id: str) -> Call[MonitorSession]:
-    return Call[MonitorSession](
-        "POST",
-        f"/v1/contacts/{_id(contact_id)}/monitor",
-        MonitorSession,
-        body={"mode": mode, "leg_id": leg_id},
-    )
+def contact_monitor(
+    contact_id: str, mode: str, leg_id: str | None, phone: str | None = None
+) -> Call[MonitorSession]:
+    body: dict[str, str] = {"mode": mode}
+    if leg_id is not None:
+        body["leg_id"] = leg_id
+    if phone is not None:
+        body["phone"] = phone
+    return Call[MonitorSession]("POST", f"/v1/contacts/{_id(contact_id)}/monitor", MonitorSession, body=body)
 
 
 def recording_pause(recording_id: str, pause: bool) -> Call[Recording]:

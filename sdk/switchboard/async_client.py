@@ -32,9 +32,12 @@ from .models import (
     Agent,
     AgentStateSet,
     AgentToken,
+    AlertPolicies,
+    AlertPolicy,
     AuditEntry,
     Contact,
     ContactMoved,
+    ContactPrioritized,
     ContactSummary,
     DeskSettings,
     Invite,
@@ -133,6 +136,30 @@ class AsyncClient:
         (an admin key)."""
         scope: SupervisorScope = await self._run(_calls.supervisor_scope(account_id, queue_ids))
         return scope
+
+    async def set_supervisor_scope(
+        self, account_id: str, queue_ids: list[str] | None, site_ids: list[str] | None
+    ) -> SupervisorScope:
+        """Limit a supervisor to these queues and sites (and the agents at those sites or serving those
+        queues); both None: the whole tenant (an admin key)."""
+        scope: SupervisorScope = await self._run(
+            _calls.supervisor_site_scope(account_id, queue_ids, site_ids)
+        )
+        return scope
+
+    async def alert_policy(self) -> AlertPolicies:
+        """The tenant's alert thresholds: the default and each queue's own (a supervisor or admin key)."""
+        policies: AlertPolicies = await self._run(_calls.alert_policy_get())
+        return policies
+
+    async def set_alert_policy(self, policy: AlertPolicy, queue_id: str | None = None) -> AlertPolicy:
+        """Set the default thresholds, or one queue's own (replacing the default there); an admin key."""
+        saved: AlertPolicy = await self._run(_calls.alert_policy_put(queue_id, policy))
+        return saved
+
+    async def clear_alert_policy(self, queue_id: str) -> None:
+        """Remove a queue's own thresholds: the default applies there again (an admin key)."""
+        await self._run(_calls.alert_policy_clear(queue_id))
 
     async def invite_supervisor(self, email: str, role: str = "supervisor") -> Invite:
         """A one-time link for a supervisor (or, with role "admin", an admin) to set a password and sign in;
@@ -564,11 +591,25 @@ class AsyncContacts(_Resource):
         moved: ContactMoved = await self._client._run(_calls.contact_move(id, queue))
         return moved
 
-    async def monitor(self, id: str, mode: str, leg_id: str) -> MonitorSession:
+    async def front(self, id: str) -> ContactPrioritized:
+        """Put a contact waiting in line at the front of its queue; a supervisor or admin key."""
+        done: ContactPrioritized = await self._client._run(_calls.contact_front(id))
+        return done
+
+    async def pull(self, id: str, agent: str | None = None) -> ContactPrioritized:
+        """Offer a contact waiting in line now to `agent` (id or email), even one who is away; without
+        `agent` (a supervisor's console sign-in) to their own agent profile."""
+        done: ContactPrioritized = await self._client._run(_calls.contact_pull(id, agent))
+        return done
+
+    async def monitor(
+        self, id: str, mode: str, leg_id: str | None = None, *, phone: str | None = None
+    ) -> MonitorSession:
         """Step into a live contact as a supervisor (a supervisor or admin key): `mode` listen, whisper (the
-        agent hears you, the caller does not), barge (both do) or none (leave); `leg_id` is your browser's
-        WebRTC leg, opened on /v1/ws with the contact as its call_id. Call again to switch mode."""
-        session: MonitorSession = await self._client._run(_calls.contact_monitor(id, mode, leg_id))
+        agent hears you, the caller does not), barge (both do) or none (leave). Your audio: `leg_id`, your
+        browser's WebRTC leg (opened on /v1/ws with the contact as its call_id), or `phone`, a sip: address
+        the platform rings (the answer's leg_id names it afterwards). Call again to switch mode."""
+        session: MonitorSession = await self._client._run(_calls.contact_monitor(id, mode, leg_id, phone))
         return session
 
 

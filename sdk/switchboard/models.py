@@ -15,10 +15,13 @@ __all__ = [
     "Agent",
     "AgentStateSet",
     "AgentToken",
+    "AlertPolicies",
+    "AlertPolicy",
     "AuditEntry",
     "Choice",
     "Contact",
     "ContactMoved",
+    "ContactPrioritized",
     "ContactSummary",
     "DeskSettings",
     "Invite",
@@ -29,6 +32,7 @@ __all__ = [
     "Number",
     "Page",
     "Queue",
+    "QueueAlertPolicy",
     "Seats",
     "Signout",
     "SignupResult",
@@ -300,11 +304,13 @@ class AgentStateSet(Model, kw_only=True):
 
 
 class SupervisorScope(Model, kw_only=True):
-    """The queues a supervisor sees and acts on; None: the whole tenant."""
+    """The queues and sites a supervisor sees and acts on (and the agents at those sites or serving those
+    queues); both None: the whole tenant."""
 
     account_id: str
     email: str
     queue_ids: list[str] | None = None
+    site_ids: list[str] | None = None
 
 
 class ContactMoved(Model, kw_only=True):
@@ -312,6 +318,38 @@ class ContactMoved(Model, kw_only=True):
 
     contact_id: str
     queue_id: str
+
+
+class AlertPolicy(Model, kw_only=True):
+    """Alert thresholds (None: the queue's own SL threshold for the wait, its own target for the service
+    level; waiting and away not watched)."""
+
+    longest_wait_seconds: int | None = None
+    service_level_below_percent: int | None = None
+    waiting_over: int | None = None
+    away_over_percent: int | None = None
+
+
+class QueueAlertPolicy(Model, kw_only=True):
+    queue_id: str
+    queue_name: str
+    policy: AlertPolicy
+
+
+class AlertPolicies(Model, kw_only=True):
+    """The tenant's default thresholds and the queues that have their own."""
+
+    default: AlertPolicy
+    queues: list[QueueAlertPolicy] = []
+
+
+class ContactPrioritized(Model, kw_only=True):
+    """A waiting contact put first in its queue (`position` 1), or pulled: offered now to `agent_id`."""
+
+    contact_id: str
+    queue_id: str
+    position: int | None = None
+    agent_id: str | None = None
 
 
 class WidgetKey(Model, kw_only=True):

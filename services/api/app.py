@@ -28,6 +28,7 @@ from services.kernel.log import get_logger
 from services.kernel.waits import close_pool
 
 from .agents import AgentController
+from .alert_policy import AlertPolicyController
 from .audit import AuditController
 from .auth import AuthMiddleware
 from .contacts import ContactController
@@ -216,6 +217,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int | None = None) ->
             ContactController,
             SupervisionController,
             ScopeController,
+            AlertPolicyController,
             ContactFloorController,
             AgentFloorController,
             RecordingController,

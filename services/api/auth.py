@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
+import asyncpg
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
@@ -63,12 +64,18 @@ class Principal:
     role: Role
     account_id: uuid.UUID | None = None  # the person, for a console token
     queues: frozenset[uuid.UUID] | None = None  # a supervisor's assigned queues; None: the whole tenant
+    agents: frozenset[uuid.UUID] | None = None  # the agents a scoped supervisor sees; None: all
 
     def sees_queue(self, queue_id: uuid.UUID | str | None) -> bool:
         """Whether this principal may see and act on a queue's contacts (a contact with no queue: only unscoped)."""
         if self.queues is None:
             return True
         return queue_id is not None and uuid.UUID(str(queue_id)) in self.queues
+
+    def sees_agent(self, agent_id: uuid.UUID | str | None) -> bool:
+        if self.agents is None:
+            return True
+        return agent_id is not None and uuid.UUID(str(agent_id)) in self.agents
 
 
 def new_key() -> tuple[str, bytes, str]:
@@ -106,7 +113,9 @@ async def _console_principal(connection: ASGIConnection[Any, Any, Any, Any], tok
         raise unauthorized(exc.reason) from None
     async with tenant_tx(state.db(), claims.tenant_id, readonly=True) as conn:
         why, _ = await console_live(conn, claims)
-        scope = await conn.fetchval("SELECT queue_ids FROM accounts WHERE id = $1", claims.account_id)
+        queues, agents = (
+            await supervisor_scope(conn, claims.account_id) if claims.role == "supervisor" else (None, None)
+        )
     if why is not None:
         raise unauthorized(why)
     return Principal(
@@ -114,8 +123,34 @@ async def _console_principal(connection: ASGIConnection[Any, Any, Any, Any], tok
         key_id=claims.session_id,
         role=Role(claims.role),
         account_id=claims.account_id,
-        queues=frozenset(scope) if scope is not None and claims.role == "supervisor" else None,
+        queues=queues,
+        agents=agents,
     )
+
+
+# An agent serves a queue when it has every skill the queue asks for (as routing loads it).
+_SCOPE_SQL = """
+WITH scope AS (SELECT queue_ids, site_ids FROM accounts WHERE id = $1),
+     seen_queues AS (
+         SELECT q.id, q.skills FROM queues q, scope s
+         WHERE q.id = ANY(coalesce(s.queue_ids, '{}')) OR q.site_id = ANY(coalesce(s.site_ids, '{}')))
+SELECT s.queue_ids IS NULL AND s.site_ids IS NULL AS unscoped,
+       ARRAY(SELECT id FROM seen_queues) AS queues,
+       ARRAY(SELECT a.id FROM agents a
+             WHERE a.site_id = ANY(coalesce(s.site_ids, '{}'))
+                OR EXISTS (SELECT 1 FROM seen_queues q
+                           WHERE a.skills ?& ARRAY(SELECT jsonb_object_keys(q.skills)))) AS agents
+FROM scope s"""
+
+
+async def supervisor_scope(
+    conn: asyncpg.Connection, account_id: uuid.UUID
+) -> tuple[frozenset[uuid.UUID] | None, frozenset[uuid.UUID] | None]:
+    """A supervisor's queues and agents (docs/supervisor.md, "Scope"); (None, None): the whole tenant."""
+    row = await conn.fetchrow(_SCOPE_SQL, account_id)
+    if row is None or row["unscoped"]:
+        return None, None
+    return frozenset(row["queues"]), frozenset(row["agents"])
 
 
 # A tenant's plan (its API rate) is read again after this long: an operator's change applies within it.

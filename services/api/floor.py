@@ -4,7 +4,11 @@
   agent's desk is told by its usual `agent_state` push);
 - `POST /v1/agents/{id}/signout` (signin.py) signs an agent out everywhere and out of routing;
 - `POST /v1/contacts/{id}/queue` {queue: name or id}: a contact waiting in line moves to another queue
-  (routing keeps its priority; refused when nobody is signed in to that queue, so it is never stranded).
+  (routing keeps its priority; refused when nobody is signed in to that queue, so it is never stranded);
+- `POST /v1/contacts/{id}/front`: a contact waiting in line goes to the front of its queue;
+- `POST /v1/contacts/{id}/pull` {agent: id or email, optional}: a contact waiting in line is offered now to
+  that agent, or to the supervisor's own agent profile (the agent with their account's email) — pulled to
+  oneself. Routing refuses (409) an agent that is signed out, busy or not serving the contact's queue.
 
 The agent or contact must be the caller's tenant's (row-level security: another tenant's is 404); routing
 then acts in that tenant only. Every accepted request is audited."""
@@ -20,13 +24,13 @@ from litestar.params import JSONBody
 
 from services.kernel.bus import BusError, CommandTimeout
 from services.kernel.db import tenant_tx
-from services.kernel.events import RoutingSetState, RoutingTransfer
+from services.kernel.events import RoutingPrioritize, RoutingSetState, RoutingTransfer
 from services.kernel.messages import Command, Reply
 
 from .auth import Principal, principal_of, supervisor_only
 from .crud import IdParam, path_id
 from .mutations import audit
-from .problems import WRITE_ERRORS, Problem, conflict, not_found
+from .problems import WRITE_ERRORS, Problem, conflict, not_found, validation
 from .state import ApiState, api_state
 
 __all__ = ["AgentFloorController", "ContactFloorController", "routing_request"]
@@ -53,6 +57,18 @@ class ContactMove(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class ContactMoved(msgspec.Struct, kw_only=True):
     contact_id: uuid.UUID
     queue_id: uuid.UUID
+
+
+class ContactPull(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    # An agent's id or email; omitted: the supervisor's own agent profile (a console sign-in only).
+    agent: Annotated[str, msgspec.Meta(min_length=1, max_length=254)] | None = None
+
+
+class ContactPrioritized(msgspec.Struct, kw_only=True):
+    contact_id: uuid.UUID
+    queue_id: uuid.UUID
+    position: int | None = None  # to the front: 1
+    agent_id: uuid.UUID | None = None  # pulled: the agent it is offered to now
 
 
 async def routing_request(state: ApiState, command: Command) -> Reply:
@@ -89,7 +105,9 @@ class AgentFloorController(Controller):
         aid = path_id(agent_id, "agent")
         principal, state = principal_of(request), api_state(request)
         async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
-            if await conn.fetchval("SELECT 1 FROM agents WHERE id = $1", aid) is None:
+            if await conn.fetchval(
+                "SELECT 1 FROM agents WHERE id = $1", aid
+            ) is None or not principal.sees_agent(aid):
                 raise not_found("agent")
         reason = data.reason if data.state == "away" else None
         await routing_request(
@@ -138,3 +156,74 @@ class ContactFloorController(Controller):
         )
         await _audit(state, principal, "contact.moved", "contact", cid, {"queue_id": str(queue_id)})
         return ContactMoved(contact_id=cid, queue_id=queue_id)
+
+    @post(
+        "/{contact_id:str}/front",
+        status_code=200,
+        responses=WRITE_ERRORS,
+        summary="Move a waiting contact to the front of its queue",
+    )
+    async def front(self, request: Request[Any, Any, Any], contact_id: IdParam) -> ContactPrioritized:
+        cid = path_id(contact_id, "contact")
+        principal, state = principal_of(request), api_state(request)
+        await _waiting(state, principal, cid)
+        reply = await routing_request(state, RoutingPrioritize(tenant_id=principal.tenant_id, call_id=cid))
+        queue_id = uuid.UUID(str(reply.data["queue_id"]))
+        await _audit(state, principal, "contact.fronted", "contact", cid, {"queue_id": str(queue_id)})
+        return ContactPrioritized(contact_id=cid, queue_id=queue_id, position=reply.data.get("position"))
+
+    @post(
+        "/{contact_id:str}/pull",
+        status_code=200,
+        responses=WRITE_ERRORS,
+        summary="Offer a waiting contact now to an agent, or to oneself",
+    )
+    async def pull(
+        self, request: Request[Any, Any, Any], contact_id: IdParam, data: JSONBody[ContactPull]
+    ) -> ContactPrioritized:
+        cid = path_id(contact_id, "contact")
+        principal, state = principal_of(request), api_state(request)
+        await _waiting(state, principal, cid)
+        agent_id = await _pull_target(state, principal, data.agent)
+        reply = await routing_request(
+            state, RoutingPrioritize(tenant_id=principal.tenant_id, call_id=cid, agent_id=agent_id)
+        )
+        queue_id = uuid.UUID(str(reply.data["queue_id"]))
+        await _audit(
+            state, principal, "contact.pulled", "contact", cid,
+            {"queue_id": str(queue_id), "agent_id": str(agent_id)},
+        )  # fmt: skip
+        return ContactPrioritized(contact_id=cid, queue_id=queue_id, agent_id=agent_id)
+
+
+async def _waiting(state: ApiState, principal: Principal, cid: uuid.UUID) -> None:
+    """The contact must be the principal's to see, and waiting in line (routing checks again)."""
+    async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
+        contact = await conn.fetchrow("SELECT state, queue_id FROM contacts WHERE id = $1", cid)
+    if contact is None or not principal.sees_queue(contact["queue_id"]):
+        raise not_found("contact")
+    if contact["state"] != "queued":
+        raise conflict(f"the contact is {contact['state']}: only a contact waiting in line can be moved")
+
+
+async def _pull_target(state: ApiState, principal: Principal, agent: str | None) -> uuid.UUID:
+    async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
+        if agent is None:
+            if principal.account_id is None:
+                raise validation(
+                    "agent", "an API key must name the agent (id or email) to pull the contact to"
+                )
+            email = await conn.fetchval("SELECT email FROM accounts WHERE id = $1", principal.account_id)
+            found = await conn.fetchval("SELECT id FROM agents WHERE lower(email) = lower($1)", email)
+            if found is None:
+                raise conflict(
+                    f"you have no agent profile to take calls with: an admin adds an agent with your email ({email})"
+                )
+        else:
+            try:
+                found = await conn.fetchval("SELECT id FROM agents WHERE id = $1", uuid.UUID(agent))
+            except ValueError:
+                found = await conn.fetchval("SELECT id FROM agents WHERE lower(email) = lower($1)", agent)
+            if found is None or not principal.sees_agent(found):
+                raise not_found("agent")
+    return uuid.UUID(str(found))

@@ -29,6 +29,7 @@ from services.kernel.log import get_logger
 from services.kernel.messages import Event
 from services.reporting import queries
 
+from .alert_policy import annotate
 from .auth import Principal, authenticate, principal_of
 from .problems import READ_ERRORS, Problem, validation
 from .state import api_state
@@ -99,13 +100,14 @@ class RealtimeController(Controller):
     async def queues(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         principal = principal_of(request)
         async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            return scoped_queues(principal, await queries.realtime_queues(conn, datetime.now(UTC)))
+            body = scoped_queues(principal, await queries.realtime_queues(conn, datetime.now(UTC)))
+            return await annotate(conn, body)
 
     @get("/agents", responses=READ_ERRORS, summary="Agents now: state, time in state, contact, today's work")
     async def agents(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         principal = principal_of(request)
         async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            return await queries.realtime_agents(conn, datetime.now(UTC))
+            return scoped_agents(principal, await queries.realtime_agents(conn, datetime.now(UTC)))
 
 
 _ID_FILTERS = {"queues": "queue_ids", "agents": "agent_ids", "ivr": "flows"}
@@ -227,10 +229,17 @@ async def _feed_principal(socket: WebSocket[Any, Any, Any]) -> Principal:
 
 
 def scoped_queues(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
-    """The realtime queues a supervisor assigned to some queues may see (docs/supervisor.md, "Scope")."""
+    """The realtime queues a supervisor assigned to some queues or sites may see (docs/supervisor.md, "Scope")."""
     if principal.queues is None:
         return body
     return body | {"queues": [q for q in body["queues"] if principal.sees_queue(q["queue_id"])]}
+
+
+def scoped_agents(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    """The agents of a scoped supervisor's queues and sites."""
+    if principal.agents is None:
+        return body
+    return body | {"agents": [a for a in body["agents"] if principal.sees_agent(a["agent_id"])]}
 
 
 @websocket("/v1/realtime/feed")
@@ -261,12 +270,11 @@ async def realtime_feed(socket: WebSocket[Any, Any, Any]) -> None:
     async def on_event(event: Event) -> None:
         nonlocal dropped
         queue = getattr(event, "queue_id", None) or getattr(event, "queue", None)
-        if (
-            principal.queues is not None
-            and not isinstance(event, ev.AgentStateChanged)
-            and not principal.sees_queue(queue)
-        ):
-            return  # a scoped supervisor's feed: their queues' events only
+        if isinstance(event, ev.AgentStateChanged):
+            if not principal.sees_agent(event.agent_id):
+                return  # a scoped supervisor's feed: their agents' states only
+        elif not principal.sees_queue(queue):
+            return  # and their queues' events only
         try:
             outbox.put_nowait(feed_message(event))
         except asyncio.QueueFull:
@@ -289,8 +297,10 @@ async def realtime_feed(socket: WebSocket[Any, Any, Any]) -> None:
             snapshot = {
                 "type": "snapshot",
                 "ts": time.time(),
-                "queues": scoped_queues(principal, await queries.realtime_queues(conn, now)),
-                "agents": await queries.realtime_agents(conn, now),
+                "queues": await annotate(
+                    conn, scoped_queues(principal, await queries.realtime_queues(conn, now))
+                ),
+                "agents": scoped_agents(principal, await queries.realtime_agents(conn, now)),
             }
         await socket.send_data(_encoder.encode(snapshot).decode(), "text")
         while not closed.is_set():

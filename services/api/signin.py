@@ -341,8 +341,10 @@ class AdminSignoutController(Controller):
         aid = path_id(agent_id, "agent")
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
-            if await conn.fetchval("SELECT 1 FROM agents WHERE id = $1", aid) is None:
-                raise not_found("agent")
+            if await conn.fetchval(
+                "SELECT 1 FROM agents WHERE id = $1", aid
+            ) is None or not principal.sees_agent(aid):
+                raise not_found("agent")  # outside a scoped supervisor's agents: as if it did not exist
             account_id = await conn.fetchval("SELECT id FROM accounts WHERE agent_id = $1", aid)
             ended = await _end_sessions(conn, account_id, "forced_signout") if account_id else []
             detail: dict[str, Any] = {"sessions": len(ended)}

@@ -416,7 +416,7 @@ async def realtime_queues(conn: asyncpg.Connection, now: datetime) -> dict[str, 
         )
     }
     queues = await conn.fetch(
-        "SELECT id::text, name, sl_seconds, short_abandon_seconds FROM queues ORDER BY name"
+        "SELECT id::text, name, sl_seconds, sl_percent, short_abandon_seconds FROM queues ORDER BY name"
     )
     out = []
     for q in queues:
@@ -440,6 +440,7 @@ async def realtime_queues(conn: asyncpg.Connection, now: datetime) -> dict[str, 
                 "service_level": day.get("service_level"),
                 "asa_s": day.get("asa_s"),
                 "sl_seconds": q["sl_seconds"],
+                "sl_target": q["sl_percent"] / 100,  # the queue's own target, for its service level
                 "short_abandon_seconds": q["short_abandon_seconds"],
             }
         )

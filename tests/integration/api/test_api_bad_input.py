@@ -156,6 +156,8 @@ SUPERVISOR_WRITES = {
     ("POST", "/v1/agents/{agent_id}/signout"),
     ("POST", "/v1/contacts/{contact_id}/queue"),
     ("POST", "/v1/contacts/{contact_id}/monitor"),
+    ("POST", "/v1/contacts/{contact_id}/front"),
+    ("POST", "/v1/contacts/{contact_id}/pull"),
 }
 
 

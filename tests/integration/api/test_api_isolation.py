@@ -233,6 +233,13 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
                 rid,
                 uuid.UUID(t.id),
             )
+            # A queue's own alert thresholds (PUT /v1/alert-policy/queues/{id}).
+            await conn.execute(
+                "INSERT INTO alert_policies (id, tenant_id, queue_id, waiting_over) VALUES ($1, $2, $3, 5)",
+                uuid.uuid4(),
+                uuid.UUID(t.id),
+                uuid.UUID(t.objects["queue"]),
+            )
         # Reporting facts are written by the reporting ingest from events, never through the API.
         await FactStore(pool).write(uuid.UUID(t.id), reporting_events(uuid.UUID(t.id)))
     finally:
@@ -391,6 +398,9 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         "/v1/contacts/{contact_id}/queue": {"queue": b.objects["queue"]},
         "/v1/agents/{agent_id}/state": {"state": "away", "reason": "hijacked"},
         "/v1/supervisors/{account_id}/queues": {"queue_ids": None},
+        "/v1/supervisors/{account_id}/scope": {"site_ids": None},
+        "/v1/contacts/{contact_id}/pull": {},
+        "/v1/alert-policy/queues/{queue_id}": {"waiting_over": 3},
     }
     # PATCHes of A's own objects that point them at B's objects.
     cross_refs = [
@@ -439,6 +449,11 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
             r = await client.put(path, json={"recording_percent": 40, "retention_days": 7}, headers=a.headers)
             assert r.status_code == 200, r.text
             assert (await client.get(path, headers=b.headers)).json() == b_recording
+            covered.add((path, method))
+        elif method == "PUT" and path == "/v1/alert-policy":
+            b_policy = (await client.get(path, headers=b.headers)).json()
+            assert (await client.put(path, json={"waiting_over": 2}, headers=a.headers)).status_code == 200
+            assert (await client.get(path, headers=b.headers)).json() == b_policy
             covered.add((path, method))
         elif method == "PUT" and path == "/v1/desk-settings":
             mine = {"dispositions": [{"code": "a_only", "label": "A"}], "away_reasons": []}

@@ -177,3 +177,129 @@ async def test_a_supervisor_assigned_to_a_queue_sees_and_acts_on_that_queue_only
         token = (await http.post("/v1/auth/refresh")).json()["access_token"]
         seen = (await http.get("/v1/realtime/queues", headers={"Authorization": f"Bearer {token}"})).json()
         assert len(seen["queues"]) == 2
+
+
+async def test_sites_scope_queues_and_the_agent_grid(api_server: str, bus: Bus) -> None:
+    """A supervisor of site North sees North's queue, the agents at North and those serving that queue
+    (a home worker with its skill), in REST and on the feed; another agent is 404 to the floor controls,
+    and another queue's contact cannot be pulled or put first."""
+    key, tenant, _ = _tenant(api_server)
+    admin = {"Authorization": f"Bearer {key}"}
+    suffix = uuid.uuid4().hex[:6]
+    async with httpx.AsyncClient(base_url=api_server, timeout=10, headers=admin) as http:
+
+        async def made(path: str, body: dict[str, object]) -> str:
+            r = await http.post(path, json=body)
+            assert r.status_code == 201, r.text
+            return str(r.json()["id"])
+
+        north = await made("/v1/sites", {"name": "North", "timezone": "UTC", "kind": "office"})
+        south = await made("/v1/sites", {"name": "South", "timezone": "UTC", "kind": "office"})
+        north_q = await made("/v1/queues", {"name": "Billing", "skills": {"billing": 1}, "site_id": north})
+        south_q = await made("/v1/queues", {"name": "Returns", "skills": {"returns": 1}, "site_id": south})
+
+        async def agent(name: str, site: str | None, skills: dict[str, int]) -> str:
+            body = {"name": name, "email": f"{name}-{suffix}@example.com", "skills": skills, "site_id": site}
+            return await made("/v1/agents", body)
+
+        at_north = await agent("ann", north, {"returns": 1})
+        serving = await agent("bob", None, {"billing": 2})
+        elsewhere = await agent("cat", south, {"returns": 1})
+        invite = (
+            await http.post("/v1/invites", json={"email": f"lead-{suffix}@example.com", "role": "supervisor"})
+        ).json()
+        bad = await http.put(f"/v1/supervisors/{invite['account_id']}/scope", json={"site_ids": [south_q]})
+        assert bad.status_code == 422 and "site" in bad.text, bad.text
+    with switchboard.Client(api_key=key, base_url=api_server) as client:
+        scope = client.set_supervisor_scope(invite["account_id"], None, [north])
+    assert scope.site_ids == [north] and scope.queue_ids is None
+    async with httpx.AsyncClient(base_url=api_server, timeout=10) as http:
+        signed = await http.post("/v1/auth/invite", json={"token": invite["token"], "password": PASSWORD})
+        me = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+        queues = (await http.get("/v1/realtime/queues", headers=me)).json()["queues"]
+        assert [q["queue_id"] for q in queues] == [north_q]
+        agents = (await http.get("/v1/realtime/agents", headers=me)).json()["agents"]
+        assert sorted(a["agent_id"] for a in agents) == sorted([at_north, serving])
+        everyone = (await http.get("/v1/realtime/agents", headers=admin)).json()["agents"]
+        assert elsewhere in {a["agent_id"] for a in everyone}
+        # The floor controls do not reach an agent outside the scope (as if it did not exist).
+        r = await http.post(f"/v1/agents/{elsewhere}/state", json={"state": "away"}, headers=me)
+        assert r.status_code == 404, r.text
+        r = await http.post(f"/v1/agents/{elsewhere}/signout", headers=me)
+        assert r.status_code == 404, r.text
+        r = await http.post(f"/v1/agents/{serving}/state", json={"state": "away"}, headers=me)
+        assert r.status_code in (409, 503), r.text  # in scope: routing (not running here) decides
+        async with ws_connect(api_server.replace("http://", "ws://") + "/v1/realtime/feed") as ws:
+            await ws.send(json.dumps({"type": "auth", "token": signed.json()["access_token"]}))
+            snapshot = json.loads(await ws.recv(decode=True))
+            assert {a["agent_id"] for a in snapshot["agents"]["agents"]} == {at_north, serving}
+            for agent_id in (elsewhere, serving):
+                await bus.publish(
+                    ev.AgentStateChanged(tenant_id=tenant, agent_id=agent_id, old="away", new="available")
+                )
+            message = json.loads(await ws.recv(decode=True))
+            assert message["agent_id"] == serving, message  # the other site's agent was never delivered
+
+
+async def test_alert_policy_and_queue_targets(api_server: str, pool: asyncpg.Pool) -> None:
+    """The tenant's thresholds: the default, a queue's own, in force in the realtime queues with the
+    alerts crossed now; the queue's own SL target; admins write, supervisors read, bad values refused."""
+    key, tenant, queue = _tenant(api_server)
+    admin = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=api_server, timeout=10, headers=admin) as http:
+        assert (
+            await http.patch(f"/v1/queues/{queue}", json={"sl_percent": 90, "sl_seconds": 15})
+        ).status_code == 200
+        rows = (await http.get("/v1/realtime/queues")).json()["queues"]
+        assert rows[0]["sl_target"] == 0.9
+        assert rows[0]["thresholds"] == {
+            "longest_wait_s": 15.0, "service_level_below": 0.9, "waiting_over": None, "away_over": None
+        }  # fmt: skip
+        assert rows[0]["alerts"] == []
+        for bad in ({"away_over_percent": 0}, {"longest_wait_seconds": -5}, {"colour": "red"}):
+            r = await http.put("/v1/alert-policy", json=bad)
+            assert r.status_code == 400 or r.status_code == 422, (bad, r.text)
+        r = await http.put("/v1/alert-policy", json={"waiting_over": 1, "away_over_percent": 40})
+        assert r.status_code == 200, r.text
+        # Routing's live figures as reporting keeps them: three waiting, the longest 40 s; one of the two
+        # signed-in agents away.
+        async with db.tenant_tx(pool, tenant) as conn:
+            await conn.execute(
+                """INSERT INTO rpt_queue_now (tenant_id, queue_id, at, waiting, longest_wait_s, ready, agents)
+                   VALUES ($1, $2, now(), 3, 40.0, 1, '{"available": 1, "away": 1}')""",
+                tenant, queue,
+            )  # fmt: skip
+        rows = (await http.get("/v1/realtime/queues")).json()["queues"]
+        kinds = {a["kind"]: a for a in rows[0]["alerts"]}
+        assert set(kinds) == {"longest_wait", "waiting", "away"}, rows[0]
+        assert kinds["away"]["value"] == 0.5 and kinds["away"]["threshold"] == 0.4
+        assert kinds["longest_wait"]["threshold"] == 15.0  # unset: the queue's own SL threshold
+        # The queue's own policy replaces the default: nothing but a 60 s wait is watched there.
+        with_cli = await asyncio.to_thread(
+            subprocess.run,
+            [str(SWITCHBOARD), "alerts", "set", "--queue", queue, "--longest-wait", "60", "--json"],
+            env={**os.environ, "SB_API_URL": api_server, "SB_API_KEY": key},
+            capture_output=True, text=True, timeout=30, check=False,
+        )  # fmt: skip
+        assert with_cli.returncode == 0, with_cli.stderr
+        rows = (await http.get("/v1/realtime/queues")).json()["queues"]
+        assert rows[0]["alerts"] == [] and rows[0]["thresholds"]["longest_wait_s"] == 60.0
+        invite = (
+            await http.post(
+                "/v1/invites",
+                json={"email": f"lead-{uuid.uuid4().hex[:6]}@example.com", "role": "supervisor"},
+            )
+        ).json()
+    async with httpx.AsyncClient(base_url=api_server, timeout=10) as http:
+        signed = await http.post("/v1/auth/invite", json={"token": invite["token"], "password": PASSWORD})
+        me = {"Authorization": f"Bearer {signed.json()['access_token']}"}
+        policy = (await http.get("/v1/alert-policy", headers=me)).json()
+        assert policy["default"]["waiting_over"] == 1
+        assert [(q["queue_id"], q["policy"]["longest_wait_seconds"]) for q in policy["queues"]] == [
+            (queue, 60)
+        ]
+        r = await http.put("/v1/alert-policy", json={"waiting_over": 9}, headers=me)
+        assert r.status_code == 403, r.text
+    with switchboard.Client(api_key=key, base_url=api_server) as client:
+        client.clear_alert_policy(queue)
+        assert client.alert_policy().queues == []
