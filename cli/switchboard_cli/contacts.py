@@ -71,9 +71,10 @@ def _seconds(value: float | None) -> str:
 
 
 def _agent_names(client: switchboard.Client, ids: set[str]) -> dict[str, str]:
+    """The agents' names, as people call them (an agent without a name shows its email)."""
     if not ids:
         return {}
-    return {a.id: a.email for a in client.agents.iter(page_size=PAGE) if a.id in ids}
+    return {a.id: a.name or a.email for a in client.agents.iter(page_size=PAGE) if a.id in ids}
 
 
 def _people(client: switchboard.Client) -> dict[str, str]:
@@ -151,7 +152,7 @@ def register(cli: click.Group) -> None:
                 found.append(contact)
                 if len(found) >= limit:
                     break
-            emails = _agent_names(client, {c.agent_id for c in found if c.agent_id}) if not state.json else {}
+            agents = _agent_names(client, {c.agent_id for c in found if c.agent_id}) if not state.json else {}
         if state.json:
             emit_json(found)
             return
@@ -163,7 +164,7 @@ def register(cli: click.Group) -> None:
                     c.id,
                     c.caller or "anonymous",
                     c.queue_name or c.queue_id,
-                    emails.get(c.agent_id or "", c.agent_id),
+                    agents.get(c.agent_id or "", c.agent_id),
                     _outcome(c),
                     _seconds(c.queue_s),
                     _seconds(c.talk_s),

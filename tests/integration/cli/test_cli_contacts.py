@@ -120,6 +120,8 @@ def test_contacts_list_and_show(run: Any, infra: Any) -> None:
     table = run("contacts", "list").stdout
     assert table.index(newest) < table.index(recent) < table.index(old)
     assert "anonymous" in table and "Support" in table and "2m05s" in table and "abandoned" in table
+    # The agent by name, as in `contacts show`, not by email or id.
+    assert "Ada Lovelace" in table and "ada@acme.example" not in table and agent["id"] not in table
     listed = json.loads(run("contacts", "list", "--json").stdout)
     assert [c["id"] for c in listed] == [newest, recent, old]
     assert [c["id"] for c in json.loads(run("contacts", "list", "--since", "2h", "--json").stdout)] == [
