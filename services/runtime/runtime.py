@@ -504,8 +504,7 @@ class Runtime:
         if activate:
             lines.append(f"  (or run `{activate}` once, then type plain `switchboard ...`)")
         lines += ["", "Press Ctrl-C to stop.", ""]
-        for line in lines:
-            self.out.raw(line)
+        self.out.block(lines)
 
     async def _shutdown(self) -> None:
         started = time.monotonic()

@@ -66,6 +66,22 @@ class Output:
             self.stream.write(text + "\n")
             self.stream.flush()
 
+    def block(self, lines: Sequence[str], person: TextIO | None = None) -> None:
+        """Lines for a person (the banner), written in one piece. When the output is not a terminal (`make
+        run > log`: the services' JSON logs go there) and `person` (stderr by default) is one, they are
+        also written there, where the person who started the platform is looking."""
+        text = "".join(line + "\n" for line in lines)
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.write(text)
+            self.stream.flush()
+        person = person if person is not None else sys.stderr
+        if self.isatty() or person is self.stream:
+            return
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            if person.isatty():
+                person.write(text)
+                person.flush()
+
 
 class Supervisor:
     def __init__(self, specs: Sequence[ChildSpec], output: Output, policy: Policy | None = None) -> None:

@@ -29,6 +29,25 @@ def test_output_colours_only_when_asked() -> None:
     assert Output(["api"], stream=io.StringIO()).colour is False  # not a terminal
 
 
+def test_the_banner_also_reaches_the_terminal_when_the_output_is_a_file() -> None:
+    """`make run > log`: the services' logs go to the file; the banner goes there too, in one piece, and to
+    the terminal that started the platform (stderr) so that its next steps are seen."""
+    master, replica = os.openpty()
+    terminal = os.fdopen(replica, "w")
+    try:
+        log = io.StringIO()
+        Output(["api"], stream=log).block(["", "Switchboard is up.", "  API  http://x"], person=terminal)
+        assert log.getvalue() == "\nSwitchboard is up.\n  API  http://x\n"
+        assert b"Switchboard is up." in os.read(master, 4096)
+        # Not a terminal either (a test, a service manager): the output alone has it, once.
+        other = io.StringIO()
+        Output(["api"], stream=io.StringIO()).block(["Switchboard is up."], person=other)
+        assert other.getvalue() == ""
+    finally:
+        terminal.close()
+        os.close(master)
+
+
 def test_lock_refuses_a_second_holder_and_names_the_first(tmp_path: Path) -> None:
     first = DataDirLock(tmp_path)
     first.acquire()
