@@ -11,7 +11,7 @@ from typing import Any
 import click
 import switchboard
 
-from . import output
+from . import output, queue_rules
 from .context import CliError, State, command, emit_json, group
 from .parsing import (
     E164,
@@ -366,19 +366,30 @@ def register(cli: click.Group) -> None:
     @click.argument("queue", metavar="NAME_OR_ID")
     @click.option("--name", "new_name", metavar="NAME", help="A new name.")
     @queue_options
+    @queue_rules.rule_options
     def queues_update(state: State, queue: str, new_name: str | None, **given: Any) -> None:
-        """Change a queue's settings; only what is given changes (--skills replaces all its skills)."""
+        """Change a queue's settings and routing rules; only what is given changes (--skills replaces all
+        its skills; --overflow, --hours, --holiday and --priority, given once or more, replace that list)."""
         with state.client() as client:
             found = find_queue(client, queue)
+            rules = queue_rules.rule_fields(client, given, find_queue)
             fields = {k: v for k, v in queue_fields(client, given).items() if v is not switchboard.UNSET}
             if new_name is not None:
                 fields["name"] = new_name
-            if not fields:
+            if not fields and not rules:
                 raise click.UsageError("nothing to change: give at least one option (see --help)")
-            updated = client.queues.update(found.id, **fields)
+            # Rules first: they are the likelier to be refused, and then nothing has changed.
+            updated = client.queues.set_rules(found.id, **rules) if rules else found
+            if fields:
+                updated = client.queues.update(found.id, **fields)
+            names = {q.id: q.name for q in client.queues.iter(page_size=PAGE)} if rules else {}
         if state.json:
             emit_json(updated)
             return
+        if rules:
+            output.details(
+                queue_rules.describe_rules(updated, names), title=f"Routing rules of {updated.name}"
+            )
         output.note(
             f"Updated queue {updated.name}: skills {_skills(updated.skills, '>=') or 'none'}, "
             f"SL {updated.sl_percent}/{updated.sl_seconds}, priority {updated.priority}, "
@@ -513,3 +524,5 @@ def register(cli: click.Group) -> None:
             emit_json(found)
             return
         output.note(f"Released {found.e164} ({found.id}).")
+
+    queue_rules.register(cli, find_site, find_queue, PAGE)

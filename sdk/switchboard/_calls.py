@@ -26,11 +26,13 @@ from .models import (
     Me,
     MonitorSession,
     Page,
+    Queue,
     Recording,
     RecordingUrl,
     Seats,
     Signout,
     SignupResult,
+    Site,
     SupervisorScope,
     TenantSettings,
     Usage,
@@ -62,6 +64,7 @@ __all__ = [
     "invite",
     "list_page",
     "me",
+    "queue_rules",
     "realtime",
     "realtime_feed_url",
     "recording_delete",
@@ -77,6 +80,7 @@ __all__ = [
     "seats_change",
     "seats_get",
     "signup",
+    "site_drain",
     "supervisor_scope",
     "supervisor_site_scope",
     "tenant_settings_get",
@@ -164,6 +168,15 @@ def update(path: str, model: Any, id: str, body: dict[str, Any]) -> Call[Any]:
 
 def delete(path: str, id: str, *, force: bool = False) -> Call[None]:
     return Call[None]("DELETE", f"{path}/{_id(id)}", params={"force": "true"} if force else None)
+
+
+def queue_rules(id: str, rules: dict[str, Any]) -> Call[Queue]:
+    """Change a queue's routing rules: only the ones given (UNSET left out; None clears where allowed)."""
+    return Call[Queue]("PATCH", f"/v1/queues/{_id(id)}", Queue, body=fields(**rules))
+
+
+def site_drain(id: str, drained: bool) -> Call[Site]:
+    return Call[Site]("POST", f"/v1/sites/{_id(id)}/{'drain' if drained else 'restore'}", Site)
 
 
 def agent_token(agent_id: str) -> Call[AgentToken]:

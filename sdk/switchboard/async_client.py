@@ -309,6 +309,15 @@ class AsyncSites(_Collection[Site]):
         site: Site = await self._client._run(_calls.update(self._path, Site, id, body))
         return site
 
+    async def drain(self, id: str) -> Site:
+        """As Client.sites.drain."""
+        site: Site = await self._client._run(_calls.site_drain(id, True))
+        return site
+
+    async def restore(self, id: str) -> Site:
+        site: Site = await self._client._run(_calls.site_drain(id, False))
+        return site
+
     async def delete(self, id: str) -> None:
         await self._client._run(_calls.delete(self._path, id))
 
@@ -447,6 +456,39 @@ class AsyncQueues(_Collection[Queue]):
             site_id=site_id,
         )
         queue: Queue = await self._client._run(_calls.update(self._path, Queue, id, body))
+        return queue
+
+    async def set_rules(
+        self,
+        id: str,
+        *,
+        strategy: str | UnsetType = UNSET,
+        overflow: list[dict[str, Any]] | UnsetType = UNSET,
+        hours: dict[str, list[str]] | UnsetType | None = UNSET,
+        holidays: list[str] | UnsetType = UNSET,
+        closed_treatment: str | UnsetType = UNSET,
+        closed_message: str | UnsetType | None = UNSET,
+        closed_queue_id: str | UnsetType | None = UNSET,
+        priority_rules: list[dict[str, Any]] | UnsetType = UNSET,
+        spill_after_seconds: int | UnsetType | None = UNSET,
+        spill_expected_wait_seconds: int | UnsetType | None = UNSET,
+        announce_seconds: int | UnsetType | None = UNSET,
+    ) -> Queue:
+        """As Client.queues.set_rules."""
+        rules = dict(
+            strategy=strategy,
+            overflow=overflow,
+            hours=hours,
+            holidays=holidays,
+            closed_treatment=closed_treatment,
+            closed_message=closed_message,
+            closed_queue_id=closed_queue_id,
+            priority_rules=priority_rules,
+            spill_after_seconds=spill_after_seconds,
+            spill_expected_wait_seconds=spill_expected_wait_seconds,
+            announce_seconds=announce_seconds,
+        )
+        queue: Queue = await self._client._run(_calls.queue_rules(id, rules))
         return queue
 
     async def delete(self, id: str, *, force: bool = False) -> None:

@@ -329,6 +329,16 @@ class Sites(_Collection[Site]):
         site: Site = self._client._run(_calls.update(self._path, Site, id, body))
         return site
 
+    def drain(self, id: str) -> Site:
+        """Its agents finish what they hold and get nothing new; calls of queues preferring it go to the
+        other sites' agents at once. Until `restore`."""
+        site: Site = self._client._run(_calls.site_drain(id, True))
+        return site
+
+    def restore(self, id: str) -> Site:
+        site: Site = self._client._run(_calls.site_drain(id, False))
+        return site
+
     def delete(self, id: str) -> None:
         self._client._run(_calls.delete(self._path, id))
 
@@ -467,6 +477,46 @@ class Queues(_Collection[Queue]):
             site_id=site_id,
         )
         queue: Queue = self._client._run(_calls.update(self._path, Queue, id, body))
+        return queue
+
+    def set_rules(
+        self,
+        id: str,
+        *,
+        strategy: str | UnsetType = UNSET,
+        overflow: list[dict[str, Any]] | UnsetType = UNSET,
+        hours: dict[str, list[str]] | UnsetType | None = UNSET,
+        holidays: list[str] | UnsetType = UNSET,
+        closed_treatment: str | UnsetType = UNSET,
+        closed_message: str | UnsetType | None = UNSET,
+        closed_queue_id: str | UnsetType | None = UNSET,
+        priority_rules: list[dict[str, Any]] | UnsetType = UNSET,
+        spill_after_seconds: int | UnsetType | None = UNSET,
+        spill_expected_wait_seconds: int | UnsetType | None = UNSET,
+        announce_seconds: int | UnsetType | None = UNSET,
+    ) -> Queue:
+        """Change a queue's routing rules; only what is given changes (docs/routing.md, "Queue rules").
+        `strategy`: longest_idle, most_skilled, round_robin or least_occupied. `overflow`: rules
+        {"target_queue_id", "after_seconds", "expected_wait_over_seconds"}. `hours`: {"mon": ["09:00-17:00"]}
+        in the tenant's time zone (None: always open); `holidays`: "YYYY-MM-DD" dates it is closed.
+        `closed_treatment`: "message" (`closed_message` or the platform's, then goodbye) or "queue"
+        (`closed_queue_id`). `priority_rules`: {"attribute", "equals", "raise_by"}. `spill_*`: when calls of a
+        queue with a site go to every site. `announce_seconds`: position announcements (None: none).
+        ValidationError names the field at fault."""
+        rules = dict(
+            strategy=strategy,
+            overflow=overflow,
+            hours=hours,
+            holidays=holidays,
+            closed_treatment=closed_treatment,
+            closed_message=closed_message,
+            closed_queue_id=closed_queue_id,
+            priority_rules=priority_rules,
+            spill_after_seconds=spill_after_seconds,
+            spill_expected_wait_seconds=spill_expected_wait_seconds,
+            announce_seconds=announce_seconds,
+        )
+        queue: Queue = self._client._run(_calls.queue_rules(id, rules))
         return queue
 
     def delete(self, id: str, *, force: bool = False) -> None:

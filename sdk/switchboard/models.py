@@ -6,7 +6,7 @@ Ids stay plain strings: callers pass them back to the API and never compute with
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Generic, TypeVar
 
 import msgspec
@@ -130,6 +130,8 @@ class Site(Model, kw_only=True):
     kind: str
     created_at: datetime
     updated_at: datetime
+    # Set while drained (Sites.drain): its agents are offered nothing new; its queues' calls spill.
+    drained_at: datetime | None = None
 
 
 class Agent(Model, kw_only=True):
@@ -212,6 +214,20 @@ class Queue(Model, kw_only=True):
     site_id: str | None = None
     created_at: datetime
     updated_at: datetime
+    # Routing rules (Queues.set_rules; docs/routing.md, "Queue rules").
+    strategy: str = "longest_idle"
+    # [{"target_queue_id": ..., "after_seconds": 60, "expected_wait_over_seconds": None}]
+    overflow: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    hours: dict[str, list[str]] | None = None  # {"mon": ["09:00-17:00"]} in the tenant's time zone
+    holidays: list[date] = msgspec.field(default_factory=list)
+    closed_treatment: str = "message"  # "message" (then goodbye) or "queue" (to closed_queue_id)
+    closed_message: str | None = None
+    closed_queue_id: str | None = None
+    # [{"attribute": "vip", "equals": "true", "raise_by": 30}]
+    priority_rules: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    spill_after_seconds: int | None = None
+    spill_expected_wait_seconds: int | None = None
+    announce_seconds: int | None = 60
 
 
 class Number(Model, kw_only=True):

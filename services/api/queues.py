@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any
 
 import asyncpg
@@ -22,6 +22,18 @@ from .crud import IdParam, fetch_one, fetch_page, path_id, set_clause
 from .mutations import Outcome, audit, mutate
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
 from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, FieldError, Problem, conflict, not_found
+from .queue_rules import (
+    RULE_COLUMNS,
+    ClosedTreatment,
+    OverflowRule,
+    PriorityRule,
+    Seconds,
+    Strategy,
+    check_rules,
+    check_targets,
+    rule_changes,
+    rules_from_row,
+)
 from .sites import require_site
 from .validation import check_name, check_skills
 
@@ -29,7 +41,8 @@ __all__ = ["Queue", "QueueController"]
 
 COLUMNS = (
     "id, name, skills, priority, sl_percent, sl_seconds, short_abandon_seconds, wrap_up_seconds, "
-    "offer_timeout_seconds, recording_percent, recording_retention_days, site_id, created_at, updated_at"
+    "offer_timeout_seconds, recording_percent, recording_retention_days, site_id, created_at, updated_at, "
+    + RULE_COLUMNS
 )
 
 Priority = Annotated[int, msgspec.Meta(ge=1, le=99, description="1-99; higher is served first")]
@@ -49,6 +62,12 @@ RetentionDays = Annotated[
 OfferTimeout = Annotated[
     int, msgspec.Meta(ge=5, le=300, description="how long an offer rings before it counts as missed")
 ]
+Announce = Annotated[
+    int,
+    msgspec.Meta(ge=5, le=3600, description="seconds between position announcements; null: none"),
+]
+Hours = dict[str, list[str]]
+ClosedMessage = Annotated[str, msgspec.Meta(max_length=500)]
 
 
 class Queue(msgspec.Struct, kw_only=True):
@@ -66,6 +85,18 @@ class Queue(msgspec.Struct, kw_only=True):
     site_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
+    # Routing rules (docs/routing.md, "Queue rules").
+    strategy: Strategy
+    overflow: list[OverflowRule]
+    hours: Hours | None  # weekday -> ["HH:MM-HH:MM"] in the tenant's time zone; null: always open
+    holidays: list[date]
+    closed_treatment: ClosedTreatment
+    closed_message: str | None
+    closed_queue_id: uuid.UUID | None
+    priority_rules: list[PriorityRule]
+    spill_after_seconds: int | None
+    spill_expected_wait_seconds: int | None
+    announce_seconds: int | None
 
 
 class QueuePage(msgspec.Struct):
@@ -85,6 +116,17 @@ class QueueCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     recording_percent: RecordingPercent | None = None
     recording_retention_days: RetentionDays | None = None
     site_id: uuid.UUID | None = None
+    strategy: Strategy = "longest_idle"
+    overflow: list[OverflowRule] = msgspec.field(default_factory=list)
+    hours: Hours | None = None
+    holidays: list[date] = msgspec.field(default_factory=list)
+    closed_treatment: ClosedTreatment = "message"
+    closed_message: ClosedMessage | None = None
+    closed_queue_id: uuid.UUID | None = None
+    priority_rules: list[PriorityRule] = msgspec.field(default_factory=list)
+    spill_after_seconds: Seconds | None = None
+    spill_expected_wait_seconds: Seconds | None = None
+    announce_seconds: Announce | None = 60
 
 
 class QueuePatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -100,6 +142,17 @@ class QueuePatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     recording_retention_days: RetentionDays | msgspec.UnsetType | None = msgspec.UNSET
     # null: the queue serves every site.
     site_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
+    strategy: Strategy | msgspec.UnsetType = msgspec.UNSET
+    overflow: list[OverflowRule] | msgspec.UnsetType = msgspec.UNSET
+    hours: Hours | msgspec.UnsetType | None = msgspec.UNSET
+    holidays: list[date] | msgspec.UnsetType = msgspec.UNSET
+    closed_treatment: ClosedTreatment | msgspec.UnsetType = msgspec.UNSET
+    closed_message: ClosedMessage | msgspec.UnsetType | None = msgspec.UNSET
+    closed_queue_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
+    priority_rules: list[PriorityRule] | msgspec.UnsetType = msgspec.UNSET
+    spill_after_seconds: Seconds | msgspec.UnsetType | None = msgspec.UNSET
+    spill_expected_wait_seconds: Seconds | msgspec.UnsetType | None = msgspec.UNSET
+    announce_seconds: Announce | msgspec.UnsetType | None = msgspec.UNSET
 
 
 def queue_from_row(row: asyncpg.Record) -> Queue:
@@ -118,6 +171,7 @@ def queue_from_row(row: asyncpg.Record) -> Queue:
         site_id=row["site_id"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        **rules_from_row(row),
     )
 
 
@@ -125,6 +179,7 @@ def _name_taken(name: str) -> Exception:
     return conflict(f"a queue named {name!r} already exists")
 
 
+RULE_CASTS = {"skills": "::jsonb", "overflow": "::jsonb", "hours": "::jsonb", "priority_rules": "::jsonb"}
 _SCALARS = (
     "priority",
     "sl_percent",
@@ -147,10 +202,12 @@ class QueueController(Controller):
     ) -> Response[Queue]:
         name = check_name("name", data.name)
         skills = check_skills("skills", data.skills or {})
+        rules = check_rules(data)
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
             if data.site_id is not None:
                 await require_site(conn, "site_id", data.site_id)
+            await check_targets(conn, None, rules)
             try:
                 async with conn.transaction():
                     row = await conn.fetchrow(
@@ -173,12 +230,18 @@ class QueueController(Controller):
                         data.recording_percent,
                         data.recording_retention_days,
                     )
+                    row = await conn.fetchrow(
+                        f"UPDATE queues SET {set_clause(rules, casts=RULE_CASTS)} WHERE id = $1 RETURNING {COLUMNS}",
+                        row["id"],
+                        *rules.values(),
+                    )
             except asyncpg.UniqueViolationError:
                 raise _name_taken(name) from None
             queue = queue_from_row(row)
             detail: dict[str, Any] = {"name": name, "skills": skills}
             detail.update({k: getattr(data, k) for k in _SCALARS})
             detail["site_id"] = str(data.site_id) if data.site_id else None
+            detail.update(rule_changes(rules))
             await audit(conn, principal, "queue.created", "queue", queue.id, detail)
             return Outcome(
                 201,
@@ -226,6 +289,7 @@ class QueueController(Controller):
                 changes[field] = value
         if data.site_id is not msgspec.UNSET:
             changes["site_id"] = data.site_id
+        changes.update(check_rules(data))
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
             if not changes:
@@ -235,10 +299,11 @@ class QueueController(Controller):
                 return Outcome(200, queue_from_row(row))
             if changes.get("site_id") is not None:
                 await require_site(conn, "site_id", changes["site_id"])
+            await check_targets(conn, qid, changes)
             try:
                 async with conn.transaction():
                     row = await conn.fetchrow(
-                        f"UPDATE queues SET {set_clause(changes, casts={'skills': '::jsonb'})}, updated_at = now() "
+                        f"UPDATE queues SET {set_clause(changes, casts=RULE_CASTS)}, updated_at = now() "
                         f"WHERE id = $1 RETURNING {COLUMNS}",
                         qid,
                         *changes.values(),
@@ -247,7 +312,7 @@ class QueueController(Controller):
                 raise _name_taken(changes.get("name", "")) from None
             if row is None:
                 raise not_found("queue")
-            detail = {k: (str(v) if isinstance(v, uuid.UUID) else v) for k, v in changes.items()}
+            detail = rule_changes(changes)
             if "skills" in detail:
                 detail["skills"] = msgspec.json.decode(detail["skills"])
             await audit(conn, principal, "queue.updated", "queue", qid, detail)
@@ -295,6 +360,14 @@ class QueueController(Controller):
                     errors=users,
                 )
             await conn.execute("DELETE FROM queues WHERE id = $1", qid)
+            # Other queues' overflow rules to it go with it (closed_queue_id is cleared by its foreign key).
+            await conn.execute(
+                """UPDATE queues SET overflow = COALESCE(
+                       (SELECT jsonb_agg(r) FROM jsonb_array_elements(overflow) r
+                        WHERE r->>'target_queue_id' <> $1::text), '[]'::jsonb)
+                   WHERE overflow @> jsonb_build_array(jsonb_build_object('target_queue_id', $1::text))""",
+                str(qid),
+            )
             detail: dict[str, Any] = {"name": name}
             if numbers or flows:
                 detail |= {"forced": True, "unrouted_numbers": numbers, "flows": flows}

@@ -24,7 +24,7 @@ from .validation import check_name, check_timezone
 
 __all__ = ["Site", "SiteController", "default_site", "require_site"]
 
-COLUMNS = "id, name, timezone, kind, created_at, updated_at"
+COLUMNS = "id, name, timezone, kind, created_at, updated_at, drained_at"
 
 
 class SiteKind(enum.Enum):
@@ -39,6 +39,9 @@ class Site(msgspec.Struct, kw_only=True):
     kind: SiteKind
     created_at: datetime
     updated_at: datetime
+    # Set while the site is drained: its agents finish what they hold and get nothing new, and the calls
+    # of queues preferring it go to the other sites' agents at once.
+    drained_at: datetime | None = None
 
 
 class SitePage(msgspec.Struct):
@@ -66,6 +69,7 @@ def site_from_row(row: asyncpg.Record) -> Site:
         kind=SiteKind(row["kind"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        drained_at=row["drained_at"],
     )
 
 
@@ -172,6 +176,42 @@ class SiteController(Controller):
             if row is None:
                 raise not_found("site")
             await audit(conn, principal, "site.updated", "site", sid, changes)
+            return Outcome(
+                200,
+                site_from_row(row),
+                [ConfigChanged(tenant_id=principal.tenant_id, kind="site", op="updated", object_id=sid)],
+            )
+
+        return await mutate(request, work)  # type: ignore[return-value]
+
+    @post("/{site_id:str}/drain", responses=WRITE_ERRORS, guards=[admin_only], summary="Drain a site")
+    async def drain_site(self, request: Request[Any, Any, Any], site_id: IdParam) -> Response[Site]:
+        """Its agents finish their contacts and are offered nothing new; waiting contacts held for it spill
+        to every site. Draining a drained site changes nothing."""
+        return await self._drain(request, path_id(site_id, "site"), drained=True)
+
+    @post("/{site_id:str}/restore", responses=WRITE_ERRORS, guards=[admin_only], summary="Restore a site")
+    async def restore_site(self, request: Request[Any, Any, Any], site_id: IdParam) -> Response[Site]:
+        """Undo a drain: the site's agents are offered work again."""
+        return await self._drain(request, path_id(site_id, "site"), drained=False)
+
+    async def _drain(
+        self, request: Request[Any, Any, Any], sid: uuid.UUID, *, drained: bool
+    ) -> Response[Site]:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+            before = await conn.fetchrow("SELECT drained_at FROM sites WHERE id = $1 FOR UPDATE", sid)
+            if before is None:
+                raise not_found("site")
+            if (before["drained_at"] is not None) == drained:
+                row = await conn.fetchrow(f"SELECT {COLUMNS} FROM sites WHERE id = $1", sid)
+                return Outcome(200, site_from_row(row))
+            row = await conn.fetchrow(
+                f"""UPDATE sites SET drained_at = {"now()" if drained else "NULL"}, updated_at = now()
+                    WHERE id = $1 RETURNING {COLUMNS}""",
+                sid,
+            )
+            op = "drained" if drained else "restored"
+            await audit(conn, principal, f"site.{op}", "site", sid, {"name": row["name"]})
             return Outcome(
                 200,
                 site_from_row(row),

@@ -17,12 +17,17 @@ from services.kernel.events import ConfigChanged, TenantCreated
 from services.kernel.ids import new_id
 
 from .auth import Principal, Role, admin_only, principal_of
+from .crud import set_clause
 from .keys import KEY_COLUMNS, Key, KeyWithSecret, insert_key, key_from_row
 from .mutations import Outcome, audit, mutate
 from .problems import PUBLIC_ERRORS, READ_ERRORS, WRITE_ERRORS, Problem
 from .seats import Seats, record_seats
 from .state import api_state
-from .validation import check_email, check_name
+from .validation import check_email, check_name, check_timezone
+
+SETTINGS = "agent_grace_seconds, timezone, language"
+# Languages the platform's own prompts are written in (services/kernel/announcements.py).
+Language = Literal["en", "fr", "es", "de"]
 
 __all__ = ["MeController", "SignupController", "Tenant"]
 
@@ -53,10 +58,16 @@ class TenantSettings(msgspec.Struct, kw_only=True):
     # How long a signed-in agent whose client lost its socket keeps its seat and calls before it is signed
     # out (docs/agent-protocol.md, Reconnecting).
     agent_grace_seconds: int
+    # The IANA time zone queue opening hours and holidays are read in.
+    timezone: str
+    # The language the platform speaks to callers in (position announcements, closed messages).
+    language: Language
 
 
 class TenantSettingsPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     agent_grace_seconds: Annotated[int, msgspec.Meta(ge=0, le=600)] | None = None
+    timezone: Annotated[str, msgspec.Meta(max_length=64)] | None = None
+    language: Language | None = None
 
 
 class Me(msgspec.Struct, kw_only=True):
@@ -160,30 +171,35 @@ class MeController(Controller):
     async def get_settings(self, request: Request[Any, Any, Any]) -> TenantSettings:
         principal = principal_of(request)
         async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            grace = await conn.fetchval("SELECT agent_grace_seconds FROM tenants")
-        if grace is None:
+            row = await conn.fetchrow(f"SELECT {SETTINGS} FROM tenants")
+        if row is None:
             raise Problem(401, "this API key's tenant no longer exists")
-        return TenantSettings(agent_grace_seconds=grace)
+        return TenantSettings(**row)
 
     @patch("/settings", responses=WRITE_ERRORS, guards=[admin_only], summary="Change the tenant's settings")
     async def patch_settings(
         self, request: Request[Any, Any, Any], data: JSONBody[TenantSettingsPatch]
     ) -> Response[TenantSettings]:
+        changes: dict[str, Any] = {
+            k: getattr(data, k) for k in ("agent_grace_seconds", "language") if getattr(data, k) is not None
+        }
+        if data.timezone is not None:
+            changes["timezone"] = check_timezone("timezone", data.timezone)
+
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
-            if data.agent_grace_seconds is not None:
-                await conn.execute("UPDATE tenants SET agent_grace_seconds = $1", data.agent_grace_seconds)
-                await audit(
-                    conn,
-                    principal,
-                    "tenant.settings_changed",
-                    "tenant",
+            if changes:
+                await conn.execute(
+                    f"UPDATE tenants SET {set_clause(changes)} WHERE id = $1",
                     principal.tenant_id,
-                    {"agent_grace_seconds": data.agent_grace_seconds},
+                    *changes.values(),
                 )
-            grace = await conn.fetchval("SELECT agent_grace_seconds FROM tenants")
+                await audit(
+                    conn, principal, "tenant.settings_changed", "tenant", principal.tenant_id, changes
+                )
+            row = await conn.fetchrow(f"SELECT {SETTINGS} FROM tenants")
             changed = ConfigChanged(
                 tenant_id=principal.tenant_id, kind="tenant", op="updated", object_id=principal.tenant_id
             )
-            return Outcome(200, TenantSettings(agent_grace_seconds=grace), [changed])
+            return Outcome(200, TenantSettings(**row), [changed])
 
         return await mutate(request, work)  # type: ignore[return-value]

@@ -34,7 +34,7 @@ from services.kernel.messages import Command, Event, Reply
 from services.kernel.serving import Consumer, Server
 
 from .calllog import call_line
-from .lifecycle import Contact, DeskRefused, Lifecycle, OfferInfo, late_wrap_up
+from .lifecycle import Contact, DeskRefused, Lifecycle, OfferInfo, Waiting, late_wrap_up
 from .reconcile import CHECKPOINT_S, RECONCILE_AFTER_S, media_started_after
 from .records import caller_history, load_contact, save_contact
 
@@ -58,6 +58,8 @@ EVENTS: tuple[type[Event], ...] = (
     ev.IvrNodeExited,
     ev.IvrCompleted,
     ev.ContactQueued,
+    ev.ContactPositionChanged,
+    ev.CallPlayFinished,
     ev.ContactOffered,
     ev.ContactAccepted,
     ev.ContactRejected,
@@ -236,13 +238,32 @@ class ContactsAdapter:
     async def _arrived(self, event: ev.CallArrived) -> None:
         if event.call_id in self.contacts:
             return
-        machine = Lifecycle.arrive(event, self._when(event))
+        waiting = await self._waiting(event) if event.queue_id is not None and event.flow_id is None else None
+        machine = Lifecycle.arrive(event, self._when(event), waiting=waiting)
         if machine is None:
             return
         running = _Running(machine=machine)
         self.contacts[event.call_id] = running
         async with running.lock:
             await self._apply(running, machine.take())
+
+    async def _waiting(self, event: ev.CallArrived) -> Waiting:
+        """A queue number's announcement interval and closed message, and the tenant's language."""
+        async with tenant_tx(self.pool, event.tenant_id, readonly=True) as conn:
+            row = await conn.fetchrow(
+                """SELECT q.announce_seconds, q.closed_message, t.language
+                   FROM tenants t LEFT JOIN queues q ON q.id = $1 WHERE t.id = $2""",
+                event.queue_id,
+                event.tenant_id,
+            )
+        if row is None:
+            return Waiting()
+        every = row["announce_seconds"]
+        return Waiting(
+            announce_every=float(every) if every else None,
+            language=row["language"],
+            closed_message=row["closed_message"],
+        )
 
     async def _refused(self, event: ev.CallRefused) -> None:
         if event.call_id in self.contacts:

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from services.kernel import events as ev
+from services.kernel.announcements import closed_play, position_play
 from services.kernel.messages import Command, Event
 from services.recording.policy import should_record
 
@@ -29,6 +30,7 @@ __all__ = [
     "DeskRefused",
     "Lifecycle",
     "OfferInfo",
+    "Waiting",
     "caller_of",
 ]
 
@@ -42,6 +44,8 @@ AGENT_LOST_MESSAGE = (
 APOLOGY = "We're sorry, we cannot take your call right now. Please try again later."
 REFUSED = "refused"  # outcome of a call media turned away (the cause says why)
 UNROUTED = "unrouted"  # outcome of a call to a number with no flow and no queue
+CLOSED = "closed"  # outcome of a call to a number whose queue was closed (the caller heard its message)
+CLOSED_MESSAGE_MAX_S = 60.0  # the closed message has played by then (or its end was lost): hang up
 SEEN_MAX = 64  # event ids remembered per contact (redeliveries arrive within a few seconds)
 TERMINAL = ("ended", "abandoned", "failed")
 DIGITS = frozenset("0123456789*#ABCD")
@@ -63,6 +67,14 @@ class OfferInfo(msgspec.Struct, kw_only=True, frozen=True):
     history_last: list[dict[str, str]] = []
     # The queue's recording share (0-100; the tenant's when the queue has none): docs/recording.md.
     record_percent: int = 0
+
+
+class Waiting(msgspec.Struct, kw_only=True, frozen=True):
+    """What a caller on a number routed straight to a queue hears (the queue's and the tenant's settings)."""
+
+    announce_every: float | None = None  # position announcements; None: music only
+    language: str = "en"
+    closed_message: str | None = None  # None: the platform's, in the tenant's language
 
 
 class Contact(msgspec.Struct, kw_only=True):
@@ -89,6 +101,11 @@ class Contact(msgspec.Struct, kw_only=True):
     note_from: str = ""
     transfer: dict[str, str] | None = None  # a blind transfer sent to routing, applied once it accepts
     deadline: float | None = None  # accept-without-leg or answer timeout
+    waiting: Waiting | None = None  # set for numbers routed straight to a queue
+    announce_at: float | None = None
+    position: int | None = None
+    expected_wait_s: float | None = None
+    playing: str | None = None  # the announcement or closed message playing now (its command id)
     pending: dict[str, str] = {}  # command id -> what it was for (failures are fed back)
     seen: list[str] = []
     # The last moment this coordinator knew the contact alive (checkpoints, every step): where its record
@@ -161,9 +178,10 @@ class Lifecycle:
     # -- creation ---------------------------------------------------------------------------------
 
     @classmethod
-    def arrive(cls, event: ev.CallArrived, now: float) -> Lifecycle | None:
+    def arrive(cls, event: ev.CallArrived, now: float, *, waiting: Waiting | None = None) -> Lifecycle | None:
         """A new inbound call; None for anything else. A number routed nowhere still gets its record: media
-        plays the unrouted message and hangs up, and the contact ends `unrouted`."""
+        plays the unrouted message and hangs up, and the contact ends `unrouted`. `waiting`: a number routed
+        straight to a queue, what its callers hear."""
         if event.direction != "inbound":
             return None
         caller, caller_name = caller_of(event.from_uri)
@@ -191,6 +209,7 @@ class Lifecycle:
         else:
             # Straight to a queue: answered, music, and in line (once answered).
             machine.state.owns_media = True
+            machine.state.waiting = waiting
             machine.state.deadline = now + ANSWER_TIMEOUT_S
             machine._send(ev.MediaAnswer(**machine._stamp(), call_id=event.call_id), "answer")
         return machine
@@ -235,7 +254,8 @@ class Lifecycle:
         return self.phase in TERMINAL
 
     def next_timer(self) -> float | None:
-        return self.state.deadline
+        times = [t for t in (self.state.deadline, self.state.announce_at) if t is not None]
+        return min(times) if times else None
 
     def take(self) -> list[Command | Event]:
         out, self._out = self._out, []
@@ -265,6 +285,10 @@ class Lifecycle:
                 self._ivr_completed(event, now)
             case ev.ContactQueued():
                 self._queued(event, now)
+            case ev.ContactPositionChanged():
+                self.state.position, self.state.expected_wait_s = event.position, event.expected_wait_s
+            case ev.CallPlayFinished():
+                self._play_finished(event, now)
             case OfferInfo():
                 self._offered(event, now)
             case ev.ContactAccepted():
@@ -316,6 +340,8 @@ class Lifecycle:
             self._wait_in_queue()
         elif not ok and purpose == "answer" and self.phase == "arrived":
             self._finish("failed", now, "failed", cause=f"answer_failed:{code}")
+        elif not ok and purpose == "enqueue" and self.phase == "arrived" and code == "queue_closed":
+            self._closed(now)
         elif not ok and purpose == "enqueue" and self.phase == "arrived":
             self._send(ev.MediaPlay(**self._stamp(), call_id=self.contact_id, text=APOLOGY), "apology")
             self._hang_up_caller("no_queue")
@@ -324,11 +350,19 @@ class Lifecycle:
 
     def timer(self, now: float) -> list[Command | Event]:
         s = self.state
-        if s.deadline is None or now < s.deadline:
+        announce = s.announce_at is not None and now >= s.announce_at
+        if not announce and (s.deadline is None or now < s.deadline):
             return []
-        s.deadline = None
         self._step(uuid.uuid5(self.contact_id, f"timer:{now!r}"), now)
-        if self.phase == "arrived" and s.owns_media:
+        if announce:
+            self._announce(now)
+        if s.deadline is None or now < s.deadline:
+            return self.take()
+        s.deadline = None
+        if self.phase == "arrived" and s.record.outcome == CLOSED:
+            self._hang_up_caller(CLOSED)
+            self._finish("ended", now, CLOSED, cause="queue_closed")
+        elif self.phase == "arrived" and s.owns_media:
             self._hang_up_caller("not_answered")
             self._finish("failed", now, "failed", cause="answer_timeout")
         elif s.accepted and not s.bridged:
@@ -485,9 +519,73 @@ class Lifecycle:
         self._send(ev.MediaPlay(**self._stamp(), call_id=self.contact_id, tone="moh", loop=True), "moh")
         assert s.record.queue_id is not None
         self._send(
-            ev.RoutingEnqueue(**self._stamp(), call_id=self.contact_id, queue="", queue_id=s.record.queue_id),
+            ev.RoutingEnqueue(
+                **self._stamp(),
+                call_id=self.contact_id,
+                queue="",
+                queue_id=s.record.queue_id,
+                # What the queue's priority rules can match without an IVR (e.g. caller=+15550100: +30).
+                attributes={"caller": s.record.caller, "dialled": s.record.dialled},
+            ),
             "enqueue",
         )
+
+    # -- waiting on a number routed straight to a queue ----------------------------------------------
+
+    def _announce(self, now: float) -> None:
+        """The caller's position and expected wait at the queue's interval, as the IVR's queue node says
+        them (services/kernel/announcements.py); only while in line, where we play the music."""
+        s = self.state
+        every = s.waiting.announce_every if s.waiting else None
+        if self.phase not in ("queued", "offered") or not s.owns_media or every is None:
+            s.announce_at = None
+            return
+        s.announce_at = now + every
+        if self.phase == "offered":
+            return  # an agent's phone is ringing: the next one, if the caller is still waiting
+        assert s.waiting is not None
+        stamp = self._stamp()
+        play = position_play(
+            tenant_id=stamp["tenant_id"],
+            call_id=self.contact_id,
+            position=s.position,
+            expected_wait_s=s.expected_wait_s,
+            language=s.waiting.language,
+            id=stamp["id"],
+            ts=now,
+        )
+        s.playing = str(play.id)
+        self._event("announced", now, position=str(s.position or ""))
+        self._send(play, "announce")
+
+    def _play_finished(self, event: ev.CallPlayFinished, now: float) -> None:
+        s = self.state
+        if event.call_id != self.contact_id or event.play_id is None or str(event.play_id) != s.playing:
+            return
+        s.playing = None
+        if self.phase == "arrived" and s.record.outcome == CLOSED:
+            self._hang_up_caller(CLOSED)
+        elif event.reason != "stopped" and self.phase in ("queued", "offered") and not s.bridged:
+            self._send(ev.MediaPlay(**self._stamp(), call_id=self.contact_id, tone="moh", loop=True), "moh")
+
+    def _closed(self, now: float) -> None:
+        """The queue is closed (hours, holiday): its closed message, then goodbye."""
+        s = self.state
+        waiting = s.waiting or Waiting()
+        stamp = self._stamp()
+        play = closed_play(
+            tenant_id=stamp["tenant_id"],
+            call_id=self.contact_id,
+            message=waiting.closed_message,
+            language=waiting.language,
+            id=stamp["id"],
+            ts=now,
+        )
+        s.record.outcome = CLOSED
+        s.playing = str(play.id)
+        s.deadline = now + CLOSED_MESSAGE_MAX_S
+        self._event("closed", now, queue_id=str(s.record.queue_id))
+        self._send(play, "closed_message")
 
     def _ivr_completed(self, event: ev.IvrCompleted, now: float) -> None:
         r = self.state.record
@@ -508,6 +606,7 @@ class Lifecycle:
             # The IVR's voicemail task for this call, not the caller waiting: a note in the timeline.
             self._event("voicemail_task", now, queue_id=event.queue)
             return
+        s.position, s.expected_wait_s = event.position or None, event.expected_wait_s
         r.attributes.update(event.attributes)
         if "ivr.digits" in event.attributes and not r.ivr_digits:
             r.ivr_digits = event.attributes["ivr.digits"]
@@ -762,8 +861,8 @@ class Lifecycle:
         phase = self.phase
         if phase in TERMINAL or phase == "wrap_up":
             return
-        if phase == "arrived" and r.outcome == UNROUTED:
-            self._finish("ended", now, UNROUTED, cause=event.cause)
+        if phase == "arrived" and r.outcome in (UNROUTED, CLOSED):
+            self._finish("ended", now, r.outcome, cause=event.cause)
         elif event.cause in PLATFORM_CAUSES and phase != "connected" and not s.accepted:
             self._platform_lost(now, event.cause)
         elif phase in ("arrived", "in_ivr"):
@@ -865,6 +964,7 @@ class Lifecycle:
             r.cause = r.cause or cause
         if r.ended_at is None:
             r.ended_at = now
+        self.state.announce_at = None
         if r.queued_at is not None and r.queue_s is None and r.connected_at is None:
             r.queue_s = round(now - r.queued_at, 3)
         if phase == "abandoned" and r.flow_id is not None and r.ivr_s is None and r.queued_at is None:
@@ -881,6 +981,9 @@ class Lifecycle:
             return
         r.state = new
         self._event(new, now, cause=cause, **detail)
+        s = self.state
+        if new == "queued" and s.waiting and s.waiting.announce_every and s.announce_at is None:
+            s.announce_at = now + s.waiting.announce_every
         agent = detail.get("agent_id") or (str(r.agent_id) if r.agent_id else None)
         self._out.append(
             ev.ContactStateChanged(

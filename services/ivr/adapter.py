@@ -218,7 +218,7 @@ class IvrAdapter:
         found = await self._flow_for(event)
         if found is None:
             return  # the number goes straight to a queue (or nowhere): not the IVR's call
-        flow, flow_key, version = found
+        flow, flow_key, version, language = found
         interp = Interpreter.new(
             flow,
             version=version,
@@ -228,6 +228,7 @@ class IvrAdapter:
             dialled=event.to_e164,
             now=self.clock(),
             lookup_secret=derive_secret(self.platform_secret, event.tenant_id),
+            language=language,
         )
         running = _Running(interp=interp, flow_key=flow_key)
         self.calls[event.call_id] = running
@@ -241,8 +242,9 @@ class IvrAdapter:
                 return
             await self._apply(running, interp.start(self.clock()))
 
-    async def _flow_for(self, event: CallArrived) -> tuple[Flow, str, int] | None:
-        """The current version of the flow the dialled number points at, cached in FLOWS_BUCKET."""
+    async def _flow_for(self, event: CallArrived) -> tuple[Flow, str, int, str] | None:
+        """The current version of the flow the dialled number points at, cached in FLOWS_BUCKET, and the
+        tenant's language."""
         async with tenant_tx(self.pool, event.tenant_id, readonly=True) as conn:
             flow_id = event.flow_id
             if flow_id is None:
@@ -261,13 +263,14 @@ class IvrAdapter:
                    JOIN flow_versions v ON v.flow_id = f.id AND v.version = f.current_version WHERE f.id = $1""",
                 flow_id,
             )
+            language = await conn.fetchval("SELECT language FROM tenants") or "en"
         if row is None:
             return None
         flow = msgspec.json.decode(row["definition"].encode(), type=Flow)
         key = _kv_key(event.tenant_id, row["id"], row["version"])
         assert self.flows_kv is not None
         await self.flows_kv.put(key, row["definition"].encode())
-        return flow, key, row["version"]
+        return flow, key, row["version"], language
 
     async def _flow_from_kv(self, key: str) -> Flow | None:
         assert self.flows_kv is not None

@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 import msgspec
 
+from services.kernel.announcements import position_play
 from services.kernel.events import (
     CallRecordFinished,
     MediaPlay,
@@ -130,14 +131,15 @@ class Handoffs(Steps):
         node = self._node()
         assert isinstance(node, QueueNode)
         s.announce_at = now + node.announce_every if node.announce_every else None
-        if s.position is None:
-            text = "Thank you for waiting. Your call is important to us."
-        else:
-            text = f"You are number {s.position} in line."
-            if s.expected_wait_s is not None:
-                minutes = max(1, round(s.expected_wait_s / 60))
-                text += f" The expected wait is about {minutes} minute{'s' if minutes != 1 else ''}."
-        cmd = MediaPlay(tenant_id=s.tenant_id, call_id=s.call_id, text=text, id=next_id(s), ts=now)
+        cmd = position_play(
+            tenant_id=s.tenant_id,
+            call_id=s.call_id,
+            position=s.position,
+            expected_wait_s=s.expected_wait_s,
+            language=s.language,
+            id=next_id(s),
+            ts=now,
+        )
         out.append(cmd)
         s.pending = cmd.id  # when it finishes, the music resumes
 

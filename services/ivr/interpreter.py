@@ -85,8 +85,10 @@ class Interpreter(Handoffs):
         now: float,
         attributes: dict[str, str] | None = None,
         lookup_secret: bytes = b"",
+        language: str = "en",
     ) -> Interpreter:
         state = CallState(
+            language=language,
             tenant_id=tenant_id,
             call_id=call_id,
             flow=flow.name,

@@ -62,6 +62,7 @@ class CallState(msgspec.Struct, kw_only=True):
     offered: bool = False
     position: int | None = None
     expected_wait_s: float | None = None
+    language: str = "en"  # the tenant's: what the platform itself says (position announcements)
     hops: int = 0  # nodes entered without the caller doing anything (a guard against silent loops)
     path: list[Step] = msgspec.field(default_factory=list)
     digits: str = ""

@@ -244,11 +244,18 @@ class TenantRunner:
         assert self.engine is not None
         loaded = await load_tenant_config(self.pool, self.tenant_id)
         self.loaded = loaded
-        if self.engine.state.config == loaded.config:
-            return
-        result = await self._apply(core.Configure(id=f"config-{new_id()}", config=loaded.config))
-        if not result.ok:
-            self.log.error("routing_config_refused", reason=result.reply.reason)
+        if self.engine.state.config != loaded.config:
+            result = await self._apply(core.Configure(id=f"config-{new_id()}", config=loaded.config))
+            if not result.ok:
+                self.log.error("routing_config_refused", reason=result.reply.reason)
+        # A drain is stored on the site (the API's drain/restore); a lost site is media's to restore.
+        status = self.engine.state.site_status
+        for site_id in sorted(status):
+            drained = site_id in loaded.drained_sites
+            if drained and status[site_id] is core.SiteStatus.UP:
+                await self._apply(core.DrainSite(id=f"drain-{new_id()}", site_id=site_id))
+            elif not drained and status[site_id] is core.SiteStatus.DRAINING:
+                await self._apply(core.RestoreSite(id=f"restore-{new_id()}", site_id=site_id))
 
     def _arm(self) -> None:
         """Keep exactly one loop timer armed for the engine's next timer."""

@@ -3,6 +3,9 @@
 Ids are the control-plane UUIDs as strings. An agent is a member of every queue whose required skills it
 has at all (the core then applies the minimum proficiency); a queue without skills takes every agent.
 Languages become the agent attribute `language`, so a contact can require {"language": "es"}.
+A queue's rules (strategy, overflow, hours and holidays in the tenant's time zone, closed target, priority
+rules, spill thresholds) come from its columns as the API stored them (services/api/queue_rules.py); a rule
+naming a queue that no longer exists is left out rather than refusing the whole configuration.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import asyncpg
 from services.kernel.db import tenant_tx
 
 from .core import AgentProfile, QueueConfig, SiteConfig, TenantConfig
-from .core.model import PROFICIENCY_MAX
+from .core.model import PROFICIENCY_MAX, OverflowRule, PriorityRule, Strategy
+from .core.schedule import WEEKDAYS, Schedule, validate_schedule
 
 __all__ = ["LoadedConfig", "load_tenant_config"]
 
@@ -27,6 +31,7 @@ class LoadedConfig:
     queue_ids_by_name: dict[str, str] = field(default_factory=dict)
     default_priority: dict[str, int] = field(default_factory=dict)  # queue id -> priority of its contacts
     exists: bool = True  # False: the tenant is unknown (deleted, or never created)
+    drained_sites: frozenset[str] = frozenset()
 
 
 def _skills(raw: object) -> dict[str, int]:
@@ -41,35 +46,85 @@ def _skills(raw: object) -> dict[str, int]:
     return out
 
 
+def _json(raw: object) -> object:
+    return json.loads(raw) if isinstance(raw, str) else raw
+
+
+def _schedule(hours: object, holidays: list[object], tz: str) -> Schedule | None:
+    """Hours {"mon": ["09:00-17:00"]} and holiday dates as the core's Schedule; no hours but holidays:
+    open all day on every other day. None (always open) when neither is set or the stored value is not
+    usable (the API refuses such values; a queue is not closed by a bad row)."""
+    spans = _json(hours)
+    if not spans and not holidays:
+        return None
+    if isinstance(spans, dict):
+        windows = {
+            day: [tuple(w.split("-", 1)) for w in ws if isinstance(w, str) and "-" in w]
+            for day, ws in spans.items()
+            if isinstance(ws, list)
+        }
+    else:
+        windows = {day: [("00:00", "24:00")] for day in WEEKDAYS}
+    schedule = Schedule(
+        tz=tz,
+        hours=windows,  # type: ignore[arg-type]
+        closed_dates=[str(d) for d in holidays],
+    )
+    return None if validate_schedule(schedule) else schedule
+
+
+def _queue(r: asyncpg.Record, tz: str, queue_ids: set[str]) -> QueueConfig:
+    qid = str(r["id"])
+    overflow = [
+        OverflowRule(
+            target_queue_id=str(rule["target_queue_id"]),
+            after_s=rule.get("after_seconds"),
+            expected_wait_over_s=rule.get("expected_wait_over_seconds"),
+        )
+        for rule in _json(r["overflow"]) or []  # type: ignore[union-attr]
+        if str(rule.get("target_queue_id")) in queue_ids - {qid}
+    ]
+    priority_rules = [
+        PriorityRule(attribute=rule["attribute"], equals=rule["equals"], raise_by=int(rule["raise_by"]))
+        for rule in _json(r["priority_rules"]) or []  # type: ignore[union-attr]
+    ]
+    closed = r["closed_queue_id"]
+    return QueueConfig(
+        queue_id=qid,
+        strategy=Strategy(r["strategy"]),
+        skills=_skills(r["skills"]),
+        overflow=overflow,
+        priority_rules=priority_rules,
+        schedule=_schedule(r["hours"], list(r["holidays"] or []), tz),
+        closed_target_queue_id=str(closed) if r["closed_treatment"] == "queue" and closed else None,
+        wrap_up_s=float(r["wrap_up_seconds"]),
+        offer_timeout_s=float(r["offer_timeout_seconds"]),
+        preferred_site_id=str(r["site_id"]) if r["site_id"] else None,
+        site_spill_after_s=r["spill_after_seconds"],
+        site_spill_expected_wait_s=r["spill_expected_wait_seconds"],
+    )
+
+
 async def load_tenant_config(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> LoadedConfig:
     async with tenant_tx(pool, tenant_id, readonly=True) as conn:
         tenant = await conn.fetchrow(
-            "SELECT seats_purchased, agent_grace_seconds FROM tenants WHERE id = $1", tenant_id
+            "SELECT seats_purchased, agent_grace_seconds, timezone FROM tenants WHERE id = $1", tenant_id
         )
-        site_rows = await conn.fetch("SELECT id, name FROM sites ORDER BY id")
+        site_rows = await conn.fetch("SELECT id, name, drained_at FROM sites ORDER BY id")
         queue_rows = await conn.fetch(
-            "SELECT id, name, skills, priority, wrap_up_seconds, offer_timeout_seconds, site_id FROM queues ORDER BY id"
+            """SELECT id, name, skills, priority, wrap_up_seconds, offer_timeout_seconds, site_id, strategy,
+                      overflow, hours, holidays, closed_treatment, closed_queue_id, priority_rules,
+                      spill_after_seconds, spill_expected_wait_seconds
+               FROM queues ORDER BY id"""
         )
         agent_rows = await conn.fetch("SELECT id, site_id, skills, languages FROM agents ORDER BY id")
     if tenant is None:
         return LoadedConfig(config=TenantConfig(seats=0), exists=False)
     sites = [SiteConfig(site_id=str(r["id"]), name=r["name"]) for r in site_rows]
-    queues: list[QueueConfig] = []
-    names: dict[str, str] = {}
-    priorities: dict[str, int] = {}
-    for r in queue_rows:
-        qid = str(r["id"])
-        queues.append(
-            QueueConfig(
-                queue_id=qid,
-                skills=_skills(r["skills"]),
-                wrap_up_s=float(r["wrap_up_seconds"]),
-                offer_timeout_s=float(r["offer_timeout_seconds"]),
-                preferred_site_id=str(r["site_id"]) if r["site_id"] else None,
-            )
-        )
-        names[r["name"]] = qid
-        priorities[qid] = int(r["priority"])
+    queue_ids = {str(r["id"]) for r in queue_rows}
+    queues = [_queue(r, tenant["timezone"], queue_ids) for r in queue_rows]
+    names = {r["name"]: str(r["id"]) for r in queue_rows}
+    priorities = {str(r["id"]): int(r["priority"]) for r in queue_rows}
     agents: list[AgentProfile] = []
     for r in agent_rows:
         skills = _skills(r["skills"])
@@ -91,4 +146,7 @@ async def load_tenant_config(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> Loaded
         queues=queues,
         agents=agents,
     )
-    return LoadedConfig(config=config, queue_ids_by_name=names, default_priority=priorities)
+    drained = frozenset(str(r["id"]) for r in site_rows if r["drained_at"] is not None)
+    return LoadedConfig(
+        config=config, queue_ids_by_name=names, default_priority=priorities, drained_sites=drained
+    )

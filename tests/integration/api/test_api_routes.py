@@ -588,6 +588,8 @@ async def test_openapi_metrics_and_unknown_routes(client: httpx.AsyncClient, ten
         "/v1/audit",
         "/v1/sites",
         "/v1/sites/{site_id}",
+        "/v1/sites/{site_id}/drain",
+        "/v1/sites/{site_id}/restore",
         "/v1/agents",
         "/v1/agents/{agent_id}",
         "/v1/agents/{agent_id}/token",

@@ -15,6 +15,7 @@ from services.contacts.lifecycle import (
     DeskRefused,
     Lifecycle,
     OfferInfo,
+    Waiting,
     caller_of,
     late_wrap_up,
 )
@@ -570,3 +571,71 @@ def test_a_step_taken_again_sends_the_same_commands() -> None:
     assert [(type(o), o.id, o.ts) for o in sent] == [(type(o), o.id, o.ts) for o in resent]
     other = Lifecycle.arrive(msgspec.structs.replace(event, id=uuid.uuid4()), 100.0)
     assert other is not None and command(other.take(), ev.MediaAnswer).id != answer.id  # type: ignore[attr-defined]
+
+
+def waiting_in_line(every: float = 30.0, language: str = "fr") -> tuple[Lifecycle, list]:
+    """A caller on a number routed straight to a queue, answered and in line at 1001.0."""
+    m = Lifecycle.arrive(arrived(), 1000.0, waiting=Waiting(announce_every=every, language=language))
+    assert m is not None
+    ack_all(m, m.take(), 1000.5)  # answered: music and the enqueue
+    out = m.handle(
+        ev.ContactQueued(tenant_id=T, call_id=CALL, queue=str(QUEUE), position=3, expected_wait_s=170.0),
+        1001.0,
+    )
+    assert transitions(out) == ["queued"]
+    return m, out
+
+
+def test_number_to_queue_caller_hears_position_at_the_interval_in_the_tenants_language() -> None:
+    m, _ = waiting_in_line()
+    assert m.next_timer() == 1031.0
+    assert m.timer(1030.9) == []
+    out = m.timer(1031.0)
+    play = command(out, ev.MediaPlay)
+    assert play.text == "Vous êtes numéro 3 dans la file. L'attente prévue est d'environ 3 minutes."
+    assert play.voice == "fr-fr" and not play.loop and m.next_timer() == 1061.0
+    ack_all(m, out, 1031.0)
+    # A newer position, then the announcement ends: music again; the next one says the new figures.
+    m.handle(ev.ContactPositionChanged(tenant_id=T, call_id=CALL, position=1, expected_wait_s=None), 1035.0)
+    out = m.handle(ev.CallPlayFinished(tenant_id=T, call_id=CALL, play_id=play.id, reason="done"), 1036.0)
+    assert command(out, ev.MediaPlay).tone == "moh"
+    # Another play's end (not ours) changes nothing.
+    assert m.handle(ev.CallPlayFinished(tenant_id=T, call_id=CALL, play_id=uuid.uuid4()), 1037.0) == []
+    second = command(m.timer(1061.0), ev.MediaPlay)
+    assert second.text == "Vous êtes numéro 1 dans la file."
+    assert [e.event for e in m.state.record.timeline].count("announced") == 2
+    # Offered: no announcement over the ringing; connected: none ever again.
+    m.handle(offer(), 1062.0)
+    assert kinds(m.timer(1091.0)) == [] and m.next_timer() == 1121.0
+
+
+def test_number_to_queue_without_announcements_has_no_timer() -> None:
+    m, _ = waiting_in_line(every=None)  # type: ignore[arg-type]
+    assert m.next_timer() is None
+
+
+def test_a_closed_queue_plays_its_message_then_hangs_up_and_ends_closed() -> None:
+    m = Lifecycle.arrive(arrived(), 1000.0, waiting=Waiting(language="de", closed_message=None))
+    assert m is not None
+    out = ack_all(m, m.take(), 1000.5)  # answered: music and the enqueue
+    enqueue = command(out, ev.RoutingEnqueue)
+    assert enqueue.attributes == {"caller": "+15550100", "dialled": "+15550123"}
+    out = m.replied(enqueue.id, False, "queue_closed", 1000.6)
+    play = command(out, ev.MediaPlay)
+    assert play.text.startswith("Wir haben geschlossen") and play.voice == "de"
+    assert not m.finished and m.state.record.outcome == "closed"
+    out = m.handle(ev.CallPlayFinished(tenant_id=T, call_id=CALL, play_id=play.id, reason="done"), 1006.0)
+    assert command(out, ev.MediaHangup).cause == "closed"
+    m.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="closed", duration=6.0), 1006.1)
+    assert m.finished and m.phase == "ended" and m.state.record.outcome == "closed"
+    assert "closed" in [e.event for e in m.state.record.timeline]
+
+
+def test_a_closed_message_whose_end_is_lost_still_hangs_up() -> None:
+    m = Lifecycle.arrive(arrived(), 1000.0, waiting=Waiting(closed_message="Closed for the holiday."))
+    assert m is not None
+    out = ack_all(m, m.take(), 1000.5)
+    out = m.replied(command(out, ev.RoutingEnqueue).id, False, "queue_closed", 1000.6)
+    assert command(out, ev.MediaPlay).text == "Closed for the holiday."
+    out = m.timer(1000.6 + 60.0)
+    assert command(out, ev.MediaHangup) and m.finished and m.state.record.outcome == "closed"
