@@ -266,7 +266,7 @@ def register(cli: click.Group) -> None:
         _show(saved)
 
     tenant = group(
-        cli, "settings", "Tenant-wide settings: how long a disconnected agent keeps its seat and calls."
+        cli, "settings", "Tenant-wide settings: agent reconnect grace, time zone, callers' language."
     )
 
     def _show_settings(settings: switchboard.TenantSettings) -> None:
@@ -275,7 +275,9 @@ def register(cli: click.Group) -> None:
                 (
                     "agent grace",
                     f"{settings.agent_grace_seconds} s (a disconnected agent keeps its seat and calls)",
-                )
+                ),
+                ("time zone", f"{settings.timezone} (queue hours and holidays)"),
+                ("language", f"{settings.language} (what callers hear from the platform)"),
             ]
         )
 
@@ -297,12 +299,22 @@ def register(cli: click.Group) -> None:
         help="How long (0-600 s, default 20) an agent whose desk lost its connection keeps its seat and calls"
         " before it is signed out and its caller goes back in line.",
     )
-    def settings_set(state: State, agent_grace: int | None) -> None:
+    @click.option("--timezone", metavar="ZONE", help="IANA time zone queue hours are read in (Europe/Paris).")
+    @click.option(
+        "--language",
+        type=click.Choice(["en", "fr", "es", "de"]),
+        help="What callers hear from the platform (position announcements, closed messages).",
+    )
+    def settings_set(
+        state: State, agent_grace: int | None, timezone: str | None, language: str | None
+    ) -> None:
         """Change the tenant's settings (admin key); what is not given is kept."""
-        if agent_grace is None:
-            raise CliError("give --agent-grace SECONDS")
+        if agent_grace is None and timezone is None and language is None:
+            raise CliError("give --agent-grace SECONDS, --timezone ZONE or --language LANG")
         with state.client() as client:
-            saved = client.settings.update(agent_grace_seconds=agent_grace)
+            saved = client.settings.update(
+                agent_grace_seconds=agent_grace, timezone=timezone, language=language
+            )
         if state.json:
             emit_json(saved)
             return

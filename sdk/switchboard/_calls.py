@@ -268,8 +268,18 @@ def tenant_settings_get() -> Call[TenantSettings]:
     return Call[TenantSettings]("GET", "/v1/me/settings", TenantSettings)
 
 
-def tenant_settings_patch(*, agent_grace_seconds: int | None = None) -> Call[TenantSettings]:
-    body = fields(agent_grace_seconds=agent_grace_seconds)
+def tenant_settings_patch(
+    *, agent_grace_seconds: int | None = None, timezone: str | None = None, language: str | None = None
+) -> Call[TenantSettings]:
+    body = {
+        k: v
+        for k, v in (
+            ("agent_grace_seconds", agent_grace_seconds),
+            ("timezone", timezone),
+            ("language", language),
+        )
+        if v is not None
+    }
     return Call[TenantSettings]("PATCH", "/v1/me/settings", TenantSettings, body=body)
 
 

@@ -689,14 +689,24 @@ class AsyncDeskSettingsResource(_Resource):
 
 
 class AsyncSettingsResource(_Resource):
-    """Tenant-wide settings: the agents' reconnect grace (admin keys change them)."""
+    """Tenant-wide settings: the agents' reconnect grace, the time zone and the callers' language (admin keys
+    change them)."""
 
     async def get(self) -> TenantSettings:
         settings: TenantSettings = await self._client._run(_calls.tenant_settings_get())
         return settings
 
-    async def update(self, *, agent_grace_seconds: int | None = None) -> TenantSettings:
-        call = _calls.tenant_settings_patch(agent_grace_seconds=agent_grace_seconds)
+    async def update(
+        self,
+        *,
+        agent_grace_seconds: int | None = None,
+        timezone: str | None = None,
+        language: str | None = None,
+    ) -> TenantSettings:
+        """`timezone`: the IANA zone queue hours are read in; `language`: en, fr, es or de (announcements)."""
+        call = _calls.tenant_settings_patch(
+            agent_grace_seconds=agent_grace_seconds, timezone=timezone, language=language
+        )
         saved: TenantSettings = await self._client._run(call)
         return saved
 

@@ -741,14 +741,24 @@ class DeskSettingsResource(_Resource):
 
 
 class SettingsResource(_Resource):
-    """Tenant-wide settings: the agents' reconnect grace (admin keys change them)."""
+    """Tenant-wide settings: the agents' reconnect grace, the time zone and the callers' language (admin keys
+    change them)."""
 
     def get(self) -> TenantSettings:
         settings: TenantSettings = self._client._run(_calls.tenant_settings_get())
         return settings
 
-    def update(self, *, agent_grace_seconds: int | None = None) -> TenantSettings:
-        call = _calls.tenant_settings_patch(agent_grace_seconds=agent_grace_seconds)
+    def update(
+        self,
+        *,
+        agent_grace_seconds: int | None = None,
+        timezone: str | None = None,
+        language: str | None = None,
+    ) -> TenantSettings:
+        """`timezone`: the IANA zone queue hours are read in; `language`: en, fr, es or de (announcements)."""
+        call = _calls.tenant_settings_patch(
+            agent_grace_seconds=agent_grace_seconds, timezone=timezone, language=language
+        )
         saved: TenantSettings = self._client._run(call)
         return saved
 

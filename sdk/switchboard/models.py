@@ -183,6 +183,8 @@ class TenantSettings(Model, kw_only=True):
     its socket keeps its seat and calls before it is signed out (docs/agent-protocol.md, Reconnecting)."""
 
     agent_grace_seconds: int
+    timezone: str = "UTC"  # queue opening hours and holidays are read in it
+    language: str = "en"  # what the platform says to callers: en, fr, es or de
 
 
 class AgentToken(Model, kw_only=True):

@@ -96,6 +96,12 @@ def test_rules_set_by_the_cli_read_back_everywhere(tenant: dict[str, Any]) -> No
     human = run("queues", "show", "Support").stdout
     assert "round-robin" in human and "announcements" in human and "off" in human
 
+    # The tenant's time zone (queue hours) and callers' language.
+    out = run("settings", "set", "--timezone", "Europe/Paris", "--language", "fr").stdout
+    assert "Europe/Paris" in out and "fr" in out
+    bad = CliRunner().invoke(cli, ["settings", "set", "--timezone", "Mars/Olympus"], catch_exceptions=False)
+    assert bad.exit_code != 0 and "timezone" in bad.stderr, bad.stderr
+
     # Drain and restore a site, idempotent, shown on the site.
     assert "Drained site Paris" in run("sites", "drain", "Paris").stdout
     site = json.loads(run("sites", "drain", "Paris", "--json").stdout)
