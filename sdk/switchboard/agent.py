@@ -512,7 +512,9 @@ class AgentSession:
                 ice = self.ready.ice_servers if self.ready is not None else []
                 leg = AgentLeg(contact_id, ice, play=self.play, play_loop=self.play_loop, record=self.record)
                 self._legs[contact_id] = leg
-                answer = await self.request("offer", sdp=await leg.create_offer(), call_id=contact_id)
+                # A consultation's leg joins the caller's call (offer.call_id), not the consultation's id.
+                call_id = offer.call_id or contact_id
+                answer = await self.request("offer", sdp=await leg.create_offer(), call_id=call_id)
                 await leg.accept_answer(str(answer["leg_id"]), str(answer["sdp"]))
             if not self.auto_answer:
                 return
@@ -645,6 +647,29 @@ class AgentSession:
         return await self.request(
             "transfer", contact_id=contact_id, queue=queue, agent_id=agent_id, note=note
         )
+
+    async def consult(
+        self,
+        contact_id: str,
+        *,
+        queue: str | None = None,
+        agent_id: str | None = None,
+        note: str | None = None,
+    ) -> dict[str, Any]:
+        """Attended transfer, first step: the caller hears music while the agent (or anyone of the queue) is
+        offered a consultation; a `consult` event says `talking` once they answered (or `cancelled`, with
+        why). Then `complete_transfer` or `cancel_transfer`."""
+        if (queue is None) == (agent_id is None):
+            raise ValueError("consult exactly one of queue= or agent_id=")
+        return await self.request("consult", contact_id=contact_id, queue=queue, agent_id=agent_id, note=note)
+
+    async def complete_transfer(self, contact_id: str) -> dict[str, Any]:
+        """The caller goes to the consulted agent; this agent's part ends (wrap it up)."""
+        return await self.request("consult_complete", contact_id=contact_id)
+
+    async def cancel_transfer(self, contact_id: str) -> dict[str, Any]:
+        """The consultation ends (or stops ringing); back with the caller."""
+        return await self.request("consult_cancel", contact_id=contact_id)
 
     async def hangup(self, contact_id: str) -> dict[str, Any]:
         return await self.request("hangup", contact_id=contact_id)

@@ -19,6 +19,8 @@ __all__ = [
     "AgentState",
     "Answered",
     "CallerInfo",
+    "ConsultInfo",
+    "ConsultUpdate",
     "ContactConnected",
     "ContactEnded",
     "ContactOffer",
@@ -129,6 +131,11 @@ class TransferInfo(msgspec.Struct, kw_only=True):
     note: str = ""
 
 
+class ConsultInfo(msgspec.Struct, kw_only=True):
+    from_agent_id: str | None = None
+    note: str = ""
+
+
 class OfferContext(msgspec.Struct, kw_only=True):
     """What the agent sees when the contact rings (the screen pop)."""
 
@@ -140,6 +147,7 @@ class OfferContext(msgspec.Struct, kw_only=True):
     waited: Waited = msgspec.field(default_factory=Waited)
     history: OfferHistory = msgspec.field(default_factory=OfferHistory)
     transfer: TransferInfo | None = None  # only for a transferred contact
+    consult: ConsultInfo | None = None  # only for a consultation (attended transfer) offered to this agent
 
 
 class ContactOffer(AgentEvent, kw_only=True, tag="contact_offer"):
@@ -148,6 +156,19 @@ class ContactOffer(AgentEvent, kw_only=True, tag="contact_offer"):
     expires_at: float | str | None = None
     audio: str = "webrtc"  # "phone": the agent's desk phone rings and its pick-up answers (no leg here)
     context: OfferContext = msgspec.field(default_factory=OfferContext)
+    # The call the audio leg is made for, when it is not `contact_id` (a consultation: the caller's call).
+    call_id: str | None = None
+
+
+class ConsultUpdate(AgentEvent, kw_only=True, tag="consult"):
+    """An attended transfer's step: for the consulting agent `talking` (with `to_agent_id`) or `cancelled`
+    (with `reason`: rejected, no_answer, cancelled, target_left, ...); for the consulted agent `completed`
+    (the caller is now theirs)."""
+
+    contact_id: str
+    state: str
+    reason: str = ""
+    to_agent_id: str | None = None
 
 
 class ContactWithdrawn(AgentEvent, kw_only=True, tag="contact_withdrawn"):
@@ -159,6 +180,7 @@ class ContactWithdrawn(AgentEvent, kw_only=True, tag="contact_withdrawn"):
 class ContactConnected(AgentEvent, kw_only=True, tag="contact_connected"):
     contact_id: str
     leg_id: str | None = None
+    consult: bool = False  # bridged to the consulting agent, not (yet) to the caller
 
 
 class ContactEnded(AgentEvent, kw_only=True, tag="contact_ended"):
@@ -166,6 +188,7 @@ class ContactEnded(AgentEvent, kw_only=True, tag="contact_ended"):
     cause: str = ""
     duration: float = 0.0
     by: str = ""
+    wrap_up: bool = False  # handed on by attended transfer: wrap it up all the same
 
 
 # WebRTC leg signalling ---------------------------------------------------------------------------------
@@ -266,6 +289,7 @@ _SERVER_EVENTS: dict[str, type[AgentEvent]] = {
         ContactWithdrawn,
         ContactConnected,
         ContactEnded,
+        ConsultUpdate,
         LegAnswer,
         LegOffer,
         LegState,

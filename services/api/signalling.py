@@ -168,6 +168,9 @@ _BODIES: dict[str, type[msgspec.Struct] | None] = {
     "record_pause": Toggle,
     "dtmf": Digits,
     "transfer": Transfer,
+    "consult": Transfer,
+    "consult_complete": ContactRef,
+    "consult_cancel": ContactRef,
     "hangup": ContactRef,
     "wrap_up": WrapUp,
 }
@@ -288,6 +291,14 @@ class Session(LegSocket):
             if body.queue is None and body.agent_id is None:
                 raise Bad("bad_message", "transfer: give a queue or an agent_id")
             desk = ev.DeskTransfer(**common, queue=body.queue, to_agent_id=body.agent_id, note=body.note)
+        elif kind == "consult":
+            if body.queue is None and body.agent_id is None:
+                raise Bad("bad_message", "consult: give a queue or an agent_id")
+            desk = ev.DeskConsult(**common, queue=body.queue, to_agent_id=body.agent_id, note=body.note)
+        elif kind == "consult_complete":
+            desk = ev.DeskConsultComplete(**common)
+        elif kind == "consult_cancel":
+            desk = ev.DeskConsultCancel(**common)
         elif kind == "hangup":
             desk = ev.DeskHangup(**common)
         else:
@@ -378,6 +389,9 @@ DESK_TYPES = frozenset(
         "record_pause",
         "dtmf",
         "transfer",
+        "consult",
+        "consult_complete",
+        "consult_cancel",
         "hangup",
         "wrap_up",
     )

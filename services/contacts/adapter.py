@@ -47,6 +47,8 @@ STATE_TTL_S = 24 * 3600.0
 MEDIA_TIMEOUT_S = 5.0
 # A monitor command is answered only by the worker holding the supervisor's leg: silence means none does.
 MONITOR_TIMEOUT_S = 3.0
+# Commands whose refusal is the desk command's answer (the desk is told why nothing changed).
+REFUSALS = frozenset({"transfer", "consult", "consult_complete", "consult_cancel"})
 ROUTING_TIMEOUT_S = 3.0
 
 EVENTS: tuple[type[Event], ...] = (
@@ -76,6 +78,9 @@ DESK_COMMANDS: tuple[type[ev.DeskCommand], ...] = (
     ev.DeskRecordPause,
     ev.DeskDigits,
     ev.DeskTransfer,
+    ev.DeskConsult,
+    ev.DeskConsultComplete,
+    ev.DeskConsultCancel,
     ev.DeskHangup,
     ev.DeskWrapUp,
 )
@@ -102,7 +107,9 @@ class ContactsAdapter:
         self.clock = clock
         self.log = get_logger()
         self.contacts: dict[uuid.UUID, _Running] = {}
-        self.legs: dict[uuid.UUID, uuid.UUID] = {}  # agent leg id -> contact id
+        # Other ids of a contact -> its id: agents' legs, and consultations (their routing contact, which is
+        # also the id on the consulted agent's desk).
+        self.legs: dict[uuid.UUID, uuid.UUID] = {}
         self.kv: KeyValue | None = None
         self._consumer: Consumer | None = None
         self._server: Server[Command] | None = None
@@ -156,8 +163,7 @@ class ContactsAdapter:
                 continue
             running = _Running(machine=Lifecycle(state))
             self.contacts[state.record.id] = running
-            if state.leg_id is not None:
-                self.legs[state.leg_id] = state.record.id
+            self._alias(running.machine)
             self._arm(running)
             count += 1
         return count
@@ -312,14 +318,14 @@ class ContactsAdapter:
 
     async def on_desk(self, cmd: ev.DeskCommand) -> Reply:
         """An agent's desk command (decoded, tenant-checked and de-duplicated by Bus.serve)."""
-        running = self.contacts.get(cmd.contact_id)
+        running = self.contacts.get(self.legs.get(cmd.contact_id, cmd.contact_id))
         if running is None or running.machine.tenant_id != cmd.tenant_id:
             if isinstance(cmd, ev.DeskWrapUp):
                 return await self._late_wrap_up(cmd)
             return Reply(ok=False, code="not_found", error="no such contact for this agent")
         async with running.lock:
             queue_id = None
-            if isinstance(cmd, ev.DeskTransfer):
+            if isinstance(cmd, ev.DeskTransfer | ev.DeskConsult):
                 try:
                     queue_id = await self._transfer_target(running.machine, cmd)
                 except DeskRefused as exc:
@@ -361,8 +367,13 @@ class ContactsAdapter:
     async def _late_wrap_up(self, cmd: ev.DeskWrapUp) -> Reply:
         """Wrap-up ended (the contact is finished and gone from memory): the record takes the disposition."""
         async with tenant_tx(self.pool, cmd.tenant_id) as conn:
-            row = await conn.fetchval("SELECT 1 FROM contacts WHERE id = $1 FOR UPDATE", cmd.contact_id)
-            record = await load_contact(conn, cmd.contact_id) if row else None
+            # The desk may know the contact by its consultation's id (an attended transfer's second agent).
+            found = await conn.fetchval(
+                "SELECT id FROM contacts WHERE id = $1 OR transfers @> $2::jsonb LIMIT 1 FOR UPDATE",
+                cmd.contact_id,
+                msgspec.json.encode([{"consult_id": str(cmd.contact_id)}]).decode(),
+            )
+            record = await load_contact(conn, found) if found else None
             if record is None:
                 return Reply(ok=False, code="not_found", error="no such contact for this agent")
             try:
@@ -373,7 +384,9 @@ class ContactsAdapter:
         self.log.info("contact_late_disposition", contact=str(cmd.contact_id), disposition=cmd.disposition)
         return Reply(ok=True, data=data)
 
-    async def _transfer_target(self, machine: Lifecycle, cmd: ev.DeskTransfer) -> uuid.UUID | None:
+    async def _transfer_target(
+        self, machine: Lifecycle, cmd: ev.DeskTransfer | ev.DeskConsult
+    ) -> uuid.UUID | None:
         if cmd.queue is None and cmd.to_agent_id is None:
             raise DeskRefused("bad_message", "transfer needs a queue or an agent")
         if cmd.queue is None:
@@ -393,6 +406,8 @@ class ContactsAdapter:
         """Send, publish, then save. Returns the first refused routing transfer (for the desk's reply)."""
         machine = running.machine
         refused: tuple[str, str] | None = None
+        # Before sending: routing's first event about a new consultation may come back before the reply.
+        self._alias(machine)
         queue = list(outputs)
         while queue:
             item = queue.pop(0)
@@ -406,15 +421,20 @@ class ContactsAdapter:
                     self.log.warning("contacts_publish_failed", error=f"{type(exc).__name__}: {exc}")
                 continue
             ok, code, error = await self._send(item)
-            if not ok and isinstance(item, ev.RoutingTransfer) and refused is None:
-                refused = (code or "routing_error", error or "routing refused the transfer")
+            purpose = machine.state.pending.get(str(item.id))
+            if not ok and purpose in REFUSALS and refused is None:
+                refused = (code or "refused", error or f"{item.service} refused the {purpose}")
             queue.extend(machine.replied(item.id, ok, code, self.clock()))
-        state = machine.state
-        if state.leg_id is not None:
-            self.legs[state.leg_id] = machine.contact_id
+        self._alias(machine)
         await self._save(running)
         self._arm(running)
         return refused
+
+    def _alias(self, machine: Lifecycle) -> None:
+        s = machine.state
+        for other in (s.leg_id, s.routing_id, s.consult and s.consult.id, s.consult and s.consult.leg_id):
+            if other is not None:
+                self.legs[other] = machine.contact_id
 
     async def _send(self, command: Command) -> tuple[bool, str | None, str | None]:
         timeout = MEDIA_TIMEOUT_S if command.service == "media" else ROUTING_TIMEOUT_S

@@ -21,6 +21,8 @@ from services.kernel.announcements import closed_play, position_play
 from services.kernel.messages import Command, Event
 from services.recording.policy import should_record
 
+from . import consult
+from .consult import Consult
 from .records import ContactRecord, TimelineEntry, iso_utc
 
 __all__ = [
@@ -77,6 +79,20 @@ class Waiting(msgspec.Struct, kw_only=True, frozen=True):
     closed_message: str | None = None  # None: the platform's, in the tenant's language
 
 
+# Routing's events about a contact (the adapter maps a consultation's to its contact).
+ROUTING_EVENTS: tuple[type, ...] = (
+    OfferInfo,
+    ev.ContactQueued,
+    ev.ContactAccepted,
+    ev.ContactRejected,
+    ev.ContactAbandoned,
+    ev.ContactOverflowed,
+    ev.ContactRequeued,
+    ev.ContactEnded,
+    ev.ContactWrappedUp,
+)
+
+
 class Contact(msgspec.Struct, kw_only=True):
     record: ContactRecord
     # Live state, not stored in the contact record.
@@ -111,6 +127,11 @@ class Contact(msgspec.Struct, kw_only=True):
     # The last moment this coordinator knew the contact alive (checkpoints, every step): where its record
     # ends if the call turns out to be gone after a restart of the platform.
     alive_at: float | None = None
+    consult: Consult | None = None  # an attended transfer under way (consult.py)
+    # Routing's id of this contact once an attended transfer completed (None: the contact's own id).
+    routing_id: uuid.UUID | None = None
+    # Agent id -> the contact id that agent's desk knows, where it is not this contact's (a consultation).
+    desk_ids: dict[str, str] = {}
 
 
 class DeskRefused(Exception):
@@ -124,6 +145,13 @@ def late_wrap_up(record: ContactRecord, cmd: ev.DeskWrapUp, now: float) -> dict[
     """A disposition that arrives after the contact's wrap-up ended (its timer ran out while the agent was
     still typing, or the desktop was reconnecting): kept on the finished record, never lost. Only the
     contact's own agent; a second, different disposition is refused (the first is what was reported)."""
+    if record.state == "ended" and record.agent_id is not None and str(record.agent_id) != str(cmd.agent_id):
+        try:
+            handed_on = consult.late_wrap_up_of_first(record.transfers, cmd)
+        except consult.Refused as exc:
+            raise DeskRefused(exc.code, exc.reason) from None
+        if handed_on is not None:
+            return handed_on
     if record.agent_id is None or str(record.agent_id) != str(cmd.agent_id):
         raise DeskRefused("not_found", "this contact is not yours")
     if record.state != "ended":
@@ -249,12 +277,18 @@ class Lifecycle:
         return self.state.record.tenant_id
 
     @property
+    def routing_id(self) -> uuid.UUID:
+        """The id routing knows this contact by now (changes with an attended transfer)."""
+        return self.state.routing_id or self.contact_id
+
+    @property
     def finished(self) -> bool:
         """Nothing more can happen to it (its record is final)."""
         return self.phase in TERMINAL
 
     def next_timer(self) -> float | None:
-        times = [t for t in (self.state.deadline, self.state.announce_at) if t is not None]
+        s = self.state
+        times = [t for t in (s.deadline, s.announce_at, s.consult and s.consult.deadline) if t is not None]
         return min(times) if times else None
 
     def take(self) -> list[Command | Event]:
@@ -270,6 +304,16 @@ class Lifecycle:
             return []
         self._step(input_id, now)
         self.state.seen = [*self.state.seen[-(SEEN_MAX - 1) :], key]
+        routed = event.offer.call_id if isinstance(event, OfferInfo) else getattr(event, "call_id", None)
+        if isinstance(event, ROUTING_EVENTS) and routed != self.routing_id:
+            # Routing's view of a consultation (or of this contact's id before an attended transfer).
+            c = self.state.consult
+            if c is not None and routed == c.id:
+                if isinstance(event, OfferInfo):
+                    consult.offered(self, event, now)
+                else:
+                    consult.routing_event(self, event, now)
+            return self.take()
         match event:
             case ev.CallAnswered():
                 self._answered(event, now)
@@ -321,7 +365,9 @@ class Lifecycle:
             return []
         self._step(uuid.uuid5(command_id, "replied"), now)
         s = self.state
-        if purpose == "bridge":
+        if purpose.startswith("consult"):
+            consult.replied(self, purpose, ok, code, now)
+        elif purpose == "bridge":
             if ok:
                 self._connected(now)
             elif s.accepted and not s.bridged:
@@ -350,6 +396,10 @@ class Lifecycle:
 
     def timer(self, now: float) -> list[Command | Event]:
         s = self.state
+        if s.consult is not None and s.consult.deadline is not None and now >= s.consult.deadline:
+            self._step(uuid.uuid5(self.contact_id, f"consult_timer:{now!r}"), now)
+            consult.timer(self, now)
+            return self.take()
         announce = s.announce_at is not None and now >= s.announce_at
         if not announce and (s.deadline is None or now < s.deadline):
             return []
@@ -384,7 +434,24 @@ class Lifecycle:
 
     def desk(self, cmd: ev.DeskCommand, now: float, *, queue_id: uuid.UUID | None = None) -> dict[str, Any]:
         """An agent's command; raises DeskRefused. `queue_id` is a transfer's target, resolved by the adapter."""
+        try:
+            return self._desk_command(cmd, now, queue_id)
+        except consult.Refused as exc:
+            raise DeskRefused(exc.code, exc.reason) from None
+
+    def _desk_command(self, cmd: ev.DeskCommand, now: float, queue_id: uuid.UUID | None) -> dict[str, Any]:
         s, r = self.state, self.state.record
+        agent = str(cmd.agent_id)
+        c = s.consult
+        if c is not None and c.agent_id == agent and str(r.agent_id) != agent and c.accepted:
+            self._step(cmd.id, now)
+            return consult.desk_of_target(self, cmd, now)
+        if isinstance(cmd, ev.DeskWrapUp) and r.agent_id is not None and str(r.agent_id) != agent:
+            self._step(cmd.id, now)
+            done = consult.wrap_up_of_first(self, cmd)
+            if done is not None:
+                self._event("disposition", now, disposition=cmd.disposition, agent_id=agent)
+                return done
         if s.offer_agent_id == str(cmd.agent_id) and r.agent_id is None:
             raise DeskRefused("state", "the contact is ringing: accept it first")
         if r.agent_id is None or str(r.agent_id) != str(cmd.agent_id):
@@ -397,7 +464,7 @@ class Lifecycle:
             r.notes = cmd.notes or None
             self._event("disposition", now, disposition=cmd.disposition)
             self._send(
-                ev.RoutingWrapUpDone(**self._stamp(), agent_id=cmd.agent_id, call_id=self.contact_id),
+                ev.RoutingWrapUpDone(**self._stamp(), agent_id=cmd.agent_id, call_id=self.routing_id),
                 "wrap_up",
             )
             self._wrapped(now, "disposition")
@@ -405,6 +472,14 @@ class Lifecycle:
         if self.phase != "connected":
             raise DeskRefused("state", f"the contact is {self.phase}, not connected")
         caller = self.contact_id
+        if isinstance(cmd, ev.DeskConsult):
+            return consult.start(self, cmd, queue_id, now)
+        if isinstance(cmd, ev.DeskConsultComplete):
+            return consult.complete(self, now)
+        if isinstance(cmd, ev.DeskConsultCancel):
+            return consult.cancel(self, now)
+        if c is not None and isinstance(cmd, ev.DeskHold | ev.DeskTransfer | ev.DeskHangup):
+            raise DeskRefused("state", "a consultation is under way: complete or cancel it first")
         match cmd:
             case ev.DeskHold():
                 if cmd.on != s.held:
@@ -455,7 +530,7 @@ class Lifecycle:
                 self._send(
                     ev.RoutingTransfer(
                         **self._stamp(),
-                        call_id=caller,
+                        call_id=self.routing_id,
                         queue_id=target,
                         agent_id=cmd.to_agent_id,
                         window_s=60.0 if cmd.to_agent_id is not None else None,
@@ -750,6 +825,9 @@ class Lifecycle:
             # Before its offer: a redelivered offer event comes after newer ones (a restarted coordinator).
             s.early_legs[event.agent_id] = event.leg_id
             return
+        if s.consult is not None and event.agent_id == s.consult.agent_id:
+            consult.signal(self, event, now)
+            return
         if event.agent_id != s.offer_agent_id:
             return
         if s.dialing:
@@ -765,6 +843,8 @@ class Lifecycle:
             if s.accepted and not s.bridged and s.bridge_command is None:
                 self._bridge()
         elif event.kind == "ended" and event.leg_id == s.leg_id:
+            if s.consult is not None and consult.first_agent_gone(self, now):
+                return  # hanging up mid-consultation transfers the caller
             self._leg_gone(now, "ended")
 
     def _leg_gone(self, now: float, cause: str) -> None:
@@ -853,9 +933,15 @@ class Lifecycle:
     def _call_ended(self, event: ev.CallEnded, now: float) -> None:
         s, r = self.state, self.state.record
         if event.call_id != self.contact_id:
-            if event.call_id == s.leg_id:
+            if s.consult is not None and event.call_id == s.consult.leg_id:
+                consult.leg_gone(self, now)
+            elif event.call_id == s.leg_id:
+                if s.consult is not None and consult.first_agent_gone(self, now):
+                    return  # hanging up mid-consultation transfers the caller
                 self._leg_gone(now, event.cause)
             return
+        if s.consult is not None:
+            consult.caller_gone(self, now)
         s.deadline = None
         r.cause = r.cause or event.cause
         phase = self.phase
@@ -877,7 +963,7 @@ class Lifecycle:
                 )
         elif phase == "queued" or (phase == "offered" and not s.accepted):
             ringing = phase == "offered"
-            self._send(ev.RoutingCancel(**self._stamp(), call_id=self.contact_id), "cancel")
+            self._send(ev.RoutingCancel(**self._stamp(), call_id=self.routing_id), "cancel")
             if ringing:
                 assert s.offer_agent_id is not None and s.offer_id is not None
                 self._desk(
@@ -914,7 +1000,7 @@ class Lifecycle:
             self._end_connected(at, by="system", cause=cause)
             return
         if phase in ("queued", "offered"):
-            self._send(ev.RoutingCancel(**self._stamp(), call_id=self.contact_id), "cancel")
+            self._send(ev.RoutingCancel(**self._stamp(), call_id=self.routing_id), "cancel")
             if phase == "offered" and s.offer_agent_id is not None and s.offer_id is not None:
                 self._desk(s.offer_agent_id, "contact_withdrawn", now=at, offer_id=s.offer_id, reason=cause)
                 if s.leg_id is not None:
@@ -925,7 +1011,7 @@ class Lifecycle:
         s, r = self.state, self.state.record
         agent = str(r.agent_id)
         self._release_agent_media()
-        self._send(ev.RoutingEnd(**self._stamp(), call_id=self.contact_id), "end")
+        self._send(ev.RoutingEnd(**self._stamp(), call_id=self.routing_id), "end")
         duration = round(now - r.connected_at, 3) if r.connected_at is not None else 0.0
         r.talk_s = duration
         r.ended_at = now
@@ -1012,7 +1098,7 @@ class Lifecycle:
                 id=uuid.uuid5(self.contact_id, f"desk:{len(r.timeline)}:{kind}:{agent_id}"),
                 agent_id=agent_id,
                 kind=kind,  # type: ignore[arg-type]
-                body={"contact_id": str(self.contact_id), **body},
+                body={"contact_id": self.state.desk_ids.get(agent_id, str(self.contact_id)), **body},
                 ts=now,
             )
         )

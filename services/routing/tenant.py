@@ -422,9 +422,10 @@ class TenantRunner:
                 attributes = dict(c.attributes)
                 if isinstance(c, ev.RoutingTask):
                     attributes.update(kind=c.kind, file=c.file)
-                    priority, skills, preferred = None, {}, None
+                    priority, skills, preferred, window, only = None, {}, None, None, False
                 else:
                     priority, skills, preferred = c.priority, dict(c.skills), c.preferred_agent_id
+                    window, only = c.preferred_window_s, c.preferred_only
                 if priority is None:
                     priority = self.loaded.default_priority.get(qid, core.model.DEFAULT_PRIORITY)
                 if not 1 <= priority <= 99:
@@ -441,6 +442,8 @@ class TenantRunner:
                     requires=requires,
                     skills=skills,
                     preferred_agent_id=preferred,
+                    preferred_window_s=window,
+                    preferred_only=only,
                 )
             case ev.RoutingCallback():
                 if self.engine.position(str(c.call_id)) is not None:

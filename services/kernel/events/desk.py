@@ -9,6 +9,9 @@ from ..messages import Command, Event
 
 __all__ = [
     "DeskCommand",
+    "DeskConsult",
+    "DeskConsultCancel",
+    "DeskConsultComplete",
     "DeskDigits",
     "DeskHangup",
     "DeskHold",
@@ -27,7 +30,7 @@ class DeskPush(Event, kw_only=True, frozen=True):
     domain = "desk"
     name = "push"
     agent_id: str
-    kind: Literal["contact_offer", "contact_withdrawn", "contact_connected", "contact_ended"]
+    kind: Literal["contact_offer", "contact_withdrawn", "contact_connected", "contact_ended", "consult"]
     body: dict[str, Any] = {}
 
 
@@ -67,6 +70,29 @@ class DeskTransfer(DeskCommand, kw_only=True, frozen=True):
     queue: str | None = None
     to_agent_id: uuid.UUID | None = None
     note: str = ""
+
+
+class DeskConsult(DeskCommand, kw_only=True, frozen=True):
+    """Attended transfer, first step: the caller hears music while a second agent (`to_agent_id`, in the
+    contact's queue unless `queue` is given) or anyone of `queue` is offered a consultation; once they answer,
+    the two agents talk. Then `consult_complete` or `consult_cancel`."""
+
+    name = "consult"
+    queue: str | None = None
+    to_agent_id: uuid.UUID | None = None
+    note: str = ""
+
+
+class DeskConsultComplete(DeskCommand, kw_only=True, frozen=True):
+    """The caller is bridged to the consulted agent; the consulting agent goes to wrap-up."""
+
+    name = "consult_complete"
+
+
+class DeskConsultCancel(DeskCommand, kw_only=True, frozen=True):
+    """The consultation ends (or stops ringing); the consulting agent is back with the caller."""
+
+    name = "consult_cancel"
 
 
 class DeskHangup(DeskCommand, kw_only=True, frozen=True):

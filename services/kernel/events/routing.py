@@ -61,6 +61,10 @@ class RoutingEnqueue(RoutingCommand, kw_only=True, frozen=True):
     skills: dict[str, int] = {}
     attributes: dict[str, str] = {}
     preferred_agent_id: str | None = None
+    preferred_window_s: float | None = None  # default: the queue's preferred_agent_window_s
+    # Only ever offered to the preferred agent (a consultation): refused (agent_not_in_queue) when that agent
+    # is not signed in to the queue; whoever enqueued it cancels it when the agent does not take it.
+    preferred_only: bool = False
 
 
 class RoutingCancel(RoutingCommand, kw_only=True, frozen=True):

@@ -54,6 +54,8 @@ class Enqueue(Command, frozen=True, kw_only=True, tag="enqueue"):
     skills: dict[str, int] = msgspec.field(default_factory=dict)
     preferred_agent_id: str | None = None
     preferred_window_s: float | None = None  # default: the queue's preferred_agent_window_s
+    # Offered to the preferred agent only (for the window): refused when that agent is not in the queue.
+    preferred_only: bool = False
     virtual_hold: bool = False
 
 

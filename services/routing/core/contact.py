@@ -38,6 +38,7 @@ class Contact(msgspec.Struct, kw_only=True):
     levels: dict[str, int] = msgspec.field(default_factory=dict)
     preferred_agent_id: str | None = None
     preferred_until: float | None = None  # set while the preferred-agent window is open
+    preferred_only: bool = False  # never offered to anyone else (a consultation of one agent)
     site_spilled: bool = False
     visited: list[str] = msgspec.field(default_factory=list)
     rejected_by: list[str] = msgspec.field(default_factory=list)

@@ -293,6 +293,15 @@ class Engine(Operations):
         entry = self._entry_queue(cmd.queue_id, None)
         if isinstance(entry, Rejected):
             return entry
+        if cmd.preferred_only and (
+            cmd.preferred_agent_id is None
+            or cmd.preferred_agent_id not in st.agents
+            or entry not in self.matcher.queues_of(cmd.preferred_agent_id)
+        ):
+            return Rejected(
+                code="agent_not_in_queue",
+                reason=f"agent {cmd.preferred_agent_id!r} is not logged in to {entry!r}",
+            )
         q = self.queues[entry]
         now = st.now
         c = Contact(
@@ -309,6 +318,7 @@ class Engine(Operations):
             skills=dict(cmd.skills),
             virtual_hold=cmd.virtual_hold,
             preferred_agent_id=cmd.preferred_agent_id,
+            preferred_only=cmd.preferred_only,
         )
         st.next_arrival += 1
         st.contacts[c.contact_id] = c

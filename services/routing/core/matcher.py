@@ -213,7 +213,7 @@ class Matcher:
         profile = self.profiles.get(agent_id)
         if profile is None or c.queue_id not in profile.queues:
             return False
-        if agent_id in c.rejected_by:
+        if agent_id in c.rejected_by or (c.preferred_only and agent_id != c.preferred_agent_id):
             return False
         for name, value in c.requires.items():
             if value not in profile.attributes.get(name, ()):

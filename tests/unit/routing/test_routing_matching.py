@@ -16,6 +16,7 @@ from services.routing.core import (
     ContactRejected,
     ContactRequeued,
     EndContact,
+    Enqueue,
     ExpansionStep,
     PriorityRule,
     QueueConfig,
@@ -256,6 +257,20 @@ def test_preferred_agent_gets_the_contact_first_for_the_window() -> None:
     h.ok(EndContact, contact_id="busy-maker")
     h.ok(WrapUpDone, agent_id="a1")
     assert h.offers() == {"fan": "a1"}
+
+
+def test_preferred_only_is_offered_to_that_agent_alone_and_refused_without_it() -> None:
+    """A consultation of one agent: never anyone else's, not after the window, not after a decline."""
+    q = QueueConfig(queue_id="q", preferred_agent_window_s=20)
+    h = Harness(simple_config(["a1", "a2", "a3"], queue=q))
+    h.login("a2", "a3")
+    refused = h.cmd(Enqueue, contact_id="k0", queue_id="q", preferred_agent_id="a1", preferred_only=True)
+    assert refused.reply.code == "agent_not_in_queue" and "k0" not in h.engine.state.contacts
+    h.enqueue("k", preferred_agent_id="a2", preferred_window_s=5, preferred_only=True)
+    assert h.offers() == {"k": "a2"}
+    h.ok(Reject, agent_id="a2", offer_id=h.offer_id("k"))
+    h.tick(30)
+    assert h.offers() == {}  # a3 is free all along
 
 
 def test_preferred_window_expires_then_anyone() -> None:

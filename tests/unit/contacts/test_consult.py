@@ -1,0 +1,243 @@
+"""Attended transfer in the contact lifecycle (services/contacts/consult.py): a consultation offered to a second
+agent through routing, the two agents bridged by media, then complete or cancel; and the unhappy paths (the
+second agent declines or does not answer, the caller hangs up, either agent's leg drops). Pure: time passed
+in, no NATS, no database."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from test_lifecycle import AGENT, CALL, LEG, QUEUE, T, ack_all, command, kinds, to_connected, transitions
+
+from services.contacts import consult
+from services.contacts.lifecycle import DeskRefused, Lifecycle, OfferInfo, late_wrap_up
+from services.kernel import events as ev
+
+pytestmark = pytest.mark.usefixtures("no_ambient_clock_or_ids")
+
+SECOND = uuid.uuid4()
+LEG2 = uuid.uuid4()
+DESK = {"tenant_id": T, "agent_id": AGENT, "contact_id": CALL}
+
+
+def pushes(out: list, agent: uuid.UUID) -> list[tuple[str, dict]]:
+    return [(o.kind, o.body) for o in out if isinstance(o, ev.DeskPush) and o.agent_id == str(agent)]
+
+
+def consulting(*, to: uuid.UUID | None = SECOND) -> tuple[Lifecycle, uuid.UUID]:
+    """Connected to AGENT, consulting SECOND: offered (with SECOND's leg up), not yet accepted."""
+    m = to_connected()
+    data = m.desk(ev.DeskConsult(**DESK, to_agent_id=to, note="a refund over 500"), 1010.0)
+    out = m.take()
+    assert kinds(out) == ["RoutingEnqueue"] and data["state"] == "ringing"
+    enqueue = command(out, ev.RoutingEnqueue)
+    k = enqueue.call_id
+    assert k != CALL and str(k) == data["consult_id"] and enqueue.queue_id == QUEUE
+    assert (enqueue.preferred_agent_id, enqueue.preferred_only) == (str(to), True)
+    # Routing took it: the caller hears music meanwhile.
+    out = ack_all(m, out, 1010.1)
+    assert kinds(out) == ["MediaPlay"] and command(out, ev.MediaPlay).call_id == CALL
+    ack_all(m, out, 1010.1)
+    offered = ev.ContactOffered(
+        tenant_id=T,
+        call_id=k,
+        queue_id=str(QUEUE),
+        agent_id=str(SECOND),
+        offer_id=f"{k}#0",
+        expires_at=1030.0,
+    )
+    out = m.handle(OfferInfo(offer=offered, queue_name="Support"), 1011.0)
+    [(kind, body)] = pushes(out, SECOND)
+    # The second agent's desk knows the consultation by its own id, and makes its leg for the caller's call.
+    assert kind == "contact_offer" and body["contact_id"] == str(k) and body["call_id"] == str(CALL)
+    assert body["context"]["consult"] == {"from_agent_id": str(AGENT), "note": "a refund over 500"}
+    assert body["context"]["caller"]["name"] == "Ada Lovelace"
+    assert transitions(out) == [] and m.phase == "connected"
+    signal = ev.WebRtcSignal(
+        tenant_id=T, agent_id=str(SECOND), leg_id=LEG2, kind="state", state="connected", call_id=CALL
+    )
+    assert m.handle(signal, 1011.5) == []
+    return m, k
+
+
+def talking() -> tuple[Lifecycle, uuid.UUID]:
+    m, k = consulting()
+    out = m.handle(ev.ContactAccepted(tenant_id=T, call_id=k, agent_id=str(SECOND)), 1012.0)
+    bridge = command(out, ev.MediaConsult)
+    assert (bridge.call_id, bridge.other_call_id) == (LEG, LEG2)
+    out = ack_all(m, out, 1012.1)
+    assert pushes(out, AGENT) == [
+        ("consult", {"contact_id": str(CALL), "state": "talking", "to_agent_id": str(SECOND)})
+    ]
+    [(kind, body)] = pushes(out, SECOND)
+    assert kind == "contact_connected" and body["contact_id"] == str(k) and body["leg_id"] == str(LEG2)
+    return m, k
+
+
+def test_consult_then_complete_hands_the_caller_over_and_both_agents_wrap_up() -> None:
+    m, k = talking()
+    m.desk(ev.DeskConsultComplete(**DESK), 1020.0)
+    out = m.take()
+    assert command(out, ev.MediaCompleteTransfer).call_id == LEG
+    out = ack_all(m, out, 1020.1)
+    assert command(out, ev.MediaHangup).call_id == LEG  # the first agent's leg, released by media
+    assert command(out, ev.RoutingEnd).call_id == CALL  # routing: the first agent wraps up
+    [(kind, body)] = pushes(out, AGENT)
+    assert kind == "contact_ended" and body["cause"] == "transferred" and body["wrap_up"] is True
+    assert pushes(out, SECOND) == [("consult", {"contact_id": str(k), "state": "completed"})]
+    r = m.state.record
+    assert r.agent_id == SECOND and m.phase == "connected" and m.routing_id == k
+    [move] = r.transfers
+    assert (move["kind"], move["from_agent_id"], move["to_agent_id"]) == ("attended", str(AGENT), str(SECOND))
+    ack_all(m, out, 1020.1)
+
+    # The first agent's disposition goes on its transfer entry; routing ends its wrap-up of the original.
+    m.desk(ev.DeskWrapUp(**DESK, disposition="escalated", notes="to billing"), 1025.0)
+    done = command(m.take(), ev.RoutingWrapUpDone)
+    assert (done.agent_id, done.call_id) == (AGENT, CALL)
+    assert (move["disposition"], move["notes"]) == ("escalated", "to billing")
+    # A stale routing event of the original changes nothing now.
+    assert (
+        m.handle(ev.ContactWrappedUp(tenant_id=T, call_id=CALL, queue_id="", agent_id="", handle_s=1), 1026)
+        == []
+    )
+
+    # The caller hangs up on the second agent: its desk (by the consultation's id) and routing (the same).
+    out = m.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="remote_bye", duration=20.0), 1030.0)
+    assert command(out, ev.RoutingEnd).call_id == k
+    assert [kind for kind, _ in pushes(out, SECOND)] == ["contact_ended"]
+    assert pushes(out, SECOND)[0][1]["contact_id"] == str(k)
+    assert transitions(out) == ["wrap_up"]
+    second = {"tenant_id": T, "agent_id": SECOND, "contact_id": k}
+    m.desk(ev.DeskWrapUp(**second, disposition="resolved"), 1032.0)
+    out = m.take()
+    assert command(out, ev.RoutingWrapUpDone).call_id == k
+    assert m.phase == "ended" and r.disposition == "resolved" and move["disposition"] == "escalated"
+
+
+def test_the_first_agents_disposition_after_the_contact_ended_is_kept_on_its_transfer() -> None:
+    m, _ = talking()
+    m.desk(ev.DeskConsultComplete(**DESK), 1020.0)
+    ack_all(m, m.take(), 1020.1)
+    m.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="remote_bye", duration=20.0), 1030.0)
+    m.desk(ev.DeskWrapUp(tenant_id=T, agent_id=SECOND, contact_id=CALL, disposition="resolved"), 1031.0)
+    r = m.state.record
+    assert r.state == "ended"
+    late = late_wrap_up(r, ev.DeskWrapUp(**DESK, disposition="escalated"), 1040.0)
+    assert late == {"disposition": "escalated", "late": True} and r.transfers[0]["disposition"] == "escalated"
+    with pytest.raises(DeskRefused):
+        late_wrap_up(r, ev.DeskWrapUp(**DESK, disposition="other"), 1041.0)
+
+
+@pytest.mark.parametrize("reason", ["rejected", "no_answer"])
+def test_second_agent_declines_or_does_not_answer_the_first_is_back_with_the_caller(reason: str) -> None:
+    m, k = consulting()
+    out = m.handle(
+        ev.ContactRejected(
+            tenant_id=T,
+            call_id=k,
+            queue_id=str(QUEUE),
+            agent_id=str(SECOND),
+            offer_id=f"{k}#0",
+            reason=reason,
+        ),
+        1015.0,
+    )
+    assert command(out, ev.RoutingCancel).call_id == k
+    assert command(out, ev.MediaHangup).call_id == LEG2
+    assert command(out, ev.MediaStop).call_id == CALL  # music off: the agent is back with the caller
+    assert [kind for kind, _ in pushes(out, SECOND)] == ["contact_withdrawn"]
+    assert pushes(out, AGENT) == [
+        ("consult", {"contact_id": str(CALL), "state": "cancelled", "reason": reason})
+    ]
+    assert m.state.consult is None and not m.state.held and m.state.record.agent_id == AGENT
+    # A new consultation may be tried.
+    m.desk(ev.DeskConsult(**DESK, to_agent_id=SECOND), 1016.0)
+    assert kinds(m.take()) == ["RoutingEnqueue"]
+
+
+def test_nobody_answers_in_time_the_consultation_ends_by_itself() -> None:
+    m, k = consulting()
+    assert m.next_timer() == 1010.0 + consult.CONSULT_RING_S
+    out = m.timer(1010.0 + consult.CONSULT_RING_S)
+    assert command(out, ev.RoutingCancel).call_id == k
+    assert pushes(out, AGENT)[0][1]["reason"] == "no_answer"
+
+
+def test_cancel_while_talking_puts_the_first_agent_back_and_frees_the_second() -> None:
+    m, k = talking()
+    assert m.desk(ev.DeskConsultCancel(**DESK), 1020.0)["state"] == "cancelling"
+    out = m.take()
+    assert command(out, ev.MediaCancelTransfer).call_id == LEG
+    out = ack_all(m, out, 1020.1)
+    assert command(out, ev.MediaHangup).call_id == LEG2
+    assert command(out, ev.RoutingEnd).call_id == k
+    assert command(out, ev.RoutingWrapUpDone).agent_id == SECOND  # no wrap-up for a consultation
+    assert pushes(out, SECOND)[0][1]["cause"] == "consult_cancelled"
+    assert pushes(out, AGENT)[0][1]["state"] == "cancelled"
+    assert "MediaStop" not in kinds(out)  # media's cancel already stopped the music
+    assert m.state.consult is None and m.state.record.agent_id == AGENT and m.state.leg_id == LEG
+
+
+def test_caller_hangs_up_during_the_consultation_both_agents_are_freed() -> None:
+    m, k = talking()
+    out = m.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="remote_bye", duration=20.0), 1020.0)
+    hung = {o.call_id for o in out if isinstance(o, ev.MediaHangup)}
+    assert hung == {LEG, LEG2}
+    assert {o.call_id for o in out if isinstance(o, ev.RoutingEnd)} == {k, CALL}
+    assert pushes(out, SECOND)[0][1]["cause"] == "consult_caller_hung_up"
+    assert [kind for kind, _ in pushes(out, AGENT)] == ["contact_ended"]
+    assert transitions(out) == ["wrap_up"]
+
+
+def test_caller_hangs_up_while_the_consultation_rings() -> None:
+    m, k = consulting()
+    out = m.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="remote_bye", duration=20.0), 1012.0)
+    assert command(out, ev.RoutingCancel).call_id == k
+    assert [kind for kind, _ in pushes(out, SECOND)] == ["contact_withdrawn"]
+    assert transitions(out) == ["wrap_up"]
+
+
+@pytest.mark.parametrize("how", ["call_ended", "leg_signal"])
+def test_first_agent_drops_while_talking_transfers_the_caller(how: str) -> None:
+    m, k = talking()
+    if how == "call_ended":
+        gone = ev.CallEnded(tenant_id=T, call_id=LEG, cause="webrtc_failed", duration=9.0)
+    else:
+        gone = ev.WebRtcSignal(tenant_id=T, agent_id=str(AGENT), leg_id=LEG, kind="ended", call_id=CALL)
+    out = m.handle(gone, 1020.0)
+    assert LEG not in {o.call_id for o in out if isinstance(o, ev.MediaHangup)}  # already gone
+    assert command(out, ev.RoutingEnd).call_id == CALL
+    assert m.state.record.agent_id == SECOND and m.phase == "connected" and m.routing_id == k
+
+
+def test_second_agent_drops_while_talking_the_first_is_back_with_the_caller() -> None:
+    m, k = talking()
+    out = m.handle(ev.CallEnded(tenant_id=T, call_id=LEG2, cause="webrtc_failed", duration=9.0), 1020.0)
+    assert command(out, ev.RoutingEnd).call_id == k
+    assert pushes(out, AGENT) == [
+        ("consult", {"contact_id": str(CALL), "state": "cancelled", "reason": "target_left"})
+    ]
+    assert m.state.consult is None and m.state.record.agent_id == AGENT and m.phase == "connected"
+    # And the second agent's own hang-up (a desk command) is the same thing: refused once it is over.
+    with pytest.raises(DeskRefused):
+        m.desk(ev.DeskHangup(tenant_id=T, agent_id=SECOND, contact_id=k), 1021.0)
+
+
+def test_refusals_change_nothing() -> None:
+    m = to_connected()
+    with pytest.raises(DeskRefused, match="yourself"):
+        m.desk(ev.DeskConsult(**DESK, to_agent_id=AGENT), 1010.0)
+    with pytest.raises(DeskRefused, match="no consultation"):
+        m.desk(ev.DeskConsultComplete(**DESK), 1010.0)
+    m.desk(ev.DeskConsult(**DESK, to_agent_id=SECOND), 1010.0)
+    [enqueue] = m.take()
+    # Routing refuses (the agent is not signed in to the queue): nothing changed, the caller never held.
+    assert m.replied(enqueue.id, False, "agent_not_in_queue", 1010.1) == []
+    assert m.state.consult is None and not m.state.held
+    m, _ = consulting()
+    with pytest.raises(DeskRefused, match="under way"):
+        m.desk(ev.DeskTransfer(**DESK, queue="Billing"), 1013.0)
+    with pytest.raises(DeskRefused, match="complete it once you talk"):
+        m.desk(ev.DeskConsultComplete(**DESK), 1013.0)
