@@ -163,3 +163,106 @@ async def switchboard_cli_failing(api: str, key: str, *args: str) -> str:
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode != 0, out.decode()
     return err.decode()
+
+
+async def _waiting_contacts(api: str, key: str, count: int, timeout: float = 15.0) -> list[str]:
+    """The ids of `count` contacts waiting in line, oldest first."""
+    async with httpx.AsyncClient(
+        base_url=api, timeout=10, headers={"Authorization": f"Bearer {key}"}
+    ) as http:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            items = (await http.get("/v1/contacts", params={"limit": 10})).json()["items"]
+            queued = sorted((c for c in items if c["state"] == "queued"), key=lambda c: c["arrived_at"])
+            if len(queued) >= count:
+                return [str(c["id"]) for c in queued]
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{count} callers never waited in line")
+
+
+async def _position(nats_url: str, tenant: uuid.UUID, contact_id: str) -> int | None:
+    nc = await nats.connect(nats_url)
+    try:
+        query = ev.RoutingPosition(tenant_id=tenant, call_id=uuid.UUID(contact_id))
+        msg = await nc.request(f"sb.{tenant}.cmd.routing.position", msgspec.json.encode(query), timeout=5)
+        reply = msgspec.json.decode(msg.data, type=Reply)
+        return reply.data.get("position") if reply.ok else None
+    finally:
+        await nc.close()
+
+
+async def test_front_of_the_line_and_pull_to_oneself(first_call_stack: Stack, tmp_path: Path) -> None:
+    """Two SIPp callers wait in Support while everyone is away: the supervisor puts the second at the front
+    (CLI) and routing serves it first; the supervisor, who has an agent profile with their own email and is
+    signed in as away, pulls the other caller to themselves from the console token and is offered it at
+    once; a pull to a busy agent and a pull without an agent by an API key are refused; all audited."""
+    from tests.e2e.first_call.test_supervisor_console import SippCaller
+
+    stack = first_call_stack
+    tenant = await asyncio.to_thread(make_tenant, stack.api)
+    lead_email = f"lead-{uuid.uuid4().hex[:8]}@example.com"
+    admin = {"Authorization": f"Bearer {tenant.key}"}
+    async with httpx.AsyncClient(base_url=stack.api, timeout=10, headers=admin) as http:
+        body = {"name": "The Lead", "email": lead_email, "skills": {"support": 1}}
+        made = await http.post("/v1/agents", json=body)
+        assert made.status_code == 201, made.text
+    lead_id = tenant.agents[lead_email] = made.json()["id"]
+    ann = tenant.agents["agent0@example.com"]
+    console = await Console.sign_in(stack.api, tenant.key, lead_email)
+    key = await supervisor_key(stack.api, tenant.key)
+    agents = {
+        "ann": AgentSession(stack.api, tenant.token("agent0@example.com"), auto_answer=True),
+        "lead": AgentSession(stack.api, tenant.token(lead_email), auto_answer=True),
+    }
+    callers: list[SippCaller] = []
+    try:
+        for agent in agents.values():
+            await agent.connect()
+            await agent.login(state="away", reason="training")
+        for n in (1, 2):
+            (tmp_path / f"caller{n}").mkdir()
+            callers.append(await SippCaller.dial(stack.sip_port, tenant.number, tmp_path / f"caller{n}"))
+            await _waiting_contacts(stack.api, tenant.key, n)
+        first, second = await _waiting_contacts(stack.api, tenant.key, 2)
+        assert [await _position(stack.nats_url, tenant.id, c) for c in (first, second)] == [1, 2]
+
+        fronted = await switchboard_cli(stack.api, key, "contacts", "front", second)
+        assert fronted["position"] == 1, fronted
+        assert [await _position(stack.nats_url, tenant.id, c) for c in (second, first)] == [1, 2]
+
+        # An API key must name the agent; the console's own request pulls to the supervisor's profile.
+        async with switchboard.AsyncClient(api_key=key, base_url=stack.api) as client:
+            with pytest.raises(switchboard.SwitchboardError) as nameless:
+                await client.contacts.pull(first)
+            assert "name the agent" in str(nameless.value)
+        headers = {"Authorization": f"Bearer {await console.token()}"}
+        r = await console.http.post(f"/v1/contacts/{first}/pull", json={}, headers=headers)
+        assert r.status_code == 200 and r.json()["agent_id"] == lead_id, r.text
+        offer = await _next(agents["lead"], ContactOffer)
+        assert offer.contact_id == first
+        assert (await _next(agents["lead"], ContactConnected)).contact_id == first
+        # The lead is on that call now: pulling the other one to them is refused and changes nothing.
+        async with switchboard.AsyncClient(api_key=key, base_url=stack.api) as client:
+            with pytest.raises(switchboard.SwitchboardError) as busy:
+                await client.contacts.pull(second, lead_email)
+            assert "no room" in str(busy.value), busy.value
+        assert await _position(stack.nats_url, tenant.id, second) == 1
+        # Ann back from training takes the one at the front.
+        r = await console.http.post(f"/v1/agents/{ann}/state", json={"state": "available"}, headers=headers)
+        assert r.status_code == 200, r.text
+        assert (await _next(agents["ann"], ContactOffer)).contact_id == second
+
+        async with httpx.AsyncClient(base_url=stack.api, timeout=10, headers=admin) as http:
+            entries = (await http.get("/v1/audit", params={"limit": 200})).json()["items"]
+        done = [
+            (e["action"], e["target_id"], e["detail"].get("agent_id"))
+            for e in entries
+            if e["action"] in ("contact.fronted", "contact.pulled")
+        ]
+        assert done == [("contact.fronted", second, None), ("contact.pulled", first, lead_id)]
+    finally:
+        for caller in callers:
+            await caller.hang_up()
+        for agent in agents.values():
+            await agent.close()
+        await console.close()

@@ -403,3 +403,81 @@ async def test_only_this_tenants_supervisors_step_in(first_call_stack: Stack, tm
             await console.close()
 
     await _with_call(stack, tmp_path, body)
+
+
+async def test_the_supervisors_desk_phone_as_the_monitoring_endpoint(
+    first_call_stack: Stack, tmp_path: Path
+) -> None:
+    """The supervisor steps in through a desk phone (SIPp as the phone: it answers and echoes what it
+    hears): the platform rings it from the worker holding the call. In listen nobody hears the phone; in
+    whisper the agent hears it (its own tone and the caller's, echoed), the caller does not; in barge the
+    caller hears its own tone back; leaving hangs the phone up (SIPp gets its BYE and exits 0)."""
+    import shutil
+
+    from tests.e2e.first_call.test_desk_phone import PICK_UP_AFTER_3S
+    from tests.service_procs import free_port
+
+    if shutil.which("sipp") is None:
+        pytest.skip("sipp (Debian sip-tester) is not installed")
+    stack = first_call_stack
+
+    async def body(tenant: Any, agent_ear: AgentEar, caller: PhoneCaller, contact_id: str) -> None:
+        port = free_port()
+        (tmp_path / "phone.xml").write_text(PICK_UP_AFTER_3S.replace('<pause milliseconds="3000"/>', ""))
+        phone = await asyncio.create_subprocess_exec(
+            *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port)],
+            *["-sf", "phone.xml", "-rtp_echo", "-m", "1", "-timeout", "60"],
+            cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        console = await Console.sign_in(stack.api, tenant.key, f"desk-{uuid.uuid4().hex[:8]}@example.com")
+        ears = {"caller": caller, "agent": agent_ear}
+        try:
+            await asyncio.sleep(0.3)  # SIPp binds its port
+            headers = {"Authorization": f"Bearer {await console.token()}"}
+            monitor = f"/v1/contacts/{contact_id}/monitor"
+            for bad in ({"mode": "listen", "phone": "tel:+15550100"}, {"mode": "listen"}):
+                r = await console.http.post(monitor, json=bad, headers=headers)
+                assert r.status_code in (400, 422), r.text
+            phone_uri = f"sip:lead@127.0.0.1:{port}"
+            r = await console.http.post(monitor, json={"mode": "listen", "phone": phone_uri}, headers=headers)
+            assert r.status_code == 200 and r.json()["phone"] == phone_uri, r.text
+            leg_id = r.json()["leg_id"]
+            heard = await listen_window(ears)
+            assert tone_power(heard["agent"], CALLER_HZ) > HEARD
+            assert tone_power(heard["agent"], AGENT_HZ) < NOT_HEARD  # the phone's echo reaches nobody
+            assert tone_power(heard["caller"], CALLER_HZ) < NOT_HEARD
+            key = await supervisor_key(stack.api, tenant.key)
+            cli = await switchboard_cli(
+                stack.api, key, "contacts", "monitor", contact_id, "--mode", "whisper", "--leg", leg_id
+            )
+            assert cli["mode"] == "whisper", cli
+            heard = await listen_window(ears)
+            assert tone_power(heard["agent"], AGENT_HZ) > HEARD  # its own voice, back through the phone
+            assert tone_power(heard["caller"], CALLER_HZ) < NOT_HEARD
+            async with switchboard.AsyncClient(api_key=key, base_url=stack.api) as client:
+                await client.contacts.monitor(contact_id, "barge", leg_id)
+                heard = await listen_window(ears)
+                assert tone_power(heard["caller"], CALLER_HZ) > HEARD  # the caller hears the phone now
+                left = await client.contacts.monitor(contact_id, "none", leg_id)
+            assert left.mode == "none"
+            assert await asyncio.wait_for(phone.wait(), 10) == 0, "the phone got no BYE"
+            heard = await listen_window(ears)
+            assert (
+                tone_power(heard["caller"], AGENT_HZ) > HEARD
+                and tone_power(heard["caller"], CALLER_HZ) < NOT_HEARD
+            )
+        finally:
+            await console.close()
+            if phone.returncode is None:
+                phone.kill()
+                await phone.wait()
+        async with httpx.AsyncClient(
+            base_url=stack.api, timeout=10, headers={"Authorization": f"Bearer {tenant.key}"}
+        ) as http:
+            entries = (await http.get("/v1/audit", params={"limit": 200})).json()["items"]
+        steps = [
+            (e["detail"]["mode"], e["detail"].get("phone")) for e in entries if e["target_id"] == contact_id
+        ]
+        assert steps == [("listen", phone_uri), ("whisper", None), ("barge", None), ("none", None)]
+
+    await _with_call(stack, tmp_path, body)
