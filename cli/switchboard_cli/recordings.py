@@ -101,7 +101,15 @@ def register(cli: click.Group) -> None:
         type=click.Path(dir_okay=False, writable=True, path_type=Path),
         help="Write the WAV here (two channels: caller left, agent right). Without it: show the details.",
     )
-    def recordings_get(state: State, recording_id: str, path: Path | None) -> None:
+    @click.option(
+        "--format",
+        "fmt",
+        type=click.Choice(["wav", "opus"]),
+        default="wav",
+        show_default=True,
+        help="wav: the G.711 master; opus: its Opus-in-Ogg copy (when the tenant keeps copies).",
+    )
+    def recordings_get(state: State, recording_id: str, path: Path | None, fmt: str) -> None:
         """Show a recording, or download it with -o FILE (a progress bar on a terminal; SHA-256 checked)."""
         with state.client() as client:
             rec = client.recordings.get(recording_id)
@@ -120,6 +128,7 @@ def register(cli: click.Group) -> None:
                         ("started", output.short_time(rec.started_at)),
                         ("length", _duration(rec.duration_s)),
                         ("paused", ", ".join(f"{a:.1f}-{b:.1f}s" for a, b in rec.pauses) or None),
+                        ("formats", ", ".join(rec.formats)),
                         ("legal hold", "yes" if rec.legal_hold else "no"),
                         ("purge after", output.short_time(rec.purge_after) if rec.purge_after else None),
                         ("sha256", rec.sha256),
@@ -130,6 +139,8 @@ def register(cli: click.Group) -> None:
                 raise CliError(
                     f"recording {rec.id} is {rec.status}; only an available recording can be downloaded"
                 )
+            if fmt not in rec.formats:
+                raise CliError(f"recording {rec.id} has no {fmt} copy (it has: {', '.join(rec.formats)})")
             show_bar = sys.stderr.isatty() and not state.json
             with Progress(
                 "[progress.description]{task.description}",
@@ -140,15 +151,16 @@ def register(cli: click.Group) -> None:
                 disable=not show_bar,
                 transient=True,
             ) as bar:
-                task = bar.add_task(path.name, total=rec.size_bytes)
+                task = bar.add_task(path.name, total=rec.size_bytes if fmt == "wav" else None)
 
                 def progress(received: int, total: int | None) -> None:
                     bar.update(task, completed=received, total=total)
 
-                written = client.recordings.download(recording_id, path, progress=progress)
+                written = client.recordings.download(recording_id, path, progress=progress, format=fmt)
         if state.json:
+            size = written.stat().st_size
             emit_json(
-                {"id": rec.id, "path": str(written), "bytes": written.stat().st_size, "sha256": rec.sha256}
+                {"id": rec.id, "path": str(written), "bytes": size, "format": fmt, "sha256": rec.sha256}
             )
         else:
             output.note(f"wrote {written} ({written.stat().st_size} bytes, SHA-256 checked)")
@@ -209,11 +221,27 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--retention", type=RETENTION_OR_NONE, metavar="DAYS|none", help="Days kept, or none (until deleted)."
     )
-    def recordings_settings(state: State, recording: int | str | None, retention: int | str | None) -> None:
+    @click.option(
+        "--opus-copy/--no-opus-copy",
+        default=None,
+        help="Keep an Opus-in-Ogg copy beside each new recording's WAV master.",
+    )
+    @click.option(
+        "--announcement",
+        metavar="TEXT|none",
+        help='What callers hear before a recorded call is connected ("This call may be recorded.").',
+    )
+    def recordings_settings(
+        state: State,
+        recording: int | str | None,
+        retention: int | str | None,
+        opus_copy: bool | None,
+        announcement: str | None,
+    ) -> None:
         """Show the tenant's recording policy, or change it (a queue's own settings win over it)."""
         with state.client() as client:
             current = client.recordings.settings()
-            if recording is not None or retention is not None:
+            if any(v is not None for v in (recording, retention, opus_copy, announcement)):
                 if recording == TENANT_SETTING:
                     raise CliError("the tenant's own setting is all, none or a percentage", exit_code=2)
                 current = client.recordings.set_settings(
@@ -223,6 +251,10 @@ def register(cli: click.Group) -> None:
                     retention_days=(None if retention == "none" else int(retention))
                     if retention is not None
                     else current["retention_days"],
+                    opus_copy=current.get("opus_copy", False) if opus_copy is None else opus_copy,
+                    announcement=current.get("announcement")
+                    if announcement is None
+                    else (None if announcement.strip().lower() == "none" else announcement),
                 )
         if state.json:
             emit_json(current)
@@ -232,6 +264,8 @@ def register(cli: click.Group) -> None:
             [
                 ("recorded", f"{current['recording_percent']} % of calls"),
                 ("kept", f"{days} days" if days else "until deleted"),
+                ("opus copy", "yes" if current.get("opus_copy") else "no"),
+                ("announcement", current.get("announcement") or "none"),
             ]
         )
 

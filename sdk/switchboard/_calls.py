@@ -348,8 +348,9 @@ def recording_get(recording_id: str) -> Call[Recording]:
     return Call[Recording]("GET", f"/v1/recordings/{_id(recording_id)}", Recording)
 
 
-def recording_url(recording_id: str) -> Call[RecordingUrl]:
-    return Call[RecordingUrl]("GET", f"/v1/recordings/{_id(recording_id)}/url", RecordingUrl)
+def recording_url(recording_id: str, format: str = "wav") -> Call[RecordingUrl]:
+    query = "" if format == "wav" else f"?format={format}"
+    return Call[RecordingUrl]("GET", f"/v1/recordings/{_id(recording_id)}/url{query}", RecordingUrl)
 
 
 def recording_delete(recording_id: str) -> Call[None]:
@@ -376,8 +377,18 @@ def recording_settings_get() -> Call[dict[str, Any]]:
     return Call[dict[str, Any]]("GET", "/v1/recording-settings", dict[str, Any])
 
 
-def recording_settings_put(recording_percent: int, retention_days: int | None) -> Call[dict[str, Any]]:
-    body = {"recording_percent": recording_percent, "retention_days": retention_days}
+def recording_settings_put(
+    recording_percent: int,
+    retention_days: int | None,
+    opus_copy: bool = False,
+    announcement: str | None = None,
+) -> Call[dict[str, Any]]:
+    body = {
+        "recording_percent": recording_percent,
+        "retention_days": retention_days,
+        "opus_copy": opus_copy,
+        "announcement": announcement,
+    }
     return Call[dict[str, Any]]("PUT", "/v1/recording-settings", dict[str, Any], body=body)
 
 

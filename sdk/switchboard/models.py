@@ -415,6 +415,7 @@ class Recording(Model, kw_only=True):
     legal_hold: bool = False
     deleted_at: datetime | None = None
     deleted_reason: str | None = None
+    formats: list[str] = msgspec.field(default_factory=lambda: ["wav"])
     contact_id: str = ""
     caller: str = ""
     dialled: str = ""

@@ -120,14 +120,18 @@ class Recordings:
         found: Recording = self._client._run(_calls.recording_get(id))
         return found
 
-    def url(self, id: str) -> RecordingUrl:
-        """A signed URL (plays in a browser's <audio>, no key needed) valid for a few minutes."""
-        found: RecordingUrl = self._client._run(_calls.recording_url(id))
+    def url(self, id: str, *, format: str = "wav") -> RecordingUrl:
+        """A signed URL (plays in a browser's <audio>, no key needed) valid for a few minutes; `format`
+        "opus" for the Opus-in-Ogg copy (when the tenant keeps one)."""
+        found: RecordingUrl = self._client._run(_calls.recording_url(id, format))
         return found
 
-    def download(self, id: str, path: str | Path, *, progress: Progress | None = None) -> Path:
-        """The recording's two-channel WAV into `path` (written whole or not at all; SHA-256 checked)."""
-        signed = self.url(id)
+    def download(
+        self, id: str, path: str | Path, *, progress: Progress | None = None, format: str = "wav"
+    ) -> Path:
+        """The recording's two-channel WAV (or with `format="opus"` its Opus-in-Ogg copy) into `path`
+        (written whole or not at all; SHA-256 checked)."""
+        signed = self.url(id, format=format)
         with self._client._http.stream("GET", signed.url) as response:
             if response.status_code >= 400:
                 raise _error(response, response.read())
@@ -153,13 +157,22 @@ class Recordings:
         return found
 
     def settings(self) -> dict[str, Any]:
-        """The tenant's policy: {"recording_percent": 0-100, "retention_days": int | None}."""
+        """The tenant's policy: {"recording_percent": 0-100, "retention_days": int | None, "opus_copy": bool,
+        "announcement": str | None}."""
         found: dict[str, Any] = self._client._run(_calls.recording_settings_get())
         return found
 
-    def set_settings(self, *, recording_percent: int, retention_days: int | None) -> dict[str, Any]:
+    def set_settings(
+        self,
+        *,
+        recording_percent: int,
+        retention_days: int | None,
+        opus_copy: bool = False,
+        announcement: str | None = None,
+    ) -> dict[str, Any]:
+        """Replace the whole policy (read `settings()` first to change one part)."""
         found: dict[str, Any] = self._client._run(
-            _calls.recording_settings_put(recording_percent, retention_days)
+            _calls.recording_settings_put(recording_percent, retention_days, opus_copy, announcement)
         )
         return found
 
@@ -223,12 +236,14 @@ class AsyncRecordings:
         found: Recording = await self._client._run(_calls.recording_get(id))
         return found
 
-    async def url(self, id: str) -> RecordingUrl:
-        found: RecordingUrl = await self._client._run(_calls.recording_url(id))
+    async def url(self, id: str, *, format: str = "wav") -> RecordingUrl:
+        found: RecordingUrl = await self._client._run(_calls.recording_url(id, format))
         return found
 
-    async def download(self, id: str, path: str | Path, *, progress: Progress | None = None) -> Path:
-        signed = await self.url(id)
+    async def download(
+        self, id: str, path: str | Path, *, progress: Progress | None = None, format: str = "wav"
+    ) -> Path:
+        signed = await self.url(id, format=format)
         async with self._client._http.stream("GET", signed.url) as response:
             if response.status_code >= 400:
                 raise _error(response, await response.aread())
@@ -256,8 +271,15 @@ class AsyncRecordings:
         found: dict[str, Any] = await self._client._run(_calls.recording_settings_get())
         return found
 
-    async def set_settings(self, *, recording_percent: int, retention_days: int | None) -> dict[str, Any]:
-        call = _calls.recording_settings_put(recording_percent, retention_days)
+    async def set_settings(
+        self,
+        *,
+        recording_percent: int,
+        retention_days: int | None,
+        opus_copy: bool = False,
+        announcement: str | None = None,
+    ) -> dict[str, Any]:
+        call = _calls.recording_settings_put(recording_percent, retention_days, opus_copy, announcement)
         found: dict[str, Any] = await self._client._run(call)
         return found
 

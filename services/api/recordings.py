@@ -14,7 +14,7 @@ import hmac
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
@@ -74,6 +74,8 @@ class Recording(msgspec.Struct, kw_only=True):
     legal_hold: bool
     deleted_at: datetime | None
     deleted_reason: str | None
+    # Formats that can be played or downloaded: "wav" (the master), and "opus" when a copy was kept.
+    formats: list[str]
     # From the contact with the same id (absent for a call that has no contact record).
     contact_id: uuid.UUID
     caller: str
@@ -93,7 +95,7 @@ class RecordingUrl(msgspec.Struct):
     expires_at: datetime
 
 
-_SELECT = f"""SELECT {RECORDING_COLUMNS}, c.caller, c.dialled, c.queue_id, c.queue_name, c.agent_id
+_SELECT = f"""SELECT {RECORDING_COLUMNS}, r.opus_key, c.caller, c.dialled, c.queue_id, c.queue_name, c.agent_id
     FROM recordings r LEFT JOIN contacts c ON c.id = r.id"""
 
 
@@ -115,6 +117,7 @@ def _recording(row: asyncpg.Record) -> Recording:
         legal_hold=row["legal_hold"],
         deleted_at=row["deleted_at"],
         deleted_reason=row["deleted_reason"],
+        formats=["wav", "opus"] if row["opus_key"] else ["wav"],
         contact_id=row["id"],
         caller=row["caller"] or "",
         dialled=row["dialled"] or "",
@@ -137,21 +140,31 @@ def _url_key(secret: str) -> bytes:
     return hmac.new(secret.encode(), b"sb-recording-url", hashlib.sha256).digest()
 
 
-def _signature(secret: str, tenant_id: uuid.UUID, recording_id: uuid.UUID, expires: int) -> str:
-    mac = hmac.new(_url_key(secret), f"{tenant_id}.{recording_id}.{expires}".encode(), hashlib.sha256)
+def _signature(secret: str, tenant_id: uuid.UUID, recording_id: uuid.UUID, expires: int, fmt: str) -> str:
+    signed = f"{tenant_id}.{recording_id}.{expires}" + ("" if fmt == "wav" else f".{fmt}")
+    mac = hmac.new(_url_key(secret), signed.encode(), hashlib.sha256)
     return base64.urlsafe_b64encode(mac.digest()).rstrip(b"=").decode()
 
 
-def sign_audio_url(secret: str, tenant_id: uuid.UUID, recording_id: uuid.UUID, expires: int) -> str:
-    sig = _signature(secret, tenant_id, recording_id, expires)
-    return f"{AUDIO_PATH}/{recording_id}?tenant={tenant_id}&expires={expires}&sig={sig}"
+def sign_audio_url(
+    secret: str, tenant_id: uuid.UUID, recording_id: uuid.UUID, expires: int, fmt: str = "wav"
+) -> str:
+    sig = _signature(secret, tenant_id, recording_id, expires, fmt)
+    extra = "" if fmt == "wav" else f"&format={fmt}"
+    return f"{AUDIO_PATH}/{recording_id}?tenant={tenant_id}&expires={expires}{extra}&sig={sig}"
 
 
 def verify_audio_signature(
-    secret: str, tenant_id: uuid.UUID, recording_id: uuid.UUID, expires: int, sig: str, now: float
+    secret: str,
+    tenant_id: uuid.UUID,
+    recording_id: uuid.UUID,
+    expires: int,
+    sig: str,
+    now: float,
+    fmt: str = "wav",
 ) -> str | None:
     """None when valid; otherwise why not (said to the caller: it reveals nothing about other tenants)."""
-    if not hmac.compare_digest(_signature(secret, tenant_id, recording_id, expires), sig):
+    if not hmac.compare_digest(_signature(secret, tenant_id, recording_id, expires, fmt), sig):
         return "this recording URL's signature is not valid"
     if now > expires:
         return "this recording URL has expired; ask for a new one"
@@ -161,7 +174,7 @@ def verify_audio_signature(
 def _problem(exc: RecordingError) -> Problem:
     if exc.code == "not_found":
         return not_found("recording")
-    if exc.code in ("not_available", "held"):
+    if exc.code in ("not_available", "held", "no_copy"):
         return conflict(str(exc))
     return Problem(500, f"the recording cannot be read: {exc}", slug="recording-corrupt")
 
@@ -248,19 +261,38 @@ class RecordingController(Controller):
     @get(
         "/{recording_id:str}/url", responses=READ_ERRORS, summary="A signed, expiring URL to play or download"
     )
-    async def issue_url(self, request: Request[Any, Any, Any], recording_id: IdParam) -> RecordingUrl:
+    async def issue_url(
+        self,
+        request: Request[Any, Any, Any],
+        recording_id: IdParam,
+        format: Annotated[
+            Literal["wav", "opus"],
+            QueryParameter(description="wav (the master) or opus (its Opus-in-Ogg copy)"),
+        ] = "wav",
+    ) -> RecordingUrl:
         rid = path_id(recording_id, "recording")
         principal = principal_of(request)
         state = api_state(request)
         expires = int(time.time()) + state.settings.recording_url_ttl_s
         async with tenant_tx(state.db(), principal.tenant_id) as conn:
-            status = await conn.fetchval("SELECT status FROM recordings WHERE id = $1", rid)
-            if status is None:
+            row = await conn.fetchrow("SELECT status, opus_key FROM recordings WHERE id = $1", rid)
+            if row is None:
                 raise not_found("recording")
-            if status != "available":
-                raise conflict(f"the recording is {status}; only an available recording can be played")
-            await audit(conn, principal.tenant_id, "recording.url_issued", rid, **_actor(principal))
-        path = sign_audio_url(state.settings.token_secret, principal.tenant_id, rid, expires)
+            if row["status"] != "available":
+                raise conflict(f"the recording is {row['status']}; only an available recording can be played")
+            if format == "opus" and row["opus_key"] is None:
+                raise conflict(
+                    "this recording has no Opus copy (the tenant's opus_copy was off when it was stored)"
+                )
+            await audit(
+                conn,
+                principal.tenant_id,
+                "recording.url_issued",
+                rid,
+                **_actor(principal),
+                detail={"format": format},
+            )
+        path = sign_audio_url(state.settings.token_secret, principal.tenant_id, rid, expires, format)
         return RecordingUrl(
             url=str(request.base_url).rstrip("/") + path, expires_at=datetime.fromtimestamp(expires, UTC)
         )
@@ -379,6 +411,11 @@ class RecordingSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True
 
     recording_percent: Annotated[int, msgspec.Meta(ge=0, le=100)] = 0
     retention_days: Annotated[int, msgspec.Meta(ge=1, le=36500)] | None = None
+    # Keep an Opus-in-Ogg copy beside each new recording's WAV master.
+    opus_copy: bool = False
+    # What a caller hears before a recorded call is connected ("This call may be recorded."); none when
+    # null or empty. A queue's own announcement wins.
+    announcement: Annotated[str, msgspec.Meta(max_length=500)] | None = None
 
 
 class RecordingKey(msgspec.Struct, kw_only=True):
@@ -394,9 +431,15 @@ class RecordingSettingsController(Controller):
     async def get_settings(self, request: Request[Any, Any, Any]) -> RecordingSettings:
         principal = principal_of(request)
         async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            row = await conn.fetchrow("SELECT recording_percent, recording_retention_days FROM tenants")
+            row = await conn.fetchrow(
+                """SELECT recording_percent, recording_retention_days, recording_opus_copy, recording_announcement
+                   FROM tenants"""
+            )
         return RecordingSettings(
-            recording_percent=row["recording_percent"], retention_days=row["recording_retention_days"]
+            recording_percent=row["recording_percent"],
+            retention_days=row["recording_retention_days"],
+            opus_copy=row["recording_opus_copy"],
+            announcement=row["recording_announcement"],
         )
 
     @put("/", guards=[admin_only], responses=WRITE_ERRORS, summary="Replace the tenant's recording policy")
@@ -405,11 +448,18 @@ class RecordingSettingsController(Controller):
     ) -> RecordingSettings:
         principal = principal_of(request)
         async with tenant_tx(api_state(request).db(), principal.tenant_id) as conn:
+            announcement = None
+            if data.announcement is not None and data.announcement.strip():
+                announcement = check_text("announcement", data.announcement.strip(), max_len=500)
+            data = msgspec.structs.replace(data, announcement=announcement)
             await conn.execute(
-                "UPDATE tenants SET recording_percent = $2, recording_retention_days = $3 WHERE id = $1",
+                """UPDATE tenants SET recording_percent = $2, recording_retention_days = $3,
+                       recording_opus_copy = $4, recording_announcement = $5 WHERE id = $1""",
                 principal.tenant_id,
                 data.recording_percent,
                 data.retention_days,
+                data.opus_copy,
+                announcement,
             )
             await conn.execute(
                 """INSERT INTO audit_log (id, tenant_id, actor_key_id, actor_role, action, target_type, target_id, detail)
@@ -463,6 +513,7 @@ class RecordingAudioController(Controller):
         tenant: Annotated[str | None, QueryParameter(max_length=64)] = None,
         expires: Annotated[str | None, QueryParameter(max_length=20)] = None,
         sig: Annotated[str | None, QueryParameter(max_length=100)] = None,
+        format: Annotated[Literal["wav", "opus"], QueryParameter()] = "wav",
     ) -> Stream:
         state = api_state(request)
         rid = path_id(recording_id, "recording")
@@ -471,27 +522,30 @@ class RecordingAudioController(Controller):
         if tenant_id is None or not sig or not (expires or "").isdigit():
             raise Problem(403, "this recording URL is not valid (tenant, expires and sig are required)")
         why = verify_audio_signature(
-            state.settings.token_secret, tenant_id, rid, int(expires or 0), sig, time.time()
+            state.settings.token_secret, tenant_id, rid, int(expires or 0), sig, time.time(), format
         )
         if why is not None:
             raise Problem(403, why)
         keys, store = _vault(state)
         try:
             async with tenant_tx(state.db(), tenant_id) as conn:
-                audio = await open_audio(conn, keys, store, tenant_id, rid)
+                audio = await open_audio(
+                    conn, keys, store, tenant_id, rid, copy="" if format == "wav" else format
+                )
                 client = request.client.host if request.client else None
-                await audit(conn, tenant_id, "recording.downloaded", rid, detail={"client": client})
+                detail = {"client": client, "format": format}
+                await audit(conn, tenant_id, "recording.downloaded", rid, detail=detail)
         except RecordingError as exc:
             raise _problem(exc) from None
         # Streamed: an hour of call is never held. Each piece is authenticated before it is sent; a file
         # corrupted past its first segment ends the response early (the client's SHA-256 check fails).
+        headers = {
+            "Content-Disposition": f'attachment; filename="{rid}.{format}"',
+            "X-Content-SHA256": audio.sha256,
+            "Cache-Control": "no-store",
+        }
+        if audio.size:
+            headers["Content-Length"] = str(audio.size)
         return Stream(
-            audio.pieces,
-            media_type="audio/wav",
-            headers={
-                "Content-Disposition": f'attachment; filename="{rid}.wav"',
-                "Content-Length": str(audio.size),
-                "X-Content-SHA256": audio.sha256,
-                "Cache-Control": "no-store",
-            },
+            audio.pieces, media_type="audio/wav" if format == "wav" else "audio/ogg", headers=headers
         )

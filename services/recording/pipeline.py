@@ -15,6 +15,7 @@ The purge of recordings past their retention runs here too (`purge_due`, time pa
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -36,10 +37,13 @@ from services.kernel.messages import Event
 from services.kernel.serving import Consumer
 from services.kernel.subjects import REC_STREAM, rec_subject
 
-from .assemble import Frames, Survey
+from .assemble import Frames, Plan, Survey
 from .chunks import LAW_HEADER, end_msg_id, ensure_chunk_stream, iter_chunks
+from .opus import OggOpusEncoder
 from .records import (
     RecordingError,
+    StoredCopy,
+    copy_id,
     delete_recording,
     mark_available,
     mark_started,
@@ -207,6 +211,11 @@ class RecordingPipeline:
             key = recording_key(tenant, rid)
             size = await self.store.put_stream(key, self._sealed_wav(tenant, rid, frames, sealer))
             sha256 = frames.digest.hexdigest()
+            async with tenant_tx(self.pool, tenant, readonly=True) as conn:
+                opus_copy = await conn.fetchval(
+                    "SELECT recording_opus_copy FROM tenants WHERE id = $1", tenant
+                )
+            opus = await self._store_opus(tenant, rid, plan, key_id, data_key) if opus_copy else None
             async with tenant_tx(self.pool, tenant) as conn:
                 await mark_available(
                     conn,
@@ -221,6 +230,7 @@ class RecordingPipeline:
                     ended_at=end.ended_at,
                     retention=await retention_days(conn, tenant, rid),
                     now=self.clock(),
+                    opus=opus,
                 )
             await self.bus.publish(
                 ev.RecordingAvailable(
@@ -256,6 +266,34 @@ class RecordingPipeline:
         for silence in frames.finish():
             yield sealer.update(silence)
         yield sealer.finish()
+
+    async def _store_opus(
+        self, tenant: uuid.UUID, rid: uuid.UUID, plan: Plan, key_id: uuid.UUID, data_key: bytes
+    ) -> StoredCopy:
+        """The Opus-in-Ogg copy: a third pass over the chunks, encoded on a worker thread (libopus), sealed
+        under the copy's own id (a copy swapped for its master does not open) and stored beside it."""
+        frames = Frames(plan)
+        encoder = OggOpusEncoder(plan.law)
+        sealer = Sealer(data_key, key_id, tenant, copy_id(rid, "opus"))
+        digest = hashlib.sha256()
+
+        async def pieces() -> AsyncIterator[bytes]:
+            async with aclosing(iter_chunks(self.bus.js, tenant, rid)) as chunks:
+                async for n, data, _law in chunks:
+                    ogg = await asyncio.to_thread(encoder.push, frames.push(n, data))
+                    digest.update(ogg)
+                    if piece := sealer.update(ogg):
+                        yield piece
+                    if frames.done:
+                        break
+            tail = b"".join(frames.finish())
+            ogg = await asyncio.to_thread(lambda: encoder.push(tail) + encoder.finish())
+            digest.update(ogg)
+            yield sealer.update(ogg) + sealer.finish()
+
+        key = recording_key(tenant, rid, "opus")
+        size = await self.store.put_stream(key, pieces())
+        return StoredCopy(key, digest.hexdigest(), size)
 
     # -- call facts --------------------------------------------------------------------------------
 

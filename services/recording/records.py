@@ -26,7 +26,9 @@ from .vault import KeyRing, Opener, VaultError, blob_key_id
 __all__ = [
     "RECORDING_COLUMNS",
     "RecordingError",
+    "StoredCopy",
     "audit",
+    "copy_id",
     "delete_recording",
     "mark_available",
     "mark_started",
@@ -43,7 +45,7 @@ RECORDING_COLUMNS = (
 
 
 class RecordingError(Exception):
-    """`code`: not_found, not_available, held, corrupt."""
+    """`code`: not_found, not_available, held, corrupt, no_copy."""
 
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -104,6 +106,20 @@ async def retention_days(conn: asyncpg.Connection, tenant_id: uuid.UUID, contact
     return days
 
 
+@dataclass(frozen=True)
+class StoredCopy:
+    """A copy of a recording in another format (Opus in Ogg), sealed and stored beside the master."""
+
+    key: str
+    sha256: str
+    size: int
+
+
+def copy_id(recording_id: uuid.UUID, copy: str) -> uuid.UUID:
+    """The id a copy is sealed under: bound to its recording and its format, so neither opens as the other."""
+    return uuid.uuid5(recording_id, f"copy:{copy}")
+
+
 async def mark_available(
     conn: asyncpg.Connection,
     tenant_id: uuid.UUID,
@@ -118,16 +134,20 @@ async def mark_available(
     size: int,
     retention: int | None,
     now: float,
+    opus: StoredCopy | None = None,
 ) -> None:
     ended = _utc(ended_at)
     due = purge_after(ended, retention)
     await conn.execute(
         """INSERT INTO recordings (id, tenant_id, status, partial, law, duration_s, pauses, started_at, ended_at,
-               available_at, storage_key, key_id, sha256, size_bytes, retention_days, purge_after)
-           VALUES ($1, $2, 'available', $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+               available_at, storage_key, key_id, sha256, size_bytes, retention_days, purge_after,
+               opus_key, opus_sha256, opus_size_bytes)
+           VALUES ($1, $2, 'available', $3, $4, $5, $6::jsonb, $7, $8, $9, $10, $11, $12, $13, $14, $15,
+               $16, $17, $18)
            ON CONFLICT (id) DO UPDATE SET status = 'available', partial = $3, law = $4, duration_s = $5,
                pauses = $6::jsonb, ended_at = $8, available_at = $9, storage_key = $10, key_id = $11,
-               sha256 = $12, size_bytes = $13, retention_days = $14, purge_after = $15""",
+               sha256 = $12, size_bytes = $13, retention_days = $14, purge_after = $15, opus_key = $16,
+               opus_sha256 = $17, opus_size_bytes = $18""",
         recording_id,
         tenant_id,
         plan.partial,
@@ -143,6 +163,9 @@ async def mark_available(
         size,
         retention,
         due,
+        opus.key if opus else None,
+        opus.sha256 if opus else None,
+        opus.size if opus else None,
     )
     if due is not None:
         await conn.execute(
@@ -173,29 +196,49 @@ class AudioStream:
 
 
 async def open_audio(
-    conn: asyncpg.Connection, keys: KeyRing, store: BlobStore, tenant_id: uuid.UUID, recording_id: uuid.UUID
+    conn: asyncpg.Connection,
+    keys: KeyRing,
+    store: BlobStore,
+    tenant_id: uuid.UUID,
+    recording_id: uuid.UUID,
+    *,
+    copy: str = "",
 ) -> AudioStream:
+    """The WAV master, or with `copy="opus"` its Opus-in-Ogg copy (size 0: not known before the end)."""
     row = await conn.fetchrow(
-        "SELECT status, storage_key, key_id, sha256, duration_s FROM recordings WHERE id = $1", recording_id
+        """SELECT status, storage_key, key_id, sha256, duration_s, opus_key, opus_sha256
+           FROM recordings WHERE id = $1""",
+        recording_id,
     )
     if row is None:
         raise RecordingError("not_found", "no such recording")
     if row["status"] != "available":
         raise RecordingError("not_available", f"the recording is {row['status']}")
+    storage_key, sha256, sealed_as = row["storage_key"], row["sha256"], recording_id
+    if copy == "opus":
+        if row["opus_key"] is None:
+            raise RecordingError(
+                "no_copy",
+                "this recording has no Opus copy (the tenant's opus_copy was off when it was stored)",
+            )
+        storage_key, sha256, sealed_as = row["opus_key"], row["opus_sha256"], copy_id(recording_id, "opus")
+    elif copy:
+        raise RecordingError("no_copy", f"no {copy!r} copy exists; formats: wav, opus")
     try:
-        sealed = await store.open_stream(row["storage_key"])
+        sealed = await store.open_stream(storage_key)
     except BlobNotFound:
         raise RecordingError("corrupt", "the recording's file is missing from the store") from None
-    reader = _Verified(sealed, row["sha256"])
+    reader = _Verified(sealed, sha256)
     try:
         head = await reader.head(lambda key_id: _data_key(conn, keys, tenant_id, row["key_id"], key_id))
-        opener = Opener(head, tenant_id, recording_id)
+        opener = Opener(head, tenant_id, sealed_as)
         first = await reader.first(opener)
     except BaseException:
         await sealed.aclose()  # type: ignore[attr-defined]
         raise
     samples = round(row["duration_s"] * 8000)
-    return AudioStream(row["sha256"], len(wav_header(G711.PCMU, samples)) + 2 * samples, reader.rest(first))
+    size = 0 if copy else len(wav_header(G711.PCMU, samples)) + 2 * samples
+    return AudioStream(sha256, size, reader.rest(first))
 
 
 async def _data_key(
@@ -303,7 +346,8 @@ async def delete_recording(
     """Delete the audio (the row stays, marked deleted) with an audit entry; False when already deleted.
     A legal hold refuses it, for a request and for the purge alike."""
     row = await conn.fetchrow(
-        "SELECT status, legal_hold, storage_key FROM recordings WHERE id = $1 FOR UPDATE", recording_id
+        "SELECT status, legal_hold, storage_key, opus_key FROM recordings WHERE id = $1 FOR UPDATE",
+        recording_id,
     )
     if row is None:
         raise RecordingError("not_found", "no such recording")
@@ -311,11 +355,12 @@ async def delete_recording(
         raise RecordingError("held", "the recording is under legal hold; release the hold first")
     if row["status"] == "deleted":
         return False
-    if row["storage_key"]:
-        await store.delete(row["storage_key"])
+    for key in (row["storage_key"], row["opus_key"]):
+        if key:
+            await store.delete(key)
     await conn.execute(
-        """UPDATE recordings SET status = 'deleted', deleted_at = $2, deleted_reason = $3, storage_key = NULL
-           WHERE id = $1""",
+        """UPDATE recordings SET status = 'deleted', deleted_at = $2, deleted_reason = $3, storage_key = NULL,
+               opus_key = NULL WHERE id = $1""",
         recording_id,
         _utc(now),
         reason,

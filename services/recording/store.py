@@ -13,16 +13,17 @@ from typing import BinaryIO, Protocol
 
 __all__ = ["BlobNotFound", "BlobStore", "LocalStore", "recording_key"]
 
-# <tenant>/<recording>.sbrec: two UUIDs, so a key never climbs out of the store's root.
-_KEY = re.compile(r"^[0-9a-f-]{36}/[0-9a-f-]{36}\.sbrec$")
+# <tenant>/<recording>.sbrec (the WAV master) or .opus.sbrec (its Opus copy): two UUIDs, so a key never
+# climbs out of the store's root.
+_KEY = re.compile(r"^[0-9a-f-]{36}/[0-9a-f-]{36}(\.opus)?\.sbrec$")
 
 
 class BlobNotFound(KeyError):
     pass
 
 
-def recording_key(tenant_id: object, recording_id: object) -> str:
-    return f"{tenant_id}/{recording_id}.sbrec"
+def recording_key(tenant_id: object, recording_id: object, copy: str = "") -> str:
+    return f"{tenant_id}/{recording_id}{'.' + copy if copy else ''}.sbrec"
 
 
 def _check(key: str) -> str:

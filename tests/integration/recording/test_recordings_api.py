@@ -175,3 +175,55 @@ async def test_queue_recording_policy_and_pause_without_a_live_call(
     assert (
         "not live" in assert_problem(await api.post(f"/v1/recordings/{live}/pause", headers=h), 409)["detail"]
     )
+
+
+async def test_opus_copy_kept_by_policy_decodes_to_each_party_and_is_refused_without_one(
+    stack: Stack, api: httpx.AsyncClient, infra: Any
+) -> None:
+    import io
+
+    import av
+    import numpy as np
+
+    from .conftest import AGENT_HZ, CALLER_HZ
+
+    await stack.start_pipeline()
+    a = await signup(api)
+    h = auth(a.key)
+    without = await recorded(stack, infra, a, caller="+15550005555")
+    assert_problem(await api.get(f"/v1/recordings/{without}/url", params={"format": "opus"}, headers=h), 409)
+    assert_problem(await api.get(f"/v1/recordings/{without}/url", params={"format": "mp3"}, headers=h), 422)
+    policy = {"recording_percent": 100, "retention_days": None, "opus_copy": True, "announcement": None}
+    assert (await api.put("/v1/recording-settings", json=policy, headers=h)).json()["opus_copy"] is True
+    rid = await recorded(stack, infra, a, caller="+15550006666")
+    meta = (await api.get(f"/v1/recordings/{rid}", headers=h)).json()
+    assert meta["formats"] == ["wav", "opus"]
+    url = urlsplit(
+        (await api.get(f"/v1/recordings/{rid}/url", params={"format": "opus"}, headers=h)).json()["url"]
+    )
+    ogg = await api.get(f"{url.path}?{url.query}")
+    assert ogg.status_code == 200 and ogg.headers["content-type"] == "audio/ogg"
+    assert (
+        ogg.content[:4] == b"OggS" and len(ogg.content) < meta["size_bytes"] / 2
+    )  # compressed (headers weigh on 1 s)
+    query = {k: v[0] for k, v in parse_qs(url.query).items()}
+    # The format is signed: the Opus URL does not fetch the master, nor the master's URL the copy.
+    assert_problem(await api.get(f"{url.path}?{urlencode({**query, 'format': 'wav'})}"), 403)
+
+    # Decoded back (PyAV, libopus): one second, the caller's tone on the left, the agent's on the right.
+    decoded = av.open(io.BytesIO(ogg.content))
+    assert decoded.streams.audio[0].codec_context.name == "opus"
+    pcm = np.concatenate([f.to_ndarray() for f in decoded.decode(audio=0)], axis=1)
+    rate = decoded.streams.audio[0].rate
+    assert pcm.shape[0] == 2 and pcm.shape[1] / rate == pytest.approx(1.0, abs=0.03)
+    for channel, hz in ((0, CALLER_HZ), (1, AGENT_HZ)):
+        part = pcm[channel, int(0.1 * rate) : int(0.9 * rate)]
+        spectrum = np.abs(np.fft.rfft(part))
+        assert np.fft.rfftfreq(len(part), 1 / rate)[int(np.argmax(spectrum[1:])) + 1] == pytest.approx(
+            hz, abs=5
+        )
+    # Deleting the recording deletes the copy too.
+    opus_file = stack.store.root / f"{a.id}/{rid}.opus.sbrec"
+    assert opus_file.exists() and b"OggS" not in opus_file.read_bytes()  # sealed like the master
+    assert (await api.delete(f"/v1/recordings/{rid}", headers=h)).status_code == 204
+    assert not opus_file.exists()

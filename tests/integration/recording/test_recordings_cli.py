@@ -90,11 +90,26 @@ async def test_cli_tenant_settings_and_key_rotation(
 ) -> None:
     tid = uuid.UUID(tenant.tenant.id)
     shown = json.loads(run("recordings", "settings", "--json").stdout)
-    assert shown == {"recording_percent": 0, "retention_days": None}
+    assert shown == {"recording_percent": 0, "retention_days": None, "opus_copy": False, "announcement": None}
     changed = json.loads(
         run("recordings", "settings", "--recording", "30", "--retention", "90", "--json").stdout
     )
-    assert changed == {"recording_percent": 30, "retention_days": 90}
+    assert changed == {
+        "recording_percent": 30,
+        "retention_days": 90,
+        "opus_copy": False,
+        "announcement": None,
+    }
+    told = json.loads(
+        run(
+            "recordings", "settings", "--opus-copy", "--announcement", "This call may be recorded.", "--json"
+        ).stdout
+    )
+    assert told == {**changed, "opus_copy": True, "announcement": "This call may be recorded."}
+    assert (
+        "announcement  none"
+        in run("recordings", "settings", "--no-opus-copy", "--announcement", "none").stdout
+    )
     assert "until deleted" in run("recordings", "settings", "--retention", "none").stdout
     assert "expected" in run("recordings", "settings", "--recording", "150", code=2).stderr
 
