@@ -29,7 +29,17 @@ from nats.js.api import (
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from .messages import Command, Event, Reply, decode, encode
-from .serving import Accept, CommandHandler, Consumer, EventHandler, Listener, Server, call_key
+from .serving import (
+    Accept,
+    BatchConsumer,
+    BatchHandler,
+    CommandHandler,
+    Consumer,
+    EventHandler,
+    Listener,
+    Server,
+    call_key,
+)
 from .subjects import EVENTS_STREAM, EVENTS_SUBJECTS, HEALTH_BUCKET, cmd_subject, evt_subject
 
 __all__ = ["Bus", "BusError", "CommandTimeout", "connect", "decode_event"]
@@ -158,6 +168,25 @@ class Bus:
         `key=None`: each at once, in arrival order (the service orders them itself)."""
         consumer = Consumer(
             self, list(event_types), durable=durable, handler=handler, ack_wait=ack_wait, key=key
+        )
+        await consumer.start()
+        return consumer
+
+    async def consume_batches(
+        self,
+        event_types: Iterable[type[Event]],
+        *,
+        durable: str,
+        handler: BatchHandler,
+        batch: int = 2000,
+        from_start: bool = False,
+    ) -> BatchConsumer:
+        """Feed these events to `handler` in batches of up to `batch`, in stream order, through the durable
+        JetStream consumer `durable` (from the stream's start with `from_start`): a batch is acknowledged
+        after the handler returned and retried until it does (serving.BatchConsumer). For writers whose
+        cost is per batch; the handler must be idempotent."""
+        consumer = BatchConsumer(
+            self, list(event_types), durable=durable, handler=handler, batch=batch, from_start=from_start
         )
         await consumer.start()
         return consumer

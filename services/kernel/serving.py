@@ -31,6 +31,8 @@ __all__ = [
     "REPLY_MEMORY",
     "STOP_STEP_S",
     "Accept",
+    "BatchConsumer",
+    "BatchHandler",
     "CommandHandler",
     "Consumer",
     "EventHandler",
@@ -256,6 +258,21 @@ def _decode_event(subject: str, data: bytes, kinds: dict[tuple[str, str], type[E
     return event
 
 
+async def _fetch(sub: Any, n: int, timeout: float, durable: str) -> list[Msg]:
+    """Up to `n` messages of a pull subscription; none when the wait ran out or the bus is away (it
+    reconnects by itself; nats-py can also end a pull with nothing)."""
+    try:
+        return list(await sub.fetch(n, timeout=timeout))
+    except (TimeoutError, NatsTimeout, NotFoundError):
+        return []
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.warning("bus_fetch_failed", durable=durable, error=f"{type(exc).__name__}: {exc}")
+        await asyncio.sleep(0.5)
+        return []
+
+
 def call_key(event: Event) -> Hashable:
     """Events of one call are handled in order; other events in order per tenant."""
     return getattr(event, "call_id", None) or event.tenant_id
@@ -316,17 +333,7 @@ class Consumer:
 
     async def _run_pump(self) -> None:
         while True:
-            try:
-                msgs = await self._sub.fetch(1, timeout=FETCH_WAIT_S)
-            except (TimeoutError, NatsTimeout, NotFoundError):
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # the bus reconnects by itself
-                log.warning("bus_fetch_failed", durable=self.durable, error=f"{type(exc).__name__}: {exc}")
-                await asyncio.sleep(0.5)
-                continue
-            for msg in msgs:
+            for msg in await _fetch(self._sub, 1, FETCH_WAIT_S, self.durable):
                 await self._dispatch(msg)
 
     async def _dispatch(self, msg: Msg) -> None:
@@ -415,6 +422,111 @@ class Consumer:
                     asyncio.gather(*running, return_exceptions=True),
                     late,
                 )
+        if self._sub is not None:
+            await _bounded(f"unsubscribe {self.durable}", self._sub.unsubscribe(), late)
+        return late
+
+
+BatchHandler = Callable[[list[Event]], Awaitable[object]]
+
+
+class BatchConsumer:
+    """A durable JetStream pull consumer on SB_EVENTS that hands out batches (Bus.consume_batches): for a
+    writer whose cost is per batch rather than per event (reporting's ingest writes a batch in one
+    transaction).
+
+    Batches are handled one at a time in stream order, and the next one is fetched and decoded while the
+    handler works on the current one. A batch is acknowledged with one ack (AckPolicy.ALL: every message
+    up to its last) after the handler returned. A handler that raises gets the same batch again after a
+    growing pause, and nothing after it is handled meanwhile: acknowledging a later batch would
+    acknowledge the failed one with it. The handler must therefore be idempotent (a batch can also come
+    back after a crash). A message that cannot be decoded is logged and skipped: delivering it again
+    would not make it readable.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        event_types: list[type[Event]],
+        *,
+        durable: str,
+        handler: BatchHandler,
+        batch: int = 2000,
+        from_start: bool = False,
+        ack_wait: float = 30.0,
+        fetch_wait: float = 0.2,
+    ) -> None:
+        self.bus = bus
+        self.durable = durable
+        self.handler = handler
+        self.batch = batch
+        self.from_start = from_start
+        self.ack_wait = ack_wait
+        self.fetch_wait = fetch_wait
+        self.filters = _event_filters(event_types)
+        self._kinds = {(k.domain, k.name): k for k in event_types}
+        self._ready: asyncio.Queue[tuple[Msg, list[Event]]] = asyncio.Queue(maxsize=2)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sub: Any = None
+
+    async def start(self) -> None:
+        config = ConsumerConfig(
+            durable_name=self.durable,
+            deliver_policy=DeliverPolicy.ALL if self.from_start else DeliverPolicy.NEW,
+            ack_policy=AckPolicy.ALL,
+            ack_wait=self.ack_wait,
+            max_ack_pending=self.batch * 4,
+            filter_subjects=sorted(self.filters),
+        )
+        try:
+            await self.bus.js.add_consumer(EVENTS_STREAM, config)
+        except Exception as exc:  # exists with another config (an older release's filters): keep it
+            log.warning("bus_consumer_exists", durable=self.durable, detail=str(exc)[:160])
+        self._sub = await self.bus.js.pull_subscribe_bind(self.durable, stream=EVENTS_STREAM)
+        self._tasks = [asyncio.create_task(self._run_pump()), asyncio.create_task(self._run_writer())]
+
+    async def _run_pump(self) -> None:
+        while True:
+            msgs = await _fetch(self._sub, self.batch, self.fetch_wait, self.durable)
+            if not msgs:
+                continue
+            events: list[Event] = []
+            for msg in msgs:
+                event = _decode_event(msg.subject, msg.data, self._kinds)
+                if isinstance(event, str):
+                    log.warning("bus_event_refused", durable=self.durable, subject=msg.subject, reason=event)
+                else:
+                    events.append(event)
+            await self._ready.put((msgs[-1], events))
+
+    async def _run_writer(self) -> None:
+        while True:
+            last, events = await self._ready.get()
+            pause = 0.5
+            while True:
+                try:
+                    if events:
+                        await self.handler(events)
+                    break
+                except asyncio.CancelledError:
+                    raise  # stopping: not acknowledged, so the next consumer process gets it
+                except Exception:
+                    log.exception("bus_batch_failed", durable=self.durable, events=len(events), retry_s=pause)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, 30.0)
+            with contextlib.suppress(Exception):
+                await last.ack()
+
+    async def stop(self) -> list[str]:
+        """Stop pulling and writing (a batch cut short is not acknowledged: it comes back), unsubscribe.
+        Returns what did not stop in time."""
+        late: list[str] = []
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await _bounded(
+                f"the {self.durable} batches", asyncio.gather(*self._tasks, return_exceptions=True), late
+            )
         if self._sub is not None:
             await _bounded(f"unsubscribe {self.durable}", self._sub.unsubscribe(), late)
         return late

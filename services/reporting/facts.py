@@ -1,70 +1,38 @@
 """Events to reporting facts (sans-IO): one batch of decoded events in, the rows to write out.
 
-Nothing here reads a clock or touches a database. A contact's events in one batch fold into one row whose
-merge with the stored row is order-free (earliest times win, counters add, the outcome's queue wins), so
-the result does not depend on how the stream was cut into batches or in which order redeliveries came.
-Which events are new (not yet ingested) is decided by the store before `fold` runs.
+Nothing here reads a clock or touches a database. A contact's events are applied to its stored row
+(`apply`) in an order-free way (earliest times win, counters add, the outcome's queue wins), and the row
+keeps the ids it holds, so the result does not depend on how the stream was cut into batches, in which
+order redeliveries came, or how often the stream is replayed. The other facts are keyed by event id.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, date, datetime
 from typing import Any
-
-import msgspec
 
 from services.kernel import events as ev
 from services.kernel.messages import Event
 
 __all__ = [
+    "CONTACT_COLUMNS",
+    "CONTACT_EVENTS",
     "EVENTS",
-    "FILTERS",
     "AgentStateRow",
     "Batch",
     "ContactRow",
     "IvrVisitRow",
     "QueueStatsRow",
+    "apply",
     "contact_month",
-    "decode",
-    "fold",
     "month_of",
+    "split",
 ]
 
-EVENTS: dict[str, type[Event]] = {
-    f"{cls.domain}.{cls.name}": cls
-    for cls in (
-        ev.CallArrived,
-        ev.CallHeld,
-        ev.ContactQueued,
-        ev.ContactAssigned,
-        ev.ContactAbandoned,
-        ev.ContactOverflowed,
-        ev.ContactEnded,
-        ev.ContactWrappedUp,
-        ev.AgentStateChanged,
-        ev.IvrNodeExited,
-        ev.IvrCompleted,
-        ev.QueueStats,
-    )
-}
-FILTERS = [f"sb.*.evt.{name}" for name in EVENTS]
 _EPOCH_MONTH = date(1970, 1, 1)
-
-
-def decode(subject: str, data: bytes) -> Event | None:
-    """The event on `subject` (sb.<tenant>.evt.<domain>.<name>), or None for a kind reporting ignores."""
-    parts = subject.split(".")
-    kind = EVENTS.get(".".join(parts[3:5])) if len(parts) == 5 else None
-    if kind is None:
-        return None
-    event = msgspec.json.decode(data, type=kind)
-    # The subject's tenant is the one the bus authorised; a body claiming another is refused.
-    if str(event.tenant_id) != parts[1]:
-        raise ValueError(f"event {event.id} on {subject} names tenant {event.tenant_id}")
-    return event
 
 
 def month_of(ts: float) -> date:
@@ -85,10 +53,11 @@ def _at(ts: float) -> datetime:
 
 @dataclass
 class ContactRow:
+    """One contact's facts: the stored row with the batch's new events applied on top (order-free)."""
+
     contact_id: uuid.UUID
     month: date
     queue_id: str | None = None
-    outcome_queue: bool = False  # queue_id is where the contact was answered or abandoned
     agent_id: str | None = None
     caller: str | None = None
     arrived_at: datetime | None = None
@@ -105,7 +74,13 @@ class ContactRow:
     ivr_flow: str | None = None
     ivr_outcome: str | None = None
     ivr_s: float | None = None
-    _queued_ts: float | None = field(default=None, repr=False)
+    requeued_at: datetime | None = None
+    sl_met: bool | None = None
+    abandon_long: bool | None = None
+    repeat_24h: bool = False
+    repeat_7d: bool = False
+    survey_score: float | None = None
+    events: list[uuid.UUID] = field(default_factory=list)
 
     def earliest(self, name: str, value: datetime) -> None:
         current = getattr(self, name)
@@ -113,10 +88,24 @@ class ContactRow:
             setattr(self, name, value)
 
     def record(self) -> tuple[object, ...]:
-        return tuple(getattr(self, f.name) for f in fields(self) if not f.name.startswith("_"))
+        return tuple(getattr(self, name) for name in CONTACT_COLUMNS)
+
+    def copy(self) -> ContactRow:
+        return replace(self, events=list(self.events))
+
+    def classify(self, sl_seconds: float, short_abandon_seconds: float) -> None:
+        """The service-level flags under the queue's thresholds (docs/reporting.md, one formula)."""
+        if self.answered_at is not None and self.queued_at is not None:
+            self.sl_met = (self.answered_at - self.queued_at).total_seconds() <= sl_seconds
+        else:
+            self.sl_met = None
+        if self.answered_at is None and self.abandon_wait_s is not None:
+            self.abandon_long = self.abandon_wait_s >= short_abandon_seconds
+        else:
+            self.abandon_long = None
 
 
-CONTACT_COLUMNS = tuple(f.name for f in fields(ContactRow) if not f.name.startswith("_"))
+CONTACT_COLUMNS = tuple(f.name for f in fields(ContactRow))
 
 
 @dataclass(frozen=True)
@@ -151,107 +140,119 @@ class QueueStatsRow:
     agents: dict[str, int]
 
 
+# The events that change a contact's row; each names the contact by its call id.
+CONTACT_EVENTS = (
+    ev.CallArrived,
+    ev.CallHeld,
+    ev.ContactQueued,
+    ev.ContactAssigned,
+    ev.ContactAbandoned,
+    ev.ContactOverflowed,
+    ev.ContactEnded,
+    ev.ContactWrappedUp,
+    ev.IvrCompleted,
+)
+# Every event kind reporting reads (the ingest's consumer filters on these).
+EVENTS: list[type[Event]] = [*CONTACT_EVENTS, ev.AgentStateChanged, ev.IvrNodeExited, ev.QueueStats]
+
+
 @dataclass
 class Batch:
-    contacts: dict[uuid.UUID, ContactRow] = field(default_factory=dict)
+    """One tenant's events of one batch, sorted by kind. Contact events stay events: the store applies
+    them to the stored rows (`apply`), skipping the ids a row already holds."""
+
+    contact_events: dict[uuid.UUID, list[Event]] = field(default_factory=dict)
     agent_states: list[AgentStateRow] = field(default_factory=list)
     ivr_visits: list[IvrVisitRow] = field(default_factory=list)
     queue_stats: list[QueueStatsRow] = field(default_factory=list)
 
     def months(self) -> set[date]:
-        found = {row.month for row in self.contacts.values()}
+        found = {contact_month(contact_id) for contact_id in self.contact_events}
         found |= {month_of(r.at.timestamp()) for r in self.agent_states}
         found |= {month_of(r.at.timestamp()) for r in self.ivr_visits}
         found |= {month_of(r.at.timestamp()) for r in self.queue_stats}
         return found
 
-    def contact(self, contact_id: uuid.UUID) -> ContactRow:
-        row = self.contacts.get(contact_id)
-        if row is None:
-            row = self.contacts[contact_id] = ContactRow(contact_id, contact_month(contact_id))
-        return row
+    def __len__(self) -> int:
+        return (
+            sum(len(v) for v in self.contact_events.values())
+            + len(self.agent_states)
+            + len(self.ivr_visits)
+            + len(self.queue_stats)
+        )
 
 
-def _outcome_queue(row: ContactRow, queue_id: str) -> None:
-    row.queue_id, row.outcome_queue = queue_id, True
-
-
-def _queued(batch: Batch, e: ev.ContactQueued) -> None:
-    row = batch.contact(e.call_id)
+def _queued(row: ContactRow, e: ev.ContactQueued) -> bool:
     at = _at(e.ts)
-    if not row.outcome_queue and (row._queued_ts is None or e.ts >= row._queued_ts):
-        row.queue_id, row._queued_ts = e.queue, e.ts
+    # With no outcome yet, the contact belongs to the queue it was queued in last (whatever the order
+    # the events come in: `requeued_at` is the latest queued time seen).
+    if row.answered_at is None and row.abandoned_at is None:
+        if row.requeued_at is None or at >= row.requeued_at:
+            row.queue_id = e.queue
+    if row.requeued_at is None or at > row.requeued_at:
+        row.requeued_at = at
     row.earliest("queued_at", at)
+    return True
 
 
-def _assigned(batch: Batch, e: ev.ContactAssigned) -> None:
-    row = batch.contact(e.call_id)
-    if row.answered_at is None or _at(e.ts) < row.answered_at:
-        row.answered_at, row.agent_id = _at(e.ts), e.agent_id
-        _outcome_queue(row, e.queue_id)
+def _assigned(row: ContactRow, e: ev.ContactAssigned) -> bool:
+    at = _at(e.ts)
+    if row.answered_at is None or at < row.answered_at:
+        row.answered_at, row.agent_id, row.queue_id = at, e.agent_id, e.queue_id
+    return True
 
 
-def _abandoned(batch: Batch, e: ev.ContactAbandoned) -> None:
-    row = batch.contact(e.call_id)
-    if row.abandoned_at is None or _at(e.ts) < row.abandoned_at:
-        row.abandoned_at, row.abandon_wait_s = _at(e.ts), e.waited_s
-        if row.answered_at is None:
-            _outcome_queue(row, e.queue_id)
+def _abandoned(row: ContactRow, e: ev.ContactAbandoned) -> bool:
+    at = _at(e.ts)
+    if row.abandoned_at is None or at < row.abandoned_at:
+        row.abandoned_at, row.abandon_wait_s = at, e.waited_s
+        if row.answered_at is None:  # an answer's queue wins, whichever came first
+            row.queue_id = e.queue_id
+    return True
 
 
-def _overflowed(batch: Batch, e: ev.ContactOverflowed) -> None:
-    if e.kind == "transfer":
-        batch.contact(e.call_id).transfers += 1
+def _overflowed(row: ContactRow, e: ev.ContactOverflowed) -> bool:
+    if e.kind != "transfer":
+        return False
+    row.transfers += 1
+    return True
 
 
-def _ended(batch: Batch, e: ev.ContactEnded) -> None:
-    row = batch.contact(e.call_id)
+def _ended(row: ContactRow, e: ev.ContactEnded) -> bool:
     row.earliest("ended_at", _at(e.ts))
     row.talk_s = (row.talk_s or 0.0) + e.talk_s
+    return True
 
 
-def _wrapped(batch: Batch, e: ev.ContactWrappedUp) -> None:
-    row = batch.contact(e.call_id)
+def _wrapped(row: ContactRow, e: ev.ContactWrappedUp) -> bool:
     row.earliest("wrapped_at", _at(e.ts))
     row.handle_s = (row.handle_s or 0.0) + e.handle_s
+    return True
 
 
-def _arrived(batch: Batch, e: ev.CallArrived) -> None:
+def _arrived(row: ContactRow, e: ev.CallArrived) -> bool:
     if e.direction != "inbound":
-        return
-    row = batch.contact(e.call_id)
+        return False
     row.earliest("arrived_at", _at(e.ts))
-    row.caller = e.from_uri or row.caller
+    row.caller = row.caller or e.from_uri or None
+    return True
 
 
-def _held(batch: Batch, e: ev.CallHeld) -> None:
-    if e.held:
-        batch.contact(e.call_id).holds += 1
+def _held(row: ContactRow, e: ev.CallHeld) -> bool:
+    if not e.held:
+        return False
+    row.holds += 1
+    return True
 
 
-def _ivr_completed(batch: Batch, e: ev.IvrCompleted) -> None:
-    row = batch.contact(e.call_id)
+def _ivr_completed(row: ContactRow, e: ev.IvrCompleted) -> bool:
     row.ivr_flow, row.ivr_outcome, row.ivr_s = e.flow, e.outcome, e.seconds
+    return True
 
 
-def _ivr_exited(batch: Batch, e: ev.IvrNodeExited) -> None:
-    batch.ivr_visits.append(
-        IvrVisitRow(_at(e.ts), e.id, e.call_id, e.flow, e.version, e.node, e.result, e.seconds)
-    )
-
-
-def _agent_state(batch: Batch, e: ev.AgentStateChanged) -> None:
-    batch.agent_states.append(AgentStateRow(e.agent_id, _at(e.ts), e.id, e.new, e.reason))
-
-
-def _queue_stats(batch: Batch, e: ev.QueueStats) -> None:
-    batch.queue_stats.append(
-        QueueStatsRow(e.queue_id, _at(e.ts), e.id, e.waiting, e.longest_wait_s, e.ready, dict(e.agents))
-    )
-
-
-# One handler per event kind: the whole mapping from events to facts in one table.
-HANDLERS: dict[type[Event], Callable[[Batch, Any], None]] = {
+# One handler per contact event kind: the whole mapping from events to a contact's facts in one table.
+# Each returns whether the row changed (an outbound arrival or a hold's release changes nothing).
+CONTACT_HANDLERS: dict[type[Event], Callable[[ContactRow, Any], bool]] = {
     ev.CallArrived: _arrived,
     ev.CallHeld: _held,
     ev.ContactQueued: _queued,
@@ -260,18 +261,39 @@ HANDLERS: dict[type[Event], Callable[[Batch, Any], None]] = {
     ev.ContactOverflowed: _overflowed,
     ev.ContactEnded: _ended,
     ev.ContactWrappedUp: _wrapped,
-    ev.AgentStateChanged: _agent_state,
-    ev.IvrNodeExited: _ivr_exited,
     ev.IvrCompleted: _ivr_completed,
-    ev.QueueStats: _queue_stats,
 }
 
 
-def fold(events: list[Event]) -> Batch:
-    """The facts of `events` (all new, all of one tenant), in any order."""
+def apply(row: ContactRow, events: list[Event]) -> int:
+    """Apply the events `row` does not hold yet; returns how many changed it (and are now held by it).
+    Order-free: earliest times win, sums add, the outcome's queue wins."""
+    seen = set(row.events)
+    new = 0
+    for event in events:
+        if event.id not in seen and CONTACT_HANDLERS[type(event)](row, event):
+            seen.add(event.id)
+            row.events.append(event.id)
+            new += 1
+    return new
+
+
+def split(events: list[Event]) -> Batch:
+    """One tenant's events by kind (duplicates within the batch dropped)."""
     batch = Batch()
-    for event in sorted(events, key=lambda e: (e.ts, str(e.id))):
-        handler = HANDLERS.get(type(event))
-        if handler is not None:
-            handler(batch, event)
+    for e in {e.id: e for e in events}.values():
+        if isinstance(e, CONTACT_EVENTS):
+            batch.contact_events.setdefault(e.call_id, []).append(e)
+        elif isinstance(e, ev.AgentStateChanged):
+            batch.agent_states.append(AgentStateRow(e.agent_id, _at(e.ts), e.id, e.new, e.reason))
+        elif isinstance(e, ev.IvrNodeExited):
+            batch.ivr_visits.append(
+                IvrVisitRow(_at(e.ts), e.id, e.call_id, e.flow, e.version, e.node, e.result, e.seconds)
+            )
+        elif isinstance(e, ev.QueueStats):
+            batch.queue_stats.append(
+                QueueStatsRow(
+                    e.queue_id, _at(e.ts), e.id, e.waiting, e.longest_wait_s, e.ready, dict(e.agents)
+                )
+            )
     return batch

@@ -13,11 +13,13 @@ interval in which it was first queued.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import asyncpg
+
+from .rollups import BUCKET_S, STATES
 
 __all__ = [
     "INTERVALS",
@@ -60,20 +62,38 @@ def today_start(now: datetime, zone: str) -> datetime:
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-def _bucket_sql(column: str, interval: str, param: str = "$4") -> str:
-    """SQL for the start of the bucket holding `column`. `param` is the bucket's length in seconds for a
-    fixed interval, the time zone for a calendar one (`_bucket_arg` gives its value)."""
-    kind = INTERVALS.get(interval)
-    if kind is None:
-        raise ReportError(f"interval {interval!r}: use one of {', '.join(INTERVALS)}")
-    if isinstance(kind, int):
-        return f"to_timestamp(floor(extract(epoch FROM {column}) / {param}::float8) * {param}::float8)"
-    return f"(date_trunc('{kind}', {column} AT TIME ZONE {param}::text) AT TIME ZONE {param}::text)"
-
-
-def _bucket_arg(interval: str, zone: str) -> float | str:
+def intervals(
+    start: datetime, end: datetime, interval: str, zone: str
+) -> tuple[list[datetime], list[datetime]]:
+    """Each 15-minute rollup bucket in [start, end) and the start of the report interval holding it, cut in
+    the tenant's time zone (every zone's offset is a multiple of 15 minutes, so a bucket never straddles
+    two intervals). Reports join the rollups to this map: the zone arithmetic is done once per bucket
+    here, not once per row in SQL."""
     kind = INTERVALS[interval]
-    return float(kind) if isinstance(kind, int) else zone
+    tz = ZoneInfo(zone)
+    buckets: list[datetime] = []
+    starts: list[datetime] = []
+    at = _aligned(start)
+    step = timedelta(seconds=BUCKET_S)
+    cache: dict[tuple[int, int, int], datetime] = {}
+    while at < end:
+        local = at.astimezone(tz)
+        if isinstance(kind, int):  # 15, 30 or 60 minutes: a part of the local hour
+            first = at - timedelta(minutes=local.minute % (kind // 60))
+        else:
+            day = local.date()
+            if kind == "week":
+                day = day - timedelta(days=day.weekday())
+            elif kind == "month":
+                day = day.replace(day=1)
+            key = (day.year, day.month, day.day)
+            if key not in cache:
+                cache[key] = datetime(day.year, day.month, day.day, tzinfo=tz).astimezone(UTC)
+            first = cache[key]
+        buckets.append(at)
+        starts.append(first)
+        at += step
+    return buckets, starts
 
 
 def _check(start: datetime, end: datetime, interval: str, zone: str) -> int:
@@ -96,57 +116,44 @@ def _check(start: datetime, end: datetime, interval: str, zone: str) -> int:
     return kind if isinstance(kind, int) else 0
 
 
-async def _plan_for_scans(conn: asyncpg.Connection) -> None:
-    """The tenant filter is `current_tenant()`, unknown when the plan is made, so PostgreSQL estimates one
-    row and joins the queues by nested loop (100,000 contacts x 20 queues took 2 s). A report scans many
-    rows: hash joins and sorts in memory, for this transaction only."""
-    await conn.execute("SET LOCAL enable_nestloop = off")
-    await conn.execute("SET LOCAL work_mem = '64MB'")
+def _aligned(start: datetime) -> datetime:
+    """Reports sum whole 15-minute rollup buckets: the range starts at the bucket holding `from`."""
+    ts = start.timestamp()
+    return datetime.fromtimestamp(ts - ts % BUCKET_S, UTC)
 
 
 def _ratio(num: float, den: float) -> float | None:
     return num / den if den else None
 
 
+def _ms(seconds: float | None) -> float | None:
+    """Seconds to the millisecond: sums of floats taken in another order differ in their last bits."""
+    return None if seconds is None else round(seconds, 3)
+
+
+# Summed per interval first, then joined to the tenant's few queues (a join per rollup row was a nested
+# loop over every queue for each of them).
 _QUEUE_SQL = """
-WITH c AS (
-    SELECT {bucket} AS bucket, c.queue_id, c.queued_at, c.answered_at, c.abandon_wait_s, c.handle_s,
-           c.transfers, q.sl_seconds, q.short_abandon_seconds, q.name
-    FROM rpt_contacts c
-    JOIN queues q ON q.id::text = c.queue_id
-    WHERE c.queued_at >= $1 AND c.queued_at < $2
-      AND c.month >= (date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC') - interval '1 month')::date
-      AND c.month <= (date_trunc('month', $2::timestamptz AT TIME ZONE 'UTC'))::date
-      AND ($3::text[] IS NULL OR c.queue_id = ANY($3))
+WITH g AS (
+SELECT m.interval_start AS bucket, r.queue_id,
+       sum(offered) AS offered, sum(answered) AS answered, sum(answered_within) AS answered_within,
+       sum(abandoned_short) AS abandoned_short, sum(abandoned_long) AS abandoned_long,
+       sum(wait_sum) AS wait_sum, sum(handle_sum) AS handle_sum, sum(handled) AS handled,
+       sum(transfers) AS transfers, sum(repeat_24h) AS repeat_24h, sum(repeat_7d) AS repeat_7d,
+       sum(survey_n) AS survey_n, sum(survey_sum) AS survey_sum,
+       sum(stats_n) AS stats_n, sum(logged_in_sum) AS logged_in_sum, max(logged_in_max) AS logged_in_max
+FROM rpt_queue_rollup r JOIN unnest($4::timestamptz[], $5::timestamptz[]) AS m(bucket, interval_start)
+    ON m.bucket = r.bucket
+WHERE r.bucket >= $1 AND r.bucket < $2 AND ($3::text[] IS NULL OR r.queue_id = ANY($3))
+GROUP BY 1, 2 HAVING sum(offered) > 0
 )
-SELECT bucket, queue_id, min(name) AS queue_name, min(sl_seconds) AS sl_seconds,
-       min(short_abandon_seconds) AS short_abandon_seconds,
-       count(*) AS offered,
-       count(answered_at) AS answered,
-       count(*) FILTER (WHERE answered_at - queued_at <= make_interval(secs => sl_seconds)) AS answered_within,
-       count(*) FILTER (WHERE answered_at IS NULL AND abandon_wait_s IS NOT NULL
-                              AND abandon_wait_s < short_abandon_seconds) AS abandoned_short,
-       count(*) FILTER (WHERE answered_at IS NULL AND abandon_wait_s IS NOT NULL
-                              AND abandon_wait_s >= short_abandon_seconds) AS abandoned_long,
-       sum(extract(epoch FROM answered_at - queued_at)) FILTER (WHERE answered_at IS NOT NULL) AS wait_sum,
-       sum(handle_s) AS handle_sum, count(handle_s) AS handled,
-       sum(transfers) AS transfers
-FROM c GROUP BY bucket, queue_id ORDER BY bucket, queue_id
-"""
-
-
-# Agents logged in to the queue (routing's queue.stats: agents by state), averaged over the interval's
-# snapshots. A snapshot is sent on each change, so this is an average of changes, not of time.
-_LOGGED_IN_SQL = """
-SELECT {bucket} AS bucket, queue_id, avg(total)::float8 AS logged_in, max(total) AS logged_in_max
-FROM (SELECT at, queue_id, (SELECT coalesce(sum(value::int), 0) FROM jsonb_each_text(agents)) AS total
-      FROM rpt_queue_stats WHERE at >= $1 AND at < $2 AND ($3::text[] IS NULL OR queue_id = ANY($3))) s
-GROUP BY 1, 2
+SELECT g.*, q.name AS queue_name, q.sl_seconds, q.short_abandon_seconds
+FROM g JOIN queues q ON q.id::text = g.queue_id ORDER BY 1, 2
 """
 
 
 def _queue_row(r: asyncpg.Record) -> dict[str, Any]:
-    answered, long_ = r["answered"], r["abandoned_long"]
+    answered, long_, handled = r["answered"], r["abandoned_long"], r["handled"]
     return {
         "interval_start": r["bucket"],
         "queue_id": r["queue_id"],
@@ -157,12 +164,20 @@ def _queue_row(r: asyncpg.Record) -> dict[str, Any]:
         "abandoned_short": r["abandoned_short"],
         "abandoned_long": long_,
         "service_level": _ratio(r["answered_within"], answered + long_),
-        "asa_s": _ratio(float(r["wait_sum"] or 0), answered),
-        "aht_s": _ratio(float(r["handle_sum"] or 0), r["handled"]),
-        "transfers": int(r["transfers"] or 0),
+        "asa_s": _ms(_ratio(float(r["wait_sum"]), answered)),
+        "aht_s": _ms(_ratio(float(r["handle_sum"]), handled)),
+        "transfers": int(r["transfers"]),
         "sl_seconds": r["sl_seconds"],
         "short_abandon_seconds": r["short_abandon_seconds"],
+        "logged_in_avg": _ratio(float(r["logged_in_sum"]), r["stats_n"]),
+        "logged_in_max": r["logged_in_max"] if r["stats_n"] else None,
     }
+
+
+QUEUE_FORMULA = {
+    "service_level": SL_FORMULA,
+    "thresholds": "per queue: sl_seconds (T), short_abandon_seconds",
+}
 
 
 async def queue_report(
@@ -176,79 +191,49 @@ async def queue_report(
 ) -> dict[str, Any]:
     zone = zone or await tenant_zone(conn)
     _check(start, end, interval, zone)
-    await _plan_for_scans(conn)
-    sql = _QUEUE_SQL.format(bucket=_bucket_sql("c.queued_at", interval))
-    rows = await conn.fetch(sql, start, end, queue_ids, _bucket_arg(interval, zone))
-    staffing = {
-        (r["bucket"], r["queue_id"]): r
-        for r in await conn.fetch(
-            _LOGGED_IN_SQL.format(bucket=_bucket_sql("at", interval)),
-            start,
-            end,
-            queue_ids,
-            _bucket_arg(interval, zone),
-        )
-    }
-    out = []
-    for r in rows:
-        row = _queue_row(r)
-        logged = staffing.get((r["bucket"], r["queue_id"]))
-        row["logged_in_avg"] = logged["logged_in"] if logged else None
-        row["logged_in_max"] = logged["logged_in_max"] if logged else None
-        out.append(row)
+    await conn.execute("SET LOCAL work_mem = '64MB'")  # the aggregate stays in memory
+    rows = await conn.fetch(
+        _QUEUE_SQL, _aligned(start), end, queue_ids, *intervals(start, end, interval, zone)
+    )
     return {
-        "formula": {
-            "service_level": SL_FORMULA,
-            "thresholds": "per queue: sl_seconds (T), short_abandon_seconds",
-        },
+        "formula": QUEUE_FORMULA,
         "from": start,
         "to": end,
         "interval": interval,
         "timezone": zone,
-        "rows": out,
+        "rows": [_queue_row(r) for r in rows],
     }
 
 
-# Agent state time within [start, end): each state row runs to the agent's next one (or to `now`), and the
-# row in effect at `start` is found per agent with an index lookup.
-_AGENT_SQL = """
-WITH rows AS (
-    SELECT agent_id, at, event_id, state FROM rpt_agent_states
-    WHERE at >= $1 AND at < $2 AND ($3::text[] IS NULL OR agent_id = ANY($3))
-    UNION ALL
-    SELECT a.id::text, l.at, l.event_id, l.state FROM agents a
-    CROSS JOIN LATERAL (
-        SELECT at, event_id, state FROM rpt_agent_states s
-        WHERE s.agent_id = a.id::text AND s.at < $1 ORDER BY s.at DESC, s.event_id DESC LIMIT 1) l
-    WHERE $3::text[] IS NULL OR a.id::text = ANY($3)
-), spans AS (
-    SELECT agent_id, state, greatest(at, $1) AS since,
-           least(coalesce(lead(at) OVER (PARTITION BY agent_id ORDER BY at, event_id), $5), $2, $5) AS until
-    FROM rows
-), cut AS (
-    -- Split each span at bucket edges so each bucket gets its share.
-    SELECT agent_id, state, greatest(since, b) AS s, least(until, b + make_interval(secs => $4)) AS u, b
-    FROM spans, LATERAL (
-        SELECT generate_series({first}, until - interval '1 microsecond', make_interval(secs => $4)) AS b
-    ) g WHERE until > since
-)
-SELECT b AS bucket, agent_id, state, sum(extract(epoch FROM u - s)) AS seconds
-FROM cut WHERE u > s GROUP BY b, agent_id, state
-"""
-
-_AGENT_CONTACTS_SQL = """
-SELECT {bucket} AS bucket, agent_id, count(*) AS handled, sum(handle_s) AS handle_sum,
-       count(handle_s) AS wrapped, sum(talk_s) AS talk_sum, sum(transfers) AS transfers
-FROM rpt_contacts c
-WHERE answered_at >= $1 AND answered_at < $2 AND agent_id IS NOT NULL
-  AND c.month >= (date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC') - interval '1 month')::date
-  AND c.month <= (date_trunc('month', $2::timestamptz AT TIME ZONE 'UTC'))::date
-  AND ($3::text[] IS NULL OR agent_id = ANY($3))
-GROUP BY 1, 2
-"""
-
 WORKING = ("available", "reserved", "on_contact", "wrap_up")
 BUSY = ("on_contact", "wrap_up")
+_STATE_SUMS = ", ".join(f"sum({s}_s) AS {s}_s" for s in STATES)
+_OPEN_STATES = ", ".join(f"CASE WHEN state = '{s}' THEN secs ELSE 0 END" for s in STATES)
+
+# The rollups hold every closed span; each agent's latest state is open until `now` ($4) and is cut into
+# 15-minute pieces here, so the report's own bucketing applies to both alike.
+_AGENT_SQL = """
+WITH open AS (
+    SELECT agent_id, state, greatest(at, $1::timestamptz) AS s, least($2::timestamptz, $4::timestamptz) AS u
+    FROM rpt_agent_now WHERE at < least($2::timestamptz, $4::timestamptz) AND state = ANY($5::text[]) AND ($3::text[] IS NULL OR agent_id = ANY($3))
+), pieces AS (
+    SELECT agent_id, state, b, extract(epoch FROM least(u, b + interval '15 minutes') - greatest(s, b)) AS secs
+    FROM open, LATERAL generate_series(
+        to_timestamp(floor(extract(epoch FROM s) / 900) * 900), u - interval '1 microsecond',
+        interval '15 minutes') AS b
+    WHERE u > s
+), raw AS (
+    SELECT bucket, agent_id, handled, handle_sum, wrapped, talk_sum, transfers, {states}
+    FROM rpt_agent_rollup
+    WHERE bucket >= $1 AND bucket < $2 AND ($3::text[] IS NULL OR agent_id = ANY($3))
+    UNION ALL
+    SELECT b, agent_id, 0, 0, 0, 0, 0, {open_states} FROM pieces
+)
+SELECT m.interval_start AS bucket, agent_id, sum(handled) AS handled, sum(handle_sum) AS handle_sum,
+       sum(wrapped) AS wrapped, sum(talk_sum) AS talk_sum, sum(transfers) AS transfers, {state_sums}
+FROM raw r JOIN unnest($6::timestamptz[], $7::timestamptz[]) AS m(bucket, interval_start) ON m.bucket = r.bucket
+GROUP BY 1, 2 ORDER BY 1, 2
+"""
 
 
 async def agent_report(
@@ -264,43 +249,33 @@ async def agent_report(
     """Per agent and interval: handled, AHT (talk + hold + wrap-up), time per state, occupancy =
     (on contact + wrap-up) / (available + reserved + on contact + wrap-up)."""
     zone = zone or await tenant_zone(conn)
-    seconds = _check(start, end, interval, zone)
-    if not seconds:
-        raise ReportError("agent reports take fixed intervals (15m, 30m, 60m)")
-    await conn.execute("SET LOCAL work_mem = '64MB'")  # the per-state aggregate stays in memory
-    sql = _AGENT_SQL.format(first=_bucket_sql("since", interval))
-    state_rows = await conn.fetch(sql, start, end, agent_ids, float(seconds), now)
-    sql = _AGENT_CONTACTS_SQL.format(bucket=_bucket_sql("answered_at", interval))
-    contact_rows = await conn.fetch(sql, start, end, agent_ids, float(seconds))
-    table: dict[tuple[datetime, str], dict[str, Any]] = {}
-
-    def entry(bucket: datetime, agent: str) -> dict[str, Any]:
-        key = (bucket, agent)
-        if key not in table:
-            table[key] = {
-                "interval_start": bucket,
-                "agent_id": agent,
-                "handled": 0,
-                "aht_s": None,
-                "transfers": 0,
-                "state_seconds": {},
-                "occupancy": None,
+    _check(start, end, interval, zone)
+    await conn.execute("SET LOCAL work_mem = '64MB'")  # the aggregate stays in memory
+    sql = _AGENT_SQL.format(
+        states=", ".join(f"{s}_s" for s in STATES),
+        open_states=_OPEN_STATES,
+        state_sums=_STATE_SUMS,
+    )
+    records = await conn.fetch(
+        sql, _aligned(start), end, agent_ids, now, list(STATES), *intervals(start, end, interval, zone)
+    )
+    rows = []
+    for r in records:
+        states = {s: round(r[f"{s}_s"], 3) for s in STATES if r[f"{s}_s"] > 5e-4}
+        if not states and not r["handled"]:
+            continue  # a rollup row whose changes cancelled out
+        working = sum(states.get(s, 0.0) for s in WORKING)
+        rows.append(
+            {
+                "interval_start": r["bucket"],
+                "agent_id": r["agent_id"],
+                "handled": int(r["handled"]),
+                "aht_s": _ms(_ratio(float(r["handle_sum"]), int(r["wrapped"]))),
+                "transfers": int(r["transfers"]),
+                "state_seconds": states,
+                "occupancy": _ratio(sum(states.get(s, 0.0) for s in BUSY), working),
             }
-        return table[key]
-
-    for r in state_rows:
-        entry(r["bucket"], r["agent_id"])["state_seconds"][r["state"]] = float(r["seconds"])
-    for r in contact_rows:
-        e = entry(r["bucket"], r["agent_id"])
-        e["handled"] = r["handled"]
-        e["aht_s"] = _ratio(float(r["handle_sum"] or 0), r["wrapped"])
-        e["transfers"] = int(r["transfers"] or 0)
-    for e in table.values():
-        states = e["state_seconds"]
-        e["occupancy"] = _ratio(
-            sum(states.get(s, 0.0) for s in BUSY), sum(states.get(s, 0.0) for s in WORKING)
         )
-    rows = sorted(table.values(), key=lambda e: (e["interval_start"], e["agent_id"]))
     return {
         "formula": {
             "aht": "(talk + hold + wrap-up) / contacts wrapped up",
@@ -315,25 +290,35 @@ async def agent_report(
 
 
 _IVR_SQL = """
-WITH c AS (
-    SELECT {bucket} AS bucket, ivr_flow, ivr_outcome FROM rpt_contacts c
-    WHERE ivr_flow IS NOT NULL AND ($3::text[] IS NULL OR ivr_flow = ANY($3)) AND coalesce(arrived_at, queued_at) >= $1 AND coalesce(arrived_at, queued_at) < $2
-      AND c.month >= (date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC') - interval '1 month')::date
-      AND c.month <= (date_trunc('month', $2::timestamptz AT TIME ZONE 'UTC'))::date
-)
-SELECT bucket, ivr_flow AS flow, count(*) AS completed,
-       count(*) FILTER (WHERE ivr_outcome = 'self_served') AS self_served,
-       count(*) FILTER (WHERE ivr_outcome = 'transferred') AS transferred,
-       count(*) FILTER (WHERE ivr_outcome = 'abandoned') AS abandoned
-FROM c GROUP BY 1, 2 ORDER BY 1, 2
+SELECT m.interval_start AS bucket, flow, sum(completed) AS completed, sum(self_served) AS self_served,
+       sum(transferred) AS transferred, sum(abandoned) AS abandoned
+FROM rpt_ivr_rollup r JOIN unnest($4::timestamptz[], $5::timestamptz[]) AS m(bucket, interval_start)
+    ON m.bucket = r.bucket
+WHERE r.bucket >= $1 AND r.bucket < $2 AND ($3::text[] IS NULL OR flow = ANY($3))
+GROUP BY 1, 2 ORDER BY 1, 2
 """
 
 _NODES_SQL = """
-SELECT {bucket} AS bucket, flow, node, count(DISTINCT contact_id) AS reached, count(*) AS visits,
-       count(*) FILTER (WHERE result IN ('timeout', 'invalid', 'error')) AS failed, avg(seconds) AS avg_s
-FROM rpt_ivr_visits WHERE at >= $1 AND at < $2 AND ($3::text[] IS NULL OR flow = ANY($3))
+SELECT m.interval_start AS bucket, flow, node, sum(reached) AS reached, sum(visits) AS visits,
+       sum(failed) AS failed, sum(seconds_sum) AS seconds_sum
+FROM rpt_ivr_node_rollup r JOIN unnest($4::timestamptz[], $5::timestamptz[]) AS m(bucket, interval_start)
+    ON m.bucket = r.bucket
+WHERE r.bucket >= $1 AND r.bucket < $2 AND ($3::text[] IS NULL OR flow = ANY($3))
 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
 """
+
+
+def _flow_row(bucket: datetime, flow: str) -> dict[str, Any]:
+    return {
+        "interval_start": bucket,
+        "flow": flow,
+        "completed": 0,
+        "self_served": 0,
+        "transferred": 0,
+        "abandoned": 0,
+        "containment": None,
+        "nodes": [],
+    }
 
 
 async def ivr_report(
@@ -347,49 +332,37 @@ async def ivr_report(
 ) -> dict[str, Any]:
     zone = zone or await tenant_zone(conn)
     _check(start, end, interval, zone)
-    arg = _bucket_arg(interval, zone)
-    sql = _IVR_SQL.format(bucket=_bucket_sql("coalesce(arrived_at, queued_at)", interval))
-    flow_rows = await conn.fetch(sql, start, end, flows, arg)
-    nodes = await conn.fetch(_NODES_SQL.format(bucket=_bucket_sql("at", interval)), start, end, flows, arg)
+    args = (_aligned(start), end, flows, *intervals(start, end, interval, zone))
+    flow_rows = await conn.fetch(_IVR_SQL, *args)
+    nodes = await conn.fetch(_NODES_SQL, *args)
     by_flow: dict[tuple[datetime, str], dict[str, Any]] = {}
     for r in flow_rows:
-        by_flow[(r["bucket"], r["flow"])] = {
-            "interval_start": r["bucket"],
-            "flow": r["flow"],
-            "completed": r["completed"],
-            "self_served": r["self_served"],
-            "transferred": r["transferred"],
-            "abandoned": r["abandoned"],
-            "containment": _ratio(r["self_served"], r["completed"]),
-            "nodes": [],
-        }
+        if not r["completed"]:
+            continue
+        row = by_flow[(r["bucket"], r["flow"])] = _flow_row(r["bucket"], r["flow"])
+        for key in ("completed", "self_served", "transferred", "abandoned"):
+            row[key] = int(r[key])
+        row["containment"] = _ratio(row["self_served"], row["completed"])
     for r in nodes:
-        row = by_flow.setdefault(
-            (r["bucket"], r["flow"]),
-            {
-                "interval_start": r["bucket"],
-                "flow": r["flow"],
-                "completed": 0,
-                "self_served": 0,
-                "transferred": 0,
-                "abandoned": 0,
-                "containment": None,
-                "nodes": [],
-            },
-        )
+        if not r["visits"]:
+            continue
+        row = by_flow.setdefault((r["bucket"], r["flow"]), _flow_row(r["bucket"], r["flow"]))
+        visits, reached = int(r["visits"]), int(r["reached"])
         row["nodes"].append(
             {
                 "node": r["node"],
-                "reached": r["reached"],
-                "visits": r["visits"],
-                "failed": r["failed"],
-                "avg_s": float(r["avg_s"] or 0),
+                "reached": reached,
+                "visits": visits,
+                "loops": visits - reached,
+                "failed": int(r["failed"]),
+                "avg_s": _ms(_ratio(float(r["seconds_sum"]), visits)) or 0.0,
             }
         )
     return {
         "formula": {
             "containment": "self_served / completed",
             "reach": "distinct contacts that left the node",
+            "loops": "visits - reach: a contact back at a node it had left",
         },
         "from": start,
         "to": end,
@@ -452,22 +425,19 @@ def _json(value: Any) -> Any:
 
 
 _AGENTS_NOW_SQL = """
-SELECT a.id::text AS agent_id, a.name, a.email, l.state, l.reason, l.at AS since,
+SELECT a.id::text AS agent_id, a.name, a.email, n.state, n.reason, n.at AS since,
        cur.contact_id AS current_contact, cur.queue_id AS current_queue,
        coalesce(d.handled, 0) AS handled, d.handle_sum, d.wrapped
 FROM agents a
-LEFT JOIN LATERAL (
-    SELECT state, reason, at FROM rpt_agent_states s WHERE s.agent_id = a.id::text
-    ORDER BY s.at DESC, s.event_id DESC LIMIT 1) l ON true
+LEFT JOIN rpt_agent_now n ON n.agent_id = a.id::text
 LEFT JOIN LATERAL (
     SELECT contact_id, queue_id FROM rpt_contacts c
     WHERE c.agent_id = a.id::text AND c.answered_at >= $1::timestamptz - interval '1 day' AND c.ended_at IS NULL
       AND c.month >= (date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC') - interval '1 month')::date
     ORDER BY c.answered_at DESC LIMIT 1) cur ON true
-LEFT JOIN LATERAL (
-    SELECT count(*) AS handled, sum(handle_s) AS handle_sum, count(handle_s) AS wrapped FROM rpt_contacts c
-    WHERE c.agent_id = a.id::text AND c.answered_at >= $1 AND c.answered_at < $2
-      AND c.month >= (date_trunc('month', $1::timestamptz AT TIME ZONE 'UTC') - interval '1 month')::date) d ON true
+LEFT JOIN (
+    SELECT agent_id, sum(handled) AS handled, sum(handle_sum) AS handle_sum, sum(wrapped) AS wrapped
+    FROM rpt_agent_rollup WHERE bucket >= $1 AND bucket < $2 GROUP BY agent_id) d ON d.agent_id = a.id::text
 ORDER BY a.name, a.id
 """
 

@@ -1,28 +1,43 @@
-"""Writing facts: one transaction per tenant per batch, under that tenant's row-level security.
+"""Writing facts and their rollups: one transaction per tenant per batch, under that tenant's row-level
+security.
 
 Bulk writes are multi-row statements over arrays (`INSERT ... SELECT FROM unnest($n::type[], ...)`): one
 round trip per table per batch. COPY is refused on tables whose row-level security applies to the writer
 (STACK-NOTES), and a staging table per batch then `INSERT ... SELECT` costs a CREATE and a second pass for
 nothing `unnest` does not already give (tests/bench/bench_reporting.py measures the path used here).
 
-Idempotency: the batch's event ids go into `rpt_ingested` first (`ON CONFLICT DO NOTHING RETURNING`); only
-the ids it returns are folded into facts, in the same transaction. A replay (or a redelivery) of an event
-therefore changes nothing, counters included.
+A batch's contacts are read with `FOR UPDATE`, its new events applied to them in Python (facts.apply), and
+the rollups (rollups.py) get each row's contribution after minus before, aggregated per key over the batch:
+one upsert per rollup table. Idempotency: a contact row holds the ids of the events folded into it; agent
+states, IVR visits and queue snapshots are keyed by event id (`ON CONFLICT DO NOTHING RETURNING` says which
+are new). A replay (or a redelivery) therefore changes nothing, counters included.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import date
 
 import asyncpg
 
 from services.kernel.db import tenant_tx
 from services.kernel.messages import Event
 
-from .facts import CONTACT_COLUMNS, Batch, fold, month_of
+from .facts import CONTACT_COLUMNS, AgentStateRow, Batch, ContactRow, apply, contact_month, split
+from .rollups import (
+    AGENT_FIELDS,
+    IVR_FIELDS,
+    NODE_FIELDS,
+    QUEUE_FIELDS,
+    Deltas,
+    bucket_of,
+    contact_deltas,
+    epoch,
+    state_deltas,
+)
 
 __all__ = ["FactStore"]
 
@@ -30,7 +45,6 @@ _CONTACT_TYPES = {
     "contact_id": "uuid",
     "month": "date",
     "queue_id": "text",
-    "outcome_queue": "boolean",
     "agent_id": "text",
     "caller": "text",
     "arrived_at": "timestamptz",
@@ -47,81 +61,92 @@ _CONTACT_TYPES = {
     "ivr_flow": "text",
     "ivr_outcome": "text",
     "ivr_s": "float8",
+    "requeued_at": "timestamptz",
+    "sl_met": "bool",
+    "abandon_long": "bool",
+    "repeat_24h": "bool",
+    "repeat_7d": "bool",
+    "survey_score": "float8",
+    "events": "text",  # uuid[] as its text form: unnest would flatten an array of arrays
 }
-_STORED = [c for c in CONTACT_COLUMNS if c != "outcome_queue"]
-_UNNEST = ", ".join(f"${i + 2}::{_CONTACT_TYPES[c]}[]" for i, c in enumerate(CONTACT_COLUMNS))
+_UNNEST = ", ".join(f"${i + 1}::{_CONTACT_TYPES[c]}[]" for i, c in enumerate(CONTACT_COLUMNS))
+_SELECT = ", ".join(f"{c}::uuid[]" if c == "events" else c for c in CONTACT_COLUMNS)
 
-# The merge of a batch's contact row (s) with the stored one (c): earliest times win, sums add, the
-# queue and agent are those of the earliest answer, else of the earliest abandon, else the latest queued.
-_CONTACTS_SQL = f"""
-WITH s AS (SELECT * FROM unnest({_UNNEST}) AS s({", ".join(CONTACT_COLUMNS)}))
-INSERT INTO rpt_contacts AS c (tenant_id, {", ".join(_STORED)})
-SELECT $1, {", ".join(_STORED)} FROM s
+_READ_CONTACTS_SQL = f"""
+SELECT {", ".join(CONTACT_COLUMNS)} FROM rpt_contacts
+WHERE contact_id = ANY($1::uuid[]) AND month = ANY($2::date[])
+FOR UPDATE
+"""
+
+# Rows read above are overwritten whole (they are locked). A row this batch believed new, that another
+# writer inserted meanwhile, holds events this batch never read: it is left alone (`<@`) and, missing from
+# what is returned, makes the batch start again.
+_WRITE_CONTACTS_SQL = f"""
+INSERT INTO rpt_contacts AS c (tenant_id, {", ".join(CONTACT_COLUMNS)})
+SELECT current_tenant(), {_SELECT} FROM unnest({_UNNEST}) AS s({", ".join(CONTACT_COLUMNS)})
 ON CONFLICT (tenant_id, contact_id, month) DO UPDATE SET
-    queue_id = CASE
-        WHEN EXCLUDED.answered_at IS NOT NULL AND (c.answered_at IS NULL OR EXCLUDED.answered_at < c.answered_at)
-            THEN EXCLUDED.queue_id
-        WHEN c.answered_at IS NOT NULL THEN c.queue_id
-        WHEN EXCLUDED.abandoned_at IS NOT NULL AND (c.abandoned_at IS NULL OR EXCLUDED.abandoned_at < c.abandoned_at)
-            THEN EXCLUDED.queue_id
-        WHEN c.abandoned_at IS NOT NULL THEN c.queue_id
-        ELSE COALESCE(EXCLUDED.queue_id, c.queue_id) END,
-    agent_id = CASE
-        WHEN EXCLUDED.answered_at IS NOT NULL AND (c.answered_at IS NULL OR EXCLUDED.answered_at < c.answered_at)
-            THEN EXCLUDED.agent_id
-        ELSE c.agent_id END,
-    abandon_wait_s = CASE
-        WHEN EXCLUDED.abandoned_at IS NOT NULL AND (c.abandoned_at IS NULL OR EXCLUDED.abandoned_at < c.abandoned_at)
-            THEN EXCLUDED.abandon_wait_s
-        ELSE c.abandon_wait_s END,
-    caller = COALESCE(c.caller, EXCLUDED.caller),
-    arrived_at = LEAST(c.arrived_at, EXCLUDED.arrived_at),
-    queued_at = LEAST(c.queued_at, EXCLUDED.queued_at),
-    answered_at = LEAST(c.answered_at, EXCLUDED.answered_at),
-    abandoned_at = LEAST(c.abandoned_at, EXCLUDED.abandoned_at),
-    ended_at = LEAST(c.ended_at, EXCLUDED.ended_at),
-    wrapped_at = LEAST(c.wrapped_at, EXCLUDED.wrapped_at),
-    talk_s = CASE WHEN EXCLUDED.talk_s IS NULL THEN c.talk_s ELSE COALESCE(c.talk_s, 0) + EXCLUDED.talk_s END,
-    handle_s = CASE WHEN EXCLUDED.handle_s IS NULL THEN c.handle_s
-                    ELSE COALESCE(c.handle_s, 0) + EXCLUDED.handle_s END,
-    holds = c.holds + EXCLUDED.holds,
-    transfers = c.transfers + EXCLUDED.transfers,
-    ivr_flow = COALESCE(EXCLUDED.ivr_flow, c.ivr_flow),
-    ivr_outcome = COALESCE(EXCLUDED.ivr_outcome, c.ivr_outcome),
-    ivr_s = COALESCE(EXCLUDED.ivr_s, c.ivr_s)
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in CONTACT_COLUMNS if c not in ("contact_id", "month"))}
+WHERE c.events <@ EXCLUDED.events
+RETURNING contact_id
 """
 
-_INGESTED_SQL = """
-INSERT INTO rpt_ingested (tenant_id, event_id, at)
-SELECT $1, * FROM unnest($2::uuid[], $3::timestamptz[])
-ON CONFLICT DO NOTHING RETURNING event_id
+_THRESHOLDS_SQL = """
+SELECT id::text AS id, sl_seconds, short_abandon_seconds FROM queues WHERE id::text = ANY($1::text[])
 """
+# A queue the tenant no longer has (or never had) is classified with the queues table's defaults.
+_DEFAULT_THRESHOLDS = (20.0, 5.0)
 
 _AGENT_STATES_SQL = """
 INSERT INTO rpt_agent_states (tenant_id, agent_id, at, event_id, state, reason)
-SELECT $1, * FROM unnest($2::text[], $3::timestamptz[], $4::uuid[], $5::text[], $6::text[])
-ON CONFLICT DO NOTHING
+SELECT current_tenant(), * FROM unnest($1::text[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[])
+ON CONFLICT DO NOTHING RETURNING event_id
+"""
+
+_AGENT_NOW_SQL = """
+SELECT agent_id, at, event_id, state FROM rpt_agent_now WHERE agent_id = ANY($1::text[]) FOR UPDATE
+"""
+
+_AGENT_NOW_WRITE_SQL = """
+INSERT INTO rpt_agent_now AS n (tenant_id, agent_id, at, event_id, state, reason)
+SELECT current_tenant(), * FROM unnest($1::text[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[])
+ON CONFLICT (tenant_id, agent_id) DO UPDATE SET
+    at = EXCLUDED.at, event_id = EXCLUDED.event_id, state = EXCLUDED.state, reason = EXCLUDED.reason
+"""
+
+# A late state row (older than the agent's latest): the stored rows it falls among.
+_AGENT_CONTEXT_SQL = """
+(SELECT at, event_id, state FROM rpt_agent_states
+ WHERE agent_id = $1 AND (at, event_id) < ($2, $3) ORDER BY at DESC, event_id DESC LIMIT 1)
+UNION ALL
+(SELECT at, event_id, state FROM rpt_agent_states
+ WHERE agent_id = $1 AND (at, event_id) >= ($2, $3) AND NOT event_id = ANY($4::uuid[]))
 """
 
 _IVR_SQL = """
 INSERT INTO rpt_ivr_visits (tenant_id, at, event_id, contact_id, flow, version, node, result, seconds)
-SELECT $1, * FROM unnest($2::timestamptz[], $3::uuid[], $4::uuid[], $5::text[], $6::int4[], $7::text[],
-                         $8::text[], $9::float8[])
-ON CONFLICT DO NOTHING
+SELECT current_tenant(), * FROM unnest($1::timestamptz[], $2::uuid[], $3::uuid[], $4::text[], $5::int4[],
+                                      $6::text[], $7::text[], $8::float8[])
+ON CONFLICT DO NOTHING RETURNING event_id
 """
+
+_IVR_SEEN_SQL = """
+SELECT DISTINCT contact_id, node FROM rpt_ivr_visits
+WHERE contact_id = ANY($1::uuid[]) AND NOT event_id = ANY($2::uuid[])
+"""
+FAILED_RESULTS = frozenset({"timeout", "invalid", "error"})
 
 _QUEUE_STATS_SQL = """
 INSERT INTO rpt_queue_stats (tenant_id, queue_id, at, event_id, waiting, longest_wait_s, ready, agents)
-SELECT $1, q, a, e, w, l, r, g::jsonb
-FROM unnest($2::text[], $3::timestamptz[], $4::uuid[], $5::int4[], $6::float8[], $7::int4[], $8::text[])
+SELECT current_tenant(), q, a, e, w, l, r, g::jsonb
+FROM unnest($1::text[], $2::timestamptz[], $3::uuid[], $4::int4[], $5::float8[], $6::int4[], $7::text[])
     AS s(q, a, e, w, l, r, g)
-ON CONFLICT DO NOTHING
+ON CONFLICT DO NOTHING RETURNING event_id
 """
 
 _QUEUE_NOW_SQL = """
 INSERT INTO rpt_queue_now AS n (tenant_id, queue_id, at, waiting, longest_wait_s, ready, agents)
-SELECT $1, q, a, w, l, r, g::jsonb
-FROM unnest($2::text[], $3::timestamptz[], $4::int4[], $5::float8[], $6::int4[], $7::text[])
+SELECT current_tenant(), q, a, w, l, r, g::jsonb
+FROM unnest($1::text[], $2::timestamptz[], $3::int4[], $4::float8[], $5::int4[], $6::text[])
     AS s(q, a, w, l, r, g)
 ON CONFLICT (tenant_id, queue_id) DO UPDATE SET
     at = EXCLUDED.at, waiting = EXCLUDED.waiting, longest_wait_s = EXCLUDED.longest_wait_s,
@@ -129,13 +154,54 @@ ON CONFLICT (tenant_id, queue_id) DO UPDATE SET
 WHERE EXCLUDED.at >= n.at
 """
 
+_STATS_ROLLUP_SQL = """
+INSERT INTO rpt_queue_rollup AS r (tenant_id, queue_id, bucket, stats_n, logged_in_sum, logged_in_max)
+SELECT current_tenant(), * FROM unnest($1::text[], $2::timestamptz[], $3::int4[], $4::int8[], $5::int4[])
+ON CONFLICT (tenant_id, bucket, queue_id) DO UPDATE SET
+    stats_n = r.stats_n + EXCLUDED.stats_n, logged_in_sum = r.logged_in_sum + EXCLUDED.logged_in_sum,
+    logged_in_max = greatest(r.logged_in_max, EXCLUDED.logged_in_max)
+"""
 
-def _columns(rows: Sequence[tuple[object, ...]], width: int) -> list[list[object]]:
+
+def _is_count(name: str) -> bool:
+    return not name.endswith(("_sum", "_s"))
+
+
+def _rollup_sql(table: str, keys: Sequence[tuple[str, str]], names: Sequence[str]) -> str:
+    """An additive upsert: the batch's summed change per key added to the stored counters."""
+    columns = [k for k, _ in keys] + list(names)
+    types = [t for _, t in keys] + ["int4" if _is_count(n) else "float8" for n in names]
+    args = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
+    pk = ", ".join(["tenant_id", "bucket", *(k for k, _ in keys if k != "bucket")])
+    return f"""
+INSERT INTO {table} AS r (tenant_id, {", ".join(columns)})
+SELECT current_tenant(), * FROM unnest({args})
+ON CONFLICT ({pk}) DO UPDATE SET {", ".join(f"{n} = r.{n} + EXCLUDED.{n}" for n in names)}
+"""
+
+
+_QUEUE_ROLLUP_SQL = _rollup_sql(
+    "rpt_queue_rollup", [("queue_id", "text"), ("bucket", "timestamptz")], QUEUE_FIELDS
+)
+_AGENT_ROLLUP_SQL = _rollup_sql(
+    "rpt_agent_rollup", [("agent_id", "text"), ("bucket", "timestamptz")], AGENT_FIELDS
+)
+_IVR_ROLLUP_SQL = _rollup_sql("rpt_ivr_rollup", [("flow", "text"), ("bucket", "timestamptz")], IVR_FIELDS)
+_NODE_ROLLUP_SQL = _rollup_sql(
+    "rpt_ivr_node_rollup", [("flow", "text"), ("node", "text"), ("bucket", "timestamptz")], NODE_FIELDS
+)
+
+
+def _columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:
     return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
 
+class _Raced(Exception):
+    """Another writer inserted a contact this batch read as absent: the transaction is rolled back."""
+
+
 class FactStore:
-    """Writes events' facts for one tenant at a time; makes monthly partitions as months appear."""
+    """Writes events' facts and rollups for one tenant at a time; makes monthly partitions as months appear."""
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
@@ -152,51 +218,173 @@ class FactStore:
 
     async def write(self, tenant_id: uuid.UUID, events: Sequence[Event]) -> int:
         """Ingest one tenant's events; returns how many were new."""
-        unique = list({e.id: e for e in events}.values())
-        if not unique:
+        batch = split(list(events))
+        if not len(batch):
             return 0
         # Months first, in their own transactions: a partition is made before any row needs it.
-        months = {month_of(e.ts) for e in unique}
-        preview = fold(unique)
-        await self.ensure_months(months | preview.months())
-        async with tenant_tx(self.pool, tenant_id) as conn:
-            fresh_ids = {
-                r["event_id"]
-                for r in await conn.fetch(
-                    _INGESTED_SQL,
-                    tenant_id,
-                    [e.id for e in unique],
-                    [datetime.fromtimestamp(e.ts, UTC) for e in unique],
-                )
-            }
-            if not fresh_ids:
-                return 0
-            batch = (
-                preview if len(fresh_ids) == len(unique) else fold([e for e in unique if e.id in fresh_ids])
-            )
-            await self._write_batch(conn, tenant_id, batch)
-        return len(fresh_ids)
+        await self.ensure_months(batch.months())
+        for _ in range(3):
+            try:
+                async with tenant_tx(self.pool, tenant_id) as conn:
+                    return await self._write(conn, batch)
+            except _Raced:
+                continue
+        raise RuntimeError("three writers raced for the same contacts: the batch comes back later")
 
-    async def _write_batch(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, batch: Batch) -> None:
-        if batch.contacts:
-            rows = [row.record() for row in batch.contacts.values()]
-            await conn.execute(_CONTACTS_SQL, tenant_id, *_columns(rows, len(CONTACT_COLUMNS)))
+    async def _write(self, conn: asyncpg.Connection, batch: Batch) -> int:
+        deltas = Deltas()
+        written = 0
+        if batch.contact_events:
+            written += await self._contacts(conn, batch.contact_events, deltas)
         if batch.agent_states:
-            rows = [(r.agent_id, r.at, r.event_id, r.state, r.reason) for r in batch.agent_states]
-            await conn.execute(_AGENT_STATES_SQL, tenant_id, *_columns(rows, 5))
+            written += await self._agent_states(conn, batch.agent_states, deltas)
         if batch.ivr_visits:
-            rows = [
-                (r.at, r.event_id, r.contact_id, r.flow, r.version, r.node, r.result, r.seconds)
-                for r in batch.ivr_visits
-            ]
-            await conn.execute(_IVR_SQL, tenant_id, *_columns(rows, 8))
+            written += await self._ivr_visits(conn, batch, deltas)
         if batch.queue_stats:
-            stats = [
-                (r.queue_id, r.at, r.event_id, r.waiting, r.longest_wait_s, r.ready, json.dumps(r.agents))
-                for r in batch.queue_stats
-            ]
-            await conn.execute(_QUEUE_STATS_SQL, tenant_id, *_columns(stats, 7))
-            latest: dict[str, tuple[object, ...]] = {}
-            for s in sorted(stats, key=lambda s: s[1]):  # type: ignore[arg-type, return-value]
-                latest[str(s[0])] = (s[0], s[1], s[3], s[4], s[5], s[6])
-            await conn.execute(_QUEUE_NOW_SQL, tenant_id, *_columns(list(latest.values()), 6))
+            written += await self._queue_stats(conn, batch)
+        await self._rollups(conn, deltas)
+        return written
+
+    async def _contacts(
+        self, conn: asyncpg.Connection, by_contact: dict[uuid.UUID, list[Event]], deltas: Deltas
+    ) -> int:
+        ids = list(by_contact)
+        months = sorted({contact_month(i) for i in ids})
+        stored = {
+            r["contact_id"]: ContactRow(**dict(r.items()))
+            for r in await conn.fetch(_READ_CONTACTS_SQL, ids, months)
+        }
+        changed: list[tuple[ContactRow | None, ContactRow]] = []
+        written = 0
+        for contact_id, events in by_contact.items():
+            old = stored.get(contact_id)
+            row = old.copy() if old is not None else ContactRow(contact_id, contact_month(contact_id))
+            new = apply(row, events)
+            if new:
+                written += new
+                changed.append((old, row))
+        if not changed:
+            return 0
+        queues = sorted({row.queue_id for _, row in changed if row.queue_id is not None})
+        thresholds = {
+            r["id"]: (float(r["sl_seconds"]), float(r["short_abandon_seconds"]))
+            for r in (await conn.fetch(_THRESHOLDS_SQL, queues) if queues else [])
+        }
+        records = []
+        for old, row in changed:
+            row.classify(*thresholds.get(row.queue_id or "", _DEFAULT_THRESHOLDS))
+            contact_deltas(deltas, old, row)
+            record = list(row.record())
+            record[-1] = "{" + ",".join(str(e) for e in row.events) + "}"
+            records.append(record)
+        records.sort(key=lambda r: r[0])  # one lock order for every writer
+        result = await conn.fetch(_WRITE_CONTACTS_SQL, *_columns(records, len(CONTACT_COLUMNS)))
+        if len(result) != len(records):
+            raise _Raced()
+        return written
+
+    async def _agent_states(self, conn: asyncpg.Connection, rows: list[AgentStateRow], deltas: Deltas) -> int:
+        rows = sorted(rows, key=lambda r: (r.agent_id, r.at, r.event_id))
+        fresh = {
+            r["event_id"]
+            for r in await conn.fetch(
+                _AGENT_STATES_SQL,
+                *_columns([(r.agent_id, r.at, r.event_id, r.state, r.reason) for r in rows], 5),
+            )
+        }
+        by_agent: dict[str, list[AgentStateRow]] = defaultdict(list)
+        for r in rows:
+            if r.event_id in fresh:
+                by_agent[r.agent_id].append(r)
+        if not by_agent:
+            return 0
+        latest = {r["agent_id"]: r for r in await conn.fetch(_AGENT_NOW_SQL, sorted(by_agent))}
+        moved: list[AgentStateRow] = []
+        for agent, new in by_agent.items():
+            first = new[0]
+            now = latest.get(agent)
+            stored: list[tuple[float, object, str]] = []
+            if now is not None and (now["at"], now["event_id"]) < (first.at, first.event_id):
+                stored = [(now["at"].timestamp(), now["event_id"], now["state"])]
+            elif now is not None:  # late rows: among stored ones (rare; one look-up per agent)
+                context = await conn.fetch(
+                    _AGENT_CONTEXT_SQL, agent, first.at, first.event_id, [r.event_id for r in new]
+                )
+                stored = sorted((c["at"].timestamp(), c["event_id"], c["state"]) for c in context)
+            state_deltas(deltas, agent, stored, [(r.at.timestamp(), r.event_id, r.state) for r in new])
+            last = new[-1]
+            if now is None or (now["at"], now["event_id"]) < (last.at, last.event_id):
+                moved.append(last)
+        if moved:
+            await conn.execute(
+                _AGENT_NOW_WRITE_SQL,
+                *_columns([(r.agent_id, r.at, r.event_id, r.state, r.reason) for r in moved], 5),
+            )
+        return len(fresh)
+
+    async def _ivr_visits(self, conn: asyncpg.Connection, batch: Batch, deltas: Deltas) -> int:
+        visits = sorted(batch.ivr_visits, key=lambda r: (r.at, r.event_id))
+        rows = [
+            (r.at, r.event_id, r.contact_id, r.flow, r.version, r.node, r.result, r.seconds) for r in visits
+        ]
+        fresh = {r["event_id"] for r in await conn.fetch(_IVR_SQL, *_columns(rows, 8))}
+        new = [v for v in visits if v.event_id in fresh]
+        if not new:
+            return 0
+        contacts = sorted({v.contact_id for v in new})
+        seen = {
+            (r["contact_id"], r["node"])
+            for r in await conn.fetch(_IVR_SEEN_SQL, contacts, [v.event_id for v in new])
+        }
+        for v in new:
+            first = (v.contact_id, v.node) not in seen
+            seen.add((v.contact_id, v.node))
+            vector = (1, int(first), int(v.result in FAILED_RESULTS), v.seconds)
+            Deltas._add(deltas.node, (v.flow, v.node, bucket_of(v.at.timestamp())), vector, +1)
+        return len(new)
+
+    async def _queue_stats(self, conn: asyncpg.Connection, batch: Batch) -> int:
+        stats = [
+            (r.queue_id, r.at, r.event_id, r.waiting, r.longest_wait_s, r.ready, json.dumps(r.agents))
+            for r in sorted(batch.queue_stats, key=lambda r: r.at)
+        ]
+        fresh = {r["event_id"] for r in await conn.fetch(_QUEUE_STATS_SQL, *_columns(stats, 7))}
+        latest: dict[str, tuple[object, ...]] = {}
+        rollup: dict[tuple[str, float], list[int]] = {}
+        for r in sorted(batch.queue_stats, key=lambda r: r.at):
+            if r.event_id not in fresh:
+                continue
+            latest[r.queue_id] = (
+                r.queue_id,
+                r.at,
+                r.waiting,
+                r.longest_wait_s,
+                r.ready,
+                json.dumps(r.agents),
+            )
+            logged_in = sum(r.agents.values())
+            acc = rollup.setdefault((r.queue_id, bucket_of(r.at.timestamp())), [0, 0, 0])
+            acc[0], acc[1], acc[2] = acc[0] + 1, acc[1] + logged_in, max(acc[2], logged_in)
+        if latest:
+            await conn.execute(_QUEUE_NOW_SQL, *_columns(list(latest.values()), 6))
+            rows = [(q, epoch(b), *acc) for (q, b), acc in sorted(rollup.items())]
+            await conn.execute(_STATS_ROLLUP_SQL, *_columns(rows, 5))
+        return len(fresh)
+
+    async def _rollups(self, conn: asyncpg.Connection, deltas: Deltas) -> None:
+        for sql, table, names in (
+            (_QUEUE_ROLLUP_SQL, deltas.queue, QUEUE_FIELDS),
+            (_AGENT_ROLLUP_SQL, deltas.agent, AGENT_FIELDS),
+            (_IVR_ROLLUP_SQL, deltas.ivr, IVR_FIELDS),
+            (_NODE_ROLLUP_SQL, deltas.node, NODE_FIELDS),
+        ):
+            changes = Deltas.rows(table)
+            if not changes:
+                continue
+            counts = [_is_count(n) for n in names]
+            rows = []
+            for key, vector in sorted(changes, key=lambda kv: (kv[0][-1], kv[0])):  # type: ignore[index]
+                *ids, bucket = key  # type: ignore[misc]
+                values = [round(v) if c else v for v, c in zip(vector, counts, strict=True)]
+                rows.append((*ids, epoch(bucket), *values))
+            await conn.execute(sql, *_columns(rows, len(rows[0])))

@@ -171,13 +171,19 @@ async def _snapshot(client: httpx.AsyncClient, t: Tenant) -> dict[str, Any]:
 
 
 def reporting_events(tenant_id: uuid.UUID) -> list[Any]:
-    """One event for each reporting fact table."""
+    """Events for each reporting fact and rollup table."""
     call, at = uuid.uuid4(), 1_790_000_000.0
     return [
         ev.ContactQueued(tenant_id=tenant_id, ts=at, call_id=call, queue="q"),
         ev.AgentStateChanged(tenant_id=tenant_id, ts=at, agent_id="a", old="", new="available"),
         ev.IvrNodeExited(tenant_id=tenant_id, ts=at, call_id=call, flow="f", version=1, node="n"),
         ev.QueueStats(tenant_id=tenant_id, ts=at, queue_id="q", waiting=1, longest_wait_s=1.0),
+        # Into the agent and IVR flow rollups.
+        ev.ContactAssigned(
+            tenant_id=tenant_id, ts=at + 1, call_id=call, queue_id="q", agent_id="a", offer_id="o"
+        ),
+        ev.CallArrived(tenant_id=tenant_id, ts=at, call_id=call),
+        ev.IvrCompleted(tenant_id=tenant_id, ts=at, call_id=call, flow="f", version=1, outcome="transferred"),
     ]
 
 

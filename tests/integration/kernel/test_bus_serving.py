@@ -212,6 +212,51 @@ async def test_consume_stop_is_bounded_and_the_unfinished_event_comes_back(bus: 
         await bus.js.delete_consumer("SB_EVENTS", durable)
 
 
+async def test_consume_batches_retries_a_failed_batch_before_anything_after_it(bus: Bus) -> None:
+    """A batch whose handler raises comes back whole, and no later event is handled (nor acknowledged
+    with it) until it went through; a forged payload is never handed out; every event is acknowledged."""
+    tenant, call = uuid.uuid4(), uuid.uuid4()
+    batches: list[list[int]] = []
+    failures: list[int] = []
+    done = asyncio.Event()
+
+    forged_seen: list[Event] = []
+
+    async def write(events: list[Event]) -> None:
+        forged_seen.extend(e for e in events if e.n == 99 and e.call_id == call)  # type: ignore[attr-defined]
+        ns = [e.n for e in events if e.tenant_id == tenant]  # type: ignore[attr-defined]
+        if not ns:
+            return
+        if not failures:
+            failures.append(len(ns))
+            raise RuntimeError("the database is away")
+        batches.append(ns)
+        if sum(len(b) for b in batches) >= 30:
+            done.set()
+
+    for n in range(20):
+        await _publish(bus, tenant, call, n)
+    forged = Happened(tenant_id=uuid.uuid4(), call_id=call, n=99)
+    await bus.js.publish(f"sb.{tenant}.evt.{SERVICE}.happened", encode(forged))
+    durable = f"bustest_{uuid.uuid4().hex[:8]}"
+    # From the stream's start: the 20 published before the consumer existed are read too.
+    consumer = await bus.consume_batches([Happened], durable=durable, handler=write, batch=8, from_start=True)
+    try:
+        for n in range(20, 30):
+            await _publish(bus, tenant, call, n)
+        await asyncio.wait_for(done.wait(), 10.0)
+        handled = [n for b in batches for n in b]
+        assert handled == list(range(30))  # in stream order, each once, the failed batch first
+        assert batches[0] == list(range(failures[0]))
+        await asyncio.sleep(0.3)
+        assert forged_seen == []
+        info = await bus.js.consumer_info("SB_EVENTS", durable)
+        assert info.num_ack_pending == 0
+    finally:
+        assert await consumer.stop() == []
+        await bus.js.delete_consumer("SB_EVENTS", durable)
+
+
 async def test_listen_is_one_tenants_and_checks_the_payload(bus: Bus) -> None:
     tenant, call = uuid.uuid4(), uuid.uuid4()
     seen: list[int] = []
