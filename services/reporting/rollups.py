@@ -1,4 +1,4 @@
-"""Rollups (sans-IO): what a fact adds to the 15-minute counters every report sums (migration 0019).
+"""Rollups (sans-IO): what a fact adds to the 15-minute counters every report sums (migration 0024).
 
 A contact row contributes one vector to its queue's bucket, one to its agent's and one to its IVR flow's.
 When a batch changes a row, the rollups get (contribution after) - (contribution before), so they stay the
