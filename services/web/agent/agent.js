@@ -222,6 +222,7 @@ function renderContext(ctx) {
     row("Pressed", ctx.ivr.digits);
   }
   for (const [k, v] of Object.entries(ctx.attributes || {})) if (!k.startsWith("ivr.")) row(k, String(v));
+  if (ctx.consult) row("Consultation from", `${agentName(ctx.consult.from_agent_id)}${ctx.consult.note ? `: “${ctx.consult.note}”` : ""}`);
   if (ctx.transfer) row("Transferred by", `${agentName(ctx.transfer.from_agent_id)}: “${ctx.transfer.note || "no note"}”`);
   if (ctx.history) {
     row("Calls today", String(ctx.history.today || 0));
@@ -248,11 +249,15 @@ function onOffer(offer) {
   $("offer-number").textContent = callerNumber(ctx);
   $("offer-queue").textContent = [ctx.queue && `for ${ctx.queue.name}`, ctx.transfer && `transferred by ${agentName(ctx.transfer.from_agent_id)}`]
     .filter(Boolean).join(" · ");
+  // A consultation: a colleague wants to talk about this caller first (the caller waits on music).
+  $("offer-panel").querySelector(".ringing-label").textContent = ctx.consult
+    ? `${agentName(ctx.consult.from_agent_id)} asks you to take a call` : "Incoming call";
+  if (ctx.consult) $("offer-queue").textContent = `Consultation${ctx.consult.note ? `: “${ctx.consult.note}”` : ""} · the caller is on hold`;
   renderContext(ctx);
   panel("offer");
   startRinging(offer);
   const leg = new Leg({
-    send, contactId: offer.contact_id, iceServers: desk.iceServers, audio: $("remote"), micId: desk.devices.mic, onNote: note,
+    send, contactId: offer.contact_id, callId: offer.call_id, iceServers: desk.iceServers, audio: $("remote"), micId: desk.devices.mic, onNote: note,
   });
   desk.legs.set(offer.contact_id, leg);
   act("Audio", leg.start());
@@ -275,10 +280,10 @@ $("record").onclick = async () => {
   if (ack) showRecording(ack.recording || (on ? "paused" : "on"));
 };
 
-function onConnected(contactId, recording) {
+function onConnected(contactId, recording, consulted) {
   stopRinging();
   const ctx = desk.offer && desk.offer.contact_id === contactId ? desk.offer.context : (desk.call || {}).context || {};
-  desk.call = {contact_id: contactId, context: ctx, since: Date.now(), held: false, muted: false};
+  desk.call = {contact_id: contactId, context: ctx, since: Date.now(), held: false, muted: false, consulted: !!consulted};
   desk.offer = null;
   $("call-caller").textContent = callerName(ctx);
   $("call-number").textContent = callerNumber(ctx);
@@ -287,7 +292,14 @@ function onConnected(contactId, recording) {
   showRecording(recording || "off");
   toggle("keypad", false);
   toggle("transfer", false);
+  showConsult(null);
   panel("call");
+  // Consulted: only hanging up is ours until the colleague hands the caller over.
+  for (const id of ["hold", "keypad-button", "transfer-button", "record"]) $(id).disabled = !!consulted;
+  if (consulted) {
+    const from = ctx.consult ? agentName(ctx.consult.from_agent_id) : "Your colleague";
+    note(`You are talking with ${from}; ${callerName(ctx)} is on hold. ${from} decides whether to hand the call to you.`);
+  }
   const leg = desk.legs.get(contactId);
   const speaker = desk.devices.speaker;
   if (speaker && $("remote").setSinkId) $("remote").setSinkId(speaker).catch(() => {});
@@ -312,7 +324,16 @@ function onEnded(detail) {
   }
   const ctx = call ? call.context : {};
   desk.call = null;
-  if (detail.cause === "transferred") {
+  showConsult(null);
+  if (detail.consult) {
+    // A consultation that ended before the caller was handed over: nothing of it to wrap up here.
+    panel("idle");
+    setState(desk.state, desk.reason);
+    const why = {consult_cancelled: "went back to the caller", consult_caller_hung_up: "ended: the caller hung up"}[detail.cause];
+    $("idle-text").textContent = `The consultation ${why || "ended"}.`;
+    return;
+  }
+  if (detail.cause === "transferred" && !detail.wrap_up) {
     // The contact went on to another agent or queue with its note: nothing of it is left to wrap up here.
     panel("idle");
     setState(desk.state, desk.reason);
@@ -323,7 +344,8 @@ function onEnded(detail) {
   const seconds = queue ? queue.wrap_up_seconds : 30;
   desk.wrapUp = {contact_id: detail.contact_id, ends: Date.now() + seconds * 1000, holding: false, touched: false};
   $("wrap-caller").textContent = callerName(ctx);
-  const who = {caller: "The caller hung up", agent: "You hung up", system: "The call was ended"}[detail.by] || "The call ended";
+  const who = detail.cause === "transferred" ? `You handed the call to ${agentName(desk.consultWith)}`
+    : {caller: "The caller hung up", agent: "You hung up", system: "The call was ended"}[detail.by] || "The call ended";
   $("wrap-summary").textContent = `${who} after ${clock(detail.duration || 0)}.`;
   $("disposition").value = "";
   $("notes").value = "";
@@ -455,6 +477,65 @@ $("transfer-go").onclick = async () => {
   }
 };
 
+// -- attended transfer: consult first, then complete or go back to the caller ----------------------------
+
+function showConsult(state, text) {
+  desk.consult = state;
+  $("consult").classList.toggle("hidden", !state);
+  $("consult-text").textContent = text || "";
+  $("consult-complete").disabled = state !== "talking";
+  const consulted = !!(desk.call && desk.call.consulted);
+  for (const id of ["hold", "transfer-button", "hangup"]) $(id).disabled = !!state || (consulted && id !== "hangup");
+}
+
+$("consult-go").onclick = async () => {
+  if (!desk.call) return;
+  const toAgent = $("to-agent-tab").getAttribute("aria-selected") === "true";
+  const target = toAgent ? {agent_id: $("transfer-agent").value} : {queue: $("transfer-queue").value};
+  if (!Object.values(target)[0]) return note("Choose whom to consult.");
+  const who = toAgent ? agentName(target.agent_id) : `someone in ${$("transfer-queue").selectedOptions[0].textContent}`;
+  const ack = await act("Consult", send("consult", {contact_id: desk.call.contact_id, ...target, note: $("transfer-note").value || undefined}));
+  if (!ack) return;
+  desk.consultWith = toAgent ? target.agent_id : null;
+  toggle("transfer", false);
+  note("");
+  showConsult("ringing", `Calling ${who}… ${callerName(desk.call.context)} hears music.`);
+};
+$("consult-complete").onclick = async () => {
+  if (desk.call && (await act("Complete transfer", send("consult_complete", {contact_id: desk.call.contact_id})))) {
+    showConsult("completing", "Handing the call over…");
+  }
+};
+$("consult-cancel").onclick = async () => {
+  if (desk.call && (await act("Back to the caller", send("consult_cancel", {contact_id: desk.call.contact_id})))) {
+    showConsult("cancelling", "Going back to the caller…");
+  }
+};
+
+const CONSULT_ENDED = {
+  rejected: "declined", no_answer: "did not answer", cancelled: "was left", target_left: "left the consultation",
+  caller_hung_up: "ended: the caller hung up", agent_on_phone: "is on a desk phone and cannot be consulted",
+};
+
+function onConsult(detail) {
+  if (!desk.call || desk.call.contact_id !== detail.contact_id) return;
+  if (detail.state === "talking") {
+    desk.consultWith = detail.to_agent_id || desk.consultWith;
+    showConsult("talking", `You are talking with ${agentName(desk.consultWith)}. ${callerName(desk.call.context)} hears music.`);
+  } else if (detail.state === "cancelled") {
+    const who = desk.consultWith ? agentName(desk.consultWith) : "The consultation";
+    showConsult(null);
+    $("hold").setAttribute("aria-pressed", "false");
+    $("hold").textContent = "Hold";
+    note(`${who} ${CONSULT_ENDED[detail.reason] || `ended (${detail.reason})`}. You are back with ${callerName(desk.call.context)}.`);
+  } else if (detail.state === "completed") {
+    // The consulted side: the caller is ours now.
+    desk.call.consulted = false;
+    for (const id of ["hold", "keypad-button", "transfer-button", "record", "hangup"]) $(id).disabled = false;
+    note(`You now have ${callerName(desk.call.context)} on the line.`);
+  }
+}
+
 // -- the socket: connect, reconnect with back-off --------------------------------------------------------
 
 function bind(conn) {
@@ -471,7 +552,8 @@ function bind(conn) {
       $("idle-text").textContent = why || "The call went elsewhere.";
     }
   });
-  conn.addEventListener("contact_connected", (e) => onConnected(e.detail.contact_id, e.detail.recording));
+  conn.addEventListener("contact_connected", (e) => onConnected(e.detail.contact_id, e.detail.recording, e.detail.consult));
+  conn.addEventListener("consult", (e) => onConsult(e.detail));
   conn.addEventListener("contact_ended", (e) => onEnded(e.detail));
   conn.addEventListener("ended", (e) => {
     for (const [contactId, leg] of desk.legs) if (leg.legId === e.detail.leg_id) endLeg(contactId);

@@ -2,10 +2,12 @@
 the agent, the agent opens the link, sets a password and lands on the desk; the session outlives three
 access-token lifetimes idle (the API here issues 6 s tokens) and again on a call; a phone call rings (title,
 countdown), is answered, audio is checked both ways, hold and the keypad work, the socket drops and the
-desk reconnects while the audio goes on; the caller hangs up, the
-queue's wrap-up timer (2 s, and an open form does not extend it) runs out, and the disposition chosen
-afterwards is kept on the contact; a second tab says the desk is elsewhere; a forced sign-out sends the page
-back to the sign-in form. Screenshots go to .artifacts/agent-shift/ (look at them)."""
+desk reconnects while the audio goes on; the agent consults a second agent (an SDK agent) picked from the
+list, talks with it while the caller hears music, and completes the transfer: the caller hears the second
+agent, the first agent's wrap-up timer (2 s, and an open form does not extend it) runs out, and the
+disposition chosen afterwards is kept on the contact's transfer entry; a second tab says the desk is
+elsewhere; a forced sign-out sends the page back to the sign-in form. Screenshots go to
+.artifacts/agent-shift/ (look at them)."""
 
 from __future__ import annotations
 
@@ -18,10 +20,10 @@ import httpx
 import numpy as np
 import pytest
 from switchboard import AgentSession
-from switchboard.agent_events import ContactConnected, ContactOffer
+from switchboard.agent_events import ConsultUpdate, ContactConnected, ContactEnded, ContactOffer
 
 from tests.e2e.browser import chromium
-from tests.e2e.first_call.conftest import PhoneCaller, make_tenant, next_of
+from tests.e2e.first_call.conftest import PhoneCaller, make_tenant, next_of, tone_power, tone_wav
 from tests.e2e.first_call.test_agent_desktop import MEASURE_JS
 
 pytestmark = [
@@ -32,11 +34,24 @@ pytestmark = [
 SHOTS = Path(__file__).resolve().parents[3] / ".artifacts" / "agent-shift"
 PASSWORD = "a long and happy shift"
 ACCESS_TTL_S = 6  # tests/integration/conftest.py's api_server
+SECOND_HZ = 1400.0  # the consulted agent's voice
 
 
 async def _shot(page: Any, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+async def _pick_agent_1(page: Any, note: str) -> None:
+    """Open Transfer, pick Agent 1 from the list of agents (once it shows as available), write the note."""
+    await page.click("#transfer-button")
+    await page.click("#to-agent-tab")
+    await page.wait_for_function(
+        "[...document.getElementById('transfer-agent').options].some((o) => o.textContent === 'Agent 1 — Available' && !o.disabled)",
+        timeout=5000,
+    )
+    await page.select_option("#transfer-agent", label="Agent 1 — Available")
+    await page.fill("#transfer-note", note)
 
 
 async def _relay_sockets(page: Any) -> asyncio.Event:
@@ -73,8 +88,9 @@ async def _relay_sockets(page: Any) -> asyncio.Event:
 
 
 async def test_an_agents_shift_in_the_browser(first_call_stack: Any, tmp_path: Path) -> None:
-    tenant = await asyncio.to_thread(make_tenant, first_call_stack.api)
-    agent_id = tenant.agents["agent0@example.com"]
+    tenant = await asyncio.to_thread(make_tenant, first_call_stack.api, agents=2)
+    agent_id, second_id = tenant.agents["agent0@example.com"], tenant.agents["agent1@example.com"]
+    second_token = await asyncio.to_thread(tenant.token, "agent1@example.com")
     async with httpx.AsyncClient(
         base_url=first_call_stack.api, headers={"Authorization": f"Bearer {tenant.key}"}, timeout=10
     ) as admin:
@@ -88,7 +104,16 @@ async def test_an_agents_shift_in_the_browser(first_call_stack: Any, tmp_path: P
         assert r.status_code == 200, r.text
 
         caller: PhoneCaller | None = None
-        async with chromium.launch(tmp_path / "chromium-profile") as browser:
+        async with (
+            chromium.launch(tmp_path / "chromium-profile") as browser,
+            AgentSession(
+                first_call_stack.api,
+                second_token,
+                auto_answer=True,
+                play=tone_wav(tmp_path / "second.wav", SECOND_HZ),
+                play_loop=True,
+            ) as colleague,
+        ):
             page = await browser.new_page()
             problems: list[str] = []
             page.on("pageerror", lambda exc: problems.append(str(exc)))
@@ -226,20 +251,50 @@ async def test_an_agents_shift_in_the_browser(first_call_stack: Any, tmp_path: P
                     n for n in await page.evaluate("agentDesktop.notes") if "Keypad" in n or "Mute" in n
                 ]
 
-                # The caller hangs up; the wrap-up timer (2 s) runs out before the agent is done.
-                await caller.hang_up()
+                await page.click("#mute")
+                await page.wait_for_function("document.getElementById('mute').textContent === 'Mute'")
+
+                # Attended transfer: consult Agent 1 (picked from the list), talk, then hand the caller over.
+                await colleague.login(state="available")
+                await _pick_agent_1(page, "refund over the limit: needs a team lead")
+                await page.click("#consult-go")
+                await page.wait_for_function(
+                    "document.getElementById('consult-text').textContent.startsWith('Calling Agent 1')"
+                )
+                consulted = await next_of(colleague, ContactOffer, timeout=15)
+                assert consulted.call_id is not None and consulted.context.consult is not None
+                assert consulted.context.consult.note == "refund over the limit: needs a team lead"
+                await page.wait_for_function(
+                    "!document.getElementById('consult-complete').disabled", timeout=15000
+                )
+                assert "talking with Agent 1" in await page.inner_text("#consult-text")
+                mark = caller.mark()
+                await asyncio.sleep(1.0)
+                assert tone_power(caller.pcm_since(mark), SECOND_HZ) < 0.2  # the caller hears music
+                await _shot(page, "6-consulting")
+                await page.click("#consult-complete")
                 await page.wait_for_selector("#wrapup-panel:not(.hidden)", timeout=10000)
-                assert "The caller hung up" in await page.inner_text("#wrap-summary")
+                assert "You handed the call to Agent 1" in await page.inner_text("#wrap-summary")
+                assert (await next_of(colleague, ConsultUpdate, timeout=10)).state == "completed"
+                mark = caller.mark()
+                await asyncio.sleep(1.0)
+                assert tone_power(caller.pcm_since(mark), SECOND_HZ) > 0.5  # now with Agent 1
+
+                # The wrap-up timer (2 s) runs out before the agent is done.
                 await page.fill("#notes", "refund promised by Friday")
                 await page.wait_for_function(
                     "document.getElementById('wrap-left').textContent === 'time is up'", timeout=5000
                 )
                 await page.wait_for_function("agentDesktop.state === 'available'", timeout=5000)
                 await page.select_option("#disposition", "follow_up")
-                await _shot(page, "6-wrap-up-after-the-timer")
+                await _shot(page, "7-wrap-up-after-the-timer")
                 await page.click("#wrap")
                 await page.wait_for_selector("#idle-panel:not(.hidden)")
 
+                # The caller hangs up on Agent 1, who wraps up too.
+                await caller.hang_up()
+                await next_of(colleague, ContactEnded, timeout=10)
+                await colleague.wrap_up(consulted.contact_id, "resolved")
                 contact_id = await page.evaluate(
                     "agentDesktop.events.find((m) => m.type === 'contact_offer').contact_id"
                 )
@@ -249,17 +304,21 @@ async def test_an_agents_shift_in_the_browser(first_call_stack: Any, tmp_path: P
                     if record.get("disposition"):
                         break
                     await asyncio.sleep(0.1)
-                assert record["disposition"] == "follow_up" and record["notes"] == "refund promised by Friday"
-                assert record["outcome"] == "handled" and record["agent_id"] == agent_id
-                assert any(
-                    e["event"] == "disposition" and e["detail"].get("late") for e in record["timeline"]
+                assert record["disposition"] == "resolved" and record["outcome"] == "handled"
+                [move] = record["transfers"]
+                assert (move["kind"], move["from_agent_id"], move["to_agent_id"]) == (
+                    "attended",
+                    agent_id,
+                    second_id,
                 )
+                assert move["disposition"] == "follow_up" and move["notes"] == "refund promised by Friday"
+                assert record["agent_id"] == second_id
 
                 # An admin forces the agent out: the page is back at the sign-in form, saying why.
                 assert (await admin.post(f"/v1/agents/{agent_id}/signout")).status_code == 200
                 await page.wait_for_selector("#signin-form:not(.hidden)", timeout=5000)
                 assert "an admin signed you out" in await page.inner_text("#signin-error")
-                await _shot(page, "7-signed-out")
+                await _shot(page, "8-signed-out")
                 # And signs in again with the password it chose.
                 await page.fill("#email", "agent0@example.com")
                 await page.fill("#password", PASSWORD)
@@ -307,16 +366,9 @@ async def test_a_blind_transfer_to_an_agent_picked_from_the_list(
             await page.click("#accept")
             await page.wait_for_selector("#call-panel:not(.hidden)")
 
-            await page.click("#transfer-button")
-            await page.click("#to-agent-tab")
-            await page.wait_for_function(
-                "[...document.getElementById('transfer-agent').options].some((o) => o.textContent === 'Agent 1 — Available' && !o.disabled)",
-                timeout=5000,
-            )
-            await page.select_option("#transfer-agent", label="Agent 1 — Available")
-            await page.fill("#transfer-note", "wants the March invoice corrected")
+            await _pick_agent_1(page, "wants the March invoice corrected")
             SHOTS.mkdir(parents=True, exist_ok=True)
-            await page.screenshot(path=str(SHOTS / "8-transfer-to-an-agent.png"), full_page=True)
+            await page.screenshot(path=str(SHOTS / "9-transfer-to-an-agent.png"), full_page=True)
             await page.click("#transfer-go")
 
             offer = await next_of(colleague, ContactOffer, timeout=15)

@@ -1,7 +1,10 @@
 """A refused desk command changes nothing (docs/agent-protocol.md: an `error` means it was not done), with
 real processes: each refusal below answers `error` and the call stays exactly as it was: connected to the
 same agent, the caller still hearing it, no transfer in its record. The same transfer, once another
-agent is signed in, is done."""
+agent is signed in, is done. And an attended transfer (docs/agent-protocol.md, "Attended transfer"): agent 0
+consults agent 1, who first declines (agent 0 is back with the caller), then takes the consultation: the
+caller hears music while the agents talk, agent 0 completes, the caller hears agent 1, agent 0 wraps up with
+a code, and the contact's record names both."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from switchboard import AgentCommandError, AgentSession
-from switchboard.agent_events import ContactConnected, ContactEnded, ContactOffer
+from switchboard.agent_events import ConsultUpdate, ContactConnected, ContactEnded, ContactOffer
 
 from tests.e2e.first_call.conftest import (
     PhoneCaller,
@@ -94,5 +97,99 @@ async def test_refused_commands_leave_the_contact_as_it_was(first_call_stack: St
         assert len(record["transfers"]) == 1
         events = [e["event"] for e in record["timeline"]]
         assert events.count("transferred") == 1 and events.count("connected") == 2, events
+    finally:
+        caller.close()
+
+
+FIRST_HZ, SECOND_HZ = 1000.0, 1400.0
+
+
+async def _hears(caller: PhoneCaller, hz: float, seconds: float = 0.8) -> float:
+    mark = caller.mark()
+    await asyncio.sleep(seconds)
+    return tone_power(caller.pcm_since(mark), hz)
+
+
+async def test_consult_declined_then_completed_hands_the_caller_to_the_second_agent(
+    first_call_stack: Stack, tmp_path: Path
+) -> None:
+    stack = first_call_stack
+    t = make_tenant(stack.api, agents=2)
+    first_id, second_id = t.agents["agent0@example.com"], t.agents["agent1@example.com"]
+    caller = PhoneCaller(stack.sip_port, t.number)
+    try:
+        async with (
+            AgentSession(
+                stack.api,
+                t.token("agent0@example.com"),
+                play=tone_wav(tmp_path / "a.wav", FIRST_HZ),
+                play_loop=True,
+            ) as first,
+            AgentSession(
+                stack.api,
+                t.token("agent1@example.com"),
+                play=tone_wav(tmp_path / "b.wav", SECOND_HZ),
+                play_loop=True,
+            ) as second,
+        ):
+            await first.login(state="available")
+            await caller.dial()
+            offer = await next_of(first, ContactOffer)
+            contact = offer.contact_id
+            await asyncio.sleep(0.5)  # the leg connects while it rings
+            await first.accept(contact)
+            await next_of(first, ContactConnected)
+            assert await _hears(caller, FIRST_HZ) > 0.5
+
+            # Agent 1 declines: agent 0 is told and is back with the caller.
+            await second.login(state="available")
+            started = await first.consult(contact, agent_id=second_id, note="refund over 500")
+            consult_id = started["consult_id"]
+            ringing = await next_of(second, ContactOffer)
+            assert ringing.contact_id == consult_id and ringing.call_id == contact
+            assert ringing.context.consult is not None and ringing.context.consult.note == "refund over 500"
+            await second.reject(consult_id, ringing.offer_id)
+            cancelled = await next_of(first, ConsultUpdate)
+            assert (cancelled.state, cancelled.reason) == ("cancelled", "rejected")
+            assert await _hears(caller, FIRST_HZ) > 0.5
+
+            # Agent 1 takes the second consultation: the agents talk, the caller hears neither.
+            await second.set_state("available")
+            started = await first.consult(contact, agent_id=second_id)
+            consult_id = started["consult_id"]
+            ringing = await next_of(second, ContactOffer, lambda e: e.contact_id == consult_id)
+            await asyncio.sleep(0.5)
+            await second.accept(consult_id, ringing.offer_id)
+            talking = await next_of(first, ConsultUpdate)
+            assert (talking.state, talking.to_agent_id) == ("talking", second_id)
+            joined = await next_of(second, ContactConnected)
+            assert joined.contact_id == consult_id and joined.consult
+            mark = caller.mark()
+            await asyncio.sleep(0.8)
+            held = caller.pcm_since(mark)
+            assert tone_power(held, FIRST_HZ) < 0.2 and tone_power(held, SECOND_HZ) < 0.2
+
+            await first.complete_transfer(contact)
+            ended = await next_of(first, ContactEnded)
+            assert (ended.cause, ended.wrap_up) == ("transferred", True)
+            done = await next_of(second, ConsultUpdate)
+            assert done.state == "completed"
+            assert await _hears(caller, SECOND_HZ) > 0.5
+            record = await wait_contact(t, contact, "connected")
+            assert record["agent_id"] == second_id
+            assert await first.wrap_up(contact, "escalated", notes="to billing") == {
+                "disposition": "escalated"
+            }
+
+            await second.hangup(consult_id)
+            await next_of(second, ContactEnded)
+            await second.wrap_up(consult_id, "resolved")
+        record = await wait_contact(t, contact, "ended")
+        assert record["outcome"] == "handled" and record["disposition"] == "resolved"
+        [move] = record["transfers"]
+        assert (move["kind"], move["from_agent_id"], move["to_agent_id"]) == ("attended", first_id, second_id)
+        assert move["disposition"] == "escalated" and move["notes"] == "to billing"
+        events = [e["event"] for e in record["timeline"]]
+        assert events.count("consult_ended") == 1 and events.count("transferred") == 1, events
     finally:
         caller.close()
