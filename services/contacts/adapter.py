@@ -72,6 +72,8 @@ EVENTS: tuple[type[Event], ...] = (
     ev.ContactWrappedUp,
     ev.WebRtcSignal,
 )
+# Frequent events that usually change nothing worth saving (every call's position, every prompt's end).
+QUIET = (ev.ContactPositionChanged, ev.CallPlayFinished)
 DESK_COMMANDS: tuple[type[ev.DeskCommand], ...] = (
     ev.DeskHold,
     ev.DeskMute,
@@ -239,7 +241,10 @@ class ContactsAdapter:
             now = self._when(event)
             if isinstance(event, ev.ContactOffered):
                 event = await self._offer_info(running.machine, event)
-            await self._apply(running, running.machine.handle(event, now))
+            outputs = running.machine.handle(event, now)
+            if not outputs and isinstance(event, QUIET):
+                return  # a position or another prompt's end: not worth a write (the next step saves it)
+            await self._apply(running, outputs)
 
     async def _arrived(self, event: ev.CallArrived) -> None:
         if event.call_id in self.contacts:

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 import wave
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import numpy as np
 import pytest
+import switchboard
 from switchboard import AgentSession
 from switchboard.agent_events import (
     AgentState,
@@ -24,6 +28,7 @@ from switchboard.agent_events import (
 )
 
 from services.kernel import events as ev
+from services.kernel.messages import decode
 from services.runtime.embedded import free_port
 from tests.e2e.first_call.conftest import (
     PhoneCaller,
@@ -35,6 +40,7 @@ from tests.e2e.first_call.conftest import (
     tone_power,
     wait_contact,
 )
+from tests.sipp_uac import uac_scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -464,3 +470,221 @@ async def test_a_call_refused_by_the_tenants_call_limit_is_recorded(first_call_s
     done = await wait_contact(t, items[0]["id"], "failed")
     assert (done["outcome"], done["cause"], done["dialled"]) == ("refused", "tenant_call_limit", t.number)
     assert [e["event"] for e in done["timeline"]] == ["arrived", "refused", "failed"]
+
+
+# -- Queue rules and announcements (issue 16): set through the SDK, routed by the running services ---------
+
+
+def _sdk(t: Any) -> switchboard.Client:
+    return switchboard.Client(api_key=t.key, base_url=t.api)
+
+
+async def _available(stack: Stack, t: Any, email: str) -> AgentSession:
+    agent = AgentSession(stack.api, t.token(email), auto_answer=False, audio=False)
+    await agent.__aenter__()
+    await agent.login(state="available")
+    return agent
+
+
+async def test_a_queue_overflows_to_another_after_its_time(first_call_stack: Stack) -> None:
+    stack = first_call_stack
+    t = make_tenant(stack.api, agents=2)
+    with _sdk(t) as client:
+        billing = client.queues.create("Billing", skills={"billing": 1})
+        client.agents.update(t.agents["agent1@example.com"], skills={"billing": 5})
+        client.queues.set_rules(t.queue_id, overflow=[{"target_queue_id": billing.id, "after_seconds": 2}])
+    caller = PhoneCaller(stack.sip_port, t.number)
+    agent = await _available(stack, t, "agent1@example.com")  # Billing only: nobody staffs Support
+    try:
+        await caller.dial()
+        dialled = time.monotonic()
+        offer = await next_of(agent, ContactOffer, timeout=10)
+        waited = time.monotonic() - dialled
+        assert offer.context.queue is not None and offer.context.queue.name == "Billing"
+        assert 1.8 < waited < 6.0, waited
+        record = await wait_contact(t, offer.contact_id, "offered")
+        moved = [e for e in record["timeline"] if e["event"] == "overflow"]
+        assert moved and moved[0]["detail"]["to_queue_id"] == billing.id, record["timeline"]
+    finally:
+        await agent.__aexit__(None, None, None)
+        caller.close()
+
+
+async def test_most_skilled_picks_the_right_agent_among_three(first_call_stack: Stack) -> None:
+    stack = first_call_stack
+    t = make_tenant(stack.api, agents=3)
+    with _sdk(t) as client:
+        for email, level in (("agent0", 3), ("agent1", 9), ("agent2", 5)):
+            client.agents.update(t.agents[f"{email}@example.com"], skills={"support": level})
+        client.queues.set_rules(t.queue_id, strategy="most_skilled")
+    watch = await Watch.start(stack.nats_url, t.id)
+    caller = PhoneCaller(stack.sip_port, t.number)
+    agents = []
+    try:
+        # The most skilled signs in last: longest-idle (the default) would pick agent0.
+        for email in ("agent0", "agent2", "agent1"):
+            agents.append(await _available(stack, t, f"{email}@example.com"))
+        await caller.dial()
+        offered = await watch.wait_for(ev.ContactOffered)
+        assert offered.agent_id == t.agents["agent1@example.com"], offered
+    finally:
+        for agent in agents:
+            await agent.__aexit__(None, None, None)
+        caller.close()
+        await watch.close()
+
+
+async def test_a_drained_site_sends_its_calls_to_the_other(first_call_stack: Stack) -> None:
+    """Support prefers Paris and never spills by time; Paris's agent is away, so the caller waits for
+    Paris. Draining Paris (config.changed to the running routing) sends the waiting caller to Lyon at once."""
+    stack = first_call_stack
+    t = make_tenant(stack.api, agents=2)
+    with _sdk(t) as client:
+        paris = client.sites.create("Paris", timezone="Europe/Paris")
+        lyon = client.sites.create("Lyon", timezone="Europe/Paris")
+        client.agents.update(t.agents["agent0@example.com"], site_id=paris.id)
+        client.agents.update(t.agents["agent1@example.com"], site_id=lyon.id)
+        client.queues.update(t.queue_id, site_id=paris.id)
+    watch = await Watch.start(stack.nats_url, t.id)
+    caller = PhoneCaller(stack.sip_port, t.number)
+    paris_agent = AgentSession(stack.api, t.token("agent0@example.com"), auto_answer=False, audio=False)
+    lyon_agent = await _available(stack, t, "agent1@example.com")
+    try:
+        await paris_agent.__aenter__()
+        await paris_agent.login(state="away", reason="break")
+        await caller.dial()
+        await watch.wait_for(ev.ContactQueued)
+        await asyncio.sleep(1.0)
+        assert watch.all(ev.ContactOffered) == []  # held for Paris: Lyon's free agent is not offered it
+        with _sdk(t) as client:
+            assert client.sites.drain(paris.id).drained_at is not None
+        offered = await watch.wait_for(ev.ContactOffered, timeout=5)
+        assert offered.agent_id == t.agents["agent1@example.com"]
+        with _sdk(t) as client:
+            assert client.sites.restore(paris.id).drained_at is None
+    finally:
+        for agent in (paris_agent, lyon_agent):
+            await agent.__aexit__(None, None, None)
+        caller.close()
+        await watch.close()
+
+
+async def test_a_holiday_closes_the_queue_and_the_caller_hears_its_message(first_call_stack: Stack) -> None:
+    stack = first_call_stack
+    t = make_tenant(stack.api)
+    today = datetime.now(UTC).date()  # the tenant's time zone is UTC; tomorrow too, should midnight pass
+    with _sdk(t) as client:
+        client.queues.set_rules(
+            t.queue_id,
+            holidays=[today.isoformat(), (today + timedelta(days=1)).isoformat()],
+            closed_message="We are closed for the holiday. Goodbye.",
+        )
+    caller = PhoneCaller(stack.sip_port, t.number)
+    watch = await Watch.start(stack.nats_url, t.id)
+    try:
+        await caller.dial()
+        mark = caller.mark()
+        await asyncio.wait_for(caller.ended_by_platform.wait(), 20)  # the platform hangs up after it
+        heard = caller.pcm_since(mark)
+        assert len(heard) > 8000 * 1.5, len(heard)  # the message: seconds of speech, not silence
+        assert float(np.sqrt(np.mean(heard.astype(np.float64) ** 2))) > 300
+        arrived = await watch.wait_for(ev.ContactStateChanged, lambda e: e.new == "arrived")
+        record = await wait_contact(t, str(arrived.call_id), "ended")
+        assert record["outcome"] == "closed" and record["queued_at"] is None, record
+        assert "closed" in [e["event"] for e in record["timeline"]]
+    finally:
+        caller.close()
+        await watch.close()
+
+
+class _Sink(asyncio.DatagramProtocol):
+    pass
+
+
+async def test_a_vip_caller_jumps_the_line(first_call_stack: Stack, tmp_path: Path) -> None:
+    """A caller waits; then a SIPp caller from a VIP number (a priority rule on `caller`); the agent who
+    comes free gets the VIP first."""
+    stack = first_call_stack
+    t = make_tenant(stack.api)
+    with _sdk(t) as client:
+        client.queues.set_rules(
+            t.queue_id, priority_rules=[{"attribute": "caller", "equals": "+15550177", "raise_by": 30}]
+        )
+    watch = await Watch.start(stack.nats_url, t.id)
+    first = PhoneCaller(stack.sip_port, t.number)
+    loop = asyncio.get_running_loop()
+    rtp, _ = await loop.create_datagram_endpoint(_Sink, local_addr=("127.0.0.1", 0))
+    scenario = uac_scenario(
+        rtp_port=rtp.get_extra_info("sockname")[1],
+        caller='"Vip" <sip:+15550177@[local_ip]:[local_port]>',
+        hangup_after_ms=3000,
+        name="vip",
+    )
+    (tmp_path / "vip.xml").write_text(scenario)
+    sipp = None
+    agent = None
+    try:
+        await first.dial()
+        await watch.wait_for(ev.ContactQueued)
+        sipp = await asyncio.create_subprocess_exec(
+            "sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()),
+            "-mp", str(free_port()), "-sf", "vip.xml", "-s", t.number, f"127.0.0.1:{stack.sip_port}",
+            "-m", "1", "-timeout", "20", "-timeout_error",
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        await watch.wait_for(ev.ContactQueued, lambda e: len(watch.all(ev.ContactQueued)) == 2)
+        agent = await _available(stack, t, "agent0@example.com")
+        offer = await next_of(agent, ContactOffer, timeout=10)
+        assert offer.context.caller.number == "+15550177", offer.context.caller
+        out, _ = await asyncio.wait_for(sipp.communicate(), 20)
+        assert sipp.returncode == 0, out.decode(errors="replace")[-2000:]
+    finally:
+        if sipp is not None and sipp.returncode is None:
+            sipp.kill()
+            await sipp.wait()
+        if agent is not None:
+            await agent.__aexit__(None, None, None)
+        first.close()
+        rtp.close()
+        await watch.close()
+
+
+async def test_a_caller_on_a_queue_number_hears_position_at_the_queues_interval(
+    first_call_stack: Stack,
+) -> None:
+    """No IVR: the number goes straight to the queue. Every 5 s (the queue's interval) media plays the
+    position announcement to the end, and the music comes back in between."""
+    stack = first_call_stack
+    t = make_tenant(stack.api)
+    with _sdk(t) as client:
+        client.queues.set_rules(t.queue_id, announce_seconds=5)
+    watch = await Watch.start(stack.nats_url, t.id)
+    finished: list[tuple[float, ev.CallPlayFinished]] = []
+
+    async def on_finished(msg: Any) -> None:
+        finished.append((time.monotonic(), decode(msg.data, ev.CallPlayFinished)))
+
+    await watch.nc.subscribe(f"sb.{t.id}.evt.call.play_finished", cb=on_finished)
+    caller = PhoneCaller(stack.sip_port, t.number)
+    try:
+        await caller.dial()
+        queued = await watch.wait_for(ev.ContactStateChanged, lambda e: e.new == "queued")
+        start = time.monotonic()
+        await asyncio.sleep(12.0)
+        done = [(at - start, e) for at, e in finished if e.reason == "done"]
+        # Two announcements, each played to its end about 5 and 10 s after queueing (plus its ~2 s of speech).
+        assert len(done) == 2, finished
+        assert 5.0 < done[0][0] < 9.0 and 10.0 < done[1][0] < 14.0 and 4.0 < done[1][0] - done[0][0] < 6.0, (
+            done
+        )
+        record = await wait_contact(t, str(queued.call_id), "queued")
+        said = [e for e in record["timeline"] if e["event"] == "announced"]
+        assert [e["detail"]["position"] for e in said] == ["1", "1"], record["timeline"]
+        queued_at = datetime.fromisoformat(record["queued_at"])
+        offsets = [(datetime.fromisoformat(e["at"]) - queued_at).total_seconds() for e in said]
+        assert 4.5 < offsets[0] < 6.0 and 4.5 < offsets[1] - offsets[0] < 5.5, offsets
+        # The music stopped for each announcement and came back after it (the loop never ends on its own).
+        assert len([e for _, e in finished if e.reason == "stopped"]) >= 2, finished
+    finally:
+        caller.close()
+        await watch.close()
