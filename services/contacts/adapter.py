@@ -32,6 +32,7 @@ from services.kernel.db import tenant_tx
 from services.kernel.log import get_logger
 from services.kernel.messages import Command, Event, Reply
 from services.kernel.serving import Consumer, Server
+from services.recording.policy import should_record
 
 from .calllog import call_line
 from .lifecycle import Contact, DeskRefused, Lifecycle, OfferInfo, Waiting, late_wrap_up
@@ -259,10 +260,13 @@ class ContactsAdapter:
             await self._apply(running, machine.take())
 
     async def _waiting(self, event: ev.CallArrived) -> Waiting:
-        """A queue number's announcement interval and closed message, and the tenant's language."""
+        """A queue number's announcement interval and closed message, the tenant's language, and the
+        recording announcement when this call will be recorded (the queue's, else the tenant's)."""
         async with tenant_tx(self.pool, event.tenant_id, readonly=True) as conn:
             row = await conn.fetchrow(
-                """SELECT q.announce_seconds, q.closed_message, t.language
+                """SELECT q.announce_seconds, q.closed_message, t.language,
+                          COALESCE(q.recording_percent, t.recording_percent) AS record_percent,
+                          COALESCE(q.recording_announcement, t.recording_announcement) AS notice
                    FROM tenants t LEFT JOIN queues q ON q.id = $1 WHERE t.id = $2""",
                 event.queue_id,
                 event.tenant_id,
@@ -270,10 +274,12 @@ class ContactsAdapter:
         if row is None:
             return Waiting()
         every = row["announce_seconds"]
+        recorded = should_record(row["record_percent"] or 0, event.call_id)
         return Waiting(
             announce_every=float(every) if every else None,
             language=row["language"],
             closed_message=row["closed_message"],
+            recording_notice=(row["notice"] or None) if recorded else None,
         )
 
     async def _refused(self, event: ev.CallRefused) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from services.kernel import events as ev
-from services.kernel.announcements import closed_play, position_play
+from services.kernel.announcements import closed_play, position_play, voice_of
 from services.kernel.messages import Command, Event
 from services.recording.policy import should_record
 
@@ -48,6 +48,8 @@ REFUSED = "refused"  # outcome of a call media turned away (the cause says why)
 UNROUTED = "unrouted"  # outcome of a call to a number with no flow and no queue
 CLOSED = "closed"  # outcome of a call to a number whose queue was closed (the caller heard its message)
 CLOSED_MESSAGE_MAX_S = 60.0  # the closed message has played by then (or its end was lost): hang up
+# The recording announcement's end never reported (media lost it): the caller is put in line, unrecorded.
+NOTICE_MAX_S = 60.0
 SEEN_MAX = 64  # event ids remembered per contact (redeliveries arrive within a few seconds)
 TERMINAL = ("ended", "abandoned", "failed")
 DIGITS = frozenset("0123456789*#ABCD")
@@ -77,6 +79,10 @@ class Waiting(msgspec.Struct, kw_only=True, frozen=True):
     announce_every: float | None = None  # position announcements; None: music only
     language: str = "en"
     closed_message: str | None = None  # None: the platform's, in the tenant's language
+    # "This call may be recorded": played before the caller is put in line when this contact will be
+    # recorded and the queue or tenant has an announcement (docs/recording.md); recording starts only once
+    # it has been heard to its end.
+    recording_notice: str | None = None
 
 
 # Routing's events about a contact (the adapter maps a consultation's to its contact).
@@ -113,6 +119,7 @@ class Contact(msgspec.Struct, kw_only=True):
     record_call: bool = False
     recording_started: bool = False
     recording_paused: bool = False
+    notice: str = ""  # the recording announcement: "" none, "playing", "heard", "failed" (no recording then)
     note: str = ""
     note_from: str = ""
     transfer: dict[str, str] | None = None  # a blind transfer sent to routing, applied once it accepts
@@ -384,6 +391,9 @@ class Lifecycle:
                 self._transferred(move, now)
         elif purpose == "answer" and ok:
             self._wait_in_queue()
+        elif purpose == "recording_notice" and not ok and self.phase == "arrived" and s.notice == "playing":
+            s.playing = None
+            self._notice_over(now, heard=False)
         elif not ok and purpose == "answer" and self.phase == "arrived":
             self._finish("failed", now, "failed", cause=f"answer_failed:{code}")
         elif not ok and purpose == "enqueue" and self.phase == "arrived" and code == "queue_closed":
@@ -409,7 +419,10 @@ class Lifecycle:
         if s.deadline is None or now < s.deadline:
             return self.take()
         s.deadline = None
-        if self.phase == "arrived" and s.record.outcome == CLOSED:
+        if self.phase == "arrived" and s.notice == "playing":
+            s.playing = None
+            self._notice_over(now, heard=False)
+        elif self.phase == "arrived" and s.record.outcome == CLOSED:
             self._hang_up_caller(CLOSED)
             self._finish("ended", now, CLOSED, cause="queue_closed")
         elif self.phase == "arrived" and s.owns_media:
@@ -588,9 +601,23 @@ class Lifecycle:
         """The caller we answered is up (`call.answered`, or the answer's reply: a WebRTC caller's leg is
         answered before its arrival is announced): music and in line, once."""
         s = self.state
-        if self.phase != "arrived" or not s.owns_media or s.deadline is None:
+        if self.phase != "arrived" or not s.owns_media or s.deadline is None or s.notice == "playing":
             return
         s.deadline = None
+        if s.waiting is not None and s.waiting.recording_notice and not s.notice:
+            # The caller hears that the call may be recorded before being put in line, so before any agent
+            # and any recording; in line once it has been played (or could not be).
+            play = ev.MediaPlay(
+                **self._stamp(),
+                call_id=self.contact_id,
+                text=s.waiting.recording_notice,
+                voice=voice_of(s.waiting.language),
+            )
+            s.notice, s.playing = "playing", str(play.id)
+            s.deadline = self._now + NOTICE_MAX_S
+            self._event("recording_notice", self._now)
+            self._send(play, "recording_notice")
+            return
         self._send(ev.MediaPlay(**self._stamp(), call_id=self.contact_id, tone="moh", loop=True), "moh")
         assert s.record.queue_id is not None
         self._send(
@@ -604,6 +631,15 @@ class Lifecycle:
             ),
             "enqueue",
         )
+
+    def _notice_over(self, now: float, *, heard: bool) -> None:
+        """The recording announcement ended: heard to its end, the call may be recorded; cut short or never
+        played (the caller was not told), it is not. In line either way."""
+        s = self.state
+        s.notice = "heard" if heard else "failed"
+        self._event("recording_notice_heard" if heard else "recording_notice_failed", now)
+        s.deadline = now  # _wait_in_queue's "not yet in line" mark
+        self._wait_in_queue()
 
     # -- waiting on a number routed straight to a queue ----------------------------------------------
 
@@ -638,7 +674,9 @@ class Lifecycle:
         if event.call_id != self.contact_id or event.play_id is None or str(event.play_id) != s.playing:
             return
         s.playing = None
-        if self.phase == "arrived" and s.record.outcome == CLOSED:
+        if self.phase == "arrived" and s.notice == "playing":
+            self._notice_over(now, heard=event.reason == "done")
+        elif self.phase == "arrived" and s.record.outcome == CLOSED:
             self._hang_up_caller(CLOSED)
         elif event.reason != "stopped" and self.phase in ("queued", "offered") and not s.bridged:
             self._send(ev.MediaPlay(**self._stamp(), call_id=self.contact_id, tone="moh", loop=True), "moh")
@@ -713,7 +751,8 @@ class Lifecycle:
             self._adopt_early_leg()
         if info.queue_name:
             r.queue_name = info.queue_name
-        s.record_call = should_record(info.record_percent, self.contact_id)
+        # Never without the announcement the caller was to hear first (it failed: not recorded).
+        s.record_call = should_record(info.record_percent, self.contact_id) and s.notice != "failed"
         if r.offered_at is None:
             r.offered_at = now
         self._transition("offered", now, "offered", agent_id=offer.agent_id)

@@ -72,8 +72,11 @@ async def _drop(nats_url: str, durable: str) -> None:
         await nc.close()
 
 
-async def _call(stack: Any, tenant: Any, tmp_path: Path, *, during: Any = None) -> str:
-    """One call answered by `agent connect`; `during(contact_id)` runs once it is connected. The contact id."""
+async def _call(
+    stack: Any, tenant: Any, tmp_path: Path, *, during: Any = None, callers: list[Any] | None = None
+) -> str:
+    """One call answered by `agent connect`; `during(contact_id)` runs once it is connected; the caller's
+    RTP (what it heard) is appended to `callers`. The contact id."""
     env = {
         **os.environ,
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
@@ -106,6 +109,8 @@ async def _call(stack: Any, tenant: Any, tmp_path: Path, *, during: Any = None) 
         _, caller = await asyncio.get_running_loop().create_datagram_endpoint(
             CallerRtp, local_addr=("127.0.0.1", rtp_port)
         )
+        if callers is not None:
+            callers.append(caller)
         (tmp_path / "caller.xml").write_text(_scenario(rtp_port))
         sipp = await asyncio.create_subprocess_exec(
             "sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()),
@@ -228,3 +233,56 @@ async def test_recording_service_killed_during_a_call_loses_nothing(
     caller, agent = _channels(await asyncio.to_thread(download, stack.api, tenant.key, rid))
     assert tone_power(caller[8000:32000], CALLER_HZ) > 0.3
     assert tone_power(agent[8000:32000], AGENT_HZ) > 0.3
+
+
+NOTICE = "This call may be recorded for quality and training."
+
+
+async def test_caller_hears_the_recording_announcement_before_the_agent_and_the_recording(
+    recording_stack: Any, tmp_path: Path
+) -> None:
+    """The tenant's announcement, rendered by this test with the platform's own text-to-speech, is found in
+    what the SIPp caller heard (normalised cross-correlation); the agent's tone reaches the caller only
+    after it, and the recording starts only once it has been heard to its end."""
+    from services.kernel.announcements import voice_of
+    from services.media.prompts import PromptStore
+
+    stack = recording_stack
+    tenant = await asyncio.to_thread(recording_tenant, stack.api)
+    headers = {"Authorization": f"Bearer {tenant.key}"}
+    async with httpx.AsyncClient(base_url=stack.api, headers=headers, timeout=10) as client:
+        policy = {"recording_percent": 0, "retention_days": None, "opus_copy": False, "announcement": NOTICE}
+        r = await client.put("/v1/recording-settings", json=policy)  # the queue's 100 % wins
+        assert r.status_code == 200, r.text
+    wall = time.time() - time.monotonic()
+    callers: list[Any] = []
+    rid = await _call(stack, tenant, tmp_path, callers=callers)
+    meta = await asyncio.to_thread(available, stack.api, tenant.key, rid)
+    reference = (await PromptStore(tmp_path / "prompts").text(NOTICE, voice=voice_of("en"))).astype(
+        np.float64
+    )
+
+    received = callers[0].received
+    heard = np.concatenate([G711.PCMU.decode(p).astype(np.float64) for _, p in received])
+    times = np.concatenate([t + np.arange(len(p)) / 8000 for t, p in received])
+    # Where the announcement lies in what the caller heard, and how alike (1.0: identical).
+    n = len(heard) + len(reference)
+    corr = np.fft.irfft(np.fft.rfft(heard, n) * np.conj(np.fft.rfft(reference, n)), n)[: len(heard)]
+    windows = np.sqrt(np.convolve(heard**2, np.ones(len(reference)), "full")[len(reference) - 1 :])
+    score = corr / (np.linalg.norm(reference) * np.maximum(windows, 1e-9))
+    at = int(np.argmax(score[: len(heard) - len(reference)]))
+    assert score[at] > 0.8, f"the announcement is not in what the caller heard (best match {score[at]:.2f})"
+    notice_end = times[at + len(reference) - 1]
+    # The agent's tone reaches the caller only after the announcement.
+    frames = [(t, G711.PCMU.decode(p)) for t, p in received]
+    agent_from = next(t for t, f in frames if len(f) == 160 and tone_power(f, AGENT_HZ) > 0.5)
+    assert agent_from > notice_end
+    async with httpx.AsyncClient(base_url=stack.api, headers=headers, timeout=10) as client:
+        contact = (await client.get(f"/v1/contacts/{rid}")).json()
+    timeline = {e["event"]: e["at"] for e in contact["timeline"]}
+    assert "recording_notice_heard" in timeline
+    from datetime import datetime
+
+    heard_at = datetime.fromisoformat(timeline["recording_notice_heard"]).timestamp()
+    started = datetime.fromisoformat(meta["started_at"]).timestamp()
+    assert notice_end + wall - 0.5 <= heard_at <= started  # the recording began after the caller heard it

@@ -639,3 +639,54 @@ def test_a_closed_message_whose_end_is_lost_still_hangs_up() -> None:
     assert command(out, ev.MediaPlay).text == "Closed for the holiday."
     out = m.timer(1000.6 + 60.0)
     assert command(out, ev.MediaHangup) and m.finished and m.state.record.outcome == "closed"
+
+
+NOTICE = "This call may be recorded."
+
+
+def notice_played(reason: str | None) -> tuple[Lifecycle, list]:
+    """A recorded queue with an announcement: answered, the announcement plays and nothing else happens
+    until it ends (`reason`, or None: its end is never reported and the timer runs out)."""
+    m = Lifecycle.arrive(arrived(), 1000.0, waiting=Waiting(recording_notice=NOTICE, language="de"))
+    assert m is not None
+    out = ack_all(m, m.take(), 1000.5)
+    play = command(out, ev.MediaPlay)
+    assert kinds(out) == ["MediaPlay"] and play.text == NOTICE and play.voice == "de" and not play.loop
+    assert m.handle(ev.CallAnswered(tenant_id=T, call_id=CALL), 1000.6) == []  # not in line twice
+    assert m.handle(ev.CallPlayFinished(tenant_id=T, call_id=CALL, play_id=uuid.uuid4()), 1001.0) == []
+    if reason is None:
+        out = m.timer(m.next_timer() or 0.0)
+    else:
+        out = m.handle(ev.CallPlayFinished(tenant_id=T, call_id=CALL, play_id=play.id, reason=reason), 1003.0)
+    # Only now: music and in line.
+    assert kinds(out) == ["MediaPlay", "RoutingEnqueue"] and command(out, ev.MediaPlay).tone == "moh"
+    ack_all(m, out, 1003.1)
+    m.handle(ev.ContactQueued(tenant_id=T, call_id=CALL, queue=str(QUEUE), position=1), 1003.2)
+    m.handle(msgspec.structs.replace(offer(), record_percent=100), 1004.0)
+    m.handle(connected_signal(), 1004.2)
+    out = m.handle(ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(AGENT)), 1004.5)
+    return m, ack_all(m, out, 1004.6)
+
+
+def test_recording_announcement_is_heard_before_the_caller_is_in_line_and_recording_starts_after() -> None:
+    m, out = notice_played("done")
+    assert kinds(out) == ["MediaRecordStart", "DeskPush:contact_connected"]
+    events = [e.event for e in m.state.record.timeline]
+    assert (
+        events.index("recording_notice") < events.index("recording_notice_heard") < events.index("queued")
+    )
+
+
+@pytest.mark.parametrize("reason", ["stopped", "error", None])
+def test_an_announcement_cut_short_or_lost_means_no_recording(reason: str | None) -> None:
+    m, out = notice_played(reason)
+    assert "MediaRecordStart" not in kinds(out) and kinds(out) == ["DeskPush:contact_connected"]
+    assert "recording_notice_failed" in [e.event for e in m.state.record.timeline]
+
+
+def test_an_announcement_media_refuses_means_no_recording() -> None:
+    m = Lifecycle.arrive(arrived(), 1000.0, waiting=Waiting(recording_notice=NOTICE))
+    assert m is not None
+    out = ack_all(m, m.take(), 1000.5)
+    out = m.replied(command(out, ev.MediaPlay).id, False, "tts_failed", 1000.6)
+    assert kinds(out) == ["MediaPlay", "RoutingEnqueue"] and m.state.notice == "failed"
