@@ -131,6 +131,7 @@ def edge_config(settings: Settings) -> EdgeConfig:
         ban_seconds=settings.sip_ban_seconds,
         realm=os.environ.get("SB_SIP_REALM", "switchboard"),
         media_timeout=settings.media_timeout_s,
+        min_se=max(2, _env_int("SB_SIP_MIN_SE", 90)),
         auth_secret=secret,
         **(
             {"unrouted_message": unrouted}

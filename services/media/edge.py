@@ -448,7 +448,7 @@ class SipEdge:
             )
             self._refused(route, invite, number, 503, "capacity")
             return
-        timer = session_timer.requested(invite)
+        timer = session_timer.requested(invite, self.config.min_se)
         if isinstance(timer, session_timer.TooSmall):
             self._respond(
                 key,

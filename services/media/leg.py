@@ -36,6 +36,7 @@ class EdgeConfig:
     auth_secret: bytes = b""
     no_answer_timeout: float = 30.0
     media_timeout: float = 30.0  # no RTP/RTCP this long while not on hold ends the call (0: off)
+    min_se: int = 90  # RFC 4028 Min-SE: a shorter Session-Expires gets 422 (SB_SIP_MIN_SE)
     # Played to a caller of a number with no flow and no queue before hanging up (SB_UNROUTED_MESSAGE).
     unrouted_message: str = APOLOGY
     timers: sip.TimerConfig = field(default_factory=sip.TimerConfig)

@@ -2,6 +2,7 @@
 `timer`) is answered with it and `refresher=uac`, so the caller refreshes with re-INVITEs; a dialog not
 refreshed in time is ended by us before it expires (a caller that vanished without a BYE). An interval
 below our Min-SE is refused with 422. Peers that do not ask get no timer (RTP inactivity covers them).
+Min-SE is 90 s (RFC 4028's floor); SB_SIP_MIN_SE lowers it for labs and tests that cannot wait a minute.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def _header(request: SipRequest, *names: str) -> str | None:
     return None
 
 
-def requested(request: SipRequest) -> SessionTimer | TooSmall | None:
+def requested(request: SipRequest, min_se: int = MIN_SE) -> SessionTimer | TooSmall | None:
     """The timer an INVITE asks for; None when it asks none (or cannot refresh: no `timer` support)."""
     value = _header(request, "Session-Expires", "x")
     if value is None:
@@ -44,8 +45,8 @@ def requested(request: SipRequest) -> SessionTimer | TooSmall | None:
         interval = int(value.split(";", 1)[0].strip())
     except ValueError:
         return None
-    if interval < MIN_SE:
-        return TooSmall()
+    if interval < min_se:
+        return TooSmall(min_se)
     supported = _header(request, "Supported", "k") or ""
     if "timer" not in {token.strip().lower() for token in supported.split(",")}:
         return None  # it could not refresh, and we do not send refreshes ourselves

@@ -2,7 +2,8 @@
 SIPp callers killed with -9 (no BYE, their RTP just stops) are ended by RTP inactivity (cause
 `media_timeout`, a 3 s setting here) and freed everywhere: the tenant's call limit takes a new caller again,
 routing offers the new caller (not a ghost) to the agent, the records say why they ended. The caller of a
-call lost with its media worker gets a BYE from the front. A connected call killed with every service is
+call lost with its media worker gets a BYE from the front. A SIPp caller that asks for an RFC 4028 session
+timer and stops refreshing is hung up before it expires (session_expired). A connected call killed with every service is
 recorded after the restart as connected with its agent, talk time up to the last moment known, outcome
 platform_failure."""
 
@@ -16,6 +17,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -43,11 +45,14 @@ pytestmark = pytest.mark.skipif(
 
 TIMEOUT_S = 3.0
 GHOSTS = 20
+MIN_SE = 4  # RFC 4028 Min-SE here (90 by default), so that a session timer lapses in seconds
+SIPP = Path(__file__).resolve().parent / "sipp"
 
 
 @pytest.fixture(scope="module")
 def ghost_stack(infra, api_server: str) -> Iterator[Stack]:  # type: ignore[no-untyped-def]  # noqa: F811
-    yield from _stack(infra, api_server, media_workers=2, media_env={"SB_MEDIA_TIMEOUT_S": str(TIMEOUT_S)})
+    media_env = {"SB_MEDIA_TIMEOUT_S": str(TIMEOUT_S), "SB_SIP_MIN_SE": str(MIN_SE)}
+    yield from _stack(infra, api_server, media_workers=2, media_env=media_env)
 
 
 async def _set_limit(infra: Any, tenant: Any, limit: int) -> None:
@@ -232,13 +237,45 @@ async def test_a_session_timer_is_honoured_when_the_caller_asks(ghost_stack: Sta
     local = transport.get_extra_info("sockname")[1]
     try:
         transport.sendto(
-            _invite(t.number, stack.sip_port, local, "se-small", 60), ("127.0.0.1", stack.sip_port)
+            _invite(t.number, stack.sip_port, local, "se-small", MIN_SE - 1), ("127.0.0.1", stack.sip_port)
         )
         small = await asyncio.wait_for(replies.get(), 10)
-        assert small.startswith(b"SIP/2.0 422") and b"Min-SE: 90" in small
+        assert small.startswith(b"SIP/2.0 422") and f"Min-SE: {MIN_SE}".encode() in small
         transport.sendto(_invite(t.number, stack.sip_port, local, "se-ok", 90), ("127.0.0.1", stack.sip_port))
         ok = await asyncio.wait_for(replies.get(), 10)
         assert ok.startswith(b"SIP/2.0 200"), ok[:200]
         assert b"Session-Expires: 90;refresher=uac" in ok and b"Require: timer" in ok
     finally:
         transport.close()
+
+
+async def test_a_caller_that_stops_refreshing_its_session_timer_is_ended_session_expired(
+    ghost_stack: Stack, tmp_path: Path
+) -> None:
+    """A SIPp caller asks for Session-Expires 6 s (refresher: the caller), keeps its RTP flowing, and never
+    refreshes: the platform sends it a BYE before the 6 s are up (RFC 4028 §10: at 6 - 6/3 = 4 s), and the
+    call's record says session_expired."""
+    stack = ghost_stack
+    t = make_tenant(stack.api)
+    watch = await Watch.start(stack.nats_url, t.id)
+    try:
+        started = time.monotonic()
+        sipp = await asyncio.create_subprocess_exec(
+            "sipp", "-sf", str(SIPP / "session-timer-lapses.xml"), "-set", "se", "6", "-s", t.number,
+            f"127.0.0.1:{stack.sip_port}", "-m", "1", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1",
+            "-p", str(free_port()), "-mp", str(free_port()), "-timeout", "40", "-timeout_error", "-trace_err",
+            cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(sipp.communicate(), 45)
+        took = time.monotonic() - started
+        # SIPp succeeded only if the 200 named it the refresher and the BYE came (within its 15 s wait).
+        errors = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*errors.log"))
+        assert sipp.returncode == 0, errors[-2000:] or out.decode(errors="replace")[-2000:]
+        ended = await watch.wait_for(ev.CallEnded, lambda e: e.cause == "session_expired")
+        # Nobody answered it (no agent signed in): it ended waiting in the queue, for that reason.
+        record = await wait_contact(t, str(ended.call_id), "abandoned")
+        assert record["outcome"] == "abandoned_in_queue" and record["cause"] == "session_expired", record
+        assert 3.0 < record["queue_s"] < 6.0, record  # RFC 4028 §10: ended at 6 - 6/3 = 4 s
+        print(f"\nmeasured: the unrefreshed caller was hung up {took:.1f} s after dialling (timer 6 s)")
+    finally:
+        await watch.close()
