@@ -249,6 +249,10 @@ async def test_a_session_timer_is_honoured_when_the_caller_asks(ghost_stack: Sta
         transport.close()
 
 
+def _sipp_errors(cwd: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in cwd.glob("*errors.log"))[-2000:]
+
+
 async def test_a_caller_that_stops_refreshing_its_session_timer_is_ended_session_expired(
     ghost_stack: Stack, tmp_path: Path
 ) -> None:
@@ -269,8 +273,7 @@ async def test_a_caller_that_stops_refreshing_its_session_timer_is_ended_session
         out, _ = await asyncio.wait_for(sipp.communicate(), 45)
         took = time.monotonic() - started
         # SIPp succeeded only if the 200 named it the refresher and the BYE came (within its 15 s wait).
-        errors = "".join(p.read_text(errors="replace") for p in tmp_path.glob("*errors.log"))
-        assert sipp.returncode == 0, errors[-2000:] or out.decode(errors="replace")[-2000:]
+        assert sipp.returncode == 0, _sipp_errors(tmp_path) or out.decode(errors="replace")[-2000:]
         ended = await watch.wait_for(ev.CallEnded, lambda e: e.cause == "session_expired")
         # Nobody answered it (no agent signed in): it ended waiting in the queue, for that reason.
         record = await wait_contact(t, str(ended.call_id), "abandoned")
