@@ -173,14 +173,6 @@ class Batch:
         found |= {month_of(r.at.timestamp()) for r in self.queue_stats}
         return found
 
-    def __len__(self) -> int:
-        return (
-            sum(len(v) for v in self.contact_events.values())
-            + len(self.agent_states)
-            + len(self.ivr_visits)
-            + len(self.queue_stats)
-        )
-
 
 def _queued(row: ContactRow, e: ev.ContactQueued) -> bool:
     at = _at(e.ts)

@@ -205,8 +205,6 @@ async def queue_report(
     }
 
 
-WORKING = ("available", "reserved", "on_contact", "wrap_up")
-BUSY = ("on_contact", "wrap_up")
 _STATE_SUMS = ", ".join(f"sum({s}_s) AS {s}_s" for s in STATES)
 _OPEN_STATES = ", ".join(f"CASE WHEN state = '{s}' THEN secs ELSE 0 END" for s in STATES)
 
@@ -259,21 +257,24 @@ async def agent_report(
     records = await conn.fetch(
         sql, _aligned(start), end, agent_ids, now, list(STATES), *intervals(start, end, interval, zone)
     )
+    # Ten thousand agents a day make 170,000 rows: this loop is most of the report's time, hence the
+    # positional unpacking (columns as selected: bucket, agent, 5 sums, then STATES in order).
     rows = []
-    for r in records:
-        states = {s: round(r[f"{s}_s"], 3) for s in STATES if r[f"{s}_s"] > 5e-4}
-        if not states and not r["handled"]:
+    for bucket, agent, handled, handle_sum, wrapped, _talk, transfers, *seconds in records:
+        states = {s: round(v, 3) for s, v in zip(STATES, seconds, strict=True) if v > 5e-4}
+        if not states and not handled:
             continue  # a rollup row whose changes cancelled out
-        working = sum(states.get(s, 0.0) for s in WORKING)
+        busy = states.get("on_contact", 0.0) + states.get("wrap_up", 0.0)
+        working = busy + states.get("available", 0.0) + states.get("reserved", 0.0)
         rows.append(
             {
-                "interval_start": r["bucket"],
-                "agent_id": r["agent_id"],
-                "handled": int(r["handled"]),
-                "aht_s": _ms(_ratio(float(r["handle_sum"]), int(r["wrapped"]))),
-                "transfers": int(r["transfers"]),
+                "interval_start": bucket,
+                "agent_id": agent,
+                "handled": int(handled),
+                "aht_s": round(handle_sum / wrapped, 3) if wrapped else None,
+                "transfers": int(transfers),
                 "state_seconds": states,
-                "occupancy": _ratio(sum(states.get(s, 0.0) for s in BUSY), working),
+                "occupancy": busy / working if working else None,
             }
         )
     return {

@@ -52,6 +52,7 @@ AGENT_FIELDS = ("handled", "handle_sum", "wrapped", "talk_sum", "transfers", *(f
 IVR_FIELDS = ("completed", "self_served", "transferred", "abandoned")
 NODE_FIELDS = ("visits", "reached", "failed", "seconds_sum")
 _STATE_INDEX = {s: AGENT_FIELDS.index(f"{s}_s") for s in STATES}
+_NO_STATES = (0.0,) * len(STATES)
 
 
 def bucket_of(ts: float) -> float:
@@ -118,7 +119,7 @@ def _agent_part(row: ContactRow) -> tuple[Hashable, tuple[float, ...]] | None:
         int(row.handle_s is not None),
         row.talk_s or 0.0,
         row.transfers,
-        *(0.0 for _ in STATES),
+        *_NO_STATES,
     )
     return (row.agent_id, bucket_of(_ts(row.answered_at))), vector
 
