@@ -14,7 +14,19 @@ from typing import Any
 import click
 import switchboard
 
-from . import account, agent, contacts, flows, recordings, reporting, resources, shift, staffing, trunks
+from . import (
+    account,
+    agent,
+    calling,
+    contacts,
+    flows,
+    recordings,
+    reporting,
+    resources,
+    shift,
+    staffing,
+    trunks,
+)
 from .context import EXIT_API, CliError, common_options
 
 __all__ = ["cli"]
@@ -100,6 +112,7 @@ account.register(cli)
 resources.register(cli)
 flows.register(cli)  # after resources: it adds `numbers route`
 trunks.register(cli)
+calling.register(cli)
 agent.register(cli)  # after resources: it adds `agents token`
 shift.register(cli)  # after resources: it adds `agents invite`, `agents signout`
 contacts.register(cli)

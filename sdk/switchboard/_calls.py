@@ -48,6 +48,8 @@ __all__ = [
     "alert_policy_clear",
     "alert_policy_get",
     "alert_policy_put",
+    "calling_settings_get",
+    "calling_settings_put",
     "contact_front",
     "contact_get",
     "contact_monitor",
@@ -371,6 +373,14 @@ def contact_monitor(
 def recording_pause(recording_id: str, pause: bool) -> Call[Recording]:
     action = "pause" if pause else "resume"
     return Call[Recording]("POST", f"/v1/recordings/{_id(recording_id)}/{action}", Recording)
+
+
+def calling_settings_get() -> Call[dict[str, Any]]:
+    return Call[dict[str, Any]]("GET", "/v1/calling-settings", dict[str, Any])
+
+
+def calling_settings_put(settings: dict[str, Any]) -> Call[dict[str, Any]]:
+    return Call[dict[str, Any]]("PUT", "/v1/calling-settings", dict[str, Any], body=settings)
 
 
 def recording_settings_get() -> Call[dict[str, Any]]:

@@ -512,9 +512,11 @@ class AgentSession:
                 ice = self.ready.ice_servers if self.ready is not None else []
                 leg = AgentLeg(contact_id, ice, play=self.play, play_loop=self.play_loop, record=self.record)
                 self._legs[contact_id] = leg
-                # A consultation's leg joins the caller's call (offer.call_id), not the consultation's id.
-                call_id = offer.call_id or contact_id
-                answer = await self.request("offer", sdp=await leg.create_offer(), call_id=call_id)
+                # The offer's call_id: the call the leg joins (a consultation's: the caller's call); absent: the
+                # contact's own; null: an agent-first callback, whose customer is dialled after the accept.
+                call_id = contact_id if offer.call_id is msgspec.UNSET else offer.call_id
+                where = {"call_id": call_id} if call_id else {"contact_id": contact_id}
+                answer = await self.request("offer", sdp=await leg.create_offer(), **where)
                 await leg.accept_answer(str(answer["leg_id"]), str(answer["sdp"]))
             if not self.auto_answer:
                 return

@@ -156,8 +156,10 @@ class ContactOffer(AgentEvent, kw_only=True, tag="contact_offer"):
     expires_at: float | str | None = None
     audio: str = "webrtc"  # "phone": the agent's desk phone rings and its pick-up answers (no leg here)
     context: OfferContext = msgspec.field(default_factory=OfferContext)
-    # The call the audio leg is made for, when it is not `contact_id` (a consultation: the caller's call).
-    call_id: str | None = None
+    # The call the audio leg joins, when it is not `contact_id` (a consultation: the caller's call; a
+    # callback: the customer's call); None: an agent-first callback, whose customer is dialled after the
+    # accept (the leg names the contact instead); absent: the contact's own call.
+    call_id: str | msgspec.UnsetType | None = msgspec.UNSET
 
 
 class ConsultUpdate(AgentEvent, kw_only=True, tag="consult"):

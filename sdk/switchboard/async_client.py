@@ -25,6 +25,7 @@ from ._core import (
     resolve_api_key,
     resolve_base_url,
 )
+from .calling import AsyncCalling
 from .client import USER_AGENT, check_base_url, lower_headers, transport_failure
 from .errors import ConnectionError, ResponseError, error_from_response, parse_retry_after
 from .flows import AsyncFlows
@@ -104,6 +105,7 @@ class AsyncClient:
         self.contacts = AsyncContacts(self)
         self.realtime = AsyncRealtime(self)
         self.reports = AsyncReports(self)
+        self.calling = AsyncCalling(self)
         self.recordings = AsyncRecordings(self)
         self.webhooks = AsyncWebhooks(self)
         self.widget_keys = AsyncWidgetKeys(self)

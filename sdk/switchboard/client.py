@@ -26,6 +26,7 @@ from ._core import (
     resolve_base_url,
 )
 from ._version import __version__
+from .calling import Calling
 from .errors import ConnectionError, ResponseError, error_from_response, parse_retry_after
 from .flows import Flows
 from .models import (
@@ -129,6 +130,7 @@ class Client:
         self.contacts = Contacts(self)
         self.realtime = Realtime(self)
         self.reports = Reports(self)
+        self.calling = Calling(self)
         self.recordings = Recordings(self)
         self.webhooks = Webhooks(self)
         self.widget_keys = WidgetKeys(self)

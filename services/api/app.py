@@ -31,6 +31,7 @@ from .agents import AgentController
 from .alert_policy import AlertPolicyController
 from .audit import AuditController
 from .auth import AuthMiddleware
+from .calling import CallingSettingsController
 from .contacts import ContactController
 from .desk import DeskController, DeskSettingsController
 from .floor import AgentFloorController, ContactFloorController
@@ -223,6 +224,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int | None = None) ->
             RecordingController,
             RecordingAudioController,
             RecordingSettingsController,
+            CallingSettingsController,
             RealtimeController,
             ReportController,
             realtime_feed,

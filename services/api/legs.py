@@ -35,7 +35,12 @@ class LegSocket(Socket):
             try:
                 data = await self.command(
                     MediaWebRtcOffer(
-                        tenant_id=tenant, leg_id=leg_id, agent_id=owner, sdp=body.sdp, call_id=body.call_id
+                        tenant_id=tenant,
+                        leg_id=leg_id,
+                        agent_id=owner,
+                        sdp=body.sdp,
+                        call_id=body.call_id,
+                        contact_id=getattr(body, "contact_id", None),
                     )
                 )
             except Bad:

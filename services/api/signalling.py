@@ -85,6 +85,8 @@ class Auth(msgspec.Struct, kw_only=True):
 class Offer(msgspec.Struct, kw_only=True):
     sdp: str
     call_id: uuid.UUID | None = None
+    # The contact of a leg made before its call exists (an agent-first callback: docs/agent-protocol.md).
+    contact_id: uuid.UUID | None = None
 
 
 class CallOffer(msgspec.Struct, kw_only=True):

@@ -34,6 +34,7 @@ from services.kernel.messages import Command, Event, Reply
 from services.kernel.serving import Consumer, Server
 from services.recording.policy import should_record
 
+from .callbacks import CallbackInfo, CallingSettings
 from .calllog import call_line
 from .lifecycle import Contact, DeskRefused, Lifecycle, OfferInfo, Waiting, late_wrap_up
 from .reconcile import CHECKPOINT_S, RECONCILE_AFTER_S, media_started_after
@@ -72,6 +73,8 @@ EVENTS: tuple[type[Event], ...] = (
     ev.ContactEnded,
     ev.ContactWrappedUp,
     ev.WebRtcSignal,
+    ev.IvrCallbackRequested,
+    ev.RoutingCallbackDue,
 )
 # Frequent events that usually change nothing worth saving (every call's position, every prompt's end).
 QUIET = (ev.ContactPositionChanged, ev.CallPlayFinished)
@@ -242,6 +245,8 @@ class ContactsAdapter:
             now = self._when(event)
             if isinstance(event, ev.ContactOffered):
                 event = await self._offer_info(running.machine, event)
+            elif isinstance(event, ev.IvrCallbackRequested):
+                event = CallbackInfo(request=event, settings=await self.calling_settings(event.tenant_id))
             outputs = running.machine.handle(event, now)
             if not outputs and isinstance(event, QUIET):
                 return  # a position or another prompt's end: not worth a write (the next step saves it)
@@ -323,6 +328,27 @@ class ContactsAdapter:
             history_today=today,
             history_last=last,
             record_percent=record_percent,
+        )
+
+    async def calling_settings(self, tenant_id: uuid.UUID) -> CallingSettings:
+        """The tenant's settings for the calls the platform places (migration 0025); defaults if unreadable."""
+        try:
+            async with tenant_tx(self.pool, tenant_id, readonly=True) as conn:
+                row = await conn.fetchrow(
+                    """SELECT callback_mode, callback_attempts, callback_retry_seconds, callback_ring_seconds,
+                              caller_id FROM tenants WHERE id = current_tenant()"""
+                )
+        except asyncpg.PostgresError as exc:
+            self.log.warning("contacts_settings_lookup_failed", error=f"{type(exc).__name__}: {exc}")
+            return CallingSettings()
+        if row is None:
+            return CallingSettings()
+        return CallingSettings(
+            callback_mode=row["callback_mode"],
+            callback_attempts=row["callback_attempts"],
+            callback_retry_seconds=float(row["callback_retry_seconds"]),
+            callback_ring_seconds=float(row["callback_ring_seconds"]),
+            caller_id=row["caller_id"],
         )
 
     # -- desk commands ----------------------------------------------------------------------------
@@ -431,6 +457,9 @@ class ContactsAdapter:
                 except Exception as exc:
                     self.log.warning("contacts_publish_failed", error=f"{type(exc).__name__}: {exc}")
                 continue
+            if isinstance(item, ev.MediaOriginate):
+                # Its call's events may come before the reply: they must already find the contact.
+                self.legs[item.call_id] = machine.contact_id
             ok, code, error = await self._send(item)
             purpose = machine.state.pending.get(str(item.id))
             if not ok and purpose in REFUSALS and refused is None:
@@ -443,7 +472,15 @@ class ContactsAdapter:
 
     def _alias(self, machine: Lifecycle) -> None:
         s = machine.state
-        for other in (s.leg_id, s.routing_id, s.consult and s.consult.id, s.consult and s.consult.leg_id):
+        dialing = s.callback and s.callback.dialing
+        for other in (
+            s.leg_id,
+            s.routing_id,
+            s.consult and s.consult.id,
+            s.consult and s.consult.leg_id,
+            s.customer_call,
+            dialing,
+        ):
             if other is not None:
                 self.legs[other] = machine.contact_id
 

@@ -22,12 +22,14 @@ from services.kernel.messages import Command, Event
 from services.recording.policy import should_record
 
 from . import consult
+from .callbacks import CALLBACK_GREETING, RING_SLACK_S, CallbackInfo, CallbackPlan, attempt_call_id
 from .consult import Consult
 from .records import ContactRecord, TimelineEntry, iso_utc
 
 __all__ = [
     "ACCEPT_LEG_TIMEOUT_S",
     "AGENT_LOST_MESSAGE",
+    "PHASES",
     "Contact",
     "DeskRefused",
     "Lifecycle",
@@ -52,6 +54,23 @@ CLOSED_MESSAGE_MAX_S = 60.0  # the closed message has played by then (or its end
 NOTICE_MAX_S = 60.0
 SEEN_MAX = 64  # event ids remembered per contact (redeliveries arrive within a few seconds)
 TERMINAL = ("ended", "abandoned", "failed")
+# Every phase a contact may move to from each (docs/contacts.md): `_transition` refuses any other move.
+_ENDS = frozenset(TERMINAL)
+PHASES: dict[str | None, frozenset[str]] = {
+    None: frozenset({"arrived"}),
+    "arrived": frozenset({"in_ivr", "queued"}) | _ENDS,
+    "in_ivr": frozenset({"queued", "callback"}) | _ENDS,
+    "queued": frozenset({"offered", "callback"}) | _ENDS,
+    # "callback" from offered: the customer of an agent-first callback did not answer (a retry waits).
+    "offered": frozenset({"connected", "queued", "wrap_up", "callback"}) | _ENDS,
+    "connected": frozenset({"wrap_up", "queued"}) | _ENDS,
+    "wrap_up": _ENDS,
+    # The caller hung up to be called back: in line again for an attempt (or the customer answered).
+    "callback": frozenset({"queued"}) | _ENDS,
+    "ended": frozenset(),
+    "abandoned": frozenset(),
+    "failed": frozenset(),
+}
 DIGITS = frozenset("0123456789*#ABCD")
 WORKER_LOST = "media_worker_lost"  # call.ended's cause when a media worker dies (docs/media.md, Sharding)
 # Causes that are the platform's failure, not the caller's or the agent's choice: the record says so
@@ -139,6 +158,15 @@ class Contact(msgspec.Struct, kw_only=True):
     routing_id: uuid.UUID | None = None
     # Agent id -> the contact id that agent's desk knows, where it is not this contact's (a consultation).
     desk_ids: dict[str, str] = {}
+    callback: CallbackPlan | None = None  # the caller asked to be called back (callbacks.py)
+    # Routing found the contact due while its caller was still on the line (hearing the confirmation).
+    callback_due: bool = False
+    # The caller's media call once it is not the contact's own (the customer's call of a callback).
+    customer_call: uuid.UUID | None = None
+
+
+class IllegalTransition(RuntimeError):
+    pass
 
 
 class DeskRefused(Exception):
@@ -289,6 +317,11 @@ class Lifecycle:
         return self.state.routing_id or self.contact_id
 
     @property
+    def caller_call(self) -> uuid.UUID:
+        """The caller's media call: the contact's own, or the customer's call of a callback."""
+        return self.state.customer_call or self.contact_id
+
+    @property
     def finished(self) -> bool:
         """Nothing more can happen to it (its record is final)."""
         return self.phase in TERMINAL
@@ -304,8 +337,14 @@ class Lifecycle:
 
     # -- inputs -----------------------------------------------------------------------------------
 
-    def handle(self, event: Event | OfferInfo, now: float) -> list[Command | Event]:
-        input_id = event.offer.id if isinstance(event, OfferInfo) else event.id
+    def handle(self, event: Event | OfferInfo | CallbackInfo, now: float) -> list[Command | Event]:
+        match event:
+            case OfferInfo():
+                input_id = event.offer.id
+            case CallbackInfo():
+                input_id = event.request.id
+            case _:
+                input_id = event.id
         key = str(input_id)
         if key in self.state.seen:
             return []
@@ -347,8 +386,16 @@ class Lifecycle:
             case ev.ContactRejected():
                 self._rejected(event, now)
             case ev.ContactAbandoned():
-                if self.phase not in TERMINAL:
+                if self.phase == "callback" and event.reason != "callback_unanswered":
+                    pass  # our own cancel of an attempt nobody answered: the contact waits for its retry
+                elif event.reason == "callback_unanswered" and self.phase in ("callback", "queued"):
+                    self._finish("ended", now, "callback_unanswered", cause=event.reason)
+                elif self.phase not in TERMINAL:
                     self._finish("abandoned", now, f"abandoned_{event.reason}", cause=event.reason)
+            case CallbackInfo():
+                self._callback_requested(event, now)
+            case ev.RoutingCallbackDue():
+                self._callback_due(now)
             case ev.ContactOverflowed():
                 self._overflowed(event, now)
             case ev.ContactRequeued():
@@ -398,8 +445,26 @@ class Lifecycle:
             self._finish("failed", now, "failed", cause=f"answer_failed:{code}")
         elif not ok and purpose == "enqueue" and self.phase == "arrived" and code == "queue_closed":
             self._closed(now)
+        elif (
+            purpose == "callback_dial"
+            and not ok
+            and s.callback is not None
+            and s.callback.dialing is not None
+        ):
+            self._callback_missed(now, f"dial_failed:{code}")
+        elif (
+            purpose in ("callback_enqueue", "callback_offer")
+            and not ok
+            and self.phase in ("callback", "queued")
+        ):
+            # Routing refused to put the contact (back) in line: nobody would ever call the customer.
+            if purpose == "callback_offer":
+                self._send(
+                    ev.RoutingCancel(**self._stamp(), call_id=self.routing_id, reason="failed"), "cancel"
+                )
+            self._finish("failed", now, "callback_failed", cause=f"{purpose}_refused:{code}")
         elif not ok and purpose == "enqueue" and self.phase == "arrived":
-            self._send(ev.MediaPlay(**self._stamp(), call_id=self.contact_id, text=APOLOGY), "apology")
+            self._send(ev.MediaPlay(**self._stamp(), call_id=self.caller_call, text=APOLOGY), "apology")
             self._hang_up_caller("no_queue")
             self._finish("failed", now, "failed", cause=f"enqueue_refused:{code}")
         return self.take()
@@ -419,6 +484,7 @@ class Lifecycle:
         if s.deadline is None or now < s.deadline:
             return self.take()
         s.deadline = None
+        plan = s.callback
         if self.phase == "arrived" and s.notice == "playing":
             s.playing = None
             self._notice_over(now, heard=False)
@@ -428,6 +494,14 @@ class Lifecycle:
         elif self.phase == "arrived" and s.owns_media:
             self._hang_up_caller("not_answered")
             self._finish("failed", now, "failed", cause="answer_timeout")
+        elif plan is not None and plan.dialing is not None:
+            # The customer's phone rang out.
+            self._send(
+                ev.MediaHangup(**self._stamp(), call_id=plan.dialing, cause="no_answer"), "hangup_customer"
+            )
+            self._callback_missed(now, "no_answer")
+        elif plan is not None and self.phase == "callback" and plan.enqueue_at is not None:
+            self._callback_enqueue(now)
         elif s.accepted and not s.bridged:
             self._agent_lost(now, "agent_leg_timeout")
         return self.take()
@@ -484,7 +558,7 @@ class Lifecycle:
             return {"disposition": cmd.disposition}
         if self.phase != "connected":
             raise DeskRefused("state", f"the contact is {self.phase}, not connected")
-        caller = self.contact_id
+        caller = self.caller_call
         if isinstance(cmd, ev.DeskConsult):
             return consult.start(self, cmd, queue_id, now)
         if isinstance(cmd, ev.DeskConsultComplete):
@@ -573,22 +647,23 @@ class Lifecycle:
             assert s.offer_agent_id is not None and s.offer_id is not None
             self._event("agent_phone_answered", now, agent_id=s.offer_agent_id)
             if s.accepted:
-                if not s.bridged and s.bridge_command is None:
-                    self._bridge()
+                self._agent_ready(now)
                 return
             self._send(
                 ev.RoutingAccept(**self._stamp(), agent_id=uuid.UUID(s.offer_agent_id), offer_id=s.offer_id),
                 "accept",
             )
             return
-        if event.call_id == self.contact_id:
+        if s.callback is not None and event.call_id == s.callback.dialing:
+            self._customer_answered(event.call_id, now)
+        elif event.call_id == self.contact_id:
             self._wait_in_queue()
 
     def _transferred(self, move: dict[str, str], now: float) -> None:
         """Routing took the blind transfer: the agent's part ends, the caller hears music until the next."""
         s, r = self.state, self.state.record
         self._release_agent_media()
-        self._send(ev.MediaPlay(**self._stamp(), call_id=self.contact_id, tone="moh", loop=True), "moh")
+        self._send(ev.MediaPlay(**self._stamp(), call_id=self.caller_call, tone="moh", loop=True), "moh")
         r.transfers.append(move)
         s.note, s.note_from = move.get("note", ""), move["from_agent_id"]
         s.owns_media = True
@@ -658,7 +733,7 @@ class Lifecycle:
         stamp = self._stamp()
         play = position_play(
             tenant_id=stamp["tenant_id"],
-            call_id=self.contact_id,
+            call_id=self.caller_call,
             position=s.position,
             expected_wait_s=s.expected_wait_s,
             language=s.waiting.language,
@@ -671,7 +746,7 @@ class Lifecycle:
 
     def _play_finished(self, event: ev.CallPlayFinished, now: float) -> None:
         s = self.state
-        if event.call_id != self.contact_id or event.play_id is None or str(event.play_id) != s.playing:
+        if event.call_id != self.caller_call or event.play_id is None or str(event.play_id) != s.playing:
             return
         s.playing = None
         if self.phase == "arrived" and s.notice == "playing":
@@ -679,7 +754,7 @@ class Lifecycle:
         elif self.phase == "arrived" and s.record.outcome == CLOSED:
             self._hang_up_caller(CLOSED)
         elif event.reason != "stopped" and self.phase in ("queued", "offered") and not s.bridged:
-            self._send(ev.MediaPlay(**self._stamp(), call_id=self.contact_id, tone="moh", loop=True), "moh")
+            self._send(ev.MediaPlay(**self._stamp(), call_id=self.caller_call, tone="moh", loop=True), "moh")
 
     def _closed(self, now: float) -> None:
         """The queue is closed (hours, holiday): its closed message, then goodbye."""
@@ -709,8 +784,8 @@ class Lifecycle:
             r.ivr_s = round(now - r.arrived_at, 3)
             r.outcome = event.outcome  # final unless the caller is queued
             self._event("ivr_completed", now, outcome=event.outcome)
-            if event.outcome == "callback":
-                # The caller leaves the line and keeps a place for a call-back (a contact of its own later).
+            if event.outcome == "callback" and self.state.callback is None:
+                # A call back asked for without its request (an IVR older than ivr.callback_requested).
                 self._finish("ended", now, "callback", cause="callback")
 
     def _queued(self, event: ev.ContactQueued, now: float) -> None:
@@ -735,7 +810,7 @@ class Lifecycle:
             except ValueError:
                 pass
             self._transition("queued", now, "enqueued", queue_id=event.queue)
-        elif self.phase == "queued" and s.offer_id is None:
+        elif self.phase in ("queued", "callback") and s.offer_id is None:
             self._event("queued", now, queue_id=event.queue)
 
     def _offered(self, info: OfferInfo, now: float) -> None:
@@ -764,6 +839,8 @@ class Lifecycle:
             expires_at=offer.expires_at,
             # "phone": the platform rings the agent's phone and its pick-up answers; the client makes no leg.
             audio="phone" if info.endpoint else "webrtc",
+            # The call the agent's leg joins; None: the customer is dialled after the accept, next to the leg.
+            call_id=None if self._awaits_customer else str(self.caller_call),
             context=self.context(now, info),
         )
         if info.endpoint:
@@ -776,7 +853,7 @@ class Lifecycle:
                     to=info.endpoint,
                     caller_id=r.caller,
                     timeout=max(5.0, offer.expires_at - now),
-                    near_call_id=self.contact_id,
+                    near_call_id=None if self._awaits_customer else self.caller_call,
                 ),
                 "dial",
             )
@@ -801,6 +878,10 @@ class Lifecycle:
         }
         if s.note or s.note_from:
             context["transfer"] = {"from_agent_id": s.note_from, "note": s.note}
+        if s.callback is not None:
+            plan = s.callback
+            attempt = plan.attempts if s.customer_call is not None else plan.attempts + 1
+            context["callback"] = {"number": plan.number, "attempt": attempt, "of": plan.max_attempts}
         return context
 
     def _accepted(self, event: ev.ContactAccepted, now: float) -> None:
@@ -817,9 +898,9 @@ class Lifecycle:
         r.agent_id = uuid.UUID(event.agent_id)
         self._event("accepted", now, agent_id=event.agent_id)
         if s.owns_media:
-            self._send(ev.MediaStop(**self._stamp(), call_id=self.contact_id), "stop_music")
+            self._send(ev.MediaStop(**self._stamp(), call_id=self.caller_call), "stop_music")
         if s.leg_ready:
-            self._bridge()
+            self._agent_ready(now)
         else:
             s.deadline = now + ACCEPT_LEG_TIMEOUT_S
 
@@ -830,10 +911,23 @@ class Lifecycle:
         if leg is not None:
             s.leg_id, s.leg_ready = leg, True
 
+    def _agent_ready(self, now: float) -> None:
+        """The agent accepted and its audio is up: bridge to the caller, or first dial the customer of an
+        agent-first callback (bridged when they answer)."""
+        s = self.state
+        if s.bridged or s.bridge_command is not None:
+            return
+        plan = s.callback
+        if plan is not None and s.customer_call is None:
+            if plan.dialing is None:
+                self._dial_customer(now, near=s.leg_id)
+            return
+        self._bridge()
+
     def _bridge(self) -> None:
         s = self.state
         assert s.leg_id is not None
-        command = ev.MediaBridge(**self._stamp(), call_id=self.contact_id, other_call_id=s.leg_id)
+        command = ev.MediaBridge(**self._stamp(), call_id=self.caller_call, other_call_id=s.leg_id)
         s.bridge_command = command.id
         s.deadline = None
         self._send(command, "bridge")
@@ -852,7 +946,7 @@ class Lifecycle:
             # One recording per call, from the first agent's bridge (a transfer's second bridge is not yet
             # recorded: media keeps one spool per call).
             s.recording_started = True
-            self._send(ev.MediaRecordStart(**self._stamp(), call_id=self.contact_id), "record")
+            self._send(ev.MediaRecordStart(**self._stamp(), call_id=self.caller_call), "record")
         recording = "paused" if s.recording_paused else ("on" if s.recording_started else "off")
         self._desk(str(r.agent_id), "contact_connected", now=now, leg_id=str(s.leg_id), recording=recording)
 
@@ -879,8 +973,8 @@ class Lifecycle:
             return
         if event.kind == "state" and event.state == "connected" and self.phase == "offered":
             s.leg_id, s.leg_ready = event.leg_id, True
-            if s.accepted and not s.bridged and s.bridge_command is None:
-                self._bridge()
+            if s.accepted:
+                self._agent_ready(now)
         elif event.kind == "ended" and event.leg_id == s.leg_id:
             if s.consult is not None and consult.first_agent_gone(self, now):
                 return  # hanging up mid-consultation transfers the caller
@@ -928,9 +1022,18 @@ class Lifecycle:
         s.deadline = None
         if s.leg_id is not None:
             self._send(ev.MediaHangup(**self._stamp(), call_id=s.leg_id, cause=cause), "hangup_leg")
-        caller = self.contact_id
-        self._send(ev.MediaPlay(**self._stamp(), call_id=caller, text=AGENT_LOST_MESSAGE), "sorry")
-        self._send(ev.MediaPlay(**self._stamp(), call_id=caller, tone="moh", loop=True), "moh")
+        if self._awaits_customer:
+            plan = s.callback
+            assert plan is not None
+            if plan.dialing is not None:
+                self._send(
+                    ev.MediaHangup(**self._stamp(), call_id=plan.dialing, cause=cause), "hangup_customer"
+                )
+                plan.dialing = None
+        else:
+            caller = self.caller_call
+            self._send(ev.MediaPlay(**self._stamp(), call_id=caller, text=AGENT_LOST_MESSAGE), "sorry")
+            self._send(ev.MediaPlay(**self._stamp(), call_id=caller, tone="moh", loop=True), "moh")
         if logout:
             self._send(
                 ev.RoutingAgentLogout(**self._stamp(), agent_id=uuid.UUID(agent), force=True),
@@ -938,7 +1041,7 @@ class Lifecycle:
             )
         self._desk(agent, "contact_ended", cause=cause, by="system", now=now)
         r.agent_id = None
-        s.owns_media = True
+        s.owns_media = not self._awaits_customer
         s.offer_id = s.offer_agent_id = None
         s.leg_id, s.leg_ready, s.accepted, s.bridged, s.bridge_command = None, False, False, False, None
         self._transition("queued", now, cause)
@@ -971,19 +1074,28 @@ class Lifecycle:
 
     def _call_ended(self, event: ev.CallEnded, now: float) -> None:
         s, r = self.state, self.state.record
-        if event.call_id != self.contact_id:
+        if event.call_id != self.caller_call:
             if s.consult is not None and event.call_id == s.consult.leg_id:
                 consult.leg_gone(self, now)
             elif event.call_id == s.leg_id:
                 if s.consult is not None and consult.first_agent_gone(self, now):
                     return  # hanging up mid-consultation transfers the caller
                 self._leg_gone(now, event.cause)
+            elif s.callback is not None and event.call_id == s.callback.dialing:
+                self._callback_missed(now, event.cause)
+            return
+        phase = self.phase
+        if s.callback is not None and s.customer_call is None and phase in ("in_ivr", "queued"):
+            # The caller hangs up once the call back is agreed: the contact waits without them.
+            self._transition("callback", now, "callback_requested")
+            s.deadline = s.callback.enqueue_at
+            if s.callback_due:
+                self._callback_due(now)
             return
         if s.consult is not None:
             consult.caller_gone(self, now)
         s.deadline = None
         r.cause = r.cause or event.cause
-        phase = self.phase
         if phase in TERMINAL or phase == "wrap_up":
             return
         if phase == "arrived" and r.outcome in (UNROUTED, CLOSED):
@@ -1034,6 +1146,8 @@ class Lifecycle:
         phase = self.phase
         if phase in TERMINAL or phase == "wrap_up":
             return
+        if phase == "callback" and (s.callback is None or s.callback.dialing is None):
+            return  # nobody is on a call: the call back is still to be made
         s.deadline = None
         if phase == "connected" or s.accepted:
             self._end_connected(at, by="system", cause=cause)
@@ -1073,7 +1187,7 @@ class Lifecycle:
         s.held = s.muted = False
 
     def _hang_up_caller(self, cause: str) -> None:
-        self._send(ev.MediaHangup(**self._stamp(), call_id=self.contact_id, cause=cause), "hangup")
+        self._send(ev.MediaHangup(**self._stamp(), call_id=self.caller_call, cause=cause), "hangup")
 
     def _wrapped(self, now: float, cause: str) -> None:
         r = self.state.record
@@ -1097,6 +1211,139 @@ class Lifecycle:
         self.state.deadline = None
         self._transition(phase, now, outcome)
 
+    # -- callbacks (callbacks.py) -----------------------------------------------------------------
+
+    @property
+    def _awaits_customer(self) -> bool:
+        """A callback whose customer is not on the line (yet): nothing to play to, nobody to hang up."""
+        return self.state.callback is not None and self.state.customer_call is None
+
+    def _callback_requested(self, info: CallbackInfo, now: float) -> None:
+        s, r = self.state, self.state.record
+        if s.callback is not None or self.phase not in ("in_ivr", "queued"):
+            return
+        s.callback = plan = CallbackPlan.of(info, r.dialled)
+        r.attributes["callback_number"] = plan.number
+        detail = {"number": plan.number, "mode": plan.mode}
+        if plan.enqueue_at is not None:
+            detail["at"] = iso_utc(plan.enqueue_at)
+        self._event("callback_requested", now, **detail)
+
+    def _callback_due(self, now: float) -> None:
+        """Routing says the contact reached the front of its queue."""
+        s = self.state
+        plan = s.callback
+        if self.phase in ("in_ivr", "queued") and s.customer_call is None and not s.accepted:
+            s.callback_due = True  # acted on once the caller has hung up
+            return
+        if plan is None or self.phase != "callback" or plan.dialing is not None:
+            return
+        s.callback_due = False
+        if plan.mode == "customer_first":
+            self._dial_customer(now, near=None)
+            return
+        # Agent first: offered like a call at its place; the customer is dialled on the accept.
+        self._send(
+            ev.RoutingSetVirtualHold(**self._stamp(), call_id=self.routing_id, on=False), "callback_offer"
+        )
+        self._transition("queued", now, "callback_due")
+
+    def _callback_enqueue(self, now: float) -> None:
+        """A chosen time, or the next attempt after the retry gap: in line again (at the back)."""
+        s, r = self.state, self.state.record
+        plan = s.callback
+        assert plan is not None
+        plan.enqueue_at = None
+        self._send(
+            ev.RoutingCallback(
+                **self._stamp(),
+                call_id=self.routing_id,
+                queue=plan.queue,
+                queue_id=r.queue_id,
+                number=plan.number,
+                attributes=dict(r.attributes),
+            ),
+            "callback_enqueue",
+        )
+        self._event("callback_queued", now, attempt=str(plan.attempts + 1))
+
+    def _dial_customer(self, now: float, *, near: uuid.UUID | None) -> None:
+        s = self.state
+        plan = s.callback
+        assert plan is not None
+        plan.attempts += 1
+        plan.dialing = attempt_call_id(self.contact_id, plan.attempts)
+        self._event("callback_dialing", now, attempt=str(plan.attempts), number=plan.number)
+        self._send(
+            ev.MediaOriginate(
+                **self._stamp(),
+                call_id=plan.dialing,
+                to=plan.number,
+                caller_id=plan.caller_id,
+                timeout=plan.ring_s,
+                near_call_id=near,
+            ),
+            "callback_dial",
+        )
+        s.deadline = now + plan.ring_s + RING_SLACK_S
+
+    def _customer_answered(self, call: uuid.UUID, now: float) -> None:
+        s, r = self.state, self.state.record
+        plan = s.callback
+        assert plan is not None
+        plan.dialing = None
+        s.customer_call = call
+        s.deadline = None
+        r.attributes["callback.attempts"] = str(plan.attempts)
+        self._event("callback_answered", now, attempt=str(plan.attempts))
+        if self.phase == "callback":
+            # Customer first: they hear why we call, then wait at the front for the next agent.
+            s.owns_media = True
+            self._send(ev.MediaPlay(**self._stamp(), call_id=call, text=CALLBACK_GREETING), "greeting")
+            self._send(ev.MediaPlay(**self._stamp(), call_id=call, tone="moh", loop=True), "moh")
+            self._send(
+                ev.RoutingSetVirtualHold(**self._stamp(), call_id=self.routing_id, on=False), "callback_offer"
+            )
+            self._transition("queued", now, "callback_answered")
+        elif self.phase == "offered" and s.accepted and s.leg_ready:
+            self._bridge()
+        else:
+            self._send(ev.MediaHangup(**self._stamp(), call_id=call, cause="agent_gone"), "hangup_customer")
+
+    def _callback_missed(self, now: float, cause: str) -> None:
+        """Nobody took the customer's call (busy, declined, rang out, not dialled): free the agent, then a
+        retry after the tenant's gap, or the final outcome once the attempts are spent."""
+        s, r = self.state, self.state.record
+        plan = s.callback
+        assert plan is not None
+        plan.dialing = None
+        plan.last_cause = cause
+        s.deadline = None
+        self._event("callback_not_answered", now, attempt=str(plan.attempts), cause=cause)
+        if self.phase == "offered" and s.accepted and r.agent_id is not None:
+            agent = r.agent_id
+            self._release_agent_media()
+            self._send(ev.RoutingEnd(**self._stamp(), call_id=self.routing_id), "end")
+            self._send(
+                ev.RoutingWrapUpDone(**self._stamp(), agent_id=agent, call_id=self.routing_id), "wrap_up"
+            )
+            self._desk(str(agent), "contact_ended", now=now, cause="callback_not_answered", by="system")
+            r.agent_id = None
+            s.offer_id = s.offer_agent_id = None
+        else:
+            # Customer first: routing still holds the contact at the front.
+            self._send(
+                ev.RoutingCancel(**self._stamp(), call_id=self.routing_id, reason="callback_not_answered"),
+                "cancel",
+            )
+        r.attributes["callback.attempts"] = str(plan.attempts)
+        if plan.spent:
+            self._finish("ended", now, "callback_failed", cause=cause)
+            return
+        plan.enqueue_at = now + plan.retry_s
+        s.deadline = plan.enqueue_at
+        self._transition("callback", now, "callback_not_answered")
+
     # -- outputs ----------------------------------------------------------------------------------
 
     def _transition(self, new: str, now: float, cause: str, **detail: str) -> None:
@@ -1104,6 +1351,10 @@ class Lifecycle:
         old = None if not r.timeline else r.state
         if old == new:
             return
+        if new not in PHASES[old]:
+            raise IllegalTransition(
+                f"contact {self.contact_id}: {old} -> {new} ({cause}) is not a move it can make"
+            )
         r.state = new
         self._event(new, now, cause=cause, **detail)
         s = self.state

@@ -199,6 +199,10 @@ class Callback(_Node, kw_only=True, tag="callback"):
     confirm_prompt: PromptRef | None = None
     capture_prompt: PromptRef | None = None
     keep_place: bool = False
+    # Ask the caller for a time (HHMM in the flow's time zone, the next such time; # for "as soon as
+    # possible"): the call back is placed in line at that time.
+    schedule: bool = False
+    schedule_prompt: PromptRef | None = None
     next: str
 
 

@@ -4,14 +4,17 @@ offer), callbacks, voicemail, transfers and surveys."""
 from __future__ import annotations
 
 import re
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
 
 import msgspec
 
 from services.kernel.announcements import position_play
 from services.kernel.events import (
     CallRecordFinished,
+    IvrCallbackRequested,
     MediaPlay,
     MediaTransfer,
     RoutingCallback,
@@ -32,6 +35,27 @@ from .flow import (
 from .lookup import SIGNATURE_HEADER, TIMESTAMP_HEADER, LookupRequest, LookupResult, result_attributes, sign
 from .state import Phase, next_id
 from .steps import CALLBACK_DONE, QUEUE_CALLBACK, VOICEMAIL_DONE, Steps, screen_pop
+
+SCHEDULE_PROMPT = (
+    "To be called back as soon as possible, press the pound key. To choose a time, enter it as four digits, "
+    "hours then minutes, for example 1 4 3 0 for half past two in the afternoon, then press the pound key."
+)
+
+
+def next_time(digits: str, now: float, timezone: str | None) -> float | None:
+    """The next HH:MM (four digits, 24-hour clock) in `timezone` after `now`, as epoch seconds; None when the
+    digits are not a time of day."""
+    if not re.fullmatch(r"\d{4}", digits):
+        return None
+    hour, minute = int(digits[:2]), int(digits[2:])
+    if hour > 23 or minute > 59:
+        return None
+    local = datetime.fromtimestamp(now, ZoneInfo(timezone or "UTC"))
+    at = local.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if at.timestamp() <= now:
+        at = (local + timedelta(days=1)).replace(hour=hour, minute=minute, second=0, microsecond=0)
+    return at.timestamp()
+
 
 __all__ = ["Handoffs"]
 
@@ -170,7 +194,9 @@ class Handoffs(Steps):
         self._record_digits(digit)
         if not s.offered or digit != node.callback_digit:
             return
-        # The caller keeps their place: routing calls them back when they reach the front.
+        # The caller keeps their place: routing calls them back when they reach the front. The request is
+        # published first: routing may find the contact due at once, and the coordinator must know why.
+        out.append(self._callback_requested(node.queue, s.attributes.get("caller", ""), True, None, now))
         out.append(
             RoutingCallback(
                 tenant_id=s.tenant_id,
@@ -191,9 +217,28 @@ class Handoffs(Steps):
         else:
             self._say(CALLBACK_DONE, "finish:callback", now, out)
 
+    def _callback_requested(
+        self, queue: str, number: str, keep_place: bool, at: float | None, now: float
+    ) -> IvrCallbackRequested:
+        s = self.state
+        return IvrCallbackRequested(
+            tenant_id=s.tenant_id,
+            call_id=s.call_id,
+            queue=queue,
+            number=number,
+            keep_place=keep_place,
+            at=at,
+            id=next_id(s),
+            ts=now,
+        )
+
     def _callback_step(self, node: Callback, now: float, out: list[Any]) -> None:
         s = self.state
         caller = s.attributes.get("caller", "")
+        if s.sub == 2:
+            prompt = self._prompt(node.schedule_prompt) or Prompt(say=SCHEDULE_PROMPT)
+            self._collect(prompt, now, out, min_digits=1, max_digits=4, terminator="#", first=8.0, inter=4.0)
+            return
         if s.sub == 0 and caller:
             spoken = " ".join(caller.lstrip("+"))
             prompt = self._prompt(node.confirm_prompt) or Prompt(
@@ -211,32 +256,56 @@ class Handoffs(Steps):
         s = self.state
         if s.sub == 0:
             if digits == "1":
-                self._schedule_callback(node, s.attributes.get("caller", ""), now, out)
+                self._callback_number(node, s.attributes.get("caller", ""), now, out)
                 return
             if digits == "2":
                 s.sub = 1
                 self._callback_step(node, now, out)
                 return
-        elif re.fullmatch(r"\d{7,15}", digits):
-            self._schedule_callback(node, "+" + digits, now, out)
+        elif s.sub == 1 and re.fullmatch(r"\d{7,15}", digits):
+            self._callback_number(node, "+" + digits, now, out)
             return
+        elif s.sub == 2:
+            if digits == "":  # pound alone: as soon as possible
+                self._schedule_callback(node, None, now, out)
+                return
+            at = next_time(digits, now, self.flow.timezone)
+            if at is not None:
+                self._schedule_callback(node, at, now, out)
+                return
         self._retry(node, None, bool(digits), now, out)
 
-    def _schedule_callback(self, node: Callback, number: str, now: float, out: list[Any]) -> None:
+    def _callback_number(self, node: Callback, number: str, now: float, out: list[Any]) -> None:
         s = self.state
         s.attributes["callback_number"] = number
-        out.append(
-            RoutingCallback(
-                tenant_id=s.tenant_id,
-                call_id=s.call_id,
-                queue=node.queue,
-                number=number,
-                keep_place=node.keep_place,
-                attributes={**s.attributes, **screen_pop(s)},
-                id=next_id(s),
-                ts=now,
+        if node.schedule:
+            s.sub = 2
+            s.tries = 0
+            self._callback_step(node, now, out)
+            return
+        self._schedule_callback(node, None, now, out)
+
+    def _schedule_callback(self, node: Callback, at: float | None, now: float, out: list[Any]) -> None:
+        s = self.state
+        number = s.attributes["callback_number"]
+        out.append(self._callback_requested(node.queue, number, node.keep_place, at, now))
+        if at is not None:
+            # Routing hears of it at that time (from the contact coordinator), not now.
+            s.attributes["callback_at"] = str(int(at))
+        else:
+            out.append(
+                RoutingCallback(
+                    tenant_id=s.tenant_id,
+                    call_id=s.call_id,
+                    queue=node.queue,
+                    number=number,
+                    keep_place=node.keep_place,
+                    attributes={**s.attributes, **screen_pop(s)},
+                    id=next_id(s),
+                    ts=now,
+                )
             )
-        )
+        s.attributes["callback"] = "requested"
         self._go(node.next, "scheduled", now, out)
 
     def _recorded(self, event: CallRecordFinished | None, now: float, out: list[Any]) -> None:

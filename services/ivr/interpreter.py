@@ -443,6 +443,10 @@ class Interpreter(Handoffs):
         if s.phase is Phase.transferring:
             s.phase = Phase.done  # routing owns the contact now; its own events say what happened
             return
+        if s.attributes.get("callback") == "requested":
+            # A caller who hangs up once the call back is agreed has not abandoned: the wait goes on without them.
+            self._finish("callback", "hangup", now, out)
+            return
         self._finish("abandoned", "hangup", now, out)
 
     def _command_failed(self, event: CommandFailed, now: float, out: list[Any]) -> None:

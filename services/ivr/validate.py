@@ -108,6 +108,7 @@ def prompts_of(node: Node) -> Iterator[tuple[str, Prompt | str]]:
         "callback_prompt",
         "confirm_prompt",
         "capture_prompt",
+        "schedule_prompt",
     ):
         value = getattr(node, name, None)
         if value is not None:

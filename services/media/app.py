@@ -451,7 +451,7 @@ class MediaService:
                     agent_id=command.agent_id,
                     sdp=command.sdp,
                     law=law,
-                    for_call_id=command.call_id,
+                    for_call_id=command.call_id or command.contact_id,
                 )
             except WebRtcError as exc:
                 return Reply(ok=False, error=str(exc), code=getattr(exc, "code", "webrtc"))

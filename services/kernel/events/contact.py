@@ -136,7 +136,16 @@ class ContactWrappedUp(Event, kw_only=True, frozen=True):
 
 
 ContactPhase = Literal[
-    "arrived", "in_ivr", "queued", "offered", "connected", "wrap_up", "ended", "abandoned", "failed"
+    "arrived",
+    "in_ivr",
+    "queued",
+    "offered",
+    "connected",
+    "wrap_up",
+    "callback",
+    "ended",
+    "abandoned",
+    "failed",
 ]
 
 

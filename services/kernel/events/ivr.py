@@ -7,7 +7,7 @@ from typing import Literal
 
 from ..messages import Event
 
-__all__ = ["IvrCompleted", "IvrNodeEntered", "IvrNodeExited", "IvrOutcome"]
+__all__ = ["IvrCallbackRequested", "IvrCompleted", "IvrNodeEntered", "IvrNodeExited", "IvrOutcome"]
 
 # The IVR commands media (events.media) and routing (events.routing) and publishes these analytics events;
 # routing's contact.* events (events.contact) are what it listens to while a caller waits in a queue.
@@ -47,3 +47,17 @@ class IvrCompleted(Event, kw_only=True, frozen=True):
     seconds: float = 0.0
     path: list[str] = []
     attributes: dict[str, str] = {}
+
+
+class IvrCallbackRequested(Event, kw_only=True, frozen=True):
+    """The caller asked to be called back (the queue node's offer, or a callback node): the contact
+    coordinator keeps the contact until the call back is made (docs/routing.md, "Callbacks"). `at`: a time
+    the caller chose (epoch seconds; routing is asked only then), None for "when my turn comes"."""
+
+    domain = "ivr"
+    name = "callback_requested"
+    call_id: uuid.UUID
+    queue: str
+    number: str
+    keep_place: bool = True
+    at: float | None = None

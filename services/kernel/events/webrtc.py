@@ -22,6 +22,9 @@ class MediaWebRtcOffer(Command, kw_only=True, frozen=True):
     agent_id: str
     sdp: str
     call_id: uuid.UUID | None = None
+    # A leg for a contact whose call is not up yet (an agent-first callback dials the customer after the
+    # accept, next to this leg): any worker takes it, and its signals name the contact.
+    contact_id: uuid.UUID | None = None
 
 
 class MediaWebRtcAnswer(Command, kw_only=True, frozen=True):

@@ -257,7 +257,8 @@ function onOffer(offer) {
   panel("offer");
   startRinging(offer);
   const leg = new Leg({
-    send, contactId: offer.contact_id, callId: offer.call_id, iceServers: desk.iceServers, audio: $("remote"), micId: desk.devices.mic, onNote: note,
+    send, contactId: offer.contact_id, callId: offer.call_id, iceServers: desk.iceServers, audio: $("remote"),
+    micId: desk.devices.mic, onNote: note,
   });
   desk.legs.set(offer.contact_id, leg);
   act("Audio", leg.start());

@@ -123,14 +123,15 @@ class AgentConnection extends EventTarget {
   }
 }
 
-// One contact's audio: an RTCPeerConnection offered with call_id = the contact while it rings. `send` is
-// the desk's current socket (it may change while the leg lives: a reconnect does not touch the audio).
+// One contact's audio: an RTCPeerConnection offered with call_id = the contact while it rings (or the call
+// the offer names; null: a callback whose customer is dialled after the accept, so the leg names the
+// contact instead). `send` is the desk's current socket (it may change while the leg lives: a reconnect
+// does not touch the audio).
 class Leg {
   constructor({send, contactId, callId, iceServers, audio, micId, onNote}) {
     this.send = send;
     this.contactId = contactId;
-    // The call the leg joins: the contact's, or for a consultation the caller's call (offer.call_id).
-    this.callId = callId || contactId;
+    this.callId = callId === undefined ? contactId : callId;
     this.iceServers = iceServers || [];
     this.audio = audio;
     this.micId = micId;
@@ -175,7 +176,8 @@ class Leg {
       setTimeout(resolve, ICE_GATHER_MS);
     });
     this.lateCandidates = [];
-    const answer = await this.send("offer", {sdp: this.pc.localDescription.sdp, call_id: this.callId});
+    const where = this.callId ? {call_id: this.callId} : {contact_id: this.contactId};
+    const answer = await this.send("offer", {sdp: this.pc.localDescription.sdp, ...where});
     this.legId = answer.leg_id;
     await this.pc.setRemoteDescription({type: "answer", sdp: answer.sdp});
     for (const c of this.lateCandidates.splice(0)) this.sendCandidate(c);

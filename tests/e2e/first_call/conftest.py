@@ -473,6 +473,7 @@ class Watch:
                 ev.CallBridged,
                 ev.CallDtmf,
                 ev.CallRecording,
+                ev.IvrNodeEntered,
             )
         }
 

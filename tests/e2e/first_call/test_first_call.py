@@ -29,10 +29,12 @@ from switchboard.agent_events import (
 
 from services.kernel import events as ev
 from services.kernel.messages import decode
+from services.runtime.demo import DEMO_FLOW
 from services.runtime.embedded import free_port
 from tests.e2e.first_call.conftest import (
     PhoneCaller,
     Stack,
+    Tenant,
     Watch,
     make_tenant,
     next_of,
@@ -40,12 +42,13 @@ from tests.e2e.first_call.conftest import (
     tone_power,
     wait_contact,
 )
-from tests.sipp_uac import uac_scenario
+from tests.sipp_uac import press, uac_scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 AGENT_HZ = 1000.0
 CALLER_HZ = 600.0
+PCAPS = Path("/usr/share/sip-tester")
 
 MENU_FLOW = """\
 name: fc-menu
@@ -688,3 +691,200 @@ async def test_a_caller_on_a_queue_number_hears_position_at_the_queues_interval(
     finally:
         caller.close()
         await watch.close()
+
+
+# -- callbacks (docs/routing.md, "Callbacks") ------------------------------------------------------------
+
+BUSY_UAS = """<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="busy trunk">
+  <recv request="INVITE"/>
+  <send><![CDATA[
+
+SIP/2.0 486 Busy Here
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+  <recv request="ACK"/>
+</scenario>
+"""
+CALLBACK_FLOW = """\
+name: fc-callback
+start: cb
+fallback: bye
+nodes:
+  cb: {type: callback, queue: Support, next: bye}
+  bye: {type: hangup, prompt: {say: "Goodbye."}}
+"""
+
+
+def _trunk_to(t: Tenant, port: int, **settings: object) -> None:
+    """The tenant's carrier trunk, its outbound side on a SIPp UAS at `port`, and its calling settings."""
+    with t.client() as client:
+        r = client.post(
+            "/v1/trunks",
+            json={
+                "name": "carrier",
+                "allowed_ips": ["127.0.0.0/8"],
+                "outbound_host": "127.0.0.1",
+                "outbound_port": port,
+            },
+        )
+        assert r.status_code == 201, r.text
+        if settings:
+            r = client.put("/v1/calling-settings", json=settings)
+            assert r.status_code == 200, r.text
+
+
+def _sipp_trace(folder: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in folder.glob("*_messages.log"))
+
+
+async def _uas(tmp_path: Path, port: int, *args: str) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port), *args],
+        *["-trace_msg", "-timeout", "60"],
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await asyncio.sleep(0.3)  # SIPp binds its port
+    return proc
+
+
+async def test_demo_flow_callback_offer_is_called_back_agent_first(
+    first_call_stack: Stack, tmp_path: Path
+) -> None:
+    """The demo flow's callback offer (docs/examples/demo-flow.yaml, its wait shortened): a SIPp caller picks
+    support, hears the offer while queued, presses 1 and hangs up. When an agent is free, the agent is
+    offered the callback (its context says so), accepts, and the platform dials the caller's number through
+    the tenant's trunk (SIPp UAS echoing) with the number the caller dialled as caller ID; the agent's 1 kHz
+    comes back through the bridge."""
+    stack = first_call_stack
+    t = make_tenant(stack.api, flow=DEMO_FLOW.replace("callback_after: 60", "callback_after: 1"))
+    port = free_port()
+    _trunk_to(t, port)
+    uas = await _uas(tmp_path, port, "-sn", "uas", "-rtp_echo", "-m", "1")
+    watch = await Watch.start(stack.nats_url, t.id)
+    loop = asyncio.get_running_loop()
+    sink, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    (tmp_path / "pcap").symlink_to(PCAPS)
+    (tmp_path / "caller.xml").write_text(
+        uac_scenario(
+            rtp_port=sink.get_extra_info("sockname")[1],
+            # 0 (a person: support) during the menu, then 1 for the callback while its offer plays (a second
+            # after queueing). Two different keys: SIPp replays one capture with the same RTP timestamp, and a
+            # repeat of one event is the same key press to media (RFC 4733).
+            during=press("0", after_ms=4000) + press("1", after_ms=4000),
+            hangup_after_ms=1500,
+            name="callback caller",
+        )
+    )
+    try:
+        caller = await asyncio.create_subprocess_exec(
+            *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port())],
+            *[
+                "-sf",
+                "caller.xml",
+                "-s",
+                t.number,
+                f"127.0.0.1:{stack.sip_port}",
+                "-m",
+                "1",
+                "-timeout",
+                "30",
+            ],
+            cwd=tmp_path,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        assert await asyncio.wait_for(caller.wait(), 40) == 0
+        waiting = await watch.wait_for(ev.ContactStateChanged, lambda e: e.new == "callback")
+        contact_id = str(waiting.call_id)
+        async with AgentSession(
+            stack.api,
+            t.token("agent0@example.com"),
+            auto_answer=True,
+            play=agent_wav(tmp_path),
+            play_loop=True,
+            record=tmp_path / "cb-{contact_id}.wav",
+        ) as agent:
+            await agent.login(state="available")
+            offer = await next_of(agent, ContactOffer)
+            assert offer.contact_id == contact_id and offer.call_id is None
+            assert offer.context.attributes.get("callback_number") == "+15550142"
+            await next_of(agent, ContactConnected, lambda e: e.contact_id == contact_id, timeout=20)
+            await asyncio.sleep(2.5)
+            await agent.hangup(contact_id)
+            await next_of(agent, ContactEnded)
+            recorded = await next_of(agent, Recorded)
+            samples = wav_samples(recorded.path)
+            assert tone_power(samples[-12000:], AGENT_HZ) > 0.3  # the customer's echo of the agent
+            await agent.wrap_up(contact_id, "called back")
+        assert await asyncio.wait_for(uas.wait(), 10) == 0, "the trunk's call was answered and hung up"
+        done = await wait_contact(t, contact_id, "ended")
+        assert done["outcome"] == "handled" and done["disposition"] == "called back"
+        assert done["attributes"]["callback.attempts"] == "1" and done["ivr_path"][:3] == [
+            "welcome",
+            "menu",
+            "support",
+        ]
+        events = [e["event"] for e in done["timeline"]]
+        for name in ("callback_requested", "callback", "callback_dialing", "callback_answered", "connected"):
+            assert name in events, (name, events)
+        invite = _sipp_trace(tmp_path)
+        assert "INVITE sip:+15550142@" in invite and f"From: <sip:{t.number}@" in invite, invite[:800]
+    finally:
+        sink.close()
+        await watch.close()
+        if uas.returncode is None:
+            uas.kill()
+            await uas.wait()
+
+
+async def test_callback_nobody_answers_is_retried_then_fails_customer_first(
+    first_call_stack: Stack, tmp_path: Path
+) -> None:
+    """A callback node (confirm with 1), customer first, two attempts one second apart, and a trunk that is
+    busy each time: both attempts are dialled, the agent is never offered anything, and the contact ends
+    `callback_failed` with both attempts on its record."""
+    stack = first_call_stack
+    t = make_tenant(stack.api, flow=CALLBACK_FLOW)
+    port = free_port()
+    _trunk_to(
+        t,
+        port,
+        callback_mode="customer_first",
+        callback_attempts=2,
+        callback_retry_seconds=1,
+        callback_ring_seconds=5,
+    )
+    (tmp_path / "busy.xml").write_text(BUSY_UAS)
+    uas = await _uas(tmp_path, port, "-sf", "busy.xml", "-m", "2")
+    watch = await Watch.start(stack.nats_url, t.id)
+    caller = PhoneCaller(stack.sip_port, t.number, frequency=CALLER_HZ)
+    try:
+        async with AgentSession(stack.api, t.token("agent0@example.com"), audio=False) as agent:
+            await agent.login(state="available")
+            await caller.dial()
+            await watch.wait_for(ev.IvrNodeEntered, lambda e: e.node == "cb")
+            await asyncio.sleep(1.0)
+            caller.press("1")
+            await asyncio.wait_for(caller.ended_by_platform.wait(), 15)  # "Goodbye."
+            waiting = await watch.wait_for(ev.ContactStateChanged, lambda e: e.new == "callback")
+            done = await wait_contact(t, str(waiting.call_id), "ended", timeout=20)
+            assert not [e for e in watch.all(ev.DeskPush) if e.kind == "contact_offer"]
+        assert done["outcome"] == "callback_failed" and done["attributes"]["callback.attempts"] == "2"
+        missed = [e for e in done["timeline"] if e["event"] == "callback_not_answered"]
+        assert [m["detail"]["attempt"] for m in missed] == ["1", "2"], done["timeline"]
+        assert await asyncio.wait_for(uas.wait(), 10) == 0, "the trunk saw both attempts"
+    finally:
+        caller.close()
+        await watch.close()
+        if uas.returncode is None:
+            uas.kill()
+            await uas.wait()

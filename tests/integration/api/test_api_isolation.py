@@ -378,6 +378,7 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
     b_agent_email = (await client.get(f"/v1/agents/{b.objects['agent']}", headers=b.headers)).json()["email"]
     b_desk = (await client.get("/v1/desk-settings", headers=b.headers)).json()
     b_recording = (await client.get("/v1/recording-settings", headers=b.headers)).json()
+    b_calling = (await client.get("/v1/calling-settings", headers=b.headers)).json()
     post_bodies = {
         "/v1/sites": ({"name": "alpha second", "timezone": "UTC", "kind": "office"}, {201}),
         "/v1/agents": ({"name": "x", "email": "x@x.example", "site_id": b.objects["site"]}, {422}),
@@ -443,7 +444,7 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         elif method == "PATCH" and path == "/v1/me/settings":
             # A's own settings: B's must not change (the snapshot below compares them).
             r = await client.patch(path, json={"agent_grace_seconds": 7}, headers=a.headers)
-            assert r.status_code == 200 and r.json() == {"agent_grace_seconds": 7}, r.text
+            assert r.status_code == 200 and r.json()["agent_grace_seconds"] == 7, r.text
             covered.add((path, method))
         elif method == "POST" and path in post_bodies:
             body, statuses = post_bodies[path]
@@ -460,6 +461,16 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
             b_policy = (await client.get(path, headers=b.headers)).json()
             assert (await client.put(path, json={"waiting_over": 2}, headers=a.headers)).status_code == 200
             assert (await client.get(path, headers=b.headers)).json() == b_policy
+            covered.add((path, method))
+        elif method == "PUT" and path == "/v1/calling-settings":
+            # A's caller ID must be A's own number: B's is refused as unknown, and B's settings stay.
+            b_number = (await client.get(f"/v1/numbers/{b.objects['number']}", headers=b.headers)).json()
+            assert_problem(
+                await client.put(path, json={"caller_id": b_number["e164"]}, headers=a.headers), 422
+            )
+            r = await client.put(path, json={"callback_mode": "customer_first"}, headers=a.headers)
+            assert r.status_code == 200 and r.json()["callback_mode"] == "customer_first", r.text
+            assert (await client.get(path, headers=b.headers)).json() == b_calling
             covered.add((path, method))
         elif method == "PUT" and path == "/v1/desk-settings":
             mine = {"dispositions": [{"code": "a_only", "label": "A"}], "away_reasons": []}

@@ -636,6 +636,7 @@ async def test_openapi_metrics_and_unknown_routes(client: httpx.AsyncClient, ten
         "/v1/recording-audio/{recording_id}",
         "/v1/recording-settings",
         "/v1/recording-settings/rotate-key",
+        "/v1/calling-settings",
         "/v1/widget-keys",
         "/v1/widget-keys/{widget_key_id}",
         "/v1/widget/token",

@@ -10,6 +10,7 @@ import uuid
 import msgspec
 import pytest
 
+from services.ivr.handoffs import next_time
 from services.ivr.interpreter import SORRY, CommandFailed, Interpreter
 from services.ivr.lookup import LookupRequest, LookupResult, verify
 from services.ivr.state import Phase
@@ -21,6 +22,7 @@ from services.kernel.events import (
     CallRecordFinished,
     ContactAccepted,
     ContactPositionChanged,
+    IvrCallbackRequested,
     IvrCompleted,
     IvrNodeEntered,
     IvrNodeExited,
@@ -608,3 +610,52 @@ def test_music_stopped_by_media_in_a_queue_is_not_restarted() -> None:
     )
     call.send(CallEnded(tenant_id=TENANT, call_id=CALL, cause="remote_bye", duration=5.0))
     assert call.one(RoutingCancel).reason == "abandoned" and not call.has(MediaPlay)
+
+
+def test_callback_request_is_published_before_routing_hears_and_a_hang_up_is_no_abandonment() -> None:
+    """The coordinator learns of the call back first (routing may find the contact due at once); a caller who
+    hangs up during the confirmation asked for a call back, not abandoned."""
+    call = Call(flow_of(QUEUE))
+    call.timer(NOON_MONDAY + 45)  # the callback offer
+    call.send(CallDtmf(tenant_id=TENANT, call_id=CALL, digit="1", source="rfc4733"))
+    kinds = [type(o).__name__ for o in call.out]
+    assert kinds.index("IvrCallbackRequested") < kinds.index("RoutingCallback")
+    request = call.one(IvrCallbackRequested)
+    assert (request.number, request.queue, request.keep_place, request.at) == (
+        "+15551230000",
+        "support",
+        True,
+        None,
+    )
+    call.send(CallEnded(tenant_id=TENANT, call_id=CALL, cause="remote_bye", duration=50.0))
+    assert call.one(IvrCompleted).outcome == "callback" and not call.has(RoutingCancel)
+
+
+SCHEDULED = """\
+name: cbs
+start: cb
+timezone: America/New_York
+nodes:
+  cb: {type: callback, queue: sales, schedule: true, next: bye}
+  bye: {type: hangup}
+"""
+
+
+def test_scheduled_callback_takes_a_time_and_leaves_routing_until_then() -> None:
+    call = Call(flow_of(SCHEDULED))
+    call.press("1")  # the caller's own number
+    collect = call.one(MediaCollect)
+    assert "four digits" in (collect.text or "") and collect.max_digits == 4 and not call.has(RoutingCallback)
+    call.press("2590")  # not a time of day: asked again
+    call.finish_play()
+    call.press("1430")
+    request = call.one(IvrCallbackRequested)
+    assert request.at == next_time("1430", call.now, "America/New_York") and request.keep_place is False
+    assert not call.has(RoutingCallback) and call.has(MediaHangup)
+
+
+def test_scheduled_callback_pound_alone_is_as_soon_as_possible() -> None:
+    call = Call(flow_of(SCHEDULED))
+    call.press("1")
+    call.press("")
+    assert call.one(IvrCallbackRequested).at is None and call.one(RoutingCallback).number == "+15551230000"
