@@ -24,10 +24,12 @@ from litestar.params import QueryParameter
 from litestar.response import Stream
 
 from services.kernel import events as ev
+from services.kernel.bus import BusError, CommandTimeout
 from services.kernel.db import tenant_tx
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
 from services.reporting import queries
+from services.reporting.quality import agent_quality
 
 from .alert_policy import annotate
 from .auth import Principal, authenticate, principal_of
@@ -107,7 +109,53 @@ class RealtimeController(Controller):
     async def agents(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
         principal = principal_of(request)
         async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            return scoped_agents(principal, await queries.realtime_agents(conn, datetime.now(UTC)))
+            return await with_quality(
+                conn, scoped_agents(principal, await queries.realtime_agents(conn, datetime.now(UTC)))
+            )
+
+    @get("/waiting", responses=READ_ERRORS, summary="Contacts waiting in line now, in each queue's order")
+    async def waiting(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
+        principal, state = principal_of(request), api_state(request)
+        async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
+            rows = await conn.fetch(
+                """SELECT id, caller, caller_name, queue_id, queue_name, queued_at FROM contacts
+                   WHERE state = 'queued' ORDER BY queued_at NULLS LAST LIMIT $1""",
+                WAITING_LIMIT,
+            )
+        rows = [r for r in rows if principal.sees_queue(r["queue_id"])]
+        # Routing alone knows the order (priorities, the supervisor's front): asked per contact, at once.
+        positions = await asyncio.gather(*(_position(state, principal.tenant_id, r["id"]) for r in rows))
+        contacts = [
+            {
+                "contact_id": str(r["id"]),
+                "caller": r["caller"],
+                "caller_name": r["caller_name"],
+                "queue_id": str(r["queue_id"]) if r["queue_id"] else None,
+                "queue_name": r["queue_name"],
+                "queued_at": r["queued_at"],
+                "position": pos,
+            }
+            for r, pos in zip(rows, positions, strict=True)
+        ]
+        contacts.sort(key=lambda c: (c["queue_name"], c["position"] or WAITING_LIMIT + 1))
+        return {"at": datetime.now(UTC), "contacts": contacts}
+
+
+WAITING_LIMIT = 200
+
+
+async def _position(state: Any, tenant_id: Any, contact_id: Any) -> int | None:
+    """The contact's place in line (None: routing did not say, or it is not in line any more)."""
+    if state.bus is None:
+        return None
+    try:
+        reply = await state.bus.request(
+            ev.RoutingPosition(tenant_id=tenant_id, call_id=contact_id), timeout=1.0
+        )
+    except (BusError, CommandTimeout):  # routing not answering: the list still shows who waits
+        return None
+    position = reply.data.get("position") if reply.ok else None
+    return int(position) if isinstance(position, int) else None
 
 
 _ID_FILTERS = {"queues": "queue_ids", "agents": "agent_ids", "ivr": "flows"}
@@ -235,6 +283,15 @@ def scoped_queues(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
     return body | {"queues": [q for q in body["queues"] if principal.sees_queue(q["queue_id"])]}
 
 
+async def with_quality(conn: Any, body: dict[str, Any]) -> dict[str, Any]:
+    """Each agent with today's quality figures (services/reporting/quality.py)."""
+    figures = await agent_quality(conn, body["since"], body["at"])
+    empty = {"offers": 0, "missed": 0, "answer_rate": None, "occupancy": None}
+    return body | {
+        "agents": [a | {"quality": figures.get(str(a["agent_id"]), empty)} for a in body["agents"]]
+    }
+
+
 def scoped_agents(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
     """The agents of a scoped supervisor's queues and sites."""
     if principal.agents is None:
@@ -300,7 +357,9 @@ async def realtime_feed(socket: WebSocket[Any, Any, Any]) -> None:
                 "queues": await annotate(
                     conn, scoped_queues(principal, await queries.realtime_queues(conn, now))
                 ),
-                "agents": scoped_agents(principal, await queries.realtime_agents(conn, now)),
+                "agents": await with_quality(
+                    conn, scoped_agents(principal, await queries.realtime_agents(conn, now))
+                ),
             }
         await socket.send_data(_encoder.encode(snapshot).decode(), "text")
         while not closed.is_set():

@@ -1,17 +1,18 @@
-// The supervisor console: queue tiles, the agent grid and alerts, live from /v1/realtime/feed, and the floor
-// controls (listen / whisper / barge through this browser as a WebRTC leg, agent state, sign-out). The access
+// The supervisor console: queue tiles, the callers waiting, the agent grid and alerts, live from
+// /v1/realtime/feed, and the floor controls (listen / whisper / barge through this browser as a WebRTC leg or
+// through the supervisor's desk phone, agent state, sign-out, a caller to the front, taken or moved). The access
 // token lives in memory only and goes in Authorization headers or a websocket's first message, never in a
 // URL; the refresh cookie is HttpOnly and SameSite=Strict (session.js).
 "use strict";
 
-const SL_TARGET = 0.8; // the share answered within the queue's threshold a tile is measured against
 const $ = (id) => document.getElementById(id);
 const session = new BrowserSession();
 // `calls`: agent id -> the contact the feed saw assigned to it (the realtime view may lag it).
-const view = {queues: new Map(), agents: new Map(), queueNames: new Map(), calls: new Map()};
+const view = {queues: new Map(), agents: new Map(), queueNames: new Map(), calls: new Map(), waiting: [], waitingAt: 0};
 let feed = null;
 let reloadTimer = null;
-let monitor = null; // {contactId, ws, pc, legId, mode}
+let monitor = null; // {contactId, legId, mode, and ws, pc, mic for the browser's leg or phone for a phone}
+const PHONE_KEY = "switchboard.supervisor.phone"; // where this browser remembers the desk phone (not a secret)
 
 function show(id) {
   for (const v of ["signin-view", "console-view"]) $(v).classList.toggle("hidden", v !== id);
@@ -64,9 +65,13 @@ function takeAgents(body) {
 }
 
 async function reload() {
-  const [queues, agents] = await Promise.all([api("GET", "/v1/realtime/queues"), api("GET", "/v1/realtime/agents")]);
+  const [queues, agents, waiting] = await Promise.all([
+    api("GET", "/v1/realtime/queues"), api("GET", "/v1/realtime/agents"), api("GET", "/v1/realtime/waiting"),
+  ]);
   takeQueues(queues);
   takeAgents(agents);
+  view.waiting = waiting.contacts;
+  view.waitingAt = Date.now();
   render();
   charts(queues.since).catch(() => {});
 }
@@ -91,7 +96,8 @@ async function charts(since) {
   chartSpan = [Date.parse(since) / 1000, Math.ceil(Date.now() / 1800000) * 1800];
   const col = (f) => times.map((t) => f(by.get(t)));
   const volume = [times, col((b) => b.offered), col((b) => b.answered), col((b) => b.abandoned)];
-  const sl = [times, col((b) => (b.closed ? Math.round((100 * b.within) / b.closed) : null)), times.map(() => SL_TARGET * 100)];
+  const target = Math.max(0, ...[...view.queues.values()].map((q) => q.sl_target ?? 0));
+  const sl = [times, col((b) => (b.closed ? Math.round((100 * b.within) / b.closed) : null)), times.map(() => target * 100)];
   draw("volume-chart", volume, [
     {label: "Offered", stroke: "#1f5eff", width: 2},
     {label: "Answered", stroke: "#14804a", width: 2},
@@ -99,7 +105,7 @@ async function charts(since) {
   ], {range: [0, null]});
   draw("sl-chart", sl, [
     {label: "Service level %", stroke: "#14804a", width: 2, fill: "#14804a18", points: {show: true}},
-    {label: "Target", stroke: "#b86e00", dash: [6, 4], width: 1.5, points: {show: false}},
+    {label: view.queues.size > 1 ? "Highest queue target" : "Target", stroke: "#b86e00", dash: [6, 4], width: 1.5, points: {show: false}},
   ], {range: [0, 100]});
 }
 
@@ -163,7 +169,7 @@ async function connectFeed() {
 
 // What a part of the page shows, without the clock: a part is rebuilt only when this changes, so buttons
 // do not move under the pointer while durations count (tick()).
-const shown = {tiles: "", agents: ""};
+const shown = {tiles: "", agents: "", waiting: ""};
 const agentSig = (a) => [a.agent_id, a.name, a.state, a.reason, a.current_contact, a.current_queue, a.handled_today,
   a.aht_s, a.time_in_state_s, a.seenAt, view.calls.get(a.agent_id)?.contact];
 
@@ -181,6 +187,45 @@ function render() {
     shown.agents = agentsSig;
     renderAgents(now);
   }
+  const waitingSig = JSON.stringify([view.waiting, [...view.queueNames]]);
+  if (waitingSig !== shown.waiting) {
+    shown.waiting = waitingSig;
+    renderWaiting();
+  }
+}
+
+// The tenant's notification policy as the API resolved it for this queue (q.thresholds), applied to the
+// live figures (services/reporting/alerts.py does the same on the server): the longest wait keeps counting.
+function queueAlerts(q, now) {
+  const t = q.thresholds || {longest_wait_s: q.sl_seconds, service_level_below: q.sl_target};
+  const out = [];
+  const longest = q.waiting ? q.longest_wait_s + (now - q.seenAt) / 1000 : 0;
+  if (q.waiting > 0 && t.longest_wait_s != null && longest > t.longest_wait_s) {
+    out.push({kind: "longest_wait", text: `a caller has waited ${duration(longest)}, over ${duration(t.longest_wait_s)}`});
+  }
+  const closed = q.answered + q.abandoned_long;
+  if (closed > 0 && q.service_level != null && t.service_level_below != null && q.service_level < t.service_level_below) {
+    out.push({kind: "service_level", text: `service level ${pct(q.service_level)} today is under ${pct(t.service_level_below)}`});
+  }
+  if (t.waiting_over != null && q.waiting > t.waiting_over) {
+    out.push({kind: "waiting", text: `${q.waiting} callers waiting, over ${t.waiting_over}`});
+  }
+  const agents = Object.entries(q.agents || {}).filter(([state]) => state !== "logged_out");
+  const signedIn = agents.reduce((n, [, c]) => n + c, 0);
+  const away = (q.agents || {}).away || 0;
+  if (t.away_over != null && signedIn > 0 && away / signedIn > t.away_over) {
+    out.push({kind: "away", text: `${pct(away / signedIn)} of signed-in agents are away, over ${pct(t.away_over)}`});
+  }
+  return out;
+}
+
+function policyLine(q) {
+  const t = q.thresholds;
+  if (!t) return "";
+  const parts = [`wait > ${duration(t.longest_wait_s)}`, `SL < ${pct(t.service_level_below)}`];
+  if (t.waiting_over != null) parts.push(`waiting > ${t.waiting_over}`);
+  if (t.away_over != null) parts.push(`away > ${pct(t.away_over)}`);
+  return "Alerts: " + parts.join(" · ");
 }
 
 function renderTiles(now, tiles, alerts) {
@@ -188,26 +233,27 @@ function renderTiles(now, tiles, alerts) {
   for (const q of [...view.queues.values()].sort((a, b) => a.queue_name.localeCompare(b.queue_name))) {
     const longest = q.waiting ? q.longest_wait_s + (now - q.seenAt) / 1000 : 0;
     const closed = q.answered + q.abandoned_long;
-    const slBad = closed > 0 && q.service_level != null && q.service_level < SL_TARGET;
-    const waitBad = q.waiting > 0 && longest > q.sl_seconds;
-    if (slBad) alerts.push(`${q.queue_name}: service level ${pct(q.service_level)} is under the ${pct(SL_TARGET)} target`);
-    if (waitBad) alerts.push(`${q.queue_name}: a caller has waited ${duration(longest)}, over ${q.sl_seconds}s`);
+    const crossed = queueAlerts(q, now);
+    const slBad = crossed.some((a) => a.kind === "service_level");
+    const waitBad = crossed.some((a) => a.kind === "longest_wait");
+    for (const a of crossed) alerts.push(`${q.queue_name}: ${a.text}`);
     const bar = el("div", {class: "sl-bar" + (slBad ? " bad" : "")}, el("span"));
     bar.firstChild.style.width = `${Math.round((q.service_level ?? 0) * 100)}%`;
     const stat = (name, value, cls = "") => el("div", {}, el("span", {class: "label"}, name), el("b", {class: cls}, value));
     const ready = q.ready ?? 0;
-    tiles.append(el("article", {class: "tile" + (slBad || waitBad ? " alert" : ""), "data-queue": q.queue_name},
+    tiles.append(el("article", {class: "tile" + (crossed.length ? " alert" : ""), "data-queue": q.queue_name},
       el("h3", {}, q.queue_name, el("span", {class: "muted small"}, `${ready} ready`)),
       el("div", {class: "label"}, "Waiting now"),
       el("div", {class: "big waiting"}, String(q.waiting)),
       el("div", {class: "row"},
         ticking(stat("Longest wait", duration(longest), waitBad ? "bad" : ""), q.waiting ? q.longest_wait_s : null, q.seenAt),
-        stat(`SL today (${q.sl_seconds}s)`, `${pct(q.service_level)} / ${pct(SL_TARGET)}`, slBad ? "bad" : closed ? "good" : ""),
+        stat(`SL today (${q.sl_seconds}s)`, `${pct(q.service_level)} / ${pct(q.sl_target)}`, slBad ? "bad" : closed ? "good" : ""),
         stat("ASA", q.asa_s == null ? "–" : duration(q.asa_s)),
         stat("Abandoned", String(q.abandoned_short + q.abandoned_long)),
         stat("Offered", String(q.offered)),
         stat("Answered", String(q.answered))),
-      bar));
+      bar,
+      el("div", {class: "policy muted small"}, policyLine(q))));
   }
   $("no-queues").classList.toggle("hidden", view.queues.size > 0);
   showAlerts(alerts);
@@ -250,10 +296,57 @@ function renderAgents(now) {
       ticking(el("td", {}, duration(inState)), a.time_in_state_s, a.seenAt),
       el("td", {class: "contact"}, contact),
       el("td", {class: "muted small"}, `${a.handled_today} handled` + (a.aht_s ? ` · AHT ${duration(a.aht_s)}` : "")),
+      quality(a.quality),
       actions));
   }
   $("no-agents").classList.toggle("hidden", view.agents.size > 0);
-  document.querySelector("table.grid").classList.toggle("hidden", view.agents.size === 0);
+  $("agents-table").classList.toggle("hidden", view.agents.size === 0);
+}
+
+// Today's answer rate (offers taken), missed offers and occupancy; a missed offer is flagged.
+function quality(q) {
+  const td = el("td", {class: "agent-quality small"});
+  if (!q || !q.offers) {
+    td.append(el("span", {class: "muted"}, "no offers yet"));
+    return td;
+  }
+  td.append(
+    el("span", {title: "offers answered"}, `Answered ${pct(q.answer_rate)}`), " · ",
+    el("span", {class: q.missed ? "bad" : "", title: "offers declined or not answered"}, `${q.missed} missed`), " · ",
+    el("span", {title: "time on calls and wrap-up / time working"}, `Occupancy ${pct(q.occupancy)}`));
+  return td;
+}
+
+// The callers in line, in routing's order per queue, each with the supervisor's hands on the line.
+function renderWaiting() {
+  const rows = $("waiting");
+  rows.replaceChildren();
+  const queues = [...view.queueNames].sort((a, b) => a[1].localeCompare(b[1]));
+  for (const c of view.waiting) {
+    const waitedFrom = c.queued_at ? Date.parse(c.queued_at) : null;
+    const front = el("button", {"data-action": "front"}, "To front");
+    front.disabled = c.position === 1;
+    front.onclick = () => api("POST", `/v1/contacts/${c.contact_id}/front`).then(reloadSoon).catch((err) => alert(err.message));
+    const take = el("button", {"data-action": "take", class: "primary"}, "Take it");
+    take.title = "Offer this caller to you now (your agent profile, even while away)";
+    take.onclick = () => api("POST", `/v1/contacts/${c.contact_id}/pull`, {}).then(reloadSoon).catch((err) => alert(err.message));
+    const target = el("select", {"aria-label": "Move to queue"},
+      el("option", {value: ""}, "Move to…"),
+      ...queues.filter(([id]) => id !== c.queue_id).map(([id, name]) => el("option", {value: id}, name)));
+    target.onchange = () => {
+      if (!target.value) return;
+      api("POST", `/v1/contacts/${c.contact_id}/queue`, {queue: target.value}).then(reloadSoon).catch((err) => alert(err.message));
+    };
+    const who = c.caller_name ? `${c.caller_name} · ${c.caller}` : (c.caller || "Anonymous");
+    rows.append(el("tr", {"data-contact": c.contact_id},
+      el("td", {class: "position"}, c.position == null ? "–" : String(c.position)),
+      el("td", {}, el("strong", {}, who), el("div", {class: "muted small"}, el("code", {}, c.contact_id.slice(0, 8)))),
+      el("td", {}, c.queue_name || view.queueNames.get(c.queue_id) || "–"),
+      ticking(el("td", {}, duration(waitedFrom ? (Date.now() - waitedFrom) / 1000 : null)), waitedFrom ? (Date.now() - waitedFrom) / 1000 : null, Date.now()),
+      el("td", {class: "actions"}, front, take, target)));
+  }
+  $("no-waiting").classList.toggle("hidden", view.waiting.length > 0);
+  $("waiting-table").classList.toggle("hidden", view.waiting.length === 0);
 }
 
 // A duration shown in `node` (or its <b>) that goes on counting from `base` seconds at `at` (ms).
@@ -277,16 +370,11 @@ function tick() {
     target.textContent = duration(Number(node.dataset.base) + (now - Number(node.dataset.at)) / 1000);
   }
   const alerts = [];
-  for (const q of view.queues.values()) {
-    const closed = q.answered + q.abandoned_long;
-    if (closed > 0 && q.service_level != null && q.service_level < SL_TARGET) {
-      alerts.push(`${q.queue_name}: service level ${pct(q.service_level)} is under the ${pct(SL_TARGET)} target`);
-    }
-    const longest = q.waiting ? q.longest_wait_s + (now - q.seenAt) / 1000 : 0;
-    const waitBad = q.waiting > 0 && longest > q.sl_seconds;
-    if (waitBad) alerts.push(`${q.queue_name}: a caller has waited ${duration(longest)}, over ${q.sl_seconds}s`);
+  for (const q of [...view.queues.values()].sort((a, b) => a.queue_name.localeCompare(b.queue_name))) {
+    const crossed = queueAlerts(q, now);
+    for (const a of crossed) alerts.push(`${q.queue_name}: ${a.text}`);
     const tile = document.querySelector(`article[data-queue="${CSS.escape(q.queue_name)}"]`);
-    if (tile && waitBad) tile.classList.add("alert");
+    if (tile) tile.classList.toggle("alert", crossed.length > 0);
   }
   showAlerts(alerts);
 }
@@ -339,9 +427,16 @@ async function openLeg(contactId) {
 
 async function setMode(mode) {
   if (!monitor) return;
-  await api("POST", `/v1/contacts/${monitor.contactId}/monitor`, {mode, leg_id: monitor.legId});
+  if (monitor.legId) {
+    await api("POST", `/v1/contacts/${monitor.contactId}/monitor`, {mode, leg_id: monitor.legId});
+  } else {
+    // The first step through the desk phone: the platform rings it; it is the leg once answered.
+    const r = await api("POST", `/v1/contacts/${monitor.contactId}/monitor`, {mode, phone: monitor.phone});
+    monitor.legId = r.leg_id;
+  }
   monitor.mode = mode;
-  $("monitor-title").textContent = {listen: "Listening", whisper: "Whispering to the agent", barge: "On the call (barge)"}[mode];
+  $("monitor-title").textContent = {listen: "Listening", whisper: "Whispering to the agent", barge: "On the call (barge)"}[mode]
+    + (monitor.phone ? " on your phone" : "");
   for (const b of document.querySelectorAll("button.mode")) b.setAttribute("aria-pressed", String(b.dataset.mode === mode));
 }
 
@@ -349,14 +444,19 @@ async function startMonitor(contactId, agentName) {
   if (monitor && monitor.contactId !== contactId) await stopMonitor();
   if (!monitor) {
     $("monitor-panel").classList.remove("hidden");
-    $("monitor-title").textContent = "Connecting…";
+    const phone = $("via-phone").checked ? $("phone").value.trim() : "";
+    $("monitor-title").textContent = phone ? `Ringing ${phone}…` : "Connecting…";
     $("monitor-detail").textContent = `${agentName}'s call`;
     try {
-      monitor = {contactId, ...(await openLeg(contactId))};
+      monitor = phone ? {contactId, phone, legId: null} : {contactId, ...(await openLeg(contactId))};
+      await setMode("listen");
     } catch (err) {
+      if (monitor && !monitor.phone) { monitor.pc.close(); monitor.ws.close(); }
+      monitor = null;
       $("monitor-panel").classList.add("hidden");
       throw err;
     }
+    return;
   }
   await setMode("listen");
 }
@@ -365,9 +465,12 @@ async function stopMonitor() {
   if (!monitor) return;
   const m = monitor;
   monitor = null;
-  await api("POST", `/v1/contacts/${m.contactId}/monitor`, {mode: "none", leg_id: m.legId}).catch(() => {});
-  m.pc.close(); m.ws.close();
-  for (const t of m.mic.getTracks()) t.stop();
+  // Leaving hangs up a desk phone the platform rang for it.
+  if (m.legId) await api("POST", `/v1/contacts/${m.contactId}/monitor`, {mode: "none", leg_id: m.legId}).catch(() => {});
+  if (!m.phone) {
+    m.pc.close(); m.ws.close();
+    for (const t of m.mic.getTracks()) t.stop();
+  }
   $("monitor-panel").classList.add("hidden");
 }
 
@@ -403,6 +506,12 @@ $("signout").onclick = async () => {
 };
 for (const b of document.querySelectorAll("button.mode")) b.onclick = () => setMode(b.dataset.mode).catch((err) => alert(err.message));
 $("monitor-leave").onclick = () => stopMonitor();
+$("phone").value = localStorage.getItem(PHONE_KEY) || "";
+$("via-phone").checked = Boolean($("phone").value);
+$("phone").onchange = () => {
+  localStorage.setItem(PHONE_KEY, $("phone").value.trim());
+  $("via-phone").checked = Boolean($("phone").value.trim());
+};
 session.addEventListener("ended", () => { show("signin-view"); $("signin-error").textContent = "Your session has ended: sign in again."; });
 setInterval(tick, 1000);
 

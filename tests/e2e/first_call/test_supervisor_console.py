@@ -1,8 +1,11 @@
 """The supervisor console (services/web/supervisor) in Debian's Chromium through the whole platform, with
 the reporting service feeding the realtime view: a supervisor signs in; the agent grid shows a headless
 agent signing in; the supervisor sets the agent away from the grid; a SIPp caller queues (the Support tile
-shows it waiting); made available from the grid, the agent is offered the call and answers (the grid
-shows it on a call); the supervisor listens, whispers and barges through the browser's own WebRTC leg
+shows it waiting, the queue's own 90 % target and the tenant's alert thresholds); a second caller
+queues, the waiting list shows both in routing's order and an alert fires (more waiting than the policy
+allows); the supervisor puts the second caller at the front and "Take it" explains that they have no agent
+profile; made available from the grid, the agent is offered the caller put first and answers (the grid
+shows it on a call, and its quality: offers answered); the supervisor listens, whispers and barges through the browser's own WebRTC leg
 (its microphone a 2300 Hz tone): the SIPp caller (600 Hz) and the agent (1700 Hz) are checked for hearing it
 exactly when they should, the page's own audio for hearing both of them; each step is audited with the
 person; then signs the agent out from the grid (its desk
@@ -201,12 +204,24 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
         play_loop=True,
         record=str(tmp_path / "agent-{contact_id}.wav"),
     )
+    async with httpx.AsyncClient(base_url=stack.api, timeout=10, headers=admin) as http:
+        r = await http.patch(f"/v1/queues/{tenant.queue_id}", json={"sl_percent": 90})
+        assert r.status_code == 200, r.text
+    await switchboard_cli(stack.api, tenant.key, "alerts", "set", "--waiting-over", "1", "--away-over", "60")
     caller: SippCaller | None = None
+    second: SippCaller | None = None
     async with _chromium(tmp_path) as browser:
         page = await browser.new_page()
         problems: list[str] = []
+        dialogs: list[str] = []
         page.on("pageerror", lambda e: problems.append(str(e)))
-        page.on("dialog", lambda d: asyncio.ensure_future(d.accept()))
+
+        def on_dialog(d: Any) -> None:
+            dialogs.append(d.message)
+            accepting.add(asyncio.ensure_future(d.accept()))
+
+        accepting: set[Any] = set()
+        page.on("dialog", on_dialog)
         try:
             await page.goto(f"{stack.api}/supervisor/")
             await page.wait_for_selector("#signin-form")
@@ -226,22 +241,46 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
             assert lag < 2.0, lag
             await row.locator('button[data-action="away"]').click()
             await _until_text(row, "Away")
-            caller = await SippCaller.dial(stack.sip_port, tenant.number, tmp_path)
+            await _until_text(tile, "/ 90%")  # the queue's own target, not a global one
+            await _until_text(tile.locator(".policy"), "waiting > 1")
+            (tmp_path / "first").mkdir()
+            caller = await SippCaller.dial(stack.sip_port, tenant.number, tmp_path / "first")
             await _until_text(tile.locator(".waiting"), "1", timeout=8)
             await _shot(page, "2-a-caller-waiting")
+            (tmp_path / "second").mkdir()
+            second = await SippCaller.dial(stack.sip_port, tenant.number, tmp_path / "second")
+            await _until_text(tile.locator(".waiting"), "2", timeout=8)
+            await _until_text(page.locator("#alerts"), "2 callers waiting, over 1")
+            waiting = page.locator("#waiting tr")
+            await waiting.nth(1).wait_for()
+            first_id, second_id = [await waiting.nth(i).get_attribute("data-contact") for i in (0, 1)]
+            assert await waiting.nth(0).locator("td.position").inner_text() == "1"
+            await waiting.nth(1).locator('button[data-action="front"]').click()
+            await page.locator(f'#waiting tr:first-child[data-contact="{second_id}"]').wait_for(timeout=5000)
+            await _shot(page, "2a-second-caller-put-first")
+            await waiting.nth(1).locator('button[data-action="take"]').click()
+            for _ in range(100):
+                if dialogs:
+                    break
+                await asyncio.sleep(0.05)
+            assert dialogs and "no agent profile" in dialogs[0], dialogs  # told why, nothing changed
+            assert await page.locator("#waiting tr").count() == 2
 
             await row.locator('button[data-action="available"]').click()
             offer = await _next(agent, ContactOffer)
+            assert offer.contact_id == second_id  # the one put at the front, though it came second
             await _until_text(row, "Ringing")  # offered: the agent's desk rings
             await _shot(page, "2b-offered")
             await agent.accept(offer.contact_id)
             connected = await _next(agent, ContactConnected)
             await _until_text(row, "On a call")
-            await _until_text(tile.locator(".waiting"), "0")
+            await _until_text(tile.locator(".waiting"), "1")
             await _until_text(row.locator("td.contact"), connected.contact_id[:8])
+            await _until_text(row.locator("td.agent-quality"), "Answered 100%")  # today: one offer, answered
+            assert await page.locator("#waiting tr").get_attribute("data-contact") == first_id
             agent_ear = AgentEar()
             agent_ear.attach(agent, connected.contact_id)
-            ears = {"caller": caller, "agent": agent_ear}
+            ears = {"caller": second, "agent": agent_ear}  # the caller put first is the one answered
 
             await row.locator('button[data-action="listen"]').click()
             await page.wait_for_selector(
@@ -275,6 +314,7 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
             await page.wait_for_selector("#monitor-panel.hidden", state="attached")
 
             await caller.hang_up()
+            await second.hang_up()
             await row.locator('button[data-action="signout"]').click()
             await _until_text(row, "Signed out", timeout=8)
             for _ in range(100):
@@ -288,8 +328,9 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
             await _shot(page, "failed")
             raise
         finally:
-            if caller is not None:
-                await caller.hang_up()
+            for c in (caller, second):
+                if c is not None:
+                    await c.hang_up()
             await agent.close()
 
     async with httpx.AsyncClient(base_url=stack.api, timeout=10, headers=admin) as http:
@@ -301,7 +342,9 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
         and e["target_id"] == connected.contact_id
     ]
     assert monitored == ["listen", "whisper", "barge", "none"]
-    floor = ("contact.monitored", "contact.monitor_ended", "agent.state_set", "agent.signed_out")
+    floor = (
+        "contact.monitored", "contact.monitor_ended", "agent.state_set", "agent.signed_out", "contact.fronted"
+    )  # fmt: skip
     steps = [e for e in entries if e["action"] in floor]
     assert [e["action"] for e in steps].count("agent.state_set") == 2  # away, then available
     people = {e["detail"].get("account_id") for e in steps}

@@ -616,6 +616,7 @@ async def test_openapi_metrics_and_unknown_routes(client: httpx.AsyncClient, ten
         "/v1/supervisors/{account_id}/queues",
         "/v1/supervisors/{account_id}/scope",
         "/v1/alert-policy",
+        "/v1/realtime/waiting",
         "/v1/alert-policy/queues/{queue_id}",
         "/v1/realtime/queues",
         "/v1/realtime/agents",

@@ -303,3 +303,37 @@ async def test_alert_policy_and_queue_targets(api_server: str, pool: asyncpg.Poo
     with switchboard.Client(api_key=key, base_url=api_server) as client:
         client.clear_alert_policy(queue)
         assert client.alert_policy().queues == []
+
+
+async def test_agent_quality_today_from_the_state_facts(api_server: str, pool: asyncpg.Pool) -> None:
+    """Three offers today: one answered, one declined, one still ringing; 60 s on a call and 30 s in wrap-up:
+    answered 1 of 2 decided, 1 missed, occupancy 90 s of the time working (from the first change to now)."""
+    from services.reporting.store import FactStore
+
+    key, tenant, _ = _tenant(api_server)
+    async with httpx.AsyncClient(
+        base_url=api_server, timeout=10, headers={"Authorization": f"Bearer {key}"}
+    ) as http:
+        r = await http.post(
+            "/v1/agents", json={"name": "Ann", "email": f"ann-{uuid.uuid4().hex[:6]}@example.com"}
+        )
+        agent = r.json()["id"]
+        start = (
+            time.time() - 600
+        )  # minutes ago: today, unless this runs in the first ten minutes past midnight
+        steps = [  # (seconds after start, new state)
+            (0, "available"), (10, "reserved"), (15, "on_contact"), (75, "wrap_up"), (105, "available"),
+            (120, "reserved"), (130, "available"), (180, "reserved"),
+        ]  # fmt: skip
+        events, old = [], "logged_out"
+        for at, new in steps:
+            events.append(
+                ev.AgentStateChanged(tenant_id=tenant, ts=start + at, agent_id=agent, old=old, new=new)
+            )
+            old = new
+        await FactStore(pool).write(tenant, events)
+        rows = (await http.get("/v1/realtime/agents")).json()["agents"]
+    quality = next(a["quality"] for a in rows if a["agent_id"] == agent)
+    assert (quality["offers"], quality["missed"], quality["answer_rate"]) == (3, 1, 0.5)
+    # Working from 0 s to now (ringing since 180 s), busy 90 s of it.
+    assert quality["occupancy"] == pytest.approx(90 / (time.time() - start), rel=0.05)
