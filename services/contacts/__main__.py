@@ -1,5 +1,6 @@
 """The contact coordinator process (python -m services.contacts): every contact's life from arrival to
-wrap-up (lifecycle.py), driven by the platform's events and the agents' desks (adapter.py)."""
+wrap-up (lifecycle.py), driven by the platform's events and the agents' desks (adapter.py); it also ends
+the calls of a media process without a SIP front that dies (media_watch.py)."""
 
 from __future__ import annotations
 
@@ -13,16 +14,20 @@ from services.kernel.service import run_service
 from services.kernel.waits import close_pool
 
 from .adapter import ContactsAdapter
+from .media_watch import MediaWatch
 
 
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.database_url, min_size=1, max_size=5)
     # SB_CONTACTS_DURABLE names the JetStream consumer (tests give each stack its own).
     adapter = ContactsAdapter(bus, pool, consumer=os.environ.get("SB_CONTACTS_DURABLE", "contacts"))
+    media = MediaWatch(bus)
     try:
         await adapter.start()
+        media.start()
         await stop.wait()  # until SIGTERM, so the adapter stops before run_service closes the bus
     finally:
+        await media.stop()
         await adapter.stop()
         await close_pool(pool)
 

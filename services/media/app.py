@@ -662,36 +662,39 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     await edge.start()
     service = MediaService(edge, bus, spool_dir=settings.data_dir / "spool", data_dir=settings.data_dir)
     await service.start()
-    registrar = None
+    # Registered in `sb_media_workers` either way: behind the front (which dispatches by it and watches
+    # it), or alone with link port 0, watched by the contacts coordinator (services/media/loss.py), so
+    # that its calls are ended within seconds if it dies.
     if worker is not None:
         assert isinstance(edge.transport, frontlink.LinkedTransport)
-        registrar = frontlink.Registrar(
-            bus,
-            worker_id=worker.worker_id,
-            site=worker.site,
-            link_host=worker.link_host,
-            link_port=edge.transport.link_port,
-            capacity=edge.config.max_calls,
-            calls=lambda: frontlink.live_calls(edge, service.webrtc),
-            replicas=settings.jetstream_replicas,
-        )
-        await registrar.start()
+        worker_id, site, link_port = worker.worker_id, worker.site, edge.transport.link_port
+    else:
+        worker_id, site, link_port = frontlink.standalone_id(settings.sip_port), frontlink.site_from_env(), 0
+    registrar = frontlink.Registrar(
+        bus,
+        worker_id=worker_id,
+        site=site,
+        link_host=settings.bind_host,
+        link_port=link_port,
+        capacity=edge.config.max_calls,
+        calls=lambda: frontlink.live_calls(edge, service.webrtc),
+        replicas=settings.jetstream_replicas,
+    )
+    await registrar.start()
     # The unrouted message is rendered once (espeak-ng, cached on disk) before the first caller needs it.
     warmup = asyncio.get_running_loop().create_task(prompts.warm([edge.config.unrouted_message]))
 
     async def shutdown() -> None:
         await stop.wait()
         warmup.cancel()
-        if registrar is not None:
-            await registrar.stopping()  # the front sends no new calls while ours are being ended
+        await registrar.stopping()  # the front sends no new calls while ours are being ended
         await service.stop()
         await edge.stop()
         await edge.slots.stop()
-        if registrar is not None:
-            await registrar.stop()
+        await registrar.stop()  # deleted key: a clean stop, not a loss
         await close_pool(pool)
 
-    if registrar is not None:
+    if worker is not None:
         # Behind the front the stop runs here, before run_service closes the bus: the calls' BYEs and
         # call.ended go out, then the goodbye frame, so the front does not take the stop for a loss.
         await shutdown()

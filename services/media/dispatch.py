@@ -320,8 +320,10 @@ class Dispatcher:
 
     def registered(self, reg: MediaWorkerRegistration, now: float, age: float = 0.0) -> list[Action]:
         """A registration put into the KV bucket (`age`: how old it already is, from its own timestamp)."""
-        if reg.site != self.site:
-            return []  # another site's worker: never ours to dispatch to
+        if reg.site != self.site or reg.link_port == 0:
+            # Another site's worker, or a media process without a front (services/media/loss.py watches
+            # those): never ours to dispatch to.
+            return []
         if (reg.worker_id, reg.pid, reg.started_at) in self._gone:
             return []  # a late registration of a lost or stopped incarnation
         worker = self.workers.get(reg.worker_id)

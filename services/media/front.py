@@ -10,20 +10,18 @@ sb.sys.media.worker_lost. Every decision is the dispatcher's; this file only mov
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
-import uuid
 
 import msgspec
 
 from services.kernel.bus import Bus
 from services.kernel.config import Settings
-from services.kernel.events import CallEnded, MediaWorkerLost, MediaWorkerRegistration
+from services.kernel.events import MediaWorkerRegistration
 from services.kernel.log import get_logger
 from services.kernel.service import run_service
 from services.kernel.subjects import sys_subject
-from services.media import frontlink, sip
+from services.media import frontlink, loss, sip
 from services.media.dispatch import (
     Action,
     Connect,
@@ -39,36 +37,15 @@ from services.media.dispatch import (
     WorkerLost,
     encode_frame,
 )
-from services.media.frontlink import workers_bucket
 from services.media.ratelimit import SourceLimiter
 
-__all__ = ["LOST_CAUSE", "SipFront", "ended_event", "main"]
+__all__ = ["SipFront", "main"]
 
 log = get_logger()
 
-LOST_CAUSE = "media_worker_lost"
 LOST_SUBJECT = sys_subject("media", "worker_lost")
-assert LOST_SUBJECT == frontlink.LOST_SUBJECT
+assert LOST_SUBJECT == frontlink.LOST_SUBJECT == loss.LOST_SUBJECT
 TICK_S = 0.25
-# call.ended for a lost worker's call has an id derived from the call: a second front (or this one after
-# a restart) publishing it again is de-duplicated by JetStream, and consumers see it once.
-_LOST_NS = uuid.UUID("6f1d3c2a-8a55-4d8e-9a43-2b1f3e5c7d90")
-
-
-def ended_event(lost: WorkerLost, call_index: int, now_wall: float) -> CallEnded:
-    """The call ended when its worker was last known alive (its last registration, at most a second or so
-    before a kill; much earlier when a front restarted after the whole platform died), never later."""
-    call = lost.calls[call_index]
-    end = min(now_wall, lost.last_alive) if lost.last_alive > 0 else now_wall
-    duration = round(max(0.0, end - call.answered_at), 3) if call.answered_at is not None else 0.0
-    return CallEnded(
-        id=uuid.uuid5(_LOST_NS, f"{call.call_id}:{LOST_CAUSE}"),
-        ts=end,
-        tenant_id=call.tenant_id,
-        call_id=call.call_id,
-        cause=LOST_CAUSE,
-        duration=duration,
-    )
 
 
 class _Udp(asyncio.DatagramProtocol):
@@ -312,23 +289,7 @@ class SipFront:
 
     async def _publish_lost(self, lost: WorkerLost) -> None:
         assert self.bus is not None
-        now_wall = time.time()
-        events = [ended_event(lost, i, now_wall) for i in range(len(lost.calls))]
-        results = await asyncio.gather(*(self.bus.publish(e) for e in events), return_exceptions=True)
-        for event, result in zip(events, results, strict=True):
-            if isinstance(result, BaseException):
-                log.warning("call_ended_not_published", call_id=str(event.call_id), error=str(result))
-        record = MediaWorkerLost(
-            id=uuid.uuid4(),
-            ts=now_wall,
-            worker_id=lost.worker_id,
-            site=lost.site,
-            reason=lost.reason.value,
-            calls_ended=len(events),
-            pid=lost.pid,
-        )
-        with contextlib.suppress(Exception):
-            await self.bus.nc.publish(LOST_SUBJECT, msgspec.json.encode(record))
+        await loss.publish_lost(self.bus, lost)
 
     async def _ticker(self) -> None:
         while True:
@@ -341,23 +302,7 @@ class SipFront:
 
     async def _watch_registrations(self) -> None:
         assert self.bus is not None
-        while True:
-            try:
-                kv = await workers_bucket(self.bus)
-                watcher = await kv.watchall()
-                while True:
-                    try:
-                        entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
-                    except Exception:  # nats' TimeoutError: nothing new
-                        continue
-                    if entry is None:
-                        continue  # the end of the initial values
-                    self._registration(entry.key, entry.value, entry.operation)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("worker_watch_failed", error=str(exc))
-                await asyncio.sleep(1.0)
+        await frontlink.follow_registrations(self.bus, self._registration)
 
     def _registration(self, key: str, value: bytes | None, operation: str | None) -> None:
         now = self.now()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -38,6 +39,9 @@ __all__ = [
     "WORKERS_BUCKET",
     "LinkedTransport",
     "Registrar",
+    "follow_registrations",
+    "site_from_env",
+    "standalone_id",
     "workers_bucket",
 ]
 
@@ -59,6 +63,27 @@ async def workers_bucket(bus: Bus, replicas: int = 1) -> KeyValue:
         return await bus.js.create_key_value(
             KeyValueConfig(bucket=WORKERS_BUCKET, ttl=BUCKET_TTL_S, history=1, replicas=replicas)
         )
+
+
+async def follow_registrations(bus: Bus, on_entry: Callable[[str, bytes | None, str | None], None]) -> None:
+    """Every put and delete in the bucket, for ever, as (key, value, operation): the initial values first.
+    A watch that fails is opened again a second later (the bus reconnects by itself meanwhile)."""
+    while True:
+        try:
+            kv = await workers_bucket(bus)
+            watcher = await kv.watchall()
+            while True:
+                try:
+                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
+                except Exception:  # nats' TimeoutError: nothing new
+                    continue
+                if entry is not None:  # None: the end of the initial values
+                    on_entry(entry.key, entry.value, entry.operation)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("worker_watch_failed", error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(1.0)
 
 
 def _exit_fenced() -> None:
@@ -271,6 +296,17 @@ class Registrar:
 
 
 # --- wiring a worker (app.main) ----------------------------------------------------------------------
+
+
+def site_from_env() -> str:
+    return os.environ.get("SB_SITE", "").strip() or "default"
+
+
+def standalone_id(sip_port: int) -> str:
+    """A media process without a front: named by its host and SIP port, so that its restart is known as a
+    new incarnation of the same process (KV keys: letters, digits, '-' and '_')."""
+    host = "".join(c if c.isalnum() else "-" for c in socket.gethostname())[:48] or "host"
+    return f"alone-{host}-{sip_port}"
 
 
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):

@@ -1,11 +1,13 @@
 """The agent's media worker dies mid-call (kill -9, with the SIP front and two workers): the contact ends with
 the cause `media_worker_lost`, the agent is told and freed (wrap-up, then available), and the call on the
-other worker goes on."""
+other worker goes on. Without a front (one media process), the contact coordinator notices the dead
+process by its registration and ends its call within seconds too, with no restart of anything."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import nats
 from switchboard import AgentSession
@@ -80,3 +82,40 @@ async def test_media_worker_dying_ends_its_contact_and_frees_the_agent(sharded_s
         for c in callers:
             c.close()
         await watch.close()
+
+
+async def test_a_single_media_process_killed_ends_its_call_within_seconds(first_call_stack: Stack) -> None:
+    stack = first_call_stack
+    t = make_tenant(stack.api)
+    watch = await Watch.start(stack.nats_url, t.id)
+    caller = PhoneCaller(stack.sip_port, t.number)
+    try:
+        async with AgentSession(stack.api, t.token("agent0@example.com"), auto_answer=True) as agent:
+            await agent.login(state="available")
+            await caller.dial()
+            offer = await next_of(agent, ContactOffer)
+            await next_of(agent, ContactConnected)
+            worker, _ = await worker_of(stack, offer.contact_id)
+            assert worker.startswith("alone-"), worker  # registered with no front
+            await asyncio.sleep(1.0)
+            stack.kill("media")
+            killed = time.monotonic()
+            ended = await watch.wait_for(
+                ev.CallEnded, lambda e: str(e.call_id) == offer.contact_id, timeout=10.0
+            )
+            noticed = time.monotonic() - killed
+            # Its registration is refreshed every second and lost after 5 s without one.
+            assert ended.cause == "media_worker_lost" and noticed < 8.0, (ended, noticed)
+            assert ended.duration >= 0.9  # talk time up to its last registration, not to the notice
+            told = await next_of(agent, ContactEnded, lambda e: e.contact_id == offer.contact_id)
+            assert told.cause == "media_worker_lost" and told.by == "system"
+            await agent.wrap_up(offer.contact_id, "lost")
+            await next_of(agent, AgentState, lambda e: e.state == "available")
+        record = await wait_contact(t, offer.contact_id, "ended")
+        assert record["cause"] == "media_worker_lost" and record["agent_id"] == t.agents["agent0@example.com"]
+        print(f"\nmeasured: a lone media process's call ended {noticed:.2f} s after its kill -9")
+    finally:
+        caller.close()
+        await watch.close()
+        if stack.procs["media"].poll() is not None:
+            stack.start("media")  # the module's next tests need media again
