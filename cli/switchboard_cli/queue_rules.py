@@ -17,7 +17,7 @@ import click
 import switchboard
 
 from . import output
-from .context import State, command, emit_json
+from .context import CliError, State, command, emit_json
 from .parsing import _Parsed
 
 __all__ = ["describe_rules", "register", "rule_fields", "rule_options"]
@@ -106,13 +106,24 @@ def parse_priority(text: str) -> dict[str, Any] | str:
 
 
 def parse_closed(text: str) -> tuple[str, str | None]:
-    """`message` or `queue NAME`."""
+    """`message`, `queue NAME` or `flow NAME`."""
     kind, _, rest = text.strip().partition(" ")
     if kind.lower() == "message" and not rest:
         return "message", None
-    if kind.lower() == "queue" and rest.strip():
-        return "queue", rest.strip()
-    raise ValueError(f"{text!r}: write 'message' (the closed message, then goodbye) or 'queue NAME'")
+    if kind.lower() in ("queue", "flow") and rest.strip():
+        return kind.lower(), rest.strip()
+    raise ValueError(
+        f"{text!r}: write 'message' (the closed message, then goodbye), 'queue NAME' or 'flow NAME' "
+        "(an IVR flow takes the caller: a voicemail, a menu)"
+    )
+
+
+def _find_flow(client: switchboard.Client, name: str) -> str:
+    flows = list(client.flows.list().items)
+    for flow in flows:
+        if flow.name == name or flow.id == name:
+            return flow.id
+    raise CliError(f"no flow named {name!r} (flows: {', '.join(f.name for f in flows) or 'none'})")
 
 
 def parse_seconds_or_off(text: str) -> int | str:
@@ -125,7 +136,7 @@ OVERFLOW = _Parsed("'after 60s to QUEUE'", parse_overflow)
 HOURS = _Parsed("'mon-fri 09:00-17:00'", parse_hours)
 HOLIDAY = _Parsed("YYYY-MM-DD", parse_holiday)
 PRIORITY = _Parsed("ATTR=VALUE:+N", parse_priority)
-CLOSED = _Parsed("message|'queue NAME'", parse_closed)
+CLOSED = _Parsed("message|'queue NAME'|'flow NAME'", parse_closed)
 
 
 def rule_options(fn: Any) -> Any:
@@ -161,8 +172,9 @@ def rule_options(fn: Any) -> Any:
         click.option(
             "--closed",
             type=CLOSED,
-            metavar="message|'queue NAME'",
-            help="While closed: 'message' (then goodbye) or 'queue NAME'.",
+            metavar="message|'queue NAME'|'flow NAME'",
+            help="While closed: 'message' (then goodbye), 'queue NAME', or 'flow NAME' (an IVR flow takes the "
+            "caller, e.g. a voicemail).",
         ),
         click.option(
             "--closed-message",
@@ -237,8 +249,10 @@ def rule_fields(client: switchboard.Client, given: dict[str, Any], find_queue: A
     if (holidays := _listed(given.pop("holidays", ()))) is not None:
         fields["holidays"] = holidays
     if (closed := given.pop("closed", None)) is not None:
-        fields["closed_treatment"] = closed[0]
-        fields["closed_queue_id"] = find_queue(client, closed[1]).id if closed[1] else None
+        kind, target = closed
+        fields["closed_treatment"] = kind
+        fields["closed_queue_id"] = find_queue(client, target).id if kind == "queue" and target else None
+        fields["closed_flow_id"] = _find_flow(client, target) if kind == "flow" and target else None
     if (message := given.pop("closed_message", None)) is not None:
         fields["closed_message"] = message or None
     if (rules := _listed(given.pop("priority_rules", ()))) is not None:
@@ -260,8 +274,11 @@ def _seconds(value: int | None) -> str:
     return f"{value // 60}m" if value >= 60 and value % 60 == 0 else f"{value}s"
 
 
-def describe_rules(queue: switchboard.Queue, names: dict[str, str]) -> list[tuple[str, str]]:
-    """A queue's rules as (label, words) rows."""
+def describe_rules(
+    queue: switchboard.Queue, names: dict[str, str], flows: dict[str, str] | None = None
+) -> list[tuple[str, str]]:
+    """A queue's rules as (label, words) rows (`names`, `flows`: ids to names)."""
+    flows = flows or {}
 
     def name(queue_id: Any) -> str:
         return names.get(str(queue_id), str(queue_id))
@@ -283,6 +300,8 @@ def describe_rules(queue: switchboard.Queue, names: dict[str, str]) -> list[tupl
         )
     if queue.closed_treatment == "queue" and queue.closed_queue_id:
         closed = f"to queue {name(queue.closed_queue_id)}"
+    elif queue.closed_treatment == "flow" and queue.closed_flow_id:
+        closed = f"to flow {flows.get(queue.closed_flow_id, queue.closed_flow_id)}"
     else:
         closed = f"message {queue.closed_message!r}" if queue.closed_message else "the default message"
     return [
@@ -316,6 +335,7 @@ def register(cli: click.Group, find_site: Any, find_queue: Any, page: int) -> No
         with state.client() as client:
             found = find_queue(client, queue)
             names = {q.id: q.name for q in client.queues.iter(page_size=page)} if not state.json else {}
+            flows = {f.id: f.name for f in client.flows.list().items} if not state.json else {}
         if state.json:
             emit_json(found)
             return
@@ -324,7 +344,7 @@ def register(cli: click.Group, find_site: Any, find_queue: Any, page: int) -> No
                 ("id", found.id),
                 ("priority", found.priority),
                 ("SL", f"{found.sl_percent}/{found.sl_seconds}"),
-                *describe_rules(found, names),
+                *describe_rules(found, names, flows),
             ],
             title=f"Queue {found.name}",
         )

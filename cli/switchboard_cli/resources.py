@@ -383,12 +383,13 @@ def register(cli: click.Group) -> None:
             if fields:
                 updated = client.queues.update(found.id, **fields)
             names = {q.id: q.name for q in client.queues.iter(page_size=PAGE)} if rules else {}
+            flows = {f.id: f.name for f in client.flows.list().items} if rules.get("closed_flow_id") else {}
         if state.json:
             emit_json(updated)
             return
         if rules:
             output.details(
-                queue_rules.describe_rules(updated, names), title=f"Routing rules of {updated.name}"
+                queue_rules.describe_rules(updated, names, flows), title=f"Routing rules of {updated.name}"
             )
         output.note(
             f"Updated queue {updated.name}: skills {_skills(updated.skills, '>=') or 'none'}, "

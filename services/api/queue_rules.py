@@ -34,11 +34,12 @@ __all__ = [
 ]
 
 RULE_COLUMNS = (
-    "strategy, overflow, hours, holidays, closed_treatment, closed_message, closed_queue_id, priority_rules, "
+    "strategy, overflow, hours, holidays, closed_treatment, closed_message, closed_queue_id, closed_flow_id, "
+    "priority_rules, "
     "spill_after_seconds, spill_expected_wait_seconds, announce_seconds"
 )
 Strategy = Literal["longest_idle", "most_skilled", "round_robin", "least_occupied"]
-ClosedTreatment = Literal["message", "queue"]
+ClosedTreatment = Literal["message", "queue", "flow"]
 Seconds = Annotated[int, msgspec.Meta(ge=0, le=86400)]
 _WINDOW = re.compile(r"^(\d\d:\d\d)-(\d\d:\d\d)$")
 _ATTRIBUTE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -72,6 +73,7 @@ def rules_from_row(row: asyncpg.Record) -> dict[str, Any]:
         "closed_treatment": row["closed_treatment"],
         "closed_message": row["closed_message"],
         "closed_queue_id": row["closed_queue_id"],
+        "closed_flow_id": row["closed_flow_id"],
         "priority_rules": msgspec.json.decode(row["priority_rules"], type=list[PriorityRule]),
         "spill_after_seconds": row["spill_after_seconds"],
         "spill_expected_wait_seconds": row["spill_expected_wait_seconds"],
@@ -124,8 +126,9 @@ def check_rules(data: Any) -> dict[str, Any]:
         out["closed_message"] = (
             None if message is None else check_text("closed_message", message, max_len=500)
         )
-    if (target := getattr(data, "closed_queue_id", unset)) is not unset:
-        out["closed_queue_id"] = target
+    for name in ("closed_queue_id", "closed_flow_id"):
+        if (target := getattr(data, name, unset)) is not unset:
+            out[name] = target
     if (rules := getattr(data, "priority_rules", unset)) is not unset:
         if len(rules) > MAX_RULES:
             raise validation("priority_rules", f"at most {MAX_RULES} rules")
@@ -157,16 +160,22 @@ async def check_targets(
             raise validation(field, "a queue cannot send its contacts to itself")
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM queues WHERE id = $1)", target):
             raise validation(field, f"no queue with id {target}")
-    if "closed_treatment" in changes or "closed_queue_id" in changes:
+    flow = changes.get("closed_flow_id")
+    if flow is not None and not await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM flows WHERE id = $1)", flow
+    ):
+        raise validation("closed_flow_id", f"no flow with id {flow}")
+    if {"closed_treatment", "closed_queue_id", "closed_flow_id"} & changes.keys():
         row = None
         if queue_id is not None:
             row = await conn.fetchrow(
-                "SELECT closed_treatment, closed_queue_id FROM queues WHERE id = $1", queue_id
+                "SELECT closed_treatment, closed_queue_id, closed_flow_id FROM queues WHERE id = $1", queue_id
             )
         treatment = changes.get("closed_treatment", row["closed_treatment"] if row else "message")
-        target = changes.get("closed_queue_id", row["closed_queue_id"] if row else None)
-        if treatment == "queue" and target is None:
-            raise validation("closed_queue_id", "closed_treatment 'queue' needs the queue callers go to")
+        for kind, field in (("queue", "closed_queue_id"), ("flow", "closed_flow_id")):
+            target = changes.get(field, row[field] if row else None)
+            if treatment == kind and target is None:
+                raise validation(field, f"closed_treatment {kind!r} needs the {kind} callers go to")
 
 
 def rule_changes(changes: dict[str, Any]) -> dict[str, Any]:

@@ -93,6 +93,7 @@ class Queue(msgspec.Struct, kw_only=True):
     closed_treatment: ClosedTreatment
     closed_message: str | None
     closed_queue_id: uuid.UUID | None
+    closed_flow_id: uuid.UUID | None  # closed_treatment "flow": the IVR flow callers are handed to
     priority_rules: list[PriorityRule]
     spill_after_seconds: int | None
     spill_expected_wait_seconds: int | None
@@ -123,6 +124,7 @@ class QueueCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     closed_treatment: ClosedTreatment = "message"
     closed_message: ClosedMessage | None = None
     closed_queue_id: uuid.UUID | None = None
+    closed_flow_id: uuid.UUID | None = None
     priority_rules: list[PriorityRule] = msgspec.field(default_factory=list)
     spill_after_seconds: Seconds | None = None
     spill_expected_wait_seconds: Seconds | None = None
@@ -149,6 +151,7 @@ class QueuePatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     closed_treatment: ClosedTreatment | msgspec.UnsetType = msgspec.UNSET
     closed_message: ClosedMessage | msgspec.UnsetType | None = msgspec.UNSET
     closed_queue_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
+    closed_flow_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
     priority_rules: list[PriorityRule] | msgspec.UnsetType = msgspec.UNSET
     spill_after_seconds: Seconds | msgspec.UnsetType | None = msgspec.UNSET
     spill_expected_wait_seconds: Seconds | msgspec.UnsetType | None = msgspec.UNSET

@@ -271,8 +271,10 @@ class ContactsAdapter:
             row = await conn.fetchrow(
                 """SELECT q.announce_seconds, q.closed_message, t.language,
                           COALESCE(q.recording_percent, t.recording_percent) AS record_percent,
-                          COALESCE(q.recording_announcement, t.recording_announcement) AS notice
-                   FROM tenants t LEFT JOIN queues q ON q.id = $1 WHERE t.id = $2""",
+                          COALESCE(q.recording_announcement, t.recording_announcement) AS notice,
+                          CASE WHEN q.closed_treatment = 'flow' THEN f.name END AS closed_flow
+                   FROM tenants t LEFT JOIN queues q ON q.id = $1 LEFT JOIN flows f ON f.id = q.closed_flow_id
+                   WHERE t.id = $2""",
                 event.queue_id,
                 event.tenant_id,
             )
@@ -285,6 +287,7 @@ class ContactsAdapter:
             language=row["language"],
             closed_message=row["closed_message"],
             recording_notice=(row["notice"] or None) if recorded else None,
+            closed_flow=row["closed_flow"],
         )
 
     async def _refused(self, event: ev.CallRefused) -> None:

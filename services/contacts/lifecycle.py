@@ -102,6 +102,7 @@ class Waiting(msgspec.Struct, kw_only=True, frozen=True):
     # recorded and the queue or tenant has an announcement (docs/recording.md); recording starts only once
     # it has been heard to its end.
     recording_notice: str | None = None
+    closed_flow: str | None = None  # closed treatment "flow": the IVR flow the caller is handed to
 
 
 # Routing's events about a contact (the adapter maps a consultation's to its contact).
@@ -463,6 +464,13 @@ class Lifecycle:
                     ev.RoutingCancel(**self._stamp(), call_id=self.routing_id, reason="failed"), "cancel"
                 )
             self._finish("failed", now, "callback_failed", cause=f"{purpose}_refused:{code}")
+        elif purpose == "closed_flow" and self.phase == "arrived":
+            if ok:  # the IVR has the caller now: its events carry the contact on, as for a flow's number
+                s.owns_media = False
+                self._transition("in_ivr", now, "queue_closed")
+            else:
+                s.waiting = msgspec.structs.replace(s.waiting or Waiting(), closed_flow=None)
+                self._closed(now)
         elif not ok and purpose == "enqueue" and self.phase == "arrived":
             self._send(ev.MediaPlay(**self._stamp(), call_id=self.caller_call, text=APOLOGY), "apology")
             self._hang_up_caller("no_queue")
@@ -757,9 +765,21 @@ class Lifecycle:
             self._send(ev.MediaPlay(**self._stamp(), call_id=self.caller_call, tone="moh", loop=True), "moh")
 
     def _closed(self, now: float) -> None:
-        """The queue is closed (hours, holiday): its closed message, then goodbye."""
+        """The queue is closed (hours, holiday): to its closed flow (the IVR takes the call), else its
+        closed message, then goodbye."""
         s = self.state
         waiting = s.waiting or Waiting()
+        if waiting.closed_flow:
+            run = ev.IvrRun(
+                **self._stamp(),
+                call_id=self.caller_call,
+                flow=waiting.closed_flow,
+                caller=s.record.caller,
+                dialled=s.record.dialled,
+            )
+            self._event("closed", now, queue_id=str(s.record.queue_id), flow=waiting.closed_flow)
+            self._send(run, "closed_flow")
+            return
         stamp = self._stamp()
         play = closed_play(
             tenant_id=stamp["tenant_id"],

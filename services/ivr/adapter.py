@@ -44,6 +44,7 @@ from services.kernel.events import (
     ContactAccepted,
     ContactPositionChanged,
     ContactQueued,
+    IvrRun,
     MediaAnswer,
     MediaHangup,
     MediaPlay,
@@ -51,8 +52,8 @@ from services.kernel.events import (
     RoutingCancel,
 )
 from services.kernel.log import get_logger
-from services.kernel.messages import Command, Event
-from services.kernel.serving import Consumer
+from services.kernel.messages import Command, Event, Reply
+from services.kernel.serving import Consumer, Server
 
 from .flow import Flow
 from .interpreter import SORRY, CommandFailed, Interpreter
@@ -134,6 +135,7 @@ class IvrAdapter:
         self.calls: dict[uuid.UUID, _Running] = {}
         self.log = get_logger()
         self._consumer: Consumer | None = None
+        self._server: Server[Any] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self.calls_kv: KeyValue | None = None
         self.flows_kv: KeyValue | None = None
@@ -145,11 +147,15 @@ class IvrAdapter:
         self.flows_kv = await self._bucket(FLOWS_BUCKET, ttl=None)
         await self.resume_all()
         self._consumer = await self.bus.consume(EVENTS, durable=self.consumer_name, handler=self.on_event)
+        self._server = await self.bus.serve("ivr", {IvrRun: self.on_run})
 
     async def stop(self) -> None:
         if self._consumer is not None:
             await self._consumer.stop()  # bounded, even with NATS gone
             self._consumer = None
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
         for running in self.calls.values():
             if running.timer:
                 running.timer.cancel()
@@ -215,59 +221,77 @@ class IvrAdapter:
     async def _arrived(self, event: CallArrived) -> None:
         if event.call_id in self.calls or event.direction != "inbound":
             return
-        found = await self._flow_for(event)
+        async with tenant_tx(self.pool, event.tenant_id, readonly=True) as conn:
+            flow_id = event.flow_id
+            if flow_id is None and event.number_id is not None:
+                flow_id = await conn.fetchval("SELECT flow_id FROM numbers WHERE id = $1", event.number_id)
+            elif flow_id is None and event.to_e164:
+                flow_id = await conn.fetchval("SELECT flow_id FROM numbers WHERE e164 = $1", event.to_e164)
+            found = None if flow_id is None else await self._flow(conn, event.tenant_id, "f.id = $1", flow_id)
         if found is None:
             return  # the number goes straight to a queue (or nowhere): not the IVR's call
+        caller = _number_of(event.from_uri)
+        await self._begin(event.tenant_id, event.call_id, caller, event.to_e164, found, answer=True)
+
+    async def on_run(self, cmd: IvrRun) -> Reply:
+        """A call handed over by the contact coordinator (already answered): run the named flow on it."""
+        if cmd.call_id in self.calls:
+            return Reply(ok=True)
+        async with tenant_tx(self.pool, cmd.tenant_id, readonly=True) as conn:
+            found = await self._flow(conn, cmd.tenant_id, "f.name = $1", cmd.flow)
+        if found is None:
+            return Reply(ok=False, code="unknown_flow", error=f"no flow named {cmd.flow!r}")
+        await self._begin(cmd.tenant_id, cmd.call_id, cmd.caller, cmd.dialled, found, answer=False)
+        return Reply(ok=True)
+
+    async def _begin(
+        self,
+        tenant_id: uuid.UUID,
+        call_id: uuid.UUID,
+        caller: str,
+        dialled: str,
+        found: tuple[Flow, str, int, str],
+        *,
+        answer: bool,
+    ) -> None:
         flow, flow_key, version, language = found
         interp = Interpreter.new(
             flow,
             version=version,
-            tenant_id=event.tenant_id,
-            call_id=event.call_id,
-            caller=_number_of(event.from_uri),
-            dialled=event.to_e164,
+            tenant_id=tenant_id,
+            call_id=call_id,
+            caller=caller,
+            dialled=dialled,
             now=self.clock(),
-            lookup_secret=derive_secret(self.platform_secret, event.tenant_id),
+            lookup_secret=derive_secret(self.platform_secret, tenant_id),
             language=language,
         )
         running = _Running(interp=interp, flow_key=flow_key)
-        self.calls[event.call_id] = running
+        self.calls[call_id] = running
         async with running.lock:
             await self._save(running)
-            answer = MediaAnswer(tenant_id=event.tenant_id, call_id=event.call_id)
-            if not await self._send(answer):
-                self.calls.pop(event.call_id, None)
+            if answer and not await self._send(MediaAnswer(tenant_id=tenant_id, call_id=call_id)):
+                self.calls.pop(call_id, None)
                 assert self.calls_kv is not None
-                await self.calls_kv.delete(_kv_key(event.tenant_id, event.call_id))
+                await self.calls_kv.delete(_kv_key(tenant_id, call_id))
                 return
             await self._apply(running, interp.start(self.clock()))
 
-    async def _flow_for(self, event: CallArrived) -> tuple[Flow, str, int, str] | None:
-        """The current version of the flow the dialled number points at, cached in FLOWS_BUCKET, and the
-        tenant's language."""
-        async with tenant_tx(self.pool, event.tenant_id, readonly=True) as conn:
-            flow_id = event.flow_id
-            if flow_id is None:
-                if event.number_id is not None:
-                    flow_id = await conn.fetchval(
-                        "SELECT flow_id FROM numbers WHERE id = $1", event.number_id
-                    )
-                elif event.to_e164:
-                    flow_id = await conn.fetchval(
-                        "SELECT flow_id FROM numbers WHERE e164 = $1", event.to_e164
-                    )
-            if flow_id is None:
-                return None
-            row = await conn.fetchrow(
-                """SELECT f.id, v.version, v.definition FROM flows f
-                   JOIN flow_versions v ON v.flow_id = f.id AND v.version = f.current_version WHERE f.id = $1""",
-                flow_id,
-            )
-            language = await conn.fetchval("SELECT language FROM tenants") or "en"
+    async def _flow(
+        self, conn: asyncpg.Connection, tenant_id: uuid.UUID, where: str, value: object
+    ) -> tuple[Flow, str, int, str] | None:
+        """The current version of a flow (cached in FLOWS_BUCKET under its version) and the tenant's
+        language."""
+        row = await conn.fetchrow(
+            f"""SELECT f.id, v.version, v.definition FROM flows f
+                JOIN flow_versions v ON v.flow_id = f.id AND v.version = f.current_version WHERE {where}""",
+            value,
+        )
         if row is None:
             return None
+        language = await conn.fetchval("SELECT language FROM tenants") or "en"
         flow = msgspec.json.decode(row["definition"].encode(), type=Flow)
-        key = _kv_key(event.tenant_id, row["id"], row["version"])
+        key = _kv_key(tenant_id, row["id"], row["version"])
         assert self.flows_kv is not None
         await self.flows_kv.put(key, row["definition"].encode())
         return flow, key, row["version"], language

@@ -51,12 +51,12 @@ def _json(raw: object) -> object:
 
 
 def _schedule(hours: object, holidays: list[object], tz: str) -> Schedule | None:
-    """Hours {"mon": ["09:00-17:00"]} and holiday dates as the core's Schedule; no hours but holidays:
-    open all day on every other day. None (always open) when neither is set or the stored value is not
+    """Hours {"mon": ["09:00-17:00"]} and holiday dates as the core's Schedule; no hours (null) but
+    holidays: open all day on every other day; {}: never open. None (always open) when neither is set or the stored value is not
     usable (the API refuses such values; a queue is not closed by a bad row)."""
     spans = _json(hours)
-    if not spans and not holidays:
-        return None
+    if spans is None and not holidays:
+        return None  # {} is not None: no window on any day, closed
     if isinstance(spans, dict):
         windows = {
             day: [tuple(w.split("-", 1)) for w in ws if isinstance(w, str) and "-" in w]

@@ -5,9 +5,9 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from ..messages import Event
+from ..messages import Command, Event
 
-__all__ = ["IvrCallbackRequested", "IvrCompleted", "IvrNodeEntered", "IvrNodeExited", "IvrOutcome"]
+__all__ = ["IvrCallbackRequested", "IvrCompleted", "IvrNodeEntered", "IvrNodeExited", "IvrOutcome", "IvrRun"]
 
 # The IVR commands media (events.media) and routing (events.routing) and publishes these analytics events;
 # routing's contact.* events (events.contact) are what it listens to while a caller waits in a queue.
@@ -61,3 +61,16 @@ class IvrCallbackRequested(Event, kw_only=True, frozen=True):
     number: str
     keep_place: bool = True
     at: float | None = None
+
+
+class IvrRun(Command, kw_only=True, frozen=True):
+    """Run the tenant's flow `flow` (its current version) on a call that is already answered: the contact
+    coordinator hands over a caller whose queue is closed (closed treatment `flow`). The reply says whether
+    the flow started (`unknown_flow` when no flow has that name)."""
+
+    service = "ivr"
+    name = "run"
+    call_id: uuid.UUID
+    flow: str
+    caller: str = ""
+    dialled: str = ""

@@ -888,3 +888,35 @@ async def test_callback_nobody_answers_is_retried_then_fails_customer_first(
         if uas.returncode is None:
             uas.kill()
             await uas.wait()
+
+
+CLOSED_FLOW = """\
+name: after-hours
+start: sorry
+nodes:
+  sorry: {type: play, prompt: {say: "Our office is closed. Please call back tomorrow."}, next: bye}
+  bye: {type: hangup}
+"""
+
+
+async def test_a_closed_queue_hands_its_callers_to_its_closed_flow(first_call_stack: Stack) -> None:
+    """Closed every day (hours {}), closed treatment `flow`: the IVR takes the answered caller."""
+    stack = first_call_stack
+    t = make_tenant(stack.api)
+    with _sdk(t) as client:
+        client.flows.deploy(CLOSED_FLOW)
+        flow_id = next(f.id for f in client.flows.list().items if f.name == "after-hours")
+        client.queues.set_rules(t.queue_id, hours={}, closed_treatment="flow", closed_flow_id=flow_id)
+    caller = PhoneCaller(stack.sip_port, t.number)
+    watch = await Watch.start(stack.nats_url, t.id)
+    try:
+        await caller.dial()
+        await asyncio.wait_for(caller.ended_by_platform.wait(), 20)  # the flow's hangup node
+        arrived = await watch.wait_for(ev.ContactStateChanged, lambda e: e.new == "arrived")
+        record = await wait_contact(t, str(arrived.call_id), "ended")
+        assert record["outcome"] == "self_served" and record["ivr_path"] == ["sorry", "bye"], record
+        states = [e.new for e in watch.all(ev.ContactStateChanged)]
+        assert states[:2] == ["arrived", "in_ivr"] and "queued" not in states, states
+    finally:
+        caller.close()
+        await watch.close()

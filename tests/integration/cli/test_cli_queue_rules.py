@@ -120,6 +120,7 @@ BAD_CLI = [
     (("--holiday", "2026-13-01"), "not a date"),
     (("--priority-rule", "vip"), "ATTRIBUTE=VALUE:+POINTS"),
     (("--closed", "voicemail"), "'message'"),
+    (("--closed", "flow nowhere"), "no flow named 'nowhere'"),
     (("--strategy", "fastest"), "fastest"),
     (("--overflow", "none", "--overflow", "after 1s to Billing"), "give it alone"),
 ]
@@ -154,6 +155,8 @@ def test_api_refuses_bad_rules_naming_the_field(tenant: dict[str, Any]) -> None:
             ({"holidays": ["2026-02-30"]}, "holidays", "date"),
             ({"closed_treatment": "queue"}, "closed_queue_id", "needs the queue"),
             ({"closed_treatment": "voicemail"}, "closed_treatment", "voicemail"),
+            ({"closed_treatment": "flow"}, "closed_flow_id", "needs the flow"),
+            ({"closed_treatment": "flow", "closed_flow_id": str(uuid.uuid4())}, "closed_flow_id", "no flow"),
             ({"closed_message": ""}, "closed_message", "empty"),
             ({"priority_rules": [{"attribute": "v i p", "equals": "x", "raise_by": 5}]}, "priority_rules[0].attribute", "letters"),
             ({"priority_rules": [{"attribute": "vip", "equals": "x", "raise_by": 500}]}, "raise_by", "<= 98"),

@@ -672,9 +672,7 @@ def test_recording_announcement_is_heard_before_the_caller_is_in_line_and_record
     m, out = notice_played("done")
     assert kinds(out) == ["MediaRecordStart", "DeskPush:contact_connected"]
     events = [e.event for e in m.state.record.timeline]
-    assert (
-        events.index("recording_notice") < events.index("recording_notice_heard") < events.index("queued")
-    )
+    assert events.index("recording_notice") < events.index("recording_notice_heard") < events.index("queued")
 
 
 @pytest.mark.parametrize("reason", ["stopped", "error", None])
@@ -690,3 +688,29 @@ def test_an_announcement_media_refuses_means_no_recording() -> None:
     out = ack_all(m, m.take(), 1000.5)
     out = m.replied(command(out, ev.MediaPlay).id, False, "tts_failed", 1000.6)
     assert kinds(out) == ["MediaPlay", "RoutingEnqueue"] and m.state.notice == "failed"
+
+
+def test_a_closed_queue_with_a_flow_hands_the_caller_to_the_ivr() -> None:
+    m = Lifecycle.arrive(arrived(), 1000.0, waiting=Waiting(closed_flow="after-hours"))
+    assert m is not None
+    out = ack_all(m, m.take(), 1000.5)
+    out = m.replied(command(out, ev.RoutingEnqueue).id, False, "queue_closed", 1000.6)
+    run = command(out, ev.IvrRun)
+    assert (run.flow, run.caller, run.dialled) == ("after-hours", "+15550100", "+15550123")
+    out = m.replied(run.id, True, None, 1000.7)
+    assert transitions(out) == ["in_ivr"] and not m.state.owns_media
+    m.handle(
+        ev.IvrCompleted(tenant_id=T, call_id=CALL, flow="after-hours", version=1, outcome="self_served"),
+        1010.0,
+    )
+    m.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="normal_clearing", duration=10.0), 1010.1)
+    assert m.finished and m.state.record.outcome == "self_served" and m.state.record.ivr_s == 10.0
+
+
+def test_a_closed_flow_the_ivr_refuses_falls_back_to_the_closed_message() -> None:
+    m = Lifecycle.arrive(arrived(), 1000.0, waiting=Waiting(closed_flow="gone"))
+    assert m is not None
+    out = ack_all(m, m.take(), 1000.5)
+    out = m.replied(command(out, ev.RoutingEnqueue).id, False, "queue_closed", 1000.6)
+    out = m.replied(command(out, ev.IvrRun).id, False, "unknown_flow", 1000.7)
+    assert command(out, ev.MediaPlay).text.startswith("We are closed") and m.state.record.outcome == "closed"

@@ -64,6 +64,8 @@ def test_holidays_without_hours_close_only_those_days() -> None:
     assert not is_open(q.schedule, at("2026-12-25T23:30", "America/New_York"))
     assert is_open(q.schedule, at("2026-12-26T00:30", "America/New_York"))  # 05:30 UTC on the 26th
     assert _queue(row(), "UTC", set()).schedule is None
+    never = _queue(row(hours="{}"), "UTC", set()).schedule
+    assert never is not None and not is_open(never, at("2026-12-21T12:00", "UTC"))
 
 
 def test_a_closed_treatment_queue_without_its_queue_is_a_message() -> None:
