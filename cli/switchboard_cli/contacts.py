@@ -341,8 +341,11 @@ def register(cli: click.Group) -> None:
         help="A web origin allowed to use it, e.g. https://shop.example.com (default: any).",
     )
     @click.option("--name", help="A name to tell keys apart.")
+    @click.option(
+        "--flow", metavar="NAME_OR_ID", help="Send its web callers through this IVR flow first (its keypad)."
+    )
     def widget_keys_add(
-        state: State, queues: tuple[str, ...], origins: tuple[str, ...], name: str | None
+        state: State, queues: tuple[str, ...], origins: tuple[str, ...], name: str | None, flow: str | None
     ) -> None:
         """Create a widget key for some queues."""
         with state.client() as client:
@@ -351,6 +354,7 @@ def register(cli: click.Group) -> None:
                 [q.id for q in found],
                 origins=list(origins) if origins else switchboard.UNSET,
                 name=name if name is not None else switchboard.UNSET,
+                flow=flow if flow is not None else switchboard.UNSET,
             )
         if state.json:
             emit_json(key)

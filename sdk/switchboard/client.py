@@ -721,10 +721,12 @@ class WidgetKeys(_Collection[WidgetKey]):
         *,
         origins: list[str] | UnsetType = UNSET,
         name: str | UnsetType = UNSET,
+        flow: str | UnsetType = UNSET,
     ) -> WidgetKey:
         """A public key (`.public_key`, `pk_...`) for a web page's call button: it can reach only `queue_ids`,
-        and only from `origins` (web origins such as https://shop.example.com) when any are given."""
-        body = _calls.fields(queue_ids=queue_ids, origins=origins, name=name)
+        and only from `origins` (web origins such as https://shop.example.com) when any are given; with `flow`
+        (a flow's name or id) its callers go through that IVR flow first."""
+        body = _calls.fields(queue_ids=queue_ids, origins=origins, name=name, flow=flow)
         created: WidgetKey = self._client._run(_calls.create(self._path, WidgetKey, body))
         return created
 

@@ -380,6 +380,7 @@ class WidgetKey(Model, kw_only=True):
     public_key: str
     queue_ids: list[str] = msgspec.field(default_factory=list)
     origins: list[str] = msgspec.field(default_factory=list)
+    flow_id: str | None = None  # web callers go through this IVR flow first
     created_at: datetime
     revoked_at: datetime | None = None
 

@@ -449,6 +449,7 @@ async def _open(session: Session | WidgetCaller | ConsoleSocket) -> Listener | N
     if isinstance(session, WidgetCaller):
         pushes = {
             WebRtcSignal: session.on_signal,
+            ev.ContactQueued: session.on_position,
             ev.ContactPositionChanged: session.on_position,
             ev.ContactStateChanged: session.on_contact,
         }

@@ -56,7 +56,7 @@ __all__ = [
 
 PUBLIC_KEY_PREFIX = "pk_"
 PUBLIC_KEY_PATTERN = re.compile(r"^pk_[A-Za-z0-9_-]{20,100}$")
-COLUMNS = "id, name, public_key, queue_ids, origins, max_concurrent_calls, created_at, revoked_at"
+COLUMNS = "id, name, public_key, queue_ids, origins, max_concurrent_calls, flow_id, created_at, revoked_at"
 MAX_QUEUES = 50
 MAX_ORIGINS = 20
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -69,6 +69,8 @@ class WidgetKey(msgspec.Struct, kw_only=True):
     queue_ids: list[uuid.UUID]
     origins: list[str]
     max_concurrent_calls: int | None
+    # Web callers go through this IVR flow (its keypad drives the menus) instead of straight to the queue.
+    flow_id: uuid.UUID | None = None
     created_at: datetime
     revoked_at: datetime | None
 
@@ -91,6 +93,16 @@ class WidgetKeyCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         | None
     ) = None
     name: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+    flow: (
+        Annotated[
+            str,
+            msgspec.Meta(
+                max_length=100,
+                description="an IVR flow (name or id) web callers go through first; none: straight to the queue",
+            ),
+        ]
+        | None
+    ) = None
     max_concurrent_calls: (
         Annotated[
             int,
@@ -127,6 +139,7 @@ def widget_key_from_row(row: asyncpg.Record) -> WidgetKey:
         queue_ids=list(row["queue_ids"]),
         origins=list(row["origins"]),
         max_concurrent_calls=row["max_concurrent_calls"],
+        flow_id=row["flow_id"],
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
     )
@@ -198,9 +211,16 @@ class WidgetKeyController(Controller):
             for i, qid in enumerate(queue_ids):
                 if qid not in found:
                     raise validation(f"queue_ids[{i}]", "no queue with this id")
+            flow_id = None
+            if data.flow is not None:
+                ref = data.flow.strip()
+                flow_id = parse_id(ref) or await conn.fetchval("SELECT id FROM flows WHERE name = $1", ref)
+                if flow_id is None or not await conn.fetchval("SELECT 1 FROM flows WHERE id = $1", flow_id):
+                    raise validation("flow", f"no flow {ref!r}")
             row = await conn.fetchrow(
-                f"""INSERT INTO widget_keys (id, tenant_id, name, public_key, queue_ids, origins, max_concurrent_calls)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {COLUMNS}""",
+                f"""INSERT INTO widget_keys (id, tenant_id, name, public_key, queue_ids, origins, max_concurrent_calls,
+                                             flow_id)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}""",
                 new_id(),
                 principal.tenant_id,
                 name,
@@ -208,6 +228,7 @@ class WidgetKeyController(Controller):
                 queue_ids,
                 origins,
                 data.max_concurrent_calls,
+                flow_id,
             )
             key = widget_key_from_row(row)
             detail = {
@@ -215,6 +236,7 @@ class WidgetKeyController(Controller):
                 "queue_ids": [str(q) for q in queue_ids],
                 "origins": origins,
                 "max_concurrent_calls": data.max_concurrent_calls,
+                "flow_id": str(flow_id) if flow_id else None,
             }
             await audit(conn, principal, "widget_key.created", "widget_key", key.id, detail)
             return Outcome(201, key)

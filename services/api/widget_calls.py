@@ -16,6 +16,7 @@ import uuid
 from typing import Any
 
 from services.kernel import events as ev
+from services.kernel.db import tenant_tx
 from services.kernel.ids import new_id
 
 from .signalling_base import Bad, Socket
@@ -95,8 +96,13 @@ class WidgetCaller(Socket):
         await self.send(signal.kind, **fields)
 
     async def announce(self) -> None:
-        """The web caller is up: a call arrives for the token's queue (the coordinator answers and queues it)."""
+        """The web caller is up: a call arrives for the token's queue (the coordinator answers and queues it),
+        or for the key's flow when it has one (the IVR answers it; the keypad's digits drive its menus)."""
         assert self.leg_id is not None
+        async with tenant_tx(self.state.db(), self.claims.tenant_id, readonly=True) as conn:
+            flow_id = await conn.fetchval(
+                "SELECT flow_id FROM widget_keys WHERE id = $1", self.claims.widget_key_id
+            )
         arrived = ev.CallArrived(
             tenant_id=self.claims.tenant_id,
             id=uuid.uuid5(self.leg_id, "arrived"),
@@ -104,6 +110,7 @@ class WidgetCaller(Socket):
             from_uri="",
             from_name="Web caller",
             queue_id=self.claims.queues[0],
+            flow_id=flow_id,
             codec="webrtc",
             ts=time.time(),
         )
@@ -125,6 +132,7 @@ class WidgetCaller(Socket):
             except Bad:
                 pass  # already ended, or media is gone
 
-    async def on_position(self, event: ev.ContactPositionChanged) -> None:
+    async def on_position(self, event: ev.ContactQueued | ev.ContactPositionChanged) -> None:
+        """Its place in line: when it joins the line (routing tells only changes after that) and as it moves."""
         if event.call_id == self.leg_id:
             await self.send("position", position=event.position, expected_wait_s=event.expected_wait_s)

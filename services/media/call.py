@@ -31,6 +31,10 @@ FRAME = 160  # samples per 20 ms at 8 kHz
 Samples = npt.NDArray[np.int16]
 # Two RFC 4733 / in-band / INFO reports of one key press arrive within this window: report it once.
 DUPLICATE_DIGIT_S = 0.12
+# A key pressed while nothing listens (no prompt, no collection: the IVR is still starting, e.g. a web caller
+# whose keypad is up the moment its call connects) is the next collection's first key if that collection
+# starts this soon after; later, it was meant for no menu (a caller pressing keys at an agent).
+TYPE_AHEAD_S = 8.0
 
 
 class CallState(enum.Enum):
@@ -82,6 +86,8 @@ class Call:
     # The digit that interrupted a prompt while no collection ran: the next collect takes it as its
     # first key (MediaPlay's promise). Dropped by a non-interruptible play, hold and the call's end.
     pending_digit: str | None = None
+    # When the pending digit was pressed with nothing listening (None: it interrupted a prompt).
+    typed_at: float | None = None
     history: list[str] = field(default_factory=list)
     # The `record` command (voicemail): fed the caller's frames once its beep has played.
     recording: Recording | None = None
@@ -261,6 +267,9 @@ class Call:
         if self.collection is not None:
             events.append(self._collected("stopped", now))
         typed_ahead, self.pending_digit = self.pending_digit, None
+        if self.typed_at is not None and now - self.typed_at > TYPE_AHEAD_S:
+            typed_ahead = None
+        self.typed_at = None
         if typed_ahead is not None:
             prompt = None  # the caller already answered: the prompt would only make them wait
         self.collection = Collection(
@@ -296,7 +305,9 @@ class Call:
             if playback.play_id is not None:
                 events.append(self._play_finished(playback, "interrupted", now, digit))
             if self.collection is None:
-                self.pending_digit = digit
+                self.pending_digit, self.typed_at = digit, None
+        elif playback is None and self.collection is None:
+            self.pending_digit, self.typed_at = digit, now
         return events + self._collect_digit(digit, now)
 
     def _collect_digit(self, digit: str, now: float) -> list[Event]:

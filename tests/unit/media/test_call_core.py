@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from services.kernel.events import CallCollected, CallDtmf, CallEnded, CallPlayFinished
-from services.media.call import FRAME, Call
+from services.media.call import FRAME, TYPE_AHEAD_S, Call
 from services.media.ratelimit import SourceLimiter, Verdict
 
 pytestmark = pytest.mark.usefixtures("no_ambient_clock_or_ids")
@@ -191,9 +191,16 @@ def test_a_kept_digit_is_dropped_by_a_plain_play_hold_and_the_end() -> None:
         if drop != "end":
             _collect(call, 1.0)
             assert call.collection is not None and call.collection.digits == "", drop
-    # A digit with nothing to interrupt is not kept (a collect later must not see stale presses).
+    # A digit pressed while nothing listens (the IVR still starting) is typed ahead only briefly: a collect
+    # soon after takes it, a collect later must not see a stale press.
     call = _call()
-    call.digit("3", "rfc4733", 0.0)
+    call.digit("3", "datachannel", 10.0)
+    _collect(call, 10.0 + TYPE_AHEAD_S)
+    assert call.collection is not None and call.collection.digits == "3"
+    call = _call()
+    call.digit("3", "datachannel", 10.0)
+    _collect(call, 10.1 + TYPE_AHEAD_S)
+    assert call.collection is not None and call.collection.digits == ""
     assert call.pending_digit is None
 
 
