@@ -136,7 +136,12 @@ def decide_refresh(
         return RefreshOutcome.EXPIRED
     if secrets.compare_digest(presented, current):
         return RefreshOutcome.ROTATE
-    if used and secrets.compare_digest(presented, used[0]) and not grace_spent and now - rotated_at <= grace_s:
+    if (
+        used
+        and secrets.compare_digest(presented, used[0])
+        and not grace_spent
+        and now - rotated_at <= grace_s
+    ):
         return RefreshOutcome.GRACE
     if any(secrets.compare_digest(presented, h) for h in used):
         return RefreshOutcome.REUSED

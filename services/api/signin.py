@@ -509,7 +509,9 @@ class AuthController(Controller):
                     digest,
                     KEEP_USED,
                 )
-            elif outcome is RefreshOutcome.GRACE and secrets.compare_digest(digest, bytes(row["refresh_hash"])):
+            elif outcome is RefreshOutcome.GRACE and secrets.compare_digest(
+                digest, bytes(row["refresh_hash"])
+            ):
                 # The same successor as the lost answer held; once only.
                 await conn.execute(
                     "UPDATE web_sessions SET refresh_grace_spent = true WHERE id = $1", session_id
