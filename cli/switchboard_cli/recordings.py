@@ -92,6 +92,33 @@ def register(cli: click.Group) -> None:
             empty="no recordings",
         )
 
+    @command(recordings, "conversation")
+    @click.argument("recording_id", metavar="ID")
+    def recordings_conversation(state: State, recording_id: str) -> None:
+        """A contact's whole conversation: its recordings in order (each agent, each consultation)."""
+        with state.client() as client:
+            found = client.recordings.conversation(recording_id)
+        if state.json:
+            emit_json(found)
+            return
+        output.table(
+            ("#", "KIND", "AGENT", "CONSULTED", "STARTED", "LENGTH", "STATUS", "ID"),
+            (
+                [
+                    seg.segment,
+                    seg.kind,
+                    seg.agent_id,
+                    seg.consulted_agent_id or "",
+                    output.short_time(seg.started_at),
+                    _duration(seg.duration_s),
+                    seg.status + (" partial" if seg.partial else ""),
+                    seg.id,
+                ]
+                for seg in found.segments
+            ),
+            empty="no recordings",
+        )
+
     @command(recordings, "get")
     @click.argument("recording_id", metavar="ID")
     @click.option(

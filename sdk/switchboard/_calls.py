@@ -21,6 +21,7 @@ from .models import (
     ContactMoved,
     ContactPrioritized,
     ContactSummary,
+    Conversation,
     DeskSettings,
     Invite,
     Me,
@@ -69,6 +70,7 @@ __all__ = [
     "queue_rules",
     "realtime",
     "realtime_feed_url",
+    "recording_conversation",
     "recording_delete",
     "recording_get",
     "recording_hold",
@@ -348,6 +350,10 @@ def recordings_page(
 
 def recording_get(recording_id: str) -> Call[Recording]:
     return Call[Recording]("GET", f"/v1/recordings/{_id(recording_id)}", Recording)
+
+
+def recording_conversation(recording_id: str) -> Call[Conversation]:
+    return Call[Conversation]("GET", f"/v1/recordings/{_id(recording_id)}/conversation", Conversation)
 
 
 def recording_url(recording_id: str, format: str = "wav") -> Call[RecordingUrl]:

@@ -418,12 +418,25 @@ class Recording(Model, kw_only=True):
     deleted_at: datetime | None = None
     deleted_reason: str | None = None
     formats: list[str] = msgspec.field(default_factory=lambda: ["wav"])
+    # Its place in the contact's conversation: segment 0, 1, ...; "talk" (caller and agent) or "consult"
+    # (agent_id consulting consulted_agent_id).
+    segment: int = 0
+    kind: str = "talk"
+    consulted_agent_id: str | None = None
     contact_id: str = ""
     caller: str = ""
     dialled: str = ""
     queue_id: str | None = None
     queue_name: str = ""
     agent_id: str | None = None
+
+
+class Conversation(Model, kw_only=True):
+    """Every recording of one contact's conversation, in order (transfers and consultations)."""
+
+    contact_id: str
+    duration_s: float = 0.0
+    segments: list[Recording] = msgspec.field(default_factory=list)
 
 
 class RecordingUrl(Model, kw_only=True):

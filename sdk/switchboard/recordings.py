@@ -16,7 +16,7 @@ import httpx
 from . import _calls
 from ._core import Call
 from .errors import ResponseError, error_from_response
-from .models import Page, Recording, RecordingUrl
+from .models import Conversation, Page, Recording, RecordingUrl
 
 __all__ = ["AsyncRecordings", "Progress", "Recordings"]
 
@@ -118,6 +118,11 @@ class Recordings:
 
     def get(self, id: str) -> Recording:
         found: Recording = self._client._run(_calls.recording_get(id))
+        return found
+
+    def conversation(self, id: str) -> Conversation:
+        """Every recording of the contact's conversation in order (by the contact's id or a recording's)."""
+        found: Conversation = self._client._run(_calls.recording_conversation(id))
         return found
 
     def url(self, id: str, *, format: str = "wav") -> RecordingUrl:
@@ -234,6 +239,10 @@ class AsyncRecordings:
 
     async def get(self, id: str) -> Recording:
         found: Recording = await self._client._run(_calls.recording_get(id))
+        return found
+
+    async def conversation(self, id: str) -> Conversation:
+        found: Conversation = await self._client._run(_calls.recording_conversation(id))
         return found
 
     async def url(self, id: str, *, format: str = "wav") -> RecordingUrl:

@@ -72,6 +72,8 @@ class Contact(ContactSummary, kw_only=True):
     updated_at: datetime
     # Its recording (same id as the contact; GET /v1/recordings/{id}), when one exists and is not deleted.
     recording: dict[str, Any] | None = None
+    # Every recording of the conversation in order (a transfer's next agent, a consultation: docs/recording.md).
+    recordings: list[dict[str, Any]] = []
 
 
 class ContactPage(msgspec.Struct):
@@ -238,10 +240,13 @@ class ContactController(Controller):
                     FROM contacts c LEFT JOIN queues q ON q.id = c.queue_id WHERE c.id = $1""",
                 cid,
             )
-            recording = await conn.fetchrow(
-                "SELECT id, status, partial, duration_s FROM recordings WHERE id = $1 AND status <> 'deleted'",
+            recordings = await conn.fetch(
+                """SELECT id, status, partial, duration_s, segment, segment_kind, agent_id, consulted_agent_id
+                   FROM recordings WHERE COALESCE(contact_id, id) = $1 AND status <> 'deleted'
+                   ORDER BY segment, started_at""",
                 cid,
             )
+            recording = next((r for r in recordings if r["id"] == cid), None)
         if row is None:
             raise not_found("contact")
         record = _with_queue_name(contact_from_row(row), row["live_queue_name"])
@@ -254,6 +259,19 @@ class ContactController(Controller):
                 "duration_s": recording["duration_s"],
                 "url": f"/v1/recordings/{recording['id']}",
             }
+        contact.recordings = [
+            {
+                "id": str(r["id"]),
+                "segment": r["segment"],
+                "kind": r["segment_kind"],
+                "agent_id": str(r["agent_id"]) if r["agent_id"] else None,
+                "consulted_agent_id": str(r["consulted_agent_id"]) if r["consulted_agent_id"] else None,
+                "status": r["status"],
+                "duration_s": r["duration_s"],
+                "url": f"/v1/recordings/{r['id']}",
+            }
+            for r in recordings
+        ]
         return contact
 
 

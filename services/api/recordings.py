@@ -76,7 +76,12 @@ class Recording(msgspec.Struct, kw_only=True):
     deleted_reason: str | None
     # Formats that can be played or downloaded: "wav" (the master), and "opus" when a copy was kept.
     formats: list[str]
-    # From the contact with the same id (absent for a call that has no contact record).
+    # Its place in its contact's conversation: segment 0, 1, ... in order; "talk" (the caller and
+    # `agent_id`) or "consult" (`agent_id` consulting `consulted_agent_id` while the caller waits).
+    segment: int
+    kind: str
+    consulted_agent_id: uuid.UUID | None
+    # The contact it belongs to (segment 0's id is the contact's), and from the contact record.
     contact_id: uuid.UUID
     caller: str
     dialled: str
@@ -90,13 +95,21 @@ class RecordingPage(msgspec.Struct):
     next_cursor: str | None
 
 
+class Conversation(msgspec.Struct, kw_only=True):
+    contact_id: uuid.UUID
+    duration_s: float  # the segments' audio, end to end
+    segments: list[Recording]
+
+
 class RecordingUrl(msgspec.Struct):
     url: str
     expires_at: datetime
 
 
-_SELECT = f"""SELECT {RECORDING_COLUMNS}, r.opus_key, c.caller, c.dialled, c.queue_id, c.queue_name, c.agent_id
-    FROM recordings r LEFT JOIN contacts c ON c.id = r.id"""
+_SELECT = f"""SELECT {RECORDING_COLUMNS}, r.opus_key, r.segment, r.segment_kind, r.consulted_agent_id,
+        COALESCE(r.contact_id, r.id) AS contact, c.caller, c.dialled, c.queue_id, c.queue_name,
+        COALESCE(r.agent_id, c.agent_id) AS agent_id
+    FROM recordings r LEFT JOIN contacts c ON c.id = COALESCE(r.contact_id, r.id)"""
 
 
 def _recording(row: asyncpg.Record) -> Recording:
@@ -118,7 +131,10 @@ def _recording(row: asyncpg.Record) -> Recording:
         deleted_at=row["deleted_at"],
         deleted_reason=row["deleted_reason"],
         formats=["wav", "opus"] if row["opus_key"] else ["wav"],
-        contact_id=row["id"],
+        segment=row["segment"],
+        kind=row["segment_kind"],
+        consulted_agent_id=row["consulted_agent_id"],
+        contact_id=row["contact"],
         caller=row["caller"] or "",
         dialled=row["dialled"] or "",
         queue_id=row["queue_id"],
@@ -223,14 +239,16 @@ class RecordingController(Controller):
         async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
             rows = await conn.fetch(
                 f"""{_SELECT}
-                    LEFT JOIN queues q ON q.id = c.queue_id LEFT JOIN agents a ON a.id = c.agent_id
+                    LEFT JOIN queues q ON q.id = c.queue_id
+                    LEFT JOIN agents a ON a.id IN (COALESCE(r.agent_id, c.agent_id), r.consulted_agent_id)
                     WHERE ($1::timestamptz IS NULL OR r.started_at >= $1)
                       AND ($2::timestamptz IS NULL OR r.started_at < $2)
                       AND ($3::text IS NULL OR c.queue_id::text = $3 OR lower(q.name) = lower($3)
                            OR lower(c.queue_name) = lower($3))
-                      AND ($4::text IS NULL OR c.agent_id::text = $4 OR lower(a.email) = lower($4))
+                      AND ($4::text IS NULL OR COALESCE(r.agent_id, c.agent_id)::text = $4
+                           OR r.consulted_agent_id::text = $4 OR lower(a.email) = lower($4))
                       AND ($5::text IS NULL OR c.caller = $5 OR c.dialled = $5)
-                      AND ($6::uuid IS NULL OR r.id = $6)
+                      AND ($6::uuid IS NULL OR COALESCE(r.contact_id, r.id) = $6)
                       AND ($7 OR r.status <> 'deleted')
                       AND ($8::uuid IS NULL OR r.id < $8)
                     ORDER BY r.id DESC LIMIT $9""",
@@ -256,6 +274,32 @@ class RecordingController(Controller):
         if row is None:
             raise not_found("recording")
         return _recording(row)
+
+    @get(
+        "/{recording_id:str}/conversation",
+        responses=READ_ERRORS,
+        summary="Every recording of a contact's conversation, in order",
+    )
+    async def conversation(self, request: Request[Any, Any, Any], recording_id: IdParam) -> Conversation:
+        """The contact's recordings (by the contact's id or any of its recordings'), segment by segment: each
+        agent the caller talked to and each consultation between agents, in the order they happened."""
+        rid = path_id(recording_id, "recording")
+        principal = principal_of(request)
+        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
+            rows = await conn.fetch(
+                f"""{_SELECT} WHERE COALESCE(r.contact_id, r.id) =
+                        (SELECT COALESCE(contact_id, id) FROM recordings WHERE id = $1)
+                    ORDER BY r.segment, r.started_at""",
+                rid,
+            )
+        if not rows:
+            raise not_found("recording")
+        segments = [_recording(row) for row in rows]
+        return Conversation(
+            contact_id=segments[0].contact_id,
+            duration_s=round(sum(seg.duration_s for seg in segments), 3),
+            segments=segments,
+        )
 
     # A GET: it changes nothing but the audit log, so read-only keys (supervisors) can play recordings.
     @get(

@@ -271,6 +271,8 @@ def replied(m: Lifecycle, purpose: str, ok: bool, code: str | None, now: float) 
             m._desk(
                 c.agent_id, "contact_connected", now=now, leg_id=str(c.leg_id), recording="off", consult=True
             )
+            if m.state.record_call:  # the consultation is part of the conversation, both agents named
+                m.record_segment(c.from_leg_id, c.from_agent_id, kind="consult", consulted=c.agent_id)
         elif not ok:
             if c.leg_id is not None:
                 m._send(ev.MediaHangup(**m._stamp(), call_id=c.leg_id, cause="consult_failed"), "hangup_leg")
@@ -282,6 +284,8 @@ def replied(m: Lifecycle, purpose: str, ok: bool, code: str | None, now: float) 
             _move(c, ConsultPhase.TALKING)
     elif purpose == "consult_cancel":
         if ok:
+            if m.state.record_call:  # the first agent is back with the caller: the next segment
+                m.record_segment(m.caller_call, c.from_agent_id)
             if c.leg_id is not None:
                 m._send(
                     ev.MediaHangup(**m._stamp(), call_id=c.leg_id, cause="consult_cancelled"), "hangup_leg"
@@ -412,6 +416,8 @@ def completed(m: Lifecycle, now: float, *, first_leg_up: bool) -> None:
     r.agent_id = uuid.UUID(c.agent_id)
     s.consult = None
     m._event("transferred", now, kind="attended", from_agent_id=first, to_agent_id=c.agent_id)
+    if s.record_call:  # the consulted agent with the caller: the next segment
+        m.record_segment(m.caller_call, str(r.agent_id))
 
 
 def wrap_up_of_first(m: Lifecycle, cmd: ev.DeskWrapUp) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ is idempotent: an event seen before (by id) or a transition already made changes
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -139,6 +139,7 @@ class Contact(msgspec.Struct, kw_only=True):
     record_call: bool = False
     recording_started: bool = False
     recording_paused: bool = False
+    segments: int = 0  # recording segments started: each bridge of the caller to an agent, each consultation
     notice: str = ""  # the recording announcement: "" none, "playing", "heard", "failed" (no recording then)
     note: str = ""
     note_from: str = ""
@@ -962,13 +963,35 @@ class Lifecycle:
         r.connected_at = now
         r.queue_s = round(now - r.queued_at, 3) if r.queued_at is not None else None
         self._transition("connected", now, "bridged", agent_id=str(r.agent_id))
-        if s.record_call and not s.recording_started:
-            # One recording per call, from the first agent's bridge (a transfer's second bridge is not yet
-            # recorded: media keeps one spool per call).
-            s.recording_started = True
-            self._send(ev.MediaRecordStart(**self._stamp(), call_id=self.caller_call), "record")
+        if s.record_call:
+            self.record_segment(self.caller_call, str(r.agent_id))
         recording = "paused" if s.recording_paused else ("on" if s.recording_started else "off")
         self._desk(str(r.agent_id), "contact_connected", now=now, leg_id=str(s.leg_id), recording=recording)
+
+    def record_segment(
+        self, on: uuid.UUID, agent_id: str, *, kind: Literal["talk", "consult"] = "talk", consulted: str = ""
+    ) -> None:
+        """Record the bridge `on` is in as the conversation's next segment: every agent the caller talks to
+        (a blind or attended transfer's next one, the first one back after a cancelled consultation) and
+        every consultation between agents, in order, under the one contact. Segment 0 keeps the contact's
+        id as its recording id, so a call never transferred is recorded as before."""
+        s = self.state
+        n = s.segments
+        s.segments += 1
+        s.recording_started, s.recording_paused = True, False
+        self._send(
+            ev.MediaRecordStart(
+                **self._stamp(),
+                call_id=on,
+                recording_id=self.contact_id if n == 0 else uuid.uuid5(self.contact_id, f"segment:{n}"),
+                contact_id=self.contact_id,
+                segment=n,
+                kind=kind,
+                agent_id=agent_id,
+                consulted_agent_id=consulted,
+            ),
+            "record",
+        )
 
     def _signal(self, event: ev.WebRtcSignal, now: float) -> None:
         s = self.state

@@ -548,16 +548,22 @@ class MediaService:
                 return Reply(ok=True, data={"spool": bridge.recorder.directory.name})
             if self.spool_dir is None:
                 return Reply(ok=False, error="this media worker has no spool directory", code="unsupported")
+            recording_id = command.recording_id or caller_id
             try:
                 self.spool_dir.mkdir(parents=True, exist_ok=True)
                 bridge.recorder = SpoolWriter(
-                    self.spool_dir, str(caller_id), bridge.law, started_at=time.time(), tenant_id=str(tenant)
+                    self.spool_dir,
+                    str(recording_id),
+                    bridge.law,
+                    started_at=time.time(),
+                    tenant_id=str(tenant),
                 )
-                self.shipper.attach(bridge.recorder, tenant, caller_id)
+                self.shipper.attach(bridge.recorder, tenant, recording_id)
             except FileExistsError:
                 return Reply(ok=False, error="this call was recorded already", code="conflict")
             except OSError as exc:
                 return Reply(ok=False, error=f"the spool cannot be written: {exc}", code="spool")
+            bridge.recording = command
             state = "started"
         elif bridge.recorder is None:
             return Reply(ok=False, error="the call is not being recorded", code="state")
@@ -567,10 +573,8 @@ class MediaService:
         else:
             bridge.recorder.resume(time.monotonic())
             state = "resumed"
-        self.edge.emit(
-            [ev.CallRecording(tenant_id=tenant, call_id=caller_id, state=state, spool=str(caller_id))]  # type: ignore[arg-type]
-        )
-        return Reply(ok=True, data={"spool": str(caller_id)})
+        self.edge.emit([_recording_fact(bridge, state)])
+        return Reply(ok=True, data={"spool": bridge.recorder.directory.name})
 
     @staticmethod
     def _work(bridge: Bridge) -> dict[str, object]:
@@ -587,19 +591,11 @@ class MediaService:
 
     def _separate(self, bridge: Bridge, reason: str) -> None:
         self.monitors.bridge_separating(bridge, reason)
+        fact = _recording_fact(bridge, "stopped") if bridge.recorder is not None else None
         recorder = bridge.stop_recording()
-        if recorder is not None:
-            self.shipper.finish(bridge.a.call.call_id)
-            self.edge.emit(
-                [
-                    ev.CallRecording(
-                        tenant_id=bridge.a.call.tenant_id,
-                        call_id=bridge.a.call.call_id,
-                        state="stopped",
-                        spool=recorder.directory.name,
-                    )
-                ]
-            )
+        if recorder is not None and fact is not None:
+            self.shipper.finish(uuid.UUID(recorder.directory.name))
+            self.edge.emit([fact])
         bridge.separate()
         a_id, b_id = bridge.call_ids
         for call_id in (a_id, b_id):
@@ -700,3 +696,22 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         await shutdown()
         return
     asyncio.get_running_loop().create_task(shutdown())
+
+
+def _recording_fact(bridge: Bridge, state: str) -> ev.CallRecording:
+    """call.recording for the bridge's recording, with the segment labels its record_start gave."""
+    assert bridge.recorder is not None
+    spool = bridge.recorder.directory.name
+    start = bridge.recording
+    return ev.CallRecording(
+        tenant_id=bridge.a.call.tenant_id,
+        call_id=bridge.a.call.call_id,
+        state=state,  # type: ignore[arg-type]
+        spool=spool,
+        recording_id=uuid.UUID(spool),
+        contact_id=start.contact_id if start else None,
+        segment=start.segment if start else 0,
+        kind=start.kind if start else "talk",
+        agent_id=start.agent_id if start else "",
+        consulted_agent_id=start.consulted_agent_id if start else "",
+    )

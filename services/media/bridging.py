@@ -18,7 +18,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -56,6 +56,7 @@ class Bridge:
     forwarded: dict[uuid.UUID, int] = field(default_factory=dict)
     law: G711 = G711.PCMU
     recorder: SpoolWriter | None = None
+    recording: Any = None  # the record_start command (its segment labels) of the recording under way
     _agent_frame: bytes | None = None
     # SIP<->SIP: the no-decode relay, one direction per target call id.
     directions: dict[uuid.UUID, RelayDirection] = field(default_factory=dict)
@@ -176,7 +177,7 @@ class Bridge:
         self.recorder.write(payload, agent, time.monotonic())
 
     def stop_recording(self) -> SpoolWriter | None:
-        recorder, self.recorder = self.recorder, None
+        recorder, self.recorder, self.recording = self.recorder, None, None
         if recorder is not None:
             recorder.close()
         return recorder

@@ -48,6 +48,7 @@ from .records import (
     mark_available,
     mark_started,
     retention_days,
+    segment_of,
 )
 from .store import BlobStore, recording_key
 from .vault import KeyRing, Sealer
@@ -304,10 +305,10 @@ class RecordingPipeline:
             await self._worker_lost(event.tenant_id, event.call_id)
 
     async def _recording_fact(self, fact: ev.CallRecording) -> None:
-        rid = fact.call_id
+        rid = fact.recording_id or fact.call_id
         if fact.state == "started":
             async with tenant_tx(self.pool, fact.tenant_id) as conn:
-                await mark_started(conn, fact.tenant_id, rid, fact.ts)
+                await mark_started(conn, fact.tenant_id, rid, fact.ts, segment_of(fact))
             event: Event = ev.RecordingStarted(
                 id=_derived(fact.id, "started"), tenant_id=fact.tenant_id, recording_id=rid
             )
@@ -325,10 +326,18 @@ class RecordingPipeline:
 
     async def _worker_lost(self, tenant: uuid.UUID, call_id: uuid.UUID) -> None:
         """The worker cannot send its end marker: write it, partial, from what the stream holds."""
+        # The call's recordings still arriving: its own, or the segments of the contact it is (a transfer's
+        # next agent, a consultation).
         async with tenant_tx(self.pool, tenant, readonly=True) as conn:
-            row = await conn.fetchrow("SELECT status, started_at FROM recordings WHERE id = $1", call_id)
-        if row is None or row["status"] != "recording":
-            return
+            rows = await conn.fetch(
+                """SELECT id, started_at FROM recordings
+                   WHERE (id = $1 OR contact_id = $1) AND status = 'recording'""",
+                call_id,
+            )
+        for row in rows:
+            await self._cut_short(tenant, row["id"], row["started_at"].timestamp())
+
+    async def _cut_short(self, tenant: uuid.UUID, call_id: uuid.UUID, started_at: float) -> None:
         law, count = None, 0
         async with aclosing(iter_chunks(self.bus.js, tenant, call_id)) as chunks:
             async for n, _data, chunk_law in chunks:
@@ -338,7 +347,7 @@ class RecordingPipeline:
             call_id=call_id,
             law=(law if law in ("PCMU", "PCMA") else "PCMU"),  # type: ignore[arg-type]
             chunks=count,
-            started_at=row["started_at"].timestamp(),
+            started_at=started_at,
             ended_at=self.clock(),
             partial=True,
             reason=LOST_CAUSE,

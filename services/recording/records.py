@@ -26,6 +26,7 @@ from .vault import KeyRing, Opener, VaultError, blob_key_id
 __all__ = [
     "RECORDING_COLUMNS",
     "RecordingError",
+    "Segment",
     "StoredCopy",
     "audit",
     "copy_id",
@@ -35,6 +36,7 @@ __all__ = [
     "open_audio",
     "read_audio",
     "retention_days",
+    "segment_of",
     "set_hold",
 ]
 
@@ -80,25 +82,73 @@ async def audit(
     )
 
 
+@dataclass(frozen=True)
+class Segment:
+    """Where a recording sits in its contact's conversation (segment 0 of a contact is the contact's id)."""
+
+    contact_id: uuid.UUID | None = None
+    number: int = 0
+    kind: str = "talk"
+    agent_id: uuid.UUID | None = None
+    consulted_agent_id: uuid.UUID | None = None
+
+
+def _agent(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None
+
+
+def segment_of(fact: Any) -> Segment:
+    """The segment labels a `call.recording` carries (from the coordinator's record_start)."""
+    return Segment(
+        contact_id=fact.contact_id,
+        number=fact.segment,
+        kind=fact.kind,
+        agent_id=_agent(fact.agent_id),
+        consulted_agent_id=_agent(fact.consulted_agent_id),
+    )
+
+
 async def mark_started(
-    conn: asyncpg.Connection, tenant_id: uuid.UUID, recording_id: uuid.UUID, started_at: float
+    conn: asyncpg.Connection,
+    tenant_id: uuid.UUID,
+    recording_id: uuid.UUID,
+    started_at: float,
+    segment: Segment | None = None,
 ) -> bool:
-    """The recording exists from its first moment (listed as `recording`); False when it did already."""
+    """The recording exists from its first moment (listed as `recording`), with its place in its contact's
+    conversation (labels only, should it have been finalised first: the two consumers are independent); False
+    when it existed already."""
+    seg = segment or Segment()
     status = await conn.fetchval(
-        """INSERT INTO recordings (id, tenant_id, status, started_at) VALUES ($1, $2, 'recording', $3)
-           ON CONFLICT (id) DO NOTHING RETURNING status""",
+        """INSERT INTO recordings (id, tenant_id, status, started_at, contact_id, segment, segment_kind, agent_id,
+               consulted_agent_id)
+           VALUES ($1, $2, 'recording', $3, $4, $5, $6, $7, $8)
+           ON CONFLICT (id) DO UPDATE SET contact_id = EXCLUDED.contact_id, segment = EXCLUDED.segment,
+               segment_kind = EXCLUDED.segment_kind, agent_id = EXCLUDED.agent_id,
+               consulted_agent_id = EXCLUDED.consulted_agent_id
+           RETURNING (xmax = 0)""",
         recording_id,
         tenant_id,
         _utc(started_at),
+        seg.contact_id,
+        seg.number,
+        seg.kind,
+        seg.agent_id,
+        seg.consulted_agent_id,
     )
-    return status is not None
+    return bool(status)
 
 
 async def retention_days(conn: asyncpg.Connection, tenant_id: uuid.UUID, contact_id: uuid.UUID) -> int | None:
     """The queue's retention if it has one, else the tenant's (None: kept until deleted)."""
     days: int | None = await conn.fetchval(
         """SELECT COALESCE(q.recording_retention_days, t.recording_retention_days)
-           FROM tenants t LEFT JOIN contacts c ON c.id = $2 LEFT JOIN queues q ON q.id = c.queue_id
+           FROM tenants t
+           LEFT JOIN contacts c ON c.id = COALESCE((SELECT contact_id FROM recordings WHERE id = $2), $2)
+           LEFT JOIN queues q ON q.id = c.queue_id
            WHERE t.id = $1""",
         tenant_id,
         contact_id,

@@ -174,6 +174,13 @@ class CallRecording(Event, kw_only=True, frozen=True):
     call_id: uuid.UUID
     state: Literal["started", "paused", "resumed", "stopped"]
     spool: str
+    # The segment being recorded (record_start's labels, passed on; None: the recording is `call_id`'s).
+    recording_id: uuid.UUID | None = None
+    contact_id: uuid.UUID | None = None
+    segment: int = 0
+    kind: Literal["talk", "consult"] = "talk"
+    agent_id: str = ""
+    consulted_agent_id: str = ""
 
 
 class CallTransfer(Event, kw_only=True, frozen=True):

@@ -152,9 +152,20 @@ class MediaUnmute(MediaCommand, kw_only=True, frozen=True):
 
 
 class MediaRecordStart(MediaCommand, kw_only=True, frozen=True):
-    """Tap `call_id`'s bridge into the local spool (caller and agent channels, G.711)."""
+    """Tap `call_id`'s bridge into the local spool (two channels, G.711: the bridge's first side left).
+
+    A conversation recorded in segments (a transfer's next agent, a consultation) names each segment:
+    `recording_id` (None: `call_id`), the `contact_id` it belongs to, its number, kind and agents. Media
+    does not interpret them: they travel on `call.recording` to the recording service, which links the
+    segments of one contact (docs/recording.md)."""
 
     name = "record_start"
+    recording_id: uuid.UUID | None = None
+    contact_id: uuid.UUID | None = None
+    segment: int = 0
+    kind: Literal["talk", "consult"] = "talk"
+    agent_id: str = ""  # talk: the agent on the right channel; consult: the first agent (left)
+    consulted_agent_id: str = ""  # consult: the agent consulted (right)
 
 
 class MediaRecordPause(MediaCommand, kw_only=True, frozen=True):

@@ -631,6 +631,7 @@ async def test_openapi_metrics_and_unknown_routes(client: httpx.AsyncClient, ten
         "/v1/recordings",
         "/v1/recordings/{recording_id}",
         "/v1/recordings/{recording_id}/url",
+        "/v1/recordings/{recording_id}/conversation",
         "/v1/recordings/{recording_id}/hold",
         "/v1/recordings/{recording_id}/pause",
         "/v1/recordings/{recording_id}/resume",

@@ -71,6 +71,7 @@ class Stack:
         finish: bool = True,
         shipper: ChunkShipper | None = None,
         call_id: uuid.UUID | None = None,
+        segment: dict[str, Any] | None = None,
     ) -> uuid.UUID:
         """A call recorded as media does it: call.recording started, frames into the spool, chunks shipped
         as they are synced (flush every 0.5 s of call time), the end marker after close."""
@@ -79,7 +80,9 @@ class Stack:
         writer = SpoolWriter(self.spool_dir, str(call_id), G711.PCMU, flush_seconds=0.5)
         shipper.attach(writer, tenant, call_id)
         await self.bus.publish(
-            ev.CallRecording(tenant_id=tenant, call_id=call_id, state="started", spool=str(call_id))
+            ev.CallRecording(
+                tenant_id=tenant, call_id=call_id, state="started", spool=str(call_id), **(segment or {})
+            )
         )
         for i in range(round(seconds / 0.02)):
             now = i * 0.02

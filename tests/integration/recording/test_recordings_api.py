@@ -227,3 +227,51 @@ async def test_opus_copy_kept_by_policy_decodes_to_each_party_and_is_refused_wit
     assert opus_file.exists() and b"OggS" not in opus_file.read_bytes()  # sealed like the master
     assert (await api.delete(f"/v1/recordings/{rid}", headers=h)).status_code == 204
     assert not opus_file.exists()
+
+
+async def test_a_transferred_contact_is_one_conversation_of_segments_in_order(
+    stack: Stack, api: httpx.AsyncClient, infra: Any
+) -> None:
+    """As the coordinator names them at each bridge (tests/unit/contacts/test_consult.py): the first agent,
+    the consultation of a second, the second agent with the caller; listed, searched and read as one."""
+    await stack.start_pipeline()
+    a = await signup(api)
+    h = auth(a.key)
+    contact = uuid.UUID(await insert_contact(infra, a.id, caller="+15550007777"))
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    labels = [
+        {"kind": "talk", "agent_id": first},
+        {"kind": "consult", "agent_id": first, "consulted_agent_id": second},
+        {"kind": "talk", "agent_id": second},
+    ]
+    ids = []
+    for n, label in enumerate(labels):
+        rid = contact if n == 0 else uuid.uuid5(contact, f"segment:{n}")
+        segment = {"recording_id": rid, "contact_id": contact, "segment": n, **label}
+        await stack.record_call(uuid.UUID(a.id), 1.0 + n / 2, call_id=rid, segment=segment)
+        await stack.wait_status(uuid.UUID(a.id), rid, "available")
+        ids.append(str(rid))
+
+    for by in (ids[0], ids[2]):  # by the contact's id or any segment's
+        whole = (await api.get(f"/v1/recordings/{by}/conversation", headers=h)).json()
+        assert whole["contact_id"] == str(contact) and whole["duration_s"] == pytest.approx(4.5)
+        assert [
+            (s["id"], s["segment"], s["kind"], s["agent_id"], s["consulted_agent_id"])
+            for s in whole["segments"]
+        ] == [
+            (ids[0], 0, "talk", first, None),
+            (ids[1], 1, "consult", first, second),
+            (ids[2], 2, "talk", second, None),
+        ]
+        assert {s["caller"] for s in whole["segments"]} == {"+15550007777"}  # each with its contact's facts
+    listed = (await api.get("/v1/recordings", params={"contact": str(contact)}, headers=h)).json()["items"]
+    assert sorted(r["id"] for r in listed) == sorted(ids)
+    by_second = (await api.get("/v1/recordings", params={"agent": second}, headers=h)).json()["items"]
+    assert sorted(r["id"] for r in by_second) == sorted(ids[1:])  # consulted, then talked to the caller
+    linked = (await api.get(f"/v1/contacts/{contact}", headers=h)).json()
+    assert [r["id"] for r in linked["recordings"]] == ids and linked["recording"]["id"] == ids[0]
+    for rid in ids:  # each segment plays
+        url = urlsplit((await api.get(f"/v1/recordings/{rid}/url", headers=h)).json()["url"])
+        assert (await api.get(f"{url.path}?{url.query}")).content[:4] == b"RIFF"
+    other = await signup(api)
+    assert_problem(await api.get(f"/v1/recordings/{ids[1]}/conversation", headers=auth(other.key)), 404)

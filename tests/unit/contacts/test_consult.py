@@ -8,7 +8,21 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from test_lifecycle import AGENT, CALL, LEG, QUEUE, T, ack_all, command, kinds, to_connected, transitions
+from test_lifecycle import (
+    AGENT,
+    CALL,
+    LEG,
+    QUEUE,
+    T,
+    ack_all,
+    command,
+    connected_signal,
+    kinds,
+    offer,
+    to_connected,
+    to_queue,
+    transitions,
+)
 
 from services.contacts import consult
 from services.contacts.lifecycle import DeskRefused, Lifecycle, OfferInfo, late_wrap_up
@@ -25,9 +39,9 @@ def pushes(out: list, agent: uuid.UUID) -> list[tuple[str, dict]]:
     return [(o.kind, o.body) for o in out if isinstance(o, ev.DeskPush) and o.agent_id == str(agent)]
 
 
-def consulting(*, to: uuid.UUID | None = SECOND) -> tuple[Lifecycle, uuid.UUID]:
+def consulting(*, to: uuid.UUID | None = SECOND, m: Lifecycle | None = None) -> tuple[Lifecycle, uuid.UUID]:
     """Connected to AGENT, consulting SECOND: offered (with SECOND's leg up), not yet accepted."""
-    m = to_connected()
+    m = m or to_connected()
     data = m.desk(ev.DeskConsult(**DESK, to_agent_id=to, note="a refund over 500"), 1010.0)
     out = m.take()
     assert kinds(out) == ["RoutingEnqueue"] and data["state"] == "ringing"
@@ -61,8 +75,8 @@ def consulting(*, to: uuid.UUID | None = SECOND) -> tuple[Lifecycle, uuid.UUID]:
     return m, k
 
 
-def talking() -> tuple[Lifecycle, uuid.UUID]:
-    m, k = consulting()
+def talking(m: Lifecycle | None = None) -> tuple[Lifecycle, uuid.UUID]:
+    m, k = consulting(m=m)
     out = m.handle(ev.ContactAccepted(tenant_id=T, call_id=k, agent_id=str(SECOND)), 1012.0)
     bridge = command(out, ev.MediaConsult)
     assert (bridge.call_id, bridge.other_call_id) == (LEG, LEG2)
@@ -241,3 +255,64 @@ def test_refusals_change_nothing() -> None:
         m.desk(ev.DeskTransfer(**DESK, queue="Billing"), 1013.0)
     with pytest.raises(DeskRefused, match="complete it once you talk"):
         m.desk(ev.DeskConsultComplete(**DESK), 1013.0)
+
+
+def recorded_connected() -> tuple[Lifecycle, list[ev.MediaRecordStart]]:
+    """Connected to AGENT in a queue that records every call; every record_start the machine sends is kept."""
+    import msgspec
+
+    m = to_queue()
+    starts: list[ev.MediaRecordStart] = []
+    send = m._send
+
+    def spy(command: object, purpose: str) -> None:
+        if isinstance(command, ev.MediaRecordStart):
+            starts.append(command)
+        send(command, purpose)  # type: ignore[arg-type]
+
+    m._send = spy  # type: ignore[method-assign]
+    m.handle(msgspec.structs.replace(offer(), record_percent=100), 1001.0)
+    m.handle(connected_signal(), 1001.2)
+    ack_all(m, m.handle(ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(AGENT)), 1001.5), 1001.6)
+    return m, starts
+
+
+def segments(starts: list[ev.MediaRecordStart]) -> list[tuple[object, ...]]:
+    return [(s.call_id, s.segment, s.kind, s.agent_id, s.consulted_agent_id, s.contact_id) for s in starts]
+
+
+def test_consultations_and_transfers_are_recorded_as_segments_of_one_contact_in_order() -> None:
+    m, starts = recorded_connected()
+    m, _ = talking(m)  # consult SECOND
+    m.desk(ev.DeskConsultCancel(**DESK), 1020.0)
+    ack_all(m, m.take(), 1020.1)  # AGENT back with the caller
+    m, _ = talking(m)  # consult again
+    m.desk(ev.DeskConsultComplete(**DESK), 1030.0)
+    ack_all(m, m.take(), 1030.1)  # the caller with SECOND
+    a, b = str(AGENT), str(SECOND)
+    assert segments(starts) == [
+        (CALL, 0, "talk", a, "", CALL),
+        (LEG, 1, "consult", a, b, CALL),  # the agents' bridge: first agent left, the consulted right
+        (CALL, 2, "talk", a, "", CALL),
+        (LEG, 3, "consult", a, b, CALL),
+        (CALL, 4, "talk", b, "", CALL),
+    ]
+    ids = [s.recording_id for s in starts]
+    assert ids[0] == CALL and len(set(ids)) == 5  # segment 0 keeps the contact's id; each its own
+    assert ids[1] == uuid.uuid5(CALL, "segment:1")  # derived: a step taken again sends the same
+
+
+def test_a_blind_transfers_next_agent_is_the_next_segment() -> None:
+    import msgspec
+
+    m, starts = recorded_connected()
+    other = uuid.uuid4()
+    m.desk(ev.DeskTransfer(**DESK, queue="Billing"), 1010.0, queue_id=QUEUE)
+    ack_all(m, ack_all(m, m.take(), 1010.1), 1010.1)
+    m.handle(msgspec.structs.replace(offer(1, agent=other), record_percent=100), 1012.0)
+    m.handle(connected_signal(leg=LEG2, agent=other), 1012.2)
+    ack_all(m, m.handle(ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(other)), 1012.5), 1012.6)
+    assert segments(starts) == [
+        (CALL, 0, "talk", str(AGENT), "", CALL),
+        (CALL, 1, "talk", str(other), "", CALL),
+    ]
