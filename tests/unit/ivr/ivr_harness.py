@@ -33,6 +33,7 @@ class Call:
         caller: str = "+15551230000",
         attributes: dict[str, str] | None = None,
         secret: bytes = b"k",
+        language: str = "en",
     ) -> None:
         self.flow = flow
         self.now = now
@@ -46,6 +47,7 @@ class Call:
             now=now,
             attributes=attributes,
             lookup_secret=secret,
+            language=language,
         )
         self.out: list[Any] = self.ivr.start(now)
 

@@ -317,6 +317,16 @@ def test_queue_announcements_callback_offer_keeps_place() -> None:
     assert call.has(MediaHangup) and call.one(IvrCompleted).outcome == "callback"
 
 
+def test_queue_announcements_are_in_the_tenants_language() -> None:
+    call = Call(flow_of(QUEUE), language="es")
+    call.one(MediaPlay)
+    call.send(ContactPositionChanged(tenant_id=TENANT, call_id=CALL, position=2, expected_wait_s=50.0), 0)
+    call.timer()
+    said = call.one(MediaPlay)
+    assert said.text == "Usted es el número 2 en la fila. La espera prevista es de aproximadamente 1 minuto."
+    assert said.voice == "es"
+
+
 def test_queue_digit_before_offer_is_ignored_agent_answer_completes() -> None:
     call = Call(flow_of(QUEUE))
     call.send(CallDtmf(tenant_id=TENANT, call_id=CALL, digit="1", source="rfc4733"))
