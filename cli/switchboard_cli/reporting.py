@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from . import output
+from . import output, staffing
 from .contacts import WHEN
 from .contacts import _seconds as _fmt_seconds
 from .context import CliError, State, command, console, emit_json, group
@@ -151,6 +151,18 @@ COLUMNS = {
         ("abandoned", "ABANDONED"),
         ("containment", "CONTAINMENT"),
     ],
+    "sites": [
+        ("interval_start", "INTERVAL"),
+        ("site_name", "SITE"),
+        ("offered", "OFFERED"),
+        ("answered", "ANSWERED"),
+        ("abandoned_long", "ABAND LONG"),
+        ("service_level", "SL"),
+        ("asa_s", "ASA"),
+        ("aht_s", "AHT"),
+        ("agents", "AGENTS"),
+        ("occupancy", "OCCUPANCY"),
+    ],
 }
 _RATIOS = {"service_level", "occupancy", "containment"}
 _SECONDS = {"asa_s", "aht_s"}
@@ -186,6 +198,7 @@ def _plot(kind: str, result: dict[str, Any], path: Path) -> None:
         "queues": ("service_level", "service level", "queue_name"),
         "agents": ("occupancy", "occupancy", "agent_id"),
         "ivr": ("containment", "containment", "flow"),
+        "sites": ("service_level", "service level", "site_name"),
     }[kind]
     import matplotlib.dates as mdates
 
@@ -256,10 +269,10 @@ def register(cli: click.Group) -> None:
         except OSError as exc:
             raise CliError(f"the live feed closed: {exc}") from None
 
-    reports = group(cli, "report", "Interval reports: queues, agents, IVR flows (docs/reporting.md).")
+    reports = group(cli, "report", "Interval reports: queues, agents, IVR flows, sites (docs/reporting.md).")
 
     def _report_command(kind: str) -> None:
-        title = "IVR flow" if kind == "ivr" else kind[:-1].capitalize()
+        title = {"ivr": "IVR flow", "sites": "Site (its queues and agents)"}.get(kind, kind[:-1].capitalize())
 
         @command(reports, kind, help=f"{title} figures per interval, with the formula used.")
         @click.option(
@@ -317,8 +330,9 @@ def register(cli: click.Group) -> None:
             if plot is not None and not state.json and fmt == "table":
                 click.echo(f"chart written to {plot}", err=True)
 
-    for kind in ("queues", "agents", "ivr"):
+    for kind in ("queues", "agents", "ivr", "sites"):
         _report_command(kind)
+    staffing.register_planning(reports)
 
     contacts_group = cli.commands["contacts"]  # contacts.register made it
     assert isinstance(contacts_group, click.Group)

@@ -7,17 +7,19 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import click
 from switchboard import staffing
 
 from . import output
+from .contacts import WHEN
 from .context import State, command, emit_json
 from .parsing import SERVICE_LEVEL
 from .resources import find_queue
 
-__all__ = ["parse_period", "register", "register_history"]
+__all__ = ["parse_period", "register", "register_history", "register_planning"]
 
 DEFAULT_AHT_S = 180.0  # when a day has no handled contact to measure it
 
@@ -179,7 +181,7 @@ def register_history(cli: click.Group) -> None:
         shrinkage: float,
     ) -> None:
         """Agents needed per interval of a day (Erlang C on that interval's offered contacts and AHT)
-        beside the agents who were logged in to the queue."""
+        beside the agents who were logged in to the queue; for a day to come, from the forecast."""
         client = state.client()
         queue = find_queue(client, queue_ref)
         percent, seconds = target or (queue.sl_percent, queue.sl_seconds)
@@ -187,6 +189,17 @@ def register_history(cli: click.Group) -> None:
             raise click.UsageError("--target: a 100 % service level needs infinitely many agents")
         zone = ZoneInfo(client.realtime.queues()["timezone"])
         local_day = (day or datetime.now(zone)).date()
+        if local_day > datetime.now(zone).date():  # a day to come: the forecast from history
+            forecast = client.reports.forecast(
+                queue.id,
+                first_day=local_day,
+                days=1,
+                interval=interval,
+                target=(percent, seconds),
+                shrinkage=shrinkage,
+            )
+            _print_forecast(state, forecast, f"no history to forecast {queue.name} on {local_day} from")
+            return
         start = datetime(local_day.year, local_day.month, local_day.day, tzinfo=zone)
         report = client.reports.queues(
             start=start, end=start + timedelta(days=1), interval=interval, ids=[queue.id]
@@ -242,4 +255,139 @@ def register_history(cli: click.Group) -> None:
         )
         output.note(
             f"Erlang C for {percent}/{seconds}; AHT per interval (the day's {day_aht:.0f}s where none)"
+        )
+
+
+def _print_forecast(state: State, result: dict[str, Any], empty: str) -> None:
+    if state.json:
+        emit_json(result)
+        return
+    rows = [r for r in result["rows"] if r["offered"] > 0]
+    zone = ZoneInfo(result["timezone"])
+    output.table(
+        ["INTERVAL", "OFFERED", "AHT", "ERLANGS", "AGENTS", "SCHEDULED", "SL"],
+        [
+            (
+                datetime.fromisoformat(str(r["interval_start"]))
+                .astimezone(zone)
+                .strftime("%a %Y-%m-%d %H:%M"),
+                f"{r['offered']:.1f}",
+                f"{r['aht_s']:.0f}s",
+                f"{r['load_erlangs']:.1f}",
+                r["agents"],
+                r["scheduled"],
+                "-" if r["service_level"] is None else f"{r['service_level'] * 100:.0f}%",
+            )
+            for r in rows
+        ],
+        empty=empty,
+    )
+    target = result["target"]
+    output.note(
+        f"forecast for {result['queue_name']} from {result['history']['weeks_used']} week(s) of history"
+        f" ({result['timezone']}); Erlang C for {target['percent']}/{target['seconds']},"
+        f" {result['shrinkage'] * 100:g} % shrinkage; {result['method']}"
+    )
+
+
+def register_planning(reports: click.Group) -> None:
+    """`switchboard report forecast` and `switchboard report replay`."""
+
+    @command(reports, "forecast")
+    @click.option("--queue", "queue_ref", required=True, help="Queue name or id.")
+    @click.option(
+        "--from",
+        "first_day",
+        type=click.DateTime(formats=["%Y-%m-%d"]),
+        default=None,
+        help="First day (default: tomorrow).",
+    )
+    @click.option("--days", type=click.IntRange(1, 31), default=7, show_default=True)
+    @click.option("--interval", type=click.Choice(["15m", "30m", "60m"]), default="30m", show_default=True)
+    @click.option(
+        "--weeks", type=click.IntRange(1, 26), default=8, show_default=True, help="Weeks of history."
+    )
+    @click.option(
+        "--target", type=SERVICE_LEVEL, default=None, help="PERCENT/SECONDS (default: the queue's own)."
+    )
+    @click.option(
+        "--shrinkage", type=click.FloatRange(0, 100, max_open=True), default=0.0, help="Percent away."
+    )
+    def forecast_cmd(
+        state: State,
+        queue_ref: str,
+        first_day: datetime | None,
+        days: int,
+        interval: str,
+        weeks: int,
+        target: tuple[int, int] | None,
+        shrinkage: float,
+    ) -> None:
+        """Offered contacts, AHT and agents needed per interval of the days to come, from the same weekday
+        and time of the last weeks (docs/reporting.md)."""
+        client = state.client()
+        queue = find_queue(client, queue_ref)
+        if target is not None and target[0] >= 100:
+            raise click.UsageError("--target: a 100 % service level needs infinitely many agents")
+        result = client.reports.forecast(
+            queue.id,
+            first_day=first_day.date() if first_day else None,
+            days=days,
+            interval=interval,
+            weeks=weeks,
+            target=target,
+            shrinkage=shrinkage,
+        )
+        _print_forecast(state, result, f"no history for {queue.name}: nothing to forecast")
+
+    @command(reports, "replay")
+    @click.option("--queue", "queue_ref", required=True, help="Queue name or id.")
+    @click.option(
+        "--agents",
+        "agents",
+        type=click.IntRange(1, 10_000),
+        multiple=True,
+        required=True,
+        help="Agents to replay with (repeatable: --agents 10 --agents 12).",
+    )
+    @click.option("--from", "start", type=WHEN, default=None, help="Start (default: a day before --to).")
+    @click.option("--to", "end", type=WHEN, default=None, help="End (default: now).")
+    def replay_cmd(
+        state: State,
+        queue_ref: str,
+        agents: tuple[int, ...],
+        start: datetime | None,
+        end: datetime | None,
+    ) -> None:
+        """What if: the queue's own contacts of the period (arrivals, handle times, patience of those who
+        hung up) replayed first come first served with each number of agents, beside what happened."""
+        client = state.client()
+        queue = find_queue(client, queue_ref)
+        result = client.reports.replay(queue.id, agents=list(agents), start=start, end=end)
+        if state.json:
+            emit_json(result)
+            return
+        actual = result["actual"]
+        output.table(
+            ["AGENTS", "OFFERED", "ANSWERED", "IN SL", "ABAND LONG", "SL", "ASA", "OCCUPANCY"],
+            [
+                (
+                    r["agents"],
+                    r["offered"],
+                    r["answered"],
+                    r["answered_within"],
+                    r["abandoned_long"],
+                    "-" if r["service_level"] is None else f"{r['service_level'] * 100:.1f}%",
+                    f"{r['asa_s']:.1f}s",
+                    f"{r['occupancy'] * 100:.0f}%",
+                )
+                for r in result["rows"]
+            ],
+            empty="nothing to replay",
+        )
+        sl = actual["service_level"]
+        output.note(
+            f"{queue.name}, {actual['offered']} contacts from {result['from']} to {result['to']}; what happened:"
+            f" SL {'-' if sl is None else f'{sl * 100:.1f}%'} ({result['sl_seconds']} s, short abandons under"
+            f" {result['short_abandon_seconds']} s left out); {result['method']}"
         )

@@ -5,7 +5,7 @@ Client and AsyncClient only run these, so the sync and async surfaces cannot dri
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -449,9 +449,9 @@ def report(
     interval: str,
     ids: list[str] | None,
 ) -> Call[dict[str, Any]]:
-    """An interval report: `queues`, `agents` or `ivr` (docs/reporting.md)."""
-    if kind not in ("queues", "agents", "ivr"):
-        raise ValueError("reports are 'queues', 'agents' and 'ivr'")
+    """An interval report: `queues`, `agents`, `ivr` or `sites` (docs/reporting.md)."""
+    if kind not in ("queues", "agents", "ivr", "sites"):
+        raise ValueError("reports are 'queues', 'agents', 'ivr' and 'sites'")
     params = {"interval": interval}
     if start is not None:
         params["from"] = _timestamp(start)
@@ -460,6 +460,37 @@ def report(
     if ids:
         params["ids"] = ",".join(ids)
     return Call[dict[str, Any]]("GET", f"/v1/reports/{kind}", dict[str, Any], params=params)
+
+
+def forecast(
+    queue_id: str,
+    *,
+    first_day: date | str | None,
+    days: int,
+    interval: str,
+    weeks: int,
+    target: tuple[int, int] | None,
+    shrinkage: float,
+) -> Call[dict[str, Any]]:
+    params: dict[str, Any] = {"queue": queue_id, "days": days, "interval": interval, "weeks": weeks}
+    if first_day is not None:
+        params["from"] = first_day.isoformat() if isinstance(first_day, date) else first_day
+    if target is not None:
+        params["target"] = f"{target[0]}/{target[1]}"
+    if shrinkage:
+        params["shrinkage"] = shrinkage
+    return Call[dict[str, Any]]("GET", "/v1/reports/forecast", dict[str, Any], params=params)
+
+
+def replay(
+    queue_id: str, *, agents: list[int], start: datetime | str | None, end: datetime | str | None
+) -> Call[dict[str, Any]]:
+    params: dict[str, Any] = {"queue": queue_id, "agents": ",".join(str(n) for n in agents)}
+    if start is not None:
+        params["from"] = _timestamp(start)
+    if end is not None:
+        params["to"] = _timestamp(end)
+    return Call[dict[str, Any]]("GET", "/v1/reports/replay", dict[str, Any], params=params)
 
 
 def webhook_create(url: str, events: list[str] | None) -> Call[dict[str, Any]]:

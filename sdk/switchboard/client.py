@@ -7,7 +7,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from types import TracebackType
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -846,6 +846,56 @@ class Reports(_Resource):
         ids: list[str] | None = None,
     ) -> dict[str, Any]:
         return self._get("ivr", start, end, interval, ids)
+
+    def sites(
+        self,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        interval: str = "30m",
+        ids: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Per site: the figures of its queues and of its agents."""
+        return self._get("sites", start, end, interval, ids)
+
+    def forecast(
+        self,
+        queue_id: str,
+        *,
+        first_day: date | str | None = None,
+        days: int = 7,
+        interval: str = "30m",
+        weeks: int = 8,
+        target: tuple[int, int] | None = None,
+        shrinkage: float = 0.0,
+    ) -> dict[str, Any]:
+        """Offered contacts, AHT and agents needed per interval of the next `days` days (from tomorrow, or
+        `first_day`), from the last `weeks` weeks of the queue's history; `shrinkage` in percent."""
+        call = _calls.forecast(
+            queue_id,
+            first_day=first_day,
+            days=days,
+            interval=interval,
+            weeks=weeks,
+            target=target,
+            shrinkage=shrinkage,
+        )
+        result: dict[str, Any] = self._client._run(call)
+        return result
+
+    def replay(
+        self,
+        queue_id: str,
+        *,
+        agents: list[int],
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+    ) -> dict[str, Any]:
+        """What if: the queue's own contacts of the period replayed with each number of `agents`."""
+        result: dict[str, Any] = self._client._run(
+            _calls.replay(queue_id, agents=agents, start=start, end=end)
+        )
+        return result
 
 
 class Webhooks(_Resource):

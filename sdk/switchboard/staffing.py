@@ -232,6 +232,7 @@ class SimulationResult:
     p_wait: float
     asa_s: float  # mean wait of answered callers
     occupancy: float
+    abandoned_long: int = 0  # of the abandoned, those who waited at least `short_abandon_s`
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -254,6 +255,7 @@ def simulate(
     target_s: float,
     *,
     patience_s: Sequence[float] | None = None,
+    short_abandon_s: float = 0.0,
 ) -> SimulationResult:
     """First-come first-served queue with `agents` identical agents: each caller arrives at arrivals[i]
     (sorted), needs handle_s[i] seconds of an agent and, with `patience_s`, hangs up after patience_s[i]
@@ -264,7 +266,7 @@ def simulate(
     if len(handle_s) != len(arrivals) or (patience_s is not None and len(patience_s) != len(arrivals)):
         raise ValueError("arrivals, handle times and patience must have the same length")
     free_at = [0.0] * agents  # a heap of the times each agent becomes free
-    answered = abandoned = within = waited = 0
+    answered = abandoned = abandoned_long = within = waited = 0
     total_wait = busy = 0.0
     previous = -math.inf
     for i, arrival in enumerate(arrivals):
@@ -279,6 +281,7 @@ def simulate(
             waited += 1
         if patience_s is not None and wait > patience_s[i]:
             abandoned += 1
+            abandoned_long += patience_s[i] >= short_abandon_s
             continue
         heapq.heapreplace(free_at, start + handle_s[i])
         answered += 1
@@ -298,4 +301,5 @@ def simulate(
         p_wait=waited / offered if offered else 0.0,
         asa_s=total_wait / answered if answered else 0.0,
         occupancy=busy / (agents * span) if span > 0 else 0.0,
+        abandoned_long=abandoned_long,
     )

@@ -14,7 +14,7 @@ import csv
 import io
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 import msgspec
@@ -28,12 +28,12 @@ from services.kernel.bus import BusError, CommandTimeout
 from services.kernel.db import tenant_tx
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
-from services.reporting import queries
+from services.reporting import planning, queries
 from services.reporting.quality import agent_quality
 
 from .alert_policy import annotate
 from .auth import Principal, authenticate, principal_of
-from .problems import READ_ERRORS, Problem, validation
+from .problems import READ_ERRORS, Problem, not_found, validation
 from .state import api_state
 
 __all__ = [
@@ -86,6 +86,9 @@ IntervalParam = Annotated[
 IdsParam = Annotated[
     str | None, QueryParameter(name="ids", max_length=4000, description="only these ids, comma-separated")
 ]
+
+
+QueueParam = Annotated[str, QueryParameter(name="queue", max_length=64, description="the queue's id")]
 
 
 def _ids(value: str | None) -> list[str] | None:
@@ -222,6 +225,99 @@ class ReportController(Controller):
         ids: IdsParam = None,
     ) -> dict[str, Any]:
         return await self._report(request, "ivr", start, end, interval, ids)
+
+    @get(
+        "/sites", responses=READ_ERRORS, summary="Per site: its queues' and its agents' figures per interval"
+    )
+    async def sites(
+        self,
+        request: Request[Any, Any, Any],
+        start: FromParam = None,
+        end: ToParam = None,
+        interval: IntervalParam = "30m",
+        ids: IdsParam = None,
+    ) -> dict[str, Any]:
+        frm, to = _range(start, end)
+        principal = principal_of(request)
+        try:
+            async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
+                return await planning.site_report(
+                    conn, frm, to, interval, now=datetime.now(UTC), site_ids=_ids(ids)
+                )
+        except queries.ReportError as exc:
+            raise validation("interval" if "interval" in str(exc) else "from", str(exc)) from None
+
+    @get("/forecast", responses=READ_ERRORS, summary="A queue's next days per interval: offered, AHT, agents")
+    async def forecast(
+        self,
+        request: Request[Any, Any, Any],
+        queue: QueueParam,
+        first_day: Annotated[
+            date | None,
+            QueryParameter(name="from", description="first day (default: tomorrow, tenant's zone)"),
+        ] = None,
+        days: Annotated[int, QueryParameter(ge=1, le=planning.MAX_FORECAST_DAYS)] = 7,
+        interval: Annotated[str, QueryParameter(max_length=8, description="15m, 30m or 60m")] = "30m",
+        weeks: Annotated[int, QueryParameter(ge=1, le=planning.MAX_HISTORY_WEEKS, description="history")] = 8,
+        target: Annotated[
+            str | None, QueryParameter(max_length=16, description="PERCENT/SECONDS (default: the queue's)")
+        ] = None,
+        shrinkage: Annotated[float, QueryParameter(ge=0, lt=100, description="percent away")] = 0.0,
+    ) -> dict[str, Any]:
+        goal = _target(target)
+        return await self._plan(
+            request,
+            lambda conn: planning.forecast(
+                conn,
+                queue,
+                now=datetime.now(UTC),
+                first_day=first_day,
+                days=days,
+                interval=interval,
+                weeks=weeks,
+                target=goal,
+                shrinkage=shrinkage / 100,
+            ),
+        )
+
+    @get("/replay", responses=READ_ERRORS, summary="What if: a queue's own traffic replayed with N agents")
+    async def replay(
+        self,
+        request: Request[Any, Any, Any],
+        queue: QueueParam,
+        agents: Annotated[str, QueryParameter(max_length=300, description="agent counts, comma-separated")],
+        start: FromParam = None,
+        end: ToParam = None,
+    ) -> dict[str, Any]:
+        frm, to = _range(start, end)
+        try:
+            counts = [int(part) for part in agents.split(",") if part.strip()]
+        except ValueError:
+            raise validation("agents", "whole numbers, comma-separated (e.g. 10,12,14)") from None
+        return await self._plan(request, lambda conn: planning.replay(conn, queue, frm, to, counts))
+
+    async def _plan(self, request: Request[Any, Any, Any], work: Any) -> dict[str, Any]:
+        principal = principal_of(request)
+        try:
+            async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
+                result: dict[str, Any] = await work(conn)
+                return result
+        except queries.ReportError as exc:
+            field = next(
+                (f for f in ("interval", "days", "weeks", "target", "agents") if f in str(exc)), "from"
+            )
+            raise validation(field, str(exc)) from None
+        except LookupError:
+            raise not_found("queue") from None
+
+
+def _target(value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    percent, _, seconds = value.partition("/")
+    if not (percent.isdigit() and seconds.isdigit()) or not 1 <= int(percent) <= 99 or int(seconds) > 3600:
+        raise validation("target", "PERCENT/SECONDS, e.g. 80/20 (percent 1-99, seconds 0-3600)")
+    return int(percent), int(seconds)
 
 
 def feed_message(event: Event) -> dict[str, Any]:

@@ -167,6 +167,7 @@ def _queue_row(r: asyncpg.Record) -> dict[str, Any]:
         "asa_s": _ms(_ratio(float(r["wait_sum"]), answered)),
         "aht_s": _ms(_ratio(float(r["handle_sum"]), handled)),
         "transfers": int(r["transfers"]),
+        "handled": r["handled"],
         "sl_seconds": r["sl_seconds"],
         "short_abandon_seconds": r["short_abandon_seconds"],
         "logged_in_avg": _ratio(float(r["logged_in_sum"]), r["stats_n"]),

@@ -337,6 +337,10 @@ async def test_roles_read_only_keys_cannot_change_anything(client: httpx.AsyncCl
             if path.startswith("/v1/auth/"):
                 continue  # sign-in: passwords, invitations, the refresh cookie
             url = re.sub(r"{([^}]+)}", lambda m: objects[KIND_OF_PARAM[m.group(1)]], path)
+            # Planning reports are about one queue: they need it named.
+            url += {"/v1/reports/forecast": "?queue={q}", "/v1/reports/replay": "?queue={q}&agents=1"}.get(
+                path, ""
+            ).format(q=objects["queue"])
             for method in item:
                 method = method.upper()
                 r = await client.request(
