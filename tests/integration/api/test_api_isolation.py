@@ -431,6 +431,11 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
             r = await client.request(method, url, json=body, headers=a.headers)
             assert_problem(r, 404)
             covered.add((path, method))
+        elif path in ("/v1/reports/forecast", "/v1/reports/replay"):
+            # About one queue, named in the query: B's queue is no queue of A's.
+            r = await client.get(path, params={"queue": b.objects["queue"], "agents": "1"}, headers=a.headers)
+            assert_problem(r, 404)
+            covered.add((path, method))
         elif method == "GET":
             r = await client.get(
                 path,
