@@ -104,6 +104,17 @@ async def test_refused_commands_leave_the_contact_as_it_was(first_call_stack: St
 FIRST_HZ, SECOND_HZ = 1000.0, 1400.0
 
 
+async def _answered(agent: AgentSession, caller: PhoneCaller) -> str:
+    """The agent signs in, the caller dials, the agent answers: the contact's id once they are connected."""
+    await agent.login(state="available")
+    await caller.dial()
+    contact = str((await next_of(agent, ContactOffer)).contact_id)
+    await asyncio.sleep(0.5)  # the leg connects while it rings
+    await agent.accept(contact)
+    await next_of(agent, ContactConnected)
+    return contact
+
+
 async def _hears(caller: PhoneCaller, hz: float, seconds: float = 0.8) -> float:
     mark = caller.mark()
     await asyncio.sleep(seconds)
@@ -132,13 +143,7 @@ async def test_consult_declined_then_completed_hands_the_caller_to_the_second_ag
                 play_loop=True,
             ) as second,
         ):
-            await first.login(state="available")
-            await caller.dial()
-            offer = await next_of(first, ContactOffer)
-            contact = offer.contact_id
-            await asyncio.sleep(0.5)  # the leg connects while it rings
-            await first.accept(contact)
-            await next_of(first, ContactConnected)
+            contact = await _answered(first, caller)
             assert await _hears(caller, FIRST_HZ) > 0.5
 
             # Agent 1 declines: agent 0 is told and is back with the caller.
@@ -191,5 +196,51 @@ async def test_consult_declined_then_completed_hands_the_caller_to_the_second_ag
         assert move["disposition"] == "escalated" and move["notes"] == "to billing"
         events = [e["event"] for e in record["timeline"]]
         assert events.count("consult_ended") == 1 and events.count("transferred") == 1, events
+    finally:
+        caller.close()
+
+
+async def test_consulted_agent_leaves_then_the_caller_hangs_up_mid_consultation(
+    first_call_stack: Stack, tmp_path: Path
+) -> None:
+    """The unhappy paths through media: the consulted agent hangs up while talking (media puts agent 0 back
+    with the caller), then the caller hangs up during a second consultation (both agents are let go)."""
+    stack = first_call_stack
+    t = make_tenant(stack.api, agents=2)
+    second_id = t.agents["agent1@example.com"]
+    caller = PhoneCaller(stack.sip_port, t.number)
+    try:
+        async with (
+            AgentSession(
+                stack.api,
+                t.token("agent0@example.com"),
+                play=tone_wav(tmp_path / "a.wav", FIRST_HZ),
+                play_loop=True,
+            ) as first,
+            AgentSession(stack.api, t.token("agent1@example.com"), auto_answer=True) as second,
+        ):
+            contact = await _answered(first, caller)
+            await second.login(state="available")
+
+            consult_id = (await first.consult(contact, agent_id=second_id))["consult_id"]
+            assert (await next_of(first, ConsultUpdate)).state == "talking"
+            await next_of(second, ContactConnected, lambda e: e.contact_id == consult_id)
+            await second.hangup(consult_id)
+            back = await next_of(first, ConsultUpdate)
+            assert (back.state, back.reason) == ("cancelled", "target_left")
+            assert (await next_of(second, ContactEnded)).cause == "consult_target_left"
+            assert await _hears(caller, FIRST_HZ) > 0.5
+
+            consult_id = (await first.consult(contact, agent_id=second_id))["consult_id"]
+            assert (await next_of(first, ConsultUpdate)).state == "talking"
+            await caller.hang_up()
+            assert (await next_of(first, ContactEnded)).by == "caller"
+            gone = await next_of(second, ContactEnded, lambda e: e.contact_id == consult_id)
+            assert gone.cause == "consult_caller_hung_up"
+            await first.wrap_up(contact, "resolved")
+        record = await wait_contact(t, contact, "ended")
+        assert record["agent_id"] == t.agents["agent0@example.com"] and record["transfers"] == []
+        events = [e["event"] for e in record["timeline"]]
+        assert events.count("consult_ended") == 2, events
     finally:
         caller.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 
+import msgspec
 import pytest
 from test_lifecycle import (
     AGENT,
@@ -316,3 +317,29 @@ def test_a_blind_transfers_next_agent_is_the_next_segment() -> None:
         (CALL, 0, "talk", str(AGENT), "", CALL),
         (CALL, 1, "talk", str(other), "", CALL),
     ]
+
+
+def test_consult_a_queue_is_offered_to_whoever_routing_picks() -> None:
+    m = to_connected()
+    billing = uuid.uuid4()
+    m.desk(ev.DeskConsult(**DESK, queue="Billing"), 1010.0, queue_id=billing)
+    enqueue = command(m.take(), ev.RoutingEnqueue)
+    assert enqueue.queue_id == billing and enqueue.preferred_agent_id is None and not enqueue.preferred_only
+    anyone = uuid.uuid4()
+    offered = ev.ContactOffered(
+        tenant_id=T,
+        call_id=enqueue.call_id,
+        queue_id=str(billing),
+        agent_id=str(anyone),
+        offer_id=f"{enqueue.call_id}#0",
+        expires_at=1030.0,
+    )
+    out = m.handle(OfferInfo(offer=offered), 1011.0)
+    assert [kind for kind, _ in pushes(out, anyone)] == ["contact_offer"]
+    # A desk phone cannot take a consultation: it ends at once, and the first agent is told why.
+    m2 = to_connected()
+    m2.desk(ev.DeskConsult(**DESK, queue="Billing"), 1010.0, queue_id=billing)
+    enqueue = command(m2.take(), ev.RoutingEnqueue)
+    on_phone = OfferInfo(offer=msgspec.structs.replace(offered, call_id=enqueue.call_id), endpoint="sip:x@h")
+    out = m2.handle(on_phone, 1011.0)
+    assert pushes(out, AGENT)[0][1]["reason"] == "agent_on_phone" and m2.state.consult is None
