@@ -564,6 +564,7 @@ class MediaService:
             except OSError as exc:
                 return Reply(ok=False, error=f"the spool cannot be written: {exc}", code="spool")
             bridge.recording = command
+            bridge.a_left = call_id != bridge.b.call.call_id  # the call named goes on the left channel
             state = "started"
         elif bridge.recorder is None:
             return Reply(ok=False, error="the call is not being recorded", code="state")

@@ -57,6 +57,9 @@ class Bridge:
     law: G711 = G711.PCMU
     recorder: SpoolWriter | None = None
     recording: Any = None  # the record_start command (its segment labels) of the recording under way
+    # The recording's left channel is side a, unless record_start named side b (a WebRTC caller bridged to
+    # a phone, a consultation whose first agent is the WebRTC side): the named call is always on the left.
+    a_left: bool = True
     _agent_frame: bytes | None = None
     # SIP<->SIP: the no-decode relay, one direction per target call id.
     directions: dict[uuid.UUID, RelayDirection] = field(default_factory=dict)
@@ -118,7 +121,7 @@ class Bridge:
 
     def _tap_payload(self, caller: bool, payload: bytes) -> None:
         assert self.recorder is not None
-        if not caller:
+        if caller != self.a_left:
             self._agent_frame = payload
             return
         agent, self._agent_frame = self._agent_frame, None
@@ -170,7 +173,7 @@ class Bridge:
     def _tap(self, caller: bool, samples: Samples) -> None:
         assert self.recorder is not None
         payload = self.law.encode(samples)
-        if not caller:
+        if caller != self.a_left:
             self._agent_frame = payload
             return
         agent, self._agent_frame = self._agent_frame, None

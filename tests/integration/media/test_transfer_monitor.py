@@ -168,7 +168,12 @@ def _rms(audio: np.ndarray) -> float:
 async def _extra_events(events: Events) -> list[object]:
     """call.transfer, call.monitored, call.unbridged (the harness's Events knows the older kinds)."""
     seen: list[object] = []
-    kinds = {"transfer": ev.CallTransfer, "monitored": ev.CallMonitored, "unbridged": ev.CallUnbridged}
+    kinds = {
+        "transfer": ev.CallTransfer,
+        "monitored": ev.CallMonitored,
+        "unbridged": ev.CallUnbridged,
+        "recording": ev.CallRecording,
+    }
 
     async def on_event(msg) -> None:  # type: ignore[no-untyped-def]
         kind = kinds.get(msg.subject.rsplit(".", 1)[-1])
@@ -377,6 +382,18 @@ async def test_attended_transfer_to_a_leg_of_the_worker(media_edge, stop: thread
         assert (await _command(events, first)) == reply  # the same command id: the first reply, no new act
         second = await _command(events, consult())
         assert not second.ok and second.code == "conflict"
+        # Recorded as the coordinator does it: the consultation, then each bridge of the caller, as segments
+        # of one contact (docs/recording.md); media passes the labels on.
+        contact = caller.call_id
+
+        def segment(n: int, on: uuid.UUID, **labels: str) -> ev.MediaRecordStart:
+            rid = uuid.uuid5(contact, f"segment:{n}")
+            return ev.MediaRecordStart(
+                tenant_id=tenant, call_id=on, recording_id=rid, contact_id=contact, segment=n, **labels
+            )  # type: ignore[arg-type]
+
+        consulting = segment(1, agent.call_id, kind="consult", agent_id="first", consulted_agent_id="second")
+        assert (await _command(events, consulting)).ok
         await asyncio.sleep(0.2)
         heard = await _talk(parties)
         _check(
@@ -390,6 +407,7 @@ async def test_attended_transfer_to_a_leg_of_the_worker(media_edge, stop: thread
 
         cancel = await _command(events, ev.MediaCancelTransfer(tenant_id=tenant, call_id=agent.call_id))
         assert cancel.ok
+        assert (await _command(events, segment(2, caller.call_id, agent_id="first"))).ok
         heard = await _talk(parties)
         _check(heard, parties, {"caller": {"agent"}, "agent": {"caller"}, "target": set()})
         assert not events.all(ev.CallEnded, lambda e: e.call_id == target.call_id)  # not ours to hang up
@@ -398,6 +416,7 @@ async def test_attended_transfer_to_a_leg_of_the_worker(media_edge, stop: thread
         done = await _command(events, complete())
         assert done.ok and done.data["target_call_id"] == str(target.call_id)
         assert done.data["path"] == "passthrough"  # two SIP legs: the relay
+        assert (await _command(events, segment(3, caller.call_id, agent_id="second"))).ok
         heard = await _talk(parties)
         _check(heard, parties, {"caller": {"target"}, "target": {"caller"}, "agent": set()})
         assert _rms(heard["agent"]) < 100, "the released agent still hears something"
@@ -419,6 +438,22 @@ async def test_attended_transfer_to_a_leg_of_the_worker(media_edge, stop: thread
         assert not events.all(ev.CallEnded, lambda e: e.call_id == agent.call_id)  # released, not hung up
         await caller.caller.bye()
         await target.caller.bye()
+        # Each segment holds its two parties, first side left, and nobody else.
+        expected = {1: ("agent", "target"), 2: ("caller", "agent"), 3: ("caller", "target")}
+        for n, (left, right) in expected.items():
+            spool = await shipped_spool(events.nc.jetstream(), tenant, uuid.uuid5(contact, f"segment:{n}"))
+            frames = np.frombuffer(spool.frames, dtype=np.uint8)
+            for channel, name in enumerate((left, right)):
+                audio = ulaw_decode(frames[channel::2].tobytes()).astype(np.float64)
+                assert tone_power(audio, parties[name].frequency) > 0.05, (n, name)
+                for absent in set(parties) - {name}:
+                    assert tone_power(audio, parties[absent].frequency) < NOT_HEARD, (n, name, absent)
+        facts = [e for e in extra if isinstance(e, ev.CallRecording) and e.state == "started"]
+        assert [(f.segment, f.kind, f.agent_id, f.consulted_agent_id, f.contact_id) for f in facts] == [
+            (1, "consult", "first", "second", contact),
+            (2, "talk", "first", "", contact),
+            (3, "talk", "second", "", contact),
+        ]
         assert (await _command(events, ev.MediaHangup(tenant_id=tenant, call_id=agent.call_id))).ok
     finally:
         stop.set()
