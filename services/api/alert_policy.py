@@ -20,7 +20,9 @@ from litestar.params import JSONBody
 
 from services.kernel.db import tenant_tx
 from services.kernel.ids import new_id
-from services.reporting.alerts import Policy, evaluate, resolve
+from services.reporting.alert_watch import POLICY_FIELDS as _FIELDS
+from services.reporting.alert_watch import annotate, read_policies
+from services.reporting.alerts import Policy
 
 from .auth import admin_only, principal_of
 from .crud import IdParam, path_id
@@ -32,7 +34,6 @@ __all__ = ["AlertPolicyController", "annotate"]
 
 Seconds = Annotated[int, msgspec.Meta(ge=1, le=86_400)]
 Percent = Annotated[int, msgspec.Meta(ge=1, le=100)]
-_FIELDS = ("longest_wait_seconds", "service_level_below_percent", "waiting_over", "away_over_percent")
 
 
 class PolicyIn(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -51,27 +52,6 @@ class QueuePolicy(msgspec.Struct, kw_only=True):
 class Policies(msgspec.Struct, kw_only=True):
     default: Policy
     queues: list[QueuePolicy]
-
-
-def _policy(row: Any) -> Policy:
-    return Policy(**{f: row[f] for f in _FIELDS}) if row is not None else Policy()
-
-
-async def _read(conn: asyncpg.Connection) -> tuple[Policy, dict[str, Policy]]:
-    rows = await conn.fetch(f"SELECT queue_id, {', '.join(_FIELDS)} FROM alert_policies")
-    default = next((_policy(r) for r in rows if r["queue_id"] is None), Policy())
-    return default, {str(r["queue_id"]): _policy(r) for r in rows if r["queue_id"] is not None}
-
-
-async def annotate(conn: asyncpg.Connection, body: dict[str, Any]) -> dict[str, Any]:
-    """Each realtime queue with `thresholds` (in force) and `alerts` (crossed now)."""
-    default, own = await _read(conn)
-    queues = []
-    for q in body["queues"]:
-        thresholds = resolve(q, own.get(q["queue_id"], default))
-        alerts = [msgspec.to_builtins(a) for a in evaluate(q, thresholds)]
-        queues.append(q | {"thresholds": thresholds, "alerts": alerts})
-    return body | {"queues": queues}
 
 
 async def _store(
@@ -103,7 +83,7 @@ class AlertPolicyController(Controller):
     async def read(self, request: Request[Any, Any, Any]) -> Policies:
         principal = principal_of(request)
         async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            default, own = await _read(conn)
+            default, own = await read_policies(conn)
             names = {str(r["id"]): r["name"] for r in await conn.fetch("SELECT id, name FROM queues")}
         queues = [
             QueuePolicy(queue_id=uuid.UUID(qid), queue_name=names.get(qid, ""), policy=p)

@@ -1,5 +1,6 @@
 """The reporting service process (python -m services.reporting): the ingest of events into reporting facts
-(facts.py, store.py, ingest.py), webhook deliveries (webhooks.py, webhook_worker.py); the API
+(facts.py, store.py, ingest.py), queue alerts from the written facts (alert_watch.py), webhook deliveries
+(webhooks.py, webhook_worker.py); the API
 reads the facts (queries.py)."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from services.kernel.db import create_pool
 from services.kernel.service import run_service
 from services.kernel.waits import close_pool
 
+from .alert_watch import AlertWatch
 from .ingest import CONSUMER, Ingest
 from .store import FactStore
 from .webhook_worker import CONSUMER as WEBHOOKS_CONSUMER
@@ -22,7 +24,13 @@ from .webhook_worker import WebhookWorker
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.database_url, min_size=1, max_size=4)
     # SB_REPORTING_DURABLE names the JetStream consumer (tests give each stack its own).
-    ingest = Ingest(bus, FactStore(pool), consumer=os.environ.get("SB_REPORTING_DURABLE", CONSUMER))
+    alerts = AlertWatch(bus, pool)
+    ingest = Ingest(
+        bus,
+        FactStore(pool),
+        consumer=os.environ.get("SB_REPORTING_DURABLE", CONSUMER),
+        on_tenants=alerts.touched,
+    )
     # SB_WEBHOOK_BACKOFF_S: the first retry's delay (doubling after); tests make it short.
     webhooks = WebhookWorker(
         bus,
@@ -38,6 +46,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     finally:
         await webhooks.stop()
         await ingest.stop()
+        await alerts.stop()
         await close_pool(pool)
 
 

@@ -7,11 +7,12 @@ unless the queue has its own. Unset thresholds: the longest wait is held to the 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-__all__ = ["Alert", "Policy", "evaluate", "resolve"]
+__all__ = ["Alert", "AlertBook", "Change", "Policy", "evaluate", "resolve"]
 
 
 class Policy(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -87,3 +88,48 @@ def evaluate(queue: dict[str, Any], thresholds: dict[str, float | None]) -> list
                 )
             )
     return out
+
+
+@dataclass(frozen=True)
+class Change:
+    """An alert raised (`alert` set) or cleared (`alert` None) for a queue."""
+
+    queue_id: str
+    queue_name: str
+    kind: str
+    alert: Alert | None
+
+
+@dataclass
+class AlertBook:
+    """Which alerts of one tenant are raised, so each is announced once when crossed and once when
+    cleared. `update` takes every queue's realtime row with its thresholds (`annotate`'s shape) at `now`
+    and returns the changes and when to look again: the moment the longest wait of a queue with callers
+    will cross its threshold if nothing else happens (None: no such moment)."""
+
+    raised: dict[tuple[str, str], Alert] = field(default_factory=dict)
+
+    def update(self, rows: list[dict[str, Any]], now: float) -> tuple[list[Change], float | None]:
+        changes: list[Change] = []
+        seen: set[str] = set()
+        wake: float | None = None
+        for row in rows:
+            qid, name = str(row["queue_id"]), str(row.get("queue_name", ""))
+            seen.add(qid)
+            thresholds = row["thresholds"]
+            crossed = {a.kind: a for a in evaluate(row, thresholds)}
+            for kind, alert in crossed.items():
+                if (qid, kind) not in self.raised:
+                    changes.append(Change(qid, name, kind, alert))
+                self.raised[(qid, kind)] = alert
+            for key in [k for k in self.raised if k[0] == qid and k[1] not in crossed]:
+                del self.raised[key]
+                changes.append(Change(qid, name, key[1], None))
+            limit, longest = thresholds["longest_wait_s"], float(row["longest_wait_s"] or 0.0)
+            if row["waiting"] and limit is not None and "longest_wait" not in crossed:
+                due = now + max(0.0, limit - longest) + 0.05  # just past the threshold: crossed then
+                wake = due if wake is None else min(wake, due)
+        for key in [k for k in self.raised if k[0] not in seen]:  # a queue removed meanwhile
+            del self.raised[key]
+            changes.append(Change(key[0], "", key[1], None))
+        return changes, wake

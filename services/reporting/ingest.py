@@ -35,11 +35,13 @@ class Ingest:
         *,
         consumer: str = CONSUMER,
         on_written: Callable[[int], None] | None = None,
+        on_tenants: Callable[[set[uuid.UUID]], None] | None = None,
     ) -> None:
         self.bus = bus
         self.store = store
         self.consumer = consumer
         self.on_written = on_written
+        self.on_tenants = on_tenants  # after a batch is written: the tenants it touched (alert_watch.py)
         self.log = get_logger()
         self.ingested = 0  # events received and handled (new or already known)
         self.written = 0  # of which new
@@ -73,4 +75,6 @@ class Ingest:
         self.written += written
         if self.on_written is not None:
             self.on_written(len(events))
+        if self.on_tenants is not None:
+            self.on_tenants(set(by_tenant))
         return written

@@ -35,7 +35,8 @@ EVENT_HEADER = "X-Switchboard-Event"
 DELIVERY_HEADER = "X-Switchboard-Delivery"
 FAMILIES = ("contact", "recording")
 
-# What a tenant can subscribe to: the contact's life and its recordings.
+# What a tenant can subscribe to: the contact's life, its recordings, and queue alerts (by exact type:
+# queue.alert_raised, queue.alert_cleared; not part of the default families).
 EVENTS: dict[str, type[Event]] = {
     f"{cls.domain}.{cls.name}": cls
     for cls in (
@@ -48,6 +49,8 @@ EVENTS: dict[str, type[Event]] = {
         ev.ContactStateChanged,
         ev.RecordingAvailable,
         ev.RecordingDeleted,
+        ev.QueueAlertRaised,
+        ev.QueueAlertCleared,
     )
 }
 

@@ -9,6 +9,8 @@ from ..messages import Command, Event
 
 __all__ = [
     "AgentStateChanged",
+    "QueueAlertCleared",
+    "QueueAlertRaised",
     "QueueStats",
     "RoutingAccept",
     "RoutingAgentCommand",
@@ -242,6 +244,30 @@ class RoutingCallbackDue(Event, kw_only=True, frozen=True):
     call_id: uuid.UUID
     queue_id: str
     expires_at: float
+
+
+class QueueAlertRaised(Event, kw_only=True, frozen=True):
+    """A queue crossed a threshold of the tenant's alert policy (docs/supervisor.md, "Alerts"): kind
+    longest_wait, service_level, waiting or away; published once when crossed (reporting's alert watch)."""
+
+    domain = "queue"
+    name = "alert_raised"
+    queue_id: str
+    queue_name: str = ""
+    kind: str
+    value: float
+    threshold: float
+    message: str
+
+
+class QueueAlertCleared(Event, kw_only=True, frozen=True):
+    """A raised queue alert is no longer crossed."""
+
+    domain = "queue"
+    name = "alert_cleared"
+    queue_id: str
+    queue_name: str = ""
+    kind: str
 
 
 class QueueStats(Event, kw_only=True, frozen=True):

@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -337,3 +338,64 @@ async def test_agent_quality_today_from_the_state_facts(api_server: str, pool: a
     assert (quality["offers"], quality["missed"], quality["answer_rate"]) == (3, 1, 0.5)
     # Working from 0 s to now (ringing since 180 s), busy 90 s of it.
     assert quality["occupancy"] == pytest.approx(90 / (time.time() - start), rel=0.05)
+
+
+async def test_alerts_are_published_once_when_crossed_and_when_cleared(
+    api_server: str, bus: Bus, pool: asyncpg.Pool
+) -> None:
+    """The reporting service's alert watch: after facts of the tenant are written it publishes
+    queue.alert_raised once per threshold crossed (a later batch does not repeat it), raises a longest-wait
+    alert when the wait crosses its threshold with no event in between, and queue.alert_cleared when the
+    line is empty again; the types are webhook events a tenant can subscribe to."""
+    from services.reporting import webhooks as wh
+    from services.reporting.alert_watch import AlertWatch
+    from services.reporting.store import FactStore
+
+    key, tenant, queue = _tenant(api_server)
+    with switchboard.Client(api_key=key, base_url=api_server) as client:
+        client.set_alert_policy(switchboard.AlertPolicy(longest_wait_seconds=2, waiting_over=1))
+    seen: list[ev.QueueAlertRaised | ev.QueueAlertCleared] = []
+
+    async def keep(event: Any) -> None:
+        seen.append(event)
+
+    listener = await bus.listen([ev.QueueAlertRaised, ev.QueueAlertCleared], keep, tenant_id=tenant)
+    watch = AlertWatch(bus, pool, debounce_s=0.05)
+    store = FactStore(pool)
+
+    async def stats(waiting: int, longest: float) -> None:
+        await store.write(
+            tenant, [ev.QueueStats(tenant_id=tenant, queue_id=queue, waiting=waiting, longest_wait_s=longest)]
+        )
+        watch.touched({tenant})
+
+    async def until_seen(count: int, seconds: float = 5.0) -> None:
+        for _ in range(int(seconds / 0.05)):
+            if len(seen) >= count:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"{count} alert events expected, got {seen}")
+
+    try:
+        await stats(2, 0.5)  # two waiting (over 1); the longest at 0.5 s of 2 s
+        await until_seen(1)
+        assert [(type(e).__name__, e.kind) for e in seen] == [("QueueAlertRaised", "waiting")]
+        await stats(3, 0.6)
+        await asyncio.sleep(0.3)
+        assert len(seen) == 1  # still crossed: not announced again
+        started = time.monotonic()
+        await until_seen(2)  # nothing more written: the wait crosses 2 s on its own
+        assert seen[1].kind == "longest_wait" and isinstance(seen[1], ev.QueueAlertRaised)
+        assert 1.0 < time.monotonic() - started < 2.5, time.monotonic() - started
+        assert "waited" in seen[1].message and seen[1].threshold == 2.0
+        await stats(0, 0.0)
+        await until_seen(4)
+        assert {(type(e).__name__, e.kind) for e in seen[2:]} == {
+            ("QueueAlertCleared", "waiting"), ("QueueAlertCleared", "longest_wait")
+        }  # fmt: skip
+    finally:
+        await watch.stop()
+        await listener.stop()
+    assert {"queue.alert_raised", "queue.alert_cleared"} <= set(wh.EVENTS)
+    body = json.loads(wh.body_of(seen[0]))
+    assert body["type"] == "queue.alert_raised" and body["data"]["kind"] == "waiting"

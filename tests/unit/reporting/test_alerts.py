@@ -31,3 +31,22 @@ def test_every_threshold_of_a_policy() -> None:
     assert alerts["away"].value == 0.5 and alerts["away"].threshold == 0.4  # logged-out agents not counted
     assert "2 callers waiting" in alerts["waiting"].message
     assert evaluate(_row(agents={}), t)[0].kind == "waiting"  # no agent signed in: no away share
+
+
+def test_the_book_announces_each_alert_once_and_wakes_when_a_wait_will_cross() -> None:
+    from services.reporting.alerts import AlertBook
+
+    book = AlertBook()
+    thresholds = resolve(_row(), Policy(waiting_over=2, longest_wait_seconds=30))
+    row = _row(queue_id="q", queue_name="Support", service_level=None, thresholds=thresholds)
+    changes, wake = book.update([row], now=100.0)
+    assert changes == [] and wake == 100.0 + 5.0 + 0.05  # 25 s waited of 30: crossed in 5 s
+    changes, _ = book.update([row | {"waiting": 3, "longest_wait_s": 31.0}], now=106.0)
+    assert [(c.kind, c.alert is not None) for c in changes] == [("longest_wait", True), ("waiting", True)]
+    changes, wake = book.update([row | {"waiting": 3, "longest_wait_s": 32.0}], now=107.0)
+    assert changes == [] and wake is None  # already raised: not again; crossed: no wake needed
+    changes, _ = book.update([row | {"waiting": 0, "longest_wait_s": 0.0}], now=108.0)
+    assert sorted((c.kind, c.alert) for c in changes) == [("longest_wait", None), ("waiting", None)]
+    book.update([row | {"waiting": 3, "longest_wait_s": 31.0}], now=109.0)
+    changes, _ = book.update([], now=110.0)  # the queue was removed: its alerts end
+    assert {c.kind for c in changes} == {"longest_wait", "waiting"} and book.raised == {}
