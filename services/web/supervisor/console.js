@@ -60,8 +60,19 @@ function takeQueues(body) {
 }
 
 function takeAgents(body) {
+  const before = new Map(view.agents);
   view.agents.clear();
-  for (const a of body.agents) view.agents.set(a.agent_id, {...a, seenAt: Date.now()});
+  for (const a of body.agents) {
+    const fresh = {...a, seenAt: Date.now()};
+    // The realtime view is read from reporting's facts and may lag the feed: a state the feed announced
+    // after the view's own change stays.
+    const was = before.get(a.agent_id);
+    if (was && was.stateAt && (!a.since || was.stateAt > Date.parse(a.since))) {
+      Object.assign(fresh, {state: was.state, reason: was.reason, stateAt: was.stateAt,
+        time_in_state_s: (Date.now() - was.stateAt) / 1000});
+    }
+    view.agents.set(a.agent_id, fresh);
+  }
 }
 
 async function reload() {
@@ -145,7 +156,7 @@ async function connectFeed() {
       if (q) Object.assign(q, {waiting: m.waiting, longest_wait_s: m.longest_wait_s, agents: m.agents, seenAt: Date.now()});
     } else if (m.type === "agent") {
       const a = view.agents.get(m.agent_id);
-      if (a) Object.assign(a, {state: m.state, reason: m.reason, time_in_state_s: 0, seenAt: Date.now()});
+      if (a) Object.assign(a, {state: m.state, reason: m.reason, time_in_state_s: 0, seenAt: Date.now(), stateAt: m.ts * 1000});
       reloadSoon();
     } else if (m.type === "contact") {
       if (m.event === "assigned" && m.agent_id) view.calls.set(m.agent_id, {contact: m.contact_id, queue: m.queue_id});
