@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from services.kernel import events as ev
@@ -21,6 +21,7 @@ __all__ = [
     "CONTACT_COLUMNS",
     "CONTACT_EVENTS",
     "EVENTS",
+    "REPEAT_WINDOW",
     "AgentStateRow",
     "Batch",
     "ContactRow",
@@ -28,6 +29,7 @@ __all__ = [
     "QueueStatsRow",
     "apply",
     "contact_month",
+    "mark_repeats",
     "month_of",
     "split",
 ]
@@ -268,6 +270,29 @@ def apply(row: ContactRow, events: list[Event]) -> int:
             row.events.append(event.id)
             new += 1
     return new
+
+
+REPEAT_WINDOWS = (timedelta(hours=24), timedelta(days=7))
+REPEAT_WINDOW = REPEAT_WINDOWS[-1]
+
+
+def mark_repeats(rows: list[ContactRow], *, upto: datetime) -> None:
+    """First-contact resolution flags: a contact is a repeat within 24 h (7 days) when the same caller's
+    next contact arrived within that long after it. `rows` must hold every contact of these callers from
+    7 days before the earliest to be marked up to 7 days after `upto`; only contacts arrived by `upto`
+    are marked (later ones' next contacts may lie outside `rows`)."""
+    by_caller: dict[str, list[ContactRow]] = {}
+    for row in rows:
+        if row.caller and row.arrived_at is not None:
+            by_caller.setdefault(row.caller, []).append(row)
+    for contacts in by_caller.values():
+        contacts.sort(key=lambda r: (r.arrived_at, r.contact_id))  # type: ignore[arg-type, return-value]
+        for row, following in zip(contacts, [*contacts[1:], None], strict=True):
+            if row.arrived_at is None or row.arrived_at > upto:
+                continue
+            gap = following.arrived_at - row.arrived_at if following and following.arrived_at else None
+            row.repeat_24h = gap is not None and gap <= REPEAT_WINDOWS[0]
+            row.repeat_7d = gap is not None and gap <= REPEAT_WINDOWS[1]
 
 
 def split(events: list[Event]) -> Batch:

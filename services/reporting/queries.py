@@ -168,6 +168,8 @@ def _queue_row(r: asyncpg.Record) -> dict[str, Any]:
         "aht_s": _ms(_ratio(float(r["handle_sum"]), handled)),
         "transfers": int(r["transfers"]),
         "handled": r["handled"],
+        "fcr_24h": _ratio(answered - r["repeat_24h"], answered),
+        "fcr_7d": _ratio(answered - r["repeat_7d"], answered),
         "sl_seconds": r["sl_seconds"],
         "short_abandon_seconds": r["short_abandon_seconds"],
         "logged_in_avg": _ratio(float(r["logged_in_sum"]), r["stats_n"]),
@@ -178,6 +180,7 @@ def _queue_row(r: asyncpg.Record) -> dict[str, Any]:
 QUEUE_FORMULA = {
     "service_level": SL_FORMULA,
     "thresholds": "per queue: sl_seconds (T), short_abandon_seconds",
+    "fcr": "answered contacts whose caller did not call again within 24 h (7 days) / answered",
 }
 
 

@@ -102,8 +102,8 @@ def _queue_part(row: ContactRow) -> tuple[Hashable, tuple[float, ...]] | None:
         row.handle_s or 0.0,
         int(row.handle_s is not None),
         row.transfers,
-        int(row.repeat_24h),
-        int(row.repeat_7d),
+        int(answered and row.repeat_24h),
+        int(answered and row.repeat_7d),
         int(row.survey_score is not None),
         row.survey_score or 0.0,
     )

@@ -27,7 +27,18 @@ import msgspec
 from services.kernel.db import tenant_tx
 from services.kernel.messages import Event
 
-from .facts import CONTACT_COLUMNS, AgentStateRow, Batch, ContactRow, apply, contact_month, split
+from .facts import (
+    CONTACT_COLUMNS,
+    REPEAT_WINDOW,
+    AgentStateRow,
+    Batch,
+    ContactRow,
+    apply,
+    contact_month,
+    mark_repeats,
+    month_of,
+    split,
+)
 from .rollups import (
     AGENT_FIELDS,
     IVR_FIELDS,
@@ -90,6 +101,14 @@ ON CONFLICT (tenant_id, contact_id, month) DO UPDATE SET
     {", ".join(f"{c} = EXCLUDED.{c}" for c in CONTACT_COLUMNS if c not in ("contact_id", "month"))}
 WHERE c.events <@ EXCLUDED.events
 RETURNING contact_id
+"""
+
+# A caller's contacts near the batch's (first-contact resolution); `month` bounds the partitions scanned.
+_CALLER_CONTACTS_SQL = f"""
+SELECT {", ".join(CONTACT_COLUMNS)} FROM rpt_contacts
+WHERE caller = ANY($1::text[]) AND arrived_at >= $2 AND arrived_at <= $3 AND NOT contact_id = ANY($4::uuid[])
+  AND month >= $5 AND month <= $6
+FOR UPDATE
 """
 
 _THRESHOLDS_SQL = """
@@ -272,14 +291,56 @@ class FactStore:
             r["id"]: (float(r["sl_seconds"]), float(r["short_abandon_seconds"]))
             for r in (await conn.fetch(_THRESHOLDS_SQL, queues) if queues else [])
         }
-        for old, row in changed:
+        for _, row in changed:
             row.classify(*thresholds.get(row.queue_id or "", _DEFAULT_THRESHOLDS))
+        changed += await self._repeats(conn, changed)
+        for old, row in changed:
             contact_deltas(deltas, old, row)
         rows = sorted((row for _, row in changed), key=lambda r: r.contact_id)  # one lock order for all
         result = await conn.fetch(_WRITE_CONTACTS_SQL, msgspec.json.encode(rows).decode())
         if len(result) != len(rows):
             raise _Raced()
         return written
+
+    async def _repeats(
+        self, conn: asyncpg.Connection, changed: list[tuple[ContactRow | None, ContactRow]]
+    ) -> list[tuple[ContactRow | None, ContactRow]]:
+        """First-contact resolution: a contact whose caller called again within 24 h (7 days) is a repeat.
+        A contact whose caller and arrival became known in this batch can make its caller's earlier
+        contacts repeats, and be one itself: the caller's stored contacts within 7 days either side are
+        read (locked), the flags set again over all of them, and the stored ones whose flags moved are
+        returned to be written with their rollup change."""
+        arrivals = [
+            row
+            for old, row in changed
+            if row.caller
+            and row.arrived_at
+            and (old is None or (old.caller, old.arrived_at) != (row.caller, row.arrived_at))
+        ]
+        if not arrivals:
+            return []
+        first = min(r.arrived_at for r in arrivals if r.arrived_at) - REPEAT_WINDOW
+        last = max(r.arrived_at for r in arrivals if r.arrived_at) + REPEAT_WINDOW
+        callers = {r.caller for r in arrivals}
+        # Only these callers' contacts are all at hand: other rows of the batch keep their flags.
+        batch = {row.contact_id: row for _, row in changed if row.caller in callers}
+        records = await conn.fetch(
+            _CALLER_CONTACTS_SQL,
+            sorted(c for c in callers if c),
+            first,
+            last,
+            [row.contact_id for _, row in changed],
+            month_of(first.timestamp() - 31 * 86400),
+            month_of(last.timestamp()),
+        )
+        others = {r["contact_id"]: ContactRow(**dict(r.items())) for r in records}
+        befores = {i: row.copy() for i, row in others.items()}
+        mark_repeats([*batch.values(), *others.values()], upto=last - REPEAT_WINDOW)
+        return [
+            (befores[i], row)
+            for i, row in others.items()
+            if (row.repeat_24h, row.repeat_7d) != (befores[i].repeat_24h, befores[i].repeat_7d)
+        ]
 
     async def _agent_states(self, conn: asyncpg.Connection, rows: list[AgentStateRow], deltas: Deltas) -> int:
         rows = sorted(rows, key=lambda r: (r.agent_id, r.at, r.event_id))

@@ -286,3 +286,46 @@ async def test_rollups_agree_whatever_the_order_cut_and_replays(pool: asyncpg.Po
         assert got[agent] == pytest.approx(states, abs=1e-3), agent
     offered = sum(r["offered"] for r in b["queues"])  # type: ignore[attr-defined]
     assert offered == sum(1 for p in plan if p[0] == "queued" and start.timestamp() <= p[1] < end.timestamp())
+
+
+def _called(tenant_id: uuid.UUID, queue_id: str, caller: str, at: float) -> list[Event]:
+    """One answered contact from `caller`, its arrival included (the caller's number)."""
+    events = contact_events(tenant_id, queue_id, at, answer_after=5.0, abandon_after=None, agent_id="a")
+    call = events[0].call_id  # type: ignore[attr-defined]
+    return [ev.CallArrived(tenant_id=tenant_id, ts=at - 5, call_id=call, from_uri=caller), *events]
+
+
+async def test_first_contact_resolution_counts_callers_who_came_back(pool: asyncpg.Pool) -> None:
+    """Caller X calls at 09:00, again at 11:00 and again 3 days later; Y once. X's first contact is a repeat
+    within 24 h and 7 days, its second within 7 days only: FCR 24 h = 3/4, 7 d = 2/4, however the contacts
+    are cut into batches and in whichever order they come."""
+    plan = [("sip:x@p", 0.0), ("sip:x@p", 7200.0), ("sip:x@p", 3 * 86400.0), ("sip:y@p", 600.0)]
+    start, end = datetime.fromtimestamp(T0 - 3600, UTC), datetime.fromtimestamp(T0 + 5 * 86400, UTC)
+    figures = []
+    # One batch; one batch each in order (later calls mark stored earlier ones); the latest first.
+    for batches in (
+        [[c for c in plan]],
+        [[c] for c in sorted(plan, key=lambda c: c[1])],
+        [[c] for c in sorted(plan, key=lambda c: -c[1])],
+    ):
+        tenant_id, queue_id = await make_tenant(pool)
+        store = FactStore(pool)
+        for batch in batches:
+            await store.write(
+                tenant_id, [e for caller, at in batch for e in _called(tenant_id, queue_id, caller, T0 + at)]
+            )
+        async with db.tenant_tx(pool, tenant_id, readonly=True) as conn:
+            (row,) = (await queries.queue_report(conn, start, end, "month"))["rows"]
+            flags = await conn.fetch(
+                "SELECT caller, repeat_24h, repeat_7d FROM rpt_contacts ORDER BY arrived_at"
+            )
+        figures.append((row["answered"], row["fcr_24h"], row["fcr_7d"], [tuple(f) for f in flags]))
+    assert figures[0] == figures[1] == figures[2]
+    answered, fcr_24h, fcr_7d, flags = figures[0]
+    assert (answered, fcr_24h, fcr_7d) == (4, 0.75, 0.5)
+    assert flags == [
+        ("sip:x@p", True, True),
+        ("sip:y@p", False, False),
+        ("sip:x@p", False, True),
+        ("sip:x@p", False, False),
+    ]
