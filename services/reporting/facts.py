@@ -177,6 +177,11 @@ class Batch:
 
 
 def _queued(row: ContactRow, e: ev.ContactQueued) -> bool:
+    if e.attributes.get("kind") == "consult":
+        # An agent consulting a colleague (attended transfer, services/contacts/consult.py): routing queues
+        # the consultation as a contact of its own, but no caller waited in line for it; the colleague's
+        # work on it still counts for that agent.
+        return False
     at = _at(e.ts)
     # With no outcome yet, the contact belongs to the queue it was queued in last (whatever the order
     # the events come in: `requeued_at` is the latest queued time seen).
