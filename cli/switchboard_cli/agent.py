@@ -128,6 +128,8 @@ async def _run(
     disposition: str,
     max_calls: int | None,
     recording: bool,
+    dial: str | None = None,
+    hangup_after: float | None = None,
 ) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -156,6 +158,16 @@ async def _run(
                 f"as {result.get('state', initial_state)}",
                 state=result.get("state", initial_state),
             )
+            dialled: str | None = None
+            connected = False
+            later: set[asyncio.Task[None]] = set()
+            if dial is not None:
+                try:
+                    placed = await session.dial(dial)
+                except switchboard.AgentCommandError as exc:
+                    raise CliError(f"cannot dial {dial}: {exc.reason} ({exc.code})") from None
+                dialled = str(placed["contact_id"])
+                out("dialled", f"{dial} from {placed['caller_id']} (contact {dialled})", **placed)
             while True:
                 if finishing_since is not None and (
                     not unrecorded or time.monotonic() - finishing_since > RECORDING_WAIT_S
@@ -182,6 +194,10 @@ async def _run(
                     early[event.contact_id] = event
                     continue
                 out.event(event)
+                if isinstance(event, ae.ContactConnected) and event.contact_id == dialled:
+                    connected = True
+                    if hangup_after is not None:
+                        later.add(asyncio.create_task(_hang_up_after(session, dialled, hangup_after, out)))
                 if isinstance(event, ae.Recorded):
                     unrecorded.discard(event.contact_id)
                 elif isinstance(event, ae.ContactEnded):
@@ -204,7 +220,7 @@ async def _run(
                     if event.contact_id in early:
                         out.event(early.pop(event.contact_id))
                         unrecorded.discard(event.contact_id)
-                    if auto_answer:
+                    if auto_answer or dialled is not None:
                         try:
                             await session.wrap_up(event.contact_id, disposition)
                             out(
@@ -226,11 +242,25 @@ async def _run(
         # Leaving `async with` signed out (the session does so when no call is up) and closed the socket.
         if signed_in:
             out("signed_out", f"after {calls} call(s)", calls=calls)
+        if dialled is not None and not connected:
+            raise CliError(f"the call to {dial} was not answered", exit_code=3)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
     return calls
+
+
+async def _hang_up_after(
+    session: switchboard.AgentSession, contact_id: str, seconds: float, out: Printer
+) -> None:
+    """--hangup-after: the agent hangs up its outbound call (errors are printed: the far end may have)."""
+    await asyncio.sleep(seconds)
+    try:
+        await session.hangup(contact_id)
+        out("hung_up", f"contact {contact_id}", contact_id=contact_id)
+    except switchboard.AgentError as exc:
+        out("error", f"hanging up {contact_id}: {exc}", reason=str(exc))
 
 
 def _clock(epoch: float) -> str:
@@ -268,6 +298,18 @@ def register(cli: click.Group) -> None:
     @click.option(
         "--disposition", default="auto", show_default=True, help="Wrap-up disposition after each call."
     )
+    @click.option(
+        "--dial",
+        metavar="E164",
+        help="Place one outbound call to this number through the tenant's trunk, then exit (the agent must "
+        "be allowed to dial). Exit 3 when nobody answers.",
+    )
+    @click.option(
+        "--hangup-after",
+        type=click.FloatRange(min=0.5),
+        metavar="SECONDS",
+        help="With --dial: hang up this long after the call connects (otherwise the far end hangs up).",
+    )
     def agent_connect(
         state: State,
         email: str,
@@ -278,10 +320,18 @@ def register(cli: click.Group) -> None:
         max_calls: int | None,
         initial_state: str,
         disposition: str,
+        dial: str | None,
+        hangup_after: float | None,
     ) -> None:
         """Sign in as an agent and take calls: one line per event (--json: one JSON object per line)."""
         if not 1 <= len(disposition) <= 64:
             raise click.BadParameter("1 to 64 characters", param_hint="--disposition")
+        if hangup_after is not None and dial is None:
+            raise click.UsageError("--hangup-after needs --dial")
+        if dial is not None:
+            if initial_state != "available":
+                raise click.UsageError("--dial needs --state available (the agent takes its own call)")
+            max_calls = 1
         api_url, api_key = state.api_url(), state.api_key()
         with state.client() as client:
             found = find_agent(client, email)
@@ -293,7 +343,7 @@ def register(cli: click.Group) -> None:
                 _token_source(api_url, api_key, found.id, issued.token),
                 auto_answer=auto_answer,
                 # Without --auto-answer offers are only printed (docs/cli.md): no leg is opened for them.
-                audio=auto_answer,
+                audio=auto_answer or dial is not None,
                 play=play,
                 play_loop=play_loop,
                 record=record,
@@ -309,6 +359,8 @@ def register(cli: click.Group) -> None:
                 disposition=disposition,
                 max_calls=max_calls,
                 recording=record is not None,
+                dial=dial,
+                hangup_after=hangup_after,
             )
         )
 

@@ -1,5 +1,6 @@
 """`switchboard calling`: the calls the platform places for the tenant (callbacks: agent or customer first,
-attempts, the retry gap, ring time) and the caller ID they show (docs/routing.md, "Callbacks")."""
+attempts, the retry gap, ring time) and the caller ID they show (docs/routing.md, "Callbacks"); and
+`switchboard dnc`: the numbers never to call (every outbound call is checked against them)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,38 @@ def register(cli: click.Group) -> None:
             raise click.UsageError("give at least one setting to change (see --help)")
         with state.client() as client:
             _show(state, client.calling.update(**changes))
+
+    dnc = group(cli, "dnc", "The do-not-call list: numbers no agent may dial (outbound calls are refused).")
+
+    @command(dnc, "add")
+    @click.argument("e164")
+    @click.option("--note", default="", help="Why (up to 200 characters), e.g. 'asked on 2026-12-01'.")
+    def dnc_add(state: State, e164: str, note: str) -> None:
+        """Put a number on the do-not-call list."""
+        with state.client() as client:
+            added = client.calling.never_call(e164, note)
+        if state.json:
+            emit_json(added)
+        else:
+            output.note(f"{added['e164']} is on the do-not-call list.")
+
+    @command(dnc, "list")
+    def dnc_list(state: State) -> None:
+        """The numbers never to call."""
+        with state.client() as client:
+            found = client.calling.do_not_call()
+        if state.json:
+            emit_json(found)
+            return
+        output.table(("NUMBER", "SINCE", "NOTE"), ([n["e164"], n["created_at"], n["note"]] for n in found))
+
+    @command(dnc, "remove")
+    @click.argument("e164")
+    def dnc_remove(state: State, e164: str) -> None:
+        """Take a number off the do-not-call list."""
+        with state.client() as client:
+            client.calling.allow_call(e164)  # not on the list: the API's 404 says so
+        if not state.json:
+            output.note(f"{e164} may be called again.")
+        else:
+            emit_json({"e164": e164, "removed": True})

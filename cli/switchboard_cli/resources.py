@@ -201,6 +201,12 @@ def register(cli: click.Group) -> None:
     @click.option("--languages", type=LANGUAGES, help="Replace the languages, e.g. en,zh-HK.")
     @click.option("--endpoint", type=ENDPOINT, help=ENDPOINT_HELP)
     @click.option("--browser", is_flag=True, help="Reach the agent in the browser again (clears --endpoint).")
+    @click.option(
+        "--can-dial/--cannot-dial",
+        "can_dial",
+        default=None,
+        help="Allow (or stop) the agent placing outbound calls.",
+    )
     def agents_update(
         state: State,
         agent: str,
@@ -211,6 +217,7 @@ def register(cli: click.Group) -> None:
         languages: list[str] | None,
         endpoint: str | None,
         browser: bool,
+        can_dial: bool | None,
     ) -> None:
         """Change an agent: only the options given change."""
         if endpoint is not None and browser:
@@ -226,11 +233,13 @@ def register(cli: click.Group) -> None:
                 skills=skills if skills is not None else unset,
                 languages=languages if languages is not None else unset,
                 endpoint=None if browser else (endpoint if endpoint is not None else unset),
+                can_dial=can_dial if can_dial is not None else unset,
             )
         if state.json:
             emit_json(updated)
             return
-        output.note(f"Updated agent {updated.name} <{updated.email}>, reached {_reached(updated)}.")
+        dials = "may dial out" if updated.can_dial else "may not dial out"
+        output.note(f"Updated agent {updated.name} <{updated.email}>, reached {_reached(updated)}; {dials}.")
 
     @command(agents, "list")
     def agents_list(state: State) -> None:

@@ -43,6 +43,7 @@ from .models import (
 __all__ = [
     "UNSET",
     "UnsetType",
+    "agent_dial",
     "agent_signout",
     "agent_state",
     "agent_token",
@@ -62,6 +63,9 @@ __all__ = [
     "delete",
     "desk_settings_get",
     "desk_settings_put",
+    "do_not_call_add",
+    "do_not_call_list",
+    "do_not_call_remove",
     "fields",
     "get",
     "invite",
@@ -379,6 +383,27 @@ def contact_monitor(
 def recording_pause(recording_id: str, pause: bool) -> Call[Recording]:
     action = "pause" if pause else "resume"
     return Call[Recording]("POST", f"/v1/recordings/{_id(recording_id)}/{action}", Recording)
+
+
+def agent_dial(id: str, to: str, caller_id: str | None, queue: str | None) -> Call[dict[str, Any]]:
+    body: dict[str, Any] = {"to": to}
+    if caller_id is not None:
+        body["caller_id"] = caller_id
+    if queue is not None:
+        body["queue"] = queue
+    return Call[dict[str, Any]]("POST", f"/v1/agents/{_id(id)}/dial", dict[str, Any], body=body)
+
+
+def do_not_call_list() -> Call[dict[str, Any]]:
+    return Call[dict[str, Any]]("GET", "/v1/do-not-call", dict[str, Any])
+
+
+def do_not_call_add(e164: str, note: str) -> Call[dict[str, Any]]:
+    return Call[dict[str, Any]]("POST", "/v1/do-not-call", dict[str, Any], body={"e164": e164, "note": note})
+
+
+def do_not_call_remove(e164: str) -> Call[None]:
+    return Call[None]("DELETE", f"/v1/do-not-call/{quote(e164, safe='')}")
 
 
 def calling_settings_get() -> Call[dict[str, Any]]:

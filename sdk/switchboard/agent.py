@@ -457,7 +457,7 @@ class AgentSession:
             self._offers[event.contact_id] = event
             # A phone agent's audio is its phone (its pick-up answers); otherwise the leg is made while it
             # rings: by auto-answer, or whenever audio is on.
-            if event.audio != "phone" and (self.auto_answer or self.audio):
+            if event.audio != "phone" and (self.auto_answer or self.audio or event.outbound):
                 self._spawn(self._ring(event))
         elif isinstance(event, ContactWithdrawn):
             self._offers.pop(event.contact_id, None)
@@ -518,7 +518,7 @@ class AgentSession:
                 where = {"call_id": call_id} if call_id else {"contact_id": contact_id}
                 answer = await self.request("offer", sdp=await leg.create_offer(), **where)
                 await leg.accept_answer(str(answer["leg_id"]), str(answer["sdp"]))
-            if not self.auto_answer:
+            if not self.auto_answer and not offer.outbound:
                 return
             if leg is not None and not await leg.wait_connected():
                 if self._offers.get(contact_id) is offer:
@@ -610,6 +610,20 @@ class AgentSession:
         if offer is None:
             raise AgentCommandError(command, "not_found", f"no offer for contact {contact_id} is ringing")
         return offer.offer_id
+
+    async def dial(
+        self, to: str, *, caller_id: str | None = None, queue: str | None = None
+    ) -> dict[str, Any]:
+        """Place an outbound call through the tenant's trunk (the agent must be allowed to dial and be
+        available; a number on the do-not-call list is refused with code `do_not_call`). The call comes back
+        as a `contact_offer` marked `outbound`, which this session accepts at once (with audio, once its leg
+        is up); the number is dialled then. Returns {"contact_id", "to", "caller_id", "queue_id"}."""
+        fields: dict[str, Any] = {"to": to}
+        if caller_id is not None:
+            fields["caller_id"] = caller_id
+        if queue is not None:
+            fields["queue"] = queue
+        return await self.request("dial", **fields)
 
     async def accept(self, contact_id: str, offer_id: str | None = None) -> dict[str, Any]:
         return await self.request(

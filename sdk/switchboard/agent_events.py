@@ -160,6 +160,7 @@ class ContactOffer(AgentEvent, kw_only=True, tag="contact_offer"):
     # callback: the customer's call); None: an agent-first callback, whose customer is dialled after the
     # accept (the leg names the contact instead); absent: the contact's own call.
     call_id: str | msgspec.UnsetType | None = msgspec.UNSET
+    outbound: bool = False  # the agent's own outbound call: its client accepts it
 
 
 class ConsultUpdate(AgentEvent, kw_only=True, tag="consult"):

@@ -337,11 +337,18 @@ class AsyncAgents(_Collection[Agent]):
         skills: dict[str, int] | UnsetType = UNSET,
         languages: list[str] | UnsetType = UNSET,
         endpoint: str | UnsetType | None = UNSET,
+        can_dial: bool | UnsetType = UNSET,
     ) -> Agent:
         """`endpoint`: None or left out = the browser (WebRTC); a sip:/sips: URI = a phone at a static
         address; an E.164 number = an outside number dialled through the tenant's trunk."""
         body = _calls.fields(
-            name=name, email=email, site_id=site_id, skills=skills, languages=languages, endpoint=endpoint
+            name=name,
+            email=email,
+            site_id=site_id,
+            skills=skills,
+            languages=languages,
+            endpoint=endpoint,
+            can_dial=can_dial,
         )
         agent: Agent = await self._client._run(_calls.create(self._path, Agent, body))
         return agent
@@ -356,17 +363,33 @@ class AsyncAgents(_Collection[Agent]):
         skills: dict[str, int] | UnsetType = UNSET,
         languages: list[str] | UnsetType = UNSET,
         endpoint: str | UnsetType | None = UNSET,
+        can_dial: bool | UnsetType = UNSET,
     ) -> Agent:
         """`endpoint`: None or left out = the browser (WebRTC); a sip:/sips: URI = a phone at a static
         address; an E.164 number = an outside number dialled through the tenant's trunk."""
         body = _calls.fields(
-            name=name, email=email, site_id=site_id, skills=skills, languages=languages, endpoint=endpoint
+            name=name,
+            email=email,
+            site_id=site_id,
+            skills=skills,
+            languages=languages,
+            endpoint=endpoint,
+            can_dial=can_dial,
         )
         agent: Agent = await self._client._run(_calls.update(self._path, Agent, id, body))
         return agent
 
     async def delete(self, id: str) -> None:
         await self._client._run(_calls.delete(self._path, id))
+
+    async def dial(
+        self, id: str, to: str, *, caller_id: str | None = None, queue: str | None = None
+    ) -> dict[str, Any]:
+        """Click-to-dial: the agent's desk is offered its own call to `to`, then the number is dialled
+        through the tenant's trunk. The agent must be allowed to dial and be available; a number on the
+        do-not-call list is refused. Returns {"contact_id", "to", "caller_id", "queue_id"}."""
+        placed: dict[str, Any] = await self._client._run(_calls.agent_dial(id, to, caller_id, queue))
+        return placed
 
     async def token(self, id: str) -> AgentToken:
         """A short-lived token (10 minutes) for the agent's signalling websocket (docs/agent-protocol.md).

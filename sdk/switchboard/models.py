@@ -143,6 +143,7 @@ class Agent(Model, kw_only=True):
     languages: list[str] = msgspec.field(default_factory=list)
     # Where the agent is reached: None = the browser (WebRTC), a sip:/sips: URI, or an E.164 number.
     endpoint: str | None = None
+    can_dial: bool = False  # may place outbound calls
     created_at: datetime
     updated_at: datetime
 

@@ -24,7 +24,7 @@ from .validation import check_email, check_endpoint, check_languages, check_name
 
 __all__ = ["Agent", "AgentController", "SkillMap"]
 
-COLUMNS = "id, name, email, site_id, skills, languages, endpoint, created_at, updated_at"
+COLUMNS = "id, name, email, site_id, skills, languages, endpoint, can_dial, created_at, updated_at"
 
 # Names and levels are checked by check_skills, which can say which skill is wrong (msgspec cannot).
 SkillMap = Annotated[
@@ -54,6 +54,7 @@ class Agent(msgspec.Struct, kw_only=True):
     languages: list[str]
     # Where the agent is reached: null = the browser (WebRTC), a sip:/sips: URI, or an E.164 number.
     endpoint: str | None = None
+    can_dial: bool = False  # may place outbound calls (docs/routing.md, "Outbound calls")
     created_at: datetime
     updated_at: datetime
 
@@ -70,6 +71,7 @@ class AgentCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     skills: SkillMap | None = None
     languages: Languages | None = None
     endpoint: Endpoint | None = None
+    can_dial: bool = False
 
 
 class AgentPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -80,6 +82,7 @@ class AgentPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     languages: Languages | msgspec.UnsetType = msgspec.UNSET
     # null: back to the browser.
     endpoint: Endpoint | msgspec.UnsetType | None = msgspec.UNSET
+    can_dial: bool | msgspec.UnsetType = msgspec.UNSET
 
 
 def agent_from_row(row: asyncpg.Record) -> Agent:
@@ -91,6 +94,7 @@ def agent_from_row(row: asyncpg.Record) -> Agent:
         skills=msgspec.json.decode(row["skills"], type=dict[str, int]),
         languages=list(row["languages"]),
         endpoint=row["endpoint"],
+        can_dial=row["can_dial"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -123,8 +127,9 @@ class AgentController(Controller):
             try:
                 async with conn.transaction():
                     row = await conn.fetchrow(
-                        f"""INSERT INTO agents (id, tenant_id, name, email, site_id, skills, languages, endpoint)
-                            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8) RETURNING {COLUMNS}""",
+                        f"""INSERT INTO agents (id, tenant_id, name, email, site_id, skills, languages, endpoint,
+                                                can_dial)
+                            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9) RETURNING {COLUMNS}""",
                         new_id(),
                         principal.tenant_id,
                         name,
@@ -133,6 +138,7 @@ class AgentController(Controller):
                         msgspec.json.encode(skills).decode(),
                         languages,
                         endpoint,
+                        data.can_dial,
                     )
             except asyncpg.UniqueViolationError:
                 raise _email_taken(email) from None
@@ -144,6 +150,7 @@ class AgentController(Controller):
                 "skills": skills,
                 "languages": languages,
                 "endpoint": endpoint,
+                "can_dial": data.can_dial,
             }
             await audit(conn, principal, "agent.created", "agent", agent.id, detail)
             return Outcome(
@@ -196,6 +203,8 @@ class AgentController(Controller):
             changes["languages"] = check_languages("languages", data.languages)
         if data.endpoint is not msgspec.UNSET:
             changes["endpoint"] = check_endpoint("endpoint", data.endpoint)
+        if data.can_dial is not msgspec.UNSET:
+            changes["can_dial"] = data.can_dial
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
             if not changes:

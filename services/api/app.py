@@ -41,6 +41,7 @@ from .home import home_page
 from .keys import KeyController
 from .metrics import metrics_middleware
 from .numbers import NumberController
+from .outbound import DialController, DoNotCallController
 from .presence import beating
 from .problems import Problem, exception_handlers, validation, validation_problem
 from .queues import QueueController
@@ -225,6 +226,8 @@ def create_app(settings: Settings, *, key_rate_per_minute: int | None = None) ->
             RecordingAudioController,
             RecordingSettingsController,
             CallingSettingsController,
+            DialController,
+            DoNotCallController,
             RealtimeController,
             ReportController,
             realtime_feed,

@@ -148,6 +148,14 @@ class ContactRef(msgspec.Struct, kw_only=True):
     contact_id: uuid.UUID
 
 
+class DialBody(msgspec.Struct, kw_only=True):
+    """Place a call from the desk (docs/agent-protocol.md): the ack says {"contact_id", ...}."""
+
+    to: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    caller_id: Annotated[str, msgspec.Meta(max_length=32)] | None = None
+    queue: Annotated[str, msgspec.Meta(max_length=100)] | None = None
+
+
 class WrapUp(msgspec.Struct, kw_only=True):
     contact_id: uuid.UUID
     disposition: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -175,6 +183,7 @@ _BODIES: dict[str, type[msgspec.Struct] | None] = {
     "consult_cancel": ContactRef,
     "hangup": ContactRef,
     "wrap_up": WrapUp,
+    "dial": DialBody,
 }
 # A web caller's session (widget_calls.py) knows only these.
 WIDGET_BODIES: dict[str, type[msgspec.Struct] | None] = {
@@ -265,6 +274,12 @@ class Session(LegSocket):
         if kind == "state":
             return await self.command(
                 ev.RoutingSetState(tenant_id=tenant, agent_id=agent, state=body.state, reason=body.reason)
+            )
+        if kind == "dial":
+            return await self.command(
+                ev.DeskDial(
+                    tenant_id=tenant, agent_id=agent, to=body.to, caller_id=body.caller_id, queue=body.queue
+                )
             )
         if kind in ("accept", "reject"):
             if kind == "accept":
@@ -396,6 +411,7 @@ DESK_TYPES = frozenset(
         "consult_cancel",
         "hangup",
         "wrap_up",
+        "dial",
     )
 )
 

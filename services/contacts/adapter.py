@@ -14,6 +14,7 @@ One coordinator process per deployment for now (like the IVR): contacts are not 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from services.kernel.messages import Command, Event, Reply
 from services.kernel.serving import Consumer, Server
 from services.recording.policy import should_record
 
-from .callbacks import CallbackInfo, CallingSettings
+from .callbacks import CallbackInfo, CallingSettings, DialInfo
 from .calllog import call_line
 from .lifecycle import Contact, DeskRefused, Lifecycle, OfferInfo, Waiting, late_wrap_up
 from .reconcile import CHECKPOINT_S, RECONCILE_AFTER_S, media_started_after
@@ -99,6 +100,18 @@ class _Running:
     timer: asyncio.TimerHandle | None = None
 
 
+E164 = re.compile(r"\+[1-9][0-9]{6,14}")
+
+
+def _dialled(info: DialInfo) -> dict[str, str]:
+    return {
+        "contact_id": str(info.contact_id),
+        "to": info.to,
+        "caller_id": info.caller_id,
+        "queue_id": str(info.queue_id),
+    }
+
+
 def _key(tenant_id: uuid.UUID, contact_id: uuid.UUID) -> str:
     return f"{tenant_id}.{contact_id}"
 
@@ -141,6 +154,7 @@ class ContactsAdapter:
         )
         handlers: dict[type[Any], Any] = {**dict.fromkeys(DESK_COMMANDS, self.on_desk)}
         handlers[ev.SupervisorMonitor] = self.on_monitor
+        handlers[ev.DeskDial] = self.on_dial
         self._server = await self.bus.serve("contacts", handlers)
 
     async def stop(self) -> None:
@@ -353,6 +367,104 @@ class ContactsAdapter:
             callback_ring_seconds=float(row["callback_ring_seconds"]),
             caller_id=row["caller_id"],
         )
+
+    # -- outbound calls ---------------------------------------------------------------------------
+
+    async def on_dial(self, cmd: ev.DeskDial) -> Reply:
+        """An agent's outbound call: checked here (permission, do-not-call, caller ID, queue, trunk, the
+        agent's state), then a contact of its own (Lifecycle.dial)."""
+        try:
+            info = await self._dial_info(cmd)
+        except DeskRefused as exc:
+            self.log.info("contact_dial_refused", agent=str(cmd.agent_id), code=exc.code, error=exc.reason)
+            return Reply(ok=False, code=exc.code, error=exc.reason)
+        if info.contact_id in self.contacts:  # the same command again
+            return Reply(ok=True, data=_dialled(info))
+        running = _Running(machine=Lifecycle.dial(info, self.clock()))
+        self.contacts[info.contact_id] = running
+        async with running.lock:
+            await self._apply(running, running.machine.take())
+        if running.machine.finished:
+            record = running.machine.state.record
+            return Reply(ok=False, code="failed", error=f"the call could not be placed ({record.cause})")
+        self.log.info(
+            "contact_dialled", contact=str(info.contact_id), agent=str(cmd.agent_id), source=cmd.source
+        )
+        return Reply(ok=True, data=_dialled(info))
+
+    async def _dial_info(self, cmd: ev.DeskDial) -> DialInfo:
+        to = cmd.to.strip()
+        if not E164.fullmatch(to):
+            raise DeskRefused(
+                "invalid", f"cannot dial {to[:40]!r}: give an E.164 number, + then 7 to 15 digits"
+            )
+        async with tenant_tx(self.pool, cmd.tenant_id, readonly=True) as conn:
+            agent = await conn.fetchrow("SELECT can_dial FROM agents WHERE id = $1", cmd.agent_id)
+            if agent is None:
+                raise DeskRefused("not_found", "no such agent")
+            if not agent["can_dial"]:
+                raise DeskRefused(
+                    "forbidden", "this agent may not place outbound calls (an admin can allow it)"
+                )
+            if await conn.fetchval("SELECT 1 FROM do_not_call WHERE e164 = $1", to):
+                raise DeskRefused("do_not_call", f"{to} is on the tenant's do-not-call list")
+            caller_id = cmd.caller_id or await conn.fetchval(
+                "SELECT caller_id FROM tenants WHERE id = current_tenant()"
+            )
+            if caller_id is None:
+                caller_id = await conn.fetchval("SELECT e164 FROM numbers ORDER BY created_at, id LIMIT 1")
+                if caller_id is None:
+                    raise DeskRefused("invalid", "the tenant has no number to call from: claim one first")
+            elif not await conn.fetchval("SELECT 1 FROM numbers WHERE e164 = $1", caller_id):
+                raise DeskRefused("invalid", f"caller ID {caller_id} is not one of the tenant's numbers")
+            queue = await self._dial_queue(conn, cmd.queue)
+            if not await conn.fetchval("SELECT 1 FROM sip_trunks WHERE outbound_host IS NOT NULL"):
+                raise DeskRefused("no_trunk", "the tenant has no trunk that takes outbound calls")
+            ring = await conn.fetchval(
+                "SELECT callback_ring_seconds FROM tenants WHERE id = current_tenant()"
+            )
+        status = await self._send_for_data(
+            ev.RoutingAgentStatus(tenant_id=cmd.tenant_id, agent_id=cmd.agent_id)
+        )
+        if status.get("state") != "available":
+            state = status.get("state", "unknown")
+            raise DeskRefused(
+                "not_available", f"the agent must be signed in and available to dial (it is {state})"
+            )
+        return DialInfo(
+            contact_id=uuid.uuid5(cmd.id, "outbound"),
+            tenant_id=cmd.tenant_id,
+            command_id=cmd.id,
+            agent_id=cmd.agent_id,
+            to=to,
+            caller_id=caller_id,
+            queue_id=queue["id"],
+            queue_name=queue["name"],
+            ring_s=float(ring or 30),
+        )
+
+    @staticmethod
+    async def _dial_queue(conn: asyncpg.Connection, ref: str | None) -> asyncpg.Record:
+        """The queue the call is reported under: the one named, or the tenant's first."""
+        if ref is None:
+            row = await conn.fetchrow("SELECT id, name FROM queues ORDER BY created_at, id LIMIT 1")
+        else:
+            try:
+                row = await conn.fetchrow("SELECT id, name FROM queues WHERE id = $1", uuid.UUID(ref))
+            except ValueError:
+                row = await conn.fetchrow("SELECT id, name FROM queues WHERE lower(name) = lower($1)", ref)
+        if row is None:
+            raise DeskRefused(
+                "invalid", f"no queue {ref!r}" if ref else "the tenant has no queue to report the call under"
+            )
+        return row
+
+    async def _send_for_data(self, command: Command) -> dict[str, Any]:
+        try:
+            reply = await self.bus.request(command, timeout=ROUTING_TIMEOUT_S)
+        except (CommandTimeout, BusError):
+            raise DeskRefused("routing_unavailable", "routing did not answer; try again") from None
+        return reply.data if reply.ok else {}
 
     # -- desk commands ----------------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ __all__ = [
     "CallbackInfo",
     "CallbackPlan",
     "CallingSettings",
+    "DialInfo",
     "attempt_call_id",
 ]
 
@@ -50,9 +51,27 @@ class CallbackInfo(msgspec.Struct, kw_only=True, frozen=True):
     settings: CallingSettings = CallingSettings()
 
 
+class DialInfo(msgspec.Struct, kw_only=True, frozen=True):
+    """An agent's outbound call, checked by the adapter (permission, do-not-call, caller ID, queue)."""
+
+    contact_id: uuid.UUID
+    tenant_id: uuid.UUID
+    command_id: uuid.UUID
+    agent_id: uuid.UUID
+    to: str
+    caller_id: str
+    queue_id: uuid.UUID
+    queue_name: str
+    ring_s: float = 30.0
+
+
 class CallbackPlan(msgspec.Struct, kw_only=True):
+    """A call the platform places to the customer: a callback, or an agent's outbound call (one attempt,
+    agent first: the agent accepts its own call, then the number is dialled next to the agent's leg)."""
+
     number: str
     queue: str  # the queue's name in the flow
+    kind: Literal["callback", "outbound"] = "callback"
     mode: str = "agent_first"
     max_attempts: int = 3
     retry_s: float = 300.0
@@ -77,6 +96,16 @@ class CallbackPlan(msgspec.Struct, kw_only=True):
             caller_id=s.caller_id or dialled,
             enqueue_at=req.at,
         )
+
+    @classmethod
+    def outbound(cls, number: str, caller_id: str, ring_s: float) -> CallbackPlan:
+        return cls(
+            number=number, queue="", kind="outbound", max_attempts=1, ring_s=ring_s, caller_id=caller_id
+        )
+
+    @property
+    def failed_outcome(self) -> str:
+        return "callback_failed" if self.kind == "callback" else "not_answered"
 
     @property
     def spent(self) -> bool:

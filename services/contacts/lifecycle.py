@@ -22,7 +22,7 @@ from services.kernel.messages import Command, Event
 from services.recording.policy import should_record
 
 from . import consult
-from .callbacks import CALLBACK_GREETING, RING_SLACK_S, CallbackInfo, CallbackPlan, attempt_call_id
+from .callbacks import CALLBACK_GREETING, RING_SLACK_S, CallbackInfo, CallbackPlan, DialInfo, attempt_call_id
 from .consult import Consult
 from .records import ContactRecord, TimelineEntry, iso_utc
 
@@ -54,6 +54,8 @@ CLOSED_MESSAGE_MAX_S = 60.0  # the closed message has played by then (or its end
 NOTICE_MAX_S = 60.0
 SEEN_MAX = 64  # event ids remembered per contact (redeliveries arrive within a few seconds)
 TERMINAL = ("ended", "abandoned", "failed")
+# An agent's outbound call is offered to that agent at once (it is available): not by then, it is dropped.
+OUTBOUND_OFFER_S = 10.0
 # Every phase a contact may move to from each (docs/contacts.md): `_transition` refuses any other move.
 _ENDS = frozenset(TERMINAL)
 PHASES: dict[str | None, frozenset[str]] = {
@@ -241,6 +243,40 @@ class Lifecycle:
         return {"tenant_id": self.tenant_id, "id": uuid.uuid5(self._basis, str(self._made)), "ts": self._now}
 
     # -- creation ---------------------------------------------------------------------------------
+
+    @classmethod
+    def dial(cls, info: DialInfo, now: float) -> Lifecycle:
+        """An agent's outbound call: in line for that agent only; once the agent accepts it (its own client
+        does, the offer saying `outbound`), the number is dialled next to the agent's leg."""
+        record = ContactRecord(
+            id=info.contact_id,
+            tenant_id=info.tenant_id,
+            direction="outbound",
+            caller=info.caller_id,
+            dialled=info.to,
+            queue_id=info.queue_id,
+            queue_name=info.queue_name,
+            state="arrived",
+            arrived_at=now,
+        )
+        plan = CallbackPlan.outbound(info.to, info.caller_id, info.ring_s)
+        machine = cls(Contact(record=record, seen=[str(info.command_id)], callback=plan))
+        machine._step(info.command_id, now)
+        machine._transition("arrived", now, "dialled", agent_id=str(info.agent_id))
+        machine.state.deadline = now + OUTBOUND_OFFER_S
+        machine._send(
+            ev.RoutingEnqueue(
+                **machine._stamp(),
+                call_id=info.contact_id,
+                queue="",
+                queue_id=info.queue_id,
+                preferred_agent_id=str(info.agent_id),
+                preferred_only=True,
+                attributes={"direction": "outbound", "dialled": info.to},
+            ),
+            "enqueue",
+        )
+        return machine
 
     @classmethod
     def arrive(cls, event: ev.CallArrived, now: float, *, waiting: Waiting | None = None) -> Lifecycle | None:
@@ -511,6 +547,9 @@ class Lifecycle:
             self._callback_missed(now, "no_answer")
         elif plan is not None and self.phase == "callback" and plan.enqueue_at is not None:
             self._callback_enqueue(now)
+        elif plan is not None and plan.kind == "outbound" and self.phase in ("arrived", "queued"):
+            self._send(ev.RoutingCancel(**self._stamp(), call_id=self.routing_id, reason="failed"), "cancel")
+            self._finish("failed", now, "failed", cause="agent_not_available")
         elif s.accepted and not s.bridged:
             self._agent_lost(now, "agent_leg_timeout")
         return self.take()
@@ -852,6 +891,9 @@ class Lifecycle:
         if r.offered_at is None:
             r.offered_at = now
         self._transition("offered", now, "offered", agent_id=offer.agent_id)
+        outbound = s.callback is not None and s.callback.kind == "outbound"
+        if outbound:
+            s.deadline = None  # offered in time; the offer's own expiry applies now
         self._desk(
             offer.agent_id,
             "contact_offer",
@@ -862,6 +904,8 @@ class Lifecycle:
             audio="phone" if info.endpoint else "webrtc",
             # The call the agent's leg joins; None: the customer is dialled after the accept, next to the leg.
             call_id=None if self._awaits_customer else str(self.caller_call),
+            # The agent's own call: its client accepts it (it asked for it), whatever its answer mode.
+            **({"outbound": True} if outbound else {}),
             context=self.context(now, info),
         )
         if info.endpoint:
@@ -899,7 +943,10 @@ class Lifecycle:
         }
         if s.note or s.note_from:
             context["transfer"] = {"from_agent_id": s.note_from, "note": s.note}
-        if s.callback is not None:
+        if s.callback is not None and s.callback.kind == "outbound":
+            context["outbound"] = {"to": s.callback.number, "caller_id": s.callback.caller_id}
+            context["caller"] = {"number": s.callback.number, "name": ""}  # whom the agent talks to
+        elif s.callback is not None:
             plan = s.callback
             attempt = plan.attempts if s.customer_call is not None else plan.attempts + 1
             context["callback"] = {"number": plan.number, "attempt": attempt, "of": plan.max_attempts}
@@ -1103,7 +1150,13 @@ class Lifecycle:
         s.offer_id = s.offer_agent_id = None
         s.leg_id, s.leg_ready = None, False
         self._event("offer_" + event.reason, now, agent_id=event.agent_id)
-        if event.reason != "withdrawn":
+        if s.callback is not None and s.callback.kind == "outbound":
+            # The agent turned down (or let ring out) its own call: nobody else takes it.
+            self._send(
+                ev.RoutingCancel(**self._stamp(), call_id=self.routing_id, reason="cancelled"), "cancel"
+            )
+            self._finish("ended", now, "cancelled", cause=event.reason)
+        elif event.reason != "withdrawn":
             self._transition("queued", now, event.reason)
 
     def _overflowed(self, event: ev.ContactOverflowed, now: float) -> None:
@@ -1370,7 +1423,8 @@ class Lifecycle:
             self._send(
                 ev.RoutingWrapUpDone(**self._stamp(), agent_id=agent, call_id=self.routing_id), "wrap_up"
             )
-            self._desk(str(agent), "contact_ended", now=now, cause="callback_not_answered", by="system")
+            missed = "callback_not_answered" if plan.kind == "callback" else "not_answered"
+            self._desk(str(agent), "contact_ended", now=now, cause=missed, by="system")
             r.agent_id = None
             s.offer_id = s.offer_agent_id = None
         else:
@@ -1381,7 +1435,7 @@ class Lifecycle:
             )
         r.attributes["callback.attempts"] = str(plan.attempts)
         if plan.spent:
-            self._finish("ended", now, "callback_failed", cause=cause)
+            self._finish("ended", now, plan.failed_outcome, cause=cause)
             return
         plan.enqueue_at = now + plan.retry_s
         s.deadline = plan.enqueue_at

@@ -12,6 +12,7 @@ __all__ = [
     "DeskConsult",
     "DeskConsultCancel",
     "DeskConsultComplete",
+    "DeskDial",
     "DeskDigits",
     "DeskHangup",
     "DeskHold",
@@ -38,6 +39,22 @@ class DeskCommand(Command, kw_only=True, frozen=True):
     service = "contacts"
     agent_id: uuid.UUID  # the token's agent: only the contact's own agent may act on it
     contact_id: uuid.UUID
+
+
+class DeskDial(Command, kw_only=True, frozen=True):
+    """An agent places a call (the desk's dial box, AgentSession.dial, the API's click-to-dial): a new
+    outbound contact offered to that agent only; once accepted, the number is dialled through the tenant's
+    trunk. Reply data {"contact_id", "to", "caller_id", "queue_id"}; refused with `forbidden` (the agent may
+    not dial), `do_not_call`, `not_available` (the agent is not signed in and available), `invalid` (a
+    number, caller ID or queue), `no_trunk`."""
+
+    service = "contacts"
+    name = "dial"
+    agent_id: uuid.UUID
+    to: str
+    caller_id: str | None = None
+    queue: str | None = None  # name or id; default: the tenant's first queue
+    source: Literal["desk", "api"] = "desk"
 
 
 class DeskHold(DeskCommand, kw_only=True, frozen=True):

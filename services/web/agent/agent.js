@@ -55,7 +55,8 @@ function note(text) {
 }
 
 const clock = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, "0")}`;
-const callerName = (ctx) => (ctx && ctx.caller && ctx.caller.name) || "Unknown caller";
+const callerName = (ctx) =>
+  (ctx && ctx.caller && ctx.caller.name) || (ctx && ctx.outbound && ctx.outbound.to) || "Unknown caller";
 const callerNumber = (ctx) => (ctx && ctx.caller && ctx.caller.number) || "";
 const agentName = (id) => (desk.colleagues.find((a) => a.id === id) || {}).name || "another agent";
 
@@ -245,6 +246,7 @@ function endLeg(contactId) {
 function onOffer(offer) {
   desk.offer = offer;
   const ctx = offer.context || {};
+  if (offer.outbound) return onOutbound(offer, ctx);
   $("offer-caller").textContent = callerName(ctx);
   $("offer-number").textContent = callerNumber(ctx);
   $("offer-queue").textContent = [ctx.queue && `for ${ctx.queue.name}`, ctx.transfer && `transferred by ${agentName(ctx.transfer.from_agent_id)}`]
@@ -263,6 +265,39 @@ function onOffer(offer) {
   desk.legs.set(offer.contact_id, leg);
   act("Audio", leg.start());
 }
+
+// The agent's own outbound call (the dial box, or click-to-dial from a CRM): no ringing, its leg is made and
+// the offer accepted at once; the number is dialled once the leg is up.
+function onOutbound(offer, ctx) {
+  const to = (ctx.outbound && ctx.outbound.to) || "";
+  $("offer-caller").textContent = `Calling ${to}`;
+  $("offer-number").textContent = ctx.outbound ? `from ${ctx.outbound.caller_id}` : "";
+  $("offer-queue").textContent = ctx.queue ? `for ${ctx.queue.name}` : "";
+  $("offer-panel").querySelector(".ringing-label").textContent = "Outbound call";
+  renderContext(ctx);
+  panel("offer");
+  const leg = new Leg({
+    send, contactId: offer.contact_id, callId: offer.call_id, iceServers: desk.iceServers, audio: $("remote"),
+    micId: desk.devices.mic, onNote: note,
+  });
+  desk.legs.set(offer.contact_id, leg);
+  act("Call", leg.start().then(() => send("accept", {contact_id: offer.contact_id, offer_id: offer.offer_id})));
+}
+
+$("dial-form").onsubmit = async (e) => {
+  e.preventDefault();
+  const to = $("dial-to").value.trim();
+  $("dial-error").textContent = "";
+  $("dial-go").disabled = true;
+  try {
+    await send("dial", {to});
+    $("dial-to").value = "";
+  } catch (err) {
+    $("dial-error").textContent = err.reason || err.message;  // not allowed, do-not-call, not available...
+  } finally {
+    $("dial-go").disabled = false;
+  }
+};
 
 function showRecording(state) {
   const on = state === "on" || state === "paused";

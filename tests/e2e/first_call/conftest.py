@@ -536,3 +536,40 @@ async def wait_contact(t: Any, contact_id: str, state: str, timeout: float = 10.
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"contact {contact_id} is not {state}: {r.status_code} {r.text[:500]}")
         await asyncio.sleep(0.1)
+
+
+# -- calls the platform places: the tenant's trunk answered by SIPp ---------------------------------------
+
+
+def trunk_to(t: Tenant, port: int, **settings: object) -> None:
+    """The tenant's carrier trunk, its outbound side on a SIPp UAS at `port`, and its calling settings."""
+    with t.client() as client:
+        r = client.post(
+            "/v1/trunks",
+            json={
+                "name": "carrier",
+                "allowed_ips": ["127.0.0.0/8"],
+                "outbound_host": "127.0.0.1",
+                "outbound_port": port,
+            },
+        )
+        assert r.status_code == 201, r.text
+        if settings:
+            r = client.put("/v1/calling-settings", json=settings)
+            assert r.status_code == 200, r.text
+
+
+def sipp_trace(folder: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in folder.glob("*_messages.log"))
+
+
+async def sipp_uas(tmp_path: Path, port: int, *args: str) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port), *args],
+        *["-trace_msg", "-timeout", "60"],
+        cwd=tmp_path,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    await asyncio.sleep(0.3)  # SIPp binds its port
+    return proc

@@ -16,8 +16,9 @@ import httpx
 import numpy as np
 import pytest
 
+from services.runtime.embedded import free_port
 from tests.e2e.browser import chromium
-from tests.e2e.first_call.conftest import PhoneCaller, make_tenant
+from tests.e2e.first_call.conftest import PhoneCaller, make_tenant, sipp_uas, trunk_to
 
 pytestmark = [
     pytest.mark.e2e,
@@ -131,6 +132,41 @@ async def test_agent_desktop_takes_a_call(first_call_stack: Any, tmp_path: Path)
                 record["outcome"] == "handled" and record["agent_id"] == tenant.agents["agent0@example.com"]
             )
             assert 0 < record["talk_s"] <= talk_s + 1, record
+
+            # The dial box: refused with the reason until an admin lets the agent dial; then a call out
+            # through the tenant's trunk (SIPp echoing), hung up from the page.
+            port = free_port()
+            await asyncio.to_thread(trunk_to, tenant, port)
+            uas = await sipp_uas(tmp_path, port, "-sn", "uas", "-rtp_echo", "-m", "1")
+            try:
+                await page.fill("#dial-to", "+15550142")
+                await page.click("#dial-go")
+                await page.wait_for_function("document.getElementById('dial-error').textContent !== ''")
+                assert "may not place outbound calls" in await page.inner_text("#dial-error")
+                await page.screenshot(path=str(tmp_path / "dial-refused.png"))
+                async with httpx.AsyncClient(
+                    base_url=first_call_stack.api,
+                    headers={"Authorization": f"Bearer {tenant.key}"},
+                    timeout=10,
+                ) as http:
+                    agent_id = tenant.agents["agent0@example.com"]
+                    assert (
+                        await http.patch(f"/v1/agents/{agent_id}", json={"can_dial": True})
+                    ).status_code == 200
+                await page.fill("#dial-to", "+15550142")
+                await page.click("#dial-go")
+                await _visible(page, "#call-panel", 20)
+                assert "+15550142" in await page.inner_text("#call-caller")
+                heard = await asyncio.wait_for(page.evaluate(MEASURE_JS, 1500), 10)
+                assert heard["peak_db"] > -60, heard  # the far end echoes the page's microphone
+                await page.screenshot(path=str(tmp_path / "dial-connected.png"))
+                await page.click("#hangup")
+                await _visible(page, "#wrapup-panel")
+                assert await asyncio.wait_for(uas.wait(), 10) == 0
+            finally:
+                if uas.returncode is None:
+                    uas.kill()
+                    await uas.wait()
             assert not problems, problems
         finally:
             if caller is not None:

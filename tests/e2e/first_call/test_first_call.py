@@ -17,7 +17,7 @@ import asyncpg
 import numpy as np
 import pytest
 import switchboard
-from switchboard import AgentSession
+from switchboard import AgentCommandError, AgentSession
 from switchboard.agent_events import (
     AgentState,
     ContactConnected,
@@ -34,12 +34,14 @@ from services.runtime.embedded import free_port
 from tests.e2e.first_call.conftest import (
     PhoneCaller,
     Stack,
-    Tenant,
     Watch,
     make_tenant,
     next_of,
+    sipp_trace,
+    sipp_uas,
     tone,
     tone_power,
+    trunk_to,
     wait_contact,
 )
 from tests.sipp_uac import press, uac_scenario
@@ -722,40 +724,6 @@ nodes:
 """
 
 
-def _trunk_to(t: Tenant, port: int, **settings: object) -> None:
-    """The tenant's carrier trunk, its outbound side on a SIPp UAS at `port`, and its calling settings."""
-    with t.client() as client:
-        r = client.post(
-            "/v1/trunks",
-            json={
-                "name": "carrier",
-                "allowed_ips": ["127.0.0.0/8"],
-                "outbound_host": "127.0.0.1",
-                "outbound_port": port,
-            },
-        )
-        assert r.status_code == 201, r.text
-        if settings:
-            r = client.put("/v1/calling-settings", json=settings)
-            assert r.status_code == 200, r.text
-
-
-def _sipp_trace(folder: Path) -> str:
-    return "".join(p.read_text(errors="replace") for p in folder.glob("*_messages.log"))
-
-
-async def _uas(tmp_path: Path, port: int, *args: str) -> asyncio.subprocess.Process:
-    proc = await asyncio.create_subprocess_exec(
-        *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port), *args],
-        *["-trace_msg", "-timeout", "60"],
-        cwd=tmp_path,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    await asyncio.sleep(0.3)  # SIPp binds its port
-    return proc
-
-
 async def test_demo_flow_callback_offer_is_called_back_agent_first(
     first_call_stack: Stack, tmp_path: Path
 ) -> None:
@@ -767,8 +735,8 @@ async def test_demo_flow_callback_offer_is_called_back_agent_first(
     stack = first_call_stack
     t = make_tenant(stack.api, flow=DEMO_FLOW.replace("callback_after: 60", "callback_after: 1"))
     port = free_port()
-    _trunk_to(t, port)
-    uas = await _uas(tmp_path, port, "-sn", "uas", "-rtp_echo", "-m", "1")
+    trunk_to(t, port)
+    uas = await sipp_uas(tmp_path, port, "-sn", "uas", "-rtp_echo", "-m", "1")
     watch = await Watch.start(stack.nats_url, t.id)
     loop = asyncio.get_running_loop()
     sink, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
@@ -836,7 +804,7 @@ async def test_demo_flow_callback_offer_is_called_back_agent_first(
         events = [e["event"] for e in done["timeline"]]
         for name in ("callback_requested", "callback", "callback_dialing", "callback_answered", "connected"):
             assert name in events, (name, events)
-        invite = _sipp_trace(tmp_path)
+        invite = sipp_trace(tmp_path)
         assert "INVITE sip:+15550142@" in invite and f"From: <sip:{t.number}@" in invite, invite[:800]
     finally:
         sink.close()
@@ -855,7 +823,7 @@ async def test_callback_nobody_answers_is_retried_then_fails_customer_first(
     stack = first_call_stack
     t = make_tenant(stack.api, flow=CALLBACK_FLOW)
     port = free_port()
-    _trunk_to(
+    trunk_to(
         t,
         port,
         callback_mode="customer_first",
@@ -864,7 +832,7 @@ async def test_callback_nobody_answers_is_retried_then_fails_customer_first(
         callback_ring_seconds=5,
     )
     (tmp_path / "busy.xml").write_text(BUSY_UAS)
-    uas = await _uas(tmp_path, port, "-sf", "busy.xml", "-m", "2")
+    uas = await sipp_uas(tmp_path, port, "-sf", "busy.xml", "-m", "2")
     watch = await Watch.start(stack.nats_url, t.id)
     caller = PhoneCaller(stack.sip_port, t.number, frequency=CALLER_HZ)
     try:
@@ -920,3 +888,85 @@ async def test_a_closed_queue_hands_its_callers_to_its_closed_flow(first_call_st
     finally:
         caller.close()
         await watch.close()
+
+
+# -- outbound calls (docs/routing.md, "Outbound calls") ----------------------------------------------------
+
+
+async def test_agent_dials_out_through_the_trunk_recorded_and_refusals(
+    first_call_stack: Stack, tmp_path: Path
+) -> None:
+    """An agent places a call (AgentSession.dial): refused until an admin allows the agent to dial, and for
+    a number on the do-not-call list; then dialled through the tenant's trunk (SIPp UAS echoing) from the
+    tenant's number, bridged to the agent (its 1 kHz comes back), recorded (the queue records every
+    call), and stored as an outbound contact. Then click-to-dial from the API (a CRM) to the same agent."""
+    stack = first_call_stack
+    t = make_tenant(stack.api)
+    port = free_port()
+    trunk_to(t, port)
+    agent_id = t.agents["agent0@example.com"]
+    with t.client() as client:
+        assert client.patch(f"/v1/queues/{t.queue_id}", json={"recording_percent": 100}).status_code == 200
+        assert client.post("/v1/do-not-call", json={"e164": "+15550199", "note": "asked"}).status_code == 201
+    uas = await sipp_uas(tmp_path, port, "-sn", "uas", "-rtp_echo", "-m", "2")
+    watch = await Watch.start(stack.nats_url, t.id)
+    try:
+        async with AgentSession(
+            stack.api,
+            t.token("agent0@example.com"),
+            play=agent_wav(tmp_path),
+            play_loop=True,
+            record=tmp_path / "out-{contact_id}.wav",
+        ) as agent:
+            await agent.login(state="available")
+            with pytest.raises(AgentCommandError) as refused:
+                await agent.dial("+15550142")
+            assert (
+                refused.value.code == "forbidden" and "may not place outbound calls" in refused.value.reason
+            )
+            with t.client() as client:
+                r = client.patch(f"/v1/agents/{agent_id}", json={"can_dial": True})
+                assert r.status_code == 200 and r.json()["can_dial"] is True
+            with pytest.raises(AgentCommandError) as refused:
+                await agent.dial("+15550199")
+            assert refused.value.code == "do_not_call" and "do-not-call list" in refused.value.reason
+            placed = await agent.dial("+15550142")
+            contact_id = placed["contact_id"]
+            assert placed["caller_id"] == t.number
+            offer = await next_of(agent, ContactOffer, lambda e: e.contact_id == contact_id)
+            assert offer.outbound and offer.call_id is None
+            await next_of(agent, ContactConnected, lambda e: e.contact_id == contact_id, timeout=20)
+            await asyncio.sleep(2.5)
+            await agent.hangup(contact_id)
+            ended = await next_of(agent, ContactEnded)
+            assert ended.by == "agent"
+            recorded = await next_of(agent, Recorded)
+            assert tone_power(wav_samples(recorded.path)[-12000:], AGENT_HZ) > 0.3  # echoed by the far end
+            await agent.wrap_up(contact_id, "called")
+            await next_of(agent, AgentState, lambda e: e.state == "available")
+            # Click-to-dial from a CRM: the agent's session takes its own call; the far end answers.
+            with t.client() as client:
+                r = client.post(f"/v1/agents/{agent_id}/dial", json={"to": "+15550177"})
+                assert r.status_code == 201, r.text
+                clicked = r.json()["contact_id"]
+                assert client.post(f"/v1/agents/{agent_id}/dial", json={"to": "12"}).status_code == 422
+            await next_of(agent, ContactConnected, lambda e: e.contact_id == clicked, timeout=20)
+            await agent.hangup(clicked)
+            await next_of(agent, ContactEnded, lambda e: e.contact_id == clicked)
+            await agent.wrap_up(clicked, "crm")
+        done = await wait_contact(t, contact_id, "ended")
+        assert done["direction"] == "outbound" and done["outcome"] == "handled"
+        assert done["dialled"] == "+15550142" and done["caller"] == t.number
+        assert done["agent_id"] == agent_id and done["talk_s"] > 2.0
+        customer = ev.CallRecording
+        assert watch.all(customer, lambda e: e.state == "started"), "the outbound call was recorded"
+        assert (await wait_contact(t, clicked, "ended"))["direction"] == "outbound"
+        assert await asyncio.wait_for(uas.wait(), 10) == 0, "both calls answered and hung up"
+        trace = sipp_trace(tmp_path)
+        assert "INVITE sip:+15550142@" in trace and "INVITE sip:+15550177@" in trace
+        assert f"From: <sip:{t.number}@" in trace and "+15550199" not in trace
+    finally:
+        await watch.close()
+        if uas.returncode is None:
+            uas.kill()
+            await uas.wait()

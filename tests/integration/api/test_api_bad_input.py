@@ -44,6 +44,7 @@ KIND_OF_PARAM = {
     "webhook_id": "webhook",
     "delivery_id": "webhook_delivery",
     "account_id": "supervisor",
+    "e164": "dnc",
 }
 
 
@@ -132,7 +133,10 @@ async def _fixture_objects(client: httpx.AsyncClient, t: Tenant, infra: Any) -> 
             "/v1/invites", json={"email": f"sup-{t.id[-12:]}@x.example", "role": "supervisor"}, headers=h
         )
     ).json()["account_id"]
+    never = unique_e164()
+    assert (await client.post("/v1/do-not-call", json={"e164": never}, headers=h)).status_code == 201
     return {
+        "dnc": never,
         "supervisor": supervisor,
         "webhook": webhook,
         "webhook_delivery": await insert_webhook_delivery(infra, t.id, webhook),
@@ -159,6 +163,8 @@ SUPERVISOR_WRITES = {
     ("POST", "/v1/contacts/{contact_id}/front"),
     ("POST", "/v1/contacts/{contact_id}/pull"),
 }
+# Writes a developer key may make: click-to-dial from a CRM (services/api/outbound.py).
+DEVELOPER_WRITES = {("POST", "/v1/agents/{agent_id}/dial")}
 
 
 async def test_bad_input_on_every_route_is_a_4xx_problem(client: httpx.AsyncClient, infra) -> None:
@@ -348,7 +354,13 @@ async def test_roles_read_only_keys_cannot_change_anything(client: httpx.AsyncCl
                 )
                 # Webhook endpoints' URLs may carry a receiver's credentials: admin keys only, reads too.
                 admin_only = method != "GET" or path.startswith(("/v1/keys", "/v1/audit", "/v1/webhooks"))
-                if (method, path) in SUPERVISOR_WRITES:
+                if (method, path) in DEVELOPER_WRITES:
+                    if role == "supervisor":
+                        detail = assert_problem(r, 403)["detail"]
+                        assert "needs an admin or developer key" in detail, (role, method, path)
+                    else:
+                        assert r.status_code != 403, (role, method, path, r.text)
+                elif (method, path) in SUPERVISOR_WRITES:
                     # The floor is a supervisor's: a developer is refused, a supervisor is not (what it
                     # does with an empty body is the route's own tests' business).
                     if role == "developer":

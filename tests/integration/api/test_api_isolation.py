@@ -66,6 +66,7 @@ PARAM_KIND = {
     "webhook_id": "webhook",
     "delivery_id": "webhook_delivery",
     "account_id": "account",
+    "e164": "dnc",
 }
 KIND_PATH = {
     "site": "sites",
@@ -125,6 +126,10 @@ async def _populate(client: httpx.AsyncClient, t: Tenant, tag: str) -> None:
             headers=h,
         )
     ).json()
+    never = unique_e164()
+    r = await client.post("/v1/do-not-call", json={"e164": never, "note": tag}, headers=h)
+    assert r.status_code == 201, r.text
+    t.objects["dnc"] = never
     widget_key = (
         await client.post(
             "/v1/widget-keys",
@@ -391,6 +396,8 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         "/v1/widget-keys": ({"queue_ids": [b.objects["queue"]]}, {422}),
         "/v1/seats/release": ({"count": 1}, {200}),
         "/v1/recording-settings/rotate-key": ({}, {201}),
+        # B's number on A's list is A's own entry: B's list stays as it was (the snapshot compares).
+        "/v1/do-not-call": ({"e164": unique_e164()}, {201}),
         # B's agent is unknown to A.
         "/v1/invites": ({"email": b_agent_email}, {422}),
         # B's queue is unknown to A's flow validation.
@@ -408,6 +415,7 @@ async def test_no_route_reaches_another_tenants_objects(client: httpx.AsyncClien
         "/v1/supervisors/{account_id}/scope": {"site_ids": None},
         "/v1/contacts/{contact_id}/pull": {},
         "/v1/alert-policy/queues/{queue_id}": {"waiting_over": 3},
+        "/v1/agents/{agent_id}/dial": {"to": "+15550142"},
     }
     # PATCHes of A's own objects that point them at B's objects.
     cross_refs = [

@@ -100,3 +100,26 @@ def test_sdk_calling_sync_and_async(api_server: str) -> None:
 
     saved = asyncio.run(run_async())
     assert saved["callback_mode"] == "customer_first" and saved["callback_attempts"] == 5
+
+
+def test_do_not_call_list_and_dial_permission_from_the_cli(run: Any) -> None:
+    number = "+1555" + str(uuid.uuid4().int)[:8]
+    assert f"{number} is on the do-not-call list" in run("dnc", "add", number, "--note", "asked").stdout
+    listed = json.loads(run("dnc", "list", "--json").stdout)
+    assert [(n["e164"], n["note"]) for n in listed] == [(number, "asked")]
+    assert "already on the do-not-call list" in run("dnc", "add", number, code=1).stderr
+    assert "E.164" in run("dnc", "add", "555", code=1).stderr
+    run("dnc", "remove", number)
+    assert "is not on the do-not-call list" in run("dnc", "remove", number, code=1).stderr
+    assert json.loads(run("dnc", "list", "--json").stdout) == []
+    run("agents", "add", "--name", "Dee Aler", "--email", f"dee-{uuid.uuid4().hex[:6]}@acme.example")
+    agent = json.loads(run("agents", "list", "--json").stdout)[0]
+    assert agent["can_dial"] is False
+    assert "may dial out" in run("agents", "update", agent["id"], "--can-dial").stdout
+    assert (
+        json.loads(run("agents", "update", agent["id"], "--cannot-dial", "--json").stdout)["can_dial"]
+        is False
+    )
+    # Click-to-dial of an unknown agent: 404 before anything is placed.
+    out = run("agent", "connect", "--email", agent["id"], "--dial", "+15550142", "--state", "away", code=2)
+    assert "--dial needs --state available" in out.stderr

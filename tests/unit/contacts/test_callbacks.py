@@ -10,7 +10,7 @@ import uuid
 import msgspec
 import pytest
 
-from services.contacts.callbacks import CallbackInfo, CallingSettings, attempt_call_id
+from services.contacts.callbacks import CallbackInfo, CallingSettings, DialInfo, attempt_call_id
 from services.contacts.lifecycle import PHASES, Contact, IllegalTransition, Lifecycle
 from services.ivr.handoffs import next_time
 from services.kernel import events as ev
@@ -200,3 +200,68 @@ def test_next_time_is_the_next_such_time_in_the_flows_zone() -> None:
     assert next_time("0930", noon, "America/New_York") == noon + 2.5 * 3600
     assert next_time("0600", noon, "America/New_York") == noon + 23 * 3600  # tomorrow
     assert next_time("2460", noon, None) is None and next_time("930", noon, None) is None
+
+
+def dial_info() -> DialInfo:
+    return DialInfo(
+        contact_id=CALL,
+        tenant_id=T,
+        command_id=uuid.uuid4(),
+        agent_id=AGENT,
+        to=NUMBER,
+        caller_id="+15550123",
+        queue_id=QUEUE,
+        queue_name="Support",
+    )
+
+
+def test_outbound_is_offered_to_its_agent_only_then_dialled_and_recorded_outbound() -> None:
+    m = Lifecycle.dial(dial_info(), 1000.0)
+    out = m.take()
+    enqueue = command(out, ev.RoutingEnqueue)
+    assert enqueue.preferred_agent_id == str(AGENT) and enqueue.preferred_only and enqueue.queue_id == QUEUE
+    assert m.state.record.direction == "outbound" and m.phase == "arrived"
+    m.handle(ev.ContactQueued(tenant_id=T, call_id=CALL, queue=str(QUEUE), id=uuid.uuid4()), 1000.1)
+    out = m.handle(offer(), 1000.2)
+    push = command(out, ev.DeskPush)
+    assert push.body["outbound"] is True and push.body["call_id"] is None
+    assert push.body["context"]["outbound"] == {"to": NUMBER, "caller_id": "+15550123"}
+    assert m.next_timer() is None  # offered in time
+    m.handle(connected_signal(), 1000.3)
+    out = m.handle(
+        ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(AGENT), id=uuid.uuid4()), 1000.4
+    )
+    dial = command(out, ev.MediaOriginate)
+    assert (dial.to, dial.caller_id, dial.near_call_id) == (NUMBER, "+15550123", LEG)
+    out = m.handle(ended(dial.call_id, "rejected"), 1003.0)
+    assert command(out, ev.RoutingEnd) and command(out, ev.RoutingWrapUpDone)
+    assert command(out, ev.DeskPush).body["cause"] == "not_answered"
+    assert (
+        m.phase == "ended" and m.state.record.outcome == "not_answered" and m.state.record.cause == "rejected"
+    )
+
+
+def test_outbound_not_offered_in_time_or_turned_down_ends_it() -> None:
+    m = Lifecycle.dial(dial_info(), 1000.0)
+    m.take()
+    out = m.timer(1000.0 + 10.0)
+    assert (
+        command(out, ev.RoutingCancel)
+        and m.phase == "failed"
+        and m.state.record.cause == "agent_not_available"
+    )
+    m = Lifecycle.dial(dial_info(), 1000.0)
+    m.take()
+    m.handle(ev.ContactQueued(tenant_id=T, call_id=CALL, queue=str(QUEUE), id=uuid.uuid4()), 1000.1)
+    m.handle(offer(), 1000.2)
+    rejected = ev.ContactRejected(
+        tenant_id=T,
+        call_id=CALL,
+        agent_id=str(AGENT),
+        offer_id=f"{CALL}#0",
+        queue_id=str(QUEUE),
+        reason="rejected",
+        id=uuid.uuid4(),
+    )
+    out = m.handle(rejected, 1001.0)
+    assert command(out, ev.RoutingCancel) and m.phase == "ended" and m.state.record.outcome == "cancelled"
