@@ -216,8 +216,10 @@ class Steps:
 
     def _hangup(self, outcome: str, result: str, now: float, out: list[Any]) -> None:
         s = self.state
-        out.append(MediaHangup(tenant_id=s.tenant_id, call_id=s.call_id, id=next_id(s), ts=now))
+        # The outcome first: published before media ends the call, so the coordinator learns how the
+        # caller left the IVR before call.ended (else a self-served caller is recorded as abandoned).
         self._finish(outcome, result, now, out)
+        out.append(MediaHangup(tenant_id=s.tenant_id, call_id=s.call_id, id=next_id(s), ts=now))
 
     def _finish(self, outcome: str, result: str, now: float, out: list[Any]) -> None:
         s = self.state
