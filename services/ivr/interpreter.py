@@ -23,6 +23,7 @@ from services.kernel.events import (
     ContactPositionChanged,
     ContactQueued,
     IvrNodeEntered,
+    IvrSurveyAnswered,
     MediaRecord,
     MediaStop,
     RoutingCancel,
@@ -381,6 +382,21 @@ class Interpreter(Handoffs):
             question = node.questions[s.sub]
             if len(digits) == 1 and digits.isdigit() and question.min <= int(digits) <= question.max:
                 s.attributes[question.into] = digits
+                out.append(
+                    IvrSurveyAnswered(
+                        tenant_id=s.tenant_id,
+                        call_id=s.call_id,
+                        flow=s.flow,
+                        version=s.version,
+                        node=s.node,
+                        question=question.into,
+                        score=int(digits),
+                        min=question.min,
+                        max=question.max,
+                        id=next_id(s),
+                        ts=now,
+                    )
+                )
             s.sub += 1
             if s.sub >= len(node.questions):
                 self._go(node.next, "answered", now, out)

@@ -81,7 +81,8 @@ class ContactRow:
     abandon_long: bool | None = None
     repeat_24h: bool = False
     repeat_7d: bool = False
-    survey_score: float | None = None
+    survey_score: float | None = None  # the sum of the answers, each scaled to 0-1
+    survey_n: int = 0
     events: list[uuid.UUID] = field(default_factory=list)
 
     def earliest(self, name: str, value: datetime) -> None:
@@ -153,6 +154,7 @@ CONTACT_EVENTS = (
     ev.ContactEnded,
     ev.ContactWrappedUp,
     ev.IvrCompleted,
+    ev.IvrSurveyAnswered,
 )
 # Every event kind reporting reads (the ingest's consumer filters on these).
 EVENTS: list[type[Event]] = [*CONTACT_EVENTS, ev.AgentStateChanged, ev.IvrNodeExited, ev.QueueStats]
@@ -249,6 +251,14 @@ def _ivr_completed(row: ContactRow, e: ev.IvrCompleted) -> bool:
     return True
 
 
+def _survey(row: ContactRow, e: ev.IvrSurveyAnswered) -> bool:
+    if e.max <= e.min:
+        return False
+    row.survey_score = (row.survey_score or 0.0) + (e.score - e.min) / (e.max - e.min)
+    row.survey_n += 1
+    return True
+
+
 # One handler per contact event kind: the whole mapping from events to a contact's facts in one table.
 # Each returns whether the row changed (an outbound arrival or a hold's release changes nothing).
 CONTACT_HANDLERS: dict[type[Event], Callable[[ContactRow, Any], bool]] = {
@@ -261,6 +271,7 @@ CONTACT_HANDLERS: dict[type[Event], Callable[[ContactRow, Any], bool]] = {
     ev.ContactEnded: _ended,
     ev.ContactWrappedUp: _wrapped,
     ev.IvrCompleted: _ivr_completed,
+    ev.IvrSurveyAnswered: _survey,
 }
 
 

@@ -170,6 +170,8 @@ def _queue_row(r: asyncpg.Record) -> dict[str, Any]:
         "handled": r["handled"],
         "fcr_24h": _ratio(answered - r["repeat_24h"], answered),
         "fcr_7d": _ratio(answered - r["repeat_7d"], answered),
+        "surveys": r["survey_n"],
+        "survey_avg": _ms(_ratio(float(r["survey_sum"]), r["survey_n"])),
         "sl_seconds": r["sl_seconds"],
         "short_abandon_seconds": r["short_abandon_seconds"],
         "logged_in_avg": _ratio(float(r["logged_in_sum"]), r["stats_n"]),
@@ -181,6 +183,7 @@ QUEUE_FORMULA = {
     "service_level": SL_FORMULA,
     "thresholds": "per queue: sl_seconds (T), short_abandon_seconds",
     "fcr": "answered contacts whose caller did not call again within 24 h (7 days) / answered",
+    "survey_avg": "mean of the survey answers, each scaled to 0-1: (score - min) / (max - min)",
 }
 
 
@@ -296,7 +299,8 @@ async def agent_report(
 
 _IVR_SQL = """
 SELECT m.interval_start AS bucket, flow, sum(completed) AS completed, sum(self_served) AS self_served,
-       sum(transferred) AS transferred, sum(abandoned) AS abandoned
+       sum(transferred) AS transferred, sum(abandoned) AS abandoned, sum(survey_n) AS survey_n,
+       sum(survey_sum) AS survey_sum
 FROM rpt_ivr_rollup r JOIN unnest($4::timestamptz[], $5::timestamptz[]) AS m(bucket, interval_start)
     ON m.bucket = r.bucket
 WHERE r.bucket >= $1 AND r.bucket < $2 AND ($3::text[] IS NULL OR flow = ANY($3))
@@ -322,6 +326,8 @@ def _flow_row(bucket: datetime, flow: str) -> dict[str, Any]:
         "transferred": 0,
         "abandoned": 0,
         "containment": None,
+        "surveys": 0,
+        "survey_avg": None,
         "nodes": [],
     }
 
@@ -348,6 +354,8 @@ async def ivr_report(
         for key in ("completed", "self_served", "transferred", "abandoned"):
             row[key] = int(r[key])
         row["containment"] = _ratio(row["self_served"], row["completed"])
+        row["surveys"] = int(r["survey_n"])
+        row["survey_avg"] = _ms(_ratio(float(r["survey_sum"]), int(r["survey_n"])))
     for r in nodes:
         if not r["visits"]:
             continue
@@ -368,6 +376,7 @@ async def ivr_report(
             "containment": "self_served / completed",
             "reach": "distinct contacts that left the node",
             "loops": "visits - reach: a contact back at a node it had left",
+            "survey_avg": "mean of the survey answers, each scaled to 0-1: (score - min) / (max - min)",
         },
         "from": start,
         "to": end,

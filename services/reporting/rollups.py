@@ -49,7 +49,7 @@ QUEUE_FIELDS = (
 # Agent states that count as time (logged out is not time at work); each is a column `<state>_s`.
 STATES = ("available", "away", "reserved", "on_contact", "wrap_up")
 AGENT_FIELDS = ("handled", "handle_sum", "wrapped", "talk_sum", "transfers", *(f"{s}_s" for s in STATES))
-IVR_FIELDS = ("completed", "self_served", "transferred", "abandoned")
+IVR_FIELDS = ("completed", "self_served", "transferred", "abandoned", "survey_n", "survey_sum")
 NODE_FIELDS = ("visits", "reached", "failed", "seconds_sum")
 _STATE_INDEX = {s: AGENT_FIELDS.index(f"{s}_s") for s in STATES}
 _NO_STATES = (0.0,) * len(STATES)
@@ -104,7 +104,7 @@ def _queue_part(row: ContactRow) -> tuple[Hashable, tuple[float, ...]] | None:
         row.transfers,
         int(answered and row.repeat_24h),
         int(answered and row.repeat_7d),
-        int(row.survey_score is not None),
+        row.survey_n,
         row.survey_score or 0.0,
     )
     return (row.queue_id, bucket_of(_ts(row.queued_at))), vector
@@ -129,7 +129,14 @@ def _ivr_part(row: ContactRow) -> tuple[Hashable, tuple[float, ...]] | None:
     if row.ivr_flow is None or start is None:
         return None
     outcome = row.ivr_outcome
-    vector = (1, int(outcome == "self_served"), int(outcome == "transferred"), int(outcome == "abandoned"))
+    vector = (
+        1,
+        int(outcome == "self_served"),
+        int(outcome == "transferred"),
+        int(outcome == "abandoned"),
+        row.survey_n,
+        row.survey_score or 0.0,
+    )
     return (row.ivr_flow, bucket_of(_ts(start))), vector
 
 

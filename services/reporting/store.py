@@ -79,6 +79,7 @@ _CONTACT_TYPES = {
     "repeat_24h": "bool",
     "repeat_7d": "bool",
     "survey_score": "float8",
+    "survey_n": "int4",
     "events": "uuid[]",
 }
 _RECORD = ", ".join(f"{c} {_CONTACT_TYPES[c]}" for c in CONTACT_COLUMNS)

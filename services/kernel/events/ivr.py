@@ -7,7 +7,15 @@ from typing import Literal
 
 from ..messages import Command, Event
 
-__all__ = ["IvrCallbackRequested", "IvrCompleted", "IvrNodeEntered", "IvrNodeExited", "IvrOutcome", "IvrRun"]
+__all__ = [
+    "IvrCallbackRequested",
+    "IvrCompleted",
+    "IvrNodeEntered",
+    "IvrNodeExited",
+    "IvrOutcome",
+    "IvrRun",
+    "IvrSurveyAnswered",
+]
 
 # The IVR commands media (events.media) and routing (events.routing) and publishes these analytics events;
 # routing's contact.* events (events.contact) are what it listens to while a caller waits in a queue.
@@ -35,6 +43,21 @@ class IvrNodeExited(Event, kw_only=True, frozen=True):
     digits: str = ""
     seconds: float = 0.0
     result: str = ""  # the way out: a digit's target, "timeout", "invalid", "error", ...
+
+
+class IvrSurveyAnswered(Event, kw_only=True, frozen=True):
+    """A survey question answered within its scale (reporting averages the answers, each scaled to 0-1)."""
+
+    domain = "ivr"
+    name = "survey_answered"
+    call_id: uuid.UUID
+    flow: str
+    version: int
+    node: str
+    question: str  # the attribute the answer went into
+    score: int
+    min: int
+    max: int
 
 
 class IvrCompleted(Event, kw_only=True, frozen=True):

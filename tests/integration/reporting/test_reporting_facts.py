@@ -329,3 +329,27 @@ async def test_first_contact_resolution_counts_callers_who_came_back(pool: async
         ("sip:x@p", False, True),
         ("sip:x@p", False, False),
     ]
+
+
+async def test_survey_answers_average_per_queue_and_flow(pool: asyncpg.Pool) -> None:
+    """Two answers after a contact (4 on 1-5 is 0.75, 1 on 0-1 is 1.0): 2 surveys averaging 0.875 in the
+    contact's queue interval and its IVR flow; a replay changes nothing."""
+    tenant_id, queue_id = await make_tenant(pool)
+    events = _called(tenant_id, queue_id, "sip:z@p", T0 + 60)
+    call = events[0].call_id  # type: ignore[attr-defined]
+    common = {"tenant_id": tenant_id, "call_id": call, "flow": "post", "version": 1, "node": "sv"}
+    events += [
+        ev.IvrSurveyAnswered(**common, ts=T0 + 300, question="csat", score=4, min=1, max=5),  # type: ignore[arg-type]
+        ev.IvrSurveyAnswered(**common, ts=T0 + 305, question="solved", score=1, min=0, max=1),  # type: ignore[arg-type]
+        ev.IvrCompleted(
+            tenant_id=tenant_id, ts=T0 + 306, call_id=call, flow="post", version=1, outcome="self_served"
+        ),
+    ]
+    store = FactStore(pool)
+    for replay in (False, True):
+        assert (await store.write(tenant_id, events) == 0) is replay
+        got = await reports(pool, tenant_id)
+        (row,) = got["queues"]["rows"]  # type: ignore[index]
+        assert (row["surveys"], row["survey_avg"]) == (2, 0.875)
+        (flow,) = got["ivr"]["rows"]  # type: ignore[index]
+        assert (flow["surveys"], flow["survey_avg"]) == (2, 0.875)

@@ -26,6 +26,7 @@ from services.kernel.events import (
     IvrCompleted,
     IvrNodeEntered,
     IvrNodeExited,
+    IvrSurveyAnswered,
     MediaCollect,
     MediaHangup,
     MediaPlay,
@@ -440,8 +441,10 @@ nodes:
 
 def test_survey_records_answers_in_range_only() -> None:
     call = Call(flow_of(SURVEY))
-    call.press("4")
-    call.press("7")  # out of range: not recorded, next question
+    answered = call.press("4")
+    (event,) = [o for o in answered if isinstance(o, IvrSurveyAnswered)]  # for reporting's averages
+    assert (event.question, event.score, event.min, event.max, event.node) == ("csat", 4, 1, 5, "sv")
+    assert not any(isinstance(o, IvrSurveyAnswered) for o in call.press("7"))  # out of range: not recorded
     call.press("")
     assert call.one(MediaPlay).text == "Thanks"
     attrs = call.ivr.state.attributes
