@@ -31,7 +31,7 @@ import pytest
 from services.kernel.events import AgentStateChanged
 from services.media.rtp.g711 import ulaw_decode, ulaw_encode
 from services.runtime.embedded import free_port
-from tests.e2e.first_call.conftest import Watch, make_tenant, tone_power
+from tests.e2e.first_call.conftest import Watch, make_tenant, sipp_uas, tone_power, trunk_to
 from tests.sipp_uac import uac_scenario
 
 pytestmark = [
@@ -358,3 +358,59 @@ async def test_agent_connect_signs_out_on_ctrl_c(first_call_stack: Any, tmp_path
             agent.kill()
             await agent.wait()
         await watch.close()
+
+
+async def test_agent_connect_dials_one_outbound_call_and_exits(first_call_stack: Any, tmp_path: Path) -> None:
+    """`agent connect --dial` (synthetic monitoring): a listed number is refused with the reason (exit 1);
+    then one call through the tenant's trunk (SIPp UAS echoing), the agent's tone played and heard back in
+    its recording, hung up after --hangup-after, wrapped up, signed out, exit 0."""
+    tenant = await asyncio.to_thread(make_tenant, first_call_stack.api)
+    port = free_port()
+    await asyncio.to_thread(trunk_to, tenant, port)
+    with tenant.client() as client:
+        r = client.patch(f"/v1/agents/{tenant.agents['agent0@example.com']}", json={"can_dial": True})
+        assert r.status_code == 200, r.text
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    for name in ("SB_API_URL", "SB_API_KEY", "SB_PROFILE"):
+        env.pop(name, None)
+    code, out, err = await _cli(env, "login", "--api-key", tenant.key, "--api-url", first_call_stack.api)
+    assert code == 0, out + err
+    code, out, err = await _cli(env, "dnc", "add", "+15550199")
+    assert code == 0, out + err
+    code, out, err = await _cli(
+        env, "agent", "connect", "--email", "agent0@example.com", "--dial", "+15550199"
+    )
+    assert code == 1 and "do-not-call list" in err and err.startswith("error: "), (code, out, err)
+
+    _tone_wav(tmp_path / "tone.wav", AGENT_HZ, 2.0)
+    uas = await sipp_uas(tmp_path, port, "-sn", "uas", "-rtp_echo", "-m", "1")
+    try:
+        code, out, err = await _cli(
+            env, "agent", "connect", "--email", "agent0@example.com", "--dial", "+15550142",
+            "--play", str(tmp_path / "tone.wav"), "--loop", "--record", str(tmp_path / "out.wav"),
+            "--hangup-after", "2.5", "--json",
+        )  # fmt: skip
+        assert code == 0, (out, err)
+        lines = [json.loads(line) for line in out.splitlines()]
+        events = [line["event"] for line in lines]
+        for name in (
+            "dialled",
+            "offer",
+            "connected",
+            "hung_up",
+            "ended",
+            "wrapped_up",
+            "recorded",
+            "signed_out",
+        ):
+            assert name in events, (name, events)
+        dialled = next(line for line in lines if line["event"] == "dialled")
+        assert dialled["to"] == "+15550142" and dialled["caller_id"] == tenant.number
+        with wave.open(str(tmp_path / "out.wav"), "rb") as w:
+            heard = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+        assert tone_power(heard[-12000:], AGENT_HZ) > 0.3  # the far end echoed the agent's tone
+        assert await asyncio.wait_for(uas.wait(), 10) == 0
+    finally:
+        if uas.returncode is None:
+            uas.kill()
+            await uas.wait()
