@@ -26,15 +26,19 @@ $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Switchboard needs Python 3.11 or newer")'
 	@if [ ! -x $(BIN)/python ]; then \
 		echo "creating the virtualenv $(VENV)"; \
-		$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+		$(PYTHON) -m venv --without-pip $(VENV) 2>/dev/null || { \
 			if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 				echo "installing python3-venv"; \
 				apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
-				rm -rf $(VENV); $(PYTHON) -m venv $(VENV); \
+				rm -rf $(VENV); $(PYTHON) -m venv --without-pip $(VENV); \
 			else echo "error: '$(PYTHON) -m venv' failed: install python3-venv" >&2; exit 1; fi; }; \
 	fi
 	@echo "installing uv $(UV_VERSION) (the installer that reads uv.lock)"
-	@$(BIN)/python -m pip install -q --disable-pip-version-check 'uv==$(UV_VERSION)' 2>&1 | { grep -v "is ignored" || true; }
+	@# The virtualenv has no pip of its own (ensurepip took most of the set-up time): the machine's pip
+	@# installs uv into it (--python, pip >= 22.3); without one, the virtualenv gets pip first.
+	@{ $(PYTHON) -m pip --python $(BIN)/python install -q --disable-pip-version-check 'uv==$(UV_VERSION)' 2>/dev/null \
+		|| { $(BIN)/python -m ensurepip -q >/dev/null && $(BIN)/python -m pip install -q --disable-pip-version-check 'uv==$(UV_VERSION)'; }; \
+	} 2>&1 | { grep -v "is ignored" || true; }
 
 # --inexact keeps uv itself (installed by pip above, not part of the lock) in the virtualenv.
 $(RUNTIME_STAMP): pyproject.toml uv.lock | $(UV)

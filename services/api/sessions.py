@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import enum
+import functools
 import hashlib
 import hmac
 import secrets
@@ -44,8 +45,14 @@ MIN_PASSWORD = 10
 MAX_PASSWORD = 256
 # argon2-cffi's defaults are RFC 9106's second recommended profile (argon2id, 64 MiB, t=3, p=4).
 _hasher = PasswordHasher()
-# Verified when the email is unknown, so that a miss costs as much time as a wrong password.
-_DUMMY_HASH = _hasher.hash("switchboard-dummy-password")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified when the email is unknown, so that a miss costs as much time as a wrong password. Made on
+    first use: hashing at import cost every API process a tenth of a second (more on a busy machine) at
+    start-up."""
+    return _hasher.hash("switchboard-dummy-password")
 
 
 def hash_password(password: str) -> str:
@@ -55,7 +62,7 @@ def hash_password(password: str) -> str:
 def verify_password(stored: str | None, password: str) -> tuple[bool, str | None]:
     """(matches, a new hash when the stored one uses older parameters). CPU-heavy: run it off the loop."""
     try:
-        _hasher.verify(stored or _DUMMY_HASH, password)
+        _hasher.verify(stored or _dummy_hash(), password)
     except (VerificationError, InvalidHashError):
         return False, None
     if stored is None:

@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import errno
 import fcntl
-import importlib.util
 import ipaddress
 import os
 import shutil
@@ -36,6 +35,8 @@ from .embedded import APP_ROLE, DATABASE, EmbeddedNats, EmbeddedPostgres, Secret
 from .supervisor import ChildSpec, Output, Supervisor
 
 __all__ = ["SERVICES", "DataDirLock", "Options", "Runtime", "StartupError", "run"]
+
+SERVICES_DIR = Path(__file__).resolve().parents[1]  # services/: one folder per service
 
 SERVICES = ("api", "media", "routing", "ivr", "contacts", "recording", "reporting")
 DEFAULT_HTTP_PORT = 8080
@@ -233,7 +234,9 @@ class Runtime:
             raise StartupError(f"cannot use the data dir {self.data_dir}: {exc.strerror or exc}") from None
         if self.lock.stale_pid and not psutil.pid_exists(self.lock.stale_pid):
             self.say(f"took over the lock left by an earlier runtime (PID {self.lock.stale_pid}, gone)")
-        missing = [s for s in opts.services if importlib.util.find_spec(f"services.{s}.__main__") is None]
+        # Looked up as files: find_spec("services.api.__main__") imports services.api (the whole API app,
+        # seconds of imports) in this process, before PostgreSQL has even started.
+        missing = [s for s in opts.services if not (SERVICES_DIR / s / "__main__.py").is_file()]
         if missing:
             raise StartupError(
                 f"no entry point for {', '.join(missing)} (services/<name>/__main__.py); "

@@ -132,3 +132,34 @@ def test_start_up_progress_names_what_is_not_ready() -> None:
     body["nats"] = {"status": "down"}
     assert not_ready(httpx.Response(503, json=body))[0] == "nats"
     assert not_ready(httpx.Response(502, text="Bad Gateway")) == ["api"]
+
+
+def test_an_unknown_service_is_refused_before_anything_starts_and_without_importing_services(
+    tmp_path: Path,
+) -> None:
+    """The entry points are looked up as files: importing services.api to find it cost seconds of every
+    start before PostgreSQL even began."""
+    import asyncio
+    import subprocess
+    import sys
+
+    from services.runtime.runtime import Options, Runtime
+
+    runtime = Runtime(
+        Options(data_dir=tmp_path, services=("api", "nosuch")), Output(["api"], stream=io.StringIO()), 0.0
+    )
+    with pytest.raises(StartupError, match="no entry point for nosuch"):
+        asyncio.run(runtime._start())
+    runtime.lock.release()
+    # In a fresh interpreter (this one may have imported the API already): the check imports no service.
+    probe = (
+        "import sys, asyncio, io, pathlib, tempfile\n"
+        "from services.runtime.runtime import Options, Runtime, StartupError\n"
+        "from services.runtime.supervisor import Output\n"
+        "r = Runtime(Options(data_dir=pathlib.Path(tempfile.mkdtemp()), services=('api', 'nosuch')),"
+        " Output(['api'], stream=io.StringIO()), 0.0)\n"
+        "try:\n    asyncio.run(r._start())\nexcept StartupError:\n    pass\n"
+        "print('services.api' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]
