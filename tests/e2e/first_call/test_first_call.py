@@ -603,7 +603,14 @@ async def test_a_holiday_closes_the_queue_and_the_caller_hears_its_message(first
 
 
 class _Sink(asyncio.DatagramProtocol):
-    pass
+    """Where the platform sends a SIPp caller's audio (kept when a list is given)."""
+
+    def __init__(self, into: list[bytes] | None = None) -> None:
+        self.into = into
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.into is not None:
+            self.into.append(data)
 
 
 async def test_a_vip_caller_jumps_the_line(first_call_stack: Stack, tmp_path: Path) -> None:
@@ -655,10 +662,10 @@ async def test_a_vip_caller_jumps_the_line(first_call_stack: Stack, tmp_path: Pa
 
 
 async def test_a_caller_on_a_queue_number_hears_position_at_the_queues_interval(
-    first_call_stack: Stack,
+    first_call_stack: Stack, tmp_path: Path
 ) -> None:
-    """No IVR: the number goes straight to the queue. Every 5 s (the queue's interval) media plays the
-    position announcement to the end, and the music comes back in between."""
+    """No IVR: the number goes straight to the queue. A SIPp caller waits; every 5 s (the queue's interval)
+    media plays the position announcement to its end, and the music comes back in between."""
     stack = first_call_stack
     t = make_tenant(stack.api)
     with _sdk(t) as client:
@@ -673,9 +680,20 @@ async def test_a_caller_on_a_queue_number_hears_position_at_the_queues_interval(
             two_said.set()
 
     await watch.nc.subscribe(f"sb.{t.id}.evt.call.play_finished", cb=on_finished)
-    caller = PhoneCaller(stack.sip_port, t.number)
+    heard: list[bytes] = []
+    rtp, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+        lambda: _Sink(heard), local_addr=("127.0.0.1", 0)
+    )
+    (tmp_path / "waiting.xml").write_text(
+        uac_scenario(rtp_port=rtp.get_extra_info("sockname")[1], hangup_after_ms=14000, name="waiting")
+    )
+    sipp = await asyncio.create_subprocess_exec(
+        "sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()),
+        "-mp", str(free_port()), "-sf", "waiting.xml", "-s", t.number, f"127.0.0.1:{stack.sip_port}",
+        "-m", "1", "-timeout", "30", "-timeout_error",
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
     try:
-        await caller.dial()
         queued = await watch.wait_for(ev.ContactStateChanged, lambda e: e.new == "queued")
         start = time.monotonic()
         await asyncio.wait_for(two_said.wait(), 18.0)
@@ -690,8 +708,15 @@ async def test_a_caller_on_a_queue_number_hears_position_at_the_queues_interval(
         assert 4.5 < offsets[0] < 7.0 and 4.5 < offsets[1] - offsets[0] < 6.0, offsets
         # The music stopped for each announcement and came back after it (the loop never ends on its own).
         assert len([e for _, e in finished if e.reason == "stopped"]) >= 2, finished
+        # SIPp's RTP port got the audio all along: 50 packets a second of music and speech.
+        assert len(heard) > 50 * 10, len(heard)
+        out, _ = await asyncio.wait_for(sipp.communicate(), 20)
+        assert sipp.returncode == 0, out.decode(errors="replace")[-2000:]
     finally:
-        caller.close()
+        if sipp.returncode is None:
+            sipp.kill()
+            await sipp.wait()
+        rtp.close()
         await watch.close()
 
 
