@@ -122,7 +122,7 @@ def _find_flow(client: switchboard.Client, name: str) -> str:
     flows = list(client.flows.list().items)
     for flow in flows:
         if flow.name == name or flow.id == name:
-            return flow.id
+            return str(flow.id)
     raise CliError(f"no flow named {name!r} (flows: {', '.join(f.name for f in flows) or 'none'})")
 
 

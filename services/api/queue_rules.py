@@ -173,8 +173,8 @@ async def check_targets(
             )
         treatment = changes.get("closed_treatment", row["closed_treatment"] if row else "message")
         for kind, field in (("queue", "closed_queue_id"), ("flow", "closed_flow_id")):
-            target = changes.get(field, row[field] if row else None)
-            if treatment == kind and target is None:
+            named = changes.get(field, row[field] if row else None)
+            if treatment == kind and named is None:
                 raise validation(field, f"closed_treatment {kind!r} needs the {kind} callers go to")
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
@@ -46,7 +47,7 @@ def _skills(raw: object) -> dict[str, int]:
     return out
 
 
-def _json(raw: object) -> object:
+def _json(raw: object) -> Any:
     return json.loads(raw) if isinstance(raw, str) else raw
 
 
@@ -81,12 +82,12 @@ def _queue(r: asyncpg.Record, tz: str, queue_ids: set[str]) -> QueueConfig:
             after_s=rule.get("after_seconds"),
             expected_wait_over_s=rule.get("expected_wait_over_seconds"),
         )
-        for rule in _json(r["overflow"]) or []  # type: ignore[union-attr]
+        for rule in _json(r["overflow"]) or []
         if str(rule.get("target_queue_id")) in queue_ids - {qid}
     ]
     priority_rules = [
         PriorityRule(attribute=rule["attribute"], equals=rule["equals"], raise_by=int(rule["raise_by"]))
-        for rule in _json(r["priority_rules"]) or []  # type: ignore[union-attr]
+        for rule in _json(r["priority_rules"]) or []
     ]
     closed = r["closed_queue_id"]
     return QueueConfig(
