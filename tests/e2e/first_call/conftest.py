@@ -6,6 +6,7 @@ UAC that streams a tone and keeps what it hears, so a test controls exactly when
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import secrets
@@ -173,17 +174,106 @@ def _stack(
         )
 
 
-@pytest.fixture(scope="module")
-def first_call_stack(infra, api_server: str) -> Iterator[Stack]:  # type: ignore[no-untyped-def]  # noqa: F811
-    # Module scope: these processes answer calls and commands of every tenant on the session's NATS, so
-    # they must not outlive the module (other folders run their own adapters).
-    yield from _stack(infra, api_server)
+# The sharded stack's RTP inactivity timeout (SB_MEDIA_TIMEOUT_S) and RFC 4028 Min-SE (SB_SIP_MIN_SE): short,
+# so that test_no_ghosts sees SIP callers that vanished without a BYE, or never refreshed the session timer
+# they asked for, ended in seconds. Every other caller on it streams RTP all call long and asks no timer.
+SHARDED_MEDIA_TIMEOUT_S = 3.0
+SHARDED_MIN_SE = 4
+
+
+class _Stacks:
+    """One stack at a time, shared by every module of this folder (starting one costs 5-10 s, and a folder
+    of ~20 modules started one each). Tests isolate themselves with tenants of their own (make_tenant).
+
+    Only one runs at a time: two contact coordinators or IVRs on one NATS would both act on every call. A
+    module asking for the other kind stops the running one first (conftest sorts the sharded modules last,
+    so that happens once). A module that killed a service and left it down gets it started again before
+    the next module uses the stack. The last test of the folder stops it (pytest_runtest_teardown below):
+    these processes answer calls and commands of every tenant on the session's NATS, so they must not
+    outlive the folder (other folders run their own adapters)."""
+
+    def __init__(self, infra: Any, api: str) -> None:
+        self.infra, self.api = infra, api
+        self.kind: str | None = None
+        self.running: contextlib.AbstractContextManager[Stack] | None = None
+        self.stack: Stack | None = None
+
+    def get(self, kind: str) -> Stack:
+        if self.kind != kind:
+            self.close()
+            media_workers, media_env = (
+                (
+                    2,
+                    {
+                        "SB_MEDIA_TIMEOUT_S": str(SHARDED_MEDIA_TIMEOUT_S),
+                        "SB_SIP_MIN_SE": str(SHARDED_MIN_SE),
+                    },
+                )
+                if kind == "sharded"
+                else (0, {})
+            )
+            running = contextlib.contextmanager(_stack)(
+                self.infra, self.api, media_workers=media_workers, media_env=media_env
+            )
+            self.stack = running.__enter__()
+            self.running, self.kind = running, kind
+        assert self.stack is not None
+        for name, proc in list(self.stack.procs.items()):
+            if proc.poll() is not None:
+                self.stack.start(name)  # an earlier module killed it (worker loss) and left it down
+        return self.stack
+
+    def close(self) -> None:
+        running, self.running, self.stack, self.kind = self.running, None, None, None
+        if running is not None:
+            running.__exit__(None, None, None)
+
+
+_STACKS: _Stacks | None = None
+_HERE = Path(__file__).resolve().parent
+
+
+@pytest.fixture(scope="session")
+def _stacks(infra, api_server: str) -> Iterator[_Stacks]:  # type: ignore[no-untyped-def]  # noqa: F811
+    global _STACKS
+    _STACKS = _Stacks(infra, api_server)
+    try:
+        yield _STACKS
+    finally:
+        _STACKS.close()
+        _STACKS = None
 
 
 @pytest.fixture(scope="module")
-def sharded_stack(infra, api_server: str) -> Iterator[Stack]:  # type: ignore[no-untyped-def]  # noqa: F811
-    """The same with the SIP front and two media workers."""
-    yield from _stack(infra, api_server, media_workers=2)
+def first_call_stack(_stacks: _Stacks) -> Stack:
+    """The API, one media process on the SIP port, routing, IVR and the contact coordinator."""
+    return _stacks.get("plain")
+
+
+@pytest.fixture(scope="module")
+def sharded_stack(_stacks: _Stacks) -> Stack:
+    """The same with the SIP front and two media workers (and the short timers above)."""
+    return _stacks.get("sharded")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The modules on the sharded stack run after the others of this folder (stable otherwise), so that the
+    shared stack changes kind once. Called with the whole session's items: only this folder's move."""
+    mine = [k for k, item in enumerate(items) if _HERE in Path(item.path).parents]
+    if mine:
+        ordered = sorted((items[k] for k in mine), key=lambda item: "sharded_stack" in item.fixturenames)
+        for k, item in zip(mine, ordered, strict=True):
+            items[k] = item
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    # After the module fixtures' own teardown (a module's extra service stops first), the folder's last test
+    # stops the shared stack.
+    result = yield
+    if _STACKS is not None and (nextitem is None or _HERE not in Path(nextitem.path).parents):
+        _STACKS.close()
+    return result
 
 
 @dataclass

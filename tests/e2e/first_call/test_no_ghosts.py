@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,32 +26,28 @@ from switchboard.agent_events import ContactConnected, ContactEnded, ContactOffe
 
 from services.kernel import events as ev
 from tests.e2e.first_call.conftest import (
+    SHARDED_MEDIA_TIMEOUT_S,
+    SHARDED_MIN_SE,
     PhoneCaller,
     Stack,
     Watch,
-    _stack,
     make_tenant,
     next_of,
     wait_contact,
 )
 from tests.e2e.first_call.test_worker_loss import worker_of
-from tests.integration.conftest import api_server  # noqa: F401  (the session's API, as a fixture here)
 from tests.service_procs import free_port
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"
 )
 
-TIMEOUT_S = 3.0
+TIMEOUT_S = SHARDED_MEDIA_TIMEOUT_S  # the sharded stack's SB_MEDIA_TIMEOUT_S
 GHOSTS = 20
-MIN_SE = 4  # RFC 4028 Min-SE here (90 by default), so that a session timer lapses in seconds
+MIN_SE = (
+    SHARDED_MIN_SE  # the sharded stack's SB_SIP_MIN_SE (90 by default): a session timer lapses in seconds
+)
 SIPP = Path(__file__).resolve().parent / "sipp"
-
-
-@pytest.fixture(scope="module")
-def ghost_stack(infra, api_server: str) -> Iterator[Stack]:  # type: ignore[no-untyped-def]  # noqa: F811
-    media_env = {"SB_MEDIA_TIMEOUT_S": str(TIMEOUT_S), "SB_SIP_MIN_SE": str(MIN_SE)}
-    yield from _stack(infra, api_server, media_workers=2, media_env=media_env)
 
 
 async def _set_limit(infra: Any, tenant: Any, limit: int) -> None:
@@ -72,9 +67,9 @@ async def _final_status(caller: PhoneCaller) -> int:
 
 
 async def test_callers_killed_without_a_bye_are_freed_by_the_media_timeout(
-    ghost_stack: Stack, infra: Any, tmp_path: Any
+    sharded_stack: Stack, infra: Any, tmp_path: Any
 ) -> None:
-    stack = ghost_stack
+    stack = sharded_stack
     t = make_tenant(stack.api)
     await _set_limit(infra, t.id, GHOSTS)
     watch = await Watch.start(stack.nats_url, t.id)
@@ -131,8 +126,8 @@ async def test_callers_killed_without_a_bye_are_freed_by_the_media_timeout(
         await watch.close()
 
 
-async def test_the_caller_of_a_call_lost_with_its_worker_gets_a_bye(ghost_stack: Stack) -> None:
-    stack = ghost_stack
+async def test_the_caller_of_a_call_lost_with_its_worker_gets_a_bye(sharded_stack: Stack) -> None:
+    stack = sharded_stack
     t = make_tenant(stack.api)
     watch = await Watch.start(stack.nats_url, t.id)
     caller = PhoneCaller(stack.sip_port, t.number)
@@ -165,9 +160,9 @@ async def test_the_caller_of_a_call_lost_with_its_worker_gets_a_bye(ghost_stack:
 
 
 async def test_a_connected_call_killed_with_the_whole_platform_is_recorded_as_it_was(
-    ghost_stack: Stack,
+    sharded_stack: Stack,
 ) -> None:
-    stack = ghost_stack
+    stack = sharded_stack
     t = make_tenant(stack.api)
     caller = PhoneCaller(stack.sip_port, t.number)
     try:
@@ -222,8 +217,8 @@ def _invite(number: str, port: int, local: int, call_id: str, session_expires: i
     ).encode()
 
 
-async def test_a_session_timer_is_honoured_when_the_caller_asks(ghost_stack: Stack) -> None:
-    stack = ghost_stack
+async def test_a_session_timer_is_honoured_when_the_caller_asks(sharded_stack: Stack) -> None:
+    stack = sharded_stack
     t = make_tenant(stack.api)
     loop = asyncio.get_running_loop()
     replies: asyncio.Queue[bytes] = asyncio.Queue()
@@ -254,12 +249,12 @@ def _sipp_errors(cwd: Path) -> str:
 
 
 async def test_a_caller_that_stops_refreshing_its_session_timer_is_ended_session_expired(
-    ghost_stack: Stack, tmp_path: Path
+    sharded_stack: Stack, tmp_path: Path
 ) -> None:
     """A SIPp caller asks for Session-Expires 6 s (refresher: the caller), keeps its RTP flowing, and never
     refreshes: the platform sends it a BYE before the 6 s are up (RFC 4028 §10: at 6 - 6/3 = 4 s), and the
     call's record says session_expired."""
-    stack = ghost_stack
+    stack = sharded_stack
     t = make_tenant(stack.api)
     watch = await Watch.start(stack.nats_url, t.id)
     try:
