@@ -657,7 +657,30 @@ function onClose(conn, detail) {
   reconnect();
 }
 
+// The browser says the network is gone (Wi-Fi off, cable out): the socket cannot carry anything, so it is
+// closed now rather than when the server's pings give up, and no attempt is made until the browser says
+// the network is back; then at once. The call's audio is a separate path and goes on if it can.
+function offlineBanner() {
+  banner(`You are offline. The desk reconnects as soon as the network is back.${desk.call ? " Your call's audio continues." : ""}`, {bad: true});
+}
+
+window.addEventListener("offline", () => {
+  if (!desk.owner) return;
+  clearTimeout(desk.retry);
+  const conn = desk.conn;
+  desk.conn = null; // its close is then not taken for a drop to retry at once (onClose)
+  if (conn) conn.close();
+  offlineBanner();
+});
+
+window.addEventListener("online", () => {
+  if (!desk.owner || desk.conn) return;
+  clearTimeout(desk.retry);
+  tryConnect();
+});
+
 async function reconnect() {
+  if (navigator.onLine === false) return offlineBanner(); // the "online" event reconnects
   desk.reconnects += 1;
   const step = RECONNECT_DELAYS_MS[Math.min(desk.reconnects - 1, RECONNECT_DELAYS_MS.length - 1)];
   const delay = step * (0.8 + Math.random() * 0.4);
@@ -671,6 +694,8 @@ async function reconnect() {
 }
 
 async function tryConnect() {
+  if (desk.connecting) return; // one attempt at a time ("online" may come during a retry)
+  desk.connecting = true;
   banner(`Reconnecting…${desk.call ? " Your call's audio continues." : ""}`);
   try {
     await connect();
@@ -680,6 +705,8 @@ async function tryConnect() {
       return;
     }
     reconnect();
+  } finally {
+    desk.connecting = false;
   }
 }
 

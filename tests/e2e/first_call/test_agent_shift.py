@@ -34,6 +34,7 @@ pytestmark = [
 SHOTS = Path(__file__).resolve().parents[3] / ".artifacts" / "agent-shift"
 PASSWORD = "a long and happy shift"
 ACCESS_TTL_S = 6  # tests/integration/conftest.py's api_server
+OFFLINE_S = 10.0
 SECOND_HZ = 1400.0  # the consulted agent's voice
 
 
@@ -243,6 +244,35 @@ async def test_an_agents_shift_in_the_browser(first_call_stack: Any, tmp_path: P
                     np.mean(caller.pcm_since(mark).astype(np.float64).reshape(-1, 160) ** 2, axis=1)
                 )
                 assert loud.max() > 300, loud.max()
+                # The network goes for 10 s (Playwright's offline mode; the 20 s grace holds the agent): the
+                # desk says so and makes no attempt meanwhile, the call's audio (WebRTC, which the offline
+                # mode does not cut) goes on, and back online the desk resumes the same call at once.
+                await browser.set_offline(True)
+                await page.wait_for_function(
+                    "agentDesktop.banners.some((b) => b.includes('You are offline'))", timeout=3000
+                )
+                assert await page.is_visible("#banner") and await page.evaluate("agentDesktop.conn === null")
+                await _shot(page, "5b-offline")
+                mark = caller.mark()
+                await asyncio.sleep(OFFLINE_S)
+                loud = np.sqrt(
+                    np.mean(caller.pcm_since(mark).astype(np.float64).reshape(-1, 160) ** 2, axis=1)
+                )
+                # Chromium's fake microphone beeps: every 2 s of the cut carries the agent's beeps.
+                windows = [loud[i : i + 100].max() for i in range(0, len(loud) - 99, 100)]
+                assert len(windows) >= OFFLINE_S // 2 - 1 and min(windows) > 300, windows
+                assert await page.evaluate("agentDesktop.conn === null")  # no attempt while offline
+                back = time.monotonic()
+                await browser.set_offline(False)
+                await page.wait_for_function(
+                    "agentDesktop.conn !== null && document.getElementById('banner').classList.contains('hidden')",
+                    timeout=10000,
+                )
+                print(f"\nmeasured: the desk was back {time.monotonic() - back:.2f} s after the network")
+                resumed = await page.evaluate("agentDesktop.resumed")
+                assert resumed["logged_in"] and resumed["resumed"], resumed
+                assert [c["phase"] for c in resumed["contacts"]] == ["connected"], resumed
+                await _shot(page, "5c-back-online")
                 # Past another token lifetime on the call: still connected, commands still answered.
                 await asyncio.sleep(max(0.0, ACCESS_TTL_S + 1 - (time.monotonic() - connected_at)))
                 await page.click("#mute")
