@@ -415,6 +415,71 @@ async def test_a_blind_transfer_to_an_agent_picked_from_the_list(
             await page.close()
 
 
+async def test_the_consulted_side_of_an_attended_transfer_in_the_desk(
+    first_call_stack: Any, tmp_path: Path
+) -> None:
+    """Agent 1's desk is consulted by agent 0 (an SDK agent on a phone call): the offer says who asks, the
+    consultation allows only hanging up, and once agent 0 completes, the caller is agent 1's to finish."""
+    tenant = await asyncio.to_thread(make_tenant, first_call_stack.api, agents=2)
+    token = await asyncio.to_thread(tenant.token, "agent1@example.com")
+    caller: PhoneCaller | None = None
+    async with (
+        AgentSession(
+            first_call_stack.api,
+            await asyncio.to_thread(tenant.token, "agent0@example.com"),
+            auto_answer=True,
+        ) as first,
+        chromium.launch(tmp_path / "chromium-profile") as browser,
+    ):
+        page = await browser.new_page()
+        problems: list[str] = []
+        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        try:
+            await first.login(state="available")
+            caller = PhoneCaller(first_call_stack.sip_port, tenant.number, frequency=600.0)
+            await caller.dial()
+            connected = await next_of(first, ContactConnected, timeout=15)
+            await page.goto(f"{first_call_stack.api}/agent/#token={token}")
+            await page.wait_for_function(
+                "window.agentDesktop && agentDesktop.state === 'available'", timeout=10000
+            )
+            await first.consult(
+                connected.contact_id, agent_id=tenant.agents["agent1@example.com"], note="VIP"
+            )
+            await page.wait_for_selector("#offer-panel:not(.hidden)", timeout=15000)
+            assert await page.inner_text("#offer-panel .ringing-label") == "AGENT 0 ASKS YOU TO TAKE A CALL"
+            assert "Consultation: “VIP”" in await page.inner_text("#offer-queue")
+            assert await page.inner_text("#offer-caller") == "Ada Caller"
+            await page.wait_for_function(
+                "[...agentDesktop.legs.values()].some((l) => l.connected)", timeout=10000
+            )
+            await _shot(page, "10-consulted-ringing")
+            await page.click("#accept")
+            await page.wait_for_selector("#call-panel:not(.hidden)")
+            await page.wait_for_function(
+                "document.getElementById('call-status').textContent.includes('You are talking with Agent 0')"
+            )
+            assert await page.is_disabled("#hold") and await page.is_disabled("#transfer-button")
+            assert await page.is_enabled("#hangup")
+            await _shot(page, "11-consulted-talking")
+            assert (await next_of(first, ConsultUpdate, timeout=10)).state == "talking"
+            await first.complete_transfer(connected.contact_id)
+            await page.wait_for_function(
+                "document.getElementById('call-status').textContent.includes('You now have Ada Caller')",
+                timeout=10000,
+            )
+            assert await page.is_enabled("#hold") and await page.is_enabled("#transfer-button")
+            await _shot(page, "12-consulted-has-the-caller")
+            await caller.hang_up()
+            await page.wait_for_selector("#wrapup-panel:not(.hidden)", timeout=10000)
+            assert "The caller hung up" in await page.inner_text("#wrap-summary")
+            assert not problems, problems
+        finally:
+            if caller is not None:
+                caller.close()
+            await page.close()
+
+
 async def test_a_supervisor_signs_in_with_the_same_form(first_call_stack: Any, tmp_path: Path) -> None:
     tenant = await asyncio.to_thread(make_tenant, first_call_stack.api)
     async with httpx.AsyncClient(
