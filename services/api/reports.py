@@ -381,7 +381,8 @@ def scoped_queues(principal: Principal, body: dict[str, Any]) -> dict[str, Any]:
 
 async def with_quality(conn: Any, body: dict[str, Any]) -> dict[str, Any]:
     """Each agent with today's quality figures (services/reporting/quality.py)."""
-    figures = await agent_quality(conn, body["since"], body["at"])
+    ringing = {str(a["agent_id"]) for a in body["agents"] if a["state"] == "reserved"}
+    figures = await agent_quality(conn, body["since"], body["at"], ringing)
     empty = {"offers": 0, "missed": 0, "answer_rate": None, "occupancy": None}
     return body | {
         "agents": [a | {"quality": figures.get(str(a["agent_id"]), empty)} for a in body["agents"]]

@@ -1,10 +1,12 @@
 """Agent quality figures for the supervisor's grid (docs/supervisor.md, "Agent quality"): from the agent
 state facts since a time (today's local midnight for the realtime view), per agent:
 
-- offers: times the agent was offered a contact (a move into `reserved`, "ringing");
-- missed: offers that did not become a call (the next state is not `on_contact`: declined, timed out,
-  withdrawn); an offer still ringing is neither answered nor missed yet;
-- answer_rate: (offers - missed) / decided offers;
+- offers: times the agent was offered a contact (moves into `reserved`, "ringing");
+- missed: offers that did not become a call (declined, timed out, withdrawn): the decided offers (all but
+  one still ringing now) less the calls taken (moves into `on_contact`). Counted, not paired: events of
+  one routing step share their timestamp (made available and offered at once), so their order in the
+  facts is not known, and a pairing of each offer with the next state would guess;
+- answer_rate: calls taken / decided offers;
 - occupancy: (on_contact + wrap_up) / (available + reserved + on_contact + wrap_up) time, the history
   report's formula, counted from the agent's first change in the period (the state held at its start is
   not known to this query)."""
@@ -21,7 +23,6 @@ __all__ = ["agent_quality"]
 _SQL = """
 WITH s AS (
     SELECT agent_id, state, at,
-           lead(state) OVER w AS next_state,
            coalesce(lead(at) OVER w, $2) AS until
     FROM rpt_agent_states
     WHERE at >= $1 AND at < $2
@@ -29,9 +30,7 @@ WITH s AS (
 )
 SELECT agent_id,
        count(*) FILTER (WHERE state = 'reserved') AS offers,
-       count(*) FILTER (WHERE state = 'reserved' AND next_state IS NOT NULL) AS decided,
-       count(*) FILTER (WHERE state = 'reserved' AND next_state IS NOT NULL AND next_state <> 'on_contact')
-           AS missed,
+       count(*) FILTER (WHERE state = 'on_contact') AS taken,
        sum(extract(epoch FROM until - at)) FILTER (WHERE state IN ('on_contact', 'wrap_up')) AS busy_s,
        sum(extract(epoch FROM until - at))
            FILTER (WHERE state IN ('available', 'reserved', 'on_contact', 'wrap_up')) AS working_s
@@ -41,17 +40,19 @@ GROUP BY agent_id
 
 
 async def agent_quality(
-    conn: asyncpg.Connection, start: datetime, end: datetime
+    conn: asyncpg.Connection, start: datetime, end: datetime, ringing: set[str] | frozenset[str] = frozenset()
 ) -> dict[str, dict[str, Any]]:
-    """agent id -> {offers, missed, answer_rate, occupancy} (rates None when nothing to divide)."""
+    """agent id -> {offers, missed, answer_rate, occupancy} (rates None when nothing to divide); `ringing`:
+    the agents with an offer ringing now (not decided yet)."""
     out: dict[str, dict[str, Any]] = {}
     for r in await conn.fetch(_SQL, start, end):
-        decided, missed = int(r["decided"]), int(r["missed"])
+        offers, taken = int(r["offers"]), int(r["taken"])
+        decided = max(0, offers - (1 if str(r["agent_id"]) in ringing else 0))
         working = float(r["working_s"] or 0.0)
         out[str(r["agent_id"])] = {
-            "offers": int(r["offers"]),
-            "missed": missed,
-            "answer_rate": (decided - missed) / decided if decided else None,
+            "offers": offers,
+            "missed": max(0, decided - taken),
+            "answer_rate": min(1.0, taken / decided) if decided else None,
             "occupancy": float(r["busy_s"] or 0.0) / working if working > 0 else None,
         }
     return out

@@ -51,9 +51,17 @@ const el = (tag, attrs = {}, ...children) => {
 // -- data --------------------------------------------------------------------------------------------
 
 function takeQueues(body) {
+  const before = new Map(view.queues);
   view.queues.clear();
   for (const q of body.queues) {
-    view.queues.set(q.queue_id, {...q, seenAt: Date.now()});
+    const fresh = {...q, seenAt: Date.now()};
+    // As for agents: routing's figures the feed brought after the view's snapshot of them stay.
+    const was = before.get(q.queue_id);
+    if (was && was.statsAt && (!q.snapshot_at || was.statsAt > Date.parse(q.snapshot_at))) {
+      Object.assign(fresh, {waiting: was.waiting, longest_wait_s: was.longest_wait_s, agents: was.agents,
+        ready: was.ready, seenAt: was.seenAt, statsAt: was.statsAt});
+    }
+    view.queues.set(q.queue_id, fresh);
     view.queueNames.set(q.queue_id, q.queue_name);
   }
   $("queues-since").textContent = "today since " + new Date(body.since).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
@@ -153,7 +161,8 @@ async function connectFeed() {
       $("live").textContent = "Live"; $("live").classList.add("on");
     } else if (m.type === "queue") {
       const q = view.queues.get(m.queue_id);
-      if (q) Object.assign(q, {waiting: m.waiting, longest_wait_s: m.longest_wait_s, agents: m.agents, seenAt: Date.now()});
+      if (q) Object.assign(q, {waiting: m.waiting, longest_wait_s: m.longest_wait_s, agents: m.agents, ready: m.ready,
+        seenAt: Date.now(), statsAt: m.ts * 1000});
     } else if (m.type === "agent") {
       const a = view.agents.get(m.agent_id);
       if (a) Object.assign(a, {state: m.state, reason: m.reason, time_in_state_s: 0, seenAt: Date.now(), stateAt: m.ts * 1000});

@@ -122,6 +122,32 @@ class SippCaller:
         self.transport.close()
 
 
+class DeskPhone:
+    """SIPp as the supervisor's desk phone: answers at once and echoes what it hears."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc, self.port = proc, port
+
+    async def close(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def _desk_phone(tmp_path: Path) -> DeskPhone:
+    from tests.e2e.first_call.test_desk_phone import PICK_UP_AFTER_3S
+
+    port = free_port()
+    (tmp_path / "phone.xml").write_text(PICK_UP_AFTER_3S.replace('<pause milliseconds="3000"/>', ""))
+    proc = await asyncio.create_subprocess_exec(
+        "sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port),
+        "-sf", "phone.xml", "-rtp_echo", "-m", "1", "-timeout", "60",
+        cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await asyncio.sleep(0.3)  # SIPp binds its port
+    return DeskPhone(proc, port)
+
+
 MIC_HEARD = 0.05  # the browser's microphone through its WebRTC leg and the mix: 0.12 measured
 
 # The supervisor's ear: the level (dB) of each frequency in what the page's <audio> plays, over 1 s.
@@ -314,6 +340,25 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
             await page.click("#monitor-leave")
             await page.wait_for_selector("#monitor-panel.hidden", state="attached")
 
+            # Through the supervisor's desk phone instead (SIPp answering and echoing what it hears): the
+            # platform rings it; in barge the caller hears its own voice back through the phone; leaving
+            # hangs the phone up.
+            phone = await _desk_phone(tmp_path)
+            try:
+                await page.check("#via-phone")
+                await page.fill("#phone", f"sip:lead@127.0.0.1:{phone.port}")
+                await row.locator('button[data-action="listen"]').click()
+                await _until_text(page.locator("#monitor-title"), "Listening on your phone", timeout=10)
+                await page.click('button.mode[data-mode="barge"]')
+                await page.wait_for_selector('button.mode[data-mode="barge"][aria-pressed="true"]')
+                await _shot(page, "3b-barging-on-the-desk-phone")
+                heard = await listen_window({"caller": second}, 1.5)
+                assert tone_power(heard["caller"], CALLER_HZ) > HEARD  # its own tone, echoed by the phone
+                await page.click("#monitor-leave")
+                assert await asyncio.wait_for(phone.proc.wait(), 10) == 0, "the desk phone got no BYE"
+            finally:
+                await phone.close()
+
             await caller.hang_up()
             await second.hang_up()
             await row.locator('button[data-action="signout"]').click()
@@ -342,7 +387,7 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
         if e["action"] in ("contact.monitored", "contact.monitor_ended")
         and e["target_id"] == connected.contact_id
     ]
-    assert monitored == ["listen", "whisper", "barge", "none"]
+    assert monitored == ["listen", "whisper", "barge", "none", "listen", "barge", "none"]
     floor = (
         "contact.monitored", "contact.monitor_ended", "agent.state_set", "agent.signed_out", "contact.fronted"
     )  # fmt: skip

@@ -307,7 +307,8 @@ async def test_alert_policy_and_queue_targets(api_server: str, pool: asyncpg.Poo
 
 
 async def test_agent_quality_today_from_the_state_facts(api_server: str, pool: asyncpg.Pool) -> None:
-    """Three offers today: one answered, one declined, one still ringing; 60 s on a call and 30 s in wrap-up:
+    """Three offers today: one answered, one declined, one still ringing (the first made in the same routing
+    step as the agent's return, so with the same timestamp); 60 s on a call and 30 s in wrap-up:
     answered 1 of 2 decided, 1 missed, occupancy 90 s of the time working (from the first change to now)."""
     from services.reporting.store import FactStore
 
@@ -323,7 +324,7 @@ async def test_agent_quality_today_from_the_state_facts(api_server: str, pool: a
             time.time() - 600
         )  # minutes ago: today, unless this runs in the first ten minutes past midnight
         steps = [  # (seconds after start, new state)
-            (0, "available"), (10, "reserved"), (15, "on_contact"), (75, "wrap_up"), (105, "available"),
+            (0, "available"), (0, "reserved"), (15, "on_contact"), (75, "wrap_up"), (105, "available"),
             (120, "reserved"), (130, "available"), (180, "reserved"),
         ]  # fmt: skip
         events, old = [], "logged_out"
