@@ -177,6 +177,11 @@ def rule_options(fn: Any) -> Any:
             "caller, e.g. a voicemail).",
         ),
         click.option(
+            "--survey",
+            metavar="FLOW|none",
+            help="After the agent leaves, callers go to this IVR flow (a post-call survey); 'none': hang up.",
+        ),
+        click.option(
             "--closed-message",
             metavar="TEXT",
             help="What callers hear while it is closed ('' : the default).",
@@ -253,6 +258,8 @@ def rule_fields(client: switchboard.Client, given: dict[str, Any], find_queue: A
         fields["closed_treatment"] = kind
         fields["closed_queue_id"] = find_queue(client, target).id if kind == "queue" and target else None
         fields["closed_flow_id"] = _find_flow(client, target) if kind == "flow" and target else None
+    if (survey := given.pop("survey", None)) is not None:
+        fields["survey_flow_id"] = None if survey.lower() == "none" else _find_flow(client, survey)
     if (message := given.pop("closed_message", None)) is not None:
         fields["closed_message"] = message or None
     if (rules := _listed(given.pop("priority_rules", ()))) is not None:

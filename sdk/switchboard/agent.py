@@ -656,10 +656,14 @@ class AgentSession:
         queue: str | None = None,
         agent_id: str | None = None,
         note: str | None = None,
+        flow: str | None = None,
     ) -> dict[str, Any]:
-        """Blind transfer to a queue (name or id) or an agent; the note travels with the contact."""
-        if (queue is None) == (agent_id is None):
-            raise ValueError("transfer to exactly one of queue= or agent_id=")
+        """Blind transfer to a queue (name or id) or an agent; the note travels with the contact. Or to an
+        IVR flow by name (`flow=`): the agent leaves, the caller stays for it (a post-call survey)."""
+        if sum(x is not None for x in (queue, agent_id, flow)) != 1:
+            raise ValueError("transfer to exactly one of queue=, agent_id= or flow=")
+        if flow is not None:
+            return await self.request("transfer", contact_id=contact_id, flow=flow, note=note)
         return await self.request(
             "transfer", contact_id=contact_id, queue=queue, agent_id=agent_id, note=note
         )

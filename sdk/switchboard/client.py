@@ -516,6 +516,7 @@ class Queues(_Collection[Queue]):
         closed_message: str | UnsetType | None = UNSET,
         closed_queue_id: str | UnsetType | None = UNSET,
         closed_flow_id: str | UnsetType | None = UNSET,
+        survey_flow_id: str | UnsetType | None = UNSET,
         priority_rules: list[dict[str, Any]] | UnsetType = UNSET,
         spill_after_seconds: int | UnsetType | None = UNSET,
         spill_expected_wait_seconds: int | UnsetType | None = UNSET,
@@ -526,7 +527,8 @@ class Queues(_Collection[Queue]):
         {"target_queue_id", "after_seconds", "expected_wait_over_seconds"}. `hours`: {"mon": ["09:00-17:00"]}
         in the tenant's time zone (None: always open); `holidays`: "YYYY-MM-DD" dates it is closed.
         `closed_treatment`: "message" (`closed_message` or the platform's, then goodbye), "queue"
-        (`closed_queue_id`) or "flow" (`closed_flow_id`: an IVR flow takes the caller). `priority_rules`: {"attribute", "equals", "raise_by"}. `spill_*`: when calls of a
+        (`closed_queue_id`) or "flow" (`closed_flow_id`: an IVR flow takes the caller). `survey_flow_id`: the flow callers go to when the
+        agent leaves (a post-call survey; None: none). `priority_rules`: {"attribute", "equals", "raise_by"}. `spill_*`: when calls of a
         queue with a site go to every site. `announce_seconds`: position announcements (None: none).
         ValidationError names the field at fault."""
         rules = dict(
@@ -538,6 +540,7 @@ class Queues(_Collection[Queue]):
             closed_message=closed_message,
             closed_queue_id=closed_queue_id,
             closed_flow_id=closed_flow_id,
+            survey_flow_id=survey_flow_id,
             priority_rules=priority_rules,
             spill_after_seconds=spill_after_seconds,
             spill_expected_wait_seconds=spill_expected_wait_seconds,

@@ -227,6 +227,7 @@ class Queue(Model, kw_only=True):
     closed_message: str | None = None
     closed_queue_id: str | None = None
     closed_flow_id: str | None = None  # closed_treatment "flow": the IVR flow callers are handed to
+    survey_flow_id: str | None = None  # after the agent leaves, callers go to this flow (a post-call survey)
     # [{"attribute": "vip", "equals": "true", "raise_by": 30}]
     priority_rules: list[dict[str, Any]] = msgspec.field(default_factory=list)
     spill_after_seconds: int | None = None

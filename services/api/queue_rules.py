@@ -35,7 +35,7 @@ __all__ = [
 
 RULE_COLUMNS = (
     "strategy, overflow, hours, holidays, closed_treatment, closed_message, closed_queue_id, closed_flow_id, "
-    "priority_rules, "
+    "survey_flow_id, priority_rules, "
     "spill_after_seconds, spill_expected_wait_seconds, announce_seconds"
 )
 Strategy = Literal["longest_idle", "most_skilled", "round_robin", "least_occupied"]
@@ -74,6 +74,7 @@ def rules_from_row(row: asyncpg.Record) -> dict[str, Any]:
         "closed_message": row["closed_message"],
         "closed_queue_id": row["closed_queue_id"],
         "closed_flow_id": row["closed_flow_id"],
+        "survey_flow_id": row["survey_flow_id"],
         "priority_rules": msgspec.json.decode(row["priority_rules"], type=list[PriorityRule]),
         "spill_after_seconds": row["spill_after_seconds"],
         "spill_expected_wait_seconds": row["spill_expected_wait_seconds"],
@@ -126,7 +127,7 @@ def check_rules(data: Any) -> dict[str, Any]:
         out["closed_message"] = (
             None if message is None else check_text("closed_message", message, max_len=500)
         )
-    for name in ("closed_queue_id", "closed_flow_id"):
+    for name in ("closed_queue_id", "closed_flow_id", "survey_flow_id"):
         if (target := getattr(data, name, unset)) is not unset:
             out[name] = target
     if (rules := getattr(data, "priority_rules", unset)) is not unset:
@@ -160,11 +161,12 @@ async def check_targets(
             raise validation(field, "a queue cannot send its contacts to itself")
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM queues WHERE id = $1)", target):
             raise validation(field, f"no queue with id {target}")
-    flow = changes.get("closed_flow_id")
-    if flow is not None and not await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM flows WHERE id = $1)", flow
-    ):
-        raise validation("closed_flow_id", f"no flow with id {flow}")
+    for field in ("closed_flow_id", "survey_flow_id"):
+        flow = changes.get(field)
+        if flow is not None and not await conn.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM flows WHERE id = $1)", flow
+        ):
+            raise validation(field, f"no flow with id {flow}")
     if {"closed_treatment", "closed_queue_id", "closed_flow_id"} & changes.keys():
         row = None
         if queue_id is not None:

@@ -94,6 +94,7 @@ class Queue(msgspec.Struct, kw_only=True):
     closed_message: str | None
     closed_queue_id: uuid.UUID | None
     closed_flow_id: uuid.UUID | None  # closed_treatment "flow": the IVR flow callers are handed to
+    survey_flow_id: uuid.UUID | None  # after the agent leaves, callers go to this flow (a survey)
     priority_rules: list[PriorityRule]
     spill_after_seconds: int | None
     spill_expected_wait_seconds: int | None
@@ -125,6 +126,7 @@ class QueueCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     closed_message: ClosedMessage | None = None
     closed_queue_id: uuid.UUID | None = None
     closed_flow_id: uuid.UUID | None = None
+    survey_flow_id: uuid.UUID | None = None
     priority_rules: list[PriorityRule] = msgspec.field(default_factory=list)
     spill_after_seconds: Seconds | None = None
     spill_expected_wait_seconds: Seconds | None = None
@@ -152,6 +154,7 @@ class QueuePatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     closed_message: ClosedMessage | msgspec.UnsetType | None = msgspec.UNSET
     closed_queue_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
     closed_flow_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
+    survey_flow_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
     priority_rules: list[PriorityRule] | msgspec.UnsetType = msgspec.UNSET
     spill_after_seconds: Seconds | msgspec.UnsetType | None = msgspec.UNSET
     spill_expected_wait_seconds: Seconds | msgspec.UnsetType | None = msgspec.UNSET

@@ -142,6 +142,7 @@ class Transfer(msgspec.Struct, kw_only=True):
     queue: Annotated[str, msgspec.Meta(min_length=1, max_length=200)] | None = None
     agent_id: uuid.UUID | None = None
     note: Annotated[str, msgspec.Meta(max_length=1000)] = ""
+    flow: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None  # transfer only
 
 
 class ContactRef(msgspec.Struct, kw_only=True):
@@ -305,9 +306,13 @@ class Session(LegSocket):
         elif kind == "dtmf":
             desk = ev.DeskDigits(**common, digits=body.digits)
         elif kind == "transfer":
-            if body.queue is None and body.agent_id is None:
-                raise Bad("bad_message", "transfer: give a queue or an agent_id")
-            desk = ev.DeskTransfer(**common, queue=body.queue, to_agent_id=body.agent_id, note=body.note)
+            if body.flow is not None and (body.queue is not None or body.agent_id is not None):
+                raise Bad("bad_message", "transfer: give a flow, or a queue or an agent_id, not both")
+            if body.queue is None and body.agent_id is None and body.flow is None:
+                raise Bad("bad_message", "transfer: give a queue, an agent_id or a flow")
+            desk = ev.DeskTransfer(
+                **common, queue=body.queue, to_agent_id=body.agent_id, note=body.note, flow=body.flow
+            )
         elif kind == "consult":
             if body.queue is None and body.agent_id is None:
                 raise Bad("bad_message", "consult: give a queue or an agent_id")

@@ -76,6 +76,7 @@ EVENTS: tuple[type[Event], ...] = (
     ev.WebRtcSignal,
     ev.IvrCallbackRequested,
     ev.RoutingCallbackDue,
+    ev.IvrSurveyAnswered,
 )
 # Frequent events that usually change nothing worth saving (every call's position, every prompt's end).
 QUIET = (ev.ContactPositionChanged, ev.CallPlayFinished)
@@ -318,11 +319,15 @@ class ContactsAdapter:
         r = machine.state.record
         start_of_day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
         queue_name, endpoint, today, last, record_percent = "", None, 0, [], 0
+        survey_flow: str | None = None
         try:
             async with tenant_tx(self.pool, machine.tenant_id, readonly=True) as conn:
-                queue_name = (
-                    await conn.fetchval("SELECT name FROM queues WHERE id = $1::uuid", offer.queue_id) or ""
+                queue = await conn.fetchrow(
+                    """SELECT q.name, f.name AS survey FROM queues q LEFT JOIN flows f ON f.id = q.survey_flow_id
+                       WHERE q.id = $1::uuid""",
+                    offer.queue_id,
                 )
+                queue_name, survey_flow = (queue["name"], queue["survey"]) if queue else ("", None)
                 endpoint = await conn.fetchval(
                     "SELECT endpoint FROM agents WHERE id = $1::uuid", offer.agent_id
                 )
@@ -345,6 +350,7 @@ class ContactsAdapter:
             history_today=today,
             history_last=last,
             record_percent=record_percent,
+            survey_flow=survey_flow,
         )
 
     async def calling_settings(self, tenant_id: uuid.UUID) -> CallingSettings:
@@ -477,7 +483,11 @@ class ContactsAdapter:
             return Reply(ok=False, code="not_found", error="no such contact for this agent")
         async with running.lock:
             queue_id = None
-            if isinstance(cmd, ev.DeskTransfer | ev.DeskConsult):
+            if isinstance(cmd, ev.DeskTransfer) and cmd.flow is not None:
+                async with tenant_tx(self.pool, cmd.tenant_id, readonly=True) as conn:
+                    if not await conn.fetchval("SELECT 1 FROM flows WHERE name = $1", cmd.flow):
+                        return Reply(ok=False, code="not_found", error=f"no flow named {cmd.flow!r}")
+            elif isinstance(cmd, ev.DeskTransfer | ev.DeskConsult):
                 try:
                     queue_id = await self._transfer_target(running.machine, cmd)
                 except DeskRefused as exc:

@@ -92,6 +92,7 @@ class OfferInfo(msgspec.Struct, kw_only=True, frozen=True):
     history_last: list[dict[str, str]] = []
     # The queue's recording share (0-100; the tenant's when the queue has none): docs/recording.md.
     record_percent: int = 0
+    survey_flow: str | None = None  # the queue's flow for callers once the agent leaves (a survey)
 
 
 class Waiting(msgspec.Struct, kw_only=True, frozen=True):
@@ -163,6 +164,11 @@ class Contact(msgspec.Struct, kw_only=True):
     # Agent id -> the contact id that agent's desk knows, where it is not this contact's (a consultation).
     desk_ids: dict[str, str] = {}
     callback: CallbackPlan | None = None  # the caller asked to be called back (callbacks.py)
+    # After the agent: the flow the caller goes to when the agent leaves (the queue's), the flow the caller
+    # is in now (the record stays open for its answers), and a wrap-up that ended meanwhile.
+    survey_flow: str | None = None
+    post_call: str | None = None
+    wrapped_early: bool = False
     # Routing found the contact due while its caller was still on the line (hearing the confirmation).
     callback_due: bool = False
     # The caller's media call once it is not the contact's own (the customer's call of a callback).
@@ -434,6 +440,8 @@ class Lifecycle:
                 self._callback_requested(event, now)
             case ev.RoutingCallbackDue():
                 self._callback_due(now)
+            case ev.IvrSurveyAnswered():
+                self._survey_answered(event, now)
             case ev.ContactOverflowed():
                 self._overflowed(event, now)
             case ev.ContactRequeued():
@@ -457,7 +465,11 @@ class Lifecycle:
             return []
         self._step(uuid.uuid5(command_id, "replied"), now)
         s = self.state
-        if purpose.startswith("consult"):
+        if purpose == "post_call" and not ok:
+            # No such flow any more, or no IVR: the caller is not left in silence.
+            self._event("post_call_failed", now, code=code or "")
+            self._hang_up_caller("post_call_failed")
+        elif purpose.startswith("consult"):
             consult.replied(self, purpose, ok, code, now)
         elif purpose == "bridge":
             if ok:
@@ -655,6 +667,14 @@ class Lifecycle:
                 )
                 self._event("digits_sent", now, digits=cmd.digits.upper())
                 return {"digits": cmd.digits.upper()}
+            case ev.DeskTransfer() if cmd.flow is not None:
+                # To a flow: the agent's part ends here; the caller stays on the line for the IVR.
+                r.transfers.append(
+                    {"at": iso_utc(now), "from_agent_id": str(cmd.agent_id), "to_flow": cmd.flow}
+                )
+                self._end_connected(now, by="agent", cause="transferred_to_flow")
+                self._after_agent(cmd.flow, now)
+                return {"flow": cmd.flow}
             case ev.DeskTransfer():
                 target = queue_id or r.queue_id
                 if target is None:
@@ -680,6 +700,11 @@ class Lifecycle:
                 s.transfer = move
                 return {"queue_id": str(target)}
             case ev.DeskHangup():
+                if s.survey_flow:
+                    # The queue's post-call flow: the caller stays on the line and is handed to the IVR.
+                    self._end_connected(now, by="agent", cause="agent_hangup")
+                    self._after_agent(s.survey_flow, now)
+                    return {"post_call_flow": s.survey_flow}
                 self._hang_up_caller("agent_hangup")
                 self._end_connected(now, by="agent", cause="agent_hangup")
                 return {}
@@ -837,6 +862,12 @@ class Lifecycle:
 
     def _ivr_completed(self, event: ev.IvrCompleted, now: float) -> None:
         r = self.state.record
+        if self.phase not in ("arrived", "in_ivr", "queued"):
+            # The post-call flow's end: what it learned is added, the caller's first IVR visit is kept.
+            for key, value in event.attributes.items():
+                r.attributes.setdefault(key, value)
+            self._event("post_call_completed", now, flow=event.flow, outcome=event.outcome)
+            return
         if event.path:
             r.ivr_path = list(event.path)
         r.attributes.update(event.attributes)
@@ -888,6 +919,7 @@ class Lifecycle:
             r.queue_name = info.queue_name
         # Never without the announcement the caller was to hear first (it failed: not recorded).
         s.record_call = should_record(info.record_percent, self.contact_id) and s.notice != "failed"
+        s.survey_flow = info.survey_flow
         if r.offered_at is None:
             r.offered_at = now
         self._transition("offered", now, "offered", agent_id=offer.agent_id)
@@ -1192,6 +1224,9 @@ class Lifecycle:
             consult.caller_gone(self, now)
         s.deadline = None
         r.cause = r.cause or event.cause
+        if phase == "wrap_up" and s.post_call is not None:
+            self._post_call_over(now)
+            return
         if phase in TERMINAL or phase == "wrap_up":
             return
         if phase == "arrived" and r.outcome in (UNROUTED, CLOSED):
@@ -1286,11 +1321,43 @@ class Lifecycle:
         self._send(ev.MediaHangup(**self._stamp(), call_id=self.caller_call, cause=cause), "hangup")
 
     def _wrapped(self, now: float, cause: str) -> None:
-        r = self.state.record
+        s, r = self.state, self.state.record
         if self.phase != "wrap_up":
             return
         r.wrapped_at = now
+        if s.post_call is not None:
+            s.wrapped_early = True  # the record stays open until the caller leaves the post-call flow
+            return
         self._finish("ended", now, r.outcome or "handled", cause=r.cause or cause)
+
+    # -- after the agent (a post-call survey) -------------------------------------------------------
+
+    def _after_agent(self, flow: str, now: float) -> None:
+        """The agent has left; the caller, still on the line, goes to an IVR flow whose answers land on this
+        contact's record (`ivr.survey_answered`, and the flow's attributes when it completes)."""
+        s, r = self.state, self.state.record
+        s.post_call = flow
+        self._event("post_call_flow", now, flow=flow)
+        self._send(
+            ev.IvrRun(
+                **self._stamp(), call_id=self.caller_call, flow=flow, caller=r.caller, dialled=r.dialled
+            ),
+            "post_call",
+        )
+
+    def _survey_answered(self, event: ev.IvrSurveyAnswered, now: float) -> None:
+        r = self.state.record
+        if event.call_id != self.caller_call:
+            return
+        r.attributes[f"survey.{event.question}"] = str(event.score)
+        self._event("survey_answered", now, question=event.question, score=str(event.score), flow=event.flow)
+
+    def _post_call_over(self, now: float) -> None:
+        """The caller left the post-call flow (hung up, or the flow hung up)."""
+        s, r = self.state, self.state.record
+        s.post_call = None
+        if s.wrapped_early:
+            self._finish("ended", now, r.outcome or "handled", cause=r.cause)
 
     def _finish(self, phase: str, now: float, outcome: str, cause: str | None = None) -> None:
         r = self.state.record

@@ -81,12 +81,14 @@ class DeskDigits(DeskCommand, kw_only=True, frozen=True):
 
 class DeskTransfer(DeskCommand, kw_only=True, frozen=True):
     """Blind transfer to a queue (name or id) or to an agent (offered to them first, in the contact's queue
-    unless `queue` is given)."""
+    unless `queue` is given), or to an IVR flow (by name: the agent leaves, the caller stays for it, e.g. a
+    survey whose answers land on the contact)."""
 
     name = "transfer"
     queue: str | None = None
     to_agent_id: uuid.UUID | None = None
     note: str = ""
+    flow: str | None = None
 
 
 class DeskConsult(DeskCommand, kw_only=True, frozen=True):

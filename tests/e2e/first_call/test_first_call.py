@@ -995,3 +995,86 @@ async def test_agent_dials_out_through_the_trunk_recorded_and_refusals(
         if uas.returncode is None:
             uas.kill()
             await uas.wait()
+
+
+# -- after the agent: a post-call survey (docs/ivr.md, "After the agent") --------------------------------
+
+SURVEY_FLOW = """\
+name: fc-survey
+start: ask
+fallback: bye
+nodes:
+  ask:
+    type: survey
+    questions:
+      - {prompt: {say: "How did we do, from 1 to 5?"}, into: rating, min: 1, max: 5}
+    timeout: 8
+    next: bye
+  bye: {type: hangup, prompt: {say: "Thank you."}}
+"""
+
+
+async def test_queue_survey_after_the_agent_hangs_up_lands_on_the_record(
+    first_call_stack: Stack, tmp_path: Path
+) -> None:
+    """The queue names a post-call flow: the agent hangs up, the SIPp caller stays on the line, hears the
+    survey, presses 4 and is thanked and hung up by the platform; the answer is on the contact record."""
+    stack = first_call_stack
+    t = make_tenant(stack.api)
+    with t.client() as client:
+        assert client.post("/v1/flows", json={"definition": SURVEY_FLOW}).status_code == 201
+        flow_id = next(f["id"] for f in client.get("/v1/flows").json()["items"] if f["name"] == "fc-survey")
+        r = client.patch(f"/v1/queues/{t.queue_id}", json={"survey_flow_id": flow_id})
+        assert r.status_code == 200 and r.json()["survey_flow_id"] == flow_id, r.text
+        bad = client.patch(f"/v1/queues/{t.queue_id}", json={"survey_flow_id": str(uuid.uuid4())})
+        assert bad.status_code == 422 and "no flow with id" in bad.text
+    loop = asyncio.get_running_loop()
+    sink, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+    (tmp_path / "pcap").symlink_to(PCAPS)
+    (tmp_path / "caller.xml").write_text(
+        uac_scenario(
+            rtp_port=sink.get_extra_info("sockname")[1],
+            during=press("4", after_ms=9000),  # the agent has answered and left by then: the survey asks
+            bye_timeout_ms=25000,
+            name="survey caller",
+        )
+    )
+    watch = await Watch.start(stack.nats_url, t.id)
+    try:
+        async with AgentSession(stack.api, t.token("agent0@example.com"), auto_answer=True) as agent:
+            await agent.login(state="available")
+            caller = await asyncio.create_subprocess_exec(
+                *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port())],
+                *[
+                    "-sf",
+                    "caller.xml",
+                    "-s",
+                    t.number,
+                    f"127.0.0.1:{stack.sip_port}",
+                    "-m",
+                    "1",
+                    "-timeout",
+                    "40",
+                ],
+                cwd=tmp_path,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
+            )
+            offer = await next_of(agent, ContactOffer)
+            await next_of(agent, ContactConnected, lambda e: e.contact_id == offer.contact_id)
+            await asyncio.sleep(1.0)
+            await agent.hangup(offer.contact_id)
+            ended = await next_of(agent, ContactEnded)
+            assert ended.by == "agent"
+            await agent.wrap_up(offer.contact_id, "resolved")  # before the caller has answered the survey
+            # SIPp exits 0 only if the platform hung it up (the flow's thank-you, then BYE).
+            assert await asyncio.wait_for(caller.wait(), 35) == 0
+        done = await wait_contact(t, offer.contact_id, "ended", timeout=15)
+        assert done["attributes"]["survey.rating"] == "4" and done["disposition"] == "resolved", done
+        assert done["outcome"] == "handled"
+        events = [e["event"] for e in done["timeline"]]
+        assert events.index("wrap_up") < events.index("post_call_flow") < events.index("survey_answered")
+        assert events[-1] == "ended", events
+    finally:
+        sink.close()
+        await watch.close()

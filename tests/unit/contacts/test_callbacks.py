@@ -26,6 +26,7 @@ from tests.unit.contacts.test_lifecycle import (
     connected_signal,
     kinds,
     offer,
+    to_queue,
     transitions,
 )
 
@@ -265,3 +266,73 @@ def test_outbound_not_offered_in_time_or_turned_down_ends_it() -> None:
     )
     out = m.handle(rejected, 1001.0)
     assert command(out, ev.RoutingCancel) and m.phase == "ended" and m.state.record.outcome == "cancelled"
+
+
+# -- after the agent (a post-call flow) ------------------------------------------------------------------
+
+
+def connected_with_survey(survey: str | None) -> Lifecycle:
+    m = to_queue()
+    out = m.handle(msgspec.structs.replace(offer(), survey_flow=survey), 1001.0)
+    m.handle(connected_signal(), 1001.2)
+    out = m.handle(
+        ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(AGENT), id=uuid.uuid4()), 1001.5
+    )
+    ack_all(m, out, 1001.6)
+    assert m.phase == "connected"
+    return m
+
+
+def test_queue_survey_keeps_the_caller_and_the_record_open_for_the_answers() -> None:
+    m = connected_with_survey("csat")
+    data = m.desk(ev.DeskHangup(tenant_id=T, agent_id=AGENT, contact_id=CALL, id=uuid.uuid4()), 1010.0)
+    out = m.take()
+    assert data == {"post_call_flow": "csat"} and m.phase == "wrap_up"
+    run = command(out, ev.IvrRun)
+    assert run.call_id == CALL and run.flow == "csat" and run.caller == "+15550100"
+    assert not [o for o in out if isinstance(o, ev.MediaHangup) and o.call_id == CALL]  # the caller stays
+    # The agent wraps up before the caller answers: the record waits for the caller.
+    m.desk(
+        ev.DeskWrapUp(tenant_id=T, agent_id=AGENT, contact_id=CALL, disposition="ok", id=uuid.uuid4()), 1011.0
+    )
+    assert m.phase == "wrap_up" and m.state.wrapped_early
+    answered = ev.IvrSurveyAnswered(
+        tenant_id=T, call_id=CALL, flow="csat", version=1, node="ask", question="rating", score=5, min=1, max=5,
+        id=uuid.uuid4(),
+    )  # fmt: skip
+    m.handle(answered, 1015.0)
+    m.handle(ended(CALL), 1017.0)
+    r = m.state.record
+    assert m.phase == "ended" and r.outcome == "handled" and r.attributes["survey.rating"] == "5"
+    events = [e.event for e in r.timeline]
+    assert (
+        r.disposition == "ok"
+        and events.index("post_call_flow") < events.index("survey_answered") < len(events) - 1
+    )
+
+
+def test_agent_transfer_to_a_flow_and_a_flow_that_cannot_run() -> None:
+    m = connected_with_survey(None)
+    m.desk(
+        ev.DeskTransfer(tenant_id=T, agent_id=AGENT, contact_id=CALL, flow="csat", id=uuid.uuid4()), 1010.0
+    )
+    out = m.take()
+    run = command(out, ev.IvrRun)
+    assert run.flow == "csat" and m.state.record.transfers[-1]["to_flow"] == "csat"
+    # The IVR cannot run it: the caller is not left in silence.
+    out = m.replied(run.id, False, "unknown_flow", 1010.5)
+    assert command(out, ev.MediaHangup).call_id == CALL
+    m.handle(ended(CALL), 1011.0)
+    assert m.phase == "wrap_up" and m.state.post_call is None  # the agent's wrap-up still ends it
+    m.desk(
+        ev.DeskWrapUp(tenant_id=T, agent_id=AGENT, contact_id=CALL, disposition="ok", id=uuid.uuid4()), 1012.0
+    )
+    assert m.phase == "ended"
+
+
+def test_without_a_survey_the_agent_hanging_up_hangs_up_the_caller() -> None:
+    m = connected_with_survey(None)
+    m.desk(ev.DeskHangup(tenant_id=T, agent_id=AGENT, contact_id=CALL, id=uuid.uuid4()), 1010.0)
+    out = m.take()
+    assert not any(isinstance(o, ev.IvrRun) for o in out)
+    assert [o for o in out if isinstance(o, ev.MediaHangup) and o.call_id == CALL]
