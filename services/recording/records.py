@@ -10,18 +10,18 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
 from services.kernel.ids import new_id
-from services.media.rtp.g711 import G711
-from services.media.spool import wav_header
 
-from .assemble import Plan
 from .policy import purge_after
 from .store import BlobNotFound, BlobStore
 from .vault import KeyRing, Opener, VaultError, blob_key_id
+
+if TYPE_CHECKING:
+    from .assemble import Plan
 
 __all__ = [
     "RECORDING_COLUMNS",
@@ -287,6 +287,11 @@ async def open_audio(
         await sealed.aclose()  # type: ignore[attr-defined]
         raise
     samples = round(row["duration_s"] * 8000)
+    # Imported here: the G.711 tables load numpy, which the API needs for nothing else (half a second of
+    # every API process's start-up).
+    from services.media.rtp.g711 import G711
+    from services.media.spool import wav_header
+
     size = 0 if copy else len(wav_header(G711.PCMU, samples)) + 2 * samples
     return AudioStream(sha256, size, reader.rest(first))
 

@@ -163,3 +163,14 @@ def test_an_unknown_service_is_refused_before_anything_starts_and_without_import
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+def test_the_api_starts_without_numpy() -> None:
+    """Start-up cost: every API process imported numpy (half a second or more on two busy cores) for the
+    G.711 tables of one recording download; it is now imported by that download only."""
+    import subprocess
+    import sys
+
+    probe = "import sys, services.api.app; print('numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr[-2000:]
