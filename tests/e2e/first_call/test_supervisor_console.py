@@ -91,10 +91,11 @@ class SippCaller:
 
     @classmethod
     async def dial(cls, sip_port: int, number: str, tmp_path: Path) -> SippCaller:
-        rtp_port = free_port()
+        # The system picks a free UDP port (a port free for TCP may be a media worker's RTP port).
         transport, rtp = await asyncio.get_running_loop().create_datagram_endpoint(
-            CallerRtp, local_addr=("127.0.0.1", rtp_port)
+            CallerRtp, local_addr=("127.0.0.1", 0)
         )
+        rtp_port = transport.get_extra_info("sockname")[1]
         caller = '"Ada Caller" <sip:+15550177@[local_ip]:[local_port]>'
         (tmp_path / "caller.xml").write_text(
             uac_scenario(rtp_port=rtp_port, caller=caller, hangup_after_ms=120_000, name="console caller")

@@ -211,6 +211,17 @@ async def test_sites_scope_queues_and_the_agent_grid(api_server: str, bus: Bus) 
         ).json()
         bad = await http.put(f"/v1/supervisors/{invite['account_id']}/scope", json={"site_ids": [south_q]})
         assert bad.status_code == 422 and "site" in bad.text, bad.text
+        # Another organisation's site is no site of this tenant's (row-level security): refused the same.
+        other_key, _, other_queue = _tenant(api_server)
+        theirs = await http.post(
+            "/v1/sites",
+            json={"name": "Theirs", "timezone": "UTC", "kind": "office"},
+            headers={"Authorization": f"Bearer {other_key}"},
+        )
+        assert theirs.status_code == 201, theirs.text
+        for body in ({"site_ids": [theirs.json()["id"]]}, {"queue_ids": [other_queue]}):
+            r = await http.put(f"/v1/supervisors/{invite['account_id']}/scope", json=body)
+            assert r.status_code == 422, r.text
     with switchboard.Client(api_key=key, base_url=api_server) as client:
         scope = client.set_supervisor_scope(invite["account_id"], None, [north])
     assert scope.site_ids == [north] and scope.queue_ids is None
