@@ -370,12 +370,11 @@ async def test_agent_connect_dials_one_outbound_call_and_exits(first_call_stack:
     with tenant.client() as client:
         r = client.patch(f"/v1/agents/{tenant.agents['agent0@example.com']}", json={"can_dial": True})
         assert r.status_code == 200, r.text
+        assert client.post("/v1/do-not-call", json={"e164": "+15550199"}).status_code == 201
     env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path / "config")}
     for name in ("SB_API_URL", "SB_API_KEY", "SB_PROFILE"):
         env.pop(name, None)
     code, out, err = await _cli(env, "login", "--api-key", tenant.key, "--api-url", first_call_stack.api)
-    assert code == 0, out + err
-    code, out, err = await _cli(env, "dnc", "add", "+15550199")
     assert code == 0, out + err
     code, out, err = await _cli(
         env, "agent", "connect", "--email", "agent0@example.com", "--dial", "+15550199"
