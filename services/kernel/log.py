@@ -10,7 +10,10 @@ import os
 import sys
 from typing import Any
 
-import structlog
+from .lean import without_rich
+
+with without_rich():
+    import structlog
 
 __all__ = ["LOG_FORMATS", "bind", "configure_logging", "get_logger", "log_format", "unbind"]
 

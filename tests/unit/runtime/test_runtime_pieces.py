@@ -165,12 +165,18 @@ def test_an_unknown_service_is_refused_before_anything_starts_and_without_import
     assert out.stdout.strip() == "False", out.stderr[-2000:]
 
 
-def test_the_api_starts_without_numpy() -> None:
+def test_services_start_without_what_they_do_not_use() -> None:
     """Start-up cost: every API process imported numpy (half a second or more on two busy cores) for the
-    G.711 tables of one recording download; it is now imported by that download only."""
+    G.711 tables of one recording download, now imported by that download only; every service imported
+    rich and pygments through structlog's dev module and httpx's command-line client (services/kernel/
+    lean.py). Checked in a fresh interpreter: the API app, and a service that logs and calls out (IVR)."""
     import subprocess
     import sys
 
-    probe = "import sys, services.api.app; print('numpy' in sys.modules)"
+    probe = (
+        "import sys, services.api.app, services.ivr.__main__, httpx, structlog\n"
+        "print(sorted(m for m in ('numpy', 'rich', 'pygments') if m in sys.modules))\n"
+        "print(structlog.dev.rich is None, httpx.main.__module__)"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
-    assert out.stdout.strip() == "False", out.stderr[-2000:]
+    assert out.stdout.split("\n")[:2] == ["[]", "True httpx"], (out.stdout, out.stderr[-2000:])
