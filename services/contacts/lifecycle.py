@@ -21,8 +21,8 @@ from services.kernel.announcements import closed_play, position_play, voice_of
 from services.kernel.messages import Command, Event
 from services.recording.policy import should_record
 
-from . import consult
-from .callbacks import CALLBACK_GREETING, RING_SLACK_S, CallbackInfo, CallbackPlan, DialInfo, attempt_call_id
+from . import aftercall, callbacks, consult
+from .callbacks import CallbackInfo, CallbackPlan, DialInfo
 from .consult import Consult
 from .records import ContactRecord, TimelineEntry, iso_utc
 
@@ -437,11 +437,11 @@ class Lifecycle:
                 elif self.phase not in TERMINAL:
                     self._finish("abandoned", now, f"abandoned_{event.reason}", cause=event.reason)
             case CallbackInfo():
-                self._callback_requested(event, now)
+                callbacks.requested(self, event, now)
             case ev.RoutingCallbackDue():
-                self._callback_due(now)
+                callbacks.due(self, now)
             case ev.IvrSurveyAnswered():
-                self._survey_answered(event, now)
+                aftercall.survey_answered(self, event, now)
             case ev.ContactOverflowed():
                 self._overflowed(event, now)
             case ev.ContactRequeued():
@@ -501,7 +501,7 @@ class Lifecycle:
             and s.callback is not None
             and s.callback.dialing is not None
         ):
-            self._callback_missed(now, f"dial_failed:{code}")
+            callbacks.missed(self, now, f"dial_failed:{code}")
         elif (
             purpose in ("callback_enqueue", "callback_offer")
             and not ok
@@ -556,9 +556,9 @@ class Lifecycle:
             self._send(
                 ev.MediaHangup(**self._stamp(), call_id=plan.dialing, cause="no_answer"), "hangup_customer"
             )
-            self._callback_missed(now, "no_answer")
+            callbacks.missed(self, now, "no_answer")
         elif plan is not None and self.phase == "callback" and plan.enqueue_at is not None:
-            self._callback_enqueue(now)
+            callbacks.enqueue(self, now)
         elif plan is not None and plan.kind == "outbound" and self.phase in ("arrived", "queued"):
             self._send(ev.RoutingCancel(**self._stamp(), call_id=self.routing_id, reason="failed"), "cancel")
             self._finish("failed", now, "failed", cause="agent_not_available")
@@ -673,7 +673,7 @@ class Lifecycle:
                     {"at": iso_utc(now), "from_agent_id": str(cmd.agent_id), "to_flow": cmd.flow}
                 )
                 self._end_connected(now, by="agent", cause="transferred_to_flow")
-                self._after_agent(cmd.flow, now)
+                aftercall.hand_over(self, cmd.flow, now)
                 return {"flow": cmd.flow}
             case ev.DeskTransfer():
                 target = queue_id or r.queue_id
@@ -703,7 +703,7 @@ class Lifecycle:
                 if s.survey_flow:
                     # The queue's post-call flow: the caller stays on the line and is handed to the IVR.
                     self._end_connected(now, by="agent", cause="agent_hangup")
-                    self._after_agent(s.survey_flow, now)
+                    aftercall.hand_over(self, s.survey_flow, now)
                     return {"post_call_flow": s.survey_flow}
                 self._hang_up_caller("agent_hangup")
                 self._end_connected(now, by="agent", cause="agent_hangup")
@@ -728,7 +728,7 @@ class Lifecycle:
             )
             return
         if s.callback is not None and event.call_id == s.callback.dialing:
-            self._customer_answered(event.call_id, now)
+            callbacks.customer_answered(self, event.call_id, now)
         elif event.call_id == self.contact_id:
             self._wait_in_queue()
 
@@ -935,7 +935,7 @@ class Lifecycle:
             # "phone": the platform rings the agent's phone and its pick-up answers; the client makes no leg.
             audio="phone" if info.endpoint else "webrtc",
             # The call the agent's leg joins; None: the customer is dialled after the accept, next to the leg.
-            call_id=None if self._awaits_customer else str(self.caller_call),
+            call_id=None if callbacks.awaits_customer(self) else str(self.caller_call),
             # The agent's own call: its client accepts it (it asked for it), whatever its answer mode.
             **({"outbound": True} if outbound else {}),
             context=self.context(now, info),
@@ -950,7 +950,7 @@ class Lifecycle:
                     to=info.endpoint,
                     caller_id=r.caller,
                     timeout=max(5.0, offer.expires_at - now),
-                    near_call_id=None if self._awaits_customer else self.caller_call,
+                    near_call_id=None if callbacks.awaits_customer(self) else self.caller_call,
                 ),
                 "dial",
             )
@@ -1020,7 +1020,7 @@ class Lifecycle:
         plan = s.callback
         if plan is not None and s.customer_call is None:
             if plan.dialing is None:
-                self._dial_customer(now, near=s.leg_id)
+                callbacks.dial_customer(self, now, near=s.leg_id)
             return
         self._bridge()
 
@@ -1144,7 +1144,7 @@ class Lifecycle:
         s.deadline = None
         if s.leg_id is not None:
             self._send(ev.MediaHangup(**self._stamp(), call_id=s.leg_id, cause=cause), "hangup_leg")
-        if self._awaits_customer:
+        if callbacks.awaits_customer(self):
             plan = s.callback
             assert plan is not None
             if plan.dialing is not None:
@@ -1163,7 +1163,7 @@ class Lifecycle:
             )
         self._desk(agent, "contact_ended", cause=cause, by="system", now=now)
         r.agent_id = None
-        s.owns_media = not self._awaits_customer
+        s.owns_media = not callbacks.awaits_customer(self)
         s.offer_id = s.offer_agent_id = None
         s.leg_id, s.leg_ready, s.accepted, s.bridged, s.bridge_command = None, False, False, False, None
         self._transition("queued", now, cause)
@@ -1210,7 +1210,7 @@ class Lifecycle:
                     return  # hanging up mid-consultation transfers the caller
                 self._leg_gone(now, event.cause)
             elif s.callback is not None and event.call_id == s.callback.dialing:
-                self._callback_missed(now, event.cause)
+                callbacks.missed(self, now, event.cause)
             return
         phase = self.phase
         if s.callback is not None and s.customer_call is None and phase in ("in_ivr", "queued"):
@@ -1218,14 +1218,14 @@ class Lifecycle:
             self._transition("callback", now, "callback_requested")
             s.deadline = s.callback.enqueue_at
             if s.callback_due:
-                self._callback_due(now)
+                callbacks.due(self, now)
             return
         if s.consult is not None:
             consult.caller_gone(self, now)
         s.deadline = None
         r.cause = r.cause or event.cause
         if phase == "wrap_up" and s.post_call is not None:
-            self._post_call_over(now)
+            aftercall.post_call_over(self, now)
             return
         if phase in TERMINAL or phase == "wrap_up":
             return
@@ -1330,35 +1330,6 @@ class Lifecycle:
             return
         self._finish("ended", now, r.outcome or "handled", cause=r.cause or cause)
 
-    # -- after the agent (a post-call survey) -------------------------------------------------------
-
-    def _after_agent(self, flow: str, now: float) -> None:
-        """The agent has left; the caller, still on the line, goes to an IVR flow whose answers land on this
-        contact's record (`ivr.survey_answered`, and the flow's attributes when it completes)."""
-        s, r = self.state, self.state.record
-        s.post_call = flow
-        self._event("post_call_flow", now, flow=flow)
-        self._send(
-            ev.IvrRun(
-                **self._stamp(), call_id=self.caller_call, flow=flow, caller=r.caller, dialled=r.dialled
-            ),
-            "post_call",
-        )
-
-    def _survey_answered(self, event: ev.IvrSurveyAnswered, now: float) -> None:
-        r = self.state.record
-        if event.call_id != self.caller_call:
-            return
-        r.attributes[f"survey.{event.question}"] = str(event.score)
-        self._event("survey_answered", now, question=event.question, score=str(event.score), flow=event.flow)
-
-    def _post_call_over(self, now: float) -> None:
-        """The caller left the post-call flow (hung up, or the flow hung up)."""
-        s, r = self.state, self.state.record
-        s.post_call = None
-        if s.wrapped_early:
-            self._finish("ended", now, r.outcome or "handled", cause=r.cause)
-
     def _finish(self, phase: str, now: float, outcome: str, cause: str | None = None) -> None:
         r = self.state.record
         r.outcome = outcome
@@ -1373,140 +1344,6 @@ class Lifecycle:
             r.ivr_s = round(now - r.arrived_at, 3)
         self.state.deadline = None
         self._transition(phase, now, outcome)
-
-    # -- callbacks (callbacks.py) -----------------------------------------------------------------
-
-    @property
-    def _awaits_customer(self) -> bool:
-        """A callback whose customer is not on the line (yet): nothing to play to, nobody to hang up."""
-        return self.state.callback is not None and self.state.customer_call is None
-
-    def _callback_requested(self, info: CallbackInfo, now: float) -> None:
-        s, r = self.state, self.state.record
-        if s.callback is not None or self.phase not in ("in_ivr", "queued"):
-            return
-        s.callback = plan = CallbackPlan.of(info, r.dialled)
-        r.attributes["callback_number"] = plan.number
-        detail = {"number": plan.number, "mode": plan.mode}
-        if plan.enqueue_at is not None:
-            detail["at"] = iso_utc(plan.enqueue_at)
-        self._event("callback_requested", now, **detail)
-
-    def _callback_due(self, now: float) -> None:
-        """Routing says the contact reached the front of its queue."""
-        s = self.state
-        plan = s.callback
-        if self.phase in ("in_ivr", "queued") and s.customer_call is None and not s.accepted:
-            s.callback_due = True  # acted on once the caller has hung up
-            return
-        if plan is None or self.phase != "callback" or plan.dialing is not None:
-            return
-        s.callback_due = False
-        if plan.mode == "customer_first":
-            self._dial_customer(now, near=None)
-            return
-        # Agent first: offered like a call at its place; the customer is dialled on the accept.
-        self._send(
-            ev.RoutingSetVirtualHold(**self._stamp(), call_id=self.routing_id, on=False), "callback_offer"
-        )
-        self._transition("queued", now, "callback_due")
-
-    def _callback_enqueue(self, now: float) -> None:
-        """A chosen time, or the next attempt after the retry gap: in line again (at the back)."""
-        s, r = self.state, self.state.record
-        plan = s.callback
-        assert plan is not None
-        plan.enqueue_at = None
-        self._send(
-            ev.RoutingCallback(
-                **self._stamp(),
-                call_id=self.routing_id,
-                queue=plan.queue,
-                queue_id=r.queue_id,
-                number=plan.number,
-                attributes=dict(r.attributes),
-            ),
-            "callback_enqueue",
-        )
-        self._event("callback_queued", now, attempt=str(plan.attempts + 1))
-
-    def _dial_customer(self, now: float, *, near: uuid.UUID | None) -> None:
-        s = self.state
-        plan = s.callback
-        assert plan is not None
-        plan.attempts += 1
-        plan.dialing = attempt_call_id(self.contact_id, plan.attempts)
-        self._event("callback_dialing", now, attempt=str(plan.attempts), number=plan.number)
-        self._send(
-            ev.MediaOriginate(
-                **self._stamp(),
-                call_id=plan.dialing,
-                to=plan.number,
-                caller_id=plan.caller_id,
-                timeout=plan.ring_s,
-                near_call_id=near,
-            ),
-            "callback_dial",
-        )
-        s.deadline = now + plan.ring_s + RING_SLACK_S
-
-    def _customer_answered(self, call: uuid.UUID, now: float) -> None:
-        s, r = self.state, self.state.record
-        plan = s.callback
-        assert plan is not None
-        plan.dialing = None
-        s.customer_call = call
-        s.deadline = None
-        r.attributes["callback.attempts"] = str(plan.attempts)
-        self._event("callback_answered", now, attempt=str(plan.attempts))
-        if self.phase == "callback":
-            # Customer first: they hear why we call, then wait at the front for the next agent.
-            s.owns_media = True
-            self._send(ev.MediaPlay(**self._stamp(), call_id=call, text=CALLBACK_GREETING), "greeting")
-            self._send(ev.MediaPlay(**self._stamp(), call_id=call, tone="moh", loop=True), "moh")
-            self._send(
-                ev.RoutingSetVirtualHold(**self._stamp(), call_id=self.routing_id, on=False), "callback_offer"
-            )
-            self._transition("queued", now, "callback_answered")
-        elif self.phase == "offered" and s.accepted and s.leg_ready:
-            self._bridge()
-        else:
-            self._send(ev.MediaHangup(**self._stamp(), call_id=call, cause="agent_gone"), "hangup_customer")
-
-    def _callback_missed(self, now: float, cause: str) -> None:
-        """Nobody took the customer's call (busy, declined, rang out, not dialled): free the agent, then a
-        retry after the tenant's gap, or the final outcome once the attempts are spent."""
-        s, r = self.state, self.state.record
-        plan = s.callback
-        assert plan is not None
-        plan.dialing = None
-        plan.last_cause = cause
-        s.deadline = None
-        self._event("callback_not_answered", now, attempt=str(plan.attempts), cause=cause)
-        if self.phase == "offered" and s.accepted and r.agent_id is not None:
-            agent = r.agent_id
-            self._release_agent_media()
-            self._send(ev.RoutingEnd(**self._stamp(), call_id=self.routing_id), "end")
-            self._send(
-                ev.RoutingWrapUpDone(**self._stamp(), agent_id=agent, call_id=self.routing_id), "wrap_up"
-            )
-            missed = "callback_not_answered" if plan.kind == "callback" else "not_answered"
-            self._desk(str(agent), "contact_ended", now=now, cause=missed, by="system")
-            r.agent_id = None
-            s.offer_id = s.offer_agent_id = None
-        else:
-            # Customer first: routing still holds the contact at the front.
-            self._send(
-                ev.RoutingCancel(**self._stamp(), call_id=self.routing_id, reason="callback_not_answered"),
-                "cancel",
-            )
-        r.attributes["callback.attempts"] = str(plan.attempts)
-        if plan.spent:
-            self._finish("ended", now, plan.failed_outcome, cause=cause)
-            return
-        plan.enqueue_at = now + plan.retry_s
-        s.deadline = plan.enqueue_at
-        self._transition("callback", now, "callback_not_answered")
 
     # -- outputs ----------------------------------------------------------------------------------
 
