@@ -307,13 +307,14 @@ class Contact(ContactSummary, kw_only=True):
 
 
 class MonitorSession(Model, kw_only=True):
-    """A supervisor on a live contact: `leg_id` (their browser's WebRTC leg) hears and speaks by `mode`
+    """A supervisor on a live contact: `leg_id` (their browser's WebRTC leg, or their desk phone's) hears and speaks by `mode`
     (listen, whisper: the agent hears them, barge: both do; none: left)."""
 
     contact_id: str
     leg_id: str
     mode: str
     agent_leg_id: str | None = None
+    phone: str | None = None  # the desk phone rung as the leg, on the request that gave it
 
 
 class AgentStateSet(Model, kw_only=True):
