@@ -1,20 +1,23 @@
-"""Session fixtures: real PostgreSQL and NATS from the embedded wheels, started once per test session."""
+"""Session fixtures: real PostgreSQL and NATS from the embedded wheels and an API process on them, started once
+per test session."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from services.kernel import db
 from services.runtime.embedded import APP_ROLE, DATABASE, EmbeddedNats, EmbeddedPostgres, Secrets
+from tests.service_procs import start_api
 
 # A test about to time out first prints what each asyncio task is waiting for (tests/hangs.py).
 pytest_plugins = ["tests.hangs"]
@@ -54,6 +57,71 @@ def infra() -> Iterator[Infra]:
         pg.stop()
         if not os.environ.get("SB_KEEP_TEST_DATA"):
             shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def api_server(infra: Infra) -> Iterator[str]:
+    """`python -m services.api` on a free 127.0.0.1 port; yields its base URL. One for the whole session:
+    every folder's tests make tenants of their own (starting one per folder cost seconds each)."""
+    with start_api(
+        infra,
+        SB_SIGNUP_RATE_PER_MINUTE="1000",
+        SB_SIGNIN_ADDRESS_RATE_PER_MINUTE="100000",
+        # Browser sessions' access tokens live 6 s here, so that tests see them refreshed many times.
+        SB_ACCESS_TOKEN_TTL_S="6",
+    ) as base:
+        yield base
+
+
+T = TypeVar("T")
+
+
+class FolderScope:
+    """What the modules of one test folder share until the folder's last test: a stack of services costs
+    seconds to start, and pytest's "package" scope needs an __init__.py (without one it lasts the session,
+    and services left running would answer the calls and commands of later folders, which stand in their
+    own). `share(folder, name, make)` enters the context manager `make()` once and returns what it yields;
+    pytest_runtest_teardown below exits it after the folder's last test (after that test's module
+    fixtures), or at the end of the session. Anything a module changes in it (a service it kills, settings
+    it writes) it must put back, or keep to its own tenants."""
+
+    def __init__(self) -> None:
+        self.open: dict[tuple[Path, str], tuple[contextlib.ExitStack, Any]] = {}
+
+    def share(self, folder: Path, name: str, make: Callable[[], contextlib.AbstractContextManager[T]]) -> T:
+        key = (folder.resolve(), name)
+        if key not in self.open:
+            with contextlib.ExitStack() as stack:
+                value = stack.enter_context(make())
+                self.open[key] = (stack.pop_all(), value)
+        return self.open[key][1]  # type: ignore[no-any-return]
+
+    def leave(self, nextitem: pytest.Item | None) -> None:
+        """Exit what belongs to folders that `nextitem` is not in (all of it at the end)."""
+        for key in list(self.open):
+            if nextitem is None or key[0] not in Path(nextitem.path).parents:
+                self.open.pop(key)[0].close()
+
+
+_FOLDERS = FolderScope()
+
+
+@pytest.fixture(scope="session")
+def folder_scope(infra: Infra) -> Iterator[FolderScope]:
+    # Set up after `infra`, so torn down before it: what the last folder shares stops while PostgreSQL and
+    # NATS still run.
+    try:
+        yield _FOLDERS
+    finally:
+        _FOLDERS.leave(None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    result = yield  # the item's own fixtures first (a module's extra service stops before the stack)
+    if nextitem is not None:  # after the last item the session's fixtures are gone: folder_scope's end
+        _FOLDERS.leave(nextitem)
+    return result
 
 
 class AmbientRead(AssertionError):

@@ -1,4 +1,4 @@
-"""Browser end to end: the real API (tests/integration/conftest.py's `api_server`), the media service as a
+"""Browser end to end: the real API (tests/conftest.py's `api_server`), the media service as a
 real subprocess (tests/integration/media/conftest.py's `start_media`, loaded by path: test folders are not
 packages) and headless Chromium through Playwright, launched from Debian's /usr/bin/chromium."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import importlib.util
 import shutil
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 
 from tests.e2e.browser import chromium
-from tests.integration.conftest import api_server  # noqa: F401  (re-exported as a fixture here)
 
 _path = Path(__file__).resolve().parents[2] / "integration" / "media" / "conftest.py"
 _spec = importlib.util.spec_from_file_location("_browser_media_fixtures", _path)
@@ -32,11 +31,13 @@ class Media:
 
 
 @pytest.fixture(scope="module")
-def media(infra: Any) -> Iterator[Media]:
-    # Per module: a media service left running would answer other folders' media commands (see the media
-    # conftest).
-    with _media.start_media(infra) as (port, _pid, log_path):
-        yield Media(port, log_path)
+def media(folder_scope: Any, infra: Any) -> Media:
+    # One for this folder, stopped after its last test (tests/conftest.py's FolderScope): a media service
+    # left running would answer other folders' media commands (see the media conftest).
+    port, _pid, log_path = folder_scope.share(
+        Path(__file__).parent, "media", lambda: _media.start_media(infra)
+    )
+    return Media(port, log_path)
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The whole contact path on real processes: the API (tests/integration/conftest.py's `api_server`) and
+"""The whole contact path on real processes: the API (tests/conftest.py's `api_server`) and
 `python -m services.media`, `services.routing`, `services.ivr` and `services.contacts` against the session's
 PostgreSQL and NATS; tenants made through the API; callers are SIPp or `PhoneCaller` below (an asyncio SIP
 UAC that streams a tone and keeps what it hears, so a test controls exactly when it hangs up)."""
@@ -33,7 +33,6 @@ from services.media.rtp.g711 import ulaw_decode, ulaw_encode
 from services.media.rtp.packet import RtpPacket
 from services.media.rtp.telephone_event import digit_packets
 from services.runtime.embedded import free_port
-from tests.integration.conftest import api_server  # noqa: F401  (re-exported as a fixture here)
 from tests.service_procs import consumer_ready, drop_consumers, service_env, sip_answers, stop
 
 REPO = Path(__file__).resolve().parents[3]
@@ -188,7 +187,7 @@ class _Stacks:
     Only one runs at a time: two contact coordinators or IVRs on one NATS would both act on every call. A
     module asking for the other kind stops the running one first (conftest sorts the sharded modules last,
     so that happens once). A module that killed a service and left it down gets it started again before
-    the next module uses the stack. The last test of the folder stops it (pytest_runtest_teardown below):
+    the next module uses the stack. The folder's last test stops it (tests/conftest.py's FolderScope):
     these processes answer calls and commands of every tenant on the session's NATS, so they must not
     outlive the folder (other folders run their own adapters)."""
 
@@ -229,31 +228,23 @@ class _Stacks:
             running.__exit__(None, None, None)
 
 
-_STACKS: _Stacks | None = None
 _HERE = Path(__file__).resolve().parent
 
 
-@pytest.fixture(scope="session")
-def _stacks(infra, api_server: str) -> Iterator[_Stacks]:  # type: ignore[no-untyped-def]  # noqa: F811
-    global _STACKS
-    _STACKS = _Stacks(infra, api_server)
-    try:
-        yield _STACKS
-    finally:
-        _STACKS.close()
-        _STACKS = None
+def _stacks(folder_scope: Any, infra: Any, api: str) -> _Stacks:
+    return folder_scope.share(_HERE, "stacks", lambda: contextlib.closing(_Stacks(infra, api)))  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
-def first_call_stack(_stacks: _Stacks) -> Stack:
+def first_call_stack(folder_scope, infra, api_server: str) -> Stack:  # type: ignore[no-untyped-def]
     """The API, one media process on the SIP port, routing, IVR and the contact coordinator."""
-    return _stacks.get("plain")
+    return _stacks(folder_scope, infra, api_server).get("plain")
 
 
 @pytest.fixture(scope="module")
-def sharded_stack(_stacks: _Stacks) -> Stack:
+def sharded_stack(folder_scope, infra, api_server: str) -> Stack:  # type: ignore[no-untyped-def]
     """The same with the SIP front and two media workers (and the short timers above)."""
-    return _stacks.get("sharded")
+    return _stacks(folder_scope, infra, api_server).get("sharded")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -264,16 +255,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         ordered = sorted((items[k] for k in mine), key=lambda item: "sharded_stack" in item.fixturenames)
         for k, item in zip(mine, ordered, strict=True):
             items[k] = item
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    # After the module fixtures' own teardown (a module's extra service stops first), the folder's last test
-    # stops the shared stack.
-    result = yield
-    if _STACKS is not None and (nextitem is None or _HERE not in Path(nextitem.path).parents):
-        _STACKS.close()
-    return result
 
 
 @dataclass

@@ -33,7 +33,7 @@ pytestmark = [
 
 SHOTS = Path(__file__).resolve().parents[3] / ".artifacts" / "agent-shift"
 PASSWORD = "a long and happy shift"
-ACCESS_TTL_S = 6  # tests/integration/conftest.py's api_server
+ACCESS_TTL_S = 6  # tests/conftest.py's api_server
 OFFLINE_S = 10.0
 SECOND_HZ = 1400.0  # the consulted agent's voice
 

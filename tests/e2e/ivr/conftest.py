@@ -1,9 +1,10 @@
-"""Fixtures for the IVR end to end: the real API (tests/integration/conftest.py's `api_server`), and the
+"""Fixtures for the IVR end to end: the real API (tests/conftest.py's `api_server`), and the
 media and ivr services as real subprocesses against the session's PostgreSQL and NATS (tests/service_procs.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -11,11 +12,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from services.runtime.embedded import free_port
-from tests.integration.conftest import api_server  # noqa: F401  (re-exported as a fixture here)
 from tests.service_procs import consumer_ready, drop_consumers, service_env, sip_answers, stop
 
 REPO = Path(__file__).resolve().parents[3]
@@ -43,9 +44,15 @@ def _ivr_ready(log: Path, proc: subprocess.Popen[bytes], timeout: float) -> None
 
 
 @pytest.fixture(scope="module")
-def ivr_stack(infra) -> Iterator[Stack]:  # type: ignore[no-untyped-def]
-    # Module scope: an ivr process left running would take the calls of tests/integration/ivr (which run
-    # their own adapter against a fake media on the same NATS) later in the session.
+def ivr_stack(folder_scope, infra) -> Stack:  # type: ignore[no-untyped-def]
+    # Shared by this folder's modules, and stopped after its last test (tests/conftest.py's FolderScope): an
+    # ivr process left running would take the calls of tests/integration/ivr (which run their own adapter
+    # against a fake media on the same NATS) later in the session.
+    return folder_scope.share(Path(__file__).parent, "ivr_stack", lambda: _ivr_stack(infra))  # type: ignore[no-any-return]
+
+
+@contextlib.contextmanager
+def _ivr_stack(infra: Any) -> Iterator[Stack]:
     sip_port = free_port()
     rtp_low = 30000 + ((os.getpid() + sip_port) % 200) * 40
     media_log = infra.data_dir / f"ivr-e2e-media-{sip_port}.log"

@@ -140,20 +140,21 @@ def start_media(infra, extra_env: dict[str, str] | None = None) -> Iterator[tupl
                 proc.wait(timeout=5)
 
 
-# Per module, not per session: a media service left running would answer every tenant's media commands
-# (sb.*.cmd.media.>) in later test folders that stand in their own responders.
+# One media process per folder (tests/conftest.py's FolderScope), not per session: a media service left
+# running would answer every tenant's media commands (sb.*.cmd.media.>) in later test folders that stand in
+# their own responders. Each module gets tenants and numbers of its own.
 @pytest.fixture(scope="module")
-def media_edge(infra) -> Iterator[MediaEdge]:  # type: ignore[no-untyped-def]
+def media_edge(request, folder_scope, infra) -> MediaEdge:  # type: ignore[no-untyped-def]
+    port, pid, log_path = folder_scope.share(request.path.parent, "media_edge", lambda: start_media(infra))
     seeded = asyncio.run(_seed(infra.owner_url))
-    with start_media(infra) as (port, pid, log_path):
-        yield MediaEdge(
-            port=port,
-            tenant_id=seeded["tenant"],  # type: ignore[arg-type]
-            number=str(seeded["number"]),
-            flow_number=str(seeded["flow_number"]),
-            busy_tenant_number=str(seeded["busy"]),
-            auth_number=str(seeded["auth"]),
-            nats_url=infra.nats_url,
-            log_path=log_path,
-            pid=pid,
-        )
+    return MediaEdge(
+        port=port,
+        tenant_id=seeded["tenant"],  # type: ignore[arg-type]
+        number=str(seeded["number"]),
+        flow_number=str(seeded["flow_number"]),
+        busy_tenant_number=str(seeded["busy"]),
+        auth_number=str(seeded["auth"]),
+        nats_url=infra.nats_url,
+        log_path=log_path,
+        pid=pid,
+    )
