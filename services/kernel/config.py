@@ -72,6 +72,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     recording_old_key_files: str = ""
     recording_store: str = ""
     recording_url_ttl_s: int = 300
+    # How often media syncs a recorded call's spool and ships it as a chunk: what a crash of a media worker
+    # can lose at most (about twice this), against the worker's CPU (one fsync and one JetStream publish per
+    # recorded call per interval; docs/recording.md, "Benchmark").
+    recording_flush_s: float = 1.0
     s3_endpoint_url: str = ""
     s3_region: str = "us-east-1"
     s3_access_key_id: str = ""
@@ -136,6 +140,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "recording_old_key_files": ("SB_RECORDING_OLD_KEY_FILES", str),
     "recording_store": ("SB_RECORDING_STORE", str),
     "recording_url_ttl_s": ("SB_RECORDING_URL_TTL_S", int),
+    "recording_flush_s": ("SB_RECORDING_FLUSH_S", float),
     "s3_endpoint_url": ("SB_S3_ENDPOINT_URL", str),
     "s3_region": ("SB_S3_REGION", str),
     "s3_access_key_id": ("SB_S3_ACCESS_KEY_ID", str),
@@ -195,6 +200,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         raise ConfigError(f"SB_ROUTING_PARTITION_COUNT={settings.routing_partition_count} is outside 1-1024")
     if not 60 <= settings.turn_ttl_s <= 86400:
         raise ConfigError(f"SB_TURN_TTL_S={settings.turn_ttl_s} is outside 60-86400")
+    if not 0.2 <= settings.recording_flush_s <= 10:
+        raise ConfigError(f"SB_RECORDING_FLUSH_S={settings.recording_flush_s:g} is outside 0.2-10 seconds")
     if not 10 <= settings.recording_url_ttl_s <= 86400:
         raise ConfigError(f"SB_RECORDING_URL_TTL_S={settings.recording_url_ttl_s} is outside 10-86400")
     if settings.recording_store and not settings.recording_store.startswith(("file:", "s3://")):

@@ -150,9 +150,11 @@ class MediaService:
         *,
         spool_dir: Path | None = None,
         data_dir: Path | None = None,
+        flush_s: float = 1.0,
     ) -> None:
         self.edge = edge
         self.spool_dir = spool_dir
+        self.flush_s = flush_s
         # `record` writes under it (voicemail); None: this worker does not record.
         self.data_dir = data_dir
         # Legs joined by a `transfer`: when one ends, the other is hung up.
@@ -555,6 +557,7 @@ class MediaService:
                     self.spool_dir,
                     str(recording_id),
                     bridge.law,
+                    flush_seconds=self.flush_s,
                     started_at=time.time(),
                     tenant_id=str(tenant),
                 )
@@ -657,7 +660,13 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     # Concurrent calls per tenant and legs per agent, counted with the other media processes (kernel/slots.py).
     await edge.slots.attach(bus.js, settings.jetstream_replicas)
     await edge.start()
-    service = MediaService(edge, bus, spool_dir=settings.data_dir / "spool", data_dir=settings.data_dir)
+    service = MediaService(
+        edge,
+        bus,
+        spool_dir=settings.data_dir / "spool",
+        data_dir=settings.data_dir,
+        flush_s=settings.recording_flush_s,
+    )
     await service.start()
     # Registered in `sb_media_workers` either way: behind the front (which dispatches by it and watches
     # it), or alone with link port 0, watched by the contacts coordinator (services/media/loss.py), so

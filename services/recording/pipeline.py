@@ -61,6 +61,9 @@ CONSUMER = "recording"
 ACK_WAIT_S = 60.0
 LOST_CAUSE = "media_worker_lost"
 FINALISE_CONCURRENCY = 8
+# A recording whose chunks add up to at most this (about a minute of call) is read from JetStream once and
+# kept for the second pass; a longer one is read twice, never held.
+HOLD_BYTES = 1024 * 1024
 
 
 def _derived(recording_id: uuid.UUID, what: str) -> uuid.UUID:
@@ -198,25 +201,32 @@ class RecordingPipeline:
         if status not in ("available", "deleted"):
             # Two passes over the chunks (the WAV header says the length before any audio), each holding
             # one batch of chunks and one sealed segment at a time: an hour of call is never held whole.
+            # A short recording's chunks (most calls) are kept from the first pass for the second.
             survey = Survey(end.law, declared=end.chunks, cut_short=end.partial)
+            held: list[tuple[int, bytes]] | None = []
+            kept = 0
             async with aclosing(iter_chunks(self.bus.js, tenant, rid)) as chunks:
                 async for n, data, _law in chunks:
                     survey.push(n, data)
+                    kept += len(data)
+                    if held is not None and kept <= HOLD_BYTES:
+                        held.append((n, data))
+                    else:
+                        held = None  # too long to keep: read again
                     if survey.done:
                         break
             plan = survey.plan()
             async with tenant_tx(self.pool, tenant) as conn:
                 key_id, data_key = await self.keys.current(conn, tenant)
-            frames = Frames(plan)
-            sealer = Sealer(data_key, key_id, tenant, rid)
-            key = recording_key(tenant, rid)
-            size = await self.store.put_stream(key, self._sealed_wav(tenant, rid, frames, sealer))
-            sha256 = frames.digest.hexdigest()
-            async with tenant_tx(self.pool, tenant, readonly=True) as conn:
                 opus_copy = await conn.fetchval(
                     "SELECT recording_opus_copy FROM tenants WHERE id = $1", tenant
                 )
-            opus = await self._store_opus(tenant, rid, plan, key_id, data_key) if opus_copy else None
+            frames = Frames(plan)
+            sealer = Sealer(data_key, key_id, tenant, rid)
+            key = recording_key(tenant, rid)
+            size = await self.store.put_stream(key, self._sealed_wav(tenant, rid, frames, sealer, held))
+            sha256 = frames.digest.hexdigest()
+            opus = await self._store_opus(tenant, rid, plan, key_id, data_key, held) if opus_copy else None
             async with tenant_tx(self.pool, tenant) as conn:
                 await mark_available(
                     conn,
@@ -253,11 +263,28 @@ class RecordingPipeline:
         # Stored and indexed: the stream's copy can go.
         await self.bus.js.purge_stream(REC_STREAM, subject=rec_subject(tenant, rid, "*"))
 
+    async def _again(
+        self, tenant: uuid.UUID, rid: uuid.UUID, held: list[tuple[int, bytes]] | None
+    ) -> AsyncIterator[tuple[int, bytes, str | None]]:
+        """The chunks once more: those the first pass kept, or from the stream."""
+        if held is not None:
+            for n, data in held:
+                yield n, data, None
+            return
+        async with aclosing(iter_chunks(self.bus.js, tenant, rid)) as chunks:
+            async for item in chunks:
+                yield item
+
     async def _sealed_wav(
-        self, tenant: uuid.UUID, rid: uuid.UUID, frames: Frames, sealer: Sealer
+        self,
+        tenant: uuid.UUID,
+        rid: uuid.UUID,
+        frames: Frames,
+        sealer: Sealer,
+        held: list[tuple[int, bytes]] | None,
     ) -> AsyncIterator[bytes]:
         yield sealer.update(frames.header())
-        async with aclosing(iter_chunks(self.bus.js, tenant, rid)) as chunks:
+        async with aclosing(self._again(tenant, rid, held)) as chunks:
             async for n, data, _law in chunks:
                 piece = sealer.update(frames.push(n, data))
                 if piece:
@@ -269,7 +296,13 @@ class RecordingPipeline:
         yield sealer.finish()
 
     async def _store_opus(
-        self, tenant: uuid.UUID, rid: uuid.UUID, plan: Plan, key_id: uuid.UUID, data_key: bytes
+        self,
+        tenant: uuid.UUID,
+        rid: uuid.UUID,
+        plan: Plan,
+        key_id: uuid.UUID,
+        data_key: bytes,
+        held: list[tuple[int, bytes]] | None,
     ) -> StoredCopy:
         """The Opus-in-Ogg copy: a third pass over the chunks, encoded on a worker thread (libopus), sealed
         under the copy's own id (a copy swapped for its master does not open) and stored beside it."""
@@ -279,7 +312,7 @@ class RecordingPipeline:
         digest = hashlib.sha256()
 
         async def pieces() -> AsyncIterator[bytes]:
-            async with aclosing(iter_chunks(self.bus.js, tenant, rid)) as chunks:
+            async with aclosing(self._again(tenant, rid, held)) as chunks:
                 async for n, data, _law in chunks:
                     ogg = await asyncio.to_thread(encoder.push, frames.push(n, data))
                     digest.update(ogg)

@@ -111,7 +111,9 @@ def wait_written(timeout: float = 10.0) -> bool:
 def _append_and_sync(file: BinaryIO, data: bytes) -> None:
     file.write(data)
     file.flush()
-    os.fsync(file.fileno())
+    # The data and what finding it needs (the file's new size), not its times: less journal work than fsync
+    # for every recorded call every second.
+    os.fdatasync(file.fileno())
 
 
 def _fsync_dir(path: Path) -> None:
@@ -177,6 +179,20 @@ class SpoolWriter:
         self.chunks = 0
 
     def write(self, caller: bytes | None, agent: bytes | None, now: float) -> None:
+        if caller is not None and agent is not None and len(caller) == len(agent) and not self.paused:
+            # Both sides spoke a frame of the same length (nearly every frame): two appends, nothing more;
+            # this runs for every recorded call 50 times a second on the media worker's loop.
+            if not self._buffer_samples:
+                self._buffer_start = self.position
+            self._caller += caller
+            self._agent += agent
+            self._buffer_samples += len(caller)
+            self.position += len(caller)
+            if self._last_flush is None:
+                self._last_flush = now
+            elif now - self._last_flush >= self.flush_seconds:
+                self.flush(now)
+            return
         samples = max(len(caller or b""), len(agent or b""))
         if samples == 0:
             return

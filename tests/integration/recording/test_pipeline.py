@@ -229,7 +229,8 @@ async def test_a_long_recording_is_sealed_and_read_back_in_bounded_memory(stack:
     print(
         f"\nWAV {wav_size / 1e6:.1f} MB; peak while sealing {sealing_peak / 1e6:.2f} MB, reading {reading_peak / 1e6:.2f} MB"
     )
-    assert sealing_peak < 2_000_000 and reading_peak < 2_000_000
+    # A minute of chunks kept for the second pass at most (HOLD_BYTES), a batch, a segment: never the 9.6 MB.
+    assert sealing_peak < 3_000_000 and reading_peak < 2_000_000
 
 
 async def test_rewrap_under_a_new_master_key_keeps_old_recordings_readable(
