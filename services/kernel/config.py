@@ -75,7 +75,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How often media syncs a recorded call's spool and ships it as a chunk: what a crash of a media worker
     # can lose at most (about twice this), against the worker's CPU (one fsync and one JetStream publish per
     # recorded call per interval; docs/recording.md, "Benchmark").
-    recording_flush_s: float = 1.0
+    recording_flush_s: float = 2.0
     s3_endpoint_url: str = ""
     s3_region: str = "us-east-1"
     s3_access_key_id: str = ""

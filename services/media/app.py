@@ -150,7 +150,7 @@ class MediaService:
         *,
         spool_dir: Path | None = None,
         data_dir: Path | None = None,
-        flush_s: float = 1.0,
+        flush_s: float = 2.0,
     ) -> None:
         self.edge = edge
         self.spool_dir = spool_dir

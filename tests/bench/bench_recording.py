@@ -294,7 +294,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=4, help="off/on pairs (default 4)")
     parser.add_argument("--quick", action="store_true", help="20 calls, 3 s steps, 2 pairs")
     parser.add_argument(
-        "--flush", type=float, default=1.0, help="media's SB_RECORDING_FLUSH_S: seconds per chunk (default 1)"
+        "--flush", type=float, default=2.0, help="media's SB_RECORDING_FLUSH_S: seconds per chunk (default 2)"
     )
     args = parser.parse_args()
     if args.quick:
