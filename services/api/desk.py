@@ -70,6 +70,7 @@ class DeskView(msgspec.Struct, kw_only=True):
     tenant: Named
     settings: DeskSettings
     queues: list[DeskQueue]
+    flows: list[str] = []  # the tenant's IVR flows, by name: a transfer to one (e.g. a post-call survey)
 
 
 class Colleague(Named, kw_only=True):
@@ -224,6 +225,7 @@ class DeskController(Controller):
             tenant = await conn.fetchrow("SELECT id, name FROM tenants WHERE id = $1", claims.tenant_id)
             settings = await read_settings(conn, claims.tenant_id)
             queues = await conn.fetch("SELECT id, name, wrap_up_seconds FROM queues ORDER BY lower(name)")
+            flows = await conn.fetch("SELECT name FROM flows ORDER BY name")
         assert agent is not None and tenant is not None
         now = await _status(state, claims.tenant_id, claims.agent_id) if signed_in else "logged_out"
         return DeskView(
@@ -234,6 +236,7 @@ class DeskController(Controller):
             queues=[
                 DeskQueue(id=q["id"], name=q["name"], wrap_up_seconds=q["wrap_up_seconds"]) for q in queues
             ],
+            flows=[f["name"] for f in flows],
         )
 
     @get("/agents", responses=problem_responses(401), summary="Other agents and their state, for a transfer")

@@ -479,6 +479,10 @@ async function openTransfer() {
   const queues = $("transfer-queue");
   queues.replaceChildren();
   for (const q of desk.me.queues) option(queues, q.id, q.name);
+  const flows = $("transfer-flow");
+  flows.replaceChildren();
+  for (const name of desk.me.flows || []) option(flows, name, name);
+  if (!flows.options.length) option(flows, "", "No surveys or menus");
   const agents = $("transfer-agent");
   agents.replaceChildren();
   option(agents, "", "Loading agents…");
@@ -493,18 +497,25 @@ async function openTransfer() {
 }
 $("transfer-button").onclick = () => ($("transfer").classList.contains("hidden") ? openTransfer() : toggle("transfer", false));
 $("transfer-cancel").onclick = () => toggle("transfer", false);
-for (const [tab, show, hide] of [["to-queue-tab", "transfer-queue", "transfer-agent"], ["to-agent-tab", "transfer-agent", "transfer-queue"]]) {
+const TRANSFER_TABS = {"to-queue-tab": "transfer-queue", "to-agent-tab": "transfer-agent", "to-flow-tab": "transfer-flow"};
+for (const tab of Object.keys(TRANSFER_TABS)) {
   $(tab).onclick = () => {
-    $(show).classList.remove("hidden");
-    $(hide).classList.add("hidden");
-    $("to-queue-tab").setAttribute("aria-selected", String(tab === "to-queue-tab"));
-    $("to-agent-tab").setAttribute("aria-selected", String(tab === "to-agent-tab"));
+    for (const [other, select] of Object.entries(TRANSFER_TABS)) {
+      $(select).classList.toggle("hidden", other !== tab);
+      $(other).setAttribute("aria-selected", String(other === tab));
+    }
+    // A survey or menu takes the caller from you: there is nobody to consult first.
+    $("consult-go").disabled = tab === "to-flow-tab";
   };
+}
+function transferTarget() {
+  if ($("to-flow-tab").getAttribute("aria-selected") === "true") return {flow: $("transfer-flow").value};
+  if ($("to-agent-tab").getAttribute("aria-selected") === "true") return {agent_id: $("transfer-agent").value};
+  return {queue: $("transfer-queue").value};
 }
 $("transfer-go").onclick = async () => {
   if (!desk.call) return;
-  const toAgent = $("to-agent-tab").getAttribute("aria-selected") === "true";
-  const target = toAgent ? {agent_id: $("transfer-agent").value} : {queue: $("transfer-queue").value};
+  const target = transferTarget();
   if (!Object.values(target)[0]) return note("Choose where to transfer the call.");
   const ack = await act("Transfer", send("transfer", {contact_id: desk.call.contact_id, ...target, note: $("transfer-note").value || undefined}));
   if (ack) {

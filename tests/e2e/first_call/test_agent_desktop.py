@@ -52,12 +52,24 @@ async (ms) => {
 """
 
 
+GOODBYE_FLOW = """\
+name: fc-goodbye
+start: bye
+nodes:
+  bye: {type: hangup, prompt: {say: "Thank you for your time. Goodbye."}}
+"""
+
+
 async def _visible(page: Any, selector: str, timeout_s: float = 15.0) -> None:
     await page.wait_for_selector(selector, state="visible", timeout=timeout_s * 1000)
 
 
 async def test_agent_desktop_takes_a_call(first_call_stack: Any, tmp_path: Path) -> None:
     tenant = await asyncio.to_thread(make_tenant, first_call_stack.api)
+    async with httpx.AsyncClient(
+        base_url=first_call_stack.api, headers={"Authorization": f"Bearer {tenant.key}"}, timeout=10
+    ) as http:  # a flow the agent can transfer a caller to (before the desk loads its lists)
+        assert (await http.post("/v1/flows", json={"definition": GOODBYE_FLOW})).status_code == 201
     token = await asyncio.to_thread(tenant.token, "agent0@example.com")
     caller: PhoneCaller | None = None
     async with chromium.launch(tmp_path / "chromium-profile") as browser:
@@ -160,9 +172,25 @@ async def test_agent_desktop_takes_a_call(first_call_stack: Any, tmp_path: Path)
                 heard = await asyncio.wait_for(page.evaluate(MEASURE_JS, 1500), 10)
                 assert heard["peak_db"] > -60, heard  # the far end echoes the page's microphone
                 await page.screenshot(path=str(tmp_path / "dial-connected.png"))
-                await page.click("#hangup")
+                # The agent leaves the far end to a flow (a survey or menu): the IVR says goodbye, hangs up.
+                await page.click("#transfer-button")
+                await page.click("#to-flow-tab")
+                await page.select_option("#transfer-flow", "fc-goodbye")
+                await page.screenshot(path=str(tmp_path / "transfer-to-flow.png"))
+                await page.click("#transfer-go")
                 await _visible(page, "#wrapup-panel")
-                assert await asyncio.wait_for(uas.wait(), 10) == 0
+                assert await asyncio.wait_for(uas.wait(), 20) == 0  # the flow's hangup: BYE to the far end
+                outbound = await page.evaluate(
+                    "agentDesktop.events.filter((m) => m.type === 'contact_offer').pop().contact_id"
+                )
+                async with httpx.AsyncClient(
+                    base_url=first_call_stack.api,
+                    headers={"Authorization": f"Bearer {tenant.key}"},
+                    timeout=10,
+                ) as http:
+                    moved = (await http.get(f"/v1/contacts/{outbound}")).json()
+                assert moved["direction"] == "outbound" and moved["transfers"][-1]["to_flow"] == "fc-goodbye"
+                assert "post_call_flow" in [e["event"] for e in moved["timeline"]]
             finally:
                 if uas.returncode is None:
                     uas.kill()
