@@ -86,7 +86,7 @@ class CuttableProxy:
 def _grace(t: Tenant, seconds: int) -> None:
     with t.client() as client:
         r = client.patch("/v1/me/settings", json={"agent_grace_seconds": seconds})
-        assert r.status_code == 200 and r.json() == {"agent_grace_seconds": seconds}, r.text
+        assert r.status_code == 200 and r.json()["agent_grace_seconds"] == seconds, r.text
 
 
 def _logged_in(t: Tenant) -> int:
@@ -245,7 +245,7 @@ def test_settings_refuse_a_grace_out_of_range(first_call_stack: Stack) -> None:
     with t.client() as client:
         r = client.patch("/v1/me/settings", json={"agent_grace_seconds": 601})
         assert r.status_code in (400, 422), r.text
-        assert client.get("/v1/me/settings").json() == {"agent_grace_seconds": 20}
+        assert client.get("/v1/me/settings").json()["agent_grace_seconds"] == 20  # unchanged by the refusal
     with httpx.Client(base_url=first_call_stack.api) as anon:
         assert anon.patch("/v1/me/settings", json={"agent_grace_seconds": 5}).status_code == 401
 
