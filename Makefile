@@ -14,7 +14,7 @@ UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 
-.PHONY: setup setup-runtime system-postgres lock run test test-peers lint format bench clean
+.PHONY: setup setup-runtime system-postgres lock run test test-parallel test-peers lint format bench clean
 
 # Every install comes from uv.lock (exact versions and hashes, Linux x86_64/aarch64, CPython 3.11-3.13):
 # `make setup-runtime` the platform's runtime set (what `make run` needs), `make setup` adds the dev/test
@@ -92,6 +92,18 @@ run: setup-runtime
 
 test: setup test-peers
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The same suite as two pytest sessions at once, each with its own PostgreSQL, NATS and API: the folders in
+# TEST_FIRST (mostly waiting on calls and timers) and everything else. Their logs are printed one after the
+# other once both end (also in .artifacts/test-first.log and test-rest.log); fails if either fails.
+TEST_FIRST ?= tests/e2e/first_call
+test-parallel: setup test-peers
+	@mkdir -p .artifacts
+	@$(BIN)/python -m pytest $(TEST_FIRST) $(PYTEST_ARGS) > .artifacts/test-first.log 2>&1 & first=$$!; \
+	$(BIN)/python -m pytest $(foreach f,$(TEST_FIRST),--ignore=$(f)) $(PYTEST_ARGS) > .artifacts/test-rest.log 2>&1; \
+	rest=$$?; wait $$first; first_rc=$$?; \
+	cat .artifacts/test-first.log .artifacts/test-rest.log; \
+	test $$first_rc = 0 && test $$rest = 0
 
 lint: setup
 	$(BIN)/ruff check .
