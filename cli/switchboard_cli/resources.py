@@ -327,6 +327,11 @@ def register(cli: click.Group) -> None:
                     metavar="DAYS|tenant",
                     help="Days recordings of this queue are kept (then purged), or the tenant's setting.",
                 ),
+                click.option(
+                    "--recording-announcement",
+                    metavar="TEXT|none|tenant",
+                    help="What recorded callers hear before an agent (none: nothing here; tenant: the tenant's).",
+                ),
                 click.option("--site", metavar="NAME_OR_ID", help="Site the queue belongs to."),
             ]
         ):
@@ -353,8 +358,15 @@ def register(cli: click.Group) -> None:
             "recording_retention_days": (
                 None if given["recording_retention"] == TENANT_SETTING else value("recording_retention")
             ),
+            "recording_announcement": _announcement(given["recording_announcement"]),
             "site_id": find_site(client, given["site"]).id if given["site"] else unset,
         }
+
+    def _announcement(text: str | None) -> Any:
+        if text is None:
+            return switchboard.UNSET
+        word = text.strip().lower()
+        return None if word == TENANT_SETTING else ("" if word == "none" else text)
 
     @command(queues, "create")
     @click.argument("name")

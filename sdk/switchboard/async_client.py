@@ -433,6 +433,7 @@ class AsyncQueues(_Collection[Queue]):
         offer_timeout_seconds: int | UnsetType = UNSET,
         recording_percent: int | UnsetType | None = UNSET,
         recording_retention_days: int | UnsetType | None = UNSET,
+        recording_announcement: str | UnsetType | None = UNSET,
         site_id: str | UnsetType = UNSET,
     ) -> Queue:
         body = _calls.fields(
@@ -446,6 +447,7 @@ class AsyncQueues(_Collection[Queue]):
             offer_timeout_seconds=offer_timeout_seconds,
             recording_percent=recording_percent,
             recording_retention_days=recording_retention_days,
+            recording_announcement=recording_announcement,
             site_id=site_id,
         )
         queue: Queue = await self._client._run(_calls.create(self._path, Queue, body))
@@ -465,6 +467,7 @@ class AsyncQueues(_Collection[Queue]):
         offer_timeout_seconds: int | UnsetType = UNSET,
         recording_percent: int | UnsetType | None = UNSET,
         recording_retention_days: int | UnsetType | None = UNSET,
+        recording_announcement: str | UnsetType | None = UNSET,
         site_id: str | UnsetType | None = UNSET,
     ) -> Queue:
         body = _calls.fields(
@@ -478,6 +481,7 @@ class AsyncQueues(_Collection[Queue]):
             offer_timeout_seconds=offer_timeout_seconds,
             recording_percent=recording_percent,
             recording_retention_days=recording_retention_days,
+            recording_announcement=recording_announcement,
             site_id=site_id,
         )
         queue: Queue = await self._client._run(_calls.update(self._path, Queue, id, body))

@@ -454,6 +454,7 @@ class Queues(_Collection[Queue]):
         offer_timeout_seconds: int | UnsetType = UNSET,
         recording_percent: int | UnsetType | None = UNSET,
         recording_retention_days: int | UnsetType | None = UNSET,
+        recording_announcement: str | UnsetType | None = UNSET,
         site_id: str | UnsetType = UNSET,
     ) -> Queue:
         body = _calls.fields(
@@ -467,6 +468,7 @@ class Queues(_Collection[Queue]):
             offer_timeout_seconds=offer_timeout_seconds,
             recording_percent=recording_percent,
             recording_retention_days=recording_retention_days,
+            recording_announcement=recording_announcement,
             site_id=site_id,
         )
         queue: Queue = self._client._run(_calls.create(self._path, Queue, body))
@@ -486,6 +488,7 @@ class Queues(_Collection[Queue]):
         offer_timeout_seconds: int | UnsetType = UNSET,
         recording_percent: int | UnsetType | None = UNSET,
         recording_retention_days: int | UnsetType | None = UNSET,
+        recording_announcement: str | UnsetType | None = UNSET,
         site_id: str | UnsetType | None = UNSET,
     ) -> Queue:
         body = _calls.fields(
@@ -499,6 +502,7 @@ class Queues(_Collection[Queue]):
             offer_timeout_seconds=offer_timeout_seconds,
             recording_percent=recording_percent,
             recording_retention_days=recording_retention_days,
+            recording_announcement=recording_announcement,
             site_id=site_id,
         )
         queue: Queue = self._client._run(_calls.update(self._path, Queue, id, body))

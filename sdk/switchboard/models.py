@@ -214,6 +214,8 @@ class Queue(Model, kw_only=True):
     # Share of calls recorded (100 all, 0 none) and days recordings are kept; None: the tenant's setting.
     recording_percent: int | None = None
     recording_retention_days: int | None = None
+    # Said to recorded callers before an agent; None: the tenant's; "": none for this queue.
+    recording_announcement: str | None = None
     site_id: str | None = None
     created_at: datetime
     updated_at: datetime

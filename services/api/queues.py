@@ -35,14 +35,14 @@ from .queue_rules import (
     rules_from_row,
 )
 from .sites import require_site
-from .validation import check_name, check_skills
+from .validation import check_name, check_skills, check_text
 
 __all__ = ["Queue", "QueueController"]
 
 COLUMNS = (
     "id, name, skills, priority, sl_percent, sl_seconds, short_abandon_seconds, wrap_up_seconds, "
-    "offer_timeout_seconds, recording_percent, recording_retention_days, site_id, created_at, updated_at, "
-    + RULE_COLUMNS
+    "offer_timeout_seconds, recording_percent, recording_retention_days, recording_announcement, site_id, "
+    "created_at, updated_at, " + RULE_COLUMNS
 )
 
 Priority = Annotated[int, msgspec.Meta(ge=1, le=99, description="1-99; higher is served first")]
@@ -68,6 +68,13 @@ Announce = Annotated[
 ]
 Hours = dict[str, list[str]]
 ClosedMessage = Annotated[str, msgspec.Meta(max_length=500)]
+RecordingAnnouncement = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=500,
+        description="said to recorded callers before an agent; null: the tenant's; empty: none for this queue",
+    ),
+]
 
 
 class Queue(msgspec.Struct, kw_only=True):
@@ -82,6 +89,8 @@ class Queue(msgspec.Struct, kw_only=True):
     offer_timeout_seconds: int
     recording_percent: int | None
     recording_retention_days: int | None
+    # Said to a recorded caller before an agent (docs/recording.md); null: the tenant's; "": none here.
+    recording_announcement: str | None
     site_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
@@ -117,6 +126,7 @@ class QueueCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     offer_timeout_seconds: OfferTimeout = 20
     recording_percent: RecordingPercent | None = None
     recording_retention_days: RetentionDays | None = None
+    recording_announcement: RecordingAnnouncement | None = None
     site_id: uuid.UUID | None = None
     strategy: Strategy = "longest_idle"
     overflow: list[OverflowRule] = msgspec.field(default_factory=list)
@@ -144,6 +154,7 @@ class QueuePatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     offer_timeout_seconds: OfferTimeout | msgspec.UnsetType = msgspec.UNSET
     recording_percent: RecordingPercent | msgspec.UnsetType | None = msgspec.UNSET
     recording_retention_days: RetentionDays | msgspec.UnsetType | None = msgspec.UNSET
+    recording_announcement: RecordingAnnouncement | msgspec.UnsetType | None = msgspec.UNSET
     # null: the queue serves every site.
     site_id: uuid.UUID | msgspec.UnsetType | None = msgspec.UNSET
     strategy: Strategy | msgspec.UnsetType = msgspec.UNSET
@@ -174,11 +185,19 @@ def queue_from_row(row: asyncpg.Record) -> Queue:
         offer_timeout_seconds=row["offer_timeout_seconds"],
         recording_percent=row["recording_percent"],
         recording_retention_days=row["recording_retention_days"],
+        recording_announcement=row["recording_announcement"],
         site_id=row["site_id"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         **rules_from_row(row),
     )
+
+
+def _announcement(text: str | None) -> str | None:
+    """Null (the tenant's), "" (none for this queue), or text a caller can be read."""
+    if text is None or not text.strip():
+        return text if text is None else ""
+    return check_text("recording_announcement", text, max_len=500)
 
 
 def _name_taken(name: str) -> Exception:
@@ -219,8 +238,9 @@ class QueueController(Controller):
                     row = await conn.fetchrow(
                         f"""INSERT INTO queues (id, tenant_id, name, skills, priority, sl_percent, sl_seconds,
                                                 short_abandon_seconds, wrap_up_seconds, offer_timeout_seconds,
-                                                site_id, recording_percent, recording_retention_days)
-                            VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                                                site_id, recording_percent, recording_retention_days,
+                                                recording_announcement)
+                            VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                             RETURNING {COLUMNS}""",
                         new_id(),
                         principal.tenant_id,
@@ -235,6 +255,7 @@ class QueueController(Controller):
                         data.site_id,
                         data.recording_percent,
                         data.recording_retention_days,
+                        _announcement(data.recording_announcement),
                     )
                     row = await conn.fetchrow(
                         f"UPDATE queues SET {set_clause(rules, casts=RULE_CASTS)} WHERE id = $1 RETURNING {COLUMNS}",
@@ -295,6 +316,8 @@ class QueueController(Controller):
                 changes[field] = value
         if data.site_id is not msgspec.UNSET:
             changes["site_id"] = data.site_id
+        if data.recording_announcement is not msgspec.UNSET:
+            changes["recording_announcement"] = _announcement(data.recording_announcement)
         changes.update(check_rules(data))
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:

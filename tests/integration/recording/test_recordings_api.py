@@ -159,6 +159,15 @@ async def test_queue_recording_policy_and_pause_without_a_live_call(
     assert cleared.json()["recording_percent"] is None  # the tenant's setting applies
     for bad in ({"recording_percent": 101}, {"recording_percent": -1}, {"recording_retention_days": 0}):
         assert_problem(await api.patch(f"/v1/queues/{queue['id']}", json=bad, headers=h), 422)
+    # The queue's own announcement (null: the tenant's; "": none for this queue), checked like any text.
+    assert queue["recording_announcement"] is None
+    for told, kept in (("Calls here are recorded.", "Calls here are recorded."), ("  ", ""), (None, None)):
+        r = await api.patch(f"/v1/queues/{queue['id']}", json={"recording_announcement": told}, headers=h)
+        assert r.status_code == 200 and r.json()["recording_announcement"] == kept, r.text
+    for bad in ("x" * 501, "bell\x07"):
+        assert_problem(
+            await api.patch(f"/v1/queues/{queue['id']}", json={"recording_announcement": bad}, headers=h), 422
+        )
 
     await stack.start_pipeline()
     done = await recorded(stack, infra, a)
