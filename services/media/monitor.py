@@ -11,6 +11,7 @@ leaves it joins again as it was: the no-decode relay for two SIP legs, decoded f
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -170,11 +171,18 @@ class Monitors:
 
     def bridge_separating(self, bridge: Bridge, reason: str) -> None:
         """The monitored bridge is being separated (unbridge, a leg's end, shutdown): the monitor ends
-        with it; the supervisor's leg stays up, unbridged."""
+        with it; the supervisor's leg stays up, unbridged, except a desk phone the platform rang for it
+        (an outbound SIP leg), which is hung up once the call itself is over: nothing else would end it."""
         for call_id in bridge.call_ids:
             monitor = self.by_leg.get(call_id)
             if monitor is not None and monitor.bridge is bridge:
                 self._leave(monitor, "unbridged" if reason == "unbridge" else reason, rejoin=False)
+                phone = self.service.edge.legs.get(monitor.supervisor.call.call_id)
+                if reason != "unbridge" and phone is not None and phone.outbound:
+                    # After the separation completes (this runs inside it).
+                    asyncio.get_running_loop().call_soon(
+                        self.service.edge.hangup, phone, "monitored_call_ended"
+                    )
                 return
 
     def leg_ended(self, call_id: uuid.UUID) -> None:

@@ -411,7 +411,8 @@ async def test_the_supervisors_desk_phone_as_the_monitoring_endpoint(
     """The supervisor steps in through a desk phone (SIPp as the phone: it answers and echoes what it
     hears): the platform rings it from the worker holding the call. In listen nobody hears the phone; in
     whisper the agent hears it (its own tone and the caller's, echoed), the caller does not; in barge the
-    caller hears its own tone back; leaving hangs the phone up (SIPp gets its BYE and exits 0)."""
+    caller hears its own tone back; leaving hangs the phone up (SIPp gets its BYE and exits 0). Rung
+    again, the phone is hung up when the call itself ends."""
     import shutil
 
     from tests.e2e.first_call.test_desk_phone import PICK_UP_AFTER_3S
@@ -421,18 +422,24 @@ async def test_the_supervisors_desk_phone_as_the_monitoring_endpoint(
         pytest.skip("sipp (Debian sip-tester) is not installed")
     stack = first_call_stack
 
-    async def body(tenant: Any, agent_ear: AgentEar, caller: PhoneCaller, contact_id: str) -> None:
+    (tmp_path / "phone.xml").write_text(PICK_UP_AFTER_3S.replace('<pause milliseconds="3000"/>', ""))
+
+    async def ringable() -> tuple[asyncio.subprocess.Process, int]:
         port = free_port()
-        (tmp_path / "phone.xml").write_text(PICK_UP_AFTER_3S.replace('<pause milliseconds="3000"/>', ""))
-        phone = await asyncio.create_subprocess_exec(
+        proc = await asyncio.create_subprocess_exec(
             *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port)],
             *["-sf", "phone.xml", "-rtp_echo", "-m", "1", "-timeout", "60"],
             cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
+        await asyncio.sleep(0.3)  # SIPp binds its port
+        return proc, port
+
+    async def body(tenant: Any, agent_ear: AgentEar, caller: PhoneCaller, contact_id: str) -> None:
+        phone, port = await ringable()
+        again: asyncio.subprocess.Process | None = None
         console = await Console.sign_in(stack.api, tenant.key, f"desk-{uuid.uuid4().hex[:8]}@example.com")
         ears = {"caller": caller, "agent": agent_ear}
         try:
-            await asyncio.sleep(0.3)  # SIPp binds its port
             headers = {"Authorization": f"Bearer {await console.token()}"}
             monitor = f"/v1/contacts/{contact_id}/monitor"
             for bad in ({"mode": "listen", "phone": "tel:+15550100"}, {"mode": "listen"}):
@@ -466,11 +473,20 @@ async def test_the_supervisors_desk_phone_as_the_monitoring_endpoint(
                 tone_power(heard["caller"], AGENT_HZ) > HEARD
                 and tone_power(heard["caller"], CALLER_HZ) < NOT_HEARD
             )
+            # Rung again for a listen; the caller hangs up: the call is over, the phone gets its BYE.
+            again, port = await ringable()
+            headers = {"Authorization": f"Bearer {await console.token()}"}
+            body = {"mode": "listen", "phone": f"sip:lead@127.0.0.1:{port}"}
+            r = await console.http.post(monitor, json=body, headers=headers)
+            assert r.status_code == 200, r.text
+            await caller.hang_up()
+            assert await asyncio.wait_for(again.wait(), 10) == 0, "the phone outlived the call"
         finally:
             await console.close()
-            if phone.returncode is None:
-                phone.kill()
-                await phone.wait()
+            for proc in (phone, again):
+                if proc is not None and proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
         async with httpx.AsyncClient(
             base_url=stack.api, timeout=10, headers={"Authorization": f"Bearer {tenant.key}"}
         ) as http:
@@ -478,6 +494,7 @@ async def test_the_supervisors_desk_phone_as_the_monitoring_endpoint(
         steps = [
             (e["detail"]["mode"], e["detail"].get("phone")) for e in entries if e["target_id"] == contact_id
         ]
-        assert steps == [("listen", phone_uri), ("whisper", None), ("barge", None), ("none", None)]
+        assert steps[:4] == [("listen", phone_uri), ("whisper", None), ("barge", None), ("none", None)]
+        assert steps[4][0] == "listen" and steps[4][1] is not None
 
     await _with_call(stack, tmp_path, body)
