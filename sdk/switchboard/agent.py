@@ -506,7 +506,7 @@ class AgentSession:
         contact_id = offer.contact_id
         leg: AgentLeg | None = None
         try:
-            if self.audio and contact_id not in self._legs:
+            if self.audio and offer.audio == "webrtc" and contact_id not in self._legs:
                 from ._agent_audio import AgentLeg
 
                 ice = self.ready.ice_servers if self.ready is not None else []

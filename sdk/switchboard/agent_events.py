@@ -45,6 +45,7 @@ __all__ = [
     "SessionContact",
     "TransferInfo",
     "Unknown",
+    "VoicemailInfo",
     "Waited",
     "decode_event",
 ]
@@ -131,6 +132,14 @@ class TransferInfo(msgspec.Struct, kw_only=True):
     note: str = ""
 
 
+class VoicemailInfo(msgspec.Struct, kw_only=True):
+    """A voicemail offered like a call: fetch the message (audio/wav) from `url` with the agent's token."""
+
+    seconds: float = 0.0
+    url: str = ""
+    of: str = ""  # the call it was left on
+
+
 class ConsultInfo(msgspec.Struct, kw_only=True):
     from_agent_id: str | None = None
     note: str = ""
@@ -148,13 +157,16 @@ class OfferContext(msgspec.Struct, kw_only=True):
     history: OfferHistory = msgspec.field(default_factory=OfferHistory)
     transfer: TransferInfo | None = None  # only for a transferred contact
     consult: ConsultInfo | None = None  # only for a consultation (attended transfer) offered to this agent
+    voicemail: VoicemailInfo | None = None  # only for a voicemail task
 
 
 class ContactOffer(AgentEvent, kw_only=True, tag="contact_offer"):
     contact_id: str
     offer_id: str
     expires_at: float | str | None = None
-    audio: str = "webrtc"  # "phone": the agent's desk phone rings and its pick-up answers (no leg here)
+    # "phone": the agent's desk phone rings and its pick-up answers (no leg here); "none": a voicemail
+    audio: str = "webrtc"
+    task: str | None = None  # "voicemail": a message to listen to (context.voicemail), not a call
     context: OfferContext = msgspec.field(default_factory=OfferContext)
     # The call the audio leg joins, when it is not `contact_id` (a consultation: the caller's call; a
     # callback: the customer's call); None: an agent-first callback, whose customer is dialled after the

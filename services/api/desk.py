@@ -19,13 +19,23 @@ import msgspec
 from litestar import Controller, Request, Response, get, put
 from litestar.params import JSONBody
 
+from services.contacts import voicemail
+from services.contacts.records import ContactRecord
 from services.kernel.bus import BusError, CommandTimeout
 from services.kernel.db import tenant_tx
 from services.kernel.events import RoutingAgentStatus
 
 from .auth import Principal, admin_only, principal_of
 from .mutations import Outcome, audit, mutate
-from .problems import READ_ERRORS, WRITE_ERRORS, problem_responses, unauthorized, validation
+from .problems import (
+    READ_ERRORS,
+    WRITE_ERRORS,
+    Problem,
+    not_found,
+    problem_responses,
+    unauthorized,
+    validation,
+)
 from .state import ApiState, api_state
 from .tokens import TokenClaims, TokenError, verify_token
 
@@ -238,6 +248,37 @@ class DeskController(Controller):
             ],
             flows=[f["name"] for f in flows],
         )
+
+    @get(
+        "/voicemails/{contact_id:uuid}",
+        responses=problem_responses(401, 404),
+        summary="A voicemail offered to or taken by this agent: the message as audio/wav",
+        media_type="audio/wav",
+    )
+    async def voicemail_audio(
+        self, request: Request[Any, Any, Any], contact_id: uuid.UUID
+    ) -> Response[bytes]:
+        claims = await _agent_claims(request)
+        state = api_state(request)
+        async with tenant_tx(state.db(), claims.tenant_id, readonly=True) as conn:
+            row = await conn.fetchrow("SELECT agent_id, attributes FROM contacts WHERE id = $1", contact_id)
+        record = ContactRecord(
+            id=contact_id,
+            tenant_id=claims.tenant_id,
+            state="",
+            arrived_at=0.0,
+            attributes=msgspec.json.decode(row["attributes"]) if row else {},
+        )
+        path = voicemail.audio_path(record)
+        # Only the agent it went to (a colleague's messages are theirs), and only a voicemail's file.
+        if row is None or path is None or row["agent_id"] != claims.agent_id:
+            raise not_found("voicemail of yours")
+        file = state.settings.data_dir / path
+        try:
+            audio = await asyncio.to_thread(file.read_bytes)
+        except OSError:
+            raise Problem(404, "the message's audio is no longer kept") from None
+        return Response(audio, media_type="audio/wav", headers={"Cache-Control": "no-store"})
 
     @get("/agents", responses=problem_responses(401), summary="Other agents and their state, for a transfer")
     async def colleagues(self, request: Request[Any, Any, Any]) -> Colleagues:

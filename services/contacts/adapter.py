@@ -35,6 +35,7 @@ from services.kernel.messages import Command, Event, Reply
 from services.kernel.serving import Consumer, Server
 from services.recording.policy import should_record
 
+from . import voicemail
 from .callbacks import CallbackInfo, CallingSettings, DialInfo
 from .calllog import call_line
 from .lifecycle import Contact, DeskRefused, Lifecycle, OfferInfo, Waiting, late_wrap_up
@@ -220,7 +221,8 @@ class ContactsAdapter:
             async with running.lock:
                 state = running.machine.state
                 alive = state.alive_at or (state.record.timeline[-1].at if state.record.timeline else None)
-                if running.machine.finished or alive is None or alive >= oldest:
+                # A voicemail task has no call to have died with the media processes.
+                if running.machine.finished or state.task is not None or alive is None or alive >= oldest:
                     continue
                 self.log.warning("contact_lost_with_the_platform", contact=str(contact_id), alive_at=alive)
                 await self._apply(running, running.machine.platform_lost(alive))
@@ -249,6 +251,13 @@ class ContactsAdapter:
             return
         if isinstance(event, ev.CallRefused):
             await self._refused(event)
+            return
+        if (
+            isinstance(event, ev.ContactQueued)
+            and voicemail.is_task(event)
+            and event.call_id not in self.contacts
+        ):
+            await self._voicemail(event)
             return
         contact_id = event.call_id
         if contact_id not in self.contacts:
@@ -304,6 +313,12 @@ class ContactsAdapter:
             recording_notice=(row["notice"] or None) if recorded else None,
             closed_flow=row["closed_flow"],
         )
+
+    async def _voicemail(self, event: ev.ContactQueued) -> None:
+        running = _Running(machine=Lifecycle.voicemail_task(event, self._when(event)))
+        self.contacts[event.call_id] = running
+        async with running.lock:
+            await self._apply(running, running.machine.take())
 
     async def _refused(self, event: ev.CallRefused) -> None:
         if event.call_id in self.contacts:

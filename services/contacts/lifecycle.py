@@ -21,7 +21,7 @@ from services.kernel.announcements import closed_play, position_play, voice_of
 from services.kernel.messages import Command, Event
 from services.recording.policy import should_record
 
-from . import aftercall, callbacks, consult
+from . import aftercall, callbacks, consult, voicemail
 from .callbacks import CallbackInfo, CallbackPlan, DialInfo
 from .consult import Consult
 from .records import ContactRecord, TimelineEntry, iso_utc
@@ -159,6 +159,7 @@ class Contact(msgspec.Struct, kw_only=True):
     # ends if the call turns out to be gone after a restart of the platform.
     alive_at: float | None = None
     consult: Consult | None = None  # an attended transfer under way (consult.py)
+    task: str | None = None  # "voicemail": a task without a call (voicemail.py)
     # Routing's id of this contact once an attended transfer completed (None: the contact's own id).
     routing_id: uuid.UUID | None = None
     # Agent id -> the contact id that agent's desk knows, where it is not this contact's (a consultation).
@@ -319,6 +320,17 @@ class Lifecycle:
             machine.state.waiting = waiting
             machine.state.deadline = now + ANSWER_TIMEOUT_S
             machine._send(ev.MediaAnswer(**machine._stamp(), call_id=event.call_id), "answer")
+        return machine
+
+    @classmethod
+    def voicemail_task(cls, event: ev.ContactQueued, now: float) -> Lifecycle:
+        """A message a caller left, queued by routing as a task of its own (voicemail.py)."""
+        machine = cls(
+            Contact(record=voicemail.record_for(event, now), seen=[str(event.id)], task=voicemail.KIND)
+        )
+        machine._step(event.id, now)
+        machine._transition("arrived", now, "voicemail")
+        machine._transition("queued", now, "voicemail", queue_id=event.queue)
         return machine
 
     @classmethod
@@ -618,6 +630,8 @@ class Lifecycle:
             return {"disposition": cmd.disposition}
         if self.phase != "connected":
             raise DeskRefused("state", f"the contact is {self.phase}, not connected")
+        if s.task is not None:
+            return voicemail.desk(self, cmd, now)
         caller = self.caller_call
         if isinstance(cmd, ev.DeskConsult):
             return consult.start(self, cmd, queue_id, now)
@@ -909,6 +923,9 @@ class Lifecycle:
         offer = info.offer
         if self.phase != "queued":
             return
+        if s.task is not None:
+            voicemail.offered(self, info, now)
+            return
         s.offer_id, s.offer_expires_at, s.offer_agent_id = offer.offer_id, offer.expires_at, offer.agent_id
         s.leg_id, s.leg_ready, s.accepted, s.bridged, s.dialing = None, False, False, False, False
         if info.endpoint:
@@ -986,6 +1003,9 @@ class Lifecycle:
 
     def _accepted(self, event: ev.ContactAccepted, now: float) -> None:
         s, r = self.state, self.state.record
+        if s.task is not None:
+            voicemail.accepted(self, event, now)
+            return
         if self.phase == "queued":
             # The offer's event has not been applied yet (redelivered after this one, by a restarted
             # coordinator): the accept says who was offered. A late offer event then changes nothing.

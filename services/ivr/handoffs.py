@@ -4,6 +4,7 @@ offer), callbacks, voicemail, transfers and surveys."""
 from __future__ import annotations
 
 import re
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -318,11 +319,12 @@ class Handoffs(Steps):
             out.append(
                 RoutingTask(
                     tenant_id=s.tenant_id,
-                    call_id=s.call_id,
+                    # A task of its own (the caller's call ends soon): offered to an agent through the desk.
+                    call_id=uuid.uuid5(s.call_id, "voicemail"),
                     queue=node.queue,
                     file=event.file,
                     seconds=event.seconds,
-                    attributes={**s.attributes, **screen_pop(s)},
+                    attributes={**s.attributes, **screen_pop(s), "voicemail_of": str(s.call_id)},
                     id=next_id(s),
                     ts=now,
                 )

@@ -421,7 +421,7 @@ class TenantRunner:
                     return qid
                 attributes = dict(c.attributes)
                 if isinstance(c, ev.RoutingTask):
-                    attributes.update(kind=c.kind, file=c.file)
+                    attributes.update(kind=c.kind, file=c.file, seconds=str(c.seconds))
                     priority, skills, preferred, window, only = None, {}, None, None, False
                 else:
                     priority, skills, preferred = c.priority, dict(c.skills), c.preferred_agent_id

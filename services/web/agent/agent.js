@@ -222,7 +222,10 @@ function renderContext(ctx) {
     row("Menu path", (ctx.ivr.path || []).join(" › "));
     row("Pressed", ctx.ivr.digits);
   }
-  for (const [k, v] of Object.entries(ctx.attributes || {})) if (!k.startsWith("ivr.")) row(k, String(v));
+  // The platform's own bookkeeping (a voicemail's file, a consultation's origin) is not the caller's data.
+  const internal = new Set(["kind", "file", "seconds", "voicemail_of", "consult_of"]);
+  for (const [k, v] of Object.entries(ctx.attributes || {})) if (!k.startsWith("ivr.") && !internal.has(k)) row(k, String(v));
+  if (ctx.voicemail) row("Message", `${Math.round(ctx.voicemail.seconds || 0)} s`);
   if (ctx.consult) row("Consultation from", `${agentName(ctx.consult.from_agent_id)}${ctx.consult.note ? `: “${ctx.consult.note}”` : ""}`);
   if (ctx.transfer) row("Transferred by", `${agentName(ctx.transfer.from_agent_id)}: “${ctx.transfer.note || "no note"}”`);
   if (ctx.history) {
@@ -247,6 +250,7 @@ function onOffer(offer) {
   desk.offer = offer;
   const ctx = offer.context || {};
   if (offer.outbound) return onOutbound(offer, ctx);
+  if (offer.task === "voicemail") return onVoicemailOffer(offer, ctx);
   $("offer-caller").textContent = callerName(ctx);
   $("offer-number").textContent = callerNumber(ctx);
   $("offer-queue").textContent = [ctx.queue && `for ${ctx.queue.name}`, ctx.transfer && `transferred by ${agentName(ctx.transfer.from_agent_id)}`]
@@ -265,6 +269,46 @@ function onOffer(offer) {
   desk.legs.set(offer.contact_id, leg);
   act("Audio", leg.start());
 }
+
+// A voicemail a caller left: offered like a call, without audio legs; the message is fetched once taken.
+function onVoicemailOffer(offer, ctx) {
+  $("offer-caller").textContent = callerName(ctx);
+  $("offer-number").textContent = callerNumber(ctx);
+  const seconds = Math.round((ctx.voicemail && ctx.voicemail.seconds) || 0);
+  $("offer-queue").textContent = `A ${seconds} s message${ctx.queue && ctx.queue.name ? ` for ${ctx.queue.name}` : ""}`;
+  $("offer-panel").querySelector(".ringing-label").textContent = "Voicemail";
+  renderContext(ctx);
+  panel("offer");
+  startRinging(offer);
+}
+
+async function showVoicemail(ctx) {
+  for (const id of ["hold", "mute", "keypad-button", "transfer-button", "record", "hangup"]) $(id).classList.add("hidden");
+  $("voicemail").classList.remove("hidden");
+  $("voicemail-text").textContent = `${callerName(ctx)} left a message. Listen, then call back or press Done listening.`;
+  $("voicemail-callback").disabled = !callerNumber(ctx);
+  const r = await fetch(ctx.voicemail.url, {headers: {Authorization: `Bearer ${session.token}`}}).catch((err) => err);
+  if (r instanceof Error || !r.ok) return note("The message could not be loaded.");
+  desk.voicemailUrl = URL.createObjectURL(await r.blob());
+  $("voicemail-audio").src = desk.voicemailUrl;
+  $("voicemail-audio").play().catch(() => {});
+}
+
+function hideVoicemail() {
+  $("voicemail").classList.add("hidden");
+  for (const id of ["hold", "mute", "keypad-button", "transfer-button", "hangup"]) $(id).classList.remove("hidden");
+  $("voicemail-audio").removeAttribute("src");
+  if (desk.voicemailUrl) URL.revokeObjectURL(desk.voicemailUrl);
+  desk.voicemailUrl = null;
+}
+
+$("voicemail-done").onclick = () => desk.call && act("Done", send("hangup", {contact_id: desk.call.contact_id}));
+$("voicemail-callback").onclick = async () => {
+  if (!desk.call) return;
+  const to = callerNumber(desk.call.context);
+  // One click: the message is done; once its outcome is saved (Done), the desk dials the caller.
+  if (await act("Call back", send("hangup", {contact_id: desk.call.contact_id}))) desk.callBack = to;
+};
 
 // The agent's own outbound call (the dial box, or click-to-dial from a CRM): no ringing, its leg is made and
 // the offer accepted at once; the number is dialled once the leg is up.
@@ -316,7 +360,7 @@ $("record").onclick = async () => {
   if (ack) showRecording(ack.recording || (on ? "paused" : "on"));
 };
 
-function onConnected(contactId, recording, consulted) {
+function onConnected(contactId, recording, consulted, task) {
   stopRinging();
   const ctx = desk.offer && desk.offer.contact_id === contactId ? desk.offer.context : (desk.call || {}).context || {};
   desk.call = {contact_id: contactId, context: ctx, since: Date.now(), held: false, muted: false, consulted: !!consulted};
@@ -330,6 +374,8 @@ function onConnected(contactId, recording, consulted) {
   toggle("transfer", false);
   showConsult(null);
   panel("call");
+  hideVoicemail();
+  if (task === "voicemail") showVoicemail(ctx);
   // Consulted: only hanging up is ours until the colleague hands the caller over.
   for (const id of ["hold", "keypad-button", "transfer-button", "record"]) $(id).disabled = !!consulted;
   if (consulted) {
@@ -361,6 +407,7 @@ function onEnded(detail) {
   const ctx = call ? call.context : {};
   desk.call = null;
   showConsult(null);
+  hideVoicemail();
   if (detail.consult) {
     // A consultation that ended before the caller was handed over: nothing of it to wrap up here.
     panel("idle");
@@ -381,11 +428,12 @@ function onEnded(detail) {
   desk.wrapUp = {contact_id: detail.contact_id, ends: Date.now() + seconds * 1000, holding: false, touched: false};
   $("wrap-caller").textContent = callerName(ctx);
   const who = detail.cause === "transferred" ? `You handed the call to ${agentName(desk.consultWith)}`
+    : detail.cause === "voicemail_done" ? "You listened to the message"
     : {caller: "The caller hung up", agent: "You hung up", system: "The call was ended"}[detail.by] || "The call ended";
   $("wrap-summary").textContent = `${who} after ${clock(detail.duration || 0)}.`;
   $("disposition").value = "";
   $("notes").value = "";
-  $("wrap-note").textContent = "";
+  $("wrap-note").textContent = desk.callBack ? `Press Done to call ${desk.callBack} back.` : "";
   panel("wrapup");
   desk.wrapUp.timer = setInterval(wrapTick, 500);
   wrapTick();
@@ -429,6 +477,10 @@ $("wrap").onclick = async () => {
   if (w.holding) await act("Status", send("state", {state: "available"}));
   panel("idle");
   setState(desk.state, desk.reason);
+  const to = desk.callBack;
+  desk.callBack = null;
+  // A voicemail's "Call back": the outcome is saved, now the call (the dial box's own command).
+  if (to) act("Call back", send("dial", {to}));
 };
 
 $("accept").onclick = async () => {
@@ -599,7 +651,8 @@ function bind(conn) {
       $("idle-text").textContent = why || "The call went elsewhere.";
     }
   });
-  conn.addEventListener("contact_connected", (e) => onConnected(e.detail.contact_id, e.detail.recording, e.detail.consult));
+  conn.addEventListener("contact_connected", (e) =>
+    onConnected(e.detail.contact_id, e.detail.recording, e.detail.consult, e.detail.task));
   conn.addEventListener("consult", (e) => onConsult(e.detail));
   conn.addEventListener("contact_ended", (e) => onEnded(e.detail));
   conn.addEventListener("ended", (e) => {

@@ -43,6 +43,16 @@ async def _shot(page: Any, name: str) -> None:
     await page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 
+async def _desk(browser: Any, api: str, token: str) -> tuple[Any, list[str]]:
+    """A desk opened with an admin-issued agent token, signed in and available; and its page errors."""
+    page = await browser.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    await page.goto(f"{api}/agent/#token={token}")
+    await page.wait_for_function("window.agentDesktop && agentDesktop.state === 'available'", timeout=10000)
+    return page, problems
+
+
 async def _pick_agent_1(page: Any, note: str) -> None:
     """Open Transfer, pick Agent 1 from the list of agents (once it shows as available), write the note."""
     await page.click("#transfer-button")
@@ -377,14 +387,8 @@ async def test_a_blind_transfer_to_an_agent_picked_from_the_list(
         ) as colleague,
         chromium.launch(tmp_path / "chromium-profile") as browser,
     ):
-        page = await browser.new_page()
-        problems: list[str] = []
-        page.on("pageerror", lambda exc: problems.append(str(exc)))
+        page, problems = await _desk(browser, first_call_stack.api, token)
         try:
-            await page.goto(f"{first_call_stack.api}/agent/#token={token}")
-            await page.wait_for_function(
-                "window.agentDesktop && agentDesktop.state === 'available'", timeout=10000
-            )
             caller = PhoneCaller(first_call_stack.sip_port, tenant.number, frequency=600.0)
             await caller.dial()
             await page.wait_for_selector("#offer-panel:not(.hidden)", timeout=15000)
@@ -477,6 +481,50 @@ async def test_the_consulted_side_of_an_attended_transfer_in_the_desk(
         finally:
             if caller is not None:
                 caller.close()
+            await page.close()
+
+
+async def test_a_voicemail_in_the_desk(first_call_stack: Any, tmp_path: Path) -> None:
+    """A caller's message (the IVR's voicemail node) rings in the desk as a voicemail; taken, it plays in the
+    page; done listening, it is wrapped up with an outcome like a call."""
+    flow = "name: desk-vm\nstart: vm\nnodes:\n  vm: {type: voicemail, queue: Support, prompt: {say: Hi}, max_seconds: 2}\n"
+    tenant = await asyncio.to_thread(make_tenant, first_call_stack.api, flow=flow)
+    token = await asyncio.to_thread(tenant.token, "agent0@example.com")
+    caller = PhoneCaller(first_call_stack.sip_port, tenant.number, frequency=600.0)
+    async with chromium.launch(tmp_path / "chromium-profile") as browser:
+        page, problems = await _desk(browser, first_call_stack.api, token)
+        try:
+            await caller.dial()
+            await page.wait_for_selector("#offer-panel:not(.hidden)", timeout=20000)
+            assert await page.inner_text("#offer-panel .ringing-label") == "VOICEMAIL"
+            assert await page.inner_text("#offer-queue") == "A 2 s message for Support"
+            assert await page.evaluate("agentDesktop.legs.size") == 0  # nothing to make a leg for
+            await page.click("#accept")
+            await page.wait_for_selector("#voicemail:not(.hidden)", timeout=10000)
+            await page.wait_for_function(
+                "document.getElementById('voicemail-audio').duration > 1.9", timeout=10000
+            )
+            assert await page.is_hidden("#hold") and await page.is_visible("#voicemail-callback")
+            await _shot(page, "13-voicemail")
+            await page.click("#voicemail-done")
+            await page.wait_for_selector("#wrapup-panel:not(.hidden)", timeout=10000)
+            assert "You listened to the message" in await page.inner_text("#wrap-summary")
+            await page.select_option("#disposition", "follow_up")
+            await page.click("#wrap")
+            await page.wait_for_selector("#idle-panel:not(.hidden)")
+            contact_id = await page.evaluate(
+                "agentDesktop.events.find((m) => m.type === 'contact_offer').contact_id"
+            )
+            with tenant.client() as client:
+                for _ in range(50):
+                    record = client.get(f"/v1/contacts/{contact_id}").json()
+                    if record.get("disposition"):
+                        break
+                    await asyncio.sleep(0.1)
+            assert record["disposition"] == "follow_up" and record["attributes"]["kind"] == "voicemail"
+            assert not problems, problems
+        finally:
+            caller.close()
             await page.close()
 
 

@@ -5,6 +5,7 @@ websocket, with an aiortc audio leg). Each failure path of issue 8 has a test he
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import time
 import uuid
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import numpy as np
 import pytest
 import switchboard
@@ -1078,3 +1080,54 @@ async def test_queue_survey_after_the_agent_hangs_up_lands_on_the_record(
     finally:
         sink.close()
         await watch.close()
+
+
+VOICEMAIL_FLOW = """\
+name: fc-voicemail
+start: vm
+nodes:
+  vm: {type: voicemail, queue: Support, prompt: {say: "Leave a message."}, max_seconds: 2}
+"""
+
+
+async def test_a_voicemail_is_offered_to_an_agent_who_plays_it_and_closes_it(
+    first_call_stack: Stack,
+) -> None:
+    """A caller leaves a message (the IVR's voicemail node): it is a task of its own, offered through the desk
+    like a call but without audio legs; the agent fetches the message with its token, hangs it up (done) and
+    wraps it up with a disposition; the task's record names the call it was left on."""
+    stack = first_call_stack
+    t = await asyncio.to_thread(make_tenant, stack.api, flow=VOICEMAIL_FLOW)
+    token = await asyncio.to_thread(t.token, "agent0@example.com")
+    caller = PhoneCaller(stack.sip_port, t.number, frequency=600.0)
+    try:
+        async with AgentSession(stack.api, token, auto_answer=True) as agent:
+            await agent.login(state="available")
+            await caller.dial()
+            offer = await next_of(agent, ContactOffer, timeout=20)
+            assert (offer.task, offer.audio) == ("voicemail", "none")
+            vm = offer.context.voicemail
+            assert vm is not None and vm.seconds == 2.0 and offer.context.caller.number == "+15550100"
+            await next_of(agent, ContactConnected, lambda e: e.contact_id == offer.contact_id)
+            assert agent.leg(offer.contact_id) is None  # nothing to make a leg for
+            async with httpx.AsyncClient(base_url=stack.api, timeout=10) as http:
+                r = await http.get(vm.url, headers={"Authorization": f"Bearer {token}"})
+                assert r.status_code == 200 and r.headers["content-type"].startswith("audio/wav"), r.text
+                assert (await http.get(vm.url)).status_code == 401
+                other = f"/v1/desk/voicemails/{uuid.uuid4()}"
+                assert (
+                    await http.get(other, headers={"Authorization": f"Bearer {token}"})
+                ).status_code == 404
+            with wave.open(io.BytesIO(r.content), "rb") as w:
+                audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+            assert len(audio) == 16000 and tone_power(audio, 600.0) > 0.5  # the caller's 2 s
+            await agent.hangup(offer.contact_id)
+            ended = await next_of(agent, ContactEnded, lambda e: e.contact_id == offer.contact_id)
+            assert ended.by == "agent"
+            await agent.wrap_up(offer.contact_id, "follow_up", notes="call back tomorrow")
+        record = await wait_contact(t, offer.contact_id, "ended")
+        assert record["disposition"] == "follow_up" and record["agent_id"] == t.agents["agent0@example.com"]
+        assert record["attributes"]["kind"] == "voicemail" and record["attributes"]["voicemail_of"] == vm.of
+        assert record["outcome"] == "handled"
+    finally:
+        caller.close()

@@ -183,8 +183,9 @@ async def test_bad_input_on_every_route_is_a_4xx_problem(client: httpx.AsyncClie
             h = a.headers
 
             # Ids that are not UUIDs, that name nothing, or that are another tenant's: 404. A signed recording
-            # URL names its tenant: without a valid signature any id is a 403 (test_recordings_api.py).
-            if kind and not path.startswith("/v1/recording-audio/"):
+            # URL names its tenant: without a valid signature any id is a 403 (test_recordings_api.py). The
+            # desk's routes take an agent's token, not an API key: 401 whatever the id.
+            if kind and not path.startswith(("/v1/recording-audio/", "/v1/desk/")):
                 for bad_id in [*NON_UUIDS, "01a00000-0000-7000-8000-000000000000", theirs[kind]]:
                     url = re.sub(r"{[^}]+}", bad_id, path)
                     r = await client.request(
@@ -337,6 +338,7 @@ async def test_roles_read_only_keys_cannot_change_anything(client: httpx.AsyncCl
                 "/v1/widget/token",
                 "/v1/desk",
                 "/v1/desk/agents",
+                "/v1/desk/voicemails/{contact_id}",
                 "/v1/recording-audio/{recording_id}",
             ):
                 continue  # public, or for an agent's token (not an API key)

@@ -657,6 +657,7 @@ async def test_openapi_metrics_and_unknown_routes(client: httpx.AsyncClient, ten
         "/v1/agents/{agent_id}/signout",
         "/v1/desk",
         "/v1/desk/agents",
+        "/v1/desk/voicemails/{contact_id}",
         "/v1/desk-settings",
         "/healthz",
         "/metrics",
