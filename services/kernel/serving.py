@@ -439,7 +439,8 @@ class BatchConsumer:
     handler works on the current one. A batch is acknowledged with one ack (AckPolicy.ALL: every message
     up to its last) after the handler returned. A handler that raises gets the same batch again after a
     growing pause, and nothing after it is handled meanwhile: acknowledging a later batch would
-    acknowledge the failed one with it. The handler must therefore be idempotent (a batch can also come
+    acknowledge the failed one with it. On a quiet stream nats-py's pull holds a batch's first event until
+    `fetch_wait` for the rest to come: kept short (50 ms), since live views read what the handler wrote. The handler must therefore be idempotent (a batch can also come
     back after a crash). A message that cannot be decoded is logged and skipped: delivering it again
     would not make it readable.
     """
@@ -454,7 +455,7 @@ class BatchConsumer:
         batch: int = 2000,
         from_start: bool = False,
         ack_wait: float = 30.0,
-        fetch_wait: float = 0.2,
+        fetch_wait: float = 0.05,
     ) -> None:
         self.bus = bus
         self.durable = durable
