@@ -154,8 +154,11 @@ def describe(exc: switchboard.SwitchboardError, state: State) -> CliError:
     return CliError(f"{what} failed: {exc}")
 
 
-def command(parent: click.Group, name: str | None = None, **settings: Any) -> Callable[[F], click.Command]:
-    """Register a subcommand whose function takes the State first; SDK errors become CliErrors."""
+def command(
+    parent: click.Group | None, name: str | None = None, **settings: Any
+) -> Callable[[F], click.Command]:
+    """Register a subcommand whose function takes the State first; SDK errors become CliErrors. With no
+    parent, a command for a group to load later (the platform's operator commands, platform.py)."""
 
     def decorate(fn: F) -> click.Command:
         @functools.wraps(fn)
@@ -168,15 +171,16 @@ def command(parent: click.Group, name: str | None = None, **settings: Any) -> Ca
             except switchboard.SwitchboardError as exc:
                 raise describe(exc, state) from None
 
-        return parent.command(name, **settings)(common_options(run))
+        make = parent.command if parent is not None else click.command
+        return make(name, **settings)(common_options(run))
 
     return decorate
 
 
-def group(parent: click.Group, name: str, help: str) -> click.Group:
+def group(parent: click.Group, name: str, help: str, **settings: Any) -> click.Group:
     """A command group that also takes --json and --profile (`switchboard seats --json show`)."""
 
-    @parent.group(name, help=help, no_args_is_help=True)
+    @parent.group(name, help=help, no_args_is_help=True, **settings)
     @common_options
     def _group() -> None:
         pass

@@ -1,9 +1,11 @@
 """IVR flow commands: validate and test a flow file offline, deploy it, list flows and versions, roll back, and
-`numbers route E164 --flow NAME`. Validation and the simulator run locally (services.ivr), the rest through
-the SDK."""
+`numbers route E164 --flow NAME`. Validation runs locally (switchboard.flowdef, shared with the platform),
+the simulator too where the platform is installed (it runs the platform's IVR interpreter), the rest
+through the SDK."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any
 import click
 import msgspec
 import switchboard
+from switchboard.flowdef import validate_text
 
 from . import output
 from .context import EXIT_USAGE, CliError, State, command, emit_json, group
@@ -58,9 +61,22 @@ def _queue_names(state: State) -> set[str] | None:
         return None
 
 
-def _load_flow(path: str) -> Any:
-    from services.ivr.validate import validate_text
+SIMULATOR = "services.ivr.simulator"
 
+
+def _simulator() -> Any:
+    """The platform's simulator (it runs the real IVR interpreter), loaded by name: the CLI imports nothing
+    from services/, so a tenant's light install validates flows but cannot simulate them."""
+    try:
+        return importlib.import_module(SIMULATOR)
+    except ImportError as exc:
+        raise CliError(
+            "`switchboard flows test` runs the platform's IVR interpreter and needs the platform installed "
+            f"(cannot load {SIMULATOR}: {exc}); `switchboard flows validate` works without it"
+        ) from None
+
+
+def _load_flow(path: str) -> Any:
     report = validate_text(_read(path))
     if not report.ok:
         for issue in report.errors:
@@ -95,8 +111,6 @@ def register(cli: click.Group) -> None:
     @click.option("--offline", is_flag=True, help="Do not ask the API for the tenant's queues.")
     def flows_validate(state: State, file: str, offline: bool) -> None:
         """Check a flow file: schema (with line numbers), graph, references and practice warnings."""
-        from services.ivr.validate import validate_text
-
         text = _read(file)
         queues = None if offline else _queue_names(state)
         report = validate_text(text, queues=queues)
@@ -142,7 +156,9 @@ def register(cli: click.Group) -> None:
         suite: str | None,
     ) -> None:
         """Run a flow offline with scripted digits and stubbed lookups, and show the path taken."""
-        from services.ivr.simulator import SuiteError, load_suite, parse_time, run_case, simulate
+        sim = _simulator()
+        SuiteError, load_suite, parse_time = sim.SuiteError, sim.load_suite, sim.parse_time
+        run_case, simulate = sim.run_case, sim.simulate
 
         if suite:
             try:

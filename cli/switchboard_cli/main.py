@@ -1,12 +1,12 @@
 """The `switchboard` command: a click group built on the SDK only (docs/cli.md).
 
 Errors of every kind end as one `error: ...` line on stderr: exit 1 when the API refused, 2 for usage
-errors, 3 when the API could not be reached. `switchboard up` is the runtime's command, loaded lazily.
+errors, 3 when the API could not be reached. The platform's operator commands (`switchboard up`,
+`recordings rewrap`) are loaded from services/ only when run (platform.py).
 """
 
 from __future__ import annotations
 
-import importlib
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -27,46 +27,13 @@ from . import (
     staffing,
     trunks,
 )
-from .context import EXIT_API, CliError, common_options
+from .context import EXIT_API, common_options
+from .platform import PlatformGroup
 
 __all__ = ["cli"]
 
-UP_MODULE = "services.runtime.cli"
 
-
-def _unavailable_up(reason: str) -> click.Command:
-    @click.command(
-        "up",
-        help="Run the whole platform on this machine (not available in this installation).",
-        context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
-    )
-    def up() -> None:
-        raise CliError(f"`switchboard up` is not available here: cannot load {UP_MODULE} ({reason})")
-
-    return up
-
-
-def load_up() -> click.Command:
-    """The runtime's `up` command, or a stand-in that says why it cannot run."""
-    try:
-        module = importlib.import_module(UP_MODULE)
-    except ImportError as exc:
-        return _unavailable_up(str(exc) or type(exc).__name__)
-    up = getattr(module, "up", None)
-    if not isinstance(up, click.Command):
-        return _unavailable_up(f"{UP_MODULE} has no click command named `up`")
-    return up
-
-
-class SwitchboardGroup(click.Group):
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), "up"})
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name == "up":
-            return load_up()
-        return super().get_command(ctx, cmd_name)
-
+class SwitchboardGroup(PlatformGroup):
     def main(
         self,
         args: Sequence[str] | None = None,

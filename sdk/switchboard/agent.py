@@ -256,8 +256,8 @@ class AgentSession:
     def _set_host_addresses(addresses: list[str]) -> None:
         if not addresses:
             return
-        # The media service's hook (services/media/webrtc/config.py): version-checked against aioice.
-        from services.media.webrtc.config import set_host_addresses
+        # Version-checked against aioice, which only the `agent` extra installs: imported on first use.
+        from .ice_hosts import set_host_addresses
 
         set_host_addresses(addresses)
 

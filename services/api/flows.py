@@ -13,10 +13,10 @@ import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import JSONBody, PathParameter
+from switchboard.flowdef.source import Issue
+from switchboard.flowdef.validate import validate_text
 
 from services.ivr.lookup import SIGNATURE_HEADER, TIMESTAMP_HEADER, derive_secret
-from services.ivr.source import Issue
-from services.ivr.validate import validate_text
 from services.kernel.db import tenant_tx
 from services.kernel.events import ConfigChanged
 from services.kernel.ids import new_id, parse_id

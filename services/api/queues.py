@@ -10,9 +10,9 @@ import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post
 from litestar.params import JSONBody, QueryParameter
+from switchboard.flowdef.flow import Flow
+from switchboard.flowdef.validate import queues_of
 
-from services.ivr.flow import Flow
-from services.ivr.validate import queues_of
 from services.kernel.events import ConfigChanged
 from services.kernel.ids import new_id
 

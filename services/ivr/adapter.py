@@ -30,6 +30,7 @@ import msgspec
 from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 from nats.js.kv import KeyValue
+from switchboard.flowdef.flow import Flow
 
 from services.kernel.bus import Bus, BusError
 from services.kernel.db import tenant_tx
@@ -55,7 +56,6 @@ from services.kernel.log import get_logger
 from services.kernel.messages import Command, Event, Reply
 from services.kernel.serving import Consumer, Server
 
-from .flow import Flow
 from .interpreter import SORRY, CommandFailed, Interpreter
 from .lookup import LookupRequest, LookupResult, derive_secret
 from .lookup_net import LookupRefused, PinnedBackend, lookup_client

@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from .flow import Calendar, Condition, Flow
+from switchboard.flowdef.flow import Calendar, Condition, Flow
 
 __all__ = ["calendar_open", "evaluate", "is_holiday", "render"]
 

@@ -11,6 +11,15 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 import msgspec
+from switchboard.flowdef.flow import (
+    Callback,
+    Lookup,
+    Prompt,
+    QueueNode,
+    Survey,
+    Transfer,
+    Voicemail,
+)
 
 from services.kernel.announcements import position_play
 from services.kernel.events import (
@@ -24,15 +33,6 @@ from services.kernel.events import (
 )
 
 from .conditions import render
-from .flow import (
-    Callback,
-    Lookup,
-    Prompt,
-    QueueNode,
-    Survey,
-    Transfer,
-    Voicemail,
-)
 from .lookup import SIGNATURE_HEADER, TIMESTAMP_HEADER, LookupRequest, LookupResult, result_attributes, sign
 from .state import Phase, next_id
 from .steps import CALLBACK_DONE, QUEUE_CALLBACK, VOICEMAIL_DONE, Steps, screen_pop

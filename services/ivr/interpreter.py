@@ -11,26 +11,7 @@ import uuid
 from typing import Any
 
 import msgspec
-
-from services.kernel.events import (
-    CallAnswered,
-    CallCollected,
-    CallDtmf,
-    CallEnded,
-    CallPlayFinished,
-    CallRecordFinished,
-    ContactAccepted,
-    ContactPositionChanged,
-    ContactQueued,
-    IvrNodeEntered,
-    IvrSurveyAnswered,
-    MediaRecord,
-    MediaStop,
-    RoutingCancel,
-)
-
-from .conditions import evaluate, render
-from .flow import (
+from switchboard.flowdef.flow import (
     RETURN,
     Branch,
     Callback,
@@ -50,6 +31,25 @@ from .flow import (
     Transfer,
     Voicemail,
 )
+
+from services.kernel.events import (
+    CallAnswered,
+    CallCollected,
+    CallDtmf,
+    CallEnded,
+    CallPlayFinished,
+    CallRecordFinished,
+    ContactAccepted,
+    ContactPositionChanged,
+    ContactQueued,
+    IvrNodeEntered,
+    IvrSurveyAnswered,
+    MediaRecord,
+    MediaStop,
+    RoutingCancel,
+)
+
+from .conditions import evaluate, render
 from .handoffs import Handoffs
 from .lookup import LookupResult
 from .state import CallState, Frame, Phase, Step, decode_state, encode_state, next_id

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 import yaml
+from switchboard.flowdef.flow import Flow
 
 from services.kernel.events import (
     CallCollected,
@@ -29,7 +30,6 @@ from services.kernel.events import (
     RoutingTask,
 )
 
-from .flow import Flow
 from .interpreter import Interpreter
 from .lookup import LookupRequest, LookupResult
 

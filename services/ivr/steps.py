@@ -6,6 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from switchboard.flowdef.flow import (
+    Callback,
+    Collect,
+    DynamicMenu,
+    Flow,
+    Menu,
+    Node,
+    Prompt,
+)
+from switchboard.flowdef.validate import prompt_seconds
 
 from services.kernel.events import (
     IvrCompleted,
@@ -16,17 +26,7 @@ from services.kernel.events import (
 )
 
 from .conditions import render
-from .flow import (
-    Callback,
-    Collect,
-    DynamicMenu,
-    Flow,
-    Menu,
-    Node,
-    Prompt,
-)
 from .state import CallState, Phase, next_id
-from .validate import prompt_seconds
 
 __all__ = [
     "CALLBACK_DONE",

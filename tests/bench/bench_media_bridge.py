@@ -999,7 +999,7 @@ def main() -> None:
     if args.role == "sip":
         asyncio.run(role_sip(args))
     elif args.role == "peer":
-        from services.media.webrtc.config import set_host_addresses
+        from switchboard.ice_hosts import set_host_addresses
 
         set_host_addresses(["127.0.0.1"])
         asyncio.run(role_peer(args))

@@ -1,16 +1,20 @@
 # WebRTC configuration for aiortc legs: ICE servers only from configuration (never aiortc's default
 # Google STUN), and the ICE host addresses. aioice 0.13 leaves 127.0.0.1 out of its host candidates, so
 # on a loopback-only host a peer connection gathers nothing and stays `new` forever; the small,
-# version-pinned hook below makes the host addresses a configuration value (STACK-NOTES.md).
+# version-pinned hook (switchboard.ice_hosts, shared with the SDK's AgentSession) makes the host addresses
+# a configuration value (STACK-NOTES.md).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-import aioice
-import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
+from switchboard.ice_hosts import (
+    SUPPORTED_AIOICE,
+    UnsupportedVersionError,
+    host_addresses_patched,
+    set_host_addresses,
+)
 
 __all__ = [
     "SUPPORTED_AIOICE",
@@ -21,14 +25,6 @@ __all__ = [
     "rtc_configuration",
     "set_host_addresses",
 ]
-
-# The hook replaces aioice.ice.get_host_addresses, a module-level function that Connection.gather_candidates
-# looks up at call time. Checked against these versions; anything else is refused rather than guessed at.
-SUPPORTED_AIOICE = ("0.13.",)
-
-
-class UnsupportedVersionError(RuntimeError):
-    """A pinned patch was asked to touch a library version it was not checked against."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,50 +73,3 @@ def rtc_configuration(config: WebRtcConfig) -> RTCConfiguration:
         for s in config.ice_servers
     ]
     return RTCConfiguration(iceServers=servers)
-
-
-_original_get_host_addresses: Callable[[bool, bool], list[str]] | None = None
-_configured: tuple[str, ...] | None = None
-
-
-def _check_aioice() -> None:
-    version = getattr(aioice, "__version__", "unknown")
-    if not version.startswith(SUPPORTED_AIOICE):
-        raise UnsupportedVersionError(
-            f"the ICE host-address hook is checked against aioice {', '.join(SUPPORTED_AIOICE)}x, "
-            f"this is aioice {version}: re-check aioice.ice.get_host_addresses and update SUPPORTED_AIOICE"
-        )
-    if not callable(getattr(aioice.ice, "get_host_addresses", None)):
-        raise UnsupportedVersionError("aioice.ice.get_host_addresses is missing: the hook cannot apply")
-
-
-def _configured_host_addresses(use_ipv4: bool, use_ipv6: bool) -> list[str]:
-    out = []
-    for address in _configured or ():
-        version = ipaddress.ip_address(address).version
-        if (version == 4 and use_ipv4) or (version == 6 and use_ipv6):
-            out.append(address)
-    return out
-
-
-def set_host_addresses(addresses: Sequence[str] | None) -> None:
-    """Make ICE gather host candidates on exactly `addresses` (process-wide: aioice has no per-connection
-    setting). None restores aioice's own discovery."""
-    global _original_get_host_addresses, _configured
-    _check_aioice()
-    if addresses is None:
-        if _original_get_host_addresses is not None:
-            aioice.ice.get_host_addresses = _original_get_host_addresses  # type: ignore[assignment]
-            _original_get_host_addresses = None
-        _configured = None
-        return
-    for address in addresses:
-        ipaddress.ip_address(address)
-    if _original_get_host_addresses is None:
-        _original_get_host_addresses = aioice.ice.get_host_addresses
-        aioice.ice.get_host_addresses = _configured_host_addresses
-    _configured = tuple(addresses)
-
-
-def host_addresses_patched() -> tuple[str, ...] | None:
-    return _configured

@@ -7,9 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+from switchboard.flowdef.validate import validate_text
 
 from services.ivr.simulator import simulate
-from services.ivr.validate import validate_text
 from services.runtime.demo import DEMO_FLOW, DEMO_FLOW_NAME, ensure_demo
 
 

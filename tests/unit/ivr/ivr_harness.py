@@ -6,9 +6,10 @@ import uuid
 from textwrap import dedent
 from typing import Any, TypeVar
 
-from services.ivr.flow import Flow
+from switchboard.flowdef.flow import Flow
+from switchboard.flowdef.validate import validate_text
+
 from services.ivr.interpreter import Interpreter
-from services.ivr.validate import validate_text
 from services.kernel.events import CallCollected, CallPlayFinished, MediaCollect, MediaPlay
 
 T = TypeVar("T")

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from switchboard.flowdef.validate import validate_text
 from switchboard_cli.main import cli
 
 from services.ivr.simulator import load_suite, parse_time, run_case, simulate
-from services.ivr.validate import validate_text
 
 HERE = Path(__file__).parent
 # The fuller example flow (hours, CRM lookup, dynamic menu); docs/examples/demo-flow.yaml is the demo line.

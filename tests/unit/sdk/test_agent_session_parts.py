@@ -21,8 +21,7 @@ from switchboard._agent_audio import (
     record_path,
 )
 from switchboard.agent import is_loopback_host, websocket_url
-
-from services.media.webrtc.config import set_host_addresses
+from switchboard.ice_hosts import set_host_addresses
 
 
 def _share(samples: np.ndarray, frequency: float, rate: int) -> float:

@@ -335,5 +335,5 @@ def _clean_descriptions(node: Any) -> Any:
     return node
 
 
-if __name__ == "__main__":  # python -m services.ivr.flow > docs/flow.schema.json
+if __name__ == "__main__":  # python -m switchboard.flowdef.flow > docs/flow.schema.json
     print(json.dumps(flow_schema(), indent=2, sort_keys=True))

@@ -10,9 +10,8 @@ from typing import Any
 
 import jsonschema
 import yaml
-
-from services.ivr.flow import flow_schema
-from services.ivr.validate import validate_text
+from switchboard.flowdef.flow import flow_schema
+from switchboard.flowdef.validate import validate_text
 
 REPO = Path(__file__).resolve().parents[3]
 DEMO = REPO / "docs" / "examples" / "demo-flow.yaml"
@@ -71,7 +70,7 @@ def test_schema_file_is_current() -> None:
     published = json.loads((REPO / "docs" / "flow.schema.json").read_text())
     generated = json.loads(json.dumps(flow_schema()))
     assert _resolved(published) == _resolved(generated), (
-        "docs/flow.schema.json is stale: python -m services.ivr.flow > docs/flow.schema.json"
+        "docs/flow.schema.json is stale: python -m switchboard.flowdef.flow > docs/flow.schema.json"
     )
     jsonschema.Draft202012Validator.check_schema(published)
     jsonschema.validate(yaml.safe_load(DEMO.read_text()), published)
