@@ -278,6 +278,7 @@ def register(cli: click.Group) -> None:
                 ),
                 ("time zone", f"{settings.timezone} (queue hours and holidays)"),
                 ("language", f"{settings.language} (what callers hear from the platform)"),
+                ("monitor notice", f"{settings.monitor_notice} (who is told a supervisor stepped in)"),
             ]
         )
 
@@ -305,15 +306,30 @@ def register(cli: click.Group) -> None:
         type=click.Choice(["en", "fr", "es", "de"]),
         help="What callers hear from the platform (position announcements, closed messages).",
     )
+    @click.option(
+        "--monitor-notice",
+        type=click.Choice(["none", "agent", "caller", "both"]),
+        help="Who is told when a supervisor listens, whispers or barges in: nobody (default), the agent"
+        " (a line on the desk), the caller (a short announcement) or both.",
+    )
     def settings_set(
-        state: State, agent_grace: int | None, timezone: str | None, language: str | None
+        state: State,
+        agent_grace: int | None,
+        timezone: str | None,
+        language: str | None,
+        monitor_notice: str | None,
     ) -> None:
         """Change the tenant's settings (admin key); what is not given is kept."""
-        if agent_grace is None and timezone is None and language is None:
-            raise CliError("give --agent-grace SECONDS, --timezone ZONE or --language LANG")
+        if agent_grace is None and timezone is None and language is None and monitor_notice is None:
+            raise CliError(
+                "give --agent-grace SECONDS, --timezone ZONE, --language LANG or --monitor-notice WHO"
+            )
         with state.client() as client:
             saved = client.settings.update(
-                agent_grace_seconds=agent_grace, timezone=timezone, language=language
+                agent_grace_seconds=agent_grace,
+                timezone=timezone,
+                language=language,
+                monitor_notice=monitor_notice,
             )
         if state.json:
             emit_json(saved)

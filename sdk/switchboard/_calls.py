@@ -277,7 +277,11 @@ def tenant_settings_get() -> Call[TenantSettings]:
 
 
 def tenant_settings_patch(
-    *, agent_grace_seconds: int | None = None, timezone: str | None = None, language: str | None = None
+    *,
+    agent_grace_seconds: int | None = None,
+    timezone: str | None = None,
+    language: str | None = None,
+    monitor_notice: str | None = None,
 ) -> Call[TenantSettings]:
     body = {
         k: v
@@ -285,6 +289,7 @@ def tenant_settings_patch(
             ("agent_grace_seconds", agent_grace_seconds),
             ("timezone", timezone),
             ("language", language),
+            ("monitor_notice", monitor_notice),
         )
         if v is not None
     }

@@ -33,6 +33,7 @@ __all__ = [
     "LegEnded",
     "LegOffer",
     "LegState",
+    "MonitorNotice",
     "OfferContext",
     "OfferHistory",
     "PastContact",
@@ -287,6 +288,16 @@ class Reconnected(AgentEvent, kw_only=True, tag="reconnected"):
     attempts: int
 
 
+class MonitorNotice(AgentEvent, kw_only=True, tag="monitor_notice"):
+    """A supervisor listens to, whispers to, barged into or left one of this agent's contacts; sent only
+    when the tenant's `monitor_notice` setting is agent or both. `mode`: listen, whisper, barge or none
+    (left); `previous`: the mode before."""
+
+    contact_id: str
+    mode: str
+    previous: str = "none"
+
+
 class Unknown(AgentEvent, kw_only=True, tag="unknown"):
     """A message of a type this SDK does not know (or could not read): `kind` and the raw fields."""
 
@@ -305,6 +316,7 @@ _SERVER_EVENTS: dict[str, type[AgentEvent]] = {
         ContactConnected,
         ContactEnded,
         ConsultUpdate,
+        MonitorNotice,
         LegAnswer,
         LegOffer,
         LegState,

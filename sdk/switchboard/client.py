@@ -790,10 +790,15 @@ class SettingsResource(_Resource):
         agent_grace_seconds: int | None = None,
         timezone: str | None = None,
         language: str | None = None,
+        monitor_notice: str | None = None,
     ) -> TenantSettings:
-        """`timezone`: the IANA zone queue hours are read in; `language`: en, fr, es or de (announcements)."""
+        """`timezone`: the IANA zone queue hours are read in; `language`: en, fr, es or de (announcements);
+        `monitor_notice`: who is told when a supervisor steps into a call (none, agent, caller, both)."""
         call = _calls.tenant_settings_patch(
-            agent_grace_seconds=agent_grace_seconds, timezone=timezone, language=language
+            agent_grace_seconds=agent_grace_seconds,
+            timezone=timezone,
+            language=language,
+            monitor_notice=monitor_notice,
         )
         saved: TenantSettings = self._client._run(call)
         return saved

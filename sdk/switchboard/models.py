@@ -186,6 +186,8 @@ class TenantSettings(Model, kw_only=True):
     agent_grace_seconds: int
     timezone: str = "UTC"  # queue opening hours and holidays are read in it
     language: str = "en"  # what the platform says to callers: en, fr, es or de
+    # Who is told when a supervisor steps into a call: none, agent (a desk message), caller, both.
+    monitor_notice: str = "none"
 
 
 class AgentToken(Model, kw_only=True):

@@ -25,9 +25,11 @@ from .seats import Seats, record_seats
 from .state import api_state
 from .validation import check_email, check_name, check_timezone
 
-SETTINGS = "agent_grace_seconds, timezone, language"
+SETTINGS = "agent_grace_seconds, timezone, language, monitor_notice"
 # Languages the platform's own prompts are written in (services/kernel/announcements.py).
 Language = Literal["en", "fr", "es", "de"]
+# Who is told when a supervisor steps into a call (services/contacts/monitor_notice.py).
+MonitorNotice = Literal["none", "agent", "caller", "both"]
 
 __all__ = ["MeController", "SignupController", "Tenant"]
 
@@ -62,12 +64,16 @@ class TenantSettings(msgspec.Struct, kw_only=True):
     timezone: str
     # The language the platform speaks to callers in (position announcements, closed messages).
     language: Language
+    # Who is told when a supervisor listens, whispers or barges in: nobody, the agent (a desk message),
+    # the caller (a short announcement) or both (docs/supervisor.md).
+    monitor_notice: MonitorNotice = "none"
 
 
 class TenantSettingsPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     agent_grace_seconds: Annotated[int, msgspec.Meta(ge=0, le=600)] | None = None
     timezone: Annotated[str, msgspec.Meta(max_length=64)] | None = None
     language: Language | None = None
+    monitor_notice: MonitorNotice | None = None
 
 
 class Me(msgspec.Struct, kw_only=True):
@@ -181,7 +187,9 @@ class MeController(Controller):
         self, request: Request[Any, Any, Any], data: JSONBody[TenantSettingsPatch]
     ) -> Response[TenantSettings]:
         changes: dict[str, Any] = {
-            k: getattr(data, k) for k in ("agent_grace_seconds", "language") if getattr(data, k) is not None
+            k: getattr(data, k)
+            for k in ("agent_grace_seconds", "language", "monitor_notice")
+            if getattr(data, k) is not None
         }
         if data.timezone is not None:
             changes["timezone"] = check_timezone("timezone", data.timezone)

@@ -28,6 +28,7 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from services.kernel import events as ev
+from services.kernel.announcements import voice_of
 from services.kernel.bus import Bus, BusError, CommandTimeout
 from services.kernel.db import tenant_tx
 from services.kernel.log import get_logger
@@ -39,6 +40,7 @@ from . import voicemail
 from .callbacks import CallbackInfo, CallingSettings, DialInfo
 from .calllog import call_line
 from .lifecycle import Contact, DeskRefused, Lifecycle, OfferInfo, Waiting, late_wrap_up
+from .monitor_notice import caller_text, notice_for
 from .reconcile import CHECKPOINT_S, RECONCILE_AFTER_S, media_started_after
 from .records import caller_history, load_contact, save_contact
 
@@ -100,6 +102,7 @@ class _Running:
     machine: Lifecycle
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     timer: asyncio.TimerHandle | None = None
+    monitor_mode: str = "none"  # a supervisor's current mode on this call (whom to tell of a change)
 
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -539,7 +542,45 @@ class ContactsAdapter:
             return reply
         data = {**reply.data, "agent_leg_id": str(target), "queue_id": str(queue_id) if queue_id else None}
         self.log.info("contact_monitored", contact=str(cmd.contact_id), mode=cmd.mode, leg=str(cmd.leg_id))
+        previous, running.monitor_mode = running.monitor_mode, cmd.mode
+        await self._tell_of_monitor(running, previous, cmd.mode)
         return Reply(ok=True, data=data)
+
+    async def _tell_of_monitor(self, running: _Running, previous: str, mode: str) -> None:
+        """The tenant's `monitor_notice` policy: the agent's desk gets a `monitor_notice` message, the
+        caller a short announcement; by default nobody is told (docs/supervisor.md)."""
+        machine = running.machine
+        try:
+            async with tenant_tx(self.pool, machine.tenant_id, readonly=True) as conn:
+                row = await conn.fetchrow("SELECT monitor_notice, language FROM tenants")
+        except asyncpg.PostgresError as exc:
+            self.log.warning("monitor_notice_unread", contact=str(machine.contact_id), error=str(exc)[:200])
+            return
+        if row is None:
+            return
+        notice = notice_for(row["monitor_notice"], previous, mode)
+        now = self.clock()
+        agent_id = machine.state.record.agent_id
+        if notice.agent and agent_id is not None:
+            async with running.lock:
+                machine.monitor_notice(str(agent_id), previous, mode, now)
+                await self._apply(running, machine.take())
+        if notice.caller:
+            play = ev.MediaPlay(
+                tenant_id=machine.tenant_id,
+                call_id=machine.caller_call,
+                text=caller_text(row["language"]),
+                voice=voice_of(row["language"]),
+                ts=now,
+            )
+            try:
+                reply = await self.bus.request(play, timeout=MONITOR_TIMEOUT_S)
+            except (CommandTimeout, BusError) as exc:
+                reply = Reply(ok=False, error=type(exc).__name__)
+            if not reply.ok:
+                self.log.warning(
+                    "monitor_notice_unplayed", contact=str(machine.contact_id), error=reply.error
+                )
 
     async def _late_wrap_up(self, cmd: ev.DeskWrapUp) -> Reply:
         """Wrap-up ended (the contact is finished and gone from memory): the record takes the disposition."""

@@ -589,6 +589,11 @@ class Lifecycle:
             raise DeskRefused("state", "the agent's audio is not connected yet")
         return s.leg_id
 
+    def monitor_notice(self, agent_id: str, previous: str, mode: str, now: float) -> None:
+        """Tell the agent's desk a supervisor's mode changed (the tenant's policy said so)."""
+        self._event("monitor_notice", now, mode=mode)
+        self._desk(agent_id, "monitor_notice", now=now, mode=mode, previous=previous)
+
     # -- desk commands ----------------------------------------------------------------------------
 
     def desk(self, cmd: ev.DeskCommand, now: float, *, queue_id: uuid.UUID | None = None) -> dict[str, Any]:

@@ -31,7 +31,14 @@ class DeskPush(Event, kw_only=True, frozen=True):
     domain = "desk"
     name = "push"
     agent_id: str
-    kind: Literal["contact_offer", "contact_withdrawn", "contact_connected", "contact_ended", "consult"]
+    kind: Literal[
+        "contact_offer",
+        "contact_withdrawn",
+        "contact_connected",
+        "contact_ended",
+        "consult",
+        "monitor_notice",
+    ]
     body: dict[str, Any] = {}
 
 

@@ -370,6 +370,7 @@ function onConnected(contactId, recording, consulted, task) {
   $("call-status").textContent = "";
   for (const id of ["hold", "mute"]) $(id).setAttribute("aria-pressed", "false");
   showRecording(recording || "off");
+  showMonitored("none");
   toggle("keypad", false);
   toggle("transfer", false);
   showConsult(null);
@@ -396,6 +397,25 @@ function onConnected(contactId, recording, consulted, task) {
   }, QUALITY_EVERY_MS);
 }
 
+// The tenant tells its agents when a supervisor steps in (settings monitor_notice agent or both).
+const MONITORED = {
+  listen: "A supervisor is listening to this call.",
+  whisper: "A supervisor is whispering to you (the caller does not hear them).",
+  barge: "A supervisor barged in: the caller hears them too.",
+};
+
+function showMonitored(mode) {
+  const line = $("monitored");
+  line.textContent = MONITORED[mode] || "";
+  line.classList.toggle("hidden", !MONITORED[mode]);
+}
+
+function onMonitorNotice(detail) {
+  if (!desk.call || desk.call.contact_id !== detail.contact_id) return;
+  showMonitored(detail.mode);
+  if (detail.mode === "none") note("The supervisor left the call.");
+}
+
 function onEnded(detail) {
   endLeg(detail.contact_id);
   stopRinging();
@@ -407,6 +427,7 @@ function onEnded(detail) {
   const ctx = call ? call.context : {};
   desk.call = null;
   showConsult(null);
+  showMonitored("none");
   hideVoicemail();
   if (detail.consult) {
     // A consultation that ended before the caller was handed over: nothing of it to wrap up here.
@@ -654,6 +675,7 @@ function bind(conn) {
   conn.addEventListener("contact_connected", (e) =>
     onConnected(e.detail.contact_id, e.detail.recording, e.detail.consult, e.detail.task));
   conn.addEventListener("consult", (e) => onConsult(e.detail));
+  conn.addEventListener("monitor_notice", (e) => onMonitorNotice(e.detail));
   conn.addEventListener("contact_ended", (e) => onEnded(e.detail));
   conn.addEventListener("ended", (e) => {
     for (const [contactId, leg] of desk.legs) if (leg.legId === e.detail.leg_id) endLeg(contactId);

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import switchboard
 from switchboard import AgentSession
-from switchboard.agent_events import ContactConnected
+from switchboard.agent_events import AgentEvent, ContactConnected, MonitorNotice
 from websockets.asyncio.client import ClientConnection, connect
 
 from services.media.rtp.g711 import G711
@@ -141,8 +141,10 @@ class AgentEar:
 
     def __init__(self) -> None:
         self.heard: list[np.ndarray] = []
+        self.agent: AgentSession | None = None
 
     def attach(self, agent: AgentSession, contact_id: str) -> None:
+        self.agent = agent
         leg = agent.leg(contact_id)
         assert leg is not None and leg.recorder is not None
         recorder = leg.recorder
@@ -160,6 +162,20 @@ class AgentEar:
     def since(self, mark: int) -> np.ndarray:
         frames = self.heard[mark:]
         return np.concatenate(frames).astype(np.float64) if frames else np.zeros(0)
+
+
+async def monitor_notices(ear: AgentEar, wait_for: int = 0, timeout: float = 10.0) -> list[MonitorNotice]:
+    """The `monitor_notice` messages the agent's desk received so far (waiting for at least `wait_for`)."""
+    assert ear.agent is not None
+    notices: list[MonitorNotice] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic() if len(notices) < wait_for else 0.05
+        event: AgentEvent | None = await ear.agent.next_event(timeout=max(left, 0.01))
+        if event is None:
+            return notices
+        if isinstance(event, MonitorNotice):
+            notices.append(event)
 
 
 Ear = Any  # PhoneCaller (mark / pcm_since), AgentEar, SupervisorEar
@@ -327,6 +343,8 @@ async def test_listen_whisper_barge_through_the_api_by_what_each_party_hears(
             # Leaving twice is a clear 409, not a silent success.
             again = await console.monitor(contact_id, "none", supervisor.leg_id)
             assert again.status_code == 409, again.text
+            # The tenant's default policy (monitor_notice none): the agent's desk was told nothing.
+            assert await monitor_notices(agent_ear) == []
         finally:
             await supervisor.close()
             await console.close()
@@ -435,6 +453,9 @@ async def test_the_supervisors_desk_phone_as_the_monitoring_endpoint(
         return proc, port
 
     async def body(tenant: Any, agent_ear: AgentEar, caller: PhoneCaller, contact_id: str) -> None:
+        # The tenant tells its agents (not its callers) when a supervisor steps in.
+        told = await switchboard_cli(stack.api, tenant.key, "settings", "set", "--monitor-notice", "agent")
+        assert told["monitor_notice"] == "agent", told
         phone, port = await ringable()
         again: asyncio.subprocess.Process | None = None
         console = await Console.sign_in(stack.api, tenant.key, f"desk-{uuid.uuid4().hex[:8]}@example.com")
@@ -453,6 +474,10 @@ async def test_the_supervisors_desk_phone_as_the_monitoring_endpoint(
             assert tone_power(heard["agent"], CALLER_HZ) > HEARD
             assert tone_power(heard["agent"], AGENT_HZ) < NOT_HEARD  # the phone's echo reaches nobody
             assert tone_power(heard["caller"], CALLER_HZ) < NOT_HEARD
+            # Policy agent: the desk is told, the caller hears nothing new (only the agent's tone).
+            [notice] = await monitor_notices(agent_ear, wait_for=1)
+            assert (notice.contact_id, notice.mode, notice.previous) == (contact_id, "listen", "none")
+            assert tone_power(heard["caller"], AGENT_HZ) > 0.8
             key = await supervisor_key(stack.api, tenant.key)
             cli = await switchboard_cli(
                 stack.api, key, "contacts", "monitor", contact_id, "--mode", "whisper", "--leg", leg_id
@@ -461,6 +486,8 @@ async def test_the_supervisors_desk_phone_as_the_monitoring_endpoint(
             heard = await listen_window(ears)
             assert tone_power(heard["agent"], AGENT_HZ) > HEARD  # its own voice, back through the phone
             assert tone_power(heard["caller"], CALLER_HZ) < NOT_HEARD
+            [notice] = await monitor_notices(agent_ear, wait_for=1)
+            assert (notice.mode, notice.previous) == ("whisper", "listen")
             async with switchboard.AsyncClient(api_key=key, base_url=stack.api) as client:
                 await client.contacts.monitor(contact_id, "barge", leg_id)
                 heard = await listen_window(ears)
@@ -473,12 +500,23 @@ async def test_the_supervisors_desk_phone_as_the_monitoring_endpoint(
                 tone_power(heard["caller"], AGENT_HZ) > HEARD
                 and tone_power(heard["caller"], CALLER_HZ) < NOT_HEARD
             )
-            # Rung again for a listen; the caller hangs up: the call is over, the phone gets its BYE.
+            notices = await monitor_notices(agent_ear, wait_for=2)
+            assert [(n.mode, n.previous) for n in notices] == [("barge", "whisper"), ("none", "barge")]
+            # Rung again for a listen, the tenant now telling its callers only: the caller hears the
+            # announcement over the agent for a moment, the desk is told nothing. Then the caller hangs
+            # up: the call is over, the phone gets its BYE.
+            told = await switchboard_cli(
+                stack.api, tenant.key, "settings", "set", "--monitor-notice", "caller"
+            )
+            assert told["monitor_notice"] == "caller", told
             again, port = await ringable()
             headers = {"Authorization": f"Bearer {await console.token()}"}
             body = {"mode": "listen", "phone": f"sip:lead@127.0.0.1:{port}"}
             r = await console.http.post(monitor, json=body, headers=headers)
             assert r.status_code == 200, r.text
+            heard = await listen_window(ears)
+            assert tone_power(heard["caller"], AGENT_HZ) < 0.6, "the caller heard no announcement"
+            assert await monitor_notices(agent_ear) == []
             await caller.hang_up()
             assert await asyncio.wait_for(again.wait(), 10) == 0, "the phone outlived the call"
         finally:

@@ -194,6 +194,9 @@ def test_api_refuses_bad_rules_naming_the_field(tenant: dict[str, Any]) -> None:
         # Tenant settings: time zone and language, validated.
         assert client.patch("/v1/me/settings", json={"timezone": "Mars/Olympus"}).status_code == 422
         assert client.patch("/v1/me/settings", json={"language": "xx"}).status_code in (400, 422)
+        bad = client.patch("/v1/me/settings", json={"monitor_notice": "everyone"})
+        assert bad.status_code in (400, 422) and "monitor_notice" in bad.text
+        assert client.get("/v1/me/settings").json()["monitor_notice"] == "none"  # the default, unchanged
         r = client.patch("/v1/me/settings", json={"timezone": "Europe/Paris", "language": "fr"})
         assert (
             r.status_code == 200 and r.json()["timezone"] == "Europe/Paris" and r.json()["language"] == "fr"
