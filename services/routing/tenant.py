@@ -423,9 +423,10 @@ class TenantRunner:
                 if isinstance(c, ev.RoutingTask):
                     attributes.update(kind=c.kind, file=c.file, seconds=str(c.seconds))
                     priority, skills, preferred, window, only = None, {}, None, None, False
+                    channel: core.Channel | None = core.Channel.VOICEMAIL
                 else:
                     priority, skills, preferred = c.priority, dict(c.skills), c.preferred_agent_id
-                    window, only = c.preferred_window_s, c.preferred_only
+                    window, only, channel = c.preferred_window_s, c.preferred_only, None
                 if priority is None:
                     priority = self.loaded.default_priority.get(qid, core.model.DEFAULT_PRIORITY)
                 if not 1 <= priority <= 99:
@@ -444,6 +445,7 @@ class TenantRunner:
                     preferred_agent_id=preferred,
                     preferred_window_s=window,
                     preferred_only=only,
+                    channel=channel,
                 )
             case ev.RoutingCallback():
                 if self.engine.position(str(c.call_id)) is not None:

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from .model import DEFAULT_PRIORITY, TenantConfig
+from .model import DEFAULT_PRIORITY, Channel, TenantConfig
 from .outputs import Output
 
 __all__ = [
@@ -57,6 +57,8 @@ class Enqueue(Command, frozen=True, kw_only=True, tag="enqueue"):
     # Offered to the preferred agent only (for the window): refused when that agent is not in the queue.
     preferred_only: bool = False
     virtual_hold: bool = False
+    # None: the queue's channel. A voice queue also takes Channel.VOICEMAIL (model.queue_takes).
+    channel: Channel | None = None
 
 
 class Cancel(Command, frozen=True, kw_only=True, tag="cancel"):

@@ -45,6 +45,7 @@ from .model import (
     Channel,
     QueueConfig,
     TenantConfig,
+    queue_takes,
     validate_config,
 )
 from .operations import Operations
@@ -264,7 +265,7 @@ class Engine(Operations):
         q = self.state_queue(queue_id)
         if q is None:
             return Rejected(code="unknown_queue", reason=f"queue {queue_id!r} does not exist")
-        if channel is not None and q.channel is not channel:
+        if channel is not None and not queue_takes(q, channel):
             return Rejected(
                 code="channel_mismatch",
                 reason=f"queue {queue_id!r} takes {q.channel.value} contacts, not {channel.value}",
@@ -290,7 +291,7 @@ class Engine(Operations):
                 return Rejected(code="invalid", reason=f"skill {skill!r} level must be 1-{PROFICIENCY_MAX}")
         if cmd.preferred_window_s is not None and cmd.preferred_window_s < 0:
             return Rejected(code="invalid", reason="preferred_window_s must not be negative")
-        entry = self._entry_queue(cmd.queue_id, None)
+        entry = self._entry_queue(cmd.queue_id, cmd.channel)
         if isinstance(entry, Rejected):
             return entry
         if cmd.preferred_only and (
@@ -307,7 +308,7 @@ class Engine(Operations):
         c = Contact(
             contact_id=cmd.contact_id,
             queue_id=entry,
-            channel=q.channel,
+            channel=cmd.channel or q.channel,
             base_priority=cmd.priority,
             priority=cmd.priority,
             seq=st.next_arrival,
@@ -543,7 +544,7 @@ class Engine(Operations):
             q is not None
             and target_id != c.queue_id
             and target_id not in c.visited
-            and q.channel is c.channel
+            and queue_takes(q, c.channel)
             and is_open(q.schedule, self.state.now)
         )
 

@@ -3,10 +3,10 @@
 # per-queue staffing counts for expected wait and status. Decides only; the engine applies.
 from __future__ import annotations
 
-from .agent import AgentState, can_take
+from .agent import Agent, AgentState, can_take
 from .contact import IN_LINE, Contact, ContactState, line_key
 from .expansion import skills_ok
-from .model import AgentProfile, QueueConfig
+from .model import AgentProfile, Channel, QueueConfig
 from .queue import AgentIndex, QueueLine
 from .state import RoutingState, SiteStatus
 from .strategies import agent_key, candidates
@@ -31,6 +31,20 @@ class _Contribution:
         self.queues = queues
         self.staffed = staffed
         self.ready = ready
+
+
+def _room_in(agent: Agent, profile: AgentProfile, q: QueueConfig) -> bool:
+    """Room for some contact of this queue: of its channel, or a voicemail when it is a voice queue
+    (those go on the voicemail channel's capacity)."""
+    if can_take(agent, profile, q.channel):
+        return True
+    return q.channel is Channel.VOICE and can_take(agent, profile, Channel.VOICEMAIL)
+
+
+def _fits(agent: Agent, profile: AgentProfile, q: QueueConfig, c: Contact) -> bool:
+    """Room for this contact. Ready for a non-voice queue already means room on its one channel; a voice
+    queue mixes calls and voicemails, so the contact's own channel decides."""
+    return q.channel is not Channel.VOICE or can_take(agent, profile, c.channel)
 
 
 class Matcher:
@@ -191,7 +205,7 @@ class Matcher:
                 continue
             queues.append(qid)
             staffed.append(profile.capacity.get(q.channel, 0) if staffs else 0)
-            if may_take and can_take(agent, profile, q.channel):
+            if may_take and _room_in(agent, profile, q):
                 ready.append(qid)
         return _Contribution(agent.state, profile.site_id or _NO_SITE, queues, staffed, ready)
 
@@ -232,10 +246,13 @@ class Matcher:
             return None
         if c.preferred_until is not None:
             a = c.preferred_agent_id
-            return a if a is not None and a in index and self.eligible(a, c) else None
+            if a is None or a not in index or not self.eligible(a, c):
+                return None
+            return a if _fits(self.state.agents[a], self.profiles[a], self.queues[c.queue_id], c) else None
         q = self.queues[c.queue_id]
+        agents = self.state.agents
         for agent_id in candidates(index, q, self.state.rr_cursor.get(q.queue_id)):
-            if self.eligible(agent_id, c):
+            if self.eligible(agent_id, c) and _fits(agents[agent_id], self.profiles[agent_id], q, c):
                 return agent_id
         return None
 
@@ -245,6 +262,8 @@ class Matcher:
         contrib = self._contrib.get(agent_id)
         if contrib is None:
             return None
+        agent, profile = self.state.agents[agent_id], self.profile(agent_id)
+        assert profile is not None  # an agent contributes only with a profile
         best: Contact | None = None
         best_key: tuple[int, int] | None = None
         for c in self.preferring_contacts(agent_id):
@@ -252,6 +271,7 @@ class Matcher:
                 c.state is ContactState.WAITING
                 and agent_id in self.ready[c.queue_id]
                 and self.eligible(agent_id, c)
+                and _fits(agent, profile, self.queues[c.queue_id], c)
             ):
                 key = line_key(c)
                 if best_key is None or key < best_key:
@@ -262,12 +282,17 @@ class Matcher:
         for qid in contrib.queues:
             if agent_id not in self.ready[qid]:
                 continue
+            q = self.queues[qid]
             for cid in self.lines[qid]:
                 c = contacts[cid]
                 key = line_key(c)
                 if best_key is not None and key >= best_key:
                     break
-                if c.state is ContactState.WAITING and self.eligible(agent_id, c):
+                if (
+                    c.state is ContactState.WAITING
+                    and self.eligible(agent_id, c)
+                    and _fits(agent, profile, q, c)
+                ):
                     best, best_key = c, key
                     break
         return best

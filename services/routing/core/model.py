@@ -24,6 +24,7 @@ __all__ = [
     "SiteConfig",
     "Strategy",
     "TenantConfig",
+    "queue_takes",
     "validate_config",
 ]
 
@@ -52,6 +53,8 @@ class Channel(FastEnum):
     VOICE = "voice"
     CHAT = "chat"
     EMAIL = "email"
+    # A recorded message for an agent to play and return: no audio leg, but a capacity of its own.
+    VOICEMAIL = "voicemail"
 
 
 class Strategy(FastEnum):
@@ -126,8 +129,14 @@ class AgentProfile(msgspec.Struct, frozen=True, kw_only=True):
     attributes: dict[str, list[str]] = msgspec.field(default_factory=dict)
     # Contacts held at once per channel. Voice is 0 or 1 and exclusive (see agent.can_take).
     capacity: dict[Channel, int] = msgspec.field(
-        default_factory=lambda: {Channel.VOICE: 1, Channel.CHAT: 1, Channel.EMAIL: 1}
+        default_factory=lambda: {Channel.VOICE: 1, Channel.CHAT: 1, Channel.EMAIL: 1, Channel.VOICEMAIL: 1}
     )
+
+
+def queue_takes(queue: QueueConfig, channel: Channel) -> bool:
+    """A queue takes contacts of its own channel; a voice queue also takes the voicemails its callers
+    leave (the IVR's voicemail node names a voice queue), routed on the voicemail channel's capacity."""
+    return channel is queue.channel or (queue.channel is Channel.VOICE and channel is Channel.VOICEMAIL)
 
 
 class TenantConfig(msgspec.Struct, frozen=True, kw_only=True):

@@ -19,6 +19,7 @@ from services.routing.core import (
     Channel,
     ContactRequeued,
     EndContact,
+    Enqueue,
     QueueConfig,
     Reject,
     Rejected,
@@ -314,3 +315,63 @@ def test_a_declined_offer_may_send_the_agent_away_missed() -> None:
     agent = h.engine.state.agents["a1"]
     assert h.engine.agent_state("a1").value == "away" and agent.away_reason == "missed"
     assert h.engine.state.contacts["c1"].state.value == "waiting"
+
+
+def _voicemail_harness(capacity: int) -> Harness:
+    p = AgentProfile(agent_id="a1", queues=["v"], capacity={Channel.VOICE: 1, Channel.VOICEMAIL: capacity})
+    h = Harness(simple_config(queues=[QueueConfig(queue_id="v")], profiles=[p]))
+    h.login("a1")
+    return h
+
+
+def test_voicemails_take_their_own_capacity_in_a_voice_queue() -> None:
+    """Issue 16: a voicemail left in a voice queue is routed on the voicemail channel: up to the agent's
+    voicemail capacity at once, while voice stays exclusive of everything."""
+    h = _voicemail_harness(2)
+    h.enqueue("vm1", "v", channel=Channel.VOICEMAIL)
+    h.enqueue("vm2", "v", channel=Channel.VOICEMAIL)
+    h.enqueue("vm3", "v", channel=Channel.VOICEMAIL)
+    assert h.engine.state.contacts["vm1"].channel is Channel.VOICEMAIL
+    h.ok(Accept, agent_id="a1", offer_id=h.offer_id("vm1"))
+    assert h.offers() == {"vm2": "a1"}  # a second voicemail fits beside the first
+    h.ok(Accept, agent_id="a1", offer_id=h.offer_id("vm2"))
+    assert h.offers() == {}  # the third is past the capacity of 2
+    h.enqueue("call1", "v")
+    assert h.offers() == {}  # voicemails in hand block a call
+    h.ok(EndContact, contact_id="vm1")
+    h.ok(EndContact, contact_id="vm2")
+    h.ok(WrapUpDone, agent_id="a1")
+    # Line order (priority, then arrival) between the two channels: the older voicemail first.
+    assert h.offers() == {"vm3": "a1"}
+    h.ok(Accept, agent_id="a1", offer_id=h.offer_id("vm3"))
+    h.ok(EndContact, contact_id="vm3")
+    h.ok(WrapUpDone, agent_id="a1")
+    assert h.offers() == {"call1": "a1"}
+    h.ok(Accept, agent_id="a1", offer_id=h.offer_id("call1"))
+    h.enqueue("vm4", "v", channel=Channel.VOICEMAIL)
+    assert h.offers() == {}  # a call in hand blocks voicemails
+
+
+def test_a_held_voicemail_at_capacity_one_holds_back_calls_and_voicemails() -> None:
+    h = _voicemail_harness(1)
+    h.enqueue("vm1", "v", channel=Channel.VOICEMAIL)
+    h.ok(Accept, agent_id="a1", offer_id=h.offer_id("vm1"))
+    h.enqueue("vm2", "v", channel=Channel.VOICEMAIL)
+    h.enqueue("call1", "v")
+    assert h.offers() == {}  # capacity 1 for voicemail; voice needs empty hands
+    assert h.engine.agent_state("a1") is S.ON_CONTACT
+
+
+def test_an_agent_with_no_voicemail_capacity_is_never_offered_one() -> None:
+    h = _voicemail_harness(0)
+    h.enqueue("vm1", "v", channel=Channel.VOICEMAIL)
+    assert h.offers() == {}
+    h.enqueue("call1", "v")
+    assert h.offers() == {"call1": "a1"}  # the voicemail waiting ahead does not hold up calls
+
+
+def test_only_a_voice_queue_takes_voicemails() -> None:
+    chat = QueueConfig(queue_id="chat", channel=Channel.CHAT)
+    h = Harness(simple_config(queues=[chat], profiles=[]))
+    result = h.cmd(Enqueue, contact_id="vm1", queue_id="chat", channel=Channel.VOICEMAIL)
+    assert not result.ok and result.code == "channel_mismatch"
