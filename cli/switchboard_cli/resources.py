@@ -207,6 +207,11 @@ def register(cli: click.Group) -> None:
         default=None,
         help="Allow (or stop) the agent placing outbound calls.",
     )
+    @click.option(
+        "--voicemail-capacity",
+        type=click.IntRange(0, 10),
+        help="Voicemails the agent may hold at once (0: never offered one).",
+    )
     def agents_update(
         state: State,
         agent: str,
@@ -218,6 +223,7 @@ def register(cli: click.Group) -> None:
         endpoint: str | None,
         browser: bool,
         can_dial: bool | None,
+        voicemail_capacity: int | None,
     ) -> None:
         """Change an agent: only the options given change."""
         if endpoint is not None and browser:
@@ -234,6 +240,7 @@ def register(cli: click.Group) -> None:
                 languages=languages if languages is not None else unset,
                 endpoint=None if browser else (endpoint if endpoint is not None else unset),
                 can_dial=can_dial if can_dial is not None else unset,
+                voicemail_capacity=voicemail_capacity if voicemail_capacity is not None else unset,
             )
         if state.json:
             emit_json(updated)

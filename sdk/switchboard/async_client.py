@@ -338,6 +338,7 @@ class AsyncAgents(_Collection[Agent]):
         languages: list[str] | UnsetType = UNSET,
         endpoint: str | UnsetType | None = UNSET,
         can_dial: bool | UnsetType = UNSET,
+        voicemail_capacity: int | UnsetType = UNSET,
     ) -> Agent:
         """`endpoint`: None or left out = the browser (WebRTC); a sip:/sips: URI = a phone at a static
         address; an E.164 number = an outside number dialled through the tenant's trunk."""
@@ -349,6 +350,7 @@ class AsyncAgents(_Collection[Agent]):
             languages=languages,
             endpoint=endpoint,
             can_dial=can_dial,
+            voicemail_capacity=voicemail_capacity,
         )
         agent: Agent = await self._client._run(_calls.create(self._path, Agent, body))
         return agent
@@ -364,6 +366,7 @@ class AsyncAgents(_Collection[Agent]):
         languages: list[str] | UnsetType = UNSET,
         endpoint: str | UnsetType | None = UNSET,
         can_dial: bool | UnsetType = UNSET,
+        voicemail_capacity: int | UnsetType = UNSET,
     ) -> Agent:
         """`endpoint`: None or left out = the browser (WebRTC); a sip:/sips: URI = a phone at a static
         address; an E.164 number = an outside number dialled through the tenant's trunk."""
@@ -375,6 +378,7 @@ class AsyncAgents(_Collection[Agent]):
             languages=languages,
             endpoint=endpoint,
             can_dial=can_dial,
+            voicemail_capacity=voicemail_capacity,
         )
         agent: Agent = await self._client._run(_calls.update(self._path, Agent, id, body))
         return agent

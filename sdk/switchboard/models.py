@@ -144,6 +144,7 @@ class Agent(Model, kw_only=True):
     # Where the agent is reached: None = the browser (WebRTC), a sip:/sips: URI, or an E.164 number.
     endpoint: str | None = None
     can_dial: bool = False  # may place outbound calls
+    voicemail_capacity: int = 1  # voicemails held at once (0: never offered one)
     created_at: datetime
     updated_at: datetime
 

@@ -24,7 +24,7 @@ from .validation import check_email, check_endpoint, check_languages, check_name
 
 __all__ = ["Agent", "AgentController", "SkillMap"]
 
-COLUMNS = "id, name, email, site_id, skills, languages, endpoint, can_dial, created_at, updated_at"
+COLUMNS = "id, name, email, site_id, skills, languages, endpoint, can_dial, voicemail_capacity, created_at, updated_at"
 
 # Names and levels are checked by check_skills, which can say which skill is wrong (msgspec cannot).
 SkillMap = Annotated[
@@ -44,6 +44,10 @@ Languages = Annotated[
     msgspec.Meta(max_length=20, description="BCP 47 tags such as en or zh-HK"),
 ]
 
+VoicemailCapacity = Annotated[
+    int, msgspec.Meta(ge=0, le=10, description="voicemails held at once (0: never offered one)")
+]
+
 
 class Agent(msgspec.Struct, kw_only=True):
     id: uuid.UUID
@@ -55,6 +59,8 @@ class Agent(msgspec.Struct, kw_only=True):
     # Where the agent is reached: null = the browser (WebRTC), a sip:/sips: URI, or an E.164 number.
     endpoint: str | None = None
     can_dial: bool = False  # may place outbound calls (docs/routing.md, "Outbound calls")
+    # Voicemails held at once, a routing channel of its own (docs/routing.md, "Voicemails"); 0: never offered.
+    voicemail_capacity: int = 1
     created_at: datetime
     updated_at: datetime
 
@@ -72,6 +78,7 @@ class AgentCreate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     languages: Languages | None = None
     endpoint: Endpoint | None = None
     can_dial: bool = False
+    voicemail_capacity: VoicemailCapacity = 1
 
 
 class AgentPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -83,6 +90,7 @@ class AgentPatch(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     # null: back to the browser.
     endpoint: Endpoint | msgspec.UnsetType | None = msgspec.UNSET
     can_dial: bool | msgspec.UnsetType = msgspec.UNSET
+    voicemail_capacity: VoicemailCapacity | msgspec.UnsetType = msgspec.UNSET
 
 
 def agent_from_row(row: asyncpg.Record) -> Agent:
@@ -95,6 +103,7 @@ def agent_from_row(row: asyncpg.Record) -> Agent:
         languages=list(row["languages"]),
         endpoint=row["endpoint"],
         can_dial=row["can_dial"],
+        voicemail_capacity=row["voicemail_capacity"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -128,8 +137,8 @@ class AgentController(Controller):
                 async with conn.transaction():
                     row = await conn.fetchrow(
                         f"""INSERT INTO agents (id, tenant_id, name, email, site_id, skills, languages, endpoint,
-                                                can_dial)
-                            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9) RETURNING {COLUMNS}""",
+                                                can_dial, voicemail_capacity)
+                            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10) RETURNING {COLUMNS}""",
                         new_id(),
                         principal.tenant_id,
                         name,
@@ -139,6 +148,7 @@ class AgentController(Controller):
                         languages,
                         endpoint,
                         data.can_dial,
+                        data.voicemail_capacity,
                     )
             except asyncpg.UniqueViolationError:
                 raise _email_taken(email) from None
@@ -151,6 +161,7 @@ class AgentController(Controller):
                 "languages": languages,
                 "endpoint": endpoint,
                 "can_dial": data.can_dial,
+                "voicemail_capacity": data.voicemail_capacity,
             }
             await audit(conn, principal, "agent.created", "agent", agent.id, detail)
             return Outcome(
@@ -205,6 +216,8 @@ class AgentController(Controller):
             changes["endpoint"] = check_endpoint("endpoint", data.endpoint)
         if data.can_dial is not msgspec.UNSET:
             changes["can_dial"] = data.can_dial
+        if data.voicemail_capacity is not msgspec.UNSET:
+            changes["voicemail_capacity"] = data.voicemail_capacity
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
             if not changes:

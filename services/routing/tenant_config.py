@@ -20,10 +20,13 @@ import asyncpg
 from services.kernel.db import tenant_tx
 
 from .core import AgentProfile, QueueConfig, SiteConfig, TenantConfig
-from .core.model import PROFICIENCY_MAX, OverflowRule, PriorityRule, Strategy
+from .core.model import PROFICIENCY_MAX, Channel, OverflowRule, PriorityRule, Strategy
 from .core.schedule import WEEKDAYS, Schedule, validate_schedule
 
 __all__ = ["LoadedConfig", "load_tenant_config"]
+
+# Per channel; only the voicemail capacity is configured per agent so far (agents.voicemail_capacity).
+DEFAULT_CAPACITY = AgentProfile(agent_id="default").capacity
 
 
 @dataclass
@@ -118,7 +121,9 @@ async def load_tenant_config(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> Loaded
                       spill_after_seconds, spill_expected_wait_seconds
                FROM queues ORDER BY id"""
         )
-        agent_rows = await conn.fetch("SELECT id, site_id, skills, languages FROM agents ORDER BY id")
+        agent_rows = await conn.fetch(
+            "SELECT id, site_id, skills, languages, voicemail_capacity FROM agents ORDER BY id"
+        )
     if tenant is None:
         return LoadedConfig(config=TenantConfig(seats=0), exists=False)
     sites = [SiteConfig(site_id=str(r["id"]), name=r["name"]) for r in site_rows]
@@ -138,6 +143,7 @@ async def load_tenant_config(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> Loaded
                 queues=member_of,
                 skills=skills,
                 attributes={"language": languages} if languages else {},
+                capacity={**DEFAULT_CAPACITY, Channel.VOICEMAIL: int(r["voicemail_capacity"])},
             )
         )
     config = TenantConfig(

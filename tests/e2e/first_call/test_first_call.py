@@ -1095,11 +1095,17 @@ async def test_a_voicemail_is_offered_to_an_agent_who_plays_it_and_closes_it(
 ) -> None:
     """A caller leaves a message (the IVR's voicemail node): it is a task of its own, offered through the desk
     like a call but without audio legs; the agent fetches the message with its token, hangs it up (done) and
-    wraps it up with a disposition; the task's record names the call it was left on."""
+    wraps it up with a disposition; the task's record names the call it was left on. Voicemails have a
+    capacity of their own: at 2, a second caller's message is offered while the first is still open."""
     stack = first_call_stack
     t = await asyncio.to_thread(make_tenant, stack.api, flow=VOICEMAIL_FLOW)
     token = await asyncio.to_thread(t.token, "agent0@example.com")
+    with _sdk(t) as sdk:
+        agent_id = t.agents["agent0@example.com"]
+        assert sdk.agents.get(agent_id).voicemail_capacity == 1
+        assert sdk.agents.update(agent_id, voicemail_capacity=2).voicemail_capacity == 2
     caller = PhoneCaller(stack.sip_port, t.number, frequency=600.0)
+    second = PhoneCaller(stack.sip_port, t.number, frequency=600.0)
     try:
         async with AgentSession(stack.api, token, auto_answer=True) as agent:
             await agent.login(state="available")
@@ -1121,13 +1127,20 @@ async def test_a_voicemail_is_offered_to_an_agent_who_plays_it_and_closes_it(
             with wave.open(io.BytesIO(r.content), "rb") as w:
                 audio = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
             assert len(audio) == 16000 and tone_power(audio, 600.0) > 0.5  # the caller's 2 s
-            await agent.hangup(offer.contact_id)
-            ended = await next_of(agent, ContactEnded, lambda e: e.contact_id == offer.contact_id)
-            assert ended.by == "agent"
+            await second.dial()
+            offer2 = await next_of(agent, ContactOffer, timeout=20)  # the first one is still open
+            assert offer2.task == "voicemail" and offer2.contact_id != offer.contact_id
+            await next_of(agent, ContactConnected, lambda e: e.contact_id == offer2.contact_id)
+            for task in (offer, offer2):
+                await agent.hangup(task.contact_id)
+                ended = await next_of(agent, ContactEnded, lambda e, c=task.contact_id: e.contact_id == c)
+                assert ended.by == "agent"
             await agent.wrap_up(offer.contact_id, "follow_up", notes="call back tomorrow")
+            await agent.wrap_up(offer2.contact_id, "follow_up")
         record = await wait_contact(t, offer.contact_id, "ended")
         assert record["disposition"] == "follow_up" and record["agent_id"] == t.agents["agent0@example.com"]
         assert record["attributes"]["kind"] == "voicemail" and record["attributes"]["voicemail_of"] == vm.of
         assert record["outcome"] == "handled"
     finally:
         caller.close()
+        second.close()

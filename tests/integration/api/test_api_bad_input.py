@@ -280,6 +280,8 @@ async def test_field_errors_name_the_field(client: httpx.AsyncClient, tenant: Te
             {"name": "A", "email": "a@x.example", "site_id": "00000000-0000-0000-0000-000000000000"},
             "site_id",
         ),
+        ("/v1/agents", {"name": "A", "email": "a@x.example", "voicemail_capacity": 11}, "voicemail_capacity"),
+        ("/v1/agents", {"name": "A", "email": "a@x.example", "voicemail_capacity": -1}, "voicemail_capacity"),
         ("/v1/queues", {"name": "Q", "priority": 100}, "priority"),
         ("/v1/queues", {"name": "Q", "sl_seconds": 0}, "sl_seconds"),
         ("/v1/queues", {"name": "Q", "priority": "7"}, "priority"),  # strict: a string is not an int

@@ -120,6 +120,10 @@ def test_do_not_call_list_and_dial_permission_from_the_cli(run: Any) -> None:
         json.loads(run("agents", "update", agent["id"], "--cannot-dial", "--json").stdout)["can_dial"]
         is False
     )
+    assert agent["voicemail_capacity"] == 1
+    updated = json.loads(run("agents", "update", agent["id"], "--voicemail-capacity", "3", "--json").stdout)
+    assert updated["voicemail_capacity"] == 3
+    assert "0<=x<=10" in run("agents", "update", agent["id"], "--voicemail-capacity", "11", code=2).stderr
     # Click-to-dial of an unknown agent: 404 before anything is placed.
     out = run("agent", "connect", "--email", agent["id"], "--dial", "+15550142", "--state", "away", code=2)
     assert "--dial needs --state available" in out.stderr
