@@ -1,6 +1,6 @@
 """Helpers for tests that run the services as real subprocesses: their environment against the session's
 PostgreSQL and NATS, a bounded stop, and a SIP OPTIONS probe (answered 200 once a SIP port is served).
-Import as `from tests.service_procs import service_env, stop, sip_answers`; `consumer_ready` and
+Import as `from tests.service_procs import service_env, stop, stop_all, sip_answers`; `consumer_ready` and
 `drop_consumers` for the durable JetStream consumers a stack's services read events through; `start_api`
 for an API process of one's own."""
 
@@ -24,7 +24,7 @@ import nats
 
 from services.runtime.embedded import free_port
 
-__all__ = ["consumer_ready", "drop_consumers", "service_env", "sip_answers", "start_api", "stop"]
+__all__ = ["consumer_ready", "drop_consumers", "service_env", "sip_answers", "start_api", "stop", "stop_all"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,6 +50,22 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """`stop` for several at once: SIGTERM to each (in this order), then one 10 s wait for them all, then
+    SIGKILL for any still running. One after the other, a stack's stops added up (each service takes a
+    second or more to close its bus and sockets)."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
             proc.wait(timeout=5)
 
 

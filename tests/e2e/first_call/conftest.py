@@ -33,7 +33,7 @@ from services.media.rtp.g711 import ulaw_decode, ulaw_encode
 from services.media.rtp.packet import RtpPacket
 from services.media.rtp.telephone_event import digit_packets
 from services.runtime.embedded import free_port
-from tests.service_procs import consumer_ready, drop_consumers, service_env, sip_answers, stop
+from tests.service_procs import consumer_ready, drop_consumers, service_env, sip_answers, stop_all
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -164,8 +164,7 @@ def _stack(
             modules=modules,
         )
     finally:
-        for proc in reversed(list(procs.values())):
-            stop(proc)
+        stop_all(list(reversed(procs.values())))
         asyncio.run(
             drop_consumers(
                 infra.nats_url, envs["contacts"]["SB_CONTACTS_DURABLE"], envs["ivr"]["SB_IVR_DURABLE"]

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from services.runtime.embedded import free_port
-from tests.service_procs import consumer_ready, drop_consumers, service_env, sip_answers, stop
+from tests.service_procs import consumer_ready, drop_consumers, service_env, sip_answers, stop_all
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -89,6 +89,5 @@ def _ivr_stack(infra: Any) -> Iterator[Stack]:
         asyncio.run(consumer_ready(infra.nats_url, durable, 20.0))
         yield Stack(sip_port=sip_port, media_log=media_log, ivr_log=ivr_log)
     finally:
-        stop(ivr)
-        stop(media)
+        stop_all([ivr, media])
         asyncio.run(drop_consumers(infra.nats_url, durable))

@@ -29,7 +29,7 @@ import pytest
 from services.runtime.embedded import free_port
 from tests.e2e.media.test_media_sharding import _env, _spawn, _wait_log
 from tests.integration.media.sipclient import header, status_of
-from tests.service_procs import sip_answers, stop
+from tests.service_procs import sip_answers, stop_all
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -76,8 +76,7 @@ def running_front(infra, *, workers: int, **env: str) -> Iterator[Front]:  # typ
         assert sip_answers(port, 10.0)
         yield Front(port=port, number=str(seeded["number"]), log=front_log, site=site)
     finally:
-        for proc in procs:
-            stop(proc)
+        stop_all(procs)
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,7 @@ from services.runtime.embedded import free_port
 from tests.integration.media.harness import Caller, Events, answered_call
 from tests.integration.media.sipclient import RtpReceiver, TcpSip, header, request, status_of
 from tests.integration.media.test_originate import FakeTrunk, _tenant_with_trunk
-from tests.service_procs import service_env, stop
+from tests.service_procs import service_env, stop_all
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -125,8 +125,7 @@ def shard(infra) -> Iterator[Shard]:  # type: ignore[no-untyped-def]
             spawn_worker=spawn_worker,
         )
     finally:
-        for proc in [*workers.values(), front]:
-            stop(proc)
+        stop_all([*workers.values(), front])
 
 
 async def _registrations(nc: nats.NATS, site: str) -> dict[str, ev.MediaWorkerRegistration]:
