@@ -3,9 +3,9 @@ state facts since a time (today's local midnight for the realtime view), per age
 
 - offers: times the agent was offered a contact (moves into `reserved`, "ringing");
 - missed: offers that did not become a call (declined, timed out, withdrawn): the decided offers (all but
-  one still ringing now) less the calls taken (moves into `on_contact`). Counted, not paired: events of
-  one routing step share their timestamp (made available and offered at once), so their order in the
-  facts is not known, and a pairing of each offer with the next state would guess;
+  one still ringing now, the agent's latest state in the facts) less the calls taken (moves into
+  `on_contact`). Routing times an agent's changes of one step (made available and offered at once) in
+  distinct microseconds, in their order, so the latest state is the true one;
 - answer_rate: calls taken / decided offers;
 - occupancy: (on_contact + wrap_up) / (available + reserved + on_contact + wrap_up) time, the history
   report's formula, counted from the agent's first change in the period (the state held at its start is

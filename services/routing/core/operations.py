@@ -100,6 +100,19 @@ class Operations:
         out.at = self.state.now
         self._out.append(out)
 
+    def _emit_state_change(self, agent_id: str, old: str, new: str, reason: str | None) -> None:
+        # Agent state changes are timed in distinct microseconds, in the order they happen: consumers order
+        # an agent's states by time (reporting's facts, to the microsecond), and the changes of one step
+        # (made available and offered at once) sharing a timestamp left their order to chance (a ringing
+        # agent looked available, its offer counted as missed).
+        out = AgentStateChanged(agent_id=agent_id, old=old, new=new, reason=reason)
+        self._emit(out)
+        st = self.state
+        last_us = round(st.last_state_at * 1e6)
+        if round(st.now * 1e6) <= last_us:
+            out.at = (last_us + 1) / 1e6
+        st.last_state_at = out.at
+
     def _emit_position(self, c: Contact, position: int, ewt: int | None) -> None:
         self._emit(
             PositionChanged(
@@ -176,9 +189,7 @@ class Operations:
     # -- agent state ------------------------------------------------------------------------------
 
     def _after_transition(self, agent: Agent, t: Transition) -> None:
-        self._emit(
-            AgentStateChanged(agent_id=agent.agent_id, old=t.old.value, new=t.new.value, reason=t.reason)
-        )
+        self._emit_state_change(agent.agent_id, t.old.value, t.new.value, t.reason)
         self.matcher.agent_changed(agent.agent_id)
         self.dirty_agents[agent.agent_id] = None
 
@@ -570,7 +581,7 @@ class Operations:
         t = agent._set_state(AgentState.LOGGED_OUT, cause, st.now)
         if isinstance(t, Rejected):
             raise RuntimeError(f"routing core bug: {t.reason}")
-        self._emit(AgentStateChanged(agent_id=agent.agent_id, old=t.old.value, new=t.new.value, reason=cause))
+        self._emit_state_change(agent.agent_id, t.old.value, t.new.value, cause)
         del st.agents[agent.agent_id]
         st.stale_profiles.pop(agent.agent_id, None)
         self.matcher.agent_changed(agent.agent_id)

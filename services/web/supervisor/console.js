@@ -11,6 +11,8 @@ const session = new BrowserSession();
 const view = {queues: new Map(), agents: new Map(), queueNames: new Map(), calls: new Map(), waiting: [], waitingAt: 0};
 let feed = null;
 let reloadTimer = null;
+let lagReads = 0; // re-reads of the realtime view since the last feed event, while it lags the feed
+const LAG_READS = 30;
 let monitor = null; // {contactId, legId, mode, and ws, pc, mic for the browser's leg or phone for a phone}
 const PHONE_KEY = "switchboard.supervisor.phone"; // where this browser remembers the desk phone (not a secret)
 
@@ -67,9 +69,11 @@ function takeQueues(body) {
   $("queues-since").textContent = "today since " + new Date(body.since).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit"});
 }
 
+// Returns whether the view lags the feed (an agent's change not in reporting's facts yet).
 function takeAgents(body) {
   const before = new Map(view.agents);
   view.agents.clear();
+  let lags = false;
   for (const a of body.agents) {
     const fresh = {...a, seenAt: Date.now()};
     // The realtime view is read from reporting's facts and may lag the feed: a state the feed announced
@@ -78,9 +82,11 @@ function takeAgents(body) {
     if (was && was.stateAt && (!a.since || was.stateAt > Date.parse(a.since))) {
       Object.assign(fresh, {state: was.state, reason: was.reason, stateAt: was.stateAt,
         time_in_state_s: (Date.now() - was.stateAt) / 1000});
+      lags ||= !a.since || was.stateAt >= Date.parse(a.since) + 1; // the view's time is in whole ms
     }
     view.agents.set(a.agent_id, fresh);
   }
+  return lags;
 }
 
 async function reload() {
@@ -88,7 +94,12 @@ async function reload() {
     api("GET", "/v1/realtime/queues"), api("GET", "/v1/realtime/agents"), api("GET", "/v1/realtime/waiting"),
   ]);
   takeQueues(queues);
-  takeAgents(agents);
+  // Nothing else re-reads the view once reporting catches up (the feed's events came before): read it
+  // again while it lags, so today's figures (quality, handled) follow, for a while if reporting is down.
+  if (takeAgents(agents) && lagReads++ < LAG_READS) {
+    clearTimeout(reloadTimer);
+    reloadTimer = setTimeout(() => reload().catch(() => {}), 1000);
+  }
   view.waiting = waiting.contacts;
   view.waitingAt = Date.now();
   render();
@@ -145,6 +156,7 @@ function draw(id, data, series, y) {
 }
 
 function reloadSoon() {
+  lagReads = 0;
   clearTimeout(reloadTimer);
   reloadTimer = setTimeout(() => reload().catch(() => {}), 150);
 }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from datetime import UTC, datetime
 
 import pytest
 from routing_harness import Harness, of_type, simple_config
@@ -89,6 +90,26 @@ def test_full_cycle_emits_every_transition() -> None:
         ("a1", "available", "logged_out", "logout"),
     ]
     assert all(e.at >= h.log[0].at for e in h.log)
+
+
+def test_an_agents_changes_in_one_step_are_timed_in_their_order() -> None:
+    # Made available with a caller waiting: available and offered (reserved) in one step. Reporting orders
+    # an agent's states by time to the microsecond (then by event id, a hash): a shared timestamp made the
+    # ringing agent look available about half the time, its offer counted as missed (the console test).
+    h = Harness(simple_config(["a1", "a2"]))
+    h.login("a1", "a2")
+    h.ok(SetState, agent_id="a1", state="away", reason="break")
+    h.ok(SetState, agent_id="a2", state="away", reason="break")
+    h.enqueue("c1")
+    h.now += 0.0000004  # within the microsecond of the last change: still after it
+    step = h.ok(SetState, agent_id="a1", state="available").outputs
+    changes = [(e.new, datetime.fromtimestamp(e.at, UTC)) for e in of_type(step, AgentStateChanged)]
+    assert [new for new, _ in changes] == ["available", "reserved"]
+    assert changes[0][1] < changes[1][1]
+    later = of_type(h.tick(1.0) + h.ok(SetState, agent_id="a2", state="available").outputs, AgentStateChanged)
+    assert later and later[0].at == h.now  # a later step keeps its own time
+    moments = [e.at for e in of_type(h.log, AgentStateChanged)]
+    assert moments == sorted(moments) and len(set(moments)) == len(moments)
 
 
 def test_commands_while_logged_out_are_refused() -> None:
