@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import time
 import uuid
 import wave
@@ -298,12 +299,20 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
             assert offer.contact_id == second_id  # the one put at the front, though it came second
             await _until_text(row, "Ringing")  # offered: the agent's desk rings
             await _shot(page, "2b-offered")
-            await agent.accept(offer.contact_id)
-            connected = await _next(agent, ContactConnected)
-            await _until_text(row, "On a call")
-            await _until_text(tile.locator(".waiting"), "1")
-            await _until_text(row.locator("td.contact"), connected.contact_id[:8])
-            # Today: one offer, answered (from reporting's facts, which may lag the feed under load).
+            # Reporting lagging the feed (held still): the console reads the realtime view on the feed's
+            # events, before the facts have them, and must read it again once they are in.
+            reporting = stack.procs["reporting"]
+            reporting.send_signal(signal.SIGSTOP)
+            try:
+                await agent.accept(offer.contact_id)
+                connected = await _next(agent, ContactConnected)
+                await _until_text(row, "On a call")
+                await _until_text(tile.locator(".waiting"), "1")
+                await _until_text(row.locator("td.contact"), connected.contact_id[:8])
+                await asyncio.sleep(0.5)  # the re-reads the feed's events asked for are answered
+            finally:
+                reporting.send_signal(signal.SIGCONT)
+            # Today: one offer, answered (from reporting's facts once they are in).
             await _until_text(row.locator("td.agent-quality"), "Answered 100%", timeout=15)
             assert await page.locator("#waiting tr").get_attribute("data-contact") == first_id
             agent_ear = AgentEar()
