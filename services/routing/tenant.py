@@ -28,7 +28,10 @@ from .translate import QUERIES, assigned_for, event_for
 
 __all__ = ["TenantRunner"]
 
-STATS_INTERVAL_S = 1.0
+STATS_INTERVAL_S = 1.0  # how often the snapshot is considered
+# A queue's `queue.stats` goes out as soon as the queue changes (the console shows a caller queuing within
+# 1 s of it, issue 19), then at most once per gap: a burst of changes is one event per queue.
+STATS_MIN_GAP_S = 0.25
 MAX_BATCH = 256
 
 
@@ -61,6 +64,7 @@ class TenantRunner:
         self._timer: asyncio.TimerHandle | None = None
         self._tick_queued = False
         self._dirty_queues: set[str] = set()
+        self._stats_due = asyncio.Event()
         self._logged_out: set[str] = set()  # agents the engine logged out whose seat is not released yet
         self._tasks: list[asyncio.Task[None]] = []
         self.ready = asyncio.Event()
@@ -70,6 +74,7 @@ class TenantRunner:
     def start(self) -> None:
         self._tasks.append(asyncio.create_task(self._run()))
         self._tasks.append(asyncio.create_task(self._periodic()))
+        self._tasks.append(asyncio.create_task(self._stats()))
 
     async def stop(self) -> None:
         if self._timer:
@@ -140,12 +145,18 @@ class TenantRunner:
             await asyncio.sleep(STATS_INTERVAL_S)
             if self.engine is None:
                 continue
-            if self._dirty_queues:
-                dirty, self._dirty_queues = self._dirty_queues, set()
-                await self._publish_stats(sorted(dirty))
             if self.unsnapshotted and time.monotonic() - last_snapshot >= self.snapshot_interval_s:
                 last_snapshot = time.monotonic()
                 self._inbox.put_nowait(("snapshot", None))
+
+    async def _stats(self) -> None:
+        while True:
+            await self._stats_due.wait()
+            self._stats_due.clear()
+            if self.engine is not None and self._dirty_queues:
+                dirty, self._dirty_queues = self._dirty_queues, set()
+                await self._publish_stats(sorted(dirty))
+            await asyncio.sleep(STATS_MIN_GAP_S)
 
     async def _recover_until_done(self) -> None:
         # Commands wait in the inbox meanwhile; nothing is answered from a half-recovered engine.
@@ -284,6 +295,7 @@ class TenantRunner:
             queue_id = getattr(out, "queue_id", None)
             if queue_id:
                 self._dirty_queues.add(queue_id)
+                self._stats_due.set()
             if isinstance(out, core.AgentStateChanged) and out.new == core.AgentState.LOGGED_OUT.value:
                 self._logged_out.add(out.agent_id)
             event = event_for(self.tenant_id, out)

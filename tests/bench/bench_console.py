@@ -149,7 +149,11 @@ async def run(stack: Any, infra: Any, tmp_path: Path, calls: int) -> dict[str, l
                 since = time.time() * 1000
                 caller = await SippCaller.dial(stack.sip_port, tenant.number, folder)
                 try:
-                    call, ts = await bus.wait("queued", known)
+                    try:
+                        call, ts = await bus.wait("queued", known)
+                    except RuntimeError as exc:
+                        sipp = caller.proc.returncode
+                        raise RuntimeError(f"call {i + 1} of {calls} (SIPp exit {sipp}): {exc}") from None
                     known.add(call)
                     starts.append(("queued", email, since, ts * 1000))
                     await tile.locator(".waiting").filter(has_text="1").wait_for(timeout=15000)
