@@ -1,13 +1,14 @@
 """IVR flow commands: validate and test a flow file offline, deploy it, list flows and versions, roll back, and
-`numbers route E164 --flow NAME`. Validation runs locally (switchboard.flowdef, shared with the platform),
-the simulator too where the platform is installed (it runs the platform's IVR interpreter), the rest
-through the SDK."""
+`numbers route E164 --flow NAME`. Validation runs locally (switchboard.flowdef, shared with the platform);
+the simulator (the platform's IVR interpreter) in-process where the platform is installed, else on the API;
+the rest through the SDK."""
 
 from __future__ import annotations
 
 import importlib
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import click
 import msgspec
 import switchboard
 from switchboard.flowdef import validate_text
+from switchboard.flowdef.suite import Case, CaseResult, Expect, SuiteError, load_suite, parse_time
 
 from . import output
 from .context import EXIT_USAGE, CliError, State, command, emit_json, group
@@ -64,16 +66,16 @@ def _queue_names(state: State) -> set[str] | None:
 SIMULATOR = "services.ivr.simulator"
 
 
-def _simulator() -> Any:
-    """The platform's simulator (it runs the real IVR interpreter), loaded by name: the CLI imports nothing
-    from services/, so a tenant's light install validates flows but cannot simulate them."""
+def _run_cases(state: State, path: str, cases: list[Case]) -> list[CaseResult]:
+    """The platform's simulator runs the real IVR interpreter: in-process where the platform is installed
+    (loaded by name: the CLI imports nothing from services/), else on the API (POST /v1/ivr/simulate)."""
+    flow = _load_flow(path)  # errors with line numbers, before anything is sent
     try:
-        return importlib.import_module(SIMULATOR)
-    except ImportError as exc:
-        raise CliError(
-            "`switchboard flows test` runs the platform's IVR interpreter and needs the platform installed "
-            f"(cannot load {SIMULATOR}: {exc}); `switchboard flows validate` works without it"
-        ) from None
+        simulator = importlib.import_module(SIMULATOR)
+    except ImportError:
+        with state.client() as client:
+            return client.flows.simulate(_read(path), cases).results
+    return [simulator.run_case(flow, case) for case in cases]
 
 
 def _load_flow(path: str) -> Any:
@@ -156,10 +158,6 @@ def register(cli: click.Group) -> None:
         suite: str | None,
     ) -> None:
         """Run a flow offline with scripted digits and stubbed lookups, and show the path taken."""
-        sim = _simulator()
-        SuiteError, load_suite, parse_time = sim.SuiteError, sim.load_suite, sim.parse_time
-        run_case, simulate = sim.run_case, sim.simulate
-
         if suite:
             try:
                 named, cases = load_suite(Path(suite))
@@ -170,8 +168,7 @@ def register(cli: click.Group) -> None:
                 raise CliError(
                     "name the flow file: `flows test FILE --suite S` or `flow:` in the suite", EXIT_USAGE
                 )
-            flow = _load_flow(flow_file)
-            results = [run_case(flow, case) for case in cases]
+            results = _run_cases(state, flow_file, cases)
             failed = [r for r in results if not r.ok]
             if state.json:
                 emit_json({"ok": not failed, "cases": [msgspec.to_builtins(r) for r in results]})
@@ -186,21 +183,23 @@ def register(cli: click.Group) -> None:
             return
         if not file:
             raise CliError("name the flow file to test", EXIT_USAGE)
-        flow = _load_flow(file)
         try:
             when = parse_time(at)
         except ValueError:
             raise click.BadParameter(f"{at!r} is not an ISO 8601 time", param_hint="--at") from None
         script = [d.strip() for d in digits.split(",")] if digits else []
-        result = simulate(
-            flow,
+        case = Case(
+            name="run",
             digits=script,
             attributes=_pairs(attrs, "--attr"),
             caller=caller,
             dialled=dialled,
-            at=when,
+            at=datetime.fromtimestamp(when, UTC).isoformat(),
             lookups=_pairs(lookups, "--lookup", json_values=True),
+            expect=Expect(),
         )
+        (ran,) = _run_cases(state, file, [case])
+        result = ran.result
         if state.json:
             emit_json(msgspec.to_builtins(result))
             return

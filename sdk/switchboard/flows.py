@@ -3,6 +3,7 @@ their models. The same Call values serve Client and AsyncClient (see _calls.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -10,6 +11,7 @@ from urllib.parse import quote
 import msgspec
 
 from ._core import Call
+from .flowdef.suite import Case, CaseResult
 from .models import Model, Number, Page
 
 __all__ = [
@@ -19,6 +21,7 @@ __all__ = [
     "FlowIssue",
     "FlowVersion",
     "Flows",
+    "Simulation",
     "VersionSummary",
 ]
 
@@ -61,6 +64,12 @@ class VersionSummary(Model, kw_only=True):
     version: int
     current: bool
     created_at: datetime
+
+
+class Simulation(Model, kw_only=True):
+    """Each case's verdict and the simulated call (switchboard.flowdef.suite.CaseResult)."""
+
+    results: list[CaseResult]
 
 
 def _seg(value: str | int) -> str:
@@ -107,6 +116,11 @@ def route_call(number: str, flow: str | None, queue: str | None = None) -> Call[
     return Call[Number]("POST", f"/v1/numbers/{_seg(number)}/route", Number, body=body)
 
 
+def simulate_call(definition: str, cases: Sequence[Case]) -> Call[Simulation]:
+    body = {"definition": definition, "cases": msgspec.to_builtins(list(cases))}
+    return Call[Simulation]("POST", "/v1/ivr/simulate", Simulation, body=body)
+
+
 class _Runs(Protocol):
     def _run(self, call: Call[Any]) -> Any: ...
 
@@ -144,6 +158,12 @@ class Flows:
 
     def delete(self, name: str) -> None:
         self._client._run(delete_call(name))
+
+    def simulate(self, definition: str, cases: Sequence[Case]) -> Simulation:
+        """Run calls through a flow file's text offline on the platform (what `switchboard flows test` does
+        in-process where the platform is installed): nothing is stored, lookups answer the cases' stubs."""
+        result: Simulation = self._client._run(simulate_call(definition, cases))
+        return result
 
     def route(self, number: str, flow: str | None = None, *, queue: str | None = None) -> Number:
         """Point a number (its id or E.164) at a flow by name (None: at no flow), or with `queue` (a name
@@ -186,6 +206,10 @@ class AsyncFlows:
 
     async def delete(self, name: str) -> None:
         await self._client._run(delete_call(name))
+
+    async def simulate(self, definition: str, cases: Sequence[Case]) -> Simulation:
+        result: Simulation = await self._client._run(simulate_call(definition, cases))
+        return result
 
     async def route(self, number: str, flow: str | None = None, *, queue: str | None = None) -> Number:
         result: Number = await self._client._run(route_call(number, flow, queue))

@@ -14,9 +14,11 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.params import JSONBody, PathParameter
 from switchboard.flowdef.source import Issue
+from switchboard.flowdef.suite import Case, CaseResult, parse_time
 from switchboard.flowdef.validate import validate_text
 
 from services.ivr.lookup import SIGNATURE_HEADER, TIMESTAMP_HEADER, derive_secret
+from services.ivr.simulator import run_case
 from services.kernel.db import tenant_tx
 from services.kernel.events import ConfigChanged
 from services.kernel.ids import new_id, parse_id
@@ -388,9 +390,48 @@ class LookupSecret(msgspec.Struct, kw_only=True):
     signed: str
 
 
+MAX_CASES = 100
+
+
+class FlowSimulation(msgspec.Struct, kw_only=True):
+    """A flow file's text and the calls to run through it (the cases of `switchboard flows test`)."""
+
+    definition: str
+    cases: list[Case]
+
+
+class Simulation(msgspec.Struct, kw_only=True):
+    results: list[CaseResult]
+
+
 class IvrController(Controller):
     path = "/v1/ivr"
     tags = ["flows"]
+
+    @post("/simulate", responses=WRITE_ERRORS, status_code=200, summary="Run calls through a flow offline")
+    async def simulate(self, request: Request[Any, Any, Any], data: JSONBody[FlowSimulation]) -> Simulation:
+        """The simulator of `switchboard flows test` for installs without the platform: nothing is stored,
+        no call is made, lookups answer the stubs given. The flow is not checked against the tenant's
+        queues (as offline)."""
+        principal_of(request)
+        if len(data.definition) > MAX_SOURCE_CHARS:
+            raise validation("definition", f"a flow is at most {MAX_SOURCE_CHARS} characters")
+        if not 1 <= len(data.cases) <= MAX_CASES:
+            raise validation("cases", f"give 1 to {MAX_CASES} cases")
+        report = validate_text(data.definition)
+        if not report.ok or report.flow is None:
+            errors = [FieldError("definition", _issue_text(i)) for i in report.errors]
+            first = errors[0].message if errors else "the flow is not valid"
+            raise Problem(422, f"the flow is not valid: {first}", slug="validation", errors=errors)
+        results = []
+        for n, case in enumerate(data.cases):
+            try:
+                if case.at:
+                    parse_time(case.at)
+                results.append(run_case(report.flow, case))
+            except (ValueError, TypeError, OverflowError) as exc:  # a bad time or lookup stub
+                raise validation(f"cases[{n}]", str(exc)) from None
+        return Simulation(results=results)
 
     @get("/lookup-secret", responses=READ_ERRORS, summary="The key that signs this tenant's lookup requests")
     async def lookup_secret(self, request: Request[Any, Any, Any]) -> LookupSecret:

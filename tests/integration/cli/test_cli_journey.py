@@ -439,7 +439,7 @@ from click.testing import CliRunner
 from switchboard_cli.main import cli
 import switchboard
 
-api, tag, flow = sys.argv[1:4]
+api, tag, flow, suite = sys.argv[1:5]
 
 def sb(*args):
     result = CliRunner().invoke(cli, [*args, "--json"])
@@ -454,6 +454,9 @@ sb("agents", "add", "--name", "Lee", "--email", email, "--skills", "support=5")
 sb("queues", "create", "Support", "--skills", "support>=1")
 valid = sb("flows", "validate", flow)
 deployed = sb("flows", "deploy", flow)
+# The simulator is the platform's: without it, `flows test` runs the cases on the API.
+suite_run = sb("flows", "test", "--suite", suite)
+one_run = sb("flows", "test", flow, "--digits", "1", "--at", "2026-11-23T10:00:00-05:00")
 token = sb("agents", "token", email)["token"]
 
 async def agent():
@@ -465,17 +468,19 @@ ready = asyncio.run(agent())
 agents = sb("agents", "list")
 me = sb("whoami")
 print(json.dumps({"valid": valid, "deployed": deployed, "ready": switchboard.to_dict(ready), "me": me,
-                  "agents": agents}))
+                  "agents": agents, "suite": suite_run, "one": one_run}))
 """
 
 
 def test_the_light_tools_journey_and_agent_session_without_the_platform(sb: Cli, tmp_path: Path) -> None:
-    flow = Path(__file__).resolve().parents[3] / "docs" / "examples" / "demo-flow.yaml"
+    repo = Path(__file__).resolve().parents[3]
+    flow = repo / "docs" / "examples" / "demo-flow.yaml"
+    suite = repo / "tests" / "unit" / "ivr" / "flows" / "demo.tests.yaml"
     env = {**os.environ, "XDG_CONFIG_HOME": str(sb.config_home)}
     for name in ("SB_API_URL", "SB_API_KEY", "SB_PROFILE"):
         env.pop(name, None)
     done = subprocess.run(
-        [sys.executable, "-c", LIGHT_JOURNEY, sb.api_url, uuid.uuid4().hex[:8], str(flow)],
+        [sys.executable, "-c", LIGHT_JOURNEY, sb.api_url, uuid.uuid4().hex[:8], str(flow), str(suite)],
         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=90,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -485,3 +490,35 @@ def test_the_light_tools_journey_and_agent_session_without_the_platform(sb: Cli,
     (lee,) = seen["agents"]
     assert seen["ready"]["agent_id"] == lee["id"]
     assert seen["ready"]["tenant_id"] == seen["me"]["tenant"]["id"]
+    # The API's simulation is the in-process one (this interpreter has the platform).
+    assert seen["suite"]["ok"] is True and len(seen["suite"]["cases"]) == 5
+    assert seen["suite"] == sb.json("flows", "test", "--suite", str(suite), "--json")
+    local = sb.json(
+        "flows", "test", str(flow), "--digits", "1", "--at", "2026-11-23T10:00:00-05:00", "--json"
+    )
+    assert seen["one"] == local and local["path"][0] == "welcome" and len(local["path"]) > 1
+
+
+def test_the_api_simulation_refuses_bad_input(sb: Cli) -> None:
+    import switchboard
+    from switchboard.flowdef.suite import Case, Expect
+
+    key = sb.signup()["api_key"]["key"]
+    flow = (Path(__file__).resolve().parents[3] / "docs" / "examples" / "demo-flow.yaml").read_text()
+    with switchboard.Client(api_key=key, base_url=sb.api_url) as client:
+        ok = client.flows.simulate(flow, [Case(name="silence", expect=Expect())])
+        assert [r.name for r in ok.results] == ["silence"] and ok.results[0].result.path[0] == "welcome"
+        refused = (
+            ("nodes: {}", [Case(name="x", expect=Expect())], "the flow is not valid"),
+            (flow, [], "cases"),
+            (flow, [Case(name="x", at="tuesday", expect=Expect())], "cases[0]"),
+            (
+                flow,
+                [Case(name="x", digits=["3"], lookups={"crm": {"status": "x"}}, expect=Expect())],
+                "cases[0]",
+            ),
+        )
+        for text, cases, says in refused:
+            with pytest.raises(switchboard.ValidationError) as caught:
+                client.flows.simulate(text, cases)
+            assert says in str(caught.value), caught.value

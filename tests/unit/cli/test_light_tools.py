@@ -1,6 +1,7 @@
 """The tenant's tools stand alone: sdk/ and cli/ import nothing from services/ (issue 22), so the SDK and the
-CLI work where the platform is not installed; the platform's operator commands and the flow simulator say so
-in one line there. Each check runs in a fresh interpreter where `services` cannot be imported."""
+CLI work where the platform is not installed; the platform's operator commands say so in one line there, and
+`flows test` asks the API (so, without a profile, says to log in). Each check runs in a fresh interpreter
+where `services` cannot be imported."""
 
 from __future__ import annotations
 
@@ -102,7 +103,7 @@ def test_sdk_and_cli_work_without_the_platform(tmp_path: Path) -> None:
         "`switchboard recordings rewrap` is not available here": [
             *("recordings", "rewrap", "--database-url", "postgresql://127.0.0.1:1/x"),
         ],
-        "`switchboard flows test` runs the platform's IVR interpreter": ["flows", "test", str(DEMO_FLOW)],
+        "no API key for profile 'default'": ["flows", "test", str(DEMO_FLOW)],
     }
     seen = _child(
         tmp_path,
