@@ -17,14 +17,15 @@ from typing import Any, Literal
 import msgspec
 
 from services.kernel import events as ev
-from services.kernel.announcements import closed_play, position_play, voice_of
 from services.kernel.messages import Command, Event
 from services.recording.policy import should_record
 
-from . import aftercall, callbacks, consult, voicemail
+from . import aftercall, callbacks, consult, desk_commands, queue_wait, voicemail
 from .callbacks import CallbackInfo, CallbackPlan, DialInfo
 from .consult import Consult
-from .records import ContactRecord, TimelineEntry, iso_utc
+from .desk_commands import DeskRefused, late_wrap_up
+from .queue_wait import CLOSED, Waiting
+from .records import ContactRecord, TimelineEntry
 
 __all__ = [
     "ACCEPT_LEG_TIMEOUT_S",
@@ -36,6 +37,7 @@ __all__ = [
     "OfferInfo",
     "Waiting",
     "caller_of",
+    "late_wrap_up",
 ]
 
 # An accepted contact whose agent's audio leg is not connected by then goes back in line (the agent lost
@@ -48,10 +50,6 @@ AGENT_LOST_MESSAGE = (
 APOLOGY = "We're sorry, we cannot take your call right now. Please try again later."
 REFUSED = "refused"  # outcome of a call media turned away (the cause says why)
 UNROUTED = "unrouted"  # outcome of a call to a number with no flow and no queue
-CLOSED = "closed"  # outcome of a call to a number whose queue was closed (the caller heard its message)
-CLOSED_MESSAGE_MAX_S = 60.0  # the closed message has played by then (or its end was lost): hang up
-# The recording announcement's end never reported (media lost it): the caller is put in line, unrecorded.
-NOTICE_MAX_S = 60.0
 SEEN_MAX = 64  # event ids remembered per contact (redeliveries arrive within a few seconds)
 TERMINAL = ("ended", "abandoned", "failed")
 # An agent's outbound call is offered to that agent at once (it is available): not by then, it is dropped.
@@ -73,7 +71,6 @@ PHASES: dict[str | None, frozenset[str]] = {
     "abandoned": frozenset(),
     "failed": frozenset(),
 }
-DIGITS = frozenset("0123456789*#ABCD")
 WORKER_LOST = "media_worker_lost"  # call.ended's cause when a media worker dies (docs/media.md, Sharding)
 # Causes that are the platform's failure, not the caller's or the agent's choice: the record says so
 # (outcome PLATFORM_FAILURE), never "abandoned".
@@ -93,19 +90,6 @@ class OfferInfo(msgspec.Struct, kw_only=True, frozen=True):
     # The queue's recording share (0-100; the tenant's when the queue has none): docs/recording.md.
     record_percent: int = 0
     survey_flow: str | None = None  # the queue's flow for callers once the agent leaves (a survey)
-
-
-class Waiting(msgspec.Struct, kw_only=True, frozen=True):
-    """What a caller on a number routed straight to a queue hears (the queue's and the tenant's settings)."""
-
-    announce_every: float | None = None  # position announcements; None: music only
-    language: str = "en"
-    closed_message: str | None = None  # None: the platform's, in the tenant's language
-    # "This call may be recorded": played before the caller is put in line when this contact will be
-    # recorded and the queue or tenant has an announcement (docs/recording.md); recording starts only once
-    # it has been heard to its end.
-    recording_notice: str | None = None
-    closed_flow: str | None = None  # closed treatment "flow": the IVR flow the caller is handed to
 
 
 # Routing's events about a contact (the adapter maps a consultation's to its contact).
@@ -178,40 +162,6 @@ class Contact(msgspec.Struct, kw_only=True):
 
 class IllegalTransition(RuntimeError):
     pass
-
-
-class DeskRefused(Exception):
-    def __init__(self, code: str, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
-
-
-def late_wrap_up(record: ContactRecord, cmd: ev.DeskWrapUp, now: float) -> dict[str, Any]:
-    """A disposition that arrives after the contact's wrap-up ended (its timer ran out while the agent was
-    still typing, or the desktop was reconnecting): kept on the finished record, never lost. Only the
-    contact's own agent; a second, different disposition is refused (the first is what was reported)."""
-    if record.state == "ended" and record.agent_id is not None and str(record.agent_id) != str(cmd.agent_id):
-        try:
-            handed_on = consult.late_wrap_up_of_first(record.transfers, cmd)
-        except consult.Refused as exc:
-            raise DeskRefused(exc.code, exc.reason) from None
-        if handed_on is not None:
-            return handed_on
-    if record.agent_id is None or str(record.agent_id) != str(cmd.agent_id):
-        raise DeskRefused("not_found", "this contact is not yours")
-    if record.state != "ended":
-        raise DeskRefused("state", f"the contact is {record.state}, not in wrap-up")
-    if record.disposition is not None:
-        if (record.disposition, record.notes) == (cmd.disposition, cmd.notes or None):
-            return {"disposition": cmd.disposition, "late": True}  # a retry: already kept
-        raise DeskRefused("state", f"this contact already has the disposition {record.disposition!r}")
-    record.disposition = cmd.disposition
-    record.notes = cmd.notes or None
-    record.timeline.append(
-        TimelineEntry(at=now, event="disposition", detail={"disposition": cmd.disposition, "late": "true"})
-    )
-    return {"disposition": cmd.disposition, "late": True}
 
 
 def caller_of(from_uri: str) -> tuple[str, str]:
@@ -434,7 +384,7 @@ class Lifecycle:
             case ev.ContactPositionChanged():
                 self.state.position, self.state.expected_wait_s = event.position, event.expected_wait_s
             case ev.CallPlayFinished():
-                self._play_finished(event, now)
+                queue_wait.play_finished(self, event, now)
             case OfferInfo():
                 self._offered(event, now)
             case ev.ContactAccepted():
@@ -499,14 +449,14 @@ class Lifecycle:
             if ok and move is not None and self.phase == "connected":
                 self._transferred(move, now)
         elif purpose == "answer" and ok:
-            self._wait_in_queue()
+            queue_wait.wait_in_queue(self)
         elif purpose == "recording_notice" and not ok and self.phase == "arrived" and s.notice == "playing":
             s.playing = None
-            self._notice_over(now, heard=False)
+            queue_wait.notice_over(self, now, heard=False)
         elif not ok and purpose == "answer" and self.phase == "arrived":
             self._finish("failed", now, "failed", cause=f"answer_failed:{code}")
         elif not ok and purpose == "enqueue" and self.phase == "arrived" and code == "queue_closed":
-            self._closed(now)
+            queue_wait.closed(self, now)
         elif (
             purpose == "callback_dial"
             and not ok
@@ -531,7 +481,7 @@ class Lifecycle:
                 self._transition("in_ivr", now, "queue_closed")
             else:
                 s.waiting = msgspec.structs.replace(s.waiting or Waiting(), closed_flow=None)
-                self._closed(now)
+                queue_wait.closed(self, now)
         elif not ok and purpose == "enqueue" and self.phase == "arrived":
             self._send(ev.MediaPlay(**self._stamp(), call_id=self.caller_call, text=APOLOGY), "apology")
             self._hang_up_caller("no_queue")
@@ -549,14 +499,14 @@ class Lifecycle:
             return []
         self._step(uuid.uuid5(self.contact_id, f"timer:{now!r}"), now)
         if announce:
-            self._announce(now)
+            queue_wait.announce(self, now)
         if s.deadline is None or now < s.deadline:
             return self.take()
         s.deadline = None
         plan = s.callback
         if self.phase == "arrived" and s.notice == "playing":
             s.playing = None
-            self._notice_over(now, heard=False)
+            queue_wait.notice_over(self, now, heard=False)
         elif self.phase == "arrived" and s.record.outcome == CLOSED:
             self._hang_up_caller(CLOSED)
             self._finish("ended", now, CLOSED, cause="queue_closed")
@@ -599,135 +549,9 @@ class Lifecycle:
     def desk(self, cmd: ev.DeskCommand, now: float, *, queue_id: uuid.UUID | None = None) -> dict[str, Any]:
         """An agent's command; raises DeskRefused. `queue_id` is a transfer's target, resolved by the adapter."""
         try:
-            return self._desk_command(cmd, now, queue_id)
+            return desk_commands.command(self, cmd, now, queue_id)
         except consult.Refused as exc:
             raise DeskRefused(exc.code, exc.reason) from None
-
-    def _desk_command(self, cmd: ev.DeskCommand, now: float, queue_id: uuid.UUID | None) -> dict[str, Any]:
-        s, r = self.state, self.state.record
-        agent = str(cmd.agent_id)
-        c = s.consult
-        if c is not None and c.agent_id == agent and str(r.agent_id) != agent and c.accepted:
-            self._step(cmd.id, now)
-            return consult.desk_of_target(self, cmd, now)
-        if isinstance(cmd, ev.DeskWrapUp) and r.agent_id is not None and str(r.agent_id) != agent:
-            self._step(cmd.id, now)
-            done = consult.wrap_up_of_first(self, cmd)
-            if done is not None:
-                self._event("disposition", now, disposition=cmd.disposition, agent_id=agent)
-                return done
-        if s.offer_agent_id == str(cmd.agent_id) and r.agent_id is None:
-            raise DeskRefused("state", "the contact is ringing: accept it first")
-        if r.agent_id is None or str(r.agent_id) != str(cmd.agent_id):
-            raise DeskRefused("not_found", "this contact is not yours")
-        self._step(cmd.id, now)
-        if isinstance(cmd, ev.DeskWrapUp):
-            if self.phase != "wrap_up":
-                raise DeskRefused("state", f"the contact is {self.phase}, not in wrap-up")
-            r.disposition = cmd.disposition
-            r.notes = cmd.notes or None
-            self._event("disposition", now, disposition=cmd.disposition)
-            self._send(
-                ev.RoutingWrapUpDone(**self._stamp(), agent_id=cmd.agent_id, call_id=self.routing_id),
-                "wrap_up",
-            )
-            self._wrapped(now, "disposition")
-            return {"disposition": cmd.disposition}
-        if self.phase != "connected":
-            raise DeskRefused("state", f"the contact is {self.phase}, not connected")
-        if s.task is not None:
-            return voicemail.desk(self, cmd, now)
-        caller = self.caller_call
-        if isinstance(cmd, ev.DeskConsult):
-            return consult.start(self, cmd, queue_id, now)
-        if isinstance(cmd, ev.DeskConsultComplete):
-            return consult.complete(self, now)
-        if isinstance(cmd, ev.DeskConsultCancel):
-            return consult.cancel(self, now)
-        if c is not None and isinstance(cmd, ev.DeskHold | ev.DeskTransfer | ev.DeskHangup):
-            raise DeskRefused("state", "a consultation is under way: complete or cancel it first")
-        match cmd:
-            case ev.DeskHold():
-                if cmd.on != s.held:
-                    s.held = cmd.on
-                    if cmd.on:
-                        self._send(
-                            ev.MediaPlay(**self._stamp(), call_id=caller, tone="moh", loop=True),
-                            "hold",
-                        )
-                    else:
-                        self._send(ev.MediaStop(**self._stamp(), call_id=caller), "unhold")
-                    self._event("held" if cmd.on else "resumed", now)
-                return {"held": s.held}
-            case ev.DeskMute():
-                if s.leg_id is None:
-                    raise DeskRefused("state", "the agent has no audio leg to mute")
-                if cmd.on != s.muted:
-                    s.muted = cmd.on
-                    kind = ev.MediaMute if cmd.on else ev.MediaUnmute
-                    self._send(kind(**self._stamp(), call_id=s.leg_id), "mute")
-                    self._event("muted" if cmd.on else "unmuted", now)
-                return {"muted": s.muted}
-            case ev.DeskRecordPause():
-                if not s.recording_started:
-                    raise DeskRefused("state", "this call is not being recorded")
-                if cmd.on != s.recording_paused:
-                    s.recording_paused = cmd.on
-                    kind = ev.MediaRecordPause if cmd.on else ev.MediaRecordResume
-                    self._send(kind(**self._stamp(), call_id=caller), "record_pause")
-                    self._event("recording_paused" if cmd.on else "recording_resumed", now)
-                return {"recording": "paused" if s.recording_paused else "on"}
-            case ev.DeskDigits():
-                if not cmd.digits or len(cmd.digits) > 32 or not set(cmd.digits.upper()) <= DIGITS:
-                    raise DeskRefused("bad_message", "digits are 1-32 of 0-9, *, #, A-D")
-                self._send(
-                    ev.MediaSendDigits(**self._stamp(), call_id=caller, digits=cmd.digits.upper()),
-                    "digits",
-                )
-                self._event("digits_sent", now, digits=cmd.digits.upper())
-                return {"digits": cmd.digits.upper()}
-            case ev.DeskTransfer() if cmd.flow is not None:
-                # To a flow: the agent's part ends here; the caller stays on the line for the IVR.
-                r.transfers.append(
-                    {"at": iso_utc(now), "from_agent_id": str(cmd.agent_id), "to_flow": cmd.flow}
-                )
-                self._end_connected(now, by="agent", cause="transferred_to_flow")
-                aftercall.hand_over(self, cmd.flow, now)
-                return {"flow": cmd.flow}
-            case ev.DeskTransfer():
-                target = queue_id or r.queue_id
-                if target is None:
-                    raise DeskRefused("bad_message", "transfer to a queue or an agent")
-                if s.transfer is not None:
-                    raise DeskRefused("state", "a transfer of this contact is already under way")
-                # Routing decides first; nothing changes here unless it accepts (see `_transferred`).
-                self._send(
-                    ev.RoutingTransfer(
-                        **self._stamp(),
-                        call_id=self.routing_id,
-                        queue_id=target,
-                        agent_id=cmd.to_agent_id,
-                        window_s=60.0 if cmd.to_agent_id is not None else None,
-                    ),
-                    "transfer",
-                )
-                move = {"at": iso_utc(now), "from_agent_id": str(cmd.agent_id), "to_queue_id": str(target)}
-                if cmd.to_agent_id is not None:
-                    move["to_agent_id"] = str(cmd.to_agent_id)
-                if cmd.note:
-                    move["note"] = cmd.note
-                s.transfer = move
-                return {"queue_id": str(target)}
-            case ev.DeskHangup():
-                if s.survey_flow:
-                    # The queue's post-call flow: the caller stays on the line and is handed to the IVR.
-                    self._end_connected(now, by="agent", cause="agent_hangup")
-                    aftercall.hand_over(self, s.survey_flow, now)
-                    return {"post_call_flow": s.survey_flow}
-                self._hang_up_caller("agent_hangup")
-                self._end_connected(now, by="agent", cause="agent_hangup")
-                return {}
-        raise DeskRefused("unknown_type", f"unknown desk command {cmd.name!r}")
 
     # -- transitions ------------------------------------------------------------------------------
 
@@ -749,7 +573,7 @@ class Lifecycle:
         if s.callback is not None and event.call_id == s.callback.dialing:
             callbacks.customer_answered(self, event.call_id, now)
         elif event.call_id == self.contact_id:
-            self._wait_in_queue()
+            queue_wait.wait_in_queue(self)
 
     def _transferred(self, move: dict[str, str], now: float) -> None:
         """Routing took the blind transfer: the agent's part ends, the caller hears music until the next."""
@@ -763,121 +587,6 @@ class Lifecycle:
         self._event("transferred", now, **{k: v for k, v in move.items() if k != "at"})
         r.agent_id = None
         self._transition("queued", now, "transferred")
-
-    def _wait_in_queue(self) -> None:
-        """The caller we answered is up (`call.answered`, or the answer's reply: a WebRTC caller's leg is
-        answered before its arrival is announced): music and in line, once."""
-        s = self.state
-        if self.phase != "arrived" or not s.owns_media or s.deadline is None or s.notice == "playing":
-            return
-        s.deadline = None
-        if s.waiting is not None and s.waiting.recording_notice and not s.notice:
-            # The caller hears that the call may be recorded before being put in line, so before any agent
-            # and any recording; in line once it has been played (or could not be).
-            play = ev.MediaPlay(
-                **self._stamp(),
-                call_id=self.contact_id,
-                text=s.waiting.recording_notice,
-                voice=voice_of(s.waiting.language),
-            )
-            s.notice, s.playing = "playing", str(play.id)
-            s.deadline = self._now + NOTICE_MAX_S
-            self._event("recording_notice", self._now)
-            self._send(play, "recording_notice")
-            return
-        self._send(ev.MediaPlay(**self._stamp(), call_id=self.contact_id, tone="moh", loop=True), "moh")
-        assert s.record.queue_id is not None
-        self._send(
-            ev.RoutingEnqueue(
-                **self._stamp(),
-                call_id=self.contact_id,
-                queue="",
-                queue_id=s.record.queue_id,
-                # What the queue's priority rules can match without an IVR (e.g. caller=+15550100: +30).
-                attributes={"caller": s.record.caller, "dialled": s.record.dialled},
-            ),
-            "enqueue",
-        )
-
-    def _notice_over(self, now: float, *, heard: bool) -> None:
-        """The recording announcement ended: heard to its end, the call may be recorded; cut short or never
-        played (the caller was not told), it is not. In line either way."""
-        s = self.state
-        s.notice = "heard" if heard else "failed"
-        self._event("recording_notice_heard" if heard else "recording_notice_failed", now)
-        s.deadline = now  # _wait_in_queue's "not yet in line" mark
-        self._wait_in_queue()
-
-    # -- waiting on a number routed straight to a queue ----------------------------------------------
-
-    def _announce(self, now: float) -> None:
-        """The caller's position and expected wait at the queue's interval, as the IVR's queue node says
-        them (services/kernel/announcements.py); only while in line, where we play the music."""
-        s = self.state
-        every = s.waiting.announce_every if s.waiting else None
-        if self.phase not in ("queued", "offered") or not s.owns_media or every is None:
-            s.announce_at = None
-            return
-        s.announce_at = now + every
-        if self.phase == "offered":
-            return  # an agent's phone is ringing: the next one, if the caller is still waiting
-        assert s.waiting is not None
-        stamp = self._stamp()
-        play = position_play(
-            tenant_id=stamp["tenant_id"],
-            call_id=self.caller_call,
-            position=s.position,
-            expected_wait_s=s.expected_wait_s,
-            language=s.waiting.language,
-            id=stamp["id"],
-            ts=now,
-        )
-        s.playing = str(play.id)
-        self._event("announced", now, position=str(s.position or ""))
-        self._send(play, "announce")
-
-    def _play_finished(self, event: ev.CallPlayFinished, now: float) -> None:
-        s = self.state
-        if event.call_id != self.caller_call or event.play_id is None or str(event.play_id) != s.playing:
-            return
-        s.playing = None
-        if self.phase == "arrived" and s.notice == "playing":
-            self._notice_over(now, heard=event.reason == "done")
-        elif self.phase == "arrived" and s.record.outcome == CLOSED:
-            self._hang_up_caller(CLOSED)
-        elif event.reason != "stopped" and self.phase in ("queued", "offered") and not s.bridged:
-            self._send(ev.MediaPlay(**self._stamp(), call_id=self.caller_call, tone="moh", loop=True), "moh")
-
-    def _closed(self, now: float) -> None:
-        """The queue is closed (hours, holiday): to its closed flow (the IVR takes the call), else its
-        closed message, then goodbye."""
-        s = self.state
-        waiting = s.waiting or Waiting()
-        if waiting.closed_flow:
-            run = ev.IvrRun(
-                **self._stamp(),
-                call_id=self.caller_call,
-                flow=waiting.closed_flow,
-                caller=s.record.caller,
-                dialled=s.record.dialled,
-            )
-            self._event("closed", now, queue_id=str(s.record.queue_id), flow=waiting.closed_flow)
-            self._send(run, "closed_flow")
-            return
-        stamp = self._stamp()
-        play = closed_play(
-            tenant_id=stamp["tenant_id"],
-            call_id=self.contact_id,
-            message=waiting.closed_message,
-            language=waiting.language,
-            id=stamp["id"],
-            ts=now,
-        )
-        s.record.outcome = CLOSED
-        s.playing = str(play.id)
-        s.deadline = now + CLOSED_MESSAGE_MAX_S
-        self._event("closed", now, queue_id=str(s.record.queue_id))
-        self._send(play, "closed_message")
 
     def _ivr_completed(self, event: ev.IvrCompleted, now: float) -> None:
         r = self.state.record

@@ -1,0 +1,162 @@
+"""A caller on a number routed straight to a queue (no IVR): the recording notice before the line, music,
+position and expected wait at the queue's interval, the closed treatment (a flow, or a message then
+goodbye). Sans-IO functions of the `Lifecycle` (lifecycle.py), as in consult.py: they take `now` and emit
+through the machine; phases move only through its `_transition` (lifecycle.PHASES)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import msgspec
+
+from services.kernel import events as ev
+from services.kernel.announcements import closed_play, position_play, voice_of
+
+if TYPE_CHECKING:
+    from .lifecycle import Lifecycle
+
+__all__ = [
+    "CLOSED",
+    "Waiting",
+    "announce",
+    "closed",
+    "notice_over",
+    "play_finished",
+    "wait_in_queue",
+]
+
+CLOSED = "closed"  # outcome of a call to a number whose queue was closed (the caller heard its message)
+CLOSED_MESSAGE_MAX_S = 60.0  # the closed message has played by then (or its end was lost): hang up
+# The recording announcement's end never reported (media lost it): the caller is put in line, unrecorded.
+NOTICE_MAX_S = 60.0
+
+
+class Waiting(msgspec.Struct, kw_only=True, frozen=True):
+    """What a caller on a number routed straight to a queue hears (the queue's and the tenant's settings)."""
+
+    announce_every: float | None = None  # position announcements; None: music only
+    language: str = "en"
+    closed_message: str | None = None  # None: the platform's, in the tenant's language
+    # "This call may be recorded": played before the caller is put in line when this contact will be
+    # recorded and the queue or tenant has an announcement (docs/recording.md); recording starts only once
+    # it has been heard to its end.
+    recording_notice: str | None = None
+    closed_flow: str | None = None  # closed treatment "flow": the IVR flow the caller is handed to
+
+
+def wait_in_queue(m: Lifecycle) -> None:
+    """The caller we answered is up (`call.answered`, or the answer's reply: a WebRTC caller's leg is
+    answered before its arrival is announced): music and in line, once."""
+    s = m.state
+    if m.phase != "arrived" or not s.owns_media or s.deadline is None or s.notice == "playing":
+        return
+    s.deadline = None
+    if s.waiting is not None and s.waiting.recording_notice and not s.notice:
+        # The caller hears that the call may be recorded before being put in line, so before any agent
+        # and any recording; in line once it has been played (or could not be).
+        play = ev.MediaPlay(
+            **m._stamp(),
+            call_id=m.contact_id,
+            text=s.waiting.recording_notice,
+            voice=voice_of(s.waiting.language),
+        )
+        s.notice, s.playing = "playing", str(play.id)
+        s.deadline = m._now + NOTICE_MAX_S
+        m._event("recording_notice", m._now)
+        m._send(play, "recording_notice")
+        return
+    m._send(ev.MediaPlay(**m._stamp(), call_id=m.contact_id, tone="moh", loop=True), "moh")
+    assert s.record.queue_id is not None
+    m._send(
+        ev.RoutingEnqueue(
+            **m._stamp(),
+            call_id=m.contact_id,
+            queue="",
+            queue_id=s.record.queue_id,
+            # What the queue's priority rules can match without an IVR (e.g. caller=+15550100: +30).
+            attributes={"caller": s.record.caller, "dialled": s.record.dialled},
+        ),
+        "enqueue",
+    )
+
+
+def notice_over(m: Lifecycle, now: float, *, heard: bool) -> None:
+    """The recording announcement ended: heard to its end, the call may be recorded; cut short or never
+    played (the caller was not told), it is not. In line either way."""
+    s = m.state
+    s.notice = "heard" if heard else "failed"
+    m._event("recording_notice_heard" if heard else "recording_notice_failed", now)
+    s.deadline = now  # wait_in_queue's "not yet in line" mark
+    wait_in_queue(m)
+
+
+def announce(m: Lifecycle, now: float) -> None:
+    """The caller's position and expected wait at the queue's interval, as the IVR's queue node says
+    them (services/kernel/announcements.py); only while in line, where we play the music."""
+    s = m.state
+    every = s.waiting.announce_every if s.waiting else None
+    if m.phase not in ("queued", "offered") or not s.owns_media or every is None:
+        s.announce_at = None
+        return
+    s.announce_at = now + every
+    if m.phase == "offered":
+        return  # an agent's phone is ringing: the next one, if the caller is still waiting
+    assert s.waiting is not None
+    stamp = m._stamp()
+    play = position_play(
+        tenant_id=stamp["tenant_id"],
+        call_id=m.caller_call,
+        position=s.position,
+        expected_wait_s=s.expected_wait_s,
+        language=s.waiting.language,
+        id=stamp["id"],
+        ts=now,
+    )
+    s.playing = str(play.id)
+    m._event("announced", now, position=str(s.position or ""))
+    m._send(play, "announce")
+
+
+def play_finished(m: Lifecycle, event: ev.CallPlayFinished, now: float) -> None:
+    s = m.state
+    if event.call_id != m.caller_call or event.play_id is None or str(event.play_id) != s.playing:
+        return
+    s.playing = None
+    if m.phase == "arrived" and s.notice == "playing":
+        notice_over(m, now, heard=event.reason == "done")
+    elif m.phase == "arrived" and s.record.outcome == CLOSED:
+        m._hang_up_caller(CLOSED)
+    elif event.reason != "stopped" and m.phase in ("queued", "offered") and not s.bridged:
+        m._send(ev.MediaPlay(**m._stamp(), call_id=m.caller_call, tone="moh", loop=True), "moh")
+
+
+def closed(m: Lifecycle, now: float) -> None:
+    """The queue is closed (hours, holiday): to its closed flow (the IVR takes the call), else its
+    closed message, then goodbye."""
+    s = m.state
+    waiting = s.waiting or Waiting()
+    if waiting.closed_flow:
+        run = ev.IvrRun(
+            **m._stamp(),
+            call_id=m.caller_call,
+            flow=waiting.closed_flow,
+            caller=s.record.caller,
+            dialled=s.record.dialled,
+        )
+        m._event("closed", now, queue_id=str(s.record.queue_id), flow=waiting.closed_flow)
+        m._send(run, "closed_flow")
+        return
+    stamp = m._stamp()
+    play = closed_play(
+        tenant_id=stamp["tenant_id"],
+        call_id=m.contact_id,
+        message=waiting.closed_message,
+        language=waiting.language,
+        id=stamp["id"],
+        ts=now,
+    )
+    s.record.outcome = CLOSED
+    s.playing = str(play.id)
+    s.deadline = now + CLOSED_MESSAGE_MAX_S
+    m._event("closed", now, queue_id=str(s.record.queue_id))
+    m._send(play, "closed_message")
