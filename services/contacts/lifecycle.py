@@ -18,14 +18,14 @@ import msgspec
 
 from services.kernel import events as ev
 from services.kernel.messages import Command, Event
-from services.recording.policy import should_record
 
-from . import aftercall, callbacks, consult, desk_commands, queue_wait, voicemail
+from . import aftercall, agent_leg, callbacks, consult, desk_commands, queue_wait, voicemail
+from .agent_leg import ACCEPT_LEG_TIMEOUT_S, AGENT_LOST_MESSAGE
 from .callbacks import CallbackInfo, CallbackPlan, DialInfo
 from .consult import Consult
 from .desk_commands import DeskRefused, late_wrap_up
 from .queue_wait import CLOSED, Waiting
-from .records import ContactRecord, TimelineEntry
+from .records import PLATFORM_CAUSES, PLATFORM_FAILURE, PLATFORM_RESTART, ContactRecord, TimelineEntry
 
 __all__ = [
     "ACCEPT_LEG_TIMEOUT_S",
@@ -40,13 +40,7 @@ __all__ = [
     "late_wrap_up",
 ]
 
-# An accepted contact whose agent's audio leg is not connected by then goes back in line (the agent lost
-# its connection between accepting and audio).
-ACCEPT_LEG_TIMEOUT_S = 10.0
 ANSWER_TIMEOUT_S = 10.0
-AGENT_LOST_MESSAGE = (
-    "We're sorry, your agent was disconnected. Please hold, and the next agent will be with you."
-)
 APOLOGY = "We're sorry, we cannot take your call right now. Please try again later."
 REFUSED = "refused"  # outcome of a call media turned away (the cause says why)
 UNROUTED = "unrouted"  # outcome of a call to a number with no flow and no queue
@@ -71,12 +65,6 @@ PHASES: dict[str | None, frozenset[str]] = {
     "abandoned": frozenset(),
     "failed": frozenset(),
 }
-WORKER_LOST = "media_worker_lost"  # call.ended's cause when a media worker dies (docs/media.md, Sharding)
-# Causes that are the platform's failure, not the caller's or the agent's choice: the record says so
-# (outcome PLATFORM_FAILURE), never "abandoned".
-PLATFORM_RESTART = "platform_restart"  # the call was gone when the coordinator came back (reconcile)
-PLATFORM_CAUSES = frozenset((WORKER_LOST, "shutdown", PLATFORM_RESTART))
-PLATFORM_FAILURE = "platform_failure"
 
 
 class OfferInfo(msgspec.Struct, kw_only=True, frozen=True):
@@ -386,9 +374,9 @@ class Lifecycle:
             case ev.CallPlayFinished():
                 queue_wait.play_finished(self, event, now)
             case OfferInfo():
-                self._offered(event, now)
+                agent_leg.offered(self, event, now)
             case ev.ContactAccepted():
-                self._accepted(event, now)
+                agent_leg.accepted(self, event, now)
             case ev.ContactRejected():
                 self._rejected(event, now)
             case ev.ContactAbandoned():
@@ -411,13 +399,13 @@ class Lifecycle:
                 if event.reason == "disconnected" and (
                     self.phase == "connected" or (self.phase == "offered" and self.state.accepted)
                 ):
-                    self._agent_lost(now, "agent_disconnected", logout=False)
+                    agent_leg.agent_lost(self, now, "agent_disconnected", logout=False)
             case ev.ContactEnded():
                 pass  # talk time is connected -> ended as this machine saw it (routing counts from accept)
             case ev.ContactWrappedUp():
                 self._wrapped(now, "wrap_up_done")
             case ev.WebRtcSignal():
-                self._signal(event, now)
+                agent_leg.signal(self, event, now)
         return self.take()
 
     def replied(self, command_id: uuid.UUID, ok: bool, code: str | None, now: float) -> list[Command | Event]:
@@ -435,11 +423,11 @@ class Lifecycle:
             consult.replied(self, purpose, ok, code, now)
         elif purpose == "bridge":
             if ok:
-                self._connected(now)
+                agent_leg.connected(self, now)
             elif s.accepted and not s.bridged:
-                self._agent_lost(now, f"bridge_failed:{code}")
+                agent_leg.agent_lost(self, now, f"bridge_failed:{code}")
         elif purpose == "dial" and not ok and self.phase == "offered" and not s.accepted:
-            self._phone_missed(now, f"dial_failed:{code}")
+            agent_leg.phone_missed(self, now, f"dial_failed:{code}")
         elif purpose == "accept" and not ok and self.phase == "offered" and not s.accepted:
             # The offer ended while the phone was answered (it timed out, the caller left): let the phone go.
             if s.leg_id is not None:
@@ -525,7 +513,7 @@ class Lifecycle:
             self._send(ev.RoutingCancel(**self._stamp(), call_id=self.routing_id, reason="failed"), "cancel")
             self._finish("failed", now, "failed", cause="agent_not_available")
         elif s.accepted and not s.bridged:
-            self._agent_lost(now, "agent_leg_timeout")
+            agent_leg.agent_lost(self, now, "agent_leg_timeout")
         return self.take()
 
     # -- supervisor -------------------------------------------------------------------------------
@@ -563,7 +551,7 @@ class Lifecycle:
             assert s.offer_agent_id is not None and s.offer_id is not None
             self._event("agent_phone_answered", now, agent_id=s.offer_agent_id)
             if s.accepted:
-                self._agent_ready(now)
+                agent_leg.agent_ready(self, now)
                 return
             self._send(
                 ev.RoutingAccept(**self._stamp(), agent_id=uuid.UUID(s.offer_agent_id), offer_id=s.offer_id),
@@ -632,60 +620,6 @@ class Lifecycle:
         elif self.phase in ("queued", "callback") and s.offer_id is None:
             self._event("queued", now, queue_id=event.queue)
 
-    def _offered(self, info: OfferInfo, now: float) -> None:
-        s, r = self.state, self.state.record
-        offer = info.offer
-        if self.phase != "queued":
-            return
-        if s.task is not None:
-            voicemail.offered(self, info, now)
-            return
-        s.offer_id, s.offer_expires_at, s.offer_agent_id = offer.offer_id, offer.expires_at, offer.agent_id
-        s.leg_id, s.leg_ready, s.accepted, s.bridged, s.dialing = None, False, False, False, False
-        if info.endpoint:
-            s.early_legs.clear()  # its phone is its audio, not a leg its client made
-        else:
-            self._adopt_early_leg()
-        if info.queue_name:
-            r.queue_name = info.queue_name
-        # Never without the announcement the caller was to hear first (it failed: not recorded).
-        s.record_call = should_record(info.record_percent, self.contact_id) and s.notice != "failed"
-        s.survey_flow = info.survey_flow
-        if r.offered_at is None:
-            r.offered_at = now
-        self._transition("offered", now, "offered", agent_id=offer.agent_id)
-        outbound = s.callback is not None and s.callback.kind == "outbound"
-        if outbound:
-            s.deadline = None  # offered in time; the offer's own expiry applies now
-        self._desk(
-            offer.agent_id,
-            "contact_offer",
-            now=now,
-            offer_id=offer.offer_id,
-            expires_at=offer.expires_at,
-            # "phone": the platform rings the agent's phone and its pick-up answers; the client makes no leg.
-            audio="phone" if info.endpoint else "webrtc",
-            # The call the agent's leg joins; None: the customer is dialled after the accept, next to the leg.
-            call_id=None if callbacks.awaits_customer(self) else str(self.caller_call),
-            # The agent's own call: its client accepts it (it asked for it), whatever its answer mode.
-            **({"outbound": True} if outbound else {}),
-            context=self.context(now, info),
-        )
-        if info.endpoint:
-            # An agent at a phone: ring it from the caller's media worker; answering it accepts the offer.
-            s.leg_id, s.dialing = uuid.uuid5(self.contact_id, f"leg:{offer.offer_id}"), True
-            self._send(
-                ev.MediaOriginate(
-                    **self._stamp(),
-                    call_id=s.leg_id,
-                    to=info.endpoint,
-                    caller_id=r.caller,
-                    timeout=max(5.0, offer.expires_at - now),
-                    near_call_id=None if callbacks.awaits_customer(self) else self.caller_call,
-                ),
-                "dial",
-            )
-
     def context(self, now: float, info: OfferInfo) -> dict[str, Any]:
         s, r = self.state, self.state.record
         a = r.attributes
@@ -715,49 +649,6 @@ class Lifecycle:
             context["callback"] = {"number": plan.number, "attempt": attempt, "of": plan.max_attempts}
         return context
 
-    def _accepted(self, event: ev.ContactAccepted, now: float) -> None:
-        s, r = self.state, self.state.record
-        if s.task is not None:
-            voicemail.accepted(self, event, now)
-            return
-        if self.phase == "queued":
-            # The offer's event has not been applied yet (redelivered after this one, by a restarted
-            # coordinator): the accept says who was offered. A late offer event then changes nothing.
-            s.offer_agent_id = event.agent_id
-            self._adopt_early_leg()
-            self._transition("offered", now, "accepted_before_offer_seen", agent_id=event.agent_id)
-        if self.phase != "offered" or s.accepted:
-            return
-        s.accepted = True
-        r.agent_id = uuid.UUID(event.agent_id)
-        self._event("accepted", now, agent_id=event.agent_id)
-        if s.owns_media:
-            self._send(ev.MediaStop(**self._stamp(), call_id=self.caller_call), "stop_music")
-        if s.leg_ready:
-            self._agent_ready(now)
-        else:
-            s.deadline = now + ACCEPT_LEG_TIMEOUT_S
-
-    def _adopt_early_leg(self) -> None:
-        s = self.state
-        leg = s.early_legs.pop(s.offer_agent_id or "", None)
-        s.early_legs.clear()
-        if leg is not None:
-            s.leg_id, s.leg_ready = leg, True
-
-    def _agent_ready(self, now: float) -> None:
-        """The agent accepted and its audio is up: bridge to the caller, or first dial the customer of an
-        agent-first callback (bridged when they answer)."""
-        s = self.state
-        if s.bridged or s.bridge_command is not None:
-            return
-        plan = s.callback
-        if plan is not None and s.customer_call is None:
-            if plan.dialing is None:
-                callbacks.dial_customer(self, now, near=s.leg_id)
-            return
-        self._bridge()
-
     def _bridge(self) -> None:
         s = self.state
         assert s.leg_id is not None
@@ -765,21 +656,6 @@ class Lifecycle:
         s.bridge_command = command.id
         s.deadline = None
         self._send(command, "bridge")
-
-    def _connected(self, now: float) -> None:
-        s, r = self.state, self.state.record
-        if self.phase != "offered":
-            return
-        s.bridged = True
-        s.offer_id = None
-        s.owns_media = False
-        r.connected_at = now
-        r.queue_s = round(now - r.queued_at, 3) if r.queued_at is not None else None
-        self._transition("connected", now, "bridged", agent_id=str(r.agent_id))
-        if s.record_call:
-            self.record_segment(self.caller_call, str(r.agent_id))
-        recording = "paused" if s.recording_paused else ("on" if s.recording_started else "off")
-        self._desk(str(r.agent_id), "contact_connected", now=now, leg_id=str(s.leg_id), recording=recording)
 
     def record_segment(
         self, on: uuid.UUID, agent_id: str, *, kind: Literal["talk", "consult"] = "talk", consulted: str = ""
@@ -805,102 +681,6 @@ class Lifecycle:
             ),
             "record",
         )
-
-    def _signal(self, event: ev.WebRtcSignal, now: float) -> None:
-        s = self.state
-        if event.call_id != self.contact_id:
-            return
-        if event.kind == "state" and event.state == "connected" and self.phase == "queued":
-            # Before its offer: a redelivered offer event comes after newer ones (a restarted coordinator).
-            s.early_legs[event.agent_id] = event.leg_id
-            return
-        if s.consult is not None and event.agent_id == s.consult.agent_id:
-            consult.signal(self, event, now)
-            return
-        if event.agent_id != s.offer_agent_id:
-            return
-        if s.dialing:
-            # The agent's audio is its phone: a WebRTC leg its client opened anyway carries nothing.
-            if event.kind == "state" and event.state == "connected" and event.leg_id != s.leg_id:
-                self._send(
-                    ev.MediaHangup(**self._stamp(), call_id=event.leg_id, cause="phone_endpoint"),
-                    "hangup_leg",
-                )
-            return
-        if event.kind == "state" and event.state == "connected" and self.phase == "offered":
-            s.leg_id, s.leg_ready = event.leg_id, True
-            if s.accepted:
-                self._agent_ready(now)
-        elif event.kind == "ended" and event.leg_id == s.leg_id:
-            if s.consult is not None and consult.first_agent_gone(self, now):
-                return  # hanging up mid-consultation transfers the caller
-            self._leg_gone(now, "ended")
-
-    def _leg_gone(self, now: float, cause: str) -> None:
-        s = self.state
-        if self.phase == "connected" and cause in PLATFORM_CAUSES:
-            # The media worker holding both legs died or stops: the caller is gone too; the agent is freed.
-            self._hang_up_caller(cause)
-            self._end_connected(now, by="system", cause=cause)
-        elif self.phase == "connected":
-            self._agent_lost(now, "agent_connection_lost")
-        elif self.phase == "offered" and not s.accepted and s.dialing:
-            self._phone_missed(now, f"phone_{cause}")
-        elif self.phase == "offered" and not s.accepted:
-            s.leg_id, s.leg_ready = None, False
-        elif self.phase == "offered":
-            self._agent_lost(now, "agent_connection_lost")
-
-    def _phone_missed(self, now: float, cause: str) -> None:
-        """The agent's phone could not be rung, was busy or declined: the offer goes back at once (routing
-        puts the contact back at its place and the agent away, "missed") instead of ringing out."""
-        s = self.state
-        assert s.offer_agent_id is not None and s.offer_id is not None
-        self._event("agent_phone_missed", now, agent_id=s.offer_agent_id, cause=cause)
-        self._send(
-            ev.RoutingReject(
-                **self._stamp(),
-                agent_id=uuid.UUID(s.offer_agent_id),
-                offer_id=s.offer_id,
-                away_reason="missed",
-            ),
-            "reject",
-        )
-        s.leg_id, s.leg_ready, s.dialing = None, False, False
-
-    def _agent_lost(self, now: float, cause: str, *, logout: bool = True) -> None:
-        """The agent's audio is gone mid-call (or never came after accepting): the caller hears a short
-        message and goes back in line at its place (a forced logout of the agent requeues at the front)."""
-        s, r = self.state, self.state.record
-        agent = str(r.agent_id) if r.agent_id else s.offer_agent_id
-        if agent is None:
-            return
-        s.deadline = None
-        if s.leg_id is not None:
-            self._send(ev.MediaHangup(**self._stamp(), call_id=s.leg_id, cause=cause), "hangup_leg")
-        if callbacks.awaits_customer(self):
-            plan = s.callback
-            assert plan is not None
-            if plan.dialing is not None:
-                self._send(
-                    ev.MediaHangup(**self._stamp(), call_id=plan.dialing, cause=cause), "hangup_customer"
-                )
-                plan.dialing = None
-        else:
-            caller = self.caller_call
-            self._send(ev.MediaPlay(**self._stamp(), call_id=caller, text=AGENT_LOST_MESSAGE), "sorry")
-            self._send(ev.MediaPlay(**self._stamp(), call_id=caller, tone="moh", loop=True), "moh")
-        if logout:
-            self._send(
-                ev.RoutingAgentLogout(**self._stamp(), agent_id=uuid.UUID(agent), force=True),
-                "logout",
-            )
-        self._desk(agent, "contact_ended", cause=cause, by="system", now=now)
-        r.agent_id = None
-        s.owns_media = not callbacks.awaits_customer(self)
-        s.offer_id = s.offer_agent_id = None
-        s.leg_id, s.leg_ready, s.accepted, s.bridged, s.bridge_command = None, False, False, False, None
-        self._transition("queued", now, cause)
 
     def _rejected(self, event: ev.ContactRejected, now: float) -> None:
         s = self.state
@@ -942,7 +722,7 @@ class Lifecycle:
             elif event.call_id == s.leg_id:
                 if s.consult is not None and consult.first_agent_gone(self, now):
                     return  # hanging up mid-consultation transfers the caller
-                self._leg_gone(now, event.cause)
+                agent_leg.leg_gone(self, now, event.cause)
             elif s.callback is not None and event.call_id == s.callback.dialing:
                 callbacks.missed(self, now, event.cause)
             return

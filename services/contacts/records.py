@@ -16,6 +16,10 @@ import msgspec
 
 __all__ = [
     "CONTACT_COLUMNS",
+    "PLATFORM_CAUSES",
+    "PLATFORM_FAILURE",
+    "PLATFORM_RESTART",
+    "WORKER_LOST",
     "ContactRecord",
     "TimelineEntry",
     "caller_history",
@@ -24,6 +28,14 @@ __all__ = [
     "load_contact",
     "save_contact",
 ]
+
+
+WORKER_LOST = "media_worker_lost"  # call.ended's cause when a media worker dies (docs/media.md, Sharding)
+# Causes that are the platform's failure, not the caller's or the agent's choice: the record says so
+# (outcome PLATFORM_FAILURE), never "abandoned".
+PLATFORM_RESTART = "platform_restart"  # the call was gone when the coordinator came back (reconcile)
+PLATFORM_CAUSES = frozenset((WORKER_LOST, "shutdown", PLATFORM_RESTART))
+PLATFORM_FAILURE = "platform_failure"
 
 
 class TimelineEntry(msgspec.Struct, kw_only=True):
