@@ -604,6 +604,7 @@ async def test_openapi_metrics_and_unknown_routes(client: httpx.AsyncClient, ten
         "/v1/flows/{flow_name}/versions/{version}",
         "/v1/flows/{flow_name}/rollback",
         "/v1/ivr/lookup-secret",
+        "/v1/ivr/simulate",
         "/v1/trunks",
         "/v1/trunks/{trunk_id}",
         "/v1/contacts",
