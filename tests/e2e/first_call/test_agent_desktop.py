@@ -64,6 +64,47 @@ async def _visible(page: Any, selector: str, timeout_s: float = 15.0) -> None:
     await page.wait_for_selector(selector, state="visible", timeout=timeout_s * 1000)
 
 
+async def _supervisor_steps_in(stack: Any, tenant: Any, page: Any, tmp_path: Path) -> None:
+    """The tenant tells its agents when a supervisor steps in (monitor_notice agent): a supervisor listens
+    through a desk phone (SIPp, answers at once) and the desk shows it under the caller until it leaves."""
+    import shutil
+
+    import switchboard
+
+    from tests.e2e.first_call.test_desk_phone import PICK_UP_AFTER_3S
+    from tests.e2e.first_call.test_supervisor_monitor import supervisor_key, switchboard_cli
+
+    if shutil.which("sipp") is None:
+        return
+    told = await switchboard_cli(stack.api, tenant.key, "settings", "set", "--monitor-notice", "agent")
+    assert told["monitor_notice"] == "agent", told
+    (tmp_path / "phone.xml").write_text(PICK_UP_AFTER_3S.replace('<pause milliseconds="3000"/>', ""))
+    port = free_port()
+    phone = await asyncio.create_subprocess_exec(
+        *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port)],
+        *["-sf", "phone.xml", "-rtp_echo", "-m", "1", "-timeout", "60"],
+        cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        await asyncio.sleep(0.3)  # SIPp binds its port
+        contact_id = await page.evaluate(
+            "agentDesktop.events.filter((m) => m.type === 'contact_offer').pop().contact_id"
+        )
+        key = await supervisor_key(stack.api, tenant.key)
+        async with switchboard.AsyncClient(api_key=key, base_url=stack.api) as client:
+            session = await client.contacts.monitor(contact_id, "listen", phone=f"sip:lead@127.0.0.1:{port}")
+            await _visible(page, "#monitored")
+            assert "listening" in await page.inner_text("#monitored")
+            await page.screenshot(path=str(tmp_path / "monitored.png"))
+            await client.contacts.monitor(contact_id, "none", session.leg_id)
+        await page.wait_for_selector("#monitored", state="hidden", timeout=10000)
+        await asyncio.wait_for(phone.wait(), 10)
+    finally:
+        if phone.returncode is None:
+            phone.kill()
+            await phone.wait()
+
+
 async def test_agent_desktop_takes_a_call(first_call_stack: Any, tmp_path: Path) -> None:
     tenant = await asyncio.to_thread(make_tenant, first_call_stack.api)
     async with httpx.AsyncClient(
@@ -116,6 +157,7 @@ async def test_agent_desktop_takes_a_call(first_call_stack: Any, tmp_path: Path)
             await page.wait_for_function(
                 "document.getElementById('hold').getAttribute('aria-pressed') === 'false'"
             )
+            await _supervisor_steps_in(first_call_stack, tenant, page, tmp_path)
 
             await page.click("#hangup")
             await asyncio.wait_for(caller.ended_by_platform.wait(), 10)
