@@ -393,7 +393,7 @@ class LookupSecret(msgspec.Struct, kw_only=True):
 MAX_CASES = 100
 
 
-class FlowSimulation(msgspec.Struct, kw_only=True):
+class FlowSimulation(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """A flow file's text and the calls to run through it (the cases of `switchboard flows test`)."""
 
     definition: str
@@ -408,12 +408,18 @@ class IvrController(Controller):
     path = "/v1/ivr"
     tags = ["flows"]
 
-    @post("/simulate", responses=WRITE_ERRORS, status_code=200, summary="Run calls through a flow offline")
+    @post(
+        "/simulate",
+        responses=WRITE_ERRORS,
+        status_code=200,
+        guards=[admin_only],
+        summary="Run calls through a flow offline",
+    )
     async def simulate(self, request: Request[Any, Any, Any], data: JSONBody[FlowSimulation]) -> Simulation:
         """The simulator of `switchboard flows test` for installs without the platform: nothing is stored,
         no call is made, lookups answer the stubs given. The flow is not checked against the tenant's
-        queues (as offline)."""
-        principal_of(request)
+        queues (as offline). Admin keys, as for deploying (a POST: read-only keys change nothing and
+        run nothing)."""
         if len(data.definition) > MAX_SOURCE_CHARS:
             raise validation("definition", f"a flow is at most {MAX_SOURCE_CHARS} characters")
         if not 1 <= len(data.cases) <= MAX_CASES:

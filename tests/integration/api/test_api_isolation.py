@@ -51,6 +51,8 @@ NOT_TENANT_SCOPED |= {
     "/v1/desk/agents",
     "/v1/desk/voicemails/{contact_id}",  # an agent token's own tenant and voicemails only (test_first_call.py)
 }
+# Runs the flow text it is sent and reads no tenant data (tests/integration/cli/test_cli_journey.py).
+NOT_TENANT_SCOPED |= {"/v1/ivr/simulate"}
 
 # Path parameter name -> the kind of object it names.
 PARAM_KIND = {
