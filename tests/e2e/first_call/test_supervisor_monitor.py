@@ -505,9 +505,10 @@ async def test_the_supervisors_desk_phone_as_the_monitoring_endpoint(
             # Rung again for a listen, the tenant now telling its callers only: the caller hears the
             # announcement over the agent for a moment, the desk is told nothing. Then the caller hangs
             # up: the call is over, the phone gets its BYE.
-            told = await switchboard_cli(
-                stack.api, tenant.key, "settings", "set", "--monitor-notice", "caller"
-            )
+            async with httpx.AsyncClient(
+                base_url=stack.api, timeout=10, headers={"Authorization": f"Bearer {tenant.key}"}
+            ) as http:  # the API this time (the CLI above): no second CLI process
+                told = (await http.patch("/v1/me/settings", json={"monitor_notice": "caller"})).json()
             assert told["monitor_notice"] == "caller", told
             again, port = await ringable()
             headers = {"Authorization": f"Bearer {await console.token()}"}
