@@ -221,7 +221,9 @@ async def test_voicemail_records_the_caller_and_hands_routing_a_task(
     assert _power(audio, TONE_HZ) > 0.5
     (task,) = seen.tasks
     # A task of its own for the desk, naming the call it came from.
-    assert task.call_id == uuid.uuid5(call_id, "voicemail") and task.attributes["voicemail_of"] == str(call_id)
+    assert task.call_id == uuid.uuid5(call_id, "voicemail") and task.attributes["voicemail_of"] == str(
+        call_id
+    )
     assert task.kind == "voicemail" and task.file == finished.file
     assert task.queue == "Support" and str(task.queue_id) == tenant.queue_id and task.seconds == 2.0
     assert task.attributes["ivr.path"].startswith("vm") and task.attributes["caller"] == "+15550142"

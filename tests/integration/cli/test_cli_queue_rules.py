@@ -35,7 +35,7 @@ def run(*args: str, code: int = 0) -> Result:
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     assert result.exit_code == code, (args, result.exit_code, result.stdout, result.stderr)
     if code:
-        assert result.stdout == "" and result.stderr.startswith("error: ") or "Error:" in result.stderr, (
+        assert (result.stdout == "" and result.stderr.startswith("error: ")) or "Error:" in result.stderr, (
             result.stderr
         )
     return result

@@ -61,9 +61,7 @@ async def test_tiles_charts_and_alerts_from_todays_facts(
         text = await tile.inner_text()
         assert "33% / 80%" in text and "Offered\n3" in text and "Abandoned\n2" in text, text
         assert await tile.get_attribute("class") == "tile alert"
-        await page.locator(
-            "#alerts", has_text="Billing: service level 33% today is under 80%"
-        ).wait_for()
+        await page.locator("#alerts", has_text="Billing: service level 33% today is under 80%").wait_for()
         await page.wait_for_function("window.supervisorCharts['sl-chart'] !== undefined", timeout=10000)
         volume = await page.evaluate("window.supervisorCharts['volume-chart'].data.map((s) => Array.from(s))")
         sl = await page.evaluate("window.supervisorCharts['sl-chart'].data.map((s) => Array.from(s))")
