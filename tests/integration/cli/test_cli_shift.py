@@ -82,7 +82,7 @@ def test_desk_settings_show_and_set(run: Any) -> None:
 def test_settings_show_and_set_the_agents_grace(run: Any) -> None:
     assert "20 s" in run("settings", "show").stdout  # the default
     saved = json.loads(run("settings", "set", "--agent-grace", "45", "--json").stdout)
-    assert saved == {"agent_grace_seconds": 45, "timezone": "UTC", "language": "en"}
+    assert saved == {"agent_grace_seconds": 45, "timezone": "UTC", "language": "en", "monitor_notice": "none"}
     assert json.loads(run("settings", "show", "--json").stdout) == saved
     assert "45 s" in run("settings", "set", "--agent-grace", "45").stdout
     assert "0<=x<=600" in run("settings", "set", "--agent-grace", "601", code=2).stderr
