@@ -16,8 +16,6 @@ from tests.unit.docs.doc_commands import REPO, DocCommand, doc_commands, unquote
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 COMMANDS = doc_commands(DOCS)
-# Written by another issue (the architecture document); drop this once docs/architecture.md is on main.
-PENDING = {"architecture.md"}
 
 
 def resolve(argv: list[str]) -> tuple[click.Command, set[str]]:
@@ -76,8 +74,6 @@ def test_links_between_docs_point_inside_the_repository() -> None:
         for target in _LINK.findall(path.read_text()):
             if re.match(r"^[a-z]+:", target):
                 continue  # a URL, not a file
-            if target in PENDING or target.endswith("/architecture.md"):
-                continue
             if not (path.parent / target).resolve().exists():
                 broken.append(f"{path.relative_to(REPO)}: {target}")
     assert not broken, broken
