@@ -10,9 +10,9 @@ from litestar import Controller, Request, get, put
 from litestar.params import JSONBody
 
 from services.kernel.db import tenant_tx
-from services.kernel.ids import new_id
 
 from .auth import admin_only, principal_of
+from .mutations import audit
 from .problems import READ_ERRORS, WRITE_ERRORS
 from .problems import validation as invalid
 from .state import api_state
@@ -69,14 +69,12 @@ class CallingSettingsController(Controller):
                 data.callback_ring_seconds,
                 caller_id,
             )
-            await conn.execute(
-                """INSERT INTO audit_log (id, tenant_id, actor_key_id, actor_role, action, target_type, target_id, detail)
-                   VALUES ($1, $2, $3, $4, 'calling_settings.updated', 'tenant', $5, $6::jsonb)""",
-                new_id(),
+            await audit(
+                conn,
+                principal,
+                "calling_settings.updated",
+                "tenant",
                 principal.tenant_id,
-                principal.key_id,
-                principal.role.value,
-                str(principal.tenant_id),
-                msgspec.json.encode(data).decode(),
+                msgspec.structs.asdict(data),
             )
         return msgspec.structs.replace(data, caller_id=caller_id)

@@ -25,7 +25,7 @@ from litestar.response import Stream
 from services.kernel.bus import BusError, CommandTimeout
 from services.kernel.db import tenant_tx
 from services.kernel.events import MediaRecordPause, MediaRecordResume, RecordingDeleted
-from services.kernel.ids import new_id, parse_id
+from services.kernel.ids import parse_id
 from services.recording.records import (
     RECORDING_COLUMNS,
     RecordingError,
@@ -38,6 +38,7 @@ from services.recording.setup import keyring_from, store_from
 from services.recording.store import BlobStore
 from services.recording.vault import KeyRing
 
+from . import mutations
 from .auth import Principal, admin_only, principal_of
 from .crud import IdParam, path_id
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam, decode_cursor, page_of
@@ -505,15 +506,13 @@ class RecordingSettingsController(Controller):
                 data.opus_copy,
                 announcement,
             )
-            await conn.execute(
-                """INSERT INTO audit_log (id, tenant_id, actor_key_id, actor_role, action, target_type, target_id, detail)
-                   VALUES ($1, $2, $3, $4, 'recording_settings.updated', 'tenant', $5, $6::jsonb)""",
-                new_id(),
+            await mutations.audit(
+                conn,
+                principal,
+                "recording_settings.updated",
+                "tenant",
                 principal.tenant_id,
-                principal.key_id,
-                principal.role.value,
-                str(principal.tenant_id),
-                msgspec.json.encode(data).decode(),
+                msgspec.structs.asdict(data),
             )
         return data
 
@@ -526,15 +525,7 @@ class RecordingSettingsController(Controller):
         async with tenant_tx(state.db(), principal.tenant_id) as conn:
             key_id, _key = await keys.rotate(conn, principal.tenant_id)
             created = await conn.fetchval("SELECT created_at FROM recording_keys WHERE id = $1", key_id)
-            await conn.execute(
-                """INSERT INTO audit_log (id, tenant_id, actor_key_id, actor_role, action, target_type, target_id)
-                   VALUES ($1, $2, $3, $4, 'recording_key.rotated', 'recording_key', $5)""",
-                new_id(),
-                principal.tenant_id,
-                principal.key_id,
-                principal.role.value,
-                str(key_id),
-            )
+            await mutations.audit(conn, principal, "recording_key.rotated", "recording_key", key_id)
         return RecordingKey(id=key_id, created_at=created)
 
 
