@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -32,10 +33,15 @@ class Infra:
     token_secret: str
 
 
+# The session's data dir, once made: a failed test's service logs are copied out of it (pytest_runtest_makereport).
+_DATA_DIR: list[Path] = []
+
+
 @pytest.fixture(scope="session")
 def infra() -> Iterator[Infra]:
-    # Under /tmp (short paths) and owned by us; removed at the end of the session.
+    # Under /tmp (short paths) and owned by us; removed at the end of the session (SB_KEEP_TEST_DATA keeps it).
     data_dir = Path(tempfile.mkdtemp(prefix="sbtest-"))
+    _DATA_DIR.append(data_dir)
     secrets_ = Secrets.load_or_create(data_dir)
     pg = EmbeddedPostgres(data_dir, secrets_)
     nats = EmbeddedNats(data_dir, secrets_)
@@ -122,6 +128,26 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     if nextitem is not None:  # after the last item the session's fixtures are gone: folder_scope's end
         _FOLDERS.leave(nextitem)
     return result
+
+
+FAILED_LOGS = Path(__file__).resolve().parents[1] / ".artifacts" / "failed"
+KEPT_LOG_BYTES = 20_000_000  # the end of each log: a session's API log can be larger
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """A failed test that ran on the session's services keeps their logs (the data dir goes at the end of the
+    session): each `*.log` of the data dir, its last KEPT_LOG_BYTES, under .artifacts/failed/<test id>/."""
+    report: pytest.TestReport = yield
+    if report.failed and _DATA_DIR and "infra" in getattr(item, "fixturenames", ()):
+        where = FAILED_LOGS / re.sub(r"[^\w.-]+", "_", item.nodeid)[-150:]
+        where.mkdir(parents=True, exist_ok=True)
+        for log in sorted(_DATA_DIR[0].glob("*.log")):
+            with open(log, "rb") as src:
+                src.seek(max(0, log.stat().st_size - KEPT_LOG_BYTES))
+                (where / log.name).write_bytes(src.read())
+        report.sections.append(("service logs", f"the services' logs are kept in {where}"))
+    return report
 
 
 class AmbientRead(AssertionError):
