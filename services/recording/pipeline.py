@@ -341,7 +341,7 @@ class RecordingPipeline:
         rid = fact.recording_id or fact.call_id
         if fact.state == "started":
             async with tenant_tx(self.pool, fact.tenant_id) as conn:
-                await mark_started(conn, fact.tenant_id, rid, fact.ts, segment_of(fact))
+                await mark_started(conn, fact.tenant_id, rid, fact.ts, segment_of(fact), call_id=fact.call_id)
             event: Event = ev.RecordingStarted(
                 id=_derived(fact.id, "started"), tenant_id=fact.tenant_id, recording_id=rid
             )
@@ -359,12 +359,13 @@ class RecordingPipeline:
 
     async def _worker_lost(self, tenant: uuid.UUID, call_id: uuid.UUID) -> None:
         """The worker cannot send its end marker: write it, partial, from what the stream holds."""
-        # The call's recordings still arriving: its own, or the segments of the contact it is (a transfer's
-        # next agent, a consultation).
+        # The recordings still arriving that were made on this call (a callback's is on the customer's call,
+        # not the contact's id), or that are its own or its contact's segments (a transfer's next agent, a
+        # consultation; and rows from before call_id was kept).
         async with tenant_tx(self.pool, tenant, readonly=True) as conn:
             rows = await conn.fetch(
                 """SELECT id, started_at FROM recordings
-                   WHERE (id = $1 OR contact_id = $1) AND status = 'recording'""",
+                   WHERE (call_id = $1 OR id = $1 OR contact_id = $1) AND status = 'recording'""",
                 call_id,
             )
         for row in rows:

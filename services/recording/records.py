@@ -117,18 +117,21 @@ async def mark_started(
     recording_id: uuid.UUID,
     started_at: float,
     segment: Segment | None = None,
+    *,
+    call_id: uuid.UUID | None = None,
 ) -> bool:
     """The recording exists from its first moment (listed as `recording`), with its place in its contact's
-    conversation (labels only, should it have been finalised first: the two consumers are independent); False
-    when it existed already."""
+    conversation (labels only, should it have been finalised first: the two consumers are independent) and
+    the media call it is made on (`call_id`: how a lost worker's call.ended finds it); False when it existed
+    already."""
     seg = segment or Segment()
     status = await conn.fetchval(
         """INSERT INTO recordings (id, tenant_id, status, started_at, contact_id, segment, segment_kind, agent_id,
-               consulted_agent_id)
-           VALUES ($1, $2, 'recording', $3, $4, $5, $6, $7, $8)
+               consulted_agent_id, call_id)
+           VALUES ($1, $2, 'recording', $3, $4, $5, $6, $7, $8, $9)
            ON CONFLICT (id) DO UPDATE SET contact_id = EXCLUDED.contact_id, segment = EXCLUDED.segment,
                segment_kind = EXCLUDED.segment_kind, agent_id = EXCLUDED.agent_id,
-               consulted_agent_id = EXCLUDED.consulted_agent_id
+               consulted_agent_id = EXCLUDED.consulted_agent_id, call_id = EXCLUDED.call_id
            RETURNING (xmax = 0)""",
         recording_id,
         tenant_id,
@@ -138,6 +141,7 @@ async def mark_started(
         seg.kind,
         seg.agent_id,
         seg.consulted_agent_id,
+        call_id,
     )
     return bool(status)
 

@@ -72,16 +72,24 @@ class Stack:
         shipper: ChunkShipper | None = None,
         call_id: uuid.UUID | None = None,
         segment: dict[str, Any] | None = None,
+        media_call: uuid.UUID | None = None,
     ) -> uuid.UUID:
         """A call recorded as media does it: call.recording started, frames into the spool, chunks shipped
-        as they are synced (flush every 0.5 s of call time), the end marker after close."""
+        as they are synced (flush every 0.5 s of call time), the end marker after close. `call_id` is the
+        recording's id; `media_call` the call media records on, when it is another (a callback's customer
+        call)."""
         call_id = call_id or new_id()
         shipper = shipper or ChunkShipper(self.bus.js)
         writer = SpoolWriter(self.spool_dir, str(call_id), G711.PCMU, flush_seconds=0.5)
         shipper.attach(writer, tenant, call_id)
         await self.bus.publish(
             ev.CallRecording(
-                tenant_id=tenant, call_id=call_id, state="started", spool=str(call_id), **(segment or {})
+                tenant_id=tenant,
+                call_id=media_call or call_id,
+                state="started",
+                spool=str(call_id),
+                **({"recording_id": call_id} if media_call else {}),
+                **(segment or {}),
             )
         )
         for i in range(round(seconds / 0.02)):

@@ -78,6 +78,24 @@ async def test_lost_media_worker_leaves_a_partial_recording_up_to_the_last_chunk
     assert peak(audio.wav, 0, 0.1, 1.4) == pytest.approx(CALLER_HZ, abs=5)
 
 
+async def test_lost_media_worker_during_a_callback_closes_its_recording_as_partial(stack: Stack) -> None:
+    """A callback's recording is the contact's (its id), made on the customer's call that was dialled out
+    (another id): the lost worker's call.ended names that call, and the recording is found by it."""
+    await stack.start_pipeline()
+    tenant = await stack.tenant()
+    contact, customer_call = new_id(), new_id()
+    rid = await stack.record_call(
+        tenant, 2.0, finish=False, call_id=contact, media_call=customer_call, segment={"contact_id": contact}
+    )
+    assert rid == contact
+    await stack.wait_status(tenant, rid, "recording")
+    await stack.bus.publish(
+        ev.CallEnded(tenant_id=tenant, call_id=customer_call, cause="media_worker_lost", duration=2.0)
+    )
+    row = await stack.wait_status(tenant, rid, "available", timeout=10)
+    assert row["partial"] and row["call_id"] == customer_call and 1.5 <= row["duration_s"] <= 2.0
+
+
 async def test_paused_span_is_absent_and_marked(stack: Stack) -> None:
     await stack.start_pipeline()
     tenant = await stack.tenant()
