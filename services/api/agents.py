@@ -127,7 +127,7 @@ class AgentController(Controller):
         languages = check_languages("languages", data.languages or [])
         endpoint = check_endpoint("endpoint", data.endpoint)
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Agent]:
             if data.site_id is not None:
                 await require_site(conn, "site_id", data.site_id)
                 site_id = data.site_id
@@ -174,7 +174,7 @@ class AgentController(Controller):
                 ],
             )
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
     @get("/", responses=READ_ERRORS, summary="List agents")
     async def list_agents(
@@ -219,7 +219,7 @@ class AgentController(Controller):
         if data.voicemail_capacity is not msgspec.UNSET:
             changes["voicemail_capacity"] = data.voicemail_capacity
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Agent]:
             if not changes:
                 row = await conn.fetchrow(f"SELECT {COLUMNS} FROM agents WHERE id = $1", aid)
                 if row is None:
@@ -249,7 +249,7 @@ class AgentController(Controller):
                 [ConfigChanged(tenant_id=principal.tenant_id, kind="agent", op="updated", object_id=aid)],
             )
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
     @delete(
         "/{agent_id:str}",
@@ -261,7 +261,7 @@ class AgentController(Controller):
     async def delete_agent(self, request: Request[Any, Any, Any], agent_id: IdParam) -> Response[None]:
         aid = path_id(agent_id, "agent")
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
             row = await conn.fetchrow("DELETE FROM agents WHERE id = $1 RETURNING name, email", aid)
             if row is None:
                 raise not_found("agent")
@@ -278,4 +278,4 @@ class AgentController(Controller):
                 ],
             )
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)

@@ -33,6 +33,7 @@ from .audit import AuditController
 from .auth import AuthMiddleware
 from .calling import CallingSettingsController
 from .contacts import ContactController
+from .deps import DEPENDENCIES
 from .desk import DeskController, DeskSettingsController
 from .floor import AgentFloorController, ContactFloorController
 from .flows import FlowController, IvrController, NumberRouteController
@@ -272,6 +273,7 @@ def create_app(settings: Settings, *, key_rate_per_minute: int | None = None) ->
                 ],
             ),
         ],
+        dependencies=DEPENDENCIES,
         before_request=_check_request,
         exception_handlers=exception_handlers(),
         openapi_config=openapi,

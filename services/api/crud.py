@@ -19,7 +19,7 @@ from .pagination import decode_cursor, page_of
 from .problems import not_found
 from .state import api_state
 
-__all__ = ["IdParam", "fetch_one", "fetch_page", "path_id", "set_clause"]
+__all__ = ["IdParam", "fetch_one", "fetch_page", "path_id", "read_one", "read_page", "set_clause"]
 
 IdParam = Annotated[str, PathParameter(description="object id (UUID)")]
 
@@ -32,29 +32,45 @@ def path_id(text: str, kind: str) -> uuid.UUID:
     return object_id
 
 
-async def fetch_one(
-    request: Request[Any, Any, Any], table: str, columns: str, object_id: uuid.UUID, kind: str
+async def read_one(
+    conn: asyncpg.Connection, table: str, columns: str, object_id: uuid.UUID, kind: str
 ) -> asyncpg.Record:
-    principal = principal_of(request)
-    async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-        row = await conn.fetchrow(f"SELECT {columns} FROM {table} WHERE id = $1", object_id)
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {columns} FROM {table} WHERE id = $1", object_id
+    )
     if row is None:
         raise not_found(kind)
     return row
 
 
+async def read_page(
+    conn: asyncpg.Connection, table: str, columns: str, limit: int, cursor: str | None
+) -> tuple[Sequence[asyncpg.Record], str | None]:
+    after = decode_cursor(cursor)
+    rows = await conn.fetch(
+        f"SELECT {columns} FROM {table} WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
+        after,
+        limit + 1,
+    )
+    return page_of(rows, limit)
+
+
+# The two below are for handlers that still take a raw Request; new ones take `tenant_conn` (deps.py).
+async def fetch_one(
+    request: Request[Any, Any, Any], table: str, columns: str, object_id: uuid.UUID, kind: str
+) -> asyncpg.Record:
+    principal = principal_of(request)
+    async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
+        return await read_one(conn, table, columns, object_id, kind)
+
+
 async def fetch_page(
     request: Request[Any, Any, Any], table: str, columns: str, limit: int, cursor: str | None
 ) -> tuple[Sequence[asyncpg.Record], str | None]:
-    after = decode_cursor(cursor)
+    decode_cursor(cursor)  # a bad cursor is a 422 before a connection is taken
     principal = principal_of(request)
     async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-        rows = await conn.fetch(
-            f"SELECT {columns} FROM {table} WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
-            after,
-            limit + 1,
-        )
-    return page_of(rows, limit)
+        return await read_page(conn, table, columns, limit, cursor)
 
 
 def set_clause(changes: dict[str, Any], first: int = 2, casts: dict[str, str] | None = None) -> str:

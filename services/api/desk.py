@@ -200,7 +200,7 @@ class DeskSettingsController(Controller):
             wrap_up_form_extends=data.wrap_up_form_extends,
         )
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[DeskSettings]:
             await conn.execute(
                 """UPDATE tenants SET dispositions = $2::jsonb, away_reasons = $3::jsonb,
                        wrap_up_form_extends = $4 WHERE id = $1""",
@@ -213,7 +213,7 @@ class DeskSettingsController(Controller):
             await audit(conn, principal, "desk_settings.updated", "tenant", principal.tenant_id, detail)
             return Outcome(200, settings)
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
 
 class DeskController(Controller):

@@ -176,7 +176,7 @@ class FlowController(Controller):
         if len(source) > MAX_SOURCE_CHARS:
             raise validation("definition", f"a flow is at most {MAX_SOURCE_CHARS} characters")
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Deployed]:
             report = validate_text(source, queues=await _tenant_queues(conn))
             if not report.ok or report.flow is None:
                 errors = [FieldError("definition", _issue_text(i)) for i in report.errors]
@@ -235,7 +235,7 @@ class FlowController(Controller):
             )
             return Outcome(201, body, [event])
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
     @get("/", responses=READ_ERRORS, summary="List flows")
     async def list_flows(
@@ -327,7 +327,7 @@ class FlowController(Controller):
     async def rollback_flow(
         self, request: Request[Any, Any, Any], flow_name: FlowName, data: JSONBody[FlowRollback | None] = None
     ) -> Response[Flow]:
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Flow]:
             flow = await _flow_row(conn, flow_name)
             if data is None or data.version is msgspec.UNSET:
                 raise validation("version", 'send {"version": N}')
@@ -354,7 +354,7 @@ class FlowController(Controller):
             )
             return Outcome(200, flow_from_row(row), [event])
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
     @delete(
         "/{flow_name:str}",
@@ -364,7 +364,7 @@ class FlowController(Controller):
         summary="Delete a flow and its versions (409 while a number points at it)",
     )
     async def delete_flow(self, request: Request[Any, Any, Any], flow_name: FlowName) -> Response[None]:
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
             flow = await _flow_row(conn, flow_name)
             using = await conn.fetch("SELECT e164 FROM numbers WHERE flow_id = $1 ORDER BY e164", flow["id"])
             if using:
@@ -379,7 +379,7 @@ class FlowController(Controller):
             )
             return Outcome(204, None, [event])
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
 
 class LookupSecret(msgspec.Struct, kw_only=True):
@@ -471,7 +471,7 @@ class NumberRouteController(Controller):
         if nid is None and not re.fullmatch(r"\+[1-9][0-9]{6,14}", ref):
             raise not_found("number")  # neither an id nor an E.164 number: names nothing
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Number]:
             if nid is not None:
                 row = await conn.fetchrow(f"SELECT {NUMBER_COLUMNS} FROM numbers WHERE id = $1", nid)
             else:
@@ -518,4 +518,4 @@ class NumberRouteController(Controller):
             )
             return Outcome(200, number_from_row(row), [event])
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)

@@ -105,7 +105,7 @@ class KeyController(Controller):
     ) -> Response[KeyWithSecret]:
         name = check_name("name", data.name) if data.name is not None else ""
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[KeyWithSecret]:
             key = await insert_key(conn, principal.tenant_id, data.role, name)
             await audit(conn, principal, "key.created", "key", key.id, {"role": key.role.value, "name": name})
             return Outcome(
@@ -119,7 +119,7 @@ class KeyController(Controller):
                 ),
             )
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
     @get("/", responses=READ_ERRORS, summary="List API keys")
     async def list_keys(
@@ -156,7 +156,7 @@ class KeyController(Controller):
     async def revoke_key(self, request: Request[Any, Any, Any], key_id: KeyIdParam) -> Response[None]:
         kid = _key_id(key_id)
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
             if kid == principal.key_id:
                 raise Problem(409, "a key cannot revoke itself; use another admin key")
             row = await conn.fetchrow(
@@ -176,4 +176,4 @@ class KeyController(Controller):
                 ],
             )
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)

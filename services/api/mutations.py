@@ -14,7 +14,7 @@ import re
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 import asyncpg
 import msgspec
@@ -28,23 +28,28 @@ from .auth import Principal, principal_of
 from .problems import Problem, validation
 from .state import api_state
 
-__all__ = ["Outcome", "audit", "mutate"]
+__all__ = ["Mutation", "Outcome", "Work", "audit", "mutate"]
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 _IDEMPOTENCY_KEY = re.compile(r"^[\x20-\x7e]{1,200}$")
 _IN_PROGRESS = 0
 
 
+# What a change answers (a Struct, or None for 204): the handler's declared `Response[T]` is checked
+# against the `Outcome[T]` its work returns.
+T = TypeVar("T", bound="msgspec.Struct | None")
+
+
 @dataclass
-class Outcome:
+class Outcome(Generic[T]):
     status: int
-    body: msgspec.Struct | None = None
+    body: T
     events: list[Event] = field(default_factory=list)
     # What a retry with the same Idempotency-Key gets instead of `body` (when `body` holds a secret).
     replay: Problem | None = None
 
 
-Work = Callable[[asyncpg.Connection, Principal], Awaitable[Outcome]]
+Work = Callable[[asyncpg.Connection, Principal], Awaitable[Outcome[T]]]
 
 _encoder = msgspec.json.Encoder()
 
@@ -97,7 +102,17 @@ def _response(status: int, body: bytes, *, replayed: bool = False) -> Response[b
     return Response(content=body, status_code=status, media_type=media, headers=headers)
 
 
-async def mutate(request: Request[Any, Any, Any], work: Work) -> Response[bytes]:
+class Mutation:
+    """The `mutation` dependency (deps.py): a change for this request, run by `run(work)`."""
+
+    def __init__(self, request: Request[Any, Any, Any]) -> None:
+        self.request = request
+
+    async def run(self, work: Work[T]) -> Response[T]:
+        return await mutate(self.request, work)
+
+
+async def mutate(request: Request[Any, Any, Any], work: Work[T]) -> Response[T]:
     state = api_state(request)
     principal = principal_of(request)
     method = request.method.upper()
@@ -159,7 +174,13 @@ async def mutate(request: Request[Any, Any, Any], work: Work) -> Response[bytes]
                 slug="idempotency-mismatch",
                 title="Idempotency key reused",
             )
-        return _response(stored["status"], bytes(stored["body"]), replayed=True)
+        return _typed(_response(stored["status"], bytes(stored["body"]), replayed=True))
 
     await state.publish(outcome.events)
-    return _response(outcome.status, body)
+    return _typed(_response(outcome.status, body))
+
+
+def _typed(response: Response[bytes]) -> Response[T]:
+    # The body is already the encoded T (or a stored copy of it): Litestar sends bytes as they are, and
+    # the handler's Response[T] is what the OpenAPI schema documents.
+    return cast("Response[T]", response)

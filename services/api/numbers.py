@@ -82,7 +82,7 @@ class NumberController(Controller):
     ) -> Response[Number]:
         e164 = check_e164("e164", data.e164)
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Number]:
             if data.queue_id is not None:
                 await _require_queue(conn, data.queue_id)
             try:
@@ -112,7 +112,7 @@ class NumberController(Controller):
                 ],
             )
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
     @get("/", responses=READ_ERRORS, summary="List numbers")
     async def list_numbers(
@@ -138,7 +138,7 @@ class NumberController(Controller):
     ) -> Response[Number]:
         nid = path_id(number_id, "number")
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Number]:
             if data.queue_id is msgspec.UNSET:
                 row = await conn.fetchrow(f"SELECT {COLUMNS} FROM numbers WHERE id = $1", nid)
                 if row is None:
@@ -161,7 +161,7 @@ class NumberController(Controller):
                 [ConfigChanged(tenant_id=principal.tenant_id, kind="number", op="updated", object_id=nid)],
             )
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
     @delete(
         "/{number_id:str}",
@@ -173,7 +173,7 @@ class NumberController(Controller):
     async def release_number(self, request: Request[Any, Any, Any], number_id: IdParam) -> Response[None]:
         nid = path_id(number_id, "number")
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
             row = await conn.fetchrow("DELETE FROM numbers WHERE id = $1 RETURNING e164", nid)
             if row is None:
                 raise not_found("number")
@@ -184,4 +184,4 @@ class NumberController(Controller):
                 [ConfigChanged(tenant_id=principal.tenant_id, kind="number", op="deleted", object_id=nid)],
             )
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)

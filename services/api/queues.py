@@ -229,7 +229,7 @@ class QueueController(Controller):
         skills = check_skills("skills", data.skills or {})
         rules = check_rules(data)
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Queue]:
             if data.site_id is not None:
                 await require_site(conn, "site_id", data.site_id)
             await check_targets(conn, None, rules)
@@ -280,7 +280,7 @@ class QueueController(Controller):
                 ],
             )
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
     @get("/", responses=READ_ERRORS, summary="List queues")
     async def list_queues(
@@ -320,7 +320,7 @@ class QueueController(Controller):
             changes["recording_announcement"] = _announcement(data.recording_announcement)
         changes.update(check_rules(data))
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Queue]:
             if not changes:
                 row = await conn.fetchrow(f"SELECT {COLUMNS} FROM queues WHERE id = $1", qid)
                 if row is None:
@@ -351,7 +351,7 @@ class QueueController(Controller):
                 [ConfigChanged(tenant_id=principal.tenant_id, kind="queue", op="updated", object_id=qid)],
             )
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
     @delete(
         "/{queue_id:str}",
@@ -374,7 +374,7 @@ class QueueController(Controller):
     ) -> Response[None]:
         qid = path_id(queue_id, "queue")
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
             name = await conn.fetchval("SELECT name FROM queues WHERE id = $1 FOR UPDATE", qid)
             if name is None:
                 raise not_found("queue")
@@ -407,7 +407,7 @@ class QueueController(Controller):
                 [ConfigChanged(tenant_id=principal.tenant_id, kind="queue", op="deleted", object_id=qid)],
             )
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
 
 async def queue_users(

@@ -109,7 +109,7 @@ class SeatsController(Controller):
     async def purchase_seats(
         self, request: Request[Any, Any, Any], data: JSONBody[SeatChange]
     ) -> Response[Seats]:
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Seats]:
             seats = await seats_now(conn, lock=True)
             after = seats.purchased + data.count
             if after > MAX_SEATS:
@@ -129,7 +129,7 @@ class SeatsController(Controller):
                 200, result, [SeatsChanged(tenant_id=principal.tenant_id, purchased=after, delta=data.count)]
             )
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
     @post(
         "/release",
@@ -141,7 +141,7 @@ class SeatsController(Controller):
     async def release_seats(
         self, request: Request[Any, Any, Any], data: JSONBody[SeatChange]
     ) -> Response[Seats]:
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Seats]:
             # The tenant row lock serialises this with routing's logins, which take the same lock.
             seats = await seats_now(conn, lock=True)
             if data.count > seats.purchased:
@@ -169,7 +169,7 @@ class SeatsController(Controller):
                 200, result, [SeatsChanged(tenant_id=principal.tenant_id, purchased=after, delta=-data.count)]
             )
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
 
 def _utc(field: str, value: datetime) -> datetime:

@@ -264,7 +264,7 @@ class InviteController(Controller):
         email = check_email("email", data.email)
         ttl = api_state(request).settings.invite_ttl_s
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Invite]:
             agent_id = None
             if data.role == "agent":
                 agent_id = await conn.fetchval("SELECT id FROM agents WHERE lower(email) = lower($1)", email)
@@ -322,7 +322,7 @@ class InviteController(Controller):
                 201, body, replay=conflict("this Idempotency-Key already made an invitation; make a new one")
             )
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
 
 class AdminSignoutController(Controller):
@@ -340,7 +340,7 @@ class AdminSignoutController(Controller):
     async def signout_agent(self, request: Request[Any, Any, Any], agent_id: IdParam) -> Response[Signout]:
         aid = path_id(agent_id, "agent")
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Signout]:
             if await conn.fetchval(
                 "SELECT 1 FROM agents WHERE id = $1", aid
             ) is None or not principal.sees_agent(aid):
@@ -365,7 +365,7 @@ class AdminSignoutController(Controller):
                 await state.bus.request(logout, timeout=5.0)
             except (BusError, CommandTimeout):
                 get_logger().warning("forced_logout_unanswered", agent_id=str(aid))
-        return response  # type: ignore[return-value]
+        return response
 
 
 class AuthController(Controller):

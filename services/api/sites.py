@@ -5,26 +5,27 @@ from __future__ import annotations
 import enum
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import JSONBody
 
 from services.kernel.events import ConfigChanged
 from services.kernel.ids import new_id
+from services.kernel.messages import Event
 
 from .auth import Principal, admin_only
-from .crud import IdParam, fetch_one, fetch_page, path_id, set_clause
-from .mutations import Outcome, audit, mutate
+from .crud import IdParam, path_id, read_page
+from .deps import MutationDep, TenantConnDep
+from .mutations import Outcome, Work, audit
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
 from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, conflict, not_found, validation
+from .queries import sites as sql
 from .validation import check_name, check_timezone
 
 __all__ = ["Site", "SiteController", "default_site", "require_site"]
-
-COLUMNS = "id, name, timezone, kind, created_at, updated_at, drained_at"
 
 
 class SiteKind(enum.Enum):
@@ -75,13 +76,13 @@ def site_from_row(row: asyncpg.Record) -> Site:
 
 async def require_site(conn: asyncpg.Connection, field: str, site_id: uuid.UUID) -> None:
     """A site named in a request body must be one of this tenant's (RLS hides every other)."""
-    if not await conn.fetchval("SELECT 1 FROM sites WHERE id = $1", site_id):
+    if not await sql.exists(conn, site_id):
         raise validation(field, "no site with this id")
 
 
 async def default_site(conn: asyncpg.Connection) -> uuid.UUID:
     # The oldest remaining site (signup's Main unless it was deleted); a tenant always keeps one site.
-    site_id: uuid.UUID | None = await conn.fetchval("SELECT id FROM sites ORDER BY id LIMIT 1")
+    site_id = await sql.oldest(conn)
     if site_id is None:
         raise conflict("this tenant has no site; create one first")
     return site_id
@@ -91,62 +92,53 @@ def _name_taken(name: str) -> Exception:
     return conflict(f"a site named {name!r} already exists")
 
 
+def _changed(
+    principal: Principal, op: Literal["created", "updated", "deleted"], site_id: uuid.UUID
+) -> list[Event]:
+    return [ConfigChanged(tenant_id=principal.tenant_id, kind="site", op=op, object_id=site_id)]
+
+
 class SiteController(Controller):
     path = "/v1/sites"
     tags = ["sites"]
 
     @post("/", responses=WRITE_ERRORS, status_code=201, guards=[admin_only], summary="Create a site")
-    async def create_site(
-        self, request: Request[Any, Any, Any], data: JSONBody[SiteCreate]
-    ) -> Response[Site]:
+    async def create_site(self, mutation: MutationDep, data: JSONBody[SiteCreate]) -> Response[Site]:
         name = check_name("name", data.name)
         timezone = check_timezone("timezone", data.timezone)
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Site]:
             try:
                 async with conn.transaction():
-                    row = await conn.fetchrow(
-                        f"""INSERT INTO sites (id, tenant_id, name, timezone, kind)
-                            VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}""",
-                        new_id(),
-                        principal.tenant_id,
-                        name,
-                        timezone,
-                        data.kind.value,
+                    row = await sql.insert(
+                        conn, new_id(), principal.tenant_id, name, timezone, data.kind.value
                     )
             except asyncpg.UniqueViolationError:
                 raise _name_taken(name) from None
             site = site_from_row(row)
-            await audit(
-                conn,
-                principal,
-                "site.created",
-                "site",
-                site.id,
-                {"name": name, "timezone": timezone, "kind": data.kind.value},
-            )
-            return Outcome(
-                201,
-                site,
-                [ConfigChanged(tenant_id=principal.tenant_id, kind="site", op="created", object_id=site.id)],
-            )
+            detail = {"name": name, "timezone": timezone, "kind": data.kind.value}
+            await audit(conn, principal, "site.created", "site", site.id, detail)
+            return Outcome(201, site, _changed(principal, "created", site.id))
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutation.run(work)
 
     @get("/", responses=READ_ERRORS, summary="List sites")
     async def list_sites(
-        self, request: Request[Any, Any, Any], limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
+        self, tenant_conn: TenantConnDep, limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
     ) -> SitePage:
-        rows, next_cursor = await fetch_page(request, "sites", COLUMNS, limit, cursor)
+        rows, next_cursor = await read_page(tenant_conn, "sites", sql.COLUMNS, limit, cursor)
         return SitePage(items=[site_from_row(r) for r in rows], next_cursor=next_cursor)
 
     @get("/{site_id:str}", responses=READ_ERRORS, summary="Read a site")
-    async def get_site(self, request: Request[Any, Any, Any], site_id: IdParam) -> Site:
-        return site_from_row(await fetch_one(request, "sites", COLUMNS, path_id(site_id, "site"), "site"))
+    async def get_site(self, tenant_conn: TenantConnDep, site_id: IdParam) -> Site:
+        row = await sql.get(tenant_conn, path_id(site_id, "site"))
+        if row is None:
+            raise not_found("site")
+        return site_from_row(row)
 
     @patch("/{site_id:str}", responses=WRITE_ERRORS, guards=[admin_only], summary="Change a site")
     async def update_site(
-        self, request: Request[Any, Any, Any], site_id: IdParam, data: JSONBody[SitePatch]
+        self, mutation: MutationDep, site_id: IdParam, data: JSONBody[SitePatch]
     ) -> Response[Site]:
         sid = path_id(site_id, "site")
         changes: dict[str, Any] = {}
@@ -157,68 +149,34 @@ class SiteController(Controller):
         if data.kind is not msgspec.UNSET:
             changes["kind"] = data.kind.value
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Site]:
             if not changes:
-                row = await conn.fetchrow(f"SELECT {COLUMNS} FROM sites WHERE id = $1", sid)
+                row = await sql.get(conn, sid)
                 if row is None:
                     raise not_found("site")
                 return Outcome(200, site_from_row(row))
-            sets = set_clause(changes)
             try:
                 async with conn.transaction():
-                    row = await conn.fetchrow(
-                        f"UPDATE sites SET {sets}, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",
-                        sid,
-                        *changes.values(),
-                    )
+                    row = await sql.update(conn, sid, changes)
             except asyncpg.UniqueViolationError:
                 raise _name_taken(changes.get("name", "")) from None
             if row is None:
                 raise not_found("site")
             await audit(conn, principal, "site.updated", "site", sid, changes)
-            return Outcome(
-                200,
-                site_from_row(row),
-                [ConfigChanged(tenant_id=principal.tenant_id, kind="site", op="updated", object_id=sid)],
-            )
+            return Outcome(200, site_from_row(row), _changed(principal, "updated", sid))
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutation.run(work)
 
     @post("/{site_id:str}/drain", responses=WRITE_ERRORS, guards=[admin_only], summary="Drain a site")
-    async def drain_site(self, request: Request[Any, Any, Any], site_id: IdParam) -> Response[Site]:
+    async def drain_site(self, mutation: MutationDep, site_id: IdParam) -> Response[Site]:
         """Its agents finish their contacts and are offered nothing new; waiting contacts held for it spill
         to every site. Draining a drained site changes nothing."""
-        return await self._drain(request, path_id(site_id, "site"), drained=True)
+        return await mutation.run(_drain(path_id(site_id, "site"), drained=True))
 
     @post("/{site_id:str}/restore", responses=WRITE_ERRORS, guards=[admin_only], summary="Restore a site")
-    async def restore_site(self, request: Request[Any, Any, Any], site_id: IdParam) -> Response[Site]:
+    async def restore_site(self, mutation: MutationDep, site_id: IdParam) -> Response[Site]:
         """Undo a drain: the site's agents are offered work again."""
-        return await self._drain(request, path_id(site_id, "site"), drained=False)
-
-    async def _drain(
-        self, request: Request[Any, Any, Any], sid: uuid.UUID, *, drained: bool
-    ) -> Response[Site]:
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
-            before = await conn.fetchrow("SELECT drained_at FROM sites WHERE id = $1 FOR UPDATE", sid)
-            if before is None:
-                raise not_found("site")
-            if (before["drained_at"] is not None) == drained:
-                row = await conn.fetchrow(f"SELECT {COLUMNS} FROM sites WHERE id = $1", sid)
-                return Outcome(200, site_from_row(row))
-            row = await conn.fetchrow(
-                f"""UPDATE sites SET drained_at = {"now()" if drained else "NULL"}, updated_at = now()
-                    WHERE id = $1 RETURNING {COLUMNS}""",
-                sid,
-            )
-            op = "drained" if drained else "restored"
-            await audit(conn, principal, f"site.{op}", "site", sid, {"name": row["name"]})
-            return Outcome(
-                200,
-                site_from_row(row),
-                [ConfigChanged(tenant_id=principal.tenant_id, kind="site", op="updated", object_id=sid)],
-            )
-
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutation.run(_drain(path_id(site_id, "site"), drained=False))
 
     @delete(
         "/{site_id:str}",
@@ -227,35 +185,43 @@ class SiteController(Controller):
         guards=[admin_only],
         summary="Delete a site that nothing uses",
     )
-    async def delete_site(self, request: Request[Any, Any, Any], site_id: IdParam) -> Response[None]:
+    async def delete_site(self, mutation: MutationDep, site_id: IdParam) -> Response[None]:
         sid = path_id(site_id, "site")
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
-            row = await conn.fetchrow("SELECT id, name FROM sites WHERE id = $1 FOR UPDATE", sid)
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
+            row = await sql.lock(conn, sid)
             if row is None:
                 raise not_found("site")
-            agents = await conn.fetchval("SELECT count(*) FROM agents WHERE site_id = $1", sid)
-            queues = await conn.fetchval("SELECT count(*) FROM queues WHERE site_id = $1", sid)
+            agents, queues = await sql.users(conn, sid)
             if agents or queues:
                 raise conflict(
                     f"site {row['name']!r} is used by {agents} agents and {queues} queues; move them first"
                 )
-            # Lock the tenant's sites so two concurrent deletes cannot remove the last two together.
-            total = len(await conn.fetch("SELECT id FROM sites FOR UPDATE"))
-            if total <= 1:
+            if await sql.lock_all(conn) <= 1:
                 raise conflict("a tenant keeps at least one site; this is the last one")
             try:
                 async with conn.transaction():
-                    await conn.execute("DELETE FROM sites WHERE id = $1", sid)
+                    await sql.delete(conn, sid)
             except asyncpg.ForeignKeyViolationError:
                 raise conflict(
                     f"site {row['name']!r} is still in use; move its agents and queues first"
                 ) from None
             await audit(conn, principal, "site.deleted", "site", sid, {"name": row["name"]})
-            return Outcome(
-                204,
-                None,
-                [ConfigChanged(tenant_id=principal.tenant_id, kind="site", op="deleted", object_id=sid)],
-            )
+            return Outcome(204, None, _changed(principal, "deleted", sid))
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutation.run(work)
+
+
+def _drain(sid: uuid.UUID, *, drained: bool) -> Work[Site]:
+    async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Site]:
+        before = await sql.lock(conn, sid)
+        if before is None:
+            raise not_found("site")
+        if (before["drained_at"] is not None) == drained:
+            return Outcome(200, site_from_row(before))
+        row = await sql.set_drained(conn, sid, drained=drained)
+        op = "drained" if drained else "restored"
+        await audit(conn, principal, f"site.{op}", "site", sid, {"name": row["name"]})
+        return Outcome(200, site_from_row(row), _changed(principal, "updated", sid))
+
+    return work

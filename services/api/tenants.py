@@ -194,7 +194,7 @@ class MeController(Controller):
         if data.timezone is not None:
             changes["timezone"] = check_timezone("timezone", data.timezone)
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[TenantSettings]:
             if changes:
                 await conn.execute(
                     f"UPDATE tenants SET {set_clause(changes)} WHERE id = $1",
@@ -210,4 +210,4 @@ class MeController(Controller):
             )
             return Outcome(200, TenantSettings(**row), [changed])
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)

@@ -306,7 +306,7 @@ class TrunkController(Controller):
         )
         state.check_useful()
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Trunk]:
             try:
                 async with conn.transaction():
                     row = await conn.fetchrow(
@@ -322,7 +322,7 @@ class TrunkController(Controller):
             await audit(conn, principal, "trunk.created", "trunk", trunk.id, state.detail())
             return Outcome(201, trunk, _published(principal, "created", trunk.id))
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
     @get("/", responses=READ_ERRORS, summary="List SIP trunks")
     async def list_trunks(
@@ -365,7 +365,7 @@ class TrunkController(Controller):
         if isinstance(data.outbound_host, str):
             host = check_host("outbound_host", data.outbound_host)
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Trunk]:
             current = await conn.fetchrow(
                 "SELECT name, allowed_ips, username, realm, ha1_sha256, ha1_md5, outbound_host, outbound_port, "
                 "outbound_transport FROM sip_trunks WHERE id = $1 FOR UPDATE",
@@ -427,7 +427,7 @@ class TrunkController(Controller):
             await audit(conn, principal, "trunk.updated", "trunk", tid, detail)
             return Outcome(200, trunk_from_row(row), _published(principal, "updated", tid))
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
     @delete(
         "/{trunk_id:str}",
@@ -439,11 +439,11 @@ class TrunkController(Controller):
     async def delete_trunk(self, request: Request[Any, Any, Any], trunk_id: IdParam) -> Response[None]:
         tid = path_id(trunk_id, "trunk")
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
             row = await conn.fetchrow("DELETE FROM sip_trunks WHERE id = $1 RETURNING name", tid)
             if row is None:
                 raise not_found("trunk")
             await audit(conn, principal, "trunk.deleted", "trunk", tid, {"name": row["name"]})
             return Outcome(204, None, _published(principal, "deleted", tid))
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)

@@ -106,7 +106,7 @@ class WebhookController(Controller):
         url, events = _check(data)
         secret_source = api_state(request).settings.token_secret
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[WebhookWithSecret]:
             if await conn.fetchval("SELECT count(*) FROM webhook_endpoints") >= MAX_ENDPOINTS:
                 raise validation("url", f"a tenant has at most {MAX_ENDPOINTS} webhook endpoints")
             endpoint_id = new_id()
@@ -122,7 +122,7 @@ class WebhookController(Controller):
             made = WebhookWithSecret(**dict(row), secret=wh.endpoint_secret(secret_source, endpoint_id))
             return Outcome(201, made, [])
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
     @get("/", responses=READ_ERRORS, summary="List endpoints")
     async def list_webhooks(self, request: Request[Any, Any, Any]) -> WebhookList:
@@ -137,13 +137,13 @@ class WebhookController(Controller):
     async def delete_webhook(self, request: Request[Any, Any, Any], webhook_id: IdParam) -> Response[None]:
         wid = path_id(webhook_id, "webhook")
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
             if await conn.fetchval("DELETE FROM webhook_endpoints WHERE id = $1 RETURNING id", wid) is None:
                 raise not_found("webhook")
             await audit(conn, principal, "webhook.deleted", "webhook", wid, {})
             return Outcome(204, None, [])
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
     @get("/deliveries", responses=READ_ERRORS, summary="The delivery log, newest first")
     async def list_deliveries(

@@ -203,7 +203,7 @@ class WidgetKeyController(Controller):
         origins = _check_origins(data.origins or [])
         queue_ids = list(dict.fromkeys(data.queue_ids))
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[WidgetKey]:
             found = {
                 r["id"]
                 for r in await conn.fetch("SELECT id FROM queues WHERE id = ANY($1::uuid[])", queue_ids)
@@ -241,7 +241,7 @@ class WidgetKeyController(Controller):
             await audit(conn, principal, "widget_key.created", "widget_key", key.id, detail)
             return Outcome(201, key)
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
     @get("/", responses=READ_ERRORS, summary="List widget keys (revoked ones too)")
     async def list_widget_keys(
@@ -270,7 +270,7 @@ class WidgetKeyController(Controller):
     ) -> Response[None]:
         wid = path_id(widget_key_id, "widget key")
 
-        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
             row = await conn.fetchrow(
                 "UPDATE widget_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING name",
                 wid,
@@ -280,7 +280,7 @@ class WidgetKeyController(Controller):
             await audit(conn, principal, "widget_key.revoked", "widget_key", wid, {"name": row["name"]})
             return Outcome(204, None)
 
-        return await mutate(request, work)  # type: ignore[return-value]
+        return await mutate(request, work)
 
 
 def _client_address(request: Request[Any, Any, Any]) -> str:

@@ -1,0 +1,80 @@
+"""A database-free app for unit tests of request handling: the real controllers and problem handlers, with
+the `principal`, `tenant_conn` and `mutation` dependencies (services/api/deps.py) provided here instead.
+
+What it can show: a request a handler refuses (bad body, bad path id, wrong role) never reaches the
+database or a change, and a good one reaches the change with what it asked for. What the change does with
+PostgreSQL is the integration tests' part (tests/integration/api/)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from litestar import Litestar, Response
+from litestar.di import Provide
+from litestar.testing import TestClient
+from litestar.types import ASGIApp, Receive, Scope, Send
+
+from services.api.auth import Principal, Role
+from services.api.mutations import Work
+from services.api.problems import exception_handlers
+
+__all__ = ["Harness", "NoDatabase", "harness"]
+
+
+class NoDatabase:
+    """A `tenant_conn` that fails the test if a handler uses it."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the handler used the database ({name}) for a request it should refuse first")
+
+
+@dataclass
+class Harness:
+    client: TestClient[Litestar]
+    principal: Principal
+    changes: list[Work[Any]] = field(default_factory=list)
+
+    def reached(self) -> int:
+        return len(self.changes)
+
+
+class _Recorder:
+    """A `mutation` that keeps the work it was given and answers 202: the request got past validation."""
+
+    def __init__(self, sink: list[Work[Any]]) -> None:
+        self.sink = sink
+
+    async def run(self, work: Work[Any]) -> Response[Any]:
+        self.sink.append(work)
+        return Response(content=b"", status_code=202)
+
+
+def _as(principal: Principal, app: ASGIApp) -> ASGIApp:
+    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["user"] = principal  # what AuthMiddleware leaves for the guards and deps
+        await app(scope, receive, send)
+
+    return middleware
+
+
+@contextmanager
+def harness(*controllers: Any, role: Role = Role.ADMIN) -> Iterator[Harness]:
+    principal = Principal(tenant_id=uuid.uuid4(), key_id=uuid.uuid4(), role=role)
+    changes: list[Work[Any]] = []
+    app = Litestar(
+        route_handlers=list(controllers),
+        middleware=[lambda app: _as(principal, app)],
+        dependencies={
+            "principal": Provide(lambda: principal, sync_to_thread=False),
+            "tenant_conn": Provide(lambda: NoDatabase(), sync_to_thread=False),
+            "mutation": Provide(lambda: _Recorder(changes), sync_to_thread=False),
+        },
+        exception_handlers=exception_handlers(),
+        debug=False,
+    )
+    with TestClient(app) as client:
+        yield Harness(client, principal, changes)
