@@ -18,11 +18,29 @@ from services.kernel.subjects import HEALTH_BUCKET
 from .problems import problem_responses
 from .state import ApiState, api_state
 
-__all__ = ["HealthController", "assess_services"]
+__all__ = ["HealthController", "assess", "assess_services", "export_health"]
 
 # Beats come every 5 s (kernel.service.HEARTBEAT_S) and the bucket keeps them 15 s.
 FRESH_S = 15.0
 CHECK_TIMEOUT_S = 2.0
+
+# Module level: the kernel registry is per process and refuses a metric registered twice.
+HEALTHY = metrics.gauge(
+    "platform_healthy", "1 when /healthz would answer 200 (every expected service beating)"
+)
+COMPONENT_UP = metrics.gauge("component_up", "1 when PostgreSQL or NATS (JetStream) answers", ("component",))
+COMPONENT_LATENCY = metrics.gauge(
+    "component_check_seconds", "How long the last PostgreSQL or NATS check took", ("component",)
+)
+SERVICE_UP = metrics.gauge(
+    "service_up", "1 when the service's newest heartbeat is fresh and ok", ("service",)
+)
+SERVICE_INSTANCES = metrics.gauge(
+    "service_instances", "Processes of the service with a fresh heartbeat", ("service",)
+)
+SERVICE_BEAT_AGE = metrics.gauge(
+    "service_heartbeat_age_seconds", "Age of the service's newest heartbeat (fresh: under 15 s)", ("service",)
+)
 
 
 class ComponentHealth(msgspec.Struct, kw_only=True):
@@ -130,6 +148,42 @@ async def _read_beats(state: ApiState) -> list[Health]:
     return beats
 
 
+async def assess(state: ApiState) -> Healthz:
+    """PostgreSQL, NATS and every service's newest heartbeat: what /healthz answers and /metrics exports."""
+    postgres, nats_ = await asyncio.gather(_check_postgres(state), _check_nats(state))
+    beats: list[Health] = []
+    if nats_.status == "ok":
+        try:
+            beats = await _read_beats(state)
+        except Exception as exc:
+            nats_ = NatsHealth(status="down", connected=True, error=f"sb_health: {type(exc).__name__}")
+    expected = state.settings.expected_service_names
+    services = assess_services(beats, time.time(), expected)
+    # This process answers, so the api is up whatever the bucket says.
+    services["api"] = ServiceHealth(status="ok", pid=os.getpid(), age_s=0.0, instances=1)
+    # Services beyond the expected ones are listed for information; only the expected ones count.
+    healthy = (
+        postgres.status == "ok"
+        and nats_.status == "ok"
+        and all(services[name].status == "ok" for name in expected)
+    )
+    return Healthz(status="ok" if healthy else "degraded", postgres=postgres, nats=nats_, services=services)
+
+
+def export_health(body: Healthz) -> None:
+    """Set the platform gauges from one assessment (docs/operators.md, "Monitoring")."""
+    HEALTHY.set(1 if body.status == "ok" else 0)
+    for component, health in (("postgres", body.postgres), ("nats", body.nats)):
+        COMPONENT_UP.labels(component).set(1 if health.status == "ok" else 0)
+        if health.latency_ms is not None:
+            COMPONENT_LATENCY.labels(component).set(health.latency_ms / 1000)
+    for name, service in body.services.items():
+        SERVICE_UP.labels(name).set(1 if service.status == "ok" else 0)
+        SERVICE_INSTANCES.labels(name).set(service.instances)
+        if service.age_s is not None:
+            SERVICE_BEAT_AGE.labels(name).set(service.age_s)
+
+
 class HealthController(Controller):
     tags = ["platform"]
 
@@ -141,31 +195,14 @@ class HealthController(Controller):
         summary="PostgreSQL, NATS and every service",
     )
     async def healthz(self, request: Request[Any, Any, Any]) -> Response[Healthz]:
-        state = api_state(request)
-        postgres, nats_ = await asyncio.gather(_check_postgres(state), _check_nats(state))
-        beats: list[Health] = []
-        if nats_.status == "ok":
-            try:
-                beats = await _read_beats(state)
-            except Exception as exc:
-                nats_ = NatsHealth(status="down", connected=True, error=f"sb_health: {type(exc).__name__}")
-        expected = state.settings.expected_service_names
-        services = assess_services(beats, time.time(), expected)
-        # This process answers, so the api is up whatever the bucket says.
-        services["api"] = ServiceHealth(status="ok", pid=os.getpid(), age_s=0.0, instances=1)
-        # Services beyond the expected ones are listed for information; only the expected ones count.
-        healthy = (
-            postgres.status == "ok"
-            and nats_.status == "ok"
-            and all(services[name].status == "ok" for name in expected)
-        )
-        body = Healthz(
-            status="ok" if healthy else "degraded", postgres=postgres, nats=nats_, services=services
-        )
-        return Response(body, status_code=200 if healthy else 503)
+        body = await assess(api_state(request))
+        return Response(body, status_code=200 if body.status == "ok" else 503)
 
     @get(
         "/metrics", exclude_from_auth=True, security=[], summary="Prometheus metrics", media_type="text/plain"
     )
-    async def metrics(self) -> Response[bytes]:
+    async def metrics(self, request: Request[Any, Any, Any]) -> Response[bytes]:
+        # The platform gauges are read at scrape time, like /healthz: one scrape of the API shows every
+        # service, and a scrape never reports a state older than the heartbeats it read.
+        export_health(await assess(api_state(request)))
         return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)

@@ -670,6 +670,10 @@ async def test_openapi_metrics_and_unknown_routes(client: httpx.AsyncClient, ten
     assert m.status_code == 200 and m.headers["content-type"].startswith("text/plain")
     assert 'sb_api_requests_total{method="GET",route="/v1/me",status="200"}' in m.text
     assert "sb_api_request_seconds_bucket" in m.text
+    # The platform gauges are read at scrape time: PostgreSQL and NATS answer, this api process is up.
+    assert 'sb_component_up{component="postgres"} 1.0' in m.text
+    assert 'sb_component_up{component="nats"} 1.0' in m.text
+    assert 'sb_service_up{service="api"} 1.0' in m.text
     assert_problem(await client.get("/v1/nothing-here"), 404)
     assert_problem(await client.put("/v1/sites", headers=tenant.headers, json={}), 405)
 
