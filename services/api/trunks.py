@@ -1,7 +1,7 @@
 """SIP trunks: how a tenant's carriers reach the SIP edge (IP allowlist and/or digest credentials) and where
 `originate` sends calls (outbound host, port, transport).
 
-The media service reads the same `sip_trunks` rows (services/media/store.py, trunk_auth.py). Digest needs
+The media service reads the same `sip_trunks` rows (services/media/ua/store.py, trunk_auth.py). Digest needs
 H(username:realm:password), so the password is hashed here, once, into HA1 for SHA-256 and MD5 (RFC 8760)
 and is never stored or returned. Note the edge's rule: a tenant with no trunk accepts calls from anywhere;
 once it has one, an inbound call must come from an allowed address or answer the digest challenge.

@@ -8,7 +8,7 @@ routing contact of its own (`Consult.id`, derived from the caller's contact), en
 id, which the adapter maps to the caller's contact. The second agent's desk knows the consultation by that
 id (its `contact_offer` names the caller's call in `call_id`, for the WebRTC leg, which the API places on
 the media worker holding the caller). Once both agents' legs are up, media's `consult` bridges them and
-plays music to the caller; `complete_transfer` / `cancel_transfer` end it (services/media/consult.py).
+plays music to the caller; `complete_transfer` / `cancel_transfer` end it (services/media/features/consult.py).
 
 After a completed transfer the consultation's routing contact is the contact's routing identity
 (`Contact.routing_id`): routing sees the second agent on it, and the first agent wrapping up the original.

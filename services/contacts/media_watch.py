@@ -1,4 +1,4 @@
-"""The coordinator watches media processes that have no SIP front (services/media/loss.py decides): when one
+"""The coordinator watches media processes that have no SIP front (services/media/front/loss.py decides): when one
 dies (kill -9, a crash, a hang), its calls are ended within seconds (`call.ended`, cause media_worker_lost),
 so their records, routing and limits are freed without waiting for anyone to restart.
 
@@ -15,9 +15,9 @@ import msgspec
 from services.kernel.bus import Bus
 from services.kernel.events import MediaWorkerRegistration
 from services.kernel.log import get_logger
-from services.media.dispatch import WorkerLost
-from services.media.frontlink import follow_registrations
-from services.media.loss import StandaloneWatch, publish_lost
+from services.media.front.dispatch import WorkerLost
+from services.media.front.link import follow_registrations
+from services.media.front.loss import StandaloneWatch, publish_lost
 
 __all__ = ["MediaWatch"]
 

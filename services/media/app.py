@@ -24,24 +24,24 @@ from services.kernel.log import get_logger
 from services.kernel.messages import Reply, decode
 from services.kernel.serving import Later, Listener, Server
 from services.kernel.waits import close_pool
-from services.media import frontlink
-from services.media.bridging import Bridge, Endpoint
-from services.media.call import Call, CallState
-from services.media.consult import Consults
+from services.media.bridge.bridging import Bridge, Endpoint
 from services.media.dsp.tones import dtmf_sequence
-from services.media.edge import SipEdge
-from services.media.leg import EdgeConfig, Leg
-from services.media.monitor import Monitors
+from services.media.features.consult import Consults
+from services.media.features.monitor import Monitors
+from services.media.features.transfer import transfer
+from services.media.features.voicemail import Recording, beep, resolve_under
+from services.media.front import link as frontlink
 from services.media.prompts import PromptError, PromptStore
 from services.media.rtp.g711 import G711
-from services.media.rtp_session import RtpSession
+from services.media.rtp.session import RtpSession
 from services.media.spool import SpoolWriter
 from services.media.spool.ship import ChunkShipper, reship_leftovers
-from services.media.store import Store
-from services.media.transfer import transfer
-from services.media.voicemail import Recording, beep, resolve_under
+from services.media.ua.call import Call, CallState
+from services.media.ua.edge import SipEdge
+from services.media.ua.leg import EdgeConfig, Leg
+from services.media.ua.store import Store
 from services.media.webrtc import WebRtcError
-from services.media.webrtc_calls import WebRtcCalls, WebRtcSession, webrtc_config
+from services.media.webrtc.calls import WebRtcCalls, WebRtcSession, webrtc_config
 from services.recording.chunks import ensure_chunk_stream
 
 __all__ = ["MediaService", "edge_config", "main"]
@@ -422,7 +422,7 @@ class MediaService:
             self.edge.emit(call.stop(self.edge.now()))
             return Reply(ok=True)
         if isinstance(command, ev.MediaHold | ev.MediaUnhold):
-            # The agent hears music; the bridge carries silence from a held agent (webrtc_calls.py).
+            # The agent hears music; the bridge carries silence from a held agent (webrtc/calls.py).
             if call.state is not CallState.ANSWERED:
                 return Reply(ok=False, error="the leg is not connected", code="state")
             held = isinstance(command, ev.MediaHold)
@@ -669,7 +669,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     )
     await service.start()
     # Registered in `sb_media_workers` either way: behind the front (which dispatches by it and watches
-    # it), or alone with link port 0, watched by the contacts coordinator (services/media/loss.py), so
+    # it), or alone with link port 0, watched by the contacts coordinator (services/media/front/loss.py), so
     # that its calls are ended within seconds if it dies.
     if worker is not None:
         assert isinstance(edge.transport, frontlink.LinkedTransport)

@@ -39,7 +39,7 @@ __all__ = [
 # Commands go to sb.<tenant>.cmd.media.<name> like the other media commands; the worker that holds
 # `call_id` (and `other_call_id`) answers.
 
-# Attended transfer and supervisor monitoring over the bridge (services/media/consult.py, monitor.py).
+# Attended transfer and supervisor monitoring over the bridge (services/media/features/consult.py, monitor.py).
 # The agent's leg names the transfer (`call_id`); its bridge partner is "the caller". For monitor, `call_id`
 # is the supervisor's leg and `target_call_id` the agent's (the target's bridge partner is the caller).
 

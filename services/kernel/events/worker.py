@@ -9,7 +9,7 @@ import msgspec
 
 __all__ = ["MediaWorkerCall", "MediaWorkerLost", "MediaWorkerRegistration"]
 
-# Media workers behind one SIP front (services/media/front.py, docs/media.md "Sharding"). Each worker keeps
+# Media workers behind one SIP front (services/media/front/server.py, docs/media.md "Sharding"). Each worker keeps
 # a MediaWorkerRegistration in the JetStream KV bucket `sb_media_workers` (key: its worker id), refreshed
 # every second and at once when its calls change; the front dispatches new calls by it and, when a worker
 # is lost, ends that worker's calls (`call.ended`, cause `media_worker_lost`) and publishes

@@ -29,7 +29,7 @@ import pytest
 from nats.js.errors import KeyNotFoundError
 
 from services.kernel import events as ev
-from services.media.frontlink import WORKERS_BUCKET
+from services.media.front.link import WORKERS_BUCKET
 from services.runtime.embedded import free_port
 from tests.integration.media.harness import Caller, Events, answered_call
 from tests.integration.media.sipclient import RtpReceiver, TcpSip, header, request, status_of

@@ -22,9 +22,9 @@ import structlog
 from services.kernel.ids import new_id
 from services.kernel.waits import close_pool
 from services.media import sip
-from services.media.edge import EdgeConfig, SipEdge
 from services.media.prompts import PromptStore
-from services.media.store import Store
+from services.media.ua.edge import EdgeConfig, SipEdge
+from services.media.ua.store import Store
 from services.runtime.embedded import free_port
 
 from .sipclient import header, request, sdp, status_of

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from services.kernel import events as ev
-from services.media.voicemail import Recording, resolve_under
+from services.media.features.voicemail import Recording, resolve_under
 
 from .harness import Events, answered_call, send_audio, send_rfc4733, tone_power
 

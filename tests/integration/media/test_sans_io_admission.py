@@ -9,10 +9,10 @@ import uuid
 
 import pytest
 
-from services.media.admission import AdmissionController, Decision
 from services.media.sip.auth import Credentials, build_challenge, compute_ha1, verify_authorization
-from services.media.store import NumberRoute, RouteCache, Trunk
-from services.media.trunk_auth import answer_challenge, parse_challenge
+from services.media.ua.admission import AdmissionController, Decision
+from services.media.ua.store import NumberRoute, RouteCache, Trunk
+from services.media.ua.trunk_auth import answer_challenge, parse_challenge
 
 
 def test_admission_sheds_on_calls_setup_and_lag() -> None:

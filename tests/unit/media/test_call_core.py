@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from services.kernel.events import CallCollected, CallDtmf, CallEnded, CallPlayFinished
-from services.media.call import FRAME, TYPE_AHEAD_S, Call
-from services.media.ratelimit import SourceLimiter, Verdict
+from services.media.ua.call import FRAME, TYPE_AHEAD_S, Call
+from services.media.ua.ratelimit import SourceLimiter, Verdict
 
 pytestmark = pytest.mark.usefixtures("no_ambient_clock_or_ids")
 

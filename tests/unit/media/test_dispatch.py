@@ -1,4 +1,4 @@
-"""The SIP front's dispatch core (services/media/dispatch.py): least-loaded choice per site, dialog
+"""The SIP front's dispatch core (services/media/front/dispatch.py): least-loaded choice per site, dialog
 stickiness, stale registrations, the loss of a worker (its calls, 481 afterwards), the link framing."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from services.kernel.events import MediaWorkerCall, MediaWorkerRegistration
-from services.media.dispatch import (
+from services.media.front.dispatch import (
     Connect,
     Disconnect,
     Dispatcher,
@@ -23,7 +23,7 @@ from services.media.dispatch import (
     encode_frame,
     scan,
 )
-from services.media.ratelimit import SourceLimiter
+from services.media.ua.ratelimit import SourceLimiter
 
 CALLER = ("udp", "192.0.2.7", 5070)
 TENANT = uuid.UUID("11111111-1111-1111-1111-111111111111")

@@ -1,4 +1,4 @@
-"""StandaloneWatch (services/media/loss.py): a media process without a SIP front is lost when its
+"""StandaloneWatch (services/media/front/loss.py): a media process without a SIP front is lost when its
 registration goes stale or a new incarnation replaces it; a clean stop, a process behind a front, a late
 registration of a lost incarnation and a stalled watcher are not losses."""
 
@@ -7,8 +7,8 @@ from __future__ import annotations
 import uuid
 
 from services.kernel.events import MediaWorkerCall, MediaWorkerRegistration
-from services.media.dispatch import LossReason
-from services.media.loss import StandaloneWatch, ended_event
+from services.media.front.dispatch import LossReason
+from services.media.front.loss import StandaloneWatch, ended_event
 
 T0 = 1000.0
 TENANT = uuid.UUID(int=1)

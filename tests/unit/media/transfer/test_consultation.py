@@ -1,4 +1,4 @@
-"""The attended transfer's state machine (services/media/consult.py, sans-IO): every command and every leg's
+"""The attended transfer's state machine (services/media/features/consult.py, sans-IO): every command and every leg's
 end gives the next state, the event's reason and the actions in order; a leg media did not originate is
 never hung up; illegal moves are refused with a reason."""
 
@@ -8,7 +8,14 @@ import uuid
 
 import pytest
 
-from services.media.consult import Action, Consultation, ConsultState, Party, TransferStateError, Trigger
+from services.media.features.consult import (
+    Action,
+    Consultation,
+    ConsultState,
+    Party,
+    TransferStateError,
+    Trigger,
+)
 
 A = Action
 # The table takes `now`; its event's id is derived from the consultation (tests/conftest.py).

@@ -18,11 +18,11 @@ import numpy as np
 from services.kernel import events as ev
 from services.kernel.ids import new_id
 from services.kernel.messages import Reply
-from services.media.call import Call, CallState
+from services.media.ua.call import Call, CallState
 
 if TYPE_CHECKING:
     from services.media.app import MediaService
-    from services.media.leg import Leg
+    from services.media.ua.leg import Leg
 
 __all__ = ["TRANSFER_TIMEOUT_S", "ringback", "transfer"]
 

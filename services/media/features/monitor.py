@@ -24,11 +24,11 @@ from services.kernel import events as ev
 from services.kernel.messages import Reply
 from services.media.bridge.mixbus import MixBus
 from services.media.bridge.mixer import MonitorMode, Role
-from services.media.call import CallState
+from services.media.ua.call import CallState
 
 if TYPE_CHECKING:
     from services.media.app import MediaService
-    from services.media.bridging import Bridge, Endpoint
+    from services.media.bridge.bridging import Bridge, Endpoint
 
 __all__ = ["Monitor", "Monitors"]
 

@@ -24,11 +24,11 @@ import numpy as np
 import numpy.typing as npt
 
 from services.media.bridge.relay import CodecStats, RelayDirection, StreamRewriter
-from services.media.call import Call
 from services.media.rtp.g711 import G711
 from services.media.rtp.packet import RtpPacket
-from services.media.rtp_session import RtpSession
+from services.media.rtp.session import RtpSession
 from services.media.spool import SpoolWriter
+from services.media.ua.call import Call
 
 __all__ = ["MAX_QUEUED", "Bridge", "Endpoint"]
 

@@ -25,12 +25,12 @@ from services.kernel.ids import new_id
 from services.kernel.log import get_logger
 from services.kernel.messages import Reply
 from services.kernel.serving import Later
-from services.media.call import CallState
-from services.media.transfer import ringback
+from services.media.features.transfer import ringback
+from services.media.ua.call import CallState
 
 if TYPE_CHECKING:
     from services.media.app import MediaService
-    from services.media.bridging import Endpoint
+    from services.media.bridge.bridging import Endpoint
 
 __all__ = [
     "Action",

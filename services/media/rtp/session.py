@@ -22,7 +22,6 @@ from services.kernel.events import CallQuality
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
 from services.media.bridge.relay import RelayDirection
-from services.media.call import FRAME, Call, CallState
 from services.media.dsp.dtmf import DtmfDetector
 from services.media.rtp.g711 import G711
 from services.media.rtp.jitter_buffer import FrameKind, JitterBuffer
@@ -42,6 +41,7 @@ from services.media.rtp.rtcp import (
 from services.media.rtp.stats import ReceiverStats, SenderStats
 from services.media.rtp.telephone_event import TelephoneEventError, TelephoneEventReceiver, digit_packets
 from services.media.sip.sdp import is_unspecified_address
+from services.media.ua.call import FRAME, Call, CallState
 
 __all__ = ["MediaClock", "PortPool", "RtpSession"]
 
@@ -145,7 +145,7 @@ class RtpSession:
         self.session_deadline: float | None = None
         self.on_session_expired: Callable[[], None] | None = None
         self.closed = False
-        # The bridge (services/media/bridging.py): frames from the other leg to send when no prompt or
+        # The bridge (services/media/bridge/bridging.py): frames from the other leg to send when no prompt or
         # music plays, and where this leg's decoded audio goes.
         self.bridge_in: collections.deque[npt.NDArray[np.int16]] | None = None
         self.bridge_out: Callable[[npt.NDArray[np.int16]], None] | None = None

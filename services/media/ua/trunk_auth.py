@@ -13,7 +13,7 @@ import re
 
 from services.media import sip
 from services.media.sip.auth import Credentials, build_challenges, verify_authorization
-from services.media.store import Trunk
+from services.media.ua.store import Trunk
 
 __all__ = ["answer_challenge", "check_trunk_auth", "parse_challenge"]
 

@@ -31,9 +31,9 @@ from services.kernel.events import MediaWorkerCall, MediaWorkerLost, MediaWorker
 from services.kernel.log import get_logger
 from services.kernel.serving import Listener
 from services.media import sip
-from services.media.dispatch import FrameReader, LinkError, encode_frame
-from services.media.ratelimit import SourceLimiter, Verdict
-from services.media.transport import OnMessage, Peer, SipTransport
+from services.media.front.dispatch import FrameReader, LinkError, encode_frame
+from services.media.ua.ratelimit import SourceLimiter, Verdict
+from services.media.ua.transport import OnMessage, Peer, SipTransport
 
 __all__ = [
     "WORKERS_BUCKET",

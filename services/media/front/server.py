@@ -1,5 +1,5 @@
-"""The SIP front (python -m services.media.front): owns the public SIP port and shares calls among media
-workers (docs/media.md, "Sharding").
+"""The SIP front (python -m services.media.front runs __main__.py): owns the public SIP port and shares
+calls among media workers (docs/media.md, "Sharding").
 
 The asyncio adapter around `dispatch.Dispatcher`: UDP and TCP sockets on SB_BIND_HOST:SB_SIP_PORT, one
 TCP link per worker of this site (SB_SITE) found in the KV bucket `sb_media_workers`, and the loss of a
@@ -19,10 +19,11 @@ from services.kernel.bus import Bus
 from services.kernel.config import Settings
 from services.kernel.events import MediaWorkerRegistration
 from services.kernel.log import get_logger
-from services.kernel.service import run_service
 from services.kernel.subjects import sys_subject
-from services.media import frontlink, loss, sip
-from services.media.dispatch import (
+from services.media import sip
+from services.media.front import link as frontlink
+from services.media.front import loss
+from services.media.front.dispatch import (
     Action,
     Connect,
     Disconnect,
@@ -37,7 +38,7 @@ from services.media.dispatch import (
     WorkerLost,
     encode_frame,
 )
-from services.media.ratelimit import SourceLimiter
+from services.media.ua.ratelimit import SourceLimiter
 
 __all__ = ["SipFront", "main"]
 
@@ -337,7 +338,3 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         await front.stop()
 
     asyncio.get_running_loop().create_task(shutdown())
-
-
-if __name__ == "__main__":
-    run_service("media_front", main)

@@ -6,12 +6,12 @@ import random
 from dataclasses import dataclass, field
 
 from services.media import sip
-from services.media.call import Call
 from services.media.prompts import APOLOGY
-from services.media.rtp_session import RtpSession
+from services.media.rtp.session import RtpSession
 from services.media.sip.session_timer import SessionTimer
-from services.media.store import NumberRoute, Trunk
-from services.media.transport import Peer
+from services.media.ua.call import Call
+from services.media.ua.store import NumberRoute, Trunk
+from services.media.ua.transport import Peer
 
 __all__ = ["ALLOW", "EdgeConfig", "Leg"]
 

@@ -25,7 +25,7 @@ from services.kernel.events import (
     DtmfSource,
 )
 from services.kernel.messages import Event
-from services.media.voicemail import Recording
+from services.media.features.voicemail import Recording
 
 FRAME = 160  # samples per 20 ms at 8 kHz
 Samples = npt.NDArray[np.int16]

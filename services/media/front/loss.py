@@ -23,7 +23,7 @@ import msgspec
 from services.kernel.bus import Bus
 from services.kernel.events import CallEnded, MediaWorkerLost, MediaWorkerRegistration
 from services.kernel.log import get_logger
-from services.media.dispatch import LossReason, WorkerLost
+from services.media.front.dispatch import LossReason, WorkerLost
 
 __all__ = ["LOST_CAUSE", "LOST_SUBJECT", "StandaloneWatch", "ended_event", "publish_lost"]
 

@@ -19,18 +19,19 @@ from services.kernel.events import CallArrived, CallRefused
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
 from services.kernel.slots import Slots, tenant_slot
-from services.media import outbound, sip
-from services.media.admission import AdmissionController
-from services.media.call import Call, CallState
-from services.media.leg import ALLOW, EdgeConfig, Leg
+from services.media import sip
 from services.media.prompts import PromptError, PromptStore
-from services.media.ratelimit import SourceLimiter
 from services.media.rtp.g711 import G711
-from services.media.rtp_session import MediaClock, PortPool, RtpSession
+from services.media.rtp.session import MediaClock, PortPool, RtpSession
 from services.media.sip import session_timer
-from services.media.store import NumberRoute, Store
-from services.media.transport import Peer, SipTransport
-from services.media.trunk_auth import check_trunk_auth
+from services.media.ua import outbound
+from services.media.ua.admission import AdmissionController
+from services.media.ua.call import Call, CallState
+from services.media.ua.leg import ALLOW, EdgeConfig, Leg
+from services.media.ua.ratelimit import SourceLimiter
+from services.media.ua.store import NumberRoute, Store
+from services.media.ua.transport import Peer, SipTransport
+from services.media.ua.trunk_auth import check_trunk_auth
 
 __all__ = ["EdgeConfig", "SipEdge"]
 
@@ -56,7 +57,7 @@ class SipEdge:
         publish: Callable[[Event], Awaitable[None]],
         transport_factory: Callable[..., SipTransport] = SipTransport,
     ) -> None:
-        # transport_factory: frontlink.LinkedTransport when the worker sits behind the SIP front.
+        # transport_factory: front/link.py's LinkedTransport when the worker sits behind the SIP front.
         self.config = config
         self.store = store
         self.prompts = prompts

@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 from services.kernel.events import CallArrived
 from services.kernel.slots import tenant_slot
 from services.media import sip
-from services.media.call import Call
-from services.media.leg import ALLOW, Leg
-from services.media.trunk_auth import answer_challenge
+from services.media.ua.call import Call
+from services.media.ua.leg import ALLOW, Leg
+from services.media.ua.trunk_auth import answer_challenge
 
 if TYPE_CHECKING:
-    from services.media.edge import SipEdge
-    from services.media.store import Trunk
-    from services.media.transport import Peer
+    from services.media.ua.edge import SipEdge
+    from services.media.ua.store import Trunk
+    from services.media.ua.transport import Peer
 
 __all__ = ["originate", "originate_response", "parse_direct"]
 

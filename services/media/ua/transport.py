@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from services.kernel.log import get_logger
 from services.media import sip
-from services.media.ratelimit import SourceLimiter, Verdict
+from services.media.ua.ratelimit import SourceLimiter, Verdict
 
 __all__ = ["Peer", "SipTransport"]
 

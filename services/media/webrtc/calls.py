@@ -25,9 +25,9 @@ from services.kernel.log import get_logger
 from services.kernel.messages import Event
 from services.kernel.slots import Slots, slot_key, tenant_slot
 from services.media.bridge.transcode import Resampler
-from services.media.call import Call, CallState
 from services.media.dsp.dtmf import DtmfDetector
 from services.media.rtp.g711 import G711
+from services.media.ua.call import Call, CallState
 from services.media.webrtc import (
     DigitSource,
     IceServer,

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from services.kernel.events import MediaWorkerCall, MediaWorkerRegistration
 from services.media import sip
-from services.media.ratelimit import SourceLimiter, Verdict
+from services.media.ua.ratelimit import SourceLimiter, Verdict
 
 __all__ = [
     "Action",
@@ -321,7 +321,7 @@ class Dispatcher:
     def registered(self, reg: MediaWorkerRegistration, now: float, age: float = 0.0) -> list[Action]:
         """A registration put into the KV bucket (`age`: how old it already is, from its own timestamp)."""
         if reg.site != self.site or reg.link_port == 0:
-            # Another site's worker, or a media process without a front (services/media/loss.py watches
+            # Another site's worker, or a media process without a front (services/media/front/loss.py watches
             # those): never ours to dispatch to.
             return []
         if (reg.worker_id, reg.pid, reg.started_at) in self._gone:
