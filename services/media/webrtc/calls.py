@@ -181,7 +181,7 @@ class WebRtcCalls:
         self.legs_per_agent = legs_per_agent
         self.config = config
         self.emit = emit
-        self.clock = clock  # services.media.rtp_session.MediaClock
+        self.clock = clock  # services.media.rtp.session.MediaClock
         self.now = now
         self.sessions: dict[uuid.UUID, WebRtcSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
