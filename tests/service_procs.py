@@ -2,7 +2,7 @@
 PostgreSQL and NATS, a bounded stop, and a SIP OPTIONS probe (answered 200 once a SIP port is served).
 Import as `from tests.service_procs import service_env, stop, stop_all, sip_answers`; `consumer_ready` and
 `drop_consumers` for the durable JetStream consumers a stack's services read events through; `start_api`
-for an API process of one's own."""
+for an API process of one's own; `start_service` for any other service process."""
 
 from __future__ import annotations
 
@@ -24,7 +24,16 @@ import nats
 
 from services.runtime.embedded import free_port
 
-__all__ = ["consumer_ready", "drop_consumers", "service_env", "sip_answers", "start_api", "stop", "stop_all"]
+__all__ = [
+    "consumer_ready",
+    "drop_consumers",
+    "service_env",
+    "sip_answers",
+    "start_api",
+    "start_service",
+    "stop",
+    "stop_all",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -156,3 +165,26 @@ def start_api(infra: Any, **extra: str) -> Iterator[str]:
         yield base
     finally:
         stop(proc)
+
+
+def start_service(
+    infra: Any, module: str, log_path: Path, *, timeout: float = 30.0, **extra: str
+) -> subprocess.Popen[bytes]:
+    """`python -m <module>` with the session's PostgreSQL and NATS (plus `extra` SB_* variables), its output
+    appended to `log_path`; returns once it logged `service_started`. The caller stops it (`stop_all`)."""
+    starts = log_path.read_text(errors="replace").count("service_started") if log_path.exists() else 0
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module],
+            cwd=REPO,
+            env=service_env(infra, **extra),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + timeout
+    while log_path.read_text(errors="replace").count("service_started") <= starts:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop(proc)
+            raise RuntimeError(f"{module} did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
+        time.sleep(0.05)
+    return proc

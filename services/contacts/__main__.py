@@ -10,6 +10,7 @@ import os
 from services.kernel.bus import Bus
 from services.kernel.config import Settings
 from services.kernel.db import create_pool
+from services.kernel.partitioned import Partitioning
 from services.kernel.service import run_service
 from services.kernel.waits import close_pool
 
@@ -19,8 +20,10 @@ from .media_watch import MediaWatch
 
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.database_url, min_size=1, max_size=5)
-    # SB_CONTACTS_DURABLE names the JetStream consumer (tests give each stack its own).
-    adapter = ContactsAdapter(bus, pool, consumer=os.environ.get("SB_CONTACTS_DURABLE", "contacts"))
+    # SB_CONTACTS_DURABLE names the JetStream consumer (tests give each stack its own); with SB_WORKER_COUNT
+    # it names the partitioned work queue, its consumers and leases (services/kernel/partitioned.py).
+    durable = os.environ.get("SB_CONTACTS_DURABLE", "contacts")
+    adapter = ContactsAdapter(bus, pool, consumer=durable, partitioning=Partitioning.from_env(durable))
     media = MediaWatch(bus)
     try:
         await adapter.start()

@@ -8,7 +8,11 @@ PostgreSQL. A redelivered event changes nothing (the machine remembers event ids
 one at a time (a lock per contact); different contacts run concurrently. Agents' desk commands (from the
 API's websocket) arrive on sb.<tenant>.cmd.contacts.<name> (Bus.serve, queue group `contacts`).
 
-One coordinator process per deployment for now (like the IVR): contacts are not yet partitioned.
+Several coordinators share the tenants by partition when started with SB_WORKER_COUNT
+(services/kernel/partitioned.py): each reads only its partitions' events (one work queue consumer per
+partition), answers only its tenants' desk commands (every worker receives them; the others stay silent),
+and when it takes a partition over (its worker died or handed it back) it first resumes that partition's
+contacts from `sb_contacts`, then reads the events the lost worker left unacknowledged, in order.
 """
 
 from __future__ import annotations
@@ -33,6 +37,14 @@ from services.kernel.bus import Bus, BusError, CommandTimeout
 from services.kernel.db import tenant_tx
 from services.kernel.log import get_logger
 from services.kernel.messages import Command, Event, Reply
+from services.kernel.partitioned import (
+    Leases,
+    Partitioning,
+    ensure_partition_stream,
+    home_partitions,
+    partition_source,
+    token_partition,
+)
 from services.kernel.serving import Consumer, Server
 from services.recording.policy import should_record
 
@@ -123,10 +135,19 @@ def _key(tenant_id: uuid.UUID, contact_id: uuid.UUID) -> str:
 
 class ContactsAdapter:
     def __init__(
-        self, bus: Bus, pool: asyncpg.Pool, *, consumer: str = CONSUMER, clock: Any = time.time
+        self,
+        bus: Bus,
+        pool: asyncpg.Pool,
+        *,
+        consumer: str = CONSUMER,
+        clock: Any = time.time,
+        partitioning: Partitioning | None = None,
     ) -> None:
         self.bus = bus
         self.consumer = consumer
+        self.partitioning = partitioning
+        self.leases: Leases | None = None
+        self._partition_consumers: dict[int, Consumer] = {}
         self.pool = pool
         self.clock = clock
         self.log = get_logger()
@@ -148,6 +169,12 @@ class ContactsAdapter:
             self.kv = await js.key_value(BUCKET)
         except BucketNotFoundError:
             self.kv = await js.create_key_value(KeyValueConfig(bucket=BUCKET, ttl=STATE_TTL_S, history=1))
+        handlers: dict[type[Any], Any] = {**dict.fromkeys(DESK_COMMANDS, self.on_desk)}
+        handlers[ev.SupervisorMonitor] = self.on_monitor
+        handlers[ev.DeskDial] = self.on_dial
+        if self.partitioning is not None:
+            await self._start_partitioned(self.partitioning, handlers)
+            return
         if await self.resume_all():
             self._spawn(self._reconcile(set(self.contacts)))
         self._checkpoints = asyncio.create_task(self._checkpoint_loop())
@@ -157,20 +184,79 @@ class ContactsAdapter:
         self._consumer = await self.bus.consume(
             EVENTS, durable=self.consumer, handler=self.on_event, key=None
         )
-        handlers: dict[type[Any], Any] = {**dict.fromkeys(DESK_COMMANDS, self.on_desk)}
-        handlers[ev.SupervisorMonitor] = self.on_monitor
-        handlers[ev.DeskDial] = self.on_dial
         self._server = await self.bus.serve("contacts", handlers)
+
+    async def _start_partitioned(self, part: Partitioning, handlers: dict[type[Any], Any]) -> None:
+        await ensure_partition_stream(self.bus, part, EVENTS)
+        # Every worker receives every desk command; only the owner of the tenant's partition answers.
+        self._server = await self.bus.serve("contacts", handlers, queue=None, accept=self._owns_subject)
+        self.leases = Leases(
+            self.bus,
+            name=part.name,
+            worker_id=part.worker_id,
+            partitions=range(part.count),
+            home=home_partitions(part.index, part.workers, part.count),
+            on_gain=self._gain,
+            on_lose=self._lose,
+            count=part.count,
+        )
+        await self.leases.start()
+        self._checkpoints = asyncio.create_task(self._checkpoint_loop())
+
+    def _owns_subject(self, subject: str, data: bytes) -> bool:
+        assert self.partitioning is not None and self.leases is not None
+        tenant = subject.split(".", 2)[1]
+        return token_partition(tenant, self.partitioning.count) in self.leases.owned
+
+    async def _gain(self, p: int) -> None:
+        """A partition is ours: its contacts back from `sb_contacts`, then its events (oldest unacknowledged
+        first)."""
+        assert self.partitioning is not None
+        resumed = await self._resume({p})
+        if resumed:
+            self.log.info("contacts_partition_resumed", partition=p, contacts=len(resumed))
+            self._spawn(self._reconcile(resumed))
+        self._partition_consumers[p] = await self.bus.consume(
+            EVENTS,
+            durable=f"{self.partitioning.name}-p{p}",
+            handler=self.on_event,
+            key=None,
+            source=partition_source(self.partitioning, p),
+        )
+
+    async def _lose(self, p: int) -> None:
+        """Not ours any more: stop reading it and forget its contacts (their new owner resumes them)."""
+        assert self.partitioning is not None
+        consumer = self._partition_consumers.pop(p, None)
+        if consumer is not None:
+            await consumer.stop()
+        count = self.partitioning.count
+        for contact_id, running in list(self.contacts.items()):
+            if token_partition(str(running.machine.tenant_id), count) == p:
+                self._forget(contact_id, running)
+
+    def _forget(self, contact_id: uuid.UUID, running: _Running) -> None:
+        if running.timer is not None:
+            running.timer.cancel()
+        self.contacts.pop(contact_id, None)
+        for leg, contact in list(self.legs.items()):
+            if contact == contact_id:
+                del self.legs[leg]
 
     async def stop(self) -> None:
         if self._checkpoints is not None:
             self._checkpoints.cancel()
+        # Partitions' handlers finish (or are cancelled, unacknowledged) before the leases are handed over.
+        for p in list(self._partition_consumers):
+            await self._partition_consumers.pop(p).stop()
         # Bounded (serving.py): events still being handled come back to the next coordinator.
         if self._consumer is not None:
             await self._consumer.stop()
         if self._server is not None:
             await self._server.stop()
         self._consumer, self._server = None, None
+        if self.leases is not None:
+            await self.leases.stop()
         for running in self.contacts.values():
             if running.timer is not None:
                 running.timer.cancel()
@@ -179,8 +265,16 @@ class ContactsAdapter:
 
     async def resume_all(self) -> int:
         """Every contact saved in `sb_contacts` is back in memory with its timer armed."""
-        count = 0
+        return len(await self._resume(None))
+
+    async def _resume(self, partitions: set[int] | None) -> set[uuid.UUID]:
+        """The saved contacts (of these partitions' tenants) back in memory with their timers armed."""
+        resumed: set[uuid.UUID] = set()
         for key, value in await self.bus.kv_latest(BUCKET):
+            if partitions is not None:
+                assert self.partitioning is not None
+                if token_partition(key.split(".", 1)[0], self.partitioning.count) not in partitions:
+                    continue
             try:
                 state = msgspec.json.decode(value, type=Contact)
             except (msgspec.DecodeError, msgspec.ValidationError) as exc:
@@ -190,8 +284,8 @@ class ContactsAdapter:
             self.contacts[state.record.id] = running
             self._alias(running.machine)
             self._arm(running)
-            count += 1
-        return count
+            resumed.add(state.record.id)
+        return resumed
 
     # -- events -----------------------------------------------------------------------------------
 
@@ -692,10 +786,7 @@ class ContactsAdapter:
         except asyncpg.PostgresError as exc:
             self.log.error("contacts_record_failed", contact=str(machine.contact_id), error=str(exc)[:200])
         if machine.finished:
-            self.contacts.pop(machine.contact_id, None)
-            for leg, contact in list(self.legs.items()):
-                if contact == machine.contact_id:
-                    del self.legs[leg]
+            self._forget(machine.contact_id, running)
             try:
                 await self.kv.delete(key)
             except Exception:

@@ -37,6 +37,7 @@ from .serving import (
     Consumer,
     EventHandler,
     Listener,
+    PartitionSource,
     Server,
     call_key,
 )
@@ -161,13 +162,21 @@ class Bus:
         handler: EventHandler,
         ack_wait: float = 5.0,
         key: Callable[[Event], Hashable] | None = call_key,
+        source: PartitionSource | None = None,
     ) -> Consumer:
         """Feed every new event of these types to `handler` through the durable JetStream consumer
         `durable`: an event is acknowledged only after its handler returned, so one lost by a crash is
         delivered again (serving.Consumer). Events of one `key` (default: one call) are handled in order;
-        `key=None`: each at once, in arrival order (the service orders them itself)."""
+        `key=None`: each at once, in arrival order (the service orders them itself). `source`: read one
+        partition's work queue (services/kernel/partitioned.py) instead of SB_EVENTS."""
         consumer = Consumer(
-            self, list(event_types), durable=durable, handler=handler, ack_wait=ack_wait, key=key
+            self,
+            list(event_types),
+            durable=durable,
+            handler=handler,
+            ack_wait=ack_wait,
+            key=key,
+            source=source,
         )
         await consumer.start()
         return consumer

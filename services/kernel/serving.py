@@ -38,6 +38,7 @@ __all__ = [
     "EventHandler",
     "Later",
     "Listener",
+    "PartitionSource",
     "Server",
     "call_key",
 ]
@@ -278,8 +279,19 @@ def call_key(event: Event) -> Hashable:
     return getattr(event, "call_id", None) or event.tenant_id
 
 
+class PartitionSource(msgspec.Struct, frozen=True):
+    """Where a partition's events are read from instead of SB_EVENTS (services/kernel/partitioned.py): a
+    work-queue stream that sources SB_EVENTS with each subject prefixed `<prefix>.` (`sbp.<name>.<k>`)."""
+
+    stream: str
+    prefix: str
+
+    def original(self, subject: str) -> str:
+        return subject[len(self.prefix) + 1 :] if subject.startswith(self.prefix + ".") else subject
+
+
 class Consumer:
-    """A durable JetStream pull consumer on SB_EVENTS (Bus.consume).
+    """A durable JetStream pull consumer on SB_EVENTS (Bus.consume), or on one partition's work queue.
 
     One message per pull: nats-py's batched fetch, once a long poll gets its first message, waits out the
     timeout for the rest of the batch (the first-call benchmark saw events arrive 660-730 ms late). Each
@@ -300,12 +312,14 @@ class Consumer:
         handler: EventHandler,
         ack_wait: float = 5.0,
         key: Callable[[Event], Hashable] | None = call_key,
+        source: PartitionSource | None = None,
     ) -> None:
         self.bus = bus
         self.durable = durable
         self.handler = handler
         self.ack_wait = ack_wait
         self.key = key
+        self.source = source
         self.filters = _event_filters(event_types)
         self._kinds = {(k.domain, k.name): k for k in event_types}
         self._lanes: dict[Hashable, deque[tuple[Msg, Event]]] = {}
@@ -315,20 +329,28 @@ class Consumer:
 
     async def start(self) -> None:
         js = self.bus.js
+        source = self.source
         config = ConsumerConfig(
             durable_name=self.durable,
-            deliver_policy=DeliverPolicy.NEW,
+            deliver_policy=DeliverPolicy.NEW if source is None else DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
             max_deliver=MAX_DELIVER,
             max_ack_pending=10_000,
-            filter_subjects=sorted(self.filters),
+            filter_subjects=sorted(self.filters) if source is None else [f"{source.prefix}.>"],
         )
+        stream = EVENTS_STREAM if source is None else source.stream
+        if source is not None:
+            # A partition's work queue keeps every event until it is acknowledged: a fresh consumer starts
+            # at the oldest one left, in stream order, so what a lost worker had in hand comes first, now
+            # (instead of after its ack wait, behind later events of the same contact or call).
+            with contextlib.suppress(NotFoundError):
+                await js.delete_consumer(stream, self.durable)
         try:
-            await js.add_consumer(EVENTS_STREAM, config)
+            await js.add_consumer(stream, config)
         except Exception as exc:  # exists with another config (an older release's filters): keep it
             log.warning("bus_consumer_exists", durable=self.durable, detail=str(exc)[:160])
-        self._sub = await js.pull_subscribe_bind(self.durable, stream=EVENTS_STREAM)
+        self._sub = await js.pull_subscribe_bind(self.durable, stream=stream)
         self._pump = asyncio.create_task(self._run_pump())
 
     async def _run_pump(self) -> None:
@@ -337,7 +359,8 @@ class Consumer:
                 await self._dispatch(msg)
 
     async def _dispatch(self, msg: Msg) -> None:
-        event = _decode_event(msg.subject, msg.data, self._kinds)
+        subject = msg.subject if self.source is None else self.source.original(msg.subject)
+        event = _decode_event(subject, msg.data, self._kinds)
         if isinstance(event, str):
             log.warning("bus_event_refused", durable=self.durable, subject=msg.subject, reason=event)
             with contextlib.suppress(Exception):

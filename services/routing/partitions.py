@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import uuid
 
+from services.kernel.partitioned import token_partition
+
 __all__ = [
     "COMMANDS_SOURCE",
     "DEFAULT_PARTITION_COUNT",
@@ -32,9 +34,6 @@ DEFAULT_PARTITION_COUNT = 16
 MAX_PARTITION_COUNT = 1024
 COMMANDS_SOURCE = "sb.*.cmd.routing.*"
 MAPPED_PREFIX = "sb.sys.routing.cmd"
-
-_FNV32_OFFSET = 0x811C9DC5
-_FNV32_PRIME = 0x01000193
 
 
 def mapping_destination(count: int) -> str:
@@ -60,18 +59,6 @@ def tenant_commands_subject(tenant_id: uuid.UUID | str) -> str:
 
 def partition_of(tenant_id: uuid.UUID | str, count: int) -> int:
     return token_partition(str(uuid.UUID(str(tenant_id))), count)
-
-
-def token_partition(token: str, count: int) -> int:
-    """The partition the server maps the tenant to: FNV-1a (32 bit) of the tenant token, mod count.
-
-    The server decides where commands go; this mirror only tells a worker which journaled tenants to
-    recover when it takes a partition. A test checks it against the real server.
-    """
-    h = _FNV32_OFFSET
-    for byte in token.encode():
-        h = ((h ^ byte) * _FNV32_PRIME) & 0xFFFFFFFF
-    return h % count
 
 
 def parse_mapped(subject: str) -> tuple[int, uuid.UUID, str] | None:

@@ -1,0 +1,329 @@
+"""Tenants shared among the workers of one service by partition: the coordinator's and the IVR's scale-out.
+
+A tenant belongs to partition `token_partition(tenant, N)` (N = `SB_PARTITION_COUNT`, default 16): FNV-1a
+of the tenant token, the same function NATS computes in `{{partition(N,1)}}`. Two pieces:
+
+- **Events by partition.** A work-queue stream `SBP_<name>` sources SB_EVENTS (the service's event types
+  only, from the moment it is made) with each subject rewritten by the server to
+  `sbp.<name>.<partition>.sb.<tenant>.evt.<domain>.<event>`; a worker reads partition k through the durable
+  consumer `<name>-p<k>` filtered on `sbp.<name>.<k>.>` (Bus.consume with a PartitionSource). Stream order
+  is kept, so the events of one tenant (and so of one contact or call) reach one consumer in order, and an
+  event leaves the queue only when it is acknowledged (after its step was applied and saved).
+- **Leases.** A worker owns a partition while it holds the key `<name>.n<N>.p<k>` in the KV bucket
+  `sb_partition_owners` (TTL LEASE_TTL_S), refreshed every LEASE_REFRESH_S with a compare-and-set on the
+  revision. Worker i of n takes its home partitions (k % n == i) at once, any other partition that nobody
+  holds once it has run for a lease's TTL (so workers started together split the partitions instead of the
+  fastest taking all), and gives a non-home partition back as soon as its home worker asks for it (the key
+  `<name>.n<N>.want<k>`). A worker killed with -9 stops refreshing: its leases expire within LEASE_TTL_S and
+  the others take them on their next tick.
+
+Taking a partition recreates its consumer: the work queue still holds every event the lost worker had not
+acknowledged, and a fresh consumer starts at the oldest of them, in order, at once (not after the ack wait).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+
+from nats.js.api import (
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamSource,
+    SubjectTransform,
+)
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.kv import KeyValue
+
+from .bus import Bus
+from .log import get_logger
+from .messages import Event
+from .serving import PartitionSource
+from .subjects import EVENTS_STREAM
+
+__all__ = [
+    "DEFAULT_PARTITION_COUNT",
+    "LEASE_BUCKET",
+    "LEASE_REFRESH_S",
+    "LEASE_TTL_S",
+    "Leases",
+    "Partitioning",
+    "ensure_partition_stream",
+    "home_partitions",
+    "partition_source",
+    "token_partition",
+]
+
+DEFAULT_PARTITION_COUNT = 16
+LEASE_BUCKET = "sb_partition_owners"
+LEASE_TTL_S = 3.0
+LEASE_REFRESH_S = 1.0
+# Unacknowledged events older than this are dropped from a partition's queue (nobody consumed them).
+QUEUE_MAX_AGE_S = 24 * 3600.0
+STOP_STEP_S = 2.0
+
+_FNV32_OFFSET = 0x811C9DC5
+_FNV32_PRIME = 0x01000193
+
+log = get_logger()
+
+
+def token_partition(token: str, count: int) -> int:
+    """The partition NATS's `partition(count, 1)` puts a subject token in: FNV-1a (32 bit), mod count.
+
+    The server decides where messages go; this mirror tells a worker which saved state belongs to the
+    partitions it takes. A test checks it against the real server."""
+    h = _FNV32_OFFSET
+    for byte in token.encode():
+        h = ((h ^ byte) * _FNV32_PRIME) & 0xFFFFFFFF
+    return h % count
+
+
+def home_partitions(index: int, workers: int, count: int) -> set[int]:
+    """Worker `index` of `workers`: the partitions it takes at once and keeps (the others take its share
+    only while it is away)."""
+    return {p for p in range(count) if p % workers == index}
+
+
+@dataclass(frozen=True)
+class Partitioning:
+    """How one process of a partitioned service is placed: read from the environment by the service."""
+
+    name: str  # the stream, consumers and lease keys are named after it (tests give each stack its own)
+    count: int
+    index: int
+    workers: int
+    worker_id: str
+
+    @classmethod
+    def from_env(cls, name: str, env: dict[str, str] | None = None) -> Partitioning | None:
+        """None unless SB_WORKER_COUNT is set (the single-process default reads SB_EVENTS directly).
+        SB_WORKER_INDEX (0-based), SB_PARTITION_COUNT (16), SB_WORKER_ID (default <name>-<host>-<i>-<pid>)."""
+        env = dict(os.environ) if env is None else env
+        if not env.get("SB_WORKER_COUNT"):
+            return None
+        try:
+            workers = int(env["SB_WORKER_COUNT"])
+            index = int(env.get("SB_WORKER_INDEX", "0"))
+            count = int(env.get("SB_PARTITION_COUNT", str(DEFAULT_PARTITION_COUNT)))
+        except ValueError as exc:
+            raise ValueError(
+                f"SB_WORKER_COUNT, SB_WORKER_INDEX and SB_PARTITION_COUNT are numbers: {exc}"
+            ) from None
+        if not 1 <= workers <= count <= 1024 or not 0 <= index < workers:
+            raise ValueError(
+                f"need 1 <= SB_WORKER_COUNT ({workers}) <= SB_PARTITION_COUNT ({count}) <= 1024"
+                f" and 0 <= SB_WORKER_INDEX ({index}) < SB_WORKER_COUNT"
+            )
+        if not name.replace("-", "").replace("_", "").isalnum():
+            raise ValueError(f"{name!r}: a partitioned consumer's name is letters, digits, '-' and '_'")
+        worker_id = env.get("SB_WORKER_ID") or f"{name}-{socket.gethostname()}-{index}-{os.getpid()}"
+        return cls(name=name, count=count, index=index, workers=workers, worker_id=worker_id)
+
+    def owner_of(self, tenant_id: uuid.UUID | str) -> int:
+        return token_partition(str(tenant_id), self.count)
+
+    def stream(self) -> str:
+        return f"SBP_{self.name}"
+
+
+def partition_source(part: Partitioning, p: int) -> PartitionSource:
+    return PartitionSource(stream=part.stream(), prefix=f"sbp.{part.name}.{p}")
+
+
+async def ensure_partition_stream(bus: Bus, part: Partitioning, event_types: Iterable[type[Event]]) -> None:
+    """The work queue that sources SB_EVENTS into partitions (made once, by the first worker)."""
+    transforms = [
+        SubjectTransform(
+            src=f"sb.*.evt.{kind.domain}.{kind.name}",
+            dest=f"sbp.{part.name}.{{{{partition({part.count},1)}}}}.sb.{{{{wildcard(1)}}}}"
+            f".evt.{kind.domain}.{kind.name}",
+        )
+        for kind in event_types
+    ]
+    try:
+        await bus.js.stream_info(part.stream())
+        return  # keep its start point; a changed partition count needs a new name (docs/operators.md)
+    except NotFoundError:
+        pass
+    start = datetime.datetime.now(datetime.UTC).isoformat()
+    config = StreamConfig(
+        name=part.stream(),
+        retention=RetentionPolicy.WORK_QUEUE,
+        storage=StorageType.FILE,
+        max_age=QUEUE_MAX_AGE_S,
+        num_replicas=int(os.environ.get("SB_JETSTREAM_REPLICAS", "1") or 1),
+        sources=[StreamSource(name=EVENTS_STREAM, opt_start_time=start, subject_transforms=transforms)],  # type: ignore[arg-type]
+    )
+    try:
+        await bus.js.add_stream(config)
+    except Exception as exc:  # another worker made it meanwhile
+        await bus.js.stream_info(part.stream())
+        log.debug("partition_stream_exists", stream=part.stream(), detail=str(exc)[:120])
+
+
+Hook = Callable[[int], Awaitable[None]]
+
+
+class Leases:
+    """Which partitions this worker owns (module docstring): `on_gain(p)` runs once a lease is ours (its
+    events may be consumed from then on), `on_lose(p)` when it is no longer (stop consuming, forget state)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        *,
+        name: str,
+        worker_id: str,
+        partitions: Iterable[int],
+        home: set[int],
+        on_gain: Hook,
+        on_lose: Hook,
+        count: int,
+        bucket: str = LEASE_BUCKET,
+        key: Callable[[int], str] | None = None,
+    ) -> None:
+        self.bus = bus
+        self.worker_id = worker_id
+        self.partitions = sorted(partitions)
+        self.home = home
+        self.on_gain = on_gain
+        self.on_lose = on_lose
+        self.bucket = bucket
+        self._key = key or (lambda p: f"{name}.n{count}.p{p}")
+        self._want = lambda p: f"{name}.n{count}.want{p}"
+        self.owned: dict[int, int] = {}  # partition -> revision of our lease
+        self._kv: KeyValue | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = 0.0
+
+    async def start(self) -> None:
+        try:
+            self._kv = await self.bus.js.key_value(self.bucket)
+        except BucketNotFoundError:
+            self._kv = await self.bus.js.create_key_value(
+                KeyValueConfig(bucket=self.bucket, ttl=LEASE_TTL_S, history=1)
+            )
+        self._started = time.monotonic()
+        await self._claim_round()
+        self._tasks = [asyncio.create_task(self._refresh_loop()), asyncio.create_task(self._claim_loop())]
+
+    async def stop(self) -> None:
+        """Stop refreshing and hand every lease over at once (bounded), without calling on_lose."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        owned, self.owned = self.owned, {}
+        kv = self._kv
+        if kv is None or not owned:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                asyncio.gather(
+                    *(kv.delete(self._key(p), last=r) for p, r in owned.items()), return_exceptions=True
+                ),
+                STOP_STEP_S,
+            )
+
+    async def _refresh_loop(self) -> None:
+        assert self._kv is not None
+        while True:
+            await asyncio.sleep(LEASE_REFRESH_S)
+            for p, rev in list(self.owned.items()):
+                try:
+                    new = await self._kv.update(self._key(p), self.worker_id.encode(), last=rev)
+                except KeyWrongLastSequenceError:
+                    if self.owned.get(p) == rev:  # not released meanwhile: somebody else has it now
+                        await self._drop(p, "lease_lost")
+                    continue
+                except Exception as exc:  # the bus reconnects by itself; the lease may still be ours
+                    log.warning("partition_refresh_failed", partition=p, error=f"{type(exc).__name__}: {exc}")
+                    continue
+                if p in self.owned:
+                    self.owned[p] = new
+
+    async def _claim_loop(self) -> None:
+        while True:
+            await asyncio.sleep(LEASE_REFRESH_S)
+            try:
+                await self._claim_round()
+            except Exception as exc:
+                log.warning("partition_claim_failed", error=f"{type(exc).__name__}: {exc}")
+
+    async def _claim_round(self) -> None:
+        assert self._kv is not None
+        settled = time.monotonic() - self._started >= LEASE_TTL_S
+        for p in self.partitions:
+            if p in self.owned:
+                if p not in self.home and await self._wanted(p):
+                    await self._release(p)
+                continue
+            if p in self.home:
+                if not await self._claim(p, own_key_ok=True):
+                    await self._kv.put(self._want(p), self.worker_id.encode())
+            elif settled:
+                await self._claim(p, own_key_ok=False)
+
+    async def _claim(self, p: int, *, own_key_ok: bool) -> bool:
+        assert self._kv is not None
+        key, me = self._key(p), self.worker_id.encode()
+        try:
+            try:
+                rev = await self._kv.create(key, me)
+            except KeyNotFoundError:  # it expired between create's two steps: free now
+                rev = await self._kv.create(key, me)
+        except KeyWrongLastSequenceError:
+            if not own_key_ok:
+                return False
+            try:
+                entry = await self._kv.get(key)
+            except KeyNotFoundError:
+                return False
+            if entry.value != me or entry.revision is None:
+                return False
+            try:
+                rev = await self._kv.update(key, me, last=entry.revision)
+            except KeyWrongLastSequenceError:
+                return False
+        self.owned[p] = rev
+        log.info("partition_gained", partition=p, worker=self.worker_id)
+        try:
+            await self.on_gain(p)
+        except Exception:
+            log.exception("partition_gain_failed", partition=p)
+            await self._release(p)
+            return False
+        return True
+
+    async def _wanted(self, p: int) -> bool:
+        assert self._kv is not None
+        try:
+            entry = await self._kv.get(self._want(p))
+        except KeyNotFoundError:
+            return False
+        return bool(entry.value) and entry.value != self.worker_id.encode()
+
+    async def _release(self, p: int) -> None:
+        """Give a partition to its home worker: stop using it, then delete the lease (checked revision)."""
+        rev = self.owned.get(p)
+        await self._drop(p, "partition_released")
+        assert self._kv is not None
+        with contextlib.suppress(Exception):
+            await self._kv.delete(self._key(p), last=rev)
+
+    async def _drop(self, p: int, why: str) -> None:
+        self.owned.pop(p, None)
+        log.warning(why, partition=p, worker=self.worker_id)
+        try:
+            await self.on_lose(p)
+        except Exception:
+            log.exception("partition_lose_failed", partition=p)
