@@ -56,7 +56,7 @@ from services.kernel.log import get_logger
 from services.kernel.messages import Command, Event, Reply
 from services.kernel.serving import Consumer, Server
 
-from .interpreter import SORRY, CommandFailed, Interpreter
+from .interpreter import SORRY, CommandFailed, Interpreter, Output
 from .lookup import LookupRequest, LookupResult, derive_secret
 from .lookup_net import LookupRefused, PinnedBackend, lookup_client
 
@@ -308,7 +308,7 @@ class IvrAdapter:
 
     # -- commands out -------------------------------------------------------------------------------------
 
-    async def _apply(self, running: _Running, outputs: list[Any]) -> None:
+    async def _apply(self, running: _Running, outputs: list[Output]) -> None:
         """Carry out the interpreter's outputs; failures are fed back in until nothing is left to do."""
         queue = list(outputs)
         while queue:
@@ -321,10 +321,10 @@ class IvrAdapter:
             elif isinstance(out, Command):
                 if running.ended and not isinstance(out, RoutingCancel):
                     continue  # the caller is gone; call.ended (waiting for the lock) finishes the call
-                out = await self._resolve(out)
-                if not await self._send(out) and not running.ended:
+                command = await self._resolve(out)
+                if not await self._send(command) and not running.ended:
                     # What was to follow this command in the same step is void: the interpreter decides anew.
-                    queue = running.interp.handle(CommandFailed(command_id=out.id), self.clock())
+                    queue = running.interp.handle(CommandFailed(command_id=command.id), self.clock())
             elif isinstance(out, LookupRequest):
                 self._spawn(self._lookup(running, out))
         await self._save(running)

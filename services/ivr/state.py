@@ -8,9 +8,27 @@ import uuid
 
 import msgspec
 
-__all__ = ["STATE_VERSION", "CallState", "Frame", "Phase", "Step", "decode_state", "encode_state", "next_id"]
+from services.kernel.events import IvrOutcome
 
-STATE_VERSION = 1
+__all__ = [
+    "STATE_VERSION",
+    "After",
+    "AskAgain",
+    "CallState",
+    "Continue",
+    "Finish",
+    "Frame",
+    "GoTo",
+    "Phase",
+    "Step",
+    "decode_state",
+    "encode_state",
+    "next_id",
+]
+
+# 2: `after` is a tagged struct (version 1 wrote strings such as "next:menu"; decode_state reads both, so a
+# call saved by an older process resumes in a newer one).
+STATE_VERSION = 2
 
 
 class Phase(enum.Enum):
@@ -22,6 +40,32 @@ class Phase(enum.Enum):
     recording = "recording"  # a voicemail is being recorded
     transferring = "transferring"  # handed to routing or an outside number; waiting for it to take the call
     done = "done"
+
+
+# What follows the prompt that is playing (CallState.after): a continuation saved with the call, so the
+# process that hears "play finished" (perhaps another one, after a restart) knows what comes next.
+class GoTo(msgspec.Struct, tag="next", kw_only=True):
+    """Leave the node for another (a play node's next)."""
+
+    node: str
+
+
+class AskAgain(msgspec.Struct, tag="ask_again"):
+    """An error prompt ended: the node asks its question again."""
+
+
+class Continue(msgspec.Struct, tag="continue"):
+    """The node's own prompt ended: the node's next step (record, transfer, hang up; nodes/__init__.py)."""
+
+
+class Finish(msgspec.Struct, tag="finish", kw_only=True):
+    """A goodbye ended: hang up with this outcome."""
+
+    outcome: IvrOutcome
+    result: str
+
+
+After = GoTo | AskAgain | Continue | Finish
 
 
 class Frame(msgspec.Struct, kw_only=True):
@@ -54,7 +98,7 @@ class CallState(msgspec.Struct, kw_only=True):
     sub: int = 0  # position inside a node: survey question, callback step, menu variant + 1
     pending: uuid.UUID | None = None  # the command (play, collect, lookup, record) whose answer we wait for
     routing_id: uuid.UUID | None = None  # the enqueue/transfer command routing holds the caller by
-    after: str = ""  # what follows the current prompt: "next:<node>", "collect", "hangup", "music", ...
+    after: After | None = None  # what follows the current prompt
     deadline: float | None = None  # no answer by then: treat as timeout (never leave a caller in silence)
     announce_at: float | None = None
     offer_at: float | None = None
@@ -66,7 +110,7 @@ class CallState(msgspec.Struct, kw_only=True):
     hops: int = 0  # nodes entered without the caller doing anything (a guard against silent loops)
     path: list[Step] = msgspec.field(default_factory=list)
     digits: str = ""
-    outcome: str | None = None
+    outcome: IvrOutcome | None = None
     resumed: int = 0
     made: int = 0  # messages made so far: the next one's id is derived from the call and this count
 
@@ -83,4 +127,21 @@ def encode_state(state: CallState) -> bytes:
 
 
 def decode_state(data: bytes) -> CallState:
-    return msgspec.json.decode(data, type=CallState)
+    raw = msgspec.json.decode(data)
+    if raw.get("v", 1) == 1:
+        raw["after"] = _after_v1(raw.get("after", ""))
+        raw["v"] = STATE_VERSION
+    return msgspec.convert(raw, CallState)
+
+
+def _after_v1(text: str) -> dict[str, str] | None:
+    """A version 1 continuation string as its tagged struct's JSON."""
+    if text.startswith("next:"):
+        return {"type": "next", "node": text[5:]}
+    if text.startswith("finish:"):
+        return {"type": "finish", "outcome": text[7:], "result": text[7:]}
+    if text == "collect":
+        return {"type": "ask_again"}
+    if text in ("record", "transfer", "hangup"):
+        return {"type": "continue"}
+    return None

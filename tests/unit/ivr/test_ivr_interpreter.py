@@ -10,9 +10,9 @@ import uuid
 import msgspec
 import pytest
 
-from services.ivr.handoffs import next_time
 from services.ivr.interpreter import SORRY, CommandFailed, Interpreter
 from services.ivr.lookup import LookupRequest, LookupResult, verify
+from services.ivr.nodes.callback import next_time
 from services.ivr.state import Phase
 from services.kernel.events import (
     CallCollected,
