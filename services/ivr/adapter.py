@@ -12,7 +12,11 @@ performed with httpx, ivr.* events are published, and one timer per call is arme
 every step the call's state is saved in the JetStream KV bucket `sb_ivr_calls` (and the flow version it runs
 in `sb_ivr_flows`), so a restarted IVR resumes every call where it was.
 
-One IVR process per deployment for now: call events are not yet partitioned across IVR workers.
+Several IVR processes share the tenants by partition when started with SB_WORKER_COUNT
+(services/kernel/partitioned.py): each reads only its partitions' events and answers only their `ivr.run`
+commands; one that takes a partition over (its worker died or handed it back) resumes that partition's calls
+from `sb_ivr_calls` as a restarted IVR does (Interpreter.resume: the current node's prompt again, music in a
+queue), then reads the events the lost worker left unacknowledged.
 """
 
 from __future__ import annotations
@@ -54,6 +58,14 @@ from services.kernel.events import (
 )
 from services.kernel.log import get_logger
 from services.kernel.messages import Command, Event, Reply
+from services.kernel.partitioned import (
+    Leases,
+    Partitioning,
+    ensure_partition_stream,
+    home_partitions,
+    partition_source,
+    token_partition,
+)
 from services.kernel.serving import Consumer, Server
 
 from .interpreter import SORRY, CommandFailed, Interpreter, Output
@@ -121,9 +133,13 @@ class IvrAdapter:
         http: httpx.AsyncClient | None = None,
         allow_private_lookups: bool = False,
         consumer: str = CONSUMER,
+        partitioning: Partitioning | None = None,
     ) -> None:
         self.bus = bus
         self.consumer_name = consumer
+        self.partitioning = partitioning
+        self.leases: Leases | None = None
+        self._partition_consumers: dict[int, Consumer] = {}
         self.pool = pool
         self.platform_secret = platform_secret
         self.clock = clock
@@ -145,11 +161,65 @@ class IvrAdapter:
     async def start(self) -> None:
         self.calls_kv = await self._bucket(CALLS_BUCKET, ttl=CALL_TTL_S)
         self.flows_kv = await self._bucket(FLOWS_BUCKET, ttl=None)
+        if self.partitioning is not None:
+            await self._start_partitioned(self.partitioning)
+            return
         await self.resume_all()
         self._consumer = await self.bus.consume(EVENTS, durable=self.consumer_name, handler=self.on_event)
         self._server = await self.bus.serve("ivr", {IvrRun: self.on_run})
 
+    async def _start_partitioned(self, part: Partitioning) -> None:
+        await ensure_partition_stream(self.bus, part, EVENTS)
+        # Every worker receives every ivr.run; only the owner of the tenant's partition answers.
+        self._server = await self.bus.serve(
+            "ivr", {IvrRun: self.on_run}, queue=None, accept=self._owns_subject
+        )
+        self.leases = Leases(
+            self.bus,
+            name=part.name,
+            worker_id=part.worker_id,
+            partitions=range(part.count),
+            home=home_partitions(part.index, part.workers, part.count),
+            on_gain=self._gain,
+            on_lose=self._lose,
+            count=part.count,
+        )
+        await self.leases.start()
+
+    def _owns_subject(self, subject: str, data: bytes) -> bool:
+        assert self.partitioning is not None and self.leases is not None
+        return token_partition(subject.split(".", 2)[1], self.partitioning.count) in self.leases.owned
+
+    async def _gain(self, p: int) -> None:
+        """A partition is ours: its calls resumed from `sb_ivr_calls`, then its events (oldest unacknowledged
+        first)."""
+        assert self.partitioning is not None
+        resumed = await self._resume({p})
+        if resumed:
+            self.log.info("ivr_partition_resumed", partition=p, calls=resumed)
+        self._partition_consumers[p] = await self.bus.consume(
+            EVENTS,
+            durable=f"{self.partitioning.name}-p{p}",
+            handler=self.on_event,
+            source=partition_source(self.partitioning, p),
+        )
+
+    async def _lose(self, p: int) -> None:
+        """Not ours any more: stop reading it and forget its calls (their new owner resumes them)."""
+        assert self.partitioning is not None
+        consumer = self._partition_consumers.pop(p, None)
+        if consumer is not None:
+            await consumer.stop()
+        for call_id, running in list(self.calls.items()):
+            if token_partition(str(running.interp.state.tenant_id), self.partitioning.count) == p:
+                if running.timer:
+                    running.timer.cancel()
+                del self.calls[call_id]
+
     async def stop(self) -> None:
+        # Partitions' handlers finish (or are cancelled, unacknowledged) before the leases are handed over.
+        for p in list(self._partition_consumers):
+            await self._partition_consumers.pop(p).stop()
         if self._consumer is not None:
             await self._consumer.stop()  # bounded, even with NATS gone
             self._consumer = None
@@ -163,6 +233,8 @@ class IvrAdapter:
             task.cancel()
         if self._tasks:  # bounded: a stop must always complete
             await asyncio.wait(list(self._tasks), timeout=5.0)
+        if self.leases is not None:
+            await self.leases.stop()
         await self.http.aclose()
 
     async def _bucket(self, name: str, ttl: float | None) -> KeyValue:
@@ -173,14 +245,22 @@ class IvrAdapter:
 
     async def resume_all(self) -> int:
         """Continue every call a previous IVR process left in the calls bucket."""
+        return await self._resume(None)
+
+    async def _resume(self, partitions: set[int] | None) -> int:
+        """Continue the saved calls (of these partitions' tenants)."""
         assert self.calls_kv is not None
         resumed = 0
         for key, value in await self.bus.kv_latest(CALLS_BUCKET):
             if not value:
                 continue
+            tenant_id, call_id = (uuid.UUID(p) for p in key.split(".", 1))
+            if partitions is not None:
+                assert self.partitioning is not None
+                if token_partition(str(tenant_id), self.partitioning.count) not in partitions:
+                    continue
             saved = msgspec.json.decode(value, type=SavedCall)
             flow = await self._flow_from_kv(saved.flow_key)
-            tenant_id, call_id = (uuid.UUID(p) for p in key.split(".", 1))
             if flow is None:
                 # The version it ran is gone: we cannot even reach its fallback. Never silence: apologise.
                 await self._send(MediaPlay(tenant_id=tenant_id, call_id=call_id, text=SORRY))
