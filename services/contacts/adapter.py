@@ -246,6 +246,8 @@ class ContactsAdapter:
     async def stop(self) -> None:
         if self._checkpoints is not None:
             self._checkpoints.cancel()
+        if self.leases is not None:
+            await self.leases.freeze()
         # Partitions' handlers finish (or are cancelled, unacknowledged) before the leases are handed over.
         for p in list(self._partition_consumers):
             await self._partition_consumers.pop(p).stop()

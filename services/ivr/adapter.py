@@ -217,6 +217,8 @@ class IvrAdapter:
                 del self.calls[call_id]
 
     async def stop(self) -> None:
+        if self.leases is not None:
+            await self.leases.freeze()
         # Partitions' handlers finish (or are cancelled, unacknowledged) before the leases are handed over.
         for p in list(self._partition_consumers):
             await self._partition_consumers.pop(p).stop()

@@ -190,6 +190,7 @@ class Leases:
         on_lose: Hook,
         count: int,
         bucket: str = LEASE_BUCKET,
+        ttl: float = LEASE_TTL_S,
         key: Callable[[int], str] | None = None,
     ) -> None:
         self.bus = bus
@@ -199,6 +200,7 @@ class Leases:
         self.on_gain = on_gain
         self.on_lose = on_lose
         self.bucket = bucket
+        self.ttl = ttl
         self._key = key or (lambda p: f"{name}.n{count}.p{p}")
         self._want = lambda p: f"{name}.n{count}.want{p}"
         self.owned: dict[int, int] = {}  # partition -> revision of our lease
@@ -211,11 +213,17 @@ class Leases:
             self._kv = await self.bus.js.key_value(self.bucket)
         except BucketNotFoundError:
             self._kv = await self.bus.js.create_key_value(
-                KeyValueConfig(bucket=self.bucket, ttl=LEASE_TTL_S, history=1)
+                KeyValueConfig(bucket=self.bucket, ttl=self.ttl, history=1)
             )
         self._started = time.monotonic()
         await self._claim_round()
         self._tasks = [asyncio.create_task(self._refresh_loop()), asyncio.create_task(self._claim_loop())]
+
+    async def freeze(self) -> None:
+        """Take no more partitions (a stopping worker); the leases held are still refreshed."""
+        for task in self._tasks[1:]:
+            task.cancel()
+        await asyncio.gather(*self._tasks[1:], return_exceptions=True)
 
     async def stop(self) -> None:
         """Stop refreshing and hand every lease over at once (bounded), without calling on_lose."""
@@ -261,17 +269,22 @@ class Leases:
 
     async def _claim_round(self) -> None:
         assert self._kv is not None
-        settled = time.monotonic() - self._started >= LEASE_TTL_S
+        settled = time.monotonic() - self._started >= self.ttl
+        gained: list[int] = []
         for p in self.partitions:
             if p in self.owned:
                 if p not in self.home and await self._wanted(p):
                     await self._release(p)
                 continue
             if p in self.home:
-                if not await self._claim(p, own_key_ok=True):
+                if await self._claim(p, own_key_ok=True):
+                    gained.append(p)
+                else:
                     await self._kv.put(self._want(p), self.worker_id.encode())
-            elif settled:
-                await self._claim(p, own_key_ok=False)
+            elif settled and await self._claim(p, own_key_ok=False):
+                gained.append(p)
+        # Together: a worker taking many partitions at once recovers them side by side.
+        await asyncio.gather(*(self._gain(p) for p in gained))
 
     async def _claim(self, p: int, *, own_key_ok: bool) -> bool:
         assert self._kv is not None
@@ -296,13 +309,14 @@ class Leases:
                 return False
         self.owned[p] = rev
         log.info("partition_gained", partition=p, worker=self.worker_id)
+        return True
+
+    async def _gain(self, p: int) -> None:
         try:
             await self.on_gain(p)
         except Exception:
             log.exception("partition_gain_failed", partition=p)
             await self._release(p)
-            return False
-        return True
 
     async def _wanted(self, p: int) -> bool:
         assert self._kv is not None

@@ -2,7 +2,8 @@
 
 Environment (besides the SB_* settings, among them SB_ROUTING_PARTITION_COUNT, default 16, which must match
 the NATS subject mapping): SB_ROUTING_PARTITIONS ("all" by default, or e.g. "0-7"), SB_ROUTING_WORKER_ID
-(default routing-<host>-<partitions>).
+(default routing-<host>-<partitions>), and for workers sharing the partitions SB_WORKER_COUNT and
+SB_WORKER_INDEX (0-based; worker i's home partitions are those with k % count == i, worker.py).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import socket
 from services.kernel.bus import Bus
 from services.kernel.config import Settings
 from services.kernel.db import create_pool
+from services.kernel.partitioned import home_partitions
 from services.kernel.service import run_service
 from services.kernel.waits import close_pool
 
@@ -24,9 +26,20 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     count = settings.routing_partition_count
     spec = os.environ.get("SB_ROUTING_PARTITIONS", "all")
     partitions = parse_partitions(spec, count)
+    home = None
     worker_id = os.environ.get("SB_ROUTING_WORKER_ID") or f"routing-{socket.gethostname()}-{spec}"
+    if os.environ.get("SB_WORKER_COUNT"):
+        workers, index = int(os.environ["SB_WORKER_COUNT"]), int(os.environ.get("SB_WORKER_INDEX", "0"))
+        if not 0 <= index < workers:
+            raise ValueError(f"SB_WORKER_INDEX {index} is outside 0-{workers - 1} (SB_WORKER_COUNT)")
+        home = home_partitions(index, workers, count)
+        worker_id = (
+            os.environ.get("SB_ROUTING_WORKER_ID") or f"routing-{socket.gethostname()}-{index}-of-{workers}"
+        )
     pool = await create_pool(settings.database_url)
-    worker = RoutingWorker(bus, pool, worker_id=worker_id, partitions=partitions, partition_count=count)
+    worker = RoutingWorker(
+        bus, pool, worker_id=worker_id, partitions=partitions, partition_count=count, home=home
+    )
     await worker.start()
 
     async def shutdown() -> None:

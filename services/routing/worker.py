@@ -4,13 +4,18 @@ Partitioning is done by the NATS server (partitions.py): its subject mapping del
 sb.<tenant>.cmd.routing.<command> on sb.sys.routing.cmd.<partition>.<tenant>.<command>, the partition
 being the server's `partition(N, 1)` over the tenant token (N = `SB_ROUTING_PARTITION_COUNT`). A worker is
 configured with the partitions it serves (`SB_ROUTING_PARTITIONS`, e.g. "0-7" or "all") and owns a
-partition only while it holds its lock: the key `n<N>.p<k>` in the JetStream KV bucket `sb_routing_owners`
-(TTL `LOCK_TTL_S`), refreshed every `LOCK_REFRESH_S` with a compare-and-set on the revision. It subscribes
-to a partition's mapped subject when it wins the lock and unsubscribes when it loses or releases it, so it
-receives only its own tenants' commands and each tenant's engine lives in exactly one worker. A standby
-configured with the same partitions waits for the lock; when the owner dies the key expires and the standby
-takes it, recovers those tenants from SB_ROUTING (snapshot + journal) and answers from then on. A worker
-restarted under the same `SB_ROUTING_WORKER_ID` takes its own lock back at once.
+partition only while it holds its lease: the key `n<N>.p<k>` in the JetStream KV bucket `sb_routing_owners`
+(TTL 3 s), refreshed every second with a compare-and-set on the revision (services/kernel/partitioned.py's
+Leases). It subscribes to a partition's mapped subject when it wins the lease and unsubscribes when it loses
+or releases it, so it receives only its own tenants' commands and each tenant's engine lives in exactly one
+worker. When the owner dies its lease expires and another worker configured with the partition takes it,
+recovers those tenants from SB_ROUTING (snapshot + journal) and answers from then on.
+
+Which worker takes what: without SB_WORKER_COUNT every configured partition is the worker's home (a standby
+with the same partitions waits for the leases). With SB_WORKER_COUNT=n and SB_WORKER_INDEX=i (`switchboard
+up --workers routing=n`, the chart's replicas) worker i's home is the partitions k with k % n == i: the
+workers share the tenants, each takes over the others' partitions when they die and gives them back when
+they return. A worker restarted under the same `SB_ROUTING_WORKER_ID` takes its home leases back at once.
 """
 
 from __future__ import annotations
@@ -22,14 +27,12 @@ from typing import Any
 
 import asyncpg
 from nats.aio.subscription import Subscription
-from nats.js.api import KeyValueConfig
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
-from nats.js.kv import KeyValue
 
 from services.kernel import events as ev
 from services.kernel.bus import Bus
 from services.kernel.log import get_logger
 from services.kernel.messages import Command, Reply, ReplyCode
+from services.kernel.partitioned import Leases
 from services.kernel.serving import Later, Listener, Server
 
 from .journal import Journal
@@ -40,10 +43,6 @@ from .translate import BUS_COMMANDS
 __all__ = ["RoutingWorker", "parse_partitions", "partition_of"]
 
 OWNERS_BUCKET = "sb_routing_owners"
-LOCK_TTL_S = 3.0
-LOCK_REFRESH_S = 1.0
-# The longest any one step of stop() may wait on NATS.
-STOP_STEP_S = 2.0
 
 
 def parse_partitions(spec: str, count: int) -> list[int]:
@@ -71,6 +70,7 @@ class RoutingWorker:
         partitions: list[int],
         partition_count: int,
         runner_options: dict[str, Any] | None = None,
+        home: set[int] | None = None,
     ) -> None:
         self.bus = bus
         self.pool = pool
@@ -79,34 +79,40 @@ class RoutingWorker:
         self.partition_count = partition_count
         self.runner_options = runner_options or {}
         self.journal = Journal(bus.js)
-        self.owned: dict[int, int] = {}  # partition -> KV revision of our lock
         self.runners: dict[uuid.UUID, TenantRunner] = {}
         self.log = get_logger()
-        self._kv: KeyValue | None = None
         self._config: Listener | None = None
         self._partition_subs: dict[int, Subscription] = {}
-        # Commands come on the partitions' mapped subjects, subscribed while their locks are ours.
+        # Commands come on the partitions' mapped subjects, subscribed while their leases are ours.
         self.server: Server[Command] = Server(bus, "routing", dict.fromkeys(BUS_COMMANDS, self._handle))
-        self._locks_task: asyncio.Task[None] | None = None
+        self.leases = Leases(
+            bus,
+            name="routing",
+            worker_id=worker_id,
+            partitions=partitions,
+            home=set(partitions) if home is None else home & set(partitions),
+            on_gain=self._gain,
+            on_lose=self._lose,
+            count=partition_count,
+            bucket=OWNERS_BUCKET,
+            # The partition count is part of the key: workers configured with another count never collide.
+            key=lambda p: f"n{partition_count}.p{p}",
+        )
+
+    @property
+    def owned(self) -> dict[int, int]:
+        """The partitions whose leases are ours (-> the lease's revision)."""
+        return self.leases.owned
 
     async def start(self) -> None:
         await self.journal.ensure()
-        try:
-            self._kv = await self.bus.js.key_value(OWNERS_BUCKET)
-        except BucketNotFoundError:
-            self._kv = await self.bus.js.create_key_value(
-                KeyValueConfig(bucket=OWNERS_BUCKET, ttl=LOCK_TTL_S, history=1)
-            )
         await self._check_mapping()
         self._config = await self.bus.listen([ev.ConfigChanged, ev.SeatsChanged], self._on_config)
-        await self._claim_all()
-        self._locks_task = asyncio.create_task(self._keep_locks())
+        await self.leases.start()
 
     async def stop(self) -> None:
         # Bounded waits throughout: stopping must finish even when NATS is slow or gone.
-        if self._locks_task:
-            self._locks_task.cancel()
-            await asyncio.gather(self._locks_task, return_exceptions=True)
+        await self.leases.freeze()
         for p in list(self._partition_subs):
             await self._unsubscribe(p)
         await self.server.stop()
@@ -114,18 +120,8 @@ class RoutingWorker:
             await self._config.stop()
         for runner in self.runners.values():
             await runner.stop()
-        # Hand the partitions over at once instead of letting the locks expire.
-        kv = self._kv
-        assert kv is not None
-        owned, self.owned = self.owned, {}
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                asyncio.gather(
-                    *(kv.delete(self._lock_key(p), last=rev) for p, rev in owned.items()),
-                    return_exceptions=True,
-                ),
-                STOP_STEP_S,
-            )
+        # Hand the partitions over at once instead of letting the leases expire.
+        await self.leases.stop()
 
     async def _check_mapping(self) -> None:
         """Warn loudly when the server does not map routing commands as this worker expects (an external
@@ -151,27 +147,7 @@ class RoutingWorker:
 
     # -- ownership ------------------------------------------------------------------------------------
 
-    def _lock_key(self, p: int) -> str:
-        # The partition count is part of the key: workers configured with another count never collide.
-        return f"n{self.partition_count}.p{p}"
-
-    async def _claim(self, p: int) -> bool:
-        assert self._kv is not None
-        key, me = self._lock_key(p), self.worker_id.encode()
-        try:
-            rev = await self._kv.create(key, me)
-        except KeyWrongLastSequenceError:
-            try:
-                entry = await self._kv.get(key)
-            except KeyNotFoundError:
-                return False
-            if entry.value != me:
-                return False
-            try:
-                rev = await self._kv.update(key, me, last=entry.revision)
-            except KeyWrongLastSequenceError:
-                return False
-        self.owned[p] = rev
+    async def _gain(self, p: int) -> None:
         if p not in self._partition_subs:
             # Commands arriving before the partition's tenants are recovered wait in their runners' inboxes.
             self._partition_subs[p] = await self.server.subscribe(
@@ -181,17 +157,12 @@ class RoutingWorker:
                 parse=_tenant_command,
             )
         self.log.debug("routing_partition_owned", partition=p, worker=self.worker_id)
-        return True
+        await self._recover_partitions({p})
 
     async def _unsubscribe(self, p: int) -> None:
         sub = self._partition_subs.pop(p, None)
         if sub is not None:
             await self.server.unsubscribe(sub)
-
-    async def _claim_all(self) -> None:
-        newly = [p for p in self.partitions if p not in self.owned and await self._claim(p)]
-        if newly:
-            await self._recover_partitions(set(newly))
 
     async def _recover_partitions(self, parts: set[int]) -> None:
         tenants = [t for t in await self.journal.tenants() if partition_of(t, self.partition_count) in parts]
@@ -203,26 +174,7 @@ class RoutingWorker:
             # The runners keep retrying by themselves; their commands wait in their inboxes meanwhile.
             self.log.warning("routing_recovery_slow", partitions=sorted(parts))
 
-    async def _keep_locks(self) -> None:
-        assert self._kv is not None
-        while True:
-            await asyncio.sleep(LOCK_REFRESH_S)
-            for p, rev in list(self.owned.items()):
-                try:
-                    self.owned[p] = await self._kv.update(
-                        self._lock_key(p), self.worker_id.encode(), last=rev
-                    )
-                except KeyWrongLastSequenceError:
-                    await self._lose(p)
-                except Exception as exc:  # the bus reconnects by itself; the lock may still be ours
-                    self.log.warning("routing_lock_refresh_failed", partition=p, error=str(exc))
-            try:
-                await self._claim_all()
-            except Exception as exc:
-                self.log.warning("routing_claim_failed", error=str(exc))
-
     async def _lose(self, p: int) -> None:
-        self.owned.pop(p, None)
         await self._unsubscribe(p)
         self.log.warning("routing_partition_lost", partition=p, worker=self.worker_id)
         for tenant_id in [t for t in self.runners if partition_of(t, self.partition_count) == p]:
