@@ -43,7 +43,12 @@ def register(cli: click.Group) -> None:
     @click.option("--queue", metavar="NAME_OR_ID", help="Only this queue's recordings.")
     @click.option("--agent", metavar="EMAIL_OR_ID", help="Only this agent's recordings.")
     @click.option("--number", metavar="NUMBER", help="The caller's or the dialled number.")
-    @click.option("--contact", metavar="ID", help="The recording of this contact.")
+    @click.option("--contact", metavar="ID", help="This contact's recordings and the voicemails left on it.")
+    @click.option(
+        "--kind",
+        type=click.Choice(["talk", "consult", "voicemail"]),
+        help="Calls' segments (talk, consult) or messages callers left (voicemail).",
+    )
     @click.option(
         "--limit", type=click.IntRange(1, 10_000), default=50, show_default=True, help="At most this many."
     )
@@ -55,9 +60,10 @@ def register(cli: click.Group) -> None:
         agent: str | None,
         number: str | None,
         contact: str | None,
+        kind: str | None,
         limit: int,
     ) -> None:
-        """List recordings, newest first."""
+        """List recordings and voicemails, newest first."""
         found: list[switchboard.Recording] = []
         with state.client() as client:
             for rec in client.recordings.iter(
@@ -68,6 +74,7 @@ def register(cli: click.Group) -> None:
                 agent=agent,
                 number=number,
                 contact=contact,
+                kind=kind,
             ):
                 found.append(rec)
                 if len(found) >= limit:
@@ -76,11 +83,12 @@ def register(cli: click.Group) -> None:
             emit_json(found)
             return
         output.table(
-            ("STARTED", "ID", "CALLER", "QUEUE", "LENGTH", "STATUS"),
+            ("STARTED", "ID", "KIND", "CALLER", "QUEUE", "LENGTH", "STATUS"),
             (
                 [
                     output.short_time(r.started_at),
                     r.id,
+                    r.kind,
                     r.caller or "anonymous",
                     r.queue_name or r.queue_id,
                     _duration(r.duration_s),

@@ -342,12 +342,14 @@ def recordings_page(
     contact: str | None,
     limit: int | None,
     cursor: str | None,
+    kind: str | None = None,
 ) -> Call[Page[Recording]]:
     params: dict[str, str] = {}
     for name, when in (("since", since), ("until", until)):
         if when is not None:
             params[name] = _timestamp(when)
-    for name, value in (("queue", queue), ("agent", agent), ("number", number), ("contact", contact)):
+    pairs = (("queue", queue), ("agent", agent), ("number", number), ("contact", contact), ("kind", kind))
+    for name, value in pairs:
         if value is not None:
             params[name] = value
     if limit is not None:

@@ -309,6 +309,11 @@ class Contact(ContactSummary, kw_only=True):
     updated_at: datetime | None = None
     # Its recording ({"id", "status", "partial", "duration_s", "url"}) when there is one.
     recording: dict[str, Any] | None = None
+    # Every recording of its conversation, in order ({"id", "segment", "kind", "agent_id", ...}).
+    recordings: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    # Messages the caller left on this call ({"id", "status", "duration_s", "url", "task"}): recordings of
+    # kind voicemail (client.recordings.download(id, path) fetches one).
+    voicemails: list[dict[str, Any]] = msgspec.field(default_factory=list)
 
 
 class MonitorSession(Model, kw_only=True):
@@ -427,10 +432,12 @@ class Recording(Model, kw_only=True):
     deleted_reason: str | None = None
     formats: list[str] = msgspec.field(default_factory=lambda: ["wav"])
     # Its place in the contact's conversation: segment 0, 1, ...; "talk" (caller and agent) or "consult"
-    # (agent_id consulting consulted_agent_id).
+    # (agent_id consulting consulted_agent_id); or "voicemail", a message a caller left (one channel, law
+    # "L16"), left on the call `left_on`.
     segment: int = 0
     kind: str = "talk"
     consulted_agent_id: str | None = None
+    left_on: str | None = None
     contact_id: str = ""
     caller: str = ""
     dialled: str = ""

@@ -90,10 +90,12 @@ class Recordings:
         agent: str | None = None,
         number: str | None = None,
         contact: str | None = None,
+        kind: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[Recording]:
-        """One page, newest first; `number` matches the caller's or the dialled number."""
+        """One page, newest first; `number` matches the caller's or the dialled number; `kind` "talk",
+        "consult" or "voicemail" (messages callers left); `contact` also finds the voicemails left on it."""
         call = _calls.recordings_page(
             since=since,
             until=until,
@@ -101,6 +103,7 @@ class Recordings:
             agent=agent,
             number=number,
             contact=contact,
+            kind=kind,
             limit=limit,
             cursor=cursor,
         )
@@ -211,6 +214,7 @@ class AsyncRecordings:
         agent: str | None = None,
         number: str | None = None,
         contact: str | None = None,
+        kind: str | None = None,
         limit: int | None = None,
         cursor: str | None = None,
     ) -> Page[Recording]:
@@ -221,6 +225,7 @@ class AsyncRecordings:
             agent=agent,
             number=number,
             contact=contact,
+            kind=kind,
             limit=limit,
             cursor=cursor,
         )

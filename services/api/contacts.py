@@ -74,6 +74,9 @@ class Contact(ContactSummary, kw_only=True):
     recording: dict[str, Any] | None = None
     # Every recording of the conversation in order (a transfer's next agent, a consultation: docs/recording.md).
     recordings: list[dict[str, Any]] = []
+    # Messages the caller left on this call (the IVR's voicemail node): each a recording of kind voicemail
+    # whose id is its desk task's contact id.
+    voicemails: list[dict[str, Any]] = []
 
 
 class ContactPage(msgspec.Struct):
@@ -246,6 +249,11 @@ class ContactController(Controller):
                    ORDER BY segment, started_at""",
                 cid,
             )
+            voicemails = await conn.fetch(
+                """SELECT id, status, duration_s FROM recordings
+                   WHERE left_on = $1 AND status <> 'deleted' ORDER BY started_at""",
+                cid,
+            )
             recording = next((r for r in recordings if r["id"] == cid), None)
         if row is None:
             raise not_found("contact")
@@ -271,6 +279,16 @@ class ContactController(Controller):
                 "url": f"/v1/recordings/{r['id']}",
             }
             for r in recordings
+        ]
+        contact.voicemails = [
+            {
+                "id": str(r["id"]),
+                "status": r["status"],
+                "duration_s": r["duration_s"],
+                "url": f"/v1/recordings/{r['id']}",
+                "task": f"/v1/contacts/{r['id']}",
+            }
+            for r in voicemails
         ]
         return contact
 

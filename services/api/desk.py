@@ -18,12 +18,13 @@ import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, get, put
 from litestar.params import JSONBody
+from litestar.response import Redirect
 
 from services.contacts import voicemail
-from services.contacts.records import ContactRecord
 from services.kernel.bus import BusError, CommandTimeout
 from services.kernel.db import tenant_tx
-from services.kernel.events import RoutingAgentStatus
+from services.kernel.events import RecordingAvailable, RoutingAgentStatus
+from services.recording.records import audit as audit_recording
 
 from .auth import Principal, admin_only, principal_of
 from .mutations import Outcome, audit, mutate
@@ -36,6 +37,7 @@ from .problems import (
     unauthorized,
     validation,
 )
+from .recordings import sign_audio_url
 from .state import ApiState, api_state
 from .tokens import TokenClaims, TokenError, verify_token
 
@@ -46,6 +48,8 @@ CODE = re.compile(r"^[a-z0-9_-]{1,40}$")
 SYSTEM_AWAY = frozenset({"missed", "wrap_up", "other"})
 STATUS_TIMEOUT_S = 1.0
 MAX_AGENTS = 200
+# How long a desk's request for a voicemail waits for the recording service to have sealed it.
+VOICEMAIL_WAIT_S = 10.0
 
 
 class Choice(msgspec.Struct, forbid_unknown_fields=True):
@@ -216,6 +220,37 @@ class DeskSettingsController(Controller):
         return await mutate(request, work)
 
 
+async def _stored(state: ApiState, tenant_id: uuid.UUID, recording_id: uuid.UUID) -> str | None:
+    """The message's recording status, waiting up to VOICEMAIL_WAIT_S for it to become available: it is
+    offered as soon as it is recorded, and the recording service seals it meanwhile (well under a second)."""
+    arrived = asyncio.Event()
+
+    async def on_available(event: Any) -> None:
+        if isinstance(event, RecordingAvailable) and event.recording_id == recording_id:
+            arrived.set()
+
+    listener = None
+    if state.bus is not None:  # listening before reading: an event between the two is not missed
+        listener = await state.bus.listen([RecordingAvailable], on_available, tenant_id=tenant_id)
+        await state.bus.nc.flush(timeout=1)
+    try:
+        for wait in (VOICEMAIL_WAIT_S, 0.0):
+            async with tenant_tx(state.db(), tenant_id, readonly=True) as conn:
+                status: str | None = await conn.fetchval(
+                    "SELECT status FROM recordings WHERE id = $1", recording_id
+                )
+            if status in ("available", "deleted") or listener is None or not wait:
+                return status
+            try:
+                await asyncio.wait_for(arrived.wait(), wait)
+            except TimeoutError:
+                pass
+        return status
+    finally:
+        if listener is not None:
+            await listener.stop()
+
+
 class DeskController(Controller):
     """For the agent's browser: authenticated by its access token, not by an API key."""
 
@@ -251,34 +286,42 @@ class DeskController(Controller):
 
     @get(
         "/voicemails/{contact_id:uuid}",
-        responses=problem_responses(401, 404),
-        summary="A voicemail offered to or taken by this agent: the message as audio/wav",
-        media_type="audio/wav",
+        responses=problem_responses(401, 404, 503),
+        summary="A voicemail offered to or taken by this agent: redirects to a signed, expiring URL of its audio",
+        status_code=307,
     )
-    async def voicemail_audio(
-        self, request: Request[Any, Any, Any], contact_id: uuid.UUID
-    ) -> Response[bytes]:
+    async def voicemail_audio(self, request: Request[Any, Any, Any], contact_id: uuid.UUID) -> Redirect:
+        """The message is a recording (sealed with the tenant's key, docs/recording.md "Voicemails") whose id
+        is the task's; the agent it went to gets a signed URL of it, audited like any playback."""
         claims = await _agent_claims(request)
         state = api_state(request)
         async with tenant_tx(state.db(), claims.tenant_id, readonly=True) as conn:
             row = await conn.fetchrow("SELECT agent_id, attributes FROM contacts WHERE id = $1", contact_id)
-        record = ContactRecord(
-            id=contact_id,
-            tenant_id=claims.tenant_id,
-            state="",
-            arrived_at=0.0,
-            attributes=msgspec.json.decode(row["attributes"]) if row else {},
-        )
-        path = voicemail.audio_path(record)
-        # Only the agent it went to (a colleague's messages are theirs), and only a voicemail's file.
-        if row is None or path is None or row["agent_id"] != claims.agent_id:
+        kind = msgspec.json.decode(row["attributes"]).get("kind") if row else None
+        # Only the agent it went to (a colleague's messages are theirs), and only a voicemail.
+        if row is None or kind != voicemail.KIND or row["agent_id"] != claims.agent_id:
             raise not_found("voicemail of yours")
-        file = state.settings.data_dir / path
-        try:
-            audio = await asyncio.to_thread(file.read_bytes)
-        except OSError:
-            raise Problem(404, "the message's audio is no longer kept") from None
-        return Response(audio, media_type="audio/wav", headers={"Cache-Control": "no-store"})
+        status = await _stored(state, claims.tenant_id, contact_id)
+        if status == "deleted":
+            raise Problem(404, "the message's audio is no longer kept (deleted)")
+        if status != "available":
+            raise Problem(
+                503,
+                "the message is still being stored (the recording service is behind); try again shortly",
+                headers={"Retry-After": "5"},
+            )
+        expires = int(time.time()) + state.settings.recording_url_ttl_s
+        async with tenant_tx(state.db(), claims.tenant_id) as conn:
+            await audit_recording(
+                conn,
+                claims.tenant_id,
+                "recording.url_issued",
+                contact_id,
+                actor_role="agent",
+                detail={"format": "wav", "agent_id": str(claims.agent_id)},
+            )
+        url = sign_audio_url(state.settings.token_secret, claims.tenant_id, contact_id, expires)
+        return Redirect(url, status_code=307)
 
     @get("/agents", responses=problem_responses(401), summary="Other agents and their state, for a transfer")
     async def colleagues(self, request: Request[Any, Any, Any]) -> Colleagues:

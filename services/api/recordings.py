@@ -78,10 +78,13 @@ class Recording(msgspec.Struct, kw_only=True):
     # Formats that can be played or downloaded: "wav" (the master), and "opus" when a copy was kept.
     formats: list[str]
     # Its place in its contact's conversation: segment 0, 1, ... in order; "talk" (the caller and
-    # `agent_id`) or "consult" (`agent_id` consulting `consulted_agent_id` while the caller waits).
+    # `agent_id`) or "consult" (`agent_id` consulting `consulted_agent_id` while the caller waits); or
+    # "voicemail": a message a caller left (one channel, 16-bit PCM: law "L16"), its id its desk task's.
     segment: int
     kind: str
     consulted_agent_id: uuid.UUID | None
+    # A voicemail: the call (and contact) it was left on.
+    left_on: uuid.UUID | None = None
     # The contact it belongs to (segment 0's id is the contact's), and from the contact record.
     contact_id: uuid.UUID
     caller: str
@@ -107,7 +110,7 @@ class RecordingUrl(msgspec.Struct):
     expires_at: datetime
 
 
-_SELECT = f"""SELECT {RECORDING_COLUMNS}, r.opus_key, r.segment, r.segment_kind, r.consulted_agent_id,
+_SELECT = f"""SELECT {RECORDING_COLUMNS}, r.opus_key, r.segment, r.segment_kind, r.consulted_agent_id, r.left_on,
         COALESCE(r.contact_id, r.id) AS contact, c.caller, c.dialled, c.queue_id, c.queue_name,
         COALESCE(r.agent_id, c.agent_id) AS agent_id
     FROM recordings r LEFT JOIN contacts c ON c.id = COALESCE(r.contact_id, r.id)"""
@@ -135,6 +138,7 @@ def _recording(row: asyncpg.Record) -> Recording:
         segment=row["segment"],
         kind=row["segment_kind"],
         consulted_agent_id=row["consulted_agent_id"],
+        left_on=row["left_on"],
         contact_id=row["contact"],
         caller=row["caller"] or "",
         dialled=row["dialled"] or "",
@@ -221,7 +225,18 @@ class RecordingController(Controller):
         number: Annotated[
             str | None, QueryParameter(max_length=100, description="the caller's or the dialled number")
         ] = None,
-        contact: Annotated[str | None, QueryParameter(max_length=100, description="contact id")] = None,
+        contact: Annotated[
+            str | None,
+            QueryParameter(
+                max_length=100, description="contact id (its recordings and the voicemails left on it)"
+            ),
+        ] = None,
+        kind: Annotated[
+            Literal["talk", "consult", "voicemail"] | None,
+            QueryParameter(
+                description="talk, consult (segments of calls) or voicemail (messages callers left)"
+            ),
+        ] = None,
         include_deleted: Annotated[bool, QueryParameter(description="list deleted recordings too")] = False,
         limit: LimitParam = DEFAULT_LIMIT,
         cursor: CursorParam = None,
@@ -249,9 +264,10 @@ class RecordingController(Controller):
                       AND ($4::text IS NULL OR COALESCE(r.agent_id, c.agent_id)::text = $4
                            OR r.consulted_agent_id::text = $4 OR lower(a.email) = lower($4))
                       AND ($5::text IS NULL OR c.caller = $5 OR c.dialled = $5)
-                      AND ($6::uuid IS NULL OR COALESCE(r.contact_id, r.id) = $6)
+                      AND ($6::uuid IS NULL OR COALESCE(r.contact_id, r.id) = $6 OR r.left_on = $6)
                       AND ($7 OR r.status <> 'deleted')
                       AND ($8::uuid IS NULL OR r.id < $8)
+                      AND ($10::text IS NULL OR r.segment_kind = $10)
                     ORDER BY r.id DESC LIMIT $9""",
                 since,
                 until,
@@ -262,6 +278,7 @@ class RecordingController(Controller):
                 include_deleted,
                 after,
                 limit + 1,
+                kind,
             )
         page, next_cursor = page_of(rows, limit)
         return RecordingPage(items=[_recording(r) for r in page], next_cursor=next_cursor)

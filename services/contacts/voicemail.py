@@ -3,7 +3,7 @@ offered through the desk like a call. The IVR hands it to routing as a `task` (k
 id; the coordinator makes it a contact when routing queues it (`arrived`), and from there it lives like a
 call without audio legs: offered (`contact_offer` with `audio: "none"` and `context.voicemail {seconds,
 url, of}` and `task: "voicemail"`), accepted (connected at once: there is nothing to bridge; the desk fetches the message from
-`url`), closed by the agent's `hangup` (wrap-up), finished with a disposition. The agent may call the caller
+`url`, which redirects to a signed URL of the message's recording: the recording service sealed it), closed by the agent's `hangup` (wrap-up), finished with a disposition. The agent may call the caller
 back with the desk's `dial`.
 
 Sans-IO: functions of the `Lifecycle` (lifecycle.py), time passed in.
@@ -21,7 +21,7 @@ from .records import ContactRecord
 if TYPE_CHECKING:
     from .lifecycle import Lifecycle, OfferInfo
 
-__all__ = ["KIND", "audio_path", "is_task", "record_for"]
+__all__ = ["KIND", "is_task", "record_for"]
 
 KIND = "voicemail"
 
@@ -48,14 +48,6 @@ def record_for(event: ev.ContactQueued, now: float) -> ContactRecord:
         queued_at=now,
         attributes=dict(a),
     )
-
-
-def audio_path(record: ContactRecord) -> str | None:
-    """The message's file under the data dir (as media wrote it), or None for a contact that is no voicemail."""
-    if record.attributes.get("kind") != KIND:
-        return None
-    path = record.attributes.get("file", "")
-    return path if path.startswith("voicemail/") and ".." not in path else None
 
 
 def offered(m: Lifecycle, info: OfferInfo, now: float) -> None:

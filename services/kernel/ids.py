@@ -6,7 +6,7 @@ import uuid
 
 import uuid_utils
 
-__all__ = ["new_id", "parse_id"]
+__all__ = ["new_id", "parse_id", "voicemail_id"]
 
 
 def new_id() -> uuid.UUID:
@@ -19,3 +19,9 @@ def parse_id(text: str) -> uuid.UUID | None:
         return uuid.UUID(text)
     except (ValueError, AttributeError, TypeError):
         return None
+
+
+def voicemail_id(call_id: uuid.UUID) -> uuid.UUID:
+    """A message left on `call_id`: the id of its desk task (a contact of its own) and of its recording,
+    derived so the IVR, the coordinator and the recording service name it alike without asking."""
+    return uuid.uuid5(call_id, "voicemail")

@@ -17,6 +17,7 @@ from services.kernel.waits import close_pool
 from .pipeline import CONSUMER, RecordingPipeline
 from .rewrap import rewrap_all
 from .setup import keyring_from, store_from
+from .voicemails import VoicemailVault
 
 # The purge wakes when the next recording falls due, and at least this often (retention changes and
 # recordings indexed meanwhile are picked up).
@@ -44,14 +45,17 @@ async def _purge_loop(pipeline: RecordingPipeline, stop: asyncio.Event) -> None:
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.database_url, min_size=1, max_size=5)
     store = store_from(settings)
+    keys = keyring_from(settings)
+    voicemails = VoicemailVault(bus, pool, keys, store, settings.data_dir)
     # SB_RECORDING_DURABLE names the JetStream consumers (tests give each stack its own).
     pipeline = RecordingPipeline(
         bus,
         pool,
-        keyring_from(settings),
+        keys,
         store,
         durable=os.environ.get("SB_RECORDING_DURABLE", CONSUMER),
         replicas=settings.jetstream_replicas,
+        voicemails=voicemails,
     )
     purge = None
     try:
@@ -63,6 +67,13 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
                 get_logger().error("recording_rewrap_failed", error=f"{type(exc).__name__}: {exc}")
             else:
                 get_logger().info("recording_keys_rewrapped", tenants=len(moved), keys=sum(moved.values()))
+        try:  # messages still in plain from before voicemails were sealed, or whose event was missed
+            swept = await voicemails.sweep()
+        except Exception as exc:  # they wait for the next start; new messages are sealed meanwhile
+            get_logger().error("voicemail_sweep_failed", error=f"{type(exc).__name__}: {exc}")
+        else:
+            if swept:
+                get_logger().info("voicemails_sealed_at_start", count=swept)
         purge = asyncio.create_task(_purge_loop(pipeline, stop))
         await stop.wait()
     finally:

@@ -8,6 +8,8 @@ Two durable JetStream consumers, so a recording service that was down catches up
 - `<durable>-calls` on SB_EVENTS: call.recording (started, paused, resumed) becomes recording.* events and
   the row that lists a recording in progress; call.ended with cause media_worker_lost closes that call's
   recording as partial with the chunks JetStream holds (the worker can no longer send its end marker).
+- `<durable>-voicemails` on SB_EVENTS: call.record_finished, a caller's message, sealed and indexed as a
+  recording of kind voicemail (voicemails.py).
 
 The purge of recordings past their retention runs here too (`purge_due`, time passed in).
 """
@@ -52,6 +54,7 @@ from .records import (
 )
 from .store import BlobStore, recording_key
 from .vault import KeyRing, Sealer
+from .voicemails import VoicemailVault
 
 __all__ = ["CONSUMER", "RecordingPipeline"]
 
@@ -82,6 +85,7 @@ class RecordingPipeline:
         durable: str = CONSUMER,
         replicas: int = 1,
         clock: Callable[[], float] = time.time,
+        voicemails: VoicemailVault | None = None,
     ) -> None:
         self.bus = bus
         self.pool = pool
@@ -94,6 +98,8 @@ class RecordingPipeline:
         self._pumps: list[asyncio.Task[None]] = []
         self._subs: list[Any] = []
         self._calls: Consumer | None = None
+        self.voicemails = voicemails
+        self._voicemails: Consumer | None = None
         self._stopping = False
         self.finalised = 0
 
@@ -120,11 +126,19 @@ class RecordingPipeline:
         self._calls = await self.bus.consume(
             [ev.CallRecording, ev.CallEnded], durable=f"{self.durable}-calls", handler=self._on_call_event
         )
+        if self.voicemails is not None:
+            self._voicemails = await self.bus.consume(
+                [ev.CallRecordFinished],
+                durable=f"{self.durable}-voicemails",
+                handler=self._on_voicemail,
+                ack_wait=ACK_WAIT_S,
+            )
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._calls is not None:
-            await self._calls.stop()
+        for consumer in (self._calls, self._voicemails):
+            if consumer is not None:
+                await consumer.stop()
         for task in self._pumps:
             task.cancel()
         await asyncio.gather(*self._pumps, return_exceptions=True)
@@ -328,6 +342,10 @@ class RecordingPipeline:
         key = recording_key(tenant, rid, "opus")
         size = await self.store.put_stream(key, pieces())
         return StoredCopy(key, digest.hexdigest(), size)
+
+    async def _on_voicemail(self, event: Event) -> None:
+        if isinstance(event, ev.CallRecordFinished) and self.voicemails is not None:
+            await self.voicemails.on_finished(event)
 
     # -- call facts --------------------------------------------------------------------------------
 

@@ -28,17 +28,23 @@ __all__ = [
     "RecordingError",
     "Segment",
     "StoredCopy",
+    "Voicemail",
     "audit",
     "copy_id",
     "delete_recording",
     "mark_available",
     "mark_started",
+    "mark_voicemail_available",
     "open_audio",
     "read_audio",
     "retention_days",
     "segment_of",
     "set_hold",
 ]
+
+VOICEMAIL_RATE = 8000
+# What media writes for a message (services/media/voicemail.py): the standard 44-byte PCM header.
+VOICEMAIL_HEADER_BYTES = 44
 
 RECORDING_COLUMNS = (
     "r.id, r.status, r.partial, r.law, r.duration_s, r.pauses, r.started_at, r.ended_at, r.available_at,"
@@ -221,6 +227,12 @@ async def mark_available(
         opus.sha256 if opus else None,
         opus.size if opus else None,
     )
+    await _schedule_purge(conn, tenant_id, recording_id, due)
+
+
+async def _schedule_purge(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, recording_id: uuid.UUID, due: datetime | None
+) -> None:
     if due is not None:
         await conn.execute(
             """INSERT INTO recording_purge_schedule (recording_id, tenant_id, purge_after) VALUES ($1, $2, $3)
@@ -229,6 +241,54 @@ async def mark_available(
             tenant_id,
             due,
         )
+
+
+@dataclass(frozen=True)
+class Voicemail:
+    """A message a caller left, sealed and stored: what the index keeps of it."""
+
+    id: uuid.UUID
+    left_on: uuid.UUID  # the caller's call (and contact)
+    samples: int  # 8 kHz, one channel of 16-bit linear PCM
+    sha256: str
+    storage_key: str
+    key_id: uuid.UUID
+    size: int
+    started_at: float
+    ended_at: float
+
+
+async def mark_voicemail_available(
+    conn: asyncpg.Connection, tenant_id: uuid.UUID, vm: Voicemail, *, now: float
+) -> None:
+    """Index a voicemail as an available recording of kind `voicemail`, under the tenant's retention (it is
+    stored before routing queues its task, so no queue's retention can be known yet)."""
+    retention: int | None = await conn.fetchval(
+        "SELECT recording_retention_days FROM tenants WHERE id = $1", tenant_id
+    )
+    ended = _utc(vm.ended_at)
+    due = purge_after(ended, retention)
+    await conn.execute(
+        """INSERT INTO recordings (id, tenant_id, status, law, duration_s, started_at, ended_at, available_at,
+               storage_key, key_id, sha256, size_bytes, retention_days, purge_after, segment_kind, left_on,
+               call_id)
+           VALUES ($1, $2, 'available', 'L16', $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'voicemail', $13, $13)
+           ON CONFLICT (id) DO NOTHING""",
+        vm.id,
+        tenant_id,
+        vm.samples / VOICEMAIL_RATE,
+        _utc(vm.started_at),
+        ended,
+        _utc(now),
+        vm.storage_key,
+        vm.key_id,
+        vm.sha256,
+        vm.size,
+        retention,
+        due,
+        vm.left_on,
+    )
+    await _schedule_purge(conn, tenant_id, vm.id, due)
 
 
 @dataclass(frozen=True)
@@ -260,7 +320,7 @@ async def open_audio(
 ) -> AudioStream:
     """The WAV master, or with `copy="opus"` its Opus-in-Ogg copy (size 0: not known before the end)."""
     row = await conn.fetchrow(
-        """SELECT status, storage_key, key_id, sha256, duration_s, opus_key, opus_sha256
+        """SELECT status, storage_key, key_id, sha256, duration_s, opus_key, opus_sha256, law
            FROM recordings WHERE id = $1""",
         recording_id,
     )
@@ -291,6 +351,8 @@ async def open_audio(
         await sealed.aclose()  # type: ignore[attr-defined]
         raise
     samples = round(row["duration_s"] * 8000)
+    if row["law"] == "L16":  # a voicemail: one channel of 16-bit PCM as media wrote it
+        return AudioStream(sha256, VOICEMAIL_HEADER_BYTES + 2 * samples, reader.rest(first))
     # Imported here: the G.711 tables load numpy, which the API needs for nothing else (half a second of
     # every API process's start-up).
     from services.media.rtp.g711 import G711

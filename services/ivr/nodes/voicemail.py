@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
-
 from switchboard.flowdef.flow import Voicemail
 
 from services.kernel.events import CallRecordFinished, MediaRecord, RoutingTask
+from services.kernel.ids import voicemail_id
 
 from ..call import PLAY_SLACK_S, Call, screen_pop
 from ..state import Continue, Finish, Phase, next_id
@@ -47,7 +46,7 @@ def recorded(call: Call, node: Voicemail, event: CallRecordFinished | None, now:
             RoutingTask(
                 tenant_id=s.tenant_id,
                 # A task of its own (the caller's call ends soon): offered to an agent through the desk.
-                call_id=uuid.uuid5(s.call_id, "voicemail"),
+                call_id=voicemail_id(s.call_id),
                 queue=node.queue,
                 file=event.file,
                 seconds=event.seconds,

@@ -68,6 +68,8 @@ class RecordingAvailable(Event, kw_only=True, frozen=True):
     duration: float
     partial: bool
     sha256: str
+    # "voicemail": a message a caller left (its id is the voicemail task's contact id); "call": a call's.
+    kind: Literal["call", "voicemail"] = "call"
 
 
 class RecordingDeleted(Event, kw_only=True, frozen=True):

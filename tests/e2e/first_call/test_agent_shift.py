@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from switchboard.agent_events import ConsultUpdate, ContactConnected, ContactEnd
 from tests.e2e.browser import chromium
 from tests.e2e.first_call.conftest import PhoneCaller, make_tenant, next_of, tone_power, tone_wav
 from tests.e2e.first_call.test_agent_desktop import MEASURE_JS
+from tests.e2e.first_call.test_recording_call import with_recording_service
 
 pytestmark = [
     pytest.mark.e2e,
@@ -484,9 +486,16 @@ async def test_the_consulted_side_of_an_attended_transfer_in_the_desk(
             await page.close()
 
 
-async def test_a_voicemail_in_the_desk(first_call_stack: Any, tmp_path: Path) -> None:
+@pytest.fixture
+def recording_service(first_call_stack: Any, infra: Any) -> Iterator[Any]:
+    """The recording service beside the stack: it seals voicemails, which the desk plays through signed URLs."""
+    yield from with_recording_service(first_call_stack, infra)
+
+
+async def test_a_voicemail_in_the_desk(first_call_stack: Any, recording_service: Any, tmp_path: Path) -> None:
     """A caller's message (the IVR's voicemail node) rings in the desk as a voicemail; taken, it plays in the
-    page; done listening, it is wrapped up with an outcome like a call."""
+    page (from its sealed recording, through a signed URL); done listening, it is wrapped up with an outcome
+    like a call, and the caller's contact links the message."""
     flow = "name: desk-vm\nstart: vm\nnodes:\n  vm: {type: voicemail, queue: Support, prompt: {say: Hi}, max_seconds: 2}\n"
     tenant = await asyncio.to_thread(make_tenant, first_call_stack.api, flow=flow)
     token = await asyncio.to_thread(tenant.token, "agent0@example.com")
@@ -522,6 +531,10 @@ async def test_a_voicemail_in_the_desk(first_call_stack: Any, tmp_path: Path) ->
                         break
                     await asyncio.sleep(0.1)
             assert record["disposition"] == "follow_up" and record["attributes"]["kind"] == "voicemail"
+            left_on = record["attributes"]["voicemail_of"]
+            with tenant.client() as client:
+                caller_contact = client.get(f"/v1/contacts/{left_on}").json()
+            assert [v["id"] for v in caller_contact["voicemails"]] == [contact_id], caller_contact
             assert not problems, problems
         finally:
             caller.close()

@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 import wave
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,7 @@ from tests.e2e.first_call.conftest import (
     trunk_to,
     wait_contact,
 )
+from tests.e2e.first_call.test_recording_call import with_recording_service
 from tests.sipp_uac import press, uac_scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
@@ -1090,13 +1092,21 @@ nodes:
 """
 
 
+@pytest.fixture
+def recording_service(first_call_stack: Stack, infra: Any) -> Iterator[Any]:
+    """The recording service beside the stack: it seals voicemails."""
+    yield from with_recording_service(first_call_stack, infra)
+
+
 async def test_a_voicemail_is_offered_to_an_agent_who_plays_it_and_closes_it(
-    first_call_stack: Stack,
+    first_call_stack: Stack, recording_service: Any, infra: Any
 ) -> None:
     """A caller leaves a message (the IVR's voicemail node): it is a task of its own, offered through the desk
-    like a call but without audio legs; the agent fetches the message with its token, hangs it up (done) and
-    wraps it up with a disposition; the task's record names the call it was left on. Voicemails have a
-    capacity of their own: at 2, a second caller's message is offered while the first is still open."""
+    like a call but without audio legs; the agent's token gets a signed, expiring URL of the message (sealed
+    by the recording service, its plain file gone), hangs it up (done) and wraps it up with a disposition;
+    the task's record names the call it was left on, whose contact links the message, listed as a recording
+    of kind voicemail. Voicemails have a capacity of their own: at 2, a second caller's message is offered
+    while the first is still open."""
     stack = first_call_stack
     t = await asyncio.to_thread(make_tenant, stack.api, flow=VOICEMAIL_FLOW)
     token = await asyncio.to_thread(t.token, "agent0@example.com")
@@ -1117,8 +1127,13 @@ async def test_a_voicemail_is_offered_to_an_agent_who_plays_it_and_closes_it(
             await next_of(agent, ContactConnected, lambda e: e.contact_id == offer.contact_id)
             assert agent.leg(offer.contact_id) is None  # nothing to make a leg for
             async with httpx.AsyncClient(base_url=stack.api, timeout=10) as http:
-                r = await http.get(vm.url, headers={"Authorization": f"Bearer {token}"})
+                signed = await http.get(vm.url, headers={"Authorization": f"Bearer {token}"})
+                assert signed.status_code == 307, signed.text
+                location = signed.headers["location"]
+                assert location.startswith(f"/v1/recording-audio/{offer.contact_id}?") and "sig=" in location
+                r = await http.get(location)  # the signed URL needs no token
                 assert r.status_code == 200 and r.headers["content-type"].startswith("audio/wav"), r.text
+                assert (await http.get(location.replace("sig=", "sig=x"))).status_code == 403
                 assert (await http.get(vm.url)).status_code == 401
                 other = f"/v1/desk/voicemails/{uuid.uuid4()}"
                 assert (
@@ -1141,6 +1156,16 @@ async def test_a_voicemail_is_offered_to_an_agent_who_plays_it_and_closes_it(
         assert record["disposition"] == "follow_up" and record["agent_id"] == t.agents["agent0@example.com"]
         assert record["attributes"]["kind"] == "voicemail" and record["attributes"]["voicemail_of"] == vm.of
         assert record["outcome"] == "handled"
+        assert not (infra.data_dir / "voicemail" / f"{vm.of}.wav").exists()  # sealed: no plain copy left
+        with _sdk(t) as sdk:
+            assert [v["id"] for v in sdk.contacts.get(vm.of).voicemails] == [offer.contact_id]
+            (listed,) = sdk.recordings.list(contact=vm.of, kind="voicemail").items
+            assert (listed.id, listed.kind, listed.left_on, listed.law) == (
+                offer.contact_id,
+                "voicemail",
+                vm.of,
+                "L16",
+            )
     finally:
         caller.close()
         second.close()

@@ -25,6 +25,7 @@ from services.media.spool.ship import ChunkShipper
 from services.recording.pipeline import RecordingPipeline
 from services.recording.store import LocalStore
 from services.recording.vault import KeyRing, LocalMasterKey
+from services.recording.voicemails import VoicemailVault
 
 CALLER_HZ, AGENT_HZ = 600.0, 1000.0
 
@@ -45,8 +46,23 @@ class Stack:
     key_path: Path
     pipeline: RecordingPipeline | None = None
 
+    @property
+    def data_dir(self) -> Path:
+        """Where media writes voicemails (`voicemail/<call>.wav`)."""
+        return self.spool_dir.parent / "data"
+
+    def voicemail_vault(self) -> VoicemailVault:
+        return VoicemailVault(self.bus, self.pool, self.keys, self.store, self.data_dir)
+
     async def start_pipeline(self) -> RecordingPipeline:
-        self.pipeline = RecordingPipeline(self.bus, self.pool, self.keys, self.store, durable=self.durable)
+        self.pipeline = RecordingPipeline(
+            self.bus,
+            self.pool,
+            self.keys,
+            self.store,
+            durable=self.durable,
+            voicemails=self.voicemail_vault(),
+        )
         await self.pipeline.start()
         return self.pipeline
 
@@ -150,7 +166,7 @@ async def stack(infra: Any, tmp_path: Path) -> AsyncIterator[Stack]:
         yield s
     finally:
         await s.stop_pipeline()
-        for name in (f"{s.durable}-ends", f"{s.durable}-calls"):
+        for name in (f"{s.durable}-ends", f"{s.durable}-calls", f"{s.durable}-voicemails"):
             for stream in ("SB_RECORDING_CHUNKS", "SB_EVENTS"):
                 try:
                     await bus.js.delete_consumer(stream, name)

@@ -14,11 +14,14 @@ import switchboard
 from click.testing import CliRunner, Result
 from switchboard_cli.main import cli
 
+from services.kernel import events as ev
+from services.kernel.ids import new_id, voicemail_id
 from services.recording.store import LocalStore
 from services.recording.vault import KeyRing, LocalMasterKey
 
 from ..api.conftest import insert_contact
 from .conftest import Stack
+from .test_voicemails import write_message
 
 
 def run(*args: str, code: int = 0) -> Result:
@@ -127,3 +130,32 @@ async def test_cli_tenant_settings_and_key_rotation(
         out = tmp_path / f"{rid}.wav"
         run("recordings", "get", rid, "-o", str(out))
         assert out.read_bytes()[:4] == b"RIFF"
+
+
+async def test_cli_lists_a_voicemail_apart_and_downloads_it(
+    tenant: Any, stack: Stack, tmp_path: Path
+) -> None:
+    """A caller's message is a recording of kind voicemail: listed with its KIND, filtered by `--kind` and
+    by the contact it was left on, downloaded through its signed URL and checked against its SHA-256."""
+    tid = uuid.UUID(tenant.tenant.id)
+    call = new_id()
+    plain = write_message(stack.data_dir, call, 1.0)
+    await stack.bus.publish(
+        ev.CallRecordFinished(
+            tenant_id=tid, call_id=call, file=f"voicemail/{call}.wav", seconds=1.0, ts=1.0e9
+        )
+    )
+    rid = str(voicemail_id(call))
+    await stack.wait_status(tid, uuid.UUID(rid), "available")
+    listed = json.loads(run("recordings", "list", "--kind", "voicemail", "--json").stdout)
+    assert [(r["id"], r["kind"], r["left_on"], r["law"]) for r in listed] == [
+        (rid, "voicemail", str(call), "L16")
+    ]
+    assert json.loads(run("recordings", "list", "--contact", str(call), "--json").stdout)[0]["id"] == rid
+    assert "no recordings" in run("recordings", "list", "--kind", "talk").stdout
+    table = run("recordings", "list").stdout
+    assert "KIND" in table.splitlines()[0] and "voicemail" in table
+    out = tmp_path / "message.wav"
+    run("recordings", "get", rid, "-o", str(out))
+    assert out.read_bytes() == plain
+    assert "is not one of" in run("recordings", "list", "--kind", "song", code=2).stderr

@@ -1,0 +1,118 @@
+"""Voicemails are recordings: a caller's message, written in plain by media, is sealed with the tenant's
+data key, indexed (kind voicemail, linked to the call it was left on), verified on read, under retention,
+hold and deletion like any recording, and its plain file removed. Plain messages from before (or whose event
+was missed) are sealed by the start-up sweep under the tenant of their task's contact."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+import wave
+from pathlib import Path
+
+import msgspec
+import numpy as np
+import pytest
+
+from services.kernel import events as ev
+from services.kernel.db import tenant_tx
+from services.kernel.ids import new_id, voicemail_id
+from services.recording.records import RecordingError, delete_recording, read_audio, set_hold
+
+from .conftest import Stack
+
+
+def write_message(data_dir: Path, call: uuid.UUID, seconds: float, hz: float = 700.0) -> bytes:
+    """A message as media writes it (8 kHz mono 16-bit PCM); its bytes."""
+    path = data_dir / "voicemail" / f"{call}.wav"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = int(seconds * 8000)
+    pcm = (np.sin(2 * np.pi * hz * np.arange(n) / 8000) * 8000).astype("<i2")
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(pcm.tobytes())
+    return path.read_bytes()
+
+
+async def test_a_voicemail_is_sealed_indexed_verified_and_its_plain_file_removed(stack: Stack) -> None:
+    await stack.start_pipeline()
+    tenant, other = await stack.tenant(), await stack.tenant()
+    await stack.owner.execute("UPDATE tenants SET recording_retention_days = 30 WHERE id = $1", tenant)
+    call = new_id()
+    plain = write_message(stack.data_dir, call, 1.5)
+    finished = ev.CallRecordFinished(
+        tenant_id=tenant, call_id=call, file=f"voicemail/{call}.wav", seconds=1.5, ts=time.time()
+    )
+    await stack.bus.publish(finished)
+    rid = voicemail_id(call)
+    row = await stack.wait_status(tenant, rid, "available")
+    assert (row["segment_kind"], row["law"], row["left_on"], row["call_id"]) == (
+        "voicemail",
+        "L16",
+        call,
+        call,
+    )
+    assert row["duration_s"] == pytest.approx(1.5) and row["sha256"] == hashlib.sha256(plain).hexdigest()
+    assert row["retention_days"] == 30 and row["purge_after"] is not None  # under the tenant's retention
+    assert not (stack.data_dir / "voicemail" / f"{call}.wav").exists()  # no plain copy left
+    sealed = (stack.store.root / row["storage_key"]).read_bytes()
+    assert b"RIFF" not in sealed and plain[100:200] not in sealed
+    async with tenant_tx(stack.pool, tenant, readonly=True) as conn:
+        assert (await read_audio(conn, stack.keys, stack.store, tenant, rid)).wav == plain
+    # Redelivered (a crash before the acknowledgement): stored once, nothing changes.
+    await stack.bus.publish(msgspec.structs.replace(finished, id=new_id()))
+    await stack.bus.publish(
+        ev.CallRecordFinished(tenant_id=tenant, call_id=new_id(), file="voicemail/../../etc/passwd", ts=1.0)
+    )
+    again = await stack.wait_status(tenant, rid, "available")
+    assert again["storage_key"] == row["storage_key"] and again["available_at"] == row["available_at"]
+    # Another tenant sees nothing; a flipped byte in the store is detected on read.
+    async with tenant_tx(stack.pool, other, readonly=True) as conn:
+        assert await conn.fetchval("SELECT count(*) FROM recordings WHERE id = $1", rid) == 0
+        with pytest.raises(RecordingError) as refused:
+            await read_audio(conn, stack.keys, stack.store, other, rid)
+    assert refused.value.code == "not_found"
+    (stack.store.root / row["storage_key"]).write_bytes(
+        sealed[:-40] + bytes([sealed[-40] ^ 1]) + sealed[-39:]
+    )
+    async with tenant_tx(stack.pool, tenant, readonly=True) as conn:
+        with pytest.raises(RecordingError) as corrupt:
+            await read_audio(conn, stack.keys, stack.store, tenant, rid)
+    assert corrupt.value.code == "corrupt"
+    # Held, it cannot be deleted; released, deletion removes the audio and is audited.
+    async with tenant_tx(stack.pool, tenant) as conn:
+        await set_hold(conn, tenant, rid, True)
+        with pytest.raises(RecordingError) as held:
+            await delete_recording(conn, stack.store, tenant, rid, reason="request", now=time.time())
+        assert held.value.code == "held"
+        await set_hold(conn, tenant, rid, False)
+        assert await delete_recording(conn, stack.store, tenant, rid, reason="request", now=time.time())
+        audited = await conn.fetch("SELECT action FROM audit_log WHERE target_id = $1 ORDER BY at", str(rid))
+    assert not (stack.store.root / row["storage_key"]).exists()
+    assert [a["action"] for a in audited][-1] == "recording.deleted"
+
+
+async def test_the_start_up_sweep_seals_plain_messages_under_their_contact_tenant(stack: Stack) -> None:
+    tenant = await stack.tenant()
+    claimed, unclaimed = new_id(), new_id()
+    plain = write_message(stack.data_dir, claimed, 1.0)
+    write_message(stack.data_dir, unclaimed, 1.0)
+    # The voicemail task's contact, as the coordinator saved it before voicemails were sealed.
+    await stack.owner.execute(
+        """INSERT INTO contacts (id, tenant_id, state, arrived_at, attributes)
+           VALUES ($1, $2, 'ended', now(), $3::jsonb)""",
+        voicemail_id(claimed),
+        tenant,
+        msgspec.json.encode({"kind": "voicemail", "file": f"voicemail/{claimed}.wav"}).decode(),
+    )
+    vault = stack.voicemail_vault()
+    assert await vault.sweep() == 1
+    row = await stack.wait_status(tenant, voicemail_id(claimed), "available")
+    assert row["segment_kind"] == "voicemail" and row["sha256"] == hashlib.sha256(plain).hexdigest()
+    assert not (stack.data_dir / "voicemail" / f"{claimed}.wav").exists()
+    # No contact claims it: its tenant is unknown, so it stays where it is (never deleted unsealed).
+    assert (stack.data_dir / "voicemail" / f"{unclaimed}.wav").exists()
+    assert await vault.sweep() == 0
