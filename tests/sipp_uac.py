@@ -1,12 +1,46 @@
-"""SIPp caller scenarios for the end-to-end tests (SIPp is the real SIP peer; its XML is written here once):
-INVITE with an SDP offer, ACK, what the caller does meanwhile, then either waiting for the platform's BYE or
-hanging up itself. Import as `from tests.sipp_uac import uac_scenario, press, stream, pause`."""
+"""SIPp for the end-to-end tests (SIPp is the real SIP peer). `sipp_command` starts every SIPp command line
+(tests/unit/test_sipp_launches.py fails on one that does not); the caller scenarios (their XML is written
+here once): INVITE with an SDP offer, ACK, what the caller does meanwhile, then either waiting for the
+platform's BYE or hanging up itself. Import as `from tests.sipp_uac import sipp_command, uac_scenario, ...`."""
 
 from __future__ import annotations
 
-__all__ = ["pause", "press", "stream", "uac_scenario"]
+import socket
+import subprocess
+
+from services.runtime.embedded import free_port
+
+__all__ = ["pause", "press", "sipp_command", "sipp_media_port", "sipp_scenario", "stream", "uac_scenario"]
 
 _RTPMAP = {0: "PCMU/8000", 8: "PCMA/8000", 101: "telephone-event/8000"}
+
+
+def sipp_media_port(host: str = "127.0.0.1") -> int:
+    """A port for SIPp's `-mp`: SIPp binds it and the one two above (audio and video RTP) as it starts, and
+    exits 254 at once if either is taken. Without `-mp` every SIPp on the machine takes 6000: two pytest
+    sessions side by side (make test) made each other's SIPp fail."""
+    for _ in range(100):
+        port = free_port(host)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as video:
+            try:
+                video.bind((host, port + 2))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free pair of SIPp media ports on {host}")
+
+
+def sipp_command(port: int | None = None, *, host: str = "127.0.0.1") -> list[str]:
+    """The start of a SIPp command line: SIP on `host`:`port` (a free port when None), media on `host` at
+    a free port of its own (sipp_media_port), no keyboard. The control port is left to SIPp, which takes the
+    next free one from 8888 on when one is taken (a fixed `-cp` would fail instead)."""
+    port = free_port(host) if port is None else port
+    return ["sipp", "-nostdin", "-i", host, "-mi", host, "-p", str(port), "-mp", str(sipp_media_port(host))]
+
+
+def sipp_scenario(name: str) -> str:
+    """The XML of SIPp's built-in scenario `name` (`sipp -sd`, which binds no port)."""
+    return subprocess.run(["sipp", "-sd", name], capture_output=True, text=True).stdout  # exits 99
 
 
 def pause(ms: int) -> str:

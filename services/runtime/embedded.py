@@ -45,9 +45,20 @@ _PR_SET_PDEATHSIG = 1
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port free on `host` for both TCP and UDP just now. The kernel's pick for a TCP bind to port 0 knows
+    nothing of UDP sockets, and a SIP port serves both (RTP and SIPp ports are UDP): without the second
+    bind, a port that another process's RTP socket holds could be handed out for a SIP port."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port = int(tcp.getsockname()[1])
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((host, port))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError(f"no port on {host} is free for both TCP and UDP")
 
 
 def die_with_parent(sig: int = signal.SIGTERM) -> Callable[[], None]:

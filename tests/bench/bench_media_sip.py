@@ -35,6 +35,7 @@ from services.kernel.events import CallArrived, CallQuality, MediaAnswer
 from services.kernel.ids import new_id
 from services.kernel.messages import decode, encode
 from services.runtime.embedded import APP_ROLE, DATABASE, EmbeddedNats, EmbeddedPostgres, Secrets, free_port
+from tests.sipp_uac import sipp_command, sipp_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 PCAPS = Path("/usr/share/sip-tester")
@@ -43,7 +44,7 @@ FLOW_NUMBER = "+15557770002"  # has a queue: waits for an answer command
 
 
 def _scenario_180(workdir: Path) -> Path:
-    text = subprocess.run(["sipp", "-sd", "uac"], capture_output=True, text=True).stdout
+    text = sipp_scenario("uac")
     text = text.replace('<send retrans="500">', '<send retrans="500" start_rtd="1">', 1)
     text = text.replace('<recv response="180" optional="true">', '<recv response="180" rtd="1">', 1)
     path = workdir / "uac180.xml"
@@ -75,7 +76,7 @@ async def _seed(owner_url: str) -> None:
 
 
 def _sipp(args: list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    cmd = ["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()), *args]
+    cmd = [*sipp_command(), *args]
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 

@@ -31,7 +31,7 @@ from services.kernel import events as ev
 from services.kernel.messages import Reply, decode, encode
 from services.media.rtp.g711 import ulaw_decode, ulaw_encode
 from services.runtime.embedded import free_port
-from tests.sipp_uac import uac_scenario
+from tests.sipp_uac import sipp_command, uac_scenario
 
 pytestmark = [
     pytest.mark.e2e,
@@ -244,8 +244,8 @@ async def test_chromium_agent_and_sipp_caller_hear_each_other(
     await nc.subscribe(f"sb.{tenant}.evt.call.*", cb=on_event)
     await nc.flush()
     sipp = await asyncio.create_subprocess_exec(
-        "sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()),
-        "-mp", str(free_port()), "-sf", "caller.xml", "-s", line["number"], f"127.0.0.1:{media.sip_port}",
+        *sipp_command(),
+        "-sf", "caller.xml", "-s", line["number"], f"127.0.0.1:{media.sip_port}",
         "-m", "1", "-timeout", "45", "-timeout_error", "-trace_err",
         cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip

@@ -34,6 +34,7 @@ from services.media.rtp.packet import RtpPacket
 from services.media.rtp.telephone_event import digit_packets
 from services.runtime.embedded import free_port
 from tests.service_procs import consumer_ready, drop_consumers, service_env, sip_answers, stop_all
+from tests.sipp_uac import sipp_command
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -635,7 +636,8 @@ def sipp_trace(folder: Path) -> str:
 
 async def sipp_uas(tmp_path: Path, port: int, *args: str) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
-        *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port), *args],
+        *sipp_command(port),
+        *args,
         *["-trace_msg", "-timeout", "60"],
         cwd=tmp_path,
         stdout=asyncio.subprocess.DEVNULL,

@@ -32,7 +32,7 @@ from services.kernel.events import AgentStateChanged
 from services.media.rtp.g711 import ulaw_decode, ulaw_encode
 from services.runtime.embedded import free_port
 from tests.e2e.first_call.conftest import Watch, make_tenant, sipp_uas, tone_power, trunk_to
-from tests.sipp_uac import uac_scenario
+from tests.sipp_uac import sipp_command, uac_scenario
 
 pytestmark = [
     pytest.mark.e2e,
@@ -160,8 +160,8 @@ async def test_agent_connect_answers_a_sipp_call_routed_to_a_queue(
         _, caller = await loop.create_datagram_endpoint(CallerRtp, local_addr=("127.0.0.1", rtp_port))
         (tmp_path / "caller.xml").write_text(_scenario(rtp_port))
         sipp = await asyncio.create_subprocess_exec(
-            "sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()),
-            "-mp", str(free_port()), "-sf", "caller.xml", "-s", tenant.number,
+            *sipp_command(),
+            "-sf", "caller.xml", "-s", tenant.number,
             f"127.0.0.1:{first_call_stack.sip_port}", "-m", "1", "-timeout", "40", "-timeout_error",
             "-trace_err", cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip

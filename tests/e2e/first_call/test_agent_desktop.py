@@ -19,6 +19,7 @@ import pytest
 from services.runtime.embedded import free_port
 from tests.e2e.browser import chromium
 from tests.e2e.first_call.conftest import PhoneCaller, make_tenant, sipp_uas, trunk_to
+from tests.sipp_uac import sipp_command
 
 pytestmark = [
     pytest.mark.e2e,
@@ -81,7 +82,7 @@ async def _supervisor_steps_in(stack: Any, tenant: Any, page: Any, tmp_path: Pat
     (tmp_path / "phone.xml").write_text(PICK_UP_AFTER_3S.replace('<pause milliseconds="3000"/>', ""))
     port = free_port()
     phone = await asyncio.create_subprocess_exec(
-        *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port)],
+        *sipp_command(port),
         *["-sf", "phone.xml", "-rtp_echo", "-m", "1", "-timeout", "60"],
         cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip

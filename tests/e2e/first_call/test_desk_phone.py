@@ -22,6 +22,7 @@ from tests.e2e.first_call.conftest import (
     wait_contact,
 )
 from tests.service_procs import free_port
+from tests.sipp_uac import sipp_command
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"
@@ -124,7 +125,7 @@ async def _phone(t: Tenant, tmp_path: Path, scenario: str) -> asyncio.subprocess
         assert r.status_code == 200, r.text
     (tmp_path / "phone.xml").write_text(scenario)
     phone = await asyncio.create_subprocess_exec(
-        *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port)],
+        *sipp_command(port),
         *["-sf", "phone.xml", "-rtp_echo", "-m", "1", "-timeout", "40"],
         cwd=tmp_path,
         stdout=asyncio.subprocess.DEVNULL,

@@ -48,7 +48,7 @@ from tests.e2e.first_call.conftest import (
     wait_contact,
 )
 from tests.e2e.first_call.test_recording_call import with_recording_service
-from tests.sipp_uac import press, uac_scenario
+from tests.sipp_uac import press, sipp_command, uac_scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -346,7 +346,7 @@ async def test_agent_at_a_sip_phone_is_rung_and_talks(first_call_stack: Stack, t
         )
         assert r.status_code == 200, r.text
     phone = await asyncio.create_subprocess_exec(
-        *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port)],
+        *sipp_command(port),
         *["-sn", "uas", "-rtp_echo", "-m", "1", "-timeout", "40"],
         cwd=tmp_path,
         stdout=asyncio.subprocess.DEVNULL,
@@ -643,8 +643,8 @@ async def test_a_vip_caller_jumps_the_line(first_call_stack: Stack, tmp_path: Pa
         await first.dial()
         await watch.wait_for(ev.ContactQueued)
         sipp = await asyncio.create_subprocess_exec(
-            "sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()),
-            "-mp", str(free_port()), "-sf", "vip.xml", "-s", t.number, f"127.0.0.1:{stack.sip_port}",
+            *sipp_command(),
+            "-sf", "vip.xml", "-s", t.number, f"127.0.0.1:{stack.sip_port}",
             "-m", "1", "-timeout", "20", "-timeout_error",
             cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
@@ -692,8 +692,8 @@ async def test_a_caller_on_a_queue_number_hears_position_at_the_queues_interval(
         uac_scenario(rtp_port=rtp.get_extra_info("sockname")[1], hangup_after_ms=14000, name="waiting")
     )
     sipp = await asyncio.create_subprocess_exec(
-        "sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()),
-        "-mp", str(free_port()), "-sf", "waiting.xml", "-s", t.number, f"127.0.0.1:{stack.sip_port}",
+        *sipp_command(),
+        "-sf", "waiting.xml", "-s", t.number, f"127.0.0.1:{stack.sip_port}",
         "-m", "1", "-timeout", "30", "-timeout_error",
         cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
@@ -783,7 +783,7 @@ async def test_demo_flow_callback_offer_is_called_back_agent_first(
     )
     try:
         caller = await asyncio.create_subprocess_exec(
-            *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port())],
+            *sipp_command(),
             *[
                 "-sf",
                 "caller.xml",
@@ -1048,7 +1048,7 @@ async def test_queue_survey_after_the_agent_hangs_up_lands_on_the_record(
         async with AgentSession(stack.api, t.token("agent0@example.com"), auto_answer=True) as agent:
             await agent.login(state="available")
             caller = await asyncio.create_subprocess_exec(
-                *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port())],
+                *sipp_command(),
                 *[
                     "-sf",
                     "caller.xml",

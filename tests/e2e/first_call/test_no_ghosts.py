@@ -36,7 +36,7 @@ from tests.e2e.first_call.conftest import (
     wait_contact,
 )
 from tests.e2e.first_call.test_worker_loss import worker_of
-from tests.service_procs import free_port
+from tests.sipp_uac import sipp_command
 
 pytestmark = pytest.mark.skipif(
     shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed"
@@ -74,7 +74,7 @@ async def test_callers_killed_without_a_bye_are_freed_by_the_media_timeout(
     await _set_limit(infra, t.id, GHOSTS)
     watch = await Watch.start(stack.nats_url, t.id)
     sipp = await asyncio.create_subprocess_exec(
-        *("sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port())),
+        *sipp_command(),
         *("-sn", "uac", "-s", t.number, f"127.0.0.1:{stack.sip_port}", "-rtp_echo"),
         *("-m", str(GHOSTS), "-r", "20", "-l", str(GHOSTS), "-d", "120000"),
         cwd=tmp_path,
@@ -260,9 +260,8 @@ async def test_a_caller_that_stops_refreshing_its_session_timer_is_ended_session
     try:
         started = time.monotonic()
         sipp = await asyncio.create_subprocess_exec(
-            "sipp", "-sf", str(SIPP / "session-timer-lapses.xml"), "-set", "se", "6", "-s", t.number,
-            f"127.0.0.1:{stack.sip_port}", "-m", "1", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1",
-            "-p", str(free_port()), "-mp", str(free_port()), "-timeout", "40", "-timeout_error", "-trace_err",
+            *sipp_command(), "-sf", str(SIPP / "session-timer-lapses.xml"), "-set", "se", "6", "-s", t.number,
+            f"127.0.0.1:{stack.sip_port}", "-m", "1", "-timeout", "40", "-timeout_error", "-trace_err",
             cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
         out, _ = await asyncio.wait_for(sipp.communicate(), 45)

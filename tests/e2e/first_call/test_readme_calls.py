@@ -24,8 +24,8 @@ from switchboard import AgentSession
 from switchboard.agent_events import ContactOffer, Recorded
 
 from services.runtime.demo import ensure_demo
-from services.runtime.embedded import free_port
 from tests.e2e.first_call.conftest import make_tenant, next_of, tone, tone_power, wait_contact
+from tests.sipp_uac import sipp_command
 from tests.unit.docs.doc_commands import REPO, fenced_blocks
 
 README = REPO / "README.md"
@@ -44,8 +44,7 @@ AGENT_HZ = 1000.0
 
 async def _sipp(cwd: Path, number: str, sip_port: int, *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        "sipp", *args, "-s", number, f"127.0.0.1:{sip_port}", "-m", "1", "-nostdin", "-i", "127.0.0.1",
-        "-mi", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port()), "-timeout", "60",
+        *sipp_command(), *args, "-s", number, f"127.0.0.1:{sip_port}", "-m", "1", "-timeout", "60",
         "-timeout_error", cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     out, _ = await asyncio.wait_for(proc.communicate(), 70)

@@ -26,6 +26,7 @@ from services.runtime.embedded import free_port
 from tests.e2e.first_call.conftest import make_tenant, tone_power
 from tests.e2e.first_call.test_agent_connect import SWITCHBOARD, CallerRtp, _scenario, _tone_wav
 from tests.service_procs import service_env
+from tests.sipp_uac import sipp_command
 
 pytestmark = [
     pytest.mark.e2e,
@@ -113,8 +114,8 @@ async def _call(
             callers.append(caller)
         (tmp_path / "caller.xml").write_text(_scenario(rtp_port))
         sipp = await asyncio.create_subprocess_exec(
-            "sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()),
-            "-mp", str(free_port()), "-sf", "caller.xml", "-s", tenant.number,
+            *sipp_command(),
+            "-sf", "caller.xml", "-s", tenant.number,
             f"127.0.0.1:{stack.sip_port}", "-m", "1", "-timeout", "40", "-timeout_error",
             cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip

@@ -47,7 +47,7 @@ from tests.e2e.first_call.test_supervisor_monitor import (
     switchboard_cli,
 )
 from tests.service_procs import service_env
-from tests.sipp_uac import uac_scenario
+from tests.sipp_uac import sipp_command, uac_scenario
 
 pytestmark = [
     pytest.mark.e2e,
@@ -102,8 +102,8 @@ class SippCaller:
             uac_scenario(rtp_port=rtp_port, caller=caller, hangup_after_ms=120_000, name="console caller")
         )
         proc = await asyncio.create_subprocess_exec(
-            "sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()),
-            "-mp", str(free_port()), "-sf", "caller.xml", "-s", number, f"127.0.0.1:{sip_port}",
+            *sipp_command(),
+            "-sf", "caller.xml", "-s", number, f"127.0.0.1:{sip_port}",
             "-m", "1", "-timeout", "150",
             cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip
@@ -142,7 +142,7 @@ async def _desk_phone(tmp_path: Path) -> DeskPhone:
     port = free_port()
     (tmp_path / "phone.xml").write_text(PICK_UP_AFTER_3S.replace('<pause milliseconds="3000"/>', ""))
     proc = await asyncio.create_subprocess_exec(
-        "sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port),
+        *sipp_command(port),
         "-sf", "phone.xml", "-rtp_echo", "-m", "1", "-timeout", "60",
         cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip

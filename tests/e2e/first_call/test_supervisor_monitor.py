@@ -28,6 +28,7 @@ from services.media.rtp.g711 import G711
 from services.media.webrtc import LegState, WebRtcConfig, WebRtcLeg
 from tests.e2e.first_call.conftest import PhoneCaller, Stack, make_tenant, tone, tone_power, tone_wav
 from tests.e2e.first_call.test_agent_connect import SWITCHBOARD
+from tests.sipp_uac import sipp_command
 
 pytestmark = pytest.mark.e2e
 
@@ -445,7 +446,7 @@ async def test_the_supervisors_desk_phone_as_the_monitoring_endpoint(
     async def ringable() -> tuple[asyncio.subprocess.Process, int]:
         port = free_port()
         proc = await asyncio.create_subprocess_exec(
-            *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port)],
+            *sipp_command(port),
             *["-sf", "phone.xml", "-rtp_echo", "-m", "1", "-timeout", "60"],
             cwd=tmp_path, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
         )  # fmt: skip

@@ -37,7 +37,7 @@ from services.media.rtp.g711 import alaw_decode, ulaw_decode
 from services.routing.partitions import tenant_commands_subject
 from services.runtime.demo import DEMO_FLOW_NAME, ensure_demo
 from services.runtime.embedded import free_port
-from tests.sipp_uac import press, uac_scenario
+from tests.sipp_uac import press, sipp_command, uac_scenario
 
 pytestmark = [
     pytest.mark.e2e,
@@ -184,8 +184,8 @@ async def _call(  # type: ignore[no-untyped-def]
     await nc.flush()
     try:
         sipp = await asyncio.create_subprocess_exec(
-            "sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()),
-            "-mp", str(free_port()), "-sf", str(scenario), "-s", number,
+            *sipp_command(),
+            "-sf", str(scenario), "-s", number,
             f"127.0.0.1:{ivr_stack.sip_port}", "-m", "1", "-timeout", "25", "-timeout_error",
             "-trace_err", cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip

@@ -40,7 +40,7 @@ from services.kernel.messages import Reply, encode
 from services.media.rtp.g711 import ulaw_encode
 from services.routing.partitions import tenant_commands_subject
 from services.runtime.embedded import free_port
-from tests.sipp_uac import stream, uac_scenario
+from tests.sipp_uac import sipp_command, stream, uac_scenario
 
 pytestmark = [
     pytest.mark.e2e,
@@ -169,8 +169,8 @@ async def _call(infra, ivr_stack, tenant: _Tenant, number: str, tmp_path: Path, 
     await nc.flush()
     try:
         sipp = await asyncio.create_subprocess_exec(
-            "sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port()),
-            "-mp", str(free_port()), "-sf", str(scenario), "-s", number,
+            *sipp_command(),
+            "-sf", str(scenario), "-s", number,
             f"127.0.0.1:{ivr_stack.sip_port}", "-m", "1", "-timeout", "30", "-timeout_error",
             "-trace_err", cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
@@ -237,7 +237,7 @@ async def test_transfer_to_an_outside_number_reaches_the_sipp_uas(
     infra, ivr_stack, tenant: _Tenant, tmp_path: Path
 ) -> None:
     uas = await asyncio.create_subprocess_exec(
-        *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(tenant.uas_port)],
+        *sipp_command(tenant.uas_port),
         *["-sn", "uas", "-rtp_echo", "-m", "1", "-timeout", "30"],
         cwd=tmp_path,
         stdout=asyncio.subprocess.DEVNULL,

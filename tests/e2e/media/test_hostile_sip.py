@@ -30,6 +30,7 @@ from services.runtime.embedded import free_port
 from tests.e2e.media.test_media_sharding import _env, _spawn, _wait_log
 from tests.integration.media.sipclient import header, status_of
 from tests.service_procs import sip_answers, stop_all
+from tests.sipp_uac import sipp_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -146,7 +147,7 @@ def _options_ok(port: int, host: str = "127.0.0.1") -> bool:
 def _sipp(port: int, number: str, tmp: Path, *, calls: int, rate: int, host: str = "127.0.0.1") -> None:
     result = subprocess.run(
         [
-            *("sipp", "-nostdin", "-i", host, "-mi", host, "-p", str(free_port())),
+            *sipp_command(free_port(), host=host),
             *("-sn", "uac", "-s", number, f"127.0.0.1:{port}"),
             *("-m", str(calls), "-r", str(rate), "-l", str(calls), "-timeout", "30", "-timeout_error"),
             *("-trace_stat", "-stf", str(tmp / "stat.csv")),
@@ -257,7 +258,7 @@ def test_a_scanner_is_shut_out_at_the_front_while_others_keep_service(front: Fro
     # SIPp calls from 127.0.0.1 while 127.0.0.2 scans at 100 requests/s: every call must succeed.
     sipp = subprocess.Popen(
         [
-            *("sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port())),
+            *sipp_command(),
             *("-sn", "uac", "-s", front.number, f"127.0.0.1:{front.port}"),
             *("-m", "20", "-r", "5", "-l", "20", "-timeout", "30", "-timeout_error"),
         ],

@@ -35,6 +35,7 @@ from tests.integration.media.harness import Caller, Events, answered_call
 from tests.integration.media.sipclient import RtpReceiver, TcpSip, header, request, status_of
 from tests.integration.media.test_originate import FakeTrunk, _tenant_with_trunk
 from tests.service_procs import service_env, stop_all
+from tests.sipp_uac import sipp_command
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -288,7 +289,7 @@ def test_sipp_calls_through_the_front(shard: Shard, tmp_path: Path) -> None:
     # Runs after the kill above: the surviving worker serves every call; none may fail.
     result = subprocess.run(
         [
-            *("sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(free_port())),
+            *sipp_command(),
             *("-sn", "uac", "-s", shard.number, f"127.0.0.1:{shard.port}"),
             *("-m", "10", "-r", "10", "-l", "10", "-timeout", "20", "-timeout_error"),
         ],

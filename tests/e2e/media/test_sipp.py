@@ -15,6 +15,7 @@ import pytest
 from services.kernel.events import CallArrived, CallDtmf, CallEnded, MediaAnswer, MediaHangup
 from services.kernel.messages import decode, encode
 from services.runtime.embedded import free_port
+from tests.sipp_uac import sipp_command, sipp_scenario
 
 pytestmark = [
     pytest.mark.e2e,
@@ -26,7 +27,7 @@ PCAPS = Path("/usr/share/sip-tester")
 def _sipp(args: list[str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     port = free_port()
     return subprocess.run(
-        ["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port), *args],
+        [*sipp_command(port), *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -81,7 +82,7 @@ def test_sipp_unknown_number_fails(media_edge, tmp_path: Path) -> None:
 
 
 def _dtmf_scenario(digits: list[str]) -> str:
-    text = subprocess.run(["sipp", "-sd", "uac_pcap"], capture_output=True, text=True).stdout
+    text = sipp_scenario("uac_pcap")
     plays = "".join(
         f'<nop><action><exec play_pcap_audio="pcap/dtmf_2833_{d}.pcap"/></action></nop>'
         f'<pause milliseconds="400"/>'
@@ -179,15 +180,8 @@ async def test_originate_answered_by_sipp_uas_with_echo(media_edge, infra, tmp_p
     finally:
         await conn.close()
     uas = await asyncio.create_subprocess_exec(
+        *sipp_command(uas_port),
         *[
-            "sipp",
-            "-nostdin",
-            "-i",
-            "127.0.0.1",
-            "-mi",
-            "127.0.0.1",
-            "-p",
-            str(uas_port),
             "-sn",
             "uas",
             "-rtp_echo",
@@ -260,7 +254,7 @@ async def test_originate_answered_by_sipp_uas_with_echo(media_edge, infra, tmp_p
 
 def _inband_scenario(stream: Path) -> str:
     """uac_pcap (which offers PCMA) with its pcap replay replaced by an rtp_stream of raw A-law audio."""
-    text = subprocess.run(["sipp", "-sd", "uac_pcap"], capture_output=True, text=True).stdout
+    text = sipp_scenario("uac_pcap")
     start = text.index("<!-- Play a pre-recorded PCAP file")
     end = text.index('<pause milliseconds="1000"/>') + len('<pause milliseconds="1000"/>')
     play = f'<nop><action><exec rtp_stream="{stream},1,8"/></action></nop><pause milliseconds="3500"/>'

@@ -25,6 +25,7 @@ from services.kernel.messages import Reply, decode, encode
 from services.media.rtp.g711 import G711, alaw_encode
 from services.media.webrtc import LegState, WebRtcConfig, WebRtcLeg
 from services.runtime.embedded import free_port
+from tests.sipp_uac import sipp_command, sipp_scenario
 
 pytestmark = [
     pytest.mark.e2e,
@@ -50,7 +51,7 @@ def _power(samples: np.ndarray, frequency: float, rate: int = 8000) -> float:
 
 
 def _uac_pcap() -> str:
-    return subprocess.run(["sipp", "-sd", "uac_pcap"], capture_output=True, text=True).stdout
+    return sipp_scenario("uac_pcap")
 
 
 def _replace_play(text: str, replacement: str) -> str:
@@ -106,7 +107,7 @@ class Bus:
 async def _bridged_call(media_edge, bus: Bus, sipp_args: list[str], cwd: Path, during) -> None:  # type: ignore[no-untyped-def]
     """Run SIPp, answer its call, bridge an agent to it, run `during(agent)`, then wait for SIPp's BYE."""
     port = free_port()
-    command = ["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(port), *sipp_args]
+    command = [*sipp_command(port), *sipp_args]
     sipp = asyncio.create_task(
         asyncio.to_thread(subprocess.run, command, cwd=cwd, capture_output=True, text=True, timeout=60)
     )

@@ -18,6 +18,7 @@ from services.kernel import events as ev
 from services.kernel.ids import new_id
 from services.kernel.messages import Reply, decode, encode
 from services.runtime.embedded import free_port
+from tests.sipp_uac import sipp_command
 
 from .harness import Events, answered_call, send_audio, tone_power
 
@@ -54,7 +55,7 @@ async def test_transfer_bridges_the_caller_to_an_outside_number(media_edge, infr
     uas_port = free_port()
     await _set_trunk(infra.owner_url, media_edge.tenant_id, uas_port)
     uas = await asyncio.create_subprocess_exec(
-        *["sipp", "-nostdin", "-i", "127.0.0.1", "-mi", "127.0.0.1", "-p", str(uas_port)],
+        *sipp_command(uas_port),
         *["-sn", "uas", "-rtp_echo", "-m", "1", "-timeout", "30"],
         cwd=tmp_path,
         stdout=asyncio.subprocess.DEVNULL,
