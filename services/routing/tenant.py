@@ -334,7 +334,7 @@ class TenantRunner:
             if not self.loaded.exists:
                 _answer(reply, Reply(ok=False, code="unknown_tenant", error="this tenant does not exist"))
                 continue
-            if isinstance(command, (*QUERIES, ev.RoutingAgentLogin, ev.RoutingCallback)):
+            if isinstance(command, (*QUERIES, ev.RoutingAgentLogin)):
                 # These read the state the commands before them leave, or go to the database first.
                 await self._flush(simple)
                 simple = []
@@ -439,10 +439,6 @@ class TenantRunner:
                 else:
                     priority, skills, preferred = c.priority, dict(c.skills), c.preferred_agent_id
                     window, only, channel = c.preferred_window_s, c.preferred_only, None
-                if priority is None:
-                    priority = self.loaded.default_priority.get(qid, core.model.DEFAULT_PRIORITY)
-                if not 1 <= priority <= 99:
-                    return Reply(ok=False, code=ReplyCode.INVALID, error="priority must be 1-99")
                 requires = {
                     k.removeprefix("requires."): v for k, v in attributes.items() if k.startswith("requires.")
                 }
@@ -460,18 +456,16 @@ class TenantRunner:
                     channel=channel,
                 )
             case ev.RoutingCallback():
-                if self.engine.position(str(c.call_id)) is not None:
-                    return core.SetVirtualHold(id=cid, contact_id=str(c.call_id), on=True)
+                # Virtual hold or a new contact on hold: the core's decision (engine.py, _request_callback).
                 qid = self._queue_id(c.queue, c.queue_id)
                 if isinstance(qid, Reply):
                     return qid
-                return core.Enqueue(
+                return core.RequestCallback(
                     id=cid,
                     contact_id=str(c.call_id),
                     queue_id=qid,
-                    priority=self.loaded.default_priority.get(qid, core.model.DEFAULT_PRIORITY),
-                    attributes={**c.attributes, "callback_number": c.number},
-                    virtual_hold=True,
+                    number=c.number,
+                    attributes=dict(c.attributes),
                 )
             case ev.RoutingCancel():
                 return core.Cancel(id=cid, contact_id=str(c.call_id), reason=c.reason)

@@ -33,7 +33,6 @@ DEFAULT_CAPACITY = AgentProfile(agent_id="default").capacity
 class LoadedConfig:
     config: TenantConfig
     queue_ids_by_name: dict[str, str] = field(default_factory=dict)
-    default_priority: dict[str, int] = field(default_factory=dict)  # queue id -> priority of its contacts
     exists: bool = True  # False: the tenant is unknown (deleted, or never created)
     drained_sites: frozenset[str] = frozenset()
 
@@ -106,6 +105,7 @@ def _queue(r: asyncpg.Record, tz: str, queue_ids: set[str]) -> QueueConfig:
         preferred_site_id=str(r["site_id"]) if r["site_id"] else None,
         site_spill_after_s=r["spill_after_seconds"],
         site_spill_expected_wait_s=r["spill_expected_wait_seconds"],
+        default_priority=int(r["priority"]),
     )
 
 
@@ -130,7 +130,6 @@ async def load_tenant_config(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> Loaded
     queue_ids = {str(r["id"]) for r in queue_rows}
     queues = [_queue(r, tenant["timezone"], queue_ids) for r in queue_rows]
     names = {r["name"]: str(r["id"]) for r in queue_rows}
-    priorities = {str(r["id"]): int(r["priority"]) for r in queue_rows}
     agents: list[AgentProfile] = []
     for r in agent_rows:
         skills = _skills(r["skills"])
@@ -154,6 +153,4 @@ async def load_tenant_config(pool: asyncpg.Pool, tenant_id: uuid.UUID) -> Loaded
         agents=agents,
     )
     drained = frozenset(str(r["id"]) for r in site_rows if r["drained_at"] is not None)
-    return LoadedConfig(
-        config=config, queue_ids_by_name=names, default_priority=priorities, drained_sites=drained
-    )
+    return LoadedConfig(config=config, queue_ids_by_name=names, drained_sites=drained)

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from .model import DEFAULT_PRIORITY, Channel, TenantConfig
+from .model import Channel, TenantConfig
 from .outputs import Output
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "Prioritize",
     "Reject",
     "Reply",
+    "RequestCallback",
     "RestoreSite",
     "Result",
     "SetState",
@@ -48,7 +49,7 @@ class Configure(Command, frozen=True, kw_only=True, tag="configure"):
 class Enqueue(Command, frozen=True, kw_only=True, tag="enqueue"):
     contact_id: str
     queue_id: str
-    priority: int = DEFAULT_PRIORITY  # 1-99, higher is served first
+    priority: int | None = None  # 1-99, higher is served first; None: the queue's default_priority
     attributes: dict[str, str] = msgspec.field(default_factory=dict)  # e.g. {"vip": "true"}
     requires: dict[str, str] = msgspec.field(default_factory=dict)  # agent must have, e.g. dialect
     skills: dict[str, int] = msgspec.field(default_factory=dict)
@@ -142,6 +143,17 @@ class SetVirtualHold(Command, frozen=True, kw_only=True, tag="set_virtual_hold")
     on: bool
 
 
+class RequestCallback(Command, frozen=True, kw_only=True, tag="request_callback"):
+    """The customer asked to be called back: a contact already in line keeps its place on virtual hold;
+    any other (a callback asked for outside a queue) joins `queue_id` on virtual hold at the queue's
+    default priority."""
+
+    contact_id: str
+    queue_id: str
+    number: str
+    attributes: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class Prioritize(Command, frozen=True, kw_only=True, tag="prioritize"):
     """A supervisor's hand on the line (core/floor.py): the waiting contact goes to the front of its
     queue, or with `agent_id` is pulled, offered to that agent now (outside the line's order)."""
@@ -165,6 +177,7 @@ class RestoreSite(Command, frozen=True, kw_only=True, tag="restore_site"):
 AnyCommand = (
     Configure
     | Enqueue
+    | RequestCallback
     | Cancel
     | EndContact
     | AgentLogin

@@ -29,6 +29,7 @@ from .commands import (
     Prioritize,
     Reject,
     Reply,
+    RequestCallback,
     RestoreSite,
     Result,
     SetState,
@@ -194,7 +195,10 @@ class Engine(Operations):
         if isinstance(outcome, Rejected):
             return Reply(ok=False, code=outcome.code, reason=outcome.reason)
         contact_id = getattr(cmd, "contact_id", None)
-        if isinstance(cmd, (Enqueue, TransferToQueue, SetVirtualHold)) and contact_id is not None:
+        if (
+            isinstance(cmd, (Enqueue, RequestCallback, TransferToQueue, SetVirtualHold))
+            and contact_id is not None
+        ):
             where = self.position(contact_id)
             if where is not None:
                 outcome = {**outcome, **where}
@@ -284,7 +288,7 @@ class Engine(Operations):
             return Rejected(code="invalid", reason="contact_id must not be empty")
         if cmd.contact_id in st.contacts:
             return Rejected(code="duplicate_contact", reason=f"contact {cmd.contact_id!r} is already routed")
-        if not PRIORITY_MIN <= cmd.priority <= PRIORITY_MAX:
+        if cmd.priority is not None and not PRIORITY_MIN <= cmd.priority <= PRIORITY_MAX:
             return Rejected(code="invalid", reason=f"priority must be {PRIORITY_MIN}-{PRIORITY_MAX}")
         for skill, level in cmd.skills.items():
             if not skill or not 1 <= level <= PROFICIENCY_MAX:
@@ -305,12 +309,14 @@ class Engine(Operations):
             )
         q = self.queues[entry]
         now = st.now
+        # No priority given: the default of the queue asked for (a closed queue's, not its target's).
+        priority = cmd.priority if cmd.priority is not None else self.queues[cmd.queue_id].default_priority
         c = Contact(
             contact_id=cmd.contact_id,
             queue_id=entry,
             channel=cmd.channel or q.channel,
-            base_priority=cmd.priority,
-            priority=cmd.priority,
+            base_priority=priority,
+            priority=priority,
             seq=st.next_arrival,
             arrived_at=now,
             queued_at=now,
@@ -357,6 +363,21 @@ class Engine(Operations):
         self._fresh[c.contact_id] = None
         self._refresh_contact(c)
         return {}
+
+    def _request_callback(self, cmd: RequestCallback) -> Rejected | dict[str, Any]:
+        """Policy: a callback keeps the caller's place when they have one (virtual hold), else it is a new
+        contact on virtual hold, carrying the number to call."""
+        if cmd.contact_id in self.state.contacts:
+            return self._virtual_hold(SetVirtualHold(id=cmd.id, contact_id=cmd.contact_id, on=True))
+        return self._enqueue(
+            Enqueue(
+                id=cmd.id,
+                contact_id=cmd.contact_id,
+                queue_id=cmd.queue_id,
+                attributes={**cmd.attributes, "callback_number": cmd.number},
+                virtual_hold=True,
+            )
+        )
 
     def _cancel(self, cmd: Cancel) -> Rejected | dict[str, Any]:
         c = self.state.contacts.get(cmd.contact_id)
@@ -778,6 +799,7 @@ class Engine(Operations):
     _handlers: dict[type, Any] = {
         Configure: _configure,
         Enqueue: _enqueue,
+        RequestCallback: _request_callback,
         Cancel: _cancel,
         EndContact: _end,
         AgentLogin: Operations._login,

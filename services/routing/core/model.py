@@ -109,6 +109,8 @@ class QueueConfig(msgspec.Struct, frozen=True, kw_only=True):
     offer_timeout_s: float = 20.0
     wrap_up_s: float = 30.0
     callback_timeout_s: float = 300.0
+    # A contact's priority when its enqueue names none (queues.priority in the database).
+    default_priority: int = DEFAULT_PRIORITY
     default_aht_s: float = 180.0
     aht_window: int = 100
     ewt_round_s: int = 5
@@ -167,6 +169,8 @@ def _check_queue(q: QueueConfig, queue_ids: set[str], site_ids: set[str]) -> str
     where = f"queue {q.queue_id!r}"
     if err := _check_skills(where, q.skills):
         return err
+    if not PRIORITY_MIN <= q.default_priority <= PRIORITY_MAX:
+        return f"{where}: default_priority must be {PRIORITY_MIN}-{PRIORITY_MAX}"
     previous = -1.0
     for i, step in enumerate(q.expansion):
         if i == 0 and step.after_s != 0:

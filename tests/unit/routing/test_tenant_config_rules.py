@@ -20,7 +20,7 @@ def row(**rules: object) -> dict[str, object]:
         "id": SUPPORT, "skills": "{}", "wrap_up_seconds": 0, "offer_timeout_seconds": 20, "site_id": None,
         "strategy": "longest_idle", "overflow": "[]", "hours": None, "holidays": [],
         "closed_treatment": "message", "closed_queue_id": None, "priority_rules": "[]",
-        "spill_after_seconds": None, "spill_expected_wait_seconds": None,
+        "spill_after_seconds": None, "spill_expected_wait_seconds": None, "priority": 50,
     }  # fmt: skip
     return base | rules
 
@@ -51,6 +51,7 @@ def test_rules_become_the_cores_queue_config() -> None:
     assert q.strategy is Strategy.MOST_SKILLED and q.site_spill_after_s == 30
     assert [(r.target_queue_id, r.after_s) for r in q.overflow] == [(str(BILLING), 60)]
     assert q.closed_target_queue_id == str(BILLING) and q.priority_rules[0].raise_by == 30
+    assert _queue(row(priority=80), "UTC", {str(SUPPORT)}).default_priority == 80
     assert q.schedule is not None and q.schedule.tz == "Europe/Paris"
     # Monday 2026-12-21 at 08:30 and 09:30 in Paris (07:30 and 08:30 UTC); Monday 28th is a holiday.
     assert not is_open(q.schedule, at("2026-12-21T08:30", "Europe/Paris"))
