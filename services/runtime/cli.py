@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .runtime import DEFAULT_HTTP_PORT, SERVICES, Options, run
+from .runtime import DEFAULT_HTTP_PORT, PARTITIONED, SERVICES, Options, run
 
 __all__ = ["up"]
 
@@ -37,6 +37,29 @@ def _parse_media_workers(_ctx: click.Context, _param: click.Parameter, value: st
     if not 1 <= count <= 64:
         raise click.BadParameter("choose 1 to 64 workers")
     return count
+
+
+def _parse_workers(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> tuple[tuple[str, int], ...]:
+    """ "contacts=2,ivr=2,routing=2" -> (("contacts", 2), ...)."""
+    if not value:
+        return ()
+    found: dict[str, int] = {}
+    for part in value.split(","):
+        name, sep, count = part.strip().partition("=")
+        if not sep or name not in PARTITIONED:
+            raise click.BadParameter(
+                f"{part.strip()!r}: write NAME=N with NAME one of {', '.join(PARTITIONED)} (e.g. contacts=2)"
+            )
+        try:
+            n = int(count)
+        except ValueError:
+            raise click.BadParameter(f"{part.strip()!r}: N must be a whole number") from None
+        if not 1 <= n <= 16:
+            raise click.BadParameter(f"{part.strip()!r}: choose 1 to 16 workers (one per partition at most)")
+        found[name] = n
+    return tuple(found.items())
 
 
 @click.command("up")
@@ -82,6 +105,13 @@ def _parse_media_workers(_ctx: click.Context, _param: click.Parameter, value: st
     "seconds and keep their calls.",
 )
 @click.option(
+    "--workers",
+    callback=_parse_workers,
+    metavar="NAME=N,...",
+    help="Processes sharing the tenants by partition, for contacts, ivr and routing (e.g. "
+    "contacts=2,ivr=2,routing=2); a killed one's tenants move to the others within 5 s. Default: one each.",
+)
+@click.option(
     "--services",
     "services",
     callback=_parse_services,
@@ -95,6 +125,7 @@ def up(
     demo: bool,
     media_workers: int,
     api_workers: int,
+    workers: tuple[tuple[str, int], ...],
     services: tuple[str, ...],
 ) -> None:
     """Run the whole platform on this machine: embedded PostgreSQL and NATS, and every service.
@@ -111,6 +142,7 @@ def up(
         bind_host=os.environ.get("SB_BIND_HOST") or "127.0.0.1",
         media_workers=media_workers,
         api_workers=api_workers,
+        workers=workers,
     )
     if http_port == sip_port and "api" in services and "media" in services:
         raise click.UsageError("--http-port and --sip-port must differ")

@@ -61,6 +61,11 @@ class Options:
     media_workers: int = 1
     # More than 1: this many API processes accepting on one listening socket the runtime binds (api_specs).
     api_workers: int = 1
+    # `--workers contacts=2,ivr=2,routing=2`: processes sharing a service's tenants by partition (worker_specs).
+    workers: tuple[tuple[str, int], ...] = ()
+
+    def workers_of(self, name: str) -> int:
+        return dict(self.workers).get(name, 1)
 
 
 class DataDirLock:
@@ -388,7 +393,11 @@ class Runtime:
             for name in self.opts.services
             if not (name == "media" and self.opts.media_workers > 1)
             and not (name == "api" and self.opts.api_workers > 1)
+            and self.opts.workers_of(name) == 1
         ]
+        for name, count in self.opts.workers:
+            if name in self.opts.services and count > 1:
+                specs += worker_specs(name, self._child_env(name, secrets_), count)
         if "media" in self.opts.services and self.opts.media_workers > 1:
             specs += media_specs(self._child_env("media", secrets_), self.opts.media_workers)
         if "api" in self.opts.services and self.opts.api_workers > 1:
@@ -476,6 +485,9 @@ class Runtime:
             lines.append(f"  SIP        {self.opts.bind_host}:{self.opts.sip_port} (UDP and TCP)")
             if self.opts.media_workers > 1:
                 lines.append(f"  Media      {self.opts.media_workers} workers behind the SIP front")
+        for name, count in self.opts.workers:
+            if name in self.opts.services and count > 1:
+                lines.append(f"  {name.capitalize():<10} {count} workers sharing the tenants by partition")
         api_flag = "" if self.opts.http_port == DEFAULT_HTTP_PORT else f" --api-url {self.api_url}"
         sb, activate = cli_invocation()
         where = f", in {Path.cwd()}" if not sb.startswith(("/", "switchboard")) else ""
@@ -579,6 +591,22 @@ def media_specs(env: dict[str, str], workers: int) -> list[ChildSpec]:
     return specs
 
 
+PARTITIONED = ("contacts", "ivr", "routing")
+
+
+def worker_specs(name: str, env: dict[str, str], workers: int) -> list[ChildSpec]:
+    """`--workers NAME=N` (N > 1) for contacts, ivr or routing: N processes sharing the tenants by partition.
+    Worker k's home is the partitions p with p % N == k - 1; each takes a dead worker's partitions within
+    seconds and gives them back when it returns (services/kernel/partitioned.py, docs/operators.md)."""
+    specs = []
+    for k in range(1, workers + 1):
+        worker_env = {**env, "SB_WORKER_COUNT": str(workers), "SB_WORKER_INDEX": str(k - 1)}
+        # The runtime's names: a worker restarted by the supervisor takes its home leases back at once.
+        worker_env["SB_ROUTING_WORKER_ID" if name == "routing" else "SB_WORKER_ID"] = f"{name}-{k}"
+        specs.append(ChildSpec(f"{name}-{k}", [sys.executable, "-m", f"services.{name}"], worker_env))
+    return specs
+
+
 def child_names(opts: Options) -> list[str]:
     """The supervised children's names, as the output prefixes them."""
     names: list[str] = []
@@ -587,6 +615,8 @@ def child_names(opts: Options) -> list[str]:
             names += ["media-front", *(f"media-{k}" for k in range(1, opts.media_workers + 1))]
         elif name == "api" and opts.api_workers > 1:
             names += [f"api-{k}" for k in range(1, opts.api_workers + 1)]
+        elif opts.workers_of(name) > 1:
+            names += [f"{name}-{k}" for k in range(1, opts.workers_of(name) + 1)]
         else:
             names.append(name)
     return names
