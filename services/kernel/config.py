@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 from pathlib import Path
 
 import msgspec
 
-__all__ = ["ConfigError", "Settings", "load_settings"]
+__all__ = ["ConfigError", "Settings", "load_settings", "sip_digest_key"]
 
 
 class ConfigError(ValueError):
@@ -48,6 +49,38 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A SIP call that receives no RTP or RTCP for this long, while not on hold, is ended (cause
     # media_timeout): the caller vanished without a BYE. 0 turns the check off.
     media_timeout_s: float = 30.0
+    # The media service (docs/media.md, "Configuration"). RTP ports (even, RTCP on +1) of this process.
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 30000
+    # Admission (services/media/ua/admission.py): calls, INVITEs in set-up, event-loop lag and CPU use
+    # (seconds per second, smoothed) past which new INVITEs get 503. 0 turns lag or CPU shedding off.
+    media_max_calls: int = 1000
+    media_max_setup: int = 200
+    media_max_lag_ms: float = 250.0
+    media_max_cpu: float = 0.95
+    # SIP digest: the realm, and the secret that signs nonces. Every worker must share the secret (a nonce
+    # issued by one is verified by another behind the front): `switchboard up` sets it; without it, it is
+    # derived from SB_TOKEN_SECRET; without either the media service refuses to start.
+    sip_realm: str = "switchboard"
+    sip_digest_secret: str = ""
+    # RFC 4028 Min-SE (at least 2 here; RFC 4028 asks for 90).
+    sip_min_se: int = 90
+    # What a caller of a number with no flow and no queue hears ("": the built-in apology).
+    unrouted_message: str = ""
+    # WebRTC legs (docs/webrtc.md): legs one agent may hold in a worker; ICE host addresses (comma-separated,
+    # "auto": aioice's discovery); ICE servers (space-separated url[|username|credential]; none: never a
+    # public STUN server); the codec preferred: g711 (the SIP leg's law) or opus.
+    webrtc_legs_per_agent: int = 4
+    media_ice_hosts: str = "127.0.0.1"
+    media_ice_servers: str = ""
+    media_webrtc_codec: str = "g711"
+    # Sharding (docs/media.md, "Sharding"): this process's site; a worker's id behind the SIP front (empty:
+    # a single media process binds the SIP port itself) and its link port (0: any free port); how long the
+    # front waits for a silent worker's registration before declaring it lost.
+    site: str = "default"
+    media_worker_id: str = ""
+    media_link_port: int = 0
+    media_worker_stale_s: float = 5.0
     # Forwarding headers (X-Forwarded-For, X-Forwarded-Proto) are believed only from these peers:
     # comma-separated addresses or networks (the ingress). Empty: from nobody, every client is the peer.
     trusted_proxies: str = ""
@@ -129,6 +162,24 @@ _ENV: dict[str, tuple[str, type]] = {
     "sip_ban_after": ("SB_SIP_BAN_AFTER", int),
     "sip_ban_seconds": ("SB_SIP_BAN_SECONDS", float),
     "media_timeout_s": ("SB_MEDIA_TIMEOUT_S", float),
+    "rtp_port_min": ("SB_RTP_PORT_MIN", int),
+    "rtp_port_max": ("SB_RTP_PORT_MAX", int),
+    "media_max_calls": ("SB_MEDIA_MAX_CALLS", int),
+    "media_max_setup": ("SB_MEDIA_MAX_SETUP", int),
+    "media_max_lag_ms": ("SB_MEDIA_MAX_LAG_MS", float),
+    "media_max_cpu": ("SB_MEDIA_MAX_CPU", float),
+    "sip_realm": ("SB_SIP_REALM", str),
+    "sip_digest_secret": ("SB_SIP_DIGEST_SECRET", str),
+    "sip_min_se": ("SB_SIP_MIN_SE", int),
+    "unrouted_message": ("SB_UNROUTED_MESSAGE", str),
+    "webrtc_legs_per_agent": ("SB_WEBRTC_LEGS_PER_AGENT", int),
+    "media_ice_hosts": ("SB_MEDIA_ICE_HOSTS", str),
+    "media_ice_servers": ("SB_MEDIA_ICE_SERVERS", str),
+    "media_webrtc_codec": ("SB_MEDIA_WEBRTC_CODEC", str),
+    "site": ("SB_SITE", str),
+    "media_worker_id": ("SB_MEDIA_WORKER_ID", str),
+    "media_link_port": ("SB_MEDIA_LINK_PORT", int),
+    "media_worker_stale_s": ("SB_MEDIA_WORKER_STALE_S", float),
     "trusted_proxies": ("SB_TRUSTED_PROXIES", str),
     "expected_services": ("SB_EXPECTED_SERVICES", str),
     "jetstream_replicas": ("SB_JETSTREAM_REPLICAS", int),
@@ -216,12 +267,52 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         raise ConfigError(
             f"SB_SESSION_TTL_S={settings.session_ttl_s} is outside the access token's lifetime-7 days"
         )
+    _check_media(settings)
     bad = [u for u in settings.turn_url_list if not u.startswith(("turn:", "turns:"))]
     if bad:
         raise ConfigError(f"SB_TURN_URLS: {bad[0]!r} is not a turn: or turns: URL")
     if settings.turn_url_list and not settings.turn_secret:
         raise ConfigError("SB_TURN_URLS is set but SB_TURN_SECRET is not")
     return settings
+
+
+def _check_media(settings: Settings) -> None:
+    if not 1024 <= settings.rtp_port_min < settings.rtp_port_max <= 65535:
+        raise ConfigError(
+            f"SB_RTP_PORT_MIN={settings.rtp_port_min} and SB_RTP_PORT_MAX={settings.rtp_port_max}: "
+            "need 1024 <= min < max <= 65535"
+        )
+    if settings.media_max_calls < 1 or settings.media_max_setup < 1:
+        raise ConfigError("SB_MEDIA_MAX_CALLS and SB_MEDIA_MAX_SETUP must be at least 1")
+    if settings.media_max_lag_ms < 0 or settings.media_max_cpu < 0:
+        raise ConfigError("SB_MEDIA_MAX_LAG_MS and SB_MEDIA_MAX_CPU must be 0 (off) or more")
+    if settings.sip_min_se < 2:
+        raise ConfigError(f"SB_SIP_MIN_SE={settings.sip_min_se} is under 2 seconds")
+    if not settings.sip_realm.strip() or '"' in settings.sip_realm:
+        raise ConfigError(f"SB_SIP_REALM={settings.sip_realm!r} must be a non-empty name without quotes")
+    if settings.media_webrtc_codec.strip().lower() not in ("g711", "opus"):
+        raise ConfigError(f"SB_MEDIA_WEBRTC_CODEC={settings.media_webrtc_codec!r} is neither g711 nor opus")
+    if settings.webrtc_legs_per_agent < 1:
+        raise ConfigError(f"SB_WEBRTC_LEGS_PER_AGENT={settings.webrtc_legs_per_agent} must be at least 1")
+    worker_id = settings.media_worker_id.strip()
+    if worker_id and not worker_id.replace("-", "").replace("_", "").isalnum():
+        raise ConfigError(f"SB_MEDIA_WORKER_ID={worker_id!r}: letters, digits, '-' and '_' only (a KV key)")
+    if not 0 <= settings.media_link_port <= 65535:
+        raise ConfigError(f"SB_MEDIA_LINK_PORT={settings.media_link_port} is outside 0-65535")
+    if settings.media_worker_stale_s <= 0:
+        raise ConfigError(f"SB_MEDIA_WORKER_STALE_S={settings.media_worker_stale_s:g} must be above 0")
+
+
+def sip_digest_key(settings: Settings) -> bytes:
+    """The key that signs SIP digest nonces, the same in every media worker of a platform: from
+    SB_SIP_DIGEST_SECRET, else derived from SB_TOKEN_SECRET. Neither set: ConfigError (a per-process random
+    key would make a nonce issued by one worker fail at another)."""
+    secret = settings.sip_digest_secret or settings.token_secret
+    if not secret:
+        raise ConfigError(
+            "the media service needs SB_SIP_DIGEST_SECRET (or SB_TOKEN_SECRET to derive it from)"
+        )
+    return hashlib.sha256(f"sip-digest|{secret}".encode()).digest()
 
 
 def to_env(settings: Settings) -> dict[str, str]:

@@ -7,8 +7,6 @@ a repeated id gets the first reply again without acting twice). Events go out th
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import os
 import time
 import uuid
 from pathlib import Path
@@ -18,7 +16,7 @@ import msgspec
 
 from services.kernel import events as ev
 from services.kernel.bus import Bus
-from services.kernel.config import Settings
+from services.kernel.config import Settings, sip_digest_key
 from services.kernel.db import create_pool
 from services.kernel.log import get_logger
 from services.kernel.messages import Reply, decode
@@ -95,49 +93,26 @@ WEBRTC_COMMANDS: dict[str, type[ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.
 }
 
 
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    try:
-        return int(raw) if raw else default
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not an integer") from None
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "")
-    try:
-        return float(raw) if raw else default
-    except ValueError:
-        raise ValueError(f"{name}={raw!r} is not a number") from None
-
-
 def edge_config(settings: Settings) -> EdgeConfig:
-    """Media settings: the kernel's bind host and SIP port, plus SB_RTP_PORT_MIN/MAX, SB_MEDIA_MAX_CALLS,
-    SB_MEDIA_MAX_SETUP, SB_MEDIA_MAX_LAG_MS, SB_MEDIA_MAX_CPU, SB_SIP_REALM and SB_UNROUTED_MESSAGE; the
-    per-source SIP limit from the kernel settings (SB_SIP_RATE...)."""
-    secret = hashlib.sha256(f"sip-digest|{settings.token_secret or os.urandom(16).hex()}".encode()).digest()
+    """The SIP edge's settings, all from the kernel's Settings (SB_*; docs/media.md, "Configuration")."""
     return EdgeConfig(
         host=settings.bind_host,
         port=settings.sip_port,
-        rtp_low=_env_int("SB_RTP_PORT_MIN", 20000),
-        rtp_high=_env_int("SB_RTP_PORT_MAX", 30000),
-        max_calls=_env_int("SB_MEDIA_MAX_CALLS", 1000),
-        max_setup=_env_int("SB_MEDIA_MAX_SETUP", 200),
-        max_lag=_env_float("SB_MEDIA_MAX_LAG_MS", 250.0) / 1000.0,
-        max_cpu=_env_float("SB_MEDIA_MAX_CPU", 0.95),
+        rtp_low=settings.rtp_port_min,
+        rtp_high=settings.rtp_port_max,
+        max_calls=settings.media_max_calls,
+        max_setup=settings.media_max_setup,
+        max_lag=settings.media_max_lag_ms / 1000.0,
+        max_cpu=settings.media_max_cpu,
         rate=settings.sip_rate,
         burst=settings.sip_burst,
         ban_after=settings.sip_ban_after,
         ban_seconds=settings.sip_ban_seconds,
-        realm=os.environ.get("SB_SIP_REALM", "switchboard"),
+        realm=settings.sip_realm,
         media_timeout=settings.media_timeout_s,
-        min_se=max(2, _env_int("SB_SIP_MIN_SE", 90)),
-        auth_secret=secret,
-        **(
-            {"unrouted_message": unrouted}
-            if (unrouted := os.environ.get("SB_UNROUTED_MESSAGE", "").strip())
-            else {}
-        ),
+        min_se=settings.sip_min_se,
+        auth_secret=sip_digest_key(settings),
+        **({"unrouted_message": unrouted} if (unrouted := settings.unrouted_message.strip()) else {}),
     )
 
 
@@ -148,6 +123,7 @@ class MediaService:
         bus: Bus,
         webrtc: WebRtcCalls | None = None,
         *,
+        settings: Settings | None = None,
         spool_dir: Path | None = None,
         data_dir: Path | None = None,
         flush_s: float = 2.0,
@@ -164,14 +140,14 @@ class MediaService:
         self.shipper = ChunkShipper(bus.js)
         self._reship: asyncio.Task[int] | None = None
         self.webrtc = webrtc or WebRtcCalls(
-            webrtc_config(),
+            webrtc_config(settings or Settings()),
             emit=edge.emit,
             clock=edge.clock,
             now=edge.now,
             slots=edge.slots,
             call_limit=edge.store.call_limit,
             key_limit=edge.store.widget_key_limit,
-            legs_per_agent=_env_int("SB_WEBRTC_LEGS_PER_AGENT", 4),
+            legs_per_agent=(settings or Settings()).webrtc_legs_per_agent,
         )
         self.bridges: dict[uuid.UUID, Bridge] = {}
         # Attended transfers and supervisor monitors over the bridges (consult.py, monitor.py).
@@ -649,7 +625,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.database_url, min_size=5, max_size=10)
     prompts = PromptStore(settings.data_dir)
     # Behind the SIP front (SB_MEDIA_WORKER_ID set, docs/media.md "Sharding"): SIP through the link.
-    worker = frontlink.WorkerSettings.from_env(settings.bind_host)
+    worker = frontlink.WorkerSettings.from_settings(settings)
     edge = SipEdge(
         edge_config(settings),
         store=Store(pool),
@@ -663,6 +639,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     service = MediaService(
         edge,
         bus,
+        settings=settings,
         spool_dir=settings.data_dir / "spool",
         data_dir=settings.data_dir,
         flush_s=settings.recording_flush_s,
@@ -675,7 +652,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         assert isinstance(edge.transport, frontlink.LinkedTransport)
         worker_id, site, link_port = worker.worker_id, worker.site, edge.transport.link_port
     else:
-        worker_id, site, link_port = frontlink.standalone_id(settings.sip_port), frontlink.site_from_env(), 0
+        worker_id, site, link_port = frontlink.standalone_id(settings.sip_port), settings.site, 0
     registrar = frontlink.Registrar(
         bus,
         worker_id=worker_id,

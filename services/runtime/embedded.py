@@ -94,13 +94,23 @@ class Secrets:
     pg_app_password: str
     nats_token: str
     token_secret: str
+    # Signs SIP digest nonces in every media worker alike (a data dir made before it existed gets one).
+    sip_digest_secret: str = ""
 
     @classmethod
     def load_or_create(cls, data_dir: Path) -> Secrets:
         path = data_dir / "secrets.json"
         if path.exists():
-            return cls(**json.loads(path.read_text()))
-        made = cls(*(secrets.token_urlsafe(32) for _ in range(4)))
+            loaded = cls(**json.loads(path.read_text()))
+            if not loaded.sip_digest_secret:
+                loaded.sip_digest_secret = secrets.token_urlsafe(32)
+                tmp = path.with_suffix(".tmp")
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as f:
+                    json.dump(loaded.__dict__, f)
+                os.replace(tmp, path)
+            return loaded
+        made = cls(*(secrets.token_urlsafe(32) for _ in range(5)))
         data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:

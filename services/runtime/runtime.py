@@ -377,6 +377,7 @@ class Runtime:
             SB_HTTP_PORT=str(self.opts.http_port),
             SB_SIP_PORT=str(self.opts.sip_port),
             SB_TOKEN_SECRET=os.environ.get("SB_TOKEN_SECRET") or secrets_.token_secret,
+            SB_SIP_DIGEST_SECRET=os.environ.get("SB_SIP_DIGEST_SECRET") or secrets_.sip_digest_secret,
             SB_SERVICE_NAME=name,
             SB_BIND_HOST=self.opts.bind_host,
             # /healthz waits for exactly the services this runtime runs.

@@ -27,6 +27,7 @@ from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
 from services.kernel.bus import Bus
+from services.kernel.config import Settings
 from services.kernel.events import MediaWorkerCall, MediaWorkerLost, MediaWorkerRegistration
 from services.kernel.log import get_logger
 from services.kernel.serving import Listener
@@ -40,7 +41,6 @@ __all__ = [
     "LinkedTransport",
     "Registrar",
     "follow_registrations",
-    "site_from_env",
     "standalone_id",
     "workers_bucket",
 ]
@@ -298,10 +298,6 @@ class Registrar:
 # --- wiring a worker (app.main) ----------------------------------------------------------------------
 
 
-def site_from_env() -> str:
-    return os.environ.get("SB_SITE", "").strip() or "default"
-
-
 def standalone_id(sip_port: int) -> str:
     """A media process without a front: named by its host and SIP port, so that its restart is known as a
     new incarnation of the same process (KV keys: letters, digits, '-' and '_')."""
@@ -310,7 +306,7 @@ def standalone_id(sip_port: int) -> str:
 
 
 class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
-    """SB_MEDIA_WORKER_ID (set: this process is a worker behind the front), SB_SITE, SB_MEDIA_LINK_PORT."""
+    """A worker behind the front: SB_MEDIA_WORKER_ID, SB_SITE, SB_MEDIA_LINK_PORT (kernel Settings)."""
 
     worker_id: str
     site: str = "default"
@@ -318,20 +314,15 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
     link_port: int = 0  # 0: any free port (the registration names it)
 
     @classmethod
-    def from_env(cls, bind_host: str, env: dict[str, str] | None = None) -> WorkerSettings | None:
-        source = os.environ if env is None else env
-        worker_id = source.get("SB_MEDIA_WORKER_ID", "").strip()
-        if not worker_id:
-            return None  # single-process mode: the worker binds the SIP port itself
-        if not worker_id.replace("-", "").replace("_", "").isalnum():
-            raise ValueError(
-                f"SB_MEDIA_WORKER_ID={worker_id!r}: letters, digits, '-' and '_' only (a KV key)"
-            )
+    def from_settings(cls, settings: Settings) -> WorkerSettings | None:
+        """None without SB_MEDIA_WORKER_ID: a single media process binds the SIP port itself."""
+        if not settings.media_worker_id.strip():
+            return None
         return cls(
-            worker_id=worker_id,
-            site=source.get("SB_SITE", "").strip() or "default",
-            link_host=bind_host,
-            link_port=int(source.get("SB_MEDIA_LINK_PORT", "") or 0),
+            worker_id=settings.media_worker_id.strip(),
+            site=settings.site.strip() or "default",
+            link_host=settings.bind_host,
+            link_port=settings.media_link_port,
         )
 
     def transport_factory(self, host: str, port: int, **kwargs: object) -> LinkedTransport:

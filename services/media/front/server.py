@@ -10,7 +10,6 @@ sb.sys.media.worker_lost. Every decision is the dispatcher's; this file only mov
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 
 import msgspec
@@ -319,8 +318,7 @@ class SipFront:
 
 
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
-    site = os.environ.get("SB_SITE", "").strip() or "default"
-    stale = float(os.environ.get("SB_MEDIA_WORKER_STALE_S", "") or 5.0)
+    site, stale = settings.site.strip() or "default", settings.media_worker_stale_s
     limiter = SourceLimiter(
         rate=settings.sip_rate,
         burst=settings.sip_burst,

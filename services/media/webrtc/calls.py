@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.kernel import events as ev
+from services.kernel.config import Settings
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
 from services.kernel.slots import Slots, slot_key, tenant_slot
@@ -50,25 +50,23 @@ SEND_QUEUE_FRAMES = 3
 QUALITY_INTERVAL_S = 5.0  # like RTCP reports on SIP legs
 
 
-def webrtc_config() -> WebRtcConfig:
-    """SB_MEDIA_ICE_HOSTS: comma-separated ICE host addresses (default 127.0.0.1; "auto": aioice's own
-    discovery). SB_MEDIA_ICE_SERVERS: space-separated `url[|username|credential]` entries (default none:
-    never a public STUN server). SB_MEDIA_WEBRTC_CODEC: `g711` (default: the SIP leg's law, Opus only when
-    the offer has no G.711) or `opus` (Opus first, G.711 when the offer has no Opus)."""
-    hosts_raw = os.environ.get("SB_MEDIA_ICE_HOSTS", "127.0.0.1").strip()
+def webrtc_config(settings: Settings) -> WebRtcConfig:
+    """ICE host addresses (SB_MEDIA_ICE_HOSTS, comma-separated; "auto": aioice's own discovery), ICE servers
+    (SB_MEDIA_ICE_SERVERS, space-separated `url[|username|credential]`; none: never a public STUN server)
+    and the codec preferred (SB_MEDIA_WEBRTC_CODEC: `g711`, the SIP leg's law, Opus only when the offer
+    has no G.711; or `opus`, G.711 when the offer has no Opus)."""
+    hosts_raw = settings.media_ice_hosts.strip() or "127.0.0.1"
     hosts: tuple[str, ...] | None
     if hosts_raw.lower() == "auto":
         hosts = None
     else:
         hosts = tuple(h.strip() for h in hosts_raw.split(",") if h.strip())
     servers = []
-    for entry in os.environ.get("SB_MEDIA_ICE_SERVERS", "").split():
+    for entry in settings.media_ice_servers.split():
         url, _, rest = entry.partition("|")
         username, _, credential = rest.partition("|")
         servers.append(IceServer((url,), username or None, credential or None))
-    codec = os.environ.get("SB_MEDIA_WEBRTC_CODEC", "g711").strip().lower() or "g711"
-    if codec not in ("g711", "opus"):
-        raise ValueError(f"SB_MEDIA_WEBRTC_CODEC: {codec!r} is neither g711 nor opus")
+    codec = settings.media_webrtc_codec.strip().lower() or "g711"
     try:
         return WebRtcConfig(ice_servers=tuple(servers), host_addresses=hosts, prefer_opus=codec == "opus")
     except ValueError as exc:

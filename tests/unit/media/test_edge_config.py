@@ -1,18 +1,107 @@
-"""Media settings from the environment (services/media/app.py's edge_config)."""
+"""Media settings come from the kernel's Settings (services/kernel/config.py), never from os.environ."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
-from services.kernel.config import Settings
+from services.kernel.config import ConfigError, load_settings, sip_digest_key
 from services.media.app import edge_config
+from services.media.front.link import WorkerSettings
 from services.media.prompts import APOLOGY
+from services.media.webrtc.calls import webrtc_config
+from services.runtime.embedded import Secrets
 
 
-def test_the_unrouted_message_is_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("SB_UNROUTED_MESSAGE", raising=False)
-    assert edge_config(Settings()).unrouted_message == APOLOGY
-    monkeypatch.setenv("SB_UNROUTED_MESSAGE", "  Acme is closed today. Goodbye.  ")
-    assert edge_config(Settings()).unrouted_message == "Acme is closed today. Goodbye."
-    monkeypatch.setenv("SB_UNROUTED_MESSAGE", "   ")  # blank: the default, never silence
-    assert edge_config(Settings()).unrouted_message == APOLOGY
+def test_the_unrouted_message_is_configurable() -> None:
+    base = {"SB_TOKEN_SECRET": "t"}
+    assert edge_config(load_settings(base)).unrouted_message == APOLOGY
+    said = edge_config(load_settings({**base, "SB_UNROUTED_MESSAGE": "  Acme is closed today. Goodbye.  "}))
+    assert said.unrouted_message == "Acme is closed today. Goodbye."
+    blank = edge_config(load_settings({**base, "SB_UNROUTED_MESSAGE": "   "}))  # the default, never silence
+    assert blank.unrouted_message == APOLOGY
+
+
+def test_edge_settings_are_read_from_the_kernel_settings() -> None:
+    env = {
+        "SB_TOKEN_SECRET": "t",
+        "SB_RTP_PORT_MIN": "40000",
+        "SB_RTP_PORT_MAX": "40100",
+        "SB_MEDIA_MAX_CALLS": "7",
+        "SB_MEDIA_MAX_LAG_MS": "0",
+        "SB_SIP_REALM": "acme",
+        "SB_SIP_MIN_SE": "4",
+    }
+    config = edge_config(load_settings(env))
+    assert (config.rtp_low, config.rtp_high, config.max_calls) == (40000, 40100, 7)
+    assert (config.max_lag, config.realm, config.min_se) == (0.0, "acme", 4)
+
+
+def test_every_worker_signs_digest_nonces_with_one_key() -> None:
+    # Two workers of one platform (different ids, same secrets) must accept each other's nonces.
+    one = load_settings({"SB_SIP_DIGEST_SECRET": "s", "SB_MEDIA_WORKER_ID": "w1"})
+    two = load_settings({"SB_SIP_DIGEST_SECRET": "s", "SB_MEDIA_WORKER_ID": "w2"})
+    assert edge_config(one).auth_secret == edge_config(two).auth_secret == sip_digest_key(one)
+    assert sip_digest_key(load_settings({"SB_SIP_DIGEST_SECRET": "other"})) != sip_digest_key(one)
+    # Without a digest secret it is derived from the token secret (the same in every process).
+    derived = load_settings({"SB_TOKEN_SECRET": "t"})
+    assert sip_digest_key(derived) == sip_digest_key(load_settings({"SB_TOKEN_SECRET": "t"}))
+    with pytest.raises(ConfigError, match="SB_SIP_DIGEST_SECRET"):
+        edge_config(load_settings({}))
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"SB_RTP_PORT_MIN": "30000", "SB_RTP_PORT_MAX": "20000"}, "SB_RTP_PORT_MIN"),
+        ({"SB_MEDIA_MAX_CALLS": "0"}, "SB_MEDIA_MAX_CALLS"),
+        ({"SB_SIP_MIN_SE": "1"}, "SB_SIP_MIN_SE"),
+        ({"SB_MEDIA_WEBRTC_CODEC": "speex"}, "SB_MEDIA_WEBRTC_CODEC"),
+        ({"SB_MEDIA_WORKER_ID": "a b"}, "SB_MEDIA_WORKER_ID"),
+        ({"SB_MEDIA_MAX_CPU": "x"}, "SB_MEDIA_MAX_CPU"),
+        ({"SB_SIP_REALM": 'a"b'}, "SB_SIP_REALM"),
+    ],
+)
+def test_bad_media_settings_are_refused_with_the_variable_named(env: dict[str, str], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(env)
+
+
+def test_webrtc_and_worker_settings_come_from_settings() -> None:
+    settings = load_settings(
+        {
+            "SB_MEDIA_ICE_HOSTS": "10.0.0.1, 10.0.0.2",
+            "SB_MEDIA_ICE_SERVERS": "turn:t.example|u|p",
+            "SB_MEDIA_WEBRTC_CODEC": "opus",
+            "SB_MEDIA_WORKER_ID": "media-1",
+            "SB_SITE": "paris",
+            "SB_MEDIA_LINK_PORT": "7001",
+        }
+    )
+    config = webrtc_config(settings)
+    assert config.host_addresses == ("10.0.0.1", "10.0.0.2") and config.prefer_opus
+    assert config.ice_servers[0].username == "u"
+    worker = WorkerSettings.from_settings(settings)
+    assert worker is not None and (worker.worker_id, worker.site, worker.link_port) == (
+        "media-1",
+        "paris",
+        7001,
+    )
+    assert WorkerSettings.from_settings(load_settings({})) is None
+
+
+def test_switchboard_up_keeps_one_digest_secret_in_its_data_dir(tmp_path: Path) -> None:
+    made = Secrets.load_or_create(tmp_path)
+    assert made.sip_digest_secret and Secrets.load_or_create(tmp_path) == made
+    # A data dir from before the digest secret existed gets one, kept from then on.
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "secrets.json").write_text(
+        json.dumps({k: v for k, v in made.__dict__.items() if k != "sip_digest_secret"})
+    )
+    upgraded = Secrets.load_or_create(old)
+    assert upgraded.sip_digest_secret and upgraded.token_secret == made.token_secret
+    assert Secrets.load_or_create(old).sip_digest_secret == upgraded.sip_digest_secret
+    assert (old / "secrets.json").stat().st_mode & 0o777 == 0o600
