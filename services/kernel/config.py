@@ -103,6 +103,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Master keys being retired (comma-separated files): they still unwrap the data keys they wrapped until
     # `switchboard recordings rewrap` (or the recording service at start) moves those under the current one.
     recording_old_key_files: str = ""
+    # A master key other than the key file (a cloud KMS): `package.module:factory`, a callable taking the
+    # Settings and returning a services.recording.vault.MasterKey. Empty: the key file.
+    recording_master_key: str = ""
     recording_store: str = ""
     recording_url_ttl_s: int = 300
     # How often media syncs a recorded call's spool and ships it as a chunk: what a crash of a media worker
@@ -189,6 +192,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "turn_ttl_s": ("SB_TURN_TTL_S", int),
     "recording_key_file": ("SB_RECORDING_KEY_FILE", str),
     "recording_old_key_files": ("SB_RECORDING_OLD_KEY_FILES", str),
+    "recording_master_key": ("SB_RECORDING_MASTER_KEY", str),
     "recording_store": ("SB_RECORDING_STORE", str),
     "recording_url_ttl_s": ("SB_RECORDING_URL_TTL_S", int),
     "recording_flush_s": ("SB_RECORDING_FLUSH_S", float),

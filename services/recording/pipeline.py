@@ -62,6 +62,8 @@ CONSUMER = "recording"
 # Sealing and storing an hour-long recording takes well under this; a longer step is redelivered and runs
 # again (idempotent).
 ACK_WAIT_S = 60.0
+# A step that failed (its store, database or master key unreachable) is tried again this much later.
+RETRY_S = 5.0
 LOST_CAUSE = "media_worker_lost"
 FINALISE_CONCURRENCY = 8
 # A recording whose chunks add up to at most this (about a minute of call) is read from JetStream once and
@@ -185,8 +187,12 @@ class RecordingPipeline:
         try:
             await handle(msg)
         except Exception as exc:
-            # Not acknowledged: it comes back after ACK_WAIT_S (a store or database outage heals).
+            # Not acknowledged: it comes back after RETRY_S (a store, database or KMS outage heals).
             self.log.error("recording_step_failed", subject=msg.subject, error=f"{type(exc).__name__}: {exc}")
+            try:
+                await msg.nak(delay=RETRY_S)
+            except Exception:
+                pass  # then after ACK_WAIT_S
             return
         finally:
             slots.release()

@@ -16,6 +16,7 @@ configuration: a local key file by default (32 random bytes, mode 0600, made on 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import stat
@@ -23,7 +24,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import asyncpg
 from cryptography.exceptions import InvalidTag
@@ -60,8 +61,14 @@ class VaultError(Exception):
     """A key or a recording that cannot be used; the message says why (never the key material)."""
 
 
+@runtime_checkable
 class MasterKey(Protocol):
-    """Wraps tenants' data keys. `context` is bound to the wrapped key (tenant and key id)."""
+    """Wraps tenants' data keys. `context` is bound to the wrapped key (tenant and key id): a KMS passes it
+    as its encryption context / additional authenticated data. `key_id` names the master (stored beside
+    each wrapped key: "local:..." for a key file, e.g. "aws-kms:<key arn>" for a KMS) and must be stable.
+    `wrap` and `unwrap` may block (a KMS's network call): the KeyRing calls them on a worker thread, once
+    per data key and process (unwrapped keys are kept in memory). A failure raises; VaultError when the
+    wrapped key itself is refused (another master, tampered)."""
 
     @property
     def key_id(self) -> str: ...
@@ -313,12 +320,12 @@ class KeyRing:
         )
         for row in rows:
             context = _context(tenant_id, row["id"])
-            data_key = self._unwrap(tenant_id, row)
+            data_key = await self._unwrap(tenant_id, row)
             await conn.execute(
                 "UPDATE recording_keys SET master_key_id = $2, wrapped = $3 WHERE id = $1",
                 row["id"],
                 self.master.key_id,
-                self.master.wrap(data_key, context),
+                await asyncio.to_thread(self.master.wrap, data_key, context),
             )
         return len(rows)
 
@@ -331,7 +338,7 @@ class KeyRing:
         )
         if row is None:
             return await self.rotate(conn, tenant_id)
-        return row["id"], self._unwrap(tenant_id, row)
+        return row["id"], await self._unwrap(tenant_id, row)
 
     async def get(self, conn: asyncpg.Connection, tenant_id: uuid.UUID, key_id: uuid.UUID) -> bytes:
         cached = self._cache.get((tenant_id, key_id))
@@ -344,7 +351,7 @@ class KeyRing:
         )
         if row is None:
             raise VaultError("the recording's data key is not this tenant's")
-        return self._unwrap(tenant_id, row)
+        return await self._unwrap(tenant_id, row)
 
     async def rotate(self, conn: asyncpg.Connection, tenant_id: uuid.UUID) -> tuple[uuid.UUID, bytes]:
         """Retire the tenant's current key (it still opens what it sealed) and make a new one."""
@@ -353,17 +360,18 @@ class KeyRing:
             tenant_id,
         )
         key_id, data_key = new_id(), AESGCM.generate_key(bit_length=256)
+        wrapped = await asyncio.to_thread(self.master.wrap, data_key, _context(tenant_id, key_id))
         await conn.execute(
             "INSERT INTO recording_keys (id, tenant_id, master_key_id, wrapped) VALUES ($1, $2, $3, $4)",
             key_id,
             tenant_id,
             self.master.key_id,
-            self.master.wrap(data_key, _context(tenant_id, key_id)),
+            wrapped,
         )
         self._cache[(tenant_id, key_id)] = data_key
         return key_id, data_key
 
-    def _unwrap(self, tenant_id: uuid.UUID, row: asyncpg.Record) -> bytes:
+    async def _unwrap(self, tenant_id: uuid.UUID, row: asyncpg.Record) -> bytes:
         key_id = row["id"]
         cached = self._cache.get((tenant_id, key_id))
         if cached is not None:
@@ -372,8 +380,8 @@ class KeyRing:
         if master is None:
             raise VaultError(
                 f"data key {key_id} is wrapped by master key {row['master_key_id']}, which is not configured"
-                " (SB_RECORDING_KEY_FILE, SB_RECORDING_OLD_KEY_FILES)"
+                " (SB_RECORDING_MASTER_KEY, SB_RECORDING_KEY_FILE, SB_RECORDING_OLD_KEY_FILES)"
             )
-        data_key = master.unwrap(bytes(row["wrapped"]), _context(tenant_id, key_id))
+        data_key = await asyncio.to_thread(master.unwrap, bytes(row["wrapped"]), _context(tenant_id, key_id))
         self._cache[(tenant_id, key_id)] = data_key
         return data_key
