@@ -30,6 +30,7 @@ from nats.js.errors import BucketNotFoundError, NotFoundError
 
 from .messages import Command, Event, Reply, decode, encode
 from .serving import (
+    MAX_DELIVER,
     Accept,
     BatchConsumer,
     BatchHandler,
@@ -163,12 +164,14 @@ class Bus:
         ack_wait: float = 5.0,
         key: Callable[[Event], Hashable] | None = call_key,
         source: PartitionSource | None = None,
+        max_deliver: int = MAX_DELIVER,
     ) -> Consumer:
         """Feed every new event of these types to `handler` through the durable JetStream consumer
         `durable`: an event is acknowledged only after its handler returned, so one lost by a crash is
         delivered again (serving.Consumer). Events of one `key` (default: one call) are handled in order;
         `key=None`: each at once, in arrival order (the service orders them itself). `source`: read one
-        partition's work queue (services/kernel/partitioned.py) instead of SB_EVENTS."""
+        partition's work queue (services/kernel/partitioned.py) instead of SB_EVENTS. A handler raising
+        serving.Redeliver(delay) gets its event back after that delay, up to `max_deliver` deliveries."""
         consumer = Consumer(
             self,
             list(event_types),
@@ -177,6 +180,7 @@ class Bus:
             ack_wait=ack_wait,
             key=key,
             source=source,
+            max_deliver=max_deliver,
         )
         await consumer.start()
         return consumer

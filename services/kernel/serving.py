@@ -39,6 +39,7 @@ __all__ = [
     "Later",
     "Listener",
     "PartitionSource",
+    "Redeliver",
     "Server",
     "call_key",
 ]
@@ -66,6 +67,16 @@ class Later:
 
     def __init__(self, work: Awaitable[Reply]) -> None:
         self.work = work
+
+
+class Redeliver(Exception):
+    """Raised by an event handler that is not done with its event (a webhook receiver that keeps failing):
+    the event comes back after `delay_s` (nak with delay), counted in the consumer's deliveries. The
+    schedule lives in JetStream, so it survives a restart without a table to scan."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(f"again in {delay_s} s")
+        self.delay_s = delay_s
 
 
 CommandHandler = Callable[[C], Awaitable["Reply | Later | None"]]
@@ -300,7 +311,8 @@ class Consumer:
     a service that orders by something the event does not name (the coordinator's contact, which owns
     several calls) with its own FIFO lock. An event is acknowledged after its handler returned; while the handler
     works, the server is told it is in progress, so a slow step is not redelivered meanwhile. A handler
-    that raises gets its event back after REDELIVER_DELAY_S (at most MAX_DELIVER deliveries).
+    that raises gets its event back after REDELIVER_DELAY_S (at most `max_deliver` deliveries); one that
+    raises Redeliver(delay) gets it back after that delay, with nothing logged.
     """
 
     def __init__(
@@ -313,6 +325,7 @@ class Consumer:
         ack_wait: float = 5.0,
         key: Callable[[Event], Hashable] | None = call_key,
         source: PartitionSource | None = None,
+        max_deliver: int = MAX_DELIVER,
     ) -> None:
         self.bus = bus
         self.durable = durable
@@ -320,6 +333,7 @@ class Consumer:
         self.ack_wait = ack_wait
         self.key = key
         self.source = source
+        self.max_deliver = max_deliver
         self.filters = _event_filters(event_types)
         self._kinds = {(k.domain, k.name): k for k in event_types}
         self._lanes: dict[Hashable, deque[tuple[Msg, Event]]] = {}
@@ -335,7 +349,7 @@ class Consumer:
             deliver_policy=DeliverPolicy.NEW if source is None else DeliverPolicy.ALL,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self.ack_wait,
-            max_deliver=MAX_DELIVER,
+            max_deliver=self.max_deliver,
             max_ack_pending=10_000,
             filter_subjects=sorted(self.filters) if source is None else [f"{source.prefix}.>"],
         )
@@ -398,6 +412,10 @@ class Consumer:
             await self.handler(event)
         except asyncio.CancelledError:
             raise  # stopping: not acknowledged, so the next consumer process gets it
+        except Redeliver as again:
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=again.delay_s)
+            return
         except Exception:
             delivered = msg.metadata.num_delivered if msg.metadata else 0
             log.exception(
@@ -405,7 +423,7 @@ class Consumer:
                 durable=self.durable,
                 subject=msg.subject,
                 delivered=delivered,
-                given_up=delivered >= MAX_DELIVER,
+                given_up=delivered >= self.max_deliver,
             )
             with contextlib.suppress(Exception):
                 await msg.nak(delay=REDELIVER_DELAY_S)

@@ -1,18 +1,18 @@
-"""Webhook delivery (asyncio adapter around webhooks.py): a durable JetStream consumer `webhooks` on the
-contact and recording events.
+"""Webhook delivery (asyncio adapter around webhooks.py): the durable consumer `webhooks` on the contact and
+recording events (Bus.consume, each event at once: deliveries of different events do not wait on each
+other).
 
 For each event: the tenant's endpoints that want it get a delivery row (one per endpoint and event, so a
 redelivered event never makes a second row) and a signed POST. A 2xx answer marks the row delivered; any
 other answer, a timeout or a refused connection counts an attempt. While some row of the event is pending,
-the event is not acknowledged but handed back to JetStream with a delay (`nak(delay)`) that doubles with
-each attempt: the retry schedule survives a restart without any table scan across tenants. After
-MAX_ATTEMPTS a row is `failed`; the tenant sees it in the delivery log and can replay it (API).
+the handler raises Redeliver with a delay that doubles with each attempt: JetStream hands the event back
+then, so the retry schedule survives a restart without any table scan across tenants. After MAX_ATTEMPTS
+a row is `failed`; the tenant sees it in the delivery log and can replay it (API).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from dataclasses import dataclass
@@ -20,16 +20,13 @@ from typing import Any
 
 import asyncpg
 import httpx
-import msgspec
-from nats.aio.msg import Msg
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import NotFoundError
 
 from services.kernel.bus import Bus
 from services.kernel.db import tenant_tx
 from services.kernel.ids import new_id
 from services.kernel.log import get_logger
-from services.kernel.subjects import EVENTS_STREAM
+from services.kernel.messages import Event
+from services.kernel.serving import Consumer, Redeliver
 
 from . import webhooks as wh
 
@@ -94,79 +91,40 @@ class WebhookWorker:
         self.consumer = consumer
         self.backoff_base_s = backoff_base_s
         self.http = httpx.AsyncClient(follow_redirects=False)
-        self._tasks: set[asyncio.Task[None]] = set()
         self._sending = asyncio.Semaphore(SENDING)  # events whose POSTs are in flight at once
-        self._pump: asyncio.Task[None] | None = None
+        self._consumer: Consumer | None = None
 
     async def start(self) -> None:
-        config = ConsumerConfig(
-            durable_name=self.consumer,
-            deliver_policy=DeliverPolicy.NEW,
-            ack_policy=AckPolicy.EXPLICIT,
+        self._consumer = await self.bus.consume(
+            list(wh.EVENTS.values()),
+            durable=self.consumer,
+            handler=self._on_event,
             ack_wait=TIMEOUT_S * 4,
+            key=None,
             max_deliver=wh.MAX_ATTEMPTS + 2,
-            max_ack_pending=10_000,
-            filter_subjects=[f"sb.*.evt.{name}" for name in wh.EVENTS],
         )
-        try:
-            await self.bus.js.add_consumer(EVENTS_STREAM, config)
-        except Exception as exc:
-            log.info("webhooks_consumer_exists", detail=str(exc)[:120])
-        self._sub = await self.bus.js.pull_subscribe_bind(self.consumer, stream=EVENTS_STREAM)
-        self._pump = asyncio.create_task(self._run_pump())
 
     async def stop(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            await asyncio.gather(self._pump, return_exceptions=True)
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=TIMEOUT_S)
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._sub.unsubscribe(), 1.0)
+        if self._consumer is not None:
+            await self._consumer.stop(timeout=TIMEOUT_S)
         await self.http.aclose()
 
-    async def _run_pump(self) -> None:
-        while True:
-            try:
-                msgs = await self._sub.fetch(1, timeout=1.0)
-            except (TimeoutError, NotFoundError):
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("webhooks_fetch_failed", error=f"{type(exc).__name__}: {exc}")
-                await asyncio.sleep(0.5)
-                continue
-            for msg in msgs:
-                task = asyncio.create_task(self._on_msg(msg))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-
-    async def _on_msg(self, msg: Msg) -> None:
+    async def _on_event(self, event: Event) -> None:
         try:
-            pending = await self.handle(msg.subject, msg.data)
-        except Exception as exc:
+            pending = await self.handle(event)
+        except Exception as exc:  # the database away: the event comes back like a failed delivery
             log.error(
-                "webhooks_event_failed", subject=msg.subject, error=f"{type(exc).__name__}: {exc}"[:300]
+                "webhooks_event_failed",
+                event_type=f"{event.domain}.{event.name}",
+                error=f"{type(exc).__name__}: {exc}"[:300],
             )
             pending = 1
-        with contextlib.suppress(Exception):
-            if pending:
-                await msg.nak(delay=wh.backoff_s(pending, self.backoff_base_s))
-            else:
-                await msg.ack()
+        if pending:
+            raise Redeliver(wh.backoff_s(pending, self.backoff_base_s))
 
-    async def handle(self, subject: str, data: bytes) -> int:
-        """Deliver one event to its tenant's endpoints; returns the largest attempt count among rows still
-        pending (0: nothing pending, acknowledge)."""
-        parts = subject.split(".")
-        kind = wh.EVENTS.get(".".join(parts[3:5])) if len(parts) == 5 else None
-        if kind is None:
-            return 0
-        event = msgspec.json.decode(data, type=kind)
-        if str(event.tenant_id) != parts[1]:
-            log.warning("webhooks_tenant_mismatch", subject=subject)
-            return 0
+    async def handle(self, event: Event) -> int:
+        """Deliver one event (decoded and tenant-checked by the consumer) to its tenant's endpoints; returns
+        the largest attempt count among rows still pending (0: nothing pending, acknowledge)."""
         event_type = f"{event.domain}.{event.name}"
         body = wh.body_of(event).decode()
         async with tenant_tx(self.pool, event.tenant_id) as conn:

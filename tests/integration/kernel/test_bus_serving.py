@@ -179,6 +179,36 @@ async def test_consume_acks_after_the_handler_and_redelivers_a_crash(bus: Bus) -
         await bus.js.delete_consumer("SB_EVENTS", durable)
 
 
+async def test_consume_redeliver_brings_the_event_back_after_its_delay_up_to_max_deliver(bus: Bus) -> None:
+    """A handler raising Redeliver(delay) is not done: the event comes back no sooner than the delay, and
+    after `max_deliver` deliveries no more (the webhook worker's growing back-off rides on this)."""
+    tenant, call = uuid.uuid4(), uuid.uuid4()
+    arrivals: list[float] = []
+    delays = [0.3, 0.6]
+
+    async def handle(event: Happened) -> None:
+        if event.tenant_id != tenant:
+            return
+        arrivals.append(time.monotonic())
+        raise serving.Redeliver(delays[min(len(arrivals) - 1, 1)])
+
+    durable = f"bustest_{uuid.uuid4().hex[:8]}"
+    consumer = await bus.consume([Happened], durable=durable, handler=handle, key=None, max_deliver=3)
+    try:
+        await _publish(bus, tenant, call, 1)
+        for _ in range(60):
+            if len(arrivals) >= 3:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.0)  # a fourth delivery would have come by now
+        assert len(arrivals) == 3
+        assert arrivals[1] - arrivals[0] >= 0.3 - 0.05
+        assert arrivals[2] - arrivals[1] >= 0.6 - 0.05
+    finally:
+        assert await consumer.stop() == []
+        await bus.js.delete_consumer("SB_EVENTS", durable)
+
+
 async def test_consume_stop_is_bounded_and_the_unfinished_event_comes_back(bus: Bus) -> None:
     tenant, call = uuid.uuid4(), uuid.uuid4()
     started = asyncio.Event()
