@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import agents, matching
 from .agent import Rejected, can_take
 from .commands import Prioritize
 from .contact import ContactState
@@ -40,7 +41,7 @@ def prioritize(engine: Engine, cmd: Prioritize) -> Rejected | dict[str, Any]:
 
 
 def _pull(engine: Engine, agent_id: str, contact_id: str) -> Rejected | dict[str, Any]:
-    agent = engine._agent_or_reject(agent_id)
+    agent = agents.agent_or_reject(engine, agent_id)
     if isinstance(agent, Rejected):
         return agent
     c = engine.state.contacts[contact_id]
@@ -57,5 +58,5 @@ def _pull(engine: Engine, agent_id: str, contact_id: str) -> Rejected | dict[str
         return Rejected(
             code="agent_busy", reason=f"agent {agent_id!r} has no room for it now ({agent.state.value})"
         )
-    engine._offer(c, agent)
+    matching.offer(engine, c, agent)
     return {"contact_id": c.contact_id, "queue_id": c.queue_id, "agent_id": agent_id, "offer_id": c.offer_id}

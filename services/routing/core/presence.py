@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from . import agents
 from .agent import Agent, Rejected
 from .commands import AgentLinked, AgentsPresent, AgentUnlinked
 from .timers import TimerKind
 
 if TYPE_CHECKING:
-    from .operations import Operations
+    from .engine import Engine
 
 __all__ = ["LEASE_S", "link", "linked", "on_link_timer", "present", "unlinked"]
 
@@ -27,12 +28,12 @@ LEASE_S = 15.0
 LOST_REASON = "disconnected"
 
 
-def _arm(ops: Operations, agent: Agent, when: float) -> None:
+def _arm(ops: Engine, agent: Agent, when: float) -> None:
     agent.link_due = when
-    ops._timers.arm(when, TimerKind.LINK, agent.agent_id)
+    ops.timers.arm(when, TimerKind.LINK, agent.agent_id)
 
 
-def link(ops: Operations, agent: Agent, session_id: str) -> bool:
+def link(ops: Engine, agent: Agent, session_id: str) -> bool:
     """(Re)link the agent to a socket and renew its lease; True when the agent goes on as it was through
     this socket: it was lost and now resumes, or its client reconnected before the old socket's close
     reached us (the close is then stale and ignored, see `unlinked`)."""
@@ -42,17 +43,17 @@ def link(ops: Operations, agent: Agent, session_id: str) -> bool:
         return before is not None and before != session_id
     agent.link_lost_at = None
     agent.away_reason, agent.away_before_lost = agent.away_before_lost, None
-    ops._sync_agent(agent, "reconnected")
+    agents.sync(ops, agent, "reconnected")
     return True
 
 
-def _lose(ops: Operations, agent: Agent) -> None:
+def _lose(ops: Engine, agent: Agent) -> None:
     now = ops.state.now
     agent.link_lost_at = now
     _arm(ops, agent, now + ops.state.config.link_grace_s)
     agent.away_before_lost = agent.away_reason
     agent.away_reason = LOST_REASON
-    ops._sync_agent(agent, LOST_REASON)
+    agents.sync(ops, agent, LOST_REASON)
 
 
 def _summary(agent: Agent) -> dict[str, Any]:
@@ -65,7 +66,7 @@ def _summary(agent: Agent) -> dict[str, Any]:
     }
 
 
-def linked(ops: Operations, cmd: AgentLinked) -> Rejected | dict[str, Any]:
+def linked(ops: Engine, cmd: AgentLinked) -> Rejected | dict[str, Any]:
     agent = ops.state.agents.get(cmd.agent_id)
     if agent is None:
         return {"logged_in": False}
@@ -73,7 +74,7 @@ def linked(ops: Operations, cmd: AgentLinked) -> Rejected | dict[str, Any]:
     return {**_summary(agent), "resumed": resumed}
 
 
-def unlinked(ops: Operations, cmd: AgentUnlinked) -> Rejected | dict[str, Any]:
+def unlinked(ops: Engine, cmd: AgentUnlinked) -> Rejected | dict[str, Any]:
     agent = ops.state.agents.get(cmd.agent_id)
     if agent is None or agent.link_lost_at is not None or agent.link not in (None, cmd.session_id):
         # Logged out, already lost, or a stale socket closing after the client reconnected elsewhere.
@@ -83,7 +84,7 @@ def unlinked(ops: Operations, cmd: AgentUnlinked) -> Rejected | dict[str, Any]:
     return {"lost": True, "grace_s": ops.state.config.link_grace_s}
 
 
-def present(ops: Operations, cmd: AgentsPresent) -> Rejected | dict[str, Any]:
+def present(ops: Engine, cmd: AgentsPresent) -> Rejected | dict[str, Any]:
     renewed = 0
     for agent_id, sessions in cmd.sessions.items():
         agent = ops.state.agents.get(agent_id)
@@ -102,10 +103,10 @@ def present(ops: Operations, cmd: AgentsPresent) -> Rejected | dict[str, Any]:
     return {"renewed": renewed}
 
 
-def on_link_timer(ops: Operations, agent_id: str) -> None:
+def on_link_timer(ops: Engine, agent_id: str) -> None:
     agent = ops.state.agents[agent_id]
     agent.link_due = None
     if agent.link_lost_at is None:
         _lose(ops, agent)  # the lease ran out: the socket's process is gone
         return
-    ops._log_out(agent, LOST_REASON)
+    agents.log_out(ops, agent, LOST_REASON)

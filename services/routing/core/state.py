@@ -43,7 +43,7 @@ class RoutingState(msgspec.Struct, kw_only=True):
     positions_due_at: float | None = None
     position_interval_s: float = 1.0
     next_seq: int = 0
-    # The time of the last agent state change output (each in its own microsecond: operations.py).
+    # The time of the last agent state change output (each in its own microsecond: engine.py, emit_state_change).
     last_state_at: float = 0.0
     next_arrival: int = 0
     now: float = 0.0

@@ -54,6 +54,7 @@ from services.routing.core import (
     TenantConfig,
     TransferToQueue,
     WrapUpDone,
+    matching,
 )
 from services.routing.core.agent import Agent, SlotPhase, derive_state
 from services.routing.core.contact import line_key
@@ -127,7 +128,7 @@ class CheckedEngine(Engine):
 
     violations: list[str]
 
-    def _offer(self, c: Contact, agent: Agent) -> None:
+    def check_offer(self, c: Contact, agent: Agent) -> None:
         problems = getattr(self, "violations", None)
         if problems is None:
             problems = self.violations = []
@@ -142,7 +143,20 @@ class CheckedEngine(Engine):
                     break
                 if d.state is ContactState.WAITING and _qualified(self, agent.agent_id, d):
                     problems.append(f"{c.contact_id} offered to {agent.agent_id} before better-placed {cid}")
-        super()._offer(c, agent)
+
+
+# Every offer, whoever makes it (matching, a supervisor's pull in floor.py), goes through matching.offer,
+# looked up on the module at each call: wrapped here so a CheckedEngine checks the state before each one.
+_real_offer = matching.offer
+
+
+def _checked_offer(e: Engine, c: Contact, agent: Agent) -> None:
+    if isinstance(e, CheckedEngine):
+        e.check_offer(c, agent)
+    _real_offer(e, c, agent)
+
+
+matching.offer = _checked_offer
 
 
 def _can_hold(agent: Agent, profile: AgentProfile, channel: Channel, extra: int) -> bool:
@@ -358,7 +372,7 @@ class World:
         st = e.state
         now = st.now
         assert getattr(e, "violations", []) == []
-        assert not e.dirty_contacts and not e.dirty_agents and not e._fresh  # nothing left half-done
+        assert not e.dirty_contacts and not e.dirty_agents and not e.fresh  # nothing left half-done
         # no contact lost: what the events say is live is exactly what the engine holds
         assert set(st.contacts) == self.live
         in_line = 0
@@ -386,7 +400,7 @@ class World:
                         f"{c.contact_id} waits while {agent_id} is ready and qualified"
                     )
             if c.next_check_at is not None:
-                assert c.next_check_at > now and e._timers.is_armed(
+                assert c.next_check_at > now and e.timers.is_armed(
                     c.next_check_at, TimerKind.CONTACT, c.contact_id
                 )
         assert sum(len(line) for line in e.matcher.lines.values()) == in_line
@@ -411,9 +425,7 @@ class World:
             for slot in agent.slots.values():
                 if slot.phase is SlotPhase.WRAP_UP:
                     assert slot.wrap_until is not None and slot.wrap_until > now
-                    assert e._timers.is_armed(
-                        slot.wrap_until, TimerKind.WRAP, agent.agent_id, slot.contact_id
-                    )
+                    assert e.timers.is_armed(slot.wrap_until, TimerKind.WRAP, agent.agent_id, slot.contact_id)
         for agent_id, state in self.agent_state.items():
             assert (agent_id in st.agents) == (state != "logged_out")
         nxt = e.next_timer()
