@@ -7,7 +7,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-TEST_PEERS := sip-tester chromium espeak-ng sox
+TEST_PEERS := sip-tester chromium espeak-ng sox coturn
 PYTEST_ARGS ?=
 
 UV_VERSION := 0.13.9
@@ -79,6 +79,7 @@ test-peers:
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	command -v sox >/dev/null || missing="$$missing sox"; \
+	command -v turnserver >/dev/null || missing="$$missing coturn"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing test peers:$$missing"; \

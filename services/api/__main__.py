@@ -47,6 +47,10 @@ def main() -> None:
         # within WS_PING_S * 2: its socket closes and routing's grace starts (docs/agent-protocol.md).
         ws_ping_interval=WS_PING_S,
         ws_ping_timeout=WS_PING_S,
+        # HTTPS and WSS for agents on other machines (`switchboard up --public-url`, docs/runtime.md):
+        # browsers give the microphone only to secure origins.
+        ssl_certfile=os.environ.get("SB_TLS_CERT_FILE") or None,
+        ssl_keyfile=os.environ.get("SB_TLS_KEY_FILE") or None,
     )
     server = uvicorn.Server(config)
     fd = os.environ.get("SB_API_LISTEN_FD", "")

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from .public import PublicRequest
 from .runtime import DEFAULT_HTTP_PORT, PARTITIONED, SERVICES, Options, run
 
 __all__ = ["up"]
@@ -118,6 +119,46 @@ def _parse_workers(
     metavar="a,b",
     help=f"Start only these services (default: all of {','.join(SERVICES)}).",
 )
+@click.option(
+    "--bind",
+    "bind_host",
+    metavar="ADDRESS",
+    help="The address the API and the SIP edge listen on (default: SB_BIND_HOST, else 127.0.0.1). "
+    "Agents on other machines need this machine's address or 0.0.0.0 (or a reverse proxy).",
+)
+@click.option(
+    "--public-url",
+    metavar="https://HOST[:PORT]",
+    help="The address agents on other machines open: serve HTTPS and WSS for it (a self-signed "
+    "certificate unless --tls-cert/--tls-key or --behind-proxy) and offer ICE addresses for it.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="PEM certificate (chain) for --public-url's host.",
+)
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), help="Its PEM private key.")
+@click.option(
+    "--behind-proxy",
+    is_flag=True,
+    help="A reverse proxy on this machine terminates TLS for --public-url: serve plain HTTP to it and "
+    "trust its X-Forwarded-For.",
+)
+@click.option(
+    "--ice-hosts",
+    metavar="IP,IP",
+    help="Addresses media offers as ICE host candidates (default: --public-url's host if it is an "
+    "address, else this machine's non-loopback addresses).",
+)
+@click.option(
+    "--turn",
+    is_flag=True,
+    help="Run a TURN relay (coturn's turnserver, Debian package coturn) for agents behind NAT, with "
+    "short-lived credentials from a shared secret.",
+)
+@click.option(
+    "--turn-port", type=click.IntRange(1, 65535), default=3478, show_default=True, help="The TURN port."
+)
 def up(
     data_dir: Path,
     http_port: int,
@@ -127,22 +168,57 @@ def up(
     api_workers: int,
     workers: tuple[tuple[str, int], ...],
     services: tuple[str, ...],
+    bind_host: str | None,
+    public_url: str | None,
+    tls_cert: Path | None,
+    tls_key: Path | None,
+    behind_proxy: bool,
+    ice_hosts: str | None,
+    turn: bool,
+    turn_port: int,
 ) -> None:
     """Run the whole platform on this machine: embedded PostgreSQL and NATS, and every service.
 
     SB_DATABASE_URL / SB_NATS_URL use existing servers instead (with SB_DATABASE_ADMIN_URL the database is
-    also bootstrapped and migrated). Ctrl-C stops everything.
+    also bootstrapped and migrated). Ctrl-C stops everything. For agents on other machines see
+    --public-url (docs/runtime.md, "Agents at home").
     """
+    public = None
+    if public_url is not None:
+        public = PublicRequest(
+            url=public_url,
+            tls_cert=tls_cert.expanduser().resolve() if tls_cert else None,
+            tls_key=tls_key.expanduser().resolve() if tls_key else None,
+            behind_proxy=behind_proxy,
+            ice_hosts=tuple(h.strip() for h in (ice_hosts or "").split(",") if h.strip()),
+            turn=turn,
+            turn_port=turn_port,
+        )
+    else:
+        given = [
+            flag
+            for flag, value in (
+                ("--tls-cert", tls_cert),
+                ("--tls-key", tls_key),
+                ("--behind-proxy", behind_proxy),
+                ("--ice-hosts", ice_hosts),
+                ("--turn", turn),
+            )
+            if value
+        ]
+        if given:
+            raise click.UsageError(f"{', '.join(given)} need --public-url https://HOST")
     opts = Options(
         data_dir=data_dir.expanduser().resolve(),
         http_port=http_port,
         sip_port=sip_port,
         demo=demo,
         services=services,
-        bind_host=os.environ.get("SB_BIND_HOST") or "127.0.0.1",
+        bind_host=bind_host or os.environ.get("SB_BIND_HOST") or "127.0.0.1",
         media_workers=media_workers,
         api_workers=api_workers,
         workers=workers,
+        public=public,
     )
     if http_port == sip_port and "api" in services and "media" in services:
         raise click.UsageError("--http-port and --sip-port must differ")

@@ -121,11 +121,14 @@ def _save(path: Path, data: dict[str, str]) -> None:
     os.replace(tmp, path)
 
 
-async def ensure_demo(api_url: str, data_dir: Path, timeout: float = 10.0) -> DemoTenant:
-    """Create (or complete) the demo tenant behind the API at `api_url`; returns its key and objects."""
+async def ensure_demo(
+    api_url: str, data_dir: Path, timeout: float = 10.0, *, verify: bool = True
+) -> DemoTenant:
+    """Create (or complete) the demo tenant behind the API at `api_url`; returns its key and objects.
+    `verify=False` for the runtime's own HTTPS API, whose certificate names the public host."""
     path = data_dir / "demo.json"
     created: list[str] = []
-    async with httpx.AsyncClient(base_url=api_url, timeout=timeout) as client:
+    async with httpx.AsyncClient(base_url=api_url, timeout=timeout, verify=verify) as client:
         key = _load_key(path)
         tenant_id: str | None = None
         if key is not None:

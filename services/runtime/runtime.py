@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import errno
 import fcntl
 import ipaddress
@@ -32,6 +33,17 @@ from services.kernel import db
 
 from .demo import DEMO_AGENTS, DemoError, DemoTenant, ensure_demo
 from .embedded import APP_ROLE, DATABASE, EmbeddedNats, EmbeddedPostgres, Secrets
+from .public import (
+    PublicAccess,
+    PublicRequest,
+    PublicUrlError,
+    machine_addresses,
+    public_env,
+    resolve,
+    trust_steps,
+    turn_binary,
+    turn_config,
+)
 from .supervisor import ChildSpec, Output, Supervisor
 
 __all__ = ["SERVICES", "DataDirLock", "Options", "Runtime", "StartupError", "run"]
@@ -66,6 +78,9 @@ class Options:
 
     def workers_of(self, name: str) -> int:
         return dict(self.workers).get(name, 1)
+
+    # --public-url and its companions: HTTPS, ICE addresses and TURN for agents on other machines.
+    public: PublicRequest | None = None
 
 
 class DataDirLock:
@@ -184,6 +199,7 @@ class Runtime:
         self.database_url = ""
         self.nats_url = ""
         self.cold = False
+        self.public: PublicAccess | None = None
 
     def say(self, text: str) -> None:
         self.out.line("runtime", text)
@@ -247,6 +263,8 @@ class Runtime:
                 f"no entry point for {', '.join(missing)} (services/<name>/__main__.py); "
                 "leave them out with --services"
             )
+        if opts.public is not None:
+            self._resolve_public(opts.public)
         if "api" in opts.services:
             check_port_free(opts.bind_host, opts.http_port, socket.SOCK_STREAM, "HTTP", "--http-port")
         if "media" in opts.services:
@@ -264,6 +282,20 @@ class Runtime:
             return
         self._start_services(secrets_)
         await self._become_ready()
+
+    def _resolve_public(self, request: PublicRequest) -> None:
+        try:
+            self.public = resolve(
+                request, self.data_dir, datetime.datetime.now(datetime.UTC), machine_addresses()
+            )
+        except PublicUrlError as exc:
+            raise StartupError(str(exc)) from None
+        except OSError as exc:
+            raise StartupError(f"--public-url: {exc}") from None
+        if self.public.turn_port is not None:
+            for host in self.public.ice_hosts:
+                for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+                    check_port_free(host, self.public.turn_port, kind, "TURN", "--turn-port")
 
     async def _start_database(self, secrets_: Secrets) -> None:
         external = os.environ.get("SB_DATABASE_URL", "")
@@ -386,6 +418,8 @@ class Runtime:
             # A person at a terminal reads short lines; a pipe or a file gets JSON (SB_LOG_FORMAT overrides).
             SB_LOG_FORMAT=os.environ.get("SB_LOG_FORMAT") or ("console" if self.out.isatty() else "json"),
         )
+        if self.public is not None:
+            env.update(public_env(self.public))
         return env
 
     def _start_services(self, secrets_: Secrets) -> None:
@@ -404,9 +438,25 @@ class Runtime:
         if "api" in self.opts.services and self.opts.api_workers > 1:
             self.api_listener = api_listener(self.opts.bind_host, self.opts.http_port)
             specs += api_specs(self._child_env("api", secrets_), self.api_listener, self.opts.api_workers)
+        if self.public is not None and self.public.turn_port is not None:
+            specs.append(self._turn_spec(self.public))
         self.supervisor = Supervisor(specs, self.out)
         self.supervisor.start()
         self.say(f"services: starting {', '.join(self.opts.services)}")
+
+    def _turn_spec(self, access: PublicAccess) -> ChildSpec:
+        """coturn as a supervised child, its configuration (with the shared secret) rewritten each start."""
+        conf = self.data_dir / "turn" / "turnserver.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(turn_config(access, self.data_dir))
+        binary = turn_binary()
+        assert binary is not None  # resolve() refused --turn without it
+        return ChildSpec("turn", [binary, "-c", str(conf)], {"PATH": os.environ.get("PATH", "")})
+
+    @property
+    def tls(self) -> bool:
+        return self.public is not None and self.public.cert is not None
 
     @property
     def api_url(self) -> str:
@@ -416,7 +466,7 @@ class Runtime:
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self.opts.http_port}"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.opts.http_port}"
 
     async def _wait_healthy(self) -> tuple[bool, str]:
         started = time.monotonic()
@@ -424,7 +474,8 @@ class Runtime:
         next_progress = started + PROGRESS_EVERY_S
         last = "no answer yet"
         waiting: list[str] = ["api"]
-        async with httpx.AsyncClient(timeout=2, trust_env=False) as client:
+        # Our own child on this machine: its certificate names the public host, not the bind address.
+        async with httpx.AsyncClient(timeout=2, trust_env=False, verify=not self.tls) as client:
             while time.monotonic() < deadline and not self._interrupted():
                 try:
                     resp = await client.get(f"{self.api_url}/healthz")
@@ -457,7 +508,7 @@ class Runtime:
         demo_error = ""
         if self.opts.demo and healthy:
             try:
-                demo = await ensure_demo(self.api_url, self.data_dir)
+                demo = await ensure_demo(self.api_url, self.data_dir, verify=not self.tls)
             except (DemoError, httpx.HTTPError, KeyError, TypeError, ValueError) as exc:
                 demo_error = str(exc) or type(exc).__name__
         elif self.opts.demo:
@@ -489,6 +540,8 @@ class Runtime:
         for name, count in self.opts.workers:
             if name in self.opts.services and count > 1:
                 lines.append(f"  {name.capitalize():<10} {count} workers sharing the tenants by partition")
+        if self.public is not None:
+            lines += self._public_lines(self.public)
         api_flag = "" if self.opts.http_port == DEFAULT_HTTP_PORT else f" --api-url {self.api_url}"
         sb, activate = cli_invocation()
         where = f", in {Path.cwd()}" if not sb.startswith(("/", "switchboard")) else ""
@@ -521,6 +574,29 @@ class Runtime:
             lines.append(f"  (or run `{activate}` once, then type plain `switchboard ...`)")
         lines += ["", "Press Ctrl-C to stop.", ""]
         self.out.block(lines)
+
+    def _public_lines(self, access: PublicAccess) -> list[str]:
+        lines = [
+            f"  Agents     {access.url}/agent/  (other machines: this address)",
+            f"  ICE        media offers {', '.join(access.ice_hosts)}",
+        ]
+        if access.turn_port is not None:
+            lines.append(
+                f"  TURN       turn:{access.host}:{access.turn_port} (UDP and TCP, coturn; short-lived "
+                "credentials from the shared secret in DATA_DIR/turn/secret)"
+            )
+        if access.tls == "proxy":
+            lines.append(f"  TLS        by your reverse proxy, forwarding {access.url} to {self.api_url}")
+        elif access.tls == "self-signed" and access.cert is not None:
+            lines += ["", *trust_steps(access.cert, access.url)]
+        local = self.opts.bind_host in ("127.0.0.1", "::1", "localhost")
+        if local and access.tls != "proxy" and access.host not in ("127.0.0.1", "::1", "localhost"):
+            lines += [
+                "",
+                f"Note: the API listens on {self.opts.bind_host} only, so other machines cannot reach "
+                f"{access.url}: add --bind with this machine's address (or 0.0.0.0), or --behind-proxy.",
+            ]
+        return lines
 
     async def _shutdown(self) -> None:
         started = time.monotonic()
@@ -610,7 +686,7 @@ def worker_specs(name: str, env: dict[str, str], workers: int) -> list[ChildSpec
 
 def child_names(opts: Options) -> list[str]:
     """The supervised children's names, as the output prefixes them."""
-    names: list[str] = []
+    names: list[str] = ["turn"] if opts.public is not None and opts.public.turn else []
     for name in opts.services:
         if name == "media" and opts.media_workers > 1:
             names += ["media-front", *(f"media-{k}" for k in range(1, opts.media_workers + 1))]

@@ -364,6 +364,7 @@ class PhoneCaller:
     port: int
     number: str
     frequency: float = 600.0
+    host: str = "127.0.0.1"  # where the platform's SIP edge listens; the caller binds the same address
     call_id: str = field(default_factory=lambda: secrets.token_hex(8))
     tag: str = field(default_factory=lambda: secrets.token_hex(4))
     heard: list[bytes] = field(default_factory=list)
@@ -375,21 +376,19 @@ class PhoneCaller:
     async def dial(self, timeout: float = 10.0, *, answer: bool = True) -> None:
         loop = asyncio.get_running_loop()
         self.sip, _ = await loop.create_datagram_endpoint(
-            lambda: _Udp(self.sip_in), local_addr=("127.0.0.1", 0)
+            lambda: _Udp(self.sip_in), local_addr=(self.host, 0)
         )
-        self.rtp, _ = await loop.create_datagram_endpoint(
-            lambda: _Udp(self.heard), local_addr=("127.0.0.1", 0)
-        )
+        self.rtp, _ = await loop.create_datagram_endpoint(lambda: _Udp(self.heard), local_addr=(self.host, 0))
         self.sip_local = self.sip.get_extra_info("sockname")[1]
         rtp_port = self.rtp.get_extra_info("sockname")[1]
-        self.uri = f"sip:{self.number}@127.0.0.1:{self.port}"
+        self.uri = f"sip:{self.number}@{self.host}:{self.port}"
         body = (
-            f"v=0\r\no=caller 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"v=0\r\no=caller 1 1 IN IP4 {self.host}\r\ns=-\r\nc=IN IP4 {self.host}\r\nt=0 0\r\n"
             f"m=audio {rtp_port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\n"
             "a=sendrecv\r\n"
         ).encode()
         self.cseq = 1
-        self._send("INVITE", body=body, from_uri='"Ada Caller" <sip:+15550100@127.0.0.1>')
+        self._send("INVITE", body=body, from_uri=f'"Ada Caller" <sip:+15550100@{self.host}>')
         if not answer:
             return
         ok = await self._final(timeout)
@@ -411,15 +410,15 @@ class PhoneCaller:
     ) -> None:
         to = f"<{self.uri}>" + (f";tag={to_tag}" if to_tag else "")
         head = (
-            f"{method} {self.uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{self.sip_local};branch=z9hG4bK{secrets.token_hex(6)};rport\r\n"
-            f"Max-Forwards: 70\r\nFrom: {from_uri or '<sip:+15550100@127.0.0.1>'};tag={self.tag}\r\nTo: {to}\r\n"
+            f"{method} {self.uri} SIP/2.0\r\nVia: SIP/2.0/UDP {self.host}:{self.sip_local};branch=z9hG4bK{secrets.token_hex(6)};rport\r\n"
+            f"Max-Forwards: 70\r\nFrom: {from_uri or f'<sip:+15550100@{self.host}>'};tag={self.tag}\r\nTo: {to}\r\n"
             f"Call-ID: {self.call_id}\r\nCSeq: {cseq or self.cseq} {method}\r\n"
-            f"Contact: <sip:caller@127.0.0.1:{self.sip_local}>\r\n"
+            f"Contact: <sip:caller@{self.host}:{self.sip_local}>\r\n"
         )
         if body:
             head += "Content-Type: application/sdp\r\n"
         data = f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body
-        self.sip.sendto(data, ("127.0.0.1", self.port))
+        self.sip.sendto(data, (self.host, self.port))
 
     async def _final(self, timeout: float) -> bytes:
         deadline = time.monotonic() + timeout
@@ -446,7 +445,7 @@ class PhoneCaller:
                         payload=item.payload,
                         marker=item.marker,
                     )
-                    self.rtp.sendto(bytes(packet), ("127.0.0.1", self.remote_rtp))
+                    self.rtp.sendto(bytes(packet), (self.host, self.remote_rtp))
                     i += 1
                     await asyncio.sleep(max(0.0, start + i * 0.02 - time.monotonic()))
                 continue
@@ -459,7 +458,7 @@ class PhoneCaller:
                 payload=chunk,
                 marker=i == 0,
             )
-            self.rtp.sendto(bytes(packet), ("127.0.0.1", self.remote_rtp))
+            self.rtp.sendto(bytes(packet), (self.host, self.remote_rtp))
             i += 1
             await asyncio.sleep(max(0.0, start + i * 0.02 - time.monotonic()))
 
@@ -482,7 +481,7 @@ class PhoneCaller:
                 if line.split(":", 1)[0].lower() in ("via", "from", "to", "call-id", "cseq")
             ]
             reply = "SIP/2.0 200 OK\r\n" + "\r\n".join(keep) + "\r\nContent-Length: 0\r\n\r\n"
-            self.sip.sendto(reply.encode(), ("127.0.0.1", self.port))
+            self.sip.sendto(reply.encode(), (self.host, self.port))
             if method == b"BYE":
                 self.ended_by_platform.set()
                 self._talk.cancel()
