@@ -1,13 +1,18 @@
 """Recording benchmark: what recording costs the media worker, and how fast recordings become available.
 
 One machine: embedded PostgreSQL and NATS, one media worker process, the recording service process, and the
-media-bridge benchmark's SIP load process (bench_media_bridge.py's `sip` role: calls bridged two by two on
-the relay path, 1 kHz bursts both ways). Steps of the same calls alternate recording off and on, repeated
-(--repeats), so the overhead is stated with its spread:
+media-bridge benchmark's load processes (bench_media_bridge.py: calls bridged two by two on the relay path,
+SIP <-> WebRTC PCMU calls through aiortc peers on the WebRTC path; 1 kHz bursts both ways). For each path,
+steps of the same calls alternate recording off and on (which goes first alternates too, and the paths
+interleave), so a drift in the shared machine's load weighs on both sides alike:
 
-- recording_cpu_overhead_pct: the worker's CPU time with recording on against the same calls off, per
-  pair of steps (mean, min-max and standard deviation). It includes the spool's fsync and the chunks'
-  publishing to JetStream (services/media/spool/ship.py).
+- recording_cpu_overhead_pct (per path, the headline is the worse path): the worker's own CPU time (its
+  /proc utime + stime, not wall time: what other processes on the machine take is not counted) per carried
+  call with recording on, against the same calls off, per pair of steps. Pairs are added until the 95 %
+  interval of the mean (Student's t) is at most --half wide on each side (so the whole interval spans less
+  than the 15 % goal) or --max-repeats is reached; mean, median, interval, pooled ratio, pairs and the load
+  average during the steps are reported. It includes the spool's fsync and the chunks' publishing to
+  JetStream (services/media/spool/ship.py).
 - hangup_to_available_p95_ms: from each recorded call's call.ended to its recording.available, both seen
   by this process on the bus (one clock).
 - recordings_finalised_per_s: recordings made available per second after a step's calls all hang up at
@@ -102,7 +107,8 @@ def controller(args: argparse.Namespace) -> None:
     secrets_ = Secrets.load_or_create(data_dir)
     pg, nats_server = EmbeddedPostgres(data_dir, secrets_), EmbeddedNats(data_dir, secrets_)
     procs: list[subprocess.Popen[bytes]] = []
-    pairs: list[tuple[mb.Step, mb.Step]] = []
+    pairs: dict[str, list[tuple[mb.Step, mb.Step]]] = {path: [] for path in args.paths}
+    recorded = 0
     latencies: list[float] = []
     rates: list[float] = []
     rec_cpu: list[float] = []
@@ -159,34 +165,43 @@ def controller(args: argparse.Namespace) -> None:
             "pid": worker.pid,
             "data_dir": data_dir,
         }
-        for r in range(args.repeats):
-            # Alternate which goes first, so a drift in the machine's load does not favour one side.
-            order = (False, True) if r % 2 == 0 else (True, False)
-            got: dict[bool, mb.Step] = {}
-            for record in order:
-                before = set(watch.available)
-                c0 = mb.cpu_seconds(recorder.pid)
-                step = mb.run_step(ctx, "passthrough", args.calls, record, args.seconds)
-                got[record] = step
-                if record:
-                    waited = time.monotonic() + 15
-                    while len(set(watch.available) - before) < step.carried and time.monotonic() < waited:
-                        time.sleep(0.05)
-                    new = [rid for rid in watch.available if rid not in before]
-                    ends = [watch.ended[rid] for rid in new if rid in watch.ended]
-                    latencies += [
-                        (watch.available[rid] - watch.ended[rid]) * 1000 for rid in new if rid in watch.ended
-                    ]
-                    if new and ends:
-                        span = max(watch.available[rid] for rid in new) - min(ends)
-                        rates.append(len(new) / span if span > 0 else math.nan)
-                    rec_cpu.append(mb.cpu_seconds(recorder.pid) - c0)
-                print(
-                    f"  repeat {r + 1} {'on ' if record else 'off'}: {step.carried} calls, worker {step.cpu:.1f} % "
-                    f"of a core, loss {step.loss:.2f} %, p95 {step.p95:.1f} ms, load {step.loadavg:.1f}",
-                    flush=True,
-                )
-            pairs.append((got[False], got[True]))
+        calls_of = {"passthrough": args.calls, "pcmu": args.webrtc_calls}
+        for r in range(args.max_repeats):
+            todo = [p for p in args.paths if r < args.repeats or not _converged(pairs[p], args.half)]
+            if not todo:
+                break
+            for path in todo:
+                # Alternate which goes first, so a drift in the machine's load does not favour one side.
+                order = (False, True) if r % 2 == 0 else (True, False)
+                got: dict[bool, mb.Step] = {}
+                for record in order:
+                    before = set(watch.available)
+                    c0 = mb.cpu_seconds(recorder.pid)
+                    step = mb.run_step(ctx, path, calls_of[path], record, args.seconds)
+                    got[record] = step
+                    if record:
+                        waited = time.monotonic() + 15
+                        while len(set(watch.available) - before) < step.carried and time.monotonic() < waited:
+                            time.sleep(0.05)
+                        new = [rid for rid in watch.available if rid not in before]
+                        ends = [watch.ended[rid] for rid in new if rid in watch.ended]
+                        latencies += [
+                            (watch.available[rid] - watch.ended[rid]) * 1000
+                            for rid in new
+                            if rid in watch.ended
+                        ]
+                        if new and ends:
+                            span = max(watch.available[rid] for rid in new) - min(ends)
+                            rates.append(len(new) / span if span > 0 else math.nan)
+                        rec_cpu.append(mb.cpu_seconds(recorder.pid) - c0)
+                        recorded += len(new)
+                    print(
+                        f"  {path} repeat {r + 1} {'on ' if record else 'off'}: {step.carried} calls, worker "
+                        f"{step.cpu:.1f} % of a core ({_per_call(step):.3f} %/call), loss {step.loss:.2f} %, "
+                        f"p95 {step.p95:.1f} ms, load {step.loadavg:.1f}",
+                        flush=True,
+                    )
+                pairs[path].append((got[False], got[True]))
     finally:
         if watch is not None:
             watch.close()
@@ -200,53 +215,91 @@ def controller(args: argparse.Namespace) -> None:
         nats_server.stop()
         pg.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
-    report(args, pairs, latencies, rates, rec_cpu, time.monotonic() - began)
+    report(args, pairs, latencies, rates, rec_cpu, recorded, time.monotonic() - began)
+
+
+T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23, 11: 2.20}
+T95 |= {12: 2.18, 13: 2.16, 14: 2.14, 15: 2.13, 16: 2.12, 17: 2.11, 18: 2.10, 19: 2.09, 20: 2.09}
+
+
+def _per_call(step: mb.Step) -> float:
+    """The worker's CPU (% of a core) per carried call: a step that carried fewer calls is not cheaper."""
+    return step.cpu / step.carried if step.carried else math.nan
+
+
+def _overheads(pairs: list[tuple[mb.Step, mb.Step]]) -> list[float]:
+    return [
+        (_per_call(on) - _per_call(off)) / _per_call(off) * 100
+        for off, on in pairs
+        if _per_call(off) > 0 and not math.isnan(_per_call(on))
+    ]
+
+
+def _interval(values: list[float]) -> tuple[float, float, float]:
+    """Mean, standard deviation and the half width of the mean's 95 % interval (Student's t)."""
+    n = len(values)
+    mean = statistics.fmean(values) if values else math.nan
+    sd = statistics.stdev(values) if n > 1 else math.nan
+    half = T95.get(n - 1, 2.0) * sd / math.sqrt(n) if n > 1 else math.nan
+    return mean, sd, half
+
+
+def _converged(pairs: list[tuple[mb.Step, mb.Step]], half_goal: float) -> bool:
+    _mean, _sd, half = _interval(_overheads(pairs))
+    return not math.isnan(half) and half <= half_goal
+
+
+def _path_metric(
+    path: str, pairs: list[tuple[mb.Step, mb.Step]], args: argparse.Namespace
+) -> dict[str, object]:
+    overheads = _overheads(pairs)
+    mean, sd, half = _interval(overheads)
+    on_cpu = sum(_per_call(on) for _, on in pairs)
+    off_cpu = sum(_per_call(off) for off, _ in pairs)
+    loads = [step.loadavg for pair in pairs for step in pair]
+    return {
+        "metric": f"recording_cpu_overhead_pct_{'relay' if path == 'passthrough' else 'webrtc'}",
+        "value": round(mean, 1),
+        "unit": "% more worker CPU per call",
+        "goal": OVERHEAD_GOAL,
+        "better": "lower",
+        "spread": {
+            "min": round(min(overheads), 1) if overheads else None,
+            "max": round(max(overheads), 1) if overheads else None,
+            "stdev": round(sd, 1) if not math.isnan(sd) else None,
+            "median": round(statistics.median(overheads), 1) if overheads else None,
+            "ci95": [round(mean - half, 1), round(mean + half, 1)] if not math.isnan(half) else None,
+            "pooled": round((on_cpu / off_cpu - 1) * 100, 1) if off_cpu else None,
+            "pairs": len(overheads),
+            "converged": not math.isnan(half) and half <= args.half,
+        },
+        "cpu_pct_per_call_off": round(off_cpu / len(pairs), 3) if pairs else None,
+        "flush_s": args.flush,
+        "loadavg": [round(min(loads), 1), round(max(loads), 1)] if loads else None,
+        "calls": args.calls if path == "passthrough" else args.webrtc_calls,
+        "path": "passthrough (relay, SIP <-> SIP)"
+        if path == "passthrough"
+        else "WebRTC PCMU (SIP <-> aiortc)",
+    }
 
 
 def report(
     args: argparse.Namespace,
-    pairs: list[tuple[mb.Step, mb.Step]],
+    pairs: dict[str, list[tuple[mb.Step, mb.Step]]],
     latencies: list[float],
     rates: list[float],
     rec_cpu: list[float],
+    recorded: int,
     took: float,
 ) -> None:
-    overheads = [(on.cpu - off.cpu) / off.cpu * 100 for off, on in pairs if off.cpu > 0]
-    mean = statistics.fmean(overheads) if overheads else math.nan
-    sd = statistics.stdev(overheads) if len(overheads) > 1 else math.nan
-    # The mean's 95 % confidence interval (Student's t for the few pairs a run has): what "under the goal"
-    # can be claimed with, on a machine whose load moves the pairs.
-    t95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23}
-    n = len(overheads)
-    half = t95.get(n - 1, 2.0) * sd / math.sqrt(n) if n > 1 else math.nan
-    # Pooled: all recorded CPU against all unrecorded CPU (a loud pair weighs by its CPU, not its ratio).
-    pooled = (
-        (sum(on.cpu for _, on in pairs) / sum(off.cpu for off, _ in pairs) - 1) * 100 if pairs else math.nan
-    )
-    loads = [step.loadavg for pair in pairs for step in pair]
+    per_path = [_path_metric(path, got, args) for path, got in pairs.items()]
+    # The headline: the worse path, with its own spread.
+    worst = max(per_path, key=lambda m: -math.inf if math.isnan(m["value"]) else m["value"])  # type: ignore[arg-type]
     p95 = mb._p95(latencies)
     rate = statistics.fmean([r for r in rates if not math.isnan(r)]) if rates else math.nan
-    metrics = [
-        {
-            "metric": "recording_cpu_overhead_pct",
-            "value": round(mean, 1),
-            "unit": "% more worker CPU per call",
-            "goal": OVERHEAD_GOAL,
-            "better": "lower",
-            "spread": {
-                "min": round(min(overheads), 1) if overheads else None,
-                "max": round(max(overheads), 1) if overheads else None,
-                "stdev": round(sd, 1) if not math.isnan(sd) else None,
-                "median": round(statistics.median(overheads), 1) if overheads else None,
-                "ci95": [round(mean - half, 1), round(mean + half, 1)] if not math.isnan(half) else None,
-                "pooled": round(pooled, 1),
-                "pairs": len(overheads),
-            },
-            "flush_s": args.flush,
-            "loadavg": [round(min(loads), 1), round(max(loads), 1)] if loads else None,
-            "calls": args.calls,
-            "path": "passthrough (relay)",
-        },
+    metrics: list[dict[str, object]] = [
+        {**worst, "metric": "recording_cpu_overhead_pct", "worst_of": [m["metric"] for m in per_path]},
+        *per_path,
         {
             "metric": "hangup_to_available_p95_ms",
             "value": round(p95, 1),
@@ -265,23 +318,30 @@ def report(
         },
         {
             "metric": "recording_service_cpu_s_per_recording",
-            "value": round(sum(rec_cpu) / max(1, len(latencies)), 4),
+            "value": round(sum(rec_cpu) / max(1, recorded), 4),
             "unit": "CPU s",
             "goal": None,
             "better": "lower",
         },
     ]
+    loadavg = os.getloadavg()
     print(
-        f"\nrecording benchmark ({took:.0f} s; {args.calls} bridged calls, {args.seconds:.0f} s steps, 2 cores):"
+        f"\nrecording benchmark ({took:.0f} s; {args.calls} relay / {args.webrtc_calls} WebRTC calls, "
+        f"{args.seconds:.0f} s steps, {os.cpu_count()} cores shared; load average now {loadavg[0]:.1f})"
     )
-    for off, on in pairs:
-        print(f"  off {off.cpu:5.1f} %  on {on.cpu:5.1f} %  -> {(on.cpu - off.cpu) / off.cpu * 100:+.1f} %")
+    for path, got in pairs.items():
+        for off, on in got:
+            print(
+                f"  {path:11s} off {_per_call(off):.3f}  on {_per_call(on):.3f} %/call  "
+                f"-> {(_per_call(on) - _per_call(off)) / _per_call(off) * 100:+.1f} %"
+            )
     print(f"{'metric':40s} {'value':>10s}  goal")
     for m in metrics:
         print(
             f"{m['metric']:40s} {m['value']!s:>10s}  {m['goal'] if m['goal'] is not None else '-'} {m['unit']}"
         )
-    print(f"  overhead spread: {metrics[0]['spread']}")
+    for m in per_path:
+        print(f"  {m['metric']}: {m['spread']}, load {m['loadavg']}")
     out = ROOT / ".bench"
     out.mkdir(exist_ok=True)
     (out / "recording.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -289,16 +349,36 @@ def report(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calls", type=int, default=60, help="bridged calls per step (default 60)")
+    parser.add_argument("--calls", type=int, default=80, help="relay calls per step (default 80)")
+    parser.add_argument("--webrtc-calls", type=int, default=16, help="WebRTC calls per step (default 16)")
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per step")
-    parser.add_argument("--repeats", type=int, default=4, help="off/on pairs (default 4)")
-    parser.add_argument("--quick", action="store_true", help="20 calls, 3 s steps, 2 pairs")
+    parser.add_argument("--repeats", type=int, default=6, help="off/on pairs per path at least (default 6)")
+    parser.add_argument(
+        "--max-repeats", type=int, default=16, help="off/on pairs per path at most (default 16)"
+    )
+    parser.add_argument(
+        "--half",
+        type=float,
+        default=5.0,
+        help="add pairs until the 95 %% interval of the mean is at most this many points each side (default 5)",
+    )
+    parser.add_argument(
+        "--paths", default="passthrough,pcmu", help="passthrough (relay) and/or pcmu (WebRTC)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="20 relay / 6 WebRTC calls, 3 s steps, 2-3 pairs"
+    )
     parser.add_argument(
         "--flush", type=float, default=2.0, help="media's SB_RECORDING_FLUSH_S: seconds per chunk (default 2)"
     )
     args = parser.parse_args()
+    args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    unknown = set(args.paths) - {"passthrough", "pcmu"}
+    if unknown or not args.paths:
+        parser.error(f"--paths: passthrough and/or pcmu, not {sorted(unknown)}")
     if args.quick:
-        args.calls, args.seconds, args.repeats = 20, 3.0, 2
+        args.calls, args.webrtc_calls, args.seconds, args.repeats, args.max_repeats = 20, 6, 3.0, 2, 3
+    args.max_repeats = max(args.max_repeats, args.repeats)
     controller(args)
 
 
