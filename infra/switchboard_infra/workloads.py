@@ -126,6 +126,19 @@ def _migrate_container(cfg: PlatformConfig, svc: ServiceConfig) -> dict[str, Any
     }
 
 
+PARTITIONED = ("contacts", "ivr", "routing")
+
+
+def partition_env(svc: ServiceConfig) -> list[dict[str, str]]:
+    """More than one pod of contacts, ivr or routing: they share the tenants by partition, each finding its
+    share from the live pods (SB_WORKER_INDEX=auto; services/kernel/partitioned.py). The count is the most
+    pods there can be (the autoscaler's maximum): an upper bound, not a schedule."""
+    workers = svc.autoscaling.max_replicas if svc.autoscaling.enabled else svc.replicas
+    if svc.name not in PARTITIONED or (workers <= 1 and not svc.autoscaling.enabled):
+        return []
+    return [{"name": "SB_WORKER_COUNT", "value": str(workers)}, {"name": "SB_WORKER_INDEX", "value": "auto"}]
+
+
 def deployment(
     cfg: PlatformConfig, svc: ServiceConfig, config: dict[str, Any], sec: dict[str, Any]
 ) -> dict[str, Any]:
@@ -140,7 +153,11 @@ def deployment(
     if ports:
         container["ports"] = ports
     container["envFrom"] = [{"configMapRef": {"name": f"{cfg.name}-config"}}]
-    container["env"] = [{"name": "SB_SERVICE_NAME", "value": svc.name}, *_secret_env(cfg, *SECRET_ENV)]
+    container["env"] = [
+        {"name": "SB_SERVICE_NAME", "value": svc.name},
+        *_secret_env(cfg, *SECRET_ENV),
+        *partition_env(svc),
+    ]
     container["resources"] = svc.resources
     if svc.readiness_probe:
         container["readinessProbe"] = svc.readiness_probe

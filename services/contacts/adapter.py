@@ -41,7 +41,6 @@ from services.kernel.partitioned import (
     Leases,
     Partitioning,
     ensure_partition_stream,
-    home_partitions,
     partition_source,
     token_partition,
 )
@@ -195,7 +194,7 @@ class ContactsAdapter:
             name=part.name,
             worker_id=part.worker_id,
             partitions=range(part.count),
-            home=home_partitions(part.index, part.workers, part.count),
+            home=part.home(),
             on_gain=self._gain,
             on_lose=self._lose,
             count=part.count,

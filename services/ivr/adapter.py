@@ -62,7 +62,6 @@ from services.kernel.partitioned import (
     Leases,
     Partitioning,
     ensure_partition_stream,
-    home_partitions,
     partition_source,
     token_partition,
 )
@@ -179,7 +178,7 @@ class IvrAdapter:
             name=part.name,
             worker_id=part.worker_id,
             partitions=range(part.count),
-            home=home_partitions(part.index, part.workers, part.count),
+            home=part.home(),
             on_gain=self._gain,
             on_lose=self._lose,
             count=part.count,

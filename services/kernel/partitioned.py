@@ -16,6 +16,10 @@ of the tenant token, the same function NATS computes in `{{partition(N,1)}}`. Tw
   fastest taking all), and gives a non-home partition back as soon as its home worker asks for it (the key
   `<name>.n<N>.want<k>`). A worker killed with -9 stops refreshing: its leases expire within LEASE_TTL_S and
   the others take them on their next tick.
+- **Membership, when nobody numbers the workers** (`SB_WORKER_INDEX=auto`: a Kubernetes Deployment, an
+  autoscaler). Each worker also keeps the key `<name>.n<N>.w.<worker id>` alive; i and n are its rank
+  among the live workers' ids (sorted) and their number, read again every tick. A worker that joins gets
+  its share handed back by the others; one that dies leaves it to the others once its key expired.
 
 Taking a partition recreates its consumer: the work queue still holds every event the lost worker had not
 acknowledged, and a fresh consumer starts at the oldest of them, in order, at once (not after the ack wait).
@@ -100,20 +104,26 @@ class Partitioning:
 
     name: str  # the stream, consumers and lease keys are named after it (tests give each stack its own)
     count: int
-    index: int
+    index: int | None  # None: from the live workers' ids (SB_WORKER_INDEX=auto)
     workers: int
     worker_id: str
+
+    def home(self) -> set[int] | None:
+        """The home partitions, or None when they follow the membership."""
+        return None if self.index is None else home_partitions(self.index, self.workers, self.count)
 
     @classmethod
     def from_env(cls, name: str, env: dict[str, str] | None = None) -> Partitioning | None:
         """None unless SB_WORKER_COUNT is set (the single-process default reads SB_EVENTS directly).
-        SB_WORKER_INDEX (0-based), SB_PARTITION_COUNT (16), SB_WORKER_ID (default <name>-<host>-<i>-<pid>)."""
+        SB_WORKER_INDEX (0-based, or "auto": from the live workers), SB_PARTITION_COUNT (16), SB_WORKER_ID
+        (default <name>-<host>-<index>-<pid>)."""
         env = dict(os.environ) if env is None else env
         if not env.get("SB_WORKER_COUNT"):
             return None
+        auto = env.get("SB_WORKER_INDEX", "0").strip() == "auto"
         try:
             workers = int(env["SB_WORKER_COUNT"])
-            index = int(env.get("SB_WORKER_INDEX", "0"))
+            index = 0 if auto else int(env.get("SB_WORKER_INDEX", "0"))
             count = int(env.get("SB_PARTITION_COUNT", str(DEFAULT_PARTITION_COUNT)))
         except ValueError as exc:
             raise ValueError(
@@ -126,8 +136,11 @@ class Partitioning:
             )
         if not name.replace("-", "").replace("_", "").isalnum():
             raise ValueError(f"{name!r}: a partitioned consumer's name is letters, digits, '-' and '_'")
-        worker_id = env.get("SB_WORKER_ID") or f"{name}-{socket.gethostname()}-{index}-{os.getpid()}"
-        return cls(name=name, count=count, index=index, workers=workers, worker_id=worker_id)
+        where = "auto" if auto else index
+        worker_id = env.get("SB_WORKER_ID") or f"{name}-{socket.gethostname()}-{where}-{os.getpid()}"
+        return cls(
+            name=name, count=count, index=None if auto else index, workers=workers, worker_id=worker_id
+        )
 
     def owner_of(self, tenant_id: uuid.UUID | str) -> int:
         return token_partition(str(tenant_id), self.count)
@@ -185,7 +198,7 @@ class Leases:
         name: str,
         worker_id: str,
         partitions: Iterable[int],
-        home: set[int],
+        home: set[int] | None,
         on_gain: Hook,
         on_lose: Hook,
         count: int,
@@ -196,13 +209,17 @@ class Leases:
         self.bus = bus
         self.worker_id = worker_id
         self.partitions = sorted(partitions)
-        self.home = home
+        # None: worker i of the n live ones (membership), recomputed every tick.
+        self.fixed_home = home
+        self.home: set[int] = set() if home is None else home
+        self._count = count
         self.on_gain = on_gain
         self.on_lose = on_lose
         self.bucket = bucket
         self.ttl = ttl
         self._key = key or (lambda p: f"{name}.n{count}.p{p}")
         self._want = lambda p: f"{name}.n{count}.want{p}"
+        self._member = f"{name}.n{count}.w."
         self.owned: dict[int, int] = {}  # partition -> revision of our lease
         self._kv: KeyValue | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -267,8 +284,23 @@ class Leases:
             except Exception as exc:
                 log.warning("partition_claim_failed", error=f"{type(exc).__name__}: {exc}")
 
+    async def _membership(self) -> None:
+        """Say we are alive, and take worker i of n's share (i: our rank among the live ids)."""
+        assert self._kv is not None
+        await self._kv.put(self._member + self.worker_id.replace(".", "_"), b"1")
+        live = sorted(
+            key[len(self._member) :]
+            for key, _ in await self.bus.kv_latest(self.bucket)
+            if key.startswith(self._member)
+        )
+        me = self.worker_id.replace(".", "_")
+        if me in live:
+            self.home = {p for p in range(self._count) if p % len(live) == live.index(me)}
+
     async def _claim_round(self) -> None:
         assert self._kv is not None
+        if self.fixed_home is None:
+            await self._membership()
         settled = time.monotonic() - self._started >= self.ttl
         gained: list[int] = []
         for p in self.partitions:

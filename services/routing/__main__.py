@@ -3,7 +3,8 @@
 Environment (besides the SB_* settings, among them SB_ROUTING_PARTITION_COUNT, default 16, which must match
 the NATS subject mapping): SB_ROUTING_PARTITIONS ("all" by default, or e.g. "0-7"), SB_ROUTING_WORKER_ID
 (default routing-<host>-<partitions>), and for workers sharing the partitions SB_WORKER_COUNT and
-SB_WORKER_INDEX (0-based; worker i's home partitions are those with k % count == i, worker.py).
+SB_WORKER_INDEX (0-based, worker i's home partitions being those with k % count == i; or "auto": from the
+live workers, worker.py).
 """
 
 from __future__ import annotations
@@ -26,19 +27,27 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     count = settings.routing_partition_count
     spec = os.environ.get("SB_ROUTING_PARTITIONS", "all")
     partitions = parse_partitions(spec, count)
-    home = None
+    home, auto = None, False
     worker_id = os.environ.get("SB_ROUTING_WORKER_ID") or f"routing-{socket.gethostname()}-{spec}"
     if os.environ.get("SB_WORKER_COUNT"):
-        workers, index = int(os.environ["SB_WORKER_COUNT"]), int(os.environ.get("SB_WORKER_INDEX", "0"))
-        if not 0 <= index < workers:
-            raise ValueError(f"SB_WORKER_INDEX {index} is outside 0-{workers - 1} (SB_WORKER_COUNT)")
-        home = home_partitions(index, workers, count)
-        worker_id = (
-            os.environ.get("SB_ROUTING_WORKER_ID") or f"routing-{socket.gethostname()}-{index}-of-{workers}"
-        )
+        workers = int(os.environ["SB_WORKER_COUNT"])
+        where = os.environ.get("SB_WORKER_INDEX", "0").strip()
+        auto = where == "auto"
+        if not auto:
+            if not 0 <= int(where) < workers:
+                raise ValueError(f"SB_WORKER_INDEX {where} is outside 0-{workers - 1} (SB_WORKER_COUNT)")
+            home = home_partitions(int(where), workers, count)
+        default_id = f"routing-{socket.gethostname()}-{where}-{os.getpid()}"
+        worker_id = os.environ.get("SB_ROUTING_WORKER_ID") or default_id
     pool = await create_pool(settings.database_url)
     worker = RoutingWorker(
-        bus, pool, worker_id=worker_id, partitions=partitions, partition_count=count, home=home
+        bus,
+        pool,
+        worker_id=worker_id,
+        partitions=partitions,
+        partition_count=count,
+        home=home,
+        auto_home=auto,
     )
     await worker.start()
 

@@ -15,7 +15,8 @@ Which worker takes what: without SB_WORKER_COUNT every configured partition is t
 with the same partitions waits for the leases). With SB_WORKER_COUNT=n and SB_WORKER_INDEX=i (`switchboard
 up --workers routing=n`, the chart's replicas) worker i's home is the partitions k with k % n == i: the
 workers share the tenants, each takes over the others' partitions when they die and gives them back when
-they return. A worker restarted under the same `SB_ROUTING_WORKER_ID` takes its home leases back at once.
+they return; with SB_WORKER_INDEX=auto, i and n come from the live workers (the chart's Deployment). A worker
+restarted under the same `SB_ROUTING_WORKER_ID` takes its home leases back at once.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class RoutingWorker:
         partition_count: int,
         runner_options: dict[str, Any] | None = None,
         home: set[int] | None = None,
+        auto_home: bool = False,
     ) -> None:
         self.bus = bus
         self.pool = pool
@@ -90,7 +92,8 @@ class RoutingWorker:
             name="routing",
             worker_id=worker_id,
             partitions=partitions,
-            home=set(partitions) if home is None else home & set(partitions),
+            # auto_home: worker i of the n live ones (SB_WORKER_INDEX=auto); no home: all configured ones.
+            home=None if auto_home else set(partitions) if home is None else home & set(partitions),
             on_gain=self._gain,
             on_lose=self._lose,
             count=partition_count,

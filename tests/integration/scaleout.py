@@ -43,6 +43,7 @@ class Workers:
         return at
 
     def home_of(self, tenant_id: uuid.UUID) -> int:
+        """The worker whose home the tenant's partition is (numbered, or ranked by id: the same here)."""
         p = token_partition(str(tenant_id), PARTITIONS)
         return next(i for i in range(len(self.procs)) if p in home_partitions(i, len(self.procs), PARTITIONS))
 

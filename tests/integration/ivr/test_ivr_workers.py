@@ -1,7 +1,8 @@
 """Two IVR processes sharing tenants by partition (services/kernel/partitioned.py), on the session's real
 NATS and PostgreSQL, with media and routing answered by the bus-level responder: kill -9 of one, and its
 callers, waiting at a menu, are prompted again by the other within 5 s and reach their queue exactly once;
-the other worker's callers are not touched."""
+the other worker's callers are not touched. The workers are not numbered (SB_WORKER_INDEX=auto, as the
+chart runs them): they find their shares from each other's membership keys."""
 
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ def no_reaction(name: str, data: dict[str, Any]) -> list[ev.Event]:
 async def test_kill_9_hands_callers_at_a_menu_to_the_other_ivr(
     infra: Any, api: httpx.AsyncClient, bus: Bus
 ) -> None:
-    with workers(infra, "services.ivr", "SB_IVR_DURABLE") as w:
+    with workers(infra, "services.ivr", "SB_IVR_DURABLE", SB_WORKER_INDEX="auto") as w:
         try:
             await homes_owned(bus, w)
             kept, moved = await line_homed_on(api, w, 0), await line_homed_on(api, w, 1)

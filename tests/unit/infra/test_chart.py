@@ -144,6 +144,25 @@ def test_one_deployment_per_service_from_the_range() -> None:
     assert isinstance(deployments["switchboard-routing"]["spec"]["replicas"], int)
 
 
+def test_several_pods_of_a_partitioned_service_share_its_tenants() -> None:
+    """contacts, ivr and routing with more than one pod (or an autoscaler) get SB_WORKER_COUNT (the most pods
+    there can be) and SB_WORKER_INDEX=auto; one pod, or another service, gets neither (one process)."""
+    services = {
+        "contacts": {"replicas": 3},
+        "ivr": {"autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 4}},
+        "reporting": {"replicas": 2},
+    }
+    rendered = objects({"services": services})
+
+    def env(name: str) -> dict[str, str]:
+        spec = rendered[("Deployment", f"switchboard-{name}")]["spec"]["template"]["spec"]
+        return {e["name"]: e.get("value") for e in spec["containers"][0]["env"]}
+
+    assert env("contacts")["SB_WORKER_COUNT"] == "3" and env("contacts")["SB_WORKER_INDEX"] == "auto"
+    assert env("ivr")["SB_WORKER_COUNT"] == "4" and env("ivr")["SB_WORKER_INDEX"] == "auto"
+    assert "SB_WORKER_COUNT" not in env("routing") and "SB_WORKER_COUNT" not in env("reporting")
+
+
 def test_external_nats_renders_no_statefulset() -> None:
     rendered = objects(VARIANTS["external-nats"])
     assert not [key for key in rendered if "nats" in key[1]]

@@ -41,6 +41,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "imagePullSecrets": ["registry-a", "registry-b"],
         "image": {"repository": "registry.example/sb", "tag": "1.2.3", "pullPolicy": "Always"},
     },
+    "partitioned": {
+        "services": {
+            "contacts": {"replicas": 3},
+            "ivr": {"replicas": 2},
+            "routing": {"autoscaling": {"enabled": True, "minReplicas": 1, "maxReplicas": 4}},
+        }
+    },
     "lean": {
         "migrations": {"enabled": False},
         "databaseAdminUrl": "",
