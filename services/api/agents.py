@@ -8,23 +8,23 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import JSONBody
 
 from services.kernel.events import ConfigChanged, SessionsEnded
 from services.kernel.ids import new_id
 
 from .auth import Principal, admin_only
-from .crud import IdParam, fetch_one, fetch_page, path_id, set_clause
-from .mutations import Outcome, audit, mutate
+from .crud import IdParam, path_id, read_page
+from .deps import MutationDep, TenantConnDep
+from .mutations import Outcome, audit
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
 from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, conflict, not_found, validation
+from .queries import agents as sql
 from .sites import default_site, require_site
 from .validation import check_email, check_endpoint, check_languages, check_name, check_skills
 
 __all__ = ["Agent", "AgentController", "SkillMap"]
-
-COLUMNS = "id, name, email, site_id, skills, languages, endpoint, can_dial, voicemail_capacity, created_at, updated_at"
 
 # Names and levels are checked by check_skills, which can say which skill is wrong (msgspec cannot).
 SkillMap = Annotated[
@@ -118,9 +118,7 @@ class AgentController(Controller):
     tags = ["agents"]
 
     @post("/", responses=WRITE_ERRORS, status_code=201, guards=[admin_only], summary="Create an agent")
-    async def create_agent(
-        self, request: Request[Any, Any, Any], data: JSONBody[AgentCreate]
-    ) -> Response[Agent]:
+    async def create_agent(self, mutation: MutationDep, data: JSONBody[AgentCreate]) -> Response[Agent]:
         name = check_name("name", data.name)
         email = check_email("email", data.email)
         skills = check_skills("skills", data.skills or {})
@@ -135,20 +133,18 @@ class AgentController(Controller):
                 site_id = await default_site(conn)
             try:
                 async with conn.transaction():
-                    row = await conn.fetchrow(
-                        f"""INSERT INTO agents (id, tenant_id, name, email, site_id, skills, languages, endpoint,
-                                                can_dial, voicemail_capacity)
-                            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10) RETURNING {COLUMNS}""",
+                    row = await sql.insert(
+                        conn,
                         new_id(),
                         principal.tenant_id,
-                        name,
-                        email,
-                        site_id,
-                        msgspec.json.encode(skills).decode(),
-                        languages,
-                        endpoint,
-                        data.can_dial,
-                        data.voicemail_capacity,
+                        name=name,
+                        email=email,
+                        site_id=site_id,
+                        skills=msgspec.json.encode(skills).decode(),
+                        languages=languages,
+                        endpoint=endpoint,
+                        can_dial=data.can_dial,
+                        voicemail_capacity=data.voicemail_capacity,
                     )
             except asyncpg.UniqueViolationError:
                 raise _email_taken(email) from None
@@ -174,20 +170,21 @@ class AgentController(Controller):
                 ],
             )
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
     @get("/", responses=READ_ERRORS, summary="List agents")
     async def list_agents(
-        self, request: Request[Any, Any, Any], limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
+        self, tenant_conn: TenantConnDep, limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
     ) -> AgentPage:
-        rows, next_cursor = await fetch_page(request, "agents", COLUMNS, limit, cursor)
+        rows, next_cursor = await read_page(tenant_conn, "agents", sql.COLUMNS, limit, cursor)
         return AgentPage(items=[agent_from_row(r) for r in rows], next_cursor=next_cursor)
 
     @get("/{agent_id:str}", responses=READ_ERRORS, summary="Read an agent")
-    async def get_agent(self, request: Request[Any, Any, Any], agent_id: IdParam) -> Agent:
-        return agent_from_row(
-            await fetch_one(request, "agents", COLUMNS, path_id(agent_id, "agent"), "agent")
-        )
+    async def get_agent(self, tenant_conn: TenantConnDep, agent_id: IdParam) -> Agent:
+        row = await sql.get(tenant_conn, path_id(agent_id, "agent"))
+        if row is None:
+            raise not_found("agent")
+        return agent_from_row(row)
 
     @patch(
         "/{agent_id:str}",
@@ -196,7 +193,7 @@ class AgentController(Controller):
         summary="Change an agent (skills and languages are replaced whole)",
     )
     async def update_agent(
-        self, request: Request[Any, Any, Any], agent_id: IdParam, data: JSONBody[AgentPatch]
+        self, mutation: MutationDep, agent_id: IdParam, data: JSONBody[AgentPatch]
     ) -> Response[Agent]:
         aid = path_id(agent_id, "agent")
         changes: dict[str, Any] = {}
@@ -221,7 +218,7 @@ class AgentController(Controller):
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Agent]:
             if not changes:
-                row = await conn.fetchrow(f"SELECT {COLUMNS} FROM agents WHERE id = $1", aid)
+                row = await sql.get(conn, aid)
                 if row is None:
                     raise not_found("agent")
                 return Outcome(200, agent_from_row(row))
@@ -229,12 +226,7 @@ class AgentController(Controller):
                 await require_site(conn, "site_id", changes["site_id"])
             try:
                 async with conn.transaction():
-                    row = await conn.fetchrow(
-                        f"UPDATE agents SET {set_clause(changes, casts={'skills': '::jsonb'})}, updated_at = now() "
-                        f"WHERE id = $1 RETURNING {COLUMNS}",
-                        aid,
-                        *changes.values(),
-                    )
+                    row = await sql.update(conn, aid, changes)
             except asyncpg.UniqueViolationError:
                 raise _email_taken(changes.get("email", "")) from None
             if row is None:
@@ -249,7 +241,7 @@ class AgentController(Controller):
                 [ConfigChanged(tenant_id=principal.tenant_id, kind="agent", op="updated", object_id=aid)],
             )
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
     @delete(
         "/{agent_id:str}",
@@ -258,11 +250,11 @@ class AgentController(Controller):
         guards=[admin_only],
         summary="Delete an agent",
     )
-    async def delete_agent(self, request: Request[Any, Any, Any], agent_id: IdParam) -> Response[None]:
+    async def delete_agent(self, mutation: MutationDep, agent_id: IdParam) -> Response[None]:
         aid = path_id(agent_id, "agent")
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
-            row = await conn.fetchrow("DELETE FROM agents WHERE id = $1 RETURNING name, email", aid)
+            row = await sql.delete(conn, aid)
             if row is None:
                 raise not_found("agent")
             await audit(
@@ -278,4 +270,4 @@ class AgentController(Controller):
                 ],
             )
 
-        return await mutate(request, work)
+        return await mutation.run(work)

@@ -22,7 +22,7 @@ from services.api.auth import Principal, Role
 from services.api.mutations import Work
 from services.api.problems import exception_handlers
 
-__all__ = ["Harness", "NoDatabase", "harness"]
+__all__ = ["Harness", "NoDatabase", "harness", "problem"]
 
 
 class NoDatabase:
@@ -59,6 +59,15 @@ def _as(principal: Principal, app: ASGIApp) -> ASGIApp:
         await app(scope, receive, send)
 
     return middleware
+
+
+def problem(response: Any, status: int) -> dict[str, Any]:
+    """The problem JSON of an error answer (docs/api.md, "Errors"), checked for its shape."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body["detail"]
+    return body
 
 
 @contextmanager

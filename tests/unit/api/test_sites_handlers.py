@@ -10,15 +10,7 @@ import pytest
 from services.api.auth import Role
 from services.api.sites import SiteController
 
-from .harness import harness
-
-
-def _problem(response: object, status: int) -> dict[str, object]:
-    assert response.status_code == status, response.text  # type: ignore[attr-defined]
-    assert response.headers["content-type"].startswith("application/problem+json")  # type: ignore[attr-defined]
-    body: dict[str, object] = response.json()  # type: ignore[attr-defined]
-    assert body["status"] == status and body["detail"]
-    return body
+from .harness import harness, problem
 
 
 @pytest.mark.parametrize(
@@ -33,14 +25,17 @@ def _problem(response: object, status: int) -> dict[str, object]:
 )
 def test_a_bad_site_is_refused_before_any_change(body: dict[str, object], field: str) -> None:
     with harness(SiteController) as h:
-        problem = _problem(h.client.post("/v1/sites", json=body), 422)
-        assert field in str(problem), problem
+        answer = problem(h.client.post("/v1/sites", json=body), 422)
+        assert field in str(answer), answer
         assert h.reached() == 0
 
 
 def test_a_good_site_reaches_the_change() -> None:
     with harness(SiteController) as h:
-        assert h.client.post("/v1/sites", json={"name": "Lisbon", "timezone": "Europe/Lisbon"}).status_code == 202
+        assert (
+            h.client.post("/v1/sites", json={"name": "Lisbon", "timezone": "Europe/Lisbon"}).status_code
+            == 202
+        )
         assert h.client.patch(f"/v1/sites/{uuid.uuid4()}", json={"kind": "home"}).status_code == 202
         assert h.client.post(f"/v1/sites/{uuid.uuid4()}/drain").status_code == 202
         assert h.client.delete(f"/v1/sites/{uuid.uuid4()}").status_code == 202
@@ -55,20 +50,20 @@ def test_an_id_that_is_not_a_uuid_names_no_site() -> None:
             h.client.post("/v1/sites/nope/drain"),
             h.client.delete("/v1/sites/nope"),
         ):
-            assert "site" in str(_problem(response, 404)["detail"])
+            assert "site" in str(problem(response, 404)["detail"])
         assert h.reached() == 0
 
 
 def test_a_bad_cursor_or_limit_is_refused_before_a_read() -> None:
     with harness(SiteController) as h:
-        _problem(h.client.get("/v1/sites?cursor=!!"), 422)
-        _problem(h.client.get("/v1/sites?limit=0"), 422)
-        _problem(h.client.get("/v1/sites?limit=201"), 422)
+        problem(h.client.get("/v1/sites?cursor=!!"), 422)
+        problem(h.client.get("/v1/sites?limit=0"), 422)
+        problem(h.client.get("/v1/sites?limit=201"), 422)
 
 
 @pytest.mark.parametrize("role", [Role.DEVELOPER, Role.SUPERVISOR])
 def test_only_an_admin_changes_sites(role: Role) -> None:
     with harness(SiteController, role=role) as h:
-        assert role.value in str(_problem(h.client.post("/v1/sites", json={"name": "S"}), 403)["detail"])
-        _problem(h.client.delete(f"/v1/sites/{uuid.uuid4()}"), 403)
+        assert role.value in str(problem(h.client.post("/v1/sites", json={"name": "S"}), 403)["detail"])
+        problem(h.client.delete(f"/v1/sites/{uuid.uuid4()}"), 403)
         assert h.reached() == 0

@@ -1,0 +1,64 @@
+"""Agents' SQL (handlers: services/api/agents.py)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+
+from ..crud import set_clause
+
+__all__ = ["COLUMNS", "delete", "get", "insert", "update"]
+
+COLUMNS = "id, name, email, site_id, skills, languages, endpoint, can_dial, voicemail_capacity, created_at, updated_at"
+
+
+async def insert(
+    conn: asyncpg.Connection, agent_id: uuid.UUID, tenant_id: uuid.UUID, **values: Any
+) -> asyncpg.Record:
+    """`values`: name, email, site_id, skills (JSON text), languages, endpoint, can_dial,
+    voicemail_capacity. Raises asyncpg.UniqueViolationError when the email is taken."""
+    row: asyncpg.Record = await conn.fetchrow(
+        f"""INSERT INTO agents (id, tenant_id, name, email, site_id, skills, languages, endpoint,
+                                can_dial, voicemail_capacity)
+            VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, $8, $9, $10) RETURNING {COLUMNS}""",
+        agent_id,
+        tenant_id,
+        values["name"],
+        values["email"],
+        values["site_id"],
+        values["skills"],
+        values["languages"],
+        values["endpoint"],
+        values["can_dial"],
+        values["voicemail_capacity"],
+    )
+    return row
+
+
+async def get(conn: asyncpg.Connection, agent_id: uuid.UUID) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(f"SELECT {COLUMNS} FROM agents WHERE id = $1", agent_id)
+    return row
+
+
+async def update(
+    conn: asyncpg.Connection, agent_id: uuid.UUID, changes: dict[str, Any]
+) -> asyncpg.Record | None:
+    """`changes` by column (skills as JSON text). Raises asyncpg.UniqueViolationError when a new email is
+    taken; None: no such agent."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"UPDATE agents SET {set_clause(changes, casts={'skills': '::jsonb'})}, updated_at = now() "
+        f"WHERE id = $1 RETURNING {COLUMNS}",
+        agent_id,
+        *changes.values(),
+    )
+    return row
+
+
+async def delete(conn: asyncpg.Connection, agent_id: uuid.UUID) -> asyncpg.Record | None:
+    """The deleted agent's name and email (its account and sessions go with it: ON DELETE CASCADE)."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "DELETE FROM agents WHERE id = $1 RETURNING name, email", agent_id
+    )
+    return row
