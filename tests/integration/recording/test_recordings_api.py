@@ -3,6 +3,7 @@ deletion and legal hold, every access audited, and tenant B shut out of tenant A
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,6 +14,7 @@ import httpx
 import pytest
 
 from services.api import create_app
+from services.kernel import events as ev
 from services.kernel.config import load_settings
 from services.kernel.events import CallRecording
 
@@ -126,7 +128,15 @@ async def test_hold_blocks_deletion_and_deletion_is_audited(
     assert held.status_code == 200 and held.json()["legal_hold"] is True
     assert "legal hold" in assert_problem(await api.delete(f"/v1/recordings/{rid}", headers=h), 409)["detail"]
     assert (await api.delete(f"/v1/recordings/{rid}/hold", headers=h)).json()["legal_hold"] is False
-    assert (await api.delete(f"/v1/recordings/{rid}", headers=h)).status_code == 204
+    deleted: asyncio.Queue[ev.RecordingDeleted] = asyncio.Queue()
+    listener = await stack.bus.listen([ev.RecordingDeleted], deleted.put, tenant_id=a.id)
+    await stack.bus.nc.flush()
+    try:
+        assert (await api.delete(f"/v1/recordings/{rid}", headers=h)).status_code == 204
+        event = await asyncio.wait_for(deleted.get(), 10)  # recording.deleted, reason request
+    finally:
+        await listener.stop()
+    assert (str(event.recording_id), event.reason) == (rid, "request")
     got = (await api.get(f"/v1/recordings/{rid}", headers=h)).json()
     assert got["status"] == "deleted" and got["deleted_reason"] == "request"
     assert not list(stack.store.root.rglob("*.sbrec"))  # the sealed file is gone
