@@ -13,7 +13,7 @@ from litestar import Controller, Request, Response, get, patch, post
 from litestar.params import JSONBody
 
 from services.kernel.db import tenant_tx
-from services.kernel.events import ConfigChanged, TenantCreated
+from services.kernel.events import ConfigChanged
 from services.kernel.ids import new_id
 
 from .auth import Principal, Role, admin_only, principal_of
@@ -151,7 +151,6 @@ class SignupController(Controller):
                 {"company": company, "email": email, "site_id": str(site_id), "key_id": str(key.id)},
                 tenant_id=tenant_id,
             )
-        await state.publish([TenantCreated(tenant_id=tenant_id, company=company, seats=TRIAL_SEATS)])
         return SignupOut(
             tenant=tenant_from_row(row),
             api_key=key,

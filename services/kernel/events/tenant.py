@@ -1,4 +1,4 @@
-"""Tenant-level facts: a tenant created, its seats and configuration changed."""
+"""Tenant-level facts: its seats and configuration changed."""
 
 from __future__ import annotations
 
@@ -7,14 +7,7 @@ from typing import Literal
 
 from ..messages import Event
 
-__all__ = ["ConfigChanged", "SeatsChanged", "TenantCreated"]
-
-
-class TenantCreated(Event, kw_only=True, frozen=True):
-    domain = "tenant"
-    name = "created"
-    company: str
-    seats: int
+__all__ = ["ConfigChanged", "SeatsChanged"]
 
 
 class SeatsChanged(Event, kw_only=True, frozen=True):
