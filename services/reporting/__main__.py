@@ -8,17 +8,23 @@ from __future__ import annotations
 import asyncio
 import os
 
+import asyncpg
+
 from services.kernel.bus import Bus
 from services.kernel.config import Settings
 from services.kernel.db import create_pool
+from services.kernel.log import get_logger
 from services.kernel.service import run_service
 from services.kernel.waits import close_pool
 
 from .alert_watch import AlertWatch
+from .backfill import backfill
 from .ingest import CONSUMER, Ingest
 from .store import FactStore
 from .webhook_worker import CONSUMER as WEBHOOKS_CONSUMER
 from .webhook_worker import WebhookWorker
+
+log = get_logger()
 
 
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
@@ -39,15 +45,33 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         consumer=os.environ.get("SB_WEBHOOKS_DURABLE", WEBHOOKS_CONSUMER),
         backoff_base_s=float(os.environ.get("SB_WEBHOOK_BACKOFF_S", "2")),
     )
+    building: asyncio.Task[dict[str, int] | None] | None = None
     try:
         await ingest.start()
         await webhooks.start()
+        # Rollups of days not built at the current version (facts older than the rollups, a rollup
+        # redefined): computed in the background, a day per transaction, beside the ingest (backfill.py).
+        building = asyncio.create_task(_backfill(pool))
         await stop.wait()  # until SIGTERM, so both stop before run_service closes the bus
     finally:
+        if building is not None:
+            building.cancel()  # a day cut short is rolled back and built on the next start
+            await asyncio.gather(building, return_exceptions=True)
         await webhooks.stop()
         await ingest.stop()
         await alerts.stop()
         await close_pool(pool)
+
+
+async def _backfill(pool: asyncpg.Pool) -> dict[str, int] | None:
+    try:
+        totals = await backfill(pool)
+    except Exception as exc:  # the service goes on; the next start tries again
+        log.error("reporting_backfill_failed", error=f"{type(exc).__name__}: {exc}"[:300])
+        return None
+    if totals["days"]:
+        log.info("reporting_backfill_done", **totals)
+    return totals
 
 
 if __name__ == "__main__":

@@ -51,7 +51,7 @@ from .rollups import (
     state_deltas,
 )
 
-__all__ = ["FactStore"]
+__all__ = ["STATS_ROLLUP_SQL", "FactStore", "lock_rollups", "write_rollups"]
 
 _CONTACT_TYPES = {
     "contact_id": "uuid",
@@ -176,13 +176,26 @@ ON CONFLICT (tenant_id, queue_id) DO UPDATE SET
 WHERE EXCLUDED.at >= n.at
 """
 
-_STATS_ROLLUP_SQL = """
+STATS_ROLLUP_SQL = """
 INSERT INTO rpt_queue_rollup AS r (tenant_id, queue_id, bucket, stats_n, logged_in_sum, logged_in_max)
 SELECT current_tenant(), * FROM unnest($1::text[], $2::timestamptz[], $3::int4[], $4::int8[], $5::int4[])
 ON CONFLICT (tenant_id, bucket, queue_id) DO UPDATE SET
     stats_n = r.stats_n + EXCLUDED.stats_n, logged_in_sum = r.logged_in_sum + EXCLUDED.logged_in_sum,
     logged_in_max = greatest(r.logged_in_max, EXCLUDED.logged_in_max)
 """
+
+
+# The tenant's rollups: ingest writes hold this lock shared (they add to the rollups side by side); a
+# backfill holds it alone while it recomputes a day from the facts (backfill.py), so no write lands between
+# its read of the facts and its replacement of the day's rollups.
+_ROLLUP_LOCK = "hashtextextended('rpt_rollups:' || current_tenant()::text, 0)"
+_SHARED_LOCK_SQL = f"SELECT pg_advisory_xact_lock_shared({_ROLLUP_LOCK})"
+_EXCLUSIVE_LOCK_SQL = f"SELECT pg_advisory_xact_lock({_ROLLUP_LOCK})"
+
+
+async def lock_rollups(conn: asyncpg.Connection) -> None:
+    """The tenant's rollups to this transaction alone, until it ends (the backfill's)."""
+    await conn.execute(_EXCLUSIVE_LOCK_SQL)
 
 
 def _is_count(name: str) -> bool:
@@ -254,6 +267,7 @@ class FactStore:
         raise RuntimeError("three writers raced for the same contacts: the batch comes back later")
 
     async def _write(self, conn: asyncpg.Connection, batch: Batch) -> int:
+        await conn.execute(_SHARED_LOCK_SQL)
         deltas = Deltas()
         written = 0
         if batch.contact_events:
@@ -264,7 +278,7 @@ class FactStore:
             written += await self._ivr_visits(conn, batch, deltas)
         if batch.queue_stats:
             written += await self._queue_stats(conn, batch)
-        await self._rollups(conn, deltas)
+        await write_rollups(conn, deltas)
         return written
 
     async def _contacts(
@@ -428,23 +442,25 @@ class FactStore:
         if latest:
             await conn.execute(_QUEUE_NOW_SQL, *_columns(list(latest.values()), 6))
             rows = [(q, epoch(b), *acc) for (q, b), acc in sorted(rollup.items())]
-            await conn.execute(_STATS_ROLLUP_SQL, *_columns(rows, 5))
+            await conn.execute(STATS_ROLLUP_SQL, *_columns(rows, 5))
         return len(fresh)
 
-    async def _rollups(self, conn: asyncpg.Connection, deltas: Deltas) -> None:
-        for sql, table, names in (
-            (_QUEUE_ROLLUP_SQL, deltas.queue, QUEUE_FIELDS),
-            (_AGENT_ROLLUP_SQL, deltas.agent, AGENT_FIELDS),
-            (_IVR_ROLLUP_SQL, deltas.ivr, IVR_FIELDS),
-            (_NODE_ROLLUP_SQL, deltas.node, NODE_FIELDS),
-        ):
-            changes = Deltas.rows(table)
-            if not changes:
-                continue
-            counts = [_is_count(n) for n in names]
-            rows = []
-            for key, vector in sorted(changes, key=lambda kv: (kv[0][-1], kv[0])):  # type: ignore[index]
-                *ids, bucket = key  # type: ignore[misc]
-                values = [round(v) if c else v for v, c in zip(vector, counts, strict=True)]
-                rows.append((*ids, epoch(bucket), *values))
-            await conn.execute(sql, *_columns(rows, len(rows[0])))
+
+async def write_rollups(conn: asyncpg.Connection, deltas: Deltas) -> None:
+    """Add `deltas` to the stored rollups: one upsert per table (a row not there yet starts at the delta)."""
+    for sql, table, names in (
+        (_QUEUE_ROLLUP_SQL, deltas.queue, QUEUE_FIELDS),
+        (_AGENT_ROLLUP_SQL, deltas.agent, AGENT_FIELDS),
+        (_IVR_ROLLUP_SQL, deltas.ivr, IVR_FIELDS),
+        (_NODE_ROLLUP_SQL, deltas.node, NODE_FIELDS),
+    ):
+        changes = Deltas.rows(table)
+        if not changes:
+            continue
+        counts = [_is_count(n) for n in names]
+        rows = []
+        for key, vector in sorted(changes, key=lambda kv: (kv[0][-1], kv[0])):  # type: ignore[index]
+            *ids, bucket = key  # type: ignore[misc]
+            values = [round(v) if c else v for v, c in zip(vector, counts, strict=True)]
+            rows.append((*ids, epoch(bucket), *values))
+        await conn.execute(sql, *_columns(rows, len(rows[0])))
