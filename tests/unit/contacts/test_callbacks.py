@@ -12,7 +12,7 @@ import pytest
 
 from services.contacts.callbacks import CallbackInfo, CallingSettings, DialInfo, attempt_call_id
 from services.contacts.lifecycle import PHASES, Contact, IllegalTransition, Lifecycle
-from services.ivr.handoffs import next_time
+from services.ivr.nodes.callback import next_time
 from services.kernel import events as ev
 from tests.unit.contacts.test_lifecycle import (
     AGENT,
