@@ -1,19 +1,22 @@
 """The PostgreSQL backup and restore of docs/operators.md ("Backup and restore"), round trip against the test
 session's embedded PostgreSQL with the pg_dump and pg_restore of the pgserver wheel: the copy has the rows,
 the row-level security policies and FORCE flags, and still hides one tenant's rows from another when read as
-the application role."""
+the application role. And the one-machine JetStream backup: a copy of the store taken while NATS is stopped."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
 import subprocess
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import nats
 import pgserver
 
+from services.runtime.embedded import EmbeddedNats, Secrets
 from tests.conftest import Infra
 
 PG_BIN = Path(pgserver.__file__).parent / "pginstall" / "bin"
@@ -108,3 +111,36 @@ async def test_dump_and_restore_keep_rows_policies_and_isolation(infra: Infra, t
             await cleanup.execute("DELETE FROM tenants WHERE id = ANY($1::uuid[])", tenants)
         finally:
             await cleanup.close()
+
+
+async def test_a_jetstream_store_copied_while_stopped_restores_its_streams(tmp_path: Path) -> None:
+    """The one-machine JetStream backup of docs/operators.md: `DATA_DIR/nats/js` copied while NATS is
+    stopped starts again elsewhere with every stream and message."""
+    original, copy_dir = tmp_path / "original", tmp_path / "restored"
+    original.mkdir()
+    secrets_ = Secrets.load_or_create(original)
+    server = EmbeddedNats(original, secrets_)
+    server.start()
+    try:
+        nc = await nats.connect(server.url)
+        js = nc.jetstream()
+        await js.add_stream(name="SB_BACKUP_TEST", subjects=["backup.>"])
+        for i in range(50):
+            await js.publish(f"backup.{i % 5}", f"event {i}".encode())
+        await nc.close()
+    finally:
+        server.stop()
+    shutil.copytree(original / "nats" / "js", copy_dir / "nats" / "js")
+    shutil.copy2(original / "secrets.json", copy_dir / "secrets.json")
+    restored = EmbeddedNats(copy_dir, Secrets.load_or_create(copy_dir))
+    restored.start()
+    try:
+        nc = await nats.connect(restored.url)
+        js = nc.jetstream()
+        info = await js.stream_info("SB_BACKUP_TEST")
+        assert info.state.messages == 50 and info.state.last_seq == 50
+        last = await js.get_last_msg("SB_BACKUP_TEST", "backup.4")
+        assert last.data == b"event 49"
+        await nc.close()
+    finally:
+        restored.stop()
