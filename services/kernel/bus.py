@@ -126,9 +126,23 @@ class Bus:
         await self.js.publish(subject, encode(event), headers={"Nats-Msg-Id": str(event.id)})
 
     async def request(self, command: Command, *, timeout: float = 2.0) -> Reply:
+        """Send a command and wait for its reply. A command for a call goes straight to the process that
+        holds it (its own subject, sb.<tenant>.cmd.<service>.<name>.<call>); when nothing listens there
+        (a process without per-call subjects, or the call is not set up yet) it goes to the service's
+        subject, where every process that may hold the call hears it."""
         subject = cmd_subject(command.tenant_id, command.service, command.name)
+        payload = encode(command)
+        held_by = command.held_by
+        if held_by is not None:
+            try:
+                msg = await self.nc.request(f"{subject}.{held_by}", payload, timeout=timeout)
+                return decode(msg.data, Reply)
+            except NoRespondersError:
+                pass
+            except (TimeoutError, NatsTimeout) as exc:
+                raise CommandTimeout(f"{subject} did not answer within {timeout:.1f}s") from exc
         try:
-            msg = await self.nc.request(subject, encode(command), timeout=timeout)
+            msg = await self.nc.request(subject, payload, timeout=timeout)
         except NoRespondersError as exc:
             raise BusError(f"no service answers {subject}") from exc
         except (TimeoutError, NatsTimeout) as exc:

@@ -49,6 +49,12 @@ class Command(Message, kw_only=True, frozen=True):
     service: ClassVar[str]
     name: ClassVar[str]
 
+    @property
+    def held_by(self) -> uuid.UUID | None:
+        """The call whose holder must answer (a media worker subscribes to its own calls' subjects,
+        sb.<tenant>.cmd.<service>.<name>.<call>); None: any process of the service may."""
+        return None
+
 
 class ReplyCode(StrEnum):
     """The codes every service answers with for the same mistakes (a service may add its own refusals,

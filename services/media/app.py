@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import msgspec
+from nats.aio.subscription import Subscription
 
 from services.kernel import events as ev
 from services.kernel.bus import Bus
@@ -20,6 +21,7 @@ from services.kernel.config import Settings, sip_digest_key
 from services.kernel.db import create_pool
 from services.kernel.log import get_logger
 from services.kernel.messages import Reply, decode
+from services.kernel.registry import parse_subject
 from services.kernel.serving import Later, Listener, Server
 from services.kernel.waits import close_pool
 from services.media.bridge.bridging import Bridge, Endpoint
@@ -157,7 +159,12 @@ class MediaService:
         self._config: Listener | None = None
         self._agents: Listener | None = None
         edge.on_end.append(lambda leg: self._leg_ended(leg.call.call_id))
+        # Each call's own command subject, open while this worker holds it (`_route_here`).
+        self._routes: dict[uuid.UUID, asyncio.Task[Subscription]] = {}
+        self._route_tasks: set[asyncio.Task[None]] = set()
+        edge.on_start.append(lambda leg: self._route_here(leg.call.tenant_id, leg.call.call_id))
         self.webrtc.on_end.append(lambda session: self._leg_ended(session.leg_id))
+        self.webrtc.on_start.append(lambda session: self._route_here(session.tenant_id, session.leg_id))
 
     async def start(self) -> None:
         await ensure_chunk_stream(self.bus.js)
@@ -178,6 +185,35 @@ class MediaService:
         # An agent whose socket stayed away past the tenant's grace is signed out by routing: its legs
         # (which would otherwise live on until ICE gives up) end with it.
         self._agents = await self.bus.listen([ev.AgentStateChanged], self._on_agent_state)
+
+    def _route_here(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> None:
+        """Commands for this call come to this worker only (Bus.request sends a command naming a call to
+        sb.<tenant>.cmd.media.<name>.<call>; the service subject, heard by every worker, stays the
+        fallback). The tenant is in the subject: another tenant's command cannot reach the call."""
+        if self._server is None or call_id in self._routes:
+            return
+        self._routes[call_id] = asyncio.get_running_loop().create_task(
+            self._server.subscribe(
+                f"sb.{tenant_id}.cmd.media.*.{call_id}", queue=None, parse=_held_call_command
+            )
+        )
+
+    def _unroute(self, call_id: uuid.UUID) -> None:
+        opening = self._routes.pop(call_id, None)
+        if opening is None or self._server is None:
+            return
+        server = self._server
+
+        async def close() -> None:
+            try:
+                sub = await opening
+            except Exception:
+                return  # never opened (the connection is gone): nothing to close
+            await server.unsubscribe(sub)
+
+        task = asyncio.get_running_loop().create_task(close())
+        self._route_tasks.add(task)
+        task.add_done_callback(self._route_tasks.discard)
 
     def _holds(self, subject: str, data: bytes) -> bool:
         """On the broadcast subscription: call-less originates are the queue group's; one near a call, only
@@ -589,6 +625,7 @@ class MediaService:
         )
 
     def _leg_ended(self, call_id: uuid.UUID) -> None:
+        self._unroute(call_id)
         bridge = self.bridges.get(call_id)
         if bridge is not None:
             self._separate(bridge, "ended")
@@ -613,6 +650,14 @@ def _near_call_id(subject: str, data: bytes) -> uuid.UUID | None:
     except (msgspec.ValidationError, msgspec.DecodeError):
         pass  # the queue-group worker answers with the decode error
     return None
+
+
+def _held_call_command(subject: str) -> tuple[uuid.UUID | None, str] | None:
+    """sb.<tenant>.cmd.media.<name>.<call>: the tenant and the command's name (the call is the payload's)."""
+    parsed = parse_subject(subject.rsplit(".", 1)[0])
+    if parsed is None or parsed.kind != "cmd":
+        return None
+    return parsed.tenant_id, parsed.name
 
 
 def _call_less(subject: str, data: bytes) -> bool:

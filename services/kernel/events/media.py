@@ -48,6 +48,10 @@ class MediaCommand(Command, kw_only=True, frozen=True):
     service = "media"
     call_id: uuid.UUID
 
+    @property
+    def held_by(self) -> uuid.UUID | None:
+        return self.call_id
+
 
 class MediaAnswer(MediaCommand, kw_only=True, frozen=True):
     name = "answer"
@@ -108,6 +112,10 @@ class MediaOriginate(MediaCommand, kw_only=True, frozen=True):
     timeout: float = 30.0
     # Originate on the worker that holds this call (so the two can be bridged); any worker otherwise.
     near_call_id: uuid.UUID | None = None
+
+    @property
+    def held_by(self) -> uuid.UUID | None:
+        return self.near_call_id  # `call_id` is the new call's: nobody holds it yet
 
 
 class MediaRecord(MediaCommand, kw_only=True, frozen=True):

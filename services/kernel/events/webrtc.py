@@ -26,6 +26,10 @@ class MediaWebRtcOffer(Command, kw_only=True, frozen=True):
     # accept, next to this leg): any worker takes it, and its signals name the contact.
     contact_id: uuid.UUID | None = None
 
+    @property
+    def held_by(self) -> uuid.UUID | None:
+        return self.call_id  # the leg goes where the call it joins is
+
 
 class MediaWebRtcAnswer(Command, kw_only=True, frozen=True):
     """A browser's SDP answer to an offer the media worker sent (outbound to the agent)."""
@@ -35,6 +39,10 @@ class MediaWebRtcAnswer(Command, kw_only=True, frozen=True):
     leg_id: uuid.UUID
     agent_id: str
     sdp: str
+
+    @property
+    def held_by(self) -> uuid.UUID | None:
+        return self.leg_id
 
 
 class MediaWebRtcIce(Command, kw_only=True, frozen=True):
@@ -47,6 +55,10 @@ class MediaWebRtcIce(Command, kw_only=True, frozen=True):
     candidate: str
     sdp_mid: str | None = None
     sdp_mline_index: int | None = None
+
+    @property
+    def held_by(self) -> uuid.UUID | None:
+        return self.leg_id
 
 
 class WebRtcSignal(Event, kw_only=True, frozen=True):

@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 log = get_logger()
-POLL_S = 0.02
 
 
 class ConsultState(enum.Enum):
@@ -204,6 +203,8 @@ class Consults:
     def __init__(self, service: MediaService) -> None:
         self.service = service
         self.by_leg: dict[uuid.UUID, Consultation] = {}
+        # An outside consult's wait while it rings, woken when the table moves (by id of the consultation).
+        self._moved: dict[int, asyncio.Future[None]] = {}
 
     def involves(self, call_id: uuid.UUID) -> bool:
         return call_id in self.by_leg
@@ -344,19 +345,25 @@ class Consults:
             return Reply(ok=False, error="the agent's call changed meanwhile", code="state")
         self._begin(consultation)
         edge.emit(agent.call.play(ringback(), play_id=None, now=edge.now(), loop=True))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + command.timeout
-        while consultation.state is ConsultState.RINGING:
-            leg = edge.legs.get(consultation.target)
-            if leg is not None and leg.call.state is CallState.ANSWERED:
-                return self._answered(consultation)
-            if loop.time() >= deadline or leg is None:
-                self._run(consultation, Trigger.FAILED)
-                return Reply(
-                    ok=False, error=f"consult failed: {command.to} did not answer", code="consult_failed"
-                )
-            await asyncio.sleep(POLL_S)
-        return self._failed_reply(consultation)
+        # Woken by the target answering or ending, or the table moving on (agent or caller left).
+        answered = edge.reaches(consultation.target, CallState.ANSWERED)
+        moved = asyncio.get_running_loop().create_future()
+        self._moved[id(consultation)] = moved
+        try:
+            await asyncio.wait(
+                (answered, moved), timeout=command.timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            answered.cancel()
+            moved.cancel()
+            self._moved.pop(id(consultation), None)
+        if consultation.state is not ConsultState.RINGING:
+            return self._failed_reply(consultation)
+        leg = edge.legs.get(consultation.target)
+        if leg is not None and leg.call.state is CallState.ANSWERED:
+            return self._answered(consultation)
+        self._run(consultation, Trigger.FAILED)
+        return Reply(ok=False, error=f"consult failed: {command.to} did not answer", code="consult_failed")
 
     @staticmethod
     def _failed_reply(consultation: Consultation) -> Reply:
@@ -417,6 +424,9 @@ class Consults:
 
     def _run(self, consultation: Consultation, trigger: Trigger) -> None:
         actions = consultation.on(trigger)
+        moved = self._moved.get(id(consultation))
+        if moved is not None and not moved.done():
+            moved.set_result(None)
         if consultation.done:
             # Forgotten before acting: hanging the target up ends a leg, which comes back to leg_ended.
             self._forget(consultation)

@@ -28,7 +28,6 @@ __all__ = ["TRANSFER_TIMEOUT_S", "ringback", "transfer"]
 
 # How long the outside number may ring before the transfer counts as failed.
 TRANSFER_TIMEOUT_S = 30.0
-POLL_S = 0.02
 
 
 def ringback() -> np.ndarray:
@@ -65,21 +64,22 @@ async def transfer(
     if error is not None:
         return Reply(ok=False, error=f"transfer failed: {error}", code="transfer_failed")
     edge.emit(caller.play(ringback(), play_id=None, now=edge.now(), loop=True))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    # Woken by the outside leg answering or ending, or the caller leaving; no polling.
+    answered = edge.reaches(other, CallState.ANSWERED)
+    caller_left = edge.reaches(caller.call_id, CallState.ENDED)
+    try:
+        await asyncio.wait((answered, caller_left), timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        answered.cancel()
+        caller_left.cancel()
     outcome: str | None = None
-    while outcome is None:
-        out_leg = edge.legs.get(other)
-        if _ended(caller):
-            outcome = "the caller hung up"
-        elif out_leg is None or out_leg.call.state is CallState.ENDED:
-            outcome = f"{command.to} did not take the call"
-        elif out_leg.call.state is CallState.ANSWERED:
-            break
-        elif loop.time() >= deadline:
-            outcome = f"{command.to} did not answer within {timeout:.0f} s"
-        else:
-            await asyncio.sleep(POLL_S)
+    out_leg = edge.legs.get(other)
+    if _ended(caller):
+        outcome = "the caller hung up"
+    elif out_leg is None or out_leg.call.state is CallState.ENDED:
+        outcome = f"{command.to} did not take the call"
+    elif out_leg.call.state is not CallState.ANSWERED:
+        outcome = f"{command.to} did not answer within {timeout:.0f} s"
     if outcome is None:
         edge.emit(caller.stop_playback("stopped", edge.now()))
         bridged = service.bridge_command(

@@ -149,6 +149,8 @@ class RtpSession:
         # music plays, and where this leg's decoded audio goes.
         self.bridge_in: collections.deque[npt.NDArray[np.int16]] | None = None
         self.bridge_out: Callable[[npt.NDArray[np.int16]], None] | None = None
+        # Called once, from the tick, when the call core asks to hang up (the unrouted message played).
+        self.on_hangup_requested: Callable[[], None] | None = None
         # The no-decode relay (a SIP<->SIP bridge): this leg's packets go to `relay_out` instead of the
         # jitter buffer; `relay_in` is the direction whose output this leg sends (its rewriter keeps one
         # continuous stream when a prompt or music of our own replaces the relayed packets).
@@ -334,6 +336,9 @@ class RtpSession:
             events.append(self.quality())
         if events:
             self.emit(events)
+        if self.call.hangup_requested and self.on_hangup_requested is not None:
+            hangup, self.on_hangup_requested = self.on_hangup_requested, None
+            hangup()
 
     def _check_inactivity(self, now: float) -> None:
         call = self.call

@@ -86,8 +86,12 @@ class SipEdge:
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._events: asyncio.Queue[Event] = asyncio.Queue()
-        # Called once per leg when its call ends (the bridge lets go of it).
+        # Called once per leg when it is taken in (its commands' subject opens) and when its call ends
+        # (the bridge lets go of it).
+        self.on_start: list[Callable[[Leg], None]] = []
         self.on_end: list[Callable[[Leg], None]] = []
+        # Futures waiting for a leg to reach a state (`reaches`), resolved where the state changes.
+        self._waiters: dict[uuid.UUID, list[tuple[CallState, asyncio.Future[CallState]]]] = {}
         self.admission = AdmissionController(
             max_calls=config.max_calls,
             max_setup=config.max_setup,
@@ -516,6 +520,7 @@ class SipEdge:
             return
         leg.dialog = dialog
         self.legs[call.call_id] = leg
+        self.leg_started(leg)
         self.by_invite[key] = leg
         self.dialogs.add(dialog)
         self.by_dialog[dialog.id] = leg
@@ -571,8 +576,12 @@ class SipEdge:
             if leg.call.state is CallState.ENDED:
                 return  # the caller hung up while the prompt was rendered
             leg.call.hangup_after_play = True
+            # The RTP tick that finishes the message asks for the hang-up (RtpSession.on_hangup_requested).
+            if leg.rtp is None:
+                self.hangup(leg, UNROUTED)
+                return
+            leg.rtp.on_hangup_requested = lambda: self.hangup(leg, UNROUTED)
             leg.call.play(message, play_id=None, now=self.now())
-            self._spawn(self._watch_hangup(leg))
         else:
             self._spawn(self._no_answer_guard(leg))
 
@@ -596,13 +605,6 @@ class SipEdge:
                 )
             ]
         )
-
-    async def _watch_hangup(self, leg: Leg) -> None:
-        while leg.call.state is not CallState.ENDED:
-            if leg.call.hangup_requested:
-                self.hangup(leg, UNROUTED)
-                return
-            await asyncio.sleep(0.05)
 
     async def _no_answer_guard(self, leg: Leg) -> None:
         await asyncio.sleep(self.config.no_answer_timeout)
@@ -710,8 +712,47 @@ class SipEdge:
         if leg.dialog is not None:
             leg.dialog.confirm()
         self.emit(leg.call.answered(self.now()))
+        self.state_changed(leg)
         self._arm()
         return True
+
+    def leg_started(self, leg: Leg) -> None:
+        for hook in list(self.on_start):
+            try:
+                hook(leg)
+            except Exception:
+                log.exception("start_hook_failed")
+
+    def reaches(self, call_id: uuid.UUID, state: CallState) -> asyncio.Future[CallState]:
+        """A future resolved with the leg's state once it is `state` or ENDED (at once if it already is, or
+        if there is no such leg: ENDED). A transfer or consult waits on it for the outside leg to answer."""
+        future: asyncio.Future[CallState] = asyncio.get_running_loop().create_future()
+        leg = self.legs.get(call_id)
+        current = CallState.ENDED if leg is None else leg.call.state
+        if current in (state, CallState.ENDED):
+            future.set_result(current)
+        else:
+            self._waiters.setdefault(call_id, []).append((state, future))
+        return future
+
+    def state_changed(self, leg: Leg) -> None:
+        """Wake what waits (`reaches`) for the state this leg's call is now in."""
+        current = leg.call.state
+        waiting = self._waiters.get(leg.call.call_id)
+        if not waiting:
+            return
+        still = []
+        for state, future in waiting:
+            if future.done():
+                continue
+            if current in (state, CallState.ENDED):
+                future.set_result(current)
+            else:
+                still.append((state, future))
+        if still:
+            self._waiters[leg.call.call_id] = still
+        else:
+            del self._waiters[leg.call.call_id]
 
     def _session_timer(self, leg: Leg) -> list[tuple[str, str]]:
         """The answer's RFC 4028 headers, and the session's new deadline (a 2xx to an INVITE refreshes)."""
@@ -878,6 +919,7 @@ class SipEdge:
                 except Exception:
                     log.exception("end_hook_failed")
         self._release(leg)
+        self.state_changed(leg)
 
     def _release(self, leg: Leg) -> None:
         if self.legs.pop(leg.call.call_id, None) is not None:

@@ -102,6 +102,7 @@ async def _place(
     leg.out_from = f"<sip:{caller_id or 'anonymous'}@{edge.config.host}>;tag={sip.new_tag()}"
     leg.out_call_id = sip.new_call_id(edge.config.host)
     edge.legs[call_id] = leg
+    edge.leg_started(leg)
     invite = send_invite(edge, leg, cseq=1)
     edge.emit(
         [
@@ -218,3 +219,4 @@ def originate_response(edge: SipEdge, leg: Leg, response: sip.SipResponse) -> No
     edge._apply_media(leg, media)
     leg.final_sent = True
     edge.emit(leg.call.answered(edge.now()))
+    edge.state_changed(leg)

@@ -184,6 +184,7 @@ class WebRtcCalls:
         self.sessions: dict[uuid.UUID, WebRtcSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._reporters: dict[uuid.UUID, asyncio.Future[None]] = {}
+        self.on_start: list[Callable[[WebRtcSession], None]] = []
         self.on_end: list[Callable[[WebRtcSession], None]] = []
 
     def get(self, tenant_id: uuid.UUID, leg_id: uuid.UUID) -> WebRtcSession | None:
@@ -273,6 +274,8 @@ class WebRtcCalls:
             raise
         session.negotiated()
         self.sessions[leg_id] = session
+        for hook in list(self.on_start):
+            hook(session)
         self.clock.add(session)  # type: ignore[attr-defined]
         return answer
 

@@ -35,6 +35,18 @@ class Crash(Command, kw_only=True, frozen=True):
     name: ClassVar[str] = "crash"
 
 
+class Held(Command, kw_only=True, frozen=True):
+    """A command for one call: Bus.request sends it to the call's own subject first."""
+
+    service: ClassVar[str] = SERVICE
+    name: ClassVar[str] = "held"
+    call_id: uuid.UUID
+
+    @property
+    def held_by(self) -> uuid.UUID | None:
+        return self.call_id
+
+
 class Happened(Event, kw_only=True, frozen=True):
     domain: ClassVar[str] = SERVICE
     name: ClassVar[str] = "happened"
@@ -326,3 +338,40 @@ async def test_listen_platform_decodes_one_platform_message(bus: Bus) -> None:
         assert got.empty()
     finally:
         assert await listener.stop() == []
+
+
+async def test_a_command_for_a_call_goes_to_its_holder_and_falls_back_to_the_service(bus: Bus) -> None:
+    tenant, held, elsewhere = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+    heard: list[tuple[str, uuid.UUID]] = []
+
+    async def handle(cmd: Held) -> Reply:
+        heard.append(("any", cmd.call_id))
+        return Reply(ok=True)
+
+    server = await bus.serve(SERVICE, {Held: handle}, queue=None, subject=f"sb.{tenant}.cmd.{SERVICE}.held")
+    own = await _holder_server(bus, tenant, held, heard)
+    try:
+        assert (await bus.request(Held(tenant_id=tenant, call_id=held))).ok
+        assert (await bus.request(Held(tenant_id=tenant, call_id=elsewhere))).ok
+        # The held call's command reached its holder only; the other fell back to the service subject.
+        assert heard == [("holder", held), ("any", elsewhere)]
+    finally:
+        await own.stop()
+        await server.stop()
+
+
+async def _holder_server(bus: Bus, tenant: uuid.UUID, call: uuid.UUID, heard: list) -> serving.Server:  # type: ignore[type-arg]
+    """A server whose only subject is one call's: sb.<tenant>.cmd.<service>.<name>.<call>."""
+
+    async def holder(cmd: Held) -> Reply:
+        heard.append(("holder", cmd.call_id))
+        return Reply(ok=True)
+
+    server: serving.Server = serving.Server(bus, SERVICE, {Held: holder})  # type: ignore[type-arg]
+
+    def parse(subject: str) -> tuple[uuid.UUID | None, str] | None:
+        tenant_token, name = subject.split(".")[1], subject.split(".")[4]
+        return uuid.UUID(tenant_token), name
+
+    await server.subscribe(f"sb.{tenant}.cmd.{SERVICE}.*.{call}", queue=None, parse=parse)
+    return server

@@ -228,3 +228,50 @@ def _answer(req: bytes, body: bytes) -> bytes:
     if body:
         out += "Content-Type: application/sdp\r\n"
     return (out + f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+async def test_a_command_for_a_call_reaches_only_the_worker_that_holds_it(media_edge) -> None:
+    """Bus.request sends a command naming a call to sb.<tenant>.cmd.media.<name>.<call>, a subject the
+    holding worker opens with the call and closes when it ends; the service subject (heard by every
+    worker) is not used. Another tenant's subject for the call has no listener."""
+    from .harness import Events, answered_call
+
+    events = await Events.connect(media_edge.nats_url, media_edge.tenant_id)
+    broadcast: list[str] = []
+
+    async def spy(msg) -> None:  # type: ignore[no-untyped-def]
+        broadcast.append(msg.subject)
+
+    try:
+        caller = await answered_call(media_edge.port, media_edge.flow_number, events)
+        cid = caller.platform_call_id
+        await events.nc.subscribe(f"sb.{media_edge.tenant_id}.cmd.media.*", cb=spy)
+        await events.nc.flush()
+        play = ev.MediaPlay(tenant_id=media_edge.tenant_id, call_id=cid, tone="moh")
+        msg = await events.nc.request(
+            f"sb.{media_edge.tenant_id}.cmd.media.play.{cid}", encode(play), timeout=5
+        )
+        assert decode(msg.data, Reply).ok
+        assert broadcast == []  # the other workers never heard it
+        intruder = uuid.uuid4()
+        cross = ev.MediaHangup(tenant_id=intruder, call_id=cid)
+        with pytest.raises(nats.errors.NoRespondersError):
+            await events.nc.request(f"sb.{intruder}.cmd.media.hangup.{cid}", encode(cross), timeout=2)
+        await caller.bye()
+        await events.wait_for(ev.CallEnded, lambda e: e.call_id == cid)
+        # The call's subject closes with it: a later command falls back to the service subject.
+        stop = ev.MediaStop(tenant_id=media_edge.tenant_id, call_id=cid)
+        for _ in range(40):
+            try:
+                await events.nc.request(
+                    f"sb.{media_edge.tenant_id}.cmd.media.stop.{cid}", encode(stop), timeout=0.5
+                )
+            except nats.errors.NoRespondersError:
+                break
+            except nats.errors.TimeoutError:
+                pass  # the holder no longer answers for it; its subject closes a moment after the end
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the ended call's subject still has a listener")
+    finally:
+        await events.close()
