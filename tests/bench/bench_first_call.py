@@ -451,7 +451,7 @@ class Watcher:
             if call:
                 self.ts.setdefault(call, {}).setdefault(f"cmd:{parts[3]}.{parts[4]}", time.time())
 
-        await self.nc.subscribe(f"sb.{tenant}.cmd.media.*", cb=on_command)
+        await self.nc.subscribe(f"sb.{tenant}.cmd.media.>", cb=on_command)
 
         async def on_saved(msg: Any) -> None:
             # The coordinator saves a contact's state after each step (KV put): the steps' end times.

@@ -125,7 +125,11 @@ class Responder:
             await self.bus.nc.subscribe(tenant_commands_subject(t), cb=self._on)
 
     async def _on(self, msg: Any) -> None:
-        name = ("media." if ".cmd.media." in msg.subject else "routing.") + msg.subject.rsplit(".", 1)[-1]
+        # A media command's name is the subject's fifth token (Bus.request may add the call after it).
+        media = ".cmd.media." in msg.subject
+        name = (
+            ("media." + msg.subject.split(".")[4]) if media else ("routing." + msg.subject.rsplit(".", 1)[-1])
+        )
         data = json.loads(msg.data)
         self.commands.append((name, data))
         await msg.respond(encode(Reply(ok=True)))

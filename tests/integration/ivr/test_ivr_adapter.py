@@ -134,7 +134,8 @@ class FakeMedia:
         )
 
     async def _media(self, msg: Any) -> None:
-        name = msg.subject.rsplit(".", 1)[-1]
+        # sb.<tenant>.cmd.media.<name>, or .<name>.<call> (Bus.request's subject for the call's holder)
+        name = msg.subject.split(".")[4]
         data = json.loads(msg.data)
         self.commands.append((f"media.{name}", data))
         await msg.respond(encode(Reply(ok=True)))
