@@ -31,6 +31,7 @@ __all__ = [
     "sip_answers",
     "start_api",
     "start_service",
+    "start_services",
     "stop",
     "stop_all",
 ]
@@ -172,19 +173,35 @@ def start_service(
 ) -> subprocess.Popen[bytes]:
     """`python -m <module>` with the session's PostgreSQL and NATS (plus `extra` SB_* variables), its output
     appended to `log_path`; returns once it logged `service_started`. The caller stops it (`stop_all`)."""
-    starts = log_path.read_text(errors="replace").count("service_started") if log_path.exists() else 0
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", module],
-            cwd=REPO,
-            env=service_env(infra, **extra),
-            stdout=log,
-            stderr=subprocess.STDOUT,
+    return start_services(infra, [(module, log_path, extra)], timeout=timeout)[0]
+
+
+def start_services(
+    infra: Any, specs: list[tuple[str, Path, dict[str, str]]], *, timeout: float = 30.0
+) -> list[subprocess.Popen[bytes]]:
+    """Several `start_service`s at once (module, log, extra variables): all launched, then each waited for
+    (their imports overlap instead of adding up)."""
+    procs: list[subprocess.Popen[bytes]] = []
+    starts: list[int] = []
+    for module, log_path, extra in specs:
+        starts.append(
+            log_path.read_text(errors="replace").count("service_started") if log_path.exists() else 0
         )
+        with open(log_path, "ab") as log:
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", module],
+                    cwd=REPO,
+                    env=service_env(infra, **extra),
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     deadline = time.monotonic() + timeout
-    while log_path.read_text(errors="replace").count("service_started") <= starts:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            stop(proc)
-            raise RuntimeError(f"{module} did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
-        time.sleep(0.05)
-    return proc
+    for proc, (module, log_path, _), before in zip(procs, specs, starts, strict=True):
+        while log_path.read_text(errors="replace").count("service_started") <= before:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                stop_all(procs)
+                raise RuntimeError(f"{module} did not start:\n{log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.05)
+    return procs

@@ -154,6 +154,8 @@ class ContactsAdapter:
         # Other ids of a contact -> its id: agents' legs, and consultations (their routing contact, which is
         # also the id on the consulted agent's desk).
         self.legs: dict[uuid.UUID, uuid.UUID] = {}
+        # Calls whose call.arrived is being handled (before the contact exists): their other events wait.
+        self._arriving: dict[uuid.UUID, asyncio.Event] = {}
         self.kv: KeyValue | None = None
         self._consumer: Consumer | None = None
         self._server: Server[Command] | None = None
@@ -358,6 +360,11 @@ class ContactsAdapter:
             await self._voicemail(event)
             return
         contact_id = event.call_id
+        arriving = self._arriving.get(contact_id)
+        if arriving is not None:
+            # Its call.arrived is still reading the queue's settings: this event comes after it (events
+            # read back to back, after a restart or a takeover, would otherwise find no contact yet).
+            await arriving.wait()
         if contact_id not in self.contacts:
             contact_id = self.legs.get(contact_id, contact_id)
         running = self.contacts.get(contact_id)
@@ -375,16 +382,26 @@ class ContactsAdapter:
             await self._apply(running, outputs)
 
     async def _arrived(self, event: ev.CallArrived) -> None:
-        if event.call_id in self.contacts:
+        if event.call_id in self.contacts or event.call_id in self._arriving:
             return
-        waiting = await self._waiting(event) if event.queue_id is not None and event.flow_id is None else None
-        machine = Lifecycle.arrive(event, self._when(event), waiting=waiting)
-        if machine is None:
-            return
-        running = _Running(machine=machine)
-        self.contacts[event.call_id] = running
-        async with running.lock:
-            await self._apply(running, machine.take())
+        arriving = self._arriving[event.call_id] = asyncio.Event()
+        try:
+            waiting = None
+            if event.queue_id is not None and event.flow_id is None:
+                waiting = await self._waiting(event)
+            machine = Lifecycle.arrive(event, self._when(event), waiting=waiting)
+            if machine is None:
+                return
+            running = _Running(machine=machine)
+            self.contacts[event.call_id] = running
+            async with running.lock:
+                # The call's later events, waiting for this arrival, now queue on the lock in their order.
+                self._arriving.pop(event.call_id, None)
+                arriving.set()
+                await self._apply(running, machine.take())
+        finally:
+            self._arriving.pop(event.call_id, None)
+            arriving.set()
 
     async def _waiting(self, event: ev.CallArrived) -> Waiting:
         """A queue number's announcement interval and closed message, the tenant's language, and the

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
 from services.kernel.bus import Bus
 from services.kernel.messages import Event, Reply, encode
 from services.kernel.partitioned import LEASE_BUCKET, home_partitions, token_partition
 from services.routing.partitions import tenant_commands_subject
-from tests.service_procs import start_service, stop_all
+from tests.service_procs import start_services, stop_all
 
 PARTITIONS = 4  # few partitions: the tests pick tenants for each worker's home
 
@@ -54,25 +54,34 @@ def workers(infra: Any, module: str, name_env: str, count: int = 2, **extra: str
     name = f"w{uuid.uuid4().hex[:10]}"
     procs: list[subprocess.Popen[bytes]] = []
     logs = [infra.data_dir / f"{name}-{i}.log" for i in range(count)]
-    try:
-        for i in range(count):
-            env = {
+    specs = [
+        (
+            module,
+            logs[i],
+            {
                 name_env: name,
                 "SB_WORKER_COUNT": str(count),
                 "SB_WORKER_INDEX": str(i),
                 "SB_PARTITION_COUNT": str(PARTITIONS),
                 "SB_WORKER_ID": f"{name}-{i}",
                 **extra,
-            }
-            procs.append(start_service(infra, module, logs[i], **env))
+            },
+        )
+        for i in range(count)
+    ]
+    try:
+        procs = start_services(infra, specs)
         yield Workers(name, procs, logs)
     finally:
         stop_all(procs)
 
 
 async def owners(bus: Bus, name: str) -> dict[int, str]:
-    """Partition -> the worker id holding its lease."""
-    kv = await bus.js.key_value(LEASE_BUCKET)
+    """Partition -> the worker id holding its lease (none before the first worker made the bucket)."""
+    try:
+        kv = await bus.js.key_value(LEASE_BUCKET)
+    except BucketNotFoundError:
+        return {}
     found: dict[int, str] = {}
     for p in range(PARTITIONS):
         try:

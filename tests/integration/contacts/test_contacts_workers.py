@@ -1,7 +1,8 @@
 """Two contact coordinators sharing tenants by partition (services/kernel/partitioned.py), on the session's
 real NATS and PostgreSQL, with media and routing answered by the bus-level responder: each worker takes its
 home partitions; kill -9 of one moves its partitions and their live contacts to the other within 5 s, and
-every contact ends exactly once (one enqueue and one cancel per call, one record each)."""
+every contact ends exactly once (one enqueue and one cancel per call, one record each). And the race that
+takeover exposed: a hang-up read right behind its arrival."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from services.contacts.adapter import ContactsAdapter
 from services.kernel import events as ev
 from services.kernel.bus import Bus, connect
 from services.kernel.db import create_pool, tenant_tx
@@ -88,8 +90,8 @@ async def test_kill_9_moves_live_contacts_to_the_other_coordinator(
                     )
 
             async def all_in(state: str) -> bool:
-                found = [set((await states(pool, t, calls[t.id])).values()) for t in (kept, moved)]
-                return found == [{state}, {state}]
+                found = [list((await states(pool, t, calls[t.id])).values()) for t in (kept, moved)]
+                return found == [[state] * CALLS_PER_TENANT] * 2
 
             async def all_queued() -> bool:
                 return await all_in("queued")
@@ -138,3 +140,31 @@ async def test_kill_9_moves_live_contacts_to_the_other_coordinator(
                     assert len(responder.ids("routing.cancel", call)) == 1, call
         finally:
             await drop_stream(bus, w.name)
+
+
+async def test_a_hang_up_read_right_behind_its_arrival_ends_the_contact(
+    infra: Any, bus: Bus, pool: asyncpg.Pool
+) -> None:
+    """After a restart or a takeover the backlog comes back to back: call.ended read while its call.arrived
+    is still reading the queue's settings must wait for the contact, not find none and be dropped."""
+    t = await make_tenant(pool, agents=0)
+    responder = Responder(bus, [t.id], react)
+    await responder.start()
+    adapter = ContactsAdapter(bus, pool, consumer=f"c{uuid.uuid4().hex[:10]}")
+    await adapter.start()
+    try:
+        calls = [uuid.uuid4() for _ in range(3)]
+        for call in calls:
+            await bus.publish(
+                ev.CallArrived(tenant_id=t.id, call_id=call, to_e164="+15550100", queue_id=t.queues["sales"])
+            )
+            await bus.publish(ev.CallEnded(tenant_id=t.id, call_id=call, cause="remote_bye", duration=0))
+
+        async def ended() -> bool:
+            return list((await states(pool, t, calls)).values()) == ["ended"] * len(calls)
+
+        await wait_for(ended, 10.0, "every contact ended by its hang-up")
+        assert not adapter.contacts
+    finally:
+        await adapter.stop()
+        await asyncio.wait_for(bus.js.delete_consumer("SB_EVENTS", adapter.consumer), 5.0)

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import BucketNotFoundError, KeyNotFoundError
 
 from services.kernel import events as ev
 from services.kernel.bus import connect
@@ -18,7 +18,7 @@ from services.kernel.partitioned import home_partitions
 from services.routing.partitions import partition_of
 from services.routing.worker import OWNERS_BUCKET
 from tests.integration.scaleout import wait_for
-from tests.service_procs import start_service, stop_all
+from tests.service_procs import start_services, stop_all
 
 from .conftest import Client, Tenant, make_tenant
 
@@ -33,7 +33,10 @@ async def client(infra: Any) -> AsyncIterator[Client]:
 
 
 async def owners(client: Client) -> dict[int, str]:
-    kv = await client.bus.js.key_value(OWNERS_BUCKET)
+    try:
+        kv = await client.bus.js.key_value(OWNERS_BUCKET)
+    except BucketNotFoundError:  # before the first worker made it
+        return {}
     found: dict[int, str] = {}
     for p in range(COUNT):
         try:
@@ -55,11 +58,16 @@ async def test_kill_9_hands_a_routing_workers_tenants_to_the_other(
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     ids = [f"rw-{tag}-{i}" for i in range(2)]
-    procs = []
+    specs = [
+        (
+            "services.routing",
+            infra.data_dir / f"{ids[i]}.log",
+            {"SB_WORKER_COUNT": "2", "SB_WORKER_INDEX": str(i), "SB_ROUTING_WORKER_ID": ids[i]},
+        )
+        for i in range(2)
+    ]
+    procs = start_services(infra, specs)
     try:
-        for i in range(2):
-            env = {"SB_WORKER_COUNT": "2", "SB_WORKER_INDEX": str(i), "SB_ROUTING_WORKER_ID": ids[i]}
-            procs.append(start_service(infra, "services.routing", infra.data_dir / f"{ids[i]}.log", **env))
         homes = {p: ids[i] for i in range(2) for p in home_partitions(i, 2, COUNT)}
 
         async def split() -> bool:
