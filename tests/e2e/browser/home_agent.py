@@ -160,7 +160,7 @@ def main(out: Path) -> int:
         proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=sink, stderr=subprocess.STDOUT)
     found: dict[str, Any] = {"address": addr, "addresses": addresses, "started_at": time.time()}
     try:
-        wait_up(log, proc, 120)
+        wait_up(log, proc, 180)
         found["up_s"] = round(time.monotonic() - started, 1)
         cert = data / "tls" / "self-signed.crt"
         api = f"https://{addr}:{http_port}"

@@ -37,14 +37,14 @@ NAMESPACE = (
 )
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(360)
 def test_an_agent_at_home_takes_a_call_over_https(tmp_path: Path) -> None:
     done = subprocess.run(
         ["unshare", "-n", "sh", "-c", NAMESPACE, sys.executable, str(tmp_path)],
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=220,
+        timeout=330,
     )
     assert done.returncode == 0, done.stderr[-4000:]
     found = json.loads(done.stdout.strip().splitlines()[-1])
