@@ -85,6 +85,7 @@ class RoutingWorker:
         self.log = get_logger()
         self._config: Listener | None = None
         self._partition_subs: dict[int, Subscription] = {}
+        self._listing: asyncio.Future[set[uuid.UUID]] | None = None
         # Commands come on the partitions' mapped subjects, subscribed while their leases are ours.
         self.server: Server[Command] = Server(bus, "routing", dict.fromkeys(BUS_COMMANDS, self._handle))
         self.leases = Leases(
@@ -167,8 +168,14 @@ class RoutingWorker:
         if sub is not None:
             await self.server.unsubscribe(sub)
 
+    async def _journal_tenants(self) -> set[uuid.UUID]:
+        """The journaled tenants; partitions taken together (at start, a dead worker's) share one listing."""
+        if self._listing is None or self._listing.done():
+            self._listing = asyncio.ensure_future(self.journal.tenants())
+        return await asyncio.shield(self._listing)
+
     async def _recover_partitions(self, parts: set[int]) -> None:
-        tenants = [t for t in await self.journal.tenants() if partition_of(t, self.partition_count) in parts]
+        tenants = [t for t in await self._journal_tenants() if partition_of(t, self.partition_count) in parts]
         for tenant_id in tenants:
             self._runner(tenant_id)
         try:
