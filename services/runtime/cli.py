@@ -124,7 +124,7 @@ def _parse_workers(
     "bind_host",
     metavar="ADDRESS",
     help="The address the API and the SIP edge listen on (default: SB_BIND_HOST, else 127.0.0.1). "
-    "Agents on other machines need this machine's address or 0.0.0.0 (or a reverse proxy).",
+    "Agents on other machines need this machine's address (or a reverse proxy).",
 )
 @click.option(
     "--public-url",

@@ -594,7 +594,7 @@ class Runtime:
             lines += [
                 "",
                 f"Note: the API listens on {self.opts.bind_host} only, so other machines cannot reach "
-                f"{access.url}: add --bind with this machine's address (or 0.0.0.0), or --behind-proxy.",
+                f"{access.url}: add --bind with this machine's address, or --behind-proxy.",
             ]
         return lines
 
