@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import JSONBody, QueryParameter
 from switchboard.flowdef.flow import Flow
 from switchboard.flowdef.validate import queues_of
@@ -18,12 +18,13 @@ from services.kernel.ids import new_id
 
 from .agents import SkillMap
 from .auth import Principal, admin_only
-from .crud import IdParam, fetch_one, fetch_page, path_id, set_clause
-from .mutations import Outcome, audit, mutate
+from .crud import IdParam, path_id, read_page
+from .deps import MutationDep, TenantConnDep
+from .mutations import Outcome, audit
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
 from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, FieldError, Problem, conflict, not_found
+from .queries import queues as sql
 from .queue_rules import (
-    RULE_COLUMNS,
     ClosedTreatment,
     OverflowRule,
     PriorityRule,
@@ -38,12 +39,6 @@ from .sites import require_site
 from .validation import check_name, check_skills, check_text
 
 __all__ = ["Queue", "QueueController"]
-
-COLUMNS = (
-    "id, name, skills, priority, sl_percent, sl_seconds, short_abandon_seconds, wrap_up_seconds, "
-    "offer_timeout_seconds, recording_percent, recording_retention_days, recording_announcement, site_id, "
-    "created_at, updated_at, " + RULE_COLUMNS
-)
 
 Priority = Annotated[int, msgspec.Meta(ge=1, le=99, description="1-99; higher is served first")]
 SlPercent = Annotated[int, msgspec.Meta(ge=1, le=100, description="service-level target, percent")]
@@ -204,7 +199,6 @@ def _name_taken(name: str) -> Exception:
     return conflict(f"a queue named {name!r} already exists")
 
 
-RULE_CASTS = {"skills": "::jsonb", "overflow": "::jsonb", "hours": "::jsonb", "priority_rules": "::jsonb"}
 _SCALARS = (
     "priority",
     "sl_percent",
@@ -222,9 +216,7 @@ class QueueController(Controller):
     tags = ["queues"]
 
     @post("/", responses=WRITE_ERRORS, status_code=201, guards=[admin_only], summary="Create a queue")
-    async def create_queue(
-        self, request: Request[Any, Any, Any], data: JSONBody[QueueCreate]
-    ) -> Response[Queue]:
+    async def create_queue(self, mutation: MutationDep, data: JSONBody[QueueCreate]) -> Response[Queue]:
         name = check_name("name", data.name)
         skills = check_skills("skills", data.skills or {})
         rules = check_rules(data)
@@ -235,33 +227,14 @@ class QueueController(Controller):
             await check_targets(conn, None, rules)
             try:
                 async with conn.transaction():
-                    row = await conn.fetchrow(
-                        f"""INSERT INTO queues (id, tenant_id, name, skills, priority, sl_percent, sl_seconds,
-                                                short_abandon_seconds, wrap_up_seconds, offer_timeout_seconds,
-                                                site_id, recording_percent, recording_retention_days,
-                                                recording_announcement)
-                            VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
-                            RETURNING {COLUMNS}""",
-                        new_id(),
-                        principal.tenant_id,
-                        name,
-                        msgspec.json.encode(skills).decode(),
-                        data.priority,
-                        data.sl_percent,
-                        data.sl_seconds,
-                        data.short_abandon_seconds,
-                        data.wrap_up_seconds,
-                        data.offer_timeout_seconds,
-                        data.site_id,
-                        data.recording_percent,
-                        data.recording_retention_days,
-                        _announcement(data.recording_announcement),
-                    )
-                    row = await conn.fetchrow(
-                        f"UPDATE queues SET {set_clause(rules, casts=RULE_CASTS)} WHERE id = $1 RETURNING {COLUMNS}",
-                        row["id"],
-                        *rules.values(),
-                    )
+                    values = {
+                        "name": name,
+                        "skills": msgspec.json.encode(skills).decode(),
+                        **{k: getattr(data, k) for k in _SCALARS},
+                        "site_id": data.site_id,
+                        "recording_announcement": _announcement(data.recording_announcement),
+                    }
+                    row = await sql.insert(conn, new_id(), principal.tenant_id, values, rules)
             except asyncpg.UniqueViolationError:
                 raise _name_taken(name) from None
             queue = queue_from_row(row)
@@ -280,20 +253,21 @@ class QueueController(Controller):
                 ],
             )
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
     @get("/", responses=READ_ERRORS, summary="List queues")
     async def list_queues(
-        self, request: Request[Any, Any, Any], limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
+        self, tenant_conn: TenantConnDep, limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
     ) -> QueuePage:
-        rows, next_cursor = await fetch_page(request, "queues", COLUMNS, limit, cursor)
+        rows, next_cursor = await read_page(tenant_conn, "queues", sql.COLUMNS, limit, cursor)
         return QueuePage(items=[queue_from_row(r) for r in rows], next_cursor=next_cursor)
 
     @get("/{queue_id:str}", responses=READ_ERRORS, summary="Read a queue")
-    async def get_queue(self, request: Request[Any, Any, Any], queue_id: IdParam) -> Queue:
-        return queue_from_row(
-            await fetch_one(request, "queues", COLUMNS, path_id(queue_id, "queue"), "queue")
-        )
+    async def get_queue(self, tenant_conn: TenantConnDep, queue_id: IdParam) -> Queue:
+        row = await sql.get(tenant_conn, path_id(queue_id, "queue"))
+        if row is None:
+            raise not_found("queue")
+        return queue_from_row(row)
 
     @patch(
         "/{queue_id:str}",
@@ -302,7 +276,7 @@ class QueueController(Controller):
         summary="Change a queue (skills are replaced whole)",
     )
     async def update_queue(
-        self, request: Request[Any, Any, Any], queue_id: IdParam, data: JSONBody[QueuePatch]
+        self, mutation: MutationDep, queue_id: IdParam, data: JSONBody[QueuePatch]
     ) -> Response[Queue]:
         qid = path_id(queue_id, "queue")
         changes: dict[str, Any] = {}
@@ -322,7 +296,7 @@ class QueueController(Controller):
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Queue]:
             if not changes:
-                row = await conn.fetchrow(f"SELECT {COLUMNS} FROM queues WHERE id = $1", qid)
+                row = await sql.get(conn, qid)
                 if row is None:
                     raise not_found("queue")
                 return Outcome(200, queue_from_row(row))
@@ -331,12 +305,7 @@ class QueueController(Controller):
             await check_targets(conn, qid, changes)
             try:
                 async with conn.transaction():
-                    row = await conn.fetchrow(
-                        f"UPDATE queues SET {set_clause(changes, casts=RULE_CASTS)}, updated_at = now() "
-                        f"WHERE id = $1 RETURNING {COLUMNS}",
-                        qid,
-                        *changes.values(),
-                    )
+                    row = await sql.update(conn, qid, changes)
             except asyncpg.UniqueViolationError:
                 raise _name_taken(changes.get("name", "")) from None
             if row is None:
@@ -351,7 +320,7 @@ class QueueController(Controller):
                 [ConfigChanged(tenant_id=principal.tenant_id, kind="queue", op="updated", object_id=qid)],
             )
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
     @delete(
         "/{queue_id:str}",
@@ -362,7 +331,7 @@ class QueueController(Controller):
     )
     async def delete_queue(
         self,
-        request: Request[Any, Any, Any],
+        mutation: MutationDep,
         queue_id: IdParam,
         force: Annotated[
             bool,
@@ -375,7 +344,7 @@ class QueueController(Controller):
         qid = path_id(queue_id, "queue")
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
-            name = await conn.fetchval("SELECT name FROM queues WHERE id = $1 FOR UPDATE", qid)
+            name = await sql.lock_name(conn, qid)
             if name is None:
                 raise not_found("queue")
             numbers, flows = await queue_users(conn, qid, name)
@@ -388,15 +357,7 @@ class QueueController(Controller):
                     "a queue that no longer exists until redeployed)",
                     errors=users,
                 )
-            await conn.execute("DELETE FROM queues WHERE id = $1", qid)
-            # Other queues' overflow rules to it go with it (closed_queue_id is cleared by its foreign key).
-            await conn.execute(
-                """UPDATE queues SET overflow = COALESCE(
-                       (SELECT jsonb_agg(r) FROM jsonb_array_elements(overflow) r
-                        WHERE r->>'target_queue_id' <> $1::text), '[]'::jsonb)
-                   WHERE overflow @> jsonb_build_array(jsonb_build_object('target_queue_id', $1::text))""",
-                str(qid),
-            )
+            await sql.delete(conn, qid)
             detail: dict[str, Any] = {"name": name}
             if numbers or flows:
                 detail |= {"forced": True, "unrouted_numbers": numbers, "flows": flows}
@@ -407,21 +368,15 @@ class QueueController(Controller):
                 [ConfigChanged(tenant_id=principal.tenant_id, kind="queue", op="deleted", object_id=qid)],
             )
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
 
 async def queue_users(
     conn: asyncpg.Connection, queue_id: uuid.UUID, name: str
 ) -> tuple[list[str], list[str]]:
     """The numbers routed straight to the queue, and the flows whose current version names it."""
-    numbers = [
-        r["e164"]
-        for r in await conn.fetch("SELECT e164 FROM numbers WHERE queue_id = $1 ORDER BY e164", queue_id)
-    ]
-    rows = await conn.fetch(
-        """SELECT f.name, v.definition FROM flows f
-           JOIN flow_versions v ON v.flow_id = f.id AND v.version = f.current_version ORDER BY f.name"""
-    )
+    numbers = await sql.numbers_routed(conn, queue_id)
+    rows = await sql.current_flows(conn)
     flows = [
         r["name"]
         for r in rows
