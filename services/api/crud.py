@@ -19,7 +19,17 @@ from .pagination import decode_cursor, page_of
 from .problems import not_found
 from .state import api_state
 
-__all__ = ["IdParam", "fetch_one", "fetch_page", "path_id", "read_one", "read_page", "set_clause"]
+__all__ = [
+    "IdParam",
+    "fetch_one",
+    "fetch_page",
+    "get_row",
+    "path_id",
+    "read_one",
+    "read_page",
+    "set_clause",
+    "update_row",
+]
 
 IdParam = Annotated[str, PathParameter(description="object id (UUID)")]
 
@@ -30,6 +40,34 @@ def path_id(text: str, kind: str) -> uuid.UUID:
     if object_id is None:
         raise not_found(kind)
     return object_id
+
+
+async def get_row(
+    conn: asyncpg.Connection, table: str, columns: str, object_id: uuid.UUID
+) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"SELECT {columns} FROM {table} WHERE id = $1", object_id
+    )
+    return row
+
+
+async def update_row(
+    conn: asyncpg.Connection,
+    table: str,
+    columns: str,
+    object_id: uuid.UUID,
+    changes: dict[str, Any],
+    casts: dict[str, str] | None = None,
+) -> asyncpg.Record | None:
+    """Set `changes` (by column) and updated_at; the row after, or None when there is no such row. A unique
+    violation is raised for the caller to name."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        f"UPDATE {table} SET {set_clause(changes, casts=casts)}, updated_at = now() WHERE id = $1 "
+        f"RETURNING {columns}",
+        object_id,
+        *changes.values(),
+    )
+    return row
 
 
 async def read_one(

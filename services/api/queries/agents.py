@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from ..crud import set_clause
+from ..crud import get_row, update_row
 
 __all__ = ["COLUMNS", "delete", "get", "insert", "update"]
 
@@ -38,8 +38,7 @@ async def insert(
 
 
 async def get(conn: asyncpg.Connection, agent_id: uuid.UUID) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(f"SELECT {COLUMNS} FROM agents WHERE id = $1", agent_id)
-    return row
+    return await get_row(conn, "agents", COLUMNS, agent_id)
 
 
 async def update(
@@ -47,13 +46,7 @@ async def update(
 ) -> asyncpg.Record | None:
     """`changes` by column (skills as JSON text). Raises asyncpg.UniqueViolationError when a new email is
     taken; None: no such agent."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"UPDATE agents SET {set_clause(changes, casts={'skills': '::jsonb'})}, updated_at = now() "
-        f"WHERE id = $1 RETURNING {COLUMNS}",
-        agent_id,
-        *changes.values(),
-    )
-    return row
+    return await update_row(conn, "agents", COLUMNS, agent_id, changes, casts={"skills": "::jsonb"})
 
 
 async def delete(conn: asyncpg.Connection, agent_id: uuid.UUID) -> asyncpg.Record | None:

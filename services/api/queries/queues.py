@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from ..crud import set_clause
+from ..crud import get_row, set_clause, update_row
 from ..queue_rules import RULE_COLUMNS
 
 __all__ = ["COLUMNS", "current_flows", "delete", "get", "insert", "lock_name", "numbers_routed", "update"]
@@ -66,20 +66,14 @@ async def insert(
 
 
 async def get(conn: asyncpg.Connection, queue_id: uuid.UUID) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(f"SELECT {COLUMNS} FROM queues WHERE id = $1", queue_id)
-    return row
+    return await get_row(conn, "queues", COLUMNS, queue_id)
 
 
 async def update(
     conn: asyncpg.Connection, queue_id: uuid.UUID, changes: dict[str, Any]
 ) -> asyncpg.Record | None:
     """Raises asyncpg.UniqueViolationError when a new name is taken; None: no such queue."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"UPDATE queues SET {set_clause(changes, casts=_CASTS)}, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",
-        queue_id,
-        *changes.values(),
-    )
-    return row
+    return await update_row(conn, "queues", COLUMNS, queue_id, changes, casts=_CASTS)
 
 
 async def lock_name(conn: asyncpg.Connection, queue_id: uuid.UUID) -> str | None:

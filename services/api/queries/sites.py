@@ -7,7 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from ..crud import set_clause
+from ..crud import get_row, update_row
 
 __all__ = [
     "COLUMNS",
@@ -43,8 +43,7 @@ async def insert(
 
 
 async def get(conn: asyncpg.Connection, site_id: uuid.UUID) -> asyncpg.Record | None:
-    row: asyncpg.Record | None = await conn.fetchrow(f"SELECT {COLUMNS} FROM sites WHERE id = $1", site_id)
-    return row
+    return await get_row(conn, "sites", COLUMNS, site_id)
 
 
 async def exists(conn: asyncpg.Connection, site_id: uuid.UUID) -> bool:
@@ -60,12 +59,7 @@ async def update(
     conn: asyncpg.Connection, site_id: uuid.UUID, changes: dict[str, Any]
 ) -> asyncpg.Record | None:
     """Raises asyncpg.UniqueViolationError when a new name is taken; None: no such site."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        f"UPDATE sites SET {set_clause(changes)}, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",
-        site_id,
-        *changes.values(),
-    )
-    return row
+    return await update_row(conn, "sites", COLUMNS, site_id, changes)
 
 
 async def lock(conn: asyncpg.Connection, site_id: uuid.UUID) -> asyncpg.Record | None:
