@@ -25,7 +25,6 @@ from services.kernel.ids import new_id, parse_id
 
 from .auth import Principal, admin_only, principal_of
 from .mutations import Outcome, audit, mutate
-from .numbers import COLUMNS as NUMBER_COLUMNS
 from .numbers import Number, number_from_row
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam, decode_cursor, page_of
 from .problems import (
@@ -38,6 +37,7 @@ from .problems import (
     not_found,
     validation,
 )
+from .queries.numbers import COLUMNS as NUMBER_COLUMNS
 from .state import api_state
 
 __all__ = ["FlowController", "IvrController", "NumberRouteController"]

@@ -4,26 +4,26 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import JSONBody
 
 from services.kernel.events import ConfigChanged
 from services.kernel.ids import new_id
 
 from .auth import Principal, admin_only
-from .crud import IdParam, fetch_one, fetch_page, path_id
-from .mutations import Outcome, audit, mutate
+from .crud import IdParam, path_id, read_page
+from .deps import MutationDep, TenantConnDep
+from .mutations import Outcome, audit
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
 from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, conflict, not_found, validation
+from .queries import numbers as sql
 from .validation import check_e164
 
 __all__ = ["Number", "NumberController"]
-
-COLUMNS = "id, e164, queue_id, flow_id, created_at, updated_at"
 
 
 class Number(msgspec.Struct, kw_only=True):
@@ -62,7 +62,7 @@ def number_from_row(row: asyncpg.Record) -> Number:
 
 
 async def _require_queue(conn: asyncpg.Connection, queue_id: uuid.UUID) -> None:
-    if not await conn.fetchval("SELECT 1 FROM queues WHERE id = $1", queue_id):
+    if not await sql.queue_exists(conn, queue_id):
         raise validation("queue_id", "no queue with this id")
 
 
@@ -77,26 +77,15 @@ class NumberController(Controller):
         guards=[admin_only],
         summary="Claim a number (409 if any tenant holds it)",
     )
-    async def claim_number(
-        self, request: Request[Any, Any, Any], data: JSONBody[NumberCreate]
-    ) -> Response[Number]:
+    async def claim_number(self, mutation: MutationDep, data: JSONBody[NumberCreate]) -> Response[Number]:
         e164 = check_e164("e164", data.e164)
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Number]:
             if data.queue_id is not None:
                 await _require_queue(conn, data.queue_id)
             try:
-                # The unique index on e164 spans all tenants (uniqueness is not subject to RLS): of two
-                # concurrent claims, the second waits for the first and then fails here.
                 async with conn.transaction():
-                    row = await conn.fetchrow(
-                        f"""INSERT INTO numbers (id, tenant_id, e164, queue_id) VALUES ($1, $2, $3, $4)
-                            RETURNING {COLUMNS}""",
-                        new_id(),
-                        principal.tenant_id,
-                        e164,
-                        data.queue_id,
-                    )
+                    row = await sql.insert(conn, new_id(), principal.tenant_id, e164, data.queue_id)
             except asyncpg.UniqueViolationError:
                 raise conflict(f"the number {e164} is already claimed") from None
             number = number_from_row(row)
@@ -112,20 +101,21 @@ class NumberController(Controller):
                 ],
             )
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
     @get("/", responses=READ_ERRORS, summary="List numbers")
     async def list_numbers(
-        self, request: Request[Any, Any, Any], limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
+        self, tenant_conn: TenantConnDep, limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
     ) -> NumberPage:
-        rows, next_cursor = await fetch_page(request, "numbers", COLUMNS, limit, cursor)
+        rows, next_cursor = await read_page(tenant_conn, "numbers", sql.COLUMNS, limit, cursor)
         return NumberPage(items=[number_from_row(r) for r in rows], next_cursor=next_cursor)
 
     @get("/{number_id:str}", responses=READ_ERRORS, summary="Read a number")
-    async def get_number(self, request: Request[Any, Any, Any], number_id: IdParam) -> Number:
-        return number_from_row(
-            await fetch_one(request, "numbers", COLUMNS, path_id(number_id, "number"), "number")
-        )
+    async def get_number(self, tenant_conn: TenantConnDep, number_id: IdParam) -> Number:
+        row = await sql.get(tenant_conn, path_id(number_id, "number"))
+        if row is None:
+            raise not_found("number")
+        return number_from_row(row)
 
     @patch(
         "/{number_id:str}",
@@ -134,23 +124,19 @@ class NumberController(Controller):
         summary="Point a number at a queue (or at none)",
     )
     async def update_number(
-        self, request: Request[Any, Any, Any], number_id: IdParam, data: JSONBody[NumberPatch]
+        self, mutation: MutationDep, number_id: IdParam, data: JSONBody[NumberPatch]
     ) -> Response[Number]:
         nid = path_id(number_id, "number")
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Number]:
             if data.queue_id is msgspec.UNSET:
-                row = await conn.fetchrow(f"SELECT {COLUMNS} FROM numbers WHERE id = $1", nid)
+                row = await sql.get(conn, nid)
                 if row is None:
                     raise not_found("number")
                 return Outcome(200, number_from_row(row))
             if data.queue_id is not None:
                 await _require_queue(conn, data.queue_id)
-            row = await conn.fetchrow(
-                f"UPDATE numbers SET queue_id = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",
-                nid,
-                data.queue_id,
-            )
+            row = await sql.route_to_queue(conn, nid, data.queue_id)
             if row is None:
                 raise not_found("number")
             detail = {"queue_id": str(data.queue_id) if data.queue_id else None}
@@ -161,7 +147,7 @@ class NumberController(Controller):
                 [ConfigChanged(tenant_id=principal.tenant_id, kind="number", op="updated", object_id=nid)],
             )
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
     @delete(
         "/{number_id:str}",
@@ -170,18 +156,18 @@ class NumberController(Controller):
         guards=[admin_only],
         summary="Release a number",
     )
-    async def release_number(self, request: Request[Any, Any, Any], number_id: IdParam) -> Response[None]:
+    async def release_number(self, mutation: MutationDep, number_id: IdParam) -> Response[None]:
         nid = path_id(number_id, "number")
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
-            row = await conn.fetchrow("DELETE FROM numbers WHERE id = $1 RETURNING e164", nid)
-            if row is None:
+            e164 = await sql.release(conn, nid)
+            if e164 is None:
                 raise not_found("number")
-            await audit(conn, principal, "number.released", "number", nid, {"e164": row["e164"]})
+            await audit(conn, principal, "number.released", "number", nid, {"e164": e164})
             return Outcome(
                 204,
                 None,
                 [ConfigChanged(tenant_id=principal.tenant_id, kind="number", op="deleted", object_id=nid)],
             )
 
-        return await mutate(request, work)
+        return await mutation.run(work)
