@@ -141,7 +141,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report: pytest.TestReport = yield
     if report.failed and _DATA_DIR and "infra" in getattr(item, "fixturenames", ()):
         where = FAILED_LOGS / re.sub(r"[^\w.-]+", "_", item.nodeid)[-150:]
-        where.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(where, ignore_errors=True)  # an earlier run's failure of the same test
+        where.mkdir(parents=True)
         for log in sorted(_DATA_DIR[0].glob("*.log")):
             with open(log, "rb") as src:
                 src.seek(max(0, log.stat().st_size - KEPT_LOG_BYTES))

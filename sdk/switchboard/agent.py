@@ -416,7 +416,10 @@ class AgentSession:
             self.state = event.state or self.state
             return
         if self.signed_in and self.reconnects:
+            # Gone longer than the grace: say so (the `logged_out` push went by while the socket was down),
+            # then sign in again as before.
             state = self.state if self.state in ("available", "away") else "available"
+            self._put(AgentState(state="logged_out", reason="disconnected"))
             self._spawn(self._sign_in_again(state))
 
     async def _sign_in_again(self, state: str) -> None:

@@ -159,7 +159,7 @@ def _lifespan(state: ApiState) -> Any:
                 await state.bus.ensure_streams(state.settings.jetstream_replicas)
                 state.started_at = time.time()
                 log.info("api_started")
-                async with beating(state.presence, state.bus):
+                async with beating(state.presence, state.bus, state.settings.presence_beat_s):
                     yield
             finally:
                 await state.bus.close()

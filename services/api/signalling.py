@@ -36,6 +36,7 @@ from services.kernel.serving import Listener
 from .console_socket import CONSOLE_TYPES, ConsoleSocket
 from .desk import session_live
 from .legs import LEG_TYPES, LegSocket
+from .presence import lease_for
 from .signalling_base import PROTOCOL_VERSION, Bad
 from .state import ApiState
 from .tokens import (
@@ -253,6 +254,8 @@ class Session(LegSocket):
         self.legs: set[uuid.UUID] = set()
         # Routing watches the agent through this socket (presence.py): its id names this socket, not the agent.
         self.session_id = str(new_id())
+        # What this socket last told the agent: signed in to calls or not (see `signed_out`).
+        self.signed_in = False
 
     @property
     def expires_at(self) -> float:
@@ -269,6 +272,7 @@ class Session(LegSocket):
                     tenant_id=tenant, agent_id=agent, away_reason=away, session_id=self.session_id
                 )
             )
+            self.signed_in = True
             return {"state": body.state}
         if kind == "logout":
             return await self.command(ev.RoutingAgentLogout(tenant_id=tenant, agent_id=agent))
@@ -347,15 +351,27 @@ class Session(LegSocket):
     async def link(self) -> None:
         """Tell routing this socket is open and the client what it still has (a reconnect resumes)."""
         tenant, agent = self.claims.tenant_id, self.claims.agent_id
-        self.state.presence.opened(tenant, agent, self.session_id)
+        self.state.presence.opened(tenant, agent, self.session_id, self.signed_out)
+        lease_s = lease_for(self.state.settings.presence_beat_s)
         try:
             data = await self.command(
-                ev.RoutingAgentLinked(tenant_id=tenant, agent_id=agent, session_id=self.session_id)
+                ev.RoutingAgentLinked(
+                    tenant_id=tenant, agent_id=agent, session_id=self.session_id, lease_s=lease_s
+                )
             )
         except Bad as exc:
             get_logger().warning("agent_link_failed", agent_id=str(agent), code=exc.code)
             return
+        self.signed_in = bool(data.get("logged_in"))
         await self.send("session", **data)
+
+    async def signed_out(self) -> None:
+        """Routing no longer has the agent signed in, but this socket told it it was (the `logged_out`
+        event went by while this process was stopped or starved past the lease and the grace)."""
+        if self.signed_in and not self.closed:
+            self.signed_in = False
+            get_logger().warning("agent_signed_out_unseen", agent_id=str(self.claims.agent_id))
+            await self.send("agent_state", state="logged_out", reason="disconnected")
 
     async def unlink(self) -> None:
         tenant, agent = self.claims.tenant_id, self.claims.agent_id
@@ -396,6 +412,7 @@ class Session(LegSocket):
     async def on_agent_state(self, change: ev.AgentStateChanged) -> None:
         if change.agent_id != str(self.claims.agent_id):
             return
+        self.signed_in = change.new != "logged_out"
         await self.send("agent_state", state=change.new, previous=change.old, reason=change.reason)
 
 

@@ -131,6 +131,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     signin_lock_s: int = 15 * 60
     # One-time invitation links (set a password) stay valid this long.
     invite_ttl_s: int = 72 * 3600
+    # How often an API process tells routing which agent sockets it holds; each report holds three beats
+    # (services/api/presence.py). Shorter only in tests that starve the process past its lease.
+    presence_beat_s: float = 5.0
 
     @property
     def turn_url_list(self) -> tuple[str, ...]:
@@ -208,6 +211,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "signin_lock_failures": ("SB_SIGNIN_LOCK_FAILURES", int),
     "signin_lock_s": ("SB_SIGNIN_LOCK_S", int),
     "invite_ttl_s": ("SB_INVITE_TTL_S", int),
+    "presence_beat_s": ("SB_PRESENCE_BEAT_S", float),
 }
 
 
@@ -265,6 +269,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         )
     if not 5 <= settings.access_token_ttl_s <= 900:
         raise ConfigError(f"SB_ACCESS_TOKEN_TTL_S={settings.access_token_ttl_s} is outside 5-900")
+    if not 0.5 <= settings.presence_beat_s <= 60:
+        raise ConfigError(f"SB_PRESENCE_BEAT_S={settings.presence_beat_s:g} is outside 0.5-60 seconds")
     if not 0 <= settings.refresh_grace_s <= 60:
         raise ConfigError(f"SB_REFRESH_GRACE_S={settings.refresh_grace_s} is outside 0-60")
     if not settings.access_token_ttl_s < settings.session_ttl_s <= 7 * 86400:

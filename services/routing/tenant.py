@@ -485,11 +485,13 @@ class TenantRunner:
             case ev.RoutingSetVirtualHold():
                 return core.SetVirtualHold(id=cid, contact_id=str(c.call_id), on=c.on)
             case ev.RoutingAgentLinked():
-                return core.AgentLinked(id=cid, agent_id=str(c.agent_id), session_id=c.session_id)
+                return core.AgentLinked(
+                    id=cid, agent_id=str(c.agent_id), session_id=c.session_id, lease_s=c.lease_s
+                )
             case ev.RoutingAgentUnlinked():
                 return core.AgentUnlinked(id=cid, agent_id=str(c.agent_id), session_id=c.session_id)
             case ev.RoutingAgentsPresent():
-                return core.AgentsPresent(id=cid, sessions=dict(c.sessions))
+                return core.AgentsPresent(id=cid, sessions=dict(c.sessions), lease_s=c.lease_s)
             case ev.RoutingAgentLogout():
                 return core.AgentLogout(id=cid, agent_id=str(c.agent_id), force=c.force)
             case ev.RoutingSetState():

@@ -119,6 +119,7 @@ class RoutingAgentLinked(RoutingAgentCommand, kw_only=True, frozen=True):
 
     name = "agent_linked"
     session_id: str
+    lease_s: float = 15.0  # how long this report holds without a renewal (services/api/presence.py)
 
 
 class RoutingAgentUnlinked(RoutingAgentCommand, kw_only=True, frozen=True):
@@ -129,11 +130,14 @@ class RoutingAgentUnlinked(RoutingAgentCommand, kw_only=True, frozen=True):
 
 
 class RoutingAgentsPresent(Command, kw_only=True, frozen=True):
-    """One API process's open agent sockets in the tenant (agent id -> session ids), every few seconds."""
+    """One API process's open agent sockets in the tenant (agent id -> session ids), every few seconds; they
+    hold for `lease_s` (three beats). Reply data: {"renewed": n, "signed_out": [agent ids reported here that
+    routing has not signed in]}."""
 
     service = "routing"
     name = "agents_present"
     sessions: dict[str, list[str]]
+    lease_s: float = 15.0
 
 
 class RoutingAgentLogout(RoutingAgentCommand, kw_only=True, frozen=True):

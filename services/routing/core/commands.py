@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from .model import Channel, TenantConfig
+from .model import DEFAULT_LINK_LEASE_S, Channel, TenantConfig
 from .outputs import Output
 
 __all__ = [
@@ -84,6 +84,7 @@ class AgentLinked(Command, frozen=True, kw_only=True, tag="agent_linked"):
 
     agent_id: str
     session_id: str
+    lease_s: float = DEFAULT_LINK_LEASE_S
 
 
 class AgentUnlinked(Command, frozen=True, kw_only=True, tag="agent_unlinked"):
@@ -94,9 +95,10 @@ class AgentUnlinked(Command, frozen=True, kw_only=True, tag="agent_unlinked"):
 
 
 class AgentsPresent(Command, frozen=True, kw_only=True, tag="agents_present"):
-    """One API process's open sockets (agent id -> session ids): renews their leases."""
+    """One API process's open sockets (agent id -> session ids): renews their leases for `lease_s`."""
 
     sessions: dict[str, list[str]]
+    lease_s: float = DEFAULT_LINK_LEASE_S
 
 
 class AgentLogout(Command, frozen=True, kw_only=True, tag="agent_logout"):

@@ -12,6 +12,7 @@ from .schedule import Schedule, validate_schedule
 __all__ = [
     "DEFAULT_AWAY_REASONS",
     "DEFAULT_LINK_GRACE_S",
+    "DEFAULT_LINK_LEASE_S",
     "MAX_LINK_GRACE_S",
     "SYSTEM_AWAY_REASONS",
     "AgentProfile",
@@ -37,6 +38,9 @@ SYSTEM_AWAY_REASONS = ("missed", "disconnected")
 # How long a signed-in agent whose client lost its socket keeps its seat and its calls (docs/agent-protocol.md).
 DEFAULT_LINK_GRACE_S = 20.0
 MAX_LINK_GRACE_S = 600.0
+# How long an API process's report that a socket is open holds (three of its 5 s beats): an unrenewed lease
+# means that process is gone. The process says so in each report (`lease_s`); this is the default.
+DEFAULT_LINK_LEASE_S = 15.0
 DEFAULT_AWAY_REASONS = ("break", "lunch", "meeting", "training", "other")
 _ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,128}$")
 

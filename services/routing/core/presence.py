@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from . import agents
 from .agent import Agent, Rejected
 from .commands import AgentLinked, AgentsPresent, AgentUnlinked
+from .model import DEFAULT_LINK_LEASE_S
 from .timers import TimerKind
 
 if TYPE_CHECKING:
@@ -23,8 +24,8 @@ if TYPE_CHECKING:
 __all__ = ["LEASE_S", "link", "linked", "on_link_timer", "present", "unlinked"]
 
 # An API process renews its sockets' leases every 5 s (services/api/presence.py); three missed renewals
-# mean the process is gone.
-LEASE_S = 15.0
+# mean the process is gone. Each report carries its lease (a process beating faster asks for less).
+LEASE_S = DEFAULT_LINK_LEASE_S
 LOST_REASON = "disconnected"
 
 
@@ -33,12 +34,12 @@ def _arm(ops: Engine, agent: Agent, when: float) -> None:
     ops.timers.arm(when, TimerKind.LINK, agent.agent_id)
 
 
-def link(ops: Engine, agent: Agent, session_id: str) -> bool:
+def link(ops: Engine, agent: Agent, session_id: str, lease_s: float = LEASE_S) -> bool:
     """(Re)link the agent to a socket and renew its lease; True when the agent goes on as it was through
     this socket: it was lost and now resumes, or its client reconnected before the old socket's close
     reached us (the close is then stale and ignored, see `unlinked`)."""
     before, agent.link, agent.link_closed = agent.link, session_id, False
-    _arm(ops, agent, ops.state.now + LEASE_S)
+    _arm(ops, agent, ops.state.now + lease_s)
     if agent.link_lost_at is None:
         return before is not None and before != session_id
     agent.link_lost_at = None
@@ -70,7 +71,7 @@ def linked(ops: Engine, cmd: AgentLinked) -> Rejected | dict[str, Any]:
     agent = ops.state.agents.get(cmd.agent_id)
     if agent is None:
         return {"logged_in": False}
-    resumed = link(ops, agent, cmd.session_id)
+    resumed = link(ops, agent, cmd.session_id, cmd.lease_s)
     return {**_summary(agent), "resumed": resumed}
 
 
@@ -85,22 +86,28 @@ def unlinked(ops: Engine, cmd: AgentUnlinked) -> Rejected | dict[str, Any]:
 
 
 def present(ops: Engine, cmd: AgentsPresent) -> Rejected | dict[str, Any]:
-    renewed = 0
+    """Renew the leases of the reported sockets. `signed_out`: the reported agents that are not signed in
+    (a socket whose process could not report for longer than the lease and the grace: its agent was signed
+    out meanwhile, and the event saying so may have been lost with it; the process tells the socket)."""
+    renewed, signed_out = 0, []
     for agent_id, sessions in cmd.sessions.items():
         agent = ops.state.agents.get(agent_id)
-        if agent is None or agent.link is None:
+        if agent is None:
+            signed_out.append(agent_id)
+            continue
+        if agent.link is None:
             continue
         if agent.link_closed:
             # A beat counted before the socket's close may still name it: only another socket resumes.
             sessions = [s for s in sessions if s != agent.link]
         if agent.link in sessions:
-            link(ops, agent, agent.link)
+            link(ops, agent, agent.link, cmd.lease_s)
         elif agent.link_lost_at is not None and sessions:
-            link(ops, agent, sessions[0])
+            link(ops, agent, sessions[0], cmd.lease_s)
         else:
             continue  # linked through another process's socket: that process renews it
         renewed += 1
-    return {"renewed": renewed}
+    return {"renewed": renewed, "signed_out": sorted(signed_out)}
 
 
 def on_link_timer(ops: Engine, agent_id: str) -> None:

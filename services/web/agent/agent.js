@@ -660,7 +660,12 @@ function onConsult(detail) {
 
 function bind(conn) {
   conn.addEventListener("message", (e) => desk.events.push(e.detail));
-  conn.addEventListener("agent_state", (e) => setState(e.detail.state, e.detail.reason));
+  conn.addEventListener("agent_state", (e) => {
+    setState(e.detail.state, e.detail.reason);
+    if (e.detail.state === "logged_out" && e.detail.reason === "disconnected") {
+      note("You were signed out of calls: the platform lost your connection for longer than the grace period. Choose a state to take calls again.");
+    }
+  });
   conn.addEventListener("contact_offer", (e) => onOffer(e.detail));
   conn.addEventListener("contact_withdrawn", (e) => {
     endLeg(e.detail.contact_id);

@@ -1,7 +1,9 @@
 """Presence that matches reality (docs/agent-protocol.md, Reconnecting), with real processes: a headless agent
 killed with -9 is signed out at the end of its tenant's grace and its seat freed; an agent whose socket is
 cut for a few seconds mid-call keeps the same call and its audio both ways; one cut for longer than the
-grace is signed out, and its caller hears a message and is answered by another agent.
+grace is signed out, and its caller hears a message and is answered by another agent. An API process
+stopped (SIGSTOP: a starved CPU) past its presence lease keeps its agents when back within the grace, and
+past the grace its agents are told they were signed out.
 
 The cuts go through a small TCP proxy in front of the API (the agent's network, not the platform, fails).
 """
@@ -14,11 +16,16 @@ import os
 import signal
 import sys
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
+import msgspec
+import nats
 from switchboard import AgentSession
 from switchboard.agent_events import (
+    AgentEvent,
     AgentState,
     ContactConnected,
     ContactEnded,
@@ -28,6 +35,7 @@ from switchboard.agent_events import (
     Session,
 )
 
+from services.kernel import events as ev
 from tests.e2e.first_call.conftest import (
     REPO,
     PhoneCaller,
@@ -39,6 +47,7 @@ from tests.e2e.first_call.conftest import (
     tone_wav,
     wait_contact,
 )
+from tests.service_procs import start_api
 
 AGENT_HZ, CALLER_HZ = 1000.0, 600.0
 
@@ -280,3 +289,107 @@ async def test_a_frozen_agent_is_noticed_in_seconds_and_signed_out_after_its_gra
         if proc.returncode is None:
             proc.kill()
         await proc.wait()
+
+
+def _child_api_pid(port: int) -> int:
+    """The pid of the `python -m services.api` this test process started on `port`."""
+    for proc in Path("/proc").iterdir():
+        try:
+            if not proc.name.isdigit() or (proc / "stat").read_text().split()[3] != str(os.getpid()):
+                continue
+            if f"SB_HTTP_PORT={port}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                return int(proc.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no API child on port {port}")
+
+
+async def _routing_state(nc: Any, t: Tenant, agent_id: str) -> str:
+    cmd = ev.RoutingAgentStatus(tenant_id=t.id, agent_id=uuid.UUID(agent_id))
+    reply = await nc.request(f"sb.{t.id}.cmd.routing.agent_status", msgspec.json.encode(cmd), timeout=3)
+    return str(msgspec.json.decode(reply.data)["data"]["state"])
+
+
+async def _events_until(agent: AgentSession, seconds: float, stop: Any) -> list[AgentEvent]:
+    seen: list[AgentEvent] = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and not any(stop(e) for e in seen):
+        event = await agent.next_event(timeout=max(0.05, deadline - time.monotonic()))
+        if event is not None:
+            seen.append(event)
+    return seen
+
+
+async def test_an_api_process_starved_past_its_lease_keeps_its_agents_within_the_grace(
+    first_call_stack: Stack, infra: Any
+) -> None:
+    """SIGSTOP of the API process holding the agent's socket, for longer than its presence lease (beats
+    every 0.5 s here, lease 1.5 s; grace 3 s): routing shows the agent away "disconnected" meanwhile, and
+    the process's first report after SIGCONT resumes it, available (offerable) with the same socket. Stopped
+    past the lease and the grace, routing signs the agent out, and the agent is told so (`agent_state`
+    logged_out, reason disconnected) instead of its client showing it signed in."""
+    t = make_tenant(first_call_stack.api)
+    _grace(t, 3)
+    agent_id = t.agents["agent0@example.com"]
+    nc = await nats.connect(first_call_stack.nats_url)
+    began = time.monotonic()
+    with start_api(infra, SB_PRESENCE_BEAT_S="0.5") as api:
+        print(f"\nAPI started in {time.monotonic() - began:.2f} s")
+        pid = _child_api_pid(int(api.rsplit(":", 1)[1]))
+        async with AgentSession(api, t.token("agent0@example.com"), audio=False) as agent:
+            try:
+                await agent.login(state="available")
+                assert await _routing_state(nc, t, agent_id) == "available"
+                await asyncio.sleep(1.2)  # a beat or two: the sign-in's own lease is the default 15 s
+                # Within the grace: away "disconnected" from the lease's end, then back as it was.
+                os.kill(pid, signal.SIGSTOP)
+                stopped, seen = time.monotonic(), set()
+                try:
+                    while time.monotonic() - stopped < 3.0:
+                        seen.add(await _routing_state(nc, t, agent_id))
+                        await asyncio.sleep(0.2)
+                finally:
+                    os.kill(pid, signal.SIGCONT)
+                assert seen == {"available", "away"} or seen == {"away"}, seen
+                back = time.monotonic()
+                while await _routing_state(nc, t, agent_id) != "available":
+                    assert time.monotonic() - back < 3.0, "the agent did not resume after SIGCONT"
+                    await asyncio.sleep(0.1)
+                print(f"\nmeasured: agent available again {time.monotonic() - back:.2f} s after SIGCONT")
+                events = await _events_until(
+                    agent, 2.0, lambda e: isinstance(e, AgentState) and e.reason == "reconnected"
+                )
+                states = [(e.state, e.reason) for e in events if isinstance(e, AgentState)]
+                assert ("away", "disconnected") in states and states[-1] == ("available", "reconnected"), (
+                    states
+                )
+                assert agent.signed_in and agent.reconnects == 0
+
+                # Past the lease and the grace: signed out, and told so.
+                os.kill(pid, signal.SIGSTOP)
+                try:
+                    stopped = time.monotonic()
+                    while await _routing_state(nc, t, agent_id) != "logged_out":
+                        assert time.monotonic() - stopped < 8.0, "routing kept an agent it could not see"
+                        await asyncio.sleep(0.2)
+                finally:
+                    os.kill(pid, signal.SIGCONT)
+                told = await _events_until(
+                    agent,
+                    5.0,
+                    lambda e: (
+                        isinstance(e, AgentState) and (e.state, e.reason) == ("logged_out", "disconnected")
+                    ),
+                )
+                assert any(
+                    isinstance(e, AgentState) and (e.state, e.reason) == ("logged_out", "disconnected")
+                    for e in told
+                ), told
+                print(f"measured: told {time.monotonic() - stopped:.2f} s after SIGSTOP: {told}")
+                # The client and routing agree afterwards (the SDK signs in again after a reconnect).
+                await asyncio.sleep(1.0)
+                assert agent.signed_in == (await _routing_state(nc, t, agent_id) != "logged_out")
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGCONT)
+    await nc.close()

@@ -50,7 +50,7 @@ async def test_a_reconnect_linked_before_the_old_sockets_close_resumes_the_call(
     assert status["state"] == "on_contact"
     # And a beat from the old socket's process, counted before the close, renews nothing.
     beat = ev.RoutingAgentsPresent(tenant_id=t.id, sessions={str(agent): ["old"]})
-    assert data(await client.send(beat)) == {"renewed": 0}
+    assert data(await client.send(beat)) == {"renewed": 0, "signed_out": []}
     # The new socket is the one watched: its close starts the grace.
     lost = await client.send(ev.RoutingAgentUnlinked(tenant_id=t.id, agent_id=agent, session_id="new"))
     assert data(lost)["lost"] is True
@@ -65,7 +65,7 @@ async def test_a_beat_counted_before_a_close_does_not_relink_the_closed_socket(
     assert data(closed)["lost"] is True
     # The process's beat listed s1 before the close was seen: s1 is gone, the agent stays lost...
     beat = ev.RoutingAgentsPresent(tenant_id=t.id, sessions={str(agent): ["s1"]})
-    assert data(await client.send(beat)) == {"renewed": 0}
+    assert data(await client.send(beat)) == {"renewed": 0, "signed_out": []}
     # ...and is signed out at the end of its grace (1 s here), its caller back in line. Relinked to the
     # closed socket, it would have stayed "connected" for a lease (15 s) and a grace more.
     await client.wait_for(
@@ -77,3 +77,37 @@ async def test_a_beat_counted_before_a_close_does_not_relink_the_closed_socket(
     )
     status = await client.send(ev.RoutingPosition(tenant_id=t.id, call_id=uuid.UUID(contact)))
     assert status.ok and status.data["state"] == "waiting", status
+
+
+async def test_an_api_process_hears_which_of_its_agents_were_signed_out_while_it_was_away(
+    worker: Any, pool: Any, client: Client
+) -> None:
+    """services/api/presence.py against the real worker: a process stopped past the lease and the grace
+    reports its sockets again; routing answers that one agent is no longer signed in, and only that
+    agent's sockets are told (the others, still signed in, are renewed)."""
+    from services.api.presence import Presence
+
+    t = await make_tenant(pool, agents=2)
+    gone, kept = t.agents
+    for agent, session in ((gone, "g1"), (kept, "k1")):
+        assert (
+            await client.send(ev.RoutingAgentLogin(tenant_id=t.id, agent_id=agent, session_id=session))
+        ).ok
+    # `gone` was signed out meanwhile (here by its logout; in life by the grace running out).
+    assert (await client.send(ev.RoutingAgentLogout(tenant_id=t.id, agent_id=gone))).ok
+    told: list[str] = []
+
+    def teller(session: str) -> Any:
+        async def signed_out() -> None:
+            told.append(session)
+
+        return signed_out
+
+    presence = Presence()
+    presence.opened(t.id, gone, "g1", teller("g1"))
+    presence.opened(t.id, gone, "g2", teller("g2"))  # the agent's second socket (another tab)
+    presence.opened(t.id, kept, "k1", teller("k1"))
+    await presence.beat(client.bus, lease_s=3.0)
+    assert sorted(told) == ["g1", "g2"]
+    status = data(await client.send(ev.RoutingAgentStatus(tenant_id=t.id, agent_id=kept)))
+    assert status["state"] == "available"

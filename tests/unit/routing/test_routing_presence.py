@@ -119,3 +119,45 @@ def test_the_grace_survives_a_restart_and_fires_at_its_own_time() -> None:
     [gone] = [o for o in of_type(outputs, AgentStateChanged) if o.new == "logged_out"]
     assert gone.at == h.now + LEASE_S + GRACE
     assert "a1" not in restored.state.agents
+
+
+def test_a_starved_api_process_back_within_lease_and_grace_resumes_its_agents_offerable() -> None:
+    """The API process holding the socket was stopped past its lease (a starved CPU): the agent is away
+    "disconnected" from the lease's end; the process's next report, within the grace, resumes it."""
+    h = Harness(simple_config(["a1"], link_grace_s=GRACE))
+    _linked(h, "a1", "s1")
+    h.tick(LEASE_S + GRACE - 1)
+    assert (_state(h, "a1"), h.engine.state.agents["a1"].reason) == (S.AWAY, "disconnected")
+    back = h.ok(AgentsPresent, sessions={"a1": ["s1"]})
+    assert back.reply.data == {"renewed": 1, "signed_out": []}
+    assert _state(h, "a1") is S.AVAILABLE
+    h.enqueue("c1")
+    assert h.offers() == {"c1": "a1"}
+
+
+def test_a_report_names_the_agents_signed_out_while_its_process_was_away() -> None:
+    """Past the lease and the grace the agent is signed out; the process's late report hears so (its
+    socket still shows the agent signed in), and renews nothing."""
+    h = Harness(simple_config(["a1", "a2"], link_grace_s=GRACE))
+    _linked(h, "a1", "s1")
+    _linked(h, "a2", "s2")
+    h.ok(AgentsPresent, sessions={"a2": ["s2"]}, lease_s=3600.0)
+    h.tick(LEASE_S + GRACE + 1)
+    assert "a1" not in h.engine.state.agents and _state(h, "a2") is S.AVAILABLE
+    late = h.ok(AgentsPresent, sessions={"a1": ["s1"], "a2": ["s2"]})
+    assert late.reply.data == {"renewed": 1, "signed_out": ["a1"]}
+    assert "a1" not in h.engine.state.agents
+
+
+def test_a_report_holds_for_the_lease_it_asks() -> None:
+    h = Harness(simple_config(["a1"], link_grace_s=GRACE))
+    _linked(h, "a1", "s1")
+    h.ok(AgentLinked, agent_id="a1", session_id="s1", lease_s=3.0)
+    h.tick(2.9)
+    assert _state(h, "a1") is S.AVAILABLE
+    h.ok(AgentsPresent, sessions={"a1": ["s1"]}, lease_s=3.0)
+    h.tick(2.9)
+    assert _state(h, "a1") is S.AVAILABLE
+    h.tick(0.2)
+    lost_at = h.engine.state.agents["a1"].link_lost_at
+    assert _state(h, "a1") is S.AWAY and lost_at is not None and abs(lost_at - (h.now - 0.1)) < 1e-6
