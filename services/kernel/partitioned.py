@@ -267,14 +267,40 @@ class Leases:
                 try:
                     new = await self._kv.update(self._key(p), self.worker_id.encode(), last=rev)
                 except KeyWrongLastSequenceError:
-                    if self.owned.get(p) == rev:  # not released meanwhile: somebody else has it now
+                    if self.owned.get(p) != rev:
+                        continue  # released meanwhile
+                    back = await self._take_back(p)
+                    if back is None:  # somebody else has it now
                         await self._drop(p, "lease_lost")
+                    elif p in self.owned:
+                        self.owned[p] = back
                     continue
                 except Exception as exc:  # the bus reconnects by itself; the lease may still be ours
                     log.warning("partition_refresh_failed", partition=p, error=f"{type(exc).__name__}: {exc}")
                     continue
                 if p in self.owned:
                     self.owned[p] = new
+
+    async def _take_back(self, p: int) -> int | None:
+        """Our lease ran out because this process was starved past the TTL (a refresh came late) and the key
+        is simply gone: nobody took the partition, so take it back (create: only while absent) instead of
+        dropping the partition's state and answering no one until the next claim round rebuilt it. A key
+        another worker holds, or released (a delete marker: it owned the partition meanwhile), is theirs:
+        None. The revision of the lease taken back otherwise."""
+        assert self._kv is not None
+        key = self._key(p)
+        try:
+            await self._kv.get(key)
+            return None
+        except KeyNotFoundError as exc:
+            if getattr(exc, "op", None) is not None:
+                return None  # a delete or purge marker, not an expiry
+        try:
+            rev = await self._kv.create(key, self.worker_id.encode())
+        except (KeyWrongLastSequenceError, KeyNotFoundError):
+            return None
+        log.warning("lease_taken_back", partition=p, worker=self.worker_id)
+        return rev
 
     async def _claim_loop(self) -> None:
         while True:

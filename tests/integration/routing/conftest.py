@@ -117,10 +117,13 @@ async def wait_owned(worker: RoutingWorker, partitions: set[int], timeout: float
     their locks until they expire (3 s); the worker claims them on its next refresh."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while set(worker.owned) != partitions:
+    # A lease is ours before the partition's subject is subscribed (worker._gain): a command sent in between
+    # finds no responder. Wait for both, then for the server to have the subscriptions.
+    while set(worker.owned) != partitions or set(worker._partition_subs) != partitions:
         if loop.time() > deadline:
             raise AssertionError(f"{worker.worker_id} owns {sorted(worker.owned)}, not {sorted(partitions)}")
         await asyncio.sleep(0.05)
+    await worker.bus.nc.flush(timeout=5)
 
 
 @pytest.fixture(scope="module")
