@@ -39,7 +39,7 @@ def _leases(bus: Any, bucket: str, worker: str, events: list[tuple[str, int]], h
 
 
 async def _starve(seconds: float) -> None:
-    time.sleep(seconds)  # the whole event loop stands still, as under a starved CPU
+    time.sleep(seconds)  # noqa: ASYNC251 -- the whole event loop stands still, as under a starved CPU
     await asyncio.sleep(0)
 
 
