@@ -41,6 +41,12 @@ class Harness:
     def reached(self) -> int:
         return len(self.changes)
 
+    def refused(self, response: Any, status: int) -> dict[str, Any]:
+        """An error answer that stopped before any change: its problem JSON."""
+        body = problem(response, status)
+        assert not self.changes, "the request reached a change"
+        return body
+
 
 class _Recorder:
     """A `mutation` that keeps the work it was given and answers 202: the request got past validation."""

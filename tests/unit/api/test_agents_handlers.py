@@ -30,8 +30,7 @@ GOOD = {"name": "Ada", "email": "ada@example.com"}
 )
 def test_a_bad_agent_is_refused_before_any_change(body: dict[str, object], field: str) -> None:
     with harness(AgentController) as h:
-        assert field in str(problem(h.client.post("/v1/agents", json=body), 422))
-        assert h.reached() == 0
+        assert field in str(h.refused(h.client.post("/v1/agents", json=body), 422))
 
 
 def test_an_agent_always_keeps_a_site() -> None:
