@@ -224,6 +224,7 @@ class Leases:
         self._kv: KeyValue | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._started = 0.0
+        self._gave_back: dict[int, float] = {}  # partition -> when we handed it to its home worker
 
     async def start(self) -> None:
         try:
@@ -327,7 +328,8 @@ class Leases:
         assert self._kv is not None
         if self.fixed_home is None:
             await self._membership()
-        settled = time.monotonic() - self._started >= self.ttl
+        now = time.monotonic()
+        settled = now - self._started >= self.ttl
         gained: list[int] = []
         for p in self.partitions:
             if p in self.owned:
@@ -339,8 +341,11 @@ class Leases:
                     gained.append(p)
                 else:
                     await self._kv.put(self._want(p), self.worker_id.encode())
-            elif settled and await self._claim(p, own_key_ok=False):
-                gained.append(p)
+            elif settled and now - self._gave_back.get(p, -1e9) > 2 * self.ttl:
+                # (Not one just given back: its home worker takes it on its next tick, and taking it again
+                # as an orphan first would hand it to and fro.)
+                if await self._claim(p, own_key_ok=False):
+                    gained.append(p)
         # Together: a worker taking many partitions at once recovers them side by side.
         await asyncio.gather(*(self._gain(p) for p in gained))
 
@@ -387,6 +392,7 @@ class Leases:
     async def _release(self, p: int) -> None:
         """Give a partition to its home worker: stop using it, then delete the lease (checked revision)."""
         rev = self.owned.get(p)
+        self._gave_back[p] = time.monotonic()
         await self._drop(p, "partition_released")
         assert self._kv is not None
         with contextlib.suppress(Exception):

@@ -33,6 +33,12 @@ class Workers:
     name: str  # the partitioned consumer's name (stream SBP_<name>, leases <name>.n<N>.p<k>)
     procs: list[subprocess.Popen[bytes]]
     logs: list[Path]
+    infra: Any
+    specs: list[tuple[str, Path, dict[str, str]]]
+
+    def restart(self, index: int) -> None:
+        """Start worker `index` again, as its supervisor would: same id, same home."""
+        self.procs[index] = start_services(self.infra, [self.specs[index]])[0]
 
     def kill(self, index: int) -> float:
         """kill -9 worker `index`; returns the monotonic time of the kill."""
@@ -71,7 +77,9 @@ def workers(infra: Any, module: str, name_env: str, count: int = 2, **extra: str
     ]
     try:
         procs = start_services(infra, specs)
-        yield Workers(name, procs, logs)
+        w = Workers(name, procs, logs, infra, specs)
+        yield w
+        procs = w.procs
     finally:
         # Killed, not stopped: their leases and queue are this test's alone (drop_stream removes the queue),
         # and a graceful stop of each partition's consumer only adds seconds.

@@ -1,7 +1,7 @@
 """Two contact coordinators sharing tenants by partition (services/kernel/partitioned.py), on the session's
 real NATS and PostgreSQL, with media and routing answered by the bus-level responder: each worker takes its
-home partitions; kill -9 of one moves its partitions and their live contacts to the other within 5 s, and
-every contact ends exactly once (one enqueue and one cancel per call, one record each). And the race that
+home partitions; kill -9 of one moves its partitions and their live contacts to the other within 5 s, they
+come back when it is restarted, and every contact ends exactly once (one enqueue and one cancel per call, one record each). And the race that
 takeover exposed: a hang-up read right behind its arrival."""
 
 from __future__ import annotations
@@ -117,7 +117,12 @@ async def test_kill_9_moves_live_contacts_to_the_other_coordinator(
             assert set((await owners(bus, w.name)).values()) == {f"{w.name}-0"}
             assert "contacts_partition_resumed" in w.logs[0].read_text()
 
-            # The live contact moved with its partition: its hang-up is handled like any other.
+            # Its supervisor starts the dead worker again: the survivor hands its home partitions back,
+            # once each, and the live contact that moved twice is still handled like any other.
+            w.restart(1)
+            await homes_owned(bus, w)
+            log = w.logs[0].read_text()
+            assert log.count('"partition_released"') == 2, log  # the two home partitions of worker 1
             for t in (kept, moved):
                 for call in calls[t.id]:
                     if call not in (first, second):
