@@ -31,7 +31,7 @@ from services.media.features.monitor import Monitors
 from services.media.features.transfer import transfer
 from services.media.features.voicemail import Recording, beep, resolve_under
 from services.media.front import link as frontlink
-from services.media.prompts import PromptError, PromptStore
+from services.media.prompts import APOLOGY, PromptError, PromptStore
 from services.media.rtp.g711 import G711
 from services.media.rtp.session import RtpSession
 from services.media.spool import SpoolWriter
@@ -114,7 +114,7 @@ def edge_config(settings: Settings) -> EdgeConfig:
         media_timeout=settings.media_timeout_s,
         min_se=settings.sip_min_se,
         auth_secret=sip_digest_key(settings),
-        **({"unrouted_message": unrouted} if (unrouted := settings.unrouted_message.strip()) else {}),
+        unrouted_message=settings.unrouted_message.strip() or APOLOGY,  # blank: the default, never silence
     )
 
 
@@ -237,7 +237,7 @@ class MediaService:
 
     async def stop(self) -> None:
         for bridge in list(self.bridges.values()):
-            self._separate(bridge, "shutdown")
+            self.separate(bridge, "shutdown")
         if self._reship is not None:
             self._reship.cancel()
         await self.shipper.stop(SHIP_AT_STOP_S)
@@ -497,7 +497,7 @@ class MediaService:
 
     # --- the bridge ---
 
-    def _endpoint(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> Endpoint | None:
+    def endpoint(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> Endpoint | None:
         leg = self.edge.legs.get(call_id)
         if leg is not None and leg.call.tenant_id == tenant_id:
             return leg.rtp
@@ -505,18 +505,18 @@ class MediaService:
 
     def bridge_command(self, command: ev.MediaCommand) -> Reply | None:
         if not isinstance(command, ev.MediaBridge):
-            if self._endpoint(command.tenant_id, command.call_id) is None:
+            if self.endpoint(command.tenant_id, command.call_id) is None:
                 return None
             bridge = self.bridges.get(command.call_id)
             if bridge is None:
                 return Reply(ok=False, error="the call is not bridged", code="state")
             return self._bridge_control(bridge, command)
-        a = self._endpoint(command.tenant_id, command.call_id)
+        a = self.endpoint(command.tenant_id, command.call_id)
         if a is None:
             return None
         if command.other_call_id == command.call_id:
             return Reply(ok=False, error="a call cannot be bridged to itself", code="invalid")
-        b = self._endpoint(command.tenant_id, command.other_call_id)
+        b = self.endpoint(command.tenant_id, command.other_call_id)
         if b is None:
             return Reply(ok=False, error="the other call is not held by this media worker", code="not_found")
         for side in (a, b):
@@ -548,7 +548,7 @@ class MediaService:
     def _bridge_control(self, bridge: Bridge, command: ev.MediaCommand) -> Reply:
         tenant, call_id = command.tenant_id, command.call_id
         if isinstance(command, ev.MediaUnbridge):
-            self._separate(bridge, "unbridge")
+            self.separate(bridge, "unbridge")
             return Reply(ok=True, data=self._work(bridge))
         if isinstance(command, ev.MediaMute | ev.MediaUnmute):
             mute = isinstance(command, ev.MediaMute)
@@ -605,7 +605,7 @@ class MediaService:
             "frames_decoded": bridge.decoded_frames(),
         }
 
-    def _separate(self, bridge: Bridge, reason: str) -> None:
+    def separate(self, bridge: Bridge, reason: str) -> None:
         self.monitors.bridge_separating(bridge, reason)
         fact = _recording_fact(bridge, "stopped") if bridge.recorder is not None else None
         recorder = bridge.stop_recording()
@@ -628,7 +628,7 @@ class MediaService:
         self._unroute(call_id)
         bridge = self.bridges.get(call_id)
         if bridge is not None:
-            self._separate(bridge, "ended")
+            self.separate(bridge, "ended")
         self.monitors.leg_ended(call_id)
         self.consults.leg_ended(call_id)
         other = self.transfers.pop(call_id, None)

@@ -29,8 +29,8 @@ from services.media.features.transfer import ringback
 from services.media.ua.call import CallState
 
 if TYPE_CHECKING:
-    from services.media.app import MediaService
     from services.media.bridge.bridging import Endpoint
+    from services.media.features.host import FeatureHost
 
 __all__ = [
     "Action",
@@ -200,7 +200,7 @@ _FAILED_CODES = {"caller_ended": "ended", "agent_ended": "ended", "command": "ca
 class Consults:
     """The adapter: the worker's consultations by each of their legs, and the commands."""
 
-    def __init__(self, service: MediaService) -> None:
+    def __init__(self, service: FeatureHost) -> None:
         self.service = service
         self.by_leg: dict[uuid.UUID, Consultation] = {}
         # An outside consult's wait while it rings, woken when the table moves (by id of the consultation).
@@ -215,7 +215,7 @@ class Consults:
         self, command: ev.MediaConsult | ev.MediaCompleteTransfer | ev.MediaCancelTransfer
     ) -> Reply | Later | None:
         """The reply, or None: another worker holds the leg, or the reply comes later (an outside number)."""
-        agent = self.service._endpoint(command.tenant_id, command.call_id)
+        agent = self.service.endpoint(command.tenant_id, command.call_id)
         if agent is None:
             return None
         if agent.call.state is CallState.ENDED:
@@ -251,7 +251,7 @@ class Consults:
         assert target_id is not None
         if target_id in (agent.call.call_id, caller.call.call_id):
             return Reply(ok=False, error="the consult target is already on this call", code="invalid")
-        target = service._endpoint(tenant, target_id)
+        target = service.endpoint(tenant, target_id)
         if target is None:
             return Reply(
                 ok=False, error="the consult target is not held by this media worker", code="not_found"
@@ -281,8 +281,8 @@ class Consults:
             self.by_leg[call_id] = consultation
         bridge = service.bridges.get(consultation.agent)
         if bridge is not None:
-            service._separate(bridge, "unbridge")
-        caller = service._endpoint(consultation.tenant_id, consultation.caller)
+            service.separate(bridge, "unbridge")
+        caller = service.endpoint(consultation.tenant_id, consultation.caller)
         if caller is not None:
             service.edge.emit(
                 caller.call.play(service.edge.prompts.moh, play_id=None, now=service.edge.now(), loop=True)
@@ -334,8 +334,8 @@ class Consults:
             if error is not None:
                 return Reply(ok=False, error=f"consult failed: {error}", code="originate_failed")
             return self._failed_reply(consultation)
-        agent = service._endpoint(consultation.tenant_id, consultation.agent)
-        caller = service._endpoint(consultation.tenant_id, consultation.caller)
+        agent = service.endpoint(consultation.tenant_id, consultation.agent)
+        caller = service.endpoint(consultation.tenant_id, consultation.caller)
         if agent is None or caller is None or service.bridges.get(consultation.agent) is None:
             # A leg ended (or was unbridged) while the trunk was looked up: nothing to consult for.
             target = edge.legs.get(consultation.target)
@@ -399,7 +399,7 @@ class Consults:
         if consultation.state is ConsultState.RINGING and consultation.target in call_ids:
             return Reply(ok=False, error="the consult target has not answered yet", code="state")
         for call_id in call_ids:
-            side = self.service._endpoint(consultation.tenant_id, call_id)
+            side = self.service.endpoint(consultation.tenant_id, call_id)
             if side is None or side.call.state is not CallState.ANSWERED:
                 return Reply(ok=False, error=f"call {call_id} is not up", code="state")
             bridge = self.service.bridges.get(call_id)
@@ -433,7 +433,7 @@ class Consults:
         service, edge, tenant = self.service, self.service.edge, consultation.tenant_id
 
         def side(call_id: uuid.UUID) -> Endpoint | None:
-            found = service._endpoint(tenant, call_id)
+            found = service.endpoint(tenant, call_id)
             return found if found is not None and found.call.state is not CallState.ENDED else None
 
         joined = True
@@ -441,7 +441,7 @@ class Consults:
             if action is Action.SEPARATE_AGENT:
                 bridge = service.bridges.get(consultation.agent)
                 if bridge is not None:
-                    service._separate(bridge, "unbridge")
+                    service.separate(bridge, "unbridge")
             elif action is Action.HANGUP_TARGET:
                 leg = edge.legs.get(consultation.target)
                 if leg is not None:

@@ -27,8 +27,8 @@ from services.media.bridge.mixer import MonitorMode, Role
 from services.media.ua.call import CallState
 
 if TYPE_CHECKING:
-    from services.media.app import MediaService
     from services.media.bridge.bridging import Bridge, Endpoint
+    from services.media.features.host import FeatureHost
 
 __all__ = ["Monitor", "Monitors"]
 
@@ -99,7 +99,7 @@ class Monitor:
 class Monitors:
     """The worker's monitors by each of their three legs, and the commands."""
 
-    def __init__(self, service: MediaService) -> None:
+    def __init__(self, service: FeatureHost) -> None:
         self.service = service
         self.by_leg: dict[uuid.UUID, Monitor] = {}
 
@@ -112,7 +112,7 @@ class Monitors:
 
     def handle(self, command: ev.MediaMonitor | ev.MediaUnmonitor) -> Reply | None:
         service, tenant = self.service, command.tenant_id
-        supervisor = service._endpoint(tenant, command.call_id)
+        supervisor = service.endpoint(tenant, command.call_id)
         if supervisor is None:
             return None  # another worker holds the supervisor's leg
         sup_id = supervisor.call.call_id
@@ -135,7 +135,7 @@ class Monitors:
             return Reply(ok=False, error="a leg cannot monitor itself", code="invalid")
         if supervisor.call.state is not CallState.ANSWERED:
             return Reply(ok=False, error="the supervisor's leg is not answered", code="state")
-        agent = service._endpoint(tenant, target_id)
+        agent = service.endpoint(tenant, target_id)
         if agent is None:
             return Reply(ok=False, error="the target is not held by this media worker", code="not_found")
         bridge = service.bridges.get(target_id)
@@ -198,7 +198,7 @@ class Monitors:
             call_id=sup_id,
             target_call_id=agent_id,
             caller_call_id=caller_id,
-            mode=monitor.bus.mode.value,  # type: ignore[arg-type]
+            mode=monitor.bus.mode.value,
             reason=reason,
         )
 

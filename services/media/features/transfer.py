@@ -21,7 +21,7 @@ from services.kernel.messages import Reply
 from services.media.ua.call import Call, CallState
 
 if TYPE_CHECKING:
-    from services.media.app import MediaService
+    from services.media.features.host import FeatureHost
     from services.media.ua.leg import Leg
 
 __all__ = ["TRANSFER_TIMEOUT_S", "ringback", "transfer"]
@@ -43,7 +43,7 @@ def _ended(call: Call) -> bool:
 
 
 async def transfer(
-    service: MediaService, leg: Leg, command: ev.MediaTransfer, *, timeout: float = TRANSFER_TIMEOUT_S
+    service: FeatureHost, leg: Leg, command: ev.MediaTransfer, *, timeout: float = TRANSFER_TIMEOUT_S
 ) -> Reply:
     edge = service.edge
     caller = leg.call

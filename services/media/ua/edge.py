@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-
-import msgspec
 
 from services.kernel.events import CallArrived, CallRefused
 from services.kernel.log import get_logger
@@ -24,14 +23,17 @@ from services.media.prompts import PromptError, PromptStore
 from services.media.rtp.g711 import G711
 from services.media.rtp.session import MediaClock, PortPool, RtpSession
 from services.media.sip import session_timer
-from services.media.ua import outbound
+from services.media.ua import outbound, requests
+from services.media.ua import setup as setup_core
 from services.media.ua.admission import AdmissionController
 from services.media.ua.call import Call, CallState
 from services.media.ua.leg import ALLOW, EdgeConfig, Leg
+from services.media.ua.publisher import EventPublisher
 from services.media.ua.ratelimit import SourceLimiter
+from services.media.ua.setup import InviteSetup, SetupConfig
 from services.media.ua.store import NumberRoute, Store
 from services.media.ua.transport import Peer, SipTransport
-from services.media.ua.trunk_auth import check_trunk_auth
+from services.media.ua.watch import LegWatch
 
 __all__ = ["EdgeConfig", "SipEdge"]
 
@@ -42,9 +44,6 @@ UNROUTED = "unrouted"  # the hang-up cause (and the contact's outcome) of a call
 MEDIA_TIMEOUT = "media_timeout"
 # RFC 4028: the caller asked for a session timer and stopped refreshing.
 SESSION_EXPIRED = "session_expired"
-KNOWN_UNSUPPORTED = {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "UPDATE", "PRACK", "PUBLISH"}
-SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
-DTMF_INFO_TYPES = ("application/dtmf-relay", "application/dtmf")
 
 
 class SipEdge:
@@ -61,8 +60,14 @@ class SipEdge:
         self.config = config
         self.store = store
         self.prompts = prompts
-        self._publish = publish
         self.layer = sip.TransactionLayer(config.timers)
+        self._setup_config = SetupConfig(
+            host=config.host,
+            realm=config.realm,
+            auth_secret=config.auth_secret,
+            max_calls=config.max_calls,
+            min_se=config.min_se,
+        )
         self.dialogs = sip.DialogTable()
         self.limiter = SourceLimiter(
             rate=config.rate, burst=config.burst, ban_after=config.ban_after, ban_seconds=config.ban_seconds
@@ -85,13 +90,16 @@ class SipEdge:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self.events = EventPublisher(publish)
+        self.emit = self.events.emit
         # Called once per leg when it is taken in (its commands' subject opens) and when its call ends
         # (the bridge lets go of it).
         self.on_start: list[Callable[[Leg], None]] = []
         self.on_end: list[Callable[[Leg], None]] = []
-        # Futures waiting for a leg to reach a state (`reaches`), resolved where the state changes.
-        self._waiters: dict[uuid.UUID, list[tuple[CallState, asyncio.Future[CallState]]]] = {}
+        # Futures for a leg reaching a state (transfer, consult): resolved where the state changes.
+        self.watch = LegWatch(self.legs)
+        self.reaches = self.watch.reaches
+        self.state_changed = self.watch.changed
         self.admission = AdmissionController(
             max_calls=config.max_calls,
             max_setup=config.max_setup,
@@ -103,7 +111,7 @@ class SipEdge:
 
     async def start(self) -> None:
         await self.transport.start()
-        self._spawn(self._publisher())
+        self._spawn(self.events.run())
         self._spawn(self._lag_probe())
         log.info("sip_listening", host=self.config.host, port=self.config.port)
 
@@ -114,10 +122,7 @@ class SipEdge:
         if self._timer is not None:
             self._timer.cancel()
         self.transport.close()
-        try:
-            await asyncio.wait_for(self._events.join(), 2.0)
-        except TimeoutError:
-            log.warning("events_not_published", pending=self._events.qsize())
+        await self.events.drain(2.0)
         for task in list(self._tasks):
             task.cancel()
 
@@ -125,36 +130,6 @@ class SipEdge:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-    def emit(self, events: list[Event]) -> None:
-        """Queue the cores' events for publishing. The cores stamp them with the media clock they are
-        driven by (monotonic, for their timers); the bus carries wall-clock time, stamped here."""
-        wall = time.time()
-        for event in events:
-            self._events.put_nowait(msgspec.structs.replace(event, ts=wall))
-
-    async def _publisher(self) -> None:
-        # Everything queued is published at once, one chain per call (order kept within a call, calls
-        # concurrent), instead of awaiting each JetStream ack in turn.
-        while True:
-            batch = [await self._events.get()]
-            while not self._events.empty():
-                batch.append(self._events.get_nowait())
-            chains: dict[object, list[Event]] = {}
-            for event in batch:
-                chains.setdefault(getattr(event, "call_id", None) or event.id, []).append(event)
-            try:
-                await asyncio.gather(*(self._publish_chain(chain) for chain in chains.values()))
-            finally:
-                for _ in batch:
-                    self._events.task_done()
-
-    async def _publish_chain(self, chain: list[Event]) -> None:
-        for event in chain:
-            try:
-                await self._publish(event)
-            except Exception as exc:
-                log.warning("publish_failed", kind=type(event).__name__, error=str(exc))
 
     async def _lag_probe(self, interval: float = 0.1) -> None:
         loop = asyncio.get_running_loop()
@@ -261,42 +236,17 @@ class SipEdge:
         self._arm()
 
     def _request(self, key: sip.TransactionKey | None, request: sip.SipRequest, peer: Peer) -> None:
-        method = request.method
-        if method == "ACK":
+        verdict = requests.screen(request)
+        if isinstance(verdict, requests.Answer):
+            self._respond(key, request, verdict.status, peer, headers=list(verdict.headers))
+            return
+        if verdict is requests.Goes.ACK:
             self._ack(request)
             return
-        # Max-Forwards is not checked: the platform never forwards a request (it is the endpoint, a
-        # B2BUA, for every URI it serves), and 483 is a proxy's answer (RFC 3261 §16.3).
-        scheme = request.uri.split(":", 1)[0].lower()
-        if scheme not in ("sip", "sips", "tel"):
-            self._respond(key, request, 416, peer)
-            return
-        required = [r.lower() for r in request.headers.get_list("Require")]
-        unsupported = [r for r in required if r not in SUPPORTED_EXTENSIONS]
-        if unsupported and method not in ("CANCEL",):
-            self._respond(key, request, 420, peer, headers=[("Unsupported", ", ".join(unsupported))])
-            return
-        if method == "OPTIONS":
-            self._respond(
-                key,
-                request,
-                200,
-                peer,
-                headers=[
-                    ("Allow", ALLOW),
-                    ("Accept", "application/sdp"),
-                    ("Accept-Language", "en"),
-                    ("Supported", ""),
-                ],
-            )
-            return
-        if method == "CANCEL":
+        if verdict is requests.Goes.CANCEL:
             self._cancel(key, request, peer)
             return
-        if method not in ("INVITE", "BYE", "INFO"):
-            status = 405 if method in KNOWN_UNSUPPORTED else 501
-            self._respond(key, request, status, peer, headers=[("Allow", ALLOW)])
-            return
+        method = request.method
         dialog = self.dialogs.match_request(request)
         if dialog is None:
             unmatched = sip.unmatched_request_status(request)
@@ -386,10 +336,10 @@ class SipEdge:
         if not request.body:
             self._respond(key, request, 200, peer)
             return
-        if ctype not in DTMF_INFO_TYPES:
-            self._respond(key, request, 415, peer, headers=[("Accept", ", ".join(DTMF_INFO_TYPES))])
+        if ctype not in requests.DTMF_INFO_TYPES:
+            self._respond(key, request, 415, peer, headers=[("Accept", ", ".join(requests.DTMF_INFO_TYPES))])
             return
-        digit = _info_digit(ctype, request.body)
+        digit = requests.info_digit(ctype, request.body)
         if digit is None:
             self._respond(key, request, 400, peer, reason="Bad Request (no DTMF digit in the body)")
             return
@@ -415,137 +365,107 @@ class SipEdge:
         return key in self.pending and self.layer.state(key) is sip.State.PROCEEDING
 
     async def _new_call_inner(self, key: sip.TransactionKey, invite: sip.SipRequest, peer: Peer) -> None:
+        """Carry out the set-up core's actions (ua/setup.py), feeding each answer back in; the only
+        decisions here are the awaits and whether the INVITE is still pending after each."""
         if not self._still_pending(key):
             return
-        if invite.body and invite.content_type != "application/sdp":
-            self._respond(key, invite, 415, peer, headers=[("Accept", "application/sdp")])
-            return
-        number = sip.dialled_number(invite.uri)
-        if number is None or not (8 <= len(number) <= 16):
-            self._respond(key, invite, 404, peer, reason="Not Found (no such number)")
-            return
-        route = await self.store.route(number)
-        if not self._still_pending(key):
-            return
-        if route is None:
-            self._respond(key, invite, 404, peer, reason="Not Found (no such number)")
-            return
-        auth_status = check_trunk_auth(
+        setup = InviteSetup(
             invite,
-            route.trunks,
             peer[1],
-            default_realm=self.config.realm,
-            secret=self.config.auth_secret,
-            now=time.time(),
+            self._setup_config,
+            to_tag=sip.new_tag(),
+            session_id=random.getrandbits(31),
+            local=self._local(peer),
+            contact_uri=self._contact_uri(peer),
         )
-        if auth_status is not None:
-            status, headers = auth_status
-            self._respond(key, invite, status, peer, headers=headers)
-            return
-        if len(self.legs) >= self.config.max_calls:
-            self._respond(
-                key,
-                invite,
-                503,
-                peer,
-                headers=[("Retry-After", "5")],
-                reason="Service Unavailable (capacity)",
-            )
-            self._refused(route, invite, number, 503, "capacity")
-            return
-        timer = session_timer.requested(invite, self.config.min_se)
-        if isinstance(timer, session_timer.TooSmall):
-            self._respond(
-                key,
-                invite,
-                422,
-                peer,
-                headers=[("Min-SE", str(timer.min_se))],
-                reason="Session Interval Too Small",
-            )
-            self._refused(route, invite, number, 422, "session_interval_too_small")
-            return
-        offer: sip.SessionDescription | None = None
-        if invite.body:
-            try:
-                offer = sip.parse_sdp(invite.body)
-            except sip.SipParseError as err:
-                self._respond(key, invite, 400, peer, reason=f"Bad Request (SDP: {err.reason[:80]})")
-                self._refused(route, invite, number, 400, "bad_sdp")
-                return
-        port = self.ports.acquire()  # the number now (for the SDP); the sockets after the 180
-        if port is None:
-            self._respond(key, invite, 503, peer, reason="Service Unavailable (no media port)")
-            self._refused(route, invite, number, 503, "no_media_port")
-            return
-        call = Call(call_id=uuid.uuid4(), tenant_id=route.tenant_id, created_at=time.time())
-        leg = Leg(call=call, peer=peer, invite=invite, invite_key=key, route=route, reliable=peer[0] == "tcp")
-        leg.session_timer = timer
-        answer = self._local_sdp(leg, offer, port)
-        if isinstance(answer, sip.Rejection):
-            self.ports.release(port)
-            self._respond(
-                key,
-                invite,
-                answer.status,
-                peer,
-                headers=[("Warning", f'{answer.warning_code} switchboard "{answer.reason}"')],
-            )
-            self._refused(route, invite, number, answer.status, "no_common_codec")
-            return
-        # 180 goes out before the RTP sockets are opened (the slowest step left once the route is cached).
-        ringing = sip.make_response(
-            invite, 180, to_tag=leg.to_tag, headers=[("Contact", self._contact(peer))]
-        )
-        try:
-            dialog = sip.Dialog.from_uas(
-                invite, ringing, address=self._local(peer), local_contact=self._contact_uri(peer)
-            )
-        except sip.DialogError as err:
-            self.ports.release(port)
-            self._respond(key, invite, 400, peer, reason=f"Bad Request ({err})")
-            self._refused(route, invite, number, 400, "bad_request")
-            return
-        # The tenant's limit counts its calls on every worker (and its web and outbound calls).
-        slot = tenant_slot(route.tenant_id)
-        if not await self.slots.acquire(slot, route.max_concurrent_calls):
-            self.ports.release(port)
-            if self._still_pending(key):
-                self._respond(key, invite, 486, peer, reason="Busy Here (tenant call limit)")
-                self._refused(route, invite, number, 486, "tenant_call_limit")
-            return
-        if not self._still_pending(key):
-            self.slots.release(slot)
-            self.ports.release(port)
-            return
-        leg.dialog = dialog
-        self.legs[call.call_id] = leg
-        self.leg_started(leg)
-        self.by_invite[key] = leg
-        self.dialogs.add(dialog)
-        self.by_dialog[dialog.id] = leg
-        self._run(self.layer.send_response(key, ringing, self.now()))
-        rtp = await self._open_rtp(leg, port)
-        if rtp is None:
-            self._reject(leg, 503, "no_media_port")
-            return
-        if leg.call.state is CallState.ENDED or not self._still_pending(key):
-            self._release_rtp(leg, rtp)  # cancelled while the sockets were opening
-            if leg.call.state is not CallState.ENDED:
-                self._finish(leg, "cancelled")
-            return
+        leg: Leg | None = None
+        rtp: RtpSession | None = None
+        actions: list[setup_core.Action] = setup.received()
+        while actions:
+            action = actions.pop(0)
+            follow: list[setup_core.Action] = []
+            match action:
+                case setup_core.Respond(status, reason, headers):
+                    self._respond(key, invite, status, peer, headers=list(headers), reason=reason)
+                case setup_core.Refused(status, cause):
+                    assert setup.route is not None and setup.number is not None
+                    self._refused(setup.route, invite, setup.number, status, cause)
+                case setup_core.LookUpRoute(number):
+                    route = await self.store.route(number)
+                    if not self._still_pending(key):
+                        follow = setup.gone()
+                    else:
+                        follow = setup.route_found(route, calls=len(self.legs), now=time.time())
+                case setup_core.TakePort():
+                    follow = setup.port_taken(self.ports.acquire())
+                case setup_core.ReleasePort(port):
+                    self.ports.release(port)
+                case setup_core.TakeSlot(tenant_id, limit):
+                    granted = await self.slots.acquire(tenant_slot(tenant_id), limit)
+                    follow = setup.slot_taken(granted, pending=self._still_pending(key))
+                case setup_core.ReleaseSlot(tenant_id):
+                    self.slots.release(tenant_slot(tenant_id))
+                case setup_core.Ring(ringing, dialog, timer):
+                    assert setup.route is not None
+                    call = Call(call_id=uuid.uuid4(), tenant_id=setup.route.tenant_id, created_at=time.time())
+                    leg = Leg(
+                        call=call,
+                        peer=peer,
+                        invite=invite,
+                        invite_key=key,
+                        route=setup.route,
+                        reliable=peer[0] == "tcp",
+                        to_tag=setup.to_tag,
+                        session_id=setup.session_id,
+                        session_timer=timer,
+                        dialog=dialog,
+                    )
+                    self.legs[call.call_id] = leg
+                    self.leg_started(leg)
+                    self.by_invite[key] = leg
+                    self.dialogs.add(dialog)
+                    self.by_dialog[dialog.id] = leg
+                    self._run(self.layer.send_response(key, ringing, self.now()))
+                case setup_core.OpenRtp(port):
+                    assert leg is not None
+                    rtp = await self._open_rtp(leg, port)
+                    follow = setup.rtp_opened(
+                        rtp.port if rtp is not None else None,
+                        pending=self._still_pending(key),
+                        ended=leg.call.state is CallState.ENDED,
+                    )
+                case setup_core.Reject(status, cause):
+                    assert leg is not None
+                    self._reject(leg, status, cause)
+                case setup_core.CloseRtp(finish):
+                    assert leg is not None and rtp is not None
+                    self._release_rtp(leg, rtp)  # cancelled while the sockets were opening
+                    if finish:
+                        self._finish(leg, "cancelled")
+                case setup_core.Announce(answer, codec):
+                    assert leg is not None and rtp is not None
+                    self._announce(leg, rtp, answer, codec, setup.number or "")
+                case setup_core.PlayUnrouted():
+                    assert leg is not None
+                    await self._play_unrouted(leg, setup.number or "")
+                case setup_core.AwaitAnswer():
+                    assert leg is not None
+                    self._spawn(self._no_answer_guard(leg))
+            actions = follow + actions
+
+    def _announce(
+        self, leg: Leg, rtp: RtpSession, answer: sip.Answer | sip.SessionDescription, codec: str, number: str
+    ) -> None:
+        """The call is set up: its media, then call.arrived."""
         leg.rtp = rtp
-        if rtp.port != port:  # that pair was taken by another process: answer with the one we got
-            answer = self._local_sdp(leg, offer, rtp.port)
-            assert not isinstance(answer, sip.Rejection)  # the same offer was accepted above
-        codec_name = ""
         if isinstance(answer, sip.Answer):
             self._apply_media(leg, answer.media)
             leg.answer_sdp = bytes(answer.sdp)
-            codec_name = answer.media.codec.name
         else:
             leg.late_offer = answer
             leg.answer_sdp = bytes(answer)
+        invite, route, call = leg.invite, leg.route, leg.call
+        assert invite is not None and route is not None
         self.emit(
             [
                 CallArrived(
@@ -557,33 +477,36 @@ class SipEdge:
                     number_id=route.number_id,
                     flow_id=route.flow_id,
                     queue_id=route.queue_id,
-                    codec=codec_name,
+                    codec=codec,
                 )
             ]
         )
-        if route.flow_id is None and route.queue_id is None:
-            # A number routed nowhere: the configured message, then hang up; the contact ends `unrouted`.
-            log.info(
-                "call_unrouted", contact_id=str(call.call_id), number=number, tenant_id=str(route.tenant_id)
-            )
-            self.answer(leg)
-            try:
-                message = await self.prompts.text(self.config.unrouted_message)
-            except PromptError as exc:
-                log.warning("unrouted_message_unavailable", error=str(exc))
-                self.hangup(leg, UNROUTED)
-                return
-            if leg.call.state is CallState.ENDED:
-                return  # the caller hung up while the prompt was rendered
-            leg.call.hangup_after_play = True
-            # The RTP tick that finishes the message asks for the hang-up (RtpSession.on_hangup_requested).
-            if leg.rtp is None:
-                self.hangup(leg, UNROUTED)
-                return
-            leg.rtp.on_hangup_requested = lambda: self.hangup(leg, UNROUTED)
-            leg.call.play(message, play_id=None, now=self.now())
-        else:
-            self._spawn(self._no_answer_guard(leg))
+
+    async def _play_unrouted(self, leg: Leg, number: str) -> None:
+        """A number routed nowhere: the configured message, then hang up; the contact ends `unrouted`."""
+        assert leg.route is not None
+        log.info(
+            "call_unrouted",
+            contact_id=str(leg.call.call_id),
+            number=number,
+            tenant_id=str(leg.route.tenant_id),
+        )
+        self.answer(leg)
+        try:
+            message = await self.prompts.text(self.config.unrouted_message)
+        except PromptError as exc:
+            log.warning("unrouted_message_unavailable", error=str(exc))
+            self.hangup(leg, UNROUTED)
+            return
+        if leg.call.state is CallState.ENDED:
+            return  # the caller hung up while the prompt was rendered
+        leg.call.hangup_after_play = True
+        if leg.rtp is None:
+            self.hangup(leg, UNROUTED)
+            return
+        # The RTP tick that finishes the message asks for the hang-up (RtpSession.on_hangup_requested).
+        leg.rtp.on_hangup_requested = lambda: self.hangup(leg, UNROUTED)
+        leg.call.play(message, play_id=None, now=self.now())
 
     def _refused(
         self, route: NumberRoute, invite: sip.SipRequest, number: str, status: int, cause: str
@@ -645,25 +568,6 @@ class SipEdge:
                 port = None
         return None
 
-    def _local_sdp(
-        self, leg: Leg, offer: sip.SessionDescription | None, port: int
-    ) -> sip.Answer | sip.Rejection | sip.SessionDescription:
-        """Our answer to the caller's offer, or (late offer: an INVITE without SDP) our own offer."""
-        if offer is None:
-            return sip.create_offer(
-                local_address=self.config.host,
-                local_port=port,
-                session_id=leg.session_id,
-                session_version=leg.sdp_version,
-            )
-        return sip.answer_offer(
-            offer,
-            local_address=self.config.host,
-            local_port=port,
-            session_id=leg.session_id,
-            session_version=leg.sdp_version,
-        )
-
     def _release_rtp(self, leg: Leg, rtp: RtpSession) -> None:
         rtp.close()
         self.ports.release(rtp.port)
@@ -722,37 +626,6 @@ class SipEdge:
                 hook(leg)
             except Exception:
                 log.exception("start_hook_failed")
-
-    def reaches(self, call_id: uuid.UUID, state: CallState) -> asyncio.Future[CallState]:
-        """A future resolved with the leg's state once it is `state` or ENDED (at once if it already is, or
-        if there is no such leg: ENDED). A transfer or consult waits on it for the outside leg to answer."""
-        future: asyncio.Future[CallState] = asyncio.get_running_loop().create_future()
-        leg = self.legs.get(call_id)
-        current = CallState.ENDED if leg is None else leg.call.state
-        if current in (state, CallState.ENDED):
-            future.set_result(current)
-        else:
-            self._waiters.setdefault(call_id, []).append((state, future))
-        return future
-
-    def state_changed(self, leg: Leg) -> None:
-        """Wake what waits (`reaches`) for the state this leg's call is now in."""
-        current = leg.call.state
-        waiting = self._waiters.get(leg.call.call_id)
-        if not waiting:
-            return
-        still = []
-        for state, future in waiting:
-            if future.done():
-                continue
-            if current in (state, CallState.ENDED):
-                future.set_result(current)
-            else:
-                still.append((state, future))
-        if still:
-            self._waiters[leg.call.call_id] = still
-        else:
-            del self._waiters[leg.call.call_id]
 
     def _session_timer(self, leg: Leg) -> list[tuple[str, str]]:
         """The answer's RFC 4028 headers, and the session's new deadline (a 2xx to an INVITE refreshes)."""
@@ -931,23 +804,6 @@ class SipEdge:
             self.by_dialog.pop(leg.dialog.id, None)
         leg.ok = None
         self.awaiting_ack.pop(leg.call.call_id, None)
-
-
-def _info_digit(ctype: str | None, body: bytes) -> str | None:
-    text = body.decode("utf-8", errors="replace")
-    if ctype == "application/dtmf-relay":
-        for line in text.splitlines():
-            name, _, value = line.partition("=")
-            if name.strip().lower() == "signal":
-                value = value.strip()
-                return value.upper() if len(value) == 1 and value.upper() in "0123456789*#ABCD" else None
-        return None
-    value = text.strip()
-    if value == "10":
-        return "*"
-    if value == "11":
-        return "#"
-    return value.upper() if len(value) == 1 and value.upper() in "0123456789*#ABCD" else None
 
 
 def _safe(fn: Callable[[], str]) -> str:
