@@ -18,17 +18,19 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post
+from litestar import Controller, Response, delete, get, patch, post
 from litestar.params import JSONBody
 
 from services.kernel.events import ConfigChanged
 from services.kernel.ids import new_id
 
 from .auth import Principal, admin_only
-from .crud import IdParam, fetch_one, fetch_page, path_id
-from .mutations import Outcome, audit, mutate
+from .crud import IdParam, path_id, read_page
+from .deps import MutationDep, TenantConnDep
+from .mutations import Outcome, audit
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
 from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, Problem, conflict, not_found, validation
+from .queries import trunks as sql
 from .validation import check_name
 
 __all__ = ["DEFAULT_REALM", "Trunk", "TrunkController", "digest_ha1"]
@@ -37,11 +39,6 @@ __all__ = ["DEFAULT_REALM", "Trunk", "TrunkController", "digest_ha1"]
 DEFAULT_REALM = "switchboard"
 ALLOWED_IPS_MAX = 50
 DEFAULT_SIP_PORT = 5060
-
-COLUMNS = (
-    "id, name, allowed_ips, username, realm, ha1_sha256 IS NOT NULL AS has_credentials, outbound_host, "
-    "outbound_port, outbound_transport, created_at, updated_at"
-)
 
 # Digest user names and realms travel inside quoted strings and HA1 joins them with ':'; keep them plain.
 _USERNAME = re.compile(r"^[A-Za-z0-9._~+@!$%&*=-]{1,64}$")
@@ -258,10 +255,8 @@ def _name_taken(name: str) -> Exception:
     return conflict(f"a trunk named {name!r} already exists")
 
 
-_FIELDS = "name, allowed_ips, username, realm, ha1_sha256, ha1_md5, outbound_host, outbound_port, outbound_transport"
-
-
 def _values(state: _State) -> tuple[Any, ...]:
+    """The written fields in queries.trunks.FIELDS order."""
     return (
         state.name,
         state.allowed_ips,
@@ -286,9 +281,7 @@ class TrunkController(Controller):
     tags = ["trunks"]
 
     @post("/", responses=WRITE_ERRORS, status_code=201, guards=[admin_only], summary="Create a SIP trunk")
-    async def create_trunk(
-        self, request: Request[Any, Any, Any], data: JSONBody[TrunkCreate]
-    ) -> Response[Trunk]:
+    async def create_trunk(self, mutation: MutationDep, data: JSONBody[TrunkCreate]) -> Response[Trunk]:
         username, realm, sha, md5 = _credentials(data.username, data.password, data.realm)
         host = check_host("outbound_host", data.outbound_host) if data.outbound_host is not None else None
         if host is None and data.outbound_port is not None:
@@ -309,33 +302,28 @@ class TrunkController(Controller):
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Trunk]:
             try:
                 async with conn.transaction():
-                    row = await conn.fetchrow(
-                        f"""INSERT INTO sip_trunks (id, tenant_id, {_FIELDS})
-                            VALUES ($1, $2, $3, $4::inet[], $5, $6, $7, $8, $9, $10, $11) RETURNING {COLUMNS}""",
-                        new_id(),
-                        principal.tenant_id,
-                        *_values(state),
-                    )
+                    row = await sql.insert(conn, new_id(), principal.tenant_id, _values(state))
             except asyncpg.UniqueViolationError:
                 raise _name_taken(state.name) from None
             trunk = trunk_from_row(row)
             await audit(conn, principal, "trunk.created", "trunk", trunk.id, state.detail())
             return Outcome(201, trunk, _published(principal, "created", trunk.id))
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
     @get("/", responses=READ_ERRORS, summary="List SIP trunks")
     async def list_trunks(
-        self, request: Request[Any, Any, Any], limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
+        self, tenant_conn: TenantConnDep, limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
     ) -> TrunkPage:
-        rows, next_cursor = await fetch_page(request, "sip_trunks", COLUMNS, limit, cursor)
+        rows, next_cursor = await read_page(tenant_conn, "sip_trunks", sql.COLUMNS, limit, cursor)
         return TrunkPage(items=[trunk_from_row(r) for r in rows], next_cursor=next_cursor)
 
     @get("/{trunk_id:str}", responses=READ_ERRORS, summary="Read a SIP trunk")
-    async def get_trunk(self, request: Request[Any, Any, Any], trunk_id: IdParam) -> Trunk:
-        return trunk_from_row(
-            await fetch_one(request, "sip_trunks", COLUMNS, path_id(trunk_id, "trunk"), "trunk")
-        )
+    async def get_trunk(self, tenant_conn: TenantConnDep, trunk_id: IdParam) -> Trunk:
+        row = await sql.get(tenant_conn, path_id(trunk_id, "trunk"))
+        if row is None:
+            raise not_found("trunk")
+        return trunk_from_row(row)
 
     @patch(
         "/{trunk_id:str}",
@@ -344,7 +332,7 @@ class TrunkController(Controller):
         summary="Change a SIP trunk (allowed_ips are replaced whole; new credentials need the password)",
     )
     async def update_trunk(
-        self, request: Request[Any, Any, Any], trunk_id: IdParam, data: JSONBody[TrunkPatch]
+        self, mutation: MutationDep, trunk_id: IdParam, data: JSONBody[TrunkPatch]
     ) -> Response[Trunk]:
         tid = path_id(trunk_id, "trunk")
         name = check_name("name", data.name) if data.name is not msgspec.UNSET else None
@@ -366,11 +354,7 @@ class TrunkController(Controller):
             host = check_host("outbound_host", data.outbound_host)
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Trunk]:
-            current = await conn.fetchrow(
-                "SELECT name, allowed_ips, username, realm, ha1_sha256, ha1_md5, outbound_host, outbound_port, "
-                "outbound_transport FROM sip_trunks WHERE id = $1 FOR UPDATE",
-                tid,
-            )
+            current = await sql.lock(conn, tid)
             if current is None:
                 raise not_found("trunk")
             state = _State(
@@ -413,13 +397,7 @@ class TrunkController(Controller):
             state.check_useful()
             try:
                 async with conn.transaction():
-                    row = await conn.fetchrow(
-                        f"""UPDATE sip_trunks SET ({_FIELDS}) = ($2, $3::inet[], $4, $5, $6, $7, $8, $9, $10),
-                                   updated_at = now()
-                            WHERE id = $1 RETURNING {COLUMNS}""",
-                        tid,
-                        *_values(state),
-                    )
+                    row = await sql.replace(conn, tid, _values(state))
             except asyncpg.UniqueViolationError:
                 raise _name_taken(state.name) from None
             detail = state.detail()
@@ -427,7 +405,7 @@ class TrunkController(Controller):
             await audit(conn, principal, "trunk.updated", "trunk", tid, detail)
             return Outcome(200, trunk_from_row(row), _published(principal, "updated", tid))
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
     @delete(
         "/{trunk_id:str}",
@@ -436,14 +414,14 @@ class TrunkController(Controller):
         guards=[admin_only],
         summary="Delete a SIP trunk",
     )
-    async def delete_trunk(self, request: Request[Any, Any, Any], trunk_id: IdParam) -> Response[None]:
+    async def delete_trunk(self, mutation: MutationDep, trunk_id: IdParam) -> Response[None]:
         tid = path_id(trunk_id, "trunk")
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
-            row = await conn.fetchrow("DELETE FROM sip_trunks WHERE id = $1 RETURNING name", tid)
-            if row is None:
+            name = await sql.delete(conn, tid)
+            if name is None:
                 raise not_found("trunk")
-            await audit(conn, principal, "trunk.deleted", "trunk", tid, {"name": row["name"]})
+            await audit(conn, principal, "trunk.deleted", "trunk", tid, {"name": name})
             return Outcome(204, None, _published(principal, "deleted", tid))
 
-        return await mutate(request, work)
+        return await mutation.run(work)
