@@ -69,11 +69,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     unrouted_message: str = ""
     # WebRTC legs (docs/webrtc.md): legs one agent may hold in a worker; ICE host addresses (comma-separated,
     # "auto": aioice's discovery); ICE servers (space-separated url[|username|credential]; none: never a
-    # public STUN server); the codec preferred: g711 (the SIP leg's law) or opus.
+    # public STUN server); the codec preferred: g711 (the SIP leg's law) or opus; the media path: own (aiortc
+    # for ICE and DTLS, our RTP/SRTP for media) or aiortc (its RTP stack too, kept for comparison).
     webrtc_legs_per_agent: int = 4
     media_ice_hosts: str = "127.0.0.1"
     media_ice_servers: str = ""
     media_webrtc_codec: str = "g711"
+    media_webrtc_path: str = "own"
     # Sharding (docs/media.md, "Sharding"): this process's site; a worker's id behind the SIP front (empty:
     # a single media process binds the SIP port itself) and its link port (0: any free port); how long the
     # front waits for a silent worker's registration before declaring it lost.
@@ -182,6 +184,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "media_ice_hosts": ("SB_MEDIA_ICE_HOSTS", str),
     "media_ice_servers": ("SB_MEDIA_ICE_SERVERS", str),
     "media_webrtc_codec": ("SB_MEDIA_WEBRTC_CODEC", str),
+    "media_webrtc_path": ("SB_MEDIA_WEBRTC_PATH", str),
     "site": ("SB_SITE", str),
     "media_worker_id": ("SB_MEDIA_WORKER_ID", str),
     "media_link_port": ("SB_MEDIA_LINK_PORT", int),
@@ -302,6 +305,8 @@ def _check_media(settings: Settings) -> None:
         raise ConfigError(f"SB_SIP_REALM={settings.sip_realm!r} must be a non-empty name without quotes")
     if settings.media_webrtc_codec.strip().lower() not in ("g711", "opus"):
         raise ConfigError(f"SB_MEDIA_WEBRTC_CODEC={settings.media_webrtc_codec!r} is neither g711 nor opus")
+    if settings.media_webrtc_path.strip().lower() not in ("own", "aiortc"):
+        raise ConfigError(f"SB_MEDIA_WEBRTC_PATH={settings.media_webrtc_path!r} is neither own nor aiortc")
     if settings.webrtc_legs_per_agent < 1:
         raise ConfigError(f"SB_WEBRTC_LEGS_PER_AGENT={settings.webrtc_legs_per_agent} must be at least 1")
     worker_id = settings.media_worker_id.strip()

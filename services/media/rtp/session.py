@@ -25,19 +25,9 @@ from services.media.bridge.relay import RelayDirection
 from services.media.dsp.dtmf import DtmfDetector
 from services.media.rtp.g711 import G711
 from services.media.rtp.jitter_buffer import FrameKind, JitterBuffer
-from services.media.rtp.mos import estimate
 from services.media.rtp.packet import RtpError, RtpPacket
-from services.media.rtp.rtcp import (
-    Goodbye,
-    ReceiverReport,
-    ReportBlock,
-    RtcpError,
-    RtcpPacket,
-    SenderReport,
-    SourceDescription,
-    parse_compound,
-    serialize_compound,
-)
+from services.media.rtp.reports import compound_report, stream_quality, take_reports
+from services.media.rtp.rtcp import RtcpError, parse_compound
 from services.media.rtp.stats import ReceiverStats, SenderStats
 from services.media.rtp.telephone_event import TelephoneEventError, TelephoneEventReceiver, digit_packets
 from services.media.sip.sdp import is_unspecified_address
@@ -270,13 +260,7 @@ class RtpSession:
             return
         now = asyncio.get_running_loop().time()
         self.last_rx = now
-        for packet in packets:
-            if isinstance(packet, SenderReport):
-                self.rx.on_sender_report(packet.ntp_timestamp, now)
-            if isinstance(packet, SenderReport | ReceiverReport):
-                for block in packet.reports:
-                    if block.ssrc == self.ssrc:
-                        self.tx.on_report_block(block, now)
+        take_reports(packets, ssrc=self.ssrc, rx=self.rx, tx=self.tx, now=now)
 
     # --- send ---
 
@@ -373,42 +357,31 @@ class RtpSession:
         self.tx.on_sent(packet.timestamp, len(packet.payload), now)
 
     def _report(self, now: float, *, bye: bool = False) -> bytes:
-        blocks: tuple[ReportBlock, ...] = ()
-        if self.remote_ssrc is not None and self.rx.received:
-            blocks = (self.rx.report_block(self.remote_ssrc, now),)
-        first: SenderReport | ReceiverReport
-        if self.tx.has_sent:
-            first = self.tx.sender_report(self.ssrc, now, time.time(), blocks)
-        else:
-            first = ReceiverReport(self.ssrc, blocks)
-        packets: list[RtcpPacket] = [
-            first,
-            SourceDescription.cname(self.ssrc, f"sb-{self.call.call_id.hex[:12]}"),
-        ]
-        if bye:
-            packets.append(Goodbye((self.ssrc,)))
-        return serialize_compound(packets)
+        return compound_report(
+            ssrc=self.ssrc,
+            cname=f"sb-{self.call.call_id.hex[:12]}",
+            rx=self.rx,
+            tx=self.tx,
+            remote_ssrc=self.remote_ssrc,
+            now=now,
+            wallclock=time.time(),
+            bye=bye,
+        )
 
     def quality(self, *, final: bool = False) -> CallQuality:
-        summary = self.rx.summary()
-        rtt = self.tx.rtt
-        loss = 100.0 * summary.loss_fraction
-        q = estimate(
-            one_way_delay_ms=(rtt * 500.0) if rtt is not None else 0.0,
-            jitter_ms=summary.jitter_ms,
-            loss_percent=loss,
-            jitter_buffer_ms=self.jitter.target_delay * 1000.0,
+        q = stream_quality(
+            self.rx, self.tx, jitter_buffer_s=self.jitter.target_delay, one_way_without_rtt_ms=0.0
         )
         return CallQuality(
             tenant_id=self.call.tenant_id,
             call_id=self.call.call_id,
             mos=q.mos,
             r=q.r,
-            jitter_ms=round(summary.jitter_ms, 2),
-            loss_percent=round(loss, 3),
-            rtt_ms=round(rtt * 1000.0, 2) if rtt is not None else None,
-            packets_received=summary.received,
-            packets_sent=self.tx.packet_count,
+            jitter_ms=q.jitter_ms,
+            loss_percent=q.loss_percent,
+            rtt_ms=q.rtt_ms,
+            packets_received=q.packets_received,
+            packets_sent=q.packets_sent,
             final=final,
         )
 

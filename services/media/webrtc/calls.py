@@ -67,8 +67,11 @@ def webrtc_config(settings: Settings) -> WebRtcConfig:
         username, _, credential = rest.partition("|")
         servers.append(IceServer((url,), username or None, credential or None))
     codec = settings.media_webrtc_codec.strip().lower() or "g711"
+    own = (settings.media_webrtc_path.strip().lower() or "own") == "own"
     try:
-        return WebRtcConfig(ice_servers=tuple(servers), host_addresses=hosts, prefer_opus=codec == "opus")
+        return WebRtcConfig(
+            ice_servers=tuple(servers), host_addresses=hosts, prefer_opus=codec == "opus", own_media=own
+        )
     except ValueError as exc:
         raise ValueError(f"SB_MEDIA_ICE_HOSTS / SB_MEDIA_ICE_SERVERS: {exc}") from None
 
@@ -134,6 +137,9 @@ class WebRtcSession:
         if out is not None and self.call.state is CallState.ANSWERED:
             self.leg.send_audio(out if self.upsample is None else self.upsample(out))
             self.frames_out += 1
+        # Our own media path (WebRtcConfig.own_media) sends this tick's frame at once and plays one
+        # received frame to the bridge: the MediaClock is the only clock of the call.
+        self.leg.tick(now)
         events += self.call.tick(now)
         if events:
             self.emit(events)
@@ -262,6 +268,7 @@ class WebRtcCalls:
             on_state=lambda state: self._state(holder[0], state) if holder else None,
             send_queue_frames=SEND_QUEUE_FRAMES,
             send_on_push=True,  # our MediaClock paces what the leg sends: no second 20 ms clock to wait for
+            ticked_by_owner=True,
         )
         session = WebRtcSession(
             leg_id, tenant_id, agent_id, call, leg, self.emit, for_call_id=for_call_id, slots=held

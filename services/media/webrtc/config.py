@@ -60,6 +60,9 @@ class WebRtcConfig:
     # Audio frames aiortc's receive jitter buffer holds before decoding (aiortc's own default is 4, 80 ms:
     # twice the worker's whole delay budget). 1 suits LANs and loopback; raise it for lossy home links.
     jitter_frames: int = 1
+    # True: aiortc does ICE and DTLS only, media runs on our RTP/SRTP path (srtp_media.py); False: aiortc's
+    # RTCRtpSender/Receiver carry it (kept for comparison in the media-bridge benchmark).
+    own_media: bool = False
 
     def __post_init__(self) -> None:
         for address in self.host_addresses or ():

@@ -2,6 +2,8 @@
 # and out as 20 ms frames of int16 samples, digits (RFC 4733 through the pinned patch, or the data-channel
 # fallback) and quality figures. DTLS-SRTP is the only transport aiortc has; `assert_dtls_srtp` checks it.
 # The bridge feeds `send_audio` and receives through `on_audio`; the media worker's adapter owns the leg.
+# With `WebRtcConfig.own_media` (the default under the worker: SB_MEDIA_WEBRTC_PATH=own) aiortc stops at
+# ICE and DTLS: media runs on our RTP/SRTP path (srtp_media.py), ticked by the owner's clock.
 from __future__ import annotations
 
 import asyncio
@@ -34,6 +36,7 @@ from services.media.rtp.telephone_event import TelephoneEventError, digit_code
 from . import dtmf_patch, voice_patch
 from .config import WebRtcConfig, rtc_configuration, set_host_addresses
 from .quality import LegQuality, quality_from_stats
+from .srtp_media import SrtpMedia, SrtpMediaError
 
 __all__ = ["DigitSource", "LegState", "OutboundAudio", "WebRtcError", "WebRtcLeg"]
 
@@ -94,6 +97,14 @@ class OutboundAudio(MediaStreamTrack):
         # them: no PyAV resampler and encoder per frame).
         self.law: G711 | None = None
         self._time_base = fractions.Fraction(1, rate)
+        # Set when our own path carries the media: aiortc's sender then waits here for good (it sends
+        # nothing, so its sequence numbers and SRTP indexes never meet ours).
+        self._parked: asyncio.Future[None] | None = None
+
+    def park(self) -> None:
+        if self._parked is None:
+            self._parked = asyncio.get_running_loop().create_future()
+            self._wake()
 
     def set_rate(self, rate: int) -> None:
         """The negotiated codec's rate (before media flows); queued audio at the old rate is dropped."""
@@ -119,6 +130,9 @@ class OutboundAudio(MediaStreamTrack):
 
     async def recv(self) -> av.AudioFrame | av.Packet:
         if self.readyState != "live":
+            raise MediaStreamError
+        if self._parked is not None:
+            await self._parked  # cancelled with aiortc's sender task when the connection closes
             raise MediaStreamError
         if self._start is None:
             self._start = time.monotonic()
@@ -190,7 +204,10 @@ class WebRtcLeg:
         on_state: Callable[[LegState], None] | None = None,
         send_queue_frames: int = MAX_QUEUED_FRAMES,
         send_on_push: bool = False,
+        ticked_by_owner: bool = False,
     ) -> None:
+        """`ticked_by_owner`: with our own media path, the owner calls `tick(now)` every 20 ms on its
+        clock (the media worker's MediaClock); otherwise the leg runs a 20 ms timer of its own."""
         dtmf_patch.install()
         voice_patch.install(config.opus_max_average_bitrate)
         if config.host_addresses is not None:
@@ -208,6 +225,9 @@ class WebRtcLeg:
         self.pc = RTCPeerConnection(rtc_configuration(config))
         self.channel: RTCDataChannel | None = None
         self.received_frames = 0
+        self.media: SrtpMedia | None = None
+        self._ticked_by_owner = ticked_by_owner
+        self._own_timer: asyncio.TimerHandle | None = None
         self._transceiver: RTCRtpTransceiver | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.pc.on("track", self._on_track)
@@ -297,10 +317,56 @@ class WebRtcLeg:
         self._negotiated()
 
     def _negotiated(self) -> None:
+        if self.config.own_media:
+            # Our path takes and gives 8 kHz whatever the codec (Opus is resampled inside it).
+            self.rate = G711_RATE
+            self.outbound.park()
+            transport = self.sender.transport
+            transport.on("statechange", lambda: self._start_media(transport))
+            return
         # The track must produce frames at the send codec's rate before aiortc's encoder asks for any.
         self.rate = OPUS_RATE if self.codec == "opus" else G711_RATE
         self.outbound.set_rate(self.rate)
         self.outbound.law = {"PCMU": G711.PCMU, "PCMA": G711.PCMA}.get(self.codec or "")
+
+    def _start_media(self, dtls: RTCDtlsTransport) -> None:
+        # aiortc emits "connected" once its SRTP sessions are keyed and before its receive loop starts:
+        # from the first SRTP datagram on, packets reach our path only.
+        if dtls.state != "connected" or self.media is not None or self._transceiver is None:
+            return
+        codec = self._transceiver._codecs[0]
+        media = SrtpMedia(
+            dtls=dtls,
+            ssrc=self.sender._ssrc,
+            codec=codec.mimeType.split("/", 1)[1],
+            payload_type=codec.payloadType,
+            te_pt=self.telephone_event_payload_type,
+            on_audio=self._deliver,
+            on_digit=self._on_event_digit,
+            jitter_frames=self.config.jitter_frames,
+            opus_bitrate=self.config.opus_max_average_bitrate,
+        )
+        try:
+            media.attach(self.sender)
+        except SrtpMediaError:
+            self._set_state(LegState.FAILED)
+            raise
+        self._transceiver.receiver._send_rtcp = media.quiet_rtcp  # no aiortc RR about streams it never sees
+        self.media = media
+        if not self._ticked_by_owner:
+            loop = asyncio.get_running_loop()
+            self._own_timer = loop.call_at(loop.time() + PTIME, self._own_tick, loop.time() + PTIME)
+
+    def _own_tick(self, due: float) -> None:
+        loop = asyncio.get_running_loop()
+        self.tick(loop.time())
+        due = max(due + PTIME, loop.time())
+        self._own_timer = loop.call_at(due, self._own_tick, due)
+
+    def tick(self, now: float) -> None:
+        """One 20 ms step of our media path (nothing before DTLS connects, or on aiortc's path)."""
+        if self.media is not None:
+            self.media.tick(now)
 
     async def add_ice_candidate(
         self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None
@@ -323,7 +389,12 @@ class WebRtcLeg:
     # media
 
     def send_audio(self, samples: Samples) -> None:
-        """Queue mono int16 samples at `self.rate` (8 kHz for G.711, 48 kHz for Opus)."""
+        """Queue mono int16 samples at `self.rate` (8 kHz for G.711, 48 kHz for Opus on aiortc's path;
+        8 kHz always on ours, one 20 ms frame per tick)."""
+        if self.config.own_media:
+            if self.media is not None:
+                self.media.send(samples)
+            return
         self.outbound.push(samples)
 
     @property
@@ -430,11 +501,16 @@ class WebRtcLeg:
         pt = self.telephone_event_payload_type
         if pt is None:
             raise WebRtcError("telephone-event was not negotiated")
+        if self.media is not None:
+            await asyncio.sleep(self.media.queue_digit(digit, asyncio.get_running_loop().time(), duration))
+            return
         await dtmf_patch.send_digit(self.sender, digit, payload_type=pt, duration=duration)
 
     # quality and life cycle
 
     async def quality(self) -> LegQuality:
+        if self.media is not None:
+            return self.media.quality()
         report = await self.pc.getStats()
         return quality_from_stats(report, clock_rate=self.rate)
 
@@ -460,6 +536,10 @@ class WebRtcLeg:
         task.add_done_callback(self._tasks.discard)
 
     async def close(self) -> None:
+        if self._own_timer is not None:
+            self._own_timer.cancel()
+        if self.media is not None:
+            self.media.detach()
         self.outbound.stop()
         await self.pc.close()
         for task in list(self._tasks):

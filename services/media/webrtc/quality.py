@@ -5,25 +5,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from services.media.rtp.mos import estimate
+from services.media.rtp.reports import LegQuality
 
 __all__ = ["LegQuality", "quality_from_stats"]
-
-
-@dataclass(frozen=True, slots=True)
-class LegQuality:
-    """The fields of services.kernel.events.CallQuality that a leg measures."""
-
-    mos: float
-    r: float
-    jitter_ms: float
-    loss_percent: float
-    rtt_ms: float | None
-    packets_received: int
-    packets_sent: int
 
 
 def quality_from_stats(report: Mapping[str, Any], *, clock_rate: int = 8000) -> LegQuality:

@@ -59,6 +59,7 @@ def test_every_worker_signs_digest_nonces_with_one_key() -> None:
         ({"SB_MEDIA_MAX_CALLS": "0"}, "SB_MEDIA_MAX_CALLS"),
         ({"SB_SIP_MIN_SE": "1"}, "SB_SIP_MIN_SE"),
         ({"SB_MEDIA_WEBRTC_CODEC": "speex"}, "SB_MEDIA_WEBRTC_CODEC"),
+        ({"SB_MEDIA_WEBRTC_PATH": "gstreamer"}, "SB_MEDIA_WEBRTC_PATH"),
         ({"SB_MEDIA_WORKER_ID": "a b"}, "SB_MEDIA_WORKER_ID"),
         ({"SB_MEDIA_MAX_CPU": "x"}, "SB_MEDIA_MAX_CPU"),
         ({"SB_SIP_REALM": 'a"b'}, "SB_SIP_REALM"),
@@ -83,6 +84,8 @@ def test_webrtc_and_worker_settings_come_from_settings() -> None:
     config = webrtc_config(settings)
     assert config.host_addresses == ("10.0.0.1", "10.0.0.2") and config.prefer_opus
     assert config.ice_servers[0].username == "u"
+    assert config.own_media, "our RTP/SRTP path is the default"
+    assert not webrtc_config(load_settings({"SB_MEDIA_WEBRTC_PATH": "aiortc"})).own_media
     worker = WorkerSettings.from_settings(settings)
     assert worker is not None and (worker.worker_id, worker.site, worker.link_port) == (
         "media-1",

@@ -1,0 +1,352 @@
+# Our own media path on a WebRTC leg (issue 21 item 2). aiortc keeps ICE (with RFC 7675 consent
+# freshness, which is STUN and never passes through here) and the DTLS handshake (and the data channel
+# over it); once DTLS is connected, SRTP and SRTCP are ours: the pylibsrtp sessions aiortc keyed from the
+# handshake's exporter (RFC 5764 4.2) protect and unprotect, services.media.rtp parses, counts and
+# reorders (ReceiverStats, JitterBuffer), G.711 by table and Opus through PyAV's libopus, all on the
+# worker's one 20 ms clock. aiortc's own per-packet Python (RTCRtpReceiver and its jitter buffer,
+# RTCRtpSender and its encoder queue) never sees a packet.
+#
+# The hooks are instance attributes, pinned to the aiortc/aioice versions dtmf_patch checks:
+#   - aioice's Connection.data_received: SRTP/SRTCP datagrams (first octet 128..191, RFC 7983) come here
+#     straight from the socket callback; DTLS datagrams go on to aiortc's queue as before;
+#   - RTCRtpSender._send_rtcp: silenced (its SRs would count none of our packets); our RTCP goes instead.
+# The sessions are aiortc's objects, not copies: one SRTP stream state per SSRC, so a packet aiortc might
+# still protect can never reuse a keystream index of ours.
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import numpy as np
+import numpy.typing as npt
+import pylibsrtp
+
+from services.media.bridge.transcode import Resampler
+from services.media.rtp.g711 import G711
+from services.media.rtp.jitter_buffer import FrameKind, JitterBuffer
+from services.media.rtp.packet import RtpError, RtpPacket, is_rtcp
+from services.media.rtp.reports import LegQuality, compound_report, stream_quality, take_reports
+from services.media.rtp.rtcp import RtcpError, parse_compound
+from services.media.rtp.stats import ReceiverStats, SenderStats
+from services.media.rtp.telephone_event import TelephoneEventError, TelephoneEventReceiver, digit_packets
+
+__all__ = ["MediaCounters", "SrtpMedia", "SrtpMediaError"]
+
+Samples = npt.NDArray[np.int16]
+RATE = 8000  # the worker's side of the leg: 20 ms frames of 160 samples
+FRAME = 160
+OPUS_CLOCK = 48000
+RTCP_INTERVAL = 2.0
+
+
+class SrtpMediaError(RuntimeError):
+    """The leg's DTLS transport is not in a state our path can take over; the message says why."""
+
+
+@dataclass(slots=True)
+class MediaCounters:
+    """What the path did with what arrived, for tests, quality and the benchmark."""
+
+    srtp_rejected: int = 0  # unprotect failed: tampered, replayed or not keyed for this leg
+    malformed: int = 0  # authenticated but not RTP/RTCP we can parse
+    rtp_received: int = 0
+    rtcp_received: int = 0
+    rtp_sent: int = 0
+    rtcp_sent: int = 0
+
+
+class _Opus:
+    """libopus through PyAV: 8 kHz mono in (the encoder band-limits to what G.711 carries anyway, and no
+    upsampler runs), 48 kHz out of the decoder (libopus via FFmpeg always decodes at 48 kHz) taken down to
+    8 kHz by the bridge's polyphase resampler."""
+
+    def __init__(self, bitrate: int) -> None:
+        self.encoder = av.CodecContext.create("libopus", "w")
+        self.encoder.sample_rate = RATE
+        self.encoder.layout = "mono"
+        self.encoder.format = "s16"
+        self.encoder.bit_rate = bitrate
+        self.encoder.options = {"application": "voip"}
+        self.decoder = av.CodecContext.create("libopus", "r")
+        self.decoder.sample_rate = OPUS_CLOCK
+        self.decoder.layout = "mono"
+        self.decoder.format = "s16"
+        self.down = Resampler(OPUS_CLOCK, RATE)
+        self._pts = 0
+
+    def encode(self, samples: Samples) -> bytes | None:
+        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.pts = self._pts
+        self._pts += len(samples)
+        packets = self.encoder.encode(frame)
+        return bytes(packets[0]) if packets else None
+
+    def decode(self, payload: bytes) -> Samples | None:
+        try:
+            frames = self.decoder.decode(av.Packet(payload))
+        except av.FFmpegError:
+            return None
+        if not frames:
+            return None
+        data = np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
+        if frames[0].layout.nb_channels == 2:
+            data = ((data[0::2].astype(np.int32) + data[1::2]) >> 1).astype(np.int16)
+        return self.down(data)
+
+
+@dataclass(slots=True)
+class _PendingEvent:
+    at: float
+    marker: bool
+    timestamp: int
+    payload: bytes
+
+
+class SrtpMedia:
+    """The media of one connected leg. `codec` is "PCMU", "PCMA" or "opus" with its payload type;
+    `te_pt` the negotiated telephone-event (at the codec's clock rate). `tick(now)` runs on the worker's
+    MediaClock: it plays one frame out of the jitter buffer to `on_audio` and sends what `send` queued
+    since the last tick (silence when nothing came), so the RTP clock follows the one clock that also
+    drives the other leg of the bridge."""
+
+    def __init__(
+        self,
+        *,
+        dtls: Any,
+        ssrc: int,
+        codec: str,
+        payload_type: int,
+        te_pt: int | None,
+        on_audio: Callable[[Samples], None],
+        on_digit: Callable[[str], None],
+        jitter_frames: int = 1,
+        opus_bitrate: int = 32000,
+        cname: str = "switchboard",
+    ) -> None:
+        self.dtls = dtls
+        self.ssrc = ssrc
+        self.codec = codec
+        self.payload_type = payload_type
+        self.te_pt = te_pt
+        self.on_audio = on_audio
+        self.on_digit = on_digit
+        self.cname = cname
+        self.law: G711 | None = {"PCMU": G711.PCMU, "PCMA": G711.PCMA}.get(codec)
+        self.opus = _Opus(opus_bitrate) if self.law is None else None
+        self.clock_rate = RATE if self.law is not None else OPUS_CLOCK
+        self.ts_step = FRAME if self.law is not None else OPUS_CLOCK // 50
+        delay = max(1, jitter_frames) * 0.02
+        self.jitter = JitterBuffer(
+            clock_rate=self.clock_rate,
+            frame_samples=self.ts_step,
+            min_delay=0.02,
+            initial_delay=delay,
+        )
+        self.rx = ReceiverStats(self.clock_rate, min_sequential=1)
+        self.tx = SenderStats(self.clock_rate)
+        self.events_rx = TelephoneEventReceiver()
+        self.counters = MediaCounters()
+        self.remote_ssrc: int | None = None
+        self.seq = random.getrandbits(16)
+        self.ts = random.getrandbits(32)
+        self._outbox: list[Samples] = []
+        self._events_out: list[_PendingEvent] = []
+        self._next_rtcp = 0.0
+        self._connection: Any = None
+        self._original_received: Callable[[bytes, int], None] | None = None
+        self._silence = bytes([self.law.silence]) * FRAME if self.law is not None else None
+        self.closed = False
+
+    # --- taking over from aiortc ---
+
+    def attach(self, sender: Any) -> None:
+        """Call once the DTLS transport is connected (its SRTP sessions exist)."""
+        rx, tx = getattr(self.dtls, "_rx_srtp", None), getattr(self.dtls, "_tx_srtp", None)
+        if self.dtls.state != "connected" or rx is None or tx is None:
+            raise SrtpMediaError(f"DTLS is {self.dtls.state} with no SRTP keys: media cannot start")
+        connection = getattr(self.dtls.transport, "_connection", None)
+        if connection is None or not hasattr(connection, "_nominated"):
+            raise SrtpMediaError("aioice's connection changed: re-check webrtc/srtp_media.py")
+        self._rx_srtp: pylibsrtp.Session = rx
+        self._tx_srtp: pylibsrtp.Session = tx
+        self._connection = connection
+        self._original_received = connection.data_received
+        connection.data_received = self._datagram
+
+        sender._send_rtcp = self.quiet_rtcp
+        self._next_rtcp = asyncio.get_running_loop().time() + RTCP_INTERVAL / 2
+
+    @staticmethod
+    async def quiet_rtcp(packets: Any) -> None:
+        """Stands in for aiortc's RTCP senders (their reports would count none of our packets)."""
+        return None
+
+    def quality(self) -> LegQuality:
+        return stream_quality(
+            self.rx, self.tx, jitter_buffer_s=self.jitter.target_delay, one_way_without_rtt_ms=20.0
+        )
+
+    def detach(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self._connection is not None and self._original_received is not None:
+            self._connection.data_received = self._original_received
+
+    # --- receive (straight from the socket callback) ---
+
+    def _datagram(self, data: bytes, component: int) -> None:
+        if not 127 < data[0] < 192:
+            assert self._original_received is not None
+            self._original_received(data, component)  # DTLS: the handshake's and the data channel's
+            return
+        if self.closed:
+            return
+        self.receive(data, asyncio.get_running_loop().time())
+
+    def receive(self, data: bytes, now: float) -> None:
+        """One SRTP or SRTCP datagram. Nothing that fails authentication goes further than this."""
+        rtcp = is_rtcp(data)
+        try:
+            plain = self._rx_srtp.unprotect_rtcp(data) if rtcp else self._rx_srtp.unprotect(data)
+        except pylibsrtp.Error:
+            self.counters.srtp_rejected += 1
+            return
+        if rtcp:
+            self._on_rtcp(plain, now)
+            return
+        try:
+            packet = RtpPacket.parse(plain)
+        except RtpError:
+            self.counters.malformed += 1
+            return
+        self.counters.rtp_received += 1
+        if packet.payload_type == self.te_pt and self.te_pt is not None:
+            # Browsers send events in the audio's sequence space; aiortc (dtmf_patch) on an SSRC of its
+            # own, which must not read as a new source in the audio's statistics.
+            if packet.ssrc == self.remote_ssrc:
+                self.rx.on_packet(packet.sequence_number, packet.timestamp, now, timing=False)
+            try:
+                digits = self.events_rx.on_packet(packet.timestamp, packet.payload)
+            except (TelephoneEventError, ValueError):
+                return
+            for digit in digits:
+                self.on_digit(digit.digit)
+            return
+        if packet.payload_type != self.payload_type:
+            return
+        self.remote_ssrc = packet.ssrc
+        self.rx.on_packet(packet.sequence_number, packet.timestamp, now)
+        self.jitter.push(
+            packet.sequence_number,
+            packet.timestamp,
+            packet.payload,
+            now,
+            marker=packet.marker,
+            samples=len(packet.payload) if self.law is not None else self.ts_step,
+        )
+
+    def _on_rtcp(self, plain: bytes, now: float) -> None:
+        try:
+            packets = parse_compound(plain)
+        except (RtcpError, ValueError):
+            self.counters.malformed += 1
+            return
+        self.counters.rtcp_received += 1
+        take_reports(packets, ssrc=self.ssrc, rx=self.rx, tx=self.tx, now=now)
+
+    # --- the 20 ms tick ---
+
+    def send(self, samples: Samples) -> None:
+        """8 kHz int16 for the next tick; a frame that the tick has not taken yet is replaced (the bridge
+        is ahead: sending both would add 20 ms for good)."""
+        self._outbox.append(np.asarray(samples, dtype=np.int16))
+
+    def queue_digit(self, digit: str, now: float, duration: float) -> float:
+        """RFC 4733 packets for `digit` on our audio SSRC and sequence space, sent by the ticks;
+        returns how long they take. TelephoneEventError on a bad digit."""
+        packets = digit_packets(digit, timestamp=self.ts, duration=duration, clock_rate=self.clock_rate)
+        start = max(now, self._events_out[-1].at + 0.02) if self._events_out else now
+        self._events_out += [
+            _PendingEvent(start + p.offset, p.marker, p.timestamp, p.payload) for p in packets
+        ]
+        return self._events_out[-1].at - now
+
+    def tick(self, now: float) -> None:
+        if self.closed:
+            return
+        frame = self.jitter.pop(now)
+        if frame is not None and frame.kind is FrameKind.AUDIO and frame.payload:
+            samples = (
+                self.law.decode(frame.payload) if self.law is not None else self._decode_opus(frame.payload)
+            )
+            if samples is not None:
+                self.on_audio(samples)
+        out = self._outbox[-1] if self._outbox else None
+        self._outbox.clear()
+        if self._events_out and self._events_out[0].at <= now + 0.001:
+            event = self._events_out.pop(0)
+            self._send_rtp(
+                RtpPacket(
+                    self.te_pt or 101, self.seq, event.timestamp, self.ssrc, event.payload, event.marker
+                ),
+                now,
+            )
+        else:
+            payload = self._encode(out)
+            if payload is not None:
+                self._send_rtp(RtpPacket(self.payload_type, self.seq, self.ts, self.ssrc, payload), now)
+        self.ts = (self.ts + self.ts_step) & 0xFFFFFFFF
+        if now >= self._next_rtcp:
+            self._next_rtcp = now + RTCP_INTERVAL
+            self._send_rtcp(now)
+
+    def _decode_opus(self, payload: bytes) -> Samples | None:
+        assert self.opus is not None
+        return self.opus.decode(payload)
+
+    def _encode(self, samples: Samples | None) -> bytes | None:
+        if self.law is not None:
+            return self._silence if samples is None else self.law.encode(samples)
+        assert self.opus is not None
+        if samples is None:
+            samples = np.zeros(FRAME, np.int16)
+        return self.opus.encode(samples)
+
+    # --- send ---
+
+    def _send_rtp(self, packet: RtpPacket, now: float) -> None:
+        if self._write(self._tx_srtp.protect(bytes(packet))):
+            self.counters.rtp_sent += 1
+            self.seq = (self.seq + 1) & 0xFFFF
+            self.tx.on_sent(packet.timestamp, len(packet.payload), now)
+
+    def _send_rtcp(self, now: float) -> None:
+        report = compound_report(
+            ssrc=self.ssrc,
+            cname=self.cname,
+            rx=self.rx,
+            tx=self.tx,
+            remote_ssrc=self.remote_ssrc,
+            now=now,
+            wallclock=time.time(),
+        )
+        if self._write(self._tx_srtp.protect_rtcp(report)):
+            self.counters.rtcp_sent += 1
+
+    def _write(self, data: bytes) -> bool:
+        pair = self._connection._nominated.get(1) if self._connection is not None else None
+        if pair is None:
+            return False  # ICE lost or closing: aiortc's consent check ends the leg
+        transport = getattr(pair.protocol, "transport", None)
+        closing = getattr(transport, "is_closing", None)
+        if transport is None or (closing is not None and closing()):
+            return False
+        transport.sendto(data, pair.remote_addr)  # a UDP socket, or aioice's TURN transport (also sync)
+        return True
