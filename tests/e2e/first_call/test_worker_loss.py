@@ -19,8 +19,10 @@ from tests.e2e.first_call.conftest import PhoneCaller, Stack, Watch, make_tenant
 
 
 async def worker_of(stack: Stack, call_id: str) -> tuple[str, str]:
-    """The worker whose registration lists the call (the front dispatches; the KV bucket says where), and the
-    call's SIP Call-ID."""
+    """The worker whose registration lists the call as answered (the front dispatches; the KV bucket says
+    where), and the call's SIP Call-ID. Answered: the front knows a call's answer time from the registration
+    alone (re-put within 0.2 s of a change), and a worker killed before that put ends its call with duration
+    0; the agent's ContactConnected can come first (it did, 0.1 s after the answer, in a full run)."""
     nc = await nats.connect(stack.nats_url)
     try:
         for _ in range(50):
@@ -28,7 +30,7 @@ async def worker_of(stack: Stack, call_id: str) -> tuple[str, str]:
             for key, value in await Bus(nc).kv_latest("sb_media_workers"):
                 calls = json.loads(value or b"{}").get("calls", [])
                 for call in calls:
-                    if call.get("call_id") == call_id:
+                    if call.get("call_id") == call_id and call.get("answered_at") is not None:
                         return key, str(call.get("sip_call_id"))
             await asyncio.sleep(0.1)
     finally:
