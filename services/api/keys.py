@@ -4,27 +4,26 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.params import JSONBody, PathParameter
 
-from services.kernel.db import tenant_tx
 from services.kernel.events import ConfigChanged, SessionsEnded
-from services.kernel.ids import new_id, parse_id
+from services.kernel.ids import new_id
 
-from .auth import Principal, Role, admin_only, new_key, principal_of
-from .mutations import Outcome, audit, mutate
-from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam, decode_cursor, page_of
+from .auth import Principal, Role, admin_only, new_key
+from .crud import path_id, read_page
+from .deps import MutationDep, TenantConnDep
+from .mutations import Outcome, audit
+from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
 from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, Problem, conflict, not_found
-from .state import api_state
+from .queries import keys as sql
 from .validation import check_name
 
 __all__ = ["Key", "KeyController", "KeyWithSecret", "insert_key", "key_from_row"]
-
-KEY_COLUMNS = "id, name, role, prefix, created_at, revoked_at, last_used_at"
 
 
 class Key(msgspec.Struct, kw_only=True):
@@ -65,25 +64,8 @@ def key_from_row(row: asyncpg.Record) -> Key:
 
 async def insert_key(conn: asyncpg.Connection, tenant_id: uuid.UUID, role: Role, name: str) -> KeyWithSecret:
     secret, digest, prefix = new_key()
-    row = await conn.fetchrow(
-        f"""INSERT INTO api_keys (id, tenant_id, name, role, prefix, key_hash)
-            VALUES ($1, $2, $3, $4, $5, $6) RETURNING {KEY_COLUMNS}""",
-        new_id(),
-        tenant_id,
-        name,
-        role.value,
-        prefix,
-        digest,
-    )
-    key = key_from_row(row)
+    key = key_from_row(await sql.insert(conn, new_id(), tenant_id, name, role.value, prefix, digest))
     return KeyWithSecret(**msgspec.structs.asdict(key), key=secret)
-
-
-def _key_id(text: str) -> uuid.UUID:
-    key_id = parse_id(text)
-    if key_id is None:
-        raise not_found("key")
-    return key_id
 
 
 KeyIdParam = Annotated[str, PathParameter(description="key id (UUID)")]
@@ -100,9 +82,7 @@ class KeyController(Controller):
         status_code=201,
         summary="Create an API key (the secret is shown only in this answer)",
     )
-    async def create_key(
-        self, request: Request[Any, Any, Any], data: JSONBody[KeyCreate]
-    ) -> Response[KeyWithSecret]:
+    async def create_key(self, mutation: MutationDep, data: JSONBody[KeyCreate]) -> Response[KeyWithSecret]:
         name = check_name("name", data.name) if data.name is not None else ""
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[KeyWithSecret]:
@@ -119,33 +99,18 @@ class KeyController(Controller):
                 ),
             )
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
     @get("/", responses=READ_ERRORS, summary="List API keys")
     async def list_keys(
-        self,
-        request: Request[Any, Any, Any],
-        limit: LimitParam = DEFAULT_LIMIT,
-        cursor: CursorParam = None,
+        self, tenant_conn: TenantConnDep, limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
     ) -> KeyPage:
-        after = decode_cursor(cursor)
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            rows = await conn.fetch(
-                f"""SELECT {KEY_COLUMNS} FROM api_keys WHERE ($1::uuid IS NULL OR id > $1)
-                    ORDER BY id LIMIT $2""",
-                after,
-                limit + 1,
-            )
-        page, next_cursor = page_of(rows, limit)
-        return KeyPage(items=[key_from_row(r) for r in page], next_cursor=next_cursor)
+        rows, next_cursor = await read_page(tenant_conn, "api_keys", sql.COLUMNS, limit, cursor)
+        return KeyPage(items=[key_from_row(r) for r in rows], next_cursor=next_cursor)
 
     @get("/{key_id:str}", responses=READ_ERRORS, summary="Read an API key")
-    async def get_key(self, request: Request[Any, Any, Any], key_id: KeyIdParam) -> Key:
-        kid = _key_id(key_id)
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            row = await conn.fetchrow(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1", kid)
+    async def get_key(self, tenant_conn: TenantConnDep, key_id: KeyIdParam) -> Key:
+        row = await sql.get(tenant_conn, path_id(key_id, "key"))
         if row is None:
             raise not_found("key")
         return key_from_row(row)
@@ -153,19 +118,16 @@ class KeyController(Controller):
     @delete(
         "/{key_id:str}", responses=DELETE_RESPONSES, status_code=204, summary="Revoke an API key (at once)"
     )
-    async def revoke_key(self, request: Request[Any, Any, Any], key_id: KeyIdParam) -> Response[None]:
-        kid = _key_id(key_id)
+    async def revoke_key(self, mutation: MutationDep, key_id: KeyIdParam) -> Response[None]:
+        kid = path_id(key_id, "key")
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
             if kid == principal.key_id:
                 raise Problem(409, "a key cannot revoke itself; use another admin key")
-            row = await conn.fetchrow(
-                "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING role",
-                kid,
-            )
-            if row is None:
+            role = await sql.revoke(conn, kid)
+            if role is None:
                 raise not_found("key")
-            await audit(conn, principal, "key.revoked", "key", kid, {"role": row["role"]})
+            await audit(conn, principal, "key.revoked", "key", kid, {"role": role})
             return Outcome(
                 204,
                 None,
@@ -176,4 +138,4 @@ class KeyController(Controller):
                 ],
             )
 
-        return await mutate(request, work)
+        return await mutation.run(work)

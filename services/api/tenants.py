@@ -18,9 +18,10 @@ from services.kernel.ids import new_id
 
 from .auth import Principal, Role, admin_only, principal_of
 from .crud import set_clause
-from .keys import KEY_COLUMNS, Key, KeyWithSecret, insert_key, key_from_row
+from .keys import Key, KeyWithSecret, insert_key, key_from_row
 from .mutations import Outcome, audit, mutate
 from .problems import PUBLIC_ERRORS, READ_ERRORS, WRITE_ERRORS, Problem
+from .queries import keys as key_sql
 from .seats import Seats, record_seats
 from .state import api_state
 from .validation import check_email, check_name, check_timezone
@@ -167,7 +168,7 @@ class MeController(Controller):
         principal = principal_of(request)
         async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
             tenant = await conn.fetchrow(f"SELECT {TENANT_COLUMNS} FROM tenants")
-            key = await conn.fetchrow(f"SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1", principal.key_id)
+            key = await key_sql.get(conn, principal.key_id)
         if tenant is None or key is None:
             raise Problem(401, "this API key's tenant no longer exists")
         return Me(tenant=tenant_from_row(tenant), key=key_from_row(key))
