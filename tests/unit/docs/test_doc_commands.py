@@ -1,7 +1,8 @@
 """Docs and code cannot drift: every `switchboard` command shown in README.md and docs/*.md names a command
 that exists, with options it takes, and quotes what the shell would otherwise take for a redirection; every
 link between the docs points at a file in the repository. Fast (no platform): the commands are parsed by
-the CLI's own click tree, not run. The README's quick start (the first five minutes, then the first call with
+the CLI's own click tree here; tests/integration/cli/test_doc_examples.py runs the console blocks of docs/*.md
+against the session's API. The README's quick start (the first five minutes, then the first call with
 `agent connect` and SIPp) runs for real, as written, in tests/e2e/first_call/test_readme_calls.py."""
 
 from __future__ import annotations
