@@ -11,7 +11,8 @@ interleave), so a drift in the shared machine's load weighs on both sides alike:
   call with recording on, against the same calls off, per pair of steps. Pairs are added until the 95 %
   interval of the mean (Student's t) is at most --half wide on each side (so the whole interval spans less
   than the 15 % goal) or --max-repeats is reached; mean, median, interval, pooled ratio, pairs and the load
-  average during the steps are reported. It includes the spool's fsync and the chunks' publishing to
+  average during the steps are reported. A pair whose two steps lost unequal shares of their audio (the
+  machine starved one of them) did unequal work: it is reported and left out (--loss-gap). It includes the spool's fsync and the chunks' publishing to
   JetStream (services/media/spool/ship.py).
 - hangup_to_available_p95_ms: from each recorded call's call.ended to its recording.available, both seen
   by this process on the bus (one clock).
@@ -167,7 +168,11 @@ def controller(args: argparse.Namespace) -> None:
         }
         calls_of = {"passthrough": args.calls, "pcmu": args.webrtc_calls}
         for r in range(args.max_repeats):
-            todo = [p for p in args.paths if r < args.repeats or not _converged(pairs[p], args.half)]
+            todo = [
+                p
+                for p in args.paths
+                if len(_valid(pairs[p], args.loss_gap)) < args.repeats or not _converged(pairs[p], args)
+            ]
             if not todo:
                 break
             for path in todo:
@@ -227,12 +232,22 @@ def _per_call(step: mb.Step) -> float:
     return step.cpu / step.carried if step.carried else math.nan
 
 
-def _overheads(pairs: list[tuple[mb.Step, mb.Step]]) -> list[float]:
+def _valid(pairs: list[tuple[mb.Step, mb.Step]], loss_gap: float) -> list[tuple[mb.Step, mb.Step]]:
+    """The pairs whose two steps did comparable work: both carried their calls' audio (under 50 % loss) and
+    lost about as much (within `loss_gap` points). A step starved by the machine (its load generator late,
+    a port taken) relays fewer frames and would pass for cheaper."""
     return [
-        (_per_call(on) - _per_call(off)) / _per_call(off) * 100
+        (off, on)
         for off, on in pairs
-        if _per_call(off) > 0 and not math.isnan(_per_call(on))
+        if _per_call(off) > 0
+        and not math.isnan(_per_call(on))
+        and max(off.loss, on.loss) < 50.0
+        and abs(on.loss - off.loss) <= loss_gap
     ]
+
+
+def _overheads(pairs: list[tuple[mb.Step, mb.Step]]) -> list[float]:
+    return [(_per_call(on) - _per_call(off)) / _per_call(off) * 100 for off, on in pairs]
 
 
 def _interval(values: list[float]) -> tuple[float, float, float]:
@@ -244,19 +259,20 @@ def _interval(values: list[float]) -> tuple[float, float, float]:
     return mean, sd, half
 
 
-def _converged(pairs: list[tuple[mb.Step, mb.Step]], half_goal: float) -> bool:
-    _mean, _sd, half = _interval(_overheads(pairs))
-    return not math.isnan(half) and half <= half_goal
+def _converged(pairs: list[tuple[mb.Step, mb.Step]], args: argparse.Namespace) -> bool:
+    _mean, _sd, half = _interval(_overheads(_valid(pairs, args.loss_gap)))
+    return not math.isnan(half) and half <= args.half
 
 
 def _path_metric(
-    path: str, pairs: list[tuple[mb.Step, mb.Step]], args: argparse.Namespace
+    path: str, every: list[tuple[mb.Step, mb.Step]], args: argparse.Namespace
 ) -> dict[str, object]:
+    pairs = _valid(every, args.loss_gap)
     overheads = _overheads(pairs)
     mean, sd, half = _interval(overheads)
     on_cpu = sum(_per_call(on) for _, on in pairs)
     off_cpu = sum(_per_call(off) for off, _ in pairs)
-    loads = [step.loadavg for pair in pairs for step in pair]
+    loads = [step.loadavg for pair in every for step in pair]
     return {
         "metric": f"recording_cpu_overhead_pct_{'relay' if path == 'passthrough' else 'webrtc'}",
         "value": round(mean, 1),
@@ -271,6 +287,7 @@ def _path_metric(
             "ci95": [round(mean - half, 1), round(mean + half, 1)] if not math.isnan(half) else None,
             "pooled": round((on_cpu / off_cpu - 1) * 100, 1) if off_cpu else None,
             "pairs": len(overheads),
+            "pairs_rejected": len(every) - len(pairs),  # unequal loss between the two steps (_valid)
             "converged": not math.isnan(half) and half <= args.half,
         },
         "cpu_pct_per_call_off": round(off_cpu / len(pairs), 3) if pairs else None,
@@ -330,10 +347,14 @@ def report(
         f"{args.seconds:.0f} s steps, {os.cpu_count()} cores shared; load average now {loadavg[0]:.1f})"
     )
     for path, got in pairs.items():
+        valid = _valid(got, args.loss_gap)
         for off, on in got:
+            change = (
+                (_per_call(on) - _per_call(off)) / _per_call(off) * 100 if _per_call(off) > 0 else math.nan
+            )
             print(
-                f"  {path:11s} off {_per_call(off):.3f}  on {_per_call(on):.3f} %/call  "
-                f"-> {(_per_call(on) - _per_call(off)) / _per_call(off) * 100:+.1f} %"
+                f"  {path:11s} off {_per_call(off):.3f}  on {_per_call(on):.3f} %/call  -> {change:+.1f} %  "
+                f"(loss {off.loss:.1f} / {on.loss:.1f} %{'' if (off, on) in valid else ', rejected'})"
             )
     print(f"{'metric':40s} {'value':>10s}  goal")
     for m in metrics:
@@ -350,17 +371,23 @@ def report(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=80, help="relay calls per step (default 80)")
-    parser.add_argument("--webrtc-calls", type=int, default=16, help="WebRTC calls per step (default 16)")
+    parser.add_argument("--webrtc-calls", type=int, default=10, help="WebRTC calls per step (default 10)")
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per step")
     parser.add_argument("--repeats", type=int, default=6, help="off/on pairs per path at least (default 6)")
     parser.add_argument(
-        "--max-repeats", type=int, default=16, help="off/on pairs per path at most (default 16)"
+        "--max-repeats", type=int, default=16, help="off/on pairs tried per path at most (default 16)"
     )
     parser.add_argument(
         "--half",
         type=float,
         default=5.0,
         help="add pairs until the 95 %% interval of the mean is at most this many points each side (default 5)",
+    )
+    parser.add_argument(
+        "--loss-gap",
+        type=float,
+        default=5.0,
+        help="a pair counts only if its two steps' loss differs by at most this many points (default 5)",
     )
     parser.add_argument(
         "--paths", default="passthrough,pcmu", help="passthrough (relay) and/or pcmu (WebRTC)"
