@@ -62,6 +62,9 @@ CONSUMERS: dict[type[Event], list[str]] = {
     ev.QueueStats: [FACTS, FEED],
     ev.RecordingAvailable: [WEBHOOKS, "services/api/desk.py"],
     ev.RecordingDeleted: [WEBHOOKS],
+    ev.RecordingPaused: [WEBHOOKS],
+    ev.RecordingResumed: [WEBHOOKS],
+    ev.RecordingStarted: [WEBHOOKS],
     ev.RoutingCallbackDue: [CONTACTS],
     ev.SeatsChanged: ["services/routing/worker.py"],
     ev.SessionsEnded: [SIGNALLING],
@@ -69,8 +72,7 @@ CONSUMERS: dict[type[Event], list[str]] = {
 }
 
 # Published, consumed by nothing (named only inside the publishing service): to be removed by the owners of
-# those services, who were rewriting them when this list was made (services/media for #21, the recording
-# pipeline for #20). Value: the service the event may be named in.
+# those services, who were rewriting them when this list was made (services/media for #21). Value: the service the event may be named in.
 UNCONSUMED: dict[type[Event], str] = {
     ev.CallBridged: "services/media/",
     ev.CallUnbridged: "services/media/",
@@ -78,9 +80,6 @@ UNCONSUMED: dict[type[Event], str] = {
     ev.CallMonitored: "services/media/",
     ev.CallTransfer: "services/media/",
     ev.CallQuality: "services/media/",
-    ev.RecordingStarted: "services/recording/",
-    ev.RecordingPaused: "services/recording/",
-    ev.RecordingResumed: "services/recording/",
 }
 
 _SUBSCRIBES = re.compile(r"\.(consume|consume_batches|listen)\(")
