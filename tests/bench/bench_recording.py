@@ -167,46 +167,52 @@ def controller(args: argparse.Namespace) -> None:
             "data_dir": data_dir,
         }
         calls_of = {"passthrough": args.calls, "pcmu": args.webrtc_calls}
-        for r in range(args.max_repeats):
-            todo = [
-                p
-                for p in args.paths
-                if len(_valid(pairs[p], args.loss_gap)) < args.repeats or not _converged(pairs[p], args)
-            ]
-            if not todo:
-                break
-            for path in todo:
-                # Alternate which goes first, so a drift in the machine's load does not favour one side.
-                order = (False, True) if r % 2 == 0 else (True, False)
-                got: dict[bool, mb.Step] = {}
-                for record in order:
-                    before = set(watch.available)
-                    c0 = mb.cpu_seconds(recorder.pid)
-                    step = mb.run_step(ctx, path, calls_of[path], record, args.seconds)
-                    got[record] = step
-                    if record:
-                        waited = time.monotonic() + 15
-                        while len(set(watch.available) - before) < step.carried and time.monotonic() < waited:
-                            time.sleep(0.05)
-                        new = [rid for rid in watch.available if rid not in before]
-                        ends = [watch.ended[rid] for rid in new if rid in watch.ended]
-                        latencies += [
-                            (watch.available[rid] - watch.ended[rid]) * 1000
-                            for rid in new
-                            if rid in watch.ended
-                        ]
-                        if new and ends:
-                            span = max(watch.available[rid] for rid in new) - min(ends)
-                            rates.append(len(new) / span if span > 0 else math.nan)
-                        rec_cpu.append(mb.cpu_seconds(recorder.pid) - c0)
-                        recorded += len(new)
-                    print(
-                        f"  {path} repeat {r + 1} {'on ' if record else 'off'}: {step.carried} calls, worker "
-                        f"{step.cpu:.1f} % of a core ({_per_call(step):.3f} %/call), loss {step.loss:.2f} %, "
-                        f"p95 {step.p95:.1f} ms, load {step.loadavg:.1f}",
-                        flush=True,
-                    )
-                pairs[path].append((got[False], got[True]))
+        try:
+            for r in range(args.max_repeats):
+                todo = [
+                    p
+                    for p in args.paths
+                    if len(_valid(pairs[p], args.loss_gap)) < args.repeats or not _converged(pairs[p], args)
+                ]
+                if not todo:
+                    break
+                for path in todo:
+                    # Alternate which goes first, so a drift in the machine's load does not favour one side.
+                    order = (False, True) if r % 2 == 0 else (True, False)
+                    got: dict[bool, mb.Step] = {}
+                    for record in order:
+                        before = set(watch.available)
+                        c0 = mb.cpu_seconds(recorder.pid)
+                        step = mb.run_step(ctx, path, calls_of[path], record, args.seconds)
+                        got[record] = step
+                        if record:
+                            waited = time.monotonic() + 15
+                            while (
+                                len(set(watch.available) - before) < step.carried
+                                and time.monotonic() < waited
+                            ):
+                                time.sleep(0.05)
+                            new = [rid for rid in watch.available if rid not in before]
+                            ends = [watch.ended[rid] for rid in new if rid in watch.ended]
+                            latencies += [
+                                (watch.available[rid] - watch.ended[rid]) * 1000
+                                for rid in new
+                                if rid in watch.ended
+                            ]
+                            if new and ends:
+                                span = max(watch.available[rid] for rid in new) - min(ends)
+                                rates.append(len(new) / span if span > 0 else math.nan)
+                            rec_cpu.append(mb.cpu_seconds(recorder.pid) - c0)
+                            recorded += len(new)
+                        print(
+                            f"  {path} repeat {r + 1} {'on ' if record else 'off'}: {step.carried} calls, worker "
+                            f"{step.cpu:.1f} % of a core ({_per_call(step):.3f} %/call), loss {step.loss:.2f} %, "
+                            f"p95 {step.p95:.1f} ms, load {step.loadavg:.1f}",
+                            flush=True,
+                        )
+                    pairs[path].append((got[False], got[True]))
+        except KeyboardInterrupt:  # SIGINT or SIGTERM: report the pairs measured so far
+            print("  stopped early: reporting the pairs measured so far", flush=True)
     finally:
         if watch is not None:
             watch.close()
@@ -368,10 +374,15 @@ def report(
     (out / "recording.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    signal.signal(signal.SIGTERM, _interrupt)  # a stop on a time budget still reports what was measured
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calls", type=int, default=80, help="relay calls per step (default 80)")
-    parser.add_argument("--webrtc-calls", type=int, default=10, help="WebRTC calls per step (default 10)")
+    parser.add_argument("--calls", type=int, default=40, help="relay calls per step (default 40)")
+    parser.add_argument("--webrtc-calls", type=int, default=8, help="WebRTC calls per step (default 8)")
     parser.add_argument("--seconds", type=float, default=6.0, help="measured seconds per step")
     parser.add_argument("--repeats", type=int, default=6, help="off/on pairs per path at least (default 6)")
     parser.add_argument(
