@@ -109,8 +109,11 @@ async def test_signed_deliveries_retries_log_and_replay(infra, api_server, bus, 
         await bus.publish(
             ev.ContactEnded(tenant_id=tenant_a, call_id=call, queue_id="q", agent_id="ag", talk_s=61.5)
         )
+        # The recording family: a recording's start and pause reach tenants too (issue 20 item 8).
+        await bus.publish(ev.RecordingStarted(tenant_id=tenant_a, recording_id=call))
+        await bus.publish(ev.RecordingPaused(tenant_id=tenant_a, recording_id=call))
 
-        await until("two deliveries at the good receiver", lambda: len(good.requests) >= 2)
+        await until("four deliveries at the good receiver", lambda: len(good.requests) >= 4)
         for _, headers, body in good.requests:
             assert verify(
                 hook["secret"].encode(),
@@ -127,7 +130,7 @@ async def test_signed_deliveries_retries_log_and_replay(infra, api_server, bus, 
                 time.time(),
             )
         types = sorted(json.loads(body)["type"] for _, _, body in good.requests)
-        assert types == ["contact.ended", "contact.queued"]
+        assert types == ["contact.ended", "contact.queued", "recording.paused", "recording.started"]
         ended = next(json.loads(b) for _, _, b in good.requests if json.loads(b)["type"] == "contact.ended")
         assert ended["tenant_id"] == str(tenant_a) and ended["data"]["talk_s"] == 61.5
 
