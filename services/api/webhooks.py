@@ -20,10 +20,12 @@ from services.kernel.ids import new_id
 from services.reporting import webhooks as wh
 from services.reporting.webhook_worker import record, send, signed
 
-from .auth import Principal, admin_only, principal_of
+from .auth import Principal, admin_only
 from .crud import IdParam, path_id
-from .mutations import Outcome, audit, mutate
+from .deps import CallerDep, MutationDep, TenantConnDep
+from .mutations import Outcome, audit
 from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, not_found, validation
+from .queries import webhooks as sql
 from .state import api_state
 
 __all__ = ["WebhookController"]
@@ -70,12 +72,6 @@ class DeliveryList(msgspec.Struct):
     items: list[Delivery]
 
 
-_DELIVERY_COLUMNS = (
-    "id, endpoint_id, event_id, event_type, status, attempts, last_status, last_error, created_at, "
-    "updated_at, delivered_at, body"
-)
-
-
 def _check(data: WebhookCreate) -> tuple[str, list[str]]:
     url = data.url.strip()
     if not (url.startswith("http://") or url.startswith("https://")) or len(url) > 2000 or " " in url:
@@ -101,54 +97,42 @@ class WebhookController(Controller):
 
     @post("/", responses=WRITE_ERRORS, status_code=201, summary="Add an endpoint (its secret is shown once)")
     async def create_webhook(
-        self, request: Request[Any, Any, Any], data: JSONBody[WebhookCreate]
+        self, request: Request[Any, Any, Any], mutation: MutationDep, data: JSONBody[WebhookCreate]
     ) -> Response[WebhookWithSecret]:
         url, events = _check(data)
         secret_source = api_state(request).settings.token_secret
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[WebhookWithSecret]:
-            if await conn.fetchval("SELECT count(*) FROM webhook_endpoints") >= MAX_ENDPOINTS:
+            if await sql.count(conn) >= MAX_ENDPOINTS:
                 raise validation("url", f"a tenant has at most {MAX_ENDPOINTS} webhook endpoints")
             endpoint_id = new_id()
-            row = await conn.fetchrow(
-                """INSERT INTO webhook_endpoints (id, tenant_id, url, events) VALUES ($1, $2, $3, $4)
-                   RETURNING id, url, events, created_at""",
-                endpoint_id,
-                principal.tenant_id,
-                url,
-                events,
-            )
+            row = await sql.insert(conn, endpoint_id, principal.tenant_id, url, events)
             await audit(conn, principal, "webhook.created", "webhook", endpoint_id, {"url": url})
             made = WebhookWithSecret(**dict(row), secret=wh.endpoint_secret(secret_source, endpoint_id))
             return Outcome(201, made, [])
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
     @get("/", responses=READ_ERRORS, summary="List endpoints")
-    async def list_webhooks(self, request: Request[Any, Any, Any]) -> WebhookList:
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            rows = await conn.fetch(
-                "SELECT id, url, events, created_at FROM webhook_endpoints ORDER BY created_at"
-            )
-        return WebhookList(items=[Webhook(**dict(r)) for r in rows])
+    async def list_webhooks(self, tenant_conn: TenantConnDep) -> WebhookList:
+        return WebhookList(items=[Webhook(**dict(r)) for r in await sql.endpoints(tenant_conn)])
 
     @delete("/{webhook_id:str}", responses=DELETE_RESPONSES, status_code=204, summary="Remove an endpoint")
-    async def delete_webhook(self, request: Request[Any, Any, Any], webhook_id: IdParam) -> Response[None]:
+    async def delete_webhook(self, mutation: MutationDep, webhook_id: IdParam) -> Response[None]:
         wid = path_id(webhook_id, "webhook")
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
-            if await conn.fetchval("DELETE FROM webhook_endpoints WHERE id = $1 RETURNING id", wid) is None:
+            if not await sql.delete(conn, wid):
                 raise not_found("webhook")
             await audit(conn, principal, "webhook.deleted", "webhook", wid, {})
             return Outcome(204, None, [])
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
     @get("/deliveries", responses=READ_ERRORS, summary="The delivery log, newest first")
     async def list_deliveries(
         self,
-        request: Request[Any, Any, Any],
+        tenant_conn: TenantConnDep,
         status: Annotated[
             str | None, QueryParameter(name="status", description="pending, delivered or failed")
         ] = None,
@@ -156,14 +140,7 @@ class WebhookController(Controller):
     ) -> DeliveryList:
         if status is not None and status not in ("pending", "delivered", "failed"):
             raise validation("status", "use pending, delivered or failed")
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            rows = await conn.fetch(
-                f"""SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE ($1::text IS NULL OR status = $1)
-                    ORDER BY created_at DESC, id DESC LIMIT $2""",
-                status,
-                limit,
-            )
+        rows = await sql.deliveries(tenant_conn, status, limit)
         return DeliveryList(items=[Delivery(**dict(r)) for r in rows])
 
     @post(
@@ -172,16 +149,15 @@ class WebhookController(Controller):
         status_code=200,
         summary="Send a delivery again now (a failed one, or any other)",
     )
-    async def replay_delivery(self, request: Request[Any, Any, Any], delivery_id: IdParam) -> Delivery:
+    async def replay_delivery(
+        self, request: Request[Any, Any, Any], principal: CallerDep, delivery_id: IdParam
+    ) -> Delivery:
+        # Not a `mutation`: the HTTP request to the tenant's server is made between two transactions (no
+        # transaction is held open while a slow receiver answers), and a replay is not idempotent by key.
         did = path_id(delivery_id, "delivery")
-        principal = principal_of(request)
         state = api_state(request)
         async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
-            row = await conn.fetchrow(
-                """SELECT d.id, d.endpoint_id, d.event_type, d.body, d.attempts, e.url
-                   FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id = $1""",
-                did,
-            )
+            row = await sql.replayable(conn, did)
         if row is None:
             raise not_found("delivery")
         secret = wh.endpoint_secret(state.settings.token_secret, row["endpoint_id"])
@@ -189,15 +165,12 @@ class WebhookController(Controller):
             outcome = await send(http, row["url"], *signed(row, secret, time.time()))
         async with tenant_tx(state.db(), principal.tenant_id) as conn:
             # A replay is one more attempt; it never turns into a scheduled retry: delivered or failed.
-            attempts = await conn.fetchval(
-                "SELECT attempts FROM webhook_deliveries WHERE id = $1 FOR UPDATE", did
-            )
+            attempts = await sql.lock_attempts(conn, did)
             if attempts is None:
                 raise not_found("delivery")
             await record(conn, did, max(attempts + 1, wh.MAX_ATTEMPTS), outcome)
-            await conn.execute("UPDATE webhook_deliveries SET attempts = $2 WHERE id = $1", did, attempts + 1)
+            await sql.count_attempt(conn, did, attempts + 1)
             await audit(conn, principal, "webhook.replayed", "webhook_delivery", did, {})
-            fresh = await conn.fetchrow(
-                f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1", did
-            )
+            fresh = await sql.delivery(conn, did)
+            assert fresh is not None  # its row is locked by this transaction
         return Delivery(**dict(fresh))
