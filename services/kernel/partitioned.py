@@ -283,21 +283,22 @@ class Leases:
                     self.owned[p] = new
 
     async def _take_back(self, p: int) -> int | None:
-        """Our lease ran out because this process was starved past the TTL (a refresh came late) and the key
-        is simply gone: nobody took the partition, so take it back (create: only while absent) instead of
+        """Our refresh was refused. Our lease ran out because this process was starved past the TTL (a refresh
+        came late) and the key is simply gone: nobody took the partition, so take it back (create: only while absent) instead of
         dropping the partition's state and answering no one until the next claim round rebuilt it. A key
         another worker holds, or released (a delete marker: it owned the partition meanwhile), is theirs:
         None. The revision of the lease taken back otherwise."""
         assert self._kv is not None
-        key = self._key(p)
+        key, me = self._key(p), self.worker_id.encode()
         try:
-            await self._kv.get(key)
-            return None
+            entry = await self._kv.get(key)
+            # Still ours under a newer revision: an update of ours went through but its answer was lost.
+            return entry.revision if entry.value == me and entry.revision is not None else None
         except KeyNotFoundError as exc:
             if getattr(exc, "op", None) is not None:
                 return None  # a delete or purge marker, not an expiry
         try:
-            rev = await self._kv.create(key, self.worker_id.encode())
+            rev = await self._kv.create(key, me)
         except (KeyWrongLastSequenceError, KeyNotFoundError):
             return None
         log.warning("lease_taken_back", partition=p, worker=self.worker_id)

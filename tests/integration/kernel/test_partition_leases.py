@@ -86,3 +86,23 @@ async def test_a_lease_another_worker_took_meanwhile_is_given_up(infra: Any) -> 
         await a.stop()
         await bus.js.delete_key_value(bucket)
         await bus.close()
+
+
+async def test_a_refresh_whose_answer_was_lost_keeps_the_lease(infra: Any) -> None:
+    """An update of ours went through but its answer did not come back (a timeout under load): the next
+    refresh, with the revision we still hold, is refused, yet the key is ours. Kept, not dropped."""
+    bus = await connect(infra.nats_url, name="lease-test")
+    bucket = f"lease_test_{uuid.uuid4().hex[:8]}"
+    events: list[tuple[str, int]] = []
+    a = _leases(bus, bucket, "a", events, home={0})
+    try:
+        await a.start()
+        kv = await bus.js.key_value(bucket)
+        await kv.update("leasetest.n1.p0", b"a", last=a.owned[0])  # ours, behind the worker's back
+        await asyncio.sleep(LEASE_REFRESH_S * 2.5)
+        assert events == [("gain", 0)], events
+        assert 0 in a.owned and (await kv.get("leasetest.n1.p0")).value == b"a"
+    finally:
+        await a.stop()
+        await bus.js.delete_key_value(bucket)
+        await bus.close()
