@@ -43,6 +43,19 @@ class CallState(enum.Enum):
     ENDED = "ended"
 
 
+class CallInput(enum.Enum):
+    ANSWER = "answer"
+    END = "end"
+
+
+# A call's life: the only moves its state makes (Call._set_state).
+CALL_TABLE: dict[CallState, dict[CallInput, CallState]] = {
+    CallState.RINGING: {CallInput.ANSWER: CallState.ANSWERED, CallInput.END: CallState.ENDED},
+    CallState.ANSWERED: {CallInput.END: CallState.ENDED},
+    CallState.ENDED: {},
+}
+
+
 @dataclass(slots=True)
 class Playback:
     play_id: uuid.UUID | None
@@ -101,15 +114,23 @@ class Call:
 
     # --- life cycle ---
 
+    def _set_state(self, event: CallInput) -> bool:
+        """Move through CALL_TABLE; False (nothing changes) where the table has no such move: a second
+        answer or end is a no-op, not an error (both sides may hang up at once)."""
+        new = CALL_TABLE[self.state].get(event)
+        if new is None:
+            return False
+        self.state = new
+        return True
+
     def answered(self, now: float) -> list[Event]:
-        if self.state is not CallState.RINGING:
+        if not self._set_state(CallInput.ANSWER):
             return []
-        self.state = CallState.ANSWERED
         self.answered_at = now
         return [CallAnswered(**self._stamp(now), call_id=self.call_id)]
 
     def end(self, cause: str, now: float, *, sip_status: int | None = None) -> list[Event]:
-        if self.state is CallState.ENDED:
+        if CallInput.END not in CALL_TABLE[self.state]:
             return []
         self.pending_digit = None
         events: list[Event] = []
@@ -121,7 +142,7 @@ class Call:
         self.playback = None
         if self.collection is not None:
             events.append(self._collected("stopped", now))
-        self.state = CallState.ENDED
+        self._set_state(CallInput.END)
         self.ended_at = now
         duration = round(now - self.answered_at, 3) if self.answered_at is not None else 0.0
         events.append(

@@ -145,7 +145,7 @@ class SipEdge:
     def now(self) -> float:
         return asyncio.get_running_loop().time()
 
-    def _run(self, actions: list[sip.Action]) -> None:
+    def carry_out(self, actions: list[sip.Action]) -> None:
         for action in actions:
             try:
                 self._action(action)
@@ -162,14 +162,14 @@ class SipEdge:
         elif isinstance(action, sip.TimedOut | sip.TransportError):
             leg = self.by_client.pop(action.key, None)
             if leg is not None and leg.outbound and leg.call.state is CallState.RINGING:
-                self._finish(leg, "no_answer", 408)
+                self.finish(leg, "no_answer", 408)
             elif leg is not None and action.request.method == "BYE":
-                self._finish(leg, "normal_clearing")
+                self.finish(leg, "normal_clearing")
         elif isinstance(action, sip.TransactionTerminated):
             self.by_invite.pop(action.key, None)
             self.pending.pop(action.key, None)
 
-    def _arm(self) -> None:
+    def arm(self) -> None:
         deadlines = [d for d in (self.layer.next_timer(),) if d is not None]
         for leg in self.awaiting_ack.values():  # not every leg: this runs for every message
             if leg.ok is not None:
@@ -191,7 +191,7 @@ class SipEdge:
         self._timer_at = None
         now = self.now()
         try:
-            self._run(self.layer.handle_timer(now))
+            self.carry_out(self.layer.handle_timer(now))
             for leg in list(self.awaiting_ack.values()):
                 ok = leg.ok
                 if ok is None:
@@ -204,7 +204,7 @@ class SipEdge:
                     self.hangup(leg, "ack_timeout")
         except Exception:
             log.exception("sip_timer_failed")
-        self._arm()
+        self.arm()
 
     # --- requests ---
 
@@ -224,16 +224,16 @@ class SipEdge:
             request, status, reason, to_tag=to_tag or sip.new_tag(), headers=headers or [], body=body
         )
         if key is not None and self.layer.get(key) is not None:
-            self._run(self.layer.send_response(key, response, self.now()))
+            self.carry_out(self.layer.send_response(key, response, self.now()))
         else:
             self.send(response, peer)
 
     def _on_message(self, message: sip.SipMessage, peer: Peer) -> None:
         try:
-            self._run(self.layer.receive(message, self.now(), peer=peer, reliable=peer[0] == "tcp"))
+            self.carry_out(self.layer.receive(message, self.now(), peer=peer, reliable=peer[0] == "tcp"))
         except Exception:
             log.exception("sip_message_failed")
-        self._arm()
+        self.arm()
 
     def _request(self, key: sip.TransactionKey | None, request: sip.SipRequest, peer: Peer) -> None:
         verdict = requests.screen(request)
@@ -276,7 +276,7 @@ class SipEdge:
             return
         if method == "BYE":
             self._respond(key, request, 200, peer)
-            self._finish(leg, "remote_bye")
+            self.finish(leg, "remote_bye")
         elif method == "INFO":
             self._info(key, request, peer, leg)
         else:
@@ -309,7 +309,7 @@ class SipEdge:
         if not isinstance(media, sip.NegotiatedMedia) or leg.rtp is None:
             self.hangup(leg, "media_rejected")  # no usable answer: the only way out is BYE
             return
-        self._apply_media(leg, media)
+        self.apply_media(leg, media)
 
     def _cancel(self, key: sip.TransactionKey | None, request: sip.SipRequest, peer: Peer) -> None:
         invite_key = self.layer.find_invite(request, peer)
@@ -323,13 +323,13 @@ class SipEdge:
         leg = self.by_invite.get(invite_key)
         invite = txn.request
         to_tag = leg.to_tag if leg is not None else sip.new_tag()
-        self._run(
+        self.carry_out(
             self.layer.send_response(invite_key, sip.make_response(invite, 487, to_tag=to_tag), self.now())
         )
         self.pending.pop(invite_key, None)
         if leg is not None:
             leg.final_sent = True
-            self._finish(leg, "cancelled", 487)
+            self.finish(leg, "cancelled", 487)
 
     def _info(self, key: sip.TransactionKey | None, request: sip.SipRequest, peer: Peer, leg: Leg) -> None:
         ctype = request.content_type
@@ -357,7 +357,7 @@ class SipEdge:
                 self._respond(key, invite, 500, peer)
         finally:
             self.pending.pop(key, None)
-            self._arm()
+            self.arm()
 
     def _still_pending(self, key: sip.TransactionKey) -> bool:
         """The INVITE still wants an answer from set-up: not CANCELled, not answered by anyone else. Checked
@@ -375,7 +375,7 @@ class SipEdge:
             self._setup_config,
             to_tag=sip.new_tag(),
             session_id=random.getrandbits(31),
-            local=self._local(peer),
+            local=self.local(peer),
             contact_uri=self._contact_uri(peer),
         )
         leg: Leg | None = None
@@ -425,10 +425,10 @@ class SipEdge:
                     self.by_invite[key] = leg
                     self.dialogs.add(dialog)
                     self.by_dialog[dialog.id] = leg
-                    self._run(self.layer.send_response(key, ringing, self.now()))
+                    self.carry_out(self.layer.send_response(key, ringing, self.now()))
                 case setup_core.OpenRtp(port):
                     assert leg is not None
-                    rtp = await self._open_rtp(leg, port)
+                    rtp = await self.open_rtp(leg, port)
                     follow = setup.rtp_opened(
                         rtp.port if rtp is not None else None,
                         pending=self._still_pending(key),
@@ -441,7 +441,7 @@ class SipEdge:
                     assert leg is not None and rtp is not None
                     self._release_rtp(leg, rtp)  # cancelled while the sockets were opening
                     if finish:
-                        self._finish(leg, "cancelled")
+                        self.finish(leg, "cancelled")
                 case setup_core.Announce(answer, codec):
                     assert leg is not None and rtp is not None
                     self._announce(leg, rtp, answer, codec, setup.number or "")
@@ -459,7 +459,7 @@ class SipEdge:
         """The call is set up: its media, then call.arrived."""
         leg.rtp = rtp
         if isinstance(answer, sip.Answer):
-            self._apply_media(leg, answer.media)
+            self.apply_media(leg, answer.media)
             leg.answer_sdp = bytes(answer.sdp)
         else:
             leg.late_offer = answer
@@ -540,15 +540,15 @@ class SipEdge:
             and leg.invite_key is not None
             and self.layer.state(leg.invite_key) is sip.State.PROCEEDING
         ):
-            self._run(
+            self.carry_out(
                 self.layer.send_response(
                     leg.invite_key, sip.make_response(leg.invite, status, to_tag=leg.to_tag), self.now()
                 )
             )
         leg.final_sent = True
-        self._finish(leg, cause, status)
+        self.finish(leg, cause, status)
 
-    async def _open_rtp(self, leg: Leg, port: int | None = None) -> RtpSession | None:
+    async def open_rtp(self, leg: Leg, port: int | None = None) -> RtpSession | None:
         """RTP/RTCP sockets on `port` (already taken from the pool) or the next free pair; a pair that
         another process holds is skipped."""
         for _ in range(50):
@@ -572,7 +572,7 @@ class SipEdge:
         rtp.close()
         self.ports.release(rtp.port)
 
-    def _apply_media(self, leg: Leg, media: sip.NegotiatedMedia) -> None:
+    def apply_media(self, leg: Leg, media: sip.NegotiatedMedia) -> None:
         assert leg.rtp is not None
         codec = G711.PCMA if media.codec.name.upper() == "PCMA" else G711.PCMU
         leg.rtp.configure(
@@ -585,14 +585,14 @@ class SipEdge:
         )
         self.emit(leg.call.hold(media.on_hold, by="remote", now=self.now()))
 
-    def _local(self, peer: Peer) -> sip.LocalAddress:
+    def local(self, peer: Peer) -> sip.LocalAddress:
         return sip.LocalAddress(self.config.host, self.config.port, "TCP" if peer[0] == "tcp" else "UDP")
 
     def _contact_uri(self, peer: Peer) -> str:
         suffix = ";transport=tcp" if peer[0] == "tcp" else ""
         return f"sip:{self.config.host}:{self.config.port}{suffix}"
 
-    def _contact(self, peer: Peer) -> str:
+    def contact(self, peer: Peer) -> str:
         return f"<{self._contact_uri(peer)}>"
 
     # --- call control (used by commands too) ---
@@ -607,17 +607,17 @@ class SipEdge:
             200,
             to_tag=leg.to_tag,
             body=leg.answer_sdp,
-            headers=[("Contact", self._contact(leg.peer)), ("Allow", ALLOW), *self._session_timer(leg)],
+            headers=[("Contact", self.contact(leg.peer)), ("Allow", ALLOW), *self._session_timer(leg)],
         )
         leg.final_sent = True
-        self._run(self.layer.send_response(leg.invite_key, ok, self.now()))
+        self.carry_out(self.layer.send_response(leg.invite_key, ok, self.now()))
         leg.ok = sip.InviteOkRetransmitter(ok, self.now(), reliable=leg.reliable, timers=self.config.timers)
         self.awaiting_ack[leg.call.call_id] = leg
         if leg.dialog is not None:
             leg.dialog.confirm()
         self.emit(leg.call.answered(self.now()))
         self.state_changed(leg)
-        self._arm()
+        self.arm()
         return True
 
     def leg_started(self, leg: Leg) -> None:
@@ -643,20 +643,20 @@ class SipEdge:
         if leg.outbound and leg.call.state is CallState.RINGING and leg.invite is not None:
             cancel = sip.make_cancel(leg.invite)
             try:
-                self._run(self.layer.send_request(cancel, self.now(), peer=leg.peer)[1])
+                self.carry_out(self.layer.send_request(cancel, self.now(), peer=leg.peer)[1])
             except sip.TransactionError:
                 pass
-            self._finish(leg, cause)
+            self.finish(leg, cause)
             return
         if leg.dialog is not None and not leg.dialog.terminated:
             bye = leg.dialog.create_request("BYE")
             try:
                 key, actions = self.layer.send_request(bye, self.now(), peer=leg.peer, reliable=leg.reliable)
                 self.by_client[key] = leg
-                self._run(actions)
+                self.carry_out(actions)
             except sip.TransactionError:
                 pass
-        self._finish(leg, cause)
+        self.finish(leg, cause)
 
     def reinvite(self, leg: Leg, *, hold: bool) -> bool:
         if leg.dialog is None or leg.call.state is not CallState.ANSWERED or leg.rtp is None:
@@ -676,7 +676,7 @@ class SipEdge:
         leg.pending_offer = offer
         key, actions = self.layer.send_request(request, self.now(), peer=leg.peer, reliable=leg.reliable)
         self.by_client[key] = leg
-        self._run(actions)
+        self.carry_out(actions)
         self.emit(leg.call.hold(hold, by="local", now=self.now(), moh=self.prompts.moh))
         return True
 
@@ -707,15 +707,15 @@ class SipEdge:
         if isinstance(answer, sip.Rejection):
             self._respond(key, request, answer.status, peer, to_tag=leg.to_tag)
             return
-        self._apply_media(leg, answer.media)
+        self.apply_media(leg, answer.media)
         ok = sip.make_response(
             request,
             200,
             to_tag=leg.to_tag,
             body=bytes(answer.sdp),
-            headers=[("Contact", self._contact(peer)), *self._session_timer(leg)],  # a refresh
+            headers=[("Contact", self.contact(peer)), *self._session_timer(leg)],  # a refresh
         )
-        self._run(self.layer.send_response(key, ok, self.now()))
+        self.carry_out(self.layer.send_response(key, ok, self.now()))
         leg.ok = sip.InviteOkRetransmitter(ok, self.now(), reliable=leg.reliable, timers=self.config.timers)
         self.awaiting_ack[leg.call.call_id] = leg
 
@@ -731,7 +731,7 @@ class SipEdge:
                 and 200 <= response.status < 300
                 and _safe(lambda: response.cseq.method) == "INVITE"
             ):
-                self._send_ack(leg, response)  # a retransmitted 2xx: ACK again
+                self.send_ack(leg, response)  # a retransmitted 2xx: ACK again
             return
         method = _safe(lambda: response.cseq.method)
         if response.status >= 200 and key is not None:
@@ -740,7 +740,7 @@ class SipEdge:
             outbound.originate_response(self, leg, response)
             return
         if method == "INVITE" and 200 <= response.status < 300:
-            self._send_ack(leg, response)
+            self.send_ack(leg, response)
             if leg.pending_offer is not None and response.body:
                 try:
                     media = sip.accept_answer(leg.pending_offer, sip.parse_sdp(response.body))
@@ -758,7 +758,7 @@ class SipEdge:
                     leg.rtp.sending = True  # music on hold goes out while we hold them
             leg.pending_offer = None
 
-    def _send_ack(self, leg: Leg, response: sip.SipResponse) -> None:
+    def send_ack(self, leg: Leg, response: sip.SipResponse) -> None:
         if leg.dialog is None:
             return
         try:
@@ -779,7 +779,7 @@ class SipEdge:
 
     # --- teardown ---
 
-    def _finish(self, leg: Leg, cause: str, sip_status: int | None = None) -> None:
+    def finish(self, leg: Leg, cause: str, sip_status: int | None = None) -> None:
         if leg.call.state is not CallState.ENDED:
             events: list[Event] = []
             if leg.rtp is not None and leg.call.answered_at is not None:

@@ -1,7 +1,8 @@
 """Outbound calls (`originate`) for the SIP edge: the INVITE towards a tenant's trunk over UDP or TCP,
 one retry answering a 401/407 digest challenge with the trunk's stored HA1, and the final response.
 
-Part of `SipEdge` (edge.py), kept apart for size: these functions take the edge as their first argument.
+These functions take the edge (edge.py's SipEdge) as their first argument, typed by the narrow
+`OutboundEdge` protocol below: what an outbound call needs of it, public members only.
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import ipaddress
 import re
 import time
 import uuid
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Protocol
 
 from services.kernel.events import CallArrived
 from services.kernel.slots import tenant_slot
@@ -20,17 +22,50 @@ from services.media.ua.leg import ALLOW, Leg
 from services.media.ua.trunk_auth import answer_challenge
 
 if TYPE_CHECKING:
-    from services.media.ua.edge import SipEdge
-    from services.media.ua.store import Trunk
-    from services.media.ua.transport import Peer
+    from services.kernel.messages import Event
+    from services.kernel.slots import Slots
+    from services.media.rtp.session import RtpSession
+    from services.media.ua.leg import EdgeConfig
+    from services.media.ua.store import Store, Trunk
+    from services.media.ua.transport import Peer, SipTransport
 
-__all__ = ["originate", "originate_response", "parse_direct"]
+__all__ = ["OutboundEdge", "originate", "originate_response", "parse_direct"]
+
+
+class OutboundEdge(Protocol):
+    """What an outbound call needs of the SIP edge."""
+
+    config: EdgeConfig
+    address: sip.LocalAddress
+    layer: sip.TransactionLayer
+    dialogs: sip.DialogTable
+    legs: dict[uuid.UUID, Leg]
+    by_client: dict[sip.TransactionKey, Leg]
+    by_dialog: dict[sip.DialogId, Leg]
+    slots: Slots
+    store: Store
+    transport: SipTransport
+
+    def emit(self, events: list[Event]) -> None: ...
+    def state_changed(self, leg: Leg) -> None: ...
+    def now(self) -> float: ...
+    def carry_out(self, actions: list[sip.Action]) -> None: ...
+    def arm(self) -> None: ...
+    def local(self, peer: Peer) -> sip.LocalAddress: ...
+    def contact(self, peer: Peer) -> str: ...
+    def open_rtp(self, leg: Leg, port: int | None = None) -> Awaitable[RtpSession | None]: ...
+    def apply_media(self, leg: Leg, media: sip.NegotiatedMedia) -> None: ...
+    def send_ack(self, leg: Leg, response: sip.SipResponse) -> None: ...
+    def leg_started(self, leg: Leg) -> None: ...
+    def hangup(self, leg: Leg, cause: str = "normal_clearing") -> None: ...
+    def finish(self, leg: Leg, cause: str, sip_status: int | None = None) -> None: ...
+
 
 _E164 = re.compile(r"\+?[1-9][0-9]{2,14}")
 
 
 async def originate(
-    edge: SipEdge,
+    edge: OutboundEdge,
     *,
     call_id: uuid.UUID,
     tenant_id: uuid.UUID,
@@ -67,7 +102,7 @@ async def originate(
 
 
 async def _place(
-    edge: SipEdge,
+    edge: OutboundEdge,
     call_id: uuid.UUID,
     tenant_id: uuid.UUID,
     to: str,
@@ -89,7 +124,7 @@ async def _place(
         except (OSError, TimeoutError) as exc:
             return f"cannot connect to the trunk over TCP: {exc}"
     leg = Leg(call=call, peer=peer, outbound=True, reliable=peer[0] == "tcp", trunk=trunk)
-    rtp = await edge._open_rtp(leg)
+    rtp = await edge.open_rtp(leg)
     if rtp is None:
         return "no media port"
     leg.rtp = rtp
@@ -115,7 +150,7 @@ async def _place(
             )
         ]
     )
-    edge._arm()
+    edge.arm()
     return None
 
 
@@ -134,19 +169,21 @@ def parse_direct(uri: str) -> tuple[str, str, int] | None:
     return parsed.user, parsed.host, parsed.port or 5060
 
 
-def send_invite(edge: SipEdge, leg: Leg, *, cseq: int, auth: tuple[str, str] | None = None) -> sip.SipRequest:
+def send_invite(
+    edge: OutboundEdge, leg: Leg, *, cseq: int, auth: tuple[str, str] | None = None
+) -> sip.SipRequest:
     """The outbound INVITE (again with credentials after a challenge: same dialog ids, next CSeq)."""
     assert leg.pending_offer is not None
     host, port = leg.peer[1], leg.peer[2]
     invite = sip.build_request(
         "INVITE",
         f"sip:{leg.out_number}@{host}:{port}" + (";transport=tcp" if leg.reliable else ""),
-        via=edge._local(leg.peer).via(sip.new_branch()),
+        via=edge.local(leg.peer).via(sip.new_branch()),
         from_=leg.out_from,
         to=f"<sip:{leg.out_number}@{host}>",
         call_id=leg.out_call_id,
         cseq=cseq,
-        contact=edge._contact(leg.peer),
+        contact=edge.contact(leg.peer),
         headers=[("Allow", ALLOW), *([auth] if auth else [])],
         body=bytes(leg.pending_offer),
         content_type="application/sdp",
@@ -154,11 +191,11 @@ def send_invite(edge: SipEdge, leg: Leg, *, cseq: int, auth: tuple[str, str] | N
     leg.invite = invite
     key, actions = edge.layer.send_request(invite, edge.now(), peer=leg.peer, reliable=leg.reliable)
     edge.by_client[key] = leg
-    edge._run(actions)
+    edge.carry_out(actions)
     return invite
 
 
-def retry_with_credentials(edge: SipEdge, leg: Leg, response: sip.SipResponse) -> bool:
+def retry_with_credentials(edge: OutboundEdge, leg: Leg, response: sip.SipResponse) -> bool:
     """Answer a trunk's 401/407 once with the trunk's digest credentials."""
     if leg.auth_attempted or leg.trunk is None or leg.invite is None:
         return False
@@ -181,7 +218,7 @@ def retry_with_credentials(edge: SipEdge, leg: Leg, response: sip.SipResponse) -
     return True
 
 
-def originate_response(edge: SipEdge, leg: Leg, response: sip.SipResponse) -> None:
+def originate_response(edge: OutboundEdge, leg: Leg, response: sip.SipResponse) -> None:
     assert leg.invite is not None
     if response.status < 200:
         if response.status > 100 and leg.dialog is None:
@@ -193,19 +230,19 @@ def originate_response(edge: SipEdge, leg: Leg, response: sip.SipResponse) -> No
     if response.status in (401, 407) and retry_with_credentials(edge, leg, response):
         return
     if response.status >= 300:
-        edge._finish(leg, "rejected", response.status)
+        edge.finish(leg, "rejected", response.status)
         return
     try:
         dialog = sip.Dialog.from_uac(leg.invite, response, address=edge.address)
     except sip.DialogError:
-        edge._finish(leg, "error", response.status)
+        edge.finish(leg, "error", response.status)
         return
     if leg.dialog is not None:
         edge.dialogs.remove(leg.dialog.id)
     leg.dialog = dialog
     edge.dialogs.add(dialog)
     edge.by_dialog[dialog.id] = leg
-    edge._send_ack(leg, response)
+    edge.send_ack(leg, response)
     media: sip.NegotiatedMedia | sip.Rejection | None = None
     if leg.pending_offer is not None and response.body:
         try:
@@ -216,7 +253,7 @@ def originate_response(edge: SipEdge, leg: Leg, response: sip.SipResponse) -> No
     if not isinstance(media, sip.NegotiatedMedia):
         edge.hangup(leg, "media_rejected")
         return
-    edge._apply_media(leg, media)
+    edge.apply_media(leg, media)
     leg.final_sent = True
     edge.emit(leg.call.answered(edge.now()))
     edge.state_changed(leg)

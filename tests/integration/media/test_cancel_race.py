@@ -169,7 +169,7 @@ async def test_cancel_during_the_route_lookup(edge: tuple[SipEdge, str, str], cl
 async def test_cancel_while_the_rtp_sockets_open(edge: tuple[SipEdge, str, str]) -> None:
     sip_edge, number, _ = edge
     gate = Gate()
-    sip_edge._open_rtp = gate.around(sip_edge._open_rtp)  # type: ignore[method-assign]
+    sip_edge.open_rtp = gate.around(sip_edge.open_rtp)  # type: ignore[method-assign]
     caller = Caller(sip_edge.config.port)
     invite, cancel = _invite(caller, number)
     caller.send(invite)

@@ -213,3 +213,15 @@ def test_events_carry_the_input_time_and_ids_derived_from_the_call() -> None:
     assert isinstance(events_a[0], CallDtmf) and isinstance(events_a[1], CallEnded)
     assert len({e.id for e in events_a}) == 2
     assert [e.id for e in events_a] == [e.id for e in events_b]
+
+
+def test_a_calls_state_moves_only_through_its_table() -> None:
+    from services.media.ua.call import CALL_TABLE, CallState
+
+    ringing_then_ended = Call(call_id=uuid.uuid4(), tenant_id=uuid.uuid4(), created_at=0.0)
+    assert [type(e).__name__ for e in ringing_then_ended.end("cancelled", 1.0)] == ["CallEnded"]
+    assert ringing_then_ended.answered(2.0) == [] and ringing_then_ended.state is CallState.ENDED
+    call = Call(call_id=uuid.uuid4(), tenant_id=uuid.uuid4(), created_at=0.0)
+    assert len(call.answered(1.0)) == 1 and call.answered(1.5) == []  # answered once
+    assert len(call.end("normal_clearing", 2.0)) == 1 and call.end("normal_clearing", 3.0) == []
+    assert CALL_TABLE[CallState.ENDED] == {} and call.state is CallState.ENDED
