@@ -88,6 +88,7 @@ class RecordingPipeline:
         replicas: int = 1,
         clock: Callable[[], float] = time.time,
         voicemails: VoicemailVault | None = None,
+        retry_s: float = RETRY_S,
     ) -> None:
         self.bus = bus
         self.pool = pool
@@ -101,6 +102,7 @@ class RecordingPipeline:
         self._subs: list[Any] = []
         self._calls: Consumer | None = None
         self.voicemails = voicemails
+        self.retry_s = retry_s
         self._voicemails: Consumer | None = None
         self._stopping = False
         self.finalised = 0
@@ -190,7 +192,7 @@ class RecordingPipeline:
             # Not acknowledged: it comes back after RETRY_S (a store, database or KMS outage heals).
             self.log.error("recording_step_failed", subject=msg.subject, error=f"{type(exc).__name__}: {exc}")
             try:
-                await msg.nak(delay=RETRY_S)
+                await msg.nak(delay=self.retry_s)
             except Exception:
                 pass  # then after ACK_WAIT_S
             return

@@ -287,7 +287,14 @@ async function showVoicemail(ctx) {
   $("voicemail").classList.remove("hidden");
   $("voicemail-text").textContent = `${callerName(ctx)} left a message. Listen, then call back or press Done listening.`;
   $("voicemail-callback").disabled = !callerNumber(ctx);
-  const r = await fetch(ctx.voicemail.url, {headers: {Authorization: `Bearer ${session.token}`}}).catch((err) => err);
+  // The url answers with a redirect to the message's signed URL; 503 while the platform is still storing it.
+  let r;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    r = await fetch(ctx.voicemail.url, {headers: {Authorization: `Bearer ${session.token}`}}).catch((err) => err);
+    if (r instanceof Error || r.status !== 503) break;
+    note("The message is still being stored: trying again in a moment.");
+    await new Promise((done) => setTimeout(done, 1000 * Number(r.headers.get("Retry-After") || 5)));
+  }
   if (r instanceof Error || !r.ok) return note("The message could not be loaded.");
   desk.voicemailUrl = URL.createObjectURL(await r.blob());
   $("voicemail-audio").src = desk.voicemailUrl;

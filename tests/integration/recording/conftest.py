@@ -62,6 +62,7 @@ class Stack:
             self.store,
             durable=self.durable,
             voicemails=self.voicemail_vault(),
+            retry_s=1.0,  # a failed step (an outage a test makes) comes back within the test's patience
         )
         await self.pipeline.start()
         return self.pipeline
