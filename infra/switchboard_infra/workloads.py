@@ -155,6 +155,8 @@ def deployment(
     container["envFrom"] = [{"configMapRef": {"name": f"{cfg.name}-config"}}]
     container["env"] = [
         {"name": "SB_SERVICE_NAME", "value": svc.name},
+        # SB_BIND_HOST is 0.0.0.0: SDP, Via and Contact announce the pod's own address instead.
+        {"name": "SB_ADVERTISE_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         *_secret_env(cfg, *SECRET_ENV),
         *partition_env(svc),
     ]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import msgspec
 
-__all__ = ["ConfigError", "Settings", "load_settings", "sip_digest_key"]
+__all__ = ["ConfigError", "Settings", "advertised_host", "load_settings", "machine_ipv4", "sip_digest_key"]
 
 
 class ConfigError(ValueError):
@@ -24,6 +24,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_url: str = "nats://127.0.0.1:4222"
     data_dir: Path = Path(".switchboard")
     bind_host: str = "127.0.0.1"
+    # The address SIP peers and callers' RTP reach this process at (SDP c=, Via, Contact; a media worker's
+    # link to its front). Empty: bind_host, unless that is 0.0.0.0 or ::, which no peer can send to
+    # (advertised_host). The chart sets it from the pod IP.
+    advertise_host: str = ""
     http_port: int = 8080
     sip_port: int = 5060
     # Secret for short-lived tokens (agents, supervisors, widget callers); the runtime generates one.
@@ -156,6 +160,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "nats_url": ("SB_NATS_URL", str),
     "data_dir": ("SB_DATA_DIR", Path),
     "bind_host": ("SB_BIND_HOST", str),
+    "advertise_host": ("SB_ADVERTISE_HOST", str),
     "http_port": ("SB_HTTP_PORT", int),
     "sip_port": ("SB_SIP_PORT", int),
     "token_secret": ("SB_TOKEN_SECRET", str),
@@ -281,6 +286,10 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
             f"SB_SESSION_TTL_S={settings.session_ttl_s} is outside the access token's lifetime-7 days"
         )
     _check_media(settings)
+    if settings.advertise_host.strip() and _unspecified(settings.advertise_host.strip()):
+        raise ConfigError(
+            f"SB_ADVERTISE_HOST={settings.advertise_host!r} is the any-address: give the address peers reach"
+        )
     bad = [u for u in settings.turn_url_list if not u.startswith(("turn:", "turns:"))]
     if bad:
         raise ConfigError(f"SB_TURN_URLS: {bad[0]!r} is not a turn: or turns: URL")
@@ -316,6 +325,42 @@ def _check_media(settings: Settings) -> None:
         raise ConfigError(f"SB_MEDIA_LINK_PORT={settings.media_link_port} is outside 0-65535")
     if settings.media_worker_stale_s <= 0:
         raise ConfigError(f"SB_MEDIA_WORKER_STALE_S={settings.media_worker_stale_s:g} must be above 0")
+
+
+def _unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:  # a host name
+        return False
+
+
+def advertised_host(settings: Settings, machine: list[str] | tuple[str, ...] = ()) -> str:
+    """The address to announce in SDP and SIP headers: SB_ADVERTISE_HOST, else SB_BIND_HOST when it names one
+    address. Bound to every interface without SB_ADVERTISE_HOST: the first non-loopback address among
+    `machine` (machine_ipv4()), else ConfigError: a
+    c=IN IP4 0.0.0.0 would send a caller's audio nowhere."""
+    if settings.advertise_host.strip():
+        return settings.advertise_host.strip()
+    if not _unspecified(settings.bind_host):
+        return settings.bind_host
+    for address in machine:
+        if not ipaddress.ip_address(address).is_loopback:
+            return address
+    raise ConfigError(
+        f"SB_BIND_HOST={settings.bind_host} listens on every interface and no other address of this machine "
+        "was found: set SB_ADVERTISE_HOST to the address callers reach"
+    )
+
+
+def machine_ipv4() -> tuple[str, ...]:
+    """This machine's IPv4 addresses, interface by interface (psutil; no packet is sent)."""
+    import socket
+
+    import psutil
+
+    return tuple(
+        a.address for addrs in psutil.net_if_addrs().values() for a in addrs if a.family == socket.AF_INET
+    )
 
 
 def sip_digest_key(settings: Settings) -> bytes:

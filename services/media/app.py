@@ -17,7 +17,7 @@ from nats.aio.subscription import Subscription
 
 from services.kernel import events as ev
 from services.kernel.bus import Bus
-from services.kernel.config import Settings, sip_digest_key
+from services.kernel.config import Settings, advertised_host, machine_ipv4, sip_digest_key
 from services.kernel.db import create_pool
 from services.kernel.log import get_logger
 from services.kernel.messages import Reply, decode
@@ -98,7 +98,8 @@ WEBRTC_COMMANDS: dict[str, type[ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.
 def edge_config(settings: Settings) -> EdgeConfig:
     """The SIP edge's settings, all from the kernel's Settings (SB_*; docs/media.md, "Configuration")."""
     return EdgeConfig(
-        host=settings.bind_host,
+        host=advertised_host(settings, machine_ipv4()),
+        bind=settings.bind_host,
         port=settings.sip_port,
         rtp_low=settings.rtp_port_min,
         rtp_high=settings.rtp_port_max,
@@ -702,7 +703,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         bus,
         worker_id=worker_id,
         site=site,
-        link_host=settings.bind_host,
+        link_host=edge.config.host,  # where the front connects: the advertised address, never 0.0.0.0
         link_port=link_port,
         capacity=edge.config.max_calls,
         calls=lambda: frontlink.live_calls(edge, service.webrtc),

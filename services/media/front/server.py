@@ -15,7 +15,7 @@ import time
 import msgspec
 
 from services.kernel.bus import Bus
-from services.kernel.config import Settings
+from services.kernel.config import Settings, advertised_host, machine_ipv4
 from services.kernel.events import MediaWorkerRegistration
 from services.kernel.log import get_logger
 from services.kernel.subjects import sys_subject
@@ -326,7 +326,11 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         ban_seconds=settings.sip_ban_seconds,
     )
     dispatcher = Dispatcher(
-        site, stale_after=stale, limiter=limiter, host=settings.bind_host, port=settings.sip_port
+        site,
+        stale_after=stale,
+        limiter=limiter,
+        host=advertised_host(settings, machine_ipv4()),
+        port=settings.sip_port,
     )
     front = SipFront(settings.bind_host, settings.sip_port, dispatcher, bus)
     await front.start()

@@ -84,7 +84,7 @@ class SipEdge:
         self.slots = Slots()
         self.address = sip.LocalAddress(config.host, config.port, "UDP")
         self.transport = transport_factory(
-            config.host, config.port, limiter=self.limiter, on_message=self._on_message
+            config.bind or config.host, config.port, limiter=self.limiter, on_message=self._on_message
         )
         self.send = self.transport.send
         self._timer: asyncio.TimerHandle | None = None
@@ -556,7 +556,13 @@ class SipEdge:
                 port = self.ports.acquire()
                 if port is None:
                     return None
-            session = RtpSession(leg.call, host=self.config.host, port=port, emit=self.emit, clock=self.clock)
+            session = RtpSession(
+                leg.call,
+                host=self.config.bind or self.config.host,
+                port=port,
+                emit=self.emit,
+                clock=self.clock,
+            )
             session.media_timeout = self.config.media_timeout
             session.on_media_timeout = functools.partial(self.hangup, leg, MEDIA_TIMEOUT)
             session.on_session_expired = functools.partial(self.hangup, leg, SESSION_EXPIRED)

@@ -20,7 +20,8 @@ ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 
 @dataclass
 class EdgeConfig:
-    host: str = "127.0.0.1"
+    host: str = "127.0.0.1"  # the address announced in SDP, Via and Contact (never 0.0.0.0)
+    bind: str = ""  # the address the SIP and RTP sockets bind (empty: host); 0.0.0.0 in a pod
     port: int = 5060
     rtp_low: int = 20000
     rtp_high: int = 30000

@@ -118,7 +118,7 @@ def test_same_services_ports_env_and_probes() -> None:
         api = deployments["sb-prod-api"]["spec"]["template"]["spec"]
         assert api["initContainers"][0]["command"] == ["python", "-c", MIGRATE_SCRIPT]
         container = api["containers"][0]
-        assert [e["name"] for e in container["env"]] == ["SB_SERVICE_NAME", *SECRET_ENV]
+        assert [e["name"] for e in container["env"]] == ["SB_SERVICE_NAME", "SB_ADVERTISE_HOST", *SECRET_ENV]
         assert container["readinessProbe"]["httpGet"]["path"] == "/metrics"
         sip = side[("Service", "sb-prod-sip")]["spec"]["ports"]
         assert [(p["port"], p["protocol"]) for p in sip] == [(5060, "UDP"), (5060, "TCP")]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.kernel.config import ConfigError, load_settings, sip_digest_key
+from services.kernel.config import ConfigError, advertised_host, load_settings, sip_digest_key
 from services.media.app import edge_config
 from services.media.front.link import WorkerSettings
 from services.media.prompts import APOLOGY
@@ -108,3 +108,23 @@ def test_switchboard_up_keeps_one_digest_secret_in_its_data_dir(tmp_path: Path) 
     assert upgraded.sip_digest_secret and upgraded.token_secret == made.token_secret
     assert Secrets.load_or_create(old).sip_digest_secret == upgraded.sip_digest_secret
     assert (old / "secrets.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_edge_bound_to_every_interface_never_announces_the_any_address() -> None:
+    # The chart binds 0.0.0.0 in every pod: SDP c=, Via and Contact must carry the pod's address instead.
+    pod = edge_config(
+        load_settings({"SB_TOKEN_SECRET": "t", "SB_BIND_HOST": "0.0.0.0", "SB_ADVERTISE_HOST": "10.4.0.7"})
+    )
+    assert (pod.host, pod.bind) == ("10.4.0.7", "0.0.0.0")
+    local = edge_config(load_settings({"SB_TOKEN_SECRET": "t", "SB_BIND_HOST": "127.0.0.2"}))
+    assert (local.host, local.bind) == ("127.0.0.2", "127.0.0.2")
+
+
+def test_the_advertised_address_falls_back_to_a_non_loopback_address_of_the_machine() -> None:
+    every = load_settings({"SB_BIND_HOST": "0.0.0.0"})
+    assert advertised_host(every, ("127.0.0.1", "192.168.1.20", "10.0.0.5")) == "192.168.1.20"
+    with pytest.raises(ConfigError, match="SB_ADVERTISE_HOST"):
+        advertised_host(every, ("127.0.0.1",))
+    assert advertised_host(load_settings({"SB_BIND_HOST": "::"}), ("10.0.0.5",)) == "10.0.0.5"
+    with pytest.raises(ConfigError, match="any-address"):
+        load_settings({"SB_ADVERTISE_HOST": "0.0.0.0"})
