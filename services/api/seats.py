@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Response, get, post
 from litestar.params import JSONBody, QueryParameter
 
-from services.kernel.db import tenant_tx
 from services.kernel.events import SeatsChanged
 from services.kernel.ids import new_id
 
-from .auth import Principal, admin_only, principal_of
-from .mutations import Outcome, audit, mutate
+from .auth import Principal, admin_only
+from .deps import MutationDep, TenantConnDep
+from .mutations import Outcome, audit
 from .problems import READ_ERRORS, WRITE_ERRORS, Problem, validation
-from .state import api_state
+from .queries import seats as sql
 from .usage import integrate
 
 __all__ = ["Seats", "SeatsController", "UsageController", "record_seats", "seats_now"]
@@ -56,10 +56,10 @@ class Usage(msgspec.Struct, kw_only=True):
 
 
 async def seats_now(conn: asyncpg.Connection, *, lock: bool = False) -> Seats:
-    row = await conn.fetchrow("SELECT seats_purchased, plan FROM tenants" + (" FOR UPDATE" if lock else ""))
+    row = await sql.purchase(conn, lock=lock)
     if row is None:  # the key's tenant is gone (deleted between authentication and now)
         raise Problem(401, "this API key's tenant no longer exists")
-    logged_in = await conn.fetchval("SELECT count(*) FROM agent_sessions")
+    logged_in = await sql.signed_in(conn)
     purchased = row["seats_purchased"]
     return Seats(
         purchased=purchased,
@@ -77,16 +77,7 @@ async def record_seats(
     reason: str,
     actor_key_id: uuid.UUID | None,
 ) -> None:
-    await conn.execute(
-        """INSERT INTO seat_ledger (id, tenant_id, delta, seats_after, reason, actor_key_id)
-           VALUES ($1, $2, $3, $4, $5, $6)""",
-        new_id(),
-        tenant_id,
-        delta,
-        seats_after,
-        reason,
-        actor_key_id,
-    )
+    await sql.ledger_add(conn, new_id(), tenant_id, delta, seats_after, reason, actor_key_id)
 
 
 class SeatsController(Controller):
@@ -94,10 +85,8 @@ class SeatsController(Controller):
     tags = ["seats"]
 
     @get("/", responses=READ_ERRORS, summary="Seats purchased, logged in and available")
-    async def get_seats(self, request: Request[Any, Any, Any]) -> Seats:
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            return await seats_now(conn)
+    async def get_seats(self, tenant_conn: TenantConnDep) -> Seats:
+        return await seats_now(tenant_conn)
 
     @post(
         "/purchase",
@@ -106,15 +95,13 @@ class SeatsController(Controller):
         guards=[admin_only],
         summary="Buy seats (the first purchase ends the trial)",
     )
-    async def purchase_seats(
-        self, request: Request[Any, Any, Any], data: JSONBody[SeatChange]
-    ) -> Response[Seats]:
+    async def purchase_seats(self, mutation: MutationDep, data: JSONBody[SeatChange]) -> Response[Seats]:
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Seats]:
             seats = await seats_now(conn, lock=True)
             after = seats.purchased + data.count
             if after > MAX_SEATS:
                 raise Problem(409, f"a tenant may hold at most {MAX_SEATS} seats; you hold {seats.purchased}")
-            await conn.execute("UPDATE tenants SET seats_purchased = $1, plan = 'paid'", after)
+            await sql.set_purchased(conn, after, paid=True)
             await record_seats(conn, principal.tenant_id, data.count, after, "purchase", principal.key_id)
             await audit(
                 conn, principal, "seats.purchased", "seats", None, {"count": data.count, "purchased": after}
@@ -129,7 +116,7 @@ class SeatsController(Controller):
                 200, result, [SeatsChanged(tenant_id=principal.tenant_id, purchased=after, delta=data.count)]
             )
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
     @post(
         "/release",
@@ -138,9 +125,7 @@ class SeatsController(Controller):
         guards=[admin_only],
         summary="Give seats back (never below agents logged in)",
     )
-    async def release_seats(
-        self, request: Request[Any, Any, Any], data: JSONBody[SeatChange]
-    ) -> Response[Seats]:
+    async def release_seats(self, mutation: MutationDep, data: JSONBody[SeatChange]) -> Response[Seats]:
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Seats]:
             # The tenant row lock serialises this with routing's logins, which take the same lock.
             seats = await seats_now(conn, lock=True)
@@ -154,7 +139,7 @@ class SeatsController(Controller):
                     f"cannot release {data.count} of {seats.purchased} seats: {seats.logged_in} agents are "
                     f"logged in now, so at most {releasable} can be released",
                 )
-            await conn.execute("UPDATE tenants SET seats_purchased = $1", after)
+            await sql.set_purchased(conn, after, paid=False)
             await record_seats(conn, principal.tenant_id, -data.count, after, "release", principal.key_id)
             await audit(
                 conn, principal, "seats.released", "seats", None, {"count": data.count, "purchased": after}
@@ -169,7 +154,7 @@ class SeatsController(Controller):
                 200, result, [SeatsChanged(tenant_id=principal.tenant_id, purchased=after, delta=-data.count)]
             )
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
 
 def _utc(field: str, value: datetime) -> datetime:
@@ -194,7 +179,7 @@ class UsageController(Controller):
     )
     async def get_usage(
         self,
-        request: Request[Any, Any, Any],
+        tenant_conn: TenantConnDep,
         from_: Annotated[
             datetime | None,
             QueryParameter(
@@ -214,15 +199,7 @@ class UsageController(Controller):
         )
         if start >= end:
             raise validation("from", "must be earlier than to")
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            rows = await conn.fetch(
-                """(SELECT id, at, seats_after FROM seat_ledger WHERE at <= $1 ORDER BY at DESC, id DESC LIMIT 1)
-                   UNION ALL
-                   (SELECT id, at, seats_after FROM seat_ledger WHERE at > $1 AND at < $2)""",
-                start,
-                end,
-            )
+        rows = await sql.ledger_between(tenant_conn, start, end)
         ledger = [(r["at"], r["seats_after"]) for r in sorted(rows, key=lambda r: (r["at"], r["id"]))]
         # Time after now is not used yet, so it is not counted.
         intervals = integrate(ledger, start, min(end, now))
