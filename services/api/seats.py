@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -21,7 +20,7 @@ from .problems import READ_ERRORS, WRITE_ERRORS, Problem, validation
 from .queries import seats as sql
 from .usage import integrate
 
-__all__ = ["Seats", "SeatsController", "UsageController", "record_seats", "seats_now"]
+__all__ = ["Seats", "SeatsController", "UsageController", "seats_now"]
 
 MAX_SEATS = 100_000
 # Timestamps outside this range are surely mistakes, and the far ends overflow date arithmetic.
@@ -69,17 +68,6 @@ async def seats_now(conn: asyncpg.Connection, *, lock: bool = False) -> Seats:
     )
 
 
-async def record_seats(
-    conn: asyncpg.Connection,
-    tenant_id: uuid.UUID,
-    delta: int,
-    seats_after: int,
-    reason: str,
-    actor_key_id: uuid.UUID | None,
-) -> None:
-    await sql.ledger_add(conn, new_id(), tenant_id, delta, seats_after, reason, actor_key_id)
-
-
 class SeatsController(Controller):
     path = "/v1/seats"
     tags = ["seats"]
@@ -102,7 +90,9 @@ class SeatsController(Controller):
             if after > MAX_SEATS:
                 raise Problem(409, f"a tenant may hold at most {MAX_SEATS} seats; you hold {seats.purchased}")
             await sql.set_purchased(conn, after, paid=True)
-            await record_seats(conn, principal.tenant_id, data.count, after, "purchase", principal.key_id)
+            await sql.ledger_add(
+                conn, new_id(), principal.tenant_id, data.count, after, "purchase", principal.key_id
+            )
             await audit(
                 conn, principal, "seats.purchased", "seats", None, {"count": data.count, "purchased": after}
             )
@@ -140,7 +130,9 @@ class SeatsController(Controller):
                     f"logged in now, so at most {releasable} can be released",
                 )
             await sql.set_purchased(conn, after, paid=False)
-            await record_seats(conn, principal.tenant_id, -data.count, after, "release", principal.key_id)
+            await sql.ledger_add(
+                conn, new_id(), principal.tenant_id, -data.count, after, "release", principal.key_id
+            )
             await audit(
                 conn, principal, "seats.released", "seats", None, {"count": data.count, "purchased": after}
             )

@@ -22,7 +22,8 @@ from .keys import Key, KeyWithSecret, insert_key, key_from_row
 from .mutations import Outcome, audit, mutate
 from .problems import PUBLIC_ERRORS, READ_ERRORS, WRITE_ERRORS, Problem
 from .queries import keys as key_sql
-from .seats import Seats, record_seats
+from .queries import seats as seat_sql
+from .seats import Seats
 from .state import api_state
 from .validation import check_email, check_name, check_timezone
 
@@ -142,7 +143,7 @@ class SignupController(Controller):
                 DEFAULT_SITE_NAME,
             )
             key = await insert_key(conn, tenant_id, Role.ADMIN, "admin")
-            await record_seats(conn, tenant_id, TRIAL_SEATS, TRIAL_SEATS, "trial", None)
+            await seat_sql.ledger_add(conn, new_id(), tenant_id, TRIAL_SEATS, TRIAL_SEATS, "trial", None)
             await audit(
                 conn,
                 None,
