@@ -414,8 +414,12 @@ class EmbeddedNats:
         port: int | None = None,
         *,
         routing_partitions: int | None = None,
+        sync_interval: str = "",
     ) -> None:
         self.dir = (data_dir / "nats").resolve()
+        # JetStream's fsync: "always" (`switchboard up`: every write on disk before its ack; docs/operators.md,
+        # "Durability"), or empty for the server default (every 2 minutes; the test fixtures).
+        self.sync_interval = sync_interval
         self.secrets = secrets_
         self.port = port
         if routing_partitions is None:
@@ -447,7 +451,9 @@ class EmbeddedNats:
         with os.fdopen(fd, "w") as f:
             f.write(
                 f"listen: 127.0.0.1:{self.port}\n"
-                f"jetstream {{ store_dir: {json.dumps(str(self.dir / 'js'))} }}\n"
+                f"jetstream {{ store_dir: {json.dumps(str(self.dir / 'js'))}"
+                + (f", sync_interval: {self.sync_interval}" if self.sync_interval else "")
+                + " }\n"
                 f"authorization {{ token: {json.dumps(self.secrets.nats_token)} }}\n"
                 "max_payload: 4MB\n" + nats_mappings(self.routing_partitions)
                 # Each routing worker receives only the commands of the partitions it owns.

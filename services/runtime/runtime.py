@@ -388,7 +388,9 @@ class Runtime:
             self.nats_url = external
             self.say(f"NATS: using {_redact(external)} (SB_NATS_URL)")
             return
-        self.nats = EmbeddedNats(self.data_dir, secrets_)
+        # Contacts and recordings' metadata are on one disk here: fsync each write before it is acknowledged
+        # (measured cheap at one machine's event rates: docs/operators.md, "Durability").
+        self.nats = EmbeddedNats(self.data_dir, secrets_, sync_interval="always")
         try:
             self.nats.start()
         except (OSError, RuntimeError) as exc:
