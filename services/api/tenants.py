@@ -16,18 +16,18 @@ from services.kernel.db import tenant_tx
 from services.kernel.events import ConfigChanged
 from services.kernel.ids import new_id
 
-from .auth import Principal, Role, admin_only, principal_of
-from .crud import set_clause
+from .auth import Principal, Role, admin_only
+from .deps import CallerDep, MutationDep, TenantConnDep
 from .keys import Key, KeyWithSecret, insert_key, key_from_row
-from .mutations import Outcome, audit, mutate
+from .mutations import Outcome, audit
 from .problems import PUBLIC_ERRORS, READ_ERRORS, WRITE_ERRORS, Problem
 from .queries import keys as key_sql
 from .queries import seats as seat_sql
+from .queries import tenants as sql
 from .seats import Seats
 from .state import api_state
 from .validation import check_email, check_name, check_timezone
 
-SETTINGS = "agent_grace_seconds, timezone, language, monitor_notice"
 # Languages the platform's own prompts are written in (services/kernel/announcements.py).
 Language = Literal["en", "fr", "es", "de"]
 # Who is told when a supervisor steps into a call (services/contacts/monitor_notice.py).
@@ -83,9 +83,6 @@ class Me(msgspec.Struct, kw_only=True):
     key: Key
 
 
-TENANT_COLUMNS = "id, name, admin_email, plan, created_at"
-
-
 def tenant_from_row(row: asyncpg.Record) -> Tenant:
     return Tenant(
         id=row["id"],
@@ -127,14 +124,7 @@ class SignupController(Controller):
         tenant_id = new_id()
         async with tenant_tx(state.db(), tenant_id) as conn:
             # app.tenant_id is already the new tenant, so the tenants policy's WITH CHECK accepts the row.
-            row = await conn.fetchrow(
-                f"""INSERT INTO tenants (id, name, admin_email, seats_purchased, plan)
-                    VALUES ($1, $2, $3, $4, 'trial') RETURNING {TENANT_COLUMNS}""",
-                tenant_id,
-                company,
-                email,
-                TRIAL_SEATS,
-            )
+            row = await sql.insert(conn, tenant_id, company, email, TRIAL_SEATS)
             site_id = new_id()
             await conn.execute(
                 "INSERT INTO sites (id, tenant_id, name, timezone, kind) VALUES ($1, $2, $3, 'UTC', 'office')",
@@ -165,27 +155,23 @@ class MeController(Controller):
     tags = ["tenants"]
 
     @get("/", responses=READ_ERRORS, summary="The tenant and the key making this call")
-    async def me(self, request: Request[Any, Any, Any]) -> Me:
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            tenant = await conn.fetchrow(f"SELECT {TENANT_COLUMNS} FROM tenants")
-            key = await key_sql.get(conn, principal.key_id)
+    async def me(self, principal: CallerDep, tenant_conn: TenantConnDep) -> Me:
+        tenant = await sql.read(tenant_conn)
+        key = await key_sql.get(tenant_conn, principal.key_id)
         if tenant is None or key is None:
             raise Problem(401, "this API key's tenant no longer exists")
         return Me(tenant=tenant_from_row(tenant), key=key_from_row(key))
 
     @get("/settings", responses=READ_ERRORS, summary="The tenant's settings")
-    async def get_settings(self, request: Request[Any, Any, Any]) -> TenantSettings:
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            row = await conn.fetchrow(f"SELECT {SETTINGS} FROM tenants")
+    async def get_settings(self, tenant_conn: TenantConnDep) -> TenantSettings:
+        row = await sql.settings(tenant_conn)
         if row is None:
             raise Problem(401, "this API key's tenant no longer exists")
         return TenantSettings(**row)
 
     @patch("/settings", responses=WRITE_ERRORS, guards=[admin_only], summary="Change the tenant's settings")
     async def patch_settings(
-        self, request: Request[Any, Any, Any], data: JSONBody[TenantSettingsPatch]
+        self, mutation: MutationDep, data: JSONBody[TenantSettingsPatch]
     ) -> Response[TenantSettings]:
         changes: dict[str, Any] = {
             k: getattr(data, k)
@@ -197,18 +183,16 @@ class MeController(Controller):
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[TenantSettings]:
             if changes:
-                await conn.execute(
-                    f"UPDATE tenants SET {set_clause(changes)} WHERE id = $1",
-                    principal.tenant_id,
-                    *changes.values(),
-                )
+                await sql.update_settings(conn, principal.tenant_id, changes)
                 await audit(
                     conn, principal, "tenant.settings_changed", "tenant", principal.tenant_id, changes
                 )
-            row = await conn.fetchrow(f"SELECT {SETTINGS} FROM tenants")
+            row = await sql.settings(conn)
+            if row is None:
+                raise Problem(401, "this API key's tenant no longer exists")
             changed = ConfigChanged(
                 tenant_id=principal.tenant_id, kind="tenant", op="updated", object_id=principal.tenant_id
             )
             return Outcome(200, TenantSettings(**row), [changed])
 
-        return await mutate(request, work)
+        return await mutation.run(work)
