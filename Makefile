@@ -14,7 +14,7 @@ UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 
-.PHONY: setup setup-runtime system-postgres lock run test test-parallel test-peers bytecode lint format bench clean
+.PHONY: setup setup-runtime system-postgres lock run test test-serial test-peers bytecode lint format bench clean
 
 # Every install comes from uv.lock (exact versions and hashes, Linux x86_64/aarch64, CPython 3.11-3.13):
 # `make setup-runtime` the platform's runtime set (what `make run` needs), `make setup` adds the dev/test
@@ -98,23 +98,17 @@ run: setup-runtime
 bytecode: setup
 	@$(BIN)/python -m compileall -q -j0 $(VENV)/lib services sdk cli tests > /dev/null 2>&1 || true
 
+# Two pytest sessions side by side, each with its own PostgreSQL, NATS, API and stacks, the test files split by
+# measured time (tests/parallel.py: the rule, and how to refresh tests/durations.txt). Every line of both is
+# printed prefixed [1]/[2] (whole logs in .artifacts/test-1.log, test-2.log), then a summary line for each and
+# the verdict; fails if either fails or collects no test. CI runs this on 2 cores (.ci/run).
 test: setup test-peers bytecode
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python tests/parallel.py $(PYTEST_ARGS)
 
-# The same suite as two pytest sessions at once, each with its own PostgreSQL, NATS and API: the folders in
-# TEST_FIRST (mostly waiting on calls and timers) and everything else. Their logs are printed one after the
-# other once both end (also in .artifacts/test-first.log and test-rest.log); fails if either fails.
-# Measured on the otherwise idle machine: 478 s wall (469 s and 386 s) where `make test` takes one after the
-# other. Not CI's yet: SIPp started without -mp takes its default media port 6000, so two sessions' SIPp
-# media scenarios collide (SIPp exits 254 at once; once in two runs, test_ivr_voicemail_transfer's UAS).
-TEST_FIRST ?= tests/e2e/first_call
-test-parallel: setup test-peers bytecode
-	@mkdir -p .artifacts
-	@$(BIN)/python -m pytest $(TEST_FIRST) $(PYTEST_ARGS) > .artifacts/test-first.log 2>&1 & first=$$!; \
-	$(BIN)/python -m pytest $(foreach f,$(TEST_FIRST),--ignore=$(f)) $(PYTEST_ARGS) > .artifacts/test-rest.log 2>&1; \
-	rest=$$?; wait $$first; first_rc=$$?; \
-	cat .artifacts/test-first.log .artifacts/test-rest.log; \
-	test $$first_rc = 0 && test $$rest = 0
+# The same suite in one session, one test after the other: for a part (`make test-serial PYTEST_ARGS='-k
+# seats'`: in `make test` a half with nothing selected fails) or to rule out the two sessions.
+test-serial: setup test-peers bytecode
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
