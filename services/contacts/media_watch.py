@@ -8,6 +8,7 @@ what it decides."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 import msgspec
@@ -15,15 +16,43 @@ import msgspec
 from services.kernel.bus import Bus
 from services.kernel.events import MediaWorkerRegistration
 from services.kernel.log import get_logger
-from services.media.front.dispatch import WorkerLost
+from services.media.front.dispatch import Reply, WorkerLost
 from services.media.front.link import follow_registrations
 from services.media.front.loss import StandaloneWatch, publish_lost
 
-__all__ = ["MediaWatch"]
+__all__ = ["MediaWatch", "send_byes"]
 
 log = get_logger()
 
 TICK_S = 0.5
+# A BYE over UDP is sent again after T1 and 2*T1 (RFC 3261 §17.1.2.2), as its own transaction would: the
+# caller answers a repeat like the first; nobody is left to take the answers.
+BYE_REPEATS_S = (0.0, 0.5, 1.0)
+
+
+async def send_byes(byes: tuple[Reply, ...]) -> None:
+    """End the SIP callers of a dead process (the BYEs it left in its registration), from a port of our own:
+    the caller matches a request to its dialog by Call-ID and tags, not by where it came from."""
+    if not byes:
+        return
+    loop = asyncio.get_running_loop()
+    transports = []
+    try:
+        for bye in byes:
+            _, host, port = bye.peer
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, family=family)
+            transports.append((transport, bye.data, (host, port)))
+        for delay in BYE_REPEATS_S:
+            await asyncio.sleep(delay)
+            for transport, data, address in transports:
+                transport.sendto(data, address)
+        log.info("media_lost_byes_sent", byes=len(byes))
+    except OSError as exc:
+        log.warning("media_lost_byes_failed", error=str(exc))
+    finally:
+        for transport, _, _ in transports:
+            transport.close()
 
 
 class MediaWatch:
@@ -47,9 +76,10 @@ class MediaWatch:
             log.warning(
                 "media_process_lost", worker=one.worker_id, reason=one.reason.value, calls=len(one.calls)
             )
-            task = asyncio.get_running_loop().create_task(publish_lost(self.bus, one))
-            self._publishing.add(task)
-            task.add_done_callback(self._publishing.discard)
+            for job in (publish_lost(self.bus, one), send_byes(one.byes)):
+                task = asyncio.get_running_loop().create_task(job)
+                self._publishing.add(task)
+                task.add_done_callback(self._publishing.discard)
 
     async def _ticker(self) -> None:
         while True:

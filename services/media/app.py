@@ -706,7 +706,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         link_host=edge.config.host,  # where the front connects: the advertised address, never 0.0.0.0
         link_port=link_port,
         capacity=edge.config.max_calls,
-        calls=lambda: frontlink.live_calls(edge, service.webrtc),
+        calls=lambda: frontlink.live_calls(edge, service.webrtc, with_byes=link_port == 0),
         replicas=settings.jetstream_replicas,
     )
     await registrar.start()

@@ -23,6 +23,10 @@ class MediaWorkerCall(msgspec.Struct, kw_only=True, frozen=True):
     call_id: uuid.UUID
     sip_call_id: str = ""  # the SIP dialog's Call-ID (empty for WebRTC legs)
     answered_at: float | None = None  # wall clock; None while ringing
+    # A process without a front: the BYE that ends this answered SIP dialog should the process die (the
+    # contacts coordinator sends it, services/contacts/media_watch.py), and where to, (transport, host, port).
+    lost_bye: str = ""
+    lost_bye_to: tuple[str, str, int] | None = None
 
 
 class MediaWorkerRegistration(msgspec.Struct, kw_only=True, frozen=True):

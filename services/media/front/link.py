@@ -15,6 +15,7 @@ second and within 0.2 s of a change in its calls.
 from __future__ import annotations
 
 import asyncio
+import copy
 import os
 import socket
 import time
@@ -32,7 +33,7 @@ from services.kernel.events import MediaWorkerCall, MediaWorkerLost, MediaWorker
 from services.kernel.log import get_logger
 from services.kernel.serving import Listener
 from services.media import sip
-from services.media.front.dispatch import FrameReader, LinkError, encode_frame
+from services.media.front.dispatch import LOST_BYE_CSEQ, FrameReader, LinkError, encode_frame
 from services.media.ua.ratelimit import SourceLimiter, Verdict
 from services.media.ua.transport import OnMessage, Peer, SipTransport
 
@@ -329,8 +330,21 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
         return LinkedTransport(host, port, link_host=self.link_host, link_port=self.link_port, **kwargs)  # type: ignore[arg-type]
 
 
-def live_calls(edge: object, webrtc: object) -> list[MediaWorkerCall]:
-    """The worker's calls as the front needs them (SIP legs and WebRTC legs)."""
+def _lost_bye(dialog: sip.Dialog) -> str:
+    """The BYE that will end this dialog if this process dies (a copy's: the live dialog's CSeq is not used),
+    numbered far above any request of ours in the dialog, as the front's own (dispatch.lost_bye)."""
+    ending = copy.copy(dialog)
+    ending.local_seq = max(ending.local_seq, LOST_BYE_CSEQ)
+    try:
+        bye = ending.create_request("BYE", headers=[("Reason", 'SIP;cause=500;text="media worker lost"')])
+    except sip.DialogError:
+        return ""
+    return bytes(bye).decode("utf-8", errors="replace")
+
+
+def live_calls(edge: object, webrtc: object, *, with_byes: bool = False) -> list[MediaWorkerCall]:
+    """The worker's calls as the front needs them (SIP legs and WebRTC legs); `with_byes` (a process
+    without a front) adds the BYE that ends each answered SIP dialog, for whoever notices its death."""
     loop_now, wall_now = asyncio.get_running_loop().time(), time.time()
     out: list[MediaWorkerCall] = []
     for leg in list(getattr(edge, "legs", {}).values()):
@@ -342,9 +356,15 @@ def live_calls(edge: object, webrtc: object) -> list[MediaWorkerCall]:
         else:
             sip_call_id = leg.out_call_id
         answered = wall_now - (loop_now - call.answered_at) if call.answered_at is not None else None
+        bye = _lost_bye(leg.dialog) if with_byes and leg.dialog is not None and answered is not None else ""
         out.append(
             MediaWorkerCall(
-                tenant_id=call.tenant_id, call_id=call.call_id, sip_call_id=sip_call_id, answered_at=answered
+                tenant_id=call.tenant_id,
+                call_id=call.call_id,
+                sip_call_id=sip_call_id,
+                answered_at=answered,
+                lost_bye=bye,
+                lost_bye_to=tuple(leg.peer) if bye else None,  # type: ignore[arg-type]
             )
         )
     for session in list(getattr(webrtc, "sessions", {}).values()):

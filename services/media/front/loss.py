@@ -23,7 +23,7 @@ import msgspec
 from services.kernel.bus import Bus
 from services.kernel.events import CallEnded, MediaWorkerLost, MediaWorkerRegistration
 from services.kernel.log import get_logger
-from services.media.front.dispatch import LossReason, WorkerLost
+from services.media.front.dispatch import LossReason, Reply, WorkerLost
 
 __all__ = ["LOST_CAUSE", "LOST_SUBJECT", "StandaloneWatch", "ended_event", "publish_lost"]
 
@@ -127,6 +127,12 @@ class StandaloneWatch:
     def _lose(self, reg: MediaWorkerRegistration, reason: LossReason, now: float) -> WorkerLost:
         self.workers.pop(reg.worker_id, None)
         self._gone[_incarnation(reg)] = now
+        # Its answered SIP callers get the BYE it left in its registration: nothing else holds their dialogs.
+        byes = tuple(
+            Reply(c.lost_bye_to, c.lost_bye.encode())
+            for c in reg.calls
+            if c.lost_bye and c.lost_bye_to is not None and c.lost_bye_to[0] == "udp"
+        )
         return WorkerLost(
-            reg.worker_id, reg.site, reason, tuple(reg.calls), reg.pid, byes=(), last_alive=reg.ts
+            reg.worker_id, reg.site, reason, tuple(reg.calls), reg.pid, byes=byes, last_alive=reg.ts
         )

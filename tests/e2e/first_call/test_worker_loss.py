@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from pathlib import Path
 
 import nats
 from switchboard import AgentSession
@@ -16,6 +17,13 @@ from switchboard.agent_events import AgentState, ContactConnected, ContactEnded,
 from services.kernel import events as ev
 from services.kernel.bus import Bus
 from tests.e2e.first_call.conftest import PhoneCaller, Stack, Watch, make_tenant, next_of, wait_contact
+from tests.sipp_uac import sipp_command
+
+SIPP = Path(__file__).resolve().parent / "sipp"
+
+
+def _sipp_errors(cwd: Path) -> str:
+    return "".join(p.read_text(errors="replace") for p in cwd.glob("*errors.log"))[-2000:]
 
 
 async def worker_of(stack: Stack, call_id: str) -> tuple[str, str]:
@@ -120,6 +128,45 @@ async def test_a_single_media_process_killed_ends_its_call_within_seconds(first_
         print(f"\nmeasured: a lone media process's call ended {noticed:.2f} s after its kill -9")
     finally:
         caller.close()
+        await watch.close()
+        if stack.procs["media"].poll() is not None:
+            stack.start("media")  # the module's next tests need media again
+
+
+async def test_a_single_media_process_killed_hangs_up_its_sip_caller(
+    first_call_stack: Stack, tmp_path: Path
+) -> None:
+    """A lone media process (no SIP front) holds its callers' dialogs itself: killed -9, it cannot send them
+    a BYE. It leaves in its registration the BYE that ends each answered dialog, and the contacts
+    coordinator, noticing the loss, sends it: the SIPp caller (waiting in the queue, answered) gets its BYE
+    and ends cleanly, and its call ends media_worker_lost."""
+    stack = first_call_stack
+    t = make_tenant(stack.api)
+    watch = await Watch.start(stack.nats_url, t.id)
+    sipp = await asyncio.create_subprocess_exec(
+        *sipp_command(), "-sf", str(SIPP / "waits-for-bye.xml"), "-s", t.number, f"127.0.0.1:{stack.sip_port}",
+        "-m", "1", "-timeout", "40", "-timeout_error", "-trace_err",
+        cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        arrived = await watch.wait_for(ev.CallArrived, lambda e: True, timeout=15.0)
+        await watch.wait_for(ev.ContactQueued, lambda e: True, timeout=10.0)  # answered, music on hold
+        await asyncio.sleep(1.5)  # a registration or two carry the answered dialog
+        stack.kill("media")
+        killed = time.monotonic()
+        out, _ = await asyncio.wait_for(sipp.communicate(), 30)
+        hung_up = time.monotonic() - killed
+        # SIPp exits 0 only when the BYE came (its 200 OK to it goes nowhere: nobody is left to take it).
+        assert sipp.returncode == 0, _sipp_errors(tmp_path) or out.decode(errors="replace")[-2000:]
+        ended = await watch.wait_for(ev.CallEnded, lambda e: e.call_id == arrived.call_id, timeout=10.0)
+        assert ended.cause == "media_worker_lost", ended
+        print(
+            f"\nmeasured: the lone media process's SIP caller got its BYE {hung_up:.2f} s after the kill -9"
+        )
+    finally:
+        if sipp.returncode is None:
+            sipp.kill()
+            await sipp.wait()
         await watch.close()
         if stack.procs["media"].poll() is not None:
             stack.start("media")  # the module's next tests need media again

@@ -76,3 +76,26 @@ def test_a_stalled_watcher_or_a_lost_feed_proves_nothing() -> None:
     assert watch.tick(T0 + 40.0, feed_ok=False) == []
     assert _ticks(watch, T0 + 40.5, T0 + 45.0) == []
     assert len(_ticks(watch, T0 + 45.5, T0 + 46.0)) == 1
+
+
+def test_a_lost_process_hands_over_the_byes_it_left_for_its_answered_udp_callers() -> None:
+    """Nothing else holds a lone process's dialogs: the BYEs in its last registration go out on its loss
+    (UDP only: a TCP caller's connection died with the process)."""
+    bye = "BYE sip:sipp@127.0.0.1:5099 SIP/2.0\r\nCall-ID: c1\r\n\r\n"
+    udp = MediaWorkerCall(
+        tenant_id=TENANT, call_id=uuid.UUID(int=3), sip_call_id="c1", answered_at=50.0,
+        lost_bye=bye, lost_bye_to=("udp", "127.0.0.1", 5099),
+    )  # fmt: skip
+    tcp = MediaWorkerCall(
+        tenant_id=TENANT, call_id=uuid.UUID(int=4), sip_call_id="c2", answered_at=50.0,
+        lost_bye="BYE ...", lost_bye_to=("tcp", "127.0.0.1", 5098),
+    )  # fmt: skip
+    reg = MediaWorkerRegistration(
+        worker_id="alone-h-5060", site="default", link_host="127.0.0.1", link_port=0, capacity=100,
+        active_calls=3, calls=[CALL, udp, tcp], pid=10, started_at=10.0, ts=60.0,
+    )  # fmt: skip
+    watch = StandaloneWatch(stale_after=5.0)
+    watch.registered(reg, T0)
+    [lost] = _ticks(watch, T0, T0 + 6.0)
+    assert [(b.peer, b.data) for b in lost.byes] == [(("udp", "127.0.0.1", 5099), bye.encode())]
+    assert len(lost.calls) == 3  # every call still ends, with or without a BYE
