@@ -254,6 +254,11 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
                 uuid.UUID(t.id),
                 uuid.UUID(t.objects["queue"]),
             )
+            # The rollup backfill's record of the days it built (services/reporting/backfill.py).
+            await conn.execute(
+                "INSERT INTO rpt_rollup_builds (tenant_id, day, version) VALUES ($1, current_date, 1)",
+                uuid.UUID(t.id),
+            )
         # Reporting facts are written by the reporting ingest from events, never through the API.
         await FactStore(pool).write(uuid.UUID(t.id), reporting_events(uuid.UUID(t.id)))
     finally:
@@ -303,14 +308,19 @@ async def test_app_role_sees_nothing_without_a_tenant(client: httpx.AsyncClient,
         )
         assert views == []
         # SECURITY DEFINER functions would run as their owner and bypass RLS: lookups use policies instead.
-        # The one exception makes reporting's monthly partitions (the application role cannot create
-        # tables): it reads and writes no row, and its search_path is fixed.
+        # Two exceptions, each with a fixed search_path: one makes reporting's monthly partitions (the
+        # application role cannot create tables) and reads and writes no row; the other gives the rollup
+        # backfill the tenants' ids and no other column (every read and write of the backfill itself runs
+        # in that tenant's transaction).
         definers = await owner.fetch(
             """SELECT p.proname, p.proconfig FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-               WHERE n.nspname = 'public' AND p.prosecdef"""
+               WHERE n.nspname = 'public' AND p.prosecdef ORDER BY p.proname"""
         )
-        assert [d["proname"] for d in definers] == ["rpt_ensure_month"]
-        assert definers[0]["proconfig"] == ["search_path=public, pg_temp"]
+        assert [d["proname"] for d in definers] == ["rpt_ensure_month", "rpt_tenant_ids"]
+        assert all(d["proconfig"] == ["search_path=public, pg_temp"] for d in definers)
+        assert (
+            await owner.fetchval("SELECT pg_get_function_result('rpt_tenant_ids'::regproc)") == "SETOF uuid"
+        )
     finally:
         await owner.close()
 
