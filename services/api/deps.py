@@ -43,7 +43,7 @@ def provide_principal(request: Request[Any, Any, Any]) -> Principal:
 
 
 async def provide_tenant_conn(
-    request: Request[Any, Any, Any], principal: Principal
+    request: Request[Any, Any, Any], principal: CallerDep
 ) -> AsyncIterator[asyncpg.Connection]:
     # Held for the handler's run only: the transaction ends (rolled back on an error) before the answer.
     async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:

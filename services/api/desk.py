@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, get, put
-from litestar.params import JSONBody
+from litestar.params import JSONBody, PathParameter
 from litestar.response import Redirect
 
 from services.contacts import voicemail
@@ -290,7 +290,11 @@ class DeskController(Controller):
         summary="A voicemail offered to or taken by this agent: redirects to a signed, expiring URL of its audio",
         status_code=307,
     )
-    async def voicemail_audio(self, request: Request[Any, Any, Any], contact_id: uuid.UUID) -> Redirect:
+    async def voicemail_audio(
+        self,
+        request: Request[Any, Any, Any],
+        contact_id: Annotated[uuid.UUID, PathParameter(description="the voicemail's contact id")],
+    ) -> Redirect:
         """The message is a recording (sealed with the tenant's key, docs/recording.md "Voicemails") whose id
         is the task's; the agent it went to gets a signed URL of it, audited like any playback."""
         claims = await _agent_claims(request)

@@ -13,7 +13,7 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
-from litestar.params import JSONBody
+from litestar.params import JSONBody, PathParameter
 
 from services.kernel import events as ev
 from services.kernel.bus import BusError, CommandTimeout
@@ -155,7 +155,11 @@ class DoNotCallController(Controller):
         return DoNotCall(**dict(row))
 
     @delete("/{e164:str}", guards=[admin_only], responses=DELETE_RESPONSES, summary="Allow a number again")
-    async def remove_number(self, request: Request[Any, Any, Any], e164: str) -> Response[None]:
+    async def remove_number(
+        self,
+        request: Request[Any, Any, Any],
+        e164: Annotated[str, PathParameter(description="the caller id number, E.164")],
+    ) -> Response[None]:
         principal = principal_of(request)
         number = e164.strip()
         if not re.fullmatch(r"\+?[0-9]{1,15}", number):
