@@ -710,6 +710,12 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         replicas=settings.jetstream_replicas,
     )
     await registrar.start()
+    # The registration follows the calls as they change (no sampling of them in between).
+    edge.on_start.append(lambda _leg: registrar.changed())
+    edge.on_change.append(lambda _leg: registrar.changed())
+    service.webrtc.on_start.append(lambda _session: registrar.changed())
+    service.webrtc.on_change.append(lambda _session: registrar.changed())
+    service.webrtc.on_end.append(lambda _session: registrar.changed())
     # The unrouted message is rendered once (espeak-ng, cached on disk) before the first caller needs it.
     warmup = asyncio.get_running_loop().create_task(prompts.warm([edge.config.unrouted_message]))
 

@@ -54,6 +54,7 @@ BUCKET_TTL_S = 30.0
 REGISTER_EVERY_S = 1.0
 LOST_SUBJECT = "sb.sys.media.worker_lost"  # MediaWorkerLost, published by the front
 FENCED_EXIT_CODE = 70
+# After a put, changes are gathered this long before the next one (a burst of calls is one put).
 CHANGE_CHECK_S = 0.2
 
 
@@ -224,6 +225,11 @@ class Registrar:
         self._kv: KeyValue | None = None
         self._task: asyncio.Task[None] | None = None
         self._lost: Listener | None = None
+        self._changed = asyncio.Event()
+
+    def changed(self) -> None:
+        """A call arrived, was answered or ended: the front's copy must follow soon."""
+        self._changed.set()
 
     def registration(self) -> MediaWorkerRegistration:
         calls = self.calls()
@@ -256,10 +262,16 @@ class Registrar:
         last_calls: set[tuple[uuid.UUID, bool]] = set()
         last_put = time.monotonic()
         while True:
-            await asyncio.sleep(CHANGE_CHECK_S)
+            # Woken by a change of calls (`changed`), else when the registration is due again: it is also
+            # the worker's heartbeat. No polling of the calls in between.
+            due = REGISTER_EVERY_S - (time.monotonic() - last_put)
+            try:
+                await asyncio.wait_for(self._changed.wait(), max(0.0, due))
+            except TimeoutError:
+                pass
+            self._changed.clear()
             # Nothing may end this loop: a worker that stops registering is declared lost (and fenced).
             try:
-                # A call that arrives, is answered or ends: the front's copy must follow soon.
                 current = {(c.call_id, c.answered_at is not None) for c in self.calls()}
                 if current == last_calls and time.monotonic() - last_put < REGISTER_EVERY_S:
                     continue
@@ -267,6 +279,7 @@ class Registrar:
                 last_calls, last_put = current, time.monotonic()
             except Exception as exc:  # the bus reconnects by itself; the next round tries again
                 log.warning("media_registration_failed", error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(CHANGE_CHECK_S)
 
     async def stopping(self) -> None:
         """Take no new calls (the front stops dispatching to us) while the calls are being ended."""

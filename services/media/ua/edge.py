@@ -96,10 +96,11 @@ class SipEdge:
         # (the bridge lets go of it).
         self.on_start: list[Callable[[Leg], None]] = []
         self.on_end: list[Callable[[Leg], None]] = []
+        # Called when a leg is answered or ends (the worker's registration follows).
+        self.on_change: list[Callable[[Leg], None]] = []
         # Futures for a leg reaching a state (transfer, consult): resolved where the state changes.
         self.watch = LegWatch(self.legs)
         self.reaches = self.watch.reaches
-        self.state_changed = self.watch.changed
         self.admission = AdmissionController(
             max_calls=config.max_calls,
             max_setup=config.max_setup,
@@ -625,6 +626,15 @@ class SipEdge:
         self.state_changed(leg)
         self.arm()
         return True
+
+    def state_changed(self, leg: Leg) -> None:
+        """The leg was answered or ended: wake its waiters (`reaches`) and the change hooks."""
+        self.watch.changed(leg)
+        for hook in list(self.on_change):
+            try:
+                hook(leg)
+            except Exception:
+                log.exception("change_hook_failed")
 
     def leg_started(self, leg: Leg) -> None:
         for hook in list(self.on_start):

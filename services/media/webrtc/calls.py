@@ -191,6 +191,7 @@ class WebRtcCalls:
         self._tasks: set[asyncio.Task[None]] = set()
         self._reporters: dict[uuid.UUID, asyncio.Future[None]] = {}
         self.on_start: list[Callable[[WebRtcSession], None]] = []
+        self.on_change: list[Callable[[WebRtcSession], None]] = []  # answered (connected)
         self.on_end: list[Callable[[WebRtcSession], None]] = []
 
     def get(self, tenant_id: uuid.UUID, leg_id: uuid.UUID) -> WebRtcSession | None:
@@ -295,6 +296,8 @@ class WebRtcCalls:
             events: list[Event] = [self._signal(session, "state", state="connected")]
             events += session.call.answered(self.now())
             self.emit(events)
+            for hook in list(self.on_change):
+                hook(session)
             self._reporters[session.leg_id] = asyncio.ensure_future(self._report_quality(session))
         elif state in (LegState.FAILED, LegState.CLOSED):
             self.end(session, "ice_failed" if state is LegState.FAILED else "remote_closed")
