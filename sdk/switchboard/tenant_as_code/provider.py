@@ -33,6 +33,17 @@ def refused(kind: str, label: str, action: str, exc: ApiError) -> RefusedError:
     return RefusedError(f"Switchboard refused to {action} {kind} {label!r}: {exc.message}")
 
 
+def whole_numbers(value: Any) -> Any:
+    """Pulumi carries every number as a float (a protobuf Struct); the API's counts and seconds are ints."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [whole_numbers(v) for v in value]
+    return value
+
+
 def client_for(props: dict[str, Any]) -> Client:
     return Client(api_key=props["api_key"], base_url=props["api_url"], max_retries=1)
 
@@ -52,6 +63,7 @@ class TenantObjectProvider(ResourceProvider):
     write_only: ClassVar[frozenset[str]] = frozenset()
 
     def check(self, _olds: dict[str, Any], news: dict[str, Any]) -> CheckResult:
+        news = whole_numbers(news)
         failures = [
             CheckFailure(name, f"{self.kind} needs {name}")
             for name in (*CONNECTION, *self.required)
@@ -60,6 +72,7 @@ class TenantObjectProvider(ResourceProvider):
         return CheckResult(news, failures)
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        olds, news = whole_numbers(olds), whole_numbers(news)
         # The connection is how, not what: a rotated key or a new URL changes no object.
         changed = [
             name
@@ -73,6 +86,7 @@ class TenantObjectProvider(ResourceProvider):
         )
 
     def create(self, props: dict[str, Any]) -> CreateResult:
+        props = whole_numbers(props)
         with client_for(props) as client:
             try:
                 id_, current = self._create(client, managed(self.fields, props))
@@ -81,6 +95,7 @@ class TenantObjectProvider(ResourceProvider):
         return CreateResult(id_, self._outs(props, current))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        props = whole_numbers(props)
         with client_for(props) as client:
             try:
                 current = self._read(client, id_, props)
@@ -91,6 +106,7 @@ class TenantObjectProvider(ResourceProvider):
         return ReadResult(id_, self._outs(props, current))
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        olds, news = whole_numbers(olds), whole_numbers(news)
         changed = {name: news.get(name) for name in self.fields if news.get(name) != olds.get(name)}
         with client_for(news) as client:
             try:
@@ -100,6 +116,7 @@ class TenantObjectProvider(ResourceProvider):
         return UpdateResult(self._outs(news, current))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
+        props = whole_numbers(props)
         with client_for(props) as client:
             try:
                 self._delete(client, id_, props)

@@ -18,7 +18,9 @@ SECRETS = ["api_key", "password"]
 def _props(tenant: Tenant | None, values: dict[str, Any]) -> dict[str, Any]:
     props: dict[str, Any] = {k: v for k, v in values.items() if v is not None}
     if tenant is not None:
-        props |= {"api_url": tenant.api_url, "api_key": tenant.api_key}
+        # Secret again here, not only through the tenant's additional_secret_outputs: the key must stay
+        # masked and encrypted in every resource's state whatever the engine does with outputs.
+        props |= {"api_url": tenant.api_url, "api_key": pulumi.Output.secret(tenant.api_key)}
     return props
 
 

@@ -7,16 +7,24 @@ check, create, read, diff, update and delete, in the order a program's `pulumi u
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import runpy
 import uuid
 from pathlib import Path
 from typing import Any
 
+import dill  # type: ignore[import-untyped]
+import pulumi
 import pytest
 import switchboard
 from switchboard.tenant_as_code import RefusedError
 from switchboard.tenant_as_code import provider as p
 
-EXAMPLE_FLOW = Path(__file__).resolve().parents[3] / "examples" / "tenant-as-code" / "main-line.yaml"
+EXAMPLE = Path(__file__).resolve().parents[3] / "examples" / "tenant-as-code"
+EXAMPLE_FLOW = EXAMPLE / "main-line.yaml"
+# Pulumi's marker for a secret value in serialized resource inputs.
+SECRET_SIG = "4dabf18193072939515e22adb298388d"
 
 
 def new_tenant(api_server: str) -> tuple[dict[str, Any], switchboard.Client]:
@@ -209,3 +217,113 @@ def test_delete_and_update_refusals_carry_the_apis_words(api_server: str) -> Non
         p.SeatsProvider().create(conn | {"count": 100000})
     with pytest.raises(RefusedError, match=r"\(401\)"):
         p.SiteProvider().create({"api_url": api_server, "api_key": "sbk_" + "z" * 43, "name": "HQ"})
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        if SECRET_SIG in value:
+            return plain(value["value"])
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+class Engine(pulumi.runtime.Mocks):
+    """The part of `pulumi up` a dynamic resource meets, without the CLI: each resource the program
+    registers has its provider unpickled from its inputs (as the engine's dynamic-provider host does), then
+    check, and create, or read + diff + update/replace against the state of the last run."""
+
+    def __init__(self, state: dict[str, tuple[p.TenantObjectProvider, str, dict[str, Any]]]) -> None:
+        self.state = state
+        self.steps: dict[str, str] = {}
+        self.secret_inputs: dict[str, bool] = {}
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.secret_inputs[args.name] = SECRET_SIG in args.inputs.get("api_key", {})
+        inputs = plain(args.inputs)
+        provider: p.TenantObjectProvider = dill.loads(base64.b64decode(inputs.pop("__provider")))
+        checked = provider.check({}, inputs)
+        assert checked.failures == [], (args.name, checked.failures)
+        if args.name not in self.state:
+            made = provider.create(checked.inputs)
+            id_, outs, step = made.id, made.outs or {}, "create"
+        else:
+            _, id_, olds = self.state[args.name]
+            read = provider.read(id_, olds)  # `pulumi up --refresh`: what the API holds now
+            diff = provider.diff(id_, read.outs or {}, checked.inputs)
+            if diff.replaces:
+                made = provider.create(checked.inputs)
+                provider.delete(id_, olds)
+                id_, outs, step = made.id, made.outs or {}, "replace"
+            elif diff.changes:
+                outs, step = provider.update(id_, read.outs or {}, checked.inputs).outs or {}, "update"
+            else:
+                outs, step = read.outs or {}, "same"
+        self.state[args.name] = (provider, id_, outs)
+        self.steps[args.name] = step
+        return id_, outs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        return {}
+
+
+def run_example(engine: Engine, config: dict[str, str]) -> None:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    pulumi.runtime.settings.set_root_resource(None)  # type: ignore[arg-type]
+    try:
+        pulumi.runtime.set_mocks(engine, project="acme-contact-center", stack="test", preview=False)
+        pulumi.runtime.set_all_config(
+            {f"acme-contact-center:{k}": v for k, v in config.items()},
+            secret_keys=["acme-contact-center:apiKey"],
+        )
+
+        @pulumi.runtime.test
+        def program() -> None:
+            runpy.run_path(str(EXAMPLE / "__main__.py"), run_name="__main__")
+
+        program()
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+def test_the_example_program_comes_up_then_a_second_run_changes_only_what_changed(api_server: str) -> None:
+    conn, client = new_tenant(api_server)
+    config = {
+        "apiUrl": api_server,
+        "apiKey": conn["api_key"],
+        "annEmail": f"ann-{uuid.uuid4().hex[:8]}@acme.example",
+        "mainNumber": e164(),
+        "salesNumber": e164(),
+    }
+    state: dict[str, tuple[p.TenantObjectProvider, str, dict[str, Any]]] = {}
+    first = Engine(state)
+    run_example(first, config)
+    assert set(first.steps.values()) == {"create"} and len(first.steps) == 10
+    assert all(first.secret_inputs.values())  # the key travels as a secret to every resource
+    sales_id, support_id = state["sales"][1], state["support"][1]
+    numbers = {n.e164: n for n in client.numbers.list(all=True).items}
+    assert numbers[config["salesNumber"]].queue_id == sales_id
+    assert numbers[config["mainNumber"]].flow_id == state["main-line"][1]
+    sales = client.queues.get(sales_id)
+    assert sales.closed_treatment == "queue" and sales.closed_queue_id == support_id
+    assert client.agents.get(state["ann"][1]).site_id == state["paris"][1]
+    assert client.settings.get().timezone == "Europe/Paris" and client.seats.get().purchased == 5
+
+    # By hand: support's service level; in the program: more seats and another sales number.
+    client.queues.update(support_id, sl_percent=50)
+    second = Engine(state)
+    run_example(second, config | {"seats": "6", "salesNumber": e164()})
+    changed = {name: step for name, step in second.steps.items() if step != "same"}
+    assert changed == {"support": "update", "seats": "update", "sales-direct": "replace"}
+    assert client.queues.get(support_id).sl_percent == 80 and client.seats.get().purchased == 6
+    assert config["salesNumber"] not in {n.e164 for n in client.numbers.list(all=True).items}
+
+    # `pulumi destroy`: dependents first (the reverse of the order the program made them in).
+    for name in reversed(list(second.steps)):
+        provider, id_, outs = state[name]
+        provider.delete(id_, outs)
+    assert client.numbers.list().items == [] and client.flows.list().items == []
+    assert [q.name for q in client.queues.list().items] == []
