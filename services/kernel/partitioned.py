@@ -218,7 +218,7 @@ class Leases:
         self.bucket = bucket
         self.ttl = ttl
         self._key = key or (lambda p: f"{name}.n{count}.p{p}")
-        self._want = lambda p: f"{name}.n{count}.want{p}"
+        self._want_prefix = f"{name}.n{count}.want"
         self._member = f"{name}.n{count}.w."
         self.owned: dict[int, int] = {}  # partition -> revision of our lease
         self._kv: KeyValue | None = None
@@ -381,6 +381,9 @@ class Leases:
         except Exception:
             log.exception("partition_gain_failed", partition=p)
             await self._release(p)
+
+    def _want(self, p: int) -> str:
+        return f"{self._want_prefix}{p}"
 
     async def _wanted(self, p: int) -> bool:
         assert self._kv is not None
