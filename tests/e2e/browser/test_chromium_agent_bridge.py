@@ -230,7 +230,7 @@ async def test_chromium_agent_and_sipp_caller_hear_each_other(
     (tmp_path / "caller.xml").write_text(_scenario(rtp_port))
     nc = await nats.connect(infra.nats_url)
     seen: list[Any] = []
-    kinds = {"arrived": ev.CallArrived, "bridged": ev.CallBridged, "ended": ev.CallEnded}
+    kinds = {"arrived": ev.CallArrived, "bridged": ev.CallBridged, "ended": ev.CallEnded, "dtmf": ev.CallDtmf}
 
     async def on_event(msg: Any) -> None:
         kind = kinds.get(msg.subject.rsplit(".", 1)[-1])
@@ -303,6 +303,17 @@ async def test_chromium_agent_and_sipp_caller_hear_each_other(
         assert loud["levels"][0] > -40 and loud["levels"][0] - loud["levels"][1] > 30, loud
         assert loud["rms"] > 0.05, loud
         await asyncio.wait_for(sender, 10)
+
+        # 3. The browser's RFC 4733 digits reach the worker (through the worker's SRTP path) as call.dtmf.
+        await page.evaluate("() => agentTest.pc.getSenders()[0].dtmf.insertDTMF('5#', 120, 70)")
+        digits = await _wait(
+            lambda: (
+                [e.digit for e in seen if isinstance(e, ev.CallDtmf) and e.call_id == leg_id] == ["5", "#"]
+                and [e for e in seen if isinstance(e, ev.CallDtmf) and e.call_id == leg_id]
+            ),
+            "the browser's digits",
+        )
+        assert {d.source for d in digits} == {"rfc4733"}, digits
 
         # The platform hangs up the caller (SIPp answers the BYE and exits 0), then the agent's leg.
         assert (await command(ev.MediaHangup(tenant_id=uuid.UUID(tenant), call_id=call_id), "hangup")).ok
