@@ -345,6 +345,7 @@ class WebRtcLeg:
             on_digit=self._on_event_digit,
             jitter_frames=self.config.jitter_frames,
             opus_bitrate=self.config.opus_max_average_bitrate,
+            opus_complexity=self.config.opus_complexity,
         )
         try:
             media.attach(self.sender)

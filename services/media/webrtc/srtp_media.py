@@ -65,13 +65,13 @@ class _Opus:
     upsampler runs), 48 kHz out of the decoder (libopus via FFmpeg always decodes at 48 kHz) taken down to
     8 kHz by the bridge's polyphase resampler."""
 
-    def __init__(self, bitrate: int) -> None:
+    def __init__(self, bitrate: int, complexity: int = 5) -> None:
         self.encoder = av.CodecContext.create("libopus", "w")
         self.encoder.sample_rate = RATE
         self.encoder.layout = "mono"
         self.encoder.format = "s16"
         self.encoder.bit_rate = bitrate
-        self.encoder.options = {"application": "voip"}
+        self.encoder.options = {"application": "voip", "compression_level": str(complexity)}
         self.decoder = av.CodecContext.create("libopus", "r")
         self.decoder.sample_rate = OPUS_CLOCK
         self.decoder.layout = "mono"
@@ -127,6 +127,7 @@ class SrtpMedia:
         on_digit: Callable[[str], None],
         jitter_frames: int = 1,
         opus_bitrate: int = 32000,
+        opus_complexity: int = 5,
         cname: str = "switchboard",
     ) -> None:
         self.dtls = dtls
@@ -138,7 +139,7 @@ class SrtpMedia:
         self.on_digit = on_digit
         self.cname = cname
         self.law: G711 | None = {"PCMU": G711.PCMU, "PCMA": G711.PCMA}.get(codec)
-        self.opus = _Opus(opus_bitrate) if self.law is None else None
+        self.opus = _Opus(opus_bitrate, opus_complexity) if self.law is None else None
         self.clock_rate = RATE if self.law is not None else OPUS_CLOCK
         self.ts_step = FRAME if self.law is not None else OPUS_CLOCK // 50
         delay = max(1, jitter_frames) * 0.02
