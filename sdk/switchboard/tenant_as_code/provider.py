@@ -7,6 +7,7 @@ the managed ones, so a value changed by hand shows as drift on `pulumi refresh` 
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 from pulumi.dynamic import (
@@ -45,7 +46,14 @@ def whole_numbers(value: Any) -> Any:
 
 
 def client_for(props: dict[str, Any]) -> Client:
-    return Client(api_key=props["api_key"], base_url=props["api_url"], max_retries=1)
+    return _client(props["api_url"], props["api_key"])
+
+
+@functools.lru_cache(maxsize=8)
+def _client(api_url: str, api_key: str) -> Client:
+    # One per connection for the provider host's life: a new httpx client costs ~50 ms (its TLS context),
+    # and a program's `up` makes one call or more per resource.
+    return Client(api_key=api_key, base_url=api_url, max_retries=1)
 
 
 class TenantObjectProvider(ResourceProvider):
@@ -87,43 +95,43 @@ class TenantObjectProvider(ResourceProvider):
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         props = whole_numbers(props)
-        with client_for(props) as client:
-            try:
-                id_, current = self._create(client, managed(self.fields, props))
-            except ApiError as exc:
-                raise refused(self.kind, label(props), "create", exc) from exc
+        client = client_for(props)
+        try:
+            id_, current = self._create(client, managed(self.fields, props))
+        except ApiError as exc:
+            raise refused(self.kind, label(props), "create", exc) from exc
         return CreateResult(id_, self._outs(props, current))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         props = whole_numbers(props)
-        with client_for(props) as client:
-            try:
-                current = self._read(client, id_, props)
-            except NotFoundError:
-                return ReadResult("", {})  # gone: Pulumi drops it from the state and plans to create it again
-            except ApiError as exc:
-                raise refused(self.kind, label(props), "read", exc) from exc
+        client = client_for(props)
+        try:
+            current = self._read(client, id_, props)
+        except NotFoundError:
+            return ReadResult("", {})  # gone: Pulumi drops it from the state and plans to create it again
+        except ApiError as exc:
+            raise refused(self.kind, label(props), "read", exc) from exc
         return ReadResult(id_, self._outs(props, current))
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         olds, news = whole_numbers(olds), whole_numbers(news)
         changed = {name: news.get(name) for name in self.fields if news.get(name) != olds.get(name)}
-        with client_for(news) as client:
-            try:
-                current = self._update(client, id_, changed, news)
-            except ApiError as exc:
-                raise refused(self.kind, label(news), "update", exc) from exc
+        client = client_for(news)
+        try:
+            current = self._update(client, id_, changed, news)
+        except ApiError as exc:
+            raise refused(self.kind, label(news), "update", exc) from exc
         return UpdateResult(self._outs(news, current))
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         props = whole_numbers(props)
-        with client_for(props) as client:
-            try:
-                self._delete(client, id_, props)
-            except NotFoundError:
-                return  # already gone (deleted by hand): nothing left to do
-            except ApiError as exc:
-                raise refused(self.kind, label(props), "delete", exc) from exc
+        client = client_for(props)
+        try:
+            self._delete(client, id_, props)
+        except NotFoundError:
+            return  # already gone (deleted by hand): nothing left to do
+        except ApiError as exc:
+            raise refused(self.kind, label(props), "delete", exc) from exc
 
     def _outs(self, props: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
         """The connection and the managed properties as the API holds them (write-only ones as given)."""
