@@ -77,7 +77,11 @@ class TenantObjectProvider(ResourceProvider):
             for name in (*CONNECTION, *self.required)
             if news.get(name) in (None, "")
         ]
-        return CheckResult(news, failures)
+        return CheckResult(news, failures + self._check(news))
+
+    def _check(self, news: dict[str, Any]) -> list[CheckFailure]:
+        """What a kind refuses before any call (`pulumi preview` shows it)."""
+        return []
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         olds, news = whole_numbers(olds), whole_numbers(news)
@@ -393,6 +397,11 @@ class NumberProvider(TenantObjectProvider):
             client.numbers.release(number.id)  # not half made: the next `up` claims it again
             raise
 
+    def _check(self, news: dict[str, Any]) -> list[CheckFailure]:
+        if news.get("flow") and news.get("queue_id"):
+            return [CheckFailure("flow", "a number goes to a queue (queue_id) or to a flow, not both")]
+        return []
+
     def _read(self, client: Client, id_: str, props: dict[str, Any]) -> dict[str, Any]:
         number = client.numbers.get(id_)
         return {"e164": number.e164, "queue_id": number.queue_id, "flow": flow_name(client, number.flow_id)}
@@ -407,8 +416,6 @@ class NumberProvider(TenantObjectProvider):
 
     def _route(self, client: Client, id_: str, values: dict[str, Any]) -> dict[str, Any]:
         flow, queue_id = values.get("flow"), values.get("queue_id")
-        if flow and queue_id:
-            raise ApiError(422, detail="a number goes to a queue or to a flow, not both")
         number = (
             client.flows.route(id_, flow, queue=queue_id) if flow or queue_id else client.numbers.get(id_)
         )

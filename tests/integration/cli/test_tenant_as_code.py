@@ -166,6 +166,28 @@ def test_diff_says_what_replaces_and_what_updates_in_place(api_server: str) -> N
     )
     failures = p.AgentProvider().check({}, {"api_url": api_server, "name": "Ann"}).failures
     assert sorted(f.property for f in failures) == ["api_key", "email"]
+    both = p.NumberProvider().check({}, number | {"flow": "main-line"}).failures
+    assert [(f.property, f.reason) for f in both] == [
+        ("flow", "a number goes to a queue (queue_id) or to a flow, not both")
+    ]
+
+
+def test_a_trunks_password_is_kept_write_only_and_sent_again_with_a_new_username(api_server: str) -> None:
+    conn, client = new_tenant(api_server)
+    props = conn | {
+        "name": "pbx",
+        "allowed_ips": ["192.0.2.20"],
+        "username": "pbx",
+        "password": "s3cret-pass-1",
+    }
+    trunk_id, trunk = up(p.TrunkProvider(), props)
+    assert client.trunks.get(trunk_id).has_credentials and trunk["password"] == "s3cret-pass-1"
+    read = p.TrunkProvider().read(trunk_id, trunk).outs
+    assert read == trunk  # the API never returns the password: read keeps the program's
+    # A new username alone: the provider sends the password with it (the API needs both for the digest).
+    renamed = change(p.TrunkProvider(), trunk_id, trunk, trunk | {"username": "pbx2"})
+    got = client.trunks.get(trunk_id)
+    assert (got.username, got.has_credentials, renamed["username"]) == ("pbx2", True, "pbx2")
 
 
 def test_read_sees_a_queue_changed_by_hand(api_server: str) -> None:
