@@ -187,8 +187,10 @@ class TenantProvider(TenantObjectProvider):
         return tenant_id, self._update(client, tenant_id, values, values)
 
     def _read(self, client: Client, id_: str, props: dict[str, Any]) -> dict[str, Any]:
-        if client.me().tenant.id != id_:
-            raise NotFoundError(404, detail=f"the API key belongs to another tenant than {id_}")
+        other = client.me().tenant.id
+        if other != id_:
+            # Not "gone": that would make Pulumi adopt the key's tenant and re-create everything there.
+            raise RefusedError(f"the API key belongs to tenant {other}, not to this stack's tenant {id_}")
         return picked(client.settings.get(), self.fields)
 
     def _update(

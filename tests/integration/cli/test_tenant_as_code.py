@@ -237,6 +237,10 @@ def test_delete_and_update_refusals_carry_the_apis_words(api_server: str) -> Non
     # Seats below what is held by agents: the seats call refuses; a wrong key fails clearly.
     with pytest.raises(RefusedError, match="seats"):
         p.SeatsProvider().create(conn | {"count": 100000})
+    # The key of another tenant under this stack's tenant: refused, not read as gone (and re-created there).
+    tenant_id, tenant = up(p.TenantProvider(), conn)
+    with pytest.raises(RefusedError, match=f"belongs to tenant .*, not to this stack's tenant {tenant_id}"):
+        p.TenantProvider().read(tenant_id, tenant | {"api_key": other_conn["api_key"]})
     with pytest.raises(RefusedError, match=r"\(401\)"):
         p.SiteProvider().create({"api_url": api_server, "api_key": "sbk_" + "z" * 43, "name": "HQ"})
 
