@@ -185,7 +185,9 @@ def test_the_light_distribution_declares_no_platform_requirement() -> None:
     light = tomllib.loads((REPO / "sdk" / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     platform = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
     assert light["name"] == "switchboard" and light["scripts"] == {"switchboard": "switchboard_cli.main:cli"}
-    assert platform["project"]["name"] == "switchboard-platform" and "scripts" not in platform["project"]
+    # The platform's one command is the container image's entry point; `switchboard` is the tools' alone.
+    assert platform["project"]["name"] == "switchboard-platform"
+    assert platform["project"]["scripts"] == {"switchboard-service": "services.entry:main"}
     assert platform["tool"]["setuptools"]["packages"]["find"]["include"] == ["services*"]
     assert "switchboard[agent]" in platform["project"]["dependencies"]
 
