@@ -172,6 +172,11 @@ class RtpReceiver:
                 data, _ = self.sock.recvfrom(2048)
             except TimeoutError:
                 continue
+            if data.startswith(b"SIP/2.0 "):
+                # The edge still retransmitting a final response to an earlier test's SIP socket that closed
+                # without its ACK (a 404 goes on for 32 s): the kernel gave this socket that port (seen in a
+                # full run: test_calls' 404 arrived here in test_media_paths).
+                continue
             self.packets.append(RtpPacket.parse(data))
 
     def pcm(self, payload_type: int = 0) -> np.ndarray:

@@ -5,6 +5,7 @@ was missed) are sealed by the start-up sweep under the tenant of their task's co
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 import uuid
@@ -57,7 +58,12 @@ async def test_a_voicemail_is_sealed_indexed_verified_and_its_plain_file_removed
     )
     assert row["duration_s"] == pytest.approx(1.5) and row["sha256"] == hashlib.sha256(plain).hexdigest()
     assert row["retention_days"] == 30 and row["purge_after"] is not None  # under the tenant's retention
-    assert not (stack.data_dir / "voicemail" / f"{call}.wav").exists()  # no plain copy left
+    plain_path = stack.data_dir / "voicemail" / f"{call}.wav"
+    for _ in range(100):  # removed just after the row is marked available (sealed and indexed first)
+        if not plain_path.exists():
+            break
+        await asyncio.sleep(0.05)
+    assert not plain_path.exists()  # no plain copy left
     sealed = (stack.store.root / row["storage_key"]).read_bytes()
     assert b"RIFF" not in sealed and plain[100:200] not in sealed
     async with tenant_tx(stack.pool, tenant, readonly=True) as conn:
