@@ -59,6 +59,7 @@ class WebRtcConfig:
     prefer_opus: bool = False
     # Audio frames aiortc's receive jitter buffer holds before decoding (aiortc's own default is 4, 80 ms:
     # twice the worker's whole delay budget). 1 suits LANs and loopback; raise it for lossy home links.
+    # On our own path (own_media) it is the receive jitter buffer's start, which adapts up to 2 frames more.
     jitter_frames: int = 1
     # True: aiortc does ICE and DTLS only, media runs on our RTP/SRTP path (srtp_media.py); False: aiortc's
     # RTCRtpSender/Receiver carry it (kept for comparison in the media-bridge benchmark).

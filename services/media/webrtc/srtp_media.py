@@ -142,11 +142,15 @@ class SrtpMedia:
         self.opus = _Opus(opus_bitrate, opus_complexity) if self.law is None else None
         self.clock_rate = RATE if self.law is not None else OPUS_CLOCK
         self.ts_step = FRAME if self.law is not None else OPUS_CLOCK // 50
+        # Starts at `jitter_frames` and adapts to the measured jitter, but never past two frames more:
+        # the SIP side's own buffer follows, and the whole leg must stay inside the 40 ms delay budget
+        # (a burst from a starved sender is cheaper dropped than delayed for the rest of the call).
         delay = max(1, jitter_frames) * 0.02
         self.jitter = JitterBuffer(
             clock_rate=self.clock_rate,
             frame_samples=self.ts_step,
             min_delay=0.02,
+            max_delay=delay + 0.04,
             initial_delay=delay,
         )
         self.rx = ReceiverStats(self.clock_rate, min_sequential=1)
