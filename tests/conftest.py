@@ -10,14 +10,13 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from services.kernel import db
-from services.runtime.bususers import BUS_SERVICES
 from services.runtime.embedded import APP_ROLE, DATABASE, EmbeddedNats, EmbeddedPostgres, Secrets
 from tests.service_procs import start_api
 
@@ -30,10 +29,8 @@ class Infra:
     data_dir: Path
     app_url: str  # the services' role: RLS applies
     owner_url: str  # table owner: for fixtures that must see across tenants
-    nats_url: str  # the admin user: no subject refused
+    nats_url: str
     token_secret: str
-    # Each service's own NATS user (services/runtime/bususers.py), as `switchboard up` gives them.
-    nats_service_urls: dict[str, str] = field(default_factory=dict)
 
 
 # The session's data dir, once made: a failed test's service logs are copied out of it (pytest_runtest_makereport).
@@ -60,8 +57,7 @@ def infra() -> Iterator[Infra]:
             await db.migrate(pg.owner_url, app_role=APP_ROLE)
 
         asyncio.run(prepare())
-        users = {name: nats.service_url(name) for name in BUS_SERVICES}
-        yield Infra(data_dir, pg.app_url, pg.owner_url, nats.url, secrets_.token_secret, users)
+        yield Infra(data_dir, pg.app_url, pg.owner_url, nats.url, secrets_.token_secret)
     finally:
         nats.stop()
         pg.stop()

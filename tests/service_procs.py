@@ -40,13 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def service_env(infra: Any, **extra: str) -> dict[str, str]:
-    """A service's environment; with SB_SERVICE_NAME, its own NATS user, refused other services' subjects
-    as under `switchboard up` (services/runtime/bususers.py)."""
-    users = getattr(infra, "nats_service_urls", {})
     return {
         **os.environ,
         "SB_DATABASE_URL": infra.app_url,
-        "SB_NATS_URL": users.get(extra.get("SB_SERVICE_NAME", ""), infra.nats_url),
+        "SB_NATS_URL": infra.nats_url,
         "SB_TOKEN_SECRET": infra.token_secret,
         "SB_BIND_HOST": "127.0.0.1",
         "SB_DATA_DIR": str(infra.data_dir),

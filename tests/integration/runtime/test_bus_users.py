@@ -56,9 +56,13 @@ async def _heard(admin: nats.NATS, subject: str) -> nats.aio.subscription.Subscr
 def test_media_cannot_publish_routings_decisions_nor_answer_its_commands(server: EmbeddedNats) -> None:
     async def scenario() -> None:
         admin = await nats.connect(server.url)
+        # Subscribed before the restricted publisher connects: a subscription made after it had connected
+        # missed a few of its messages now and then (1-5 in 40 in a loop; never with the admin user;
+        # under investigation, docs/security.md).
+        watch = await _heard(admin, f"sb.{TENANT}.evt.>")
+        mapped = await _heard(admin, "sb.sys.routing.cmd.>")
         media = Client()
         nc = await media.connect(server.service_url("media"))
-        watch = await _heard(admin, f"sb.{TENANT}.evt.>")
         offered = f"sb.{TENANT}.evt.contact.offered"
         await nc.publish(offered, b"forged")
         await nc.publish(f"sb.{TENANT}.evt.call.started", b"allowed")  # its own domain, sent after
@@ -75,7 +79,6 @@ def test_media_cannot_publish_routings_decisions_nor_answer_its_commands(server:
         await nc.subscribe("sb.sys.routing.>")
         await media.refused('Permissions Violation for Subscription to "sb.sys.routing.>"')
         # Commands to routing go through the server's partition mapping, whose subject is what is checked.
-        mapped = await _heard(admin, "sb.sys.routing.cmd.>")
         await nc.publish(f"sb.{TENANT}.cmd.routing.enqueue", b"enqueue")
         assert (await mapped.next_msg(timeout=15)).data == b"enqueue"
         # Its own commands are its to serve.
@@ -94,14 +97,14 @@ def test_the_api_cannot_read_recordings_chunks(server: EmbeddedNats) -> None:
         admin = await nats.connect(server.url)
         js = admin.jetstream()
         await js.add_stream(name="SB_RECORDING_CHUNKS", subjects=["sb.*.rec.>"])
-        media = await nats.connect(server.service_url("media"))
-        await media.jetstream().publish(f"sb.{TENANT}.rec.{CALL}.chunk", b"audio")  # media writes them
         api = Client()
         nc = await api.connect(server.service_url("api"))
         await nc.subscribe("sb.*.rec.>")
         await api.refused('Permissions Violation for Subscription to "sb.*.rec.>"')
         wide = await nc.subscribe("sb.>")  # allowed, but the server filters the chunks out of it
         await nc.flush()
+        media = await nats.connect(server.service_url("media"))  # after the subscriptions (test above)
+        await media.jetstream().publish(f"sb.{TENANT}.rec.{CALL}.chunk", b"audio")  # media writes them
         await media.publish(f"sb.{TENANT}.rec.{CALL}.chunk", b"live audio")
         await media.publish(f"sb.{TENANT}.evt.call.ended", b"after")
         assert (await wide.next_msg(timeout=15)).subject == f"sb.{TENANT}.evt.call.ended"
