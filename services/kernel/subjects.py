@@ -5,6 +5,8 @@ sb.<tenant>.cmd.<service>.<command>  commands, request/reply
 sb.sys.>                             platform-level traffic (health, worker registry)
 sb.<tenant>.rec.<call>.chunk|end     a call's recording audio on its way to the recording service
                                      (JetStream stream SB_RECORDING_CHUNKS)
+$O.sb_voicemails.>                   voicemails on their way to the recording service (a JetStream object
+                                     store; the tenant is in each object's name, recording/voicemail_bucket.py)
 """
 
 from __future__ import annotations

@@ -30,6 +30,7 @@ from services.media.features.consult import Consults
 from services.media.features.monitor import Monitors
 from services.media.features.transfer import transfer
 from services.media.features.voicemail import Recording, beep, resolve_under
+from services.media.features.voicemail_ship import VoicemailShipper
 from services.media.front import link as frontlink
 from services.media.prompts import APOLOGY, PromptError, PromptStore
 from services.media.rtp.g711 import G711
@@ -672,11 +673,15 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     prompts = PromptStore(settings.data_dir)
     # Behind the SIP front (SB_MEDIA_WORKER_ID set, docs/media.md "Sharding"): SIP through the link.
     worker = frontlink.WorkerSettings.from_settings(settings)
+    # A finished voicemail goes to JetStream before its call.record_finished (features/voicemail_ship.py).
+    voicemails = VoicemailShipper(
+        bus.js, settings.data_dir, bus.publish, replicas=settings.jetstream_replicas
+    )
     edge = SipEdge(
         edge_config(settings),
         store=Store(pool),
         prompts=prompts,
-        publish=bus.publish,
+        publish=voicemails.publish,
         **({"transport_factory": worker.transport_factory} if worker is not None else {}),
     )
     # Concurrent calls per tenant and legs per agent, counted with the other media processes (kernel/slots.py).

@@ -46,7 +46,9 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.database_url, min_size=1, max_size=5)
     store = store_from(settings)
     keys = keyring_from(settings)
-    voicemails = VoicemailVault(bus, pool, keys, store, settings.data_dir)
+    voicemails = VoicemailVault(
+        bus, pool, keys, store, settings.data_dir, replicas=settings.jetstream_replicas
+    )
     # SB_RECORDING_DURABLE names the JetStream consumers (tests give each stack its own).
     pipeline = RecordingPipeline(
         bus,

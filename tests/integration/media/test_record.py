@@ -1,11 +1,13 @@
 """The `record` command (voicemail) over real sockets: a raw SIP caller sends a tone as PCMU RTP; media
-writes it after the beep into a WAV under the data dir and reports call.record_finished. A key press and
+writes it after the beep into a WAV under the data dir, ships it to the JetStream bucket sb_voicemails
+(removing its file) and only then reports call.record_finished. A key press and
 max_seconds end the message; a path leaving the data dir is refused. The silence rule is checked on the
 sans-IO core with a scripted clock (5 s of real silence would slow the suite)."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import uuid
 import wave
 from pathlib import Path
@@ -14,6 +16,7 @@ import numpy as np
 
 from services.kernel import events as ev
 from services.media.features.voicemail import Recording, resolve_under
+from services.recording.voicemail_bucket import open_voicemail_bucket, voicemail_object
 
 from .harness import Events, answered_call, send_audio, send_rfc4733, tone_power
 
@@ -25,10 +28,20 @@ def _tone(seconds: float) -> np.ndarray:
     return np.sin(2 * np.pi * TONE_HZ * t) * 8000
 
 
-def _read_wav(path: Path) -> np.ndarray:
-    with wave.open(str(path), "rb") as w:
+def _read_wav(path: Path | io.BytesIO) -> np.ndarray:
+    with wave.open(str(path) if isinstance(path, Path) else path, "rb") as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate()) == (1, 2, 8000)
         return np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+
+
+async def _shipped(events: Events, done: ev.CallRecordFinished, data_dir: Path) -> np.ndarray:
+    """The message as media shipped it (its local file gone by the time the event is out)."""
+    assert not (data_dir / done.file).exists()
+    bucket = await open_voicemail_bucket(events.nc.jetstream())
+    buffer = io.BytesIO()
+    await bucket.get(voicemail_object(done.tenant_id, done.call_id), writeinto=buffer)
+    buffer.seek(0)
+    return _read_wav(buffer)
 
 
 async def test_record_until_a_key_writes_the_callers_tone(media_edge, infra) -> None:
@@ -47,7 +60,7 @@ async def test_record_until_a_key_writes_the_callers_tone(media_edge, infra) -> 
         done = await events.wait_for(ev.CallRecordFinished, lambda e: e.record_id == cmd.id)
         assert done.error is None and done.file == name
         assert 1.5 <= done.seconds <= 3.0, done.seconds
-        audio = _read_wav(infra.data_dir / name)
+        audio = await _shipped(events, done, infra.data_dir)
         assert abs(len(audio) / 8000 - done.seconds) < 0.01
         loud = audio[np.abs(audio) > 2000]
         assert len(loud) > 8000, "about 1.5 s of the tone is in the file"
@@ -75,7 +88,7 @@ async def test_record_stops_at_max_seconds_and_refuses_paths_outside(media_edge,
         await asyncio.to_thread(send_audio, caller, _tone(2.0), lead_silence=0.0)
         done = await events.wait_for(ev.CallRecordFinished, lambda e: e.record_id == cmd.id)
         assert done.seconds == 1.0
-        audio = _read_wav(infra.data_dir / name)
+        audio = await _shipped(events, done, infra.data_dir)
         assert len(audio) == 8000 and tone_power(audio[2000:], TONE_HZ) > 0.5
     finally:
         await caller.bye()
@@ -91,7 +104,8 @@ async def test_hangup_ends_the_message_and_keeps_it(media_edge, infra) -> None:
     await asyncio.to_thread(send_audio, caller, _tone(1.0), lead_silence=0.0)
     await caller.bye()
     done = await events.wait_for(ev.CallRecordFinished, lambda e: e.record_id == cmd.id)
-    assert 1.0 <= done.seconds <= 2.0 and (infra.data_dir / name).exists()
+    assert 1.0 <= done.seconds <= 2.0
+    assert len(await _shipped(events, done, infra.data_dir)) == round(done.seconds * 8000)
     await events.close()
 
 

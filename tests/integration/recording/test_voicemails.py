@@ -1,7 +1,8 @@
 """Voicemails are recordings: a caller's message, written in plain by media, is sealed with the tenant's
 data key, indexed (kind voicemail, linked to the call it was left on), verified on read, under retention,
 hold and deletion like any recording, and its plain file removed. Plain messages from before (or whose event
-was missed) are sealed by the start-up sweep under the tenant of their task's contact."""
+was missed) are sealed by the start-up sweep under the tenant of their task's contact. Media ships each
+message through JetStream, so the recording service needs no access to media's data directory."""
 
 from __future__ import annotations
 
@@ -15,11 +16,16 @@ from pathlib import Path
 import msgspec
 import numpy as np
 import pytest
+from nats.js.errors import NotFoundError
 
 from services.kernel import events as ev
 from services.kernel.db import tenant_tx
 from services.kernel.ids import new_id, voicemail_id
+from services.kernel.messages import Event
+from services.media.features.voicemail import Recording
+from services.media.features.voicemail_ship import VoicemailShipper
 from services.recording.records import RecordingError, delete_recording, read_audio, set_hold
+from services.recording.voicemail_bucket import open_voicemail_bucket, voicemail_object
 
 from .conftest import Stack
 
@@ -122,3 +128,63 @@ async def test_the_start_up_sweep_seals_plain_messages_under_their_contact_tenan
     # No contact claims it: its tenant is unknown, so it stays where it is (never deleted unsealed).
     assert (stack.data_dir / "voicemail" / f"{unclaimed}.wav").exists()
     assert await vault.sweep() == 0
+
+
+async def test_a_voicemail_reaches_a_recording_service_that_does_not_share_media_data_dir(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Media (its own data dir, as a Kubernetes pod's emptyDir) ships the message through JetStream while
+    the recording service is down; started later, the service seals it from there and removes it."""
+    await stack.start_pipeline()
+    await stack.stop_pipeline()  # its durable consumers stay: the outage a restart catches up on
+    tenant, call = await stack.tenant(), new_id()
+    media_dir = tmp_path / "media-data"
+    assert media_dir != stack.data_dir
+    published: list[ev.CallRecordFinished] = []
+
+    async def publish(event: Event) -> None:
+        assert isinstance(event, ev.CallRecordFinished)
+        # Shipped before it is reported: the bucket has the bytes, media's file is gone.
+        info = await (await open_voicemail_bucket(stack.bus.js)).get_info(voicemail_object(tenant, call))
+        assert info.size > 0 and not (media_dir / "voicemail" / f"{call}.wav").exists()
+        published.append(event)
+        await stack.bus.publish(event)
+
+    recording = Recording(
+        tenant_id=tenant,
+        call_id=call,
+        record_id=new_id(),
+        file=f"voicemail/{call}.wav",
+        path=media_dir / "voicemail" / f"{call}.wav",
+        max_seconds=1.0,
+    )
+    tone = (np.sin(2 * np.pi * 700.0 * np.arange(160) / 8000) * 8000).astype(np.int16)
+    events = []
+    for n in range(50):  # 1 s of 20 ms frames: max_seconds ends it
+        events += recording.heard(tone, n * 0.02)
+    (finished,) = events
+    plain = (media_dir / "voicemail" / f"{call}.wav").read_bytes()
+    shipper = VoicemailShipper(stack.bus.js, media_dir, publish)
+    await shipper.publish(finished)
+    assert published == [finished]
+    await stack.start_pipeline()
+    rid = voicemail_id(call)
+    row = await stack.wait_status(tenant, rid, "available")
+    assert row["duration_s"] == pytest.approx(1.0) and row["sha256"] == hashlib.sha256(plain).hexdigest()
+    async with tenant_tx(stack.pool, tenant, readonly=True) as conn:
+        assert (await read_audio(conn, stack.keys, stack.store, tenant, rid)).wav == plain
+    bucket = await open_voicemail_bucket(stack.bus.js)
+    for _ in range(100):  # removed from JetStream just after the row is marked available
+        try:
+            await bucket.get_info(voicemail_object(tenant, call))
+        except NotFoundError:
+            break
+        await asyncio.sleep(0.05)
+    with pytest.raises(NotFoundError):
+        await bucket.get_info(voicemail_object(tenant, call))
+    assert not (stack.data_dir / "voicemail" / f"{call}.wav").exists()
+    # Redelivered: stored once, and nothing is left to ship a second time.
+    await stack.bus.publish(msgspec.structs.replace(finished, id=new_id(), ts=time.time()))
+    again = await stack.wait_status(tenant, rid, "available")
+    assert again["storage_key"] == row["storage_key"] and again["available_at"] == row["available_at"]
+    assert await shipper.ship(finished) is False
