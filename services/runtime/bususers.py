@@ -5,7 +5,8 @@ the data dir's random NATS secret) and gives each service its own URL (SB_NATS_U
 every service but the owner (docs/security.md, "The bus"):
 
 - recordings' audio: publishing or reading `sb.*.rec.>` and the chunk stream's JetStream API (media only
-  publishes it, the recording service only reads it);
+  publishes it, the recording service only reads it), and the voicemail bucket (`$O.sb_voicemails.>` and
+  its stream's reads: media's and the recording service's only);
 - another service's commands: subscribing to `sb.*.cmd.<service>.>` (nobody can answer in its place) and,
   for routing, to the partition-mapped `sb.sys.routing.>` (its journal and mapped commands);
 - routing's decisions: publishing contact, agent, queue and routing events (the services that do publish
@@ -30,18 +31,29 @@ ADMIN_USER = "sb_admin"  # the runtime's own user (tests, CLI tools on this mach
 BUS_SERVICES = ("api", "media", "routing", "ivr", "contacts", "recording", "reporting")
 
 REC_STREAM = "SB_RECORDING_CHUNKS"
-_REC_READS = (
-    f"$JS.API.CONSUMER.CREATE.{REC_STREAM}",
-    f"$JS.API.CONSUMER.CREATE.{REC_STREAM}.>",
-    f"$JS.API.CONSUMER.DURABLE.CREATE.{REC_STREAM}.>",
-    f"$JS.API.CONSUMER.MSG.NEXT.{REC_STREAM}.>",
-    f"$JS.API.STREAM.MSG.GET.{REC_STREAM}",
-    f"$JS.API.DIRECT.GET.{REC_STREAM}",
-    f"$JS.API.DIRECT.GET.{REC_STREAM}.>",
-    f"$JS.API.STREAM.PURGE.{REC_STREAM}",
-    f"$JS.API.STREAM.DELETE.{REC_STREAM}",
-    f"$JS.API.STREAM.UPDATE.{REC_STREAM}",
-)
+# Voicemails on their way from media to the recording service (services/recording/voicemail_bucket.py):
+# a JetStream object store, whose stream is OBJ_<bucket> and whose messages are $O.<bucket>.>.
+VOICEMAIL_STREAM = "OBJ_sb_voicemails"
+VOICEMAIL_SUBJECTS = "$O.sb_voicemails.>"
+
+
+def _reads(stream: str) -> tuple[str, ...]:
+    """The JetStream API calls that read (or empty) `stream`."""
+    return (
+        f"$JS.API.CONSUMER.CREATE.{stream}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.DURABLE.CREATE.{stream}.>",
+        f"$JS.API.CONSUMER.MSG.NEXT.{stream}.>",
+        f"$JS.API.STREAM.MSG.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}",
+        f"$JS.API.DIRECT.GET.{stream}.>",
+        f"$JS.API.STREAM.PURGE.{stream}",
+        f"$JS.API.STREAM.DELETE.{stream}",
+        f"$JS.API.STREAM.UPDATE.{stream}",
+    )
+
+
+_REC_READS = _reads(REC_STREAM)
 # Events that carry routing's decisions and the commands routing acts on, and who may publish them.
 _DECISION_EVENTS = ("sb.*.evt.contact.>", "sb.*.evt.agent.>", "sb.*.evt.queue.>", "sb.*.evt.routing.>")
 _DECIDERS = ("routing", "contacts", "api", "reporting")
@@ -58,6 +70,9 @@ def denials(service: str) -> tuple[list[str], list[str]]:
         publish += _REC_READS
         if service != "media":
             publish.append("sb.*.rec.>")
+            # Voicemails: media writes and reads back its object, the recording service reads and removes it.
+            publish += [VOICEMAIL_SUBJECTS, *_reads(VOICEMAIL_STREAM)]
+            subscribe.append(VOICEMAIL_SUBJECTS)
     for other in BUS_SERVICES:
         if other != service:
             subscribe.append(f"sb.*.cmd.{other}.>")

@@ -11,6 +11,8 @@ from pathlib import Path
 import nats
 import pytest
 
+from services.recording.voicemail_bucket import VOICEMAIL_BUCKET, open_voicemail_bucket, voicemail_object
+from services.runtime.bususers import VOICEMAIL_STREAM, VOICEMAIL_SUBJECTS
 from services.runtime.embedded import EmbeddedNats, Secrets
 
 TENANT = str(uuid.UUID(int=23))
@@ -121,6 +123,30 @@ def test_the_api_cannot_read_recordings_chunks(server: EmbeddedNats) -> None:
         got = await recording.jetstream().get_msg("SB_RECORDING_CHUNKS", seq=1)
         assert got.data == b"audio"
         for conn in (recording, nc, media, admin):
+            await conn.close()
+
+    asyncio.run(scenario())
+
+
+def test_only_media_and_recording_reach_the_voicemail_bucket(server: EmbeddedNats) -> None:
+    async def scenario() -> None:
+        media = await nats.connect(server.service_url("media"))
+        bucket = await open_voicemail_bucket(media.jetstream())
+        name = voicemail_object(uuid.UUID(TENANT), uuid.UUID(CALL))
+        await bucket.put(name, b"message")  # media writes it
+        ivr = Client()
+        nc = await ivr.connect(server.service_url("ivr"))
+        await nc.subscribe(VOICEMAIL_SUBJECTS)
+        await ivr.refused(f'Permissions Violation for Subscription to "{VOICEMAIL_SUBJECTS}"')
+        with pytest.raises((nats.errors.Error, TimeoutError)):
+            await (await nc.jetstream(timeout=1).object_store(VOICEMAIL_BUCKET)).get(name)
+        await ivr.refused(f'Permissions Violation for Publish to "$JS.API.STREAM.MSG.GET.{VOICEMAIL_STREAM}')
+        # The recording service reads and removes it.
+        recording = await nats.connect(server.service_url("recording"))
+        held = await recording.jetstream().object_store(VOICEMAIL_BUCKET)
+        assert (await held.get(name)).data == b"message"
+        await held.delete(name)
+        for conn in (recording, nc, media):
             await conn.close()
 
     asyncio.run(scenario())
