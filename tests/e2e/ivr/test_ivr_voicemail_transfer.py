@@ -2,14 +2,15 @@
 services (subprocesses, this folder's conftest), flows deployed through the real API.
 
 Voicemail: the caller streams a 700 Hz tone (SIPp rtp_stream); the flow's voicemail node records it after
-the beep into <data dir>/voicemail/<call>.wav and hands it to routing as a RoutingTask, answered here as
-routing would. Transfer: the flow's transfer node to an outside number goes out through the tenant's trunk
+the beep into <data dir>/voicemail/<call>.wav, ships it to JetStream (sb_voicemails) and hands it to
+routing as a RoutingTask, answered here as routing would. Transfer: the flow's transfer node to an outside number goes out through the tenant's trunk
 to a SIPp `uas -rtp_echo`; media bridges the legs, the IVR reports the call transferred, and the caller's
 audio crosses the bridge (the outside leg receives the echo of it)."""
 
 from __future__ import annotations
 
 import asyncio
+import io
 import shutil
 import uuid
 import wave
@@ -38,6 +39,7 @@ from services.kernel.events import (
 from services.kernel.ids import new_id
 from services.kernel.messages import Reply, encode
 from services.media.rtp.g711 import ulaw_encode
+from services.recording.voicemail_bucket import open_voicemail_bucket, voicemail_object
 from services.routing.partitions import tenant_commands_subject
 from services.runtime.embedded import free_port
 from tests.sipp_uac import sipp_command, stream, uac_scenario
@@ -214,7 +216,18 @@ async def test_voicemail_records_the_caller_and_hands_routing_a_task(
     (finished,) = seen.of(CallRecordFinished, call_id)
     assert finished.error is None and finished.file == f"voicemail/{call_id}.wav"
     assert finished.seconds == 2.0  # the node's max_seconds: the caller kept talking
-    with wave.open(str(infra.data_dir / finished.file), "rb") as w:
+    # Media shipped the message to the JetStream bucket the recording service seals it from, and only
+    # then removed its own file and reported it (services/media/features/voicemail_ship.py).
+    assert not (infra.data_dir / finished.file).exists()
+    nc = await nats.connect(infra.nats_url)
+    try:
+        buffer = io.BytesIO()
+        bucket = await open_voicemail_bucket(nc.jetstream())
+        await bucket.get(voicemail_object(finished.tenant_id, call_id), writeinto=buffer)
+    finally:
+        await nc.close()
+    buffer.seek(0)
+    with wave.open(buffer, "rb") as w:
         assert (w.getnchannels(), w.getsampwidth(), w.getframerate(), w.getnframes()) == (1, 2, 8000, 16000)
         audio = np.frombuffer(w.readframes(16000), dtype="<i2")
     assert np.sqrt(np.mean(audio.astype(np.float64) ** 2)) > 2000, "the caller's tone is in the message"
