@@ -81,7 +81,9 @@ def test_r3_stream_keeps_every_acknowledged_event_when_a_server_is_killed(tmp_pa
             assert killed, "the leader was never killed"
             # Read everything back from the two survivors, once they agree on a leader.
             info = await _survivors_leader(js, killed)
-            sub = await js.pull_subscribe("sb.*.evt.>", durable=None, stream=STREAM)
+            # A consumer is created by the cluster's meta leader, which may have been the killed server too:
+            # its election can outlast the stream's on a loaded machine (a 2 s request timed out here once).
+            sub = await nc.jetstream(timeout=20).pull_subscribe("sb.*.evt.>", durable=None, stream=STREAM)
             stored: list[str] = []
             while len(stored) < info.state.messages:
                 for msg in await sub.fetch(min(200, info.state.messages - len(stored)), timeout=5):
