@@ -117,6 +117,17 @@ async def wait_for(check: Callable[[], Any], timeout: float, what: str) -> float
         await asyncio.sleep(0.05)
 
 
+async def all_moved(bus: Bus, name: str, survivor: str, killed: float, within: float = 5.0) -> None:
+    """Every partition is on `survivor` within `within` s of the kill (monotonic `killed`). Each lease
+    expires 3 s after its own last refresh, so the survivor's one-second tick may take the last of a dead
+    worker's partitions a tick after the first."""
+
+    async def check() -> bool:
+        return set((await owners(bus, name)).values()) == {survivor}
+
+    await wait_for(check, max(0.1, killed + within - time.monotonic()), f"every partition on {survivor}")
+
+
 async def homes_owned(bus: Bus, w: Workers) -> None:
     """Every worker holds exactly its home partitions."""
     n = len(w.procs)
