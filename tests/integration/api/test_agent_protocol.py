@@ -101,7 +101,8 @@ async def test_desk_commands_reach_routing_and_the_coordinator_with_the_tokens_a
     await nc.flush()
     contact = str(uuid.uuid4())
     try:
-        assert (await ask(ws, {"type": "login", "ref": "a", "state": "available"}))["type"] == "ack"
+        reply = await ask(ws, {"type": "login", "ref": "a", "state": "available"})
+        assert reply["type"] == "ack", reply
         login = decode(json.dumps(seen[-1][1]).encode(), ev.RoutingAgentLogin)
         assert str(login.agent_id) == agent and login.away_reason is None
         await ask(ws, {"type": "login", "ref": "b"})
