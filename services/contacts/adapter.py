@@ -191,16 +191,7 @@ class ContactsAdapter:
         await ensure_partition_stream(self.bus, part, EVENTS)
         # Every worker receives every desk command; only the owner of the tenant's partition answers.
         self._server = await self.bus.serve("contacts", handlers, queue=None, accept=self._owns_subject)
-        self.leases = Leases(
-            self.bus,
-            name=part.name,
-            worker_id=part.worker_id,
-            partitions=range(part.count),
-            home=part.home(),
-            on_gain=self._gain,
-            on_lose=self._lose,
-            count=part.count,
-        )
+        self.leases = part.leases(self.bus, self._gain, self._lose)
         await self.leases.start()
         self._checkpoints = asyncio.create_task(self._checkpoint_loop())
 

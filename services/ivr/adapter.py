@@ -173,16 +173,7 @@ class IvrAdapter:
         self._server = await self.bus.serve(
             "ivr", {IvrRun: self.on_run}, queue=None, accept=self._owns_subject
         )
-        self.leases = Leases(
-            self.bus,
-            name=part.name,
-            worker_id=part.worker_id,
-            partitions=range(part.count),
-            home=part.home(),
-            on_gain=self._gain,
-            on_lose=self._lose,
-            count=part.count,
-        )
+        self.leases = part.leases(self.bus, self._gain, self._lose)
         await self.leases.start()
 
     def _owns_subject(self, subject: str, data: bytes) -> bool:

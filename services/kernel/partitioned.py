@@ -112,6 +112,19 @@ class Partitioning:
         """The home partitions, or None when they follow the membership."""
         return None if self.index is None else home_partitions(self.index, self.workers, self.count)
 
+    def leases(self, bus: Bus, on_gain: Hook, on_lose: Hook) -> Leases:
+        """This process's leases over all the partitions, its home ones first."""
+        return Leases(
+            bus,
+            name=self.name,
+            worker_id=self.worker_id,
+            partitions=range(self.count),
+            home=self.home(),
+            on_gain=on_gain,
+            on_lose=on_lose,
+            count=self.count,
+        )
+
     @classmethod
     def from_env(cls, name: str, env: dict[str, str] | None = None) -> Partitioning | None:
         """None unless SB_WORKER_COUNT is set (the single-process default reads SB_EVENTS directly).
