@@ -340,6 +340,11 @@ class Session(LegSocket):
             try:
                 data = await self.desk(kind, body)
             except Bad as exc:
+                if exc.code.endswith(("_unavailable", "_timeout")):
+                    # The agent sees the error; the operator needs to see that a service did not answer.
+                    get_logger().warning(
+                        "desk_command_failed", agent_id=str(self.claims.agent_id), kind=kind, code=exc.code
+                    )
                 exc.ref = ref
                 raise
             await self.send(
