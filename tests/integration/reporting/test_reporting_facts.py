@@ -4,6 +4,7 @@ replayed), agent occupancy, IVR containment, live equals history, and tenants th
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import uuid
@@ -353,3 +354,25 @@ async def test_survey_answers_average_per_queue_and_flow(pool: asyncpg.Pool) -> 
         assert (row["surveys"], row["survey_avg"]) == (2, 0.875)
         (flow,) = got["ivr"]["rows"]  # type: ignore[index]
         assert (flow["surveys"], flow["survey_avg"]) == (2, 0.875)
+
+
+async def test_ingesters_meeting_a_new_month_together_all_go_on(infra) -> None:  # type: ignore[no-untyped-def]
+    """Each month's partitions are made by the first ingester that needs them; the others, racing it,
+    must neither fail nor find a partition without its tenant policy."""
+    month = datetime(random.randint(2300, 9000), random.randint(1, 12), 1, tzinfo=UTC).date()
+    for _ in range(3):  # a race: several tries, each a month no one has made yet
+        conns = [await asyncpg.connect(infra.app_url) for _ in range(6)]
+        try:
+            results = await asyncio.gather(
+                *(c.execute("SELECT rpt_ensure_month($1)", month) for c in conns), return_exceptions=True
+            )
+            assert [r for r in results if isinstance(r, BaseException)] == []
+            forced = await conns[0].fetchval(
+                "SELECT relforcerowsecurity FROM pg_class WHERE relname = $1",
+                f"rpt_contacts_{month:%Y%m}",
+            )
+            assert forced is True
+        finally:
+            for c in conns:
+                await c.close()
+        month = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
