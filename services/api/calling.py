@@ -3,19 +3,19 @@ caller ID those calls show, which must be one of the tenant's own numbers."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
+import asyncpg
 import msgspec
-from litestar import Controller, Request, get, put
+from litestar import Controller, Response, get, put
 from litestar.params import JSONBody
 
-from services.kernel.db import tenant_tx
-
-from .auth import admin_only, principal_of
-from .mutations import audit
+from .auth import Principal, admin_only
+from .deps import MutationDep, TenantConnDep
+from .mutations import Outcome, audit
 from .problems import READ_ERRORS, WRITE_ERRORS
 from .problems import validation as invalid
-from .state import api_state
+from .queries import calling as sql
 from .validation import check_e164
 
 __all__ = ["CallingSettings", "CallingSettingsController"]
@@ -34,40 +34,31 @@ class CallingSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     caller_id: str | None = None
 
 
-_COLUMNS = "callback_mode, callback_attempts, callback_retry_seconds, callback_ring_seconds, caller_id"
-
-
 class CallingSettingsController(Controller):
     path = "/v1/calling-settings"
     tags = ["calling"]
 
     @get("/", responses=READ_ERRORS, summary="The tenant's settings for calls the platform places")
-    async def get_settings(self, request: Request[Any, Any, Any]) -> CallingSettings:
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM tenants WHERE id = current_tenant()")
-        return CallingSettings(**dict(row))
+    async def get_settings(self, tenant_conn: TenantConnDep) -> CallingSettings:
+        return CallingSettings(**dict(await sql.get(tenant_conn)))
 
     @put("/", guards=[admin_only], responses=WRITE_ERRORS, summary="Replace the tenant's calling settings")
     async def put_settings(
-        self, request: Request[Any, Any, Any], data: JSONBody[CallingSettings]
-    ) -> CallingSettings:
-        principal = principal_of(request)
+        self, mutation: MutationDep, data: JSONBody[CallingSettings]
+    ) -> Response[CallingSettings]:
         caller_id = check_e164("caller_id", data.caller_id) if data.caller_id is not None else None
-        async with tenant_tx(api_state(request).db(), principal.tenant_id) as conn:
-            if caller_id is not None and not await conn.fetchval(
-                "SELECT 1 FROM numbers WHERE e164 = $1", caller_id
-            ):
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[CallingSettings]:
+            if caller_id is not None and not await sql.holds_number(conn, caller_id):
                 raise invalid("caller_id", f"{caller_id} is not one of this tenant's numbers")
-            await conn.execute(
-                """UPDATE tenants SET callback_mode = $2, callback_attempts = $3, callback_retry_seconds = $4,
-                          callback_ring_seconds = $5, caller_id = $6 WHERE id = $1""",
+            await sql.update(
+                conn,
                 principal.tenant_id,
-                data.callback_mode,
-                data.callback_attempts,
-                data.callback_retry_seconds,
-                data.callback_ring_seconds,
-                caller_id,
+                mode=data.callback_mode,
+                attempts=data.callback_attempts,
+                retry_seconds=data.callback_retry_seconds,
+                ring_seconds=data.callback_ring_seconds,
+                caller_id=caller_id,
             )
             await audit(
                 conn,
@@ -77,4 +68,6 @@ class CallingSettingsController(Controller):
                 principal.tenant_id,
                 msgspec.structs.asdict(data),
             )
-        return msgspec.structs.replace(data, caller_id=caller_id)
+            return Outcome(200, msgspec.structs.replace(data, caller_id=caller_id))
+
+        return await mutation.run(work)
