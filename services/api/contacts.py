@@ -12,19 +12,18 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, get
+from litestar import Controller, get
 from litestar.params import QueryParameter
 
-from services.contacts.records import CONTACT_COLUMNS, ContactRecord, contact_from_row
-from services.kernel.db import tenant_tx
+from services.contacts.records import ContactRecord, contact_from_row
 from services.kernel.ids import parse_id
 
-from .auth import principal_of
 from .crud import IdParam, path_id
+from .deps import TenantConnDep
 from .pagination import DEFAULT_LIMIT, LimitParam
 from .problems import READ_ERRORS, not_found, validation
+from .queries import contacts as sql
 from .seats import _utc
-from .state import api_state
 from .validation import check_text
 
 __all__ = ["Contact", "ContactController", "ContactSummary", "TimelineEntry"]
@@ -129,7 +128,10 @@ def contact_from(r: ContactRecord, updated_at: datetime) -> Contact:
         ivr_digits=r.ivr_digits,
         attributes=r.attributes,
         transfers=r.transfers,
-        timeline=[TimelineEntry(at=_dt(e.at), event=e.event, detail=e.detail) for e in r.timeline],  # type: ignore[arg-type]
+        timeline=[
+            TimelineEntry(at=datetime.fromtimestamp(e.at, UTC), event=e.event, detail=e.detail)
+            for e in r.timeline
+        ],
         queued_at=_dt(r.queued_at),
         offered_at=_dt(r.offered_at),
         wrapped_at=_dt(r.wrapped_at),
@@ -137,8 +139,6 @@ def contact_from(r: ContactRecord, updated_at: datetime) -> Contact:
     )
 
 
-# The record's columns qualified, for queries that join the live queue (for its current name).
-_COLUMNS = ", ".join(f"c.{col.strip()}" for col in CONTACT_COLUMNS.split(","))
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Keyset over (arrived_at, id), newest first: the cursor is the last row's arrival (microseconds) and id.
@@ -174,7 +174,7 @@ class ContactController(Controller):
     @get("/", responses=READ_ERRORS, summary="List contacts, newest first")
     async def list_contacts(
         self,
-        request: Request[Any, Any, Any],
+        tenant_conn: TenantConnDep,
         since: Annotated[
             datetime | None,
             QueryParameter(name="since", description="ISO 8601: contacts that arrived at or after it"),
@@ -199,30 +199,18 @@ class ContactController(Controller):
             for name, value in (("queue", queue), ("agent", agent), ("caller", caller))
         )
         since_at = _utc("since", since) if since is not None else None
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            queue_id, queue_name = await _queue_filter(conn, queue)
-            agent_id = await _agent_filter(conn, agent)
-            rows = await conn.fetch(
-                f"""SELECT {_COLUMNS}, q.name AS live_queue_name
-                    FROM contacts c LEFT JOIN queues q ON q.id = c.queue_id
-                    WHERE ($1::timestamptz IS NULL OR c.arrived_at >= $1)
-                      AND CASE WHEN $3::text IS NULL THEN $2::uuid IS NULL OR c.queue_id = $2
-                               ELSE c.queue_id = $2 OR lower(c.queue_name) = lower($3) END
-                      AND ($4::uuid IS NULL OR c.agent_id = $4)
-                      AND ($5::text IS NULL OR c.caller = $5)
-                      AND ($6::timestamptz IS NULL OR (c.arrived_at, c.id) < ($6, $7::uuid))
-                    ORDER BY c.arrived_at DESC, c.id DESC
-                    LIMIT $8""",
-                since_at,
-                queue_id,
-                queue_name,
-                agent_id,
-                caller,
-                after[0] if after else None,
-                after[1] if after else None,
-                limit + 1,
-            )
+        queue_id, queue_name = await _queue_filter(tenant_conn, queue)
+        agent_id = await _agent_filter(tenant_conn, agent)
+        rows = await sql.page(
+            tenant_conn,
+            since=since_at,
+            queue_id=queue_id,
+            queue_name=queue_name,
+            agent_id=agent_id,
+            caller=caller,
+            after=after,
+            limit=limit + 1,
+        )
         items = [
             ContactSummary(**_summary_fields(_with_queue_name(contact_from_row(r), r["live_queue_name"])))
             for r in rows[:limit]
@@ -234,29 +222,14 @@ class ContactController(Controller):
         return ContactPage(items=items, next_cursor=next_cursor)
 
     @get("/{contact_id:str}", responses=READ_ERRORS, summary="Read a contact with its timeline")
-    async def get_contact(self, request: Request[Any, Any, Any], contact_id: IdParam) -> Contact:
+    async def get_contact(self, tenant_conn: TenantConnDep, contact_id: IdParam) -> Contact:
         cid = path_id(contact_id, "contact")
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            row = await conn.fetchrow(
-                f"""SELECT {_COLUMNS}, c.updated_at, q.name AS live_queue_name
-                    FROM contacts c LEFT JOIN queues q ON q.id = c.queue_id WHERE c.id = $1""",
-                cid,
-            )
-            recordings = await conn.fetch(
-                """SELECT id, status, partial, duration_s, segment, segment_kind, agent_id, consulted_agent_id
-                   FROM recordings WHERE COALESCE(contact_id, id) = $1 AND status <> 'deleted'
-                   ORDER BY segment, started_at""",
-                cid,
-            )
-            voicemails = await conn.fetch(
-                """SELECT id, status, duration_s FROM recordings
-                   WHERE left_on = $1 AND status <> 'deleted' ORDER BY started_at""",
-                cid,
-            )
-            recording = next((r for r in recordings if r["id"] == cid), None)
+        row = await sql.get(tenant_conn, cid)
         if row is None:
             raise not_found("contact")
+        recordings = await sql.recordings(tenant_conn, cid)
+        voicemails = await sql.voicemails(tenant_conn, cid)
+        recording = next((r for r in recordings if r["id"] == cid), None)
         record = _with_queue_name(contact_from_row(row), row["live_queue_name"])
         contact = contact_from(record, row["updated_at"])
         if recording is not None:
@@ -309,8 +282,7 @@ async def _queue_filter(conn: asyncpg.Connection, ref: str | None) -> tuple[uuid
     object_id = parse_id(ref)
     if object_id is not None:
         return object_id, None
-    live = await conn.fetchval("SELECT id FROM queues WHERE lower(name) = lower($1)", ref)
-    return live, ref
+    return await sql.queue_by_name(conn, ref), ref
 
 
 async def _agent_filter(conn: asyncpg.Connection, ref: str | None) -> uuid.UUID | None:
@@ -319,7 +291,7 @@ async def _agent_filter(conn: asyncpg.Connection, ref: str | None) -> uuid.UUID 
     object_id = parse_id(ref)
     if object_id is not None:
         return object_id
-    found = await conn.fetchval("SELECT id FROM agents WHERE lower(email) = lower($1)", ref)
+    found = await sql.agent_by_email(conn, ref)
     if found is None:
         raise validation("agent", "no agent with this id or email")
     return found
