@@ -26,6 +26,7 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
 from services.kernel import events as ev
+from services.kernel import metrics
 from services.kernel.db import tenant_tx
 from services.kernel.events import WebRtcSignal
 from services.kernel.ids import new_id
@@ -392,7 +393,11 @@ class Session(LegSocket):
 
     async def on_push(self, push: ev.DeskPush) -> None:
         if push.agent_id != str(self.claims.agent_id):
+            # The socket subscribes to its agent's own subject: another agent's push here is a bug (it was
+            # every push of the tenant, to every socket, before desk pushes were addressed).
+            DESK_PUSHES.labels("not_ours").inc()
             return
+        DESK_PUSHES.labels("sent").inc()
         await self.send(push.kind, **{k: v for k, v in push.body.items() if k not in ("v", "type")})
 
     async def on_sessions_ended(self, ended: ev.SessionsEnded) -> None:
@@ -420,6 +425,11 @@ class Session(LegSocket):
         self.signed_in = change.new != "logged_out"
         await self.send("agent_state", state=change.new, previous=change.old, reason=change.reason)
 
+
+# Module level: the kernel registry is per process and refuses a metric registered twice.
+DESK_PUSHES = metrics.counter(
+    "api_desk_pushes_total", "Desk pushes this process received, by socket outcome", ("outcome",)
+)
 
 DESK_TYPES = frozenset(
     (
@@ -525,7 +535,9 @@ async def _open(session: Session | WidgetCaller | ConsoleSocket) -> Listener | N
         async def push(event: Any) -> None:
             await pushes[type(event)](event)
 
-        listener = await state.bus.listen(pushes, push, tenant_id=tenant)
+        # Addressed kinds (desk pushes) come on the owner's own subject: this process receives only those
+        # of the sockets it holds, not every push of the tenant.
+        listener = await state.bus.listen(pushes, push, tenant_id=tenant, addressee=owner)
     await session.send(
         "ready",
         **greeting,

@@ -122,7 +122,7 @@ class Bus:
 
     async def publish(self, event: Event) -> None:
         """Persist an event in SB_EVENTS; a retry with the same event id is de-duplicated by JetStream."""
-        subject = evt_subject(event.tenant_id, event.domain, event.name)
+        subject = evt_subject(event.tenant_id, event.domain, event.name, event.addressee)
         await self.js.publish(subject, encode(event), headers={"Nats-Msg-Id": str(event.id)})
 
     async def request(self, command: Command, *, timeout: float = 2.0) -> Reply:
@@ -224,10 +224,12 @@ class Bus:
         handler: EventHandler,
         *,
         tenant_id: Any = None,
+        addressee: str | None = None,
     ) -> Listener:
         """At-most-once delivery of these events (one tenant's or every tenant's) on core NATS: for live
-        views (a browser's socket, a cache to drop), never where a lost event would strand a caller."""
-        listener = Listener(self, list(event_types), handler, tenant_id=tenant_id)
+        views (a browser's socket, a cache to drop), never where a lost event would strand a caller. Of an
+        addressed kind (a desk push), only those for `addressee` reach this process (every one's if None)."""
+        listener = Listener(self, list(event_types), handler, tenant_id=tenant_id, addressee=addressee)
         await listener.start()
         return listener
 

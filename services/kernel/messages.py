@@ -41,6 +41,14 @@ class Event(Message, kw_only=True, frozen=True):
 
     domain: ClassVar[str]
     name: ClassVar[str]
+    # An addressed event has one reader (an agent's sockets): it goes on sb.<tenant>.evt.<domain>.<name>.
+    # <addressee>, so that only the process holding that reader receives it (subjects.addressee_token).
+    addressed: ClassVar[bool] = False
+
+    @property
+    def addressee(self) -> str | None:
+        """Who reads this event, for an addressed kind (the subject's last token is derived from it)."""
+        return None
 
 
 class Command(Message, kw_only=True, frozen=True):

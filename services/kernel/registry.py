@@ -46,12 +46,14 @@ def command_type(service: str, name: str) -> type[Command] | None:
 
 @dataclass(frozen=True, slots=True)
 class Parsed:
-    """sb.<tenant>.<kind>.<owner>.<name>, split; `tenant_id` None when the token is not a UUID."""
+    """sb.<tenant>.<kind>.<owner>.<name>[.<addressee>], split; `tenant_id` None when the token is not a
+    UUID; `addressee` the last token of an addressed event's subject (subjects.evt_subject)."""
 
     tenant_id: uuid.UUID | None
     kind: str  # "evt" or "cmd"
     owner: str  # the event's domain or the command's service
     name: str
+    addressee: str | None = None
 
     @property
     def message_type(self) -> type[Message] | None:
@@ -62,10 +64,12 @@ class Parsed:
 def parse_subject(subject: str) -> Parsed | None:
     """A tenant event or command subject split into its parts; None for anything else."""
     parts = subject.split(".")
-    if len(parts) != 5 or parts[0] != "sb" or parts[2] not in ("evt", "cmd"):
+    if parts[0] != "sb" or parts[2:3] not in (["evt"], ["cmd"]):
+        return None
+    if len(parts) != 5 and not (len(parts) == 6 and parts[2] == "evt"):
         return None
     try:
         tenant: uuid.UUID | None = uuid.UUID(parts[1])
     except ValueError:
         tenant = None
-    return Parsed(tenant, parts[2], parts[3], parts[4])
+    return Parsed(tenant, parts[2], parts[3], parts[4], parts[5] if len(parts) == 6 else None)

@@ -22,7 +22,7 @@ from nats.js.errors import NotFoundError
 from .log import get_logger
 from .messages import Command, Event, Reply, ReplyCode, decode, encode
 from .registry import parse_subject
-from .subjects import EVENTS_STREAM
+from .subjects import EVENTS_STREAM, addressee_token
 
 if TYPE_CHECKING:
     from .bus import Bus
@@ -51,6 +51,7 @@ C = TypeVar("C", bound=Command)
 REPLY_MEMORY = 10_000
 # The longest any one step of a stop waits (an unsubscribe, the handlers in flight).
 STOP_STEP_S = 1.0
+LISTEN_FLUSH_S = 2  # how long a new listener waits for the server to confirm its subscriptions
 # A crashed handler's event comes back after this long (nak with delay), at most MAX_DELIVER times.
 REDELIVER_DELAY_S = 0.5
 MAX_DELIVER = 5
@@ -249,8 +250,18 @@ class Server(Generic[C]):
         return late
 
 
-def _event_filters(event_types: list[type[Event]], tenant: str = "*") -> dict[str, type[Event]]:
-    return {f"sb.{tenant}.evt.{kind.domain}.{kind.name}": kind for kind in event_types}
+def _event_filters(
+    event_types: list[type[Event]], tenant: str = "*", addressee: str | None = None
+) -> dict[str, type[Event]]:
+    """The subjects of these events; an addressed kind's are those of `addressee` only (every reader's
+    when None)."""
+    filters: dict[str, type[Event]] = {}
+    for kind in event_types:
+        subject = f"sb.{tenant}.evt.{kind.domain}.{kind.name}"
+        if kind.addressed:
+            subject += "." + ("*" if addressee is None else addressee_token(addressee))
+        filters[subject] = kind
+    return filters
 
 
 def _decode_event(subject: str, data: bytes, kinds: dict[tuple[str, str], type[Event]]) -> Event | str:
@@ -267,6 +278,9 @@ def _decode_event(subject: str, data: bytes, kinds: dict[tuple[str, str], type[E
         return f"undecodable: {exc}"[:200]
     if parsed.tenant_id is None or event.tenant_id != parsed.tenant_id:
         return "the subject's tenant and the event's tenant_id differ"
+    addressee = event.addressee
+    if (None if addressee is None else addressee_token(addressee)) != parsed.addressee:
+        return "the subject's addressee and the event's differ"
     return event
 
 
@@ -619,8 +633,9 @@ class BatchConsumer:
 
 
 class Listener:
-    """Events on core NATS, at most once (Bus.listen): decoded and tenant-checked like the rest. With
-    `platform` set, one platform message (sb.sys.<...>, no tenant) instead (Bus.listen_platform)."""
+    """Events on core NATS, at most once (Bus.listen): decoded and tenant-checked like the rest; addressed
+    kinds only those of `addressee`. With `platform` set, one platform message (sb.sys.<...>, no tenant)
+    instead (Bus.listen_platform)."""
 
     def __init__(
         self,
@@ -629,12 +644,13 @@ class Listener:
         handler: EventHandler,
         *,
         tenant_id: Any = None,
+        addressee: str | None = None,
         platform: tuple[str, type[msgspec.Struct]] | None = None,
     ) -> None:
         self.bus = bus
         self.handler = handler
         self.filters = _event_filters(
-            event_types, "*" if tenant_id is None else str(uuid.UUID(str(tenant_id)))
+            event_types, "*" if tenant_id is None else str(uuid.UUID(str(tenant_id))), addressee
         )
         self._kinds = {(k.domain, k.name): k for k in event_types}
         self._platform = platform
@@ -645,6 +661,9 @@ class Listener:
     async def start(self) -> None:
         for subject in self.filters:
             self._subs.append(await self.bus.nc.subscribe(subject, cb=self._on_msg))
+        # The server has the subscriptions once this returns: a socket told "ready" gets every push after.
+        with contextlib.suppress(Exception):  # the bus is away: it subscribes again when it reconnects
+            await self.bus.nc.flush(timeout=LISTEN_FLUSH_S)
 
     async def _on_msg(self, msg: Msg) -> None:
         event: Any

@@ -1,6 +1,9 @@
 """NATS subject scheme (ARCHITECTURE.md): every subject for tenant data carries the tenant id.
 
 sb.<tenant>.evt.<domain>.<event>     facts, persisted in the JetStream stream SB_EVENTS
+sb.<tenant>.evt.<domain>.<event>.<addressee>
+                                     an addressed fact (Event.addressed: a desk push for one agent), so
+                                     that only the API process holding that agent's sockets receives it
 sb.<tenant>.cmd.<service>.<command>  commands, request/reply
 sb.sys.>                             platform-level traffic (health, worker registry)
 sb.<tenant>.rec.<call>.chunk|end     a call's recording audio on its way to the recording service
@@ -11,6 +14,7 @@ $O.sb_voicemails.>                   voicemails on their way to the recording se
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 
@@ -20,6 +24,7 @@ __all__ = [
     "HEALTH_BUCKET",
     "REC_STREAM",
     "REC_SUBJECTS",
+    "addressee_token",
     "cmd_subject",
     "evt_subject",
     "rec_subject",
@@ -42,8 +47,19 @@ def _token(value: str, what: str) -> str:
     return value
 
 
-def evt_subject(tenant_id: uuid.UUID | str, domain: str, event: str) -> str:
-    return f"sb.{_tenant_token(tenant_id)}.evt.{_token(domain, 'domain')}.{_token(event, 'event')}"
+def evt_subject(tenant_id: uuid.UUID | str, domain: str, event: str, addressee: str | None = None) -> str:
+    """An event's subject; with `addressee` (an addressed kind's reader), that reader's own subject."""
+    subject = f"sb.{_tenant_token(tenant_id)}.evt.{_token(domain, 'domain')}.{_token(event, 'event')}"
+    return subject if addressee is None else f"{subject}.{addressee_token(addressee)}"
+
+
+def addressee_token(addressee: str) -> str:
+    """The subject token of an event's reader: an agent id (a UUID) as it is; anything else (a widget
+    caller's or a supervisor's leg owner, with ':') as a digest, so that it can never widen a subscription
+    nor collide with an agent id."""
+    if _TOKEN.match(addressee) and not addressee.startswith("h-"):
+        return addressee
+    return "h-" + hashlib.sha256(addressee.encode()).hexdigest()[:32]
 
 
 def cmd_subject(tenant_id: uuid.UUID | str, service: str, command: str) -> str:

@@ -26,10 +26,12 @@ __all__ = [
 
 
 class DeskPush(Event, kw_only=True, frozen=True):
-    """A message for one agent's desk: `kind` is the websocket message type (docs/agent-protocol.md)."""
+    """A message for one agent's desk: `kind` is the websocket message type (docs/agent-protocol.md). On
+    sb.<tenant>.evt.desk.push.<agent>: only the API process holding that agent's sockets receives it."""
 
     domain = "desk"
     name = "push"
+    addressed = True
     agent_id: str
     kind: Literal[
         "contact_offer",
@@ -40,6 +42,10 @@ class DeskPush(Event, kw_only=True, frozen=True):
         "monitor_notice",
     ]
     body: dict[str, Any] = {}
+
+    @property
+    def addressee(self) -> str | None:
+        return self.agent_id
 
 
 class DeskCommand(Command, kw_only=True, frozen=True):

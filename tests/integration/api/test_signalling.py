@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -17,6 +18,8 @@ import pytest
 import websockets
 
 from services.api.tokens import AGENT_AUDIENCE, ISSUER, issue_agent_token
+from services.kernel import events as ev
+from services.kernel.bus import connect
 from services.kernel.events import MediaWebRtcIce, MediaWebRtcOffer, WebRtcSignal
 from services.kernel.messages import Reply, decode, encode
 from services.kernel.subjects import cmd_subject, evt_subject
@@ -275,3 +278,51 @@ async def test_one_socket_holds_a_bounded_number_of_legs(
     finally:
         await sub.unsubscribe()
         await nc.close()
+
+
+def _pushes_counted(text: str) -> dict[str, float]:
+    found = re.findall(r'^sb_api_desk_pushes_total\{outcome="(\w+)"\} ([0-9.e+]+)$', text, re.M)
+    return {outcome: float(value) for outcome, value in found}
+
+
+async def test_a_desk_push_reaches_only_its_agents_process_and_socket(
+    http: httpx.AsyncClient, api_server: str, infra: Any
+) -> None:
+    # Published the way the coordinator does (Bus.publish, JetStream), a push for agent B goes on B's own
+    # subject: the API process holding only A's socket never receives it (its counter of pushes that were
+    # not its socket's stays put), while A's push reaches A's socket.
+    a = await signup(http)
+    tenant = uuid.UUID(a["tenant"])
+    other = await http.post(
+        "/v1/agents", json={"name": "Bob", "email": f"bob{time.time_ns()}@x.example"}, headers=a["headers"]
+    )
+    assert other.status_code == 201, other.text
+    b = other.json()["id"]
+    bus = await connect(infra.nats_url, name="test-desk-push")
+    watch = await bus.nc.subscribe(f"sb.{tenant}.evt.desk.push.>")
+    try:
+        async with websockets.connect(ws_url(api_server, await issue(http, a))) as ws:
+            assert (await recv(ws))["type"] == "ready"
+            before = _pushes_counted((await http.get("/metrics")).text)
+
+            def push(agent: str, n: int) -> ev.DeskPush:
+                body = {"contact_id": str(uuid.uuid4()), "n": n}
+                return ev.DeskPush(tenant_id=tenant, agent_id=agent, kind="contact_withdrawn", body=body)
+
+            for n in range(5):
+                await bus.publish(push(b, n))
+            await bus.publish(push(a["agent"], 5))
+            got = await recv(ws)
+            assert got["type"] == "contact_withdrawn" and got["n"] == 5, got
+            await ws.send(json.dumps({"v": 1, "type": "ping"}))
+            assert (await recv(ws))["type"] == "pong"  # nothing else came before the pong
+            after = _pushes_counted((await http.get("/metrics")).text)
+            assert after.get("not_ours", 0) == before.get("not_ours", 0), (before, after)
+            assert after["sent"] >= before.get("sent", 0) + 1
+            subjects = [(await watch.next_msg(timeout=5)).subject for _ in range(6)]
+            assert subjects == [f"sb.{tenant}.evt.desk.push.{b}"] * 5 + [
+                f"sb.{tenant}.evt.desk.push.{a['agent']}"
+            ]
+    finally:
+        await watch.unsubscribe()
+        await bus.close()

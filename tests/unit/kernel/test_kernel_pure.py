@@ -10,10 +10,12 @@ import pytest
 
 from services.kernel import db
 from services.kernel.config import ConfigError, load_settings, to_env
-from services.kernel.events import ConfigChanged, SeatsChanged
+from services.kernel.events import ConfigChanged, DeskPush, SeatsChanged
 from services.kernel.ids import new_id, parse_id
 from services.kernel.messages import decode, encode
-from services.kernel.subjects import cmd_subject, evt_subject, sys_subject, tenant_of
+from services.kernel.registry import parse_subject
+from services.kernel.serving import _decode_event, _event_filters
+from services.kernel.subjects import addressee_token, cmd_subject, evt_subject, sys_subject, tenant_of
 from services.kernel.tenancy import TenantRequiredError, current_tenant, tenant_context
 
 
@@ -52,6 +54,29 @@ def test_subjects_carry_the_tenant_and_refuse_wildcards() -> None:
             evt_subject(t, bad, "changed")
     with pytest.raises(ValueError):
         evt_subject("*", "seats", "changed")
+
+
+def test_an_addressed_event_goes_on_its_readers_subject_and_nowhere_else() -> None:
+    t, agent = uuid.uuid4(), str(uuid.uuid4())
+    assert evt_subject(t, "desk", "push", agent) == f"sb.{t}.evt.desk.push.{agent}"
+    # A widget caller's or a supervisor's owner has ':' (and could spell '*' or '>'): a digest, never raw.
+    for owner in ("widget:k:s", "supervisor:x", "a.b", "*", ">", "h-" + "0" * 32):
+        token = addressee_token(owner)
+        assert token.startswith("h-") and len(token) == 34 and token != owner
+    assert addressee_token("widget:k:s") == addressee_token("widget:k:s") != addressee_token("widget:k:t")
+    parsed = parse_subject(f"sb.{t}.evt.desk.push.{agent}")
+    assert parsed is not None and (parsed.owner, parsed.name, parsed.addressee) == ("desk", "push", agent)
+    assert parse_subject(f"sb.{t}.cmd.media.play.{agent}") is None  # a held call's command: media's own parse
+    push = DeskPush(tenant_id=t, agent_id=agent, kind="contact_offer")
+    kinds = {("desk", "push"): DeskPush}
+    assert _decode_event(f"sb.{t}.evt.desk.push.{agent}", encode(push), kinds) == push
+    for subject in (f"sb.{t}.evt.desk.push", f"sb.{t}.evt.desk.push.{uuid.uuid4()}"):
+        assert _decode_event(subject, encode(push), kinds) == "the subject's addressee and the event's differ"
+    assert set(_event_filters([DeskPush, SeatsChanged], str(t), agent)) == {
+        f"sb.{t}.evt.desk.push.{agent}",
+        f"sb.{t}.evt.seats.changed",
+    }
+    assert set(_event_filters([DeskPush])) == {"sb.*.evt.desk.push.*"}
 
 
 def test_messages_round_trip_with_version_tenant_id_and_timestamp() -> None:
