@@ -80,6 +80,7 @@ test-peers:
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	command -v sox >/dev/null || missing="$$missing sox"; \
 	command -v turnserver >/dev/null || missing="$$missing coturn"; \
+	command -v kamailio >/dev/null || missing="$$missing kamailio"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing test peers:$$missing"; \

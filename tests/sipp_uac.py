@@ -69,10 +69,13 @@ def uac_scenario(
     hangup_after_ms: int | None = None,
     bye_timeout_ms: int = 20000,
     name: str = "caller",
+    routes: bool = False,
 ) -> str:
     """One call. `rtp_port`: where the platform's audio goes (a socket of the test), or None for SIPp's own
     media port (needed for `stream`). `during`: actions after the ACK (`press`, `stream`, `pause`). Then the
-    caller hangs up after `hangup_after_ms`, or (None) waits up to `bye_timeout_ms` for the platform's BYE."""
+    caller hangs up after `hangup_after_ms`, or (None) waits up to `bye_timeout_ms` for the platform's BYE.
+    `routes`: in-dialog requests go to the 200's Contact through its Record-Route set (a proxy such as
+    Kamailio in between); otherwise to the address the INVITE went to."""
     media = (
         f"c=IN IP4 [local_ip]\nt=0 0\nm=audio {rtp_port}"
         if rtp_port
@@ -96,7 +99,9 @@ o=user1 53655765 2353687637 IN IP4 [local_ip]
 s=-
 {media} RTP/AVP {" ".join(map(str, payload_types))}
 {rtpmaps}"""
-    in_dialog = f"{via}\n{dialog}[peer_tag_param]\n{fixed}\nContent-Length: 0\n"
+    route_line = "[routes]\n" if routes else ""
+    in_dialog = f"{via}\n{dialog}[peer_tag_param]\n{fixed}\n{route_line}Content-Length: 0\n"
+    target = "[next_url]" if routes else "sip:[service]@[remote_ip]:[remote_port]"
     if hangup_after_ms is None:
         end = f"""  <recv request="BYE" timeout="{bye_timeout_ms}"/>
   <send><![CDATA[
@@ -116,7 +121,7 @@ Content-Length: 0
         bye = in_dialog.format(cseq="CSeq: 2 BYE")
         end = f"""{pause(hangup_after_ms)}  <send retrans="500"><![CDATA[
 
-BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+BYE {target} SIP/2.0
 {bye}
 ]]></send>
   <recv response="200"/>
@@ -132,10 +137,10 @@ BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
-  <recv response="200" rtd="true"/>
+  <recv response="200" rtd="true"{' rrs="true"' if routes else ""}/>
   <send><![CDATA[
 
-ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+ACK {target} SIP/2.0
 {ack}
 ]]></send>
 {during}{end}</scenario>

@@ -35,7 +35,7 @@ from tests.integration.media.harness import Caller, Events, answered_call
 from tests.integration.media.sipclient import RtpReceiver, TcpSip, header, request, status_of
 from tests.integration.media.test_originate import FakeTrunk, _tenant_with_trunk
 from tests.service_procs import service_env, stop_all
-from tests.sipp_uac import sipp_command
+from tests.sipp_uac import sipp_command, uac_scenario
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(90)]
 
@@ -59,6 +59,18 @@ class Shard:
 
 def _env(infra, **extra: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
     return service_env(infra, SB_MEDIA_MAX_LAG_MS="0", SB_MEDIA_MAX_CPU="0", **extra)
+
+
+def _worker_env(infra, port: int, site: str, worker_id: str, rtp_low: int) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    """A media worker behind the front on `port`: the public address (Via and Contact) is the front's."""
+    return _env(
+        infra,
+        SB_SIP_PORT=str(port),
+        SB_SITE=site,
+        SB_MEDIA_WORKER_ID=worker_id,
+        SB_RTP_PORT_MIN=str(rtp_low),
+        SB_RTP_PORT_MAX=str(rtp_low + 400),
+    )
 
 
 def _spawn(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -97,14 +109,7 @@ def shard(infra) -> Iterator[Shard]:  # type: ignore[no-untyped-def]
         low = rtp_base + 4000 + index * 600
         workers[worker_id] = _spawn(
             [sys.executable, "-m", "services.media"],
-            _env(
-                infra,
-                SB_SIP_PORT=str(port),  # the public address: Via and Contact name the front
-                SB_SITE=site,
-                SB_MEDIA_WORKER_ID=f"{site}-{worker_id}",
-                SB_RTP_PORT_MIN=str(low),
-                SB_RTP_PORT_MAX=str(low + 400),
-            ),
+            _worker_env(infra, port, site, f"{site}-{worker_id}", low),
             logs / f"{worker_id}.log",
         )
         return workers[worker_id]
@@ -380,3 +385,123 @@ async def test_a_hung_worker_is_lost_and_fences_itself(shard: Shard) -> None:
     caller.client.close()
     caller.rtp.close()
     await events.close()
+
+
+def _kamcmd(ctl: Path, *command: str) -> str:
+    return subprocess.run(
+        ["kamcmd", "-s", f"unix:{ctl}", *command], capture_output=True, text=True, timeout=10
+    ).stdout
+
+
+def _front_states(ctl: Path) -> dict[int, str]:
+    """Kamailio's view of each front: its port -> FLAGS (AP: active and probed, IP: inactive)."""
+    states: dict[int, str] = {}
+    port = 0
+    for line in _kamcmd(ctl, "dispatcher.list").splitlines():
+        line = line.strip()
+        if line.startswith("URI:"):
+            port = int(line.rsplit(":", 1)[1])
+        elif line.startswith("FLAGS:"):
+            states[port] = line.split(":", 1)[1].strip()
+    return states
+
+
+def _sipp_calls(
+    kamailio_port: int, number: str, count: int, workdir: Path
+) -> subprocess.CompletedProcess[str]:
+    scenario = workdir / "through-kamailio.xml"
+    scenario.write_text(uac_scenario(hangup_after_ms=200, routes=True))
+    return subprocess.run(
+        [
+            *sipp_command(),
+            *("-sf", str(scenario), "-s", number, f"127.0.0.1:{kamailio_port}"),
+            *("-m", str(count), "-r", "10", "-l", str(count), "-timeout", "20", "-timeout_error"),
+        ],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=40,
+    )
+
+
+@pytest.mark.skipif(
+    shutil.which("kamailio") is None or shutil.which("sipp") is None,
+    reason="kamailio and sipp (Debian kamailio, sip-tester) are not both installed: `make test-peers` as root",
+)
+def test_kamailio_spreads_calls_over_two_fronts_and_survives_one(shard: Shard, infra, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # examples/kamailio/kamailio.cfg (the operators' sample) dispatches over two fronts, each with a worker
+    # of its own site; SIPp calls Kamailio and follows its Record-Route. A front killed with SIGKILL is
+    # marked down by Kamailio (an INVITE it does not answer, then the OPTIONS probes) and every call goes on
+    # through the other.
+    fronts: dict[str, subprocess.Popen[bytes]] = {}
+    procs: list[subprocess.Popen[bytes]] = []
+    ports: dict[str, int] = {}
+    kamailio: subprocess.Popen[bytes] | None = None
+    try:
+        for index, name in enumerate(("a", "b")):
+            ports[name] = port = free_port()
+            site = f"kam-{name}-{secrets.token_hex(3)}"
+            low = 30000 + (os.getpid() % 100) * 40 + 6000 + index * 600
+            fronts[name] = _spawn(
+                [sys.executable, "-m", "services.media.front"],
+                _env(infra, SB_SIP_PORT=str(port), SB_SITE=site),
+                tmp_path / f"front-{name}.log",
+            )
+            worker_env = _worker_env(infra, port, site, f"{site}-w", low)
+            procs += [
+                fronts[name],
+                _spawn([sys.executable, "-m", "services.media"], worker_env, tmp_path / f"w-{name}.log"),
+            ]
+        for name in fronts:
+            _wait_log(tmp_path / f"front-{name}.log", "worker_linked", 1, 30.0)
+
+        (tmp_path / "dispatcher.list").write_text("".join(f"1 sip:127.0.0.1:{p}\n" for p in ports.values()))
+        kamailio_port, ctl = free_port(), tmp_path / "kamailio_ctl"
+        kamailio_log = tmp_path / "kamailio.log"
+        kamailio = _spawn(
+            [
+                "kamailio", "-DD", "-E", "-m", "32", "-M", "4",
+                "-f", str(REPO / "examples" / "kamailio" / "kamailio.cfg"),
+                "-A", f"LISTEN=udp:127.0.0.1:{kamailio_port}",
+                "-A", f'DS_LIST="{tmp_path / "dispatcher.list"}"',
+                "-A", f'CTL="unix:{ctl}"',
+                "-A", "PROBE_S=1",
+                "-A", "FR_MS=1000",
+            ],
+            dict(os.environ),
+            kamailio_log,
+        )  # fmt: skip
+        deadline = time.monotonic() + 15
+        while _front_states(ctl) != {ports["a"]: "AP", ports["b"]: "AP"}:
+            assert kamailio.poll() is None, kamailio_log.read_text()[-3000:]
+            assert time.monotonic() < deadline, (_front_states(ctl), kamailio_log.read_text()[-3000:])
+            time.sleep(0.2)
+
+        def dispatched() -> dict[str, int]:
+            """INVITEs Kamailio sent to each front (its config logs `dispatch INVITE <Call-ID> to <front>`)."""
+            lines = [
+                line
+                for line in kamailio_log.read_text(errors="replace").splitlines()
+                if "dispatch INVITE" in line
+            ]
+            return {
+                name: sum(line.endswith(f"to sip:127.0.0.1:{p}") for line in lines)
+                for name, p in ports.items()
+            }
+
+        first = _sipp_calls(kamailio_port, shard.number, 6, tmp_path)
+        assert first.returncode == 0, first.stdout[-2000:] + kamailio_log.read_text()[-2000:]
+        assert dispatched() == {"a": 3, "b": 3}  # round robin
+
+        os.kill(fronts["a"].pid, signal.SIGKILL)
+        fronts["a"].wait(timeout=5)
+        started = time.monotonic()
+        second = _sipp_calls(kamailio_port, shard.number, 6, tmp_path)
+        took = time.monotonic() - started
+        assert second.returncode == 0, second.stdout[-2000:] + kamailio_log.read_text()[-2000:]
+        counts = dispatched()
+        assert counts["b"] == 3 + 6, counts  # every new call reached the survivor
+        assert _front_states(ctl)[ports["a"]].startswith("I"), _front_states(ctl)  # marked down
+        print(f"6 calls through Kamailio after kill -9 of a front: {took:.1f} s")
+    finally:
+        stop_all([kamailio, *procs] if kamailio is not None else procs)
