@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import socket
 import time
 from typing import Any, Literal
 
@@ -53,6 +54,10 @@ SERVICE_INSTANCES = metrics.gauge(
 SERVICE_BEAT_AGE = metrics.gauge(
     "service_heartbeat_age_seconds", "Age of the service's newest heartbeat (fresh: under 15 s)", ("service",)
 )
+# Every process's own figures (bus commands and events, CPU, memory, loop lag), from the fresh heartbeats
+# of the last reading, and this api process's own.
+FIGURES = metrics.BeatFigures("api", f"{socket.gethostname()}:{os.getpid()}")
+metrics.REGISTRY.register(FIGURES)
 
 
 class ComponentHealth(msgspec.Struct, kw_only=True):
@@ -144,7 +149,7 @@ async def _read_beats(state: ApiState) -> list[Health]:
     )
     beats: list[Health] = []
     try:
-        pending = (await sub.consumer_info()).num_pending
+        pending = (await sub.consumer_info()).num_pending or 0
         while pending > 0:
             msgs = await sub.fetch(min(pending, 256), timeout=CHECK_TIMEOUT_S)
             pending -= len(msgs)
@@ -170,7 +175,9 @@ async def assess(state: ApiState) -> Healthz:
         except Exception as exc:
             nats_ = NatsHealth(status="down", connected=True, error=f"sb_health: {type(exc).__name__}")
     expected = state.settings.expected_service_names
-    services = assess_services(beats, time.time(), expected)
+    now = time.time()
+    FIGURES.beats = [(b.service, f"{b.host}:{b.pid}", b.figures) for b in beats if now - b.ts < FRESH_S]
+    services = assess_services(beats, now, expected)
     # This process answers, so the api is up whatever the bucket says.
     services["api"] = ServiceHealth(status="ok", pid=os.getpid(), age_s=0.0, instances=1)
     # Services beyond the expected ones are listed for information; only the expected ones count.

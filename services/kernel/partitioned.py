@@ -51,6 +51,7 @@ from nats.js.kv import KeyValue
 from .bus import Bus
 from .log import get_logger
 from .messages import Event
+from .metrics import figure_gauge, read_before_beats
 from .serving import PartitionSource
 from .subjects import EVENTS_STREAM
 
@@ -79,6 +80,13 @@ _FNV32_OFFSET = 0x811C9DC5
 _FNV32_PRIME = 0x01000193
 
 log = get_logger()
+
+PARTITIONS_HELD = figure_gauge(
+    "partitions_held",
+    "Partitions whose lease this process holds, by lease name (routing, contacts, ivr): across a "
+    "service's processes they add up to the partition count once a takeover is over",
+    ("lease",),
+)
 
 
 def token_partition(token: str, count: int) -> int:
@@ -238,6 +246,8 @@ class Leases:
         self._tasks: list[asyncio.Task[None]] = []
         self._started = 0.0
         self._gave_back: dict[int, float] = {}  # partition -> when we handed it to its home worker
+        self._name = name
+        self._unread: Callable[[], None] | None = None
 
     async def start(self) -> None:
         try:
@@ -247,6 +257,7 @@ class Leases:
                 KeyValueConfig(bucket=self.bucket, ttl=self.ttl, history=1)
             )
         self._started = time.monotonic()
+        self._unread = read_before_beats(lambda: PARTITIONS_HELD.labels(self._name).set(len(self.owned)))
         await self._claim_round()
         self._tasks = [asyncio.create_task(self._refresh_loop()), asyncio.create_task(self._claim_loop())]
 
@@ -258,6 +269,9 @@ class Leases:
 
     async def stop(self) -> None:
         """Stop refreshing and hand every lease over at once (bounded), without calling on_lose."""
+        if self._unread is not None:
+            self._unread()
+            PARTITIONS_HELD.labels(self._name).set(0)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

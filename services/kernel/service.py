@@ -16,6 +16,7 @@ from .bus import Bus, connect
 from .config import Settings, load_settings
 from .diag import describe_tasks
 from .log import configure_logging, get_logger
+from .metrics import Family, figure_gauge, figures
 from .subjects import HEALTH_BUCKET
 
 __all__ = ["HEARTBEAT_S", "SHUTDOWN_DEADLINE_S", "Health", "run_service"]
@@ -33,12 +34,23 @@ class Health(msgspec.Struct, kw_only=True):
     status: str
     started_at: float
     ts: float
+    # The process's own Prometheus figures (kernel/metrics.py), re-exported by the API's /metrics.
+    figures: list[Family] = msgspec.field(default_factory=list)
+
+
+LOOP_LAG = figure_gauge(
+    "event_loop_lag_seconds",
+    "How late the heartbeat's timer fired: a process whose loop is blocked answers nothing meanwhile",
+)
 
 
 async def _heartbeat(bus: Bus, service: str, started: float, stop: asyncio.Event) -> None:
     kv = await bus.js.key_value(HEALTH_BUCKET)
     key = f"{service}.{socket.gethostname()}.{os.getpid()}".replace("/", "_")
+    loop = asyncio.get_running_loop()
+    due = loop.time()
     while not stop.is_set():
+        LOOP_LAG.set(max(0.0, loop.time() - due))
         beat = Health(
             service=service,
             pid=os.getpid(),
@@ -46,11 +58,13 @@ async def _heartbeat(bus: Bus, service: str, started: float, stop: asyncio.Event
             status="ok",
             started_at=started,
             ts=time.time(),
+            figures=figures(),
         )
         try:
             await kv.put(key, msgspec.json.encode(beat))
         except Exception as exc:  # the bus reconnects by itself; a missed beat is not fatal
             get_logger().warning("heartbeat_failed", error=str(exc))
+        due = loop.time() + HEARTBEAT_S
         try:
             await asyncio.wait_for(stop.wait(), HEARTBEAT_S)
         except TimeoutError:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping
@@ -21,6 +22,7 @@ from nats.js.errors import NotFoundError
 
 from .log import get_logger
 from .messages import Command, Event, Reply, ReplyCode, decode, encode
+from .metrics import figure_counter, figure_gauge, figure_histogram
 from .registry import parse_subject
 from .subjects import EVENTS_STREAM, addressee_token
 
@@ -58,6 +60,38 @@ MAX_DELIVER = 5
 FETCH_WAIT_S = 1.0
 
 log = get_logger()
+
+# Each process's own figures (kernel/metrics.py): shipped in its heartbeat, scraped through the API.
+COMMANDS = figure_counter(
+    "bus_commands",
+    "Commands answered, by command (`unknown` for names the process does not serve) and reply code "
+    "(`ok` when done)",
+    ("command", "code"),
+)
+COMMAND_SECONDS = figure_histogram(
+    "bus_command_seconds",
+    "Time from a command's arrival to its reply",
+    ("command",),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+EVENTS = figure_counter(
+    "bus_events",
+    "Events a durable consumer took, by outcome: ok (acknowledged), redelivered (asked back later), "
+    "failed (the handler raised), unreadable (dropped)",
+    ("consumer", "outcome"),
+)
+EVENT_DELAY = figure_gauge(
+    "bus_event_delay_seconds",
+    "For the newest event a consumer handled: from its publication to the end of its handling (a consumer "
+    "falling behind shows it growing)",
+    ("consumer",),
+)
+EVENT_SECONDS = figure_histogram(
+    "bus_event_seconds",
+    "Time a consumer's handler took for one event (a batch, for a batch consumer)",
+    ("consumer",),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
 
 
 class Later:
@@ -158,6 +192,20 @@ class Server(Generic[C]):
         self, subject: str, data: bytes, parse: SubjectParser = _tenant_command, msg: Msg | None = None
     ) -> Reply | None:
         """The reply to one command message (None: not ours to answer, or it comes later to `msg`)."""
+        started = time.perf_counter()
+        reply = await self._answer(subject, data, parse, msg, started)
+        if reply is not None:
+            self._count(parse(subject), reply, started)
+        return reply
+
+    def _count(self, target: tuple[uuid.UUID | None, str] | None, reply: Reply, started: float) -> None:
+        name = target[1] if target is not None and target[1] in self._handlers else "unknown"
+        COMMANDS.labels(name, "ok" if reply.ok else (reply.code or "error")).inc()
+        COMMAND_SECONDS.labels(name).observe(time.perf_counter() - started)
+
+    async def _answer(
+        self, subject: str, data: bytes, parse: SubjectParser, msg: Msg | None, started: float
+    ) -> Reply | None:
         target = parse(subject)
         if target is None:
             return _refuse(ReplyCode.BAD_MESSAGE, f"{subject!r} is not a {self.service} command subject")
@@ -188,7 +236,9 @@ class Server(Generic[C]):
             # Not remembered: a retry runs again.
             return _refuse(ReplyCode.INTERNAL, f"internal error: {type(exc).__name__}")
         if isinstance(result, Later):
-            task = asyncio.get_running_loop().create_task(self._finish(command.id, subject, result.work))
+            task = asyncio.get_running_loop().create_task(
+                self._finish(command.id, subject, result.work, (target, started))
+            )
             self._remember(command.id, task)
             self._spawn(self._reply_when_done(msg, task))
             return None
@@ -196,15 +246,25 @@ class Server(Generic[C]):
             self._remember(command.id, result)
         return result
 
-    async def _finish(self, command_id: uuid.UUID, subject: str, work: Awaitable[Reply]) -> Reply:
+    async def _finish(
+        self,
+        command_id: uuid.UUID,
+        subject: str,
+        work: Awaitable[Reply],
+        counted: tuple[tuple[uuid.UUID | None, str] | None, float],
+    ) -> Reply:
+        target, started = counted
         try:
             reply = await work
         except Exception as exc:
             log.exception("bus_command_failed", subject=subject)
             self._replies.pop(command_id, None)
-            return _refuse(ReplyCode.INTERNAL, f"internal error: {type(exc).__name__}")
+            reply = _refuse(ReplyCode.INTERNAL, f"internal error: {type(exc).__name__}")
+            self._count(target, reply, started)
+            return reply
         if command_id in self._replies:
             self._replies[command_id] = reply
+        self._count(target, reply, started)
         return reply
 
     async def _reply_when_done(self, msg: Msg | None, task: asyncio.Task[Reply]) -> None:
@@ -391,6 +451,7 @@ class Consumer:
         event = _decode_event(subject, msg.data, self._kinds)
         if isinstance(event, str):
             log.warning("bus_event_refused", durable=self.durable, subject=msg.subject, reason=event)
+            EVENTS.labels(self.durable, "unreadable").inc()
             with contextlib.suppress(Exception):
                 await msg.term()  # delivering it again would not make it readable
             return
@@ -422,11 +483,13 @@ class Consumer:
 
     async def _handle(self, msg: Msg, event: Event) -> None:
         progress = asyncio.create_task(self._in_progress(msg))
+        started = time.perf_counter()
         try:
             await self.handler(event)
         except asyncio.CancelledError:
             raise  # stopping: not acknowledged, so the next consumer process gets it
         except Redeliver as again:
+            EVENTS.labels(self.durable, "redelivered").inc()
             with contextlib.suppress(Exception):
                 await msg.nak(delay=again.delay_s)
             return
@@ -439,11 +502,15 @@ class Consumer:
                 delivered=delivered,
                 given_up=delivered >= self.max_deliver,
             )
+            EVENTS.labels(self.durable, "failed").inc()
             with contextlib.suppress(Exception):
                 await msg.nak(delay=REDELIVER_DELAY_S)
             return
         finally:
             progress.cancel()
+        EVENTS.labels(self.durable, "ok").inc()
+        EVENT_SECONDS.labels(self.durable).observe(time.perf_counter() - started)
+        EVENT_DELAY.labels(self.durable).set(max(0.0, time.time() - event.ts))
         with contextlib.suppress(Exception):
             await msg.ack()
 
@@ -591,6 +658,8 @@ class BatchConsumer:
                 )
                 continue
             events.append(event)
+        if len(events) < len(msgs):
+            EVENTS.labels(self.durable, "unreadable").inc(len(msgs) - len(events))
         return events
 
     async def _run_writer(self) -> None:
@@ -604,13 +673,18 @@ class BatchConsumer:
                 events = events + more
             pause = 0.5
             while True:
+                started = time.perf_counter()
                 try:
                     if events:
                         await self.handler(events)
+                        EVENTS.labels(self.durable, "ok").inc(len(events))
+                        EVENT_SECONDS.labels(self.durable).observe(time.perf_counter() - started)
+                        EVENT_DELAY.labels(self.durable).set(max(0.0, time.time() - events[-1].ts))
                     break
                 except asyncio.CancelledError:
                     raise  # stopping: not acknowledged, so the next consumer process gets it
                 except Exception:
+                    EVENTS.labels(self.durable, "failed").inc(len(events))
                     log.exception("bus_batch_failed", durable=self.durable, events=len(events), retry_s=pause)
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 30.0)

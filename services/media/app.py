@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +22,7 @@ from services.kernel.config import Settings, advertised_host, machine_ipv4, sip_
 from services.kernel.db import create_pool
 from services.kernel.log import get_logger
 from services.kernel.messages import Reply, decode
+from services.kernel.metrics import figure_gauge, read_before_beats
 from services.kernel.registry import parse_subject
 from services.kernel.serving import Later, Listener, Server
 from services.kernel.waits import close_pool
@@ -120,6 +122,15 @@ def edge_config(settings: Settings) -> EdgeConfig:
     )
 
 
+SIP_LEGS = figure_gauge("media_sip_legs", "SIP call legs this media process holds (caller, agent desk phone)")
+WEBRTC_LEGS = figure_gauge(
+    "media_webrtc_legs", "WebRTC legs this media process holds (browser agents, widget callers)"
+)
+BRIDGES = figure_gauge(
+    "media_bridges", "Two legs joined by this media process (a caller talking to an agent)"
+)
+
+
 class MediaService:
     def __init__(
         self,
@@ -164,6 +175,7 @@ class MediaService:
         # Each call's own command subject, open while this worker holds it (`_route_here`).
         self._routes: dict[uuid.UUID, asyncio.Task[Subscription]] = {}
         self._route_tasks: set[asyncio.Task[None]] = set()
+        self._unread: Callable[[], None] | None = None
         edge.on_start.append(lambda leg: self._route_here(leg.call.tenant_id, leg.call.call_id))
         self.webrtc.on_end.append(lambda session: self._leg_ended(session.leg_id))
         self.webrtc.on_start.append(lambda session: self._route_here(session.tenant_id, session.leg_id))
@@ -187,6 +199,12 @@ class MediaService:
         # An agent whose socket stayed away past the tenant's grace is signed out by routing: its legs
         # (which would otherwise live on until ICE gives up) end with it.
         self._agents = await self.bus.listen([ev.AgentStateChanged], self._on_agent_state)
+        self._unread = read_before_beats(self._read_figures)
+
+    def _read_figures(self) -> None:
+        SIP_LEGS.set(len(self.edge.legs))
+        WEBRTC_LEGS.set(len(self.webrtc.sessions))
+        BRIDGES.set(len(self.bridges))
 
     def _route_here(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> None:
         """Commands for this call come to this worker only (Bus.request sends a command naming a call to
@@ -238,6 +256,8 @@ class MediaService:
             self.edge.store.invalidate(change.tenant_id)
 
     async def stop(self) -> None:
+        if self._unread is not None:
+            self._unread()
         for bridge in list(self.bridges.values()):
             self.separate(bridge, "shutdown")
         if self._reship is not None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -33,9 +34,12 @@ from services.kernel import events as ev
 from services.kernel.bus import Bus
 from services.kernel.log import get_logger
 from services.kernel.messages import Command, Reply, ReplyCode
+from services.kernel.metrics import figure_gauge, read_before_beats
 from services.kernel.partitioned import Leases
 from services.kernel.serving import Later, Listener, Server
 
+from .core.agent import AgentState
+from .core.contact import ContactState
 from .journal import Journal
 from .partitions import MAPPED_PREFIX, parse_mapped, partition_of, partition_subject, token_partition
 from .tenant import TenantRunner
@@ -59,6 +63,15 @@ def parse_partitions(spec: str, count: int) -> list[int]:
             raise ValueError(f"partition range {part!r} is outside 0-{count - 1}")
         out.update(range(first, last + 1))
     return sorted(out)
+
+
+AGENTS = figure_gauge(
+    "routing_agents", "Signed-in agents of the tenants this process routes, by state", ("state",)
+)
+CONTACTS = figure_gauge(
+    "routing_contacts", "Contacts in the queues of the tenants this process routes, by state", ("state",)
+)
+TENANTS = figure_gauge("routing_tenants", "Tenants whose routing state this process holds")
 
 
 class RoutingWorker:
@@ -86,6 +99,7 @@ class RoutingWorker:
         self._config: Listener | None = None
         self._partition_subs: dict[int, Subscription] = {}
         self._listing: asyncio.Future[set[uuid.UUID]] | None = None
+        self._unread: Callable[[], None] | None = None
         # Commands come on the partitions' mapped subjects, subscribed while their leases are ours.
         self.server: Server[Command] = Server(bus, "routing", dict.fromkeys(BUS_COMMANDS, self._handle))
         self.leases = Leases(
@@ -103,6 +117,23 @@ class RoutingWorker:
             key=lambda p: f"n{partition_count}.p{p}",
         )
 
+    def _read_figures(self) -> None:
+        agents = dict.fromkeys(AgentState, 0)
+        contacts = dict.fromkeys(ContactState, 0)
+        for runner in self.runners.values():
+            if runner.engine is None:
+                continue
+            for agent in runner.engine.state.agents.values():
+                agents[agent.state] += 1
+            for contact in runner.engine.state.contacts.values():
+                contacts[contact.state] += 1
+        for agent_state, n in agents.items():
+            if agent_state is not AgentState.LOGGED_OUT:  # signed-out agents have no record
+                AGENTS.labels(agent_state.value).set(n)
+        for contact_state, n in contacts.items():
+            CONTACTS.labels(contact_state.value).set(n)
+        TENANTS.set(len(self.runners))
+
     @property
     def owned(self) -> dict[int, int]:
         """The partitions whose leases are ours (-> the lease's revision)."""
@@ -112,10 +143,13 @@ class RoutingWorker:
         await self.journal.ensure()
         await self._check_mapping()
         self._config = await self.bus.listen([ev.ConfigChanged, ev.SeatsChanged], self._on_config)
+        self._unread = read_before_beats(self._read_figures)
         await self.leases.start()
 
     async def stop(self) -> None:
         # Bounded waits throughout: stopping must finish even when NATS is slow or gone.
+        if self._unread is not None:
+            self._unread()
         await self.leases.freeze()
         for p in list(self._partition_subs):
             await self._unsubscribe(p)

@@ -266,6 +266,36 @@ def test_healthz_reports_postgres_nats_and_every_service(first: Up) -> None:
     assert first.healthz().headers["content-type"].startswith("application/json")
 
 
+def test_metrics_show_every_processs_own_figures(first: Up) -> None:
+    """Each service ships its figures in its heartbeat; any api process re-exports them, labelled."""
+    first.wait_healthy()
+    pids = {name: proc.pid for name, proc in first.services().items()}
+    deadline, text = time.monotonic() + 20, ""
+    while time.monotonic() < deadline:
+        text = httpx.get(f"{first.api}/metrics", timeout=5, trust_env=False).text
+        cpu = {
+            line.split('service="')[1].split('"')[0]: line
+            for line in text.splitlines()
+            if line.startswith("sb_process_cpu_seconds_total{")
+        }
+        held = [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("sb_partitions_held{") and 'lease="routing"' in line
+        ]
+        if set(SERVICES) <= set(cpu) and sum(held) == 16:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"not every service's figures within 20 s:\n{text[-3000:]}")
+    for name in SERVICES:
+        if name != "api":  # either api process may answer: its own instance is the one that did
+            assert f':{pids[name]}"' in cpu[name], (name, cpu[name])
+    assert (
+        "sb_routing_agents{" in text and "sb_media_sip_legs{" in text and "sb_event_loop_lag_seconds{" in text
+    )
+
+
 @needs_api
 def test_demo_tenant_exists_with_its_key_kept_private(first: Up) -> None:
     path = first.data_dir / "demo.json"

@@ -7,9 +7,14 @@ import json
 import re
 from pathlib import Path
 
-# Imported for their side effect: they register the platform gauges and the request metrics.
+# Imported for their side effect: they register the platform gauges, the request metrics and every
+# process's own figures (the bus, leases, routing, media), which the API re-exports.
 import services.api.health
-import services.api.metrics  # noqa: F401
+import services.api.metrics
+import services.kernel.partitioned
+import services.kernel.service
+import services.media.app
+import services.routing.worker  # noqa: F401
 from services.kernel.metrics import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[3]
