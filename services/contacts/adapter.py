@@ -53,7 +53,7 @@ from .calllog import call_line
 from .lifecycle import Contact, DeskRefused, Lifecycle, OfferInfo, Waiting, late_wrap_up
 from .monitor_notice import caller_text, notice_for
 from .reconcile import CHECKPOINT_S, RECONCILE_AFTER_S, media_started_after
-from .records import caller_history, load_contact, save_contact
+from .records import caller_history, load_contact, save_contact, write_contact
 
 __all__ = ["BUCKET", "CONSUMER", "EVENTS", "ContactsAdapter"]
 
@@ -114,6 +114,8 @@ class _Running:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     timer: asyncio.TimerHandle | None = None
     monitor_mode: str = "none"  # a supervisor's current mode on this call (whom to tell of a change)
+    # The timeline entries this process wrote to the record's row (None: not known, the next write is whole).
+    written: int | None = None
 
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -791,8 +793,10 @@ class ContactsAdapter:
         key = _key(machine.tenant_id, machine.contact_id)
         try:
             async with tenant_tx(self.pool, machine.tenant_id) as conn:
-                await save_contact(conn, machine.state.record)
+                written = await write_contact(conn, machine.state.record, running.written)
+            running.written = written
         except asyncpg.PostgresError as exc:
+            running.written = None
             self.log.error("contacts_record_failed", contact=str(machine.contact_id), error=str(exc)[:200])
         if machine.finished:
             self._forget(machine.contact_id, running)

@@ -1,5 +1,7 @@
-"""Contact records in PostgreSQL: one row per contact with its timeline, written whole (upsert) by the contact
-coordinator and read by the API and by the offer's context (a caller's repeat count and last contacts).
+"""Contact records in PostgreSQL: one row per contact with its timeline, written by the contact coordinator
+and read by the API and by the offer's context (a caller's repeat count and last contacts). The coordinator
+writes a contact's first step whole (upsert) and each later one incrementally (`write_contact`): the row's
+columns and the timeline entries added since, appended in PostgreSQL, never the whole timeline again.
 
 Every function takes an asyncpg connection inside the caller's `tenant_tx`, so row-level security scopes it
 to one tenant. Times are epoch seconds (float) in the structs and timestamptz in the table."""
@@ -27,6 +29,7 @@ __all__ = [
     "iso_utc",
     "load_contact",
     "save_contact",
+    "write_contact",
 ]
 
 
@@ -116,6 +119,17 @@ _UPSERT = (
 )
 
 
+# The step after the first: every column but the timeline set again (a handful of short values), the
+# timeline's new entries appended, on the condition that the row holds exactly the entries written before.
+_STEP = [col for col in _ALL if col not in ("id", "tenant_id", "timeline")]
+_APPEND = (
+    "UPDATE contacts SET "
+    + ", ".join(f"{col} = ${i}{_CASTS.get(col, '')}" for i, col in enumerate(_STEP, start=4))
+    + ", timeline = timeline || $2::jsonb, updated_at = now()"
+    + " WHERE id = $1 AND jsonb_array_length(timeline) = $3"
+)
+
+
 def _ts(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
@@ -134,10 +148,9 @@ def _text(value: str | None) -> str | None:
     return None if value is None else value.replace("\x00", "")
 
 
-async def save_contact(conn: asyncpg.Connection, record: ContactRecord) -> None:
-    """Write the whole record (insert or replace): saving the same record twice leaves one identical row."""
+def _args(record: ContactRecord, columns: list[str] | tuple[str, ...]) -> list[Any]:
     args: list[Any] = []
-    for col in _ALL:
+    for col in columns:
         value = getattr(record, col)
         if col in _TIMES:
             args.append(_ts(value))
@@ -149,7 +162,27 @@ async def save_contact(conn: asyncpg.Connection, record: ContactRecord) -> None:
             args.append(_text(value))
         else:
             args.append(value)
-    await conn.execute(_UPSERT, *args)
+    return args
+
+
+async def save_contact(conn: asyncpg.Connection, record: ContactRecord) -> None:
+    """Write the whole record (insert or replace): saving the same record twice leaves one identical row."""
+    await conn.execute(_UPSERT, *_args(record, _ALL))
+
+
+async def write_contact(conn: asyncpg.Connection, record: ContactRecord, written: int | None) -> int:
+    """Write the record's step: with `written` (the timeline entries this writer put in the row before),
+    its columns and the entries after those, appended; whole when `written` is None (the first step, or a
+    coordinator that took the contact over) or when the row does not hold exactly that many entries (a
+    write that was rolled back, another writer). Returns the entries the row now holds."""
+    timeline = record.timeline
+    if written is not None and written <= len(timeline):
+        added = msgspec.json.encode(timeline[written:]).decode()
+        done = await conn.execute(_APPEND, record.id, added, written, *_args(record, _STEP))
+        if done == "UPDATE 1":
+            return len(timeline)
+    await save_contact(conn, record)
+    return len(timeline)
 
 
 def contact_from_row(row: Mapping[str, Any]) -> ContactRecord:

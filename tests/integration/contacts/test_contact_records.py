@@ -15,6 +15,7 @@ from services.contacts.records import (
     caller_history,
     load_contact,
     save_contact,
+    write_contact,
 )
 from services.kernel import db
 from services.kernel.ids import new_id
@@ -204,3 +205,43 @@ async def test_another_tenant_sees_and_overwrites_nothing(pool: asyncpg.Pool) ->
     # Without a tenant, nothing at all.
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM contacts") == 0
+
+
+async def test_each_step_appends_its_timeline_entries_and_never_rewrites_the_earlier_ones(
+    pool: asyncpg.Pool,
+) -> None:
+    tenant_id = await _tenant(pool)
+    record = _full(tenant_id)
+    steps, record.timeline = record.timeline, record.timeline[:1]
+    record.state, record.outcome = "queued", None
+    async with db.tenant_tx(pool, tenant_id) as conn:
+        assert await write_contact(conn, record, None) == 1  # the first step: whole (an insert)
+        # Mark the stored first entry: a later step that rewrote the timeline would put it back.
+        await conn.execute(
+            """UPDATE contacts SET timeline = jsonb_set(timeline, '{0,event}', '"marked"') WHERE id = $1""",
+            record.id,
+        )
+    record.timeline.append(steps[1])
+    record.state = "connected"
+    async with db.tenant_tx(pool, tenant_id) as conn:
+        assert await write_contact(conn, record, 1) == 2
+        record.timeline.append(steps[2])
+        record.state, record.outcome = "ended", "handled"
+        assert await write_contact(conn, record, 2) == 3
+        stored = await load_contact(conn, record.id)
+    assert stored is not None
+    assert [e.event for e in stored.timeline] == ["marked", "queued", "connected"]
+    assert (stored.state, stored.outcome) == ("ended", "handled")  # the columns follow each step
+    assert stored.timeline[1:] == steps[1:] and stored.ivr_path == record.ivr_path
+    assert stored.attributes == record.attributes and stored.talk_s == record.talk_s
+
+    # A writer whose count is wrong (a rolled-back write, another coordinator) writes the record whole, so
+    # no entry is lost or doubled; so does one whose row is gone.
+    async with db.tenant_tx(pool, tenant_id) as conn:
+        assert await write_contact(conn, record, 1) == 3
+        stored = await load_contact(conn, record.id)
+        assert stored is not None and stored.timeline == steps
+        await conn.execute("DELETE FROM contacts WHERE id = $1", record.id)
+        assert await write_contact(conn, record, 3) == 3
+        stored = await load_contact(conn, record.id)
+    assert stored == record
