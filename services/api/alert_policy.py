@@ -11,24 +11,23 @@ it raises now (`annotate`); the thresholds are applied by services/reporting/ale
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, delete, get, put
+from litestar import Controller, Response, delete, get, put
 from litestar.params import JSONBody
 
-from services.kernel.db import tenant_tx
-from services.kernel.ids import new_id
 from services.reporting.alert_watch import POLICY_FIELDS as _FIELDS
 from services.reporting.alert_watch import annotate, read_policies
 from services.reporting.alerts import Policy
 
-from .auth import admin_only, principal_of
+from .auth import Principal, admin_only
 from .crud import IdParam, path_id
-from .mutations import audit
+from .deps import CallerDep, MutationDep, TenantConnDep
+from .mutations import Outcome, audit
 from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, not_found
-from .state import api_state
+from .queries import alert_policy as sql
 
 __all__ = ["AlertPolicyController", "annotate"]
 
@@ -54,37 +53,14 @@ class Policies(msgspec.Struct, kw_only=True):
     queues: list[QueuePolicy]
 
 
-async def _store(
-    conn: asyncpg.Connection, tenant_id: uuid.UUID, queue_id: uuid.UUID | None, data: PolicyIn
-) -> None:
-    values = [getattr(data, f) for f in _FIELDS]
-    updated = await conn.execute(
-        f"""UPDATE alert_policies SET ({", ".join(_FIELDS)}, updated_at) = ($2, $3, $4, $5, now())
-            WHERE queue_id IS NOT DISTINCT FROM $1""",
-        queue_id,
-        *values,
-    )
-    if updated == "UPDATE 0":
-        await conn.execute(
-            f"""INSERT INTO alert_policies (id, tenant_id, queue_id, {", ".join(_FIELDS)})
-                VALUES ($1, $2, $3, $4, $5, $6, $7)""",
-            new_id(),
-            tenant_id,
-            queue_id,
-            *values,
-        )
-
-
 class AlertPolicyController(Controller):
     path = "/v1/alert-policy"
     tags = ["supervision"]
 
     @get("/", responses=READ_ERRORS, summary="The tenant's alert thresholds")
-    async def read(self, request: Request[Any, Any, Any]) -> Policies:
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            default, own = await read_policies(conn)
-            names = {str(r["id"]): r["name"] for r in await conn.fetch("SELECT id, name FROM queues")}
+    async def read(self, principal: CallerDep, tenant_conn: TenantConnDep) -> Policies:
+        default, own = await read_policies(tenant_conn)
+        names = await sql.queue_names(tenant_conn)
         queues = [
             QueuePolicy(queue_id=uuid.UUID(qid), queue_name=names.get(qid, ""), policy=p)
             for qid, p in sorted(own.items(), key=lambda i: names.get(i[0], ""))
@@ -93,14 +69,14 @@ class AlertPolicyController(Controller):
         return Policies(default=default, queues=queues)
 
     @put("/", responses=WRITE_ERRORS, guards=[admin_only], summary="Set the default alert thresholds")
-    async def set_default(self, request: Request[Any, Any, Any], data: JSONBody[PolicyIn]) -> Policy:
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id) as conn:
-            await _store(conn, principal.tenant_id, None, data)
-            await audit(
-                conn, principal, "alert_policy.set", "tenant", principal.tenant_id, msgspec.to_builtins(data)
-            )
-        return Policy(**msgspec.to_builtins(data))
+    async def set_default(self, mutation: MutationDep, data: JSONBody[PolicyIn]) -> Response[Policy]:
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Policy]:
+            await sql.store(conn, principal.tenant_id, None, [getattr(data, f) for f in _FIELDS])
+            detail = msgspec.to_builtins(data)
+            await audit(conn, principal, "alert_policy.set", "tenant", principal.tenant_id, detail)
+            return Outcome(200, Policy(**detail))
+
+        return await mutation.run(work)
 
     @put(
         "/queues/{queue_id:str}",
@@ -109,16 +85,19 @@ class AlertPolicyController(Controller):
         summary="Set one queue's own alert thresholds",
     )
     async def set_queue(
-        self, request: Request[Any, Any, Any], queue_id: IdParam, data: JSONBody[PolicyIn]
-    ) -> Policy:
+        self, mutation: MutationDep, queue_id: IdParam, data: JSONBody[PolicyIn]
+    ) -> Response[Policy]:
         qid = path_id(queue_id, "queue")
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id) as conn:
-            if await conn.fetchval("SELECT 1 FROM queues WHERE id = $1", qid) is None:
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Policy]:
+            if not await sql.queue_exists(conn, qid):
                 raise not_found("queue")
-            await _store(conn, principal.tenant_id, qid, data)
-            await audit(conn, principal, "alert_policy.set", "queue", qid, msgspec.to_builtins(data))
-        return Policy(**msgspec.to_builtins(data))
+            await sql.store(conn, principal.tenant_id, qid, [getattr(data, f) for f in _FIELDS])
+            detail = msgspec.to_builtins(data)
+            await audit(conn, principal, "alert_policy.set", "queue", qid, detail)
+            return Outcome(200, Policy(**detail))
+
+        return await mutation.run(work)
 
     @delete(
         "/queues/{queue_id:str}",
@@ -127,11 +106,13 @@ class AlertPolicyController(Controller):
         guards=[admin_only],
         summary="Remove a queue's own thresholds (the default applies again)",
     )
-    async def clear_queue(self, request: Request[Any, Any, Any], queue_id: IdParam) -> None:
+    async def clear_queue(self, mutation: MutationDep, queue_id: IdParam) -> Response[None]:
         qid = path_id(queue_id, "queue")
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id) as conn:
-            done = await conn.execute("DELETE FROM alert_policies WHERE queue_id = $1", qid)
-            if done == "DELETE 0":
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
+            if not await sql.clear(conn, qid):
                 raise not_found("queue policy")
             await audit(conn, principal, "alert_policy.cleared", "queue", qid, {})
+            return Outcome(204, None)
+
+        return await mutation.run(work)

@@ -8,10 +8,11 @@ from typing import Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, get
+from litestar import Controller, get
 
 from .auth import admin_only
-from .crud import fetch_page
+from .crud import read_page
+from .deps import TenantConnDep
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
 from .problems import READ_ERRORS
 
@@ -56,7 +57,7 @@ class AuditController(Controller):
 
     @get("/", responses=READ_ERRORS, summary="Audit log entries, newest last")
     async def list_audit(
-        self, request: Request[Any, Any, Any], limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
+        self, tenant_conn: TenantConnDep, limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
     ) -> AuditPage:
-        rows, next_cursor = await fetch_page(request, "audit_log", COLUMNS, limit, cursor)
+        rows, next_cursor = await read_page(tenant_conn, "audit_log", COLUMNS, limit, cursor)
         return AuditPage(items=[entry_from_row(r) for r in rows], next_cursor=next_cursor)

@@ -9,8 +9,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
+import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler
 from litestar.params import JSONBody, PathParameter
@@ -19,12 +20,15 @@ from services.kernel import events as ev
 from services.kernel.bus import BusError, CommandTimeout
 from services.kernel.db import tenant_tx
 
-from .auth import Role, admin_only, principal_of
+from .auth import Principal, Role, admin_only, principal_of
 from .crud import IdParam, path_id
-from .mutations import audit
+from .deps import ApiDep, CallerDep, MutationDep, TenantConnDep
+from .mutations import Outcome, audit
 from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, Problem, conflict, forbidden, not_found
 from .problems import validation as invalid
-from .state import api_state
+from .queries import agents as agent_sql
+from .queries import outbound as sql
+from .state import ApiState
 from .validation import check_e164
 
 __all__ = ["DialController", "DoNotCallController"]
@@ -71,20 +75,20 @@ class DoNotCallPage(msgspec.Struct):
     items: list[DoNotCall]
 
 
-async def place_call(request: Request[Any, Any, Any], agent_id: uuid.UUID, data: Dial) -> Dialled:
-    principal = principal_of(request)
-    state = api_state(request)
+async def place_call(state: ApiState, principal: Principal, agent_id: uuid.UUID, data: Dial) -> Dialled:
     if data.caller_id is not None:
         check_e164("caller_id", data.caller_id)
+    to = check_e164("to", data.to)
+    # A transaction of its own, not `tenant_conn`: no connection is held while the coordinator dials.
     async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
-        if await conn.fetchval("SELECT 1 FROM agents WHERE id = $1", agent_id) is None:
+        if not await agent_sql.exists(conn, agent_id):
             raise not_found("agent")
     if state.bus is None:
         raise Problem(503, "the platform's bus is not connected; try again")
     command = ev.DeskDial(
         tenant_id=principal.tenant_id,
         agent_id=agent_id,
-        to=check_e164("to", data.to),
+        to=to,
         caller_id=data.caller_id,
         queue=data.queue,
         source="api",
@@ -120,10 +124,12 @@ class DialController(Controller):
         responses=WRITE_ERRORS,
         summary="Click-to-dial: the agent's desk is offered the call, then the number is dialled",
     )
-    async def dial(self, request: Request[Any, Any, Any], agent_id: IdParam, data: JSONBody[Dial]) -> Dialled:
+    async def dial(
+        self, api: ApiDep, principal: CallerDep, agent_id: IdParam, data: JSONBody[Dial]
+    ) -> Dialled:
         """For a CRM: the agent must be allowed to dial (`can_dial`) and be signed in and available; the
         number must not be on the do-not-call list. Admin and developer keys."""
-        return await place_call(request, path_id(agent_id, "agent"), data)
+        return await place_call(api, principal, path_id(agent_id, "agent"), data)
 
 
 class DoNotCallController(Controller):
@@ -131,42 +137,36 @@ class DoNotCallController(Controller):
     tags = ["calling"]
 
     @get("/", responses=READ_ERRORS, summary="The tenant's numbers never to call")
-    async def list_numbers(self, request: Request[Any, Any, Any]) -> DoNotCallPage:
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            rows = await conn.fetch("SELECT e164, note, created_at FROM do_not_call ORDER BY e164")
-        return DoNotCallPage(items=[DoNotCall(**dict(r)) for r in rows])
+    async def list_numbers(self, tenant_conn: TenantConnDep) -> DoNotCallPage:
+        return DoNotCallPage(items=[DoNotCall(**dict(r)) for r in await sql.listed(tenant_conn)])
 
     @post("/", status_code=201, guards=[admin_only], responses=WRITE_ERRORS, summary="Never call a number")
-    async def add_number(self, request: Request[Any, Any, Any], data: JSONBody[DoNotCallAdd]) -> DoNotCall:
-        principal = principal_of(request)
+    async def add_number(self, mutation: MutationDep, data: JSONBody[DoNotCallAdd]) -> Response[DoNotCall]:
         e164 = check_e164("e164", data.e164)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id) as conn:
-            row = await conn.fetchrow(
-                """INSERT INTO do_not_call (tenant_id, e164, note) VALUES ($1, $2, $3)
-                   ON CONFLICT (tenant_id, e164) DO NOTHING RETURNING e164, note, created_at""",
-                principal.tenant_id,
-                e164,
-                data.note.strip(),
-            )
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[DoNotCall]:
+            row = await sql.add(conn, principal.tenant_id, e164, data.note.strip())
             if row is None:
                 raise conflict(f"{e164} is already on the do-not-call list")
             await audit(conn, principal, "do_not_call.added", "do_not_call", None, {"e164": e164})
-        return DoNotCall(**dict(row))
+            return Outcome(201, DoNotCall(**dict(row)))
+
+        return await mutation.run(work)
 
     @delete("/{e164:str}", guards=[admin_only], responses=DELETE_RESPONSES, summary="Allow a number again")
     async def remove_number(
         self,
-        request: Request[Any, Any, Any],
+        mutation: MutationDep,
         e164: Annotated[str, PathParameter(description="the caller id number, E.164")],
     ) -> Response[None]:
-        principal = principal_of(request)
         number = e164.strip()
         if not re.fullmatch(r"\+?[0-9]{1,15}", number):
             raise Problem(404, "that is not a number on the do-not-call list")
-        async with tenant_tx(api_state(request).db(), principal.tenant_id) as conn:
-            done = await conn.execute("DELETE FROM do_not_call WHERE e164 = $1", number)
-            if done.endswith(" 0"):
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
+            if not await sql.remove(conn, number):
                 raise Problem(404, f"{number} is not on the do-not-call list")
             await audit(conn, principal, "do_not_call.removed", "do_not_call", None, {"e164": number})
-        return Response(None, status_code=204)
+            return Outcome(204, None)
+
+        return await mutation.run(work)

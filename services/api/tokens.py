@@ -18,15 +18,16 @@ from typing import Any
 import asyncpg
 import jwt
 import msgspec
-from litestar import Controller, Request, post
+from litestar import Controller, post
 
-from services.kernel.db import tenant_tx
 from services.kernel.ids import new_id
 
-from .auth import admin_only, principal_of
+from .auth import admin_only
 from .crud import IdParam, path_id
+from .deps import ApiDep, CallerDep, TenantConnDep
 from .problems import Problem, not_found, problem_responses
-from .state import api_state
+from .queries import agents as agent_sql
+from .queries import sessions as session_sql
 from .turn import ice_servers, turn_credentials
 
 __all__ = [
@@ -232,12 +233,7 @@ def verify_console_token(secret: str, token: str, *, now: float | None = None) -
 async def console_live(conn: asyncpg.Connection, claims: ConsoleClaims) -> tuple[str | None, float]:
     """(why a console token may no longer be used, or None; until when its session lasts). `conn` is in the
     token's tenant."""
-    row = await conn.fetchrow(
-        """SELECT s.revoked_at, extract(epoch FROM s.expires_at)::float8 AS expires, a.role FROM web_sessions s
-           JOIN accounts a ON a.id = s.account_id WHERE s.id = $1 AND s.account_id = $2""",
-        claims.session_id,
-        claims.account_id,
-    )
+    row = await session_sql.console_session(conn, claims.session_id, claims.account_id)
     if row is None or row["revoked_at"] is not None:
         return "this session was signed out: sign in again", 0.0
     if row["expires"] <= time.time():
@@ -308,18 +304,16 @@ class TokenController(Controller):
         responses=problem_responses(401, 403, 404, 503),
         summary="Issue a short-lived token for an agent's browser (signalling websocket)",
     )
-    async def issue(self, request: Request[Any, Any, Any], agent_id: IdParam) -> AgentToken:
-        principal = principal_of(request)
-        state = api_state(request)
-        _check_secret(state.settings.token_secret)
+    async def issue(
+        self, api: ApiDep, principal: CallerDep, tenant_conn: TenantConnDep, agent_id: IdParam
+    ) -> AgentToken:
+        _check_secret(api.settings.token_secret)
         object_id = path_id(agent_id, "agent")
-        async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
-            found = await conn.fetchval("SELECT 1 FROM agents WHERE id = $1", object_id)
-        if found is None:
+        if not await agent_sql.exists(tenant_conn, object_id):
             raise not_found("agent")
         now = time.time()
         token, expires = issue_agent_token(
-            state.settings.token_secret, principal.tenant_id, object_id, now=now, key_id=principal.key_id
+            api.settings.token_secret, principal.tenant_id, object_id, now=now, key_id=principal.key_id
         )
         return AgentToken(
             token=token,
@@ -327,5 +321,5 @@ class TokenController(Controller):
             agent_id=object_id,
             expires_at=expires,
             expires_in=int(expires - now),
-            ice_servers=ice_servers(state.settings, str(object_id), now),
+            ice_servers=ice_servers(api.settings, str(object_id), now),
         )

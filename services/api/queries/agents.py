@@ -9,7 +9,7 @@ import asyncpg
 
 from ..crud import get_row, update_row
 
-__all__ = ["COLUMNS", "delete", "get", "insert", "update"]
+__all__ = ["COLUMNS", "by_email", "delete", "exists", "get", "insert", "update"]
 
 COLUMNS = "id, name, email, site_id, skills, languages, endpoint, can_dial, voicemail_capacity, created_at, updated_at"
 
@@ -39,6 +39,18 @@ async def insert(
 
 async def get(conn: asyncpg.Connection, agent_id: uuid.UUID) -> asyncpg.Record | None:
     return await get_row(conn, "agents", COLUMNS, agent_id)
+
+
+async def exists(conn: asyncpg.Connection, agent_id: uuid.UUID) -> bool:
+    return await conn.fetchval("SELECT 1 FROM agents WHERE id = $1", agent_id) is not None
+
+
+async def by_email(conn: asyncpg.Connection, email: str) -> uuid.UUID | None:
+    """The agent with this email (case aside)."""
+    found: uuid.UUID | None = await conn.fetchval(
+        "SELECT id FROM agents WHERE lower(email) = lower($1)", email
+    )
+    return found
 
 
 async def update(
