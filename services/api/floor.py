@@ -11,7 +11,10 @@
   oneself. Routing refuses (409) an agent that is signed out, busy or not serving the contact's queue.
 
 The agent or contact must be the caller's tenant's (row-level security: another tenant's is 404); routing
-then acts in that tenant only. Every accepted request is audited."""
+then acts in that tenant only. Every accepted request is audited.
+
+Handlers take `api` and open short transactions of their own rather than `tenant_conn`: no connection is
+held while routing answers (up to ROUTING_TIMEOUT_S)."""
 
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ import uuid
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Request, post
+from litestar import Controller, post
 from litestar.params import JSONBody
 
 from services.kernel.bus import BusError, CommandTimeout
@@ -27,11 +30,14 @@ from services.kernel.db import tenant_tx
 from services.kernel.events import RoutingPrioritize, RoutingSetState, RoutingTransfer
 from services.kernel.messages import Command, Reply
 
-from .auth import Principal, principal_of, supervisor_only
+from .auth import Principal, supervisor_only
 from .crud import IdParam, path_id
+from .deps import ApiDep, CallerDep
 from .mutations import audit
 from .problems import WRITE_ERRORS, Problem, conflict, not_found, validation
-from .state import ApiState, api_state
+from .queries import agents as agent_sql
+from .queries import floor as sql
+from .state import ApiState
 
 __all__ = ["AgentFloorController", "ContactFloorController", "routing_request"]
 
@@ -100,23 +106,18 @@ class AgentFloorController(Controller):
 
     @post("/{agent_id:str}/state", status_code=200, responses=WRITE_ERRORS, summary="Set an agent's presence")
     async def set_state(
-        self, request: Request[Any, Any, Any], agent_id: IdParam, data: JSONBody[AgentStateChange]
+        self, api: ApiDep, principal: CallerDep, agent_id: IdParam, data: JSONBody[AgentStateChange]
     ) -> AgentStateSet:
         aid = path_id(agent_id, "agent")
-        principal, state = principal_of(request), api_state(request)
-        async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
-            if await conn.fetchval(
-                "SELECT 1 FROM agents WHERE id = $1", aid
-            ) is None or not principal.sees_agent(aid):
+        async with tenant_tx(api.db(), principal.tenant_id, readonly=True) as conn:
+            if not await agent_sql.exists(conn, aid) or not principal.sees_agent(aid):
                 raise not_found("agent")
         reason = data.reason if data.state == "away" else None
         await routing_request(
-            state,
+            api,
             RoutingSetState(tenant_id=principal.tenant_id, agent_id=aid, state=data.state, reason=reason),
         )
-        await _audit(
-            state, principal, "agent.state_set", "agent", aid, {"state": data.state, "reason": reason}
-        )
+        await _audit(api, principal, "agent.state_set", "agent", aid, {"state": data.state, "reason": reason})
         return AgentStateSet(agent_id=aid, state=data.state, reason=reason)
 
 
@@ -132,18 +133,12 @@ class ContactFloorController(Controller):
         summary="Move a waiting contact to another queue",
     )
     async def move(
-        self, request: Request[Any, Any, Any], contact_id: IdParam, data: JSONBody[ContactMove]
+        self, api: ApiDep, principal: CallerDep, contact_id: IdParam, data: JSONBody[ContactMove]
     ) -> ContactMoved:
         cid = path_id(contact_id, "contact")
-        principal, state = principal_of(request), api_state(request)
-        async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
-            contact = await conn.fetchrow("SELECT state, queue_id FROM contacts WHERE id = $1", cid)
-            try:
-                queue_id = await conn.fetchval("SELECT id FROM queues WHERE id = $1", uuid.UUID(data.queue))
-            except ValueError:
-                queue_id = await conn.fetchval(
-                    "SELECT id FROM queues WHERE lower(name) = lower($1)", data.queue
-                )
+        async with tenant_tx(api.db(), principal.tenant_id, readonly=True) as conn:
+            contact = await sql.contact_line(conn, cid)
+            queue_id = await sql.queue_by_ref(conn, data.queue)
         if contact is None or not principal.sees_queue(contact["queue_id"]):
             raise not_found("contact")
         if queue_id is None or not principal.sees_queue(queue_id):
@@ -152,9 +147,9 @@ class ContactFloorController(Controller):
         if phase != "queued":
             raise conflict(f"the contact is {phase}: only a contact waiting in line can be moved")
         await routing_request(
-            state, RoutingTransfer(tenant_id=principal.tenant_id, call_id=cid, queue_id=queue_id)
+            api, RoutingTransfer(tenant_id=principal.tenant_id, call_id=cid, queue_id=queue_id)
         )
-        await _audit(state, principal, "contact.moved", "contact", cid, {"queue_id": str(queue_id)})
+        await _audit(api, principal, "contact.moved", "contact", cid, {"queue_id": str(queue_id)})
         return ContactMoved(contact_id=cid, queue_id=queue_id)
 
     @post(
@@ -163,13 +158,12 @@ class ContactFloorController(Controller):
         responses=WRITE_ERRORS,
         summary="Move a waiting contact to the front of its queue",
     )
-    async def front(self, request: Request[Any, Any, Any], contact_id: IdParam) -> ContactPrioritized:
+    async def front(self, api: ApiDep, principal: CallerDep, contact_id: IdParam) -> ContactPrioritized:
         cid = path_id(contact_id, "contact")
-        principal, state = principal_of(request), api_state(request)
-        await _waiting(state, principal, cid)
-        reply = await routing_request(state, RoutingPrioritize(tenant_id=principal.tenant_id, call_id=cid))
+        await _waiting(api, principal, cid)
+        reply = await routing_request(api, RoutingPrioritize(tenant_id=principal.tenant_id, call_id=cid))
         queue_id = uuid.UUID(str(reply.data["queue_id"]))
-        await _audit(state, principal, "contact.fronted", "contact", cid, {"queue_id": str(queue_id)})
+        await _audit(api, principal, "contact.fronted", "contact", cid, {"queue_id": str(queue_id)})
         return ContactPrioritized(contact_id=cid, queue_id=queue_id, position=reply.data.get("position"))
 
     @post(
@@ -179,18 +173,17 @@ class ContactFloorController(Controller):
         summary="Offer a waiting contact now to an agent, or to oneself",
     )
     async def pull(
-        self, request: Request[Any, Any, Any], contact_id: IdParam, data: JSONBody[ContactPull]
+        self, api: ApiDep, principal: CallerDep, contact_id: IdParam, data: JSONBody[ContactPull]
     ) -> ContactPrioritized:
         cid = path_id(contact_id, "contact")
-        principal, state = principal_of(request), api_state(request)
-        await _waiting(state, principal, cid)
-        agent_id = await _pull_target(state, principal, data.agent)
+        await _waiting(api, principal, cid)
+        agent_id = await _pull_target(api, principal, data.agent)
         reply = await routing_request(
-            state, RoutingPrioritize(tenant_id=principal.tenant_id, call_id=cid, agent_id=agent_id)
+            api, RoutingPrioritize(tenant_id=principal.tenant_id, call_id=cid, agent_id=agent_id)
         )
         queue_id = uuid.UUID(str(reply.data["queue_id"]))
         await _audit(
-            state, principal, "contact.pulled", "contact", cid,
+            api, principal, "contact.pulled", "contact", cid,
             {"queue_id": str(queue_id), "agent_id": str(agent_id)},
         )  # fmt: skip
         return ContactPrioritized(contact_id=cid, queue_id=queue_id, agent_id=agent_id)
@@ -199,7 +192,7 @@ class ContactFloorController(Controller):
 async def _waiting(state: ApiState, principal: Principal, cid: uuid.UUID) -> None:
     """The contact must be the principal's to see, and waiting in line (routing checks again)."""
     async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
-        contact = await conn.fetchrow("SELECT state, queue_id FROM contacts WHERE id = $1", cid)
+        contact = await sql.contact_line(conn, cid)
     if contact is None or not principal.sees_queue(contact["queue_id"]):
         raise not_found("contact")
     if contact["state"] != "queued":
@@ -213,17 +206,14 @@ async def _pull_target(state: ApiState, principal: Principal, agent: str | None)
                 raise validation(
                     "agent", "an API key must name the agent (id or email) to pull the contact to"
                 )
-            email = await conn.fetchval("SELECT email FROM accounts WHERE id = $1", principal.account_id)
-            found = await conn.fetchval("SELECT id FROM agents WHERE lower(email) = lower($1)", email)
+            email = await sql.account_email(conn, principal.account_id)
+            found = await agent_sql.by_email(conn, email or "")
             if found is None:
                 raise conflict(
                     f"you have no agent profile to take calls with: an admin adds an agent with your email ({email})"
                 )
         else:
-            try:
-                found = await conn.fetchval("SELECT id FROM agents WHERE id = $1", uuid.UUID(agent))
-            except ValueError:
-                found = await conn.fetchval("SELECT id FROM agents WHERE lower(email) = lower($1)", agent)
+            found = await sql.agent_by_ref(conn, agent)
             if found is None or not principal.sees_agent(found):
                 raise not_found("agent")
     return uuid.UUID(str(found))

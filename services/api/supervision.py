@@ -6,16 +6,21 @@ mode and that leg_id switches it on the fly; `none` leaves, and hangs up a phone
 
 Supervisors and admins only (an API key with that role, or their console token); the contact must be one
 of the key's tenant (the coordinator and media check the tenant again). Every start, change and end is in
-the audit log. Nobody on the call is told: media mixes the supervisor in without a tone or a message."""
+the audit log. Nobody on the call is told: media mixes the supervisor in without a tone or a message.
+
+`monitor` takes `api` and opens short transactions of its own rather than `tenant_conn`: no connection is
+held while the coordinator answers or the supervisor's phone rings."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Literal
 
+import asyncpg
 import msgspec
-from litestar import Controller, Request, post, put
+from litestar import Controller, Response, post, put
 from litestar.params import JSONBody
 
 from services.kernel import events as ev
@@ -25,11 +30,13 @@ from services.kernel.events import SupervisorMonitor
 from services.kernel.ids import new_id
 from services.kernel.messages import Event
 
-from .auth import admin_only, principal_of, supervisor_only
+from .auth import Principal, admin_only, supervisor_only
 from .crud import IdParam, path_id
-from .mutations import audit
+from .deps import ApiDep, CallerDep, MutationDep
+from .mutations import Outcome, audit
 from .problems import WRITE_ERRORS, Problem, conflict, not_found, validation
-from .state import api_state
+from .queries import floor as sql
+from .state import ApiState
 
 __all__ = ["MonitorRequest", "MonitorSession", "ScopeController", "SupervisionController"]
 
@@ -68,11 +75,9 @@ class SupervisionController(Controller):
         summary="Listen to, whisper to or barge into a live contact (mode none: leave)",
     )
     async def monitor(
-        self, request: Request[Any, Any, Any], contact_id: IdParam, data: JSONBody[MonitorRequest]
+        self, api: ApiDep, principal: CallerDep, contact_id: IdParam, data: JSONBody[MonitorRequest]
     ) -> MonitorSession:
         cid = path_id(contact_id, "contact")
-        principal = principal_of(request)
-        state = api_state(request)
         if (data.leg_id is None) == (data.phone is None):
             raise validation(
                 "leg_id", "give exactly one of leg_id (your browser's leg) and phone (a sip: address)"
@@ -80,26 +85,26 @@ class SupervisionController(Controller):
         if data.phone is not None and data.mode == "none":
             raise validation("phone", "to leave, give the leg_id your phone's answer named")
         # The tenant's own row first (row-level security): another tenant's contact is simply not found.
-        async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
-            found = await conn.fetchrow("SELECT state, queue_id FROM contacts WHERE id = $1", cid)
+        async with tenant_tx(api.db(), principal.tenant_id, readonly=True) as conn:
+            found = await sql.contact_line(conn, cid)
         if found is None or not principal.sees_queue(found["queue_id"]):
             raise not_found("contact")  # outside a scoped supervisor's queues: as if it did not exist
-        if state.bus is None:
+        if api.bus is None:
             raise Problem(503, "the platform's bus is not connected; try again")
         leg_id = data.leg_id
         if data.phone is not None:
-            leg_id = await _ring_phone(state.bus, principal.tenant_id, cid, data.phone)
+            leg_id = await _ring_phone(api.bus, principal.tenant_id, cid, data.phone)
         assert leg_id is not None
         command = SupervisorMonitor(
             tenant_id=principal.tenant_id, contact_id=cid, leg_id=leg_id, mode=data.mode
         )
         try:
-            reply = await state.bus.request(command, timeout=COMMAND_TIMEOUT_S)
+            reply = await api.bus.request(command, timeout=COMMAND_TIMEOUT_S)
         except (BusError, CommandTimeout):
             reply = None
-        phone_leg = data.phone is not None or await _rung_phone(state, principal.tenant_id, cid, leg_id)
+        phone_leg = data.phone is not None or await _rung_phone(api, principal.tenant_id, cid, leg_id)
         if phone_leg and (reply is None or not reply.ok or data.mode == "none"):
-            await _hang_up(state.bus, principal.tenant_id, leg_id)  # a phone rung for nothing, or left
+            await _hang_up(api.bus, principal.tenant_id, leg_id)  # a phone rung for nothing, or left
         if reply is None:
             raise Problem(503, "the contact coordinator did not answer; try again")
         if not reply.ok:
@@ -111,7 +116,7 @@ class SupervisionController(Controller):
                 raise validation("leg_id", reason)
             raise conflict(reason)
         agent_leg = reply.data.get("agent_leg_id")
-        async with tenant_tx(state.db(), principal.tenant_id) as conn:
+        async with tenant_tx(api.db(), principal.tenant_id) as conn:
             await audit(
                 conn,
                 principal,
@@ -168,15 +173,12 @@ async def _ring_phone(bus: Any, tenant_id: uuid.UUID, contact_id: uuid.UUID, pho
     return leg_id
 
 
-async def _rung_phone(state: Any, tenant_id: uuid.UUID, contact_id: uuid.UUID, leg_id: uuid.UUID) -> bool:
+async def _rung_phone(
+    state: ApiState, tenant_id: uuid.UUID, contact_id: uuid.UUID, leg_id: uuid.UUID
+) -> bool:
     """Whether this leg is a phone the platform rang for this contact (so leaving hangs it up)."""
     async with tenant_tx(state.db(), tenant_id, readonly=True) as conn:
-        found = await conn.fetchval(
-            """SELECT 1 FROM audit_log WHERE target_type = 'contact' AND target_id = $1
-                 AND action = 'contact.monitored' AND detail->>'leg_id' = $2 AND detail ? 'phone' LIMIT 1""",
-            str(contact_id), str(leg_id),
-        )  # fmt: skip
-    return found is not None
+        return await sql.phone_rung(conn, contact_id, leg_id)
 
 
 async def _hang_up(bus: Any, tenant_id: uuid.UUID, leg_id: uuid.UUID) -> None:
@@ -218,9 +220,10 @@ class ScopeController(Controller):
         summary="Set a supervisor's queues (their sites stay as they are)",
     )
     async def set_queues(
-        self, request: Request[Any, Any, Any], account_id: IdParam, data: JSONBody[Scope]
-    ) -> ScopedSupervisor:
-        return await _set_scope(request, account_id, data.queue_ids, None, sites_too=False)
+        self, mutation: MutationDep, account_id: IdParam, data: JSONBody[Scope]
+    ) -> Response[ScopedSupervisor]:
+        work = _set_scope(path_id(account_id, "supervisor"), data.queue_ids, None, sites_too=False)
+        return await mutation.run(work)
 
     @put(
         "/{account_id:str}/scope",
@@ -229,45 +232,44 @@ class ScopeController(Controller):
         summary="Set a supervisor's queues and sites",
     )
     async def set_scope(
-        self, request: Request[Any, Any, Any], account_id: IdParam, data: JSONBody[SiteScope]
-    ) -> ScopedSupervisor:
-        return await _set_scope(request, account_id, data.queue_ids, data.site_ids, sites_too=True)
+        self, mutation: MutationDep, account_id: IdParam, data: JSONBody[SiteScope]
+    ) -> Response[ScopedSupervisor]:
+        work = _set_scope(path_id(account_id, "supervisor"), data.queue_ids, data.site_ids, sites_too=True)
+        return await mutation.run(work)
 
 
-async def _known(conn: Any, table: str, field: str, ids: list[uuid.UUID] | None) -> None:
-    if ids:
-        known = await conn.fetchval(f"SELECT count(*) FROM {table} WHERE id = ANY($1::uuid[])", ids)
-        if known != len(ids):
-            raise validation(field, f"names a {table[:-1]} this tenant does not have")
+async def _known(conn: asyncpg.Connection, table: str, field: str, ids: list[uuid.UUID] | None) -> None:
+    if ids and await sql.count_known(conn, table, ids) != len(ids):
+        raise validation(field, f"names a {table[:-1]} this tenant does not have")
 
 
-async def _set_scope(
-    request: Request[Any, Any, Any],
-    account_id: str,
+def _set_scope(
+    aid: uuid.UUID,
     queue_ids: list[uuid.UUID] | None,
     site_ids: list[uuid.UUID] | None,
     *,
     sites_too: bool,
-) -> ScopedSupervisor:
-    aid = path_id(account_id, "supervisor")
-    principal = principal_of(request)
+) -> Callable[[asyncpg.Connection, Principal], Awaitable[Outcome[ScopedSupervisor]]]:
     queues = sorted(set(queue_ids)) if queue_ids is not None else None
     sites = sorted(set(site_ids)) if site_ids is not None else None
-    async with tenant_tx(api_state(request).db(), principal.tenant_id) as conn:
-        row = await conn.fetchrow("SELECT email, role, site_ids FROM accounts WHERE id = $1", aid)
+
+    async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[ScopedSupervisor]:
+        row = await sql.supervisor(conn, aid)
         if row is None or row["role"] != "supervisor":
             raise not_found("supervisor")
         await _known(conn, "queues", "queue_ids", queues)
         await _known(conn, "sites", "site_ids", sites)
+        kept = sites
         if not sites_too:
-            sites = list(row["site_ids"]) if row["site_ids"] is not None else None
-        await conn.execute(
-            "UPDATE accounts SET queue_ids = $2, site_ids = $3, updated_at = now() WHERE id = $1",
-            aid, queues, sites,
-        )  # fmt: skip
+            kept = list(row["site_ids"]) if row["site_ids"] is not None else None
+        await sql.set_scope(conn, aid, queues, kept)
         detail = {
             "queue_ids": [str(q) for q in queues] if queues is not None else None,
-            "site_ids": [str(x) for x in sites] if sites is not None else None,
+            "site_ids": [str(x) for x in kept] if kept is not None else None,
         }
         await audit(conn, principal, "supervisor.scoped", "account", aid, detail)
-    return ScopedSupervisor(account_id=aid, email=row["email"], queue_ids=queues, site_ids=sites)
+        return Outcome(
+            200, ScopedSupervisor(account_id=aid, email=row["email"], queue_ids=queues, site_ids=kept)
+        )
+
+    return work
