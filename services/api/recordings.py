@@ -24,7 +24,7 @@ from litestar.response import Stream
 
 from services.kernel.bus import BusError, CommandTimeout
 from services.kernel.db import tenant_tx
-from services.kernel.events import MediaRecordPause, MediaRecordResume, RecordingDeleted
+from services.kernel.events import ConfigChanged, MediaRecordPause, MediaRecordResume, RecordingDeleted
 from services.kernel.ids import parse_id
 from services.recording.records import (
     RECORDING_COLUMNS,
@@ -531,6 +531,11 @@ class RecordingSettingsController(Controller):
                 principal.tenant_id,
                 msgspec.structs.asdict(data),
             )
+        # The contact coordinator keeps the recording policy in memory (services/contacts/context.py).
+        changed = ConfigChanged(
+            tenant_id=principal.tenant_id, kind="tenant", op="updated", object_id=principal.tenant_id
+        )
+        await api_state(request).publish([changed])
         return data
 
     @post("/rotate-key", status_code=201, guards=[admin_only], responses=WRITE_ERRORS, summary="New data key")

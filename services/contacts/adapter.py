@@ -44,12 +44,13 @@ from services.kernel.partitioned import (
     partition_source,
     token_partition,
 )
-from services.kernel.serving import Consumer, Server
+from services.kernel.serving import Consumer, Listener, Server
 from services.recording.policy import should_record
 
 from . import voicemail
 from .callbacks import CallbackInfo, CallingSettings, DialInfo
 from .calllog import call_line
+from .context import SettingsCache, TenantSettings
 from .lifecycle import Contact, DeskRefused, Lifecycle, OfferInfo, Waiting, late_wrap_up
 from .monitor_notice import caller_text, notice_for
 from .reconcile import CHECKPOINT_S, RECONCILE_AFTER_S, media_started_after
@@ -116,6 +117,8 @@ class _Running:
     monitor_mode: str = "none"  # a supervisor's current mode on this call (whom to tell of a change)
     # The timeline entries this process wrote to the record's row (None: not known, the next write is whole).
     written: int | None = None
+    # The caller's history, read when the call arrived (context.py): the offer awaits it, never reads it.
+    history: asyncio.Future[tuple[int, list[dict[str, str]]]] | None = None
 
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -163,6 +166,8 @@ class ContactsAdapter:
         self._server: Server[Command] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._checkpoints: asyncio.Task[None] | None = None
+        self.settings = SettingsCache(pool)
+        self._config: Listener | None = None
 
     # -- life -------------------------------------------------------------------------------------
 
@@ -175,6 +180,7 @@ class ContactsAdapter:
         handlers: dict[type[Any], Any] = {**dict.fromkeys(DESK_COMMANDS, self.on_desk)}
         handlers[ev.SupervisorMonitor] = self.on_monitor
         handlers[ev.DeskDial] = self.on_dial
+        self._config = await self.bus.listen([ev.ConfigChanged], self._on_config)
         if self.partitioning is not None:
             await self._start_partitioned(self.partitioning, handlers)
             return
@@ -237,9 +243,15 @@ class ContactsAdapter:
             if contact == contact_id:
                 del self.legs[leg]
 
+    async def _on_config(self, change: ev.ConfigChanged) -> None:
+        self.settings.changed(change.tenant_id)
+
     async def stop(self) -> None:
         if self._checkpoints is not None:
             self._checkpoints.cancel()
+        if self._config is not None:
+            await self._config.stop()
+            self._config = None
         if self.leases is not None:
             await self.leases.freeze()
         # Partitions' handlers finish (or are cancelled, unacknowledged) before the leases are handed over.
@@ -366,7 +378,7 @@ class ContactsAdapter:
         async with running.lock:
             now = self._when(event)
             if isinstance(event, ev.ContactOffered):
-                event = await self._offer_info(running.machine, event)
+                event = await self._offer_info(running, event)
             elif isinstance(event, ev.IvrCallbackRequested):
                 event = CallbackInfo(request=event, settings=await self.calling_settings(event.tenant_id))
             outputs = running.machine.handle(event, now)
@@ -386,6 +398,9 @@ class ContactsAdapter:
             if machine is None:
                 return
             running = _Running(machine=machine)
+            if machine.state.record.caller:
+                # Read while routing queues the call: the offer then has it without a read of its own.
+                running.history = asyncio.ensure_future(self._history(machine))
             self.contacts[event.call_id] = running
             async with running.lock:
                 # The call's later events, waiting for this arrival, now queue on the lock in their order.
@@ -399,27 +414,17 @@ class ContactsAdapter:
     async def _waiting(self, event: ev.CallArrived) -> Waiting:
         """A queue number's announcement interval and closed message, the tenant's language, and the
         recording announcement when this call will be recorded (the queue's, else the tenant's)."""
-        async with tenant_tx(self.pool, event.tenant_id, readonly=True) as conn:
-            row = await conn.fetchrow(
-                """SELECT q.announce_seconds, q.closed_message, t.language,
-                          COALESCE(q.recording_percent, t.recording_percent) AS record_percent,
-                          COALESCE(q.recording_announcement, t.recording_announcement) AS notice,
-                          CASE WHEN q.closed_treatment = 'flow' THEN f.name END AS closed_flow
-                   FROM tenants t LEFT JOIN queues q ON q.id = $1 LEFT JOIN flows f ON f.id = q.closed_flow_id
-                   WHERE t.id = $2""",
-                event.queue_id,
-                event.tenant_id,
-            )
-        if row is None:
+        settings = await self.settings.get(event.tenant_id, queue_id=event.queue_id)
+        if settings is None:
             return Waiting()
-        every = row["announce_seconds"]
-        recorded = should_record(row["record_percent"] or 0, event.call_id)
+        queue = settings.queues.get(event.queue_id) if event.queue_id else None
+        recorded = should_record(settings.record_percent(event.queue_id), event.call_id)
         return Waiting(
-            announce_every=float(every) if every else None,
-            language=row["language"],
-            closed_message=row["closed_message"],
-            recording_notice=(row["notice"] or None) if recorded else None,
-            closed_flow=row["closed_flow"],
+            announce_every=float(queue.announce_seconds) if queue and queue.announce_seconds else None,
+            language=settings.language,
+            closed_message=queue.closed_message if queue else None,
+            recording_notice=(settings.announcement(event.queue_id) or None) if recorded else None,
+            closed_flow=queue.closed_flow if queue else None,
         )
 
     async def _voicemail(self, event: ev.ContactQueued) -> None:
@@ -436,44 +441,41 @@ class ContactsAdapter:
         async with running.lock:
             await self._apply(running, running.machine.take())
 
-    async def _offer_info(self, machine: Lifecycle, offer: ev.ContactOffered) -> OfferInfo:
-        """What the offer's context needs from PostgreSQL: the queue's name, the agent's endpoint, and the
-        caller's contacts today."""
+    async def _history(self, machine: Lifecycle) -> tuple[int, list[dict[str, str]]]:
+        """The caller's contacts today and their last ones; none when they cannot be read."""
         r = machine.state.record
         start_of_day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
-        queue_name, endpoint, today, last, record_percent = "", None, 0, [], 0
-        survey_flow: str | None = None
         try:
             async with tenant_tx(self.pool, machine.tenant_id, readonly=True) as conn:
-                queue = await conn.fetchrow(
-                    """SELECT q.name, f.name AS survey FROM queues q LEFT JOIN flows f ON f.id = q.survey_flow_id
-                       WHERE q.id = $1::uuid""",
-                    offer.queue_id,
-                )
-                queue_name, survey_flow = (queue["name"], queue["survey"]) if queue else ("", None)
-                endpoint = await conn.fetchval(
-                    "SELECT endpoint FROM agents WHERE id = $1::uuid", offer.agent_id
-                )
-                record_percent = (
-                    await conn.fetchval(
-                        """SELECT COALESCE(q.recording_percent, t.recording_percent)
-                       FROM tenants t LEFT JOIN queues q ON q.id = $1::uuid WHERE t.id = current_tenant()""",
-                        offer.queue_id,
-                    )
-                    or 0
-                )
-                if r.caller:
-                    today, last = await caller_history(conn, r.caller, since=start_of_day, exclude=r.id)
-        except (asyncpg.PostgresError, ValueError) as exc:
+                return await caller_history(conn, r.caller, since=start_of_day, exclude=r.id)
+        except (asyncpg.PostgresError, OSError) as exc:
+            self.log.warning("contacts_history_lookup_failed", error=f"{type(exc).__name__}: {exc}")
+            return 0, []
+
+    async def _offer_info(self, running: _Running, offer: ev.ContactOffered) -> OfferInfo:
+        """The offer's context: the queue's name and survey flow, the agent's endpoint and the recording
+        policy from the tenant's settings in memory (context.py), and the caller's history read when the
+        call arrived (read now only for a contact that did not arrive here: a callback, a takeover)."""
+        machine = running.machine
+        if running.history is None and machine.state.record.caller:
+            running.history = asyncio.ensure_future(self._history(machine))
+        today, last = await running.history if running.history is not None else (0, [])
+        settings: TenantSettings | None = None
+        try:
+            queue_id = uuid.UUID(str(offer.queue_id)) if offer.queue_id else None
+            agent_id = uuid.UUID(str(offer.agent_id))
+            settings = await self.settings.get(machine.tenant_id, queue_id=queue_id, agent_id=agent_id)
+        except (asyncpg.PostgresError, OSError, ValueError) as exc:
             self.log.warning("contacts_offer_lookup_failed", error=f"{type(exc).__name__}: {exc}")
+        queue = settings.queues.get(queue_id) if settings and queue_id else None
         return OfferInfo(
             offer=offer,
-            queue_name=queue_name,
-            endpoint=endpoint,
+            queue_name=queue.name if queue else "",
+            endpoint=settings.endpoints.get(agent_id) if settings else None,
             history_today=today,
             history_last=last,
-            record_percent=record_percent,
-            survey_flow=survey_flow,
+            record_percent=settings.record_percent(queue_id) if settings else 0,
+            survey_flow=queue.survey_flow if queue else None,
         )
 
     async def calling_settings(self, tenant_id: uuid.UUID) -> CallingSettings:

@@ -4,7 +4,6 @@ history for the offer's context, and row-level security between tenants."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -21,15 +20,6 @@ from services.kernel import db
 from services.kernel.ids import new_id
 
 T0 = 1_790_000_000.0  # 2026-09-21T14:13:20Z
-
-
-@pytest.fixture
-async def pool(infra) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[no-untyped-def]
-    p = await db.create_pool(infra.app_url, max_size=2)
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 async def _tenant(pool: asyncpg.Pool) -> uuid.UUID:

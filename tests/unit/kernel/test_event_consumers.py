@@ -38,7 +38,7 @@ CONSUMERS: dict[type[Event], list[str]] = {
     ev.CallRecordFinished: [IVR, "services/recording/pipeline.py"],
     ev.CallRecording: ["services/recording/pipeline.py"],
     ev.CallRefused: [CONTACTS],
-    ev.ConfigChanged: ["services/routing/worker.py", "services/media/app.py"],
+    ev.ConfigChanged: ["services/routing/worker.py", "services/media/app.py", "services/contacts/adapter.py"],
     ev.ContactAbandoned: [CONTACTS, FACTS, WEBHOOKS, FEED],
     ev.ContactAccepted: [CONTACTS, IVR],
     ev.ContactAssigned: [FACTS, WEBHOOKS, FEED],
