@@ -14,6 +14,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -271,19 +272,34 @@ class RtpSession:
         for p in digit_packets(digit, timestamp=self.ts):
             self._digits_out.append(_PendingDigit(now + p.offset, p.marker, p.timestamp, p.payload))
 
-    def tick(self, now: float) -> None:
+    def play(self, now: float) -> None:
+        """The first half of a tick: one frame out of the jitter buffer to the in-band DTMF detector, the
+        bridge and the recording. MediaClock plays every session before it ticks any, so a frame one leg
+        hands to the bridge goes out on the other leg in the same tick, whichever ticks first."""
         events: list[Event] = []
         frame = self.jitter.pop(now)
         heard = None
         if frame is not None and frame.kind is FrameKind.AUDIO and frame.payload:
             samples = heard = self.codec.decode(frame.payload)
             self.decoded_frames += 1
-            for digit in self.detector.feed(samples, now):
-                events += self.call.digit(digit.digit, "inband", now)
+            if self.te_pt is None or self.bridge_out is None:
+                # A bridged leg that negotiated RFC 4733 sends its digits as events (relayed, and
+                # detected in _on_rtp): its audio goes to a person, and the detector (about 15 us a
+                # frame) would only find what the events already carry. Unbridged, the call's own logic
+                # listens (prompts, collection), and a gateway that negotiated events but sends tones
+                # is still understood.
+                for digit in self.detector.feed(samples, now):
+                    events += self.call.digit(digit.digit, "inband", now)
             if self.bridge_out is not None:
                 self.bridge_out(samples)
         if self.call.recording is not None:
             events += self.call.heard(heard, now)
+        if events:
+            self.emit(events)
+
+    def tick(self, now: float) -> None:
+        """The second half: this tick's frame out (prompt, music or the bridge's), timers, RTCP."""
+        events: list[Event] = []
         samples_out, produced = self.call.next_frame(now)
         events += produced
         if samples_out is None and self.bridge_in:
@@ -386,23 +402,34 @@ class RtpSession:
         )
 
 
+class Ticked(Protocol):
+    """A leg on the clock: an RtpSession or a WebRTC leg's session (webrtc/calls.py)."""
+
+    call: Call
+
+    def play(self, now: float) -> None: ...
+
+    def tick(self, now: float) -> None: ...
+
+
 class MediaClock:
-    """One timer for every session: ticks on an absolute 20 ms grid of the loop clock."""
+    """One timer for every session: ticks on an absolute 20 ms grid of the loop clock, in two passes
+    (`play` on every session, then `tick` on every session)."""
 
     def __init__(self) -> None:
-        self.sessions: dict[int, RtpSession] = {}
+        self.sessions: dict[int, Ticked] = {}
         self._handle: asyncio.TimerHandle | None = None
         self._next = 0.0
         self.late_ticks = 0
 
-    def add(self, session: RtpSession) -> None:
+    def add(self, session: Ticked) -> None:
         self.sessions[id(session)] = session
         if self._handle is None:
             loop = asyncio.get_running_loop()
             self._next = loop.time() + TICK
             self._handle = loop.call_at(self._next, self._tick)
 
-    def remove(self, session: RtpSession) -> None:
+    def remove(self, session: Ticked) -> None:
         self.sessions.pop(id(session), None)
         if not self.sessions and self._handle is not None:
             self._handle.cancel()
@@ -411,7 +438,16 @@ class MediaClock:
     def _tick(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for session in list(self.sessions.values()):
+        sessions = list(self.sessions.values())
+        # Two passes: every leg plays its received frame into the bridge first, then every leg sends.
+        # In one pass a frame from a leg that ticks after its partner waited a whole tick (20 ms more
+        # delay in that direction, measured in media-bridge).
+        for session in sessions:
+            try:
+                session.play(now)
+            except Exception:
+                log.exception("rtp_play_failed", call_id=str(session.call.call_id))
+        for session in sessions:
             try:
                 session.tick(now)
             except Exception:

@@ -103,12 +103,14 @@ class WebRtcSession:
     upsample: Resampler | None = None
     # Slot keys this leg holds (its owner's legs; a web caller's place in the tenant's call limit).
     slots: tuple[str, ...] = ()
+    te_pt: int | None = None  # the negotiated telephone-event payload type (set once negotiated)
 
     @property
     def law(self) -> G711:
         return self.leg.peer_law or G711.PCMU
 
     def negotiated(self) -> None:
+        self.te_pt = self.leg.telephone_event_payload_type
         if self.leg.rate != 8000:
             self.downsample = Resampler(self.leg.rate, 8000)
             self.upsample = Resampler(8000, self.leg.rate)
@@ -117,11 +119,20 @@ class WebRtcSession:
         if self.downsample is not None:
             samples = self.downsample(samples)
         if self.bridge_out is not None:
-            # To the bridge as it arrives: through our own tick it would wait up to 20 ms more, and a
-            # whole tick when the other leg ticks before us. A held agent is not heard (the agent hears
-            # music: Call.next_frame).
+            # To the bridge as it arrives (aiortc's path) or in the clock's play pass (ours), so the
+            # other leg sends it in this same tick. A held agent is not heard (the agent hears music:
+            # Call.next_frame).
             self.bridge_out(np.zeros_like(samples) if self.call.held_by_us else samples)
+            if self.te_pt is not None:
+                # Bridged with RFC 4733 negotiated (every browser): the agent's keys come as events;
+                # the in-band detector (about 15 us a frame) stays for the leg's own prompts and
+                # collection, and for peers without events (rtp/session.py RtpSession.play).
+                return
         self.inbox.append(samples)
+
+    def play(self, now: float) -> None:
+        """The clock's first pass: our media path hands this tick's received frame to the bridge."""
+        self.leg.play(now)
 
     def tick(self, now: float) -> None:
         events: list[Event] = []
@@ -137,9 +148,9 @@ class WebRtcSession:
         if out is not None and self.call.state is CallState.ANSWERED:
             self.leg.send_audio(out if self.upsample is None else self.upsample(out))
             self.frames_out += 1
-        # Our own media path (WebRtcConfig.own_media) sends this tick's frame at once and plays one
-        # received frame to the bridge: the MediaClock is the only clock of the call.
-        self.leg.tick(now)
+        # Our own media path (WebRtcConfig.own_media) sends this tick's frame at once: the MediaClock
+        # is the only clock of the call.
+        self.leg.transmit(now)
         events += self.call.tick(now)
         if events:
             self.emit(events)

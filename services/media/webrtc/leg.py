@@ -366,8 +366,18 @@ class WebRtcLeg:
 
     def tick(self, now: float) -> None:
         """One 20 ms step of our media path (nothing before DTLS connects, or on aiortc's path)."""
+        self.play(now)
+        self.transmit(now)
+
+    def play(self, now: float) -> None:
+        """A tick's first half: a received frame to the owner (see SrtpMedia.play)."""
         if self.media is not None:
-            self.media.tick(now)
+            self.media.play(now)
+
+    def transmit(self, now: float) -> None:
+        """A tick's second half: the frame queued by `send_audio` goes out."""
+        if self.media is not None:
+            self.media.transmit(now)
 
     async def add_ice_candidate(
         self, candidate: str, sdp_mid: str | None, sdp_mline_index: int | None

@@ -113,7 +113,8 @@ class SrtpMedia:
     `te_pt` the negotiated telephone-event (at the codec's clock rate). `tick(now)` runs on the worker's
     MediaClock: it plays one frame out of the jitter buffer to `on_audio` and sends what `send` queued
     since the last tick (silence when nothing came), so the RTP clock follows the one clock that also
-    drives the other leg of the bridge."""
+    drives the other leg of the bridge. The worker's clock calls the two halves, `play` and `transmit`,
+    in two passes over all legs (rtp/session.py MediaClock)."""
 
     def __init__(
         self,
@@ -284,6 +285,11 @@ class SrtpMedia:
         return self._events_out[-1].at - now
 
     def tick(self, now: float) -> None:
+        self.play(now)
+        self.transmit(now)
+
+    def play(self, now: float) -> None:
+        """The first half of a tick: one frame out of the jitter buffer to `on_audio`."""
         if self.closed:
             return
         frame = self.jitter.pop(now)
@@ -293,6 +299,11 @@ class SrtpMedia:
             )
             if samples is not None:
                 self.on_audio(samples)
+
+    def transmit(self, now: float) -> None:
+        """The second half: the frame `send` queued (or silence), or a digit's packet, and RTCP."""
+        if self.closed:
+            return
         out = self._outbox[-1] if self._outbox else None
         self._outbox.clear()
         if self._events_out and self._events_out[0].at <= now + 0.001:
