@@ -41,13 +41,10 @@ import os
 import re
 import secrets
 import select
-import shutil
-import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -57,6 +54,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))  # run as a script: `tests` (platform_procs) importable
 NUMBER = "+15557780001"  # has a queue: calls wait for an answer command
 PTIME = 0.02
 PERIOD = 1.0  # one burst per leg per second
@@ -606,9 +604,12 @@ def run_agreed(ctx: dict[str, object], path: str, calls: int, record: bool, seco
 
 
 def _spawn(args: list[str]) -> subprocess.Popen[str]:
+    from services.runtime.embedded import die_with_parent
+
     return subprocess.Popen(
         [sys.executable, __file__, *args],
         cwd=ROOT,
+        preexec_fn=die_with_parent(),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -711,6 +712,10 @@ def run_step(ctx: dict[str, object], path: str, calls: int, record: bool, second
                 setattr(step, name, 100.0 * (s - h) / s if s else math.nan)
             step.p95_to_sip = _p95(results[0]["delays"])  # type: ignore[arg-type]
             step.p95_to_peer = _p95(results[1]["delays"])  # type: ignore[arg-type]
+    except BaseException:
+        for proc in procs:  # failed or interrupted: nothing to wait for
+            proc.kill()
+        raise
     finally:
         for proc in procs:
             try:
@@ -754,25 +759,14 @@ def _fmt(x: float, digits: int = 1) -> str:
 
 def controller(args: argparse.Namespace) -> None:
     from services.kernel import db
-    from services.runtime.embedded import (
-        APP_ROLE,
-        DATABASE,
-        EmbeddedNats,
-        EmbeddedPostgres,
-        Secrets,
-        free_port,
-    )
+    from services.runtime.embedded import APP_ROLE, DATABASE, free_port
+    from tests.bench.platform_procs import BenchPlatform
 
     began = time.monotonic()
     load_before = os.getloadavg()
-    data_dir = Path(tempfile.mkdtemp(prefix="sbbench-bridge-"))
-    secrets_ = Secrets.load_or_create(data_dir)
-    pg, nats_server = EmbeddedPostgres(data_dir, secrets_), EmbeddedNats(data_dir, secrets_)
-    worker: subprocess.Popen[bytes] | None = None
     steps: list[Step] = []
-    try:
-        pg.start()
-        nats_server.start()
+    with BenchPlatform("sbbench-bridge-") as platform:
+        pg, nats_server, data_dir, secrets_ = platform.pg, platform.nats, platform.data_dir, platform.secrets
 
         async def prepare() -> uuid.UUID:
             await db.bootstrap(
@@ -805,7 +799,7 @@ def controller(args: argparse.Namespace) -> None:
         }
         log = open(data_dir / "media.log", "ab")
         profile = os.environ.get("BENCH_PROFILE")  # a path: the worker's main thread under cProfile
-        worker = subprocess.Popen(
+        worker = platform.spawn(
             [sys.executable, *(["-m", "cProfile", "-o", profile] if profile else []), "-m", "services.media"],
             cwd=ROOT,
             env=env,
@@ -860,13 +854,7 @@ def controller(args: argparse.Namespace) -> None:
             rec.delay_floor = base.delay_floor
             steps.append(rec)
             _print_step(rec)
-    finally:
-        if worker is not None and worker.poll() is None:
-            os.kill(worker.pid, signal.SIGTERM)
-            worker.wait(timeout=15)
-        nats_server.stop()
-        pg.stop()
-        shutil.rmtree(data_dir, ignore_errors=True)
+        platform.stop_child(worker)  # SIGTERM: the worker exits cleanly (cProfile writes its file)
     report(steps, load_before, os.getloadavg(), time.monotonic() - began, args.quick, args.webrtc_path)
 
 
