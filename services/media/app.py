@@ -11,7 +11,6 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 import msgspec
 from nats.aio.subscription import Subscription
@@ -555,17 +554,11 @@ class MediaService:
             law = a.codec if isinstance(a, RtpSession) else a.law  # type: ignore[attr-defined]
             bridge = Bridge(a, b, path="pcm", law=law)
         bridge.join()
-        path: Literal["passthrough", "translate", "pcm"] = bridge.path  # type: ignore[assignment]
         for call_id in bridge.call_ids:
             self.bridges[call_id] = bridge
-        a_id, b_id = bridge.call_ids
-        self.edge.emit(
-            [
-                ev.CallBridged(tenant_id=command.tenant_id, call_id=a_id, other_call_id=b_id, path=path),
-                ev.CallBridged(tenant_id=command.tenant_id, call_id=b_id, other_call_id=a_id, path=path),
-            ]
-        )
-        return Reply(ok=True, data={"path": path})
+        # How audio crosses: "passthrough" (same G.711 law, payload untouched), "translate" (PCMU<->PCMA by
+        # table), "pcm" (decoded samples: a WebRTC leg, whose codec aiortc runs).
+        return Reply(ok=True, data={"path": bridge.path})
 
     def _bridge_control(self, bridge: Bridge, command: ev.MediaCommand) -> Reply:
         tenant, call_id = command.tenant_id, command.call_id
@@ -576,7 +569,6 @@ class MediaService:
             mute = isinstance(command, ev.MediaMute)
             if mute != (call_id in bridge.muted):
                 bridge.mute(call_id, mute)
-                self.edge.emit([ev.CallMuted(tenant_id=tenant, call_id=call_id, muted=mute)])
             return Reply(ok=True)
         caller_id = bridge.a.call.call_id
         if isinstance(command, ev.MediaRecordStart):
@@ -635,16 +627,9 @@ class MediaService:
             self.shipper.finish(uuid.UUID(recorder.directory.name))
             self.edge.emit([fact])
         bridge.separate()
-        a_id, b_id = bridge.call_ids
-        for call_id in (a_id, b_id):
+        for call_id in bridge.call_ids:
             self.bridges.pop(call_id, None)
-        tenant = bridge.a.call.tenant_id
-        self.edge.emit(
-            [
-                ev.CallUnbridged(tenant_id=tenant, call_id=a_id, other_call_id=b_id, reason=reason),  # type: ignore[arg-type]
-                ev.CallUnbridged(tenant_id=tenant, call_id=b_id, other_call_id=a_id, reason=reason),  # type: ignore[arg-type]
-            ]
-        )
+        log.info("unbridged", a=str(bridge.call_ids[0]), b=str(bridge.call_ids[1]), reason=reason)
 
     def _leg_ended(self, call_id: uuid.UUID) -> None:
         self._unroute(call_id)

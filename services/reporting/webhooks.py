@@ -35,8 +35,9 @@ EVENT_HEADER = "X-Switchboard-Event"
 DELIVERY_HEADER = "X-Switchboard-Delivery"
 FAMILIES = ("contact", "recording")
 
-# What a tenant can subscribe to: the contact's life, its recordings, and queue alerts (by exact type:
-# queue.alert_raised, queue.alert_cleared; not part of the default families).
+# What a tenant can subscribe to: the contact's life, its recordings, and by exact type (not part of the
+# default families) queue alerts (queue.alert_raised, queue.alert_cleared) and each leg's quality figures
+# when it ends (call.quality: MOS, jitter, loss, RTT).
 EVENTS: dict[str, type[Event]] = {
     f"{cls.domain}.{cls.name}": cls
     for cls in (
@@ -54,6 +55,7 @@ EVENTS: dict[str, type[Event]] = {
         ev.RecordingDeleted,
         ev.QueueAlertRaised,
         ev.QueueAlertCleared,
+        ev.CallQuality,
     )
 }
 

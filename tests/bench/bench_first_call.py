@@ -401,7 +401,6 @@ class Watcher:
         "contact.queued",
         "contact.offered",
         "contact.accepted",
-        "call.bridged",
         "call.ended",
     }
 
@@ -524,10 +523,10 @@ def stages(agent_recs: list[dict[str, Any]], watch: dict[str, dict[str, float]])
         add("offer_latency", w.get("contact.queued"), r["t_offer_rx"])
         add("ring_leg_connected", r["t_offer_rx"], r["t_leg"])
         add("accept_to_accepted", r["t_accept"], w.get("contact.accepted"))
-        add("accepted_to_bridged", w.get("contact.accepted"), w.get("call.bridged"))
-        add("bridged_to_audio", w.get("call.bridged"), r["t_first_audio"])
+        add("accepted_to_bridged", w.get("contact.accepted"), w.get("state.connected"))
+        add("bridged_to_audio", w.get("state.connected"), r["t_first_audio"])
         add("accept_to_audio", r["t_accept"], r["t_first_audio"])
-        add("bridged_to_connected_push", w.get("call.bridged"), r["t_connected_rx"])
+        add("bridged_to_connected_push", w.get("state.connected"), r["t_connected_rx"])
         add("hangup_to_ended_push", r["t_hangup"], r["t_ended_rx"])
     return out
 
@@ -994,7 +993,7 @@ def report(
         ("offer_latency", "= queued -> offer at the agent"),
         ("ring_leg_connected", "offer at the agent -> its leg connected (ring)"),
         ("accept_to_accepted", "accept sent -> contact.accepted (API, routing)"),
-        ("accepted_to_bridged", "accepted -> call.bridged (coordinator, media)"),
+        ("accepted_to_bridged", "accepted -> connected (coordinator: bridge by media)"),
         ("bridged_to_audio", "bridged -> first caller audio at the agent"),
         ("accept_to_audio", "= accept -> audio"),
         ("bridged_to_connected_push", "bridged -> contact_connected at the agent"),

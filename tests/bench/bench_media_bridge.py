@@ -313,7 +313,7 @@ async def role_sip(args: argparse.Namespace) -> None:
         # The worker's view of our SIP legs (final report at BYE): RFC 3550 jitter of what we sent.
         # The SIP legs of a WebRTC bridge play out through an adaptive jitter buffer that follows it.
         event = decode(msg.data, ev.CallQuality)
-        if event.final and event.call_id in arrived.values():
+        if event.call_id in arrived.values():
             jitter.append(event.jitter_ms)
 
     await nc.subscribe(f"sb.{tenant}.evt.call.arrived", cb=on_arrived)

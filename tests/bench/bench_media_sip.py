@@ -4,7 +4,7 @@
 #   1. call rate: SIPp `uac` (INVITE, 180, 200, ACK, BYE) stepping the rate; the highest rate with zero
 #      failed calls, and the p95 INVITE -> 180 time at that rate (SIPp response-time distribution);
 #   2. concurrent calls with audio: SIPp `uac_pcap` plays G.711 for 9 s on N calls at once, answered over
-#      NATS; CPU % of the media process per call, and loss/jitter from the final call.quality events.
+#      NATS; CPU % of the media process per call, and loss/jitter from the call.quality events (one per leg, at its end).
 #
 #   python tests/bench/bench_media_sip.py [--quick]
 #
@@ -195,7 +195,7 @@ async def concurrent_audio(port: int, pid: int, nats_url: str, workdir: Path, ca
 
     async def on_quality(msg) -> None:  # type: ignore[no-untyped-def]
         q = decode(msg.data, CallQuality)
-        if q.final and q.call_id in ours:
+        if q.call_id in ours:
             quality.append(q)
 
     await nc.subscribe("sb.*.evt.call.arrived", cb=on_arrived)

@@ -6,26 +6,20 @@ import uuid
 from typing import Literal
 
 from ..messages import Event
-from .media import MonitorModeName
 
 __all__ = [
     "CallAnswered",
     "CallArrived",
-    "CallBridged",
     "CallCollected",
     "CallDirection",
     "CallDtmf",
     "CallEnded",
     "CallHeld",
-    "CallMonitored",
-    "CallMuted",
     "CallPlayFinished",
     "CallQuality",
     "CallRecordFinished",
     "CallRecording",
     "CallRefused",
-    "CallTransfer",
-    "CallUnbridged",
     "DtmfSource",
 ]
 
@@ -109,6 +103,9 @@ class CallHeld(Event, kw_only=True, frozen=True):
 
 
 class CallQuality(Event, kw_only=True, frozen=True):
+    """A leg's quality figures when it ended (RTCP and the E-model MOS; a WebRTC leg's from getStats): a
+    webhook a tenant subscribes to by its type (services/reporting/webhooks.py)."""
+
     domain = "call"
     name = "quality"
     call_id: uuid.UUID
@@ -119,7 +116,6 @@ class CallQuality(Event, kw_only=True, frozen=True):
     rtt_ms: float | None = None
     packets_received: int = 0
     packets_sent: int = 0
-    final: bool = False
 
 
 class CallEnded(Event, kw_only=True, frozen=True):
@@ -141,31 +137,6 @@ class CallRecordFinished(Event, kw_only=True, frozen=True):
     error: str | None = None
 
 
-class CallBridged(Event, kw_only=True, frozen=True):
-    domain = "call"
-    name = "bridged"
-    call_id: uuid.UUID
-    other_call_id: uuid.UUID
-    # How audio crosses: "passthrough" (same G.711 law, payload untouched), "translate" (PCMU<->PCMA
-    # by table), "pcm" (decoded samples: a WebRTC leg, whose codec aiortc runs).
-    path: Literal["passthrough", "translate", "pcm"]
-
-
-class CallUnbridged(Event, kw_only=True, frozen=True):
-    domain = "call"
-    name = "unbridged"
-    call_id: uuid.UUID
-    other_call_id: uuid.UUID
-    reason: Literal["unbridge", "ended", "shutdown"]
-
-
-class CallMuted(Event, kw_only=True, frozen=True):
-    domain = "call"
-    name = "muted"
-    call_id: uuid.UUID
-    muted: bool
-
-
 class CallRecording(Event, kw_only=True, frozen=True):
     """The recording tap's state; `spool` is the spool directory's name under the data dir."""
 
@@ -181,29 +152,3 @@ class CallRecording(Event, kw_only=True, frozen=True):
     kind: Literal["talk", "consult"] = "talk"
     agent_id: str = ""
     consulted_agent_id: str = ""
-
-
-class CallTransfer(Event, kw_only=True, frozen=True):
-    """An attended transfer's step; `call_id` is the agent's leg."""
-
-    domain = "call"
-    name = "transfer"
-    call_id: uuid.UUID
-    caller_call_id: uuid.UUID
-    target_call_id: uuid.UUID
-    state: Literal["consulting", "completed", "cancelled"]
-    # command, failed (the consult never got through), caller_ended, target_ended, agent_ended
-    reason: str = "command"
-
-
-class CallMonitored(Event, kw_only=True, frozen=True):
-    """A supervisor joined, changed mode on, or left ("none") a bridge; `call_id` is the supervisor's leg."""
-
-    domain = "call"
-    name = "monitored"
-    call_id: uuid.UUID
-    target_call_id: uuid.UUID  # the agent
-    caller_call_id: uuid.UUID  # the agent's bridge partner
-    mode: MonitorModeName
-    # Why a supervisor left: command, ended (a leg ended), unbridged (the bridge was separated).
-    reason: str = "command"

@@ -145,8 +145,6 @@ class Consultation:
     originated: bool
     state: ConsultState
     reason: str = "command"
-    # The consult command's id: with the state, what the events' ids are derived from.
-    key: uuid.UUID | None = None
 
     @property
     def done(self) -> bool:
@@ -165,27 +163,6 @@ class Consultation:
             # A leg of this worker that we did not call is not ours to hang up: it is only unbridged.
             return [a for a in actions if a is not Action.HANGUP_TARGET]
         return list(actions)
-
-    def event(self, now: float) -> ev.CallTransfer | None:
-        """The event for the state reached (None while it rings): one per state of this consultation, so
-        its id is derived from them, and its time is the input's."""
-        state = {
-            ConsultState.CONSULTING: "consulting",
-            ConsultState.COMPLETED: "completed",
-            ConsultState.CANCELLED: "cancelled",
-        }.get(self.state)
-        if state is None:
-            return None
-        return ev.CallTransfer(
-            tenant_id=self.tenant_id,
-            id=uuid.uuid5(self.key or self.agent, f"transfer:{self.target}:{state}"),
-            ts=now,
-            call_id=self.agent,
-            caller_call_id=self.caller,
-            target_call_id=self.target,
-            state=state,  # type: ignore[arg-type]
-            reason=self.reason,
-        )
 
 
 _ENDED = {
@@ -269,7 +246,6 @@ class Consults:
             target_id,
             False,
             ConsultState.RINGING,
-            key=command.id,
         )
         self._begin(consultation)
         return self._answered(consultation)
@@ -311,7 +287,6 @@ class Consults:
             new_id(),  # the outside leg's id: this is the adapter side, not the table
             True,
             ConsultState.RINGING,
-            key=command.id,
         )
 
         # Registered before the first await: a second consult on the leg meanwhile is a conflict.
@@ -466,9 +441,14 @@ class Consults:
             # The consult leg could not be bridged: back to the caller as if it had not answered.
             self._run(consultation, Trigger.FAILED)
             return
-        event = consultation.event(edge.now())
-        if event is not None:
-            edge.emit([event])
+        log.info(
+            "consult_step",
+            agent=str(consultation.agent),
+            caller=str(consultation.caller),
+            target=str(consultation.target),
+            state=consultation.state.value,
+            reason=consultation.reason,
+        )
 
     def _join(self, tenant: uuid.UUID, a: uuid.UUID, b: uuid.UUID) -> bool:
         reply = self.service.bridge_command(ev.MediaBridge(tenant_id=tenant, call_id=a, other_call_id=b))

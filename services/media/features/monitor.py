@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from services.kernel import events as ev
+from services.kernel.log import get_logger
 from services.kernel.messages import Reply
 from services.media.bridge.mixbus import MixBus
 from services.media.bridge.mixer import MonitorMode, Role
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from services.media.features.host import FeatureHost
 
 __all__ = ["Monitor", "Monitors"]
+
+log = get_logger()
 
 Samples = npt.NDArray[np.int16]
 
@@ -129,7 +132,7 @@ class Monitors:
                 return Reply(ok=False, error="this leg monitors another call", code="conflict")
             if current.bus.mode is not mode:
                 current.bus.set_mode(mode)
-                service.edge.emit([self._event(current, "command")])
+                self._log(current, "command")
             return Reply(ok=True, data=self._data(current))
         if target_id == sup_id:
             return Reply(ok=False, error="a leg cannot monitor itself", code="invalid")
@@ -156,7 +159,7 @@ class Monitors:
         monitor.attach()
         for call_id in monitor.call_ids:
             self.by_leg[call_id] = monitor
-        service.edge.emit([self._event(monitor, "command")])
+        self._log(monitor, "command")
         return Reply(ok=True, data=self._data(monitor))
 
     def _leave(self, monitor: Monitor, reason: str, *, rejoin: bool) -> None:
@@ -165,7 +168,7 @@ class Monitors:
                 del self.by_leg[call_id]
         monitor.release(rejoin=rejoin)
         monitor.bus.set_mode(MonitorMode.NONE)
-        self.service.edge.emit([self._event(monitor, reason)])
+        self._log(monitor, reason)
 
     # --- hooks (MediaService) ---
 
@@ -191,13 +194,16 @@ class Monitors:
         if monitor is not None and monitor.supervisor.call.call_id == call_id:
             self._leave(monitor, "ended", rejoin=True)
 
-    def _event(self, monitor: Monitor, reason: str) -> ev.CallMonitored:
+    @staticmethod
+    def _log(monitor: Monitor, reason: str) -> None:
+        """A supervisor joined, changed mode on, or left ("none") a bridge. The one who commanded it has the
+        reply; why a supervisor left (command, ended: a leg ended, unbridged) is for the operator's log."""
         caller_id, agent_id, sup_id = monitor.call_ids
-        return ev.CallMonitored(
-            tenant_id=monitor.supervisor.call.tenant_id,
-            call_id=sup_id,
-            target_call_id=agent_id,
-            caller_call_id=caller_id,
+        log.info(
+            "monitor_mode",
+            supervisor=str(sup_id),
+            agent=str(agent_id),
+            caller=str(caller_id),
             mode=monitor.bus.mode.value,
             reason=reason,
         )

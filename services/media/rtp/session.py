@@ -333,7 +333,6 @@ class RtpSession:
                     self._rtcp.sendto(self._report(now), self.remote_rtcp)
                 except Exception:
                     pass
-            events.append(self.quality())
         if events:
             self.emit(events)
         if self.call.hangup_requested and self.on_hangup_requested is not None:
@@ -384,7 +383,7 @@ class RtpSession:
             bye=bye,
         )
 
-    def quality(self, *, final: bool = False) -> CallQuality:
+    def quality(self) -> CallQuality:
         q = stream_quality(
             self.rx, self.tx, jitter_buffer_s=self.jitter.target_delay, one_way_without_rtt_ms=0.0
         )
@@ -398,7 +397,6 @@ class RtpSession:
             rtt_ms=q.rtt_ms,
             packets_received=q.packets_received,
             packets_sent=q.packets_sent,
-            final=final,
         )
 
 

@@ -799,7 +799,7 @@ class SipEdge:
         if leg.call.state is not CallState.ENDED:
             events: list[Event] = []
             if leg.rtp is not None and leg.call.answered_at is not None:
-                events.append(leg.rtp.quality(final=True))
+                events.append(leg.rtp.quality())
             events += leg.call.end(cause, self.now(), sip_status=sip_status)
             self.emit(events)
             for hook in list(self.on_end):

@@ -47,7 +47,6 @@ MAX_INBOX_FRAMES = 10
 # Frames waiting for aiortc's sender, whose track paces on its own 20 ms clock: the queue keeps whatever
 # a hiccup left in it, so its length is delay added for good (bridging.MAX_QUEUED is the other direction).
 SEND_QUEUE_FRAMES = 3
-QUALITY_INTERVAL_S = 5.0  # like RTCP reports on SIP legs
 
 
 def webrtc_config(settings: Settings) -> WebRtcConfig:
@@ -200,7 +199,6 @@ class WebRtcCalls:
         self.now = now
         self.sessions: dict[uuid.UUID, WebRtcSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._reporters: dict[uuid.UUID, asyncio.Future[None]] = {}
         self.on_start: list[Callable[[WebRtcSession], None]] = []
         self.on_change: list[Callable[[WebRtcSession], None]] = []  # answered (connected)
         self.on_end: list[Callable[[WebRtcSession], None]] = []
@@ -309,7 +307,6 @@ class WebRtcCalls:
             self.emit(events)
             for hook in list(self.on_change):
                 hook(session)
-            self._reporters[session.leg_id] = asyncio.ensure_future(self._report_quality(session))
         elif state in (LegState.FAILED, LegState.CLOSED):
             self.end(session, "ice_failed" if state is LegState.FAILED else "remote_closed")
 
@@ -330,9 +327,6 @@ class WebRtcCalls:
         for key in session.slots:
             self.slots.release(key)
         self.clock.remove(session)  # type: ignore[attr-defined]
-        reporter = self._reporters.pop(session.leg_id, None)
-        if reporter is not None:
-            reporter.cancel()
         events = session.call.end(cause, self.now())
         events.append(self._signal(session, "ended"))
         self.emit(events)
@@ -343,7 +337,7 @@ class WebRtcCalls:
                 log.exception("webrtc_end_hook_failed")
         self._spawn(self._close(session))
 
-    async def _quality(self, session: WebRtcSession, *, final: bool) -> ev.CallQuality | None:
+    async def _quality(self, session: WebRtcSession) -> ev.CallQuality | None:
         try:
             q = await asyncio.wait_for(session.leg.quality(), 1.0)
         except Exception as exc:  # getStats on a closing connection; a report is not worth a crash
@@ -359,22 +353,11 @@ class WebRtcCalls:
             rtt_ms=q.rtt_ms,
             packets_received=q.packets_received,
             packets_sent=q.packets_sent,
-            final=final,
         )
-
-    async def _report_quality(self, session: WebRtcSession) -> None:
-        """call.quality from getStats (RTCP figures) every few seconds while the leg is up."""
-        while True:
-            await asyncio.sleep(QUALITY_INTERVAL_S)
-            if session.leg_id not in self.sessions:
-                return
-            report = await self._quality(session, final=False)
-            if report is not None and session.leg_id in self.sessions:
-                self.emit([report])
 
     async def _close(self, session: WebRtcSession) -> None:
         if session.call.answered_at is not None:
-            report = await self._quality(session, final=True)
+            report = await self._quality(session)
             if report is not None:
                 self.emit([report])
         await session.leg.close()

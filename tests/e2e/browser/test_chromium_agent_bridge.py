@@ -230,7 +230,7 @@ async def test_chromium_agent_and_sipp_caller_hear_each_other(
     (tmp_path / "caller.xml").write_text(_scenario(rtp_port))
     nc = await nats.connect(infra.nats_url)
     seen: list[Any] = []
-    kinds = {"arrived": ev.CallArrived, "bridged": ev.CallBridged, "ended": ev.CallEnded, "dtmf": ev.CallDtmf}
+    kinds = {"arrived": ev.CallArrived, "ended": ev.CallEnded, "dtmf": ev.CallDtmf}
 
     async def on_event(msg: Any) -> None:
         kind = kinds.get(msg.subject.rsplit(".", 1)[-1])
@@ -281,9 +281,6 @@ async def test_chromium_agent_and_sipp_caller_hear_each_other(
         bridge = ev.MediaBridge(tenant_id=uuid.UUID(tenant), call_id=call_id, other_call_id=leg_id)
         reply = await command(bridge, "bridge")
         assert reply.ok, reply
-        await _wait(
-            lambda: [e for e in seen if isinstance(e, ev.CallBridged) and e.call_id == call_id], "bridged"
-        )
 
         # 1. browser -> caller: 1.5 s of the page's 1 kHz in the RTP at the caller's socket.
         await _wait(lambda: len(caller.audio_since(bridged_at)) >= 8000 * 2, "2 s of RTP at the caller", 10)

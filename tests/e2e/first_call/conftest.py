@@ -540,7 +540,6 @@ class Watch:
                 ev.DeskPush,
                 ev.ContactQueued,
                 ev.ContactRequeued,
-                ev.CallBridged,
                 ev.CallDtmf,
                 ev.CallRecording,
                 ev.IvrNodeEntered,

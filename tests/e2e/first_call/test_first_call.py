@@ -412,8 +412,10 @@ async def test_coordinator_killed_while_it_rings_resumes_and_connects_once(first
         events = [e["event"] for e in record["timeline"]]
         for step in ("arrived", "queued", "offered", "accepted", "connected", "wrap_up", "ended"):
             assert events.count(step) == 1, events
-        bridged = watch.all(ev.CallBridged, lambda e: str(e.call_id) == offer.contact_id)
-        assert len(bridged) == 1
+        connected = watch.all(
+            ev.ContactStateChanged, lambda e: str(e.call_id) == offer.contact_id and e.new == "connected"
+        )
+        assert len(connected) == 1
     finally:
         caller.close()
         await watch.close()

@@ -32,7 +32,6 @@ KINDS: dict[str, type] = {
     "play_finished": ev.CallPlayFinished,
     "quality": ev.CallQuality,
     "record_finished": ev.CallRecordFinished,
-    "bridged": ev.CallBridged,
 }
 
 

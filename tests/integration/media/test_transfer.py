@@ -69,8 +69,6 @@ async def test_transfer_bridges_the_caller_to_an_outside_number(media_edge, infr
         assert reply.ok, reply
         other = uuid.UUID(str((reply.data or {})["other_call_id"]))
         await events.wait_for(ev.CallAnswered, lambda e: e.call_id == other)
-        bridged = await events.wait_for(ev.CallBridged, lambda e: e.call_id == caller.platform_call_id)
-        assert bridged.other_call_id == other and bridged.path == "passthrough"
         caller.rtp.packets.clear()
         t = np.arange(16000) / 8000
         tone = np.sin(2 * np.pi * TONE_HZ * t) * 8000

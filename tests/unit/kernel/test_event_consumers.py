@@ -37,6 +37,7 @@ CONSUMERS: dict[type[Event], list[str]] = {
     ev.CallPlayFinished: [CONTACTS, IVR],
     ev.CallRecordFinished: [IVR, "services/recording/pipeline.py"],
     ev.CallRecording: ["services/recording/pipeline.py"],
+    ev.CallQuality: [WEBHOOKS],
     ev.CallRefused: [CONTACTS],
     ev.ConfigChanged: ["services/routing/worker.py", "services/media/app.py", "services/contacts/adapter.py"],
     ev.ContactAbandoned: [CONTACTS, FACTS, WEBHOOKS, FEED],
@@ -71,16 +72,9 @@ CONSUMERS: dict[type[Event], list[str]] = {
     ev.WebRtcSignal: [CONTACTS, SIGNALLING],
 }
 
-# Published, consumed by nothing (named only inside the publishing service): to be removed by the owners of
-# those services, who were rewriting them when this list was made (services/media for #21). Value: the service the event may be named in.
-UNCONSUMED: dict[type[Event], str] = {
-    ev.CallBridged: "services/media/",
-    ev.CallUnbridged: "services/media/",
-    ev.CallMuted: "services/media/",
-    ev.CallMonitored: "services/media/",
-    ev.CallTransfer: "services/media/",
-    ev.CallQuality: "services/media/",
-}
+# Published, consumed by nothing: to be removed by the owners of those services. Empty, and to stay so (the
+# test below keeps it for a later rewrite that must leave an event behind for a while, naming its publisher).
+UNCONSUMED: dict[type[Event], str] = {}
 
 _SUBSCRIBES = re.compile(r"\.(consume|consume_batches|listen)\(")
 

@@ -18,7 +18,7 @@ from services.media.features.consult import (
 )
 
 A = Action
-# The table takes `now`; its event's id is derived from the consultation (tests/conftest.py).
+# The table reads neither the clock nor the random generator (tests/conftest.py).
 pytestmark = pytest.mark.usefixtures("no_ambient_clock_or_ids")
 
 
@@ -30,11 +30,8 @@ def test_consult_answered_then_completed() -> None:
     c = consultation(ConsultState.RINGING)
     assert c.on(Trigger.ANSWERED) == [A.STOP_RINGBACK, A.JOIN_AGENT_TARGET]
     assert c.state is ConsultState.CONSULTING and not c.done
-    event = c.event(1.0)
-    assert event is not None and event.state == "consulting" and event.call_id == c.agent
-    assert event.ts == 1.0 and event.id == c.event(2.0).id  # type: ignore[union-attr]
     assert c.on(Trigger.COMPLETE) == [A.SEPARATE_AGENT, A.STOP_MUSIC, A.JOIN_CALLER_TARGET]
-    assert c.done and c.event(1.0).state == "completed"  # type: ignore[union-attr]
+    assert c.done and c.state is ConsultState.COMPLETED
 
 
 @pytest.mark.parametrize("originated", [True, False])
@@ -104,4 +101,3 @@ def test_illegal_moves_are_refused_and_change_nothing() -> None:
         with pytest.raises(TransferStateError):
             done.on(trigger)
     assert done.state is ConsultState.COMPLETED
-    assert consultation(ConsultState.RINGING).event(1.0) is None  # nothing to report while it rings
