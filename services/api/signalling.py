@@ -2,8 +2,9 @@
 
 Authentication: an agent token (tokens.py) as the `token` query parameter or in the first message
 ({"v": 1, "type": "auth", "token": "..."}, within AUTH_TIMEOUT_S). Then the agent signs in to routing
-(`login`, `state`, `logout`), takes offers (`accept`, `reject`: routing commands), controls its contact
-(`hold`, `mute`, `dtmf`, `transfer`, `hangup`, `wrap_up`: the contact coordinator's desk commands) and
+(`login`, `state`, `logout`: routing commands, the agent's presence), takes offers and controls its contact
+(`accept`, `reject`, `hold`, `mute`, `dtmf`, `transfer`, `hangup`, `wrap_up`...: the contact coordinator's
+desk commands; it forwards `accept` and `reject` to routing) and
 signals its WebRTC legs (`offer`, `answer`, `ice`: the media worker over NATS). Every client command is
 answered by one `ack` or `error`, carrying the client's `ref`. Pushed to the agent: `agent_state` (from
 `agent.state_changed`), the coordinator's `desk.push` messages (`contact_offer` with its context,
@@ -31,7 +32,6 @@ from services.kernel.db import tenant_tx
 from services.kernel.events import WebRtcSignal
 from services.kernel.ids import new_id
 from services.kernel.log import get_logger
-from services.kernel.messages import Command
 from services.kernel.serving import Listener
 
 from .console_socket import CONSOLE_TYPES, ConsoleSocket
@@ -287,22 +287,17 @@ class Session(LegSocket):
                     tenant_id=tenant, agent_id=agent, to=body.to, caller_id=body.caller_id, queue=body.queue
                 )
             )
-        if kind in ("accept", "reject"):
-            if kind == "accept":
-                cmd: Command = ev.RoutingAccept(tenant_id=tenant, agent_id=agent, offer_id=body.offer_id)
-            else:
-                cmd = ev.RoutingReject(
-                    tenant_id=tenant,
-                    agent_id=agent,
-                    offer_id=body.offer_id,
-                    away_reason=body.reason or "missed",
-                )
-            if not body.offer_id.startswith(f"{body.contact_id}#"):
-                raise Bad("not_found", "that offer is not for that contact")
-            return await self.command(cmd)
+        # Every command about a contact goes to the coordinator, accept and reject included (it forwards
+        # those to routing): one path, one place that knows the contact (docs/architecture.md).
         common = {"tenant_id": tenant, "agent_id": agent, "contact_id": body.contact_id}
         desk: ev.DeskCommand
-        if kind == "hold":
+        if kind in ("accept", "reject") and not body.offer_id.startswith(f"{body.contact_id}#"):
+            raise Bad("not_found", "that offer is not for that contact")
+        if kind == "accept":
+            desk = ev.DeskAccept(**common, offer_id=body.offer_id)
+        elif kind == "reject":
+            desk = ev.DeskReject(**common, offer_id=body.offer_id, reason=body.reason)
+        elif kind == "hold":
             desk = ev.DeskHold(**common, on=body.on)
         elif kind == "mute":
             desk = ev.DeskMute(**common, on=body.on)

@@ -66,7 +66,11 @@ MEDIA_TIMEOUT_S = 5.0
 # A monitor command is answered only by the worker holding the supervisor's leg: silence means none does.
 MONITOR_TIMEOUT_S = 3.0
 # Commands whose refusal is the desk command's answer (the desk is told why nothing changed).
-REFUSALS = frozenset({"transfer", "consult", "consult_complete", "consult_cancel"})
+REFUSALS = frozenset(
+    {"transfer", "consult", "consult_complete", "consult_cancel", "accept_offer", "reject_offer"}
+)
+# Desk commands routing answers: its reply, ok or not, is the agent's (desk_commands.answer_offer).
+FORWARDED = frozenset({"accept_offer", "reject_offer"})
 ROUTING_TIMEOUT_S = 3.0
 
 EVENTS: tuple[type[Event], ...] = (
@@ -96,6 +100,8 @@ EVENTS: tuple[type[Event], ...] = (
 # Frequent events that usually change nothing worth saving (every call's position, every prompt's end).
 QUIET = (ev.ContactPositionChanged, ev.CallPlayFinished)
 DESK_COMMANDS: tuple[type[ev.DeskCommand], ...] = (
+    ev.DeskAccept,
+    ev.DeskReject,
     ev.DeskHold,
     ev.DeskMute,
     ev.DeskRecordPause,
@@ -621,10 +627,8 @@ class ContactsAdapter:
                 data = running.machine.desk(cmd, self.clock(), queue_id=queue_id)
             except DeskRefused as exc:
                 return Reply(ok=False, code=exc.code, error=exc.reason)
-            failed = await self._apply(running, running.machine.take())
-        if failed:
-            return Reply(ok=False, code=failed[0], error=failed[1])
-        return Reply(ok=True, data=data)
+            answer = await self._apply(running, running.machine.take())
+        return answer or Reply(ok=True, data=data)
 
     async def on_monitor(self, cmd: ev.SupervisorMonitor) -> Reply:
         """A supervisor joins (or leaves) a contact's call: media gets the agent's leg as the target."""
@@ -727,10 +731,11 @@ class ContactsAdapter:
 
     # -- effects ----------------------------------------------------------------------------------
 
-    async def _apply(self, running: _Running, outputs: list[Command | Event]) -> tuple[str, str] | None:
-        """Send, publish, then save. Returns the first refused routing transfer (for the desk's reply)."""
+    async def _apply(self, running: _Running, outputs: list[Command | Event]) -> Reply | None:
+        """Send, publish, then save. Returns the desk's answer when another service gave it: the first
+        refusal of a REFUSALS command, or routing's reply to a FORWARDED one."""
         machine = running.machine
-        refused: tuple[str, str] | None = None
+        answer: Reply | None = None
         # Before sending: routing's first event about a new consultation may come back before the reply.
         self._alias(machine)
         queue = list(outputs)
@@ -748,15 +753,15 @@ class ContactsAdapter:
             if isinstance(item, ev.MediaOriginate):
                 # Its call's events may come before the reply: they must already find the contact.
                 self.legs[item.call_id] = machine.contact_id
-            ok, code, error = await self._send(item)
+            reply = await self._send(item)
             purpose = machine.state.pending.get(str(item.id))
-            if not ok and purpose in REFUSALS and refused is None:
-                refused = (code or "refused", error or f"{item.service} refused the {purpose}")
-            queue.extend(machine.replied(item.id, ok, code, self.clock()))
+            if answer is None and purpose in REFUSALS and (purpose in FORWARDED or not reply.ok):
+                answer = _desk_answer(item, purpose, reply)
+            queue.extend(machine.replied(item.id, reply.ok, reply.code, self.clock()))
         self._alias(machine)
         await self._save(running)
         self._arm(running)
-        return refused
+        return answer
 
     def _alias(self, machine: Lifecycle) -> None:
         s = machine.state
@@ -772,14 +777,14 @@ class ContactsAdapter:
             if other is not None:
                 self.legs[other] = machine.contact_id
 
-    async def _send(self, command: Command) -> tuple[bool, str | None, str | None]:
+    async def _send(self, command: Command) -> Reply:
         timeout = MEDIA_TIMEOUT_S if command.service == "media" else ROUTING_TIMEOUT_S
         try:
             reply = await self.bus.request(command, timeout=timeout)
         except CommandTimeout:
-            return False, "timeout", f"{command.service} did not answer"
+            return Reply(ok=False, code="timeout", error=f"{command.service} did not answer")
         except BusError as exc:
-            return False, "unavailable", str(exc)
+            return Reply(ok=False, code="unavailable", error=str(exc))
         if not reply.ok:
             self.log.info(
                 "contacts_command_refused",
@@ -787,7 +792,7 @@ class ContactsAdapter:
                 code=reply.code,
                 error=reply.error,
             )
-        return reply.ok, reply.code, reply.error
+        return reply
 
     async def _save(self, running: _Running) -> None:
         machine = running.machine
@@ -823,3 +828,14 @@ class ContactsAdapter:
     async def _fire(self, running: _Running) -> None:
         async with running.lock:
             await self._apply(running, running.machine.timer(self.clock()))
+
+
+def _desk_answer(command: Command, purpose: str, reply: Reply) -> Reply:
+    """Another service's reply as the desk's: a refusal says why nothing changed; no answer in time or
+    nobody serving is `<service>_timeout` / `<service>_unavailable`, the codes the agent protocol names."""
+    if reply.ok:
+        return Reply(ok=True, data=reply.data)
+    code = reply.code or "refused"
+    if code in ("timeout", "unavailable"):
+        code = f"{command.service}_{code}"
+    return Reply(ok=False, code=code, error=reply.error or f"{command.service} refused the {purpose}")

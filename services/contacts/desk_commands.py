@@ -16,7 +16,7 @@ from .records import ContactRecord, TimelineEntry, iso_utc
 if TYPE_CHECKING:
     from .lifecycle import Lifecycle
 
-__all__ = ["DIGITS", "DeskRefused", "command", "late_wrap_up"]
+__all__ = ["DIGITS", "DeskRefused", "answer_offer", "command", "late_wrap_up"]
 
 DIGITS = frozenset("0123456789*#ABCD")
 
@@ -55,7 +55,30 @@ def late_wrap_up(record: ContactRecord, cmd: ev.DeskWrapUp, now: float) -> dict[
     return {"disposition": cmd.disposition, "late": True}
 
 
+def answer_offer(m: Lifecycle, cmd: ev.DeskAccept | ev.DeskReject, now: float) -> dict[str, Any]:
+    """An agent's accept or reject of its offer, forwarded to routing whatever this machine's phase: routing
+    owns offers and decides (its reply is the agent's answer, passed on by the adapter); its
+    `contact.accepted` / `contact.rejected` then carry the contact on, as for an agent's phone answering.
+    The machine may not have seen the offer yet (a restarted coordinator gets the offer's event back after
+    the accept), so it checks only that the offer names this desk's contact."""
+    if not cmd.offer_id.startswith(f"{cmd.contact_id}#"):
+        raise DeskRefused("not_found", "that offer is not for that contact")
+    m._step(cmd.id, now)
+    if isinstance(cmd, ev.DeskAccept):
+        m._send(ev.RoutingAccept(**m._stamp(), agent_id=cmd.agent_id, offer_id=cmd.offer_id), "accept_offer")
+    else:
+        m._send(
+            ev.RoutingReject(
+                **m._stamp(), agent_id=cmd.agent_id, offer_id=cmd.offer_id, away_reason=cmd.reason or "missed"
+            ),
+            "reject_offer",
+        )
+    return {}
+
+
 def command(m: Lifecycle, cmd: ev.DeskCommand, now: float, queue_id: uuid.UUID | None) -> dict[str, Any]:
+    if isinstance(cmd, ev.DeskAccept | ev.DeskReject):
+        return answer_offer(m, cmd, now)
     s, r = m.state, m.state.record
     agent = str(cmd.agent_id)
     c = s.consult

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from ..messages import Command, Event
 
 __all__ = [
+    "DeskAccept",
     "DeskCommand",
     "DeskConsult",
     "DeskConsultCancel",
@@ -19,6 +20,7 @@ __all__ = [
     "DeskMute",
     "DeskPush",
     "DeskRecordPause",
+    "DeskReject",
     "DeskTransfer",
     "DeskWrapUp",
     "SupervisorMonitor",
@@ -68,6 +70,23 @@ class DeskDial(Command, kw_only=True, frozen=True):
     caller_id: str | None = None
     queue: str | None = None  # name or id; default: the tenant's first queue
     source: Literal["desk", "api"] = "desk"
+
+
+class DeskAccept(DeskCommand, kw_only=True, frozen=True):
+    """Take the offered contact: the coordinator forwards it to routing, which decides (the offer may have
+    timed out or been withdrawn meanwhile); its reply is the agent's ack (`contact_id`, `queue_id`)."""
+
+    name = "accept"
+    offer_id: str
+
+
+class DeskReject(DeskCommand, kw_only=True, frozen=True):
+    """Decline the offered contact (back at the front of its queue; the agent goes away, `missed` unless
+    `reason` says otherwise), forwarded to routing like `accept`."""
+
+    name = "reject"
+    offer_id: str
+    reason: str | None = None
 
 
 class DeskHold(DeskCommand, kw_only=True, frozen=True):

@@ -381,9 +381,10 @@ async def test_agent_at_a_sip_phone_is_rung_and_talks(first_call_stack: Stack, t
 
 
 async def test_coordinator_killed_while_it_rings_resumes_and_connects_once(first_call_stack: Stack) -> None:
-    """kill -9 of the contact coordinator while the offer rings: the agent accepts while it is down; the
-    restarted one resumes the contact from its saved state and the events published meanwhile (its durable
-    consumer), connects the call exactly once, and the timeline has no step twice."""
+    """kill -9 of the contact coordinator while the offer rings: the agent's accept while it is down is
+    refused (every desk command goes through the coordinator: nothing changed, the offer still rings); the
+    restarted one resumes the contact from its saved state, takes the accept, connects the call exactly
+    once, and the timeline has no step twice."""
     stack = first_call_stack
     t = make_tenant(stack.api)
     watch = await Watch.start(stack.nats_url, t.id)
@@ -401,9 +402,17 @@ async def test_coordinator_killed_while_it_rings_resumes_and_connects_once(first
                 await asyncio.sleep(0.05)
             assert leg is not None and leg.state == "connected"
             stack.kill("contacts")
-            await agent.accept(offer.contact_id, offer.offer_id)  # routing takes it; nobody bridges yet
-            await asyncio.sleep(0.5)
+            with pytest.raises(AgentCommandError) as refused:
+                await agent.accept(offer.contact_id, offer.offer_id)
+            assert refused.value.code in ("contacts_unavailable", "contacts_timeout"), refused.value
             await asyncio.to_thread(stack.start, "contacts")
+            for _ in range(40):  # until the restarted coordinator serves desk commands
+                try:
+                    await agent.accept(offer.contact_id, offer.offer_id)
+                    break
+                except AgentCommandError as exc:
+                    assert exc.code in ("contacts_unavailable", "contacts_timeout"), exc
+                    await asyncio.sleep(0.25)
             await next_of(agent, ContactConnected, timeout=20)
             await caller.hang_up()
             await next_of(agent, ContactEnded)

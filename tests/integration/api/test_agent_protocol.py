@@ -119,7 +119,13 @@ async def test_desk_commands_reach_routing_and_the_coordinator_with_the_tokens_a
         reject = await ask(
             ws, {"type": "reject", "ref": "c", "contact_id": contact, "offer_id": f"{contact}#0"}
         )
-        assert reject["type"] == "ack" and seen[-1][0] == "reject" and seen[-1][1]["away_reason"] == "missed"
+        # Accept and reject go to the coordinator like every desk command (it forwards them to routing).
+        assert reject == {"v": 1, "type": "ack", "ref": "c", "echo": "reject"}
+        assert seen[-1][1]["agent_id"] == agent and seen[-1][1]["offer_id"] == f"{contact}#0"
+        accept = await ask(
+            ws, {"type": "accept", "ref": "c2", "contact_id": contact, "offer_id": f"{contact}#0"}
+        )
+        assert accept == {"v": 1, "type": "ack", "ref": "c2", "echo": "accept"}
         hold = await ask(ws, {"type": "hold", "ref": "d", "contact_id": contact, "on": True})
         assert hold == {"v": 1, "type": "ack", "ref": "d", "echo": "hold"}
         assert seen[-1][1]["agent_id"] == agent and seen[-1][1]["contact_id"] == contact

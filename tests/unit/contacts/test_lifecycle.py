@@ -386,6 +386,31 @@ def test_desk_hold_mute_digits_and_refusals() -> None:
     assert refused.value.code == "state"
 
 
+def test_desk_accept_and_reject_are_forwarded_to_routing_which_decides() -> None:
+    """One path for the desk: accept and reject come to the coordinator, which forwards them to routing
+    (whatever it has seen: a restarted coordinator may get the offer's event after the accept); routing's
+    contact.accepted / contact.rejected then move the contact, as before."""
+    m = to_queue()
+    m.handle(offer(), 1001.0)
+    desk = {"tenant_id": T, "agent_id": AGENT, "contact_id": CALL}
+    assert m.desk(ev.DeskReject(**desk, offer_id=f"{CALL}#0"), 1001.1) == {}
+    out = m.take()
+    assert kinds(out) == ["RoutingReject"] and transitions(out) == []
+    reject = command(out, ev.RoutingReject)
+    assert (reject.agent_id, reject.offer_id, reject.away_reason) == (AGENT, f"{CALL}#0", "missed")
+    assert m.replied(reject.id, False, "offer_expired", 1001.2) == []  # the refusal is the agent's answer
+    m.desk(ev.DeskAccept(**desk, offer_id=f"{CALL}#0"), 1001.3)
+    accept = command(m.take(), ev.RoutingAccept)
+    assert (accept.agent_id, accept.offer_id) == (AGENT, f"{CALL}#0")
+    assert m.phase == "offered"  # routing's contact.accepted carries it on
+    with pytest.raises(DeskRefused) as refused:
+        m.desk(ev.DeskAccept(**desk, offer_id=f"{uuid.uuid4()}#0"), 1001.4)
+    assert refused.value.code == "not_found" and m.take() == []
+    fresh = to_queue()  # no offer seen yet: forwarded all the same
+    fresh.desk(ev.DeskAccept(**desk, offer_id=f"{CALL}#1"), 1002.0)
+    assert kinds(fresh.take()) == ["RoutingAccept"]
+
+
 def test_blind_transfer_with_note_reaches_the_next_offer() -> None:
     m = to_connected()
     other_queue, other_agent = uuid.uuid4(), uuid.uuid4()
