@@ -28,7 +28,6 @@ import pytest
 from services.kernel.events import (
     CallAnswered,
     CallArrived,
-    CallBridged,
     CallEnded,
     CallQuality,
     CallRecordFinished,
@@ -71,7 +70,6 @@ _EVENTS: dict[str, type[Any]] = {
     "call.arrived": CallArrived,
     "call.answered": CallAnswered,
     "call.ended": CallEnded,
-    "call.bridged": CallBridged,
     "call.quality": CallQuality,
     "call.record_finished": CallRecordFinished,
     "ivr.node_entered": IvrNodeEntered,
@@ -270,8 +268,6 @@ async def test_transfer_to_an_outside_number_reaches_the_sipp_uas(
     outbound = next(e for e in seen.of(CallArrived) if e.direction == "outbound")
     assert outbound.to_e164 == OUTSIDE
     assert seen.of(CallAnswered, outbound.call_id), "the outside number answered"
-    bridged = seen.of(CallBridged, inbound.call_id)
-    assert bridged and bridged[0].other_call_id == outbound.call_id
     (completed,) = seen.of(IvrCompleted, inbound.call_id)
     assert completed.outcome == "transferred" and completed.attributes["transfer"] == f"number:{OUTSIDE}"
     # The caller hung up: the outside leg was released with it.
