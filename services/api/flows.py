@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.params import JSONBody, PathParameter
 from switchboard.flowdef.source import Issue
 from switchboard.flowdef.suite import Case, CaseResult, parse_time
@@ -19,12 +19,13 @@ from switchboard.flowdef.validate import validate_text
 
 from services.ivr.lookup import SIGNATURE_HEADER, TIMESTAMP_HEADER, derive_secret
 from services.ivr.simulator import run_case
-from services.kernel.db import tenant_tx
 from services.kernel.events import ConfigChanged
 from services.kernel.ids import new_id, parse_id
 
-from .auth import Principal, admin_only, principal_of
-from .mutations import Outcome, audit, mutate
+from .auth import Principal, admin_only
+from .crud import read_page
+from .deps import ApiDep, CallerDep, MutationDep, TenantConnDep
+from .mutations import Outcome, audit
 from .numbers import Number, number_from_row
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam, decode_cursor, page_of
 from .problems import (
@@ -37,12 +38,11 @@ from .problems import (
     not_found,
     validation,
 )
-from .queries.numbers import COLUMNS as NUMBER_COLUMNS
-from .state import api_state
+from .queries import flows as sql
+from .queries import numbers as numbers_sql
 
 __all__ = ["FlowController", "IvrController", "NumberRouteController"]
 
-COLUMNS = "id, name, description, current_version, latest_version, created_at, updated_at"
 MAX_SOURCE_CHARS = 60_000
 
 FlowName = Annotated[str, PathParameter(description="the flow's name")]
@@ -144,17 +144,17 @@ def _issue_text(i: Issue) -> str:
     return f"{where}{i.message}{at}"
 
 
-async def _tenant_queues(conn: asyncpg.Connection) -> set[str]:
-    return {r["name"] for r in await conn.fetch("SELECT name FROM queues")}
-
-
 _FLOW_NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,62}$")
 
 
-async def _flow_row(conn: asyncpg.Connection, name: str) -> asyncpg.Record:
+def _check_flow_name(name: str) -> None:
     if not _FLOW_NAME.match(name):
         raise Problem(404, "no flow with this name")  # not a possible flow name: names nothing
-    row = await conn.fetchrow(f"SELECT {COLUMNS} FROM flows WHERE name = $1", name)
+
+
+async def _flow_row(conn: asyncpg.Connection, name: str) -> asyncpg.Record:
+    _check_flow_name(name)
+    row = await sql.get_by_name(conn, name)
     if row is None:
         raise Problem(404, f"no flow named {name!r}")
     return row
@@ -165,9 +165,7 @@ class FlowController(Controller):
     tags = ["flows"]
 
     @post("/", responses=WRITE_ERRORS, status_code=201, guards=[admin_only], summary="Deploy a flow version")
-    async def deploy_flow(
-        self, request: Request[Any, Any, Any], data: JSONBody[FlowDeploy]
-    ) -> Response[Deployed]:
+    async def deploy_flow(self, mutation: MutationDep, data: JSONBody[FlowDeploy]) -> Response[Deployed]:
         if isinstance(data.definition, str):
             source = data.definition
         else:
@@ -177,7 +175,7 @@ class FlowController(Controller):
             raise validation("definition", f"a flow is at most {MAX_SOURCE_CHARS} characters")
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Deployed]:
-            report = validate_text(source, queues=await _tenant_queues(conn))
+            report = validate_text(source, queues=await sql.queue_names(conn))
             if not report.ok or report.flow is None:
                 errors = [FieldError("definition", _issue_text(i)) for i in report.errors]
                 first = errors[0].message if errors else "the flow is not valid"
@@ -187,40 +185,19 @@ class FlowController(Controller):
                 raise validation("name", f"the flow file names itself {flow.name!r}, not {data.name!r}")
             if flow.timezone is None:
                 # Calendars without a zone of their own run in the tenant's time zone: its default site's.
-                flow.timezone = await conn.fetchval("SELECT timezone FROM sites ORDER BY id LIMIT 1") or "UTC"
+                flow.timezone = await sql.default_timezone(conn) or "UTC"
             definition = msgspec.json.encode(flow).decode()
-            row = await conn.fetchrow(f"SELECT {COLUMNS} FROM flows WHERE name = $1 FOR UPDATE", flow.name)
+            row = await sql.get_by_name(conn, flow.name, lock=True)
             if row is None:
                 flow_id, version = new_id(), 1
-                row = await conn.fetchrow(
-                    f"""INSERT INTO flows (id, tenant_id, name, description, current_version, latest_version)
-                        VALUES ($1, $2, $3, $4, 1, 1) RETURNING {COLUMNS}""",
-                    flow_id,
-                    principal.tenant_id,
-                    flow.name,
-                    flow.description,
-                )
+                row = await sql.insert(conn, flow_id, principal.tenant_id, flow.name, flow.description)
             else:
                 flow_id, version = row["id"], row["latest_version"] + 1
-            await conn.execute(
-                """INSERT INTO flow_versions (id, tenant_id, flow_id, version, source, definition, created_by)
-                   VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)""",
-                new_id(),
-                principal.tenant_id,
-                flow_id,
-                version,
-                source,
-                definition,
-                principal.key_id,
+            await sql.add_version(
+                conn, new_id(), principal.tenant_id, flow_id, version, source, definition, principal.key_id
             )
             if version > 1:
-                row = await conn.fetchrow(
-                    f"""UPDATE flows SET current_version = $2, latest_version = $2, description = $3,
-                        updated_at = now() WHERE id = $1 RETURNING {COLUMNS}""",
-                    flow_id,
-                    version,
-                    flow.description,
-                )
+                row = await sql.set_latest(conn, flow_id, version, flow.description)
             await audit(
                 conn, principal, "flow.deployed", "flow", flow_id, {"name": flow.name, "version": version}
             )
@@ -235,31 +212,19 @@ class FlowController(Controller):
             )
             return Outcome(201, body, [event])
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
     @get("/", responses=READ_ERRORS, summary="List flows")
     async def list_flows(
-        self, request: Request[Any, Any, Any], limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
+        self, tenant_conn: TenantConnDep, limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
     ) -> FlowPage:
-        after = decode_cursor(cursor)
-        async with tenant_tx(api_state(request).db(), principal_of(request).tenant_id, readonly=True) as conn:
-            rows = await conn.fetch(
-                f"SELECT {COLUMNS} FROM flows WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2",
-                after,
-                limit + 1,
-            )
-        items, next_cursor = page_of(rows, limit)
-        return FlowPage(items=[flow_from_row(r) for r in items], next_cursor=next_cursor)
+        rows, next_cursor = await read_page(tenant_conn, "flows", sql.COLUMNS, limit, cursor)
+        return FlowPage(items=[flow_from_row(r) for r in rows], next_cursor=next_cursor)
 
-    async def _version(self, request: Request[Any, Any, Any], name: str, version: int | None) -> FlowVersion:
-        async with tenant_tx(api_state(request).db(), principal_of(request).tenant_id, readonly=True) as conn:
-            flow = await _flow_row(conn, name)
-            wanted = flow["current_version"] if version is None else version
-            row = await conn.fetchrow(
-                "SELECT id, version, source, definition, created_at FROM flow_versions WHERE flow_id = $1 AND version = $2",
-                flow["id"],
-                wanted,
-            )
+    async def _version(self, conn: asyncpg.Connection, name: str, version: int | None) -> FlowVersion:
+        flow = await _flow_row(conn, name)
+        wanted = flow["current_version"] if version is None else version
+        row = await sql.version(conn, flow["id"], wanted)
         if row is None:
             raise not_found("flow version")
         return FlowVersion(
@@ -273,27 +238,20 @@ class FlowController(Controller):
         )
 
     @get("/{flow_name:str}", responses=READ_ERRORS, summary="The current version of a flow")
-    async def get_flow(self, request: Request[Any, Any, Any], flow_name: FlowName) -> FlowVersion:
-        return await self._version(request, flow_name, None)
+    async def get_flow(self, tenant_conn: TenantConnDep, flow_name: FlowName) -> FlowVersion:
+        return await self._version(tenant_conn, flow_name, None)
 
     @get("/{flow_name:str}/versions", responses=READ_ERRORS, summary="A flow's versions, oldest first")
     async def list_versions(
         self,
-        request: Request[Any, Any, Any],
+        tenant_conn: TenantConnDep,
         flow_name: FlowName,
         limit: LimitParam = DEFAULT_LIMIT,
         cursor: CursorParam = None,
     ) -> VersionPage:
         after = decode_cursor(cursor)
-        async with tenant_tx(api_state(request).db(), principal_of(request).tenant_id, readonly=True) as conn:
-            flow = await _flow_row(conn, flow_name)
-            rows = await conn.fetch(
-                """SELECT id, version, created_at FROM flow_versions
-                   WHERE flow_id = $1 AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3""",
-                flow["id"],
-                after,
-                limit + 1,
-            )
+        flow = await _flow_row(tenant_conn, flow_name)
+        rows = await sql.versions_page(tenant_conn, flow["id"], after, limit + 1)
         items, next_cursor = page_of(rows, limit)
         return VersionPage(
             items=[
@@ -310,12 +268,12 @@ class FlowController(Controller):
 
     @get("/{flow_name:str}/versions/{version:str}", responses=READ_ERRORS, summary="One version of a flow")
     async def get_version(
-        self, request: Request[Any, Any, Any], flow_name: FlowName, version: VersionParam
+        self, tenant_conn: TenantConnDep, flow_name: FlowName, version: VersionParam
     ) -> FlowVersion:
         # Anything that is not a version number names no version: 404, like an id that is not a UUID.
         if not version.isdigit() or not 1 <= int(version) <= 1_000_000:
             raise not_found("flow version")
-        return await self._version(request, flow_name, int(version))
+        return await self._version(tenant_conn, flow_name, int(version))
 
     @post(
         "/{flow_name:str}/rollback",
@@ -325,22 +283,17 @@ class FlowController(Controller):
         summary="Make an earlier version current again (calls in progress keep theirs)",
     )
     async def rollback_flow(
-        self, request: Request[Any, Any, Any], flow_name: FlowName, data: JSONBody[FlowRollback | None] = None
+        self, mutation: MutationDep, flow_name: FlowName, data: JSONBody[FlowRollback | None] = None
     ) -> Response[Flow]:
+        _check_flow_name(flow_name)
+
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Flow]:
             flow = await _flow_row(conn, flow_name)
             if data is None or data.version is msgspec.UNSET:
                 raise validation("version", 'send {"version": N}')
-            exists = await conn.fetchval(
-                "SELECT 1 FROM flow_versions WHERE flow_id = $1 AND version = $2", flow["id"], data.version
-            )
-            if not exists:
+            if not await sql.has_version(conn, flow["id"], data.version):
                 raise validation("version", f"flow {flow_name!r} has no version {data.version}")
-            row = await conn.fetchrow(
-                f"UPDATE flows SET current_version = $2, updated_at = now() WHERE id = $1 RETURNING {COLUMNS}",
-                flow["id"],
-                data.version,
-            )
+            row = await sql.set_current(conn, flow["id"], data.version)
             await audit(
                 conn,
                 principal,
@@ -354,7 +307,7 @@ class FlowController(Controller):
             )
             return Outcome(200, flow_from_row(row), [event])
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
     @delete(
         "/{flow_name:str}",
@@ -363,23 +316,25 @@ class FlowController(Controller):
         guards=[admin_only],
         summary="Delete a flow and its versions (409 while a number points at it)",
     )
-    async def delete_flow(self, request: Request[Any, Any, Any], flow_name: FlowName) -> Response[None]:
+    async def delete_flow(self, mutation: MutationDep, flow_name: FlowName) -> Response[None]:
+        _check_flow_name(flow_name)
+
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
             flow = await _flow_row(conn, flow_name)
-            using = await conn.fetch("SELECT e164 FROM numbers WHERE flow_id = $1 ORDER BY e164", flow["id"])
+            using = await sql.numbers_using(conn, flow["id"])
             if using:
-                numbers = ", ".join(r["e164"] for r in using)
+                numbers = ", ".join(using)
                 raise conflict(
                     f"numbers still point at flow {flow_name!r}: {numbers}; route them elsewhere first"
                 )
-            await conn.execute("DELETE FROM flows WHERE id = $1", flow["id"])
+            await sql.delete(conn, flow["id"])
             await audit(conn, principal, "flow.deleted", "flow", flow["id"], {"name": flow_name})
             event = ConfigChanged(
                 tenant_id=principal.tenant_id, kind="flow", op="deleted", object_id=flow["id"]
             )
             return Outcome(204, None, [event])
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
 
 class LookupSecret(msgspec.Struct, kw_only=True):
@@ -415,7 +370,7 @@ class IvrController(Controller):
         guards=[admin_only],
         summary="Run calls through a flow offline",
     )
-    async def simulate(self, request: Request[Any, Any, Any], data: JSONBody[FlowSimulation]) -> Simulation:
+    async def simulate(self, data: JSONBody[FlowSimulation]) -> Simulation:
         """The simulator of `switchboard flows test` for installs without the platform: nothing is stored,
         no call is made, lookups answer the stubs given. The flow is not checked against the tenant's
         queues (as offline). Admin keys, as for deploying (a POST: read-only keys change nothing and
@@ -440,9 +395,9 @@ class IvrController(Controller):
         return Simulation(results=results)
 
     @get("/lookup-secret", responses=READ_ERRORS, summary="The key that signs this tenant's lookup requests")
-    async def lookup_secret(self, request: Request[Any, Any, Any]) -> LookupSecret:
+    async def lookup_secret(self, api: ApiDep, principal: CallerDep) -> LookupSecret:
         # Readable by developers too: they write the endpoint that must verify the signature.
-        secret = derive_secret(api_state(request).settings.token_secret, principal_of(request).tenant_id)
+        secret = derive_secret(api.settings.token_secret, principal.tenant_id)
         return LookupSecret(
             secret=secret.hex(),
             algorithm="HMAC-SHA256",
@@ -464,7 +419,7 @@ class NumberRouteController(Controller):
         summary="Point a number (id or E.164) at a flow or straight at a queue",
     )
     async def route_number(
-        self, request: Request[Any, Any, Any], number_id: NumberRef, data: JSONBody[NumberRoute | None] = None
+        self, mutation: MutationDep, number_id: NumberRef, data: JSONBody[NumberRoute | None] = None
     ) -> Response[Number]:
         ref = number_id.strip()
         nid = parse_id(ref)
@@ -472,10 +427,9 @@ class NumberRouteController(Controller):
             raise not_found("number")  # neither an id nor an E.164 number: names nothing
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Number]:
-            if nid is not None:
-                row = await conn.fetchrow(f"SELECT {NUMBER_COLUMNS} FROM numbers WHERE id = $1", nid)
-            else:
-                row = await conn.fetchrow(f"SELECT {NUMBER_COLUMNS} FROM numbers WHERE e164 = $1", ref)
+            row = await (
+                numbers_sql.get(conn, nid) if nid is not None else numbers_sql.get_by_e164(conn, ref)
+            )
             if row is None:
                 # Said as the user put it: a number typed in E.164 is one this tenant has not claimed.
                 raise (
@@ -488,29 +442,24 @@ class NumberRouteController(Controller):
             if data.queue is not msgspec.UNSET:
                 queue_ref = parse_id(data.queue)
                 if queue_ref is not None:
-                    queue_id = await conn.fetchval("SELECT id FROM queues WHERE id = $1", queue_ref)
+                    queue_id = queue_ref if await numbers_sql.queue_exists(conn, queue_ref) else None
                 else:
-                    queue_id = await conn.fetchval("SELECT id FROM queues WHERE name = $1", data.queue)
+                    queue_id = await numbers_sql.queue_named(conn, data.queue)
                 if queue_id is None:
                     raise validation("queue", f"no queue named {data.queue!r}")
-                row = await conn.fetchrow(
-                    f"""UPDATE numbers SET queue_id = $2, flow_id = NULL, updated_at = now() WHERE id = $1
-                        RETURNING {NUMBER_COLUMNS}""",
-                    row["id"],
-                    queue_id,
-                )
+                row = await numbers_sql.route_straight_to_queue(conn, row["id"], queue_id)
+                if row is None:
+                    raise not_found("number")  # released meanwhile
                 detail = {"e164": row["e164"], "queue": data.queue}
             else:
                 flow_id = None
-                if data.flow is not None:
-                    flow_id = await conn.fetchval("SELECT id FROM flows WHERE name = $1", data.flow)
+                if isinstance(data.flow, str):  # UNSET was ruled out above; None unroutes
+                    flow_id = await sql.id_by_name(conn, data.flow)
                     if flow_id is None:
                         raise validation("flow", f"no flow named {data.flow!r}")
-                row = await conn.fetchrow(
-                    f"UPDATE numbers SET flow_id = $2, updated_at = now() WHERE id = $1 RETURNING {NUMBER_COLUMNS}",
-                    row["id"],
-                    flow_id,
-                )
+                row = await numbers_sql.route_to_flow(conn, row["id"], flow_id)
+                if row is None:
+                    raise not_found("number")  # released meanwhile
                 detail = {"e164": row["e164"], "flow": data.flow}
             await audit(conn, principal, "number.routed", "number", row["id"], detail)
             event = ConfigChanged(
@@ -518,4 +467,4 @@ class NumberRouteController(Controller):
             )
             return Outcome(200, number_from_row(row), [event])
 
-        return await mutate(request, work)
+        return await mutation.run(work)

@@ -8,7 +8,18 @@ import asyncpg
 
 from ..crud import get_row, update_row
 
-__all__ = ["COLUMNS", "get", "insert", "queue_exists", "release", "route_to_queue"]
+__all__ = [
+    "COLUMNS",
+    "get",
+    "get_by_e164",
+    "insert",
+    "queue_exists",
+    "queue_named",
+    "release",
+    "route_straight_to_queue",
+    "route_to_flow",
+    "route_to_queue",
+]
 
 COLUMNS = "id, e164, queue_id, flow_id, created_at, updated_at"
 
@@ -37,6 +48,25 @@ async def get(conn: asyncpg.Connection, number_id: uuid.UUID) -> asyncpg.Record 
     return await get_row(conn, "numbers", COLUMNS, number_id)
 
 
+async def get_by_e164(conn: asyncpg.Connection, e164: str) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow(f"SELECT {COLUMNS} FROM numbers WHERE e164 = $1", e164)
+    return row
+
+
+async def route_to_flow(
+    conn: asyncpg.Connection, number_id: uuid.UUID, flow_id: uuid.UUID | None
+) -> asyncpg.Record | None:
+    """A flow answers its calls (None: no flow; its queue, if any, takes them)."""
+    return await update_row(conn, "numbers", COLUMNS, number_id, {"flow_id": flow_id})
+
+
+async def route_straight_to_queue(
+    conn: asyncpg.Connection, number_id: uuid.UUID, queue_id: uuid.UUID
+) -> asyncpg.Record | None:
+    """Callers go straight to the queue, with no flow."""
+    return await update_row(conn, "numbers", COLUMNS, number_id, {"queue_id": queue_id, "flow_id": None})
+
+
 async def route_to_queue(
     conn: asyncpg.Connection, number_id: uuid.UUID, queue_id: uuid.UUID | None
 ) -> asyncpg.Record | None:
@@ -51,3 +81,9 @@ async def release(conn: asyncpg.Connection, number_id: uuid.UUID) -> str | None:
 
 async def queue_exists(conn: asyncpg.Connection, queue_id: uuid.UUID) -> bool:
     return bool(await conn.fetchval("SELECT 1 FROM queues WHERE id = $1", queue_id))
+
+
+async def queue_named(conn: asyncpg.Connection, name: str) -> uuid.UUID | None:
+    """The queue of exactly this name (a number's route names it as the tenant wrote it)."""
+    queue_id: uuid.UUID | None = await conn.fetchval("SELECT id FROM queues WHERE name = $1", name)
+    return queue_id
