@@ -20,14 +20,15 @@ import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, delete, get, post, route
 from litestar.enums import HttpMethod
-from litestar.params import JSONBody
+from litestar.params import HeaderParameter, JSONBody
 
 from services.kernel.db import tenant_tx
 from services.kernel.ids import new_id, parse_id
 
 from .auth import Principal, admin_only
-from .crud import IdParam, fetch_one, fetch_page, path_id
-from .mutations import Outcome, audit, mutate
+from .crud import IdParam, path_id, read_page
+from .deps import ApiDep, MutationDep, TenantConnDep
+from .mutations import Outcome, audit
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam
 from .problems import (
     DELETE_RESPONSES,
@@ -39,7 +40,8 @@ from .problems import (
     problem_responses,
     validation,
 )
-from .state import api_state
+from .queries import flows as flows_sql
+from .queries import widget as sql
 from .tokens import MIN_SECRET_BYTES, WIDGET_TTL_S, issue_widget_token
 from .turn import ice_servers
 from .validation import check_name, check_text
@@ -56,7 +58,6 @@ __all__ = [
 
 PUBLIC_KEY_PREFIX = "pk_"
 PUBLIC_KEY_PATTERN = re.compile(r"^pk_[A-Za-z0-9_-]{20,100}$")
-COLUMNS = "id, name, public_key, queue_ids, origins, max_concurrent_calls, flow_id, created_at, revoked_at"
 MAX_QUEUES = 50
 MAX_ORIGINS = 20
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -197,38 +198,33 @@ class WidgetKeyController(Controller):
         summary="Create a public widget key for the queues a web page may call",
     )
     async def create_widget_key(
-        self, request: Request[Any, Any, Any], data: JSONBody[WidgetKeyCreate]
+        self, mutation: MutationDep, data: JSONBody[WidgetKeyCreate]
     ) -> Response[WidgetKey]:
         name = check_name("name", data.name) if data.name is not None else ""
         origins = _check_origins(data.origins or [])
         queue_ids = list(dict.fromkeys(data.queue_ids))
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[WidgetKey]:
-            found = {
-                r["id"]
-                for r in await conn.fetch("SELECT id FROM queues WHERE id = ANY($1::uuid[])", queue_ids)
-            }
+            found = await sql.existing_queues(conn, queue_ids)
             for i, qid in enumerate(queue_ids):
                 if qid not in found:
                     raise validation(f"queue_ids[{i}]", "no queue with this id")
             flow_id = None
             if data.flow is not None:
                 ref = data.flow.strip()
-                flow_id = parse_id(ref) or await conn.fetchval("SELECT id FROM flows WHERE name = $1", ref)
-                if flow_id is None or not await conn.fetchval("SELECT 1 FROM flows WHERE id = $1", flow_id):
+                flow_id = parse_id(ref) or await flows_sql.id_by_name(conn, ref)
+                if flow_id is None or not await flows_sql.exists(conn, flow_id):
                     raise validation("flow", f"no flow {ref!r}")
-            row = await conn.fetchrow(
-                f"""INSERT INTO widget_keys (id, tenant_id, name, public_key, queue_ids, origins, max_concurrent_calls,
-                                             flow_id)
-                    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING {COLUMNS}""",
+            row = await sql.insert(
+                conn,
                 new_id(),
                 principal.tenant_id,
-                name,
-                new_public_key(),
-                queue_ids,
-                origins,
-                data.max_concurrent_calls,
-                flow_id,
+                name=name,
+                public_key=new_public_key(),
+                queue_ids=queue_ids,
+                origins=origins,
+                max_concurrent_calls=data.max_concurrent_calls,
+                flow_id=flow_id,
             )
             key = widget_key_from_row(row)
             detail = {
@@ -241,22 +237,21 @@ class WidgetKeyController(Controller):
             await audit(conn, principal, "widget_key.created", "widget_key", key.id, detail)
             return Outcome(201, key)
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
     @get("/", responses=READ_ERRORS, summary="List widget keys (revoked ones too)")
     async def list_widget_keys(
-        self, request: Request[Any, Any, Any], limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
+        self, tenant_conn: TenantConnDep, limit: LimitParam = DEFAULT_LIMIT, cursor: CursorParam = None
     ) -> WidgetKeyPage:
-        rows, next_cursor = await fetch_page(request, "widget_keys", COLUMNS, limit, cursor)
+        rows, next_cursor = await read_page(tenant_conn, "widget_keys", sql.COLUMNS, limit, cursor)
         return WidgetKeyPage(items=[widget_key_from_row(r) for r in rows], next_cursor=next_cursor)
 
     @get("/{widget_key_id:str}", responses=READ_ERRORS, summary="Read a widget key")
-    async def get_widget_key(self, request: Request[Any, Any, Any], widget_key_id: IdParam) -> WidgetKey:
-        return widget_key_from_row(
-            await fetch_one(
-                request, "widget_keys", COLUMNS, path_id(widget_key_id, "widget key"), "widget key"
-            )
-        )
+    async def get_widget_key(self, tenant_conn: TenantConnDep, widget_key_id: IdParam) -> WidgetKey:
+        row = await sql.get(tenant_conn, path_id(widget_key_id, "widget key"))
+        if row is None:
+            raise not_found("widget key")
+        return widget_key_from_row(row)
 
     @delete(
         "/{widget_key_id:str}",
@@ -265,27 +260,25 @@ class WidgetKeyController(Controller):
         guards=[admin_only],
         summary="Revoke a widget key (at once: no new tokens; tokens issued live out their minutes)",
     )
-    async def revoke_widget_key(
-        self, request: Request[Any, Any, Any], widget_key_id: IdParam
-    ) -> Response[None]:
+    async def revoke_widget_key(self, mutation: MutationDep, widget_key_id: IdParam) -> Response[None]:
         wid = path_id(widget_key_id, "widget key")
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
-            row = await conn.fetchrow(
-                "UPDATE widget_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING name",
-                wid,
-            )
-            if row is None:
+            name = await sql.revoke(conn, wid)
+            if name is None:
                 raise not_found("widget key")
-            await audit(conn, principal, "widget_key.revoked", "widget_key", wid, {"name": row["name"]})
+            await audit(conn, principal, "widget_key.revoked", "widget_key", wid, {"name": name})
             return Outcome(204, None)
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
 
 def _client_address(request: Request[Any, Any, Any]) -> str:
     # Behind a proxy, run uvicorn with --proxy-headers so that this is the caller, not the proxy.
     return request.client.host if request.client else "unknown"
+
+
+OriginHeader = Annotated[str | None, HeaderParameter(name="origin", description="the calling page's origin")]
 
 
 def _cors(origin: str | None) -> dict[str, str]:
@@ -303,7 +296,7 @@ def _cors(origin: str | None) -> dict[str, str]:
     include_in_schema=False,
     status_code=204,
 )
-async def widget_token_preflight(request: Request[Any, Any, Any]) -> Response[None]:
+async def widget_token_preflight(origin: OriginHeader = None) -> Response[None]:
     """CORS preflight for `POST /v1/widget/token`; it grants nothing, the POST checks the origin itself.
     Plain handlers, this one registered before the POST: Litestar adds its own OPTIONS handler to a route
     that has none when the route is first built (and a controller builds its routes alone)."""
@@ -312,7 +305,7 @@ async def widget_token_preflight(request: Request[Any, Any, Any]) -> Response[No
         "Access-Control-Allow-Methods": "POST",
         "Access-Control-Allow-Headers": "content-type",
         "Access-Control-Max-Age": "600",
-        **_cors(request.headers.get("origin")),
+        **_cors(origin),
     }
     return Response(None, status_code=204, headers=headers)
 
@@ -327,10 +320,13 @@ async def widget_token_preflight(request: Request[Any, Any, Any]) -> Response[No
     summary="Exchange a public widget key for a short-lived caller token to one allowed queue",
 )
 async def issue_widget_token_handler(
-    request: Request[Any, Any, Any], data: JSONBody[WidgetTokenRequest]
+    request: Request[Any, Any, Any],
+    api: ApiDep,
+    data: JSONBody[WidgetTokenRequest],
+    origin: OriginHeader = None,
 ) -> Response[WidgetToken]:
-    state = api_state(request)
-    limiter = state.widget_limiter
+    # The Request for the client's address alone: the rate limit is per address (no key, no tenant yet).
+    limiter = api.widget_limiter
     allowed, retry_after = limiter.allow(_client_address(request), time.monotonic())
     if not allowed:
         raise Problem(
@@ -338,7 +334,7 @@ async def issue_widget_token_handler(
             f"at most {limiter.limit} widget tokens per minute from one address; retry later",
             headers={"Retry-After": str(max(1, round(retry_after)))},
         )
-    secret = state.settings.token_secret
+    secret = api.settings.token_secret
     if len(secret.encode()) < MIN_SECRET_BYTES:
         raise Problem(503, "widget tokens are not available: the platform has no token secret configured")
     public_key = data.key.strip()
@@ -346,34 +342,24 @@ async def issue_widget_token_handler(
         raise Problem(401, "this is not a widget key (pk_...)")
     queue_ref = check_text("queue", data.queue, max_len=100)
 
-    pool = state.db()
+    pool = api.db()
     async with pool.acquire() as conn, conn.transaction(readonly=True):
-        # The widget_key_lookup policy lets this transaction see exactly the row holding this key.
-        await conn.execute("SELECT set_config('app.widget_public_key', $1, true)", public_key)
-        key = await conn.fetchrow(
-            "SELECT id, tenant_id, queue_ids, origins, revoked_at FROM widget_keys WHERE public_key = $1",
-            public_key,
-        )
+        key = await sql.by_public_key(conn, public_key)
     if key is None:
         raise Problem(401, "this widget key does not exist")
     if key["revoked_at"] is not None:
         raise Problem(401, "this widget key has been revoked")
 
-    origin_header = request.headers.get("origin")
     origins: list[str] = list(key["origins"])
-    origin = normalise_origin(origin_header) if origin_header else None
-    if origins and (origin is None or origin not in origins):
-        where = f"the origin {origin_header[:100]}" if origin_header else "a page without an Origin header"
+    page_origin = normalise_origin(origin) if origin else None
+    if origins and (page_origin is None or page_origin not in origins):
+        where = f"the origin {origin[:100]}" if origin else "a page without an Origin header"
         raise forbidden(f"this widget key may not be used from {where}")
 
     tenant_id: uuid.UUID = key["tenant_id"]
     allowed_queues: list[uuid.UUID] = list(key["queue_ids"])
     async with tenant_tx(pool, tenant_id, readonly=True) as conn:
-        queue_id = parse_id(queue_ref)
-        if queue_id is None:
-            queue_id = await conn.fetchval("SELECT id FROM queues WHERE lower(name) = lower($1)", queue_ref)
-        elif not await conn.fetchval("SELECT 1 FROM queues WHERE id = $1", queue_id):
-            queue_id = None
+        queue_id = await sql.queue_id(conn, parse_id(queue_ref), queue_ref)
     # One answer whether the queue is not allowed or does not exist: the key's holder is anyone.
     if queue_id is None or queue_id not in allowed_queues:
         raise forbidden(f"this widget key does not allow calls to the queue {queue_ref!r}")
@@ -389,6 +375,6 @@ async def issue_widget_token_handler(
         queue_id=queue_id,
         expires_at=expires,
         expires_in=int(expires - now),
-        ice_servers=ice_servers(state.settings, f"w-{session_id}", now),
+        ice_servers=ice_servers(api.settings, f"w-{session_id}", now),
     )
-    return Response(body, status_code=201, headers=_cors(origin_header if origin else None))
+    return Response(body, status_code=201, headers=_cors(origin if page_origin else None))

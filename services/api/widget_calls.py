@@ -19,6 +19,7 @@ from services.kernel import events as ev
 from services.kernel.db import tenant_tx
 from services.kernel.ids import new_id
 
+from .queries import widget as sql
 from .signalling_base import Bad, Socket
 from .tokens import WidgetClaims
 
@@ -100,9 +101,7 @@ class WidgetCaller(Socket):
         or for the key's flow when it has one (the IVR answers it; the keypad's digits drive its menus)."""
         assert self.leg_id is not None
         async with tenant_tx(self.state.db(), self.claims.tenant_id, readonly=True) as conn:
-            flow_id = await conn.fetchval(
-                "SELECT flow_id FROM widget_keys WHERE id = $1", self.claims.widget_key_id
-            )
+            flow_id = await sql.flow_of(conn, self.claims.widget_key_id)
         arrived = ev.CallArrived(
             tenant_id=self.claims.tenant_id,
             id=uuid.uuid5(self.leg_id, "arrived"),
