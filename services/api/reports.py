@@ -17,8 +17,9 @@ from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
+import asyncpg
 import msgspec
-from litestar import Controller, Request, WebSocket, get, websocket
+from litestar import Controller, WebSocket, get, websocket
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import QueryParameter
 from litestar.response import Stream
@@ -32,8 +33,10 @@ from services.reporting import planning, queries
 from services.reporting.quality import agent_quality
 
 from .alert_policy import annotate
-from .auth import Principal, authenticate, principal_of
+from .auth import Principal, authenticate
+from .deps import ApiDep, CallerDep, TenantConnDep
 from .problems import READ_ERRORS, Problem, not_found, validation
+from .queries import reports as sql
 from .state import api_state
 
 __all__ = [
@@ -102,32 +105,25 @@ class RealtimeController(Controller):
     tags = ["reporting"]
 
     @get("/queues", responses=READ_ERRORS, summary="Queues now, and today so far in the tenant's time zone")
-    async def queues(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            body = scoped_queues(principal, await queries.realtime_queues(conn, datetime.now(UTC)))
-            return await annotate(conn, body)
+    async def queues(self, principal: CallerDep, tenant_conn: TenantConnDep) -> dict[str, Any]:
+        body = scoped_queues(principal, await queries.realtime_queues(tenant_conn, datetime.now(UTC)))
+        return await annotate(tenant_conn, body)
 
     @get("/agents", responses=READ_ERRORS, summary="Agents now: state, time in state, contact, today's work")
-    async def agents(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            return await with_quality(
-                conn, scoped_agents(principal, await queries.realtime_agents(conn, datetime.now(UTC)))
-            )
+    async def agents(self, principal: CallerDep, tenant_conn: TenantConnDep) -> dict[str, Any]:
+        now = datetime.now(UTC)
+        return await with_quality(
+            tenant_conn, scoped_agents(principal, await queries.realtime_agents(tenant_conn, now))
+        )
 
     @get("/waiting", responses=READ_ERRORS, summary="Contacts waiting in line now, in each queue's order")
-    async def waiting(self, request: Request[Any, Any, Any]) -> dict[str, Any]:
-        principal, state = principal_of(request), api_state(request)
-        async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
-            rows = await conn.fetch(
-                """SELECT id, caller, caller_name, queue_id, queue_name, queued_at FROM contacts
-                   WHERE state = 'queued' ORDER BY queued_at NULLS LAST LIMIT $1""",
-                WAITING_LIMIT,
-            )
+    async def waiting(self, principal: CallerDep, api: ApiDep) -> dict[str, Any]:
+        # Its own short transaction, not `tenant_conn`: no connection is held while routing is asked.
+        async with tenant_tx(api.db(), principal.tenant_id, readonly=True) as conn:
+            rows = await sql.waiting(conn, WAITING_LIMIT)
         rows = [r for r in rows if principal.sees_queue(r["queue_id"])]
         # Routing alone knows the order (priorities, the supervisor's front): asked per contact, at once.
-        positions = await asyncio.gather(*(_position(state, principal.tenant_id, r["id"]) for r in rows))
+        positions = await asyncio.gather(*(_position(api, principal.tenant_id, r["id"]) for r in rows))
         contacts = [
             {
                 "contact_id": str(r["id"]),
@@ -168,21 +164,19 @@ class ReportController(Controller):
     path = "/v1/reports"
     tags = ["reporting"]
 
-    async def _run(self, request: Request[Any, Any, Any], kind: str, **kwargs: Any) -> dict[str, Any]:
-        principal = principal_of(request)
+    async def _run(self, conn: asyncpg.Connection, kind: str, **kwargs: Any) -> dict[str, Any]:
         try:
-            async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-                if kind == "queues":
-                    return await queries.queue_report(conn, **kwargs)
-                if kind == "agents":
-                    return await queries.agent_report(conn, now=datetime.now(UTC), **kwargs)
-                return await queries.ivr_report(conn, **kwargs)
+            if kind == "queues":
+                return await queries.queue_report(conn, **kwargs)
+            if kind == "agents":
+                return await queries.agent_report(conn, now=datetime.now(UTC), **kwargs)
+            return await queries.ivr_report(conn, **kwargs)
         except queries.ReportError as exc:
             raise validation("interval" if "interval" in str(exc) else "from", str(exc)) from None
 
     async def _report(
         self,
-        request: Request[Any, Any, Any],
+        conn: asyncpg.Connection,
         kind: str,
         start: datetime | None,
         end: datetime | None,
@@ -191,66 +185,64 @@ class ReportController(Controller):
     ) -> dict[str, Any]:
         frm, to = _range(start, end)
         options = {"start": frm, "end": to, "interval": interval, _ID_FILTERS[kind]: _ids(ids)}
-        return await self._run(request, kind, **options)
+        return await self._run(conn, kind, **options)
 
     @get("/queues", responses=READ_ERRORS, summary="Queue figures per interval (one service-level formula)")
     async def queues(
         self,
-        request: Request[Any, Any, Any],
+        tenant_conn: TenantConnDep,
         start: FromParam = None,
         end: ToParam = None,
         interval: IntervalParam = "30m",
         ids: IdsParam = None,
     ) -> dict[str, Any]:
-        return await self._report(request, "queues", start, end, interval, ids)
+        return await self._report(tenant_conn, "queues", start, end, interval, ids)
 
     @get("/agents", responses=READ_ERRORS, summary="Agent figures per interval (handled, AHT, occupancy)")
     async def agents(
         self,
-        request: Request[Any, Any, Any],
+        tenant_conn: TenantConnDep,
         start: FromParam = None,
         end: ToParam = None,
         interval: IntervalParam = "30m",
         ids: IdsParam = None,
     ) -> dict[str, Any]:
-        return await self._report(request, "agents", start, end, interval, ids)
+        return await self._report(tenant_conn, "agents", start, end, interval, ids)
 
     @get("/ivr", responses=READ_ERRORS, summary="IVR flows per interval (containment, node reach)")
     async def ivr(
         self,
-        request: Request[Any, Any, Any],
+        tenant_conn: TenantConnDep,
         start: FromParam = None,
         end: ToParam = None,
         interval: IntervalParam = "30m",
         ids: IdsParam = None,
     ) -> dict[str, Any]:
-        return await self._report(request, "ivr", start, end, interval, ids)
+        return await self._report(tenant_conn, "ivr", start, end, interval, ids)
 
     @get(
         "/sites", responses=READ_ERRORS, summary="Per site: its queues' and its agents' figures per interval"
     )
     async def sites(
         self,
-        request: Request[Any, Any, Any],
+        tenant_conn: TenantConnDep,
         start: FromParam = None,
         end: ToParam = None,
         interval: IntervalParam = "30m",
         ids: IdsParam = None,
     ) -> dict[str, Any]:
         frm, to = _range(start, end)
-        principal = principal_of(request)
         try:
-            async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-                return await planning.site_report(
-                    conn, frm, to, interval, now=datetime.now(UTC), site_ids=_ids(ids)
-                )
+            return await planning.site_report(
+                tenant_conn, frm, to, interval, now=datetime.now(UTC), site_ids=_ids(ids)
+            )
         except queries.ReportError as exc:
             raise validation("interval" if "interval" in str(exc) else "from", str(exc)) from None
 
     @get("/forecast", responses=READ_ERRORS, summary="A queue's next days per interval: offered, AHT, agents")
     async def forecast(
         self,
-        request: Request[Any, Any, Any],
+        tenant_conn: TenantConnDep,
         queue: QueueParam,
         first_day: Annotated[
             date | None,
@@ -266,7 +258,7 @@ class ReportController(Controller):
     ) -> dict[str, Any]:
         goal = _target(target)
         return await self._plan(
-            request,
+            tenant_conn,
             lambda conn: planning.forecast(
                 conn,
                 queue,
@@ -283,7 +275,7 @@ class ReportController(Controller):
     @get("/replay", responses=READ_ERRORS, summary="What if: a queue's own traffic replayed with N agents")
     async def replay(
         self,
-        request: Request[Any, Any, Any],
+        tenant_conn: TenantConnDep,
         queue: QueueParam,
         agents: Annotated[str, QueryParameter(max_length=300, description="agent counts, comma-separated")],
         start: FromParam = None,
@@ -294,14 +286,12 @@ class ReportController(Controller):
             counts = [int(part) for part in agents.split(",") if part.strip()]
         except ValueError:
             raise validation("agents", "whole numbers, comma-separated (e.g. 10,12,14)") from None
-        return await self._plan(request, lambda conn: planning.replay(conn, queue, frm, to, counts))
+        return await self._plan(tenant_conn, lambda conn: planning.replay(conn, queue, frm, to, counts))
 
-    async def _plan(self, request: Request[Any, Any, Any], work: Any) -> dict[str, Any]:
-        principal = principal_of(request)
+    async def _plan(self, conn: asyncpg.Connection, work: Any) -> dict[str, Any]:
         try:
-            async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-                result: dict[str, Any] = await work(conn)
-                return result
+            result: dict[str, Any] = await work(conn)
+            return result
         except queries.ReportError as exc:
             field = next(
                 (f for f in ("interval", "days", "weeks", "target", "agents") if f in str(exc)), "from"
@@ -483,11 +473,6 @@ async def realtime_feed(socket: WebSocket[Any, Any, Any]) -> None:
 
 # -- CSV export ------------------------------------------------------------------------------------------
 
-EXPORT_COLUMNS = (
-    "id, direction, caller, caller_name, dialled, queue_id, queue_name, agent_id, state, outcome, cause, "
-    "disposition, arrived_at, queued_at, offered_at, connected_at, ended_at, wrapped_at, ivr_s, queue_s, "
-    "talk_s, jsonb_array_length(transfers) AS transfers"
-)
 EXPORT_ROWS_HEADER = "X-Switchboard-Rows"
 
 
@@ -510,29 +495,23 @@ class ExportController(Controller):
         summary="Contact records of a period as CSV (streamed)",
     )
     async def contacts_csv(
-        self, request: Request[Any, Any, Any], start: FromParam = None, end: ToParam = None
+        self,
+        principal: CallerDep,
+        tenant_conn: TenantConnDep,
+        api: ApiDep,
+        start: FromParam = None,
+        end: ToParam = None,
     ) -> Stream:
         frm, to = _range(start, end)
-        principal = principal_of(request)
-        pool = api_state(request).db()
-        async with tenant_tx(pool, principal.tenant_id, readonly=True) as conn:
-            total = await conn.fetchval(
-                "SELECT count(*) FROM contacts WHERE arrived_at >= $1 AND arrived_at < $2", frm, to
-            )
+        total = await sql.count_between(tenant_conn, frm, to)
+        pool = api.db()
 
         async def rows() -> AsyncIterator[bytes]:
-            names = [c.strip().split(" AS ")[-1].split(".")[-1] for c in EXPORT_COLUMNS.split(",")]
-            yield _csv_line(names)
-            # One read-only transaction with a server-side cursor: memory stays flat however many rows.
+            yield _csv_line(sql.EXPORT_NAMES)
+            # Streamed after the handler's `tenant_conn` is gone: one read-only transaction of its own.
             async with tenant_tx(pool, principal.tenant_id, readonly=True) as conn:
                 batch: list[bytes] = []
-                async for row in conn.cursor(
-                    f"""SELECT {EXPORT_COLUMNS} FROM contacts WHERE arrived_at >= $1 AND arrived_at < $2
-                        ORDER BY arrived_at, id""",
-                    frm,
-                    to,
-                    prefetch=1000,
-                ):
+                async for row in sql.contacts_between(conn, frm, to):
                     batch.append(_csv_line(list(row.values())))
                     if len(batch) >= 1000:
                         yield b"".join(batch)
