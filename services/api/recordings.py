@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 import asyncpg
 import msgspec
-from litestar import Controller, Request, delete, get, post, put
+from litestar import Controller, Request, Response, delete, get, post, put
 from litestar.params import JSONBody, QueryParameter
 from litestar.response import Stream
 
@@ -26,8 +26,8 @@ from services.kernel.bus import BusError, CommandTimeout
 from services.kernel.db import tenant_tx
 from services.kernel.events import ConfigChanged, MediaRecordPause, MediaRecordResume, RecordingDeleted
 from services.kernel.ids import parse_id
+from services.kernel.messages import Event
 from services.recording.records import (
-    RECORDING_COLUMNS,
     RecordingError,
     audit,
     delete_recording,
@@ -39,11 +39,14 @@ from services.recording.store import BlobStore
 from services.recording.vault import KeyRing
 
 from . import mutations
-from .auth import Principal, admin_only, principal_of
+from .auth import Principal, admin_only
 from .crud import IdParam, path_id
+from .deps import ApiDep, CallerDep, MutationDep, TenantConnDep
+from .mutations import Outcome
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam, decode_cursor, page_of
 from .problems import READ_ERRORS, WRITE_ERRORS, Problem, conflict, not_found
-from .state import ApiState, api_state
+from .queries import recordings as sql
+from .state import ApiState
 from .validation import check_text
 
 __all__ = [
@@ -108,12 +111,6 @@ class Conversation(msgspec.Struct, kw_only=True):
 class RecordingUrl(msgspec.Struct):
     url: str
     expires_at: datetime
-
-
-_SELECT = f"""SELECT {RECORDING_COLUMNS}, r.opus_key, r.segment, r.segment_kind, r.consulted_agent_id, r.left_on,
-        COALESCE(r.contact_id, r.id) AS contact, c.caller, c.dialled, c.queue_id, c.queue_name,
-        COALESCE(r.agent_id, c.agent_id) AS agent_id
-    FROM recordings r LEFT JOIN contacts c ON c.id = COALESCE(r.contact_id, r.id)"""
 
 
 def _recording(row: asyncpg.Record) -> Recording:
@@ -215,7 +212,7 @@ class RecordingController(Controller):
     @get("/", responses=READ_ERRORS, summary="List and search recordings, newest first")
     async def list_recordings(
         self,
-        request: Request[Any, Any, Any],
+        tenant_conn: TenantConnDep,
         since: Annotated[
             datetime | None, QueryParameter(description="started at or after (ISO 8601)")
         ] = None,
@@ -251,44 +248,25 @@ class RecordingController(Controller):
         for name, value in (("since", since), ("until", until)):
             if value is not None and value.tzinfo is None:
                 raise Problem(422, f"{name}: give a time zone (e.g. 2026-11-23T09:00Z)")
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            rows = await conn.fetch(
-                f"""{_SELECT}
-                    LEFT JOIN queues q ON q.id = c.queue_id
-                    LEFT JOIN agents a ON a.id IN (COALESCE(r.agent_id, c.agent_id), r.consulted_agent_id)
-                    WHERE ($1::timestamptz IS NULL OR r.started_at >= $1)
-                      AND ($2::timestamptz IS NULL OR r.started_at < $2)
-                      AND ($3::text IS NULL OR c.queue_id::text = $3 OR lower(q.name) = lower($3)
-                           OR lower(c.queue_name) = lower($3))
-                      AND ($4::text IS NULL OR COALESCE(r.agent_id, c.agent_id)::text = $4
-                           OR r.consulted_agent_id::text = $4 OR lower(a.email) = lower($4))
-                      AND ($5::text IS NULL OR c.caller = $5 OR c.dialled = $5)
-                      AND ($6::uuid IS NULL OR COALESCE(r.contact_id, r.id) = $6 OR r.left_on = $6)
-                      AND ($7 OR r.status <> 'deleted')
-                      AND ($8::uuid IS NULL OR r.id < $8)
-                      AND ($10::text IS NULL OR r.segment_kind = $10)
-                    ORDER BY r.id DESC LIMIT $9""",
-                since,
-                until,
-                queue,
-                agent,
-                number,
-                contact_id,
-                include_deleted,
-                after,
-                limit + 1,
-                kind,
-            )
+        rows = await sql.page(
+            tenant_conn,
+            since=since,
+            until=until,
+            queue=queue,
+            agent=agent,
+            number=number,
+            contact_id=contact_id,
+            kind=kind,
+            include_deleted=include_deleted,
+            after=after,
+            limit=limit + 1,
+        )
         page, next_cursor = page_of(rows, limit)
         return RecordingPage(items=[_recording(r) for r in page], next_cursor=next_cursor)
 
     @get("/{recording_id:str}", responses=READ_ERRORS, summary="One recording's details")
-    async def get_recording(self, request: Request[Any, Any, Any], recording_id: IdParam) -> Recording:
-        rid = path_id(recording_id, "recording")
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            row = await conn.fetchrow(f"{_SELECT} WHERE r.id = $1", rid)
+    async def get_recording(self, tenant_conn: TenantConnDep, recording_id: IdParam) -> Recording:
+        row = await sql.get(tenant_conn, path_id(recording_id, "recording"))
         if row is None:
             raise not_found("recording")
         return _recording(row)
@@ -298,18 +276,10 @@ class RecordingController(Controller):
         responses=READ_ERRORS,
         summary="Every recording of a contact's conversation, in order",
     )
-    async def conversation(self, request: Request[Any, Any, Any], recording_id: IdParam) -> Conversation:
+    async def conversation(self, tenant_conn: TenantConnDep, recording_id: IdParam) -> Conversation:
         """The contact's recordings (by the contact's id or any of its recordings'), segment by segment: each
         agent the caller talked to and each consultation between agents, in the order they happened."""
-        rid = path_id(recording_id, "recording")
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            rows = await conn.fetch(
-                f"""{_SELECT} WHERE COALESCE(r.contact_id, r.id) =
-                        (SELECT COALESCE(contact_id, id) FROM recordings WHERE id = $1)
-                    ORDER BY r.segment, r.started_at""",
-                rid,
-            )
+        rows = await sql.conversation(tenant_conn, path_id(recording_id, "recording"))
         if not rows:
             raise not_found("recording")
         segments = [_recording(row) for row in rows]
@@ -326,18 +296,21 @@ class RecordingController(Controller):
     async def issue_url(
         self,
         request: Request[Any, Any, Any],
+        mutation: MutationDep,
+        api: ApiDep,
         recording_id: IdParam,
         format: Annotated[
             Literal["wav", "opus"],
             QueryParameter(description="wav (the master) or opus (its Opus-in-Ogg copy)"),
         ] = "wav",
-    ) -> RecordingUrl:
+    ) -> Response[RecordingUrl]:
+        # The Request for its base URL alone: the answer is an absolute URL a browser's <audio> can open.
         rid = path_id(recording_id, "recording")
-        principal = principal_of(request)
-        state = api_state(request)
-        expires = int(time.time()) + state.settings.recording_url_ttl_s
-        async with tenant_tx(state.db(), principal.tenant_id) as conn:
-            row = await conn.fetchrow("SELECT status, opus_key FROM recordings WHERE id = $1", rid)
+        expires = int(time.time()) + api.settings.recording_url_ttl_s
+        base = str(request.base_url).rstrip("/")
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[RecordingUrl]:
+            row = await sql.playable(conn, rid)
             if row is None:
                 raise not_found("recording")
             if row["status"] != "available":
@@ -354,19 +327,21 @@ class RecordingController(Controller):
                 **_actor(principal),
                 detail={"format": format},
             )
-        path = sign_audio_url(state.settings.token_secret, principal.tenant_id, rid, expires, format)
-        return RecordingUrl(
-            url=str(request.base_url).rstrip("/") + path, expires_at=datetime.fromtimestamp(expires, UTC)
-        )
+            path = sign_audio_url(api.settings.token_secret, principal.tenant_id, rid, expires, format)
+            url = RecordingUrl(url=base + path, expires_at=datetime.fromtimestamp(expires, UTC))
+            return Outcome(200, url)
+
+        return await mutation.run(work)
 
     @delete("/{recording_id:str}", guards=[admin_only], responses=WRITE_ERRORS, summary="Delete a recording")
-    async def delete_recording(self, request: Request[Any, Any, Any], recording_id: IdParam) -> None:
+    async def delete_recording(
+        self, mutation: MutationDep, api: ApiDep, recording_id: IdParam
+    ) -> Response[None]:
         rid = path_id(recording_id, "recording")
-        principal = principal_of(request)
-        state = api_state(request)
-        _, store = _vault(state)
-        try:
-            async with tenant_tx(state.db(), principal.tenant_id) as conn:
+        _, store = _vault(api)
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[None]:
+            try:
                 deleted = await delete_recording(
                     conn,
                     store,
@@ -376,12 +351,16 @@ class RecordingController(Controller):
                     now=time.time(),
                     **_actor(principal),
                 )
-        except RecordingError as exc:
-            raise _problem(exc) from None
-        if deleted:
-            await state.publish(
-                [RecordingDeleted(tenant_id=principal.tenant_id, recording_id=rid, reason="request")]
-            )
+            except RecordingError as exc:
+                raise _problem(exc) from None
+            events: list[Event] = []
+            if deleted:  # a recording deleted before is not announced again
+                events.append(
+                    RecordingDeleted(tenant_id=principal.tenant_id, recording_id=rid, reason="request")
+                )
+            return Outcome(204, None, events)
+
+        return await mutation.run(work)
 
     @post(
         "/{recording_id:str}/hold",
@@ -390,8 +369,8 @@ class RecordingController(Controller):
         responses=WRITE_ERRORS,
         summary="Put a legal hold on a recording (no purge, no deletion)",
     )
-    async def hold(self, request: Request[Any, Any, Any], recording_id: IdParam) -> Recording:
-        return await _set_hold(request, recording_id, True)
+    async def hold(self, mutation: MutationDep, recording_id: IdParam) -> Response[Recording]:
+        return await mutation.run(_hold(path_id(recording_id, "recording"), hold=True))
 
     @delete(
         "/{recording_id:str}/hold",
@@ -400,8 +379,8 @@ class RecordingController(Controller):
         responses=WRITE_ERRORS,
         summary="Release a recording's legal hold",
     )
-    async def release(self, request: Request[Any, Any, Any], recording_id: IdParam) -> Recording:
-        return await _set_hold(request, recording_id, False)
+    async def release(self, mutation: MutationDep, recording_id: IdParam) -> Response[Recording]:
+        return await mutation.run(_hold(path_id(recording_id, "recording"), hold=False))
 
     @post(
         "/{recording_id:str}/pause",
@@ -410,8 +389,8 @@ class RecordingController(Controller):
         responses=WRITE_ERRORS,
         summary="Pause a live recording (card numbers): nothing of the paused span is kept",
     )
-    async def pause(self, request: Request[Any, Any, Any], recording_id: IdParam) -> Recording:
-        return await _pause(request, recording_id, True)
+    async def pause(self, principal: CallerDep, api: ApiDep, recording_id: IdParam) -> Recording:
+        return await _pause(principal, api, path_id(recording_id, "recording"), pause=True)
 
     @post(
         "/{recording_id:str}/resume",
@@ -420,17 +399,16 @@ class RecordingController(Controller):
         responses=WRITE_ERRORS,
         summary="Resume a paused recording",
     )
-    async def resume(self, request: Request[Any, Any, Any], recording_id: IdParam) -> Recording:
-        return await _pause(request, recording_id, False)
+    async def resume(self, principal: CallerDep, api: ApiDep, recording_id: IdParam) -> Recording:
+        return await _pause(principal, api, path_id(recording_id, "recording"), pause=False)
 
 
-async def _pause(request: Request[Any, Any, Any], recording_id: str, pause: bool) -> Recording:
-    """Tell the media worker that holds the call; the paused span never reaches the spool."""
-    rid = path_id(recording_id, "recording")
-    principal = principal_of(request)
-    state = api_state(request)
-    async with tenant_tx(state.db(), principal.tenant_id) as conn:
-        status = await conn.fetchval("SELECT status FROM recordings WHERE id = $1", rid)
+async def _pause(principal: Principal, api: ApiDep, rid: uuid.UUID, *, pause: bool) -> Recording:
+    """Tell the media worker that holds the call; the paused span never reaches the spool. Not a `mutation`:
+    the audit is committed before media is asked (no transaction waits on the bus), and the recording is
+    read again after media answered."""
+    async with tenant_tx(api.db(), principal.tenant_id) as conn:
+        status = await sql.status(conn, rid)
         if status is None:
             raise not_found("recording")
         if status != "recording":
@@ -443,29 +421,33 @@ async def _pause(request: Request[Any, Any, Any], recording_id: str, pause: bool
             **_actor(principal),
         )
     command = (MediaRecordPause if pause else MediaRecordResume)(tenant_id=principal.tenant_id, call_id=rid)
-    if state.bus is None:
+    if api.bus is None:
         raise Problem(503, "the platform's bus is not connected; try again")
     try:
-        reply = await state.bus.request(command, timeout=MEDIA_TIMEOUT_S)
+        reply = await api.bus.request(command, timeout=MEDIA_TIMEOUT_S)
     except (BusError, CommandTimeout):
         raise conflict("the call is not live on any media worker (it ended, or its worker is gone)") from None
     if not reply.ok:
         raise conflict(f"media refused: {reply.error}")
-    async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
-        row = await conn.fetchrow(f"{_SELECT} WHERE r.id = $1", rid)
+    async with tenant_tx(api.db(), principal.tenant_id, readonly=True) as conn:
+        row = await sql.get(conn, rid)
+    if row is None:
+        raise not_found("recording")
     return _recording(row)
 
 
-async def _set_hold(request: Request[Any, Any, Any], recording_id: str, hold: bool) -> Recording:
-    rid = path_id(recording_id, "recording")
-    principal = principal_of(request)
-    async with tenant_tx(api_state(request).db(), principal.tenant_id) as conn:
+def _hold(rid: uuid.UUID, *, hold: bool) -> mutations.Work[Recording]:
+    async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Recording]:
         try:
             await set_hold(conn, principal.tenant_id, rid, hold, **_actor(principal))
         except RecordingError as exc:
             raise _problem(exc) from None
-        row = await conn.fetchrow(f"{_SELECT} WHERE r.id = $1", rid)
-    return _recording(row)
+        row = await sql.get(conn, rid)
+        if row is None:
+            raise not_found("recording")
+        return Outcome(200, _recording(row))
+
+    return work
 
 
 class RecordingSettings(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -490,13 +472,8 @@ class RecordingSettingsController(Controller):
     tags = ["recordings"]
 
     @get("/", responses=READ_ERRORS, summary="The tenant's recording policy")
-    async def get_settings(self, request: Request[Any, Any, Any]) -> RecordingSettings:
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            row = await conn.fetchrow(
-                """SELECT recording_percent, recording_retention_days, recording_opus_copy, recording_announcement
-                   FROM tenants"""
-            )
+    async def get_settings(self, tenant_conn: TenantConnDep) -> RecordingSettings:
+        row = await sql.settings(tenant_conn)
         return RecordingSettings(
             recording_percent=row["recording_percent"],
             retention_days=row["recording_retention_days"],
@@ -506,22 +483,21 @@ class RecordingSettingsController(Controller):
 
     @put("/", guards=[admin_only], responses=WRITE_ERRORS, summary="Replace the tenant's recording policy")
     async def put_settings(
-        self, request: Request[Any, Any, Any], data: JSONBody[RecordingSettings]
-    ) -> RecordingSettings:
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id) as conn:
-            announcement = None
-            if data.announcement is not None and data.announcement.strip():
-                announcement = check_text("announcement", data.announcement.strip(), max_len=500)
-            data = msgspec.structs.replace(data, announcement=announcement)
-            await conn.execute(
-                """UPDATE tenants SET recording_percent = $2, recording_retention_days = $3,
-                       recording_opus_copy = $4, recording_announcement = $5 WHERE id = $1""",
+        self, mutation: MutationDep, data: JSONBody[RecordingSettings]
+    ) -> Response[RecordingSettings]:
+        announcement = None
+        if data.announcement is not None and data.announcement.strip():
+            announcement = check_text("announcement", data.announcement.strip(), max_len=500)
+        policy = msgspec.structs.replace(data, announcement=announcement)
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[RecordingSettings]:
+            await sql.update_settings(
+                conn,
                 principal.tenant_id,
-                data.recording_percent,
-                data.retention_days,
-                data.opus_copy,
-                announcement,
+                percent=policy.recording_percent,
+                retention_days=policy.retention_days,
+                opus_copy=policy.opus_copy,
+                announcement=announcement,
             )
             await mutations.audit(
                 conn,
@@ -529,26 +505,28 @@ class RecordingSettingsController(Controller):
                 "recording_settings.updated",
                 "tenant",
                 principal.tenant_id,
-                msgspec.structs.asdict(data),
+                msgspec.structs.asdict(policy),
             )
-        # The contact coordinator keeps the recording policy in memory (services/contacts/context.py).
-        changed = ConfigChanged(
-            tenant_id=principal.tenant_id, kind="tenant", op="updated", object_id=principal.tenant_id
-        )
-        await api_state(request).publish([changed])
-        return data
+            # The contact coordinator keeps the recording policy in memory (services/contacts/context.py).
+            changed = ConfigChanged(
+                tenant_id=principal.tenant_id, kind="tenant", op="updated", object_id=principal.tenant_id
+            )
+            return Outcome(200, policy, [changed])
+
+        return await mutation.run(work)
 
     @post("/rotate-key", status_code=201, guards=[admin_only], responses=WRITE_ERRORS, summary="New data key")
-    async def rotate_key(self, request: Request[Any, Any, Any]) -> RecordingKey:
+    async def rotate_key(self, mutation: MutationDep, api: ApiDep) -> Response[RecordingKey]:
         """The tenant's data key for new recordings is replaced; the old one still opens what it sealed."""
-        principal = principal_of(request)
-        state = api_state(request)
-        keys, _ = _vault(state)
-        async with tenant_tx(state.db(), principal.tenant_id) as conn:
+        keys, _ = _vault(api)
+
+        async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[RecordingKey]:
             key_id, _key = await keys.rotate(conn, principal.tenant_id)
-            created = await conn.fetchval("SELECT created_at FROM recording_keys WHERE id = $1", key_id)
+            created = await sql.key_created_at(conn, key_id)
             await mutations.audit(conn, principal, "recording_key.rotated", "recording_key", key_id)
-        return RecordingKey(id=key_id, created_at=created)
+            return Outcome(201, RecordingKey(id=key_id, created_at=created))
+
+        return await mutation.run(work)
 
 
 class RecordingAudioController(Controller):
@@ -566,26 +544,28 @@ class RecordingAudioController(Controller):
     async def audio(
         self,
         request: Request[Any, Any, Any],
+        api: ApiDep,
         recording_id: IdParam,
         tenant: Annotated[str | None, QueryParameter(max_length=64)] = None,
         expires: Annotated[str | None, QueryParameter(max_length=20)] = None,
         sig: Annotated[str | None, QueryParameter(max_length=100)] = None,
         format: Annotated[Literal["wav", "opus"], QueryParameter()] = "wav",
     ) -> Stream:
-        state = api_state(request)
+        # The Request for the client's address alone, which the download's audit line records (no key, no
+        # principal: the signed URL is the credential, so no `tenant_conn` either).
         rid = path_id(recording_id, "recording")
         # Everything else is checked by the signature: a malformed part is just an invalid URL.
         tenant_id = parse_id(tenant or "")
         if tenant_id is None or not sig or not (expires or "").isdigit():
             raise Problem(403, "this recording URL is not valid (tenant, expires and sig are required)")
         why = verify_audio_signature(
-            state.settings.token_secret, tenant_id, rid, int(expires or 0), sig, time.time(), format
+            api.settings.token_secret, tenant_id, rid, int(expires or 0), sig, time.time(), format
         )
         if why is not None:
             raise Problem(403, why)
-        keys, store = _vault(state)
+        keys, store = _vault(api)
         try:
-            async with tenant_tx(state.db(), tenant_id) as conn:
+            async with tenant_tx(api.db(), tenant_id) as conn:
                 audio = await open_audio(
                     conn, keys, store, tenant_id, rid, copy="" if format == "wav" else format
                 )
