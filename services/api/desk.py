@@ -4,7 +4,11 @@
   reasons, and whether an open wrap-up form extends wrap-up.
 - `GET /v1/desk` and `GET /v1/desk/agents`, authenticated by an agent's access token (a browser session's
   or an `agents token`): the agent's name, its tenant, those settings and the queues; the other agents
-  with their state, for a transfer."""
+  with their state, for a transfer.
+
+The desk's handlers are not behind the API-key middleware: they take the agent's verified token claims as
+`claims` (a dependency of DeskController) and `api`, and open their own short transactions in the token's
+tenant (none is held while routing answers or a voicemail is sealed)."""
 
 from __future__ import annotations
 
@@ -12,12 +16,13 @@ import asyncio
 import re
 import time
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeAlias
 
 import asyncpg
 import msgspec
 from litestar import Controller, Request, Response, get, put
-from litestar.params import JSONBody, PathParameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import JSONBody, PathParameter, SkipValidation
 from litestar.response import Redirect
 
 from services.contacts import voicemail
@@ -26,8 +31,9 @@ from services.kernel.db import tenant_tx
 from services.kernel.events import RecordingAvailable, RoutingAgentStatus
 from services.recording.records import audit as audit_recording
 
-from .auth import Principal, admin_only, principal_of
-from .mutations import Outcome, audit, mutate
+from .auth import Principal, admin_only
+from .deps import ApiDep, CallerDep, MutationDep, TenantConnDep
+from .mutations import Outcome, audit
 from .problems import (
     READ_ERRORS,
     WRITE_ERRORS,
@@ -37,6 +43,9 @@ from .problems import (
     unauthorized,
     validation,
 )
+from .queries import agents as agent_sql
+from .queries import desk as sql
+from .queries import sessions as session_sql
 from .recordings import sign_audio_url
 from .state import ApiState, api_state
 from .tokens import TokenClaims, TokenError, verify_token
@@ -48,6 +57,8 @@ CODE = re.compile(r"^[a-z0-9_-]{1,40}$")
 SYSTEM_AWAY = frozenset({"missed", "wrap_up", "other"})
 STATUS_TIMEOUT_S = 1.0
 MAX_AGENTS = 200
+# The desk's caller: its access token's claims, verified by provide_claims (our own value: not validated).
+ClaimsDep: TypeAlias = NamedDependency[SkipValidation[TokenClaims]]
 # How long a desk's request for a voicemail waits for the recording service to have sealed it.
 VOICEMAIL_WAIT_S = 10.0
 
@@ -117,10 +128,7 @@ def _check(field: str, choices: list[Choice], *, at_least: int) -> list[Choice]:
 
 
 async def read_settings(conn: asyncpg.Connection, tenant_id: uuid.UUID) -> DeskSettings:
-    row = await conn.fetchrow(
-        "SELECT dispositions, away_reasons, wrap_up_form_extends FROM tenants WHERE id = $1", tenant_id
-    )
-    assert row is not None
+    row = await sql.settings(conn, tenant_id)
     return DeskSettings(
         dispositions=msgspec.json.decode(row["dispositions"], type=list[Choice]),
         away_reasons=msgspec.json.decode(row["away_reasons"], type=list[Choice]),
@@ -132,29 +140,25 @@ async def session_live(conn: asyncpg.Connection, claims: TokenClaims) -> tuple[s
     """(why an agent token may no longer be used, or None; until when it may be used). A session's token
     lives as long as its browser session, an `agents token` as long as itself and its key; both die with
     their agent. `conn` is in the token's tenant."""
-    if await conn.fetchval("SELECT 1 FROM agents WHERE id = $1", claims.agent_id) is None:
+    if not await agent_sql.exists(conn, claims.agent_id):
         return "the token's agent does not exist in its tenant", 0.0
     if claims.session_id is not None:
-        row = await conn.fetchrow(
-            """SELECT revoked_at, extract(epoch FROM expires_at)::float8 AS expires FROM web_sessions
-               WHERE id = $1""",
-            claims.session_id,
-        )
+        row = await session_sql.session_state(conn, claims.session_id)
         if row is None or row["revoked_at"] is not None:
             return "this session was signed out", 0.0
         if row["expires"] <= time.time():
             return "this session has ended (the shift is over)", 0.0
         return None, float(row["expires"])
     if claims.key_id is not None:
-        revoked = await conn.fetchval(
-            "SELECT revoked_at IS NOT NULL FROM api_keys WHERE id = $1", claims.key_id
-        )
+        revoked = await session_sql.key_revoked(conn, claims.key_id)
         if revoked is None or revoked:
             return "the API key that issued this token has been revoked", 0.0
     return None, claims.expires_at
 
 
-async def _agent_claims(request: Request[Any, Any, Any]) -> TokenClaims:
+async def provide_claims(request: Request[Any, Any, Any]) -> TokenClaims:
+    """The `claims` of the agent's access token in the Authorization header; 401 unless it is valid and its
+    session or key still lives."""
     header = request.headers.get("authorization") or ""
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -189,14 +193,12 @@ class DeskSettingsController(Controller):
     tags = ["desk"]
 
     @get("/", responses=READ_ERRORS, summary="The tenant's disposition codes, away reasons and wrap-up rule")
-    async def get_settings(self, request: Request[Any, Any, Any]) -> DeskSettings:
-        principal = principal_of(request)
-        async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-            return await read_settings(conn, principal.tenant_id)
+    async def get_settings(self, principal: CallerDep, tenant_conn: TenantConnDep) -> DeskSettings:
+        return await read_settings(tenant_conn, principal.tenant_id)
 
     @put("/", responses=WRITE_ERRORS, guards=[admin_only], summary="Replace the desk settings")
     async def put_settings(
-        self, request: Request[Any, Any, Any], data: JSONBody[DeskSettings]
+        self, mutation: MutationDep, data: JSONBody[DeskSettings]
     ) -> Response[DeskSettings]:
         settings = DeskSettings(
             dispositions=_check("dispositions", data.dispositions, at_least=1),
@@ -205,9 +207,8 @@ class DeskSettingsController(Controller):
         )
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[DeskSettings]:
-            await conn.execute(
-                """UPDATE tenants SET dispositions = $2::jsonb, away_reasons = $3::jsonb,
-                       wrap_up_form_extends = $4 WHERE id = $1""",
+            await sql.set_settings(
+                conn,
                 principal.tenant_id,
                 msgspec.json.encode(settings.dispositions).decode(),
                 msgspec.json.encode(settings.away_reasons).decode(),
@@ -217,7 +218,7 @@ class DeskSettingsController(Controller):
             await audit(conn, principal, "desk_settings.updated", "tenant", principal.tenant_id, detail)
             return Outcome(200, settings)
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
 
 async def _stored(state: ApiState, tenant_id: uuid.UUID, recording_id: uuid.UUID) -> str | None:
@@ -236,9 +237,7 @@ async def _stored(state: ApiState, tenant_id: uuid.UUID, recording_id: uuid.UUID
     try:
         for wait in (VOICEMAIL_WAIT_S, 0.0):
             async with tenant_tx(state.db(), tenant_id, readonly=True) as conn:
-                status: str | None = await conn.fetchval(
-                    "SELECT status FROM recordings WHERE id = $1", recording_id
-                )
+                status = await sql.recording_status(conn, recording_id)
             if status in ("available", "deleted") or listener is None or not wait:
                 return status
             try:
@@ -257,22 +256,19 @@ class DeskController(Controller):
     path = "/v1/desk"
     tags = ["desk"]
     security = []
+    dependencies = {"claims": Provide(provide_claims)}
 
     @get("/", responses=problem_responses(401), summary="The agent's desk: who, where, settings, queues")
-    async def desk(self, request: Request[Any, Any, Any]) -> DeskView:
-        claims = await _agent_claims(request)
-        state = api_state(request)
-        async with tenant_tx(state.db(), claims.tenant_id, readonly=True) as conn:
-            agent = await conn.fetchrow("SELECT id, name, email FROM agents WHERE id = $1", claims.agent_id)
-            signed_in = await conn.fetchval(
-                "SELECT 1 FROM agent_sessions WHERE agent_id = $1", claims.agent_id
-            )
-            tenant = await conn.fetchrow("SELECT id, name FROM tenants WHERE id = $1", claims.tenant_id)
+    async def desk(self, api: ApiDep, claims: ClaimsDep) -> DeskView:
+        async with tenant_tx(api.db(), claims.tenant_id, readonly=True) as conn:
+            agent = await sql.agent(conn, claims.agent_id)
+            signed_in = await sql.signed_in(conn, claims.agent_id)
+            tenant = await sql.tenant(conn, claims.tenant_id)
             settings = await read_settings(conn, claims.tenant_id)
-            queues = await conn.fetch("SELECT id, name, wrap_up_seconds FROM queues ORDER BY lower(name)")
-            flows = await conn.fetch("SELECT name FROM flows ORDER BY name")
+            queues = await sql.queues(conn)
+            flows = await sql.flow_names(conn)
         assert agent is not None and tenant is not None
-        now = await _status(state, claims.tenant_id, claims.agent_id) if signed_in else "logged_out"
+        now = await _status(api, claims.tenant_id, claims.agent_id) if signed_in else "logged_out"
         return DeskView(
             agent=DeskAgent(id=agent["id"], name=agent["name"], email=agent["email"]),
             state=now,
@@ -281,7 +277,7 @@ class DeskController(Controller):
             queues=[
                 DeskQueue(id=q["id"], name=q["name"], wrap_up_seconds=q["wrap_up_seconds"]) for q in queues
             ],
-            flows=[f["name"] for f in flows],
+            flows=flows,
         )
 
     @get(
@@ -292,20 +288,19 @@ class DeskController(Controller):
     )
     async def voicemail_audio(
         self,
-        request: Request[Any, Any, Any],
+        api: ApiDep,
+        claims: ClaimsDep,
         contact_id: Annotated[uuid.UUID, PathParameter(description="the voicemail's contact id")],
     ) -> Redirect:
         """The message is a recording (sealed with the tenant's key, docs/recording.md "Voicemails") whose id
         is the task's; the agent it went to gets a signed URL of it, audited like any playback."""
-        claims = await _agent_claims(request)
-        state = api_state(request)
-        async with tenant_tx(state.db(), claims.tenant_id, readonly=True) as conn:
-            row = await conn.fetchrow("SELECT agent_id, attributes FROM contacts WHERE id = $1", contact_id)
+        async with tenant_tx(api.db(), claims.tenant_id, readonly=True) as conn:
+            row = await sql.voicemail_contact(conn, contact_id)
         kind = msgspec.json.decode(row["attributes"]).get("kind") if row else None
         # Only the agent it went to (a colleague's messages are theirs), and only a voicemail.
         if row is None or kind != voicemail.KIND or row["agent_id"] != claims.agent_id:
             raise not_found("voicemail of yours")
-        status = await _stored(state, claims.tenant_id, contact_id)
+        status = await _stored(api, claims.tenant_id, contact_id)
         if status == "deleted":
             raise Problem(404, "the message's audio is no longer kept (deleted)")
         if status != "available":
@@ -314,8 +309,8 @@ class DeskController(Controller):
                 "the message is still being stored (the recording service is behind); try again shortly",
                 headers={"Retry-After": "5"},
             )
-        expires = int(time.time()) + state.settings.recording_url_ttl_s
-        async with tenant_tx(state.db(), claims.tenant_id) as conn:
+        expires = int(time.time()) + api.settings.recording_url_ttl_s
+        async with tenant_tx(api.db(), claims.tenant_id) as conn:
             await audit_recording(
                 conn,
                 claims.tenant_id,
@@ -324,23 +319,15 @@ class DeskController(Controller):
                 actor_role="agent",
                 detail={"format": "wav", "agent_id": str(claims.agent_id)},
             )
-        url = sign_audio_url(state.settings.token_secret, claims.tenant_id, contact_id, expires)
+        url = sign_audio_url(api.settings.token_secret, claims.tenant_id, contact_id, expires)
         return Redirect(url, status_code=307)
 
     @get("/agents", responses=problem_responses(401), summary="Other agents and their state, for a transfer")
-    async def colleagues(self, request: Request[Any, Any, Any]) -> Colleagues:
-        claims = await _agent_claims(request)
-        state = api_state(request)
-        async with tenant_tx(state.db(), claims.tenant_id, readonly=True) as conn:
-            rows = await conn.fetch(
-                """SELECT a.id, a.name, s.agent_id IS NOT NULL AS signed_in FROM agents a
-                   LEFT JOIN agent_sessions s ON s.agent_id = a.id
-                   WHERE a.id <> $1 ORDER BY lower(a.name) LIMIT $2""",
-                claims.agent_id,
-                MAX_AGENTS,
-            )
+    async def colleagues(self, api: ApiDep, claims: ClaimsDep) -> Colleagues:
+        async with tenant_tx(api.db(), claims.tenant_id, readonly=True) as conn:
+            rows = await sql.colleagues(conn, claims.agent_id, MAX_AGENTS)
         signed_in = [r["id"] for r in rows if r["signed_in"]]
-        states = await asyncio.gather(*(_status(state, claims.tenant_id, a) for a in signed_in))
+        states = await asyncio.gather(*(_status(api, claims.tenant_id, a) for a in signed_in))
         by_id = dict(zip(signed_in, states, strict=True))
         return Colleagues(
             items=[
