@@ -13,7 +13,12 @@
 
 The refresh token lives only in an HttpOnly, SameSite=Strict cookie scoped to /v1/auth (Secure when served
 over HTTPS), never in a URL or in the page's storage. Ending sessions publishes `SessionsEnded`, and every
-API process closes the sockets it holds for them (signalling.py)."""
+API process closes the sockets it holds for them (signalling.py).
+
+The handlers that set or read the cookie (sign-in, refresh, sign-out, accepting an invitation) keep the raw
+`Request`: the cookie, the caller's address and user agent (kept with the session, audited), and whether
+it came over HTTPS (the cookie's Secure flag) are the request's own. The others take `api`, `principal`
+and `mutation` by injection (deps.py); the SQL is in queries/signin.py."""
 
 from __future__ import annotations
 
@@ -38,10 +43,13 @@ from services.kernel.events import RoutingAgentLogout, SessionsEnded
 from services.kernel.ids import new_id
 from services.kernel.log import get_logger
 
-from .auth import Principal, admin_only, principal_of, same_origin, supervisor_only
+from .auth import Principal, admin_only, same_origin, supervisor_only
 from .crud import IdParam, path_id
-from .mutations import Outcome, audit, mutate
+from .deps import ApiDep, CallerDep, MutationDep
+from .mutations import Outcome, audit
 from .problems import PUBLIC_ERRORS, WRITE_ERRORS, Problem, conflict, not_found, problem_responses, validation
+from .queries import agents as agent_sql
+from .queries import signin as sql
 from .sessions import (
     RefreshOutcome,
     SigninOutcome,
@@ -55,7 +63,7 @@ from .sessions import (
     successor,
     verify_password,
 )
-from .state import ApiState, api_state
+from .state import ApiState
 from .throttle import count_attempt
 from .tokens import ALGORITHM, CONSOLE_AUDIENCE, ISSUER, MIN_SECRET_BYTES, issue_agent_token
 from .validation import check_email
@@ -67,9 +75,6 @@ COOKIE_PATH = "/v1/auth"
 THROTTLE_WINDOW_S = 60.0
 # Earlier refresh secrets kept per session for reuse detection; older ones are merely unknown.
 KEEP_USED = 200
-_SESSION_COLUMNS = """s.id, s.tenant_id, s.account_id, extract(epoch FROM s.expires_at)::float8 AS expires,
-    s.revoked_at, s.refresh_hash, s.used_hashes, a.email, a.role, a.agent_id,
-    extract(epoch FROM s.refreshed_at)::float8 AS refreshed, s.refresh_grace_spent"""
 
 Role = Literal["agent", "supervisor", "admin"]
 Password = Annotated[str, msgspec.Meta(max_length=1024)]
@@ -176,9 +181,14 @@ def _access_token(
 
 
 def _signed_in(
-    request: Request[Any, Any, Any], row: asyncpg.Record, session_id: uuid.UUID, refresh: str, now: float
+    request: Request[Any, Any, Any],
+    state: ApiState,
+    row: asyncpg.Record,
+    session_id: uuid.UUID,
+    refresh: str,
+    now: float,
 ) -> Response[SignedIn]:
-    token, expires = _access_token(api_state(request), row, session_id, now)
+    token, expires = _access_token(state, row, session_id, now)
     session_expires = float(row["expires"])
     body = SignedIn(
         access_token=token,
@@ -201,37 +211,20 @@ def _signed_in(
 
 
 async def _start_session(
-    conn: asyncpg.Connection, request: Request[Any, Any, Any], account: asyncpg.Record
+    conn: asyncpg.Connection, request: Request[Any, Any, Any], state: ApiState, account: asyncpg.Record
 ) -> tuple[uuid.UUID, str, asyncpg.Record]:
     session_id = new_id()
     refresh, digest = new_refresh(session_id)
-    await conn.execute(
-        """INSERT INTO web_sessions (id, tenant_id, account_id, expires_at, refresh_hash, address, user_agent)
-           VALUES ($1, $2, $3, now() + make_interval(secs => $4), $5, $6, $7)""",
+    row = await sql.insert_session(
+        conn,
+        account,
         session_id,
-        account["tenant_id"],
-        account["id"],
-        float(api_state(request).settings.session_ttl_s),
+        float(state.settings.session_ttl_s),
         digest,
         _address(request)[:100],
         (request.headers.get("user-agent") or "")[:300],
     )
-    row = await conn.fetchrow(
-        f"SELECT {_SESSION_COLUMNS} FROM web_sessions s JOIN accounts a ON a.id = s.account_id WHERE s.id = $1",
-        session_id,
-    )
-    assert row is not None
     return session_id, refresh, row
-
-
-async def _end_sessions(conn: asyncpg.Connection, account_id: uuid.UUID, reason: str) -> list[uuid.UUID]:
-    rows = await conn.fetch(
-        """UPDATE web_sessions SET revoked_at = now(), revoked_reason = $2
-           WHERE account_id = $1 AND revoked_at IS NULL AND expires_at > now() RETURNING id""",
-        account_id,
-        reason,
-    )
-    return [r["id"] for r in rows]
 
 
 async def _throttle(conn: asyncpg.Connection, state: ApiState, buckets: list[tuple[str, int]]) -> None:
@@ -260,52 +253,35 @@ class InviteController(Controller):
         responses=WRITE_ERRORS,
         summary="Invite a person to set a password and sign in at /agent/ (a one-time link)",
     )
-    async def invite(self, request: Request[Any, Any, Any], data: JSONBody[InviteCreate]) -> Response[Invite]:
+    async def invite(
+        self, api: ApiDep, mutation: MutationDep, data: JSONBody[InviteCreate]
+    ) -> Response[Invite]:
         email = check_email("email", data.email)
-        ttl = api_state(request).settings.invite_ttl_s
+        ttl = api.settings.invite_ttl_s
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Invite]:
             agent_id = None
             if data.role == "agent":
-                agent_id = await conn.fetchval("SELECT id FROM agents WHERE lower(email) = lower($1)", email)
+                agent_id = await agent_sql.by_email(conn, email)
                 if agent_id is None:
                     raise validation("email", "no agent has this email: create the agent first")
-            account = await conn.fetchrow(
-                "SELECT id, role, agent_id FROM accounts WHERE lower(email) = lower($1)", email
-            )
+            account = await sql.account_by_email(conn, email)
             if account is not None and (account["role"] != data.role or account["agent_id"] != agent_id):
                 raise conflict(f"{email} already has an account with the role {account['role']}")
             if account is None:
                 try:
                     async with conn.transaction():
-                        account = await conn.fetchrow(
-                            """INSERT INTO accounts (id, tenant_id, email, role, agent_id)
-                               VALUES ($1, $2, $3, $4, $5) RETURNING id, role, agent_id""",
-                            new_id(),
-                            principal.tenant_id,
-                            email,
-                            data.role,
-                            agent_id,
+                        account = await sql.insert_account(
+                            conn, principal.tenant_id, email, data.role, agent_id
                         )
                 except asyncpg.UniqueViolationError:
                     # RLS hides the other tenant's row; the global unique index still sees it.
                     raise conflict(f"{email} already has an account with another organisation") from None
             assert account is not None
-            await conn.execute(
-                "UPDATE account_invites SET used_at = now() WHERE account_id = $1 AND used_at IS NULL",
-                account["id"],
-            )
+            await sql.retire_invites(conn, account["id"])
             token = secrets.token_urlsafe(32)
-            row = await conn.fetchrow(
-                """INSERT INTO account_invites (id, tenant_id, account_id, token_hash, created_by_key_id,
-                       expires_at)
-                   VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6)) RETURNING id, expires_at""",
-                new_id(),
-                principal.tenant_id,
-                account["id"],
-                hash_secret(token),
-                principal.key_id,
-                float(ttl),
+            row = await sql.insert_invite(
+                conn, principal.tenant_id, account["id"], hash_secret(token), principal.key_id, float(ttl)
             )
             await audit(conn, principal, "account.invited", "account", account["id"], {"email": email})
             body = Invite(
@@ -322,7 +298,7 @@ class InviteController(Controller):
                 201, body, replay=conflict("this Idempotency-Key already made an invitation; make a new one")
             )
 
-        return await mutate(request, work)
+        return await mutation.run(work)
 
 
 class AdminSignoutController(Controller):
@@ -337,16 +313,16 @@ class AdminSignoutController(Controller):
         summary="Sign an agent out everywhere (supervisor or admin): its browser sessions and websockets end "
         "within seconds, and routing signs it out at once",
     )
-    async def signout_agent(self, request: Request[Any, Any, Any], agent_id: IdParam) -> Response[Signout]:
+    async def signout_agent(
+        self, api: ApiDep, principal: CallerDep, mutation: MutationDep, agent_id: IdParam
+    ) -> Response[Signout]:
         aid = path_id(agent_id, "agent")
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[Signout]:
-            if await conn.fetchval(
-                "SELECT 1 FROM agents WHERE id = $1", aid
-            ) is None or not principal.sees_agent(aid):
+            if not await agent_sql.exists(conn, aid) or not principal.sees_agent(aid):
                 raise not_found("agent")  # outside a scoped supervisor's agents: as if it did not exist
-            account_id = await conn.fetchval("SELECT id FROM accounts WHERE agent_id = $1", aid)
-            ended = await _end_sessions(conn, account_id, "forced_signout") if account_id else []
+            account_id = await sql.account_of_agent(conn, aid)
+            ended = await sql.end_sessions(conn, account_id, "forced_signout") if account_id else []
             detail: dict[str, Any] = {"sessions": len(ended)}
             if principal.account_id is not None:
                 detail["account_id"] = str(principal.account_id)
@@ -356,13 +332,12 @@ class AdminSignoutController(Controller):
             )
             return Outcome(200, Signout(sessions_ended=len(ended)), [event])
 
-        response = await mutate(request, work)
+        response = await mutation.run(work)
         # Out of routing now, not when its socket's grace runs out (an agent not signed in is fine).
-        principal, state = principal_of(request), api_state(request)
-        if state.bus is not None:
+        if api.bus is not None:
             logout = RoutingAgentLogout(tenant_id=principal.tenant_id, agent_id=aid, force=True)
             try:
-                await state.bus.request(logout, timeout=5.0)
+                await api.bus.request(logout, timeout=5.0)
             except (BusError, CommandTimeout):
                 get_logger().warning("forced_logout_unanswered", agent_id=str(aid))
         return response
@@ -378,9 +353,12 @@ class AuthController(Controller):
     guards = [same_origin]
 
     @post("/signin", status_code=200, responses=problem_responses(400, 401, 403, 422, 429, 503))
-    async def signin(self, request: Request[Any, Any, Any], data: JSONBody[Signin]) -> Response[SignedIn]:
+    async def signin(
+        self, request: Request[Any, Any, Any], api: ApiDep, data: JSONBody[Signin]
+    ) -> Response[SignedIn]:
         """Sign in with email and password: a session (the refresh cookie) and a first access token."""
-        state, log = api_state(request), get_logger()
+        # The raw Request for its address (throttle, audit, the session) and scheme (the cookie's Secure flag).
+        state, log = api, get_logger()
         email = data.email.strip().lower()
         address = _address(request)
         pool = state.db()
@@ -395,10 +373,7 @@ class AuthController(Controller):
                     ],
                 )
             async with conn.transaction(readonly=True):
-                await conn.execute("SELECT set_config('app.signin_email', $1, true)", email)
-                found = await conn.fetchrow(
-                    "SELECT id, tenant_id FROM accounts WHERE lower(email) = $1", email
-                )
+                found = await sql.find_account(conn, email)
             if found is None:
                 await asyncio.to_thread(verify_password, None, data.password)
                 log.info("signin_unknown_email", address=address)
@@ -406,12 +381,7 @@ class AuthController(Controller):
             now = time.time()
             async with tenant_tx(pool, found["tenant_id"]) as tx:
                 # The row lock makes one account's attempts take turns: no parallel guessing past the lock.
-                account = await tx.fetchrow(
-                    """SELECT id, tenant_id, email, role, agent_id, password_hash, failed_signins,
-                              extract(epoch FROM locked_until)::float8 AS locked_until
-                       FROM accounts WHERE id = $1 FOR UPDATE""",
-                    found["id"],
-                )
+                account = await sql.account_for_signin(tx, found["id"])
                 assert account is not None
                 locked = account["locked_until"] is not None and now < account["locked_until"]
                 matches, rehash = (
@@ -427,14 +397,7 @@ class AuthController(Controller):
                     lock_after=state.settings.signin_lock_failures,
                     lock_s=state.settings.signin_lock_s,
                 )
-                await tx.execute(
-                    """UPDATE accounts SET failed_signins = $2, locked_until = to_timestamp($3),
-                           password_hash = coalesce($4, password_hash) WHERE id = $1""",
-                    account["id"],
-                    attempt.failures,
-                    attempt.locked_until,
-                    rehash,
-                )
+                await sql.record_attempt(tx, account["id"], attempt.failures, attempt.locked_until, rehash)
                 action = {
                     SigninOutcome.OK: "signin.succeeded",
                     SigninOutcome.WRONG: "signin.failed",
@@ -451,9 +414,9 @@ class AuthController(Controller):
                     tenant_id=account["tenant_id"],
                 )
                 if attempt.outcome is SigninOutcome.OK:
-                    session_id, refresh, row = await _start_session(tx, request, account)
+                    session_id, refresh, row = await _start_session(tx, request, state, account)
         if attempt.outcome is SigninOutcome.OK:
-            return _signed_in(request, row, session_id, refresh, now)
+            return _signed_in(request, state, row, session_id, refresh, now)
         if attempt.outcome is SigninOutcome.WRONG:
             raise Problem(401, "wrong email or password")
         minutes = max(1, round(((attempt.locked_until or now) - now) / 60))
@@ -466,9 +429,10 @@ class AuthController(Controller):
         )
 
     @post("/refresh", status_code=200, responses=problem_responses(401, 503))
-    async def refresh(self, request: Request[Any, Any, Any]) -> Response[SignedIn]:
+    async def refresh(self, request: Request[Any, Any, Any], api: ApiDep) -> Response[SignedIn]:
         """A new access token for the session in the cookie, and a new refresh cookie (the old one is spent)."""
-        state = api_state(request)
+        # The raw Request for its cookie, address (audit) and scheme (the cookie's Secure flag).
+        state = api
         parsed = parse_refresh(request.cookies.get(COOKIE))
         if parsed is None:
             raise Problem(401, "no session: sign in")
@@ -476,18 +440,10 @@ class AuthController(Controller):
         now = time.time()
         pool = state.db()
         async with pool.acquire() as conn, conn.transaction():
-            await conn.execute("SELECT set_config('app.web_session_id', $1, true)", str(session_id))
-            tenant_id = await conn.fetchval("SELECT tenant_id FROM web_sessions WHERE id = $1", session_id)
-            if tenant_id is None:
-                raise Problem(401, "this session does not exist: sign in")
-            await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
-            row = await conn.fetchrow(
-                f"""SELECT {_SESSION_COLUMNS} FROM web_sessions s JOIN accounts a ON a.id = s.account_id
-                    WHERE s.id = $1 FOR UPDATE OF s""",
-                session_id,
-            )
+            row = await sql.session_for_refresh(conn, session_id)
             if row is None:
                 raise Problem(401, "this session does not exist: sign in")
+            tenant_id = row["tenant_id"]
             outcome = decide_refresh(
                 presented=presented,
                 current=bytes(row["refresh_hash"]),
@@ -501,28 +457,16 @@ class AuthController(Controller):
             )
             refresh, digest = successor(state.settings.token_secret, session_id, presented)
             if outcome is RefreshOutcome.ROTATE:
-                await conn.execute(
-                    """UPDATE web_sessions SET refresh_hash = $2, refreshed_at = now(),
-                           refresh_grace_spent = false,
-                           used_hashes = (array_prepend(refresh_hash, used_hashes))[1:$3] WHERE id = $1""",
-                    session_id,
-                    digest,
-                    KEEP_USED,
-                )
+                await sql.rotate_refresh(conn, session_id, digest, KEEP_USED)
             elif outcome is RefreshOutcome.GRACE and secrets.compare_digest(
                 digest, bytes(row["refresh_hash"])
             ):
                 # The same successor as the lost answer held; once only.
-                await conn.execute(
-                    "UPDATE web_sessions SET refresh_grace_spent = true WHERE id = $1", session_id
-                )
+                await sql.spend_grace(conn, session_id)
             elif outcome is RefreshOutcome.GRACE:
                 outcome = RefreshOutcome.REUSED  # not the predecessor of the current secret after all
             elif outcome is RefreshOutcome.REUSED:
-                await conn.execute(
-                    "UPDATE web_sessions SET revoked_at = now(), revoked_reason = 'refresh_reused' WHERE id = $1",
-                    session_id,
-                )
+                await sql.revoke_reused(conn, session_id)
                 await audit(
                     conn,
                     None,
@@ -533,7 +477,7 @@ class AuthController(Controller):
                     tenant_id=tenant_id,
                 )
         if outcome in (RefreshOutcome.ROTATE, RefreshOutcome.GRACE):
-            return _signed_in(request, row, session_id, refresh, now)
+            return _signed_in(request, state, row, session_id, refresh, now)
         if outcome is RefreshOutcome.REUSED:
             get_logger().warning("refresh_token_reused", session=str(session_id))
             await state.publish(
@@ -547,27 +491,24 @@ class AuthController(Controller):
         raise Problem(401, reason)
 
     @post("/signout", status_code=200, responses=problem_responses(401))
-    async def signout(self, request: Request[Any, Any, Any]) -> Response[Signout]:
+    async def signout(self, request: Request[Any, Any, Any], api: ApiDep) -> Response[Signout]:
         """End this person's sessions everywhere (every browser and tab) and clear the cookie."""
-        state = api_state(request)
+        # The raw Request for its cookie and scheme (the cleared cookie's Secure flag).
+        state = api
         parsed = parse_refresh(request.cookies.get(COOKIE))
         ended: list[uuid.UUID] = []
         tenant_id = None
         if parsed is not None:
             session_id, presented = parsed
             async with state.db().acquire() as conn, conn.transaction():
-                await conn.execute("SELECT set_config('app.web_session_id', $1, true)", str(session_id))
-                row = await conn.fetchrow(
-                    "SELECT tenant_id, account_id, refresh_hash, used_hashes FROM web_sessions WHERE id = $1",
-                    session_id,
-                )
+                row = await sql.session_secrets(conn, session_id)
                 # Any secret this session ever had proves the caller held it: enough to sign out.
                 if row is not None and presented in [bytes(row["refresh_hash"])] + [
                     bytes(h) for h in row["used_hashes"]
                 ]:
                     tenant_id = row["tenant_id"]
-                    await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(tenant_id))
-                    ended = await _end_sessions(conn, row["account_id"], "signed_out")
+                    await sql.set_tenant(conn, tenant_id)
+                    ended = await sql.end_sessions(conn, row["account_id"], "signed_out")
                     await audit(
                         conn,
                         None,
@@ -584,15 +525,11 @@ class AuthController(Controller):
         )
 
     @post("/invite/lookup", status_code=200, responses=problem_responses(400, 404, 410, 422))
-    async def invite_lookup(self, request: Request[Any, Any, Any], data: JSONBody[InviteToken]) -> InviteInfo:
+    async def invite_lookup(self, api: ApiDep, data: JSONBody[InviteToken]) -> InviteInfo:
         """Whose invitation this is (the page shows it above the password fields)."""
-        async with api_state(request).db().acquire() as conn, conn.transaction(readonly=True):
+        async with api.db().acquire() as conn, conn.transaction(readonly=True):
             invite = await _invite(conn, data.token)
-            row = await conn.fetchrow(
-                """SELECT a.email, a.role, t.name FROM accounts a JOIN tenants t ON t.id = a.tenant_id
-                   WHERE a.id = $1""",
-                invite["account_id"],
-            )
+            row = await sql.account_by_invite(conn, invite["account_id"])
         assert row is not None
         return InviteInfo(
             email=row["email"], role=row["role"], tenant_name=row["name"], expires_at=invite["expires_at"]
@@ -600,10 +537,11 @@ class AuthController(Controller):
 
     @post("/invite", status_code=200, responses=PUBLIC_ERRORS | problem_responses(404, 410))
     async def accept_invite(
-        self, request: Request[Any, Any, Any], data: JSONBody[SetPassword]
+        self, request: Request[Any, Any, Any], api: ApiDep, data: JSONBody[SetPassword]
     ) -> Response[SignedIn]:
         """Set the password with an invitation (once) and sign in; the person's other sessions end."""
-        state = api_state(request)
+        # The raw Request for its address (throttle, audit, the session) and scheme (the cookie's Secure flag).
+        state = api
         now = time.time()
         async with state.db().acquire() as conn:
             async with conn.transaction():
@@ -614,22 +552,15 @@ class AuthController(Controller):
                 )
             async with conn.transaction():
                 invite = await _invite(conn, data.token)
-                account = await conn.fetchrow(
-                    "SELECT id, tenant_id, email FROM accounts WHERE id = $1 FOR UPDATE", invite["account_id"]
-                )
+                account = await sql.lock_account_for_password(conn, invite["account_id"])
                 assert account is not None
                 why = password_problem(data.password, account["email"])
                 if why is not None:
                     raise validation("password", why)
                 digest = await asyncio.to_thread(hash_password, data.password)
-                await conn.execute(
-                    """UPDATE accounts SET password_hash = $2, failed_signins = 0, locked_until = NULL,
-                           updated_at = now() WHERE id = $1""",
-                    account["id"],
-                    digest,
-                )
-                await conn.execute("UPDATE account_invites SET used_at = now() WHERE id = $1", invite["id"])
-                ended = await _end_sessions(conn, account["id"], "password_set")
+                await sql.set_password(conn, account["id"], digest)
+                await sql.use_invite(conn, invite["id"])
+                ended = await sql.end_sessions(conn, account["id"], "password_set")
                 await audit(
                     conn,
                     None,
@@ -639,26 +570,22 @@ class AuthController(Controller):
                     {"email": account["email"], "address": _address(request)},
                     tenant_id=account["tenant_id"],
                 )
-                session_id, refresh, row = await _start_session(conn, request, account)
+                session_id, refresh, row = await _start_session(conn, request, state, account)
         if ended:
             await state.publish(
                 [SessionsEnded(tenant_id=account["tenant_id"], session_ids=ended, reason="password_set")]
             )
-        return _signed_in(request, row, session_id, refresh, now)
+        return _signed_in(request, state, row, session_id, refresh, now)
 
 
 async def _invite(conn: asyncpg.Connection, token: str) -> asyncpg.Record:
     """The invitation row (its tenant set for the rest of the transaction); 404/410 otherwise."""
-    await conn.execute("SELECT set_config('app.invite_hash', $1, true)", hash_secret(token.strip()).hex())
-    row = await conn.fetchrow(
-        """SELECT id, tenant_id, account_id, expires_at, used_at FROM account_invites WHERE token_hash = $1""",
-        hash_secret(token.strip()),
-    )
+    row = await sql.invite(conn, hash_secret(token.strip()))
     if row is None:
         raise Problem(404, "this invitation link is not valid: ask your admin for a new one")
     if row["used_at"] is not None:
         raise Problem(410, "this invitation link was already used or replaced: ask your admin for a new one")
     if row["expires_at"] <= datetime.now(UTC):
         raise Problem(410, "this invitation link has expired: ask your admin for a new one")
-    await conn.execute("SELECT set_config('app.tenant_id', $1, true)", str(row["tenant_id"]))
+    await sql.set_tenant(conn, row["tenant_id"])
     return row

@@ -17,15 +17,15 @@ from services.kernel.events import ConfigChanged
 from services.kernel.ids import new_id
 
 from .auth import Principal, Role, admin_only
-from .deps import CallerDep, MutationDep, TenantConnDep
+from .deps import ApiDep, CallerDep, MutationDep, TenantConnDep
 from .keys import Key, KeyWithSecret, insert_key, key_from_row
 from .mutations import Outcome, audit
 from .problems import PUBLIC_ERRORS, READ_ERRORS, WRITE_ERRORS, Problem
 from .queries import keys as key_sql
 from .queries import seats as seat_sql
+from .queries import sites as site_sql
 from .queries import tenants as sql
 from .seats import Seats
-from .state import api_state
 from .validation import check_email, check_name, check_timezone
 
 # Languages the platform's own prompts are written in (services/kernel/announcements.py).
@@ -110,28 +110,25 @@ class SignupController(Controller):
         security=[],
         summary="Create a tenant: default site, admin key (shown once) and a 2-seat trial",
     )
-    async def signup(self, request: Request[Any, Any, Any], data: JSONBody[SignupIn]) -> SignupOut:
-        state = api_state(request)
-        allowed, retry_after = state.signup_limiter.allow(_client_address(request), time.monotonic())
+    async def signup(
+        self, request: Request[Any, Any, Any], api: ApiDep, data: JSONBody[SignupIn]
+    ) -> SignupOut:
+        # The raw Request for the caller's address only: sign-ups are limited per address.
+        allowed, retry_after = api.signup_limiter.allow(_client_address(request), time.monotonic())
         if not allowed:
             raise Problem(
                 429,
-                f"at most {state.signup_limiter.limit} sign-ups per minute from one address; retry later",
+                f"at most {api.signup_limiter.limit} sign-ups per minute from one address; retry later",
                 headers={"Retry-After": str(max(1, round(retry_after)))},
             )
         company = check_name("company", data.company)
         email = check_email("email", data.email)
         tenant_id = new_id()
-        async with tenant_tx(state.db(), tenant_id) as conn:
+        async with tenant_tx(api.db(), tenant_id) as conn:
             # app.tenant_id is already the new tenant, so the tenants policy's WITH CHECK accepts the row.
             row = await sql.insert(conn, tenant_id, company, email, TRIAL_SEATS)
             site_id = new_id()
-            await conn.execute(
-                "INSERT INTO sites (id, tenant_id, name, timezone, kind) VALUES ($1, $2, $3, 'UTC', 'office')",
-                site_id,
-                tenant_id,
-                DEFAULT_SITE_NAME,
-            )
+            await site_sql.insert(conn, site_id, tenant_id, DEFAULT_SITE_NAME, "UTC", "office")
             key = await insert_key(conn, tenant_id, Role.ADMIN, "admin")
             await seat_sql.ledger_add(conn, new_id(), tenant_id, TRIAL_SEATS, TRIAL_SEATS, "trial", None)
             await audit(
