@@ -8,21 +8,15 @@ from collections.abc import Sequence
 from typing import Annotated, Any
 
 import asyncpg
-from litestar import Request
 from litestar.params import PathParameter
 
-from services.kernel.db import tenant_tx
 from services.kernel.ids import parse_id
 
-from .auth import principal_of
 from .pagination import decode_cursor, page_of
 from .problems import not_found
-from .state import api_state
 
 __all__ = [
     "IdParam",
-    "fetch_one",
-    "fetch_page",
     "get_row",
     "path_id",
     "read_one",
@@ -91,24 +85,6 @@ async def read_page(
         limit + 1,
     )
     return page_of(rows, limit)
-
-
-# The two below are for handlers that still take a raw Request; new ones take `tenant_conn` (deps.py).
-async def fetch_one(
-    request: Request[Any, Any, Any], table: str, columns: str, object_id: uuid.UUID, kind: str
-) -> asyncpg.Record:
-    principal = principal_of(request)
-    async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-        return await read_one(conn, table, columns, object_id, kind)
-
-
-async def fetch_page(
-    request: Request[Any, Any, Any], table: str, columns: str, limit: int, cursor: str | None
-) -> tuple[Sequence[asyncpg.Record], str | None]:
-    decode_cursor(cursor)  # a bad cursor is a 422 before a connection is taken
-    principal = principal_of(request)
-    async with tenant_tx(api_state(request).db(), principal.tenant_id, readonly=True) as conn:
-        return await read_page(conn, table, columns, limit, cursor)
 
 
 def set_clause(changes: dict[str, Any], first: int = 2, casts: dict[str, str] | None = None) -> str:
