@@ -7,12 +7,12 @@ from __future__ import annotations
 import time
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import asyncpg
 import httpx
 import msgspec
-from litestar import Controller, Request, Response, delete, get, post
+from litestar import Controller, Response, delete, get, post
 from litestar.params import JSONBody, QueryParameter
 
 from services.kernel.db import tenant_tx
@@ -22,11 +22,10 @@ from services.reporting.webhook_worker import record, send, signed
 
 from .auth import Principal, admin_only
 from .crud import IdParam, path_id
-from .deps import CallerDep, MutationDep, TenantConnDep
+from .deps import ApiDep, CallerDep, MutationDep, TenantConnDep
 from .mutations import Outcome, audit
 from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, not_found, validation
 from .queries import webhooks as sql
-from .state import api_state
 
 __all__ = ["WebhookController"]
 
@@ -97,10 +96,10 @@ class WebhookController(Controller):
 
     @post("/", responses=WRITE_ERRORS, status_code=201, summary="Add an endpoint (its secret is shown once)")
     async def create_webhook(
-        self, request: Request[Any, Any, Any], mutation: MutationDep, data: JSONBody[WebhookCreate]
+        self, api: ApiDep, mutation: MutationDep, data: JSONBody[WebhookCreate]
     ) -> Response[WebhookWithSecret]:
         url, events = _check(data)
-        secret_source = api_state(request).settings.token_secret
+        secret_source = api.settings.token_secret
 
         async def work(conn: asyncpg.Connection, principal: Principal) -> Outcome[WebhookWithSecret]:
             if await sql.count(conn) >= MAX_ENDPOINTS:
@@ -149,21 +148,18 @@ class WebhookController(Controller):
         status_code=200,
         summary="Send a delivery again now (a failed one, or any other)",
     )
-    async def replay_delivery(
-        self, request: Request[Any, Any, Any], principal: CallerDep, delivery_id: IdParam
-    ) -> Delivery:
+    async def replay_delivery(self, api: ApiDep, principal: CallerDep, delivery_id: IdParam) -> Delivery:
         # Not a `mutation`: the HTTP request to the tenant's server is made between two transactions (no
         # transaction is held open while a slow receiver answers), and a replay is not idempotent by key.
         did = path_id(delivery_id, "delivery")
-        state = api_state(request)
-        async with tenant_tx(state.db(), principal.tenant_id, readonly=True) as conn:
+        async with tenant_tx(api.db(), principal.tenant_id, readonly=True) as conn:
             row = await sql.replayable(conn, did)
         if row is None:
             raise not_found("delivery")
-        secret = wh.endpoint_secret(state.settings.token_secret, row["endpoint_id"])
+        secret = wh.endpoint_secret(api.settings.token_secret, row["endpoint_id"])
         async with httpx.AsyncClient(follow_redirects=False) as http:
             outcome = await send(http, row["url"], *signed(row, secret, time.time()))
-        async with tenant_tx(state.db(), principal.tenant_id) as conn:
+        async with tenant_tx(api.db(), principal.tenant_id) as conn:
             # A replay is one more attempt; it never turns into a scheduled retry: delivered or failed.
             attempts = await sql.lock_attempts(conn, did)
             if attempts is None:

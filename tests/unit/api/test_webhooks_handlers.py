@@ -47,3 +47,10 @@ def test_only_an_admin_manages_webhooks(role: Role) -> None:
             h.client.post("/v1/webhooks", json={"url": "https://example.com/h", "events": ["contact"]}), 403
         )
         problem(h.client.get("/v1/webhooks"), 403)
+
+
+def test_a_replay_names_a_delivery_by_id_and_needs_an_admin() -> None:
+    with harness(WebhookController) as h:
+        assert "delivery" in problem(h.client.post("/v1/webhooks/deliveries/d1/replay"), 404)["detail"]
+    with harness(WebhookController, role=Role.SUPERVISOR) as h:
+        problem(h.client.post(f"/v1/webhooks/deliveries/{uuid.uuid4()}/replay"), 403)
