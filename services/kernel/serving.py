@@ -25,6 +25,7 @@ from .messages import Command, Event, Reply, ReplyCode, decode, encode
 from .metrics import figure_counter, figure_gauge, figure_histogram
 from .registry import parse_subject
 from .subjects import EVENTS_STREAM, addressee_token
+from .waits import flushed
 
 if TYPE_CHECKING:
     from .bus import Bus
@@ -306,7 +307,7 @@ class Server(Generic[C]):
                 asyncio.gather(*pending, *self._tasks, return_exceptions=True),
                 late,
             )
-        await _bounded("flush", self.bus.nc.flush(), late)
+        await _bounded("flush", flushed(self.bus.nc), late)
         return late
 
 
@@ -737,7 +738,7 @@ class Listener:
             self._subs.append(await self.bus.nc.subscribe(subject, cb=self._on_msg))
         # The server has the subscriptions once this returns: a socket told "ready" gets every push after.
         with contextlib.suppress(Exception):  # the bus is away: it subscribes again when it reconnects
-            await self.bus.nc.flush(timeout=LISTEN_FLUSH_S)
+            await flushed(self.bus.nc, LISTEN_FLUSH_S)
 
     async def _on_msg(self, msg: Msg) -> None:
         event: Any

@@ -86,7 +86,9 @@ class BusTimes:
             )
 
         await self.nc.subscribe(f"sb.{tenant}.evt.>", cb=on_event)
-        await self.nc.flush()
+        from services.kernel.waits import flushed
+
+        await flushed(self.nc)
 
     async def wait(self, kind: str, known: set[str], timeout: float = 15.0) -> tuple[str, float]:
         """The first call not in `known` with a `kind` event (callers dial one at a time)."""

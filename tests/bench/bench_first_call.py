@@ -459,7 +459,9 @@ class Watcher:
 
         await self.nc.subscribe(f"$KV.sb_contacts.{tenant}.*", cb=on_saved)
         await self.nc.subscribe(f"sb.{tenant}.cmd.routing.*", cb=on_command)
-        await self.nc.flush()
+        from services.kernel.waits import flushed
+
+        await flushed(self.nc)
 
     async def close(self) -> None:
         await self.nc.close()

@@ -318,7 +318,9 @@ async def role_sip(args: argparse.Namespace) -> None:
 
     await nc.subscribe(f"sb.{tenant}.evt.call.arrived", cb=on_arrived)
     await nc.subscribe(f"sb.{tenant}.evt.call.quality", cb=on_quality)
-    await nc.flush()
+    from services.kernel.waits import flushed
+
+    await flushed(nc)
     loop = asyncio.get_running_loop()
     loop.add_reader(legs.sip.fileno(), legs.drain_sip)
     for i in range(args.calls):

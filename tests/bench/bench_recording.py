@@ -76,7 +76,9 @@ class BusWatch:
 
         await nc.subscribe(f"sb.{tenant}.evt.call.ended", cb=on_ended)
         await nc.subscribe(f"sb.{tenant}.evt.recording.available", cb=on_available)
-        await nc.flush()
+        from services.kernel.waits import flushed
+
+        await flushed(nc)
         self._ready.set()
         await self._stop.wait()
         await nc.close()

@@ -29,6 +29,7 @@ import pytest
 
 from services.kernel import events as ev
 from services.kernel.messages import Reply, decode, encode
+from services.kernel.waits import flushed
 from services.media.rtp.g711 import ulaw_decode, ulaw_encode
 from services.runtime.embedded import free_port
 from tests.sipp_uac import sipp_command, uac_scenario
@@ -242,7 +243,7 @@ async def test_chromium_agent_and_sipp_caller_hear_each_other(
         return decode(reply.data, Reply)
 
     await nc.subscribe(f"sb.{tenant}.evt.call.*", cb=on_event)
-    await nc.flush()
+    await flushed(nc)
     sipp = await asyncio.create_subprocess_exec(
         *sipp_command(),
         "-sf", "caller.xml", "-s", line["number"], f"127.0.0.1:{media.sip_port}",

@@ -29,6 +29,7 @@ import pytest
 
 from services.kernel import events as ev
 from services.kernel.messages import decode
+from services.kernel.waits import flushed
 from services.media.rtp.g711 import ulaw_decode, ulaw_encode
 from services.media.rtp.packet import RtpPacket
 from services.media.rtp.telephone_event import digit_packets
@@ -553,7 +554,7 @@ class Watch:
                 watch.seen.append((name, decode(msg.data, kind)))
 
         await nc.subscribe(f"sb.{tenant}.evt.>", cb=on_event)
-        await nc.flush()
+        await flushed(nc)
         return watch
 
     def all(self, kind: type, pred: Any = lambda e: True) -> list[Any]:

@@ -33,6 +33,7 @@ from services.kernel.events import (
     RoutingEnqueue,
 )
 from services.kernel.messages import Reply, encode
+from services.kernel.waits import flushed
 from services.media.rtp.g711 import alaw_decode, ulaw_decode
 from services.routing.partitions import tenant_commands_subject
 from services.runtime.demo import DEMO_FLOW_NAME, ensure_demo
@@ -181,7 +182,7 @@ async def _call(  # type: ignore[no-untyped-def]
     await nc.subscribe(f"sb.{tenant_id}.evt.>", cb=on_event)
     # NATS maps routing commands onto their tenant partition (services/routing/partitions.py).
     await nc.subscribe(tenant_commands_subject(tenant_id), cb=on_routing)
-    await nc.flush()
+    await flushed(nc)
     try:
         sipp = await asyncio.create_subprocess_exec(
             *sipp_command(),

@@ -37,6 +37,7 @@ from services.kernel.events import (
 )
 from services.kernel.ids import new_id
 from services.kernel.messages import Reply, encode
+from services.kernel.waits import flushed
 from services.media.rtp.g711 import ulaw_encode
 from services.recording.voicemail_bucket import open_voicemail_bucket, voicemail_object
 from services.routing.partitions import tenant_commands_subject
@@ -166,7 +167,7 @@ async def _call(infra, ivr_stack, tenant: _Tenant, number: str, tmp_path: Path, 
 
     await nc.subscribe(f"sb.{tenant.tenant_id}.evt.>", cb=on_event)
     await nc.subscribe(tenant_commands_subject(tenant.tenant_id), cb=on_routing)
-    await nc.flush()
+    await flushed(nc)
     try:
         sipp = await asyncio.create_subprocess_exec(
             *sipp_command(),

@@ -14,6 +14,7 @@ import pytest
 
 from services.kernel.events import CallArrived, CallDtmf, CallEnded, MediaAnswer, MediaHangup
 from services.kernel.messages import decode, encode
+from services.kernel.waits import flushed
 from services.runtime.embedded import free_port
 from tests.sipp_uac import sipp_command, sipp_scenario
 
@@ -114,7 +115,7 @@ async def _answer_and_collect(media_edge, expected: int, run) -> tuple[list[Call
     await nc.subscribe(f"sb.{tenant}.evt.call.arrived", cb=on_arrived)
     await nc.subscribe(f"sb.{tenant}.evt.call.dtmf", cb=on_dtmf)
     await nc.subscribe(f"sb.{tenant}.evt.call.ended", cb=on_ended)
-    await nc.flush()
+    await flushed(nc)
     result = await asyncio.to_thread(run)
     for _ in range(40):
         if ended:

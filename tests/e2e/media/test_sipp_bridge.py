@@ -22,6 +22,7 @@ import pytest
 
 from services.kernel import events as ev
 from services.kernel.messages import Reply, decode, encode
+from services.kernel.waits import flushed
 from services.media.rtp.g711 import G711, alaw_encode
 from services.media.webrtc import LegState, WebRtcConfig, WebRtcLeg
 from services.runtime.embedded import free_port
@@ -85,7 +86,7 @@ class Bus:
                 self.seen.append(decode(msg.data, kind))
 
         await self.nc.subscribe(f"sb.{self.tenant}.evt.call.*", cb=on_event)
-        await self.nc.flush()
+        await flushed(self.nc)
 
     async def command(self, cmd: object, name: str) -> Reply:
         msg = await self.nc.request(f"sb.{self.tenant}.cmd.media.{name}", encode(cmd), timeout=10)  # type: ignore[arg-type]

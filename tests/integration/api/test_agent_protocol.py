@@ -17,6 +17,7 @@ import websockets
 
 from services.kernel import events as ev
 from services.kernel.messages import Reply, decode, encode
+from services.kernel.waits import flushed
 
 _n = iter(range(1_000_000))
 
@@ -107,7 +108,7 @@ async def test_desk_commands_reach_routing_and_the_coordinator_with_the_tokens_a
     # Routing's commands are mapped onto partitions by the server; the coordinator's are plain.
     await nc.subscribe(f"sb.sys.routing.cmd.*.{tenant}.*", cb=serve)
     await nc.subscribe(f"sb.{tenant}.cmd.contacts.*", cb=serve)
-    await nc.flush()
+    await flushed(nc)
     contact = str(uuid.uuid4())
     try:
         reply = await ask(ws, {"type": "login", "ref": "a", "state": "available"})

@@ -34,6 +34,7 @@ from services.kernel.events import (
     RoutingEnqueue,
 )
 from services.kernel.messages import Reply, encode
+from services.kernel.waits import flushed
 from services.routing.partitions import tenant_commands_subject
 from tests.integration.api.conftest import signup, unique_e164
 
@@ -380,7 +381,7 @@ async def test_number_without_flow_is_ignored_and_failed_media_gets_no_silence(
         await adapter.stop()
     # Commands that fail (no routing service answers) send the caller to the fallback, then an apology.
     await deploy(world, f"{crm}/caller")
-    await world.bus.nc.flush()
+    await flushed(world.bus.nc)
     adapter = await start_adapter(world)
     try:
         world.media.refuse_routing = True

@@ -16,6 +16,7 @@ import numpy as np
 
 from services.kernel import events as ev
 from services.kernel.messages import Reply, decode, encode
+from services.kernel.waits import flushed
 from services.media.rtp.g711 import ulaw_encode
 from services.media.rtp.packet import RtpPacket
 from services.media.rtp.telephone_event import digit_packets
@@ -54,7 +55,7 @@ class Events:
                 events.seen.append(decode(msg.data, kind))
 
         await nc.subscribe(f"sb.{tenant}.evt.call.*", cb=on_event)
-        await nc.flush()
+        await flushed(nc)
         return events
 
     async def command(self, cmd: ev.MediaCommand) -> Reply:

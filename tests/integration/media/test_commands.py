@@ -14,6 +14,7 @@ import pytest
 
 from services.kernel import events as ev
 from services.kernel.messages import Reply, decode, encode
+from services.kernel.waits import flushed
 
 from .sipclient import RtpReceiver, UdpSip, header, request, sdp, status_of
 
@@ -111,7 +112,7 @@ async def test_call_control_over_nats(media_edge) -> None:
             await arrived.put(event)
 
     await nc.subscribe(f"sb.{tenant}.evt.call.*", cb=on_event)
-    await nc.flush()
+    await flushed(nc)
 
     async def command(cmd: ev.MediaCommand) -> Reply:
         msg = await nc.request(f"sb.{tenant}.cmd.media.{cmd.name}", encode(cmd), timeout=5)
@@ -246,7 +247,7 @@ async def test_a_command_for_a_call_reaches_only_the_worker_that_holds_it(media_
         caller = await answered_call(media_edge.port, media_edge.flow_number, events)
         cid = caller.platform_call_id
         await events.nc.subscribe(f"sb.{media_edge.tenant_id}.cmd.media.*", cb=spy)
-        await events.nc.flush()
+        await flushed(events.nc)
         play = ev.MediaPlay(tenant_id=media_edge.tenant_id, call_id=cid, tone="moh")
         msg = await events.nc.request(
             f"sb.{media_edge.tenant_id}.cmd.media.play.{cid}", encode(play), timeout=5

@@ -25,6 +25,7 @@ import pytest
 from services.kernel import events as ev
 from services.kernel.ids import new_id
 from services.kernel.messages import Reply, decode, encode
+from services.kernel.waits import flushed
 from services.media import sip
 from services.media.rtp.g711 import G711, ulaw_decode
 from services.media.rtp.packet import RtpPacket
@@ -173,7 +174,7 @@ async def _recording_events(events: Events) -> list[ev.CallRecording]:
         seen.append(decode(msg.data, ev.CallRecording))
 
     await events.nc.subscribe(f"sb.{events.tenant}.evt.call.recording", cb=on_event)
-    await events.nc.flush()
+    await flushed(events.nc)
     return seen
 
 

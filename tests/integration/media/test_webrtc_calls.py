@@ -11,6 +11,7 @@ import numpy as np
 
 from services.kernel import events as ev
 from services.kernel.messages import Reply, decode, encode
+from services.kernel.waits import flushed
 from services.media.dsp.tones import dtmf_tone
 from services.media.rtp.g711 import G711, ulaw_encode
 from services.media.webrtc import LegState, WebRtcConfig, WebRtcLeg
@@ -43,7 +44,7 @@ async def signals(events: Events) -> list[ev.WebRtcSignal]:
         seen.append(decode(msg.data, ev.WebRtcSignal))
 
     await events.nc.subscribe(f"sb.{events.tenant}.evt.webrtc.signal", cb=on_signal)
-    await events.nc.flush()
+    await flushed(events.nc)
     return seen
 
 

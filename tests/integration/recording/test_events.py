@@ -11,6 +11,7 @@ from typing import Any
 
 from services.kernel import events as ev
 from services.kernel.ids import new_id, voicemail_id
+from services.kernel.waits import flushed
 
 from .conftest import Stack
 from .test_voicemails import write_message
@@ -35,7 +36,7 @@ async def test_started_paused_resumed_available_and_deleted_are_published(stack:
         arrived.set()
 
     listener = await stack.bus.listen(KINDS, on_event, tenant_id=tenant)
-    await stack.bus.nc.flush()
+    await flushed(stack.bus.nc)
 
     async def until(what: str, check: Any) -> None:
         deadline = time.monotonic() + 15

@@ -17,6 +17,7 @@ from services.api import create_app
 from services.kernel import events as ev
 from services.kernel.config import load_settings
 from services.kernel.events import CallRecording
+from services.kernel.waits import flushed
 
 from ..api.conftest import Tenant, assert_problem, auth, insert_contact, serve, signup
 from .conftest import Stack
@@ -130,7 +131,7 @@ async def test_hold_blocks_deletion_and_deletion_is_audited(
     assert (await api.delete(f"/v1/recordings/{rid}/hold", headers=h)).json()["legal_hold"] is False
     deleted: asyncio.Queue[ev.RecordingDeleted] = asyncio.Queue()
     listener = await stack.bus.listen([ev.RecordingDeleted], deleted.put, tenant_id=a.id)
-    await stack.bus.nc.flush()
+    await flushed(stack.bus.nc)
     try:
         assert (await api.delete(f"/v1/recordings/{rid}", headers=h)).status_code == 204
         event = await asyncio.wait_for(deleted.get(), 10)  # recording.deleted, reason request

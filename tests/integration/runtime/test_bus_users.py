@@ -11,6 +11,7 @@ from pathlib import Path
 import nats
 import pytest
 
+from services.kernel.waits import flushed
 from services.recording.voicemail_bucket import VOICEMAIL_BUCKET, open_voicemail_bucket, voicemail_object
 from services.runtime.bususers import VOICEMAIL_STREAM, VOICEMAIL_SUBJECTS
 from services.runtime.embedded import EmbeddedNats, Secrets
@@ -51,16 +52,13 @@ class Client:
 
 async def _heard(admin: nats.NATS, subject: str) -> nats.aio.subscription.Subscription:
     sub = await admin.subscribe(subject)
-    await admin.flush()
+    await flushed(admin)
     return sub
 
 
 def test_media_cannot_publish_routings_decisions_nor_answer_its_commands(server: EmbeddedNats) -> None:
     async def scenario() -> None:
         admin = await nats.connect(server.url)
-        # Subscribed before the restricted publisher connects: a subscription made after it had connected
-        # missed a few of its messages now and then (1-5 in 40 in a loop; never with the admin user;
-        # under investigation, docs/security.md).
         watch = await _heard(admin, f"sb.{TENANT}.evt.>")
         mapped = await _heard(admin, "sb.sys.routing.cmd.>")
         media = Client()
@@ -85,7 +83,7 @@ def test_media_cannot_publish_routings_decisions_nor_answer_its_commands(server:
         assert (await mapped.next_msg(timeout=15)).data == b"enqueue"
         # Its own commands are its to serve.
         own = await nc.subscribe(f"sb.*.cmd.media.*.{CALL}")
-        await nc.flush()
+        await flushed(nc)
         await admin.publish(f"sb.{TENANT}.cmd.media.hangup.{CALL}", b"x")
         assert (await own.next_msg(timeout=15)).data == b"x"
         await nc.close()
@@ -104,8 +102,8 @@ def test_the_api_cannot_read_recordings_chunks(server: EmbeddedNats) -> None:
         await nc.subscribe("sb.*.rec.>")
         await api.refused('Permissions Violation for Subscription to "sb.*.rec.>"')
         wide = await nc.subscribe("sb.>")  # allowed, but the server filters the chunks out of it
-        await nc.flush()
-        media = await nats.connect(server.service_url("media"))  # after the subscriptions (test above)
+        await flushed(nc)
+        media = await nats.connect(server.service_url("media"))
         await media.jetstream().publish(f"sb.{TENANT}.rec.{CALL}.chunk", b"audio")  # media writes them
         await media.publish(f"sb.{TENANT}.rec.{CALL}.chunk", b"live audio")
         await media.publish(f"sb.{TENANT}.evt.call.ended", b"after")
