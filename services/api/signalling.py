@@ -36,6 +36,7 @@ from services.kernel.serving import Listener
 
 from .console_socket import CONSOLE_TYPES, ConsoleSocket
 from .desk import session_live
+from .fanout import Fanout, Member
 from .legs import LEG_TYPES, LegSocket
 from .presence import lease_for
 from .signalling_base import PROTOCOL_VERSION, Bad
@@ -490,7 +491,22 @@ async def _authenticate(
     return dataclasses.replace(claims, expires_at=until)
 
 
-async def _open(session: Session | WidgetCaller | ConsoleSocket) -> Listener | None:
+@dataclasses.dataclass
+class _Subscribed:
+    """What a socket is pushed through: its own listener for the kinds addressed to it (desk pushes), and
+    its place in the process's fan-out (fanout.py) for the rest."""
+
+    addressed: Listener | None = None
+    shared: Member | None = None
+
+    async def stop(self, fanout: Fanout) -> None:
+        if self.addressed is not None:
+            await self.addressed.stop()  # bounded
+        if self.shared is not None:
+            await fanout.leave(self.shared)
+
+
+async def _open(session: Session | WidgetCaller | ConsoleSocket) -> _Subscribed:
     """Subscribe the session to what it is pushed (its tenant's events only), and greet it."""
     state, tenant = session.state, session.claims.tenant_id
     pushes: dict[type[Any], Callable[[Any], Awaitable[None]]]
@@ -524,22 +540,26 @@ async def _open(session: Session | WidgetCaller | ConsoleSocket) -> Listener | N
         }
         owner = str(session.claims.agent_id)
         greeting = {"agent_id": owner, "tenant_id": str(tenant)}
-    listener = None
+    subscribed = _Subscribed()
     if state.bus is not None:
+        addressed = {kind: handler for kind, handler in pushes.items() if kind.addressed}
+        shared = {kind: handler for kind, handler in pushes.items() if not kind.addressed}
 
         async def push(event: Any) -> None:
-            await pushes[type(event)](event)
+            await addressed[type(event)](event)
 
         # Addressed kinds (desk pushes) come on the owner's own subject: this process receives only those
-        # of the sockets it holds, not every push of the tenant.
-        listener = await state.bus.listen(pushes, push, tenant_id=tenant, addressee=owner)
+        # of the sockets it holds, not every push of the tenant. The rest once per process (fanout.py).
+        if addressed:
+            subscribed.addressed = await state.bus.listen(addressed, push, tenant_id=tenant, addressee=owner)
+        subscribed.shared = await state.fanout.join(state.bus, tenant, owner, shared)
     await session.send(
         "ready",
         **greeting,
         expires_at=session.claims.expires_at,
         ice_servers=ice_servers(state.settings, owner, time.time()),
     )
-    return listener
+    return subscribed
 
 
 @websocket("/v1/ws")
@@ -572,7 +592,7 @@ async def signalling_socket(socket: WebSocket[Any, Any, Any]) -> None:
         session = ConsoleSocket(socket, state, claims)
     else:
         session = Session(socket, state, claims)
-    listener = await _open(session)
+    subscribed = await _open(session)
     expiry: asyncio.TimerHandle | None = None
     if isinstance(session, Session | ConsoleSocket):
         # An idle socket ends with its session (or its token, for `agents token`): never an agent shown
@@ -617,5 +637,4 @@ async def signalling_socket(socket: WebSocket[Any, Any, Any]) -> None:
             await session.hang_up_legs()
         else:
             await session.unlink()
-        if listener is not None:
-            await listener.stop()  # bounded
+        await subscribed.stop(state.fanout)

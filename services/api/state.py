@@ -15,6 +15,7 @@ from services.kernel.config import Settings
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
 
+from .fanout import Fanout
 from .presence import Presence
 from .ratelimit import SlidingWindow
 
@@ -37,6 +38,8 @@ class ApiState:
     bus: Bus | None = None
     started_at: float = 0.0
     presence: Presence = field(default_factory=Presence)
+    # The websockets' pushes, one subscription per tenant and event type in this process (fanout.py).
+    fanout: Fanout = field(default_factory=Fanout)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def db(self) -> asyncpg.Pool:

@@ -326,3 +326,51 @@ async def test_a_desk_push_reaches_only_its_agents_process_and_socket(
     finally:
         await watch.unsubscribe()
         await bus.close()
+
+
+def _counted(text: str, name: str, kind: str) -> float:
+    found = re.search(rf'^sb_{name}_total\{{type="{kind}"\}} ([0-9.e+]+)$', text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+async def test_an_agents_state_reaches_the_process_once_and_only_its_socket(
+    http: httpx.AsyncClient, api_server: str, infra: Any
+) -> None:
+    # Three agents' sockets in one API process: an agent's state change is received by the process once
+    # (one subscription for the tenant, not one per socket) and handed to that agent's socket only.
+    a = await signup(http)
+    tenant = uuid.UUID(a["tenant"])
+    others = []
+    for name in ("Bob", "Cy"):
+        r = await http.post(
+            "/v1/agents",
+            json={"name": name, "email": f"{name.lower()}{time.time_ns()}@x.example"},
+            headers=a["headers"],
+        )
+        assert r.status_code == 201, r.text
+        others.append({**a, "agent": r.json()["id"]})
+    nc = await nats.connect(infra.nats_url)
+    try:
+        async with (
+            websockets.connect(ws_url(api_server, await issue(http, a))) as mine,
+            websockets.connect(ws_url(api_server, await issue(http, others[0]))) as second,
+            websockets.connect(ws_url(api_server, await issue(http, others[1]))) as third,
+        ):
+            for ws in (mine, second, third):
+                assert (await recv(ws))["type"] == "ready"
+            before = (await http.get("/metrics")).text
+            change = ev.AgentStateChanged(tenant_id=tenant, agent_id=a["agent"], old="away", new="available")
+            await nc.publish(evt_subject(tenant, "agent", "state_changed"), encode(change))
+            got = await recv(mine)
+            assert (got["type"], got["state"], got["previous"]) == ("agent_state", "available", "away")
+            for ws in (second, third):
+                await ws.send(json.dumps({"v": 1, "type": "ping"}))
+                assert (await recv(ws))["type"] == "pong"  # nothing came before it
+            after = (await http.get("/metrics")).text
+            for metric in ("api_fanout_events", "api_fanout_pushes"):
+                grew = _counted(after, metric, "AgentStateChanged") - _counted(
+                    before, metric, "AgentStateChanged"
+                )
+                assert grew == 1, (metric, grew)
+    finally:
+        await nc.close()
