@@ -7,6 +7,7 @@ import csv
 import io
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,31 @@ def _csv(kind: str, rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+AGENT_PAGE = 2000  # the largest page the API gives (docs/reporting.md, "Agent report pages")
+
+
+def _stream_csv(kind: str, pages: Iterator[dict[str, Any]]) -> None:
+    """The agent report's pages as one CSV on stdout, each page written and flushed as it arrives."""
+    header = True
+    for page in pages:
+        text = _csv(kind, page["rows"])
+        sys.stdout.write(text if header else text.split("\n", 1)[1])
+        sys.stdout.flush()
+        header = False
+
+
+def _joined(pages: Iterator[dict[str, Any]]) -> dict[str, Any]:
+    """Every page's rows under the first page's head (formula, range, zone): the whole report."""
+    result: dict[str, Any] | None = None
+    for page in pages:
+        if result is None:
+            result = {k: v for k, v in page.items() if k != "page"}
+        else:
+            result["rows"] += page["rows"]
+    assert result is not None  # agent_pages yields at least one page
+    return result
+
+
 def _plot(kind: str, result: dict[str, Any], path: Path) -> None:
     try:
         import matplotlib
@@ -294,6 +320,14 @@ def register(cli: click.Group) -> None:
             default=None,
             help="Also draw a chart (PNG).",
         )
+        @click.option(
+            "--page-size",
+            type=click.IntRange(1, AGENT_PAGE),
+            default=AGENT_PAGE,
+            show_default=True,
+            hidden=kind != "agents",
+            help="Agents fetched per request (every page is fetched).",
+        )
         def run(
             state: State,
             start: datetime | None,
@@ -302,10 +336,20 @@ def register(cli: click.Group) -> None:
             ids: tuple[str, ...],
             fmt: str,
             plot: Path | None,
+            page_size: int,
         ) -> None:
             client = state.client()
-            method = getattr(client.reports, kind)
-            result = method(start=start, end=end, interval=interval, ids=list(ids) or None)
+            if kind == "agents":
+                pages = client.reports.agent_pages(
+                    start=start, end=end, interval=interval, ids=list(ids) or None, limit=page_size
+                )
+                if fmt == "csv" and not state.json and plot is None:
+                    _stream_csv(kind, pages)  # a page written as it comes: thousands of agents, flat memory
+                    return
+                result = _joined(pages)
+            else:
+                method = getattr(client.reports, kind)
+                result = method(start=start, end=end, interval=interval, ids=list(ids) or None)
             rows = result["rows"]
             if plot is not None:
                 _plot(kind, result, plot)

@@ -480,11 +480,20 @@ def report(
     end: datetime | str | None,
     interval: str,
     ids: list[str] | None,
+    cursor: str | None = None,
+    limit: int | None = None,
 ) -> Call[dict[str, Any]]:
-    """An interval report: `queues`, `agents`, `ivr` or `sites` (docs/reporting.md)."""
+    """An interval report: `queues`, `agents`, `ivr` or `sites` (docs/reporting.md). The agent report comes a
+    page of agents at a time: `cursor` is the previous page's `page.next_cursor`, `limit` its size."""
     if kind not in ("queues", "agents", "ivr", "sites"):
         raise ValueError("reports are 'queues', 'agents', 'ivr' and 'sites'")
-    params = {"interval": interval}
+    if (cursor is not None or limit is not None) and kind != "agents":
+        raise ValueError("only the agent report is paged")
+    params: dict[str, Any] = {"interval": interval}
+    if cursor is not None:
+        params["cursor"] = cursor
+    if limit is not None:
+        params["limit"] = limit
     if start is not None:
         params["from"] = _timestamp(start)
     if end is not None:

@@ -873,8 +873,36 @@ class Reports(_Resource):
         end: datetime | str | None = None,
         interval: str = "30m",
         ids: list[str] | None = None,
+        cursor: str | None = None,
+        limit: int | None = None,
     ) -> dict[str, Any]:
-        return self._get("agents", start, end, interval, ids)
+        """One page of the agent report: up to `limit` agents (default 500, at most 2,000) after `cursor`
+        (the previous page's `page.next_cursor`), each with all its intervals, ordered by agent then
+        interval. `page.next_cursor` is None on the last page; `agent_pages` walks them all."""
+        call = _calls.report(
+            "agents", start=start, end=end, interval=interval, ids=ids, cursor=cursor, limit=limit
+        )
+        result: dict[str, Any] = self._client._run(call)
+        return result
+
+    def agent_pages(
+        self,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        interval: str = "30m",
+        ids: list[str] | None = None,
+        limit: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Every page of the agent report in turn (`agents` with each page's `next_cursor`), so a report
+        over thousands of agents never has to be held at once."""
+        cursor: str | None = None
+        while True:
+            page = self.agents(start=start, end=end, interval=interval, ids=ids, cursor=cursor, limit=limit)
+            yield page
+            cursor = page["page"]["next_cursor"]
+            if cursor is None:
+                return
 
     def ivr(
         self,

@@ -22,9 +22,12 @@ import asyncpg
 from .rollups import BUCKET_S, STATES
 
 __all__ = [
+    "AGENT_PAGE_DEFAULT",
+    "AGENT_PAGE_MAX",
     "INTERVALS",
     "SL_FORMULA",
     "ReportError",
+    "agent_page",
     "agent_report",
     "ivr_report",
     "queue_report",
@@ -217,7 +220,7 @@ _OPEN_STATES = ", ".join(f"CASE WHEN state = '{s}' THEN secs ELSE 0 END" for s i
 
 # The rollups hold every closed span; each agent's latest state is open until `now` ($4) and is cut into
 # 15-minute pieces here, so the report's own bucketing applies to both alike.
-_AGENT_SQL = """
+_AGENT_AGG = """
 WITH open AS (
     SELECT agent_id, state, greatest(at, $1::timestamptz) AS s, least($2::timestamptz, $4::timestamptz) AS u
     FROM rpt_agent_now WHERE at < least($2::timestamptz, $4::timestamptz) AND state = ANY($5::text[]) AND ($3::text[] IS NULL OR agent_id = ANY($3))
@@ -228,17 +231,92 @@ WITH open AS (
         interval '15 minutes') AS b
     WHERE u > s
 ), raw AS (
-    SELECT bucket, agent_id, handled, handle_sum, wrapped, talk_sum, transfers, {states}
-    FROM rpt_agent_rollup
-    WHERE bucket >= $1 AND bucket < $2 AND ($3::text[] IS NULL OR agent_id = ANY($3))
+    {rollups}
     UNION ALL
     SELECT b, agent_id, 0, 0, 0, 0, 0, {open_states} FROM pieces
-)
+), agg AS (
 SELECT m.interval_start AS bucket, agent_id, sum(handled) AS handled, sum(handle_sum) AS handle_sum,
        sum(wrapped) AS wrapped, sum(talk_sum) AS talk_sum, sum(transfers) AS transfers, {state_sums}
 FROM raw r JOIN unnest($6::timestamptz[], $7::timestamptz[]) AS m(bucket, interval_start) ON m.bucket = r.bucket
-GROUP BY 1, 2 ORDER BY 1, 2
+GROUP BY 1, 2
+)
 """
+_STATE_COLUMNS = ", ".join(f"{s}_s" for s in STATES)
+# Every agent's rollups of the range (the primary key leads with the bucket), or a page's agents' (one
+# index seek each on rpt_agent_rollup_by_agent; OFFSET 0 keeps the planner from turning the seeks into a
+# scan of the whole range, which its estimates under row-level security would favour).
+_ALL_ROLLUPS = f"""SELECT bucket, agent_id, handled, handle_sum, wrapped, talk_sum, transfers, {_STATE_COLUMNS}
+    FROM rpt_agent_rollup
+    WHERE bucket >= $1 AND bucket < $2 AND ($3::text[] IS NULL OR agent_id = ANY($3))"""
+_PAGE_ROLLUPS = f"""SELECT r.* FROM unnest($3::text[]) AS p(agent_id) CROSS JOIN LATERAL (
+        SELECT bucket, agent_id, handled, handle_sum, wrapped, talk_sum, transfers, {_STATE_COLUMNS}
+        FROM rpt_agent_rollup WHERE agent_id = p.agent_id AND bucket >= $1 AND bucket < $2 OFFSET 0) r"""
+_AGENT_SQL = (
+    _AGENT_AGG.format(rollups=_ALL_ROLLUPS, open_states=_OPEN_STATES, state_sums=_STATE_SUMS)
+    + "SELECT * FROM agg ORDER BY 1, 2"
+)
+
+# The same figures as `agent_report`'s loop below, built by PostgreSQL as one JSON array (a page of agents,
+# ordered by agent then interval): rounding to the millisecond first, so occupancy is computed from the
+# rounded seconds exactly as the loop does; a state under half a millisecond is left out.
+_ROUNDED = ", ".join(
+    f"CASE WHEN {s}_s > 5e-4 THEN round({s}_s::numeric, 3)::float8 END AS {s}" for s in STATES
+)
+_AGENT_JSON_SQL = (
+    _AGENT_AGG.format(rollups=_PAGE_ROLLUPS, open_states=_OPEN_STATES, state_sums=_STATE_SUMS)
+    + """, rounded AS (
+    SELECT bucket, agent_id, handled, handle_sum, wrapped, transfers, {rounded} FROM agg
+), fig AS (
+    SELECT *, coalesce(on_contact, 0) + coalesce(wrap_up, 0) AS busy FROM rounded
+    WHERE handled <> 0 OR {any_state}
+)
+SELECT coalesce(json_agg(json_build_object(
+    'interval_start', bucket, 'agent_id', agent_id, 'handled', handled,
+    'aht_s', CASE WHEN wrapped <> 0 THEN round((handle_sum / wrapped)::numeric, 3)::float8 END,
+    'transfers', transfers,
+    'state_seconds', json_strip_nulls(json_build_object({state_pairs})),
+    'occupancy', CASE WHEN busy + coalesce(available, 0) + coalesce(reserved, 0) > 0
+                      THEN busy / (busy + coalesce(available, 0) + coalesce(reserved, 0)) END
+) ORDER BY agent_id, bucket), '[]')::text FROM fig
+""".format(
+        rounded=_ROUNDED,
+        any_state=" OR ".join(f"{s} IS NOT NULL" for s in STATES),
+        state_pairs=", ".join(f"'{s}', {s}" for s in STATES),
+    )
+)
+
+AGENT_PAGE_DEFAULT = 500
+AGENT_PAGE_MAX = 2000
+
+# A page's agents: the first `limit + 1` ids after the cursor ($3) that have rollups in the range or an open
+# state over it. The rollups' agents are walked in id order one index seek at a time (a DISTINCT over the
+# range would read the whole day's rows for every page); each step's second seek asks whether the agent has
+# a bucket in the range. The walk stops once `limit + 1` are found, so a page costs its own agents.
+_PAGE_AGENTS_SQL = """
+WITH RECURSIVE walk(agent_id, hit, hits) AS (
+    SELECT $3::text, false, 0
+  UNION ALL
+    SELECT n.agent_id, n.hit, w.hits + n.hit::int FROM walk w, LATERAL (
+        SELECT m.agent_id, coalesce((SELECT true FROM rpt_agent_rollup r
+                                     WHERE r.agent_id = m.agent_id AND r.bucket >= $1 AND r.bucket < $2
+                                     LIMIT 1), false) AS hit
+        FROM (SELECT min(r.agent_id) AS agent_id FROM rpt_agent_rollup r WHERE r.agent_id > w.agent_id) m
+        WHERE m.agent_id IS NOT NULL
+    ) n
+    WHERE w.hits <= $4
+), open AS (
+    SELECT agent_id FROM rpt_agent_now
+    WHERE agent_id > $3 AND at < least($2::timestamptz, $5::timestamptz)
+      AND $1 < least($2::timestamptz, $5::timestamptz) AND state = ANY($6::text[])
+    ORDER BY agent_id LIMIT $4 + 1
+)
+SELECT agent_id FROM walk WHERE hit UNION SELECT agent_id FROM open ORDER BY agent_id LIMIT $4 + 1
+"""
+
+AGENT_FORMULA = {
+    "aht": "(talk + hold + wrap-up) / contacts wrapped up",
+    "occupancy": "(on_contact + wrap_up) / (available + reserved + on_contact + wrap_up)",
+}
 
 
 async def agent_report(
@@ -252,17 +330,13 @@ async def agent_report(
     agent_ids: list[str] | None = None,
 ) -> dict[str, Any]:
     """Per agent and interval: handled, AHT (talk + hold + wrap-up), time per state, occupancy =
-    (on contact + wrap-up) / (available + reserved + on contact + wrap-up)."""
+    (on contact + wrap-up) / (available + reserved + on contact + wrap-up). Every agent at once, as
+    Python rows (the site report sums them); the API serves `agent_page`."""
     zone = zone or await tenant_zone(conn)
     _check(start, end, interval, zone)
     await conn.execute("SET LOCAL work_mem = '64MB'")  # the aggregate stays in memory
-    sql = _AGENT_SQL.format(
-        states=", ".join(f"{s}_s" for s in STATES),
-        open_states=_OPEN_STATES,
-        state_sums=_STATE_SUMS,
-    )
     records = await conn.fetch(
-        sql, _aligned(start), end, agent_ids, now, list(STATES), *intervals(start, end, interval, zone)
+        _AGENT_SQL, _aligned(start), end, agent_ids, now, list(STATES), *intervals(start, end, interval, zone)
     )
     # Ten thousand agents a day make 170,000 rows: this loop is most of the report's time, hence the
     # positional unpacking (columns as selected: bucket, agent, 5 sums, then STATES in order).
@@ -285,16 +359,65 @@ async def agent_report(
             }
         )
     return {
-        "formula": {
-            "aht": "(talk + hold + wrap-up) / contacts wrapped up",
-            "occupancy": "(on_contact + wrap_up) / (available + reserved + on_contact + wrap_up)",
-        },
+        "formula": AGENT_FORMULA,
         "from": start,
         "to": end,
         "interval": interval,
         "timezone": zone,
         "rows": rows,
     }
+
+
+async def agent_page(
+    conn: asyncpg.Connection,
+    start: datetime,
+    end: datetime,
+    interval: str,
+    *,
+    now: datetime,
+    zone: str | None = None,
+    agent_ids: list[str] | None = None,
+    cursor: str | None = None,
+    limit: int = AGENT_PAGE_DEFAULT,
+) -> tuple[dict[str, Any], str]:
+    """One page of the agent report (docs/reporting.md, "Agent report pages"): up to `limit` agents after
+    `cursor` in id order, each with all its intervals. Returns the report's head (formula, range, zone, and
+    `page`: limit, agents, next_cursor or None on the last page) and its rows as one JSON array built by
+    PostgreSQL, ordered by agent then interval; the same figures as `agent_report`."""
+    zone = zone or await tenant_zone(conn)
+    _check(start, end, interval, zone)
+    if not 1 <= limit <= AGENT_PAGE_MAX:
+        raise ReportError(f"limit: a page holds 1 to {AGENT_PAGE_MAX} agents")
+    after = cursor or ""
+    if agent_ids is not None:
+        agents = sorted({a for a in agent_ids if a > after})[: limit + 1]
+    else:
+        agents = [
+            r["agent_id"]
+            for r in await conn.fetch(_PAGE_AGENTS_SQL, _aligned(start), end, after, limit, now, list(STATES))
+        ]
+    page, more = agents[:limit], len(agents) > limit
+    rows = "[]"
+    if page:
+        await conn.execute("SET LOCAL work_mem = '64MB'; SET LOCAL TimeZone = 'UTC'")
+        rows = await conn.fetchval(
+            _AGENT_JSON_SQL,
+            _aligned(start),
+            end,
+            page,
+            now,
+            list(STATES),
+            *intervals(start, end, interval, zone),
+        )
+    head = {
+        "formula": AGENT_FORMULA,
+        "from": start,
+        "to": end,
+        "interval": interval,
+        "timezone": zone,
+        "page": {"limit": limit, "agents": len(page), "next_cursor": page[-1] if more else None},
+    }
+    return head, rows
 
 
 _IVR_SQL = """

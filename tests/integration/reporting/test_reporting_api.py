@@ -20,7 +20,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 import switchboard
-from reporting_harness import T0, scenario
+from reporting_harness import T0, contact_events, scenario
 from switchboard import staffing
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
@@ -258,4 +258,47 @@ async def test_cli_staffing_needs_beside_logged_in(api_server: str, pool: asyncp
     assert table.returncode == 0 and "09:00" in table.stdout and "NEEDED" in table.stdout
     missing = run_cli(api_server, a.api_key or "", "staffing", "--queue", "nope", "--date", "2026-09-21")
     assert missing.returncode == 1 and "no queue named" in missing.stderr
+    a.close()
+
+
+async def test_agent_report_comes_in_pages_over_the_api_sdk_and_cli(
+    api_server: str, pool: asyncpg.Pool
+) -> None:
+    a, tenant_a, queue_a = new_tenant(api_server)
+    agents = [f"agent-{i}" for i in range(5)]
+    events = [
+        e
+        for i, agent in enumerate(agents)
+        for e in contact_events(
+            tenant_a, queue_a, T0 + 60 * i, answer_after=3.0, abandon_after=None, agent_id=agent
+        )
+    ]
+    await FactStore(pool).write(tenant_a, events)
+    period = {"start": "2026-09-21T09:00:00Z", "end": "2026-09-21T10:00:00Z", "interval": "30m"}
+
+    first = a.reports.agents(**period, limit=2)
+    assert first["page"] == {"limit": 2, "agents": 2, "next_cursor": "agent-1"}
+    assert [r["agent_id"] for r in first["rows"]] == ["agent-0", "agent-1"]
+    assert "occupancy" in first["formula"] and first["rows"][0]["handled"] == 1
+    pages = list(a.reports.agent_pages(**period, limit=2))
+    assert [p["page"]["agents"] for p in pages] == [2, 2, 1] and pages[-1]["page"]["next_cursor"] is None
+    assert [r["agent_id"] for p in pages for r in p["rows"]] == agents
+    assert a.reports.agents(**period)["page"]["limit"] == 500  # the default page
+    for bad in (0, 2001):
+        with pytest.raises(switchboard.ApiError) as refused:
+            a.reports.agents(**period, limit=bad)
+        assert refused.value.status == 422 and "limit" in refused.value.message
+
+    key = a.api_key or ""
+    cli_period = ["--from", "2026-09-21T09:00Z", "--to", "2026-09-21T10:00Z"]
+    streamed = run_cli(
+        api_server, key, "report", "agents", *cli_period, "--format", "csv", "--page-size", "2"
+    )
+    assert streamed.returncode == 0, streamed.stderr
+    lines = streamed.stdout.strip().splitlines()
+    assert lines[0].startswith("interval_start,agent_id,handled")
+    assert [line.split(",")[1] for line in lines[1:]] == agents  # every page, one header
+    whole = run_cli(api_server, key, "report", "agents", *cli_period, "--page-size", "3", "--json")
+    assert [r["agent_id"] for r in json.loads(whole.stdout)["rows"]] == agents
+    assert "page" not in json.loads(whole.stdout)
     a.close()

@@ -376,3 +376,58 @@ async def test_ingesters_meeting_a_new_month_together_all_go_on(infra) -> None: 
             for c in conns:
                 await c.close()
         month = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+
+
+async def test_agent_report_pages_hold_every_agent_once_with_the_same_figures(pool: asyncpg.Pool) -> None:
+    """The paged agent report (PostgreSQL builds each page's JSON) walks every agent once, in id order,
+    with exactly the figures of the one-piece report: agents with contacts and states in the range, one
+    whose only state opened before the range and is still open, none from outside the range."""
+    tenant_id, queue_id = await make_tenant(pool)
+    events: list[Event] = []
+    agents = [f"ag{i:02d}" for i in range(23)]
+    for i, agent in enumerate(agents):
+        at = T0 + 17 * i
+        events += contact_events(
+            tenant_id, queue_id, at, answer_after=4.0, abandon_after=None, agent_id=agent
+        )
+        for offset, state in [(-300, "available"), (4, "on_contact"), (84, "wrap_up"), (104 + i, "away")]:
+            events.append(
+                ev.AgentStateChanged(tenant_id=tenant_id, ts=at + offset, agent_id=agent, old="", new=state)
+            )
+    # Available since the day before, never changed: only its open state puts it in the report.
+    events.append(
+        ev.AgentStateChanged(tenant_id=tenant_id, ts=T0 - 86400, agent_id="ag05x", old="", new="available")
+    )
+    # Busy only on another day: in no page.
+    events += contact_events(
+        tenant_id, queue_id, T0 + 3 * 86400, answer_after=2.0, abandon_after=None, agent_id="ag99"
+    )
+    await FactStore(pool).write(tenant_id, events)
+    start, end, now = (
+        datetime.fromtimestamp(T0 - 3600, UTC),
+        datetime.fromtimestamp(T0 + 7200, UTC),
+        datetime.fromtimestamp(T0 + 5400, UTC),
+    )
+    async with db.tenant_tx(pool, tenant_id, readonly=True) as conn:
+        whole = await queries.agent_report(conn, start, end, "15m", now=now)
+        pages, cursor = [], None
+        while True:
+            head, rows = await queries.agent_page(conn, start, end, "15m", now=now, cursor=cursor, limit=7)
+            pages.append((head["page"], json.loads(rows)))
+            cursor = head["page"]["next_cursor"]
+            if cursor is None:
+                break
+        only, _ = await queries.agent_page(
+            conn, start, end, "15m", now=now, agent_ids=["ag03", "ag01"], limit=1
+        )
+        with pytest.raises(queries.ReportError):
+            await queries.agent_page(conn, start, end, "15m", now=now, limit=queries.AGENT_PAGE_MAX + 1)
+    assert [p["agents"] for p, _ in pages] == [7, 7, 7, 3]
+    paged = [row for _, rows in pages for row in rows]
+    seen = [row["agent_id"] for row in paged]
+    assert seen == sorted(seen) and sorted(set(seen)) == sorted([*agents, "ag05x"])
+    expected = sorted(whole["rows"], key=lambda r: (r["agent_id"], r["interval_start"]))
+    for row in paged:
+        row["interval_start"] = datetime.fromisoformat(row["interval_start"])
+    assert paged == expected
+    assert only["page"] == {"limit": 1, "agents": 1, "next_cursor": "ag01"}
