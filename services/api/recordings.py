@@ -44,7 +44,7 @@ from .crud import IdParam, path_id
 from .deps import ApiDep, CallerDep, MutationDep, TenantConnDep
 from .mutations import Outcome
 from .pagination import DEFAULT_LIMIT, CursorParam, LimitParam, decode_cursor, page_of
-from .problems import READ_ERRORS, WRITE_ERRORS, Problem, conflict, not_found
+from .problems import DELETE_RESPONSES, READ_ERRORS, WRITE_ERRORS, Problem, conflict, not_found
 from .queries import recordings as sql
 from .state import ApiState
 from .validation import check_text
@@ -333,7 +333,13 @@ class RecordingController(Controller):
 
         return await mutation.run(work)
 
-    @delete("/{recording_id:str}", guards=[admin_only], responses=WRITE_ERRORS, summary="Delete a recording")
+    @delete(
+        "/{recording_id:str}",
+        status_code=204,
+        guards=[admin_only],
+        responses=DELETE_RESPONSES,
+        summary="Delete a recording",
+    )
     async def delete_recording(
         self, mutation: MutationDep, api: ApiDep, recording_id: IdParam
     ) -> Response[None]:
