@@ -11,6 +11,7 @@ import msgspec
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import ParameterKwarg
 
 from services.kernel.log import get_logger
 
@@ -186,7 +187,21 @@ def validation_problem(message: str) -> Problem:
     return Problem(422, f"{error.field}: {error.message}", errors=[error])
 
 
-def _from_validation_exception(exc: ValidationException) -> Problem:
+def _sent_names(request: Request[Any, Any, Any]) -> dict[str, str]:
+    """A parameter's name as the client sends it (`from`) by its Python name (`start`): Litestar's
+    validation errors name the latter, which the client never wrote."""
+    handler = request.scope.get("route_handler")
+    parameters = getattr(getattr(handler, "parsed_fn_signature", None), "parameters", None) or {}
+    names: dict[str, str] = {}
+    for name, parameter in parameters.items():
+        kwarg = parameter.kwarg_definition
+        sent = getattr(kwarg, "name", None) if isinstance(kwarg, ParameterKwarg) else None
+        if isinstance(sent, str) and sent and sent != name:
+            names[name] = sent
+    return names
+
+
+def _from_validation_exception(exc: ValidationException, sent: dict[str, str] | None = None) -> Problem:
     detail = str(exc.detail or "")
     extra = exc.extra if isinstance(exc.extra, list) else []
     lowered = detail.lower()
@@ -197,7 +212,9 @@ def _from_validation_exception(exc: ValidationException) -> Problem:
         if isinstance(item, dict):
             message = str(item.get("message", "invalid value"))
             key = item.get("key")
-            errors.append(_field_error(message, str(key) if key is not None else None))
+            names = (sent or {}) if item.get("source") != "body" else {}
+            field = None if key is None else names.get(str(key), str(key))
+            errors.append(_field_error(message, field))
     if not errors:
         errors.append(_field_error(detail or "invalid value", None))
     summary = "; ".join(f"{e.field}: {e.message}" for e in errors)
@@ -245,13 +262,13 @@ def _handle_problem(_: Request[Any, Any, Any], exc: Problem) -> Response[Any]:
     return problem_response(exc)
 
 
-def _handle_validation(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
-    return problem_response(_from_validation_exception(exc))
+def _handle_validation(request: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    return problem_response(_from_validation_exception(exc, _sent_names(request)))
 
 
-def _handle_http(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+def _handle_http(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if isinstance(exc, ValidationException):
-        return problem_response(_from_validation_exception(exc))
+        return problem_response(_from_validation_exception(exc, _sent_names(request)))
     return problem_response(_from_http_exception(exc))
 
 

@@ -373,7 +373,7 @@ def feed_message(event: Event) -> dict[str, Any]:
                 "previous": event.old,
                 "reason": event.reason,
             }
-    fields = msgspec.structs.asdict(event)  # type: ignore[arg-type]
+    fields = msgspec.structs.asdict(event)
     return base | {
         "type": "contact",
         "event": event.name,

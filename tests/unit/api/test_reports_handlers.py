@@ -19,7 +19,7 @@ QUEUE = "00000000-0000-0000-0000-000000000001"
     [
         ("from=2026-01-02T00:00:00Z&to=2026-01-01T00:00:00Z", "to"),
         ("from=2024-01-01T00:00:00Z&to=2026-01-01T00:00:00Z", "from"),
-        ("from=monday", "datetime"),
+        ("from=monday", "from: "),  # the name the client sent, not the handler's (start)
         ("interval=" + "x" * 9, "interval"),
     ],
 )
@@ -42,6 +42,12 @@ def test_a_bad_report_range_is_refused_before_a_read(kind: str, query: str, fiel
 def test_a_bad_forecast_is_refused_before_a_read(query: str, field: str) -> None:
     with harness(ReportController) as h:
         assert field in str(problem(h.client.get(f"/v1/reports/forecast?queue={QUEUE}&{query}"), 422))
+
+
+def test_a_bad_first_day_is_named_as_sent() -> None:
+    with harness(ReportController) as h:
+        answer = problem(h.client.get(f"/v1/reports/forecast?queue={QUEUE}&from=2026-13-01"), 422)
+        assert answer["detail"].startswith("from: ") and answer["errors"][0]["field"] == "from"
 
 
 def test_a_forecast_names_its_queue() -> None:
