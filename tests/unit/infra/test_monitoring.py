@@ -9,6 +9,7 @@ from pathlib import Path
 
 # Imported for their side effect: they register the platform gauges, the request metrics and every
 # process's own figures (the bus, leases, routing, media), which the API re-exports.
+import services.api.app
 import services.api.health
 import services.api.metrics
 import services.kernel.partitioned
