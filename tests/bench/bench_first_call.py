@@ -51,9 +51,23 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from services.runtime.embedded import die_with_parent  # noqa: E402
+
 CALLER_HZ = 600.0
 AUDIO_RMS = 1000.0  # the caller's tone decodes at ~5,600 RMS; silence and comfort noise stay far below
 TALK_S = 1.0
+
+
+MAX_RUNS = 3
+AGREE = 0.10  # two runs agree when their platform CPU per call differ by at most 10 % of the smaller
+
+
+def _agreed(values: list[float]) -> bool:
+    return len(values) >= 2 and abs(values[-1] - values[-2]) <= AGREE * min(values[-2:])
+
+
+def _spread_pct(values: list[float]) -> float:
+    return 100.0 * (max(values) - min(values)) / min(values) if len(values) > 1 and min(values) > 0 else 0.0
 
 
 def pct(values: list[float], q: float) -> float:
@@ -606,8 +620,11 @@ def orchestrate(args: argparse.Namespace) -> None:
     agent_procs: list[subprocess.Popen[bytes]] = []
     started_at = time.time()
     load_before = os.getloadavg()
+    # SIGTERM (a time budget's `timeout`) unwinds through the `finally` below like Ctrl-C; PostgreSQL runs as
+    # our supervised child and every process we start dies with us, so even a kill -9 leaves nothing behind.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:
-        pg.start()
+        pg.start(supervised=True)
         nats_server.start()
 
         async def prepare() -> None:
@@ -652,6 +669,7 @@ def orchestrate(args: argparse.Namespace) -> None:
             procs[name] = subprocess.Popen(
                 cmd,
                 cwd=ROOT,
+                preexec_fn=die_with_parent(),
                 env={**env, "SB_SERVICE_NAME": name},
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -703,6 +721,7 @@ def orchestrate(args: argparse.Namespace) -> None:
                         str(args.jitter_prefetch),
                     ],
                     cwd=ROOT,
+                    preexec_fn=die_with_parent(),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )
@@ -811,6 +830,7 @@ def _callers(
             *extra,
         ],
         cwd=ROOT,
+        preexec_fn=die_with_parent(),
     )
 
 
@@ -882,9 +902,12 @@ async def phases(
 
     steps: list[dict[str, Any]] = []
     best = 0.0
-    for i, rate in enumerate(rates):
+    seen_box = [seen]
+
+    async def run_rate(i: int, rate: float, run: int) -> dict[str, Any]:
+        seen = seen_box[0]
         n = max(1, int(rate * step_s))
-        out = data_dir / f"callers-{i}.jsonl"
+        out = data_dir / f"callers-{i}-{run}.jsonl"
         cpu0 = cpu_now()
         t0 = time.monotonic()
         proc = _callers(
@@ -892,7 +915,7 @@ async def phases(
             out,
             sip_port,
             tenant.number,
-            ["--calls", str(n), "--rate", str(rate), "--seed", str(10 + i), "--timeout", "30"],
+            ["--calls", str(n), "--rate", str(rate), "--seed", str(10 + i + 100 * run), "--timeout", "30"],
         )
         await _wait_proc(proc, step_s + 90)
         wall = time.monotonic() - t0
@@ -903,7 +926,7 @@ async def phases(
             await asyncio.sleep(0.2)
         await asyncio.sleep(0.5)
         recs = sorted(agent_recs(), key=lambda r: r.get("t_offer_rx") or 0)
-        step_recs, seen = recs[seen:], len(recs)
+        step_recs, seen_box[0] = recs[seen:], len(recs)
         lines = read_lines(out)
         calls = [c for c in lines if "caller" in c]
         callers_cpu = sum(c["cpu_s"] for c in lines if "cpu_s" in c)
@@ -940,9 +963,8 @@ async def phases(
             "generators_cpu_ms_per_call": 1000 * generators / max(1, len(calls)),
             "load1": os.getloadavg()[0],
         }
-        steps.append(step)
         print(
-            f"  {rate:5.1f} calls/s x {step_s:.0f} s: {len(calls)} calls, {failures} failed;"
+            f"  {rate:5.1f} calls/s x {step_s:.0f} s (run {run + 1}): {len(calls)} calls, {failures} failed;"
             f" offer p95 {step['offer_p95']:.0f} ms, accept->audio p95 {step['accept_audio_p95']:.0f} ms;"
             f" CPU (cores) "
             + " ".join(f"{k} {v:.2f}" for k, v in cpu.items())
@@ -952,9 +974,29 @@ async def phases(
             f"    CPU per call: platform {step['platform_cpu_ms_per_call']:.0f} ms (services, NATS, PostgreSQL),"
             f" load generators {step['generators_cpu_ms_per_call']:.0f} ms"
         )
-        if failures:
-            for e in step["errors"]:
-                print(f"    {e}")
+        for e in step["errors"] if failures else []:
+            print(f"    {e}")
+        return step
+
+    for i, rate in enumerate(rates):
+        # A passing rate runs again until two runs agree within AGREE on platform CPU per call (at most
+        # MAX_RUNS, every run must pass); the step keeps the last run, with the runs and their spread.
+        runs = [await run_rate(i, rate, 0)]
+        per_call = [runs[0]["platform_cpu_ms_per_call"]]
+        while not runs[-1]["failures"] and len(runs) < MAX_RUNS and not _agreed(per_call):
+            runs.append(await run_rate(i, rate, len(runs)))
+            per_call.append(runs[-1]["platform_cpu_ms_per_call"])
+        step = runs[-1]
+        step["cpu_runs_ms_per_call"] = per_call
+        step["cpu_spread_pct"] = _spread_pct(per_call)
+        if len(runs) >= 2 and not step["failures"]:
+            step["platform_cpu_ms_per_call"] = sum(per_call[-2:]) / 2
+        steps.append(step)
+        print(
+            f"    {rate:.1f} calls/s: platform CPU per call over {len(runs)} runs "
+            f"({', '.join(f'{v:.0f}' for v in per_call)} ms; spread {step['cpu_spread_pct']:.0f} %)"
+        )
+        if step["failures"]:
             break
         best = rate
     await watcher.close()
