@@ -375,10 +375,8 @@ class MediaService:
             edge.emit(call.stop(now))
             return Reply(ok=True)
         if isinstance(command, ev.MediaHold | ev.MediaUnhold):
-            ok = edge.reinvite(leg, hold=isinstance(command, ev.MediaHold))
-            return Reply(
-                ok=ok, error=None if ok else "the call is not answered", code=None if ok else "state"
-            )
+            error = edge.reinvite(leg, hold=isinstance(command, ev.MediaHold))
+            return Reply(ok=error is None, error=error, code=None if error is None else "state")
         if isinstance(command, ev.MediaRecord):
             return self._record(leg, command)
         return await self._prompt_command(call, command)

@@ -364,10 +364,10 @@ def live_calls(edge: object, webrtc: object, *, with_byes: bool = False) -> list
         call = leg.call
         if leg.dialog is not None:
             sip_call_id = leg.dialog.id.call_id
-        elif leg.invite is not None:
-            sip_call_id = leg.invite.headers.get("Call-ID") or ""
+        elif leg.core.invite is not None:
+            sip_call_id = leg.core.invite.headers.get("Call-ID") or ""
         else:
-            sip_call_id = leg.out_call_id
+            sip_call_id = leg.core.target.call_id if leg.core.target is not None else ""
         answered = wall_now - (loop_now - call.answered_at) if call.answered_at is not None else None
         bye = _lost_bye(leg.dialog) if with_byes and leg.dialog is not None and answered is not None else ""
         out.append(

@@ -1,8 +1,11 @@
-"""The SIP edge: UDP and TCP sockets bound to the sans-IO transaction layer and dialogs, and the UA core
-that turns requests into calls (tenant lookup, limits, trunk auth, SDP, RTP sessions).
+"""The SIP edge: UDP and TCP sockets bound to the sans-IO cores, and the actions of those cores carried out.
 
-One `loop.call_at` timer serves the transaction layer and every 2xx retransmitter. Every entry point
-catches everything: no input, however broken, may raise out of the transport or stall other calls.
+The transaction layer (sip/transaction.py) gets every message; a new INVITE goes to its set-up core
+(ua/setup.py), everything after it to the leg's dialog core (ua/dialog_core.py): the edge only looks
+the leg up, passes `now` and whether the INVITE still waits for an answer, and carries out the actions
+(`run`). One `loop.call_at` timer serves the transaction layer; each leg's own timers (ring-no-answer, the
+2xx retransmission) are `loop.call_at` handles armed and cancelled by its core. Every entry point catches
+everything: no input, however broken, may raise out of the transport or stall other calls.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import functools
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from services.kernel.events import CallArrived, CallRefused
 from services.kernel.log import get_logger
@@ -22,12 +25,13 @@ from services.media import sip
 from services.media.prompts import PromptError, PromptStore
 from services.media.rtp.g711 import G711
 from services.media.rtp.session import MediaClock, PortPool, RtpSession
-from services.media.sip import session_timer
+from services.media.ua import dialog_core as core
 from services.media.ua import outbound, requests
 from services.media.ua import setup as setup_core
 from services.media.ua.admission import AdmissionController
 from services.media.ua.call import Call, CallState
-from services.media.ua.leg import ALLOW, EdgeConfig, Leg
+from services.media.ua.dialog_core import DialogCore, LegConfig, LegTimer
+from services.media.ua.leg import EdgeConfig, Leg
 from services.media.ua.publisher import EventPublisher
 from services.media.ua.ratelimit import SourceLimiter
 from services.media.ua.setup import InviteSetup, SetupConfig
@@ -68,6 +72,9 @@ class SipEdge:
             max_calls=config.max_calls,
             min_se=config.min_se,
         )
+        self.leg_config = LegConfig(
+            host=config.host, timers=config.timers, no_answer_timeout=config.no_answer_timeout
+        )
         self.dialogs = sip.DialogTable()
         self.limiter = SourceLimiter(
             rate=config.rate, burst=config.burst, ban_after=config.ban_after, ban_seconds=config.ban_seconds
@@ -79,7 +86,6 @@ class SipEdge:
         self.by_invite: dict[sip.TransactionKey, Leg] = {}
         self.by_client: dict[sip.TransactionKey, Leg] = {}
         self.pending: dict[sip.TransactionKey, Peer] = {}
-        self.awaiting_ack: dict[uuid.UUID, Leg] = {}  # legs whose 2xx is retransmitted until the ACK
         # Calls per tenant, shared with the other media processes once attached to the bus (app.main).
         self.slots = Slots()
         self.address = sip.LocalAddress(config.host, config.port, "UDP")
@@ -162,24 +168,16 @@ class SipEdge:
             self._response(action.key, action.response)
         elif isinstance(action, sip.TimedOut | sip.TransportError):
             leg = self.by_client.pop(action.key, None)
-            if leg is not None and leg.outbound and leg.call.state is CallState.RINGING:
-                self.finish(leg, "no_answer", 408)
-            elif leg is not None and action.request.method == "BYE":
-                self.finish(leg, "normal_clearing")
+            if leg is not None:
+                self.run(leg, leg.core.timed_out(action.request.method, self.now()))
         elif isinstance(action, sip.TransactionTerminated):
             self.by_invite.pop(action.key, None)
             self.pending.pop(action.key, None)
 
     def arm(self) -> None:
-        deadlines = [d for d in (self.layer.next_timer(),) if d is not None]
-        for leg in self.awaiting_ack.values():  # not every leg: this runs for every message
-            if leg.ok is not None:
-                d = leg.ok.next_timer()
-                if d is not None:
-                    deadlines.append(d)
-        if not deadlines:
+        at = self.layer.next_timer()
+        if at is None:
             return
-        at = min(deadlines)
         if self._timer is not None and self._timer_at is not None and self._timer_at <= at:
             return
         if self._timer is not None:
@@ -193,16 +191,6 @@ class SipEdge:
         now = self.now()
         try:
             self.carry_out(self.layer.handle_timer(now))
-            for leg in list(self.awaiting_ack.values()):
-                ok = leg.ok
-                if ok is None:
-                    self.awaiting_ack.pop(leg.call.call_id, None)
-                    continue
-                for response in ok.handle_timer(now):
-                    self.send(response, leg.peer)
-                if ok.timed_out:
-                    leg.ok = None
-                    self.hangup(leg, "ack_timeout")
         except Exception:
             log.exception("sip_timer_failed")
         self.arm()
@@ -271,46 +259,16 @@ class SipEdge:
             self._spawn(self._new_call(key, request, peer))
             return
         leg = self.by_dialog.get(dialog.id)
-        problem = dialog.receive_request(request)
-        if problem is not None or leg is None:
-            self._respond(key, request, problem or 481, peer)
+        if leg is None:
+            self._respond(key, request, 481, peer)
             return
-        if method == "BYE":
-            self._respond(key, request, 200, peer)
-            self.finish(leg, "remote_bye")
-        elif method == "INFO":
-            self._info(key, request, peer, leg)
-        else:
-            self._reinvite(key, request, peer, leg)
+        self.run(leg, leg.core.request(key, request, self.now()), peer)
 
     def _ack(self, request: sip.SipRequest) -> None:
         dialog = self.dialogs.match_request(request)
-        if dialog is None:
-            return
-        leg = self.by_dialog.get(dialog.id)
-        if leg is None:
-            return
-        if leg.ok is not None:
-            leg.ok.ack_received()
-            leg.ok = None
-            self.awaiting_ack.pop(leg.call.call_id, None)
-        if leg.late_offer is not None:
-            self._late_answer(leg, request)
-
-    def _late_answer(self, leg: Leg, ack: sip.SipRequest) -> None:
-        """Late offer (RFC 3261 13.2.1): our offer went in the 200 OK, the answer comes in the ACK."""
-        offer, leg.late_offer = leg.late_offer, None
-        assert offer is not None
-        media: sip.NegotiatedMedia | sip.Rejection | None = None
-        if ack.body and ack.content_type == "application/sdp":
-            try:
-                media = sip.accept_answer(offer, sip.parse_sdp(ack.body))
-            except sip.SipParseError:
-                media = None
-        if not isinstance(media, sip.NegotiatedMedia) or leg.rtp is None:
-            self.hangup(leg, "media_rejected")  # no usable answer: the only way out is BYE
-            return
-        self.apply_media(leg, media)
+        leg = self.by_dialog.get(dialog.id) if dialog is not None else None
+        if leg is not None:
+            self.run(leg, leg.core.ack(request, self.now()))
 
     def _cancel(self, key: sip.TransactionKey | None, request: sip.SipRequest, peer: Peer) -> None:
         invite_key = self.layer.find_invite(request, peer)
@@ -321,31 +279,13 @@ class SipEdge:
         self._respond(key, request, 200, peer)
         if txn.state is not sip.State.PROCEEDING:
             return  # a final response went out already: CANCEL has no effect (§9.2)
-        leg = self.by_invite.get(invite_key)
-        invite = txn.request
-        to_tag = leg.to_tag if leg is not None else sip.new_tag()
-        self.carry_out(
-            self.layer.send_response(invite_key, sip.make_response(invite, 487, to_tag=to_tag), self.now())
-        )
         self.pending.pop(invite_key, None)
+        leg = self.by_invite.get(invite_key)
         if leg is not None:
-            leg.final_sent = True
-            self.finish(leg, "cancelled", 487)
-
-    def _info(self, key: sip.TransactionKey | None, request: sip.SipRequest, peer: Peer, leg: Leg) -> None:
-        ctype = request.content_type
-        if not request.body:
-            self._respond(key, request, 200, peer)
-            return
-        if ctype not in requests.DTMF_INFO_TYPES:
-            self._respond(key, request, 415, peer, headers=[("Accept", ", ".join(requests.DTMF_INFO_TYPES))])
-            return
-        digit = requests.info_digit(ctype, request.body)
-        if digit is None:
-            self._respond(key, request, 400, peer, reason="Bad Request (no DTMF digit in the body)")
-            return
-        self._respond(key, request, 200, peer)
-        self.emit(leg.call.digit(digit, "info", self.now()))
+            self.run(leg, leg.core.reject(487, "cancelled", self.now(), pending=True))
+        else:  # still being set up: no leg, no dialog yet (set-up notices it is no longer pending)
+            response = sip.make_response(txn.request, 487, to_tag=sip.new_tag())
+            self.carry_out(self.layer.send_response(invite_key, response, self.now()))
 
     # --- inbound INVITE ---
 
@@ -409,18 +349,21 @@ class SipEdge:
                 case setup_core.Ring(ringing, dialog, timer):
                     assert setup.route is not None
                     call = Call(call_id=uuid.uuid4(), tenant_id=setup.route.tenant_id, created_at=time.time())
-                    leg = Leg(
-                        call=call,
-                        peer=peer,
+                    dialog_core = DialogCore(
+                        call,
+                        self.leg_config,
+                        outbound=False,
+                        reliable=peer[0] == "tcp",
+                        contact=self.contact(peer),
+                        address=self.local(peer),
+                        session_id=setup.session_id,
+                        to_tag=setup.to_tag,
                         invite=invite,
                         invite_key=key,
-                        route=setup.route,
-                        reliable=peer[0] == "tcp",
-                        to_tag=setup.to_tag,
-                        session_id=setup.session_id,
-                        session_timer=timer,
                         dialog=dialog,
+                        session_timer=timer,
                     )
+                    leg = Leg(call=call, peer=peer, core=dialog_core, route=setup.route)
                     self.legs[call.call_id] = leg
                     self.leg_started(leg)
                     self.by_invite[key] = leg
@@ -437,7 +380,7 @@ class SipEdge:
                     )
                 case setup_core.Reject(status, cause):
                     assert leg is not None
-                    self._reject(leg, status, cause)
+                    self.run(leg, leg.core.reject(status, cause, self.now(), pending=self._ringing(leg)))
                 case setup_core.CloseRtp(finish):
                     assert leg is not None and rtp is not None
                     self._release_rtp(leg, rtp)  # cancelled while the sockets were opening
@@ -451,7 +394,7 @@ class SipEdge:
                     await self._play_unrouted(leg, setup.number or "")
                 case setup_core.AwaitAnswer():
                     assert leg is not None
-                    self._spawn(self._no_answer_guard(leg))
+                    self.run(leg, leg.core.await_answer(self.now()))
             actions = follow + actions
 
     def _announce(
@@ -459,13 +402,8 @@ class SipEdge:
     ) -> None:
         """The call is set up: its media, then call.arrived."""
         leg.rtp = rtp
-        if isinstance(answer, sip.Answer):
-            self.apply_media(leg, answer.media)
-            leg.answer_sdp = bytes(answer.sdp)
-        else:
-            leg.late_offer = answer
-            leg.answer_sdp = bytes(answer)
-        invite, route, call = leg.invite, leg.route, leg.call
+        self.run(leg, leg.core.media_ready(rtp.port, answer, self.now()))
+        invite, route, call = leg.core.invite, leg.route, leg.call
         assert invite is not None and route is not None
         self.emit(
             [
@@ -530,25 +468,6 @@ class SipEdge:
             ]
         )
 
-    async def _no_answer_guard(self, leg: Leg) -> None:
-        await asyncio.sleep(self.config.no_answer_timeout)
-        if leg.call.state is CallState.RINGING and not leg.final_sent and leg.invite_key is not None:
-            self._reject(leg, 480, "no_answer")
-
-    def _reject(self, leg: Leg, status: int, cause: str) -> None:
-        if (
-            leg.invite is not None
-            and leg.invite_key is not None
-            and self.layer.state(leg.invite_key) is sip.State.PROCEEDING
-        ):
-            self.carry_out(
-                self.layer.send_response(
-                    leg.invite_key, sip.make_response(leg.invite, status, to_tag=leg.to_tag), self.now()
-                )
-            )
-        leg.final_sent = True
-        self.finish(leg, cause, status)
-
     async def open_rtp(self, leg: Leg, port: int | None = None) -> RtpSession | None:
         """RTP/RTCP sockets on `port` (already taken from the pool) or the next free pair; a pair that
         another process holds is skipped."""
@@ -579,18 +498,25 @@ class SipEdge:
         rtp.close()
         self.ports.release(rtp.port)
 
-    def apply_media(self, leg: Leg, media: sip.NegotiatedMedia) -> None:
-        assert leg.rtp is not None
-        codec = G711.PCMA if media.codec.name.upper() == "PCMA" else G711.PCMU
-        leg.rtp.configure(
-            codec=codec,
+    def _apply_media(self, rtp: RtpSession, media: sip.NegotiatedMedia, keep_codec: bool) -> None:
+        if keep_codec:  # the answer to our re-INVITE: where to send, and music on hold goes out meanwhile
+            rtp.configure(
+                codec=rtp.codec,
+                payload_type=rtp.payload_type,
+                te_pt=rtp.te_pt,
+                remote=(media.remote_address, media.remote_port),
+                sending=True,
+                receiving=media.direction.receives,
+            )
+            return
+        rtp.configure(
+            codec=G711.PCMA if media.codec.name.upper() == "PCMA" else G711.PCMU,
             payload_type=media.codec.payload_type,
             te_pt=media.telephone_event_pt,
             remote=(media.remote_address, media.remote_port),
             sending=media.direction.sends,
             receiving=media.direction.receives,
         )
-        self.emit(leg.call.hold(media.on_hold, by="remote", now=self.now()))
 
     def local(self, peer: Peer) -> sip.LocalAddress:
         return sip.LocalAddress(self.config.host, self.config.port, "TCP" if peer[0] == "tcp" else "UDP")
@@ -604,28 +530,24 @@ class SipEdge:
 
     # --- call control (used by commands too) ---
 
+    def _ringing(self, leg: Leg) -> bool:
+        """The leg's INVITE still waits for a final response (its transaction is proceeding)."""
+        key = leg.core.invite_key
+        return key is not None and self.layer.state(key) is sip.State.PROCEEDING
+
     def answer(self, leg: Leg) -> bool:
-        if leg.outbound or leg.final_sent or leg.invite is None or leg.invite_key is None:
-            return leg.call.state is CallState.ANSWERED
-        if self.layer.state(leg.invite_key) is not sip.State.PROCEEDING or leg.rtp is None:
-            return False  # (no RTP port yet: the 200 would have no SDP; the caller retries)
-        ok = sip.make_response(
-            leg.invite,
-            200,
-            to_tag=leg.to_tag,
-            body=leg.answer_sdp,
-            headers=[("Contact", self.contact(leg.peer)), ("Allow", ALLOW), *self._session_timer(leg)],
-        )
-        leg.final_sent = True
-        self.carry_out(self.layer.send_response(leg.invite_key, ok, self.now()))
-        leg.ok = sip.InviteOkRetransmitter(ok, self.now(), reliable=leg.reliable, timers=self.config.timers)
-        self.awaiting_ack[leg.call.call_id] = leg
-        if leg.dialog is not None:
-            leg.dialog.confirm()
-        self.emit(leg.call.answered(self.now()))
-        self.state_changed(leg)
-        self.arm()
-        return True
+        ok, actions = leg.core.answer(self.now(), pending=self._ringing(leg))
+        self.run(leg, actions)
+        return ok
+
+    def hangup(self, leg: Leg, cause: str = "normal_clearing") -> None:
+        self.run(leg, leg.core.hangup(cause, self.now(), pending=self._ringing(leg)))
+
+    def reinvite(self, leg: Leg, *, hold: bool) -> str | None:
+        """Hold or resume the peer (our re-INVITE); an error text when the call cannot be now."""
+        error, actions = leg.core.hold(hold, self.now(), moh=self.prompts.moh if hold else None)
+        self.run(leg, actions)
+        return error
 
     def state_changed(self, leg: Leg) -> None:
         """The leg was answered or ended: wake its waiters (`reaches`) and the change hooks."""
@@ -643,145 +565,89 @@ class SipEdge:
             except Exception:
                 log.exception("start_hook_failed")
 
-    def _session_timer(self, leg: Leg) -> list[tuple[str, str]]:
-        """The answer's RFC 4028 headers, and the session's new deadline (a 2xx to an INVITE refreshes)."""
-        if leg.session_timer is None or leg.rtp is None:
-            return []
-        leg.rtp.session_deadline = session_timer.deadline(self.now(), leg.session_timer)
-        return session_timer.response_headers(leg.session_timer)
+    # --- carrying out a leg's actions (ua/dialog_core.py) ---
 
-    def hangup(self, leg: Leg, cause: str = "normal_clearing") -> None:
-        if leg.call.state is CallState.ENDED:
-            return
-        if not leg.final_sent and not leg.outbound:
-            self._reject(leg, 603 if cause != "shutdown" else 503, cause)
-            return
-        if leg.outbound and leg.call.state is CallState.RINGING and leg.invite is not None:
-            cancel = sip.make_cancel(leg.invite)
+    def run(self, leg: Leg, actions: Sequence[core.Action], peer: Peer | None = None) -> None:
+        """Carry out the dialog core's actions for `leg` in order; `peer`: where a request came from (a
+        response without a transaction goes back there)."""
+        for action in actions:
             try:
-                self.carry_out(self.layer.send_request(cancel, self.now(), peer=leg.peer)[1])
-            except sip.TransactionError:
-                pass
-            self.finish(leg, cause)
-            return
-        if leg.dialog is not None and not leg.dialog.terminated:
-            bye = leg.dialog.create_request("BYE")
-            try:
-                key, actions = self.layer.send_request(bye, self.now(), peer=leg.peer, reliable=leg.reliable)
-                self.by_client[key] = leg
+                self._leg_action(leg, action, peer or leg.peer)
+            except Exception:
+                log.exception("leg_action_failed", action=type(action).__name__)
+        self.arm()
+
+    def _leg_action(self, leg: Leg, action: core.Action, peer: Peer) -> None:
+        match action:
+            case core.Respond(key, response):
+                if key is not None and self.layer.get(key) is not None:
+                    self.carry_out(self.layer.send_response(key, response, self.now()))
+                else:
+                    self.send(response, peer)
+            case core.SendRequest(request, track):
+                try:
+                    key, actions = self.layer.send_request(
+                        request, self.now(), peer=leg.peer, reliable=leg.core.reliable
+                    )
+                except sip.TransactionError:
+                    return
+                if track:
+                    self.by_client[key] = leg
                 self.carry_out(actions)
-            except sip.TransactionError:
-                pass
-        self.finish(leg, cause)
+            case core.Send(message):
+                self.send(message, leg.peer)
+            case core.Emit(events):
+                self.emit(list(events))
+            case core.ArmTimer(timer, at):
+                handle = leg.timers.pop(timer, None)
+                if handle is not None:
+                    handle.cancel()
+                loop = asyncio.get_running_loop()
+                leg.timers[timer] = loop.call_at(at, self._leg_timer, leg, timer)
+            case core.CancelTimer(timer):
+                handle = leg.timers.pop(timer, None)
+                if handle is not None:
+                    handle.cancel()
+            case core.ApplyMedia(media, keep_codec):
+                if leg.rtp is not None:
+                    self._apply_media(leg.rtp, media, keep_codec)
+            case core.RefreshSession(deadline):
+                if leg.rtp is not None:
+                    leg.rtp.session_deadline = deadline
+            case core.DialogUp(dialog, replaces):
+                if replaces is not None:
+                    self.dialogs.remove(replaces)
+                self.dialogs.add(dialog)
+                self.by_dialog[dialog.id] = leg
+            case core.Changed():
+                self.state_changed(leg)
+            case core.End(cause, status):
+                self.finish(leg, cause, status)
 
-    def reinvite(self, leg: Leg, *, hold: bool) -> bool:
-        if leg.dialog is None or leg.call.state is not CallState.ANSWERED or leg.rtp is None:
-            return False
-        leg.sdp_version += 1
-        direction = sip.Direction.SENDONLY if hold else sip.Direction.SENDRECV
-        offer = sip.create_offer(
-            local_address=self.config.host,
-            local_port=leg.rtp.port,
-            session_id=leg.session_id,
-            session_version=leg.sdp_version,
-            codecs=(sip.PCMU, sip.PCMA) if leg.rtp.codec is G711.PCMU else (sip.PCMA, sip.PCMU),
-            telephone_event_pt=leg.rtp.te_pt or 101,
-            direction=direction,
-        )
-        request = leg.dialog.create_request("INVITE", body=bytes(offer), content_type="application/sdp")
-        leg.pending_offer = offer
-        key, actions = self.layer.send_request(request, self.now(), peer=leg.peer, reliable=leg.reliable)
-        self.by_client[key] = leg
-        self.carry_out(actions)
-        self.emit(leg.call.hold(hold, by="local", now=self.now(), moh=self.prompts.moh))
-        return True
-
-    def _reinvite(
-        self, key: sip.TransactionKey | None, request: sip.SipRequest, peer: Peer, leg: Leg
-    ) -> None:
-        assert key is not None
-        if leg.rtp is None or not request.body:
-            self._respond(key, request, 488, peer, to_tag=leg.to_tag)
-            return
+    def _leg_timer(self, leg: Leg, timer: LegTimer) -> None:
+        leg.timers.pop(timer, None)
         try:
-            offer = sip.parse_sdp(request.body)
-        except sip.SipParseError as err:
-            self._respond(
-                key, request, 400, peer, reason=f"Bad Request (SDP: {err.reason[:80]})", to_tag=leg.to_tag
-            )
-            return
-        leg.sdp_version += 1
-        local = sip.Direction.SENDONLY if leg.call.held_by_us else sip.Direction.SENDRECV
-        answer = sip.answer_offer(
-            offer,
-            local_address=self.config.host,
-            local_port=leg.rtp.port,
-            session_id=leg.session_id,
-            session_version=leg.sdp_version,
-            local_direction=local,
-        )
-        if isinstance(answer, sip.Rejection):
-            self._respond(key, request, answer.status, peer, to_tag=leg.to_tag)
-            return
-        self.apply_media(leg, answer.media)
-        ok = sip.make_response(
-            request,
-            200,
-            to_tag=leg.to_tag,
-            body=bytes(answer.sdp),
-            headers=[("Contact", self.contact(peer)), *self._session_timer(leg)],  # a refresh
-        )
-        self.carry_out(self.layer.send_response(key, ok, self.now()))
-        leg.ok = sip.InviteOkRetransmitter(ok, self.now(), reliable=leg.reliable, timers=self.config.timers)
-        self.awaiting_ack[leg.call.call_id] = leg
+            self.run(leg, leg.core.timer_fired(timer, self.now(), pending=self._ringing(leg)))
+        except Exception:
+            log.exception("leg_timer_failed", timer=timer.value)
 
     # --- responses (our BYE, re-INVITE, originate) ---
 
     def _response(self, key: sip.TransactionKey | None, response: sip.SipResponse) -> None:
         leg = self.by_client.get(key) if key is not None else None
+        method = _safe(lambda: response.cseq.method)
         if leg is None:
             dialog = self.dialogs.match_response(response)
             leg = self.by_dialog.get(dialog.id) if dialog is not None else None
-            if (
-                leg is not None
-                and 200 <= response.status < 300
-                and _safe(lambda: response.cseq.method) == "INVITE"
-            ):
-                self.send_ack(leg, response)  # a retransmitted 2xx: ACK again
+            if leg is not None and 200 <= response.status < 300 and method == "INVITE":
+                self.run(leg, leg.core.stray_ok(response))  # a retransmitted 2xx: ACK again
             return
-        method = _safe(lambda: response.cseq.method)
         if response.status >= 200 and key is not None:
             self.by_client.pop(key, None)
-        if method == "INVITE" and leg.outbound and leg.call.state is CallState.RINGING:
-            outbound.originate_response(self, leg, response)
-            return
-        if method == "INVITE" and 200 <= response.status < 300:
-            self.send_ack(leg, response)
-            if leg.pending_offer is not None and response.body:
-                try:
-                    media = sip.accept_answer(leg.pending_offer, sip.parse_sdp(response.body))
-                except sip.SipParseError:
-                    media = None
-                if isinstance(media, sip.NegotiatedMedia) and leg.rtp is not None:
-                    leg.rtp.configure(
-                        codec=leg.rtp.codec,
-                        payload_type=leg.rtp.payload_type,
-                        te_pt=leg.rtp.te_pt,
-                        remote=(media.remote_address, media.remote_port),
-                        sending=media.direction.sends,
-                        receiving=media.direction.receives,
-                    )
-                    leg.rtp.sending = True  # music on hold goes out while we hold them
-            leg.pending_offer = None
-
-    def send_ack(self, leg: Leg, response: sip.SipResponse) -> None:
-        if leg.dialog is None:
-            return
-        try:
-            ack = leg.dialog.create_ack(response.cseq.number)
-        except (sip.DialogError, sip.SipParseError):
-            return
-        self.send(ack, leg.peer)
+        actions = leg.core.response(
+            method, response, self.now(), branch=sip.new_branch(), cnonce=uuid.uuid4().hex[:16]
+        )
+        self.run(leg, actions)
 
     # --- originate (outbound.py) ---
 
@@ -796,6 +662,7 @@ class SipEdge:
     # --- teardown ---
 
     def finish(self, leg: Leg, cause: str, sip_status: int | None = None) -> None:
+        leg.core.gone()
         if leg.call.state is not CallState.ENDED:
             events: list[Event] = []
             if leg.rtp is not None and leg.call.answered_at is not None:
@@ -818,8 +685,9 @@ class SipEdge:
         if leg.dialog is not None:
             self.dialogs.remove(leg.dialog.id)
             self.by_dialog.pop(leg.dialog.id, None)
-        leg.ok = None
-        self.awaiting_ack.pop(leg.call.call_id, None)
+        for handle in leg.timers.values():
+            handle.cancel()
+        leg.timers.clear()
 
 
 def _safe(fn: Callable[[], str]) -> str:

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import random
+import asyncio
 from dataclasses import dataclass, field
 
 from services.media import sip
 from services.media.prompts import APOLOGY
 from services.media.rtp.session import RtpSession
-from services.media.sip.session_timer import SessionTimer
 from services.media.ua.call import Call
-from services.media.ua.store import NumberRoute, Trunk
+from services.media.ua.dialog_core import DialogCore, LegTimer
+from services.media.ua.requests import ALLOW
+from services.media.ua.store import NumberRoute
 from services.media.ua.transport import Peer
 
 __all__ = ["ALLOW", "EdgeConfig", "Leg"]
-
-ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 
 
 @dataclass
@@ -43,32 +42,22 @@ class EdgeConfig:
     timers: sip.TimerConfig = field(default_factory=sip.TimerConfig)
 
 
-@dataclass
+@dataclass(eq=False)
 class Leg:
-    """One call's SIP side."""
+    """One call's SIP side: the call, its peer, its dialog's core (the decisions) and what the edge holds
+    for it (RTP sockets, timer handles)."""
 
     call: Call
     peer: Peer
-    invite: sip.SipRequest | None = None
-    invite_key: sip.TransactionKey | None = None
-    to_tag: str = field(default_factory=sip.new_tag)
-    dialog: sip.Dialog | None = None
+    core: DialogCore
     rtp: RtpSession | None = None
     route: NumberRoute | None = None
-    ok: sip.InviteOkRetransmitter | None = None
-    ok_key: sip.TransactionKey | None = None
-    sdp_version: int = 1
-    session_id: int = field(default_factory=lambda: random.getrandbits(31))
-    outbound: bool = False
-    pending_offer: sip.SessionDescription | None = None
-    final_sent: bool = False
-    reliable: bool = False
-    answer_sdp: bytes = b""
-    session_timer: SessionTimer | None = None  # RFC 4028, when the caller asked (sip/session_timer.py)
-    late_offer: sip.SessionDescription | None = None  # our offer in the 200 OK, awaiting the ACK's answer
-    # originate: the trunk, and what a retried INVITE (after a digest challenge) must repeat
-    trunk: Trunk | None = None
-    auth_attempted: bool = False
-    out_number: str = ""
-    out_from: str = ""
-    out_call_id: str = ""
+    timers: dict[LegTimer, asyncio.TimerHandle] = field(default_factory=dict)
+
+    @property
+    def outbound(self) -> bool:
+        return self.core.outbound
+
+    @property
+    def dialog(self) -> sip.Dialog | None:
+        return self.core.dialog

@@ -11,10 +11,10 @@ import enum
 from dataclasses import dataclass
 
 from services.media import sip
-from services.media.ua.leg import ALLOW
 
-__all__ = ["DTMF_INFO_TYPES", "Answer", "Goes", "info_digit", "screen"]
+__all__ = ["ALLOW", "DTMF_INFO_TYPES", "Answer", "Goes", "info_digit", "screen"]
 
+ALLOW = "INVITE, ACK, BYE, CANCEL, OPTIONS, INFO"
 KNOWN_UNSUPPORTED = {"REGISTER", "SUBSCRIBE", "NOTIFY", "REFER", "MESSAGE", "UPDATE", "PRACK", "PUBLISH"}
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()
 DTMF_INFO_TYPES = ("application/dtmf-relay", "application/dtmf")
