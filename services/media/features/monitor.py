@@ -7,11 +7,16 @@ the bridge carries decoded frames through a three-way bus (bridge/mixbus.py over
 leg pushes what it hears from its peer and pulls the mix its role may hear. The two-party bridge stays
 registered for its legs (so mute, the recording tap and unbridge keep working on it); when the supervisor
 leaves it joins again as it was: the no-decode relay for two SIP legs, decoded frames otherwise.
+
+`MonitorSession` is the sans-IO core: its state is the mode (or idle, or ended), and every move (a mode
+asked for, unmonitor, the supervisor's leg ending, the bridge separating) is one entry of `_MOVES` with
+its actions, which `Monitors` (the adapter) carries out on the bridge, the mix bus and the legs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,11 +36,116 @@ if TYPE_CHECKING:
     from services.media.bridge.bridging import Bridge, Endpoint
     from services.media.features.host import FeatureHost
 
-__all__ = ["Monitor", "Monitors"]
+__all__ = [
+    "Monitor",
+    "MonitorAction",
+    "MonitorError",
+    "MonitorSession",
+    "MonitorState",
+    "MonitorTrigger",
+    "Monitors",
+]
 
 log = get_logger()
 
 Samples = npt.NDArray[np.int16]
+
+
+class MonitorState(enum.Enum):
+    IDLE = "idle"  # checked, not attached yet
+    LISTENING = "listening"
+    WHISPERING = "whispering"
+    BARGING = "barging"
+    ENDED = "ended"
+
+
+class MonitorTrigger(enum.Enum):
+    LISTEN = "listen"
+    WHISPER = "whisper"
+    BARGE = "barge"
+    UNMONITOR = "unmonitor"  # the command (or mode none)
+    SUPERVISOR_ENDED = "supervisor_ended"
+    UNBRIDGED = "unbridged"  # the monitored bridge was separated by command
+    CALL_ENDED = "call_ended"  # the monitored bridge went with a leg's end (or shutdown)
+
+
+class MonitorAction(enum.Enum):
+    STOP_SUPERVISOR_PROMPTS = "stop_supervisor_prompts"  # its prompts or music would win over the mix
+    ATTACH = "attach"  # take the three legs over from the two-party bridge
+    SET_MODE = "set_mode"  # what each role hears
+    RELEASE = "release"  # unhook the legs, forget the monitor, silence the bus
+    REJOIN = "rejoin"  # the two-party bridge carries its legs again
+    HANGUP_PHONE = "hangup_phone"  # the supervisor's desk phone, when the platform rang it
+    LOG = "log"  # monitor_mode with the reason, for the operator (the commander has the reply)
+
+
+class MonitorError(Exception):
+    pass
+
+
+_MS, _MT, _MA = MonitorState, MonitorTrigger, MonitorAction
+_WATCHING = {
+    _MT.LISTEN: _MS.LISTENING,
+    _MT.WHISPER: _MS.WHISPERING,
+    _MT.BARGE: _MS.BARGING,
+}
+_ENDINGS: dict[MonitorTrigger, tuple[str, tuple[MonitorAction, ...]]] = {
+    _MT.UNMONITOR: ("command", (_MA.RELEASE, _MA.REJOIN, _MA.LOG)),
+    _MT.SUPERVISOR_ENDED: ("ended", (_MA.RELEASE, _MA.REJOIN, _MA.LOG)),
+    _MT.UNBRIDGED: ("unbridged", (_MA.RELEASE, _MA.LOG)),
+    # Nothing else would end a desk phone the platform rang for the supervisor once the call is over.
+    _MT.CALL_ENDED: ("", (_MA.RELEASE, _MA.LOG, _MA.HANGUP_PHONE)),
+}
+# (state, trigger) -> (next state, event reason ("": the caller's), actions in order).
+_MOVES: dict[tuple[MonitorState, MonitorTrigger], tuple[MonitorState, str, tuple[MonitorAction, ...]]] = {
+    **{
+        (_MS.IDLE, trigger): (state, "command", (_MA.STOP_SUPERVISOR_PROMPTS, _MA.ATTACH, _MA.LOG))
+        for trigger, state in _WATCHING.items()
+    },
+    # A mode change; the mode it is already in changes nothing.
+    **{
+        (current, trigger): (state, "command", () if state is current else (_MA.SET_MODE, _MA.LOG))
+        for current in _WATCHING.values()
+        for trigger, state in _WATCHING.items()
+    },
+    **{
+        (current, trigger): (_MS.ENDED, reason, actions)
+        for current in _WATCHING.values()
+        for trigger, (reason, actions) in _ENDINGS.items()
+    },
+}
+
+
+@dataclass(eq=False)
+class MonitorSession:
+    """One supervisor's monitoring, sans-IO."""
+
+    state: MonitorState = MonitorState.IDLE
+    reason: str = "command"
+
+    @property
+    def mode(self) -> MonitorMode:
+        return _MODES[self.state]
+
+    def on(self, trigger: MonitorTrigger, reason: str = "") -> list[MonitorAction]:
+        """Move on `trigger` (`reason`: the event's, where the table leaves it to the caller)."""
+        move = _MOVES.get((self.state, trigger))
+        if move is None:
+            raise MonitorError(f"a monitor that is {self.state.value} cannot take {trigger.value}")
+        log.debug("monitor_move", old=self.state.value, new=move[0].value, trigger=trigger.value)
+        self.state, table_reason, actions = move
+        self.reason = table_reason or reason
+        return list(actions)
+
+
+_MODES = {
+    MonitorState.IDLE: MonitorMode.NONE,
+    MonitorState.LISTENING: MonitorMode.LISTEN,
+    MonitorState.WHISPERING: MonitorMode.WHISPER,
+    MonitorState.BARGING: MonitorMode.BARGE,
+    MonitorState.ENDED: MonitorMode.NONE,
+}
+_ASK = {MonitorMode.LISTEN: _MT.LISTEN, MonitorMode.WHISPER: _MT.WHISPER, MonitorMode.BARGE: _MT.BARGE}
 
 
 class _Inbox:
@@ -64,6 +174,7 @@ class Monitor:
     agent: Endpoint
     supervisor: Endpoint
     bus: MixBus
+    session: MonitorSession = field(default_factory=MonitorSession)
     sides: dict[Role, Endpoint] = field(default_factory=dict)
 
     def attach(self) -> None:
@@ -86,13 +197,11 @@ class Monitor:
 
         return forward
 
-    def release(self, *, rejoin: bool) -> None:
-        """The supervisor leaves: its leg is unhooked, and the bridge joins its two legs again."""
+    def release(self) -> None:
+        """The supervisor leaves: the three legs are unhooked from the bus."""
         for side in self.sides.values():
             side.bridge_in = None
             side.bridge_out = None
-        if rejoin:
-            self.bridge.join()
 
     @property
     def call_ids(self) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
@@ -123,16 +232,14 @@ class Monitors:
         if isinstance(command, ev.MediaUnmonitor) or command.mode == "none":
             if current is None:
                 return Reply(ok=False, error="this leg monitors no call", code="state")
-            self._leave(current, "command", rejoin=True)
+            self._run(current, MonitorTrigger.UNMONITOR)
             return Reply(ok=True, data={"mode": "none"})
         mode = MonitorMode(command.mode)
         target_id = command.target_call_id
         if current is not None:
             if current.agent.call.call_id != target_id:
                 return Reply(ok=False, error="this leg monitors another call", code="conflict")
-            if current.bus.mode is not mode:
-                current.bus.set_mode(mode)
-                self._log(current, "command")
+            self._run(current, _ASK[mode])
             return Reply(ok=True, data=self._data(current))
         if target_id == sup_id:
             return Reply(ok=False, error="a leg cannot monitor itself", code="invalid")
@@ -153,22 +260,37 @@ class Monitors:
             return Reply(ok=False, error="the call is monitored or in a transfer already", code="conflict")
         if service.consults.involves(caller.call.call_id):
             return Reply(ok=False, error="the call is in a transfer", code="conflict")
-        # The supervisor's own prompts or music would otherwise win over the mix.
-        service.edge.emit(supervisor.call.stop_playback("stopped", service.edge.now()))
         monitor = Monitor(bridge, caller, agent, supervisor, MixBus(mode))
-        monitor.attach()
-        for call_id in monitor.call_ids:
-            self.by_leg[call_id] = monitor
-        self._log(monitor, "command")
+        self._run(monitor, _ASK[mode])
         return Reply(ok=True, data=self._data(monitor))
 
-    def _leave(self, monitor: Monitor, reason: str, *, rejoin: bool) -> None:
-        for call_id in monitor.call_ids:
-            if self.by_leg.get(call_id) is monitor:
-                del self.by_leg[call_id]
-        monitor.release(rejoin=rejoin)
-        monitor.bus.set_mode(MonitorMode.NONE)
-        self._log(monitor, reason)
+    def _run(self, monitor: Monitor, trigger: MonitorTrigger, reason: str = "") -> None:
+        """The session's move, carried out."""
+        edge = self.service.edge
+        for action in monitor.session.on(trigger, reason):
+            if action is MonitorAction.STOP_SUPERVISOR_PROMPTS:
+                edge.emit(monitor.supervisor.call.stop_playback("stopped", edge.now()))
+            elif action is MonitorAction.ATTACH:
+                monitor.attach()
+                for call_id in monitor.call_ids:
+                    self.by_leg[call_id] = monitor
+            elif action is MonitorAction.SET_MODE:
+                monitor.bus.set_mode(monitor.session.mode)
+            elif action is MonitorAction.RELEASE:
+                for call_id in monitor.call_ids:
+                    if self.by_leg.get(call_id) is monitor:
+                        del self.by_leg[call_id]
+                monitor.release()
+                monitor.bus.set_mode(MonitorMode.NONE)
+            elif action is MonitorAction.REJOIN:
+                monitor.bridge.join()
+            elif action is MonitorAction.LOG:
+                self._log(monitor, monitor.session.reason)
+            elif action is MonitorAction.HANGUP_PHONE:
+                phone = edge.legs.get(monitor.supervisor.call.call_id)
+                if phone is not None and phone.outbound:
+                    # After the separation completes (this runs inside it).
+                    asyncio.get_running_loop().call_soon(edge.hangup, phone, "monitored_call_ended")
 
     # --- hooks (MediaService) ---
 
@@ -179,20 +301,17 @@ class Monitors:
         for call_id in bridge.call_ids:
             monitor = self.by_leg.get(call_id)
             if monitor is not None and monitor.bridge is bridge:
-                self._leave(monitor, "unbridged" if reason == "unbridge" else reason, rejoin=False)
-                phone = self.service.edge.legs.get(monitor.supervisor.call.call_id)
-                if reason != "unbridge" and phone is not None and phone.outbound:
-                    # After the separation completes (this runs inside it).
-                    asyncio.get_running_loop().call_soon(
-                        self.service.edge.hangup, phone, "monitored_call_ended"
-                    )
+                if reason == "unbridge":
+                    self._run(monitor, MonitorTrigger.UNBRIDGED)
+                else:
+                    self._run(monitor, MonitorTrigger.CALL_ENDED, reason)
                 return
 
     def leg_ended(self, call_id: uuid.UUID) -> None:
         """The supervisor's leg ended: the bridge goes back to two parties."""
         monitor = self.by_leg.get(call_id)
         if monitor is not None and monitor.supervisor.call.call_id == call_id:
-            self._leave(monitor, "ended", rejoin=True)
+            self._run(monitor, MonitorTrigger.SUPERVISOR_ENDED)
 
     @staticmethod
     def _log(monitor: Monitor, reason: str) -> None:
