@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from services.media.features.consult import (
+    _MOVES,
     Action,
     Consultation,
     ConsultState,
@@ -101,3 +102,22 @@ def test_illegal_moves_are_refused_and_change_nothing() -> None:
         with pytest.raises(TransferStateError):
             done.on(trigger)
     assert done.state is ConsultState.COMPLETED
+
+
+@pytest.mark.parametrize(("state", "trigger"), list(_MOVES), ids=[f"{s.value}-{t.value}" for s, t in _MOVES])
+def test_every_row_of_the_table(state: ConsultState, trigger: Trigger) -> None:
+    new, reason, actions = _MOVES[(state, trigger)]
+    c = consultation(state)
+    assert c.on(trigger) == list(actions)
+    assert (c.state, c.reason) == (new, reason)
+
+
+@pytest.mark.parametrize("state", list(ConsultState))
+def test_every_move_the_table_lacks_is_refused(state: ConsultState) -> None:
+    for trigger in Trigger:
+        if (state, trigger) in _MOVES:
+            continue
+        c = consultation(state)
+        with pytest.raises(TransferStateError):
+            c.on(trigger)
+        assert c.state is state
