@@ -7,10 +7,10 @@ import math
 import os
 import socket
 import time
-from typing import Any, Literal
+from typing import Literal
 
 import msgspec
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Response, get
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from services.kernel import metrics
@@ -18,8 +18,9 @@ from services.kernel.service import Health
 from services.kernel.subjects import HEALTH_BUCKET
 from services.kernel.waits import WaitTimeout, within
 
+from .deps import ApiDep
 from .problems import problem_responses
-from .state import ApiState, api_state
+from .state import ApiState
 
 __all__ = ["HealthController", "assess", "assess_services", "export_health"]
 
@@ -213,14 +214,14 @@ class HealthController(Controller):
         security=[],
         summary="PostgreSQL, NATS and every service",
     )
-    async def healthz(self, request: Request[Any, Any, Any]) -> Response[Healthz]:
-        body = await assess(api_state(request))
+    async def healthz(self, api: ApiDep) -> Response[Healthz]:
+        body = await assess(api)
         return Response(body, status_code=200 if body.status == "ok" else 503)
 
     @get(
         "/metrics", exclude_from_auth=True, security=[], summary="Prometheus metrics", media_type="text/plain"
     )
-    async def metrics(self, request: Request[Any, Any, Any]) -> Response[bytes]:
+    async def metrics(self, api: ApiDep) -> Response[bytes]:
         # The platform gauges are read at scrape time, like /healthz, so one scrape of the API shows every
         # service. /metrics is also the api pods' readiness and liveness probe (3 s and 5 s timeouts, and it
         # must answer whatever PostgreSQL and NATS do): the reading is bounded, and done at most once per
@@ -229,7 +230,7 @@ class HealthController(Controller):
         if now - _GaugeRefresh.at >= GAUGE_REFRESH_S:
             _GaugeRefresh.at = now
             try:
-                export_health(await within(GAUGE_READ_S, "the platform's health", assess(api_state(request))))
+                export_health(await within(GAUGE_READ_S, "the platform's health", assess(api)))
             except WaitTimeout:
                 HEALTHY.set(0)
         return Response(metrics.render(), media_type=metrics.CONTENT_TYPE_LATEST)
