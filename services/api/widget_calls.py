@@ -98,7 +98,8 @@ class WidgetCaller(Socket):
 
     async def announce(self) -> None:
         """The web caller is up: a call arrives for the token's queue (the coordinator answers and queues it),
-        or for the key's flow when it has one (the IVR answers it; the keypad's digits drive its menus)."""
+        or for the key's flow when it has one (the coordinator runs it in the IVR; the keypad's digits drive
+        its menus)."""
         assert self.leg_id is not None
         async with tenant_tx(self.state.db(), self.claims.tenant_id, readonly=True) as conn:
             flow_id = await sql.flow_of(conn, self.claims.widget_key_id)

@@ -97,7 +97,10 @@ ROUTING_EVENTS: tuple[type, ...] = (
 class Contact(msgspec.Struct, kw_only=True):
     record: ContactRecord
     # Live state, not stored in the contact record.
-    owns_media: bool = False  # the caller waits with us (no flow, or the IVR has handed over)
+    # The coordinator talks to the caller now: from the answer until a flow runs (the IVR then), and while
+    # it waits in line on a number routed straight to a queue (or after a transfer). Goes with issue 22's
+    # second step, when the IVR's queue node hands the wait back.
+    owns_media: bool = False
     offer_id: str | None = None
     offer_expires_at: float | None = None
     offer_agent_id: str | None = None
@@ -250,12 +253,11 @@ class Lifecycle:
         if event.flow_id is None and event.queue_id is None:
             record.outcome = UNROUTED  # media plays the message and hangs up; call.ended finishes it
             machine._event("unrouted", now, reason="the number has no flow and no queue")
-        elif event.flow_id is not None:
-            machine._transition("in_ivr", now, "flow")
         else:
-            # Straight to a queue: answered, music, and in line (once answered).
+            # Every routed call is ours to answer: then the number's flow runs (the IVR as a step of the
+            # contact), or the caller waits in line (music, once answered).
             machine.state.owns_media = True
-            machine.state.waiting = waiting
+            machine.state.waiting = waiting if event.flow_id is None else None
             machine.state.deadline = now + ANSWER_TIMEOUT_S
             machine._send(ev.MediaAnswer(**machine._stamp(), call_id=event.call_id), "answer")
         return machine
@@ -437,7 +439,12 @@ class Lifecycle:
             if ok and move is not None and self.phase == "connected":
                 self._transferred(move, now)
         elif purpose == "answer" and ok:
-            queue_wait.wait_in_queue(self)
+            self._caller_up()
+        elif purpose == "flow" and not ok and self.phase == "in_ivr":
+            # The IVR could not run the number's flow (gone, no IVR): the caller is not left in silence.
+            self._send(ev.MediaPlay(**self._stamp(), call_id=self.caller_call, text=APOLOGY), "apology")
+            self._hang_up_caller("no_flow")
+            self._finish("failed", now, "failed", cause=f"flow_refused:{code}")
         elif purpose == "recording_notice" and not ok and self.phase == "arrived" and s.notice == "playing":
             s.playing = None
             queue_wait.notice_over(self, now, heard=False)
@@ -561,7 +568,30 @@ class Lifecycle:
         if s.callback is not None and event.call_id == s.callback.dialing:
             callbacks.customer_answered(self, event.call_id, now)
         elif event.call_id == self.contact_id:
+            self._caller_up()
+
+    def _caller_up(self) -> None:
+        """The caller we answered is up (`call.answered`, or the answer's reply, whichever comes first): the
+        number's flow runs, or the caller waits in line. Once."""
+        s = self.state
+        if s.record.flow_id is None:
             queue_wait.wait_in_queue(self)
+            return
+        if self.phase != "arrived" or not s.owns_media or s.deadline is None:
+            return
+        s.deadline = None
+        s.owns_media = False  # the IVR talks to the caller while the flow runs
+        self._transition("in_ivr", self._now, "flow")
+        self._send(
+            ev.IvrRun(
+                **self._stamp(),
+                call_id=self.contact_id,
+                flow_id=s.record.flow_id,
+                caller=s.record.caller,
+                dialled=s.record.dialled,
+            ),
+            "flow",
+        )
 
     def _transferred(self, move: dict[str, str], now: float) -> None:
         """Routing took the blind transfer: the agent's part ends, the caller hears music until the next."""

@@ -5,8 +5,11 @@ lost while the IVR restarts is delivered when it is back, and an event is acknow
 is applied and saved, so a caller is never stranded by a missed digit or hang-up. A redelivered event
 changes nothing (each call remembers the ids of its last events).
 
-For each `call.arrived` on a number that points at a flow it loads the flow's current version, answers the
-call, and runs one Interpreter; call and contact events for that call are fed to it, its commands go out with
+The IVR runs flows as a step of a contact: the contact coordinator owns the caller from arrival, answers
+the call and sends `ivr.run` (the number's flow by id, or a flow by name: a closed queue's, a post-call
+survey, an agent's transfer to a flow); the IVR answers no call itself (docs/architecture.md, "One owner
+for the caller"). For each `ivr.run` it loads the flow's current version and runs one Interpreter; call and
+contact events for that call are fed to it, its commands go out with
 Bus.request (a failed command is fed back as CommandFailed, so the call goes somewhere safe), lookups are
 performed with httpx, ivr.* events are published, and one timer per call is armed at next_timer(). After
 every step the call's state is saved in the JetStream KV bucket `sb_ivr_calls` (and the flow version it runs
@@ -40,7 +43,6 @@ from services.kernel.bus import Bus, BusError
 from services.kernel.db import tenant_tx
 from services.kernel.events import (
     CallAnswered,
-    CallArrived,
     CallCollected,
     CallDtmf,
     CallEnded,
@@ -50,14 +52,13 @@ from services.kernel.events import (
     ContactPositionChanged,
     ContactQueued,
     IvrRun,
-    MediaAnswer,
     MediaHangup,
     MediaPlay,
     MediaTransfer,
     RoutingCancel,
 )
 from services.kernel.log import get_logger
-from services.kernel.messages import Command, Event, Reply
+from services.kernel.messages import Command, Event, Reply, ReplyCode
 from services.kernel.partitioned import (
     Leases,
     Partitioning,
@@ -83,9 +84,8 @@ CONSUMER = "ivr"
 # Ids of a call's last events, kept with its state: a redelivered one is not applied twice.
 REMEMBERED_EVENTS = 32
 
-# What call.arrived starts, and the events an interpreter listens to.
+# The events an interpreter listens to (a flow starts only by `ivr.run`).
 EVENTS: tuple[type[Event], ...] = (
-    CallArrived,
     CallAnswered,
     CallDtmf,
     CallPlayFinished,
@@ -276,9 +276,6 @@ class IvrAdapter:
 
     async def on_event(self, event: Any) -> None:
         """One event from the consumer (decoded and tenant-checked there); a failure is redelivered."""
-        if isinstance(event, CallArrived):
-            await self._arrived(event)
-            return
         running = self.calls.get(event.call_id)
         if running is None or event.tenant_id != running.interp.state.tenant_id:
             return
@@ -290,30 +287,20 @@ class IvrAdapter:
             running.seen = [*running.seen[-(REMEMBERED_EVENTS - 1) :], event.id]
             await self._apply(running, running.interp.handle(event, self.clock()))
 
-    async def _arrived(self, event: CallArrived) -> None:
-        if event.call_id in self.calls or event.direction != "inbound":
-            return
-        async with tenant_tx(self.pool, event.tenant_id, readonly=True) as conn:
-            flow_id = event.flow_id
-            if flow_id is None and event.number_id is not None:
-                flow_id = await conn.fetchval("SELECT flow_id FROM numbers WHERE id = $1", event.number_id)
-            elif flow_id is None and event.to_e164:
-                flow_id = await conn.fetchval("SELECT flow_id FROM numbers WHERE e164 = $1", event.to_e164)
-            found = None if flow_id is None else await self._flow(conn, event.tenant_id, "f.id = $1", flow_id)
-        if found is None:
-            return  # the number goes straight to a queue (or nowhere): not the IVR's call
-        caller = _number_of(event.from_uri)
-        await self._begin(event.tenant_id, event.call_id, caller, event.to_e164, found, answer=True)
-
     async def on_run(self, cmd: IvrRun) -> Reply:
-        """A call handed over by the contact coordinator (already answered): run the named flow on it."""
+        """A caller the contact coordinator answered: run the flow (the number's by id, or one by name)."""
         if cmd.call_id in self.calls:
             return Reply(ok=True)
+        if (cmd.flow_id is None) == (not cmd.flow):
+            return Reply(ok=False, code=ReplyCode.INVALID, error="give a flow's id or its name, not both")
         async with tenant_tx(self.pool, cmd.tenant_id, readonly=True) as conn:
-            found = await self._flow(conn, cmd.tenant_id, "f.name = $1", cmd.flow)
+            if cmd.flow_id is not None:
+                found = await self._flow(conn, cmd.tenant_id, "f.id = $1", cmd.flow_id)
+            else:
+                found = await self._flow(conn, cmd.tenant_id, "f.name = $1", cmd.flow)
         if found is None:
-            return Reply(ok=False, code="unknown_flow", error=f"no flow named {cmd.flow!r}")
-        await self._begin(cmd.tenant_id, cmd.call_id, cmd.caller, cmd.dialled, found, answer=False)
+            return Reply(ok=False, code="unknown_flow", error=f"no flow {cmd.flow or cmd.flow_id}")
+        await self._begin(cmd.tenant_id, cmd.call_id, cmd.caller, cmd.dialled, found)
         return Reply(ok=True)
 
     async def _begin(
@@ -323,8 +310,6 @@ class IvrAdapter:
         caller: str,
         dialled: str,
         found: tuple[Flow, str, int, str],
-        *,
-        answer: bool,
     ) -> None:
         flow, flow_key, version, language = found
         interp = Interpreter.new(
@@ -342,11 +327,6 @@ class IvrAdapter:
         self.calls[call_id] = running
         async with running.lock:
             await self._save(running)
-            if answer and not await self._send(MediaAnswer(tenant_id=tenant_id, call_id=call_id)):
-                self.calls.pop(call_id, None)
-                assert self.calls_kv is not None
-                await self.calls_kv.delete(_kv_key(tenant_id, call_id))
-                return
             await self._apply(running, interp.start(self.clock()))
 
     async def _flow(
@@ -494,14 +474,3 @@ class IvrAdapter:
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-
-
-def _number_of(uri: str) -> str:
-    """ "sip:+15551234567@host;user=phone" or '"Ann" <sip:+1555...@host>' -> "+15551234567"."""
-    text = uri.strip()
-    if "<" in text and ">" in text:
-        text = text[text.index("<") + 1 : text.index(">")]
-    for prefix in ("sips:", "sip:", "tel:"):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-    return text.split("@", 1)[0].split(";", 1)[0]

@@ -87,13 +87,16 @@ class IvrCallbackRequested(Event, kw_only=True, frozen=True):
 
 
 class IvrRun(Command, kw_only=True, frozen=True):
-    """Run the tenant's flow `flow` (its current version) on a call that is already answered: the contact
-    coordinator hands over a caller whose queue is closed (closed treatment `flow`). The reply says whether
-    the flow started (`unknown_flow` when no flow has that name)."""
+    """Run a tenant's flow (its current version) on a call the contact coordinator has answered: the flow
+    of the number called (`flow_id`: the coordinator answers every routed call and runs the number's flow as
+    a step of the contact), or one named `flow` (a closed queue's flow, a queue's post-call survey, an
+    agent's transfer to a flow). The reply says whether the flow started (`unknown_flow` when no such flow,
+    `invalid` when neither or both are given)."""
 
     service = "ivr"
     name = "run"
     call_id: uuid.UUID
-    flow: str
+    flow: str = ""
+    flow_id: uuid.UUID | None = None
     caller: str = ""
     dialled: str = ""

@@ -1,5 +1,7 @@
-"""Fixtures for the IVR end to end: the real API (tests/conftest.py's `api_server`), and the
-media and ivr services as real subprocesses against the session's PostgreSQL and NATS (tests/service_procs.py)."""
+"""Fixtures for the IVR end to end: the real API (tests/conftest.py's `api_server`), and the media, ivr
+and contacts services as real subprocesses against the session's PostgreSQL and NATS (tests/service_procs.py).
+The contact coordinator answers every routed call and runs the number's flow in the IVR (`ivr.run`), so a
+flow needs it; routing is the tests' own (they answer its commands)."""
 
 from __future__ import annotations
 
@@ -27,10 +29,12 @@ class Stack:
     sip_port: int
     media_log: Path
     ivr_log: Path
+    contacts_log: Path
 
 
 def _ivr_ready(log: Path, proc: subprocess.Popen[bytes], timeout: float) -> None:
-    """The ivr process logs `service_started` once its bus is up; its subscriptions follow at once."""
+    """The ivr (or contacts) process logs `service_started` once its bus is up; its subscriptions follow at
+    once."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -57,7 +61,9 @@ def _ivr_stack(infra: Any) -> Iterator[Stack]:
     rtp_low = 30000 + ((os.getpid() + sip_port) % 200) * 40
     media_log = infra.data_dir / f"ivr-e2e-media-{sip_port}.log"
     ivr_log = infra.data_dir / f"ivr-e2e-ivr-{sip_port}.log"
+    contacts_log = infra.data_dir / f"ivr-e2e-contacts-{sip_port}.log"
     durable = f"ivr-e2e-{sip_port}"
+    contacts_durable = f"ivr-e2e-contacts-{sip_port}"
     media_env = service_env(
         infra,
         SB_SIP_PORT=str(sip_port),
@@ -82,12 +88,22 @@ def _ivr_stack(infra: Any) -> Iterator[Stack]:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    with open(contacts_log, "ab") as log:
+        contacts = subprocess.Popen(
+            [sys.executable, "-m", "services.contacts"],
+            cwd=REPO,
+            env=service_env(infra, SB_SERVICE_NAME="contacts", SB_CONTACTS_DURABLE=contacts_durable),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     try:
         if not sip_answers(sip_port, 20.0):
             raise RuntimeError(f"the media service did not answer OPTIONS:\n{media_log.read_text()[-3000:]}")
         _ivr_ready(ivr_log, ivr, 20.0)
+        _ivr_ready(contacts_log, contacts, 20.0)
         asyncio.run(consumer_ready(infra.nats_url, durable, 20.0))
-        yield Stack(sip_port=sip_port, media_log=media_log, ivr_log=ivr_log)
+        asyncio.run(consumer_ready(infra.nats_url, contacts_durable, 20.0))
+        yield Stack(sip_port=sip_port, media_log=media_log, ivr_log=ivr_log, contacts_log=contacts_log)
     finally:
-        stop_all([ivr, media])
-        asyncio.run(drop_consumers(infra.nats_url, durable))
+        stop_all([contacts, ivr, media])
+        asyncio.run(drop_consumers(infra.nats_url, durable, contacts_durable))

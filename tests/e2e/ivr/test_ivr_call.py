@@ -209,6 +209,7 @@ def _sipp_errors(folder: Path) -> str:
 def _diagnose(ivr_stack: Any) -> str:
     return (
         f"\n--- ivr log ---\n{ivr_stack.ivr_log.read_text(errors='replace')[-3000:]}"
+        f"\n--- contacts log ---\n{ivr_stack.contacts_log.read_text(errors='replace')[-3000:]}"
         f"\n--- media log ---\n{ivr_stack.media_log.read_text(errors='replace')[-3000:]}"
     )
 
@@ -226,6 +227,9 @@ async def test_menu_key_1_plays_then_the_platform_hangs_up(infra, ivr_stack, lin
     assert sink.rms() > 300, sink.rms()
     entered = [e.node for e in seen.of(IvrNodeEntered, call_id)]
     assert entered == ["menu", "sales", "bye"], entered
+    # A figure, not a test: the coordinator answers, then hands the caller to the IVR (`ivr.run`).
+    first = seen.of(IvrNodeEntered, call_id)[0]
+    print(f"\narrival -> the flow's first node: {(first.ts - arrived.ts) * 1000:.1f} ms")
     menu_exit = next(e for e in seen.of(IvrNodeExited, call_id) if e.node == "menu")
     assert menu_exit.digits == "1" and menu_exit.result == "1"
     # The two prompts after the menu were played to their end (the menu's was cut short by the key).

@@ -194,6 +194,7 @@ def _sipp_errors(folder: Path) -> str:
 def _diagnose(ivr_stack: Any) -> str:
     return (
         f"\n--- ivr log ---\n{ivr_stack.ivr_log.read_text(errors='replace')[-3000:]}"
+        f"\n--- contacts log ---\n{ivr_stack.contacts_log.read_text(errors='replace')[-3000:]}"
         f"\n--- media log ---\n{ivr_stack.media_log.read_text(errors='replace')[-3000:]}"
     )
 

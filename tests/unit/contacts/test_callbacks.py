@@ -21,9 +21,9 @@ from tests.unit.contacts.test_lifecycle import (
     QUEUE,
     T,
     ack_all,
-    arrived,
     command,
     connected_signal,
+    in_flow,
     kinds,
     offer,
     to_queue,
@@ -55,9 +55,7 @@ def waiting(
     settings: CallingSettings | None = None, *, at: float | None = None, queued: bool = True
 ) -> Lifecycle:
     """A caller of a flow who asked for a call back and hung up."""
-    m = Lifecycle.arrive(arrived(flow=True), 1000.0)
-    assert m is not None
-    m.take()
+    m = in_flow()
     if queued:
         m.handle(ev.ContactQueued(tenant_id=T, call_id=CALL, queue=str(QUEUE), id=uuid.uuid4()), 1002.0)
     info = CallbackInfo(request=requested(at=at), settings=settings or CallingSettings())
@@ -147,8 +145,7 @@ def test_customer_first_answer_greets_then_waits_at_the_front() -> None:
 
 
 def test_due_while_the_caller_still_listens_is_acted_on_at_the_hang_up() -> None:
-    m = Lifecycle.arrive(arrived(flow=True), 1000.0)
-    assert m is not None
+    m = in_flow()
     m.handle(ev.ContactQueued(tenant_id=T, call_id=CALL, queue=str(QUEUE), id=uuid.uuid4()), 1002.0)
     assert m.handle(due(), 1002.5) == []  # before the request itself (routing was quicker)
     m.handle(

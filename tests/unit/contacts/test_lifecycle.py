@@ -112,6 +112,43 @@ def to_queue(m: Lifecycle | None = None) -> Lifecycle:
     return m
 
 
+def in_flow() -> Lifecycle:
+    """A caller on a number with a flow: the coordinator answers, then the number's flow runs in the IVR
+    (`ivr.run` by the flow's id) and the contact is `in_ivr`. Once, whichever of the answer's reply and
+    call.answered comes first."""
+    m = Lifecycle.arrive(arrived(flow=True), 1000.0)
+    assert m is not None and m.state.owns_media
+    out = m.take()
+    assert transitions(out) == ["arrived"] and kinds(out) == ["MediaAnswer"]
+    out = ack_all(m, out, 1000.1)
+    assert transitions(out) == ["in_ivr"] and kinds(out) == ["IvrRun"]
+    run = command(out, ev.IvrRun)
+    assert (run.call_id, run.flow_id, run.flow) == (CALL, m.state.record.flow_id, "")
+    assert (run.caller, run.dialled) == ("+15550100", "+15550123")
+    assert m.handle(ev.CallAnswered(tenant_id=T, call_id=CALL), 1000.2) == []
+    assert not m.state.owns_media  # the IVR talks to the caller while the flow runs
+    return m
+
+
+def test_a_flow_the_ivr_cannot_run_gets_an_apology_not_silence() -> None:
+    m = Lifecycle.arrive(arrived(flow=True), 1000.0)
+    assert m is not None
+    out = m.handle(ev.CallAnswered(tenant_id=T, call_id=CALL), 1000.1)
+    run = command(out, ev.IvrRun)
+    out = m.replied(run.id, False, "unknown_flow", 1000.2)
+    assert kinds(out) == ["MediaPlay", "MediaHangup"] and transitions(out) == ["failed"]
+    assert m.state.record.cause == "flow_refused:unknown_flow"
+
+
+def test_a_flow_number_not_answered_in_time_fails() -> None:
+    m = Lifecycle.arrive(arrived(flow=True), 1000.0)
+    assert m is not None and m.next_timer() == 1010.0
+    assert kinds(m.take()) == ["MediaAnswer"]
+    out = m.timer(1010.0)
+    assert kinds(out) == ["MediaHangup"] and transitions(out) == ["failed"]
+    assert m.state.record.cause == "answer_timeout"
+
+
 def to_connected(m: Lifecycle | None = None) -> Lifecycle:
     m = to_queue(m)
     out = m.handle(offer(), 1001.0)
@@ -190,9 +227,7 @@ def test_number_to_queue_path_from_arrival_to_wrap_up() -> None:
 
 
 def test_offer_context_carries_the_ivr_path_digits_waits_and_history() -> None:
-    m = Lifecycle.arrive(arrived(flow=True), 1000.0)
-    assert m is not None
-    assert transitions(m.take()) == ["arrived", "in_ivr"]
+    m = in_flow()
     m.handle(ev.IvrNodeEntered(tenant_id=T, call_id=CALL, flow="main", version=3, node="greet"), 1000.5)
     m.handle(ev.IvrNodeEntered(tenant_id=T, call_id=CALL, flow="main", version=3, node="menu"), 1002.0)
     m.handle(
@@ -231,9 +266,7 @@ def test_repeated_events_change_nothing() -> None:
 
 
 def test_caller_hangs_up_in_ivr_in_queue_and_while_ringing() -> None:
-    m = Lifecycle.arrive(arrived(flow=True), 1000.0)
-    assert m is not None
-    m.take()
+    m = in_flow()
     out = m.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="remote_bye", duration=3.0), 1003.0)
     assert transitions(out) == ["abandoned"] and m.state.record.outcome == "abandoned_in_ivr"
 

@@ -29,7 +29,7 @@ SIGNALLING = "services/api/signalling.py"  # the agent desktop's socket
 CONSUMERS: dict[type[Event], list[str]] = {
     ev.AgentStateChanged: [FACTS, FEED, SIGNALLING],
     ev.CallAnswered: [CONTACTS, IVR],
-    ev.CallArrived: [CONTACTS, IVR],
+    ev.CallArrived: [CONTACTS],
     ev.CallCollected: [IVR],
     ev.CallDtmf: [IVR],
     ev.CallEnded: [CONTACTS, IVR, "services/recording/pipeline.py"],
