@@ -483,6 +483,8 @@ class DialogCore:
             return self._invite_response(response, now, branch=branch, cnonce=cnonce)
         if response.status < 200:
             return []
+        if self.state is LegState.ENDED and self.outbound and response.status < 300:
+            return self._answered_after_end(response)
         actions = self._ack(response) if response.status < 300 else []
         offer, self.pending_offer = self.pending_offer, None
         if self.state is LegState.REOFFERING:
@@ -555,6 +557,22 @@ class DialogCore:
             return actions + self.hangup("media_rejected", now)
         actions += self._apply(media, now)
         return [*actions, *_emit(self.call.answered(now)), Changed()]
+
+    def _answered_after_end(self, response: sip.SipResponse) -> list[Action]:
+        """A 2xx to our INVITE after we gave it up (our CANCEL crossed the answer): the peer's call is up,
+        so it is acknowledged and ended with BYE (RFC 3261 §9.1, §15). Not a move: the leg has ended."""
+        if self.invite is None or (
+            self.dialog is not None and self.dialog.state is not sip.DialogState.EARLY
+        ):
+            return self._ack(response)  # our re-INVITE's, after our BYE: only the ACK
+        try:
+            dialog = sip.Dialog.from_uac(self.invite, response, address=self.address)
+            ack = dialog.create_ack(response.cseq.number)
+            bye = dialog.create_request("BYE")
+        except (sip.DialogError, sip.SipParseError):
+            return []
+        self.dialog = dialog
+        return [Send(ack), SendRequest(bye, track=False)]
 
     def _retry(self, response: sip.SipResponse, branch: str, cnonce: str) -> sip.SipRequest | None:
         """Our INVITE again with the trunk's digest credentials, once."""

@@ -487,3 +487,27 @@ def test_a_retransmitted_2xx_is_acked_again() -> None:
     core.response("INVITE", ok, NOW, branch="b", cnonce="c")
     [ack] = core.stray_ok(ok)
     assert isinstance(ack, dc.Send) and ack.message.method == "ACK"  # type: ignore[union-attr]
+
+
+def test_an_answer_that_crosses_our_cancel_is_acked_and_ended_with_bye() -> None:
+    core = _calling()
+    core.response("INVITE", _to_invite(core, 180), NOW, branch="b", cnonce="c")
+    core.hangup("transfer_failed", NOW)
+    actions = core.response("INVITE", _to_invite(core, 200, body=_sdp()), NOW, branch="b", cnonce="c")
+    assert [type(a) for a in actions] == [dc.Send, dc.SendRequest]
+    assert actions[0].message.method == "ACK"  # type: ignore[union-attr]
+    bye = actions[1]
+    assert isinstance(bye, dc.SendRequest) and bye.request.method == "BYE" and not bye.track
+    assert core.state is LegState.ENDED
+    # The 487 that answers the CANCEL instead: nothing to do.
+    other = _calling()
+    other.hangup("x", NOW)
+    assert other.response("INVITE", _to_invite(other, 487), NOW, branch="b", cnonce="c") == []
+
+
+def test_a_reinvite_answered_after_our_bye_is_only_acked() -> None:
+    core = _reoffering()
+    response = _reinvite_ok(core)
+    core.hangup("normal_clearing", NOW)
+    actions = core.response("INVITE", response, NOW, branch="b", cnonce="c")
+    assert [type(a) for a in actions] == [dc.Send] and core.state is LegState.ENDED
