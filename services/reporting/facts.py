@@ -8,9 +8,10 @@ order redeliveries came, or how often the stream is replayed. The other facts ar
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -94,7 +95,10 @@ class ContactRow:
         return tuple(getattr(self, name) for name in CONTACT_COLUMNS)
 
     def copy(self) -> ContactRow:
-        return replace(self, events=list(self.events))
+        # A shallow copy and a new list: `replace` goes through __init__ by keyword, three times the cost.
+        row = copy.copy(self)
+        row.events = list(self.events)
+        return row
 
     def classify(self, sl_seconds: float, short_abandon_seconds: float) -> None:
         """The service-level flags under the queue's thresholds (docs/reporting.md, one formula)."""

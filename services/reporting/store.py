@@ -118,14 +118,19 @@ SELECT id::text AS id, sl_seconds, short_abandon_seconds FROM queues WHERE id::t
 # A queue the tenant no longer has (or never had) is classified with the queues table's defaults.
 _DEFAULT_THRESHOLDS = (20.0, 5.0)
 
+# The batch's state rows inserted (those returned are new) and, in the same round trip, the latest stored
+# state of each of the batch's agents, locked: `fresh` tells the two kinds of row apart.
 _AGENT_STATES_SQL = """
-INSERT INTO rpt_agent_states (tenant_id, agent_id, at, event_id, state, reason)
-SELECT current_tenant(), * FROM unnest($1::text[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[])
-ON CONFLICT DO NOTHING RETURNING event_id
-"""
-
-_AGENT_NOW_SQL = """
-SELECT agent_id, at, event_id, state FROM rpt_agent_now WHERE agent_id = ANY($1::text[]) FOR UPDATE
+WITH ins AS (
+    INSERT INTO rpt_agent_states (tenant_id, agent_id, at, event_id, state, reason)
+    SELECT current_tenant(), * FROM unnest($1::text[], $2::timestamptz[], $3::uuid[], $4::text[], $5::text[])
+    ON CONFLICT DO NOTHING RETURNING event_id
+), latest AS (
+    SELECT agent_id, at, event_id, state FROM rpt_agent_now WHERE agent_id = ANY($6::text[]) FOR UPDATE
+)
+SELECT true AS fresh, NULL::text AS agent_id, NULL::timestamptz AS at, event_id, NULL::text AS state FROM ins
+UNION ALL
+SELECT false, agent_id, at, event_id, state FROM latest
 """
 
 _AGENT_NOW_WRITE_SQL = """
@@ -202,11 +207,12 @@ def _is_count(name: str) -> bool:
     return not name.endswith(("_sum", "_s"))
 
 
-def _rollup_sql(table: str, keys: Sequence[tuple[str, str]], names: Sequence[str]) -> str:
-    """An additive upsert: the batch's summed change per key added to the stored counters."""
+def _rollup_sql(table: str, keys: Sequence[tuple[str, str]], names: Sequence[str], first: int) -> str:
+    """An additive upsert: the batch's summed change per key added to the stored counters (its arrays are
+    the statement's parameters from `first` + 1 on)."""
     columns = [k for k, _ in keys] + list(names)
     types = [t for _, t in keys] + ["int4" if _is_count(n) else "float8" for n in names]
-    args = ", ".join(f"${i + 1}::{t}[]" for i, t in enumerate(types))
+    args = ", ".join(f"${first + i + 1}::{t}[]" for i, t in enumerate(types))
     pk = ", ".join(["tenant_id", "bucket", *(k for k, _ in keys if k != "bucket")])
     return f"""
 INSERT INTO {table} AS r (tenant_id, {", ".join(columns)})
@@ -215,15 +221,12 @@ ON CONFLICT ({pk}) DO UPDATE SET {", ".join(f"{n} = r.{n} + EXCLUDED.{n}" for n 
 """
 
 
-_QUEUE_ROLLUP_SQL = _rollup_sql(
-    "rpt_queue_rollup", [("queue_id", "text"), ("bucket", "timestamptz")], QUEUE_FIELDS
-)
-_AGENT_ROLLUP_SQL = _rollup_sql(
-    "rpt_agent_rollup", [("agent_id", "text"), ("bucket", "timestamptz")], AGENT_FIELDS
-)
-_IVR_ROLLUP_SQL = _rollup_sql("rpt_ivr_rollup", [("flow", "text"), ("bucket", "timestamptz")], IVR_FIELDS)
-_NODE_ROLLUP_SQL = _rollup_sql(
-    "rpt_ivr_node_rollup", [("flow", "text"), ("node", "text"), ("bucket", "timestamptz")], NODE_FIELDS
+# Each rollup table: its keys (the bucket last) and additive columns, in the order Deltas holds them.
+_ROLLUPS: tuple[tuple[str, Sequence[tuple[str, str]], Sequence[str]], ...] = (
+    ("rpt_queue_rollup", [("queue_id", "text"), ("bucket", "timestamptz")], QUEUE_FIELDS),
+    ("rpt_agent_rollup", [("agent_id", "text"), ("bucket", "timestamptz")], AGENT_FIELDS),
+    ("rpt_ivr_rollup", [("flow", "text"), ("bucket", "timestamptz")], IVR_FIELDS),
+    ("rpt_ivr_node_rollup", [("flow", "text"), ("node", "text"), ("bucket", "timestamptz")], NODE_FIELDS),
 )
 
 
@@ -287,7 +290,7 @@ class FactStore:
         ids = list(by_contact)
         months = sorted({contact_month(i) for i in ids})
         stored = {
-            r["contact_id"]: ContactRow(**dict(r.items()))
+            r[0]: ContactRow(*r)  # selected in the field order (CONTACT_COLUMNS)
             for r in await conn.fetch(_READ_CONTACTS_SQL, ids, months)
         }
         changed: list[tuple[ContactRow | None, ContactRow]] = []
@@ -348,7 +351,7 @@ class FactStore:
             month_of(first.timestamp() - 31 * 86400),
             month_of(last.timestamp()),
         )
-        others = {r["contact_id"]: ContactRow(**dict(r.items())) for r in records}
+        others = {r[0]: ContactRow(*r) for r in records}
         befores = {i: row.copy() for i, row in others.items()}
         mark_repeats([*batch.values(), *others.values()], upto=last - REPEAT_WINDOW)
         return [
@@ -359,20 +362,19 @@ class FactStore:
 
     async def _agent_states(self, conn: asyncpg.Connection, rows: list[AgentStateRow], deltas: Deltas) -> int:
         rows = sorted(rows, key=lambda r: (r.agent_id, r.at, r.event_id))
-        fresh = {
-            r["event_id"]
-            for r in await conn.fetch(
-                _AGENT_STATES_SQL,
-                *_columns([(r.agent_id, r.at, r.event_id, r.state, r.reason) for r in rows], 5),
-            )
-        }
+        found = await conn.fetch(
+            _AGENT_STATES_SQL,
+            *_columns([(r.agent_id, r.at, r.event_id, r.state, r.reason) for r in rows], 5),
+            sorted({r.agent_id for r in rows}),
+        )
+        fresh = {r["event_id"] for r in found if r["fresh"]}
         by_agent: dict[str, list[AgentStateRow]] = defaultdict(list)
         for r in rows:
             if r.event_id in fresh:
                 by_agent[r.agent_id].append(r)
         if not by_agent:
             return 0
-        latest = {r["agent_id"]: r for r in await conn.fetch(_AGENT_NOW_SQL, sorted(by_agent))}
+        latest = {r["agent_id"]: r for r in found if not r["fresh"]}
         moved: list[AgentStateRow] = []
         for agent, new in by_agent.items():
             first = new[0]
@@ -447,20 +449,23 @@ class FactStore:
 
 
 async def write_rollups(conn: asyncpg.Connection, deltas: Deltas) -> None:
-    """Add `deltas` to the stored rollups: one upsert per table (a row not there yet starts at the delta)."""
-    for sql, table, names in (
-        (_QUEUE_ROLLUP_SQL, deltas.queue, QUEUE_FIELDS),
-        (_AGENT_ROLLUP_SQL, deltas.agent, AGENT_FIELDS),
-        (_IVR_ROLLUP_SQL, deltas.ivr, IVR_FIELDS),
-        (_NODE_ROLLUP_SQL, deltas.node, NODE_FIELDS),
+    """Add `deltas` to the stored rollups (a row not there yet starts at the delta): every table changed in
+    one statement, an upsert each in its own WITH clause (one round trip instead of up to four)."""
+    clauses: list[str] = []
+    args: list[list[object]] = []
+    for (table, keys, names), changes in zip(
+        _ROLLUPS, (deltas.queue, deltas.agent, deltas.ivr, deltas.node), strict=True
     ):
-        changes = Deltas.rows(table)
-        if not changes:
+        rows = Deltas.rows(changes)
+        if not rows:
             continue
         counts = [_is_count(n) for n in names]
-        rows = []
-        for key, vector in sorted(changes, key=lambda kv: (kv[0][-1], kv[0])):  # type: ignore[index]
+        records = []
+        for key, vector in sorted(rows, key=lambda kv: (kv[0][-1], kv[0])):  # type: ignore[index]
             *ids, bucket = key  # type: ignore[misc]
             values = [round(v) if c else v for v, c in zip(vector, counts, strict=True)]
-            rows.append((*ids, epoch(bucket), *values))
-        await conn.execute(sql, *_columns(rows, len(rows[0])))
+            records.append((*ids, epoch(bucket), *values))
+        clauses.append(f"w{len(clauses)} AS ({_rollup_sql(table, keys, names, len(args))})")
+        args += _columns(records, len(records[0]))
+    if clauses:
+        await conn.execute(f"WITH {', '.join(clauses)} SELECT 1", *args)
