@@ -16,9 +16,9 @@
 # (CLOCK_MONOTONIC is one clock for the whole machine), so the far side knows when each burst left:
 # delay = arrival of the burst's first loud packet - the time it was sent (its scheduled time plus how late
 # the sending process put it out, which each process records: a starved load generator is not the
-# worker's delay; the SIP side stamps packets
-# as it receives them; the WebRTC side as SRTP packets arrive, before aiortc's jitter buffer, which is the
-# browser's). Loss = burst frames that never arrived loud. CPU = the worker's utime+stime from
+# worker's delay); the SIP side stamps packets with the kernel's arrival time (SO_TIMESTAMPNS); the WebRTC
+# side as aiortc hands SRTP packets over, before its jitter buffer, which is the browser's (so that
+# direction still includes the peer process's own event-loop latency). Loss = burst frames that never arrived loud. CPU = the worker's utime+stime from
 # /proc/<pid>/stat over the measuring window (all its threads, aiortc's codec threads included).
 # Legs send on five phases of the 20 ms grid (0, 4, ..., 16 ms; PHASES): a packet waits in the worker
 # for its tick, so delay depends on a leg's phase against the worker's clock; spread evenly, every run
@@ -71,6 +71,7 @@ CPU_LIMIT = 85.0
 LOSS_LIMIT = 1.0
 DELAY_GOAL_MS = 40.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux (asm-generic); Python 3.11 does not name it
 MAX_RUNS = 4
 AGREE = 0.10  # two runs agree when their CPU per call differ by at most 10 % of the smaller
 
@@ -279,6 +280,19 @@ class SipLegs:
         ts = [secrets.randbits(31) for _ in range(self.count)]
         groups = [[i for i in legs if round(sip_phase(i) / PTIME * PHASES) == g] for g in range(PHASES)]
         self.rtp.setblocking(False)
+        # Arrival times from the kernel (SO_TIMESTAMPNS, CLOCK_REALTIME, moved onto CLOCK_MONOTONIC): this
+        # thread also sends on a schedule, and when it wakes late its own stamps would be late.
+        self.rtp.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        stamp_size = socket.CMSG_SPACE(16)
+        realtime_offset = time.time() - time.monotonic()
+
+        def arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
+            for level, kind, data in ancillary:
+                if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+                    sec, nsec = struct.unpack("qq", data[:16])
+                    return sec + nsec * 1e-9 - realtime_offset
+            return time.monotonic()
+
         # Sub-slots of PTIME / PHASES: in each, the legs of one phase send.
         sub = math.ceil((time.monotonic() - grid) / PTIME * PHASES) + PHASES
         while True:
@@ -293,15 +307,15 @@ class SipLegs:
                     break
                 ready, _, _ = select.select([self.rtp], [], [], wait)
                 if ready:
-                    now = time.monotonic()
                     t0 = t0_box[0]
                     while True:
                         try:
-                            data, addr = self.rtp.recvfrom(2048)
+                            data, ancillary, _, addr = self.rtp.recvmsg(2048, stamp_size)
                         except BlockingIOError:
                             break
                         i = by_port.get(addr[1])
                         if i is not None and len(data) > 12 and data[1] & 0x7F == 0:
+                            now = arrival(ancillary)
                             self.ears[i].heard(now, loud_ulaw(data[12:], loud_table), t0)
             if time.monotonic() - at > 0.005:
                 self.late += 1
