@@ -57,15 +57,23 @@ def _call(contact_id: str) -> uuid.UUID:
 
 def event_for(tenant_id: uuid.UUID, out: core.Output) -> Event | None:
     """The bus event for one core output (None for outputs kept inside routing)."""
-    base = {"tenant_id": tenant_id, "id": event_id(tenant_id, out.seq), "ts": out.at}
+    eid = event_id(tenant_id, out.seq)
     match out:
         case core.AgentStateChanged():
             return ev.AgentStateChanged(
-                **base, agent_id=out.agent_id, old=out.old, new=out.new, reason=out.reason
+                tenant_id=tenant_id,
+                id=eid,
+                ts=out.at,
+                agent_id=out.agent_id,
+                old=out.old,
+                new=out.new,
+                reason=out.reason,
             )
         case core.ContactQueued():
             return ev.ContactQueued(
-                **base,
+                tenant_id=tenant_id,
+                id=eid,
+                ts=out.at,
                 call_id=_call(out.contact_id),
                 queue=out.queue_id,
                 position=out.position,
@@ -74,7 +82,9 @@ def event_for(tenant_id: uuid.UUID, out: core.Output) -> Event | None:
             )
         case core.ContactOffered():
             return ev.ContactOffered(
-                **base,
+                tenant_id=tenant_id,
+                id=eid,
+                ts=out.at,
                 call_id=_call(out.contact_id),
                 queue_id=out.queue_id,
                 agent_id=out.agent_id,
@@ -82,10 +92,14 @@ def event_for(tenant_id: uuid.UUID, out: core.Output) -> Event | None:
                 expires_at=out.expires_at,
             )
         case core.ContactAccepted():
-            return ev.ContactAccepted(**base, call_id=_call(out.contact_id), agent_id=out.agent_id)
+            return ev.ContactAccepted(
+                tenant_id=tenant_id, id=eid, ts=out.at, call_id=_call(out.contact_id), agent_id=out.agent_id
+            )
         case core.ContactRejected():
             return ev.ContactRejected(
-                **base,
+                tenant_id=tenant_id,
+                id=eid,
+                ts=out.at,
                 call_id=_call(out.contact_id),
                 queue_id=out.queue_id,
                 agent_id=out.agent_id,
@@ -94,7 +108,9 @@ def event_for(tenant_id: uuid.UUID, out: core.Output) -> Event | None:
             )
         case core.ContactRequeued():
             return ev.ContactRequeued(
-                **base,
+                tenant_id=tenant_id,
+                id=eid,
+                ts=out.at,
                 call_id=_call(out.contact_id),
                 queue_id=out.queue_id,
                 position=out.position,
@@ -102,7 +118,9 @@ def event_for(tenant_id: uuid.UUID, out: core.Output) -> Event | None:
             )
         case core.ContactAbandoned():
             return ev.ContactAbandoned(
-                **base,
+                tenant_id=tenant_id,
+                id=eid,
+                ts=out.at,
                 call_id=_call(out.contact_id),
                 queue_id=out.queue_id,
                 waited_s=out.waited_s,
@@ -111,7 +129,9 @@ def event_for(tenant_id: uuid.UUID, out: core.Output) -> Event | None:
             )
         case core.ContactOverflowed():
             return ev.ContactOverflowed(
-                **base,
+                tenant_id=tenant_id,
+                id=eid,
+                ts=out.at,
                 call_id=_call(out.contact_id),
                 kind="overflow",
                 from_queue_id=out.from_queue_id,
@@ -120,7 +140,9 @@ def event_for(tenant_id: uuid.UUID, out: core.Output) -> Event | None:
             )
         case core.ContactTransferred():
             return ev.ContactOverflowed(
-                **base,
+                tenant_id=tenant_id,
+                id=eid,
+                ts=out.at,
                 call_id=_call(out.contact_id),
                 kind="transfer",
                 from_queue_id=out.from_queue_id,
@@ -129,7 +151,9 @@ def event_for(tenant_id: uuid.UUID, out: core.Output) -> Event | None:
             )
         case core.ContactSiteSpilled():
             return ev.ContactOverflowed(
-                **base,
+                tenant_id=tenant_id,
+                id=eid,
+                ts=out.at,
                 call_id=_call(out.contact_id),
                 kind="site_spill",
                 from_queue_id=out.queue_id,
@@ -138,7 +162,9 @@ def event_for(tenant_id: uuid.UUID, out: core.Output) -> Event | None:
             )
         case core.ContactEnded():
             return ev.ContactEnded(
-                **base,
+                tenant_id=tenant_id,
+                id=eid,
+                ts=out.at,
                 call_id=_call(out.contact_id),
                 queue_id=out.queue_id,
                 agent_id=out.agent_id,
@@ -146,7 +172,9 @@ def event_for(tenant_id: uuid.UUID, out: core.Output) -> Event | None:
             )
         case core.ContactWrappedUp():
             return ev.ContactWrappedUp(
-                **base,
+                tenant_id=tenant_id,
+                id=eid,
+                ts=out.at,
                 call_id=_call(out.contact_id),
                 queue_id=out.queue_id,
                 agent_id=out.agent_id,
@@ -154,14 +182,21 @@ def event_for(tenant_id: uuid.UUID, out: core.Output) -> Event | None:
             )
         case core.PositionChanged():
             return ev.ContactPositionChanged(
-                **base,
+                tenant_id=tenant_id,
+                id=eid,
+                ts=out.at,
                 call_id=_call(out.contact_id),
                 position=out.position,
                 expected_wait_s=out.expected_wait_s,
             )
         case core.CallbackDue():
             return ev.RoutingCallbackDue(
-                **base, call_id=_call(out.contact_id), queue_id=out.queue_id, expires_at=out.expires_at
+                tenant_id=tenant_id,
+                id=eid,
+                ts=out.at,
+                call_id=_call(out.contact_id),
+                queue_id=out.queue_id,
+                expires_at=out.expires_at,
             )
     return None
 
