@@ -79,7 +79,7 @@ class PlayerTrack(MediaStreamTrack):
         super().__init__()
         self.rate = rate
         self._samples: Samples | None = None
-        self._loop = False
+        self._repeat = False
         self._pos = 0
         self._start: float | None = None
         self._pts = 0
@@ -91,11 +91,11 @@ class PlayerTrack(MediaStreamTrack):
             self._start, self._pts = None, 0
 
     def play(self, samples: Samples, *, loop: bool = False) -> None:
-        self._samples, self._loop, self._pos = samples, loop, 0
+        self._samples, self._repeat, self._pos = samples, loop, 0
 
     @property
     def playing(self) -> bool:
-        return self._samples is not None and (self._loop or self._pos < len(self._samples))
+        return self._samples is not None and (self._repeat or self._pos < len(self._samples))
 
     def _next_chunk(self, n: int) -> Samples:
         out = np.zeros(n, dtype=np.int16)
@@ -105,7 +105,7 @@ class PlayerTrack(MediaStreamTrack):
         filled = 0
         while filled < n:
             if self._pos >= len(samples):
-                if not self._loop:
+                if not self._repeat:
                     break
                 self._pos = 0
             take = min(n - filled, len(samples) - self._pos)

@@ -518,8 +518,12 @@ class AgentSession:
                 # The offer's call_id: the call the leg joins (a consultation's: the caller's call); absent: the
                 # contact's own; null: an agent-first callback, whose customer is dialled after the accept.
                 call_id = contact_id if offer.call_id is msgspec.UNSET else offer.call_id
-                where = {"call_id": call_id} if call_id else {"contact_id": contact_id}
-                answer = await self.request("offer", sdp=await leg.create_offer(), **where)
+                answer = await self.request(
+                    "offer",
+                    sdp=await leg.create_offer(),
+                    call_id=call_id or None,
+                    contact_id=None if call_id else contact_id,
+                )
                 await leg.accept_answer(str(answer["leg_id"]), str(answer["sdp"]))
             if not self.auto_answer and not offer.outbound:
                 return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -864,7 +865,7 @@ class AsyncWebhooks(_Resource):
 
     async def deliveries(
         self, *, status: str | None = None, limit: int | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> builtins.list[dict[str, Any]]:
         """The delivery log, newest first; `status`: pending, delivered or failed."""
         result: dict[str, Any] = await self._client._run(_calls.webhook_deliveries(status, limit))
         return list(result["items"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import random
 import time
@@ -980,7 +981,9 @@ class Webhooks(_Resource):
     def delete(self, id: str) -> None:
         self._client._run(_calls.webhook_delete(id))
 
-    def deliveries(self, *, status: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    def deliveries(
+        self, *, status: str | None = None, limit: int | None = None
+    ) -> builtins.list[dict[str, Any]]:
         """The delivery log, newest first; `status`: pending, delivered or failed."""
         result: dict[str, Any] = self._client._run(_calls.webhook_deliveries(status, limit))
         return list(result["items"])

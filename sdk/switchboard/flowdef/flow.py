@@ -323,16 +323,19 @@ def _inline_root_ref(schema: dict[str, Any]) -> dict[str, Any]:
     return {**root, "$defs": defs}
 
 
-def _clean_descriptions(node: Any) -> Any:
+def _clean_descriptions(schema: dict[str, Any]) -> dict[str, object]:
     # Some msgspec releases keep a docstring's indentation, others strip it.
-    if isinstance(node, dict):
-        return {
-            k: inspect.cleandoc(v) if k == "description" and isinstance(v, str) else _clean_descriptions(v)
-            for k, v in node.items()
-        }
-    if isinstance(node, list):
-        return [_clean_descriptions(v) for v in node]
-    return node
+    return {k: _clean_value(k, v) for k, v in schema.items()}
+
+
+def _clean_value(key: str, value: object) -> object:
+    if key == "description" and isinstance(value, str):
+        return inspect.cleandoc(value)
+    if isinstance(value, dict):
+        return _clean_descriptions(value)
+    if isinstance(value, list):
+        return [_clean_value("", v) for v in value]
+    return value
 
 
 if __name__ == "__main__":  # python -m switchboard.flowdef.flow > docs/flow.schema.json

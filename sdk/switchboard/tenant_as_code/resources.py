@@ -20,7 +20,8 @@ def _props(tenant: Tenant | None, values: dict[str, Any]) -> dict[str, Any]:
     if tenant is not None:
         # Secret again here, not only through the tenant's additional_secret_outputs: the key must stay
         # masked and encrypted in every resource's state whatever the engine does with outputs.
-        props |= {"api_url": tenant.api_url, "api_key": pulumi.Output.secret(tenant.api_key)}
+        api_key: pulumi.Output[str] = pulumi.Output.secret(tenant.api_key)
+        props |= {"api_url": tenant.api_url, "api_key": api_key}
     return props
 
 
