@@ -16,18 +16,7 @@ from services.contacts.records import ContactRecord, save_contact
 from services.kernel import db
 from services.kernel import events as ev
 from services.kernel.ids import new_id
-
-
-class CountingPool:
-    """The real pool; each transaction (`acquire`) is counted."""
-
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self.pool = pool
-        self.acquired = 0
-
-    def acquire(self, **kwargs: Any) -> Any:
-        self.acquired += 1
-        return self.pool.acquire(**kwargs)
+from tests.integration.counting import CountingPool
 
 
 async def test_the_offer_reads_nothing_and_a_config_change_is_seen(pool: asyncpg.Pool) -> None:
