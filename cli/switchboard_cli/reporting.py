@@ -236,15 +236,18 @@ def _plot(kind: str, result: dict[str, Any], path: Path) -> None:
         ]
         if points:
             ax.plot(
-                [datetime.fromisoformat(str(x)) for x, _ in points],
+                # matplotlib's stubs: no datetime in ArrayLike, though its unit converters plot datetimes.
+                [datetime.fromisoformat(str(x)) for x, _ in points],  # type: ignore[arg-type]
                 [y for _, y in points],
                 marker="o",
                 label=name,
             )
     ax.set_ylabel(label)
     ax.set_ylim(0, 1.05)
-    ax.set_xlim(datetime.fromisoformat(str(result["from"])), datetime.fromisoformat(str(result["to"])))
-    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d %H:%M"))
+    start, end = datetime.fromisoformat(str(result["from"])), datetime.fromisoformat(str(result["to"]))
+    ax.set_xlim(start, end)  # type: ignore[arg-type]  # matplotlib stubs: set_xlim takes datetimes too
+    # matplotlib.dates ships without type hints.
+    ax.xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m-%d %H:%M"))  # type: ignore[no-untyped-call]
     ax.set_title(f"{label} per {result['interval']} ({result['timezone']})")
     ax.legend(loc="best", fontsize="small")
     ax.grid(alpha=0.3)
