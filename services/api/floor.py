@@ -164,7 +164,10 @@ class ContactFloorController(Controller):
         reply = await routing_request(api, RoutingPrioritize(tenant_id=principal.tenant_id, call_id=cid))
         queue_id = uuid.UUID(str(reply.data["queue_id"]))
         await _audit(api, principal, "contact.fronted", "contact", cid, {"queue_id": str(queue_id)})
-        return ContactPrioritized(contact_id=cid, queue_id=queue_id, position=reply.data.get("position"))
+        position = reply.data.get("position")
+        return ContactPrioritized(
+            contact_id=cid, queue_id=queue_id, position=position if isinstance(position, int) else None
+        )
 
     @post(
         "/{contact_id:str}/pull",

@@ -7,6 +7,7 @@ from html import escape
 from pathlib import Path
 
 from litestar import MediaType, get
+from litestar.handlers import HTTPRouteHandler
 
 __all__ = ["home_page", "links"]
 
@@ -61,7 +62,7 @@ def links(web_dir: Path) -> list[tuple[str, str, str]]:
     return found
 
 
-def home_page(web_dir: Path) -> object:
+def home_page(web_dir: Path) -> HTTPRouteHandler:
     @get("/", media_type=MediaType.HTML, include_in_schema=False, name="home")
     async def home() -> str:
         items = "\n".join(

@@ -78,8 +78,8 @@ class Presence:
                     "presence_beat_failed", tenant_id=str(command.tenant_id), error=type(result).__name__
                 )
                 continue
-            gone = result.data.get("signed_out", []) if result.ok and isinstance(result.data, dict) else []
-            for agent in gone:
+            gone = result.data.get("signed_out") if result.ok else None
+            for agent in gone if isinstance(gone, list) else []:
                 tell = list(self.sessions.get((command.tenant_id, uuid.UUID(agent)), {}).values())
                 await asyncio.gather(*(signed_out() for signed_out in tell), return_exceptions=True)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 
 import msgspec
@@ -88,7 +88,7 @@ async def ensure_chunk_stream(js: JetStreamContext, replicas: int = 1) -> None:
 
 async def iter_chunks(
     js: JetStreamContext, tenant_id: uuid.UUID, call_id: uuid.UUID, *, batch: int = 16, timeout: float = 5.0
-) -> AsyncIterator[tuple[int, bytes, str | None]]:
+) -> AsyncGenerator[tuple[int, bytes, str | None], None]:
     """A call's chunks in stream order, (number, data, law): an ephemeral pull consumer that acks nothing,
     so the count is exact and every wait is bounded; `batch` at a time (16 is 256 KB of call), so a long
     recording is never held whole."""

@@ -20,7 +20,7 @@ import asyncio
 import hashlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
@@ -287,7 +287,7 @@ class RecordingPipeline:
 
     async def _again(
         self, tenant: uuid.UUID, rid: uuid.UUID, held: list[tuple[int, bytes]] | None
-    ) -> AsyncIterator[tuple[int, bytes, str | None]]:
+    ) -> AsyncGenerator[tuple[int, bytes, str | None], None]:
         """The chunks once more: those the first pass kept, or from the stream."""
         if held is not None:
             for n, data in held:

@@ -377,7 +377,7 @@ def live_calls(edge: object, webrtc: object, *, with_byes: bool = False) -> list
                 sip_call_id=sip_call_id,
                 answered_at=answered,
                 lost_bye=bye,
-                lost_bye_to=tuple(leg.peer) if bye else None,  # type: ignore[arg-type]
+                lost_bye_to=tuple(leg.peer) if bye else None,
             )
         )
     for session in list(getattr(webrtc, "sessions", {}).values()):
