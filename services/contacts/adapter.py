@@ -130,7 +130,7 @@ class _Running:
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
 
 
-def _dialled(info: DialInfo) -> dict[str, str]:
+def _dialled(info: DialInfo) -> dict[str, object]:
     return {
         "contact_id": str(info.contact_id),
         "to": info.to,
@@ -765,12 +765,13 @@ class ContactsAdapter:
 
     def _alias(self, machine: Lifecycle) -> None:
         s = machine.state
-        dialing = s.callback and s.callback.dialing
+        dialing = s.callback.dialing if s.callback is not None else None
+        consult = s.consult
         for other in (
             s.leg_id,
             s.routing_id,
-            s.consult and s.consult.id,
-            s.consult and s.consult.leg_id,
+            consult.id if consult is not None else None,
+            consult.leg_id if consult is not None else None,
             s.customer_call,
             dialing,
         ):

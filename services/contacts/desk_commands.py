@@ -139,8 +139,8 @@ def command(m: Lifecycle, cmd: ev.DeskCommand, now: float, queue_id: uuid.UUID |
                 raise DeskRefused("state", "the agent has no audio leg to mute")
             if cmd.on != s.muted:
                 s.muted = cmd.on
-                kind = ev.MediaMute if cmd.on else ev.MediaUnmute
-                m._send(kind(**m._stamp(), call_id=s.leg_id), "mute")
+                mute = ev.MediaMute if cmd.on else ev.MediaUnmute
+                m._send(mute(**m._stamp(), call_id=s.leg_id), "mute")
                 m._event("muted" if cmd.on else "unmuted", now)
             return {"muted": s.muted}
         case ev.DeskRecordPause():
@@ -148,8 +148,8 @@ def command(m: Lifecycle, cmd: ev.DeskCommand, now: float, queue_id: uuid.UUID |
                 raise DeskRefused("state", "this call is not being recorded")
             if cmd.on != s.recording_paused:
                 s.recording_paused = cmd.on
-                kind = ev.MediaRecordPause if cmd.on else ev.MediaRecordResume
-                m._send(kind(**m._stamp(), call_id=caller), "record_pause")
+                pause = ev.MediaRecordPause if cmd.on else ev.MediaRecordResume
+                m._send(pause(**m._stamp(), call_id=caller), "record_pause")
                 m._event("recording_paused" if cmd.on else "recording_resumed", now)
             return {"recording": "paused" if s.recording_paused else "on"}
         case ev.DeskDigits():

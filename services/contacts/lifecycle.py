@@ -17,7 +17,7 @@ from typing import Any, Literal
 import msgspec
 
 from services.kernel import events as ev
-from services.kernel.messages import Command, Event
+from services.kernel.messages import Command, Event, Stamp
 
 from . import aftercall, agent_leg, callbacks, consult, desk_commands, queue_wait, voicemail
 from .agent_leg import ACCEPT_LEG_TIMEOUT_S, AGENT_LOST_MESSAGE
@@ -185,7 +185,7 @@ class Lifecycle:
     def _step(self, basis: uuid.UUID, now: float) -> None:
         self._basis, self._now, self._made = basis, now, 0
 
-    def _stamp(self) -> dict[str, Any]:
+    def _stamp(self) -> Stamp:
         """tenant_id, id and ts for a command of this step."""
         self._made += 1
         return {"tenant_id": self.tenant_id, "id": uuid.uuid5(self._basis, str(self._made)), "ts": self._now}
@@ -324,7 +324,8 @@ class Lifecycle:
 
     def next_timer(self) -> float | None:
         s = self.state
-        times = [t for t in (s.deadline, s.announce_at, s.consult and s.consult.deadline) if t is not None]
+        consult_deadline = s.consult.deadline if s.consult is not None else None
+        times = [t for t in (s.deadline, s.announce_at, consult_deadline) if t is not None]
         return min(times) if times else None
 
     def take(self) -> list[Command | Event]:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 import uuid
 from enum import StrEnum
-from typing import ClassVar, TypeVar
+from typing import ClassVar, TypedDict, TypeVar
 
 import msgspec
 
 from .ids import new_id
 
-__all__ = ["Command", "Event", "Message", "Reply", "ReplyCode", "decode", "encode"]
+__all__ = ["Command", "Event", "Message", "Reply", "ReplyCode", "Stamp", "decode", "encode"]
 
 
 def _stamp_id() -> uuid.UUID:
@@ -34,6 +34,15 @@ class Message(msgspec.Struct, kw_only=True, frozen=True):
     id: uuid.UUID = msgspec.field(default_factory=_stamp_id)
     ts: float = msgspec.field(default_factory=_stamp_ts)
     v: int = 1
+
+
+class Stamp(TypedDict):
+    """The envelope a sans-IO core gives each message it makes, splatted (`ev.MediaStop(**stamp, ...)`): a
+    TypedDict, so that mypy checks the splat against the message's fields."""
+
+    tenant_id: uuid.UUID
+    id: uuid.UUID
+    ts: float
 
 
 class Event(Message, kw_only=True, frozen=True):
