@@ -105,7 +105,7 @@ SELECT least((SELECT min(queued_at) FROM rpt_contacts), (SELECT min(arrived_at) 
 def _within(deltas: Deltas, first: float, end: float) -> None:
     """Only the day's buckets: a fact's parts elsewhere belong to the rebuild of their own day."""
     for table in (deltas.queue, deltas.agent, deltas.ivr, deltas.node):
-        for key in [k for k in table if not first <= k[-1] < end]:  # type: ignore[index]
+        for key in [k for k in table if not first <= k[-1] < end]:
             del table[key]
 
 

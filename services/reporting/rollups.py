@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from .facts import ContactRow
@@ -60,24 +60,28 @@ def bucket_of(ts: float) -> float:
     return ts - ts % BUCKET_S
 
 
+# A rollup row's key: its dimensions (queue, agent or flow; a flow's node), then its bucket's start last.
+RollupKey = tuple[str, float] | tuple[str, str, float]
+
+
 class Deltas:
     """Signed changes per rollup table and key, summed over a batch (one upsert per table)."""
 
     def __init__(self) -> None:
-        self.queue: dict[Hashable, list[float]] = defaultdict(lambda: [0.0] * len(QUEUE_FIELDS))
-        self.agent: dict[Hashable, list[float]] = defaultdict(lambda: [0.0] * len(AGENT_FIELDS))
-        self.ivr: dict[Hashable, list[float]] = defaultdict(lambda: [0.0] * len(IVR_FIELDS))
-        self.node: dict[Hashable, list[float]] = defaultdict(lambda: [0.0] * len(NODE_FIELDS))
+        self.queue: dict[RollupKey, list[float]] = defaultdict(lambda: [0.0] * len(QUEUE_FIELDS))
+        self.agent: dict[RollupKey, list[float]] = defaultdict(lambda: [0.0] * len(AGENT_FIELDS))
+        self.ivr: dict[RollupKey, list[float]] = defaultdict(lambda: [0.0] * len(IVR_FIELDS))
+        self.node: dict[RollupKey, list[float]] = defaultdict(lambda: [0.0] * len(NODE_FIELDS))
 
     @staticmethod
-    def _add(table: dict[Hashable, list[float]], key: Hashable, vector: Sequence[float], sign: int) -> None:
+    def _add(table: dict[RollupKey, list[float]], key: RollupKey, vector: Sequence[float], sign: int) -> None:
         acc = table[key]
         for i, value in enumerate(vector):
             if value:
                 acc[i] += sign * value
 
     @staticmethod
-    def rows(table: dict[Hashable, list[float]]) -> list[tuple[Hashable, list[float]]]:
+    def rows(table: dict[RollupKey, list[float]]) -> list[tuple[RollupKey, list[float]]]:
         """The keys whose change is not zero (a row that changed nothing a report sees writes nothing)."""
         return [(k, v) for k, v in table.items() if any(abs(x) > 1e-9 for x in v)]
 
@@ -86,7 +90,7 @@ def _ts(moment: datetime) -> float:
     return moment.timestamp()
 
 
-def _queue_part(row: ContactRow) -> tuple[Hashable, tuple[float, ...]] | None:
+def _queue_part(row: ContactRow) -> tuple[RollupKey, tuple[float, ...]] | None:
     if row.queue_id is None or row.queued_at is None:
         return None
     answered = row.answered_at is not None
@@ -110,7 +114,7 @@ def _queue_part(row: ContactRow) -> tuple[Hashable, tuple[float, ...]] | None:
     return (row.queue_id, bucket_of(_ts(row.queued_at))), vector
 
 
-def _agent_part(row: ContactRow) -> tuple[Hashable, tuple[float, ...]] | None:
+def _agent_part(row: ContactRow) -> tuple[RollupKey, tuple[float, ...]] | None:
     if row.agent_id is None or row.answered_at is None:
         return None
     vector = (
@@ -124,7 +128,7 @@ def _agent_part(row: ContactRow) -> tuple[Hashable, tuple[float, ...]] | None:
     return (row.agent_id, bucket_of(_ts(row.answered_at))), vector
 
 
-def _ivr_part(row: ContactRow) -> tuple[Hashable, tuple[float, ...]] | None:
+def _ivr_part(row: ContactRow) -> tuple[RollupKey, tuple[float, ...]] | None:
     start = row.arrived_at or row.queued_at
     if row.ivr_flow is None or start is None:
         return None

@@ -461,8 +461,8 @@ async def write_rollups(conn: asyncpg.Connection, deltas: Deltas) -> None:
             continue
         counts = [_is_count(n) for n in names]
         records = []
-        for key, vector in sorted(rows, key=lambda kv: (kv[0][-1], kv[0])):  # type: ignore[index]
-            *ids, bucket = key  # type: ignore[misc]
+        for key, vector in sorted(rows, key=lambda kv: (kv[0][-1], kv[0])):
+            *ids, bucket = key
             values = [round(v) if c else v for v, c in zip(vector, counts, strict=True)]
             records.append((*ids, epoch(bucket), *values))
         clauses.append(f"w{len(clauses)} AS ({_rollup_sql(table, keys, names, len(args))})")
