@@ -10,7 +10,6 @@ from __future__ import annotations
 import enum
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,7 +23,7 @@ from services.kernel.events import (
     CallPlayFinished,
     DtmfSource,
 )
-from services.kernel.messages import Event
+from services.kernel.messages import Event, Stamp
 from services.media.features.voicemail import Recording
 
 FRAME = 160  # samples per 20 ms at 8 kHz
@@ -107,7 +106,7 @@ class Call:
     # Events made so far: the next one's id is derived from the call and this count (never random).
     emitted: int = 0
 
-    def _stamp(self, now: float) -> dict[str, Any]:
+    def _stamp(self, now: float) -> Stamp:
         """tenant_id, id and ts for the call's next event: ids from the call id, time from the input."""
         self.emitted += 1
         return {"tenant_id": self.tenant_id, "id": uuid.uuid5(self.call_id, f"e{self.emitted}"), "ts": now}
