@@ -66,6 +66,7 @@ class Resampler:
         step = data.strides[0]
         # Overlapping windows as a strided view (no copy); sliding_window_view does the same with about
         # 10 us of checks per call.
+        out: npt.NDArray[np.float64]  # np.dot is typed as returning Any
         if self.up:
             width = len(self._phases)
             windows = as_strided(data, (len(data) - width + 1, width), (step, step), writeable=False)

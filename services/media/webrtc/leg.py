@@ -29,6 +29,7 @@ from aiortc import (
 )
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import SessionDescription, candidate_from_sdp
+from av.stream import Stream
 
 from services.media.rtp.g711 import G711
 from services.media.rtp.telephone_event import TelephoneEventError, digit_code
@@ -128,7 +129,7 @@ class OutboundAudio(MediaStreamTrack):
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
-    async def recv(self) -> av.AudioFrame | av.Packet:
+    async def recv(self) -> av.AudioFrame | av.Packet[Stream]:
         if self.readyState != "live":
             raise MediaStreamError
         if self._parked is not None:
@@ -335,11 +336,15 @@ class WebRtcLeg:
         if dtls.state != "connected" or self.media is not None or self._transceiver is None:
             return
         codec = self._transceiver._codecs[0]
+        payload_type = codec.payloadType
+        if payload_type is None:  # aiortc numbers every codec it negotiates
+            self._set_state(LegState.FAILED)
+            raise SrtpMediaError(f"the negotiated codec {codec.mimeType} has no payload type")
         media = SrtpMedia(
             dtls=dtls,
             ssrc=self.sender._ssrc,
             codec=codec.mimeType.split("/", 1)[1],
-            payload_type=codec.payloadType,
+            payload_type=payload_type,
             te_pt=self.telephone_event_payload_type,
             on_audio=self._deliver,
             on_digit=self._on_event_digit,
@@ -348,11 +353,10 @@ class WebRtcLeg:
             opus_complexity=self.config.opus_complexity,
         )
         try:
-            media.attach(self.sender)
+            media.attach(self.sender, self._transceiver.receiver)
         except SrtpMediaError:
             self._set_state(LegState.FAILED)
             raise
-        self._transceiver.receiver._send_rtcp = media.quiet_rtcp  # no aiortc RR about streams it never sees
         self.media = media
         if not self._ticked_by_owner:
             loop = asyncio.get_running_loop()
@@ -456,10 +460,10 @@ class WebRtcLeg:
             ):
                 # What aiortc's decoders give (G.711 mono at 8 kHz, Opus stereo at 48 kHz): numpy does it
                 # for a fraction of a resampler call (about 130 us each, per frame and leg).
-                data = frame.to_ndarray().reshape(-1)
+                pcm = frame.to_ndarray().reshape(-1).astype(np.int16, copy=False)  # s16: no copy
                 if frame.layout.nb_channels == 2:
-                    data = (data[0::2].astype(np.int32) + data[1::2]) >> 1
-                self._deliver(data.astype(np.int16, copy=False))
+                    pcm = ((pcm[0::2].astype(np.int32) + pcm[1::2]) >> 1).astype(np.int16)
+                self._deliver(pcm)
                 continue
             if resampler is None:
                 resampler = av.AudioResampler(format="s16", layout="mono", rate=self.rate)

@@ -9,7 +9,8 @@
 # The hooks are instance attributes, pinned to the aiortc/aioice versions dtmf_patch checks:
 #   - aioice's Connection.data_received: SRTP/SRTCP datagrams (first octet 128..191, RFC 7983) come here
 #     straight from the socket callback; DTLS datagrams go on to aiortc's queue as before;
-#   - RTCRtpSender._send_rtcp: silenced (its SRs would count none of our packets); our RTCP goes instead.
+#   - RTCRtpSender._send_rtcp and RTCRtpReceiver._send_rtcp: silenced (their SRs and RRs would count none
+#     of our packets); our RTCP goes instead.
 # The sessions are aiortc's objects, not copies: one SRTP stream state per SSRC, so a packet aiortc might
 # still protect can never reuse a keystream index of ours.
 from __future__ import annotations
@@ -171,7 +172,7 @@ class SrtpMedia:
 
     # --- taking over from aiortc ---
 
-    def attach(self, sender: Any) -> None:
+    def attach(self, sender: Any, receiver: Any) -> None:
         """Call once the DTLS transport is connected (its SRTP sessions exist)."""
         rx, tx = getattr(self.dtls, "_rx_srtp", None), getattr(self.dtls, "_tx_srtp", None)
         if self.dtls.state != "connected" or rx is None or tx is None:
@@ -186,6 +187,7 @@ class SrtpMedia:
         connection.data_received = self._datagram
 
         sender._send_rtcp = self.quiet_rtcp
+        receiver._send_rtcp = self.quiet_rtcp
         self._next_rtcp = asyncio.get_running_loop().time() + RTCP_INTERVAL / 2
 
     @staticmethod

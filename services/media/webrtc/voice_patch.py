@@ -51,7 +51,11 @@ class VoiceOpusEncoder(OpusEncoder):
         self.codec.bit_rate = _bitrate
         self.resampler = AudioResampler(format="s16", layout="mono", rate=48000, frame_size=960)
 
-    def encode(self, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int | None]:
+    # aiortc annotates Encoder.encode's timestamp as int, yet its OpusEncoder returns None while libopus
+    # buffers (no packet yet), as this one does: the override is as wrong as aiortc's annotation.
+    def encode(  # type: ignore[override]
+        self, frame: Any, force_keyframe: bool = False
+    ) -> tuple[list[bytes], int | None]:
         # Our track's frames are what the codec takes already (20 ms of mono s16 at 48 kHz): the
         # resampler would only copy them, at about 60 us a frame.
         if (
@@ -64,14 +68,17 @@ class VoiceOpusEncoder(OpusEncoder):
         packets = self.codec.encode(frame)
         if not packets:
             return [], None
+        pts = packets[0].pts
         if self.first_packet_pts is None:
-            self.first_packet_pts = packets[0].pts
-        return [bytes(p) for p in packets], packets[0].pts - self.first_packet_pts
+            self.first_packet_pts = pts
+        if pts is None or self.first_packet_pts is None:
+            raise UnsupportedVersionError("PyAV's Opus encoder gave a packet without a pts")
+        return [bytes(p) for p in packets], pts - self.first_packet_pts
 
 
 def audio_level_dbov(frame: AudioFrame) -> int:
     """RFC 6465 Appendix A, as aiortc.rtp.compute_audio_level_dbov computes it (same result)."""
-    samples = np.frombuffer(frame.planes[0], dtype=np.int16).astype(np.float64)
+    samples = np.frombuffer(memoryview(frame.planes[0]), dtype=np.int16).astype(np.float64)
     energy = float(np.dot(samples, samples))
     rms = math.sqrt(energy / (frame.samples * 32767 * 32767))
     if rms <= 0:
@@ -91,7 +98,7 @@ def install(bitrate: int = 32000) -> None:
         return
     # get_encoder() looks OpusEncoder up in aiortc.codecs; the sender looks the level function up in
     # aiortc.rtp at call time.
-    aiortc.codecs.OpusEncoder = VoiceOpusEncoder  # type: ignore[misc]
+    aiortc.codecs.OpusEncoder = VoiceOpusEncoder  # type: ignore[attr-defined]  # aiortc.codecs: no __all__
     aiortc.rtp.compute_audio_level_dbov = audio_level_dbov
     _installed = True
 
@@ -153,15 +160,19 @@ class _InlineDecoder:
         self._stopped.wait()
 
 
+# The sender's private event loop (name-mangled), replaced by inline_codecs.
+_SENDER_LOOP = "_RTCRtpSender__loop"
+
+
 def inline_codecs(transceiver: RTCRtpTransceiver) -> None:
     """Encode and decode this transceiver's audio on the event loop (call before negotiation: the
     receiver starts its decoder thread with the queue it has then)."""
     sender, receiver = transceiver.sender, transceiver.receiver
-    loop = getattr(sender, "_RTCRtpSender__loop", None)
+    loop = getattr(sender, _SENDER_LOOP, None)
     error = getattr(receiver, "_RTCRtpReceiver__decoder_error", None)
     if loop is None or error is None or not hasattr(receiver, "_RTCRtpReceiver__decoder_queue"):
         raise UnsupportedVersionError(
             "aiortc's sender or receiver changed: re-check voice_patch.inline_codecs"
         )
-    sender._RTCRtpSender__loop = _InlineLoop(loop)
+    setattr(sender, _SENDER_LOOP, _InlineLoop(loop))
     receiver._RTCRtpReceiver__decoder_queue = _InlineDecoder(receiver, error)
