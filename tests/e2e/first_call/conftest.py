@@ -34,7 +34,14 @@ from services.media.rtp.g711 import ulaw_decode, ulaw_encode
 from services.media.rtp.packet import RtpPacket
 from services.media.rtp.telephone_event import digit_packets
 from services.runtime.embedded import free_port
-from tests.service_procs import consumer_ready, drop_consumers, service_env, sip_answers, stop_all
+from tests.service_procs import (
+    START_LIMIT_S,
+    consumer_ready,
+    drop_consumers,
+    service_env,
+    sip_answers,
+    stop_all,
+)
 from tests.sipp_uac import sipp_command
 
 REPO = Path(__file__).resolve().parents[3]
@@ -159,9 +166,9 @@ def _stack(
                 )
         for name, proc in procs.items():
             _started(name, logs[name], proc, 30.0)
-        asyncio.run(consumer_ready(infra.nats_url, envs["contacts"]["SB_CONTACTS_DURABLE"], 20.0))
-        asyncio.run(consumer_ready(infra.nats_url, envs["ivr"]["SB_IVR_DURABLE"], 20.0))
-        if not sip_answers(sip_port, 20.0):
+        asyncio.run(consumer_ready(infra.nats_url, envs["contacts"]["SB_CONTACTS_DURABLE"], START_LIMIT_S))
+        asyncio.run(consumer_ready(infra.nats_url, envs["ivr"]["SB_IVR_DURABLE"], START_LIMIT_S))
+        if not sip_answers(sip_port, START_LIMIT_S):
             raise RuntimeError("nothing answers OPTIONS on the SIP port")
         asyncio.run(_routing_answers(infra.nats_url, 15.0))
         yield Stack(

@@ -19,7 +19,14 @@ from typing import Any
 import pytest
 
 from services.runtime.embedded import free_port
-from tests.service_procs import consumer_ready, drop_consumers, service_env, sip_answers, stop_all
+from tests.service_procs import (
+    START_LIMIT_S,
+    consumer_ready,
+    drop_consumers,
+    service_env,
+    sip_answers,
+    stop_all,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -70,6 +77,10 @@ def _ivr_stack(infra: Any) -> Iterator[Stack]:
         SB_RTP_PORT_MIN=str(rtp_low),
         SB_RTP_PORT_MAX=str(rtp_low + 1000),
         SB_SERVICE_NAME="media",
+        # No overload shedding: on a loaded test machine it would refuse the test's INVITE (first_call's
+        # conftest says more).
+        SB_MEDIA_MAX_LAG_MS="0",
+        SB_MEDIA_MAX_CPU="0",
     )
     with open(media_log, "ab") as log:
         media = subprocess.Popen(
@@ -97,12 +108,12 @@ def _ivr_stack(infra: Any) -> Iterator[Stack]:
             stderr=subprocess.STDOUT,
         )
     try:
-        if not sip_answers(sip_port, 20.0):
+        if not sip_answers(sip_port, START_LIMIT_S):
             raise RuntimeError(f"the media service did not answer OPTIONS:\n{media_log.read_text()[-3000:]}")
-        _ivr_ready(ivr_log, ivr, 20.0)
-        _ivr_ready(contacts_log, contacts, 20.0)
-        asyncio.run(consumer_ready(infra.nats_url, durable, 20.0))
-        asyncio.run(consumer_ready(infra.nats_url, contacts_durable, 20.0))
+        _ivr_ready(ivr_log, ivr, START_LIMIT_S)
+        _ivr_ready(contacts_log, contacts, START_LIMIT_S)
+        asyncio.run(consumer_ready(infra.nats_url, durable, START_LIMIT_S))
+        asyncio.run(consumer_ready(infra.nats_url, contacts_durable, START_LIMIT_S))
         yield Stack(sip_port=sip_port, media_log=media_log, ivr_log=ivr_log, contacts_log=contacts_log)
     finally:
         stop_all([contacts, ivr, media])

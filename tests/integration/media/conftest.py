@@ -20,7 +20,7 @@ import pytest
 
 from services.kernel.ids import new_id
 from services.runtime.embedded import free_port
-from tests.service_procs import sip_answers
+from tests.service_procs import START_LIMIT_S, sip_answers
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -125,7 +125,7 @@ def start_media(infra, extra_env: dict[str, str] | None = None) -> Iterator[tupl
             [sys.executable, "-m", "services.media"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     try:
-        if not sip_answers(port, 20.0):
+        if not sip_answers(port, START_LIMIT_S):
             raise RuntimeError(
                 f"the media service did not answer OPTIONS; see {log_path}:\n{log_path.read_text()[-3000:]}"
             )
