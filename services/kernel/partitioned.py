@@ -189,14 +189,14 @@ async def ensure_partition_stream(bus: Bus, part: Partitioning, event_types: Ite
         return  # keep its start point; a changed partition count needs a new name (docs/operators.md)
     except NotFoundError:
         pass
-    start = datetime.datetime.now(datetime.UTC).isoformat()
+    start = datetime.datetime.now(datetime.UTC)
     config = StreamConfig(
         name=part.stream(),
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.FILE,
         max_age=QUEUE_MAX_AGE_S,
         num_replicas=int(os.environ.get("SB_JETSTREAM_REPLICAS", "1") or 1),
-        sources=[StreamSource(name=EVENTS_STREAM, opt_start_time=start, subject_transforms=transforms)],  # type: ignore[arg-type]
+        sources=[StreamSource(name=EVENTS_STREAM, opt_start_time=start, subject_transforms=transforms)],
     )
     try:
         await bus.js.add_stream(config)

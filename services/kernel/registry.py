@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import TypeVar
 
 from . import events as _events  # noqa: F401  (declares every message class)
 from .messages import Command, Event, Message
 
 __all__ = ["Parsed", "command_type", "event_type", "parse_subject"]
 
+M = TypeVar("M", bound=Message)
 
-def _concrete(base: type[Message], kind: str) -> dict[tuple[str, str], type[Message]]:
-    found: dict[tuple[str, str], type[Message]] = {}
+
+def _concrete(base: type[M], kind: str) -> dict[tuple[str, str], type[M]]:
+    found: dict[tuple[str, str], type[M]] = {}
     todo = list(base.__subclasses__())
     while todo:
         cls = todo.pop()
@@ -32,16 +35,16 @@ def _concrete(base: type[Message], kind: str) -> dict[tuple[str, str], type[Mess
     return found
 
 
-_EVENTS: dict[tuple[str, str], type[Message]] = _concrete(Event, "evt")
-_COMMANDS: dict[tuple[str, str], type[Message]] = _concrete(Command, "cmd")
+_EVENTS: dict[tuple[str, str], type[Event]] = _concrete(Event, "evt")
+_COMMANDS: dict[tuple[str, str], type[Command]] = _concrete(Command, "cmd")
 
 
 def event_type(domain: str, name: str) -> type[Event] | None:
-    return _EVENTS.get((domain, name))  # type: ignore[return-value]
+    return _EVENTS.get((domain, name))
 
 
 def command_type(service: str, name: str) -> type[Command] | None:
-    return _COMMANDS.get((service, name))  # type: ignore[return-value]
+    return _COMMANDS.get((service, name))
 
 
 @dataclass(frozen=True, slots=True)

@@ -724,13 +724,14 @@ class Listener:
     ) -> None:
         self.bus = bus
         self.handler = handler
-        self.filters = _event_filters(
+        # The subjects subscribed to, each with the type its messages decode into.
+        self.filters: Mapping[str, type[msgspec.Struct]] = _event_filters(
             event_types, "*" if tenant_id is None else str(uuid.UUID(str(tenant_id))), addressee
         )
         self._kinds = {(k.domain, k.name): k for k in event_types}
         self._platform = platform
         if platform is not None:
-            self.filters = {platform[0]: platform[1]}  # type: ignore[dict-item]
+            self.filters = {platform[0]: platform[1]}
         self._subs: list[Subscription] = []
 
     async def start(self) -> None:

@@ -24,6 +24,7 @@ import uuid
 
 import msgspec
 from nats.js.api import KeyValueConfig
+from nats.js.client import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
@@ -75,12 +76,12 @@ class Slots:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    async def attach(self, js: object, replicas: int = 1) -> None:
+    async def attach(self, js: JetStreamContext, replicas: int = 1) -> None:
         """Share the counts through the bucket (`js`: a JetStream context) and start renewing them."""
         try:
-            self._kv = await js.key_value(BUCKET)  # type: ignore[attr-defined]
+            self._kv = await js.key_value(BUCKET)
         except BucketNotFoundError:
-            self._kv = await js.create_key_value(  # type: ignore[attr-defined]
+            self._kv = await js.create_key_value(
                 KeyValueConfig(bucket=BUCKET, history=1, ttl=self.lease * 4, replicas=replicas)
             )
         self._task = asyncio.get_running_loop().create_task(self._writer())
