@@ -217,11 +217,11 @@ class TenantRunner:
 
     # -- inputs -----------------------------------------------------------------------------------------
 
-    async def _apply(self, cmd: core.commands.Command) -> core.Result:
+    async def _apply(self, cmd: core.commands.AnyCommand) -> core.Result:
         assert self.engine is not None
         now = time.time()
-        self.journal_seq = await self.journal.append(self.tenant_id, Entry(now=now, cmd=cmd))  # type: ignore[arg-type]
-        result = self.engine.handle(cmd, now)  # type: ignore[arg-type]
+        self.journal_seq = await self.journal.append(self.tenant_id, Entry(now=now, cmd=cmd))
+        result = self.engine.handle(cmd, now)
         await self._publish(result.outputs)
         await self._after_input()
         return result
@@ -329,7 +329,7 @@ class TenantRunner:
     # -- commands ---------------------------------------------------------------------------------------
 
     async def _on_commands(self, batch: list[tuple[Command, asyncio.Future[Reply]]]) -> None:
-        simple: list[tuple[asyncio.Future[Reply], Command, core.commands.Command]] = []
+        simple: list[tuple[asyncio.Future[Reply], Command, core.commands.AnyCommand]] = []
         for command, reply in batch:
             if not self.loaded.exists:
                 _answer(reply, Reply(ok=False, code="unknown_tenant", error="this tenant does not exist"))
@@ -347,16 +347,18 @@ class TenantRunner:
             simple.append((reply, command, cmd))
         await self._flush(simple)
 
-    async def _flush(self, items: list[tuple[asyncio.Future[Reply], Command, core.commands.Command]]) -> None:
+    async def _flush(
+        self, items: list[tuple[asyncio.Future[Reply], Command, core.commands.AnyCommand]]
+    ) -> None:
         if not items:
             return
         assert self.engine is not None
         now = time.time()
         seqs = await asyncio.gather(
-            *(self.journal.append(self.tenant_id, Entry(now=now, cmd=cmd)) for _, _, cmd in items)  # type: ignore[arg-type]
+            *(self.journal.append(self.tenant_id, Entry(now=now, cmd=cmd)) for _, _, cmd in items)
         )
         self.journal_seq = max(seqs)
-        results = [self.engine.handle(cmd, now) for _, _, cmd in items]  # type: ignore[arg-type]
+        results = [self.engine.handle(cmd, now) for _, _, cmd in items]
         await self._publish([out for r in results for out in r.outputs])
         self.unsnapshotted += len(items) - 1
         await self._after_input()
@@ -422,7 +424,7 @@ class TenantRunner:
             return Reply(ok=False, code="unknown_queue", error=f"queue {name!r} does not exist")
         return found
 
-    def _to_core(self, c: Command) -> core.commands.Command | Reply:
+    def _to_core(self, c: Command) -> core.commands.AnyCommand | Reply:
         """The core command for a bus command (its id becomes the core command's id)."""
         assert self.engine is not None
         cid = str(c.id)

@@ -60,20 +60,22 @@ def _schedule(hours: object, holidays: list[object], tz: str) -> Schedule | None
     spans = _json(hours)
     if spans is None and not holidays:
         return None  # {} is not None: no window on any day, closed
+    windows: dict[str, list[tuple[str, str]]]
     if isinstance(spans, dict):
         windows = {
-            day: [tuple(w.split("-", 1)) for w in ws if isinstance(w, str) and "-" in w]
+            day: [_span(w) for w in ws if isinstance(w, str) and "-" in w]
             for day, ws in spans.items()
             if isinstance(ws, list)
         }
     else:
         windows = {day: [("00:00", "24:00")] for day in WEEKDAYS}
-    schedule = Schedule(
-        tz=tz,
-        hours=windows,  # type: ignore[arg-type]
-        closed_dates=[str(d) for d in holidays],
-    )
+    schedule = Schedule(tz=tz, hours=windows, closed_dates=[str(d) for d in holidays])
     return None if validate_schedule(schedule) else schedule
+
+
+def _span(window: str) -> tuple[str, str]:
+    start, _, end = window.partition("-")
+    return start, end
 
 
 def _queue(r: asyncpg.Record, tz: str, queue_ids: set[str]) -> QueueConfig:
