@@ -152,6 +152,18 @@ async def _desk_phone(tmp_path: Path) -> DeskPhone:
 
 MIC_HEARD = 0.05  # the browser's microphone through its WebRTC leg and the mix: 0.12 measured
 
+
+def _mixed(heard: dict[str, Any], expected: set[str]) -> bool:
+    """The supervisor's mode has reached the ears: the supervisor's microphone heard by `expected` alone,
+    and the caller still hearing the agent."""
+    return tone_power(heard["caller"], AGENT_HZ) > HEARD and all(
+        tone_power(audio, SUPERVISOR_HZ) > MIC_HEARD
+        if who in expected
+        else tone_power(audio, SUPERVISOR_HZ) < NOT_HEARD
+        for who, audio in heard.items()
+    )
+
+
 # The supervisor's ear: the level (dB) of each frequency in what the page's <audio> plays, over 1 s.
 EAR_JS = """async (freqs) => {
   const stream = document.getElementById("monitor-audio").srcObject;
@@ -331,8 +343,8 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
                 if mode != "listen":
                     await page.click(f'button.mode[data-mode="{mode}"]')
                     await page.wait_for_selector(f'button.mode[data-mode="{mode}"][aria-pressed="true"]')
-                heard = await listen_window(ears, 1.5)
                 expected = {"listen": set(), "whisper": {"agent"}, "barge": {"agent", "caller"}}[mode]
+                heard = await listen_window(ears, 1.5, until=lambda h, e=expected: _mixed(h, e))
                 for who, audio in heard.items():
                     assert len(audio) > 8000, f"{mode}: the {who} heard almost nothing"
                     power = tone_power(audio, SUPERVISOR_HZ)
@@ -362,7 +374,9 @@ async def test_the_console_shows_the_floor_and_steps_into_a_call(console_stack: 
                 await page.click('button.mode[data-mode="barge"]')
                 await page.wait_for_selector('button.mode[data-mode="barge"][aria-pressed="true"]')
                 await _shot(page, "3b-barging-on-the-desk-phone")
-                heard = await listen_window({"caller": second}, 1.5)
+                heard = await listen_window(
+                    {"caller": second}, 1.5, until=lambda h: tone_power(h["caller"], CALLER_HZ) > HEARD
+                )
                 assert tone_power(heard["caller"], CALLER_HZ) > HEARD  # its own tone, echoed by the phone
                 await page.click("#monitor-leave")
                 assert await asyncio.wait_for(phone.proc.wait(), 10) == 0, "the desk phone got no BYE"
