@@ -142,14 +142,17 @@ async def test_widget_calls_an_agent_and_they_hear_each_other(
                 states = await page.evaluate("sbWidget.states")
                 assert states[0] == "calling" and "connected" in states and states[-1] == "ended", states
 
-                # Browser -> agent: Chromium's fake microphone beeps (400 Hz, a short burst every 500 ms);
-                # the agent's recording has those beeps, at that pitch and pace.
+                # Browser -> agent: Chromium's fake microphone beeps (400 Hz, 20 ms every 500 ms); the
+                # agent's recording has those beeps, at that pitch and pace. On a starved machine audio
+                # comes short (at load 15 a recording had a tenth less audio than time: beeps 0.44-0.46 s
+                # apart) and a beep is a single 20 ms frame, so one frame lost loses a beep (a 1 s gap): the
+                # pace is the shortest gap, and no more than one beep in a row may be missing.
                 recorded = await next_of(agent, Recorded)
                 starts, pitches = _beeps(recorded.path)
                 assert recorded.seconds > 1.0 and len(starts) >= 2, (recorded, starts)
                 assert all(abs(p - BEEP_HZ) < 25 for p in pitches), pitches
                 gaps = np.diff(starts) * 0.02
-                assert all(0.4 <= g <= 0.6 for g in gaps), gaps
+                assert 0.35 <= min(gaps) <= 0.6 and max(gaps) <= 1.2, gaps
                 assert not problems, problems
             finally:
                 await page.close()
