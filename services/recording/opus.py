@@ -6,12 +6,16 @@ after each piece, so a copy is never held whole either."""
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import av
 import numpy as np
 
 from services.media.rtp.g711 import G711
 from services.media.spool.spool import RATE
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # collections.abc.Buffer from Python 3.12
 
 __all__ = ["OPUS_BITRATE", "OggOpusEncoder"]
 
@@ -25,9 +29,10 @@ class _Sink(io.RawIOBase):
     def writable(self) -> bool:
         return True
 
-    def write(self, data: bytes) -> int:  # type: ignore[override]
-        self.buffer += data
-        return len(data)
+    def write(self, data: Buffer) -> int:
+        view = memoryview(data)
+        self.buffer += view
+        return view.nbytes
 
     def take(self) -> bytes:
         out, self.buffer = bytes(self.buffer), bytearray()

@@ -405,7 +405,7 @@ class RecordingPipeline:
         end = ev.RecordingChunksEnd(
             tenant_id=tenant,
             call_id=call_id,
-            law=(law if law in ("PCMU", "PCMA") else "PCMU"),  # type: ignore[arg-type]
+            law="PCMA" if law == "PCMA" else "PCMU",
             chunks=count,
             started_at=started_at,
             ended_at=self.clock(),

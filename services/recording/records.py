@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -348,7 +348,7 @@ async def open_audio(
         opener = Opener(head, tenant_id, sealed_as)
         first = await reader.first(opener)
     except BaseException:
-        await sealed.aclose()  # type: ignore[attr-defined]
+        await sealed.aclose()
         raise
     samples = round(row["duration_s"] * 8000)
     if row["law"] == "L16":  # a voicemail: one channel of 16-bit PCM as media wrote it
@@ -376,7 +376,7 @@ async def _data_key(
 class _Verified:
     """The store's pieces through an `Opener` and a running SHA-256."""
 
-    def __init__(self, sealed: AsyncIterator[bytes], sha256: str) -> None:
+    def __init__(self, sealed: AsyncGenerator[bytes, None], sha256: str) -> None:
         self.sealed = sealed
         self.expected = sha256
         self.digest = hashlib.sha256()
@@ -420,7 +420,7 @@ class _Verified:
                 if out:
                     yield out
         finally:
-            await self.sealed.aclose()  # type: ignore[attr-defined]
+            await self.sealed.aclose()
 
     def _feed(self, sealed: bytes) -> bytes:
         assert self.opener is not None

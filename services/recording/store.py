@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
@@ -42,7 +42,7 @@ class BlobStore(Protocol):
         """Stored whole or not at all; the size stored."""
         ...
 
-    async def open_stream(self, key: str) -> AsyncIterator[bytes]:
+    async def open_stream(self, key: str) -> AsyncGenerator[bytes, None]:
         """The blob's bytes in pieces; `BlobNotFound` before the first when there is none."""
         ...
 
@@ -83,7 +83,7 @@ class LocalStore:
     async def get(self, key: str) -> bytes:
         return b"".join([piece async for piece in await self.open_stream(key)])
 
-    async def open_stream(self, key: str) -> AsyncIterator[bytes]:
+    async def open_stream(self, key: str) -> AsyncGenerator[bytes, None]:
         path = self.root / _check(key)
         try:
             file = await asyncio.to_thread(open, path, "rb")
@@ -126,7 +126,7 @@ def _publish(tmp: Path, path: Path) -> None:
         os.close(dir_fd)
 
 
-async def _read_pieces(file: BinaryIO) -> AsyncIterator[bytes]:
+async def _read_pieces(file: BinaryIO) -> AsyncGenerator[bytes, None]:
     try:
         while piece := await asyncio.to_thread(file.read, READ_PIECE):
             yield piece

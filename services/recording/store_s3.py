@@ -7,7 +7,7 @@ store never sees audio; its own server-side encryption may be on as well.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterable
 from typing import Any
 
 import boto3
@@ -109,7 +109,7 @@ class S3Store:
     async def get(self, key: str) -> bytes:
         return b"".join([piece async for piece in await self.open_stream(key)])
 
-    async def open_stream(self, key: str) -> AsyncIterator[bytes]:
+    async def open_stream(self, key: str) -> AsyncGenerator[bytes, None]:
         try:
             response = await asyncio.to_thread(
                 self._client.get_object, Bucket=self.bucket, Key=self._key(key)
@@ -127,7 +127,7 @@ class S3Store:
         await asyncio.to_thread(self._client.close)
 
 
-async def _pieces(body: Any) -> AsyncIterator[bytes]:
+async def _pieces(body: Any) -> AsyncGenerator[bytes, None]:
     try:
         while piece := await asyncio.to_thread(body.read, READ_PIECE):
             yield piece

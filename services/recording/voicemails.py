@@ -211,7 +211,7 @@ class VoicemailVault:
             if row is None or row["file"] != f"{DIRECTORY}/{name}":
                 self.log.warning("voicemail_unclaimed", file=name)
                 continue
-            mtime = await asyncio.to_thread(lambda n=name: (folder / n).stat().st_mtime)  # type: ignore[misc]
+            mtime = (await asyncio.to_thread((folder / name).stat)).st_mtime
             if await self.seal(row["tenant_id"], call, ended_at=mtime):
                 sealed += 1
         return sealed
