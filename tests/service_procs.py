@@ -18,16 +18,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import nats
 
+from services.runtime.bususers import BUS_SERVICES, service_password
 from services.runtime.embedded import free_port
 
 __all__ = [
     "consumer_ready",
     "drop_consumers",
     "service_env",
+    "service_nats_url",
     "sip_answers",
     "start_api",
     "start_service",
@@ -57,11 +60,21 @@ def starved(pid: int) -> str:
     return f"it used {cpu:.1f} s of CPU, load {load}"
 
 
+def service_nats_url(infra: Any, service: str) -> str:
+    """The URL `service` connects with under `switchboard up`: its own NATS user (services/runtime/bususers.py),
+    refused every subject that is not its own; the session's admin URL for a name with no user."""
+    if service not in BUS_SERVICES:
+        return str(infra.nats_url)
+    parts = urlsplit(infra.nats_url)
+    return f"nats://{service}:{service_password(parts.password or '', service)}@{parts.hostname}:{parts.port}"
+
+
 def service_env(infra: Any, **extra: str) -> dict[str, str]:
+    """A service's environment; with SB_SERVICE_NAME (one of the platform's services), its own NATS user."""
     return {
         **os.environ,
         "SB_DATABASE_URL": infra.app_url,
-        "SB_NATS_URL": infra.nats_url,
+        "SB_NATS_URL": service_nats_url(infra, extra.get("SB_SERVICE_NAME", "")),
         "SB_TOKEN_SECRET": infra.token_secret,
         "SB_BIND_HOST": "127.0.0.1",
         "SB_DATA_DIR": str(infra.data_dir),
@@ -162,7 +175,9 @@ def start_api(infra: Any, **extra: str) -> Iterator[str]:
     """`python -m services.api` on a free 127.0.0.1 port with the session's PostgreSQL and NATS (plus
     `extra` SB_* variables); yields its base URL once it answers."""
     port = free_port()
-    env = service_env(infra, SB_HTTP_PORT=str(port), SB_LOG_LEVEL="warning", **extra)
+    env = service_env(
+        infra, SB_HTTP_PORT=str(port), SB_LOG_LEVEL="warning", **{"SB_SERVICE_NAME": "api", **extra}
+    )
     log_path = infra.data_dir / f"api-{port}.log"
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -213,7 +228,8 @@ def start_services(
                 subprocess.Popen(
                     [sys.executable, "-m", module],
                     cwd=REPO,
-                    env=service_env(infra, **extra),
+                    # services.media.front is media's: it publishes a lost worker's calls' ends
+                    env=service_env(infra, **{"SB_SERVICE_NAME": module.split(".")[1], **extra}),
                     stdout=log,
                     stderr=subprocess.STDOUT,
                 )

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import msgspec
 import nats
@@ -42,7 +43,7 @@ from .serving import (
     Server,
     call_key,
 )
-from .subjects import EVENTS_STREAM, EVENTS_SUBJECTS, HEALTH_BUCKET, cmd_subject, evt_subject
+from .subjects import EVENTS_STREAM, EVENTS_SUBJECTS, HEALTH_BUCKET, cmd_subject, evt_subject, inbox_prefix
 
 __all__ = ["Bus", "BusError", "CommandTimeout", "connect", "decode_event"]
 
@@ -271,6 +272,8 @@ async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Bus:
     nc = await nats.connect(
         servers=[url],
         name=name,
+        # Its replies and JetStream deliveries on subjects only its own user may read (docs/security.md).
+        inbox_prefix=inbox_prefix(urlsplit(url).username),
         connect_timeout=connect_timeout,
         max_reconnect_attempts=-1,
         reconnect_time_wait=0.5,

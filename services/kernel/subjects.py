@@ -27,6 +27,7 @@ __all__ = [
     "addressee_token",
     "cmd_subject",
     "evt_subject",
+    "inbox_prefix",
     "rec_subject",
     "sys_subject",
     "tenant_of",
@@ -75,6 +76,15 @@ def rec_subject(tenant_id: uuid.UUID | str, call_id: uuid.UUID | str, part: str)
 
 def sys_subject(*tokens: str) -> str:
     return ".".join(["sb", "sys", *(_token(t, "token") for t in tokens)])
+
+
+def inbox_prefix(user: str | None) -> str:
+    """The inbox prefix of a connection as NATS user `user`: replies to one service's requests (and its
+    JetStream deliveries) go to subjects only that service's user may subscribe to
+    (services/runtime/bususers.py). The plain `_INBOX` without a user name (a token, an external server)."""
+    if user and _TOKEN.match(user):
+        return f"_INBOX.{user}"
+    return "_INBOX"
 
 
 def tenant_of(subject: str) -> uuid.UUID | None:

@@ -20,7 +20,7 @@ import pytest
 
 from services.kernel.ids import new_id
 from services.runtime.embedded import free_port
-from tests.service_procs import START_LIMIT_S, sip_answers
+from tests.service_procs import START_LIMIT_S, service_nats_url, sip_answers
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -101,7 +101,7 @@ def start_media(infra, extra_env: dict[str, str] | None = None) -> Iterator[tupl
     env = {
         **os.environ,
         "SB_DATABASE_URL": infra.app_url,
-        "SB_NATS_URL": infra.nats_url,
+        "SB_NATS_URL": service_nats_url(infra, "media"),  # its own user, as under `switchboard up`
         "SB_TOKEN_SECRET": infra.token_secret,
         "SB_BIND_HOST": "127.0.0.1",
         "SB_SIP_PORT": str(port),

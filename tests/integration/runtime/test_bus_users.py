@@ -7,10 +7,12 @@ import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import nats
 import pytest
 
+from services.kernel.subjects import inbox_prefix
 from services.kernel.waits import flushed
 from services.recording.voicemail_bucket import VOICEMAIL_BUCKET, open_voicemail_bucket, voicemail_object
 from services.runtime.bususers import VOICEMAIL_STREAM, VOICEMAIL_SUBJECTS
@@ -40,7 +42,7 @@ class Client:
         async def on_error(exc: Exception) -> None:
             self.errors.append(str(exc))
 
-        self.nc = await nats.connect(url, error_cb=on_error, allow_reconnect=False, connect_timeout=5)
+        self.nc = await _service(url, error_cb=on_error)
         return self.nc
 
     async def refused(self, what: str) -> None:
@@ -48,6 +50,12 @@ class Client:
         while not any(what.lower() in e.lower() for e in self.errors):
             assert asyncio.get_running_loop().time() < deadline, f"not refused: {what}; errors {self.errors}"
             await asyncio.sleep(0.02)
+
+
+async def _service(url: str, **options: object) -> nats.NATS:
+    """A connection as a service makes it (services.kernel.bus.connect): its replies on its own inbox."""
+    prefix = inbox_prefix(urlsplit(url).username)
+    return await nats.connect(url, inbox_prefix=prefix, allow_reconnect=False, connect_timeout=5, **options)  # type: ignore[arg-type]
 
 
 async def _heard(admin: nats.NATS, subject: str) -> nats.aio.subscription.Subscription:
@@ -60,7 +68,6 @@ def test_media_cannot_publish_routings_decisions_nor_answer_its_commands(server:
     async def scenario() -> None:
         admin = await nats.connect(server.url)
         watch = await _heard(admin, f"sb.{TENANT}.evt.>")
-        mapped = await _heard(admin, "sb.sys.routing.cmd.>")
         media = Client()
         nc = await media.connect(server.service_url("media"))
         offered = f"sb.{TENANT}.evt.contact.offered"
@@ -78,9 +85,15 @@ def test_media_cannot_publish_routings_decisions_nor_answer_its_commands(server:
         await media.refused('Permissions Violation for Subscription to "sb.*.cmd.routing.>"')
         await nc.subscribe("sb.sys.routing.>")
         await media.refused('Permissions Violation for Subscription to "sb.sys.routing.>"')
-        # Commands to routing go through the server's partition mapping, whose subject is what is checked.
+        # Media sends no command: routing's are not its to send (checked as the server maps them onto
+        # routing's partitions).
         await nc.publish(f"sb.{TENANT}.cmd.routing.enqueue", b"enqueue")
-        assert (await mapped.next_msg(timeout=15)).data == b"enqueue"
+        await media.refused('Permissions Violation for Publish to "sb.sys.routing.cmd.')
+        # Nothing outside its subjects: not every subject at once, not another service's replies.
+        for wide in ("sb.>", ">", "_INBOX.>", "_INBOX.recording.>"):
+            await nc.subscribe(wide)
+            await media.refused(f'Permissions Violation for Subscription to "{wide}"')
+        assert (await nc.jetstream(timeout=5).account_info()).streams >= 0  # replies reach its own inbox
         # Its own commands are its to serve.
         own = await nc.subscribe(f"sb.*.cmd.media.*.{CALL}")
         await flushed(nc)
@@ -101,13 +114,14 @@ def test_the_api_cannot_read_recordings_chunks(server: EmbeddedNats) -> None:
         nc = await api.connect(server.service_url("api"))
         await nc.subscribe("sb.*.rec.>")
         await api.refused('Permissions Violation for Subscription to "sb.*.rec.>"')
-        wide = await nc.subscribe("sb.>")  # allowed, but the server filters the chunks out of it
+        heard = await nc.subscribe(f"sb.{TENANT}.evt.>")  # events are the API's to hear, chunks are not
         await flushed(nc)
-        media = await nats.connect(server.service_url("media"))
+        media = await _service(server.service_url("media"))
         await media.jetstream().publish(f"sb.{TENANT}.rec.{CALL}.chunk", b"audio")  # media writes them
-        await media.publish(f"sb.{TENANT}.rec.{CALL}.chunk", b"live audio")
         await media.publish(f"sb.{TENANT}.evt.call.ended", b"after")
-        assert (await wide.next_msg(timeout=15)).subject == f"sb.{TENANT}.evt.call.ended"
+        assert (await heard.next_msg(timeout=15)).subject == f"sb.{TENANT}.evt.call.ended"
+        with pytest.raises((nats.errors.Error, TimeoutError)):  # nor does media read what it wrote
+            await media.jetstream(timeout=1).get_msg("SB_RECORDING_CHUNKS", seq=1)
         with pytest.raises((nats.errors.Error, TimeoutError)):  # refused before JetStream sees it: no answer
             await nc.jetstream(timeout=1).get_msg("SB_RECORDING_CHUNKS", seq=1)
         await api.refused('Permissions Violation for Publish to "$JS.API.STREAM.MSG.GET.SB_RECORDING_CHUNKS"')
@@ -117,7 +131,7 @@ def test_the_api_cannot_read_recordings_chunks(server: EmbeddedNats) -> None:
         await nc.publish(f"sb.{TENANT}.rec.{CALL}.chunk", b"forged")
         await api.refused(f'Permissions Violation for Publish to "sb.{TENANT}.rec.')
         # The recording service reads them.
-        recording = await nats.connect(server.service_url("recording"))
+        recording = await _service(server.service_url("recording"))
         got = await recording.jetstream().get_msg("SB_RECORDING_CHUNKS", seq=1)
         assert got.data == b"audio"
         for conn in (recording, nc, media, admin):
@@ -128,7 +142,7 @@ def test_the_api_cannot_read_recordings_chunks(server: EmbeddedNats) -> None:
 
 def test_only_media_and_recording_reach_the_voicemail_bucket(server: EmbeddedNats) -> None:
     async def scenario() -> None:
-        media = await nats.connect(server.service_url("media"))
+        media = await _service(server.service_url("media"))
         bucket = await open_voicemail_bucket(media.jetstream())
         name = voicemail_object(uuid.UUID(TENANT), uuid.UUID(CALL))
         await bucket.put(name, b"message")  # media writes it
@@ -138,9 +152,9 @@ def test_only_media_and_recording_reach_the_voicemail_bucket(server: EmbeddedNat
         await ivr.refused(f'Permissions Violation for Subscription to "{VOICEMAIL_SUBJECTS}"')
         with pytest.raises((nats.errors.Error, TimeoutError)):
             await (await nc.jetstream(timeout=1).object_store(VOICEMAIL_BUCKET)).get(name)
-        await ivr.refused(f'Permissions Violation for Publish to "$JS.API.STREAM.MSG.GET.{VOICEMAIL_STREAM}')
+        await ivr.refused(f'Permissions Violation for Publish to "$JS.API.STREAM.INFO.{VOICEMAIL_STREAM}')
         # The recording service reads and removes it.
-        recording = await nats.connect(server.service_url("recording"))
+        recording = await _service(server.service_url("recording"))
         held = await recording.jetstream().object_store(VOICEMAIL_BUCKET)
         assert (await held.get(name)).data == b"message"
         await held.delete(name)
