@@ -115,6 +115,10 @@ class _Link(asyncio.Protocol):
         for kind, peer, payload in frames:
             if kind == "m" and peer is not None:
                 self.owner.on_front_message(payload, peer)
+            elif kind == "a" and peer is not None:
+                # The front's public SIP address: callers and trunks reach us there, not at our own host.
+                self.owner.public = (peer[1], peer[2])
+                log.info("front_address", host=peer[1], port=peer[2])
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self in self.owner._links:

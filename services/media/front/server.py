@@ -102,6 +102,9 @@ class _WorkerLink(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        # Our public address first: the worker names it in Via and Contact (it may run on another host).
+        dispatcher = self.front.dispatcher
+        transport.write(encode_frame("a", ("udp", dispatcher.host, dispatcher.port)))
 
     def data_received(self, data: bytes) -> None:
         try:

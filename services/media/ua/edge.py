@@ -518,12 +518,18 @@ class SipEdge:
             receiving=media.direction.receives,
         )
 
+    def signalling_address(self) -> tuple[str, int]:
+        """Where SIP reaches this process: Via and Contact (behind the front, the front's address)."""
+        return self.transport.public or (self.config.host, self.config.port)
+
     def local(self, peer: Peer) -> sip.LocalAddress:
-        return sip.LocalAddress(self.config.host, self.config.port, "TCP" if peer[0] == "tcp" else "UDP")
+        host, port = self.signalling_address()
+        return sip.LocalAddress(host, port, "TCP" if peer[0] == "tcp" else "UDP")
 
     def _contact_uri(self, peer: Peer) -> str:
+        host, port = self.signalling_address()
         suffix = ";transport=tcp" if peer[0] == "tcp" else ""
-        return f"sip:{self.config.host}:{self.config.port}{suffix}"
+        return f"sip:{host}:{port}{suffix}"
 
     def contact(self, peer: Peer) -> str:
         return f"<{self._contact_uri(peer)}>"

@@ -37,6 +37,9 @@ class SipTransport:
     def __init__(self, host: str, port: int, *, limiter: SourceLimiter, on_message: OnMessage) -> None:
         self.host = host
         self.port = port
+        # The SIP address callers see when it is not this one's: behind the SIP front, the front's (it says
+        # so on the link, front/link.py). Via and Contact name it; SDP keeps naming our own RTP address.
+        self.public: tuple[str, int] | None = None
         self.limiter = limiter
         self.on_message = on_message
         self._udp: asyncio.DatagramTransport | None = None

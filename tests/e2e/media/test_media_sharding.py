@@ -32,7 +32,7 @@ from services.kernel import events as ev
 from services.media.front.link import WORKERS_BUCKET
 from services.runtime.embedded import free_port
 from tests.integration.media.harness import Caller, Events, answered_call
-from tests.integration.media.sipclient import RtpReceiver, TcpSip, header, request, status_of
+from tests.integration.media.sipclient import RtpReceiver, TcpSip, UdpSip, header, request, sdp, status_of
 from tests.integration.media.test_originate import FakeTrunk, _tenant_with_trunk
 from tests.service_procs import service_env, stop_all
 from tests.sipp_uac import sipp_command, uac_scenario
@@ -58,7 +58,7 @@ class Shard:
 
 
 def _env(infra, **extra: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    return service_env(infra, SB_MEDIA_MAX_LAG_MS="0", SB_MEDIA_MAX_CPU="0", **extra)
+    return service_env(infra, SB_SERVICE_NAME="media", SB_MEDIA_MAX_LAG_MS="0", SB_MEDIA_MAX_CPU="0", **extra)
 
 
 def _worker_env(infra, port: int, site: str, worker_id: str, rtp_low: int) -> dict[str, str]:  # type: ignore[no-untyped-def]
@@ -424,15 +424,38 @@ def _sipp_calls(
     )
 
 
-@pytest.mark.skipif(
-    shutil.which("kamailio") is None or shutil.which("sipp") is None,
-    reason="kamailio and sipp (Debian kamailio, sip-tester) are not both installed: `make test-peers` as root",
-)
+def _contact_and_media(port: int, number: str) -> tuple[str, str]:
+    """A call to the front on `port`, answered (the number has no flow: the apology), then hung up through
+    its Contact: (the 200's Contact, its SDP's c= address)."""
+    client, rtp = UdpSip(port), RtpReceiver()
+    try:
+        uri, call_id, tag = f"sip:{number}@127.0.0.1:{port}", secrets.token_hex(8), secrets.token_hex(4)
+        invite = request(
+            "INVITE", uri, local_port=client.local_port, call_id=call_id, from_tag=tag, body=sdp(rtp.port)
+        )
+        client.send(invite)
+        ok = client.recv_final(10.0)
+        assert ok is not None and status_of(ok) == 200, ok
+        contact = (header(ok, "Contact") or "").strip("<>")
+        to_tag = (header(ok, "To") or "").split("tag=")[1]
+        ending = {"local_port": client.local_port, "call_id": call_id, "from_tag": tag, "to_tag": to_tag}
+        client.send(request("ACK", contact, **ending))  # type: ignore[arg-type]
+        client.send(request("BYE", contact, cseq=2, **ending))  # type: ignore[arg-type]
+        assert status_of(client.recv_final(5.0) or b"") == 200
+        media = next(line for line in ok.decode().split("\r\n") if line.startswith("c=IN IP4 "))
+        return contact, media.removeprefix("c=IN IP4 ")
+    finally:
+        client.close()
+        rtp.close()
+
+
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="sipp (Debian sip-tester) is not installed")
 def test_kamailio_spreads_calls_over_two_fronts_and_survives_one(shard: Shard, infra, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     # examples/kamailio/kamailio.cfg (the operators' sample) dispatches over two fronts, each with a worker
     # of its own site; SIPp calls Kamailio and follows its Record-Route. A front killed with SIGKILL is
     # marked down by Kamailio (an INVITE it does not answer, then the OPTIONS probes) and every call goes on
-    # through the other.
+    # through the other. Front b's worker runs on another address (127.0.0.2, as on another host): its Via
+    # and Contact must still name front b, where callers and Kamailio reach it; its SDP names its own.
     fronts: dict[str, subprocess.Popen[bytes]] = {}
     procs: list[subprocess.Popen[bytes]] = []
     ports: dict[str, int] = {}
@@ -448,12 +471,18 @@ def test_kamailio_spreads_calls_over_two_fronts_and_survives_one(shard: Shard, i
                 tmp_path / f"front-{name}.log",
             )
             worker_env = _worker_env(infra, port, site, f"{site}-w", low)
+            if name == "b":
+                worker_env.update(SB_BIND_HOST="127.0.0.2", SB_ADVERTISE_HOST="127.0.0.2")
             procs += [
                 fronts[name],
                 _spawn([sys.executable, "-m", "services.media"], worker_env, tmp_path / f"w-{name}.log"),
             ]
         for name in fronts:
             _wait_log(tmp_path / f"front-{name}.log", "worker_linked", 1, 30.0)
+        # The ACK and BYE went to the Contact: the front, which passed them to its worker.
+        assert _contact_and_media(ports["b"], shard.number) == (f"sip:127.0.0.1:{ports['b']}", "127.0.0.2")
+        if shutil.which("kamailio") is None:
+            pytest.skip("kamailio (Debian kamailio) is not installed: `make test-peers` as root installs it")
 
         (tmp_path / "dispatcher.list").write_text("".join(f"1 sip:127.0.0.1:{p}\n" for p in ports.values()))
         kamailio_port, ctl = free_port(), tmp_path / "kamailio_ctl"
