@@ -83,7 +83,7 @@ GRANTS: dict[str, Grants] = {
         writes=(REC_STREAM,),
         buckets=("sb_slots", "sb_media_workers"),
         objects=(VOICEMAIL_BUCKET,),
-        publish=("sb.*.rec.>", "sb.sys.media.>"),
+        publish=("sb.*.rec.>", "sb.sys.media.>", "$KV.sb_health.media_front.>"),  # the SIP front's health
         subscribe=("sb.sys.media.>",),
     ),
     "routing": Grants(
@@ -101,7 +101,7 @@ GRANTS: dict[str, Grants] = {
         emits=("ivr",),
         hears=("config",),
         commands=("media", "routing"),
-        reads=(EVENTS, "SBP_ivr"),
+        reads=(EVENTS, "SBP_ivr"),  # its partitions' work queue under the default name (SB_IVR_DURABLE)
         buckets=("sb_ivr_calls", "sb_ivr_flows", "sb_partition_owners"),
     ),
     "contacts": Grants(
@@ -109,7 +109,7 @@ GRANTS: dict[str, Grants] = {
         emits=("contact", "desk", "call"),
         hears=("config",),
         commands=("ivr", "media", "routing", "recording"),
-        reads=(EVENTS, "SBP_contacts"),
+        reads=(EVENTS, "SBP_contacts"),  # its partitions' work queue under the default name
         buckets=("sb_contacts", "sb_partition_owners"),
         watches=("sb_health", "sb_media_workers"),  # media processes' health and loss (reconcile, loss.py)
         publish=("sb.sys.media.worker_lost",),

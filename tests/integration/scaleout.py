@@ -70,6 +70,9 @@ def workers(infra: Any, module: str, name_env: str, count: int = 2, **extra: str
                 "SB_WORKER_INDEX": str(i),
                 "SB_PARTITION_COUNT": str(PARTITIONS),
                 "SB_WORKER_ID": f"{name}-{i}",
+                # The admin user: each test's partition queue has a fresh name (SBP_<name>), and the
+                # services' users are allowed only the default ones (services/runtime/bususers.py).
+                "SB_NATS_URL": infra.nats_url,
                 **extra,
             },
         )
