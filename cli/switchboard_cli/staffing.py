@@ -35,7 +35,7 @@ def parse_period(text: str) -> int:
     return int(match.group(1)) * _PERIOD_S[match.group(2)]
 
 
-class _Period(click.ParamType):  # type: ignore[type-arg]
+class _Period(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click stubs
     name = "PERIOD"
 
     def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int:

@@ -26,7 +26,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 from urllib.parse import urlsplit
 
 import msgspec
@@ -329,10 +329,14 @@ class AgentSession:
         wait with a timeout or next to something else, use `next_event()`."""
         while True:
             try:
-                yield await self.next_event()  # type: ignore[misc]  # no timeout: never None
+                yield await self.next_event()
             except AgentClosedError:
                 return
 
+    @overload
+    async def next_event(self, timeout: None = None) -> AgentEvent: ...
+    @overload
+    async def next_event(self, timeout: float | None) -> AgentEvent | None: ...
     async def next_event(self, timeout: float | None = None) -> AgentEvent | None:
         """The next event; None if none came within `timeout` seconds; AgentClosedError once the session is
         closed and every event was taken. Safe to cancel."""

@@ -306,7 +306,7 @@ class Unknown(AgentEvent, kw_only=True, tag="unknown"):
 
 
 _SERVER_EVENTS: dict[str, type[AgentEvent]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    str(cls.__struct_config__.tag): cls
     for cls in (
         Ready,
         ErrorMessage,

@@ -8,7 +8,8 @@ setting (STACK-NOTES.md). It needs aioice: the SDK imports it only when an Agent
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import aioice
 import aioice.ice
@@ -29,7 +30,11 @@ class UnsupportedVersionError(RuntimeError):
     """A pinned patch was asked to touch a library version it was not checked against."""
 
 
-_original_get_host_addresses: Callable[[bool, bool], list[str]] | None = None
+class _HostAddresses(Protocol):
+    def __call__(self, use_ipv4: bool, use_ipv6: bool) -> list[str]: ...
+
+
+_original_get_host_addresses: _HostAddresses | None = None
 _configured: tuple[str, ...] | None = None
 
 
@@ -60,7 +65,7 @@ def set_host_addresses(addresses: Sequence[str] | None) -> None:
     _check_aioice()
     if addresses is None:
         if _original_get_host_addresses is not None:
-            aioice.ice.get_host_addresses = _original_get_host_addresses  # type: ignore[assignment]
+            aioice.ice.get_host_addresses = _original_get_host_addresses
             _original_get_host_addresses = None
         _configured = None
         return

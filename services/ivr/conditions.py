@@ -7,11 +7,11 @@ import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from switchboard.flowdef.flow import Calendar, Condition, Flow
+from switchboard.flowdef.flow import Calendar, Condition, Flow, Weekday
 
 __all__ = ["calendar_open", "evaluate", "is_holiday", "render"]
 
-_DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.\-]*)\}")
 
 
@@ -36,7 +36,7 @@ def calendar_open(flow: Flow, name: str, now: float) -> bool:
     if local.date().isoformat() in cal.holidays:
         return False
     hhmm = local.strftime("%H:%M")
-    for span in cal.hours.get(_DAYS[local.weekday()], []):  # type: ignore[call-overload]
+    for span in cal.hours.get(_DAYS[local.weekday()], []):
         start, end = span.split("-")
         if start <= hhmm < end:
             return True

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from switchboard.flowdef.flow import Flow
@@ -111,6 +111,7 @@ def simulate(
         elif isinstance(out, MediaCollect):
             if out.text or out.file:
                 result.prompts.append(out.text or f"[file {out.file}]")
+            reason: Literal["max_digits", "first_digit_timeout"]
             if script:
                 keys = script.pop(0)
                 used.append(keys)
@@ -125,7 +126,7 @@ def simulate(
                     call_id=out.call_id,
                     collect_id=out.id,
                     digits=keys,
-                    reason=reason,  # type: ignore[arg-type]
+                    reason=reason,
                 ),
                 now,
             )

@@ -40,6 +40,7 @@ __all__ = [
     "SurveyQuestion",
     "Transfer",
     "Voicemail",
+    "Weekday",
     "flow_schema",
 ]
 
@@ -64,14 +65,15 @@ class Prompt(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 PromptRef = Prompt | str
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
 class Calendar(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Business hours and holidays in one time zone. `hours` maps mon..sun to ranges like "09:00-17:30";
     a day not listed is closed. `holidays` are ISO dates ("2026-12-25") on which the calendar is closed."""
 
     timezone: str | None = None  # default: the flow's timezone
-    hours: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[str]] = msgspec.field(
-        default_factory=dict
-    )
+    hours: dict[Weekday, list[str]] = msgspec.field(default_factory=dict)
     holidays: list[str] = msgspec.field(default_factory=list)
 
 
@@ -259,7 +261,7 @@ Node = (
     | Hangup
 )
 NODE_TYPES: dict[str, type[_Node]] = {
-    cls.__struct_config__.tag: cls  # type: ignore[misc]
+    str(cls.__struct_config__.tag): cls
     for cls in (
         Play,
         Menu,

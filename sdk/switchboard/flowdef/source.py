@@ -16,6 +16,8 @@ __all__ = ["Issue", "LineMap", "Severity", "decode_flow", "read_source"]
 
 Path = tuple[str | int, ...]
 MAX_DEPTH = 32
+# A YAML row's indentation with its sequence markers ("  - - "): their count is the row's list depth.
+_LIST_MARKERS = re.compile(r"^[ \t]*(?:-[ \t]+)*")
 
 
 class Severity(enum.Enum):
@@ -100,7 +102,8 @@ def _too_deep(text: str) -> int | None:
         elif ch in "]}":
             depth -= 1
     for number, row in enumerate(text.splitlines(), start=1):
-        if len(re.match(r"^[ \t]*(?:-[ \t]+)*", row).group(0).split("-")) > MAX_DEPTH:  # type: ignore[union-attr]
+        markers = _LIST_MARKERS.match(row)  # matches every row (perhaps empty)
+        if markers is not None and len(markers.group(0).split("-")) > MAX_DEPTH:
             return number
     return None
 
