@@ -1,17 +1,20 @@
-# Benchmark of reporting (docs/reporting.md): embedded PostgreSQL and NATS, the ingest in this process, the
-# API as a subprocess for the feed.
+# Benchmark of reporting (docs/reporting.md): embedded PostgreSQL and NATS, the reporting service and the API
+# as subprocesses, the reports read in this process.
 #
 #   python tests/bench/bench_reporting.py                 # full sizes
 #   python tests/bench/bench_reporting.py --quick         # small sizes
-#   python tests/bench/bench_reporting.py --contacts 2000000   # the month report at another size
+#   python tests/bench/bench_reporting.py --only ingest --events 42000   # one part, another size
 #
-# ingest_events_per_s       events of 4 tenants (their contacts interleaved) published on SB_EVENTS first,
-#                           then drained by the durable consumer into PostgreSQL (facts and rollups,
-#                           multi-row unnest writes under RLS, one transaction per tenant and batch)
-# ingest_cpu_us_per_event   CPU of this process per ingested event (decode, facts, writes; NATS client),
+# ingest_events_per_s       a live-like stream of 20 tenants (live_stream) published on SB_EVENTS first, then
+#                           drained by the reporting service process (python -m services.reporting) into
+#                           facts and rollups: first delivery to last acknowledgement
+# ingest_cpu_us_per_event   CPU of the service process per event (NATS client, decode, facts, writes),
 # ingest_postgres_cpu_us_per_event  and of the PostgreSQL server's processes: less load-bound than the rate
-# store_events_per_s        the same writes without NATS: 10,000 agents' day handed to FactStore directly
-# day_report_10k_agents_ms  GET-equivalent agent report, one day in 30-minute intervals, 10,000 agents
+# ingest_load_average_1m    the load meanwhile
+# store_events_per_s        FactStore alone, no NATS: 10,000 agents' day handed to it directly
+# day_report_10k_agents_ms  the whole agent report, one day in 30-minute intervals, 10,000 agents: every page
+#                           of 2,000 agents in turn, to the body's bytes (as the CLI fetches it)
+# day_report_page_ms        one page of 500 agents (the API's default) of the same report
 # month_report_*_ms         queue report, one month in days, over the rollups of N generated contacts
 # event_to_feed_p95_ms      queue.stats published -> message read from /v1/realtime/feed
 #
