@@ -1,41 +1,38 @@
 """The SIP edge: UDP and TCP sockets bound to the sans-IO cores, and the actions of those cores carried out.
 
-The transaction layer (sip/transaction.py) gets every message; a new INVITE goes to its set-up core
-(ua/setup.py), everything after it to the leg's dialog core (ua/dialog_core.py): the edge only looks
-the leg up, passes `now` and whether the INVITE still waits for an answer, and carries out the actions
-(`run`). One `loop.call_at` timer serves the transaction layer; each leg's own timers (ring-no-answer, the
-2xx retransmission) are `loop.call_at` handles armed and cancelled by its core. Every entry point catches
-everything: no input, however broken, may raise out of the transport or stall other calls.
+The transaction layer (sip/transaction.py) gets every message; a new INVITE goes to its set-up
+(ua/inbound.py carries out ua/setup.py's core through the narrow `InboundEdge`), everything after it to
+the leg's dialog core (ua/dialog_core.py): the edge only looks the leg up, passes `now` and whether the
+INVITE still waits for an answer, and carries out the actions (`run`). One `loop.call_at` timer serves the
+transaction layer; each leg's own timers (ring-no-answer, the 2xx retransmission) are `loop.call_at`
+handles armed and cancelled by its core. Every entry point catches everything: no input, however broken,
+may raise out of the transport or stall other calls.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import random
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
-from services.kernel.events import CallArrived, CallRefused
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
 from services.kernel.slots import Slots, tenant_slot
 from services.media import sip
-from services.media.prompts import PromptError, PromptStore
+from services.media.prompts import PromptStore
 from services.media.rtp.g711 import G711
 from services.media.rtp.session import MediaClock, PortPool, RtpSession
 from services.media.ua import dialog_core as core
-from services.media.ua import outbound, requests
-from services.media.ua import setup as setup_core
+from services.media.ua import inbound, outbound, requests
 from services.media.ua.admission import AdmissionController
-from services.media.ua.call import Call, CallState
-from services.media.ua.dialog_core import DialogCore, LegConfig, LegTimer
+from services.media.ua.call import CallState
+from services.media.ua.dialog_core import LegConfig, LegTimer
 from services.media.ua.leg import EdgeConfig, Leg
 from services.media.ua.publisher import EventPublisher
 from services.media.ua.ratelimit import SourceLimiter
-from services.media.ua.setup import InviteSetup, SetupConfig
-from services.media.ua.store import NumberRoute, Store
+from services.media.ua.store import Store
 from services.media.ua.transport import Peer, SipTransport
 from services.media.ua.watch import LegWatch
 
@@ -43,7 +40,6 @@ __all__ = ["EdgeConfig", "SipEdge"]
 
 log = get_logger()
 
-UNROUTED = "unrouted"  # the hang-up cause (and the contact's outcome) of a call to a number routed nowhere
 # The hang-up cause of a call whose peer sent no RTP or RTCP for SB_MEDIA_TIMEOUT_S.
 MEDIA_TIMEOUT = "media_timeout"
 # RFC 4028: the caller asked for a session timer and stopped refreshing.
@@ -65,13 +61,6 @@ class SipEdge:
         self.store = store
         self.prompts = prompts
         self.layer = sip.TransactionLayer(config.timers)
-        self._setup_config = SetupConfig(
-            host=config.host,
-            realm=config.realm,
-            auth_secret=config.auth_secret,
-            max_calls=config.max_calls,
-            min_se=config.min_se,
-        )
         self.leg_config = LegConfig(
             host=config.host, timers=config.timers, no_answer_timeout=config.no_answer_timeout
         )
@@ -197,7 +186,7 @@ class SipEdge:
 
     # --- requests ---
 
-    def _respond(
+    def respond(
         self,
         key: sip.TransactionKey | None,
         request: sip.SipRequest,
@@ -227,7 +216,7 @@ class SipEdge:
     def _request(self, key: sip.TransactionKey | None, request: sip.SipRequest, peer: Peer) -> None:
         verdict = requests.screen(request)
         if isinstance(verdict, requests.Answer):
-            self._respond(key, request, verdict.status, peer, headers=list(verdict.headers))
+            self.respond(key, request, verdict.status, peer, headers=list(verdict.headers))
             return
         if verdict is requests.Goes.ACK:
             self._ack(request)
@@ -240,13 +229,13 @@ class SipEdge:
         if dialog is None:
             unmatched = sip.unmatched_request_status(request)
             if unmatched is not None or method != "INVITE":
-                self._respond(key, request, unmatched or 481, peer)
+                self.respond(key, request, unmatched or 481, peer)
                 return
             assert key is not None
             # Shedding comes before any database work: past capacity a clean 503 costs microseconds.
             admission = self.admission.check(calls=len(self.legs), setting_up=len(self.pending))
             if not admission.admitted:
-                self._respond(
+                self.respond(
                     key,
                     request,
                     503,
@@ -260,7 +249,7 @@ class SipEdge:
             return
         leg = self.by_dialog.get(dialog.id)
         if leg is None:
-            self._respond(key, request, 481, peer)
+            self.respond(key, request, 481, peer)
             return
         self.run(leg, leg.core.request(key, request, self.now()), peer)
 
@@ -274,9 +263,9 @@ class SipEdge:
         invite_key = self.layer.find_invite(request, peer)
         txn = self.layer.get(invite_key) if invite_key is not None else None
         if invite_key is None or txn is None:
-            self._respond(key, request, 481, peer)
+            self.respond(key, request, 481, peer)
             return
-        self._respond(key, request, 200, peer)
+        self.respond(key, request, 200, peer)
         if txn.state is not sip.State.PROCEEDING:
             return  # a final response went out already: CANCEL has no effect (§9.2)
         self.pending.pop(invite_key, None)
@@ -287,186 +276,33 @@ class SipEdge:
             response = sip.make_response(txn.request, 487, to_tag=sip.new_tag())
             self.carry_out(self.layer.send_response(invite_key, response, self.now()))
 
-    # --- inbound INVITE ---
+    # --- inbound INVITE (ua/inbound.py carries out its set-up) ---
 
     async def _new_call(self, key: sip.TransactionKey, invite: sip.SipRequest, peer: Peer) -> None:
         try:
-            await self._new_call_inner(key, invite, peer)
+            await inbound.set_up(self, key, invite, peer)
         except Exception:
             log.exception("new_call_failed")
             if self.layer.state(key) is sip.State.PROCEEDING:
-                self._respond(key, invite, 500, peer)
+                self.respond(key, invite, 500, peer)
         finally:
             self.pending.pop(key, None)
             self.arm()
 
-    def _still_pending(self, key: sip.TransactionKey) -> bool:
+    def still_pending(self, key: sip.TransactionKey) -> bool:
         """The INVITE still wants an answer from set-up: not CANCELled, not answered by anyone else. Checked
         when set-up starts (a CANCEL read in the same batch runs first) and after every await in it."""
         return key in self.pending and self.layer.state(key) is sip.State.PROCEEDING
 
-    async def _new_call_inner(self, key: sip.TransactionKey, invite: sip.SipRequest, peer: Peer) -> None:
-        """Carry out the set-up core's actions (ua/setup.py), feeding each answer back in; the only
-        decisions here are the awaits and whether the INVITE is still pending after each."""
-        if not self._still_pending(key):
-            return
-        setup = InviteSetup(
-            invite,
-            peer[1],
-            self._setup_config,
-            to_tag=sip.new_tag(),
-            session_id=random.getrandbits(31),
-            local=self.local(peer),
-            contact_uri=self._contact_uri(peer),
-        )
-        leg: Leg | None = None
-        rtp: RtpSession | None = None
-        actions: list[setup_core.Action] = setup.received()
-        while actions:
-            action = actions.pop(0)
-            follow: list[setup_core.Action] = []
-            match action:
-                case setup_core.Respond(status, reason, headers):
-                    self._respond(key, invite, status, peer, headers=list(headers), reason=reason)
-                case setup_core.Refused(status, cause):
-                    assert setup.route is not None and setup.number is not None
-                    self._refused(setup.route, invite, setup.number, status, cause)
-                case setup_core.LookUpRoute(number):
-                    route = await self.store.route(number)
-                    if not self._still_pending(key):
-                        follow = setup.gone()
-                    else:
-                        follow = setup.route_found(route, calls=len(self.legs), now=time.time())
-                case setup_core.TakePort():
-                    follow = setup.port_taken(self.ports.acquire())
-                case setup_core.ReleasePort(port):
-                    self.ports.release(port)
-                case setup_core.TakeSlot(tenant_id, limit):
-                    granted = await self.slots.acquire(tenant_slot(tenant_id), limit)
-                    follow = setup.slot_taken(granted, pending=self._still_pending(key))
-                case setup_core.ReleaseSlot(tenant_id):
-                    self.slots.release(tenant_slot(tenant_id))
-                case setup_core.Ring(ringing, dialog, timer):
-                    assert setup.route is not None
-                    call = Call(call_id=uuid.uuid4(), tenant_id=setup.route.tenant_id, created_at=time.time())
-                    dialog_core = DialogCore(
-                        call,
-                        self.leg_config,
-                        outbound=False,
-                        reliable=peer[0] == "tcp",
-                        contact=self.contact(peer),
-                        address=self.local(peer),
-                        session_id=setup.session_id,
-                        to_tag=setup.to_tag,
-                        invite=invite,
-                        invite_key=key,
-                        dialog=dialog,
-                        session_timer=timer,
-                    )
-                    leg = Leg(call=call, peer=peer, core=dialog_core, route=setup.route)
-                    self.legs[call.call_id] = leg
-                    self.leg_started(leg)
-                    self.by_invite[key] = leg
-                    self.dialogs.add(dialog)
-                    self.by_dialog[dialog.id] = leg
-                    self.carry_out(self.layer.send_response(key, ringing, self.now()))
-                case setup_core.OpenRtp(port):
-                    assert leg is not None
-                    rtp = await self.open_rtp(leg, port)
-                    follow = setup.rtp_opened(
-                        rtp.port if rtp is not None else None,
-                        pending=self._still_pending(key),
-                        ended=leg.call.state is CallState.ENDED,
-                    )
-                case setup_core.Reject(status, cause):
-                    assert leg is not None
-                    self.run(leg, leg.core.reject(status, cause, self.now(), pending=self._ringing(leg)))
-                case setup_core.CloseRtp(finish):
-                    assert leg is not None and rtp is not None
-                    self._release_rtp(leg, rtp)  # cancelled while the sockets were opening
-                    if finish:
-                        self.finish(leg, "cancelled")
-                case setup_core.Announce(answer, codec):
-                    assert leg is not None and rtp is not None
-                    self._announce(leg, rtp, answer, codec, setup.number or "")
-                case setup_core.PlayUnrouted():
-                    assert leg is not None
-                    await self._play_unrouted(leg, setup.number or "")
-                case setup_core.AwaitAnswer():
-                    assert leg is not None
-                    self.run(leg, leg.core.await_answer(self.now()))
-            actions = follow + actions
-
-    def _announce(
-        self, leg: Leg, rtp: RtpSession, answer: sip.Answer | sip.SessionDescription, codec: str, number: str
-    ) -> None:
-        """The call is set up: its media, then call.arrived."""
-        leg.rtp = rtp
-        self.run(leg, leg.core.media_ready(rtp.port, answer, self.now()))
-        invite, route, call = leg.core.invite, leg.route, leg.call
-        assert invite is not None and route is not None
-        self.emit(
-            [
-                CallArrived(
-                    tenant_id=route.tenant_id,
-                    call_id=call.call_id,
-                    from_uri=_safe(lambda: invite.from_.uri),
-                    from_name=_safe(lambda: (invite.from_.display_name or "")[:100]),
-                    to_e164=number,
-                    number_id=route.number_id,
-                    flow_id=route.flow_id,
-                    queue_id=route.queue_id,
-                    codec=codec,
-                )
-            ]
-        )
-
-    async def _play_unrouted(self, leg: Leg, number: str) -> None:
-        """A number routed nowhere: the configured message, then hang up; the contact ends `unrouted`."""
-        assert leg.route is not None
-        log.info(
-            "call_unrouted",
-            contact_id=str(leg.call.call_id),
-            number=number,
-            tenant_id=str(leg.route.tenant_id),
-        )
-        self.answer(leg)
-        try:
-            message = await self.prompts.text(self.config.unrouted_message)
-        except PromptError as exc:
-            log.warning("unrouted_message_unavailable", error=str(exc))
-            self.hangup(leg, UNROUTED)
-            return
-        if leg.call.state is CallState.ENDED:
-            return  # the caller hung up while the prompt was rendered
-        leg.call.hangup_after_play = True
-        if leg.rtp is None:
-            self.hangup(leg, UNROUTED)
-            return
-        # The RTP tick that finishes the message asks for the hang-up (RtpSession.on_hangup_requested).
-        leg.rtp.on_hangup_requested = lambda: self.hangup(leg, UNROUTED)
-        leg.call.play(message, play_id=None, now=self.now())
-
-    def _refused(
-        self, route: NumberRoute, invite: sip.SipRequest, number: str, status: int, cause: str
-    ) -> None:
-        """A call admitted by the trunk checks and then turned away still gets its contact record."""
-        call_id = uuid.uuid4()
-        log.info("call_refused", contact_id=str(call_id), number=number, status=status, cause=cause)
-        self.emit(
-            [
-                CallRefused(
-                    tenant_id=route.tenant_id,
-                    call_id=call_id,
-                    from_uri=_safe(lambda: invite.from_.uri),
-                    from_name=_safe(lambda: (invite.from_.display_name or "")[:100]),
-                    to_e164=number,
-                    number_id=route.number_id,
-                    status=status,
-                    cause=cause,
-                )
-            ]
-        )
+    def take_in(self, leg: Leg, key: sip.TransactionKey, ringing: sip.SipResponse) -> None:
+        """A new inbound leg, its dialog made by the 180: into the tables, then the 180 goes out."""
+        assert leg.dialog is not None
+        self.legs[leg.call.call_id] = leg
+        self.leg_started(leg)
+        self.by_invite[key] = leg
+        self.dialogs.add(leg.dialog)
+        self.by_dialog[leg.dialog.id] = leg
+        self.carry_out(self.layer.send_response(key, ringing, self.now()))
 
     async def open_rtp(self, leg: Leg, port: int | None = None) -> RtpSession | None:
         """RTP/RTCP sockets on `port` (already taken from the pool) or the next free pair; a pair that
@@ -494,7 +330,7 @@ class SipEdge:
                 port = None
         return None
 
-    def _release_rtp(self, leg: Leg, rtp: RtpSession) -> None:
+    def release_rtp(self, rtp: RtpSession) -> None:
         rtp.close()
         self.ports.release(rtp.port)
 
@@ -526,13 +362,13 @@ class SipEdge:
         host, port = self.signalling_address()
         return sip.LocalAddress(host, port, "TCP" if peer[0] == "tcp" else "UDP")
 
-    def _contact_uri(self, peer: Peer) -> str:
+    def contact_uri(self, peer: Peer) -> str:
         host, port = self.signalling_address()
         suffix = ";transport=tcp" if peer[0] == "tcp" else ""
         return f"sip:{host}:{port}{suffix}"
 
     def contact(self, peer: Peer) -> str:
-        return f"<{self._contact_uri(peer)}>"
+        return f"<{self.contact_uri(peer)}>"
 
     # --- call control (used by commands too) ---
 
@@ -548,6 +384,10 @@ class SipEdge:
 
     def hangup(self, leg: Leg, cause: str = "normal_clearing") -> None:
         self.run(leg, leg.core.hangup(cause, self.now(), pending=self._ringing(leg)))
+
+    def reject(self, leg: Leg, status: int, cause: str) -> None:
+        """End a leg still being set up with this final response (its media failed)."""
+        self.run(leg, leg.core.reject(status, cause, self.now(), pending=self._ringing(leg)))
 
     def reinvite(self, leg: Leg, *, hold: bool) -> str | None:
         """Hold or resume the peer (our re-INVITE); an error text when the call cannot be now."""
@@ -641,7 +481,10 @@ class SipEdge:
 
     def _response(self, key: sip.TransactionKey | None, response: sip.SipResponse) -> None:
         leg = self.by_client.get(key) if key is not None else None
-        method = _safe(lambda: response.cseq.method)
+        try:
+            method = response.cseq.method
+        except sip.SipParseError:
+            method = ""
         if leg is None:
             dialog = self.dialogs.match_response(response)
             leg = self.by_dialog.get(dialog.id) if dialog is not None else None
@@ -687,17 +530,10 @@ class SipEdge:
         if self.legs.pop(leg.call.call_id, None) is not None:
             self.slots.release(tenant_slot(leg.call.tenant_id))
         if leg.rtp is not None:
-            self._release_rtp(leg, leg.rtp)
+            self.release_rtp(leg.rtp)
         if leg.dialog is not None:
             self.dialogs.remove(leg.dialog.id)
             self.by_dialog.pop(leg.dialog.id, None)
         for handle in leg.timers.values():
             handle.cancel()
         leg.timers.clear()
-
-
-def _safe(fn: Callable[[], str]) -> str:
-    try:
-        return fn()
-    except sip.SipParseError:
-        return ""

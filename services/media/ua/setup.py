@@ -1,6 +1,6 @@
 """An inbound call's set-up, sans-IO: every decision between a new INVITE and a ringing call.
 
-The adapter (edge.py) feeds in what it was asked to find out — the dialled number's route, a port number,
+The adapter (inbound.py) feeds in what it was asked to find out — the dialled number's route, a port number,
 the tenant's call slot, the RTP sockets — and carries out the actions that come back: respond, look the
 route up, take or release a port or a slot, ring, open RTP, record a refusal, announce the call. Each
 step waits for one answer, so the steps are one table (`TABLE`, `Step` x `Input` -> `Step`), changed only
@@ -159,7 +159,7 @@ class OpenRtp:
 
 @dataclass(frozen=True)
 class Reject:
-    """The leg exists: end it with this final response (edge._reject)."""
+    """The leg exists: end it with this final response (SipEdge.reject)."""
 
     status: int
     cause: str

@@ -1,5 +1,5 @@
 """CANCEL at every await point of an inbound call's set-up (issue #17): the edge in-process over real
-PostgreSQL and real UDP sockets, the caller a plain socket. Each await of `_new_call_inner` is held open by
+PostgreSQL and real UDP sockets, the caller a plain socket. Each await of `inbound.set_up` is held open by
 a gate around the real step (the route lookup, the RTP sockets, the apology prompt) while the caller
 cancels or hangs up; then the step completes. The caller must get exactly one final answer to its INVITE
 (487), nothing may be answered twice (the transaction layer raises if it is: `new_call_failed`), and no
