@@ -145,7 +145,8 @@ def start_reporting(infra, durable: str, **extra: str) -> subprocess.Popen[bytes
     return subprocess.Popen(
         [sys.executable, "-m", "services.reporting"],
         cwd=REPO,
-        env=service_env(infra, SB_REPORTING_DURABLE=durable, **extra),
+        # Its own NATS user, as under `switchboard up`.
+        env=service_env(infra, SB_SERVICE_NAME="reporting", SB_REPORTING_DURABLE=durable, **extra),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
