@@ -569,6 +569,7 @@ class MediaService:
                 bridge.mute(call_id, mute)
             return Reply(ok=True)
         caller_id = bridge.a.call.call_id
+        state: ev.RecordingState
         if isinstance(command, ev.MediaRecordStart):
             if bridge.recorder is not None:
                 return Reply(ok=True, data={"spool": bridge.recorder.directory.name})
@@ -745,7 +746,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     asyncio.get_running_loop().create_task(shutdown())
 
 
-def _recording_fact(bridge: Bridge, state: str) -> ev.CallRecording:
+def _recording_fact(bridge: Bridge, state: ev.RecordingState) -> ev.CallRecording:
     """call.recording for the bridge's recording, with the segment labels its record_start gave."""
     assert bridge.recorder is not None
     spool = bridge.recorder.directory.name
@@ -753,7 +754,7 @@ def _recording_fact(bridge: Bridge, state: str) -> ev.CallRecording:
     return ev.CallRecording(
         tenant_id=bridge.a.call.tenant_id,
         call_id=bridge.a.call.call_id,
-        state=state,  # type: ignore[arg-type]
+        state=state,
         spool=spool,
         recording_id=uuid.UUID(spool),
         contact_id=start.contact_id if start else None,

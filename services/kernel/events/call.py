@@ -20,7 +20,11 @@ __all__ = [
     "CallRecordFinished",
     "CallRecording",
     "CallRefused",
+    "CollectReason",
     "DtmfSource",
+    "HeldBy",
+    "PlayReason",
+    "RecordingState",
 ]
 
 # Calls are named by `call_id`, the platform's id for one call leg (not the SIP Call-ID).
@@ -30,6 +34,10 @@ CallDirection = Literal["inbound", "outbound"]
 
 
 DtmfSource = Literal["rfc4733", "inband", "info", "datachannel"]
+PlayReason = Literal["done", "interrupted", "stopped", "error"]
+CollectReason = Literal["max_digits", "terminator", "inter_digit_timeout", "first_digit_timeout", "stopped"]
+HeldBy = Literal["remote", "local"]
+RecordingState = Literal["started", "paused", "resumed", "stopped"]
 
 
 class CallArrived(Event, kw_only=True, frozen=True):
@@ -80,7 +88,7 @@ class CallPlayFinished(Event, kw_only=True, frozen=True):
     name = "play_finished"
     call_id: uuid.UUID
     play_id: uuid.UUID | None = None  # the play/collect command that started it
-    reason: Literal["done", "interrupted", "stopped", "error"] = "done"
+    reason: PlayReason = "done"
     digit: str | None = None
     error: str | None = None
 
@@ -91,7 +99,7 @@ class CallCollected(Event, kw_only=True, frozen=True):
     call_id: uuid.UUID
     collect_id: uuid.UUID
     digits: str
-    reason: Literal["max_digits", "terminator", "inter_digit_timeout", "first_digit_timeout", "stopped"]
+    reason: CollectReason
 
 
 class CallHeld(Event, kw_only=True, frozen=True):
@@ -99,7 +107,7 @@ class CallHeld(Event, kw_only=True, frozen=True):
     name = "held"
     call_id: uuid.UUID
     held: bool  # False when the call is resumed
-    by: Literal["remote", "local"]
+    by: HeldBy
 
 
 class CallQuality(Event, kw_only=True, frozen=True):
@@ -143,7 +151,7 @@ class CallRecording(Event, kw_only=True, frozen=True):
     domain = "call"
     name = "recording"
     call_id: uuid.UUID
-    state: Literal["started", "paused", "resumed", "stopped"]
+    state: RecordingState
     spool: str
     # The segment being recorded (record_start's labels, passed on; None: the recording is `call_id`'s).
     recording_id: uuid.UUID | None = None

@@ -7,7 +7,7 @@ from typing import Literal
 
 from ..messages import Command, Event
 
-__all__ = ["MediaWebRtcAnswer", "MediaWebRtcIce", "MediaWebRtcOffer", "WebRtcSignal"]
+__all__ = ["MediaWebRtcAnswer", "MediaWebRtcIce", "MediaWebRtcOffer", "SignalKind", "WebRtcSignal"]
 
 # WebRTC signalling between browsers (through the API's websocket /v1/ws) and the media worker that holds
 # the leg. A leg is named by `leg_id`, chosen by the API per offer; `agent_id` is the token's subject.
@@ -61,6 +61,9 @@ class MediaWebRtcIce(Command, kw_only=True, frozen=True):
         return self.leg_id
 
 
+SignalKind = Literal["offer", "state", "ended"]
+
+
 class WebRtcSignal(Event, kw_only=True, frozen=True):
     """Media to one agent's browser: an offer (a call for the agent), a leg's state, or its end. The API
     pushes it to that agent's websocket sessions."""
@@ -69,7 +72,7 @@ class WebRtcSignal(Event, kw_only=True, frozen=True):
     name = "signal"
     agent_id: str
     leg_id: uuid.UUID
-    kind: Literal["offer", "state", "ended"]
+    kind: SignalKind
     sdp: str | None = None
     state: str | None = None
     call_id: uuid.UUID | None = None  # the call the leg was offered for (its own leg id when none)

@@ -21,7 +21,10 @@ from services.kernel.events import (
     CallEnded,
     CallHeld,
     CallPlayFinished,
+    CollectReason,
     DtmfSource,
+    HeldBy,
+    PlayReason,
 )
 from services.kernel.messages import Event, Stamp
 from services.media.features.voicemail import Recording
@@ -172,7 +175,7 @@ class Call:
         self.playback = Playback(play_id, samples, interruptible, loop)
         return events
 
-    def stop_playback(self, reason: str, now: float) -> list[Event]:
+    def stop_playback(self, reason: PlayReason, now: float) -> list[Event]:
         playback, self.playback = self.playback, None
         if playback is None or playback.play_id is None:
             return []
@@ -185,7 +188,7 @@ class Call:
             events.append(self._collected("stopped", now))
         return events
 
-    def hold(self, held: bool, *, by: str, now: float, moh: Samples | None = None) -> list[Event]:
+    def hold(self, held: bool, *, by: HeldBy, now: float, moh: Samples | None = None) -> list[Event]:
         if held:
             self.pending_digit = None
         if by == "local":
@@ -197,7 +200,7 @@ class Call:
             if self.held_by_them == held:
                 return []
             self.held_by_them = held
-        return [CallHeld(**self._stamp(now), call_id=self.call_id, held=held, by=by)]  # type: ignore[arg-type]
+        return [CallHeld(**self._stamp(now), call_id=self.call_id, held=held, by=by)]
 
     @property
     def next_moh_active(self) -> bool:
@@ -355,7 +358,7 @@ class Call:
             return []
         return [self._collected("inter_digit_timeout" if collection.digits else "first_digit_timeout", now)]
 
-    def _collected(self, reason: str, now: float) -> CallCollected:
+    def _collected(self, reason: CollectReason, now: float) -> CallCollected:
         collection = self.collection
         assert collection is not None
         self.collection = None
@@ -364,17 +367,17 @@ class Call:
             call_id=self.call_id,
             collect_id=collection.collect_id,
             digits=collection.digits,
-            reason=reason,  # type: ignore[arg-type]
+            reason=reason,
         )
 
     def _play_finished(
-        self, playback: Playback, reason: str, now: float, digit: str | None = None
+        self, playback: Playback, reason: PlayReason, now: float, digit: str | None = None
     ) -> CallPlayFinished:
         return CallPlayFinished(
             **self._stamp(now),
             call_id=self.call_id,
             play_id=playback.play_id,
-            reason=reason,  # type: ignore[arg-type]
+            reason=reason,
             digit=digit,
         )
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from services.kernel.messages import Event
 from services.media import sip
 from services.media.sip import session_timer
-from services.media.ua.call import Call
+from services.media.ua.call import Call, Samples
 from services.media.ua.requests import ALLOW, DTMF_INFO_TYPES, info_digit
 from services.media.ua.store import Trunk
 from services.media.ua.trunk_auth import answer_challenge
@@ -346,7 +346,7 @@ class DialogCore:
         self._set_state(LegInput.HANGUP)
         return [*actions, End(cause)]
 
-    def hold(self, held: bool, now: float, *, moh: object = None) -> tuple[str | None, list[Action]]:
+    def hold(self, held: bool, now: float, *, moh: Samples | None = None) -> tuple[str | None, list[Action]]:
         """Hold (our offer sendonly) or resume (sendrecv): a re-INVITE. An error text when refused."""
         if self.state is LegState.REOFFERING:
             return "a re-INVITE is in progress on this call; try again", []
@@ -366,7 +366,7 @@ class DialogCore:
         request = self.dialog.create_request("INVITE", body=bytes(offer), content_type="application/sdp")
         self.pending_offer = offer
         self._set_state(LegInput.HOLD)
-        events = self.call.hold(held, by="local", now=now, moh=moh)  # type: ignore[arg-type]
+        events = self.call.hold(held, by="local", now=now, moh=moh)
         return None, [SendRequest(request, track=True), *_emit(events)]
 
     def gone(self) -> None:

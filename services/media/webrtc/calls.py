@@ -27,6 +27,7 @@ from services.kernel.slots import Slots, slot_key, tenant_slot
 from services.media.bridge.transcode import Resampler
 from services.media.dsp.dtmf import DtmfDetector
 from services.media.rtp.g711 import G711
+from services.media.rtp.session import MediaClock
 from services.media.ua.call import Call, CallState
 from services.media.webrtc import (
     DigitSource,
@@ -182,7 +183,7 @@ class WebRtcCalls:
         config: WebRtcConfig,
         *,
         emit: Emit,
-        clock: object,
+        clock: MediaClock,
         now: Callable[[], float],
         slots: Slots | None = None,
         call_limit: Callable[[uuid.UUID], Awaitable[int]] | None = None,
@@ -195,7 +196,7 @@ class WebRtcCalls:
         self.legs_per_agent = legs_per_agent
         self.config = config
         self.emit = emit
-        self.clock = clock  # services.media.rtp.session.MediaClock
+        self.clock = clock
         self.now = now
         self.sessions: dict[uuid.UUID, WebRtcSession] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -293,12 +294,12 @@ class WebRtcCalls:
         self.sessions[leg_id] = session
         for hook in list(self.on_start):
             hook(session)
-        self.clock.add(session)  # type: ignore[attr-defined]
+        self.clock.add(session)
         return answer
 
     def _digit(self, session: WebRtcSession, digit: str, source: DigitSource) -> None:
-        kind = "datachannel" if source is DigitSource.DATA_CHANNEL else "rfc4733"
-        self.emit(session.call.digit(digit, kind, self.now()))  # type: ignore[arg-type]
+        kind: ev.DtmfSource = "datachannel" if source is DigitSource.DATA_CHANNEL else "rfc4733"
+        self.emit(session.call.digit(digit, kind, self.now()))
 
     def _state(self, session: WebRtcSession, state: LegState) -> None:
         if state is LegState.CONNECTED:
@@ -310,12 +311,14 @@ class WebRtcCalls:
         elif state in (LegState.FAILED, LegState.CLOSED):
             self.end(session, "ice_failed" if state is LegState.FAILED else "remote_closed")
 
-    def _signal(self, session: WebRtcSession, kind: str, *, state: str | None = None) -> ev.WebRtcSignal:
+    def _signal(
+        self, session: WebRtcSession, kind: ev.SignalKind, *, state: str | None = None
+    ) -> ev.WebRtcSignal:
         return ev.WebRtcSignal(
             tenant_id=session.tenant_id,
             agent_id=session.agent_id,
             leg_id=session.leg_id,
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             state=state,
             call_id=session.for_call_id or session.leg_id,
         )
@@ -326,7 +329,7 @@ class WebRtcCalls:
             return
         for key in session.slots:
             self.slots.release(key)
-        self.clock.remove(session)  # type: ignore[attr-defined]
+        self.clock.remove(session)
         events = session.call.end(cause, self.now())
         events.append(self._signal(session, "ended"))
         self.emit(events)
