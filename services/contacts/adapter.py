@@ -720,6 +720,7 @@ class ContactsAdapter:
             raise DeskRefused("bad_message", "transfer needs a queue or an agent")
         if cmd.queue is None:
             return None  # the contact's own queue, offered to the agent first
+        found: uuid.UUID | None  # asyncpg's fetchval is typed Any
         async with tenant_tx(self.pool, machine.tenant_id, readonly=True) as conn:
             try:
                 found = await conn.fetchval("SELECT id FROM queues WHERE id = $1", uuid.UUID(cmd.queue))
@@ -727,7 +728,7 @@ class ContactsAdapter:
                 found = await conn.fetchval("SELECT id FROM queues WHERE lower(name) = lower($1)", cmd.queue)
         if found is None:
             raise DeskRefused("not_found", f"no queue {cmd.queue!r}")
-        return found  # type: ignore[no-any-return]
+        return found
 
     # -- effects ----------------------------------------------------------------------------------
 
