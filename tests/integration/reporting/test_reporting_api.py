@@ -284,6 +284,11 @@ async def test_agent_report_comes_in_pages_over_the_api_sdk_and_cli(
     assert [p["page"]["agents"] for p in pages] == [2, 2, 1] and pages[-1]["page"]["next_cursor"] is None
     assert [r["agent_id"] for p in pages for r in p["rows"]] == agents
     assert a.reports.agents(**period)["page"]["limit"] == 500  # the default page
+    async with switchboard.AsyncClient(api_key=a.api_key, base_url=api_server) as client:
+        walked = [
+            r["agent_id"] async for p in client.reports.agent_pages(**period, limit=3) for r in p["rows"]
+        ]
+    assert walked == agents
     for bad in (0, 2001):
         with pytest.raises(switchboard.ApiError) as refused:
             a.reports.agents(**period, limit=bad)
