@@ -16,6 +16,7 @@ import msgspec
 from ..messages import Event
 
 __all__ = [
+    "ChunkLaw",
     "RecordingAvailable",
     "RecordingChunksEnd",
     "RecordingDeleted",
@@ -25,6 +26,9 @@ __all__ = [
 ]
 
 
+ChunkLaw = Literal["PCMU", "PCMA"]
+
+
 class RecordingChunksEnd(msgspec.Struct, kw_only=True, frozen=True):
     """No chunk of this call follows. `chunks` is how many the media worker published (0..chunks-1);
     `partial` when the recording was cut short (its media worker was lost: the recording service writes
@@ -32,7 +36,7 @@ class RecordingChunksEnd(msgspec.Struct, kw_only=True, frozen=True):
 
     tenant_id: uuid.UUID
     call_id: uuid.UUID
-    law: Literal["PCMU", "PCMA"]
+    law: ChunkLaw
     chunks: int
     started_at: float
     ended_at: float

@@ -21,9 +21,10 @@ from pathlib import Path
 import msgspec
 from nats.js import JetStreamContext
 
-from services.kernel.events import RecordingChunksEnd
+from services.kernel.events import ChunkLaw, RecordingChunksEnd
 from services.kernel.log import get_logger
 from services.kernel.subjects import REC_STREAM, rec_subject
+from services.media.rtp.g711 import G711
 from services.recording.chunks import LAW_HEADER, chunk_msg_id, end_msg_id, read_chunks
 
 from .spool import MANIFEST, RECORDS, SpoolWriter
@@ -73,7 +74,7 @@ class ChunkShipper:
         end = RecordingChunksEnd(
             tenant_id=shipment.tenant_id,
             call_id=call_id,
-            law=writer.law.name,  # type: ignore[arg-type]
+            law=_law_name(writer.law),
             chunks=writer.chunks,
             started_at=shipment.started_at,
             ended_at=time.time(),
@@ -141,12 +142,16 @@ async def _publish(js: JetStreamContext, subject: str, data: bytes, headers: dic
             wait = min(wait * 2, RETRY_MAX_S)
 
 
+def _law_name(law: G711) -> ChunkLaw:
+    return "PCMA" if law is G711.PCMA else "PCMU"
+
+
 @dataclass(frozen=True)
 class _Leftover:
     directory: Path
     tenant_id: uuid.UUID
     call_id: uuid.UUID
-    law: str
+    law: G711
     started_at: float
     data: bytes
 
@@ -174,7 +179,7 @@ def _leftovers(spool_dir: Path) -> list[_Leftover]:
                 directory,
                 tenant_id,
                 call_id,
-                str(manifest["law"]),
+                G711[manifest["law"]],  # KeyError: unreadable, as for a missing field
                 float(manifest.get("started_at") or 0),
                 data,
             )
@@ -193,7 +198,7 @@ async def reship_leftovers(js: JetStreamContext, spool_dir: Path) -> int:
         while count in chunks and left.data[sent : sent + len(chunks[count])] == chunks[count]:
             sent += len(chunks[count])
             count += 1
-        headers = {LAW_HEADER: left.law}
+        headers = {LAW_HEADER: left.law.name}
         if sent < len(left.data):
             subject = rec_subject(left.tenant_id, left.call_id, "chunk")
             await _publish(
@@ -203,7 +208,7 @@ async def reship_leftovers(js: JetStreamContext, spool_dir: Path) -> int:
         end = RecordingChunksEnd(
             tenant_id=left.tenant_id,
             call_id=left.call_id,
-            law=left.law,  # type: ignore[arg-type]
+            law=_law_name(left.law),
             chunks=count,
             started_at=left.started_at,
             ended_at=time.time(),
