@@ -45,22 +45,28 @@ APOLOGY = "We're sorry, we cannot take your call right now. Please try again lat
 REFUSED = "refused"  # outcome of a call media turned away (the cause says why)
 UNROUTED = "unrouted"  # outcome of a call to a number with no flow and no queue
 SEEN_MAX = 64  # event ids remembered per contact (redeliveries arrive within a few seconds)
-TERMINAL = ("ended", "abandoned", "failed")
+TERMINAL: tuple[ev.ContactPhase, ...] = ("ended", "abandoned", "failed")
 # An agent's outbound call is offered to that agent at once (it is available): not by then, it is dropped.
 OUTBOUND_OFFER_S = 10.0
-# Every phase a contact may move to from each (docs/contacts.md): `_transition` refuses any other move.
 _ENDS = frozenset(TERMINAL)
-PHASES: dict[str | None, frozenset[str]] = {
-    None: frozenset({"arrived"}),
-    "arrived": frozenset({"in_ivr", "queued"}) | _ENDS,
-    "in_ivr": frozenset({"queued", "callback"}) | _ENDS,
-    "queued": frozenset({"offered", "callback"}) | _ENDS,
+
+
+def _to(*phases: ev.ContactPhase) -> frozenset[ev.ContactPhase]:
+    return frozenset(phases)
+
+
+# Every phase a contact may move to from each (docs/contacts.md): `_transition` refuses any other move.
+PHASES: dict[ev.ContactPhase | None, frozenset[ev.ContactPhase]] = {
+    None: _to("arrived"),
+    "arrived": _to("in_ivr", "queued") | _ENDS,
+    "in_ivr": _to("queued", "callback") | _ENDS,
+    "queued": _to("offered", "callback") | _ENDS,
     # "callback" from offered: the customer of an agent-first callback did not answer (a retry waits).
-    "offered": frozenset({"connected", "queued", "wrap_up", "callback"}) | _ENDS,
-    "connected": frozenset({"wrap_up", "queued"}) | _ENDS,
+    "offered": _to("connected", "queued", "wrap_up", "callback") | _ENDS,
+    "connected": _to("wrap_up", "queued") | _ENDS,
     "wrap_up": _ENDS,
     # The caller hung up to be called back: in line again for an attempt (or the customer answered).
-    "callback": frozenset({"queued"}) | _ENDS,
+    "callback": _to("queued") | _ENDS,
     "ended": frozenset(),
     "abandoned": frozenset(),
     "failed": frozenset(),
@@ -296,7 +302,7 @@ class Lifecycle:
     # -- reading ----------------------------------------------------------------------------------
 
     @property
-    def phase(self) -> str:
+    def phase(self) -> ev.ContactPhase:
         return self.state.record.state
 
     @property
@@ -875,7 +881,7 @@ class Lifecycle:
             return
         self._finish("ended", now, r.outcome or "handled", cause=r.cause or cause)
 
-    def _finish(self, phase: str, now: float, outcome: str, cause: str | None = None) -> None:
+    def _finish(self, phase: ev.ContactPhase, now: float, outcome: str, cause: str | None = None) -> None:
         r = self.state.record
         r.outcome = outcome
         if cause:
@@ -892,7 +898,7 @@ class Lifecycle:
 
     # -- outputs ----------------------------------------------------------------------------------
 
-    def _transition(self, new: str, now: float, cause: str, **detail: str) -> None:
+    def _transition(self, new: ev.ContactPhase, now: float, cause: str, **detail: str) -> None:
         r = self.state.record
         old = None if not r.timeline else r.state
         if old == new:
@@ -912,8 +918,8 @@ class Lifecycle:
                 tenant_id=self.tenant_id,
                 id=uuid.uuid5(self.contact_id, f"{len(r.timeline)}:{new}"),
                 call_id=self.contact_id,
-                old=old,  # type: ignore[arg-type]
-                new=new,  # type: ignore[arg-type]
+                old=old,
+                new=new,
                 cause=cause,
                 agent_id=agent,
                 queue_id=str(r.queue_id) if r.queue_id else None,
@@ -926,14 +932,14 @@ class Lifecycle:
             TimelineEntry(at=now, event=name, detail={k: str(v) for k, v in detail.items()})
         )
 
-    def _desk(self, agent_id: str, kind: str, *, now: float, **body: Any) -> None:
+    def _desk(self, agent_id: str, kind: ev.DeskPushKind, *, now: float, **body: Any) -> None:
         r = self.state.record
         self._out.append(
             ev.DeskPush(
                 tenant_id=self.tenant_id,
                 id=uuid.uuid5(self.contact_id, f"desk:{len(r.timeline)}:{kind}:{agent_id}"),
                 agent_id=agent_id,
-                kind=kind,  # type: ignore[arg-type]
+                kind=kind,
                 body={"contact_id": self.state.desk_ids.get(agent_id, str(self.contact_id)), **body},
                 ts=now,
             )

@@ -16,6 +16,8 @@ from typing import Any
 import asyncpg
 import msgspec
 
+from services.kernel.events import ContactPhase
+
 __all__ = [
     "CONTACT_COLUMNS",
     "PLATFORM_CAUSES",
@@ -60,7 +62,7 @@ class ContactRecord(msgspec.Struct, kw_only=True):
     # The queue's name when the contact was queued: kept because the queue may be renamed or deleted later.
     queue_name: str = ""
     agent_id: uuid.UUID | None = None
-    state: str
+    state: ContactPhase
     outcome: str | None = None
     cause: str | None = None
     disposition: str | None = None

@@ -19,11 +19,22 @@ __all__ = [
     "DeskHold",
     "DeskMute",
     "DeskPush",
+    "DeskPushKind",
     "DeskRecordPause",
     "DeskReject",
     "DeskTransfer",
     "DeskWrapUp",
     "SupervisorMonitor",
+]
+
+
+DeskPushKind = Literal[
+    "contact_offer",
+    "contact_withdrawn",
+    "contact_connected",
+    "contact_ended",
+    "consult",
+    "monitor_notice",
 ]
 
 
@@ -35,14 +46,7 @@ class DeskPush(Event, kw_only=True, frozen=True):
     name = "push"
     addressed = True
     agent_id: str
-    kind: Literal[
-        "contact_offer",
-        "contact_withdrawn",
-        "contact_connected",
-        "contact_ended",
-        "consult",
-        "monitor_notice",
-    ]
+    kind: DeskPushKind
     body: dict[str, Any] = {}
 
     @property
