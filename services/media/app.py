@@ -25,7 +25,7 @@ from services.kernel.metrics import figure_gauge, read_before_beats
 from services.kernel.registry import parse_subject
 from services.kernel.serving import Later, Listener, Server
 from services.kernel.waits import close_pool
-from services.media.bridge.bridging import Bridge, Endpoint
+from services.media.bridge.bridging import Bridge
 from services.media.dsp.tones import dtmf_sequence
 from services.media.features.consult import Consults
 from services.media.features.monitor import Monitors
@@ -516,7 +516,7 @@ class MediaService:
 
     # --- the bridge ---
 
-    def endpoint(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> Endpoint | None:
+    def endpoint(self, tenant_id: uuid.UUID, call_id: uuid.UUID) -> RtpSession | WebRtcSession | None:
         leg = self.edge.legs.get(call_id)
         if leg is not None and leg.call.tenant_id == tenant_id:
             return leg.rtp
@@ -549,7 +549,7 @@ class MediaService:
         if isinstance(a, RtpSession) and isinstance(b, RtpSession):
             bridge = Bridge.relay(a, b)  # no decode: payloads relayed with rewritten headers
         else:
-            law = a.codec if isinstance(a, RtpSession) else a.law  # type: ignore[attr-defined]
+            law = a.codec if isinstance(a, RtpSession) else a.law
             bridge = Bridge(a, b, path="pcm", law=law)
         bridge.join()
         for call_id in bridge.call_ids:
