@@ -21,6 +21,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from typing import Literal
 
 import msgspec
 from nats.js.api import KeyValueConfig
@@ -76,7 +77,7 @@ async def follow_registrations(bus: Bus, on_entry: Callable[[str, bytes | None, 
             watcher = await kv.watchall()
             while True:
                 try:
-                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
+                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]  # nats-py: untyped
                 except Exception:  # nats' TimeoutError: nothing new
                     continue
                 if entry is not None:  # None: the end of the initial values
@@ -222,7 +223,7 @@ class Registrar:
         self.capacity = capacity
         self.calls = calls
         self.replicas = replicas
-        self.state = "up"
+        self.state: Literal["up", "stopping"] = "up"
         self.started_at = time.time()
         self.puts = 0
         self.on_fenced = on_fenced or _exit_fenced
@@ -245,7 +246,7 @@ class Registrar:
             capacity=self.capacity,
             active_calls=len(calls),
             calls=calls,
-            state=self.state,  # type: ignore[arg-type]
+            state=self.state,
             pid=os.getpid(),
             started_at=self.started_at,
             ts=time.time(),
@@ -343,8 +344,17 @@ class WorkerSettings(msgspec.Struct, frozen=True, kw_only=True):
             link_port=settings.media_link_port,
         )
 
-    def transport_factory(self, host: str, port: int, **kwargs: object) -> LinkedTransport:
-        return LinkedTransport(host, port, link_host=self.link_host, link_port=self.link_port, **kwargs)  # type: ignore[arg-type]
+    def transport_factory(
+        self, host: str, port: int, *, limiter: SourceLimiter, on_message: OnMessage
+    ) -> LinkedTransport:
+        return LinkedTransport(
+            host,
+            port,
+            limiter=limiter,
+            on_message=on_message,
+            link_host=self.link_host,
+            link_port=self.link_port,
+        )
 
 
 def _lost_bye(dialog: sip.Dialog) -> str:
