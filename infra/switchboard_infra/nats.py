@@ -16,6 +16,7 @@ from .naming import (
     secret_name,
     selector_labels,
 )
+from .natsusers import users_checksum, users_secret
 from .workloads import pdb
 
 __all__ = ["CLIENT_PORT", "CLUSTER_PORT", "MONITOR_PORT", "nats_conf", "nats_objects"]
@@ -34,7 +35,7 @@ COMPONENT = "nats"
 
 
 def nats_conf(cfg: PlatformConfig) -> str:
-    """nats-server's config file. $POD_NAME and $NATS_TOKEN are read from the container's environment."""
+    """nats-server's config file. $POD_NAME and $NATS_TOKEN (in users.conf) are read from the container's environment."""
     name = f"{cfg.name}-nats"
     lines = [
         "# Written by Switchboard (charts/switchboard or infra/); edit the deployment config, not this file.",
@@ -43,9 +44,8 @@ def nats_conf(cfg: PlatformConfig) -> str:
         f"listen: 0.0.0.0:{CLIENT_PORT}",
         f"http: 0.0.0.0:{MONITOR_PORT}",
         "max_payload: 4MB",
-        "authorization {",
-        "  token: $NATS_TOKEN",
-        "}",
+        # The users: sb_admin and one per service with its allow lists (the Secret <name>-nats-users).
+        "include ./users.conf",
         "jetstream {",
         "  store_dir: /data/jetstream",
         # JetStream acknowledges before fsync and by default syncs every 2 minutes: a machine crash can
@@ -156,7 +156,18 @@ def nats_objects(cfg: PlatformConfig) -> list[dict[str, Any]]:
             }
         },
         "containers": [container],
-        "volumes": [{"name": "config", "configMap": {"name": f"{name}-config"}}],
+        # nats.conf and the users.conf it includes, side by side.
+        "volumes": [
+            {
+                "name": "config",
+                "projected": {
+                    "sources": [
+                        {"configMap": {"name": f"{name}-config"}},
+                        {"secret": {"name": f"{name}-users"}},
+                    ]
+                },
+            }
+        ],
     }
     claim_spec: dict[str, Any] = {
         "accessModes": ["ReadWriteOnce"],
@@ -177,14 +188,14 @@ def nats_objects(cfg: PlatformConfig) -> list[dict[str, Any]]:
             "template": {
                 "metadata": {
                     "labels": labels(cfg, COMPONENT),
-                    "annotations": {"checksum/config": checksum(conf)},
+                    "annotations": {"checksum/config": checksum(conf), "checksum/users": users_checksum(cfg)},
                 },
                 "spec": pod,
             },
             "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": claim_spec}],
         },
     }
-    objects = [conf, client_service, headless_service, stateful_set]
+    objects = [conf, users_secret(cfg), client_service, headless_service, stateful_set]
     if cfg.pdb_enabled:
         objects.append(pdb(cfg, COMPONENT))
     return objects

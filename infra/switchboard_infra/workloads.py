@@ -17,6 +17,7 @@ from .naming import (
     secret_name,
     selector_labels,
 )
+from .natsusers import nats_url_key, service_nats_urls
 
 __all__ = [
     "MIGRATE_SCRIPT",
@@ -25,7 +26,6 @@ __all__ = [
     "config_map",
     "deployment",
     "hpa",
-    "internal_nats_url",
     "pdb",
     "secret",
     "sip_service",
@@ -47,10 +47,6 @@ admin = urlsplit(os.environ['SB_DATABASE_ADMIN_URL'])
 database, role = app.path.lstrip('/'), unquote(app.username or '')
 asyncio.run(db.bootstrap(admin.geturl(), database=database, app_role=role, app_password=unquote(app.password or '')))
 print('migrations applied:', asyncio.run(db.migrate(admin._replace(path='/' + database).geturl(), app_role=role)))"""
-
-
-def internal_nats_url(cfg: PlatformConfig) -> str:
-    return f"nats://{cfg.nats_token}@{cfg.name}-nats.{cfg.namespace}.svc:4222"
 
 
 def config_map(cfg: PlatformConfig) -> dict[str, Any]:
@@ -79,8 +75,12 @@ def secret(cfg: PlatformConfig) -> dict[str, Any]:
     data = {
         "SB_DATABASE_URL": cfg.database_url,
         "SB_TOKEN_SECRET": cfg.token_secret,
-        "SB_NATS_URL": cfg.nats_url or internal_nats_url(cfg),
     }
+    if cfg.internal_nats:
+        # Each service's own user (natsusers.py); each Deployment reads only its key.
+        data |= service_nats_urls(cfg)
+    else:
+        data["SB_NATS_URL"] = cfg.nats_url
     if cfg.migrations_enabled:
         data["SB_DATABASE_ADMIN_URL"] = cfg.database_admin_url
     if cfg.internal_nats:
@@ -157,7 +157,13 @@ def deployment(
         {"name": "SB_SERVICE_NAME", "value": svc.name},
         # SB_BIND_HOST is 0.0.0.0: SDP, Via and Contact announce the pod's own address instead.
         {"name": "SB_ADVERTISE_HOST", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
-        *_secret_env(cfg, *SECRET_ENV),
+        *_secret_env(cfg, "SB_DATABASE_URL"),
+        # Its own NATS user: the bundled NATS refuses it every subject it has no part in.
+        {
+            "name": "SB_NATS_URL",
+            "valueFrom": {"secretKeyRef": {"name": secret_name(cfg), "key": nats_url_key(cfg, svc.name)}},
+        },
+        *_secret_env(cfg, "SB_TOKEN_SECRET"),
         *partition_env(svc),
     ]
     container["resources"] = svc.resources

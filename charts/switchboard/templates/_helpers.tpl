@@ -73,9 +73,22 @@ capabilities:
   drop: [ALL]
 {{- end -}}
 
-{{/* The bundled NATS's client URL, with the token. */}}
+{{/*
+A service's password on the bundled NATS, derived from natsToken and the service's name (the same in
+infra/switchboard_infra/natsusers.py); call with (dict "root" $ "service" "api").
+*/}}
+{{- define "switchboard.natsPassword" -}}
+{{ printf "nats-user|%s|%s" .service .root.Values.natsToken | sha256sum }}
+{{- end -}}
+
+{{/* A service's URL on the bundled NATS, as its own user; call with (dict "root" $ "service" "api"). */}}
 {{- define "switchboard.internalNatsUrl" -}}
-nats://{{ .Values.natsToken }}@{{ include "switchboard.fullname" . }}-nats.{{ .Release.Namespace }}.svc:4222
+nats://{{ .service }}:{{ include "switchboard.natsPassword" . }}@{{ include "switchboard.fullname" .root }}-nats.{{ .root.Release.Namespace }}.svc:4222
+{{- end -}}
+
+{{/* The Secret's key holding a service's NATS URL; call with (dict "root" $ "service" "api"). */}}
+{{- define "switchboard.natsUrlKey" -}}
+{{ if .root.Values.natsUrl }}SB_NATS_URL{{ else }}SB_NATS_URL_{{ upper .service }}{{ end }}
 {{- end -}}
 
 {{/*

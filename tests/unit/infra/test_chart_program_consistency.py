@@ -10,15 +10,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import bcrypt
 import pytest
 import yaml
 from helm_lite import render_objects
-from infra_support import CHART_DIR, REQUIRED
+from infra_support import CHART_DIR, REQUIRED, nats_users, service_passwords
 from switchboard_infra.config import SERVICES, parse_config
 from switchboard_infra.manifests import build_manifests
 from switchboard_infra.workloads import MIGRATE_SCRIPT, SECRET_ENV
 
 from services.kernel.config import Settings, to_env
+from services.runtime.bususers import BUS_SERVICES, permissions
 
 VARIANTS: dict[str, dict[str, Any]] = {
     "defaults": {},
@@ -93,11 +95,28 @@ def _keyed(objects: list[dict[str, Any]]) -> dict[tuple[str, str], Any]:
     return keyed
 
 
+def _checked_users(side: dict[tuple[str, str], Any], release: str) -> None:
+    """Helm salts bcrypt at random: each user's hash is compared by checking it against the password in that
+    service's URL (bcrypt.checkpw), and replaced by the outcome."""
+    users_key = ("Secret", f"{release}-nats-users")
+    if users_key not in side:
+        return
+    passwords = service_passwords(side[("Secret", f"{release}-secrets")])
+    users = nats_users(side[users_key]["stringData"]["users.conf"])
+    assert sorted(users) == sorted(passwords)
+    for name, user in users.items():
+        ok = bcrypt.checkpw(passwords[name].encode(), user["password"].encode())
+        user["password"] = "<checks>" if ok else "<does not check>"
+    side[users_key]["stringData"]["users.conf"] = users
+
+
 def both(variant: dict[str, Any], release: str = "sb-prod", namespace: str = "contact") -> tuple[dict, dict]:
     values = {**REQUIRED, **copy.deepcopy(variant)}
     chart = _keyed(render_objects(CHART_DIR, values, release=release, namespace=namespace))
     cfg = parse_config({**values, "name": release, "namespace": namespace})
     program = _keyed(build_manifests(cfg, with_namespace=False))
+    _checked_users(chart, release)
+    _checked_users(program, release)
     return chart, program
 
 
@@ -129,3 +148,43 @@ def test_same_services_ports_env_and_probes() -> None:
 def test_service_list_matches_values_yaml() -> None:
     values = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
     assert list(values["services"]) == list(SERVICES)
+
+
+def _secret_keys(pod_spec: dict[str, Any]) -> list[str]:
+    containers = [*pod_spec.get("initContainers", []), *pod_spec["containers"]]
+    return [
+        e["valueFrom"]["secretKeyRef"]["key"]
+        for c in containers
+        for e in c["env"]
+        if "secretKeyRef" in e.get("valueFrom", {})
+    ]
+
+
+@pytest.mark.parametrize("side_name", ["chart", "program"])
+def test_each_service_is_its_own_nats_user_with_the_grants_of_switchboard_up(side_name: str) -> None:
+    chart, program = both({})
+    side = chart if side_name == "chart" else program
+    secret = side[("Secret", "sb-prod-secrets")]["stringData"]
+    assert "SB_NATS_URL" not in secret  # no shared credential with the bundled NATS
+    passwords = service_passwords(side[("Secret", "sb-prod-secrets")])
+    assert sorted(passwords) == sorted(BUS_SERVICES) and len(set(passwords.values())) == len(BUS_SERVICES)
+    users = side[("Secret", "sb-prod-nats-users")]["stringData"]["users.conf"]
+    for service in BUS_SERVICES:
+        assert users[service]["password"] == "<checks>"  # its bcrypt hash takes the password in its URL
+        assert users[service]["permissions"] == permissions(service)  # services/runtime/bususers.py GRANTS
+        pod = side[("Deployment", f"sb-prod-{service}")]["spec"]["template"]["spec"]
+        keys = _secret_keys(pod)
+        url_keys = [k for k in keys if k.startswith("SB_NATS_URL") or k == "NATS_TOKEN"]
+        assert url_keys == [f"SB_NATS_URL_{service.upper()}"], f"{service} reads {url_keys}"
+        env = {e["name"]: e for e in pod["containers"][0]["env"]}
+        assert env["SB_NATS_URL"]["valueFrom"]["secretKeyRef"]["key"] == f"SB_NATS_URL_{service.upper()}"
+    nats_pod = side[("StatefulSet", "sb-prod-nats")]["spec"]["template"]["spec"]
+    assert _secret_keys(nats_pod) == ["NATS_TOKEN"]  # the admin's password; the services' are only hashed
+
+
+def test_external_nats_keeps_the_given_url_for_every_service() -> None:
+    for side in both(VARIANTS["external-nats-node-port"]):
+        assert not any(name.endswith("-nats-users") for _, name in side)
+        for service in BUS_SERVICES:
+            pod = side[("Deployment", f"sb-prod-{service}")]["spec"]["template"]["spec"]
+            assert [k for k in _secret_keys(pod) if "NATS" in k] == ["SB_NATS_URL"]

@@ -26,7 +26,7 @@ from helm_lite import render_objects
 from infra_support import CHART_DIR, REQUIRED
 from switchboard_infra.config import parse_config
 from switchboard_infra.manifests import build_manifests
-from test_chart_program_consistency import VARIANTS, _keyed
+from test_chart_program_consistency import VARIANTS, _checked_users, _keyed
 
 pytestmark = pytest.mark.skipif(
     platform.system() != "Linux" or platform.machine() != "x86_64",
@@ -131,6 +131,8 @@ def test_real_helm_renders_what_helm_lite_and_the_program_render(
         lite = _keyed(render_objects(CHART_DIR, job["values"], release=RELEASE, namespace=NAMESPACE))
         cfg = parse_config({**REQUIRED, **copy.deepcopy(variant), "name": RELEASE, "namespace": NAMESPACE})
         program = _keyed(build_manifests(cfg, with_namespace=False))
+        for side in (real, lite, program):
+            _checked_users(side, RELEASE)  # bcrypt hashes: checked against each URL's password
         assert sorted(real) == sorted(lite) == sorted(program), name
         for key in real:
             assert real[key] == lite[key], f"{name}: {key} differs between Helm and helm_lite"

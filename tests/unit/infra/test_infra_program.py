@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from infra_support import REQUIRED, ROOT, SECRET_SIG, Created, run_program
 from switchboard_infra.config import SERVICES, ConfigError, parse_config
 from switchboard_infra.manifests import build_manifests
 from switchboard_infra.nats import nats_conf
+from switchboard_infra.natsusers import users_conf
 from switchboard_infra.workloads import MIGRATE_SCRIPT
 
 from services.kernel.config import Settings, to_env
@@ -44,8 +46,11 @@ def test_one_deployment_per_service_running_its_module(default_run: list[Created
         assert container["image"] == "ghcr.io/switchboard-cc/switchboard:0.1.0"
         env = {e["name"]: e for e in container["env"]}
         assert env["SB_SERVICE_NAME"]["value"] == svc
-        for name in ("SB_DATABASE_URL", "SB_NATS_URL", "SB_TOKEN_SECRET"):
+        for name in ("SB_DATABASE_URL", "SB_TOKEN_SECRET"):
             assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "switchboard-secrets", "key": name}
+        # Its own NATS user's URL (natsusers.py), under its own key.
+        nats_key = {"name": "switchboard-secrets", "key": f"SB_NATS_URL_{svc.upper()}"}
+        assert env["SB_NATS_URL"]["valueFrom"]["secretKeyRef"] == nats_key
         # The owner's URL goes only to the migration init container, never to a running service.
         assert "SB_DATABASE_ADMIN_URL" not in env
         assert container["envFrom"] == [{"configMapRef": {"name": "switchboard-config"}}]
@@ -56,18 +61,27 @@ def test_settings_reach_the_services_with_the_kernels_names(default_run: list[Cr
     config = by_kind(default_run, "ConfigMap")["switchboard-config"]["data"]
     secret = by_kind(default_run, "Secret")["switchboard-secrets"]["stringData"]
     known = set(to_env(Settings()))
-    given = {k for k in (*config, *secret) if k.startswith("SB_")} | {"SB_SERVICE_NAME"}
+    # SB_NATS_URL_<SERVICE>: each reaches its own service as SB_NATS_URL.
+    given = {k for k in (*config, *secret) if k.startswith("SB_") and not k.startswith("SB_NATS_URL_")}
+    given |= {"SB_SERVICE_NAME", "SB_NATS_URL"}
     assert given <= known, given - known
     # Pods are reached on their pod IP: here, and only here, services bind all addresses.
     assert config["SB_BIND_HOST"] == "0.0.0.0"
     assert config["SB_HTTP_PORT"] == "8080" and config["SB_SIP_PORT"] == "5060"
     assert secret["SB_DATABASE_URL"] == REQUIRED["databaseUrl"]
-    assert secret["SB_NATS_URL"] == f"nats://{REQUIRED['natsToken']}@switchboard-nats.switchboard.svc:4222"
+    password = hashlib.sha256(f"nats-user|api|{REQUIRED['natsToken']}".encode()).hexdigest()
+    assert secret["SB_NATS_URL_API"] == f"nats://api:{password}@switchboard-nats.switchboard.svc:4222"
+    assert "SB_NATS_URL" not in secret
 
 
 def test_secret_values_are_marked_secret(default_run: list[Created]) -> None:
-    (secret,) = [r for r in default_run if r.type == "kubernetes:core/v1:Secret"]
-    assert SECRET_SIG in secret.inputs["stringData"]
+    secrets = [r for r in default_run if r.type == "kubernetes:core/v1:Secret"]
+    assert sorted(s.plain["metadata"]["name"] for s in secrets) == [
+        "switchboard-nats-users",
+        "switchboard-secrets",
+    ]
+    for secret in secrets:
+        assert SECRET_SIG in secret.inputs["stringData"]
 
 
 def test_probes_api_http_media_tcp_workers_none(default_run: list[Created]) -> None:
@@ -144,7 +158,14 @@ def test_nats_statefulset_runs_jetstream_on_a_volume_claim(default_run: list[Cre
     conf = by_kind(default_run, "ConfigMap")["switchboard-nats-config"]["data"]["nats.conf"]
     assert "jetstream {" in conf and "store_dir: /data/jetstream" in conf
     assert "sync_interval: always" in conf
-    assert "token: $NATS_TOKEN" in conf
+    assert "include ./users.conf" in conf
+    users = by_kind(default_run, "Secret")["switchboard-nats-users"]["stringData"]["users.conf"]
+    assert "{user: sb_admin, password: $NATS_TOKEN}" in users
+    volume = sts["spec"]["template"]["spec"]["volumes"][0]["projected"]["sources"]
+    assert volume == [
+        {"configMap": {"name": "switchboard-nats-config"}},
+        {"secret": {"name": "switchboard-nats-users"}},
+    ]
     assert "cluster {" not in conf  # one server by default
     env = {e["name"]: e for e in container["env"]}
     assert env["NATS_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "NATS_TOKEN"
@@ -243,9 +264,9 @@ NATS_SERVER = Path(sys.executable).parent / "nats-server"
 @pytest.mark.parametrize("replicas", [1, 3])
 def test_nats_server_accepts_the_generated_config(tmp_path: Path, replicas: int) -> None:
     conf = tmp_path / "nats.conf"
-    conf.write_text(
-        nats_conf(parse_config({**REQUIRED, "nats": {"replicas": replicas, "syncInterval": "always"}}))
-    )
+    cfg = parse_config({**REQUIRED, "nats": {"replicas": replicas, "syncInterval": "always"}})
+    conf.write_text(nats_conf(cfg))
+    (tmp_path / "users.conf").write_text(users_conf(cfg))
     env = {
         "PATH": os.environ.get("PATH", ""),
         "POD_NAME": "switchboard-nats-0",
