@@ -33,7 +33,7 @@ from services.media.ua.leg import EdgeConfig, Leg
 from services.media.ua.publisher import EventPublisher
 from services.media.ua.ratelimit import SourceLimiter
 from services.media.ua.store import Store
-from services.media.ua.transport import Peer, SipTransport
+from services.media.ua.transport import Peer, SipTransport, as_peer
 from services.media.ua.watch import LegWatch
 
 __all__ = ["EdgeConfig", "SipEdge"]
@@ -152,7 +152,7 @@ class SipEdge:
         if isinstance(action, sip.Transmit):
             self.send(action.message, action.peer)
         elif isinstance(action, sip.RequestReceived):
-            self._request(action.key, action.request, action.peer)  # type: ignore[arg-type]
+            self._request(action.key, action.request, as_peer(action.peer))
         elif isinstance(action, sip.ResponseReceived):
             self._response(action.key, action.response)
         elif isinstance(action, sip.TimedOut | sip.TransportError):

@@ -15,11 +15,20 @@ from services.kernel.log import get_logger
 from services.media import sip
 from services.media.ua.ratelimit import SourceLimiter, Verdict
 
-__all__ = ["Peer", "SipTransport"]
+__all__ = ["Peer", "SipTransport", "as_peer"]
 
 log = get_logger()
 Peer = tuple[str, str, int]  # (transport "udp"|"tcp", host, port)
 OnMessage = Callable[[sip.SipMessage, Peer], None]
+
+
+def as_peer(value: object) -> Peer:
+    """A peer back from the sans-IO SIP layer, which carries it untyped (it is whatever we gave it)."""
+    if isinstance(value, tuple) and len(value) == 3:
+        kind, host, port = value
+        if isinstance(kind, str) and isinstance(host, str) and isinstance(port, int):
+            return kind, host, port
+    raise TypeError(f"not a SIP peer (transport, host, port): {value!r}")
 
 
 class _Udp(asyncio.DatagramProtocol):

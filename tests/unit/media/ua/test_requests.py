@@ -6,6 +6,7 @@ import pytest
 
 from services.media import sip
 from services.media.ua.requests import Answer, Goes, info_digit, screen
+from services.media.ua.transport import as_peer
 
 
 def _request(method: str, uri: str = "sip:+15550100200@127.0.0.1", *headers: str) -> sip.SipRequest:
@@ -61,3 +62,10 @@ def test_what_is_answered_at_once() -> None:
 )
 def test_the_digit_an_info_carries(ctype: str, body: bytes, digit: str | None) -> None:
     assert info_digit(ctype, body) == digit
+
+
+def test_a_peer_back_from_the_sip_layer_is_checked_for_its_shape() -> None:
+    assert as_peer(("udp", "192.0.2.7", 5070)) == ("udp", "192.0.2.7", 5070)
+    for bad in (None, ("udp", "192.0.2.7"), ["udp", "192.0.2.7", 5070], ("udp", "192.0.2.7", "5070")):
+        with pytest.raises(TypeError, match="not a SIP peer"):
+            as_peer(bad)
