@@ -38,7 +38,7 @@ def without_rich() -> Iterator[None]:
     if "rich" in sys.modules:
         yield
         return
-    sys.modules["rich"] = None  # type: ignore[assignment]  # `import rich` now raises ImportError
+    sys.modules["rich"] = None  # type: ignore[assignment]  # typeshed omits None (import then raises)
     try:
         yield
     finally:
