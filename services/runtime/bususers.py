@@ -120,6 +120,8 @@ GRANTS: dict[str, Grants] = {
         reads=(EVENTS, REC_STREAM),
         purges=(REC_STREAM,),
         objects=(VOICEMAIL_BUCKET,),
+        # The end marker of a call whose media worker died: the recording seals what was shipped, partial.
+        publish=("sb.*.rec.*.end",),
     ),
     "reporting": Grants(
         emits=("queue",),  # queue.alert_raised and alert_cleared

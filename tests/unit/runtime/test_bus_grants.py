@@ -30,6 +30,9 @@ def test_recordings_and_voicemails_are_read_by_the_recording_service_alone() -> 
         )
     assert _holders("publish", "$JS.API.STREAM.MSG.GET.SB_RECORDING_CHUNKS") == {"recording"}
     assert _holders("publish", "sb.*.rec.>") == {"media"}  # who writes chunks
+    # ... and the end marker: media's own, or the recording service's for a call whose worker died
+    # (a partial recording; refused by the server before, so such recordings stayed "recording").
+    assert _holders("publish", "sb.*.rec.*.end") == {"recording"}
     assert not any(s.startswith("sb.*.rec") for svc in BUS_SERVICES for s in _allowed(svc, "subscribe"))
 
 
