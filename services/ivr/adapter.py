@@ -300,34 +300,34 @@ class IvrAdapter:
                 found = await self._flow(conn, cmd.tenant_id, "f.name = $1", cmd.flow)
         if found is None:
             return Reply(ok=False, code="unknown_flow", error=f"no flow {cmd.flow or cmd.flow_id}")
-        await self._begin(cmd.tenant_id, cmd.call_id, cmd.caller, cmd.dialled, found)
+        if cmd.node and cmd.node not in found[0].nodes:
+            # Checked before anything runs: a continuation at a node the current version lacks (it was
+            # republished meanwhile) is the caller's to decide, not a silent start from the top.
+            return Reply(
+                ok=False, code=ReplyCode.INVALID, error=f"flow {found[0].name} has no node {cmd.node}"
+            )
+        await self._begin(cmd, found)
         return Reply(ok=True)
 
-    async def _begin(
-        self,
-        tenant_id: uuid.UUID,
-        call_id: uuid.UUID,
-        caller: str,
-        dialled: str,
-        found: tuple[Flow, str, int, str],
-    ) -> None:
+    async def _begin(self, cmd: IvrRun, found: tuple[Flow, str, int, str]) -> None:
         flow, flow_key, version, language = found
         interp = Interpreter.new(
             flow,
             version=version,
-            tenant_id=tenant_id,
-            call_id=call_id,
-            caller=caller,
-            dialled=dialled,
+            tenant_id=cmd.tenant_id,
+            call_id=cmd.call_id,
+            caller=cmd.caller,
+            dialled=cmd.dialled,
             now=self.clock(),
-            lookup_secret=derive_secret(self.platform_secret, tenant_id),
+            attributes=cmd.attributes,
+            lookup_secret=derive_secret(self.platform_secret, cmd.tenant_id),
             language=language,
         )
         running = _Running(interp=interp, flow_key=flow_key)
-        self.calls[call_id] = running
+        self.calls[cmd.call_id] = running
         async with running.lock:
             await self._save(running)
-            await self._apply(running, interp.start(self.clock()))
+            await self._apply(running, interp.start(self.clock(), at=cmd.node))
 
     async def _flow(
         self, conn: asyncpg.Connection, tenant_id: uuid.UUID, where: str, value: object

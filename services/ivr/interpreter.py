@@ -96,10 +96,11 @@ class Interpreter:
 
     # -- inputs ---------------------------------------------------------------------------------------
 
-    def start(self, now: float) -> list[Output]:
-        """The call is answered: enter the start node."""
+    def start(self, now: float, *, at: str = "") -> list[Output]:
+        """The call is answered: enter the start node, or `at` (one of the main flow's nodes: a flow that
+        continues where it handed the caller over, e.g. a queue node's on_timeout)."""
         if self.state.phase is Phase.new:
-            self.call.enter(self.flow.start, now)
+            self.call.enter(at or self.flow.start, now)
         return self.call.take()
 
     def handle(self, event: Any, now: float) -> list[Output]:

@@ -90,8 +90,10 @@ class IvrRun(Command, kw_only=True, frozen=True):
     """Run a tenant's flow (its current version) on a call the contact coordinator has answered: the flow
     of the number called (`flow_id`: the coordinator answers every routed call and runs the number's flow as
     a step of the contact), or one named `flow` (a closed queue's flow, a queue's post-call survey, an
-    agent's transfer to a flow). The reply says whether the flow started (`unknown_flow` when no such flow,
-    `invalid` when neither or both are given)."""
+    agent's transfer to a flow). `node` starts the flow at one of its main nodes instead of its start, with
+    `attributes` as what it had learned (a queue node's `on_timeout` / `on_callback` continuing after the
+    coordinator's wait, docs/architecture.md "One owner for the caller"). The reply says whether the flow
+    started (`unknown_flow` when no such flow, `invalid` when neither or both are given, or no such node)."""
 
     service = "ivr"
     name = "run"
@@ -100,3 +102,5 @@ class IvrRun(Command, kw_only=True, frozen=True):
     flow_id: uuid.UUID | None = None
     caller: str = ""
     dialled: str = ""
+    node: str = ""  # "": the flow's start
+    attributes: dict[str, str] = {}  # what the flow had learned; caller and dialled win

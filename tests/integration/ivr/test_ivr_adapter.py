@@ -33,7 +33,7 @@ from services.kernel.events import (
     IvrRun,
     RoutingEnqueue,
 )
-from services.kernel.messages import Reply, encode
+from services.kernel.messages import Reply, ReplyCode, encode
 from services.kernel.waits import flushed
 from services.routing.partitions import tenant_commands_subject
 from tests.integration.api.conftest import signup, unique_e164
@@ -391,5 +391,50 @@ async def test_an_unknown_flow_is_refused_and_failed_commands_get_no_silence(wor
         assert [c["queue"] for c in world.media.of("routing.enqueue", call)] == ["sales", "support"]
         assert world.media.of("media.play", call)[-1]["text"] == SORRY
         await until(lambda: call not in adapter.calls)
+    finally:
+        await adapter.stop()
+
+
+async def test_a_run_at_a_node_continues_the_flow_there_with_what_it_had_learned(
+    world: World, crm: str
+) -> None:
+    """`ivr.run` with `node` and `attributes` (a queue node's on_timeout/on_callback continuing after the
+    coordinator's wait): the flow starts at that node, skips what came before it (the greeting, the CRM
+    lookup) and carries the attributes into the screen pop; a node the flow lacks is refused, untouched."""
+    await deploy(world, f"{crm}/caller")
+    await flushed(world.bus.nc)
+    adapter = await start_adapter(world)
+    tenant = uuid.UUID(world.tenant)
+    try:
+        lost = uuid.uuid4()
+        refused = await world.bus.request(
+            IvrRun(tenant_id=tenant, call_id=lost, flow="line", node="nowhere", dialled=world.e164),
+            timeout=5.0,
+        )
+        assert not refused.ok and refused.code == ReplyCode.INVALID and "nowhere" in refused.error, refused
+        assert [
+            n for n, c in world.media.commands if c["call_id"] == str(lost)
+        ] == [] and lost not in adapter.calls
+
+        call = uuid.uuid4()
+        world.media.digits[call] = ["1"]
+        lookups = len(Crm.seen)
+        run = IvrRun(
+            tenant_id=tenant,
+            call_id=call,
+            flow="line",
+            node="menu",
+            attributes={"vip": "gold", "caller": "+1forged"},
+            caller="+15551230000",
+            dialled=world.e164,
+        )
+        assert (await world.bus.request(run, timeout=5.0)).ok
+        await until(lambda: world.media.of("routing.enqueue", call))
+        names = [n for n, c in world.media.commands if c["call_id"] == str(call)]
+        assert names[:2] == ["media.collect", "routing.enqueue"], names  # no greeting played
+        assert len(Crm.seen) == lookups  # the lookup before the menu did not run again
+        attributes = world.media.of("routing.enqueue", call)[0]["attributes"]
+        assert attributes["vip"] == "gold" and attributes["caller"] == "+15551230000"
+        assert attributes["ivr.path"] == "menu>sales" and attributes["ivr.digits"] == "1"
     finally:
         await adapter.stop()
