@@ -101,6 +101,7 @@ DEFAULTS: dict[str, Any] = {
     "databaseAdminUrl": "",
     "tokenSecret": "",
     "natsUrl": "",
+    "natsUrls": {},
     "natsToken": "",
     "migrations": {"enabled": True},
     "services": {
@@ -177,7 +178,7 @@ DEFAULTS: dict[str, Any] = {
 PULUMI_ONLY_KEYS = ("name", "namespace")
 
 # Keys holding free-form maps: their inner keys are not checked against DEFAULTS.
-_FREE_FORM = {"sip.annotations", "readinessProbe", "livenessProbe", "resources"}
+_FREE_FORM = {"sip.annotations", "natsUrls", "readinessProbe", "livenessProbe", "resources"}
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
@@ -271,6 +272,7 @@ class PlatformConfig:
     database_admin_url: str
     token_secret: str
     nats_url: str
+    nats_urls: dict[str, str]  # an external NATS's URL per service (natsUrls), or empty
     nats_token: str
     migrations_enabled: bool
     services: dict[str, ServiceConfig]
@@ -282,8 +284,8 @@ class PlatformConfig:
 
     @property
     def internal_nats(self) -> bool:
-        """True when the platform runs its own NATS StatefulSet (no external natsUrl given)."""
-        return not self.nats_url
+        """True when the platform runs its own NATS StatefulSet (no external natsUrl or natsUrls given)."""
+        return not self.nats_url and not self.nats_urls
 
 
 def _free_form(path: str) -> bool:
@@ -402,6 +404,27 @@ class _Checker:
             self.problems.append(f"{path}: has no host ({hint})")
         return value
 
+    def nats_urls(self, path: str) -> dict[str, str]:
+        """Every service's own URL, or none: a half-filled map would leave some services on no user."""
+        value = self.get(path)
+        if not isinstance(value, dict):
+            self.problems.append(f"{path}: must be a map of service to URL, or {{}}")
+            return {}
+        if not value:
+            return {}
+        unknown = sorted(set(value) - set(SERVICES))
+        if unknown:
+            self.problems.append(f"{path}: unknown service(s) {', '.join(map(str, unknown))}")
+        missing = [service for service in sorted(SERVICES) if not value.get(service)]
+        if missing:
+            self.problems.append(
+                f"{path}: every service needs its own URL, or leave natsUrls empty; missing: {', '.join(missing)}"
+            )
+        for service in sorted(set(value) & set(SERVICES)):
+            if value[service]:
+                self.url(f"{path}.{service}", ("nats", "tls"), required=True, hint="its own user's URL")
+        return {service: value[service] for service in SERVICES if isinstance(value.get(service), str)}
+
     def resources(self, path: str) -> dict[str, Any]:
         value = self.get(path)
         if not isinstance(value, dict) or not set(value) <= {"requests", "limits"}:
@@ -488,14 +511,21 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
     if len(token_secret) < 32:
         c.problems.append("tokenSecret: is required, at least 32 characters (signs agent and widget tokens)")
     nats_url = c.url("natsUrl", ("nats", "tls"), required=False, hint="an external NATS with JetStream")
+    nats_urls = c.nats_urls("natsUrls")
+    if nats_url and nats_urls:
+        c.problems.append(
+            "natsUrls: give either natsUrl (one URL for every service) or natsUrls (one per service), not both"
+        )
     nats_token = c.string("natsToken")
-    if nats_url and nats_token:
-        c.problems.append("natsToken: only for the bundled NATS; with natsUrl, put credentials in the URL")
-    if not nats_url:
+    if (nats_url or nats_urls) and nats_token:
+        c.problems.append(
+            "natsToken: only for the bundled NATS; with natsUrl or natsUrls, put credentials in the URLs"
+        )
+    if not nats_url and not nats_urls:
         if len(nats_token) < 16:
             c.problems.append(
                 "natsToken: is required (at least 16 characters) for the bundled NATS; "
-                "or set natsUrl to use an external NATS"
+                "or set natsUrl or natsUrls to use an external NATS"
             )
         elif not _TOKEN_CHARS.match(nats_token):
             c.problems.append("natsToken: use only letters, digits and . _ ~ - (it goes into a URL)")
@@ -575,6 +605,7 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         database_admin_url=database_admin_url,
         token_secret=token_secret,
         nats_url=nats_url,
+        nats_urls=nats_urls,
         nats_token=nats_token,
         migrations_enabled=migrations_enabled,
         services=services,

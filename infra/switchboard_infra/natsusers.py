@@ -50,8 +50,8 @@ def internal_nats_url(cfg: PlatformConfig, service: str) -> str:
 
 
 def nats_url_key(cfg: PlatformConfig, service: str) -> str:
-    """The Secret's key holding `service`'s NATS URL: its own with the bundled NATS, the given one otherwise."""
-    return f"SB_NATS_URL_{service.upper()}" if cfg.internal_nats else "SB_NATS_URL"
+    """The Secret's key holding `service`'s NATS URL: its own, unless one natsUrl is given for all."""
+    return "SB_NATS_URL" if cfg.nats_url else f"SB_NATS_URL_{service.upper()}"
 
 
 @functools.cache
@@ -96,5 +96,13 @@ def users_secret(cfg: PlatformConfig) -> dict[str, Any]:
 
 
 def service_nats_urls(cfg: PlatformConfig) -> dict[str, str]:
-    """The Secret's entries: each service's URL under its own key."""
-    return {nats_url_key(cfg, service): internal_nats_url(cfg, service) for service in sorted(SERVICES)}
+    """The Secret's entries: each service's URL under its own key (the operator's natsUrls, or the bundled
+    NATS's users)."""
+    if cfg.nats_url:
+        return {"SB_NATS_URL": cfg.nats_url}
+    return {
+        nats_url_key(cfg, service): cfg.nats_urls[service]
+        if cfg.nats_urls
+        else internal_nats_url(cfg, service)
+        for service in sorted(SERVICES)
+    }

@@ -76,11 +76,8 @@ def secret(cfg: PlatformConfig) -> dict[str, Any]:
         "SB_DATABASE_URL": cfg.database_url,
         "SB_TOKEN_SECRET": cfg.token_secret,
     }
-    if cfg.internal_nats:
-        # Each service's own user (natsusers.py); each Deployment reads only its key.
-        data |= service_nats_urls(cfg)
-    else:
-        data["SB_NATS_URL"] = cfg.nats_url
+    # Each service's own user (natsusers.py), each Deployment reading only its key; or one natsUrl for all.
+    data |= service_nats_urls(cfg)
     if cfg.migrations_enabled:
         data["SB_DATABASE_ADMIN_URL"] = cfg.database_admin_url
     if cfg.internal_nats:

@@ -91,6 +91,11 @@ nats://{{ .service }}:{{ include "switchboard.natsPassword" . }}@{{ include "swi
 {{ if .root.Values.natsUrl }}SB_NATS_URL{{ else }}SB_NATS_URL_{{ upper .service }}{{ end }}
 {{- end -}}
 
+{{/* "true" when the services use an external NATS (natsUrl, or natsUrls per service): no bundled NATS. */}}
+{{- define "switchboard.externalNats" -}}
+{{ if or .Values.natsUrl .Values.natsUrls }}true{{ end }}
+{{- end -}}
+
 {{/*
 Checks that Helm's values schema cannot express (they depend on each other); the Pulumi program's
 parse_config gives the same messages.
@@ -105,11 +110,25 @@ parse_config gives the same messages.
 {{- if lt (len .Values.tokenSecret) 32 -}}
 {{- fail "tokenSecret: is required, at least 32 characters (signs agent and widget tokens)" -}}
 {{- end -}}
-{{- if and .Values.natsUrl .Values.natsToken -}}
-{{- fail "natsToken: only for the bundled NATS; with natsUrl, put credentials in the URL" -}}
+{{- if and .Values.natsUrl .Values.natsUrls -}}
+{{- fail "natsUrls: give either natsUrl (one URL for every service) or natsUrls (one per service), not both" -}}
 {{- end -}}
-{{- if and (not .Values.natsUrl) (lt (len .Values.natsToken) 16) -}}
-{{- fail "natsToken: is required (at least 16 characters) for the bundled NATS; or set natsUrl to use an external NATS" -}}
+{{- if .Values.natsUrls -}}
+{{- $missing := list -}}
+{{- range $service, $_ := .Values.services -}}
+{{- if not (get $.Values.natsUrls $service) -}}
+{{- $missing = append $missing $service -}}
+{{- end -}}
+{{- end -}}
+{{- if $missing -}}
+{{- fail (printf "natsUrls: every service needs its own URL, or leave natsUrls empty; missing: %s" (join ", " $missing)) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (include "switchboard.externalNats" .) .Values.natsToken -}}
+{{- fail "natsToken: only for the bundled NATS; with natsUrl or natsUrls, put credentials in the URLs" -}}
+{{- end -}}
+{{- if and (not (include "switchboard.externalNats" .)) (lt (len .Values.natsToken) 16) -}}
+{{- fail "natsToken: is required (at least 16 characters) for the bundled NATS; or set natsUrl or natsUrls to use an external NATS" -}}
 {{- end -}}
 {{- range $name, $svc := .Values.services -}}
 {{- if lt (int $svc.autoscaling.maxReplicas) (int $svc.autoscaling.minReplicas) -}}

@@ -26,6 +26,26 @@ REQUIRED: dict[str, Any] = {
     "natsToken": "nats-token-0123456789",
 }
 
+# An operator's own NATS with one user per service (natsUrls): each service's URL names its user.
+EXTERNAL_NATS_URLS: dict[str, str] = {
+    service: f"tls://{service}:pw-{service}@nats.example.internal:4222"
+    for service in ("api", "media", "routing", "ivr", "contacts", "recording", "reporting")
+}
+
+# natsUrls that the chart (its template checks) and the program refuse with the same message.
+NATS_URLS_REFUSED: list[tuple[dict[str, Any], str]] = [
+    (
+        {"natsUrls": {"api": "nats://api:pw@n:4222", "media": "nats://media:pw@n:4222"}, "natsToken": ""},
+        "natsUrls: every service needs its own URL, or leave natsUrls empty; "
+        "missing: contacts, ivr, recording, reporting, routing",
+    ),
+    (
+        {"natsUrl": "nats://n:4222", "natsUrls": EXTERNAL_NATS_URLS, "natsToken": ""},
+        "natsUrls: give either natsUrl (one URL for every service) or natsUrls (one per service), not both",
+    ),
+    ({"natsUrls": EXTERNAL_NATS_URLS}, "natsToken: only for the bundled NATS; with natsUrl or natsUrls"),
+]
+
 
 def nats_users(users_conf: str) -> dict[str, dict[str, Any]]:
     """The service users of a rendered users.conf (one JSON object a line, as nats-server reads it), by name;
@@ -99,7 +119,8 @@ def run_program(config: dict[str, Any]) -> list[Created]:
         pulumi.runtime.set_all_config(
             {f"switchboard:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in config.items()},
             secret_keys=[
-                f"switchboard:{k}" for k in ("databaseUrl", "databaseAdminUrl", "tokenSecret", "natsToken")
+                f"switchboard:{k}"
+                for k in ("databaseUrl", "databaseAdminUrl", "tokenSecret", "natsToken", "natsUrls")
             ],
         )
 

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 import yaml
 from helm_lite import TemplateError, parse, render_chart, render_objects
-from infra_support import CHART_DIR, REQUIRED
+from infra_support import CHART_DIR, EXTERNAL_NATS_URLS, NATS_URLS_REFUSED, REQUIRED
 
 TEMPLATES = sorted((CHART_DIR / "templates").iterdir())
 VALUES = yaml.safe_load((CHART_DIR / "values.yaml").read_text())
@@ -187,6 +187,12 @@ def test_settings_changes_roll_the_pods() -> None:
         ({"tokenSecret": "short"}, "tokenSecret: is required, at least 32 characters"),
         ({"natsToken": ""}, "natsToken: is required"),
         ({"natsUrl": "nats://n:4222"}, "natsToken: only for the bundled NATS"),
+        *NATS_URLS_REFUSED,
+        (
+            {"natsUrls": {**EXTERNAL_NATS_URLS, "ivr": ""}, "natsToken": ""},
+            "values don't meet the schema: '' does not match '^(nats|tls)://' at ['natsUrls', 'ivr']",
+        ),
+        ({"natsUrls": {"billing": "nats://b:pw@n:4222"}, "natsToken": ""}, "values don't meet the schema"),
         ({"sip": {"rtpPortStart": 20000, "rtpPortEnd": 10000}}, "sip: rtpPortEnd is below rtpPortStart"),
         (
             {"services": {"media": {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}}},

@@ -15,7 +15,7 @@ import bcrypt
 import pytest
 import yaml
 from helm_lite import render_objects
-from infra_support import CHART_DIR, REQUIRED, nats_users, service_passwords
+from infra_support import CHART_DIR, EXTERNAL_NATS_URLS, REQUIRED, nats_users, service_passwords
 from switchboard_infra.config import SERVICES, parse_config
 from switchboard_infra.manifests import build_manifests
 from switchboard_infra.workloads import MIGRATE_SCRIPT, SECRET_ENV
@@ -36,6 +36,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         },
         "networkPolicy": {"natsCidrs": ["10.20.0.0/16", "10.21.0.0/16"], "natsPort": 4443},
     },
+    "external-nats-per-service": {"natsUrls": EXTERNAL_NATS_URLS, "natsToken": ""},
     "load-balancer-restricted": {
         "sip": {"loadBalancerSourceRanges": ["203.0.113.0/24"], "rtpPortStart": 16384, "rtpPortEnd": 32767},
         "httpPort": 9000,
@@ -186,6 +187,23 @@ def test_each_service_is_its_own_nats_user_with_the_grants_of_switchboard_up(sid
         assert env["SB_NATS_URL"]["valueFrom"]["secretKeyRef"]["key"] == f"SB_NATS_URL_{service.upper()}"
     nats_pod = side[("StatefulSet", "sb-prod-nats")]["spec"]["template"]["spec"]
     assert _secret_keys(nats_pod) == ["NATS_TOKEN"]  # the admin's password; the services' are only hashed
+
+
+@pytest.mark.parametrize("side_name", ["chart", "program"])
+def test_external_nats_with_natsurls_gives_each_service_only_its_own_url(side_name: str) -> None:
+    chart, program = both(VARIANTS["external-nats-per-service"])
+    side = chart if side_name == "chart" else program
+    assert not any("-nats" in name for _, name in side)  # no bundled NATS, users or config
+    secret = side[("Secret", "sb-prod-secrets")]["stringData"]
+    nats_keys = sorted(k for k in secret if "NATS" in k)
+    assert nats_keys == sorted(f"SB_NATS_URL_{s.upper()}" for s in BUS_SERVICES)  # no shared URL, no token
+    for service in BUS_SERVICES:
+        assert secret[f"SB_NATS_URL_{service.upper()}"] == EXTERNAL_NATS_URLS[service]
+        pod = side[("Deployment", f"sb-prod-{service}")]["spec"]["template"]["spec"]
+        assert [k for k in _secret_keys(pod) if "NATS" in k] == [f"SB_NATS_URL_{service.upper()}"], service
+    # The services reach the operator's NATS through natsCidrs, as with one natsUrl.
+    egress = side[("NetworkPolicy", "sb-prod-services")]["spec"]["egress"]
+    assert any("ipBlock" in str(rule.get("to")) for rule in egress)
 
 
 def test_external_nats_keeps_the_given_url_for_every_service() -> None:

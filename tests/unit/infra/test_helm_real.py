@@ -23,7 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from helm_lite import render_objects
-from infra_support import CHART_DIR, REQUIRED
+from infra_support import CHART_DIR, EXTERNAL_NATS_URLS, REQUIRED
 from switchboard_infra.config import parse_config
 from switchboard_infra.manifests import build_manifests
 from test_chart_program_consistency import VARIANTS, _checked_users, _keyed
@@ -142,12 +142,25 @@ def test_real_helm_renders_what_helm_lite_and_the_program_render(
 def test_real_helm_stops_on_missing_secrets_with_the_charts_message(
     helm: Callable[..., Any], tmp_path: Path
 ) -> None:
-    values = {k: v for k, v in REQUIRED.items() if k != "tokenSecret"}
-    (tmp_path / "jobs.json").write_text(
-        json.dumps([{"values": values, "release": RELEASE, "namespace": NAMESPACE}])
-    )
-    (result,) = helm("render", str(CHART_DIR), str(tmp_path / "jobs.json"))
-    assert "tokenSecret: is required" in result.get("error", ""), result
+    half = {"natsToken": "", "natsUrls": {s: EXTERNAL_NATS_URLS[s] for s in ("api", "media")}}
+    cases = {
+        "tokenSecret: is required": {k: v for k, v in REQUIRED.items() if k != "tokenSecret"},
+        # A half-filled natsUrls would leave five services on no user: the chart names them.
+        "natsUrls: every service needs its own URL, or leave natsUrls empty; "
+        "missing: contacts, ivr, recording, reporting, routing": {**REQUIRED, **half},
+        # A service the chart does not have: the schema refuses it.
+        "natsUrls": {
+            **REQUIRED,
+            "natsToken": "",
+            "natsUrls": {**EXTERNAL_NATS_URLS, "billing": "nats://b@n"},
+        },
+    }
+    jobs = [{"values": values, "release": RELEASE, "namespace": NAMESPACE} for values in cases.values()]
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    results = helm("render", str(CHART_DIR), str(tmp_path / "jobs.json"))
+    for message, result in zip(cases, results, strict=True):
+        assert message in result.get("error", ""), result
+    assert "billing" in results[-1]["error"] and "schema" in results[-1]["error"], results[-1]
 
 
 VALUES_CHART_VERSION = yaml.safe_load((CHART_DIR / "Chart.yaml").read_text())["version"]

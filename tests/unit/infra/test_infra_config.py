@@ -9,7 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from infra_support import CHART_DIR, REQUIRED
+from infra_support import CHART_DIR, EXTERNAL_NATS_URLS, NATS_URLS_REFUSED, REQUIRED
 from switchboard_infra.config import (
     DEFAULTS,
     PULUMI_ONLY_KEYS,
@@ -65,6 +65,19 @@ def test_nothing_given_lists_every_missing_secret() -> None:
         ({"natsUrl": "http://nats:4222", "natsToken": ""}, "natsUrl: must start with nats:// or tls://"),
         ({"natsUrl": "nats://nats.internal:4222"}, "natsToken: only for the bundled NATS"),
         ({"natsToken": "has spaces in it!!"}, "natsToken: use only letters, digits"),
+        *NATS_URLS_REFUSED,
+        (
+            {"natsUrls": {**EXTERNAL_NATS_URLS, "ivr": ""}, "natsToken": ""},
+            "natsUrls: every service needs its own URL, or leave natsUrls empty; missing: ivr",
+        ),
+        (
+            {"natsUrls": {**EXTERNAL_NATS_URLS, "billing": "nats://b:pw@n:4222"}, "natsToken": ""},
+            "natsUrls: unknown service(s) billing",
+        ),
+        (
+            {"natsUrls": {**EXTERNAL_NATS_URLS, "api": "http://api:pw@n:4222"}, "natsToken": ""},
+            "natsUrls.api: must start with nats:// or tls://",
+        ),
         ({"sip": {"serviceType": "ClusterIP"}}, "sip.serviceType: must be one of LoadBalancer, NodePort"),
         ({"sip": {"nodePort": 5060}}, "sip.nodePort: must be 0 (any) or in 30000-32767"),
         ({"sip": {"rtpPortStart": 20000, "rtpPortEnd": 10000}}, "sip: rtpPortEnd is below rtpPortStart"),
@@ -204,6 +217,8 @@ SCHEMA_CASES: list[dict[str, Any]] = [
     {"databaseUrl": "mysql://x@db/sb"},
     {"natsUrl": "http://nats:4222", "natsToken": ""},
     {"natsToken": "has spaces in it!!"},
+    {"natsUrls": {**EXTERNAL_NATS_URLS, "billing": "nats://b:pw@n:4222"}, "natsToken": ""},
+    {"natsUrls": {**EXTERNAL_NATS_URLS, "api": "http://api:pw@n:4222"}, "natsToken": ""},
     {"migrations": {"enabled": "yes"}},
     {"image": {"pullPolicy": "Sometimes"}},
     {"podDisruptionBudget": {"maxUnavailable": 0}},

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from infra_support import REQUIRED, ROOT, SECRET_SIG, Created, run_program
+from infra_support import EXTERNAL_NATS_URLS, REQUIRED, ROOT, SECRET_SIG, Created, run_program
 from switchboard_infra.config import SERVICES, ConfigError, parse_config
 from switchboard_infra.manifests import build_manifests
 from switchboard_infra.nats import nats_conf
@@ -194,6 +194,23 @@ def test_an_external_nats_url_removes_the_bundled_nats() -> None:
         "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
         "ports": [{"port": 4222, "protocol": "TCP"}],
     } in services_policy["egress"]
+
+
+def test_natsurls_give_each_service_its_own_user_on_an_external_nats() -> None:
+    # As `pulumi config set --secret natsUrls '{"api": ...}'` stores it: one JSON string.
+    raw = {k: v for k, v in REQUIRED.items() if k != "natsToken"}
+    created = run_program({**raw, "natsUrls": EXTERNAL_NATS_URLS})
+    assert not [r for r in created if "nats" in r.plain.get("metadata", {}).get("name", "")]
+    (resource,) = [r for r in created if r.type.endswith(":Secret")]
+    assert SECRET_SIG in resource.inputs["stringData"]  # encrypted in the state, masked in output
+    secret = resource.plain["stringData"]
+    assert {k: v for k, v in secret.items() if "NATS" in k} == {
+        f"SB_NATS_URL_{service.upper()}": url for service, url in EXTERNAL_NATS_URLS.items()
+    }
+    for name, deployment in by_kind(created, "Deployment").items():
+        service = name.removeprefix("switchboard-")
+        env = {e["name"]: e for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["SB_NATS_URL"]["valueFrom"]["secretKeyRef"]["key"] == f"SB_NATS_URL_{service.upper()}"
 
 
 def test_autoscalers_for_api_and_media_and_budgets_for_all(default_run: list[Created]) -> None:
