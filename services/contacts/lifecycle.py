@@ -19,10 +19,10 @@ import msgspec
 from services.kernel import events as ev
 from services.kernel.messages import Command, Event, Stamp
 
-from . import aftercall, agent_leg, callbacks, consult, desk_commands, queue_wait, voicemail
+from . import aftercall, agent_leg, callbacks, consult, desk_commands, ivr_step, queue_wait, voicemail
 from .agent_leg import ACCEPT_LEG_TIMEOUT_S, AGENT_LOST_MESSAGE
 from .callbacks import CallbackInfo, CallbackPlan, DialInfo
-from .consult import Consult
+from .contact_state import PHASES, ROUTING_EVENTS, TERMINAL, Contact, IllegalTransition, OfferInfo
 from .desk_commands import DeskRefused, late_wrap_up
 from .queue_wait import CLOSED, Waiting
 from .records import PLATFORM_CAUSES, PLATFORM_FAILURE, PLATFORM_RESTART, ContactRecord, TimelineEntry
@@ -33,6 +33,7 @@ __all__ = [
     "PHASES",
     "Contact",
     "DeskRefused",
+    "IllegalTransition",
     "Lifecycle",
     "OfferInfo",
     "Waiting",
@@ -45,120 +46,8 @@ APOLOGY = "We're sorry, we cannot take your call right now. Please try again lat
 REFUSED = "refused"  # outcome of a call media turned away (the cause says why)
 UNROUTED = "unrouted"  # outcome of a call to a number with no flow and no queue
 SEEN_MAX = 64  # event ids remembered per contact (redeliveries arrive within a few seconds)
-TERMINAL: tuple[ev.ContactPhase, ...] = ("ended", "abandoned", "failed")
 # An agent's outbound call is offered to that agent at once (it is available): not by then, it is dropped.
 OUTBOUND_OFFER_S = 10.0
-_ENDS = frozenset(TERMINAL)
-
-
-def _to(*phases: ev.ContactPhase) -> frozenset[ev.ContactPhase]:
-    return frozenset(phases)
-
-
-# Every phase a contact may move to from each (docs/contacts.md): `_transition` refuses any other move.
-PHASES: dict[ev.ContactPhase | None, frozenset[ev.ContactPhase]] = {
-    None: _to("arrived"),
-    "arrived": _to("in_ivr", "queued") | _ENDS,
-    "in_ivr": _to("queued", "callback") | _ENDS,
-    "queued": _to("offered", "callback") | _ENDS,
-    # "callback" from offered: the customer of an agent-first callback did not answer (a retry waits).
-    "offered": _to("connected", "queued", "wrap_up", "callback") | _ENDS,
-    "connected": _to("wrap_up", "queued") | _ENDS,
-    "wrap_up": _ENDS,
-    # The caller hung up to be called back: in line again for an attempt (or the customer answered).
-    "callback": _to("queued") | _ENDS,
-    "ended": frozenset(),
-    "abandoned": frozenset(),
-    "failed": frozenset(),
-}
-
-
-class OfferInfo(msgspec.Struct, kw_only=True, frozen=True):
-    """What the adapter looks up for an offer before the machine sees it."""
-
-    offer: ev.ContactOffered
-    queue_name: str = ""
-    endpoint: str | None = None  # None: the agent's browser (WebRTC)
-    history_today: int = 0
-    history_last: list[dict[str, str]] = []
-    # The queue's recording share (0-100; the tenant's when the queue has none): docs/recording.md.
-    record_percent: int = 0
-    survey_flow: str | None = None  # the queue's flow for callers once the agent leaves (a survey)
-
-
-# Routing's events about a contact (the adapter maps a consultation's to its contact).
-ROUTING_EVENTS: tuple[type, ...] = (
-    OfferInfo,
-    ev.ContactQueued,
-    ev.ContactAccepted,
-    ev.ContactRejected,
-    ev.ContactAbandoned,
-    ev.ContactOverflowed,
-    ev.ContactRequeued,
-    ev.ContactEnded,
-    ev.ContactWrappedUp,
-)
-
-
-class Contact(msgspec.Struct, kw_only=True):
-    record: ContactRecord
-    # Live state, not stored in the contact record.
-    # The coordinator talks to the caller now: from the answer until a flow runs (the IVR then), and while
-    # it waits in line on a number routed straight to a queue (or after a transfer). Goes with issue 22's
-    # second step, when the IVR's queue node hands the wait back.
-    owns_media: bool = False
-    offer_id: str | None = None
-    offer_expires_at: float | None = None
-    offer_agent_id: str | None = None
-    leg_id: uuid.UUID | None = None  # the offered/connected agent's audio leg
-    leg_ready: bool = False
-    dialing: bool = False  # the leg is our call to the agent's phone (a sip: URI or a number)
-    early_legs: dict[str, uuid.UUID] = {}  # agent id -> a leg that connected before its offer was seen
-    accepted: bool = False
-    bridged: bool = False
-    bridge_command: uuid.UUID | None = None
-    held: bool = False
-    muted: bool = False
-    # Recording: decided at the offer (by the queue's share), started once when the agent's leg is bridged.
-    record_call: bool = False
-    recording_started: bool = False
-    recording_paused: bool = False
-    segments: int = 0  # recording segments started: each bridge of the caller to an agent, each consultation
-    notice: str = ""  # the recording announcement: "" none, "playing", "heard", "failed" (no recording then)
-    note: str = ""
-    note_from: str = ""
-    transfer: dict[str, str] | None = None  # a blind transfer sent to routing, applied once it accepts
-    deadline: float | None = None  # accept-without-leg or answer timeout
-    waiting: Waiting | None = None  # set for numbers routed straight to a queue
-    announce_at: float | None = None
-    position: int | None = None
-    expected_wait_s: float | None = None
-    playing: str | None = None  # the announcement or closed message playing now (its command id)
-    pending: dict[str, str] = {}  # command id -> what it was for (failures are fed back)
-    seen: list[str] = []
-    # The last moment this coordinator knew the contact alive (checkpoints, every step): where its record
-    # ends if the call turns out to be gone after a restart of the platform.
-    alive_at: float | None = None
-    consult: Consult | None = None  # an attended transfer under way (consult.py)
-    task: str | None = None  # "voicemail": a task without a call (voicemail.py)
-    # Routing's id of this contact once an attended transfer completed (None: the contact's own id).
-    routing_id: uuid.UUID | None = None
-    # Agent id -> the contact id that agent's desk knows, where it is not this contact's (a consultation).
-    desk_ids: dict[str, str] = {}
-    callback: CallbackPlan | None = None  # the caller asked to be called back (callbacks.py)
-    # After the agent: the flow the caller goes to when the agent leaves (the queue's), the flow the caller
-    # is in now (the record stays open for its answers), and a wrap-up that ended meanwhile.
-    survey_flow: str | None = None
-    post_call: str | None = None
-    wrapped_early: bool = False
-    # Routing found the contact due while its caller was still on the line (hearing the confirmation).
-    callback_due: bool = False
-    # The caller's media call once it is not the contact's own (the customer's call of a callback).
-    customer_call: uuid.UUID | None = None
-
-
-class IllegalTransition(RuntimeError):
-    pass
 
 
 def caller_of(from_uri: str) -> tuple[str, str]:
@@ -368,16 +257,12 @@ class Lifecycle:
                 self._answered(event, now)
             case ev.CallEnded():
                 self._call_ended(event, now)
-            case ev.IvrNodeEntered():
-                if self.phase == "in_ivr":
-                    self.state.record.ivr_path.append(event.node)
-            case ev.IvrNodeExited():
-                if self.phase == "in_ivr" and event.digits:
-                    self.state.record.ivr_digits += event.digits
+            case ev.IvrNodeEntered() | ev.IvrNodeExited():
+                ivr_step.node(self, event)
             case ev.IvrCompleted():
-                self._ivr_completed(event, now)
+                ivr_step.completed(self, event, now)
             case ev.ContactQueued():
-                self._queued(event, now)
+                queue_wait.queued(self, event, now)
             case ev.ContactPositionChanged():
                 self.state.position, self.state.expected_wait_s = event.position, event.expected_wait_s
             case ev.CallPlayFinished():
@@ -448,10 +333,7 @@ class Lifecycle:
         elif purpose == "answer" and ok:
             self._caller_up()
         elif purpose == "flow" and not ok and self.phase == "in_ivr":
-            # The IVR could not run the number's flow (gone, no IVR): the caller is not left in silence.
-            self._send(ev.MediaPlay(**self._stamp(), call_id=self.caller_call, text=APOLOGY), "apology")
-            self._hang_up_caller("no_flow")
-            self._finish("failed", now, "failed", cause=f"flow_refused:{code}")
+            ivr_step.refused(self, code, now)
         elif purpose == "recording_notice" and not ok and self.phase == "arrived" and s.notice == "playing":
             s.playing = None
             queue_wait.notice_over(self, now, heard=False)
@@ -485,9 +367,7 @@ class Lifecycle:
                 s.waiting = msgspec.structs.replace(s.waiting or Waiting(), closed_flow=None)
                 queue_wait.closed(self, now)
         elif not ok and purpose == "enqueue" and self.phase == "arrived":
-            self._send(ev.MediaPlay(**self._stamp(), call_id=self.caller_call, text=APOLOGY), "apology")
-            self._hang_up_caller("no_queue")
-            self._finish("failed", now, "failed", cause=f"enqueue_refused:{code}")
+            self._apologize("no_queue", now, cause=f"enqueue_refused:{code}")
         return self.take()
 
     def timer(self, now: float) -> list[Command | Event]:
@@ -580,25 +460,10 @@ class Lifecycle:
     def _caller_up(self) -> None:
         """The caller we answered is up (`call.answered`, or the answer's reply, whichever comes first): the
         number's flow runs, or the caller waits in line. Once."""
-        s = self.state
-        if s.record.flow_id is None:
+        if self.state.record.flow_id is None:
             queue_wait.wait_in_queue(self)
-            return
-        if self.phase != "arrived" or not s.owns_media or s.deadline is None:
-            return
-        s.deadline = None
-        s.owns_media = False  # the IVR talks to the caller while the flow runs
-        self._transition("in_ivr", self._now, "flow")
-        self._send(
-            ev.IvrRun(
-                **self._stamp(),
-                call_id=self.contact_id,
-                flow_id=s.record.flow_id,
-                caller=s.record.caller,
-                dialled=s.record.dialled,
-            ),
-            "flow",
-        )
+        else:
+            ivr_step.run_flow(self)
 
     def _transferred(self, move: dict[str, str], now: float) -> None:
         """Routing took the blind transfer: the agent's part ends, the caller hears music until the next."""
@@ -612,50 +477,6 @@ class Lifecycle:
         self._event("transferred", now, **{k: v for k, v in move.items() if k != "at"})
         r.agent_id = None
         self._transition("queued", now, "transferred")
-
-    def _ivr_completed(self, event: ev.IvrCompleted, now: float) -> None:
-        r = self.state.record
-        if self.phase not in ("arrived", "in_ivr", "queued"):
-            # The post-call flow's end: what it learned is added, the caller's first IVR visit is kept.
-            for key, value in event.attributes.items():
-                r.attributes.setdefault(key, value)
-            self._event("post_call_completed", now, flow=event.flow, outcome=event.outcome)
-            return
-        if event.path:
-            r.ivr_path = list(event.path)
-        r.attributes.update(event.attributes)
-        if self.phase == "in_ivr":
-            r.ivr_s = round(now - r.arrived_at, 3)
-            r.outcome = event.outcome  # final unless the caller is queued
-            self._event("ivr_completed", now, outcome=event.outcome)
-            if event.outcome == "callback" and self.state.callback is None:
-                # A call back asked for without its request (an IVR older than ivr.callback_requested).
-                self._finish("ended", now, "callback", cause="callback")
-
-    def _queued(self, event: ev.ContactQueued, now: float) -> None:
-        s, r = self.state, self.state.record
-        if event.attributes.get("kind") == "voicemail":
-            # The IVR's voicemail task for this call, not the caller waiting: a note in the timeline.
-            self._event("voicemail_task", now, queue_id=event.queue)
-            return
-        s.position, s.expected_wait_s = event.position or None, event.expected_wait_s
-        r.attributes.update(event.attributes)
-        if "ivr.digits" in event.attributes and not r.ivr_digits:
-            r.ivr_digits = event.attributes["ivr.digits"]
-        if "ivr.path" in event.attributes and not r.ivr_path:
-            r.ivr_path = event.attributes["ivr.path"].split(">")
-        if self.phase in ("arrived", "in_ivr"):
-            if self.phase == "in_ivr":
-                r.ivr_s = round(now - r.arrived_at, 3)
-            r.queued_at = now
-            r.outcome = None
-            try:
-                r.queue_id = uuid.UUID(event.queue)
-            except ValueError:
-                pass
-            self._transition("queued", now, "enqueued", queue_id=event.queue)
-        elif self.phase in ("queued", "callback") and s.offer_id is None:
-            self._event("queued", now, queue_id=event.queue)
 
     def context(self, now: float, info: OfferInfo) -> dict[str, Any]:
         s, r = self.state, self.state.record
@@ -867,6 +688,12 @@ class Lifecycle:
             self._send(ev.MediaHangup(**self._stamp(), call_id=s.leg_id), "hangup_leg")
         s.leg_id, s.leg_ready, s.bridged, s.accepted, s.bridge_command = None, False, False, False, None
         s.held = s.muted = False
+
+    def _apologize(self, hangup: str, now: float, *, cause: str) -> None:
+        """Nobody can take the caller (no flow, no queue): an apology, never silence, then failed."""
+        self._send(ev.MediaPlay(**self._stamp(), call_id=self.caller_call, text=APOLOGY), "apology")
+        self._hang_up_caller(hangup)
+        self._finish("failed", now, "failed", cause=cause)
 
     def _hang_up_caller(self, cause: str) -> None:
         self._send(ev.MediaHangup(**self._stamp(), call_id=self.caller_call, cause=cause), "hangup")

@@ -5,6 +5,7 @@ through the machine; phases move only through its `_transition` (lifecycle.PHASE
 
 from __future__ import annotations
 
+import uuid
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -22,6 +23,7 @@ __all__ = [
     "closed",
     "notice_over",
     "play_finished",
+    "queued",
     "wait_in_queue",
 ]
 
@@ -88,6 +90,33 @@ def notice_over(m: Lifecycle, now: float, *, heard: bool) -> None:
     m._event("recording_notice_heard" if heard else "recording_notice_failed", now)
     s.deadline = now  # wait_in_queue's "not yet in line" mark
     wait_in_queue(m)
+
+
+def queued(m: Lifecycle, event: ev.ContactQueued, now: float) -> None:
+    """Routing put the caller in line (from the IVR, straight from the number, or again after a transfer)."""
+    s, r = m.state, m.state.record
+    if event.attributes.get("kind") == "voicemail":
+        # The IVR's voicemail task for this call, not the caller waiting: a note in the timeline.
+        m._event("voicemail_task", now, queue_id=event.queue)
+        return
+    s.position, s.expected_wait_s = event.position or None, event.expected_wait_s
+    r.attributes.update(event.attributes)
+    if "ivr.digits" in event.attributes and not r.ivr_digits:
+        r.ivr_digits = event.attributes["ivr.digits"]
+    if "ivr.path" in event.attributes and not r.ivr_path:
+        r.ivr_path = event.attributes["ivr.path"].split(">")
+    if m.phase in ("arrived", "in_ivr"):
+        if m.phase == "in_ivr":
+            r.ivr_s = round(now - r.arrived_at, 3)
+        r.queued_at = now
+        r.outcome = None
+        try:
+            r.queue_id = uuid.UUID(event.queue)
+        except ValueError:
+            pass
+        m._transition("queued", now, "enqueued", queue_id=event.queue)
+    elif m.phase in ("queued", "callback") and s.offer_id is None:
+        m._event("queued", now, queue_id=event.queue)
 
 
 def announce(m: Lifecycle, now: float) -> None:
