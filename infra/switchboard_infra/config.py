@@ -10,7 +10,7 @@ import copy
 import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -103,6 +103,7 @@ DEFAULTS: dict[str, Any] = {
     "natsUrl": "",
     "natsUrls": {},
     "natsToken": "",
+    "natsPasswordHashes": {},
     "migrations": {"enabled": True},
     "services": {
         "api": _service(
@@ -178,13 +179,21 @@ DEFAULTS: dict[str, Any] = {
 PULUMI_ONLY_KEYS = ("name", "namespace")
 
 # Keys holding free-form maps: their inner keys are not checked against DEFAULTS.
-_FREE_FORM = {"sip.annotations", "natsUrls", "readinessProbe", "livenessProbe", "resources"}
+_FREE_FORM = {
+    "sip.annotations",
+    "natsUrls",
+    "natsPasswordHashes",
+    "readinessProbe",
+    "livenessProbe",
+    "resources",
+}
 
 _DNS_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
 _CPU = re.compile(r"^[0-9]+(\.[0-9]+)?m?$")
 _DURATION = re.compile(r"^[0-9]+(ms|s|m|h)$")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_BCRYPT_HASH = re.compile(r"^\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}$")
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9._~-]+$")
 _PROBE_HANDLERS = ("httpGet", "tcpSocket", "exec", "grpc")
 _PROBE_KEYS = {
@@ -274,6 +283,7 @@ class PlatformConfig:
     nats_url: str
     nats_urls: dict[str, str]  # an external NATS's URL per service (natsUrls), or empty
     nats_token: str
+    nats_password_hashes: dict[str, str]  # precomputed bcrypt hashes for the bundled NATS's users, or empty
     migrations_enabled: bool
     services: dict[str, ServiceConfig]
     sip: SipConfig
@@ -404,11 +414,12 @@ class _Checker:
             self.problems.append(f"{path}: has no host ({hint})")
         return value
 
-    def nats_urls(self, path: str) -> dict[str, str]:
-        """Every service's own URL, or none: a half-filled map would leave some services on no user."""
+    def per_service(self, path: str, noun: str, check: Callable[[str], object]) -> dict[str, str]:
+        """A value for every service, or none (a half-filled map would leave some services without one);
+        `check` is called with each given entry's path."""
         value = self.get(path)
         if not isinstance(value, dict):
-            self.problems.append(f"{path}: must be a map of service to URL, or {{}}")
+            self.problems.append(f"{path}: must be a map of service to {noun}, or {{}}")
             return {}
         if not value:
             return {}
@@ -418,11 +429,11 @@ class _Checker:
         missing = [service for service in sorted(SERVICES) if not value.get(service)]
         if missing:
             self.problems.append(
-                f"{path}: every service needs its own URL, or leave natsUrls empty; missing: {', '.join(missing)}"
+                f"{path}: every service needs its {noun}, or leave {path} empty; missing: {', '.join(missing)}"
             )
         for service in sorted(set(value) & set(SERVICES)):
             if value[service]:
-                self.url(f"{path}.{service}", ("nats", "tls"), required=True, hint="its own user's URL")
+                check(f"{path}.{service}")
         return {service: value[service] for service in SERVICES if isinstance(value.get(service), str)}
 
     def resources(self, path: str) -> dict[str, Any]:
@@ -511,7 +522,11 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
     if len(token_secret) < 32:
         c.problems.append("tokenSecret: is required, at least 32 characters (signs agent and widget tokens)")
     nats_url = c.url("natsUrl", ("nats", "tls"), required=False, hint="an external NATS with JetStream")
-    nats_urls = c.nats_urls("natsUrls")
+    nats_urls = c.per_service(
+        "natsUrls",
+        "own URL",
+        lambda p: c.url(p, ("nats", "tls"), required=True, hint="its own user's URL"),
+    )
     if nats_url and nats_urls:
         c.problems.append(
             "natsUrls: give either natsUrl (one URL for every service) or natsUrls (one per service), not both"
@@ -529,6 +544,16 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
             )
         elif not _TOKEN_CHARS.match(nats_token):
             c.problems.append("natsToken: use only letters, digits and . _ ~ - (it goes into a URL)")
+
+    nats_password_hashes = c.per_service(
+        "natsPasswordHashes",
+        "hash",
+        lambda p: c.string(p, pattern=_BCRYPT_HASH, what="a bcrypt hash ($2a$10$...)"),
+    )
+    if nats_password_hashes and (nats_url or nats_urls):
+        c.problems.append(
+            "natsPasswordHashes: only for the bundled NATS; create your own NATS's users yourself (--nats-conf)"
+        )
 
     services: dict[str, ServiceConfig] = {}
     for svc in SERVICES:
@@ -607,6 +632,7 @@ def parse_config(raw: Mapping[str, Any]) -> PlatformConfig:
         nats_url=nats_url,
         nats_urls=nats_urls,
         nats_token=nats_token,
+        nats_password_hashes=nats_password_hashes,
         migrations_enabled=migrations_enabled,
         services=services,
         sip=sip,

@@ -70,7 +70,8 @@ def users_conf(cfg: PlatformConfig) -> str:
     for service in sorted(SERVICES):
         user = {
             "user": service,
-            "password": _bcrypt(nats_password(cfg, service)),
+            # The operator's precomputed hash (natsPasswordHashes), else one salted from the password.
+            "password": cfg.nats_password_hashes.get(service) or _bcrypt(nats_password(cfg, service)),
             "permissions": {
                 direction: {"allow": allow[service][direction]["allow"]}
                 for direction in ("publish", "subscribe")
@@ -82,7 +83,8 @@ def users_conf(cfg: PlatformConfig) -> str:
 
 def users_checksum(cfg: PlatformConfig) -> str:
     """The NATS pods' checksum/users: their inputs (Helm's hashes change on every render)."""
-    return hashlib.sha256(f"{cfg.nats_token}|{PERMISSIONS_FILE.read_text()}".encode()).hexdigest()
+    given = json.dumps(cfg.nats_password_hashes, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{cfg.nats_token}|{PERMISSIONS_FILE.read_text()}|{given}".encode()).hexdigest()
 
 
 def users_secret(cfg: PlatformConfig) -> dict[str, Any]:

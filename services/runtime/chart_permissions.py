@@ -5,20 +5,31 @@ after changing `GRANTS`, run `python -m services.runtime.chart_permissions`.
 
 `--nats-conf` prints the same users for an operator's own NATS (the chart's `natsUrls`): nats-server's
 `authorization` block with each password a variable, `$SB_NATS_PASSWORD_<SERVICE>`, and the routing subject
-mapping (docs/operators.md, "Security").
+mapping (docs/operators.md, "Security"). `--nats-hashes` reads the chart's natsToken on stdin and prints
+`natsPasswordHashes` for the bundled NATS: its users' Secret then stays the same on every `helm upgrade`.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import re
 import sys
 from pathlib import Path
+
+import bcrypt
 
 from services.routing.partitions import DEFAULT_PARTITION_COUNT, MAX_PARTITION_COUNT, nats_mappings
 from services.runtime.bususers import BUS_SERVICES, permissions
 
-__all__ = ["CHART_PERMISSIONS", "operator_nats_conf", "password_variable", "permissions_json"]
+__all__ = [
+    "CHART_PERMISSIONS",
+    "bundled_password_hashes",
+    "operator_nats_conf",
+    "password_variable",
+    "permissions_json",
+]
 
 CHART_PERMISSIONS = (
     Path(__file__).resolve().parents[2] / "charts" / "switchboard" / "files" / "nats-permissions.json"
@@ -28,6 +39,19 @@ CHART_PERMISSIONS = (
 def permissions_json() -> str:
     """Every service's `permissions`, in BUS_SERVICES order, as the chart's data file holds them."""
     return json.dumps({service: permissions(service) for service in BUS_SERVICES}, indent=2) + "\n"
+
+
+_NATS_TOKEN = re.compile(r"^[A-Za-z0-9._~-]{16,}$")
+
+
+def bundled_password_hashes(nats_token: str, *, rounds: int = 10) -> dict[str, str]:
+    """Each service's bcrypt hash ($2a$, as Helm's) of its password on the chart's bundled NATS,
+    sha256("nats-user|<service>|<natsToken>") as the chart's switchboard.natsPassword derives it."""
+    out: dict[str, str] = {}
+    for service in BUS_SERVICES:
+        password = hashlib.sha256(f"nats-user|{service}|{nats_token}".encode()).hexdigest()
+        out[service] = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds, b"2a")).decode()
+    return out
 
 
 def password_variable(service: str) -> str:
@@ -77,7 +101,22 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help=f"the routing service's SB_ROUTING_PARTITION_COUNT (default {DEFAULT_PARTITION_COUNT})",
     )
+    parser.add_argument(
+        "--nats-hashes",
+        action="store_true",
+        help="read the chart's natsToken on stdin and print natsPasswordHashes (values YAML) for the bundled "
+        "NATS, so that its users' Secret stays the same on every upgrade; writes nothing",
+    )
     args = parser.parse_args(argv)
+    if args.nats_conf and args.nats_hashes:
+        parser.error("--nats-conf and --nats-hashes: give one")
+    if args.nats_hashes:
+        token = sys.stdin.read().strip()
+        if not _NATS_TOKEN.match(token):
+            parser.error("--nats-hashes: stdin must hold natsToken (at least 16 letters, digits, . _ ~ -)")
+        hashes = bundled_password_hashes(token)
+        sys.stdout.write("natsPasswordHashes:\n" + "".join(f'  {s}: "{h}"\n' for s, h in hashes.items()))
+        return 0
     if not 1 <= args.routing_partitions <= MAX_PARTITION_COUNT:
         parser.error(f"--routing-partitions: must be 1-{MAX_PARTITION_COUNT}, got {args.routing_partitions}")
     if args.nats_conf:

@@ -124,6 +124,20 @@ parse_config gives the same messages.
 {{- fail (printf "natsUrls: every service needs its own URL, or leave natsUrls empty; missing: %s" (join ", " $missing)) -}}
 {{- end -}}
 {{- end -}}
+{{- if .Values.natsPasswordHashes -}}
+{{- if include "switchboard.externalNats" . -}}
+{{- fail "natsPasswordHashes: only for the bundled NATS; create your own NATS's users yourself (--nats-conf)" -}}
+{{- end -}}
+{{- $missing := list -}}
+{{- range $service, $_ := .Values.services -}}
+{{- if not (get $.Values.natsPasswordHashes $service) -}}
+{{- $missing = append $missing $service -}}
+{{- end -}}
+{{- end -}}
+{{- if $missing -}}
+{{- fail (printf "natsPasswordHashes: every service needs its hash, or leave natsPasswordHashes empty; missing: %s" (join ", " $missing)) -}}
+{{- end -}}
+{{- end -}}
 {{- if and (include "switchboard.externalNats" .) .Values.natsToken -}}
 {{- fail "natsToken: only for the bundled NATS; with natsUrl or natsUrls, put credentials in the URLs" -}}
 {{- end -}}

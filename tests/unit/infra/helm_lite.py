@@ -448,6 +448,7 @@ class _Engine:
             "upper": lambda s: s.upper(),
             "join": lambda sep, seq: sep.join(_to_str(v) for v in seq),
             "fromJson": lambda s: json.loads(s) if s else {},
+            "toJson": lambda v: json.dumps(_plain_numbers(v), sort_keys=True, separators=(",", ":")),
             # Helm's bcrypt: cost 10, a random salt, the $2a$ prefix. Cost 4 here (bcrypt's least) keeps
             # the many renders of the tests fast; the password checks are the same.
             "bcrypt": lambda s: _bcrypt.hashpw(s.encode(), _bcrypt.gensalt(4, b"2a")).decode(),

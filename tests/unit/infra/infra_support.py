@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.runtime.chart_permissions import bundled_password_hashes
+
 ROOT = Path(__file__).resolve().parents[3]
 INFRA_DIR = ROOT / "infra"
 CHART_DIR = ROOT / "charts" / "switchboard"
@@ -32,7 +34,10 @@ EXTERNAL_NATS_URLS: dict[str, str] = {
     for service in ("api", "media", "routing", "ivr", "contacts", "recording", "reporting")
 }
 
-# natsUrls that the chart (its template checks) and the program refuse with the same message.
+# natsPasswordHashes as `chart_permissions --nats-hashes` computes them for REQUIRED's natsToken (cost 4: fast).
+GIVEN_HASHES: dict[str, str] = bundled_password_hashes(REQUIRED["natsToken"], rounds=4)
+
+# natsUrls and natsPasswordHashes that the chart (its template checks) and the program refuse with the same message.
 NATS_URLS_REFUSED: list[tuple[dict[str, Any], str]] = [
     (
         {"natsUrls": {"api": "nats://api:pw@n:4222", "media": "nats://media:pw@n:4222"}, "natsToken": ""},
@@ -44,6 +49,15 @@ NATS_URLS_REFUSED: list[tuple[dict[str, Any], str]] = [
         "natsUrls: give either natsUrl (one URL for every service) or natsUrls (one per service), not both",
     ),
     ({"natsUrls": EXTERNAL_NATS_URLS}, "natsToken: only for the bundled NATS; with natsUrl or natsUrls"),
+    (
+        {"natsPasswordHashes": {"api": GIVEN_HASHES["api"]}},
+        "natsPasswordHashes: every service needs its hash, or leave natsPasswordHashes empty; "
+        "missing: contacts, ivr, media, recording, reporting, routing",
+    ),
+    (
+        {"natsPasswordHashes": GIVEN_HASHES, "natsUrls": EXTERNAL_NATS_URLS, "natsToken": ""},
+        "natsPasswordHashes: only for the bundled NATS; create your own NATS's users yourself (--nats-conf)",
+    ),
 ]
 
 

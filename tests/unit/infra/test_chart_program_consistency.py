@@ -15,7 +15,7 @@ import bcrypt
 import pytest
 import yaml
 from helm_lite import render_objects
-from infra_support import CHART_DIR, EXTERNAL_NATS_URLS, REQUIRED, nats_users, service_passwords
+from infra_support import CHART_DIR, EXTERNAL_NATS_URLS, GIVEN_HASHES, REQUIRED, nats_users, service_passwords
 from switchboard_infra.config import SERVICES, parse_config
 from switchboard_infra.manifests import build_manifests
 from switchboard_infra.workloads import MIGRATE_SCRIPT, SECRET_ENV
@@ -36,6 +36,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         },
         "networkPolicy": {"natsCidrs": ["10.20.0.0/16", "10.21.0.0/16"], "natsPort": 4443},
     },
+    "bundled-nats-given-hashes": {"natsPasswordHashes": GIVEN_HASHES},
     "external-nats-per-service": {"natsUrls": EXTERNAL_NATS_URLS, "natsToken": ""},
     "load-balancer-restricted": {
         "sip": {"loadBalancerSourceRanges": ["203.0.113.0/24"], "rtpPortStart": 16384, "rtpPortEnd": 32767},
@@ -204,6 +205,25 @@ def test_external_nats_with_natsurls_gives_each_service_only_its_own_url(side_na
     # The services reach the operator's NATS through natsCidrs, as with one natsUrl.
     egress = side[("NetworkPolicy", "sb-prod-services")]["spec"]["egress"]
     assert any("ipBlock" in str(rule.get("to")) for rule in egress)
+
+
+def test_given_hashes_keep_the_users_secret_the_same_on_every_render() -> None:
+    """natsPasswordHashes (from `chart_permissions --nats-hashes`) are the users' hashes, so the chart's users
+    Secret is the same on every render (no GitOps drift); without them Helm's random salt changes it."""
+    values = {**REQUIRED, "natsPasswordHashes": GIVEN_HASHES}
+
+    def users_secret(values: dict[str, Any]) -> dict[str, Any]:
+        objects = {(o["kind"], o["metadata"]["name"]): o for o in render_objects(CHART_DIR, values)}
+        return objects[("Secret", "switchboard-nats-users")]
+
+    first = users_secret(values)
+    assert users_secret(values) == first
+    assert users_secret(REQUIRED) != users_secret(REQUIRED)  # the random salt, for contrast
+    users = nats_users(first["stringData"]["users.conf"])
+    assert {name: user["password"] for name, user in users.items()} == GIVEN_HASHES
+    program = build_manifests(parse_config({**values, "name": "switchboard", "namespace": "default"}))
+    (program_users,) = [o for o in program if o["metadata"]["name"] == "switchboard-nats-users"]
+    assert nats_users(program_users["stringData"]["users.conf"]) == users  # the same hashes in the program
 
 
 def test_external_nats_keeps_the_given_url_for_every_service() -> None:

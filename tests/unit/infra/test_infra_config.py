@@ -217,6 +217,7 @@ SCHEMA_CASES: list[dict[str, Any]] = [
     {"databaseUrl": "mysql://x@db/sb"},
     {"natsUrl": "http://nats:4222", "natsToken": ""},
     {"natsToken": "has spaces in it!!"},
+    {"natsPasswordHashes": {"api": "not-a-hash"}},
     {"natsUrls": {**EXTERNAL_NATS_URLS, "billing": "nats://b:pw@n:4222"}, "natsToken": ""},
     {"natsUrls": {**EXTERNAL_NATS_URLS, "api": "http://api:pw@n:4222"}, "natsToken": ""},
     {"migrations": {"enabled": "yes"}},

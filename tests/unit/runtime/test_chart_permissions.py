@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 
+import bcrypt
 import pytest
+import yaml
 
 from services.runtime.bususers import BUS_SERVICES, permissions
 from services.runtime.chart_permissions import CHART_PERMISSIONS, main, password_variable, permissions_json
@@ -45,3 +49,27 @@ def test_nats_conf_refuses_a_partition_count_routing_would_refuse(capsys: pytest
         main(["--nats-conf", "--routing-partitions", "0"])
     assert exited.value.code == 2
     assert "--routing-partitions: must be 1-1024, got 0" in capsys.readouterr().err
+
+
+def test_nats_hashes_prints_values_the_chart_takes_for_the_token_on_stdin(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "nats-token-0123456789"
+    monkeypatch.setattr("sys.stdin", io.StringIO(token + "\n"))
+    assert main(["--nats-hashes"]) == 0
+    hashes = yaml.safe_load(capsys.readouterr().out)["natsPasswordHashes"]
+    assert list(hashes) == list(BUS_SERVICES)
+    # The chart's switchboard.natsPassword derivation; one check (cost 10) is enough for the formula.
+    api = hashlib.sha256(f"nats-user|api|{token}".encode()).hexdigest()
+    assert bcrypt.checkpw(api.encode(), hashes["api"].encode())
+    assert not bcrypt.checkpw(api.encode(), hashes["media"].encode())
+
+
+def test_nats_hashes_refuses_a_token_the_chart_would_refuse(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("too short\n"))
+    with pytest.raises(SystemExit) as exited:
+        main(["--nats-hashes"])
+    assert exited.value.code == 2
+    assert "stdin must hold natsToken" in capsys.readouterr().err
