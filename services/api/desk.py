@@ -297,8 +297,13 @@ class DeskController(Controller):
         async with tenant_tx(api.db(), claims.tenant_id, readonly=True) as conn:
             row = await sql.voicemail_contact(conn, contact_id)
         kind = msgspec.json.decode(row["attributes"]).get("kind") if row else None
-        # Only the agent it went to (a colleague's messages are theirs), and only a voicemail.
-        if row is None or kind != voicemail.KIND or row["agent_id"] != claims.agent_id:
+        # Only the agent it went to (a colleague's messages are theirs), and only a voicemail. The agent who
+        # accepted it may ask before its record says so: the coordinator tells the desk, then writes the
+        # record. Until the record names someone, the agent of its latest offer is the one it went to.
+        holder = row["agent_id"] if row else None
+        if row is not None and holder is None and row["offered_to"]:
+            holder = uuid.UUID(row["offered_to"])
+        if row is None or kind != voicemail.KIND or holder != claims.agent_id:
             raise not_found("voicemail of yours")
         status = await _stored(api, claims.tenant_id, contact_id)
         if status == "deleted":

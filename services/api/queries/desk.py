@@ -85,9 +85,15 @@ async def colleagues(conn: asyncpg.Connection, agent_id: uuid.UUID, limit: int) 
 
 
 async def voicemail_contact(conn: asyncpg.Connection, contact_id: uuid.UUID) -> asyncpg.Record | None:
-    """agent_id and attributes (JSON text) of the contact."""
+    """agent_id, attributes (JSON text) and offered_to (the agent of the timeline's latest offer, text) of the
+    contact."""
     row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT agent_id, attributes FROM contacts WHERE id = $1", contact_id
+        """SELECT agent_id, attributes,
+                  (SELECT e -> 'detail' ->> 'agent_id'
+                     FROM jsonb_array_elements(timeline) WITH ORDINALITY AS t(e, n)
+                    WHERE e ->> 'event' = 'offered' ORDER BY n DESC LIMIT 1) AS offered_to
+             FROM contacts WHERE id = $1""",
+        contact_id,
     )
     return row
 
