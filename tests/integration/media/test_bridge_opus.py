@@ -20,6 +20,7 @@ from services.recording.chunks import shipped_spool
 from .harness import Events, answered_call, send_audio, tone_power
 
 AMPLITUDE = 8000.0
+SEND_QUEUE_FRAMES = 100  # 2 s of 48 kHz frames waiting in the agent's leg: a whole tone, sent on its clock
 
 
 def _tone(frequency: float, seconds: float, rate: int) -> np.ndarray:
@@ -42,6 +43,7 @@ class OpusAgent:
             peer_law=None,
             on_audio=self.heard.append,
             on_state=lambda state: self.connected.set() if state is LegState.CONNECTED else None,
+            send_queue_frames=SEND_QUEUE_FRAMES,
         )
         capabilities = RTCRtpSender.getCapabilities("audio").codecs
         self.leg._add_transceiver().setCodecPreferences(
@@ -53,9 +55,10 @@ class OpusAgent:
         return np.concatenate(frames).astype(np.float64) if frames else np.zeros(0)
 
     async def send(self, samples: np.ndarray) -> None:
-        for start in range(0, len(samples), 960):
-            self.leg.send_audio(samples[start : start + 960])
-            await asyncio.sleep(0.02)
+        """All at once: the leg's own 20 ms clock paces them. A loop here pushing a frame every 20 ms ran
+        late on a loaded machine, and the leg sent silence meanwhile (gaps of 5-12 frames in the tone)."""
+        assert len(samples) <= SEND_QUEUE_FRAMES * 960
+        self.leg.send_audio(samples)
 
 
 async def _command(events: Events, cmd) -> Reply:  # type: ignore[no-untyped-def]
