@@ -137,16 +137,19 @@ KEPT_LOG_BYTES = 20_000_000  # the end of each log: a session's API log can be l
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
     """A failed test that ran on the session's services keeps their logs (the data dir goes at the end of the
-    session): each `*.log` of the data dir, its last KEPT_LOG_BYTES, under .artifacts/failed/<test id>/."""
+    session): each `*.log` of the data dir and its folders (PostgreSQL's, NATS's, a test's own processes'),
+    its last KEPT_LOG_BYTES, under .artifacts/failed/<test id>/ at the same relative path."""
     report: pytest.TestReport = yield
     if report.failed and _DATA_DIR and "infra" in getattr(item, "fixturenames", ()):
         where = FAILED_LOGS / re.sub(r"[^\w.-]+", "_", item.nodeid)[-150:]
         shutil.rmtree(where, ignore_errors=True)  # an earlier run's failure of the same test
         where.mkdir(parents=True)
-        for log in sorted(_DATA_DIR[0].glob("*.log")):
+        for log in sorted(_DATA_DIR[0].rglob("*.log")):
+            kept = where / log.relative_to(_DATA_DIR[0])
+            kept.parent.mkdir(parents=True, exist_ok=True)
             with open(log, "rb") as src:
                 src.seek(max(0, log.stat().st_size - KEPT_LOG_BYTES))
-                (where / log.name).write_bytes(src.read())
+                kept.write_bytes(src.read())
         report.sections.append(("service logs", f"the services' logs are kept in {where}"))
     return report
 

@@ -460,6 +460,9 @@ def test_kamailio_spreads_calls_over_two_fronts_and_survives_one(shard: Shard, i
     procs: list[subprocess.Popen[bytes]] = []
     ports: dict[str, int] = {}
     kamailio: subprocess.Popen[bytes] | None = None
+    # Its processes' logs in the session's data dir, which a failed test keeps (tests/conftest.py).
+    logs = infra.data_dir / f"kamailio-{tmp_path.name}"
+    logs.mkdir()
     try:
         for index, name in enumerate(("a", "b")):
             ports[name] = port = free_port()
@@ -468,17 +471,17 @@ def test_kamailio_spreads_calls_over_two_fronts_and_survives_one(shard: Shard, i
             fronts[name] = _spawn(
                 [sys.executable, "-m", "services.media.front"],
                 _env(infra, SB_SIP_PORT=str(port), SB_SITE=site),
-                tmp_path / f"front-{name}.log",
+                logs / f"front-{name}.log",
             )
             worker_env = _worker_env(infra, port, site, f"{site}-w", low)
             if name == "b":
                 worker_env.update(SB_BIND_HOST="127.0.0.2", SB_ADVERTISE_HOST="127.0.0.2")
             procs += [
                 fronts[name],
-                _spawn([sys.executable, "-m", "services.media"], worker_env, tmp_path / f"w-{name}.log"),
+                _spawn([sys.executable, "-m", "services.media"], worker_env, logs / f"w-{name}.log"),
             ]
         for name in fronts:
-            _wait_log(tmp_path / f"front-{name}.log", "worker_linked", 1, 30.0)
+            _wait_log(logs / f"front-{name}.log", "worker_linked", 1, 30.0)
         # The ACK and BYE went to the Contact: the front, which passed them to its worker.
         assert _contact_and_media(ports["b"], shard.number) == (f"sip:127.0.0.1:{ports['b']}", "127.0.0.2")
         if shutil.which("kamailio") is None:
@@ -486,7 +489,7 @@ def test_kamailio_spreads_calls_over_two_fronts_and_survives_one(shard: Shard, i
 
         (tmp_path / "dispatcher.list").write_text("".join(f"1 sip:127.0.0.1:{p}\n" for p in ports.values()))
         kamailio_port, ctl = free_port(), tmp_path / "kamailio_ctl"
-        kamailio_log = tmp_path / "kamailio.log"
+        kamailio_log = logs / "kamailio.log"
         kamailio = _spawn(
             [
                 "kamailio", "-DD", "-E", "-m", "32", "-M", "4",
