@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import httpx
 
 from services.contacts.records import TimelineEntry
@@ -162,3 +164,38 @@ async def test_agent_endpoints_are_validated_and_cleared(client: httpx.AsyncClie
     assert {a["email"]: a["endpoint"] for a in listed} == {"desk@x.example": None, "b@x.example": None}
     audit = (await client.get("/v1/audit", params={"limit": 200}, headers=h)).json()["items"]
     assert {"endpoint": None} in [a["detail"] for a in audit if a["action"] == "agent.updated"]
+
+
+async def test_a_voicemail_is_the_agent_of_its_latest_offer_until_its_record_names_one(
+    client: httpx.AsyncClient, tenant: Tenant, infra, monkeypatch
+) -> None:
+    """The coordinator tells the desk a voicemail is connected before it writes the record naming the agent:
+    the desk's fetch in between is the offered agent's, not a 404 (test_a_voicemail_in_the_desk under load)."""
+    from services.api import desk
+
+    monkeypatch.setattr(desk, "VOICEMAIL_WAIT_S", 0.0)  # no recording is stored here: 503 at once
+    h = tenant.headers
+    tokens = {}
+    for name in ("Vi", "Wu"):
+        email = f"{name.lower()}-{tenant.id[:8]}@x.example"
+        agent = (await client.post("/v1/agents", json={"name": name, "email": email}, headers=h)).json()
+        token = (await client.post(f"/v1/agents/{agent['id']}/token", headers=h)).json()["token"]
+        tokens[name] = (agent["id"], {"Authorization": f"Bearer {token}"})
+    vi, wu = tokens["Vi"][0], tokens["Wu"][0]
+    offers = [
+        TimelineEntry(at=T0, event="queued"),
+        TimelineEntry(at=T0 + 1, event="offered", detail={"cause": "offered", "agent_id": wu}),
+        TimelineEntry(at=T0 + 9, event="offered", detail={"cause": "offered", "agent_id": vi}),
+    ]
+    kind = {"kind": "voicemail"}
+    waiting = await insert_contact(infra, tenant.id, state="offered", attributes=kind, timeline=offers)
+    taken = await insert_contact(
+        infra, tenant.id, state="connected", attributes=kind, timeline=offers, agent_id=uuid.UUID(wu)
+    )
+    url = "/v1/desk/voicemails/{}"
+    # Not yet recorded as anyone's: the agent of the latest offer gets past the check (not stored: 503).
+    assert_problem(await client.get(url.format(waiting), headers=tokens["Vi"][1]), 503)
+    assert_problem(await client.get(url.format(waiting), headers=tokens["Wu"][1]), 404)  # an earlier offer
+    # Once the record names its agent, that agent only.
+    assert_problem(await client.get(url.format(taken), headers=tokens["Wu"][1]), 503)
+    assert_problem(await client.get(url.format(taken), headers=tokens["Vi"][1]), 404)
