@@ -232,8 +232,8 @@ async def _stored(state: ApiState, tenant_id: uuid.UUID, recording_id: uuid.UUID
 
     listener = None
     if state.bus is not None:  # listening before reading: an event between the two is not missed
+        # Bus.listen returns once the server has the subscription (serving.Listener.start).
         listener = await state.bus.listen([RecordingAvailable], on_available, tenant_id=tenant_id)
-        await state.bus.nc.flush(timeout=1)
     try:
         for wait in (VOICEMAIL_WAIT_S, 0.0):
             async with tenant_tx(state.db(), tenant_id, readonly=True) as conn:

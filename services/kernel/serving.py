@@ -179,6 +179,10 @@ class Server(Generic[C]):
 
         sub = await self.bus.nc.subscribe(subject, queue=queue or "", cb=on_msg)
         self._subs.append(sub)
+        # Answering once this returns (a partition just gained, a call's own subject): the server has the
+        # subscription, so a command sent next finds a responder (waits.flushed says why plain flush won't).
+        with contextlib.suppress(Exception):  # the bus is away: it subscribes again when it reconnects
+            await flushed(self.bus.nc, LISTEN_FLUSH_S)
         return sub
 
     async def unsubscribe(self, sub: Subscription) -> list[str]:
