@@ -114,7 +114,7 @@ test-serial: setup test-peers bytecode
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy services sdk cli
+	$(BIN)/mypy services sdk cli infra
 
 format: setup
 	$(BIN)/ruff check --fix .

@@ -37,7 +37,8 @@ _STANDARD_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 
 
 def permissions() -> dict[str, Any]:
-    return json.loads(PERMISSIONS_FILE.read_text())
+    loaded: dict[str, Any] = json.loads(PERMISSIONS_FILE.read_text())
+    return loaded
 
 
 def nats_password(cfg: PlatformConfig, service: str) -> str:
