@@ -84,6 +84,7 @@ EVENTS: tuple[type[Event], ...] = (
     ev.ContactQueued,
     ev.ContactPositionChanged,
     ev.CallPlayFinished,
+    ev.CallDtmf,
     ev.ContactOffered,
     ev.ContactAccepted,
     ev.ContactRejected,
@@ -97,8 +98,9 @@ EVENTS: tuple[type[Event], ...] = (
     ev.RoutingCallbackDue,
     ev.IvrSurveyAnswered,
 )
-# Frequent events that usually change nothing worth saving (every call's position, every prompt's end).
-QUIET = (ev.ContactPositionChanged, ev.CallPlayFinished)
+# Frequent events that usually change nothing worth saving (every call's position, every prompt's end, every
+# key pressed in a flow).
+QUIET = (ev.ContactPositionChanged, ev.CallPlayFinished, ev.CallDtmf)
 DESK_COMMANDS: tuple[type[ev.DeskCommand], ...] = (
     ev.DeskAccept,
     ev.DeskReject,
@@ -297,8 +299,14 @@ class ContactsAdapter:
             running = _Running(machine=Lifecycle(state))
             self.contacts[state.record.id] = running
             self._alias(running.machine)
-            self._arm(running)
             resumed.add(state.record.id)
+            # A caller in line hears the music again (queue_wait.resume); the timer is armed either way.
+            outputs = running.machine.resume(self.clock())
+            if outputs:
+                async with running.lock:
+                    await self._apply(running, outputs)
+            else:
+                self._arm(running)
         return resumed
 
     # -- events -----------------------------------------------------------------------------------

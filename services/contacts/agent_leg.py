@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from services.kernel import events as ev
 from services.recording.policy import should_record
 
-from . import callbacks, consult, voicemail
+from . import callbacks, consult, queue_wait, voicemail
 from .records import PLATFORM_CAUSES
 
 if TYPE_CHECKING:
@@ -148,6 +148,7 @@ def connected(m: Lifecycle, now: float) -> None:
     s.bridged = True
     s.offer_id = None
     s.owns_media = False
+    queue_wait.end_flow_wait(m)  # a flow queue's terms (its callback offer, maximum wait) are over
     r.connected_at = now
     r.queue_s = round(now - r.queued_at, 3) if r.queued_at is not None else None
     m._transition("connected", now, "bridged", agent_id=str(r.agent_id))

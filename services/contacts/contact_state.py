@@ -31,7 +31,9 @@ PHASES: dict[ev.ContactPhase | None, frozenset[ev.ContactPhase]] = {
     None: _to("arrived"),
     "arrived": _to("in_ivr", "queued") | _ENDS,
     "in_ivr": _to("queued", "callback") | _ENDS,
-    "queued": _to("offered", "callback") | _ENDS,
+    # "in_ivr" from queued: a flow's queue gave up (its maximum wait) or a call back was agreed, and the
+    # flow continues (its on_timeout / on_callback node).
+    "queued": _to("offered", "callback", "in_ivr") | _ENDS,
     # "callback" from offered: the customer of an agent-first callback did not answer (a retry waits).
     "offered": _to("connected", "queued", "wrap_up", "callback") | _ENDS,
     "connected": _to("wrap_up", "queued") | _ENDS,
@@ -100,8 +102,18 @@ class Contact(msgspec.Struct, kw_only=True):
     note_from: str = ""
     transfer: dict[str, str] | None = None  # a blind transfer sent to routing, applied once it accepts
     deadline: float | None = None  # accept-without-leg or answer timeout
-    waiting: Waiting | None = None  # set for numbers routed straight to a queue
+    waiting: Waiting | None = (
+        None  # what the caller hears in line: a queue number's, or a flow's queue node's
+    )
     announce_at: float | None = None
+    # A flow's queue (ivr_step.handed_back): the node's terms while its caller waits in line, the flow to
+    # continue in (its on_timeout, on_callback, fallback), and the node's own times (queue_wait.py).
+    flow_wait: ev.IvrQueueWait | None = None
+    flow_name: str = ""
+    callback_offer_at: float | None = None
+    give_up_at: float | None = None
+    callback_offered: bool = False
+    bye: str = ""  # a goodbye is playing (`playing`): the caller is hung up with this cause when it ends
     position: int | None = None
     expected_wait_s: float | None = None
     playing: str | None = None  # the announcement or closed message playing now (its command id)

@@ -220,7 +220,11 @@ class Lifecycle:
     def next_timer(self) -> float | None:
         s = self.state
         consult_deadline = s.consult.deadline if s.consult is not None else None
-        times = [t for t in (s.deadline, s.announce_at, consult_deadline) if t is not None]
+        times = [
+            t
+            for t in (s.deadline, s.announce_at, consult_deadline, s.callback_offer_at, s.give_up_at)
+            if t is not None
+        ]
         return min(times) if times else None
 
     def take(self) -> list[Command | Event]:
@@ -267,6 +271,8 @@ class Lifecycle:
                 self.state.position, self.state.expected_wait_s = event.position, event.expected_wait_s
             case ev.CallPlayFinished():
                 queue_wait.play_finished(self, event, now)
+            case ev.CallDtmf():
+                queue_wait.digit(self, event, now)
             case OfferInfo():
                 agent_leg.offered(self, event, now)
             case ev.ContactAccepted():
@@ -276,6 +282,8 @@ class Lifecycle:
             case ev.ContactAbandoned():
                 if self.phase == "callback" and event.reason != "callback_unanswered":
                     pass  # our own cancel of an attempt nobody answered: the contact waits for its retry
+                elif self.phase == "in_ivr":
+                    pass  # our own cancel at a flow queue's maximum wait: the flow goes on in the IVR
                 elif event.reason == "callback_unanswered" and self.phase in ("callback", "queued"):
                     self._finish("ended", now, "callback_unanswered", cause=event.reason)
                 elif self.phase not in TERMINAL:
@@ -334,6 +342,8 @@ class Lifecycle:
             self._caller_up()
         elif purpose == "flow" and not ok and self.phase == "in_ivr":
             ivr_step.refused(self, code, now)
+        elif purpose == "flow_enqueue" and not ok and self.phase == "in_ivr":
+            ivr_step.enqueue_refused(self, code, now)
         elif purpose == "recording_notice" and not ok and self.phase == "arrived" and s.notice == "playing":
             s.playing = None
             queue_wait.notice_over(self, now, heard=False)
@@ -377,10 +387,13 @@ class Lifecycle:
             consult.timer(self, now)
             return self.take()
         announce = s.announce_at is not None and now >= s.announce_at
-        if not announce and (s.deadline is None or now < s.deadline):
+        node_times = [t for t in (s.give_up_at, s.callback_offer_at) if t is not None and now >= t]
+        if not announce and not node_times and (s.deadline is None or now < s.deadline):
             return []
         self._step(uuid.uuid5(self.contact_id, f"timer:{now!r}"), now)
-        if announce:
+        if node_times:
+            queue_wait.flow_timer(self, now)
+        elif announce:
             queue_wait.announce(self, now)
         if s.deadline is None or now < s.deadline:
             return self.take()
@@ -395,6 +408,9 @@ class Lifecycle:
         elif self.phase == "arrived" and s.owns_media:
             self._hang_up_caller("not_answered")
             self._finish("failed", now, "failed", cause="answer_timeout")
+        elif s.bye:  # the goodbye's end never reported: the caller is hung up all the same
+            bye, s.bye, s.playing = s.bye, "", None
+            self._hang_up_caller(bye)
         elif plan is not None and plan.dialing is not None:
             # The customer's phone rang out.
             self._send(
@@ -464,6 +480,12 @@ class Lifecycle:
             queue_wait.wait_in_queue(self)
         else:
             ivr_step.run_flow(self)
+
+    def resume(self, now: float) -> list[Command | Event]:
+        """Taken up again by a restarted coordinator (or another that took its partition over)."""
+        self._step(uuid.uuid5(self.contact_id, f"resume:{now!r}"), now)
+        queue_wait.resume(self)
+        return self.take()
 
     def _transferred(self, move: dict[str, str], now: float) -> None:
         """Routing took the blind transfer: the agent's part ends, the caller hears music until the next."""
@@ -587,6 +609,8 @@ class Lifecycle:
         phase = self.phase
         if s.callback is not None and s.customer_call is None and phase in ("in_ivr", "queued"):
             # The caller hangs up once the call back is agreed: the contact waits without them.
+            queue_wait.end_flow_wait(self)
+            s.bye = ""
             self._transition("callback", now, "callback_requested")
             s.deadline = s.callback.enqueue_at
             if s.callback_due:
@@ -606,6 +630,9 @@ class Lifecycle:
         elif event.cause in PLATFORM_CAUSES and phase != "connected" and not s.accepted:
             self._platform_lost(now, event.cause)
         elif phase in ("arrived", "in_ivr"):
+            if s.flow_wait is not None:
+                # Handed back by the flow and sent to routing, not yet in line: routing lets it go.
+                self._send(ev.RoutingCancel(**self._stamp(), call_id=self.routing_id), "cancel")
             outcome = r.outcome if phase == "in_ivr" else None
             if outcome in ("self_served", "transferred"):
                 self._finish("ended", now, outcome, cause=event.cause)
@@ -716,6 +743,7 @@ class Lifecycle:
         if r.ended_at is None:
             r.ended_at = now
         self.state.announce_at = None
+        queue_wait.end_flow_wait(self)
         if r.queued_at is not None and r.queue_s is None and r.connected_at is None:
             r.queue_s = round(now - r.queued_at, 3)
         if phase == "abandoned" and r.flow_id is not None and r.ivr_s is None and r.queued_at is None:

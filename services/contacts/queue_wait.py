@@ -1,7 +1,10 @@
-"""A caller on a number routed straight to a queue (no IVR): the recording notice before the line, music,
-position and expected wait at the queue's interval, the closed treatment (a flow, or a message then
-goodbye). Sans-IO functions of the `Lifecycle` (lifecycle.py), as in consult.py: they take `now` and emit
-through the machine; phases move only through its `_transition` (lifecycle.PHASES)."""
+"""A caller waiting in line, whoever put them there: on a number routed straight to a queue (no IVR) the
+recording notice before the line, music, position and expected wait at the queue's interval, the closed
+treatment (a flow, or a message then goodbye); in a flow's queue (handed back by the IVR, ivr_step.py) the
+node's music, announcements, its callback offer that keeps the caller's place, and its maximum wait, after
+which the flow continues in the IVR. Sans-IO functions of the `Lifecycle` (lifecycle.py), as in consult.py:
+they take `now` and emit through the machine; phases move only through its `_transition`
+(contact_state.PHASES)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from services.kernel import events as ev
-from services.kernel.announcements import closed_play, position_play, voice_of
+from services.kernel.announcements import CALLBACK_DONE, closed_play, position_play, voice_of
+
+from . import callbacks
 
 if TYPE_CHECKING:
     from .lifecycle import Lifecycle
@@ -21,9 +26,15 @@ __all__ = [
     "Waiting",
     "announce",
     "closed",
+    "continue_flow",
+    "digit",
+    "end_flow_wait",
+    "flow_timer",
+    "music",
     "notice_over",
     "play_finished",
     "queued",
+    "resume",
     "wait_in_queue",
 ]
 
@@ -31,6 +42,7 @@ CLOSED = "closed"  # outcome of a call to a number whose queue was closed (the c
 CLOSED_MESSAGE_MAX_S = 60.0  # the closed message has played by then (or its end was lost): hang up
 # The recording announcement's end never reported (media lost it): the caller is put in line, unrecorded.
 NOTICE_MAX_S = 60.0
+GOODBYE_MAX_S = 30.0  # the goodbye after a call back agreed has played by then (or its end was lost)
 
 
 class Waiting(msgspec.Struct, kw_only=True, frozen=True):
@@ -155,8 +167,35 @@ def play_finished(m: Lifecycle, event: ev.CallPlayFinished, now: float) -> None:
         notice_over(m, now, heard=event.reason == "done")
     elif m.phase == "arrived" and s.record.outcome == CLOSED:
         m._hang_up_caller(CLOSED)
+    elif s.bye:
+        bye, s.bye, s.deadline = s.bye, "", None
+        m._hang_up_caller(bye)
     elif event.reason != "stopped" and m.phase in ("queued", "offered") and not s.bridged:
-        m._send(ev.MediaPlay(**m._stamp(), call_id=m.caller_call, tone="moh", loop=True), "moh")
+        music(m)
+
+
+def music(m: Lifecycle) -> None:
+    """Music on hold for the caller in line: the flow's queue node's own, else the platform's."""
+    s = m.state
+    template = s.flow_wait.music if s.flow_wait is not None else None
+    if template is None:
+        play = ev.MediaPlay(**m._stamp(), call_id=m.caller_call, tone="moh", loop=True)
+    else:
+        play = msgspec.structs.replace(template, **m._stamp(), call_id=m.caller_call)
+    m._send(play, "moh")
+
+
+def resume(m: Lifecycle) -> None:
+    """A restarted coordinator: a caller waiting in line (or ringing an agent) hears the music again from
+    its start (an announcement or the callback offer may have been cut short while no one was in charge;
+    routing kept the place)."""
+    s = m.state
+    if m.phase not in ("queued", "offered") or s.accepted or s.bridged or s.bye or s.task is not None:
+        return
+    if callbacks.awaits_customer(m):
+        return
+    s.playing = None
+    music(m)
 
 
 def closed(m: Lifecycle, now: float) -> None:
@@ -189,3 +228,140 @@ def closed(m: Lifecycle, now: float) -> None:
     s.deadline = now + CLOSED_MESSAGE_MAX_S
     m._event("closed", now, queue_id=str(s.record.queue_id))
     m._send(play, "closed_message")
+
+
+# -- a flow's queue node (its terms came with the IVR's hand-back, ivr_step.handed_back) ------------------
+
+
+def end_flow_wait(m: Lifecycle) -> None:
+    """The node's terms no longer apply (an agent took the caller, the caller left, the flow goes on)."""
+    s = m.state
+    s.flow_wait = None
+    s.callback_offer_at = s.give_up_at = None
+    s.callback_offered = False
+
+
+def flow_timer(m: Lifecycle, now: float) -> None:
+    """The node's own times: the maximum wait first, then the callback offer (as the IVR's node had them)."""
+    s = m.state
+    wait = s.flow_wait
+    if wait is None:
+        end_flow_wait(m)
+        return
+    give_up = s.give_up_at is not None and now >= s.give_up_at
+    if m.phase == "offered":
+        # An agent's phone rings: the caller is not taken from it; the times wait for the offer's end.
+        later = max(now, s.offer_expires_at or now) + 1.0
+        if give_up:
+            s.give_up_at = later
+        if s.callback_offer_at is not None and now >= s.callback_offer_at:
+            s.callback_offer_at = later
+        return
+    if m.phase != "queued":
+        end_flow_wait(m)
+        return
+    if give_up:
+        s.give_up_at = None
+        m._send(ev.RoutingCancel(**m._stamp(), call_id=m.routing_id, reason="max_wait"), "cancel")
+        m._event("max_wait", now, queue_id=str(s.record.queue_id or ""))
+        continue_flow(m, wait.on_timeout, now, "max_wait")
+    elif s.callback_offer_at is not None and now >= s.callback_offer_at:
+        s.callback_offer_at = None
+        _offer_callback(m, wait, now)
+
+
+def _offer_callback(m: Lifecycle, wait: ev.IvrQueueWait, now: float) -> None:
+    s = m.state
+    if wait.callback_offer is None:
+        return
+    s.callback_offered = True
+    play = msgspec.structs.replace(wait.callback_offer, **m._stamp(), call_id=m.caller_call)
+    s.playing = str(play.id)  # when it ends, the music comes back (play_finished)
+    if s.announce_at is not None and wait.announce_every:
+        s.announce_at = max(s.announce_at, now + wait.announce_every)  # not over the offer
+    m._event("callback_offered", now)
+    m._send(play, "callback_offer_prompt")
+
+
+def digit(m: Lifecycle, event: ev.CallDtmf, now: float) -> None:
+    """A key pressed in line: the callback digit, once offered, agrees to a call back that keeps the
+    caller's place (routing calls back when the contact reaches the front)."""
+    s, r = m.state, m.state.record
+    wait = s.flow_wait
+    if wait is None or m.phase != "queued" or event.call_id != m.caller_call:
+        return
+    r.ivr_digits += event.digit
+    if not s.callback_offered or event.digit != wait.callback_digit:
+        return
+    number = wait.enqueue.attributes.get("caller") or r.caller
+    stamp = m._stamp()
+    # The request is published first: routing may find the contact due at once, and this coordinator must
+    # know why (callbacks.requested, when the event comes back to it with the tenant's settings).
+    m._out.append(
+        ev.IvrCallbackRequested(
+            tenant_id=stamp["tenant_id"],
+            id=stamp["id"],
+            ts=stamp["ts"],
+            call_id=m.contact_id,
+            queue=wait.enqueue.queue,
+            number=number,
+            keep_place=True,
+        )
+    )
+    m._send(
+        ev.RoutingCallback(
+            **m._stamp(),
+            call_id=m.routing_id,
+            queue=wait.enqueue.queue,
+            queue_id=wait.enqueue.queue_id,
+            number=number,
+            keep_place=True,
+            attributes={**wait.enqueue.attributes, **r.attributes, "callback": "requested"},
+        ),
+        "callback_keep_place",
+    )
+    r.attributes["callback"] = "requested"
+    if wait.on_callback:
+        continue_flow(m, wait.on_callback, now, "callback")
+        return
+    end_flow_wait(m)
+    s.announce_at = None
+    play = ev.MediaPlay(**m._stamp(), call_id=m.caller_call, text=CALLBACK_DONE)
+    s.playing, s.bye = str(play.id), "callback"
+    s.deadline = now + GOODBYE_MAX_S
+    m._send(play, "callback_goodbye")
+
+
+def continue_flow(m: Lifecycle, node: str, now: float, cause: str, reason: str = "") -> None:
+    """The flow goes on in the IVR at `node` of the queue node's scope (its on_timeout, on_callback), or at
+    the flow's fallback when the node has none or routing refused the queue (`reason`), with what the flow
+    had learned; with nowhere to go, an apology and a hang-up, as the IVR would."""
+    s, r = m.state, m.state.record
+    wait = s.flow_wait
+    assert wait is not None
+    end_flow_wait(m)
+    s.waiting = None
+    s.announce_at = None
+    scope = wait.scope
+    attributes = {**wait.enqueue.attributes, **r.attributes}
+    if not node and wait.fallback:
+        node, scope = wait.fallback, ""
+        attributes["ivr.fallback"] = reason or "end of flow"
+    if not node:
+        m._apologize("no_flow", now, cause=cause)
+        return
+    if m.phase == "queued":
+        m._transition("in_ivr", now, cause)
+    m._send(
+        ev.IvrRun(
+            **m._stamp(),
+            call_id=m.contact_id,
+            flow=s.flow_name,
+            node=node,
+            scope=scope,
+            caller=r.caller,
+            dialled=r.dialled,
+            attributes=attributes,
+        ),
+        "flow",
+    )

@@ -8,7 +8,10 @@ import uuid
 
 from .events import MediaPlay
 
-__all__ = ["LANGUAGES", "closed_play", "position_play", "position_text", "voice_of"]
+__all__ = ["CALLBACK_DONE", "LANGUAGES", "closed_play", "position_play", "position_text", "voice_of"]
+
+# A call back agreed (a callback node, or a queue's offer) and nowhere else to go in the flow: goodbye.
+CALLBACK_DONE = "Thank you. We will call you back. Goodbye."
 
 # Tenant language -> espeak-ng voice.
 LANGUAGES = {"en": "en-us", "fr": "fr-fr", "es": "es", "de": "de"}

@@ -105,8 +105,9 @@ GRANTS: dict[str, Grants] = {
         buckets=("sb_ivr_calls", "sb_ivr_flows", "sb_partition_owners"),
     ),
     "contacts": Grants(
-        # call.ended and sb.sys.media.worker_lost: the end of a lost single media process's calls
-        emits=("contact", "desk", "call"),
+        # call.ended and sb.sys.media.worker_lost: the end of a lost single media process's calls;
+        # ivr.callback_requested: a flow queue's callback offer taken in the coordinator's wait
+        emits=("contact", "desk", "call", "ivr"),
         hears=("config",),
         commands=("ivr", "media", "routing", "recording"),
         reads=(EVENTS, "SBP_contacts"),  # its partitions' work queue under the default name

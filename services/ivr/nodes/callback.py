@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from switchboard.flowdef.flow import Callback, Prompt
 
+from services.kernel.announcements import CALLBACK_DONE
 from services.kernel.events import IvrCallbackRequested, RoutingCallback
 
 from ..call import Call, screen_pop
@@ -18,7 +19,6 @@ from ..state import next_id
 
 __all__ = ["CALLBACK_DONE", "SCHEDULE_PROMPT", "answered", "callback_requested", "next_time", "run"]
 
-CALLBACK_DONE = "Thank you. We will call you back. Goodbye."
 SCHEDULE_PROMPT = (
     "To be called back as soon as possible, press the pound key. To choose a time, enter it as four digits, "
     "hours then minutes, for example 1 4 3 0 for half past two in the afternoon, then press the pound key."

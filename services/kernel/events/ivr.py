@@ -5,7 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
+import msgspec
+
 from ..messages import Command, Event
+from .media import MediaPlay
+from .routing import RoutingEnqueue
 
 __all__ = [
     "IvrCallbackRequested",
@@ -13,12 +17,13 @@ __all__ = [
     "IvrNodeEntered",
     "IvrNodeExited",
     "IvrOutcome",
+    "IvrQueueWait",
     "IvrRun",
     "IvrSurveyAnswered",
 ]
 
-# The IVR commands media (events.media) and routing (events.routing) and publishes these analytics events;
-# routing's contact.* events (events.contact) are what it listens to while a caller waits in a queue.
+# The IVR commands media (events.media) and routing (events.routing, a voicemail's task) and publishes these
+# events; a flow's queue hands the caller back to the contact coordinator (`IvrCompleted.queue`).
 
 
 IvrOutcome = Literal["self_served", "transferred", "callback", "abandoned", "failed"]
@@ -60,6 +65,33 @@ class IvrSurveyAnswered(Event, kw_only=True, frozen=True):
     max: int
 
 
+class IvrQueueWait(msgspec.Struct, kw_only=True, frozen=True):
+    """A flow reached a queue (a queue node, or a transfer to a queue or an agent): the IVR's step ends and
+    the contact coordinator puts the caller in line with these terms and keeps them company until an agent
+    takes the call (docs/architecture.md, "One owner for the caller"). The commands are templates the
+    coordinator sends with its own ids: `enqueue` carries the queue, priority, skills and every attribute
+    with the screen pop; `music` is the node's music on hold; `callback_offer` the prompt played from
+    `callback_after` seconds in line, offering a call back that keeps the caller's place on
+    `callback_digit`. After `max_wait` seconds the flow continues at `on_timeout` (with `ivr.run`);
+    `on_callback` is where it continues once a call back is agreed ("": a goodbye, then hang up).
+    `fallback` is the flow's safe node, where it continues when routing refuses the enqueue or a wait ends
+    with nowhere to go ("": none left, the caller hears an apology). Node names are in `scope` (a subflow's
+    name, "" the main flow)."""
+
+    enqueue: RoutingEnqueue
+    music: MediaPlay
+    language: str = "en"  # the tenant's: the position announcements
+    announce_every: float | None = None
+    callback_after: float | None = None
+    callback_digit: str = "1"
+    callback_offer: MediaPlay | None = None
+    max_wait: float | None = None
+    on_timeout: str = ""
+    on_callback: str = ""
+    fallback: str = ""
+    scope: str = ""
+
+
 class IvrCompleted(Event, kw_only=True, frozen=True):
     domain = "ivr"
     name = "completed"
@@ -70,6 +102,8 @@ class IvrCompleted(Event, kw_only=True, frozen=True):
     seconds: float = 0.0
     path: list[str] = []
     attributes: dict[str, str] = {}
+    # The flow handed the caller to a queue (outcome `transferred`): the coordinator's wait from here.
+    queue: IvrQueueWait | None = None
 
 
 class IvrCallbackRequested(Event, kw_only=True, frozen=True):
@@ -103,4 +137,5 @@ class IvrRun(Command, kw_only=True, frozen=True):
     caller: str = ""
     dialled: str = ""
     node: str = ""  # "": the flow's start
+    scope: str = ""  # the subflow `node` is in ("": the main flow)
     attributes: dict[str, str] = {}  # what the flow had learned; caller and dialled win
