@@ -38,9 +38,21 @@ ACQUIRE_TIMEOUT_S = 10.0
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """What a connection goes back to the pool with: nothing more than asyncpg's own clean-up (an open
+    transaction rolled back, listeners dropped). asyncpg's default also sends `RESET ALL; CLOSE ALL;
+    UNLISTEN *; SELECT pg_advisory_unlock_all()`: one more round trip per transaction (the coordinator
+    makes one per step of a contact) for session state nothing here creates. Every setting lives
+    in its transaction (`set_config(..., true)`, `SET LOCAL`); tests/unit/kernel/test_pool_session.py
+    refuses session-level ones in services/."""
+    return None
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
     """Create a pool; call it inside the event loop that will use it (asyncpg pools are loop-bound)."""
-    pool = await asyncpg.create_pool(url, min_size=min_size, max_size=max_size, command_timeout=30)
+    pool = await asyncpg.create_pool(
+        url, min_size=min_size, max_size=max_size, command_timeout=30, reset=_keep_session
+    )
     assert pool is not None
     return pool
 

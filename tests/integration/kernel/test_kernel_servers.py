@@ -57,6 +57,31 @@ async def test_tenant_tx_sees_only_its_tenant_and_fails_closed(infra) -> None:
         await close_pool(pool)
 
 
+async def test_pooled_connections_carry_no_transaction_state_and_skip_the_reset_query(infra) -> None:
+    """One connection, borrowed again and again: the tenant of a transaction (committed or failed) never
+    reaches the next borrower, while a session-level setting does, which shows the pool sends no reset
+    query (tests/unit/kernel/test_pool_session.py keeps session-level state out of services/)."""
+    pool = await db.create_pool(infra.app_url, min_size=1, max_size=1)
+    tenant = new_id()
+    try:
+        async with db.tenant_tx(pool, tenant) as conn:
+            assert await conn.fetchval("SELECT current_setting('app.tenant_id', true)") == str(tenant)
+            pid = await conn.fetchval("SELECT pg_backend_pid()")
+        with pytest.raises(asyncpg.UndefinedTableError):
+            async with db.tenant_tx(pool, tenant) as conn:
+                await conn.execute("SELECT * FROM no_such_table")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT pg_backend_pid()") == pid
+            assert not conn.is_in_transaction()
+            assert await conn.fetchval("SELECT current_setting('app.tenant_id', true)") in (None, "")
+            await conn.execute("SELECT set_config('app.probe', 'kept', false)")
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT current_setting('app.probe', true)") == "kept"
+            await conn.execute("RESET ALL")
+    finally:
+        await close_pool(pool)
+
+
 async def test_migrate_is_idempotent_and_refuses_edited_history(infra, tmp_path: Path) -> None:
     assert await db.migrate(infra.owner_url, app_role=APP_ROLE) == []
     # A scratch database so the real schema is untouched.
