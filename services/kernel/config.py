@@ -80,6 +80,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     media_ice_servers: str = ""
     media_webrtc_codec: str = "g711"
     media_webrtc_path: str = "own"
+    # ICE consent freshness (RFC 7675, docs/media.md "ICE consent and restarts"): a check every interval
+    # (randomised 0.8-1.2x), the leg ends after this many unanswered in a row (aioice's own 5 s and 6:
+    # about 33 s, at most 45 s, after a peer goes silent). Tests shorten them.
+    media_ice_consent_interval_s: float = 5.0
+    media_ice_consent_failures: int = 6
     # Sharding (docs/media.md, "Sharding"): this process's site; a worker's id behind the SIP front (empty:
     # a single media process binds the SIP port itself) and its link port (0: any free port); how long the
     # front waits for a silent worker's registration before declaring it lost.
@@ -190,6 +195,8 @@ _ENV: dict[str, tuple[str, type]] = {
     "media_ice_servers": ("SB_MEDIA_ICE_SERVERS", str),
     "media_webrtc_codec": ("SB_MEDIA_WEBRTC_CODEC", str),
     "media_webrtc_path": ("SB_MEDIA_WEBRTC_PATH", str),
+    "media_ice_consent_interval_s": ("SB_MEDIA_ICE_CONSENT_INTERVAL_S", float),
+    "media_ice_consent_failures": ("SB_MEDIA_ICE_CONSENT_FAILURES", int),
     "site": ("SB_SITE", str),
     "media_worker_id": ("SB_MEDIA_WORKER_ID", str),
     "media_link_port": ("SB_MEDIA_LINK_PORT", int),
@@ -316,6 +323,11 @@ def _check_media(settings: Settings) -> None:
         raise ConfigError(f"SB_MEDIA_WEBRTC_CODEC={settings.media_webrtc_codec!r} is neither g711 nor opus")
     if settings.media_webrtc_path.strip().lower() not in ("own", "aiortc"):
         raise ConfigError(f"SB_MEDIA_WEBRTC_PATH={settings.media_webrtc_path!r} is neither own nor aiortc")
+    if not 0 < settings.media_ice_consent_interval_s <= 60 or settings.media_ice_consent_failures < 1:
+        raise ConfigError(
+            f"SB_MEDIA_ICE_CONSENT_INTERVAL_S={settings.media_ice_consent_interval_s:g} must be in (0, 60] and "
+            f"SB_MEDIA_ICE_CONSENT_FAILURES={settings.media_ice_consent_failures} at least 1"
+        )
     if settings.webrtc_legs_per_agent < 1:
         raise ConfigError(f"SB_WEBRTC_LEGS_PER_AGENT={settings.webrtc_legs_per_agent} must be at least 1")
     worker_id = settings.media_worker_id.strip()

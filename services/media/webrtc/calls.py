@@ -70,7 +70,12 @@ def webrtc_config(settings: Settings) -> WebRtcConfig:
     own = (settings.media_webrtc_path.strip().lower() or "own") == "own"
     try:
         return WebRtcConfig(
-            ice_servers=tuple(servers), host_addresses=hosts, prefer_opus=codec == "opus", own_media=own
+            ice_servers=tuple(servers),
+            host_addresses=hosts,
+            prefer_opus=codec == "opus",
+            own_media=own,
+            consent_interval_s=settings.media_ice_consent_interval_s,
+            consent_failures=settings.media_ice_consent_failures,
         )
     except ValueError as exc:
         raise ValueError(f"SB_MEDIA_ICE_HOSTS / SB_MEDIA_ICE_SERVERS: {exc}") from None

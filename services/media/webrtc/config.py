@@ -68,10 +68,16 @@ class WebRtcConfig:
     # 8 kHz voice: 141 us a frame at 10, 99 at 5, 73 at 2, same size at 32 kbit/s; the source is G.711
     # narrowband, which the lower settings still code well.
     opus_complexity: int = 5
+    # ICE consent freshness (RFC 7675; ice.py): a check every interval (0.8-1.2x), the leg lost after this
+    # many unanswered in a row. aioice's own values; process-wide (aioice has no per-connection setting).
+    consent_interval_s: float = 5.0
+    consent_failures: int = 6
 
     def __post_init__(self) -> None:
         if not 0 <= self.opus_complexity <= 10:
             raise ValueError(f"opus_complexity {self.opus_complexity} is outside 0-10")
+        if self.consent_interval_s <= 0 or self.consent_failures < 1:
+            raise ValueError("consent_interval_s must be above 0 and consent_failures at least 1")
         for address in self.host_addresses or ():
             ipaddress.ip_address(address)  # ValueError names the bad address
 

@@ -18,6 +18,7 @@ from typing import Any
 import av
 import numpy as np
 import numpy.typing as npt
+from aioice import Connection
 from aiortc import (
     MediaStreamTrack,
     RTCDataChannel,
@@ -28,6 +29,7 @@ from aiortc import (
     RTCSessionDescription,
 )
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtcicetransport import RTCIceParameters, candidate_from_aioice, candidate_to_aioice
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 from av.stream import Stream
 
@@ -36,6 +38,7 @@ from services.media.rtp.telephone_event import TelephoneEventError, digit_code
 
 from . import dtmf_patch, voice_patch
 from .config import WebRtcConfig, rtc_configuration, set_host_addresses
+from .ice import IceLink, IceRestartError, RemoteIce, set_consent
 from .quality import LegQuality, quality_from_stats
 from .srtp_media import SrtpMedia, SrtpMediaError
 
@@ -213,6 +216,7 @@ class WebRtcLeg:
         voice_patch.install(config.opus_max_average_bitrate)
         if config.host_addresses is not None:
             set_host_addresses(config.host_addresses)
+        set_consent(config.consent_interval_s, config.consent_failures)
         self.config = config
         self.peer_law = peer_law
         self.prefer_opus = prefer_opus or config.prefer_opus or peer_law is None
@@ -230,6 +234,10 @@ class WebRtcLeg:
         self._ticked_by_owner = ticked_by_owner
         self._own_timer: asyncio.TimerHandle | None = None
         self._transceiver: RTCRtpTransceiver | None = None
+        # The ICE transport's Connection, replaceable by an ICE restart (ice.py); set once negotiated.
+        self.link: IceLink | None = None
+        self._sent: SessionDescription | None = None  # our last restart's description (the next one's base)
+        self._restarting: Connection | None = None  # our own restart offer, waiting for its answer
         self._tasks: set[asyncio.Task[None]] = set()
         self.pc.on("track", self._on_track)
         self.pc.on("datachannel", self._attach_channel)
@@ -291,6 +299,7 @@ class WebRtcLeg:
             raise WebRtcError(f"the offer cannot be used: {exc}") from None
         except Exception as exc:  # aiortc raises its own errors for no common codec, bad transport, ...
             raise WebRtcError(f"the offer was refused: {type(exc).__name__}: {exc}") from None
+        self._link_ice()
         self._match_telephone_events(sdp)
         self._negotiated()
         self._set_state(LegState.CONNECTING)
@@ -311,11 +320,110 @@ class WebRtcLeg:
         return self._outgoing_sdp()
 
     async def accept_answer(self, sdp: str) -> None:
+        if self._restarting is not None:  # the answer to our restart offer
+            new, self._restarting = self._restarting, None
+            assert self.link is not None
+            try:
+                await self.link.finish_restart(new, self._remote_ice(sdp, "answer"))
+            except IceRestartError as exc:
+                raise WebRtcError(str(exc)) from None
+            return
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
         except Exception as exc:
             raise WebRtcError(f"the answer was refused: {type(exc).__name__}: {exc}") from None
+        self._link_ice()
         self._negotiated()
+
+    def _link_ice(self) -> None:
+        # After a remote description, before aiortc's connect task runs (it was only scheduled): BUNDLE
+        # has settled which ICE transport carries the leg, and DTLS has not read from it yet.
+        ice = self.sender.transport.transport
+        if self.link is None or self.link.ice is not ice:
+            self.link = IceLink(ice)
+
+    async def restart_ice(self, sdp: str) -> str:
+        """The browser's re-offer after `restartIce()` (new ice-ufrag/ice-pwd, same media and DTLS
+        fingerprint): a new ICE Connection under the same DTLS transport; returns the answer with our new
+        credentials and candidates. The current pair carries the audio until the new one is connected;
+        no new DTLS handshake, the SRTP sessions go on (ice.py)."""
+        link = self._restartable()
+        remote = self._remote_ice(sdp, "offer")
+        try:
+            connection = await link.restart(remote)
+        except IceRestartError as exc:
+            raise WebRtcError(str(exc)) from None
+        return self._with_ice(connection)
+
+    async def create_restart_offer(self) -> str:
+        """Our side restarts ICE (a Python softphone, and the test's browser): an offer with new
+        credentials; `accept_answer` then finishes the restart."""
+        link = self._restartable()
+        try:
+            self._restarting = await link.begin_restart()
+        except IceRestartError as exc:
+            raise WebRtcError(str(exc)) from None
+        return self._with_ice(self._restarting)
+
+    def _restartable(self) -> IceLink:
+        if self.link is None or self.state is not LegState.CONNECTED or self.pc.remoteDescription is None:
+            raise WebRtcError(f"the leg is {self.state.value}: only a connected leg can restart ICE")
+        return self.link
+
+    def _remote_ice(self, sdp: str, kind: str) -> RemoteIce:
+        """The ICE part of a restart's offer or answer, checked against the leg's current description."""
+        assert self.link is not None and self.pc.remoteDescription is not None
+        try:
+            description = SessionDescription.parse(sdp)
+        except (ValueError, KeyError, IndexError) as exc:
+            raise WebRtcError(f"the {kind} cannot be used: {exc}") from None
+        current = SessionDescription.parse(self.pc.remoteDescription.sdp)
+        if not description.media or [m.rtp.muxId for m in description.media] != [
+            m.rtp.muxId for m in current.media
+        ]:
+            raise WebRtcError(
+                f"a re-{kind} must keep the leg's media sections: only an ICE restart is renegotiated"
+            )
+        media = description.media[0]
+        if media.ice is None or not media.ice.usernameFragment or not media.ice.password:
+            raise WebRtcError(f"the {kind} has no ice-ufrag/ice-pwd")
+        fingerprints = {f.value for m in current.media[:1] if m.dtls for f in m.dtls.fingerprints}
+        if media.dtls is None or {f.value for f in media.dtls.fingerprints} != fingerprints:
+            raise WebRtcError(
+                f"the re-{kind}'s DTLS fingerprint is not the leg's: a new peer needs a new leg"
+            )
+        if (media.ice.usernameFragment, media.ice.password) == self.link.remote_credentials:
+            raise WebRtcError(
+                f"the {kind} keeps the leg's ICE credentials: only an ICE restart (new ice-ufrag and ice-pwd) "
+                "is renegotiated on a leg"
+            )
+        return RemoteIce(
+            username=media.ice.usernameFragment,
+            password=media.ice.password,
+            candidates=tuple(candidate_to_aioice(c) for c in media.ice_candidates),
+            complete=media.ice_candidates_complete,
+            lite=media.ice.iceLite,
+        )
+
+    def _with_ice(self, connection: Connection) -> str:
+        """Our last description (offer or answer) again, with `connection`'s credentials and candidates
+        and the next version (JSEP 5.2.2/5.3.3); media, codecs and the DTLS role stay as they were."""
+        description = self._sent or SessionDescription.parse(self.pc.localDescription.sdp)
+        origin = description.origin.split(" ") if description.origin else []
+        if len(origin) == 6 and origin[2].isdigit():
+            origin[2] = str(int(origin[2]) + 1)
+            description.origin = " ".join(origin)
+        candidates = [candidate_from_aioice(c) for c in connection.local_candidates]
+        for media in description.media:
+            media.ice = RTCIceParameters(
+                usernameFragment=connection.local_username, password=connection.local_password
+            )
+            media.ice_candidates = candidates
+            media.ice_candidates_complete = True
+            if candidates:
+                media.host, media.port = candidates[0].ip, candidates[0].port
+        self._sent = description
+        return _opus_voice_fmtp(str(description), self.config.opus_max_average_bitrate)
 
     def _negotiated(self) -> None:
         if self.config.own_media:
@@ -353,7 +461,7 @@ class WebRtcLeg:
             opus_complexity=self.config.opus_complexity,
         )
         try:
-            media.attach(self.sender, self._transceiver.receiver)
+            media.attach(self.sender, self._transceiver.receiver, link=self.link)
         except SrtpMediaError:
             self._set_state(LegState.FAILED)
             raise
@@ -393,6 +501,8 @@ class WebRtcLeg:
             parsed = candidate_from_sdp(candidate.removeprefix("candidate:"))
         except (ValueError, IndexError) as exc:
             raise WebRtcError(f"not an ICE candidate: {exc}") from None
+        if self.link is not None and await self.link.add_remote_candidate(candidate_to_aioice(parsed)):
+            return  # after an ICE restart: the restart's Connection takes it
         parsed.sdpMid = sdp_mid
         parsed.sdpMLineIndex = sdp_mline_index
         await self.pc.addIceCandidate(parsed)
@@ -556,6 +666,8 @@ class WebRtcLeg:
         if self.media is not None:
             self.media.detach()
         self.outbound.stop()
+        if self.link is not None:
+            await self.link.close()
         await self.pc.close()
         for task in list(self._tasks):
             task.cancel()

@@ -172,12 +172,13 @@ class SrtpMedia:
 
     # --- taking over from aiortc ---
 
-    def attach(self, sender: Any, receiver: Any) -> None:
-        """Call once the DTLS transport is connected (its SRTP sessions exist)."""
+    def attach(self, sender: Any, receiver: Any, link: Any = None) -> None:
+        """Call once the DTLS transport is connected (its SRTP sessions exist). `link`: the leg's IceLink
+        (ice.py), which survives an ICE restart; without one, the transport's aioice Connection."""
         rx, tx = getattr(self.dtls, "_rx_srtp", None), getattr(self.dtls, "_tx_srtp", None)
         if self.dtls.state != "connected" or rx is None or tx is None:
             raise SrtpMediaError(f"DTLS is {self.dtls.state} with no SRTP keys: media cannot start")
-        connection = getattr(self.dtls.transport, "_connection", None)
+        connection = link if link is not None else getattr(self.dtls.transport, "_connection", None)
         if connection is None or not hasattr(connection, "_nominated"):
             raise SrtpMediaError("aioice's connection changed: re-check webrtc/srtp_media.py")
         self._rx_srtp: pylibsrtp.Session = rx

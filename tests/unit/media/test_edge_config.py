@@ -63,6 +63,8 @@ def test_every_worker_signs_digest_nonces_with_one_key() -> None:
         ({"SB_MEDIA_WORKER_ID": "a b"}, "SB_MEDIA_WORKER_ID"),
         ({"SB_MEDIA_MAX_CPU": "x"}, "SB_MEDIA_MAX_CPU"),
         ({"SB_SIP_REALM": 'a"b'}, "SB_SIP_REALM"),
+        ({"SB_MEDIA_ICE_CONSENT_INTERVAL_S": "0"}, "SB_MEDIA_ICE_CONSENT_INTERVAL_S"),
+        ({"SB_MEDIA_ICE_CONSENT_FAILURES": "0"}, "SB_MEDIA_ICE_CONSENT_FAILURES"),
     ],
 )
 def test_bad_media_settings_are_refused_with_the_variable_named(env: dict[str, str], named: str) -> None:
@@ -79,9 +81,14 @@ def test_webrtc_and_worker_settings_come_from_settings() -> None:
             "SB_MEDIA_WORKER_ID": "media-1",
             "SB_SITE": "paris",
             "SB_MEDIA_LINK_PORT": "7001",
+            "SB_MEDIA_ICE_CONSENT_INTERVAL_S": "1.5",
+            "SB_MEDIA_ICE_CONSENT_FAILURES": "4",
         }
     )
     config = webrtc_config(settings)
+    assert (config.consent_interval_s, config.consent_failures) == (1.5, 4)
+    defaults = webrtc_config(load_settings({}))
+    assert (defaults.consent_interval_s, defaults.consent_failures) == (5.0, 6)  # aioice's own (RFC 7675)
     assert config.host_addresses == ("10.0.0.1", "10.0.0.2") and config.prefer_opus
     assert config.ice_servers[0].username == "u"
     assert config.own_media, "our RTP/SRTP path is the default"
