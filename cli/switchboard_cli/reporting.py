@@ -190,16 +190,6 @@ def _csv(kind: str, rows: list[dict[str, Any]]) -> str:
 AGENT_PAGE = 2000  # the largest page the API gives (docs/reporting.md, "Agent report pages")
 
 
-def _stream_csv(kind: str, pages: Iterator[dict[str, Any]]) -> None:
-    """The agent report's pages as one CSV on stdout, each page written and flushed as it arrives."""
-    header = True
-    for page in pages:
-        text = _csv(kind, page["rows"])
-        sys.stdout.write(text if header else text.split("\n", 1)[1])
-        sys.stdout.flush()
-        header = False
-
-
 def _joined(pages: Iterator[dict[str, Any]]) -> dict[str, Any]:
     """Every page's rows under the first page's head (formula, range, zone): the whole report."""
     result: dict[str, Any] | None = None
@@ -329,7 +319,7 @@ def register(cli: click.Group) -> None:
             default=AGENT_PAGE,
             show_default=True,
             hidden=kind != "agents",
-            help="Agents fetched per request (every page is fetched).",
+            help="Agents fetched per request (every page is fetched; --format csv is one request).",
         )
         def run(
             state: State,
@@ -343,12 +333,18 @@ def register(cli: click.Group) -> None:
         ) -> None:
             client = state.client()
             if kind == "agents":
+                if fmt == "csv" and not state.json and plot is None:
+                    # One request, the CSV written by the server, copied as it comes (flat memory).
+                    out = sys.stdout.buffer
+                    for chunk in client.reports.agents_csv(
+                        start=start, end=end, interval=interval, ids=list(ids) or None
+                    ):
+                        out.write(chunk)
+                    out.flush()
+                    return
                 pages = client.reports.agent_pages(
                     start=start, end=end, interval=interval, ids=list(ids) or None, limit=page_size
                 )
-                if fmt == "csv" and not state.json and plot is None:
-                    _stream_csv(kind, pages)  # a page written as it comes: thousands of agents, flat memory
-                    return
                 result = _joined(pages)
             else:
                 method = getattr(client.reports, kind)

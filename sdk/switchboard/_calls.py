@@ -503,6 +503,14 @@ def report(
     return Call[dict[str, Any]]("GET", f"/v1/reports/{kind}", dict[str, Any], params=params)
 
 
+def agents_csv(
+    *, start: datetime | str | None, end: datetime | str | None, interval: str, ids: list[str] | None
+) -> Call[bytes]:
+    """The whole agent report as CSV (streamed by the clients, not decoded)."""
+    call = report("agents", start=start, end=end, interval=interval, ids=ids)
+    return Call[bytes]("GET", "/v1/reports/agents.csv", None, params=call.params)
+
+
 def forecast(
     queue_id: str,
     *,

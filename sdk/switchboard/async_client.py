@@ -180,6 +180,23 @@ class AsyncClient:
         token to one queue (name or id) the key allows. Sends no API key."""
         return await self._run(_calls.widget_token(public_key, queue))
 
+    async def _stream(self, call: Call[bytes]) -> AsyncIterator[bytes]:
+        """A GET whose body comes in chunks as the server sends them (CSV exports). Not retried: a retry
+        would repeat chunks."""
+        headers = headers_for(call, api_key=self.api_key, user_agent=USER_AGENT)
+        try:
+            async with self._http.stream("GET", call.path, params=call.params, headers=headers) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    headers_in = lower_headers(response.headers)
+                    raise error_from_response(
+                        response.status_code, headers_in, response.content, now=time.time()
+                    )
+                async for chunk in response.aiter_bytes():
+                    yield chunk
+        except httpx.TransportError as exc:
+            raise ConnectionError(self.base_url, str(exc) or type(exc).__name__) from exc
+
     async def _run(self, call: Call[T]) -> T:
         if call.method == "POST" and call.idempotency_key is None:
             call = replace(call, idempotency_key=new_idempotency_key())
@@ -815,6 +832,20 @@ class AsyncReports(_Resource):
         )
         result: dict[str, Any] = await self._client._run(call)
         return result
+
+    async def agents_csv(
+        self,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        interval: str = "30m",
+        ids: list[str] | None = None,
+    ) -> AsyncIterator[bytes]:
+        """The whole agent report as CSV in one request, streamed in chunks (as `Client.reports.agents_csv`)."""
+        async for chunk in self._client._stream(
+            _calls.agents_csv(start=start, end=end, interval=interval, ids=ids)
+        ):
+            yield chunk
 
     async def agent_pages(
         self,

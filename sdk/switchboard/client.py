@@ -203,6 +203,26 @@ class Client:
         token to one queue (name or id) the key allows. Sends no API key."""
         return self._run(_calls.widget_token(public_key, queue))
 
+    def _stream(
+        self, call: Call[bytes], on_headers: Callable[[dict[str, str]], None] | None = None
+    ) -> Iterator[bytes]:
+        """A GET whose body comes in chunks as the server sends them (CSV exports); `on_headers` sees the
+        response's headers (lower-cased) before the first chunk. Not retried: a retry would repeat chunks."""
+        headers = headers_for(call, api_key=self.api_key, user_agent=USER_AGENT)
+        try:
+            with self._http.stream("GET", call.path, params=call.params, headers=headers) as response:
+                headers_in = lower_headers(response.headers)
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_response(
+                        response.status_code, headers_in, response.content, now=time.time()
+                    )
+                if on_headers is not None:
+                    on_headers(headers_in)
+                yield from response.iter_bytes()
+        except httpx.TransportError as exc:
+            raise ConnectionError(self.base_url, str(exc) or type(exc).__name__) from exc
+
     def _run(self, call: Call[T]) -> T:
         if call.method == "POST" and call.idempotency_key is None:
             call = replace(call, idempotency_key=new_idempotency_key())
@@ -698,21 +718,12 @@ class Contacts(_Resource):
     ) -> Iterator[bytes]:
         """The contact records that arrived in [start, end) as CSV, streamed in chunks (a header line
         first). `on_total` is told how many records will come before the first chunk (for a progress bar)."""
-        call = _calls.contacts_export(start, end)
-        headers = headers_for(call, api_key=self._client.api_key, user_agent=USER_AGENT)
-        try:
-            with self._client._http.stream("GET", call.path, params=call.params, headers=headers) as response:
-                if response.status_code >= 400:
-                    response.read()
-                    headers_in = lower_headers(response.headers)
-                    raise error_from_response(
-                        response.status_code, headers_in, response.content, now=time.time()
-                    )
-                if on_total is not None:
-                    on_total(int(response.headers.get("x-switchboard-rows", "0")))
-                yield from response.iter_bytes()
-        except httpx.TransportError as exc:
-            raise ConnectionError(self._client.base_url, str(exc) or type(exc).__name__) from exc
+
+        def total(headers: dict[str, str]) -> None:
+            if on_total is not None:
+                on_total(int(headers.get("x-switchboard-rows", "0")))
+
+        yield from self._client._stream(_calls.contacts_export(start, end), total)
 
     def get(self, id: str) -> Contact:
         """One contact whole, with its timeline."""
@@ -904,6 +915,20 @@ class Reports(_Resource):
             cursor = page["page"]["next_cursor"]
             if cursor is None:
                 return
+
+    def agents_csv(
+        self,
+        *,
+        start: datetime | str | None = None,
+        end: datetime | str | None = None,
+        interval: str = "30m",
+        ids: list[str] | None = None,
+    ) -> Iterator[bytes]:
+        """The whole agent report as CSV in one request, streamed in chunks: a header line, then every
+        agent's intervals in agent then interval order (the fast form for thousands of agents: PostgreSQL
+        writes the text). Columns: interval_start, agent_id, handled, aht_s, occupancy, transfers, then
+        seconds per state; an empty cell is none."""
+        yield from self._client._stream(_calls.agents_csv(start=start, end=end, interval=interval, ids=ids))
 
     def ivr(
         self,

@@ -85,6 +85,8 @@ _DELETE_SQL = [
     f"DELETE FROM {table} WHERE bucket >= $1 AND bucket < $2"
     for table in ("rpt_queue_rollup", "rpt_agent_rollup", "rpt_ivr_rollup", "rpt_ivr_node_rollup")
 ]
+# The agents' CSV lines of the day (migration 0039): written again from the rebuilt rollups by write_rollups.
+_DELETE_LINES_SQL = "DELETE FROM rpt_agent_day WHERE day = $1"
 
 _BUILT_SQL = """
 INSERT INTO rpt_rollup_builds (tenant_id, day, version) VALUES (current_tenant(), $1, $2)
@@ -133,6 +135,7 @@ async def rebuild_day(conn: asyncpg.Connection, day: date, *, version: int = ROL
     _within(deltas, first, last)
     for sql in _DELETE_SQL:
         await conn.execute(sql, start, end)
+    await conn.execute(_DELETE_LINES_SQL, day)
     await write_rollups(conn, deltas)
     stats = await conn.fetch(_STATS_SQL, start, end)
     if stats:

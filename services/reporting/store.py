@@ -230,6 +230,9 @@ _ROLLUPS: tuple[tuple[str, Sequence[tuple[str, str]], Sequence[str]], ...] = (
 )
 
 
+_AGENT_DAY_SQL = "SELECT rpt_agent_day_refresh($1::text[], $2::timestamptz[])"
+
+
 def _columns(rows: Sequence[Sequence[object]], width: int) -> list[list[object]]:
     return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
 
@@ -469,3 +472,10 @@ async def write_rollups(conn: asyncpg.Connection, deltas: Deltas) -> None:
         args += _columns(records, len(records[0]))
     if clauses:
         await conn.execute(f"WITH {', '.join(clauses)} SELECT 1", *args)
+    changed = Deltas.rows(deltas.agent)
+    if changed:
+        # The CSV lines of the half hours these buckets fall in (migration 0039), from the rollups as now
+        # written: a separate statement, since a statement's parts do not see each other's writes.
+        await conn.execute(
+            _AGENT_DAY_SQL, [key[0] for key, _ in changed], [epoch(key[-1]) for key, _ in changed]
+        )

@@ -294,6 +294,24 @@ async def test_agent_report_comes_in_pages_over_the_api_sdk_and_cli(
             a.reports.agents(**period, limit=bad)
         assert refused.value.status == 422 and "limit" in refused.value.message
 
+    # The whole report as CSV in one request (the sync and async SDK alike), the figures of the pages.
+    text = b"".join(a.reports.agents_csv(**period)).decode()
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert text.startswith("interval_start,agent_id,handled,aht_s,occupancy,transfers,available_s,")
+    assert [r["agent_id"] for r in rows] == agents
+    by_page = [r for p in pages for r in p["rows"]]
+    assert [(int(r["handled"]), float(r["aht_s"])) for r in rows] == [
+        (r["handled"], r["aht_s"]) for r in by_page
+    ]
+    async with switchboard.AsyncClient(api_key=a.api_key, base_url=api_server) as client:
+        assert b"".join([c async for c in client.reports.agents_csv(**period)]).decode() == text
+    with pytest.raises(switchboard.ApiError) as refused:
+        list(a.reports.agents_csv(**period | {"interval": "7m"}))
+    assert refused.value.status == 422 and "interval" in refused.value.message
+    other, _, _ = new_tenant(api_server)
+    assert b"".join(other.reports.agents_csv(**period)).decode().splitlines() == [text.splitlines()[0]]
+    other.close()
+
     key = a.api_key or ""
     cli_period = ["--from", "2026-09-21T09:00Z", "--to", "2026-09-21T10:00Z"]
     streamed = run_cli(
