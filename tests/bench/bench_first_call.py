@@ -23,6 +23,8 @@
 #   a connected WebRTC leg, and it does not dial SIP endpoints yet (docs/contacts.md).
 #
 #   python tests/bench/bench_first_call.py [--quick] [--samples N] [--rates 2,4,6] [--step-s S] [--keep]
+#       [--agent-leg aiortc|own]   the agents' leg: the SDK's aiortc one (default), or the platform's own
+#       WebRTC path (aiortc for ICE and DTLS only, our SRTP): a lighter generator, still DTLS-SRTP over ICE
 #   diagnostics: --log-level info, --jitter-prefetch 0 (the agents' aiortc receive buffer),
 #   --diag-fetch-timeout 0.25 (caps the coordinator's JetStream fetch timeout by a patch at launch).
 #
@@ -40,6 +42,7 @@ import re
 import secrets
 import shutil
 import signal
+import struct
 import subprocess
 import sys
 import tempfile
@@ -90,11 +93,46 @@ class _Udp(asyncio.DatagramProtocol):
             self.queue.put_nowait(data)
 
 
-async def one_call(port: int, number: str, caller: str, payload: bytes, timeout: float) -> dict[str, Any]:
+class Tones:
+    """Every call's tone on one 20 ms clock: each tick sends the next PCMU packet of every call that talks.
+    One timer for all calls instead of a task and a sleep per call and packet (what the callers' CPU went
+    to); the packets are what a phone sends: RTP version 2, payload type 0, 160 bytes, marker on the first."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self.calls: dict[int, list[Any]] = {}  # id -> [transport, address, ssrc, seq, ts, frame number]
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, transport: asyncio.DatagramTransport, port: int) -> int:
+        key = id(transport)
+        self.calls[key] = [transport, ("127.0.0.1", port), *(secrets.randbits(n) for n in (32, 16, 32)), 0]
+        if self._timer is None:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(loop.time(), self._tick, loop.time())
+        return key
+
+    def remove(self, key: int) -> None:
+        self.calls.pop(key, None)
+
+    def _tick(self, due: float) -> None:
+        payload = self.payload
+        for call in self.calls.values():
+            transport, address, ssrc, seq, ts, i = call
+            chunk = payload[(i % 50) * 160 : (i % 50 + 1) * 160]
+            header = struct.pack("!BBHII", 0x80, 0x80 if i == 0 else 0, seq, ts, ssrc)
+            transport.sendto(header + chunk, address)
+            call[3], call[4], call[5] = (seq + 1) & 0xFFFF, (ts + 160) & 0xFFFFFFFF, i + 1
+        loop = asyncio.get_running_loop()
+        if not self.calls:
+            self._timer = None
+            return
+        due = max(due + 0.02, loop.time())
+        self._timer = loop.call_at(due, self._tick, due)
+
+
+async def one_call(port: int, number: str, caller: str, tones: Tones, timeout: float) -> dict[str, Any]:
     """INVITE (retransmitted per RFC 3261 timer A until a response), ACK, the tone all call long, answer
     the platform's BYE (the agent hung up). Never hangs up itself unless `timeout` passes."""
-    from services.media.rtp.packet import RtpPacket
-
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[bytes] = asyncio.Queue()
     sip, _ = await loop.create_datagram_endpoint(lambda: _Udp(inbox), local_addr=("127.0.0.1", 0))
@@ -103,7 +141,7 @@ async def one_call(port: int, number: str, caller: str, payload: bytes, timeout:
     call_id, tag = secrets.token_hex(8), secrets.token_hex(4)
     uri = f"sip:{number}@127.0.0.1:{port}"
     result: dict[str, Any] = {"caller": caller, "t_invite": time.time(), "ok": False}
-    talk: asyncio.Task[None] | None = None
+    talk: int | None = None
 
     def send(method: str, cseq: int, to_tag: str | None = None, body: bytes = b"") -> None:
         head = (
@@ -115,23 +153,6 @@ async def one_call(port: int, number: str, caller: str, payload: bytes, timeout:
         if body:
             head += "Content-Type: application/sdp\r\n"
         sip.sendto(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body, ("127.0.0.1", port))
-
-    async def stream(remote: int) -> None:
-        ssrc, seq, ts = secrets.randbits(32), secrets.randbits(15), secrets.randbits(31)
-        start, i = time.monotonic(), 0
-        while True:
-            chunk = payload[(i % 50) * 160 : (i % 50 + 1) * 160]
-            packet = RtpPacket(
-                payload_type=0,
-                sequence_number=(seq + i) & 0xFFFF,
-                timestamp=(ts + i * 160) & 0xFFFFFFFF,
-                ssrc=ssrc,
-                payload=chunk,
-                marker=i == 0,
-            )
-            rtp.sendto(bytes(packet), ("127.0.0.1", remote))
-            i += 1
-            await asyncio.sleep(max(0.0, start + i * 0.02 - time.monotonic()))
 
     try:
         rtp_port = rtp.get_extra_info("sockname")[1]
@@ -170,7 +191,7 @@ async def one_call(port: int, number: str, caller: str, payload: bytes, timeout:
         to_tag = re.search(rb"^To:.*;tag=([^;\r\n]+)", ok, re.M | re.I).group(1).decode()  # type: ignore[union-attr]
         remote = int(re.search(rb"m=audio (\d+) ", ok).group(1))  # type: ignore[union-attr]
         send("ACK", 1, to_tag)
-        talk = asyncio.create_task(stream(remote))
+        talk = tones.add(rtp, remote)
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
@@ -202,7 +223,7 @@ async def one_call(port: int, number: str, caller: str, payload: bytes, timeout:
                 return result
     finally:
         if talk is not None:
-            talk.cancel()
+            tones.remove(talk)
         sip.close()
         rtp.close()
 
@@ -213,13 +234,15 @@ async def callers_main(args: argparse.Namespace) -> None:
     from services.media.rtp.g711 import ulaw_encode
 
     t = np.arange(8000) / 8000
-    payload = ulaw_encode((8000 * np.sin(2 * np.pi * CALLER_HZ * t)).astype(np.int16))
+    tones = Tones(ulaw_encode((8000 * np.sin(2 * np.pi * CALLER_HZ * t)).astype(np.int16)))
     out = open(args.out, "a", buffering=1)  # noqa: ASYNC230  (a load generator's own log: small, line-buffered writes)
     tasks: list[asyncio.Task[None]] = []
+    # The calls' CPU, not the interpreter's start and imports (a few hundred ms, once per process).
+    ready_cpu = time.process_time()
 
     async def run(i: int) -> None:
         caller = f"+1666{args.seed:03d}{i:07d}"
-        r = await one_call(args.port, args.number, caller, payload, args.timeout)
+        r = await one_call(args.port, args.number, caller, tones, args.timeout)
         out.write(json.dumps(r) + "\n")
 
     if args.sequential:
@@ -232,7 +255,7 @@ async def callers_main(args: argparse.Namespace) -> None:
             await asyncio.sleep(max(0.0, start + i / args.rate - time.monotonic()))
             tasks.append(asyncio.create_task(run(i)))
         await asyncio.gather(*tasks)
-    out.write(json.dumps({"cpu_s": time.process_time()}) + "\n")
+    out.write(json.dumps({"cpu_s": time.process_time() - ready_cpu}) + "\n")
     out.close()
 
 
@@ -265,6 +288,70 @@ def _patch_leg_reader() -> None:
     AgentLeg._read = _read  # type: ignore[method-assign]
 
 
+def _use_own_path_legs() -> None:
+    """`--agent-leg own`: each agent's leg is the platform's own WebRTC leg (services.media.webrtc.WebRtcLeg
+    with own_media) instead of the SDK's aiortc one. Still a real WebRTC peer, the platform side untouched:
+    aiortc gathers ICE and runs the DTLS handshake, the media is SRTP keyed from it (pylibsrtp), G.711 by
+    table, sent and played on a 20 ms timer per leg. What it drops is aiortc's per-packet Python on the
+    agents' side: the encoder in a thread pool, a decoder thread per leg, its jitter buffer. Replaces the
+    SDK's AgentLeg in this process only (the SDK imports it when an offer rings)."""
+    import numpy as np
+    import switchboard._agent_audio as agent_audio
+
+    from services.media.rtp.g711 import G711
+    from services.media.webrtc import LegState, WebRtcConfig, WebRtcLeg
+
+    class OwnPathLeg:
+        def __init__(self, contact_id: str, ice_servers: Any, **_unused: Any) -> None:
+            if ice_servers:
+                raise RuntimeError("the benchmark's agents use host candidates only")
+            self.contact_id = contact_id
+            self.leg_id: str | None = None
+            self.connected = asyncio.Event()
+            self.finished = asyncio.Event()
+            self.leg = WebRtcLeg(
+                WebRtcConfig(own_media=True),
+                peer_law=G711.PCMU,
+                on_audio=self._heard,
+                on_state=self._state,
+            )
+
+        def _heard(self, samples: Any) -> None:
+            if self.contact_id in FIRST_AUDIO or not len(samples):
+                return
+            x = samples.astype(np.float32)
+            if float(np.sqrt(np.mean(x * x))) > AUDIO_RMS:
+                FIRST_AUDIO[self.contact_id] = time.time()
+
+        def _state(self, state: Any) -> None:
+            if state is LegState.CONNECTED:
+                self.connected.set()
+            elif state in (LegState.FAILED, LegState.CLOSED):
+                self.finished.set()
+
+        async def create_offer(self) -> str:
+            return await self.leg.create_offer(data_channel=False)  # the SDK's leg has no data channel
+
+        async def accept_answer(self, leg_id: str, sdp: str) -> None:
+            self.leg_id = leg_id
+            await self.leg.accept_answer(sdp)
+
+        # The SDK's wait, on the same two events.
+        wait_connected = agent_audio.AgentLeg.wait_connected
+
+        def start(self) -> None:
+            """The contact is connected: the leg already sends silence, as the SDK's does without a file."""
+
+        async def close(self) -> None:
+            self.finished.set()
+            try:
+                await asyncio.wait_for(self.leg.close(), 5)
+            except Exception:
+                pass  # aiortc's close can hang on a dead transport; the leg is gone either way
+
+    agent_audio.AgentLeg = OwnPathLeg  # type: ignore[misc,assignment]
+
+
 async def agents_main(args: argparse.Namespace) -> None:
     import httpx
     from switchboard import AgentSession
@@ -276,7 +363,10 @@ async def agents_main(args: argparse.Namespace) -> None:
         ErrorMessage,
     )
 
-    _patch_leg_reader()
+    if args.agent_leg == "own":
+        _use_own_path_legs()
+    else:
+        _patch_leg_reader()
     if args.jitter_prefetch >= 0:
         # Diagnostic: aiortc's audio receiver holds 4 frames (prefetch) before it decodes the first one.
         import aiortc.rtcrtpreceiver as receiver
@@ -568,6 +658,13 @@ def main() -> None:
         default=0.0,
         help="diagnostic: cap the coordinator's fetch timeout",
     )
+    parser.add_argument(
+        "--agent-leg",
+        choices=("aiortc", "own"),
+        default="aiortc",
+        help="the agents' WebRTC leg: the SDK's (aiortc carries the media) or the platform's own path"
+        " (aiortc for ICE and DTLS, our SRTP): a lighter load generator, still DTLS-SRTP over ICE",
+    )
     parser.add_argument("--log-level", default="warning", help="the services' SB_LOG_LEVEL")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs) at the end")
     # roles (the load generators re-run this file)
@@ -692,7 +789,8 @@ def orchestrate(args: argparse.Namespace) -> None:
         # A signup may hold 10 calls at once (migration 0002): lifted, as an operator would for a big tenant.
         asyncio.run(_lift_call_limit(pg.owner_url, tenant.id))
         print(
-            f"stack up in {time.time() - started_at:.1f} s; {agents_n} agents in {args.agent_procs} processes;"
+            f"stack up in {time.time() - started_at:.1f} s; {agents_n} agents ({args.agent_leg} legs) in"
+            f" {args.agent_procs} processes;"
             f" load average before: {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}"
         )
         ids = list(tenant.agents.values())
@@ -719,6 +817,8 @@ def orchestrate(args: argparse.Namespace) -> None:
                         str(args.talk),
                         "--jitter-prefetch",
                         str(args.jitter_prefetch),
+                        "--agent-leg",
+                        args.agent_leg,
                     ],
                     cwd=ROOT,
                     preexec_fn=die_with_parent(),
