@@ -8,18 +8,20 @@ changes nothing (each call remembers the ids of its last events).
 The IVR runs flows as a step of a contact: the contact coordinator owns the caller from arrival, answers
 the call and sends `ivr.run` (the number's flow by id, or a flow by name: a closed queue's, a post-call
 survey, an agent's transfer to a flow); the IVR answers no call itself (docs/architecture.md, "One owner
-for the caller"). For each `ivr.run` it loads the flow's current version and runs one Interpreter; call and
-contact events for that call are fed to it, its commands go out with
-Bus.request (a failed command is fed back as CommandFailed, so the call goes somewhere safe), lookups are
-performed with httpx, ivr.* events are published, and one timer per call is armed at next_timer(). After
+for the caller"). For each `ivr.run` it loads the flow's current version and runs one Interpreter; call
+events for that call are fed to it, its commands go out with Bus.request (a failed command is fed back as
+CommandFailed, so the call goes somewhere safe), lookups are performed with httpx, ivr.* events are
+published, and one timer per call is armed at next_timer(). A flow that reaches a queue ends its run there:
+`ivr.completed` carries the queue (its id looked up here) and its terms to the coordinator, which waits with
+the caller. After
 every step the call's state is saved in the JetStream KV bucket `sb_ivr_calls` (and the flow version it runs
 in `sb_ivr_flows`), so a restarted IVR resumes every call where it was.
 
 Several IVR processes share the tenants by partition when started with SB_WORKER_COUNT
 (services/kernel/partitioned.py): each reads only its partitions' events and answers only their `ivr.run`
 commands; one that takes a partition over (its worker died or handed it back) resumes that partition's calls
-from `sb_ivr_calls` as a restarted IVR does (Interpreter.resume: the current node's prompt again, music in a
-queue), then reads the events the lost worker left unacknowledged.
+from `sb_ivr_calls` as a restarted IVR does (Interpreter.resume: the current node's prompt again), then
+reads the events the lost worker left unacknowledged.
 """
 
 from __future__ import annotations
@@ -44,13 +46,10 @@ from services.kernel.db import tenant_tx
 from services.kernel.events import (
     CallAnswered,
     CallCollected,
-    CallDtmf,
     CallEnded,
     CallPlayFinished,
     CallRecordFinished,
-    ContactAccepted,
-    ContactPositionChanged,
-    ContactQueued,
+    IvrCompleted,
     IvrRun,
     MediaHangup,
     MediaPlay,
@@ -84,17 +83,14 @@ CONSUMER = "ivr"
 # Ids of a call's last events, kept with its state: a redelivered one is not applied twice.
 REMEMBERED_EVENTS = 32
 
-# The events an interpreter listens to (a flow starts only by `ivr.run`).
+# The events an interpreter listens to (a flow starts only by `ivr.run`; a flow that reaches a queue hands the
+# caller back to the coordinator, so routing's contact.* events are not the IVR's).
 EVENTS: tuple[type[Event], ...] = (
     CallAnswered,
-    CallDtmf,
     CallPlayFinished,
     CallCollected,
     CallRecordFinished,
     CallEnded,
-    ContactQueued,
-    ContactPositionChanged,
-    ContactAccepted,
 )
 
 
@@ -300,12 +296,14 @@ class IvrAdapter:
                 found = await self._flow(conn, cmd.tenant_id, "f.name = $1", cmd.flow)
         if found is None:
             return Reply(ok=False, code="unknown_flow", error=f"no flow {cmd.flow or cmd.flow_id}")
-        if cmd.node and cmd.node not in found[0].nodes:
+        flow = found[0]
+        scope = flow.subflows[cmd.scope].nodes if cmd.scope in flow.subflows else None
+        nodes = flow.nodes if not cmd.scope else scope
+        if cmd.node and (nodes is None or cmd.node not in nodes):
             # Checked before anything runs: a continuation at a node the current version lacks (it was
             # republished meanwhile) is the caller's to decide, not a silent start from the top.
-            return Reply(
-                ok=False, code=ReplyCode.INVALID, error=f"flow {found[0].name} has no node {cmd.node}"
-            )
+            where = f"{flow.name}/{cmd.scope}" if cmd.scope else flow.name
+            return Reply(ok=False, code=ReplyCode.INVALID, error=f"flow {where} has no node {cmd.node}")
         await self._begin(cmd, found)
         return Reply(ok=True)
 
@@ -322,12 +320,13 @@ class IvrAdapter:
             attributes=cmd.attributes,
             lookup_secret=derive_secret(self.platform_secret, cmd.tenant_id),
             language=language,
+            run_id=cmd.id,
         )
         running = _Running(interp=interp, flow_key=flow_key)
         self.calls[cmd.call_id] = running
         async with running.lock:
             await self._save(running)
-            await self._apply(running, interp.start(self.clock(), at=cmd.node))
+            await self._apply(running, interp.start(self.clock(), at=cmd.node, scope=cmd.scope))
 
     async def _flow(
         self, conn: asyncpg.Connection, tenant_id: uuid.UUID, where: str, value: object
@@ -366,6 +365,12 @@ class IvrAdapter:
         while queue:
             out = queue.pop(0)
             if isinstance(out, Event):
+                if isinstance(out, IvrCompleted) and out.queue is not None:
+                    # The coordinator enqueues with the tenant's queue id, as the IVR's own commands did.
+                    enqueue = await self._resolve(out.queue.enqueue)
+                    out = msgspec.structs.replace(
+                        out, queue=msgspec.structs.replace(out.queue, enqueue=enqueue)
+                    )
                 try:
                     await self.bus.publish(out)
                 except Exception as exc:

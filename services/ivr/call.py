@@ -16,6 +16,7 @@ from services.kernel.events import (
     IvrNodeEntered,
     IvrNodeExited,
     IvrOutcome,
+    IvrQueueWait,
     MediaCollect,
     MediaHangup,
     MediaPlay,
@@ -253,10 +254,6 @@ class Call:
 
     # -- endings and recovery -----------------------------------------------------------------------
 
-    def clear_queue_timers(self) -> None:
-        s = self.state
-        s.announce_at = s.offer_at = s.give_up_at = None
-
     def hangup(self, outcome: IvrOutcome, result: str, now: float) -> None:
         s = self.state
         # The outcome first: published before media ends the call, so the coordinator learns how the
@@ -264,14 +261,16 @@ class Call:
         self.finish(outcome, result, now)
         self.emit(MediaHangup(tenant_id=s.tenant_id, call_id=s.call_id, id=next_id(s), ts=now))
 
-    def finish(self, outcome: IvrOutcome, result: str, now: float) -> None:
+    def finish(
+        self, outcome: IvrOutcome, result: str, now: float, *, queue: IvrQueueWait | None = None
+    ) -> None:
+        """The IVR's step ends (`queue`: the caller is handed to the coordinator for that queue)."""
         s = self.state
         self.exit(result, now)
         s.phase = Phase.done
         s.outcome = outcome
         s.pending = None
         s.deadline = None
-        self.clear_queue_timers()
         self.emit(
             IvrCompleted(
                 tenant_id=s.tenant_id,
@@ -282,6 +281,7 @@ class Call:
                 seconds=max(0.0, now - s.started_at),
                 path=[step.node for step in s.path],
                 attributes={**s.attributes, **screen_pop(s)},
+                queue=queue,
                 id=next_id(s),
                 ts=now,
             )
@@ -293,7 +293,6 @@ class Call:
         used = "ivr.fallback" in s.attributes
         s.attributes["ivr.fallback"] = reason
         self.exit("fallback", now)
-        self.clear_queue_timers()
         s.routing_id = None
         fallback = self.flow.fallback
         if fallback and fallback in self.flow.nodes and not used:

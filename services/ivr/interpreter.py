@@ -1,5 +1,5 @@
-"""The sans-IO flow interpreter: one per call. Events in (media and routing facts, lookup results, timers, all
-with `now`), commands out (services.kernel.events Media*/Routing* commands, ivr.* analytics events and
+"""The sans-IO flow interpreter: one per call. Events in (media facts, lookup results, timers, all with
+`now`), commands out (services.kernel.events Media* commands, routing's callback and task, ivr.* events and
 LookupRequests for the adapter to perform). No sockets, no clock: `next_timer()` says when to call
 `handle_timer(now)`. Its whole state is a CallState, so `Interpreter.restore(...).resume(now)` continues a
 call in another process, or sends it to the flow's safe fallback when its node cannot be resumed."""
@@ -15,15 +15,9 @@ from switchboard.flowdef.flow import Flow, Lookup, QueueNode, Transfer, Voicemai
 from services.kernel.events import (
     CallAnswered,
     CallCollected,
-    CallDtmf,
     CallEnded,
     CallPlayFinished,
     CallRecordFinished,
-    ContactAccepted,
-    ContactPositionChanged,
-    ContactQueued,
-    MediaStop,
-    RoutingCancel,
 )
 
 from .call import SORRY, Call, screen_pop
@@ -71,8 +65,10 @@ class Interpreter:
         attributes: dict[str, str] | None = None,
         lookup_secret: bytes = b"",
         language: str = "en",
+        run_id: uuid.UUID | None = None,
     ) -> Interpreter:
         state = CallState(
+            run_id=run_id,
             language=language,
             tenant_id=tenant_id,
             call_id=call_id,
@@ -96,10 +92,11 @@ class Interpreter:
 
     # -- inputs ---------------------------------------------------------------------------------------
 
-    def start(self, now: float, *, at: str = "") -> list[Output]:
-        """The call is answered: enter the start node, or `at` (one of the main flow's nodes: a flow that
-        continues where it handed the caller over, e.g. a queue node's on_timeout)."""
+    def start(self, now: float, *, at: str = "", scope: str = "") -> list[Output]:
+        """The call is answered: enter the start node, or `at` (a node of the main flow, or of the subflow
+        `scope`: a flow that continues where it handed the caller over, e.g. a queue node's on_timeout)."""
         if self.state.phase is Phase.new:
+            self.state.scope = scope if at else ""
             self.call.enter(at or self.flow.start, now)
         return self.call.take()
 
@@ -131,33 +128,18 @@ class Interpreter:
                 pass
             elif event.play_id == s.pending and s.phase is Phase.playing:
                 self._play_done(now)
-            elif s.phase is Phase.queued and event.play_id == s.pending:
-                # An announcement or the callback offer ended (digits arrive as call.dtmf): music again.
-                queue.music(call, self._node(QueueNode), now)
         elif isinstance(event, CallCollected):
             # "stopped": media ended the collection itself, almost always because the caller hung up (its
             # call.ended follows); that is not a caller who said nothing, so no retry prompt. Should the call
             # go on, the collect's deadline still moves it along.
             if event.collect_id == s.pending and s.phase is Phase.collecting and event.reason != "stopped":
                 self._answered(event.digits, now)
-        elif isinstance(event, CallDtmf):
-            if s.phase is Phase.queued:
-                queue.digit(call, self._node(QueueNode), event.digit, now)
         elif isinstance(event, LookupResult):
             if event.id == s.pending and s.phase is Phase.lookup:
                 lookup.done(call, self._node(Lookup), event, now)
         elif isinstance(event, CallRecordFinished):
             if s.phase is Phase.recording and event.record_id == s.pending:
                 voicemail.recorded(call, self._node(Voicemail), event, now)
-        elif isinstance(event, (ContactQueued, ContactPositionChanged)):
-            if s.phase is Phase.queued:
-                s.position = event.position
-                s.expected_wait_s = event.expected_wait_s
-        elif isinstance(event, ContactAccepted):
-            if s.phase in (Phase.queued, Phase.transferring):
-                s.attributes["agent_id"] = event.agent_id
-                call.emit(MediaStop(tenant_id=s.tenant_id, call_id=s.call_id, id=next_id(s), ts=now))
-                call.finish("transferred", "agent", now)
         elif isinstance(event, CommandFailed):
             self._command_failed(event, now)
         return call.take()
@@ -166,8 +148,7 @@ class Interpreter:
         s = self.state
         if s.phase is Phase.done:
             return None
-        times = [t for t in (s.deadline, s.announce_at, s.offer_at, s.give_up_at) if t is not None]
-        return min(times) if times else None
+        return s.deadline
 
     def handle_timer(self, now: float) -> list[Output]:
         call, s = self.call, self.state
@@ -185,8 +166,6 @@ class Interpreter:
                 lookup.done(call, self._node(Lookup), result, now)
             elif s.phase is Phase.recording:
                 voicemail.recorded(call, self._node(Voicemail), None, now)
-        if s.phase is Phase.queued:
-            queue.timer(call, self._node(QueueNode), now)
         return call.take()
 
     def resume(self, now: float) -> list[Output]:
@@ -202,9 +181,9 @@ class Interpreter:
         if s.node not in nodes or s.phase is Phase.recording:
             call.fallback("cannot resume", now)
         elif s.phase is Phase.queued:
-            queue.music(
-                call, self._node(QueueNode), now
-            )  # routing kept the caller's place; only the treatment restarts
+            # Saved by an IVR that kept queued callers company itself: the caller is handed back now (the
+            # coordinator, which has them in line already, keeps the wait's terms).
+            queue.run(call, self._node(QueueNode), now)
         elif s.phase is Phase.transferring:
             pass
         elif isinstance(s.after, Finish):
@@ -253,12 +232,6 @@ class Interpreter:
 
     def _caller_left(self, now: float) -> None:
         call, s = self.call, self.state
-        if s.phase is Phase.queued:
-            call.emit(
-                RoutingCancel(
-                    tenant_id=s.tenant_id, call_id=s.call_id, reason="abandoned", id=next_id(s), ts=now
-                )
-            )
         if s.phase is Phase.transferring:
             s.phase = Phase.done  # routing owns the contact now; its own events say what happened
             return
@@ -272,8 +245,6 @@ class Interpreter:
         call, s = self.call, self.state
         if event.command_id not in (s.pending, s.routing_id):
             return
-        if s.phase is Phase.queued and event.command_id == s.pending:
-            return  # music or an announcement failed: the caller is still in line, keep waiting
         node = call.node()
         if isinstance(node, Transfer) and node.on_fail and s.phase is Phase.transferring:
             s.phase = Phase.playing

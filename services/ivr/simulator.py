@@ -9,7 +9,7 @@ import uuid
 from typing import Any, Literal
 
 import msgspec
-from switchboard.flowdef.flow import Flow
+from switchboard.flowdef.flow import Flow, QueueNode
 from switchboard.flowdef.suite import (
     Case,
     CaseResult,
@@ -31,7 +31,6 @@ from services.kernel.events import (
     MediaRecord,
     MediaTransfer,
     RoutingCallback,
-    RoutingEnqueue,
     RoutingTask,
 )
 
@@ -147,11 +146,6 @@ def simulate(
                 now,
             )
             result.voicemail = True
-        elif isinstance(out, RoutingEnqueue):
-            if out.preferred_agent_id:
-                result.transfer = f"agent:{out.preferred_agent_id}"
-            else:
-                result.queue = out.queue
         elif isinstance(out, RoutingCallback):
             result.callback = out.number
             result.queue = out.queue
@@ -163,10 +157,16 @@ def simulate(
             pass
         elif isinstance(out, IvrCompleted):
             result.outcome = out.outcome
+            if out.queue is not None:  # handed to a queue: the coordinator's wait, where simulation ends
+                enqueue = out.queue.enqueue
+                if enqueue.preferred_agent_id:
+                    result.transfer = f"agent:{enqueue.preferred_agent_id}"
+                else:
+                    result.queue = enqueue.queue
+                node = interp.call.nodes(interp.state.scope).get(interp.state.node)
+                result.outcome = "queued" if isinstance(node, QueueNode) else "transferred"
         pending[:0] = follow
-    if interp.state.phase.value == "queued":
-        result.outcome = "queued"
-    elif interp.state.phase.value == "transferring":
+    if interp.state.phase.value == "transferring":
         result.outcome = "transferred"
     if steps >= MAX_STEPS:
         result.notes.append("stopped after too many steps")

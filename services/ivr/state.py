@@ -36,7 +36,7 @@ class Phase(enum.Enum):
     playing = "playing"  # a prompt plays; `after` says what follows
     collecting = "collecting"  # digits are being collected
     lookup = "lookup"  # an HTTP data dip is out
-    queued = "queued"  # waiting in a queue with music and announcements
+    queued = "queued"  # (older IVRs) waiting in a queue: a saved call resumes by handing the caller back
     recording = "recording"  # a voicemail is being recorded
     transferring = "transferring"  # handed to routing or an outside number; waiting for it to take the call
     done = "done"
@@ -100,26 +100,24 @@ class CallState(msgspec.Struct, kw_only=True):
     routing_id: uuid.UUID | None = None  # the enqueue/transfer command routing holds the caller by
     after: After | None = None  # what follows the current prompt
     deadline: float | None = None  # no answer by then: treat as timeout (never leave a caller in silence)
-    announce_at: float | None = None
-    offer_at: float | None = None
-    give_up_at: float | None = None
-    offered: bool = False
-    position: int | None = None
-    expected_wait_s: float | None = None
-    language: str = "en"  # the tenant's: what the platform itself says (position announcements)
+    language: str = "en"  # the tenant's: what the platform itself says (the coordinator's announcements)
     hops: int = 0  # nodes entered without the caller doing anything (a guard against silent loops)
     path: list[Step] = msgspec.field(default_factory=list)
     digits: str = ""
     outcome: IvrOutcome | None = None
     resumed: int = 0
     made: int = 0  # messages made so far: the next one's id is derived from the call and this count
+    # The `ivr.run` that started this run of a flow on the call (None: saved by an older IVR). A call may
+    # run several flows, or one flow again at a node (a queue's on_timeout): each run's ids are its own, so
+    # the commands of a later run are never answered from media's reply cache as the earlier run's.
+    run_id: uuid.UUID | None = None
 
 
 def next_id(state: CallState) -> uuid.UUID:
     """The id of the call's next command or event: derived, never random, and saved with the state, so a
     step taken again after a restart sends the same ids (the reply caches answer them)."""
     state.made += 1
-    return uuid.uuid5(state.call_id, f"m{state.made}")
+    return uuid.uuid5(state.run_id or state.call_id, f"m{state.made}")
 
 
 def encode_state(state: CallState) -> bytes:

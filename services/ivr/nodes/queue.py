@@ -1,21 +1,22 @@
-"""queue: hand the caller to routing and keep them company while they wait (music, position announcements,
-the callback offer, the maximum wait). Routing keeps the place; this node keeps only the treatment."""
+"""queue: the flow reached a queue and the IVR's step ends there. The queue and its terms (priority, skills,
+the flow's attributes and screen pop, the node's music, announcements, callback offer and maximum wait) go
+to the contact coordinator in `ivr.completed` (`IvrQueueWait`); the coordinator puts the caller in line and
+keeps them company, and continues the flow with `ivr.run` at `on_timeout` / `on_callback`
+(docs/architecture.md, "One owner for the caller")."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from switchboard.flowdef.flow import RETURN, Prompt, QueueNode
+from switchboard.flowdef.flow import Prompt, QueueNode
 
-from services.kernel.announcements import position_play
-from services.kernel.events import MediaPlay, RoutingCallback, RoutingCancel, RoutingEnqueue
+from services.kernel.events import IvrQueueWait, MediaPlay, RoutingEnqueue
 
 from ..call import Call, screen_pop
 from ..conditions import render
-from ..state import Finish, Phase, next_id
-from .callback import CALLBACK_DONE, callback_requested
+from ..state import next_id
 
-__all__ = ["digit", "enqueue_command", "music", "run", "timer"]
+__all__ = ["QUEUE_CALLBACK", "enqueue_command", "hand_back", "run"]
 
 QUEUE_CALLBACK = "To be called back without losing your place in line, press {digit}."
 
@@ -39,111 +40,65 @@ def run(call: Call, node: QueueNode, now: float) -> None:
     attrs = {k: render(v, s.attributes) for k, v in node.attributes.items()}
     s.attributes.update(attrs)
     s.attributes["queue"] = node.queue
-    call.exit("queued", now)  # time in the IVR ends here; the wait is routing's to measure
-    cmd = enqueue_command(call, node.queue, now, priority=node.priority, skills=dict(node.skills))
-    call.emit(cmd)
-    s.routing_id = cmd.id
-    s.phase = Phase.queued
-    s.announce_at = now + node.announce_every if node.announce_every else None
-    s.offer_at = now + node.callback_after if node.callback_after is not None else None
-    s.give_up_at = now + node.max_wait if node.max_wait is not None else None
-    s.offered = False
-    music(call, node, now)
-
-
-def music(call: Call, node: QueueNode, now: float) -> None:
-    s = call.state
-    chosen = call.prompt(node.music)
-    cmd = MediaPlay(
-        tenant_id=s.tenant_id,
-        call_id=s.call_id,
-        tone=None if chosen else "moh",
-        text=chosen.say if chosen else None,
-        file=chosen.file if chosen else None,
-        loop=True,
-        id=next_id(s),
-        ts=now,
-    )
-    call.emit(cmd)
-    s.pending = cmd.id
-
-
-def timer(call: Call, node: QueueNode, now: float) -> None:
-    """The queue's own times: the maximum wait first, then the callback offer, then an announcement."""
-    s = call.state
-    if s.give_up_at is not None and now >= s.give_up_at:
-        s.give_up_at = None
-        call.emit(
-            RoutingCancel(tenant_id=s.tenant_id, call_id=s.call_id, reason="max_wait", id=next_id(s), ts=now)
+    call.exit("queued", now)  # time in the IVR ends here; the wait is the coordinator's and routing's
+    enqueue = enqueue_command(call, node.queue, now, priority=node.priority, skills=dict(node.skills))
+    offer = None
+    if node.callback_after is not None:
+        prompt = call.prompt(node.callback_prompt) or Prompt(
+            say=QUEUE_CALLBACK.format(digit=node.callback_digit)
         )
-        call.clear_queue_timers()
-        call.go(node.on_timeout or RETURN, "timeout", now)
-        return
-    if s.offer_at is not None and now >= s.offer_at:
-        s.offer_at = None
-        _offer_callback(call, node, now)
-    elif s.announce_at is not None and now >= s.announce_at:
-        _announce(call, node, now)
-
-
-def _announce(call: Call, node: QueueNode, now: float) -> None:
-    s = call.state
-    s.announce_at = now + node.announce_every if node.announce_every else None
-    cmd = position_play(
-        tenant_id=s.tenant_id,
-        call_id=s.call_id,
-        position=s.position,
-        expected_wait_s=s.expected_wait_s,
-        language=s.language,
-        id=next_id(s),
-        ts=now,
-    )
-    call.emit(cmd)
-    s.pending = cmd.id  # when it finishes, the music resumes
-
-
-def _offer_callback(call: Call, node: QueueNode, now: float) -> None:
-    s = call.state
-    s.offered = True
-    prompt = call.prompt(node.callback_prompt) or Prompt(say=QUEUE_CALLBACK.format(digit=node.callback_digit))
-    cmd = MediaPlay(
-        tenant_id=s.tenant_id,
-        call_id=s.call_id,
-        text=render(prompt.say, s.attributes) if prompt.say else None,
-        file=prompt.file,
-        interruptible=True,
-        id=next_id(s),
-        ts=now,
-    )
-    call.emit(cmd)
-    s.pending = cmd.id
-
-
-def digit(call: Call, node: QueueNode, pressed: str, now: float) -> None:
-    s = call.state
-    call.record_digits(pressed)
-    if not s.offered or pressed != node.callback_digit:
-        return
-    # The caller keeps their place: routing calls them back when they reach the front. The request is
-    # published first: routing may find the contact due at once, and the coordinator must know why.
-    caller = s.attributes.get("caller", "")
-    call.emit(callback_requested(call, node.queue, caller, True, None, now))
-    call.emit(
-        RoutingCallback(
+        offer = MediaPlay(
             tenant_id=s.tenant_id,
             call_id=s.call_id,
-            queue=node.queue,
-            number=caller,
-            keep_place=True,
-            attributes={**s.attributes, **screen_pop(s)},
+            text=render(prompt.say, s.attributes) if prompt.say else None,
+            file=prompt.file,
+            voice=prompt.voice,
+            interruptible=True,
             id=next_id(s),
             ts=now,
         )
+    hand_back(
+        call,
+        enqueue,
+        now,
+        music=call.prompt(node.music),
+        announce_every=node.announce_every,
+        callback_after=node.callback_after,
+        callback_digit=node.callback_digit,
+        callback_offer=offer,
+        max_wait=node.max_wait,
+        on_timeout=node.on_timeout or "",
+        on_callback=node.on_callback or "",
     )
-    s.attributes["callback"] = "requested"
-    call.clear_queue_timers()
-    s.phase = Phase.playing
-    if node.on_callback:
-        call.enter(node.on_callback, now)
-    else:
-        call.say(CALLBACK_DONE, Finish(outcome="callback", result="callback"), now)
+
+
+def hand_back(
+    call: Call, enqueue: RoutingEnqueue, now: float, *, music: Prompt | None, on_fail: str = "", **terms: Any
+) -> None:
+    """End the IVR's step with the caller handed to the coordinator for `enqueue` (a queue node, or a
+    transfer to a queue or an agent). Where the flow goes if routing refuses: `on_fail` (a transfer's),
+    else the flow's fallback unless it was used already (the coordinator apologizes then)."""
+    s = call.state
+    flow = call.flow
+    fallback = on_fail if on_fail and not s.scope else ""
+    if not fallback and flow.fallback in flow.nodes and "ivr.fallback" not in s.attributes:
+        fallback = flow.fallback or ""
+    wait = IvrQueueWait(
+        enqueue=enqueue,
+        music=MediaPlay(
+            tenant_id=s.tenant_id,
+            call_id=s.call_id,
+            tone=None if music else "moh",
+            text=music.say if music else None,
+            file=music.file if music else None,
+            voice=music.voice if music else "en-us",
+            loop=True,
+            id=next_id(s),
+            ts=now,
+        ),
+        language=s.language,
+        fallback=fallback,
+        scope=s.scope,
+        **terms,
+    )
+    call.finish("transferred", "queued", now, queue=wait)

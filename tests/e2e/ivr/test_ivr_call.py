@@ -260,11 +260,13 @@ async def test_menu_key_2_enqueues_and_a_caller_leaving_the_queue_is_cancelled(
     assert enqueue.queue == "Support" and str(enqueue.queue_id) == line.queue_id
     assert enqueue.attributes["ivr.path"] == "menu>support" and enqueue.attributes["ivr.digits"] == "2"
     assert enqueue.attributes["ivr.flow"] == f"e2e-menu@{line.version}"
-    # The caller hung up while waiting: routing is told, and the IVR reports the call abandoned.
+    # The flow handed the caller to the coordinator at the queue node (which enqueued, as above); the caller
+    # hung up while waiting: the coordinator tells routing.
+    (completed,) = seen.of(IvrCompleted, call_id)
+    assert completed.outcome == "transferred" and completed.path == ["menu", "support"]
+    assert completed.queue is not None and completed.queue.announce_every == 30
     cancel = next(c for c in seen.routing if isinstance(c, RoutingCancel))
     assert cancel.call_id == call_id and cancel.reason == "abandoned"
-    (completed,) = seen.of(IvrCompleted, call_id)
-    assert completed.outcome == "abandoned" and completed.path == ["menu", "support"]
     (ended,) = seen.of(CallEnded, call_id)
     assert ended.cause == "remote_bye"
     assert sink.rms() > 300
@@ -297,5 +299,5 @@ async def test_demo_line_9_repeats_the_welcome_and_1_reaches_support(
     assert enqueue.attributes["ivr.path"] == "welcome>menu>welcome>menu>support"
     assert enqueue.attributes["ivr.flow"] == f"{DEMO_FLOW_NAME}@{demo.flow_version}"
     (completed,) = seen.of(IvrCompleted, call_id)
-    assert completed.outcome == "abandoned"
+    assert completed.outcome == "transferred" and completed.queue is not None  # handed to the coordinator
     assert sink.rms() > 300  # the welcome was heard

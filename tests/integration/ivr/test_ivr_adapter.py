@@ -20,7 +20,6 @@ import msgspec
 import pytest
 
 from services.ivr.adapter import CALLS_BUCKET, IvrAdapter
-from services.ivr.interpreter import SORRY
 from services.ivr.lookup import derive_secret, verify
 from services.kernel import db
 from services.kernel.bus import Bus, connect
@@ -28,7 +27,6 @@ from services.kernel.events import (
     CallCollected,
     CallEnded,
     CallPlayFinished,
-    ContactAccepted,
     IvrCompleted,
     IvrRun,
     RoutingEnqueue,
@@ -116,14 +114,28 @@ class FakeMedia:
     # When the last keys were sent and when the next command arrived: the IVR's step time, printed.
     keyed_at: float = 0.0
     step_s: list[float] = field(default_factory=list)
+    completed: dict[uuid.UUID, IvrCompleted] = field(default_factory=dict)
 
     async def start(self) -> None:
         await self.bus.nc.subscribe(f"sb.{self.tenant}.cmd.media.>", cb=self._media)
+        await self.bus.nc.subscribe(f"sb.{self.tenant}.evt.ivr.completed", cb=self._completed)
         # NATS maps routing commands onto their tenant partition (services/routing/partitions.py).
         await self.bus.nc.subscribe(tenant_commands_subject(self.tenant), cb=self._routing)
 
     def of(self, name: str, call_id: uuid.UUID) -> list[dict[str, Any]]:
         return [c for n, c in self.commands if n == name and c["call_id"] == str(call_id)]
+
+    def enqueue(self, call_id: uuid.UUID) -> RoutingEnqueue | None:
+        """The enqueue the flow handed to the coordinator (`ivr.completed` with its queue), if it did."""
+        done = self.completed.get(call_id)
+        return done.queue.enqueue if done is not None and done.queue is not None else None
+
+    async def _completed(self, msg: Any) -> None:
+        if self.keyed_at:
+            self.step_s.append(time.monotonic() - self.keyed_at)
+            self.keyed_at = 0.0
+        done = msgspec.json.decode(msg.data, type=IvrCompleted)
+        self.completed[done.call_id] = done
 
     async def _routing(self, msg: Any) -> None:
         if self.keyed_at:
@@ -245,21 +257,16 @@ async def test_call_runs_the_flow_with_a_signed_lookup_and_ends_in_a_queue(world
     assert Crm.secret == derive_secret(world.secret, uuid.UUID(world.tenant))
     await deploy(world, f"{crm}/caller")
     adapter = await start_adapter(world)
-    events: list[IvrCompleted] = []
-
-    async def completed(msg: Any) -> None:
-        events.append(msgspec.json.decode(msg.data, type=IvrCompleted))
-
-    sub = await world.bus.nc.subscribe(f"sb.{world.tenant}.evt.ivr.completed", cb=completed)
     try:
         call = uuid.uuid4()
         world.media.digits[call] = ["1"]
         await arrive(world, call)
-        await until(lambda: world.media.of("routing.enqueue", call))
-        print(f"digit -> enqueue command: {world.media.step_s[0] * 1000:.1f} ms")  # a figure, not a test
+        await until(lambda: world.media.enqueue(call))
+        print(f"digit -> hand-back: {world.media.step_s[0] * 1000:.1f} ms")  # a figure, not a test
         names = [n for n, c in world.media.commands if c["call_id"] == str(call)]
-        assert names[:3] == ["media.play", "media.collect", "routing.enqueue"], names  # answered already
-        enqueue = msgspec.convert(world.media.of("routing.enqueue", call)[0], RoutingEnqueue)
+        assert names == ["media.play", "media.collect"], names  # the IVR neither enqueues nor plays music
+        enqueue = world.media.enqueue(call)
+        assert enqueue is not None
         queues = (await world.api.get("/v1/queues", headers=world.headers)).json()["items"]
         assert str(enqueue.queue_id) == next(q["id"] for q in queues if q["name"] == "sales")
         assert enqueue.attributes["vip"] == "true"  # the CRM verified our signature
@@ -268,18 +275,11 @@ async def test_call_runs_the_flow_with_a_signed_lookup_and_ends_in_a_queue(world
             and enqueue.attributes["ivr.digits"] == "1"
         )
         assert Crm.seen[0]["ok"] and Crm.seen[0]["body"] == {"caller": "+15551230000"}
-        # The caller waits in the queue (music); the call's state is in the KV bucket until it ends.
-        assert world.media.of("media.play", call)[-1]["tone"] == "moh"
-        kv = await world.bus.js.key_value(CALLS_BUCKET)
-        assert (await kv.get(f"{world.tenant}.{call}")).value
-        await world.bus.publish(
-            ContactAccepted(tenant_id=uuid.UUID(world.tenant), call_id=call, agent_id="a1")
-        )
-        await until(lambda: events)
-        assert events[0].outcome == "transferred" and events[0].call_id == call
+        assert world.media.completed[call].outcome == "transferred"
+        # The IVR's step is over: the call is neither in memory nor in the KV bucket.
         await until(lambda: call not in adapter.calls)
+        assert f"{world.tenant}.{call}" not in [key for key, _ in await world.bus.kv_latest(CALLS_BUCKET)]
     finally:
-        await sub.unsubscribe()
         await adapter.stop()
 
 
@@ -291,10 +291,10 @@ async def test_lookup_timeout_takes_the_fallback_branch(world: World, crm: str) 
         call = uuid.uuid4()
         world.media.digits[call] = ["1"]
         await arrive(world, call)
-        await until(lambda: world.media.of("routing.enqueue", call))
-        enqueue = world.media.of("routing.enqueue", call)[0]
-        assert enqueue["attributes"]["lookup_error"] == "timeout" and "vip" not in enqueue["attributes"]
-        assert enqueue["queue"] == "sales"
+        await until(lambda: world.media.enqueue(call))
+        enqueue = world.media.enqueue(call)
+        assert enqueue is not None and enqueue.queue == "sales"
+        assert enqueue.attributes["lookup_error"] == "timeout" and "vip" not in enqueue.attributes
     finally:
         await adapter.stop()
 
@@ -306,8 +306,8 @@ async def test_lookups_to_private_addresses_are_refused_by_default(world: World,
         call = uuid.uuid4()
         world.media.digits[call] = ["1"]
         await arrive(world, call)
-        await until(lambda: world.media.of("routing.enqueue", call))
-        error = world.media.of("routing.enqueue", call)[0]["attributes"]["lookup_error"]
+        await until(lambda: world.media.enqueue(call))
+        error = world.media.completed[call].attributes["lookup_error"]
         assert "non-public address (127.0.0.1)" in error
         assert Crm.seen == []  # the request was never sent
     finally:
@@ -329,17 +329,17 @@ async def test_restart_resumes_mid_call_and_calls_keep_their_version(world: Worl
     world.media.digits[call] = ["1"]
     adapter = await start_adapter(world)
     try:
-        await until(lambda: world.media.of("routing.enqueue", call))
+        await until(lambda: world.media.enqueue(call))
         collects = world.media.of("media.collect", call)
         assert len(collects) == 2 and collects[-1]["text"] == "Version one menu"  # re-prompted, same version
-        assert world.media.of("routing.enqueue", call)[0]["queue"] == "sales"
+        assert world.media.completed[call].queue.enqueue.queue == "sales"  # type: ignore[union-attr]
         # A new call gets version 2.
         fresh = uuid.uuid4()
         world.media.digits[fresh] = ["1"]
         await arrive(world, fresh)
-        await until(lambda: world.media.of("routing.enqueue", fresh))
+        await until(lambda: world.media.enqueue(fresh))
         assert world.media.of("media.collect", fresh)[0]["text"] == "Version two menu"
-        assert world.media.of("routing.enqueue", fresh)[0]["queue"] == "priority"
+        assert world.media.completed[fresh].queue.enqueue.queue == "priority"  # type: ignore[union-attr]
     finally:
         await adapter.stop()
 
@@ -377,22 +377,8 @@ async def test_an_unknown_flow_is_refused_and_failed_commands_get_no_silence(wor
         assert call not in adapter.calls
     finally:
         await adapter.stop()
-    # Commands that fail (no routing service answers) send the caller to the fallback, then an apology.
-    await deploy(world, f"{crm}/caller")
-    await flushed(world.bus.nc)
-    adapter = await start_adapter(world)
-    try:
-        world.media.refuse_routing = True
-        call = uuid.uuid4()
-        world.media.digits[call] = ["1"]
-        await arrive(world, call)
-        await until(lambda: world.media.of("media.hangup", call))
-        # sales refused -> the flow's fallback (agents) refused too -> an apology, then a hang-up.
-        assert [c["queue"] for c in world.media.of("routing.enqueue", call)] == ["sales", "support"]
-        assert world.media.of("media.play", call)[-1]["text"] == SORRY
-        await until(lambda: call not in adapter.calls)
-    finally:
-        await adapter.stop()
+    # A queue routing refuses is the coordinator's to handle now (the flow continues at its fallback:
+    # tests/unit/contacts/test_flow_queue.py); the IVR only hands the caller back.
 
 
 async def test_a_run_at_a_node_continues_the_flow_there_with_what_it_had_learned(
@@ -429,11 +415,11 @@ async def test_a_run_at_a_node_continues_the_flow_there_with_what_it_had_learned
             dialled=world.e164,
         )
         assert (await world.bus.request(run, timeout=5.0)).ok
-        await until(lambda: world.media.of("routing.enqueue", call))
+        await until(lambda: world.media.enqueue(call))
         names = [n for n, c in world.media.commands if c["call_id"] == str(call)]
-        assert names[:2] == ["media.collect", "routing.enqueue"], names  # no greeting played
+        assert names == ["media.collect"], names  # no greeting played
         assert len(Crm.seen) == lookups  # the lookup before the menu did not run again
-        attributes = world.media.of("routing.enqueue", call)[0]["attributes"]
+        attributes = world.media.completed[call].attributes
         assert attributes["vip"] == "gold" and attributes["caller"] == "+15551230000"
         assert attributes["ivr.path"] == "menu>sales" and attributes["ivr.digits"] == "1"
     finally:

@@ -1,8 +1,8 @@
 """Two IVR processes sharing tenants by partition (services/kernel/partitioned.py), on the session's real
 NATS and PostgreSQL, with media and routing answered by the bus-level responder: kill -9 of one, and its
-callers, waiting at a menu, are prompted again by the other within 5 s and reach their queue exactly once;
-the other worker's callers are not touched. The workers are not numbered (SB_WORKER_INDEX=auto, as the
-chart runs them): they find their shares from each other's membership keys."""
+callers, waiting at a menu, are prompted again by the other within 5 s and are handed back for their queue
+exactly once; the other worker's callers are not touched. The workers are not numbered (SB_WORKER_INDEX=auto,
+as the chart runs them): they find their shares from each other's membership keys."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 
 from services.kernel import events as ev
@@ -88,6 +89,14 @@ async def test_kill_9_hands_callers_at_a_menu_to_the_other_ivr(
             kept, moved = await line_homed_on(api, w, 0), await line_homed_on(api, w, 1)
             media = Responder(bus, [kept.tenant, moved.tenant], no_reaction)
             await media.start()
+            handed: dict[uuid.UUID, dict[uuid.UUID, ev.IvrCompleted]] = {}
+
+            async def on_completed(msg: Any) -> None:
+                done = msgspec.json.decode(msg.data, type=ev.IvrCompleted)
+                handed.setdefault(done.call_id, {})[done.id] = done
+
+            for line in (kept, moved):
+                await bus.nc.subscribe(f"sb.{line.tenant}.evt.ivr.completed", cb=on_completed)
             calls = {line.tenant: [uuid.uuid4(), uuid.uuid4()] for line in (kept, moved)}
             for line in (kept, moved):
                 for call in calls[line.tenant]:
@@ -136,17 +145,16 @@ async def test_kill_9_hands_callers_at_a_menu_to_the_other_ivr(
                         )
                     )
 
-            async def all_enqueued() -> bool:
-                return all(media.ids("routing.enqueue", c) for cs in calls.values() for c in cs)
+            async def all_handed_back() -> bool:
+                return all(handed.get(c) for cs in calls.values() for c in cs)
 
-            await wait_for(all_enqueued, 10.0, "every caller in the sales queue")
+            await wait_for(all_handed_back, 10.0, "every caller handed back for the sales queue")
             for line in (kept, moved):
                 for call in calls[line.tenant]:
-                    enqueues = [
-                        c for n, c in media.commands if n == "routing.enqueue" and c["call_id"] == str(call)
-                    ]
-                    assert len({c["id"] for c in enqueues}) == 1 and enqueues[0]["queue"] == "sales", enqueues
+                    (done,) = handed[call].values()  # once (a JetStream duplicate has the same id)
+                    assert done.queue is not None and done.queue.enqueue.queue == "sales", done
                     assert not media.ids("media.answer", call)  # the coordinator answers, not the IVR
+                    assert not media.ids("routing.enqueue", call)  # the coordinator enqueues
             # The survivor's own callers heard their menu once: nothing of theirs was replayed.
             assert all(len({c["id"] for c in collects(call)}) == 1 for call in calls[kept.tenant])
         finally:

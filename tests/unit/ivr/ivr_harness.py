@@ -10,7 +10,15 @@ from switchboard.flowdef.flow import Flow
 from switchboard.flowdef.validate import validate_text
 
 from services.ivr.interpreter import Interpreter
-from services.kernel.events import CallCollected, CallPlayFinished, MediaCollect, MediaPlay
+from services.kernel.events import (
+    CallCollected,
+    CallPlayFinished,
+    IvrCompleted,
+    IvrQueueWait,
+    MediaCollect,
+    MediaPlay,
+    RoutingEnqueue,
+)
 
 T = TypeVar("T")
 TENANT = uuid.UUID("00000000-0000-0000-0000-0000000000aa")
@@ -68,6 +76,15 @@ class Call:
         found = [o for o in self.out if isinstance(o, kind)]
         assert len(found) == 1, f"expected one {kind.__name__} in {[type(o).__name__ for o in self.out]}"
         return found[0]
+
+    def handed(self) -> IvrQueueWait:
+        """The queue and its terms the flow handed to the coordinator (the IVR's step ended there)."""
+        wait = self.one(IvrCompleted).queue
+        assert wait is not None, "the flow ended without reaching a queue"
+        return wait
+
+    def enqueued(self) -> RoutingEnqueue:
+        return self.handed().enqueue
 
     def has(self, kind: type) -> bool:
         return any(isinstance(o, kind) for o in self.out)

@@ -20,8 +20,6 @@ from services.kernel.events import (
     CallEnded,
     CallPlayFinished,
     CallRecordFinished,
-    ContactAccepted,
-    ContactPositionChanged,
     IvrCallbackRequested,
     IvrCompleted,
     IvrNodeEntered,
@@ -31,7 +29,6 @@ from services.kernel.events import (
     MediaHangup,
     MediaPlay,
     MediaRecord,
-    MediaStop,
     MediaTransfer,
     RoutingCallback,
     RoutingCancel,
@@ -72,7 +69,7 @@ def test_play_then_menu_digit_to_queue_with_screen_pop() -> None:
     collect = call.one(MediaCollect)
     assert collect.text == "1 sales, 0 agent" and collect.max_digits == 1 and collect.terminator is None
     call.press("1", 3.0)
-    enqueue = call.one(RoutingEnqueue)
+    enqueue = call.enqueued()
     assert (enqueue.queue, enqueue.priority, enqueue.skills) == ("sales", 70, {"spanish": 3})
     attrs = enqueue.attributes
     assert (
@@ -83,8 +80,14 @@ def test_play_then_menu_digit_to_queue_with_screen_pop() -> None:
     assert steps[0]["seconds"] == 2.0 and steps[1]["seconds"] == 3.0 and steps[1]["digits"] == "1"
     exited = [o for o in call.out if isinstance(o, IvrNodeExited)]
     assert [(e.node, e.digits, e.result) for e in exited] == [("menu", "1", "1"), ("sales", "", "queued")]
-    assert call.one(MediaPlay).tone == "moh" and call.one(MediaPlay).loop
-    assert call.ivr.state.phase is Phase.queued
+    # The IVR's step ends at the queue: the coordinator enqueues and plays the music (none sent from here).
+    completed = call.one(IvrCompleted)
+    assert completed.outcome == "transferred" and completed.attributes == attrs
+    wait = call.handed()
+    assert wait.music.tone == "moh" and wait.music.loop and wait.announce_every == 60.0
+    assert wait.callback_offer is None and wait.max_wait is None and wait.fallback == "agents"
+    assert not call.has(RoutingEnqueue) and not call.has(MediaPlay)
+    assert call.ivr.done
 
 
 def test_menu_invalid_then_timeout_then_on_fail() -> None:
@@ -142,7 +145,7 @@ def test_collect_min_max_pattern_and_retries() -> None:
     call.finish_play()
     call.press("123456")
     assert call.ivr.state.attributes["account"] == "123456"
-    assert call.one(RoutingEnqueue).attributes["account"] == "123456"
+    assert call.enqueued().attributes["account"] == "123456"
 
 
 BRANCH = """\
@@ -249,7 +252,7 @@ def test_lookup_is_signed_and_results_become_attributes_then_dynamic_menu() -> N
     assert call.ivr.state.attributes["crm_vip"] == "true" and "crm_ignored" not in call.ivr.state.attributes
     assert call.one(MediaCollect).text == "Hello Ann, press 1 for your manager"
     call.press("1")
-    assert call.one(RoutingEnqueue).queue == "vip"
+    assert call.enqueued().queue == "vip"
 
 
 def test_dynamic_menu_default_variant_for_other_callers() -> None:
@@ -258,7 +261,7 @@ def test_dynamic_menu_default_variant_for_other_callers() -> None:
     call.send(LookupResult(id=req.id, status=200, body=b'{"is_vip": false}'))
     assert call.one(MediaCollect).text == "1 sales 2 support 0 agent"
     call.press("2")
-    assert call.one(RoutingEnqueue).queue == "s"
+    assert call.enqueued().queue == "s"
 
 
 def test_lookup_timeout_error_and_bad_answers_take_the_fallback_branch() -> None:
@@ -274,7 +277,7 @@ def test_lookup_timeout_error_and_bad_answers_take_the_fallback_branch() -> None
             call.send(LookupResult(id=req.id, status=200, body=b"[1, 2]"))
         else:
             call.send(LookupResult(id=req.id, status=500))
-        assert call.one(RoutingEnqueue).queue == "s", result
+        assert call.enqueued().queue == "s", result
         assert call.ivr.state.attributes["crm_lookup_error"]
     # A late answer for an old request changes nothing.
     call = Call(flow_of(LOOKUP))
@@ -297,68 +300,72 @@ nodes:
 """
 
 
-def test_queue_announcements_callback_offer_keeps_place() -> None:
-    call = Call(flow_of(QUEUE))
-    assert call.one(MediaPlay).file == "music.wav" and call.one(MediaPlay).loop
-    call.send(ContactPositionChanged(tenant_id=TENANT, call_id=CALL, position=3, expected_wait_s=130.0), 0)
-    call.timer()  # 30 s: announcement
-    assert call.now == NOON_MONDAY + 30
-    assert call.one(MediaPlay).text == "You are number 3 in line. The expected wait is about 2 minutes."
-    call.finish_play(0)  # music again
-    assert call.one(MediaPlay).loop
-    call.timer()  # 45 s: callback offer
-    assert call.now == NOON_MONDAY + 45
-    offer = call.one(MediaPlay)
-    assert offer.interruptible and "press 1" in (offer.text or "")
-    call.send(CallDtmf(tenant_id=TENANT, call_id=CALL, digit="1", source="rfc4733"))
-    cb = call.one(RoutingCallback)
-    assert cb.keep_place and cb.number == "+15551230000" and cb.queue == "support"
-    assert not call.has(RoutingCancel)
-    call.finish_play()
-    assert call.has(MediaHangup) and call.one(IvrCompleted).outcome == "callback"
-
-
-def test_queue_announcements_are_in_the_tenants_language() -> None:
+def test_queue_node_hands_the_wait_to_the_coordinator_with_its_terms() -> None:
+    """The node's music, announcements (in the tenant's language), callback offer and maximum wait go to the
+    coordinator, which keeps the caller company (services/contacts/queue_wait.py); the IVR's step ends."""
     call = Call(flow_of(QUEUE), language="es")
-    call.one(MediaPlay)
-    call.send(ContactPositionChanged(tenant_id=TENANT, call_id=CALL, position=2, expected_wait_s=50.0), 0)
-    call.timer()
-    said = call.one(MediaPlay)
-    assert said.text == "Usted es el número 2 en la fila. La espera prevista es de aproximadamente 1 minuto."
-    assert said.voice == "es"
-
-
-def test_queue_digit_before_offer_is_ignored_agent_answer_completes() -> None:
-    call = Call(flow_of(QUEUE))
-    call.send(CallDtmf(tenant_id=TENANT, call_id=CALL, digit="1", source="rfc4733"))
-    assert not call.has(RoutingCallback)
-    call.send(ContactAccepted(tenant_id=TENANT, call_id=CALL, agent_id="agent-7"))
-    assert call.has(MediaStop) and call.one(IvrCompleted).outcome == "transferred"
-    assert call.one(IvrCompleted).attributes["agent_id"] == "agent-7"
-
-
-def test_queue_max_wait_goes_to_voicemail_which_becomes_a_task() -> None:
-    call = Call(flow_of(QUEUE))
-    call.timer(NOON_MONDAY + 600)
-    assert call.one(RoutingCancel).reason == "max_wait"
-    assert call.node == "vm" and call.one(MediaPlay).text == "Leave a message"
-    call.finish_play()
-    rec = call.one(MediaRecord)
-    assert rec.max_seconds == 60
-    call.send(
-        CallRecordFinished(tenant_id=TENANT, call_id=CALL, record_id=rec.id, file=rec.file, seconds=12.0)
+    wait = call.handed()
+    assert (wait.music.file, wait.music.loop, wait.music.tone) == ("music.wav", True, None)
+    assert (wait.announce_every, wait.language, wait.callback_after, wait.callback_digit) == (
+        30.0,
+        "es",
+        45.0,
+        "1",
     )
-    task = call.one(RoutingTask)
-    assert task.queue == "support" and task.file == rec.file and task.kind == "voicemail"
-    call.finish_play()
-    assert call.one(IvrCompleted).outcome == "self_served"
+    assert wait.callback_offer is not None and wait.callback_offer.interruptible
+    assert "press 1" in (wait.callback_offer.text or "")
+    assert (wait.max_wait, wait.on_timeout, wait.on_callback, wait.fallback, wait.scope) == (
+        600.0,
+        "vm",
+        "",
+        "",
+        "",
+    )
+    assert wait.enqueue.queue == "support" and wait.enqueue.attributes["ivr.path"] == "q"
+    assert call.ivr.done and call.ivr.next_timer() is None
+    # Nothing the caller does reaches this flow run any more.
+    assert call.send(CallDtmf(tenant_id=TENANT, call_id=CALL, digit="1", source="rfc4733")) == []
 
 
-def test_caller_hangs_up_in_queue_is_abandoned_and_cancelled() -> None:
-    call = Call(flow_of(QUEUE))
+def test_queue_max_wait_continues_at_on_timeout_which_becomes_a_task() -> None:
+    """The coordinator's `ivr.run` at on_timeout: a new run of the flow at that node, with its own ids."""
+    flow = flow_of(QUEUE)
+    first = Call(flow)
+    learned = first.enqueued().attributes
+    call = Interpreter.new(
+        flow,
+        version=3,
+        tenant_id=TENANT,
+        call_id=CALL,
+        caller="+15551230000",
+        dialled="+15550001111",
+        now=NOON_MONDAY + 600,
+        attributes=learned,
+        run_id=uuid.uuid4(),
+    )
+    out = call.start(NOON_MONDAY + 600, at="vm")
+    play = next(o for o in out if isinstance(o, MediaPlay))
+    assert play.text == "Leave a message" and call.state.node == "vm"
+    assert play.id not in {o.id for o in first.out}  # never answered from a reply cache as the first run's
+    rec = next(
+        o
+        for o in call.handle(
+            CallPlayFinished(tenant_id=TENANT, call_id=CALL, play_id=play.id), NOON_MONDAY + 603
+        )
+        if isinstance(o, MediaRecord)
+    )
+    out = call.handle(
+        CallRecordFinished(tenant_id=TENANT, call_id=CALL, record_id=rec.id, file=rec.file, seconds=12.0),
+        NOON_MONDAY + 620,
+    )
+    task = next(o for o in out if isinstance(o, RoutingTask))
+    assert task.queue == "support" and task.file == rec.file and task.attributes["queue"] == "support"
+
+
+def test_caller_hangs_up_in_the_flow_is_abandoned() -> None:
+    call = Call(flow_of(MENU))
     call.send(CallEnded(tenant_id=TENANT, call_id=CALL, cause="remote_bye", duration=5.0))
-    assert call.one(RoutingCancel).reason == "abandoned"
-    assert call.one(IvrCompleted).outcome == "abandoned"
+    assert call.one(IvrCompleted).outcome == "abandoned" and not call.has(RoutingCancel)
 
 
 CALLBACK = """\
@@ -411,17 +418,16 @@ def test_transfer_to_number_agent_and_queue() -> None:
 
     call = Call(flow_of(TRANSFER))
     call.press("2")
-    enq = call.one(RoutingEnqueue)
-    assert enq.preferred_agent_id == "agent-42"
-    # Routing refuses (agent unknown): the node's on_fail, never silence.
-    call.send(CommandFailed(command_id=enq.id, error="no such agent"))
-    assert call.one(RoutingEnqueue).queue == "billing"
+    wait = call.handed()
+    assert wait.enqueue.preferred_agent_id == "agent-42" and wait.enqueue.queue == ""
+    # Should routing refuse (agent unknown), the coordinator continues at the node's on_fail.
+    assert wait.fallback == "queue" and wait.music.tone == "moh" and wait.announce_every is None
+    assert call.one(IvrCompleted).outcome == "transferred" and call.ivr.done
 
     call = Call(flow_of(TRANSFER))
     call.press("3")
-    assert call.one(RoutingEnqueue).queue == "billing"
-    call.send(ContactAccepted(tenant_id=TENANT, call_id=CALL, agent_id="a1"))
-    assert call.one(IvrCompleted).outcome == "transferred"
+    assert call.enqueued().queue == "billing" and call.handed().fallback == ""
+    assert call.one(IvrCompleted).attributes["transfer"] == "queue:billing"
 
 
 SURVEY = """\
@@ -470,7 +476,7 @@ def test_subflow_enters_and_returns() -> None:
     call = Call(flow_of(SUBFLOW))
     assert call.node == "pin" and call.ivr.state.scope == "verify"
     call.press("1234")
-    assert call.one(RoutingEnqueue).attributes["verified"] == "yes"
+    assert call.enqueued().attributes["verified"] == "yes"
     assert call.ivr.state.scope == "" and call.ivr.state.stack == []
 
 
@@ -494,34 +500,40 @@ def test_restart_resumes_from_serialized_state_with_its_version() -> None:
             ),
             NOON_MONDAY + 12,
         )
-        if isinstance(o, RoutingEnqueue)
+        if isinstance(o, IvrCompleted) and o.queue is not None
     ]
-    assert enqueued and enqueued[0].queue == "support"
-    assert enqueued[0].attributes["ivr.path"] == "greet>menu>agents"
+    assert enqueued and enqueued[0].queue.enqueue.queue == "support"
+    assert enqueued[0].queue.enqueue.attributes["ivr.path"] == "greet>menu>agents"
 
-    # A caller waiting in a queue: only the music restarts; routing kept the place.
+    # A caller an older IVR kept waiting in a queue (saved in its phase `queued`): handed back on resume.
     call = Call(flow)
     call.finish_play()
     call.press("1")
-    again = Interpreter.restore(flow, call.ivr.dump())
+    state = msgspec.json.decode(call.ivr.dump())
+    state.update(phase="queued", outcome=None)
+    again = Interpreter.restore(flow, msgspec.json.encode(state))
     out = again.resume(NOON_MONDAY + 20)
-    assert [type(o).__name__ for o in out] == ["MediaPlay"] and out[0].loop
+    handed = [o for o in out if isinstance(o, IvrCompleted)]
+    assert handed and handed[0].queue is not None and handed[0].queue.enqueue.queue == "sales"
 
 
 def test_resume_impossible_goes_to_fallback_or_apology() -> None:
-    flow = flow_of(QUEUE.replace("name: q", "name: q\nfallback: q"))
+    flow = flow_of(
+        "name: v\nstart: vm\nfallback: q\nnodes:\n  q: {type: queue, queue: support}\n"
+        '  vm: {type: voicemail, queue: support, prompt: {say: "Leave"}, max_seconds: 60, next: q}\n'
+    )
     call = Call(flow)
-    call.timer(NOON_MONDAY + 600)
     call.finish_play()
     assert call.ivr.state.phase is Phase.recording
     again = Interpreter.restore(flow, call.ivr.dump())
     out = again.resume(NOON_MONDAY + 700)
-    assert [o.queue for o in out if isinstance(o, RoutingEnqueue)] == ["support"]
+    assert [o.queue.enqueue.queue for o in out if isinstance(o, IvrCompleted) and o.queue] == ["support"]
     assert again.state.attributes["ivr.fallback"] == "cannot resume"
     # No fallback in the flow: an apology, then a hang-up; never silence.
-    flow = flow_of(QUEUE)
+    flow = flow_of(
+        'name: v\nstart: vm\nnodes:\n  vm: {type: voicemail, queue: support, prompt: {say: "Leave"}, max_seconds: 60}\n'
+    )
     call = Call(flow)
-    call.timer(NOON_MONDAY + 600)
     call.finish_play()
     again = Interpreter.restore(flow, call.ivr.dump())
     out = again.resume(NOON_MONDAY + 700)
@@ -550,10 +562,9 @@ def test_a_silent_loop_is_cut_and_enqueue_failure_reaches_fallback() -> None:
     """.replace("\n    ", "\n").replace("    name", "name")
     )
     call = Call(flow)
-    enq = call.one(RoutingEnqueue)
-    assert call.ivr.state.attributes["ivr.fallback"] == "loop without input"
-    call.send(CommandFailed(command_id=enq.id, error="no responders"))
-    assert call.one(MediaPlay).text == SORRY  # the fallback itself failed: apology, then hang up
+    assert call.enqueued().attributes["ivr.fallback"] == "loop without input"
+    # The fallback is used: should routing refuse the queue, the coordinator apologizes (no fallback left).
+    assert call.handed().fallback == ""
 
 
 def test_lookup_get_signs_the_query_string() -> None:
@@ -584,8 +595,8 @@ def test_transfer_to_a_number_that_fails_goes_to_on_fail_and_queue_transfer_has_
     transfer = call.one(MediaTransfer)
     assert call.ivr.done
     call.send(CommandFailed(command_id=transfer.id, error="trunk down"))
-    assert call.one(RoutingEnqueue).queue == "billing" and not call.ivr.done
-    assert call.one(MediaPlay).tone == "moh" and call.one(MediaPlay).loop
+    assert call.enqueued().queue == "billing" and call.ivr.done
+    assert call.handed().music.tone == "moh" and call.handed().music.loop
 
 
 def test_media_stopping_a_prompt_or_collection_is_not_caller_input() -> None:
@@ -612,36 +623,6 @@ def test_media_stopping_a_prompt_or_collection_is_not_caller_input() -> None:
     )
     later.timer()  # the prompt's deadline: on to the menu
     assert later.has(MediaCollect)
-
-
-def test_music_stopped_by_media_in_a_queue_is_not_restarted() -> None:
-    call = Call(flow_of(QUEUE))
-    music = call.one(MediaPlay)
-    assert music.tone == "moh" or music.loop
-    assert (
-        call.send(CallPlayFinished(tenant_id=TENANT, call_id=CALL, play_id=music.id, reason="stopped")) == []
-    )
-    call.send(CallEnded(tenant_id=TENANT, call_id=CALL, cause="remote_bye", duration=5.0))
-    assert call.one(RoutingCancel).reason == "abandoned" and not call.has(MediaPlay)
-
-
-def test_callback_request_is_published_before_routing_hears_and_a_hang_up_is_no_abandonment() -> None:
-    """The coordinator learns of the call back first (routing may find the contact due at once); a caller who
-    hangs up during the confirmation asked for a call back, not abandoned."""
-    call = Call(flow_of(QUEUE))
-    call.timer(NOON_MONDAY + 45)  # the callback offer
-    call.send(CallDtmf(tenant_id=TENANT, call_id=CALL, digit="1", source="rfc4733"))
-    kinds = [type(o).__name__ for o in call.out]
-    assert kinds.index("IvrCallbackRequested") < kinds.index("RoutingCallback")
-    request = call.one(IvrCallbackRequested)
-    assert (request.number, request.queue, request.keep_place, request.at) == (
-        "+15551230000",
-        "support",
-        True,
-        None,
-    )
-    call.send(CallEnded(tenant_id=TENANT, call_id=CALL, cause="remote_bye", duration=50.0))
-    assert call.one(IvrCompleted).outcome == "callback" and not call.has(RoutingCancel)
 
 
 SCHEDULED = """\
