@@ -29,6 +29,7 @@ from nats.js.api import (
 )
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
+from .log import get_logger
 from .messages import Command, Event, Reply, decode, encode
 from .serving import (
     MAX_DELIVER,
@@ -48,10 +49,13 @@ from .subjects import EVENTS_STREAM, EVENTS_SUBJECTS, HEALTH_BUCKET, cmd_subject
 __all__ = ["Bus", "BusError", "CommandTimeout", "connect", "decode_event"]
 
 T = TypeVar("T", bound=msgspec.Struct)
+log = get_logger()
 
 # JetStream's duplicate window: a re-sent event with the same id inside it is stored once.
 DEDUPE_WINDOW_S = 120.0
 EVENTS_MAX_AGE_S = 7 * 24 * 3600.0
+# How long a starting service keeps asking a slow JetStream for its streams before it gives up.
+ENSURE_STREAMS_S = 60.0
 
 
 class BusError(RuntimeError):
@@ -69,8 +73,24 @@ class Bus:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
 
-    async def ensure_streams(self, replicas: int = 1) -> None:
-        """Create (or update) the SB_EVENTS stream and the health bucket; safe to call from every service."""
+    async def ensure_streams(self, replicas: int = 1, *, within_s: float = ENSURE_STREAMS_S) -> None:
+        """Create (or update) the SB_EVENTS stream and the health bucket; safe to call from every service.
+
+        Every step is idempotent, so a JetStream API request that times out (nats-py's 5 s) is asked again
+        until `within_s` has passed: a server busy with a whole platform starting (or a cluster electing a
+        leader) answers late, and a service that exited on the first late answer would not start at all."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        while True:
+            try:
+                await self._ensure_streams(replicas)
+                return
+            except NatsTimeout:
+                if loop.time() >= deadline:
+                    raise
+                log.warning("jetstream_slow_at_start", retry_within_s=round(deadline - loop.time(), 1))
+
+    async def _ensure_streams(self, replicas: int) -> None:
         config = StreamConfig(
             name=EVENTS_STREAM,
             subjects=[EVENTS_SUBJECTS],
