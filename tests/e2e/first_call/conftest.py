@@ -165,12 +165,12 @@ def _stack(
                     stderr=subprocess.STDOUT,
                 )
         for name, proc in procs.items():
-            _started(name, logs[name], proc, 30.0)
+            _started(name, logs[name], proc, START_LIMIT_S)
         asyncio.run(consumer_ready(infra.nats_url, envs["contacts"]["SB_CONTACTS_DURABLE"], START_LIMIT_S))
         asyncio.run(consumer_ready(infra.nats_url, envs["ivr"]["SB_IVR_DURABLE"], START_LIMIT_S))
         if not sip_answers(sip_port, START_LIMIT_S):
             raise RuntimeError("nothing answers OPTIONS on the SIP port")
-        asyncio.run(_routing_answers(infra.nats_url, 15.0))
+        asyncio.run(_routing_answers(infra.nats_url, START_LIMIT_S))
         yield Stack(
             api=api,
             sip_port=sip_port,

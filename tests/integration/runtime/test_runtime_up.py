@@ -40,7 +40,10 @@ ALL_SERVICES = ("api", "media", "routing", "ivr", "contacts", "recording", "repo
 SERVICES = ALL_SERVICES if HAVE_API else ALL_SERVICES[1:]
 needs_api = pytest.mark.skipif(not HAVE_API, reason="services/api/__main__.py does not exist yet")
 
-pytestmark = pytest.mark.timeout(60)
+# Above the longest bounded wait of a test here (`wait_ready`'s 90 s for a whole platform to start, then the
+# kill's 10 + 15 s), so a slow start fails with `up`'s own output rather than pytest-timeout's stack dump: at
+# load 19 the second run's start took more than the 60 s this used to be.
+pytestmark = pytest.mark.timeout(150)
 
 
 def _env() -> dict[str, str]:
