@@ -1,13 +1,20 @@
 """WebRTC leg signalling shared by the sockets on `/v1/ws` that own legs by a name (an agent's socket: its
-agent id; a supervisor's: `supervisor:<account>`): `offer` / `answer` / `ice` to the media worker, and
-media's `WebRtcSignal`s for the owner's legs back to the browser."""
+agent id; a supervisor's: `supervisor:<account>`): `offer` / `answer` / `ice` to the media worker (an
+`offer` naming one of the socket's legs is that leg's ICE restart), and media's `WebRtcSignal`s for the
+owner's legs back to the browser."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from services.kernel.events import MediaWebRtcAnswer, MediaWebRtcIce, MediaWebRtcOffer, WebRtcSignal
+from services.kernel.events import (
+    MediaWebRtcAnswer,
+    MediaWebRtcIce,
+    MediaWebRtcOffer,
+    MediaWebRtcRestart,
+    WebRtcSignal,
+)
 from services.kernel.ids import new_id
 
 from .signalling_base import Bad, Socket
@@ -26,6 +33,9 @@ class LegSocket(Socket):
 
     async def leg_message(self, kind: str, body: Any, ref: str | None) -> None:
         tenant, owner = self.tenant_id, self.owner
+        if kind == "offer" and getattr(body, "leg_id", None) is not None:
+            await self._restart(body.leg_id, body.sdp, ref)
+            return
         if kind == "offer":
             cap = self.state.settings.webrtc_legs_per_socket
             if len(self.legs) >= cap:
@@ -69,6 +79,18 @@ class LegSocket(Socket):
                     sdp_mline_index=body.sdp_mline_index,
                 )
             )
+
+    async def _restart(self, leg_id: uuid.UUID, sdp: str, ref: str | None) -> None:
+        """An ICE restart of a live leg (docs/agent-protocol.md): the worker holding it answers."""
+        if leg_id not in self.legs:
+            raise Bad("unknown_leg", "this session has no leg with that id")
+        data = await self.command(
+            MediaWebRtcRestart(tenant_id=self.tenant_id, leg_id=leg_id, agent_id=self.owner, sdp=sdp)
+        )
+        answer = data.get("sdp")
+        if not isinstance(answer, str):
+            raise Bad("media_error", "the media service answered without an SDP answer")
+        await self.send("answer", leg_id=str(leg_id), sdp=answer, **({"ref": ref} if ref else {}))
 
     async def on_signal(self, signal: WebRtcSignal) -> None:
         # Decoded by Bus.listen on this tenant's subjects (payload tenant checked there).

@@ -90,6 +90,8 @@ class Offer(msgspec.Struct, kw_only=True):
     call_id: uuid.UUID | None = None
     # The contact of a leg made before its call exists (an agent-first callback: docs/agent-protocol.md).
     contact_id: uuid.UUID | None = None
+    # A re-offer for this live leg: an ICE restart (the browser's restartIce(), new ICE credentials).
+    leg_id: uuid.UUID | None = None
 
 
 class CallOffer(msgspec.Struct, kw_only=True):

@@ -92,8 +92,10 @@ BRIDGE_COMMANDS = (
     ev.MediaRecordPause,
     ev.MediaRecordResume,
 )
-WEBRTC_COMMANDS: dict[str, type[ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce]] = {
-    cls.name: cls for cls in (ev.MediaWebRtcOffer, ev.MediaWebRtcAnswer, ev.MediaWebRtcIce)
+WebRtcCommand = ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce | ev.MediaWebRtcRestart
+WEBRTC_COMMANDS: dict[str, type[WebRtcCommand]] = {
+    cls.name: cls
+    for cls in (ev.MediaWebRtcOffer, ev.MediaWebRtcAnswer, ev.MediaWebRtcIce, ev.MediaWebRtcRestart)
 }
 
 
@@ -274,9 +276,7 @@ class MediaService:
             await self._server.stop()
         self._server = self._config = None
 
-    async def handle(
-        self, command: ev.MediaCommand | ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce
-    ) -> Reply | Later | None:
+    async def handle(self, command: ev.MediaCommand | WebRtcCommand) -> Reply | Later | None:
         """The reply; None when another worker holds the call; Later while an outside number rings."""
         if isinstance(command, ev.MediaTransfer):
             return self._start_transfer(command)
@@ -284,7 +284,7 @@ class MediaService:
             return self.consults.handle(command)
         if isinstance(command, ev.MediaMonitor | ev.MediaUnmonitor):
             return self.monitors.handle(command)
-        if isinstance(command, ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce):
+        if isinstance(command, WebRtcCommand):
             return await self.execute_webrtc(command)
         return await self.execute(command)
 
@@ -463,9 +463,7 @@ class MediaService:
             return Reply(ok=False, error="originate is not a WebRTC leg command", code="unsupported")
         return await self._prompt_command(call, command)
 
-    async def execute_webrtc(
-        self, command: ev.MediaWebRtcOffer | ev.MediaWebRtcAnswer | ev.MediaWebRtcIce
-    ) -> Reply | None:
+    async def execute_webrtc(self, command: WebRtcCommand) -> Reply | None:
         if isinstance(command, ev.MediaWebRtcOffer):
             law = G711.PCMU
             if command.call_id is not None:
@@ -504,6 +502,9 @@ class MediaService:
         if session.agent_id != command.agent_id:
             return Reply(ok=False, error="the leg belongs to another agent", code="forbidden")
         try:
+            if isinstance(command, ev.MediaWebRtcRestart):
+                sdp = await session.leg.restart_ice(command.sdp)
+                return Reply(ok=True, data={"sdp": sdp, "leg_id": str(command.leg_id)})
             if isinstance(command, ev.MediaWebRtcAnswer):
                 await session.leg.accept_answer(command.sdp)
             else:

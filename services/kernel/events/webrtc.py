@@ -7,7 +7,14 @@ from typing import Literal
 
 from ..messages import Command, Event
 
-__all__ = ["MediaWebRtcAnswer", "MediaWebRtcIce", "MediaWebRtcOffer", "SignalKind", "WebRtcSignal"]
+__all__ = [
+    "MediaWebRtcAnswer",
+    "MediaWebRtcIce",
+    "MediaWebRtcOffer",
+    "MediaWebRtcRestart",
+    "SignalKind",
+    "WebRtcSignal",
+]
 
 # WebRTC signalling between browsers (through the API's websocket /v1/ws) and the media worker that holds
 # the leg. A leg is named by `leg_id`, chosen by the API per offer; `agent_id` is the token's subject.
@@ -36,6 +43,21 @@ class MediaWebRtcAnswer(Command, kw_only=True, frozen=True):
 
     service = "media"
     name = "webrtc_answer"
+    leg_id: uuid.UUID
+    agent_id: str
+    sdp: str
+
+    @property
+    def held_by(self) -> uuid.UUID | None:
+        return self.leg_id
+
+
+class MediaWebRtcRestart(Command, kw_only=True, frozen=True):
+    """A browser's re-offer for a live leg after `restartIce()` (new ICE credentials, same media): the
+    worker restarts ICE under the same DTLS-SRTP session; the reply's data carries {"sdp": answer}."""
+
+    service = "media"
+    name = "webrtc_restart"
     leg_id: uuid.UUID
     agent_id: str
     sdp: str

@@ -52,6 +52,7 @@ function banner(text, {bad = false, action = null, onAction = null} = {}) {
 function note(text) {
   desk.notes.push(text);
   $("call-status").textContent = text;
+  $("call-status").classList.remove("bad", "good");
 }
 
 const clock = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, "0")}`;
@@ -246,6 +247,19 @@ function endLeg(contactId) {
   }
 }
 
+// The leg's network path was lost and comes back (an ICE restart, protocol.js Leg.restart).
+const AUDIO_STATE = {
+  reconnecting: "Call audio lost: reconnecting…",
+  connected: "Call audio reconnected.",
+};
+
+function audioState(contactId, state) {
+  desk.audio = state;
+  if (desk.call && desk.call.contact_id !== contactId) return;
+  note(AUDIO_STATE[state]);
+  $("call-status").classList.add(state === "reconnecting" ? "bad" : "good");
+}
+
 function onOffer(offer) {
   desk.offer = offer;
   const ctx = offer.context || {};
@@ -264,7 +278,7 @@ function onOffer(offer) {
   startRinging(offer);
   const leg = new Leg({
     send, contactId: offer.contact_id, callId: offer.call_id, iceServers: desk.iceServers, audio: $("remote"),
-    micId: desk.devices.mic, onNote: note,
+    micId: desk.devices.mic, onNote: note, onAudio: (state) => audioState(offer.contact_id, state),
   });
   desk.legs.set(offer.contact_id, leg);
   act("Audio", leg.start());
@@ -329,7 +343,7 @@ function onOutbound(offer, ctx) {
   panel("offer");
   const leg = new Leg({
     send, contactId: offer.contact_id, callId: offer.call_id, iceServers: desk.iceServers, audio: $("remote"),
-    micId: desk.devices.mic, onNote: note,
+    micId: desk.devices.mic, onNote: note, onAudio: (state) => audioState(offer.contact_id, state),
   });
   desk.legs.set(offer.contact_id, leg);
   act("Call", leg.start().then(() => send("accept", {contact_id: offer.contact_id, offer_id: offer.offer_id})));

@@ -1,13 +1,19 @@
 // The agent protocol (docs/agent-protocol.md, websocket /v1/ws, version 1): AgentConnection is one
 // authenticated socket (ref/ack correlation, pushes as DOM events); Leg is one contact's WebRTC audio, made
 // while the contact rings so that answering only bridges audio that already flows. The leg does not depend
-// on the socket: it keeps playing while the desk reconnects.
+// on the socket: it keeps playing while the desk reconnects. When the leg's network path is lost for a
+// few seconds (Wi-Fi dropped, the laptop moved to another network) it restarts ICE on the same leg.
 "use strict";
 
 const PROTOCOL_VERSION = 1;
 const REQUEST_TIMEOUT_MS = 10000;
 const SESSION_WAIT_MS = 10000; // routing's answer after `ready` (see open)
 const ICE_GATHER_MS = 2000;
+// A leg 'disconnected' this long restarts ICE ('failed': at once); not connected again within
+// RESTART_RETRY_MS after a restart (or the socket was down too), it tries again. The media server keeps
+// the leg for its ICE consent time (about 30 s, docs/media.md) while nothing answers.
+const RESTART_AFTER_MS = 2500;
+const RESTART_RETRY_MS = 3000;
 
 class ProtocolError extends Error {
   constructor(code, reason) {
@@ -128,7 +134,7 @@ class AgentConnection extends EventTarget {
 // contact instead). `send` is the desk's current socket (it may change while the leg lives: a reconnect
 // does not touch the audio).
 class Leg {
-  constructor({send, contactId, callId, iceServers, audio, micId, onNote}) {
+  constructor({send, contactId, callId, iceServers, audio, micId, onNote, onAudio}) {
     this.send = send;
     this.contactId = contactId;
     this.callId = callId === undefined ? contactId : callId;
@@ -136,6 +142,12 @@ class Leg {
     this.audio = audio;
     this.micId = micId;
     this.note = onNote || (() => {});
+    // "reconnecting" when the audio path is lost, "connected" when it is back (after a restart or not).
+    this.onAudio = onAudio || (() => {});
+    this.reconnecting = false;
+    this.restarting = false;
+    this.restarts = 0;
+    this.restartTimer = null;
     this.legId = null;
     this.pc = null;
     this.mic = null;
@@ -165,22 +177,76 @@ class Leg {
     };
     this.pc.onicecandidate = (e) => {
       if (!e.candidate) return;
-      if (this.legId) this.sendCandidate(e.candidate);
+      if (this.legId && !this.restarting) this.sendCandidate(e.candidate);
       else this.lateCandidates.push(e.candidate);
     };
+    this.pc.onconnectionstatechange = () => this.watch();
     await this.pc.setLocalDescription(await this.pc.createOffer());
-    // Wait briefly for candidates so the offer carries them; any later ones trickle as `ice`.
+    await this.gathered();
+    const where = this.callId ? {call_id: this.callId} : {contact_id: this.contactId};
+    const answer = await this.send("offer", {sdp: this.pc.localDescription.sdp, ...where});
+    this.legId = answer.leg_id;
+    await this.pc.setRemoteDescription({type: "answer", sdp: answer.sdp});
+    for (const c of this.lateCandidates.splice(0)) this.sendCandidate(c);
+  }
+
+  // Wait briefly for candidates so the offer carries them; any later ones trickle as `ice`.
+  async gathered() {
     await new Promise((resolve) => {
       if (this.pc.iceGatheringState === "complete") return resolve();
       this.pc.onicegatheringstatechange = () => this.pc.iceGatheringState === "complete" && resolve();
       setTimeout(resolve, ICE_GATHER_MS);
     });
     this.lateCandidates = [];
-    const where = this.callId ? {call_id: this.callId} : {contact_id: this.contactId};
-    const answer = await this.send("offer", {sdp: this.pc.localDescription.sdp, ...where});
-    this.legId = answer.leg_id;
-    await this.pc.setRemoteDescription({type: "answer", sdp: answer.sdp});
+  }
+
+  watch() {
+    const state = this.pc.connectionState;
+    if (state === "connected") {
+      clearTimeout(this.restartTimer);
+      this.restartTimer = null;
+      if (this.reconnecting) {
+        this.reconnecting = false;
+        this.onAudio("connected");
+      }
+    } else if ((state === "disconnected" || state === "failed") && this.legId && !this.restartTimer) {
+      if (!this.reconnecting) {
+        this.reconnecting = true;
+        this.onAudio("reconnecting");
+      }
+      this.restartTimer = setTimeout(() => this.restart(), state === "failed" ? 0 : RESTART_AFTER_MS);
+    }
+  }
+
+  // ICE restart (RFC 8445 9): new credentials on the same leg; the server answers with its own and the
+  // call's audio (the same DTLS-SRTP session) continues over whatever path now works.
+  // `force`: restart a connected leg too (tests; a client that knows its network changed).
+  async restart(force = false) {
+    this.restartTimer = null;
+    if (!this.pc || this.pc.connectionState === "closed" || this.restarting) return;
+    if (this.pc.connectionState === "connected" && !force) return;
+    this.restarting = true;
+    try {
+      this.pc.restartIce();
+      await this.pc.setLocalDescription(await this.pc.createOffer({iceRestart: true}));
+      await this.gathered();
+      const answer = await this.send("offer", {leg_id: this.legId, sdp: this.pc.localDescription.sdp});
+      await this.pc.setRemoteDescription({type: "answer", sdp: answer.sdp});
+      this.restarts += 1;
+    } catch (err) {
+      // Most often the desk's socket is down too (the same network): the next try goes when it is back.
+      if (this.pc.signalingState === "have-local-offer") await this.pc.setLocalDescription({type: "rollback"}).catch(() => {});
+      if (err && ["unknown_leg", "webrtc"].includes(err.code)) {
+        this.note(`The call's audio could not be restored (${err.reason || err.code}).`);
+        return;
+      }
+    } finally {
+      this.restarting = false;
+    }
     for (const c of this.lateCandidates.splice(0)) this.sendCandidate(c);
+    if (this.pc.connectionState !== "connected" && this.pc.connectionState !== "closed") {
+      this.restartTimer = setTimeout(() => this.restart(), RESTART_RETRY_MS);
+    }
   }
 
   sendCandidate(c) {
@@ -206,6 +272,7 @@ class Leg {
   }
 
   close() {
+    clearTimeout(this.restartTimer);
     if (this.pc) this.pc.close();
     if (this.mic) for (const t of this.mic.getTracks()) t.stop();
     if (this.audio.srcObject) this.audio.srcObject = null;

@@ -2,8 +2,8 @@
 platform: opened with an admin-issued token in the URL (`switchboard agents token`, for headless agents and tests)
 it connects, signs in to calls, shows the offer with its context, accepts,
 plays the caller (600 Hz, checked with an AnalyserNode on its <audio> element's stream), sends the fake
-microphone to the caller (energy on the caller's RTP), holds and resumes, hangs up and wraps up with a
-disposition that the contact record keeps."""
+microphone to the caller (energy on the caller's RTP), restarts ICE mid-call (audio both ways after it, the same
+DTLS session), holds and resumes, hangs up and wraps up with a disposition that the contact record keeps."""
 
 from __future__ import annotations
 
@@ -106,6 +106,70 @@ async def _supervisor_steps_in(stack: Any, tenant: Any, page: Any, tmp_path: Pat
             await phone.wait()
 
 
+# The desk's own reconnection (protocol.js Leg.watch/restart): its leg reports the audio path lost (the
+# connection state reads `disconnected`, as Chrome reports it when its ICE checks go unanswered; loopback
+# never drops, so the state is made to read so) and after RESTART_AFTER_MS the desk restarts ICE for real:
+# new ICE credentials both ways, the same DTLS session; then the real state, connected, is reported again.
+LOSE_PATH_JS = r"""
+() => {
+  const leg = [...agentDesktop.legs.values()].find((l) => l.pc && l.pc.connectionState === "connected");
+  const ufrags = (sdp) => [...sdp.matchAll(/a=ice-ufrag:(\S+)/g)].map((m) => m[1]);
+  const fingerprint = (sdp) => sdp.match(/a=fingerprint:(.+)/)[1];
+  window.restartTest = {leg, ufrags, fingerprint, dtls: leg.pc.getSenders()[0].transport,
+    before: {local: ufrags(leg.pc.localDescription.sdp), remote: ufrags(leg.pc.remoteDescription.sdp),
+             dtls: fingerprint(leg.pc.remoteDescription.sdp)}};
+  Object.defineProperty(leg.pc, "connectionState", {get: () => "disconnected", configurable: true});
+  leg.pc.dispatchEvent(new Event("connectionstatechange"));
+}
+"""
+PATH_BACK_JS = r"""
+() => {
+  const {leg, ufrags, fingerprint, dtls, before} = window.restartTest;
+  delete leg.pc.connectionState;  // the real one again
+  leg.pc.dispatchEvent(new Event("connectionstatechange"));
+  return {
+    restarts: leg.restarts, state: leg.pc.connectionState, dtls_state: dtls.state,
+    same_dtls: leg.pc.getSenders()[0].transport === dtls, before,
+    after: {local: ufrags(leg.pc.localDescription.sdp), remote: ufrags(leg.pc.remoteDescription.sdp),
+            dtls: fingerprint(leg.pc.remoteDescription.sdp)},
+  };
+}
+"""
+
+
+async def _ice_restart_keeps_the_call(page: Any, caller: PhoneCaller, tmp_path: Path) -> None:
+    """The agent sees "reconnecting", the desk restarts ICE on the same leg, the server answers with new
+    credentials (same DTLS fingerprint and transport), the agent sees "reconnected", and audio goes on both
+    ways (600 Hz heard, the microphone reaching the caller)."""
+    await page.evaluate(LOSE_PATH_JS)
+    await page.wait_for_function(
+        "document.getElementById('call-status').textContent.includes('reconnecting')"
+    )
+    await page.screenshot(path=str(tmp_path / "audio-reconnecting.png"))
+    await page.wait_for_function("window.restartTest.leg.restarts >= 1", timeout=15000)
+    await page.wait_for_function(
+        "(() => { const pc = window.restartTest.leg.pc;"
+        " return Object.getPrototypeOf(pc).__lookupGetter__('connectionState').call(pc) === 'connected'; })()",
+        timeout=10000,
+    )
+    restarted = await page.evaluate(PATH_BACK_JS)
+    assert restarted["restarts"] >= 1 and restarted["state"] == "connected", restarted
+    before, after = restarted["before"], restarted["after"]
+    assert set(after["local"]).isdisjoint(before["local"]), restarted  # the browser's new credentials
+    assert set(after["remote"]).isdisjoint(before["remote"]), restarted  # and the server's
+    assert (
+        after["dtls"] == before["dtls"] and restarted["same_dtls"] and restarted["dtls_state"] == "connected"
+    )
+    assert "Call audio reconnected." in await page.inner_text("#call-status")
+    await page.screenshot(path=str(tmp_path / "audio-reconnected.png"))
+    heard = await asyncio.wait_for(page.evaluate(MEASURE_JS, 1000), 10)
+    assert abs(heard["peak_hz"] - 600) < 15 and heard["peak_db"] > -60, heard
+    mark = caller.mark()
+    await asyncio.sleep(1.0)
+    frames = caller.pcm_since(mark).astype(np.float64).reshape(-1, 160)
+    assert len(frames) > 30 and np.sqrt(np.mean(frames**2, axis=1)).max() > 300, len(frames)
+
+
 async def test_agent_desktop_takes_a_call(first_call_stack: Any, tmp_path: Path) -> None:
     tenant = await asyncio.to_thread(make_tenant, first_call_stack.api)
     async with httpx.AsyncClient(
@@ -149,6 +213,7 @@ async def test_agent_desktop_takes_a_call(first_call_stack: Any, tmp_path: Path)
             frames = caller.pcm_since(mark).astype(np.float64).reshape(-1, 160)
             loud = np.sqrt(np.mean(frames**2, axis=1))
             assert len(frames) > 50 and loud.max() > 300, (len(frames), loud.max())
+            await _ice_restart_keeps_the_call(page, caller, tmp_path)
 
             await page.click("#hold")
             await page.wait_for_function(

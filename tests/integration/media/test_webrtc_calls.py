@@ -15,6 +15,7 @@ from services.kernel.waits import flushed
 from services.media.dsp.tones import dtmf_tone
 from services.media.rtp.g711 import G711, ulaw_encode
 from services.media.webrtc import LegState, WebRtcConfig, WebRtcLeg
+from tests.unit.media.webrtc.test_ice import deafen
 
 from .harness import Events, tone_power
 
@@ -109,6 +110,8 @@ async def test_a_browser_leg_connects_sends_digits_and_hears_a_prompt(media_edge
         heard = browser.audio_since(start)
         assert tone_power(heard, 700.0) > 0.3 and tone_power(heard, 1200.0) < 0.01
 
+        await _restart_over_a_new_path(events, browser, leg_id, folder)
+
         # Hangup ends the leg: call.ended and webrtc.signal(ended).
         assert (await events.command(ev.MediaHangup(tenant_id=events.tenant, call_id=leg_id))).ok
         ended = await events.wait_for(ev.CallEnded, lambda e: e.call_id == leg_id)
@@ -120,6 +123,37 @@ async def test_a_browser_leg_connects_sends_digits_and_hears_a_prompt(media_edge
     finally:
         await browser.leg.close()
         await events.close()
+
+
+async def _restart(events: Events, leg_id: uuid.UUID, sdp: str, agent_id: str = "agent-1") -> Reply:
+    command = ev.MediaWebRtcRestart(tenant_id=events.tenant, leg_id=leg_id, agent_id=agent_id, sdp=sdp)
+    msg = await events.nc.request(f"sb.{events.tenant}.cmd.media.webrtc_restart", encode(command), timeout=10)
+    return decode(msg.data, Reply)
+
+
+async def _restart_over_a_new_path(events: Events, browser: Browser, leg_id: uuid.UUID, folder) -> None:  # type: ignore[no-untyped-def]
+    """The browser's network path goes (its old sockets hear nothing) and it restarts ICE through the worker's
+    `webrtc_restart`: a prompt is heard again over the new pair, the call never ended."""
+    link = browser.leg.link
+    assert link is not None
+    deafen(browser.leg)
+    offer = await browser.leg.create_restart_offer()
+    assert not (await _restart(events, leg_id, offer, agent_id="agent-2")).ok  # not that agent's leg
+    reply = await _restart(events, leg_id, offer)
+    assert reply.ok and isinstance(reply.data["sdp"], str), reply
+    await browser.leg.accept_answer(reply.data["sdp"])
+    await wait_until(lambda: link.restarts == 1, timeout=5)
+    refused = await _restart(events, leg_id, offer)  # the same credentials again: no restart
+    assert not refused.ok and refused.code == "webrtc" and "only an ICE restart" in (refused.error or ""), (
+        refused
+    )
+    start = len(browser.heard)
+    play = ev.MediaPlay(tenant_id=events.tenant, call_id=leg_id, file="test-prompts/webrtc700.ulaw")
+    assert (await events.command(play)).ok
+    await events.wait_for(ev.CallPlayFinished, lambda e: e.play_id == play.id)
+    await asyncio.sleep(0.3)
+    assert tone_power(browser.audio_since(start), 700.0) > 0.3
+    assert not events.all(ev.CallEnded, lambda e: e.call_id == leg_id)
 
 
 async def test_a_bad_offer_gets_a_clear_error(media_edge) -> None:

@@ -81,7 +81,7 @@ def _tone_in(frames: list[np.ndarray], freq: float) -> float:
     return band_energy(np.concatenate(voiced[3:]), freq, 8000)
 
 
-def _deafen(leg: WebRtcLeg) -> None:
+def deafen(leg: WebRtcLeg) -> None:
     """Everything arriving on the leg's current ICE sockets is lost (its network went away)."""
     assert leg.link is not None
     for protocol in leg.link.connection._protocols:
@@ -164,8 +164,8 @@ async def test_ice_restart_brings_the_audio_back_on_a_new_pair_with_the_same_srt
         assert _tone_in(pair.heard, 1000) > 0.5 and _tone_in(pair.browser_heard, 600) > 0.5
 
         # The network goes: nothing arrives on the old pair either way; audio stops.
-        _deafen(pair.server)
-        _deafen(pair.browser)
+        deafen(pair.server)
+        deafen(pair.browser)
         await pair.talk(0.3)
         heard, browser_heard = len(pair.heard), len(pair.browser_heard)
         received = media.counters.rtp_received
