@@ -125,6 +125,8 @@ class _Running:
     monitor_mode: str = "none"  # a supervisor's current mode on this call (whom to tell of a change)
     # The timeline entries this process wrote to the record's row (None: not known, the next write is whole).
     written: int | None = None
+    # The record as that write left the row (its JSON): a step that changes nothing in it writes nothing.
+    stored: bytes = b""
     # The caller's history, read when the call arrived (context.py): the offer awaits it, never reads it.
     history: asyncio.Future[tuple[int, list[dict[str, str]]]] | None = None
 
@@ -808,10 +810,14 @@ class ContactsAdapter:
         machine = running.machine
         assert self.kv is not None
         key = _key(machine.tenant_id, machine.contact_id)
+        # More than half of a call's steps change only the coordinator's own state (a command's reply, a
+        # leg ringing), saved in the KV below: the row already holds the record, so no transaction.
+        record = msgspec.json.encode(machine.state.record)
         try:
-            async with tenant_tx(self.pool, machine.tenant_id) as conn:
-                written = await write_contact(conn, machine.state.record, running.written)
-            running.written = written
+            if running.written is None or record != running.stored:
+                async with tenant_tx(self.pool, machine.tenant_id) as conn:
+                    written = await write_contact(conn, machine.state.record, running.written)
+                running.written, running.stored = written, record
         except asyncpg.PostgresError as exc:
             running.written = None
             self.log.error("contacts_record_failed", contact=str(machine.contact_id), error=str(exc)[:200])

@@ -1,0 +1,71 @@
+"""A contact's step that changes nothing in its record makes no PostgreSQL transaction (issue 21: more than
+half of a call's steps only change the coordinator's own state). The coordinator's adapter against real
+PostgreSQL as the services' role and a real NATS KV bucket, with its pool's transactions counted."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any, cast
+
+import asyncpg
+import msgspec
+from nats.js.api import KeyValueConfig
+
+from services.contacts.adapter import ContactsAdapter, _Running
+from services.contacts.contact_state import Contact
+from services.contacts.lifecycle import Lifecycle
+from services.contacts.records import TimelineEntry, load_contact
+from services.kernel import db
+from services.kernel import events as ev
+from services.kernel.bus import connect
+from services.kernel.ids import new_id
+from tests.integration.counting import CountingPool
+
+
+async def test_a_step_that_leaves_the_record_unchanged_writes_no_row(infra, pool: asyncpg.Pool) -> None:  # type: ignore[no-untyped-def]
+    tenant = new_id()
+    bus = await connect(infra.nats_url, name="test-record-steps")
+    bucket = f"test_record_steps_{uuid.uuid4().hex[:8]}"
+    counting = CountingPool(pool)
+    adapter = ContactsAdapter(bus, cast(asyncpg.Pool, counting))
+    try:
+        adapter.kv = await bus.js.create_key_value(KeyValueConfig(bucket=bucket))
+        arrived = ev.CallArrived(tenant_id=tenant, call_id=new_id(), from_uri="sip:+15550003333@127.0.0.1")
+        machine = Lifecycle.arrive(arrived, time.time())
+        assert machine is not None
+        running = _Running(machine=machine)
+        record = machine.state.record
+
+        async def save() -> int:
+            before = counting.acquired
+            await adapter._save(running)
+            return counting.acquired - before
+
+        async def stored() -> Any:
+            async with db.tenant_tx(pool, tenant) as conn:
+                return await load_contact(conn, record.id)
+
+        # The tenant does not exist yet: the write fails (foreign key), and the next step must write the
+        # record even though it is unchanged since.
+        assert await save() == 1 and running.written is None
+        async with db.tenant_tx(pool, tenant) as conn:
+            await conn.execute(
+                "INSERT INTO tenants (id, name, admin_email) VALUES ($1, 'T', 'a@b.example')", tenant
+            )
+        assert await save() == 1 and (await stored()).id == record.id
+
+        machine.state.pending["c1"] = "answer"  # the coordinator's own state only: KV, no transaction
+        assert await save() == 0
+        kept = await adapter.kv.get(f"{tenant}.{record.id}")
+        assert msgspec.json.decode(kept.value, type=Contact).pending == {"c1": "answer"}
+
+        record.timeline.append(TimelineEntry(at=time.time(), event="queued"))  # the record changed: written
+        assert await save() == 1
+        assert [e.event for e in (await stored()).timeline] == [e.event for e in record.timeline]
+        record.state = "queued"
+        assert await save() == 1 and (await stored()).state == "queued"
+        assert await save() == 0
+    finally:
+        await bus.js.delete_key_value(bucket)
+        await bus.nc.close()
