@@ -10,7 +10,7 @@ import contextlib
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable, Coroutine, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import msgspec
@@ -20,6 +20,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from .diag import await_chain
 from .log import get_logger
 from .messages import Command, Event, Reply, ReplyCode, decode, encode
 from .metrics import figure_counter, figure_gauge, figure_histogram
@@ -133,15 +134,40 @@ def _tenant_command(subject: str) -> tuple[uuid.UUID | None, str] | None:
     return parsed.tenant_id, parsed.name
 
 
-async def _bounded(what: str, wait: Awaitable[Any], late: list[str], timeout: float = STOP_STEP_S) -> None:
-    """Wait for a step of a stop; one that does not finish in time is named in `late` and logged."""
+async def _bounded(
+    what: str,
+    wait: Awaitable[Any],
+    late: list[str],
+    timeout: float = STOP_STEP_S,
+    watch: Iterable[asyncio.Task[Any]] = (),
+) -> None:
+    """Wait for a step of a stop; one that does not finish in time is named in `late` and logged with what
+    it was waiting on (the await chains of `watch`, else of the step itself), then cancelled. Its outcome is
+    always retrieved: a cancelled gather would otherwise be logged as 'exception was never retrieved'."""
+    step = asyncio.ensure_future(wait)
+    step.add_done_callback(_retrieve)
     try:
-        await asyncio.wait_for(wait, timeout)
-    except TimeoutError:
-        late.append(what)
-        log.warning("bus_stop_late", waited_for=what, timeout_s=timeout)
-    except Exception as exc:  # the connection closed under us: nothing left to wait for
-        log.info("bus_stop_step_failed", step=what, error=type(exc).__name__)
+        await asyncio.wait([step], timeout=timeout)
+    except asyncio.CancelledError:
+        step.cancel()
+        raise
+    if not step.done():
+        tasks = list(watch) or ([step] if isinstance(step, asyncio.Task) else [])
+        chains = [line for task in tasks if not task.done() for line in await_chain(task.get_coro())]
+        waiting = "\n".join(chains) or "nothing named"
+        late.append(f"{what}, waiting on:\n{waiting}")
+        log.warning("bus_stop_late", waited_for=what, timeout_s=timeout, waiting_on=waiting)
+        step.cancel()
+        await asyncio.wait([step], timeout=timeout)
+        return
+    if not step.cancelled() and step.exception() is not None:
+        # The connection closed under us: nothing left to wait for.
+        log.info("bus_stop_step_failed", step=what, error=type(step.exception()).__name__)
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class Server(Generic[C]):
@@ -310,6 +336,7 @@ class Server(Generic[C]):
                 f"{len(pending)} {self.service} replies in flight",
                 asyncio.gather(*pending, *self._tasks, return_exceptions=True),
                 late,
+                watch=[*pending, *self._tasks],
             )
         await _bounded("flush", flushed(self.bus.nc), late)
         return late
@@ -418,6 +445,7 @@ class Consumer:
         self._lanes: dict[Hashable, deque[tuple[Msg, Event]]] = {}
         self._lane_tasks: set[asyncio.Task[None]] = set()
         self._pump: asyncio.Task[None] | None = None
+        self._stopping = False
         self._sub: Any = None
 
     async def start(self) -> None:
@@ -447,8 +475,16 @@ class Consumer:
         self._pump = asyncio.create_task(self._run_pump())
 
     async def _run_pump(self) -> None:
-        while True:
-            for msg in await _fetch(self._sub, 1, FETCH_WAIT_S, self.durable):
+        while not self._stopping:
+            msgs = await _fetch(self._sub, 1, FETCH_WAIT_S, self.durable)
+            if self._stopping:
+                # The stop's cancel was swallowed: on Python 3.11, asyncio.wait_for inside nats-py's
+                # next_msg returns what arrived as it was cancelled. A message in hand goes back at once.
+                for msg in msgs:
+                    with contextlib.suppress(Exception):
+                        await msg.nak()
+                return
+            for msg in msgs:
                 await self._dispatch(msg)
 
     async def _dispatch(self, msg: Msg) -> None:
@@ -529,11 +565,10 @@ class Consumer:
         """Stop pulling, give the handlers in flight `timeout` to finish (the rest are cancelled and their
         events redelivered to the next process), unsubscribe. Returns what did not stop in time."""
         late: list[str] = []
+        self._stopping = True
         if self._pump is not None:
             self._pump.cancel()
-            await _bounded(
-                f"the {self.durable} fetch", asyncio.gather(self._pump, return_exceptions=True), late
-            )
+            await _bounded(f"the {self.durable} fetch", self._pump, late, watch=[self._pump])
         if self._lane_tasks:
             tasks = list(self._lane_tasks)
             _, running = await asyncio.wait(tasks, timeout=timeout)
@@ -548,6 +583,7 @@ class Consumer:
                     f"cancelling {self.durable} handlers",
                     asyncio.gather(*running, return_exceptions=True),
                     late,
+                    watch=running,
                 )
         if self._sub is not None:
             await _bounded(f"unsubscribe {self.durable}", self._sub.unsubscribe(), late)
@@ -704,7 +740,10 @@ class BatchConsumer:
             task.cancel()
         if self._tasks:
             await _bounded(
-                f"the {self.durable} batches", asyncio.gather(*self._tasks, return_exceptions=True), late
+                f"the {self.durable} batches",
+                asyncio.gather(*self._tasks, return_exceptions=True),
+                late,
+                watch=self._tasks,
             )
         if self._sub is not None:
             await _bounded(f"unsubscribe {self.durable}", self._sub.unsubscribe(), late)
