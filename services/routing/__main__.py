@@ -50,14 +50,14 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         auto_home=auto,
     )
     await worker.start()
-
-    async def shutdown() -> None:
+    try:
+        # Until SIGTERM, so the worker stops before run_service drains the bus. A stop left to a task of
+        # its own raced the drain: its unsubscribes failed (ConnectionDrainingError) and asyncio.run
+        # cancelled it midway, leaving gathers whose CancelledError nobody retrieved.
         await stop.wait()
+    finally:
         await worker.stop()
         await close_pool(pool)
-
-    # run_service waits for `stop` after this returns; the task cleans up before the bus is drained.
-    asyncio.get_running_loop().create_task(shutdown())
 
 
 if __name__ == "__main__":

@@ -129,5 +129,14 @@ async def test_kill_9_hands_a_routing_workers_tenants_to_the_other(
         assert sorted((e["call_id"], e["agent_id"]) for e in offers) == sorted(
             [(str(first), str(moved.agents[0])), (str(second), str(moved.agents[1]))]
         ), offers
+
+        # SIGTERM: the survivor stops cleanly, its worker before the bus (a stop racing the bus's drain
+        # failed its unsubscribes and left gathers whose CancelledError nobody retrieved).
+        stop_all(procs)
+        log = specs[0][1].read_text()
+        stopping = log[log.rindex('"service_started"') :]
+        assert '"service_stopped"' in stopping, stopping[-3000:]
+        for trouble in ("never retrieved", "bus_stop_step_failed", "bus_stop_late", "Traceback"):
+            assert trouble not in stopping, stopping[-3000:]
     finally:
         stop_all(procs)
