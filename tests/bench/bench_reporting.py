@@ -12,9 +12,12 @@
 # ingest_postgres_cpu_us_per_event  and of the PostgreSQL server's processes: less load-bound than the rate
 # ingest_load_average_1m    the load meanwhile
 # store_events_per_s        FactStore alone, no NATS: 10,000 agents' day handed to it directly
-# day_report_10k_agents_ms  the whole agent report, one day in 30-minute intervals, 10,000 agents: every page
-#                           of 2,000 agents in turn, to the body's bytes (as the CLI fetches it)
-# day_report_page_ms        one page of 500 agents (the API's default) of the same report
+# day_report_10k_agents_ms  the whole agent report, one day in 30-minute intervals, 10,000 agents, as CSV
+#                           (GET /v1/reports/agents.csv, as `switchboard report agents --format csv` fetches
+#                           it): over HTTP from the API process, to the last byte
+# day_report_10k_agents_json_ms  the same day in the JSON form: every page of 2,000 agents in turn, over HTTP
+# day_report_page_ms        one JSON page of 500 agents (the API's default) of the same report, over HTTP
+# day_report_load_average_1m     the highest 1-minute load average seen during those
 # month_report_*_ms         queue report, one month in days, over the rollups of N generated contacts
 # event_to_feed_p95_ms      queue.stats published -> message read from /v1/realtime/feed
 #
@@ -42,7 +45,6 @@ from websockets.asyncio.client import connect as ws_connect
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from services.api import reports as reports_api  # noqa: E402
 from services.kernel import db  # noqa: E402
 from services.kernel import events as ev  # noqa: E402
 from services.kernel.bus import connect  # noqa: E402
@@ -228,15 +230,46 @@ def agent_day(tenant_id: uuid.UUID, queue: str, agent: str, day0: float) -> list
     return out
 
 
-async def bench_day_agents(pool, agents: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    """`agents` agents' day written through FactStore (facts and rollups, batches of 2,000 events), then the
-    agent report over the day in 30-minute intervals. Returns (report ms, FactStore events/s)."""
-    tenant_id, queues = await make_tenant(pool)
+async def api_tenant(
+    env: dict[str, str], data_dir: Path
+) -> tuple[subprocess.Popen[bytes], str, str, uuid.UUID]:
+    """The API process (python -m services.api) and a signed-up tenant: (process, base URL, key, tenant)."""
+    port = free_port()
+    proc = start_module("services.api", env | {"SB_HTTP_PORT": str(port)}, data_dir / "api.log")
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as http:
+            for _ in range(300):
+                try:
+                    await http.get("/healthz")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            email = f"b{uuid.uuid4().hex[:8]}@bench.example"
+            signup = (await http.post("/v1/signup", json={"company": "Bench", "email": email})).json()
+    except BaseException:
+        proc.terminate()
+        proc.wait(timeout=15)
+        raise
+    return proc, base, signup["api_key"]["key"], uuid.UUID(signup["tenant"]["id"])
+
+
+async def bench_day_agents(pool, agents: int, env: dict[str, str], data_dir: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """`agents` agents' day written through FactStore (facts, rollups and the agents' CSV lines, batches of
+    2,000 events), then the agent report over the day in 30-minute intervals as a client gets it: over HTTP
+    from the API process, to the last byte. Two forms: the CSV (one streamed request, the figure the goal
+    is about) and the JSON pages (every page of 2,000 agents in turn, as `agent_pages` walks them)."""
+    proc, base, key, tenant_id = await api_tenant(env, data_dir)
     start = DAY0
+    queue = str(new_id())
     async with db.tenant_tx(pool, tenant_id) as conn:
         await conn.execute(
+            "INSERT INTO queues (id, tenant_id, name) VALUES ($1, $2, 'q0')", uuid.UUID(queue), tenant_id
+        )
+        await conn.execute(
             """INSERT INTO agents (id, tenant_id, name, email)
-               SELECT gen_random_uuid(), $1, 'a' || g, 'a' || g || '@b.example' FROM generate_series(1, $2) g""",
+               SELECT gen_random_uuid(), $1, 'a' || g, 'a' || g || '@b.example'
+               FROM generate_series(1, $2) g""",
             tenant_id,
             agents,
         )
@@ -245,7 +278,7 @@ async def bench_day_agents(pool, agents: int) -> dict[str, float]:  # type: igno
     written, t = 0, time.perf_counter()
     pending: list[Event] = []
     for agent in ids:
-        pending += agent_day(tenant_id, queues[0], agent, start.timestamp())
+        pending += agent_day(tenant_id, queue, agent, start.timestamp())
         if len(pending) >= 2000:
             await store.write(tenant_id, pending)
             written, pending = written + len(pending), []
@@ -255,44 +288,75 @@ async def bench_day_agents(pool, agents: int) -> dict[str, float]:  # type: igno
     rate = written / (time.perf_counter() - t)
     print(f"  wrote {written:,} events of {agents:,} agents' day through FactStore: {rate:,.0f} events/s")
     async with pool.acquire() as conn:
-        await conn.execute("ANALYZE rpt_agent_rollup; ANALYZE rpt_agent_now")
-    span = (start, start + timedelta(days=1), "30m")
-    now = start + timedelta(days=2)
+        await conn.execute("ANALYZE rpt_agent_rollup; ANALYZE rpt_agent_now; ANALYZE rpt_agent_day")
+    span = {"from": start.isoformat(), "to": (start + timedelta(days=1)).isoformat(), "interval": "30m"}
+    loads: list[float] = []
+    try:
+        async with httpx.AsyncClient(
+            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=120
+        ) as http:
 
-    async def page(cursor: str | None, limit: int) -> tuple[dict, bytes]:  # type: ignore[type-arg]
-        """One page as the API answers it: its own read-only tenant transaction, the body's bytes."""
-        async with db.tenant_tx(pool, tenant_id, readonly=True) as conn:
-            head, rows = await queries.agent_page(
-                conn, *span, now=now, zone="UTC", cursor=cursor, limit=limit
-            )
-        return head, reports_api.page_body(head, rows)
+            async def fetch(path: str, params: dict[str, str | int], keep: bool = False) -> tuple[int, bytes]:
+                """A GET read to its last byte: its size, and its body if `keep`."""
+                async with http.stream("GET", path, params=params) as response:
+                    response.raise_for_status()
+                    size, kept = 0, []
+                    async for chunk in response.aiter_raw():
+                        size += len(chunk)
+                        if keep:
+                            kept.append(chunk)
+                return size, b"".join(kept)
 
-    whole, one, legacy = [], [], []
-    for _ in range(5):
-        # The whole day as `switchboard report agents` fetches it: pages of the largest size, in turn.
-        t, cursor, size, n_rows = time.perf_counter(), None, 0, 0
-        while True:
-            head, body = await page(cursor, queries.AGENT_PAGE_MAX)
-            size += len(body)
-            cursor = head["page"]["next_cursor"]
-            if cursor is None:
-                break
-        whole.append((time.perf_counter() - t) * 1000)
-        t = time.perf_counter()
-        head, body = await page(None, queries.AGENT_PAGE_DEFAULT)
-        one.append((time.perf_counter() - t) * 1000)
-    n_rows = len(json.loads(body)["rows"])
-    async with db.tenant_tx(pool, tenant_id, readonly=True) as conn:
-        t = time.perf_counter()
-        report = await queries.agent_report(conn, *span, now=now, zone="UTC")
-        legacy.append((time.perf_counter() - t) * 1000)
+            async def whole_json() -> int:
+                cursor, size = None, 0
+                while True:
+                    params: dict[str, str | int] = span | {"limit": queries.AGENT_PAGE_MAX}
+                    if cursor is not None:
+                        params["cursor"] = cursor
+                    async with http.stream("GET", "/v1/reports/agents", params=params) as response:
+                        response.raise_for_status()
+                        body = await response.aread()
+                    size += len(body)
+                    cursor = json.loads(body)["page"]["next_cursor"]
+                    if cursor is None:
+                        return size
+
+            csv_ms, json_ms, page_ms = [], [], []
+            for run in range(5):
+                loads.append(os.getloadavg()[0])
+                t = time.perf_counter()
+                csv_size, _ = await fetch("/v1/reports/agents.csv", span)
+                csv_ms.append((time.perf_counter() - t) * 1000)
+                t = time.perf_counter()
+                _, page = await fetch(
+                    "/v1/reports/agents", span | {"limit": queries.AGENT_PAGE_DEFAULT}, True
+                )
+                page_ms.append((time.perf_counter() - t) * 1000)
+                if run < 3:  # the JSON form takes seconds: three runs
+                    t = time.perf_counter()
+                    json_size = await whole_json()
+                    json_ms.append((time.perf_counter() - t) * 1000)
+            loads.append(os.getloadavg()[0])
+            csv_lines = (await http.get("/v1/reports/agents.csv", params=span)).text.count("\n") - 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    n_rows = len(json.loads(page)["rows"])
     print(
-        f"  day report, {agents} agents ({len(report['rows'])} rows, {size / 1e6:.1f} MB of JSON): all pages of "
-        f"{queries.AGENT_PAGE_MAX} median {statistics.median(whole):.0f} ms; one page of "
-        f"{queries.AGENT_PAGE_DEFAULT} agents ({n_rows} rows) median {statistics.median(one):.1f} ms; "
-        f"rows built in Python, in one piece: {legacy[0]:.0f} ms"
+        f"  day report over HTTP (API process, to the last byte), {agents:,} agents, load {min(loads):.1f}-{max(loads):.1f}:\n"
+        f"    CSV, one streamed request (GET /v1/reports/agents.csv: {csv_lines:,} rows, {csv_size / 1e6:.1f} MB): "
+        f"median {statistics.median(csv_ms):.0f} ms of {', '.join(f'{x:.0f}' for x in csv_ms)}\n"
+        f"    JSON, every page of {queries.AGENT_PAGE_MAX} agents in turn ({json_size / 1e6:.1f} MB): "
+        f"median {statistics.median(json_ms):.0f} ms of {', '.join(f'{x:.0f}' for x in json_ms)}\n"
+        f"    JSON, one page of {queries.AGENT_PAGE_DEFAULT} agents ({n_rows:,} rows): median {statistics.median(page_ms):.1f} ms"
     )
-    return {"day": statistics.median(whole), "page": statistics.median(one), "store": rate}
+    return {
+        "day": statistics.median(csv_ms),
+        "day_json": statistics.median(json_ms),
+        "page": statistics.median(page_ms),
+        "day_load": max(loads),
+        "store": rate,
+    }
 
 
 async def bench_month_contacts(pool, contacts: int) -> float:  # type: ignore[no-untyped-def]
@@ -370,22 +434,8 @@ def start_module(module: str, env: dict[str, str], log_path: Path) -> subprocess
 
 
 async def bench_feed(env: dict[str, str], data_dir: Path, samples: int) -> float:
-    port = free_port()
-    env = env | {"SB_HTTP_PORT": str(port)}
-    proc = start_module("services.api", env, data_dir / "api.log")
-    base = f"http://127.0.0.1:{port}"
+    proc, base, key, tenant_id = await api_tenant(env, data_dir)
     try:
-        async with httpx.AsyncClient(base_url=base) as http:
-            for _ in range(300):
-                try:
-                    await http.get("/healthz")
-                    break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
-            signup = (
-                await http.post("/v1/signup", json={"company": "Bench", "email": "b@bench.example"})
-            ).json()
-        key, tenant_id = signup["api_key"]["key"], uuid.UUID(signup["tenant"]["id"])
         bus = await connect(env["SB_NATS_URL"], name="bench-feed")
         latencies = []
         async with ws_connect(
@@ -453,7 +503,7 @@ def main() -> None:
                 out["feed"] = await bench_feed(env, data_dir, 200)
             if "day" in parts:
                 print("day report")
-                out |= await bench_day_agents(pool, agents)
+                out |= await bench_day_agents(pool, agents, env, data_dir)
             if "month" in parts:
                 print("month report")
                 out["month"] = await bench_month_contacts(pool, contacts)
@@ -489,8 +539,12 @@ def _figures(agents: int, contacts: int) -> list[tuple[str, str, str, float | No
         ("ingest_pg_cpu", "ingest_postgres_cpu_us_per_event", "us", 50, "lower"),
         ("ingest_load", "ingest_load_average_1m", "", None, None),
         ("store", "store_events_per_s", "1/s", 20_000, "higher"),
+        # The whole day as CSV (GET /v1/reports/agents.csv), over HTTP to the last byte.
         ("day", f"day_report_{k}_agents_ms", "ms", 200, "lower"),
+        # The same day in the JSON form: every page of 2,000 agents, over HTTP.
+        ("day_json", f"day_report_{k}_agents_json_ms", "ms", None, "lower"),
         ("page", "day_report_page_ms", "ms", 200, "lower"),
+        ("day_load", "day_report_load_average_1m", "", None, None),
         ("month", f"month_report_{month}_contacts_ms", "ms", 1000, "lower"),
         ("feed", "event_to_feed_p95_ms", "ms", 1000, "lower"),
     ]

@@ -113,7 +113,9 @@ async def test_agent_csv_has_the_figures_of_the_json_report(pool: asyncpg.Pool) 
         (MIDNIGHT - timedelta(minutes=30), MIDNIGHT + timedelta(hours=1), "30m", after, "UTC", None),
         (early, late, "30m", after, "Asia/Kolkata", None),  # +05:30: half hours are UTC's
         (early, late, "30m", MIDNIGHT + timedelta(minutes=50), "UTC", None),  # states open at `now`
-        (early, late, "30m", after, "UTC", ['ag,"q"', "ag3"]),
+        (early, late, "30m", after, "UTC", ['ag,"q"', "ag3"]),  # none open
+        (MIDNIGHT, late, "30m", after, "UTC", None),  # one UTC day
+        (MIDNIGHT, late, "30m", after, "UTC", ["ag1", "ag2"]),  # one UTC day, none open
         (early, late, "30m", after, "Asia/Kathmandu", None),  # +05:45: computed from the rollups
         (early + timedelta(minutes=15), late, "30m", after, "UTC", None),  # from a quarter past
         (early, late, "60m", after, "UTC", None),
