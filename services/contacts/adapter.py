@@ -617,10 +617,23 @@ class ContactsAdapter:
 
     async def on_desk(self, cmd: ev.DeskCommand) -> Reply:
         """An agent's desk command (decoded, tenant-checked and de-duplicated by Bus.serve)."""
-        running = self.contacts.get(self.legs.get(cmd.contact_id, cmd.contact_id))
+        known_as = self.legs.get(cmd.contact_id, cmd.contact_id)
+        running = self.contacts.get(known_as)
         if running is None or running.machine.tenant_id != cmd.tenant_id:
             if isinstance(cmd, ev.DeskWrapUp):
                 return await self._late_wrap_up(cmd)
+            # Which lookup failed, and in which process: a live contact's consult was refused this way
+            # once in a full run, with nothing in the kept logs to say why.
+            self.log.info(
+                "desk_contact_unknown",
+                contact=str(cmd.contact_id),
+                known_as=str(known_as),
+                command=cmd.name,
+                agent=str(cmd.agent_id),
+                other_tenant=running is not None,
+                live=len(self.contacts),
+                consumer=self.consumer,
+            )
             return Reply(ok=False, code="not_found", error="no such contact for this agent")
         async with running.lock:
             queue_id = None
