@@ -111,7 +111,7 @@ def accepted(m: Lifecycle, event: ev.ContactAccepted, now: float) -> None:
     s.accepted = True
     r.agent_id = uuid.UUID(event.agent_id)
     m._event("accepted", now, agent_id=event.agent_id)
-    if s.owns_media:
+    if not callbacks.awaits_customer(m):  # the caller in line hears our music: it stops for the agent
         m._send(ev.MediaStop(**m._stamp(), call_id=m.caller_call), "stop_music")
     if s.leg_ready:
         agent_ready(m, now)
@@ -147,7 +147,6 @@ def connected(m: Lifecycle, now: float) -> None:
         return
     s.bridged = True
     s.offer_id = None
-    s.owns_media = False
     queue_wait.end_flow_wait(m)  # a flow queue's terms (its callback offer, maximum wait) are over
     r.connected_at = now
     r.queue_s = round(now - r.queued_at, 3) if r.queued_at is not None else None
@@ -250,7 +249,6 @@ def agent_lost(m: Lifecycle, now: float, cause: str, *, logout: bool = True) -> 
         )
     m._desk(agent, "contact_ended", cause=cause, by="system", now=now)
     r.agent_id = None
-    s.owns_media = not callbacks.awaits_customer(m)
     s.offer_id = s.offer_agent_id = None
     s.leg_id, s.leg_ready, s.accepted, s.bridged, s.bridge_command = None, False, False, False, None
     m._transition("queued", now, cause)

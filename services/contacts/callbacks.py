@@ -221,7 +221,6 @@ def customer_answered(m: Lifecycle, call: uuid.UUID, now: float) -> None:
     m._event("callback_answered", now, attempt=str(plan.attempts))
     if m.phase == "callback":
         # Customer first: they hear why we call, then wait at the front for the next agent.
-        s.owns_media = True
         m._send(ev.MediaPlay(**m._stamp(), call_id=call, text=CALLBACK_GREETING), "greeting")
         m._send(ev.MediaPlay(**m._stamp(), call_id=call, tone="moh", loop=True), "moh")
         m._send(ev.RoutingSetVirtualHold(**m._stamp(), call_id=m.routing_id, on=False), "callback_offer")

@@ -27,6 +27,11 @@ def _to(*phases: ev.ContactPhase) -> frozenset[ev.ContactPhase]:
 
 
 # Every phase a contact may move to from each (docs/contacts.md): `_transition` refuses any other move.
+# The phase also says who talks to the caller: the coordinator while `arrived` (the answer, a queue number's
+# notice or closed message), the IVR while `in_ivr` (a flow runs; the flow's queue hands the caller back
+# and the coordinator puts them in line), the coordinator while `queued` and `offered` (music,
+# announcements, a flow queue's callback offer and maximum wait), the agent once `connected`; in
+# `callback` nobody is on the line until the customer answers.
 PHASES: dict[ev.ContactPhase | None, frozenset[ev.ContactPhase]] = {
     None: _to("arrived"),
     "arrived": _to("in_ivr", "queued") | _ENDS,
@@ -76,10 +81,6 @@ ROUTING_EVENTS: tuple[type, ...] = (
 class Contact(msgspec.Struct, kw_only=True):
     record: ContactRecord
     # Live state, not stored in the contact record.
-    # The coordinator talks to the caller now: from the answer until a flow runs (the IVR then), and while
-    # it waits in line on a number routed straight to a queue (or after a transfer). Goes with issue 22's
-    # second step, when the IVR's queue node hands the wait back.
-    owns_media: bool = False
     offer_id: str | None = None
     offer_expires_at: float | None = None
     offer_agent_id: str | None = None

@@ -26,10 +26,9 @@ __all__ = ["completed", "enqueue_refused", "handed_back", "node", "refused", "ru
 def run_flow(m: Lifecycle) -> None:
     """The caller we answered is up: the number's flow runs in the IVR, once."""
     s = m.state
-    if m.phase != "arrived" or not s.owns_media or s.deadline is None:
+    if m.phase != "arrived" or s.deadline is None:
         return
     s.deadline = None
-    s.owns_media = False  # the IVR talks to the caller while the flow runs
     m._transition("in_ivr", m._now, "flow")
     m._send(
         ev.IvrRun(
@@ -86,7 +85,6 @@ def handed_back(m: Lifecycle, flow: str, wait: ev.IvrQueueWait, now: float) -> N
     """The flow reached a queue: the caller hears the node's music and is put in line with its terms. The
     contact stays `in_ivr` until routing says it is queued (`contact.queued`)."""
     s = m.state
-    s.owns_media = True
     s.flow_wait, s.flow_name = wait, flow
     s.waiting = Waiting(announce_every=wait.announce_every, language=wait.language)
     s.announce_at = now + wait.announce_every if wait.announce_every else None

@@ -151,7 +151,6 @@ class Lifecycle:
         else:
             # Every routed call is ours to answer: then the number's flow runs (the IVR as a step of the
             # contact), or the caller waits in line (music, once answered).
-            machine.state.owns_media = True
             machine.state.waiting = waiting if event.flow_id is None else None
             machine.state.deadline = now + ANSWER_TIMEOUT_S
             machine._send(ev.MediaAnswer(**machine._stamp(), call_id=event.call_id), "answer")
@@ -371,7 +370,6 @@ class Lifecycle:
             self._finish("failed", now, "callback_failed", cause=f"{purpose}_refused:{code}")
         elif purpose == "closed_flow" and self.phase == "arrived":
             if ok:  # the IVR has the caller now: its events carry the contact on, as for a flow's number
-                s.owns_media = False
                 self._transition("in_ivr", now, "queue_closed")
             else:
                 s.waiting = msgspec.structs.replace(s.waiting or Waiting(), closed_flow=None)
@@ -405,7 +403,7 @@ class Lifecycle:
         elif self.phase == "arrived" and s.record.outcome == CLOSED:
             self._hang_up_caller(CLOSED)
             self._finish("ended", now, CLOSED, cause="queue_closed")
-        elif self.phase == "arrived" and s.owns_media:
+        elif self.phase == "arrived" and plan is None:  # our answer never came (an outbound call has a plan)
             self._hang_up_caller("not_answered")
             self._finish("failed", now, "failed", cause="answer_timeout")
         elif s.bye:  # the goodbye's end never reported: the caller is hung up all the same
@@ -494,7 +492,6 @@ class Lifecycle:
         self._send(ev.MediaPlay(**self._stamp(), call_id=self.caller_call, tone="moh", loop=True), "moh")
         r.transfers.append(move)
         s.note, s.note_from = move.get("note", ""), move["from_agent_id"]
-        s.owns_media = True
         self._desk(move["from_agent_id"], "contact_ended", cause="transferred", by="agent", now=now)
         self._event("transferred", now, **{k: v for k, v in move.items() if k != "at"})
         r.agent_id = None

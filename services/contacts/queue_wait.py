@@ -62,7 +62,7 @@ def wait_in_queue(m: Lifecycle) -> None:
     """The caller we answered is up (`call.answered`, or the answer's reply: a WebRTC caller's leg is
     answered before its arrival is announced): music and in line, once."""
     s = m.state
-    if m.phase != "arrived" or not s.owns_media or s.deadline is None or s.notice == "playing":
+    if m.phase != "arrived" or s.deadline is None or s.notice == "playing":
         return
     s.deadline = None
     if s.waiting is not None and s.waiting.recording_notice and not s.notice:
@@ -136,7 +136,7 @@ def announce(m: Lifecycle, now: float) -> None:
     them (services/kernel/announcements.py); only while in line, where we play the music."""
     s = m.state
     every = s.waiting.announce_every if s.waiting else None
-    if m.phase not in ("queued", "offered") or not s.owns_media or every is None:
+    if m.phase not in ("queued", "offered") or callbacks.awaits_customer(m) or every is None:
         s.announce_at = None
         return
     s.announce_at = now + every

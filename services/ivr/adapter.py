@@ -54,7 +54,6 @@ from services.kernel.events import (
     MediaHangup,
     MediaPlay,
     MediaTransfer,
-    RoutingCancel,
 )
 from services.kernel.log import get_logger
 from services.kernel.messages import Command, Event, Reply, ReplyCode
@@ -376,7 +375,7 @@ class IvrAdapter:
                 except Exception as exc:
                     self.log.warning("ivr_event_not_published", error=str(exc), event=type(out).__name__)
             elif isinstance(out, Command):
-                if running.ended and not isinstance(out, RoutingCancel):
+                if running.ended:
                     continue  # the caller is gone; call.ended (waiting for the lock) finishes the call
                 command = await self._resolve(out)
                 if not await self._send(command) and not running.ended:

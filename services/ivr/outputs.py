@@ -15,11 +15,8 @@ from services.kernel.events import (
     MediaHangup,
     MediaPlay,
     MediaRecord,
-    MediaStop,
     MediaTransfer,
     RoutingCallback,
-    RoutingCancel,
-    RoutingEnqueue,
     RoutingTask,
 )
 
@@ -31,11 +28,8 @@ Output: TypeAlias = (
     MediaPlay
     | MediaCollect
     | MediaRecord
-    | MediaStop
     | MediaHangup
     | MediaTransfer
-    | RoutingEnqueue
-    | RoutingCancel
     | RoutingCallback
     | RoutingTask
     | IvrNodeEntered

@@ -1,6 +1,7 @@
 """What the platform itself says to a caller waiting in a queue, in the tenant's language: the position
-and expected wait announcement, and the message of a closed queue. One place for the IVR's queue node and
-the contact coordinator (numbers routed straight to a queue), so both say the same thing the same way."""
+and expected wait announcement, the message of a closed queue, and the goodbye once a call back is agreed.
+One place for the IVR's nodes and the contact coordinator (which keeps every caller in line company), so
+both say the same thing the same way."""
 
 from __future__ import annotations
 

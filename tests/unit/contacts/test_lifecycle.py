@@ -117,7 +117,7 @@ def in_flow() -> Lifecycle:
     (`ivr.run` by the flow's id) and the contact is `in_ivr`. Once, whichever of the answer's reply and
     call.answered comes first."""
     m = Lifecycle.arrive(arrived(flow=True), 1000.0)
-    assert m is not None and m.state.owns_media
+    assert m is not None and m.phase == "arrived"  # the coordinator talks to the caller: it answers
     out = m.take()
     assert transitions(out) == ["arrived"] and kinds(out) == ["MediaAnswer"]
     out = ack_all(m, out, 1000.1)
@@ -126,7 +126,7 @@ def in_flow() -> Lifecycle:
     assert (run.call_id, run.flow_id, run.flow) == (CALL, m.state.record.flow_id, "")
     assert (run.caller, run.dialled) == ("+15550100", "+15550123")
     assert m.handle(ev.CallAnswered(tenant_id=T, call_id=CALL), 1000.2) == []
-    assert not m.state.owns_media  # the IVR talks to the caller while the flow runs
+    assert m.phase == "in_ivr"  # the IVR talks to the caller while the flow runs
     return m
 
 
@@ -237,7 +237,7 @@ def test_offer_context_carries_the_ivr_path_digits_waits_and_history() -> None:
     out = m.handle(
         ev.ContactQueued(tenant_id=T, call_id=CALL, queue=str(QUEUE), attributes=attributes), 1005.0
     )
-    assert transitions(out) == ["queued"] and kinds(out) == []  # the IVR plays the music, not us
+    assert transitions(out) == ["queued"] and kinds(out) == []
     out = m.handle(offer(), 1008.0)
     push = next(o for o in out if isinstance(o, ev.DeskPush))
     assert push.agent_id == str(AGENT) and push.body["offer_id"] == f"{CALL}#0"
@@ -249,10 +249,11 @@ def test_offer_context_carries_the_ivr_path_digits_waits_and_history() -> None:
     assert context["attributes"]["account"] == "42"
     assert context["waited"] == {"ivr_s": 5.0, "queue_s": 3.0}
     assert context["history"]["today"] == 2 and context["history"]["last"][0]["outcome"] == "handled"
-    # Accepted: the IVR stops its own music; the coordinator only bridges.
+    # Accepted: the caller in line hears the coordinator's music (a flow's queue hands the caller back to
+    # it): it stops, and the caller is bridged to the agent.
     m.handle(connected_signal(), 1008.5)
     out = m.handle(ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(AGENT)), 1009.0)
-    assert kinds(out) == ["MediaBridge"]
+    assert kinds(out) == ["MediaStop", "MediaBridge"]
 
 
 def test_repeated_events_change_nothing() -> None:
@@ -330,7 +331,7 @@ def test_agent_connection_lost_mid_call_requeues_with_a_message() -> None:
     assert plays[0].text == AGENT_LOST_MESSAGE and plays[1].tone == "moh"
     logout = command(out, ev.RoutingAgentLogout)
     assert logout.force and logout.agent_id == AGENT
-    assert transitions(out) == ["queued"] and m.state.owns_media
+    assert transitions(out) == ["queued"]  # in line: the coordinator talks to the caller again
     # The next agent gets it; accept -> stop the music -> bridge.
     other, leg2 = uuid.uuid4(), uuid.uuid4()
     m.handle(offer(1, agent=other), 1011.0)
@@ -756,7 +757,7 @@ def test_a_closed_queue_with_a_flow_hands_the_caller_to_the_ivr() -> None:
     run = command(out, ev.IvrRun)
     assert (run.flow, run.caller, run.dialled) == ("after-hours", "+15550100", "+15550123")
     out = m.replied(run.id, True, None, 1000.7)
-    assert transitions(out) == ["in_ivr"] and not m.state.owns_media
+    assert transitions(out) == ["in_ivr"]
     m.handle(
         ev.IvrCompleted(tenant_id=T, call_id=CALL, flow="after-hours", version=1, outcome="self_served"),
         1010.0,
