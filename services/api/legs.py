@@ -30,6 +30,10 @@ class LegSocket(Socket):
     owner: str
     tenant_id: uuid.UUID
     legs: set[uuid.UUID]
+    # An agent's legs outlive its socket (the desk reconnects while the call goes on), so a new socket may
+    # restart ICE on a leg an earlier one offered: media checks the leg is this owner's. A supervisor's legs
+    # end with their socket.
+    legs_outlive_socket = False
 
     async def leg_message(self, kind: str, body: Any, ref: str | None) -> None:
         tenant, owner = self.tenant_id, self.owner
@@ -81,8 +85,9 @@ class LegSocket(Socket):
             )
 
     async def _restart(self, leg_id: uuid.UUID, sdp: str, ref: str | None) -> None:
-        """An ICE restart of a live leg (docs/agent-protocol.md): the worker holding it answers."""
-        if leg_id not in self.legs:
+        """An ICE restart of a live leg (docs/agent-protocol.md): the worker holding it answers (`forbidden`
+        for another owner's leg; no worker answers for a leg that is gone: `media_timeout`)."""
+        if leg_id not in self.legs and not self.legs_outlive_socket:
             raise Bad("unknown_leg", "this session has no leg with that id")
         data = await self.command(
             MediaWebRtcRestart(tenant_id=self.tenant_id, leg_id=leg_id, agent_id=self.owner, sdp=sdp)
@@ -90,6 +95,7 @@ class LegSocket(Socket):
         answer = data.get("sdp")
         if not isinstance(answer, str):
             raise Bad("media_error", "the media service answered without an SDP answer")
+        self.legs.add(leg_id)  # this socket signals it from now on (its trickled candidates)
         await self.send("answer", leg_id=str(leg_id), sdp=answer, **({"ref": ref} if ref else {}))
 
     async def on_signal(self, signal: WebRtcSignal) -> None:

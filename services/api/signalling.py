@@ -250,6 +250,8 @@ def parse_message(
 class Session(LegSocket):
     """One agent's authenticated socket: the agent's claims and the legs it may signal for."""
 
+    legs_outlive_socket = True
+
     def __init__(self, socket: WebSocket[Any, Any, Any], state: ApiState, claims: TokenClaims) -> None:
         super().__init__(socket, state)
         self.claims = claims

@@ -247,18 +247,22 @@ function endLeg(contactId) {
   }
 }
 
-// The leg's network path was lost and comes back (an ICE restart, protocol.js Leg.restart).
+// The leg's network path was lost and comes back (an ICE restart, protocol.js Leg.restart). The socket's
+// banners say what the call's audio does meanwhile (callAudio).
 const AUDIO_STATE = {
   reconnecting: "Call audio lost: reconnecting…",
   connected: "Call audio reconnected.",
 };
 
 function audioState(contactId, state) {
-  desk.audio = state;
   if (desk.call && desk.call.contact_id !== contactId) return;
+  desk.audio = state;
   note(AUDIO_STATE[state]);
   $("call-status").classList.add(state === "reconnecting" ? "bad" : "good");
 }
+
+// The socket and the audio are separate paths: what the banner says of the call's audio while the socket is away.
+const callAudio = () => !desk.call ? "" : desk.audio === "reconnecting" ? " Your call's audio is reconnecting." : " Your call's audio continues.";
 
 function onOffer(offer) {
   desk.offer = offer;
@@ -447,6 +451,7 @@ function onEnded(detail) {
   }
   const ctx = call ? call.context : {};
   desk.call = null;
+  desk.audio = null;
   showConsult(null);
   showMonitored("none");
   hideVoicemail();
@@ -773,7 +778,7 @@ function onClose(conn, detail) {
 // closed now rather than when the server's pings give up, and no attempt is made until the browser says
 // the network is back; then at once. The call's audio is a separate path and goes on if it can.
 function offlineBanner() {
-  banner(`You are offline. The desk reconnects as soon as the network is back.${desk.call ? " Your call's audio continues." : ""}`, {bad: true});
+  banner(`You are offline. The desk reconnects as soon as the network is back.${callAudio()}`, {bad: true});
 }
 
 window.addEventListener("offline", () => {
@@ -796,7 +801,7 @@ async function reconnect() {
   desk.reconnects += 1;
   const step = RECONNECT_DELAYS_MS[Math.min(desk.reconnects - 1, RECONNECT_DELAYS_MS.length - 1)];
   const delay = step * (0.8 + Math.random() * 0.4);
-  const audio = desk.call ? " Your call's audio continues." : "";
+  const audio = callAudio();
   banner(`Connection lost. Reconnecting${delay >= 1000 ? ` in ${Math.ceil(delay / 1000)} s` : ""}…${audio}`, {action: "Retry now", onAction: () => {
     clearTimeout(desk.retry);
     tryConnect();
@@ -808,7 +813,7 @@ async function reconnect() {
 async function tryConnect() {
   if (desk.connecting) return; // one attempt at a time ("online" may come during a retry)
   desk.connecting = true;
-  banner(`Reconnecting…${desk.call ? " Your call's audio continues." : ""}`);
+  banner(`Reconnecting…${callAudio()}`);
   try {
     await connect();
   } catch (err) {

@@ -108,14 +108,14 @@ async def _supervisor_steps_in(stack: Any, tenant: Any, page: Any, tmp_path: Pat
 
 # The desk's own reconnection (protocol.js Leg.watch/restart): its leg reports the audio path lost (the
 # connection state reads `disconnected`, as Chrome reports it when its ICE checks go unanswered; loopback
-# never drops, so the state is made to read so) and after RESTART_AFTER_MS the desk restarts ICE for real:
+# never drops, so the state is made to read so) and the desk restarts ICE for real once it has a socket:
 # new ICE credentials both ways, the same DTLS session; then the real state, connected, is reported again.
 LOSE_PATH_JS = r"""
 () => {
   const leg = [...agentDesktop.legs.values()].find((l) => l.pc && l.pc.connectionState === "connected");
   const ufrags = (sdp) => [...sdp.matchAll(/a=ice-ufrag:(\S+)/g)].map((m) => m[1]);
   const fingerprint = (sdp) => sdp.match(/a=fingerprint:(.+)/)[1];
-  window.restartTest = {leg, ufrags, fingerprint, dtls: leg.pc.getSenders()[0].transport,
+  window.restartTest = {leg, ufrags, fingerprint, dtls: leg.pc.getSenders()[0].transport, conn: agentDesktop.conn,
     before: {local: ufrags(leg.pc.localDescription.sdp), remote: ufrags(leg.pc.remoteDescription.sdp),
              dtls: fingerprint(leg.pc.remoteDescription.sdp)}};
   Object.defineProperty(leg.pc, "connectionState", {get: () => "disconnected", configurable: true});
@@ -124,12 +124,12 @@ LOSE_PATH_JS = r"""
 """
 PATH_BACK_JS = r"""
 () => {
-  const {leg, ufrags, fingerprint, dtls, before} = window.restartTest;
+  const {leg, ufrags, fingerprint, dtls, before, conn} = window.restartTest;
   delete leg.pc.connectionState;  // the real one again
   leg.pc.dispatchEvent(new Event("connectionstatechange"));
   return {
     restarts: leg.restarts, state: leg.pc.connectionState, dtls_state: dtls.state,
-    same_dtls: leg.pc.getSenders()[0].transport === dtls, before,
+    same_dtls: leg.pc.getSenders()[0].transport === dtls, before, new_socket: agentDesktop.conn !== conn,
     after: {local: ufrags(leg.pc.localDescription.sdp), remote: ufrags(leg.pc.remoteDescription.sdp),
             dtls: fingerprint(leg.pc.remoteDescription.sdp)},
   };
@@ -138,14 +138,20 @@ PATH_BACK_JS = r"""
 
 
 async def _ice_restart_keeps_the_call(page: Any, caller: PhoneCaller, tmp_path: Path) -> None:
-    """The agent sees "reconnecting", the desk restarts ICE on the same leg, the server answers with new
-    credentials (same DTLS fingerprint and transport), the agent sees "reconnected", and audio goes on both
+    """The Wi-Fi drops for three seconds: the desk's socket goes too (the browser reports `offline`) and the
+    agent sees "reconnecting"; the desk's first restart fails (no socket), it reconnects when the network is
+    back and its next restart goes through the new socket: the server answers with new credentials on the
+    same leg (same DTLS fingerprint and transport), the agent sees "reconnected", and audio goes on both
     ways (600 Hz heard, the microphone reaching the caller)."""
     await page.evaluate(LOSE_PATH_JS)
+    await page.context.set_offline(True)
     await page.wait_for_function(
         "document.getElementById('call-status').textContent.includes('reconnecting')"
     )
     await page.screenshot(path=str(tmp_path / "audio-reconnecting.png"))
+    await asyncio.sleep(3.0)  # past the first restart (RESTART_AFTER_MS), which finds no socket
+    assert await page.evaluate("window.restartTest.leg.restarts") == 0
+    await page.context.set_offline(False)
     await page.wait_for_function("window.restartTest.leg.restarts >= 1", timeout=15000)
     await page.wait_for_function(
         "(() => { const pc = window.restartTest.leg.pc;"
@@ -160,6 +166,7 @@ async def _ice_restart_keeps_the_call(page: Any, caller: PhoneCaller, tmp_path: 
     assert (
         after["dtls"] == before["dtls"] and restarted["same_dtls"] and restarted["dtls_state"] == "connected"
     )
+    assert restarted["new_socket"], restarted  # the leg outlived its socket; a new one restarted it
     assert "Call audio reconnected." in await page.inner_text("#call-status")
     await page.screenshot(path=str(tmp_path / "audio-reconnected.png"))
     heard = await asyncio.wait_for(page.evaluate(MEASURE_JS, 1000), 10)

@@ -37,6 +37,7 @@ from .test_webrtc_leg import band_energy, tone, wait_for
 
 INTERVAL = 0.1
 FAILURES = 3
+SCHEDULING_SLACK_S = 1.0
 OURS = WebRtcConfig(own_media=True, consent_interval_s=INTERVAL, consent_failures=FAILURES)
 AIORTC = WebRtcConfig(consent_interval_s=INTERVAL, consent_failures=FAILURES)
 
@@ -134,12 +135,14 @@ async def test_consent_keeps_an_answering_peer_and_ends_a_silent_ones_leg_within
         browser_ice.request_received = lambda message, addr, protocol: None  # type: ignore[method-assign]
         silent_at = time.monotonic()
         bound = consent_bound_s(INTERVAL, FAILURES)
-        await wait_for(lambda: leg_id not in calls.sessions, timeout=bound + 1.0)
+        await wait_for(lambda: leg_id not in calls.sessions, timeout=bound + 3.0)
         ended_at, ended = next((t, e) for t, e in emitted if isinstance(e, ev.CallEnded))
         assert ended.call_id == leg_id and ended.cause == "ice_failed", ended
-        # Each of the FAILURES checks waits one STUN timeout (0.5 s) for its answer: no sooner than that.
-        assert FAILURES * aioice.stun.RETRY_RTO <= ended_at - silent_at <= bound, (
-            ended_at - silent_at,
+        # Each of the FAILURES checks waits one STUN timeout (0.5 s) for its answer: no sooner than that;
+        # and no later than the bound, give or take a loaded machine's late timers (SCHEDULING_SLACK_S).
+        lost_after = ended_at - silent_at
+        assert FAILURES * aioice.stun.RETRY_RTO <= lost_after <= bound + SCHEDULING_SLACK_S, (
+            lost_after,
             bound,
         )
         signal = next(e for _, e in emitted if isinstance(e, ev.WebRtcSignal) and e.kind == "ended")
