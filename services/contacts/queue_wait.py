@@ -62,8 +62,8 @@ def wait_in_queue(m: Lifecycle) -> None:
     """The caller we answered is up (`call.answered`, or the answer's reply: a WebRTC caller's leg is
     answered before its arrival is announced): music and in line, once."""
     s = m.state
-    if m.phase != "arrived" or s.deadline is None or s.notice == "playing":
-        return
+    if m.phase != "arrived" or s.deadline is None or s.notice == "playing" or s.record.outcome == CLOSED:
+        return  # (the closed message's own deadline is not "not yet in line")
     s.deadline = None
     if s.waiting is not None and s.waiting.recording_notice and not s.notice:
         # The caller hears that the call may be recorded before being put in line, so before any agent

@@ -683,6 +683,8 @@ def test_a_closed_queue_plays_its_message_then_hangs_up_and_ends_closed() -> Non
     play = command(out, ev.MediaPlay)
     assert play.text.startswith("Wir haben geschlossen") and play.voice == "de"
     assert not m.finished and m.state.record.outcome == "closed"
+    # media's call.answered, read after the answer's reply: the caller is not put in line a second time.
+    assert m.handle(ev.CallAnswered(tenant_id=T, call_id=CALL), 1000.7) == []
     out = m.handle(ev.CallPlayFinished(tenant_id=T, call_id=CALL, play_id=play.id, reason="done"), 1006.0)
     assert command(out, ev.MediaHangup).cause == "closed"
     m.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="closed", duration=6.0), 1006.1)
