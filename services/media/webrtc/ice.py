@@ -48,6 +48,9 @@ DEFAULT_CONSENT_INTERVAL_S = 5.0  # aioice 0.13's CONSENT_INTERVAL
 DEFAULT_CONSENT_FAILURES = 6  # aioice 0.13's CONSENT_FAILURES
 # A restart's connectivity checks get this long; the old pair carries on meanwhile.
 RESTART_CONNECT_S = 15.0
+# Closing a replaced Connection (its consent task, checks and sockets) takes milliseconds; a leg's close
+# waits at most this long for it.
+CLOSE_WAIT_S = 2.0
 
 
 class IceRestartError(RuntimeError):
@@ -110,7 +113,8 @@ class IceLink:
         self.restarts = 0
         self._pending: Connection | None = None
         self._queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._checks: set[asyncio.Task[None]] = set()  # restarts connecting: cancelled at close
+        self._closes: set[asyncio.Task[None]] = set()  # replaced Connections closing: awaited at close
         self.data_received: Callable[[bytes, int], None] = self._to_dtls
         ice._recv = self.recv
         ice._send = self.send
@@ -179,7 +183,7 @@ class IceLink:
         self._hook(new)
         await new.gather_candidates()  # the configured host addresses (config.set_host_addresses)
         if self._pending is not None:  # a restart of a restart: the newer one wins
-            self._spawn(self._pending.close())
+            self._spawn(self._closes, self._pending.close())
         self._pending = new
         return new
 
@@ -195,7 +199,7 @@ class IceLink:
             await new.add_remote_candidate(candidate)
         if remote.complete:
             await new.add_remote_candidate(None)
-        self._spawn(self._connect(new))
+        self._spawn(self._checks, self._connect(new))
 
     async def add_remote_candidate(self, candidate: Candidate | None) -> bool:
         """A trickled candidate after a restart goes to the restart's Connection; False: no restart yet
@@ -234,22 +238,26 @@ class IceLink:
         self.ice.iceGatherer._connection = new
         self.ice._RTCIceTransport__monitor_task = asyncio.ensure_future(self.ice._monitor())  # type: ignore[attr-defined]
         self.restarts += 1
-        self._spawn(old.close())
+        self._spawn(self._closes, old.close())
         pair = new._nominated.get(1)
         log.info(
             "ice_restarted", remote=pair.remote_addr if pair is not None else None, restarts=self.restarts
         )
 
-    def _spawn(self, coro: Any) -> None:
+    @staticmethod
+    def _spawn(tasks: set[asyncio.Task[None]], coro: Any) -> None:
         task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
 
     async def close(self) -> None:
-        """Ends a restart still checking (the transport's own stop closes the current Connection)."""
+        """Ends a restart still checking and lets replaced Connections finish closing their sockets (the
+        transport's own stop closes the current one)."""
+        for task in list(self._checks):
+            task.cancel()
         if self._pending is not None:
             pending, self._pending = self._pending, None
             await pending.close()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._checks, return_exceptions=True)
+        if self._closes:
+            await asyncio.wait(list(self._closes), timeout=CLOSE_WAIT_S)
