@@ -235,8 +235,10 @@ class Leg {
       this.restarts += 1;
     } catch (err) {
       // Most often the desk's socket is down too (the same network): the next try goes when it is back.
+      // The rolled-back offer's candidates mean nothing to the server.
+      this.lateCandidates = [];
       if (this.pc.signalingState === "have-local-offer") await this.pc.setLocalDescription({type: "rollback"}).catch(() => {});
-      if (err && ["unknown_leg", "webrtc"].includes(err.code)) {
+      if (err && ["unknown_leg", "forbidden", "webrtc"].includes(err.code)) {
         this.note(`The call's audio could not be restored (${err.reason || err.code}).`);
         return;
       }
