@@ -195,3 +195,23 @@ def test_a_restarted_coordinator_plays_the_nodes_music_again() -> None:
     assert (
         Lifecycle(msgspec.json.decode(msgspec.json.encode(in_flow().state), type=Contact)).resume(1.0) == []
     )
+
+
+def test_a_call_back_agreed_continues_the_flow_at_on_callback() -> None:
+    m, out = handed_back(wait(on_callback="thanks", announce_every=None))
+    ack_all(m, out, 1010.0)
+    queued(m)
+    m.timer(1015.0)  # the offer
+    out = m.handle(dtmf("2"), 1016.0)
+    assert kinds(out) == []  # not the node's digit: nothing
+    out = m.handle(dtmf("1"), 1016.5)
+    assert kinds(out) == ["IvrCallbackRequested", "RoutingCallback", "IvrRun"] and transitions(out) == [
+        "in_ivr"
+    ]
+    run = command(out, ev.IvrRun)
+    assert (run.flow, run.node) == ("main", "thanks") and run.attributes["callback"] == "requested"
+    assert m.next_timer() is None  # the node's times are over
+    m.handle(CallbackInfo(request=command(out, ev.IvrCallbackRequested)), 1016.6)
+    m.handle(completed(None, "self_served"), 1020.0)
+    out = m.handle(ev.CallEnded(tenant_id=T, call_id=CALL, cause="normal_clearing", duration=9.0), 1020.1)
+    assert transitions(out) == ["callback"] and kinds(out) == []
