@@ -1,7 +1,17 @@
-# Adaptive jitter buffer for the legs where the platform itself terminates audio (in-band DTMF
-# detection, recording, speech recognition); relayed legs never pass through one. Sans-IO: packets
-# go in with `push(..., now)`, the playout clock calls `pop(now)` once per frame duration, and every
-# decision (reorder, late, duplicate, gap, grow, shrink) is visible in the return values and `stats`.
+# Adaptive jitter buffer for the legs where the platform itself terminates audio (bridges to WebRTC,
+# in-band DTMF detection, recording); relayed legs never pass through one. Sans-IO: packets go in with
+# `push(..., now)`, the playout clock calls `pop(now)` once per frame duration, and every decision
+# (reorder, late, duplicate, conceal, grow, shrink, restart) is visible in the return values and `stats`.
+#
+# Playout is scheduled in time, not in whole frames buffered. Every packet's transit (arrival time minus
+# its RTP timestamp in seconds) is measured; the slot with timestamp `ts` is due at
+# `ts / clock_rate + base + target`, where `base` is the fastest transit seen in the window and `target`
+# a high quantile of how much later than that packets arrive (their lateness), in seconds. A pop plays the
+# next slot once it is due: its packet if it came, else a MISSING frame that the consumer conceals, and
+# the next pop plays the following slot in order (no re-buffering: an isolated late packet costs one
+# concealed frame). The target grows as soon as lateness grows (a pop that finds the next slot not yet due
+# returns None: a pause of one frame), and shrinks back once a burst has left the window (a frame is
+# skipped when every slot of the last `adapt_every` pops was due a frame and more before its pop).
 from __future__ import annotations
 
 import enum
@@ -19,22 +29,34 @@ __all__ = [
     "PushResult",
 ]
 
+# At least this many measured packets before the target may fall below its starting value: two packets
+# that happen to arrive alike say nothing about the network yet.
+_MIN_SAMPLES = 8
+# A shrink needs every slot of the adaptation window this much later than one frame past its deadline, so
+# that the timing noise of the pops themselves does not alternate a pause and a skip.
+_SHRINK_TOLERANCE = 0.001
+# Packets whose transit agrees within half a frame and sits this many packets in a row beyond the jump
+# threshold are a new timeline (a sender that restarted its timestamps), not a delay spike.
+_JUMP_CONFIRM = 3
+# Packets read within this of the one before were queued together somewhere (seconds).
+_BUNCH = 0.002
+
 
 class PushResult(enum.Enum):
     ACCEPTED = "accepted"
     DUPLICATE = "duplicate"  # same sequence number already buffered or recently played
-    LATE = "late"  # its playout time has passed (the slot was played or reported missing)
+    LATE = "late"  # its slot was played or concealed already
     EARLY = "early"  # further ahead than `horizon`: a broken or restarted sender; dropped
 
 
 class FrameKind(enum.Enum):
     AUDIO = "audio"
-    MISSING = "missing"  # no packet for this slot in time: the consumer conceals it
+    MISSING = "missing"  # the slot was due and no packet had come: the consumer conceals it
 
 
 class BufferState(enum.Enum):
-    IDLE = "idle"  # nothing received yet
-    BUFFERING = "buffering"  # waiting `target_delay` after the first packet (or after an underrun)
+    IDLE = "idle"  # nothing received yet (or the stream restarted)
+    BUFFERING = "buffering"  # waiting for the first buffered slot to fall due (start, or after a silence)
     PLAYING = "playing"
 
 
@@ -55,15 +77,12 @@ class JitterBufferStats:
     late: int = 0
     early: int = 0
     played: int = 0
-    missing: int = 0  # slots reported as MISSING (loss or too late)
-    underruns: int = 0  # the buffer ran dry while playing and re-buffered
-    dropped: int = 0  # frames skipped to shrink the delay
+    missing: int = 0  # slots reported as MISSING (loss or too late): concealed by the consumer
+    underruns: int = 0  # the stream went quiet (longer than `max_conceal` frames) while playing
+    dropped: int = 0  # slots skipped to shrink the delay
     stretched: int = 0  # pops answered with None to grow the delay
-
-
-class _Adapt(enum.Enum):
-    SHRINK = "shrink"
-    STRETCH = "stretch"
+    restarts: int = 0  # a new SSRC or a timestamp jump: the stream started afresh
+    flushed: int = 0  # packets still buffered when the stream restarted
 
 
 @dataclass(slots=True)
@@ -74,33 +93,15 @@ class _Entry:
     marker: bool
 
 
-@dataclass(slots=True)
-class _Window:
-    """Extremes of the buffered level over the last few pops, for the grow/shrink decision."""
-
-    count: int = 0
-    low: float = float("inf")
-    high: float = float("-inf")
-
-    def add(self, level: float) -> None:
-        self.count += 1
-        self.low = min(self.low, level)
-        self.high = max(self.high, level)
-
-    def clear(self) -> None:
-        self.count = 0
-        self.low = float("inf")
-        self.high = float("-inf")
-
-
 class JitterBuffer:
-    """Reorders packets by RTP timestamp and plays them out `target_delay` after the fastest ones.
+    """Reorders packets by RTP timestamp and plays each slot `target_delay` after the fastest packets.
 
-    The target follows the measured delay variation: the `quantile` (default 95th percentile) of
-    transit time minus its minimum over the last `window` packets, bounded to [min_delay, max_delay].
-    The playout level (audio buffered from the next slot on) is compared with the target every
-    `adapt_every` pops: above target + one frame throughout, one frame is dropped; below target - one
-    frame throughout, one pop returns None (a pause) so that the delay grows before it underruns.
+    `target_delay` is the `quantile` (default 99th percentile) of the lateness of the last `window`
+    packets (transit minus the fastest transit among them), bounded to [min_delay, max_delay]. It starts at
+    `initial_delay`, rises at once when the estimate does and falls only when the estimate is more than
+    `fall_hysteresis` below it. A slot that is due without its packet is a MISSING frame; after
+    `max_conceal` of them in a row with nothing buffered the stream is taken as quiet (a silence, DTX) and
+    the next packet starts playout again when it falls due.
     """
 
     def __init__(
@@ -108,20 +109,24 @@ class JitterBuffer:
         *,
         clock_rate: int = 8000,
         frame_samples: int = 160,
-        min_delay: float = 0.02,
+        min_delay: float = 0.004,
         max_delay: float = 0.2,
         initial_delay: float = 0.06,
         horizon: float = 1.0,
         window: int = 250,
-        quantile: float = 0.95,
+        quantile: float = 0.99,
         adapt_every: int = 10,
+        max_conceal: int = 10,
+        fall_hysteresis: float = 0.002,
     ) -> None:
-        if not 0 < min_delay <= max_delay:
-            raise ValueError("need 0 < min_delay <= max_delay")
+        if not 0 <= min_delay <= max_delay or max_delay <= 0:
+            raise ValueError("need 0 <= min_delay <= max_delay and max_delay > 0")
         if clock_rate <= 0 or frame_samples <= 0:
             raise ValueError("clock_rate and frame_samples must be positive")
         if not 0.0 < quantile <= 1.0:
             raise ValueError("quantile must be in (0, 1]")
+        if max_conceal < 1 or adapt_every < 1 or window < 2:
+            raise ValueError("max_conceal and adapt_every must be at least 1, window at least 2")
         self.clock_rate = clock_rate
         self.frame_samples = frame_samples
         self.min_delay = min_delay
@@ -129,12 +134,17 @@ class JitterBuffer:
         self.horizon = horizon
         self.quantile = quantile
         self.adapt_every = adapt_every
+        self.max_conceal = max_conceal
+        self.fall_hysteresis = fall_hysteresis
         self.stats = JitterBufferStats()
         self._target = min(max(initial_delay, min_delay), max_delay)
         self._frame_seconds = frame_samples / clock_rate
+        # Beyond this, a change of transit cannot be jitter the buffer would wait for anyway.
+        self._jump = max_delay + self._frame_seconds
         self._transits: deque[float] = deque(maxlen=window)
+        self._base = 0.0  # the fastest transit in _transits, as of the last estimate
         self._pushes_since_estimate = 0
-        self._level_window = _Window()
+        self._ssrc: int | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -147,14 +157,20 @@ class JitterBuffer:
         self._ref_raw = 0  # ... its 32-bit value, for unwrapping
         self._next: int = 0  # extended timestamp of the next slot to play (PLAYING)
         self._played_until: int | None = None
-        self._start_at: float | None = None
         self._recent: deque[int] = deque(maxlen=64)
         self._recent_set: set[int] = set()
         self._transits.clear()
-        self._level_window.clear()
+        self._pushes_since_estimate = 0
+        self._ages_low = float("inf")  # the smallest age of a played slot in this adaptation window
+        self._ages_count = 0
+        self._missing_run = 0  # MISSING slots in a row
+        self._jump_run = 0
+        self._jump_transit = 0.0
+        self._last_arrival = float("-inf")
 
     @property
     def target_delay(self) -> float:
+        """Seconds a slot waits after the fastest packets would have brought it."""
         return self._target
 
     @property
@@ -184,19 +200,31 @@ class JitterBuffer:
         *,
         marker: bool = False,
         samples: int | None = None,
+        ssrc: int | None = None,
     ) -> PushResult:
-        """Offer one received packet. `samples` is its duration (G.711: len(payload))."""
+        """Offer one received packet. `samples` is its duration (G.711: len(payload)); `ssrc`, when given,
+        restarts the stream when it changes (a new source's sequence and timestamps are unrelated)."""
         duration = samples if samples is not None else self.frame_samples
+        if ssrc is not None:
+            if self._ssrc is not None and ssrc != self._ssrc and self.state is not BufferState.IDLE:
+                self._restart()
+            self._ssrc = ssrc
         if self.state is BufferState.IDLE:
             self._set_ref(timestamp)
         ext = self._unwrap(timestamp)
+        transit = now - ext / self.clock_rate
+        if self._transits and self._is_jump(transit, marker):
+            self._restart()
+            self._set_ref(timestamp)
+            ext = self._unwrap(timestamp)
+            transit = now - ext / self.clock_rate
 
         if seq in self._recent_set or seq in self._buffered_seqs:
             self.stats.duplicates += 1
             return PushResult.DUPLICATE
         if self._played_until is not None and ext < self._played_until:
-            # An empty buffer after an underrun, or the long silence of a DTX sender, accepts a new
-            # talkspurt anywhere ahead; only what lies behind the playout point is late.
+            # Its slot was played or concealed: too late to use, but it says how late packets come.
+            self._observe_transit(transit, now)
             self.stats.late += 1
             return PushResult.LATE
         if ext in self._buffer:
@@ -213,66 +241,106 @@ class JitterBuffer:
         self._buffered_seqs.add(seq)
         self._end = max(self._end, ext + duration) if not was_empty else ext + duration
         self.stats.accepted += 1
-        self._observe_transit(now - ext / self.clock_rate)
-        if self.state is BufferState.IDLE or (self.state is BufferState.BUFFERING and was_empty):
+        self._observe_transit(transit, now)
+        if self.state is BufferState.IDLE:
             self.state = BufferState.BUFFERING
-            self._start_at = now + self._target
         return PushResult.ACCEPTED
 
-    def _observe_transit(self, transit: float) -> None:
-        if self._transits and abs(transit - self._transits[-1]) > self.horizon:
-            self._transits.clear()  # a timeline jump, not jitter: start measuring afresh
+    def _is_jump(self, transit: float, marker: bool) -> bool:
+        """Whether this packet starts a new timeline: its transit is further from the fastest than any
+        jitter we would wait for, and either it says so (marker: the first packet of a talkspurt) or the
+        packets before it agreed. Packets of a delay spike arrive late together and so disagree."""
+        if abs(transit - self._base) <= self._jump:
+            self._jump_run = 0
+            return False
+        if marker:
+            return True
+        if self._jump_run and abs(transit - self._jump_transit) < self._frame_seconds / 2:
+            self._jump_run += 1
+        else:
+            self._jump_run = 1
+        self._jump_transit = transit
+        return self._jump_run >= _JUMP_CONFIRM
+
+    def _restart(self) -> None:
+        self.stats.restarts += 1
+        self.stats.flushed += len(self._buffer)
+        self.reset()
+
+    def _observe_transit(self, transit: float, now: float) -> None:
+        bunched = now - self._last_arrival < _BUNCH
+        self._last_arrival = now
+        if bunched:
+            # Released together with the packet before it (a stall, in the network or in our own event
+            # loop, whose pops were held up as well): that packet's lateness stands for the whole bunch,
+            # so a stall counts as one late packet, not as a burst of jitter.
+            return
         self._transits.append(transit)
         self._pushes_since_estimate += 1
-        if self._pushes_since_estimate >= 8 or len(self._transits) < 8:
+        if self._pushes_since_estimate >= 8 or len(self._transits) <= _MIN_SAMPLES:
             self._pushes_since_estimate = 0
             self._estimate_target()
 
     def _estimate_target(self) -> None:
-        if len(self._transits) < 2:
-            return
         ordered = sorted(self._transits)
-        spread = ordered[int(self.quantile * (len(ordered) - 1))] - ordered[0]
-        self._target = min(max(spread, self.min_delay), self.max_delay)
+        self._base = ordered[0]
+        if len(ordered) < 2:
+            return
+        lateness = ordered[int(self.quantile * (len(ordered) - 1))] - ordered[0]
+        estimate = min(max(lateness, self.min_delay), self.max_delay)
+        if estimate > self._target or (
+            len(ordered) > _MIN_SAMPLES and estimate < self._target - self.fall_hysteresis
+        ):
+            self._target = estimate
 
     def pop(self, now: float) -> Frame | None:
-        """The frame to play now; None means nothing to play (buffering, underrun or a pause)."""
+        """The frame to play now; None means nothing to play (buffering, quiet, or a pause to grow)."""
         if self.state is BufferState.IDLE:
             return None
+        deadline = self._base + self._target  # the transit by which a slot is due
+        if self.state is BufferState.PLAYING and self._buffer and self._next not in self._buffer:
+            upcoming = min(self._buffer)
+            gap = upcoming - self._next
+            if gap < self.frame_samples:
+                self._next = upcoming  # a packet that starts inside this slot (another packet size)
+            elif gap > self.max_conceal * self.frame_samples:
+                # Too long to conceal: a silence (DTX) or a jump ahead. Resume when that packet is due.
+                self.state = BufferState.BUFFERING
         if self.state is BufferState.BUFFERING:
-            if not self._buffer or self._start_at is None or now < self._start_at:
+            if not self._buffer:
+                return None
+            first = min(self._buffer)
+            if now - first / self.clock_rate + 1e-9 < deadline:
                 return None
             self.state = BufferState.PLAYING
-            self._next = min(self._buffer)
-            self._set_ref(self._next)
-            self._level_window.clear()
+            self._next = self._played_until = first
+            self._set_ref(first)
+            self._ages_low, self._ages_count = float("inf"), 0
+            self._missing_run = 0
 
-        if self._buffer and self._adapt() is _Adapt.STRETCH:
+        age = now - self._next / self.clock_rate
+        if age + 1e-9 < deadline:
+            # The slot is not due: the target grew (or the sender's clock runs slow). Pause one frame.
+            self.stats.stretched += 1
             return None
-        if not self._buffer:
-            self.stats.underruns += 1
-            self._rebuffer(None)
-            return None
+        if self._shrink_due(age, deadline):
+            entry = self._discard(self._next)
+            self._advance(entry.samples if entry is not None else self.frame_samples)
 
         entry = self._buffer.pop(self._next, None)
         if entry is None:
-            upcoming = min(self._buffer)
-            gap = upcoming - self._next
-            if gap > self.max_delay * self.clock_rate + self.frame_samples:
-                # Too long to be loss or jitter: a silence (DTX) or a timeline jump. Start the next
-                # talkspurt afresh, `target_delay` after its first packet arrived.
-                self._next = upcoming
-                self._rebuffer(now)
+            if not self._buffer and self._missing_run >= self.max_conceal:
+                # Nothing for a while: the talker paused or the network dropped out. Stop concealing;
+                # the next packet resumes playout when due.
+                self.stats.underruns += 1
+                self.state = BufferState.BUFFERING
                 return None
-            if gap < self.frame_samples:
-                # A packet that starts inside this slot (a sender with another packet size).
-                self._next = upcoming
-                entry = self._buffer.pop(upcoming)
-        if entry is None:
             frame = Frame(FrameKind.MISSING, self._next & 0xFFFFFFFF, self.frame_samples)
             self.stats.missing += 1
+            self._missing_run += 1
             self._advance(self.frame_samples)
             return frame
+        self._missing_run = 0
         self._buffered_seqs.discard(entry.seq)
         frame = Frame(
             FrameKind.AUDIO,
@@ -287,9 +355,25 @@ class JitterBuffer:
         self._advance(entry.samples)
         return frame
 
-    def _rebuffer(self, now: float | None) -> None:
-        self.state = BufferState.BUFFERING
-        self._start_at = None if now is None else now + self._target
+    def _discard(self, ext: int) -> _Entry | None:
+        """Skip a slot to shrink the delay, as if it had been played."""
+        entry = self._buffer.pop(ext, None)
+        if entry is not None:
+            self._buffered_seqs.discard(entry.seq)
+            self._remember(entry.seq)
+        self.stats.dropped += 1
+        return entry
+
+    def _shrink_due(self, age: float, deadline: float) -> bool:
+        """Every `adapt_every` pops: whether every slot played in them was due more than a frame before
+        its pop, so one slot can be skipped without any slot then coming too early."""
+        self._ages_low = min(self._ages_low, age)
+        self._ages_count += 1
+        if self._ages_count < self.adapt_every:
+            return False
+        low = self._ages_low
+        self._ages_low, self._ages_count = float("inf"), 0
+        return low >= deadline + self._frame_seconds + _SHRINK_TOLERANCE
 
     def _advance(self, samples: int) -> None:
         self._next += samples
@@ -301,24 +385,3 @@ class JitterBuffer:
             self._recent_set.discard(self._recent[0])
         self._recent.append(seq)
         self._recent_set.add(seq)
-
-    def _adapt(self) -> _Adapt | None:
-        """Grow or shrink towards the target, at most one frame per `adapt_every` pops."""
-        window = self._level_window
-        window.add(self.level)
-        if window.count < self.adapt_every:
-            return None
-        low, high = window.low, window.high
-        window.clear()
-        if low > self._target + self._frame_seconds:
-            entry = self._buffer.pop(self._next, None)
-            if entry is not None:
-                self._buffered_seqs.discard(entry.seq)
-                self._remember(entry.seq)
-            self.stats.dropped += 1
-            self._advance(entry.samples if entry is not None else self.frame_samples)
-            return _Adapt.SHRINK
-        if high < self._target - self._frame_seconds:
-            self.stats.stretched += 1
-            return _Adapt.STRETCH
-        return None

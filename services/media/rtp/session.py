@@ -24,6 +24,7 @@ from services.kernel.log import get_logger
 from services.kernel.messages import Event
 from services.media.bridge.relay import RelayDirection
 from services.media.dsp.dtmf import DtmfDetector
+from services.media.rtp.concealment import Concealer
 from services.media.rtp.g711 import G711
 from services.media.rtp.jitter_buffer import FrameKind, JitterBuffer
 from services.media.rtp.packet import RtpError, RtpPacket
@@ -118,6 +119,7 @@ class RtpSession:
         self.ts = random.getrandbits(32)
         self.remote_ssrc: int | None = None
         self.jitter = JitterBuffer()
+        self.concealer = Concealer()
         self.rx = ReceiverStats(8000, min_sequential=1)
         self.tx = SenderStats(8000)
         self.events_rx = TelephoneEventReceiver()
@@ -252,6 +254,7 @@ class RtpSession:
                 now,
                 marker=packet.marker,
                 samples=len(packet.payload),
+                ssrc=packet.ssrc,
             )
 
     def _on_rtcp(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -292,6 +295,13 @@ class RtpSession:
                     events += self.call.digit(digit.digit, "inband", now)
             if self.bridge_out is not None:
                 self.bridge_out(samples)
+            self.concealer.heard(samples)
+        elif frame is not None and frame.kind is FrameKind.MISSING and self.bridge_out is not None:
+            # A late or lost packet: the person on the other side hears the last frame fading, not a
+            # hole. The detector and the recording get nothing made up.
+            made_up = self.concealer.conceal()
+            if made_up is not None:
+                self.bridge_out(made_up)
         if self.call.recording is not None:
             events += self.call.heard(heard, now)
         if events:

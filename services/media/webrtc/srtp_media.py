@@ -28,6 +28,7 @@ import numpy.typing as npt
 import pylibsrtp
 
 from services.media.bridge.transcode import Resampler
+from services.media.rtp.concealment import Concealer
 from services.media.rtp.g711 import G711
 from services.media.rtp.jitter_buffer import FrameKind, JitterBuffer
 from services.media.rtp.packet import RtpError, RtpPacket, is_rtcp
@@ -144,17 +145,18 @@ class SrtpMedia:
         self.opus = _Opus(opus_bitrate, opus_complexity) if self.law is None else None
         self.clock_rate = RATE if self.law is not None else OPUS_CLOCK
         self.ts_step = FRAME if self.law is not None else OPUS_CLOCK // 50
-        # Starts at `jitter_frames` and adapts to the measured jitter, but never past two frames more:
-        # the SIP side's own buffer follows, and the whole leg must stay inside the 40 ms delay budget
-        # (a burst from a starved sender is cheaper dropped than delayed for the rest of the call).
+        # Starts at `jitter_frames` and follows the measured jitter (down to a few ms on a quiet network),
+        # but never past two frames more: the SIP side's own buffer follows, and the whole leg must stay
+        # inside the 40 ms delay budget (a burst from a starved sender is cheaper concealed than delayed
+        # for the rest of the call).
         delay = max(1, jitter_frames) * 0.02
         self.jitter = JitterBuffer(
             clock_rate=self.clock_rate,
             frame_samples=self.ts_step,
-            min_delay=0.02,
             max_delay=delay + 0.04,
             initial_delay=delay,
         )
+        self.concealer = Concealer()
         self.rx = ReceiverStats(self.clock_rate, min_sequential=1)
         self.tx = SenderStats(self.clock_rate)
         self.events_rx = TelephoneEventReceiver()
@@ -259,6 +261,7 @@ class SrtpMedia:
             now,
             marker=packet.marker,
             samples=len(packet.payload) if self.law is not None else self.ts_step,
+            ssrc=packet.ssrc,
         )
 
     def _on_rtcp(self, plain: bytes, now: float) -> None:
@@ -301,7 +304,12 @@ class SrtpMedia:
                 self.law.decode(frame.payload) if self.law is not None else self._decode_opus(frame.payload)
             )
             if samples is not None:
+                self.concealer.heard(samples)
                 self.on_audio(samples)
+        elif frame is not None and frame.kind is FrameKind.MISSING:
+            made_up = self.concealer.conceal()  # a late or lost packet: the last frame, fading
+            if made_up is not None:
+                self.on_audio(made_up)
 
     def transmit(self, now: float) -> None:
         """The second half: the frame `send` queued (or silence), or a digit's packet, and RTCP."""

@@ -1,0 +1,36 @@
+# Packet loss concealment for the jitter buffer's MISSING slots, on decoded 8 kHz audio, shared by the SIP
+# and WebRTC legs. G.711 carries no concealment of its own, and libopus's (a decode call without a packet)
+# is out of reach through PyAV: FFmpeg takes an empty packet as the end of the stream. So both codecs get
+# the same: the last frame heard, repeated at a falling level, then silence. One repeated frame covers an
+# isolated late packet nearly unheard; a longer gap fades out instead of buzzing.
+from __future__ import annotations
+
+import numpy as np
+
+from services.media.rtp.g711 import Samples
+
+__all__ = ["Concealer"]
+
+# The level of the 1st, 2nd, ... repeat; after the last one the gap is silent.
+FADE = (0.9, 0.5, 0.25)
+
+
+class Concealer:
+    def __init__(self) -> None:
+        self._last: Samples | None = None
+        self._repeats = 0
+        self.concealed = 0  # frames made up, for the leg's counters
+
+    def heard(self, samples: Samples) -> None:
+        """A frame decoded from a packet: the one to repeat if the next goes missing."""
+        self._last = samples
+        self._repeats = 0
+
+    def conceal(self) -> Samples | None:
+        """A frame for a missing slot, or None once the gap has faded out (or nothing was heard yet)."""
+        if self._last is None or self._repeats >= len(FADE):
+            return None
+        gain = FADE[self._repeats]
+        self._repeats += 1
+        self.concealed += 1
+        return (self._last.astype(np.float32) * gain).astype(np.int16)
