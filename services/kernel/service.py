@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ from .log import configure_logging, get_logger
 from .metrics import Family, figure_gauge, figures
 from .subjects import HEALTH_BUCKET
 
-__all__ = ["HEARTBEAT_S", "SHUTDOWN_DEADLINE_S", "Health", "run_service"]
+__all__ = ["HEARTBEAT_S", "SHUTDOWN_DEADLINE_S", "Health", "freeze_startup_heap", "run_service"]
 
 HEARTBEAT_S = 5.0
 # Every step of a stop is bounded, but when PostgreSQL and NATS are gone too (the runtime killed -9 takes
@@ -99,12 +100,23 @@ async def _serve(name: str, body: Callable[[Settings, Bus, asyncio.Event], Await
     beat = asyncio.create_task(_heartbeat(bus, name, started, stop))
     try:
         await body(settings, bus, stop)
+        freeze_startup_heap()
         await stop.wait()
     finally:
         stop.set()
         await beat
         await bus.close()
         log.info("service_stopped")
+
+
+def freeze_startup_heap() -> None:
+    """Move what start-up built (modules, settings, pools: tens of thousands of objects that live as
+    long as the process) out of the garbage collector's sight. Every full collection walked all of it,
+    pausing the event loop: in the media worker the imports alone made one take 25 ms (73,000 objects,
+    on a busy machine), and with 200 calls/s up they took 85-200 ms. Garbage made so far is collected
+    first, so that none of it is kept for good."""
+    gc.collect()
+    gc.freeze()
 
 
 def _give_up(name: str, loop: asyncio.AbstractEventLoop) -> None:

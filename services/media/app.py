@@ -23,6 +23,7 @@ from services.kernel.log import get_logger
 from services.kernel.messages import Reply, decode
 from services.kernel.metrics import figure_gauge, read_before_beats
 from services.kernel.registry import parse_subject
+from services.kernel.service import freeze_startup_heap
 from services.kernel.serving import Later, Listener, Server
 from services.kernel.waits import close_pool
 from services.media.bridge.bridging import Bridge
@@ -740,6 +741,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         await close_pool(pool)
 
     if worker is not None:
+        freeze_startup_heap()  # run_service does it when main returns; behind the front it never does
         # Behind the front the stop runs here, before run_service closes the bus: the calls' BYEs and
         # call.ended go out, then the goodbye frame, so the front does not take the stop for a loss.
         await shutdown()
