@@ -38,8 +38,6 @@ _SHRINK_TOLERANCE = 0.001
 # Packets whose transit agrees within half a frame and sits this many packets in a row beyond the jump
 # threshold are a new timeline (a sender that restarted its timestamps), not a delay spike.
 _JUMP_CONFIRM = 3
-# Packets read within this of the one before were queued together somewhere (seconds).
-_BUNCH = 0.002
 
 
 class PushResult(enum.Enum):
@@ -96,8 +94,8 @@ class _Entry:
 class JitterBuffer:
     """Reorders packets by RTP timestamp and plays each slot `target_delay` after the fastest packets.
 
-    `target_delay` is the `quantile` (default 99th percentile) of the lateness of the last `window`
-    packets (transit minus the fastest transit among them), bounded to [min_delay, max_delay]. It starts at
+    `target_delay` is the `quantile` (default 99.5th percentile) of the lateness of the last `window`
+    packets (default 500: 10 s of 20 ms packets) (transit minus the fastest transit among them), bounded to [min_delay, max_delay]. It starts at
     `initial_delay`, rises at once when the estimate does and falls only when the estimate is more than
     `fall_hysteresis` below it. A slot that is due without its packet is a MISSING frame; after
     `max_conceal` of them in a row with nothing buffered the stream is taken as quiet (a silence, DTX) and
@@ -113,8 +111,8 @@ class JitterBuffer:
         max_delay: float = 0.2,
         initial_delay: float = 0.06,
         horizon: float = 1.0,
-        window: int = 250,
-        quantile: float = 0.99,
+        window: int = 500,
+        quantile: float = 0.995,
         adapt_every: int = 10,
         max_conceal: int = 10,
         fall_hysteresis: float = 0.002,
@@ -167,6 +165,7 @@ class JitterBuffer:
         self._jump_run = 0
         self._jump_transit = 0.0
         self._last_arrival = float("-inf")
+        self._last_ext = 0
 
     @property
     def target_delay(self) -> float:
@@ -224,7 +223,7 @@ class JitterBuffer:
             return PushResult.DUPLICATE
         if self._played_until is not None and ext < self._played_until:
             # Its slot was played or concealed: too late to use, but it says how late packets come.
-            self._observe_transit(transit, now)
+            self._observe_transit(transit, now, ext)
             self.stats.late += 1
             return PushResult.LATE
         if ext in self._buffer:
@@ -241,7 +240,7 @@ class JitterBuffer:
         self._buffered_seqs.add(seq)
         self._end = max(self._end, ext + duration) if not was_empty else ext + duration
         self.stats.accepted += 1
-        self._observe_transit(transit, now)
+        self._observe_transit(transit, now, ext)
         if self.state is BufferState.IDLE:
             self.state = BufferState.BUFFERING
         return PushResult.ACCEPTED
@@ -267,13 +266,14 @@ class JitterBuffer:
         self.stats.flushed += len(self._buffer)
         self.reset()
 
-    def _observe_transit(self, transit: float, now: float) -> None:
-        bunched = now - self._last_arrival < _BUNCH
-        self._last_arrival = now
+    def _observe_transit(self, transit: float, now: float, ext: int) -> None:
+        bunched = now - self._last_arrival < self._frame_seconds / 2 and ext > self._last_ext
+        self._last_arrival, self._last_ext = now, ext
         if bunched:
-            # Released together with the packet before it (a stall, in the network or in our own event
-            # loop, whose pops were held up as well): that packet's lateness stands for the whole bunch,
-            # so a stall counts as one late packet, not as a burst of jitter.
+            # Within half a frame after the packet before it, and in order: released together with it
+            # (a stall in the network, or in our own event loop, whose pops were held up as well and
+            # which reads one datagram per socket per turn). The first of a bunch is the latest and
+            # stands for it, so a stall counts as one late packet, not as a burst of jitter.
             return
         self._transits.append(transit)
         self._pushes_since_estimate += 1

@@ -118,8 +118,8 @@ def test_burst_jitter_grows_the_target_and_it_shrinks_back_after_the_burst() -> 
 
     buffer = JitterBuffer()
     rnd = random.Random(3)
-    events = [(i * TICK + TRANSIT + burst(rnd, i), 0, i) for i in range(1500)]
-    events += [(k * TICK + 0.0001, 1, k) for k in range(1510)]
+    events = [(i * TICK + TRANSIT + burst(rnd, i), 0, i) for i in range(1800)]
+    events += [(k * TICK + 0.0001, 1, k) for k in range(1810)]
     targets: dict[int, float] = {}
     pops: list[tuple[float, Frame | None]] = []
     for now, kind, i in sorted(events):
@@ -129,13 +129,14 @@ def test_burst_jitter_grows_the_target_and_it_shrinks_back_after_the_burst() -> 
             pops.append((now, buffer.pop(now)))
             targets[i] = buffer.target_delay
     assert targets[290] == pytest.approx(buffer.min_delay)
-    assert 0.05 <= targets[590] <= 0.06  # the 99th percentile of 0-60 ms
+    assert 0.05 <= targets[590] <= 0.06  # the 99.5th percentile of 0-60 ms
     assert buffer.stats.stretched >= 2  # the delay grew by pausing ...
-    assert len(concealed(pops, 1500)) <= 12  # ... after a few concealed frames at the burst's start
-    # 250 packets (5 s) after the burst the target is back at its minimum, and so is the delay.
-    assert targets[1000] == pytest.approx(buffer.min_delay)
+    assert len(concealed(pops, 1800)) <= 12  # ... after a few concealed frames at the burst's start
+    # Once the burst has left the window (500 packets, 10 s) the target is back at its minimum, and a
+    # few seconds later so is the delay.
+    assert targets[1000] > 0.04 and targets[1200] == pytest.approx(buffer.min_delay)
     assert buffer.stats.dropped >= 3
-    assert max(delays(pops, after=1200)) < TRANSIT + buffer.min_delay + 0.0212
+    assert max(delays(pops, after=1500)) < TRANSIT + buffer.min_delay + 0.0212
     assert audio(pops) == sorted(audio(pops))
 
 
