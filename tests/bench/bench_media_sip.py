@@ -106,7 +106,7 @@ def _failures(workdir: Path) -> dict[str, int]:
     return out
 
 
-def _p95_ms(workdir: Path) -> float | None:
+def _p95_ms(workdir: Path, started: float) -> float | None:
     values: list[float] = []
     for path in workdir.glob("*_rtt.csv"):
         with open(path) as f:
@@ -115,6 +115,8 @@ def _p95_ms(workdir: Path) -> float | None:
                     values.append(float(row[1]))
                 except (IndexError, ValueError):
                     continue
+        if os.environ.get("BENCH_KEEP_RTT"):  # for a diagnosis: SIPp's per-call times, named by start
+            shutil.copy(path, Path(os.environ["BENCH_KEEP_RTT"]) / f"{started:.3f}-{path.name}")
         path.unlink()
     if not values:
         return None
@@ -156,6 +158,7 @@ class RateStep:
 
 def _rate_run(port: int, workdir: Path, scenario: Path, rate: int, seconds: float) -> RateStep:
     calls = int(rate * seconds)
+    started = time.time()
     result = _sipp(
         [
             "-sf",
@@ -184,7 +187,7 @@ def _rate_run(port: int, workdir: Path, scenario: Path, rate: int, seconds: floa
         workdir,
         timeout=seconds * 4 + 30,
     )
-    p95 = _p95_ms(workdir)
+    p95 = _p95_ms(workdir, started)
     return RateStep(rate, result.returncode == 0, [] if p95 is None else [p95], _failures(workdir))
 
 
