@@ -11,7 +11,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
-import nats
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
@@ -29,13 +28,12 @@ from nats.js.api import (
 )
 from nats.js.errors import BucketNotFoundError, NotFoundError
 
+from .batches import BatchConsumer, BatchHandler, BusClient
 from .log import get_logger
 from .messages import Command, Event, Reply, decode, encode
 from .serving import (
     MAX_DELIVER,
     Accept,
-    BatchConsumer,
-    BatchHandler,
     CommandHandler,
     Consumer,
     EventHandler,
@@ -231,7 +229,7 @@ class Bus:
     ) -> BatchConsumer:
         """Feed these events to `handler` in batches of up to `batch`, in stream order, through the durable
         JetStream consumer `durable` (from the stream's start with `from_start`): a batch is acknowledged
-        after the handler returned and retried until it does (serving.BatchConsumer). For writers whose
+        after the handler returned and retried until it does (batches.BatchConsumer). For writers whose
         cost is per batch; the handler must be idempotent."""
         consumer = BatchConsumer(
             self, list(event_types), durable=durable, handler=handler, batch=batch, from_start=from_start
@@ -289,7 +287,8 @@ class Bus:
 
 
 async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Bus:
-    nc = await nats.connect(
+    nc = BusClient()  # nats-py's, with the raw pulls of Bus.consume_batches (batches.py)
+    await nc.connect(
         servers=[url],
         name=name,
         # Its replies and JetStream deliveries on subjects only its own user may read (docs/security.md).

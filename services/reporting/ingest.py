@@ -14,10 +14,10 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 
+from services.kernel.batches import BatchConsumer
 from services.kernel.bus import Bus
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
-from services.kernel.serving import BatchConsumer
 
 from .facts import EVENTS
 from .store import FactStore

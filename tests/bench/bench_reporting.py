@@ -149,7 +149,14 @@ def process_cpu_s(pid: int) -> float:
 
 
 async def bench_ingest(
-    pool, nats_url: str, n_events: int, pgdata: Path, env: dict[str, str], log_path: Path, tenants_n: int
+    pool,
+    nats_url: str,
+    n_events: int,
+    pgdata: Path,
+    env: dict[str, str],
+    log_path: Path,
+    tenants_n: int,
+    profile: Path | None = None,
 ) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """The reporting service process itself (`python -m services.reporting`, its ingest, alert watch and
     webhook worker) draining a backlog of a live-like stream (`live_stream`). The stream is published
@@ -166,7 +173,10 @@ async def bench_ingest(
     print(f"  published {len(events)} events of {tenants_n} tenants in {time.perf_counter() - started:.1f} s")
     durable = f"bench_{uuid.uuid4().hex[:6]}"
     proc = start_module(
-        "services.reporting", env | {"SB_REPORTING_DURABLE": durable, "SB_LOG_LEVEL": "info"}, log_path
+        "services.reporting",
+        env | {"SB_REPORTING_DURABLE": durable, "SB_LOG_LEVEL": "info"},
+        log_path,
+        command=profiled("services.reporting", profile) if profile is not None else None,
     )
     try:
         # From the first delivery (the process has imported and connected) to the last acknowledgement.
@@ -202,6 +212,23 @@ async def bench_ingest(
         f"{cpu_us:.1f} us in the reporting service, {server_us:.1f} us in PostgreSQL (load {load:.1f})"
     )
     return {"rate": rate, "cpu": cpu_us, "pg_cpu": server_us, "load": load}
+
+
+def profiled(module: str, out: Path) -> list[str]:
+    """The command running `module` under cProfile in CPU time (`time.process_time`: the wall clock would
+    count the time the process sat preempted on this shared machine), its stats written to `out` when it
+    exits (`python -m pstats`)."""
+    code = (
+        "import cProfile, runpy, time\n"
+        "profile = cProfile.Profile(time.process_time)\n"
+        "profile.enable()\n"
+        "try:\n"
+        f"    runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+        "finally:\n"
+        "    profile.disable()\n"
+        f"    profile.dump_stats({str(out)!r})\n"
+    )
+    return [sys.executable, "-c", code]
 
 
 def agent_day(tenant_id: uuid.UUID, queue: str, agent: str, day0: float) -> list[Event]:
@@ -426,10 +453,12 @@ def service_env(pg_url: str, nats_url: str, secrets_: Secrets, data_dir: Path) -
     }
 
 
-def start_module(module: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+def start_module(
+    module: str, env: dict[str, str], log_path: Path, command: list[str] | None = None
+) -> subprocess.Popen[bytes]:
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+            command or [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
         )
 
 
@@ -469,6 +498,9 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=None)
     parser.add_argument("--tenants", type=int, default=20, help="tenants in the ingest's stream")
     parser.add_argument(
+        "--profile", type=Path, help="cProfile (CPU time) the ingest's service process into this file"
+    )
+    parser.add_argument(
         "--only", choices=["ingest", "feed", "day", "month"], action="append", help="run only these parts"
     )
     args = parser.parse_args()
@@ -495,7 +527,14 @@ def main() -> None:
             if "ingest" in parts:
                 print("ingest")
                 ingest = await bench_ingest(
-                    pool, nats_server.url, n_events, pg.pgdata, env, data_dir / "reporting.log", args.tenants
+                    pool,
+                    nats_server.url,
+                    n_events,
+                    pg.pgdata,
+                    env,
+                    data_dir / "reporting.log",
+                    args.tenants,
+                    args.profile,
                 )
                 out |= {f"ingest_{k}": v for k, v in ingest.items()}
             if "feed" in parts:
