@@ -265,6 +265,8 @@ class BatchConsumer:
                 log.warning("bus_fetch_failed", durable=self.durable, error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(REFUSED_PAUSE_S)
                 continue
+            if self._stopping:
+                return
             if not msgs:
                 if self._pull.refusal is not None:
                     log.warning("bus_pull_refused", durable=self.durable, status=self._pull.refusal)
