@@ -185,10 +185,15 @@ async def ensure_partition_stream(bus: Bus, part: Partitioning, event_types: Ite
         for kind in event_types
     ]
     try:
-        await bus.js.stream_info(part.stream())
-        return  # keep its start point; a changed partition count needs a new name (docs/operators.md)
+        info = await bus.js.stream_info(part.stream())
     except NotFoundError:
         pass
+    else:
+        # Keep its start point (a changed partition count needs a new name: docs/operators.md), but source
+        # the event types this release consumes: a work queue made by an older release would otherwise
+        # never carry a newly consumed type (the coordinator's `call.dtmf`).
+        await _update_sources(bus, info.config, transforms)
+        return
     start = datetime.datetime.now(datetime.UTC)
     config = StreamConfig(
         name=part.stream(),
@@ -203,6 +208,24 @@ async def ensure_partition_stream(bus: Bus, part: Partitioning, event_types: Ite
     except Exception as exc:  # another worker made it meanwhile
         await bus.js.stream_info(part.stream())
         log.debug("partition_stream_exists", stream=part.stream(), detail=str(exc)[:120])
+
+
+async def _update_sources(bus: Bus, config: StreamConfig, transforms: list[SubjectTransform]) -> None:
+    """Add these transforms to the work queue's SB_EVENTS source if it lacks some. Only ever added: during a
+    rolling update an older worker that restarts must not take a newer one's types away (it acknowledges
+    what it does not know). The server resumes the source after the last event it sourced: nothing is
+    sourced twice, and events of a new type published before the update are not sourced."""
+    for source in config.sources or []:
+        if source.name != EVENTS_STREAM:
+            continue
+        have = {(t.src, t.dest): t for t in source.subject_transforms or []}
+        missing = [t for t in transforms if (t.src, t.dest) not in have]
+        if not missing:
+            return
+        source.subject_transforms = [*have.values(), *missing]
+        await bus.js.update_stream(config)
+        log.info("partition_stream_sources_updated", stream=config.name, added=len(missing))
+        return
 
 
 Hook = Callable[[int], Awaitable[None]]

@@ -424,3 +424,42 @@ async def test_consume_stop_is_bounded_while_events_stream_in_and_none_is_droppe
         await asyncio.gather(publisher, return_exceptions=True)
         await consumer.stop()
         await bus.js.delete_consumer("SB_EVENTS", durable)
+
+
+class Happened2(Event, kw_only=True, frozen=True):
+    domain: ClassVar[str] = SERVICE
+    name: ClassVar[str] = "happened_again"
+    call_id: uuid.UUID
+    n: int
+
+
+async def test_a_durable_made_by_an_older_release_gains_the_newly_consumed_types(bus: Bus) -> None:
+    """The server updates a durable's filters in place when the same name is made again with others (only its
+    deliver policy can not change): a release that consumes one more event type hears it from its start."""
+    tenant, call = uuid.uuid4(), uuid.uuid4()
+    durable = f"bustest_{uuid.uuid4().hex[:8]}"
+    seen: list[str] = []
+    both = asyncio.Event()
+
+    async def handle(event: Event) -> None:
+        if event.tenant_id == tenant:
+            seen.append(type(event).__name__)
+            if len(seen) == 2:
+                both.set()
+
+    older = await bus.consume([Happened], durable=durable, handler=handle)
+    assert await older.stop() == []
+    newer = await bus.consume([Happened, Happened2], durable=durable, handler=handle)
+    try:
+        info = await bus.js.consumer_info("SB_EVENTS", durable)
+        assert sorted(info.config.filter_subjects or []) == [
+            f"sb.*.evt.{SERVICE}.happened",
+            f"sb.*.evt.{SERVICE}.happened_again",
+        ]
+        await bus.publish(Happened2(tenant_id=tenant, call_id=call, n=1))
+        await _publish(bus, tenant, call, 2)
+        await asyncio.wait_for(both.wait(), 5.0)
+        assert sorted(seen) == ["Happened", "Happened2"]
+    finally:
+        assert await newer.stop() == []
+        await bus.js.delete_consumer("SB_EVENTS", durable)
