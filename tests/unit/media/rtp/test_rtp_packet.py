@@ -141,3 +141,16 @@ def test_rtcp_demultiplexing_and_wrapping_arithmetic() -> None:
     assert is_rtcp(bytes.fromhex("80c80006")) and is_rtcp(bytes.fromhex("81c90007"))
     assert seq_diff(2, 65534) == 4 and seq_diff(65534, 2) == -4
     assert ts_diff(10, 0xFFFFFFF6) == 20 and ts_diff(0, 0x80000000) == -0x80000000
+
+
+def test_plain_header_fast_path_is_the_validated_packet() -> None:
+    """Plain packets (no padding, extension or CSRC: every audio packet) skip the field checks on parse
+    and serialise without the general path; what comes out is the same packet either way."""
+    for pt, marker, seq, ts, ssrc in [(0, False, 0, 0, 0), (127, True, 0xFFFF, 0xFFFFFFFF, 0xFFFFFFFF)]:
+        built = RtpPacket(pt, seq, ts, ssrc, b"\x7f" * 160, marker)
+        wire = bytes(built)
+        assert wire[0] == 0x80 and wire[1] == (0x80 if marker else 0) | pt and wire[12:] == built.payload
+        parsed = RtpPacket.parse(wire)
+        assert parsed == built and bytes(parsed) == wire
+    padded = RtpPacket(0, 1, 2, 3, b"abcd", padding=RtpPacket.pad(4))
+    assert RtpPacket.parse(bytes(padded)) == padded  # the general path still takes the rest

@@ -103,12 +103,27 @@ async def test_our_path_on_both_sides() -> None:
     try:
         await pair.connect()
         assert pair.browser.media is not None and pair.server.codec == "PCMA"
+        media = pair.server.media
+        assert media is not None
+        # SRTP goes from aioice's sockets straight to our path, not through its STUN parse and
+        # data_received (which still carry STUN and DTLS).
+        protocols = list(media._connection.connection._protocols)
+        via_aioice: list[bytes] = []
+        original = media._connection.data_received
+        media._connection.data_received = lambda data, component: (
+            via_aioice.append(data) if 127 < data[0] < 192 else None,
+            original(data, component),
+        )
         await _talk(pair, 1.0)
         await wait_for(lambda: len(pair.heard) > 30 and len(pair.browser_heard) > 30)
         assert band_energy(loud(pair.heard), 1000, 8000) > 0.4
         assert band_energy(loud(pair.browser_heard), 600, 8000) > 0.4
+        assert media.counters.rtp_received > 30 and via_aioice == []
+        media._connection.data_received = original
     finally:
         await pair.close()
+    # Closed: aioice's sockets are its own again.
+    assert all("datagram_received" not in vars(p) for p in protocols)
 
 
 async def test_tampered_srtp_is_refused_counted_and_never_heard() -> None:
@@ -117,16 +132,14 @@ async def test_tampered_srtp_is_refused_counted_and_never_heard() -> None:
         await pair.connect()
         media = pair.server.media
         assert media is not None
-        # Capture what the browser really sends (SRTP from aiortc's sender, DTLS-keyed).
+        # Capture what the browser really sends (SRTP from aiortc's sender, DTLS-keyed), as aioice's
+        # socket hands it to our path.
         captured: list[bytes] = []
-        original = media._datagram
-        media._connection.data_received = lambda data, component: (
-            captured.append(data) if 127 < data[0] < 192 else None,
-            original(data, component),
-        )
+        original = media.receive
+        media.receive = lambda data, now: (captured.append(data), original(data, now))  # type: ignore[method-assign]
         await _talk(pair, 0.4)
         await wait_for(lambda: len(captured) > 5)
-        media._connection.data_received = original
+        media.receive = original  # type: ignore[method-assign]
         genuine = next(p for p in captured if not 192 <= p[1] <= 223)
 
         heard_before = len(pair.heard)
