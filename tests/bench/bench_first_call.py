@@ -30,7 +30,9 @@
 #
 # Prints a table and writes .bench/first-call.json as [{"metric","value","unit","goal","better"}] and the
 # ramp's steps to .bench/first-call-steps.json. With --keep, the data dir keeps the logs, events.json (every
-# contact's event times) and the agents' and callers' records.
+# contact's event times, and when its media and routing commands went out), saves.json (the coordinator's
+# KV saves of each contact) and the agents' and callers' records; without it the bench's bus watcher
+# subscribes to the events the stages need only (its deliveries count in NATS's CPU).
 # Not a test: nothing here asserts a timing. Every process shares the machine's cores.
 from __future__ import annotations
 
@@ -497,7 +499,10 @@ async def agents_main(args: argparse.Namespace) -> None:
 
 
 class Watcher:
-    """Every event of the tenant on the bus: per call id, the first `ts` of each event kind."""
+    """The tenant's events the stages need, per call id: the first `ts` of each kind. It subscribes to those
+    subjects only: its deliveries are NATS work the platform's figure counts (every event of the tenant,
+    its commands and KV saves were about 50 deliveries per call, a third of what NATS sent). With `diag`
+    (--keep) it also notes when each media and routing command went out and each KV save of a contact."""
 
     WANTED = {
         "call.arrived",
@@ -513,7 +518,7 @@ class Watcher:
         self.saves: dict[str, list[float]] = {}
         self.by_caller: dict[str, str] = {}  # the caller's number -> the contact (call) id
 
-    async def start(self, url: str, tenant: uuid.UUID) -> None:
+    async def start(self, url: str, tenant: uuid.UUID, *, diag: bool) -> None:
         import msgspec
         import nats
 
@@ -544,7 +549,16 @@ class Watcher:
                 seen[name] = float(data["ts"])
                 seen["rx:" + name] = time.time()  # when the bus delivered it (publish delays show here)
 
-        await self.nc.subscribe(f"sb.{tenant}.evt.>", cb=on_event)
+        for name in (*self.WANTED, "contact.state_changed", "webrtc.signal"):
+            await self.nc.subscribe(f"sb.{tenant}.evt.{name}", cb=on_event)
+        if diag:
+            await self._diagnostics(tenant)
+        from services.kernel.waits import flushed
+
+        await flushed(self.nc)
+
+    async def _diagnostics(self, tenant: uuid.UUID) -> None:
+        import msgspec
 
         async def on_command(msg: Any) -> None:
             # When each media/routing command of a contact went out (who is slow: the sender or the service).
@@ -563,9 +577,6 @@ class Watcher:
 
         await self.nc.subscribe(f"$KV.sb_contacts.{tenant}.*", cb=on_saved)
         await self.nc.subscribe(f"sb.{tenant}.cmd.routing.*", cb=on_command)
-        from services.kernel.waits import flushed
-
-        await flushed(self.nc)
 
     async def close(self) -> None:
         await self.nc.close()
@@ -958,7 +969,7 @@ async def phases(
     psutil: Any,
 ) -> dict[str, Any]:
     watcher = Watcher()
-    await watcher.start(nats_url, tenant.id)
+    await watcher.start(nats_url, tenant.id, diag=args.keep)
 
     def agent_recs() -> list[dict[str, Any]]:
         return [r for out in agent_out for r in read_lines(out)]
