@@ -60,3 +60,41 @@ async def test_two_processes_taking_at_once_never_pass_the_limit_together(infra:
             await slots.stop()
         for bus in buses:
             await bus.close()
+
+
+async def test_far_from_the_limit_slots_come_out_of_a_claim_without_a_kv_round_trip(infra: Any) -> None:
+    buses = [await connect(infra.nats_url, name=f"slots-claim-{i}") for i in range(2)]
+    first, second = CountedSlots(), CountedSlots()
+    await first.attach(buses[0].js)
+    await second.attach(buses[1].js)
+    key = slot_key("tenant-calls", uuid.uuid4())
+    try:
+        # One call at a time, as INVITEs come: the first asks the KV and claims headroom; most of the
+        # next ones are taken out of the claim (its top-ups are written in the background).
+        for _ in range(40):
+            assert await first.acquire(key, 1000)
+        assert first.count(key) == 40 and first.writes <= 12
+        assert first.claimed[key] > 40
+        # Near a limit there is no headroom: every slot is its own compare-and-set, and the limit holds.
+        small = slot_key("tenant-calls", uuid.uuid4())
+        writes = first.writes
+        assert [await first.acquire(small, 5) for _ in range(6)] == [True] * 5 + [False]
+        assert first.writes - writes >= 5 and first.claimed[small] == 5
+        # Claims count for the other process: with 40 held and headroom claimed, it gets at most the rest.
+        answers = [await second.acquire(key, 60) for _ in range(30)]
+        assert answers.count(True) <= 60 - 40
+        # Released calls give their claim back at the next write: then the other process gets them.
+        for _ in range(40):
+            first.release(key)
+        for _ in range(100):
+            if first.claimed.get(key, 0) == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert first.claimed.get(key, 0) == 0
+        more = [await second.acquire(key, 60) for _ in range(60)]
+        assert second.count(key) == 60 and more.count(True) == 60 - answers.count(True)
+    finally:
+        for slots in (first, second):
+            await slots.stop()
+        for bus in buses:
+            await bus.close()
