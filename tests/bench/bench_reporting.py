@@ -12,6 +12,8 @@
 # ingest_postgres_cpu_us_per_event  and of the PostgreSQL server's processes: less load-bound than the rate
 # ingest_load_average_1m    the load meanwhile
 # store_events_per_s        FactStore alone, no NATS: 10,000 agents' day handed to it directly
+# store_cpu_us_per_event    CPU of this process (FactStore's Python) and of PostgreSQL per event of that day,
+# store_postgres_cpu_us_per_event  steadier than the rate on a shared machine
 # day_report_10k_agents_ms  the whole agent report, one day in 30-minute intervals, 10,000 agents, as CSV
 #                           (GET /v1/reports/agents.csv, as `switchboard report agents --format csv` fetches
 #                           it): over HTTP from the API process, to the last byte
@@ -281,7 +283,9 @@ async def api_tenant(
     return proc, base, signup["api_key"]["key"], uuid.UUID(signup["tenant"]["id"])
 
 
-async def bench_day_agents(pool, agents: int, env: dict[str, str], data_dir: Path) -> dict[str, float]:  # type: ignore[no-untyped-def]
+async def bench_day_agents(
+    pool, agents: int, env: dict[str, str], data_dir: Path, pgdata: Path
+) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """`agents` agents' day written through FactStore (facts, rollups and the agents' CSV lines, batches of
     2,000 events), then the agent report over the day in 30-minute intervals as a client gets it: over HTTP
     from the API process, to the last byte. Two forms: the CSV (one streamed request, the figure the goal
@@ -302,10 +306,12 @@ async def bench_day_agents(pool, agents: int, env: dict[str, str], data_dir: Pat
         )
         ids = [r["id"] for r in await conn.fetch("SELECT id::text AS id FROM agents")]
     store = FactStore(pool)
+    days = [agent_day(tenant_id, queue, agent, start.timestamp()) for agent in ids]
     written, t = 0, time.perf_counter()
+    cpu, server = process_cpu_s(os.getpid()), server_cpu_s(pgdata)
     pending: list[Event] = []
-    for agent in ids:
-        pending += agent_day(tenant_id, queue, agent, start.timestamp())
+    for day in days:
+        pending += day
         if len(pending) >= 2000:
             await store.write(tenant_id, pending)
             written, pending = written + len(pending), []
@@ -313,7 +319,12 @@ async def bench_day_agents(pool, agents: int, env: dict[str, str], data_dir: Pat
         await store.write(tenant_id, pending)
         written += len(pending)
     rate = written / (time.perf_counter() - t)
-    print(f"  wrote {written:,} events of {agents:,} agents' day through FactStore: {rate:,.0f} events/s")
+    cpu_us = (process_cpu_s(os.getpid()) - cpu) / written * 1e6
+    server_us = (server_cpu_s(pgdata) - server) / written * 1e6
+    print(
+        f"  wrote {written:,} events of {agents:,} agents' day through FactStore: {rate:,.0f} events/s; CPU per "
+        f"event {cpu_us:.1f} us in this process, {server_us:.1f} us in PostgreSQL (load {os.getloadavg()[0]:.1f})"
+    )
     async with pool.acquire() as conn:
         await conn.execute("ANALYZE rpt_agent_rollup; ANALYZE rpt_agent_now; ANALYZE rpt_agent_day")
     span = {"from": start.isoformat(), "to": (start + timedelta(days=1)).isoformat(), "interval": "30m"}
@@ -383,6 +394,8 @@ async def bench_day_agents(pool, agents: int, env: dict[str, str], data_dir: Pat
         "page": statistics.median(page_ms),
         "day_load": max(loads),
         "store": rate,
+        "store_cpu": cpu_us,
+        "store_pg_cpu": server_us,
     }
 
 
@@ -542,7 +555,7 @@ def main() -> None:
                 out["feed"] = await bench_feed(env, data_dir, 200)
             if "day" in parts:
                 print("day report")
-                out |= await bench_day_agents(pool, agents, env, data_dir)
+                out |= await bench_day_agents(pool, agents, env, data_dir, pg.pgdata)
             if "month" in parts:
                 print("month report")
                 out["month"] = await bench_month_contacts(pool, contacts)
@@ -578,6 +591,8 @@ def _figures(agents: int, contacts: int) -> list[tuple[str, str, str, float | No
         ("ingest_pg_cpu", "ingest_postgres_cpu_us_per_event", "us", 50, "lower"),
         ("ingest_load", "ingest_load_average_1m", "", None, None),
         ("store", "store_events_per_s", "1/s", 20_000, "higher"),
+        ("store_cpu", "store_cpu_us_per_event", "us", None, "lower"),
+        ("store_pg_cpu", "store_postgres_cpu_us_per_event", "us", None, "lower"),
         # The whole day as CSV (GET /v1/reports/agents.csv), over HTTP to the last byte.
         ("day", f"day_report_{k}_agents_ms", "ms", 200, "lower"),
         # The same day in the JSON form: every page of 2,000 agents, over HTTP.
