@@ -96,8 +96,12 @@ QueueParam = Annotated[str, QueryParameter(name="queue", max_length=64, descript
 
 
 def _ids(value: str | None) -> list[str] | None:
+    """The ids asked for; a control character (NUL above all: PostgreSQL refuses it in text) is a 422 here,
+    before a streamed report has started and can no longer answer with an error."""
     if value is None or not value.strip():
         return None
+    if any(ord(c) < 32 for c in value):
+        raise validation("ids", "ids are comma-separated and contain no control characters")
     return [part.strip() for part in value.split(",") if part.strip()]
 
 

@@ -622,6 +622,7 @@ async def test_openapi_metrics_and_unknown_routes(client: httpx.AsyncClient, ten
         "/v1/realtime/agents",
         "/v1/reports/queues",
         "/v1/reports/agents",
+        "/v1/reports/agents.csv",
         "/v1/reports/ivr",
         "/v1/reports/sites",
         "/v1/reports/forecast",
