@@ -281,11 +281,12 @@ def _patch_leg_reader() -> None:
                 frame = await track.recv()
             except MediaStreamError:
                 return
-            if self.contact_id in FIRST_AUDIO:
-                continue
+            if getattr(self, "bench_heard", False):
+                continue  # once per leg: the agent takes its time out of FIRST_AUDIO
             samples = frame.to_ndarray().astype(np.float32)
             if samples.size and float(np.sqrt(np.mean(samples * samples))) > AUDIO_RMS:
                 FIRST_AUDIO[self.contact_id] = time.time()
+                self.bench_heard = True
 
     AgentLeg._read = _read  # type: ignore[method-assign]
 
@@ -311,6 +312,7 @@ def _use_own_path_legs() -> None:
             self.leg_id: str | None = None
             self.connected = asyncio.Event()
             self.finished = asyncio.Event()
+            self.heard = False
             self.leg = WebRtcLeg(
                 WebRtcConfig(own_media=True),
                 peer_law=G711.PCMU,
@@ -319,11 +321,12 @@ def _use_own_path_legs() -> None:
             )
 
         def _heard(self, samples: Any) -> None:
-            if self.contact_id in FIRST_AUDIO or not len(samples):
-                return
+            if self.heard or not len(samples):
+                return  # once per leg: the agent takes its time out of FIRST_AUDIO
             x = samples.astype(np.float32)
             if float(np.sqrt(np.mean(x * x))) > AUDIO_RMS:
                 FIRST_AUDIO[self.contact_id] = time.time()
+                self.heard = True
 
         def _state(self, state: Any) -> None:
             if state is LegState.CONNECTED:
