@@ -12,6 +12,7 @@ interval in which it was first queued.
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -508,26 +509,37 @@ def _slot(at: datetime) -> int:
     return 1 + int(at.timestamp() % 86400) // _HALF_HOUR
 
 
-async def _records(cursor: Any) -> AsyncIterator[asyncpg.Record]:
-    while batch := await cursor.fetch(_CSV_FETCH):
-        for record in batch:
-            yield record
-
-
-async def _merged(kept: Any, live: Any) -> AsyncIterator[bytes]:
-    """Two cursors of (agent id, text) rows, each in agent order, an agent in one of them only: their
-    texts in agent order, in chunks."""
-    a, b = _records(kept), _records(live)
-    ra, rb = await anext(a, None), await anext(b, None)
+async def _merged(streams: list[tuple[Any, frozenset[str]]]) -> AsyncIterator[bytes]:
+    """Cursors of (agent id, text) rows, each in agent order, with the agents each must leave out: their
+    texts in agent order, an agent's rows in the order of the cursors (first half hour, the kept days, last
+    half hour, open agents), in chunks. A cursor's rows that come before every other cursor's next row go
+    out as one slice: an edge with nobody at work, or a handful of open agents, costs no step per row."""
+    batches: list[list[asyncpg.Record]] = [[] for _ in streams]
+    keys: list[list[str]] = [[] for _ in streams]
+    at = [0] * len(streams)
+    done = [False] * len(streams)
     out: list[bytes] = []
-    while ra is not None or rb is not None:
-        if rb is None or (ra is not None and ra[0] <= rb[0]):  # code points: the bytes' order
-            assert ra is not None
-            out.append(ra[1])
-            ra = await anext(a, None)
-        else:
-            out.append(rb[1])
-            rb = await anext(b, None)
+    while True:
+        for k, (cursor, _) in enumerate(streams):
+            if at[k] >= len(batches[k]) and not done[k]:
+                batches[k], at[k] = await cursor.fetch(_CSV_FETCH), 0
+                keys[k] = [r[0] for r in batches[k]]
+                done[k] = not batches[k]
+        # Ids compared as code points: the order of their bytes, that of the queries.
+        heads = [(keys[k][at[k]], k) for k in range(len(streams)) if not done[k]]
+        if not heads:
+            break
+        _, k = min(heads)
+        others = [h for h in heads if h[1] != k]
+        upto = len(keys[k])
+        if others:
+            agent, j = min(others)
+            # This cursor's rows before the other's next one (the same agent: the earlier cursor first).
+            find = bisect.bisect_right if k < j else bisect.bisect_left
+            upto = max(find(keys[k], agent, at[k]), at[k] + 1)
+        rows, at[k] = batches[k][at[k] : upto], upto
+        skip = streams[k][1]
+        out.extend(r[1] for r in rows if r[0] not in skip)
         if len(out) >= _CSV_FETCH:
             yield b"".join(out)
             out = []
@@ -559,33 +571,47 @@ async def agent_csv(
     # sorted a day's 15 MB of lines instead of walking their key in order (255 against 41 ms).
     await conn.execute("SET LOCAL work_mem = '64MB'; SET LOCAL random_page_cost = 1.1")
     live_args = (first, end, agent_ids, now, states, buckets, starts)
-    if not (
-        interval == "30m"
-        and first.timestamp() % _HALF_HOUR == 0
-        and stop.timestamp() % _HALF_HOUR == 0
-        and all(s.timestamp() % _HALF_HOUR == 0 for s in starts)
-    ):
+    if not (interval == "30m" and all(s.timestamp() % _HALF_HOUR == 0 for s in starts)):
         cursor = await conn.cursor(_AGENT_CSV_SQL, *live_args)
         while records := await cursor.fetch(_CSV_FETCH):
             yield b"".join(r[1] for r in records)
         return
-    opened = [r[0] for r in await conn.fetch(_OPEN_AGENTS_SQL, *live_args[:5])]
-    last = stop - timedelta(seconds=_HALF_HOUR)
-    kept = await conn.cursor(
-        _KEPT_DAY_SQL if first.date() == last.date() else _KEPT_DAYS_SQL,
-        first.date(),
-        _slot(first),
-        last.date(),
-        _slot(last),
-        agent_ids,
-        opened,
-    )
-    if not opened:
-        while records := await kept.fetch(_CSV_FETCH):
+    opened = frozenset(r[0] for r in await conn.fetch(_OPEN_AGENTS_SQL, *live_args[:5]))
+    quarter = timedelta(seconds=BUCKET_S)
+    # The whole half hours of the range from the kept lines; a range starting or ending on a quarter past
+    # has its edge quarter computed from the rollups (as its own interval); the agents whose state is open
+    # over the range wholly from the rollups.
+    inner, outer = first, stop
+    streams: list[tuple[Any, frozenset[str]]] = []
+    if first.timestamp() % _HALF_HOUR:
+        inner = first + quarter
+        edge = (first, inner, agent_ids, now, states, [first], [first - quarter])
+        streams.append((await conn.cursor(_AGENT_CSV_SQL, *edge), opened))
+    if stop.timestamp() % _HALF_HOUR:
+        outer = stop - quarter
+    if inner < outer:
+        last = outer - timedelta(seconds=_HALF_HOUR)
+        kept = await conn.cursor(
+            _KEPT_DAY_SQL if inner.date() == last.date() else _KEPT_DAYS_SQL,
+            inner.date(),
+            _slot(inner),
+            last.date(),
+            _slot(last),
+            agent_ids,
+            list(opened),
+        )
+        streams.append((kept, frozenset()))
+    if outer < stop:
+        edge = (outer, end, agent_ids, now, states, [outer], [outer])
+        streams.append((await conn.cursor(_AGENT_CSV_SQL, *edge), opened))
+    if opened:
+        live = await conn.cursor(_OPEN_CSV_SQL, first, end, list(opened), *live_args[3:])
+        streams.append((live, frozenset()))
+    if len(streams) == 1:
+        while records := await streams[0][0].fetch(_CSV_FETCH):
             yield b"".join(r[1] for r in records)
         return
-    live = await conn.cursor(_OPEN_CSV_SQL, first, end, opened, *live_args[3:])
-    async for chunk in _merged(kept, live):
+    async for chunk in _merged(streams):
         yield chunk
 
 
