@@ -133,6 +133,10 @@ class WebhookWorker:
                 for e in await conn.fetch("SELECT id, url, events FROM webhook_endpoints")
                 if wh.wants(e["events"], event_type)
             ]
+            if not endpoints:
+                # Most events of most tenants: nothing to deliver, and no row of theirs can be due (a
+                # pending row whose endpoint is gone is never sent). One query, no second transaction.
+                return 0
             for endpoint in endpoints:
                 await conn.execute(
                     """INSERT INTO webhook_deliveries (id, tenant_id, endpoint_id, event_id, event_type, body, status)
@@ -160,6 +164,8 @@ class WebhookWorker:
                 )
             )
         pending = 0
+        if not due:
+            return 0
         async with tenant_tx(self.pool, event.tenant_id) as conn:
             for row, outcome in zip(due, outcomes, strict=True):
                 if await record(conn, row["id"], row["attempts"] + 1, outcome) == "pending":

@@ -216,6 +216,62 @@ async def bench_ingest(
     return {"rate": rate, "cpu": cpu_us, "pg_cpu": server_us, "load": load}
 
 
+async def bench_live(
+    pool, nats_url: str, n_events: int, pgdata: Path, env: dict[str, str], log_path: Path, tenants_n: int
+) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """The same stream published while the service runs (`--only live`, not in the default set): its
+    webhook worker (durable `webhooks`, new events only) then takes every contact event too, one at a
+    time, which the backlog above never shows. The publisher shares the machine, so the rate is the
+    publisher's; the figures are the service's and PostgreSQL's CPU per event, from the first publication
+    until both consumers have acknowledged everything."""
+    tenants = [await make_tenant(pool, queues=2) for _ in range(tenants_n)]
+    events = live_stream(tenants, n_events, DAY0.timestamp())
+    bus = await connect(nats_url, name="bench-publisher")
+    await bus.ensure_streams()
+    durables = {
+        "SB_REPORTING_DURABLE": f"bench_{uuid.uuid4().hex[:6]}",
+        "SB_WEBHOOKS_DURABLE": f"benchwh_{uuid.uuid4().hex[:6]}",
+    }
+    proc = start_module("services.reporting", env | durables | {"SB_LOG_LEVEL": "info"}, log_path)
+    try:
+        for durable in durables.values():  # both consumers exist before the first event
+            while True:
+                try:
+                    await bus.js.consumer_info("SB_EVENTS", durable)
+                    break
+                except Exception:  # not made yet
+                    if proc.poll() is not None:
+                        raise RuntimeError(f"the reporting service exited: see {log_path}") from None
+                    await asyncio.sleep(0.05)
+        started, cpu, server = time.perf_counter(), process_cpu_s(proc.pid), server_cpu_s(pgdata)
+        load = os.getloadavg()[0]
+        for i in range(0, len(events), 1000):
+            await asyncio.gather(*(bus.publish(e) for e in events[i : i + 1000]))
+        published = time.perf_counter() - started
+        deadline = started + 600
+        for durable in durables.values():
+            while True:
+                info = await bus.js.consumer_info("SB_EVENTS", durable)
+                if info.num_pending == 0 and info.num_ack_pending == 0:
+                    break
+                if time.perf_counter() > deadline or proc.poll() is not None:
+                    raise RuntimeError(f"{durable} did not finish: see {log_path}")
+                await asyncio.sleep(0.05)
+        elapsed = time.perf_counter() - started
+        cpu_us = (process_cpu_s(proc.pid) - cpu) / len(events) * 1e6
+        server_us = (server_cpu_s(pgdata) - server) / len(events) * 1e6
+        load = max(load, os.getloadavg()[0])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+    await bus.close()
+    print(
+        f"  live: {len(events)} events published in {published:.1f} s, all handled in {elapsed:.1f} s; CPU per "
+        f"event: {cpu_us:.1f} us in the reporting service, {server_us:.1f} us in PostgreSQL (load {load:.1f})"
+    )
+    return {"cpu": cpu_us, "pg_cpu": server_us, "load": load}
+
+
 def profiled(module: str, out: Path) -> list[str]:
     """The command running `module` under cProfile in CPU time (`time.process_time`: the wall clock would
     count the time the process sat preempted on this shared machine), its stats written to `out` when it
@@ -514,7 +570,10 @@ def main() -> None:
         "--profile", type=Path, help="cProfile (CPU time) the ingest's service process into this file"
     )
     parser.add_argument(
-        "--only", choices=["ingest", "feed", "day", "month"], action="append", help="run only these parts"
+        "--only",
+        choices=["ingest", "live", "feed", "day", "month"],
+        action="append",
+        help="run only these parts (live: not in the default set)",
     )
     args = parser.parse_args()
     n_events = args.events or (12_000 if args.quick else 120_000)
@@ -550,6 +609,12 @@ def main() -> None:
                     args.profile,
                 )
                 out |= {f"ingest_{k}": v for k, v in ingest.items()}
+            if "live" in parts:
+                print("live")
+                live = await bench_live(
+                    pool, nats_server.url, n_events, pg.pgdata, env, data_dir / "live.log", args.tenants
+                )
+                out |= {f"live_{k}": v for k, v in live.items()}
             if "feed" in parts:
                 print("feed")
                 out["feed"] = await bench_feed(env, data_dir, 200)
@@ -590,6 +655,10 @@ def _figures(agents: int, contacts: int) -> list[tuple[str, str, str, float | No
         ("ingest_cpu", "ingest_cpu_us_per_event", "us", 50, "lower"),
         ("ingest_pg_cpu", "ingest_postgres_cpu_us_per_event", "us", 50, "lower"),
         ("ingest_load", "ingest_load_average_1m", "", None, None),
+        # `--only live`: the stream published while the service runs (its webhook worker takes it too).
+        ("live_cpu", "live_cpu_us_per_event", "us", None, "lower"),
+        ("live_pg_cpu", "live_postgres_cpu_us_per_event", "us", None, "lower"),
+        ("live_load", "live_load_average_1m", "", None, None),
         ("store", "store_events_per_s", "1/s", 20_000, "higher"),
         ("store_cpu", "store_cpu_us_per_event", "us", None, "lower"),
         ("store_pg_cpu", "store_postgres_cpu_us_per_event", "us", None, "lower"),
