@@ -347,6 +347,16 @@ async def bench_day_agents(
     from the API process, to the last byte. Two forms: the CSV (one streamed request, the figure the goal
     is about) and the JSON pages (every page of 2,000 agents in turn, as `agent_pages` walks them)."""
     proc, base, key, tenant_id = await api_tenant(env, data_dir)
+    try:
+        return await _day_report(pool, agents, pgdata, base, key, tenant_id)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+async def _day_report(  # type: ignore[no-untyped-def]
+    pool, agents: int, pgdata: Path, base: str, key: str, tenant_id: uuid.UUID
+) -> dict[str, float]:
     start = DAY0
     queue = str(new_id())
     async with db.tenant_tx(pool, tenant_id) as conn:
@@ -385,56 +395,50 @@ async def bench_day_agents(
         await conn.execute("ANALYZE rpt_agent_rollup; ANALYZE rpt_agent_now; ANALYZE rpt_agent_day")
     span = {"from": start.isoformat(), "to": (start + timedelta(days=1)).isoformat(), "interval": "30m"}
     loads: list[float] = []
-    try:
-        async with httpx.AsyncClient(
-            base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=120
-        ) as http:
+    async with httpx.AsyncClient(
+        base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=120
+    ) as http:
 
-            async def fetch(path: str, params: dict[str, str | int], keep: bool = False) -> tuple[int, bytes]:
-                """A GET read to its last byte: its size, and its body if `keep`."""
-                async with http.stream("GET", path, params=params) as response:
+        async def fetch(path: str, params: dict[str, str | int], keep: bool = False) -> tuple[int, bytes]:
+            """A GET read to its last byte: its size, and its body if `keep`."""
+            async with http.stream("GET", path, params=params) as response:
+                response.raise_for_status()
+                size, kept = 0, []
+                async for chunk in response.aiter_raw():
+                    size += len(chunk)
+                    if keep:
+                        kept.append(chunk)
+            return size, b"".join(kept)
+
+        async def whole_json() -> int:
+            cursor, size = None, 0
+            while True:
+                params: dict[str, str | int] = span | {"limit": queries.AGENT_PAGE_MAX}
+                if cursor is not None:
+                    params["cursor"] = cursor
+                async with http.stream("GET", "/v1/reports/agents", params=params) as response:
                     response.raise_for_status()
-                    size, kept = 0, []
-                    async for chunk in response.aiter_raw():
-                        size += len(chunk)
-                        if keep:
-                            kept.append(chunk)
-                return size, b"".join(kept)
+                    body = await response.aread()
+                size += len(body)
+                cursor = json.loads(body)["page"]["next_cursor"]
+                if cursor is None:
+                    return size
 
-            async def whole_json() -> int:
-                cursor, size = None, 0
-                while True:
-                    params: dict[str, str | int] = span | {"limit": queries.AGENT_PAGE_MAX}
-                    if cursor is not None:
-                        params["cursor"] = cursor
-                    async with http.stream("GET", "/v1/reports/agents", params=params) as response:
-                        response.raise_for_status()
-                        body = await response.aread()
-                    size += len(body)
-                    cursor = json.loads(body)["page"]["next_cursor"]
-                    if cursor is None:
-                        return size
-
-            csv_ms, json_ms, page_ms = [], [], []
-            for run in range(5):
-                loads.append(os.getloadavg()[0])
-                t = time.perf_counter()
-                csv_size, _ = await fetch("/v1/reports/agents.csv", span)
-                csv_ms.append((time.perf_counter() - t) * 1000)
-                t = time.perf_counter()
-                _, page = await fetch(
-                    "/v1/reports/agents", span | {"limit": queries.AGENT_PAGE_DEFAULT}, True
-                )
-                page_ms.append((time.perf_counter() - t) * 1000)
-                if run < 3:  # the JSON form takes seconds: three runs
-                    t = time.perf_counter()
-                    json_size = await whole_json()
-                    json_ms.append((time.perf_counter() - t) * 1000)
+        csv_ms, json_ms, page_ms = [], [], []
+        for run in range(5):
             loads.append(os.getloadavg()[0])
-            csv_lines = (await http.get("/v1/reports/agents.csv", params=span)).text.count("\n") - 1
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+            t = time.perf_counter()
+            csv_size, _ = await fetch("/v1/reports/agents.csv", span)
+            csv_ms.append((time.perf_counter() - t) * 1000)
+            t = time.perf_counter()
+            _, page = await fetch("/v1/reports/agents", span | {"limit": queries.AGENT_PAGE_DEFAULT}, True)
+            page_ms.append((time.perf_counter() - t) * 1000)
+            if run < 3:  # the JSON form takes seconds: three runs
+                t = time.perf_counter()
+                json_size = await whole_json()
+                json_ms.append((time.perf_counter() - t) * 1000)
+        loads.append(os.getloadavg()[0])
+        csv_lines = (await http.get("/v1/reports/agents.csv", params=span)).text.count("\n") - 1
     n_rows = len(json.loads(page)["rows"])
     print(
         f"  day report over HTTP (API process, to the last byte), {agents:,} agents, load {min(loads):.1f}-{max(loads):.1f}:\n"
