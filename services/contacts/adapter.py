@@ -37,13 +37,7 @@ from services.kernel.bus import Bus, BusError, CommandTimeout
 from services.kernel.db import tenant_tx
 from services.kernel.log import get_logger
 from services.kernel.messages import Command, Event, Reply
-from services.kernel.partitioned import (
-    Leases,
-    Partitioning,
-    ensure_partition_stream,
-    partition_source,
-    token_partition,
-)
+from services.kernel.partitioned import PartitionedEvents, Partitioning, token_partition
 from services.kernel.serving import Consumer, Listener, Server
 from services.recording.policy import should_record
 
@@ -160,8 +154,7 @@ class ContactsAdapter:
         self.bus = bus
         self.consumer = consumer
         self.partitioning = partitioning
-        self.leases: Leases | None = None
-        self._partition_consumers: dict[int, Consumer] = {}
+        self.partitions: PartitionedEvents | None = None
         self.pool = pool
         self.clock = clock
         self.log = get_logger()
@@ -206,43 +199,33 @@ class ContactsAdapter:
         self._server = await self.bus.serve("contacts", handlers)
 
     async def _start_partitioned(self, part: Partitioning, handlers: dict[type[Any], Any]) -> None:
-        await ensure_partition_stream(self.bus, part, EVENTS)
+        self.partitions = PartitionedEvents(
+            self.bus,
+            part,
+            EVENTS,
+            self.on_event,
+            restore=self._restore,
+            forget=self._forget_partition,
+            key=None,
+        )
         # Every worker receives every desk command; only the owner of the tenant's partition answers.
-        self._server = await self.bus.serve("contacts", handlers, queue=None, accept=self._owns_subject)
-        self.leases = part.leases(self.bus, self._gain, self._lose)
-        await self.leases.start()
+        self._server = await self.bus.serve("contacts", handlers, queue=None, accept=self.partitions.owns)
+        await self.partitions.start()
         self._checkpoints = asyncio.create_task(self._checkpoint_loop())
 
-    def _owns_subject(self, subject: str, data: bytes) -> bool:
-        assert self.partitioning is not None and self.leases is not None
-        tenant = subject.split(".", 2)[1]
-        return token_partition(tenant, self.partitioning.count) in self.leases.owned
-
-    async def _gain(self, p: int) -> None:
-        """A partition is ours: its contacts back from `sb_contacts`, then its events (oldest unacknowledged
-        first)."""
-        assert self.partitioning is not None
+    async def _restore(self, p: int) -> None:
+        """A partition is ours: its contacts back from `sb_contacts` before its events (oldest
+        unacknowledged first)."""
         resumed = await self._resume({p})
         if resumed:
             self.log.info("contacts_partition_resumed", partition=p, contacts=len(resumed))
             self._spawn(self._reconcile(resumed))
-        self._partition_consumers[p] = await self.bus.consume(
-            EVENTS,
-            durable=f"{self.partitioning.name}-p{p}",
-            handler=self.on_event,
-            key=None,
-            source=partition_source(self.partitioning, p),
-        )
 
-    async def _lose(self, p: int) -> None:
-        """Not ours any more: stop reading it and forget its contacts (their new owner resumes them)."""
+    def _forget_partition(self, p: int) -> None:
+        """Not ours any more: forget its contacts (their new owner resumes them)."""
         assert self.partitioning is not None
-        consumer = self._partition_consumers.pop(p, None)
-        if consumer is not None:
-            await consumer.stop()
-        count = self.partitioning.count
         for contact_id, running in list(self.contacts.items()):
-            if token_partition(str(running.machine.tenant_id), count) == p:
+            if token_partition(str(running.machine.tenant_id), self.partitioning.count) == p:
                 self._forget(contact_id, running)
 
     def _forget(self, contact_id: uuid.UUID, running: _Running) -> None:
@@ -262,19 +245,17 @@ class ContactsAdapter:
         if self._config is not None:
             await self._config.stop()
             self._config = None
-        if self.leases is not None:
-            await self.leases.freeze()
-        # Partitions' handlers finish (or are cancelled, unacknowledged) before the leases are handed over.
-        for p in list(self._partition_consumers):
-            await self._partition_consumers.pop(p).stop()
+        if self.partitions is not None:
+            # Partitions' handlers finish (or are cancelled, unacknowledged) before the leases are handed over.
+            await self.partitions.freeze()
         # Bounded (serving.py): events still being handled come back to the next coordinator.
         if self._consumer is not None:
             await self._consumer.stop()
         if self._server is not None:
             await self._server.stop()
         self._consumer, self._server = None, None
-        if self.leases is not None:
-            await self.leases.stop()
+        if self.partitions is not None:
+            await self.partitions.stop()
         for running in self.contacts.values():
             if running.timer is not None:
                 running.timer.cancel()

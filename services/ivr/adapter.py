@@ -57,13 +57,7 @@ from services.kernel.events import (
 )
 from services.kernel.log import get_logger
 from services.kernel.messages import Command, Event, Reply, ReplyCode
-from services.kernel.partitioned import (
-    Leases,
-    Partitioning,
-    ensure_partition_stream,
-    partition_source,
-    token_partition,
-)
+from services.kernel.partitioned import PartitionedEvents, Partitioning, token_partition
 from services.kernel.serving import Consumer, Server
 
 from .interpreter import SORRY, CommandFailed, Interpreter, Output
@@ -132,8 +126,7 @@ class IvrAdapter:
         self.bus = bus
         self.consumer_name = consumer
         self.partitioning = partitioning
-        self.leases: Leases | None = None
-        self._partition_consumers: dict[int, Consumer] = {}
+        self.partitions: PartitionedEvents | None = None
         self.pool = pool
         self.platform_secret = platform_secret
         self.clock = clock
@@ -163,38 +156,25 @@ class IvrAdapter:
         self._server = await self.bus.serve("ivr", {IvrRun: self.on_run})
 
     async def _start_partitioned(self, part: Partitioning) -> None:
-        await ensure_partition_stream(self.bus, part, EVENTS)
+        self.partitions = PartitionedEvents(
+            self.bus, part, EVENTS, self.on_event, restore=self._restore, forget=self._forget_partition
+        )
         # Every worker receives every ivr.run; only the owner of the tenant's partition answers.
         self._server = await self.bus.serve(
-            "ivr", {IvrRun: self.on_run}, queue=None, accept=self._owns_subject
+            "ivr", {IvrRun: self.on_run}, queue=None, accept=self.partitions.owns
         )
-        self.leases = part.leases(self.bus, self._gain, self._lose)
-        await self.leases.start()
+        await self.partitions.start()
 
-    def _owns_subject(self, subject: str, data: bytes) -> bool:
-        assert self.partitioning is not None and self.leases is not None
-        return token_partition(subject.split(".", 2)[1], self.partitioning.count) in self.leases.owned
-
-    async def _gain(self, p: int) -> None:
-        """A partition is ours: its calls resumed from `sb_ivr_calls`, then its events (oldest unacknowledged
-        first)."""
-        assert self.partitioning is not None
+    async def _restore(self, p: int) -> None:
+        """A partition is ours: its calls resumed from `sb_ivr_calls` before its events (oldest
+        unacknowledged first)."""
         resumed = await self._resume({p})
         if resumed:
             self.log.info("ivr_partition_resumed", partition=p, calls=resumed)
-        self._partition_consumers[p] = await self.bus.consume(
-            EVENTS,
-            durable=f"{self.partitioning.name}-p{p}",
-            handler=self.on_event,
-            source=partition_source(self.partitioning, p),
-        )
 
-    async def _lose(self, p: int) -> None:
-        """Not ours any more: stop reading it and forget its calls (their new owner resumes them)."""
+    def _forget_partition(self, p: int) -> None:
+        """Not ours any more: forget its calls (their new owner resumes them)."""
         assert self.partitioning is not None
-        consumer = self._partition_consumers.pop(p, None)
-        if consumer is not None:
-            await consumer.stop()
         for call_id, running in list(self.calls.items()):
             if token_partition(str(running.interp.state.tenant_id), self.partitioning.count) == p:
                 if running.timer:
@@ -202,11 +182,9 @@ class IvrAdapter:
                 del self.calls[call_id]
 
     async def stop(self) -> None:
-        if self.leases is not None:
-            await self.leases.freeze()
-        # Partitions' handlers finish (or are cancelled, unacknowledged) before the leases are handed over.
-        for p in list(self._partition_consumers):
-            await self._partition_consumers.pop(p).stop()
+        if self.partitions is not None:
+            # Partitions' handlers finish (or are cancelled, unacknowledged) before the leases are handed over.
+            await self.partitions.freeze()
         if self._consumer is not None:
             await self._consumer.stop()  # bounded, even with NATS gone
             self._consumer = None
@@ -220,8 +198,8 @@ class IvrAdapter:
             task.cancel()
         if self._tasks:  # bounded: a stop must always complete
             await asyncio.wait(list(self._tasks), timeout=5.0)
-        if self.leases is not None:
-            await self.leases.stop()
+        if self.partitions is not None:
+            await self.partitions.stop()
         await self.http.aclose()
 
     async def _bucket(self, name: str, ttl: float | None) -> KeyValue:

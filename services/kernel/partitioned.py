@@ -23,6 +23,9 @@ of the tenant token, the same function NATS computes in `{{partition(N,1)}}`. Tw
 
 Taking a partition recreates its consumer: the work queue still holds every event the lost worker had not
 acknowledged, and a fresh consumer starts at the oldest of them, in order, at once (not after the ack wait).
+
+`PartitionedEvents` puts the two together for a service (the coordinator, the IVR): a partition's saved
+state restored, then its consumer opened, on gain; the consumer stopped, then the state dropped, on loss.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 
 from nats.js.api import (
@@ -52,7 +55,7 @@ from .bus import Bus
 from .log import get_logger
 from .messages import Event
 from .metrics import figure_gauge, read_before_beats
-from .serving import PartitionSource
+from .serving import Consumer, EventHandler, PartitionSource, call_key
 from .subjects import EVENTS_STREAM
 
 __all__ = [
@@ -61,6 +64,7 @@ __all__ = [
     "LEASE_REFRESH_S",
     "LEASE_TTL_S",
     "Leases",
+    "PartitionedEvents",
     "Partitioning",
     "ensure_partition_stream",
     "home_partitions",
@@ -459,3 +463,70 @@ class Leases:
             await self.on_lose(p)
         except Exception:
             log.exception("partition_lose_failed", partition=p)
+
+
+class PartitionedEvents:
+    """A partitioned service's events (the module docstring): its leases, and for each partition it holds
+    the durable consumer of that partition's work queue, opened once `restore(p)` has brought the
+    partition's saved state back and stopped before `forget(p)` drops it. The service serves its commands
+    itself, answering only for the tenants `owns` says are its own (`Bus.serve(..., accept=owns)`)."""
+
+    def __init__(
+        self,
+        bus: Bus,
+        part: Partitioning,
+        events: Sequence[type[Event]],
+        handler: EventHandler,
+        *,
+        restore: Hook,
+        forget: Callable[[int], None],
+        key: Callable[[Event], Hashable] | None = call_key,
+    ) -> None:
+        self.bus = bus
+        self.part = part
+        self.events = list(events)
+        self.handler = handler
+        self.restore = restore
+        self.forget = forget
+        self.key = key
+        self.leases: Leases | None = None
+        self._consumers: dict[int, Consumer] = {}
+
+    def owns(self, subject: str, data: bytes) -> bool:
+        """Whether the tenant of this command subject (`sb.<tenant>.cmd...`) is in a partition held here."""
+        held = self.leases.owned if self.leases is not None else {}
+        return token_partition(subject.split(".", 2)[1], self.part.count) in held
+
+    async def start(self) -> None:
+        await ensure_partition_stream(self.bus, self.part, self.events)
+        self.leases = self.part.leases(self.bus, self._gain, self._lose)
+        await self.leases.start()
+
+    async def freeze(self) -> None:
+        """Take no more partitions, and stop reading those held (their handlers finish, or are cancelled
+        unacknowledged, bounded) while their leases are still refreshed."""
+        if self.leases is not None:
+            await self.leases.freeze()
+        for p in list(self._consumers):
+            await self._consumers.pop(p).stop()
+
+    async def stop(self) -> None:
+        """Hand every lease over at once (after `freeze` and the service's own stop)."""
+        if self.leases is not None:
+            await self.leases.stop()
+
+    async def _gain(self, p: int) -> None:
+        await self.restore(p)
+        self._consumers[p] = await self.bus.consume(
+            self.events,
+            durable=f"{self.part.name}-p{p}",
+            handler=self.handler,
+            key=self.key,
+            source=partition_source(self.part, p),
+        )
+
+    async def _lose(self, p: int) -> None:
+        consumer = self._consumers.pop(p, None)
+        if consumer is not None:
+            await consumer.stop()
+        self.forget(p)
