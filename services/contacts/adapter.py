@@ -56,6 +56,7 @@ BUCKET = "sb_contacts"
 MAX_EVENT_AGE_S = 24 * 3600.0  # older event times are not believed (see _when)
 CONSUMER = "contacts"
 STATE_TTL_S = 24 * 3600.0
+FINAL_RETRY_MAX_S = 30.0  # a finished contact's refused final record is tried again at least this often
 MEDIA_TIMEOUT_S = 5.0
 # A monitor command is answered only by the worker holding the supervisor's leg: silence means none does.
 MONITOR_TIMEOUT_S = 3.0
@@ -152,6 +153,7 @@ class ContactsAdapter:
         partitioning: Partitioning | None = None,
     ) -> None:
         self.bus = bus
+        self.bucket = BUCKET  # the saved contacts (tests give each adapter its own)
         self.consumer = consumer
         self.partitioning = partitioning
         self.partitions: PartitionedEvents | None = None
@@ -177,9 +179,9 @@ class ContactsAdapter:
     async def start(self) -> None:
         js = self.bus.js
         try:
-            self.kv = await js.key_value(BUCKET)
+            self.kv = await js.key_value(self.bucket)
         except BucketNotFoundError:
-            self.kv = await js.create_key_value(KeyValueConfig(bucket=BUCKET, ttl=STATE_TTL_S, history=1))
+            self.kv = await js.create_key_value(KeyValueConfig(bucket=self.bucket, ttl=STATE_TTL_S, history=1))
         handlers: dict[type[Any], Any] = {**dict.fromkeys(DESK_COMMANDS, self.on_desk)}
         handlers[ev.SupervisorMonitor] = self.on_monitor
         handlers[ev.DeskDial] = self.on_dial
@@ -269,7 +271,7 @@ class ContactsAdapter:
     async def _resume(self, partitions: set[int] | None) -> set[uuid.UUID]:
         """The saved contacts (of these partitions' tenants) back in memory with their timers armed."""
         resumed: set[uuid.UUID] = set()
-        for key, value in await self.bus.kv_latest(BUCKET):
+        for key, value in await self.bus.kv_latest(self.bucket):
             if partitions is not None:
                 assert self.partitioning is not None
                 if token_partition(key.split(".", 1)[0], self.partitioning.count) not in partitions:
@@ -282,6 +284,9 @@ class ContactsAdapter:
             running = _Running(machine=Lifecycle(state))
             self.contacts[state.record.id] = running
             self._alias(running.machine)
+            if running.machine.finished:  # kept because PostgreSQL refused its final record (_write_final)
+                self._spawn(self._write_final(running))
+                continue
             resumed.add(state.record.id)
             # A caller in line hears the music again (queue_wait.resume); the timer is armed either way.
             outputs = running.machine.resume(self.clock())
@@ -804,26 +809,52 @@ class ContactsAdapter:
         machine = running.machine
         assert self.kv is not None
         key = _key(machine.tenant_id, machine.contact_id)
-        # More than half of a call's steps change only the coordinator's own state (a command's reply, a
-        # leg ringing), saved in the KV below: the row already holds the record, so no transaction.
-        record = msgspec.json.encode(machine.state.record)
-        try:
-            if running.written is None or record != running.stored:
-                async with tenant_tx(self.pool, machine.tenant_id) as conn:
-                    written = await write_contact(conn, machine.state.record, running.written)
-                running.written, running.stored = written, record
-        except asyncpg.PostgresError as exc:
-            running.written = None
-            self.log.error("contacts_record_failed", contact=str(machine.contact_id), error=str(exc)[:200])
-        if machine.finished:
+        written = await self._write_record(running)
+        if machine.finished and written:
             self._forget(machine.contact_id, running)
             try:
                 await self.kv.delete(key)
             except Exception:
                 pass
-        else:
-            machine.state.alive_at = self.clock()
-            await self.kv.put(key, msgspec.json.encode(machine.state))
+            return
+        machine.state.alive_at = self.clock()
+        await self.kv.put(key, msgspec.json.encode(machine.state))
+        if machine.finished:  # its final record is not in PostgreSQL: kept in the KV until it is
+            self._spawn(self._write_final(running))
+
+    async def _write_record(self, running: _Running) -> bool:
+        """The contact's record in PostgreSQL, if it changed; False if PostgreSQL refused it (the next write
+        then rewrites it whole)."""
+        machine = running.machine
+        # More than half of a call's steps change only the coordinator's own state (a command's reply, a
+        # leg ringing), saved in the KV: the row already holds the record, so no transaction.
+        record = msgspec.json.encode(machine.state.record)
+        if running.written is not None and record == running.stored:
+            return True
+        try:
+            async with tenant_tx(self.pool, machine.tenant_id) as conn:
+                written = await write_contact(conn, machine.state.record, running.written)
+        except asyncpg.PostgresError as exc:
+            running.written = None
+            self.log.error("contacts_record_failed", contact=str(machine.contact_id), error=str(exc)[:200])
+            return False
+        running.written, running.stored = written, record
+        return True
+
+    async def _write_final(self, running: _Running) -> None:
+        """A finished contact whose last record PostgreSQL refused is written again, every second and then
+        less often (at most every FINAL_RETRY_MAX_S), until it is: its event was acknowledged, so nothing
+        else would ever write it. Meanwhile it stays in `sb_contacts`, so a restart resumes the attempt."""
+        delay = 1.0
+        while self.contacts.get(running.machine.contact_id) is running:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, FINAL_RETRY_MAX_S)
+            async with running.lock:
+                if self.contacts.get(running.machine.contact_id) is not running:
+                    return
+                if await self._write_record(running):
+                    await self._save(running)  # written: forgotten, and its KV entry deleted
+                    return
 
     def _arm(self, running: _Running) -> None:
         if running.timer is not None:

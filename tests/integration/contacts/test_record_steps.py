@@ -4,13 +4,16 @@ PostgreSQL as the services' role and a real NATS KV bucket, with its pool's tran
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any, cast
 
 import asyncpg
 import msgspec
+import pytest
 from nats.js.api import KeyValueConfig
+from nats.js.errors import KeyNotFoundError
 
 from services.contacts.adapter import ContactsAdapter, _Running
 from services.contacts.contact_state import Contact
@@ -67,5 +70,62 @@ async def test_a_step_that_leaves_the_record_unchanged_writes_no_row(infra, pool
         assert await save() == 1 and (await stored()).state == "queued"
         assert await save() == 0
     finally:
+        await bus.js.delete_key_value(bucket)
+        await bus.nc.close()
+
+
+async def test_a_final_record_postgresql_refused_is_kept_and_written_once_it_can_be(  # type: ignore[no-untyped-def]
+    infra, pool: asyncpg.Pool
+) -> None:
+    """The event that finished a contact is acknowledged whatever the write did: a refused final record was
+    forgotten with its KV entry and never reached PostgreSQL. It is now kept in `sb_contacts` (a restarted
+    coordinator takes the attempt over) and written again until PostgreSQL takes it."""
+    tenant = new_id()
+    bus = await connect(infra.nats_url, name="test-record-final")
+    bucket = f"test_record_final_{uuid.uuid4().hex[:8]}"
+    first, second = ContactsAdapter(bus, pool), ContactsAdapter(bus, pool)
+    try:
+        first.kv = await bus.js.create_key_value(KeyValueConfig(bucket=bucket))
+        second.kv, first.bucket, second.bucket = first.kv, bucket, bucket
+        arrived = ev.CallArrived(tenant_id=tenant, call_id=new_id(), from_uri="sip:+15550004444@127.0.0.1")
+        machine = Lifecycle.arrive(arrived, time.time())
+        assert machine is not None
+        running = _Running(machine=machine)
+        first.contacts[machine.contact_id] = running
+        machine.handle(
+            ev.CallEnded(tenant_id=tenant, call_id=arrived.call_id, cause="remote_bye", duration=0.0),
+            time.time(),
+        )
+        assert machine.finished
+        key = f"{tenant}.{machine.contact_id}"
+
+        # The tenant does not exist yet: PostgreSQL refuses the record (foreign key).
+        await first._save(running)
+        assert running.written is None and first.contacts.get(machine.contact_id) is running
+        assert (
+            msgspec.json.decode((await first.kv.get(key)).value, type=Contact).record.id == machine.contact_id
+        )
+
+        # That coordinator stops; the next one resumes the attempt from the KV.
+        first.contacts.clear()
+        await second._resume(None)
+        assert machine.contact_id in second.contacts
+        async with db.tenant_tx(pool, tenant) as conn:
+            await conn.execute(
+                "INSERT INTO tenants (id, name, admin_email) VALUES ($1, 'T', 'final@b.example')", tenant
+            )
+        for _ in range(100):  # the first attempt is a second after the resume
+            if machine.contact_id not in second.contacts:
+                break
+            await asyncio.sleep(0.05)
+        async with db.tenant_tx(pool, tenant) as conn:
+            stored = await load_contact(conn, machine.contact_id)
+        assert stored is not None and stored.state == machine.state.record.state
+        assert machine.contact_id not in second.contacts
+        with pytest.raises(KeyNotFoundError):
+            await first.kv.get(key)
+    finally:
+        for task in [*first._tasks, *second._tasks]:
+            task.cancel()
         await bus.js.delete_key_value(bucket)
         await bus.nc.close()
