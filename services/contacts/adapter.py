@@ -181,7 +181,9 @@ class ContactsAdapter:
         try:
             self.kv = await js.key_value(self.bucket)
         except BucketNotFoundError:
-            self.kv = await js.create_key_value(KeyValueConfig(bucket=self.bucket, ttl=STATE_TTL_S, history=1))
+            self.kv = await js.create_key_value(
+                KeyValueConfig(bucket=self.bucket, ttl=STATE_TTL_S, history=1)
+            )
         handlers: dict[type[Any], Any] = {**dict.fromkeys(DESK_COMMANDS, self.on_desk)}
         handlers[ev.SupervisorMonitor] = self.on_monitor
         handlers[ev.DeskDial] = self.on_dial

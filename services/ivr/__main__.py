@@ -9,7 +9,7 @@ from services.kernel.bus import Bus
 from services.kernel.config import Settings
 from services.kernel.db import create_pool
 from services.kernel.partitioned import Partitioning
-from services.kernel.service import run_service
+from services.kernel.service import run_service, until_stopped
 from services.kernel.waits import close_pool
 
 from .adapter import IvrAdapter
@@ -33,7 +33,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     try:
         await adapter.start()
         # Stay here until SIGTERM so the adapter stops before run_service closes the bus.
-        await stop.wait()
+        await until_stopped(stop)
     finally:
         await adapter.stop()
         await close_pool(pool)

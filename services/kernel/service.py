@@ -20,7 +20,7 @@ from .log import configure_logging, get_logger
 from .metrics import Family, figure_gauge, figures
 from .subjects import HEALTH_BUCKET
 
-__all__ = ["HEARTBEAT_S", "SHUTDOWN_DEADLINE_S", "Health", "freeze_startup_heap", "run_service"]
+__all__ = ["HEARTBEAT_S", "SHUTDOWN_DEADLINE_S", "Health", "freeze_startup_heap", "run_service", "until_stopped"]
 
 HEARTBEAT_S = 5.0
 # Every step of a stop is bounded, but when PostgreSQL and NATS are gone too (the runtime killed -9 takes
@@ -99,14 +99,22 @@ async def _serve(name: str, body: Callable[[Settings, Bus, asyncio.Event], Await
     log.info("service_started", pid=os.getpid())
     beat = asyncio.create_task(_heartbeat(bus, name, started, stop))
     try:
+        # The body runs until SIGTERM (until_stopped) and stops what it started before the bus is closed.
         await body(settings, bus, stop)
-        freeze_startup_heap()
         await stop.wait()
     finally:
         stop.set()
         await beat
         await bus.close()
         log.info("service_stopped")
+
+
+async def until_stopped(stop: asyncio.Event) -> None:
+    """A service's main once it is up: what start-up built leaves the collector's sight, then wait for
+    SIGTERM. Every main waits here and then stops what it started itself: a stop left to a task of its own
+    raced run_service's closing of the bus (media's BYEs and call.ended, routing's unsubscribes)."""
+    freeze_startup_heap()
+    await stop.wait()
 
 
 def freeze_startup_heap() -> None:

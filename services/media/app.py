@@ -23,7 +23,7 @@ from services.kernel.log import get_logger
 from services.kernel.messages import Reply, decode
 from services.kernel.metrics import figure_gauge, read_before_beats
 from services.kernel.registry import parse_subject
-from services.kernel.service import freeze_startup_heap
+from services.kernel.service import until_stopped
 from services.kernel.serving import Later, Listener, Server
 from services.kernel.waits import close_pool
 from services.media.bridge.bridging import Bridge
@@ -730,23 +730,16 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     # The unrouted message is rendered once (espeak-ng, cached on disk) before the first caller needs it.
     warmup = asyncio.get_running_loop().create_task(prompts.warm([edge.config.unrouted_message]))
 
-    async def shutdown() -> None:
-        await stop.wait()
-        warmup.cancel()
-        await registrar.stopping()  # the front sends no new calls while ours are being ended
-        await service.stop()
-        await edge.stop()
-        await edge.slots.stop()
-        await registrar.stop()  # deleted key: a clean stop, not a loss
-        await close_pool(pool)
-
-    if worker is not None:
-        freeze_startup_heap()  # run_service does it when main returns; behind the front it never does
-        # Behind the front the stop runs here, before run_service closes the bus: the calls' BYEs and
-        # call.ended go out, then the goodbye frame, so the front does not take the stop for a loss.
-        await shutdown()
-        return
-    asyncio.get_running_loop().create_task(shutdown())
+    await until_stopped(stop)
+    # The stop runs here, before run_service closes the bus: the calls' BYEs and call.ended go out, then
+    # (behind the front) the goodbye frame, so the front does not take the stop for a loss.
+    warmup.cancel()
+    await registrar.stopping()  # the front sends no new calls while ours are being ended
+    await service.stop()
+    await edge.stop()
+    await edge.slots.stop()
+    await registrar.stop()  # deleted key: a clean stop, not a loss
+    await close_pool(pool)
 
 
 def _recording_fact(bridge: Bridge, state: ev.RecordingState) -> ev.CallRecording:

@@ -11,7 +11,7 @@ from services.kernel.bus import Bus
 from services.kernel.config import Settings
 from services.kernel.db import create_pool
 from services.kernel.log import get_logger
-from services.kernel.service import run_service
+from services.kernel.service import run_service, until_stopped
 from services.kernel.waits import close_pool
 
 from .pipeline import CONSUMER, RecordingPipeline
@@ -77,7 +77,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
             if swept:
                 get_logger().info("voicemails_sealed_at_start", count=swept)
         purge = asyncio.create_task(_purge_loop(pipeline, stop))
-        await stop.wait()
+        await until_stopped(stop)
     finally:
         if purge is not None:  # cancelled, not awaited to its end: a purge step may wait on a dead database
             purge.cancel()

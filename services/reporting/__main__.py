@@ -14,7 +14,7 @@ from services.kernel.bus import Bus
 from services.kernel.config import Settings
 from services.kernel.db import create_pool
 from services.kernel.log import get_logger
-from services.kernel.service import run_service
+from services.kernel.service import run_service, until_stopped
 from services.kernel.waits import close_pool
 
 from .alert_watch import AlertWatch
@@ -52,7 +52,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         # Rollups of days not built at the current version (facts older than the rollups, a rollup
         # redefined): computed in the background, a day per transaction, beside the ingest (backfill.py).
         building = asyncio.create_task(_backfill(pool))
-        await stop.wait()  # until SIGTERM, so both stop before run_service closes the bus
+        await until_stopped(stop)  # until SIGTERM, so both stop before run_service closes the bus
     finally:
         if building is not None:
             building.cancel()  # a day cut short is rolled back and built on the next start

@@ -17,7 +17,7 @@ from services.kernel.bus import Bus
 from services.kernel.config import Settings
 from services.kernel.db import create_pool
 from services.kernel.partitioned import home_partitions
-from services.kernel.service import run_service
+from services.kernel.service import run_service, until_stopped
 from services.kernel.waits import close_pool
 
 from .worker import RoutingWorker, parse_partitions
@@ -54,7 +54,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
         # Until SIGTERM, so the worker stops before run_service drains the bus. A stop left to a task of
         # its own raced the drain: its unsubscribes failed (ConnectionDrainingError) and asyncio.run
         # cancelled it midway, leaving gathers whose CancelledError nobody retrieved.
-        await stop.wait()
+        await until_stopped(stop)
     finally:
         await worker.stop()
         await close_pool(pool)

@@ -19,6 +19,7 @@ from services.kernel.bus import Bus
 from services.kernel.config import Settings, advertised_host, machine_ipv4
 from services.kernel.events import MediaWorkerRegistration
 from services.kernel.log import get_logger
+from services.kernel.service import until_stopped
 from services.kernel.subjects import sys_subject
 from services.media import sip
 from services.media.front import link as frontlink
@@ -339,8 +340,7 @@ async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     front = SipFront(settings.bind_host, settings.sip_port, dispatcher, bus)
     await front.start()
 
-    async def shutdown() -> None:
-        await stop.wait()
+    try:
+        await until_stopped(stop)
+    finally:
         await front.stop()
-
-    asyncio.get_running_loop().create_task(shutdown())

@@ -8,9 +8,12 @@ import os
 import secrets
 import signal
 import time
+from typing import Any
 
 import pytest
+from nats import connect as nats_connect
 
+from services.kernel.waits import flushed
 from services.runtime.embedded import EmbeddedNats, Secrets
 
 from .conftest import _seed, start_media
@@ -66,3 +69,49 @@ def test_media_exits_on_sigterm_when_nats_is_gone(infra, tmp_path) -> None:  # t
             client.close()
             rtp.close()
         nats.stop()
+
+
+async def test_calls_live_at_sigterm_get_a_bye_and_call_ended_before_media_exits(infra, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Media's stop ran in a task of its own while run_service closed the bus: the calls' BYEs went out but
+    their call.ended could be lost with the connection. Now main stops its calls before it returns."""
+    seeded = await _seed(infra.owner_url)
+    ended: list[bytes] = []
+    nc = await nats_connect(infra.nats_url)
+
+    async def take(msg: Any) -> None:
+        ended.append(msg.data)
+
+    await nc.subscribe(f"sb.{seeded['tenant']}.evt.call.ended", cb=take)
+    await flushed(nc)
+    clients: list[tuple[UdpSip, RtpReceiver]] = []
+    try:
+        # The SIP exchanges below block this loop: the events wait in the socket until it runs again.
+        with start_media(infra) as (port, pid, log_path):
+            for _ in range(2):
+                client, rtp = UdpSip(port), RtpReceiver()
+                clients.append((client, rtp))
+                uri = f"sip:{seeded['number']}@127.0.0.1:{port}"
+                client.send(
+                    request(
+                        "INVITE",
+                        uri,
+                        local_port=client.local_port,
+                        call_id=secrets.token_hex(8),
+                        from_tag=secrets.token_hex(4),
+                        body=sdp(rtp.port),
+                    )
+                )
+                ok = client.recv_final(5.0)
+                assert ok is not None and status_of(ok) == 200
+            os.kill(pid, signal.SIGTERM)
+            assert _exited_within(pid, 30.0), log_path.read_text()[-3000:]
+            for _ in range(40):
+                if len(ended) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(ended) == 2, (ended, log_path.read_text()[-3000:])
+    finally:
+        await nc.close()
+        for client, rtp in clients:
+            client.close()
+            rtp.close()
