@@ -102,7 +102,7 @@ class BusParser(Parser):
             if sink is not None:
                 sink(args[1], reply, payload, headers)
             else:
-                await process(sid, args[1], reply, payload, headers)  # type: ignore[arg-type]
+                await process(sid, args[1], reply, payload, headers)
         del buf[:pos]
         if other:
             await super().parse()
@@ -117,7 +117,7 @@ class BusClient(Client):
         self.raw_sinks: dict[int, RawSink] = {}
         self._ps = BusParser(self)
 
-    async def _process_msg(  # type: ignore[override]
+    async def _process_msg(
         self, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes | None
     ) -> None:
         sink = self.raw_sinks.get(sid)

@@ -293,9 +293,10 @@ async def connect(url: str, *, name: str, connect_timeout: float = 5.0) -> Bus:
         name=name,
         # Its replies and JetStream deliveries on subjects only its own user may read (docs/security.md).
         inbox_prefix=inbox_prefix(urlsplit(url).username),
-        connect_timeout=connect_timeout,
+        # nats-py's hints say int for both; they are seconds, and fractions work.
+        connect_timeout=connect_timeout,  # type: ignore[arg-type]
         max_reconnect_attempts=-1,
-        reconnect_time_wait=0.5,
+        reconnect_time_wait=0.5,  # type: ignore[arg-type]
         allow_reconnect=True,
     )
     return Bus(nc)
