@@ -166,6 +166,7 @@ class JitterBuffer:
         self._jump_transit = 0.0
         self._last_arrival = float("-inf")
         self._last_ext = 0
+        self._last_pop: float | None = None
 
     @property
     def target_delay(self) -> float:
@@ -269,6 +270,15 @@ class JitterBuffer:
     def _observe_transit(self, transit: float, now: float, ext: int) -> None:
         bunched = now - self._last_arrival < self._frame_seconds / 2 and ext > self._last_ext
         self._last_arrival, self._last_ext = now, ext
+        if (
+            self.state is BufferState.PLAYING
+            and self._last_pop is not None
+            and now - self._last_pop > 1.5 * self._frame_seconds
+        ):
+            # The pops are overdue: our own process stalled (the worker's clock ticks every frame), and
+            # the pops that play these packets come late by as much, so the stall is no lateness to
+            # wait for. Network jitter shows while the pops keep time.
+            return
         if bunched:
             # Within half a frame after the packet before it, and in order: released together with it
             # (a stall in the network, or in our own event loop, whose pops were held up as well and
@@ -295,6 +305,7 @@ class JitterBuffer:
 
     def pop(self, now: float) -> Frame | None:
         """The frame to play now; None means nothing to play (buffering, quiet, or a pause to grow)."""
+        self._last_pop = now
         if self.state is BufferState.IDLE:
             return None
         deadline = self._base + self._target  # the transit by which a slot is due

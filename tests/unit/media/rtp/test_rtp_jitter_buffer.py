@@ -239,12 +239,14 @@ def test_a_new_talkspurt_after_a_silence_resumes_on_time_without_a_storm_of_gaps
 
 
 def test_a_new_ssrc_restarts_the_stream_and_keeps_the_learned_target() -> None:
-    buffer, _ = simulate(lambda rnd, i: rnd.uniform(0.0, 0.03), packets=300)
-    learned = buffer.target_delay
     buffer = JitterBuffer()
-    for i in range(300):
-        buffer.push(i, i * FRAME, payload(i), i * TICK + random.Random(i).uniform(0.0, 0.03), ssrc=1)
-        buffer.pop(i * TICK + 0.0001)
+    events = [(i * TICK + random.Random(i).uniform(0.0, 0.03), 0, i) for i in range(300)]
+    events += [(k * TICK + 0.0001, 1, k) for k in range(300)]
+    for now, kind, i in sorted(events):
+        if kind == 0:
+            buffer.push(i, i * FRAME, payload(i), now, ssrc=1)
+        else:
+            buffer.pop(now)
     learned = buffer.target_delay
     assert learned > 0.02
     # Another source: its own sequence numbers (the old ones would read as duplicates) and timestamps.
@@ -292,3 +294,31 @@ def test_reset_forgets_the_stream() -> None:
     buffer.reset()
     assert buffer.state is BufferState.IDLE and len(buffer) == 0
     assert buffer.push(0, 123456, payload(0), 1.0) is PushResult.ACCEPTED
+
+
+def test_stalls_of_our_own_process_are_no_jitter_to_wait_for() -> None:
+    # Every second our event loop stalls 60 ms: the packets of that time are read when it resumes, and
+    # the ticks it held up run then too, one after the other. The pops were late by as much as the
+    # packets, so nothing is concealed and the target stays at its minimum.
+    buffer = JitterBuffer()
+    events: list[tuple[float, int, int]] = []
+    for i in range(1500):
+        arrival = i * TICK + TRANSIT
+        stall = int(arrival) + 0.5  # [n.5, n.56) of every second
+        if stall <= arrival < stall + 0.06:
+            arrival = stall + 0.06
+        events.append((arrival, 0, i))
+    for k in range(1510):
+        tick = k * TICK + 0.0001
+        stall = int(tick) + 0.5
+        if stall <= tick < stall + 0.06:
+            tick = stall + 0.0601 + 0.0001 * k  # the held-up ticks, right after the packets
+        events.append((tick, 1, k))
+    pops: list[tuple[float, Frame | None]] = []
+    for now, kind, i in sorted(events):
+        if kind == 0:
+            buffer.push(i, i * FRAME, payload(i), now)
+        else:
+            pops.append((now, buffer.pop(now)))
+    assert concealed(pops, 1500) == [] and buffer.stats.late == 0
+    assert buffer.target_delay == pytest.approx(buffer.min_delay)
