@@ -1,5 +1,5 @@
-"""Concurrency limits that hold across processes: a tenant's calls over every media worker, a widget
-token's one call over every API process, an agent's WebRTC legs (docs/security.md, "Limits").
+"""Concurrency limits that hold across processes, counted by the media workers: a tenant's calls, a widget
+token's one call, an agent's WebRTC legs (docs/security.md, "Limits").
 
 One JetStream KV entry per limited thing (bucket `sb_slots`) holds each process's count and when it last
 wrote it: `{"<holder>": [count, wall_ts]}`. Taking a slot reads the entry, adds up the counts of the other

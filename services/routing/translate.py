@@ -202,7 +202,8 @@ def event_for(tenant_id: uuid.UUID, out: core.Output) -> Event | None:
 
 
 def assigned_for(tenant_id: uuid.UUID, out: core.ContactAccepted) -> Event:
-    """contact.assigned goes with contact.accepted (bridge the media); its id is derived from the same seq."""
+    """contact.assigned goes with contact.accepted (for reporting, webhooks and the supervisor feed: the
+    coordinator bridges on contact.accepted); its id is derived from the same seq."""
     return ev.ContactAssigned(
         tenant_id=tenant_id,
         id=uuid.uuid5(_NAMESPACE, f"{tenant_id}/{out.seq}/assigned"),

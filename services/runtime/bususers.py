@@ -73,7 +73,7 @@ GRANTS: dict[str, Grants] = {
     "api": Grants(
         emits=("config", "seats", "session", "call", "recording"),  # call.arrived: a web caller
         hears=("*",),  # desk pushes, supervisors' and reports' live feeds, webhooks' tests
-        commands=("contacts", "media", "routing", "recording"),
+        commands=("contacts", "media", "routing"),
         reads=(EVENTS,),
         watches=("sb_health",),  # /healthz: every service's health
     ),
@@ -109,7 +109,7 @@ GRANTS: dict[str, Grants] = {
         # ivr.callback_requested: a flow queue's callback offer taken in the coordinator's wait
         emits=("contact", "desk", "call", "ivr"),
         hears=("config",),
-        commands=("ivr", "media", "routing", "recording"),
+        commands=("ivr", "media", "routing"),
         reads=(EVENTS, "SBP_contacts"),  # its partitions' work queue under the default name
         buckets=("sb_contacts", "sb_partition_owners"),
         watches=("sb_health", "sb_media_workers"),  # media processes' health and loss (reconcile, loss.py)

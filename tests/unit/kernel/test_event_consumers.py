@@ -57,7 +57,7 @@ CONSUMERS: dict[type[Event], list[str]] = {
     ev.IvrCompleted: [CONTACTS, FACTS],
     ev.IvrNodeEntered: [CONTACTS],
     ev.IvrNodeExited: [CONTACTS, FACTS],
-    ev.IvrSurveyAnswered: [CONTACTS],
+    ev.IvrSurveyAnswered: [CONTACTS, FACTS],
     ev.QueueAlertCleared: [WEBHOOKS],
     ev.QueueAlertRaised: [WEBHOOKS],
     ev.QueueStats: [FACTS, FEED],
