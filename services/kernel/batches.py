@@ -53,6 +53,15 @@ REFUSED_PAUSE_S = 0.5
 _ACK = b"+ACK"
 
 
+def _ack_numbers(reply: bytes) -> tuple[int, int, int]:
+    """A delivery's count, stream sequence and consumer sequence, from its ack subject:
+    `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`, or with `<domain>.<account
+    hash>.` after `$JS.ACK.` and a random token at the end (the server's newer form)."""
+    tokens = reply.split(b".")
+    at = 4 if len(tokens) == 9 else 6
+    return int(tokens[at]), int(tokens[at + 1]), int(tokens[at + 2])
+
+
 class BusParser(Parser):
     """nats-py's protocol parser with a quicker path for what a busy connection mostly reads: a run of
     complete MSG/HMSG deliveries, taken by position and split control lines instead of a regular expression
@@ -227,7 +236,10 @@ class BatchConsumer:
         self.fetch_wait = fetch_wait
         self.filters = _event_filters(event_types)
         self._kinds = {(k.domain, k.name): k for k in event_types}
-        self._ready: asyncio.Queue[tuple[bytes, list[Event]]] = asyncio.Queue(maxsize=2)
+        # Each batch with the delivery to acknowledge it by, or None while a delivery gap is held (_gaps).
+        self._ready: asyncio.Queue[tuple[bytes | None, list[Event]]] = asyncio.Queue(maxsize=2)
+        self._last_cseq = 0  # the consumer sequence of the last delivery taken
+        self._hold_until: int | None = None  # no ack until this stream sequence comes back redelivered
         self._subjects: dict[bytes, tuple[type[Event], uuid.UUID | None] | str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pull: RawPull | None = None
@@ -272,7 +284,26 @@ class BatchConsumer:
                     log.warning("bus_pull_refused", durable=self.durable, status=self._pull.refusal)
                     await asyncio.sleep(REFUSED_PAUSE_S)
                 continue
-            await self._ready.put((msgs[-1][1], self._decode(msgs)))
+            ackable = self._gaps(msgs)
+            await self._ready.put((msgs[-1][1] if ackable else None, self._decode(msgs)))
+
+    def _gaps(self, msgs: list[RawMsg]) -> bool:
+        """Whether the batch may be acknowledged. One ack acknowledges every delivery before it
+        (AckPolicy.ALL), so a delivery lost on the way (a reconnect, the server cutting off a slow client)
+        would be acknowledged unread with the next batch. The consumer sequence numbers every delivery:
+        after a gap nothing is acknowledged until the delivery after the gap comes back redelivered.
+        Redeliveries come in stream order, so the lost one (earlier, its ack wait over first) has come back
+        and been handled before it; the batches in between are handled (the handler is idempotent) and come
+        back too."""
+        for _, reply, _ in msgs:
+            delivered, sseq, cseq = _ack_numbers(reply)
+            if self._last_cseq and cseq > self._last_cseq + 1:
+                log.warning("bus_delivery_gap", durable=self.durable, after=self._last_cseq, at=cseq)
+                self._hold_until = max(self._hold_until or 0, sseq)
+            elif self._hold_until is not None and delivered > 1 and sseq >= self._hold_until:
+                self._hold_until = None
+            self._last_cseq = cseq  # lower after the consumer was made again: numbering starts anew
+        return self._hold_until is None
 
     def _decode(self, msgs: list[RawMsg]) -> list[Event]:
         """The batch's events, the tenant checked as everywhere. A subject's parse (a few per tenant) is
@@ -342,8 +373,9 @@ class BatchConsumer:
                     log.exception("bus_batch_failed", durable=self.durable, events=len(events), retry_s=pause)
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, 30.0)
-            with contextlib.suppress(Exception):
-                await self._pull.ack(last)
+            if last is not None:
+                with contextlib.suppress(Exception):
+                    await self._pull.ack(last)
 
     async def stop(self) -> list[str]:
         """Stop pulling and writing (a batch cut short is not acknowledged: it comes back), unsubscribe.

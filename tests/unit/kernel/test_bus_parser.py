@@ -119,3 +119,14 @@ def test_a_malformed_message_line_is_a_protocol_error() -> None:
             await _feed(BusParser, [b"HMSG subject 1 x\r\nhello\r\n"])
 
     asyncio.run(run())
+
+
+def test_a_deliverys_numbers_are_read_from_both_forms_of_its_ack_subject() -> None:
+    from services.kernel.batches import _ack_numbers
+
+    assert _ack_numbers(b"$JS.ACK.SB_EVENTS.reporting.2.1041.77.1733500000000000000.3") == (2, 1041, 77)
+    assert _ack_numbers(b"$JS.ACK.hub.ACCHASH.SB_EVENTS.reporting.1.1041.78.1733500000000000000.0.tok") == (
+        1,
+        1041,
+        78,
+    )
