@@ -151,6 +151,7 @@ class RawPull:
         self._want = 0
         self._ended = asyncio.Event()
         self.refusal: str | None = None  # the status line of the last pull the server refused
+        self.requests = 0  # pull requests sent (events / requests: what a pull brought on average)
 
     async def start(self) -> None:
         self._sub = await self.nc.subscribe(self._inbox)
@@ -180,10 +181,25 @@ class RawPull:
             msgs = await self._request(n, {"batch": n, "expires": int(wait * 1e9)}, wait)
         return msgs
 
+    async def take(self, n: int, wait: float) -> list[RawMsg]:
+        """Like `pull`, but when none waits, the first message that comes within `wait`, at once: the next
+        call takes those that came meanwhile. For a consumer that hands each event out as it comes (a
+        long poll for a batch would hold its first message until the batch is full or the wait ends)."""
+        msgs = await self._request(n, {"batch": n, "no_wait": True}, wait)
+        if not msgs:
+            msgs = await self._request(1, {"batch": 1, "expires": int(wait * 1e9)}, wait)
+        return msgs
+
+    def left(self) -> list[RawMsg]:
+        """Deliveries no call returned (one came as its pull was cancelled): the caller hands them back."""
+        msgs, self._msgs = self._msgs, []
+        return msgs
+
     async def _request(self, n: int, request: dict[str, object], wait: float) -> list[RawMsg]:
         self._want, self.refusal = n, None
         self._ended.clear()
         if len(self._msgs) < n:
+            self.requests += 1
             await self.nc.publish(self._next, json.dumps(request).encode(), reply=self._inbox)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._ended.wait(), wait + PULL_GRACE_S)

@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import msgspec
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
@@ -29,6 +28,7 @@ from .subjects import EVENTS_STREAM, addressee_token
 from .waits import flushed
 
 if TYPE_CHECKING:
+    from .batches import RawPull
     from .bus import Bus
 
 __all__ = [
@@ -58,6 +58,12 @@ LISTEN_FLUSH_S = 2  # how long a new listener waits for the server to confirm it
 REDELIVER_DELAY_S = 0.5
 MAX_DELIVER = 5
 FETCH_WAIT_S = 1.0
+# What one pull of a per-event consumer takes of the messages waiting. Several processes may share a durable
+# (replicas of reporting on `webhooks`, of recording): a small bound leaves the rest of a backlog to the next
+# pull, whoever sends it, and stays far below max_ack_pending.
+PULL_BATCH = 64
+# After a failed or refused pull (the bus away, the consumer deleted): the next one waits this long.
+PULL_PAUSE_S = 0.5
 
 log = get_logger()
 
@@ -374,21 +380,6 @@ def _decode_event(subject: str, data: bytes, kinds: dict[tuple[str, str], type[E
     return event
 
 
-async def _fetch(sub: Any, n: int, timeout: float, durable: str) -> list[Msg]:
-    """Up to `n` messages of a pull subscription; none when the wait ran out or the bus is away (it
-    reconnects by itself; nats-py can also end a pull with nothing)."""
-    try:
-        return list(await sub.fetch(n, timeout=timeout))
-    except (TimeoutError, NatsTimeout, NotFoundError):
-        return []
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        log.warning("bus_fetch_failed", durable=durable, error=f"{type(exc).__name__}: {exc}")
-        await asyncio.sleep(0.5)
-        return []
-
-
 def call_key(event: Event) -> Hashable:
     """Events of one call are handled in order; other events in order per tenant."""
     return getattr(event, "call_id", None) or event.tenant_id
@@ -408,9 +399,11 @@ class PartitionSource(msgspec.Struct, frozen=True):
 class Consumer:
     """A durable JetStream pull consumer on SB_EVENTS (Bus.consume), or on one partition's work queue.
 
-    One message per pull: nats-py's batched fetch, once a long poll gets its first message, waits out the
-    timeout for the rest of the batch (the first-call benchmark saw events arrive 660-730 ms late). Each
-    event is handed to the lane of its key (by default its call): one lane runs its events one after the
+    A pull takes every message waiting, up to PULL_BATCH, at once; only when none waits does it long-poll,
+    for one message (a long poll for a batch holds its first message until the batch is full or the wait
+    ends: nats-py's batched fetch made the first-call benchmark's events 660-730 ms late). The pulls are
+    batches.RawPull's: deliveries come as bytes from the connection, without nats-py's subscription queue
+    and header parse, and become Msgs only to be acknowledged. Each event is handed to the lane of its key (by default its call): one lane runs its events one after the
     other, lanes run concurrently. With `key=None` every event starts at once, in the order they came: for
     a service that orders by something the event does not name (the coordinator's contact, which owns
     several calls) with its own FIFO lock. An event is acknowledged after its handler returned; while the handler
@@ -444,7 +437,12 @@ class Consumer:
         self._lane_tasks: set[asyncio.Task[None]] = set()
         self._pump: asyncio.Task[None] | None = None
         self._stopping = False
-        self._sub: Any = None
+        self._pull: RawPull | None = None
+
+    @property
+    def pulls(self) -> int:
+        """Pull requests sent so far."""
+        return 0 if self._pull is None else self._pull.requests
 
     async def start(self) -> None:
         js = self.bus.js
@@ -469,30 +467,46 @@ class Consumer:
             await js.add_consumer(stream, config)
         except Exception as exc:  # exists with another config (an older release's filters): keep it
             log.warning("bus_consumer_exists", durable=self.durable, detail=str(exc)[:160])
-        self._sub = await js.pull_subscribe_bind(self.durable, stream=stream)
+        from .batches import BusClient, RawPull  # batches.py builds on this module
+
+        if not isinstance(self.bus.nc, BusClient):
+            raise TypeError("consume needs the bus's own client (services.kernel.bus.connect)")
+        self._pull = RawPull(self.bus.nc, stream, self.durable)
+        await self._pull.start()
         self._pump = asyncio.create_task(self._run_pump())
 
     async def _run_pump(self) -> None:
+        pull, nc = self._pull, self.bus.nc
+        assert pull is not None
         while not self._stopping:
-            msgs = await _fetch(self._sub, 1, FETCH_WAIT_S, self.durable)
+            try:
+                raw = await pull.take(PULL_BATCH, FETCH_WAIT_S)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the bus is away: it reconnects by itself
+                log.warning("bus_fetch_failed", durable=self.durable, error=f"{type(exc).__name__}: {exc}")
+                await asyncio.sleep(PULL_PAUSE_S)
+                continue
+            msgs = [Msg(nc, subject.decode(), reply.decode(), data) for subject, reply, data in raw]
             if self._stopping:
-                # The stop's cancel was swallowed: on Python 3.11, asyncio.wait_for inside nats-py's
-                # next_msg returns what arrived as it was cancelled. A message in hand goes back at once.
-                for msg in msgs:
-                    with contextlib.suppress(Exception):
-                        await msg.nak()
+                # The stop's cancel was swallowed: on Python 3.11, asyncio.wait_for returns what arrived as
+                # it was cancelled. Messages in hand go back at once.
+                await _nak_all(msgs)
                 return
+            if not msgs and pull.refusal is not None:
+                log.warning("bus_pull_refused", durable=self.durable, status=pull.refusal)
+                await asyncio.sleep(PULL_PAUSE_S)
+            # No await between two dispatches: a stop's cancel cannot leave part of a pull undispatched.
             for msg in msgs:
-                await self._dispatch(msg)
+                self._dispatch(msg)
 
-    async def _dispatch(self, msg: Msg) -> None:
+    def _dispatch(self, msg: Msg) -> None:
         subject = msg.subject if self.source is None else self.source.original(msg.subject)
         event = _decode_event(subject, msg.data, self._kinds)
         if isinstance(event, str):
             log.warning("bus_event_refused", durable=self.durable, subject=msg.subject, reason=event)
             EVENTS.labels(self.durable, "unreadable").inc()
-            with contextlib.suppress(Exception):
-                await msg.term()  # delivering it again would not make it readable
+            self._start(_term(msg))  # delivering it again would not make it readable
             return
         if self.key is None:
             self._start(self._handle(msg, event))
@@ -583,9 +597,23 @@ class Consumer:
                     late,
                     watch=running,
                 )
-        if self._sub is not None:
-            await _bounded(f"unsubscribe {self.durable}", self._sub.unsubscribe(), late)
+        if self._pull is not None:
+            await _bounded(f"unsubscribe {self.durable}", self._pull.unsubscribe(), late)
+            # Delivered to a pull the stop cancelled: back at once rather than after the ack wait.
+            left = [Msg(self.bus.nc, s.decode(), r.decode(), d) for s, r, d in self._pull.left()]
+            await _bounded(f"nak {len(left)} {self.durable} events", _nak_all(left), late)
         return late
+
+
+async def _nak_all(msgs: list[Msg]) -> None:
+    for msg in msgs:
+        with contextlib.suppress(Exception):
+            await msg.nak()
+
+
+async def _term(msg: Msg) -> None:
+    with contextlib.suppress(Exception):
+        await msg.term()
 
 
 class Listener:

@@ -217,7 +217,14 @@ async def bench_ingest(
 
 
 async def bench_live(
-    pool, nats_url: str, n_events: int, pgdata: Path, env: dict[str, str], log_path: Path, tenants_n: int
+    pool,
+    nats_url: str,
+    n_events: int,
+    pgdata: Path,
+    env: dict[str, str],
+    log_path: Path,
+    tenants_n: int,
+    profile: Path | None = None,
 ) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """The same stream published while the service runs (`--only live`, not in the default set): its
     webhook worker (durable `webhooks`, new events only) then takes every contact event too, one at a
@@ -232,7 +239,12 @@ async def bench_live(
         "SB_REPORTING_DURABLE": f"bench_{uuid.uuid4().hex[:6]}",
         "SB_WEBHOOKS_DURABLE": f"benchwh_{uuid.uuid4().hex[:6]}",
     }
-    proc = start_module("services.reporting", env | durables | {"SB_LOG_LEVEL": "info"}, log_path)
+    proc = start_module(
+        "services.reporting",
+        env | durables | {"SB_LOG_LEVEL": "info"},
+        log_path,
+        command=profiled("services.reporting", profile) if profile is not None else None,
+    )
     try:
         for durable in durables.values():  # both consumers exist before the first event
             while True:
@@ -261,13 +273,17 @@ async def bench_live(
         cpu_us = (process_cpu_s(proc.pid) - cpu) / len(events) * 1e6
         server_us = (server_cpu_s(pgdata) - server) / len(events) * 1e6
         load = max(load, os.getloadavg()[0])
+        # Events the webhook worker took more than once (a handler that failed, e.g. on the pool's wait).
+        webhooks = await bus.js.consumer_info("SB_EVENTS", durables["SB_WEBHOOKS_DURABLE"])
+        redelivered = webhooks.num_redelivered
     finally:
         proc.terminate()
         proc.wait(timeout=15)
     await bus.close()
     print(
         f"  live: {len(events)} events published in {published:.1f} s, all handled in {elapsed:.1f} s; CPU per "
-        f"event: {cpu_us:.1f} us in the reporting service, {server_us:.1f} us in PostgreSQL (load {load:.1f})"
+        f"event: {cpu_us:.1f} us in the reporting service, {server_us:.1f} us in PostgreSQL (load {load:.1f}); "
+        f"{redelivered} redelivered to the webhook worker"
     )
     return {"cpu": cpu_us, "pg_cpu": server_us, "load": load}
 
@@ -571,7 +587,9 @@ def main() -> None:
     parser.add_argument("--contacts", type=int, default=None)
     parser.add_argument("--tenants", type=int, default=20, help="tenants in the ingest's stream")
     parser.add_argument(
-        "--profile", type=Path, help="cProfile (CPU time) the ingest's service process into this file"
+        "--profile",
+        type=Path,
+        help="cProfile (CPU time) the service process of the ingest (or of --only live) into this file",
     )
     parser.add_argument(
         "--only",
@@ -616,7 +634,14 @@ def main() -> None:
             if "live" in parts:
                 print("live")
                 live = await bench_live(
-                    pool, nats_server.url, n_events, pg.pgdata, env, data_dir / "live.log", args.tenants
+                    pool,
+                    nats_server.url,
+                    n_events,
+                    pg.pgdata,
+                    env,
+                    data_dir / "live.log",
+                    args.tenants,
+                    args.profile,
                 )
                 out |= {f"live_{k}": v for k, v in live.items()}
             if "feed" in parts:

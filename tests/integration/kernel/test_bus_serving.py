@@ -191,6 +191,50 @@ async def test_consume_acks_after_the_handler_and_redelivers_a_crash(bus: Bus) -
         await bus.js.delete_consumer("SB_EVENTS", durable)
 
 
+async def test_consume_takes_a_backlog_in_few_pulls_and_keeps_each_calls_order(bus: Bus) -> None:
+    """Events waiting are taken up to serving.PULL_BATCH a pull (one pull per event cost a round trip each),
+    still handed out in order per call, each acknowledged; on a quiet stream one event is not held back."""
+    tenant, calls = uuid.uuid4(), [uuid.uuid4() for _ in range(3)]
+    seen: dict[uuid.UUID, list[int]] = {call: [] for call in calls}
+    durable = f"bustest_{uuid.uuid4().hex[:8]}"
+    total = 300
+
+    async def handle(event: Happened) -> None:
+        if event.tenant_id == tenant:
+            await asyncio.sleep(0)
+            seen[event.call_id].append(event.n)
+
+    consumer = await bus.consume([Happened], durable=durable, handler=handle)
+    try:
+        assert await consumer.stop() == []  # the durable stays: what comes now waits for the next process
+        for n in range(total):
+            await _publish(bus, tenant, calls[n % 3], n)
+        consumer = await bus.consume([Happened], durable=durable, handler=handle)
+        for _ in range(100):
+            if sum(map(len, seen.values())) >= total:
+                break
+            await asyncio.sleep(0.05)
+        for i, call in enumerate(calls):
+            assert seen[call] == list(range(i, total, 3))
+        # The backlog in ceil(300 / 64) = 5 pulls and as many that found nothing more; never 300.
+        assert consumer.pulls <= 2 * -(-total // serving.PULL_BATCH) + 2, consumer.pulls
+        await asyncio.sleep(0.1)  # the last handler's ack follows its append
+        info = await bus.js.consumer_info("SB_EVENTS", durable)
+        assert info.num_ack_pending == 0 and info.num_pending == 0
+
+        started = time.monotonic()
+        await _publish(bus, tenant, calls[0], total)
+        for _ in range(100):
+            if seen[calls[0]][-1] == total:
+                break
+            await asyncio.sleep(0.01)
+        assert seen[calls[0]][-1] == total
+        assert time.monotonic() - started < 0.5  # not held for company until the long poll's end (1 s)
+    finally:
+        assert await consumer.stop() == []
+        await bus.js.delete_consumer("SB_EVENTS", durable)
+
+
 async def test_consume_redeliver_brings_the_event_back_after_its_delay_up_to_max_deliver(bus: Bus) -> None:
     """A handler raising Redeliver(delay) is not done: the event comes back no sooner than the delay, and
     after `max_deliver` deliveries no more (the webhook worker's growing back-off rides on this)."""
