@@ -62,6 +62,13 @@ def _ack_numbers(reply: bytes) -> tuple[int, int, int]:
     return int(tokens[at]), int(tokens[at + 1]), int(tokens[at + 2])
 
 
+def _waiting_behind(reply: bytes) -> int:
+    """The messages pending for the consumer after this delivery (the last token of _ack_numbers' forms
+    but for the newer form's random one)."""
+    tokens = reply.split(b".")
+    return int(tokens[8 if len(tokens) == 9 else 10])
+
+
 class BusParser(Parser):
     """nats-py's protocol parser with a quicker path for what a busy connection mostly reads: a run of
     complete MSG/HMSG deliveries, taken by position and split control lines instead of a regular expression
@@ -151,6 +158,7 @@ class RawPull:
         self._want = 0
         self._ended = asyncio.Event()
         self.refusal: str | None = None  # the status line of the last pull the server refused
+        self._more = True  # whether take's next call should look for messages waiting
         self.requests = 0  # pull requests sent (events / requests: what a pull brought on average)
 
     async def start(self) -> None:
@@ -185,9 +193,15 @@ class RawPull:
         """Like `pull`, but when none waits, the first message that comes within `wait`, at once: the next
         call takes those that came meanwhile. For a consumer that hands each event out as it comes (a
         long poll for a batch would hold its first message until the batch is full or the wait ends)."""
-        msgs = await self._request(n, {"batch": n, "no_wait": True}, wait)
+        msgs: list[RawMsg] = []
+        if self._more:
+            msgs = await self._request(n, {"batch": n, "no_wait": True}, wait)
         if not msgs:
             msgs = await self._request(1, {"batch": 1, "expires": int(wait * 1e9)}, wait)
+        # A delivery's ack subject says how many messages wait behind it: none on a quiet stream, where the
+        # next call goes straight to its long poll (one request per event, not a no_wait pull that finds
+        # nothing and a long poll).
+        self._more = bool(msgs) and _waiting_behind(msgs[-1][1]) > 0
         return msgs
 
     def left(self) -> list[RawMsg]:
