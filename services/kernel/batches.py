@@ -66,7 +66,10 @@ def _waiting_behind(reply: bytes) -> int:
     """The messages pending for the consumer after this delivery (the last token of _ack_numbers' forms
     but for the newer form's random one)."""
     tokens = reply.split(b".")
-    return int(tokens[8 if len(tokens) == 9 else 10])
+    try:
+        return int(tokens[8 if len(tokens) == 9 else 10])
+    except (IndexError, ValueError):
+        return 1  # a form not known here: look for more rather than lose a batch
 
 
 class BusParser(Parser):
