@@ -534,6 +534,10 @@ class SipEdge:
         if leg.dialog is not None:
             self.dialogs.remove(leg.dialog.id)
             self.by_dialog.pop(leg.dialog.id, None)
+        # The INVITE's transaction outlives the call by up to 32 s (Timer H or L): the leg must not live on
+        # with it (its RTP session, jitter buffer and detectors were held that long for every ended call).
+        if leg.core.invite_key is not None:
+            self.by_invite.pop(leg.core.invite_key, None)
         for handle in leg.timers.values():
             handle.cancel()
         leg.timers.clear()

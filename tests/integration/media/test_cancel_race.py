@@ -8,9 +8,11 @@ leg, set-up entry or media port may be left behind."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import secrets
 import socket
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -216,3 +218,31 @@ async def test_bye_while_the_apology_is_rendered(edge: tuple[SipEdge, str, str])
     replies = await caller.replies(0.5)
     assert replies == []  # nothing more: no second BYE, no prompt for a call that is over
     _assert_clean(sip_edge)
+
+
+async def test_an_ended_calls_leg_and_rtp_session_are_freed_at_once(edge: tuple[SipEdge, str, str]) -> None:
+    # The INVITE's transaction lives on 32 s after the call (RFC 6026 Timer L); the edge's table of INVITE
+    # transactions kept the leg, its RTP session and jitter buffer that long: about 2,000 of them at load.
+    sip_edge, number, _ = edge
+    ended: list[weakref.ref[object]] = []
+    sip_edge.on_end.append(lambda leg: ended.extend((weakref.ref(leg), weakref.ref(leg.rtp))))
+    caller = Caller(sip_edge.config.port)
+    invite, _ = _invite(caller, number)
+    caller.send(invite)
+    replies: list[bytes] = []
+    deadline = time.monotonic() + 10
+    while not any(status_of(r) == 200 for r in replies) and time.monotonic() < deadline:
+        replies += await caller.replies(0.1)
+    ok = next(r for r in replies if status_of(r) == 200)
+    uri = f"sip:{number}@127.0.0.1:{caller.port}"
+    dialog = {
+        "call_id": header(invite, "Call-ID"),
+        "from_tag": (header(invite, "From") or "").split("tag=")[1],
+        "to_tag": (header(ok, "To") or "").split("tag=")[1],
+    }
+    for method, cseq in (("ACK", 1), ("BYE", 2)):
+        caller.send(request(method, uri, local_port=caller.local, cseq=cseq, **dialog))  # type: ignore[arg-type]
+    assert _finals(await caller.replies(0.3), "BYE") == [200]
+    _assert_clean(sip_edge)
+    gc.collect()
+    assert len(ended) == 2 and [ref() for ref in ended] == [None, None]
