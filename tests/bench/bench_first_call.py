@@ -885,11 +885,8 @@ def orchestrate(args: argparse.Namespace) -> None:
 
 _FETCH_PATCH = """
 import runpy
-import nats.js.client as c
-fetch = c.JetStreamContext.PullSubscription.fetch
-async def patched(self, batch=1, timeout=5, heartbeat=None):
-    return await fetch(self, batch, min(timeout, %r), heartbeat)
-c.JetStreamContext.PullSubscription.fetch = patched
+import services.kernel.serving as s
+s.FETCH_WAIT_S = min(s.FETCH_WAIT_S, %r)  # Bus.consume's long poll
 runpy.run_module("services.contacts", run_name="__main__")
 """
 
