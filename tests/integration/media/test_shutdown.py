@@ -33,6 +33,27 @@ def _exited_within(pid: int, seconds: float) -> bool:
     return False
 
 
+def _answered_calls(port: int, number: str, count: int) -> list[tuple[UdpSip, RtpReceiver]]:
+    """`count` calls to `number`, each answered (200), left up."""
+    calls: list[tuple[UdpSip, RtpReceiver]] = []
+    for _ in range(count):
+        client, rtp = UdpSip(port), RtpReceiver()
+        calls.append((client, rtp))
+        client.send(
+            request(
+                "INVITE",
+                f"sip:{number}@127.0.0.1:{port}",
+                local_port=client.local_port,
+                call_id=secrets.token_hex(8),
+                from_tag=secrets.token_hex(4),
+                body=sdp(rtp.port),
+            )
+        )
+        ok = client.recv_final(5.0)
+        assert ok is not None and status_of(ok) == 200
+    return calls
+
+
 def test_media_exits_on_sigterm_when_nats_is_gone(infra, tmp_path) -> None:  # type: ignore[no-untyped-def]
     seeded = asyncio.run(_seed(infra.owner_url))
     # A private nats-server: the shared one must stay up for every other test.
@@ -42,22 +63,7 @@ def test_media_exits_on_sigterm_when_nats_is_gone(infra, tmp_path) -> None:  # t
     try:
         with start_media(infra, {"SB_NATS_URL": nats.url}) as (port, pid, log_path):
             # Calls in progress (the apology plays), so stopping has calls to end and events to publish.
-            for _ in range(3):
-                client, rtp = UdpSip(port), RtpReceiver()
-                clients.append((client, rtp))
-                uri = f"sip:{seeded['number']}@127.0.0.1:{port}"
-                client.send(
-                    request(
-                        "INVITE",
-                        uri,
-                        local_port=client.local_port,
-                        call_id=secrets.token_hex(8),
-                        from_tag=secrets.token_hex(4),
-                        body=sdp(rtp.port),
-                    )
-                )
-                ok = client.recv_final(5.0)
-                assert ok is not None and status_of(ok) == 200
+            clients += _answered_calls(port, seeded["number"], 3)
             assert nats.proc is not None
             nats.proc.kill()  # kill -9: no goodbye to its clients
             nats.proc.wait(5)
@@ -87,22 +93,7 @@ async def test_calls_live_at_sigterm_get_a_bye_and_call_ended_before_media_exits
     try:
         # The SIP exchanges below block this loop: the events wait in the socket until it runs again.
         with start_media(infra) as (port, pid, log_path):
-            for _ in range(2):
-                client, rtp = UdpSip(port), RtpReceiver()
-                clients.append((client, rtp))
-                uri = f"sip:{seeded['number']}@127.0.0.1:{port}"
-                client.send(
-                    request(
-                        "INVITE",
-                        uri,
-                        local_port=client.local_port,
-                        call_id=secrets.token_hex(8),
-                        from_tag=secrets.token_hex(4),
-                        body=sdp(rtp.port),
-                    )
-                )
-                ok = client.recv_final(5.0)
-                assert ok is not None and status_of(ok) == 200
+            clients += _answered_calls(port, seeded["number"], 2)
             os.kill(pid, signal.SIGTERM)
             assert _exited_within(pid, 30.0), log_path.read_text()[-3000:]
             for _ in range(40):
