@@ -20,7 +20,14 @@ from .log import configure_logging, get_logger
 from .metrics import Family, figure_gauge, figures
 from .subjects import HEALTH_BUCKET
 
-__all__ = ["HEARTBEAT_S", "SHUTDOWN_DEADLINE_S", "Health", "freeze_startup_heap", "run_service", "until_stopped"]
+__all__ = [
+    "HEARTBEAT_S",
+    "SHUTDOWN_DEADLINE_S",
+    "Health",
+    "freeze_startup_heap",
+    "run_service",
+    "until_stopped",
+]
 
 HEARTBEAT_S = 5.0
 # Every step of a stop is bounded, but when PostgreSQL and NATS are gone too (the runtime killed -9 takes
