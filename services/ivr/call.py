@@ -165,7 +165,17 @@ class Call:
         prompt = self.prompt(ref)
         if prompt is None:
             prompt = Prompt(say=" ")
-        cmd = MediaPlay(
+        cmd = self.media_play(prompt, now, interruptible=interruptible, loop=loop)
+        self.emit(cmd)
+        s.phase = Phase.playing
+        s.pending = cmd.id
+        s.after = after
+        s.deadline = now + prompt_seconds(prompt) + PLAY_SLACK_S
+
+    def media_play(self, prompt: Prompt, now: float, *, interruptible: bool, loop: bool = False) -> MediaPlay:
+        """The command that plays `prompt` to the caller, its text rendered with the flow's attributes."""
+        s = self.state
+        return MediaPlay(
             tenant_id=s.tenant_id,
             call_id=s.call_id,
             text=render(prompt.say, s.attributes) if prompt.say else None,
@@ -176,11 +186,6 @@ class Call:
             id=next_id(s),
             ts=now,
         )
-        self.emit(cmd)
-        s.phase = Phase.playing
-        s.pending = cmd.id
-        s.after = after
-        s.deadline = now + prompt_seconds(prompt) + PLAY_SLACK_S
 
     def prompt_first(self, node: Any, now: float, then: Run) -> None:
         """A node's optional prompt (`node.prompt`) before its own next step: `then` runs now when the node

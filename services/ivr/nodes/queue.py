@@ -47,16 +47,7 @@ def run(call: Call, node: QueueNode, now: float) -> None:
         prompt = call.prompt(node.callback_prompt) or Prompt(
             say=QUEUE_CALLBACK.format(digit=node.callback_digit)
         )
-        offer = MediaPlay(
-            tenant_id=s.tenant_id,
-            call_id=s.call_id,
-            text=render(prompt.say, s.attributes) if prompt.say else None,
-            file=prompt.file,
-            voice=prompt.voice,
-            interruptible=True,
-            id=next_id(s),
-            ts=now,
-        )
+        offer = call.media_play(prompt, now, interruptible=True)
     hand_back(
         call,
         enqueue,
