@@ -18,9 +18,11 @@ contacts from `sb_contacts`, then reads the events the lost worker left unacknow
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -124,6 +126,11 @@ class _Running:
     stored: bytes = b""
     # The caller's history, read when the call arrived (context.py): the offer awaits it, never reads it.
     history: asyncio.Future[tuple[int, list[dict[str, str]]]] | None = None
+    # Event steps waiting for the lock, and the events whose step is done but not saved yet: a burst of one
+    # contact's events (arrived, answered, queued, offered) is saved once, by its last step, and each event
+    # is acknowledged only after that save (ContactsAdapter._turn).
+    waiting: int = 0
+    unsaved: list[asyncio.Future[None]] = field(default_factory=list)
 
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")
@@ -354,9 +361,12 @@ class ContactsAdapter:
                         self.log.warning("contacts_checkpoint_failed", error=type(exc).__name__)
 
     async def on_event(self, event: Any) -> None:
-        """One event from the consumer (decoded and tenant-checked there); a failure is redelivered."""
+        """One event from the consumer (decoded and tenant-checked there); a failure is redelivered. It
+        returns (and the event is acknowledged) once the contact's state after its step is saved."""
         if isinstance(event, ev.CallArrived):
-            await self._arrived(event)
+            saved = await self._arrived(event)
+            if saved is not None:
+                await saved
             return
         if isinstance(event, ev.CallRefused):
             await self._refused(event)
@@ -379,7 +389,7 @@ class ContactsAdapter:
         running = self.contacts.get(contact_id)
         if running is None or running.machine.tenant_id != event.tenant_id:
             return
-        async with running.lock:
+        async with self._turn(running):
             now = self._when(event)
             if isinstance(event, ev.ContactOffered):
                 event = await self._offer_info(running, event)
@@ -388,32 +398,66 @@ class ContactsAdapter:
             outputs = running.machine.handle(event, now)
             if not outputs and isinstance(event, QUIET):
                 return  # a position or another prompt's end: not worth a write (the next step saves it)
-            await self._apply(running, outputs)
+            saved = _unsaved(running)
+            await self._apply(running, outputs, defer=True)
+        await saved
 
-    async def _arrived(self, event: ev.CallArrived) -> None:
+    @contextlib.asynccontextmanager
+    async def _turn(self, running: _Running) -> AsyncIterator[None]:
+        """An event's step of one contact (after the steps before it). A step with more events of its
+        contact waiting leaves its save to the last of them (`_apply(defer=True)`): about half of a call's
+        KV puts and record transactions were steps of one burst a few ms apart. The deferred events are
+        acknowledged after that save, so an acknowledged event's step is always saved, as before."""
+        running.waiting += 1
+        try:
+            await running.lock.acquire()
+        except asyncio.CancelledError:
+            running.waiting -= 1
+            if running.unsaved and not running.waiting:
+                self._spawn(self._settle(running))  # the step that was to save the burst will not run
+            raise
+        running.waiting -= 1
+        try:
+            yield
+        finally:
+            try:
+                if running.unsaved and not running.waiting:  # a step that ended early, or failed
+                    await self._save(running)
+            finally:
+                running.lock.release()
+
+    async def _settle(self, running: _Running) -> None:
+        async with running.lock:
+            if running.unsaved:
+                await self._save(running)
+
+    async def _arrived(self, event: ev.CallArrived) -> asyncio.Future[None] | None:
         if event.call_id in self.contacts or event.call_id in self._arriving:
-            return
+            return None
         arriving = self._arriving[event.call_id] = asyncio.Event()
+        saved = None
         try:
             waiting = None
             if event.queue_id is not None and event.flow_id is None:
                 waiting = await self._waiting(event)
             machine = Lifecycle.arrive(event, self._when(event), waiting=waiting)
             if machine is None:
-                return
+                return None
             running = _Running(machine=machine)
             if machine.state.record.caller:
                 # Read while routing queues the call: the offer then has it without a read of its own.
                 running.history = asyncio.ensure_future(self._history(machine))
             self.contacts[event.call_id] = running
-            async with running.lock:
+            async with self._turn(running):
                 # The call's later events, waiting for this arrival, now queue on the lock in their order.
                 self._arriving.pop(event.call_id, None)
                 arriving.set()
-                await self._apply(running, machine.take())
+                saved = _unsaved(running)
+                await self._apply(running, machine.take(), defer=True)
         finally:
             self._arriving.pop(event.call_id, None)
             arriving.set()
+        return saved
 
     async def _waiting(self, event: ev.CallArrived) -> Waiting:
         """A queue number's announcement interval and closed message, the tenant's language, and the
@@ -743,8 +787,11 @@ class ContactsAdapter:
 
     # -- effects ----------------------------------------------------------------------------------
 
-    async def _apply(self, running: _Running, outputs: list[Command | Event]) -> Reply | None:
-        """Send, publish, then save. Returns the desk's answer when another service gave it: the first
+    async def _apply(
+        self, running: _Running, outputs: list[Command | Event], *, defer: bool = False
+    ) -> Reply | None:
+        """Send, publish, then save (with `defer`, an event's step leaves the save to the next step of its
+        contact when one waits: `_turn`). Returns the desk's answer when another service gave it: the first
         refusal of a REFUSALS command, or routing's reply to a FORWARDED one."""
         machine = running.machine
         answer: Reply | None = None
@@ -771,7 +818,8 @@ class ContactsAdapter:
                 answer = _desk_answer(item, purpose, reply)
             queue.extend(machine.replied(item.id, reply.ok, reply.code, self.clock()))
         self._alias(machine)
-        await self._save(running)
+        if not (defer and running.waiting):
+            await self._save(running)
         self._arm(running)
         return answer
 
@@ -808,6 +856,22 @@ class ContactsAdapter:
         return reply
 
     async def _save(self, running: _Running) -> None:
+        """The contact's state in `sb_contacts` and its record in PostgreSQL; then the events whose steps
+        waited for this save may be acknowledged (or, if it failed, delivered again)."""
+        waiting, running.unsaved = running.unsaved, []
+        try:
+            await self._store(running)
+        except BaseException as exc:
+            for saved in waiting:
+                if isinstance(exc, Exception):
+                    saved.set_exception(exc)
+                else:
+                    saved.cancel()
+            raise
+        for saved in waiting:
+            saved.set_result(None)
+
+    async def _store(self, running: _Running) -> None:
         machine = running.machine
         assert self.kv is not None
         key = _key(machine.tenant_id, machine.contact_id)
@@ -871,6 +935,15 @@ class ContactsAdapter:
     async def _fire(self, running: _Running) -> None:
         async with running.lock:
             await self._apply(running, running.machine.timer(self.clock()))
+
+
+def _unsaved(running: _Running) -> asyncio.Future[None]:
+    """A future done when the contact's state after this step is saved (by this step or a later one)."""
+    saved: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    # Retrieved here too: a failed save also fails the step that made it, which then never awaits its own.
+    saved.add_done_callback(lambda f: f.cancelled() or f.exception())
+    running.unsaved.append(saved)
+    return saved
 
 
 def _desk_answer(command: Command, purpose: str, reply: Reply) -> Reply:

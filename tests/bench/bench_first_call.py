@@ -585,6 +585,62 @@ class Watcher:
         await self.nc.close()
 
 
+_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{32}")
+
+
+def message_kind(subject: str) -> str:
+    """A subject without its ids: what kind of message it is (an event, a command, an ack, a KV put...)."""
+    parts = subject.split(".")
+    if subject.startswith("$JS.ACK."):
+        return ".".join(parts[:4]) + ".<ack>"  # $JS.ACK.<stream>.<consumer>.<delivery numbers>
+    if subject.startswith("_INBOX."):
+        return "_INBOX (replies, JetStream acks and deliveries)"
+    if subject.startswith("$KV."):
+        return ".".join(parts[:3]) + ".<key>"
+    return _ID.sub("<id>", ".".join(parts))
+
+
+class MessageCounter:
+    """Diagnostic (--count-messages): every message NATS routes in the account, by kind."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.nc: Any = None
+
+    async def start(self, url: str) -> None:
+        import nats
+
+        from services.kernel.waits import flushed
+
+        self.nc = await nats.connect(url)
+
+        async def on_msg(msg: Any) -> None:
+            kind = message_kind(msg.subject)
+            if msg.reply.startswith("$JS.ACK."):  # a JetStream delivery, to the consumer named in its reply
+                kind = f"delivery to {msg.reply.split('.')[3]}: {kind}"
+            elif kind.startswith("_INBOX"):
+                kind = "_INBOX: JetStream publish ack" if msg.data.startswith(b'{"stream"') else "_INBOX: reply"
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+
+        await self.nc.subscribe(">", cb=on_msg, pending_msgs_limit=1_000_000, pending_bytes_limit=1 << 30)
+        await flushed(self.nc)
+
+    def per_call(self, calls: int) -> dict[str, float]:
+        ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])
+        return {k: round(n / max(1, calls), 2) for k, n in ranked}
+
+    @staticmethod
+    def print(per_call: dict[str, float]) -> None:
+        print(f"    NATS messages per call: {sum(per_call.values()):.1f}")
+        for kind, n in per_call.items():
+            if n >= 0.05:
+                print(f"      {n:7.2f}  {kind}")
+
+    async def close(self) -> None:
+        if self.nc is not None:
+            await self.nc.close()
+
+
 def wait_ready_file(path: Path, procs: list[subprocess.Popen[bytes]], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -678,6 +734,12 @@ def main() -> None:
         default="aiortc",
         help="the agents' WebRTC leg: the SDK's (aiortc carries the media) or the platform's own path"
         " (aiortc for ICE and DTLS, our SRTP): a lighter load generator, still DTLS-SRTP over ICE",
+    )
+    parser.add_argument(
+        "--count-messages",
+        action="store_true",
+        help="diagnostic: a side connection subscribed to `>` counts every NATS message per call by subject"
+        " (its deliveries add to NATS's CPU)",
     )
     parser.add_argument("--log-level", default="warning", help="the services' SB_LOG_LEVEL")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs) at the end")
@@ -970,6 +1032,9 @@ async def phases(
 ) -> dict[str, Any]:
     watcher = Watcher()
     await watcher.start(nats_url, tenant.id, diag=args.keep)
+    counter = MessageCounter()
+    if args.count_messages:
+        await counter.start(nats_url)
 
     def agent_recs() -> list[dict[str, Any]]:
         return [r for out in agent_out for r in read_lines(out)]
@@ -1020,6 +1085,7 @@ async def phases(
         n = max(1, int(rate * step_s))
         out = data_dir / f"callers-{i}-{run}.jsonl"
         cpu0 = cpu_now()
+        counter.counts.clear()
         t0 = time.monotonic()
         proc = _callers(
             args,
@@ -1087,6 +1153,9 @@ async def phases(
         )
         for e in step["errors"] if failures else []:
             print(f"    {e}")
+        if args.count_messages:
+            step["messages_per_call"] = counter.per_call(len(calls))
+            counter.print(step["messages_per_call"])
         return step
 
     for i, rate in enumerate(rates):
@@ -1111,6 +1180,7 @@ async def phases(
             break
         best = rate
     await watcher.close()
+    await counter.close()
     (data_dir / "events.json").write_text(json.dumps(watcher.ts))
     (data_dir / "saves.json").write_text(json.dumps(watcher.saves))
     return {

@@ -5,6 +5,7 @@ PostgreSQL as the services' role and a real NATS KV bucket, with its pool's tran
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from typing import Any, cast
@@ -128,4 +129,78 @@ async def test_a_final_record_postgresql_refused_is_kept_and_written_once_it_can
         for task in [*first._tasks, *second._tasks]:
             task.cancel()
         await bus.js.delete_key_value(bucket)
+        await bus.nc.close()
+
+
+async def test_a_burst_of_one_contacts_events_is_saved_once_and_acknowledged_after(  # type: ignore[no-untyped-def]
+    infra, pool: asyncpg.Pool
+) -> None:
+    """Events of one contact that queue behind a step are saved once, by the last of them (one KV put,
+    not one each), and none of their steps returns (acknowledging its event) before that save; a failed
+    save fails every step it was saving, so each of their events is delivered again."""
+    tenant = new_id()
+    bus = await connect(infra.nats_url, name="test-record-burst")
+    bucket = f"test_record_burst_{uuid.uuid4().hex[:8]}"
+    adapter = ContactsAdapter(bus, pool)
+    order: list[str] = []
+
+    class Watched:
+        """The real bucket; each put that NATS acknowledged is noted in `order`."""
+
+        def __init__(self, kv: Any) -> None:
+            self.kv = kv
+
+        async def put(self, key: str, value: bytes) -> int:
+            seq = int(await self.kv.put(key, value))
+            order.append("put")
+            return seq
+
+    try:
+        async with db.tenant_tx(pool, tenant) as conn:
+            await conn.execute(
+                "INSERT INTO tenants (id, name, admin_email) VALUES ($1, 'T', 'burst@b.example')", tenant
+            )
+        kv = await bus.js.create_key_value(KeyValueConfig(bucket=bucket))
+        adapter.kv = cast(Any, Watched(kv))
+        arrived = ev.CallArrived(tenant_id=tenant, call_id=new_id(), from_uri="sip:+15550005555@127.0.0.1")
+        machine = Lifecycle.arrive(arrived, time.time())
+        assert machine is not None
+        running = _Running(machine=machine)
+        adapter.contacts[machine.contact_id] = running
+
+        def ended() -> ev.ContactEnded:
+            return ev.ContactEnded(
+                tenant_id=tenant, call_id=arrived.call_id, queue_id="", agent_id="", talk_s=0.0
+            )
+
+        async def burst(events: list[ev.ContactEnded]) -> list[asyncio.Task[None]]:
+            await running.lock.acquire()  # a step in progress: the events queue behind it
+            tasks = [asyncio.create_task(adapter.on_event(e)) for e in events]
+            for task in tasks:
+                task.add_done_callback(lambda _: order.append("acked"))
+            for _ in range(100):
+                if running.waiting == len(events):
+                    break
+                await asyncio.sleep(0.01)
+            assert running.waiting == len(events)
+            running.lock.release()
+            await asyncio.wait(tasks, timeout=10)
+            return tasks
+
+        events = [ended() for _ in range(3)]
+        tasks = await burst(events)
+        assert all(t.done() and t.exception() is None for t in tasks)
+        assert order == ["put", "acked", "acked", "acked"]
+        state = msgspec.json.decode((await kv.get(f"{tenant}.{machine.contact_id}")).value, type=Contact)
+        assert {str(e.id) for e in events} <= set(state.seen)
+
+        # The bucket is gone: the one save fails, and so does every step it was saving.
+        await bus.js.delete_key_value(bucket)
+        order.clear()
+        tasks = await burst([ended() for _ in range(3)])
+        assert all(t.done() and t.exception() is not None for t in tasks)
+        assert "put" not in order and running.unsaved == []
+    finally:
+        with contextlib.suppress(Exception):
+            await bus.js.delete_key_value(bucket)
         await bus.nc.close()
