@@ -14,13 +14,20 @@ UV_VERSION := 0.13.9
 UV := $(BIN)/uv
 RUNTIME_STAMP := $(VENV)/.installed-runtime
 
-.PHONY: setup setup-runtime system-postgres lock run test test-serial test-peers bytecode lint format bench clean
+.PHONY: setup setup-runtime native system-postgres lock run test test-serial test-peers bytecode lint format bench clean
 
 # Every install comes from uv.lock (exact versions and hashes, Linux x86_64/aarch64, CPython 3.11-3.13):
 # `make setup-runtime` the platform's runtime set (what `make run` needs), `make setup` adds the dev/test
 # set. `--locked` refuses to install when pyproject.toml changed without `make lock`.
-setup: $(STAMP)
-setup-runtime: $(RUNTIME_STAMP)
+setup: $(STAMP) native
+setup-runtime: $(RUNTIME_STAMP) native
+
+# The media path's per-packet modules compiled with mypyc (from the locked mypy) into services/media/_native/,
+# when a C compiler and Python's headers are present; otherwise one line says they run as pure Python. Rebuilt
+# only when a compiled module's source changed (its manifest of hashes; a no-op costs about 0.3 s), and the
+# worker refuses a build older than its sources. `SB_MEDIA_PURE=1` skips the build and runs pure Python.
+native: | $(RUNTIME_STAMP)
+	@$(BIN)/python -m services.media.native_build
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Switchboard needs Python 3.11 or newer")'
@@ -43,7 +50,7 @@ $(UV):
 # --inexact keeps uv itself (installed by pip above, not part of the lock) in the virtualenv.
 $(RUNTIME_STAMP): pyproject.toml sdk/pyproject.toml uv.lock | $(UV)
 	@echo "installing the runtime set from uv.lock"
-	@$(UV) sync --locked --inexact --python $(BIN)/python
+	@$(UV) sync --locked --inexact --extra native --python $(BIN)/python
 	@$(BIN)/python -c 'import switchboard, switchboard_cli, services.kernel' || { echo "error: install failed" >&2; exit 1; }
 	@$(MAKE) --no-print-directory system-postgres
 	@touch $(RUNTIME_STAMP)
@@ -63,7 +70,7 @@ system-postgres:
 
 $(STAMP): pyproject.toml sdk/pyproject.toml uv.lock | $(UV)
 	@echo "installing the runtime and dev/test sets from uv.lock"
-	@$(UV) sync --locked --inexact --extra dev --python $(BIN)/python
+	@$(UV) sync --locked --inexact --extra dev --extra native --python $(BIN)/python
 	@$(BIN)/python -c 'import switchboard, switchboard_cli, services.kernel, pytest' || { echo "error: install failed" >&2; exit 1; }
 	@$(MAKE) --no-print-directory system-postgres
 	@touch $(STAMP) $(RUNTIME_STAMP)
@@ -127,4 +134,4 @@ bench: setup
 	else for f in tests/bench/bench_*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done; fi
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .bench
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .bench services/media/_native

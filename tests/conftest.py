@@ -122,6 +122,13 @@ def folder_scope(infra: Infra) -> Iterator[FolderScope]:
         _FOLDERS.leave(None)
 
 
+def pytest_report_header() -> str:
+    """Which media code the run exercised (services/media/native.py): mypyc-compiled or pure Python."""
+    from services.media import native
+
+    return f"media per-packet modules: {native.status()}"
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     result = yield  # the item's own fixtures first (a module's extra service stops before the stack)

@@ -26,6 +26,7 @@ from services.kernel.registry import parse_subject
 from services.kernel.service import until_stopped
 from services.kernel.serving import Later, Listener, Server
 from services.kernel.waits import close_pool
+from services.media import native
 from services.media.bridge.bridging import Bridge
 from services.media.dsp.tones import dtmf_sequence
 from services.media.features.consult import Consults
@@ -674,6 +675,8 @@ def _call_less(subject: str, data: bytes) -> bool:
 
 
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
+    # Which per-packet code runs (services/media/native.py): a missing or stale build shows here.
+    log.info("media per-packet modules", code=native.status())
     # Connections are opened up front: a new one costs tens of ms in the middle of call setup.
     pool = await create_pool(settings.database_url, min_size=5, max_size=10)
     prompts = PromptStore(settings.data_dir)
