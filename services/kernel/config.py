@@ -85,6 +85,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # about 33 s, at most 45 s, after a peer goes silent). Tests shorten them.
     media_ice_consent_interval_s: float = 5.0
     media_ice_consent_failures: int = 6
+    # The DTLS certificate all WebRTC legs of a worker share, replaced after this many seconds (docs/media.md
+    # "Leg set-up and teardown"; a leg keeps the one it was made with). 0: a new key and certificate per leg.
+    media_dtls_cert_rotate_s: float = 86400.0
     # Sharding (docs/media.md, "Sharding"): this process's site; a worker's id behind the SIP front (empty:
     # a single media process binds the SIP port itself) and its link port (0: any free port); how long the
     # front waits for a silent worker's registration before declaring it lost.
@@ -197,6 +200,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "media_webrtc_path": ("SB_MEDIA_WEBRTC_PATH", str),
     "media_ice_consent_interval_s": ("SB_MEDIA_ICE_CONSENT_INTERVAL_S", float),
     "media_ice_consent_failures": ("SB_MEDIA_ICE_CONSENT_FAILURES", int),
+    "media_dtls_cert_rotate_s": ("SB_MEDIA_DTLS_CERT_ROTATE_S", float),
     "site": ("SB_SITE", str),
     "media_worker_id": ("SB_MEDIA_WORKER_ID", str),
     "media_link_port": ("SB_MEDIA_LINK_PORT", int),
@@ -327,6 +331,11 @@ def _check_media(settings: Settings) -> None:
         raise ConfigError(
             f"SB_MEDIA_ICE_CONSENT_INTERVAL_S={settings.media_ice_consent_interval_s:g} must be in (0, 60] and "
             f"SB_MEDIA_ICE_CONSENT_FAILURES={settings.media_ice_consent_failures} at least 1"
+        )
+    if not 0 <= settings.media_dtls_cert_rotate_s <= 7 * 86400:
+        raise ConfigError(
+            f"SB_MEDIA_DTLS_CERT_ROTATE_S={settings.media_dtls_cert_rotate_s:g} must be within 0-604800 (7 days; "
+            "0: a certificate per leg)"
         )
     if settings.webrtc_legs_per_agent < 1:
         raise ConfigError(f"SB_WEBRTC_LEGS_PER_AGENT={settings.webrtc_legs_per_agent} must be at least 1")

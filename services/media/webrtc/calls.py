@@ -76,6 +76,7 @@ def webrtc_config(settings: Settings) -> WebRtcConfig:
             own_media=own,
             consent_interval_s=settings.media_ice_consent_interval_s,
             consent_failures=settings.media_ice_consent_failures,
+            dtls_certificate_lifetime_s=settings.media_dtls_cert_rotate_s,
         )
     except ValueError as exc:
         raise ValueError(f"SB_MEDIA_ICE_HOSTS / SB_MEDIA_ICE_SERVERS: {exc}") from None

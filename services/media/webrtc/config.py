@@ -72,12 +72,17 @@ class WebRtcConfig:
     # many unanswered in a row. aioice's own values; process-wide (aioice has no per-connection setting).
     consent_interval_s: float = 5.0
     consent_failures: int = 6
+    # One DTLS certificate for every leg of the process, replaced after this many seconds (certificate.py;
+    # SB_MEDIA_DTLS_CERT_ROTATE_S); 0: a new key and certificate per leg (aiortc's own way).
+    dtls_certificate_lifetime_s: float = 86400.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.opus_complexity <= 10:
             raise ValueError(f"opus_complexity {self.opus_complexity} is outside 0-10")
         if self.consent_interval_s <= 0 or self.consent_failures < 1:
             raise ValueError("consent_interval_s must be above 0 and consent_failures at least 1")
+        if not 0 <= self.dtls_certificate_lifetime_s <= 7 * 86400:
+            raise ValueError("dtls_certificate_lifetime_s must be within 0-604800 s (7 days)")
         for address in self.host_addresses or ():
             ipaddress.ip_address(address)  # ValueError names the bad address
 

@@ -49,9 +49,10 @@ TELEPHONE_EVENT_48K = RTCRtpCodecParameters(
 
 DigitHandler = Callable[[str], None]
 
-_handlers: weakref.WeakKeyDictionary[RTCRtpReceiver, tuple[DigitHandler, TelephoneEventReceiver]] = (
-    weakref.WeakKeyDictionary()
-)
+# Each receiver's digit handler and event state live on the receiver itself (`_DIGITS`), not in a
+# module-level map: the handler is bound to the leg that owns the receiver, so a WeakKeyDictionary entry
+# kept its own key alive and every WebRTC leg of the worker stayed in memory for good.
+_DIGITS = "_switchboard_digits"
 _installed = False
 
 
@@ -100,7 +101,7 @@ def _on_event_packet(receiver: RTCRtpReceiver, packet: AiortcRtpPacket) -> None:
     streams = getattr(receiver, "_RTCRtpReceiver__remote_streams", {})
     if packet.ssrc in streams:
         streams[packet.ssrc].add(packet)  # same sequence space as the audio: not a loss
-    entry = _handlers.get(receiver)
+    entry: tuple[DigitHandler, TelephoneEventReceiver] | None = getattr(receiver, _DIGITS, None)
     if entry is None:
         return
     handler, events = entry
@@ -123,10 +124,7 @@ _send_clocks: weakref.WeakKeyDictionary[RTCRtpSender, _SendClock] = weakref.Weak
 
 
 def set_digit_handler(receiver: RTCRtpReceiver, handler: DigitHandler | None) -> None:
-    if handler is None:
-        _handlers.pop(receiver, None)
-    else:
-        _handlers[receiver] = (handler, TelephoneEventReceiver())
+    setattr(receiver, _DIGITS, None if handler is None else (handler, TelephoneEventReceiver()))
 
 
 async def send_digit(

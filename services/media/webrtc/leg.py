@@ -23,7 +23,6 @@ from aiortc import (
     MediaStreamTrack,
     RTCDataChannel,
     RTCDtlsTransport,
-    RTCPeerConnection,
     RTCRtpSender,
     RTCRtpTransceiver,
     RTCSessionDescription,
@@ -37,6 +36,7 @@ from services.media.rtp.g711 import G711
 from services.media.rtp.telephone_event import TelephoneEventError, digit_code
 
 from . import dtmf_patch, voice_patch
+from .certificate import ROTATION, peer_connection
 from .config import WebRtcConfig, rtc_configuration, set_host_addresses
 from .ice import IceLink, IceRestartError, RemoteIce, set_consent
 from .quality import LegQuality, quality_from_stats
@@ -227,7 +227,8 @@ class WebRtcLeg:
         self.on_state = on_state
         self.state = LegState.NEW
         self.outbound = OutboundAudio(self.rate, send_queue_frames, send_on_push=send_on_push)
-        self.pc = RTCPeerConnection(rtc_configuration(config))
+        certificate = ROTATION.current(config.dtls_certificate_lifetime_s, time.monotonic())
+        self.pc = peer_connection(rtc_configuration(config), certificate)
         self.channel: RTCDataChannel | None = None
         self.received_frames = 0
         self.media: SrtpMedia | None = None
@@ -663,6 +664,8 @@ class WebRtcLeg:
     async def close(self) -> None:
         if self._own_timer is not None:
             self._own_timer.cancel()
+        if self._transceiver is not None:
+            dtmf_patch.set_digit_handler(self._transceiver.receiver, None)
         if self.media is not None:
             self.media.detach()
         self.outbound.stop()

@@ -65,6 +65,8 @@ def test_every_worker_signs_digest_nonces_with_one_key() -> None:
         ({"SB_SIP_REALM": 'a"b'}, "SB_SIP_REALM"),
         ({"SB_MEDIA_ICE_CONSENT_INTERVAL_S": "0"}, "SB_MEDIA_ICE_CONSENT_INTERVAL_S"),
         ({"SB_MEDIA_ICE_CONSENT_FAILURES": "0"}, "SB_MEDIA_ICE_CONSENT_FAILURES"),
+        ({"SB_MEDIA_DTLS_CERT_ROTATE_S": "-1"}, "SB_MEDIA_DTLS_CERT_ROTATE_S"),
+        ({"SB_MEDIA_DTLS_CERT_ROTATE_S": "700000"}, "SB_MEDIA_DTLS_CERT_ROTATE_S"),  # beyond 7 days
     ],
 )
 def test_bad_media_settings_are_refused_with_the_variable_named(env: dict[str, str], named: str) -> None:
@@ -83,12 +85,15 @@ def test_webrtc_and_worker_settings_come_from_settings() -> None:
             "SB_MEDIA_LINK_PORT": "7001",
             "SB_MEDIA_ICE_CONSENT_INTERVAL_S": "1.5",
             "SB_MEDIA_ICE_CONSENT_FAILURES": "4",
+            "SB_MEDIA_DTLS_CERT_ROTATE_S": "3600",
         }
     )
     config = webrtc_config(settings)
     assert (config.consent_interval_s, config.consent_failures) == (1.5, 4)
+    assert config.dtls_certificate_lifetime_s == 3600
     defaults = webrtc_config(load_settings({}))
     assert (defaults.consent_interval_s, defaults.consent_failures) == (5.0, 6)  # aioice's own (RFC 7675)
+    assert defaults.dtls_certificate_lifetime_s == 86400  # one certificate a day
     assert config.host_addresses == ("10.0.0.1", "10.0.0.2") and config.prefer_opus
     assert config.ice_servers[0].username == "u"
     assert config.own_media, "our RTP/SRTP path is the default"
