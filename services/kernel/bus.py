@@ -226,13 +226,20 @@ class Bus:
         handler: BatchHandler,
         batch: int = 2000,
         from_start: bool = False,
+        ack_wait: float = 30.0,
     ) -> BatchConsumer:
         """Feed these events to `handler` in batches of up to `batch`, in stream order, through the durable
         JetStream consumer `durable` (from the stream's start with `from_start`): a batch is acknowledged
         after the handler returned and retried until it does (batches.BatchConsumer). For writers whose
         cost is per batch; the handler must be idempotent."""
         consumer = BatchConsumer(
-            self, list(event_types), durable=durable, handler=handler, batch=batch, from_start=from_start
+            self,
+            list(event_types),
+            durable=durable,
+            handler=handler,
+            batch=batch,
+            from_start=from_start,
+            ack_wait=ack_wait,
         )
         await consumer.start()
         return consumer
