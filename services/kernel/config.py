@@ -80,6 +80,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     media_ice_servers: str = ""
     media_webrtc_codec: str = "g711"
     media_webrtc_path: str = "own"
+    # libopus encoder complexity on Opus WebRTC legs (0-10; docs/media.md "Opus at 8 kHz").
+    media_opus_complexity: int = 1
     # ICE consent freshness (RFC 7675, docs/media.md "ICE consent and restarts"): a check every interval
     # (randomised 0.8-1.2x), the leg ends after this many unanswered in a row (aioice's own 5 s and 6:
     # about 33 s, at most 45 s, after a peer goes silent). Tests shorten them.
@@ -198,6 +200,7 @@ _ENV: dict[str, tuple[str, type]] = {
     "media_ice_servers": ("SB_MEDIA_ICE_SERVERS", str),
     "media_webrtc_codec": ("SB_MEDIA_WEBRTC_CODEC", str),
     "media_webrtc_path": ("SB_MEDIA_WEBRTC_PATH", str),
+    "media_opus_complexity": ("SB_MEDIA_OPUS_COMPLEXITY", int),
     "media_ice_consent_interval_s": ("SB_MEDIA_ICE_CONSENT_INTERVAL_S", float),
     "media_ice_consent_failures": ("SB_MEDIA_ICE_CONSENT_FAILURES", int),
     "media_dtls_cert_rotate_s": ("SB_MEDIA_DTLS_CERT_ROTATE_S", float),
@@ -327,6 +330,8 @@ def _check_media(settings: Settings) -> None:
         raise ConfigError(f"SB_MEDIA_WEBRTC_CODEC={settings.media_webrtc_codec!r} is neither g711 nor opus")
     if settings.media_webrtc_path.strip().lower() not in ("own", "aiortc"):
         raise ConfigError(f"SB_MEDIA_WEBRTC_PATH={settings.media_webrtc_path!r} is neither own nor aiortc")
+    if not 0 <= settings.media_opus_complexity <= 10:
+        raise ConfigError(f"SB_MEDIA_OPUS_COMPLEXITY={settings.media_opus_complexity} is outside 0-10")
     if not 0 < settings.media_ice_consent_interval_s <= 60 or settings.media_ice_consent_failures < 1:
         raise ConfigError(
             f"SB_MEDIA_ICE_CONSENT_INTERVAL_S={settings.media_ice_consent_interval_s:g} must be in (0, 60] and "

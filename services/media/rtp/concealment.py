@@ -1,8 +1,8 @@
-# Packet loss concealment for the jitter buffer's MISSING slots, on decoded 8 kHz audio, shared by the SIP
-# and WebRTC legs. G.711 carries no concealment of its own, and libopus's (a decode call without a packet)
-# is out of reach through PyAV: FFmpeg takes an empty packet as the end of the stream. So both codecs get
-# the same: the last frame heard, repeated at a falling level, then silence. One repeated frame covers an
-# isolated late packet nearly unheard; a longer gap fades out instead of buzzing.
+# Packet loss concealment for the jitter buffer's MISSING slots, on decoded 8 kHz audio, for G.711 legs
+# (SIP and WebRTC), which carry no concealment of their own: the last frame heard, repeated at a falling
+# level, then silence. One repeated frame covers an isolated late packet nearly unheard; a longer gap fades
+# out instead of buzzing. Opus legs conceal with libopus's own PLC instead (webrtc/opus.py), which
+# continues the decoder's signal and keeps its state in step for the packet after the gap.
 from __future__ import annotations
 
 import numpy as np

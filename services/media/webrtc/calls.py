@@ -74,6 +74,7 @@ def webrtc_config(settings: Settings) -> WebRtcConfig:
             host_addresses=hosts,
             prefer_opus=codec == "opus",
             own_media=own,
+            opus_complexity=settings.media_opus_complexity,
             consent_interval_s=settings.media_ice_consent_interval_s,
             consent_failures=settings.media_ice_consent_failures,
             dtls_certificate_lifetime_s=settings.media_dtls_cert_rotate_s,

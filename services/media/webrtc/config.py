@@ -64,10 +64,13 @@ class WebRtcConfig:
     # True: aiortc does ICE and DTLS only, media runs on our RTP/SRTP path (srtp_media.py); False: aiortc's
     # RTCRtpSender/Receiver carry it (kept for comparison in the media-bridge benchmark).
     own_media: bool = False
-    # libopus encoder complexity on our path (0-10; libopus's default is 10). Measured here for 20 ms of
-    # 8 kHz voice: 141 us a frame at 10, 99 at 5, 73 at 2, same size at 32 kbit/s; the source is G.711
-    # narrowband, which the lower settings still code well.
-    opus_complexity: int = 5
+    # libopus encoder complexity on our path (0-10; libopus's default is 10; SB_MEDIA_OPUS_COMPLEXITY).
+    # 8 kHz input codes as narrowband SILK; per 20 ms frame here: 24 us at 0, 26 at 1, 42 at 2, 58 at 5,
+    # 71 at 10. 1 is the cheapest with SILK's mid pitch estimator and order-14 noise shaping; 2 and up add
+    # the delayed-decision quantiser, whose gain a G.711 source (already quantised, 300-3400 Hz) does not
+    # show: SNR and log-spectral distance of a voice-like signal were the same from 0 to 10
+    # (docs/media.md, "Opus at 8 kHz").
+    opus_complexity: int = 1
     # ICE consent freshness (RFC 7675; ice.py): a check every interval (0.8-1.2x), the leg lost after this
     # many unanswered in a row. aioice's own values; process-wide (aioice has no per-connection setting).
     consent_interval_s: float = 5.0

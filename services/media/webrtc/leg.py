@@ -169,9 +169,11 @@ class OutboundAudio(MediaStreamTrack):
         return frame
 
 
-def _opus_voice_fmtp(sdp: str, bitrate: int) -> str:
+def _opus_voice_fmtp(sdp: str, bitrate: int, *, narrowband: bool = False) -> str:
     """Ask the browser for mono voice Opus at about `bitrate` (RFC 7587 fmtp) in the SDP we send;
-    any fmtp aiortc wrote for Opus is replaced."""
+    any fmtp aiortc wrote for Opus is replaced. `narrowband` (our own media path, which codes from and
+    decodes to 8 kHz): say so, so that the browser need not code what we would not play
+    (maxplaybackrate) nor expect more than telephone band from us (sprop-maxcapturerate)."""
     lines = sdp.split("\r\n")
     opus = {
         line[len("a=rtpmap:") :].split(" ", 1)[0]
@@ -185,8 +187,10 @@ def _opus_voice_fmtp(sdp: str, bitrate: int) -> str:
         out.append(line)
         if line.startswith("a=rtpmap:") and line[len("a=rtpmap:") :].split(" ", 1)[0] in opus:
             pt = line[len("a=rtpmap:") :].split(" ", 1)[0]
+            band = ";maxplaybackrate=8000;sprop-maxcapturerate=8000" if narrowband else ""
             out.append(
                 f"a=fmtp:{pt} minptime=10;useinbandfec=1;stereo=0;sprop-stereo=0;maxaveragebitrate={bitrate}"
+                + band
             )
     return "\r\n".join(out)
 
@@ -424,7 +428,9 @@ class WebRtcLeg:
             if candidates:
                 media.host, media.port = candidates[0].ip, candidates[0].port
         self._sent = description
-        return _opus_voice_fmtp(str(description), self.config.opus_max_average_bitrate)
+        return _opus_voice_fmtp(
+            str(description), self.config.opus_max_average_bitrate, narrowband=self.config.own_media
+        )
 
     def _negotiated(self) -> None:
         if self.config.own_media:
@@ -510,7 +516,11 @@ class WebRtcLeg:
 
     def _outgoing_sdp(self) -> str:
         # Only Opus lines change: an answer with G.711 alone stays as aiortc wrote it.
-        return _opus_voice_fmtp(self.pc.localDescription.sdp, self.config.opus_max_average_bitrate)
+        return _opus_voice_fmtp(
+            self.pc.localDescription.sdp,
+            self.config.opus_max_average_bitrate,
+            narrowband=self.config.own_media,
+        )
 
     # media
 

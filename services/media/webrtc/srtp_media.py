@@ -2,7 +2,7 @@
 # freshness, which is STUN and never passes through here) and the DTLS handshake (and the data channel
 # over it); once DTLS is connected, SRTP and SRTCP are ours: the pylibsrtp sessions aiortc keyed from the
 # handshake's exporter (RFC 5764 4.2) protect and unprotect, services.media.rtp parses, counts and
-# reorders (ReceiverStats, JitterBuffer), G.711 by table and Opus through PyAV's libopus, all on the
+# reorders (ReceiverStats, JitterBuffer), G.711 by table and Opus through libopus at 8 kHz (webrtc/opus.py), all on the
 # worker's one 20 ms clock. aiortc's own per-packet Python (RTCRtpReceiver and its jitter buffer,
 # RTCRtpSender and its encoder queue) never sees a packet.
 #
@@ -25,12 +25,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import av
 import numpy as np
 import numpy.typing as npt
 import pylibsrtp
 
-from services.media.bridge.transcode import Resampler
 from services.media.rtp.concealment import Concealer
 from services.media.rtp.g711 import G711
 from services.media.rtp.jitter_buffer import FrameKind, JitterBuffer
@@ -39,6 +37,7 @@ from services.media.rtp.reports import LegQuality, compound_report, stream_quali
 from services.media.rtp.rtcp import RtcpError, parse_compound
 from services.media.rtp.stats import ReceiverStats, SenderStats
 from services.media.rtp.telephone_event import TelephoneEventError, TelephoneEventReceiver, digit_packets
+from services.media.webrtc.opus import OpusDecoder, OpusEncoder, OpusError, packet_samples
 
 __all__ = ["MediaCounters", "SrtpMedia", "SrtpMediaError"]
 
@@ -64,46 +63,6 @@ class MediaCounters:
     rtcp_received: int = 0
     rtp_sent: int = 0
     rtcp_sent: int = 0
-
-
-class _Opus:
-    """libopus through PyAV: 8 kHz mono in (the encoder band-limits to what G.711 carries anyway, and no
-    upsampler runs), 48 kHz out of the decoder (libopus via FFmpeg always decodes at 48 kHz) taken down to
-    8 kHz by the bridge's polyphase resampler."""
-
-    def __init__(self, bitrate: int, complexity: int = 5) -> None:
-        self.encoder = av.CodecContext.create("libopus", "w")
-        self.encoder.sample_rate = RATE
-        self.encoder.layout = "mono"
-        self.encoder.format = "s16"
-        self.encoder.bit_rate = bitrate
-        self.encoder.options = {"application": "voip", "compression_level": str(complexity)}
-        self.decoder = av.CodecContext.create("libopus", "r")
-        self.decoder.sample_rate = OPUS_CLOCK
-        self.decoder.layout = "mono"
-        self.decoder.format = "s16"
-        self.down = Resampler(OPUS_CLOCK, RATE)
-        self._pts = 0
-
-    def encode(self, samples: Samples) -> bytes | None:
-        frame = av.AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.pts = self._pts
-        self._pts += len(samples)
-        packets = self.encoder.encode(frame)
-        return bytes(packets[0]) if packets else None
-
-    def decode(self, payload: bytes) -> Samples | None:
-        try:
-            frames = self.decoder.decode(av.Packet(payload))
-        except av.FFmpegError:
-            return None
-        if not frames:
-            return None
-        data = np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
-        if frames[0].layout.nb_channels == 2:
-            data = ((data[0::2].astype(np.int32) + data[1::2]) >> 1).astype(np.int16)
-        return self.down(data)
 
 
 @dataclass(slots=True)
@@ -134,7 +93,7 @@ class SrtpMedia:
         on_digit: Callable[[str], None],
         jitter_frames: int = 1,
         opus_bitrate: int = 32000,
-        opus_complexity: int = 5,
+        opus_complexity: int = 1,
         cname: str = "switchboard",
     ) -> None:
         self.dtls = dtls
@@ -146,7 +105,13 @@ class SrtpMedia:
         self.on_digit = on_digit
         self.cname = cname
         self.law: G711 | None = {"PCMU": G711.PCMU, "PCMA": G711.PCMA}.get(codec)
-        self.opus = _Opus(opus_bitrate, opus_complexity) if self.law is None else None
+        self.encoder: OpusEncoder | None = None
+        self.decoder: OpusDecoder | None = None
+        if self.law is None:
+            self.encoder = OpusEncoder(RATE, bitrate=opus_bitrate, complexity=opus_complexity)
+            self.decoder = OpusDecoder(RATE)
+        # Decoded Opus not played yet: a 40 or 60 ms packet plays over two or three ticks.
+        self._held: Samples = np.zeros(0, np.int16)
         self.clock_rate = RATE if self.law is not None else OPUS_CLOCK
         self.ts_step = FRAME if self.law is not None else OPUS_CLOCK // 50
         # Starts at `jitter_frames` and follows the measured jitter (down to a few ms on a quiet network),
@@ -304,7 +269,7 @@ class SrtpMedia:
             packet.payload,
             now,
             marker=packet.marker,
-            samples=len(packet.payload) if self.law is not None else self.ts_step,
+            samples=len(packet.payload) if self.law is not None else self._opus_duration(packet.payload),
             ssrc=packet.ssrc,
         )
 
@@ -342,14 +307,14 @@ class SrtpMedia:
         """The first half of a tick: one frame out of the jitter buffer to `on_audio`."""
         if self.closed:
             return
+        if self.law is None:
+            self._play_opus(now)
+            return
         frame = self.jitter.pop(now)
         if frame is not None and frame.kind is FrameKind.AUDIO and frame.payload:
-            samples = (
-                self.law.decode(frame.payload) if self.law is not None else self._decode_opus(frame.payload)
-            )
-            if samples is not None:
-                self.concealer.heard(samples)
-                self.on_audio(samples)
+            samples = self.law.decode(frame.payload)
+            self.concealer.heard(samples)
+            self.on_audio(samples)
         elif frame is not None and frame.kind is FrameKind.MISSING:
             made_up = self.concealer.conceal()  # a late or lost packet: the last frame, fading
             if made_up is not None:
@@ -378,17 +343,52 @@ class SrtpMedia:
             self._next_rtcp = now + RTCP_INTERVAL
             self._send_rtcp(now)
 
-    def _decode_opus(self, payload: bytes) -> Samples | None:
-        assert self.opus is not None
-        return self.opus.decode(payload)
+    def _opus_duration(self, payload: bytes) -> int:
+        """The packet's length at the RTP clock (Chromium sends 20 ms, but 10 to 60 ms are allowed);
+        a packet whose header does not parse holds one frame's slot and fails to decode when played."""
+        try:
+            return packet_samples(payload, OPUS_CLOCK)
+        except OpusError:
+            return self.ts_step
+
+    def _play_opus(self, now: float) -> None:
+        """One 20 ms frame to `on_audio`. Up to three slots are taken from the jitter buffer while less
+        than a frame is decoded (10 ms packets: two per tick); what a longer packet decodes beyond the
+        frame is held for the next ticks, whose slots are not due yet. A missing slot is libopus's
+        concealment, which continues the decoder's own signal and fades out over a long gap."""
+        assert self.decoder is not None
+        held = self._held
+        for _ in range(3):
+            frame = self.jitter.pop(now)
+            if frame is None:
+                break
+            if frame.kind is FrameKind.AUDIO:
+                try:
+                    pcm = self.decoder.decode(frame.payload)
+                except OpusError:
+                    self.counters.malformed += 1
+                    pcm = self.decoder.conceal(FRAME)
+            else:
+                pcm = self.decoder.conceal(FRAME)
+                self.concealer.concealed += 1
+            held = np.concatenate((held, pcm)) if len(held) else pcm
+            if len(held) >= FRAME:
+                break
+        if len(held) > 6 * FRAME:
+            held = held[len(held) - 6 * FRAME :]  # never more than 120 ms behind the buffer's schedule
+        if len(held) < FRAME:
+            self._held = held  # a 10 ms remainder waits for its second half
+            return
+        self._held = held[FRAME:]
+        self.on_audio(held[:FRAME])
 
     def _encode(self, samples: Samples | None) -> bytes | None:
         if self.law is not None:
             return self._silence if samples is None else self.law.encode(samples)
-        assert self.opus is not None
+        assert self.encoder is not None
         if samples is None:
             samples = np.zeros(FRAME, np.int16)
-        return self.opus.encode(samples)
+        return self.encoder.encode(samples)
 
     # --- send ---
 

@@ -47,7 +47,7 @@ CALLER_TONE_HZ = 600.0
 PAGE_JS = r"""
 window.agentTest = {
   messages: [],
-  async start(wsUrl, token, callId, toneHz) {
+  async start(wsUrl, token, callId, toneHz, opusOnly) {
     const ctx = new AudioContext();
     await ctx.resume();
     const osc = ctx.createOscillator();
@@ -78,6 +78,12 @@ window.agentTest = {
     const pc = new RTCPeerConnection({iceServers: []});
     this.pc = pc;
     pc.addTrack(mic.stream.getAudioTracks()[0], mic.stream);
+    if (opusOnly) {
+      // An offer with Opus and no G.711: the platform transcodes (as a browser that dropped G.711 makes it).
+      const keep = RTCRtpReceiver.getCapabilities("audio").codecs.filter(
+        (c) => c.mimeType === "audio/opus" || c.mimeType === "audio/telephone-event");
+      pc.getTransceivers()[0].setCodecPreferences(keep);
+    }
     const remote = new Promise((resolve) => { pc.ontrack = (e) => resolve(e.streams[0]); });
     await pc.setLocalDescription(await pc.createOffer());
     // No trickle: the offer carries the host candidates (loopback gathers in a few milliseconds).
@@ -110,7 +116,8 @@ window.agentTest = {
       poll();
     });
     const codec = answer.sdp.match(/a=rtpmap:\d+ ([A-Za-z0-9]+)\//)[1];
-    return {agent_id: ready.agent_id, leg_id: answer.leg_id, codec};
+    const fmtp = (answer.sdp.match(/a=fmtp:\d+ .*maxaveragebitrate.*/) || [""])[0];
+    return {agent_id: ready.agent_id, leg_id: answer.leg_id, codec, fmtp};
   },
   // Average the spectrum of the remote audio over `ms`: the dominant frequency (200-3400 Hz, the
   // telephone band), the level (dB) at the asked frequencies and the RMS of the waveform.
@@ -220,9 +227,12 @@ async def _wait(predicate: Any, what: str, timeout: float = 10.0) -> Any:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.parametrize("codec", ["PCMU", "opus"])
 async def test_chromium_agent_and_sipp_caller_hear_each_other(
-    infra: Any, api_server: str, media: Any, browser: Any, tmp_path: Path
+    infra: Any, api_server: str, media: Any, browser: Any, tmp_path: Path, codec: str
 ) -> None:
+    """PCMU: the browser offers what it offers by default and the platform takes the caller's law.
+    opus: the browser offers Opus alone, so the worker transcodes (libopus at 8 kHz both ways)."""
     line = await _line(api_server)
     tenant = line["tenant"]
     loop = asyncio.get_running_loop()
@@ -265,13 +275,19 @@ async def test_chromium_agent_and_sipp_caller_hear_each_other(
         ws_url = api_server.replace("http://", "ws://") + "/v1/ws"
         started = await asyncio.wait_for(
             page.evaluate(
-                "([u, t, c, f]) => agentTest.start(u, t, c, f)",
-                [ws_url, line["token"], str(call_id), AGENT_TONE_HZ],
+                "([u, t, c, f, o]) => agentTest.start(u, t, c, f, o)",
+                [ws_url, line["token"], str(call_id), AGENT_TONE_HZ, codec == "opus"],
             ),
             30,
         )
         assert started["agent_id"] == line["agent"]
-        assert started["codec"] == "PCMU"  # the caller's law: the bridge adds no PCMU<->PCMA step
+        # PCMU: the caller's law, the bridge adds no PCMU<->PCMA step. Opus: our path codes from and
+        # decodes to 8 kHz and says so.
+        assert started["codec"] == codec, started
+        if codec == "opus":
+            assert (
+                "maxplaybackrate=8000" in started["fmtp"] and "sprop-maxcapturerate=8000" in started["fmtp"]
+            )
         leg_id = uuid.UUID(started["leg_id"])
 
         # Before the bridge the browser hears nothing of the caller.

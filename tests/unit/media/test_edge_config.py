@@ -11,6 +11,7 @@ from services.kernel.config import ConfigError, advertised_host, load_settings, 
 from services.media.app import edge_config
 from services.media.front.link import WorkerSettings
 from services.media.prompts import APOLOGY
+from services.media.webrtc import WebRtcConfig
 from services.media.webrtc.calls import webrtc_config
 from services.runtime.embedded import Secrets
 
@@ -60,6 +61,8 @@ def test_every_worker_signs_digest_nonces_with_one_key() -> None:
         ({"SB_SIP_MIN_SE": "1"}, "SB_SIP_MIN_SE"),
         ({"SB_MEDIA_WEBRTC_CODEC": "speex"}, "SB_MEDIA_WEBRTC_CODEC"),
         ({"SB_MEDIA_WEBRTC_PATH": "gstreamer"}, "SB_MEDIA_WEBRTC_PATH"),
+        ({"SB_MEDIA_OPUS_COMPLEXITY": "11"}, "SB_MEDIA_OPUS_COMPLEXITY"),
+        ({"SB_MEDIA_OPUS_COMPLEXITY": "-1"}, "SB_MEDIA_OPUS_COMPLEXITY"),
         ({"SB_MEDIA_WORKER_ID": "a b"}, "SB_MEDIA_WORKER_ID"),
         ({"SB_MEDIA_MAX_CPU": "x"}, "SB_MEDIA_MAX_CPU"),
         ({"SB_SIP_REALM": 'a"b'}, "SB_SIP_REALM"),
@@ -86,9 +89,12 @@ def test_webrtc_and_worker_settings_come_from_settings() -> None:
             "SB_MEDIA_ICE_CONSENT_INTERVAL_S": "1.5",
             "SB_MEDIA_ICE_CONSENT_FAILURES": "4",
             "SB_MEDIA_DTLS_CERT_ROTATE_S": "3600",
+            "SB_MEDIA_OPUS_COMPLEXITY": "7",
         }
     )
     config = webrtc_config(settings)
+    assert config.opus_complexity == 7
+    assert webrtc_config(load_settings({})).opus_complexity == WebRtcConfig().opus_complexity
     assert (config.consent_interval_s, config.consent_failures) == (1.5, 4)
     assert config.dtls_certificate_lifetime_s == 3600
     defaults = webrtc_config(load_settings({}))
