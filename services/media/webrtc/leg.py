@@ -195,6 +195,10 @@ def _opus_voice_fmtp(sdp: str, bitrate: int, *, narrowband: bool = False) -> str
     return "\r\n".join(out)
 
 
+async def _not_on_our_path(parameters: object) -> None:
+    """Stands in for RTCRtpSender.send and RTCRtpReceiver.receive on a leg whose media is ours."""
+
+
 class WebRtcLeg:
     """`peer_law`: the law of the other leg when it is G.711: this leg prefers it, then the other law (so
     the bridge needs no transcoding), and takes Opus only from an offer with no G.711. None, or
@@ -437,6 +441,12 @@ class WebRtcLeg:
             # Our path takes and gives 8 kHz whatever the codec (Opus is resampled inside it).
             self.rate = G711_RATE
             self.outbound.park()
+            # aiortc's sender and receiver carry nothing on our path: never started (aiortc's connect task
+            # calls these once DTLS is up), they cost no decoder thread per leg (joined at close: the
+            # event loop waited for it), no RTCP tasks waking every 0.5-1.5 s, no parked RTP task.
+            assert self._transceiver is not None
+            self._transceiver.sender.send = _not_on_our_path  # type: ignore[method-assign]
+            self._transceiver.receiver.receive = _not_on_our_path  # type: ignore[method-assign]
             transport = self.sender.transport
             transport.on("statechange", lambda: self._start_media(transport))
             return
@@ -559,7 +569,7 @@ class WebRtcLeg:
             raise WebRtcError("DTLS is connected but no SRTP session was keyed")
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        if track.kind == "audio":
+        if track.kind == "audio" and not self.config.own_media:  # ours receives from the socket
             self._spawn(self._receive(track))
 
     async def _receive(self, track: MediaStreamTrack) -> None:

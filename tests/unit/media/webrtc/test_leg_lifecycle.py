@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import time
 import uuid
 import weakref
@@ -108,6 +109,12 @@ async def test_an_ended_leg_leaves_no_live_objects() -> None:
     tasks_before = asyncio.all_tasks()
     browser, server = await connected(config)
     await browser.send_digit("5", duration=0.04)  # the digit handler is one of the leg's references
+    # On our path aiortc's sender and receiver never start: no decoder thread, no RTCP or RTP tasks.
+    assert [t.name for t in threading.enumerate() if "decoder" in t.name] == []
+    running = {task.get_coro().__qualname__ for task in asyncio.all_tasks() - tasks_before}  # type: ignore[union-attr]
+    assert not running & {"RTCRtpSender._run_rtp", "RTCRtpSender._run_rtcp", "RTCRtpReceiver._run_rtcp"}, (
+        running
+    )
     transport = server.sender.transport
     assert server.link is not None
     alive = [
