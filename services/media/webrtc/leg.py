@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import enum
 import fractions
 import json
@@ -174,6 +175,8 @@ def _opus_voice_fmtp(sdp: str, bitrate: int, *, narrowband: bool = False) -> str
     any fmtp aiortc wrote for Opus is replaced. `narrowband` (our own media path, which codes from and
     decodes to 8 kHz): say so, so that the browser need not code what we would not play
     (maxplaybackrate) nor expect more than telephone band from us (sprop-maxcapturerate)."""
+    if "opus/48000" not in sdp.lower():
+        return sdp  # a G.711 answer (the worker's usual one): nothing to rewrite
     lines = sdp.split("\r\n")
     opus = {
         line[len("a=rtpmap:") :].split(" ", 1)[0]
@@ -289,14 +292,16 @@ class WebRtcLeg:
         rate = audio[0].clockRate
         # Answer with the one codec we send, so the browser sends it too (one rate on the leg).
         audio = audio[:1]
+        # aiortc's own parse of the offer (setRemoteDescription's), rather than a second one of ours.
+        remote: SessionDescription | None = self.pc._RTCPeerConnection__remoteDescription()  # type: ignore[attr-defined]
         offered = [
             c
-            for m in SessionDescription.parse(remote_sdp).media
+            for m in (remote or SessionDescription.parse(remote_sdp)).media
             if m.kind == "audio"
             for c in m.rtp.codecs
             if dtmf_patch.is_telephone_event(c) and c.clockRate == rate
         ]
-        transceiver._codecs = audio + offered[:1]
+        transceiver._codecs = audio + [copy.copy(c) for c in offered[:1]]  # not aiortc's description's own
 
     async def accept_offer(self, sdp: str) -> str:
         """Answer a browser's offer; returns the answer SDP (all candidates included: aiortc does not
