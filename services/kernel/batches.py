@@ -62,16 +62,6 @@ def _ack_numbers(reply: bytes) -> tuple[int, int, int]:
     return int(tokens[at]), int(tokens[at + 1]), int(tokens[at + 2])
 
 
-def _waiting_behind(reply: bytes) -> int:
-    """The messages pending for the consumer after this delivery (the last token of _ack_numbers' forms
-    but for the newer form's random one)."""
-    tokens = reply.split(b".")
-    try:
-        return int(tokens[8 if len(tokens) == 9 else 10])
-    except (IndexError, ValueError):
-        return 1  # a form not known here: look for more rather than lose a batch
-
-
 class BusParser(Parser):
     """nats-py's protocol parser with a quicker path for what a busy connection mostly reads: a run of
     complete MSG/HMSG deliveries, taken by position and split control lines instead of a regular expression
@@ -161,7 +151,8 @@ class RawPull:
         self._want = 0
         self._ended = asyncio.Event()
         self.refusal: str | None = None  # the status line of the last pull the server refused
-        self._more = True  # whether take's next call should look for messages waiting
+        self._each: Callable[[RawMsg], None] | None = None  # a standing pull's receiver (stand)
+        self._got = 0
         self.requests = 0  # pull requests sent (events / requests: what a pull brought on average)
 
     async def start(self) -> None:
@@ -170,6 +161,12 @@ class RawPull:
 
     def _take(self, subject: bytes, reply: bytes, data: bytes, headers: bytes | None) -> None:
         if reply:  # a delivery: its reply is the ack subject
+            if self._each is not None:  # a standing pull's (stand)
+                self._got += 1
+                self._each((subject, reply, data))
+                if self._got >= self._want:
+                    self._ended.set()
+                return
             self._msgs.append((subject, reply, data))
             if len(self._msgs) >= self._want:
                 self._ended.set()
@@ -192,20 +189,25 @@ class RawPull:
             msgs = await self._request(n, {"batch": n, "expires": int(wait * 1e9)}, wait)
         return msgs
 
-    async def take(self, n: int, wait: float) -> list[RawMsg]:
-        """Like `pull`, but when none waits, the first message that comes within `wait`, at once: the next
-        call takes those that came meanwhile. For a consumer that hands each event out as it comes (a
-        long poll for a batch would hold its first message until the batch is full or the wait ends)."""
-        msgs: list[RawMsg] = []
-        if self._more:
-            msgs = await self._request(n, {"batch": n, "no_wait": True}, wait)
-        if not msgs:
-            msgs = await self._request(1, {"batch": 1, "expires": int(wait * 1e9)}, wait)
-        # A delivery's ack subject says how many messages wait behind it: none on a quiet stream, where the
-        # next call goes straight to its long poll (one request per event, not a no_wait pull that finds
-        # nothing and a long poll).
-        self._more = bool(msgs) and _waiting_behind(msgs[-1][1]) > 0
-        return msgs
+    async def stand(self, n: int, wait: float, each: Callable[[RawMsg], None]) -> int:
+        """One standing pull: up to n messages over `wait`, each handed to `each` the moment it comes (a
+        consumer that hands every event out at once, without a pull request per event: a quiet stream costs
+        a request a second, not one per event). Returns how many came; the request ends when n came, at its
+        expiry (the server's 408) or on a refusal (`refusal`). Deliveries of an earlier request that came
+        after it ended are handed out first, in order."""
+        for msg in self.left():
+            each(msg)
+        self._each, self._want, self._got, self.refusal = each, n, 0, None
+        self._ended.clear()
+        try:
+            self.requests += 1
+            request = {"batch": n, "expires": int(wait * 1e9)}
+            await self.nc.publish(self._next, json.dumps(request).encode(), reply=self._inbox)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._ended.wait(), wait + PULL_GRACE_S)
+        finally:
+            self._each = None
+        return self._got
 
     def left(self) -> list[RawMsg]:
         """Deliveries no call returned (one came as its pull was cancelled): the caller hands them back."""

@@ -28,7 +28,7 @@ from .subjects import EVENTS_STREAM, addressee_token
 from .waits import flushed
 
 if TYPE_CHECKING:
-    from .batches import RawPull
+    from .batches import RawMsg, RawPull
     from .bus import Bus
 
 __all__ = [
@@ -399,11 +399,13 @@ class PartitionSource(msgspec.Struct, frozen=True):
 class Consumer:
     """A durable JetStream pull consumer on SB_EVENTS (Bus.consume), or on one partition's work queue.
 
-    A pull takes every message waiting, up to PULL_BATCH, at once; only when none waits does it long-poll,
-    for one message (a long poll for a batch holds its first message until the batch is full or the wait
-    ends: nats-py's batched fetch made the first-call benchmark's events 660-730 ms late). The pulls are
-    batches.RawPull's: deliveries come as bytes from the connection, without nats-py's subscription queue
-    and header parse, and become Msgs only to be acknowledged. Each event is handed to the lane of its key (by default its call): one lane runs its events one after the
+    One standing pull at a time (batches.RawPull.stand): a request for up to PULL_BATCH messages over
+    FETCH_WAIT_S, each handed out the moment it comes (nats-py's batched fetch held a batch's first
+    message until the batch was full or the wait ended: the first-call benchmark's events 660-730 ms
+    late), so a quiet stream costs a request a second and a backlog one per PULL_BATCH, instead of a
+    request per event (12.5 per call for the coordinator, 5 for the IVR). Deliveries come as bytes from
+    the connection, without nats-py's subscription queue and header parse, and become Msgs only to be
+    acknowledged. Each event is handed to the lane of its key (by default its call): one lane runs its events one after the
     other, lanes run concurrently. With `key=None` every event starts at once, in the order they came: for
     a service that orders by something the event does not name (the coordinator's contact, which owns
     several calls) with its own FIFO lock. An event is acknowledged after its handler returned; while the handler
@@ -476,29 +478,34 @@ class Consumer:
         self._pump = asyncio.create_task(self._run_pump())
 
     async def _run_pump(self) -> None:
-        pull, nc = self._pull, self.bus.nc
+        pull = self._pull
         assert pull is not None
         while not self._stopping:
             try:
-                raw = await pull.take(PULL_BATCH, FETCH_WAIT_S)
+                got = await pull.stand(PULL_BATCH, FETCH_WAIT_S, self._arrived)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the bus is away: it reconnects by itself
                 log.warning("bus_fetch_failed", durable=self.durable, error=f"{type(exc).__name__}: {exc}")
                 await asyncio.sleep(PULL_PAUSE_S)
                 continue
-            msgs = [Msg(nc, subject.decode(), reply.decode(), data) for subject, reply, data in raw]
-            if self._stopping:
-                # The stop's cancel was swallowed: on Python 3.11, asyncio.wait_for returns what arrived as
-                # it was cancelled. Messages in hand go back at once.
-                await _nak_all(msgs)
-                return
-            if not msgs and pull.refusal is not None:
+            if not got and pull.refusal is not None:
                 log.warning("bus_pull_refused", durable=self.durable, status=pull.refusal)
                 await asyncio.sleep(PULL_PAUSE_S)
-            # No await between two dispatches: a stop's cancel cannot leave part of a pull undispatched.
-            for msg in msgs:
-                self._dispatch(msg)
+
+    def _arrived(self, raw: RawMsg) -> None:
+        """A delivery of the standing pull, from the connection's reader: handed out at once."""
+        subject, reply, data = raw
+        msg = Msg(self.bus.nc, subject.decode(), reply.decode(), data)
+        if self._stopping:
+            # Came as the stop began (on Python 3.11 a cancel can be swallowed while a pull returns): back
+            # at once, for the next process.
+            self._start(_nak_all([msg]))
+            return
+        try:
+            self._dispatch(msg)
+        except Exception:  # never into the connection's reader
+            log.exception("bus_dispatch_failed", durable=self.durable, subject=msg.subject)
 
     def _dispatch(self, msg: Msg) -> None:
         subject = msg.subject if self.source is None else self.source.original(msg.subject)

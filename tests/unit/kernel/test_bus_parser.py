@@ -130,11 +130,3 @@ def test_a_deliverys_numbers_are_read_from_both_forms_of_its_ack_subject() -> No
         1041,
         78,
     )
-
-
-def test_the_messages_waiting_behind_a_delivery_are_read_from_its_ack_subject() -> None:
-    from services.kernel.batches import _waiting_behind
-
-    assert _waiting_behind(b"$JS.ACK.SB_EVENTS.contacts.1.1041.77.1733500000000000000.3") == 3
-    assert _waiting_behind(b"$JS.ACK.hub.ACCHASH.SB_EVENTS.contacts.1.1041.78.1733500000000000000.0.tok") == 0
-    assert _waiting_behind(b"$JS.ACK.odd") == 1  # unknown: look for more
