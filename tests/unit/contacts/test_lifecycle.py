@@ -400,6 +400,21 @@ def test_failed_bridge_requeues() -> None:
     assert "RoutingAgentLogout" in kinds(out) and transitions(out) == ["queued"]
 
 
+def test_a_replys_commands_have_the_same_ids_when_the_step_is_taken_again() -> None:
+    """A reply's step derives its commands' ids from the command replied to (uuid5(command id, "replied"),
+    then the command's number in the step), made only when the step sends something: a coordinator that
+    takes the step again after a restart sends the same commands, answered from the reply caches."""
+    m = to_queue()
+    m.handle(offer(), 1001.0)
+    m.handle(connected_signal(), 1001.2)
+    out = m.handle(ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(AGENT)), 1001.5)
+    bridge = command(out, ev.MediaBridge)
+    again = Lifecycle(msgspec.json.decode(msgspec.json.encode(m.state), type=Contact))  # as saved
+    first = [c.id for c in m.replied(bridge.id, False, "not_found", 1001.6)]
+    assert first and first == [c.id for c in again.replied(bridge.id, False, "not_found", 1001.6)]
+    assert first[0] == uuid.uuid5(uuid.uuid5(bridge.id, "replied"), "1")
+
+
 def test_desk_hold_mute_digits_and_refusals() -> None:
     m = to_connected()
     desk = {"tenant_id": T, "agent_id": AGENT, "contact_id": CALL}
