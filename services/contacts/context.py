@@ -7,7 +7,8 @@ says the tenant's configuration changed (`config.changed`, any kind: a rename, a
 recording policy) and read again by the next contact. That event comes on core NATS, at most once: a copy
 older than MAX_AGE_S is still used, but read again in the background, so a missed change lasts at most that
 long. A queue or an agent the copy does not know is read at once (created since, its event missed), at most
-once per MISS_RELOAD_S.
+once per MISS_RELOAD_S. At most MAX_TENANTS copies are kept: the tenant used least recently goes first (a
+coordinator serving many tenants over days kept every one it had ever seen).
 
 The caller's history (their contacts today and their last three) is contact data, not configuration: the
 adapter reads it when the call arrives, while routing queues it, and the offer awaits that read.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 
 import asyncpg
@@ -26,10 +28,11 @@ import msgspec
 from services.kernel.db import tenant_tx
 from services.kernel.log import get_logger
 
-__all__ = ["MAX_AGE_S", "QueueSettings", "SettingsCache", "TenantSettings"]
+__all__ = ["MAX_AGE_S", "MAX_TENANTS", "QueueSettings", "SettingsCache", "TenantSettings"]
 
 MAX_AGE_S = 60.0
 MISS_RELOAD_S = 1.0
+MAX_TENANTS = 4096
 
 
 class QueueSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -72,13 +75,19 @@ class SettingsCache:
     """Per tenant, its settings (above). `clock` is monotonic; reads counts the transactions made."""
 
     def __init__(
-        self, pool: asyncpg.Pool, *, clock: Callable[[], float] = time.monotonic, max_age: float = MAX_AGE_S
+        self,
+        pool: asyncpg.Pool,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_age: float = MAX_AGE_S,
+        max_tenants: int = MAX_TENANTS,
     ) -> None:
         self.pool = pool
         self.clock = clock
         self.max_age = max_age
+        self.max_tenants = max_tenants
         self.reads = 0
-        self._copies: dict[uuid.UUID, _Copy] = {}
+        self._copies: OrderedDict[uuid.UUID, _Copy] = OrderedDict()  # least recently used first
         self._generations: dict[uuid.UUID, int] = {}
         self._refreshing: dict[uuid.UUID, asyncio.Task[None]] = {}
 
@@ -93,6 +102,7 @@ class SettingsCache:
         copy = self._copies.get(tenant_id)
         now = self.clock()
         if copy is not None:
+            self._copies.move_to_end(tenant_id)
             s = copy.settings
             known = s is None or (
                 (queue_id is None or queue_id in s.queues) and (agent_id is None or agent_id in s.endpoints)
@@ -150,4 +160,7 @@ class SettingsCache:
             )
         if self._generations.get(tenant_id, 0) == generation:  # no change came while it was read
             self._copies[tenant_id] = _Copy(settings, self.clock(), generation)
+            self._copies.move_to_end(tenant_id)
+            while len(self._copies) > self.max_tenants:
+                self._copies.popitem(last=False)
         return settings

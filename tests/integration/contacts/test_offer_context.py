@@ -11,6 +11,7 @@ from typing import Any, cast
 import asyncpg
 
 from services.contacts.adapter import ContactsAdapter, _Running
+from services.contacts.context import SettingsCache
 from services.contacts.lifecycle import Lifecycle
 from services.contacts.records import ContactRecord, save_contact
 from services.kernel import db
@@ -95,3 +96,19 @@ async def test_the_offer_reads_nothing_and_a_config_change_is_seen(pool: asyncpg
     assert info.queue_name == "sales"
     other = uuid.uuid4()  # an agent the copy does not know (created, its event missed): read at once
     assert await adapter.settings.get(tenant, agent_id=other) is not None
+
+
+async def test_the_settings_of_the_tenants_used_least_recently_are_dropped_past_the_bound(
+    pool: asyncpg.Pool,
+) -> None:
+    """The cache keeps at most `max_tenants` tenants' settings: the one used least recently goes first and
+    is read again when next needed (it kept every tenant it had ever seen)."""
+    cache = SettingsCache(pool, max_tenants=2)
+    first, second, third = new_id(), new_id(), new_id()  # no such tenants: their `None` is kept as well
+    for tenant in (first, second, first, third):
+        assert await cache.get(tenant) is None
+    assert cache.reads == 3  # the second use of `first` was the copy
+    await cache.get(first)
+    assert cache.reads == 3  # used just before `third` came: kept
+    await cache.get(second)
+    assert cache.reads == 4  # the least recently used when `third` came: dropped, read again
