@@ -1,9 +1,13 @@
-"""The RTP adapter: one asyncio UDP endpoint (RTP + RTCP on the next port) per call, one shared 20 ms clock.
+"""The RTP adapter: one UDP endpoint (RTP + RTCP on the next port) per call, one shared 20 ms clock.
 
 Symmetric RTP: the first packet's source becomes the remote address (and only that source is heard
 afterwards). Received audio goes through the jitter buffer to the in-band DTMF detector; RFC 4733 events
 go to the telephone-event receiver. Outgoing audio comes from the call logic one frame per tick, paced
 by the loop clock on an absolute 20 ms grid so it does not drift.
+
+RTP is read on that clock's tick (rtp/tick_reader.py: all sockets in one batch, with the kernel's arrival
+stamps), not by the event loop; only a relayed leg (SIP<->SIP, forwarded on receipt) reads through its
+asyncio transport, so the relay adds no tick's wait. RTCP (one datagram in 5 s) stays on the loop.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,6 +37,7 @@ from services.media.rtp.reports import compound_report, stream_quality, take_rep
 from services.media.rtp.rtcp import RtcpError, parse_compound
 from services.media.rtp.stats import ReceiverStats, SenderStats
 from services.media.rtp.telephone_event import TelephoneEventError, TelephoneEventReceiver, digit_packets
+from services.media.rtp.tick_reader import MAX_DATAGRAM, TickReader
 from services.media.sip.sdp import is_unspecified_address
 from services.media.ua.call import FRAME, Call, CallState
 
@@ -39,7 +45,6 @@ __all__ = ["MediaClock", "PortPool", "RtpSession"]
 
 TICK = 0.02
 RTCP_INTERVAL = 5.0
-MAX_DATAGRAM = 8192
 log = get_logger()
 
 Emit = Callable[[list[Event]], None]
@@ -71,12 +76,13 @@ class PortPool:
 
 
 class _Proto(asyncio.DatagramProtocol):
-    def __init__(self, handler: Callable[[bytes, tuple[str, int]], None]) -> None:
+    def __init__(self, handler: Callable[[bytes, tuple[str, int], float], None]) -> None:
         self.handler = handler
+        self.time = asyncio.get_running_loop().time
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         try:
-            self.handler(data, addr)
+            self.handler(data, addr, self.time())
         except Exception:  # a bad packet must never take the endpoint down
             log.exception("rtp_packet_failed")
 
@@ -128,6 +134,9 @@ class RtpSession:
         self.detector = DtmfDetector()
         self._digits_out: list[_PendingDigit] = []
         self._rtp: asyncio.DatagramTransport | None = None
+        self._rtp_sock: socket.socket | None = None
+        # Whose turn it is to read the RTP socket: the clock's TickReader, or the event loop (relaying).
+        self._read_on_tick = False
         self._rtcp: asyncio.DatagramTransport | None = None
         self._next_rtcp = 0.0
         self.last_rx = 0.0
@@ -154,9 +163,16 @@ class RtpSession:
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
-        rtp, _ = await loop.create_datagram_endpoint(
-            lambda: _Proto(self._on_rtp), local_addr=(self.host, self.port)
-        )
+        # Our own socket object under the transport: the tick reads it while the transport's reading
+        # is paused, and the transport sends on it.
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            sock.setblocking(False)
+            sock.bind((self.host, self.port))
+            rtp, _ = await loop.create_datagram_endpoint(lambda: _Proto(self._on_rtp), sock=sock)
+        except BaseException:
+            sock.close()
+            raise
         try:
             rtcp, _ = await loop.create_datagram_endpoint(
                 lambda: _Proto(self._on_rtcp), local_addr=(self.host, self.port + 1)
@@ -169,11 +185,29 @@ class RtpSession:
         # parse like any other garbage).
         rtp.max_size = rtcp.max_size = MAX_DATAGRAM  # type: ignore[attr-defined]
         self._rtp = rtp
+        self._rtp_sock = sock
         self._rtcp = rtcp
         now = loop.time()
         self._next_rtcp = now + RTCP_INTERVAL / 2
         self.last_rx = now
         self.clock.add(self)
+        self._choose_reader()
+
+    def _choose_reader(self) -> None:
+        """The tick reads the RTP socket, except while this leg relays (SIP<->SIP): the relay forwards
+        each packet on receipt, and reading it on the tick would add up to 20 ms to the relayed call."""
+        on_tick = self.relay_out is None
+        if on_tick is self._read_on_tick or self._rtp is None or self._rtp_sock is None or self.closed:
+            return
+        self._read_on_tick = on_tick
+        # asyncio's selector datagram transport pauses and resumes like a ReadTransport (typeshed's
+        # DatagramTransport does not say so).
+        if on_tick:
+            self._rtp.pause_reading()  # type: ignore[attr-defined]
+            self.clock.reader.add(self._rtp_sock, self._on_rtp)
+        else:
+            self.clock.reader.remove(self._rtp_sock)
+            self._rtp.resume_reading()  # type: ignore[attr-defined]
 
     def configure(
         self,
@@ -199,6 +233,8 @@ class RtpSession:
             return
         self.closed = True
         self.clock.remove(self)
+        if self._rtp_sock is not None:
+            self.clock.reader.remove(self._rtp_sock)
         if self._rtcp is not None and self.remote_rtcp is not None:
             try:
                 self._rtcp.sendto(self._report(time.monotonic(), bye=True), self.remote_rtcp)
@@ -210,7 +246,8 @@ class RtpSession:
 
     # --- receive ---
 
-    def _on_rtp(self, data: bytes, addr: tuple[str, int]) -> None:
+    def _on_rtp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
+        """One RTP datagram and its arrival time (read on the tick, or by the loop while relaying)."""
         if self.closed:
             return
         if not self.latched:
@@ -224,7 +261,6 @@ class RtpSession:
             packet = RtpPacket.parse(data)
         except RtpError:
             return
-        now = asyncio.get_running_loop().time()
         self.last_rx = now
         self.remote_ssrc = packet.ssrc
         if packet.payload_type == self.te_pt and self.te_pt is not None:
@@ -262,12 +298,11 @@ class RtpSession:
                 ssrc=packet.ssrc,
             )
 
-    def _on_rtcp(self, data: bytes, addr: tuple[str, int]) -> None:
+    def _on_rtcp(self, data: bytes, addr: tuple[str, int], now: float) -> None:
         try:
             packets = parse_compound(data)
         except (RtcpError, ValueError):
             return
-        now = asyncio.get_running_loop().time()
         self.last_rx = now
         take_reports(packets, ssrc=self.ssrc, rx=self.rx, tx=self.tx, now=now)
 
@@ -283,7 +318,9 @@ class RtpSession:
     def play(self, now: float) -> None:
         """The first half of a tick: one frame out of the jitter buffer to the in-band DTMF detector, the
         bridge and the recording. MediaClock plays every session before it ticks any, so a frame one leg
-        hands to the bridge goes out on the other leg in the same tick, whichever ticks first."""
+        hands to the bridge goes out on the other leg in the same tick, whichever ticks first. The clock
+        has read every leg's socket just before (MediaClock._tick)."""
+        self._choose_reader()  # a bridge may have started or ended a relay since the last tick
         events: list[Event] = []
         frame = self.jitter.pop(now)
         heard = None
@@ -426,11 +463,13 @@ class Ticked(Protocol):
 
 
 class MediaClock:
-    """One timer for every session: ticks on an absolute 20 ms grid of the loop clock, in two passes
-    (`play` on every session, then `tick` on every session)."""
+    """One timer for every session: ticks on an absolute 20 ms grid of the loop clock: reads every
+    session's sockets (`reader`), then two passes (`play` on every session, then `tick` on every
+    session)."""
 
     def __init__(self) -> None:
         self.sessions: dict[int, Ticked] = {}
+        self.reader = TickReader()
         self._handle: asyncio.TimerHandle | None = None
         self._next = 0.0
         self.late_ticks = 0
@@ -452,6 +491,11 @@ class MediaClock:
         loop = asyncio.get_running_loop()
         now = loop.time()
         sessions = list(self.sessions.values())
+        # What arrived since the last tick, into each leg's jitter buffer before any leg plays.
+        try:
+            self.reader.drain(now)
+        except Exception:
+            log.exception("rtp_read_failed")
         # Two passes: every leg plays its received frame into the bridge first, then every leg sends.
         # In one pass a frame from a leg that ticks after its partner waited a whole tick (20 ms more
         # delay in that direction, measured in media-bridge).

@@ -287,6 +287,7 @@ class WebRtcCalls:
             send_queue_frames=SEND_QUEUE_FRAMES,
             send_on_push=True,  # our MediaClock paces what the leg sends: no second 20 ms clock to wait for
             ticked_by_owner=True,
+            reader=self.clock.reader,  # the clock reads the leg's ICE sockets at the start of each tick
         )
         session = WebRtcSession(
             leg_id, tenant_id, agent_id, call, leg, self.emit, for_call_id=for_call_id, slots=held

@@ -35,6 +35,7 @@ from av.stream import Stream
 
 from services.media.rtp.g711 import G711
 from services.media.rtp.telephone_event import TelephoneEventError, digit_code
+from services.media.rtp.tick_reader import TickReader
 
 from . import dtmf_patch, voice_patch
 from .certificate import ROTATION, peer_connection
@@ -220,9 +221,12 @@ class WebRtcLeg:
         send_queue_frames: int = MAX_QUEUED_FRAMES,
         send_on_push: bool = False,
         ticked_by_owner: bool = False,
+        reader: TickReader | None = None,
     ) -> None:
         """`ticked_by_owner`: with our own media path, the owner calls `tick(now)` every 20 ms on its
-        clock (the media worker's MediaClock); otherwise the leg runs a 20 ms timer of its own."""
+        clock (the media worker's MediaClock); otherwise the leg runs a 20 ms timer of its own.
+        `reader`: the owner's TickReader, which it drains before each tick (MediaClock.reader); without
+        one the leg drains a reader of its own at the start of each `play`."""
         dtmf_patch.install()
         voice_patch.install(config.opus_max_average_bitrate)
         if config.host_addresses is not None:
@@ -244,6 +248,8 @@ class WebRtcLeg:
         self.received_frames = 0
         self.media: SrtpMedia | None = None
         self._ticked_by_owner = ticked_by_owner
+        self._reader = reader
+        self._own_reader: TickReader | None = None
         self._own_timer: asyncio.TimerHandle | None = None
         self._transceiver: RTCRtpTransceiver | None = None
         # The ICE transport's Connection, replaceable by an ICE restart (ice.py); set once negotiated.
@@ -478,6 +484,7 @@ class WebRtcLeg:
             te_pt=self.telephone_event_payload_type,
             on_audio=self._deliver,
             on_digit=self._on_event_digit,
+            reader=self._reader if self._reader is not None else self._own_reader_now(),
             jitter_frames=self.config.jitter_frames,
             opus_bitrate=self.config.opus_max_average_bitrate,
             opus_complexity=self.config.opus_complexity,
@@ -492,6 +499,11 @@ class WebRtcLeg:
             loop = asyncio.get_running_loop()
             self._own_timer = loop.call_at(loop.time() + PTIME, self._own_tick, loop.time() + PTIME)
 
+    def _own_reader_now(self) -> TickReader:
+        if self._own_reader is None:
+            self._own_reader = TickReader()
+        return self._own_reader
+
     def _own_tick(self, due: float) -> None:
         loop = asyncio.get_running_loop()
         self.tick(loop.time())
@@ -505,6 +517,8 @@ class WebRtcLeg:
 
     def play(self, now: float) -> None:
         """A tick's first half: a received frame to the owner (see SrtpMedia.play)."""
+        if self._own_reader is not None:
+            self._own_reader.drain(now)
         if self.media is not None:
             self.media.play(now)
 
@@ -693,6 +707,8 @@ class WebRtcLeg:
             dtmf_patch.set_digit_handler(self._transceiver.receiver, None)
         if self.media is not None:
             self.media.detach()
+        if self._own_reader is not None:
+            self._own_reader.close()
         self.outbound.stop()
         if self.link is not None:
             await self.link.close()

@@ -7,9 +7,12 @@
 # RTCRtpSender and its encoder queue) never sees a packet.
 #
 # The hooks are instance attributes, pinned to the aiortc/aioice versions dtmf_patch checks:
-#   - each aioice StunProtocol's datagram_received: SRTP/SRTCP datagrams (first octet 128..191, RFC 7983)
-#     come here straight from the socket callback, without aioice's STUN parse; the rest goes on to
-#     aioice (STUN) and, through Connection.data_received, to aiortc's queue (DTLS) as before;
+#   - each aioice StunProtocol's socket: read on the worker's 20 ms tick (rtp/tick_reader.py, the
+#     transport's own reading paused), SRTP/SRTCP (first octet 128..191, RFC 7983) straight to `receive`
+#     with its arrival time, without aioice's STUN parse; STUN and DTLS go on to the protocol's
+#     datagram_received (aioice, and through Connection.data_received aiortc's queue) as before, up to
+#     20 ms later, which consent checks (0.5 s timeout) and the data channel tolerate. A transport that is
+#     not a plain UDP socket (TURN) keeps asyncio's reading, its datagram_received hooked instead;
 #   - the IceLink's (webrtc/ice.py) or aioice Connection's data_received: SRTP that still comes this way
 #     (the first datagrams on a Connection an ICE restart brought) reaches us, and we take its sockets;
 #   - RTCRtpSender._send_rtcp and RTCRtpReceiver._send_rtcp: silenced (their SRs and RRs would count none
@@ -20,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +41,7 @@ from services.media.rtp.reports import LegQuality, compound_report, stream_quali
 from services.media.rtp.rtcp import RtcpError, parse_compound
 from services.media.rtp.stats import ReceiverStats, SenderStats
 from services.media.rtp.telephone_event import TelephoneEventError, TelephoneEventReceiver, digit_packets
+from services.media.rtp.tick_reader import MAX_DATAGRAM, TickReader
 from services.media.webrtc.opus import OpusDecoder, OpusEncoder, OpusError, packet_samples
 
 __all__ = ["MediaCounters", "SrtpMedia", "SrtpMediaError"]
@@ -46,7 +51,6 @@ RATE = 8000  # the worker's side of the leg: 20 ms frames of 160 samples
 FRAME = 160
 OPUS_CLOCK = 48000
 RTCP_INTERVAL = 2.0
-MAX_DATAGRAM = 8192
 
 
 class SrtpMediaError(RuntimeError):
@@ -91,6 +95,7 @@ class SrtpMedia:
         te_pt: int | None,
         on_audio: Callable[[Samples], None],
         on_digit: Callable[[str], None],
+        reader: TickReader | None = None,
         jitter_frames: int = 1,
         opus_bitrate: int = 32000,
         opus_complexity: int = 1,
@@ -103,6 +108,9 @@ class SrtpMedia:
         self.te_pt = te_pt
         self.on_audio = on_audio
         self.on_digit = on_digit
+        # Whoever ticks this leg drains it (the worker's MediaClock, or the leg's own timer); None:
+        # aioice's sockets stay on the event loop, hooked (tests of the path alone).
+        self.reader = reader
         self.cname = cname
         self.law: G711 | None = {"PCMU": G711.PCMU, "PCMA": G711.PCMA}.get(codec)
         self.encoder: OpusEncoder | None = None
@@ -140,6 +148,8 @@ class SrtpMedia:
         self._original_received: Callable[[bytes, int], None] | None = None
         # aioice protocols whose datagram_received we replaced, with the one they had of their own
         self._shortcuts: list[tuple[Any, Callable[[bytes, tuple[Any, ...]], None] | None]] = []
+        # aioice protocols whose sockets the tick reads, with their transport and socket
+        self._ticked: list[tuple[Any, Any, socket.socket]] = []
         self._silence = bytes([self.law.silence]) * FRAME if self.law is not None else None
         self.closed = False
 
@@ -183,8 +193,46 @@ class SrtpMedia:
         that comes the long way (`_datagram`) takes the new Connection's."""
         current = getattr(self._connection, "connection", self._connection)  # IceLink or Connection
         for protocol in list(getattr(current, "_protocols", ())):
-            if not any(taken is protocol for taken, _ in self._shortcuts):
+            if any(taken is protocol for taken, _ in self._shortcuts) or any(
+                taken is protocol for taken, _, _ in self._ticked
+            ):
+                continue
+            if not self._read_on_tick(protocol):
                 self._shortcut(protocol)
+
+    def _read_on_tick(self, protocol: Any) -> bool:
+        """The protocol's socket to the tick's reader, its transport's reading paused; False for what is
+        not an asyncio UDP socket transport (TURN) or when nobody drains a reader."""
+        transport = getattr(protocol, "transport", None)
+        sock = getattr(transport, "_sock", None)  # asyncio's selector transports keep theirs here
+        if (
+            self.reader is None
+            or transport is None
+            or not isinstance(sock, socket.socket)
+            or sock.type != socket.SOCK_DGRAM
+            or not hasattr(transport, "pause_reading")
+            or transport.is_closing()
+        ):
+            return False
+        transport.pause_reading()
+
+        def datagram(data: bytes, addr: Any, arrival: float) -> None:
+            if data and 127 < data[0] < 192:
+                if not self.closed:
+                    self.receive(data, arrival)
+            else:
+                protocol.datagram_received(data, addr)  # STUN to aioice, DTLS on to aiortc
+
+        self.reader.add(sock, datagram)
+        self._ticked.append((protocol, transport, sock))
+        return True
+
+    def _drop_closed_sockets(self) -> None:
+        """A Connection an ICE restart replaced closes its sockets: they leave the reader."""
+        assert self.reader is not None
+        for entry in [e for e in self._ticked if e[1].is_closing()]:
+            self._ticked.remove(entry)
+            self.reader.remove(entry[2])
 
     def _shortcut(self, protocol: Any) -> None:
         original = protocol.datagram_received
@@ -209,6 +257,12 @@ class SrtpMedia:
         if self.closed:
             return
         self.closed = True
+        for _protocol, transport, sock in self._ticked:
+            # aioice reads its sockets again until aiortc closes them (consent, DTLS close alerts).
+            if self.reader is not None:
+                self.reader.remove(sock)
+            transport.resume_reading()
+        self._ticked.clear()
         for protocol, own in self._shortcuts:
             if own is None:
                 del protocol.datagram_received  # aioice's method again, not a copy of it
@@ -304,9 +358,12 @@ class SrtpMedia:
         self.transmit(now)
 
     def play(self, now: float) -> None:
-        """The first half of a tick: one frame out of the jitter buffer to `on_audio`."""
+        """The first half of a tick: one frame out of the jitter buffer to `on_audio` (what arrived since
+        the last tick was read just before, by whoever drains `reader`)."""
         if self.closed:
             return
+        if self._ticked:
+            self._drop_closed_sockets()
         if self.law is None:
             self._play_opus(now)
             return

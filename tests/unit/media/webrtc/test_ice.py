@@ -13,8 +13,11 @@ through the restartable ICE link).
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 import time
 import uuid
+from typing import Any, cast
 
 import aioice.ice
 import numpy as np
@@ -83,10 +86,13 @@ def _tone_in(frames: list[np.ndarray], freq: float) -> float:
 
 
 def deafen(leg: WebRtcLeg) -> None:
-    """Everything arriving on the leg's current ICE sockets is lost (its network went away)."""
+    """Everything arriving on the leg's current ICE sockets is lost (its network went away): each socket
+    is connected to a port nobody sends from, so the kernel drops every other source's datagrams, whoever
+    reads the socket (the event loop, or the worker's tick). Sending still works (Linux UDP)."""
     assert leg.link is not None
     for protocol in leg.link.connection._protocols:
-        protocol.datagram_received = lambda data, addr: None  # type: ignore[method-assign]
+        with socket.socket(fileno=os.dup(protocol.transport.get_extra_info("socket").fileno())) as sock:
+            sock.connect(("127.0.0.1", 9))
 
 
 async def test_consent_keeps_an_answering_peer_and_ends_a_silent_ones_leg_within_the_bound() -> None:
@@ -116,6 +122,14 @@ async def test_consent_keeps_an_answering_peer_and_ends_a_silent_ones_leg_within
             lambda: browser.state is LegState.CONNECTED and calls.sessions[leg_id].call.answered_at
         )
         assert aioice.ice.CONSENT_INTERVAL == INTERVAL and aioice.ice.CONSENT_FAILURES == FAILURES
+        # The leg's ICE sockets are read on the worker's tick, not by the event loop: the consent checks
+        # below are answered through it.
+        await wait_for(lambda: calls.sessions[leg_id].leg.media is not None)
+        server_link = calls.sessions[leg_id].leg.link
+        assert server_link is not None
+        for protocol in server_link.connection._protocols:
+            transport = cast(Any, protocol.transport)  # asyncio's selector transport
+            assert calls.clock.reader.holds(transport._sock) and not transport.is_reading()
         checks: list[float] = []
         assert browser.link is not None
         browser_ice = browser.link.connection
@@ -163,6 +177,11 @@ async def test_ice_restart_brings_the_audio_back_on_a_new_pair_with_the_same_srt
         assert media is not None
         keys = (dtls._rx_srtp, dtls._tx_srtp)
         first_pair = server_ice.connection._nominated[1]
+        # The leg reads its ICE sockets on its tick (its own reader: no worker clock here).
+        reader = pair.server._own_reader
+        assert reader is not None
+        old_sockets = [cast(Any, p.transport)._sock for p in server_ice.connection._protocols]
+        assert old_sockets and all(reader.holds(s) for s in old_sockets)
         await pair.talk(0.6)
         assert _tone_in(pair.heard, 1000) > 0.5 and _tone_in(pair.browser_heard, 600) > 0.5
 
@@ -189,6 +208,10 @@ async def test_ice_restart_brings_the_audio_back_on_a_new_pair_with_the_same_srt
         assert _tone_in(pair.browser_heard[browser_heard:], 600) > 0.5
         assert media.counters.rtp_received > received and media.counters.rtp_sent > sent_before
         assert media.counters.srtp_rejected == 0  # the same sessions: every packet authenticated
+        # The new pair's sockets are read on the tick too; the replaced Connection's left the reader.
+        new_sockets = [cast(Any, p.transport)._sock for p in server_ice.connection._protocols]
+        assert all(reader.holds(s) for s in new_sockets)
+        assert not any(reader.holds(s) for s in old_sockets) and reader.count == len(new_sockets)
         assert pair.server.state is LegState.CONNECTED and LegState.FAILED not in pair.server_states
 
         # A re-offer that is no restart (the same credentials) is refused with the reason.

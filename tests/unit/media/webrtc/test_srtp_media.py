@@ -126,6 +126,35 @@ async def test_our_path_on_both_sides() -> None:
     assert all("datagram_received" not in vars(p) for p in protocols)
 
 
+async def test_ice_sockets_are_read_on_the_tick_and_dtls_still_reaches_aiortc() -> None:
+    # The server leg reads its ICE sockets on its own tick (TickReader; the worker's clock does the
+    # same for its legs): SRTP goes to our path with its arrival time, the data channel's DTLS records
+    # still reach aiortc (a digit over the channel), and at the end aioice reads its sockets again.
+    pair = Pair(law=G711.PCMU)
+    channel_digits: list[str] = []
+    pair.server.on_digit = lambda d, s: channel_digits.append(d) if s is DigitSource.DATA_CHANNEL else None
+    try:
+        await pair.connect()
+        media, reader = pair.server.media, pair.server._own_reader
+        assert media is not None and reader is not None and media.reader is reader
+        protocols = list(media._connection.connection._protocols)
+        assert protocols
+        for protocol in protocols:
+            assert reader.holds(protocol.transport._sock) and not protocol.transport.is_reading()
+        read_before = reader.datagrams
+        await _talk(pair, 0.6)
+        await wait_for(lambda: len(pair.heard) > 20)
+        assert band_energy(loud(pair.heard), 1000, 8000) > 0.4
+        assert reader.datagrams - read_before >= 20 and media.counters.rtp_received >= 20
+        await wait_for(lambda: pair.browser.channel is not None and pair.browser.channel.readyState == "open")
+        pair.browser.send_channel_digit("7")
+        await wait_for(lambda: channel_digits == ["7"])
+    finally:
+        await pair.close()
+    assert all(p.transport.is_closing() or p.transport.is_reading() for p in protocols)
+    assert reader.count == 0
+
+
 async def test_tampered_srtp_is_refused_counted_and_never_heard() -> None:
     pair = Pair(law=G711.PCMU)
     try:
