@@ -115,7 +115,10 @@ async def test_a_bridged_frame_goes_out_in_the_tick_it_was_played(receiver_first
             if len(sent_loud) >= 8:
                 break
         assert len(played) == 8
-        assert sent_loud == played  # each frame left in the tick (same `now`) that played it
+        # Each frame left in the tick (same `now`) that played it. The slot after the eighth is missing:
+        # its concealment (the last frame fading, loud too) may go out before the loop above looks, on a
+        # busy machine; it is no played frame.
+        assert sent_loud[: len(played)] == played
     finally:
         speaker.close()
         listener.close()
