@@ -330,6 +330,14 @@ class BatchConsumer:
         Redeliveries come in stream order, so the lost one (earlier, its ack wait over first) has come back
         and been handled before it; the batches in between are handled (the handler is idempotent) and come
         back too."""
+        if self._hold_until is None:
+            # Deliveries come in consumer sequence order: when the first follows the last one taken and the
+            # last is as far on as the count says, there is no gap in between (and nothing held to release),
+            # so only two ack subjects are read instead of every one (reading all was 4 % of the ingest service's CPU).
+            first, last = _ack_numbers(msgs[0][1])[2], _ack_numbers(msgs[-1][1])[2]
+            if (not self._last_cseq or first == self._last_cseq + 1) and last - first == len(msgs) - 1:
+                self._last_cseq = last
+                return True
         for _, reply, _ in msgs:
             delivered, sseq, cseq = _ack_numbers(reply)
             if self._last_cseq and cseq > self._last_cseq + 1:

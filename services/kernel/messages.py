@@ -106,5 +106,13 @@ def encode(message: msgspec.Struct) -> bytes:
     return _encoder.encode(message)
 
 
+# A decoder per type, made once: `msgspec.json.decode(data, type=kind)` looks the type's layout up on every
+# call, a fifth of a small event's decode (measured: 1.15 against 0.94 us), at tens of thousands a second.
+_decoders: dict[object, msgspec.json.Decoder[object]] = {}
+
+
 def decode(data: bytes, kind: type[T]) -> T:
-    return msgspec.json.decode(data, type=kind)
+    decoder = _decoders.get(kind)
+    if decoder is None:
+        decoder = _decoders[kind] = msgspec.json.Decoder(kind)
+    return decoder.decode(data)  # type: ignore[return-value]

@@ -147,11 +147,13 @@ def _ivr_part(row: ContactRow) -> tuple[RollupKey, tuple[float, ...]] | None:
 def contact_deltas(deltas: Deltas, before: ContactRow | None, after: ContactRow) -> None:
     """Add to `deltas` what changing a contact row from `before` (None: new) to `after` changes."""
     for table, part in ((deltas.queue, _queue_part), (deltas.agent, _agent_part), (deltas.ivr, _ivr_part)):
+        new = part(after)
         if before is not None:
             old = part(before)
+            if old == new:
+                continue  # most steps of a contact change one table's part, not all three
             if old is not None:
                 Deltas._add(table, old[0], old[1], -1)
-        new = part(after)
         if new is not None:
             Deltas._add(table, new[0], new[1], +1)
 
