@@ -619,7 +619,9 @@ class MessageCounter:
             if msg.reply.startswith("$JS.ACK."):  # a JetStream delivery, to the consumer named in its reply
                 kind = f"delivery to {msg.reply.split('.')[3]}: {kind}"
             elif kind.startswith("_INBOX"):
-                kind = "_INBOX: JetStream publish ack" if msg.data.startswith(b'{"stream"') else "_INBOX: reply"
+                kind = (
+                    "_INBOX: JetStream publish ack" if msg.data.startswith(b'{"stream"') else "_INBOX: reply"
+                )
             self.counts[kind] = self.counts.get(kind, 0) + 1
 
         await self.nc.subscribe(">", cb=on_msg, pending_msgs_limit=1_000_000, pending_bytes_limit=1 << 30)
@@ -741,6 +743,12 @@ def main() -> None:
         help="diagnostic: a side connection subscribed to `>` counts every NATS message per call by subject"
         " (its deliveries add to NATS's CPU)",
     )
+    parser.add_argument(
+        "--profile",
+        default="",
+        help="diagnostic: comma-separated services run under cProfile with CPU time (time.thread_time);"
+        " the stats go to <data dir>/<service>.prof and their top functions are printed (implies --keep)",
+    )
     parser.add_argument("--log-level", default="warning", help="the services' SB_LOG_LEVEL")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs) at the end")
     # roles (the load generators re-run this file)
@@ -839,6 +847,8 @@ def orchestrate(args: argparse.Namespace) -> None:
                 # Diagnostic only (services/ unchanged): the coordinator's JetStream fetch with a shorter
                 # timeout, to see whether its late events follow that timeout.
                 cmd = [sys.executable, "-c", _FETCH_PATCH % args.diag_fetch_timeout]
+            if name in args.profile.split(","):
+                cmd = [sys.executable, "-c", _PROFILE % (name, str(data_dir / f"{name}.prof"))]
             procs[name] = subprocess.Popen(
                 cmd,
                 cwd=ROOT,
@@ -938,7 +948,9 @@ def orchestrate(args: argparse.Namespace) -> None:
                     proc.kill()
         nats_server.stop()
         pg.stop()
-        if args.keep:
+        for name in filter(None, args.profile.split(",")):
+            _print_profile(data_dir / f"{name}.prof", name)
+        if args.keep or args.profile:
             print(f"data and logs kept in {data_dir}")
         else:
             shutil.rmtree(data_dir, ignore_errors=True)
@@ -951,6 +963,32 @@ import services.kernel.serving as s
 s.FETCH_WAIT_S = min(s.FETCH_WAIT_S, %r)  # Bus.consume's long poll
 runpy.run_module("services.contacts", run_name="__main__")
 """
+
+
+# The service's main thread (its event loop) in CPU time: on a loaded machine wall time would charge a
+# function for the moments the process waited for a core.
+_PROFILE = """
+import cProfile, runpy, time
+profile = cProfile.Profile(time.thread_time)
+profile.enable()
+try:
+    runpy.run_module("services.%s", run_name="__main__")
+finally:
+    profile.disable()
+    profile.dump_stats(%r)
+"""
+
+
+def _print_profile(path: Path, name: str) -> None:
+    import pstats
+
+    if not path.exists():
+        print(f"{name}: no profile written")
+        return
+    print(f"\n{name}: CPU time (main thread), top functions by own time")
+    pstats.Stats(str(path)).sort_stats("tottime").print_stats(25)
+    print(f"{name}: top by cumulative time")
+    pstats.Stats(str(path)).sort_stats("cumulative").print_stats(40)
 
 
 async def _lift_call_limit(owner_url: str, tenant: uuid.UUID) -> None:
