@@ -12,16 +12,18 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
 from services.runtime.embedded import EmbeddedNats, EmbeddedPostgres, Secrets, die_with_parent
 
-__all__ = ["BenchPlatform"]
+__all__ = ["BenchPlatform", "wait_udp_bound"]
 
 
 def _exit_on_signal(signum: int, frame: FrameType | None) -> None:
@@ -100,3 +102,16 @@ class BenchPlatform:
         finally:
             for signum, handler in self._previous.items():
                 signal.signal(signum, handler)
+
+
+def wait_udp_bound(port: int, seconds: float, host: str = "127.0.0.1") -> bool:
+    """Until a service has bound UDP `port` (its SIP port: it is up), at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                return True
+        time.sleep(0.1)
+    return False
