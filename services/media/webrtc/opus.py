@@ -149,7 +149,10 @@ class OpusDecoder:
         self._pcm_ptr = _ffi.from_buffer("int16_t[]", self._pcm)
 
     def decode(self, payload: bytes) -> Samples:
-        """OpusError for a packet libopus cannot decode (corrupt, or longer than 120 ms)."""
+        """OpusError for a packet libopus cannot decode (corrupt, or longer than 120 ms) or an empty one
+        (which libopus would take as a loss of as much as it has room for)."""
+        if not payload:
+            raise OpusError("opus_decode: an empty packet")
         count = _check(
             _lib.opus_decode(self._state, payload, len(payload), self._pcm_ptr, self._capacity, 0),
             "opus_decode",

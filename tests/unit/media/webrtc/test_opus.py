@@ -94,6 +94,8 @@ def test_a_lost_packet_is_concealed_from_the_decoders_state_and_a_long_gap_fades
 def test_a_corrupt_packet_is_an_opus_error() -> None:
     with pytest.raises(OpusError):
         OpusDecoder(8000).decode(b"\xff\xff\xff")  # code 3 with a frame count of 63: over 120 ms
+    with pytest.raises(OpusError, match="empty"):
+        OpusDecoder(8000).decode(b"")
     with pytest.raises(OpusError):
         packet_samples(b"", 48000)
     with pytest.raises(ValueError, match="complexity"):
@@ -169,7 +171,8 @@ def test_a_corrupt_packet_on_the_leg_is_counted_and_concealed() -> None:
     leg = _Leg()
     encoder = OpusEncoder(8000, bitrate=32000, complexity=2)
     for i, f in enumerate(frames_of(tone(600, 0.4, 8000), 160)):
-        leg.push(b"\xff\xff\xff" if i == 10 else encoder.encode(f), i * 0.02)
+        bad = {10: b"\xff\xff\xff", 14: b""}.get(i)
+        leg.push(bad if bad is not None else encoder.encode(f), i * 0.02)
         leg.media.play(i * 0.02)
-    assert leg.media.counters.malformed == 1
+    assert leg.media.counters.malformed == 2
     assert all(len(f) == 160 for f in leg.heard) and len(leg.heard) >= 16
