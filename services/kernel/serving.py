@@ -542,7 +542,7 @@ class Consumer:
             del self._lanes[key]
 
     async def _handle(self, msg: Msg, event: Event) -> None:
-        progress = asyncio.create_task(self._in_progress(msg))
+        progress = _Progress(msg, self.ack_wait / 2)
         started = time.perf_counter()
         try:
             await self.handler(event)
@@ -574,12 +574,6 @@ class Consumer:
         with contextlib.suppress(Exception):
             await msg.ack()
 
-    async def _in_progress(self, msg: Msg) -> None:
-        while True:
-            await asyncio.sleep(self.ack_wait / 2)
-            with contextlib.suppress(Exception):
-                await msg.in_progress()
-
     async def stop(self, timeout: float = 3 * STOP_STEP_S) -> list[str]:
         """Stop pulling, give the handlers in flight `timeout` to finish (the rest are cancelled and their
         events redelivered to the next process), unsubscribe. Returns what did not stop in time."""
@@ -610,6 +604,32 @@ class Consumer:
             left = [Msg(self.bus.nc, s.decode(), r.decode(), d) for s, r, d in self._pull.left()]
             await _bounded(f"nak {len(left)} {self.durable} events", _nak_all(left), late)
         return late
+
+
+class _Progress:
+    """Tells the server every `every` seconds that an event's handler is still working, until cancelled:
+    a timer rather than a task per event (most handlers finish long before the first tick, and a task
+    created and cancelled per event cost each consumer a loop turn or two)."""
+
+    __slots__ = ("every", "handle", "msg", "sending")
+
+    def __init__(self, msg: Msg, every: float) -> None:
+        self.msg, self.every = msg, every
+        self.sending: asyncio.Task[None] | None = None
+        self.handle = asyncio.get_running_loop().call_later(every, self._tick)
+
+    def _tick(self) -> None:
+        self.sending = asyncio.ensure_future(self._send())
+        self.handle = asyncio.get_running_loop().call_later(self.every, self._tick)
+
+    async def _send(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.msg.in_progress()
+
+    def cancel(self) -> None:
+        self.handle.cancel()
+        if self.sending is not None:
+            self.sending.cancel()
 
 
 async def _nak_all(msgs: list[Msg]) -> None:

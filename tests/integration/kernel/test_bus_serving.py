@@ -278,6 +278,31 @@ async def test_consume_redeliver_brings_the_event_back_after_its_delay_up_to_max
         await bus.js.delete_consumer("SB_EVENTS", durable)
 
 
+async def test_consume_a_handler_slower_than_the_ack_wait_gets_its_event_once(bus: Bus) -> None:
+    """While a handler works the server is told the event is in progress, so a step longer than the ack
+    wait is not delivered again meanwhile; it is acknowledged once done."""
+    tenant, call = uuid.uuid4(), uuid.uuid4()
+    deliveries: list[int] = []
+
+    async def slow(event: Happened) -> None:
+        if event.tenant_id == tenant:
+            deliveries.append(event.n)
+            await asyncio.sleep(2.2)  # more than twice the ack wait
+
+    durable = f"bustest_{uuid.uuid4().hex[:8]}"
+    consumer = await bus.consume([Happened], durable=durable, handler=slow, ack_wait=1.0)
+    try:
+        await _publish(bus, tenant, call, 1)
+        # A redelivery would come after 1 s and run (in the call's lane) once the first run ends at 2.2 s.
+        await asyncio.sleep(3.5)
+        assert deliveries == [1]
+        info = await bus.js.consumer_info("SB_EVENTS", durable)
+        assert info.num_ack_pending == 0
+    finally:
+        await consumer.stop()
+        await bus.js.delete_consumer("SB_EVENTS", durable)
+
+
 async def test_consume_stop_is_bounded_and_the_unfinished_event_comes_back(bus: Bus) -> None:
     tenant, call = uuid.uuid4(), uuid.uuid4()
     started = asyncio.Event()
