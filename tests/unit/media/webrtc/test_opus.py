@@ -4,11 +4,22 @@ packets of 10 to 60 ms and a browser's 48 kHz stereo stream play as 20 ms frames
 
 from __future__ import annotations
 
+import ctypes.util
+
 import av
 import numpy as np
 import pytest
 
-from services.media.webrtc.opus import OpusDecoder, OpusEncoder, OpusError, packet_samples, version
+from services.media.webrtc import opus
+from services.media.webrtc.leg import _opus_voice_fmtp
+from services.media.webrtc.opus import (
+    OpusDecoder,
+    OpusEncoder,
+    OpusError,
+    library_path,
+    packet_samples,
+    version,
+)
 from services.media.webrtc.srtp_media import SrtpMedia
 
 from .test_webrtc_leg import band_energy, tone
@@ -176,3 +187,48 @@ def test_a_corrupt_packet_on_the_leg_is_counted_and_concealed() -> None:
         leg.media.play(i * 0.02)
     assert leg.media.counters.malformed == 2
     assert all(len(f) == 160 for f in leg.heard) and len(leg.heard) >= 16
+
+
+def test_the_library_falls_back_to_the_systems_and_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert "av.libs" in library_path()  # PyAV's wheel brings one: no system package needed
+    monkeypatch.setattr(opus.glob, "glob", lambda pattern: [])  # a PyAV built against the system's
+    monkeypatch.setattr(
+        opus.ctypes.util, "find_library", lambda name: "libopus.so.0" if name == "opus" else None
+    )
+    assert library_path() == "libopus.so.0"
+    monkeypatch.setattr(opus.ctypes.util, "find_library", lambda name: None)
+    with pytest.raises(OpusError, match="apt-get install libopus0"):
+        library_path()
+
+
+@pytest.mark.skipif(ctypes.util.find_library("opus") is None, reason="no system libopus (Debian libopus0)")
+def test_the_binding_works_with_the_systems_libopus_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Debian bookworm's libopus0 is 1.3.1, PyAV's 1.6: the six calls are the same.
+    system = opus._ffi.dlopen(ctypes.util.find_library("opus"))
+    monkeypatch.setattr(opus, "_lib", system)
+    assert version().startswith("libopus 1.")
+    encoder, decoder = OpusEncoder(8000, bitrate=32000, complexity=1), OpusDecoder(8000)
+    decoded = np.concatenate(
+        [decoder.decode(encoder.encode(f)) for f in frames_of(tone(1000, 0.5, 8000), 160)]
+    )
+    assert band_energy(decoded[800:], 1000, 8000) > 0.8 and len(decoder.conceal(160)) == 160
+
+
+def test_our_path_tells_the_browser_it_codes_and_plays_8_khz() -> None:
+    sdp = "\r\n".join(
+        [
+            "m=audio 9 UDP/TLS/RTP/SAVPF 111 0",
+            "a=rtpmap:111 opus/48000/2",
+            "a=fmtp:111 stereo=1",
+            "a=rtpmap:0 PCMU/8000",
+        ]
+    )
+    ours = _opus_voice_fmtp(sdp, 32000, narrowband=True)
+    aiortcs = _opus_voice_fmtp(sdp, 32000)
+    fmtp = [line for line in ours.split("\r\n") if line.startswith("a=fmtp:111 ")]
+    assert len(fmtp) == 1 and "maxplaybackrate=8000" in fmtp[0] and "sprop-maxcapturerate=8000" in fmtp[0]
+    assert "stereo=1" not in ours and "stereo=0" in fmtp[0]
+    # aiortc's own path encodes at 48 kHz: it claims no narrow band.
+    assert "maxplaybackrate" not in aiortcs and "maxaveragebitrate=32000" in aiortcs
