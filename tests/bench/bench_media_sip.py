@@ -320,6 +320,12 @@ def concurrent_audio(port: int, pid: int, nats_url: str, workdir: Path, calls: i
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--audio-only",
+        action="store_true",
+        help="skip the call-rate steps: concurrent audio only (CPU per call)",
+    )
+    parser.add_argument("--audio-calls", type=int, help="concurrent calls with audio (20 quick, else 100)")
     args = parser.parse_args()
     if shutil.which("sipp") is None:
         sys.exit("sipp (Debian sip-tester) is not installed")
@@ -362,9 +368,13 @@ def main() -> None:
         time.sleep(1.0)
         load_before = os.getloadavg()
         rates = [50, 100, 200] if args.quick else [50, 100, 200, 300, 400, 600, 800]
-        steps, rows = call_rate(port, data_dir, rates, 2.0 if args.quick else 4.0)
-        time.sleep(10.0)  # let a saturated edge drain its backlog before the audio phase
-        audio = concurrent_audio(port, proc.pid, nats_server.url, data_dir, 20 if args.quick else 100)
+        steps, rows = (
+            ([], []) if args.audio_only else call_rate(port, data_dir, rates, 2.0 if args.quick else 4.0)
+        )
+        if steps:
+            time.sleep(10.0)  # let a saturated edge drain its backlog before the audio phase
+        calls = args.audio_calls or (20 if args.quick else 100)
+        audio = concurrent_audio(port, proc.pid, nats_server.url, data_dir, calls)
         load_after = os.getloadavg()
 
     best_step: RateStep | None = None
