@@ -125,7 +125,7 @@ GRANTS: dict[str, Grants] = {
         publish=("sb.*.rec.*.end",),
     ),
     "reporting": Grants(
-        emits=("queue",),  # queue.alert_raised and alert_cleared
+        emits=("queue", "webhook"),  # queue.alert_raised and alert_cleared; webhook.due, its own hand-over
         hears=("config",),
         reads=(EVENTS,),
     ),

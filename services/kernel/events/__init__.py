@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import call, contact, desk, ivr, media, recording, routing, session, tenant, webrtc, worker
+from . import call, contact, desk, ivr, media, recording, routing, session, tenant, webhook, webrtc, worker
 from .call import *  # noqa: F403
 from .contact import *  # noqa: F403
 from .desk import *  # noqa: F403
@@ -12,6 +12,7 @@ from .recording import *  # noqa: F403
 from .routing import *  # noqa: F403
 from .session import *  # noqa: F403
 from .tenant import *  # noqa: F403
+from .webhook import *  # noqa: F403
 from .webrtc import *  # noqa: F403
 from .worker import *  # noqa: F403
 
@@ -25,6 +26,7 @@ __all__ = [
     *routing.__all__,
     *session.__all__,
     *tenant.__all__,
+    *webhook.__all__,
     *webrtc.__all__,
     *worker.__all__,
 ]

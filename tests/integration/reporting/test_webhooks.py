@@ -169,3 +169,52 @@ async def test_signed_deliveries_retries_log_and_replay(infra, api_server, bus, 
         stop(proc)
         a.close()
         b.close()
+
+
+async def test_the_batch_pass_hands_over_only_wanted_events_once_however_often_it_runs(  # type: ignore[no-untyped-def]
+    infra, api_server, bus, pool, receivers
+) -> None:
+    """The pass over every event (WebhookWorker.hand_over, as its batch consumer calls it; not started here,
+    so nothing is sent): a delivery row and a hand-over for each event an endpoint wants, none for a tenant
+    without endpoints or a type no endpoint wants; the same batch again (a redelivery) adds neither."""
+    import asyncpg
+
+    from services.reporting.webhook_worker import WebhookWorker, due_id
+
+    good, _, _ = receivers
+    a, tenant_a = tenant(api_server)
+    b, tenant_b = tenant(api_server)
+    hook = a.webhooks.create(good.url, events=["contact.ended"])
+    call = uuid.uuid4()
+    ended = ev.ContactEnded(tenant_id=tenant_a, call_id=call, queue_id="q", agent_id="ag", talk_s=3.0)
+    batch = [
+        ev.ContactQueued(tenant_id=tenant_a, call_id=call, queue="q"),  # not wanted by the endpoint
+        ended,
+        ev.ContactEnded(tenant_id=tenant_b, call_id=uuid.uuid4(), queue_id="q", agent_id="ag", talk_s=1.0),
+    ]
+    worker = WebhookWorker(bus, pool, infra.token_secret)
+    try:
+        assert await worker.hand_over(batch) == 1
+        assert await worker.hand_over(batch) == 1  # handed over again: JetStream drops the repeat
+    finally:
+        await worker.http.aclose()
+        a.close()
+        b.close()
+    owner = await asyncpg.connect(infra.owner_url)
+    try:
+        rows = await owner.fetch(
+            "SELECT tenant_id, endpoint_id, event_id, status FROM webhook_deliveries WHERE tenant_id = ANY($1)",
+            [tenant_a, tenant_b],
+        )
+    finally:
+        await owner.close()
+    assert [(r["tenant_id"], str(r["endpoint_id"]), r["event_id"], r["status"]) for r in rows] == [
+        (tenant_a, hook["id"], ended.id, "pending")
+    ]
+    for tenant_id, count in ((tenant_a, 1), (tenant_b, 0)):
+        subject = f"sb.{tenant_id}.evt.webhook.due"
+        info = await bus.js.stream_info("SB_EVENTS", subjects_filter=subject)
+        assert (info.state.subjects or {}).get(subject, 0) == count
+    last = await bus.js.get_last_msg("SB_EVENTS", f"sb.{tenant_a}.evt.webhook.due")
+    assert json.loads(last.data)["event_id"] == str(ended.id)
+    assert last.headers is not None and last.headers.get("Nats-Msg-Id") == str(due_id(ended.id))

@@ -70,6 +70,7 @@ CONSUMERS: dict[type[Event], list[str]] = {
     ev.SeatsChanged: ["services/routing/worker.py"],
     ev.SessionsEnded: [SIGNALLING],
     ev.WebRtcSignal: [CONTACTS, SIGNALLING],
+    ev.WebhookDue: ["services/reporting/webhook_worker.py"],
 }
 
 # Published, consumed by nothing: to be removed by the owners of those services. Empty, and to stay so (the
