@@ -126,9 +126,9 @@ class _Running:
     stored: bytes = b""
     # The caller's history, read when the call arrived (context.py): the offer awaits it, never reads it.
     history: asyncio.Future[tuple[int, list[dict[str, str]]]] | None = None
-    # Event steps waiting for the lock, and the events whose step is done but not saved yet: a burst of one
-    # contact's events (arrived, answered, queued, offered) is saved once, by its last step, and each event
-    # is acknowledged only after that save (ContactsAdapter._turn).
+    # Steps (events, desk commands) waiting for the lock, and those done but not saved yet: a burst of one
+    # contact's steps (arrived, answered, queued, offered) is saved once, by its last step, and each event
+    # is acknowledged, each desk command answered, only after that save (ContactsAdapter._turn).
     waiting: int = 0
     unsaved: list[asyncio.Future[None]] = field(default_factory=list)
 
@@ -404,10 +404,11 @@ class ContactsAdapter:
 
     @contextlib.asynccontextmanager
     async def _turn(self, running: _Running) -> AsyncIterator[None]:
-        """An event's step of one contact (after the steps before it). A step with more events of its
-        contact waiting leaves its save to the last of them (`_apply(defer=True)`): about half of a call's
-        KV puts and record transactions were steps of one burst a few ms apart. The deferred events are
-        acknowledged after that save, so an acknowledged event's step is always saved, as before."""
+        """An event's or a desk command's step of one contact (after the steps before it). A step with more
+        of them waiting leaves its save to the last (`_apply(defer=True)`): about half of a call's KV puts
+        and record transactions were steps of one burst a few ms apart. The deferred events are
+        acknowledged, and desk commands answered, after that save, so an acknowledged event's or answered
+        command's step is always saved, as before."""
         running.waiting += 1
         try:
             await running.lock.acquire()
@@ -667,7 +668,10 @@ class ContactsAdapter:
                 consumer=self.consumer,
             )
             return Reply(ok=False, code="not_found", error="no such contact for this agent")
-        async with running.lock:
+        # Like an event's step (_turn): with the events it causes already waiting (routing's
+        # contact.accepted after an accept, the legs' call.ended after a hang-up), the last of them saves
+        # for both, and the desk is answered after that save.
+        async with self._turn(running):
             queue_id = None
             if isinstance(cmd, ev.DeskTransfer) and cmd.flow is not None:
                 async with tenant_tx(self.pool, cmd.tenant_id, readonly=True) as conn:
@@ -682,7 +686,9 @@ class ContactsAdapter:
                 data = running.machine.desk(cmd, self.clock(), queue_id=queue_id)
             except DeskRefused as exc:
                 return Reply(ok=False, code=exc.code, error=exc.reason)
-            answer = await self._apply(running, running.machine.take())
+            saved = _unsaved(running)
+            answer = await self._apply(running, running.machine.take(), defer=True)
+        await saved
         return answer or Reply(ok=True, data=data)
 
     async def on_monitor(self, cmd: ev.SupervisorMonitor) -> Reply:

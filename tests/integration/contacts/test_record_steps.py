@@ -25,6 +25,7 @@ from services.kernel import events as ev
 from services.kernel.bus import connect
 from services.kernel.ids import new_id
 from tests.integration.counting import CountingPool
+from tests.unit.contacts.test_lifecycle import AGENT, CALL, T, command, connected_signal, offer, to_queue
 
 
 async def test_a_step_that_leaves_the_record_unchanged_writes_no_row(infra, pool: asyncpg.Pool) -> None:  # type: ignore[no-untyped-def]
@@ -132,6 +133,18 @@ async def test_a_final_record_postgresql_refused_is_kept_and_written_once_it_can
         await bus.nc.close()
 
 
+class Watched:
+    """The real bucket; each put that NATS acknowledged is noted in `order`."""
+
+    def __init__(self, kv: Any, order: list[str]) -> None:
+        self.kv, self.order = kv, order
+
+    async def put(self, key: str, value: bytes) -> int:
+        seq = int(await self.kv.put(key, value))
+        self.order.append("put")
+        return seq
+
+
 async def test_a_burst_of_one_contacts_events_is_saved_once_and_acknowledged_after(  # type: ignore[no-untyped-def]
     infra, pool: asyncpg.Pool
 ) -> None:
@@ -144,24 +157,13 @@ async def test_a_burst_of_one_contacts_events_is_saved_once_and_acknowledged_aft
     adapter = ContactsAdapter(bus, pool)
     order: list[str] = []
 
-    class Watched:
-        """The real bucket; each put that NATS acknowledged is noted in `order`."""
-
-        def __init__(self, kv: Any) -> None:
-            self.kv = kv
-
-        async def put(self, key: str, value: bytes) -> int:
-            seq = int(await self.kv.put(key, value))
-            order.append("put")
-            return seq
-
     try:
         async with db.tenant_tx(pool, tenant) as conn:
             await conn.execute(
                 "INSERT INTO tenants (id, name, admin_email) VALUES ($1, 'T', 'burst@b.example')", tenant
             )
         kv = await bus.js.create_key_value(KeyValueConfig(bucket=bucket))
-        adapter.kv = cast(Any, Watched(kv))
+        adapter.kv = cast(Any, Watched(kv, order))
         arrived = ev.CallArrived(tenant_id=tenant, call_id=new_id(), from_uri="sip:+15550005555@127.0.0.1")
         machine = Lifecycle.arrive(arrived, time.time())
         assert machine is not None
@@ -200,6 +202,63 @@ async def test_a_burst_of_one_contacts_events_is_saved_once_and_acknowledged_aft
         tasks = await burst([ended() for _ in range(3)])
         assert all(t.done() and t.exception() is not None for t in tasks)
         assert "put" not in order and running.unsaved == []
+    finally:
+        with contextlib.suppress(Exception):
+            await bus.js.delete_key_value(bucket)
+        await bus.nc.close()
+
+
+async def test_a_desk_command_and_the_event_it_caused_are_saved_once_then_answered(  # type: ignore[no-untyped-def]
+    infra, pool: asyncpg.Pool
+) -> None:
+    """A desk command whose step finds an event of its contact waiting (routing's answer to it, a leg's
+    end) leaves the save to that event's step, and the agent is answered only after that save."""
+    bus = await connect(infra.nats_url, name="test-record-desk")
+    bucket = f"test_record_desk_{uuid.uuid4().hex[:8]}"
+    adapter = ContactsAdapter(bus, pool)
+    order: list[str] = []
+    try:
+        async with db.tenant_tx(pool, T) as conn:
+            await conn.execute(
+                """INSERT INTO tenants (id, name, admin_email) VALUES ($1, 'T', 'desk@b.example')
+                   ON CONFLICT DO NOTHING""",
+                T,
+            )
+        kv = await bus.js.create_key_value(KeyValueConfig(bucket=bucket))
+        adapter.kv = cast(Any, Watched(kv, order))
+        machine = to_queue()  # a caller in line, offered to AGENT, accepted, bridged: connected
+        machine.handle(offer(), time.time())
+        machine.handle(connected_signal(), time.time())
+        out = machine.handle(ev.ContactAccepted(tenant_id=T, call_id=CALL, agent_id=str(AGENT)), time.time())
+        machine.replied(cast(Any, command(out, ev.MediaBridge)).id, True, None, time.time())
+        assert machine.phase == "connected"
+        running = _Running(machine=machine)
+        adapter.contacts[CALL] = running
+
+        await running.lock.acquire()  # a step in progress: the command, then the event, queue behind it
+        desk = asyncio.create_task(
+            adapter.on_desk(ev.DeskHold(tenant_id=T, agent_id=AGENT, contact_id=CALL, on=True))
+        )
+        desk.add_done_callback(lambda _: order.append("answered"))
+        for waiting in (1, 2):
+            if waiting == 2:
+                event = asyncio.create_task(
+                    adapter.on_event(
+                        ev.ContactEnded(tenant_id=T, call_id=CALL, queue_id="", agent_id="", talk_s=0.0)
+                    )
+                )
+                event.add_done_callback(lambda _: order.append("acked"))
+            for _ in range(100):
+                if running.waiting == waiting:
+                    break
+                await asyncio.sleep(0.01)
+            assert running.waiting == waiting
+        running.lock.release()
+        await asyncio.wait([desk, event], timeout=10)
+        assert desk.result().ok and event.exception() is None
+        assert order[0] == "put" and sorted(order[1:]) == ["acked", "answered"]  # one put, before both
+        state = msgspec.json.decode((await kv.get(f"{T}.{CALL}")).value, type=Contact)
+        assert state.held
     finally:
         with contextlib.suppress(Exception):
             await bus.js.delete_key_value(bucket)
