@@ -1184,7 +1184,8 @@ def report(
     print(
         f"media-bridge{' (quick)' if quick else ''}: WebRTC path {webrtc_path}; worker 1 process; load: 1 SIP "
         f"process + 1 aiortc process; "
-        f"{os.cpu_count()} cores shared; load average {before[0]:.2f} before, {after[0]:.2f} after; {took:.0f} s"
+        f"{os.cpu_count()} cores shared; load average {before[0]:.2f} before, {after[0]:.2f} after; {took:.0f} s; "
+        f"media per-packet code {_native_status()}"
     )
     print("steps (recording off unless 'rec'):")
     for s in steps:
@@ -1213,6 +1214,13 @@ def worker_profile(out: str) -> None:
     finally:
         profiler.disable()
         profiler.dump_stats(out)
+
+
+def _native_status() -> str:
+    # The worker's environment is this process's: it decides the same (services/media/native.py).
+    from services.media import native
+
+    return native.status()
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ from services.kernel import db  # noqa: E402
 from services.kernel.events import CallArrived, CallQuality, MediaAnswer  # noqa: E402
 from services.kernel.ids import new_id  # noqa: E402
 from services.kernel.messages import decode, encode  # noqa: E402
+from services.media import native  # noqa: E402
 from services.runtime.embedded import APP_ROLE, DATABASE, free_port  # noqa: E402
 from tests.bench.platform_procs import BenchPlatform  # noqa: E402
 from tests.sipp_uac import sipp_command, sipp_scenario  # noqa: E402
@@ -455,7 +456,7 @@ def main() -> None:
     ]
     print(
         "media-sip (media service: 1 process, 1 core at most; SIPp: 1 process, same machine); load average "
-        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after"
+        f"{load_before[0]:.2f} before, {load_after[0]:.2f} after; media per-packet code {native.status()}"
     )
     print("call rate steps:")
     print("\n".join(rows))
