@@ -14,9 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from services.media.native import COMPILED, NATIVE_DIR, Manifest, source_hashes
-
-REPO = Path(__file__).resolve().parents[2]
+from services.media.native import COMPILED, NATIVE_DIR, PACKAGE_ROOT, Manifest, source_hashes
 
 
 def _missing_toolchain() -> str | None:
@@ -46,14 +44,21 @@ def build() -> None:
     from setuptools import Distribution
 
     hashes = source_hashes()
-    paths = [str(REPO / (name.replace(".", "/") + ".py")) for name in COMPILED]
     with tempfile.TemporaryDirectory(prefix="sb-mypyc-") as scratch:
+        # mypy reads a copy of the package's sources: run inside an installed tree (the image's
+        # site-packages) it would take every module there for ours (a `typing_extensions.py` "shadows" the
+        # library). mypyc names the modules from the paths, relative to the current directory.
+        src = Path(scratch) / "src"
+        for source in (PACKAGE_ROOT / "services").rglob("*.py"):
+            target = src / source.relative_to(PACKAGE_ROOT)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
         staging = Path(scratch) / "lib"
         cwd = os.getcwd()
-        os.chdir(REPO)  # mypyc names the modules from the paths, relative to the repository
+        os.chdir(src)
         try:
             extensions = mypycify(
-                [os.path.relpath(p, REPO) for p in paths],
+                ["--ignore-missing-imports", *(name.replace(".", "/") + ".py" for name in COMPILED)],
                 target_dir=str(Path(scratch) / "c"),
                 group_name="services_media_native",
                 opt_level="3",
@@ -95,12 +100,12 @@ def main(argv: list[str]) -> int:
             f"media: {missing}: the per-packet modules run as pure Python (slower per packet; docs/media.md)"
         )
         return 0
-    print(f"media: compiling {len(COMPILED)} per-packet modules with mypyc into services/media/_native/")
+    print(f"media: compiling {len(COMPILED)} per-packet modules with mypyc into {NATIVE_DIR}")
     started = time.monotonic()
     # A child process, so mypyc's and gcc's chatter is shown only when the build fails.
     child = subprocess.run(
         [sys.executable, "-m", "services.media.native_build", "--compile"],
-        cwd=REPO,
+        cwd=PACKAGE_ROOT,
         capture_output=True,
         text=True,
         check=False,

@@ -125,11 +125,17 @@ def test_pins_agree_with_the_makefile_lock_chart_and_program() -> None:
     users = [rest for stage, word, rest in instructions() if stage == "runtime" and word == "USER"]
     assert users == [f"{UID}:{UID}"]
     assert f"--uid {UID}" in text
-    # Every sync is locked, and the runtime set only: no `--extra dev`, no `--all-extras`.
-    syncs = [rest for _, word, rest in instructions() if word == "RUN" and "uv sync" in rest]
-    assert len(syncs) == 2 and all(
-        "--locked" in s and "--extra" not in s and "--all-extras" not in s for s in syncs
-    )
+    # Every sync is locked, and the image's the runtime set only: no `--extra dev`, no `--all-extras`; the
+    # mypyc build's stage adds the `native` extra (mypy, setuptools) to a virtualenv the image does not copy.
+    syncs = [(stage, rest) for stage, word, rest in instructions() if word == "RUN" and "uv sync" in rest]
+    assert [stage for stage, _ in syncs] == ["build", "build", "native"]
+    assert all("--locked" in s and "--all-extras" not in s for _, s in syncs)
+    assert all("--extra" not in s for stage, s in syncs if stage == "build")
+    assert "--extra native" in syncs[-1][1] and "--extra dev" not in syncs[-1][1]
+    # The runtime stage takes the compiled modules only (and says where they are), not that virtualenv.
+    froms = [rest for stage, word, rest in instructions() if stage == "runtime" and word == "COPY"]
+    assert froms == ["--from=build /app/.venv /app/.venv", "--from=native /app/native /app/native"]
+    assert "SB_MEDIA_NATIVE_DIR=/app/native" in text
     # The base image's Python is one the lock covers.
     base = re.search(r"ARG PYTHON_IMAGE=python:(3\.\d+)", text)
     assert base and base.group(1) in ("3.11", "3.12", "3.13")
