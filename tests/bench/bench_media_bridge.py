@@ -553,15 +553,17 @@ async def role_peer(args: argparse.Namespace) -> None:
 
             receiver._handle_rtp_packet = stamped
             leg_id = uuid.uuid4()
+            offer = await leg.create_offer()
+            if opus:
+                # aiortc offers telephone-event at 8 kHz only (its codec preferences match by MIME type);
+                # a browser offers it at Opus's 48 kHz too, which the worker needs to take the digits as
+                # events and leave the bridged leg's in-band detector off, as it does for PCMU.
+                offer = offer.replace("telephone-event/8000", "telephone-event/48000")
             reply = await _request(
                 nc,
                 f"sb.{tenant}.cmd.media.webrtc_offer",
                 ev.MediaWebRtcOffer(
-                    tenant_id=tenant,
-                    leg_id=leg_id,
-                    agent_id=f"a{i}",
-                    sdp=await leg.create_offer(),
-                    call_id=call_id,
+                    tenant_id=tenant, leg_id=leg_id, agent_id=f"a{i}", sdp=offer, call_id=call_id
                 ),
             )
             if not reply.ok:
