@@ -227,11 +227,13 @@ class Bus:
         batch: int = 2000,
         from_start: bool = False,
         ack_wait: float = 30.0,
+        unfiltered: bool = False,
     ) -> BatchConsumer:
         """Feed these events to `handler` in batches of up to `batch`, in stream order, through the durable
         JetStream consumer `durable` (from the stream's start with `from_start`): a batch is acknowledged
         after the handler returned and retried until it does (batches.BatchConsumer). For writers whose
-        cost is per batch; the handler must be idempotent."""
+        cost is per batch; the handler must be idempotent. `unfiltered`: the server delivers every event and
+        the other kinds are dropped here (cheaper for a consumer of most of the stream: BatchConsumer)."""
         consumer = BatchConsumer(
             self,
             list(event_types),
@@ -240,6 +242,7 @@ class Bus:
             batch=batch,
             from_start=from_start,
             ack_wait=ack_wait,
+            unfiltered=unfiltered,
         )
         await consumer.start()
         return consumer

@@ -119,7 +119,11 @@ class WebhookWorker:
             max_deliver=wh.MAX_ATTEMPTS + 2,
         )
         self._batches = await self.bus.consume_batches(
-            list(wh.EVENTS.values()), durable=self.consumer, handler=self.hand_over, batch=BATCH
+            list(wh.EVENTS.values()),
+            durable=self.consumer,
+            handler=self.hand_over,
+            batch=BATCH,
+            unfiltered=True,  # cheaper than the server filtering, as for the ingest (kernel/batches.py)
         )
 
     async def stop(self) -> None:

@@ -10,6 +10,8 @@
 #                           facts and rollups: first delivery to last acknowledgement
 # ingest_cpu_us_per_event   CPU of the service process per event (NATS client, decode, facts, writes),
 # ingest_postgres_cpu_us_per_event  and of the PostgreSQL server's processes: less load-bound than the rate
+# ingest_nats_cpu_us_per_event  and of the NATS server (delivering the backlog, taking the acks): the three
+#                           together are what 20,000 events/s must fit in on two cores
 # ingest_load_average_1m    the load meanwhile
 # store_events_per_s        FactStore alone, no NATS: 10,000 agents' day handed to it directly
 # store_cpu_us_per_event    CPU of this process (FactStore's Python) and of PostgreSQL per event of that day,
@@ -159,6 +161,7 @@ async def bench_ingest(
     log_path: Path,
     tenants_n: int,
     profile: Path | None = None,
+    nats_pid: int | None = None,
 ) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """The reporting service process itself (`python -m services.reporting`, its ingest, alert watch and
     webhook worker) draining a backlog of a live-like stream (`live_stream`). The stream is published
@@ -193,6 +196,7 @@ async def bench_ingest(
                 raise RuntimeError(f"the reporting service exited: see {log_path}")
             await asyncio.sleep(0.01)
         started, cpu, server = time.perf_counter(), process_cpu_s(proc.pid), server_cpu_s(pgdata)
+        nats_cpu = process_cpu_s(nats_pid) if nats_pid is not None else 0.0
         load = os.getloadavg()[0]
         last = (await bus.js.stream_info("SB_EVENTS")).state.last_seq
         deadline = started + 600
@@ -203,6 +207,7 @@ async def bench_ingest(
         elapsed = time.perf_counter() - started
         cpu_us = (process_cpu_s(proc.pid) - cpu) / len(events) * 1e6
         server_us = (server_cpu_s(pgdata) - server) / len(events) * 1e6
+        nats_us = (process_cpu_s(nats_pid) - nats_cpu) / len(events) * 1e6 if nats_pid is not None else 0.0
         load = max(load, os.getloadavg()[0])
     finally:
         proc.terminate()
@@ -211,9 +216,10 @@ async def bench_ingest(
     rate = len(events) / elapsed
     print(
         f"  ingested {len(events)} events in {elapsed:.2f} s: {rate:,.0f} events/s; CPU per event: "
-        f"{cpu_us:.1f} us in the reporting service, {server_us:.1f} us in PostgreSQL (load {load:.1f})"
+        f"{cpu_us:.1f} us in the reporting service, {server_us:.1f} us in PostgreSQL, {nats_us:.1f} us in NATS "
+        f"(load {load:.1f})"
     )
-    return {"rate": rate, "cpu": cpu_us, "pg_cpu": server_us, "load": load}
+    return {"rate": rate, "cpu": cpu_us, "pg_cpu": server_us, "nats_cpu": nats_us, "load": load}
 
 
 async def bench_live(
@@ -629,6 +635,7 @@ def main() -> None:
                     data_dir / "reporting.log",
                     args.tenants,
                     args.profile,
+                    nats_server.proc.pid if nats_server.proc is not None else None,
                 )
                 out |= {f"ingest_{k}": v for k, v in ingest.items()}
             if "live" in parts:
@@ -683,6 +690,7 @@ def _figures(agents: int, contacts: int) -> list[tuple[str, str, str, float | No
         # One core's worth at 20,000 events/s: the ingest (one process) keeps up only below this.
         ("ingest_cpu", "ingest_cpu_us_per_event", "us", 50, "lower"),
         ("ingest_pg_cpu", "ingest_postgres_cpu_us_per_event", "us", 50, "lower"),
+        ("ingest_nats_cpu", "ingest_nats_cpu_us_per_event", "us", None, "lower"),
         ("ingest_load", "ingest_load_average_1m", "", None, None),
         # `--only live`: the stream published while the service runs (its webhook worker takes it too).
         ("live_cpu", "live_cpu_us_per_event", "us", None, "lower"),

@@ -591,3 +591,42 @@ async def test_consume_batches_never_acknowledges_a_delivery_lost_on_the_way(bus
     finally:
         assert await consumer.stop() == []
         await bus.js.delete_consumer("SB_EVENTS", durable)
+
+
+async def test_an_unfiltered_batch_consumer_hands_out_only_its_kinds_and_acknowledges_the_rest(
+    bus: Bus,
+) -> None:
+    """consume_batches(unfiltered=True): the server delivers every event of the stream (cheaper for it than
+    a list of subject filters) and the consumer hands out only the kinds asked for; the others, of any
+    tenant, are dropped without a refusal, and everything is acknowledged."""
+    from services.kernel import events as ev
+
+    tenant, call = uuid.uuid4(), uuid.uuid4()
+    handled: list[Event] = []
+    done = asyncio.Event()
+
+    async def write(events: list[Event]) -> None:
+        handled.extend(e for e in events if e.tenant_id == tenant)
+        if sum(isinstance(e, Happened) and e.n == 9 for e in handled):
+            done.set()
+
+    durable = f"bustest_{uuid.uuid4().hex[:8]}"
+    consumer = await bus.consume_batches([Happened], durable=durable, handler=write, batch=4, unfiltered=True)
+    refused = serving.EVENTS.labels(durable, "unreadable")._value.get()
+    try:
+        assert (await bus.js.consumer_info("SB_EVENTS", durable)).config.filter_subject == "sb.*.evt.>"
+        for n in range(10):
+            await _publish(bus, tenant, call, n)
+            await bus.publish(ev.ContactQueued(tenant_id=tenant, call_id=call, queue="q"))  # not taken
+        await asyncio.wait_for(done.wait(), 10.0)
+        assert [(type(e), e.n) for e in handled] == [(Happened, n) for n in range(10)]  # type: ignore[attr-defined]
+        assert serving.EVENTS.labels(durable, "unreadable")._value.get() == refused
+        for _ in range(40):
+            info = await bus.js.consumer_info("SB_EVENTS", durable)
+            if info.num_ack_pending == 0 and info.num_pending == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert info.num_ack_pending == 0 and info.num_pending == 0
+    finally:
+        assert await consumer.stop() == []
+        await bus.js.delete_consumer("SB_EVENTS", durable)
