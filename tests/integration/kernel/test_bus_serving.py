@@ -630,3 +630,26 @@ async def test_an_unfiltered_batch_consumer_hands_out_only_its_kinds_and_acknowl
     finally:
         assert await consumer.stop() == []
         await bus.js.delete_consumer("SB_EVENTS", durable)
+
+
+async def test_a_filtered_batch_durable_becomes_unfiltered_in_place(bus: Bus) -> None:
+    """An ingest durable made by an older release (a list of subject filters) is edited in place when the
+    consumer starts unfiltered: same durable, so it goes on from its acknowledged position."""
+    from services.kernel.batches import BatchConsumer
+
+    async def write(events: list[Event]) -> None:
+        pass
+
+    durable = f"bustest_{uuid.uuid4().hex[:8]}"
+    old = BatchConsumer(bus, [Happened], durable=durable, handler=write, batch=4)
+    await old.start()
+    assert await old.stop() == []
+    try:
+        assert (await bus.js.consumer_info("SB_EVENTS", durable)).config.filter_subjects
+        new = BatchConsumer(bus, [Happened], durable=durable, handler=write, batch=4, unfiltered=True)
+        await new.start()
+        assert await new.stop() == []
+        config = (await bus.js.consumer_info("SB_EVENTS", durable)).config
+        assert (config.filter_subject, config.filter_subjects) == ("sb.*.evt.>", None)
+    finally:
+        await bus.js.delete_consumer("SB_EVENTS", durable)
