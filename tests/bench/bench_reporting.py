@@ -231,6 +231,7 @@ async def bench_live(
     log_path: Path,
     tenants_n: int,
     profile: Path | None = None,
+    nats_pid: int | None = None,
 ) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """The same stream published while the service runs (`--only live`, not in the default set): its
     webhook worker (durable `webhooks`, new events only) then takes every contact event too, one at a
@@ -262,6 +263,7 @@ async def bench_live(
                         raise RuntimeError(f"the reporting service exited: see {log_path}") from None
                     await asyncio.sleep(0.05)
         started, cpu, server = time.perf_counter(), process_cpu_s(proc.pid), server_cpu_s(pgdata)
+        nats_cpu = process_cpu_s(nats_pid) if nats_pid is not None else 0.0
         load = os.getloadavg()[0]
         for i in range(0, len(events), 1000):
             await asyncio.gather(*(bus.publish(e) for e in events[i : i + 1000]))
@@ -278,6 +280,8 @@ async def bench_live(
         elapsed = time.perf_counter() - started
         cpu_us = (process_cpu_s(proc.pid) - cpu) / len(events) * 1e6
         server_us = (server_cpu_s(pgdata) - server) / len(events) * 1e6
+        # The NATS server's share includes taking the publications (the publisher is this process).
+        nats_us = (process_cpu_s(nats_pid) - nats_cpu) / len(events) * 1e6 if nats_pid is not None else 0.0
         load = max(load, os.getloadavg()[0])
         # Events the webhook worker took more than once (a handler that failed, e.g. on the pool's wait).
         webhooks = await bus.js.consumer_info("SB_EVENTS", durables["SB_WEBHOOKS_DURABLE"])
@@ -288,10 +292,11 @@ async def bench_live(
     await bus.close()
     print(
         f"  live: {len(events)} events published in {published:.1f} s, all handled in {elapsed:.1f} s; CPU per "
-        f"event: {cpu_us:.1f} us in the reporting service, {server_us:.1f} us in PostgreSQL (load {load:.1f}); "
+        f"event: {cpu_us:.1f} us in the reporting service, {server_us:.1f} us in PostgreSQL, {nats_us:.1f} us in NATS "
+        f"(load {load:.1f}); "
         f"{redelivered} redelivered to the webhook worker"
     )
-    return {"cpu": cpu_us, "pg_cpu": server_us, "load": load}
+    return {"cpu": cpu_us, "pg_cpu": server_us, "nats_cpu": nats_us, "load": load}
 
 
 def profiled(module: str, out: Path) -> list[str]:
@@ -649,6 +654,7 @@ def main() -> None:
                     data_dir / "live.log",
                     args.tenants,
                     args.profile,
+                    nats_server.proc.pid if nats_server.proc is not None else None,
                 )
                 out |= {f"live_{k}": v for k, v in live.items()}
             if "feed" in parts:
@@ -695,6 +701,7 @@ def _figures(agents: int, contacts: int) -> list[tuple[str, str, str, float | No
         # `--only live`: the stream published while the service runs (its webhook worker takes it too).
         ("live_cpu", "live_cpu_us_per_event", "us", None, "lower"),
         ("live_pg_cpu", "live_postgres_cpu_us_per_event", "us", None, "lower"),
+        ("live_nats_cpu", "live_nats_cpu_us_per_event", "us", None, "lower"),
         ("live_load", "live_load_average_1m", "", None, None),
         ("store", "store_events_per_s", "1/s", 20_000, "higher"),
         ("store_cpu", "store_cpu_us_per_event", "us", None, "lower"),
