@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 import time
 import uuid
@@ -267,6 +268,7 @@ class BatchConsumer:
         handler: BatchHandler,
         batch: int = 2000,
         from_start: bool = False,
+        start_at: int | datetime.datetime | None = None,
         ack_wait: float = 30.0,
         fetch_wait: float = 0.05,
         unfiltered: bool = False,
@@ -277,6 +279,7 @@ class BatchConsumer:
         self.handler = handler
         self.batch = batch
         self.from_start = from_start
+        self.start_at = start_at  # where a new durable starts: a stream sequence or a time
         self.ack_wait = ack_wait
         self.fetch_wait = fetch_wait
         self.filters = _event_filters(event_types)
@@ -293,7 +296,17 @@ class BatchConsumer:
     async def start(self) -> None:
         config = ConsumerConfig(
             durable_name=self.durable,
-            deliver_policy=DeliverPolicy.ALL if self.from_start else DeliverPolicy.NEW,
+            deliver_policy=(
+                DeliverPolicy.BY_START_SEQUENCE
+                if isinstance(self.start_at, int)
+                else DeliverPolicy.BY_START_TIME
+                if self.start_at is not None
+                else DeliverPolicy.ALL
+                if self.from_start
+                else DeliverPolicy.NEW
+            ),
+            opt_start_seq=self.start_at if isinstance(self.start_at, int) else None,
+            opt_start_time=self.start_at if isinstance(self.start_at, datetime.datetime) else None,
             ack_policy=AckPolicy.ALL,
             ack_wait=self.ack_wait,
             max_ack_pending=self.batch * 4,

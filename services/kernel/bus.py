@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -226,11 +227,13 @@ class Bus:
         handler: BatchHandler,
         batch: int = 2000,
         from_start: bool = False,
+        start_at: int | datetime.datetime | None = None,
         ack_wait: float = 30.0,
         unfiltered: bool = False,
     ) -> BatchConsumer:
         """Feed these events to `handler` in batches of up to `batch`, in stream order, through the durable
-        JetStream consumer `durable` (from the stream's start with `from_start`): a batch is acknowledged
+        JetStream consumer `durable` (from the stream's start with `from_start`, or from `start_at`, a stream
+        sequence or a time, when the durable is made; an existing durable keeps its position): a batch is acknowledged
         after the handler returned and retried until it does (batches.BatchConsumer). For writers whose
         cost is per batch; the handler must be idempotent. `unfiltered`: the server delivers every event and
         the other kinds are dropped here (cheaper for a consumer of most of the stream: BatchConsumer)."""
@@ -241,6 +244,7 @@ class Bus:
             handler=handler,
             batch=batch,
             from_start=from_start,
+            start_at=start_at,
             ack_wait=ack_wait,
             unfiltered=unfiltered,
         )

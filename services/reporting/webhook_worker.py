@@ -19,6 +19,8 @@ CPU per event on a live stream, for tenants without endpoints too (docs/reportin
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime
 import time
 import uuid
 from collections import defaultdict
@@ -27,6 +29,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+from nats.js.errors import NotFoundError
 
 from services.kernel import events as ev
 from services.kernel.batches import BatchConsumer
@@ -36,14 +39,17 @@ from services.kernel.ids import new_id
 from services.kernel.log import get_logger
 from services.kernel.messages import Event
 from services.kernel.serving import Consumer, Redeliver
+from services.kernel.subjects import EVENTS_STREAM
 
 from . import webhooks as wh
 
-__all__ = ["CONSUMER", "Outcome", "WebhookWorker", "due_id", "record", "send", "signed"]
+__all__ = ["CONSUMER", "LEGACY_CONSUMER", "Outcome", "WebhookWorker", "due_id", "record", "send", "signed"]
 
-# The batch pass's durable; the sender's is this name with "_due". (Releases before the two passes had a
-# per-event durable `webhooks`, explicit acks; a batch consumer cannot take it over, so the name changed.)
+# The batch pass's durable; the sender's is this name with "_due". Releases before the two passes had a
+# per-event durable `webhooks` (explicit acks); a batch consumer cannot take it over, so the name changed and
+# the first start after the upgrade begins where that durable's acknowledgements ended (_resume_from).
 CONSUMER = "webhook_events"
+LEGACY_CONSUMER = "webhooks"
 TIMEOUT_S = 5.0
 SENDING = 32
 BATCH = 2000
@@ -96,12 +102,14 @@ class WebhookWorker:
         platform_secret: str,
         *,
         consumer: str = CONSUMER,
+        legacy_consumer: str | None = LEGACY_CONSUMER,
         backoff_base_s: float = 2.0,
     ) -> None:
         self.bus = bus
         self.pool = pool
         self.platform_secret = platform_secret
         self.consumer = consumer
+        self.legacy_consumer = legacy_consumer
         self.backoff_base_s = backoff_base_s
         self.http = httpx.AsyncClient(follow_redirects=False)
         self._sending = asyncio.Semaphore(SENDING)  # events whose POSTs are in flight at once
@@ -118,13 +126,41 @@ class WebhookWorker:
             key=None,
             max_deliver=wh.MAX_ATTEMPTS + 2,
         )
+        start_at = await self._resume_from()
         self._batches = await self.bus.consume_batches(
             list(wh.EVENTS.values()),
             durable=self.consumer,
             handler=self.hand_over,
             batch=BATCH,
+            start_at=start_at,
             unfiltered=True,  # cheaper than the server filtering, as for the ingest (kernel/batches.py)
         )
+        if start_at is not None and self.legacy_consumer:
+            # Ours holds the position now; the old durable would only keep events for nobody.
+            with contextlib.suppress(NotFoundError):
+                await self.bus.js.delete_consumer(EVENTS_STREAM, self.legacy_consumer)
+            log.info("webhooks_took_over", legacy=self.legacy_consumer, start=str(start_at))
+
+    async def _resume_from(self) -> int | datetime.datetime | None:
+        """Where a new batch durable starts: just after what an older release's per-event durable had
+        acknowledged, so the events published while the service was stopped for the upgrade are still sent
+        (those it had received but not acknowledged come again: rows and hand-overs are idempotent). None
+        (new events only) when our durable exists already or there is no older one."""
+        if not self.legacy_consumer:
+            return None
+        try:
+            await self.bus.js.consumer_info(EVENTS_STREAM, self.consumer)
+            return None
+        except NotFoundError:
+            pass
+        try:
+            old = await self.bus.js.consumer_info(EVENTS_STREAM, self.legacy_consumer)
+        except NotFoundError:
+            return None
+        if old.ack_floor is not None and old.ack_floor.stream_seq > 0:
+            return int(old.ack_floor.stream_seq) + 1
+        created: datetime.datetime = old.created
+        return created  # it acknowledged nothing: everything since it was made (never the whole stream)
 
     async def stop(self) -> None:
         if self._batches is not None:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
+import msgspec
 import pytest
 import switchboard
 from reporting_harness import start_reporting
@@ -218,3 +219,94 @@ async def test_the_batch_pass_hands_over_only_wanted_events_once_however_often_i
     last = await bus.js.get_last_msg("SB_EVENTS", f"sb.{tenant_a}.evt.webhook.due")
     assert json.loads(last.data)["event_id"] == str(ended.id)
     assert last.headers is not None and last.headers.get("Nats-Msg-Id") == str(due_id(ended.id))
+
+
+async def test_the_first_start_after_the_upgrade_sends_what_came_while_the_service_was_stopped(  # type: ignore[no-untyped-def]
+    infra, api_server, bus, pool, receivers
+) -> None:
+    """Releases before the two passes had a per-event durable; the new batch durable starts just after what
+    that one had acknowledged (an event published while the service was stopped for the upgrade is sent,
+    one acknowledged before is not), and the old durable is deleted."""
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+    from nats.js.errors import NotFoundError
+
+    from services.reporting.webhook_worker import WebhookWorker
+
+    good, _, _ = receivers
+    a, tenant_a = tenant(api_server)
+    a.webhooks.create(good.url)
+    legacy, durable = f"old_{uuid.uuid4().hex[:8]}", f"wh_{uuid.uuid4().hex[:8]}"
+    await bus.js.add_consumer(
+        "SB_EVENTS",
+        ConsumerConfig(durable_name=legacy, deliver_policy=DeliverPolicy.NEW, ack_policy=AckPolicy.EXPLICIT),
+    )
+    handled, missed = uuid.uuid4(), uuid.uuid4()
+    seen = await bus.js.publish(
+        f"sb.{tenant_a}.evt.contact.queued",
+        msgspec.json.encode(ev.ContactQueued(tenant_id=tenant_a, call_id=handled, queue="q")),
+    )
+    old = await bus.js.pull_subscribe_bind(durable=legacy, stream="SB_EVENTS")
+    while True:  # the old release handles everything up to it (other tests publish too)
+        (msg,) = await old.fetch(1, timeout=5)
+        await msg.ack_sync()
+        if msg.metadata.sequence.stream == seen.seq:
+            break
+    await old.unsubscribe()
+    await bus.publish(ev.ContactQueued(tenant_id=tenant_a, call_id=missed, queue="q"))  # while stopped
+
+    worker = WebhookWorker(bus, pool, infra.token_secret, consumer=durable, legacy_consumer=legacy)
+    await worker.start()
+    try:
+        await until("the event published while stopped", lambda: len(good.requests) >= 1)
+        await asyncio.sleep(0.5)  # and no other
+        calls = [json.loads(body)["data"]["call_id"] for _, _, body in good.requests]
+        assert calls == [str(missed)]
+        with pytest.raises(NotFoundError):
+            await bus.js.consumer_info("SB_EVENTS", legacy)
+    finally:
+        await worker.stop()
+        a.close()
+    # Started again, the durable keeps its own position: nothing is sent twice.
+    again = WebhookWorker(bus, pool, infra.token_secret, consumer=durable, legacy_consumer=legacy)
+    await again.start()
+    try:
+        await asyncio.sleep(0.5)
+        assert len(good.requests) == 1
+    finally:
+        await again.stop()
+        for name in (durable, f"{durable}_due"):
+            await bus.js.delete_consumer("SB_EVENTS", name)
+
+
+async def test_an_older_durable_that_acknowledged_nothing_hands_over_from_when_it_was_made(  # type: ignore[no-untyped-def]
+    infra, api_server, bus, pool, receivers
+) -> None:
+    """Its acknowledgement floor is 0: the new durable starts at the old one's creation, never at the
+    stream's start (which would send every tenant's whole history again)."""
+    from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+    from services.reporting.webhook_worker import WebhookWorker
+
+    good, _, _ = receivers
+    a, tenant_a = tenant(api_server)
+    a.webhooks.create(good.url)
+    legacy, durable = f"old_{uuid.uuid4().hex[:8]}", f"wh_{uuid.uuid4().hex[:8]}"
+    before, after = uuid.uuid4(), uuid.uuid4()
+    await bus.publish(ev.ContactQueued(tenant_id=tenant_a, call_id=before, queue="q"))
+    await asyncio.sleep(0.05)  # the creation time is the only mark between the two
+    await bus.js.add_consumer(
+        "SB_EVENTS",
+        ConsumerConfig(durable_name=legacy, deliver_policy=DeliverPolicy.NEW, ack_policy=AckPolicy.EXPLICIT),
+    )
+    await bus.publish(ev.ContactQueued(tenant_id=tenant_a, call_id=after, queue="q"))
+    worker = WebhookWorker(bus, pool, infra.token_secret, consumer=durable, legacy_consumer=legacy)
+    await worker.start()
+    try:
+        await until("the event after the old durable was made", lambda: len(good.requests) >= 1)
+        await asyncio.sleep(0.5)
+        assert [json.loads(body)["data"]["call_id"] for _, _, body in good.requests] == [str(after)]
+    finally:
+        await worker.stop()
+        a.close()
+        for name in (durable, f"{durable}_due"):
+            await bus.js.delete_consumer("SB_EVENTS", name)
