@@ -54,15 +54,24 @@ async () => {
 }
 """
 
-# The local address of the agent leg's nominated candidate pair: where the call's media really flows.
+# The local address of the agent leg's selected candidate pair: where the call's media really flows. The
+# transport's selectedCandidatePairId is the source of truth; a pair's `nominated` flag can still be false
+# in the first stats after "connected" (CI saw no nominated pair once), so the page waits for a selection.
 PAIR_JS = r"""
 async () => {
   const leg = [...agentDesktop.legs.values()].find((l) => l.pc && l.pc.connectionState === "connected");
-  const stats = await leg.pc.getStats();
-  let pair = null;
-  stats.forEach((s) => { if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") pair = s; });
-  const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
-  return {local: local.address, local_type: local.candidateType, remote: remote.address};
+  for (let i = 0; i < 50; i++) {
+    const stats = await leg.pc.getStats();
+    let pairId = null;
+    stats.forEach((s) => { if (s.type === "transport" && s.selectedCandidatePairId) pairId = s.selectedCandidatePairId; });
+    const pair = pairId && stats.get(pairId);
+    if (pair) {
+      const local = stats.get(pair.localCandidateId), remote = stats.get(pair.remoteCandidateId);
+      return {local: local.address, local_type: local.candidateType, remote: remote.address};
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {local: null, local_type: null, remote: null};
 }
 """
 
