@@ -150,6 +150,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How often an API process tells routing which agent sockets it holds; each report holds three beats
     # (services/api/presence.py). Shorter only in tests that starve the process past its lease.
     presence_beat_s: float = 5.0
+    # The reporting service (docs/reporting.md): its JetStream consumers' names (the ingest's and the webhook
+    # deliveries'; tests give each stack its own), and the first retry's delay of a failed webhook
+    # delivery (doubling after; tests make it short).
+    reporting_durable: str = "reporting"
+    webhooks_durable: str = "webhook_events"
+    webhook_backoff_s: float = 2.0
 
     @property
     def turn_url_list(self) -> tuple[str, ...]:
@@ -234,6 +240,9 @@ _ENV: dict[str, tuple[str, type]] = {
     "signin_lock_s": ("SB_SIGNIN_LOCK_S", int),
     "invite_ttl_s": ("SB_INVITE_TTL_S", int),
     "presence_beat_s": ("SB_PRESENCE_BEAT_S", float),
+    "reporting_durable": ("SB_REPORTING_DURABLE", str),
+    "webhooks_durable": ("SB_WEBHOOKS_DURABLE", str),
+    "webhook_backoff_s": ("SB_WEBHOOK_BACKOFF_S", float),
 }
 
 
@@ -293,6 +302,8 @@ def load_settings(env: dict[str, str] | None = None, **overrides: object) -> Set
         raise ConfigError(f"SB_ACCESS_TOKEN_TTL_S={settings.access_token_ttl_s} is outside 5-900")
     if not 0.5 <= settings.presence_beat_s <= 60:
         raise ConfigError(f"SB_PRESENCE_BEAT_S={settings.presence_beat_s:g} is outside 0.5-60 seconds")
+    if not 0.01 <= settings.webhook_backoff_s <= 3600:
+        raise ConfigError(f"SB_WEBHOOK_BACKOFF_S={settings.webhook_backoff_s:g} is outside 0.01-3600 seconds")
     if not 0 <= settings.refresh_grace_s <= 60:
         raise ConfigError(f"SB_REFRESH_GRACE_S={settings.refresh_grace_s} is outside 0-60")
     if not settings.access_token_ttl_s < settings.session_ttl_s <= 7 * 86400:

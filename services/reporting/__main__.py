@@ -6,7 +6,6 @@ reads the facts (queries.py)."""
 from __future__ import annotations
 
 import asyncio
-import os
 
 import asyncpg
 
@@ -19,9 +18,8 @@ from services.kernel.waits import close_pool
 
 from .alert_watch import AlertWatch
 from .backfill import backfill
-from .ingest import CONSUMER, Ingest
+from .ingest import Ingest
 from .store import FactStore
-from .webhook_worker import CONSUMER as WEBHOOKS_CONSUMER
 from .webhook_worker import WebhookWorker
 
 log = get_logger()
@@ -29,21 +27,19 @@ log = get_logger()
 
 async def main(settings: Settings, bus: Bus, stop: asyncio.Event) -> None:
     pool = await create_pool(settings.database_url, min_size=1, max_size=4)
-    # SB_REPORTING_DURABLE names the JetStream consumer (tests give each stack its own).
     alerts = AlertWatch(bus, pool)
     ingest = Ingest(
         bus,
         FactStore(pool),
-        consumer=os.environ.get("SB_REPORTING_DURABLE", CONSUMER),
+        consumer=settings.reporting_durable,
         on_tenants=alerts.touched,
     )
-    # SB_WEBHOOK_BACKOFF_S: the first retry's delay (doubling after); tests make it short.
     webhooks = WebhookWorker(
         bus,
         pool,
         settings.token_secret,
-        consumer=os.environ.get("SB_WEBHOOKS_DURABLE", WEBHOOKS_CONSUMER),
-        backoff_base_s=float(os.environ.get("SB_WEBHOOK_BACKOFF_S", "2")),
+        consumer=settings.webhooks_durable,
+        backoff_base_s=settings.webhook_backoff_s,
     )
     building: asyncio.Task[dict[str, int] | None] | None = None
     try:

@@ -17,6 +17,8 @@ from services.kernel.registry import parse_subject
 from services.kernel.serving import _decode_event, _event_filters
 from services.kernel.subjects import addressee_token, cmd_subject, evt_subject, sys_subject, tenant_of
 from services.kernel.tenancy import TenantRequiredError, current_tenant, tenant_context
+from services.reporting.ingest import CONSUMER as INGEST_CONSUMER
+from services.reporting.webhook_worker import CONSUMER as WEBHOOKS_CONSUMER
 
 
 def test_settings_from_env_and_round_trip() -> None:
@@ -27,7 +29,29 @@ def test_settings_from_env_and_round_trip() -> None:
     assert load_settings(to_env(s)) == s
 
 
-@pytest.mark.parametrize("env", [{"SB_HTTP_PORT": "eighty"}, {"SB_SIP_PORT": "70000"}])
+def test_the_reporting_services_names_and_webhook_backoff_come_from_settings() -> None:
+    default = load_settings({})
+    assert (default.reporting_durable, default.webhooks_durable, default.webhook_backoff_s) == (
+        INGEST_CONSUMER,
+        WEBHOOKS_CONSUMER,
+        2.0,
+    )
+    s = load_settings(
+        {"SB_REPORTING_DURABLE": "r1", "SB_WEBHOOKS_DURABLE": "w1", "SB_WEBHOOK_BACKOFF_S": "0.5"}
+    )
+    assert (s.reporting_durable, s.webhooks_durable, s.webhook_backoff_s) == ("r1", "w1", 0.5)
+    assert load_settings(to_env(s)) == s
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SB_HTTP_PORT": "eighty"},
+        {"SB_SIP_PORT": "70000"},
+        {"SB_WEBHOOK_BACKOFF_S": "soon"},
+        {"SB_WEBHOOK_BACKOFF_S": "0"},
+    ],
+)
 def test_settings_reject_bad_values_with_the_variable_name(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match=next(iter(env))):
         load_settings(env)
