@@ -2,8 +2,11 @@
 
 Each side's decoded 20 ms frames go to the other side's small queue; the other side sends them on its own
 20 ms tick whenever its call has no prompt or music of its own (so hold with music, and prompts to one
-party, work on a bridged call). A WebRTC leg's codec runs inside aiortc, which always decodes and encodes:
-such bridges carry PCM ("pcm" path). Mute drops one direction's frames (the listener hears silence), as
+party, work on a bridged call). Bridges with a WebRTC leg carry PCM ("pcm" path). When both legs speak the
+same G.711 law on our own media path (a SIP PCMU caller and a WebRTC PCMU agent), the frames cross as their
+G.711 payload instead (`payload_out`): no decode and no encode per frame; a leg still decodes for what
+needs samples of its own (its in-band DTMF detector, a recording of its call), and a concealed frame (a
+late or lost packet) crosses as PCM. Mute drops one direction's frames (the listener hears silence), as
 does hold of a WebRTC leg (its agent hears music, the other side nothing).
 
 The recording tap writes what crosses the bridge to the spool (services/media/spool): the caller's frames
@@ -40,10 +43,21 @@ MAX_QUEUED = 2
 _SILENCE: Samples = np.zeros(160, dtype=np.int16)
 
 
+# What crosses the bridge to a leg: decoded samples, or (same law on both legs) the G.711 payload itself.
+Frame = Samples | bytes
+
+
 class Endpoint(Protocol):
     call: Call
-    bridge_in: collections.deque[Samples] | None
+    bridge_in: collections.deque[Frame] | None
     bridge_out: Callable[[Samples], None] | None
+    # Set by a bridge whose legs share a G.711 law (`payload_law`): the leg hands its payloads undecoded.
+    payload_out: Callable[[bytes], None] | None
+
+    @property
+    def payload_law(self) -> G711 | None:
+        """The G.711 law whose payloads this leg can hand over and send as they are; None: PCM only."""
+        ...
 
 
 @dataclass(eq=False)
@@ -53,7 +67,6 @@ class Bridge:
     path: str = "pcm"
     # Call ids whose audio the other side does not hear (mute).
     muted: set[uuid.UUID] = field(default_factory=set)
-    forwarded: dict[uuid.UUID, int] = field(default_factory=dict)
     law: G711 = G711.PCMU
     recorder: SpoolWriter | None = None
     recording: Any = None  # the record_start command (its segment labels) of the recording under way
@@ -149,9 +162,12 @@ class Bridge:
         return total
 
     def _join_pcm(self) -> None:
+        law = self.a.payload_law
+        same = law is not None and law is self.b.payload_law
         for src, dst in ((self.a, self.b), (self.b, self.a)):
             dst.bridge_in = collections.deque(maxlen=MAX_QUEUED)
             src.bridge_out = self._forwarder(src, dst)
+            src.payload_out = self._payload_forwarder(src, dst, law) if same and law is not None else None
 
     def _forwarder(self, src: Endpoint, dst: Endpoint) -> Callable[[Samples], None]:
         call_id = src.call.call_id
@@ -160,13 +176,31 @@ class Bridge:
             queue = dst.bridge_in
             if queue is None:
                 return
-            if call_id in self.muted:
+            if self.muted and call_id in self.muted:
                 samples = _SILENCE  # the other side hears nothing; the recording keeps the silence
             else:
                 queue.append(samples)
-                self.forwarded[call_id] = self.forwarded.get(call_id, 0) + 1
             if self.recorder is not None:
                 self._tap(src is self.a, samples)
+
+        return forward
+
+    def _payload_forwarder(self, src: Endpoint, dst: Endpoint, law: G711) -> Callable[[bytes], None]:
+        """The same as `_forwarder` for a payload in `law`, which both legs speak."""
+        call_id = src.call.call_id
+        caller = src is self.a
+        silence = bytes([law.silence]) * len(_SILENCE)
+
+        def forward(payload: bytes) -> None:
+            queue = dst.bridge_in
+            if queue is None:
+                return
+            if self.muted and call_id in self.muted:
+                payload = silence
+            else:
+                queue.append(payload)
+            if self.recorder is not None:
+                self._tap_payload(caller, law.transcode_to(self.law, payload))
 
         return forward
 
@@ -199,6 +233,7 @@ class Bridge:
         for side in (self.a, self.b):
             side.bridge_in = None
             side.bridge_out = None
+            side.payload_out = None
             if isinstance(side, RtpSession):
                 direction = side.relay_in
                 side.relay_in = None

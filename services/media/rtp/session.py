@@ -150,8 +150,11 @@ class RtpSession:
         self.closed = False
         # The bridge (services/media/bridge/bridging.py): frames from the other leg to send when no prompt or
         # music plays, and where this leg's decoded audio goes.
-        self.bridge_in: collections.deque[npt.NDArray[np.int16]] | None = None
+        # A frame from the bridge is samples, or the G.711 payload itself when both legs speak this leg's
+        # law (`payload_out` set: this leg hands over its payloads undecoded).
+        self.bridge_in: collections.deque[npt.NDArray[np.int16] | bytes] | None = None
         self.bridge_out: Callable[[npt.NDArray[np.int16]], None] | None = None
+        self.payload_out: Callable[[bytes], None] | None = None
         # Called once, from the tick, when the call core asks to hang up (the unrouted message played).
         self.on_hangup_requested: Callable[[], None] | None = None
         # The no-decode relay (a SIP<->SIP bridge): this leg's packets go to `relay_out` instead of the
@@ -160,6 +163,11 @@ class RtpSession:
         self.relay_out: Callable[[RtpPacket, float], None] | None = None
         self.relay_in: RelayDirection | None = None
         self.decoded_frames = 0
+
+    @property
+    def payload_law(self) -> G711:
+        """The law of this leg's payloads, which a bridge can carry undecoded (bridging.Endpoint)."""
+        return self.codec
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -325,19 +333,27 @@ class RtpSession:
         frame = self.jitter.pop(now)
         heard = None
         if frame is not None and frame.kind is FrameKind.AUDIO and frame.payload:
-            samples = heard = self.codec.decode(frame.payload)
-            self.decoded_frames += 1
-            if self.te_pt is None or self.bridge_out is None:
-                # A bridged leg that negotiated RFC 4733 sends its digits as events (relayed, and
-                # detected in _on_rtp): its audio goes to a person, and the detector (about 15 us a
-                # frame) would only find what the events already carry. Unbridged, the call's own logic
-                # listens (prompts, collection), and a gateway that negotiated events but sends tones
-                # is still understood.
-                for digit in self.detector.feed(samples, now):
+            # A bridged leg that negotiated RFC 4733 sends its digits as events (relayed, and detected in
+            # _on_rtp): its audio goes to a person, and the detector (about 15 us a frame) would only
+            # find what the events already carry. Unbridged, the call's own logic listens (prompts,
+            # collection), and a gateway that negotiated events but sends tones is still understood.
+            detect = self.te_pt is None or self.bridge_out is None
+            if self.payload_out is not None:
+                # Same law on the other leg: the payload crosses as it is; decoded only for our own use.
+                self.payload_out(frame.payload)
+                self.concealer.heard_payload(frame.payload, self.codec)
+                if detect or self.call.recording is not None:
+                    heard = self.codec.decode(frame.payload)
+                    self.decoded_frames += 1
+            else:
+                heard = self.codec.decode(frame.payload)
+                self.decoded_frames += 1
+                if self.bridge_out is not None:
+                    self.bridge_out(heard)
+                self.concealer.heard(heard)
+            if detect and heard is not None:
+                for digit in self.detector.feed(heard, now):
                     events += self.call.digit(digit.digit, "inband", now)
-            if self.bridge_out is not None:
-                self.bridge_out(samples)
-            self.concealer.heard(samples)
         elif frame is not None and frame.kind is FrameKind.MISSING and self.bridge_out is not None:
             # A late or lost packet: the person on the other side hears the last frame fading, not a
             # hole. The detector and the recording get nothing made up.
@@ -352,6 +368,7 @@ class RtpSession:
     def tick(self, now: float) -> None:
         """The second half: this tick's frame out (prompt, music or the bridge's), timers, RTCP."""
         events: list[Event] = []
+        samples_out: npt.NDArray[np.int16] | bytes | None
         samples_out, produced = self.call.next_frame(now)
         events += produced
         if samples_out is None and self.bridge_in:
@@ -359,7 +376,7 @@ class RtpSession:
         if self.relay_in is not None:
             # Relayed packets carry the stream; only our own prompt or music is sent from here.
             if samples_out is not None and self.sending and self.remote is not None:
-                payload = self.codec.encode(samples_out)
+                payload = samples_out if type(samples_out) is bytes else self.codec.encode(samples_out)
                 self._send_raw(self.relay_in.rewriter.generated(self.payload_type, payload, FRAME), now)
         elif self.sending and self.remote is not None and self._rtp is not None:
             if self._digits_out and self._digits_out[0].at <= now + 0.001:
@@ -372,6 +389,8 @@ class RtpSession:
             else:
                 if samples_out is None:
                     payload = bytes([self.codec.silence]) * FRAME
+                elif type(samples_out) is bytes:
+                    payload = samples_out  # the other leg's payload, in our law (bridging.Bridge)
                 else:
                     payload = self.codec.encode(samples_out)
                 self._send(RtpPacket(self.payload_type, self.seq, self.ts, self.ssrc, payload), now)

@@ -97,9 +97,11 @@ class WebRtcSession:
     inbox: collections.deque[Samples] = field(
         default_factory=lambda: collections.deque(maxlen=MAX_INBOX_FRAMES)
     )
-    # The bridge: frames from the other leg to send here, and where this leg's audio goes.
-    bridge_in: collections.deque[Samples] | None = None
+    # The bridge: frames from the other leg to send here (samples, or G.711 payloads in this leg's law),
+    # and where this leg's audio goes (as payloads when the other leg speaks the same law).
+    bridge_in: collections.deque[Samples | bytes] | None = None
     bridge_out: Callable[[Samples], None] | None = None
+    payload_out: Callable[[bytes], None] | None = None
     frames_in: int = 0
     frames_out: int = 0
     on_end: Callable[[WebRtcSession], None] | None = None
@@ -115,6 +117,13 @@ class WebRtcSession:
     @property
     def law(self) -> G711:
         return self.leg.peer_law or G711.PCMU
+
+    @property
+    def payload_law(self) -> G711 | None:
+        """The law of the payloads our media path hands over (on_payload) and sends as they are; None
+        for Opus and on aiortc's path (bridging.Endpoint)."""
+        media = self.leg.media
+        return media.law if media is not None and media.on_payload is not None else None
 
     def negotiated(self) -> None:
         self.te_pt = self.leg.telephone_event_payload_type
@@ -137,6 +146,18 @@ class WebRtcSession:
                 return
         self.inbox.append(samples)
 
+    def on_payload(self, payload: bytes) -> None:
+        """A received G.711 payload (our media path): to the bridge as it is when it carries payloads, else
+        decoded like any frame. Decoded here only for the in-band detector (no RFC 4733)."""
+        law = self.payload_law
+        assert law is not None  # only our path's G.711 legs hand payloads over
+        if self.payload_out is None:
+            self.on_audio(law.decode(payload))
+            return
+        self.payload_out(bytes([law.silence]) * len(payload) if self.call.held_by_us else payload)
+        if self.te_pt is None:
+            self.inbox.append(law.decode(payload))
+
     def play(self, now: float) -> None:
         """The clock's first pass: our media path hands this tick's received frame to the bridge."""
         self.leg.play(now)
@@ -148,12 +169,15 @@ class WebRtcSession:
             self.frames_in += 1
             for digit in self.detector.feed(samples, now):
                 events += self.call.digit(digit.digit, "inband", now)
+        out: Samples | bytes | None
         out, produced = self.call.next_frame(now)
         events += produced
         if out is None and self.bridge_in:
             out = self.bridge_in.popleft()
         if out is not None and self.call.state is CallState.ANSWERED:
-            self.leg.send_audio(out if self.upsample is None else self.upsample(out))
+            if self.upsample is not None and not isinstance(out, bytes):
+                out = self.upsample(out)
+            self.leg.send_audio(out)
             self.frames_out += 1
         # Our own media path (WebRtcConfig.own_media) sends this tick's frame at once: the MediaClock
         # is the only clock of the call.
@@ -282,6 +306,7 @@ class WebRtcCalls:
             self.config,
             peer_law=law,
             on_audio=lambda samples: holder[0].on_audio(samples) if holder else None,
+            on_payload=lambda payload: holder[0].on_payload(payload) if holder else None,
             on_digit=lambda digit, source: self._digit(holder[0], digit, source) if holder else None,
             on_state=lambda state: self._state(holder[0], state) if holder else None,
             send_queue_frames=SEND_QUEUE_FRAMES,

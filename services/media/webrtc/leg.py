@@ -216,6 +216,7 @@ class WebRtcLeg:
         peer_law: G711 | None = None,
         prefer_opus: bool = False,
         on_audio: AudioHandler | None = None,
+        on_payload: Callable[[bytes], None] | None = None,
         on_digit: DigitHandler | None = None,
         on_state: Callable[[LegState], None] | None = None,
         send_queue_frames: int = MAX_QUEUED_FRAMES,
@@ -226,7 +227,8 @@ class WebRtcLeg:
         """`ticked_by_owner`: with our own media path, the owner calls `tick(now)` every 20 ms on its
         clock (the media worker's MediaClock); otherwise the leg runs a 20 ms timer of its own.
         `reader`: the owner's TickReader, which it drains before each tick (MediaClock.reader); without
-        one the leg drains a reader of its own at the start of each `play`."""
+        one the leg drains a reader of its own at the start of each `play`. `on_payload`: on our media
+        path with G.711, each received payload goes there undecoded instead of to `on_audio`."""
         dtmf_patch.install()
         voice_patch.install(config.opus_max_average_bitrate)
         if config.host_addresses is not None:
@@ -238,6 +240,7 @@ class WebRtcLeg:
         # Until negotiated: the preferred codec's rate (set again from the answer or our answer).
         self.rate = OPUS_RATE if self.prefer_opus else G711_RATE
         self.on_audio = on_audio
+        self.on_payload = on_payload
         self.on_digit = on_digit
         self.on_state = on_state
         self.state = LegState.NEW
@@ -484,6 +487,7 @@ class WebRtcLeg:
             te_pt=self.telephone_event_payload_type,
             on_audio=self._deliver,
             on_digit=self._on_event_digit,
+            on_payload=self._deliver_payload if self.on_payload is not None else None,
             reader=self._reader if self._reader is not None else self._own_reader_now(),
             jitter_frames=self.config.jitter_frames,
             opus_bitrate=self.config.opus_max_average_bitrate,
@@ -553,13 +557,16 @@ class WebRtcLeg:
 
     # media
 
-    def send_audio(self, samples: Samples) -> None:
+    def send_audio(self, samples: Samples | bytes) -> None:
         """Queue mono int16 samples at `self.rate` (8 kHz for G.711, 48 kHz for Opus on aiortc's path;
-        8 kHz always on ours, one 20 ms frame per tick)."""
+        8 kHz always on ours, one 20 ms frame per tick); on our path a G.711 leg also takes a payload in
+        its law (SrtpMedia.send)."""
         if self.config.own_media:
             if self.media is not None:
                 self.media.send(samples)
             return
+        if isinstance(samples, bytes):  # aiortc's path has no payload_law: no bridge offers it payloads
+            raise TypeError("aiortc's media path takes samples, not G.711 payloads")
         self.outbound.push(samples)
 
     @property
@@ -624,6 +631,11 @@ class WebRtcLeg:
         self.received_frames += 1
         if self.on_audio is not None:
             self.on_audio(samples)
+
+    def _deliver_payload(self, payload: bytes) -> None:
+        self.received_frames += 1
+        if self.on_payload is not None:
+            self.on_payload(payload)
 
     # digits
 

@@ -95,6 +95,7 @@ class SrtpMedia:
         te_pt: int | None,
         on_audio: Callable[[Samples], None],
         on_digit: Callable[[str], None],
+        on_payload: Callable[[bytes], None] | None = None,
         reader: TickReader | None = None,
         jitter_frames: int = 1,
         opus_bitrate: int = 32000,
@@ -108,6 +109,9 @@ class SrtpMedia:
         self.te_pt = te_pt
         self.on_audio = on_audio
         self.on_digit = on_digit
+        # G.711 legs: each played payload goes here undecoded instead of to `on_audio` (the owner decodes
+        # only if it needs samples: bridging.Bridge carries same-law payloads as they are).
+        self.on_payload = on_payload if codec in ("PCMU", "PCMA") else None
         # Whoever ticks this leg drains it (the worker's MediaClock, or the leg's own timer); None:
         # aioice's sockets stay on the event loop, hooked (tests of the path alone).
         self.reader = reader
@@ -141,7 +145,7 @@ class SrtpMedia:
         self.remote_ssrc: int | None = None
         self.seq = random.getrandbits(16)
         self.ts = random.getrandbits(32)
-        self._outbox: list[Samples] = []
+        self._outbox: list[Samples | bytes] = []
         self._events_out: list[_PendingEvent] = []
         self._next_rtcp = 0.0
         self._connection: Any = None
@@ -338,10 +342,11 @@ class SrtpMedia:
 
     # --- the 20 ms tick ---
 
-    def send(self, samples: Samples) -> None:
-        """8 kHz int16 for the next tick; a frame that the tick has not taken yet is replaced (the bridge
-        is ahead: sending both would add 20 ms for good)."""
-        self._outbox.append(np.asarray(samples, dtype=np.int16))
+    def send(self, samples: Samples | bytes) -> None:
+        """8 kHz int16 for the next tick, or on a G.711 leg a payload in its law, sent as it is; a frame
+        that the tick has not taken yet is replaced (the bridge is ahead: sending both would add 20 ms
+        for good)."""
+        self._outbox.append(samples if type(samples) is bytes else np.asarray(samples, dtype=np.int16))
 
     def queue_digit(self, digit: str, now: float, duration: float) -> float:
         """RFC 4733 packets for `digit` on our audio SSRC and sequence space, sent by the ticks;
@@ -369,6 +374,10 @@ class SrtpMedia:
             return
         frame = self.jitter.pop(now)
         if frame is not None and frame.kind is FrameKind.AUDIO and frame.payload:
+            if self.on_payload is not None:
+                self.concealer.heard_payload(frame.payload, self.law)
+                self.on_payload(frame.payload)
+                return
             samples = self.law.decode(frame.payload)
             self.concealer.heard(samples)
             self.on_audio(samples)
@@ -439,7 +448,12 @@ class SrtpMedia:
         self._held = held[FRAME:]
         self.on_audio(held[:FRAME])
 
-    def _encode(self, samples: Samples | None) -> bytes | None:
+    def _encode(self, samples: Samples | bytes | None) -> bytes | None:
+        if isinstance(samples, bytes):
+            # A payload in our law, from a bridge that carries them as they are (only between legs of one
+            # G.711 law: bridging.Bridge).
+            assert self.law is not None, "a G.711 payload reached an Opus leg"
+            return samples
         if self.law is not None:
             return self._silence if samples is None else self.law.encode(samples)
         assert self.encoder is not None
