@@ -177,13 +177,15 @@ class Bus:
         queue: str | None = "",
         subject: str | None = None,
         accept: Accept | None = None,
+        concurrent: bool = False,
     ) -> Server[Any]:
         """Answer `service`'s commands (sb.*.cmd.<service>.<name>) with `handlers`, one per command type.
         Decoding, the tenant check, the reply cache by command id and the error replies are done here
         (serving.Server). `queue` is the queue group (default: the service's name; None: every process
         gets every command, and a handler returns None where another process answers); `accept` drops what
-        this process must not answer before anything is decoded."""
-        server: Server[Any] = Server(self, service, handlers)
+        this process must not answer before anything is decoded. `concurrent`: each command in a task of
+        its own (serving.Server says when)."""
+        server: Server[Any] = Server(self, service, handlers, concurrent=concurrent)
         await server.subscribe(
             subject or f"sb.*.cmd.{service}.*", queue=service if queue == "" else queue, accept=accept
         )

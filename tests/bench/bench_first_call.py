@@ -57,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from services.runtime.embedded import die_with_parent  # noqa: E402
+from tests.bench.first_call_diag import LAG_PROBE, Timeline, failures_by_step  # noqa: E402
 
 CALLER_HZ = 600.0
 AUDIO_RMS = 1000.0  # the caller's tone decodes at ~5,600 RMS; silence and comfort noise stay far below
@@ -749,6 +750,12 @@ def main() -> None:
         help="diagnostic: comma-separated services run under cProfile with CPU time (time.thread_time);"
         " the stats go to <data dir>/<service>.prof and their top functions are printed (implies --keep)",
     )
+    parser.add_argument(
+        "--timeline",
+        action="store_true",
+        help="diagnostic: each service's event-loop lag (a 20 ms probe) and every process's CPU, second by"
+        " second, in .bench/first-call-timeline.jsonl; each step prints its worst lag and busiest second",
+    )
     parser.add_argument("--log-level", default="warning", help="the services' SB_LOG_LEVEL")
     parser.add_argument("--keep", action="store_true", help="keep the data dir (logs) at the end")
     # roles (the load generators re-run this file)
@@ -849,6 +856,8 @@ def orchestrate(args: argparse.Namespace) -> None:
                 cmd = [sys.executable, "-c", _FETCH_PATCH % args.diag_fetch_timeout]
             if name in args.profile.split(","):
                 cmd = [sys.executable, "-c", _PROFILE % (name, str(data_dir / f"{name}.prof"))]
+            elif args.timeline:
+                cmd = [sys.executable, "-c", LAG_PROBE % (str(data_dir / f"lag-{name}.jsonl"), name)]
             procs[name] = subprocess.Popen(
                 cmd,
                 cwd=ROOT,
@@ -1117,6 +1126,10 @@ async def phases(
     steps: list[dict[str, Any]] = []
     best = 0.0
     seen_box = [seen]
+    timeline = Timeline(cpu_now, psutil, data_dir)
+    ramp_t0 = time.time()
+    if args.timeline:
+        timeline.start()
 
     async def run_rate(i: int, rate: float, run: int) -> dict[str, Any]:
         seen = seen_box[0]
@@ -1124,7 +1137,7 @@ async def phases(
         out = data_dir / f"callers-{i}-{run}.jsonl"
         cpu0 = cpu_now()
         counter.counts.clear()
-        t0 = time.monotonic()
+        t0, wall0 = time.monotonic(), time.time()
         proc = _callers(
             args,
             out,
@@ -1150,11 +1163,8 @@ async def phases(
         # A call went all the way when its caller was released by the agent's hang-up and the agent's side
         # of its contact went offer -> accept -> connected -> audio -> ended -> wrapped up.
         by_contact = {r["contact_id"]: r for r in step_recs}
-        failures = 0
-        for c in calls:
-            rec = by_contact.get(watcher.by_caller.get(c["caller"], ""))
-            if not c["ok"] or rec is None or not rec["ok"]:
-                failures += 1
+        by_step = failures_by_step(calls, by_contact, watcher.by_caller)
+        failures = sum(by_step.values())
         used = {k: cpu1[k] - cpu0[k] for k in cpu1}
         used["callers"] = callers_cpu
         cpu = {k: v / wall for k, v in used.items()}
@@ -1168,6 +1178,7 @@ async def phases(
             "errors": sorted(
                 {c.get("error", "") for c in failed_calls} | {r.get("error", "") for r in failed_agents}
             )[:6],
+            "failures_by_step": by_step,
             "offer_p95": pct(st["offer_latency"], 0.95),
             "accept_audio_p95": pct(st["accept_to_audio"], 0.95),
             "stages_p50": {k: pct(v, 0.5) for k, v in st.items()},
@@ -1189,8 +1200,18 @@ async def phases(
             f"    CPU per call: platform {step['platform_cpu_ms_per_call']:.0f} ms (services, NATS, PostgreSQL),"
             f" load generators {step['generators_cpu_ms_per_call']:.0f} ms"
         )
-        for e in step["errors"] if failures else []:
-            print(f"    {e}")
+        for where, n in by_step.items():
+            print(f"    {n:4d} failed at {where}")
+        if args.timeline:
+            step["timeline"] = timeline.window(wall0, time.time())
+            lag = step["timeline"]["worst_lag_s"]
+            peak = step["timeline"]["peak_cores"]
+            print(
+                "    worst loop lag (s) "
+                + " ".join(f"{k} {v:.2f}" for k, v in sorted(lag.items()))
+                + "; busiest second (cores) "
+                + " ".join(f"{k} {v:.2f}" for k, v in peak.items())
+            )
         if args.count_messages:
             step["messages_per_call"] = counter.per_call(len(calls))
             counter.print(step["messages_per_call"])
@@ -1219,6 +1240,14 @@ async def phases(
         best = rate
     await watcher.close()
     await counter.close()
+    await timeline.close()
+    if args.timeline:
+        timeline.dump(data_dir / "timeline.jsonl", ramp_t0)
+        (ROOT / ".bench").mkdir(exist_ok=True)
+        shutil.copy(data_dir / "timeline.jsonl", ROOT / ".bench" / "first-call-timeline.jsonl")
+        print(
+            f"    second-by-second CPU and loop lag: .bench/first-call-timeline.jsonl (s from {ramp_t0:.0f})"
+        )
     (data_dir / "events.json").write_text(json.dumps(watcher.ts))
     (data_dir / "saves.json").write_text(json.dumps(watcher.saves))
     return {
@@ -1228,17 +1257,6 @@ async def phases(
         "best": best,
         "samples": samples,
     }
-
-
-def _error_counts(calls: list[dict[str, Any]], agents: list[dict[str, Any]]) -> list[str]:
-    counts: dict[str, int] = {}
-    for r in calls:
-        key = f"caller: {r.get('error', '')}"
-        counts[key] = counts.get(key, 0) + 1
-    for r in agents:
-        key = f"agent: {re.sub(r'[0-9a-f-]{36}', '<id>', r.get('error', ''))}"
-        counts[key] = counts.get(key, 0) + 1
-    return [f"{n} x {k}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1])][:8]
 
 
 def report(

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import pytest
 
 from services.kernel import serving
-from services.kernel.bus import Bus, connect
+from services.kernel.bus import Bus, CommandTimeout, connect
 from services.kernel.messages import Command, Event, Reply, ReplyCode, decode, encode
 from services.kernel.subjects import cmd_subject
 
@@ -129,6 +129,52 @@ async def test_serve_answers_refuses_and_caches(bus: Bus) -> None:
         assert runs.count("slow") == 1
     finally:
         assert await server.stop() == []
+
+
+async def test_a_concurrent_server_answers_a_command_while_the_one_before_still_waits(bus: Bus) -> None:
+    """nats-py runs a subscription's callback one message at a time: by default a handler that waits (on
+    routing, media, a save) holds every later command behind it. With `concurrent` each runs in a task of
+    its own, started in arrival order; a retry of one in flight still gets the one run's reply, and a crash
+    is answered `internal` and not remembered."""
+    tenant = uuid.uuid4()
+    gate = asyncio.Event()
+    runs: list[str] = []
+
+    async def ping(cmd: Ping) -> Reply:
+        runs.append(cmd.text)
+        if cmd.text.startswith("first"):
+            await gate.wait()
+        if cmd.text.startswith("crash"):
+            raise RuntimeError("boom")
+        return Reply(ok=True, data={"echo": cmd.text})
+
+    for concurrent in (False, True):
+        gate.clear()
+        server = await bus.serve(SERVICE, {Ping: ping}, queue=f"q{uuid.uuid4().hex}", concurrent=concurrent)
+        try:
+            first = Ping(tenant_id=tenant, text=f"first-{concurrent}")
+            waiting = asyncio.create_task(bus.request(first, timeout=5.0))
+            await asyncio.sleep(0.2)
+            second = bus.request(Ping(tenant_id=tenant, text=f"second-{concurrent}"), timeout=0.5)
+            if not concurrent:
+                with pytest.raises(CommandTimeout):
+                    await second  # behind the first, which waits for the gate
+            else:
+                assert (await second).data == {"echo": "second-True"}
+                assert not waiting.done()
+                retry = asyncio.create_task(bus.request(first, timeout=5.0))
+                await asyncio.sleep(0.1)
+                crash = Ping(tenant_id=tenant, text="crash")
+                for _ in range(2):
+                    assert (await bus.request(crash)).code == ReplyCode.INTERNAL
+                gate.set()
+                assert (await retry).data == {"echo": "first-True"}
+            gate.set()
+            assert (await waiting).data == {"echo": f"first-{concurrent}"}
+        finally:
+            assert await server.stop() == []
+    # The retry of the first did not run it again; both crashes ran (not remembered).
+    assert runs.count("first-True") == 1 and runs.count("crash") == 2
 
 
 async def test_serve_stop_is_bounded_with_a_reply_pending(bus: Bus) -> None:
