@@ -73,7 +73,8 @@ class Bridge:
     # The recording's left channel is side a, unless record_start named side b (a WebRTC caller bridged to
     # a phone, a consultation whose first agent is the WebRTC side): the named call is always on the left.
     a_left: bool = True
-    _agent_frame: bytes | None = None
+    # The agent's latest frame, waiting for the caller's to pair with: a payload (relay) or samples.
+    _agent_frame: bytes | Samples | None = None
     # SIP<->SIP: the no-decode relay, one direction per target call id.
     directions: dict[uuid.UUID, RelayDirection] = field(default_factory=dict)
     decoded_at_join: int = 0
@@ -138,6 +139,8 @@ class Bridge:
             self._agent_frame = payload
             return
         agent, self._agent_frame = self._agent_frame, None
+        if agent is not None and type(agent) is not bytes:  # a monitor's last decoded frame
+            agent = self.law.encode(agent)
         self.recorder.write(payload, agent, time.monotonic())
 
     def mute(self, call_id: uuid.UUID, muted: bool) -> None:
@@ -205,13 +208,16 @@ class Bridge:
         return forward
 
     def _tap(self, caller: bool, samples: Samples) -> None:
+        # The samples go to the spool as they are; it encodes a whole chunk at once (encoding each frame
+        # here was most of what recording cost a bridged WebRTC call: docs/media.md, issue 21).
         assert self.recorder is not None
-        payload = self.law.encode(samples)
         if caller != self.a_left:
-            self._agent_frame = payload
+            self._agent_frame = samples
             return
         agent, self._agent_frame = self._agent_frame, None
-        self.recorder.write(payload, agent, time.monotonic())
+        if type(agent) is bytes:  # the relay's last payload, before a monitor took the audio over
+            agent = self.law.decode(agent)
+        self.recorder.write_pcm(samples, agent, time.monotonic())
 
     def stop_recording(self) -> SpoolWriter | None:
         recorder, self.recorder, self.recording = self.recorder, None, None

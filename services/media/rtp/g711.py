@@ -20,6 +20,7 @@ __all__ = [
     "ULAW_TO_ALAW",
     "alaw_decode",
     "alaw_encode",
+    "as_int16",
     "ulaw_decode",
     "ulaw_encode",
 ]
@@ -86,7 +87,8 @@ for _table in (ULAW_DECODE, ALAW_DECODE, _ULAW_ENCODE, _ALAW_ENCODE):
     _table.flags.writeable = False
 
 
-def _as_index(samples: npt.ArrayLike) -> npt.NDArray[np.uint16]:
+def as_int16(samples: npt.ArrayLike) -> Samples:
+    """Samples as 16-bit linear, as the encoders take them: floats rounded, everything clipped."""
     array = np.asarray(samples)
     if array.dtype != np.int16:
         if array.dtype.kind == "f":
@@ -96,7 +98,11 @@ def _as_index(samples: npt.ArrayLike) -> npt.NDArray[np.uint16]:
         else:
             raise TypeError(f"G.711 encodes integer or float samples, not {array.dtype}")
         array = array.astype(np.int16)
-    return array.view(np.uint16)
+    return array
+
+
+def _as_index(samples: npt.ArrayLike) -> npt.NDArray[np.uint16]:
+    return as_int16(samples).view(np.uint16)
 
 
 def ulaw_decode(data: bytes) -> Samples:

@@ -37,8 +37,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+import numpy.typing as npt
 
-from services.media.rtp.g711 import G711
+from services.media.rtp.g711 import G711, as_int16
 
 __all__ = [
     "MANIFEST",
@@ -62,6 +63,9 @@ MAGIC = b"SBSP"
 _HEADER = struct.Struct("!4sBBHQII")
 RATE = 8000
 CHANNELS = ("caller", "agent")
+Samples = npt.NDArray[np.int16]
+_INT16 = np.dtype(np.int16)
+_LINEAR_SILENCE = b"\0\0"  # one 16-bit sample of 0, which both laws encode as their silence
 # How long a written chunk may wait for the disk thread's next sync: the chunks of every call written in
 # this time share one sync.
 SYNC_EVERY_S = 0.25
@@ -205,7 +209,11 @@ class SpoolWriter:
         # appends: recording every call must cost little on the media worker's loop).
         self._caller = bytearray()
         self._agent = bytearray()
-        self._buffer_start = 0
+        # Frames that came as linear samples (`write_pcm`: a bridge whose legs hand it decoded audio), kept
+        # as 16-bit samples and encoded once per chunk (`_settle`): one table lookup over a chunk costs less
+        # than a hundredth of one per frame, and G.711 is sample by sample, so the octets are the same.
+        self._caller_pcm = bytearray()
+        self._agent_pcm = bytearray()
         self._buffer_samples = 0
         self._last_flush: float | None = None
         manifest = {
@@ -236,39 +244,77 @@ class SpoolWriter:
         self.chunks = 0
 
     def write(self, caller: bytes | None, agent: bytes | None, now: float) -> None:
+        if self._caller_pcm:
+            self._settle()  # the samples before these octets go first
         if caller is not None and agent is not None and len(caller) == len(agent) and not self.paused:
             # Both sides spoke a frame of the same length (nearly every frame): two appends, nothing more;
             # this runs for every recorded call 50 times a second on the media worker's loop.
-            if not self._buffer_samples:
-                self._buffer_start = self.position
             self._caller += caller
             self._agent += agent
-            self._buffer_samples += len(caller)
-            self.position += len(caller)
-            if self._last_flush is None:
-                self._last_flush = now
-            elif now - self._last_flush >= self.flush_seconds:
-                self.flush(now)
+            self._gathered(len(caller), now)
             return
-        samples = max(len(caller or b""), len(agent or b""))
+        self._write_padded(
+            self._caller, self._agent, caller or b"", agent or b"", bytes((self.law.silence,)), now
+        )
+
+    def write_pcm(self, caller: Samples | None, agent: Samples | None, now: float) -> None:
+        """`write` for 16-bit linear frames (either side None: silence), encoded in the call's law when the
+        chunk is flushed. The frames are copied at once: the caller may reuse its arrays."""
+        if (
+            caller is not None
+            and agent is not None
+            and caller.dtype is _INT16
+            and agent.dtype is _INT16
+            and caller.nbytes == agent.nbytes
+            and caller.flags.c_contiguous
+            and agent.flags.c_contiguous
+            and not self.paused
+        ):
+            # Nearly every frame of a bridged WebRTC call: two appends of 320 octets, nothing encoded here.
+            self._caller_pcm += caller.data
+            self._agent_pcm += agent.data
+            samples = caller.nbytes >> 1
+            self._gathered(samples, now)
+            return
+        left, right = (b"" if x is None else as_int16(x).tobytes() for x in (caller, agent))
+        self._write_padded(self._caller_pcm, self._agent_pcm, left, right, _LINEAR_SILENCE, now)
+
+    def _write_padded(
+        self,
+        to_caller: bytearray,
+        to_agent: bytearray,
+        caller: bytes,
+        agent: bytes,
+        silence: bytes,
+        now: float,
+    ) -> None:
+        """The uncommon frame (one side missing or shorter, or paused): the shorter side padded with
+        `silence` (one sample's bytes) to the longer."""
+        width = len(silence)
+        samples = max(len(caller), len(agent)) // width
         if samples == 0:
             return
         if self.paused:
             self.position += samples  # the clock runs on; the audio is never kept
             return
-        silence = bytes((self.law.silence,))
-        if not self._buffer_samples:
-            self._buffer_start = self.position
-        for channel, octets in ((self._caller, caller or b""), (self._agent, agent or b"")):
-            channel += octets
-            if len(octets) < samples:
-                channel += silence * (samples - len(octets))
+        for channel, data in ((to_caller, caller), (to_agent, agent)):
+            channel += data
+            channel += silence * (samples - len(data) // width)
+        self._gathered(samples, now)
+
+    def _gathered(self, samples: int, now: float) -> None:
         self._buffer_samples += samples
         self.position += samples
         if self._last_flush is None:
             self._last_flush = now
         elif now - self._last_flush >= self.flush_seconds:
             self.flush(now)
+
+    def _settle(self) -> None:
+        """The gathered samples, encoded, onto the end of the gathered octets."""
+        for channel, pcm in ((self._caller, self._caller_pcm), (self._agent, self._agent_pcm)):
+            channel += self.law.encode(np.frombuffer(pcm, dtype=np.int16))
+            pcm.clear()
 
     def pause(self, now: float) -> None:
         if self.paused:
@@ -288,11 +334,14 @@ class SpoolWriter:
 
     def flush(self, now: float | None = None) -> None:
         """Append the gathered audio as one record and fsync: from here on a crash cannot lose it."""
+        if self._caller_pcm:
+            self._settle()
         if self._buffer_samples:
             body = np.empty(2 * self._buffer_samples, dtype=np.uint8)
             body[0::2] = np.frombuffer(self._caller, dtype=np.uint8)
             body[1::2] = np.frombuffer(self._agent, dtype=np.uint8)
-            self._append(RecordKind.AUDIO, self._buffer_start, self._buffer_samples, body.tobytes())
+            start = self.position - self._buffer_samples  # the gathered samples are the last ones
+            self._append(RecordKind.AUDIO, start, self._buffer_samples, body.tobytes())
             self._caller.clear()
             self._agent.clear()
             self._buffer_samples = 0

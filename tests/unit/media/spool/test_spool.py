@@ -194,3 +194,55 @@ os.kill(os.getpid(), signal.SIGKILL)
         # Everything synced before the wait is there; of the chunks after it, those the disk thread wrote
         # before the kill (it may not have got to them), never more than was flushed.
         assert got.complete and 160 * 40 <= synced[i] <= got.samples <= handed[i], (i, synced, got.samples)
+
+
+@pytest.mark.parametrize("law", [G711.PCMU, G711.PCMA])
+def test_linear_frames_are_stored_as_the_same_octets_as_frames_encoded_one_by_one(
+    tmp_path: Path, law: G711
+) -> None:
+    # A bridge of decoded legs hands the spool samples, encoded once per chunk: the file must hold exactly
+    # what encoding every frame on its own gave, through everything the frames can be (an agent who sent
+    # nothing, frames of other lengths, floats, a view that is not contiguous, octets mixed in by a relay
+    # before a monitor took over, a pause), across chunks.
+    rng = np.random.default_rng(7)
+    frames: list[tuple[Any, Any]] = []
+    for i in range(300):
+        caller = rng.integers(-20000, 20000, 160).astype(np.int16)
+        agent: Any = rng.integers(-20000, 20000, 160).astype(np.int16)
+        if i % 37 == 5:
+            agent = None
+        elif i % 41 == 7:
+            agent = agent[:80]
+        elif i % 43 == 9:
+            agent = agent.astype(np.float64) * 1.7  # clipped and rounded as the encoder does
+        elif i % 47 == 11:
+            agent = np.repeat(agent, 2)[::2]  # strided
+        frames.append((caller, agent))
+    relayed = {60, 61, 200}  # octets, as the relay taps them
+    linear = SpoolWriter(tmp_path, "linear", law, flush_seconds=0.5)
+    octets = SpoolWriter(tmp_path, "octets", law, flush_seconds=0.5)
+    for i, (caller, agent) in enumerate(frames):
+        now = i * 0.02
+        if i == 120:
+            for w in (linear, octets):
+                w.pause(now)
+        if i == 150:
+            for w in (linear, octets):
+                w.resume(now)
+        encoded = (law.encode(caller), None if agent is None else law.encode(agent))
+        octets.write(*encoded, now)
+        if i in relayed:
+            linear.write(*encoded, now)
+        else:
+            linear.write_pcm(caller, agent, now)
+    first = law.encode(frames[0][0])
+    # The writer copies what it is given: a caller reusing its arrays changes nothing written.
+    for caller, _ in frames:
+        caller[:] = 0
+    linear.close()
+    octets.close()
+    assert linear.chunks == octets.chunks > 4
+    assert (tmp_path / "linear" / RECORDS).read_bytes() == (tmp_path / "octets" / RECORDS).read_bytes()
+    got = read_spool(tmp_path / "linear")
+    assert got.complete and got.pauses == [(120 * 160, 150 * 160)]
+    assert got.frames[0:320:2] == first
