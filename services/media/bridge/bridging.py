@@ -139,7 +139,7 @@ class Bridge:
             self._agent_frame = payload
             return
         agent, self._agent_frame = self._agent_frame, None
-        if agent is not None and type(agent) is not bytes:  # a monitor's last decoded frame
+        if agent is not None and type(agent) is not bytes:  # the agent's last frame came decoded
             agent = self.law.encode(agent)
         self.recorder.write(payload, agent, time.monotonic())
 
@@ -215,8 +215,9 @@ class Bridge:
             self._agent_frame = samples
             return
         agent, self._agent_frame = self._agent_frame, None
-        if type(agent) is bytes:  # the relay's last payload, before a monitor took the audio over
-            agent = self.law.decode(agent)
+        if type(agent) is bytes:  # the agent's payload (same-law legs, a relay before a monitor): as octets
+            self.recorder.write(self.law.encode(samples), agent, time.monotonic())
+            return
         self.recorder.write_pcm(samples, agent, time.monotonic())
 
     def stop_recording(self) -> SpoolWriter | None:
