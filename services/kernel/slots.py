@@ -4,7 +4,9 @@ token's one call, an agent's WebRTC legs (docs/security.md, "Limits").
 One JetStream KV entry per limited thing (bucket `sb_slots`) holds each process's count and when it last
 wrote it: `{"<holder>": [count, wall_ts]}`. Taking a slot reads the entry, adds up the counts of the other
 holders whose lease is fresh, adds this process's own and writes its count + 1 with compare-and-set on the
-entry's revision; a concurrent writer makes the write fail and the check runs again on what it wrote. A
+entry's revision; a concurrent writer makes the write fail and the check runs again on what it wrote.
+The entry a process wrote last stands in for the read before its next write to that key (the
+compare-and-set fails if anyone wrote since, and the entry is read then). A
 holder's count is a lease: every process rewrites its non-zero counts every `lease / 3` seconds, and a
 count older than `lease` (its process died or hangs) no longer counts. So a killed worker's calls stop
 counting after at most `lease` seconds, never before.
@@ -47,6 +49,7 @@ log = get_logger()
 BUCKET = "sb_slots"
 LEASE_S = 15.0
 _ATTEMPTS = 20
+KNOWN_KEYS = 4096  # keys whose last written entry is remembered (Slots._known)
 
 Entry = dict[str, tuple[int, float]]  # holder -> (count, wall time of its last write)
 
@@ -95,6 +98,11 @@ class Slots:
         self._locks: dict[str, asyncio.Lock] = {}
         self._queued: dict[str, list[tuple[int, asyncio.Future[bool]]]] = {}
         self._dirty: set[str] = set()
+        # Per key, the entry and revision of this process's last write: the next compare-and-set is tried
+        # on it without reading the KV first (a key only this process writes, like an agent's legs, then
+        # costs one round trip per take or release instead of two); a write that fails on the revision
+        # means someone else wrote, and the entry is read again.
+        self._known: dict[str, tuple[Entry, int]] = {}
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -163,7 +171,8 @@ class Slots:
         batch = [(limit, taker) for limit, taker in batch if not taker.done()]
         try:
             for _ in range(_ATTEMPTS):
-                entry, revision = await self._read(key)
+                known = self._known.pop(key, None)
+                entry, revision = known or await self._read(key)
                 now = time.time()
                 mine = self.count(key)
                 answers: list[bool] = []
@@ -189,7 +198,8 @@ class Slots:
                         elif answer:
                             self.release(key)  # its caller was cancelled while the write was out
                     return
-                await asyncio.sleep(random.uniform(0.001, 0.01))  # another process wrote first
+                if known is None:  # another process wrote first (on what this one knew: read it now)
+                    await asyncio.sleep(random.uniform(0.001, 0.01))
             log.warning("slot_contended", key=key)
         except Exception as exc:
             for _limit, taker in batch:
@@ -227,15 +237,18 @@ class Slots:
         data = msgspec.json.encode(entry)
         try:
             if revision:
-                await asyncio.wait_for(self._kv.update(key, data, last=revision), 2.0)
+                written = await asyncio.wait_for(self._kv.update(key, data, last=revision), 2.0)
             else:
-                await asyncio.wait_for(self._kv.create(key, data), 2.0)
+                written = await asyncio.wait_for(self._kv.create(key, data), 2.0)
         except KeyWrongLastSequenceError:
             return False
         except Exception as exc:  # nats' own errors for a create that lost the race, and timeouts
             if "wrong last sequence" in str(exc).lower() or "key exists" in str(exc).lower():
                 return False
             raise
+        self._known[key] = (entry, int(written))
+        if len(self._known) > KNOWN_KEYS:
+            del self._known[next(iter(self._known))]  # the longest unwritten
         return True
 
     async def _set_mine(self, key: str) -> None:
@@ -243,7 +256,8 @@ class Slots:
         to top a claim up, or to renew the lease)."""
         async with self._locks.setdefault(key, asyncio.Lock()):
             for _ in range(_ATTEMPTS):
-                entry, revision = await self._read(key)
+                known = self._known.pop(key, None)
+                entry, revision = known or await self._read(key)
                 now = time.time()
                 entry = {h: v for h, v in entry.items() if h != self.holder and now - v[1] < self.lease}
                 others = sum(n for n, _ts in entry.values())
@@ -261,7 +275,8 @@ class Slots:
                     else:
                         self.claimed.pop(key, None)
                     return
-                await asyncio.sleep(random.uniform(0.001, 0.01))
+                if known is None:
+                    await asyncio.sleep(random.uniform(0.001, 0.01))
 
     async def _writer(self) -> None:
         """Releases as they come, and every held count renewed every lease / 3."""

@@ -13,13 +13,55 @@ from services.kernel.slots import Entry, Slots, slot_key
 
 
 class CountedSlots(Slots):
-    """Slots that count their compare-and-set writes to the KV."""
+    """Slots that count their reads of and compare-and-set writes to the KV."""
 
     writes = 0
+    reads = 0
 
     async def _write(self, key: str, entry: Entry, revision: int) -> bool:
         self.writes += 1
         return await super()._write(key, entry, revision)
+
+    async def _read(self, key: str) -> tuple[Entry, int]:
+        self.reads += 1
+        return await super()._read(key)
+
+
+async def _released(slots: Slots, key: str) -> None:
+    for _ in range(100):
+        if key not in slots.claimed:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the release never reached the KV")
+
+
+async def test_a_key_written_by_this_process_alone_is_not_read_before_each_write(infra: Any) -> None:
+    """An agent's legs (a limit of a few, so no claim): each take and each release is one compare-and-set
+    on the entry this process wrote last, not a read and a write; once another process writes the key, the
+    next write fails on the revision, the entry is read again, and the limit still holds for both."""
+    buses = [await connect(infra.nats_url, name=f"slots-known-{i}") for i in range(2)]
+    first, second = CountedSlots(), CountedSlots()
+    await first.attach(buses[0].js)
+    await second.attach(buses[1].js)
+    key = slot_key("webrtc-legs", uuid.uuid4(), "agent")
+    try:
+        for _ in range(5):
+            assert await first.acquire(key, 2)
+            first.release(key)
+            await _released(first, key)
+        assert first.reads == 1 and first.writes == 10
+        assert await first.acquire(key, 2)
+        assert await second.acquire(key, 2)  # written behind the first's back
+        assert not await first.acquire(key, 2)  # its known entry is stale: read again, and refused
+        assert first.reads == 2 and first.count(key) == 1 and second.count(key) == 1
+        second.release(key)
+        await _released(second, key)
+        assert await first.acquire(key, 2) and first.count(key) == 2
+    finally:
+        for slots in (first, second):
+            await slots.stop()
+        for bus in buses:
+            await bus.close()
 
 
 async def test_a_burst_of_takers_shares_kv_writes_and_stops_at_the_limit(infra: Any) -> None:
