@@ -307,6 +307,7 @@ class SipEdge:
     async def open_rtp(self, leg: Leg, port: int | None = None) -> RtpSession | None:
         """RTP/RTCP sockets on `port` (already taken from the pool) or the next free pair; a pair that
         another process holds is skipped."""
+        error: OSError | None = None
         for _ in range(50):
             if port is None:
                 port = self.ports.acquire()
@@ -325,9 +326,15 @@ class SipEdge:
             try:
                 await session.open()
                 return session
-            except OSError:
+            except OSError as exc:
+                error = exc
                 self.ports.release(port)
                 port = None
+        # The call gets a 503; say why, since "every pair taken" (another program in our range) and a
+        # failing socket call look the same to the caller.
+        log.warning(
+            "rtp_open_failed", call_id=leg.call.call_id, error=str(error) if error else "no free port"
+        )
         return None
 
     def release_rtp(self, rtp: RtpSession) -> None:
