@@ -220,6 +220,14 @@ async def listen_window(
     return {name: _since(ear, marks[name]) for name, ear in ears.items()}
 
 
+def sounding(samples: np.ndarray, frame: int = RATE // 50) -> np.ndarray:
+    """The window's 20 ms frames that carry sound (an ear's window is whole packets of 20 ms): media sends
+    silence in place of a party's audio that came too late, and that is not something new heard."""
+    frames = [samples[i : i + frame] for i in range(0, len(samples) - frame + 1, frame)]
+    kept = [f for f in frames if np.any(f)]
+    return np.concatenate(kept) if kept else np.zeros(0)
+
+
 TONES = {"caller": CALLER_HZ, "agent": AGENT_HZ, "supervisor": SUPERVISOR_HZ}
 
 
@@ -511,10 +519,15 @@ async def test_the_supervisors_desk_phone_as_the_monitoring_endpoint(
             assert tone_power(heard["agent"], CALLER_HZ) > HEARD
             assert tone_power(heard["agent"], AGENT_HZ) < NOT_HEARD  # the phone's echo reaches nobody
             assert tone_power(heard["caller"], CALLER_HZ) < NOT_HEARD
-            # Policy agent: the desk is told, the caller hears nothing new (only the agent's tone).
+            # Policy agent: the desk is told, the caller hears nothing new: what it hears is the agent's tone
+            # alone. Not counting the silence media plays while the agent's audio is late: the agent is this
+            # test's process, and starved of CPU it sends late (at load 11, 9 silent frames of 61 took the
+            # whole window's share to 0.84, 0.99 without them; 0.78 was seen at load 19). An announcement is
+            # sound, so it still counts.
             [notice] = await monitor_notices(agent_ear, wait_for=1)
             assert (notice.contact_id, notice.mode, notice.previous) == (contact_id, "listen", "none")
-            assert tone_power(heard["caller"], AGENT_HZ) > 0.8
+            assert tone_power(heard["caller"], AGENT_HZ) > HEARD
+            assert tone_power(sounding(heard["caller"]), AGENT_HZ) > 0.8
             key = await supervisor_key(stack.api, tenant.key)
             cli = await switchboard_cli(
                 stack.api, key, "contacts", "monitor", contact_id, "--mode", "whisper", "--leg", leg_id
