@@ -203,7 +203,7 @@ class Bridge:
             else:
                 queue.append(payload)
             if self.recorder is not None:
-                self._tap_payload(caller, law.transcode_to(self.law, payload))
+                self._tap_payload(caller, payload if law is self.law else law.transcode_to(self.law, payload))
 
         return forward
 

@@ -64,8 +64,6 @@ _HEADER = struct.Struct("!4sBBHQII")
 RATE = 8000
 CHANNELS = ("caller", "agent")
 Samples = npt.NDArray[np.int16]
-_INT16 = np.dtype(np.int16)
-_LINEAR_SILENCE = b"\0\0"  # one 16-bit sample of 0, which both laws encode as their silence
 # How long a written chunk may wait for the disk thread's next sync: the chunks of every call written in
 # this time share one sync.
 SYNC_EVERY_S = 0.25
@@ -212,8 +210,8 @@ class SpoolWriter:
         # Frames that came as linear samples (`write_pcm`: a bridge whose legs hand it decoded audio), kept
         # as 16-bit samples and encoded once per chunk (`_settle`): one table lookup over a chunk costs less
         # than a hundredth of one per frame, and G.711 is sample by sample, so the octets are the same.
-        self._caller_pcm = bytearray()
-        self._agent_pcm = bytearray()
+        self._caller_pcm: list[Samples] = []
+        self._agent_pcm: list[Samples] = []
         self._buffer_samples = 0
         self._last_flush: float | None = None
         manifest = {
@@ -251,55 +249,48 @@ class SpoolWriter:
             # this runs for every recorded call 50 times a second on the media worker's loop.
             self._caller += caller
             self._agent += agent
-            self._gathered(len(caller), now)
+            samples = len(caller)
+            self._buffer_samples += samples
+            self.position += samples
+            if self._last_flush is None:
+                self._last_flush = now
+            elif now - self._last_flush >= self.flush_seconds:
+                self.flush(now)
             return
-        self._write_padded(
-            self._caller, self._agent, caller or b"", agent or b"", bytes((self.law.silence,)), now
-        )
-
-    def write_pcm(self, caller: Samples | None, agent: Samples | None, now: float) -> None:
-        """`write` for 16-bit linear frames (either side None: silence), encoded in the call's law when the
-        chunk is flushed. The frames are copied at once: the caller may reuse its arrays."""
-        if (
-            caller is not None
-            and agent is not None
-            and caller.dtype is _INT16
-            and agent.dtype is _INT16
-            and caller.nbytes == agent.nbytes
-            and caller.flags.c_contiguous
-            and agent.flags.c_contiguous
-            and not self.paused
-        ):
-            # Nearly every frame of a bridged WebRTC call: two appends of 320 octets, nothing encoded here.
-            self._caller_pcm += caller.data
-            self._agent_pcm += agent.data
-            samples = caller.nbytes >> 1
-            self._gathered(samples, now)
-            return
-        left, right = (b"" if x is None else as_int16(x).tobytes() for x in (caller, agent))
-        self._write_padded(self._caller_pcm, self._agent_pcm, left, right, _LINEAR_SILENCE, now)
-
-    def _write_padded(
-        self,
-        to_caller: bytearray,
-        to_agent: bytearray,
-        caller: bytes,
-        agent: bytes,
-        silence: bytes,
-        now: float,
-    ) -> None:
-        """The uncommon frame (one side missing or shorter, or paused): the shorter side padded with
-        `silence` (one sample's bytes) to the longer."""
-        width = len(silence)
-        samples = max(len(caller), len(agent)) // width
+        samples = max(len(caller or b""), len(agent or b""))
         if samples == 0:
             return
         if self.paused:
             self.position += samples  # the clock runs on; the audio is never kept
             return
-        for channel, data in ((to_caller, caller), (to_agent, agent)):
-            channel += data
-            channel += silence * (samples - len(data) // width)
+        silence = bytes((self.law.silence,))
+        for channel, octets in ((self._caller, caller or b""), (self._agent, agent or b"")):
+            channel += octets
+            channel += silence * (samples - len(octets))
+        self._gathered(samples, now)
+
+    def write_pcm(self, caller: Samples, agent: Samples | None, now: float) -> None:
+        """`write` for linear frames (agent None: silence), encoded in the call's law when the chunk is
+        flushed. The arrays are kept until then, not copied: whoever hands them over must not change them
+        afterwards (as the bridge's queues require already; every leg makes a new array per frame)."""
+        if agent is not None and caller.size == agent.size and not self.paused:
+            # Nearly every frame of a bridged WebRTC call: two list appends. Encoding each frame here, or
+            # even copying it, cost the media worker several times more than this (docs/media.md, issue 21).
+            self._caller_pcm.append(caller)
+            self._agent_pcm.append(agent)
+            self._gathered(caller.size, now)
+            return
+        samples = max(caller.size, 0 if agent is None else agent.size)
+        if samples == 0:
+            return
+        if self.paused:
+            self.position += samples  # the clock runs on; the audio is never kept
+            return
+        for channel, frame in ((self._caller_pcm, caller), (self._agent_pcm, agent)):
+            padded = np.zeros(samples, dtype=np.int16)  # 0: what both laws encode as their silence
+            if frame is not None:
+                padded[: frame.size] = as_int16(frame).ravel()
+            channel.append(padded)
         self._gathered(samples, now)
 
     def _gathered(self, samples: int, now: float) -> None:
@@ -313,7 +304,9 @@ class SpoolWriter:
     def _settle(self) -> None:
         """The gathered samples, encoded, onto the end of the gathered octets."""
         for channel, pcm in ((self._caller, self._caller_pcm), (self._agent, self._agent_pcm)):
-            channel += self.law.encode(np.frombuffer(pcm, dtype=np.int16))
+            # One array of every frame (int16, or a wider type where a frame was: the same values), then
+            # one table lookup, sample by sample as encoding each frame would have been.
+            channel += self.law.encode(np.concatenate([frame.ravel() for frame in pcm]))
             pcm.clear()
 
     def pause(self, now: float) -> None:
