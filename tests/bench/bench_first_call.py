@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from services.runtime.embedded import die_with_parent  # noqa: E402
-from tests.bench.first_call_diag import LAG_PROBE, Timeline, failures_by_step  # noqa: E402
+from tests.bench.first_call_diag import LAG_PROBE, Timeline, failures_by_step, probe_loop  # noqa: E402
 
 CALLER_HZ = 600.0
 AUDIO_RMS = 1000.0  # the caller's tone decodes at ~5,600 RMS; silence and comfort noise stay far below
@@ -240,6 +240,7 @@ async def callers_main(args: argparse.Namespace) -> None:
     tones = Tones(ulaw_encode((8000 * np.sin(2 * np.pi * CALLER_HZ * t)).astype(np.int16)))
     out = open(args.out, "a", buffering=1)  # noqa: ASYNC230  (a load generator's own log: small, line-buffered writes)
     tasks: list[asyncio.Task[None]] = []
+    probe = asyncio.create_task(probe_loop(args.lag_file, "callers")) if args.lag_file else None
     # The calls' CPU, not the interpreter's start and imports (a few hundred ms, once per process).
     ready_cpu = time.process_time()
 
@@ -260,12 +261,15 @@ async def callers_main(args: argparse.Namespace) -> None:
         await asyncio.gather(*tasks)
     out.write(json.dumps({"cpu_s": time.process_time() - ready_cpu}) + "\n")
     out.close()
+    if probe is not None:
+        probe.cancel()
 
 
 # ---------------------------------------------------------------------------------------------------------
 # agents (their own process): switchboard.AgentSession with audio, accepting once the leg is connected
 
 FIRST_AUDIO: dict[str, float] = {}
+LOUDEST: dict[str, float] = {}  # own-path legs: the loudest frame each leg played (a failure's diagnosis)
 
 
 def _patch_leg_reader() -> None:
@@ -325,7 +329,9 @@ def _use_own_path_legs() -> None:
             if self.heard or not len(samples):
                 return  # once per leg: the agent takes its time out of FIRST_AUDIO
             x = samples.astype(np.float32)
-            if float(np.sqrt(np.mean(x * x))) > AUDIO_RMS:
+            rms = float(np.sqrt(np.mean(x * x)))
+            LOUDEST[self.contact_id] = max(LOUDEST.get(self.contact_id, 0.0), rms)
+            if rms > AUDIO_RMS:
                 FIRST_AUDIO[self.contact_id] = time.time()
                 self.heard = True
 
@@ -454,8 +460,12 @@ async def agents_main(args: argparse.Namespace) -> None:
                         break
                     await asyncio.sleep(0.01)
                 rec["t_first_audio"] = FIRST_AUDIO.pop(cid, None)
+                rec["loudest_rms"] = LOUDEST.pop(cid, None)
                 if rec["t_first_audio"] is None:
-                    raise RuntimeError("no caller audio at the agent")
+                    own = getattr(leg, "leg", None)  # --agent-leg own: what the leg did receive
+                    frames = getattr(own, "received_frames", None)
+                    heard = f" ({frames} frames played, loudest RMS {LOUDEST.get(cid, 0):.0f})" if own else ""
+                    raise RuntimeError(f"no caller audio at the agent{heard}")
                 stage = "hangup"
                 rec["t_hangup"] = time.time()
                 await session.hangup(cid)
@@ -476,6 +486,9 @@ async def agents_main(args: argparse.Namespace) -> None:
 
     sessions: list[tuple[TimedSession, str]] = []
     sem = asyncio.Semaphore(20)
+    if args.lag_file:
+        probe = asyncio.create_task(probe_loop(args.lag_file, Path(args.out).stem))
+        probe.add_done_callback(lambda t: t.cancelled() or t.exception())
 
     async def start(agent_id: str) -> None:
         async with sem:
@@ -770,6 +783,7 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=0.2)
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lag-file", default="", help="(roles) write the loop probe's lines here")
     args = parser.parse_args()
     if args.role == "callers":
         asyncio.run(callers_main(args))
@@ -914,6 +928,7 @@ def orchestrate(args: argparse.Namespace) -> None:
                         str(args.jitter_prefetch),
                         "--agent-leg",
                         args.agent_leg,
+                        *(["--lag-file", str(data_dir / f"lag-agents-{p}.jsonl")] if args.timeline else []),
                     ],
                     cwd=ROOT,
                     preexec_fn=die_with_parent(),
@@ -1143,7 +1158,19 @@ async def phases(
             out,
             sip_port,
             tenant.number,
-            ["--calls", str(n), "--rate", str(rate), "--seed", str(10 + i + 100 * run), "--timeout", "30"],
+            [
+                *(
+                    "--calls",
+                    str(n),
+                    "--rate",
+                    str(rate),
+                    "--seed",
+                    str(10 + i + 100 * run),
+                    "--timeout",
+                    "30",
+                ),
+                *(["--lag-file", str(data_dir / "lag-callers.jsonl")] if args.timeline else []),
+            ],
         )
         await _wait_proc(proc, step_s + 90)
         wall = time.monotonic() - t0

@@ -33,7 +33,8 @@ def failure_step(caller: dict[str, Any], agent: dict[str, Any] | None) -> str | 
         stage, _, rest = reason.partition(": ")
         # "accept: AgentCommandError: accept refused: contacts_timeout: the contacts ..." -> the code only
         code = re.search(r"refused: ([a-z_]+)", rest)
-        return f"agent {stage}: {code.group(1) if code else rest[:80]}"
+        # the counts in parentheses ("(12 frames played, ...)") stay in the agent's record, not in the key
+        return f"agent {stage}: {code.group(1) if code else re.sub(r' [(].*[)]$', '', rest)[:80]}"
     if not caller.get("ok"):
         return f"caller after the agent's wrap-up: {error}"
     return None
@@ -51,16 +52,13 @@ def failures_by_step(
     return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
-# A service's main run with a probe on its event loop: every 20 ms a sleep, and how late it woke; once a
-# second one line with the window's worst and mean lateness and the process's CPU seconds in it. Started
-# on the first loop that runs (asyncio.run's), before the service's own code; services/ is not changed.
-LAG_PROBE = """
-import asyncio, json, runpy, time
-PATH, SERVICE = %r, %r
-
-async def _probe(loop):
-    out = open(PATH, "a", buffering=1)
-    lags, cpu0, wall0 = [], time.process_time(), loop.time()
+async def probe_loop(path: str, name: str) -> None:
+    """Every 20 ms a sleep, and how late it woke; once a second one line with the window's worst and mean
+    lateness and the process's CPU (cores) over it."""
+    loop = asyncio.get_running_loop()
+    out = open(path, "a", buffering=1)  # noqa: ASYNC230  (a diagnostic's own log: one short line a second)
+    lags: list[float] = []
+    cpu0, wall0 = time.process_time(), loop.time()
     while True:
         at = loop.time() + 0.02
         await asyncio.sleep(0.02)
@@ -68,16 +66,29 @@ async def _probe(loop):
         lags.append(now - at)
         if now - wall0 >= 1.0:
             cpu = time.process_time()
-            out.write(json.dumps({"t": time.time(), "service": SERVICE, "lag_max": max(lags),
-                                  "lag_mean": sum(lags) / len(lags), "cores": (cpu - cpu0) / (now - wall0)}) + "\\n")
+            row = {
+                "t": time.time(),
+                "service": name,
+                "lag_max": max(lags),
+                "lag_mean": sum(lags) / len(lags),
+                "cores": (cpu - cpu0) / (now - wall0),
+            }
+            out.write(json.dumps(row) + "\n")
             lags, cpu0, wall0 = [], cpu, now
 
+
+# A service's main run with probe_loop on its event loop, started on the first loop that runs
+# (asyncio.run's), before the service's own code; services/ is not changed.
+LAG_PROBE = """
+import asyncio, runpy
+from tests.bench.first_call_diag import probe_loop
+PATH, SERVICE = %r, %r
 _run_forever = asyncio.BaseEventLoop.run_forever
 _started = []
 
 def run_forever(self):
     if not _started:
-        _started.append(self.create_task(_probe(self)))
+        _started.append(self.create_task(probe_loop(PATH, SERVICE)))
     return _run_forever(self)
 
 asyncio.BaseEventLoop.run_forever = run_forever
