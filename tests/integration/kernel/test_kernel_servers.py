@@ -9,10 +9,11 @@ from pathlib import Path
 import asyncpg
 import msgspec
 import pytest
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
+from nats.js.errors import APIError, NoStreamResponseError
 
 from services.kernel import db
-from services.kernel.bus import BusError, CommandTimeout, connect
+from services.kernel.bus import BusError, CommandTimeout, connect, store
 from services.kernel.events import SeatsChanged
 from services.kernel.ids import new_id
 from services.kernel.messages import Command, Reply, decode
@@ -108,6 +109,27 @@ async def test_migrate_is_idempotent_and_refuses_edited_history(infra, tmp_path:
         assert await conn.fetchval("SELECT max(version) FROM schema_migrations") == 2
     finally:
         await conn.close()
+
+
+async def test_store_returns_the_sequence_and_raises_what_jetstream_refuses(infra) -> None:
+    """Bus.publish's own JetStream publish (services/kernel/bus.py `store`): the stream's sequence back, a
+    retried id stored once, and a refusal or a subject no stream takes raised as nats-py's errors."""
+    bus = await connect(infra.nats_url, name="test-store")
+    name = f"T_STORE_{uuid.uuid4().hex[:8]}"
+    subject = f"store-test.{name}"
+    try:
+        await bus.js.add_stream(StreamConfig(name=name, subjects=[f"{subject}.>"], max_msg_size=64))
+        first = await store(bus.nc, f"{subject}.a", b"one", msg_id="m1")
+        assert await store(bus.nc, f"{subject}.a", b"two") == first + 1
+        assert await store(bus.nc, f"{subject}.a", b"one", msg_id="m1") == first  # a retry: stored once
+        assert (await bus.js.stream_info(name)).state.messages == 2
+        with pytest.raises(APIError, match="message size exceeds maximum"):
+            await store(bus.nc, f"{subject}.a", b"x" * 100)
+        with pytest.raises(NoStreamResponseError):
+            await store(bus.nc, f"store-test-none.{name}", b"x")
+    finally:
+        await bus.js.delete_stream(name)
+        await bus.close()
 
 
 async def test_events_are_persisted_once_per_id(infra) -> None:
