@@ -13,6 +13,7 @@ __all__ = [
     "RtpExtension",
     "RtpPacket",
     "is_rtcp",
+    "plain_rtp",
     "seq_diff",
     "ts_diff",
 ]
@@ -81,6 +82,25 @@ class RtpPacket:
                 f"padding is {len(self.padding)} octets but its last octet says {self.padding[-1]}"
             )
 
+    @classmethod
+    def plain(
+        cls, payload_type: int, seq: int, timestamp: int, ssrc: int, payload: bytes, marker: bool = False
+    ) -> RtpPacket:
+        """A packet without padding, extension or CSRC whose fields the caller keeps in range (a leg's
+        own counters, masked): built without __post_init__'s checks (about 1.1 us of a parse's 1.4 us,
+        and as much per packet sent)."""
+        packet = _new(cls)
+        packet.payload_type = payload_type
+        packet.sequence_number = seq
+        packet.timestamp = timestamp
+        packet.ssrc = ssrc
+        packet.payload = payload
+        packet.marker = marker
+        packet.csrc = ()
+        packet.extension = None
+        packet.padding = b""
+        return packet
+
     @staticmethod
     def pad(count: int) -> bytes:
         """Padding of `count` octets (1..255): zeros, then the count (RFC 3550 5.1, P bit)."""
@@ -105,19 +125,10 @@ class RtpPacket:
         first, second, seq, timestamp, ssrc = _HEADER.unpack_from(data)
         if first == _PLAIN:
             # Every audio packet of ours and of the peers we meet: version 2, no padding, extension or
-            # CSRC. Built without __post_init__: every field came out of the header's fixed widths, so
-            # there is nothing to check (about 1.1 us of the 1.4 us a parse costs, on every packet).
-            packet = _new(cls)
-            packet.payload_type = second & 0x7F
-            packet.sequence_number = seq
-            packet.timestamp = timestamp
-            packet.ssrc = ssrc
-            packet.payload = bytes(data[RTP_HEADER_SIZE:])
-            packet.marker = second > 0x7F
-            packet.csrc = ()
-            packet.extension = None
-            packet.padding = b""
-            return packet
+            # CSRC. Every field came out of the header's fixed widths: nothing to check.
+            return cls.plain(
+                second & 0x7F, seq, timestamp, ssrc, bytes(data[RTP_HEADER_SIZE:]), second > 0x7F
+            )
         version = first >> 6
         if version != RTP_VERSION:
             raise RtpError(f"RTP version is {version}, expected 2")
@@ -164,9 +175,8 @@ class RtpPacket:
 
     def __bytes__(self) -> bytes:
         if not self.csrc and self.extension is None and not self.padding:
-            second = (0x80 if self.marker else 0) | self.payload_type
-            return (
-                _HEADER.pack(_PLAIN, second, self.sequence_number, self.timestamp, self.ssrc) + self.payload
+            return plain_rtp(
+                self.payload_type, self.sequence_number, self.timestamp, self.ssrc, self.payload, self.marker
             )
         first = (RTP_VERSION << 6) | len(self.csrc)
         if self.padding:
@@ -183,6 +193,14 @@ class RtpPacket:
         parts.append(self.payload)
         parts.append(self.padding)
         return b"".join(parts)
+
+
+def plain_rtp(
+    payload_type: int, seq: int, timestamp: int, ssrc: int, payload: bytes, marker: bool = False
+) -> bytes:
+    """The wire form of a packet without padding, extension or CSRC, with no RtpPacket built (the send
+    path's every packet); the fields must be in range, as a leg's own masked counters are."""
+    return _HEADER.pack(_PLAIN, (0x80 if marker else 0) | payload_type, seq, timestamp, ssrc) + payload
 
 
 def is_rtcp(data: bytes) -> bool:

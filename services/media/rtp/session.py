@@ -382,7 +382,8 @@ class RtpSession:
             if self._digits_out and self._digits_out[0].at <= now + 0.001:
                 d = self._digits_out.pop(0)
                 self._send(
-                    RtpPacket(self.te_pt or 101, self.seq, d.timestamp, self.ssrc, d.payload, d.marker), now
+                    RtpPacket.plain(self.te_pt or 101, self.seq, d.timestamp, self.ssrc, d.payload, d.marker),
+                    now,
                 )
                 if not self._digits_out:
                     self.ts = (self.ts + FRAME) & 0xFFFFFFFF
@@ -393,7 +394,7 @@ class RtpSession:
                     payload = samples_out  # the other leg's payload, in our law (bridging.Bridge)
                 else:
                     payload = self.codec.encode(samples_out)
-                self._send(RtpPacket(self.payload_type, self.seq, self.ts, self.ssrc, payload), now)
+                self._send(RtpPacket.plain(self.payload_type, self.seq, self.ts, self.ssrc, payload), now)
             self.ts = (self.ts + FRAME) & 0xFFFFFFFF
         events += self.call.tick(now)
         self._check_inactivity(now)
@@ -433,14 +434,28 @@ class RtpSession:
     def _send_raw(self, packet: RtpPacket, now: float) -> None:
         if self._rtp is None or self.remote is None:
             return
-        self._rtp.sendto(bytes(packet), self.remote)
+        self._write(bytes(packet), self.remote)
         self.tx.on_sent(packet.timestamp, len(packet.payload), now)
 
     def _send(self, packet: RtpPacket, now: float) -> None:
         assert self._rtp is not None and self.remote is not None
-        self._rtp.sendto(bytes(packet), self.remote)
+        self._write(bytes(packet), self.remote)
         self.seq = (self.seq + 1) & 0xFFFF
         self.tx.on_sent(packet.timestamp, len(packet.payload), now)
+
+    def _write(self, data: bytes, remote: tuple[str, int]) -> None:
+        sock = self._rtp_sock
+        if sock is None:
+            assert self._rtp is not None
+            self._rtp.sendto(data, remote)
+            return
+        try:
+            # The socket itself, under the transport: asyncio's sendto wrapper costs a third of a send.
+            # A full send buffer drops the packet (a late audio packet is a lost one) where asyncio would
+            # queue it; an ICMP error from a peer that went away is nothing to act on (_Proto ignores it).
+            sock.sendto(data, remote)
+        except OSError:
+            pass
 
     def _report(self, now: float, *, bye: bool = False) -> bytes:
         return compound_report(

@@ -36,13 +36,14 @@ import pylibsrtp
 from services.media.rtp.concealment import Concealer
 from services.media.rtp.g711 import G711
 from services.media.rtp.jitter_buffer import FrameKind, JitterBuffer
-from services.media.rtp.packet import RtpError, RtpPacket, is_rtcp
+from services.media.rtp.packet import RtpError, RtpPacket, is_rtcp, plain_rtp
 from services.media.rtp.reports import LegQuality, compound_report, stream_quality, take_reports
 from services.media.rtp.rtcp import RtcpError, parse_compound
 from services.media.rtp.stats import ReceiverStats, SenderStats
 from services.media.rtp.telephone_event import TelephoneEventError, TelephoneEventReceiver, digit_packets
 from services.media.rtp.tick_reader import MAX_DATAGRAM, TickReader
 from services.media.webrtc.opus import OpusDecoder, OpusEncoder, OpusError, packet_samples
+from services.media.webrtc.srtp_direct import DirectSrtp
 
 __all__ = ["MediaCounters", "SrtpMedia", "SrtpMediaError"]
 
@@ -149,6 +150,9 @@ class SrtpMedia:
         self._events_out: list[_PendingEvent] = []
         self._next_rtcp = 0.0
         self._connection: Any = None
+        # The nominated pair `_write` sends on, and its UDP socket (None: send through its transport).
+        self._pair: Any = None
+        self._pair_sock: socket.socket | None = None
         self._original_received: Callable[[bytes, int], None] | None = None
         # aioice protocols whose datagram_received we replaced, with the one they had of their own
         self._shortcuts: list[tuple[Any, Callable[[bytes, tuple[Any, ...]], None] | None]] = []
@@ -168,8 +172,8 @@ class SrtpMedia:
         connection = link if link is not None else getattr(self.dtls.transport, "_connection", None)
         if connection is None or not hasattr(connection, "_nominated"):
             raise SrtpMediaError("aioice's connection changed: re-check webrtc/srtp_media.py")
-        self._rx_srtp: pylibsrtp.Session = rx
-        self._tx_srtp: pylibsrtp.Session = tx
+        self._rx_srtp = DirectSrtp(rx)
+        self._tx_srtp = DirectSrtp(tx)
         self._connection = connection
         self._original_received = connection.data_received
         connection.data_received = self._datagram
@@ -394,16 +398,11 @@ class SrtpMedia:
         self._outbox.clear()
         if self._events_out and self._events_out[0].at <= now + 0.001:
             event = self._events_out.pop(0)
-            self._send_rtp(
-                RtpPacket(
-                    self.te_pt or 101, self.seq, event.timestamp, self.ssrc, event.payload, event.marker
-                ),
-                now,
-            )
+            self._send_rtp(self.te_pt or 101, event.timestamp, event.payload, now, event.marker)
         else:
             payload = self._encode(out)
             if payload is not None:
-                self._send_rtp(RtpPacket(self.payload_type, self.seq, self.ts, self.ssrc, payload), now)
+                self._send_rtp(self.payload_type, self.ts, payload, now)
         self.ts = (self.ts + self.ts_step) & 0xFFFFFFFF
         if now >= self._next_rtcp:
             self._next_rtcp = now + RTCP_INTERVAL
@@ -463,11 +462,14 @@ class SrtpMedia:
 
     # --- send ---
 
-    def _send_rtp(self, packet: RtpPacket, now: float) -> None:
-        if self._write(self._tx_srtp.protect(bytes(packet))):
+    def _send_rtp(
+        self, payload_type: int, timestamp: int, payload: bytes, now: float, marker: bool = False
+    ) -> None:
+        packet = plain_rtp(payload_type, self.seq, timestamp, self.ssrc, payload, marker)
+        if self._write(self._tx_srtp.protect(packet)):
             self.counters.rtp_sent += 1
             self.seq = (self.seq + 1) & 0xFFFF
-            self.tx.on_sent(packet.timestamp, len(packet.payload), now)
+            self.tx.on_sent(timestamp, len(payload), now)
 
     def _send_rtcp(self, now: float) -> None:
         report = compound_report(
@@ -490,5 +492,19 @@ class SrtpMedia:
         closing = getattr(transport, "is_closing", None)
         if transport is None or (closing is not None and closing()):
             return False
-        transport.sendto(data, pair.remote_addr)  # a UDP socket, or aioice's TURN transport (also sync)
+        if pair is not self._pair:  # the first packet, or a new pair (ICE restart, renomination)
+            self._pair = pair
+            sock = getattr(transport, "_sock", None)  # asyncio's selector transports keep theirs here
+            self._pair_sock = (
+                sock if isinstance(sock, socket.socket) and sock.type == socket.SOCK_DGRAM else None
+            )
+        if self._pair_sock is None:
+            transport.sendto(data, pair.remote_addr)  # aioice's TURN transport (also sync)
+            return True
+        try:
+            # The socket itself: asyncio's sendto wrapper is a third of a send's CPU. A full send buffer
+            # drops the packet (real-time audio: a late packet is a lost one) where asyncio would queue it.
+            self._pair_sock.sendto(data, pair.remote_addr)
+        except OSError:
+            return False
         return True
