@@ -334,6 +334,12 @@ class JitterBuffer:
             # The slot is not due: the target grew (or the sender's clock runs slow). Pause one frame.
             self.stats.stretched += 1
             return None
+        if age > deadline + self.max_delay and self._buffer:
+            # Overdue by more than the buffer's ceiling: our own pops were held up (the worker's loop
+            # stalled on a starved machine) while packets kept coming. Played one per pop, that backlog
+            # would keep the listener up to `horizon` behind for seconds (the shrink below skips one slot
+            # in `adapt_every`); the listener has missed it anyway, so skip to the slot now due.
+            age = self._catch_up(now, deadline)
         if self._shrink_due(age, deadline):
             entry = self._discard(self._next)
             self._advance(entry.samples if entry is not None else self.frame_samples)
@@ -374,6 +380,16 @@ class JitterBuffer:
             self._remember(entry.seq)
         self.stats.dropped += 1
         return entry
+
+    def _catch_up(self, now: float, deadline: float) -> float:
+        """Skip (count as dropped) every slot due more than a frame ago while newer ones wait; the age of
+        the slot to play now."""
+        newest = max(self._buffer)
+        while self._next < newest and now - self._next / self.clock_rate > deadline + self._frame_seconds:
+            entry = self._discard(self._next)
+            self._advance(entry.samples if entry is not None else self.frame_samples)
+        self._ages_low, self._ages_count = float("inf"), 0
+        return now - self._next / self.clock_rate
 
     def _shrink_due(self, age: float, deadline: float) -> bool:
         """Every `adapt_every` pops: whether every slot played in them was due more than a frame before

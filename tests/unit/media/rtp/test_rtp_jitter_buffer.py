@@ -322,3 +322,27 @@ def test_stalls_of_our_own_process_are_no_jitter_to_wait_for() -> None:
             pops.append((now, buffer.pop(now)))
     assert concealed(pops, 1500) == [] and buffer.stats.late == 0
     assert buffer.target_delay == pytest.approx(buffer.min_delay)
+
+
+@pytest.mark.parametrize("stall", [0.3, 1.0])
+def test_after_a_long_stall_of_our_own_loop_playout_skips_to_current_audio(stall: float) -> None:
+    # The worker's loop is held up `stall` s (a starved machine): no tick runs and nothing is read while
+    # packets keep arriving; when it resumes they are read with the kernel's arrival times. Played one
+    # per tick, that backlog kept every frame `stall` late for seconds (one slot skipped per 10 pops): the
+    # listener hears current audio again within two ticks, and the skipped slots count as dropped.
+    buffer = JitterBuffer(max_delay=0.2)
+    pops: list[tuple[float, Frame | None]] = []
+    sent, start = 0, 2.0
+    for k in range(300):
+        now = k * TICK + 0.0001
+        if start <= now < start + stall:
+            continue
+        while sent < 300 and sent * TICK + TRANSIT <= now:
+            buffer.push(sent, sent * FRAME, payload(sent), sent * TICK + TRANSIT)
+            sent += 1
+        pops.append((now, buffer.pop(now)))
+    resumed = [(now, f) for now, f in pops if now >= start + stall]
+    late = [now - index(f) * TICK for now, f in resumed if f is not None and f.kind is FrameKind.AUDIO]
+    assert max(late[2:]) < TRANSIT + 0.05, late[:5]
+    assert buffer.stats.dropped >= stall / TICK - 5
+    assert concealed(pops, 250) == []
