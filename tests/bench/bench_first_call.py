@@ -464,7 +464,19 @@ async def agents_main(args: argparse.Namespace) -> None:
                 if rec["t_first_audio"] is None:
                     own = getattr(leg, "leg", None)  # --agent-leg own: what the leg did receive
                     frames = getattr(own, "received_frames", None)
-                    heard = f" ({frames} frames played, loudest RMS {LOUDEST.get(cid, 0):.0f})" if own else ""
+                    jitter = getattr(getattr(own, "media", None), "jitter", None)
+                    st = jitter.stats if jitter is not None else None
+                    buffered = (
+                        f", jitter buffer: {st.accepted} in, {st.played} played, {st.missing} missing,"
+                        f" {st.late} late, {st.dropped} dropped, {st.restarts} restarts"
+                        if st is not None
+                        else ""
+                    )
+                    heard = (
+                        f" ({frames} frames played, loudest RMS {LOUDEST.get(cid, 0):.0f}{buffered})"
+                        if own
+                        else ""
+                    )
                     raise RuntimeError(f"no caller audio at the agent{heard}")
                 stage = "hangup"
                 rec["t_hangup"] = time.time()
