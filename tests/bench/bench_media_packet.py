@@ -208,6 +208,139 @@ def measure_calls(ticks: int) -> dict[str, float]:
     return figures
 
 
+async def _bridged_calls(count: int) -> list[tuple[Any, Any, Any, Any]]:
+    """`count` SIP PCMU <-> WebRTC PCMU calls as the worker bridges them: a real RtpSession, a real SrtpMedia
+    (pylibsrtp sessions keyed here instead of by DTLS; its nominated pair a UDP socket), the WebRtcSession
+    around it and the Bridge. Returns (SIP leg, WebRTC session, SrtpMedia, the browser's SRTP sender)."""
+    import types
+
+    import pylibsrtp
+
+    from services.media.bridge.bridging import Bridge
+    from services.media.rtp.g711 import G711
+    from services.media.rtp.session import MediaClock, RtpSession
+    from services.media.ua.call import Call
+    from services.media.webrtc.calls import WebRtcSession
+    from services.media.webrtc.srtp_media import SrtpMedia
+
+    loop = asyncio.get_running_loop()
+    key = os.urandom(30)
+    inbound, outbound = pylibsrtp.Policy.SSRC_ANY_INBOUND, pylibsrtp.Policy.SSRC_ANY_OUTBOUND
+
+    def srtp(kind: int) -> pylibsrtp.Session:
+        return pylibsrtp.Session(pylibsrtp.Policy(key=key, ssrc_type=kind))
+
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)  # nobody reads it: the kernel drops the excess
+    sink.bind(("127.0.0.1", 0))
+    clock = MediaClock()
+    calls = []
+    for i in range(count):
+        call = Call(call_id=uuid.uuid4(), tenant_id=uuid.uuid4(), created_at=0.0)
+        call.answered(0.0)
+        sip = RtpSession(call, host="127.0.0.1", port=0, emit=lambda events: None, clock=clock)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        sip._rtp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, sock=sock)
+        sip._rtp_sock = sock
+        sip.configure(
+            codec=G711.PCMU,
+            payload_type=0,
+            te_pt=101,
+            remote=sink.getsockname(),
+            sending=True,
+            receiving=True,
+        )
+        ice, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("127.0.0.1", 0))
+        pair = types.SimpleNamespace(
+            protocol=types.SimpleNamespace(transport=ice), remote_addr=sink.getsockname()
+        )
+        link = types.SimpleNamespace(_nominated={1: pair}, data_received=None, _protocols=[])
+        dtls = types.SimpleNamespace(state="connected", _rx_srtp=srtp(inbound), _tx_srtp=srtp(outbound))
+        holder: list[WebRtcSession] = []
+        media = SrtpMedia(
+            dtls=dtls,
+            ssrc=1000 + i,
+            codec="PCMU",
+            payload_type=0,
+            te_pt=101,
+            on_audio=lambda samples, h=holder: h[0].on_audio(samples),  # type: ignore[misc]
+            on_payload=lambda payload, h=holder: h[0].on_payload(payload),  # type: ignore[misc]
+            on_digit=lambda digit: None,
+        )
+        media.attach(types.SimpleNamespace(), types.SimpleNamespace(), link)
+        leg = types.SimpleNamespace(
+            play=media.play,
+            transmit=media.transmit,
+            send_audio=media.send,
+            rate=8000,
+            telephone_event_payload_type=101,
+            media=media,
+        )
+        agent = Call(call_id=uuid.uuid4(), tenant_id=call.tenant_id, created_at=0.0)
+        agent.answered(0.0)
+        session = WebRtcSession(uuid.uuid4(), call.tenant_id, "agent", agent, leg, lambda events: None)  # type: ignore[arg-type]
+        holder.append(session)
+        session.negotiated()
+        Bridge(sip, session, law=G711.PCMU).join()
+        calls.append((sip, session, media, srtp(outbound)))
+    return calls
+
+
+def measure_bridged_call(ticks: int, count: int = 20) -> dict[str, float]:
+    """A bridged SIP PCMU <-> WebRTC PCMU call's per-packet work in one process: each simulated 20 ms one RTP
+    packet into the SIP leg (`_on_rtp`) and one SRTP packet into the WebRTC leg (`SrtpMedia.receive`:
+    unprotect, parse, jitter buffer), then the clock's two passes over both legs (the bridge, G.711 or its
+    payload as it is, RTP, SRTP protect, `sendto`). No socket reads, no event loop, no NATS: the worker spends
+    more (docs/media.md, issue 21). In ms of CPU (thread time) per call-second, best of 10 chunks."""
+    import numpy as np
+
+    from services.media.rtp.g711 import G711
+    from services.media.rtp.packet import RtpPacket
+
+    loop = _SimLoop()
+    asyncio.set_event_loop(loop)
+    calls = loop.run_until_complete(_bridged_calls(count))
+    tone = G711.PCMU.encode((3000 * np.sin(np.arange(160) * 2 * np.pi * 440 / 8000)).astype(np.int16))
+    sip_wire = [bytes(RtpPacket(0, t & 0xFFFF, (t * 160) & 0xFFFFFFFF, 99, tone)) for t in range(ticks)]
+    srtp_wire = [
+        [
+            browser.protect(bytes(RtpPacket(0, t & 0xFFFF, (t * 160) & 0xFFFFFFFF, 77 + k, tone)))
+            for t in range(ticks)
+        ]
+        for k, (_, _, _, browser) in enumerate(calls)
+    ]
+    legs = [leg for sip, session, _, _ in calls for leg in (sip, session)]
+    peer = ("127.0.0.1", 40000)
+
+    def run(start: int, n: int) -> None:
+        for t in range(start, start + n):
+            loop.sim_now = now = 1.0 + t * 0.02
+            for k, (sip, _, media, _) in enumerate(calls):
+                sip._on_rtp(sip_wire[t], peer, now)
+                media.receive(srtp_wire[k][t], now)
+            for leg in legs:
+                leg.play(now)
+            for leg in legs:
+                leg.tick(now)
+
+    async def timed() -> float:
+        run(0, 100)  # the jitter buffers settle
+        chunk = (ticks - 100) // 10
+        best = float("inf")
+        for i in range(10):
+            started = time.thread_time()
+            run(100 + i * chunk, chunk)
+            best = min(best, time.thread_time() - started)
+        return best / (chunk * count) * 50 * 1000
+
+    figure = loop.run_until_complete(timed())
+    for sip, _, media, _ in calls:  # the real path: everything was heard and sent, nothing refused
+        assert media.counters.rtp_sent >= ticks // 2 and sip.tx.packet_count >= ticks // 2
+        assert media.counters.srtp_rejected == 0 and sip.payload_out is not None
+    return {"pcmu_bridged_call_ms_per_s": figure}
+
+
 def _child(pure: bool, n: int) -> tuple[str, dict[str, float]]:
     env = {k: v for k, v in os.environ.items() if k != "SB_MEDIA_PURE"}
     if pure:
@@ -234,7 +367,9 @@ def main() -> None:
         sys.path.insert(0, str(ROOT))
         from services.media import native
 
-        figures = measure(args.child) | measure_calls(args.child // 10)
+        figures = (
+            measure(args.child) | measure_calls(args.child // 10) | measure_bridged_call(args.child // 20)
+        )
         print(json.dumps({"status": native.status(), "figures": figures}))
         return
     rounds = 2 if args.quick else args.rounds
