@@ -940,11 +940,17 @@ def controller(args: argparse.Namespace) -> None:
         # cProfile's default wall clock charged `sendto` with the time the worker sat preempted after
         # waking the receiving process (325 us a call on a loaded machine; its CPU cost is about 5 us).
         profile = os.environ.get("BENCH_PROFILE")
+        # BENCH_LAYERS=path: the worker times its layers in CPU time (worker_layers below), one JSON line a
+        # second to `path`.
+        layers = os.environ.get("BENCH_LAYERS")
+        if profile:
+            command = [__file__, "--role", "worker-profile", profile]
+        elif layers:
+            command = [__file__, "--role", "worker-layers", layers]
+        else:
+            command = ["-m", "services.media"]
         worker = platform.spawn(
-            [
-                sys.executable,
-                *([__file__, "--role", "worker-profile", profile] if profile else ["-m", "services.media"]),
-            ],
+            [sys.executable, *command],
             cwd=ROOT,
             env=env,
             stdout=log,
@@ -1218,6 +1224,71 @@ def worker_profile(out: str) -> None:
         profiler.dump_stats(out)
 
 
+def worker_layers(out: str) -> None:
+    """The media worker with its main thread's CPU time (time.thread_time) summed per layer, written to
+    `out` once a second as cumulative JSON: the clock's ticks (`tick`) and within them the socket reads
+    (`drain`, with the datagrams read), the event loop's iterations (`run_once`, everything the loop runs)
+    and its epoll waits (`select`), and the process's CPU (`proc`, all threads). Deltas between lines give
+    CPU per datagram read, per tick and outside the tick; each wrapper costs about 1 us a call."""
+    import asyncio.base_events
+    import runpy
+    import selectors
+
+    from services.media.rtp import session, tick_reader
+
+    sums = {
+        "tick": 0.0,
+        "ticks": 0,
+        "drain": 0.0,
+        "datagrams": 0,
+        "run_once": 0.0,
+        "iterations": 0,
+        "select": 0.0,
+    }
+    clock = time.thread_time
+
+    def timed_tick(self: Any, inner: Any = session.MediaClock._tick) -> None:
+        started = clock()
+        inner(self)
+        sums["tick"] += clock() - started
+        sums["ticks"] += 1
+
+    def timed_drain(self: Any, now: float, inner: Any = tick_reader.TickReader.drain) -> int:
+        started = clock()
+        read: int = inner(self, now)
+        sums["drain"] += clock() - started
+        sums["datagrams"] += read
+        return read
+
+    def timed_once(self: Any, inner: Any = asyncio.base_events.BaseEventLoop._run_once) -> None:
+        started = clock()
+        inner(self)
+        sums["run_once"] += clock() - started
+        sums["iterations"] += 1
+
+    def timed_select(self: Any, timeout: Any = None, inner: Any = selectors.EpollSelector.select) -> Any:
+        started = clock()
+        ready = inner(self, timeout)
+        sums["select"] += clock() - started
+        return ready
+
+    session.MediaClock._tick = timed_tick  # type: ignore[method-assign]
+    tick_reader.TickReader.drain = timed_drain  # type: ignore[method-assign]
+    asyncio.base_events.BaseEventLoop._run_once = timed_once  # type: ignore[method-assign]
+    selectors.EpollSelector.select = timed_select  # type: ignore[method-assign]
+
+    def write() -> None:
+        with open(out, "a") as f:
+            while True:
+                time.sleep(1.0)
+                f.write(json.dumps({"t": time.monotonic(), "proc": time.process_time(), **sums}) + "\n")
+                f.flush()
+
+    threading.Thread(target=write, daemon=True).start()
+    sys.argv = ["services.media"]
+    runpy.run_module("services.media", run_name="__main__", alter_sys=True)
+
+
 def _native_status() -> str:
     # The worker's environment is this process's: it decides the same (services/media/native.py).
     from services.media import native
@@ -1231,7 +1302,9 @@ def main() -> None:
     parser.add_argument("--paths", help="comma-separated subset of passthrough,pcmu,opus")
     parser.add_argument("--steps", help="comma-separated call counts instead of the default steps")
     parser.add_argument(
-        "--role", default="controller", choices=["controller", "sip", "peer", "worker-profile"]
+        "--role",
+        default="controller",
+        choices=["controller", "sip", "peer", "worker-profile", "worker-layers"],
     )
     parser.add_argument("profile_out", nargs="?", help="worker-profile: where cProfile writes")
     parser.add_argument("--tenant")
@@ -1245,7 +1318,9 @@ def main() -> None:
     parser.add_argument("--record", action="store_true")
     parser.add_argument("--webrtc-path", default="own", choices=["own", "aiortc"])
     args = parser.parse_args()
-    if args.role == "worker-profile":
+    if args.role == "worker-layers":
+        worker_layers(args.profile_out)
+    elif args.role == "worker-profile":
         worker_profile(args.profile_out)
     elif args.role == "sip":
         asyncio.run(role_sip(args))
