@@ -528,6 +528,8 @@ class AgentSession:
                     call_id=call_id or None,
                     contact_id=None if call_id else contact_id,
                 )
+                if self._legs.get(contact_id) is not leg:
+                    return  # withdrawn while the answer was on its way (a slow set-up): the leg is closed
                 await leg.accept_answer(str(answer["leg_id"]), str(answer["sdp"]))
             if not self.auto_answer and not offer.outbound:
                 return

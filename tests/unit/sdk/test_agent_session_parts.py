@@ -20,7 +20,7 @@ from switchboard._agent_audio import (
     load_audio,
     record_path,
 )
-from switchboard.agent import is_loopback_host, websocket_url
+from switchboard.agent import AgentSession, is_loopback_host, websocket_url
 from switchboard.ice_hosts import set_host_addresses
 
 
@@ -184,5 +184,35 @@ async def test_leg_plays_and_records_against_an_aiortc_peer(tmp_path: Path) -> N
         assert await leg.close() is None  # once
     finally:
         await leg.close()
+        await caller.close()
+        set_host_addresses(None)
+
+
+async def test_an_offer_withdrawn_while_its_leg_waits_for_the_answer_ends_quietly() -> None:
+    """The leg's offer is answered after the offer was withdrawn (the caller hung up during a slow set-up: 7 s
+    at load 22): the leg is already closed, so the answer is dropped, not applied to a closed connection
+    (aiortc raised InvalidStateError in a task nobody awaited), and nothing is accepted."""
+    set_host_addresses(["127.0.0.1"])
+    session = AgentSession("http://127.0.0.1:9", "token", auto_answer=True)
+    caller = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    sent: list[str] = []
+
+    async def request(command: str, **fields: object) -> dict[str, object]:
+        sent.append(command)
+        assert command == "offer"
+        await caller.setRemoteDescription(RTCSessionDescription(str(fields["sdp"]), "offer"))
+        await caller.setLocalDescription(await caller.createAnswer())
+        # Meanwhile the offer was withdrawn: the session ends its leg (as on `contact_withdrawn`).
+        session._offers.pop("c-1", None)
+        await session._end_leg("c-1")
+        return {"leg_id": "leg-1", "sdp": caller.localDescription.sdp}
+
+    session.request = request  # type: ignore[method-assign]
+    offer = ae.ContactOffer(contact_id="c-1", offer_id="c-1#0", audio="webrtc")
+    session._offers["c-1"] = offer
+    try:
+        await asyncio.wait_for(session._ring(offer), 10)
+        assert sent == ["offer"] and session._legs == {}
+    finally:
         await caller.close()
         set_host_addresses(None)
