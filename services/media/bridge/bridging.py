@@ -215,7 +215,7 @@ class Bridge:
             self._agent_frame = samples
             return
         agent, self._agent_frame = self._agent_frame, None
-        if type(agent) is bytes:  # the agent's payload (same-law legs, a relay before a monitor): as octets
+        if isinstance(agent, bytes):  # the agent's payload (same-law legs, a relay before a monitor): as octets
             self.recorder.write(self.law.encode(samples), agent, time.monotonic())
             return
         self.recorder.write_pcm(samples, agent, time.monotonic())
