@@ -545,6 +545,7 @@ class Watcher:
     def __init__(self) -> None:
         self.ts: dict[str, dict[str, float]] = {}
         self.saves: dict[str, list[float]] = {}
+        self.quality: dict[str, Any] = {}  # (--keep) each leg's call.quality: what media received and lost
         self.by_caller: dict[str, str] = {}  # the caller's number -> the contact (call) id
 
     async def start(self, url: str, tenant: uuid.UUID, *, diag: bool) -> None:
@@ -605,6 +606,12 @@ class Watcher:
             self.saves.setdefault(call, []).append(time.time())
 
         await self.nc.subscribe(f"$KV.sb_contacts.{tenant}.*", cb=on_saved)
+
+        async def on_quality(msg: Any) -> None:
+            data = msgspec.json.decode(msg.data)
+            self.quality[str(data.get("call_id"))] = data
+
+        await self.nc.subscribe(f"sb.{tenant}.evt.call.quality", cb=on_quality)
         await self.nc.subscribe(f"sb.{tenant}.cmd.routing.*", cb=on_command)
 
     async def close(self) -> None:
@@ -1289,6 +1296,7 @@ async def phases(
         )
     (data_dir / "events.json").write_text(json.dumps(watcher.ts))
     (data_dir / "saves.json").write_text(json.dumps(watcher.saves))
+    (data_dir / "quality.json").write_text(json.dumps(watcher.quality))
     return {
         "at_rest": at_rest,
         "latency_failed": lat_failed,
