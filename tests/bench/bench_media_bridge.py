@@ -643,6 +643,7 @@ class Step:
     sender_late_p95: float = math.nan  # ms the load generators put bursts out late (taken off the delays)
     cpu_runs: list[float] = field(default_factory=list)  # % of a core per call, one per run
     overhead_runs: list[float] = field(default_factory=list)  # recording: % more CPU per call, per pair
+    counters: dict[str, float] = field(default_factory=dict)  # --recording-counters: recording_counters.py
 
     @property
     def cpu_ms_per_call_s(self) -> float:
@@ -700,6 +701,12 @@ def recording_pairs(ctx: dict[str, object], path: str, calls: int, seconds: floa
         for record in (True, False) if n % 2 == 0 else (False, True):
             got[record] = run_step(ctx, path, calls, record, seconds)
         on, off = (got[r].cpu / max(1, got[r].carried) for r in (True, False))
+        for record in (True, False):
+            if got[record].counters:
+                print(
+                    f"    pair {n + 1} {'on ' if record else 'off'}: {_counters_line(got[record])}",
+                    flush=True,
+                )
         overheads.append(100.0 * (on / off - 1) if off > 0 else math.nan)
         cpu_runs.append(on)
         rec = got[True]
@@ -829,6 +836,10 @@ def run_step(ctx: dict[str, object], path: str, calls: int, record: bool, second
         step.load_cpu = (l1 - l0) / (w1 - w0) * 100
         step.loadavg = os.getloadavg()[0]
         results = [_read_json(proc, 30 + calls * 0.2) for proc in procs]
+        if ctx.get("counters"):
+            from tests.bench.recording_counters import breakdown
+
+            step.counters = breakdown(Path(str(ctx["counters"])), w0, w1, step.carried)
         sent = sum(int(r["sent"]) for r in results)  # type: ignore[call-overload]
         heard = sum(int(r["heard"]) for r in results)  # type: ignore[call-overload]
         # What each process heard, less how late the sending process put each burst's first packet out:
@@ -949,6 +960,10 @@ def controller(args: argparse.Namespace) -> None:
             command = [__file__, "--role", "worker-layers", layers]
         else:
             command = ["-m", "services.media"]
+        # --recording-counters: the worker counts what recording adds (tests/bench/recording_counters.py).
+        counters = data_dir / "recording-counters.jsonl" if args.recording_counters else None
+        if counters is not None:
+            command = [str(ROOT / "tests" / "bench" / "recording_counters.py"), str(counters)]
         worker = platform.spawn(
             [sys.executable, *command],
             cwd=ROOT,
@@ -971,6 +986,7 @@ def controller(args: argparse.Namespace) -> None:
             "sip_port": port,
             "pid": worker.pid,
             "data_dir": data_dir,
+            "counters": counters,
         }
         if args.quick:
             plan = {"passthrough": [40], "pcmu": [8], "opus": [8]}
@@ -1006,6 +1022,18 @@ def controller(args: argparse.Namespace) -> None:
             _print_step(rec)
         platform.stop_child(worker)  # SIGTERM: the worker exits cleanly (cProfile writes its file)
     report(steps, load_before, os.getloadavg(), time.monotonic() - began, args.quick, args.webrtc_path)
+
+
+def _counters_line(s: Step) -> str:
+    """What recording_counters.py counted in the step's window, per call-second."""
+    c = s.counters
+    return (
+        f"worker main thread {c['main_ms']:.2f} ms; tap (decoded) {c['tap_ms']:.3f} ms ({c['tap_n']:.0f}), "
+        f"tap (payload) {c['tap_payload_ms']:.3f} ms ({c['tap_payload_n']:.0f}), flush {c['flush_ms']:.3f} ms "
+        f"({c['flush_n']:.2f}), publish {c['publish_ms']:.3f} ms ({c['publish_n']:.2f}), spool disk thread "
+        f"{c['disk_ms']:.3f} ms (per call-second; the count in brackets; the counters' own "
+        f"{c['overhead_us']:.2f} us per timed call taken off)"
+    )
 
 
 def _print_step(s: Step) -> None:
@@ -1317,6 +1345,12 @@ def main() -> None:
     parser.add_argument("--calls-file")
     parser.add_argument("--record", action="store_true")
     parser.add_argument("--webrtc-path", default="own", choices=["own", "aiortc"])
+    parser.add_argument(
+        "--recording-counters",
+        action="store_true",
+        help="run the worker with counters around the recording path (tests/bench/recording_counters.py) "
+        "and print them per run of the recording pairs",
+    )
     args = parser.parse_args()
     if args.role == "worker-layers":
         worker_layers(args.profile_out)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import enum
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -67,6 +68,14 @@ Samples = npt.NDArray[np.int16]
 # How long a written chunk may wait for the disk thread's next sync: the chunks of every call written in
 # this time share one sync.
 SYNC_EVERY_S = 0.25
+
+
+@functools.cache
+def _zeros(samples: int) -> Samples:
+    """`samples` of 0 (what both laws encode as their silence), one shared read-only array per length."""
+    zeros = np.zeros(samples, dtype=np.int16)
+    zeros.flags.writeable = False
+    return zeros
 
 
 class SpoolError(ValueError):
@@ -287,10 +296,14 @@ class SpoolWriter:
             self.position += samples  # the clock runs on; the audio is never kept
             return
         for channel, frame in ((self._caller_pcm, caller), (self._agent_pcm, agent)):
-            padded = np.zeros(samples, dtype=np.int16)  # 0: what both laws encode as their silence
-            if frame is not None:
+            if frame is None:
+                channel.append(_zeros(samples))  # the agent sent nothing this frame (loss, a fade's end)
+            elif frame.size == samples:
+                channel.append(frame)
+            else:
+                padded = np.zeros(samples, dtype=np.int16)
                 padded[: frame.size] = as_int16(frame).ravel()
-            channel.append(padded)
+                channel.append(padded)
         self._gathered(samples, now)
 
     def _gathered(self, samples: int, now: float) -> None:
