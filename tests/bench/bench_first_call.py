@@ -226,6 +226,9 @@ async def one_call(port: int, number: str, caller: str, tones: Tones, timeout: f
                 return result
     finally:
         if talk is not None:
+            result["rtp_sent"] = tones.calls[talk][5] if talk in tones.calls else None
+            result["rtp_port"] = rtp.get_extra_info("sockname")[1]
+            result["media_port"] = remote
             tones.remove(talk)
         sip.close()
         rtp.close()
