@@ -876,8 +876,10 @@ def orchestrate(args: argparse.Namespace) -> None:
                 "SB_SIP_PORT": str(sip_port),
                 "SB_SIP_RATE": "100000",
                 "SB_SIP_BURST": "100000",
-                "SB_RTP_PORT_MIN": "40000",
-                "SB_RTP_PORT_MAX": "44000",
+                # Below the test stacks' RTP ranges (30000-45000) and the kernel's ephemeral ports (32768+): a
+                # benchmark beside the suite must not take a test call's ports (a 503 no_media_port in the IVR e2e).
+                "SB_RTP_PORT_MIN": "16000",
+                "SB_RTP_PORT_MAX": "19999",
             },
             "routing": {**base, "SB_ROUTING_WORKER_ID": "bench-first-call"},
             "ivr": base,

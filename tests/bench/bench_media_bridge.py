@@ -941,8 +941,10 @@ def controller(args: argparse.Namespace) -> None:
             # Shedding by lag or CPU is off: the benchmark looks for the limit itself.
             "SB_MEDIA_MAX_LAG_MS": "0",
             "SB_MEDIA_MAX_CPU": "0",
-            "SB_RTP_PORT_MIN": "30000",
-            "SB_RTP_PORT_MAX": "39000",
+            # Below the test stacks' RTP ranges (30000-45000) and the kernel's ephemeral ports (32768+): a
+            # benchmark beside the suite must not take a test call's ports (a 503 no_media_port in the IVR e2e).
+            "SB_RTP_PORT_MIN": "10000",
+            "SB_RTP_PORT_MAX": "13999",
             "SB_TOKEN_SECRET": secrets_.token_secret,
             "SB_MEDIA_WEBRTC_PATH": args.webrtc_path,
         }
