@@ -225,6 +225,9 @@ async def test_an_agents_shift_in_the_browser(first_call_stack: Any, tmp_path: P
                 )
                 await page.click("#keypad-button")
                 await page.click("#keypad button:text('5')")
+                # The digit's command answered before the socket is dropped below: a command in flight when
+                # it drops is rightly reported failed ("Keypad: the connection closed"; seen at load 16).
+                await page.wait_for_function("agentDesktop.conn.pending.size === 0", timeout=10000)
                 await page.wait_for_function(
                     "document.querySelector('#quality span').textContent !== '—'", timeout=5000
                 )
