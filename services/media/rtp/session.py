@@ -50,25 +50,6 @@ log = get_logger()
 Emit = Callable[[list[Event]], None]
 
 
-def latches(
-    latched: bool,
-    source: tuple[str, int],
-    announced: tuple[str, int] | None,
-    payload_type: int,
-    ours: tuple[int | None, ...],
-) -> bool:
-    """Whether an RTP packet from `source` (not the current remote, or before any) becomes the leg's
-    remote (symmetric RTP: we send where the peer sends from, which gets through its NAT). The first packet
-    of our stream latches (its payload type is one we negotiated; a STUN or DTLS datagram, or another
-    stream, does not), and once latched only a packet from the address the peer's SDP gave moves it back.
-    Ports are reused: a stray datagram still aimed at a port's previous user (an ended WebRTC leg's
-    consent check, another process's late RTP) latched a new call onto it and every packet of the real
-    caller was dropped (the first-call benchmark at 20 calls/s: 92 of 277 caller legs received nothing)."""
-    if not latched:
-        return payload_type in ours
-    return source == announced
-
-
 class PortPool:
     """Even RTP ports from [low, high); RTCP uses port + 1. Taking and releasing are O(1); a released
     port goes to the back of the queue, so it is not reused while late packets may still arrive."""
@@ -138,8 +119,6 @@ class RtpSession:
         self.remote: tuple[str, int] | None = None
         self.remote_rtcp: tuple[str, int] | None = None
         self.latched = False
-        # The address the peer's SDP gave: a packet from it always wins over a source latched before it.
-        self.announced: tuple[str, int] | None = None
         self.sending = False  # our SDP direction includes send
         self.receiving = True
         self.ssrc = random.getrandbits(32)
@@ -253,11 +232,9 @@ class RtpSession:
         self.te_pt = te_pt
         self.sending = sending
         self.receiving = receiving
-        if remote[1] > 0 and not is_unspecified_address(remote[0]):
-            self.announced = remote
-            if not self.latched:
-                self.remote = remote
-                self.remote_rtcp = (remote[0], remote[1] + 1)
+        if not self.latched and remote[1] > 0 and not is_unspecified_address(remote[0]):
+            self.remote = remote
+            self.remote_rtcp = (remote[0], remote[1] + 1)
 
     def close(self) -> None:
         if self.closed:
@@ -281,19 +258,17 @@ class RtpSession:
         """One RTP datagram and its arrival time (read on the tick, or by the loop while relaying)."""
         if self.closed:
             return
-        try:
-            packet = RtpPacket.parse(data)
-        except RtpError:
-            return
-        if addr != self.remote or not self.latched:
-            if not latches(
-                self.latched, addr, self.announced, packet.payload_type, (self.payload_type, self.te_pt)
-            ):
-                return
+        if not self.latched:
             self.latched = True
             self.remote = addr
             if self.remote_rtcp is None or self.remote_rtcp[0] != addr[0]:
                 self.remote_rtcp = (addr[0], addr[1] + 1)
+        elif addr != self.remote:
+            return
+        try:
+            packet = RtpPacket.parse(data)
+        except RtpError:
+            return
         self.last_rx = now
         self.remote_ssrc = packet.ssrc
         if packet.payload_type == self.te_pt and self.te_pt is not None:
