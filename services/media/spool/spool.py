@@ -23,7 +23,6 @@ from __future__ import annotations
 import ctypes
 import enum
 import fcntl
-import functools
 import json
 import logging
 import os
@@ -64,18 +63,11 @@ MAGIC = b"SBSP"
 _HEADER = struct.Struct("!4sBBHQII")
 RATE = 8000
 CHANNELS = ("caller", "agent")
+_INT16 = np.dtype(np.int16)
 Samples = npt.NDArray[np.int16]
 # How long a written chunk may wait for the disk thread's next sync: the chunks of every call written in
 # this time share one sync.
 SYNC_EVERY_S = 0.25
-
-
-@functools.cache
-def _zeros(samples: int) -> Samples:
-    """`samples` of 0 (what both laws encode as their silence), one shared read-only array per length."""
-    zeros = np.zeros(samples, dtype=np.int16)
-    zeros.flags.writeable = False
-    return zeros
 
 
 class SpoolError(ValueError):
@@ -219,8 +211,8 @@ class SpoolWriter:
         # Frames that came as linear samples (`write_pcm`: a bridge whose legs hand it decoded audio), kept
         # as 16-bit samples and encoded once per chunk (`_settle`): one table lookup over a chunk costs less
         # than a hundredth of one per frame, and G.711 is sample by sample, so the octets are the same.
-        self._caller_pcm: list[Samples] = []
-        self._agent_pcm: list[Samples] = []
+        self._caller_pcm = bytearray()
+        self._agent_pcm = bytearray()
         self._buffer_samples = 0
         self._last_flush: float | None = None
         manifest = {
@@ -279,31 +271,38 @@ class SpoolWriter:
         self._gathered(samples, now)
 
     def write_pcm(self, caller: Samples, agent: Samples | None, now: float) -> None:
-        """`write` for linear frames (agent None: silence), encoded in the call's law when the chunk is
-        flushed. The arrays are kept until then, not copied: whoever hands them over must not change them
-        afterwards (as the bridge's queues require already; every leg makes a new array per frame)."""
-        if agent is not None and caller.size == agent.size and not self.paused:
-            # Nearly every frame of a bridged WebRTC call: two list appends. Encoding each frame here, or
-            # even copying it, cost the media worker several times more than this (docs/media.md, issue 21).
-            self._caller_pcm.append(caller)
-            self._agent_pcm.append(agent)
-            self._gathered(caller.size, now)
-            return
-        samples = max(caller.size, 0 if agent is None else agent.size)
+        """`write` for linear frames (agent None: silence), kept as 16-bit samples and encoded in the call's
+        law once per chunk (G.711 is sample by sample: the same octets as encoding each frame). The frames
+        are copied at once (holding them until the flush kept numpy from reusing their memory: measured
+        slower, bench_recording_tap.py)."""
+        if (
+            agent is not None
+            and not self.paused
+            and caller.dtype is _INT16
+            and agent.dtype is _INT16
+            and caller.nbytes == agent.nbytes
+        ):
+            # Nearly every frame of a bridged WebRTC call: two appends of 320 octets, nothing encoded here.
+            size = len(self._caller_pcm)
+            try:
+                self._caller_pcm += caller.data
+                self._agent_pcm += agent.data
+            except TypeError:  # a frame that is not contiguous: the long way below
+                del self._caller_pcm[size:]
+            else:
+                self._gathered(caller.nbytes >> 1, now)
+                return
+        left = b"" if caller is None else as_int16(caller).tobytes()
+        right = b"" if agent is None else as_int16(agent).tobytes()
+        samples = max(len(left), len(right)) // 2
         if samples == 0:
             return
         if self.paused:
             self.position += samples  # the clock runs on; the audio is never kept
             return
-        for channel, frame in ((self._caller_pcm, caller), (self._agent_pcm, agent)):
-            if frame is None:
-                channel.append(_zeros(samples))  # the agent sent nothing this frame (loss, a fade's end)
-            elif frame.size == samples:
-                channel.append(frame)
-            else:
-                padded = np.zeros(samples, dtype=np.int16)
-                padded[: frame.size] = as_int16(frame).ravel()
-                channel.append(padded)
+        for channel, data in ((self._caller_pcm, left), (self._agent_pcm, right)):
+            channel += data
+            channel += bytes(2 * samples - len(data))  # 0: what both laws encode as their silence
         self._gathered(samples, now)
 
     def _gathered(self, samples: int, now: float) -> None:
@@ -317,9 +316,7 @@ class SpoolWriter:
     def _settle(self) -> None:
         """The gathered samples, encoded, onto the end of the gathered octets."""
         for channel, pcm in ((self._caller, self._caller_pcm), (self._agent, self._agent_pcm)):
-            # One array of every frame (int16, or a wider type where a frame was: the same values), then
-            # one table lookup, sample by sample as encoding each frame would have been.
-            channel += self.law.encode(np.concatenate([frame.ravel() for frame in pcm]))
+            channel += self.law.encode(np.frombuffer(pcm, dtype=np.int16))
             pcm.clear()
 
     def pause(self, now: float) -> None:
