@@ -119,13 +119,14 @@ class Bridge:
         self, src: RtpSession, dst: RtpSession, direction: RelayDirection
     ) -> Callable[[RtpPacket, float], None]:
         caller = src is self.a
+        audio = direction.source_law.payload_type  # looked up once: an enum property costs per packet
 
         def relay(packet: RtpPacket, now: float) -> None:
             out = direction.on_packet(packet)
             if out is None:
                 return
             dst.deliver_relayed(out, now)
-            if self.recorder is not None and packet.payload_type == direction.source_law.payload_type:
+            if self.recorder is not None and packet.payload_type == audio:
                 payload = out.payload  # in the target's law: the caller's law when the agent spoke
                 if caller:
                     payload = packet.payload  # the caller's own law, untouched
@@ -215,7 +216,7 @@ class Bridge:
             self._agent_frame = samples
             return
         agent, self._agent_frame = self._agent_frame, None
-        if isinstance(agent, bytes):  # the agent's payload (same-law legs, a relay before a monitor): as octets
+        if isinstance(agent, bytes):  # the agent's payload (same law, a relay before a monitor): octets
             self.recorder.write(self.law.encode(samples), agent, time.monotonic())
             return
         self.recorder.write_pcm(samples, agent, time.monotonic())
