@@ -139,6 +139,11 @@ class RoutingWorker:
         """The partitions whose leases are ours (-> the lease's revision)."""
         return self.leases.owned
 
+    @property
+    def serving(self) -> set[int]:
+        """The partitions whose commands this worker answers: a lease is owned first, then subscribed."""
+        return set(self._partition_subs)
+
     async def start(self) -> None:
         await self.journal.ensure()
         await self._check_mapping()
