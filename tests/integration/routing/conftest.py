@@ -119,7 +119,7 @@ async def wait_owned(worker: RoutingWorker, partitions: set[int], timeout: float
     deadline = loop.time() + timeout
     # A lease is ours before the partition's subject is subscribed (worker._gain): a command sent in between
     # finds no responder. Wait for both (Server.subscribe returns once the server has the subscription).
-    while set(worker.owned) != partitions or set(worker._partition_subs) != partitions:
+    while set(worker.owned) != partitions or worker.serving != partitions:
         if loop.time() > deadline:
             raise AssertionError(f"{worker.worker_id} owns {sorted(worker.owned)}, not {sorted(partitions)}")
         await asyncio.sleep(0.05)

@@ -125,11 +125,7 @@ async def test_standby_receives_a_partition_once_it_takes_it(
         assert seen_owner[t.id] == 1 and seen_standby[t.id] == 0
 
         await owner.stop()  # releases the lock and unsubscribes
-        for _ in range(100):
-            if standby.owned:
-                break
-            await asyncio.sleep(0.05)
-        assert set(standby.owned) == {part}
+        await wait_owned(standby, {part})
         r = await client.send(ev.RoutingQueueStatus(tenant_id=t.id, queue_id=t.queues["sales"]))
         assert r.ok and r.data["agents"] == {"available": 1}, r  # the owner's login, recovered
         assert seen_owner[t.id] == 1 and seen_standby[t.id] == 1

@@ -186,13 +186,7 @@ async def test_standby_takes_over_released_partition(infra: Any, pool: Any, clie
         call = uuid.uuid4()
         assert (await client.send(ev.RoutingEnqueue(tenant_id=t.id, call_id=call, queue="sales"))).ok
         await one.stop()
-        # Owning the lease comes before subscribing to the partition's commands: a command sent in
-        # between finds no responder (a full-suite run at load 4-10 did), so wait for both.
-        for _ in range(100):
-            if two.serving:
-                break
-            await asyncio.sleep(0.05)
-        assert set(two.owned) == {part} and two.serving == {part}
+        await wait_owned(two, {part})  # the lease and the partition's subscription (a full run got between)
         r = await client.send(ev.RoutingPosition(tenant_id=t.id, call_id=call))
         assert r.ok and r.data["state"] == "offered" and r.data["agent_id"] == str(t.agents[0])
     finally:

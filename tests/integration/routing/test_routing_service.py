@@ -18,7 +18,7 @@ from .conftest import Client, make_tenant
 def _runner_state(worker: Any, tenant_id: uuid.UUID) -> str:
     """A tenant's runner as a stuck command would find it: recovering, its inbox, what its tasks await."""
     runner = worker.runners.get(tenant_id)
-    owned = f"partitions owned {sorted(worker.owned)}, subscribed {sorted(worker._partition_subs)}"
+    owned = f"partitions owned {sorted(worker.owned)}, subscribed {sorted(worker.serving)}"
     if runner is None:
         return f"no runner for the tenant; {owned}"
     awaits = "\n".join(
