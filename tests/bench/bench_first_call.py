@@ -146,9 +146,15 @@ async def one_call(port: int, number: str, caller: str, tones: Tones, timeout: f
     result: dict[str, Any] = {"caller": caller, "t_invite": time.time(), "ok": False}
     talk: int | None = None
 
+    # A retransmitted INVITE is the same request (RFC 3261 17.1.1.2): the same branch. A fresh branch made
+    # each one a new request, which media answered as a second call before it refused merged requests
+    # (482): an agent took it and heard no caller audio (docs/media.md, "What fails next").
+    invite_branch = f"z9hG4bK{secrets.token_hex(6)}"
+
     def send(method: str, cseq: int, to_tag: str | None = None, body: bytes = b"") -> None:
+        branch = invite_branch if method == "INVITE" else f"z9hG4bK{secrets.token_hex(6)}"
         head = (
-            f"{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};branch=z9hG4bK{secrets.token_hex(6)};rport\r\n"
+            f"{method} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{local};branch={branch};rport\r\n"
             f"Max-Forwards: 70\r\nFrom: <sip:{caller}@127.0.0.1>;tag={tag}\r\n"
             f"To: <{uri}>{';tag=' + to_tag if to_tag else ''}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {method}\r\n"
             f"Contact: <sip:caller@127.0.0.1:{local}>\r\n"

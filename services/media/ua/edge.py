@@ -75,6 +75,9 @@ class SipEdge:
         self.by_invite: dict[sip.TransactionKey, Leg] = {}
         self.by_client: dict[sip.TransactionKey, Leg] = {}
         self.pending: dict[sip.TransactionKey, Peer] = {}
+        # Inbound INVITEs in set-up or up, by Call-ID, From tag and CSeq: the same request again on another
+        # transaction (another Via branch) is a merged request (RFC 3261 8.2.2.2), never a second call.
+        self.invites: dict[tuple[str, str, int], sip.TransactionKey] = {}
         # Calls per tenant, shared with the other media processes once attached to the bus (app.main).
         self.slots = Slots()
         self.address = sip.LocalAddress(config.host, config.port, "UDP")
@@ -232,6 +235,12 @@ class SipEdge:
                 self.respond(key, request, unmatched or 481, peer)
                 return
             assert key is not None
+            merge = _merge_key(request)
+            if merge is not None and self.invites.get(merge, key) != key:
+                # A client that retransmits with a fresh branch (or a forking proxy): answering it as a new
+                # call made a second contact that an agent took while the caller's RTP went to the first.
+                self.respond(key, request, 482, peer)
+                return
             # Shedding comes before any database work: past capacity a clean 503 costs microseconds.
             admission = self.admission.check(calls=len(self.legs), setting_up=len(self.pending))
             if not admission.admitted:
@@ -245,6 +254,8 @@ class SipEdge:
                 )
                 return
             self.pending[key] = peer
+            if merge is not None:
+                self.invites[merge] = key
             self._spawn(self._new_call(key, request, peer))
             return
         leg = self.by_dialog.get(dialog.id)
@@ -287,7 +298,14 @@ class SipEdge:
                 self.respond(key, invite, 500, peer)
         finally:
             self.pending.pop(key, None)
+            if key not in self.by_invite:  # no leg was made, or it ended already: _release forgot it
+                self._forget_invite(key, invite)
             self.arm()
+
+    def _forget_invite(self, key: sip.TransactionKey, invite: sip.SipRequest) -> None:
+        merge = _merge_key(invite)
+        if merge is not None and self.invites.get(merge) == key:
+            del self.invites[merge]
 
     def still_pending(self, key: sip.TransactionKey) -> bool:
         """The INVITE still wants an answer from set-up: not CANCELled, not answered by anyone else. Checked
@@ -545,6 +563,17 @@ class SipEdge:
         # with it (its RTP session, jitter buffer and detectors were held that long for every ended call).
         if leg.core.invite_key is not None:
             self.by_invite.pop(leg.core.invite_key, None)
+            if leg.core.invite is not None and not leg.outbound:
+                self._forget_invite(leg.core.invite_key, leg.core.invite)
         for handle in leg.timers.values():
             handle.cancel()
         leg.timers.clear()
+
+
+def _merge_key(request: sip.SipRequest) -> tuple[str, str, int] | None:
+    """What makes two INVITEs the same request for RFC 3261 8.2.2.2 (None: a header does not parse)."""
+    try:
+        tag = request.from_.tag
+        return (request.call_id, tag, request.cseq.number) if tag else None
+    except sip.SipParseError:
+        return None

@@ -246,3 +246,48 @@ async def test_an_ended_calls_leg_and_rtp_session_are_freed_at_once(edge: tuple[
     _assert_clean(sip_edge)
     gc.collect()
     assert len(ended) == 2 and [ref() for ref in ended] == [None, None]
+
+
+async def test_the_same_invite_on_another_branch_is_a_merged_request_not_a_second_call(
+    edge: tuple[SipEdge, str, str],
+) -> None:
+    # RFC 3261 8.2.2.2: the INVITE again (Call-ID, From tag, CSeq) on a new transaction (another Via branch:
+    # a forking proxy, or a client that "retransmits" with a fresh branch, as the first-call benchmark's
+    # callers did under load) gets 482. Answered as a new call, it became a second contact: an agent took
+    # it and heard silence, since the caller's RTP went to the first call's port (docs/media.md).
+    sip_edge, number, _ = edge
+    lookup, prompt = Gate(), Gate()
+    sip_edge.store.route = lookup.around(sip_edge.store.route)  # type: ignore[method-assign]
+    sip_edge.prompts.text = prompt.around(sip_edge.prompts.text)  # type: ignore[method-assign]
+    caller = Caller(sip_edge.config.port)
+    invite, _ = _invite(caller, number)
+    first_branch = (header(invite, "Via") or "").split("branch=")[1].split(";")[0]
+
+    def copy() -> bytes:
+        return invite.replace(first_branch.encode(), sip.new_branch().encode())
+
+    caller.send(invite)
+    await asyncio.wait_for(lookup.reached.wait(), 5)
+    caller.send(copy())  # while the first is in set-up
+    assert _finals(await caller.replies(0.3), "INVITE") == [482]
+    lookup.release.set()
+    await asyncio.wait_for(prompt.reached.wait(), 5)  # answered (an unrouted number: its message next)
+    replies = await caller.replies(0.3)
+    ok = next(r for r in replies if status_of(r) == 200)
+    uri = f"sip:{number}@127.0.0.1:{caller.port}"
+    dialog = {
+        "call_id": header(invite, "Call-ID"),
+        "from_tag": (header(invite, "From") or "").split("tag=")[1],
+        "to_tag": (header(ok, "To") or "").split("tag=")[1],
+    }
+    caller.send(request("ACK", uri, local_port=caller.local, cseq=1, **dialog))  # type: ignore[arg-type]
+    await caller.replies(0.1)
+    caller.send(copy())  # while the first call is up
+    assert _finals(await caller.replies(0.3), "INVITE") == [482]
+    assert len(sip_edge.legs) == 1
+    caller.send(request("BYE", uri, local_port=caller.local, cseq=2, **dialog))  # type: ignore[arg-type]
+    assert _finals(await caller.replies(0.3), "BYE") == [200]
+    prompt.release.set()
+    await caller.replies(0.2)
+    _assert_clean(sip_edge)
+    assert sip_edge.invites == {}
