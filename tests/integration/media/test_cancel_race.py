@@ -131,6 +131,15 @@ def _finals(replies: list[bytes], method: str) -> list[int]:
     return sorted(status for status, _ in seen)
 
 
+def _dialog(invite: bytes, ok: bytes) -> dict[str, str]:
+    """The ids of the dialog the 200 OK to `invite` made, for the caller's requests in it."""
+    return {
+        "call_id": header(invite, "Call-ID") or "",
+        "from_tag": (header(invite, "From") or "").split("tag=")[1],
+        "to_tag": (header(ok, "To") or "").split("tag=")[1],
+    }
+
+
 def _assert_clean(edge: SipEdge) -> None:
     assert edge.legs == {} and edge.pending == {}
     assert edge.slots.mine == {}
@@ -235,13 +244,9 @@ async def test_an_ended_calls_leg_and_rtp_session_are_freed_at_once(edge: tuple[
         replies += await caller.replies(0.1)
     ok = next(r for r in replies if status_of(r) == 200)
     uri = f"sip:{number}@127.0.0.1:{caller.port}"
-    dialog = {
-        "call_id": header(invite, "Call-ID"),
-        "from_tag": (header(invite, "From") or "").split("tag=")[1],
-        "to_tag": (header(ok, "To") or "").split("tag=")[1],
-    }
+    dialog = _dialog(invite, ok)
     for method, cseq in (("ACK", 1), ("BYE", 2)):
-        caller.send(request(method, uri, local_port=caller.local, cseq=cseq, **dialog))  # type: ignore[arg-type]
+        caller.send(request(method, uri, local_port=caller.local, cseq=cseq, **dialog))
     assert _finals(await caller.replies(0.3), "BYE") == [200]
     _assert_clean(sip_edge)
     gc.collect()
@@ -275,17 +280,13 @@ async def test_the_same_invite_on_another_branch_is_a_merged_request_not_a_secon
     replies = await caller.replies(0.3)
     ok = next(r for r in replies if status_of(r) == 200)
     uri = f"sip:{number}@127.0.0.1:{caller.port}"
-    dialog = {
-        "call_id": header(invite, "Call-ID"),
-        "from_tag": (header(invite, "From") or "").split("tag=")[1],
-        "to_tag": (header(ok, "To") or "").split("tag=")[1],
-    }
-    caller.send(request("ACK", uri, local_port=caller.local, cseq=1, **dialog))  # type: ignore[arg-type]
+    dialog = _dialog(invite, ok)
+    caller.send(request("ACK", uri, local_port=caller.local, cseq=1, **dialog))
     await caller.replies(0.1)
     caller.send(copy())  # while the first call is up
     assert _finals(await caller.replies(0.3), "INVITE") == [482]
     assert len(sip_edge.legs) == 1
-    caller.send(request("BYE", uri, local_port=caller.local, cseq=2, **dialog))  # type: ignore[arg-type]
+    caller.send(request("BYE", uri, local_port=caller.local, cseq=2, **dialog))
     assert _finals(await caller.replies(0.3), "BYE") == [200]
     prompt.release.set()
     await caller.replies(0.2)
