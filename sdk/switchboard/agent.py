@@ -512,6 +512,7 @@ class AgentSession:
         once the leg is connected."""
         contact_id = offer.contact_id
         leg: AgentLeg | None = None
+        accepting = False
         try:
             if self.audio and offer.audio == "webrtc" and contact_id not in self._legs:
                 from ._agent_audio import AgentLeg
@@ -539,11 +540,16 @@ class AgentSession:
                 return
             if self._offers.get(contact_id) is offer:  # not withdrawn meanwhile
                 answered = Answered(contact_id=contact_id, offer_id=offer.offer_id)
+                accepting = True
                 await self.request("accept", contact_id=contact_id, offer_id=offer.offer_id, _then=answered)
         except AgentError as exc:
             code = exc.code if isinstance(exc, AgentCommandError) else type(exc).__name__
             self._put(ErrorMessage(code=code, reason=f"contact {contact_id}: {exc}"))
-            if leg is not None and not (isinstance(exc, AgentCommandError) and exc.command == "accept"):
+            # Whatever became of the accept (refused, its reply lost with a dropped socket or late), the
+            # contact may be connected on this leg: its ack comes after the bridge, so a socket dropping
+            # meanwhile must not end the audio. `contact_ended`/`contact_withdrawn`, or the `session` after a
+            # reconnect, end the leg when the contact is not ours.
+            if leg is not None and not accepting:
                 await self._end_leg(contact_id)
 
     async def _end_leg(self, contact_id: str) -> None:

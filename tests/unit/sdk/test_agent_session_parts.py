@@ -20,7 +20,7 @@ from switchboard._agent_audio import (
     load_audio,
     record_path,
 )
-from switchboard.agent import AgentSession, is_loopback_host, websocket_url
+from switchboard.agent import AgentClosedError, AgentSession, is_loopback_host, websocket_url
 from switchboard.ice_hosts import set_host_addresses
 
 
@@ -214,5 +214,40 @@ async def test_an_offer_withdrawn_while_its_leg_waits_for_the_answer_ends_quietl
         await asyncio.wait_for(session._ring(offer), 10)
         assert sent == ["offer"] and session._legs == {}
     finally:
+        await caller.close()
+        set_host_addresses(None)
+
+
+async def test_a_socket_dropping_before_the_accept_is_acked_leaves_the_leg_up() -> None:
+    """The contact's `contact_connected` comes before the accept's ack (contacts replies once routing has
+    answered and the step is saved; the bridge is quicker): a socket dropping then fails the pending accept,
+    and that must not end the leg the contact is connected on (it did: media ended the leg with the socket's
+    cut, 14 ms after the bridge, and the caller was requeued at once, `agent_connection_lost`, instead of
+    after the grace, `agent_disconnected`)."""
+    set_host_addresses(["127.0.0.1"])
+    session = AgentSession("http://127.0.0.1:9", "token", auto_answer=True)
+    caller = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    sent: list[str] = []
+
+    async def request(command: str, **fields: object) -> dict[str, object]:
+        sent.append(command)
+        if command == "accept":
+            raise AgentClosedError("the socket closed (1006 )")
+        await caller.setRemoteDescription(RTCSessionDescription(str(fields["sdp"]), "offer"))
+        await caller.setLocalDescription(await caller.createAnswer())
+        return {"leg_id": "leg-1", "sdp": caller.localDescription.sdp}
+
+    session.request = request  # type: ignore[method-assign]
+    offer = ae.ContactOffer(contact_id="c-1", offer_id="c-1#0", audio="webrtc")
+    session._offers["c-1"] = offer
+    try:
+        await asyncio.wait_for(session._ring(offer), 10)
+        assert sent == ["offer", "accept"]
+        leg = session.leg("c-1")
+        assert leg is not None and not leg.finished.is_set()
+        error = session._events.get_nowait()
+        assert isinstance(error, ae.ErrorMessage) and error.code == "AgentClosedError"
+    finally:
+        await session._end_leg("c-1")
         await caller.close()
         set_host_addresses(None)
