@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ACCEPT_LEG_TIMEOUT_S",
+    "AGENT_DISCONNECTED",
     "AGENT_LOST_MESSAGE",
     "accepted",
     "adopt_early_leg",
@@ -35,6 +36,9 @@ __all__ = [
 # An accepted contact whose agent's audio leg is not connected by then goes back in line (the agent lost
 # its connection between accepting and audio).
 ACCEPT_LEG_TIMEOUT_S = 10.0
+# The cause of an agent lost for longer than its grace: routing signed it out (`contact.requeued`,
+# "disconnected") and media ended its legs with this cause (services/media/app.py, `_on_agent_state`).
+AGENT_DISCONNECTED = "agent_disconnected"
 AGENT_LOST_MESSAGE = (
     "We're sorry, your agent was disconnected. Please hold, and the next agent will be with you."
 )
@@ -194,6 +198,10 @@ def leg_gone(m: Lifecycle, now: float, cause: str) -> None:
         # The media worker holding both legs died or stops: the caller is gone too; the agent is freed.
         m._hang_up_caller(cause)
         m._end_connected(now, by="system", cause=cause)
+    elif cause == AGENT_DISCONNECTED and (m.phase == "connected" or (m.phase == "offered" and s.accepted)):
+        # Media ends the legs of an agent routing signed out at its grace's end: as routing's
+        # `contact.requeued` (either may come first), the agent is signed out already.
+        agent_lost(m, now, AGENT_DISCONNECTED, logout=False)
     elif m.phase == "connected":
         agent_lost(m, now, "agent_connection_lost")
     elif m.phase == "offered" and not s.accepted and s.dialing:

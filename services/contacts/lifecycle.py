@@ -305,7 +305,7 @@ class Lifecycle:
                 if event.reason == "disconnected" and (
                     self.phase == "connected" or (self.phase == "offered" and self.state.accepted)
                 ):
-                    agent_leg.agent_lost(self, now, "agent_disconnected", logout=False)
+                    agent_leg.agent_lost(self, now, agent_leg.AGENT_DISCONNECTED, logout=False)
             case ev.ContactEnded():
                 pass  # talk time is connected -> ended as this machine saw it (routing counts from accept)
             case ev.ContactWrappedUp():

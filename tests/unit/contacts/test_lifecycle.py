@@ -340,6 +340,27 @@ def test_agent_connection_lost_mid_call_requeues_with_a_message() -> None:
     assert kinds(out) == ["MediaStop", "MediaBridge"]
 
 
+@pytest.mark.parametrize("first", ["leg_ended", "requeued"])
+def test_an_agent_gone_past_its_grace_is_agent_disconnected_whichever_news_comes_first(first: str) -> None:
+    """Routing signs the agent out at its grace's end: media ends its leg (cause "agent_disconnected") and
+    routing requeues the contact, on two streams. The leg's end handled first recorded
+    "agent_connection_lost" and sent a logout routing refused (`not_logged_in`)."""
+    m = to_connected()
+    leg_ended = ev.CallEnded(tenant_id=T, call_id=LEG, cause="agent_disconnected", duration=9.0)
+    requeued = ev.ContactRequeued(
+        tenant_id=T, call_id=CALL, queue_id=str(QUEUE), position=1, reason="disconnected"
+    )
+    signal = ev.WebRtcSignal(tenant_id=T, agent_id=str(AGENT), leg_id=LEG, kind="ended", call_id=CALL)
+    order = [leg_ended, signal, requeued] if first == "leg_ended" else [requeued, leg_ended, signal]
+    out = [o for i, event in enumerate(order) for o in m.handle(event, 1010.0 + i)]
+    assert transitions(out) == ["queued"]
+    assert "RoutingAgentLogout" not in kinds(out)
+    assert kinds(out).count("DeskPush:contact_ended") == 1
+    causes = [e.detail.get("cause") for e in m.state.record.timeline]
+    assert "agent_disconnected" in causes and "agent_connection_lost" not in causes
+    assert m.phase == "queued" and m.state.record.agent_id is None
+
+
 def test_accept_without_a_connected_leg_times_out_and_requeues() -> None:
     m = to_queue()
     m.handle(offer(), 1001.0)
