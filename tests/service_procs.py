@@ -78,7 +78,7 @@ def service_env(infra: Any, **extra: str) -> dict[str, str]:
         "SB_TOKEN_SECRET": infra.token_secret,
         "SB_BIND_HOST": "127.0.0.1",
         "SB_DATA_DIR": str(infra.data_dir),
-        "SB_LOG_LEVEL": "info",
+        "SB_LOG_LEVEL": os.environ.get("SB_TEST_LOG_LEVEL", "info"),
         **extra,
     }
 
