@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,6 +53,8 @@ __all__ = ["MediaService", "edge_config", "main"]
 
 # routing's reason for signing out an agent whose socket did not come back within the grace (presence.py).
 AGENT_LOST_REASON = "disconnected"
+# Ended calls remembered to answer their late commands (`MediaService.ended`): minutes of calls at 10/s.
+ENDED_KEPT = 4096
 
 log = get_logger()
 
@@ -174,13 +177,18 @@ class MediaService:
         self._server: Server[ev.MediaCommand] | None = None
         self._config: Listener | None = None
         self._agents: Listener | None = None
-        edge.on_end.append(lambda leg: self._leg_ended(leg.call.call_id))
+        # Calls this worker held that ended lately (call id -> tenant): a command for one is answered
+        # "ended" at once. Unanswered (no worker holds it), its sender waited its whole timeout: contacts'
+        # hangup of an agent leg media had just ended (the agent signed out past its grace) held the caller's
+        # apology and the next offer 5 s.
+        self.ended: OrderedDict[uuid.UUID, uuid.UUID] = OrderedDict()
+        edge.on_end.append(lambda leg: self._leg_ended(leg.call.call_id, leg.call.tenant_id))
         # Each call's own command subject, open while this worker holds it (`_route_here`).
         self._routes: dict[uuid.UUID, asyncio.Task[Subscription]] = {}
         self._route_tasks: set[asyncio.Task[None]] = set()
         self._unread: Callable[[], None] | None = None
         edge.on_start.append(lambda leg: self._route_here(leg.call.tenant_id, leg.call.call_id))
-        self.webrtc.on_end.append(lambda session: self._leg_ended(session.leg_id))
+        self.webrtc.on_end.append(lambda session: self._leg_ended(session.leg_id, session.tenant_id))
         self.webrtc.on_start.append(lambda session: self._route_here(session.tenant_id, session.leg_id))
 
     async def start(self) -> None:
@@ -358,9 +366,11 @@ class MediaService:
         leg = self._leg(command)
         if leg is None:
             session = self.webrtc.get(command.tenant_id, command.call_id)
-            if session is None:
-                return None
-            return await self._webrtc_call_command(session, command)
+            if session is not None:
+                return await self._webrtc_call_command(session, command)
+            if self.ended.get(command.call_id) == command.tenant_id:
+                return Reply(ok=False, error="the call has ended", code="ended")
+            return None
         if leg.call.state is CallState.ENDED:
             return Reply(ok=False, error="the call has ended", code="ended")
         now = edge.now()
@@ -633,7 +643,10 @@ class MediaService:
             self.bridges.pop(call_id, None)
         log.info("unbridged", a=str(bridge.call_ids[0]), b=str(bridge.call_ids[1]), reason=reason)
 
-    def _leg_ended(self, call_id: uuid.UUID) -> None:
+    def _leg_ended(self, call_id: uuid.UUID, tenant_id: uuid.UUID) -> None:
+        self.ended[call_id] = tenant_id
+        if len(self.ended) > ENDED_KEPT:
+            self.ended.popitem(last=False)
         self._unroute(call_id)
         bridge = self.bridges.get(call_id)
         if bridge is not None:

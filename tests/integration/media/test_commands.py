@@ -274,5 +274,13 @@ async def test_a_command_for_a_call_reaches_only_the_worker_that_holds_it(media_
             await asyncio.sleep(0.05)
         else:
             raise AssertionError("the ended call's subject still has a listener")
+        # The worker that held it answers a late command at once: unanswered, its sender waited its whole
+        # timeout (contacts: 5 s before a caller's apology, for a hangup of an agent leg already ended).
+        late = ev.MediaHangup(tenant_id=media_edge.tenant_id, call_id=cid)
+        msg = await events.nc.request(f"sb.{media_edge.tenant_id}.cmd.media.hangup", encode(late), timeout=2)
+        reply = decode(msg.data, Reply)
+        assert not reply.ok and reply.code == "ended"
+        with pytest.raises(nats.errors.TimeoutError):  # for another tenant, still nobody
+            await events.nc.request(f"sb.{intruder}.cmd.media.hangup", encode(cross), timeout=0.5)
     finally:
         await events.close()
