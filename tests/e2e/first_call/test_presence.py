@@ -250,12 +250,14 @@ async def test_a_cut_longer_than_the_grace_requeues_the_caller_to_another_agent(
             assert session.contacts == []
             await next_of(a, AgentState, lambda e: e.state == "available", timeout=10)
             assert a.leg(offer.contact_id) is None  # its old leg was ended
-        record = await wait_contact(t, offer.contact_id, "connected")
-        assert record["agent_id"] == t.agents["agent1@example.com"]
-        events = [e["event"] for e in record["timeline"]]
-        assert "queued" in events[events.index("connected") :], events
-        causes = [e["detail"].get("cause") for e in record["timeline"]]
-        assert "agent_disconnected" in causes, record["timeline"]
+            # Read while the other agent holds the call: leaving the block ends its leg too (and the caller
+            # goes back in line, at once now that no step waits for a hangup nobody answers).
+            record = await wait_contact(t, offer.contact_id, "connected")
+            assert record["agent_id"] == t.agents["agent1@example.com"]
+            events = [e["event"] for e in record["timeline"]]
+            assert "queued" in events[events.index("connected") :], events
+            causes = [e["detail"].get("cause") for e in record["timeline"]]
+            assert "agent_disconnected" in causes, record["timeline"]
     finally:
         caller.close()
         await proxy.close()
