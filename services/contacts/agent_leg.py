@@ -198,18 +198,20 @@ def leg_gone(m: Lifecycle, now: float, cause: str) -> None:
         # The media worker holding both legs died or stops: the caller is gone too; the agent is freed.
         m._hang_up_caller(cause)
         m._end_connected(now, by="system", cause=cause)
-    elif cause == AGENT_DISCONNECTED and (m.phase == "connected" or (m.phase == "offered" and s.accepted)):
-        # Media ends the legs of an agent routing signed out at its grace's end: as routing's
-        # `contact.requeued` (either may come first), the agent is signed out already.
-        agent_lost(m, now, AGENT_DISCONNECTED, logout=False)
-    elif m.phase == "connected":
-        agent_lost(m, now, "agent_connection_lost")
-    elif m.phase == "offered" and not s.accepted and s.dialing:
+    elif m.phase == "connected" or (m.phase == "offered" and s.accepted):
+        # No hangup for the ended leg: no media worker holds it, none answers, and the caller's apology,
+        # music and the agent's logout queued behind it for MEDIA_TIMEOUT_S (5 s of silence).
+        s.leg_id = None
+        if cause == AGENT_DISCONNECTED:
+            # Media ends the legs of an agent routing signed out at its grace's end: as routing's
+            # `contact.requeued` (either may come first), the agent is signed out already.
+            agent_lost(m, now, AGENT_DISCONNECTED, logout=False)
+        else:
+            agent_lost(m, now, "agent_connection_lost")
+    elif m.phase == "offered" and s.dialing:
         phone_missed(m, now, f"phone_{cause}")
-    elif m.phase == "offered" and not s.accepted:
-        s.leg_id, s.leg_ready = None, False
     elif m.phase == "offered":
-        agent_lost(m, now, "agent_connection_lost")
+        s.leg_id, s.leg_ready = None, False
 
 
 def phone_missed(m: Lifecycle, now: float, cause: str) -> None:
