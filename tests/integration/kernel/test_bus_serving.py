@@ -519,12 +519,23 @@ async def test_consume_stop_is_bounded_while_events_stream_in_and_none_is_droppe
             handled.add(event.n)
 
     published: list[int] = []
+    # The publisher stops on a flag, not only on cancel: on Python 3.11 a cancel that lands as a request's
+    # reply arrives is swallowed by asyncio.wait_for inside nats-py's request, and a `while True` publisher
+    # then ran on for ever (a fresh-clone run timed out at 120 s, the task "cancelling" mid-publish).
+    streaming = True
 
     async def stream() -> None:
-        while True:
+        while streaming:
             await _publish(bus, tenant, call, len(published))
             published.append(len(published))
             await asyncio.sleep(0.002)
+
+    async def stop_streaming() -> None:
+        nonlocal streaming
+        streaming = False
+        await asyncio.wait([publisher], timeout=10)  # at most one publish (5 s) and a sleep to finish
+        publisher.cancel()
+        await asyncio.gather(publisher, return_exceptions=True)
 
     consumer = await bus.consume([Happened], durable=durable, handler=handle, key=None, ack_wait=1.0)
     publisher = asyncio.create_task(stream())
@@ -539,8 +550,7 @@ async def test_consume_stop_is_bounded_while_events_stream_in_and_none_is_droppe
             pump = consumer._pump
             assert pump is not None and pump.done(), "the pump outlived the stop"
             consumer = await bus.consume([Happened], durable=durable, handler=handle, key=None, ack_wait=1.0)
-        publisher.cancel()
-        await asyncio.gather(publisher, return_exceptions=True)
+        await stop_streaming()
         # What a stopped pull had in hand comes back (at once, or after the ack wait): none is lost.
         for _ in range(60):
             if handled >= set(published):
@@ -548,8 +558,7 @@ async def test_consume_stop_is_bounded_while_events_stream_in_and_none_is_droppe
             await asyncio.sleep(0.1)
         assert set(published) - handled == set()
     finally:
-        publisher.cancel()
-        await asyncio.gather(publisher, return_exceptions=True)
+        await stop_streaming()
         await consumer.stop()
         await bus.js.delete_consumer("SB_EVENTS", durable)
 
