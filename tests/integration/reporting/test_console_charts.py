@@ -6,6 +6,7 @@ Screenshot in .artifacts/supervisor-console/5-charts-and-alert.png."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from pathlib import Path
@@ -39,8 +40,13 @@ async def test_tiles_charts_and_alerts_from_todays_facts(
     async with httpx.AsyncClient(base_url=api_server, timeout=10) as http:
         r = await http.post("/v1/auth/invite", json={"token": invite.token, "password": PASSWORD})
         assert r.status_code == 200, r.text
-    # Today (the tenant's zone is UTC): a little before now, all ended already.
-    start = time.time() - 200
+    # Today (the tenant's zone is UTC): a little before now, all ended already, and all in the current half
+    # hour, which the charts' last point shows (a run at 18:59 once split them across 18:30 and 19:00).
+    into_half_hour = time.time() % 1800
+    if into_half_hour < 60:  # the contacts take 51 s to end: wait until they fit after the boundary
+        await asyncio.sleep(60 - into_half_hour)
+    now = time.time()
+    start = max(now - 200, now - now % 1800)
     events = contact_events(
         tenant, queue.id, start, answer_after=2.0, abandon_after=None, agent_id="a", handle_s=20.0
     )
